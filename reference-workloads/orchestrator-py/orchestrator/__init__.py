@@ -1,0 +1,1 @@
+"""Archetype A reference workload: a small Python orchestrator that knows nothing about agentvm."""

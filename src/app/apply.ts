@@ -1,0 +1,309 @@
+// Use case: apply a plan. Dry-run by default (a saved plan or --auto-approve is required; the command layer
+// enforces it). Holds the host's lease for the whole run, refuses stale saved plans, walks the dependency graph
+// with bounded concurrency, persists the lockfile after every resource (and the rollback target before any
+// release changes — capture-first), keeps a journal so an interrupted apply is visible and resumable, and writes
+// one audit event per action. The core never prints: progress goes out as ApplyEvents.
+
+import { randomUUID } from 'node:crypto';
+import { resolveCommit } from '../contracts/git-source.js';
+import { AgentvmError, ExitCode, type Diagnostic } from '../diagnostics/index.js';
+import { liveFingerprint, type Plan } from '../engine/plan.js';
+import type { Address, LockedResource, PlannedChange } from '../engine/types.js';
+import type { CapturedRelease, HostContext } from '../providers/provider.js';
+import type { ProviderRegistry } from '../providers/registry.js';
+import {
+  emptyLockfile,
+  withAuditHead,
+  withCommit,
+  withRelease,
+  withResource,
+  withoutResource,
+  withRollbackTarget,
+  type AuditEntry,
+  type LeaseLock,
+  type Lockfile,
+  type StateBackend,
+} from '../state/index.js';
+import { hostContext, makePlan, readLive, readPlanFile, stateBackend, type PlanOptions } from './plan.js';
+import { registryFor } from './registry.js';
+import { loadDesiredState, selectHost } from './desired.js';
+
+export type ApplyEvent =
+  | { type: 'start'; applyId: string; plan: Plan; resumed: boolean }
+  | { type: 'resource-start'; address: Address; action: PlannedChange['action'] }
+  | { type: 'progress'; address: Address; message: string }
+  | { type: 'resource-done'; address: Address; action: PlannedChange['action']; ok: boolean; diagnostics: Diagnostic[]; ms: number }
+  | { type: 'resource-skipped'; address: Address; reason: string }
+  | { type: 'finish'; result: ApplyResult };
+
+/** JSON result of `agentvm apply --json`; schema: schemas/apply-result.schema.json. */
+export interface ApplyResult {
+  formatVersion: 1;
+  applyId: string;
+  host: string;
+  planId: string;
+  commit: string | null;
+  status: 'applied' | 'no-changes' | 'partial';
+  applied: Address[];
+  failed: Array<{ address: Address; diagnostics: Diagnostic[] }>;
+  skipped: Array<{ address: Address; reason: string }>;
+  lock: { lineage: string; serial: number };
+  durationMs: number;
+}
+
+export interface ApplyOptions {
+  /** A saved plan file, or undefined to plan now (auto-approve). */
+  planFile?: string;
+  plan?: PlanOptions;
+  root: string;
+  concurrency?: number;
+  onEvent?: (e: ApplyEvent) => void;
+  /** The operation name recorded in the lease and audit log. */
+  operation?: string;
+  /** A plan already made (rollback, interactive approval) to apply as is, still checked for staleness. */
+  approvedPlan?: Plan;
+}
+
+export const DEFAULT_APPLY_CONCURRENCY = 4;
+
+export function exitCodeFor(result: ApplyResult): ExitCode {
+  return result.status === 'partial' ? ExitCode.PartialApply : ExitCode.Ok;
+}
+
+export async function runApply(opts: ApplyOptions): Promise<ApplyResult> {
+  const started = Date.now();
+  const emit = opts.onEvent ?? (() => {});
+  const backend = stateBackend(opts.root);
+
+  // 1. Which plan. A saved plan names its host; an auto-approved plan is made under the lease (no race).
+  let saved: Plan | undefined = opts.approvedPlan;
+  if (!saved && opts.planFile) saved = readPlanFile(opts.planFile);
+  const host = saved?.host ?? (await hostOf(opts.plan));
+  const lease = await backend.acquireLease(host, opts.operation ?? 'apply');
+  try {
+    let plan: Plan;
+    let registry: ProviderRegistry;
+    let context: HostContext;
+    let lock: Lockfile | null;
+    if (saved) {
+      ({ registry, context, lock } = await checkFresh(saved, opts.root, backend));
+      plan = saved;
+    } else {
+      const session = await makePlan({ ...opts.plan!, root: opts.root });
+      ({ plan, registry, context, lock } = session);
+    }
+    refuseInapplicable(plan);
+    return await walk({ plan, registry, context, lock, backend, lease, emit, started, concurrency: opts.concurrency ?? DEFAULT_APPLY_CONCURRENCY, operation: opts.operation ?? 'apply' });
+  } finally {
+    lease.release();
+  }
+}
+
+async function hostOf(plan: PlanOptions | undefined): Promise<string> {
+  if (!plan) throw new AgentvmError('apply.no-plan', 'Nothing to apply: no plan file and no auto-approve.', { source: 'toolkit' });
+  if (plan.host) return plan.host;
+  const { state } = await loadDesiredState(plan.repo, plan.ref);
+  return selectHost(state, undefined);
+}
+
+function refuseInapplicable(plan: Plan): void {
+  if (plan.mode === 'refresh-only') throw new AgentvmError('apply.refresh-only', 'A refresh-only plan reports drift; it has nothing to apply.', { detail: 'Run `agentvm plan --out <file>` (without --refresh-only) and apply that.' });
+  if (plan.source.uncommitted) throw new AgentvmError('apply.uncommitted', 'This plan reads uncommitted files (WORKTREE) and cannot be applied.', { detail: 'Commit the desired state, then plan and apply the commit.' });
+  const errors = plan.diagnostics.filter((d) => d.severity === 'error');
+  if (errors.length) {
+    throw new AgentvmError('apply.plan-has-errors', `The plan has ${errors.length} error(s); nothing was applied.`, { diagnostics: errors, detail: 'Fix the errors in the desired state, then plan again.' });
+  }
+}
+
+/** A saved plan is stale when its commit, the lockfile (lineage, serial) or the live host changed since planning. */
+async function checkFresh(plan: Plan, root: string, backend: StateBackend): Promise<{ registry: ProviderRegistry; context: HostContext; lock: Lockfile | null }> {
+  const stale = (what: string, detail: string) =>
+    new AgentvmError('apply.stale-plan', `Saved plan is stale: ${what}.`, { detail: `${detail} Make a new plan with \`agentvm plan --out <file>\` and review it.` });
+  if (plan.source.commit && plan.source.ref !== plan.source.commit) {
+    let now: string | undefined;
+    try {
+      now = await resolveCommit(plan.source.repo, plan.source.ref);
+    } catch {
+      now = undefined;
+    }
+    if (now !== plan.source.commit) throw stale(`${plan.source.ref} now points at ${now ?? 'nothing'}, the plan was made from ${plan.source.commit}`, 'The desired state moved on after the plan was made.');
+  }
+  const lock = await backend.readLockfile(plan.host);
+  if ((lock?.lineage ?? null) !== plan.lock.lineage) throw stale(`the lockfile lineage is ${lock?.lineage ?? 'none'}, the plan was made against ${plan.lock.lineage ?? 'none'}`, 'The state was replaced after the plan was made.');
+  if ((lock?.serial ?? 0) !== plan.lock.serial) throw stale(`the lockfile is at serial ${lock?.serial ?? 0}, the plan was made at serial ${plan.lock.serial}`, 'The state was changed by another operation after the plan was made.');
+  const { state } = await loadDesiredState(plan.source.repo, plan.source.commit ?? plan.source.ref);
+  const { registry } = await registryFor(state);
+  const context = hostContext(root, plan.host, plan.source.repo);
+  const desired = plan.changes.flatMap((c) => (c.desired ? [c.desired] : []));
+  const { live } = await readLive(registry, context, desired, (lock?.resources ?? {}) as Record<Address, LockedResource>);
+  if (liveFingerprint(live) !== plan.liveFingerprint) throw stale('the live host changed since the plan was made', 'Something changed releases or units on the host after planning.');
+  return { registry, context, lock };
+}
+
+interface WalkInput {
+  plan: Plan;
+  registry: ProviderRegistry;
+  context: HostContext;
+  lock: Lockfile | null;
+  backend: StateBackend;
+  lease: LeaseLock;
+  emit: (e: ApplyEvent) => void;
+  started: number;
+  concurrency: number;
+  operation: string;
+}
+
+async function walk(w: WalkInput): Promise<ApplyResult> {
+  const { plan, registry, context, backend, lease, emit } = w;
+  const applyId = randomUUID();
+  const interrupted = await backend.readJournal(plan.host);
+  const journal = await backend.beginJournal(plan.host, { applyId, planDigest: plan.id, ...(interrupted && interrupted.planDigest === plan.id ? { resume: interrupted } : {}) });
+  emit({ type: 'start', applyId, plan, resumed: interrupted !== null });
+
+  // Every lockfile write goes through this chain: one writer at a time, each on top of the last.
+  let lock: Lockfile = w.lock ?? emptyLockfile(plan.host);
+  let chain: Promise<unknown> = Promise.resolve();
+  const persist = (change: (l: Lockfile) => Lockfile): Promise<void> => {
+    const next = chain.then(async () => {
+      lock = await backend.writeLockfile(plan.host, change(lock), lease);
+      faultPoint();
+    });
+    chain = next.catch(() => undefined);
+    return next;
+  };
+  const audit = async (entry: Omit<AuditEntry, 'host' | 'operation' | 'applyId'>): Promise<void> => {
+    const ev = await backend.appendAudit({ host: plan.host, operation: w.operation, applyId, ...entry });
+    faultPoint();
+    await persist((l) => withAuditHead(l, { seq: ev.seq, hash: ev.hash }));
+  };
+
+  if (interrupted) await audit({ event: 'apply.resume', result: 'ok', detail: `previous apply ${interrupted.applyId} was interrupted after ${interrupted.completed.length} resource(s)` });
+  await audit({ event: 'apply.start', result: 'ok', detail: `plan ${plan.id} from ${plan.source.commit ?? 'WORKTREE'}: ${plan.summary.create} create, ${plan.summary.update} update, ${plan.summary.replace} replace, ${plan.summary.delete} delete` });
+
+  const changes = new Map(plan.changes.map((c) => [c.address, c]));
+  const status = new Map<Address, 'ok' | 'failed' | 'skipped'>();
+  const applied: Address[] = [];
+  const failed: ApplyResult['failed'] = [];
+  const skipped: ApplyResult['skipped'] = [];
+
+  const runOne = async (c: PlannedChange): Promise<void> => {
+    const blocked = c.dependsOn.find((d) => status.get(d) === 'failed' || status.get(d) === 'skipped');
+    if (blocked) {
+      status.set(c.address, 'skipped');
+      skipped.push({ address: c.address, reason: `depends on ${blocked}, which did not apply` });
+      emit({ type: 'resource-skipped', address: c.address, reason: `depends on ${blocked}` });
+      return;
+    }
+    if (c.action === 'noop' || journal.isDone(c.address)) {
+      status.set(c.address, 'ok');
+      return;
+    }
+    const provider = registry.get(c.provider);
+    const t0 = Date.now();
+    emit({ type: 'resource-start', address: c.address, action: c.action });
+    const locked = lock.resources[c.address] as LockedResource | undefined;
+    const beforeMutation = async (captured: CapturedRelease | null): Promise<void> => {
+      if (!captured || captured.identity === c.after?.identity) return;
+      await persist((l) => withRollbackTarget(l, c.workload, { identity: captured.identity, digest: captured.digest, releaseId: captured.releaseId, foreign: captured.foreign, capturedAt: new Date().toISOString() }));
+      await audit({ event: 'release.capture', result: 'ok', address: c.address, before: { identity: captured.identity, digest: captured.digest }, detail: `captured ${captured.releaseId}${captured.foreign ? ' (installed outside agentvm)' : ''} as the rollback target` });
+    };
+    let diagnostics: Diagnostic[];
+    let entry: Omit<LockedResource, 'commit' | 'appliedAt'> | undefined;
+    if (!provider) {
+      diagnostics = [{ code: 'provider.unavailable', severity: 'error', summary: `No provider \`${c.provider}\` to apply ${c.address}.`, address: c.address }];
+    } else {
+      try {
+        const res = await provider.apply({ host: context, change: c, ...(locked ? { locked } : {}), progress: (message) => emit({ type: 'progress', address: c.address, message }), beforeMutation });
+        diagnostics = res.diagnostics;
+        entry = res.locked;
+      } catch (err) {
+        if (err instanceof AgentvmError) diagnostics = [...err.diagnostics];
+        else throw err;
+      }
+    }
+    faultPoint();
+    const ok = !diagnostics.some((d) => d.severity === 'error') && (c.action === 'delete' || entry !== undefined);
+    if (ok) {
+      const appliedAt = new Date().toISOString();
+      await persist((l) => {
+        let next = c.action === 'delete' ? withoutResource(l, c.address) : withResource(l, { ...entry!, commit: plan.source.commit, appliedAt });
+        if (c.address.startsWith('release.')) {
+          const releaseId = typeof entry?.attributes?.releaseId === 'string' ? entry.attributes.releaseId : undefined;
+          next = withRelease(next, c.workload, c.action === 'delete' || !entry || !releaseId ? null : { identity: entry.identity, digest: entry.digest, releaseId });
+        }
+        return next;
+      });
+      journal.markDone(c.address);
+      faultPoint();
+      status.set(c.address, 'ok');
+      applied.push(c.address);
+    } else {
+      journal.markFailed(c.address, diagnostics.find((d) => d.severity === 'error')?.summary ?? 'failed');
+      status.set(c.address, 'failed');
+      failed.push({ address: c.address, diagnostics });
+    }
+    await audit({
+      event: 'resource.apply',
+      result: ok ? 'ok' : 'failed',
+      address: c.address,
+      action: c.action,
+      ...(c.before ? { before: c.before } : {}),
+      ...(entry ? { after: { identity: entry.identity, digest: entry.digest } } : {}),
+      ...(ok ? {} : { detail: diagnostics.find((d) => d.severity === 'error')?.summary ?? 'failed' }),
+    });
+    emit({ type: 'resource-done', address: c.address, action: c.action, ok, diagnostics, ms: Date.now() - t0 });
+  };
+
+  // Bounded-concurrency walk: a change starts when every dependency it has in this plan has finished.
+  const pending = new Set(plan.changes.map((c) => c.address));
+  const running = new Map<Address, Promise<void>>();
+  while (pending.size > 0 || running.size > 0) {
+    for (const address of [...pending]) {
+      if (running.size >= w.concurrency) break;
+      const c = changes.get(address)!;
+      if (c.dependsOn.every((d) => !changes.has(d) || status.has(d))) {
+        pending.delete(address);
+        running.set(address, runOne(c).finally(() => running.delete(address)));
+      }
+    }
+    if (running.size === 0) {
+      if (pending.size === 0) break;
+      throw new AgentvmError('apply.deadlock', `Apply cannot proceed: ${[...pending].join(', ')} wait on each other.`, { source: 'toolkit' });
+    }
+    await Promise.race(running.values());
+  }
+
+  const complete = failed.length === 0 && skipped.length === 0;
+  if (complete) await persist((l) => withCommit(l, plan.source.commit));
+  await audit({ event: 'apply.finish', result: complete ? 'ok' : 'failed', detail: `${applied.length} applied, ${failed.length} failed, ${skipped.length} skipped` });
+  await chain;
+  journal.finish();
+  const result: ApplyResult = {
+    formatVersion: 1,
+    applyId,
+    host: plan.host,
+    planId: plan.id,
+    commit: plan.source.commit,
+    status: !complete ? 'partial' : applied.length ? 'applied' : 'no-changes',
+    applied,
+    failed,
+    skipped,
+    lock: { lineage: lock.lineage, serial: lock.serial },
+    durationMs: Date.now() - w.started,
+  };
+  emit({ type: 'finish', result });
+  return result;
+}
+
+/**
+ * Fault injection for the crash-consistency tests: with AGENTVM_FAULT_KILL_AFTER=n the process SIGKILLs itself
+ * at the n-th durable step of an apply (lockfile write, audit append, resource applied). Unset in normal use.
+ */
+let faultSteps = 0;
+function faultPoint(): void {
+  const at = process.env.AGENTVM_FAULT_KILL_AFTER;
+  if (!at) return;
+  faultSteps++;
+  if (faultSteps === Number(at)) process.kill(process.pid, 'SIGKILL');
+}
+

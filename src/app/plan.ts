@@ -1,0 +1,154 @@
+// Use case: plan. Reads the desired state at one commit, the lockfile, and the live host through the providers,
+// then calls the pure planner. Also owns saved plan files (written atomically, validated on read).
+
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { loadSchema } from '../contracts/schemas.js';
+import { AgentvmError, compareDiagnostics, userError, type Diagnostic } from '../diagnostics/index.js';
+import { expandHost } from '../engine/expand.js';
+import { computePlan, type Plan, type PlanMode } from '../engine/plan.js';
+import type { Address, DesiredResource, LiveResource, LockedResource } from '../engine/types.js';
+import type { HostContext } from '../providers/provider.js';
+import type { ProviderRegistry } from '../providers/registry.js';
+import { hostPaths, LocalStateBackend, writeFileAtomic, type Lockfile, type StateBackend } from '../state/index.js';
+import { loadDesiredState, selectHost } from './desired.js';
+import { registryFor } from './registry.js';
+
+export interface PlanOptions {
+  repo: string;
+  ref: string;
+  host?: string;
+  /** Host root (`--root`). */
+  root: string;
+  mode?: PlanMode;
+  /** Overrides of desired resources (rollback): address → resource. */
+  override?: (desired: DesiredResource[], lock: Lockfile | null) => DesiredResource[];
+  now?: Date;
+}
+
+export interface PlanSession {
+  plan: Plan;
+  lock: Lockfile | null;
+  context: HostContext;
+  backend: StateBackend;
+  registry: ProviderRegistry;
+}
+
+/** Bounded concurrency for provider reads: live reads hash release trees, which is I/O and CPU. */
+const READ_CONCURRENCY = 8;
+
+export function hostContext(root: string, host: string, repo: string): HostContext {
+  return { host, root: resolve(root), paths: hostPaths(resolve(root)), repo };
+}
+
+export function stateBackend(root: string): StateBackend {
+  return new LocalStateBackend(hostPaths(resolve(root)));
+}
+
+export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
+  const { state, diagnostics } = await loadDesiredState(opts.repo, opts.ref);
+  const host = selectHost(state, opts.host);
+  const context = hostContext(opts.root, host, state.repo);
+  const backend = stateBackend(opts.root);
+  const lock = await backend.readLockfile(host);
+  const { registry, diagnostics: providerDiags } = await registryFor(state);
+
+  let desired = expandHost(state, host);
+  if (opts.override) desired = opts.override(desired, lock);
+  const validation: Diagnostic[] = [];
+  for (const r of desired) {
+    const p = registry.get(r.provider);
+    if (p) validation.push(...p.validate({ resource: r }).diagnostics.map((d) => ({ ...d, address: d.address ?? r.address })));
+  }
+
+  const lockResources = (lock?.resources ?? {}) as Record<Address, LockedResource>;
+  const { live, owned, diagnostics: readDiags } = await readLive(registry, context, desired, lockResources);
+  const plan = computePlan({
+    host,
+    mode: opts.mode ?? 'normal',
+    source: { repo: state.repo, ref: state.ref, commit: state.commit, uncommitted: state.uncommitted },
+    createdAt: (opts.now ?? new Date()).toISOString(),
+    desired,
+    live,
+    owned,
+    lock: { lineage: lock?.lineage ?? null, serial: lock?.serial ?? 0, resources: lockResources },
+    planners: registry.planners(),
+    diagnostics: [...diagnostics, ...providerDiags, ...validation, ...readDiags].sort(compareDiagnostics),
+  });
+  return { plan, lock, context, backend, registry };
+}
+
+/** Reads every address of interest (desired ∪ locked ∪ owned) through its provider. */
+export async function readLive(
+  registry: ProviderRegistry,
+  context: HostContext,
+  desired: readonly DesiredResource[],
+  locked: Readonly<Record<Address, LockedResource>>,
+): Promise<{ live: Map<Address, LiveResource>; owned: Map<Address, string>; diagnostics: Diagnostic[] }> {
+  const diagnostics: Diagnostic[] = [];
+  const owned = new Map<Address, string>();
+  for (const p of registry.all()) {
+    const res = await p.list({ host: context });
+    diagnostics.push(...res.diagnostics);
+    for (const o of res.owned) owned.set(o.address, p.type);
+  }
+  const desiredBy = new Map(desired.map((d) => [d.address, d]));
+  const addresses = [...new Set([...desiredBy.keys(), ...Object.keys(locked), ...owned.keys()])].sort();
+  const live = new Map<Address, LiveResource>();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < addresses.length) {
+      const address = addresses[next++]!;
+      const d = desiredBy.get(address);
+      const l = locked[address];
+      const type = d?.provider ?? l?.provider ?? owned.get(address);
+      const provider = type ? registry.get(type) : undefined;
+      if (!provider) continue;
+      const res = await provider.read({ host: context, address, ...(d ? { desired: d } : {}), ...(l ? { locked: l } : {}) });
+      diagnostics.push(...res.diagnostics.map((x) => ({ ...x, address: x.address ?? address })));
+      live.set(address, res.live);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, addresses.length) }, worker));
+  return { live, owned, diagnostics };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Saved plan files
+
+export function writePlanFile(file: string, plan: Plan): void {
+  writeFileAtomic(file, `${JSON.stringify(plan, null, 2)}\n`);
+}
+
+let planValidator: z.ZodType | undefined;
+
+export function readPlanFile(file: string): Plan {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw userError('plan.file-unreadable', `Cannot read the plan file ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, 'Create one with `agentvm plan --out <file>`.');
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw userError('plan.file-invalid', `${file} is not a plan: it is not valid JSON.`, 'Create a plan with `agentvm plan --out <file>`; do not edit plan files by hand.');
+  }
+  if (!planValidator) {
+    const diag = loadSchema('diagnostic.schema.json');
+    const planSchema = structuredClone(loadSchema('plan.schema.json')) as Record<string, unknown>;
+    // Inline the one cross-file reference so zod can build the validator from the published schema.
+    ((planSchema.properties as Record<string, Record<string, unknown>>).diagnostics!.items as Record<string, unknown>) = { ...diag, $schema: undefined, $id: undefined };
+    planValidator = z.fromJSONSchema(JSON.parse(JSON.stringify(planSchema)) as Parameters<typeof z.fromJSONSchema>[0]);
+  }
+  const res = planValidator.safeParse(value);
+  if (!res.success) {
+    const issue = res.error.issues[0];
+    throw new AgentvmError('plan.file-invalid', `${file} is not a valid agentvm plan (${issue ? `${issue.path.join('.') || '$'}: ${issue.message}` : 'schema mismatch'}).`, {
+      detail: 'Plan files are written by `agentvm plan --out` and must not be edited; make a new one.',
+    });
+  }
+  return value as Plan;
+}

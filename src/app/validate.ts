@@ -1,0 +1,37 @@
+// Use case: validate the desired state at one commit — read it from git, parse and schema-check every document,
+// run the governance policy — and report every diagnostic in one pass.
+
+import { buildDesiredState } from '../contracts/desired-state.js';
+import { readDesiredState } from '../contracts/git-source.js';
+import { compareDiagnostics, type Diagnostic } from '../diagnostics/index.js';
+import { evaluatePolicy } from '../governance/index.js';
+import { countBySeverity } from '../ui/diagnostics-text.js';
+
+/** JSON result of `agentvm validate --json`; schema: schemas/validate-result.schema.json. */
+export interface ValidateResult {
+  formatVersion: 1;
+  valid: boolean;
+  repo: string;
+  ref: string;
+  commit: string | null;
+  uncommitted: boolean;
+  summary: { errors: number; warnings: number; hosts: number; workloads: number };
+  diagnostics: Diagnostic[];
+}
+
+export async function runValidate(opts: { repo: string; ref: string }): Promise<ValidateResult> {
+  const source = await readDesiredState({ repo: opts.repo, ref: opts.ref });
+  const state = buildDesiredState(source);
+  const diagnostics = [...state.diagnostics, ...evaluatePolicy(state)].sort(compareDiagnostics);
+  const { errors, warnings } = countBySeverity(diagnostics);
+  return {
+    formatVersion: 1,
+    valid: errors === 0,
+    repo: state.repo,
+    ref: state.ref,
+    commit: state.commit,
+    uncommitted: state.uncommitted,
+    summary: { errors, warnings, hosts: state.hosts.size, workloads: state.workloads.size },
+    diagnostics,
+  };
+}

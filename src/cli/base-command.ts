@@ -1,0 +1,70 @@
+// The base of every agentvm command. It owns what commands share: the --json output contract, rendering of
+// errors as diagnostics (never a stack trace for user errors), and exit codes (ADR 0004). Commands stay thin:
+// parse flags, call a use case in src/app, return an Outcome.
+
+import { Command, Errors } from '@oclif/core';
+import { AgentvmError, ExitCode, type Diagnostic } from '../diagnostics/index.js';
+import { renderDiagnostics } from '../ui/diagnostics-text.js';
+import { styleFor } from '../ui/style.js';
+
+export interface Outcome<R> {
+  /** The typed result; printed as JSON under --json (each result type has a schema in schemas/). */
+  result: R;
+  /** Human-readable output for stdout when not in --json mode. */
+  text?: string;
+  exitCode?: ExitCode;
+}
+
+export interface ErrorJson {
+  error: { code: string; message: string; source: 'user' | 'toolkit'; diagnostics: readonly Diagnostic[] };
+}
+
+export abstract class AgentvmCommand<R> extends Command {
+  static override enableJsonFlag = true;
+
+  protected abstract execute(): Promise<Outcome<R>>;
+
+  async run(): Promise<R> {
+    const outcome = await this.execute();
+    if (outcome.exitCode !== undefined && outcome.exitCode !== ExitCode.Ok) process.exitCode = outcome.exitCode;
+    if (!this.jsonEnabled() && outcome.text !== undefined) process.stdout.write(outcome.text.endsWith('\n') ? outcome.text : `${outcome.text}\n`);
+    return outcome.result;
+  }
+
+  /** Machines read this: plain JSON, never colourised, one document per run. */
+  protected override logJson(json: unknown): void {
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+  }
+
+  protected override toErrorJson(err: unknown): ErrorJson {
+    const e = normaliseError(err);
+    return { error: { code: e.code, message: e.message, source: e.source, diagnostics: e.diagnostics } };
+  }
+
+  protected override async catch(err: Error & { exitCode?: number }): Promise<void> {
+    const e = normaliseError(err);
+    process.exitCode = e.exitCode;
+    if (this.jsonEnabled()) {
+      this.logJson(this.toErrorJson(err));
+      return;
+    }
+    process.stderr.write(`${renderDiagnostics(e.diagnostics, styleFor(process.stderr))}\n`);
+    if (e.source === 'toolkit') {
+      if (process.env.AGENTVM_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+      else process.stderr.write('This is a bug in agentvm. Re-run with AGENTVM_DEBUG=1 for a stack trace and report it.\n');
+    }
+  }
+}
+
+/** Maps anything thrown to an AgentvmError: ours as-is, oclif usage errors as user errors, the rest as bugs. */
+export function normaliseError(err: unknown): AgentvmError {
+  if (err instanceof AgentvmError) return err;
+  if (err instanceof Errors.CLIError || (err instanceof Error && 'oclif' in err)) {
+    const message = err.message.replace(/\n\s*See more help with --help$/m, '').trim();
+    return new AgentvmError('cli.usage', message.split('\n')[0] ?? message, {
+      detail: `${message.split('\n').slice(1).join(' ').trim() || ''} Run the command with --help to see its flags and examples.`.trim(),
+    });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new AgentvmError('internal', `Internal error: ${message}`, { source: 'toolkit', cause: err });
+}

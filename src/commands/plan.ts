@@ -1,0 +1,56 @@
+import { Flags } from '@oclif/core';
+import { AgentvmCommand, type Outcome } from '../cli/base-command.js';
+import { hostFlags, repoFlags } from '../cli/flags.js';
+import { makePlan, writePlanFile } from '../app/plan.js';
+import { ExitCode } from '../diagnostics/index.js';
+import { hasChanges, type Plan } from '../engine/plan.js';
+import { renderPlanMarkdown } from '../ui/plan-markdown.js';
+import { renderPlanText } from '../ui/plan-text.js';
+import { styleFor } from '../ui/style.js';
+
+export default class PlanCommand extends AgentvmCommand<Plan> {
+  static override summary = 'Show what apply would change on a host: a dry run of desired state vs live state vs lockfile.';
+  static override description = `Reads the desired state at the exact commit --ref resolves to, the host's lockfile, and the live host (through the providers), and prints the changes (create, update, replace, delete, each with its effect on the running workload and its reasons), drift (live differs from the lockfile: changed outside agentvm), and policy findings. Planning never changes anything.
+
+Save the plan with --out and apply exactly it with \`agentvm apply <file>\`; apply refuses it if the commit, the lockfile or the live host changed in between.
+
+Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes or drift present (with --detailed-exitcode).`;
+  static override examples = [
+    { description: 'Plan the bundled example against a scratch root', command: '<%= config.bin %> plan --repo examples/fleet --host edge-1 --root /tmp/agentvm-demo' },
+    { description: 'Save the plan for apply', command: '<%= config.bin %> plan --host edge-1 --out edge-1.plan.json' },
+    { description: 'A pull-request comment', command: '<%= config.bin %> plan --host edge-1 --format markdown' },
+    { description: 'Only check for drift', command: '<%= config.bin %> plan --host edge-1 --refresh-only --detailed-exitcode' },
+  ];
+  static override flags = {
+    ...repoFlags,
+    ...hostFlags,
+    out: Flags.string({ summary: 'Write the plan to this file for `agentvm apply <file>`.', helpValue: 'FILE' }),
+    format: Flags.string({ summary: 'Output format.', options: ['text', 'markdown', 'json'], default: 'text' }),
+    'detailed-exitcode': Flags.boolean({ summary: 'Exit 2 when there are changes or drift, 0 when there are none.' }),
+    'refresh-only': Flags.boolean({ summary: 'Only compare the live host with the lockfile (drift); plan no changes.' }),
+  };
+
+  protected async execute(): Promise<Outcome<Plan>> {
+    const { flags } = await this.parse(PlanCommand);
+    const { plan } = await makePlan({
+      repo: flags.repo,
+      ref: flags.ref,
+      ...(flags.host ? { host: flags.host } : {}),
+      root: flags.root,
+      mode: flags['refresh-only'] ? 'refresh-only' : 'normal',
+    });
+    if (flags.out) writePlanFile(flags.out, plan);
+    const changed = hasChanges(plan) || plan.drift.length > 0;
+    let exitCode: ExitCode = ExitCode.Ok;
+    if (plan.summary.errors > 0) exitCode = ExitCode.Error;
+    else if (flags['detailed-exitcode'] && changed) exitCode = ExitCode.Changes;
+    let text: string;
+    if (flags.format === 'json') text = `${JSON.stringify(plan, null, 2)}`;
+    else if (flags.format === 'markdown') text = renderPlanMarkdown(plan);
+    else {
+      text = renderPlanText(plan, styleFor(process.stdout));
+      if (flags.out) text += `\n\nSaved the plan to ${flags.out}. Apply exactly this plan with: agentvm apply ${flags.out}${flags.root !== '/' ? ` --root ${flags.root}` : ''}`;
+    }
+    return { result: plan, text, exitCode };
+  }
+}

@@ -1,0 +1,194 @@
+// Builds the typed desired state from the files of one commit: classifies each file by where it sits, parses it
+// with positions, validates it against its schema, and checks the cross-file facts the schemas cannot see
+// (names match their directories, hosts name workloads that exist). Governance runs on the result.
+// Invariant: every problem becomes a diagnostic; nothing here throws for bad input, and all files are checked.
+
+import { compareDiagnostics, errorDiag, warningDiag, type Diagnostic } from '../diagnostics/index.js';
+import type { RepoConfig } from '../generated/config.js';
+import type { Host } from '../generated/host.js';
+import type { WorkloadContract } from '../generated/workload-contract.js';
+import type { WorkloadManifest } from '../generated/workload-manifest.js';
+import { didYouMean } from './did-you-mean.js';
+import type { DesiredStateSource, RepoFile } from './git-source.js';
+import { validateAgainstSchema } from './schema-validation.js';
+import type { DocumentKind } from './schemas.js';
+import { parseYamlDocument, type JsonPath, type YamlDocument } from './yaml-document.js';
+import type { SourceLocation } from '../diagnostics/index.js';
+
+export interface LoadedDocument<T> {
+  file: string;
+  value: T;
+  locate(path: JsonPath, opts?: { key?: boolean }): SourceLocation;
+}
+
+export interface WorkloadDefinition {
+  name: string;
+  dir: string;
+  contract?: LoadedDocument<WorkloadContract>;
+  manifest?: LoadedDocument<WorkloadManifest>;
+  /** Other files in the workload directory (signature bundles, keys), by path relative to the directory. */
+  files: Map<string, string>;
+}
+
+export interface DesiredState {
+  repo: string;
+  ref: string;
+  commit: string | null;
+  uncommitted: boolean;
+  config?: LoadedDocument<RepoConfig>;
+  hosts: Map<string, LoadedDocument<Host>>;
+  workloads: Map<string, WorkloadDefinition>;
+  /** Every other file read from the commit, by repo path (e.g. a trusted root under trust/). */
+  files: Map<string, string>;
+  diagnostics: Diagnostic[];
+}
+
+const HOST_FILE = /^hosts\/([^/]+)\.ya?ml$/;
+const WORKLOAD_FILE = /^workloads\/([^/]+)\/(.+)$/;
+const NAME = /^[a-z][a-z0-9-]{0,62}$/;
+
+export function buildDesiredState(source: DesiredStateSource): DesiredState {
+  const state: DesiredState = {
+    repo: source.repo,
+    ref: source.ref,
+    commit: source.commit,
+    uncommitted: source.uncommitted,
+    hosts: new Map(),
+    workloads: new Map(),
+    files: new Map(),
+    diagnostics: [...source.diagnostics],
+  };
+  const diags = state.diagnostics;
+
+  for (const f of source.files) {
+    if (f.path === 'agentvm.yaml' || f.path === 'agentvm.yml') {
+      state.config = load<RepoConfig>('Config', f, diags);
+      continue;
+    }
+    const host = HOST_FILE.exec(f.path);
+    if (host) {
+      const name = host[1]!;
+      if (!checkName(name, f.path, 'host file', diags)) continue;
+      const doc = load<Host>('Host', f, diags);
+      if (doc) {
+        checkMetadataName(doc, name, 'hosts/<name>.yaml', diags);
+        state.hosts.set(name, doc);
+      }
+      continue;
+    }
+    const wl = WORKLOAD_FILE.exec(f.path);
+    if (wl) {
+      const name = wl[1]!;
+      const rest = wl[2]!;
+      if (!checkName(name, f.path, 'workload directory', diags)) continue;
+      let def = state.workloads.get(name);
+      if (!def) {
+        def = { name, dir: `workloads/${name}`, files: new Map() };
+        state.workloads.set(name, def);
+      }
+      if (rest === 'contract.yaml') {
+        const doc = load<WorkloadContract>('WorkloadContract', f, diags);
+        if (doc) {
+          checkMetadataName(doc, name, 'workloads/<name>/', diags);
+          def.contract = doc;
+        }
+      } else if (rest === 'manifest.yaml') {
+        const doc = load<WorkloadManifest>('WorkloadManifest', f, diags);
+        if (doc) {
+          checkMetadataName(doc, name, 'workloads/<name>/', diags);
+          def.manifest = doc;
+        }
+      } else {
+        if (/\.ya?ml$/.test(rest)) {
+          diags.push(warningDiag('repo.unknown-document', `${f.path} is not read: a workload directory holds contract.yaml and manifest.yaml.`, {
+            detail: 'Rename it to contract.yaml or manifest.yaml, or move it out of workloads/.',
+            location: { file: f.path, line: 1, column: 1 },
+          }));
+        }
+        def.files.set(rest, f.text);
+      }
+      continue;
+    }
+    if (/^hosts\//.test(f.path)) {
+      diags.push(warningDiag('repo.unknown-document', `${f.path} is not read: hosts/ holds one <host>.yaml per host.`, {
+        detail: 'Move it to hosts/<host>.yaml or out of hosts/.',
+        location: { file: f.path, line: 1, column: 1 },
+      }));
+      continue;
+    }
+    state.files.set(f.path, f.text);
+  }
+
+  for (const def of state.workloads.values()) {
+    const where = { location: { file: def.dir, line: 1, column: 1 } };
+    const contractBroken = diags.some((d) => d.severity === 'error' && d.location?.file === `${def.dir}/contract.yaml`);
+    const manifestBroken = diags.some((d) => d.severity === 'error' && d.location?.file === `${def.dir}/manifest.yaml`);
+    if (!def.contract && !contractBroken) {
+      diags.push(errorDiag('workload.missing-contract', `Workload \`${def.name}\` has no contract.yaml.`, {
+        detail: `Every workload needs ${def.dir}/contract.yaml (kind: WorkloadContract) saying what it may do.`,
+        ...where,
+      }));
+    }
+    if (!def.manifest && !manifestBroken) {
+      diags.push(errorDiag('workload.missing-manifest', `Workload \`${def.name}\` has no manifest.yaml.`, {
+        detail: `Every workload needs ${def.dir}/manifest.yaml (kind: WorkloadManifest) saying how it is deployed.`,
+        ...where,
+      }));
+    }
+  }
+
+  const workloadNames = [...state.workloads.keys()];
+  for (const [hostName, host] of state.hosts) {
+    (host.value.spec.workloads ?? []).forEach((w, i) => {
+      if (!state.workloads.has(w)) {
+        const guess = didYouMean(w, workloadNames);
+        diags.push(errorDiag('host.unknown-workload', `Host \`${hostName}\` runs workload \`${w}\`, which does not exist${guess ? ` — did you mean \`${guess}\`?` : '.'}`, {
+          detail: `Create workloads/${w}/ with a contract.yaml and manifest.yaml, or remove it from the host.`,
+          path: `$.spec.workloads[${i}]`,
+          location: host.locate(['spec', 'workloads', i]),
+        }));
+      }
+    });
+  }
+  if (source.files.length > 0 && state.hosts.size === 0 && !diags.some((d) => d.location?.file.startsWith('hosts/'))) {
+    diags.push(warningDiag('repo.no-hosts', 'The repository defines no hosts, so nothing would be deployed.', {
+      detail: 'Add hosts/<host>.yaml (kind: Host) listing the workloads it runs.',
+    }));
+  }
+  if (source.files.length === 0) {
+    diags.push(errorDiag('repo.empty', 'The repository holds no desired state at this ref.', {
+      detail: 'Add agentvm.yaml, hosts/<host>.yaml and workloads/<name>/{contract,manifest}.yaml, or point --repo/--ref elsewhere. `agentvm validate --repo examples/fleet` shows a complete example.',
+    }));
+  }
+  diags.sort(compareDiagnostics);
+  return state;
+}
+
+function load<T>(kind: DocumentKind, f: RepoFile, diags: Diagnostic[]): LoadedDocument<T> | undefined {
+  const doc: YamlDocument = parseYamlDocument(f.path, f.text);
+  diags.push(...doc.diagnostics);
+  if (doc.value === undefined) return undefined;
+  const schemaDiags = validateAgainstSchema(kind, doc);
+  diags.push(...schemaDiags);
+  if (schemaDiags.some((d) => d.severity === 'error')) return undefined;
+  return { file: f.path, value: doc.value as T, locate: doc.locate };
+}
+
+function checkName(name: string, file: string, what: string, diags: Diagnostic[]): boolean {
+  if (NAME.test(name)) return true;
+  diags.push(errorDiag('name.invalid', `The ${what} name ${JSON.stringify(name)} is not a DNS label.`, {
+    detail: 'Names are lowercase letters, digits and dashes, start with a letter, and have at most 63 characters; rename the file or directory.',
+    location: { file, line: 1, column: 1 },
+  }));
+  return false;
+}
+
+function checkMetadataName(doc: LoadedDocument<{ metadata: { name: string } }>, expected: string, where: string, diags: Diagnostic[]): void {
+  if (doc.value.metadata.name !== expected) {
+    diags.push(errorDiag('document.name-mismatch', `metadata.name is \`${doc.value.metadata.name}\` but the file sits at ${where.replace('<name>', expected)}.`, {
+      detail: `Set \`metadata.name: ${expected}\`, or rename the file/directory to match.`,
+      path: '$.metadata.name',
+      location: doc.locate(['metadata', 'name']),
+    }));
+  }
+}

@@ -1,0 +1,139 @@
+// Expands the desired state of one host into addressed resources (DESIGN §3):
+//   release.<workload>            the workload's release (release.git or release.package)
+//   unit.<workload>.<profile>     one gateway unit per profile (systemd), after the release
+//   job.<workload>.<job>          a Tier-2 job definition (microvm)
+//   gate.<workload>.<preview>     a preview gate route (gate), after the workload's units
+// Pure: no I/O. Workloads whose documents failed to load are skipped (their diagnostics already exist).
+
+import { posix } from 'node:path';
+import type { DesiredState, WorkloadDefinition } from '../contracts/desired-state.js';
+import type { Address, DesiredResource } from './types.js';
+
+export const PROVIDER_RELEASE_GIT = 'release.git';
+export const PROVIDER_RELEASE_PACKAGE = 'release.package';
+export const PROVIDER_SYSTEMD = 'systemd';
+export const PROVIDER_MICROVM = 'microvm';
+export const PROVIDER_GATE = 'gate';
+
+export const releaseAddress = (workload: string): Address => `release.${workload}`;
+
+/** Must equal the release.package provider's identity: same name and version with another tarball is another release. */
+export function packageIdentity(name: string, version: string, integrity: string): string {
+  return `${name}@${version}#${integrity}`;
+}
+
+export function expandHost(state: DesiredState, host: string): DesiredResource[] {
+  const hostDoc = state.hosts.get(host);
+  if (!hostDoc) return [];
+  const out: DesiredResource[] = [];
+  for (const name of hostDoc.value.spec.workloads ?? []) {
+    const def = state.workloads.get(name);
+    if (def) out.push(...expandWorkload(def, state.repo));
+  }
+  return out;
+}
+
+/**
+ * Source locations may be relative to the desired-state repository (`./…`, `../…`); they are resolved against
+ * `repoDir` here so providers only ever see absolute paths or URLs.
+ */
+export function resolveSourceLocation(location: string, repoDir: string): string {
+  return location.startsWith('./') || location.startsWith('../') ? posix.normalize(`${repoDir.replace(/\/$/, '')}/${location}`) : location;
+}
+
+export function expandWorkload(def: WorkloadDefinition, repoDir: string): DesiredResource[] {
+  const manifest = def.manifest?.value;
+  const contract = def.contract?.value;
+  if (!manifest || !contract) return [];
+  const w = def.name;
+  const out: DesiredResource[] = [];
+  const src = manifest.spec.source;
+  const release = releaseAddress(w);
+  let hasRelease = false;
+  if (manifest.spec.archetype === 'git-release' && src.git) {
+    out.push({
+      address: release,
+      provider: PROVIDER_RELEASE_GIT,
+      workload: w,
+      identity: src.git.commit,
+      config: { repo: resolveSourceLocation(src.git.repo, repoDir), commit: src.git.commit, ...(src.git.subdir ? { subdir: src.git.subdir } : {}), ...signatureConfig(def) },
+      dependsOn: [],
+    });
+    hasRelease = true;
+  } else if (manifest.spec.archetype === 'package-install' && src.package) {
+    const p = src.package;
+    out.push({
+      address: release,
+      provider: PROVIDER_RELEASE_PACKAGE,
+      workload: w,
+      identity: packageIdentity(p.name, p.version, p.integrity),
+      config: { name: p.name, version: p.version, integrity: p.integrity, tarball: resolveSourceLocation(p.tarball, repoDir), ...signatureConfig(def) },
+      dependsOn: [],
+    });
+    hasRelease = true;
+  }
+
+  const unitAddresses: Address[] = [];
+  if (contract.spec.substrate === 'service') {
+    for (const profile of manifest.spec.profiles ?? []) {
+      const address = `unit.${w}.${profile.name}`;
+      unitAddresses.push(address);
+      out.push({
+        address,
+        provider: PROVIDER_SYSTEMD,
+        workload: w,
+        identity: `${w}/${profile.name}`,
+        config: {
+          profile: profile.name,
+          entrypoint: profile.entrypoint,
+          env: profile.env ?? {},
+          listen: profile.listen ?? null,
+          health: profile.health ?? null,
+          reload: profile.reload ?? false,
+          riskTier: contract.spec.riskTier,
+          egress: contract.spec.egress ?? [],
+          secrets: (contract.spec.secrets ?? []).map((s) => ({ name: s.name, ref: s.ref })),
+          canary: manifest.spec.canary ?? null,
+        },
+        dependsOn: hasRelease ? [release] : [],
+      });
+    }
+  }
+  for (const job of manifest.spec.jobs ?? []) {
+    out.push({
+      address: `job.${w}.${job.name}`,
+      provider: PROVIDER_MICROVM,
+      workload: w,
+      identity: `${job.kernel.sha256}/${job.rootfs.sha256}`,
+      config: {
+        job: job.name,
+        kernel: job.kernel,
+        rootfs: job.rootfs,
+        command: job.command,
+        vcpus: job.vcpus ?? 1,
+        memoryMiB: job.memoryMiB ?? 256,
+        timeoutSeconds: job.timeoutSeconds ?? 300,
+        riskTier: contract.spec.riskTier,
+        egress: contract.spec.egress ?? [],
+      },
+      dependsOn: [],
+    });
+  }
+  for (const preview of manifest.spec.previews ?? []) {
+    out.push({
+      address: `gate.${w}.${preview.name}`,
+      provider: PROVIDER_GATE,
+      workload: w,
+      identity: `${w}/${preview.name}`,
+      config: { preview: preview.name, upstream: preview.upstream, maxTtl: preview.maxTtl, grantees: preview.grantees ?? [] },
+      dependsOn: unitAddresses,
+    });
+  }
+  return out;
+}
+
+function signatureConfig(def: WorkloadDefinition): Record<string, unknown> {
+  const sig = def.manifest?.value.spec.signature;
+  if (!sig) return {};
+  return { signature: { bundle: `${def.dir}/${sig.bundle}`, identity: sig.identity ?? null, issuer: sig.issuer ?? null, key: sig.key ? `${def.dir}/${sig.key}` : null } };
+}

@@ -1,0 +1,165 @@
+// The plan: a pure function of (desired, live, lock) → Plan (STYLE principle 1). Providers contribute their own
+// pure `plan` step; the engine unions addresses, orders them, collects changes, drift and diagnostics, and
+// summarises. Nothing here performs I/O, and the plan never contains a secret value (desired configs hold
+// references only — governance guarantees it before planning).
+
+import { compareDiagnostics, hasErrors, warningDiag, type Diagnostic } from '../diagnostics/index.js';
+import type { PlanRequest, PlanResponse } from '../providers/provider.js';
+import { fingerprint } from './canonical-json.js';
+import { orderGraph } from './graph.js';
+import { worstAction, worstEffect, type Action, type Address, type DesiredResource, type DriftItem, type Effect, type LiveResource, type LockedResource, type PlannedChange } from './types.js';
+
+export const PLAN_FORMAT_VERSION = 1;
+
+export type PlanMode = 'normal' | 'refresh-only' | 'rollback';
+
+export interface PlanSource {
+  repo: string;
+  ref: string;
+  commit: string | null;
+  uncommitted: boolean;
+}
+
+export interface Plan {
+  formatVersion: typeof PLAN_FORMAT_VERSION;
+  /** Content id: fingerprint of everything but `createdAt`. */
+  id: string;
+  createdAt: string;
+  host: string;
+  mode: PlanMode;
+  source: PlanSource;
+  /** The lockfile the plan was made against; apply refuses the plan if it moved on. */
+  lock: { lineage: string | null; serial: number };
+  /** Fingerprint of the live state read for this plan; apply refuses the plan if the host changed since. */
+  liveFingerprint: string;
+  /** Every planned change in apply order (dependencies first); noops are included for completeness. */
+  changes: PlannedChange[];
+  drift: DriftItem[];
+  diagnostics: Diagnostic[];
+  summary: PlanSummary;
+  /** False when the plan has errors or comes from uncommitted files: such a plan is shown, never applied. */
+  applicable: boolean;
+}
+
+export interface PlanSummary {
+  create: number;
+  update: number;
+  replace: number;
+  delete: number;
+  noop: number;
+  drift: number;
+  errors: number;
+  warnings: number;
+  worstAction: Action;
+  worstEffect: Effect;
+}
+
+export interface PlanInput {
+  host: string;
+  mode: PlanMode;
+  source: PlanSource;
+  createdAt: string;
+  desired: readonly DesiredResource[];
+  /** Live state per address, as providers read it (an absent entry means "not found"). */
+  live: ReadonlyMap<Address, LiveResource>;
+  /** Addresses providers reported as theirs on the host (`list`), for orphan detection. */
+  owned: ReadonlyMap<Address, string>;
+  lock: { lineage: string | null; serial: number; resources: Readonly<Record<Address, LockedResource>> };
+  planners: ReadonlyMap<string, { plan(req: PlanRequest): PlanResponse }>;
+  /** Diagnostics from reading, validation and policy; carried into the plan. */
+  diagnostics: readonly Diagnostic[];
+}
+
+export function liveFingerprint(live: ReadonlyMap<Address, LiveResource>): string {
+  return fingerprint([...live.values()].sort((a, b) => (a.address < b.address ? -1 : 1)));
+}
+
+export function computePlan(input: PlanInput): Plan {
+  const diagnostics: Diagnostic[] = [...input.diagnostics];
+  const desiredBy = new Map(input.desired.map((d) => [d.address, d]));
+  const addresses = new Set<Address>([...desiredBy.keys(), ...Object.keys(input.lock.resources), ...input.owned.keys()]);
+
+  const unavailable = new Set<string>();
+  const changes: PlannedChange[] = [];
+  const drift: DriftItem[] = [];
+  const graph = orderGraph([...addresses].map((a) => ({ address: a, dependsOn: desiredBy.get(a)?.dependsOn ?? [] })));
+  diagnostics.push(...graph.diagnostics);
+
+  for (const address of graph.order) {
+    const desired = desiredBy.get(address);
+    const locked = input.lock.resources[address];
+    const providerType = desired?.provider ?? locked?.provider ?? input.owned.get(address) ?? input.live.get(address)?.provider;
+    const planner = providerType ? input.planners.get(providerType) : undefined;
+    if (!providerType || !planner) {
+      if (providerType && !unavailable.has(providerType)) {
+        unavailable.add(providerType);
+        diagnostics.push(warningDiag('provider.unavailable', `No provider \`${providerType}\` is available on this build; its resources are not planned.`, {
+          detail: 'Install or enable the provider (agentvm.yaml spec.providers for third-party ones); until then these resources are left untouched.',
+          address,
+        }));
+      }
+      continue;
+    }
+    const live = input.live.get(address) ?? { address, provider: providerType, exists: false };
+    const orphan = !desired && !locked && input.owned.has(address);
+    const res = planner.plan({ address, ...(desired ? { desired } : {}), live, ...(locked ? { locked } : {}) });
+    diagnostics.push(...res.diagnostics.map((d) => ({ ...d, address: d.address ?? address })));
+    if (res.drift.length > 0 || orphan) {
+      drift.push({
+        address,
+        provider: providerType,
+        reasons: orphan && res.drift.length === 0 ? [{ code: 'orphan', message: 'Owned by agentvm on this host but in neither the desired state nor the lockfile.' }] : res.drift,
+        ...(locked ? { locked: { identity: locked.identity, digest: locked.digest } } : {}),
+        live: { exists: live.exists, ...(live.identity !== undefined ? { identity: live.identity } : {}), ...(live.digest !== undefined ? { digest: live.digest } : {}) },
+      });
+    }
+    if (input.mode === 'refresh-only') continue;
+    const workload = desired?.workload ?? locked?.workload ?? address.split('.')[1] ?? '';
+    changes.push({
+      address,
+      provider: providerType,
+      workload,
+      action: res.action,
+      effect: res.effect,
+      reasons: res.reasons,
+      ...(locked || live.exists ? { before: { ...(live.identity ?? locked?.identity ? { identity: live.identity ?? locked?.identity } : {}), ...(live.digest ?? locked?.digest ? { digest: live.digest ?? locked?.digest } : {}) } } : {}),
+      ...(desired ? { after: { identity: desired.identity }, desired } : {}),
+      dependsOn: graph.deps.get(address) ?? [],
+    });
+  }
+
+  diagnostics.sort(compareDiagnostics);
+  const count = (a: Action) => changes.filter((c) => c.action === a).length;
+  const errors = diagnostics.filter((d) => d.severity === 'error').length;
+  const summary: PlanSummary = {
+    create: count('create'),
+    update: count('update'),
+    replace: count('replace'),
+    delete: count('delete'),
+    noop: count('noop'),
+    drift: drift.length,
+    errors,
+    warnings: diagnostics.length - errors,
+    worstAction: worstAction(changes.map((c) => c.action)),
+    worstEffect: worstEffect(changes.filter((c) => c.action !== 'noop').map((c) => c.effect)),
+  };
+  const body = {
+    formatVersion: PLAN_FORMAT_VERSION,
+    host: input.host,
+    mode: input.mode,
+    source: input.source,
+    lock: { lineage: input.lock.lineage, serial: input.lock.serial },
+    liveFingerprint: liveFingerprint(input.live),
+    changes,
+    drift,
+    diagnostics,
+    summary,
+    applicable: !hasErrors(diagnostics) && !input.source.uncommitted && input.mode !== 'refresh-only',
+  } as const;
+  return { ...body, id: fingerprint(body), createdAt: input.createdAt };
+}
+
+/** True when applying the plan would change something. */
+export function hasChanges(plan: Plan): boolean {
+  return plan.changes.some((c) => c.action !== 'noop');
+}

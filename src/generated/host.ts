@@ -1,0 +1,53 @@
+// GENERATED from schemas/host.schema.json by scripts/gen-types.js. Do not edit: edit the schema and run `npm run gen`.
+
+/**
+ * A DNS label: lowercase letters, digits and dashes, starting with a letter, at most 63 characters.
+ */
+export type Name = string;
+
+/**
+ * A host agentvm manages: which workloads it runs, its systemd scope, microVM settings and preview gate listener.
+ */
+export interface Host {
+  apiVersion: 'agentvm.dev/v1alpha1';
+  kind: 'Host';
+  metadata: Metadata;
+  spec: {
+    /**
+     * Names of the workloads (directories under workloads/) this host runs.
+     */
+    workloads: Name[];
+    systemd?: {
+      scope?: 'system' | 'user';
+    };
+    microvm?: {
+      driver?: 'qemu' | 'firecracker';
+      accel?: 'kvm' | 'tcg' | 'auto';
+      maxConcurrentJobs?: number;
+    };
+    gate?: {
+      /**
+       * Listen address; loopback unless TLS is configured.
+       */
+      address?: string;
+      port?: number;
+      tls?: {
+        /**
+         * Certificate by reference (file:/abs/path).
+         */
+        cert: string;
+        /**
+         * Private key by reference (file:/abs/path or systemd-creds:).
+         */
+        key: string;
+      };
+    };
+  };
+}
+export interface Metadata {
+  name: Name;
+  description?: string;
+  labels?: {
+    [k: string]: string | undefined;
+  };
+}

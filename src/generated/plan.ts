@@ -1,0 +1,118 @@
+// GENERATED from schemas/plan.schema.json by scripts/gen-types.js. Do not edit: edit the schema and run `npm run gen`.
+
+export type Action = 'create' | 'update' | 'replace' | 'delete' | 'noop';
+export type Effect = 'none' | 'reload' | 'restart' | 'replace';
+
+/**
+ * A dry-run plan: `agentvm plan --format json` and the file written by `--out`. A pure function of (desired state at `source.commit`, live state with `liveFingerprint`, lockfile `lock`). Never contains a secret value.
+ */
+export interface PlanDocument {
+  formatVersion: 1;
+  /**
+   * Fingerprint of the plan's content (everything but createdAt).
+   */
+  id: string;
+  createdAt: string;
+  host: string;
+  mode: 'normal' | 'refresh-only' | 'rollback';
+  source: {
+    repo: string;
+    ref: string;
+    commit: string | null;
+    uncommitted: boolean;
+  };
+  lock: {
+    lineage: string | null;
+    serial: number;
+  };
+  liveFingerprint: string;
+  changes: Change[];
+  drift: Drift[];
+  diagnostics: DiagnosticDocument[];
+  summary: {
+    create: number;
+    update: number;
+    replace: number;
+    delete: number;
+    noop: number;
+    drift: number;
+    errors: number;
+    warnings: number;
+    worstAction: Action;
+    worstEffect: Effect;
+  };
+  /**
+   * False when the plan has errors, reads uncommitted files, or is refresh-only.
+   */
+  applicable: boolean;
+}
+export interface Change {
+  address: string;
+  provider: string;
+  workload: string;
+  action: Action;
+  effect: Effect;
+  reasons: Reason[];
+  before?: Ref;
+  after?: {
+    identity: string;
+  };
+  desired?: DesiredResource;
+  dependsOn: string[];
+}
+export interface Reason {
+  code:
+    | 'new'
+    | 'removed'
+    | 'source-changed'
+    | 'config-changed'
+    | 'live-missing'
+    | 'live-modified'
+    | 'dependency-changed'
+    | 'rollback'
+    | 'orphan'
+    | 'captured';
+  message: string;
+}
+export interface Ref {
+  identity?: string;
+  digest?: string;
+}
+export interface DesiredResource {
+  address: string;
+  provider: string;
+  workload: string;
+  config: {};
+  dependsOn: string[];
+  identity: string;
+}
+export interface Drift {
+  address: string;
+  provider: string;
+  reasons: Reason[];
+  locked?: {
+    identity: string;
+    digest: string;
+  };
+  live?: {
+    exists: boolean;
+    identity?: string;
+    digest?: string;
+  };
+}
+/**
+ * A problem report: what is wrong (summary), how to fix it (detail), and where (file:line:column, JSON path, resource address). Never carries a secret value.
+ */
+export interface DiagnosticDocument {
+  code: string;
+  severity: 'error' | 'warning';
+  summary: string;
+  detail?: string;
+  location?: {
+    file: string;
+    line: number;
+    column: number;
+  };
+  path?: string;
+  address?: string;
+}

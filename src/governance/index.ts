@@ -1,0 +1,82 @@
+// Governance: runs every policy rule over the whole desired state and returns every finding — never stops at the
+// first, never throws for bad input. The risk-tier table (tiers.ts) decides which controls apply to a workload;
+// the rules (rules/*.ts, one file per family) turn violations into diagnostics with stable codes, documented in
+// docs/diagnostic-codes.md.
+// Invariant: the result is deterministic (sorted like every other diagnostic list) and holds one finding per
+// (code, file, JSON path), so two sweeps that see the same bad value report it once.
+
+import type { DesiredState } from '../contracts/desired-state.js';
+import { compareDiagnostics, type Diagnostic } from '../diagnostics/index.js';
+import { workloadContext, type PolicyContext, type PolicyRule, type WorkloadRule } from './context.js';
+import { canaryRules } from './rules/canary.js';
+import { dataRules } from './rules/data.js';
+import { egressRules } from './rules/egress.js';
+import { hostRules } from './rules/hosts.js';
+import { hostInjectionRules, injectionRules } from './rules/injection.js';
+import { minimumTierRules } from './rules/minimum-tier.js';
+import { previewRules } from './rules/previews.js';
+import { profileRules } from './rules/profiles.js';
+import { hostSecretRules, secretReferenceRules, secretScanRules } from './rules/secrets.js';
+import { signatureRules } from './rules/signature.js';
+import { sourceRules } from './rules/source.js';
+import { substrateRules } from './rules/substrate.js';
+import { toolRules } from './rules/tools.js';
+import { untrustedInputRules } from './rules/untrusted-input.js';
+import { effectiveTiers, type EffectiveTiers } from './tiers.js';
+
+export { effectiveTiers, RISK_TIERS, TIER_TABLE, tierRank, type EffectiveTiers, type RiskTier, type TierControls, type UntrustedInputRule } from './tiers.js';
+export type { PolicyContext, PolicyRule, WorkloadContext, WorkloadRule } from './context.js';
+export { findSecret, parseSecretReference, type SecretFinding, type SecretReference } from './secret-detectors.js';
+
+/** Rules about one workload, in the order their findings read best (specific before the generic secret scan). */
+export const WORKLOAD_RULES: readonly WorkloadRule[] = [
+  minimumTierRules,
+  untrustedInputRules,
+  substrateRules,
+  toolRules,
+  secretReferenceRules,
+  egressRules,
+  dataRules,
+  sourceRules,
+  signatureRules,
+  profileRules,
+  canaryRules,
+  previewRules,
+  injectionRules,
+];
+
+/** Rules that look across documents: hosts, the repository-wide secret scan. */
+export const POLICY_RULES: readonly PolicyRule[] = [hostRules, hostSecretRules, hostInjectionRules, secretScanRules];
+
+export interface PolicyResult {
+  diagnostics: Diagnostic[];
+  /** The effective tier table, for the engine's plan/apply-time controls (tested rollback, audit). */
+  tiers: EffectiveTiers;
+}
+
+/** Every governance finding for `state`, sorted. */
+export function evaluatePolicy(state: DesiredState): Diagnostic[] {
+  return evaluatePolicyWithTiers(state).diagnostics;
+}
+
+/** `evaluatePolicy` plus the effective tier table it used. */
+export function evaluatePolicyWithTiers(state: DesiredState): PolicyResult {
+  const tiers = effectiveTiers(state.config);
+  const base: PolicyContext = { state, tiers };
+  const found: Diagnostic[] = [...tiers.diagnostics];
+  for (const def of state.workloads.values()) {
+    const ctx = workloadContext(base, def);
+    for (const rule of WORKLOAD_RULES) found.push(...rule(ctx));
+  }
+  for (const rule of POLICY_RULES) found.push(...rule(base));
+
+  const seen = new Set<string>();
+  const diagnostics = found.filter((d) => {
+    const key = `${d.code}\u0000${d.location?.file ?? ''}\u0000${d.path ?? d.location?.line ?? ''}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  diagnostics.sort(compareDiagnostics);
+  return { diagnostics, tiers };
+}

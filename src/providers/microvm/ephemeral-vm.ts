@@ -1,0 +1,262 @@
+// EphemeralVm: one Tier-2 job run in a fresh microVM — verify the pinned image, write the job overlay, boot,
+// stream the console, enforce the time limits, collect the exit status and result files, tear down.
+//
+// Invariants:
+// - Teardown is unconditional: whatever happens (timeout, crash, a throwing callback), the VMM's process group
+//   is killed and awaited, then the run directory is removed, in `finally`. When runEphemeralVm settles, no
+//   process and no file of the run remain.
+// - The VMM boots only bytes whose sha256 matched the caller's pins: kernel and initramfs are read once,
+//   hashed, and the VMM is given the copies written into the run directory (no check-then-use race on the
+//   cache files).
+// - A job without `network` has no network device at all.
+// - Expected failures (digest mismatch, timeout, guest crash, rejected results) are diagnostics in the result;
+//   it throws only for bugs, a VMM that cannot start, and errors thrown by `onConsole`.
+
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { errorDiag, hasErrors, type Diagnostic } from '../../diagnostics/index.js';
+import type { VmHandle, VmmDriver, VmNetwork } from './driver.js';
+import { QemuDriver } from './qemu.js';
+import { CmdlineKey, ConsoleParser, inputNameProblem, jobOverlay, newNonce, type ConsoleReport } from './protocol.js';
+
+/** A file the caller trusts only at a known digest. */
+export interface PinnedFile {
+  path: string;
+  /** Lowercase hex sha256. */
+  sha256: string;
+}
+
+export interface JobInput {
+  /** Files placed under /job/in (the job's working directory), by relative path. */
+  files: Record<string, Buffer>;
+  /** Positional parameters ($1, $2, …) of `command`. */
+  args: string[];
+}
+
+export interface EphemeralVmRequest {
+  kernel: PinnedFile;
+  /** The base initramfs (scripts/build-test-image.sh); the job overlay is appended to a copy of it. */
+  initrd: PinnedFile;
+  input: JobInput;
+  /** A POSIX sh script run by the guest in /job/in; results are the regular files it leaves under $AGENTVM_OUT. */
+  command: string;
+  vcpus: number;
+  memoryMiB: number;
+  /** The job's time limit, counted from the moment the guest starts it (READY), so slow boots do not eat it. */
+  timeoutMs: number;
+  /** Limit for boot (VMM start to READY), default 60 s: a guest that hangs while booting is killed too. */
+  bootTimeoutMs?: number;
+  /** Created by this call (its parent may exist; it must not) and always removed before it returns. */
+  runDir: string;
+  /** Each console line that is not protocol (kernel messages, job output), as it arrives. */
+  onConsole?: (line: string) => void;
+  /** Default: QEMU with TCG. Hosts with usable KVM pass `new QemuDriver({ accel: (await detectAccel(…)).accel })`. */
+  driver?: VmmDriver;
+  /** Default none: no network device. */
+  network?: VmNetwork;
+}
+
+export interface EphemeralVmResult {
+  /** The job's exit status as the guest reported it; null when none arrived (timeout, crash, refused boot). */
+  exitCode: number | null;
+  timedOut: boolean;
+  /** Console text without protocol records (boot messages and job output), at most 1 MiB. */
+  console: string;
+  consoleTruncated: boolean;
+  resultFiles: Record<string, Buffer>;
+  /** From the call to the end of teardown (run dir removed). */
+  durationMs: number;
+  /** From asking the driver to boot to the guest starting the job; null if it never did. */
+  bootMs: number | null;
+  diagnostics: Diagnostic[];
+}
+
+const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
+const POWEROFF_GRACE_MS = 10_000;
+
+export async function runEphemeralVm(request: EphemeralVmRequest): Promise<EphemeralVmResult> {
+  const started = performance.now();
+  const refused = validateRequest(request);
+  if (hasErrors(refused)) return { ...notRun(refused), durationMs: performance.now() - started };
+
+  await mkdir(dirname(request.runDir), { recursive: true });
+  try {
+    await mkdir(request.runDir, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const diagnostic = errorDiag('microvm.run-dir-exists', `The run directory ${request.runDir} already exists.`, {
+      detail: 'Each run needs a fresh directory (it is removed afterwards); a leftover one may belong to a crashed run: reap it first.',
+    });
+    return { ...notRun([diagnostic]), durationMs: performance.now() - started };
+  }
+
+  let handle: VmHandle | undefined;
+  const timers: { current?: NodeJS.Timeout } = {};
+  let outcome: Omit<EphemeralVmResult, 'durationMs'>;
+  try {
+    outcome = await bootAndRun(request, (h) => (handle = h), timers);
+  } finally {
+    clearTimeout(timers.current);
+    if (handle !== undefined) await handle.kill();
+    await rm(request.runDir, { recursive: true, force: true });
+  }
+  return { ...outcome, durationMs: performance.now() - started };
+}
+
+async function bootAndRun(
+  request: EphemeralVmRequest,
+  booted: (handle: VmHandle) => void,
+  timers: { current?: NodeJS.Timeout },
+): Promise<Omit<EphemeralVmResult, 'durationMs'>> {
+  const kernel = await readPinned(request.kernel, 'kernel');
+  const initrd = await readPinned(request.initrd, 'initramfs');
+  const mismatches = [kernel, initrd].flatMap((f) => (f.diagnostic === undefined ? [] : [f.diagnostic]));
+  if (mismatches.length > 0) return notRun(mismatches);
+
+  const kernelPath = join(request.runDir, 'vmlinuz');
+  const initrdPath = join(request.runDir, 'initrd.cpio');
+  const overlay = jobOverlay(request.command, request.input.args, request.input.files);
+  await writeFile(kernelPath, kernel.bytes, { mode: 0o600 });
+  await writeFile(initrdPath, Buffer.concat([initrd.bytes, Buffer.alloc((4 - (initrd.bytes.length % 4)) % 4), overlay]), { mode: 0o600 });
+
+  const nonce = newNonce();
+  const network = request.network ?? { kind: 'none' };
+  let timedOut = false;
+  let bootMs: number | null = null;
+  let callbackError: { error: unknown } | undefined;
+  let handle: VmHandle | undefined;
+  const stop = (): void => {
+    void handle?.kill();
+  };
+  const parser = new ConsoleParser(nonce, {
+    onLine: (line) => {
+      if (request.onConsole === undefined || callbackError !== undefined) return;
+      try {
+        request.onConsole(line);
+      } catch (error) {
+        callbackError = { error };
+        stop();
+      }
+    },
+    onRecord: (tag) => {
+      if (tag === 'READY' && bootMs === null) {
+        bootMs = performance.now() - bootStarted;
+        clearTimeout(timers.current);
+        timers.current = setTimeout(() => {
+          timedOut = true;
+          stop();
+        }, request.timeoutMs);
+      } else if (tag === 'EXIT') {
+        // The job is over; the guest is powering off. One that does not is killed, but that is no timeout.
+        clearTimeout(timers.current);
+        timers.current = setTimeout(stop, POWEROFF_GRACE_MS);
+      }
+    },
+  });
+
+  const driver = request.driver ?? new QemuDriver({ accel: 'tcg' });
+  const bootStarted = performance.now();
+  let bootTimedOut = false;
+  timers.current = setTimeout(() => {
+    bootTimedOut = true;
+    timedOut = true;
+    stop();
+  }, request.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS);
+  try {
+    handle = await driver.boot({
+      name: `job-${nonce.slice(0, 12)}`,
+      kernelPath,
+      initrdPaths: [initrdPath],
+      append: [`${CmdlineKey.nonce}=${nonce}`, 'loglevel=1', ...(network.kind === 'tap' ? [`${CmdlineKey.net}=1`] : [])].join(' '),
+      vcpus: request.vcpus,
+      memoryMiB: request.memoryMiB,
+      network,
+      runDir: request.runDir,
+      onConsole: (chunk) => parser.push(chunk),
+    });
+  } catch (error) {
+    return notRun([
+      errorDiag('microvm.vmm-start-failed', `The ${driver.name} VMM could not be started: ${(error as Error).message}.`, {
+        detail: driver.name === 'qemu' ? 'Install QEMU: apt-get install qemu-system-x86.' : undefined,
+      }),
+    ]);
+  }
+  booted(handle);
+
+  const exit = await handle.wait();
+  clearTimeout(timers.current);
+  if (callbackError !== undefined) throw callbackError.error;
+  const report: ConsoleReport = parser.end();
+  const diagnostics = [...report.diagnostics];
+  if (timedOut) {
+    diagnostics.push(
+      bootTimedOut
+        ? errorDiag('microvm.boot-timeout', `The microVM did not start the job within ${request.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS} ms; it was killed.`, {
+            detail: 'Check the console for where the boot stopped; under TCG on a busy host boots take several seconds.',
+          })
+        : errorDiag('microvm.job-timeout', `The job ran longer than ${request.timeoutMs} ms; its VM was killed.`),
+    );
+  } else if (report.exitCode === null) {
+    const why = exit.stderr.trim().split('\n').slice(-3).join(' | ');
+    diagnostics.push(
+      errorDiag('microvm.no-exit-status', 'The microVM stopped without reporting the job\'s exit status.', {
+        detail: `VMM exit ${exit.code ?? exit.signal ?? '?'}${why === '' ? '' : `: ${why}`}. The console shows how far the guest got.`,
+      }),
+    );
+  }
+  return {
+    exitCode: timedOut ? null : report.exitCode,
+    timedOut,
+    console: report.console,
+    consoleTruncated: report.consoleTruncated,
+    resultFiles: timedOut ? emptyFiles() : report.resultFiles,
+    bootMs,
+    diagnostics,
+  };
+}
+
+function validateRequest(request: EphemeralVmRequest): Diagnostic[] {
+  const diagnostics: Diagnostic[] = [];
+  for (const name of Object.keys(request.input.files)) {
+    const problem = inputNameProblem(name);
+    if (problem !== undefined) diagnostics.push(errorDiag('microvm.input-name', `Input file name ${JSON.stringify(name)} ${problem}.`, { detail: 'Input files are relative paths under /job/in.' }));
+  }
+  if (request.input.args.some((a) => a.includes('\0'))) diagnostics.push(errorDiag('microvm.input-arg', 'A job argument contains a NUL byte, which no shell argument can carry.'));
+  for (const [label, pin] of [['kernel', request.kernel], ['initrd', request.initrd]] as const) {
+    if (!/^[0-9a-f]{64}$/.test(pin.sha256)) diagnostics.push(errorDiag('microvm.image-pin', `The ${label} pin is not a lowercase hex sha256.`));
+  }
+  if (!(request.timeoutMs > 0)) diagnostics.push(errorDiag('microvm.timeout-invalid', 'timeoutMs must be positive.'));
+  return diagnostics;
+}
+
+async function readPinned(pin: PinnedFile, label: string): Promise<{ bytes: Buffer; diagnostic?: Diagnostic }> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(pin.path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    return {
+      bytes: Buffer.alloc(0),
+      diagnostic: errorDiag('microvm.image-missing', `The ${label} ${pin.path} cannot be read (${code}).`, {
+        detail: 'Build the image with scripts/build-test-image.sh, which prints the paths and digests to pin.',
+      }),
+    };
+  }
+  const actual = createHash('sha256').update(bytes).digest('hex');
+  if (actual === pin.sha256) return { bytes };
+  return {
+    bytes,
+    diagnostic: errorDiag('microvm.image-digest-mismatch', `The ${label} ${pin.path} has sha256 ${actual}, not the pinned ${pin.sha256}.`, {
+      detail: 'The VM was not booted. Rebuild the image (scripts/build-test-image.sh prints its digests) and update the pin, or find out who changed the file.',
+    }),
+  };
+}
+
+function notRun(diagnostics: Diagnostic[]): Omit<EphemeralVmResult, 'durationMs'> {
+  return { exitCode: null, timedOut: false, console: '', consoleTruncated: false, resultFiles: emptyFiles(), bootMs: null, diagnostics };
+}
+
+function emptyFiles(): Record<string, Buffer> {
+  return Object.create(null) as Record<string, Buffer>;
+}

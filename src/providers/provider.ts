@@ -1,0 +1,95 @@
+// The provider contract (DESIGN §3): one request object in, one response with diagnostics out. The engine depends
+// on this interface only, never on an implementation. Invariants every provider keeps:
+// - `plan` is pure: the same request gives the same response, with no I/O.
+// - `apply` is idempotent: applying an already-applied change is a no-op that returns the same state.
+// - `list` returns only what the provider owns on the host (for pruning and orphan detection); nothing else is ever touched.
+// - No request or response carries a secret value.
+
+import type { Diagnostic } from '../diagnostics/index.js';
+import type { Address, DesiredResource, Effect, LiveResource, LockedResource, PlannedChange, Reason } from '../engine/types.js';
+
+/** Where a provider works: the host root and the paths under it. All host paths live under `root`. */
+export interface HostContext {
+  /** Host name from hosts/<name>.yaml. */
+  host: string;
+  /** Host root (`--root`, default `/`). */
+  root: string;
+  paths: HostPaths;
+  /** Desired-state repository path (for files referenced relative to it, e.g. signature bundles). */
+  repo: string;
+}
+
+export interface HostPaths {
+  state: string;
+  releases: string;
+  audit: string;
+  run: string;
+  cache: string;
+}
+
+export interface ValidateRequest { resource: DesiredResource }
+export interface ValidateResponse { diagnostics: Diagnostic[] }
+
+export interface ReadRequest {
+  host: HostContext;
+  address: Address;
+  desired?: DesiredResource;
+  locked?: LockedResource;
+}
+export interface ReadResponse { live: LiveResource; diagnostics: Diagnostic[] }
+
+export interface PlanRequest {
+  address: Address;
+  desired?: DesiredResource;
+  live: LiveResource;
+  locked?: LockedResource;
+}
+export interface PlanResponse {
+  action: PlannedChange['action'];
+  effect: Effect;
+  reasons: Reason[];
+  /** Drift: live differs from what was locked (changed outside agentvm). Empty when none. */
+  drift: Reason[];
+  diagnostics: Diagnostic[];
+}
+
+export interface ApplyRequest {
+  host: HostContext;
+  change: PlannedChange;
+  locked?: LockedResource;
+  /** Emits progress for views; never required for correctness. */
+  progress?: (message: string) => void;
+  /** Called right before the first mutation of the host, so callers can persist capture-first facts. */
+  beforeMutation?: (captured: CapturedRelease | null) => Promise<void>;
+}
+export interface ApplyResponse {
+  /** New lockfile entry; undefined after a delete. */
+  locked?: Omit<LockedResource, 'commit' | 'appliedAt'>;
+  /** The release that was live before this apply (capture-first), recorded as rollback target. */
+  captured?: CapturedRelease | null;
+  diagnostics: Diagnostic[];
+}
+
+/** A release that was live on the host before a change: the rollback target. */
+export interface CapturedRelease {
+  identity: string;
+  digest: string;
+  /** Directory name under the workload's release dir. */
+  releaseId: string;
+  /** True when agentvm did not install it (found by hand-install). */
+  foreign: boolean;
+}
+
+export interface ListRequest { host: HostContext }
+export interface ListResponse { owned: Array<{ address: Address; identity?: string; digest?: string }>; diagnostics: Diagnostic[] }
+
+export interface Provider {
+  /** Provider type, e.g. `release.git`. Resource addresses it owns start with `addressPrefix`. */
+  readonly type: string;
+  readonly addressPrefix: string;
+  validate(req: ValidateRequest): ValidateResponse;
+  read(req: ReadRequest): Promise<ReadResponse>;
+  plan(req: PlanRequest): PlanResponse;
+  apply(req: ApplyRequest): Promise<ApplyResponse>;
+  list(req: ListRequest): Promise<ListResponse>;
+}

@@ -1,0 +1,393 @@
+// The audit log: append-only JSONL (`<audit>/audit.jsonl`), one AuditEvent per line (schemas/audit-event.schema.json),
+// hash-chained so that `agentvm audit verify` detects any edit, deletion, reordering or torn line, and — given the
+// head recorded in a lockfile — truncation.
+// Invariants:
+// - hash = sha256(prevHash + canonicalJson(record without `hash`)); the first record's prevHash is 64 zeros; seq
+//   starts at 1 and grows by one.
+// - A record is written with ONE write(2) on an O_APPEND descriptor, then fsynced; appends from several processes are
+//   serialised by a short lease (`audit.jsonl.lock`) so that two writers never chain onto the same predecessor.
+// - Nothing but the typed fields of AuditEntry reaches the file: the writer copies them one by one, so a caller cannot
+//   smuggle a secret value (or anything else) in through an extra property.
+
+import { createHash } from 'node:crypto';
+import { closeSync, createReadStream, fstatSync, fsyncSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AgentvmError, errorDiag, type Diagnostic } from '../diagnostics/index.js';
+import type { Action } from '../engine/types.js';
+import type { AuditEvent, Version } from '../generated/audit-event.js';
+import type { AuditHead } from '../generated/lockfile.js';
+import { errnoCode, fsyncDirectory } from './atomic-file.js';
+import { acquireLeaseLock, LeaseHeldError, sleepSync, type LeaseLock } from './lease-lock.js';
+import { firstIssue, stateValidator } from './state-schemas.js';
+
+export type { AuditEvent, AuditHead };
+export type AuditResult = AuditEvent['result'];
+
+export const AUDIT_FILE_NAME = 'audit.jsonl';
+export const GENESIS_HASH = '0'.repeat(64);
+const DETAIL_MAX = 2000;
+const APPEND_LOCK_WAIT_MS = 10_000;
+const TAIL_CHUNK = 64 * 1024;
+
+/** What a caller may say about an action. Typed fields only: there is no free-form bag. */
+export interface AuditEntry {
+  host: string;
+  /** The command acting, e.g. `apply`, `state unlock`. */
+  operation: string;
+  /** What happened, e.g. `apply.start`, `resource.apply`, `apply.finish`, `lease.takeover`, `state.unlock`. */
+  event: string;
+  result: AuditResult;
+  address?: string;
+  action?: Action;
+  before?: { identity?: string; digest?: string };
+  after?: { identity?: string; digest?: string };
+  /** A human sentence such as a diagnostic summary. Never a secret value. Cut at 2,000 characters. */
+  detail?: string;
+  applyId?: string;
+  /** Defaults to `user@hostname` of this process. */
+  actor?: string;
+  /** Defaults to now. */
+  time?: Date;
+}
+
+/** Appends one record and returns it (its `seq` and `hash` are the new head, for the lockfile's `auditHead`). */
+export function appendAudit(file: string, entry: AuditEntry): AuditEvent {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
+  const lock = acquireAppendLock(file, entry.host);
+  try {
+    const fd = openSync(file, 'a+', 0o640);
+    let created = false;
+    try {
+      const size = fstatSync(fd).size;
+      created = size === 0;
+      const tail = lastRecord(fd, size);
+      const unsigned = buildRecord(entry, tail.head);
+      const record: AuditEvent = { ...unsigned, hash: auditHash(unsigned) };
+      const valid = stateValidator('audit-event.schema.json').safeParse(record);
+      if (!valid.success) {
+        throw new AgentvmError('audit.invalid-entry', `Refusing to write an invalid audit record (${firstIssue(valid.error)}).`, { source: 'toolkit' });
+      }
+      // A torn last line (a write cut short by a crash) is closed off, never continued: verify reports it, and the new
+      // record chains onto the last complete one.
+      const line = `${tail.endsWithNewline ? '' : '\n'}${serializeAuditRecord(record)}\n`;
+      const bytes = Buffer.from(line, 'utf8');
+      const written = writeSync(fd, bytes);
+      if (written !== bytes.length) throw new Error(`short write to ${file}: ${written} of ${bytes.length} bytes`);
+      fsyncSync(fd);
+      return record;
+    } finally {
+      closeSync(fd);
+      if (created) fsyncDirectory(path.dirname(file));
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+function acquireAppendLock(file: string, host: string): LeaseLock {
+  const deadline = Date.now() + APPEND_LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      return acquireLeaseLock(`${file}.lock`, host, 'audit-append', { leaseMs: 30_000, renew: false, durable: false });
+    } catch (error) {
+      if (!(error instanceof LeaseHeldError) || Date.now() > deadline) throw error;
+      sleepSync(1 + Math.floor(Math.random() * 4));
+    }
+  }
+}
+
+function buildRecord(entry: AuditEntry, prev: AuditHead | null): Omit<AuditEvent, 'hash'> {
+  const record: Omit<AuditEvent, 'hash'> = {
+    seq: prev ? prev.seq + 1 : 1,
+    time: (entry.time ?? new Date()).toISOString(),
+    actor: entry.actor ?? defaultActor(),
+    host: entry.host,
+    operation: entry.operation,
+    event: entry.event,
+    result: entry.result,
+    prevHash: prev ? prev.hash : GENESIS_HASH,
+  };
+  if (entry.address !== undefined) record.address = entry.address;
+  if (entry.action !== undefined) record.action = entry.action;
+  const before = version(entry.before);
+  if (before) record.before = before;
+  const after = version(entry.after);
+  if (after) record.after = after;
+  if (entry.detail !== undefined) record.detail = entry.detail.length > DETAIL_MAX ? `${entry.detail.slice(0, DETAIL_MAX - 1)}…` : entry.detail;
+  if (entry.applyId !== undefined) record.applyId = entry.applyId;
+  return record;
+}
+
+function version(v: { identity?: string; digest?: string } | undefined): Version | undefined {
+  if (!v) return undefined;
+  const out: Version = {};
+  if (v.identity !== undefined) out.identity = v.identity;
+  if (v.digest !== undefined) out.digest = v.digest;
+  return Object.keys(out).length ? out : undefined;
+}
+
+function defaultActor(): string {
+  let user: string;
+  try {
+    user = os.userInfo().username;
+  } catch {
+    user = process.env.USER ?? `uid-${process.getuid?.() ?? 'unknown'}`;
+  }
+  return `${user}@${os.hostname()}`;
+}
+
+/** JSON with object keys sorted at every level and no whitespace: the bytes that are hashed. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+}
+
+/** sha256(prevHash + canonical JSON of the record without `hash`), lowercase hex. */
+export function auditHash(record: Omit<AuditEvent, 'hash'> | AuditEvent): string {
+  const { hash: _ignored, ...rest } = record as AuditEvent;
+  return createHash('sha256').update(rest.prevHash).update(canonicalJson(rest)).digest('hex');
+}
+
+const FIELD_ORDER: ReadonlyArray<keyof AuditEvent> = [
+  'seq', 'time', 'actor', 'host', 'operation', 'event', 'address', 'action', 'result', 'before', 'after', 'detail', 'applyId', 'prevHash', 'hash',
+];
+
+/** The exact line agentvm writes for a record (no newline): fields in a fixed, readable order. */
+export function serializeAuditRecord(record: AuditEvent): string {
+  const ordered: Record<string, unknown> = {};
+  for (const k of FIELD_ORDER) {
+    const v = record[k];
+    if (v === undefined) continue;
+    ordered[k] = k === 'before' || k === 'after' ? version(v as Version) : v;
+  }
+  return JSON.stringify(ordered);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Reading from the end
+
+/**
+ * Complete lines of the file from the last to the first, read backwards in 64 KiB chunks: finding the last record
+ * costs one read however long the log is. Lines are split on the newline byte, so a chunk boundary inside a multibyte
+ * character does no harm.
+ */
+function* linesFromEnd(fd: number, size: number): Generator<Buffer> {
+  let pos = size;
+  let carry: Buffer = Buffer.alloc(0);
+  while (pos > 0) {
+    const start = Math.max(0, pos - TAIL_CHUNK);
+    const chunk = Buffer.alloc(pos - start);
+    let got = 0;
+    while (got < chunk.length) {
+      const n = readSync(fd, chunk, got, chunk.length - got, start + got);
+      if (n === 0) break;
+      got += n;
+    }
+    pos = start;
+    let buf = Buffer.concat([chunk.subarray(0, got), carry]);
+    let nl = buf.lastIndexOf(0x0a);
+    while (nl !== -1) {
+      const line = buf.subarray(nl + 1);
+      if (line.length) yield line;
+      buf = buf.subarray(0, nl);
+      nl = buf.lastIndexOf(0x0a);
+    }
+    carry = Buffer.from(buf);
+  }
+  if (carry.length) yield carry;
+}
+
+interface Tail {
+  /** The last record that parses (seq and hash only are trusted here; verify checks the rest). */
+  head: AuditHead | null;
+  endsWithNewline: boolean;
+}
+
+function lastRecord(fd: number, size: number): Tail {
+  let endsWithNewline = true;
+  if (size > 0) {
+    const last = Buffer.alloc(1);
+    readSync(fd, last, 0, 1, size - 1);
+    endsWithNewline = last[0] === 0x0a;
+  }
+  for (const line of linesFromEnd(fd, size)) {
+    const head = headOf(line.toString('utf8'));
+    if (head) return { head, endsWithNewline };
+  }
+  return { head: null, endsWithNewline };
+}
+
+function headOf(line: string): AuditHead | null {
+  try {
+    const v = JSON.parse(line) as { seq?: unknown; hash?: unknown };
+    if (typeof v.seq === 'number' && Number.isInteger(v.seq) && v.seq >= 1 && typeof v.hash === 'string' && /^[0-9a-f]{64}$/.test(v.hash)) {
+      return { seq: v.seq, hash: v.hash };
+    }
+  } catch {
+    // not a record: keep looking further back
+  }
+  return null;
+}
+
+/** The last `n` well-formed records, oldest first. Malformed lines are skipped here; `verifyAuditLog` reports them. */
+export function tailAudit(file: string, n: number): AuditEvent[] {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return [];
+    throw error;
+  }
+  try {
+    const out: AuditEvent[] = [];
+    if (n <= 0) return out;
+    const validator = stateValidator('audit-event.schema.json');
+    for (const line of linesFromEnd(fd, fstatSync(fd).size)) {
+      let value: unknown;
+      try {
+        value = JSON.parse(line.toString('utf8'));
+      } catch {
+        continue;
+      }
+      if (!validator.safeParse(value).success) continue;
+      out.push(value as AuditEvent);
+      if (out.length >= n) break;
+    }
+    return out.reverse();
+  } finally {
+    closeSync(fd);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Verification
+
+/** A head recorded elsewhere (a lockfile's `auditHead`), with a label for messages, e.g. `lockfile of host web-1`. */
+export interface ExpectedAuditHead extends AuditHead {
+  label?: string;
+}
+
+export interface AuditVerification {
+  /** No error diagnostics. */
+  ok: boolean;
+  /** Number of well-formed records read. */
+  records: number;
+  /** The last well-formed record's seq and hash, or null for an empty or missing log. */
+  head: AuditHead | null;
+  diagnostics: Diagnostic[];
+}
+
+/**
+ * Reads the whole log (streaming) and checks every line: well-formed, hash matches content, seq follows, prevHash
+ * chains, written exactly as agentvm writes it. With `expected` heads (from lockfiles), also detects a log that was
+ * truncated before them or rewritten at them. One diagnostic per bad line, naming the line and the seq.
+ */
+export async function verifyAuditLog(file: string, expected?: AuditHead | readonly ExpectedAuditHead[]): Promise<AuditVerification> {
+  const heads: ExpectedAuditHead[] = expected === undefined ? [] : Array.isArray(expected) ? [...expected] : [expected as AuditHead];
+  const name = path.basename(file);
+  const validator = stateValidator('audit-event.schema.json');
+  const diagnostics: Diagnostic[] = [];
+  const seen = new Map<number, string>(heads.map((h) => [h.seq, '']));
+  let prev: AuditHead | null = null;
+  let records = 0;
+  let lineNo = 0;
+
+  const check = (raw: string): void => {
+    lineNo++;
+    const at = `${name} line ${lineNo}`;
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      diagnostics.push(errorDiag('audit.invalid-line', `${at} is not a JSON record (a torn write or an edit).`, {
+        detail: 'A line that does not parse cannot be trusted; agentvm never writes one except when a write is cut short by a crash. Keep the file as evidence and compare it with your backups.',
+      }));
+      return;
+    }
+    const parsed = validator.safeParse(value);
+    if (!parsed.success) {
+      const seq = typeof (value as { seq?: unknown })?.seq === 'number' ? ` (seq ${(value as { seq: number }).seq})` : '';
+      diagnostics.push(errorDiag('audit.invalid-line', `${at}${seq} is not a valid audit record: ${firstIssue(parsed.error)}.`, {
+        detail: 'agentvm only writes records that match schemas/audit-event.schema.json: the line was edited or damaged.',
+      }));
+      return;
+    }
+    const record = value as AuditEvent;
+    records++;
+    if (seen.has(record.seq)) seen.set(record.seq, record.hash);
+    const expectedSeq = prev ? prev.seq + 1 : 1;
+    const where = `${at} (seq ${record.seq})`;
+    if (auditHash(record) !== record.hash) {
+      diagnostics.push(errorDiag('audit.hash-mismatch', `${where} was edited: its hash does not match its content.`, {
+        detail: 'The record was changed after it was written. Compare it with a backup of the audit log to see what changed.',
+      }));
+    } else if (record.seq > expectedSeq) {
+      const missing = record.seq - 1 === expectedSeq ? `seq ${expectedSeq} is` : `seq ${expectedSeq}–${record.seq - 1} are`;
+      diagnostics.push(errorDiag('audit.records-missing', `${where}: record ${missing} missing before it (deleted or moved).`, {
+        detail: 'Records were removed from the log or reordered. Restore the log from a backup to see what was removed.',
+      }));
+    } else if (record.seq < expectedSeq) {
+      diagnostics.push(errorDiag('audit.out-of-order', `${where} comes after seq ${prev?.seq ?? 0}: records were reordered or duplicated.`, {
+        detail: 'agentvm writes records in seq order only. Restore the log from a backup to see the original order.',
+      }));
+      return; // keep chaining from the record before it, so one moved line gives one or two diagnostics, not a cascade
+    } else if (record.prevHash !== (prev ? prev.hash : GENESIS_HASH)) {
+      diagnostics.push(errorDiag('audit.chain-broken', `${where} does not chain onto the record before it (prevHash mismatch).`, {
+        detail: 'A record before it was replaced (with a recomputed hash), removed or reordered. Restore the log from a backup to compare.',
+      }));
+    } else if (serializeAuditRecord(record) !== raw) {
+      diagnostics.push(errorDiag('audit.non-canonical', `${where} is not written the way agentvm writes it (the line was rewritten).`, {
+        detail: 'Its content still matches its hash, but the bytes of the line were changed (e.g. reformatted).',
+      }));
+    }
+    prev = { seq: record.seq, hash: record.hash };
+  };
+
+  await forEachLine(file, check);
+
+  for (const h of heads) {
+    const label = h.label ?? 'the lockfile';
+    const found = seen.get(h.seq);
+    const last = prev as AuditHead | null;
+    if (!last || last.seq < h.seq) {
+      diagnostics.push(errorDiag('audit.truncated', `${name} ends at seq ${last?.seq ?? 0}, but ${label} recorded seq ${h.seq}: records were cut from the end of the log.`, {
+        detail: 'The audit log was truncated (or replaced by an older copy) after agentvm wrote that record. Restore it from a backup.',
+      }));
+    } else if (found !== undefined && found !== '' && found !== h.hash) {
+      diagnostics.push(errorDiag('audit.head-mismatch', `Record seq ${h.seq} in ${name} is not the one ${label} recorded: the log was rewritten.`, {
+        detail: 'The record at that position has another hash than when it was written. Restore the log from a backup.',
+      }));
+    } else if (found === '') {
+      diagnostics.push(errorDiag('audit.truncated', `${name} has no valid record seq ${h.seq}, which ${label} recorded.`, {
+        detail: 'That record was removed or damaged. Restore the log from a backup.',
+      }));
+    }
+  }
+
+  return { ok: !diagnostics.some((d) => d.severity === 'error'), records, head: prev, diagnostics };
+}
+
+/** Calls `fn` with each line (without its newline) in order, streaming; a missing file has no lines. */
+async function forEachLine(file: string, fn: (line: string) => void): Promise<void> {
+  let carry: Buffer = Buffer.alloc(0);
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 })) {
+      let buf = carry.length ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer);
+      let nl = buf.indexOf(0x0a);
+      while (nl !== -1) {
+        fn(buf.subarray(0, nl).toString('utf8'));
+        buf = buf.subarray(nl + 1);
+        nl = buf.indexOf(0x0a);
+      }
+      carry = Buffer.from(buf);
+    }
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return;
+    throw error;
+  }
+  if (carry.length) fn(carry.toString('utf8'));
+}

@@ -1,0 +1,57 @@
+// The public API of the state layer: everything above src/state imports from here, and talks to state only through a
+// StateBackend (it never builds a state file path itself).
+
+export { hostPaths, assertHostName, isHostName, type HostPaths } from './host-paths.js';
+export { writeFileAtomic, readJsonFile, type AtomicWriteOptions } from './atomic-file.js';
+export {
+  LOCKFILE_FORMAT_VERSION,
+  MAX_REHEARSALS,
+  emptyLockfile,
+  withResource,
+  withoutResource,
+  lockedResource,
+  withRelease,
+  withRollbackTarget,
+  withRehearsal,
+  withoutWorkload,
+  withCommit,
+  withAuditHead,
+  serializeLockfile,
+  parseLockfile,
+  type Lockfile,
+  type LockfileSource,
+  type AuditHead,
+  type ReleaseRef,
+  type RollbackRehearsal,
+  type RollbackTarget,
+  type WorkloadState,
+} from './lockfile.js';
+export {
+  DEFAULT_LEASE_MS,
+  LeaseLock,
+  LeaseHeldError,
+  acquireLeaseLock,
+  readLeaseRecord,
+  forceUnlockLease,
+  leaseStaleness,
+  describeHolder,
+  type LeaseRecord,
+  type LeaseOptions,
+} from './lease-lock.js';
+export { ApplyJournal, beginJournal, readJournal, removeJournal, type JournalRecord, type JournalStart, type JournalFailure } from './journal.js';
+export {
+  AUDIT_FILE_NAME,
+  GENESIS_HASH,
+  appendAudit,
+  verifyAuditLog,
+  tailAudit,
+  auditHash,
+  canonicalJson,
+  serializeAuditRecord,
+  type AuditEntry,
+  type AuditEvent,
+  type AuditResult,
+  type AuditVerification,
+  type ExpectedAuditHead,
+} from './audit-log.js';
+export { LocalStateBackend, type StateBackend } from './backend.js';
