@@ -1,7 +1,8 @@
-// Shared helpers for bench/ scripts: timing child processes (median of N runs), making generated fleets as
-// real git repositories, and printing figures with their ratios to a peer measured in the same run.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+// Shared helpers for bench/ scripts: timing child processes (median of N runs, or one streamed run), making
+// generated fleets as real git repositories, and printing figures with their ratios to a peer measured in the
+// same run.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +15,8 @@ const GIT_ENV = {
   GIT_AUTHOR_NAME: 'bench', GIT_AUTHOR_EMAIL: 'bench@agentvm.invalid', GIT_AUTHOR_DATE: '2025-01-01T00:00:00Z',
   GIT_COMMITTER_NAME: 'bench', GIT_COMMITTER_EMAIL: 'bench@agentvm.invalid', GIT_COMMITTER_DATE: '2025-01-01T00:00:00Z',
   GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null',
+  // No automatic gc in the background after a big commit: it makes the explicit `git gc` fail ("already running").
+  GIT_CONFIG_COUNT: '2', GIT_CONFIG_KEY_0: 'gc.auto', GIT_CONFIG_VALUE_0: '0', GIT_CONFIG_KEY_1: 'maintenance.auto', GIT_CONFIG_VALUE_1: 'false',
 };
 
 export function git(dir, ...args) {
@@ -64,4 +67,78 @@ export function generatedFleet(n) {
 
 export function fmt(seconds) {
   return `${seconds.toFixed(3)} s`;
+}
+
+/**
+ * Runs `cmd args` once, streaming its stdout and stderr line by line to `onLine(line, stream)`, and resolves to
+ * `{ seconds, status, stdout, stderr }`. Rejects when the exit code is not in `okCodes` (the message carries the
+ * last 4 KB of output). For long runs whose progress must be visible (apply).
+ */
+export function runStreaming(cmd, args, { env = {}, cwd, okCodes = [0], onLine = () => {} } = {}) {
+  return new Promise((resolve, reject) => {
+    const t = process.hrtime.bigint();
+    const child = spawn(cmd, args, { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const kept = { stdout: '', stderr: '' };
+    for (const stream of ['stdout', 'stderr']) {
+      let partial = '';
+      child[stream].setEncoding('utf8');
+      child[stream].on('data', (chunk) => {
+        // Only the tail is kept: a 5,000-resource apply prints megabytes.
+        kept[stream] = (kept[stream] + chunk).slice(-4096);
+        const lines = (partial + chunk).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) onLine(line, stream);
+      });
+      child[stream].on('end', () => {
+        if (partial) onLine(partial, stream);
+      });
+    }
+    child.on('error', reject);
+    child.on('close', (status) => {
+      const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+      if (!okCodes.includes(status)) reject(new Error(`${cmd} ${args.join(' ')} exited ${status} after ${seconds.toFixed(1)} s:\n${kept.stderr || kept.stdout}`));
+      else resolve({ seconds, status, ...kept });
+    });
+  });
+}
+
+/** A tiny git repository (2 files, 1 commit) in `dir`, to be a release source; returns its commit id. */
+export function tinySourceRepository(dir) {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'README.md'), '# bench release source\n');
+  writeFileSync(join(dir, 'main.py'), 'print("hello from a bench release")\n');
+  git(dir, 'init', '-q', '-b', 'main');
+  git(dir, 'add', '-A');
+  git(dir, 'commit', '-q', '-m', 'bench release source');
+  return git(dir, 'rev-parse', 'HEAD').trim();
+}
+
+/**
+ * A committed desired-state repository with `n` low-tier git-release workloads `w-00000…` on one host `bench`,
+ * all released from the same `source` ({ repo: absolute path, commit }). Each has one profile `p-<name>`
+ * because `workload.substrate-mismatch` refuses a service without profiles (and a job without jobs); the
+ * profile's `unit.<name>.p-<name>` resource is only planned when a systemd provider is built in.
+ */
+export function releaseFleet(n, source) {
+  const dir = mkdtempSync(join(tmpdir(), `agentvm-bench-release-${n}-`));
+  const names = [];
+  for (let i = 0; i < n; i++) {
+    const name = `w-${String(i).padStart(5, '0')}`;
+    names.push(name);
+    mkdirSync(join(dir, 'workloads', name), { recursive: true });
+    writeFileSync(join(dir, 'workloads', name, 'contract.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  owner: bench@example.com\n  riskTier: low\n  substrate: service\n`);
+    writeFileSync(join(dir, 'workloads', name, 'manifest.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: ${name}\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source.repo}\n      commit: ${source.commit}\n  profiles:\n    - name: p-${name}\n      entrypoint: [python3, main.py]\n`);
+  }
+  mkdirSync(join(dir, 'hosts'));
+  writeFileSync(join(dir, 'hosts', 'bench.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads:\n${names.map((w) => `    - ${w}`).join('\n')}\n`);
+  try {
+    git(dir, 'init', '-q', '-b', 'main');
+    git(dir, 'add', '-A');
+    git(dir, 'commit', '-q', '-m', `${n} release workloads`);
+    git(dir, 'gc', '-q');
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return dir;
 }

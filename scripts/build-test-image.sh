@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --cache) cache="${2:?--cache needs a directory}"; shift 2 ;;
     --cache=*) cache="${1#--cache=}"; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-test-image: unknown argument: $1" >&2; exit 64 ;;
   esac
 done

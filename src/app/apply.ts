@@ -1,8 +1,9 @@
 // Use case: apply a plan. Dry-run by default (a saved plan or --auto-approve is required; the command layer
 // enforces it). Holds the host's lease for the whole run, refuses stale saved plans, walks the dependency graph
 // with bounded concurrency, persists the lockfile after every resource (and the rollback target before any
-// release changes — capture-first), keeps a journal so an interrupted apply is visible and resumable, and writes
-// one audit event per action. The core never prints: progress goes out as ApplyEvents.
+// release changes — capture-first) through the host's apply log — one O(1) write-ahead-log batch per durable step,
+// which also records what is done so an interrupted apply is visible and resumable (ADR 0005) — and writes one audit
+// event per action, its head stored in the same batch. The core never prints: progress goes out as ApplyEvents.
 
 import { randomUUID } from 'node:crypto';
 import { resolveCommit } from '../contracts/git-source.js';
@@ -11,21 +12,11 @@ import { liveFingerprint, type Plan } from '../engine/plan.js';
 import type { Address, LockedResource, PlannedChange } from '../engine/types.js';
 import type { CapturedRelease, HostContext } from '../providers/provider.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import {
-  emptyLockfile,
-  withAuditHead,
-  withCommit,
-  withRelease,
-  withResource,
-  withoutResource,
-  withRollbackTarget,
-  type AuditEntry,
-  type LeaseLock,
-  type Lockfile,
-  type StateBackend,
-} from '../state/index.js';
+import { rollbackOp, type AppendMarks, type AuditEntry, type LeaseLock, type Lockfile, type LockfileOp, type StateBackend } from '../state/index.js';
 import { hostContext, makePlan, readLive, readPlanFile, stateBackend, type PlanOptions } from './plan.js';
 import { registryFor } from './registry.js';
+import { verifierFor, type SignatureOutcome } from './signatures.js';
+import type { DesiredState } from '../contracts/desired-state.js';
 import { loadDesiredState, selectHost } from './desired.js';
 
 export type ApplyEvent =
@@ -85,15 +76,16 @@ export async function runApply(opts: ApplyOptions): Promise<ApplyResult> {
     let registry: ProviderRegistry;
     let context: HostContext;
     let lock: Lockfile | null;
+    let state: DesiredState;
     if (saved) {
-      ({ registry, context, lock } = await checkFresh(saved, opts.root, backend));
+      ({ registry, context, lock, state } = await checkFresh(saved, opts.root, backend));
       plan = saved;
     } else {
       const session = await makePlan({ ...opts.plan!, root: opts.root });
-      ({ plan, registry, context, lock } = session);
+      ({ plan, registry, context, lock, state } = session);
     }
     refuseInapplicable(plan);
-    return await walk({ plan, registry, context, lock, backend, lease, emit, started, concurrency: opts.concurrency ?? DEFAULT_APPLY_CONCURRENCY, operation: opts.operation ?? 'apply' });
+    return await walk({ plan, state, registry, context, lock, backend, lease, emit, started, concurrency: opts.concurrency ?? DEFAULT_APPLY_CONCURRENCY, operation: opts.operation ?? 'apply' });
   } finally {
     lease.release();
   }
@@ -116,7 +108,7 @@ function refuseInapplicable(plan: Plan): void {
 }
 
 /** A saved plan is stale when its commit, the lockfile (lineage, serial) or the live host changed since planning. */
-async function checkFresh(plan: Plan, root: string, backend: StateBackend): Promise<{ registry: ProviderRegistry; context: HostContext; lock: Lockfile | null }> {
+async function checkFresh(plan: Plan, root: string, backend: StateBackend): Promise<{ registry: ProviderRegistry; context: HostContext; lock: Lockfile | null; state: DesiredState }> {
   const stale = (what: string, detail: string) =>
     new AgentvmError('apply.stale-plan', `Saved plan is stale: ${what}.`, { detail: `${detail} Make a new plan with \`agentvm plan --out <file>\` and review it.` });
   if (plan.source.commit && plan.source.ref !== plan.source.commit) {
@@ -137,11 +129,13 @@ async function checkFresh(plan: Plan, root: string, backend: StateBackend): Prom
   const desired = plan.changes.flatMap((c) => (c.desired ? [c.desired] : []));
   const { live } = await readLive(registry, context, desired, (lock?.resources ?? {}) as Record<Address, LockedResource>);
   if (liveFingerprint(live) !== plan.liveFingerprint) throw stale('the live host changed since the plan was made', 'Something changed releases or units on the host after planning.');
-  return { registry, context, lock };
+  return { registry, context, lock, state };
 }
 
 interface WalkInput {
   plan: Plan;
+  /** The desired state at the plan's commit: signature bundles and keys are read from it. */
+  state: DesiredState;
   registry: ProviderRegistry;
   context: HostContext;
   lock: Lockfile | null;
@@ -156,25 +150,22 @@ interface WalkInput {
 async function walk(w: WalkInput): Promise<ApplyResult> {
   const { plan, registry, context, backend, lease, emit } = w;
   const applyId = randomUUID();
-  const interrupted = await backend.readJournal(plan.host);
-  const journal = await backend.beginJournal(plan.host, { applyId, planDigest: plan.id, ...(interrupted && interrupted.planDigest === plan.id ? { resume: interrupted } : {}) });
+  // Checkpoints an interrupted apply's log first (reported below), and resumes it when the plan is the same one.
+  const log = await backend.beginApply(plan.host, { applyId, planDigest: plan.id, expected: { lineage: w.lock?.lineage ?? null, serial: w.lock?.serial ?? 0 } }, lease);
+  const interrupted = log.interrupted;
   emit({ type: 'start', applyId, plan, resumed: interrupted !== null });
 
-  // Every lockfile write goes through this chain: one writer at a time, each on top of the last.
-  let lock: Lockfile = w.lock ?? emptyLockfile(plan.host);
-  let chain: Promise<unknown> = Promise.resolve();
-  const persist = (change: (l: Lockfile) => Lockfile): Promise<void> => {
-    const next = chain.then(async () => {
-      lock = await backend.writeLockfile(plan.host, change(lock), lease);
-      faultPoint();
-    });
-    chain = next.catch(() => undefined);
-    return next;
-  };
-  const audit = async (entry: Omit<AuditEntry, 'host' | 'operation' | 'applyId'>): Promise<void> => {
+  // Each durable step is one audit record, then one log batch holding the step's lockfile ops and the new audit head:
+  // audit first, so a kill in between over-reports (the next apply redoes the step) and never leaves an action
+  // unaudited. The head only moves forward, whatever order concurrent steps reach the log in.
+  let auditSeq = 0;
+  const audit = async (entry: Omit<AuditEntry, 'host' | 'operation' | 'applyId'>, ops: LockfileOp[] = [], marks: AppendMarks = {}): Promise<void> => {
     const ev = await backend.appendAudit({ host: plan.host, operation: w.operation, applyId, ...entry });
     faultPoint();
-    await persist((l) => withAuditHead(l, { seq: ev.seq, hash: ev.hash }));
+    const head: LockfileOp[] = ev.seq > auditSeq ? [{ op: 'auditHead.set', head: { seq: ev.seq, hash: ev.hash } }] : [];
+    auditSeq = Math.max(auditSeq, ev.seq);
+    await log.append([...ops, ...head], marks);
+    faultPoint();
   };
 
   if (interrupted) await audit({ event: 'apply.resume', result: 'ok', detail: `previous apply ${interrupted.applyId} was interrupted after ${interrupted.completed.length} resource(s)` });
@@ -194,28 +185,45 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
       emit({ type: 'resource-skipped', address: c.address, reason: `depends on ${blocked}` });
       return;
     }
-    if (c.action === 'noop' || journal.isDone(c.address)) {
+    if (c.action === 'noop' || log.isDone(c.address)) {
       status.set(c.address, 'ok');
       return;
     }
     const provider = registry.get(c.provider);
     const t0 = Date.now();
     emit({ type: 'resource-start', address: c.address, action: c.action });
-    const locked = lock.resources[c.address] as LockedResource | undefined;
+    const locked = log.resource(c.address);
     const beforeMutation = async (captured: CapturedRelease | null): Promise<void> => {
       if (!captured || captured.identity === c.after?.identity) return;
-      await persist((l) => withRollbackTarget(l, c.workload, { identity: captured.identity, digest: captured.digest, releaseId: captured.releaseId, foreign: captured.foreign, capturedAt: new Date().toISOString() }));
-      await audit({ event: 'release.capture', result: 'ok', address: c.address, before: { identity: captured.identity, digest: captured.digest }, detail: `captured ${captured.releaseId}${captured.foreign ? ' (installed outside agentvm)' : ''} as the rollback target` });
+      // Durable before the provider changes anything (capture-first): the rollback target and its audit record.
+      await audit(
+        { event: 'release.capture', result: 'ok', address: c.address, before: { identity: captured.identity, digest: captured.digest }, detail: `captured ${captured.releaseId}${captured.foreign ? ' (installed outside agentvm)' : ''} as the rollback target` },
+        [rollbackOp(c.workload, { identity: captured.identity, digest: captured.digest, releaseId: captured.releaseId, foreign: captured.foreign })],
+      );
     };
+    // Signed releases: the provider hands the exact bytes it is about to install to this check (fail closed).
+    const verifier = c.desired && c.action !== 'delete' ? verifierFor(w.state, c.desired) : undefined;
+    let verified: SignatureOutcome | undefined;
+    const verifyArtifact = verifier
+      ? async (bytes: Uint8Array): Promise<Diagnostic[]> => {
+          verified = await verifier(bytes);
+          return verified.diagnostics;
+        }
+      : undefined;
     let diagnostics: Diagnostic[];
     let entry: Omit<LockedResource, 'commit' | 'appliedAt'> | undefined;
     if (!provider) {
       diagnostics = [{ code: 'provider.unavailable', severity: 'error', summary: `No provider \`${c.provider}\` to apply ${c.address}.`, address: c.address }];
     } else {
       try {
-        const res = await provider.apply({ host: context, change: c, ...(locked ? { locked } : {}), progress: (message) => emit({ type: 'progress', address: c.address, message }), beforeMutation });
+        const res = await provider.apply({ host: context, change: c, ...(locked ? { locked } : {}), progress: (message) => emit({ type: 'progress', address: c.address, message }), beforeMutation, ...(verifyArtifact ? { verifyArtifact } : {}) });
         diagnostics = res.diagnostics;
         entry = res.locked;
+        // The lockfile records what was verified: the artifact digest and who signed it.
+        const v = verified as SignatureOutcome | undefined;
+        const known = c.desired?.config.signatureVerified as { digest: string; signer?: unknown } | undefined;
+        const signature = v?.ok ? { digest: v.digest, ...(v.signer ? { signer: v.signer } : {}) } : known;
+        if (entry && signature) entry = { ...entry, attributes: { ...entry.attributes, signature } };
       } catch (err) {
         if (err instanceof AgentvmError) diagnostics = [...err.diagnostics];
         else throw err;
@@ -223,34 +231,38 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
     }
     faultPoint();
     const ok = !diagnostics.some((d) => d.severity === 'error') && (c.action === 'delete' || entry !== undefined);
+    const ops: LockfileOp[] = [];
     if (ok) {
       const appliedAt = new Date().toISOString();
-      await persist((l) => {
-        let next = c.action === 'delete' ? withoutResource(l, c.address) : withResource(l, { ...entry!, commit: plan.source.commit, appliedAt });
-        if (c.address.startsWith('release.')) {
-          const releaseId = typeof entry?.attributes?.releaseId === 'string' ? entry.attributes.releaseId : undefined;
-          next = withRelease(next, c.workload, c.action === 'delete' || !entry || !releaseId ? null : { identity: entry.identity, digest: entry.digest, releaseId });
-        }
-        return next;
-      });
-      journal.markDone(c.address);
-      faultPoint();
+      ops.push(c.action === 'delete' ? { op: 'resource.delete', address: c.address } : { op: 'resource.set', entry: { ...entry!, commit: plan.source.commit, appliedAt } });
+      if (c.address.startsWith('release.')) {
+        const releaseId = typeof entry?.attributes?.releaseId === 'string' ? entry.attributes.releaseId : undefined;
+        ops.push({ op: 'release.set', workload: c.workload, release: c.action === 'delete' || !entry || !releaseId ? null : { identity: entry.identity, digest: entry.digest, releaseId } });
+      }
+    }
+    const failure = diagnostics.find((d) => d.severity === 'error')?.summary ?? 'failed';
+    // One batch: the resource's lockfile entry, the audit head, and done/failed — so a resource is never recorded as
+    // done without its entry, nor the reverse.
+    await audit(
+      {
+        event: 'resource.apply',
+        result: ok ? 'ok' : 'failed',
+        address: c.address,
+        action: c.action,
+        ...(c.before ? { before: c.before } : {}),
+        ...(entry ? { after: { identity: entry.identity, digest: entry.digest } } : {}),
+        ...(ok ? {} : { detail: failure }),
+      },
+      ops,
+      ok ? { done: c.address } : { failed: { address: c.address, message: failure } },
+    );
+    if (ok) {
       status.set(c.address, 'ok');
       applied.push(c.address);
     } else {
-      journal.markFailed(c.address, diagnostics.find((d) => d.severity === 'error')?.summary ?? 'failed');
       status.set(c.address, 'failed');
       failed.push({ address: c.address, diagnostics });
     }
-    await audit({
-      event: 'resource.apply',
-      result: ok ? 'ok' : 'failed',
-      address: c.address,
-      action: c.action,
-      ...(c.before ? { before: c.before } : {}),
-      ...(entry ? { after: { identity: entry.identity, digest: entry.digest } } : {}),
-      ...(ok ? {} : { detail: diagnostics.find((d) => d.severity === 'error')?.summary ?? 'failed' }),
-    });
     emit({ type: 'resource-done', address: c.address, action: c.action, ok, diagnostics, ms: Date.now() - t0 });
   };
 
@@ -274,10 +286,9 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
   }
 
   const complete = failed.length === 0 && skipped.length === 0;
-  if (complete) await persist((l) => withCommit(l, plan.source.commit));
-  await audit({ event: 'apply.finish', result: complete ? 'ok' : 'failed', detail: `${applied.length} applied, ${failed.length} failed, ${skipped.length} skipped` });
-  await chain;
-  journal.finish();
+  await audit({ event: 'apply.finish', result: complete ? 'ok' : 'failed', detail: `${applied.length} applied, ${failed.length} failed, ${skipped.length} skipped` }, complete ? [{ op: 'commit.set', commit: plan.source.commit }] : []);
+  // Checkpoint: the lockfile file gets every batch (serial = logical serial), then the log goes away.
+  const lock: Lockfile = await log.finish();
   const result: ApplyResult = {
     formatVersion: 1,
     applyId,
@@ -297,7 +308,7 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
 
 /**
  * Fault injection for the crash-consistency tests: with AGENTVM_FAULT_KILL_AFTER=n the process SIGKILLs itself
- * at the n-th durable step of an apply (lockfile write, audit append, resource applied). Unset in normal use.
+ * at the n-th durable step of an apply (audit append, apply-log batch, resource applied). Unset in normal use.
  */
 let faultSteps = 0;
 function faultPoint(): void {

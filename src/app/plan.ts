@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import type { DesiredState } from '../contracts/desired-state.js';
 import { loadSchema } from '../contracts/schemas.js';
 import { AgentvmError, compareDiagnostics, userError, type Diagnostic } from '../diagnostics/index.js';
 import { expandHost } from '../engine/expand.js';
@@ -14,6 +15,7 @@ import type { ProviderRegistry } from '../providers/registry.js';
 import { hostPaths, LocalStateBackend, writeFileAtomic, type Lockfile, type StateBackend } from '../state/index.js';
 import { loadDesiredState, selectHost } from './desired.js';
 import { registryFor } from './registry.js';
+import { verifierFor } from './signatures.js';
 
 export interface PlanOptions {
   repo: string;
@@ -29,6 +31,7 @@ export interface PlanOptions {
 
 export interface PlanSession {
   plan: Plan;
+  state: DesiredState;
   lock: Lockfile | null;
   context: HostContext;
   backend: StateBackend;
@@ -62,6 +65,22 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
     if (p) validation.push(...p.validate({ resource: r }).diagnostics.map((d) => ({ ...d, address: d.address ?? r.address })));
   }
 
+  // Signed releases: verify the artifact the provider would install, now, so a bad signature shows in the plan
+  // (per address, with the failed check) and the plan cannot be applied.
+  await Promise.all(
+    desired.map(async (r) => {
+      const verify = verifierFor(state, r);
+      const provider = registry.get(r.provider);
+      if (!verify || !provider?.artifact) return;
+      const artifact = await provider.artifact({ host: context, desired: r });
+      validation.push(...artifact.diagnostics.map((d) => ({ ...d, address: d.address ?? r.address })));
+      if (!artifact.bytes) return;
+      const outcome = await verify(artifact.bytes);
+      validation.push(...outcome.diagnostics);
+      if (outcome.ok) r.config = { ...r.config, signatureVerified: { digest: outcome.digest, ...(outcome.signer ? { signer: outcome.signer } : {}) } };
+    }),
+  );
+
   const lockResources = (lock?.resources ?? {}) as Record<Address, LockedResource>;
   const { live, owned, diagnostics: readDiags } = await readLive(registry, context, desired, lockResources);
   const plan = computePlan({
@@ -76,7 +95,7 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
     planners: registry.planners(),
     diagnostics: [...diagnostics, ...providerDiags, ...validation, ...readDiags].sort(compareDiagnostics),
   });
-  return { plan, lock, context, backend, registry };
+  return { plan, state, lock, context, backend, registry };
 }
 
 /** Reads every address of interest (desired ∪ locked ∪ owned) through its provider. */

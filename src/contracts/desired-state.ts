@@ -40,6 +40,11 @@ export interface DesiredState {
   workloads: Map<string, WorkloadDefinition>;
   /** Every other file read from the commit, by repo path (e.g. a trusted root under trust/). */
   files: Map<string, string>;
+  /**
+   * Documents that parsed as YAML but failed their schema. Not deployable, but still scanned for committed secrets:
+   * one typo elsewhere in a file must not hide a pasted token.
+   */
+  rejected: Array<LoadedDocument<unknown>>;
   diagnostics: Diagnostic[];
 }
 
@@ -56,20 +61,21 @@ export function buildDesiredState(source: DesiredStateSource): DesiredState {
     hosts: new Map(),
     workloads: new Map(),
     files: new Map(),
+    rejected: [],
     diagnostics: [...source.diagnostics],
   };
   const diags = state.diagnostics;
 
   for (const f of source.files) {
     if (f.path === 'agentvm.yaml' || f.path === 'agentvm.yml') {
-      state.config = load<RepoConfig>('Config', f, diags);
+      state.config = load<RepoConfig>('Config', f, diags, state.rejected);
       continue;
     }
     const host = HOST_FILE.exec(f.path);
     if (host) {
       const name = host[1]!;
       if (!checkName(name, f.path, 'host file', diags)) continue;
-      const doc = load<Host>('Host', f, diags);
+      const doc = load<Host>('Host', f, diags, state.rejected);
       if (doc) {
         checkMetadataName(doc, name, 'hosts/<name>.yaml', diags);
         state.hosts.set(name, doc);
@@ -87,13 +93,13 @@ export function buildDesiredState(source: DesiredStateSource): DesiredState {
         state.workloads.set(name, def);
       }
       if (rest === 'contract.yaml') {
-        const doc = load<WorkloadContract>('WorkloadContract', f, diags);
+        const doc = load<WorkloadContract>('WorkloadContract', f, diags, state.rejected);
         if (doc) {
           checkMetadataName(doc, name, 'workloads/<name>/', diags);
           def.contract = doc;
         }
       } else if (rest === 'manifest.yaml') {
-        const doc = load<WorkloadManifest>('WorkloadManifest', f, diags);
+        const doc = load<WorkloadManifest>('WorkloadManifest', f, diags, state.rejected);
         if (doc) {
           checkMetadataName(doc, name, 'workloads/<name>/', diags);
           def.manifest = doc;
@@ -164,13 +170,16 @@ export function buildDesiredState(source: DesiredStateSource): DesiredState {
   return state;
 }
 
-function load<T>(kind: DocumentKind, f: RepoFile, diags: Diagnostic[]): LoadedDocument<T> | undefined {
+function load<T>(kind: DocumentKind, f: RepoFile, diags: Diagnostic[], rejected: Array<LoadedDocument<unknown>>): LoadedDocument<T> | undefined {
   const doc: YamlDocument = parseYamlDocument(f.path, f.text);
   diags.push(...doc.diagnostics);
   if (doc.value === undefined) return undefined;
   const schemaDiags = validateAgainstSchema(kind, doc);
   diags.push(...schemaDiags);
-  if (schemaDiags.some((d) => d.severity === 'error')) return undefined;
+  if (schemaDiags.some((d) => d.severity === 'error')) {
+    rejected.push({ file: f.path, value: doc.value, locate: doc.locate });
+    return undefined;
+  }
   return { file: f.path, value: doc.value as T, locate: doc.locate };
 }
 

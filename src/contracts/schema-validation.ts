@@ -64,14 +64,21 @@ function toDiagnostics(issue: Issue, base: JsonPath, doc: YamlDocument, root: Js
     case 'invalid_value': {
       const allowed = (issue.values ?? []).map((v) => String(v));
       const last = path[path.length - 1];
+      if (value === undefined) {
+        return [errorDiag('schema.missing-field', `Required field \`${String(last)}\` is missing.`, {
+          detail: `Add it: ${allowed.length === 1 ? `\`${String(last)}: ${allowed[0]}\`` : `one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`}.${hint ? ` ${hint}` : ''}`,
+          path: where.path,
+          location: doc.locate(path.slice(0, -1)),
+        })];
+      }
       if (last === 'apiVersion') {
-        return [errorDiag('document.api-version', `Unsupported apiVersion ${JSON.stringify(value)}.`, { detail: `Use \`apiVersion: ${allowed[0] ?? 'agentvm.dev/v1alpha1'}\`.`, ...where })];
+        return [errorDiag('document.api-version', `Unsupported apiVersion ${describe(value)}.`, { detail: `Use \`apiVersion: ${allowed[0] ?? 'agentvm.dev/v1alpha1'}\`.`, ...where })];
       }
       if (last === 'kind' && path.length === 1) {
-        return [errorDiag('document.wrong-kind', `This file must hold a \`${allowed[0] ?? '?'}\`, not ${JSON.stringify(value)}.`, { detail: `Set \`kind: ${allowed[0] ?? '?'}\`, or move the document to the place its kind belongs.`, ...where })];
+        return [errorDiag('document.wrong-kind', `This file must hold a \`${allowed[0] ?? '?'}\`, not ${describe(value)}.`, { detail: `Set \`kind: ${allowed[0] ?? '?'}\`, or move the document to the place its kind belongs.`, ...where })];
       }
       const guess = typeof value === 'string' ? didYouMean(value, allowed) : undefined;
-      return [errorDiag('schema.invalid-value', `${JSON.stringify(value)} is not allowed here${guess ? ` — did you mean ${JSON.stringify(guess)}?` : '.'}`, {
+      return [errorDiag('schema.invalid-value', `${describe(value)} is not allowed here${guess ? ` — did you mean ${JSON.stringify(guess)}?` : '.'}`, {
         detail: `Use one of: ${allowed.map((a) => JSON.stringify(a)).join(', ')}.`,
         ...where,
       })];

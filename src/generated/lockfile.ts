@@ -10,7 +10,7 @@ export type Name = string;
 export type Commit = string;
 export type Timestamp = string;
 /**
- * Directory name of a release under the workload's release directory.
+ * Directory name of a release under the workload's release directory: a 40-hex commit, <package>@<version> (a scope's / as +), or captured-<digest>.
  */
 export type ReleaseId = string;
 

@@ -21,6 +21,7 @@ import { signatureRules } from './rules/signature.js';
 import { sourceRules } from './rules/source.js';
 import { substrateRules } from './rules/substrate.js';
 import { toolRules } from './rules/tools.js';
+import { trustedRootRules } from './rules/trusted-root.js';
 import { untrustedInputRules } from './rules/untrusted-input.js';
 import { effectiveTiers, type EffectiveTiers } from './tiers.js';
 
@@ -46,7 +47,7 @@ export const WORKLOAD_RULES: readonly WorkloadRule[] = [
 ];
 
 /** Rules that look across documents: hosts, the repository-wide secret scan. */
-export const POLICY_RULES: readonly PolicyRule[] = [hostRules, hostSecretRules, hostInjectionRules, secretScanRules];
+export const POLICY_RULES: readonly PolicyRule[] = [hostRules, hostSecretRules, hostInjectionRules, secretScanRules, trustedRootRules];
 
 export interface PolicyResult {
   diagnostics: Diagnostic[];

@@ -61,6 +61,18 @@ export interface ApplyRequest {
   progress?: (message: string) => void;
   /** Called right before the first mutation of the host, so callers can persist capture-first facts. */
   beforeMutation?: (captured: CapturedRelease | null) => Promise<void>;
+  /**
+   * Signature check of the exact artifact bytes about to be installed (the same bytes `artifact` returns). Errors
+   * refuse the install before anything is written. Absent when the resource carries no signature requirement.
+   */
+  verifyArtifact?: (bytes: Uint8Array) => Promise<Diagnostic[]>;
+}
+
+export interface ArtifactRequest { host: HostContext; desired: DesiredResource }
+export interface ArtifactResponse {
+  /** The signed artifact: for git releases `git archive --format=tar <commit> [-- <subdir>]`, for packages the tarball. */
+  bytes?: Uint8Array;
+  diagnostics: Diagnostic[];
 }
 export interface ApplyResponse {
   /** New lockfile entry; undefined after a delete. */
@@ -92,4 +104,6 @@ export interface Provider {
   plan(req: PlanRequest): PlanResponse;
   apply(req: ApplyRequest): Promise<ApplyResponse>;
   list(req: ListRequest): Promise<ListResponse>;
+  /** Providers of signed artifacts: the bytes a signature covers, so plan can verify before anything is applied. */
+  artifact?(req: ArtifactRequest): Promise<ArtifactResponse>;
 }

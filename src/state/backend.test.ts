@@ -1,5 +1,5 @@
 // Tests of LocalStateBackend on a temporary host root: lockfile round trip, serial, backup, corruption, conflicts,
-// leases, journal and audit through the one interface the rest of agentvm uses.
+// leases, apply log and audit through the one interface the rest of agentvm uses.
 
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -163,7 +163,7 @@ describe('lockfile through the backend', () => {
   });
 });
 
-describe('lease, journal and audit through the backend', () => {
+describe('lease, apply log and audit through the backend', () => {
   it('reads, refuses and force-unlocks the lease', async () => {
     expect(await backend.readLease('web-1')).toBeNull();
     const l = await lease();
@@ -175,14 +175,22 @@ describe('lease, journal and audit through the backend', () => {
     expect(await backend.listHosts()).toEqual([]);
   });
 
-  it('keeps the journal of an interrupted apply until it is finished or discarded', async () => {
-    const j = await backend.beginJournal('web-1', { applyId: 'a1', planDigest: 'p' });
-    j.markDone('release.research');
+  it('keeps the log of an interrupted apply until the next apply or a discard, which checkpoints its writes first', async () => {
+    const l = await lease();
+    const log = await backend.beginApply('web-1', { applyId: 'a1', planDigest: 'p' }, l);
+    await log.append([{ op: 'resource.set', entry: resource('release.research') }], { done: 'release.research' });
+    // the process dies here: no finish()
     expect(await backend.listHosts()).toEqual(['web-1']);
-    expect((await backend.readJournal('web-1'))?.completed).toEqual(['release.research']);
-    await backend.discardJournal('web-1');
+    expect(await backend.readJournal('web-1')).toMatchObject({ applyId: 'a1', planDigest: 'p', completed: ['release.research'], failed: [] });
+    expect(Object.keys((await backend.readLockfile('web-1'))!.resources)).toEqual(['release.research']);
+    expect(existsSync(stateFile('web-1.lock.json'))).toBe(false); // only in the log so far
+    await backend.discardJournal('web-1', l);
     expect(await backend.readJournal('web-1')).toBeNull();
-    await backend.discardJournal('web-1'); // idempotent
+    const read = await backend.readLockfile('web-1');
+    expect(read?.serial).toBe(1);
+    expect(Object.keys(read!.resources)).toEqual(['release.research']);
+    await backend.discardJournal('web-1', l); // idempotent
+    expect(readdirSync(stateFile('')).sort()).toEqual(['web-1.lease.json', 'web-1.lock.json']);
   });
 
   it('appends, tails and verifies the audit log, and the head stored in the lockfile detects truncation', async () => {

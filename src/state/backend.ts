@@ -1,33 +1,41 @@
-// The state backend: the only way the rest of agentvm reads or writes state (lockfile, lease, journal, audit log).
+// The state backend: the only way the rest of agentvm reads or writes state (lockfile, lease, apply log, audit log).
 // Nothing above src/state knows where state files live or how they are named; a future remote backend implements the
 // same interface. LocalStateBackend keeps everything under the host paths of one root:
-//   <state>/<host>.lock.json         the lockfile          <state>/<host>.lock.json.backup   the previous serial
-//   <state>/<host>.lease.json        the lease lock        <state>/<host>.journal.json       the running apply
+//   <state>/<host>.lock.json         the lockfile          <state>/<host>.lock.json.backup   the previous version
+//   <state>/<host>.lease.json        the lease lock        <state>/<host>.wal.jsonl          the running apply's log
 //   <audit>/audit.jsonl              the audit log (all hosts of the root)
-// Invariants of writeLockfile: only under the caller's held lease; only on top of the serial and lineage the caller
-// read (optimistic check, so a write can never silently undo another); serial + 1; the previous file kept as backup.
+// The lockfile a reader sees is the file with the write-ahead log replayed (ADR 0005): every write an apply
+// acknowledged, whether or not it was checkpointed into the file yet.
+// Invariants of every write: only under the caller's held lease; only on top of the lineage and (logical) serial the
+// caller read (optimistic check, so a write can never silently undo another); serial + 1 per persisted write.
 
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, type BigIntStats } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import type { HostPaths } from '../providers/provider.js';
-import { errnoCode, writeFileAtomic } from './atomic-file.js';
+import { errnoCode, fsyncDirectory } from './atomic-file.js';
+import { beginApplyLog, type ApplyLog, type ApplyStart } from './apply-log.js';
 import { appendAudit, AUDIT_FILE_NAME, tailAudit, verifyAuditLog, type AuditEntry, type AuditEvent, type AuditVerification, type ExpectedAuditHead } from './audit-log.js';
 import { assertHostName, isHostName } from './host-paths.js';
-import { beginJournal, readJournal, removeJournal, type ApplyJournal, type JournalRecord, type JournalStart } from './journal.js';
 import { acquireLeaseLock, forceUnlockLease, readLeaseRecord, type LeaseLock, type LeaseOptions, type LeaseRecord } from './lease-lock.js';
-import { corruptLockfile, lockfileWriteProblem, parseLockfile, serializeLockfile, type Lockfile, type LockfileSource } from './lockfile.js';
+import type { Lockfile, LockfileSource } from './lockfile.js';
+import { fingerprintOf, readStoredState, sameFingerprint, writeLockfileFile, type FileFingerprint } from './lockfile-store.js';
+import { journalOf, parseWal, type JournalRecord } from './wal.js';
 
 export interface StateBackend {
   /** Where state lives, for messages (e.g. `/var/lib/agentvm/state`). */
   readonly location: string;
 
-  /** The host's lockfile, or null when nothing was ever applied. Throws `state.corrupt` / `state.missing`. */
+  /**
+   * The host's lockfile with every acknowledged write (the apply log replayed), or null when nothing was ever
+   * applied. Throws `state.corrupt` / `state.missing` / `state.unsupported-format`.
+   */
   readLockfile(host: string): Promise<Lockfile | null>;
   /**
    * Persists `lock` (read earlier, then changed with the pure helpers) as the next serial and returns what was written.
-   * Requires `lease` to be this host's held lease. Throws `state.serial-conflict` / `state.lineage-mismatch` when the
-   * file on disk is not the one `lock` was derived from.
+   * For writes outside an apply (rollback rehearsals, state commands): costs O(lockfile). Requires `lease` to be this
+   * host's held lease. Throws `state.serial-conflict` / `state.lineage-mismatch` when the state is not the version
+   * `lock` was derived from.
    */
   writeLockfile(host: string, lock: Lockfile, lease: LeaseLock): Promise<Lockfile>;
 
@@ -37,17 +45,21 @@ export interface StateBackend {
   readLease(host: string): Promise<LeaseRecord | null>;
   /** Breaks the lease with this id (`agentvm state unlock <id>`); returns it. `state.lock-id-mismatch` otherwise. */
   forceUnlock(host: string, id: string): Promise<LeaseRecord>;
-  /** Hosts that have a lockfile, a lease or a journal, sorted. */
+  /** Hosts that have a lockfile, a lease or an apply log, sorted. */
   listHosts(): Promise<string[]>;
 
-  /** Starts (or, with `start.resume`, resumes) the apply journal. */
-  beginJournal(host: string, start: JournalStart): Promise<ApplyJournal>;
-  /** The journal of an interrupted apply, or null. */
+  /**
+   * Starts an apply's durable log under `lease`: an interrupted apply's log is first checkpointed into the lockfile and
+   * reported as `log.interrupted` (resumed when its plan digest is the same). Each `log.append` is one O(1) persisted
+   * write; `log.finish()` checkpoints the lockfile and removes the log.
+   */
+  beginApply(host: string, start: ApplyStart, lease: LeaseLock): Promise<ApplyLog>;
+  /** What the last apply recorded if it did not finish (its log is still there), or null. */
   readJournal(host: string): Promise<JournalRecord | null>;
-  /** Drops an interrupted apply's journal without resuming it. */
-  discardJournal(host: string): Promise<void>;
+  /** Drops an interrupted apply's log without resuming it; its acknowledged writes are checkpointed first. */
+  discardJournal(host: string, lease: LeaseLock): Promise<void>;
 
-  /** Appends an audit record; its seq and hash are the new head (store it with `withAuditHead`). */
+  /** Appends an audit record; its seq and hash are the new head (store it with an `auditHead.set` op or `withAuditHead`). */
   appendAudit(entry: AuditEntry): Promise<AuditEvent>;
   verifyAudit(expected?: AuditHeadLike | readonly ExpectedAuditHead[]): Promise<AuditVerification>;
   /** The last n records, oldest first. */
@@ -58,36 +70,10 @@ export interface StateBackend {
 
 type AuditHeadLike = { seq: number; hash: string };
 
-interface FileFingerprint {
-  ino: number;
-  size: number;
-  mtimeNs: bigint;
-}
-
-function fingerprint(st: BigIntStats): FileFingerprint {
-  return { ino: Number(st.ino), size: Number(st.size), mtimeNs: st.mtimeNs };
-}
-
-/** The file's text and the fingerprint of that same open file, or undefined when it does not exist. */
-function readWithFingerprint(file: string): { text: string; fingerprint: FileFingerprint } | undefined {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return undefined;
-    throw error;
-  }
-  try {
-    return { fingerprint: fingerprint(fstatSync(fd, { bigint: true })), text: readFileSync(fd, 'utf8') };
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export class LocalStateBackend implements StateBackend {
   readonly paths: HostPaths;
-  /** Per host: the lockfile version this backend last read or wrote, and the file it was in. */
-  readonly #known = new Map<string, FileFingerprint & { lineage: string; serial: number }>();
+  /** Per host: the logical version this backend last read or wrote, and the lockfile and WAL versions it came from. */
+  readonly #known = new Map<string, { lock: FileFingerprint | null; wal: FileFingerprint | null; lineage: string; serial: number }>();
 
   constructor(paths: HostPaths) {
     this.paths = paths;
@@ -100,53 +86,29 @@ export class LocalStateBackend implements StateBackend {
   async readLockfile(host: string): Promise<Lockfile | null> {
     const source = this.#source(host);
     this.#known.delete(host);
-    const read = readWithFingerprint(source.file);
-    let value: unknown;
-    try {
-      value = read === undefined ? undefined : (JSON.parse(read.text) as unknown);
-    } catch (error) {
-      throw corruptLockfile(source, 'it is not valid JSON (a damaged disk or a hand edit)', error);
+    const state = readStoredState(source, this.#walFile(host));
+    if (state.logical) {
+      this.#known.set(host, { lock: state.lockFingerprint, wal: state.walFingerprint, lineage: state.logical.lineage, serial: state.logical.serial });
     }
-    if (value === undefined || read === undefined) {
-      if (existsSync(source.backup)) {
-        throw new AgentvmError('state.missing', `The lockfile ${source.file} is missing, but its backup ${source.backup} exists.`, {
-          detail:
-            'agentvm never deletes a lockfile, so it was removed by hand or by another tool. Restore the previous serial with ' +
-            `\`cp ${source.backup} ${source.file}\`, or, to start the host's state from scratch (a new lineage: every resource is ` +
-            `re-captured from the host), remove the backup too: \`rm ${source.backup}\`.`,
-        });
-      }
-      return null;
-    }
-    const lock = parseLockfile(value, source);
-    this.#known.set(host, { ...read.fingerprint, lineage: lock.lineage, serial: lock.serial });
-    return lock;
+    return state.logical;
   }
 
   /**
-   * Lineage and serial of the host's lockfile without reading it, when the file on disk is still the very one this
-   * backend last read or wrote (atomic writes give every version a new inode). Saves a full parse and validation per
-   * write while an apply persists the lockfile after every resource.
+   * Lineage and logical serial of the host's state without reading it, when the lockfile and the WAL on disk are still
+   * the very versions this backend last read or wrote (atomic writes give every version a new inode, appends a new size).
    */
-  #knownVersion(host: string, file: string): { lineage: string; serial: number } | undefined {
+  #knownVersion(host: string): { lineage: string; serial: number } | undefined {
     const known = this.#known.get(host);
     if (!known) return undefined;
-    let st: BigIntStats;
-    try {
-      st = statSync(file, { bigint: true });
-    } catch {
-      return undefined;
-    }
-    const now = fingerprint(st);
-    return now.ino === known.ino && now.size === known.size && now.mtimeNs === known.mtimeNs ? known : undefined;
+    const same = sameFingerprint(fingerprintOf(this.#source(host).file), known.lock) && sameFingerprint(fingerprintOf(this.#walFile(host)), known.wal);
+    return same ? known : undefined;
   }
 
   async writeLockfile(host: string, lock: Lockfile, lease: LeaseLock): Promise<Lockfile> {
     const source = this.#source(host);
+    this.#guard(host, lease);
     if (lock.host !== host) throw toolkitError('state.host-mismatch', `A lockfile of host "${lock.host}" cannot be written as host "${host}".`);
-    if (lease.host !== host) throw toolkitError('state.lease-host-mismatch', `The lease of host "${lease.host}" does not guard host "${host}".`);
-    lease.assertHeld();
-    const current = this.#knownVersion(host, source.file) ?? (await this.readLockfile(host));
+    const current = this.#knownVersion(host) ?? (await this.readLockfile(host));
     if (current && current.lineage !== lock.lineage) {
       throw new AgentvmError('state.lineage-mismatch', `The lockfile ${source.file} has lineage ${current.lineage}, not ${lock.lineage}: it was replaced since it was read.`, {
         detail: 'Nothing was written. Run `agentvm plan` again against the current state.',
@@ -159,11 +121,10 @@ export class LocalStateBackend implements StateBackend {
       });
     }
     const next: Lockfile = { ...lock, serial: lock.serial + 1, updatedAt: new Date().toISOString() };
-    const problem = lockfileWriteProblem(next);
-    if (problem) throw toolkitError('state.invalid-lockfile', `Refusing to write an invalid lockfile for host "${host}" (${problem}).`);
-    mkdirSync(this.paths.state, { recursive: true, mode: 0o750 });
-    writeFileAtomic(source.file, serializeLockfile(next), { backup: source.backup });
-    this.#known.set(host, { ...fingerprint(statSync(source.file, { bigint: true })), lineage: next.lineage, serial: next.serial });
+    // `lock` was derived from the logical lockfile, so it holds any WAL batches: writing serial + 1 leaves such a WAL
+    // checkpointed (walStatus), kept only as the record of its interrupted apply.
+    const written = writeLockfileFile(source, next);
+    this.#known.set(host, { lock: written, wal: fingerprintOf(this.#walFile(host)), lineage: next.lineage, serial: next.serial });
     return next;
   }
 
@@ -189,24 +150,47 @@ export class LocalStateBackend implements StateBackend {
     }
     const hosts = new Set<string>();
     for (const name of names) {
-      const m = /^(.+)\.(lock|lease|journal)\.json$/.exec(name);
+      const m = /^(.+)\.(lock\.json|lease\.json|wal\.jsonl)$/.exec(name);
       if (m?.[1] && isHostName(m[1])) hosts.add(m[1]);
     }
     return [...hosts].sort();
   }
 
-  async beginJournal(host: string, start: JournalStart): Promise<ApplyJournal> {
-    const file = this.#file(host, 'journal');
+  async beginApply(host: string, start: ApplyStart, lease: LeaseLock): Promise<ApplyLog> {
+    this.#guard(host, lease);
+    this.#known.delete(host);
     mkdirSync(this.paths.state, { recursive: true, mode: 0o750 });
-    return beginJournal(file, start);
+    const source = this.#source(host);
+    const walFile = this.#walFile(host);
+    return beginApplyLog({ walFile, source }, start, readStoredState(source, walFile), lease);
   }
 
   async readJournal(host: string): Promise<JournalRecord | null> {
-    return readJournal(this.#file(host, 'journal'));
+    const file = this.#walFile(host);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return null;
+      throw error;
+    }
+    return journalOf(parseWal(text, file));
   }
 
-  async discardJournal(host: string): Promise<void> {
-    removeJournal(this.#file(host, 'journal'));
+  async discardJournal(host: string, lease: LeaseLock): Promise<void> {
+    this.#guard(host, lease);
+    const source = this.#source(host);
+    const walFile = this.#walFile(host);
+    const state = readStoredState(source, walFile);
+    if (!state.wal) return;
+    if (state.walStatus === 'replay' && state.logical && state.wal.batches.length > 0) writeLockfileFile(source, state.logical);
+    try {
+      unlinkSync(walFile);
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw error;
+    }
+    fsyncDirectory(this.paths.state);
+    this.#known.delete(host);
   }
 
   async appendAudit(entry: AuditEntry): Promise<AuditEvent> {
@@ -226,9 +210,21 @@ export class LocalStateBackend implements StateBackend {
     return path.join(this.paths.audit, AUDIT_FILE_NAME);
   }
 
-  #file(host: string, kind: 'lock' | 'lease' | 'journal'): string {
+  #file(host: string, kind: 'lock' | 'lease'): string {
     assertHostName(host);
     return path.join(this.paths.state, `${host}.${kind}.json`);
+  }
+
+  #walFile(host: string): string {
+    assertHostName(host);
+    return path.join(this.paths.state, `${host}.wal.jsonl`);
+  }
+
+  /** Every write: the lease must be this host's, and still held. */
+  #guard(host: string, lease: LeaseLock): void {
+    assertHostName(host);
+    if (lease.host !== host) throw toolkitError('state.lease-host-mismatch', `The lease of host "${lease.host}" does not guard host "${host}".`);
+    lease.assertHeld();
   }
 
   #source(host: string): LockfileSource {

@@ -7,6 +7,8 @@ export {
   LOCKFILE_FORMAT_VERSION,
   MAX_REHEARSALS,
   emptyLockfile,
+  applyOps,
+  rollbackOp,
   withResource,
   withoutResource,
   lockedResource,
@@ -19,6 +21,7 @@ export {
   serializeLockfile,
   parseLockfile,
   type Lockfile,
+  type LockfileOp,
   type LockfileSource,
   type AuditHead,
   type ReleaseRef,
@@ -38,7 +41,8 @@ export {
   type LeaseRecord,
   type LeaseOptions,
 } from './lease-lock.js';
-export { ApplyJournal, beginJournal, readJournal, removeJournal, type JournalRecord, type JournalStart, type JournalFailure } from './journal.js';
+export { ApplyLog, MIN_CHECKPOINT_INTERVAL, type ApplyStart, type AppendMarks, type AppendResult, type ApplyLogWrites } from './apply-log.js';
+export { WAL_FORMAT_VERSION, type JournalRecord, type JournalFailure } from './wal.js';
 export {
   AUDIT_FILE_NAME,
   GENESIS_HASH,

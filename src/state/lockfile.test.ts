@@ -4,8 +4,10 @@ import { describe, it, expect } from 'vitest';
 import { AgentvmError } from '../diagnostics/index.js';
 import type { LockedResource } from '../engine/types.js';
 import {
+  applyOps,
   emptyLockfile,
   lockedResource,
+  lockfileOpProblem,
   MAX_REHEARSALS,
   parseLockfile,
   serializeLockfile,
@@ -18,6 +20,7 @@ import {
   withResource,
   withRollbackTarget,
   type Lockfile,
+  type LockfileOp,
 } from './lockfile.js';
 
 const COMMIT = 'a'.repeat(40);
@@ -133,5 +136,53 @@ describe('parseLockfile', () => {
     const error = parseError({ ...good(), formatVersion: 2 });
     expect(error.code).toBe('state.unsupported-format');
     expect(error.message).toContain('format version 2');
+  });
+});
+
+describe('LockfileOp', () => {
+  const ops: LockfileOp[] = [
+    { op: 'resource.set', entry: resource('release.research', { attributes: { nested: { x: 1 } } }) },
+    { op: 'resource.set', entry: resource('unit.research.web', { provider: 'systemd' }) },
+    { op: 'resource.delete', address: 'release.research' },
+    { op: 'rollback.set', workload: 'research', target: { identity: COMMIT, digest: 'sha256:1', releaseId: 'r-1', foreign: true, capturedAt: '2026-02-03T00:00:00.000Z' } },
+    { op: 'release.set', workload: 'research', release: { identity: COMMIT, digest: 'sha256:2', releaseId: 'r-2' } },
+    { op: 'rehearsal.add', workload: 'research', rehearsal: { rehearsedAt: '2026-02-03T00:00:00.000Z', fromIdentity: 'a', toIdentity: 'b', result: 'passed' } },
+    { op: 'commit.set', commit: COMMIT },
+    { op: 'auditHead.set', head: { seq: 7, hash: 'c'.repeat(64) } },
+  ];
+
+  it('GIVEN ops THEN applyOps gives what the helpers give, leaves its input alone, and never touches the serial', () => {
+    const base = emptyLockfile('web-1');
+    const frozen = structuredClone(base);
+    const viaOps = applyOps(base, ops);
+    let viaHelpers = withResource(base, resource('release.research', { attributes: { nested: { x: 1 } } }));
+    viaHelpers = withResource(viaHelpers, resource('unit.research.web', { provider: 'systemd' }));
+    viaHelpers = withoutResource(viaHelpers, 'release.research');
+    viaHelpers = withRollbackTarget(viaHelpers, 'research', { identity: COMMIT, digest: 'sha256:1', releaseId: 'r-1', foreign: true }, new Date('2026-02-03T00:00:00Z'));
+    viaHelpers = withRelease(viaHelpers, 'research', { identity: COMMIT, digest: 'sha256:2', releaseId: 'r-2' });
+    viaHelpers = withRehearsal(viaHelpers, 'research', { rehearsedAt: '2026-02-03T00:00:00.000Z', fromIdentity: 'a', toIdentity: 'b', result: 'passed' });
+    viaHelpers = withAuditHead(withCommit(viaHelpers, COMMIT), { seq: 7, hash: 'c'.repeat(64) });
+    expect(viaOps).toEqual(viaHelpers);
+    expect(base).toEqual(frozen);
+    expect(viaOps.serial).toBe(0);
+    // The result owns its values: changing an op afterwards changes nothing.
+    (ops[1] as { entry: LockedResource }).entry.identity = 'changed';
+    expect(viaOps.resources['unit.research.web']?.identity).toBe(COMMIT);
+    (ops[1] as { entry: LockedResource }).entry.identity = COMMIT;
+    // And the result is a valid lockfile.
+    expect(parseLockfile(JSON.parse(serializeLockfile(viaOps)), source)).toEqual(viaOps);
+  });
+
+  it('accepts every valid op and refuses what the lockfile schema would refuse, naming the field', () => {
+    for (const op of ops) expect(lockfileOpProblem(op)).toBeNull();
+    expect(lockfileOpProblem({ op: 'release.set', workload: 'research', release: null })).toBeNull();
+    expect(lockfileOpProblem({ op: 'commit.set', commit: null })).toBeNull();
+    expect(lockfileOpProblem({ op: 'resource.set', entry: { ...resource('release.x'), digest: 1 } })).toMatch(/resource.set: `entry`\.digest/);
+    expect(lockfileOpProblem({ op: 'rollback.set', workload: 'research', target: { identity: 'x', digest: 'y', releaseId: 'r', foreign: false } })).toMatch(/capturedAt/);
+    expect(lockfileOpProblem({ op: 'release.set', workload: 'Bad_Name', release: null })).toMatch(/`workload`/);
+    expect(lockfileOpProblem({ op: 'resource.delete', address: '' })).toMatch(/not an address/);
+    expect(lockfileOpProblem({ op: 'commit.set', commit: COMMIT, extra: 1 })).toMatch(/unexpected field `extra`/);
+    expect(lockfileOpProblem({ op: 'serial.set', serial: 9 })).toMatch(/unknown op "serial.set"/);
+    expect(lockfileOpProblem(null)).toMatch(/not an object/);
   });
 });

@@ -98,6 +98,7 @@ export const secretScanRules: PolicyRule = ({ state }) => {
     if (def.manifest) scanDocument(def.manifest, address, out);
     for (const [rel, body] of def.files) scanFile(`${def.dir}/${rel}`, body, address, out);
   }
+  for (const doc of state.rejected ?? []) scanDocument(doc, undefined, out);
   for (const [path, body] of state.files) scanFile(path, body, undefined, out);
   return out;
 };

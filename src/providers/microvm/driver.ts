@@ -71,6 +71,23 @@ export interface VmmDriver {
 
 const MAX_STDERR = 64 * 1024;
 
+// VMM process groups still running. The VMM runs in its own process group (so a kill reaches all of it),
+// which also means a terminal's Ctrl-C does not reach it: when this Node process exits, they are killed here.
+// A process killed outright (SIGKILL) cannot do this; leftovers are found by their `agentvm-` process name.
+const liveGroups = new Set<number>();
+let exitHookInstalled = false;
+
+function killLiveGroups(): void {
+  for (const pid of liveGroups) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  liveGroups.clear();
+}
+
 /** Writes `paths` one after another into `dest`, zero-padding each to 4 bytes as the kernel's unpacker needs. */
 export async function combineInitrds(paths: readonly string[], dest: string): Promise<void> {
   const out = await open(dest, 'wx', 0o600);
@@ -122,8 +139,14 @@ export function spawnVmm(argv: readonly string[], onConsole?: (chunk: Buffer) =>
         return;
       }
       let done = false;
+      liveGroups.add(pid);
+      if (!exitHookInstalled) {
+        exitHookInstalled = true;
+        process.once('exit', killLiveGroups);
+      }
       void exited.then(() => {
         done = true;
+        liveGroups.delete(pid);
       });
       resolve({
         pid,

@@ -4,21 +4,23 @@
 // Invariants:
 // - Teardown is unconditional: whatever happens (timeout, crash, a throwing callback), the VMM's process group
 //   is killed and awaited, then the run directory is removed, in `finally`. When runEphemeralVm settles, no
-//   process and no file of the run remain.
+//   process and no file of the run remain. If Node exits mid-run, 'exit' hooks do the same synchronously;
+//   only a SIGKILLed Node leaves a VMM behind, to be reaped by its `agentvm-job-*` process name.
 // - The VMM boots only bytes whose sha256 matched the caller's pins: kernel and initramfs are read once,
 //   hashed, and the VMM is given the copies written into the run directory (no check-then-use race on the
 //   cache files).
 // - A job without `network` has no network device at all.
 // - Expected failures (digest mismatch, timeout, guest crash, rejected results) are diagnostics in the result;
-//   it throws only for bugs, a VMM that cannot start, and errors thrown by `onConsole`.
+//   it throws only for bugs, host I/O errors (run dir not creatable) and errors thrown by `onConsole`.
 
 import { createHash } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errorDiag, hasErrors, type Diagnostic } from '../../diagnostics/index.js';
 import type { VmHandle, VmmDriver, VmNetwork } from './driver.js';
 import { QemuDriver } from './qemu.js';
-import { CmdlineKey, ConsoleParser, inputNameProblem, jobOverlay, newNonce, type ConsoleReport } from './protocol.js';
+import { CmdlineKey, ConsoleParser, inputNameProblem, jobOverlay, networkPrelude, newNonce, type ConsoleReport, type GuestNetwork } from './protocol.js';
 
 /** A file the caller trusts only at a known digest. */
 export interface PinnedFile {
@@ -55,6 +57,14 @@ export interface EphemeralVmRequest {
   driver?: VmmDriver;
   /** Default none: no network device. */
   network?: VmNetwork;
+  /** With a tap: the guest's address and gateway, configured before the job starts (protocol.networkPrelude). */
+  guestNetwork?: GuestNetwork;
+  /** VM name (letters, digits, `-`), part of the VMM's process name; default `job-<nonce prefix>`. */
+  name?: string;
+  /** Called once the VMM runs, with its pid (= its process group), before the job can start; awaited. */
+  onBooted?: (vmmPid: number) => void | Promise<void>;
+  /** Aborting kills the VM at once (the run ends with `microvm.aborted`); teardown is the same as always. */
+  signal?: AbortSignal;
 }
 
 export interface EphemeralVmResult {
@@ -75,6 +85,16 @@ export interface EphemeralVmResult {
 const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
 const POWEROFF_GRACE_MS = 10_000;
 
+// Run directories of runs in progress. If this Node process exits mid-run (process.exit, an uncaught error),
+// `finally` never runs: the driver kills the VMM groups on 'exit', and this removes the directories.
+const liveRunDirs = new Set<string>();
+let exitHookInstalled = false;
+
+function removeLiveRunDirs(): void {
+  for (const dir of liveRunDirs) rmSync(dir, { recursive: true, force: true });
+  liveRunDirs.clear();
+}
+
 export async function runEphemeralVm(request: EphemeralVmRequest): Promise<EphemeralVmResult> {
   const started = performance.now();
   const refused = validateRequest(request);
@@ -90,16 +110,23 @@ export async function runEphemeralVm(request: EphemeralVmRequest): Promise<Ephem
     });
     return { ...notRun([diagnostic]), durationMs: performance.now() - started };
   }
+  liveRunDirs.add(request.runDir);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', removeLiveRunDirs);
+  }
 
   let handle: VmHandle | undefined;
-  const timers: { current?: NodeJS.Timeout } = {};
+  const timers: { current?: NodeJS.Timeout; detach?: () => void } = {};
   let outcome: Omit<EphemeralVmResult, 'durationMs'>;
   try {
     outcome = await bootAndRun(request, (h) => (handle = h), timers);
   } finally {
     clearTimeout(timers.current);
+    timers.detach?.();
     if (handle !== undefined) await handle.kill();
     await rm(request.runDir, { recursive: true, force: true });
+    liveRunDirs.delete(request.runDir);
   }
   return { ...outcome, durationMs: performance.now() - started };
 }
@@ -107,7 +134,7 @@ export async function runEphemeralVm(request: EphemeralVmRequest): Promise<Ephem
 async function bootAndRun(
   request: EphemeralVmRequest,
   booted: (handle: VmHandle) => void,
-  timers: { current?: NodeJS.Timeout },
+  timers: { current?: NodeJS.Timeout; detach?: () => void },
 ): Promise<Omit<EphemeralVmResult, 'durationMs'>> {
   const kernel = await readPinned(request.kernel, 'kernel');
   const initrd = await readPinned(request.initrd, 'initramfs');
@@ -116,13 +143,14 @@ async function bootAndRun(
 
   const kernelPath = join(request.runDir, 'vmlinuz');
   const initrdPath = join(request.runDir, 'initrd.cpio');
-  const overlay = jobOverlay(request.command, request.input.args, request.input.files);
+  const overlay = jobOverlay(networkPrelude(request.guestNetwork) + request.command, request.input.args, request.input.files);
   await writeFile(kernelPath, kernel.bytes, { mode: 0o600 });
   await writeFile(initrdPath, Buffer.concat([initrd.bytes, Buffer.alloc((4 - (initrd.bytes.length % 4)) % 4), overlay]), { mode: 0o600 });
 
   const nonce = newNonce();
   const network = request.network ?? { kind: 'none' };
   let timedOut = false;
+  let aborted = false;
   let bootMs: number | null = null;
   let callbackError: { error: unknown } | undefined;
   let handle: VmHandle | undefined;
@@ -155,6 +183,14 @@ async function bootAndRun(
     },
   });
 
+  const onAbort = (): void => {
+    aborted = true;
+    stop();
+  };
+  if (request.signal?.aborted) return notRun([abortedDiag()]);
+  request.signal?.addEventListener('abort', onAbort, { once: true });
+  timers.detach = () => request.signal?.removeEventListener('abort', onAbort);
+
   const driver = request.driver ?? new QemuDriver({ accel: 'tcg' });
   const bootStarted = performance.now();
   let bootTimedOut = false;
@@ -165,7 +201,7 @@ async function bootAndRun(
   }, request.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS);
   try {
     handle = await driver.boot({
-      name: `job-${nonce.slice(0, 12)}`,
+      name: request.name ?? `job-${nonce.slice(0, 12)}`,
       kernelPath,
       initrdPaths: [initrdPath],
       append: [`${CmdlineKey.nonce}=${nonce}`, 'loglevel=1', ...(network.kind === 'tap' ? [`${CmdlineKey.net}=1`] : [])].join(' '),
@@ -183,13 +219,25 @@ async function bootAndRun(
     ]);
   }
   booted(handle);
+  if (request.onBooted !== undefined) {
+    try {
+      await request.onBooted(handle.pid);
+    } catch (error) {
+      callbackError = { error };
+      stop();
+    }
+  }
+  // An abort that arrived while the VMM was starting had no handle to kill yet.
+  if (aborted) stop();
 
   const exit = await handle.wait();
   clearTimeout(timers.current);
   if (callbackError !== undefined) throw callbackError.error;
   const report: ConsoleReport = parser.end();
   const diagnostics = [...report.diagnostics];
-  if (timedOut) {
+  if (aborted) {
+    diagnostics.push(abortedDiag());
+  } else if (timedOut) {
     diagnostics.push(
       bootTimedOut
         ? errorDiag('microvm.boot-timeout', `The microVM did not start the job within ${request.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS} ms; it was killed.`, {
@@ -197,7 +245,7 @@ async function bootAndRun(
           })
         : errorDiag('microvm.job-timeout', `The job ran longer than ${request.timeoutMs} ms; its VM was killed.`),
     );
-  } else if (report.exitCode === null) {
+  } else if (report.exitCode === null && callbackError === undefined) {
     const why = exit.stderr.trim().split('\n').slice(-3).join(' | ');
     diagnostics.push(
       errorDiag('microvm.no-exit-status', 'The microVM stopped without reporting the job\'s exit status.', {
@@ -205,15 +253,20 @@ async function bootAndRun(
       }),
     );
   }
+  const cut = timedOut || aborted;
   return {
-    exitCode: timedOut ? null : report.exitCode,
+    exitCode: cut ? null : report.exitCode,
     timedOut,
     console: report.console,
     consoleTruncated: report.consoleTruncated,
-    resultFiles: timedOut ? emptyFiles() : report.resultFiles,
+    resultFiles: cut ? emptyFiles() : report.resultFiles,
     bootMs,
     diagnostics,
   };
+}
+
+function abortedDiag(): Diagnostic {
+  return errorDiag('microvm.aborted', 'The job run was interrupted; its VM was killed.');
 }
 
 function validateRequest(request: EphemeralVmRequest): Diagnostic[] {

@@ -48,11 +48,55 @@ export function jobScript(command: string, args: readonly string[]): string {
   return `${set}\n${command}\n`;
 }
 
-/** The job overlay: /job/run and the input files under /job/in, as a newc archive to append to the initramfs. */
+/**
+ * The job overlay: /job/run and the input files under /job/in, as a newc archive to append to the initramfs.
+ * Inputs are mode 0444: the job reads them; the host's own files are never what the guest sees or changes.
+ */
 export function jobOverlay(command: string, args: readonly string[], files: Readonly<Record<string, Buffer>>): Buffer {
   const entries: CpioEntry[] = [{ path: 'job/run', data: Buffer.from(jobScript(command, args)), mode: 0o755 }];
-  for (const [name, data] of Object.entries(files)) entries.push({ path: `job/in/${name}`, data });
+  for (const [name, data] of Object.entries(files)) entries.push({ path: `job/in/${name}`, data, mode: 0o444 });
   return writeCpio(entries);
+}
+
+/**
+ * A manifest command (an argv, `[program, arg…]`) as a job script: the program replaces the script's shell and
+ * gets the fixed arguments first, then the run's own arguments (`agentvm job run --arg …`).
+ */
+export function argvCommand(argv: readonly string[]): string {
+  if (argv.length === 0) throw new Error('a job command needs at least a program');
+  return `exec ${argv.map(shellQuote).join(' ')} "$@"`;
+}
+
+/** The guest side of a job's network: its address on the tap and the gateway (the job's namespace). */
+export interface GuestNetwork {
+  /** Dotted IPv4 address of the guest's eth0. */
+  address: string;
+  prefixLength: number;
+  /** The namespace side of the tap: the default route, and where host-loopback services appear. */
+  gateway: string;
+}
+
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/**
+ * Shell lines run before the job: `lo` up always; with a network, eth0 configured and the default route via the
+ * gateway, which is also exported as AGENTVM_GATEWAY. Configuration only: what the guest may reach is decided
+ * by the namespace's firewall, never by the guest (which is root and can change all of this).
+ */
+export function networkPrelude(net: GuestNetwork | undefined): string {
+  const lines = ['ip link set lo up 2>/dev/null'];
+  if (net === undefined) return `${lines.join('\n')}\n`;
+  if (!IPV4.test(net.address) || !IPV4.test(net.gateway)) throw new Error('guest network addresses must be dotted IPv4');
+  if (!Number.isInteger(net.prefixLength) || net.prefixLength < 1 || net.prefixLength > 30) throw new Error('guest prefix length must be 1-30');
+  lines.push(
+    // virtio_net was loaded by /init (agentvm.net=1); its probe can lag the insmod by a moment.
+    'n=0; while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done',
+    'ip link set eth0 up',
+    `ip addr add ${net.address}/${net.prefixLength} dev eth0`,
+    `ip route add default via ${net.gateway}`,
+    `export AGENTVM_GATEWAY=${net.gateway}`,
+  );
+  return `${lines.join('\n')}\n`;
 }
 
 /** Why an input file name cannot be used, or undefined. Names are relative paths under /job/in. */

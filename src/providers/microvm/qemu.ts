@@ -11,6 +11,7 @@
 //   KVM only after a probe boot answers within a hard timeout, and always SIGKILLs the probe.
 
 import { readFile, open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { combineInitrds, spawnVmm, type VmBootSpec, type VmHandle, type VmmDriver } from './driver.js';
 import { CmdlineKey, ConsoleParser, newNonce } from './protocol.js';
@@ -115,8 +116,6 @@ export interface AccelProbeRequest {
   timeoutMs?: number;
   /** Default /dev/kvm. */
   kvmDevice?: string;
-  /** Scratch directory for the probe (must exist). */
-  runDir: string;
 }
 
 export interface AccelChoice {
@@ -155,7 +154,8 @@ export async function detectAccel(request: AccelProbeRequest): Promise<AccelChoi
           vcpus: 1,
           memoryMiB: 128,
           network: { kind: 'none' },
-          runDir: request.runDir,
+          // One initramfs, so nothing is written: the probe needs no scratch directory.
+          runDir: tmpdir(),
         },
         { accel: 'kvm', binary: request.binary, initrdPath: request.initrdPath, tscKhz: null },
       ),

@@ -12,14 +12,15 @@
 //     command through `ext::`. Credentials in a URL are redacted from every message.
 
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { PassThrough } from 'node:stream';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type {
   ApplyRequest,
   ApplyResponse,
+  ArtifactRequest,
+  ArtifactResponse,
   HostContext,
   ListRequest,
   ListResponse,
@@ -47,7 +48,7 @@ import {
 } from './release-lifecycle.js';
 import { planRelease } from './release-plan.js';
 import { isCapturedReleaseId, isGitReleaseId, pathExists, ReleaseStore } from './release-store.js';
-import { extractTar, TarCode } from './tar-reader.js';
+import { readTarEntries, TarCode, writeTarEntries } from './tar-reader.js';
 
 export const GitReleaseCode = {
   commitNotExact: 'release.commit-not-exact',
@@ -156,12 +157,29 @@ export async function gitCacheRepository(host: HostContext, repo: string): Promi
   const dir = path.join(host.paths.cache, 'git', `${createHash('sha256').update(repo).digest('hex')}.git`);
   if (!(await pathExists(path.join(dir, 'HEAD')))) {
     await mkdir(path.dirname(dir), { recursive: true });
-    const init = await runGit(['init', '--bare', '--quiet', dir]);
-    if (init.code !== 0) throw new Error(`git init --bare ${dir} failed: ${init.stderr.trim()}`);
+    // Initialise beside the target and rename into place: concurrent applies may race to create the same cache.
+    const temp = `${dir}.init-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const init = await runGit(['init', '--bare', '--quiet', temp]);
+    if (init.code !== 0) throw new Error(`git init --bare ${temp} failed: ${init.stderr.trim()}`);
+    try {
+      await rename(temp, dir);
+    } catch {
+      await rm(temp, { recursive: true, force: true });
+      if (!(await pathExists(path.join(dir, 'HEAD')))) throw new Error(`could not create the git cache ${dir}`);
+    }
   }
   await mkdir(path.join(dir, 'info'), { recursive: true });
   await writeFile(path.join(dir, 'info', 'attributes'), NEUTRAL_ATTRIBUTES);
   return dir;
+}
+
+/** One fetch per cache repository at a time within this process (parallel resources often share a source). */
+const cacheQueues = new Map<string, Promise<unknown>>();
+function serialised<T>(key: string, work: () => Promise<T>): Promise<T> {
+  const prev = cacheQueues.get(key) ?? Promise.resolve();
+  const next = prev.then(work, work);
+  cacheQueues.set(key, next.catch(() => undefined));
+  return next;
 }
 
 async function objectType(gitDir: string, spec: string): Promise<string | undefined> {
@@ -171,6 +189,10 @@ async function objectType(gitDir: string, spec: string): Promise<string | undefi
 
 /** Gets `commit` into the cache (fetching only when missing) and proves it is a commit object. */
 async function ensureCommit(host: HostContext, config: GitReleaseConfig, address: string, progress: (m: string) => void): Promise<{ gitDir?: string; diagnostics: Diagnostic[] }> {
+  return serialised(`${host.paths.cache}\u0000${config.repo}`, () => ensureCommitNow(host, config, address, progress));
+}
+
+async function ensureCommitNow(host: HostContext, config: GitReleaseConfig, address: string, progress: (m: string) => void): Promise<{ gitDir?: string; diagnostics: Diagnostic[] }> {
   const gitDir = await gitCacheRepository(host, config.repo);
   const repoName = redactUrl(config.repo);
   let type = await objectType(gitDir, config.commit);
@@ -224,34 +246,48 @@ async function ensureCommit(host: HostContext, config: GitReleaseConfig, address
 }
 
 /** Streams `git archive` of the commit (or its subdir) into `dir`. */
-async function archiveInto(gitDir: string, config: GitReleaseConfig, dir: string): Promise<Diagnostic[]> {
-  const treeish = config.subdir === undefined ? config.commit : `${config.commit}:${config.subdir}`;
-  const child = spawn('git', ['--git-dir', gitDir, 'archive', '--format=tar', treeish], { env: gitEnvironment(), stdio: ['ignore', 'pipe', 'pipe'] });
+/** Largest release archive agentvm buffers (a release is code, not data). */
+const MAX_ARCHIVE_BYTES = 512 * 1024 * 1024;
+
+/**
+ * The signed artifact of a git release: `git archive --format=tar <commit>` (or `… <commit> -- <subdir>`: archiving
+ * the commit, not a tree, keeps the commit's timestamp and id in the archive, so the bytes are reproducible).
+ */
+export async function archiveBytes(gitDir: string, config: GitReleaseConfig): Promise<{ bytes?: Buffer; diagnostics: Diagnostic[] }> {
+  const args = ['-c', 'tar.umask=0002', '--git-dir', gitDir, 'archive', '--format=tar', config.commit, ...(config.subdir === undefined ? [] : ['--', config.subdir])];
+  const child = spawn('git', args, { env: gitEnvironment(), stdio: ['ignore', 'pipe', 'pipe'] });
   const err: Buffer[] = [];
+  const out: Buffer[] = [];
+  let size = 0;
+  let tooBig = false;
   child.stderr.on('data', (c: Buffer) => err.push(c));
-  const exited = new Promise<number>((resolve) => {
-    child.on('error', () => resolve(-1));
-    child.on('close', (code) => resolve(code ?? -1));
+  child.stdout.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size > MAX_ARCHIVE_BYTES) {
+      tooBig = true;
+      child.kill();
+      return;
+    }
+    out.push(c);
   });
-  // Piped at once: Node drains (and discards) a child's stdout that nobody reads by the time the child exits,
-  // and an async iterator only starts reading at its first `next()`, after the extractor's first await.
-  const output = child.stdout.pipe(new PassThrough({ highWaterMark: 1 << 20 }));
-  const result = await extractTar(output, dir, { gzip: false });
-  if (result.diagnostics.length > 0 && child.exitCode === null) {
-    child.stdout.unpipe(output);
-    child.kill();
-  }
-  const code = await exited;
-  const refusal = result.diagnostics.filter((d) => d.code !== TarCode.corrupt);
+  const code = await new Promise<number>((resolve) => {
+    child.on('error', () => resolve(-1));
+    child.on('close', (c) => resolve(c ?? -1));
+  });
+  const what = `${config.commit}${config.subdir === undefined ? '' : ` -- ${config.subdir}`}`;
+  if (tooBig) return { diagnostics: [errorDiag(GitReleaseCode.archiveFailed, `git archive ${what} is larger than ${MAX_ARCHIVE_BYTES} bytes.`, { detail: 'A release is code, not data: keep large files out of the released tree.' })] };
+  if (code !== 0) return { diagnostics: [errorDiag(GitReleaseCode.archiveFailed, `git archive ${what} failed.`, { detail: Buffer.concat(err).toString('utf8').trim() || `exit code ${code}` })] };
+  return { bytes: Buffer.concat(out), diagnostics: [] };
+}
+
+async function archiveInto(bytes: Buffer, config: GitReleaseConfig, dir: string): Promise<Diagnostic[]> {
+  const strip = config.subdir === undefined ? 0 : config.subdir.split('/').filter((s) => s !== '' && s !== '.').length;
+  const read = await readTarEntries(bytes, { stripComponents: strip, gzip: false });
+  const refusal = read.diagnostics.filter((d) => d.severity === 'error');
   if (refusal.length > 0) {
-    return refusal.map((d) =>
-      d.code === TarCode.link ? { ...d, detail: `${d.detail ?? ''} Symbolic links are not allowed in a release commit (or subdir).`.trim() } : d,
-    );
+    return refusal.map((d) => (d.code === TarCode.link ? { ...d, detail: `${d.detail ?? ''} Symbolic links are not allowed in a release commit (or subdir).`.trim() } : d));
   }
-  if (code !== 0) {
-    return [errorDiag(GitReleaseCode.archiveFailed, `git archive ${treeish} failed.`, { detail: Buffer.concat(err).toString('utf8').trim() || `exit code ${code}` })];
-  }
-  return result.diagnostics;
+  return (await writeTarEntries(dir, read.entries)).diagnostics;
 }
 
 export class GitReleaseProvider implements Provider {
@@ -302,6 +338,20 @@ export class GitReleaseProvider implements Provider {
     const release = await ensureCommit(host, config, change.address, progress);
     if (!release.gitDir) return { diagnostics: release.diagnostics };
     const gitDir = release.gitDir;
+    // The bytes verified are the bytes installed: archive once, check the signature, extract from the same buffer.
+    let archive: Buffer | undefined;
+    const materialise = async (dir: string): Promise<Diagnostic[]> => {
+      if (!archive) {
+        const made = await archiveBytes(gitDir, config);
+        if (!made.bytes) return made.diagnostics;
+        archive = made.bytes;
+      }
+      if (req.verifyArtifact) {
+        const refused = (await req.verifyArtifact(archive)).filter((d) => d.severity === 'error');
+        if (refused.length > 0) return refused;
+      }
+      return archiveInto(archive, config, dir);
+    };
     const response = await installRelease({
       store,
       address: change.address,
@@ -310,11 +360,20 @@ export class GitReleaseProvider implements Provider {
       releaseId: config.commit,
       identity: gitReleaseIdentity(config),
       ...(req.locked ? { locked: req.locked } : {}),
-      materialise: (dir) => archiveInto(gitDir, config, dir),
+      materialise,
       progress,
       ...(req.beforeMutation ? { beforeMutation: req.beforeMutation } : {}),
     });
     return { ...response, diagnostics: atAddress(change.address, response.diagnostics) };
+  }
+
+  async artifact(req: ArtifactRequest): Promise<ArtifactResponse> {
+    const parsed = parseGitReleaseConfig(req.desired.config, req.desired.address);
+    if (!parsed.config) return { diagnostics: parsed.diagnostics };
+    const release = await ensureCommit(req.host, parsed.config, req.desired.address, () => {});
+    if (!release.gitDir) return { diagnostics: release.diagnostics };
+    const made = await archiveBytes(release.gitDir, parsed.config);
+    return { ...(made.bytes ? { bytes: made.bytes } : {}), diagnostics: atAddress(req.desired.address, made.diagnostics) };
   }
 
   /** Workloads whose live release is a commit (or a capture in a workload holding commits). */

@@ -19,6 +19,8 @@ import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type {
   ApplyRequest,
   ApplyResponse,
+  ArtifactRequest,
+  ArtifactResponse,
   HostContext,
   ListRequest,
   ListResponse,
@@ -244,6 +246,10 @@ export class PackageReleaseProvider implements Provider {
         ],
       };
     }
+    if (req.verifyArtifact) {
+      const refused = (await req.verifyArtifact(bytes)).filter((d) => d.severity === 'error');
+      if (refused.length > 0) return { diagnostics: atAddress(change.address, refused) };
+    }
     const read = await readTarEntries(bytes, { stripComponents: 1, gzip: 'auto' });
     if (read.diagnostics.length > 0) return { diagnostics: atAddress(change.address, read.diagnostics) };
     const mismatch = checkPackageJson(read.entries, config, change.address);
@@ -262,6 +268,30 @@ export class PackageReleaseProvider implements Provider {
       ...(req.beforeMutation ? { beforeMutation: req.beforeMutation } : {}),
     });
     return { ...response, diagnostics: atAddress(change.address, response.diagnostics) };
+  }
+
+  async artifact(req: ArtifactRequest): Promise<ArtifactResponse> {
+    const parsed = parsePackageReleaseConfig(req.desired.config, req.desired.address);
+    if (!parsed.config) return { diagnostics: parsed.diagnostics };
+    const config = parsed.config;
+    let bytes: Buffer;
+    try {
+      bytes = await readTarball(config.tarball);
+    } catch (error) {
+      return { diagnostics: [errorDiag(PackageReleaseCode.tarballUnreadable, `Could not read the tarball of ${config.name}@${config.version}.`, { address: req.desired.address, detail: (error as Error).message })] };
+    }
+    const actual = sha512Integrity(bytes);
+    if (actual !== config.integrity) {
+      return {
+        diagnostics: [
+          errorDiag(PackageReleaseCode.integrityMismatch, `The tarball of ${config.name}@${config.version} does not match its pinned integrity.`, {
+            address: req.desired.address,
+            detail: `expected ${config.integrity}, actual ${actual}. The tarball was changed or replaced; do not install it.`,
+          }),
+        ],
+      };
+    }
+    return { bytes, diagnostics: [] };
   }
 
   /** Workloads whose live release is not a commit: package releases, hand installs, captures. */

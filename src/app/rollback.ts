@@ -1,0 +1,106 @@
+// Use case: roll a workload's release back to the rollback target recorded in the lockfile (the release that was
+// live before the last change, captured before anything changed). Same dry-run rules as apply: without approval
+// it only shows what it would do. The switch is verified byte for byte against the recorded digest; the release
+// it replaces becomes the new rollback target, so a rollback can itself be undone.
+
+import { randomUUID } from 'node:crypto';
+import { AgentvmError, userError, type Diagnostic } from '../diagnostics/index.js';
+import { releaseAddress } from '../engine/expand.js';
+import type { LockedResource } from '../engine/types.js';
+import type { CapturedRelease } from '../providers/provider.js';
+import { GitReleaseProvider, PackageReleaseProvider, type RollbackResponse } from '../providers/release/index.js';
+import { withAuditHead, withRelease, withResource, withRollbackTarget, type Lockfile } from '../state/index.js';
+import { hostContext, stateBackend } from './plan.js';
+
+/** JSON result of `agentvm rollback --json`; schema: schemas/rollback-result.schema.json. */
+export interface RollbackResult {
+  formatVersion: 1;
+  host: string;
+  workload: string;
+  address: string;
+  applied: boolean;
+  from: { identity: string; releaseId?: string; digest?: string } | null;
+  to: { identity: string; releaseId: string; digest: string; foreign: boolean };
+  diagnostics: Diagnostic[];
+}
+
+export interface RollbackOptions {
+  host: string;
+  workload: string;
+  root: string;
+  approve: boolean;
+  progress?: (message: string) => void;
+}
+
+export async function runRollback(opts: RollbackOptions): Promise<RollbackResult> {
+  const backend = stateBackend(opts.root);
+  const address = releaseAddress(opts.workload);
+  const describe = (lock: Lockfile | null) => {
+    if (!lock) throw userError('rollback.no-state', `Nothing was ever applied to host \`${opts.host}\` under ${opts.root}.`, 'Check --host and --root; `agentvm state list` shows the hosts with state.');
+    const wl = lock.workloads[opts.workload];
+    const target = wl?.rollback;
+    if (!target) {
+      const known = Object.keys(lock.workloads).sort();
+      throw userError('rollback.no-target', `Workload \`${opts.workload}\` on host \`${opts.host}\` has no recorded rollback target.`, known.includes(opts.workload) ? 'A rollback target is recorded when a release replaces another; this workload has had only one release so far.' : `Workloads with state on this host: ${known.join(', ') || 'none'}.`);
+    }
+    const locked = lock.resources[address] as LockedResource | undefined;
+    return { target, locked, current: wl?.release };
+  };
+
+  const preview = describe(await backend.readLockfile(opts.host));
+  const result = (applied: boolean, diagnostics: Diagnostic[], d = preview): RollbackResult => ({
+    formatVersion: 1,
+    host: opts.host,
+    workload: opts.workload,
+    address,
+    applied,
+    from: d.current ? { identity: d.current.identity, releaseId: d.current.releaseId, digest: d.current.digest } : d.locked ? { identity: d.locked.identity, digest: d.locked.digest } : null,
+    to: { identity: d.target.identity, releaseId: d.target.releaseId, digest: d.target.digest, foreign: d.target.foreign },
+    diagnostics,
+  });
+  if (!opts.approve) return result(false, []);
+
+  const lease = await backend.acquireLease(opts.host, 'rollback');
+  try {
+    let lock = (await backend.readLockfile(opts.host))!;
+    const d = describe(lock);
+    const providerType = d.locked?.provider ?? (/^[0-9a-f]{40}$/.test(d.target.releaseId) ? 'release.git' : 'release.package');
+    const provider = providerType === 'release.git' ? new GitReleaseProvider() : providerType === 'release.package' ? new PackageReleaseProvider() : undefined;
+    if (!provider) throw new AgentvmError('rollback.unsupported', `Provider \`${providerType}\` of ${address} cannot roll back.`);
+    const context = hostContext(opts.root, opts.host, '');
+    const applyId = randomUUID();
+    let captured: CapturedRelease | null = null;
+    const res: RollbackResponse = await provider.rollbackTo(context, opts.workload, d.target.releaseId, d.target.digest, {
+      identity: d.target.identity,
+      ...(d.locked ? { locked: d.locked } : {}),
+      ...(opts.progress ? { progress: opts.progress } : {}),
+      beforeMutation: async (c) => {
+        captured = c;
+      },
+    });
+    const ok = res.locked !== undefined && !res.diagnostics.some((x) => x.severity === 'error');
+    if (ok) {
+      const entry = res.locked!;
+      let next = withResource(lock, { ...entry, commit: lock.commit, appliedAt: new Date().toISOString() });
+      next = withRelease(next, opts.workload, { identity: entry.identity, digest: entry.digest, releaseId: d.target.releaseId });
+      const was = captured as CapturedRelease | null;
+      next = withRollbackTarget(next, opts.workload, was ? { identity: was.identity, digest: was.digest, releaseId: was.releaseId, foreign: was.foreign, capturedAt: new Date().toISOString() } : null);
+      lock = await backend.writeLockfile(opts.host, next, lease);
+    }
+    const ev = await backend.appendAudit({
+      host: opts.host,
+      operation: 'rollback',
+      event: 'release.rollback',
+      result: ok ? 'ok' : 'failed',
+      address,
+      applyId,
+      ...(d.current ? { before: { identity: d.current.identity, digest: d.current.digest } } : {}),
+      after: { identity: d.target.identity, digest: d.target.digest },
+      detail: ok ? `rolled back to ${d.target.releaseId}` : (res.diagnostics.find((x) => x.severity === 'error')?.summary ?? 'failed'),
+    });
+    await backend.writeLockfile(opts.host, withAuditHead(lock, { seq: ev.seq, hash: ev.hash }), lease);
+    return result(ok, res.diagnostics, d);
+  } finally {
+    lease.release();
+  }
+}

@@ -1,0 +1,67 @@
+// Use cases behind `agentvm state …` and `agentvm audit …`: read-only views of the lockfiles, leases and the audit
+// chain, and breaking a stale lease on purpose.
+
+import { userError, type Diagnostic } from '../diagnostics/index.js';
+import type { AuditEvent, LeaseRecord, Lockfile } from '../state/index.js';
+import { stateBackend } from './plan.js';
+
+export interface StateListResult {
+  formatVersion: 1;
+  root: string;
+  hosts: Array<{ host: string; lineage: string | null; serial: number; commit: string | null; updatedAt: string | null; resources: number; lease: LeaseRecord | null }>;
+}
+
+export async function listState(root: string): Promise<StateListResult> {
+  const backend = stateBackend(root);
+  const hosts = [];
+  for (const host of await backend.listHosts()) {
+    const lock = await backend.readLockfile(host);
+    hosts.push({
+      host,
+      lineage: lock?.lineage ?? null,
+      serial: lock?.serial ?? 0,
+      commit: lock?.commit ?? null,
+      updatedAt: lock?.updatedAt ?? null,
+      resources: lock ? Object.keys(lock.resources).length : 0,
+      lease: await backend.readLease(host),
+    });
+  }
+  return { formatVersion: 1, root, hosts };
+}
+
+export async function showState(root: string, host: string): Promise<Lockfile> {
+  const lock = await stateBackend(root).readLockfile(host);
+  if (!lock) throw userError('state.not-found', `No lockfile for host \`${host}\` under ${root}.`, '`agentvm state list --root …` shows the hosts that have state.');
+  return lock;
+}
+
+export async function unlockState(root: string, host: string, id: string): Promise<LeaseRecord> {
+  const backend = stateBackend(root);
+  const record = await backend.forceUnlock(host, id);
+  await backend.appendAudit({ host, operation: 'state unlock', event: 'state.unlock', result: 'ok', detail: `broke lease ${record.id} held by ${record.who} (${record.operation}, pid ${record.pid})` });
+  return record;
+}
+
+export interface AuditVerifyResult {
+  formatVersion: 1;
+  ok: boolean;
+  records: number;
+  file: string;
+  diagnostics: Diagnostic[];
+}
+
+/** Verifies the chain, and against every host lockfile's recorded head, so truncation is caught too. */
+export async function verifyAudit(root: string): Promise<AuditVerifyResult> {
+  const backend = stateBackend(root);
+  const heads = [];
+  for (const host of await backend.listHosts()) {
+    const lock = await backend.readLockfile(host).catch(() => null);
+    if (lock?.auditHead) heads.push({ ...lock.auditHead, label: `lockfile of ${host}` });
+  }
+  const v = await backend.verifyAudit(heads);
+  return { formatVersion: 1, ok: v.ok, records: v.records, file: backend.auditPath(), diagnostics: v.diagnostics };
+}
+
+export async function tailAuditLog(root: string, n: number): Promise<AuditEvent[]> {
+  return stateBackend(root).tailAudit(n);
+}

@@ -1,0 +1,211 @@
+// A Tier-2 job definition (`job.<workload>.<job>`): its desired configuration as the engine expands it, where its
+// images live on the host, their digest verification, and the installed copy of the definition that apply writes
+// (`<root>/var/lib/agentvm/jobs/<workload>/<job>.json`).
+//
+// Invariants:
+// - Images are named by plain file name inside the host's image directory (`<root>/var/lib/agentvm/images/`) and
+//   trusted only at the manifest's sha256: a definition is installed only when both images verify, and a job boots
+//   only the bytes that hashed to the pin (ephemeral-vm.ts reads them once).
+// - The definition's digest is the fingerprint of its canonical desired config: same config, same digest.
+
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
+import { fingerprint } from '../../engine/canonical-json.js';
+import type { HostContext } from '../provider.js';
+import { parseEgressRules, type EgressRule } from './egress.js';
+
+export interface JobImage {
+  /** Plain file name in the host's image directory. */
+  file: string;
+  sha256: string;
+}
+
+/** The desired config of a `job.<workload>.<job>` resource (engine/expand.ts), checked. */
+export interface JobConfig {
+  job: string;
+  kernel: JobImage;
+  rootfs: JobImage & { format: 'initramfs' | 'disk' };
+  /** argv: program and its fixed arguments. */
+  command: string[];
+  vcpus: number;
+  memoryMiB: number;
+  timeoutSeconds: number;
+  riskTier: string;
+  egress: EgressRule[];
+}
+
+const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const SHA256 = /^[0-9a-f]{64}$/;
+const NAME = /^[a-z][a-z0-9-]{0,62}$/;
+
+/** Checks a desired job config; every unusable field is one diagnostic. */
+export function parseJobConfig(config: Record<string, unknown>, address?: string): { config?: JobConfig; diagnostics: Diagnostic[] } {
+  const at = address === undefined ? {} : { address };
+  const diagnostics: Diagnostic[] = [];
+  const bad = (path: string, summary: string, detail?: string): void => {
+    diagnostics.push(errorDiag('microvm.job-invalid', summary, { ...at, path, ...(detail === undefined ? {} : { detail }) }));
+  };
+  const image = (value: unknown, label: string): JobImage | undefined => {
+    const v = (value ?? {}) as Record<string, unknown>;
+    if (typeof v.file !== 'string' || !FILE_NAME.test(v.file)) bad(`$.spec.jobs[].${label}.file`, `The ${label} file ${JSON.stringify(v.file)} is not a plain file name.`, 'Images are files in the host\'s image directory (<root>/var/lib/agentvm/images), named without directories.');
+    if (typeof v.sha256 !== 'string' || !SHA256.test(v.sha256)) bad(`$.spec.jobs[].${label}.sha256`, `The ${label} pin is not a lowercase hex sha256.`);
+    return typeof v.file === 'string' && typeof v.sha256 === 'string' ? { file: v.file, sha256: v.sha256 } : undefined;
+  };
+  const job = config.job;
+  if (typeof job !== 'string' || !NAME.test(job)) bad('$.spec.jobs[].name', `Job name ${JSON.stringify(job)} is not a DNS label.`);
+  const kernel = image(config.kernel, 'kernel');
+  const rootfs = image(config.rootfs, 'rootfs');
+  const format = ((config.rootfs ?? {}) as Record<string, unknown>).format ?? 'initramfs';
+  if (format === 'disk') {
+    bad('$.spec.jobs[].rootfs.format', 'Root images of format `disk` are not supported by the QEMU driver yet; only `initramfs`.', 'Package the root filesystem as an initramfs (newc cpio, optionally gzip-compressed).');
+  } else if (format !== 'initramfs') bad('$.spec.jobs[].rootfs.format', `Root image format ${JSON.stringify(format)} is not initramfs or disk.`);
+  const command = config.command;
+  if (!Array.isArray(command) || command.length === 0 || command.some((a) => typeof a !== 'string' || a.includes('\0'))) {
+    bad('$.spec.jobs[].command', 'The job command must be a non-empty list of strings without NUL bytes.');
+  }
+  const int = (key: string, min: number, max: number): number => {
+    const v = config[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(`$.spec.jobs[].${key}`, `${key} ${JSON.stringify(v)} is not an integer from ${min} to ${max}.`);
+    return typeof v === 'number' ? v : min;
+  };
+  const vcpus = int('vcpus', 1, 64);
+  const memoryMiB = int('memoryMiB', 64, 1024 * 1024);
+  const timeoutSeconds = int('timeoutSeconds', 1, 7 * 24 * 3600);
+  const egress = parseEgressRules(config.egress, address);
+  diagnostics.push(...egress.diagnostics);
+  if (diagnostics.length > 0 || kernel === undefined || rootfs === undefined) return { diagnostics };
+  return {
+    config: {
+      job: job as string,
+      kernel,
+      rootfs: { ...rootfs, format: 'initramfs' },
+      command: command as string[],
+      vcpus,
+      memoryMiB,
+      timeoutSeconds,
+      riskTier: typeof config.riskTier === 'string' ? config.riskTier : 'unknown',
+      egress: egress.rules,
+    },
+    diagnostics,
+  };
+}
+
+/** Identity of a job definition: what it boots. Must equal engine/expand.ts's `identity`. */
+export function jobIdentity(config: Pick<JobConfig, 'kernel' | 'rootfs'>): string {
+  return `${config.kernel.sha256}/${config.rootfs.sha256}`;
+}
+
+/** Digest of a job definition: the fingerprint of its whole desired config. */
+export function jobDefinitionDigest(config: Record<string, unknown>): string {
+  return fingerprint(config);
+}
+
+export function imagesDir(host: Pick<HostContext, 'root'>): string {
+  return join(host.root, 'var/lib/agentvm/images');
+}
+
+export function imagePath(host: Pick<HostContext, 'root'>, image: JobImage): string {
+  return join(imagesDir(host), image.file);
+}
+
+export function definitionsDir(host: Pick<HostContext, 'root'>): string {
+  return join(host.root, 'var/lib/agentvm/jobs');
+}
+
+function definitionPath(host: Pick<HostContext, 'root'>, workload: string, job: string): string {
+  return join(definitionsDir(host), workload, `${job}.json`);
+}
+
+export type ImageStatus = 'verified' | 'missing' | 'mismatch';
+
+async function sha256File(path: string): Promise<string | undefined> {
+  try {
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    return hash.digest('hex');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Hashes both images in the host's image directory; diagnostics say which is missing or altered. */
+export async function verifyImages(host: Pick<HostContext, 'root'>, config: Pick<JobConfig, 'kernel' | 'rootfs'>, address?: string): Promise<{ status: ImageStatus; diagnostics: Diagnostic[] }> {
+  const diagnostics: Diagnostic[] = [];
+  let status: ImageStatus = 'verified';
+  for (const [label, image] of [['kernel', config.kernel], ['rootfs', config.rootfs]] as const) {
+    const path = imagePath(host, image);
+    const actual = await sha256File(path);
+    if (actual === undefined) {
+      status = 'missing';
+      diagnostics.push(errorDiag('microvm.image-missing', `The ${label} image ${path} does not exist or cannot be read.`, {
+        ...(address === undefined ? {} : { address }),
+        detail: `Copy the image named in the manifest into ${imagesDir(host)} (its sha256 must be ${image.sha256}).`,
+      }));
+    } else if (actual !== image.sha256) {
+      if (status === 'verified') status = 'mismatch';
+      diagnostics.push(errorDiag('microvm.image-digest-mismatch', `The ${label} image ${path} has sha256 ${actual}, not the pinned ${image.sha256}.`, {
+        ...(address === undefined ? {} : { address }),
+        detail: 'Nothing boots from it. Put the pinned image in place, or pin the new digest in the manifest if the change is intended.',
+      }));
+    }
+  }
+  return { status, diagnostics };
+}
+
+/** What apply installed for a job definition. */
+export interface InstalledJobDefinition {
+  formatVersion: 1;
+  address: string;
+  workload: string;
+  identity: string;
+  digest: string;
+  config: Record<string, unknown>;
+}
+
+export async function readInstalledDefinition(host: Pick<HostContext, 'root'>, workload: string, job: string): Promise<InstalledJobDefinition | undefined> {
+  try {
+    const value = JSON.parse(await readFile(definitionPath(host, workload, job), 'utf8')) as InstalledJobDefinition;
+    return value.formatVersion === 1 && typeof value.digest === 'string' && typeof value.identity === 'string' ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function writeInstalledDefinition(host: Pick<HostContext, 'root'>, job: string, definition: InstalledJobDefinition): Promise<void> {
+  const path = definitionPath(host, definition.workload, job);
+  await mkdir(join(definitionsDir(host), definition.workload), { recursive: true, mode: 0o755 });
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(definition, null, 2)}\n`, { mode: 0o644 });
+  await rename(temporary, path);
+}
+
+export async function removeInstalledDefinition(host: Pick<HostContext, 'root'>, workload: string, job: string): Promise<void> {
+  await rm(definitionPath(host, workload, job), { force: true });
+}
+
+/** Addresses of every installed definition (`job.<workload>.<job>`). */
+export async function listInstalledDefinitions(host: Pick<HostContext, 'root'>): Promise<string[]> {
+  const out: string[] = [];
+  let workloads: string[];
+  try {
+    workloads = await readdir(definitionsDir(host));
+  } catch {
+    return out;
+  }
+  for (const workload of workloads.filter((w) => NAME.test(w)).sort()) {
+    let files: string[];
+    try {
+      files = await readdir(join(definitionsDir(host), workload));
+    } catch {
+      continue;
+    }
+    for (const file of files.sort()) {
+      const job = file.endsWith('.json') ? file.slice(0, -5) : '';
+      if (NAME.test(job)) out.push(`job.${workload}.${job}`);
+    }
+  }
+  return out;
+}

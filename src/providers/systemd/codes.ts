@@ -1,0 +1,36 @@
+// The stable diagnostic codes of the systemd provider (bots and tests match on them; never renamed).
+
+export const SystemdCode = {
+  /** The unit's desired configuration is malformed (a bug upstream, or a hand-made plan). */
+  invalidConfig: 'systemd.invalid-config',
+  /** A value cannot be written into a unit file safely (newline, control character, unsafe path). */
+  unsafeValue: 'systemd.unsafe-value',
+  /** The entrypoint would run something outside the profile's one release directory. */
+  runtimeSource: 'systemd.runtime-source',
+  /** A profile env variable contradicts `listen`, or sets a variable the unit owns (PATH, AGENTVM_*). */
+  envConflict: 'systemd.env-conflict',
+  /** A secret reference this provider cannot deliver (env-file:, vault:), or cannot deliver in this scope. */
+  secretUnsupported: 'systemd.secret-unsupported',
+  /** An egress host that is not an IP address: IPAddressAllow= cannot express it, so it stays denied. */
+  egressHostname: 'systemd.egress-hostname',
+  /** In user scope the manager accepts but does not enforce IPAddressDeny=/MemoryMax=/TasksMax=. */
+  notEnforced: 'systemd.not-enforced',
+  /** The release directory the unit must run from is not installed. */
+  releaseMissing: 'systemd.release-missing',
+  /** agent-gateway@<profile> already belongs to another address (two workloads share a profile name). */
+  nameTaken: 'systemd.unit-name-taken',
+  /** A second runtime source (a foreign drop-in or unit file) that apply cannot remove (not agentvm's file, or not writable). */
+  foreignSource: 'systemd.foreign-source',
+  /** systemctl failed. */
+  systemctl: 'systemd.systemctl-failed',
+  /** The unit did not become active after (re)start. */
+  startFailed: 'systemd.start-failed',
+  /** The health check did not answer 2xx within its timeout. */
+  healthFailed: 'systemd.health-failed',
+  /** After a failed health check the unit was rolled back to the previously applied release and configuration. */
+  rolledBack: 'systemd.rolled-back',
+  /** The automatic rollback did not bring the unit back to health (or there was nothing to roll back to). */
+  rollbackFailed: 'systemd.rollback-failed',
+  /** A host prerequisite of the manager is missing (e.g. /run/credentials for sandboxed credentials). */
+  hostPrerequisite: 'systemd.host-prerequisite',
+} as const;

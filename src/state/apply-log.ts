@@ -1,0 +1,325 @@
+// ApplyLog: how an apply persists the lockfile after every resource in O(1) (ADR 0005). Each `append` writes one batch
+// of LockfileOps as one line of the host's write-ahead log (wal.ts) and fdatasyncs it before returning, so a SIGKILL
+// at any point loses nothing that was acknowledged; the lockfile file is rewritten only at checkpoints.
+// Invariants:
+// - Every append is one persisted write: the logical serial grows by one per batch, and readLockfile (which replays
+//   the WAL) sees exactly the acknowledged batches.
+// - The in-memory lockfile is the replay of what was written: the ops applied are the ones parsed back from the line.
+// - A checkpoint writes the lockfile (serial = logical serial, previous file kept as backup) BEFORE it replaces or
+//   deletes the WAL: a kill in between leaves a WAL whose batches are already in the lockfile, which readers detect
+//   by serial (walStatus) and never apply twice.
+// - Automatic checkpoints keep the total work linear: one happens after more than max(256, 2 × resources) batches,
+//   so the O(resources) rewrite is paid at most once per that many O(1) appends.
+// - Before each append the log checks that the WAL and the lockfile are still the versions it wrote (inode, size):
+//   anything else writing them makes it stop rather than write on top of a state it did not see.
+
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { AgentvmError } from '../diagnostics/index.js';
+import type { Address, LockedResource } from '../engine/types.js';
+import { errnoCode, fsyncDirectory, writeFileAtomic } from './atomic-file.js';
+import type { LeaseLock } from './lease-lock.js';
+import { applyOpsToDraft, canonicalOp, emptyLockfile, lockfileDraft, lockfileOpProblem, type Lockfile, type LockfileOp, type LockfileSource } from './lockfile.js';
+import { fingerprintOf, sameFingerprint, writeLockfileFile, type FileFingerprint, type StoredState } from './lockfile-store.js';
+import { journalOf, serializeWalLine, WAL_FORMAT_VERSION, type JournalFailure, type JournalRecord, type WalBatch, type WalHeader } from './wal.js';
+
+/** Batches between automatic checkpoints, at least (see the file comment). */
+export const MIN_CHECKPOINT_INTERVAL = 256;
+
+export interface ApplyStart {
+  applyId: string;
+  /** Digest of the plan being applied: an interrupted apply of the same plan is resumed (its done addresses skip). */
+  planDigest: string;
+  /**
+   * The lockfile version the plan was made against (lineage null: no lockfile). When given, beginApply throws
+   * `state.lineage-mismatch` / `state.serial-conflict` if the state is another version.
+   */
+  expected?: { lineage: string | null; serial: number };
+}
+
+/** What one batch records about the apply's progress besides the ops. */
+export interface AppendMarks {
+  done?: Address;
+  failed?: JournalFailure;
+}
+
+export interface AppendResult {
+  /** Position of the batch in the current WAL file (1-based; restarts after a checkpoint). */
+  seq: number;
+  /** The logical serial of the lockfile after this batch. */
+  serial: number;
+}
+
+/** Bytes written, for the linear-cost tests and for measurements. */
+export interface ApplyLogWrites {
+  appends: number;
+  appendedBytes: number;
+  lastAppendBytes: number;
+  checkpoints: number;
+  checkpointedBytes: number;
+}
+
+/** Where an ApplyLog writes: the backend resolves these paths. */
+export interface ApplyLogFiles {
+  walFile: string;
+  source: LockfileSource;
+}
+
+/**
+ * Starts the apply's log: checkpoints an interrupted apply's WAL into the lockfile (reported as `interrupted`), checks
+ * the expected version, then replaces the WAL with a fresh one. `state` was read under `lease`, just now.
+ */
+export function beginApplyLog(files: ApplyLogFiles, start: ApplyStart, state: StoredState, lease: LeaseLock, now: Date = new Date()): ApplyLog {
+  const interrupted = state.wal ? journalOf(state.wal) : null;
+  let lockFingerprint = state.lockFingerprint;
+  if (state.walStatus === 'replay' && state.logical && state.wal && state.wal.batches.length > 0) {
+    lockFingerprint = writeLockfileFile(files.source, state.logical);
+  }
+  const current = state.logical;
+  if (start.expected) {
+    if ((current?.lineage ?? null) !== start.expected.lineage) {
+      throw new AgentvmError('state.lineage-mismatch', `The lockfile ${files.source.file} has lineage ${current?.lineage ?? 'none'}, not ${start.expected.lineage ?? 'none'}: it was replaced since it was read.`, {
+        detail: 'Nothing was applied. Run `agentvm plan` again against the current state.',
+      });
+    }
+    if ((current?.serial ?? 0) !== start.expected.serial) {
+      throw new AgentvmError('state.serial-conflict', `The lockfile ${files.source.file} is at serial ${current?.serial ?? 0}, but this apply was planned at serial ${start.expected.serial}.`, {
+        detail: 'Another operation wrote the state since it was read; nothing was applied. Run `agentvm plan` again.',
+      });
+    }
+  }
+  const draft = current ? lockfileDraft(current) : emptyLockfile(files.source.host, now);
+  const resume = interrupted !== null && interrupted.planDigest === start.planDigest ? interrupted : null;
+  const header: WalHeader = {
+    wal: WAL_FORMAT_VERSION,
+    lineage: draft.lineage,
+    baseSerial: draft.serial,
+    applyId: start.applyId,
+    planDigest: start.planDigest,
+    startedAt: now.toISOString(),
+    pid: process.pid,
+    ...(resume ? { resumedFrom: resume.applyId, done: [...resume.completed] } : {}),
+  };
+  const text = serializeWalLine(header);
+  writeFileAtomic(files.walFile, text);
+  return new ApplyLog(files, lease, { header, draft, interrupted, lockFingerprint, walFingerprint: fingerprintOf(files.walFile), headerBytes: Buffer.byteLength(text) });
+}
+
+interface ApplyLogInit {
+  header: WalHeader;
+  draft: Lockfile;
+  interrupted: JournalRecord | null;
+  lockFingerprint: FileFingerprint | null;
+  walFingerprint: FileFingerprint | null;
+  headerBytes: number;
+}
+
+/** A running apply's durable state. Use one at a time per host (the lease guarantees it across processes). */
+export class ApplyLog {
+  readonly applyId: string;
+  readonly planDigest: string;
+  /** The apply that was interrupted before this one began (its WAL was checkpointed), or null. */
+  readonly interrupted: JournalRecord | null;
+  readonly #files: ApplyLogFiles;
+  readonly #lease: LeaseLock;
+  #header: WalHeader;
+  /** The logical lockfile, changed in place; never handed out while the log is open (see `lock`). */
+  readonly #draft: Lockfile;
+  #snapshot: Lockfile | undefined;
+  #resourceCount: number;
+  /** Batches in the current WAL file (since the last checkpoint). */
+  #batches = 0;
+  #walIno: number;
+  #walSize: number;
+  #lockFingerprint: FileFingerprint | null;
+  readonly #done: Set<Address>;
+  readonly #failed = new Map<Address, JournalFailure>();
+  #state: 'open' | 'finished' | 'broken' = 'open';
+  readonly #writes: ApplyLogWrites = { appends: 0, appendedBytes: 0, lastAppendBytes: 0, checkpoints: 0, checkpointedBytes: 0 };
+
+  /** @internal use StateBackend.beginApply */
+  constructor(files: ApplyLogFiles, lease: LeaseLock, init: ApplyLogInit) {
+    this.#files = files;
+    this.#lease = lease;
+    this.#header = init.header;
+    this.#draft = init.draft;
+    this.applyId = init.header.applyId;
+    this.planDigest = init.header.planDigest;
+    this.interrupted = init.interrupted;
+    this.#done = new Set(init.header.done ?? []);
+    this.#resourceCount = Object.keys(init.draft.resources).length;
+    this.#walIno = init.walFingerprint?.ino ?? -1;
+    this.#walSize = init.headerBytes;
+    this.#lockFingerprint = init.lockFingerprint;
+  }
+
+  /** The logical lockfile now (a snapshot: O(resources) to build, cached until the next append). */
+  get lock(): Lockfile {
+    this.#snapshot ??= lockfileDraft(this.#draft);
+    return this.#snapshot;
+  }
+
+  /** The logical serial: the lockfile's at the last checkpoint plus the batches since. */
+  get serial(): number {
+    return this.#draft.serial;
+  }
+
+  /** A resource as recorded now, in O(1). */
+  resource(address: Address): LockedResource | undefined {
+    const r = this.#draft.resources[address];
+    return r ? { ...r } : undefined;
+  }
+
+  /** Whether this apply, or the interrupted apply of the same plan it resumed, completed `address`. */
+  isDone(address: Address): boolean {
+    return this.#done.has(address);
+  }
+
+  get writes(): ApplyLogWrites {
+    return { ...this.#writes };
+  }
+
+  /** The apply as recorded so far (what readJournal would report if it stopped now). */
+  get record(): JournalRecord {
+    return {
+      applyId: this.applyId,
+      planDigest: this.planDigest,
+      startedAt: this.#header.startedAt,
+      pid: this.#header.pid,
+      completed: [...this.#done],
+      failed: [...this.#failed.values()],
+      ...(this.#header.resumedFrom !== undefined ? { resumedFrom: this.#header.resumedFrom } : {}),
+    };
+  }
+
+  /**
+   * Durably records one batch: `ops` and what it completed or failed. O(size of the batch); returns once the line is
+   * on disk. Throws `state.lease-lost`, `state.wal-conflict` (another writer touched the state), `state.invalid-lockfile`
+   * (a bug guard: an op the schema refuses; nothing is written) or the I/O error.
+   */
+  async append(ops: readonly LockfileOp[], marks: AppendMarks = {}): Promise<AppendResult> {
+    this.#assertOpen();
+    this.#lease.assertHeld();
+    const seq = this.#batches + 1;
+    const line = serializeWalLine({ seq, at: new Date().toISOString(), ops: ops.map(canonicalOp), ...(marks.done !== undefined ? { done: marks.done } : {}), ...(marks.failed ? { failed: { address: marks.failed.address, message: marks.failed.message } } : {}) });
+    // Apply exactly what a replay will read: the line parsed back (this also drops undefined fields and copies the ops).
+    const batch = JSON.parse(line) as WalBatch;
+    for (const op of batch.ops) {
+      const problem = lockfileOpProblem(op);
+      if (problem) throw new AgentvmError('state.invalid-lockfile', `Refusing to write an invalid lockfile change for host "${this.#files.source.host}" (${problem}).`, { source: 'toolkit' });
+    }
+    if (!sameFingerprint(fingerprintOf(this.#files.source.file), this.#lockFingerprint)) {
+      throw this.#conflict(`the lockfile ${this.#files.source.file} was written by something else`);
+    }
+    const bytes = Buffer.from(line, 'utf8');
+    this.#appendLine(bytes);
+
+    for (const op of batch.ops) {
+      if (op.op === 'resource.set' && !(op.entry.address in this.#draft.resources)) this.#resourceCount++;
+      if (op.op === 'resource.delete' && op.address in this.#draft.resources) this.#resourceCount--;
+    }
+    applyOpsToDraft(this.#draft, batch.ops);
+    this.#draft.updatedAt = batch.at;
+    this.#draft.serial++;
+    this.#snapshot = undefined;
+    this.#batches = seq;
+    if (batch.failed) this.#failed.set(batch.failed.address, batch.failed);
+    if (batch.done !== undefined) {
+      this.#failed.delete(batch.done);
+      this.#done.add(batch.done);
+    }
+    this.#writes.appends++;
+    this.#writes.appendedBytes += bytes.length;
+    this.#writes.lastAppendBytes = bytes.length;
+
+    if (this.#batches > Math.max(MIN_CHECKPOINT_INTERVAL, 2 * this.#resourceCount)) this.#checkpoint('continue');
+    return { seq, serial: this.#draft.serial };
+  }
+
+  /**
+   * Ends the apply: checkpoints the lockfile (serial = logical serial, previous file kept as backup), then deletes the
+   * WAL. Returns the final lockfile. The log cannot be used afterwards.
+   */
+  async finish(): Promise<Lockfile> {
+    this.#assertOpen();
+    this.#lease.assertHeld();
+    this.#checkpoint('finish');
+    this.#state = 'finished';
+    return this.#draft;
+  }
+
+  /** One write on an O_APPEND descriptor, then fdatasync. On failure the file is cut back to its last good size. */
+  #appendLine(bytes: Buffer): void {
+    const fd = openSync(this.#files.walFile, 'a');
+    try {
+      const st = fstatSync(fd);
+      if (st.ino !== this.#walIno || st.size !== this.#walSize) {
+        throw this.#conflict(`the write-ahead log ${this.#files.walFile} was written by something else`);
+      }
+      try {
+        const written = writeSync(fd, bytes);
+        if (written !== bytes.length) throw new Error(`short write to ${this.#files.walFile}: ${written} of ${bytes.length} bytes`);
+        fdatasyncSync(fd);
+      } catch (error) {
+        // A partial line must not stay in front of the next append (it would become corruption in the middle).
+        try {
+          ftruncateSync(fd, this.#walSize);
+          fdatasyncSync(fd);
+        } catch {
+          this.#state = 'broken';
+        }
+        throw error;
+      }
+      this.#walSize += bytes.length;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  #checkpoint(then: 'continue' | 'finish'): void {
+    if (this.#batches > 0) {
+      // Checks as append does: a checkpoint must not overwrite a lockfile written by someone else.
+      if (!sameFingerprint(fingerprintOf(this.#files.source.file), this.#lockFingerprint)) {
+        throw this.#conflict(`the lockfile ${this.#files.source.file} was written by something else`);
+      }
+      this.#lockFingerprint = writeLockfileFile(this.#files.source, this.#draft);
+      this.#writes.checkpoints++;
+      this.#writes.checkpointedBytes += this.#lockFingerprint.size;
+    }
+    if (then === 'finish') {
+      try {
+        unlinkSync(this.#files.walFile);
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOENT') throw error;
+      }
+      fsyncDirectory(path.dirname(this.#files.walFile));
+      return;
+    }
+    // The next WAL continues this apply: same id, the progress so far carried in its header.
+    this.#header = {
+      ...this.#header,
+      baseSerial: this.#draft.serial,
+      done: [...this.#done],
+      ...(this.#failed.size ? { failed: [...this.#failed.values()] } : {}),
+    };
+    const text = serializeWalLine(this.#header);
+    writeFileAtomic(this.#files.walFile, text);
+    const fp = fingerprintOf(this.#files.walFile);
+    this.#walIno = fp?.ino ?? -1;
+    this.#walSize = Buffer.byteLength(text);
+    this.#batches = 0;
+    this.#writes.checkpointedBytes += this.#walSize;
+  }
+
+  #assertOpen(): void {
+    if (this.#state === 'open') return;
+    throw new AgentvmError('state.apply-log-closed', `The write-ahead log of apply ${this.applyId} is ${this.#state === 'finished' ? 'already finished' : 'unusable after a failed write'}.`, { source: 'toolkit' });
+  }
+
+  #conflict(what: string): AgentvmError {
+    this.#state = 'broken';
+    return new AgentvmError('state.wal-conflict', `Apply ${this.applyId} stopped: ${what} while the apply held the lease.`, {
+      detail: 'Every write this apply acknowledged is in the write-ahead log or the lockfile. Run `agentvm plan` to see the state, then apply again.',
+    });
+  }
+}

@@ -1,0 +1,248 @@
+// System test of Tier-2 ephemeral microVMs: boots REAL QEMU microVMs (TCG) from the image that
+// scripts/build-test-image.sh builds (cached outside the clone), and proves teardown by scanning /proc and the
+// run directory after every run.
+// Needs qemu-system-x86 and busybox-static; without them it fails under CI=true and skips otherwise.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QemuDriver, detectAccel } from '../src/providers/microvm/qemu.js';
+import { runEphemeralVm, type EphemeralVmRequest } from '../src/providers/microvm/ephemeral-vm.js';
+import { ConsoleParser, newNonce, CmdlineKey } from '../src/providers/microvm/protocol.js';
+import { writeCpio } from '../src/providers/microvm/cpio.js';
+
+const HOW_TO = 'Install with: apt-get install qemu-system-x86 busybox-static && scripts/build-test-image.sh';
+const inCi = process.env.CI === 'true';
+
+interface TestImage {
+  kernel: string;
+  kernelSha256: string;
+  initrd: string;
+  initrdSha256: string;
+}
+
+/** Builds (or finds cached) the guest image; a reason string when this machine cannot. */
+function testImage(): TestImage | string {
+  if (spawnSync('qemu-system-x86_64', ['--version']).status !== 0) return 'qemu-system-x86_64 is not installed';
+  const built = spawnSync('scripts/build-test-image.sh', [], { cwd: join(import.meta.dirname, '..'), encoding: 'utf8', timeout: 300_000 });
+  if (built.status !== 0) return `scripts/build-test-image.sh failed: ${(built.stderr || built.stdout || String(built.error)).trim()}`;
+  const values = new Map(built.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  const kernel = values.get('AGENTVM_KERNEL');
+  const kernelSha256 = values.get('AGENTVM_KERNEL_SHA256');
+  const initrd = values.get('AGENTVM_INITRD');
+  const initrdSha256 = values.get('AGENTVM_INITRD_SHA256');
+  if (!kernel || !kernelSha256 || !initrd || !initrdSha256) return `scripts/build-test-image.sh printed no image: ${built.stdout}`;
+  return { kernel, kernelSha256, initrd, initrdSha256 };
+}
+
+const image = testImage();
+const missing = typeof image === 'string' ? image : undefined;
+if (missing !== undefined && !inCi) console.warn(`microvm-boot: skipping: ${missing}. ${HOW_TO}`);
+
+describe('microVM boot: available in CI', () => {
+  it.runIf(inCi)('qemu and the test image are available on this machine', () => {
+    expect(missing, `${missing ?? ''}. ${HOW_TO}`).toBeUndefined();
+  });
+});
+
+/** Every process whose command line mentions `needle` (the run dir is on the VMM's command line). */
+function processesMentioning(needle: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmdline.includes(needle) && Number(pid) !== process.pid) found.push(`${pid}: ${cmdline.slice(0, 200)}`);
+    } catch {
+      // The process exited while we looked.
+    }
+  }
+  return found;
+}
+
+/** qemu processes that are children of this test process. */
+function childQemus(): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qemu')) found.push(pid);
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+describe.skipIf(missing !== undefined)('ephemeral microVM (real QEMU, TCG)', () => {
+  const img = image as TestImage;
+  // Created in beforeAll: a skipped describe still runs its body, and must leave nothing behind.
+  let scratch = '';
+  let runs = 0;
+  beforeAll(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'agentvm-microvm-test-'));
+  });
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+  function request(overrides: Partial<EphemeralVmRequest>): EphemeralVmRequest {
+    runs += 1;
+    return {
+      kernel: { path: img.kernel, sha256: img.kernelSha256 },
+      initrd: { path: img.initrd, sha256: img.initrdSha256 },
+      input: { files: {}, args: [] },
+      command: 'true',
+      vcpus: 1,
+      memoryMiB: 256,
+      timeoutMs: 30_000,
+      runDir: join(scratch, `run-${runs}`),
+      driver: new QemuDriver({ accel: 'tcg' }),
+      ...overrides,
+    };
+  }
+
+  function expectTornDown(runDir: string): void {
+    expect(existsSync(runDir), `run dir ${runDir} left behind`).toBe(false);
+    expect(processesMentioning(runDir)).toEqual([]);
+    expect(childQemus()).toEqual([]);
+  }
+
+  it('GIVEN a job that prints, writes results and exits 3 WHEN it runs THEN its output, exit code and files come back', async () => {
+    const streamed: string[] = [];
+    const binary = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const req = request({
+      input: { files: { 'greeting.txt': Buffer.from('hello from the host\n'), 'data/blob.bin': binary }, args: ['first arg', "it's $HOME"] },
+      command: [
+        'echo "job says: $(cat greeting.txt)"',
+        'echo "arg1=[$1] arg2=[$2] argc=$#"',
+        'echo "to stderr" >&2',
+        'mkdir -p "$AGENTVM_OUT/nested"',
+        'echo done > "$AGENTVM_OUT/report.txt"',
+        'cp data/blob.bin "$AGENTVM_OUT/nested/blob.bin"',
+        // A background writer that outlives the job must not corrupt the result block: init kills it first.
+        '(while :; do echo background-noise; done) &',
+        'printf "no trailing newline"',
+        'exit 3',
+      ].join('\n'),
+      onConsole: (line) => streamed.push(line),
+    });
+
+    const result = await runEphemeralVm(req);
+
+    expect(result.diagnostics).toEqual([]);
+    expect(result.timedOut).toBe(false);
+    expect(result.exitCode).toBe(3);
+    expect(result.console).toContain('job says: hello from the host\n');
+    expect(result.console).toContain("arg1=[first arg] arg2=[it's $HOME] argc=2\n");
+    expect(result.console).toContain('to stderr\n');
+    expect(result.console).toContain('no trailing newline\n');
+    expect(result.console).not.toContain('AGENTVM-');
+    expect(streamed).toContain('job says: hello from the host');
+    expect(Object.keys(result.resultFiles).sort()).toEqual(['nested/blob.bin', 'report.txt']);
+    expect(result.resultFiles['report.txt']?.toString()).toBe('done\n');
+    expect(result.resultFiles['nested/blob.bin']?.equals(binary)).toBe(true);
+    expect(result.bootMs).toBeGreaterThan(0);
+    expect(result.durationMs).toBeGreaterThanOrEqual(result.bootMs ?? 0);
+    expectTornDown(req.runDir);
+  });
+
+  it('GIVEN a job that sleeps past a 3 s timeout WHEN it runs THEN the VM is killed and timedOut is true', async () => {
+    const req = request({ command: 'echo sleeping now; sleep 60; echo woke up', timeoutMs: 3_000 });
+
+    const result = await runEphemeralVm(req);
+
+    expect(result.timedOut).toBe(true);
+    expect(result.exitCode).toBeNull();
+    expect(result.console).toContain('sleeping now');
+    expect(result.console).not.toContain('woke up');
+    expect(result.diagnostics.map((d) => d.code)).toEqual(['microvm.job-timeout']);
+    // Killed at the limit: boot + 3 s + teardown, far from the 60 s sleep.
+    expect(result.durationMs).toBeLessThan((result.bootMs ?? 0) + 3_000 + 5_000);
+    expectTornDown(req.runDir);
+  });
+
+  it('GIVEN a job without network WHEN it loads the virtio modules THEN they load in order and no NIC exists', async () => {
+    const req = request({
+      command: 'for m in $(cat /lib/agentvm/modules); do insmod /lib/modules/$m.ko || exit 10; done; ls /sys/class/net > "$AGENTVM_OUT/nics"; lsmod > "$AGENTVM_OUT/lsmod"',
+    });
+
+    const result = await runEphemeralVm(req);
+
+    expect(result.diagnostics).toEqual([]);
+    expect(result.exitCode).toBe(0);
+    expect(result.resultFiles['nics']?.toString().trim().split('\n')).toEqual(['lo']);
+    expect(result.resultFiles['lsmod']?.toString()).toContain('virtio_net');
+    expectTornDown(req.runDir);
+  });
+
+  it('GIVEN an onConsole callback that throws WHEN the job prints THEN the error surfaces after full teardown', async () => {
+    const req = request({
+      command: 'echo boom-trigger; sleep 60',
+      timeoutMs: 50_000,
+      onConsole: (line) => {
+        if (line === 'boom-trigger') throw new Error('callback failed');
+      },
+    });
+    const started = performance.now();
+
+    await expect(runEphemeralVm(req)).rejects.toThrow('callback failed');
+
+    // Promptly: the VM is killed when the callback throws, not when the job's time runs out.
+    expect(performance.now() - started).toBeLessThan(20_000);
+    expectTornDown(req.runDir);
+  });
+
+  it('GIVEN an initramfs that does not match its pin WHEN asked to run THEN nothing boots and the mismatch is reported', async () => {
+    const req = request({ initrd: { path: img.initrd, sha256: '0'.repeat(64) } });
+
+    const result = await runEphemeralVm(req);
+
+    expect(result.exitCode).toBeNull();
+    expect(result.diagnostics.map((d) => d.code)).toEqual(['microvm.image-digest-mismatch']);
+    expectTornDown(req.runDir);
+  });
+
+  it('GIVEN the driver with two initramfs files and the job on the kernel command line THEN the guest sees both', async () => {
+    // The second archive carries only an input file; the script comes from agentvm.job (no /job/run).
+    const runDir = mkdtempSync(join(scratch, 'driver-'));
+    const overlay = join(runDir, 'overlay.cpio');
+    writeFileSync(overlay, writeCpio([{ path: 'job/in/extra.txt', data: Buffer.from('from the second archive\n') }]));
+    const nonce = newNonce();
+    const lines: string[] = [];
+    const parser = new ConsoleParser(nonce, { onLine: (l) => lines.push(l) });
+    const script = Buffer.from('cat extra.txt; exit 7\n').toString('base64');
+
+    const handle = await new QemuDriver({ accel: 'tcg' }).boot({
+      name: 'cmdline-job',
+      kernelPath: img.kernel,
+      initrdPaths: [img.initrd, overlay],
+      append: `${CmdlineKey.nonce}=${nonce} ${CmdlineKey.job}=${script} loglevel=1`,
+      vcpus: 1,
+      memoryMiB: 256,
+      network: { kind: 'none' },
+      runDir,
+      onConsole: (chunk) => parser.push(chunk),
+    });
+    const exit = await Promise.race([handle.wait(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('boot took over 50 s')), 50_000))]).finally(() => handle.kill());
+    const report = parser.end();
+
+    expect(exit.code).toBe(0);
+    expect(report.exitCode).toBe(7);
+    expect(lines).toContain('from the second archive');
+    expect(processesMentioning(runDir)).toEqual([]);
+    rmSync(runDir, { recursive: true, force: true });
+  });
+
+  it('GIVEN accel auto WHEN KVM is detected THEN the answer comes within the probe limit and the probe process is gone', async () => {
+    const started = performance.now();
+    const choice = await detectAccel({ kernelPath: img.kernel, initrdPath: img.initrd, timeoutMs: 3_000 });
+    const elapsed = performance.now() - started;
+
+    expect(['kvm', 'tcg']).toContain(choice.accel);
+    expect(choice.reason).not.toBe('');
+    expect(elapsed).toBeLessThan(3_000 + 2_000);
+    expect(processesMentioning('agentvm-probe-')).toEqual([]);
+    expect(childQemus()).toEqual([]);
+  });
+});
