@@ -57,7 +57,7 @@ export function generatedFleet(n) {
       writeFileSync(join(dir, p), text);
     }
   }
-  writeFileSync(join(dir, 'hosts', 'bench.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads:\n${names.map((w) => `    - ${w}`).join('\n')}\n`);
+  writeFileSync(join(dir, 'hosts', 'bench.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads:${names.length ? `\n${names.map((w) => `    - ${w}`).join('\n')}` : ' []'}\n`);
   git(dir, 'init', '-q', '-b', 'main');
   git(dir, 'add', '-A');
   git(dir, 'commit', '-q', '-m', `fleet with ${n} generated workloads`);
@@ -130,7 +130,7 @@ export function releaseFleet(n, source) {
     writeFileSync(join(dir, 'workloads', name, 'manifest.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: ${name}\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source.repo}\n      commit: ${source.commit}\n  profiles:\n    - name: p-${name}\n      entrypoint: [python3, main.py]\n`);
   }
   mkdirSync(join(dir, 'hosts'));
-  writeFileSync(join(dir, 'hosts', 'bench.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads:\n${names.map((w) => `    - ${w}`).join('\n')}\n`);
+  writeFileSync(join(dir, 'hosts', 'bench.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads:${names.length ? `\n${names.map((w) => `    - ${w}`).join('\n')}` : ' []'}\n`);
   try {
     git(dir, 'init', '-q', '-b', 'main');
     git(dir, 'add', '-A');

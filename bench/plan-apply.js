@@ -1,25 +1,26 @@
 #!/usr/bin/env node
-// bench/plan-apply.js — issue 3: `agentvm plan` and `agentvm apply` on N one-resource workloads, next to Terraform
-// on N `terraform_data` resources measured in the same run. For each N: plan with nothing applied yet (all
-// create), apply of everything (one run, timed end to end, resources/s), and the no-op plan after it; the ratio
-// agentvm/terraform of each figure, and the growth from one N to the next (10× the resources: ≈10× is linear,
-// ≈100× quadratic).
+// bench/plan-apply.js — issue 3: `agentvm plan` and `agentvm apply` on N git-release workloads on one host, next to
+// Terraform on as many `terraform_data` resources as agentvm's plan has (a workload is a release plus one gateway
+// unit per profile, and validation requires a profile: 2 resources per workload), measured in the same run. For
+// each N: plan with nothing applied yet (all create), apply of everything (one run, timed end to end,
+// resources/s), and the no-op plan after it; the ratio agentvm/terraform of each figure, and the growth from one N
+// to the next (10× the resources: ≈10× is linear, ≈100× quadratic).
 //
 //   npm run build && node bench/plan-apply.js [--sizes 100,1000,5000] [--runs 3] [--json]
 //       [--skip-terraform-apply-above N] [--concurrency C] [--terraform PATH]
 //
 // --runs: plans are the median of R runs after one warm-up; applies run once (an apply changes the root).
-// --skip-terraform-apply-above N: for sizes above N, Terraform's (quadratic) apply is not run; its no-op plan is
-//   then measured on a state file written by this script with the same shape `terraform apply` writes.
+// --skip-terraform-apply-above N: for sizes (workloads) above N, Terraform's (quadratic) apply is not run; its
+//   no-op plan is then measured on a state file written by this script with the same shape `terraform apply` writes.
 // --concurrency C: passed to `agentvm apply --concurrency` (default: agentvm's own default).
 // Progress goes to stderr; the tables (or, with --json, one JSON document) to stdout.
 
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { BIN, releaseFleet, runStreaming, timeCommand, tinySourceRepository } from './lib.js';
+import { BIN, ROOT, releaseFleet, runStreaming, timeCommand, tinySourceRepository } from './lib.js';
 
 const FIGURES = ['planCreate', 'applyCreate', 'planNoop'];
 const opts = parseArgs(process.argv.slice(2));
@@ -57,7 +58,12 @@ try {
   const source = { repo: sourceDir, commit: tinySourceRepository(sourceDir) };
   const results = [];
   for (const n of opts.sizes) {
-    results.push({ n, agentvm: await benchAgentvm(n, source), terraform: await benchTerraform(n) });
+    const agentvm = await benchAgentvm(n, source);
+    results.push({ n, agentvm, terraform: await benchTerraform(n, agentvm.resources ?? n) });
+  }
+  if (distStamp() !== environment.distStamp) {
+    log('WARNING: dist/ was rebuilt during the run: the figures may mix two builds of agentvm');
+    environment.rebuiltDuringRun = true;
   }
   const report = withRatios(results);
   if (opts.json) console.log(JSON.stringify({ environment, options: { runs: opts.runs, concurrency: opts.concurrency ?? null, skipTerraformApplyAbove: opts.skipTfApplyAbove ?? null }, sizes: report }, null, 2));
@@ -93,7 +99,21 @@ function describeEnvironment() {
   if (agentvm.status !== 0) throw new Error(`agentvm does not start (${BIN}); run \`npm run build\` first.\n${agentvm.stderr}`);
   const tf = spawnSync(opts.terraform, ['version'], { encoding: 'utf8', env: { ...process.env, ...TF_ENV } });
   if (tf.error || tf.status !== 0) throw new Error(`Terraform is needed as the peer: ${opts.terraform} did not run (${tf.error?.message ?? tf.stderr}). Install Terraform 1.11 or pass --terraform PATH.`);
-  return { agentvm: agentvm.stdout.trim(), terraform: tf.stdout.split('\n')[0].trim(), node: process.version, cores: cpus().length, date: new Date().toISOString() };
+  return { agentvm: agentvm.stdout.trim(), terraform: tf.stdout.split('\n')[0].trim(), node: process.version, cores: cpus().length, date: new Date().toISOString(), distStamp: distStamp(), rebuiltDuringRun: false };
+}
+
+/** The newest modification time under dist/: others may rebuild while a long run goes on. */
+function distStamp() {
+  let newest = 0;
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else newest = Math.max(newest, statSync(p).mtimeMs);
+    }
+  };
+  walk(join(ROOT, 'dist'));
+  return newest;
 }
 
 /** Runs `step`; a failure is recorded (and printed) instead of ending the benchmark. */
@@ -101,7 +121,9 @@ async function measure(errors, label, step) {
   try {
     return await step();
   } catch (error) {
-    const message = `${label}: ${error instanceof Error ? error.message : String(error)}`;
+    const text = error instanceof Error ? error.message : String(error);
+    // A failed plan prints thousands of lines: keep the head (the command and the first changes) and the tail.
+    const message = `${label}: ${text.length > 3000 ? `${text.slice(0, 1500)}\n…\n${text.slice(-1000)}` : text}`;
     errors.push(message);
     log(`FAILED ${message}`);
     return undefined;
@@ -128,7 +150,7 @@ function progressCounter(label, total, isDone) {
 
 async function benchAgentvm(n, source) {
   const errors = [];
-  const out = { resources: undefined, planCreate: undefined, applyCreate: undefined, applyRate: undefined, applyReported: undefined, planNoop: undefined, warnings: [], errors };
+  const out = { resources: undefined, byProvider: {}, planCreateCold: undefined, planCreate: undefined, applyCreate: undefined, applyRate: undefined, applyReported: undefined, planNoop: undefined, warnings: [], errors };
   log(`N=${n}: generating the desired-state repository (${n} git-release workloads, one host)`);
   const repo = await measure(errors, 'generating the agentvm repository', () => releaseFleet(n, source));
   if (!repo) return out;
@@ -136,8 +158,16 @@ async function benchAgentvm(n, source) {
   const root = join(work, `agentvm-root-${n}`);
   mkdirSync(root);
   const target = ['--repo', repo, '--host', 'bench', '--root', root];
+  // agentvm caches parsed documents per user (XDG_CACHE_HOME/agentvm): the bench's own cache, never the user's.
+  // The first plan runs with an empty one (a CI runner's case); every later command shares a warm one.
+  const env = { XDG_CACHE_HOME: join(work, `xdg-cache-${n}`) };
+  const spawnEnv = { ...process.env, ...env };
 
-  const valid = spawnSync(process.execPath, [BIN, 'validate', '--repo', repo], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  log(`N=${n}: agentvm plan, all create, empty document cache (1 run)`);
+  const cold = await measure(errors, 'agentvm plan (all create, cold cache)', () => runStreaming(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { env: { XDG_CACHE_HOME: join(work, `xdg-cache-cold-${n}`) }, okCodes: [2] }));
+  out.planCreateCold = cold?.seconds;
+
+  const valid = spawnSync(process.execPath, [BIN, 'validate', '--repo', repo], { encoding: 'utf8', maxBuffer: 1 << 28, env: spawnEnv });
   if (valid.status !== 0) {
     errors.push(`agentvm validate exited ${valid.status}: ${(valid.stdout + valid.stderr).slice(0, 2000)}`);
     log(`FAILED N=${n}: the generated repository does not validate; agentvm is not measured at this size`);
@@ -145,23 +175,24 @@ async function benchAgentvm(n, source) {
   }
 
   // What the plan contains: how many resources, and which warnings (e.g. a provider this build lacks).
-  const json = spawnSync(process.execPath, [BIN, 'plan', ...target, '--format', 'json'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const json = spawnSync(process.execPath, [BIN, 'plan', ...target, '--format', 'json'], { encoding: 'utf8', maxBuffer: 1 << 30, env: spawnEnv });
   if (json.status !== 0) {
     errors.push(`agentvm plan --format json exited ${json.status}: ${json.stderr.slice(-2000)}`);
     return out;
   }
   const plan = JSON.parse(json.stdout);
   out.resources = plan.summary.create;
+  for (const c of plan.changes) out.byProvider[c.provider] = (out.byProvider[c.provider] ?? 0) + 1;
   out.warnings = [...new Set(plan.diagnostics.filter((d) => d.severity === 'warning').map((d) => `${d.code}: ${d.summary}`))];
-  if (out.resources !== n) errors.push(`agentvm plan creates ${out.resources} resources, expected ${n} (one release.<workload> each)`);
+  if (out.byProvider['release.git'] !== n) errors.push(`agentvm plan creates ${out.byProvider['release.git'] ?? 0} release.git resources, expected ${n} (one per workload)`);
 
   log(`N=${n}: agentvm plan, all create (${opts.runs} runs + warm-up)`);
-  out.planCreate = await measure(errors, 'agentvm plan (all create)', () => timeCommand(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { runs: opts.runs, okCodes: [2] }));
+  out.planCreate = await measure(errors, 'agentvm plan (all create)', () => timeCommand(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { runs: opts.runs, env, okCodes: [2] }));
 
   log(`N=${n}: agentvm apply --auto-approve of ${out.resources} resources`);
   const counter = progressCounter(`N=${n} agentvm apply`, out.resources, (line) => /^\S+: (created|updated|replaced|deleted|unchanged|FAILED|skipped)\b/.test(line));
   const concurrency = opts.concurrency ? ['--concurrency', String(opts.concurrency)] : [];
-  const applied = await measure(errors, 'agentvm apply --auto-approve', () => runStreaming(process.execPath, [BIN, 'apply', ...target, '--auto-approve', ...concurrency], { onLine: counter }));
+  const applied = await measure(errors, 'agentvm apply --auto-approve', () => runStreaming(process.execPath, [BIN, 'apply', ...target, '--auto-approve', ...concurrency], { env, onLine: counter }));
   if (applied) {
     out.applyCreate = applied.seconds;
     out.applyRate = out.resources / applied.seconds;
@@ -174,7 +205,7 @@ async function benchAgentvm(n, source) {
     log(`N=${n}: agentvm apply took ${applied.seconds.toFixed(2)} s (${out.applyRate.toFixed(0)} resources/s)`);
 
     log(`N=${n}: agentvm no-op plan (${opts.runs} runs + warm-up)`);
-    out.planNoop = await measure(errors, 'agentvm no-op plan (exit 0 = no changes expected)', () => timeCommand(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { runs: opts.runs, okCodes: [0] }));
+    out.planNoop = await measure(errors, 'agentvm no-op plan (exit 0 = no changes expected)', () => timeCommand(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { runs: opts.runs, env, okCodes: [0] }));
   }
   return out;
 }
@@ -201,12 +232,13 @@ function terraformState(n) {
   return JSON.stringify({ version: 4, terraform_version: '1.11.4', serial: 1, lineage: randomUUID(), outputs: {}, resources, check_results: null }, null, 2);
 }
 
-async function benchTerraform(n) {
+/** Terraform on `count` terraform_data resources; `n` (the size) only names the step and decides the apply skip. */
+async function benchTerraform(n, count) {
   const errors = [];
-  const out = { resources: n, planCreate: undefined, applyCreate: undefined, applyRate: undefined, applySkipped: false, planNoop: undefined, planNoopOnSynthesizedState: false, errors };
+  const out = { resources: count, planCreate: undefined, applyCreate: undefined, applyRate: undefined, applySkipped: false, planNoop: undefined, planNoopOnSynthesizedState: false, errors };
   const dir = join(work, `terraform-${n}`);
   mkdirSync(dir);
-  writeFileSync(join(dir, 'main.tf'), terraformModule(n));
+  writeFileSync(join(dir, 'main.tf'), terraformModule(count));
   const tf = (...args) => [`-chdir=${dir}`, ...args];
   const init = spawnSync(opts.terraform, tf('init', '-input=false', '-no-color'), { encoding: 'utf8', env: { ...process.env, ...TF_ENV } });
   if (init.status !== 0) {
@@ -221,17 +253,17 @@ async function benchTerraform(n) {
   if (opts.skipTfApplyAbove !== undefined && n > opts.skipTfApplyAbove) {
     out.applySkipped = true;
     log(`N=${n}: terraform apply skipped (--skip-terraform-apply-above ${opts.skipTfApplyAbove}); no-op plan on a synthesized state`);
-    writeFileSync(join(dir, 'terraform.tfstate'), terraformState(n));
+    writeFileSync(join(dir, 'terraform.tfstate'), terraformState(count));
     out.planNoopOnSynthesizedState = true;
   } else {
-    log(`N=${n}: terraform apply -auto-approve -parallelism=10 of ${n} resources`);
-    const counter = progressCounter(`N=${n} terraform apply`, n, (line) => /: Creation complete after/.test(line));
+    log(`N=${n}: terraform apply -auto-approve -parallelism=10 of ${count} resources`);
+    const counter = progressCounter(`N=${n} terraform apply`, count, (line) => /: Creation complete after/.test(line));
     const applied = await measure(errors, 'terraform apply', () =>
       runStreaming(opts.terraform, tf('apply', '-auto-approve', '-parallelism=10', '-input=false', '-no-color'), { env: TF_ENV, onLine: counter }),
     );
     if (!applied) return out;
     out.applyCreate = applied.seconds;
-    out.applyRate = n / applied.seconds;
+    out.applyRate = count / applied.seconds;
     log(`N=${n}: terraform apply took ${applied.seconds.toFixed(2)} s (${out.applyRate.toFixed(0)} resources/s)`);
   }
   log(`N=${n}: terraform no-op plan (${opts.runs} runs + warm-up)`);
@@ -243,13 +275,15 @@ function withRatios(results) {
   return results.map((r, i) => {
     const ratio = {};
     for (const f of FIGURES) ratio[f] = div(r.agentvm[f], r.terraform[f]);
+    // Terraform has no document cache: its cold plan is its plan.
+    ratio.planCreateCold = div(r.agentvm.planCreateCold, r.terraform.planCreate);
     const prev = results[i - 1];
     const growth = prev
       ? {
           from: prev.n,
           sizeFactor: r.n / prev.n,
-          agentvm: Object.fromEntries(FIGURES.map((f) => [f, div(r.agentvm[f], prev.agentvm[f])])),
-          terraform: Object.fromEntries(FIGURES.map((f) => [f, div(r.terraform[f], prev.terraform[f])])),
+          agentvm: Object.fromEntries(['planCreateCold', ...FIGURES].map((f) => [f, div(r.agentvm[f], prev.agentvm[f])])),
+          terraform: Object.fromEntries(FIGURES.map((f) => [f, div(r.terraform[f], prev.terraform[f])]).concat([['planCreateCold', div(r.terraform.planCreate, prev.terraform.planCreate)]])),
         }
       : null;
     return { ...r, ratio, growth };
@@ -267,16 +301,19 @@ function printTables(env, report) {
   const row = (cells, widths) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
   console.log(`agentvm plan/apply vs Terraform — ${env.agentvm}, ${env.terraform}, node ${env.node}, ${env.cores} cores, ${env.date}`);
   console.log(`plans: median of ${opts.runs} runs after a warm-up; applies: one run each, wall clock including process start.`);
+  if (env.rebuiltDuringRun) console.log('WARNING: dist/ was rebuilt during the run: the figures may mix two builds of agentvm.');
   for (const r of report) {
     const g = r.growth;
     const head = ['figure', 'agentvm', 'terraform', 'agentvm/tf'];
     if (g) head.push(`agentvm growth`, `tf growth`);
-    const widths = [24, 12, 12, 11, 15, 12];
+    const widths = [30, 12, 12, 11, 15, 12];
     console.log('');
-    console.log(`N = ${r.n}: agentvm ${r.agentvm.resources ?? '?'} release.git resources on one host; terraform ${r.n} terraform_data${g ? `; growth = figure / figure at N=${g.from} (${g.sizeFactor}× resources)` : ''}`);
+    const kinds = Object.entries(r.agentvm.byProvider).map(([p, c]) => `${c} ${p}`).join(' + ');
+    console.log(`N = ${r.n} workloads on one host: agentvm ${r.agentvm.resources ?? '?'} resources${kinds ? ` (${kinds})` : ''}; terraform ${r.terraform.resources} terraform_data${g ? `; growth = figure / figure at N=${g.from} (${g.sizeFactor}× workloads)` : ''}`);
     console.log(row(head, widths));
     const tfApply = r.terraform.applySkipped ? 'skipped' : s(r.terraform.applyCreate);
     const lines = [
+      ['plan, all create, cold cache', s(r.agentvm.planCreateCold), s(r.terraform.planCreate), x(r.ratio.planCreateCold), 'planCreateCold'],
       ['plan, all create', s(r.agentvm.planCreate), s(r.terraform.planCreate), x(r.ratio.planCreate), 'planCreate'],
       ['apply, all create', s(r.agentvm.applyCreate), tfApply, x(r.ratio.applyCreate), 'applyCreate'],
       ['  resources/s', rate(r.agentvm.applyRate), r.terraform.applySkipped ? 'skipped' : rate(r.terraform.applyRate), x(div(r.agentvm.applyRate, r.terraform.applyRate)), undefined],

@@ -38,7 +38,8 @@ describe('one host, ten concurrent applies', () => {
     expect(namedHolder).toBeGreaterThanOrEqual(1);
     const state = await agentvm(['state', 'show', 'edge-1', '--root', fleet.root, '--json']);
     expect(state.code).toBe(0);
-    expect(Object.keys((JSON.parse(state.stdout) as { resources: object }).resources)).toHaveLength(3);
+    const resources = Object.keys((JSON.parse(state.stdout) as { resources: object }).resources);
+    expect(resources.filter((a) => a.startsWith('release.')).sort()).toEqual(['release.agent-pool', 'release.research-orchestrator', 'release.transcript-summarizer']);
     const audit = await agentvm(['audit', 'verify', '--root', fleet.root]);
     expect(audit.code, audit.stdout + audit.stderr).toBe(0);
     const again = await agentvm(['plan', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--detailed-exitcode']);

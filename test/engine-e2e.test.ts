@@ -37,8 +37,12 @@ describe('plan/apply/drift/promote/rollback on a temporary host root', () => {
     expect(r.code, r.stdout + r.stderr).toBe(2);
     expect(r.stdout).toContain('+ release.research-orchestrator');
     expect(r.stdout).toContain('+ release.agent-pool');
-    const plan = json<{ summary: { create: number }; applicable: boolean }>(readFileSync(join(fleet.base, 'p1.json'), 'utf8'));
-    expect(plan.summary.create).toBe(3);
+    const plan = json<{ changes: Array<{ address: string; action: string }>; applicable: boolean }>(readFileSync(join(fleet.base, 'p1.json'), 'utf8'));
+    expect(plan.changes.filter((c) => c.address.startsWith('release.') && c.action === 'create').map((c) => c.address).sort()).toEqual([
+      'release.agent-pool',
+      'release.research-orchestrator',
+      'release.transcript-summarizer',
+    ]);
     expect(plan.applicable).toBe(true);
     const state = await agentvm(['state', 'list', '--root', fleet.root, '--json']);
     expect(json<{ hosts: unknown[] }>(state.stdout).hosts).toEqual([]);

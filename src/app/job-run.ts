@@ -38,11 +38,12 @@ import {
   type JobRunRecord,
 } from '../providers/microvm/job-registry.js';
 import { argvCommand } from '../providers/microvm/protocol.js';
+import type { HostContext } from '../providers/provider.js';
+import { hostPaths, LocalStateBackend } from '../state/index.js';
 import { QemuDriver } from '../providers/microvm/qemu.js';
 import { receiptEntry } from '../providers/microvm/provider.js';
 import { teardownRun, type TeardownReason, type TeardownReceipt } from '../providers/microvm/teardown.js';
 import { loadDesiredState, selectHost } from './desired.js';
-import { hostContext, stateBackend } from './plan.js';
 
 export interface JobRunOptions {
   repo: string;
@@ -141,8 +142,9 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   const files = await readInputs(opts.inputs ?? []);
   const outDir = opts.out === undefined ? null : await prepareOutDir(opts.out);
 
-  const context = hostContext(opts.root, host, state.repo);
-  const backend = stateBackend(opts.root);
+  // Not app/plan.js's helpers: importing plan would load the signature verifier and every provider, for nothing.
+  const context: HostContext = { host, root: resolve(opts.root), paths: hostPaths(resolve(opts.root)), repo: state.repo };
+  const backend = new LocalStateBackend(context.paths);
   const settings = state.hosts.get(host)?.value.spec.microvm ?? {};
   if (settings.driver === 'firecracker') throw userError('job.driver-unsupported', `Host \`${host}\` asks for the firecracker driver, which this build does not ship yet.`, 'Set microvm.driver: qemu (the default) in hosts/<host>.yaml.');
   await refuseOverCapacity(context.paths, settings.maxConcurrentJobs ?? 2);
@@ -220,7 +222,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
       if (outDir !== null) written = await writeResults(outDir, vm.resultFiles);
       else written = describeResults(vm.resultFiles);
     }
-    reason = vm === undefined ? 'failed' : opts.signal?.aborted ? 'interrupted' : vm.timedOut ? 'timed-out' : vm.exitCode === 0 && !hasErrors(diagnostics) ? 'finished' : 'failed';
+    reason = vm === undefined ? 'failed' : opts.signal?.aborted ? 'interrupted' : vm.timedOut ? 'timed-out' : vm.exitCode !== null ? 'finished' : 'failed';
   } finally {
     network?.close();
     receipt = await teardownRun(context.paths, record, reason);
@@ -229,7 +231,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   }
   if (!receipt.ok) diagnostics.push(errorDiag('microvm.teardown-incomplete', `Run ${runId} was not torn down completely: ${receipt.problems.join('; ')}.`, { address, detail: 'Its record is kept: `agentvm plan` lists it as an orphan and `agentvm apply` retries.' }));
 
-  const status: JobRunStatus = reason === 'finished' ? 'succeeded' : reason === 'timed-out' ? 'timed-out' : reason === 'interrupted' ? 'interrupted' : 'failed';
+  const status: JobRunStatus = reason === 'finished' && vm?.exitCode === 0 && !hasErrors(diagnostics) ? 'succeeded' : reason === 'timed-out' ? 'timed-out' : reason === 'interrupted' ? 'interrupted' : 'failed';
   return {
     formatVersion: 1,
     runId,
@@ -325,7 +327,7 @@ async function refuseOverCapacity(paths: Parameters<typeof listRunRecords>[0], m
   }
 }
 
-async function chooseAccel(setting: AccelSetting, context: ReturnType<typeof hostContext>, config: JobConfig, kernelPath: string, initrdPath: string) {
+async function chooseAccel(setting: AccelSetting, context: HostContext, config: JobConfig, kernelPath: string, initrdPath: string) {
   if (setting === 'auto') {
     // The probe boots the image files directly: only when they are the pinned ones.
     const images = await verifyImages(context, config);

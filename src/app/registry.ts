@@ -4,10 +4,11 @@ import type { DesiredState } from '../contracts/desired-state.js';
 import type { Diagnostic } from '../diagnostics/index.js';
 import { ProviderRegistry, loadThirdPartyProviders } from '../providers/registry.js';
 import { GitReleaseProvider, PackageReleaseProvider } from '../providers/release/index.js';
+import { SystemdProvider } from '../providers/systemd/index.js';
 import { MicrovmProvider } from '../providers/microvm/provider.js';
 
 export function builtInRegistry(): ProviderRegistry {
-  return new ProviderRegistry([new GitReleaseProvider(), new PackageReleaseProvider(), new MicrovmProvider()]);
+  return new ProviderRegistry([new GitReleaseProvider(), new PackageReleaseProvider(), new MicrovmProvider(), new SystemdProvider()]);
 }
 
 export async function registryFor(state: DesiredState): Promise<{ registry: ProviderRegistry; diagnostics: Diagnostic[] }> {

@@ -6,11 +6,12 @@
 import { randomUUID } from 'node:crypto';
 import { AgentvmError, userError, type Diagnostic } from '../diagnostics/index.js';
 import { releaseAddress } from '../engine/expand.js';
-import type { LockedResource } from '../engine/types.js';
-import type { CapturedRelease } from '../providers/provider.js';
+import type { DesiredResource, LockedResource, PlannedChange } from '../engine/types.js';
+import type { CapturedRelease, HostContext } from '../providers/provider.js';
 import { GitReleaseProvider, PackageReleaseProvider, type RollbackResponse } from '../providers/release/index.js';
 import { withAuditHead, withRelease, withResource, withRollbackTarget, type Lockfile } from '../state/index.js';
 import { hostContext, stateBackend } from './plan.js';
+import { builtInRegistry } from './registry.js';
 
 /** JSON result of `agentvm rollback --json`; schema: schemas/rollback-result.schema.json. */
 export interface RollbackResult {
@@ -63,6 +64,29 @@ export async function runRollback(opts: RollbackOptions): Promise<RollbackResult
   const lease = await backend.acquireLease(opts.host, 'rollback');
   try {
     let lock = (await backend.readLockfile(opts.host))!;
+    const rollUnits = async (current: Lockfile, o: RollbackOptions, ctx: HostContext, releaseId: string, applyId: string): Promise<{ lock: Lockfile; diagnostics: Diagnostic[] }> => {
+      const diagnostics: Diagnostic[] = [];
+      const registry = builtInRegistry();
+      let next = current;
+      for (const [address, entry] of Object.entries(current.resources).sort()) {
+        if (!entry || entry.workload !== o.workload || !address.startsWith('unit.')) continue;
+        const provider = registry.get(entry.provider);
+        const config = entry.attributes?.config as Record<string, unknown> | undefined;
+        if (!provider || !config) continue;
+        const desired: DesiredResource = { address, provider: entry.provider, workload: entry.workload, identity: entry.identity, config: { ...config, releaseId }, dependsOn: [] };
+        const live = (await provider.read({ host: ctx, address, desired, locked: entry })).live;
+        const planned = provider.plan({ address, desired, live, locked: entry });
+        if (planned.action === 'noop') continue;
+        const change: PlannedChange = { address, provider: entry.provider, workload: entry.workload, action: planned.action, effect: planned.effect, reasons: [{ code: 'rollback', message: `run the restored release ${releaseId}` }], before: { identity: entry.identity, digest: entry.digest }, after: { identity: desired.identity }, desired, dependsOn: [] };
+        o.progress?.(`${address}: ${planned.action} (${planned.effect}) to run ${releaseId}`);
+        const applied = await provider.apply({ host: ctx, change, locked: entry });
+        diagnostics.push(...applied.diagnostics);
+        const good = applied.locked !== undefined && !applied.diagnostics.some((x) => x.severity === 'error');
+        if (good) next = withResource(next, { ...applied.locked!, commit: next.commit, appliedAt: new Date().toISOString() });
+        await backend.appendAudit({ host: o.host, operation: 'rollback', event: 'resource.apply', result: good ? 'ok' : 'failed', address, action: planned.action, applyId, before: { identity: entry.identity, digest: entry.digest }, ...(applied.locked ? { after: { identity: applied.locked.identity, digest: applied.locked.digest } } : {}), detail: `rollback: run ${releaseId}` });
+      }
+      return { lock: next, diagnostics };
+    };
     const d = describe(lock);
     const providerType = d.locked?.provider ?? (/^[0-9a-f]{40}$/.test(d.target.releaseId) ? 'release.git' : 'release.package');
     const provider = providerType === 'release.git' ? new GitReleaseProvider() : providerType === 'release.package' ? new PackageReleaseProvider() : undefined;
@@ -87,6 +111,14 @@ export async function runRollback(opts: RollbackOptions): Promise<RollbackResult
       next = withRollbackTarget(next, opts.workload, was ? { identity: was.identity, digest: was.digest, releaseId: was.releaseId, foreign: was.foreign, capturedAt: new Date().toISOString() } : null);
       lock = await backend.writeLockfile(opts.host, next, lease);
     }
+    // Units name their release directory: point this workload's units at the restored release too, with the
+    // configuration they were last applied with, and restart only those whose unit changed.
+    const unitDiags: Diagnostic[] = [];
+    if (ok) {
+      const units = await rollUnits(lock, opts, context, d.target.releaseId, applyId);
+      lock = units.lock;
+      unitDiags.push(...units.diagnostics);
+    }
     const ev = await backend.appendAudit({
       host: opts.host,
       operation: 'rollback',
@@ -99,7 +131,7 @@ export async function runRollback(opts: RollbackOptions): Promise<RollbackResult
       detail: ok ? `rolled back to ${d.target.releaseId}` : (res.diagnostics.find((x) => x.severity === 'error')?.summary ?? 'failed'),
     });
     await backend.writeLockfile(opts.host, withAuditHead(lock, { seq: ev.seq, hash: ev.hash }), lease);
-    return result(ok, res.diagnostics, d);
+    return result(ok && !unitDiags.some((x) => x.severity === 'error'), [...res.diagnostics, ...unitDiags], d);
   } finally {
     lease.release();
   }

@@ -10,6 +10,7 @@ import type { WorkloadContract } from '../generated/workload-contract.js';
 import type { WorkloadManifest } from '../generated/workload-manifest.js';
 import { didYouMean } from './did-you-mean.js';
 import type { DesiredStateSource, RepoFile } from './git-source.js';
+import { openDocumentCache, type DocumentCache } from './document-cache.js';
 import { validateAgainstSchema } from './schema-validation.js';
 import type { DocumentKind } from './schemas.js';
 import { parseYamlDocument, type JsonPath, type YamlDocument } from './yaml-document.js';
@@ -65,17 +66,18 @@ export function buildDesiredState(source: DesiredStateSource): DesiredState {
     diagnostics: [...source.diagnostics],
   };
   const diags = state.diagnostics;
+  const cache = openDocumentCache();
 
   for (const f of source.files) {
     if (f.path === 'agentvm.yaml' || f.path === 'agentvm.yml') {
-      state.config = load<RepoConfig>('Config', f, diags, state.rejected);
+      state.config = load<RepoConfig>('Config', f, diags, state.rejected, cache);
       continue;
     }
     const host = HOST_FILE.exec(f.path);
     if (host) {
       const name = host[1]!;
       if (!checkName(name, f.path, 'host file', diags)) continue;
-      const doc = load<Host>('Host', f, diags, state.rejected);
+      const doc = load<Host>('Host', f, diags, state.rejected, cache);
       if (doc) {
         checkMetadataName(doc, name, 'hosts/<name>.yaml', diags);
         state.hosts.set(name, doc);
@@ -93,13 +95,13 @@ export function buildDesiredState(source: DesiredStateSource): DesiredState {
         state.workloads.set(name, def);
       }
       if (rest === 'contract.yaml') {
-        const doc = load<WorkloadContract>('WorkloadContract', f, diags, state.rejected);
+        const doc = load<WorkloadContract>('WorkloadContract', f, diags, state.rejected, cache);
         if (doc) {
           checkMetadataName(doc, name, 'workloads/<name>/', diags);
           def.contract = doc;
         }
       } else if (rest === 'manifest.yaml') {
-        const doc = load<WorkloadManifest>('WorkloadManifest', f, diags, state.rejected);
+        const doc = load<WorkloadManifest>('WorkloadManifest', f, diags, state.rejected, cache);
         if (doc) {
           checkMetadataName(doc, name, 'workloads/<name>/', diags);
           def.manifest = doc;
@@ -167,10 +169,17 @@ export function buildDesiredState(source: DesiredStateSource): DesiredState {
     }));
   }
   diags.sort(compareDiagnostics);
+  cache.save();
   return state;
 }
 
-function load<T>(kind: DocumentKind, f: RepoFile, diags: Diagnostic[], rejected: Array<LoadedDocument<unknown>>): LoadedDocument<T> | undefined {
+function load<T>(kind: DocumentKind, f: RepoFile, diags: Diagnostic[], rejected: Array<LoadedDocument<unknown>>, cache: DocumentCache): LoadedDocument<T> | undefined {
+  const hit = cache.get(kind, f.text);
+  if (hit !== undefined) {
+    // Parsed and schema-checked cleanly before (same text, same schemas): positions are parsed only if asked for.
+    let parsed: YamlDocument | undefined;
+    return { file: f.path, value: hit as T, locate: (path, opts) => (parsed ??= parseYamlDocument(f.path, f.text)).locate(path, opts) };
+  }
   const doc: YamlDocument = parseYamlDocument(f.path, f.text);
   diags.push(...doc.diagnostics);
   if (doc.value === undefined) return undefined;
@@ -180,6 +189,7 @@ function load<T>(kind: DocumentKind, f: RepoFile, diags: Diagnostic[], rejected:
     rejected.push({ file: f.path, value: doc.value, locate: doc.locate });
     return undefined;
   }
+  if (doc.diagnostics.length === 0 && schemaDiags.length === 0) cache.put(kind, f.text, doc.value);
   return { file: f.path, value: doc.value as T, locate: doc.locate };
 }
 

@@ -22,13 +22,19 @@ export function packageIdentity(name: string, version: string, integrity: string
   return `${name}@${version}#${integrity}`;
 }
 
+/** Must equal the release.package provider's release id (`packageReleaseId`): a scope's `/` becomes `+`. */
+export function packageReleaseDir(name: string, version: string): string {
+  return `${name.replace('/', '+')}@${version}`;
+}
+
 export function expandHost(state: DesiredState, host: string): DesiredResource[] {
   const hostDoc = state.hosts.get(host);
   if (!hostDoc) return [];
   const out: DesiredResource[] = [];
+  const scope = hostDoc.value.spec.systemd?.scope ?? 'system';
   for (const name of hostDoc.value.spec.workloads ?? []) {
     const def = state.workloads.get(name);
-    if (def) out.push(...expandWorkload(def, state.repo));
+    if (def) out.push(...expandWorkload(def, state.repo, { scope }));
   }
   return out;
 }
@@ -41,7 +47,12 @@ export function resolveSourceLocation(location: string, repoDir: string): string
   return location.startsWith('./') || location.startsWith('../') ? posix.normalize(`${repoDir.replace(/\/$/, '')}/${location}`) : location;
 }
 
-export function expandWorkload(def: WorkloadDefinition, repoDir: string): DesiredResource[] {
+export interface ExpandOptions {
+  /** The host's systemd scope (Host spec.systemd.scope), carried into every unit's config. */
+  scope?: 'system' | 'user';
+}
+
+export function expandWorkload(def: WorkloadDefinition, repoDir: string, opts: ExpandOptions = {}): DesiredResource[] {
   const manifest = def.manifest?.value;
   const contract = def.contract?.value;
   if (!manifest || !contract) return [];
@@ -50,6 +61,8 @@ export function expandWorkload(def: WorkloadDefinition, repoDir: string): Desire
   const src = manifest.spec.source;
   const release = releaseAddress(w);
   let hasRelease = false;
+  // The release directory the workload's units run from (`<paths.releases>/<workload>/<releaseId>`).
+  let releaseId: string | null = null;
   if (manifest.spec.archetype === 'git-release' && src.git) {
     out.push({
       address: release,
@@ -60,6 +73,7 @@ export function expandWorkload(def: WorkloadDefinition, repoDir: string): Desire
       dependsOn: [],
     });
     hasRelease = true;
+    releaseId = src.git.commit;
   } else if (manifest.spec.archetype === 'package-install' && src.package) {
     const p = src.package;
     out.push({
@@ -71,6 +85,7 @@ export function expandWorkload(def: WorkloadDefinition, repoDir: string): Desire
       dependsOn: [],
     });
     hasRelease = true;
+    releaseId = packageReleaseDir(p.name, p.version);
   }
 
   const unitAddresses: Address[] = [];
@@ -94,6 +109,8 @@ export function expandWorkload(def: WorkloadDefinition, repoDir: string): Desire
           egress: contract.spec.egress ?? [],
           secrets: (contract.spec.secrets ?? []).map((s) => ({ name: s.name, ref: s.ref })),
           canary: manifest.spec.canary ?? null,
+          releaseId,
+          scope: opts.scope ?? 'system',
         },
         dependsOn: hasRelease ? [release] : [],
       });

@@ -61,7 +61,16 @@ const WORD = /^(?:[A-Za-z]?[a-z]*(?:[A-Z][a-z]+)*|[A-Z]+)[0-9]*$/;
 const WORD_SEPARATORS = /[_=+-]+/;
 
 function isWordy(run: string): boolean {
-  for (const seg of run.split('/')) for (const part of seg.split(WORD_SEPARATORS)) if (!WORD.test(part)) return false;
+  // Paths may carry a short random suffix (mkdtemp's `agentvm-XXXXXX`): tolerate up to two such parts of at most
+  // eight characters when the run is a path. A 32+ character token has far more non-word parts than that.
+  const path = run.includes('/');
+  let odd = 0;
+  for (const seg of run.split('/')) {
+    for (const part of seg.split(WORD_SEPARATORS)) {
+      if (WORD.test(part)) continue;
+      if (!path || part.length > 8 || ++odd > 2) return false;
+    }
+  }
   return true;
 }
 

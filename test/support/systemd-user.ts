@@ -121,7 +121,7 @@ const STATE_DIR = '/run/agentvm-systemd-harness';
 const START_LOCK = path.join(STATE_DIR, 'start.lock');
 const BOOTED_MARKER = '/run/systemd/system';
 /** Host paths the harness creates when missing and shares between managers; removed by the last one. */
-const SHARED_PATHS = ['/run/user', '/run/systemd/unit-root'] as const;
+const SHARED_PATHS = ['/run/user', '/run/systemd/unit-root', '/run/credentials'] as const;
 const USER_PATTERN = /^agentvm-test[a-z0-9-]{0,19}$/;
 const SYSTEMD_CANDIDATES = ['/lib/systemd/systemd', '/usr/lib/systemd/systemd'];
 const PATH_ENV = '/usr/local/bin:/usr/bin:/bin';

@@ -5,13 +5,15 @@
 // - Teardown is unconditional: whatever happens (timeout, crash, a throwing callback), the VMM's process group
 //   is killed and awaited, then the run directory is removed, in `finally`. When runEphemeralVm settles, no
 //   process and no file of the run remain. If Node exits mid-run, 'exit' hooks do the same synchronously;
-//   only a SIGKILLed Node leaves a VMM behind, to be reaped by its `agentvm-job-*` process name.
+//   only a SIGKILLed Node leaves a VMM behind: the job registry (job-registry.ts) names it, and the reaper
+//   (teardown.ts) finds it by the run directory on its command line. An aborted `signal` kills the VM at once.
 // - The VMM boots only bytes whose sha256 matched the caller's pins: kernel and initramfs are read once,
 //   hashed, and the VMM is given the copies written into the run directory (no check-then-use race on the
 //   cache files).
 // - A job without `network` has no network device at all.
 // - Expected failures (digest mismatch, timeout, guest crash, rejected results) are diagnostics in the result;
-//   it throws only for bugs, host I/O errors (run dir not creatable) and errors thrown by `onConsole`.
+//   it throws only for bugs, host I/O errors (run dir not creatable) and errors thrown by `onConsole` or
+//   `onBooted` (after teardown).
 
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -204,7 +206,8 @@ async function bootAndRun(
       name: request.name ?? `job-${nonce.slice(0, 12)}`,
       kernelPath,
       initrdPaths: [initrdPath],
-      append: [`${CmdlineKey.nonce}=${nonce}`, 'loglevel=1', ...(network.kind === 'tap' ? [`${CmdlineKey.net}=1`] : [])].join(' '),
+      // edd=off: the x86 setup code's BIOS disk probe prints to the console before printk settings apply.
+      append: [`${CmdlineKey.nonce}=${nonce}`, 'loglevel=1', 'edd=off', ...(network.kind === 'tap' ? [`${CmdlineKey.net}=1`] : [])].join(' '),
       vcpus: request.vcpus,
       memoryMiB: request.memoryMiB,
       network,

@@ -4,8 +4,8 @@
 //
 // Invariants:
 // - Images are named by plain file name inside the host's image directory (`<root>/var/lib/agentvm/images/`) and
-//   trusted only at the manifest's sha256: a definition is installed only when both images verify, and a job boots
-//   only the bytes that hashed to the pin (ephemeral-vm.ts reads them once).
+//   trusted only at the manifest's sha256: a definition is never installed over an image that does not match its
+//   pin, and a job boots only the bytes that hashed to the pin (ephemeral-vm.ts reads them once).
 // - The definition's digest is the fingerprint of its canonical desired config: same config, same digest.
 
 import { createHash } from 'node:crypto';

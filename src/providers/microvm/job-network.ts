@@ -194,7 +194,8 @@ async function openProxies(netns: string, gateway: string, listeners: readonly P
           resolve();
         }
       });
-      child.on('exit', (code) => {
+      // 'close', not 'exit': it comes after the IPC channel has delivered every message the helper sent.
+      child.on('close', (code) => {
         if (received < listeners.length) {
           clearTimeout(timer);
           reject(new Error(`the proxy helper exited with ${code ?? 'a signal'}${stderr.trim() === '' ? '' : `: ${stderr.trim().split('\n').pop() ?? ''}`}`));

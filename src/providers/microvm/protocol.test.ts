@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ConsoleParser, jobScript, shellQuote } from './protocol.js';
+import { argvCommand, ConsoleParser, jobScript, networkPrelude, shellQuote } from './protocol.js';
 
 const NONCE = '0123456789abcdef0123456789abcdef';
 
@@ -150,5 +150,28 @@ describe('jobScript', () => {
     const args = ['a b', "c'd", '$(touch /tmp/pwned)', '`id`', 'line1\nline2', '', '*', 'ü'];
     const run = spawnSync('sh', ['-c', jobScript('for a in "$@"; do printf "<%s>" "$a"; done', args)], { encoding: 'utf8' });
     expect(run.stdout).toBe(args.map((a) => `<${a}>`).join(''));
+  });
+});
+
+describe('argvCommand', () => {
+  it('GIVEN a manifest argv and run arguments THEN a real sh runs the program with the fixed arguments first, then the run\'s', () => {
+    const script = jobScript(argvCommand(['printf', '<%s>', '$(id)', "it's"]), ['--since', 'a b', '*']);
+
+    const run = spawnSync('sh', ['-c', script], { encoding: 'utf8' });
+
+    expect(run.stdout).toBe("<$(id)><it's><--since><a b><*>");
+    expect(() => argvCommand([])).toThrow();
+  });
+});
+
+describe('networkPrelude', () => {
+  it('GIVEN no network THEN only loopback is brought up; GIVEN one THEN eth0 gets the address and the default route', () => {
+    expect(networkPrelude(undefined)).toBe('ip link set lo up 2>/dev/null\n');
+    const text = networkPrelude({ address: '172.30.0.2', prefixLength: 30, gateway: '172.30.0.1' });
+    expect(text).toContain('ip addr add 172.30.0.2/30 dev eth0');
+    expect(text).toContain('ip route add default via 172.30.0.1');
+    expect(text).toContain('export AGENTVM_GATEWAY=172.30.0.1');
+    expect(spawnSync('sh', ['-n', '-c', text]).status).toBe(0);
+    expect(() => networkPrelude({ address: '172.30.0.2; reboot', prefixLength: 30, gateway: '172.30.0.1' })).toThrow();
   });
 });

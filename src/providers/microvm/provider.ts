@@ -1,6 +1,7 @@
 // MicrovmProvider (`microvm`, addresses `job.`): Tier-2 jobs as provider state. It owns two kinds of resource:
-//   job.<workload>.<job>           a job definition: installed by apply (after both images verify against their
-//                                  pins) as <root>/var/lib/agentvm/jobs/<workload>/<job>.json
+//   job.<workload>.<job>           a job definition: installed by apply as <root>/var/lib/agentvm/jobs/<workload>/
+//                                  <job>.json — refused while an image is present but not the pinned one; installed
+//                                  with a warning while an image is not delivered yet (runs verify pins anyway)
 //   job.<workload>.<job>.<runId>   a live run whose owner is gone or that is past its deadline: an orphan, which
 //                                  `plan` shows as drift and `apply` reaps (teardown.ts), writing a receipt
 // Runs that are alive and owned are none of plan's business: `list` does not report them.
@@ -127,13 +128,19 @@ export class MicrovmProvider implements Provider {
     if (desired === undefined) return { diagnostics: [errorDiag('microvm.no-desired', `No desired configuration for ${change.address}.`, { address: change.address })] };
     const parsed = parseJobConfig(desired.config, change.address);
     if (parsed.config === undefined) return { diagnostics: parsed.diagnostics };
-    req.progress?.(`${change.address}: verifying images`);
+    req.progress?.('verifying images');
     const images = await verifyImages(host, parsed.config, change.address);
-    if (images.status !== 'verified') return { diagnostics: images.diagnostics };
+    // An image that is there but is not the pinned one is refused (tampering or a wrong delivery). One that is not
+    // there yet is delivered out of band: the definition is installed and the job cannot run until it arrives (every
+    // run verifies the pins again before booting anything).
+    if (images.status === 'mismatch') return { diagnostics: images.diagnostics };
     const identity = jobIdentity(parsed.config);
     const digest = jobDefinitionDigest(desired.config);
     await writeInstalledDefinition(host, job, { formatVersion: 1, address: change.address, workload, identity, digest, config: desired.config });
-    return { locked: { address: change.address, provider: this.type, workload, identity, digest }, diagnostics: [] };
+    return {
+      locked: { address: change.address, provider: this.type, workload, identity, digest },
+      diagnostics: images.diagnostics.map((d) => ({ ...d, severity: 'warning' as const, summary: `${d.summary} The job cannot run until it is there.` })),
+    };
   }
 
   private async reap(host: HostContext, address: string, runId: string, progress?: (m: string) => void): Promise<ApplyResponse> {
@@ -143,7 +150,7 @@ export class MicrovmProvider implements Provider {
     if (state === 'running') {
       return { diagnostics: [warningDiag('microvm.run-adopted', `Run ${runId} has a live owner again and is within its deadline; it was left alone.`, { address })] };
     }
-    progress?.(`${address}: reaping (${state})`);
+    progress?.(`reaping (${state})`);
     const receipt = await teardownRun(host.paths, record, state);
     await this.receipts(host, receiptEntry(host.host, 'apply', receipt));
     if (receipt.ok) return { diagnostics: [] };
@@ -186,10 +193,10 @@ function planDefinition(req: PlanRequest): PlanResponse {
   const diagnostics: Diagnostic[] = [];
   if (locked && !live.exists) drift.push({ code: 'live-missing', message: 'The installed job definition is missing from the host.' });
   if (locked && live.exists && live.digest !== locked.digest) drift.push({ code: 'live-modified', message: 'The installed job definition differs from what was applied.' });
+  // A missing image is a warning (read), not drift: images are delivered out of band. A present image that does not
+  // match its pin is drift, and the update that follows refuses it.
   const images = live.attributes?.images;
-  if (live.exists && images !== undefined && images !== 'verified') {
-    drift.push({ code: 'live-modified', message: images === 'missing' ? 'An image of the job is missing from the host\'s image directory.' : 'An image of the job no longer matches its pinned sha256.' });
-  }
+  if (live.exists && images === 'mismatch') drift.push({ code: 'live-modified', message: 'An image of the job no longer matches its pinned sha256.' });
   if (!desired) {
     if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics };
     return { action: 'delete', effect: 'none', reasons: [{ code: 'removed', message: 'The job is no longer in the desired state; its definition is removed (running jobs are not affected).' }], drift, diagnostics };
@@ -208,8 +215,8 @@ function planDefinition(req: PlanRequest): PlanResponse {
     const code = live.identity !== desired.identity ? 'source-changed' : 'config-changed';
     return { action: 'update', effect: 'none', reasons: [{ code, message: code === 'source-changed' ? 'The job boots other images (kernel or rootfs digest changed).' : 'The job definition changed (command, resources, timeout or egress); the next run uses it.' }], drift, diagnostics };
   }
-  if (images !== undefined && images !== 'verified') {
-    return { action: 'update', effect: 'none', reasons: [{ code: 'live-modified', message: 'The job\'s images must be verified again before it can run.' }], drift, diagnostics };
+  if (images === 'mismatch') {
+    return { action: 'update', effect: 'none', reasons: [{ code: 'live-modified', message: 'An image of the job does not match its pin; apply refuses it until the pinned image is in place.' }], drift, diagnostics };
   }
   return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics };
 }

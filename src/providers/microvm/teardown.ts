@@ -16,7 +16,10 @@ import type { HostPaths } from '../provider.js';
 import { deleteJobNetwork, runCommand } from './job-network.js';
 import { releaseSlot, runAddress, runDirOf, vmDirOf, type JobRunRecord } from './job-registry.js';
 
-/** Why the run is torn down. The first four are ends of a run its owner saw; the last two are reaps. */
+/**
+ * Why the run is torn down. `finished`: the job reported an exit status (any); `failed`: it could not run or stopped
+ * without one; `timed-out`, `interrupted`: its owner killed it. `owner-gone`, `past-deadline`: reaped as an orphan.
+ */
 export type TeardownReason = 'finished' | 'failed' | 'timed-out' | 'interrupted' | 'owner-gone' | 'past-deadline';
 
 export interface TeardownReceipt {

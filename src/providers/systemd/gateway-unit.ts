@@ -202,6 +202,10 @@ const HARDENING: Record<RiskTier, { add: Directive[]; memoryMax: string; tasksMa
       ['LockPersonality', 'yes'],
       ['RestrictRealtime', 'yes'],
       ['RestrictAddressFamilies', 'AF_UNIX AF_INET AF_INET6'],
+      ['CapabilityBoundingSet', ''],
+      ['SystemCallArchitectures', 'native'],
+      ['SystemCallFilter', '@system-service'],
+      ['SystemCallErrorNumber', 'EPERM'],
       ['UMask', '0077'],
     ],
     memoryMax: '1G',
@@ -209,11 +213,7 @@ const HARDENING: Record<RiskTier, { add: Directive[]; memoryMax: string; tasksMa
   },
   moderate: {
     add: [
-      ['CapabilityBoundingSet', ''],
       ['RestrictNamespaces', 'yes'],
-      ['SystemCallArchitectures', 'native'],
-      ['SystemCallFilter', '@system-service'],
-      ['SystemCallErrorNumber', 'EPERM'],
       ['ProtectKernelTunables', 'yes'],
       ['ProtectKernelModules', 'yes'],
       ['ProtectKernelLogs', 'yes'],
@@ -229,6 +229,7 @@ const HARDENING: Record<RiskTier, { add: Directive[]; memoryMax: string; tasksMa
       ['SystemCallFilter', '~@privileged @resources'],
       ['ProtectProc', 'invisible'],
       ['ProcSubset', 'pid'],
+      ['PrivateMounts', 'yes'],
       ['RemoveIPC', 'yes'],
       ['DevicePolicy', 'closed'],
       ['KeyringMode', 'private'],
@@ -238,9 +239,9 @@ const HARDENING: Record<RiskTier, { add: Directive[]; memoryMax: string; tasksMa
   },
   critical: {
     add: [
+      ['SystemCallFilter', '~@debug @mount @cpu-emulation @obsolete @raw-io @reboot @swap @module @clock'],
       ['LimitNOFILE', '1024'],
       ['LimitCORE', '0'],
-      ['SystemCallFilter', '~@debug @mount @cpu-emulation @obsolete @raw-io @reboot @swap @module @clock'],
     ],
     memoryMax: '256M',
     tasksMax: 64,
@@ -257,6 +258,9 @@ export function hardeningFor(tier: RiskTier, scope: UnitScope, opts: { privateNe
   // ProtectHome=yes hides /run/user in user scope, which holds the unit's own credentials and runtime dir;
   // tmpfs hides the same homes and keeps what the unit needs bind-mounted in.
   out.push(['ProtectHome', scope === 'user' ? 'tmpfs' : 'yes']);
+  // System scope only: a user manager cannot set these up (PrivateIPC= fails with 226/NAMESPACE; PrivateUsers=
+  // is already set above).
+  if (scope === 'system' && TIERS.indexOf(tier) >= TIERS.indexOf('moderate')) out.push(['PrivateUsers', 'yes']);
   if (scope === 'system' && TIERS.indexOf(tier) >= TIERS.indexOf('high')) out.push(['PrivateIPC', 'yes']);
   if (tier === 'critical' && opts.privateNetwork) {
     out.push(['PrivateNetwork', 'yes']);

@@ -49,58 +49,59 @@ export function parseUnitFile(text: string): ParsedUnit {
   const problems: ParsedUnit['problems'] = [];
   let current: UnitSection | undefined;
   const lines = text.split(/\r?\n/);
-  let continued: { value: string; key: string; line: number } | undefined;
+  // systemd 252 (conf-parser.c): comment lines are skipped even inside a continuation; a line ending in an odd
+  // number of backslashes continues, its last backslash becoming a space and the next raw line appended.
+  let pending: { text: string; line: number } | undefined;
 
-  const finish = (entry: { key: string; value: string; line: number }): void => {
-    if (!current) {
-      problems.push({ line: entry.line, message: `assignment outside of a section: ${entry.key}` });
+  const handle = (raw: string, lineNo: number): void => {
+    const stripped = raw.trim();
+    if (stripped === '') return;
+    if (stripped.startsWith('[')) {
+      const m = /^\[([^\]]+)\]$/.exec(stripped);
+      if (!m) {
+        problems.push({ line: lineNo, message: `invalid section header: ${stripped}` });
+        current = undefined;
+        return;
+      }
+      current = { name: m[1]!, entries: [] };
+      sections.push(current);
       return;
     }
-    current.entries.push({ key: entry.key, value: entry.value.trim(), line: entry.line });
+    const eq = stripped.indexOf('=');
+    if (eq <= 0) {
+      problems.push({ line: lineNo, message: `missing '=' in: ${stripped}` });
+      return;
+    }
+    const key = stripped.slice(0, eq).trim();
+    if (!current) {
+      problems.push({ line: lineNo, message: `assignment outside of a section: ${key}` });
+      return;
+    }
+    current.entries.push({ key, value: stripped.slice(eq + 1).trim(), line: lineNo });
   };
 
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i]!;
-    const stripped = raw.trim();
-    if (continued) {
-      // Comment lines inside a continuation are skipped, as systemd does.
-      if (stripped.startsWith('#') || stripped.startsWith(';')) continue;
-      if (stripped.endsWith('\\')) {
-        continued.value += ` ${stripped.slice(0, -1)}`;
-        continue;
-      }
-      continued.value += ` ${stripped}`;
-      finish(continued);
-      continued = undefined;
+    const lead = raw.trimStart();
+    if (lead.startsWith('#') || lead.startsWith(';')) continue;
+    const joined = pending ? pending.text + raw : raw;
+    const lineNo = pending ? pending.line : i + 1;
+    if (endsEscaped(joined)) {
+      pending = { text: `${joined.slice(0, -1)} `, line: lineNo };
       continue;
     }
-    if (stripped === '' || stripped.startsWith('#') || stripped.startsWith(';')) continue;
-    if (stripped.startsWith('[')) {
-      const m = /^\[([^\]]+)\]$/.exec(stripped);
-      if (!m) {
-        problems.push({ line: i + 1, message: `invalid section header: ${stripped}` });
-        current = undefined;
-        continue;
-      }
-      current = { name: m[1]!, entries: [] };
-      sections.push(current);
-      continue;
-    }
-    const eq = stripped.indexOf('=');
-    if (eq <= 0) {
-      problems.push({ line: i + 1, message: `missing '=' in: ${stripped}` });
-      continue;
-    }
-    const key = stripped.slice(0, eq).trim();
-    const value = stripped.slice(eq + 1);
-    if (value.endsWith('\\')) {
-      continued = { key, value: value.slice(0, -1), line: i + 1 };
-      continue;
-    }
-    finish({ key, value, line: i + 1 });
+    pending = undefined;
+    handle(joined, lineNo);
   }
-  if (continued) finish(continued);
+  if (pending) handle(pending.text, pending.line);
   return { sections, problems };
+}
+
+/** True when the text ends in an unescaped backslash (an odd run of them). */
+function endsEscaped(text: string): boolean {
+  let n = 0;
+  for (let i = text.length - 1; i >= 0 && text[i] === '\\'; i--) n++;
+  return n % 2 === 1;
 }
 
 /** Every value of `key` in `section`, in file order. */

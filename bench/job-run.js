@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+// Benchmark of `agentvm job run` on the BUILT CLI (run `npm run build` first): boot-to-teardown time of a job that
+// does nothing (`true`), against a bare `qemu-system-x86_64` boot-to-poweroff of the same kernel and initramfs
+// with the same job on the kernel command line, measured in the same run, interleaved so that load from other
+// processes hits both alike. A third figure runs the job with an egress allowlist (network namespace, tap,
+// nftables, proxy). Target (issue 5): agentvm's overhead under 25% of the bare boot.
+//
+//   node bench/job-run.js [--runs 7] [--json]
+//
+// Needs root, qemu-system-x86, busybox-static, iproute2 and nftables (as test/job-run.test.ts). TCG unless the
+// host sets otherwise; the bare boot uses the same accelerator and the same tsc_early_khz as the QEMU driver.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { BIN, ROOT, git } from './lib.js';
+
+function parseArgs(argv) {
+  const opts = { runs: 7, json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--runs') opts.runs = Number(argv[++i]);
+    else if (a === '--json') opts.json = true;
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (!Number.isSafeInteger(opts.runs) || opts.runs < 1) throw new Error('--runs must be >= 1');
+  return opts;
+}
+
+function testImage() {
+  const out = execFileSync(join(ROOT, 'scripts/build-test-image.sh'), [], { encoding: 'utf8' });
+  const values = Object.fromEntries(out.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  return { kernel: values.AGENTVM_KERNEL, kernelSha256: values.AGENTVM_KERNEL_SHA256, initrd: values.AGENTVM_INITRD, initrdSha256: values.AGENTVM_INITRD_SHA256 };
+}
+
+/** A desired-state repo with one host and two job workloads (no network; one loopback egress rule), and a root. */
+function fixture(base, image) {
+  const source = join(base, 'source');
+  mkdirSync(source);
+  writeFileSync(join(source, 'README.md'), 'bench\n');
+  git(source, 'init', '-q', '-b', 'main');
+  git(source, 'add', '-A');
+  git(source, 'commit', '-q', '-m', 'source');
+  const commit = git(source, 'rev-parse', 'HEAD').trim();
+  const repo = join(base, 'repo');
+  const files = {
+    'hosts/bench.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads: [noop, noop-net]\n  microvm:\n    accel: tcg\n',
+  };
+  for (const [name, egress] of [['noop', ''], ['noop-net', '  egress:\n    - host: 127.0.0.1\n      port: 9\n']]) {
+    files[`workloads/${name}/contract.yaml`] = `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  owner: bench@example.com\n  riskTier: low\n  substrate: job\n  tools: []\n${egress}`;
+    files[`workloads/${name}/manifest.yaml`] =
+      `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: ${name}\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ../source\n      commit: ${commit}\n  jobs:\n    - name: run\n` +
+      `      kernel: { file: vmlinuz, sha256: ${image.kernelSha256} }\n      rootfs: { file: initramfs.cpio.gz, sha256: ${image.initrdSha256}, format: initramfs }\n      command: [sh, -c, 'true']\n      timeoutSeconds: 60\n`;
+  }
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(join(repo, path, '..'), { recursive: true });
+    writeFileSync(join(repo, path), text);
+  }
+  git(repo, 'init', '-q', '-b', 'main');
+  git(repo, 'add', '-A');
+  git(repo, 'commit', '-q', '-m', 'bench jobs');
+  const root = join(base, 'root');
+  mkdirSync(join(root, 'var/lib/agentvm/images'), { recursive: true });
+  copyFileSync(image.kernel, join(root, 'var/lib/agentvm/images/vmlinuz'));
+  copyFileSync(image.initrd, join(root, 'var/lib/agentvm/images/initramfs.cpio.gz'));
+  return { repo, root };
+}
+
+function timed(command, args) {
+  const t = process.hrtime.bigint();
+  const r = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+  return { seconds, status: r.status, output: `${r.stdout}${r.stderr}` };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) throw new Error('job runs need root (namespaces, taps)');
+  const image = testImage();
+  const { hostTscKhz } = await import(pathToFileURL(join(ROOT, 'dist/providers/microvm/qemu.js')).href);
+  const tsc = await hostTscKhz();
+  const base = mkdtempSync(join(tmpdir(), 'agentvm-bench-job-'));
+  const cleanup = () => rmSync(base, { recursive: true, force: true });
+  process.on('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  try {
+    const { repo, root } = fixture(base, image);
+    const bare = () => {
+      const nonce = randomBytes(16).toString('hex');
+      const append = ['console=ttyS0', 'panic=-1', ...(tsc === null ? [] : [`tsc_early_khz=${tsc}`]), `agentvm.nonce=${nonce}`, `agentvm.job=${Buffer.from('true\n').toString('base64')}`, 'loglevel=1', 'edd=off'];
+      const r = timed('qemu-system-x86_64', ['-M', 'microvm,x-option-roms=off,isa-serial=on,rtc=on', '-accel', 'tcg', '-m', '256', '-smp', '1', '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio', '-kernel', image.kernel, '-initrd', image.initrd, '-append', append.join(' '), '-no-reboot']);
+      if (r.status !== 0 || !r.output.includes(`AGENTVM-EXIT ${nonce} 0`)) throw new Error(`bare boot failed (exit ${r.status}):\n${r.output.slice(-2000)}`);
+      return r.seconds;
+    };
+    // Wall time of the whole CLI process, and the run as agentvm measures it (desired state read → teardown done).
+    const inProcess = { job: [], jobNet: [] };
+    const agentvm = (target, key) => {
+      const r = timed(process.execPath, [BIN, 'job', 'run', target, '--repo', repo, '--root', root, '--host', 'bench', '--json']);
+      if (r.status !== 0) throw new Error(`agentvm job run ${target} failed (exit ${r.status}):\n${r.output.slice(-2000)}`);
+      if (key !== undefined) inProcess[key].push(JSON.parse(r.output).durationMs / 1000);
+      return r.seconds;
+    };
+    // Warm-up: page cache, the CLI's first start.
+    bare();
+    agentvm('noop/run');
+    const times = { bare: [], job: [], jobNet: [] };
+    for (let i = 0; i < opts.runs; i++) {
+      times.bare.push(bare());
+      times.job.push(agentvm('noop/run', 'job'));
+      times.jobNet.push(agentvm('noop-net/run', 'jobNet'));
+    }
+    const m = { bare: median(times.bare), job: median(times.job), jobNet: median(times.jobNet), runJob: median(inProcess.job), runJobNet: median(inProcess.jobNet) };
+    const overhead = (x) => (x / m.bare - 1) * 100;
+    const result = {
+      runs: opts.runs,
+      bareQemuSeconds: m.bare,
+      jobRunSeconds: m.job,
+      jobRunWithEgressSeconds: m.jobNet,
+      overheadPercent: overhead(m.job),
+      overheadWithEgressPercent: overhead(m.jobNet),
+      inProcessSeconds: m.runJob,
+      inProcessWithEgressSeconds: m.runJobNet,
+      targetMet: overhead(m.job) < 25,
+      samples: { ...times, inProcess: inProcess.job, inProcessWithEgress: inProcess.jobNet },
+    };
+    if (opts.json) console.log(JSON.stringify(result, null, 2));
+    else {
+      console.log(`bare qemu-system-x86_64 boot → poweroff          ${m.bare.toFixed(3)} s  (median of ${opts.runs}; ${Math.min(...times.bare).toFixed(3)}–${Math.max(...times.bare).toFixed(3)})`);
+      console.log(`agentvm job run (no network) boot → teardown     ${m.job.toFixed(3)} s  ${overhead(m.job) >= 0 ? '+' : ''}${overhead(m.job).toFixed(1)}%  (${Math.min(...times.job).toFixed(3)}–${Math.max(...times.job).toFixed(3)})`);
+      console.log(`agentvm job run (egress: netns+tap+nft+proxy)    ${m.jobNet.toFixed(3)} s  ${overhead(m.jobNet) >= 0 ? '+' : ''}${overhead(m.jobNet).toFixed(1)}%  (${Math.min(...times.jobNet).toFixed(3)}–${Math.max(...times.jobNet).toFixed(3)})`);
+      console.log(`… of which inside agentvm (repo read → teardown): ${m.runJob.toFixed(3)} s (${overhead(m.runJob) >= 0 ? '+' : ''}${overhead(m.runJob).toFixed(1)}%); with egress ${m.runJobNet.toFixed(3)} s; the rest is Node + CLI start`);
+      console.log(`target (CLI overhead under 25%): ${result.targetMet ? 'met' : 'NOT met'}`);
+    }
+  } finally {
+    cleanup();
+  }
+}
+
+main().catch((error) => {
+  console.error(error.message ?? error);
+  process.exit(1);
+});

@@ -1,0 +1,544 @@
+// SystemdProvider (`systemd`, addresses `unit.<workload>.<profile>`): one explicit gateway service per profile,
+// `agent-gateway@<profile>.service`, from the shared template plus the instance's own drop-in (gateway-unit.ts),
+// in system or user scope (systemctl.ts), restarted only when what it runs changed (gateway-plan.ts,
+// restart-table.ts), health-checked after every (re)start and rolled back to the previously applied release and
+// configuration when the check fails (health.ts).
+// Invariants:
+//   - Only agentvm's files are written or removed: the template, drop-ins marked `X-AgentvmOwner=<address>`, and
+//     (when repairing drift) other files named after agentvm's own unit. `list` reports only marked instances.
+//   - apply re-reads the host and re-decides: repeating an applied change restarts nothing.
+//   - No secret value is read into a response, a lockfile entry or a diagnostic: credentials are references;
+//     their contents are only compared in memory (live-unit.ts).
+
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chown, mkdir, readFile, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
+import type { LiveResource, LockedResource } from '../../engine/types.js';
+import type {
+  ApplyRequest,
+  ApplyResponse,
+  HostContext,
+  ListRequest,
+  ListResponse,
+  PlanRequest,
+  PlanResponse,
+  Provider,
+  ReadRequest,
+  ReadResponse,
+  ValidateRequest,
+  ValidateResponse,
+} from '../provider.js';
+import type { UnitScope } from './analyze.js';
+import { SystemdCode } from './codes.js';
+import { assessGateway, releaseOf } from './gateway-plan.js';
+import {
+  DROP_IN_FILE,
+  instanceUnit,
+  OWNER_KEY,
+  parseGatewayConfig,
+  parseUnitAddress,
+  renderGateway,
+  TEMPLATE_UNIT,
+  type GatewayConfig,
+  type RenderContext,
+  type RenderedGateway,
+} from './gateway-unit.js';
+import { describeHealth, waitHealthy, type HealthResult } from './health.js';
+import { readGateway, type LiveGateway } from './live-unit.js';
+import { hostPathOf, managerPath, parseShow, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
+import { parseUnitFile, valuesOf } from './unit-file.js';
+
+export const UNIT_ADDRESS_PREFIX = 'unit.';
+
+export interface SystemdProviderOptions {
+  /**
+   * The manager a host's units live in, per scope. Default: system scope → systemEndpoint(root); user scope →
+   * the invoking account's manager (userEndpoint). Tests pass a real user manager's account.
+   */
+  endpoint?: (host: HostContext, scope: UnitScope) => SystemdEndpoint;
+  /** Pause between health probes. Default 100 ms. */
+  healthIntervalMs?: number;
+  /** How long a unit without a health check may take to become active. Default 5 s. */
+  startTimeoutMs?: number;
+}
+
+export function defaultEndpoint(host: HostContext, scope: UnitScope): SystemdEndpoint {
+  return scope === 'user' ? userEndpoint({ root: host.root }) : systemEndpoint(host.root);
+}
+
+/** Where a unit is rendered when no host was read (validate): the default layout under `/`. */
+function placeholderContext(scope: UnitScope): RenderContext {
+  return { scope, releasesDir: '/var/lib/agentvm/releases', runtimeDir: scope === 'system' ? '/run' : '/run/user/1000' };
+}
+
+const TIER_ORDER = ['low', 'moderate', 'high', 'critical'];
+
+export class SystemdProvider implements Provider {
+  readonly type = 'systemd';
+  readonly addressPrefix = UNIT_ADDRESS_PREFIX;
+  private readonly endpoints = new Map<string, SystemdEndpoint>();
+  private readonly unitDirLocks = new Map<string, Promise<void>>();
+
+  constructor(private readonly options: SystemdProviderOptions = {}) {}
+
+  /** The endpoint for a host and scope (one per root and scope, so unit paths are computed once). */
+  endpointFor(host: HostContext, scope: UnitScope): SystemdEndpoint {
+    const key = `${host.root}\0${scope}`;
+    let ep = this.endpoints.get(key);
+    if (!ep) {
+      ep = (this.options.endpoint ?? defaultEndpoint)(host, scope);
+      this.endpoints.set(key, ep);
+    }
+    return ep;
+  }
+
+  validate(req: ValidateRequest): ValidateResponse {
+    const { resource } = req;
+    const parsed = parseGatewayConfig(resource.config, resource.address);
+    if (!parsed.config) return { diagnostics: parsed.diagnostics };
+    const config = parsed.config;
+    const diagnostics = [...parsed.diagnostics, ...renderGateway(config, placeholderContext(config.scope), resource.address).diagnostics];
+    if (config.scope === 'user' && TIER_ORDER.indexOf(config.riskTier) >= TIER_ORDER.indexOf('moderate')) {
+      diagnostics.push(warningDiag(SystemdCode.notEnforced, `${resource.address}: in user scope the egress allowlist (IPAddressDeny=/IPAddressAllow=) is written but not enforced.`, {
+        address: resource.address,
+        detail: 'A user manager cannot attach the cgroup BPF filters that enforce IP allowlists (MemoryMax=/TasksMax= also need delegated cgroup controllers). Run moderate-and-above workloads in system scope, or enforce egress outside the unit (network namespace, DESIGN §6).',
+      }));
+    }
+    return { diagnostics };
+  }
+
+  async read(req: ReadRequest): Promise<ReadResponse> {
+    const { host, address } = req;
+    const names = parseUnitAddress(address);
+    if (!names) return { live: { address, provider: this.type, exists: false }, diagnostics: [errorDiag(SystemdCode.invalidConfig, `${address} is not unit.<workload>.<profile>.`, { address })] };
+    // An orphan (listed, neither desired nor locked) has no recorded scope: look where list found it.
+    const known = scopeOf(req.desired?.config, req.locked);
+    let scope: UnitScope = known ?? 'system';
+    let endpoint = this.endpointFor(host, scope);
+    let result = await readGateway({ endpoint, profile: names.profile, workload: names.workload, releasesDir: managerPath(endpoint, host.paths.releases) });
+    if (!known && !result.exists) {
+      const other = this.endpointFor(host, 'user');
+      const there = await readGateway({ endpoint: other, profile: names.profile, workload: names.workload, releasesDir: managerPath(other, host.paths.releases) });
+      if (there.exists) [scope, endpoint, result] = ['user', other, there];
+    }
+    const diagnostics: Diagnostic[] = [];
+    const secrets = req.desired?.config.secrets;
+    if (scope === 'user' && endpoint.mode === 'online' && Array.isArray(secrets) && secrets.length > 0 && !existsSync(hostPathOf(endpoint, '/run/credentials'))) {
+      diagnostics.push(credentialsDirMissing(address));
+    }
+    const live: LiveResource = {
+      address,
+      provider: this.type,
+      exists: result.exists,
+      ...(result.exists ? { identity: `${names.workload}/${names.profile}` } : {}),
+      ...(result.digest ? { digest: result.digest } : {}),
+      attributes: result.live as unknown as Record<string, unknown>,
+    };
+    return { live, diagnostics };
+  }
+
+  plan(req: PlanRequest): PlanResponse {
+    const { address, desired, live, locked } = req;
+    const liveGateway = isLiveGateway(live.attributes) ? live.attributes : undefined;
+    let rendered: RenderedGateway | undefined;
+    const diagnostics: Diagnostic[] = [];
+    if (desired) {
+      const parsed = parseGatewayConfig(desired.config, address);
+      // validate() reports a malformed config; planning it would only repeat that.
+      if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift: [], diagnostics: [] };
+      if (!liveGateway) {
+        return { action: 'create', effect: 'restart', reasons: [{ code: 'new', message: `${address}: create ${instanceUnit(parsed.config.profile)}` }], drift: [], diagnostics: [] };
+      }
+      const r = renderGateway(parsed.config, contextOf(liveGateway), address);
+      if (!r.rendered) {
+        // Errors that only the host's paths cause (validate rendered with the default layout and saw none).
+        if (renderGateway(parsed.config, placeholderContext(parsed.config.scope), address).rendered) diagnostics.push(...r.diagnostics.filter((d) => d.severity === 'error'));
+        return { action: 'noop', effect: 'none', reasons: [], drift: [], diagnostics };
+      }
+      rendered = r.rendered;
+    }
+    const lockedRendered = liveGateway ? renderLocked(locked, contextOf(liveGateway), address) : undefined;
+    const a = assessGateway({
+      address,
+      ...(rendered ? { rendered } : {}),
+      ...(liveGateway ? { live: liveGateway } : {}),
+      exists: live.exists,
+      ...(live.digest !== undefined ? { liveDigest: live.digest } : {}),
+      ...(locked ? { locked } : {}),
+      ...(lockedRendered ? { lockedRendered } : {}),
+    });
+    return { action: a.action, effect: a.effect, reasons: a.reasons, drift: a.drift, diagnostics: [...diagnostics, ...a.diagnostics] };
+  }
+
+  async apply(req: ApplyRequest): Promise<ApplyResponse> {
+    const { change, host } = req;
+    const progress = req.progress ?? (() => {});
+    const names = parseUnitAddress(change.address);
+    if (!names) return { diagnostics: [errorDiag(SystemdCode.invalidConfig, `${change.address} is not unit.<workload>.<profile>.`, { address: change.address })] };
+    if (change.action === 'delete') {
+      const known = scopeOf(undefined, req.locked);
+      return this.remove(host, change.address, names.profile, known ? [known] : ['system', 'user'], progress);
+    }
+    if (!change.desired) {
+      return { diagnostics: [errorDiag(SystemdCode.invalidConfig, `Change ${change.action} of ${change.address} carries no desired configuration.`, { address: change.address })] };
+    }
+    const parsed = parseGatewayConfig(change.desired.config, change.address);
+    if (!parsed.config) return { diagnostics: parsed.diagnostics };
+    const config = parsed.config;
+    const endpoint = this.endpointFor(host, config.scope);
+    const releasesDir = managerPath(endpoint, host.paths.releases);
+    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir };
+    const r = renderGateway(config, ctx, change.address);
+    if (!r.rendered) return { diagnostics: r.diagnostics.filter((d) => d.severity === 'error') };
+    const rendered = r.rendered;
+
+    const releaseHostDir = hostPathOf(endpoint, rendered.releaseDir);
+    if (!(await isDirectory(releaseHostDir))) {
+      return {
+        diagnostics: [errorDiag(SystemdCode.releaseMissing, `${change.address}: release ${config.releaseId} is not installed (${releaseHostDir}).`, {
+          address: change.address,
+          detail: `The unit runs only from its release directory. Apply release.${config.workload} first (the unit depends on it).`,
+        })],
+      };
+    }
+
+    const before = await readGateway({ endpoint, profile: config.profile, workload: config.workload, releasesDir });
+    const assessment = assessGateway({ address: change.address, rendered, live: before.live, exists: before.exists, ...(before.digest ? { liveDigest: before.digest } : {}), ...(req.locked ? { locked: req.locked } : {}) });
+    if (assessment.diagnostics.some((d) => d.severity === 'error')) return { diagnostics: assessment.diagnostics };
+    const diagnostics: Diagnostic[] = [...assessment.diagnostics];
+    if (config.scope === 'user' && endpoint.mode === 'online' && rendered.credentials.length > 0 && !existsSync(hostPathOf(endpoint, '/run/credentials'))) diagnostics.push(credentialsDirMissing(change.address));
+
+    // 1. Files: the template and this profile's drop-in; then every other source of this unit that we may remove.
+    const wrote = await this.writeUnitFiles(endpoint, rendered, progress);
+    const removed: string[] = [];
+    for (const f of before.live.foreign) {
+      if (f.removable) {
+        progress(`${change.address}: removing second runtime source ${f.path}`);
+        await rm(f.path, { force: true });
+        await rmdir(path.dirname(f.path)).catch(() => undefined);
+        removed.push(f.path);
+      } else {
+        diagnostics.push(errorDiag(SystemdCode.foreignSource, `${change.address}: ${f.path} also configures ${rendered.unit}, and agentvm may not remove it.`, {
+          address: change.address,
+          detail: f.reach === 'prefix'
+            ? 'It is a drop-in shared by other units and changes how the process runs (a second runtime source). Remove those settings from it, or narrow it to the units that need them.'
+            : 'The directory is not writable by agentvm. Remove the file by hand (it is a second runtime source), then apply again.',
+        }));
+      }
+    }
+
+    if (endpoint.mode === 'offline') {
+      const enabled = await this.ctl(endpoint, ['enable', rendered.unit], change.address, diagnostics);
+      if (enabled) progress(`${change.address}: ${rendered.unit} rendered and enabled offline (${endpoint.unitDir}); it starts when the manager does`);
+      return this.response(change.desired.identity, rendered, config, diagnostics);
+    }
+
+    // 2. The manager: load the files, enable the instance, then restart/reload only what the decision says.
+    if (wrote || removed.length > 0 || before.live.manager?.needDaemonReload) {
+      if (!(await this.ctl(endpoint, ['daemon-reload'], change.address, diagnostics))) return { diagnostics };
+    }
+    const state = await this.show(endpoint, rendered.unit, ['UnitFileState', 'ActiveState']);
+    if (state.UnitFileState !== 'enabled') {
+      if (!(await this.ctl(endpoint, ['enable', rendered.unit], change.address, diagnostics))) return { diagnostics };
+    }
+    const running = state.ActiveState === 'active' || state.ActiveState === 'reloading';
+    if (assessment.restart || !running || removed.length > 0) {
+      if (state.ActiveState === 'failed') await endpoint.systemctl(['reset-failed', rendered.unit]);
+      progress(`${change.address}: ${running ? 'restarting' : 'starting'} ${rendered.unit} (release ${config.releaseId})`);
+      if (!(await this.ctl(endpoint, ['restart', rendered.unit], change.address, diagnostics, true))) {
+        const s = await this.show(endpoint, rendered.unit, ['Result', 'ExecMainStatus']);
+        const cause = `${rendered.unit} failed to start (result ${s.Result ?? '?'}, exit status ${s.ExecMainStatus ?? '?'})`;
+        diagnostics.push(errorDiag(SystemdCode.startFailed, `${change.address}: ${cause}.`, {
+          address: change.address,
+          detail: 'Exit status 226 is NAMESPACE (sandboxing), 243 CREDENTIALS (a credential source is missing or unreadable), 200 CHDIR (release dir not reachable), 203 EXEC (program not found).',
+        }));
+        return { diagnostics: [...diagnostics, ...(await this.rollback(endpoint, rendered, req.locked, ctx, change.address, cause, progress))] };
+      }
+      const healthy = await this.checkHealth(endpoint, rendered, progress);
+      if (!healthy.ok) {
+        diagnostics.push(errorDiag(healthy.code, `${change.address}: ${healthy.message}`, {
+          address: change.address,
+          detail: 'The unit was (re)started with the new release or configuration and did not become healthy; see the rollback diagnostic for what runs now.',
+        }));
+        return { diagnostics: [...diagnostics, ...(await this.rollback(endpoint, rendered, req.locked, ctx, change.address, healthy.message, progress))] };
+      }
+    } else if (assessment.reload && rendered.hasReload && assessment.changedKeys.some((k) => k !== 'Service.ExecReload')) {
+      // The manager applied the settings on daemon-reload; a workload that reloads is told to re-read them.
+      // A newly added ExecReload= alone is no reason to signal the process.
+      progress(`${change.address}: reloading ${rendered.unit}`);
+      if (!(await this.ctl(endpoint, ['reload', rendered.unit], change.address, diagnostics))) return { diagnostics };
+    }
+    return this.response(change.desired.identity, rendered, config, diagnostics);
+  }
+
+  async list(req: ListRequest): Promise<ListResponse> {
+    const owned = new Map<string, { address: string; identity: string }>();
+    const dirs = new Set<string>();
+    for (const scope of ['system', 'user'] as const) {
+      try {
+        dirs.add(this.endpointFor(req.host, scope).unitDir);
+      } catch {
+        // A scope that cannot be resolved on this host has no units.
+      }
+    }
+    for (const dir of dirs) {
+      let entries: string[];
+      try {
+        entries = await readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const e of entries.sort()) {
+        const m = /^agent-gateway@([a-z][a-z0-9-]{0,62})\.service\.d$/.exec(e);
+        if (!m) continue;
+        const owner = await ownerOf(path.join(dir, e, DROP_IN_FILE));
+        const names = owner ? parseUnitAddress(owner) : undefined;
+        if (owner && names && names.profile === m[1]) owned.set(owner, { address: owner, identity: `${names.workload}/${names.profile}` });
+      }
+    }
+    return { owned: [...owned.values()].sort((a, b) => (a.address < b.address ? -1 : 1)), diagnostics: [] };
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+
+  private response(identity: string, rendered: RenderedGateway, config: GatewayConfig, diagnostics: Diagnostic[]): ApplyResponse {
+    return {
+      locked: {
+        address: rendered.address,
+        provider: this.type,
+        workload: config.workload,
+        identity,
+        digest: rendered.digest,
+        // The applied config (references only, never values): the rollback target of the next change.
+        attributes: { releaseId: config.releaseId, scope: config.scope, unit: rendered.unit, config: { ...config } },
+      },
+      diagnostics,
+    };
+  }
+
+  /**
+   * Serialises changes to the shared files of one unit directory within this process: apply runs units in
+   * parallel, and removing the last instance's template must not race with another profile being created.
+   */
+  private withUnitDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.unitDirLocks.get(dir) ?? Promise.resolve();
+    const next = previous.then(fn, fn);
+    this.unitDirLocks.set(dir, next.then(() => undefined, () => undefined));
+    return next;
+  }
+
+  /** Writes the template and drop-in when their text differs; true when anything was written. */
+  private writeUnitFiles(endpoint: SystemdEndpoint, rendered: RenderedGateway, progress: (m: string) => void): Promise<boolean> {
+    return this.withUnitDir(endpoint.unitDir, async () => {
+      let wrote = false;
+      for (const file of [rendered.template, rendered.dropIn]) {
+        const target = path.join(endpoint.unitDir, file.name);
+        const current = await readFile(target, 'utf8').catch(() => undefined);
+        if (current === file.text) continue;
+        progress(`${rendered.address}: writing ${target}`);
+        await mkdirOwned(endpoint.unitDir, path.dirname(file.name), endpoint.fileOwner);
+        await writeAtomic(target, file.text, endpoint.fileOwner);
+        wrote = true;
+      }
+      return wrote;
+    });
+  }
+
+  /** Runs systemctl; a failure becomes an error diagnostic (false). */
+  private async ctl(endpoint: SystemdEndpoint, args: string[], address: string, diagnostics: Diagnostic[], quiet = false): Promise<boolean> {
+    const r: CommandResult = await endpoint.systemctl(args);
+    if (r.code === 0) return true;
+    if (!quiet) {
+      diagnostics.push(errorDiag(SystemdCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
+        address,
+        detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
+      }));
+    }
+    return false;
+  }
+
+  private async show(endpoint: SystemdEndpoint, unit: string, props: string[]): Promise<Record<string, string>> {
+    const r = await endpoint.systemctl(['show', unit, `--property=${props.join(',')}`]);
+    return r.code === 0 ? parseShow(r.stdout) : {};
+  }
+
+  /** After a (re)start: the health check, or (without one) the unit reaching `active`. */
+  private async checkHealth(endpoint: SystemdEndpoint, rendered: RenderedGateway, progress: (m: string) => void): Promise<{ ok: true } | { ok: false; code: string; message: string }> {
+    const why = async (): Promise<string> => {
+      const s = await this.show(endpoint, rendered.unit, ['ActiveState', 'SubState', 'Result', 'ExecMainStatus']);
+      return `${s.ActiveState ?? '?'}/${s.SubState ?? '?'}, result ${s.Result ?? '?'}, exit status ${s.ExecMainStatus ?? '?'}`;
+    };
+    if (!rendered.health) {
+      const deadline = Date.now() + (this.options.startTimeoutMs ?? 5_000);
+      for (;;) {
+        const s = await this.show(endpoint, rendered.unit, ['ActiveState']);
+        if (s.ActiveState === 'active') return { ok: true };
+        if (s.ActiveState === 'failed' || Date.now() > deadline) return { ok: false, code: SystemdCode.startFailed, message: `${rendered.unit} did not become active (${await why()})` };
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    }
+    const h = rendered.health;
+    const target = h.socketPath !== undefined ? { socketPath: hostPathOf(endpoint, h.socketPath) } : { port: h.port! };
+    const result: HealthResult = await waitHealthy(target, h.path, {
+      timeoutMs: h.timeoutSeconds * 1000,
+      intervalMs: this.options.healthIntervalMs ?? 100,
+      stillRunning: async () => (await this.show(endpoint, rendered.unit, ['ActiveState'])).ActiveState !== 'failed',
+    });
+    if (result.ok) {
+      progress(`${rendered.address}: healthy (${h.path} answered HTTP ${result.status} after ${result.elapsedMs} ms)`);
+      return { ok: true };
+    }
+    const where = h.socketPath !== undefined ? `unix:${h.socketPath}` : `127.0.0.1:${h.port}`;
+    return {
+      ok: false,
+      code: SystemdCode.healthFailed,
+      message: `health check GET ${where}${h.path} failed: ${describeHealth(result)} ${result.gaveUp ? 'and the unit failed' : `after ${h.timeoutSeconds} s`} (${await why()})`,
+    };
+  }
+
+  /** Puts back the previously applied unit (release and config from the lockfile entry), restarts and re-checks it. */
+  private async rollback(endpoint: SystemdEndpoint, failed: RenderedGateway, locked: LockedResource | undefined, ctx: RenderContext, address: string, cause: string, progress: (m: string) => void): Promise<Diagnostic[]> {
+    const previous = renderLocked(locked, ctx, address);
+    if (!previous) {
+      return [errorDiag(SystemdCode.rollbackFailed, `${address}: no previously applied release to roll back to; ${failed.unit} stays as applied (${cause}).`, {
+        address,
+        detail: 'This was the first apply of the unit. Fix the release or configuration and apply again, or remove the profile.',
+      })];
+    }
+    if (!(await isDirectory(hostPathOf(endpoint, previous.releaseDir)))) {
+      return [errorDiag(SystemdCode.rollbackFailed, `${address}: cannot roll back: the previous release ${releaseOf(previous)} is no longer installed.`, { address })];
+    }
+    progress(`${address}: rolling back to release ${releaseOf(previous)}`);
+    await this.writeUnitFiles(endpoint, previous, progress);
+    const diagnostics: Diagnostic[] = [];
+    if (!(await this.ctl(endpoint, ['daemon-reload'], address, diagnostics)) || !(await this.ctl(endpoint, ['restart', previous.unit], address, diagnostics, true))) {
+      return [...diagnostics, errorDiag(SystemdCode.rollbackFailed, `${address}: the rollback to release ${releaseOf(previous)} did not start.`, { address })];
+    }
+    const health = await this.checkHealth(endpoint, previous, progress);
+    if (!health.ok) {
+      return [errorDiag(SystemdCode.rollbackFailed, `${address}: rolled back to release ${releaseOf(previous)}, which is not healthy either: ${health.message}.`, { address, detail: 'Investigate the host (credentials, ports, dependencies); the unit keeps the previous release.' })];
+    }
+    return [warningDiag(SystemdCode.rolledBack, `${address}: rolled back to release ${releaseOf(previous)} (the previously applied unit), which is healthy; release ${releaseOf(failed)} was not kept.`, {
+      address,
+      detail: `Cause: ${cause}. The lockfile keeps the previous entry; fix the release or configuration and apply again.`,
+    })];
+  }
+
+  /** delete: stop, disable and remove the instance and its drop-in; the template goes with the last instance. */
+  private async remove(host: HostContext, address: string, profile: string, scopes: UnitScope[], progress: (m: string) => void): Promise<ApplyResponse> {
+    const unit = instanceUnit(profile);
+    let endpoint: SystemdEndpoint | undefined;
+    for (const scope of scopes) {
+      const candidate = this.endpointFor(host, scope);
+      if ((await ownerOf(path.join(candidate.unitDir, `${unit}.d`, DROP_IN_FILE))) === address) {
+        endpoint = candidate;
+        break;
+      }
+    }
+    if (!endpoint) return { diagnostics: [] }; // nothing of ours (already removed, or another owner's)
+    const dropIn = path.join(endpoint.unitDir, `${unit}.d`, DROP_IN_FILE);
+    const diagnostics: Diagnostic[] = [];
+    if (endpoint.mode === 'online') {
+      progress(`${address}: stopping and disabling ${unit}`);
+      if (!(await this.ctl(endpoint, ['stop', unit], address, diagnostics))) return { diagnostics };
+    }
+    if (!(await this.ctl(endpoint, ['disable', unit], address, diagnostics))) return { diagnostics };
+    const unitDir = endpoint.unitDir;
+    await this.withUnitDir(unitDir, async () => {
+      await unlink(dropIn);
+      await rmdir(path.dirname(dropIn)).catch(() => undefined); // only when empty: other files there are not ours
+      const remaining = (await readdir(unitDir).catch(() => [] as string[])).filter((e) => /^agent-gateway@[a-z][a-z0-9-]*\.service\.d$/.test(e));
+      let others = false;
+      for (const e of remaining) if ((await ownerOf(path.join(unitDir, e, DROP_IN_FILE))) !== undefined) others = true;
+      const template = path.join(unitDir, TEMPLATE_UNIT);
+      if (!others && (await ownerOf(template)) !== undefined) {
+        progress(`${address}: removing ${template} (no gateway instance left)`);
+        await unlink(template);
+      }
+    });
+    if (endpoint.mode === 'online') {
+      await this.ctl(endpoint, ['daemon-reload'], address, diagnostics);
+      await endpoint.systemctl(['reset-failed', unit]);
+    }
+    return { diagnostics };
+  }
+}
+
+/** The scope the desired config or the lockfile entry names; undefined when neither does (an orphan). */
+function scopeOf(config: Record<string, unknown> | undefined, locked: LockedResource | undefined): UnitScope | undefined {
+  if (config) return config.scope === 'user' ? 'user' : 'system';
+  const s = locked?.attributes?.scope;
+  return s === 'user' || s === 'system' ? s : undefined;
+}
+
+function contextOf(live: LiveGateway): RenderContext {
+  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir };
+}
+
+function isLiveGateway(value: unknown): value is LiveGateway {
+  return typeof value === 'object' && value !== null && 'context' in value && 'foreign' in value;
+}
+
+/** The lockfile entry's config rendered in `ctx`: what was applied last. */
+function renderLocked(locked: LockedResource | undefined, ctx: RenderContext, address: string): RenderedGateway | undefined {
+  const config = locked?.attributes?.config;
+  if (typeof config !== 'object' || config === null) return undefined;
+  const parsed = parseGatewayConfig(config as Record<string, unknown>, address);
+  if (!parsed.config) return undefined;
+  return renderGateway({ ...parsed.config, scope: ctx.scope }, ctx, address).rendered;
+}
+
+function credentialsDirMissing(address: string): Diagnostic {
+  return warningDiag(SystemdCode.hostPrerequisite, `${address}: /run/credentials does not exist; a user manager cannot create it, so sandboxed units with credentials fail with 226/NAMESPACE.`, {
+    address,
+    detail: 'Create it once as root (mkdir -m 0755 /run/credentials, or a tmpfiles.d entry). PID 1 systemd creates it on a normally booted host.',
+  });
+}
+
+/** The X-AgentvmOwner of a unit file, or undefined (missing file, no mark). */
+async function ownerOf(file: string): Promise<string | undefined> {
+  try {
+    return valuesOf(parseUnitFile(await readFile(file, 'utf8')), 'Unit', OWNER_KEY).at(-1);
+  } catch {
+    return undefined;
+  }
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** mkdir -p of `relative` below `base` (and `base` itself), chowning what it creates. */
+async function mkdirOwned(base: string, relative: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  const missing: string[] = [];
+  let p = relative === '.' ? base : path.join(base, relative);
+  while (!existsSync(p)) {
+    missing.unshift(p);
+    p = path.dirname(p);
+  }
+  for (const dir of missing) {
+    await mkdir(dir, { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+    if (owner) await chown(dir, owner.uid, owner.gid);
+  }
+}
+
+/** Temp file, then rename(2): the manager never reads half a unit file. */
+async function writeAtomic(file: string, text: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.agentvm-${randomBytes(4).toString('hex')}`);
+  try {
+    await writeFile(tmp, text, { mode: 0o644 });
+    if (owner) await chown(tmp, owner.uid, owner.gid);
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
