@@ -8,10 +8,12 @@
 // <case dir> is a folder of the Sigstore conformance data set (bundle.sigstore.json, artifact, case.json);
 // default: happy-path-v0.3 under AGENTVM_CONFORMANCE_DIR or ../shared/conformance/sigstore.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { BIN, ROOT, git, timeCommand } from './lib.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const DIST = join(REPO, 'dist/providers/image/verify.js');
@@ -30,7 +32,7 @@ function parseArgs(argv) {
   if (!Number.isSafeInteger(opts.runs) || opts.runs < 1 || !Number.isSafeInteger(opts.warmup) || opts.warmup < 0) {
     throw new Error('--runs must be >= 1 and --warmup >= 0');
   }
-  opts.dir ??= join(process.env.AGENTVM_CONFORMANCE_DIR ?? resolve(REPO, '../shared/conformance/sigstore'), 'happy-path-v0.3');
+  opts.dir ??= join(process.env.AGENTVM_CONFORMANCE_DIR ?? (existsSync(resolve(REPO, '../shared/conformance/sigstore')) ? resolve(REPO, '../shared/conformance/sigstore') : join(REPO, 'fixtures', 'sigstore-conformance')), 'happy-path-v0.3');
   return opts;
 }
 
@@ -84,7 +86,9 @@ async function main() {
   times.sort((a, b) => a - b);
   const mean = times.reduce((s, x) => s + x, 0) / times.length;
   const at = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))];
-  const result = { case: name, runs: opts.runs, warmup: opts.warmup, meanMs: mean, p50Ms: at(0.5), p95Ms: at(0.95), minMs: times[0], maxMs: times.at(-1), coldMs, node: process.version };
+  // The peer in the same run: a whole `agentvm plan` of the bundled example (3 signed releases, 5 units, 1 job).
+  const planSeconds = timePlanOfExample();
+  const result = { case: name, runs: opts.runs, warmup: opts.warmup, meanMs: mean, p50Ms: at(0.5), p95Ms: at(0.95), minMs: times[0], maxMs: times.at(-1), coldMs, planMs: planSeconds * 1000, node: process.version };
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } else {
@@ -93,6 +97,21 @@ async function main() {
       `verifyArtifact ${name}: mean ${f(mean)} ms over ${opts.runs} runs after ${opts.warmup} warm-up ` +
         `(p50 ${f(result.p50Ms)}, p95 ${f(result.p95Ms)}, min ${f(result.minMs)}, max ${f(result.maxMs)}); cold first call ${f(coldMs)} ms\n`,
     );
+    process.stdout.write(`agentvm plan of examples/fleet (edge-1, empty root): ${f(result.planMs)} ms median → one verification is ${f((100 * result.p50Ms) / result.planMs)}% of a plan\n`);
+  }
+}
+
+function timePlanOfExample() {
+  const base = mkdtempSync(join(tmpdir(), 'agentvm-bench-verify-'));
+  try {
+    cpSync(join(ROOT, 'examples', 'fleet'), join(base, 'fleet'), { recursive: true });
+    cpSync(join(ROOT, 'examples', 'artifacts'), join(base, 'artifacts'), { recursive: true });
+    git(join(base, 'fleet'), 'init', '-q', '-b', 'main');
+    git(join(base, 'fleet'), 'add', '-A');
+    git(join(base, 'fleet'), 'commit', '-q', '-m', 'example');
+    return timeCommand(process.execPath, [BIN, 'plan', '--repo', join(base, 'fleet'), '--host', 'edge-1', '--root', join(base, 'root')], { runs: 5 });
+  } finally {
+    rmSync(base, { recursive: true, force: true });
   }
 }
 

@@ -2,18 +2,23 @@
 // README) goes through verifyArtifact exactly as its case.json describes (identity, issuer, key, trusted root,
 // pinned digest, verifier options), and the outcome must equal the case's `expect`. Failing cases must also
 // fail for the right reason: the refusal code is pinned per case below.
-// The data is read in place, never copied: `../shared/conformance/sigstore` next to the repository, or
-// AGENTVM_CONFORMANCE_DIR.
+// The data is used as-is: `../shared/conformance/sigstore` next to the repository when present, else the
+// byte-identical copy in fixtures/sigstore-conformance (checked below), or AGENTVM_CONFORMANCE_DIR.
 
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { verifyArtifact, type VerifyRequest } from '../src/providers/image/verify.js';
 import { PUBLIC_GOOD_TRUSTED_ROOT_SHA256, SHIPPED_TRUSTED_ROOT_PATH, emptyTrustedRoot } from '../src/providers/image/trusted-root.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
-const DIR = process.env.AGENTVM_CONFORMANCE_DIR ?? resolve(REPO, '../shared/conformance/sigstore');
+/** The project's shared copy (authoritative, next to the checkout on the project's machines). */
+const SHARED = resolve(REPO, '../shared/conformance/sigstore');
+/** The same files, unchanged, vendored so a clone elsewhere (CI) runs the suite too; a test below proves they are identical. */
+const VENDORED = join(REPO, 'fixtures', 'sigstore-conformance');
+const DIR = process.env.AGENTVM_CONFORMANCE_DIR ?? (existsSync(join(SHARED, 'trusted_root.public-good.json')) ? SHARED : VENDORED);
 const AVAILABLE = existsSync(join(DIR, 'trusted_root.public-good.json'));
 const HOW = `Sigstore conformance data not found at ${DIR}: put the data set there or set AGENTVM_CONFORMANCE_DIR to its folder.`;
 
@@ -155,4 +160,22 @@ describe.skipIf(!AVAILABLE)(`Sigstore conformance (every case of the data set)${
       }
     });
   }
+});
+
+describe('vendored conformance data', () => {
+  const files = (dir: string, base = dir, out: string[] = []): string[] => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) files(p, base, out);
+      else out.push(relative(base, p));
+    }
+    return out.sort();
+  };
+  const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+
+  it.runIf(existsSync(join(SHARED, 'trusted_root.public-good.json')))('fixtures/sigstore-conformance is byte-identical to the shared data set', () => {
+    const shared = files(SHARED);
+    expect(files(VENDORED)).toEqual(shared);
+    for (const f of shared) expect(sha(join(VENDORED, f)), f).toBe(sha(join(SHARED, f)));
+  });
 });

@@ -201,13 +201,17 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
         [rollbackOp(c.workload, { identity: captured.identity, digest: captured.digest, releaseId: captured.releaseId, foreign: captured.foreign })],
       );
     };
-    // Signed releases: the provider hands the exact bytes it is about to install to this check (fail closed).
+    // Signed releases and job images: the provider hands the exact bytes it is about to install to this check (fail
+    // closed); a job's images come by name (`kernel`, `rootfs`).
     const verifier = c.desired && c.action !== 'delete' ? verifierFor(w.state, c.desired) : undefined;
     let verified: SignatureOutcome | undefined;
+    const verifiedImages: Record<string, { digest: string; signer: NonNullable<SignatureOutcome['signer']> }> = {};
     const verifyArtifact = verifier
-      ? async (bytes: Uint8Array): Promise<Diagnostic[]> => {
-          verified = await verifier(bytes);
-          return verified.diagnostics;
+      ? async (bytes: Uint8Array, artifact?: string): Promise<Diagnostic[]> => {
+          const outcome = await verifier(bytes, artifact);
+          if (artifact === undefined) verified = outcome;
+          else if (outcome.ok && outcome.signer) verifiedImages[artifact] = { digest: outcome.digest, signer: outcome.signer };
+          return outcome.diagnostics;
         }
       : undefined;
     let diagnostics: Diagnostic[];
@@ -224,6 +228,7 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
         const known = c.desired?.config.signatureVerified as { digest: string; signer?: unknown } | undefined;
         const signature = v?.ok ? { digest: v.digest, ...(v.signer ? { signer: v.signer } : {}) } : known;
         if (entry && signature) entry = { ...entry, attributes: { ...entry.attributes, signature } };
+        if (entry && Object.keys(verifiedImages).length > 0) entry = { ...entry, attributes: { ...entry.attributes, imageSignatures: verifiedImages } };
       } catch (err) {
         if (err instanceof AgentvmError) diagnostics = [...err.diagnostics];
         else throw err;
@@ -241,6 +246,11 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
       }
     }
     const failure = diagnostics.find((d) => d.severity === 'error')?.summary ?? 'failed';
+    // A provider that rolled a failed change back on its own (`<provider>.rolled-back`, or `.rollback-failed` when
+    // that did not work either) changed the host again: that is an action of its own in the audit log.
+    for (const d of diagnostics.filter((x) => x.code.endsWith('.rolled-back') || x.code.endsWith('.rollback-failed'))) {
+      await audit({ event: 'resource.rollback', result: d.code.endsWith('.rolled-back') ? 'ok' : 'failed', address: c.address, ...(c.before ? { after: c.before } : {}), detail: d.summary.slice(0, 2000) });
+    }
     // One batch: the resource's lockfile entry, the audit head, and done/failed — so a resource is never recorded as
     // done without its entry, nor the reverse.
     await audit(

@@ -10,6 +10,8 @@
 //   an orphan and `apply` reaps it (providers/microvm/provider.ts).
 // - The core never prints: console lines go to `onConsole`; the command decides where they show.
 // - Result files are written only into a fresh (absent or empty) --out directory, never over an existing file.
+// - Signed images (a `bundle` per image) are verified against their bundles before anything is registered or
+//   booted, and only when their bytes hash to the pins — the same pins the VM checks again as it reads them.
 
 import { spawnSync } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
@@ -22,7 +24,7 @@ import { expandHost } from '../engine/expand.js';
 import { resolveAccel, type AccelSetting } from '../providers/microvm/accel.js';
 import { isLoopbackHost, planEgress, type EgressPlan } from '../providers/microvm/egress.js';
 import { runEphemeralVm, type EphemeralVmResult } from '../providers/microvm/ephemeral-vm.js';
-import { imagePath, parseJobConfig, verifyImages, type JobConfig } from '../providers/microvm/job-definition.js';
+import { imagePath, parseJobConfig, pinnedImageBytes, verifyImages, type JobConfig } from '../providers/microvm/job-definition.js';
 import { createJobNetwork, jobNetnsName, type JobNetwork } from '../providers/microvm/job-network.js';
 import {
   claimSlot,
@@ -43,6 +45,8 @@ import { hostPaths, LocalStateBackend } from '../state/index.js';
 import { QemuDriver } from '../providers/microvm/qemu.js';
 import { receiptEntry } from '../providers/microvm/provider.js';
 import { teardownRun, type TeardownReason, type TeardownReceipt } from '../providers/microvm/teardown.js';
+import type { DesiredState } from '../contracts/desired-state.js';
+import type { DesiredResource } from '../engine/types.js';
 import { loadDesiredState, selectHost } from './desired.js';
 
 export interface JobRunOptions {
@@ -144,6 +148,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
 
   // Not app/plan.js's helpers: importing plan would load the signature verifier and every provider, for nothing.
   const context: HostContext = { host, root: resolve(opts.root), paths: hostPaths(resolve(opts.root)), repo: state.repo };
+  await refuseUnsignedImages(state, resource, context, config);
   const backend = new LocalStateBackend(context.paths);
   const settings = state.hosts.get(host)?.value.spec.microvm ?? {};
   if (settings.driver === 'firecracker') throw userError('job.driver-unsupported', `Host \`${host}\` asks for the firecracker driver, which this build does not ship yet.`, 'Set microvm.driver: qemu (the default) in hosts/<host>.yaml.');
@@ -258,6 +263,33 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
     teardown: receipt,
     diagnostics,
   };
+}
+
+/**
+ * Refuses to boot images whose signature does not verify (issue 6). The verifier is loaded only for a job that signs
+ * its images: it pulls in the Sigstore libraries. Fail closed: a signed job whose image is missing or does not match
+ * its pin is refused here too, so no image can be swapped in after the check. The VM then boots only bytes that hash
+ * to the pins, which are the digests the signatures were checked over.
+ */
+async function refuseUnsignedImages(state: DesiredState, resource: DesiredResource, context: HostContext, config: JobConfig): Promise<void> {
+  const signs = (['kernel', 'rootfs'] as const).some((name) => typeof (resource.config[name] as { bundle?: unknown } | undefined)?.bundle === 'string');
+  if (!signs) return;
+  const { verifierFor } = await import('./signatures.js');
+  const verify = verifierFor(state, resource);
+  if (verify === undefined) return;
+  const refusals: Diagnostic[] = [];
+  const images = await pinnedImageBytes(context, config);
+  if (images.length < 2) {
+    const pins = (await verifyImages(context, config, resource.address)).diagnostics;
+    refusals.push(...(pins.length > 0 ? pins : [errorDiag('microvm.image-digest-mismatch', 'An image of the job changed while it was being verified.', { address: resource.address, detail: 'Run the job again once the images are stable.' })]));
+  }
+  for (const image of images) refusals.push(...(await verify(image.bytes, image.name)).diagnostics.filter((d) => d.severity === 'error'));
+  if (refusals.length > 0) {
+    throw new AgentvmError('job.refused', `The job ${resource.address.slice('job.'.length).replace('.', '/')} cannot run: its images are not the signed ones.`, {
+      diagnostics: refusals,
+      detail: 'Nothing was booted. Put the signed images in place, or sign these images with the manifest\'s signer and commit their bundles.',
+    });
+  }
 }
 
 function parseTarget(target: string): { workload: string; job: string } {

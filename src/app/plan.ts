@@ -8,10 +8,12 @@ import type { DesiredState } from '../contracts/desired-state.js';
 import { loadSchema } from '../contracts/schemas.js';
 import { AgentvmError, compareDiagnostics, userError, type Diagnostic } from '../diagnostics/index.js';
 import { expandHost } from '../engine/expand.js';
+import { promotionRules } from '../governance/index.js';
 import { computePlan, type Plan, type PlanMode } from '../engine/plan.js';
 import type { Address, DesiredResource, LiveResource, LockedResource } from '../engine/types.js';
 import type { HostContext } from '../providers/provider.js';
 import type { ProviderRegistry } from '../providers/registry.js';
+import { gatewayOnline } from '../providers/systemd/index.js';
 import { hostPaths, LocalStateBackend, writeFileAtomic, type Lockfile, type StateBackend } from '../state/index.js';
 import { loadDesiredState, selectHost } from './desired.js';
 import { registryFor } from './registry.js';
@@ -65,8 +67,9 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
     if (p) validation.push(...p.validate({ resource: r }).diagnostics.map((d) => ({ ...d, address: d.address ?? r.address })));
   }
 
-  // Signed releases: verify the artifact the provider would install, now, so a bad signature shows in the plan
-  // (per address, with the failed check) and the plan cannot be applied.
+  // Signed releases and job images: verify the artifacts the provider would install, now, so a bad signature shows
+  // in the plan (per address, with the failed check) and the plan cannot be applied. Named artifacts (job images)
+  // are only checked here; they never go into the resource's config, whose fingerprint is the job definition's digest.
   await Promise.all(
     desired.map(async (r) => {
       const verify = verifierFor(state, r);
@@ -74,6 +77,7 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
       if (!verify || !provider?.artifact) return;
       const artifact = await provider.artifact({ host: context, desired: r });
       validation.push(...artifact.diagnostics.map((d) => ({ ...d, address: d.address ?? r.address })));
+      for (const named of artifact.artifacts ?? []) validation.push(...(await verify(named.bytes, named.name)).diagnostics);
       if (!artifact.bytes) return;
       const outcome = await verify(artifact.bytes);
       validation.push(...outcome.diagnostics);
@@ -83,6 +87,16 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
 
   const lockResources = (lock?.resources ?? {}) as Record<Address, LockedResource>;
   const { live, owned, diagnostics: readDiags } = await readLive(registry, context, desired, lockResources);
+  // Canary and tested rollback before promotion need the lockfile and the live host (governance/rules/promotion.ts).
+  const promotion = (opts.mode ?? 'normal') === 'normal'
+    ? promotionRules({
+        state,
+        host,
+        lock,
+        desiredReleases: new Map(desired.filter((r) => r.address === `release.${r.workload}`).map((r) => [r.workload, r.identity])),
+        unit: (address) => ({ exists: live.get(address)?.exists === true, online: gatewayOnline(live.get(address)) }),
+      })
+    : [];
   const plan = computePlan({
     host,
     mode: opts.mode ?? 'normal',
@@ -93,7 +107,7 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
     owned,
     lock: { lineage: lock?.lineage ?? null, serial: lock?.serial ?? 0, resources: lockResources },
     planners: registry.planners(),
-    diagnostics: [...diagnostics, ...providerDiags, ...validation, ...readDiags].sort(compareDiagnostics),
+    diagnostics: [...diagnostics, ...providerDiags, ...validation, ...readDiags, ...promotion].sort(compareDiagnostics),
   });
   return { plan, state, lock, context, backend, registry };
 }

@@ -2,6 +2,9 @@
 // `signature` (exact keyless identity + issuer, or a public key committed next to the manifest), the bundle is read
 // from the same commit as the manifest, and the trusted root is the shipped public-good root unless agentvm.yaml
 // pins a custom one. Plan verifies the artifact the provider would install; apply verifies the exact bytes it installs.
+// Job images (issue 6) are artifacts of their own: each `kernel`/`rootfs` names its bundle, signed by the workload
+// manifest's signer; plan verifies the images present on the host, apply the bytes it is about to pin, and
+// `job run` the bytes before it boots them.
 
 import { createHash } from 'node:crypto';
 import type { DesiredState } from '../contracts/desired-state.js';
@@ -23,7 +26,15 @@ export interface SignatureOutcome {
   diagnostics: Diagnostic[];
 }
 
-export type ArtifactVerifier = (bytes: Uint8Array) => Promise<SignatureOutcome>;
+/**
+ * Verifies one artifact of a resource. `artifact` names it when the resource has several (a job's `kernel`, `rootfs`),
+ * and picks that image's bundle; omitted, it is the resource's release artifact (`signature.bundle`). A named image
+ * without a bundle carries no requirement (governance demands one where the tier does): `ok`, with no signer.
+ */
+export type ArtifactVerifier = (bytes: Uint8Array, artifact?: string) => Promise<SignatureOutcome>;
+
+/** The named artifacts a resource may sign separately: a Tier-2 job's images. */
+export const IMAGE_ARTIFACTS = ['kernel', 'rootfs'] as const;
 
 /** A key-signed bundle has no certificate, log entry or timestamp by design: the committed key is the trust. */
 const KEY_THRESHOLDS: VerifyThresholds = { ctlog: 0, tlog: 0, tsa: 0 };
@@ -35,29 +46,52 @@ export function signatureConfigOf(resource: DesiredResource): SignatureConfig | 
 
 function repoFile(state: DesiredState, path: string): string | undefined {
   const m = /^workloads\/([^/]+)\/(.+)$/.exec(path);
-  if (m) return state.workloads.get(m[1]!)?.files.get(m[2]!);
+  if (m) return state.workloads.get(m[1]!)?.files.get(m[2]!.replace(/^(?:\.\/)+/, ''));
   return state.files.get(path);
+}
+
+/** The bundle (repo path) a job image names, or undefined when the resource has no such image or it is unsigned. */
+function imageBundleOf(state: DesiredState, resource: DesiredResource, artifact: string): string | undefined {
+  const image = resource.config[artifact];
+  const bundle = image !== null && typeof image === 'object' ? (image as { bundle?: unknown }).bundle : undefined;
+  const dir = state.workloads.get(resource.workload)?.dir;
+  return typeof bundle === 'string' && dir !== undefined ? `${dir}/${bundle}` : undefined;
+}
+
+/** Who must have signed: the resource's own `signature` (a release), else its workload manifest's (job images). */
+function signerOf(state: DesiredState, resource: DesiredResource): SignatureConfig | undefined {
+  const own = signatureConfigOf(resource);
+  if (own) return own;
+  const def = state.workloads.get(resource.workload);
+  const sig = def?.manifest?.value.spec.signature;
+  if (!def || !sig) return undefined;
+  return { bundle: `${def.dir}/${sig.bundle}`, identity: sig.identity ?? null, issuer: sig.issuer ?? null, key: sig.key ? `${def.dir}/${sig.key}` : null };
 }
 
 /** The verifier for a resource, or undefined when it carries no signature requirement. */
 export function verifierFor(state: DesiredState, resource: DesiredResource): ArtifactVerifier | undefined {
-  const sig = signatureConfigOf(resource);
-  if (!sig) return undefined;
+  const signsImages = IMAGE_ARTIFACTS.some((name) => imageBundleOf(state, resource, name) !== undefined);
+  if (!signatureConfigOf(resource) && !signsImages) return undefined;
+  const sig = signerOf(state, resource);
   const address = resource.address;
-  const refuse = (digest: string, code: string, summary: string, detail: string): SignatureOutcome => ({ ok: false, digest, diagnostics: [errorDiag(code, summary, { detail, address })] });
-  return async (bytes) => {
+  return async (bytes, artifact) => {
     const digest = createHash('sha256').update(bytes).digest('hex');
-    const bundle = repoFile(state, sig.bundle);
-    if (bundle === undefined) return refuse(digest, 'signature.bundle-missing', `The signature bundle ${sig.bundle} is not in the repository at this commit.`, 'Commit the Sigstore bundle of this release next to the manifest.');
+    const label = artifact === undefined ? address : `${address} (${artifact})`;
+    const refuse = (code: string, summary: string, detail: string): SignatureOutcome => ({ ok: false, digest, diagnostics: [errorDiag(code, `${label}: ${summary}`, { detail, address })] });
+    const bundlePath = artifact === undefined ? sig?.bundle : imageBundleOf(state, resource, artifact);
+    if (artifact !== undefined && bundlePath === undefined) return { ok: true, digest: `sha256:${digest}`, diagnostics: [] };
+    if (!sig || bundlePath === undefined) return refuse('signature.no-policy', 'The image names a signature bundle but the manifest has no `signature` saying who must have signed it.', 'Add `signature:` to the manifest with `identity:` + `issuer:` (keyless) or `key:`.');
+    const bundle = repoFile(state, bundlePath);
+    if (bundle === undefined) return refuse('signature.bundle-missing', `The signature bundle ${bundlePath} is not in the repository at this commit.`, `Commit the Sigstore bundle of this ${artifact === undefined ? 'release' : 'image'} next to the manifest.`);
     let policy: SignaturePolicy;
     if (sig.key) {
       const pem = repoFile(state, sig.key);
-      if (pem === undefined) return refuse(digest, 'signature.key-missing', `The signing key ${sig.key} is not in the repository at this commit.`, 'Commit the PEM public key next to the manifest.');
+      if (pem === undefined) return refuse('signature.key-missing', `The signing key ${sig.key} is not in the repository at this commit.`, 'Commit the PEM public key next to the manifest.');
       policy = { kind: 'key', publicKeyPem: pem };
     } else if (sig.identity && sig.issuer) {
       policy = { kind: 'keyless', identity: sig.identity, issuer: sig.issuer };
     } else {
-      return refuse(digest, 'signature.no-policy', 'The manifest names a signature bundle but not who must have signed it.', 'Set signature.identity and signature.issuer (keyless) or signature.key.');
+      return refuse('signature.no-policy', 'The manifest names a signature bundle but not who must have signed it.', 'Set signature.identity and signature.issuer (keyless) or signature.key.');
     }
     const custom = state.config?.value.spec?.trustedRoot;
     const rootText = custom ? state.files.get(custom.file) : undefined;
@@ -73,7 +107,7 @@ export function verifierFor(state: DesiredState, resource: DesiredResource): Art
       ok: res.ok,
       digest: `sha256:${digest}`,
       ...(res.signer ? { signer: res.signer } : {}),
-      diagnostics: res.diagnostics.map((d) => ({ ...d, address, summary: `${address}: ${d.summary}` })),
+      diagnostics: res.diagnostics.map((d) => ({ ...d, address, summary: `${label}: ${d.summary}` })),
     };
   };
 }

@@ -1,6 +1,7 @@
 // Expands the desired state of one host into addressed resources (DESIGN §3):
 //   release.<workload>            the workload's release (release.git or release.package)
-//   unit.<workload>.<profile>     one gateway unit per profile (systemd), after the release
+//   unit.<workload>.<profile>     one gateway unit per profile (systemd), after the release; with a canary, the
+//                                 other profiles' units after the canary profile's unit
 //   job.<workload>.<job>          a Tier-2 job definition (microvm)
 //   gate.<workload>.<preview>     a preview gate route (gate), after the workload's units
 // Pure: no I/O. Workloads whose documents failed to load are skipped (their diagnostics already exist).
@@ -90,6 +91,10 @@ export function expandWorkload(def: WorkloadDefinition, repoDir: string, opts: E
 
   const unitAddresses: Address[] = [];
   if (contract.spec.substrate === 'service') {
+    // Canary before promotion: every other profile's unit waits for the canary's (which soaks after a promotion), so
+    // a canary that fails leaves them untouched (apply skips dependents of a failed resource).
+    const canaryProfile = manifest.spec.canary?.profile;
+    const canaryUnit = (manifest.spec.profiles ?? []).some((p) => p.name === canaryProfile) ? `unit.${w}.${canaryProfile}` : undefined;
     for (const profile of manifest.spec.profiles ?? []) {
       const address = `unit.${w}.${profile.name}`;
       unitAddresses.push(address);
@@ -112,7 +117,7 @@ export function expandWorkload(def: WorkloadDefinition, repoDir: string, opts: E
           releaseId,
           scope: opts.scope ?? 'system',
         },
-        dependsOn: hasRelease ? [release] : [],
+        dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : [])],
       });
     }
   }

@@ -143,6 +143,10 @@ export interface Image {
   file: string;
   sha256: Sha256;
   format?: 'initramfs' | 'disk';
+  /**
+   * Path of a Sigstore bundle over this image file, relative to the workload directory. Signed by the manifest's `signature` signer (identity + issuer, or key); required at tiers with signed releases (moderate and up).
+   */
+  bundle?: string;
 }
 /**
  * Root image: an initramfs (cpio) or a disk image.
@@ -154,6 +158,10 @@ export interface Image1 {
   file: string;
   sha256: Sha256;
   format?: 'initramfs' | 'disk';
+  /**
+   * Path of a Sigstore bundle over this image file, relative to the workload directory. Signed by the manifest's `signature` signer (identity + issuer, or key); required at tiers with signed releases (moderate and up).
+   */
+  bundle?: string;
 }
 export interface Preview {
   name: Name;

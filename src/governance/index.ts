@@ -28,6 +28,8 @@ import { effectiveTiers, type EffectiveTiers } from './tiers.js';
 export { effectiveTiers, RISK_TIERS, TIER_TABLE, tierRank, type EffectiveTiers, type RiskTier, type TierControls, type UntrustedInputRule } from './tiers.js';
 export type { PolicyContext, PolicyRule, WorkloadContext, WorkloadRule } from './context.js';
 export { findSecret, parseSecretReference, type SecretFinding, type SecretReference } from './secret-detectors.js';
+/** Promotion controls (canary, tested rollback): they need the lockfile and the live host, so plan evaluates them. */
+export { promotionRules, type PromotionInput } from './rules/promotion.js';
 
 /** Rules about one workload, in the order their findings read best (specific before the generic secret scan). */
 export const WORKLOAD_RULES: readonly WorkloadRule[] = [

@@ -1,5 +1,5 @@
 // Test data for governance: a clean desired-state repository as an inline file map (one `moderate` service with
-// a keyless signature, one `high` Tier-2 job fed untrusted email), and the helpers tests use to break it exactly
+// a keyless signature, one `high` Tier-2 job fed untrusted email, its release and both images key-signed), and the helpers tests use to break it exactly
 // once. No git: the map goes straight into buildDesiredState.
 
 import { buildDesiredState, type DesiredState } from '../contracts/desired-state.js';
@@ -137,14 +137,18 @@ spec:
       kernel:
         file: vmlinuz-6.1
         sha256: ${HEX64_B}
+        bundle: vmlinuz-6.1.sigstore.json
       rootfs:
         file: digest-rootfs.cpio
         sha256: ${HEX64_C}
         format: initramfs
+        bundle: digest-rootfs.sigstore.json
       command: [/usr/bin/digest, --inbox, /data/inbox]
       timeoutSeconds: 600
 `,
   'workloads/digest/digest-2.3.0.sigstore.json': '{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}\n',
+  'workloads/digest/vmlinuz-6.1.sigstore.json': '{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}\n',
+  'workloads/digest/digest-rootfs.sigstore.json': '{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}\n',
   'workloads/digest/release-signing.pub.pem': '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEdemoKeyOnlyForTestsNotARealKeyAAAA\n-----END PUBLIC KEY-----\n',
 };
 

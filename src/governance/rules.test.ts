@@ -239,6 +239,39 @@ describe('signed releases', () => {
     expectOne(policyOf(files), 'policy.signature-policy', WEB_M, files, 'identity:');
   });
 
+  it('GIVEN a high job whose kernel names no bundle WHEN evaluated THEN policy.unsigned-image at the kernel', () => {
+    const files = edit(BASELINE, DIG_M, '        bundle: vmlinuz-6.1.sigstore.json\n', '');
+    const d = expectOne(policyOf(files), 'policy.unsigned-image', DIG_M, files, 'kernel:');
+    expect(d.summary).toContain('kernel image of job `summarize`');
+  });
+
+  it('GIVEN a low job without image bundles WHEN evaluated THEN nothing is required', () => {
+    let files = edit(BASELINE, DIG_M, '        bundle: vmlinuz-6.1.sigstore.json\n', '');
+    files = edit(files, DIG_M, '        bundle: digest-rootfs.sigstore.json\n', '');
+    files = edit(files, DIG_C, 'riskTier: high', 'riskTier: low');
+    files = edit(files, DIG_C, '  untrustedInputs: [email, external-files]\n', '');
+    expect(policyOf(files)).toEqual([]);
+  });
+
+  it('GIVEN a low job with an image bundle but no signer in the manifest WHEN evaluated THEN policy.signature-policy at the bundle', () => {
+    let files = edit(BASELINE, DIG_M, '  signature:\n    bundle: digest-2.3.0.sigstore.json\n    key: release-signing.pub.pem\n', '');
+    files = edit(files, DIG_M, '        bundle: vmlinuz-6.1.sigstore.json\n', '');
+    files = edit(files, DIG_C, 'riskTier: high', 'riskTier: low');
+    files = edit(files, DIG_C, '  untrustedInputs: [email, external-files]\n', '');
+    expectOne(policyOf(files), 'policy.signature-policy', DIG_M, files, 'bundle: digest-rootfs');
+  });
+
+  it('GIVEN an image bundle that is not in the workload directory WHEN evaluated THEN policy.signature-file-missing at the bundle', () => {
+    const files = edit(BASELINE, DIG_M, 'bundle: digest-rootfs.sigstore.json', 'bundle: rootfs-2.sigstore.json');
+    const d = expectOne(policyOf(files), 'policy.signature-file-missing', DIG_M, files, 'bundle: rootfs-2');
+    expect(d.summary).toContain('jobs[0].rootfs.bundle');
+  });
+
+  it('GIVEN an image bundle outside the workload directory WHEN evaluated THEN name.path-traversal', () => {
+    const files = edit(BASELINE, DIG_M, 'bundle: digest-rootfs.sigstore.json', 'bundle: ../web/web.sigstore.json');
+    expectOne(policyOf(files), 'name.path-traversal', DIG_M, files, 'bundle: ../web');
+  });
+
   it('GIVEN both a key and an identity WHEN evaluated THEN policy.signature-policy at the key', () => {
     const files = edit(BASELINE, DIG_M, '    key: release-signing.pub.pem\n', '    key: release-signing.pub.pem\n    identity: ops@example.com\n');
     expectOne(policyOf(files), 'policy.signature-policy', DIG_M, files, 'key:');

@@ -64,14 +64,21 @@ export interface ApplyRequest {
   /**
    * Signature check of the exact artifact bytes about to be installed (the same bytes `artifact` returns). Errors
    * refuse the install before anything is written. Absent when the resource carries no signature requirement.
+   * `artifact` names which one when a resource installs several (a job's `kernel` and `rootfs`, as in
+   * `ArtifactResponse.artifacts`); omitted for the resource's single artifact (`bytes`).
    */
-  verifyArtifact?: (bytes: Uint8Array) => Promise<Diagnostic[]>;
+  verifyArtifact?: (bytes: Uint8Array, artifact?: string) => Promise<Diagnostic[]>;
 }
 
 export interface ArtifactRequest { host: HostContext; desired: DesiredResource }
 export interface ArtifactResponse {
   /** The signed artifact: for git releases `git archive --format=tar <commit> [-- <subdir>]`, for packages the tarball. */
   bytes?: Uint8Array;
+  /**
+   * Several signed artifacts, each by name (a job's `kernel` and `rootfs` images): those present on the host now.
+   * One that is not there yet is left out (the provider's `read` reports it); it is verified when it is installed or used.
+   */
+  artifacts?: Array<{ name: string; bytes: Uint8Array }>;
   diagnostics: Diagnostic[];
 }
 export interface ApplyResponse {

@@ -155,6 +155,24 @@ export async function verifyImages(host: Pick<HostContext, 'root'>, config: Pick
   return { status, diagnostics };
 }
 
+/**
+ * The bytes of each image that is on the host and matches its pin, by name (`kernel`, `rootfs`): what a signature
+ * check covers. An image that is missing or altered is left out; `verifyImages` reports it, and nothing boots it.
+ */
+export async function pinnedImageBytes(host: Pick<HostContext, 'root'>, config: Pick<JobConfig, 'kernel' | 'rootfs'>): Promise<Array<{ name: 'kernel' | 'rootfs'; bytes: Uint8Array }>> {
+  const out: Array<{ name: 'kernel' | 'rootfs'; bytes: Uint8Array }> = [];
+  for (const [name, image] of [['kernel', config.kernel], ['rootfs', config.rootfs]] as const) {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(imagePath(host, image));
+    } catch {
+      continue;
+    }
+    if (createHash('sha256').update(bytes).digest('hex') === image.sha256) out.push({ name, bytes });
+  }
+  return out;
+}
+
 /** What apply installed for a job definition. */
 export interface InstalledJobDefinition {
   formatVersion: 1;

@@ -1,7 +1,9 @@
 // MicrovmProvider (`microvm`, addresses `job.`): Tier-2 jobs as provider state. It owns two kinds of resource:
 //   job.<workload>.<job>           a job definition: installed by apply as <root>/var/lib/agentvm/jobs/<workload>/
 //                                  <job>.json — refused while an image is present but not the pinned one; installed
-//                                  with a warning while an image is not delivered yet (runs verify pins anyway)
+//                                  with a warning while an image is not delivered yet (runs verify pins anyway);
+//                                  signed images (a `bundle` per image) are handed to the signature check first,
+//                                  at plan (`artifact`) and right before the definition is installed (`apply`)
 //   job.<workload>.<job>.<runId>   a live run whose owner is gone or that is past its deadline: an orphan, which
 //                                  `plan` shows as drift and `apply` reaps (teardown.ts), writing a receipt
 // Runs that are alive and owned are none of plan's business: `list` does not report them.
@@ -15,6 +17,8 @@ import type { Reason } from '../../engine/types.js';
 import { LocalStateBackend, type AuditEntry } from '../../state/index.js';
 import type {
   ApplyRequest,
+  ArtifactRequest,
+  ArtifactResponse,
   ApplyResponse,
   HostContext,
   ListRequest,
@@ -32,6 +36,7 @@ import {
   jobIdentity,
   listInstalledDefinitions,
   parseJobConfig,
+  pinnedImageBytes,
   readInstalledDefinition,
   removeInstalledDefinition,
   verifyImages,
@@ -107,6 +112,14 @@ export class MicrovmProvider implements Provider {
     };
   }
 
+  /** The images a signature covers: those on the host that match their pins (the ones apply would install over). */
+  async artifact(req: ArtifactRequest): Promise<ArtifactResponse> {
+    if (runIdOfAddress(req.desired.address) !== undefined) return { diagnostics: [] };
+    const parsed = parseJobConfig(req.desired.config);
+    if (parsed.config === undefined) return { diagnostics: [] };
+    return { artifacts: await pinnedImageBytes(req.host, parsed.config), diagnostics: [] };
+  }
+
   plan(req: PlanRequest): PlanResponse {
     if (runIdOfAddress(req.address) !== undefined) return planRun(req);
     return planDefinition(req);
@@ -134,6 +147,13 @@ export class MicrovmProvider implements Provider {
     // there yet is delivered out of band: the definition is installed and the job cannot run until it arrives (every
     // run verifies the pins again before booting anything).
     if (images.status === 'mismatch') return { diagnostics: images.diagnostics };
+    // Signed images: the bytes that hash to their pins are checked against their bundles before anything is written.
+    if (req.verifyArtifact) {
+      req.progress?.('verifying image signatures');
+      const refusals: Diagnostic[] = [];
+      for (const image of await pinnedImageBytes(host, parsed.config)) refusals.push(...(await req.verifyArtifact(image.bytes, image.name)));
+      if (refusals.some((d) => d.severity === 'error')) return { diagnostics: refusals };
+    }
     const identity = jobIdentity(parsed.config);
     const digest = jobDefinitionDigest(desired.config);
     await writeInstalledDefinition(host, job, { formatVersion: 1, address: change.address, workload, identity, digest, config: desired.config });

@@ -31,6 +31,10 @@ export const SystemdCode = {
   rolledBack: 'systemd.rolled-back',
   /** The automatic rollback did not bring the unit back to health (or there was nothing to roll back to). */
   rollbackFailed: 'systemd.rollback-failed',
+  /** A promoted canary did not hold health for its soak time (it was rolled back; the other profiles were not touched). */
+  canaryFailed: 'systemd.canary-failed',
+  /** AGENTVM_SYSTEMD_USER names no usable account. */
+  accountUnknown: 'systemd.account-unknown',
   /** A host prerequisite of the manager is missing (e.g. /run/credentials for sandboxed credentials). */
   hostPrerequisite: 'systemd.host-prerequisite',
 } as const;

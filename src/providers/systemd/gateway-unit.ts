@@ -84,6 +84,11 @@ export interface GatewayConfig {
   secrets: Array<{ name: string; ref: string }>;
   releaseId: string;
   scope: UnitScope;
+  /**
+   * The workload's canary (manifest `canary`), when it has one: the canary profile's unit soaks after a promotion
+   * (provider.ts). Not rendered: it changes how apply gates the unit, not what the unit runs.
+   */
+  canary?: { profile: string; soakSeconds: number } | null;
 }
 
 /** Where the unit will run, as the manager sees the host: needed to turn names into paths. */
@@ -139,7 +144,7 @@ export function parseGatewayConfig(config: Record<string, unknown>, address: str
   };
   const parsedAddress = parseUnitAddress(address);
   if (!parsedAddress) bad('the address', 'is not unit.<workload>.<profile>');
-  const { profile, entrypoint, env, listen, health, reload, riskTier, egress, secrets, releaseId, scope } = config;
+  const { profile, entrypoint, env, listen, health, reload, riskTier, egress, secrets, releaseId, scope, canary } = config;
   if (typeof profile !== 'string' || !NAME.test(profile) || (parsedAddress && parsedAddress.profile !== profile)) bad('profile', 'must be the DNS label of the address');
   if (!Array.isArray(entrypoint) || entrypoint.length === 0 || !entrypoint.every((a) => typeof a === 'string' && a !== '')) bad('entrypoint', 'must be a non-empty argv');
   if (typeof env !== 'object' || env === null || Array.isArray(env) || !Object.values(env).every((v) => typeof v === 'string')) bad('env', 'must map names to strings');
@@ -163,6 +168,13 @@ export function parseGatewayConfig(config: Record<string, unknown>, address: str
   if (!Array.isArray(egress) || !egress.every((e) => typeof e === 'object' && e !== null && typeof (e as EgressRule).host === 'string' && typeof (e as EgressRule).port === 'number')) bad('egress', 'must be a list of {host, port}');
   if (!Array.isArray(secrets) || !secrets.every((s) => typeof s === 'object' && s !== null && typeof (s as { name?: unknown }).name === 'string' && typeof (s as { ref?: unknown }).ref === 'string')) bad('secrets', 'must be a list of {name, ref}');
   if (typeof releaseId !== 'string' || !/^(?!current$)[A-Za-z0-9@+_~-][A-Za-z0-9@+._~-]{0,254}$/.test(releaseId)) bad('releaseId', 'must name the release directory (the workload has no installable release?)');
+  let canaryValue: GatewayConfig['canary'] = null;
+  if (canary !== null && canary !== undefined) {
+    const c = canary as Record<string, unknown>;
+    const soak = c.soakSeconds ?? 60;
+    if (typeof c.profile !== 'string' || !NAME.test(c.profile) || typeof soak !== 'number' || !Number.isInteger(soak) || soak < 0) bad('canary', 'must name a profile and a whole number of soakSeconds');
+    else canaryValue = { profile: c.profile, soakSeconds: soak };
+  }
   const scopeValue = scope ?? 'system';
   if (scopeValue !== 'system' && scopeValue !== 'user') bad('scope', 'must be system or user');
   if (diagnostics.length > 0 || !parsedAddress) return { diagnostics };
@@ -180,6 +192,7 @@ export function parseGatewayConfig(config: Record<string, unknown>, address: str
       secrets: secrets as GatewayConfig['secrets'],
       releaseId: releaseId as string,
       scope: scopeValue as UnitScope,
+      canary: canaryValue,
     },
     diagnostics,
   };

@@ -1,8 +1,8 @@
 // The systemd provider's public surface: the provider, its endpoints (system/user/offline managers), the unit
 // renderer and parser, the restart table and the offline analyzers.
 
-export { SystemdProvider, defaultEndpoint, UNIT_ADDRESS_PREFIX, type SystemdProviderOptions } from './provider.js';
-export { systemEndpoint, userEndpoint, type SystemdEndpoint, type UserAccount, type UserEndpointOptions } from './systemctl.js';
+export { SystemdProvider, defaultEndpoint, gatewayOnline, UNIT_ADDRESS_PREFIX, type SystemdProviderOptions } from './provider.js';
+export { systemEndpoint, userEndpoint, accountNamed, SYSTEMD_USER_ENV, type SystemdEndpoint, type UserAccount, type UserEndpointOptions } from './systemctl.js';
 export {
   renderGateway,
   renderTemplate,

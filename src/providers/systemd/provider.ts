@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readFile, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
+import { errorDiag, userError, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type { LiveResource, LockedResource } from '../../engine/types.js';
 import type {
   ApplyRequest,
@@ -45,9 +45,9 @@ import {
   type RenderContext,
   type RenderedGateway,
 } from './gateway-unit.js';
-import { describeHealth, waitHealthy, type HealthResult } from './health.js';
+import { describeHealth, probe, waitHealthy, type HealthResult } from './health.js';
 import { readGateway, type LiveGateway } from './live-unit.js';
-import { hostPathOf, managerPath, parseShow, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
+import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
 import { parseUnitFile, valuesOf } from './unit-file.js';
 
 export const UNIT_ADDRESS_PREFIX = 'unit.';
@@ -62,10 +62,23 @@ export interface SystemdProviderOptions {
   healthIntervalMs?: number;
   /** How long a unit without a health check may take to become active. Default 5 s. */
   startTimeoutMs?: number;
+  /** Pause between health probes while a promoted canary soaks. Default 1 s (never more than a tenth of the soak). */
+  soakIntervalMs?: number;
 }
 
+/**
+ * System scope: systemEndpoint(root). User scope: the manager of the account named by AGENTVM_SYSTEMD_USER (agentvm
+ * run as root on behalf of a service account), else of the invoking account.
+ */
 export function defaultEndpoint(host: HostContext, scope: UnitScope): SystemdEndpoint {
-  return scope === 'user' ? userEndpoint({ root: host.root }) : systemEndpoint(host.root);
+  if (scope === 'system') return systemEndpoint(host.root);
+  const named = process.env[SYSTEMD_USER_ENV];
+  if (!named) return userEndpoint({ root: host.root });
+  try {
+    return userEndpoint({ root: host.root, account: accountNamed(named) });
+  } catch (err) {
+    throw userError(SystemdCode.accountUnknown, `${(err as Error).message}.`, `Set ${SYSTEMD_USER_ENV} to the account whose user manager runs the gateways (\`getent passwd <name>\` must know it), or unset it to use the invoking account's manager.`);
+  }
 }
 
 /** Where a unit is rendered when no host was read (validate): the default layout under `/`. */
@@ -264,6 +277,20 @@ export class SystemdProvider implements Provider {
         }));
         return { diagnostics: [...diagnostics, ...(await this.rollback(endpoint, rendered, req.locked, ctx, change.address, healthy.message, progress))] };
       }
+      // The canary of a promotion (it ran another release before): health must hold for the soak time before the
+      // workload's other units, which depend on this one (expand.ts), are touched.
+      const promotedFrom = before.exists ? before.live.releaseId : null;
+      if (config.canary?.profile === config.profile && promotedFrom && promotedFrom !== config.releaseId && config.canary.soakSeconds > 0) {
+        const soak = await this.soak(endpoint, rendered, config.canary.soakSeconds, progress);
+        if (!soak.ok) {
+          const cause = `canary ${rendered.unit} did not hold health for its soak of ${config.canary.soakSeconds} s: ${soak.message}`;
+          diagnostics.push(errorDiag(SystemdCode.canaryFailed, `${change.address}: ${cause}.`, {
+            address: change.address,
+            detail: `Release ${config.releaseId} was promoted to the canary profile only; the workload's other profiles were not touched and keep release ${promotedFrom}. See the rollback diagnostic for what the canary runs now.`,
+          }));
+          return { diagnostics: [...diagnostics, ...(await this.rollback(endpoint, rendered, req.locked, ctx, change.address, cause, progress))] };
+        }
+      }
     } else if (assessment.reload && rendered.hasReload && assessment.changedKeys.some((k) => k !== 'Service.ExecReload')) {
       // The manager applied the settings on daemon-reload; a workload that reloads is told to re-read them.
       // A newly added ExecReload= alone is no reason to signal the process.
@@ -398,6 +425,39 @@ export class SystemdProvider implements Provider {
     };
   }
 
+  /**
+   * Polls a freshly promoted canary for `soakSeconds`: every probe must answer 2xx (or, without a health check, the
+   * unit must stay active), and the main process must stay the same one (a crash restarted by the manager is a
+   * failure even when the next process answers).
+   */
+  private async soak(endpoint: SystemdEndpoint, rendered: RenderedGateway, soakSeconds: number, progress: (m: string) => void): Promise<{ ok: true } | { ok: false; message: string }> {
+    const soakMs = soakSeconds * 1000;
+    const interval = Math.max(50, Math.min(this.options.soakIntervalMs ?? 1_000, Math.floor(soakMs / 10)));
+    const pidOf = async (): Promise<string> => (await this.show(endpoint, rendered.unit, ['MainPID'])).MainPID ?? '0';
+    const pid = await pidOf();
+    progress(`${rendered.address}: canary soaking for ${soakSeconds} s (main PID ${pid})`);
+    const h = rendered.health;
+    const target = h ? (h.socketPath !== undefined ? { socketPath: hostPathOf(endpoint, h.socketPath) } : { port: h.port! }) : undefined;
+    const started = Date.now();
+    let probes = 0;
+    for (;;) {
+      const s = await this.show(endpoint, rendered.unit, ['ActiveState', 'MainPID']);
+      if (s.ActiveState !== 'active') return { ok: false, message: `the unit became ${s.ActiveState ?? 'unknown'} after ${Date.now() - started} ms` };
+      if (s.MainPID !== pid) return { ok: false, message: `its main process changed (PID ${pid} → ${s.MainPID ?? '?'}) after ${Date.now() - started} ms: it exited and was restarted` };
+      if (target && h) {
+        const answer = await probe(target, h.path, Math.min(2_000, h.timeoutSeconds * 1000));
+        probes++;
+        if (answer.status === undefined || answer.status < 200 || answer.status >= 300) {
+          return { ok: false, message: `GET ${h.path} answered ${answer.status !== undefined ? `HTTP ${answer.status}` : (answer.error ?? 'nothing')} after ${Date.now() - started} ms` };
+        }
+      }
+      if (Date.now() - started >= soakMs) break;
+      await new Promise((res) => setTimeout(res, Math.min(interval, Math.max(0, soakMs - (Date.now() - started)))));
+    }
+    progress(`${rendered.address}: canary held health for ${soakSeconds} s${target ? ` (${probes} probes)` : ''}`);
+    return { ok: true };
+  }
+
   /** Puts back the previously applied unit (release and config from the lockfile entry), restarts and re-checks it. */
   private async rollback(endpoint: SystemdEndpoint, failed: RenderedGateway, locked: LockedResource | undefined, ctx: RenderContext, address: string, cause: string, progress: (m: string) => void): Promise<Diagnostic[]> {
     const previous = renderLocked(locked, ctx, address);
@@ -475,6 +535,11 @@ function scopeOf(config: Record<string, unknown> | undefined, locked: LockedReso
 
 function contextOf(live: LiveGateway): RenderContext {
   return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir };
+}
+
+/** True when a `unit.*` resource was read from a running service manager (not rendered offline into a root). */
+export function gatewayOnline(live: LiveResource | undefined): boolean {
+  return live?.exists === true && isLiveGateway(live.attributes) && live.attributes.context.mode === 'online';
 }
 
 function isLiveGateway(value: unknown): value is LiveGateway {

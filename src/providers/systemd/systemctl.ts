@@ -15,7 +15,7 @@
 //   - Paths: `unitDir` and `unitPaths()` are host paths; `managerRoot` is what the manager sees as `/` (the host
 //     root when offline), so a unit written offline names paths as the booted host will see them.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -142,6 +142,31 @@ export function userEndpoint(opts: UserEndpointOptions): SystemdEndpoint {
     systemctl: (args) => run(['systemctl', '--user', ...args], { env, ...ids }),
     unitPaths: cached(() => analyzerUnitPaths(['--user'], env, ids)),
   };
+}
+
+/**
+ * The environment variable naming the account whose user manager runs user-scope gateways when agentvm acts on
+ * its behalf (typically as root: `AGENTVM_SYSTEMD_USER=agents agentvm apply …`). Unset: the invoking account.
+ */
+export const SYSTEMD_USER_ENV = 'AGENTVM_SYSTEMD_USER';
+
+const ACCOUNT_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
+
+/**
+ * The account named `name`, from the passwd database (`getent passwd`). Throws an Error naming the problem when the
+ * name is malformed or unknown: a misconfigured account must stop the run before any unit is touched.
+ */
+export function accountNamed(name: string): UserAccount {
+  if (!ACCOUNT_NAME.test(name)) throw new Error(`${SYSTEMD_USER_ENV}=${JSON.stringify(name)} is not an account name`);
+  let line: string;
+  try {
+    line = execFileSync('getent', ['passwd', name], { encoding: 'utf8', env: { PATH: PATH_ENV }, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    throw new Error(`${SYSTEMD_USER_ENV} names the account ${name}, which does not exist on this host`);
+  }
+  const [user, , uid, gid, , home] = line.split(':');
+  if (user !== name || !uid || !gid || !home) throw new Error(`getent passwd ${name} answered an unexpected line`);
+  return { user, uid: Number(uid), gid: Number(gid), home, runtimeDir: `/run/user/${uid}` };
 }
 
 function currentAccount(): UserAccount {
