@@ -149,7 +149,7 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
     const manifest = (name: string, jobs: string): string =>
       `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: ${name}\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source.dir}\n      commit: ${source.commit}\n  jobs:\n${jobs}`;
     const probe = (name: string, host: string, port: string): string =>
-      `(nc -w 3 ${host} ${port} </dev/null >"$AGENTVM_OUT/${name}.out" 2>/dev/null; echo $? >"$AGENTVM_OUT/${name}.rc") &`;
+      `(nc -w 10 ${host} ${port} </dev/null >"$AGENTVM_OUT/${name}.out" 2>/dev/null; echo $? >"$AGENTVM_OUT/${name}.rc") &`;
 
     repo = await gitdir({
       'hosts/h1.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h1\nspec:\n  workloads: [plain, net]\n  microvm:\n    accel: tcg\n    maxConcurrentJobs: 4\n',
@@ -284,7 +284,8 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
     const rules = spawnSync('ip', ['netns', 'exec', record.netns, 'nft', 'list', 'ruleset'], { encoding: 'utf8' }).stdout;
     expect(rules).toContain('policy drop');
 
-    // VM A probes everything in parallel (3 s connect limit each).
+    // VM A probes everything in parallel (10 s limit each: a TCG guest on a loaded 2-core machine is slow, and a
+    // refused probe must not pass just because an allowed one timed out).
     const out = join(base, 'out-probe');
     const { result } = await runJson(['net/probe', '--arg', hostAddress(), '--arg', peerNet.address, '--arg', peerNet.gateway, '--out', out]);
     const read = (name: string): string => (existsSync(join(out, name)) ? readFileSync(join(out, name), 'utf8') : '<missing>');

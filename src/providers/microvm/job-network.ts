@@ -211,21 +211,26 @@ async function openProxies(netns: string, gateway: string, listeners: readonly P
   return proxies;
 }
 
-/** Relays each guest connection to the one upstream this listener allows. */
+/**
+ * Relays each guest connection to the one upstream this listener allows. Half-close aware: a guest that shuts its
+ * write side (e.g. `nc </dev/null`) still receives everything the upstream sends, and an upstream that closes after
+ * replying has its data flushed to the guest before the guest side ends. Only errors tear both sides down at once.
+ */
 function serveTcp(server: net.Server, listener: ProxyListener): () => void {
   const sockets = new Set<net.Socket>();
   server.on('connection', (guest) => {
-    const upstream = net.connect({ host: listener.upstream.address, port: listener.upstream.port });
+    // The server came over IPC with default options; half-open must be set before the first 'end' can arrive.
+    guest.allowHalfOpen = true;
+    const upstream = net.connect({ host: listener.upstream.address, port: listener.upstream.port, allowHalfOpen: true });
     sockets.add(guest);
     sockets.add(upstream);
-    const end = (): void => {
+    const abort = (): void => {
       guest.destroy();
       upstream.destroy();
-      sockets.delete(guest);
-      sockets.delete(upstream);
     };
-    guest.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
+    guest.on('error', abort).on('close', () => sockets.delete(guest));
+    upstream.on('error', abort).on('close', () => sockets.delete(upstream));
+    // pipe() ends the destination when the source ends (FIN forwarded), after flushing what was written.
     guest.pipe(upstream);
     upstream.pipe(guest);
   });

@@ -2,7 +2,10 @@
 // `agent-gateway@<profile>.service`, from the shared template plus the instance's own drop-in (gateway-unit.ts),
 // in system or user scope (systemctl.ts), restarted only when what it runs changed (gateway-plan.ts,
 // restart-table.ts), health-checked after every (re)start and rolled back to the previously applied release and
-// configuration when the check fails (health.ts).
+// configuration when the check fails (health.ts). The workload's canary profile, when promoted to another release,
+// must also hold health for its soak time (`canary.soakSeconds`) or it is rolled back the same way; the other
+// profiles' units depend on it (engine/expand.ts), so apply skips them then. User scope acts on the invoking
+// account's manager, or on the account named by AGENTVM_SYSTEMD_USER (agentvm run as root on its behalf).
 // Invariants:
 //   - Only agentvm's files are written or removed: the template, drop-ins marked `X-AgentvmOwner=<address>`, and
 //     (when repairing drift) other files named after agentvm's own unit. `list` reports only marked instances.
@@ -278,9 +281,11 @@ export class SystemdProvider implements Provider {
         return { diagnostics: [...diagnostics, ...(await this.rollback(endpoint, rendered, req.locked, ctx, change.address, healthy.message, progress))] };
       }
       // The canary of a promotion (it ran another release before): health must hold for the soak time before the
-      // workload's other units, which depend on this one (expand.ts), are touched.
+      // workload's other units, which depend on this one (expand.ts), are touched. A rollback (`agentvm rollback`)
+      // restores a release that ran before and is not held back by a soak.
       const promotedFrom = before.exists ? before.live.releaseId : null;
-      if (config.canary?.profile === config.profile && promotedFrom && promotedFrom !== config.releaseId && config.canary.soakSeconds > 0) {
+      const isRollback = change.reasons.some((r) => r.code === 'rollback');
+      if (config.canary?.profile === config.profile && promotedFrom && promotedFrom !== config.releaseId && config.canary.soakSeconds > 0 && !isRollback) {
         const soak = await this.soak(endpoint, rendered, config.canary.soakSeconds, progress);
         if (!soak.ok) {
           const cause = `canary ${rendered.unit} did not hold health for its soak of ${config.canary.soakSeconds} s: ${soak.message}`;

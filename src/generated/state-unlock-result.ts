@@ -1,0 +1,39 @@
+// GENERATED from schemas/state-unlock-result.schema.json by scripts/gen-types.js. Do not edit: edit the schema and run `npm run gen`.
+
+/**
+ * A host's lease lock as recorded in its lease file: output of `agentvm state unlock --json` (the lease that was broken) and the lease of each host in `agentvm state list --json`.
+ */
+export interface LeaseRecordDocument {
+  /**
+   * UUID v4; what `agentvm state unlock <id>` names.
+   */
+  id: string;
+  /**
+   * `user@hostname` of the holder.
+   */
+  who: string;
+  /**
+   * The command holding it, e.g. `apply`.
+   */
+  operation: string;
+  /**
+   * The agentvm host whose state the lease guards.
+   */
+  host: string;
+  /**
+   * Process id of the holder on its machine.
+   */
+  pid: number;
+  /**
+   * Machine the holder runs on.
+   */
+  hostname: string;
+  /**
+   * ISO 8601.
+   */
+  created: string;
+  /**
+   * ISO 8601. A lease past this instant may be taken over.
+   */
+  expires: string;
+}
