@@ -64,6 +64,9 @@ mount -t sysfs sys /sys
 echo 1 >/proc/sys/kernel/printk
 
 halt_now() { sync; poweroff -f; reboot -f; }
+# After the last record: the host stops the VM as soon as it has read EXIT. poweroff -f does not wait for the
+# serial port to drain, so powering off at once could cut the record off; this is only the fallback.
+exit_then_halt() { record EXIT "$1"; sleep 3; halt_now; }
 
 nonce=
 job_b64=
@@ -94,8 +97,7 @@ if [ ! -f /job/run ]; then
     echo "$job_b64" | base64 -d >/job/run || record ERROR "agentvm.job is not base64"
   else
     record ERROR "no job: neither /job/run in the overlay nor agentvm.job on the command line"
-    record EXIT 125
-    halt_now
+    exit_then_halt 125
   fi
 fi
 
@@ -108,8 +110,7 @@ kill -9 -1 2>/dev/null
 echo
 cd /job/out
 AGENTVM_NONCE="$nonce" find . -type f -exec sh /lib/agentvm/emit-file {} \;
-record EXIT "$code"
-halt_now
+exit_then_halt "$code"
 INIT
 
 read -r -d '' emit_file_script <<'EMIT' || true

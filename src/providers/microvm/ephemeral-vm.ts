@@ -85,7 +85,6 @@ export interface EphemeralVmResult {
 }
 
 const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
-const POWEROFF_GRACE_MS = 10_000;
 
 // Run directories of runs in progress. If this Node process exits mid-run (process.exit, an uncaught error),
 // `finally` never runs: the driver kills the VMM groups on 'exit', and this removes the directories.
@@ -178,9 +177,10 @@ async function bootAndRun(
           stop();
         }, request.timeoutMs);
       } else if (tag === 'EXIT') {
-        // The job is over; the guest is powering off. One that does not is killed, but that is no timeout.
+        // EXIT is the last record: everything the guest reports has arrived, so stop the VM now rather than wait
+        // for its poweroff (which can cut off the serial tail). Not a timeout.
         clearTimeout(timers.current);
-        timers.current = setTimeout(stop, POWEROFF_GRACE_MS);
+        stop();
       }
     },
   });
