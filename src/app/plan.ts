@@ -1,7 +1,7 @@
 // Use case: plan. Reads the desired state at one commit, the lockfile, and the live host through the providers,
 // then calls the pure planner. Also owns saved plan files (written atomically, validated on read).
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import type { DesiredState } from '../contracts/desired-state.js';
@@ -48,7 +48,22 @@ export function hostContext(root: string, host: string, repo: string): HostConte
 }
 
 export function stateBackend(root: string): StateBackend {
+  checkRoot(root);
   return new LocalStateBackend(hostPaths(resolve(root)));
+}
+
+/** `--root` must be a directory (or not exist yet: agentvm creates what it needs under it). */
+export function checkRoot(root: string): void {
+  const abs = resolve(root);
+  // Pseudo file systems accept neither state nor releases (and Node's recursive mkdir spins on procfs).
+  if (/^\/(proc|sys|dev)(\/|$)/.test(abs)) throw userError('root.pseudo-filesystem', `The host root ${abs} is on a pseudo file system.`, 'Pass --root a directory on a normal, writable file system (default `/`).');
+  let st;
+  try {
+    st = statSync(root);
+  } catch {
+    return;
+  }
+  if (!st.isDirectory()) throw userError('root.not-a-directory', `The host root ${root} is not a directory.`, 'Pass --root a directory (default `/`); state, releases, audit log and units live under it.');
 }
 
 export async function makePlan(opts: PlanOptions): Promise<PlanSession> {

@@ -56,6 +56,15 @@ export abstract class AgentvmCommand<R> extends Command {
   }
 }
 
+const FS_HINTS: Record<string, { what: string; fix: string }> = {
+  EACCES: { what: 'Permission denied', fix: 'Run agentvm as a user that may write there, or point --root at a directory you own.' },
+  EPERM: { what: 'Operation not permitted', fix: 'Run agentvm as a user that may change this path, or point --root elsewhere.' },
+  EROFS: { what: 'Read-only file system', fix: 'Point --root at a writable directory.' },
+  ENOSPC: { what: 'No space left on the device', fix: 'Free space on that file system; nothing was half-written (state writes are atomic).' },
+  ENOTDIR: { what: 'A path component is not a directory', fix: 'Check --root and the paths under it: a file stands where a directory is expected.' },
+  EISDIR: { what: 'A directory stands where a file is expected', fix: 'Remove or rename it, or check the path given.' },
+};
+
 /** Maps anything thrown to an AgentvmError: ours as-is, oclif usage errors as user errors, the rest as bugs. */
 export function normaliseError(err: unknown): AgentvmError {
   if (err instanceof AgentvmError) return err;
@@ -64,6 +73,11 @@ export function normaliseError(err: unknown): AgentvmError {
     return new AgentvmError('cli.usage', message.split('\n')[0] ?? message, {
       detail: `${message.split('\n').slice(1).join(' ').trim() || ''} Run the command with --help to see its flags and examples.`.trim(),
     });
+  }
+  // The filesystem refusing is the environment, not a bug: say which path and what to check.
+  const fsError = err as NodeJS.ErrnoException | undefined;
+  if (fsError && typeof fsError.code === 'string' && FS_HINTS[fsError.code] && typeof fsError.path === 'string') {
+    return new AgentvmError(`fs.${fsError.code.toLowerCase()}`, `${FS_HINTS[fsError.code]!.what}: ${fsError.path}.`, { detail: FS_HINTS[fsError.code]!.fix, cause: err });
   }
   const message = err instanceof Error ? err.message : String(err);
   return new AgentvmError('internal', `Internal error: ${message}`, { source: 'toolkit', cause: err });

@@ -191,7 +191,14 @@ export function acquireLeaseLock(file: string, host: string, operation: string, 
       return new LeaseLock(file, record, null, { leaseMs, now, renew: options.renew ?? true, durable });
     }
     const seen = inspectLease(file);
-    if (seen.kind === 'missing') continue; // released between our create and our read: try again
+    if (seen.kind === 'missing') {
+      // Released between our create and our read: try again — but a file system where a lease can neither be
+      // created nor seen (e.g. a pseudo file system as --root) must not spin forever.
+      if (attempt < 100) continue;
+      throw new AgentvmError('state.lease-unavailable', `Cannot take the lease ${file}: it can neither be created nor read.`, {
+        detail: 'The state directory must be on a normal, writable file system; check --root.',
+      });
+    }
     const stale = staleness(seen, now());
     if (stale === null) throw heldError(host, seen, null);
     const outcome = takeOverStale(file, seen, serializeLease(record), durable);

@@ -85,7 +85,7 @@ export function defaultEndpoint(host: HostContext, scope: UnitScope): SystemdEnd
 }
 
 /** Where a unit is rendered when no host was read (validate): the default layout under `/`. */
-function placeholderContext(scope: UnitScope): RenderContext {
+function validationRenderContext(scope: UnitScope): RenderContext {
   return { scope, releasesDir: '/var/lib/agentvm/releases', runtimeDir: scope === 'system' ? '/run' : '/run/user/1000' };
 }
 
@@ -115,7 +115,7 @@ export class SystemdProvider implements Provider {
     const parsed = parseGatewayConfig(resource.config, resource.address);
     if (!parsed.config) return { diagnostics: parsed.diagnostics };
     const config = parsed.config;
-    const diagnostics = [...parsed.diagnostics, ...renderGateway(config, placeholderContext(config.scope), resource.address).diagnostics];
+    const diagnostics = [...parsed.diagnostics, ...renderGateway(config, validationRenderContext(config.scope), resource.address).diagnostics];
     if (config.scope === 'user' && TIER_ORDER.indexOf(config.riskTier) >= TIER_ORDER.indexOf('moderate')) {
       diagnostics.push(warningDiag(SystemdCode.notEnforced, `${resource.address}: in user scope the egress allowlist (IPAddressDeny=/IPAddressAllow=) is written but not enforced.`, {
         address: resource.address,
@@ -170,7 +170,7 @@ export class SystemdProvider implements Provider {
       const r = renderGateway(parsed.config, contextOf(liveGateway), address);
       if (!r.rendered) {
         // Errors that only the host's paths cause (validate rendered with the default layout and saw none).
-        if (renderGateway(parsed.config, placeholderContext(parsed.config.scope), address).rendered) diagnostics.push(...r.diagnostics.filter((d) => d.severity === 'error'));
+        if (renderGateway(parsed.config, validationRenderContext(parsed.config.scope), address).rendered) diagnostics.push(...r.diagnostics.filter((d) => d.severity === 'error'));
         return { action: 'noop', effect: 'none', reasons: [], drift: [], diagnostics };
       }
       rendered = r.rendered;
