@@ -197,6 +197,7 @@ describe('parseExposure', () => {
 });
 
 /** Temporary directories analyze.ts creates, to prove it removes them. */
+/** Temp dirs of this process only: other test workers run verifyUnits at the same time. */
 function leftovers(): string[] {
-  return readdirSync(os.tmpdir()).filter((e) => e.startsWith('agentvm-units-') || e.startsWith('agentvm-analyze-runtime-')).sort();
+  return readdirSync(os.tmpdir()).filter((e) => e.startsWith(`agentvm-units-${process.pid}-`) || e.startsWith(`agentvm-analyze-runtime-${process.pid}-`)).sort();
 }

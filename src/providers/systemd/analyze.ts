@@ -83,7 +83,7 @@ export async function verifyUnits(files: readonly UnitFile[], opts: AnalyzeOptio
   }
   if (diagnostics.length > 0 || targets.size === 0) return diagnostics;
 
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'agentvm-units-'));
+  const dir = await mkdtemp(path.join(os.tmpdir(), `agentvm-units-${process.pid}-`));
   try {
     for (const f of files) {
       const file = path.join(dir, f.name);
@@ -248,7 +248,7 @@ async function analyze(args: readonly string[], opts: AnalyzeOptions): Promise<{
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', SYSTEMD_COLORS: '0', SYSTEMD_PAGER: '' };
   if (scope === 'user') {
     // A user-scope manager refuses to initialise without a runtime directory ("Failed to lookup RuntimeDirectory").
-    runtimeDir = await mkdtemp(path.join(os.tmpdir(), 'agentvm-analyze-runtime-'));
+    runtimeDir = await mkdtemp(path.join(os.tmpdir(), `agentvm-analyze-runtime-${process.pid}-`));
     env.XDG_RUNTIME_DIR = runtimeDir;
   }
   try {

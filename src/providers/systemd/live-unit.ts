@@ -154,9 +154,12 @@ export async function foreignSources(endpoint: SystemdEndpoint, profile: string)
   const found: ForeignSource[] = [];
   for (const dir of [...new Set(dirs)]) {
     const ours = dir === endpoint.unitDir;
+    const present = await directoryEntries(dir);
+    if (!present) continue;
     // Whole unit files named like the instance or the template (an instance file beats the template).
     for (const [name, reach] of [[unit, 'instance'], [TEMPLATE_UNIT, 'template']] as const) {
       if (ours && name === TEMPLATE_UNIT) continue;
+      if (!present.has(name)) continue;
       const file = path.join(dir, name);
       const kind = await unitKind(file);
       if (kind) found.push({ path: file, kind, reach, keys: kind === 'unit' ? await keysOf(file) : [], removable: await writableDir(dir) });
@@ -164,6 +167,7 @@ export async function foreignSources(endpoint: SystemdEndpoint, profile: string)
     // Drop-in directories, most specific first: the instance's, the template's, then the prefix ones.
     const dropInDirs: Array<[string, ForeignSource['reach']]> = [[`${unit}.d`, 'instance'], [`${TEMPLATE_UNIT}.d`, 'template'], ['agent-.service.d', 'prefix'], ['service.d', 'prefix']];
     for (const [dName, reach] of dropInDirs) {
+      if (!present.has(dName)) continue;
       const dDir = path.join(dir, dName);
       let entries: string[];
       try {
@@ -184,6 +188,33 @@ export async function foreignSources(endpoint: SystemdEndpoint, profile: string)
     }
   }
   return found.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/**
+ * The names in a unit directory, or null when it does not exist. Listings are reused while the directory's mtime is
+ * unchanged (adding, removing or renaming an entry changes it), so a plan of many units lists each unit-path
+ * directory once instead of probing a dozen names per unit. File contents are never cached.
+ */
+const listings = new Map<string, { mtimeNs: bigint; names: Set<string> }>();
+async function directoryEntries(dir: string): Promise<Set<string> | null> {
+  let st;
+  try {
+    st = await stat(dir, { bigint: true });
+  } catch {
+    listings.delete(dir);
+    return null;
+  }
+  if (!st.isDirectory()) return null;
+  const cached = listings.get(dir);
+  if (cached && cached.mtimeNs === st.mtimeNs) return cached.names;
+  let names: Set<string>;
+  try {
+    names = new Set(await readdir(dir));
+  } catch {
+    return null;
+  }
+  listings.set(dir, { mtimeNs: st.mtimeNs, names });
+  return names;
 }
 
 async function unitKind(file: string): Promise<'unit' | 'mask' | undefined> {
