@@ -17,6 +17,7 @@ import { resolveAccel } from '../src/providers/microvm/accel.js';
 import { guestAddressing } from '../src/providers/microvm/egress.js';
 import { agentvm, assertBuilt, BIN, ROOT } from './support/cli.js';
 import { gitdir, type GitDir } from './support/gitdir.js';
+import { processesMentioning } from './support/processes.js';
 
 const HOW_TO = 'Needs root and: apt-get install qemu-system-x86 busybox-static iproute2 nftables && scripts/build-test-image.sh && npm run build';
 const inCi = process.env.CI === 'true';
@@ -66,20 +67,6 @@ function hostAddress(): string {
     for (const a of addresses ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   }
   return '192.0.2.123';
-}
-
-/** Live (non-zombie) processes whose command line mentions `needle`, other than this one. */
-function processesMentioning(needle: string): string[] {
-  const found: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (cmdline.includes(needle) && Number(pid) !== process.pid) found.push(`${pid}: ${cmdline.slice(0, 160)}`);
-    } catch {
-      // Exited while we looked.
-    }
-  }
-  return found;
 }
 
 function netnsNames(): string[] {

@@ -12,6 +12,7 @@ import { QemuDriver, detectAccel } from '../src/providers/microvm/qemu.js';
 import { runEphemeralVm, type EphemeralVmRequest } from '../src/providers/microvm/ephemeral-vm.js';
 import { ConsoleParser, newNonce, CmdlineKey } from '../src/providers/microvm/protocol.js';
 import { writeCpio } from '../src/providers/microvm/cpio.js';
+import { processesMentioning } from './support/processes.js';
 
 const HOW_TO = 'Install with: apt-get install qemu-system-x86 busybox-static && scripts/build-test-image.sh';
 const inCi = process.env.CI === 'true';
@@ -46,20 +47,6 @@ describe('microVM boot: available in CI', () => {
     expect(missing, `${missing ?? ''}. ${HOW_TO}`).toBeUndefined();
   });
 });
-
-/** Every process whose command line mentions `needle` (the run dir is on the VMM's command line). */
-function processesMentioning(needle: string): string[] {
-  const found: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (cmdline.includes(needle) && Number(pid) !== process.pid) found.push(`${pid}: ${cmdline.slice(0, 200)}`);
-    } catch {
-      // The process exited while we looked.
-    }
-  }
-  return found;
-}
 
 /** qemu processes that are children of this test process. */
 function childQemus(): string[] {
