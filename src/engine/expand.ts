@@ -33,9 +33,11 @@ export function expandHost(state: DesiredState, host: string): DesiredResource[]
   if (!hostDoc) return [];
   const out: DesiredResource[] = [];
   const scope = hostDoc.value.spec.systemd?.scope ?? 'system';
+  const vm = hostDoc.value.spec.microvm ?? {};
+  const microvm = { driver: vm.driver ?? 'qemu', accel: vm.accel ?? 'auto', maxConcurrentJobs: vm.maxConcurrentJobs ?? 2 };
   for (const name of hostDoc.value.spec.workloads ?? []) {
     const def = state.workloads.get(name);
-    if (def) out.push(...expandWorkload(def, state.repo, { scope }));
+    if (def) out.push(...expandWorkload(def, state.repo, { scope, microvm }));
   }
   return out;
 }
@@ -51,6 +53,11 @@ export function resolveSourceLocation(location: string, repoDir: string): string
 export interface ExpandOptions {
   /** The host's systemd scope (Host spec.systemd.scope), carried into every unit's config. */
   scope?: 'system' | 'user';
+  /**
+   * The host's microVM settings (Host spec.microvm, defaults filled in), carried into every job definition: a job
+   * run reads only the definition apply installed, so how it boots must be part of it (ADR 0009).
+   */
+  microvm?: { driver: 'qemu' | 'firecracker'; accel: 'kvm' | 'tcg' | 'auto'; maxConcurrentJobs: number };
 }
 
 export function expandWorkload(def: WorkloadDefinition, repoDir: string, opts: ExpandOptions = {}): DesiredResource[] {
@@ -137,6 +144,7 @@ export function expandWorkload(def: WorkloadDefinition, repoDir: string, opts: E
         timeoutSeconds: job.timeoutSeconds ?? 300,
         riskTier: contract.spec.riskTier,
         egress: contract.spec.egress ?? [],
+        microvm: opts.microvm ?? { driver: 'qemu', accel: 'auto', maxConcurrentJobs: 2 },
       },
       dependsOn: [],
     });

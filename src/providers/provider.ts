@@ -56,6 +56,8 @@ export interface PlanResponse {
 export interface ApplyRequest {
   host: HostContext;
   change: PlannedChange;
+  /** The desired-state commit being applied (null: an uncommitted worktree); absent when the caller has none. */
+  commit?: string | null;
   locked?: LockedResource;
   /** Emits progress for views; never required for correctness. */
   progress?: (message: string) => void;

@@ -1,9 +1,18 @@
 // Runtime validators of the state files, built from the public schemas with z.fromJSONSchema (ADR 0002), so what
 // agentvm accepts on read cannot drift from what `schemas/` publishes. Loaded lazily: plan/apply pay for it once.
+// zod itself is loaded on the first validation, not on import: appending to the audit log (every `job run`, every
+// gate decision) never validates, and importing zod costs ≈60 ms of start-up.
 
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
+import type { z } from 'zod';
+
+let zod: typeof z | undefined;
+function zodLibrary(): typeof z {
+  zod ??= (createRequire(import.meta.url)('zod') as { z: typeof z }).z;
+  return zod;
+}
 
 export type StateSchema = 'lockfile.schema.json' | 'audit-event.schema.json';
 
@@ -23,7 +32,7 @@ function loadSchema(file: StateSchema): Record<string, unknown> {
 export function stateValidator(file: StateSchema): z.ZodType {
   let v = validators.get(file);
   if (!v) {
-    v = z.fromJSONSchema(loadSchema(file) as JsonSchemaInput);
+    v = zodLibrary().fromJSONSchema(loadSchema(file) as JsonSchemaInput);
     validators.set(file, v);
   }
   return v;
@@ -35,7 +44,7 @@ export function stateDefinitionValidator(file: StateSchema, definition: string):
   let v = validators.get(key);
   if (!v) {
     const schema = loadSchema(file);
-    v = z.fromJSONSchema({ $schema: schema.$schema, $defs: schema.$defs, $ref: `#/$defs/${definition}` } as JsonSchemaInput);
+    v = zodLibrary().fromJSONSchema({ $schema: schema.$schema, $defs: schema.$defs, $ref: `#/$defs/${definition}` } as JsonSchemaInput);
     validators.set(key, v);
   }
   return v;

@@ -35,7 +35,17 @@ export interface JobConfig {
   timeoutSeconds: number;
   riskTier: string;
   egress: EgressRule[];
+  /** The host's microVM settings at apply time (Host spec.microvm). */
+  microvm: MicrovmSettings;
 }
+
+export interface MicrovmSettings {
+  driver: 'qemu' | 'firecracker';
+  accel: 'kvm' | 'tcg' | 'auto';
+  maxConcurrentJobs: number;
+}
+
+export const DEFAULT_MICROVM_SETTINGS: MicrovmSettings = { driver: 'qemu', accel: 'auto', maxConcurrentJobs: 2 };
 
 const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -76,6 +86,13 @@ export function parseJobConfig(config: Record<string, unknown>, address?: string
   const timeoutSeconds = int('timeoutSeconds', 1, 7 * 24 * 3600);
   const egress = parseEgressRules(config.egress, address);
   diagnostics.push(...egress.diagnostics);
+  const vm = (config.microvm ?? DEFAULT_MICROVM_SETTINGS) as Partial<Record<keyof MicrovmSettings, unknown>>;
+  const driver = vm.driver ?? DEFAULT_MICROVM_SETTINGS.driver;
+  const accel = vm.accel ?? DEFAULT_MICROVM_SETTINGS.accel;
+  const maxConcurrentJobs = vm.maxConcurrentJobs ?? DEFAULT_MICROVM_SETTINGS.maxConcurrentJobs;
+  if (driver !== 'qemu' && driver !== 'firecracker') bad('$.spec.microvm.driver', `microVM driver ${JSON.stringify(driver)} is not qemu or firecracker.`);
+  if (accel !== 'kvm' && accel !== 'tcg' && accel !== 'auto') bad('$.spec.microvm.accel', `accel ${JSON.stringify(accel)} is not kvm, tcg or auto.`);
+  if (typeof maxConcurrentJobs !== 'number' || !Number.isInteger(maxConcurrentJobs) || maxConcurrentJobs < 1) bad('$.spec.microvm.maxConcurrentJobs', `maxConcurrentJobs ${JSON.stringify(maxConcurrentJobs)} is not a positive integer.`);
   if (diagnostics.length > 0 || kernel === undefined || rootfs === undefined) return { diagnostics };
   return {
     config: {
@@ -88,6 +105,7 @@ export function parseJobConfig(config: Record<string, unknown>, address?: string
       timeoutSeconds,
       riskTier: typeof config.riskTier === 'string' ? config.riskTier : 'unknown',
       egress: egress.rules,
+      microvm: { driver, accel, maxConcurrentJobs } as MicrovmSettings,
     },
     diagnostics,
   };
@@ -173,7 +191,11 @@ export async function pinnedImageBytes(host: Pick<HostContext, 'root'>, config: 
   return out;
 }
 
-/** What apply installed for a job definition. */
+/**
+ * What apply installed for a job definition: everything `agentvm job run` needs, so a run never reads the
+ * desired-state repository (ADR 0009). `digest` must equal the fingerprint of `config`; a copy edited by hand is
+ * drift (`read` recomputes it) and is refused by `job run`.
+ */
 export interface InstalledJobDefinition {
   formatVersion: 1;
   address: string;
@@ -181,6 +203,24 @@ export interface InstalledJobDefinition {
   identity: string;
   digest: string;
   config: Record<string, unknown>;
+  /** The host it was applied for, and the desired-state commit it came from (null: an uncommitted worktree). */
+  host?: string;
+  commit?: string | null;
+  /**
+   * Present when the job's tier requires signed images: those whose signature apply verified, by name, each at the
+   * sha256 it verified (an image still missing at apply is absent). Such a job runs only when both are here at the
+   * pinned digests; the plan shows an update once the missing image arrives, and that apply verifies it.
+   */
+  signaturesVerified?: Partial<Record<'kernel' | 'rootfs', string>>;
+}
+
+/**
+ * Whether a run may boot these pins as far as signatures go: true when apply did not require a signature check
+ * (no `signaturesVerified`), or when it verified both images at exactly the pinned digests.
+ */
+export function signaturesCoverPins(installed: Pick<InstalledJobDefinition, 'signaturesVerified'>, config: Pick<JobConfig, 'kernel' | 'rootfs'>): boolean {
+  const verified = installed.signaturesVerified;
+  return verified === undefined || (verified.kernel === config.kernel.sha256 && verified.rootfs === config.rootfs.sha256);
 }
 
 export async function readInstalledDefinition(host: Pick<HostContext, 'root'>, workload: string, job: string): Promise<InstalledJobDefinition | undefined> {

@@ -105,7 +105,7 @@ describe('job definitions', () => {
 
     expect(applied.locked?.digest).toBe(jobDefinitionDigest(d.config));
     expect(applied.diagnostics.map((x) => `${x.severity} ${x.code}`)).toEqual(['warning microvm.image-missing']);
-    expect(read.live.attributes).toEqual({ images: 'missing' });
+    expect(read.live.attributes).toEqual({ images: 'missing', signatures: 'not-required' });
     expect(read.diagnostics.map((x) => `${x.severity} ${x.code}`)).toEqual(['warning microvm.image-missing']);
     expect(provider.plan({ address: d.address, desired: d, live: read.live, locked: { ...applied.locked!, commit: null, appliedAt: 'x' } })).toMatchObject({ action: 'noop', drift: [] });
   });

@@ -39,6 +39,7 @@ import {
   pinnedImageBytes,
   readInstalledDefinition,
   removeInstalledDefinition,
+  signaturesCoverPins,
   verifyImages,
   writeInstalledDefinition,
 } from './job-definition.js';
@@ -92,8 +93,11 @@ export class MicrovmProvider implements Provider {
     if (installed === undefined) return { live: { address: req.address, provider: this.type, exists: false }, diagnostics: [] };
     const parsed = parseJobConfig(installed.config);
     const images = parsed.config === undefined ? { status: 'missing' as const, diagnostics: [] } : await verifyImages(req.host, parsed.config);
+    // The digest of what is installed, recomputed: a definition edited by hand is drift even if its digest field was
+    // left alone.
+    const signatures = installed.signaturesVerified === undefined ? 'not-required' : parsed.config !== undefined && signaturesCoverPins(installed, parsed.config) ? 'verified' : 'unverified';
     return {
-      live: { address: req.address, provider: this.type, exists: true, identity: installed.identity, digest: installed.digest, attributes: { images: images.status } },
+      live: { address: req.address, provider: this.type, exists: true, identity: installed.identity, digest: jobDefinitionDigest(installed.config), attributes: { images: images.status, signatures } },
       // Shown in the plan as warnings: the change that fixes them is planned (update), apply reports errors.
       diagnostics: images.diagnostics.map((d) => ({ ...d, severity: 'warning' as const })),
     };
@@ -148,15 +152,32 @@ export class MicrovmProvider implements Provider {
     // run verifies the pins again before booting anything).
     if (images.status === 'mismatch') return { diagnostics: images.diagnostics };
     // Signed images: the bytes that hash to their pins are checked against their bundles before anything is written.
+    // What was verified is recorded in the installed definition: `job run` boots only pins verified here (ADR 0009).
+    let signaturesVerified: Partial<Record<'kernel' | 'rootfs', string>> | undefined;
     if (req.verifyArtifact) {
       req.progress?.('verifying image signatures');
+      signaturesVerified = {};
       const refusals: Diagnostic[] = [];
-      for (const image of await pinnedImageBytes(host, parsed.config)) refusals.push(...(await req.verifyArtifact(image.bytes, image.name)));
+      for (const image of await pinnedImageBytes(host, parsed.config)) {
+        const found = await req.verifyArtifact(image.bytes, image.name);
+        refusals.push(...found);
+        if (!found.some((d) => d.severity === 'error')) signaturesVerified[image.name] = parsed.config[image.name].sha256;
+      }
       if (refusals.some((d) => d.severity === 'error')) return { diagnostics: refusals };
     }
     const identity = jobIdentity(parsed.config);
     const digest = jobDefinitionDigest(desired.config);
-    await writeInstalledDefinition(host, job, { formatVersion: 1, address: change.address, workload, identity, digest, config: desired.config });
+    await writeInstalledDefinition(host, job, {
+      formatVersion: 1,
+      address: change.address,
+      workload,
+      identity,
+      digest,
+      config: desired.config,
+      host: host.host,
+      commit: req.commit ?? null,
+      ...(signaturesVerified === undefined ? {} : { signaturesVerified }),
+    });
     return {
       locked: { address: change.address, provider: this.type, workload, identity, digest },
       diagnostics: images.diagnostics.map((d) => ({ ...d, severity: 'warning' as const, summary: `${d.summary} The job cannot run until it is there.` })),
@@ -237,6 +258,9 @@ function planDefinition(req: PlanRequest): PlanResponse {
   }
   if (images === 'mismatch') {
     return { action: 'update', effect: 'none', reasons: [{ code: 'live-modified', message: 'An image of the job does not match its pin; apply refuses it until the pinned image is in place.' }], drift, diagnostics };
+  }
+  if (images === 'verified' && live.attributes?.signatures === 'unverified') {
+    return { action: 'update', effect: 'none', reasons: [{ code: 'live-modified', message: 'The job\'s images arrived after its definition was installed; apply verifies their signatures, and only then can the job run.' }], drift, diagnostics };
   }
   return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics };
 }
