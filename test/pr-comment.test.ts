@@ -150,7 +150,7 @@ describe('pull-request plan comment', () => {
     expect(script.stdout).toBe(cli.stdout);
     expect(cli.stdout).toContain('1 to update');
     expect(cli.stdout).toContain('+config.env.AGENT_POOL_SIZE = "4"');
-    expect(cli.stdout).toContain('-digest = "sha256:');
+    expect(cli.stdout).toContain('-config.env.AGENT_POOL_SIZE = "2"');
 
     // The bot plans against a snapshot of the host root, taken as the README says and unpacked as the workflow does.
     const tarball = join(fleet.base, 'agentvm-root-edge-1.tar.gz');

@@ -6,9 +6,10 @@ import { ProviderRegistry, loadThirdPartyProviders } from '../providers/registry
 import { GitReleaseProvider, PackageReleaseProvider } from '../providers/release/index.js';
 import { SystemdProvider } from '../providers/systemd/index.js';
 import { MicrovmProvider } from '../providers/microvm/provider.js';
+import { GateProvider } from '../providers/gate/provider.js';
 
 export function builtInRegistry(): ProviderRegistry {
-  return new ProviderRegistry([new GitReleaseProvider(), new PackageReleaseProvider(), new MicrovmProvider(), new SystemdProvider()]);
+  return new ProviderRegistry([new GitReleaseProvider(), new PackageReleaseProvider(), new MicrovmProvider(), new SystemdProvider(), new GateProvider()]);
 }
 
 export async function registryFor(state: DesiredState): Promise<{ registry: ProviderRegistry; diagnostics: Diagnostic[] }> {

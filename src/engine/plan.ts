@@ -124,6 +124,7 @@ export function computePlan(input: PlanInput): Plan {
       reasons: res.reasons,
       ...(locked || live.exists ? { before: { ...(live.identity ?? locked?.identity ? { identity: live.identity ?? locked?.identity } : {}), ...(live.digest ?? locked?.digest ? { digest: live.digest ?? locked?.digest } : {}) } } : {}),
       ...(desired ? { after: { identity: desired.identity }, desired } : {}),
+      ...(recordedConfig(locked) ? { recorded: { config: recordedConfig(locked)! } } : {}),
       dependsOn: graph.deps.get(address) ?? [],
     });
   }
@@ -162,4 +163,10 @@ export function computePlan(input: PlanInput): Plan {
 /** True when applying the plan would change something. */
 export function hasChanges(plan: Plan): boolean {
   return plan.changes.some((c) => c.action !== 'noop');
+}
+
+/** The desired config a provider stored in the lockfile entry at apply (`attributes.config`), if it stores one. */
+function recordedConfig(locked: LockedResource | undefined): Record<string, unknown> | undefined {
+  const config = locked?.attributes?.config;
+  return config !== null && typeof config === 'object' && !Array.isArray(config) ? (config as Record<string, unknown>) : undefined;
 }

@@ -88,6 +88,8 @@ export interface PlannedChange {
   after?: { identity: string };
   /** Desired config carried into apply (saved plans are applied without re-reading the repo). */
   desired?: DesiredResource;
+  /** The config the lockfile recorded at the last apply (when the provider records one): the "before" of a diff. */
+  recorded?: { config: Record<string, unknown> };
   dependsOn: Address[];
 }
 

@@ -37,10 +37,43 @@ export interface AuditEvent {
    */
   detail?: string;
   applyId?: string;
+  gate?: GateAccess;
   prevHash: Hash;
   hash: Hash;
 }
 export interface Version {
   identity?: string;
   digest?: string;
+}
+/**
+ * Preview gate facts of a gate.* event (grant, revoke, expire, request). Never the one-time token or a session id.
+ */
+export interface GateAccess {
+  /**
+   * <workload>/<preview>.
+   */
+  preview: string;
+  grantId?: string;
+  /**
+   * Who the grant is for (an email from the preview's grantees).
+   */
+  identity?: string;
+  /**
+   * Source address of the request (ip:port).
+   */
+  source?: string;
+  method?: string;
+  /**
+   * Request path as received, with any grant token removed.
+   */
+  path?: string;
+  /**
+   * HTTP status the gate answered.
+   */
+  status?: number;
+  /**
+   * Why: the grant's stated reason, or why a request was denied.
+   */
+  reason?: string;
+  expires?: string;
 }

@@ -58,6 +58,12 @@ export interface Change {
     identity: string;
   };
   desired?: DesiredResource;
+  /**
+   * The configuration the lockfile recorded when this resource was last applied (providers that record it: systemd units, job definitions), so views can show a real before/after diff. Never a secret value: configs hold references only.
+   */
+  recorded?: {
+    config: {};
+  };
   dependsOn: string[];
 }
 export interface Reason {

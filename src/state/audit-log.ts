@@ -15,13 +15,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { AgentvmError, errorDiag, type Diagnostic } from '../diagnostics/index.js';
 import type { Action } from '../engine/types.js';
-import type { AuditEvent, Version } from '../generated/audit-event.js';
+import type { AuditEvent, GateAccess, Version } from '../generated/audit-event.js';
 import type { AuditHead } from '../generated/lockfile.js';
 import { errnoCode, fsyncDirectory } from './atomic-file.js';
 import { acquireLeaseLock, LeaseHeldError, sleepSync, type LeaseLock } from './lease-lock.js';
 import { firstIssue, stateValidator } from './state-schemas.js';
 
-export type { AuditEvent, AuditHead };
+export type { AuditEvent, AuditHead, GateAccess };
 export type AuditResult = AuditEvent['result'];
 
 export const AUDIT_FILE_NAME = 'audit.jsonl';
@@ -45,6 +45,8 @@ export interface AuditEntry {
   /** A human sentence such as a diagnostic summary. Never a secret value. Cut at 2,000 characters. */
   detail?: string;
   applyId?: string;
+  /** Preview gate facts (gate.* events). Never a token or a session id: the gate hashes both and logs neither. */
+  gate?: GateAccess;
   /** Defaults to `user@hostname` of this process. */
   actor?: string;
   /** Defaults to now. */
@@ -53,8 +55,21 @@ export interface AuditEntry {
 
 /** Appends one record and returns it (its `seq` and `hash` are the new head, for the lockfile's `auditHead`). */
 export function appendAudit(file: string, entry: AuditEntry): AuditEvent {
+  const [record] = appendAuditBatch(file, [entry]);
+  if (!record) throw new Error('appendAuditBatch returned no record for one entry');
+  return record;
+}
+
+/**
+ * Appends several records under one lock, with one write(2) and one fsync (group commit: the preview gate logs every
+ * request, and a lock plus an fsync per request would cap it at the disk's sync rate). The records chain in order;
+ * all are validated before any is written, so either all reach the file or none does.
+ */
+export function appendAuditBatch(file: string, entries: readonly AuditEntry[]): AuditEvent[] {
+  const first = entries[0];
+  if (!first) return [];
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
-  const lock = acquireAppendLock(file, entry.host);
+  const lock = acquireAppendLock(file, first.host);
   try {
     const fd = openSync(file, 'a+', 0o640);
     let created = false;
@@ -62,20 +77,27 @@ export function appendAudit(file: string, entry: AuditEntry): AuditEvent {
       const size = fstatSync(fd).size;
       created = size === 0;
       const tail = lastRecord(fd, size);
-      const unsigned = buildRecord(entry, tail.head);
-      const record: AuditEvent = { ...unsigned, hash: auditHash(unsigned) };
-      const valid = stateValidator('audit-event.schema.json').safeParse(record);
-      if (!valid.success) {
-        throw new AgentvmError('audit.invalid-entry', `Refusing to write an invalid audit record (${firstIssue(valid.error)}).`, { source: 'toolkit' });
+      const validator = stateValidator('audit-event.schema.json');
+      const records: AuditEvent[] = [];
+      let head = tail.head;
+      for (const entry of entries) {
+        const unsigned = buildRecord(entry, head);
+        const record: AuditEvent = { ...unsigned, hash: auditHash(unsigned) };
+        const valid = validator.safeParse(record);
+        if (!valid.success) {
+          throw new AgentvmError('audit.invalid-entry', `Refusing to write an invalid audit record (${firstIssue(valid.error)}).`, { source: 'toolkit' });
+        }
+        records.push(record);
+        head = { seq: record.seq, hash: record.hash };
       }
       // A torn last line (a write cut short by a crash) is closed off, never continued: verify reports it, and the new
       // record chains onto the last complete one.
-      const line = `${tail.endsWithNewline ? '' : '\n'}${serializeAuditRecord(record)}\n`;
-      const bytes = Buffer.from(line, 'utf8');
-      const written = writeSync(fd, bytes);
-      if (written !== bytes.length) throw new Error(`short write to ${file}: ${written} of ${bytes.length} bytes`);
+      const text = `${tail.endsWithNewline ? '' : '\n'}${records.map((r) => `${serializeAuditRecord(r)}\n`).join('')}`;
+      const bytes = Buffer.from(text, 'utf8');
+      let written = 0;
+      while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
       fsyncSync(fd);
-      return record;
+      return records;
     } finally {
       closeSync(fd);
       if (created) fsyncDirectory(path.dirname(file));
@@ -116,7 +138,19 @@ function buildRecord(entry: AuditEntry, prev: AuditHead | null): Omit<AuditEvent
   if (after) record.after = after;
   if (entry.detail !== undefined) record.detail = entry.detail.length > DETAIL_MAX ? `${entry.detail.slice(0, DETAIL_MAX - 1)}…` : entry.detail;
   if (entry.applyId !== undefined) record.applyId = entry.applyId;
+  const gate = gateAccess(entry.gate);
+  if (gate) record.gate = gate;
   return record;
+}
+
+const GATE_FIELD_ORDER: ReadonlyArray<keyof GateAccess> = ['preview', 'grantId', 'identity', 'source', 'method', 'path', 'status', 'reason', 'expires'];
+
+/** Copies the typed gate fields one by one, in a fixed order (the order they are serialised in). */
+function gateAccess(g: GateAccess | undefined): GateAccess | undefined {
+  if (!g) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const k of GATE_FIELD_ORDER) if (g[k] !== undefined) out[k] = g[k];
+  return out as unknown as GateAccess;
 }
 
 function version(v: { identity?: string; digest?: string } | undefined): Version | undefined {
@@ -153,7 +187,7 @@ export function auditHash(record: Omit<AuditEvent, 'hash'> | AuditEvent): string
 }
 
 const FIELD_ORDER: ReadonlyArray<keyof AuditEvent> = [
-  'seq', 'time', 'actor', 'host', 'operation', 'event', 'address', 'action', 'result', 'before', 'after', 'detail', 'applyId', 'prevHash', 'hash',
+  'seq', 'time', 'actor', 'host', 'operation', 'event', 'address', 'action', 'result', 'before', 'after', 'detail', 'applyId', 'gate', 'prevHash', 'hash',
 ];
 
 /** The exact line agentvm writes for a record (no newline): fields in a fixed, readable order. */
@@ -162,7 +196,7 @@ export function serializeAuditRecord(record: AuditEvent): string {
   for (const k of FIELD_ORDER) {
     const v = record[k];
     if (v === undefined) continue;
-    ordered[k] = k === 'before' || k === 'after' ? version(v as Version) : v;
+    ordered[k] = k === 'before' || k === 'after' ? version(v as Version) : k === 'gate' ? gateAccess(v as GateAccess) : v;
   }
   return JSON.stringify(ordered);
 }

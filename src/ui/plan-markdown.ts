@@ -10,8 +10,9 @@
 //     backticks inside it.
 //   - No secret value is printed: configs carry secrets by reference only (governance refuses values), and keys that
 //     look like secrets are still masked unless their value is a reference.
-//   - The plan records the previous object of a change by identity and digest only, not by its configuration: the
-//     `-` side of a diff holds those; the `+` side is the desired configuration, flattened one setting per line.
+//   - A diff compares flattened configurations, one setting per line: the `-` side is the config the lockfile
+//     recorded at the last apply (`change.recorded`: units and job definitions), else the recorded identity and
+//     digest (releases: their content is a commit or a package, named by identity); the `+` side is the desired one.
 
 import { FILE_HEADERS_ONLY, formatPatch, structuredPatch } from 'diff';
 import type { Plan } from '../engine/plan.js';
@@ -63,8 +64,16 @@ function recordedBefore(c: PlannedChange): string {
   if (c.action === 'create') return '';
   const lines: string[] = [];
   if (c.before?.identity !== undefined) lines.push(`identity = ${JSON.stringify(c.before.identity)}`);
-  if (c.before?.digest !== undefined) lines.push(`digest = ${JSON.stringify(c.before.digest)}`);
+  // The config the lockfile recorded at the last apply (units, job definitions): a real before/after diff.
+  // Top-level keys the provider adds when it records (e.g. the unit's `workload`) are not settings: compare the keys
+  // the desired config has (nested settings, such as one env variable removed, still show).
+  if (c.recorded) lines.push(...flattenConfig(c.desired ? pick(c.recorded.config, Object.keys(c.desired.config)) : c.recorded.config, 'config'));
+  else if (c.before?.digest !== undefined) lines.push(`digest = ${JSON.stringify(c.before.digest)}`);
   return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+function pick(config: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(config).filter(([k]) => keys.includes(k)));
 }
 
 function desiredAfter(c: PlannedChange): string {

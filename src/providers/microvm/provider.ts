@@ -179,7 +179,8 @@ export class MicrovmProvider implements Provider {
       ...(signaturesVerified === undefined ? {} : { signaturesVerified }),
     });
     return {
-      locked: { address: change.address, provider: this.type, workload, identity, digest },
+      // The config is recorded so a later plan can show what changed (views diff it against the desired config).
+      locked: { address: change.address, provider: this.type, workload, identity, digest, attributes: { config: desired.config } },
       diagnostics: images.diagnostics.map((d) => ({ ...d, severity: 'warning' as const, summary: `${d.summary} The job cannot run until it is there.` })),
     };
   }

@@ -1,0 +1,68 @@
+// How gate events reach the audit log. Grants, revocations and expiries are rare and written at once (appendAudit:
+// lock + fsync per record). Requests are many: the server's RequestAuditLog buffers them and writes them in groups
+// (group commit: one lock, one write, one fsync per group), flushed every `intervalMs` or every `maxRecords`,
+// and on shutdown. A crash can lose at most one interval of request records — never a grant, revoke or expiry.
+// Invariant: no record carries a one-time token or a session id (callers pass only GateAccess fields, which have no
+// slot for either; paths are logged without their query).
+
+import type { AuditResult, GateAccess } from '../state/audit-log.js';
+import { appendAudit, appendAuditBatch, type AuditEntry } from '../state/audit-log.js';
+
+export const GATE_OPERATION = 'gate';
+
+/** Events the gate writes. */
+export type GateEvent = 'gate.grant' | 'gate.revoke' | 'gate.expire' | 'gate.exchange' | 'gate.request' | 'gate.route-delete' | 'gate.start' | 'gate.stop';
+
+export function gateEntry(host: string, event: GateEvent, result: AuditResult, gate: GateAccess, extra: { actor?: string; detail?: string; address?: string } = {}): AuditEntry {
+  return { host, operation: GATE_OPERATION, event, result, gate, ...extra };
+}
+
+/** Writes one gate event now (lock + fsync): for grants, revocations, expiries, route deletions. */
+export function auditGateEvent(file: string, entry: AuditEntry): void {
+  appendAudit(file, entry);
+}
+
+export interface RequestAuditLogOptions {
+  file: string;
+  intervalMs?: number;
+  maxRecords?: number;
+  /** Called when a group cannot be written (disk full, log locked for > 10 s); the server reports it and goes on. */
+  onError?: (error: unknown) => void;
+}
+
+/** Group commit of per-request records (see the file comment). */
+export class RequestAuditLog {
+  private buffer: AuditEntry[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly intervalMs: number;
+  private readonly maxRecords: number;
+  /** Records written so far (for the server's shutdown summary and tests). */
+  written = 0;
+
+  constructor(private readonly options: RequestAuditLogOptions) {
+    this.intervalMs = options.intervalMs ?? 100;
+    this.maxRecords = options.maxRecords ?? 512;
+  }
+
+  add(entry: AuditEntry): void {
+    this.buffer.push(entry);
+    if (this.buffer.length >= this.maxRecords) this.flush();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), this.intervalMs);
+      this.timer.unref();
+    }
+  }
+
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.buffer.length === 0) return;
+    const group = this.buffer;
+    this.buffer = [];
+    try {
+      this.written += appendAuditBatch(this.options.file, group).length;
+    } catch (error) {
+      this.options.onError?.(error);
+    }
+  }
+}

@@ -1,0 +1,376 @@
+// The gate server: a node:http(s) reverse proxy in front of previews that listen only on loopback ports or unix
+// sockets. One route per applied preview (routes.ts), reached at `/p/<workload>/<preview>/` by people holding a live
+// grant (grants.ts); every grant exchange, allowed and denied request goes to the audit log (audit.ts).
+// Invariants:
+// - A request reaches an upstream only after: its target passed parseRequestTarget, its route exists in the table as
+//   read for THIS request, and its session cookie maps to a grant for THIS preview that is neither expired nor revoked
+//   (a stat of the revocation marker per request) and whose identity is still a grantee. Every denial is answered by
+//   the gate itself (400/401/403/404/405) and never opens a connection upstream.
+// - The upstream address comes from the route table only: 127.0.0.1:<port> or a socket file in the workload's socket
+//   directory. The Host header, an absolute-form target or CONNECT never select one (CONNECT and upgrades are refused).
+// - Node's parser enforces HTTP framing (conflicting Content-Length/Transfer-Encoding, oversized headers): the server
+//   never runs with insecureHTTPParser, and caps headers at `maxHeaderSize`.
+// - The gate's own cookies never reach an upstream, and an upstream cannot set or overwrite them.
+
+import { randomBytes } from 'node:crypto';
+import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import path from 'node:path';
+import { statSync } from 'node:fs';
+import type { GateAccess } from '../state/audit-log.js';
+import { auditGateEvent, gateEntry, RequestAuditLog } from './audit.js';
+import { GrantStore, SECRET_PATTERN, sha256Hex, type GrantRecord } from './grants.js';
+import { baseUrl, writeListenerRecord } from './listener.js';
+import { gatePaths, type GatePaths } from './paths.js';
+import { auditPath, parseRequestTarget } from './request-target.js';
+import { readRouteTable, routeKey, type GateRoute, type RouteTable } from './routes.js';
+
+export interface GateServerOptions {
+  root: string;
+  /** Host name for audit records. */
+  host: string;
+  address: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  /** PEM certificate and key; absent: plain HTTP (loopback only, checked by the caller). */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Request header cap in bytes (node answers 431 above it). Default 16 KiB. */
+  maxHeaderSize?: number;
+  /** How often expired grants are audited and pruned. Default 1 s. */
+  sweepIntervalMs?: number;
+  /** Group-commit interval of request audit records. Default 100 ms. */
+  auditIntervalMs?: number;
+  /** Problems the server survives (an unreadable route table, an audit write that failed). */
+  onWarning?: (message: string) => void;
+}
+
+export interface GateServer {
+  address: string;
+  port: number;
+  tls: boolean;
+  url: string;
+  /** Stops accepting, flushes the audit buffer, closes upstream connections. */
+  close(): Promise<void>;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+export const COOKIE_PREFIX = 'agentvm_gate_';
+
+export function cookieName(workload: string, preview: string): string {
+  return `${COOKIE_PREFIX}${workload}_${preview}`;
+}
+
+/** Re-reads routes.json when its (inode, mtime, size) changes: one stat per request, no restart. */
+class RouteCache {
+  private stamp = '';
+  private table: RouteTable = { version: 1, host: null, routes: {} };
+  constructor(private readonly file: string, private readonly onChange: () => void, private readonly warn: (m: string) => void) {}
+
+  current(): RouteTable {
+    const st = statSync(this.file, { throwIfNoEntry: false });
+    const stamp = st ? `${st.ino}:${st.mtimeMs}:${st.size}` : 'absent';
+    if (stamp !== this.stamp) {
+      try {
+        this.table = readRouteTable(this.file);
+      } catch (error) {
+        // Fail closed: an unreadable table routes nothing.
+        this.table = { version: 1, host: null, routes: {} };
+        this.warn(`route table unreadable, serving no routes: ${(error as Error).message}`);
+      }
+      this.stamp = stamp;
+      this.onChange();
+    }
+    return this.table;
+  }
+}
+
+/**
+ * Token and session hashes → grants, rebuilt from the store when a lookup misses and the grants directory changed.
+ * A directory mtime close to the last scan is not trusted (timestamps are coarse): a miss then rescans as well.
+ */
+class GrantIndex {
+  private byToken = new Map<string, GrantRecord>();
+  private bySession = new Map<string, GrantRecord>();
+  private stamp = '';
+  private scannedAt = 0;
+  constructor(private readonly store: GrantStore) {}
+
+  invalidate(): void {
+    this.stamp = '';
+  }
+
+  private refreshIfChanged(): void {
+    const st = statSync(this.store.dir, { throwIfNoEntry: false });
+    const stamp = st ? `${st.ino}:${st.mtimeMs}` : 'absent';
+    const ambiguous = st !== undefined && this.scannedAt - st.mtimeMs < 50;
+    if (stamp === this.stamp && !ambiguous) return;
+    const byToken = new Map<string, GrantRecord>();
+    const bySession = new Map<string, GrantRecord>();
+    for (const g of this.store.all()) {
+      byToken.set(g.tokenSha256, g);
+      if (g.sessionSha256) bySession.set(g.sessionSha256, g);
+    }
+    this.byToken = byToken;
+    this.bySession = bySession;
+    this.stamp = stamp;
+    this.scannedAt = Date.now();
+  }
+
+  byTokenHash(hash: string): GrantRecord | undefined {
+    if (this.stamp === '') this.refreshIfChanged();
+    return this.byToken.get(hash) ?? (this.refreshIfChanged(), this.byToken.get(hash));
+  }
+
+  bySessionHash(hash: string): GrantRecord | undefined {
+    if (this.stamp === '') this.refreshIfChanged();
+    return this.bySession.get(hash) ?? (this.refreshIfChanged(), this.bySession.get(hash));
+  }
+
+  addSession(hash: string, grant: GrantRecord): void {
+    this.bySession.set(hash, grant);
+  }
+}
+
+interface Denial {
+  status: number;
+  reason: string;
+  grant?: GrantRecord;
+}
+
+export async function startGateServer(options: GateServerOptions): Promise<GateServer> {
+  const paths: GatePaths = gatePaths(options.root);
+  const warn = options.onWarning ?? (() => {});
+  const store = new GrantStore(paths.grants);
+  const grants = new GrantIndex(store);
+  const routes = new RouteCache(paths.routes, () => grants.invalidate(), warn);
+  const tls = options.tls !== undefined;
+  const requestLog = new RequestAuditLog({ file: paths.audit, ...(options.auditIntervalMs ? { intervalMs: options.auditIntervalMs } : {}), onError: (e) => warn(`audit write failed: ${(e as Error).message}`) });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' });
+  const host = options.host;
+
+  const audit = (req: IncomingMessage, key: string | undefined, status: number, grant: GrantRecord | undefined, reason?: string): void => {
+    const access: GateAccess = {
+      preview: key ?? 'unknown/unknown',
+      ...(grant ? { grantId: grant.id, identity: grant.identity } : {}),
+      source: `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`,
+      method: (req.method ?? '?').slice(0, 20),
+      path: auditPath(req.url),
+      status,
+      ...(reason ? { reason: reason.slice(0, 500) } : {}),
+    };
+    requestLog.add(gateEntry(host, 'gate.request', status < 400 ? 'ok' : 'failed', access, grant ? { actor: grant.identity } : { actor: 'anonymous' }));
+  };
+
+  const deny = (req: IncomingMessage, res: ServerResponse, key: string | undefined, d: Denial, extra: OutgoingHttpHeaders = {}): void => {
+    audit(req, key, d.status, d.grant, d.reason);
+    const body = `${d.status} ${http.STATUS_CODES[d.status] ?? ''}: ${d.reason}\n`;
+    res.writeHead(d.status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...extra });
+    res.end(body);
+  };
+
+  /** Why this grant may not be used for `route` now, or undefined when it may. */
+  const refusal = (grant: GrantRecord, route: GateRoute, key: string): Denial | undefined => {
+    if (routeKey(grant.workload, grant.preview) !== key) return { status: 403, reason: `grant ${grant.id} is for another preview`, grant };
+    if (Date.parse(grant.expires) <= Date.now()) return { status: 403, reason: `grant ${grant.id} expired`, grant };
+    if (store.isRevoked(grant.id)) return { status: 403, reason: `grant ${grant.id} was revoked`, grant };
+    if (!route.grantees.includes(grant.identity)) return { status: 403, reason: `${grant.identity} is no longer a grantee of ${key}`, grant };
+    return undefined;
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const target = parseRequestTarget(req.url);
+    if (!target.ok) {
+      if (target.status === 308 && target.location) {
+        audit(req, undefined, 308, undefined, target.reason);
+        res.writeHead(308, { location: target.location, 'content-length': 0, 'cache-control': 'no-store' });
+        res.end();
+        return;
+      }
+      deny(req, res, undefined, { status: target.status, reason: target.reason });
+      return;
+    }
+    const key = routeKey(target.workload, target.preview);
+    const route = routes.current().routes[key];
+    if (!route) {
+      deny(req, res, key, { status: 404, reason: 'no such preview route' });
+      return;
+    }
+    const name = cookieName(target.workload, target.preview);
+    if (target.grant !== undefined) {
+      exchange(req, res, route, key, name, target.grant, target.rest, target.query);
+      return;
+    }
+    const sessions = cookieValues(req.headers.cookie, name);
+    if (sessions.length === 0) {
+      deny(req, res, key, { status: 401, reason: 'no session: follow a grant link' });
+      return;
+    }
+    let grant: GrantRecord | undefined;
+    for (const s of sessions) {
+      if (!SECRET_PATTERN.test(s)) continue;
+      grant = grants.bySessionHash(sha256Hex(s));
+      if (grant) break;
+    }
+    if (!grant) {
+      deny(req, res, key, { status: 401, reason: 'unknown session' });
+      return;
+    }
+    const refused = refusal(grant, route, key);
+    if (refused) {
+      deny(req, res, key, refused);
+      return;
+    }
+    proxy(req, res, route, key, grant, target.rest, target.query);
+  };
+
+  const exchange = (req: IncomingMessage, res: ServerResponse, route: GateRoute, key: string, name: string, token: string, rest: string, query: string): void => {
+    if (!SECRET_PATTERN.test(token)) {
+      deny(req, res, key, { status: 401, reason: 'malformed grant token' });
+      return;
+    }
+    const grant = grants.byTokenHash(sha256Hex(token));
+    if (!grant) {
+      deny(req, res, key, { status: 401, reason: 'unknown grant token' });
+      return;
+    }
+    const refused = refusal(grant, route, key);
+    if (refused) {
+      deny(req, res, key, refused);
+      return;
+    }
+    const session = randomBytes(32).toString('base64url');
+    const sessionHash = sha256Hex(session);
+    if (!store.markUsed(grant.id, sessionHash)) {
+      deny(req, res, key, { status: 403, reason: `the one-time link of grant ${grant.id} was already used`, grant });
+      return;
+    }
+    grants.addSession(sessionHash, grant);
+    const maxAge = Math.max(1, Math.floor((Date.parse(grant.expires) - Date.now()) / 1000));
+    const cookie = `${name}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${tls ? '; Secure' : ''}`;
+    const location = `/p/${route.workload}/${route.preview}${rest}${query ? `?${query}` : ''}`;
+    audit(req, key, 303, grant, 'one-time link exchanged for a session');
+    res.writeHead(303, { location, 'set-cookie': cookie, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'content-length': 0 });
+    res.end();
+  };
+
+  const proxy = (req: IncomingMessage, res: ServerResponse, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
+    const headers = forwardHeaders(req, route, tls);
+    const upstreamTarget = 'port' in route.upstream
+      ? { host: '127.0.0.1', port: route.upstream.port }
+      : { socketPath: path.join(paths.socketDir(route.workload), route.upstream.socket) };
+    const up = http.request({ ...upstreamTarget, agent, method: req.method, path: `${rest}${query ? `?${query}` : ''}`, headers });
+    up.on('response', (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.statusMessage, responseHeaders(ur));
+      ur.pipe(res);
+      audit(req, key, ur.statusCode ?? 502, grant);
+    });
+    up.on('error', (error) => {
+      if (!res.headersSent) deny(req, res, key, { status: 502, reason: `upstream unreachable (${(error as NodeJS.ErrnoException).code ?? error.message})`, grant });
+      else res.destroy();
+    });
+    res.on('close', () => {
+      if (!res.writableFinished) up.destroy();
+    });
+    req.pipe(up);
+  };
+
+  const serverOptions: http.ServerOptions = { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, insecureHTTPParser: false, keepAliveTimeout: 5_000, headersTimeout: 10_000, requestTimeout: 300_000 };
+  const server = tls ? https.createServer({ ...serverOptions, cert: options.tls!.cert, key: options.tls!.key }, handle) : http.createServer(serverOptions, handle);
+  // CONNECT (tunnels anywhere) and upgrades (WebSockets bypass the per-request checks after the handshake) are refused.
+  const refuseSocket = (status: number, reason: string) => (req: IncomingMessage, socket: Socket): void => {
+    audit(req, undefined, status, undefined, reason);
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  };
+  server.on('connect', refuseSocket(405, 'CONNECT is not allowed'));
+  server.on('upgrade', refuseSocket(501, 'protocol upgrades are not supported'));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable) return socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    requestLog.add(gateEntry(host, 'gate.request', 'failed', { preview: 'unknown/unknown', source: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, status, reason: `rejected by the HTTP parser (${err.code ?? err.message})` }, { actor: 'anonymous' }));
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.address, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  writeListenerRecord(paths.listener, { version: 1, address: options.address, port, tls, pid: process.pid, started: new Date().toISOString() });
+
+  const sweep = (): void => {
+    try {
+      store.sweepExpired((g) => auditGateEvent(paths.audit, gateEntry(host, 'gate.expire', 'ok', { preview: routeKey(g.workload, g.preview), grantId: g.id, identity: g.identity, expires: g.expires, reason: g.revoked ? 'expired (was revoked)' : 'expired' }, { actor: 'agentvm-gate' })));
+    } catch (error) {
+      warn(`expiry sweep failed: ${(error as Error).message}`);
+    }
+  };
+  const sweeper = setInterval(sweep, options.sweepIntervalMs ?? 1_000);
+  sweeper.unref();
+
+  return {
+    address: options.address,
+    port,
+    tls,
+    url: baseUrl(options.address, port, tls),
+    close: async () => {
+      clearInterval(sweeper);
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      agent.destroy();
+      requestLog.flush();
+    },
+  };
+}
+
+function cookieValues(header: string | undefined, name: string): string[] {
+  if (!header) return [];
+  const out: string[] = [];
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq === -1) continue;
+    if (part.slice(0, eq).trim() === name) out.push(part.slice(eq + 1).trim());
+  }
+  return out;
+}
+
+/** The request headers an upstream sees: no hop-by-hop headers, no gate cookies, Host and X-Forwarded-* set by the gate. */
+function forwardHeaders(req: IncomingMessage, route: GateRoute, tls: boolean): OutgoingHttpHeaders {
+  const drop = new Set(HOP_BY_HOP);
+  for (const token of String(req.headers.connection ?? '').split(',')) drop.add(token.trim().toLowerCase());
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v === undefined || drop.has(k) || k === 'host' || k === 'cookie' || k === 'forwarded' || k.startsWith('x-forwarded-')) continue;
+    out[k] = v;
+  }
+  const cookies = (req.headers.cookie ?? '').split(';').map((c) => c.trim()).filter((c) => c !== '' && !c.startsWith(COOKIE_PREFIX));
+  if (cookies.length) out.cookie = cookies.join('; ');
+  out.host = 'port' in route.upstream ? `127.0.0.1:${route.upstream.port}` : 'localhost';
+  out['x-forwarded-for'] = req.socket.remoteAddress ?? '';
+  out['x-forwarded-proto'] = tls ? 'https' : 'http';
+  out['x-forwarded-prefix'] = `/p/${route.workload}/${route.preview}`;
+  if (typeof req.headers.host === 'string') out['x-forwarded-host'] = req.headers.host;
+  return out;
+}
+
+/** The response headers a client sees: no hop-by-hop headers, and no Set-Cookie that would touch a gate cookie. */
+function responseHeaders(ur: IncomingMessage): OutgoingHttpHeaders {
+  const drop = new Set(HOP_BY_HOP);
+  for (const token of String(ur.headers.connection ?? '').split(',')) drop.add(token.trim().toLowerCase());
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(ur.headers)) {
+    if (v === undefined || drop.has(k)) continue;
+    if (k === 'set-cookie') {
+      const kept = (Array.isArray(v) ? v : [v]).filter((c) => !c.trim().startsWith(COOKIE_PREFIX));
+      if (kept.length) out[k] = kept;
+      continue;
+    }
+    out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,63 @@
+// The gate server as its own systemd unit, `agentvm-gate.service`: rendered from the host's gate listener spec.
+// ExecStart runs this very node binary and bin/run.js, so the unit serves with the agentvm that rendered it.
+// Invariant: every value that reaches the unit file is checked, not escaped: a value with a line break, `%`
+// (specifier), `$` (variable expansion), a quote, a backslash or a control character is refused with gate.unsafe-unit-value.
+
+import { errorDiag, type Diagnostic } from '../diagnostics/index.js';
+import { GateCode } from './codes.js';
+
+export const GATE_UNIT = 'agentvm-gate.service';
+
+export interface GateUnitInput {
+  /** Absolute path of the node binary (process.execPath). */
+  node: string;
+  /** Absolute path of agentvm's bin/run.js. */
+  bin: string;
+  root: string;
+  host: string;
+  address: string;
+  port: number;
+  tls?: { cert: string; key: string };
+  scope: 'system' | 'user';
+  /** Extra `Key=value` lines for [Service] (tests add StandardOutput=append:… because there is no journal). */
+  extraService?: string[];
+}
+
+// Control characters are checked by code point (a regex with control characters trips the linter).
+const UNSAFE_CHARS = /[%$"'\\]/;
+const unsafe = (v: string): boolean => UNSAFE_CHARS.test(v) || [...v].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
+
+/** The unit text, or diagnostics when a value cannot be written safely. */
+export function renderGateUnit(input: GateUnitInput): { text?: string; diagnostics: Diagnostic[] } {
+  const args = [input.node, input.bin, 'gate', 'serve', '--root', input.root, '--host', input.host, '--address', input.address, '--port', String(input.port)];
+  if (input.tls) args.push('--tls-cert', input.tls.cert, '--tls-key', input.tls.key);
+  const bad = [...args, ...(input.extraService ?? [])].filter((a) => unsafe(a) || a === '');
+  if (bad.length) {
+    return { diagnostics: [errorDiag(GateCode.unsafeUnitValue, `A value for ${GATE_UNIT} cannot be written into a unit file safely: ${JSON.stringify(bad[0])}.`, { detail: 'Unit lines must not contain line breaks, %, $, quotes, backslashes or control characters. Use paths without them.' })] };
+  }
+  const quote = (a: string): string => (/\s/.test(a) ? `"${a}"` : a);
+  const hardening = input.scope === 'system'
+    // ReadWritePaths entries start with `-` so a not-yet-created directory does not fail the start.
+    ? ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=read-only', `ReadWritePaths=${quote(`-${input.root.replace(/\/$/, '')}/var/lib/agentvm/gate`)} ${quote(`-${input.root.replace(/\/$/, '')}/var/log/agentvm`)}`, 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX']
+    : ['NoNewPrivileges=yes'];
+  const lines = [
+    `# Rendered by agentvm: the preview gate (decisions/0008-preview-gate.md). Do not edit; apply re-renders it.`,
+    '[Unit]',
+    'Description=agentvm preview gate',
+    'After=network.target',
+    '',
+    '[Service]',
+    'Type=exec',
+    `ExecStart=${args.map(quote).join(' ')}`,
+    'Restart=on-failure',
+    'RestartSec=1',
+    'KillSignal=SIGTERM',
+    ...hardening,
+    ...(input.extraService ?? []),
+    '',
+    '[Install]',
+    `WantedBy=${input.scope === 'system' ? 'multi-user.target' : 'default.target'}`,
+    '',
+  ];
+  return { text: lines.join('\n'), diagnostics: [] };
+}

@@ -1,0 +1,31 @@
+// GENERATED from schemas/gate-grant-result.schema.json by scripts/gen-types.js. Do not edit: edit the schema and run `npm run gen`.
+
+/**
+ * Output of `agentvm gate grant --json`. `link` carries the one-time token: this output is the only place it ever appears.
+ */
+export interface GateGrantResult {
+  grant: GrantSummary;
+  link: string;
+  listener: {
+    address: string;
+    port: number;
+    tls: boolean;
+    /**
+     * False when no running gate recorded its address: the link uses the defaults.
+     */
+    recorded: boolean;
+  };
+}
+export interface GrantSummary {
+  id: string;
+  preview: string;
+  identity: string;
+  reason: string;
+  created: string;
+  expires: string;
+  /**
+   * The one-time link was exchanged for a session.
+   */
+  used: boolean;
+  revoked: boolean;
+}

@@ -1,0 +1,62 @@
+// The preview gate in a real browser: headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core)
+// follows a grant link, sees the preview page, and after `agentvm gate revoke` the next load is refused.
+// Missing Chromium: skipped with an install hint, except under CI=true where it fails. Needs `npm run build`.
+
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentvm, assertBuilt } from './support/cli.js';
+import { applyRoute, grant, startGate, startUpstream, tempRoot, type GateProcess, type Upstream } from './support/gate.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const available = existsSync(CHROMIUM);
+if (!available && process.env.CI === 'true') throw new Error(`${CHROMIUM} is missing: install it with \`apt-get install chromium\` (CI=true requires the browser test).`);
+if (!available) console.warn(`[gate-browser] skipped: ${CHROMIUM} is missing. Install it with \`apt-get install chromium\`.`);
+
+describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
+  let fx: ReturnType<typeof tempRoot>;
+  let up: Upstream;
+  let gate: GateProcess;
+
+  beforeAll(async () => {
+    assertBuilt();
+    fx = tempRoot();
+    up = await startUpstream('browser');
+    await applyRoute(fx.root, { workload: 'web', preview: 'site', port: up.port });
+    gate = await startGate(fx.root);
+  }, 30_000);
+
+  afterAll(async () => {
+    await gate?.stop();
+    await up?.close();
+    fx?.remove();
+  });
+
+  it('follows a grant link, sees the preview, and is refused on the next load after revoke', async () => {
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    try {
+      const page = await browser.newPage();
+      const { result } = await grant(fx.root, 'web/site', { reason: 'browser review' });
+      const first = await page.goto(result.link);
+      expect(first?.status()).toBe(200);
+      expect(page.url()).toBe(`${gate.url}/p/web/site/`); // the token is gone from the address bar
+      expect(await page.textContent('#who')).toBe('preview browser');
+      const cookies = await page.context().cookies();
+      expect(cookies.find((c) => c.name === 'agentvm_gate_web_site')).toMatchObject({ path: '/p/web/site/', httpOnly: true, sameSite: 'Strict' });
+      expect(await page.evaluate<string>('document.cookie')).not.toContain('agentvm_gate'); // HttpOnly: scripts cannot read it
+
+      expect((await page.reload())?.status()).toBe(200);
+      const hitsBefore = up.hits.length;
+      const revoke = await agentvm(['gate', 'revoke', result.grant.id, '--root', fx.root]);
+      expect(revoke.code).toBe(0);
+      const after = await page.reload();
+      expect(after?.status()).toBe(403);
+      expect(await page.textContent('body')).toMatch(/revoked/);
+      expect(up.hits.length).toBe(hitsBefore);
+      // The one-time link does not work a second time either.
+      expect((await page.goto(result.link))?.status()).toBe(403);
+    } finally {
+      await browser.close();
+    }
+  }, 60_000);
+});
