@@ -25,6 +25,8 @@ export type ApplyEvent =
   | { type: 'progress'; address: Address; message: string }
   | { type: 'resource-done'; address: Address; action: PlannedChange['action']; ok: boolean; diagnostics: Diagnostic[]; ms: number }
   | { type: 'resource-skipped'; address: Address; reason: string }
+  /** Already applied by the interrupted apply this one resumes: done, without being applied again. */
+  | { type: 'resource-resumed'; address: Address }
   | { type: 'finish'; result: ApplyResult };
 
 /** JSON result of `agentvm apply --json`; schema: schemas/apply-result.schema.json. */
@@ -98,7 +100,8 @@ async function hostOf(plan: PlanOptions | undefined): Promise<string> {
   return selectHost(state, undefined);
 }
 
-function refuseInapplicable(plan: Plan): void {
+/** Refuses plans that must never be applied (refresh-only, uncommitted, policy errors); callers may check before asking. */
+export function refuseInapplicable(plan: Plan): void {
   if (plan.mode === 'refresh-only') throw new AgentvmError('apply.refresh-only', 'A refresh-only plan reports drift; it has nothing to apply.', { detail: 'Run `agentvm plan --out <file>` (without --refresh-only) and apply that.' });
   if (plan.source.uncommitted) throw new AgentvmError('apply.uncommitted', 'This plan reads uncommitted files (WORKTREE) and cannot be applied.', { detail: 'Commit the desired state, then plan and apply the commit.' });
   const errors = plan.diagnostics.filter((d) => d.severity === 'error');
@@ -185,8 +188,13 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
       emit({ type: 'resource-skipped', address: c.address, reason: `depends on ${blocked}` });
       return;
     }
-    if (c.action === 'noop' || log.isDone(c.address)) {
+    if (c.action === 'noop') {
       status.set(c.address, 'ok');
+      return;
+    }
+    if (log.isDone(c.address)) {
+      status.set(c.address, 'ok');
+      emit({ type: 'resource-resumed', address: c.address });
       return;
     }
     const provider = registry.get(c.provider);
@@ -220,7 +228,7 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
       diagnostics = [{ code: 'provider.unavailable', severity: 'error', summary: `No provider \`${c.provider}\` to apply ${c.address}.`, address: c.address }];
     } else {
       try {
-        const res = await provider.apply({ host: context, change: c, ...(locked ? { locked } : {}), progress: (message) => emit({ type: 'progress', address: c.address, message }), beforeMutation, ...(verifyArtifact ? { verifyArtifact } : {}) });
+        const res = await provider.apply({ host: context, change: c, commit: plan.source.commit, ...(locked ? { locked } : {}), progress: (message) => emit({ type: 'progress', address: c.address, message }), beforeMutation, ...(verifyArtifact ? { verifyArtifact } : {}) });
         diagnostics = res.diagnostics;
         entry = res.locked;
         // The lockfile records what was verified: the artifact digest and who signed it.

@@ -1,50 +1,103 @@
 import { Args, Flags } from '@oclif/core';
 import { AgentvmCommand, type Outcome } from '../cli/base-command.js';
 import { hostFlags, repoFlags } from '../cli/flags.js';
-import { exitCodeFor, runApply, type ApplyResult } from '../app/apply.js';
+import { exitCodeFor, refuseInapplicable, runApply, type ApplyEvent, type ApplyOptions, type ApplyResult } from '../app/apply.js';
+import { makePlan } from '../app/plan.js';
 import { userError } from '../diagnostics/index.js';
+import { hasChanges, type Plan } from '../engine/plan.js';
 import { renderApplyEvent, renderApplySummary } from '../ui/apply-text.js';
+import { isInteractive } from '../ui/interactive.js';
 import { styleFor } from '../ui/style.js';
 
 export default class ApplyCommand extends AgentvmCommand<ApplyResult> {
-  static override summary = 'Carry out a plan on the host: a saved plan file, or a fresh plan with --auto-approve.';
-  static override description = `Dry-run by default: apply needs a plan file made by \`agentvm plan --out\` (applied exactly as reviewed, refused if stale) or --auto-approve (plan and apply in one go). It holds the host's lease lock for the whole run, walks the dependency graph with bounded concurrency, records the rollback target before any release changes, persists the lockfile after every resource, and writes one audit event per action. An interrupted apply is resumed by the next one.
+  static override summary = 'Carry out a plan on the host: a saved plan file, a plan approved at the terminal, or a fresh plan with --auto-approve.';
+  static override description = `Dry-run by default: apply needs a plan file made by \`agentvm plan --out\` (applied exactly as reviewed, refused if stale) or --auto-approve (plan and apply in one go). On an interactive terminal, apply without either shows the plan and asks for \`yes\` (anything else cancels and changes nothing); pipes, CI, NO_COLOR and --json are never asked. It holds the host's lease lock for the whole run, walks the dependency graph with bounded concurrency, records the rollback target before any release changes, persists the lockfile after every resource, and writes one audit event per action. An interrupted apply is resumed by the next one.
 
-Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale plan, lock held, policy errors), 3 partial failure (the lockfile records what succeeded; run apply again).`;
+Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale plan, lock held, policy errors, approval declined), 3 partial failure (the lockfile records what succeeded; run apply again).`;
   static override examples = [
     { description: 'Apply a reviewed plan', command: '<%= config.bin %> apply edge-1.plan.json --root /tmp/agentvm-demo' },
+    { description: 'At a terminal: review the plan, then type yes', command: '<%= config.bin %> apply --repo examples/fleet --host edge-1 --root /tmp/agentvm-demo' },
     { description: 'Plan and apply in one go (CI, demos)', command: '<%= config.bin %> apply --repo examples/fleet --host edge-1 --root /tmp/agentvm-demo --auto-approve' },
   ];
   static override args = {
-    planfile: Args.string({ required: false, description: 'Plan file written by `agentvm plan --out`.' }),
+    // ignoreStdin: oclif would otherwise take piped input as the file name (`echo yes | agentvm apply` read a plan file "yes").
+    planfile: Args.string({ required: false, ignoreStdin: true, description: 'Plan file written by `agentvm plan --out`.' }),
   };
   static override flags = {
     ...repoFlags,
     ...hostFlags,
-    'auto-approve': Flags.boolean({ summary: 'Plan now and apply without a saved plan. Without it, a plan file is required.' }),
+    'auto-approve': Flags.boolean({ summary: 'Plan now and apply without a saved plan or a question. Without it, a plan file (or, at a terminal, typing yes) is required.' }),
     concurrency: Flags.integer({ summary: 'Resources applied at once.', default: 4, min: 1, max: 64 }),
   };
 
   protected async execute(): Promise<Outcome<ApplyResult>> {
     const { args, flags } = await this.parse(ApplyCommand);
-    if (!args.planfile && !flags['auto-approve']) {
-      throw userError('apply.needs-approval', 'apply changes the host, so it needs a reviewed plan or explicit approval.', 'Run `agentvm plan --out plan.json`, review it, then `agentvm apply plan.json`; or pass --auto-approve to plan and apply in one step.');
-    }
     if (args.planfile && flags['auto-approve']) {
       throw userError('apply.conflicting-flags', 'A plan file is already approved; --auto-approve would plan again.', 'Give either the plan file or --auto-approve.');
     }
-    const style = styleFor(process.stdout);
-    const json = this.jsonEnabled();
-    const result = await runApply({
+    const interactive = isInteractive({ json: this.jsonEnabled() });
+    if (!args.planfile && !flags['auto-approve'] && !interactive) {
+      throw userError('apply.needs-approval', 'apply changes the host, so it needs a reviewed plan or explicit approval.', 'Run `agentvm plan --out plan.json`, review it, then `agentvm apply plan.json`; or pass --auto-approve to plan and apply in one step.');
+    }
+    const planOptions = { repo: flags.repo, ref: flags.ref, root: flags.root, ...(flags.host ? { host: flags.host } : {}) };
+    const base: Omit<ApplyOptions, 'onEvent'> = {
       root: flags.root,
       concurrency: flags.concurrency,
-      ...(args.planfile ? { planFile: args.planfile } : { plan: { repo: flags.repo, ref: flags.ref, root: flags.root, ...(flags.host ? { host: flags.host } : {}) } }),
-      onEvent: (e) => {
+      ...(args.planfile ? { planFile: args.planfile } : { plan: planOptions }),
+    };
+
+    if (!interactive) {
+      const style = styleFor(process.stdout);
+      const json = this.jsonEnabled();
+      const onEvent = (e: ApplyEvent): void => {
         if (json) return;
         const line = renderApplyEvent(e, style);
         if (line) process.stdout.write(`${line}\n`);
-      },
-    });
-    return { result, text: renderApplySummary(result, style), exitCode: exitCodeFor(result) };
+      };
+      const result = await runApply({ ...base, onEvent });
+      return { result, text: renderApplySummary(result, style), exitCode: exitCodeFor(result) };
+    }
+
+    // An interactive terminal: ink is loaded here only (pipes, CI and --json never import it).
+    const tty = await import('../ui/tty/index.js');
+    let options: Omit<ApplyOptions, 'onEvent'> = base;
+    if (!args.planfile && !flags['auto-approve']) {
+      const started = Date.now();
+      const { plan } = await makePlan(planOptions);
+      if (!hasChanges(plan)) {
+        await tty.showPlan(plan, ['Nothing to apply.']);
+        return { result: unapplied(plan, started) };
+      }
+      await tty.showPlan(plan);
+      // Never ask about a plan that cannot be applied: say why instead (the findings are already on screen).
+      const errors = plan.diagnostics.filter((d) => d.severity === 'error').length;
+      if (errors) throw userError('apply.plan-has-errors', `The plan has ${errors} error(s), shown above; nothing was applied.`, 'Fix the errors in the desired state, then run apply again.');
+      refuseInapplicable(plan);
+      const approved = await tty.askApproval(`Apply these changes to ${plan.host}? Only 'yes' is accepted:`);
+      if (!approved) {
+        throw userError('apply.cancelled', 'Apply cancelled; nothing changed.', 'Only the answer `yes` applies. Run apply again to review a fresh plan, or save one with `agentvm plan --out plan.json`.');
+      }
+      // Exactly the plan shown, not a re-plan: it is still refused if the commit, lockfile or live host moved meanwhile.
+      options = { root: flags.root, concurrency: flags.concurrency, approvedPlan: plan };
+    }
+    const result = await tty.applyWithProgress((onEvent) => runApply({ ...options, onEvent }));
+    return { result, exitCode: exitCodeFor(result) };
   }
+}
+
+/** What apply reports when the approved plan had nothing to do, so nothing ran (no lease, no audit, no lockfile write). */
+function unapplied(plan: Plan, started: number): ApplyResult {
+  return {
+    formatVersion: 1,
+    applyId: '',
+    host: plan.host,
+    planId: plan.id,
+    commit: plan.source.commit,
+    status: 'no-changes',
+    applied: [],
+    failed: [],
+    skipped: [],
+    lock: { lineage: plan.lock.lineage ?? '', serial: plan.lock.serial },
+    durationMs: Date.now() - started,
+  };
 }

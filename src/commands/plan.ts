@@ -6,6 +6,7 @@ import { ExitCode } from '../diagnostics/index.js';
 import { hasChanges, type Plan } from '../engine/plan.js';
 import { renderPlanMarkdown } from '../ui/plan-markdown.js';
 import { renderPlanText } from '../ui/plan-text.js';
+import { isInteractive } from '../ui/interactive.js';
 import { styleFor } from '../ui/style.js';
 
 export default class PlanCommand extends AgentvmCommand<Plan> {
@@ -44,12 +45,19 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
     let exitCode: ExitCode = ExitCode.Ok;
     if (plan.summary.errors > 0) exitCode = ExitCode.Error;
     else if (flags['detailed-exitcode'] && changed) exitCode = ExitCode.Changes;
+    const saved = flags.out ? `Saved the plan to ${flags.out}. Apply exactly this plan with: agentvm apply ${flags.out}${flags.root !== '/' ? ` --root ${flags.root}` : ''}` : undefined;
+    if (flags.format === 'text' && isInteractive({ json: this.jsonEnabled() })) {
+      // ink is loaded here only: pipes, CI and --json never import it.
+      const { showPlan } = await import('../ui/tty/index.js');
+      await showPlan(plan, saved ? [saved] : []);
+      return { result: plan, exitCode };
+    }
     let text: string;
     if (flags.format === 'json') text = `${JSON.stringify(plan, null, 2)}`;
     else if (flags.format === 'markdown') text = renderPlanMarkdown(plan);
     else {
       text = renderPlanText(plan, styleFor(process.stdout));
-      if (flags.out) text += `\n\nSaved the plan to ${flags.out}. Apply exactly this plan with: agentvm apply ${flags.out}${flags.root !== '/' ? ` --root ${flags.root}` : ''}`;
+      if (saved) text += `\n\n${saved}`;
     }
     return { result: plan, text, exitCode };
   }

@@ -26,6 +26,8 @@ export function renderApplyEvent(e: ApplyEvent, style: Style = plainStyle): stri
         : `${e.address}: ${style.red('FAILED')}\n${renderDiagnostics(e.diagnostics, style).replace(/^/gm, '  ')}`;
     case 'resource-skipped':
       return `${e.address}: ${style.yellow('skipped')} — ${e.reason}`;
+    case 'resource-resumed':
+      return `${e.address}: ${style.dim('already applied by the interrupted apply')}`;
     case 'finish':
       return undefined;
   }
