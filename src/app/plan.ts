@@ -3,9 +3,9 @@
 
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { DesiredState } from '../contracts/desired-state.js';
-import { loadSchema } from '../contracts/schemas.js';
+import { loadSchema, validatorFromJsonSchema, type JsonSchemaInput } from '../contracts/schemas.js';
 import { AgentvmError, compareDiagnostics, userError, type Diagnostic } from '../diagnostics/index.js';
 import { expandHost } from '../engine/expand.js';
 import { promotionRules } from '../governance/index.js';
@@ -17,7 +17,7 @@ import { gatewayOnline } from '../providers/systemd/index.js';
 import { hostPaths, LocalStateBackend, writeFileAtomic, type Lockfile, type StateBackend } from '../state/index.js';
 import { loadDesiredState, selectHost } from './desired.js';
 import { registryFor } from './registry.js';
-import { verifierFor } from './signatures.js';
+import { prepareVerification, verifierFor } from './signatures.js';
 
 export interface PlanOptions {
   repo: string;
@@ -85,9 +85,16 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
   // Signed releases and job images: verify the artifacts the provider would install, now, so a bad signature shows
   // in the plan (per address, with the failed check) and the plan cannot be applied. Named artifacts (job images)
   // are only checked here; they never go into the resource's config, whose fingerprint is the job definition's digest.
-  await Promise.all(
+  // Reading the live host runs meanwhile: verification only adds `signatureVerified` to a resource's config (a new
+  // object, never a mutation), which no provider's read or list looks at, and neither phase reads what the other
+  // writes (verification writes only the release provider's git cache), so the overlap cannot change the plan.
+  const lockResources = (lock?.resources ?? {}) as Record<Address, LockedResource>;
+  const reading = readLive(registry, context, desired, lockResources);
+  const verifiers = new Map(desired.map((r) => [r, verifierFor(state, r)]));
+  if ([...verifiers.values()].some((v) => v !== undefined)) prepareVerification();
+  const verifying = Promise.all(
     desired.map(async (r) => {
-      const verify = verifierFor(state, r);
+      const verify = verifiers.get(r);
       const provider = registry.get(r.provider);
       if (!verify || !provider?.artifact) return;
       const artifact = await provider.artifact({ host: context, desired: r });
@@ -99,9 +106,7 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
       if (outcome.ok) r.config = { ...r.config, signatureVerified: { digest: outcome.digest, ...(outcome.signer ? { signer: outcome.signer } : {}) } };
     }),
   );
-
-  const lockResources = (lock?.resources ?? {}) as Record<Address, LockedResource>;
-  const { live, owned, diagnostics: readDiags } = await readLive(registry, context, desired, lockResources);
+  const [{ live, owned, diagnostics: readDiags }] = await Promise.all([reading, verifying]);
   // Canary and tested rollback before promotion need the lockfile and the live host (governance/rules/promotion.ts).
   const promotion = (opts.mode ?? 'normal') === 'normal'
     ? promotionRules({
@@ -189,7 +194,7 @@ export function readPlanFile(file: string): Plan {
     const planSchema = structuredClone(loadSchema('plan.schema.json')) as Record<string, unknown>;
     // Inline the one cross-file reference so zod can build the validator from the published schema.
     ((planSchema.properties as Record<string, Record<string, unknown>>).diagnostics!.items as Record<string, unknown>) = { ...diag, $schema: undefined, $id: undefined };
-    planValidator = z.fromJSONSchema(JSON.parse(JSON.stringify(planSchema)) as Parameters<typeof z.fromJSONSchema>[0]);
+    planValidator = validatorFromJsonSchema(JSON.parse(JSON.stringify(planSchema)) as JsonSchemaInput);
   }
   const res = planValidator.safeParse(value);
   if (!res.success) {

@@ -11,6 +11,7 @@ import type { DesiredState } from '../contracts/desired-state.js';
 import { errorDiag, type Diagnostic } from '../diagnostics/index.js';
 import type { DesiredResource } from '../engine/types.js';
 import { verifyArtifact, type SignaturePolicy, type VerifyThresholds } from '../providers/image/index.js';
+import { loadSigstore } from '../providers/image/sigstore-lib.js';
 
 export interface SignatureConfig {
   bundle: string;
@@ -66,6 +67,15 @@ function signerOf(state: DesiredState, resource: DesiredResource): SignatureConf
   const sig = def?.manifest?.value.spec.signature;
   if (!def || !sig) return undefined;
   return { bundle: `${def.dir}/${sig.bundle}`, identity: sig.identity ?? null, issuer: sig.issuer ?? null, key: sig.key ? `${def.dir}/${sig.key}` : null };
+}
+
+/**
+ * Starts loading the Sigstore libraries (≈45 ms of imports, lazy so that runs without signatures never pay them)
+ * without waiting: called once a run knows it will verify, so the imports overlap the git work that fetches the
+ * artifacts instead of following it. A failure here is not reported: the verification's own load reports it.
+ */
+export function prepareVerification(): void {
+  loadSigstore().catch(() => {});
 }
 
 /** The verifier for a resource, or undefined when it carries no signature requirement. */

@@ -1,10 +1,12 @@
 // Loads the public JSON Schemas from schemas/ (the source of truth, ADR 0002) and builds the runtime zod
 // validators from them with z.fromJSONSchema, so validation cannot drift from the published contract.
 // Also answers "what does the schema say at this path" for hints and "did you mean".
+// zod itself is loaded on the first validator built, never at start-up (see zod() below).
 
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { JsonPath } from './yaml-document.js';
 
 export type DocumentKind = 'WorkloadContract' | 'WorkloadManifest' | 'Host' | 'Config';
@@ -33,11 +35,32 @@ export function loadSchema(file: string): JsonSchema {
   return s;
 }
 
+/** What z.fromJSONSchema accepts. */
+export type JsonSchemaInput = Parameters<typeof z.fromJSONSchema>[0];
+
+let zodNamespace: typeof z | undefined;
+/**
+ * zod, loaded on first use. Its import costs ≈50 ms — a third of agentvm's start-up — and a run whose documents all
+ * hit the document cache and that reads no state file (validate, a pull-request plan without host state) builds no
+ * validator, so it is not imported up front. Validators are built inside synchronous parsing, hence `require`
+ * (zod ships CommonJS beside ESM). zod is only ever required as CommonJS (here and in state/state-schemas.ts), so one
+ * copy is loaded; a runtime ESM `import … from 'zod'` anywhere would load a second one, at start-up. `import type` only.
+ */
+export function zod(): typeof z {
+  zodNamespace ??= (createRequire(import.meta.url)('zod') as typeof import('zod')).z;
+  return zodNamespace;
+}
+
+/** A validator built from a JSON Schema by zod's z.fromJSONSchema. */
+export function validatorFromJsonSchema(schema: JsonSchemaInput): z.ZodType {
+  return zod().fromJSONSchema(schema);
+}
+
 const validatorCache = new Map<DocumentKind, z.ZodType>();
 export function validatorFor(kind: DocumentKind): z.ZodType {
   let v = validatorCache.get(kind);
   if (!v) {
-    v = z.fromJSONSchema(loadSchema(SCHEMA_FILES[kind]) as Parameters<typeof z.fromJSONSchema>[0]);
+    v = validatorFromJsonSchema(loadSchema(SCHEMA_FILES[kind]) as JsonSchemaInput);
     validatorCache.set(kind, v);
   }
   return v;
