@@ -1,13 +1,22 @@
 #!/usr/bin/env node
 // Preview gate throughput and latency, gate vs the upstream directly, in the same run: a loopback node:http upstream
 // (its own process), the real `agentvm gate serve` (built CLI) in front of it with one granted session, and this
-// process as the load generator: N keep-alive connections issuing GETs back to back for D seconds per target.
-// Prints requests/s, p50/p99 latency and the gate/direct ratio (target ≥ 0.80). Build first: npm run build.
-// Usage: node bench/gate.js [--connections 16] [--seconds 5] [--bytes 1024]
+// process as the load generator. Prints requests/s, p50/p99 latency, CPU per request of each process, and the
+// gate/direct throughput ratio against the target (≥ 80%): PASS or MISS. Build first: npm run build.
+// Usage: node bench/gate.js [--connections 16] [--seconds 6] [--bytes 1024] [--rounds 3] [--profile DIR]
+//   --bytes 16384 serves a 16 KiB HTML page instead of 1 KiB of text (a realistic preview page).
+//   --profile DIR runs the gate under `node --cpu-prof` and writes its profile to DIR.
+// Fairness: both targets get the same client code, the same N keep-alive connections, one request in flight per
+// connection (as a browser does), the same request bytes except the gate's path and session cookie, and the same
+// response bytes (checked: status 200 and the full Content-Length body, else counted as an error). The client is a
+// small raw-socket HTTP/1.1 client, not node:http, so the generator costs little CPU: on a 2-core machine it shares the
+// cores with the upstream and the gate, and a heavy generator would slow the gate run more than the direct run.
+// Direct and gate runs alternate in rounds, so a change in background load hits both.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import net from 'node:net';
+import { cpus, tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { BIN, ROOT } from './lib.js';
@@ -17,19 +26,22 @@ const arg = (name, def) => {
   return i === -1 ? def : Number(process.argv[i + 1]);
 };
 const CONNECTIONS = arg('connections', 16);
-const SECONDS = arg('seconds', 5);
+const SECONDS = arg('seconds', 6);
 const BYTES = arg('bytes', 1024);
+const ROUNDS = arg('rounds', 3);
+const TARGET = 0.8;
+const PROFILE_DIR = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : undefined;
 
 const { GateProvider } = await import(join(ROOT, 'dist/providers/gate/provider.js'));
 const { hostPaths } = await import(join(ROOT, 'dist/state/host-paths.js'));
 
 const root = mkdtempSync(join(tmpdir(), 'agentvm-bench-gate-'));
 const children = [];
-const cleanup = () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+const cleanup = async () => {
+  await Promise.all(children.filter((c) => c.exitCode === null).map((c) => new Promise((resolve) => { c.once('exit', resolve); c.kill('SIGTERM'); })));
   rmSync(root, { recursive: true, force: true });
 };
-process.on('SIGINT', () => { cleanup(); process.exit(130); });
+process.on('SIGINT', () => { cleanup().finally(() => process.exit(130)); });
 
 function startChild(args, pattern) {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -39,7 +51,7 @@ function startChild(args, pattern) {
     child.stdout.setEncoding('utf8').on('data', (d) => {
       out += d;
       const m = pattern.exec(out);
-      if (m) resolve(m[1]);
+      if (m) resolve({ value: m[1], pid: child.pid });
     });
     child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out}`)));
   });
@@ -54,57 +66,120 @@ function runCli(args) {
   });
 }
 
-/** N connections, each issuing requests back to back until the deadline; returns rps and latency percentiles. */
-async function load(url, headers) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-  const u = new URL(url);
-  const latencies = [];
-  let errors = 0;
-  const one = () => new Promise((resolve) => {
-    const t = process.hrtime.bigint();
-    const req = http.request({ hostname: u.hostname, port: u.port, path: u.pathname, headers, agent }, (res) => {
-      res.on('data', () => {});
-      res.on('end', () => {
-        if (res.statusCode === 200) latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
-        else errors++;
-        resolve();
-      });
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+function cpuSeconds(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * One keep-alive connection issuing `request` back to back until `deadline`; each response must be 200 with exactly
+ * `expectBytes` of body (Content-Length framing: both the upstream and the gate send it).
+ */
+function connection(port, request, expectBytes, deadline, latencies, counts) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port, noDelay: true });
+    let buf = Buffer.alloc(0);
+    let sentAt = 0;
+    let bodyLeft = -1; // -1: reading headers
+    let status = 0;
+    const send = () => {
+      if (performance.now() >= deadline) { socket.end(); return; }
+      sentAt = performance.now();
+      socket.write(request);
+    };
+    socket.on('connect', send);
+    socket.on('data', (chunk) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      for (;;) {
+        if (bodyLeft === -1) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end === -1) return;
+          const head = buf.subarray(0, end).toString('latin1');
+          status = Number(head.slice(9, 12));
+          const m = /\r\ncontent-length: *(\d+)/i.exec(head);
+          bodyLeft = m ? Number(m[1]) : 0;
+          if (!m) counts.errors++;
+          buf = buf.subarray(end + 4);
+        }
+        if (buf.length < bodyLeft) { bodyLeft -= buf.length; buf = Buffer.alloc(0); return; }
+        buf = buf.subarray(bodyLeft);
+        bodyLeft = -1;
+        if (status === 200) latencies.push(performance.now() - sentAt);
+        else counts.errors++;
+        send();
+        if (buf.length === 0) return;
+      }
     });
-    req.on('error', () => { errors++; resolve(); });
-    req.end();
+    socket.on('error', () => { counts.errors++; resolve(); });
+    socket.on('close', resolve);
   });
-  // warm-up
-  await Promise.all(Array.from({ length: CONNECTIONS }, one));
-  latencies.length = 0;
+}
+
+async function load(port, request, seconds) {
+  const latencies = [];
+  const counts = { errors: 0 };
   const start = performance.now();
-  const deadline = start + SECONDS * 1000;
-  await Promise.all(Array.from({ length: CONNECTIONS }, async () => { while (performance.now() < deadline) await one(); }));
-  const elapsed = (performance.now() - start) / 1000;
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
+  await Promise.all(Array.from({ length: CONNECTIONS }, () => connection(port, request, BYTES, start + seconds * 1000, latencies, counts)));
+  return { latencies, elapsed: (performance.now() - start) / 1000, errors: counts.errors };
+}
+
+function summary(runs, cpu) {
+  const latencies = runs.flatMap((r) => r.latencies).sort((a, b) => a - b);
+  const elapsed = runs.reduce((s, r) => s + r.elapsed, 0);
   const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
-  return { rps: latencies.length / elapsed, p50: pct(0.5), p99: pct(0.99), n: latencies.length, errors };
+  const perRequest = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, (v / latencies.length) * 1e6]));
+  return { rps: latencies.length / elapsed, p50: pct(0.5), p99: pct(0.99), n: latencies.length, errors: runs.reduce((s, r) => s + r.errors, 0), perRequest };
 }
 
 try {
-  const upstreamSrc = `const b=Buffer.alloc(${BYTES},'x');require('http').createServer((q,s)=>{s.writeHead(200,{'content-type':'text/plain','content-length':b.length});s.end(b)}).listen(0,'127.0.0.1',function(){console.log('port '+this.address().port)})`;
-  const upstreamPort = Number(await startChild(['-e', upstreamSrc], /port (\d+)/));
+  const html = BYTES >= 4096;
+  const page = html ? `'<!doctype html><html><head><title>preview</title></head><body>'+'<p>Text of a page an agent built, served as HTML.</p>\\n'.repeat(${BYTES})` : `'x'.repeat(${BYTES})`;
+  const upstreamSrc = `const b=Buffer.from(${page}).subarray(0,${BYTES});require('http').createServer((q,s)=>{s.writeHead(200,{'content-type':'${html ? 'text/html; charset=utf-8' : 'text/plain'}','content-length':b.length});s.end(b)}).listen(0,'127.0.0.1',function(){console.log('port '+this.address().port)})`;
+  const upstream = await startChild(['-e', upstreamSrc], /port (\d+)/);
+  const upstreamPort = Number(upstream.value);
   await new GateProvider().apply({
     host: { host: 'bench', root, paths: hostPaths(root), repo: root },
     change: { address: 'gate.bench.site', provider: 'gate', workload: 'bench', action: 'create', effect: 'none', reasons: [], dependsOn: [], desired: { address: 'gate.bench.site', provider: 'gate', workload: 'bench', identity: 'bench/site', dependsOn: [], config: { preview: 'site', upstream: { port: upstreamPort }, maxTtl: '1h', grantees: ['bench@example.com'] } } },
   });
-  const gateUrl = await startChild([BIN, 'gate', 'serve', '--root', root, '--host', 'bench', '--port', '0'], /listening on (http:\/\/[^\s]+) /);
+  const gate = await startChild([...(PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : []), BIN, 'gate', 'serve', '--root', root, '--host', 'bench', '--port', '0'], /listening on (http:\/\/[^\s]+) /);
+  const gatePort = Number(new URL(gate.value).port);
   const granted = JSON.parse(await runCli(['gate', 'grant', 'bench/site', '--root', root, '--to', 'bench@example.com', '--ttl', '1h', '--reason', 'bench', '--json']));
   const cookie = await new Promise((resolve, reject) => http.get(granted.link, (res) => { res.resume(); const c = res.headers['set-cookie']?.[0]; if (c) resolve(c.split(';')[0]); else reject(new Error(`no cookie: ${res.statusCode}`)); }));
 
-  console.log(`gate bench: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per target, ${BYTES} B responses, node ${process.version}`);
-  const direct = await load(`http://127.0.0.1:${upstreamPort}/`, {});
-  const gated = await load(`${gateUrl}/p/bench/site/`, { cookie });
-  const row = (name, r) => console.log(`${name.padEnd(8)} ${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(2)} ms   p99 ${r.p99.toFixed(2)} ms   (${r.n} ok, ${r.errors} errors)`);
+  // Browser-like request headers, the same for both targets; the gate's adds only its session cookie.
+  const common = 'user-agent: agentvm-bench\r\naccept: text/html,*/*\r\naccept-encoding: identity\r\n';
+  const directRequest = Buffer.from(`GET / HTTP/1.1\r\nhost: 127.0.0.1:${upstreamPort}\r\n${common}\r\n`, 'latin1');
+  const gateRequest = Buffer.from(`GET /p/bench/site/ HTTP/1.1\r\nhost: 127.0.0.1:${gatePort}\r\n${common}cookie: ${cookie}\r\n\r\n`, 'latin1');
+
+  console.log(`gate bench: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per target in ${ROUNDS} alternating rounds, ${BYTES} B ${html ? 'HTML' : 'text'} responses, node ${process.version}, ${cpus().length} CPUs`);
+  await load(upstreamPort, directRequest, 0.5); // warm-up
+  await load(gatePort, gateRequest, 0.5);
+  const runs = { direct: [], gate: [] };
+  const cpu = { direct: { upstream: 0, client: 0 }, gate: { upstream: 0, gate: 0, client: 0 } };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, port, request] of [['direct', upstreamPort, directRequest], ['gate', gatePort, gateRequest]]) {
+      const before = { upstream: cpuSeconds(upstream.pid), gate: cpuSeconds(gate.pid), client: process.cpuUsage() };
+      runs[name].push(await load(port, request, SECONDS / ROUNDS));
+      const used = process.cpuUsage(before.client);
+      cpu[name].upstream += cpuSeconds(upstream.pid) - before.upstream;
+      cpu[name].client += (used.user + used.system) / 1e6;
+      if (name === 'gate') cpu[name].gate += cpuSeconds(gate.pid) - before.gate;
+    }
+  }
+  const direct = summary(runs.direct, cpu.direct);
+  const gated = summary(runs.gate, cpu.gate);
+  const cpuText = (r) => Object.entries(r.perRequest).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ');
+  const row = (name, r) => console.log(`${name.padEnd(8)} ${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(2)} ms   p99 ${r.p99.toFixed(2)} ms   (${r.n} ok, ${r.errors} errors)   CPU µs/request: ${cpuText(r)}`);
   row('direct', direct);
   row('gate', gated);
   const ratio = gated.rps / direct.rps;
-  console.log(`ratio    gate/direct throughput ${(ratio * 100).toFixed(1)}% (target ≥ 80%); p50 +${(gated.p50 - direct.p50).toFixed(2)} ms`);
+  console.log(`ratio    gate/direct throughput ${(ratio * 100).toFixed(1)}% (target ≥ ${TARGET * 100}%): ${ratio >= TARGET ? 'PASS' : 'MISS'}; p50 +${(gated.p50 - direct.p50).toFixed(2)} ms`);
+  if (direct.errors || gated.errors) process.exitCode = 1;
 } finally {
-  cleanup();
+  await cleanup();
 }

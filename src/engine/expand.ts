@@ -3,7 +3,9 @@
 //   unit.<workload>.<profile>     one gateway unit per profile (systemd), after the release; with a canary, the
 //                                 other profiles' units after the canary profile's unit
 //   job.<workload>.<job>          a Tier-2 job definition (microvm)
-//   gate.<workload>.<preview>     a preview gate route (gate), after the workload's units
+//   gate.<workload>.<preview>     a preview gate route (gate), after the workload's units and the gate server
+//   gate.server                   the host's preview gate, `agentvm-gate.service` (gate), only when the host has at
+//                                 least one preview; a host-level resource: its workload is HOST_WORKLOAD
 // Pure: no I/O. Workloads whose documents failed to load are skipped (their diagnostics already exist).
 
 import { posix } from 'node:path';
@@ -17,6 +19,14 @@ export const PROVIDER_MICROVM = 'microvm';
 export const PROVIDER_GATE = 'gate';
 
 export const releaseAddress = (workload: string): Address => `release.${workload}`;
+
+/** The host's preview gate server. Two segments, so it can never equal a route's `gate.<workload>.<preview>`. */
+export const GATE_SERVER_ADDRESS: Address = 'gate.server';
+/**
+ * The `workload` of host-level resources (gate.server). Not a DNS label, so no workload can be named like it; views
+ * group by it like a workload name and sort it first (`(` precedes every letter).
+ */
+export const HOST_WORKLOAD = '(host)';
 
 /** Must equal the release.package provider's identity: same name and version with another tarball is another release. */
 export function packageIdentity(name: string, version: string, integrity: string): string {
@@ -38,6 +48,21 @@ export function expandHost(state: DesiredState, host: string): DesiredResource[]
   for (const name of hostDoc.value.spec.workloads ?? []) {
     const def = state.workloads.get(name);
     if (def) out.push(...expandWorkload(def, state.repo, { scope, microvm }));
+  }
+  // The gate runs only where there is something to gate: a host without previews has no gate.server, and a plan
+  // deletes the one it had (unit stopped, disabled, removed).
+  const routes = out.filter((r) => r.provider === PROVIDER_GATE);
+  if (routes.length > 0) {
+    const gate = hostDoc.value.spec.gate ?? {};
+    out.push({
+      address: GATE_SERVER_ADDRESS,
+      provider: PROVIDER_GATE,
+      workload: HOST_WORKLOAD,
+      identity: 'agentvm-gate.service',
+      config: { address: gate.address ?? '127.0.0.1', port: gate.port ?? 8443, tls: gate.tls ? { cert: gate.tls.cert, key: gate.tls.key } : null, scope },
+      dependsOn: [],
+    });
+    for (const r of routes) r.dependsOn = [...r.dependsOn, GATE_SERVER_ADDRESS];
   }
   return out;
 }

@@ -1,5 +1,6 @@
 // Where the preview gate keeps its runtime state on a host: `<root>/var/lib/agentvm/gate/`. Runtime state only —
-// routes (written by apply from the manifest) and grants (written by `gate grant`); neither ever goes to git.
+// routes and listener settings (written by apply from the manifests and the host spec) and grants (written by
+// `gate grant`); none of it ever goes to git.
 
 import path from 'node:path';
 import { AUDIT_FILE_NAME } from '../state/audit-log.js';
@@ -9,6 +10,8 @@ export interface GatePaths {
   dir: string;
   /** The route table the gate provider writes in apply and the server re-reads when it changes. */
   routes: string;
+  /** The listener settings (host spec `spec.gate`) the gate provider writes in apply and `gate serve` reads at start. */
+  server: string;
   /** One file per grant plus its markers (see grants.ts). */
   grants: string;
   /** Where the running server says it listens (so `gate grant` prints a link that works). */
@@ -25,6 +28,7 @@ export function gatePaths(root: string): GatePaths {
   return {
     dir,
     routes: path.join(dir, 'routes.json'),
+    server: path.join(dir, 'server.json'),
     grants: path.join(dir, 'grants'),
     listener: path.join(dir, 'listener.json'),
     audit: path.join(host.audit, AUDIT_FILE_NAME),

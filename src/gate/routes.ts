@@ -1,5 +1,7 @@
 // The gate's route table (`<gate dir>/routes.json`): one route per applied preview, `<workload>/<preview>` → its
 // loopback upstream, maxTtl and grantees. The gate provider writes it in apply; the server re-reads it when it changes.
+// Also the gate's listener settings (`<gate dir>/server.json`, from the host spec's `spec.gate`): written by the
+// provider's `gate.server` resource, read by `agentvm gate serve` at start (a change restarts the unit).
 // Invariants:
 // - An upstream is only ever a loopback TCP port (127.0.0.1) or a unix socket file name inside the workload's own
 //   socket directory: nothing in a request, and nothing but a port number or a file name in the table, selects it.
@@ -114,4 +116,54 @@ export function writeRouteTable(file: string, table: RouteTable): void {
   const routes: Record<string, GateRoute> = {};
   for (const key of Object.keys(table.routes).sort()) routes[key] = normaliseRoute(table.routes[key]!);
   writeFileAtomic(file, `${JSON.stringify({ version: 1, host: table.host, routes }, null, 2)}\n`, { mode: 0o640 });
+}
+
+/** The listener settings of `gate.server` (host spec `spec.gate`, defaults filled in), as `server.json` holds them. */
+export interface GateServerSettings {
+  version: 1;
+  /** Host name for audit records. */
+  host: string;
+  address: string;
+  port: number;
+  /** Certificate and key by reference (`file:/abs/path`); null: plain HTTP, loopback only. */
+  tls: { cert: string; key: string } | null;
+}
+
+const FILE_REF = /^file:\/[^\0]*$/;
+
+/** What is wrong with listener settings (from a desired config or from server.json), or []. */
+export function serverSettingsProblems(value: unknown): string[] {
+  if (typeof value !== 'object' || value === null) return ['is not an object'];
+  const v = value as Record<string, unknown>;
+  const problems: string[] = [];
+  if (typeof v.host !== 'string' || !NAME.test(v.host)) problems.push('host must be a host name');
+  if (typeof v.address !== 'string' || v.address === '' || /\s/.test(v.address)) problems.push('address must be an IP address or host name');
+  if (typeof v.port !== 'number' || !Number.isInteger(v.port) || v.port < 1 || v.port > 65535) problems.push('port must be 1–65535');
+  const tls = v.tls as Record<string, unknown> | null | undefined;
+  if (tls !== null && (typeof tls !== 'object' || typeof tls.cert !== 'string' || typeof tls.key !== 'string' || !FILE_REF.test(tls.cert) || !FILE_REF.test(tls.key))) {
+    problems.push('tls must be null or {cert, key} as file:/absolute/path references');
+  }
+  return problems;
+}
+
+/** Reads server.json; absent is undefined. Throws `gate.invalid-state` for a file agentvm did not write. */
+export function readServerSettings(file: string): GateServerSettings | undefined {
+  const value = readJsonFile(file) as Partial<GateServerSettings> | undefined;
+  if (value === undefined) return undefined;
+  const problems = value.version === 1 ? serverSettingsProblems(value) : ['no version 1'];
+  if (problems.length) {
+    throw new AgentvmError(GateCode.invalidState, `${file} is not the gate's listener settings: ${problems.join('; ')}.`, {
+      detail: 'agentvm writes this file in apply (gate.server, from the host spec `spec.gate`). Move it aside and run `agentvm apply` again.',
+    });
+  }
+  return normaliseServerSettings(value as GateServerSettings);
+}
+
+export function normaliseServerSettings(s: GateServerSettings): GateServerSettings {
+  return { version: 1, host: s.host, address: s.address, port: s.port, tls: s.tls ? { cert: s.tls.cert, key: s.tls.key } : null };
+}
+
+export function writeServerSettings(file: string, settings: GateServerSettings, mode = 0o640): void {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
+  writeFileAtomic(file, `${JSON.stringify(normaliseServerSettings(settings), null, 2)}\n`, { mode });
 }

@@ -19,7 +19,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import { statSync } from 'node:fs';
 import type { GateAccess } from '../state/audit-log.js';
-import { auditGateEvent, gateEntry, RequestAuditLog } from './audit.js';
+import { auditGateEvent, GATE_OPERATION, gateEntry, RequestAuditLog } from './audit.js';
 import { GrantStore, SECRET_PATTERN, sha256Hex, type GrantRecord } from './grants.js';
 import { baseUrl, writeListenerRecord } from './listener.js';
 import { gatePaths, type GatePaths } from './paths.js';
@@ -150,16 +150,18 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   const host = options.host;
 
   const audit = (req: IncomingMessage, key: string | undefined, status: number, grant: GrantRecord | undefined, reason?: string): void => {
-    const access: GateAccess = {
-      preview: key ?? 'unknown/unknown',
-      ...(grant ? { grantId: grant.id, identity: grant.identity } : {}),
-      source: `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`,
-      method: (req.method ?? '?').slice(0, 20),
-      path: auditPath(req.url),
-      status,
-      ...(reason ? { reason: reason.slice(0, 500) } : {}),
-    };
-    requestLog.add(gateEntry(host, 'gate.request', status < 400 ? 'ok' : 'failed', access, grant ? { actor: grant.identity } : { actor: 'anonymous' }));
+    // Field order and optional fields as buildRecord copies them; built once per request, no spreads.
+    const access: GateAccess = { preview: key ?? 'unknown/unknown' };
+    if (grant) {
+      access.grantId = grant.id;
+      access.identity = grant.identity;
+    }
+    access.source = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    access.method = req.method === undefined ? '?' : req.method.length > 20 ? req.method.slice(0, 20) : req.method;
+    access.path = auditPath(req.url);
+    access.status = status;
+    if (reason) access.reason = reason.length > 500 ? reason.slice(0, 500) : reason;
+    requestLog.add({ host, operation: GATE_OPERATION, event: 'gate.request', result: status < 400 ? 'ok' : 'failed', gate: access, actor: grant ? grant.identity : 'anonymous', time: new Date() });
   };
 
   const deny = (req: IncomingMessage, res: ServerResponse, key: string | undefined, d: Denial, extra: OutgoingHttpHeaders = {}): void => {
@@ -255,11 +257,14 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   };
 
   const proxy = (req: IncomingMessage, res: ServerResponse, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
-    const headers = forwardHeaders(req, route, tls);
-    const upstreamTarget = 'port' in route.upstream
-      ? { host: '127.0.0.1', port: route.upstream.port }
-      : { socketPath: path.join(paths.socketDir(route.workload), route.upstream.socket) };
-    const up = http.request({ ...upstreamTarget, agent, method: req.method, path: `${rest}${query ? `?${query}` : ''}`, headers });
+    const options: http.RequestOptions = { agent, method: req.method, path: query ? `${rest}?${query}` : rest, headers: forwardHeaders(req, route, tls) };
+    if ('port' in route.upstream) {
+      options.host = '127.0.0.1';
+      options.port = route.upstream.port;
+    } else {
+      options.socketPath = path.join(paths.socketDir(route.workload), route.upstream.socket);
+    }
+    const up = http.request(options);
     up.on('response', (ur) => {
       res.writeHead(ur.statusCode ?? 502, ur.statusMessage, responseHeaders(ur));
       ur.pipe(res);
@@ -272,7 +277,14 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     res.on('close', () => {
       if (!res.writableFinished) up.destroy();
     });
-    req.pipe(up);
+    // A request without a body (no Content-Length, no Transfer-Encoding: node's parser has already framed it as empty)
+    // is sent at once: one write upstream instead of the stream machinery of a pipe.
+    if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
+      req.resume();
+      up.end();
+    } else {
+      req.pipe(up);
+    }
   };
 
   const serverOptions: http.ServerOptions = { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, insecureHTTPParser: false, keepAliveTimeout: 5_000, headersTimeout: 10_000, requestTimeout: 300_000 };
@@ -339,32 +351,54 @@ function cookieValues(header: string | undefined, name: string): string[] {
   return out;
 }
 
+/** Header names the Connection header lists (they are hop-by-hop too), or undefined when it lists none but close/keep-alive. */
+function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  let out: Set<string> | undefined;
+  for (const raw of String(value).split(',')) {
+    const token = raw.trim().toLowerCase();
+    if (token === '' || token === 'close' || token === 'keep-alive') continue;
+    (out ??= new Set()).add(token);
+  }
+  return out;
+}
+
 /** The request headers an upstream sees: no hop-by-hop headers, no gate cookies, Host and X-Forwarded-* set by the gate. */
 function forwardHeaders(req: IncomingMessage, route: GateRoute, tls: boolean): OutgoingHttpHeaders {
-  const drop = new Set(HOP_BY_HOP);
-  for (const token of String(req.headers.connection ?? '').split(',')) drop.add(token.trim().toLowerCase());
+  const listed = connectionTokens(req.headers.connection);
   const out: OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(req.headers)) {
-    if (v === undefined || drop.has(k) || k === 'host' || k === 'cookie' || k === 'forwarded' || k.startsWith('x-forwarded-')) continue;
+  const headers = req.headers;
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined || HOP_BY_HOP.has(k) || listed?.has(k) || k === 'host' || k === 'cookie' || k === 'forwarded' || k.startsWith('x-forwarded-')) continue;
     out[k] = v;
   }
-  const cookies = (req.headers.cookie ?? '').split(';').map((c) => c.trim()).filter((c) => c !== '' && !c.startsWith(COOKIE_PREFIX));
-  if (cookies.length) out.cookie = cookies.join('; ');
+  const cookie = headers.cookie;
+  if (cookie !== undefined && cookie !== '') {
+    let kept = '';
+    for (const part of cookie.split(';')) {
+      const c = part.trim();
+      if (c === '' || c.startsWith(COOKIE_PREFIX)) continue;
+      kept = kept === '' ? c : `${kept}; ${c}`;
+    }
+    if (kept !== '') out.cookie = kept;
+  }
   out.host = 'port' in route.upstream ? `127.0.0.1:${route.upstream.port}` : 'localhost';
   out['x-forwarded-for'] = req.socket.remoteAddress ?? '';
   out['x-forwarded-proto'] = tls ? 'https' : 'http';
   out['x-forwarded-prefix'] = `/p/${route.workload}/${route.preview}`;
-  if (typeof req.headers.host === 'string') out['x-forwarded-host'] = req.headers.host;
+  if (typeof headers.host === 'string') out['x-forwarded-host'] = headers.host;
   return out;
 }
 
 /** The response headers a client sees: no hop-by-hop headers, and no Set-Cookie that would touch a gate cookie. */
 function responseHeaders(ur: IncomingMessage): OutgoingHttpHeaders {
-  const drop = new Set(HOP_BY_HOP);
-  for (const token of String(ur.headers.connection ?? '').split(',')) drop.add(token.trim().toLowerCase());
+  const listed = connectionTokens(ur.headers.connection);
   const out: OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(ur.headers)) {
-    if (v === undefined || drop.has(k)) continue;
+  const headers = ur.headers;
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined || HOP_BY_HOP.has(k) || listed?.has(k)) continue;
     if (k === 'set-cookie') {
       const kept = (Array.isArray(v) ? v : [v]).filter((c) => !c.trim().startsWith(COOKIE_PREFIX));
       if (kept.length) out[k] = kept;

@@ -56,7 +56,7 @@ export interface Lockfile {
 export interface LockedResource {
   address: string;
   provider: string;
-  workload: Name;
+  workload: Name | '(host)';
   /**
    * What "same" means for this resource (e.g. a commit, a version with integrity).
    */

@@ -29,6 +29,7 @@ export const GENESIS_HASH = '0'.repeat(64);
 const DETAIL_MAX = 2000;
 const APPEND_LOCK_WAIT_MS = 10_000;
 const TAIL_CHUNK = 64 * 1024;
+const APPEND_TAIL_CHUNK = 8 * 1024;
 
 /** What a caller may say about an action. Typed fields only: there is no free-form bag. */
 export interface AuditEntry {
@@ -77,22 +78,23 @@ export function appendAuditBatch(file: string, entries: readonly AuditEntry[]): 
       const size = fstatSync(fd).size;
       created = size === 0;
       const tail = lastRecord(fd, size);
-      const validator = stateValidator('audit-event.schema.json');
       const records: AuditEvent[] = [];
       let head = tail.head;
       for (const entry of entries) {
         const unsigned = buildRecord(entry, head);
-        const record: AuditEvent = { ...unsigned, hash: auditHash(unsigned) };
-        const valid = validator.safeParse(record);
-        if (!valid.success) {
-          throw new AgentvmError('audit.invalid-entry', `Refusing to write an invalid audit record (${firstIssue(valid.error)}).`, { source: 'toolkit' });
+        const hash = createHash('sha256').update(unsigned.prevHash).update(canonicalRecordJson(unsigned)).digest('hex');
+        const record = unsigned as AuditEvent;
+        record.hash = hash;
+        const problem = auditRecordProblem(record);
+        if (problem) {
+          throw new AgentvmError('audit.invalid-entry', `Refusing to write an invalid audit record (${problem}).`, { source: 'toolkit' });
         }
         records.push(record);
         head = { seq: record.seq, hash: record.hash };
       }
       // A torn last line (a write cut short by a crash) is closed off, never continued: verify reports it, and the new
       // record chains onto the last complete one.
-      const text = `${tail.endsWithNewline ? '' : '\n'}${records.map((r) => `${serializeAuditRecord(r)}\n`).join('')}`;
+      const text = `${tail.endsWithNewline ? '' : '\n'}${records.map((r) => `${JSON.stringify(r)}\n`).join('')}`;
       const bytes = Buffer.from(text, 'utf8');
       let written = 0;
       while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
@@ -107,6 +109,64 @@ export function appendAuditBatch(file: string, entries: readonly AuditEntry[]): 
   }
 }
 
+// The write-side check of a record against schemas/audit-event.schema.json, by hand: the generic validator (zod, built
+// from the schema) costs ≈10 µs a record and ≈100 ms to load, and the preview gate writes a record per request. It
+// may be stricter than the schema, never looser: `audit verify` reads every record back with the schema's validator,
+// and src/state/audit-batch.test.ts checks that both agree on valid records and on each kind of invalid one.
+const HOST_NAME = /^[a-z][a-z0-9-]{0,62}$/;
+const EVENT_NAME = /^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*$/;
+const HEX_HASH = /^[0-9a-f]{64}$/;
+const PREVIEW_KEY = /^[a-z][a-z0-9-]{0,62}\/[a-z][a-z0-9-]{0,62}$/;
+const GRANT_ID = /^g-[0-9a-f]{16}$/;
+const DATE_TIME = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+const ACTIONS: ReadonlySet<unknown> = new Set(['create', 'update', 'replace', 'delete', 'noop']);
+const RESULTS: ReadonlySet<unknown> = new Set(['ok', 'failed', 'skipped', 'started']);
+const RECORD_KEYS: ReadonlySet<string> = new Set(['seq', 'time', 'actor', 'host', 'operation', 'event', 'address', 'action', 'result', 'before', 'after', 'detail', 'applyId', 'gate', 'prevHash', 'hash']);
+const GATE_KEYS: ReadonlySet<string> = new Set(['preview', 'grantId', 'identity', 'source', 'method', 'path', 'status', 'reason', 'expires']);
+
+const text = (v: unknown, min: number, max: number): boolean => typeof v === 'string' && v.length >= min && v.length <= max;
+const optionalText = (v: unknown, max: number, pattern?: RegExp): boolean => v === undefined || (typeof v === 'string' && v.length <= max && (!pattern || pattern.test(v)));
+
+/** What is wrong with a record as schemas/audit-event.schema.json sees it (`$.field: why`), or undefined when valid. */
+export function auditRecordProblem(record: AuditEvent): string | undefined {
+  const r = record as unknown as Record<string, unknown>;
+  for (const k of Object.keys(r)) if (!RECORD_KEYS.has(k)) return `$.${k}: unknown field`;
+  if (typeof r.seq !== 'number' || !Number.isInteger(r.seq) || r.seq < 1) return '$.seq: not an integer ≥ 1';
+  if (typeof r.time !== 'string' || !DATE_TIME.test(r.time)) return '$.time: not a date-time';
+  if (!text(r.actor, 1, 200)) return '$.actor: not 1–200 characters';
+  if (typeof r.host !== 'string' || !HOST_NAME.test(r.host)) return '$.host: not a host name';
+  if (!text(r.operation, 1, 100)) return '$.operation: not 1–100 characters';
+  if (typeof r.event !== 'string' || !EVENT_NAME.test(r.event)) return '$.event: not an event name';
+  if (r.address !== undefined && !text(r.address, 1, 300)) return '$.address: not 1–300 characters';
+  if (r.action !== undefined && !ACTIONS.has(r.action)) return '$.action: not an action';
+  if (!RESULTS.has(r.result)) return '$.result: not a result';
+  for (const k of ['before', 'after'] as const) {
+    const v = r[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return `$.${k}: not an object`;
+    for (const [vk, vv] of Object.entries(v)) if ((vk !== 'identity' && vk !== 'digest') || typeof vv !== 'string') return `$.${k}.${vk}: not allowed`;
+  }
+  if (!optionalText(r.detail, 2000)) return '$.detail: over 2,000 characters';
+  if (r.applyId !== undefined && !text(r.applyId, 1, 100)) return '$.applyId: not 1–100 characters';
+  if (r.gate !== undefined) {
+    const g = r.gate as Record<string, unknown>;
+    if (typeof g !== 'object' || g === null || Array.isArray(g)) return '$.gate: not an object';
+    for (const k of Object.keys(g)) if (!GATE_KEYS.has(k)) return `$.gate.${k}: unknown field`;
+    if (typeof g.preview !== 'string' || !PREVIEW_KEY.test(g.preview)) return '$.gate.preview: not <workload>/<preview>';
+    if (!optionalText(g.grantId, 18, GRANT_ID)) return '$.gate.grantId: not a grant id';
+    if (!optionalText(g.identity, 320)) return '$.gate.identity: over 320 characters';
+    if (!optionalText(g.source, 100)) return '$.gate.source: over 100 characters';
+    if (!optionalText(g.method, 20)) return '$.gate.method: over 20 characters';
+    if (!optionalText(g.path, 2000)) return '$.gate.path: over 2,000 characters';
+    if (g.status !== undefined && (typeof g.status !== 'number' || !Number.isInteger(g.status) || g.status < 100 || g.status > 599)) return '$.gate.status: not an HTTP status';
+    if (!optionalText(g.reason, 500)) return '$.gate.reason: over 500 characters';
+    if (!optionalText(g.expires, 100, DATE_TIME)) return '$.gate.expires: not a date-time';
+  }
+  if (typeof r.prevHash !== 'string' || !HEX_HASH.test(r.prevHash)) return '$.prevHash: not a sha256 hex';
+  if (typeof r.hash !== 'string' || !HEX_HASH.test(r.hash)) return '$.hash: not a sha256 hex';
+  return undefined;
+}
+
 function acquireAppendLock(file: string, host: string): LeaseLock {
   const deadline = Date.now() + APPEND_LOCK_WAIT_MS;
   for (;;) {
@@ -119,19 +179,23 @@ function acquireAppendLock(file: string, host: string): LeaseLock {
   }
 }
 
+/**
+ * The record for `entry`, without its hash. Its own keys (and those of `gate`, `before`, `after`) are inserted in the
+ * order serializeAuditRecord writes them, so JSON.stringify of the record with its hash added IS the line agentvm
+ * writes — the append path relies on that (no reordering copy per record); audit-batch.test.ts holds it to it.
+ */
 function buildRecord(entry: AuditEntry, prev: AuditHead | null): Omit<AuditEvent, 'hash'> {
-  const record: Omit<AuditEvent, 'hash'> = {
+  const record: Record<string, unknown> = {
     seq: prev ? prev.seq + 1 : 1,
     time: (entry.time ?? new Date()).toISOString(),
     actor: entry.actor ?? defaultActor(),
     host: entry.host,
     operation: entry.operation,
     event: entry.event,
-    result: entry.result,
-    prevHash: prev ? prev.hash : GENESIS_HASH,
   };
   if (entry.address !== undefined) record.address = entry.address;
   if (entry.action !== undefined) record.action = entry.action;
+  record.result = entry.result;
   const before = version(entry.before);
   if (before) record.before = before;
   const after = version(entry.after);
@@ -140,7 +204,37 @@ function buildRecord(entry: AuditEntry, prev: AuditHead | null): Omit<AuditEvent
   if (entry.applyId !== undefined) record.applyId = entry.applyId;
   const gate = gateAccess(entry.gate);
   if (gate) record.gate = gate;
-  return record;
+  record.prevHash = prev ? prev.hash : GENESIS_HASH;
+  return record as unknown as Omit<AuditEvent, 'hash'>;
+}
+
+const SORTED_RECORD_KEYS = ['action', 'actor', 'address', 'after', 'applyId', 'before', 'detail', 'event', 'gate', 'host', 'operation', 'prevHash', 'result', 'seq', 'time'] as const;
+const SORTED_GATE_KEYS = ['expires', 'grantId', 'identity', 'method', 'path', 'preview', 'reason', 'source', 'status'] as const;
+
+/**
+ * canonicalJson of a record that buildRecord made, by one JSON.stringify of a copy whose keys are inserted sorted (the
+ * generic canonicalJson sorts and recurses per key: the largest cost of a gate request's record). Equal to
+ * canonicalJson(record) for every such record — strings, integers and the three nested objects, nothing else.
+ */
+function canonicalRecordJson(record: Omit<AuditEvent, 'hash'>): string {
+  const r = record as unknown as Record<string, unknown>;
+  const sorted: Record<string, unknown> = {};
+  for (const k of SORTED_RECORD_KEYS) {
+    const v = r[k];
+    if (v === undefined) continue;
+    if (k === 'gate') {
+      const g = v as Record<string, unknown>;
+      const sg: Record<string, unknown> = {};
+      for (const gk of SORTED_GATE_KEYS) if (g[gk] !== undefined) sg[gk] = g[gk];
+      sorted[k] = sg;
+    } else if (k === 'before' || k === 'after') {
+      const ver = v as Version;
+      sorted[k] = ver.digest !== undefined && ver.identity !== undefined ? { digest: ver.digest, identity: ver.identity } : ver;
+    } else {
+      sorted[k] = v;
+    }
+  }
+  return JSON.stringify(sorted);
 }
 
 const GATE_FIELD_ORDER: ReadonlyArray<keyof GateAccess> = ['preview', 'grantId', 'identity', 'source', 'method', 'path', 'status', 'reason', 'expires'];
@@ -209,11 +303,11 @@ export function serializeAuditRecord(record: AuditEvent): string {
  * costs one read however long the log is. Lines are split on the newline byte, so a chunk boundary inside a multibyte
  * character does no harm.
  */
-function* linesFromEnd(fd: number, size: number): Generator<Buffer> {
+function* linesFromEnd(fd: number, size: number, chunkSize = TAIL_CHUNK): Generator<Buffer> {
   let pos = size;
   let carry: Buffer = Buffer.alloc(0);
   while (pos > 0) {
-    const start = Math.max(0, pos - TAIL_CHUNK);
+    const start = Math.max(0, pos - chunkSize);
     const chunk = Buffer.alloc(pos - start);
     let got = 0;
     while (got < chunk.length) {
@@ -248,7 +342,9 @@ function lastRecord(fd: number, size: number): Tail {
     readSync(fd, last, 0, 1, size - 1);
     endsWithNewline = last[0] === 0x0a;
   }
-  for (const line of linesFromEnd(fd, size)) {
+  // A record is ≈0.4–5 KB: 8 KiB usually holds the last one, so each append (a group of gate requests) reads one small
+  // chunk, not 64 KiB.
+  for (const line of linesFromEnd(fd, size, APPEND_TAIL_CHUNK)) {
     const head = headOf(line.toString('utf8'));
     if (head) return { head, endsWithNewline };
   }

@@ -6,6 +6,8 @@ import { AgentvmError } from '../../diagnostics/index.js';
 import { GateCode } from '../../gate/codes.js';
 import { assertListenable, DEFAULT_GATE_ADDRESS, DEFAULT_GATE_PORT, isLoopback, readTlsReference } from '../../gate/listener.js';
 import { startGateServer } from '../../gate/server.js';
+import { gatePaths } from '../../gate/paths.js';
+import { readServerSettings } from '../../gate/routes.js';
 import { GATE_UNIT, renderGateUnit } from '../../gate/unit.js';
 
 export interface GateServeResult {
@@ -21,17 +23,17 @@ export default class GateServe extends AgentvmCommand<GateServeResult> {
   static override summary = 'Run the preview gate: the only way in to previews, by grant, audited.';
   static override description = `An HTTP(S) reverse proxy in front of previews that listen on loopback ports or unix sockets. Each applied preview (a manifest's spec.previews, written to <root>/var/lib/agentvm/gate/routes.json by \`agentvm apply\`) is reachable at /p/<workload>/<preview>/ and nowhere else, by people who followed a one-time link from \`agentvm gate grant\`. Route changes, new grants and revocations take effect on the next request, without a restart. Every grant exchange, allowed and denied request is written to the audit log (never a token).
 
-Without --tls-cert/--tls-key the gate listens on loopback only and says so; a non-loopback --address without TLS is refused. agentvm installs it as the systemd unit ${GATE_UNIT}; --print-unit prints that unit instead of serving. It runs until SIGTERM or Ctrl-C, then flushes the audit log.`;
+Where it listens comes from the host spec's spec.gate, which \`agentvm apply\` writes to <root>/var/lib/agentvm/gate/server.json; --address, --port and --tls-cert/--tls-key override it (defaults without either: 127.0.0.1:8443). Without TLS the gate listens on loopback only and says so; a non-loopback address without TLS is refused. agentvm installs and reconciles it as the systemd unit ${GATE_UNIT} on hosts with previews; --print-unit prints such a unit instead of serving. It runs until SIGTERM or Ctrl-C, then flushes the audit log.`;
   static override examples = [
-    { description: 'Serve on loopback (default 127.0.0.1:8443)', command: '<%= config.bin %> gate serve --host edge-1' },
+    { description: 'Serve where the host spec says (server.json written by apply; default 127.0.0.1:8443)', command: '<%= config.bin %> gate serve --host edge-1' },
     { description: 'Serve HTTPS on all interfaces', command: '<%= config.bin %> gate serve --host edge-1 --address 0.0.0.0 --tls-cert file:/etc/agentvm/gate.crt --tls-key file:/etc/agentvm/gate.key' },
     { description: 'Print the systemd unit that runs it', command: '<%= config.bin %> gate serve --host edge-1 --print-unit > /etc/systemd/system/agentvm-gate.service' },
   ];
   static override flags = {
     root: hostFlags.root,
     host: Flags.string({ required: true, summary: 'Host name (hosts/<name>.yaml): recorded in every audit record.', helpValue: 'NAME' }),
-    address: Flags.string({ summary: 'Listen address (host spec spec.gate.address). Loopback unless TLS is given.', default: DEFAULT_GATE_ADDRESS, helpValue: 'IP' }),
-    port: Flags.integer({ summary: 'Listen port (host spec spec.gate.port); 0 picks a free one.', default: DEFAULT_GATE_PORT, min: 0, max: 65535 }),
+    address: Flags.string({ summary: `Listen address; overrides server.json (host spec spec.gate.address, default ${DEFAULT_GATE_ADDRESS}). Loopback unless TLS is given.`, helpValue: 'IP' }),
+    port: Flags.integer({ summary: `Listen port; overrides server.json (host spec spec.gate.port, default ${DEFAULT_GATE_PORT}); 0 picks a free one.`, min: 0, max: 65535 }),
     'tls-cert': Flags.string({ summary: 'TLS certificate by reference: file:/abs/path or systemd-creds:<name>.', dependsOn: ['tls-key'], helpValue: 'REF' }),
     'tls-key': Flags.string({ summary: 'TLS private key by reference: file:/abs/path or systemd-creds:<name>.', dependsOn: ['tls-cert'], helpValue: 'REF' }),
     'print-unit': Flags.boolean({ summary: `Print the ${GATE_UNIT} systemd unit for these flags and exit.` }),
@@ -40,26 +42,30 @@ Without --tls-cert/--tls-key the gate listens on loopback only and says so; a no
 
   protected async execute(): Promise<Outcome<GateServeResult>> {
     const { flags } = await this.parse(GateServe);
-    const tlsRefs = flags['tls-cert'] && flags['tls-key'] ? { cert: flags['tls-cert'], key: flags['tls-key'] } : undefined;
-    assertListenable(flags.address, tlsRefs !== undefined);
     const root = path.resolve(flags.root);
+    // Flags override what apply wrote (server.json); without either, the host spec's defaults.
+    const applied = readServerSettings(gatePaths(root).server);
+    const address = flags.address ?? applied?.address ?? DEFAULT_GATE_ADDRESS;
+    const port = flags.port ?? applied?.port ?? DEFAULT_GATE_PORT;
+    const tlsRefs = flags['tls-cert'] && flags['tls-key'] ? { cert: flags['tls-cert'], key: flags['tls-key'] } : (applied?.tls ?? undefined);
+    assertListenable(address, tlsRefs !== undefined);
     if (flags['print-unit']) {
-      const rendered = renderGateUnit({ node: process.execPath, bin: path.resolve(this.config.root, 'bin', 'run.js'), root, host: flags.host, address: flags.address, port: flags.port, ...(tlsRefs ? { tls: tlsRefs } : {}), scope: flags.scope as 'system' | 'user' });
+      const rendered = renderGateUnit({ node: process.execPath, bin: path.resolve(this.config.root, 'bin', 'run.js'), root, host: flags.host, listen: { address, port, ...(tlsRefs ? { tls: tlsRefs } : {}) }, scope: flags.scope as 'system' | 'user' });
       if (!rendered.text) throw new AgentvmError(GateCode.unsafeUnitValue, rendered.diagnostics[0]?.summary ?? 'unit not rendered', { diagnostics: rendered.diagnostics });
-      return { result: { mode: 'unit', address: flags.address, port: flags.port, tls: tlsRefs !== undefined, url: null, unit: { name: GATE_UNIT, text: rendered.text } }, text: rendered.text };
+      return { result: { mode: 'unit', address, port, tls: tlsRefs !== undefined, url: null, unit: { name: GATE_UNIT, text: rendered.text } }, text: rendered.text };
     }
     const tls = tlsRefs ? { cert: readTlsReference(tlsRefs.cert, 'certificate'), key: readTlsReference(tlsRefs.key, 'key') } : undefined;
     let server;
     try {
-      server = await startGateServer({ root, host: flags.host, address: flags.address, port: flags.port, ...(tls ? { tls } : {}), onWarning: (m) => process.stderr.write(`agentvm gate: warning: ${m}\n`) });
+      server = await startGateServer({ root, host: flags.host, address, port, ...(tls ? { tls } : {}), onWarning: (m) => process.stderr.write(`agentvm gate: warning: ${m}\n`) });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES') {
-        throw new AgentvmError(GateCode.listenFailed, `The gate cannot listen on ${flags.address}:${flags.port} (${code}).`, { detail: code === 'EADDRINUSE' ? 'Another process holds the port: stop it, or give --port (host spec spec.gate.port).' : code === 'EACCES' ? 'Ports below 1024 need privileges: use a higher --port.' : 'The address is not one of this machine\'s: check --address.', cause: error });
+        throw new AgentvmError(GateCode.listenFailed, `The gate cannot listen on ${address}:${port} (${code}).`, { detail: code === 'EADDRINUSE' ? 'Another process holds the port: stop it, or change the port (host spec spec.gate.port, or --port).' : code === 'EACCES' ? 'Ports below 1024 need privileges: use a higher port (host spec spec.gate.port, or --port).' : 'The address is not one of this machine\'s: check spec.gate.address (or --address).', cause: error });
       }
       throw error;
     }
-    const scope = tls ? 'HTTPS' : isLoopback(flags.address) ? 'HTTP, loopback only: no TLS certificate given' : 'HTTP';
+    const scope = tls ? 'HTTPS' : isLoopback(address) ? 'HTTP, loopback only: no TLS certificate given' : 'HTTP';
     const banner = `agentvm gate listening on ${server.url} (${scope}); previews at ${server.url}/p/<workload>/<preview>/\n`;
     // Under --json stdout carries exactly one document (at exit): the banner goes to stderr then.
     (this.jsonEnabled() ? process.stderr : process.stdout).write(banner);

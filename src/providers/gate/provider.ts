@@ -1,7 +1,9 @@
-// GateProvider (`gate`, addresses `gate.<workload>.<preview>`): previews declared in git become routes of the preview
-// gate. apply writes the route into `<root>/var/lib/agentvm/gate/routes.json` (src/gate/routes.ts), which the running
-// server re-reads on its next request; delete removes the route AND every grant of that preview (audited). Grants
-// themselves are runtime state: never planned, never in the lockfile.
+// GateProvider (`gate`, addresses `gate.<workload>.<preview>` and `gate.server`): previews declared in git become
+// routes of the preview gate. apply writes the route into `<root>/var/lib/agentvm/gate/routes.json`
+// (src/gate/routes.ts), which the running server re-reads on its next request; delete removes the route AND every
+// grant of that preview (audited). Grants themselves are runtime state: never planned, never in the lockfile.
+// `gate.server` — the gate itself as the systemd unit agentvm-gate.service with its listener settings — is handled by
+// GateServerUnit (server-unit.ts), on the systemd provider's endpoints.
 // Invariants: plan is pure (desired config compared with the route read from the table); apply is idempotent (writing
 // the same route rewrites nothing); list reports only routes in the table, which only this provider writes.
 
@@ -12,9 +14,21 @@ import { GateCode } from '../../gate/codes.js';
 import { GrantStore } from '../../gate/grants.js';
 import { gatePaths } from '../../gate/paths.js';
 import { normaliseRoute, readRouteTable, routeDigest, routeFromConfig, routeKey, routeProblems, writeRouteTable, type GateRoute } from '../../gate/routes.js';
-import type { ApplyRequest, ApplyResponse, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import type { ApplyRequest, ApplyResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import type { UnitScope } from '../systemd/analyze.js';
+import { defaultEndpoint } from '../systemd/provider.js';
+import type { SystemdEndpoint } from '../systemd/systemctl.js';
+import { GATE_SERVER_ADDRESS, GateServerUnit } from './server-unit.js';
 
 export const GATE_ADDRESS_PREFIX = 'gate.';
+export { GATE_SERVER_ADDRESS };
+
+export interface GateProviderOptions {
+  /** The manager agentvm-gate.service lives in, per scope. Default: the systemd provider's defaultEndpoint. */
+  endpoint?: (host: HostContext, scope: UnitScope) => SystemdEndpoint;
+  /** How long apply waits for a (re)started gate to listen. Default 15 s. */
+  startTimeoutMs?: number;
+}
 
 function namesOf(address: string): { workload: string; preview: string } | undefined {
   const m = /^gate\.([a-z][a-z0-9-]{0,62})\.([a-z][a-z0-9-]{0,62})$/.exec(address);
@@ -28,14 +42,33 @@ function badAddress(address: string): Diagnostic {
 export class GateProvider implements Provider {
   readonly type = 'gate';
   readonly addressPrefix = GATE_ADDRESS_PREFIX;
+  private readonly endpoints = new Map<string, SystemdEndpoint>();
+  private readonly server: GateServerUnit;
+
+  constructor(options: GateProviderOptions = {}) {
+    this.server = new GateServerUnit({ endpointFor: (host, scope) => this.endpointFor(host, scope, options.endpoint ?? defaultEndpoint), ...(options.startTimeoutMs ? { startTimeoutMs: options.startTimeoutMs } : {}) });
+  }
+
+  /** One endpoint per root and scope, so unit paths and accounts are resolved once. */
+  private endpointFor(host: HostContext, scope: UnitScope, make: (host: HostContext, scope: UnitScope) => SystemdEndpoint): SystemdEndpoint {
+    const key = `${host.root}\0${scope}`;
+    let ep = this.endpoints.get(key);
+    if (!ep) {
+      ep = make(host, scope);
+      this.endpoints.set(key, ep);
+    }
+    return ep;
+  }
 
   validate(req: ValidateRequest): ValidateResponse {
+    if (req.resource.address === GATE_SERVER_ADDRESS) return { diagnostics: this.server.validate(req.resource.config, req.resource.address) };
     const names = namesOf(req.resource.address);
     if (!names) return { diagnostics: [badAddress(req.resource.address)] };
     return { diagnostics: routeFromConfig(req.resource.config, names.workload, req.resource.address).diagnostics };
   }
 
   async read(req: ReadRequest): Promise<ReadResponse> {
+    if (req.address === GATE_SERVER_ADDRESS) return this.server.read(req);
     const names = namesOf(req.address);
     if (!names) return { live: { address: req.address, provider: this.type, exists: false }, diagnostics: [badAddress(req.address)] };
     let route: GateRoute | undefined;
@@ -52,6 +85,7 @@ export class GateProvider implements Provider {
   }
 
   plan(req: PlanRequest): PlanResponse {
+    if (req.address === GATE_SERVER_ADDRESS) return this.server.plan(req);
     const { address, desired, live, locked } = req;
     const drift: Reason[] = [];
     if (locked && !live.exists) drift.push({ code: 'live-missing', message: 'The preview route is missing from the gate\'s route table.' });
@@ -75,6 +109,7 @@ export class GateProvider implements Provider {
   }
 
   async apply(req: ApplyRequest): Promise<ApplyResponse> {
+    if (req.change.address === GATE_SERVER_ADDRESS) return this.server.apply(req);
     const { change, host } = req;
     const names = namesOf(change.address);
     if (!names) return { diagnostics: [badAddress(change.address)] };
@@ -113,11 +148,12 @@ export class GateProvider implements Provider {
   }
 
   async list(req: ListRequest): Promise<ListResponse> {
+    const server = await this.server.list(req.host);
     try {
       const table = readRouteTable(gatePaths(req.host.root).routes);
-      return { owned: Object.values(table.routes).map((r) => ({ address: `gate.${r.workload}.${r.preview}`, identity: routeKey(r.workload, r.preview), digest: routeDigest(r) })), diagnostics: [] };
+      return { owned: [...server, ...Object.values(table.routes).map((r) => ({ address: `gate.${r.workload}.${r.preview}`, identity: routeKey(r.workload, r.preview), digest: routeDigest(r) }))], diagnostics: [] };
     } catch (error) {
-      return { owned: [], diagnostics: [errorDiag(GateCode.invalidState, (error as Error).message)] };
+      return { owned: server, diagnostics: [errorDiag(GateCode.invalidState, (error as Error).message)] };
     }
   }
 }

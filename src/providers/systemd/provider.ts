@@ -585,7 +585,7 @@ async function isDirectory(p: string): Promise<boolean> {
 }
 
 /** mkdir -p of `relative` below `base` (and `base` itself), chowning what it creates. */
-async function mkdirOwned(base: string, relative: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+export async function mkdirOwned(base: string, relative: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
   const missing: string[] = [];
   let p = relative === '.' ? base : path.join(base, relative);
   while (!existsSync(p)) {
@@ -601,7 +601,7 @@ async function mkdirOwned(base: string, relative: string, owner: { uid: number; 
 }
 
 /** Temp file, then rename(2): the manager never reads half a unit file. */
-async function writeAtomic(file: string, text: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+export async function writeAtomic(file: string, text: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.agentvm-${randomBytes(4).toString('hex')}`);
   try {
     await writeFile(tmp, text, { mode: 0o644 });
