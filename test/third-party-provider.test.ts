@@ -1,6 +1,6 @@
 // Third-party providers (issue 3): an npm package named in agentvm.yaml `spec.providers`, installed next to the
-// desired-state repository, is loaded, plans its resources, and is called by apply. Here it supplies the `gate`
-// provider type, which this build does not ship yet; a package may never replace a built-in type.
+// desired-state repository, is loaded, plans its resources, and is called by apply. Here it replaces the built-in
+// `gate` provider, which agentvm.yaml must say explicitly (`replaces: gate`); without it the package is refused.
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,7 +35,7 @@ export default () => ({
 `;
 
 const FILES = {
-  'agentvm.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Config\nmetadata:\n  name: t\nspec:\n  providers:\n    - package: agentvm-provider-demo\n      version: 1.2.3\n',
+  'agentvm.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Config\nmetadata:\n  name: t\nspec:\n  providers:\n    - package: agentvm-provider-demo\n      version: 1.2.3\n      replaces: gate\n',
   'hosts/h.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h\nspec:\n  workloads: [web]\n',
   'workloads/web/contract.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: web\nspec:\n  owner: t@example.com\n  riskTier: low\n  substrate: service\n',
   'workloads/web/manifest.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: web\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: REPO\n      commit: fe0645c4528837f2588a33651153f918d89da72d\n  profiles:\n    - name: web\n      entrypoint: [python3, -m, orchestrator]\n      listen:\n        port: 8301\n  previews:\n    - name: page\n      upstream:\n        port: 8301\n      maxTtl: 1h\n`,
@@ -61,12 +61,23 @@ describe('third-party providers from agentvm.yaml', () => {
     const p = JSON.parse(plan.stdout) as { changes: Array<{ address: string; provider: string; action: string }>; diagnostics: Array<{ code: string; summary: string }> };
     expect(p.changes).toContainEqual(expect.objectContaining({ address: 'gate.web.page', provider: 'gate', action: 'create' }));
     expect(p.diagnostics.filter((d) => d.code === 'provider.unavailable' && d.summary.includes('`gate`'))).toEqual([]);
+    // The replacement is visible on every plan, not just when it was reviewed.
+    expect(p.diagnostics.filter((d) => d.code === 'provider.replaced').map((d) => d.summary)).toEqual(['The built-in `gate` provider is replaced by `agentvm-provider-demo`@1.2.3.']);
     const apply = await agentvm(['apply', '--repo', repo.dir, '--root', root, '--auto-approve']);
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
     expect(readFileSync(join(root, 'var/lib/agentvm/state/demo-gate/gate.web.page'), 'utf8')).toBe('applied\n');
     const again = await agentvm(['plan', '--repo', repo.dir, '--root', root, '--json']);
     const q = JSON.parse(again.stdout) as { changes: Array<{ address: string; action: string }> };
     expect(q.changes.find((c) => c.address === 'gate.web.page')?.action).toBe('noop');
+  });
+
+  it('GIVEN the package without `replaces:` THEN it may not take over the built-in type', async () => {
+    await repo.commitFiles({ 'agentvm.yaml': FILES['agentvm.yaml'].replace('      replaces: gate\n', '') });
+    const r = await agentvm(['plan', '--repo', repo.dir, '--root', join(repo.dir, 'r1'), '--json']);
+    expect(r.code).toBe(1);
+    const d = (JSON.parse(r.stdout) as { diagnostics: Array<{ code: string; detail?: string }> }).diagnostics.find((x) => x.code === 'provider.duplicate');
+    expect(d?.detail).toContain('replaces: gate');
+    await repo.commitFiles({ 'agentvm.yaml': FILES['agentvm.yaml'] });
   });
 
   it('a pinned version that does not match, or a missing package, is a clear error', async () => {

@@ -32,6 +32,10 @@ export interface RepoConfig {
     providers?: {
       package: string;
       version?: string;
+      /**
+       * A built-in provider type (e.g. gate) this package replaces, deliberately and in review. Without it, a package may only add types agentvm does not ship.
+       */
+      replaces?: string;
     }[];
     /**
      * A custom Sigstore trusted root, pinned by hash. Default: the public-good root shipped with agentvm.

@@ -1,10 +1,11 @@
 // The provider registry: built-in providers plus third-party ones named in agentvm.yaml (`spec.providers`),
 // loaded from npm packages installed next to agentvm. A third-party package default-exports a Provider or a
-// factory `() => Provider`; it is validated for shape before use, and may not replace a built-in type.
+// factory `() => Provider`; it is validated for shape before use, and replaces a built-in type only when
+// agentvm.yaml says so (`replaces: <type>`), which plan then reports as a warning on every run.
 
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { errorDiag, type Diagnostic } from '../diagnostics/index.js';
+import { errorDiag, warningDiag, type Diagnostic } from '../diagnostics/index.js';
 import type { Provider } from './provider.js';
 
 export class ProviderRegistry {
@@ -16,6 +17,12 @@ export class ProviderRegistry {
 
   register(p: Provider): void {
     if (this.byType.has(p.type)) throw new Error(`provider type ${p.type} registered twice`);
+    this.byType.set(p.type, p);
+  }
+
+  /** Swaps the provider of an existing type (a reviewed `replaces:` in agentvm.yaml). */
+  replace(p: Provider): void {
+    if (!this.byType.has(p.type)) throw new Error(`provider type ${p.type} is not registered`);
     this.byType.set(p.type, p);
   }
 
@@ -50,7 +57,7 @@ export function isProvider(value: unknown): value is Provider {
  * repository or agentvm's own install). Returns diagnostics instead of throwing, so one bad provider is reported
  * alongside everything else.
  */
-export async function loadThirdPartyProviders(registry: ProviderRegistry, packages: ReadonlyArray<{ package: string; version?: string }>, resolveFrom: string): Promise<Diagnostic[]> {
+export async function loadThirdPartyProviders(registry: ProviderRegistry, packages: ReadonlyArray<{ package: string; version?: string; replaces?: string }>, resolveFrom: string): Promise<Diagnostic[]> {
   const diags: Diagnostic[] = [];
   const require = createRequire(pathToFileURL(`${resolveFrom.replace(/\/$/, '')}/`));
   for (const spec of packages) {
@@ -76,8 +83,17 @@ export async function loadThirdPartyProviders(registry: ProviderRegistry, packag
         diags.push(errorDiag('provider.invalid', `Package \`${spec.package}\` does not export a provider.`, { detail: `Its default export must be an object (or a factory returning one) with type, addressPrefix and ${METHODS.join('/')}.`, ...where }));
         continue;
       }
+      if (spec.replaces !== undefined && spec.replaces !== exported.type) {
+        diags.push(errorDiag('provider.replaces-mismatch', `Provider \`${spec.package}\` supplies type \`${exported.type}\`, but agentvm.yaml says it replaces \`${spec.replaces}\`.`, { detail: `Set replaces: ${exported.type}, or remove replaces if the type is new.`, ...where }));
+        continue;
+      }
       if (registry.has(exported.type)) {
-        diags.push(errorDiag('provider.duplicate', `Provider type \`${exported.type}\` from \`${spec.package}\` is already provided.`, { detail: 'Third-party providers may not replace built-in ones; choose another type name.', ...where }));
+        if (spec.replaces !== exported.type) {
+          diags.push(errorDiag('provider.duplicate', `Provider type \`${exported.type}\` from \`${spec.package}\` is already built in.`, { detail: `To replace the built-in provider deliberately, add \`replaces: ${exported.type}\` to this entry in agentvm.yaml; otherwise choose another type name.`, ...where }));
+          continue;
+        }
+        registry.replace(exported);
+        diags.push(warningDiag('provider.replaced', `The built-in \`${exported.type}\` provider is replaced by \`${spec.package}\`${spec.version ? `@${spec.version}` : ''}.`, { detail: 'agentvm.yaml asks for it (replaces:); every resource of this type is planned and applied by that package.', ...where }));
         continue;
       }
       registry.register(exported);

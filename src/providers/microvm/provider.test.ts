@@ -77,7 +77,7 @@ describe('job definitions', () => {
     const applied = await provider.apply({ host, change: change(d, 'create') });
 
     expect(applied.diagnostics).toEqual([]);
-    expect(applied.locked).toEqual({ address: d.address, provider: 'microvm', workload: 'summarizer', identity: d.identity, digest: jobDefinitionDigest(d.config) });
+    expect(applied.locked).toEqual({ address: d.address, provider: 'microvm', workload: 'summarizer', identity: d.identity, digest: jobDefinitionDigest(d.config), attributes: { config: d.config } });
     const live = (await provider.read({ host, address: d.address, desired: d })).live;
     expect(live).toMatchObject({ exists: true, identity: d.identity, digest: jobDefinitionDigest(d.config), attributes: { images: 'verified' } });
     const locked = { ...applied.locked!, commit: null, appliedAt: 'x' };
