@@ -284,8 +284,13 @@ async function installedJob(root: string, workload: string, job: string, wantHos
     throw new AgentvmError('job.refused', `The job ${workload}/${job} cannot run: its installed definition has ${parsed.diagnostics.length} error(s).`, { diagnostics: parsed.diagnostics, detail: 'Fix the manifest (agentvm validate shows every problem), commit, and apply.' });
   }
   if (!signaturesCoverPins(installed, parsed.config)) {
+    const images = await verifyImages({ root }, parsed.config, address);
     throw new AgentvmError('job.images-unverified', `The job ${workload}/${job} cannot run: its tier requires signed images, and apply has not verified the signatures of the pinned ones.`, {
-      detail: 'Nothing was booted. This happens when an image arrived after apply: `agentvm plan` shows the update and `agentvm apply` verifies the signatures.',
+      diagnostics: images.diagnostics,
+      detail:
+        images.status === 'verified'
+          ? 'Nothing was booted. The images arrived after apply: `agentvm plan` shows the update, and `agentvm apply` verifies their signatures.'
+          : 'Nothing was booted. Put the pinned images in place (see below), then `agentvm plan` shows the update and `agentvm apply` verifies their signatures.',
     });
   }
   return { installed, host, config: parsed.config };

@@ -48,7 +48,10 @@ export abstract class AgentvmCommand<R> extends Command {
       this.logJson(this.toErrorJson(err));
       return;
     }
-    process.stderr.write(`${renderDiagnostics(e.diagnostics, styleFor(process.stderr))}\n`);
+    // An error that carries the diagnostics behind it (e.g. `job.refused` and the problems that caused it) is
+    // headed by its own summary and fix, so the reader sees what failed before why.
+    const headline: Diagnostic[] = e.diagnostics.some((d) => d.code === e.code) ? [] : [{ code: e.code, severity: 'error', summary: e.message, ...(e.detail ? { detail: e.detail } : {}) }];
+    process.stderr.write(`${renderDiagnostics([...headline, ...e.diagnostics], styleFor(process.stderr))}\n`);
     if (e.source === 'toolkit') {
       if (process.env.AGENTVM_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
       else process.stderr.write('This is a bug in agentvm. Re-run with AGENTVM_DEBUG=1 for a stack trace and report it.\n');

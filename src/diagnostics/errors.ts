@@ -11,6 +11,8 @@ export class AgentvmError extends Error {
   readonly source: ErrorSource;
   readonly diagnostics: readonly Diagnostic[];
   readonly exitCode: ExitCode;
+  /** What to do about it, when the error says (also in the default diagnostic). */
+  readonly detail: string | undefined;
 
   constructor(
     code: string,
@@ -22,6 +24,7 @@ export class AgentvmError extends Error {
     this.code = code;
     this.source = options.source ?? 'user';
     this.exitCode = options.exitCode ?? ExitCode.Error;
+    this.detail = options.detail;
     this.diagnostics = options.diagnostics ?? [
       { code, severity: 'error', summary: message, ...(options.detail ? { detail: options.detail } : {}) },
     ];
