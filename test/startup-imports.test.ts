@@ -3,7 +3,8 @@
 // plan of the bundled example must not load the terminal UI (ink, react) nor oclif's engine check (semver), and —
 // with a warm document cache and no state file — not zod either. Every module the CLI loads is recorded by a
 // preloaded module (`--import`): ES modules through a loader hook, CommonJS ones from require's cache at exit.
-// Positive controls (zod with the cache off, Sigstore on a signed plan) prove the recorder sees both kinds.
+// Positive controls (zod with the cache off, Sigstore on a first signed plan and on apply) prove the recorder sees
+// both kinds.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -115,13 +116,20 @@ describe('validate and a non-TTY plan of examples/fleet', () => {
     for (const name of ['zod', 'ink', 'react', 'semver', '@sigstore/verify']) expect(run.packages, name).not.toContain(name);
   });
 
-  it('a plan without host state loads Sigstore (signed releases) but not zod, ink, react or semver', async () => {
-    expect((await traced(plan())).code).toBe(0);
+  it('a plan verifies the signed releases with Sigstore once, then reuses the verdicts; apply always verifies (ADR 0010); never zod, ink, react or semver', async () => {
+    // Positive control: the example's releases are signed, so the first plan imports the verifier.
+    const first = await traced(plan());
+    expect(first.code).toBe(0);
+    expect(first.packages.has('@sigstore/verify')).toBe(true);
+    // The same inputs again: the remembered verdicts stand in, and the plan is the same.
     const run = await traced(plan());
     expect(run.code).toBe(0);
     expect(run.stdout).toContain('Plan:');
-    // Positive control: the example's releases are signed, so the lazily imported verifier is recorded.
-    expect(run.packages.has('@sigstore/verify')).toBe(true);
-    for (const name of ['zod', 'ink', 'react', 'semver']) expect(run.packages, name).not.toContain(name);
+    expect(run.stdout.replace(/plan [0-9a-f]{12}/g, '')).toBe(first.stdout.replace(/plan [0-9a-f]{12}/g, ''));
+    for (const name of ['@sigstore/verify', 'zod', 'ink', 'react', 'semver']) expect(run.packages, name).not.toContain(name);
+    // Apply never trusts remembered verdicts: it verifies the exact bytes it installs.
+    const apply = await traced(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--auto-approve']);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect(apply.packages.has('@sigstore/verify')).toBe(true);
   });
 });

@@ -18,6 +18,7 @@ import { hostPaths, LocalStateBackend, writeFileAtomic, type Lockfile, type Stat
 import { loadDesiredState, selectHost } from './desired.js';
 import { registryFor } from './registry.js';
 import { prepareVerification, verifierFor } from './signatures.js';
+import { VerdictCache } from './verdict-cache.js';
 
 export interface PlanOptions {
   repo: string;
@@ -90,8 +91,11 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
   // writes (verification writes only the release provider's git cache), so the overlap cannot change the plan.
   const lockResources = (lock?.resources ?? {}) as Record<Address, LockedResource>;
   const reading = readLive(registry, context, desired, lockResources);
-  const verifiers = new Map(desired.map((r) => [r, verifierFor(state, r)]));
-  if ([...verifiers.values()].some((v) => v !== undefined)) prepareVerification();
+  // Verdicts of verifications this host's plans already made (ADR 0010; apply never uses them). With none to reuse,
+  // Sigstore is certainly needed: start loading it now.
+  const verdicts = new VerdictCache(context.paths.cache);
+  const verifiers = new Map(desired.map((r) => [r, verifierFor(state, r, { verdicts })]));
+  if ([...verifiers.values()].some((v) => v !== undefined) && verdicts.size === 0) prepareVerification();
   const verifying = Promise.all(
     desired.map(async (r) => {
       const verify = verifiers.get(r);
@@ -107,6 +111,7 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
     }),
   );
   const [{ live, owned, diagnostics: readDiags }] = await Promise.all([reading, verifying]);
+  verdicts.save();
   // Canary and tested rollback before promotion need the lockfile and the live host (governance/rules/promotion.ts).
   const promotion = (opts.mode ?? 'normal') === 'normal'
     ? promotionRules({

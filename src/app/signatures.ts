@@ -2,16 +2,18 @@
 // `signature` (exact keyless identity + issuer, or a public key committed next to the manifest), the bundle is read
 // from the same commit as the manifest, and the trusted root is the shipped public-good root unless agentvm.yaml
 // pins a custom one. Plan verifies the artifact the provider would install; apply verifies the exact bytes it installs.
-// Job images (issue 6) are artifacts of their own: each `kernel`/`rootfs` names its bundle, signed by the workload
+// Job images (issue 6) are artifacts of their own: each `kernel`/`rootfs`/`initramfs` names its bundle, signed by the workload
 // manifest's signer; plan verifies the images present on the host, apply the bytes it is about to pin, and
 // `job run` the bytes before it boots them.
 
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { DesiredState } from '../contracts/desired-state.js';
 import { errorDiag, type Diagnostic } from '../diagnostics/index.js';
 import type { DesiredResource } from '../engine/types.js';
-import { verifyArtifact, type SignaturePolicy, type VerifyThresholds } from '../providers/image/index.js';
+import { SHIPPED_TRUSTED_ROOT_PATH, verifyArtifact, type SignaturePolicy, type VerifyThresholds } from '../providers/image/index.js';
 import { loadSigstore } from '../providers/image/sigstore-lib.js';
+import { verdictKey, type VerdictCache } from './verdict-cache.js';
 
 export interface SignatureConfig {
   bundle: string;
@@ -35,7 +37,7 @@ export interface SignatureOutcome {
 export type ArtifactVerifier = (bytes: Uint8Array, artifact?: string) => Promise<SignatureOutcome>;
 
 /** The named artifacts a resource may sign separately: a Tier-2 job's images. */
-export const IMAGE_ARTIFACTS = ['kernel', 'rootfs'] as const;
+export const IMAGE_ARTIFACTS = ['kernel', 'rootfs', 'initramfs'] as const;
 
 /** A key-signed bundle has no certificate, log entry or timestamp by design: the committed key is the trust. */
 const KEY_THRESHOLDS: VerifyThresholds = { ctlog: 0, tlog: 0, tsa: 0 };
@@ -78,8 +80,18 @@ export function prepareVerification(): void {
   loadSigstore().catch(() => {});
 }
 
-/** The verifier for a resource, or undefined when it carries no signature requirement. */
-export function verifierFor(state: DesiredState, resource: DesiredResource): ArtifactVerifier | undefined {
+let shippedRoot: string | undefined;
+function shippedRootText(): string {
+  shippedRoot ??= readFileSync(SHIPPED_TRUSTED_ROOT_PATH, 'utf8');
+  return shippedRoot;
+}
+
+/**
+ * The verifier for a resource, or undefined when it carries no signature requirement. With `verdicts` (plan only,
+ * ADR 0010), a success already verified with exactly these inputs is reused without loading Sigstore, and new
+ * successes are remembered.
+ */
+export function verifierFor(state: DesiredState, resource: DesiredResource, opts: { verdicts?: VerdictCache } = {}): ArtifactVerifier | undefined {
   const signsImages = IMAGE_ARTIFACTS.some((name) => imageBundleOf(state, resource, name) !== undefined);
   if (!signatureConfigOf(resource) && !signsImages) return undefined;
   const sig = signerOf(state, resource);
@@ -105,6 +117,18 @@ export function verifierFor(state: DesiredState, resource: DesiredResource): Art
     }
     const custom = state.config?.value.spec?.trustedRoot;
     const rootText = custom ? state.files.get(custom.file) : undefined;
+    const thresholds = policy.kind === 'key' ? KEY_THRESHOLDS : undefined;
+    const key = opts.verdicts
+      ? verdictKey({
+          artifactSha256: digest,
+          bundle,
+          policy: JSON.stringify(policy),
+          trustedRoot: custom ? `${custom.sha256}\n${rootText ?? ''}` : shippedRootText(),
+          thresholds: JSON.stringify(thresholds ?? null),
+        })
+      : undefined;
+    const known = key === undefined ? undefined : opts.verdicts?.get(key);
+    if (known) return { ok: true, digest: known.digest, ...(known.signer ? { signer: known.signer } : {}), diagnostics: known.diagnostics as Diagnostic[] };
     const res = await verifyArtifact({
       bundle,
       artifactSha256: digest,
@@ -113,11 +137,15 @@ export function verifierFor(state: DesiredState, resource: DesiredResource): Art
       ...(custom && rootText !== undefined ? { trustedRoot: { json: rootText, expectedSha256: custom.sha256 } } : {}),
       ...(policy.kind === 'key' ? { thresholds: KEY_THRESHOLDS } : {}),
     });
-    return {
+    const outcome: SignatureOutcome = {
       ok: res.ok,
       digest: `sha256:${digest}`,
       ...(res.signer ? { signer: res.signer } : {}),
       diagnostics: res.diagnostics.map((d) => ({ ...d, address, summary: `${label}: ${d.summary}` })),
     };
+    if (key !== undefined && outcome.ok && !outcome.diagnostics.some((d) => d.severity === 'error')) {
+      opts.verdicts?.remember(key, { digest: outcome.digest, ...(outcome.signer ? { signer: outcome.signer } : {}), diagnostics: outcome.diagnostics });
+    }
+    return outcome;
   };
 }

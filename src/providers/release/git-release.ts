@@ -13,7 +13,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type {
@@ -182,6 +182,15 @@ function serialised<T>(key: string, work: () => Promise<T>): Promise<T> {
   return next;
 }
 
+/** Whether the loose ref `refs/agentvm/releases/<commit>` names exactly that commit (packed refs: answer no). */
+async function pinnedRef(gitDir: string, commit: string): Promise<boolean> {
+  try {
+    return (await readFile(path.join(gitDir, 'refs', 'agentvm', 'releases', commit), 'utf8')).trim() === commit;
+  } catch {
+    return false;
+  }
+}
+
 async function objectType(gitDir: string, spec: string): Promise<string | undefined> {
   const run = await runGit(['--git-dir', gitDir, 'cat-file', '-t', spec]);
   return run.code === 0 ? run.stdout.trim() : undefined;
@@ -195,6 +204,9 @@ async function ensureCommit(host: HostContext, config: GitReleaseConfig, address
 async function ensureCommitNow(host: HostContext, config: GitReleaseConfig, address: string, progress: (m: string) => void): Promise<{ gitDir?: string; diagnostics: Diagnostic[] }> {
   const gitDir = await gitCacheRepository(host, config.repo);
   const repoName = redactUrl(config.repo);
+  // The pin ref below is written only after the object was proven to be a commit, and it keeps gc from pruning it:
+  // when it is there, the commit is in the cache — two git processes fewer on every plan of an applied release.
+  if (config.subdir === undefined && (await pinnedRef(gitDir, config.commit))) return { gitDir, diagnostics: [] };
   let type = await objectType(gitDir, config.commit);
   if (type === undefined) {
     progress(`${address}: fetching ${config.commit} from ${repoName}`);
