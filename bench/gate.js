@@ -6,6 +6,8 @@
 // Usage: node bench/gate.js [--connections 16] [--seconds 6] [--bytes 1024] [--rounds 3] [--profile DIR]
 //   --bytes 16384 serves a 16 KiB HTML page instead of 1 KiB of text (a realistic preview page).
 //   --profile DIR runs the gate under `node --cpu-prof` and writes its profile to DIR.
+//   --upstream-work-us N makes the upstream spend N µs of CPU per request before answering, like an app server that
+//   renders its page (default 0: a no-op upstream, the worst case for any proxy — see decisions/0008, Performance).
 // Fairness: both targets get the same client code, the same N keep-alive connections, one request in flight per
 // connection (as a browser does), the same request bytes except the gate's path and session cookie, and the same
 // response bytes (checked: status 200 and the full Content-Length body, else counted as an error). The client is a
@@ -29,6 +31,7 @@ const CONNECTIONS = arg('connections', 16);
 const SECONDS = arg('seconds', 6);
 const BYTES = arg('bytes', 1024);
 const ROUNDS = arg('rounds', 3);
+const WORK_US = arg('upstream-work-us', 0);
 const TARGET = 0.8;
 const PROFILE_DIR = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : undefined;
 
@@ -139,7 +142,7 @@ function summary(runs, cpu) {
 try {
   const html = BYTES >= 4096;
   const page = html ? `'<!doctype html><html><head><title>preview</title></head><body>'+'<p>Text of a page an agent built, served as HTML.</p>\\n'.repeat(${BYTES})` : `'x'.repeat(${BYTES})`;
-  const upstreamSrc = `const b=Buffer.from(${page}).subarray(0,${BYTES});require('http').createServer((q,s)=>{s.writeHead(200,{'content-type':'${html ? 'text/html; charset=utf-8' : 'text/plain'}','content-length':b.length});s.end(b)}).listen(0,'127.0.0.1',function(){console.log('port '+this.address().port)})`;
+  const upstreamSrc = `const b=Buffer.from(${page}).subarray(0,${BYTES});require('http').createServer((q,s)=>{${WORK_US > 0 ? `const t=process.hrtime.bigint()+${WORK_US * 1000}n;while(process.hrtime.bigint()<t);` : ''}s.writeHead(200,{'content-type':'${html ? 'text/html; charset=utf-8' : 'text/plain'}','content-length':b.length});s.end(b)}).listen(0,'127.0.0.1',function(){console.log('port '+this.address().port)})`;
   const upstream = await startChild(['-e', upstreamSrc], /port (\d+)/);
   const upstreamPort = Number(upstream.value);
   await new GateProvider().apply({
@@ -156,7 +159,7 @@ try {
   const directRequest = Buffer.from(`GET / HTTP/1.1\r\nhost: 127.0.0.1:${upstreamPort}\r\n${common}\r\n`, 'latin1');
   const gateRequest = Buffer.from(`GET /p/bench/site/ HTTP/1.1\r\nhost: 127.0.0.1:${gatePort}\r\n${common}cookie: ${cookie}\r\n\r\n`, 'latin1');
 
-  console.log(`gate bench: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per target in ${ROUNDS} alternating rounds, ${BYTES} B ${html ? 'HTML' : 'text'} responses, node ${process.version}, ${cpus().length} CPUs`);
+  console.log(`gate bench: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per target in ${ROUNDS} alternating rounds, ${BYTES} B ${html ? 'HTML' : 'text'} responses, upstream work ${WORK_US} µs/request, node ${process.version}, ${cpus().length} CPUs`);
   await load(upstreamPort, directRequest, 0.5); // warm-up
   await load(gatePort, gateRequest, 0.5);
   const runs = { direct: [], gate: [] };
