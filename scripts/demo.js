@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The quick-start demo: runs the main job on the bundled example with the real CLI, against a temporary host root
-// (nothing outside a temp dir is touched). validate → plan → apply → plan (no changes) → drift → state → audit.
+// (nothing outside a temp dir is touched). validate → plan → apply → plan (no changes) → drift → state → a preview
+// grant → audit.
 // Usage: npm run demo [-- --keep]   (--keep leaves the temp dir for you to explore)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
@@ -42,6 +43,8 @@ if (step('schemas + governance policy, at the exact commit', ['validate', ...at]
   step('converged: no changes (exit 0)', ['plan', ...at, ...host, '--detailed-exitcode']);
   step('drift check, as a timer would run it', ['drift', ...at, ...host]);
   step('what was applied, and each rollback target', ['state', 'show', 'edge-1', '--root', hostRoot]);
+  step('a preview for a named person, for 30 minutes: a one-time link', ['gate', 'grant', 'agent-pool/dashboard', '--to', 'alice@example.com', '--ttl', '30m', '--reason', 'demo: review the dashboard', '--root', hostRoot]);
+  step('live grants (never their tokens)', ['gate', 'list', '--root', hostRoot]);
   step('the audit hash chain', ['audit', 'verify', '--root', hostRoot]);
 }
 if (keep) console.log(`\nKept ${base}. Try: node ${bin} rollback research-orchestrator --host edge-1 --root ${hostRoot}`);

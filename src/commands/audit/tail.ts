@@ -13,8 +13,17 @@ export default class AuditTail extends AgentvmCommand<AuditEvent[]> {
     const { flags } = await this.parse(AuditTail);
     const events = await tailAuditLog(flags.root, flags.lines);
     const text = events.length
-      ? events.map((e) => `${e.seq}\t${e.time}\t${e.actor}\t${e.host}\t${e.event}\t${e.address ?? '-'}\t${e.action ?? ''}\t${e.result}${e.detail ? `\t${e.detail}` : ''}`).join('\n')
+      ? events.map((e) => `${e.seq}\t${e.time}\t${e.actor}\t${e.host}\t${e.event}\t${e.address ?? e.gate?.preview ?? '-'}\t${e.action ?? ''}\t${e.result}${describe(e) ? `\t${describe(e)}` : ''}`).join('\n')
       : 'The audit log is empty.';
     return { result: events, text };
   }
+}
+
+/** The human part of a record: its detail, and for gate events who, which grant, from where, what, and why. */
+function describe(e: AuditEvent): string {
+  const g = e.gate;
+  const gate = g
+    ? [g.identity, g.grantId, g.source ? `from ${g.source}` : undefined, g.method && g.path ? `${g.method} ${g.path}` : undefined, g.status === undefined ? undefined : String(g.status), g.reason].filter((x): x is string => x !== undefined && x !== '').join(' ')
+    : '';
+  return [gate, e.detail ?? ''].filter((x) => x !== '').join(' — ');
 }
