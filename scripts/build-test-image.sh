@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # build-test-image.sh: builds the kernel + busybox initramfs that Tier-2 microVM jobs boot (and that
-# test/microvm-*.test.ts boots). Owns the guest side of the job protocol: the /init script below.
+# test/microvm-*.test.ts boots), and a small ext4 test disk for `rootfs.format: disk` jobs. Owns the guest side of
+# the job protocol: the /init script below.
 #
 # Usage: scripts/build-test-image.sh [--cache DIR]
 #   DIR defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/agentvm/images (outside the clone).
-# Needs: apt (package lists up to date), busybox-static installed, gzip; xz/zstd only if the kernel
-# package ships compressed modules.
+# Needs: apt (package lists up to date), busybox-static installed, gzip, e2fsprogs (mke2fs, for the test disk);
+# xz/zstd only if the kernel package ships compressed modules.
 # Prints `cached` or `built`, then KEY=VALUE lines (AGENTVM_KERNEL, AGENTVM_KERNEL_SHA256, AGENTVM_INITRD,
-# AGENTVM_INITRD_SHA256, AGENTVM_KERNEL_PACKAGE, AGENTVM_KERNEL_VERSION) that callers parse.
+# AGENTVM_INITRD_SHA256, AGENTVM_DISK, AGENTVM_DISK_SHA256, AGENTVM_KERNEL_PACKAGE, AGENTVM_KERNEL_VERSION)
+# that callers parse. The test disk (raw, ext4, label agentvm-root) holds busybox with its applet links, the
+# marker file /etc/agentvm-disk (content: `agentvm test disk v1`) and the empty mount points /proc /sys /dev /tmp
+# /job that /init binds into it; it is built bit-reproducibly (fixed UUID, hash seed, times).
 #
 # Invariants:
 # - The kernel is the exact image package linux-image-cloud-amd64 depends on, at its apt candidate
@@ -30,15 +34,19 @@ done
 
 die() { echo "build-test-image: $*" >&2; exit 1; }
 
-# Virtio modules, in load order (each depends only on the ones before it).
-modules=(virtio_ring virtio virtio_mmio failover net_failover virtio_net)
+# Virtio modules, in load order (each depends only on the ones before it; virtio_blk: virtio, virtio_ring).
+modules=(virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net)
 
 # ---------------------------------------------------------------------------------------------------
 # Guest /init: the job protocol (host side: src/providers/microvm/protocol.ts). Keep the two in step.
 #
 # Kernel command line: agentvm.nonce=<32 hex>            (required; tags every protocol record)
 #                      agentvm.job=<base64 sh script>    (optional; used when the overlay has no /job/run)
-#                      agentvm.net=1                     (load the virtio modules before the job)
+#                      agentvm.net=1                     (load the virtio-net modules before the job)
+#                      agentvm.disk=1                    (the job's root is the read-only ext4 disk /dev/vda:
+#                                                         /init mounts it on /rootfs, binds /proc /sys /dev and
+#                                                         /job into it, mounts a tmpfs on its /tmp, and runs the
+#                                                         job chrooted there; results still come from /job/out)
 #                      agentvm.probe=1                   (print AGENTVM-PROBE-OK and power off at once)
 # Job overlay (a second newc cpio appended to the initramfs): /job/run (sh script), /job/in/* (inputs).
 # The job runs as `sh /job/run` in /job/in, stdin /dev/null, stdout+stderr on the console, with
@@ -64,6 +72,8 @@ mount -t sysfs sys /sys
 echo 1 >/proc/sys/kernel/printk
 
 halt_now() { sync; poweroff -f; reboot -f; }
+# insmod once per module (net and disk share the virtio core).
+load_module() { [ -d "/sys/module/$1" ] || insmod "/lib/modules/$1.ko" || record ERROR "insmod $1 failed"; }
 # After the last record: the host stops the VM as soon as it has read EXIT. poweroff -f does not wait for the
 # serial port to drain, so powering off at once could cut the record off; this is only the fallback.
 exit_then_halt() { record EXIT "$1"; sleep 3; halt_now; }
@@ -71,12 +81,14 @@ exit_then_halt() { record EXIT "$1"; sleep 3; halt_now; }
 nonce=
 job_b64=
 net=
+disk=
 probe=
 for word in $(cat /proc/cmdline); do
   case "$word" in
     agentvm.nonce=*) nonce="${word#agentvm.nonce=}" ;;
     agentvm.job=*) job_b64="${word#agentvm.job=}" ;;
     agentvm.net=1) net=1 ;;
+    agentvm.disk=1) disk=1 ;;
     agentvm.probe=1) probe=1 ;;
   esac
 done
@@ -86,9 +98,7 @@ record() { echo "AGENTVM-$1 $nonce${2:+ $2}"; }
 if [ -n "$probe" ]; then record PROBE-OK; halt_now; fi
 
 if [ -n "$net" ]; then
-  for m in $(cat /lib/agentvm/modules); do
-    insmod "/lib/modules/$m.ko" || record ERROR "insmod $m failed"
-  done
+  for m in virtio_ring virtio virtio_mmio failover net_failover virtio_net; do load_module "$m"; done
 fi
 
 mkdir -p /job/in /job/out /tmp
@@ -101,9 +111,30 @@ if [ ! -f /job/run ]; then
   fi
 fi
 
+if [ -n "$disk" ]; then
+  for m in virtio_ring virtio virtio_mmio virtio_blk; do load_module "$m"; done
+  # devtmpfs creates /dev/vda once virtio_blk has probed the device; give it 5 s, never wait forever.
+  tries=0
+  while [ ! -b /dev/vda ] && [ "$tries" -lt 100 ]; do usleep 50000; tries=$((tries + 1)); done
+  [ -b /dev/vda ] || { record ERROR "no root disk: /dev/vda did not appear"; exit_then_halt 125; }
+  mkdir -p /rootfs
+  mount -o ro -t ext4 /dev/vda /rootfs || { record ERROR "mount of the root disk /dev/vda failed"; exit_then_halt 125; }
+  for d in proc sys dev job tmp; do
+    [ -d "/rootfs/$d" ] || { record ERROR "the root disk has no /$d mount point"; exit_then_halt 125; }
+  done
+  { mount -t proc proc /rootfs/proc && mount -t sysfs sys /rootfs/sys && mount -o bind /dev /rootfs/dev &&
+    mount -o bind /job /rootfs/job && mount -t tmpfs -o mode=1777 tmp /rootfs/tmp; } ||
+    { record ERROR "could not prepare the mounts inside the root disk"; exit_then_halt 125; }
+  [ -x /rootfs/bin/sh ] || { record ERROR "the root disk has no /bin/sh"; exit_then_halt 125; }
+fi
+
 record READY
-cd /job/in
-AGENTVM_IN=/job/in AGENTVM_OUT=/job/out HOME=/tmp sh /job/run
+if [ -n "$disk" ]; then
+  chroot /rootfs /bin/sh -c 'cd /job/in && AGENTVM_IN=/job/in AGENTVM_OUT=/job/out HOME=/tmp sh /job/run'
+else
+  cd /job/in
+  AGENTVM_IN=/job/in AGENTVM_OUT=/job/out HOME=/tmp sh /job/run
+fi
 code=$?
 # Whatever the job left running must not write into the result block.
 kill -9 -1 2>/dev/null
@@ -144,6 +175,7 @@ else
 fi
 
 busybox=/bin/busybox
+command -v mke2fs >/dev/null || die "mke2fs is not installed: apt-get install e2fsprogs"
 bbver=$(dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || true)
 [ -n "$bbver" ] && [ -x "$busybox" ] || die "busybox-static is not installed: apt-get install busybox-static"
 
@@ -158,6 +190,8 @@ print_image() {
   echo "AGENTVM_KERNEL_SHA256=$(cat "$image_dir/vmlinuz.sha256")"
   echo "AGENTVM_INITRD=$image_dir/initramfs.cpio.gz"
   echo "AGENTVM_INITRD_SHA256=$(cat "$image_dir/initramfs.cpio.gz.sha256")"
+  echo "AGENTVM_DISK=$image_dir/rootfs.ext4"
+  echo "AGENTVM_DISK_SHA256=$(cat "$image_dir/rootfs.ext4.sha256")"
   echo "AGENTVM_KERNEL_PACKAGE=$kpkg"
   echo "AGENTVM_KERNEL_VERSION=$kver"
 }
@@ -226,6 +260,26 @@ find "$root" -exec touch -h -d @0 {} +
 size=$(stat -c %s "$stage/initramfs.cpio.gz")
 pad=$(( (4 - size % 4) % 4 ))
 [ "$pad" -eq 0 ] || head -c "$pad" /dev/zero >>"$stage/initramfs.cpio.gz"
+
+# The test disk for `rootfs.format: disk` jobs: busybox as its userland, a marker file a job can read to prove it
+# runs in the disk root, and the mount points /init binds into it. No journal (it is mounted read-only).
+disk_root="$work/disk"
+mkdir -p "$disk_root/bin" "$disk_root/etc" "$disk_root/proc" "$disk_root/sys" "$disk_root/dev" "$disk_root/tmp" "$disk_root/job"
+cp "$busybox" "$disk_root/bin/busybox"
+for applet in $("$busybox" --list); do
+  [ "$applet" = busybox ] || ln -s busybox "$disk_root/bin/$applet"
+done
+echo 'agentvm test disk v1' >"$disk_root/etc/agentvm-disk"
+find "$disk_root" -exec touch -h -d @0 {} +
+# Fixed UUID, hash seed and clock (E2FSPROGS_FAKE_TIME) make the image bit-reproducible.
+disk_uuid=6a9e0c52-1b7e-4f0e-9a55-a9e47c0d15c0
+E2FSPROGS_FAKE_TIME=1 mke2fs -q -F -t ext4 -O ^has_journal -d "$disk_root" -r 1 -N 0 -m 0 -L agentvm-root \
+  -U "$disk_uuid" -E "hash_seed=$disk_uuid,root_owner=0:0" "$stage/rootfs.ext4" 8M >/dev/null ||
+  die "mke2fs could not build the test disk"
+# mke2fs -d copies each file's ctime, which touch cannot set (e2fsprogs 1.47.0 ignores SOURCE_DATE_EPOCH): zero it.
+(cd "$disk_root" && find . -mindepth 1 | LC_ALL=C sort | sed 's|^\.\(.*\)$|sif "\1" ctime 0|') |
+  E2FSPROGS_FAKE_TIME=1 debugfs -w -f - "$stage/rootfs.ext4" >/dev/null 2>&1 || die "debugfs could not normalise the test disk"
+sha256sum "$stage/rootfs.ext4" | cut -d ' ' -f 1 >"$stage/rootfs.ext4.sha256"
 sha256sum "$stage/vmlinuz" | cut -d ' ' -f 1 >"$stage/vmlinuz.sha256"
 sha256sum "$stage/initramfs.cpio.gz" | cut -d ' ' -f 1 >"$stage/initramfs.cpio.gz.sha256"
 printf 'kernel_package=%s\nkernel_version=%s\nbusybox_version=%s\nmodules=%s\n' \

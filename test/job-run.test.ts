@@ -27,6 +27,9 @@ interface TestImage {
   kernelSha256: string;
   initrd: string;
   initrdSha256: string;
+  /** The ext4 test disk for `rootfs.format: disk` jobs. */
+  disk: string;
+  diskSha256: string;
 }
 
 /** The guest image (built or cached), or why this machine cannot run the suite. */
@@ -38,9 +41,9 @@ function prerequisites(): TestImage | string {
   const built = spawnSync('scripts/build-test-image.sh', [], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
   if (built.status !== 0) return `scripts/build-test-image.sh failed: ${(built.stderr || built.stdout || String(built.error)).trim()}`;
   const values = new Map(built.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-  const [kernel, kernelSha256, initrd, initrdSha256] = ['AGENTVM_KERNEL', 'AGENTVM_KERNEL_SHA256', 'AGENTVM_INITRD', 'AGENTVM_INITRD_SHA256'].map((k) => values.get(k));
-  if (!kernel || !kernelSha256 || !initrd || !initrdSha256) return `scripts/build-test-image.sh printed no image: ${built.stdout}`;
-  return { kernel, kernelSha256, initrd, initrdSha256 };
+  const [kernel, kernelSha256, initrd, initrdSha256, disk, diskSha256] = ['AGENTVM_KERNEL', 'AGENTVM_KERNEL_SHA256', 'AGENTVM_INITRD', 'AGENTVM_INITRD_SHA256', 'AGENTVM_DISK', 'AGENTVM_DISK_SHA256'].map((k) => values.get(k));
+  if (!kernel || !kernelSha256 || !initrd || !initrdSha256 || !disk || !diskSha256) return `scripts/build-test-image.sh printed no image: ${built.stdout}`;
+  return { kernel, kernelSha256, initrd, initrdSha256, disk, diskSha256 };
 }
 
 const image = prerequisites();
@@ -126,6 +129,7 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
     mkdirSync(images, { recursive: true });
     copyFileSync(img.kernel, join(images, 'vmlinuz'));
     copyFileSync(img.initrd, join(images, 'initramfs.cpio.gz'));
+    copyFileSync(img.disk, join(images, 'rootfs.ext4'));
     allowed = await service('allowed-service-data\n');
     forbidden = await service('forbidden-service-data\n');
     source = await gitdir({ 'README.md': 'the job workloads\' release\n' });
@@ -147,6 +151,9 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
         'plain',
         job('echo', 'echo "job says: $(cat greeting.txt)"; echo "args=[$1][$2]"; mkdir -p "$AGENTVM_OUT/sub"; echo done >"$AGENTVM_OUT/sub/report.txt"; exit "$3"') +
           job('sleeper', 'echo sleeping now; sleep 60; echo woke up', 3) +
+          // A disk job: the test disk is its root, the initramfs only boots it.
+          `    - name: ondisk\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: rootfs.ext4, sha256: ${img.diskSha256}, format: disk }\n      initramfs: { file: initramfs.cpio.gz, sha256: ${img.initrdSha256} }\n` +
+            `      command: [sh, -c, ${JSON.stringify('echo "marker=[$(cat /etc/agentvm-disk)] in=[$(cat greeting.txt)]"; cp /etc/agentvm-disk "$AGENTVM_OUT/marker.txt"; touch /etc/x 2>/dev/null || echo "disk is read-only"; exit 4')}, ondisk]\n      timeoutSeconds: 60\n` +
           job('nics', 'for m in $(cat /lib/agentvm/modules); do insmod /lib/modules/$m.ko || exit 10; done; ls /sys/class/net >"$AGENTVM_OUT/nics"'),
       ),
       'workloads/net/contract.yaml': contract('net', `  egress:\n    - host: 127.0.0.1\n      port: ${allowed.port}\n`),
@@ -224,6 +231,24 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
     expect(result.teardown).toMatchObject({ ok: true, reason: 'finished', netns: null, scratchRemoved: true });
     const audit = readFileSync(join(root, 'var/log/agentvm/audit.jsonl'), 'utf8');
     expect(audit).toContain(`"event":"job.teardown","address":"job.plain.echo.${result.runId}","result":"ok"`);
+  }, 120_000);
+
+  it('GIVEN a job whose rootfs is a disk WHEN run THEN it runs in the disk root, read-only, and returns its exit code and result file', async () => {
+    const input = join(base, 'greeting.txt');
+    spawnSync('sh', ['-c', `printf 'hello from the host' > ${input}`]);
+    const out = join(base, 'out-ondisk');
+
+    const { code, result } = await runJson(['plain/ondisk', '--input', input, '--out', out]);
+
+    expect(result.diagnostics).toEqual([]);
+    expect(result.exitCode).toBe(4);
+    expect(code).toBe(1);
+    expect(result.console).toContain('marker=[agentvm test disk v1] in=[hello from the host]\n');
+    expect(result.console).toContain('disk is read-only\n');
+    expect(readFileSync(join(out, 'marker.txt'), 'utf8')).toBe('agentvm test disk v1\n');
+    expect(result.teardown).toMatchObject({ ok: true, reason: 'finished', scratchRemoved: true });
+    const installed = JSON.parse(readFileSync(join(root, 'var/lib/agentvm/jobs/plain/ondisk.json'), 'utf8')) as { identity: string };
+    expect(installed.identity).toBe(`${img.kernelSha256}/${img.diskSha256}/${img.initrdSha256}`);
   }, 120_000);
 
   it('GIVEN a job that exits 0 THEN the CLI exits 0 and streams the job output as it runs', async () => {

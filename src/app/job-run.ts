@@ -143,7 +143,10 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   await refuseOverCapacity(paths, settings.maxConcurrentJobs);
 
   const kernel = { path: imagePath({ root }, config.kernel), sha256: config.kernel.sha256 };
-  const initrd = { path: imagePath({ root }, config.rootfs), sha256: config.rootfs.sha256 };
+  // A disk job boots its initramfs, which mounts the rootfs disk (attached read-only) and runs the job in it.
+  const bootImage = config.rootfs.format === 'disk' && config.initramfs !== undefined ? config.initramfs : config.rootfs;
+  const initrd = { path: imagePath({ root }, bootImage), sha256: bootImage.sha256 };
+  const disk = bootImage === config.rootfs ? undefined : { path: imagePath({ root }, config.rootfs), sha256: config.rootfs.sha256 };
   const accel = await chooseAccel(settings.accel, root, paths, config, kernel.path, initrd.path);
 
   const runId = newRunId();
@@ -194,6 +197,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
       vm = await runEphemeralVm({
         kernel,
         initrd,
+        ...(disk === undefined ? {} : { disk }),
         input: { files, args: opts.args ?? [] },
         command: argvCommand(config.command),
         vcpus: config.vcpus,

@@ -158,11 +158,13 @@ export function expandWorkload(def: WorkloadDefinition, repoDir: string, opts: E
       address: `job.${w}.${job.name}`,
       provider: PROVIDER_MICROVM,
       workload: w,
-      identity: `${job.kernel.sha256}/${job.rootfs.sha256}`,
+      // The initramfs only when present (disk jobs): existing definitions keep their identity and digest.
+      identity: `${job.kernel.sha256}/${job.rootfs.sha256}${job.initramfs === undefined ? '' : `/${job.initramfs.sha256}`}`,
       config: {
         job: job.name,
         kernel: job.kernel,
         rootfs: job.rootfs,
+        ...(job.initramfs === undefined ? {} : { initramfs: job.initramfs }),
         command: job.command,
         vcpus: job.vcpus ?? 1,
         memoryMiB: job.memoryMiB ?? 256,

@@ -125,6 +125,7 @@ export interface Job {
   name: Name;
   kernel: Image;
   rootfs: Image1;
+  initramfs?: Image2;
   /**
    * @minItems 1
    */
@@ -149,9 +150,24 @@ export interface Image {
   bundle?: string;
 }
 /**
- * Root image: an initramfs (cpio) or a disk image.
+ * Root image: an initramfs (newc cpio, optionally gzip-compressed; format `initramfs`, the default) or a raw disk image holding an ext4 filesystem (format `disk`), attached read-only as the job's root.
  */
 export interface Image1 {
+  /**
+   * A plain file name (no directories).
+   */
+  file: string;
+  sha256: Sha256;
+  format?: 'initramfs' | 'disk';
+  /**
+   * Path of a Sigstore bundle over this image file, relative to the workload directory. Signed by the manifest's `signature` signer (identity + issuer, or key); required at tiers with signed releases (moderate and up).
+   */
+  bundle?: string;
+}
+/**
+ * Boot initramfs of a `rootfs.format: disk` job (required there, refused otherwise): carries agentvm's guest init and the virtio modules that mount the disk (what scripts/build-test-image.sh builds). Its `format` is not used.
+ */
+export interface Image2 {
   /**
    * A plain file name (no directories).
    */

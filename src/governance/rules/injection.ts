@@ -82,7 +82,7 @@ export const injectionRules: WorkloadRule = (ctx) => {
         const r = fails(arg, breaksLine);
         if (r) f.unsafe(m, ['spec', 'jobs', i, 'command', j], `Argument ${j + 1} of job #${i + 1}'s command`, r, LINE_FIX);
       });
-      for (const image of ['kernel', 'rootfs'] as const) {
+      for (const image of ['kernel', 'rootfs', 'initramfs'] as const) {
         const file = text(record(job[image])?.file);
         if (file === undefined) continue;
         const problem = relativePathProblem(file) ?? (file.includes('/') ? 'absolute' : undefined);

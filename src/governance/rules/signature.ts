@@ -71,7 +71,7 @@ function imageSignatureRules(ctx: WorkloadContext, required: boolean, hasSigner:
   const out: Diagnostic[] = [];
   list(specOf(doc).jobs).forEach((raw, i) => {
     const job = record(raw);
-    for (const image of ['kernel', 'rootfs'] as const) {
+    for (const image of ['kernel', 'rootfs', 'initramfs'] as const) {
       const spec = record(job?.[image]);
       if (!spec) continue;
       const bundle = text(spec.bundle);

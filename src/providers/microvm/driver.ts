@@ -1,6 +1,7 @@
 // The VMM driver contract: what agentvm needs from a virtual machine monitor to boot one ephemeral microVM
 // and tear it down. Implementations: QEMU `-M microvm` (qemu.ts); Firecracker fits the same shape (one
-// kernel, one initramfs, boot args, vcpus, memory, an optional tap, the serial console on stdout).
+// kernel, one initramfs, an optional read-only root drive, boot args, vcpus, memory, an optional tap, the serial
+// console on stdout).
 // Also owns the process side every driver shares: spawning the VMM in its own process group, streaming its
 // console, and killing the whole group.
 //
@@ -35,6 +36,11 @@ export interface VmBootSpec {
    * compressed; the kernel unpacks them one after another, later files overriding earlier ones).
    */
   initrdPaths: readonly string[];
+  /**
+   * A raw disk image attached READ-ONLY as the guest's first virtio block device (`/dev/vda`): the root filesystem
+   * of a `rootfs.format: disk` job, which the initramfs mounts (Firecracker: the root drive, `is_read_only`).
+   */
+  rootDiskPath?: string;
   /** Kernel command line added after the driver's own (console, panic and timer settings). */
   append: string;
   vcpus: number;

@@ -9,15 +9,18 @@
 //   (teardown.ts) finds it by the run directory on its command line. An aborted `signal` kills the VM at once.
 // - The VMM boots only bytes whose sha256 matched the caller's pins: kernel and initramfs are read once,
 //   hashed, and the VMM is given the copies written into the run directory (no check-then-use race on the
-//   cache files).
+//   cache files). A root disk is copied into the run directory first (copy_file_range, or a reflink where the
+//   filesystem has them) and the copy is hashed: nothing but this process can write the 0700 run directory, so the
+//   hashed bytes are the booted bytes, and a disk of any size never has to fit in memory. The guest attaches it
+//   read-only.
 // - A job without `network` has no network device at all.
 // - Expected failures (digest mismatch, timeout, guest crash, rejected results) are diagnostics in the result;
 //   it throws only for bugs, host I/O errors (run dir not creatable) and errors thrown by `onConsole` or
 //   `onBooted` (after teardown).
 
 import { createHash } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants as fsConstants, createReadStream, rmSync } from 'node:fs';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errorDiag, hasErrors, type Diagnostic } from '../../diagnostics/index.js';
 import type { VmHandle, VmmDriver, VmNetwork } from './driver.js';
@@ -42,6 +45,11 @@ export interface EphemeralVmRequest {
   kernel: PinnedFile;
   /** The base initramfs (scripts/build-test-image.sh); the job overlay is appended to a copy of it. */
   initrd: PinnedFile;
+  /**
+   * A raw ext4 disk image that becomes the job's root filesystem (`rootfs.format: disk`), attached read-only; the
+   * initramfs then only boots: it loads virtio_blk, mounts the disk and runs the job chrooted in it.
+   */
+  disk?: PinnedFile;
   input: JobInput;
   /** A POSIX sh script run by the guest in /job/in; results are the regular files it leaves under $AGENTVM_OUT. */
   command: string;
@@ -139,7 +147,9 @@ async function bootAndRun(
 ): Promise<Omit<EphemeralVmResult, 'durationMs'>> {
   const kernel = await readPinned(request.kernel, 'kernel');
   const initrd = await readPinned(request.initrd, 'initramfs');
-  const mismatches = [kernel, initrd].flatMap((f) => (f.diagnostic === undefined ? [] : [f.diagnostic]));
+  const diskPath = request.disk === undefined ? undefined : join(request.runDir, 'rootfs.img');
+  const disk = request.disk === undefined || diskPath === undefined ? {} : await copyPinned(request.disk, diskPath, 'root disk');
+  const mismatches = [kernel, initrd, disk].flatMap((f) => (f.diagnostic === undefined ? [] : [f.diagnostic]));
   if (mismatches.length > 0) return notRun(mismatches);
 
   const kernelPath = join(request.runDir, 'vmlinuz');
@@ -207,7 +217,14 @@ async function bootAndRun(
       kernelPath,
       initrdPaths: [initrdPath],
       // edd=off: the x86 setup code's BIOS disk probe prints to the console before printk settings apply.
-      append: [`${CmdlineKey.nonce}=${nonce}`, 'loglevel=1', 'edd=off', ...(network.kind === 'tap' ? [`${CmdlineKey.net}=1`] : [])].join(' '),
+      append: [
+        `${CmdlineKey.nonce}=${nonce}`,
+        'loglevel=1',
+        'edd=off',
+        ...(network.kind === 'tap' ? [`${CmdlineKey.net}=1`] : []),
+        ...(diskPath === undefined ? [] : [`${CmdlineKey.disk}=1`]),
+      ].join(' '),
+      ...(diskPath === undefined ? {} : { rootDiskPath: diskPath }),
       vcpus: request.vcpus,
       memoryMiB: request.memoryMiB,
       network,
@@ -279,7 +296,7 @@ function validateRequest(request: EphemeralVmRequest): Diagnostic[] {
     if (problem !== undefined) diagnostics.push(errorDiag('microvm.input-name', `Input file name ${JSON.stringify(name)} ${problem}.`, { detail: 'Input files are relative paths under /job/in.' }));
   }
   if (request.input.args.some((a) => a.includes('\0'))) diagnostics.push(errorDiag('microvm.input-arg', 'A job argument contains a NUL byte, which no shell argument can carry.'));
-  for (const [label, pin] of [['kernel', request.kernel], ['initrd', request.initrd]] as const) {
+  for (const [label, pin] of [['kernel', request.kernel], ['initrd', request.initrd], ...(request.disk === undefined ? [] : [['disk', request.disk] as const])] as const) {
     if (!/^[0-9a-f]{64}$/.test(pin.sha256)) diagnostics.push(errorDiag('microvm.image-pin', `The ${label} pin is not a lowercase hex sha256.`));
   }
   if (!(request.timeoutMs > 0)) diagnostics.push(errorDiag('microvm.timeout-invalid', 'timeoutMs must be positive.'));
@@ -303,6 +320,30 @@ async function readPinned(pin: PinnedFile, label: string): Promise<{ bytes: Buff
   if (actual === pin.sha256) return { bytes };
   return {
     bytes,
+    diagnostic: errorDiag('microvm.image-digest-mismatch', `The ${label} ${pin.path} has sha256 ${actual}, not the pinned ${pin.sha256}.`, {
+      detail: 'The VM was not booted. Rebuild the image (scripts/build-test-image.sh prints its digests) and update the pin, or find out who changed the file.',
+    }),
+  };
+}
+
+/** Copies a pinned file to `dest` (in the private run dir) and hashes the copy: the bytes the VMM will be given. */
+async function copyPinned(pin: PinnedFile, dest: string, label: string): Promise<{ diagnostic?: Diagnostic }> {
+  try {
+    await copyFile(pin.path, dest, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    if (code === 'EEXIST') throw error;
+    return {
+      diagnostic: errorDiag('microvm.image-missing', `The ${label} ${pin.path} cannot be read (${code}).`, {
+        detail: 'Build the image with scripts/build-test-image.sh, which prints the paths and digests to pin.',
+      }),
+    };
+  }
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(dest)) hash.update(chunk as Buffer);
+  const actual = hash.digest('hex');
+  if (actual === pin.sha256) return {};
+  return {
     diagnostic: errorDiag('microvm.image-digest-mismatch', `The ${label} ${pin.path} has sha256 ${actual}, not the pinned ${pin.sha256}.`, {
       detail: 'The VM was not booted. Rebuild the image (scripts/build-test-image.sh prints its digests) and update the pin, or find out who changed the file.',
     }),

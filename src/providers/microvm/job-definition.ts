@@ -7,6 +7,10 @@
 //   trusted only at the manifest's sha256: a definition is never installed over an image that does not match its
 //   pin, and a job boots only the bytes that hashed to the pin (ephemeral-vm.ts reads them once).
 // - The definition's digest is the fingerprint of its canonical desired config: same config, same digest.
+// - A job has two images (kernel, rootfs) or, when its rootfs is a `disk`, three: the disk is the job's root and the
+//   `initramfs` only boots it (loads virtio_blk, mounts the disk read-only, chroots). `initramfs` is required with
+//   `format: disk` and refused otherwise; it is in the identity, verification and signature cover only when present,
+//   so definitions without it keep the identity and digest they had.
 
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -28,6 +32,8 @@ export interface JobConfig {
   job: string;
   kernel: JobImage;
   rootfs: JobImage & { format: 'initramfs' | 'disk' };
+  /** The boot initramfs of a `disk` job (guest init + virtio_blk); absent for `initramfs` jobs. */
+  initramfs?: JobImage;
   /** argv: program and its fixed arguments. */
   command: string[];
   vcpus: number;
@@ -69,9 +75,18 @@ export function parseJobConfig(config: Record<string, unknown>, address?: string
   const kernel = image(config.kernel, 'kernel');
   const rootfs = image(config.rootfs, 'rootfs');
   const format = ((config.rootfs ?? {}) as Record<string, unknown>).format ?? 'initramfs';
+  let initramfs: JobImage | undefined;
   if (format === 'disk') {
-    bad('$.spec.jobs[].rootfs.format', 'Root images of format `disk` are not supported by the QEMU driver yet; only `initramfs`.', 'Package the root filesystem as an initramfs (newc cpio, optionally gzip-compressed).');
-  } else if (format !== 'initramfs') bad('$.spec.jobs[].rootfs.format', `Root image format ${JSON.stringify(format)} is not initramfs or disk.`);
+    if (config.initramfs === undefined) {
+      bad('$.spec.jobs[].initramfs', 'A job whose rootfs has `format: disk` needs an `initramfs` to boot it.', 'Add `initramfs: {file, sha256}`: the boot initramfs with agentvm\'s guest init and the virtio_blk module (scripts/build-test-image.sh builds one), which mounts the disk read-only and runs the job in it.');
+    } else {
+      initramfs = image(config.initramfs, 'initramfs');
+      const bootFormat = ((config.initramfs ?? {}) as Record<string, unknown>).format;
+      if (bootFormat !== undefined && bootFormat !== 'initramfs') bad('$.spec.jobs[].initramfs.format', `The initramfs of a disk job cannot have format ${JSON.stringify(bootFormat)}.`, 'It is the boot initramfs (newc cpio); leave `format` out.');
+    }
+  } else if (format === 'initramfs') {
+    if (config.initramfs !== undefined) bad('$.spec.jobs[].initramfs', 'Only a job whose rootfs has `format: disk` takes an `initramfs`; this rootfs is itself the initramfs.', 'Remove `initramfs`, or set `rootfs.format: disk` if the rootfs is a disk image.');
+  } else bad('$.spec.jobs[].rootfs.format', `Root image format ${JSON.stringify(format)} is not initramfs or disk.`);
   const command = config.command;
   if (!Array.isArray(command) || command.length === 0 || command.some((a) => typeof a !== 'string' || a.includes('\0'))) {
     bad('$.spec.jobs[].command', 'The job command must be a non-empty list of strings without NUL bytes.');
@@ -98,7 +113,8 @@ export function parseJobConfig(config: Record<string, unknown>, address?: string
     config: {
       job: job as string,
       kernel,
-      rootfs: { ...rootfs, format: 'initramfs' },
+      rootfs: { ...rootfs, format: format === 'disk' ? 'disk' : 'initramfs' },
+      ...(initramfs === undefined ? {} : { initramfs }),
       command: command as string[],
       vcpus,
       memoryMiB,
@@ -112,8 +128,15 @@ export function parseJobConfig(config: Record<string, unknown>, address?: string
 }
 
 /** Identity of a job definition: what it boots. Must equal engine/expand.ts's `identity`. */
-export function jobIdentity(config: Pick<JobConfig, 'kernel' | 'rootfs'>): string {
-  return `${config.kernel.sha256}/${config.rootfs.sha256}`;
+export function jobIdentity(config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>): string {
+  return `${config.kernel.sha256}/${config.rootfs.sha256}${config.initramfs === undefined ? '' : `/${config.initramfs.sha256}`}`;
+}
+
+/** The images a job boots, by name: kernel, rootfs, and the initramfs of a disk job. */
+export type JobImageName = 'kernel' | 'rootfs' | 'initramfs';
+
+export function jobImages(config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>): Array<[JobImageName, JobImage]> {
+  return [['kernel', config.kernel], ['rootfs', config.rootfs], ...(config.initramfs === undefined ? [] : [['initramfs', config.initramfs] as [JobImageName, JobImage]])];
 }
 
 /** Digest of a job definition: the fingerprint of its whole desired config. */
@@ -149,11 +172,11 @@ async function sha256File(path: string): Promise<string | undefined> {
   }
 }
 
-/** Hashes both images in the host's image directory; diagnostics say which is missing or altered. */
-export async function verifyImages(host: Pick<HostContext, 'root'>, config: Pick<JobConfig, 'kernel' | 'rootfs'>, address?: string): Promise<{ status: ImageStatus; diagnostics: Diagnostic[] }> {
+/** Hashes the job's images in the host's image directory; diagnostics say which is missing or altered. */
+export async function verifyImages(host: Pick<HostContext, 'root'>, config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>, address?: string): Promise<{ status: ImageStatus; diagnostics: Diagnostic[] }> {
   const diagnostics: Diagnostic[] = [];
   let status: ImageStatus = 'verified';
-  for (const [label, image] of [['kernel', config.kernel], ['rootfs', config.rootfs]] as const) {
+  for (const [label, image] of jobImages(config)) {
     const path = imagePath(host, image);
     const actual = await sha256File(path);
     if (actual === undefined) {
@@ -174,12 +197,13 @@ export async function verifyImages(host: Pick<HostContext, 'root'>, config: Pick
 }
 
 /**
- * The bytes of each image that is on the host and matches its pin, by name (`kernel`, `rootfs`): what a signature
- * check covers. An image that is missing or altered is left out; `verifyImages` reports it, and nothing boots it.
+ * The bytes of each image that is on the host and matches its pin, by name (`kernel`, `rootfs`, `initramfs`): what a
+ * signature check covers. An image that is missing or altered is left out; `verifyImages` reports it, and nothing
+ * boots it. (A disk image is read whole here: signature checks take bytes.)
  */
-export async function pinnedImageBytes(host: Pick<HostContext, 'root'>, config: Pick<JobConfig, 'kernel' | 'rootfs'>): Promise<Array<{ name: 'kernel' | 'rootfs'; bytes: Uint8Array }>> {
-  const out: Array<{ name: 'kernel' | 'rootfs'; bytes: Uint8Array }> = [];
-  for (const [name, image] of [['kernel', config.kernel], ['rootfs', config.rootfs]] as const) {
+export async function pinnedImageBytes(host: Pick<HostContext, 'root'>, config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>): Promise<Array<{ name: JobImageName; bytes: Uint8Array }>> {
+  const out: Array<{ name: JobImageName; bytes: Uint8Array }> = [];
+  for (const [name, image] of jobImages(config)) {
     let bytes: Buffer;
     try {
       bytes = await readFile(imagePath(host, image));
@@ -208,19 +232,20 @@ export interface InstalledJobDefinition {
   commit?: string | null;
   /**
    * Present when the job's tier requires signed images: those whose signature apply verified, by name, each at the
-   * sha256 it verified (an image still missing at apply is absent). Such a job runs only when both are here at the
-   * pinned digests; the plan shows an update once the missing image arrives, and that apply verifies it.
+   * sha256 it verified (an image still missing at apply is absent). Such a job runs only when all its images (two, or
+   * three with a disk job's initramfs) are here at the pinned digests; the plan shows an update once a missing image
+   * arrives, and that apply verifies it.
    */
-  signaturesVerified?: Partial<Record<'kernel' | 'rootfs', string>>;
+  signaturesVerified?: Partial<Record<JobImageName, string>>;
 }
 
 /**
  * Whether a run may boot these pins as far as signatures go: true when apply did not require a signature check
- * (no `signaturesVerified`), or when it verified both images at exactly the pinned digests.
+ * (no `signaturesVerified`), or when it verified every image the job boots at exactly the pinned digest.
  */
-export function signaturesCoverPins(installed: Pick<InstalledJobDefinition, 'signaturesVerified'>, config: Pick<JobConfig, 'kernel' | 'rootfs'>): boolean {
+export function signaturesCoverPins(installed: Pick<InstalledJobDefinition, 'signaturesVerified'>, config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>): boolean {
   const verified = installed.signaturesVerified;
-  return verified === undefined || (verified.kernel === config.kernel.sha256 && verified.rootfs === config.rootfs.sha256);
+  return verified === undefined || jobImages(config).every(([name, image]) => verified[name] === image.sha256);
 }
 
 export async function readInstalledDefinition(host: Pick<HostContext, 'root'>, workload: string, job: string): Promise<InstalledJobDefinition | undefined> {

@@ -24,6 +24,8 @@ export const CmdlineKey = {
   nonce: 'agentvm.nonce',
   job: 'agentvm.job',
   net: 'agentvm.net',
+  /** The job's root is the read-only disk /dev/vda (scripts/build-test-image.sh /init mounts it and chroots). */
+  disk: 'agentvm.disk',
   probe: 'agentvm.probe',
 } as const;
 

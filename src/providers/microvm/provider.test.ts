@@ -55,7 +55,7 @@ function change(d: DesiredResource, action: PlannedChange['action']): PlannedCha
 }
 
 describe('validate', () => {
-  it('GIVEN a disk rootfs, a path as file name and an egress wildcard THEN each is an error at the address', () => {
+  it('GIVEN a disk rootfs without an initramfs, a path as file name and an egress wildcard THEN each is an error at the address', () => {
     const d = desired({ rootfs: { file: '../etc/passwd', sha256: sha('x'), format: 'disk' }, egress: [{ host: '*', port: 443 }] });
 
     const codes = provider.validate({ resource: d }).diagnostics.map((x) => `${x.code}@${x.address}`);

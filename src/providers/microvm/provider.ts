@@ -34,6 +34,7 @@ import type {
 import {
   jobDefinitionDigest,
   jobIdentity,
+  type JobImageName,
   listInstalledDefinitions,
   parseJobConfig,
   pinnedImageBytes,
@@ -153,7 +154,7 @@ export class MicrovmProvider implements Provider {
     if (images.status === 'mismatch') return { diagnostics: images.diagnostics };
     // Signed images: the bytes that hash to their pins are checked against their bundles before anything is written.
     // What was verified is recorded in the installed definition: `job run` boots only pins verified here (ADR 0009).
-    let signaturesVerified: Partial<Record<'kernel' | 'rootfs', string>> | undefined;
+    let signaturesVerified: Partial<Record<JobImageName, string>> | undefined;
     if (req.verifyArtifact) {
       req.progress?.('verifying image signatures');
       signaturesVerified = {};
@@ -161,7 +162,8 @@ export class MicrovmProvider implements Provider {
       for (const image of await pinnedImageBytes(host, parsed.config)) {
         const found = await req.verifyArtifact(image.bytes, image.name);
         refusals.push(...found);
-        if (!found.some((d) => d.severity === 'error')) signaturesVerified[image.name] = parsed.config[image.name].sha256;
+        const pin = parsed.config[image.name];
+        if (!found.some((d) => d.severity === 'error') && pin !== undefined) signaturesVerified[image.name] = pin.sha256;
       }
       if (refusals.some((d) => d.severity === 'error')) return { diagnostics: refusals };
     }
@@ -255,7 +257,7 @@ function planDefinition(req: PlanRequest): PlanResponse {
   const digest = jobDefinitionDigest(desired.config);
   if (live.digest !== digest) {
     const code = live.identity !== desired.identity ? 'source-changed' : 'config-changed';
-    return { action: 'update', effect: 'none', reasons: [{ code, message: code === 'source-changed' ? 'The job boots other images (kernel or rootfs digest changed).' : 'The job definition changed (command, resources, timeout or egress); the next run uses it.' }], drift, diagnostics };
+    return { action: 'update', effect: 'none', reasons: [{ code, message: code === 'source-changed' ? 'The job boots other images (kernel, rootfs or initramfs digest changed).' : 'The job definition changed (command, resources, timeout or egress); the next run uses it.' }], drift, diagnostics };
   }
   if (images === 'mismatch') {
     return { action: 'update', effect: 'none', reasons: [{ code: 'live-modified', message: 'An image of the job does not match its pin; apply refuses it until the pinned image is in place.' }], drift, diagnostics };

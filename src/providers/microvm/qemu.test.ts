@@ -39,6 +39,25 @@ describe('qemuArgv', () => {
     expect(flag(argv, '-name')).toEqual(['agentvm-job-abc,process=agentvm-job-abc']);
   });
 
+  it('GIVEN no root disk THEN no block device is attached', () => {
+    const argv = qemuArgv(spec, { accel: 'tcg', initrdPath: '/i', tscKhz: null });
+    expect(argv).not.toContain('-drive');
+    expect(argv.join(' ')).not.toContain('virtio-blk');
+  });
+
+  it('GIVEN a root disk THEN it is attached read-only as a raw virtio-blk device', () => {
+    const argv = qemuArgv({ ...spec, rootDiskPath: '/run/x/rootfs.img' }, { accel: 'tcg', initrdPath: '/i', tscKhz: null });
+    expect(flag(argv, '-drive')).toEqual(['id=rootfs,file=/run/x/rootfs.img,format=raw,if=none,readonly=on']);
+    expect(flag(argv, '-device')).toEqual(['virtio-blk-device,drive=rootfs']);
+    // The kernel and initramfs still boot the guest; the disk is only mounted by its init.
+    expect(flag(argv, '-kernel')).toEqual(['/run/x/vmlinuz']);
+    expect(flag(argv, '-initrd')).toEqual(['/i']);
+  });
+
+  it('GIVEN a root disk path holding a comma THEN it is refused (it would inject -drive options)', () => {
+    expect(() => qemuArgv({ ...spec, rootDiskPath: '/run/x,snapshot=off/rootfs.img' }, { accel: 'tcg', initrdPath: '/i', tscKhz: null })).toThrow(/must not contain ","/);
+  });
+
   it('GIVEN KVM THEN no TSC override is passed', () => {
     const argv = qemuArgv(spec, { accel: 'kvm', initrdPath: '/i', tscKhz: 2596152 });
     expect(flag(argv, '-append')[0]).not.toContain('tsc_early_khz');

@@ -67,6 +67,11 @@ export function qemuArgv(spec: VmBootSpec, options: QemuDriverOptions & { initrd
     '-append', append.join(' '),
     '-no-reboot',
   ];
+  if (spec.rootDiskPath !== undefined) {
+    // QEMU's -drive option syntax treats ',' as a separator: a path holding one would inject options.
+    if (spec.rootDiskPath.includes(',')) throw new Error(`root disk path ${JSON.stringify(spec.rootDiskPath)} must not contain ","`);
+    argv.push('-drive', `id=rootfs,file=${spec.rootDiskPath},format=raw,if=none,readonly=on`, '-device', 'virtio-blk-device,drive=rootfs');
+  }
   if (spec.network.kind === 'none') return argv;
   const { tapName, macAddress, netns } = spec.network;
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tapName)) throw new Error(`tap name ${JSON.stringify(tapName)} is not a valid interface name`);
