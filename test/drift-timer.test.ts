@@ -43,6 +43,8 @@ function testDropIn(home: string, root: string): string {
     `StandardOutput=append:${home}/drift-%i.log`,
     'PrivateUsers=yes',
     `ReadWritePaths=${root}/var/cache/agentvm`,
+    // A checkout under /tmp (some CI runners) would be hidden by the unit's PrivateTmp=: bind agentvm itself in.
+    ...(ROOT.startsWith('/tmp/') ? [`BindReadOnlyPaths=${ROOT}`] : []),
     '',
   ].join('\n');
 }
