@@ -154,6 +154,8 @@ export async function readLive(
   const desiredBy = new Map(desired.map((d) => [d.address, d]));
   const addresses = [...new Set([...desiredBy.keys(), ...Object.keys(locked), ...owned.keys()])].sort();
   const live = new Map<Address, LiveResource>();
+  // Host facts shared by every read of this plan (ReadRequest.snapshot): the plan is one snapshot of the host.
+  const snapshot = new Map<string, unknown>();
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < addresses.length) {
@@ -163,7 +165,7 @@ export async function readLive(
       const type = d?.provider ?? l?.provider ?? owned.get(address);
       const provider = type ? registry.get(type) : undefined;
       if (!provider) continue;
-      const res = await provider.read({ host: context, address, ...(d ? { desired: d } : {}), ...(l ? { locked: l } : {}) });
+      const res = await provider.read({ host: context, address, snapshot, ...(d ? { desired: d } : {}), ...(l ? { locked: l } : {}) });
       diagnostics.push(...res.diagnostics.map((x) => ({ ...x, address: x.address ?? address })));
       live.set(address, res.live);
     }

@@ -35,6 +35,12 @@ export interface ReadRequest {
   address: Address;
   desired?: DesiredResource;
   locked?: LockedResource;
+  /**
+   * One plan's read phase shares this map: a provider may keep host facts in it that are the same for every resource
+   * it reads (a unit-path directory listing), so they are read once per plan instead of once per resource. Absent:
+   * read everything afresh. Never carries state across plans.
+   */
+  snapshot?: Map<string, unknown>;
 }
 export interface ReadResponse { live: LiveResource; diagnostics: Diagnostic[] }
 

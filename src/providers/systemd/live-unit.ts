@@ -76,6 +76,8 @@ export interface ReadGatewayInput {
   workload: string;
   /** `<paths.releases>` as the manager sees it. */
   releasesDir: string;
+  /** One plan's shared host facts (ReadRequest.snapshot): unit-path directory listings are read once per plan. */
+  snapshot?: Map<string, unknown>;
 }
 
 export interface ReadGatewayResult {
@@ -105,7 +107,7 @@ export async function readGateway(input: ReadGatewayInput): Promise<ReadGatewayR
     normalized,
     releaseId,
     runtimeDigest: dropIn ? runtimeDigestOf(...(template ? [template] : []), dropIn) : null,
-    foreign: await foreignSources(endpoint, profile),
+    foreign: await foreignSources(endpoint, profile, input.snapshot),
     manager: null,
     running: null,
     credentials: [],
@@ -147,14 +149,14 @@ async function readUnit(file: string): Promise<ParsedUnit | undefined> {
 }
 
 /** Every file on the unit search path that configures agent-gateway@<profile> besides agentvm's own two. */
-export async function foreignSources(endpoint: SystemdEndpoint, profile: string): Promise<ForeignSource[]> {
+export async function foreignSources(endpoint: SystemdEndpoint, profile: string, snapshot?: Map<string, unknown>): Promise<ForeignSource[]> {
   const unit = instanceUnit(profile);
   const dirs = await endpoint.unitPaths();
   if (!dirs.includes(endpoint.unitDir)) dirs.unshift(endpoint.unitDir);
   const found: ForeignSource[] = [];
   for (const dir of [...new Set(dirs)]) {
     const ours = dir === endpoint.unitDir;
-    const present = await directoryEntries(dir);
+    const present = await directoryEntries(dir, snapshot);
     if (!present) continue;
     // Whole unit files named like the instance or the template (an instance file beats the template).
     for (const [name, reach] of [[unit, 'instance'], [TEMPLATE_UNIT, 'template']] as const) {
@@ -196,7 +198,19 @@ export async function foreignSources(endpoint: SystemdEndpoint, profile: string)
  * directory once instead of probing a dozen names per unit. File contents are never cached.
  */
 const listings = new Map<string, { mtimeNs: bigint; names: Set<string> }>();
-async function directoryEntries(dir: string): Promise<Set<string> | null> {
+function directoryEntries(dir: string, snapshot?: Map<string, unknown>): Promise<Set<string> | null> {
+  // Within one plan's read phase each directory is looked at once (a promise, so concurrent reads share it too).
+  if (snapshot === undefined) return listDirectory(dir);
+  const key = `systemd.unit-dir:${dir}`;
+  let listing = snapshot.get(key) as Promise<Set<string> | null> | undefined;
+  if (listing === undefined) {
+    listing = listDirectory(dir);
+    snapshot.set(key, listing);
+  }
+  return listing;
+}
+
+async function listDirectory(dir: string): Promise<Set<string> | null> {
   let st;
   try {
     st = await stat(dir, { bigint: true });

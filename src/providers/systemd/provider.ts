@@ -133,10 +133,11 @@ export class SystemdProvider implements Provider {
     const known = scopeOf(req.desired?.config, req.locked);
     let scope: UnitScope = known ?? 'system';
     let endpoint = this.endpointFor(host, scope);
-    let result = await readGateway({ endpoint, profile: names.profile, workload: names.workload, releasesDir: managerPath(endpoint, host.paths.releases) });
+    const snapshot = req.snapshot;
+    let result = await readGateway({ endpoint, profile: names.profile, workload: names.workload, releasesDir: managerPath(endpoint, host.paths.releases), ...(snapshot ? { snapshot } : {}) });
     if (!known && !result.exists) {
       const other = this.endpointFor(host, 'user');
-      const there = await readGateway({ endpoint: other, profile: names.profile, workload: names.workload, releasesDir: managerPath(other, host.paths.releases) });
+      const there = await readGateway({ endpoint: other, profile: names.profile, workload: names.workload, releasesDir: managerPath(other, host.paths.releases), ...(snapshot ? { snapshot } : {}) });
       if (there.exists) [scope, endpoint, result] = ['user', other, there];
     }
     const diagnostics: Diagnostic[] = [];
