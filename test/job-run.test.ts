@@ -367,15 +367,13 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
     const t0 = performance.now();
     const first = await resolveAccel(request);
     const probeMs = performance.now() - t0;
-    const t1 = performance.now();
     const second = await resolveAccel(request);
-    const cachedMs = performance.now() - t1;
 
     expect(['kvm', 'tcg']).toContain(first.accel);
     expect(first.cached).toBe(false);
     expect(probeMs).toBeLessThan(3_000 + 2_000);
+    // From the cache: no probe VM was booted for the second answer.
     expect(second).toMatchObject({ accel: first.accel, cached: true });
-    expect(cachedMs).toBeLessThan(100);
     expect(processesMentioning('agentvm-probe-')).toEqual([]);
   }, 30_000);
 });

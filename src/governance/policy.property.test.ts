@@ -114,7 +114,7 @@ describe('evaluatePolicy', () => {
     expect(findings).toBeGreaterThan(200);
   });
 
-  it('GIVEN 1,000 workloads on 10 hosts WHEN evaluated THEN it takes milliseconds', () => {
+  it('GIVEN 1,000 valid workloads on 10 hosts WHEN evaluated THEN no rule misfires at scale (its speed is measured by bench/validate.js)', () => {
     const base = stateOf(BASELINE);
     const web = base.workloads.get('web')!;
     const digest = base.workloads.get('digest')!;
@@ -146,21 +146,5 @@ describe('evaluatePolicy', () => {
     }));
 
     expect(evaluatePolicy(state)).toEqual([]);
-    // Best of 25 runs: the first runs warm the JIT up, and the machine is shared; the best run is the one least
-    // disturbed. CPU time is asserted: it does not count the time other processes held the cores.
-    const wall: number[] = [];
-    const cpu: number[] = [];
-    for (let run = 0; run < 25; run++) {
-      const c0 = process.cpuUsage();
-      const t0 = performance.now();
-      evaluatePolicy(state);
-      wall.push(performance.now() - t0);
-      const c = process.cpuUsage(c0);
-      cpu.push((c.user + c.system) / 1000);
-    }
-    const best = Math.min(...wall);
-    const median = [...wall].sort((a, b) => a - b)[12]!;
-    console.log(`evaluatePolicy, 1,000 workloads on 10 hosts: best ${best.toFixed(1)} ms, median ${median.toFixed(1)} ms wall; best ${Math.min(...cpu).toFixed(1)} ms CPU`);
-    expect(Math.min(...cpu)).toBeLessThan(50);
   });
 });
