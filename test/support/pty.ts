@@ -1,9 +1,10 @@
-// Runs the real, built CLI in a pseudo-terminal (node-pty), the way an engineer at a terminal runs it: stdin and
+// Runs the real, built CLI in a pseudo-terminal, the way an engineer at a terminal runs it (@lydell/node-pty: node-pty
+// 1.1.0 with prebuilt binaries as platform packages, so `npm ci` compiles nothing and runs no install script): stdin and
 // stdout are a TTY, so agentvm takes its interactive path (ink views, the approval prompt). Tests wait for text on
 // the screen with a timeout, type answers, and read the exit code. Needs `npm run build` first, like cli.ts.
 
 import { createRequire } from 'node:module';
-import type { IPty } from 'node-pty';
+import type { IPty } from '@lydell/node-pty';
 import { BIN, ROOT } from './cli.js';
 
 const require = createRequire(import.meta.url);
@@ -36,7 +37,7 @@ export function terminalEnv(extra: NodeJS.ProcessEnv = {}): Record<string, strin
 }
 
 export function agentvmPty(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; cols?: number; rows?: number; nodeArgs?: string[] } = {}): PtyRun {
-  const pty = require('node-pty') as typeof import('node-pty');
+  const pty = require('@lydell/node-pty') as typeof import('@lydell/node-pty');
   const proc: IPty = pty.spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, ...args], {
     name: 'xterm-256color',
     cols: opts.cols ?? 120,
