@@ -169,6 +169,13 @@ describe('agentvm gate serve reads the settings apply wrote (server.json)', () =
     expect(exposed.stderr).toContain('gate.exposed');
     expect(exposed.stderr).toContain('loopback only');
 
+    // The state under a root belongs to the host it was applied for: serving it as another host is refused.
+    writeServerSettings(gatePaths(fx.root).server, { version: 1, host: 'edge-1', address: '127.0.0.1', port: 9777, tls: null });
+    const other = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-2']);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain('gate.host-mismatch');
+    expect(other.stderr).toContain('--host edge-1');
+
     writeFileSync(gatePaths(fx.root).server, '{"version":1,"address":"127.0.0.1"}');
     const bad = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1']);
     expect(bad.code).toBe(1);

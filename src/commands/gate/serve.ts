@@ -2,12 +2,12 @@ import { Flags } from '@oclif/core';
 import path from 'node:path';
 import { AgentvmCommand, type Outcome } from '../../cli/base-command.js';
 import { hostFlags } from '../../cli/flags.js';
-import { AgentvmError } from '../../diagnostics/index.js';
+import { AgentvmError, userError } from '../../diagnostics/index.js';
 import { GateCode } from '../../gate/codes.js';
 import { assertListenable, DEFAULT_GATE_ADDRESS, DEFAULT_GATE_PORT, isLoopback, readTlsReference } from '../../gate/listener.js';
 import { startGateServer } from '../../gate/server.js';
 import { gatePaths } from '../../gate/paths.js';
-import { readServerSettings } from '../../gate/routes.js';
+import { readRouteTable, readServerSettings } from '../../gate/routes.js';
 import { GATE_UNIT, renderGateUnit } from '../../gate/unit.js';
 
 export interface GateServeResult {
@@ -45,6 +45,11 @@ Where it listens comes from the host spec's spec.gate, which \`agentvm apply\` w
     const root = path.resolve(flags.root);
     // Flags override what apply wrote (server.json); without either, the host spec's defaults.
     const applied = readServerSettings(gatePaths(root).server);
+    // A root belongs to one host: serving its routes under another host name would file every audit record wrongly.
+    const appliedFor = applied?.host ?? readRouteTable(gatePaths(root).routes).host;
+    if (appliedFor && appliedFor !== flags.host) {
+      throw userError('gate.host-mismatch', `The gate state under ${root} was applied for host \`${appliedFor}\`, not \`${flags.host}\`.`, `Pass --host ${appliedFor}, or give the --root of host ${flags.host}.`);
+    }
     const address = flags.address ?? applied?.address ?? DEFAULT_GATE_ADDRESS;
     const port = flags.port ?? applied?.port ?? DEFAULT_GATE_PORT;
     const tlsRefs = flags['tls-cert'] && flags['tls-key'] ? { cert: flags['tls-cert'], key: flags['tls-key'] } : (applied?.tls ?? undefined);
