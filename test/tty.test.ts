@@ -163,6 +163,27 @@ export async function resolve(specifier, context, next) {
     nothingApplied(root);
   });
 
+  it('GIVEN `yes` typed before the plan is on the screen WHEN the prompt appears THEN the typed-ahead answer is discarded, not taken', async () => {
+    const root = freshRoot();
+    const run = pty(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', root]);
+    // Typed (or pasted) at once, long before the plan is drawn and the question asked.
+    run.write('yes\r');
+    await run.waitFor(PROMPT, 60_000);
+    run.write('no\r');
+    expect(await run.exit(), run.text).toBe(1);
+    expect(run.text).toContain('Apply cancelled; nothing changed.');
+    nothingApplied(root);
+  });
+
+  it('GIVEN the prompt WHEN the answer is ` yes ` (not exactly `yes`) THEN it is cancelled', async () => {
+    const root = freshRoot();
+    const run = pty(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', root]);
+    await run.waitFor(PROMPT, 60_000);
+    run.write(' yes \r');
+    expect(await run.exit(), run.text).toBe(1);
+    nothingApplied(root);
+  });
+
   for (const [key, name] of [['\u0004', 'input ends (Ctrl-D)'], ['\u0003', 'Ctrl-C is pressed']] as const) {
     it(`GIVEN the prompt WHEN ${name} THEN it is cancelled, exit 1, nothing changed`, async () => {
       const root = freshRoot();

@@ -17,7 +17,8 @@ export function isInteractive(facts: TerminalFacts): boolean {
   if (facts.json) return false;
   // Both ends: a prompt needs someone to type (stdin) and a live view needs a screen to redraw (stdout).
   if (!stdin.isTTY || !stdout.isTTY) return false;
-  if (/^(true|1)$/i.test(env.CI ?? '')) return false;
+  // CI=true, 1, yes, … (any value but empty, false or 0): a build, not a person.
+  if (env.CI !== undefined && !/^(|false|0)$/i.test(env.CI)) return false;
   if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
   if (env.TERM === 'dumb') return false;
   return true;

@@ -47,9 +47,11 @@ export async function showPlan(plan: Plan, notes: string[] = []): Promise<void> 
 
 /**
  * Asks a yes/no question on the terminal. Only the exact answer `yes` approves; anything else, end of input
- * (Ctrl-D) and Ctrl-C decline — approval is never assumed.
+ * (Ctrl-D) and Ctrl-C decline — approval is never assumed. Whatever was typed (or pasted) before the question was
+ * on the screen is thrown away first: a `yes` typed ahead never approves a plan nobody has seen.
  */
-export function askApproval(question: string, input: NodeJS.ReadStream = process.stdin, output: NodeJS.WriteStream = process.stdout): Promise<boolean> {
+export async function askApproval(question: string, input: NodeJS.ReadStream = process.stdin, output: NodeJS.WriteStream = process.stdout): Promise<boolean> {
+  await discardTypeAhead(input);
   return new Promise((resolve) => {
     const rl = createInterface({ input, output, terminal: true });
     let settled = false;
@@ -63,8 +65,21 @@ export function askApproval(question: string, input: NodeJS.ReadStream = process
     };
     rl.on('SIGINT', () => settle(false, true));
     rl.on('close', () => settle(false, true));
-    rl.question(`${colorStyle.bold(question)} `, (answer) => settle(answer.trim() === 'yes', false));
+    rl.question(`${colorStyle.bold(question)} `, (answer) => settle(answer === 'yes', false));
   });
+}
+
+/** Input already waiting on the terminal: read in raw mode for a moment and dropped. */
+async function discardTypeAhead(input: NodeJS.ReadStream, settleMs = 60): Promise<void> {
+  if (!input.isTTY) return;
+  const drop = (): void => {};
+  input.setRawMode(true);
+  input.on('data', drop);
+  input.resume();
+  await new Promise((resolve) => setTimeout(resolve, settleMs));
+  input.off('data', drop);
+  input.pause();
+  input.setRawMode(false);
 }
 
 /**
