@@ -219,6 +219,22 @@ describe('signed job images in plan, apply and job run', () => {
     expect(p.drift.find((d) => d.address === JOB)?.reasons.map((r) => r.code)).toEqual(['live-modified']);
   });
 
+  it('GIVEN the record of verified signatures deleted from an installed signed job WHEN it is run THEN it is refused, and plan re-verifies', async () => {
+    const { root, args } = await setup(desiredFiles());
+    expect((await agentvm(['apply', ...args, '--auto-approve'])).code).toBe(0);
+    const installed = JSON.parse(readFileSync(definitionFile(root), 'utf8')) as { signaturesVerified?: unknown };
+    delete installed.signaturesVerified;
+    writeFileSync(definitionFile(root), JSON.stringify(installed));
+
+    const run = await agentvm(['job', 'run', 'digest/summarize', '--root', root, '--json']);
+    expect(run.code, run.stdout + run.stderr).toBe(1);
+    expect((JSON.parse(run.stdout) as { error: { code: string } }).error.code).toBe('job.images-unverified');
+    expect(existsSync(join(root, 'run/agentvm/jobs'))).toBe(false);
+    const plan = await agentvm(['plan', ...args, '--json', '--detailed-exitcode']);
+    expect(plan.code).toBe(2);
+    expect((JSON.parse(plan.stdout) as PlanJson).changes.find((c) => c.address === JOB)?.action).toBe('update');
+  });
+
   it('GIVEN a job that was never applied WHEN it is run THEN a clear error names what is installed and what to do', async () => {
     const root = mkdtempSync(join(base, 'empty-root-'));
     const run = await agentvm(['job', 'run', 'digest/summarize', '--root', root]);

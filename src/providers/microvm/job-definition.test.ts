@@ -86,10 +86,14 @@ describe('identity and signature cover', () => {
 
   it('GIVEN verified signatures of kernel and rootfs only THEN a disk job is not covered; with the initramfs too THEN it is', () => {
     const two = { kernel: config.kernel.sha256, rootfs: config.rootfs.sha256 };
-    expect(signaturesCoverPins({ signaturesVerified: two }, config)).toBe(false);
-    expect(signaturesCoverPins({ signaturesVerified: { ...two, initramfs: sha('other') } }, config)).toBe(false);
-    expect(signaturesCoverPins({ signaturesVerified: { ...two, initramfs: config.initramfs?.sha256 ?? '' } }, config)).toBe(true);
-    expect(signaturesCoverPins({}, config)).toBe(true);
+    const unsigned = diskJob() as Record<string, unknown>;
+    expect(signaturesCoverPins({ config: unsigned, signaturesVerified: two }, config)).toBe(false);
+    expect(signaturesCoverPins({ config: unsigned, signaturesVerified: { ...two, initramfs: sha('other') } }, config)).toBe(false);
+    expect(signaturesCoverPins({ config: unsigned, signaturesVerified: { ...two, initramfs: config.initramfs?.sha256 ?? '' } }, config)).toBe(true);
+    // No record: covered only when the job signs none of its images (a record deleted by hand is not "not required").
+    expect(signaturesCoverPins({ config: unsigned }, config)).toBe(true);
+    const signed = { ...unsigned, kernel: { ...(unsigned.kernel as object), bundle: 'kernel.sigstore.json' } };
+    expect(signaturesCoverPins({ config: signed }, config)).toBe(false);
   });
 });
 

@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
+import { AgentvmError, errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { fingerprint } from '../../engine/canonical-json.js';
 import type { HostContext } from '../provider.js';
 import { parseEgressRules, type EgressRule } from './egress.js';
@@ -180,13 +180,14 @@ export async function verifyImages(host: Pick<HostContext, 'root'>, config: Pick
     const path = imagePath(host, image);
     const actual = await sha256File(path);
     if (actual === undefined) {
-      status = 'missing';
+      // A present image that does not match its pin outweighs a missing one: that is what apply must refuse.
+      if (status === 'verified') status = 'missing';
       diagnostics.push(errorDiag('microvm.image-missing', `The ${label} image ${path} does not exist or cannot be read.`, {
         ...(address === undefined ? {} : { address }),
         detail: `Copy the image named in the manifest into ${imagesDir(host)} (its sha256 must be ${image.sha256}).`,
       }));
     } else if (actual !== image.sha256) {
-      if (status === 'verified') status = 'mismatch';
+      status = 'mismatch';
       diagnostics.push(errorDiag('microvm.image-digest-mismatch', `The ${label} image ${path} has sha256 ${actual}, not the pinned ${image.sha256}.`, {
         ...(address === undefined ? {} : { address }),
         detail: 'Nothing boots from it. Put the pinned image in place, or pin the new digest in the manifest if the change is intended.',
@@ -207,8 +208,14 @@ export async function pinnedImageBytes(host: Pick<HostContext, 'root'>, config: 
     let bytes: Buffer;
     try {
       bytes = await readFile(imagePath(host, image));
-    } catch {
-      continue;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue;
+      // Not silently skipped: an image present but unreadable (or over Node's 2 GiB readFile limit) would otherwise
+      // never be signature-checked, and the job could never run, with no word why.
+      throw new AgentvmError('microvm.image-unreadable', `The ${name} image ${imagePath(host, image)} cannot be read for its signature check (${code ?? 'error'}).`, {
+        detail: code === 'ERR_FS_FILE_TOO_LARGE' ? 'Images over 2 GiB cannot be signature-checked by this version; keep signed images under 2 GiB.' : 'Check the file\'s permissions and that it is a regular file.',
+      });
     }
     if (createHash('sha256').update(bytes).digest('hex') === image.sha256) out.push({ name, bytes });
   }
@@ -240,12 +247,20 @@ export interface InstalledJobDefinition {
 }
 
 /**
- * Whether a run may boot these pins as far as signatures go: true when apply did not require a signature check
- * (no `signaturesVerified`), or when it verified every image the job boots at exactly the pinned digest.
+ * Whether a run may boot these pins as far as signatures go: true when the job signs none of its images (no image
+ * names a `bundle`, so apply verifies nothing and records no `signaturesVerified`), or when apply verified every image
+ * the job boots at exactly the pinned digest. A signed job without the record (deleted by hand, or an older install)
+ * is not covered: its images were never checked.
  */
-export function signaturesCoverPins(installed: Pick<InstalledJobDefinition, 'signaturesVerified'>, config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>): boolean {
+export function signaturesCoverPins(installed: Pick<InstalledJobDefinition, 'signaturesVerified' | 'config'>, config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>): boolean {
   const verified = installed.signaturesVerified;
-  return verified === undefined || jobImages(config).every(([name, image]) => verified[name] === image.sha256);
+  if (verified === undefined) return !signsImages(installed.config);
+  return jobImages(config).every(([name, image]) => verified[name] === image.sha256);
+}
+
+/** True when any image of a job's config names a signature bundle. */
+export function signsImages(config: Record<string, unknown>): boolean {
+  return (['kernel', 'rootfs', 'initramfs'] as const).some((name) => typeof (config[name] as { bundle?: unknown } | undefined)?.bundle === 'string');
 }
 
 export async function readInstalledDefinition(host: Pick<HostContext, 'root'>, workload: string, job: string): Promise<InstalledJobDefinition | undefined> {

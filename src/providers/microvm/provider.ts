@@ -41,6 +41,7 @@ import {
   readInstalledDefinition,
   removeInstalledDefinition,
   signaturesCoverPins,
+  signsImages,
   verifyImages,
   writeInstalledDefinition,
 } from './job-definition.js';
@@ -96,7 +97,7 @@ export class MicrovmProvider implements Provider {
     const images = parsed.config === undefined ? { status: 'missing' as const, diagnostics: [] } : await verifyImages(req.host, parsed.config);
     // The digest of what is installed, recomputed: a definition edited by hand is drift even if its digest field was
     // left alone.
-    const signatures = installed.signaturesVerified === undefined ? 'not-required' : parsed.config !== undefined && signaturesCoverPins(installed, parsed.config) ? 'verified' : 'unverified';
+    const signatures = installed.signaturesVerified === undefined && !signsImages(installed.config) ? 'not-required' : parsed.config !== undefined && signaturesCoverPins(installed, parsed.config) ? 'verified' : 'unverified';
     return {
       live: { address: req.address, provider: this.type, exists: true, identity: installed.identity, digest: jobDefinitionDigest(installed.config), attributes: { images: images.status, signatures } },
       // Shown in the plan as warnings: the change that fixes them is planned (update), apply reports errors.
