@@ -146,16 +146,18 @@ export async function readLive(
 ): Promise<{ live: Map<Address, LiveResource>; owned: Map<Address, string>; diagnostics: Diagnostic[] }> {
   const diagnostics: Diagnostic[] = [];
   const owned = new Map<Address, string>();
-  for (const p of registry.all()) {
-    const res = await p.list({ host: context });
+  // Host facts shared by every list and read of this plan (ListRequest/ReadRequest.snapshot): one snapshot of the host.
+  const snapshot = new Map<string, unknown>();
+  // Providers list concurrently; their answers are merged in registry order, so the result does not depend on timing.
+  const providers = registry.all();
+  const lists = await Promise.all(providers.map((p) => p.list({ host: context, snapshot })));
+  lists.forEach((res, i) => {
     diagnostics.push(...res.diagnostics);
-    for (const o of res.owned) owned.set(o.address, p.type);
-  }
+    for (const o of res.owned) owned.set(o.address, providers[i]!.type);
+  });
   const desiredBy = new Map(desired.map((d) => [d.address, d]));
   const addresses = [...new Set([...desiredBy.keys(), ...Object.keys(locked), ...owned.keys()])].sort();
   const live = new Map<Address, LiveResource>();
-  // Host facts shared by every read of this plan (ReadRequest.snapshot): the plan is one snapshot of the host.
-  const snapshot = new Map<string, unknown>();
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < addresses.length) {

@@ -107,7 +107,11 @@ export interface CapturedRelease {
   foreign: boolean;
 }
 
-export interface ListRequest { host: HostContext }
+export interface ListRequest {
+  host: HostContext;
+  /** The same per-plan map as ReadRequest.snapshot: facts several providers list alike (the release store) are read once. */
+  snapshot?: Map<string, unknown>;
+}
 export interface ListResponse { owned: Array<{ address: Address; identity?: string; digest?: string }>; diagnostics: Diagnostic[] }
 
 export interface Provider {

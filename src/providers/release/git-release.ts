@@ -394,7 +394,7 @@ export class GitReleaseProvider implements Provider {
       if (releaseId === undefined) return false;
       if (isGitReleaseId(releaseId)) return true;
       return isCapturedReleaseId(releaseId) && releases.some(isGitReleaseId);
-    });
+    }, req.snapshot);
   }
 
   /**

@@ -300,7 +300,7 @@ export class PackageReleaseProvider implements Provider {
       if (releaseId === undefined) return true;
       if (isGitReleaseId(releaseId)) return false;
       return !(isCapturedReleaseId(releaseId) && releases.some(isGitReleaseId));
-    });
+    }, req.snapshot);
   }
 
   /**

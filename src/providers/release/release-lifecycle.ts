@@ -453,13 +453,43 @@ export async function removeReleases(req: RemoveRequest): Promise<ApplyResponse>
 }
 
 /** Workloads whose `current` the provider claims (`releaseId` undefined when `current` is a real directory). */
-export async function listReleases(store: ReleaseStore, claims: (releaseId: string | undefined, releases: string[]) => boolean): Promise<ListResponse> {
+/** Workloads of the store with a live release (`current` a link or a directory): its id and the releases beside it. */
+type StoreSurvey = Array<{ workload: string; releaseId: string | undefined; releases: string[] }>;
+
+/** Several workloads at a time: each is two small file-system calls, and thousands of them in sequence add up. */
+const SURVEY_CONCURRENCY = 16;
+
+async function surveyStore(store: ReleaseStore): Promise<StoreSurvey> {
+  const workloads = await store.workloads();
+  const found: Array<StoreSurvey[number] | undefined> = new Array(workloads.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < workloads.length) {
+      const i = next++;
+      const workload = workloads[i]!;
+      const state = await store.current(workload);
+      if (state.kind !== 'link' && state.kind !== 'directory') continue;
+      found[i] = { workload, releaseId: state.kind === 'link' ? state.releaseId : undefined, releases: await store.releases(workload) };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(SURVEY_CONCURRENCY, workloads.length) }, worker));
+  return found.filter((f): f is StoreSurvey[number] => f !== undefined);
+}
+
+/**
+ * The workloads whose live release `claims` accepts. Both release providers list the same store: with a plan's
+ * `snapshot`, it is surveyed once for both (a promise, so concurrent lists share it).
+ */
+export async function listReleases(store: ReleaseStore, claims: (releaseId: string | undefined, releases: string[]) => boolean, snapshot?: Map<string, unknown>): Promise<ListResponse> {
+  const key = `release.store:${store.releasesDir}`;
+  let survey = snapshot?.get(key) as Promise<StoreSurvey> | undefined;
+  if (survey === undefined) {
+    survey = surveyStore(store);
+    snapshot?.set(key, survey);
+  }
   const owned: ListResponse['owned'] = [];
-  for (const workload of await store.workloads()) {
-    const state = await store.current(workload);
-    if (state.kind !== 'link' && state.kind !== 'directory') continue;
-    const releaseId = state.kind === 'link' ? state.releaseId : undefined;
-    if (!claims(releaseId, await store.releases(workload))) continue;
+  for (const { workload, releaseId, releases } of await survey) {
+    if (!claims(releaseId, releases)) continue;
     owned.push({ address: releaseAddress(workload), ...(releaseId === undefined ? {} : { identity: releaseId }) });
   }
   return { owned, diagnostics: [] };

@@ -93,8 +93,8 @@ export async function readGateway(input: ReadGatewayInput): Promise<ReadGatewayR
   const unit = instanceUnit(profile);
   const templateFile = path.join(endpoint.unitDir, TEMPLATE_UNIT);
   const dropInFile = path.join(endpoint.unitDir, `${unit}.d`, DROP_IN_FILE);
-  const template = await readUnit(templateFile);
-  const dropIn = await readUnit(dropInFile);
+  const template = await readUnit(templateFile, input.snapshot);
+  const dropIn = await readUnit(dropInFile, input.snapshot);
   const owner = dropIn ? (valuesOf(dropIn, 'Unit', OWNER_KEY).at(-1) ?? null) : null;
   const normalized = dropIn ? normalizeUnit(...(template ? [template] : []), dropIn) : null;
   const releaseId = normalized ? releaseIdOf(normalized, releasesDir, workload) : null;
@@ -139,7 +139,22 @@ export async function readGateway(input: ReadGatewayInput): Promise<ReadGatewayR
   return { exists: owner !== null, ...(normalized && owner !== null ? { digest: gatewayDigest(normalized) } : {}), live, dropInFile };
 }
 
-async function readUnit(file: string): Promise<ParsedUnit | undefined> {
+/**
+ * A unit file, parsed; undefined when it does not exist. With a plan's snapshot each file is read and parsed once per
+ * plan (the shared template once, not once per profile). Parsed units are never mutated by their readers.
+ */
+export function readUnit(file: string, snapshot?: Map<string, unknown>): Promise<ParsedUnit | undefined> {
+  if (snapshot === undefined) return readUnitNow(file);
+  const key = `systemd.unit-file:${file}`;
+  let unit = snapshot.get(key) as Promise<ParsedUnit | undefined> | undefined;
+  if (unit === undefined) {
+    unit = readUnitNow(file);
+    snapshot.set(key, unit);
+  }
+  return unit;
+}
+
+async function readUnitNow(file: string): Promise<ParsedUnit | undefined> {
   try {
     return parseUnitFile(await readFile(file, 'utf8'));
   } catch (err) {

@@ -49,9 +49,9 @@ import {
   type RenderedGateway,
 } from './gateway-unit.js';
 import { describeHealth, probe, waitHealthy, type HealthResult } from './health.js';
-import { readGateway, type LiveGateway } from './live-unit.js';
+import { readGateway, readUnit, type LiveGateway } from './live-unit.js';
 import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
-import { parseUnitFile, valuesOf } from './unit-file.js';
+import { valuesOf } from './unit-file.js';
 
 export const UNIT_ADDRESS_PREFIX = 'unit.';
 
@@ -323,13 +323,17 @@ export class SystemdProvider implements Provider {
       } catch {
         continue;
       }
-      for (const e of entries.sort()) {
+      // Drop-ins are read concurrently (and, within a plan, parsed once for list and read alike: ListRequest.snapshot).
+      const candidates = entries.sort().flatMap((e) => {
         const m = /^agent-gateway@([a-z][a-z0-9-]{0,62})\.service\.d$/.exec(e);
-        if (!m) continue;
-        const owner = await ownerOf(path.join(dir, e, DROP_IN_FILE));
+        return m ? [{ profile: m[1]!, file: path.join(dir, e, DROP_IN_FILE) }] : [];
+      });
+      const owners = await mapBounded(candidates, LIST_CONCURRENCY, (c) => ownerOf(c.file, req.snapshot));
+      candidates.forEach((c, i) => {
+        const owner = owners[i];
         const names = owner ? parseUnitAddress(owner) : undefined;
-        if (owner && names && names.profile === m[1]) owned.set(owner, { address: owner, identity: `${names.workload}/${names.profile}` });
-      }
+        if (owner && names && names.profile === c.profile) owned.set(owner, { address: owner, identity: `${names.workload}/${names.profile}` });
+      });
     }
     return { owned: [...owned.values()].sort((a, b) => (a.address < b.address ? -1 : 1)), diagnostics: [] };
   }
@@ -569,12 +573,29 @@ function credentialsDirMissing(address: string): Diagnostic {
 }
 
 /** The X-AgentvmOwner of a unit file, or undefined (missing file, no mark). */
-async function ownerOf(file: string): Promise<string | undefined> {
+async function ownerOf(file: string, snapshot?: Map<string, unknown>): Promise<string | undefined> {
   try {
-    return valuesOf(parseUnitFile(await readFile(file, 'utf8')), 'Unit', OWNER_KEY).at(-1);
+    const unit = await readUnit(file, snapshot);
+    return unit ? valuesOf(unit, 'Unit', OWNER_KEY).at(-1) : undefined;
   } catch {
     return undefined;
   }
+}
+
+const LIST_CONCURRENCY = 16;
+
+/** `fn` over `items` with at most `limit` in flight; results in input order. */
+async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }
 
 async function isDirectory(p: string): Promise<boolean> {
