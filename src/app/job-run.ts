@@ -20,7 +20,8 @@
 import { spawnSync } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import { readdirSync, rmSync, statSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { AgentvmError, errorDiag, hasErrors, userError, type Diagnostic } from '../diagnostics/index.js';
@@ -147,7 +148,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   const bootImage = config.rootfs.format === 'disk' && config.initramfs !== undefined ? config.initramfs : config.rootfs;
   const initrd = { path: imagePath({ root }, bootImage), sha256: bootImage.sha256 };
   const disk = bootImage === config.rootfs ? undefined : { path: imagePath({ root }, config.rootfs), sha256: config.rootfs.sha256 };
-  const accel = await chooseAccel(settings.accel, root, paths, config, kernel.path, initrd.path);
+  const accel = await chooseAccel(settings.accel, paths, kernel, initrd);
 
   const runId = newRunId();
   const bootTimeoutMs = opts.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
@@ -367,13 +368,35 @@ async function refuseOverCapacity(paths: Parameters<typeof listRunRecords>[0], m
   }
 }
 
-async function chooseAccel(setting: AccelSetting, root: string, paths: HostPaths, config: JobConfig, kernelPath: string, initrdPath: string) {
-  if (setting === 'auto') {
-    // The probe boots the image files directly: only when they are the pinned ones.
-    const images = await verifyImages({ root }, config);
-    if (images.status !== 'verified') return { accel: 'tcg' as const, reason: 'the images did not verify, so no KVM probe was booted.', cached: false };
-  }
-  return resolveAccel({ setting, kernelPath, initrdPath, cacheFile: join(paths.cache, 'microvm-accel.json') });
+async function chooseAccel(setting: AccelSetting, paths: HostPaths, kernel: { path: string; sha256: string }, initrd: { path: string; sha256: string }) {
+  return resolveAccel({
+    setting,
+    kernelPath: kernel.path,
+    initrdPath: initrd.path,
+    cacheFile: join(paths.cache, 'microvm-accel.json'),
+    // The probe boots private copies of the bytes that hashed to the pins, like the job itself (ephemeral-vm.ts):
+    // never the image files, which could change between the check and the boot. Only on a cache miss.
+    prepareProbe: async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'agentvm-accel-probe-'));
+      const dispose = (): Promise<void> => rm(dir, { recursive: true, force: true });
+      try {
+        const copies: string[] = [];
+        for (const [name, pin] of [['vmlinuz', kernel], ['initrd', initrd]] as const) {
+          const bytes = await readFile(pin.path);
+          if (createHash('sha256').update(bytes).digest('hex') !== pin.sha256) {
+            await dispose();
+            return undefined;
+          }
+          await writeFile(join(dir, name), bytes, { mode: 0o600 });
+          copies.push(join(dir, name));
+        }
+        return { kernelPath: copies[0]!, initrdPath: copies[1]!, dispose };
+      } catch {
+        await dispose();
+        return undefined;
+      }
+    },
+  });
 }
 
 /** Hostname rules resolved on the host, now (IPv4 only); loopback names and literals need no lookup. */

@@ -17,6 +17,12 @@ export interface AccelRequest {
   /** Image to probe with; its /init answers `agentvm.probe=1` (scripts/build-test-image.sh). */
   kernelPath: string;
   initrdPath: string;
+  /**
+   * Called only when a probe will boot (no cached answer, /dev/kvm present): the images to boot instead of the paths
+   * above, e.g. verified private copies; undefined means "none may be booted" and the answer is TCG. `dispose` runs
+   * after the probe.
+   */
+  prepareProbe?: () => Promise<{ kernelPath: string; initrdPath: string; dispose: () => Promise<void> } | undefined>;
   /** Where `auto` remembers its answer, e.g. `<root>/var/cache/agentvm/microvm-accel.json`. */
   cacheFile: string;
   binary?: string;
@@ -49,7 +55,18 @@ export async function resolveAccel(request: AccelRequest): Promise<AccelResoluti
   } catch {
     // No cache yet, or unreadable: probe.
   }
-  const choice = await detectAccel({ kernelPath: request.kernelPath, initrdPath: request.initrdPath, binary, ...(request.probeTimeoutMs === undefined ? {} : { timeoutMs: request.probeTimeoutMs }) });
+  let images: { kernelPath: string; initrdPath: string; dispose: () => Promise<void> } | undefined = { kernelPath: request.kernelPath, initrdPath: request.initrdPath, dispose: async () => {} };
+  if (request.prepareProbe !== undefined) {
+    // Without /dev/kvm there is nothing to probe: detectAccel answers TCG before booting anything.
+    images = existsSync('/dev/kvm') ? await request.prepareProbe() : images;
+    if (images === undefined) return { accel: 'tcg', reason: 'the images did not match their pins, so no KVM probe was booted.', cached: false };
+  }
+  let choice: AccelChoice;
+  try {
+    choice = await detectAccel({ kernelPath: images.kernelPath, initrdPath: images.initrdPath, binary, ...(request.probeTimeoutMs === undefined ? {} : { timeoutMs: request.probeTimeoutMs }) });
+  } finally {
+    await images.dispose();
+  }
   // A QEMU that could not start says nothing about KVM: not remembered.
   if (!choice.reason.startsWith('QEMU could not be started')) {
     await mkdir(dirname(request.cacheFile), { recursive: true });
