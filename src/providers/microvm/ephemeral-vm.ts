@@ -234,7 +234,14 @@ async function bootAndRun(
   } catch (error) {
     return notRun([
       errorDiag('microvm.vmm-start-failed', `The ${driver.name} VMM could not be started: ${(error as Error).message}.`, {
-        detail: driver.name === 'qemu' ? 'Install QEMU: apt-get install qemu-system-x86.' : undefined,
+        detail:
+          (error as NodeJS.ErrnoException).code === 'ENOENT'
+            ? driver.name === 'qemu'
+              ? 'Install QEMU: apt-get install qemu-system-x86.'
+              : `Install ${driver.name}.`
+            : /must not contain ","/.test((error as Error).message)
+              ? 'QEMU reads "," in a -drive path as an option separator: use a --root (host root) whose path has no comma.'
+              : undefined,
       }),
     ]);
   }
