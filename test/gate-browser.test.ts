@@ -3,6 +3,8 @@
 // Missing Chromium: skipped with an install hint, except under CI=true where it fails. Needs `npm run build`.
 
 import { existsSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentvm, assertBuilt } from './support/cli.js';
 import { applyRoute, grant, startGate, startUpstream, tempRoot, type GateProcess, type Upstream } from './support/gate.js';
@@ -38,8 +40,8 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
       const page = await browser.newPage();
       const { result } = await grant(fx.root, 'web/site', { reason: 'browser review' });
       const first = await page.goto(result.link);
-      expect(first?.status()).toBe(200);
-      expect(page.url()).toBe(`${gate.url}/p/web/site/`); // the token is gone from the address bar
+      expect(first?.status()).toBe(200); // the exchange page, which navigates on to the preview
+      await page.waitForURL(`${gate.url}/p/web/site/`); // the token is gone from the address bar
       expect(await page.textContent('#who')).toBe('preview browser');
       const cookies = await page.context().cookies();
       expect(cookies.find((c) => c.name === 'agentvm_gate_web_site')).toMatchObject({ path: '/p/web/site/', httpOnly: true, sameSite: 'Strict' });
@@ -57,6 +59,28 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
       expect((await page.goto(result.link))?.status()).toBe(403);
     } finally {
       await browser.close();
+    }
+  }, 60_000);
+
+  it('a grant link clicked on another site (localhost → 127.0.0.1) opens the preview', async () => {
+    const { result } = await grant(fx.root, 'web/site', { reason: 'cross-site click' });
+    // A page on http://localhost:<port>: another site than the gate's 127.0.0.1, as a chat or mail client would be.
+    const site = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(`<!doctype html><a id="go" href="${result.link}">open the preview</a>`);
+    });
+    await new Promise<void>((r) => site.listen(0, '127.0.0.1', r));
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://localhost:${(site.address() as AddressInfo).port}/`);
+      await page.click('#go');
+      await page.waitForURL(`${gate.url}/p/web/site/`);
+      expect(await page.textContent('#who', { timeout: 5_000 })).toBe('preview browser');
+    } finally {
+      await browser.close();
+      await new Promise<void>((r) => { site.close(() => r()); site.closeAllConnections(); });
     }
   }, 60_000);
 });

@@ -93,7 +93,7 @@ describe.skipIf(!support.ok && !inCi)('agentvm-gate.service reconciled by apply 
     const site = await grantLink('docs/site');
     expect(site.link.startsWith(`${gateUrl}/p/docs/site/?grant=`)).toBe(true);
     const ex = await exchange(site.link);
-    expect(ex.reply.status, ex.reply.body).toBe(303);
+    expect(ex.reply.status, ex.reply.body).toBe(200);
     cookie = ex.cookie!;
     const page = await request(`${gateUrl}/p/docs/site/`, { headers: { cookie } });
     expect(page.status, page.body).toBe(200);

@@ -4,7 +4,9 @@
 // Needs `npm run build` first.
 
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,8 +63,13 @@ describe('agentvm gate (real server, real upstreams)', () => {
     expect(result.link).toBe(`${gate.url}/p/web/site/?grant=${token}`);
     const before = hitsOf(a);
     const ex = await exchange(result.link);
-    expect(ex.reply.status).toBe(303);
-    expect(ex.reply.headers.location).toBe('/p/web/site/');
+    expect(ex.reply.status).toBe(200);
+    expect(ex.reply.headers.location).toBeUndefined();
+    expect(ex.reply.body).toContain('<meta http-equiv="refresh" content="0;url=/p/web/site/">');
+    expect(ex.reply.body).toContain('<a href="/p/web/site/">');
+    expect(ex.reply.headers['content-security-policy']).toMatch(/^default-src 'none'/);
+    expect(ex.reply.headers['referrer-policy']).toBe('no-referrer');
+    expect(ex.reply.headers['cache-control']).toBe('no-store');
     expect(ex.setCookie).toMatch(/^agentvm_gate_web_site=[A-Za-z0-9_-]{43}; Path=\/p\/web\/site\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/);
     secrets.push(ex.cookie!.split('=')[1]!);
     expect(hitsOf(a)).toBe(before); // the exchange itself is answered by the gate
@@ -108,7 +115,7 @@ describe('agentvm gate (real server, real upstreams)', () => {
     // A web/site one-time token used on api/docs (and it stays unused: it still works where it belongs).
     expect((await request(`${gate.url}/p/api/docs/?grant=${otherToken}`)).status).toBe(403);
     expect(hitsOf(a) + hitsOf(b)).toBe(before);
-    expect((await exchange(other.link)).reply.status).toBe(303);
+    expect((await exchange(other.link)).reply.status).toBe(200);
   });
 
   it('an expired grant is refused (403), audited once as gate.expire and pruned', async () => {
@@ -329,7 +336,7 @@ describe('agentvm gate over TLS', () => {
       expect(result.link.startsWith(`${gate.url}/p/web/site/?grant=`)).toBe(true);
       const ca = readFileSync(cert);
       const ex = await exchange(result.link, ca);
-      expect(ex.reply.status).toBe(303);
+      expect(ex.reply.status).toBe(200);
       expect(ex.setCookie).toMatch(/; HttpOnly; SameSite=Strict; Secure$/);
       const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie: ex.cookie! }, ca });
       expect(page.status).toBe(200);
@@ -342,4 +349,175 @@ describe('agentvm gate over TLS', () => {
       fx.remove();
     }
   }, 30_000);
+});
+
+// Findings of the gate's security review (decisions/0008, "Review fixes"): each case failed before its fix.
+describe('agentvm gate review fixes', () => {
+  let fx: ReturnType<typeof tempRoot>;
+  let gate: GateProcess;
+  let echo: http.Server;
+  let echoPort: number;
+  let hostile: net.Server;
+  let hostilePort: number;
+  const upstreams: Upstream[] = [];
+
+  const sessionFor = async (target: string, ttl = '30m'): Promise<string> => {
+    const { result } = await grant(fx.root, target, { ttl });
+    const ex = await exchange(result.link);
+    expect(ex.cookie).toBeDefined();
+    return ex.cookie!;
+  };
+
+  beforeAll(async () => {
+    assertBuilt();
+    fx = tempRoot();
+    // Echoes the request headers it received, and tries to plant and clear gate cookies.
+    echo = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'set-cookie': ['=agentvm_gate_web_site=planted; Path=/p/web/site/', '= AGENTVM_GATE_web_site=planted2; Path=/p/web/site/', 'app=1; Path=/'],
+        'clear-site-data': '"cookies"',
+      });
+      res.end(JSON.stringify(req.headers));
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    echoPort = (echo.address() as AddressInfo).port;
+    // Answers with a status line node's response writer would throw on.
+    hostile = net.createServer((socket) => {
+      let head = '';
+      socket.setEncoding('latin1').on('data', (d: string) => {
+        head += d;
+        if (!head.includes('\r\n\r\n')) return;
+        const line = head.startsWith('GET /status000') ? 'HTTP/1.1 000 Zero' : 'HTTP/1.1 200 O\x01K';
+        socket.end(`${line}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok`, 'latin1');
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r));
+    hostilePort = (hostile.address() as AddressInfo).port;
+    await applyRoute(fx.root, { workload: 'web', preview: 'site', port: echoPort });
+    await applyRoute(fx.root, { workload: 'other', preview: 'site', port: echoPort });
+    await applyRoute(fx.root, { workload: 'ttl', preview: 'site', port: echoPort, maxTtl: '2h' });
+    await applyRoute(fx.root, { workload: 'hostile', preview: 'up', port: hostilePort });
+    gate = await startGate(fx.root);
+  }, 30_000);
+
+  afterAll(async () => {
+    await gate?.stop();
+    for (const u of upstreams) await u.close();
+    await new Promise<void>((r) => (echo ? echo.close(() => r()) : r()));
+    echo?.closeAllConnections();
+    await new Promise<void>((r) => (hostile ? hostile.close(() => r()) : r()));
+    fx?.remove();
+  });
+
+  it('a socket upstream redirected by a symlink (socket or workload directory) is refused with 502', async () => {
+    const dirOf = (w: string): string => gatePaths(fx.root).socketDir(w);
+    mkdirSync(dirOf('sa'), { recursive: true });
+    mkdirSync(dirOf('sb'), { recursive: true });
+    const sa = await startUpstream('sa', path.join(dirOf('sa'), 'a.sock'));
+    const sb = await startUpstream('sb', path.join(dirOf('sb'), 'b.sock'));
+    upstreams.push(sa, sb);
+    await applyRoute(fx.root, { workload: 'sa', preview: 'site', port: 0, socket: 'a.sock' });
+    await applyRoute(fx.root, { workload: 'sb', preview: 'site', port: 0, socket: 'b.sock' });
+    await applyRoute(fx.root, { workload: 'sc', preview: 'site', port: 0, socket: 'b.sock' });
+    const cookie = await sessionFor('sa/site');
+    const direct = await request(`${gate.url}/p/sa/site/`, { headers: { cookie } });
+    expect(direct.body).toContain('preview sa');
+
+    const bHits = sb.hits.length;
+    rmSync(path.join(dirOf('sa'), 'a.sock'));
+    symlinkSync('../sb/b.sock', path.join(dirOf('sa'), 'a.sock'));
+    const viaLink = await request(`${gate.url}/p/sa/site/`, { headers: { cookie } });
+    expect(viaLink.status).toBe(502);
+    expect(viaLink.body).toContain('upstream socket is not a socket file');
+    // The workload directory itself a symlink to another workload's.
+    symlinkSync('sb', dirOf('sc'));
+    const scCookie = await sessionFor('sc/site');
+    const viaDir = await request(`${gate.url}/p/sc/site/`, { headers: { cookie: scCookie } });
+    expect(viaDir.status).toBe(502);
+    expect(viaDir.body).not.toContain('preview sb');
+    expect(sb.hits.length).toBe(bHits);
+  });
+
+  it('a hostile upstream status line (bad reason phrase, status 000) gives 502 and the gate keeps serving', async () => {
+    const cookie = await sessionFor('hostile/up');
+    const badReason = await request(`${gate.url}/p/hostile/up/reason`, { headers: { cookie } });
+    expect(badReason.status).toBe(502);
+    const badStatus = await request(`${gate.url}/p/hostile/up/status000`, { headers: { cookie } });
+    expect(badStatus.status).toBe(502);
+    expect(gate.child.exitCode).toBeNull();
+    expect((await request(`${gate.url}/p/web/site/`)).status).toBe(401);
+  });
+
+  it('a later apply that lowers maxTtl cuts existing grants (403)', async () => {
+    const cookie = await sessionFor('ttl/site', '2h');
+    expect((await request(`${gate.url}/p/ttl/site/`, { headers: { cookie } })).status).toBe(200);
+    await applyRoute(fx.root, { workload: 'ttl', preview: 'site', port: echoPort, maxTtl: '1s' });
+    await settle(1_100);
+    const refused = await request(`${gate.url}/p/ttl/site/`, { headers: { cookie } });
+    expect(refused.status).toBe(403);
+    expect(refused.body).toContain("grant outlives the preview's maxTtl");
+  });
+
+  it('an upstream cannot plant a gate cookie (nameless Set-Cookie) nor send Clear-Site-Data', async () => {
+    const cookie = await sessionFor('web/site');
+    const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie } });
+    expect(page.status).toBe(200);
+    expect(page.headers['set-cookie']).toEqual(['app=1; Path=/']);
+    expect(page.headers['clear-site-data']).toBeUndefined();
+  });
+
+  it("a planted cookie under this route's name does not lock the user out: the session for THIS route wins", async () => {
+    const mine = (await sessionFor('web/site')).split('=')[1]!;
+    const others = (await sessionFor('other/site')).split('=')[1]!;
+    const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie: `agentvm_gate_web_site=${others}; agentvm_gate_web_site=${mine}` } });
+    expect(page.status).toBe(200);
+  });
+
+  it('client-chosen address headers never reach the upstream; X-Forwarded-Host is the listener', async () => {
+    const cookie = await sessionFor('web/site');
+    const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie, host: 'evil.example:1', 'x-real-ip': '6.6.6.6', 'true-client-ip': '6.6.6.6', 'x-client-ip': '6.6.6.6', 'cf-connecting-ip': '6.6.6.6' } });
+    expect(page.status).toBe(200);
+    const seen = JSON.parse(page.body) as Record<string, string>;
+    for (const h of ['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip']) expect(seen[h], h).toBeUndefined();
+    expect(seen['x-forwarded-host']).toBe(`127.0.0.1:${gate.port}`);
+  });
+
+  it('the exchange is audited at once as gate.exchange (grant id, identity, source; no token)', async () => {
+    const { result } = await grant(fx.root, 'web/site');
+    const token = new URL(result.link).searchParams.get('grant')!;
+    expect((await exchange(result.link)).reply.status).toBe(200);
+    const records = auditRecords(fx.root); // no wait for the request log's group commit
+    const rec = records.find((r) => r.event === 'gate.exchange' && r.gate?.grantId === result.grant.id);
+    expect(rec?.gate).toMatchObject({ preview: 'web/site', identity: 'ana@example.com', source: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
+    expect(JSON.stringify(records)).not.toContain(token);
+  });
+
+  it('a client trickling headers is cut within headersTimeout (10 s) + 2 s', async () => {
+    const t0 = performance.now();
+    const closedAfter = await new Promise<number>((resolve) => {
+      const socket = net.connect(gate.port, '127.0.0.1');
+      socket.on('error', () => {});
+      socket.resume(); // read the 408, so the server's end arrives and the socket closes
+      socket.write('GET /p/web/site/ HTTP/1.1\r\nHost: x\r\n');
+      const drip = setInterval(() => socket.write('X-Slow: 1\r\n'), 500);
+      const give = setTimeout(() => { clearInterval(drip); socket.destroy(); resolve(Infinity); }, 14_000);
+      socket.on('close', () => { clearInterval(drip); clearTimeout(give); resolve(performance.now() - t0); });
+    });
+    console.log(`[gate] slowloris connection closed after ${closedAfter.toFixed(0)} ms`);
+    expect(closedAfter).toBeLessThan(12_000);
+  }, 20_000);
+
+  it('starts on a root without a gate directory (creates it)', async () => {
+    const empty = tempRoot();
+    try {
+      const g = await startGate(empty.root);
+      expect(existsSync(gatePaths(empty.root).listener)).toBe(true);
+      expect(await g.stop()).toBe(0);
+    } finally {
+      empty.remove();
+    }
+  });
 });

@@ -10,16 +10,19 @@
 //   directory. The Host header, an absolute-form target or CONNECT never select one (CONNECT and upgrades are refused).
 // - Node's parser enforces HTTP framing (conflicting Content-Length/Transfer-Encoding, oversized headers): the server
 //   never runs with insecureHTTPParser, and caps headers at `maxHeaderSize`.
-// - The gate's own cookies never reach an upstream, and an upstream cannot set or overwrite them.
+// - The gate's own cookies never reach an upstream, and an upstream cannot set, overwrite or clear them.
+// - Nothing a client or an upstream sends ends the process: a response node cannot write is a 502, an unexpected
+//   exception in a request is an audited 500.
 
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
-import { statSync } from 'node:fs';
+import { lstatSync, mkdirSync, statSync } from 'node:fs';
 import type { GateAccess } from '../state/audit-log.js';
 import { auditGateEvent, GATE_OPERATION, gateEntry, RequestAuditLog } from './audit.js';
+import { parseDuration } from './duration.js';
 import { GrantStore, SECRET_PATTERN, sha256Hex, type GrantRecord } from './grants.js';
 import { baseUrl, writeListenerRecord } from './listener.js';
 import { gatePaths, type GatePaths } from './paths.js';
@@ -56,6 +59,10 @@ export interface GateServer {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
 export const COOKIE_PREFIX = 'agentvm_gate_';
+/** RFC 9112 reason-phrase: HTAB, SP, VCHAR, obs-text. Anything else makes the upstream's status line malformed. */
+const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** Client-chosen "real address" headers some applications trust: the gate's X-Forwarded-For is the only one forwarded. */
+const CLIENT_ADDRESS_HEADERS = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip']);
 
 export function cookieName(workload: string, preview: string): string {
   return `${COOKIE_PREFIX}${workload}_${preview}`;
@@ -148,6 +155,8 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   const requestLog = new RequestAuditLog({ file: paths.audit, ...(options.auditIntervalMs ? { intervalMs: options.auditIntervalMs } : {}), onError: (e) => warn(`audit write failed: ${(e as Error).message}`) });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' });
   const host = options.host;
+  /** `address:port` the server listens on (set once listening): the X-Forwarded-Host upstreams see. */
+  let listenerHost = '';
 
   const audit = (req: IncomingMessage, key: string | undefined, status: number, grant: GrantRecord | undefined, reason?: string): void => {
     // Field order and optional fields as buildRecord copies them; built once per request, no spreads.
@@ -175,12 +184,35 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   const refusal = (grant: GrantRecord, route: GateRoute, key: string): Denial | undefined => {
     if (routeKey(grant.workload, grant.preview) !== key) return { status: 403, reason: `grant ${grant.id} is for another preview`, grant };
     if (Date.parse(grant.expires) <= Date.now()) return { status: 403, reason: `grant ${grant.id} expired`, grant };
+    // A later apply may lower the route's maxTtl: a grant made under the old one is cut to the new one.
+    const maxTtl = parseDuration(route.maxTtl);
+    if (maxTtl === undefined || Date.parse(grant.created) + maxTtl <= Date.now()) return { status: 403, reason: `grant ${grant.id}: grant outlives the preview's maxTtl (${route.maxTtl})`, grant };
     if (store.isRevoked(grant.id)) return { status: 403, reason: `grant ${grant.id} was revoked`, grant };
     if (!route.grantees.includes(grant.identity)) return { status: 403, reason: `${grant.identity} is no longer a grantee of ${key}`, grant };
     return undefined;
   };
 
+  // No request may end the process: an unexpected exception (an fs error in a grant marker, a stat that failed) is a
+  // 500 answered by the gate, and audited.
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    try {
+      dispatch(req, res);
+    } catch (error) {
+      const reason = `gate error (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+      warn(`request failed: ${(error as Error).stack ?? String(error)}`);
+      try {
+        if (!res.headersSent) deny(req, res, undefined, { status: 500, reason });
+        else {
+          audit(req, undefined, 500, undefined, reason);
+          res.destroy();
+        }
+      } catch {
+        res.destroy();
+      }
+    }
+  };
+
+  const dispatch = (req: IncomingMessage, res: ServerResponse): void => {
     const target = parseRequestTarget(req.url);
     if (!target.ok) {
       if (target.status === 308 && target.location) {
@@ -208,11 +240,18 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
       deny(req, res, key, { status: 401, reason: 'no session: follow a grant link' });
       return;
     }
+    // Several cookies can carry this route's name (one planted by another preview of the same origin): the one whose
+    // grant is for THIS preview wins; another known session is kept only to explain the refusal.
     let grant: GrantRecord | undefined;
     for (const s of sessions) {
       if (!SECRET_PATTERN.test(s)) continue;
-      grant = grants.bySessionHash(sha256Hex(s));
-      if (grant) break;
+      const found = grants.bySessionHash(sha256Hex(s));
+      if (!found) continue;
+      grant ??= found;
+      if (routeKey(found.workload, found.preview) === key) {
+        grant = found;
+        break;
+      }
     }
     if (!grant) {
       deny(req, res, key, { status: 401, reason: 'unknown session' });
@@ -251,24 +290,56 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     const maxAge = Math.max(1, Math.floor((Date.parse(grant.expires) - Date.now()) / 1000));
     const cookie = `${name}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${tls ? '; Secure' : ''}`;
     const location = `/p/${route.workload}/${route.preview}${rest}${query ? `?${query}` : ''}`;
-    audit(req, key, 303, grant, 'one-time link exchanged for a session');
-    res.writeHead(303, { location, 'set-cookie': cookie, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'content-length': 0 });
-    res.end();
+    auditGateEvent(paths.audit, gateEntry(host, 'gate.exchange', 'ok', { preview: key, grantId: grant.id, identity: grant.identity, source: `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`, expires: grant.expires, reason: 'one-time link exchanged for a session' }, { actor: grant.identity }));
+    audit(req, key, 200, grant, 'one-time link exchanged for a session');
+    // Not a redirect: a link clicked on another site starts a cross-site navigation, and a browser sends no
+    // SameSite=Strict cookie on the redirected request of that chain (401, and the one-time link is spent). This page
+    // navigates from the gate's own origin, a same-site navigation that carries the cookie. `location` holds only
+    // route names and RFC 3986 characters checked by parseRequestTarget; it is escaped for HTML all the same.
+    const href = escapeHtml(location);
+    const body = `<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${href}"><title>agentvm preview</title><p><a href="${href}">Open the preview</a></p>\n`;
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'set-cookie': cookie, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'content-security-policy': "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'", 'x-content-type-options': 'nosniff', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
   };
 
   const proxy = (req: IncomingMessage, res: ServerResponse, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
-    const options: http.RequestOptions = { agent, method: req.method, path: query ? `${rest}?${query}` : rest, headers: forwardHeaders(req, route, tls) };
+    const options: http.RequestOptions = { agent, method: req.method, path: query ? `${rest}?${query}` : rest, headers: forwardHeaders(req, route, tls, listenerHost) };
     if ('port' in route.upstream) {
       options.host = '127.0.0.1';
       options.port = route.upstream.port;
     } else {
-      options.socketPath = path.join(paths.socketDir(route.workload), route.upstream.socket);
+      // connect() follows symlinks: a link in the socket directory (or the directory itself a link) would reach another
+      // workload's upstream, or any socket the gate's user can open. Only a real directory holding a real socket goes.
+      const dir = paths.socketDir(route.workload);
+      const socketPath = path.join(dir, route.upstream.socket);
+      const dirStat = lstatSync(dir, { throwIfNoEntry: false });
+      const socketStat = dirStat?.isDirectory() ? lstatSync(socketPath, { throwIfNoEntry: false }) : undefined;
+      if (!socketStat?.isSocket()) {
+        deny(req, res, key, { status: 502, reason: 'upstream socket is not a socket file', grant });
+        return;
+      }
+      options.socketPath = socketPath;
     }
     const up = http.request(options);
     up.on('response', (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.statusMessage, responseHeaders(ur));
+      // The upstream is not trusted to speak valid HTTP: its reason phrase is never forwarded (node's writer throws on
+      // control characters), a status node would refuse to write (000, 1xx, > 599) is a 502, and a header value
+      // the writer rejects is a 502 too — never an exception that ends the process.
+      const status = ur.statusCode ?? 0;
+      if (status < 200 || status > 599 || !REASON_PHRASE.test(ur.statusMessage ?? '')) {
+        ur.destroy();
+        deny(req, res, key, { status: 502, reason: `upstream answered an invalid status line (${status})`, grant });
+        return;
+      }
+      try {
+        res.writeHead(status, responseHeaders(ur));
+      } catch (error) {
+        ur.destroy();
+        deny(req, res, key, { status: 502, reason: `upstream response not forwardable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, grant });
+        return;
+      }
       ur.pipe(res);
-      audit(req, key, ur.statusCode ?? 502, grant);
+      audit(req, key, status, grant);
     });
     up.on('error', (error) => {
       if (!res.headersSent) deny(req, res, key, { status: 502, reason: `upstream unreachable (${(error as NodeJS.ErrnoException).code ?? error.message})`, grant });
@@ -287,8 +358,11 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     }
   };
 
-  const serverOptions: http.ServerOptions = { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, insecureHTTPParser: false, keepAliveTimeout: 5_000, headersTimeout: 10_000, requestTimeout: 300_000 };
+  // headersTimeout/requestTimeout are enforced by a sweep every connectionsCheckingInterval (node's default 30 s would
+  // let a slow client hold a connection ≈ 30 s); maxConnections caps what slow clients can hold at once.
+  const serverOptions: http.ServerOptions = { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, insecureHTTPParser: false, keepAliveTimeout: 5_000, headersTimeout: 10_000, requestTimeout: 300_000, connectionsCheckingInterval: 1_000 };
   const server = tls ? https.createServer({ ...serverOptions, cert: options.tls!.cert, key: options.tls!.key }, handle) : http.createServer(serverOptions, handle);
+  server.maxConnections = 1024;
   // CONNECT (tunnels anywhere) and upgrades (WebSockets bypass the per-request checks after the handshake) are refused.
   const refuseSocket = (status: number, reason: string) => (req: IncomingMessage, socket: Socket): void => {
     audit(req, undefined, status, undefined, reason);
@@ -303,6 +377,9 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   });
 
+  // The gate directory may not exist yet (a root no apply has written routes to): create it before listening, and
+  // close the listener on any start-up error so a failed start leaves no open port behind.
+  mkdirSync(paths.dir, { recursive: true, mode: 0o750 });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.address, () => {
@@ -311,7 +388,17 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     });
   });
   const port = (server.address() as AddressInfo).port;
-  writeListenerRecord(paths.listener, { version: 1, address: options.address, port, tls, pid: process.pid, started: new Date().toISOString() });
+  listenerHost = options.address.includes(':') ? `[${options.address}]:${port}` : `${options.address}:${port}`;
+  try {
+    writeListenerRecord(paths.listener, { version: 1, address: options.address, port, tls, pid: process.pid, started: new Date().toISOString() });
+  } catch (error) {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    agent.destroy();
+    throw error;
+  }
 
   const sweep = (): void => {
     try {
@@ -363,14 +450,14 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | u
   return out;
 }
 
-/** The request headers an upstream sees: no hop-by-hop headers, no gate cookies, Host and X-Forwarded-* set by the gate. */
-function forwardHeaders(req: IncomingMessage, route: GateRoute, tls: boolean): OutgoingHttpHeaders {
+/** The request headers an upstream sees: no hop-by-hop headers, no gate cookies, no client-chosen address headers, Host and X-Forwarded-* set by the gate. */
+function forwardHeaders(req: IncomingMessage, route: GateRoute, tls: boolean, listenerHost: string): OutgoingHttpHeaders {
   const listed = connectionTokens(req.headers.connection);
   const out: OutgoingHttpHeaders = {};
   const headers = req.headers;
   for (const k in headers) {
     const v = headers[k];
-    if (v === undefined || HOP_BY_HOP.has(k) || listed?.has(k) || k === 'host' || k === 'cookie' || k === 'forwarded' || k.startsWith('x-forwarded-')) continue;
+    if (v === undefined || HOP_BY_HOP.has(k) || listed?.has(k) || k === 'host' || k === 'cookie' || k === 'forwarded' || k.startsWith('x-forwarded-') || CLIENT_ADDRESS_HEADERS.has(k)) continue;
     out[k] = v;
   }
   const cookie = headers.cookie;
@@ -387,11 +474,24 @@ function forwardHeaders(req: IncomingMessage, route: GateRoute, tls: boolean): O
   out['x-forwarded-for'] = req.socket.remoteAddress ?? '';
   out['x-forwarded-proto'] = tls ? 'https' : 'http';
   out['x-forwarded-prefix'] = `/p/${route.workload}/${route.preview}`;
-  if (typeof headers.host === 'string') out['x-forwarded-host'] = headers.host;
+  // The client's Host header is attacker-chosen: the upstream learns the listener's own address instead.
+  out['x-forwarded-host'] = listenerHost;
   return out;
 }
 
-/** The response headers a client sees: no hop-by-hop headers, and no Set-Cookie that would touch a gate cookie. */
+/**
+ * Whether a Set-Cookie value could set a gate cookie: browsers read a nameless cookie (`=name=value`) as `name=value`,
+ * and cookie names compare as the browser stores them, so leading `=` and whitespace go and case is ignored.
+ */
+function touchesGateCookie(setCookie: string): boolean {
+  return setCookie.replace(/^[\s=]+/, '').toLowerCase().startsWith(COOKIE_PREFIX);
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** The response headers a client sees: no hop-by-hop headers, no Clear-Site-Data, and no Set-Cookie that would touch a gate cookie. */
 function responseHeaders(ur: IncomingMessage): OutgoingHttpHeaders {
   const listed = connectionTokens(ur.headers.connection);
   const out: OutgoingHttpHeaders = {};
@@ -399,8 +499,10 @@ function responseHeaders(ur: IncomingMessage): OutgoingHttpHeaders {
   for (const k in headers) {
     const v = headers[k];
     if (v === undefined || HOP_BY_HOP.has(k) || listed?.has(k)) continue;
+    // Clear-Site-Data "cookies" would wipe every gate session of the (shared) origin.
+    if (k === 'clear-site-data') continue;
     if (k === 'set-cookie') {
-      const kept = (Array.isArray(v) ? v : [v]).filter((c) => !c.trim().startsWith(COOKIE_PREFIX));
+      const kept = (Array.isArray(v) ? v : [v]).filter((c) => !touchesGateCookie(c));
       if (kept.length) out[k] = kept;
       continue;
     }

@@ -24,8 +24,8 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-/** A loopback upstream answering `<name>:<url>` (HTML for `/`), recording every request. */
-export async function startUpstream(name: string): Promise<Upstream> {
+/** A loopback upstream (or one on the unix socket `socketPath`) answering `<name>:<url>` (HTML for `/`), recording every request. */
+export async function startUpstream(name: string, socketPath?: string): Promise<Upstream> {
   const hits: Upstream['hits'] = [];
   const server = http.createServer((req, res) => {
     hits.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
@@ -37,22 +37,23 @@ export async function startUpstream(name: string): Promise<Upstream> {
     });
   });
   server.keepAliveTimeout = 5_000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => (socketPath !== undefined ? server.listen(socketPath, r) : server.listen(0, '127.0.0.1', r)));
   return {
     name,
-    port: (server.address() as AddressInfo).port,
+    port: socketPath !== undefined ? 0 : (server.address() as AddressInfo).port,
     hits,
     close: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }),
   };
 }
 
-export interface PreviewSpec { workload: string; preview: string; port: number; maxTtl?: string; grantees?: string[] }
+/** `socket` (a file name in the workload's socket directory) replaces `port` as the upstream when given. */
+export interface PreviewSpec { workload: string; preview: string; port: number; socket?: string; maxTtl?: string; grantees?: string[] }
 
 /** Applies (or deletes) gate routes through the real provider, as `agentvm apply` does. */
 export async function applyRoute(root: string, spec: PreviewSpec, action: 'create' | 'delete' = 'create'): Promise<void> {
   const provider = new GateProvider();
   const address = `gate.${spec.workload}.${spec.preview}`;
-  const desired = { address, provider: 'gate', workload: spec.workload, identity: `${spec.workload}/${spec.preview}`, dependsOn: [], config: { preview: spec.preview, upstream: { port: spec.port }, maxTtl: spec.maxTtl ?? '2h', grantees: spec.grantees ?? ['ana@example.com'] } };
+  const desired = { address, provider: 'gate', workload: spec.workload, identity: `${spec.workload}/${spec.preview}`, dependsOn: [], config: { preview: spec.preview, upstream: spec.socket !== undefined ? { socket: spec.socket } : { port: spec.port }, maxTtl: spec.maxTtl ?? '2h', grantees: spec.grantees ?? ['ana@example.com'] } };
   const res = await provider.apply({
     host: { host: HOST, root, paths: hostPaths(root), repo: root },
     change: { address, provider: 'gate', workload: spec.workload, action, effect: 'none', reasons: [], dependsOn: [], ...(action === 'delete' ? {} : { desired }) },
