@@ -38,6 +38,8 @@ export class RequestAuditLog {
   private readonly maxRecords: number;
   /** Records written so far (for the server's shutdown summary and tests). */
   written = 0;
+  /** Records given up because the log stayed unwritable past MAX_PENDING held records. */
+  dropped = 0;
 
   constructor(private readonly options: RequestAuditLogOptions) {
     this.intervalMs = options.intervalMs ?? 100;
@@ -62,7 +64,22 @@ export class RequestAuditLog {
     try {
       this.written += appendAuditBatch(this.options.file, group).length;
     } catch (error) {
+      // Not dropped: the group goes back in front of what arrived since, and the next interval tries again. Only past
+      // MAX_PENDING records (a log that stays unwritable) are the oldest given up, and counted.
+      this.buffer = [...group, ...this.buffer];
+      const excess = this.buffer.length - MAX_PENDING;
+      if (excess > 0) {
+        this.buffer.splice(0, excess);
+        this.dropped += excess;
+      }
       this.options.onError?.(error);
+      if (!this.timer) {
+        this.timer = setTimeout(() => this.flush(), this.intervalMs);
+        this.timer.unref();
+      }
     }
   }
 }
+
+/** Request records held while the audit log cannot be written (≈5 MiB at most). */
+const MAX_PENDING = 10_000;
