@@ -60,6 +60,13 @@ Where it listens comes from the host spec's spec.gate, which \`agentvm apply\` w
       return { result: { mode: 'unit', address, port, tls: tlsRefs !== undefined, url: null, unit: { name: GATE_UNIT, text: rendered.text } }, text: rendered.text };
     }
     const tls = tlsRefs ? { cert: readTlsReference(tlsRefs.cert, 'certificate'), key: readTlsReference(tlsRefs.key, 'key') } : undefined;
+    // Listening for SIGTERM/SIGINT from before the server starts: a stop that arrives while it starts (the unit being
+    // stopped, a test that saw listener.json) still closes it in order and flushes the audit log.
+    const stopped = new Promise<void>((resolve) => {
+      const stop = (): void => resolve();
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
     let server;
     try {
       server = await startGateServer({ root, host: flags.host, address, port, ...(tls ? { tls } : {}), onWarning: (m) => process.stderr.write(`agentvm gate: warning: ${m}\n`) });
@@ -74,11 +81,7 @@ Where it listens comes from the host spec's spec.gate, which \`agentvm apply\` w
     const banner = `agentvm gate listening on ${server.url} (${scope}); previews at ${server.url}/p/<workload>/<preview>/\n`;
     // Under --json stdout carries exactly one document (at exit): the banner goes to stderr then.
     (this.jsonEnabled() ? process.stderr : process.stdout).write(banner);
-    await new Promise<void>((resolve) => {
-      const stop = (): void => resolve();
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-    });
+    await stopped;
     await server.close();
     return { result: { mode: 'served', address: server.address, port: server.port, tls: server.tls, url: server.url, unit: null }, text: 'agentvm gate stopped.' };
   }
