@@ -2,7 +2,7 @@
 // desired-state repository, is loaded, plans its resources, and is called by apply. Here it replaces the built-in
 // `gate` provider, which agentvm.yaml must say explicitly (`replaces: gate`); without it the package is refused.
 
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentvm, assertBuilt } from './support/cli.js';
@@ -53,10 +53,14 @@ describe('third-party providers from agentvm.yaml', () => {
     writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'agentvm-provider-demo', version: '1.2.3', type: 'module', main: 'index.js' }));
     writeFileSync(join(pkg, 'index.js'), PROVIDER);
   });
-  afterAll(async () => repo?.cleanup());
+  afterAll(async () => {
+    // The host root sits beside the repository (a root inside it would be part of the desired state's worktree).
+    if (repo) rmSync(`${repo.dir}-root`, { recursive: true, force: true });
+    await repo?.cleanup();
+  });
 
   it('GIVEN a provider package WHEN planning and applying THEN it plans and applies its resources', async () => {
-    const root = join(repo.dir, '..', `${repo.dir.split('/').pop()}-root`);
+    const root = `${repo.dir}-root`;
     const plan = await agentvm(['plan', '--repo', repo.dir, '--root', root, '--json']);
     const p = JSON.parse(plan.stdout) as { changes: Array<{ address: string; provider: string; action: string }>; diagnostics: Array<{ code: string; summary: string }> };
     expect(p.changes).toContainEqual(expect.objectContaining({ address: 'gate.web.page', provider: 'gate', action: 'create' }));
