@@ -18,19 +18,10 @@ import { guestAddressing } from '../src/providers/microvm/egress.js';
 import { agentvm, assertBuilt, BIN, ROOT } from './support/cli.js';
 import { gitdir, type GitDir } from './support/gitdir.js';
 import { processesMentioning } from './support/processes.js';
+import { testImage, type TestImage } from './support/test-image.js';
 
-const HOW_TO = 'Needs root and: apt-get install qemu-system-x86 busybox-static iproute2 nftables && scripts/build-test-image.sh && npm run build';
+const HOW_TO = 'Needs root and: apt-get install qemu-system-x86 busybox-static e2fsprogs iproute2 nftables && scripts/build-test-image.sh && npm run build';
 const inCi = process.env.CI === 'true';
-
-interface TestImage {
-  kernel: string;
-  kernelSha256: string;
-  initrd: string;
-  initrdSha256: string;
-  /** The ext4 test disk for `rootfs.format: disk` jobs. */
-  disk: string;
-  diskSha256: string;
-}
 
 /** The guest image (built or cached), or why this machine cannot run the suite. */
 function prerequisites(): TestImage | string {
@@ -38,12 +29,7 @@ function prerequisites(): TestImage | string {
   for (const [command, flag] of [['qemu-system-x86_64', '--version'], ['ip', '-V'], ['nft', '--version']] as const) {
     if (spawnSync(command, [flag]).status !== 0) return `${command} is not installed`;
   }
-  const built = spawnSync('scripts/build-test-image.sh', [], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
-  if (built.status !== 0) return `scripts/build-test-image.sh failed: ${(built.stderr || built.stdout || String(built.error)).trim()}`;
-  const values = new Map(built.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-  const [kernel, kernelSha256, initrd, initrdSha256, disk, diskSha256] = ['AGENTVM_KERNEL', 'AGENTVM_KERNEL_SHA256', 'AGENTVM_INITRD', 'AGENTVM_INITRD_SHA256', 'AGENTVM_DISK', 'AGENTVM_DISK_SHA256'].map((k) => values.get(k));
-  if (!kernel || !kernelSha256 || !initrd || !initrdSha256 || !disk || !diskSha256) return `scripts/build-test-image.sh printed no image: ${built.stdout}`;
-  return { kernel, kernelSha256, initrd, initrdSha256, disk, diskSha256 };
+  return testImage();
 }
 
 const image = prerequisites();

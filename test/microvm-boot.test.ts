@@ -3,8 +3,7 @@
 // run directory after every run.
 // Needs qemu-system-x86 and busybox-static; without them it fails under CI=true and skips otherwise.
 
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,30 +12,10 @@ import { runEphemeralVm, type EphemeralVmRequest } from '../src/providers/microv
 import { ConsoleParser, newNonce, CmdlineKey } from '../src/providers/microvm/protocol.js';
 import { writeCpio } from '../src/providers/microvm/cpio.js';
 import { processesMentioning } from './support/processes.js';
+import { childQemus, testImage, type TestImage } from './support/test-image.js';
 
-const HOW_TO = 'Install with: apt-get install qemu-system-x86 busybox-static && scripts/build-test-image.sh';
+const HOW_TO = 'Install with: apt-get install qemu-system-x86 busybox-static e2fsprogs && scripts/build-test-image.sh';
 const inCi = process.env.CI === 'true';
-
-interface TestImage {
-  kernel: string;
-  kernelSha256: string;
-  initrd: string;
-  initrdSha256: string;
-}
-
-/** Builds (or finds cached) the guest image; a reason string when this machine cannot. */
-function testImage(): TestImage | string {
-  if (spawnSync('qemu-system-x86_64', ['--version']).status !== 0) return 'qemu-system-x86_64 is not installed';
-  const built = spawnSync('scripts/build-test-image.sh', [], { cwd: join(import.meta.dirname, '..'), encoding: 'utf8', timeout: 300_000 });
-  if (built.status !== 0) return `scripts/build-test-image.sh failed: ${(built.stderr || built.stdout || String(built.error)).trim()}`;
-  const values = new Map(built.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-  const kernel = values.get('AGENTVM_KERNEL');
-  const kernelSha256 = values.get('AGENTVM_KERNEL_SHA256');
-  const initrd = values.get('AGENTVM_INITRD');
-  const initrdSha256 = values.get('AGENTVM_INITRD_SHA256');
-  if (!kernel || !kernelSha256 || !initrd || !initrdSha256) return `scripts/build-test-image.sh printed no image: ${built.stdout}`;
-  return { kernel, kernelSha256, initrd, initrdSha256 };
-}
 
 const image = testImage();
 const missing = typeof image === 'string' ? image : undefined;
@@ -47,21 +26,6 @@ describe('microVM boot: available in CI', () => {
     expect(missing, `${missing ?? ''}. ${HOW_TO}`).toBeUndefined();
   });
 });
-
-/** qemu processes that are children of this test process. */
-function childQemus(): string[] {
-  const found: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qemu')) found.push(pid);
-    } catch {
-      // gone
-    }
-  }
-  return found;
-}
 
 describe.skipIf(missing !== undefined)('ephemeral microVM (real QEMU, TCG)', () => {
   const img = image as TestImage;

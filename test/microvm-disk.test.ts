@@ -4,47 +4,21 @@
 // Needs qemu-system-x86, busybox-static and e2fsprogs; without them it fails under CI=true and skips otherwise.
 
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QemuDriver } from '../src/providers/microvm/qemu.js';
 import { runEphemeralVm, type EphemeralVmRequest } from '../src/providers/microvm/ephemeral-vm.js';
 import { processesMentioning } from './support/processes.js';
+import { childQemus, testImage, type TestImage } from './support/test-image.js';
 
 const HOW_TO = 'Install with: apt-get install qemu-system-x86 busybox-static e2fsprogs && scripts/build-test-image.sh';
 const inCi = process.env.CI === 'true';
 /** What scripts/build-test-image.sh writes into the test disk's /etc/agentvm-disk. */
 const MARKER = 'agentvm test disk v1';
 
-interface DiskImage {
-  kernel: string;
-  kernelSha256: string;
-  initrd: string;
-  initrdSha256: string;
-  disk: string;
-  diskSha256: string;
-}
-
-function diskImage(): DiskImage | string {
-  if (spawnSync('qemu-system-x86_64', ['--version']).status !== 0) return 'qemu-system-x86_64 is not installed';
-  const built = spawnSync('scripts/build-test-image.sh', [], { cwd: join(import.meta.dirname, '..'), encoding: 'utf8', timeout: 300_000 });
-  if (built.status !== 0) return `scripts/build-test-image.sh failed: ${(built.stderr || built.stdout || String(built.error)).trim()}`;
-  const values = new Map(built.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-  const get = (key: string): string => values.get(key) ?? '';
-  const image = {
-    kernel: get('AGENTVM_KERNEL'),
-    kernelSha256: get('AGENTVM_KERNEL_SHA256'),
-    initrd: get('AGENTVM_INITRD'),
-    initrdSha256: get('AGENTVM_INITRD_SHA256'),
-    disk: get('AGENTVM_DISK'),
-    diskSha256: get('AGENTVM_DISK_SHA256'),
-  };
-  if (Object.values(image).some((v) => v === '')) return `scripts/build-test-image.sh printed no complete image: ${built.stdout}`;
-  return image;
-}
-
-const image = diskImage();
+const image = testImage();
 const missing = typeof image === 'string' ? image : undefined;
 if (missing !== undefined && !inCi) console.warn(`microvm-disk: skipping: ${missing}. ${HOW_TO}`);
 
@@ -54,23 +28,8 @@ describe('microVM disk root: available in CI', () => {
   });
 });
 
-/** qemu processes that are children of this test process. */
-function childQemus(): string[] {
-  const found: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qemu')) found.push(pid);
-    } catch {
-      // gone
-    }
-  }
-  return found;
-}
-
 describe.skipIf(missing !== undefined)('disk-root microVM job (real QEMU, TCG)', () => {
-  const img = image as DiskImage;
+  const img = image as TestImage;
   let scratch = '';
   let runs = 0;
   beforeAll(() => {
