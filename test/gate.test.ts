@@ -263,7 +263,15 @@ describe('agentvm gate (real server, real upstreams)', () => {
     const unknown = await agentvm(['gate', 'grant', 'web/nope', '--root', fx.root, '--to', 'ana@example.com', '--ttl', '5m', '--reason', 'x', '--json']);
     expect(unknown.code).toBe(1);
     conforms('error.schema.json', JSON.parse(unknown.stdout));
-    for (const r of [over, stranger, unknown]) expect(hasStackTrace(r.stdout + r.stderr)).toBe(false);
+    // An identity with a line break is quoted in the message, never printed raw.
+    const forged = await agentvm(['gate', 'grant', 'web/site', '--root', fx.root, '--to', 'ana@example.com\nX', '--ttl', '5m', '--reason', 'x']);
+    expect(forged.code).toBe(1);
+    expect(forged.stderr).toContain('"ana@example.com\\nX" is not a grantee');
+    // Revoking by a preview that does not exist is an error, not "nothing to revoke".
+    const typo = await agentvm(['gate', 'revoke', '--preview', 'web/sight', '--root', fx.root]);
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toContain('gate.route-unknown');
+    for (const r of [over, stranger, unknown, forged, typo]) expect(hasStackTrace(r.stdout + r.stderr)).toBe(false);
   });
 
   it('list shows live grants with expiry and no token; --json outputs match their schemas', async () => {

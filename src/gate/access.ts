@@ -76,7 +76,7 @@ export function grantAccess(input: { root: string; host?: string; target: string
   const paths = gatePaths(input.root);
   const table = readRouteTable(paths.routes);
   const names = parseRouteKey(input.target);
-  if (!names) throw userError(GateCode.routeUnknown, `"${input.target}" is not <workload>/<preview>.`, 'Name the preview as it is declared: the workload name, a slash, and the preview name from its manifest.');
+  if (!names) throw userError(GateCode.routeUnknown, `${JSON.stringify(input.target)} is not <workload>/<preview>.`, 'Name the preview as it is declared: the workload name, a slash, and the preview name from its manifest.');
   const key = routeKey(names.workload, names.preview);
   const route = table.routes[key];
   if (!route) {
@@ -85,7 +85,7 @@ export function grantAccess(input: { root: string; host?: string; target: string
   }
   const host = auditHost(table, input.host);
   if (!route.grantees.includes(input.identity)) {
-    throw userError(GateCode.notGrantee, `${input.identity} is not a grantee of ${key}.`, route.grantees.length ? `It may be granted to: ${route.grantees.join(', ')}. Add the identity to spec.previews[].grantees in git and apply.` : 'The preview lists no grantees, so nobody may be granted. Add spec.previews[].grantees in git and apply.');
+    throw userError(GateCode.notGrantee, `${JSON.stringify(input.identity)} is not a grantee of ${key}.`, route.grantees.length ? `It may be granted to: ${route.grantees.join(', ')}. Add the identity to spec.previews[].grantees in git and apply.` : 'The preview lists no grantees, so nobody may be granted. Add spec.previews[].grantees in git and apply.');
   }
   const ttlMs = parseDuration(input.ttl);
   if (ttlMs === undefined) throw userError(GateCode.ttlInvalid, `--ttl ${input.ttl} is not a duration.`, 'Write it like 30m, 2h or 1d (a number and one of s, m, h, d).');
@@ -121,12 +121,17 @@ export function revokeAccess(input: { root: string; host?: string; selection: Re
   const sel = input.selection;
   if ('grantId' in sel) {
     const g = isGrantId(sel.grantId) ? store.get(sel.grantId) : undefined;
-    if (!g) throw userError(GateCode.grantUnknown, `No grant ${sel.grantId}.`, 'Grant ids look like g-0123456789abcdef; `agentvm gate list` shows the live ones (expired grants are pruned).');
+    if (!g) throw userError(GateCode.grantUnknown, `No grant ${JSON.stringify(sel.grantId)}.`, 'Grant ids look like g-0123456789abcdef; `agentvm gate list` shows the live ones (expired grants are pruned).');
     selected = [g];
   } else if ('preview' in sel) {
     const names = parseRouteKey(sel.preview);
-    if (!names) throw userError(GateCode.routeUnknown, `"${sel.preview}" is not <workload>/<preview>.`, 'Name the preview as <workload>/<preview>.');
+    if (!names) throw userError(GateCode.routeUnknown, `${JSON.stringify(sel.preview)} is not <workload>/<preview>.`, 'Name the preview as <workload>/<preview>.');
     selected = store.all().filter((g) => g.workload === names.workload && g.preview === names.preview);
+    // A typo must not look like "nothing to revoke": a preview with no route and no grants is unknown.
+    if (selected.length === 0 && table.routes[routeKey(names.workload, names.preview)] === undefined) {
+      const known = Object.keys(table.routes);
+      throw userError(GateCode.routeUnknown, `No applied preview ${routeKey(names.workload, names.preview)}.`, known.length ? `Applied previews: ${known.join(', ')}.` : 'No previews are applied on this host.');
+    }
   } else {
     selected = store.all();
   }
