@@ -19,6 +19,7 @@ import { loadDesiredState, selectHost } from './desired.js';
 import { registryFor } from './registry.js';
 import { prepareVerification, verifierFor } from './signatures.js';
 import { VerdictCache } from './verdict-cache.js';
+import { mapBounded } from '../concurrency.js';
 
 export interface PlanOptions {
   repo: string;
@@ -158,21 +159,21 @@ export async function readLive(
   const desiredBy = new Map(desired.map((d) => [d.address, d]));
   const addresses = [...new Set([...desiredBy.keys(), ...Object.keys(locked), ...owned.keys()])].sort();
   const live = new Map<Address, LiveResource>();
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < addresses.length) {
-      const address = addresses[next++]!;
-      const d = desiredBy.get(address);
-      const l = locked[address];
-      const type = d?.provider ?? l?.provider ?? owned.get(address);
-      const provider = type ? registry.get(type) : undefined;
-      if (!provider) continue;
-      const res = await provider.read({ host: context, address, snapshot, ...(d ? { desired: d } : {}), ...(l ? { locked: l } : {}) });
-      diagnostics.push(...res.diagnostics.map((x) => ({ ...x, address: x.address ?? address })));
-      live.set(address, res.live);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, addresses.length) }, worker));
+  // Read concurrently, merged in address order: the plan and its diagnostics do not depend on which read ends first.
+  const reads = await mapBounded(addresses, READ_CONCURRENCY, async (address) => {
+    const d = desiredBy.get(address);
+    const l = locked[address];
+    const type = d?.provider ?? l?.provider ?? owned.get(address);
+    const provider = type ? registry.get(type) : undefined;
+    if (!provider) return undefined;
+    return provider.read({ host: context, address, snapshot, ...(d ? { desired: d } : {}), ...(l ? { locked: l } : {}) });
+  });
+  reads.forEach((res, i) => {
+    if (res === undefined) return;
+    const address = addresses[i]!;
+    diagnostics.push(...res.diagnostics.map((x) => ({ ...x, address: x.address ?? address })));
+    live.set(address, res.live);
+  });
   return { live, owned, diagnostics };
 }
 

@@ -15,6 +15,7 @@ import type { LiveResource, LockedResource } from '../../engine/types.js';
 import type { ApplyResponse, CapturedRelease, ListResponse, ReadRequest, ReadResponse } from '../provider.js';
 import { capturedReleaseId, isReleaseId, pathExists, WORKLOAD_PATTERN, type CurrentState, type ReleaseStore } from './release-store.js';
 import { treeDigest, type TreeDigest } from './tree-digest.js';
+import { mapBounded } from '../../concurrency.js';
 
 export const ReleaseCode = {
   invalidConfig: 'release.invalid-config',
@@ -460,19 +461,11 @@ type StoreSurvey = Array<{ workload: string; releaseId: string | undefined; rele
 const SURVEY_CONCURRENCY = 16;
 
 async function surveyStore(store: ReleaseStore): Promise<StoreSurvey> {
-  const workloads = await store.workloads();
-  const found: Array<StoreSurvey[number] | undefined> = new Array(workloads.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < workloads.length) {
-      const i = next++;
-      const workload = workloads[i]!;
-      const state = await store.current(workload);
-      if (state.kind !== 'link' && state.kind !== 'directory') continue;
-      found[i] = { workload, releaseId: state.kind === 'link' ? state.releaseId : undefined, releases: await store.releases(workload) };
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(SURVEY_CONCURRENCY, workloads.length) }, worker));
+  const found = await mapBounded(await store.workloads(), SURVEY_CONCURRENCY, async (workload) => {
+    const state = await store.current(workload);
+    if (state.kind !== 'link' && state.kind !== 'directory') return undefined;
+    return { workload, releaseId: state.kind === 'link' ? state.releaseId : undefined, releases: await store.releases(workload) };
+  });
   return found.filter((f): f is StoreSurvey[number] => f !== undefined);
 }
 

@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
+import { mapBounded } from '../../concurrency.js';
 
 export interface IrregularEntry {
   path: string;
@@ -45,17 +46,6 @@ async function hashFile(file: string, size: number): Promise<string> {
   return hash.digest('hex');
 }
 
-/** Runs `work` over `items` with at most `limit` in flight. */
-async function pool<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await work(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
 
 /** The digest of the tree under `dir` (which must be a directory; a missing one throws ENOENT). */
 export async function treeDigest(dir: string): Promise<TreeDigest> {
@@ -95,7 +85,7 @@ export async function treeDigest(dir: string): Promise<TreeDigest> {
   const fileRecords: DigestLine[] = new Array(files.length);
   let index = 0;
   const indexed = files.map((f) => ({ ...f, i: index++ }));
-  await pool(indexed, CONCURRENCY, async (f) => {
+  await mapBounded(indexed, CONCURRENCY, async (f) => {
     const stat = await lstat(f.abs);
     if (!stat.isFile()) {
       // Replaced while we were reading: report it rather than hash something else.

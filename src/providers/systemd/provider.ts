@@ -52,6 +52,7 @@ import { describeHealth, probe, waitHealthy, type HealthResult } from './health.
 import { readGateway, readUnit, type LiveGateway } from './live-unit.js';
 import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
 import { valuesOf } from './unit-file.js';
+import { mapBounded } from '../../concurrency.js';
 
 export const UNIT_ADDRESS_PREFIX = 'unit.';
 
@@ -583,20 +584,6 @@ async function ownerOf(file: string, snapshot?: Map<string, unknown>): Promise<s
 }
 
 const LIST_CONCURRENCY = 16;
-
-/** `fn` over `items` with at most `limit` in flight; results in input order. */
-async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 async function isDirectory(p: string): Promise<boolean> {
   try {
