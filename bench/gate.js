@@ -14,7 +14,7 @@
 // small raw-socket HTTP/1.1 client, not node:http, so the generator costs little CPU: on a 2-core machine it shares the
 // cores with the upstream and the gate, and a heavy generator would slow the gate run more than the direct run.
 // Direct and gate runs alternate in rounds, so a change in background load hits both.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -33,6 +33,7 @@ const BYTES = arg('bytes', 1024);
 const ROUNDS = arg('rounds', 3);
 const WORK_US = arg('upstream-work-us', 0);
 const TARGET = 0.8;
+const PIN = process.argv.includes('--pin');
 const PROFILE_DIR = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : undefined;
 
 const { GateProvider } = await import(join(ROOT, 'dist/providers/gate/provider.js'));
@@ -46,8 +47,8 @@ const cleanup = async () => {
 };
 process.on('SIGINT', () => { cleanup().finally(() => process.exit(130)); });
 
-function startChild(args, pattern) {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+function startChild(args, pattern, cpu) {
+  const child = PIN ? spawn('taskset', ['-c', String(cpu), process.execPath, ...args], { stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return new Promise((resolve, reject) => {
     let out = '';
@@ -143,13 +144,14 @@ try {
   const html = BYTES >= 4096;
   const page = html ? `'<!doctype html><html><head><title>preview</title></head><body>'+'<p>Text of a page an agent built, served as HTML.</p>\\n'.repeat(${BYTES})` : `'x'.repeat(${BYTES})`;
   const upstreamSrc = `const b=Buffer.from(${page}).subarray(0,${BYTES});require('http').createServer((q,s)=>{${WORK_US > 0 ? `const t=process.hrtime.bigint()+${WORK_US * 1000}n;while(process.hrtime.bigint()<t);` : ''}s.writeHead(200,{'content-type':'${html ? 'text/html; charset=utf-8' : 'text/plain'}','content-length':b.length});s.end(b)}).listen(0,'127.0.0.1',function(){console.log('port '+this.address().port)})`;
-  const upstream = await startChild(['-e', upstreamSrc], /port (\d+)/);
+  if (PIN) execFileSync('taskset', ['-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+  const upstream = await startChild(['-e', upstreamSrc], /port (\d+)/, 0);
   const upstreamPort = Number(upstream.value);
   await new GateProvider().apply({
     host: { host: 'bench', root, paths: hostPaths(root), repo: root },
     change: { address: 'gate.bench.site', provider: 'gate', workload: 'bench', action: 'create', effect: 'none', reasons: [], dependsOn: [], desired: { address: 'gate.bench.site', provider: 'gate', workload: 'bench', identity: 'bench/site', dependsOn: [], config: { preview: 'site', upstream: { port: upstreamPort }, maxTtl: '1h', grantees: ['bench@example.com'] } } },
   });
-  const gate = await startChild([...(PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : []), BIN, 'gate', 'serve', '--root', root, '--host', 'bench', '--port', '0'], /listening on (http:\/\/[^\s]+) /);
+  const gate = await startChild([...(PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : []), BIN, 'gate', 'serve', '--root', root, '--host', 'bench', '--port', '0'], /listening on (http:\/\/[^\s]+) /, 1);
   const gatePort = Number(new URL(gate.value).port);
   const granted = JSON.parse(await runCli(['gate', 'grant', 'bench/site', '--root', root, '--to', 'bench@example.com', '--ttl', '1h', '--reason', 'bench', '--json']));
   const cookie = await new Promise((resolve, reject) => http.get(granted.link, (res) => { res.resume(); const c = res.headers['set-cookie']?.[0]; if (c) resolve(c.split(';')[0]); else reject(new Error(`no cookie: ${res.statusCode}`)); }));

@@ -1,5 +1,5 @@
-// The gate server: a node:http(s) reverse proxy in front of previews that listen only on loopback ports or unix
-// sockets. One route per applied preview (routes.ts), reached at `/p/<workload>/<preview>/` by people holding a live
+// The gate server: a reverse proxy in front of previews that listen only on loopback ports or unix sockets. This file
+// is the policy; the HTTP/1.1 mechanics (llhttp framing, pipelining, timeouts, the upstream pool) are wire.ts. One route per applied preview (routes.ts), reached at `/p/<workload>/<preview>/` by people holding a live
 // grant (grants.ts); every grant exchange, allowed and denied request goes to the audit log (audit.ts).
 // Invariants:
 // - A request reaches an upstream only after: its target passed parseRequestTarget, its route exists in the table as
@@ -8,16 +8,14 @@
 //   the gate itself (400/401/403/404/405) and never opens a connection upstream.
 // - The upstream address comes from the route table only: 127.0.0.1:<port> or a socket file in the workload's socket
 //   directory. The Host header, an absolute-form target or CONNECT never select one (CONNECT and upgrades are refused).
-// - Node's parser enforces HTTP framing (conflicting Content-Length/Transfer-Encoding, oversized headers): the server
-//   never runs with insecureHTTPParser, and caps headers at `maxHeaderSize`.
+// - llhttp in strict mode enforces HTTP framing (conflicting Content-Length/Transfer-Encoding, oversized headers, invalid
+//   characters) in both directions, and wire.ts re-frames every body (see its invariants).
 // - The gate's own cookies never reach an upstream, and an upstream cannot set, overwrite or clear them.
-// - Nothing a client or an upstream sends ends the process: a response node cannot write is a 502, an unexpected
-//   exception in a request is an audited 500.
+// - Nothing a client or an upstream sends ends the process: a response head with a malformed status line, header name
+//   or value is a 502, an unexpected exception in a request is an audited 500.
 
 import { randomBytes } from 'node:crypto';
-import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import https from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { lstatSync, mkdirSync, statSync } from 'node:fs';
 import type { GateAccess } from '../state/audit-log.js';
@@ -28,6 +26,7 @@ import { baseUrl, writeListenerRecord } from './listener.js';
 import { gatePaths, type GatePaths } from './paths.js';
 import { auditPath, parseRequestTarget } from './request-target.js';
 import { readRouteTable, routeKey, type GateRoute, type RouteTable } from './routes.js';
+import { createWireServer, reasonPhrase, type ResponseDecision, type UpstreamAddress, type WireRequest, type WireResponder } from './wire.js';
 
 export interface GateServerOptions {
   root: string;
@@ -38,7 +37,7 @@ export interface GateServerOptions {
   port: number;
   /** PEM certificate and key; absent: plain HTTP (loopback only, checked by the caller). */
   tls?: { cert: Buffer; key: Buffer };
-  /** Request header cap in bytes (node answers 431 above it). Default 16 KiB. */
+  /** Request head cap in bytes (431 above it). Default 16 KiB. */
   maxHeaderSize?: number;
   /** How often expired grants are audited and pruned. Default 1 s. */
   sweepIntervalMs?: number;
@@ -58,9 +57,13 @@ export interface GateServer {
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+/** Request headers that never go upstream as sent: framing is wire.ts's, Expect is answered by the gate. */
+const REQUEST_DROPPED = new Set(['host', 'cookie', 'forwarded', 'content-length', 'expect']);
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 field-value characters: HTAB, SP, VCHAR, obs-text (no CR, LF, NUL or other controls). */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const CRLF = '\r\n';
 export const COOKIE_PREFIX = 'agentvm_gate_';
-/** RFC 9112 reason-phrase: HTAB, SP, VCHAR, obs-text. Anything else makes the upstream's status line malformed. */
-const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/;
 /** Client-chosen "real address" headers some applications trust: the gate's X-Forwarded-For is the only one forwarded. */
 const CLIENT_ADDRESS_HEADERS = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip']);
 
@@ -153,31 +156,29 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   const routes = new RouteCache(paths.routes, () => grants.invalidate(), warn);
   const tls = options.tls !== undefined;
   const requestLog = new RequestAuditLog({ file: paths.audit, ...(options.auditIntervalMs ? { intervalMs: options.auditIntervalMs } : {}), onError: (e) => warn(`audit write failed: ${(e as Error).message}`) });
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' });
   const host = options.host;
   /** `address:port` the server listens on (set once listening): the X-Forwarded-Host upstreams see. */
   let listenerHost = '';
 
-  const audit = (req: IncomingMessage, key: string | undefined, status: number, grant: GrantRecord | undefined, reason?: string): void => {
+  const audit = (req: WireRequest, key: string | undefined, status: number, grant: GrantRecord | undefined, reason?: string): void => {
     // Field order and optional fields as buildRecord copies them; built once per request, no spreads.
     const access: GateAccess = { preview: key ?? 'unknown/unknown' };
     if (grant) {
       access.grantId = grant.id;
       access.identity = grant.identity;
     }
-    access.source = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
-    access.method = req.method === undefined ? '?' : req.method.length > 20 ? req.method.slice(0, 20) : req.method;
+    access.source = req.source;
+    access.method = req.method.length > 20 ? req.method.slice(0, 20) : req.method;
     access.path = auditPath(req.url);
     access.status = status;
     if (reason) access.reason = reason.length > 500 ? reason.slice(0, 500) : reason;
     requestLog.add({ host, operation: GATE_OPERATION, event: 'gate.request', result: status < 400 ? 'ok' : 'failed', gate: access, actor: grant ? grant.identity : 'anonymous', time: new Date() });
   };
 
-  const deny = (req: IncomingMessage, res: ServerResponse, key: string | undefined, d: Denial, extra: OutgoingHttpHeaders = {}): void => {
+  const deny = (req: WireRequest, res: WireResponder, key: string | undefined, d: Denial, extra = '', close = false): void => {
     audit(req, key, d.status, d.grant, d.reason);
-    const body = `${d.status} ${http.STATUS_CODES[d.status] ?? ''}: ${d.reason}\n`;
-    res.writeHead(d.status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...extra });
-    res.end(body);
+    const body = `${d.status} ${reasonPhrase(d.status)}: ${d.reason}\n`;
+    res.respond(d.status, reasonPhrase(d.status), `content-type: text/plain; charset=utf-8${CRLF}cache-control: no-store${CRLF}${extra}`, body, { close });
   };
 
   /** Why this grant may not be used for `route` now, or undefined when it may. */
@@ -194,31 +195,33 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
 
   // No request may end the process: an unexpected exception (an fs error in a grant marker, a stat that failed) is a
   // 500 answered by the gate, and audited.
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+  const handle = (req: WireRequest, res: WireResponder): void => {
     try {
       dispatch(req, res);
     } catch (error) {
       const reason = `gate error (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
       warn(`request failed: ${(error as Error).stack ?? String(error)}`);
       try {
-        if (!res.headersSent) deny(req, res, undefined, { status: 500, reason });
+        if (!res.responseStarted) deny(req, res, undefined, { status: 500, reason });
         else {
           audit(req, undefined, 500, undefined, reason);
-          res.destroy();
+          res.destroyConnection();
         }
       } catch {
-        res.destroy();
+        res.destroyConnection();
       }
     }
   };
 
-  const dispatch = (req: IncomingMessage, res: ServerResponse): void => {
+  const dispatch = (req: WireRequest, res: WireResponder): void => {
+    // CONNECT tunnels anywhere; an upgrade (WebSockets) would bypass the per-request checks after the handshake.
+    if (req.method === 'CONNECT') return deny(req, res, undefined, { status: 405, reason: 'CONNECT is not allowed' }, '', true);
+    if (req.upgrade) return deny(req, res, undefined, { status: 501, reason: 'protocol upgrades are not supported' }, '', true);
     const target = parseRequestTarget(req.url);
     if (!target.ok) {
       if (target.status === 308 && target.location) {
         audit(req, undefined, 308, undefined, target.reason);
-        res.writeHead(308, { location: target.location, 'content-length': 0, 'cache-control': 'no-store' });
-        res.end();
+        res.respond(308, reasonPhrase(308), `location: ${target.location}${CRLF}cache-control: no-store${CRLF}`, '');
         return;
       }
       deny(req, res, undefined, { status: target.status, reason: target.reason });
@@ -235,7 +238,7 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
       exchange(req, res, route, key, name, target.grant, target.rest, target.query);
       return;
     }
-    const sessions = cookieValues(req.headers.cookie, name);
+    const sessions = cookieValues(req.rawHeaders, name);
     if (sessions.length === 0) {
       deny(req, res, key, { status: 401, reason: 'no session: follow a grant link' });
       return;
@@ -265,7 +268,7 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     proxy(req, res, route, key, grant, target.rest, target.query);
   };
 
-  const exchange = (req: IncomingMessage, res: ServerResponse, route: GateRoute, key: string, name: string, token: string, rest: string, query: string): void => {
+  const exchange = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, name: string, token: string, rest: string, query: string): void => {
     if (!SECRET_PATTERN.test(token)) {
       deny(req, res, key, { status: 401, reason: 'malformed grant token' });
       return;
@@ -290,7 +293,7 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     const maxAge = Math.max(1, Math.floor((Date.parse(grant.expires) - Date.now()) / 1000));
     const cookie = `${name}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${tls ? '; Secure' : ''}`;
     const location = `/p/${route.workload}/${route.preview}${rest}${query ? `?${query}` : ''}`;
-    auditGateEvent(paths.audit, gateEntry(host, 'gate.exchange', 'ok', { preview: key, grantId: grant.id, identity: grant.identity, source: `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`, expires: grant.expires, reason: 'one-time link exchanged for a session' }, { actor: grant.identity }));
+    auditGateEvent(paths.audit, gateEntry(host, 'gate.exchange', 'ok', { preview: key, grantId: grant.id, identity: grant.identity, source: req.source, expires: grant.expires, reason: 'one-time link exchanged for a session' }, { actor: grant.identity }));
     audit(req, key, 200, grant, 'one-time link exchanged for a session');
     // Not a redirect: a link clicked on another site starts a cross-site navigation, and a browser sends no
     // SameSite=Strict cookie on the redirected request of that chain (401, and the one-time link is spent). This page
@@ -298,15 +301,14 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     // route names and RFC 3986 characters checked by parseRequestTarget; it is escaped for HTML all the same.
     const href = escapeHtml(location);
     const body = `<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${href}"><title>agentvm preview</title><p><a href="${href}">Open the preview</a></p>\n`;
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'set-cookie': cookie, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'content-security-policy': "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'", 'x-content-type-options': 'nosniff', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
+    const headers = `content-type: text/html; charset=utf-8${CRLF}set-cookie: ${cookie}${CRLF}cache-control: no-store${CRLF}referrer-policy: no-referrer${CRLF}content-security-policy: default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'${CRLF}x-content-type-options: nosniff${CRLF}`;
+    res.respond(200, 'OK', headers, body);
   };
 
-  const proxy = (req: IncomingMessage, res: ServerResponse, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
-    const options: http.RequestOptions = { agent, method: req.method, path: query ? `${rest}?${query}` : rest, headers: forwardHeaders(req, route, tls, listenerHost) };
+  const proxy = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
+    let upstream: UpstreamAddress;
     if ('port' in route.upstream) {
-      options.host = '127.0.0.1';
-      options.port = route.upstream.port;
+      upstream = { port: route.upstream.port };
     } else {
       // connect() follows symlinks: a link in the socket directory (or the directory itself a link) would reach another
       // workload's upstream, or any socket the gate's user can open. Only a real directory holding a real socket goes.
@@ -318,64 +320,38 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
         deny(req, res, key, { status: 502, reason: 'upstream socket is not a socket file', grant });
         return;
       }
-      options.socketPath = socketPath;
+      upstream = { socketPath };
     }
-    const up = http.request(options);
-    up.on('response', (ur) => {
-      // The upstream is not trusted to speak valid HTTP: its reason phrase is never forwarded (node's writer throws on
-      // control characters), a status node would refuse to write (000, 1xx, > 599) is a 502, and a header value
-      // the writer rejects is a 502 too — never an exception that ends the process.
-      const status = ur.statusCode ?? 0;
-      if (status < 200 || status > 599 || !REASON_PHRASE.test(ur.statusMessage ?? '')) {
-        ur.destroy();
-        deny(req, res, key, { status: 502, reason: `upstream answered an invalid status line (${status})`, grant });
-        return;
-      }
-      try {
-        res.writeHead(status, responseHeaders(ur));
-      } catch (error) {
-        ur.destroy();
-        deny(req, res, key, { status: 502, reason: `upstream response not forwardable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, grant });
-        return;
-      }
-      ur.pipe(res);
-      audit(req, key, status, grant);
+    const head = `${req.method} ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, route, tls, listenerHost)}`;
+    res.forward(upstream, head, {
+      response: (status, statusMessage, raw): ResponseDecision => {
+        // The upstream is not trusted to speak valid HTTP: its reason phrase is never forwarded, a status outside
+        // 200–599 or a malformed reason phrase is a 502, and so is any header name or value that is not well formed.
+        if (status < 200 || status > 599 || !FIELD_VALUE.test(statusMessage)) return { refuse: `upstream answered an invalid status line (${status})` };
+        const headers = responseHeaders(raw);
+        if (headers === undefined) return { refuse: 'upstream response not forwardable (a malformed header)' };
+        audit(req, key, status, grant);
+        return { headers };
+      },
+      failed: (reason) => deny(req, res, key, { status: 502, reason, grant }),
     });
-    up.on('error', (error) => {
-      if (!res.headersSent) deny(req, res, key, { status: 502, reason: `upstream unreachable (${(error as NodeJS.ErrnoException).code ?? error.message})`, grant });
-      else res.destroy();
-    });
-    res.on('close', () => {
-      if (!res.writableFinished) up.destroy();
-    });
-    // A request without a body (no Content-Length, no Transfer-Encoding: node's parser has already framed it as empty)
-    // is sent at once: one write upstream instead of the stream machinery of a pipe.
-    if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
-      req.resume();
-      up.end();
-    } else {
-      req.pipe(up);
-    }
   };
 
-  // headersTimeout/requestTimeout are enforced by a sweep every connectionsCheckingInterval (node's default 30 s would
-  // let a slow client hold a connection ≈ 30 s); maxConnections caps what slow clients can hold at once.
-  const serverOptions: http.ServerOptions = { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, insecureHTTPParser: false, keepAliveTimeout: 5_000, headersTimeout: 10_000, requestTimeout: 300_000, connectionsCheckingInterval: 1_000 };
-  const server = tls ? https.createServer({ ...serverOptions, cert: options.tls!.cert, key: options.tls!.key }, handle) : http.createServer(serverOptions, handle);
-  server.maxConnections = 1024;
-  // CONNECT (tunnels anywhere) and upgrades (WebSockets bypass the per-request checks after the handshake) are refused.
-  const refuseSocket = (status: number, reason: string) => (req: IncomingMessage, socket: Socket): void => {
-    audit(req, undefined, status, undefined, reason);
-    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-  };
-  server.on('connect', refuseSocket(405, 'CONNECT is not allowed'));
-  server.on('upgrade', refuseSocket(501, 'protocol upgrades are not supported'));
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable) return socket.destroy();
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    requestLog.add(gateEntry(host, 'gate.request', 'failed', { preview: 'unknown/unknown', source: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, status, reason: `rejected by the HTTP parser (${err.code ?? err.message})` }, { actor: 'anonymous' }));
-    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  // headersTimeout/requestTimeout/keepAliveTimeout are enforced by a sweep every second; maxConnections caps what slow
+  // clients can hold at once.
+  const wire = createWireServer({
+    ...(options.tls ? { tls: options.tls } : {}),
+    maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
+    headersTimeout: 10_000,
+    requestTimeout: 300_000,
+    keepAliveTimeout: 5_000,
+    checkInterval: 1_000,
+    maxConnections: 1024,
+    onRequest: handle,
+    onParseError: ({ code, status, source }) => requestLog.add(gateEntry(host, 'gate.request', 'failed', { preview: 'unknown/unknown', source, status, reason: `rejected by the HTTP parser (${code})` }, { actor: 'anonymous' })),
+    onInternalError: (error) => warn(`connection failed: ${(error as Error).stack ?? String(error)}`),
   });
+  const server = wire.server;
 
   // The gate directory may not exist yet (a root no apply has written routes to): create it before listening, and
   // close the listener on any start-up error so a failed start leaves no open port behind.
@@ -389,14 +365,15 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   });
   const port = (server.address() as AddressInfo).port;
   listenerHost = options.address.includes(':') ? `[${options.address}]:${port}` : `${options.address}:${port}`;
+  const stop = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      wire.closeAll();
+    });
   try {
     writeListenerRecord(paths.listener, { version: 1, address: options.address, port, tls, pid: process.pid, started: new Date().toISOString() });
   } catch (error) {
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-    agent.destroy();
+    await stop();
     throw error;
   }
 
@@ -417,65 +394,71 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     url: baseUrl(options.address, port, tls),
     close: async () => {
       clearInterval(sweeper);
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      agent.destroy();
+      await stop();
       requestLog.flush();
     },
   };
 }
 
-function cookieValues(header: string | undefined, name: string): string[] {
-  if (!header) return [];
+/** The values of every cookie called `name`, from all Cookie headers. */
+function cookieValues(raw: string[], name: string): string[] {
   const out: string[] = [];
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq === -1) continue;
-    if (part.slice(0, eq).trim() === name) out.push(part.slice(eq + 1).trim());
-  }
-  return out;
-}
-
-/** Header names the Connection header lists (they are hop-by-hop too), or undefined when it lists none but close/keep-alive. */
-function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
-  let out: Set<string> | undefined;
-  for (const raw of String(value).split(',')) {
-    const token = raw.trim().toLowerCase();
-    if (token === '' || token === 'close' || token === 'keep-alive') continue;
-    (out ??= new Set()).add(token);
-  }
-  return out;
-}
-
-/** The request headers an upstream sees: no hop-by-hop headers, no gate cookies, no client-chosen address headers, Host and X-Forwarded-* set by the gate. */
-function forwardHeaders(req: IncomingMessage, route: GateRoute, tls: boolean, listenerHost: string): OutgoingHttpHeaders {
-  const listed = connectionTokens(req.headers.connection);
-  const out: OutgoingHttpHeaders = {};
-  const headers = req.headers;
-  for (const k in headers) {
-    const v = headers[k];
-    if (v === undefined || HOP_BY_HOP.has(k) || listed?.has(k) || k === 'host' || k === 'cookie' || k === 'forwarded' || k.startsWith('x-forwarded-') || CLIENT_ADDRESS_HEADERS.has(k)) continue;
-    out[k] = v;
-  }
-  const cookie = headers.cookie;
-  if (cookie !== undefined && cookie !== '') {
-    let kept = '';
-    for (const part of cookie.split(';')) {
-      const c = part.trim();
-      if (c === '' || c.startsWith(COOKIE_PREFIX)) continue;
-      kept = kept === '' ? c : `${kept}; ${c}`;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length !== 6 || raw[i]!.toLowerCase() !== 'cookie') continue;
+    for (const part of raw[i + 1]!.split(';')) {
+      const eq = part.indexOf('=');
+      if (eq === -1) continue;
+      if (part.slice(0, eq).trim() === name) out.push(part.slice(eq + 1).trim());
     }
-    if (kept !== '') out.cookie = kept;
   }
-  out.host = 'port' in route.upstream ? `127.0.0.1:${route.upstream.port}` : 'localhost';
-  out['x-forwarded-for'] = req.socket.remoteAddress ?? '';
-  out['x-forwarded-proto'] = tls ? 'https' : 'http';
-  out['x-forwarded-prefix'] = `/p/${route.workload}/${route.preview}`;
+  return out;
+}
+
+/** Header names the Connection headers list (they are hop-by-hop too), or undefined when they list none but close/keep-alive. */
+function connectionTokens(raw: string[]): Set<string> | undefined {
+  let out: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length !== 10 || raw[i]!.toLowerCase() !== 'connection') continue;
+    for (const part of raw[i + 1]!.split(',')) {
+      const token = part.trim().toLowerCase();
+      if (token === '' || token === 'close' || token === 'keep-alive') continue;
+      (out ??= new Set()).add(token);
+    }
+  }
+  return out;
+}
+
+/**
+ * The request header lines an upstream sees: no hop-by-hop or framing headers, no gate cookies, no client-chosen address
+ * headers; Host and X-Forwarded-* set by the gate. Names go lowercase; a malformed header is dropped.
+ */
+function forwardHeaders(req: WireRequest, route: GateRoute, tls: boolean, listenerHost: string): string {
+  const raw = req.rawHeaders;
+  const listed = connectionTokens(raw);
+  let out = '';
+  let cookies = '';
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    const v = raw[i + 1]!;
+    if (k === 'cookie') {
+      for (const part of v.split(';')) {
+        const c = part.trim();
+        if (c === '' || c.startsWith(COOKIE_PREFIX)) continue;
+        cookies = cookies === '' ? c : `${cookies}; ${c}`;
+      }
+      continue;
+    }
+    if (HOP_BY_HOP.has(k) || REQUEST_DROPPED.has(k) || listed?.has(k) || k.startsWith('x-forwarded-') || CLIENT_ADDRESS_HEADERS.has(k)) continue;
+    if (!TOKEN.test(k) || !FIELD_VALUE.test(v)) continue;
+    out += `${k}: ${v}${CRLF}`;
+  }
+  if (cookies !== '' && FIELD_VALUE.test(cookies)) out += `cookie: ${cookies}${CRLF}`;
+  out += `host: ${'port' in route.upstream ? `127.0.0.1:${route.upstream.port}` : 'localhost'}${CRLF}`;
+  out += `x-forwarded-for: ${req.remoteAddress}${CRLF}`;
+  out += `x-forwarded-proto: ${tls ? 'https' : 'http'}${CRLF}`;
+  out += `x-forwarded-prefix: /p/${route.workload}/${route.preview}${CRLF}`;
   // The client's Host header is attacker-chosen: the upstream learns the listener's own address instead.
-  out['x-forwarded-host'] = listenerHost;
+  out += `x-forwarded-host: ${listenerHost}${CRLF}`;
   return out;
 }
 
@@ -491,22 +474,22 @@ function escapeHtml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-/** The response headers a client sees: no hop-by-hop headers, no Clear-Site-Data, and no Set-Cookie that would touch a gate cookie. */
-function responseHeaders(ur: IncomingMessage): OutgoingHttpHeaders {
-  const listed = connectionTokens(ur.headers.connection);
-  const out: OutgoingHttpHeaders = {};
-  const headers = ur.headers;
-  for (const k in headers) {
-    const v = headers[k];
-    if (v === undefined || HOP_BY_HOP.has(k) || listed?.has(k)) continue;
+/**
+ * The response header lines a client sees: no hop-by-hop headers, no Clear-Site-Data, no Set-Cookie that would touch a
+ * gate cookie. Undefined when a name or value is malformed (the response is refused, never repaired).
+ */
+function responseHeaders(raw: string[]): string | undefined {
+  const listed = connectionTokens(raw);
+  let out = '';
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    const v = raw[i + 1]!;
+    if (!TOKEN.test(k) || !FIELD_VALUE.test(v)) return undefined;
+    if (HOP_BY_HOP.has(k) || listed?.has(k)) continue;
     // Clear-Site-Data "cookies" would wipe every gate session of the (shared) origin.
     if (k === 'clear-site-data') continue;
-    if (k === 'set-cookie') {
-      const kept = (Array.isArray(v) ? v : [v]).filter((c) => !touchesGateCookie(c));
-      if (kept.length) out[k] = kept;
-      continue;
-    }
-    out[k] = v;
+    if (k === 'set-cookie' && touchesGateCookie(v)) continue;
+    out += `${k}: ${v}${CRLF}`;
   }
   return out;
 }

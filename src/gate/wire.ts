@@ -1,0 +1,719 @@
+// The gate's HTTP/1.1 data path: plain or TLS sockets framed by llhttp — node's own HTTP parser, the one node:http uses,
+// in strict mode — in both directions, without node:http's per-request objects and streams (≈ 4× the CPU; ADR 0012).
+// This file owns the mechanics: parsing, framing, pipelining order, timeouts, backpressure, the upstream connection
+// pool. What may be reached, by whom, and which headers cross is the policy in server.ts.
+// Invariants:
+// - Framing is llhttp's and never lenient: conflicting Content-Length/Transfer-Encoding, bad chunk sizes, invalid header
+//   characters and heads over maxHeaderSize end the connection (400/431), and no byte of that message is forwarded.
+// - Messages are re-framed, never passed through: a body goes on with the Content-Length llhttp checked or in the gate's
+//   own chunked encoding of the decoded bytes, so neither side can make the other read a message boundary it did not
+//   mean (an upstream cannot answer a later request of the client connection, a client cannot smuggle one upstream).
+// - One exchange at a time per client connection: pipelined requests wait, in order, with the socket paused.
+// - An upstream connection is reused only after a complete request and a complete response that allows keep-alive; a
+//   failed exchange destroys it.
+// - Nothing a peer sends throws out of this file: parse errors become 400/431/502 or a closed connection.
+
+import { STATUS_CODES } from 'node:http';
+import { createRequire } from 'node:module';
+import net, { type Socket } from 'node:net';
+import tls from 'node:tls';
+
+interface LlhttpParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | (Error & { code?: string });
+  finish(): undefined | (Error & { code?: string });
+  close(): void;
+  [key: number]: unknown;
+}
+interface LlhttpModule {
+  HTTPParser: {
+    new (): LlhttpParser;
+    REQUEST: number;
+    RESPONSE: number;
+    kOnHeaders: number;
+    kOnHeadersComplete: number;
+    kOnBody: number;
+    kOnMessageComplete: number;
+    kOnExecute: number;
+    kLenientNone: number;
+  };
+  methods: string[];
+}
+// `_http_common` is node's own binding of llhttp (the parser behind node:http): built in, no dependency (ADR 0012).
+const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common') as LlhttpModule;
+
+export interface WireRequest {
+  method: string;
+  /** The request target exactly as received. */
+  url: string;
+  /** Header names and values as received, alternating (names in their original case). */
+  rawHeaders: string[];
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  versionMinor: number;
+  /** CONNECT, or a request asking to switch protocols (Upgrade). */
+  upgrade: boolean;
+  /** `address:port` of the client. */
+  source: string;
+  remoteAddress: string;
+}
+
+/** What the policy answers an upstream's response head with: the header block to send (CRLF-terminated lines), or a refusal. */
+export type ResponseDecision = { headers: string } | { refuse: string };
+
+export interface ForwardHooks {
+  /** Called once with the upstream's final response head (1xx interim responses are dropped). */
+  response(status: number, statusMessage: string, rawHeaders: string[]): ResponseDecision;
+  /** The upstream failed (unreachable, malformed or refused response) before any byte went to the client: answer it. */
+  failed(reason: string): void;
+}
+
+export type UpstreamAddress = { port: number } | { socketPath: string };
+
+/** The response side of one exchange, handed to the policy. Exactly one of respond() or forward() is called. */
+export interface WireResponder {
+  /** Whether a response head has gone to the client. */
+  readonly responseStarted: boolean;
+  /** Closes the client connection at once (the only way to signal a failure once a response has started). */
+  destroyConnection(): void;
+  /** A response the gate writes itself. `headers`: CRLF-terminated lines, without Content-Length/Connection. */
+  respond(status: number, reasonPhrase: string, headers: string, body: string, options?: { close?: boolean }): void;
+  /** Sends `head` (request line and headers, CRLF-terminated lines, without framing headers) and the body upstream. */
+  forward(upstream: UpstreamAddress, head: string, hooks: ForwardHooks): void;
+}
+
+export interface WireServerOptions {
+  tls?: { cert: Buffer; key: Buffer };
+  maxHeaderSize: number;
+  /** From a connection's first byte (or its start) to a complete request head. */
+  headersTimeout: number;
+  /** Until the request body is complete. */
+  requestTimeout: number;
+  /** Idle time between requests before the gate closes a connection. */
+  keepAliveTimeout: number;
+  /** Resolution of the three timeouts above. */
+  checkInterval: number;
+  maxConnections: number;
+  onRequest(req: WireRequest, res: WireResponder): void;
+  /** A request the parser refused (the gate answers `status` and closes). */
+  onParseError(info: { code: string; status: number; source: string }): void;
+  /** An unexpected exception inside the data path (the connection is closed). */
+  onInternalError(error: unknown): void;
+}
+
+export interface WireServer {
+  server: net.Server;
+  /** Destroys every client and upstream connection (after server.close() stops accepting). */
+  closeAll(): void;
+}
+
+const CRLF = '\r\n';
+const FREE_PER_UPSTREAM = 64;
+/** Shorter than node's default keepAliveTimeout (5 s), so the gate rarely reuses a connection the upstream is closing. */
+const UPSTREAM_IDLE_MS = 4_000;
+
+function statusLine(status: number, reason: string): string {
+  return `HTTP/1.1 ${status} ${reason}${CRLF}`;
+}
+
+/** Header value of `name` (lowercase) in a raw header list, joined like node does, or undefined. */
+export function rawHeader(raw: string[], name: string): string | undefined {
+  let out: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) out = out === undefined ? raw[i + 1]! : `${out}, ${raw[i + 1]!}`;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Upstream connections
+
+class UpstreamPool {
+  private readonly free = new Map<string, UpstreamConnection[]>();
+  readonly all = new Set<UpstreamConnection>();
+
+  acquire(address: UpstreamAddress): { conn: UpstreamConnection; reused: boolean } {
+    const key = 'port' in address ? `p${address.port}` : `s${address.socketPath}`;
+    const list = this.free.get(key);
+    while (list && list.length > 0) {
+      const conn = list.pop()!;
+      if (conn.usable()) return { conn, reused: true };
+      conn.destroy();
+    }
+    const conn = new UpstreamConnection(this, key, address);
+    this.all.add(conn);
+    return { conn, reused: false };
+  }
+
+  release(conn: UpstreamConnection): void {
+    let list = this.free.get(conn.key);
+    if (!list) this.free.set(conn.key, (list = []));
+    if (list.length >= FREE_PER_UPSTREAM) return conn.destroy();
+    conn.idleSince = Date.now();
+    list.push(conn);
+  }
+
+  forget(conn: UpstreamConnection): void {
+    this.all.delete(conn);
+    const list = this.free.get(conn.key);
+    const i = list ? list.indexOf(conn) : -1;
+    if (i !== -1) list!.splice(i, 1);
+  }
+
+  sweep(now: number): void {
+    for (const list of this.free.values()) {
+      while (list.length > 0 && now - list[0]!.idleSince > UPSTREAM_IDLE_MS) list.shift()!.destroy();
+    }
+  }
+
+  destroyAll(): void {
+    for (const c of [...this.all]) c.destroy();
+  }
+}
+
+class UpstreamConnection {
+  readonly socket: Socket;
+  private readonly parser: LlhttpParser;
+  exchange: Exchange | undefined;
+  idleSince = 0;
+  private closed = false;
+  /** Inside parser.execute/finish: the native parser must not be freed until it returns (use after free). */
+  private executing = false;
+  /** The current response: interim (1xx, dropped), its head seen, and whether it allows keep-alive. */
+  private interim = false;
+  private keepAlive = false;
+
+  constructor(private readonly pool: UpstreamPool, readonly key: string, address: UpstreamAddress) {
+    this.socket = 'port' in address ? net.connect({ host: '127.0.0.1', port: address.port, noDelay: true }) : net.connect({ path: address.socketPath });
+    this.parser = new HTTPParser();
+    this.parser.initialize(HTTPParser.RESPONSE, {}, 64 * 1024, HTTPParser.kLenientNone);
+    this.parser[HTTPParser.kOnHeaders] = (headers: string[]) => this.exchange?.upstreamHeaders.push(...headers);
+    this.parser[HTTPParser.kOnHeadersComplete] = (_maj: number, _min: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, statusMessage: string, upgrade: boolean, keepAlive: boolean): number => {
+      const ex = this.exchange;
+      if (!ex) return 0;
+      const raw = headers && headers.length ? (ex.upstreamHeaders.length ? ex.upstreamHeaders.concat(headers) : headers) : ex.upstreamHeaders;
+      ex.upstreamHeaders = [];
+      ex.upstreamBytes = true;
+      if (status >= 100 && status < 200 && status !== 101 && !upgrade) {
+        this.interim = true;
+        return 0;
+      }
+      this.interim = false;
+      this.keepAlive = keepAlive;
+      if (upgrade || status === 101) {
+        ex.upstreamFailed('upstream switched protocols');
+        return 0;
+      }
+      ex.upstreamHead(status, statusMessage ?? '', raw);
+      // A HEAD response has no body whatever its Content-Length says: llhttp must not wait for one.
+      return ex.req.method === 'HEAD' ? 1 : 0;
+    };
+    this.parser[HTTPParser.kOnBody] = (chunk: Buffer) => this.exchange?.upstreamBody(chunk);
+    this.parser[HTTPParser.kOnMessageComplete] = () => {
+      if (this.interim) {
+        this.interim = false;
+        return;
+      }
+      const ex = this.exchange;
+      if (!ex) return;
+      this.exchange = undefined;
+      ex.upstreamComplete(this, this.keepAlive);
+    };
+    this.socket.on('data', (chunk: Buffer) => {
+      if (!this.exchange) return this.destroy(); // bytes nobody asked for: never hand this connection out again
+      const client = this.exchange.conn.socket;
+      client.cork();
+      this.executing = true;
+      let ret: number | (Error & { code?: string }) = 0;
+      try {
+        ret = this.parser.execute(chunk);
+      } catch (error) {
+        this.exchange?.conn.internalError(error);
+      } finally {
+        this.executing = false;
+        client.uncork();
+      }
+      if (typeof ret !== 'number') this.fail(`upstream answered malformed HTTP (${ret.code ?? ret.message})`);
+      if (this.closed) this.freeParser();
+    });
+    this.socket.on('end', () => {
+      // A response without framing ends when the upstream closes; anything else cut short is a failure.
+      if (this.exchange && !this.closed) {
+        this.executing = true;
+        let ret: ReturnType<LlhttpParser['finish']>;
+        try {
+          ret = this.parser.finish();
+        } finally {
+          this.executing = false;
+        }
+        if (ret !== undefined && this.exchange) this.fail(`upstream closed mid-response (${ret.code ?? ret.message})`);
+      }
+      this.destroy();
+      this.freeParser();
+    });
+    this.socket.on('error', (error: NodeJS.ErrnoException) => this.fail(`upstream unreachable (${error.code ?? error.message})`));
+    this.socket.on('close', () => {
+      this.fail('upstream closed the connection');
+      this.destroy();
+    });
+  }
+
+  usable(): boolean {
+    return !this.closed && !this.socket.destroyed && this.socket.readyState === 'open';
+  }
+
+  private fail(reason: string): void {
+    const ex = this.exchange;
+    this.exchange = undefined;
+    this.destroy();
+    ex?.upstreamFailed(reason);
+  }
+
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pool.forget(this);
+    this.socket.destroy();
+    if (!this.executing) this.freeParser();
+  }
+
+  private parserFreed = false;
+  /** Frees the native parser once, never from inside its own callbacks (llhttp would run on freed memory). */
+  private freeParser(): void {
+    if (this.parserFreed || this.executing) return;
+    this.parserFreed = true;
+    this.parser.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Exchanges: one request and its response on a client connection
+
+class Exchange implements WireResponder {
+  /** Body chunks that arrived before the request was forwarded (or while it waited its turn). */
+  private pending: Buffer[] = [];
+  requestComplete = false;
+  private chunkedUp = false;
+  private upstream: UpstreamConnection | undefined;
+  private upstreamAddress: UpstreamAddress | undefined;
+  private outHead = '';
+  private hooks: ForwardHooks | undefined;
+  private reused = false;
+  private retried = false;
+  upstreamHeaders: string[] = [];
+  upstreamBytes = false;
+  /** Response framing towards the client: 'length' (upstream's Content-Length), 'chunked' (ours), 'close', 'none'. */
+  private framing: 'length' | 'chunked' | 'close' | 'none' = 'none';
+  responseStarted = false;
+  done = false;
+  /** Denied while the client may still send body bytes: the connection closes after the answer. */
+  private discardBody = false;
+  readonly hasBody: boolean;
+  readonly expectContinue: boolean;
+  private readonly contentLength: string | undefined;
+
+  constructor(readonly conn: ClientConnection, readonly req: WireRequest, readonly keepAlive: boolean) {
+    // llhttp has checked the framing headers: at most one Content-Length, never with Transfer-Encoding.
+    let length: string | undefined;
+    let expect = false;
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.length === 14 && name.toLowerCase() === 'content-length') length = raw[i + 1]!;
+      else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') this.chunkedUp = true;
+      else if (name.length === 6 && name.toLowerCase() === 'expect') expect = /^\s*100-continue\s*$/i.test(raw[i + 1]!);
+    }
+    this.contentLength = length;
+    this.hasBody = this.chunkedUp || (length !== undefined && Number(length) > 0);
+    this.requestComplete = !this.hasBody;
+    this.expectContinue = expect;
+  }
+
+  // -- request body from the client --
+  body(chunk: Buffer): void {
+    if (this.discardBody || this.done) return;
+    if (this.upstream) this.sendBody(chunk);
+    else this.pending.push(chunk);
+  }
+
+  complete(): void {
+    this.requestComplete = true;
+    if (this.upstream && this.chunkedUp) this.upstream.socket.write(`0${CRLF}${CRLF}`);
+  }
+
+  private sendBody(chunk: Buffer): void {
+    const s = this.upstream!.socket;
+    let ok: boolean;
+    if (this.chunkedUp) {
+      s.cork();
+      s.write(`${chunk.length.toString(16)}${CRLF}`);
+      s.write(chunk);
+      ok = s.write(CRLF);
+      s.uncork();
+    } else {
+      ok = s.write(chunk);
+    }
+    if (!ok) this.conn.pauseFor(s);
+  }
+
+  // -- WireResponder --
+  respond(status: number, reasonPhrase: string, headers: string, body: string, options: { close?: boolean } = {}): void {
+    if (this.responseStarted) return;
+    this.responseStarted = true;
+    // A body still arriving is not read: the connection closes after the answer.
+    const close = options.close === true || !this.keepAlive || !this.requestComplete || this.conn.closing;
+    if (!this.requestComplete) this.discardBody = true;
+    this.pending = [];
+    const bodyBytes = Buffer.byteLength(body);
+    const head = `${statusLine(status, reasonPhrase)}${headers}content-length: ${bodyBytes}${CRLF}${close ? `connection: close${CRLF}` : this.req.versionMinor === 0 ? `connection: keep-alive${CRLF}` : ''}${CRLF}`;
+    this.conn.write(this.req.method === 'HEAD' ? head : head + body, 'utf8');
+    this.finish(close);
+  }
+
+  forward(upstream: UpstreamAddress, head: string, hooks: ForwardHooks): void {
+    this.hooks = hooks;
+    this.upstreamAddress = upstream;
+    this.outHead = this.hasBody ? `${head}${this.chunkedUp ? 'transfer-encoding: chunked' : `content-length: ${this.contentLength}`}${CRLF}${CRLF}` : `${head}${CRLF}`;
+    if (this.expectContinue && !this.requestComplete) this.conn.write(`HTTP/1.1 100 Continue${CRLF}${CRLF}`, 'latin1');
+    this.connectUpstream();
+  }
+
+  private connectUpstream(): void {
+    const { conn, reused } = this.conn.pool.acquire(this.upstreamAddress!);
+    this.upstream = conn;
+    this.reused = reused;
+    conn.exchange = this;
+    const s = conn.socket;
+    s.cork();
+    s.write(this.outHead, 'latin1');
+    const pending = this.pending;
+    this.pending = [];
+    for (const chunk of pending) this.sendBody(chunk);
+    if (this.requestComplete && this.chunkedUp) s.write(`0${CRLF}${CRLF}`);
+    s.uncork();
+  }
+
+  // -- response from the upstream --
+  upstreamHead(status: number, statusMessage: string, raw: string[]): void {
+    let decision: ResponseDecision;
+    try {
+      decision = this.hooks!.response(status, statusMessage, raw);
+    } catch (error) {
+      decision = { refuse: `upstream response not forwardable (${(error as Error).message})` };
+    }
+    if ('refuse' in decision) return this.upstreamFailed(decision.refuse);
+    const head = this.req.method === 'HEAD' || status === 204 || status === 304;
+    const hasLength = rawHeader(raw, 'content-length') !== undefined;
+    this.framing = head ? 'none' : hasLength ? 'length' : this.req.versionMinor >= 1 ? 'chunked' : 'close';
+    const close = !this.keepAlive || this.framing === 'close' || this.conn.closing;
+    this.responseStarted = true;
+    const framing = this.framing === 'chunked' ? `transfer-encoding: chunked${CRLF}` : '';
+    const connection = close ? `connection: close${CRLF}` : this.req.versionMinor === 0 ? `connection: keep-alive${CRLF}` : '';
+    if (close) this.conn.closing = true;
+    // The reason phrase is the gate's own (the upstream's is never forwarded).
+    this.conn.write(`${statusLine(status, reasonPhrase(status))}${decision.headers}${framing}${connection}${CRLF}`, 'latin1');
+  }
+
+  upstreamBody(chunk: Buffer): void {
+    if (!this.responseStarted || this.done) return;
+    const c = this.conn;
+    if (this.framing === 'chunked') {
+      c.write(`${chunk.length.toString(16)}${CRLF}`, 'latin1');
+      c.write(chunk);
+      c.write(CRLF, 'latin1');
+    } else if (this.framing !== 'none') {
+      c.write(chunk);
+    }
+    if (c.socket.writableNeedDrain && this.upstream) c.pauseUpstream(this.upstream.socket);
+  }
+
+  upstreamComplete(up: UpstreamConnection, keepAlive: boolean): void {
+    this.upstream = undefined;
+    if (!this.responseStarted) return; // refused in upstreamHead
+    if (this.framing === 'chunked') this.conn.write(`0${CRLF}${CRLF}`, 'latin1');
+    // Reuse needs both messages complete: a request body still arriving belongs to this connection's framing.
+    if (keepAlive && this.requestComplete && up.usable()) this.conn.pool.release(up);
+    else up.destroy();
+    this.finish(this.framing === 'close' || this.conn.closing);
+  }
+
+  upstreamFailed(reason: string): void {
+    const up = this.upstream;
+    this.upstream = undefined;
+    up?.destroy();
+    if (this.done) return;
+    // A pooled connection the upstream closed while idle fails before any response byte: send a bodiless request again
+    // once, on a new connection (the request never reached the application).
+    if (this.reused && !this.retried && !this.upstreamBytes && !this.hasBody && !this.responseStarted) {
+      this.retried = true;
+      this.connectUpstream();
+      return;
+    }
+    if (!this.responseStarted) {
+      this.hooks!.failed(reason);
+      return;
+    }
+    // Part of the response is out: the client can only learn of the failure by the connection closing.
+    this.done = true;
+    this.conn.destroy();
+  }
+
+  private finish(close: boolean): void {
+    this.done = true;
+    if (close) this.conn.closing = true;
+    this.conn.finishExchange(this);
+  }
+
+  destroyConnection(): void {
+    this.done = true;
+    this.conn.destroy();
+  }
+
+  /** The client went away: drop the upstream connection (its response is unwanted). */
+  abort(): void {
+    this.done = true;
+    const up = this.upstream;
+    this.upstream = undefined;
+    if (up) {
+      up.exchange = undefined;
+      up.destroy();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Client connections
+
+class ClientConnection {
+  private readonly parser: LlhttpParser;
+  private queue: Exchange[] = [];
+  /** The exchange whose request llhttp is parsing (it may be queued behind the current one). */
+  private parsing: Exchange | undefined;
+  private partialHeaders: string[] = [];
+  private partialUrl = '';
+  /** No request after the current one is served (Connection: close, a refused message, an upgrade). */
+  closing = false;
+  /** The client half-closed: the requests it sent are answered, then the connection closes. */
+  private clientEnded = false;
+  private destroyed = false;
+  /** Inside parser.execute: the native parser must not be freed until it returns (use after free). */
+  private executing = false;
+  /** When the current phase began: a request head being read, a body being read, or idle between requests. */
+  phase: 'head' | 'body' | 'busy' | 'idle' = 'head';
+  phaseSince = Date.now();
+  readonly source: string;
+  readonly remoteAddress: string;
+  private pausedUpstream: Socket | undefined;
+
+  constructor(readonly socket: Socket, readonly pool: UpstreamPool, private readonly options: WireServerOptions, private readonly connections: Set<ClientConnection>) {
+    this.remoteAddress = socket.remoteAddress ?? '?';
+    this.source = `${this.remoteAddress}:${socket.remotePort ?? '?'}`;
+    socket.setNoDelay(true);
+    this.parser = new HTTPParser();
+    this.parser.initialize(HTTPParser.REQUEST, {}, options.maxHeaderSize, HTTPParser.kLenientNone);
+    this.parser[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
+      this.partialHeaders.push(...headers);
+      this.partialUrl += url;
+    };
+    this.parser[HTTPParser.kOnHeadersComplete] = (_maj: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _s: unknown, _m: unknown, upgrade: boolean, keepAlive: boolean): number => {
+      if (this.destroyed || this.closing) return 0; // what follows a refused or final request is never served
+      const raw = headers && headers.length ? (this.partialHeaders.length ? this.partialHeaders.concat(headers) : headers) : this.partialHeaders;
+      const fullUrl = this.partialUrl + (url ?? '');
+      this.partialHeaders = [];
+      this.partialUrl = '';
+      const req: WireRequest = { method: methods[method] ?? 'UNKNOWN', url: fullUrl, rawHeaders: raw, versionMinor: minor, upgrade, source: this.source, remoteAddress: this.remoteAddress };
+      const ex = new Exchange(this, req, keepAlive && !upgrade);
+      this.parsing = ex;
+      this.queue.push(ex);
+      if (upgrade) {
+        // CONNECT or Upgrade: llhttp stops parsing this connection; the policy answers and the connection closes.
+        ex.requestComplete = true;
+        this.closing = true;
+      }
+      if (this.queue.length === 1) this.start(ex);
+      else this.socket.pause(); // pipelined: read no more until this one's turn
+      return 0;
+    };
+    this.parser[HTTPParser.kOnBody] = (chunk: Buffer) => this.parsing?.body(chunk);
+    this.parser[HTTPParser.kOnMessageComplete] = () => {
+      const ex = this.parsing;
+      this.parsing = undefined;
+      if (!ex) return;
+      ex.complete();
+      if (this.queue[0] === ex && this.phase === 'body') this.setPhase('busy');
+    };
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => {
+      // The client sent all it will: answer the requests it completed, then close. A request cut short is abandoned.
+      this.clientEnded = true;
+      if (this.parsing && !this.parsing.requestComplete) return this.destroy();
+      if (this.queue.length === 0) this.end();
+    });
+    socket.on('error', () => this.destroy());
+    socket.on('close', () => this.destroy());
+    socket.on('drain', () => {
+      if (this.pausedUpstream) {
+        this.pausedUpstream.resume();
+        this.pausedUpstream = undefined;
+      }
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.destroyed || this.closing) return;
+    if (this.phase === 'idle') this.setPhase('head');
+    let ret: number | (Error & { code?: string }) = 0;
+    this.executing = true;
+    try {
+      ret = this.parser.execute(chunk);
+    } catch (error) {
+      this.internalError(error);
+    } finally {
+      this.executing = false;
+    }
+    if (this.destroyed) return this.freeParser();
+    if (typeof ret === 'number') return;
+    // A request the parser refused: nothing of it was forwarded. Answer it unless a response is in progress.
+    const code = ret.code ?? 'HPE_UNKNOWN';
+    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    this.options.onParseError({ code, status, source: this.source });
+    this.parsing = undefined;
+    if (this.queue.length > 0) {
+      this.queue.splice(1).forEach((e) => e.abort());
+      this.closing = true;
+      return;
+    }
+    this.closing = true;
+    this.socket.end(`${statusLine(status, reasonPhrase(status))}connection: close${CRLF}content-length: 0${CRLF}${CRLF}`, 'latin1');
+  }
+
+  private start(ex: Exchange): void {
+    this.setPhase(ex.requestComplete || !ex.hasBody ? 'busy' : 'body');
+    try {
+      this.options.onRequest(ex.req, ex);
+    } catch (error) {
+      this.internalError(error);
+    }
+  }
+
+  setPhase(phase: ClientConnection['phase']): void {
+    this.phase = phase;
+    this.phaseSince = Date.now();
+  }
+
+  write(data: string | Buffer, encoding?: BufferEncoding): void {
+    if (this.destroyed) return;
+    if (typeof data === 'string') this.socket.write(data, encoding ?? 'latin1');
+    else this.socket.write(data);
+  }
+
+  /** The exchange at the head of the queue has answered: start the next, or close, or wait idle. */
+  finishExchange(ex: Exchange): void {
+    if (this.queue[0] !== ex) return;
+    this.queue.shift();
+    if (this.closing) {
+      this.queue.forEach((e) => e.abort());
+      this.queue = [];
+      this.end();
+      return;
+    }
+    const next = this.queue[0];
+    if (next) {
+      this.start(next);
+      if (this.queue.length === 1) this.socket.resume();
+    } else if (this.clientEnded) {
+      this.end();
+    } else {
+      this.setPhase(this.parsing ? 'body' : 'idle');
+      this.socket.resume();
+    }
+  }
+
+  pauseFor(upstream: Socket): void {
+    this.socket.pause();
+    upstream.once('drain', () => this.socket.resume());
+  }
+
+  pauseUpstream(upstream: Socket): void {
+    this.pausedUpstream = upstream;
+    upstream.pause();
+  }
+
+  /** Called by the sweep: close connections past their phase's timeout. */
+  check(now: number): void {
+    const age = now - this.phaseSince;
+    if (this.phase === 'head' && age > this.options.headersTimeout) {
+      if (this.queue.length === 0) {
+        this.options.onParseError({ code: 'ERR_HTTP_REQUEST_TIMEOUT', status: 408, source: this.source });
+        this.closing = true;
+        this.socket.end(`${statusLine(408, reasonPhrase(408))}connection: close${CRLF}content-length: 0${CRLF}${CRLF}`, 'latin1');
+        setTimeout(() => this.destroy(), 1_000).unref();
+      } else this.destroy();
+    } else if (this.phase === 'body' && age > this.options.requestTimeout) this.destroy();
+    else if (this.phase === 'idle' && age > this.options.keepAliveTimeout) this.destroy();
+  }
+
+  internalError(error: unknown): void {
+    this.options.onInternalError(error);
+    this.destroy();
+  }
+
+  private end(): void {
+    if (this.destroyed) return;
+    this.closing = true;
+    this.socket.end();
+    // A client that never closes its side does not hold the connection.
+    setTimeout(() => this.destroy(), 1_000).unref();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.connections.delete(this);
+    for (const ex of this.queue) ex.abort();
+    this.queue = [];
+    this.parsing = undefined;
+    this.socket.destroy();
+    this.freeParser();
+  }
+
+  private parserFreed = false;
+  /** Frees the native parser once, never from inside its own callbacks (llhttp would run on freed memory). */
+  private freeParser(): void {
+    if (this.parserFreed || this.executing) return;
+    this.parserFreed = true;
+    this.parser.close();
+  }
+}
+
+/** Reason phrase the gate writes for `status`. */
+export function reasonPhrase(status: number): string {
+  return STATUS_CODES[status] ?? 'Status';
+}
+
+export function createWireServer(options: WireServerOptions): WireServer {
+  const pool = new UpstreamPool();
+  const connections = new Set<ClientConnection>();
+  const onConnection = (socket: Socket): void => {
+    connections.add(new ClientConnection(socket, pool, options, connections));
+  };
+  const server = options.tls
+    ? tls.createServer({ cert: options.tls.cert, key: options.tls.key, allowHalfOpen: true, handshakeTimeout: options.headersTimeout }, onConnection)
+    : net.createServer({ allowHalfOpen: true, noDelay: true }, onConnection);
+  server.maxConnections = options.maxConnections;
+  if (options.tls) server.on('tlsClientError', () => {});
+  const sweeper = setInterval(() => {
+    const now = Date.now();
+    for (const c of connections) c.check(now);
+    pool.sweep(now);
+  }, options.checkInterval);
+  sweeper.unref();
+  server.on('close', () => clearInterval(sweeper));
+  return {
+    server,
+    closeAll: () => {
+      clearInterval(sweeper);
+      for (const c of [...connections]) c.destroy();
+      pool.destroyAll();
+    },
+  };
+}

@@ -1,0 +1,355 @@
+// The gate's HTTP/1.1 data path (src/gate/wire.ts) against the real `agentvm gate serve` process: message framing in
+// both directions (chunked, close-delimited, HEAD, 204, Expect: 100-continue, HTTP/1.0), pipelining order, a hostile
+// upstream that tries to answer the client's next request, an upstream that dies mid-response, a stale pooled upstream
+// connection, large bodies, and bodies of refused requests. The client side is raw bytes on one socket, read by a
+// small independent parser (not llhttp), so the test sees exactly what a browser would.
+// Needs `npm run build` first.
+
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt } from './support/cli.js';
+import { applyRoute, exchange, grant, startGate, tempRoot, type GateProcess } from './support/gate.js';
+
+interface Parsed {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** One client connection to the gate, read response by response (Content-Length, chunked, or until close). */
+class Conn {
+  private buf = Buffer.alloc(0);
+  private waiters: Array<() => void> = [];
+  closed = false;
+  readonly socket: net.Socket;
+
+  constructor(port: number) {
+    this.socket = net.connect(port, '127.0.0.1');
+    this.socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.wake();
+    });
+    this.socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    this.socket.on('error', () => {});
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    w.forEach((f) => f());
+  }
+
+  private async more(): Promise<void> {
+    if (this.closed) throw new Error(`connection closed; unread: ${JSON.stringify(this.buf.toString('latin1'))}`);
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no data in 5 s; unread: ${JSON.stringify(this.buf.toString('latin1'))}`)), 5_000);
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  send(text: string | Buffer): void {
+    this.socket.write(text);
+  }
+
+  private async line(): Promise<string> {
+    for (;;) {
+      const i = this.buf.indexOf('\r\n');
+      if (i !== -1) {
+        const l = this.buf.subarray(0, i).toString('latin1');
+        this.buf = this.buf.subarray(i + 2);
+        return l;
+      }
+      await this.more();
+    }
+  }
+
+  private async take(n: number): Promise<Buffer> {
+    while (this.buf.length < n) await this.more();
+    const out = this.buf.subarray(0, n);
+    this.buf = this.buf.subarray(n);
+    return out;
+  }
+
+  /** Reads one response; `head`: the request was HEAD (no body whatever the headers say). */
+  async response(head = false): Promise<Parsed> {
+    const statusLine = await this.line();
+    const status = Number(/^HTTP\/1\.[01] (\d{3}) /.exec(statusLine)?.[1] ?? NaN);
+    const headers: Record<string, string> = {};
+    for (let l = await this.line(); l !== ''; l = await this.line()) {
+      const c = l.indexOf(':');
+      const k = l.slice(0, c).toLowerCase();
+      headers[k] = headers[k] !== undefined ? `${headers[k]}, ${l.slice(c + 1).trim()}` : l.slice(c + 1).trim();
+    }
+    if (head || status === 204 || status === 304 || (status >= 100 && status < 200)) return { status, headers, body: Buffer.alloc(0) };
+    if (headers['transfer-encoding'] === 'chunked') {
+      const parts: Buffer[] = [];
+      for (;;) {
+        const size = parseInt(await this.line(), 16);
+        if (size === 0) {
+          while ((await this.line()) !== '');
+          break;
+        }
+        parts.push(await this.take(size));
+        expect(await this.line()).toBe('');
+      }
+      return { status, headers, body: Buffer.concat(parts) };
+    }
+    if (headers['content-length'] !== undefined) return { status, headers, body: await this.take(Number(headers['content-length'])) };
+    while (!this.closed) await this.more().catch(() => {});
+    const body = this.buf;
+    this.buf = Buffer.alloc(0);
+    return { status, headers, body };
+  }
+
+  /** Resolves when the gate has closed the connection (within 3 s), else rejects. */
+  async closedByGate(): Promise<void> {
+    const t0 = Date.now();
+    while (!this.closed) {
+      if (Date.now() - t0 > 3_000) throw new Error('the gate did not close the connection');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+describe('gate data path (real gate process, raw client, real and hostile upstreams)', () => {
+  let fx: ReturnType<typeof tempRoot>;
+  let gate: GateProcess;
+  let cookie = '';
+  let app: http.Server;
+  let raw: net.Server;
+  const seen: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders; body: string }> = [];
+  const big = Buffer.alloc(3 * 1024 * 1024, 'abcdefghijklmnopqrstuvwxyz');
+  let rawHits = 0;
+
+  beforeAll(async () => {
+    assertBuilt();
+    fx = tempRoot();
+    // A well-behaved application server: echoes what it received, in several framings.
+    app = http.createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on('data', (d: Buffer) => parts.push(d));
+      req.on('end', () => {
+        const body = Buffer.concat(parts).toString('utf8');
+        seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+        if (req.url === '/chunked') {
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          res.write('hello');
+          res.end(' world');
+        } else if (req.url === '/empty') {
+          res.writeHead(204);
+          res.end();
+        } else if (req.url === '/big') {
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': big.length });
+          res.end(big);
+        } else {
+          const out = JSON.stringify({ method: req.method, url: req.url, body, expect: req.headers.expect ?? null, te: req.headers['transfer-encoding'] ?? null });
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) });
+          res.end(out);
+        }
+      });
+    });
+    app.keepAliveTimeout = 150; // closes idle connections quickly: the gate's pool must cope
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    // A hostile or broken upstream, by path.
+    raw = net.createServer((socket) => {
+      let head = '';
+      socket.on('error', () => {});
+      socket.setEncoding('latin1').on('data', (d: string) => {
+        head += d;
+        if (!head.includes('\r\n\r\n')) return;
+        rawHits++;
+        const path = head.split(' ')[1];
+        head = '';
+        if (path === '/split') {
+          // Two responses for one request: the second must never reach the client as the answer to its next request.
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged');
+        } else if (path === '/close-delimited') {
+          socket.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the upstream closes');
+        } else if (path === '/die') {
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b');
+          setTimeout(() => socket.destroy(), 50);
+        } else if (path === '/early-hints') {
+          socket.write('HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal');
+        } else if (path === '/cl-te') {
+          socket.end('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n');
+        } else if (path === '/header-injection') {
+          socket.end('HTTP/1.1 200 OK\r\nx-ok: 1\r\nx-bad: a\rb\r\ncontent-length: 0\r\n\r\n');
+        } else {
+          socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+        }
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    await applyRoute(fx.root, { workload: 'web', preview: 'app', port: (app.address() as AddressInfo).port });
+    await applyRoute(fx.root, { workload: 'web', preview: 'raw', port: (raw.address() as AddressInfo).port });
+    gate = await startGate(fx.root);
+    const { result } = await grant(fx.root, 'web/app');
+    cookie = (await exchange(result.link)).cookie!;
+  }, 30_000);
+
+  afterAll(async () => {
+    await gate?.stop();
+    await new Promise<void>((r) => (app ? app.close(() => r()) : r()));
+    app?.closeAllConnections();
+    await new Promise<void>((r) => (raw ? raw.close(() => r()) : r()));
+    fx?.remove();
+  });
+
+  const rawCookie = async (): Promise<string> => {
+    const { result } = await grant(fx.root, 'web/raw');
+    return (await exchange(result.link)).cookie!;
+  };
+
+  it('pipelined requests are answered in order on one connection', async () => {
+    const c = new Conn(gate.port);
+    const req = (p: string): string => `GET /p/web/app${p} HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`;
+    c.send(req('/one') + req('/two') + req('/three'));
+    for (const p of ['/one', '/two', '/three']) {
+      const r = await c.response();
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.body.toString()).url).toBe(p);
+    }
+    c.close();
+  });
+
+  it('request bodies reach the upstream re-framed: Content-Length as checked, chunked decoded and re-chunked', async () => {
+    const c = new Conn(gate.port);
+    c.send(`POST /p/web/app/form HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello=world`);
+    const a = JSON.parse((await c.response()).body.toString());
+    expect(a).toMatchObject({ method: 'POST', url: '/form', body: 'hello=world', te: null });
+    c.send(`POST /p/web/app/stream HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n`);
+    const b = JSON.parse((await c.response()).body.toString());
+    expect(b).toMatchObject({ method: 'POST', url: '/stream', body: 'hello world', te: 'chunked' });
+    c.close();
+  });
+
+  it('Expect: 100-continue is answered by the gate after the grant check; the upstream never sees Expect', async () => {
+    const c = new Conn(gate.port);
+    c.send(`PUT /p/web/app/upload HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n`);
+    expect((await c.response()).status).toBe(100);
+    c.send('data');
+    const r = JSON.parse((await c.response()).body.toString());
+    expect(r).toMatchObject({ method: 'PUT', body: 'data', expect: null });
+    // Without a session the answer is 401 and no 100: the body is never invited.
+    const d = new Conn(gate.port);
+    d.send('PUT /p/web/app/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n');
+    expect((await d.response()).status).toBe(401);
+    await d.closedByGate();
+    c.close();
+  });
+
+  it('responses are re-framed for the client: chunked, close-delimited, HEAD and 204; the connection stays usable', async () => {
+    const c = new Conn(gate.port);
+    c.send(`GET /p/web/app/chunked HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
+    const chunked = await c.response();
+    expect(chunked.headers['transfer-encoding']).toBe('chunked');
+    expect(chunked.body.toString()).toBe('hello world');
+    c.send(`HEAD /p/web/app/json HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
+    const head = await c.response(true);
+    expect(head.status).toBe(200);
+    expect(Number(head.headers['content-length'])).toBeGreaterThan(0);
+    c.send(`GET /p/web/app/empty HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
+    const empty = await c.response();
+    expect(empty.status).toBe(204);
+    expect(empty.headers['transfer-encoding']).toBeUndefined();
+    c.send(`GET /p/web/app/after HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
+    expect(JSON.parse((await c.response()).body.toString()).url).toBe('/after');
+    const rc = await rawCookie();
+    c.send(`GET /p/web/raw/close-delimited HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\n\r\n`);
+    const closeDelimited = await c.response();
+    expect(closeDelimited.headers['transfer-encoding']).toBe('chunked');
+    expect(closeDelimited.body.toString()).toBe('until the upstream closes');
+    expect(c.closed).toBe(false);
+    c.close();
+  });
+
+  it('an upstream that answers twice cannot answer the client’s next request (response splitting)', async () => {
+    const rc = await rawCookie();
+    const c = new Conn(gate.port);
+    c.send(`GET /p/web/raw/split HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\n\r\n`);
+    const first = await c.response();
+    expect(first.body.toString()).toBe('ok');
+    c.send(`GET /p/web/app/next HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
+    const next = await c.response();
+    expect(next.body.toString()).not.toContain('forged');
+    expect(JSON.parse(next.body.toString()).url).toBe('/next');
+    c.close();
+  });
+
+  it('malformed upstream framing or header bytes are a 502 (CL with TE, a bare CR); 1xx interim responses are dropped', async () => {
+    const rc = await rawCookie();
+    const c = new Conn(gate.port);
+    c.send(`GET /p/web/raw/cl-te HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\n\r\n`);
+    expect((await c.response()).status).toBe(502);
+    c.send(`GET /p/web/raw/header-injection HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\n\r\n`);
+    expect((await c.response()).status).toBe(502);
+    c.send(`GET /p/web/raw/early-hints HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\n\r\n`);
+    const hinted = await c.response();
+    expect(hinted.status).toBe(200);
+    expect(hinted.body.toString()).toBe('final');
+    c.close();
+  });
+
+  it('an upstream that dies mid-response closes the client connection (the short body is never passed off as whole)', async () => {
+    const rc = await rawCookie();
+    const c = new Conn(gate.port);
+    c.send(`GET /p/web/raw/die HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\n\r\n`);
+    await expect(c.response()).rejects.toThrow(/closed/);
+    expect(c.closed).toBe(true);
+    expect(gate.child.exitCode).toBeNull();
+  });
+
+  it('a pooled upstream connection the upstream closed while idle is replaced, not a 502', async () => {
+    const c = new Conn(gate.port);
+    for (const p of ['/a', '/b']) {
+      c.send(`GET /p/web/app${p} HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
+      const r = await c.response();
+      expect(r.status, p).toBe(200);
+      await new Promise((r) => setTimeout(r, 400)); // past the upstream's 150 ms keep-alive timeout
+    }
+    c.close();
+  });
+
+  it('HTTP/1.0 clients get a close-delimited or sized response and the connection closes', async () => {
+    const c = new Conn(gate.port);
+    c.send(`GET /p/web/app/chunked HTTP/1.0\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
+    const r = await c.response();
+    expect(r.status).toBe(200);
+    expect(r.headers['transfer-encoding']).toBeUndefined();
+    expect(r.body.toString()).toBe('hello world');
+    await c.closedByGate();
+  });
+
+  it('a 3 MiB response arrives intact through a slow reader (backpressure)', async () => {
+    const c = new Conn(gate.port);
+    c.socket.pause();
+    c.send(`GET /p/web/app/big HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
+    await new Promise((r) => setTimeout(r, 300));
+    c.socket.resume();
+    const r = await c.response();
+    expect(r.body.length).toBe(big.length);
+    expect(createHash('sha256').update(r.body).digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
+    c.close();
+  });
+
+  it('a refused request with a body is answered without reading the body, and the connection closes', async () => {
+    const before = seen.length + rawHits;
+    const c = new Conn(gate.port);
+    c.send(`POST /p/web/app/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n${'x'.repeat(1000)}`);
+    expect((await c.response()).status).toBe(401);
+    await c.closedByGate();
+    expect(seen.length + rawHits).toBe(before);
+  });
+});
