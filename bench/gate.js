@@ -1,13 +1,16 @@
 #!/usr/bin/env node
-// Preview gate throughput and latency, gate vs the upstream directly, in the same run: a loopback node:http upstream
-// (its own process), the real `agentvm gate serve` (built CLI) in front of it with one granted session, and this
-// process as the load generator. Prints requests/s, p50/p99 latency, CPU per request of each process, and the
-// gate/direct throughput ratio against the target (≥ 80%): PASS or MISS. Build first: npm run build.
-// Usage: node bench/gate.js [--connections 16] [--seconds 6] [--bytes 1024] [--rounds 3] [--profile DIR]
-//   --bytes 16384 serves a 16 KiB HTML page instead of 1 KiB of text (a realistic preview page).
+// Preview gate throughput and latency, gate vs the upstream directly, in the same run: an upstream in its own process,
+// the real `agentvm gate serve` (built CLI) in front of it with one granted session, and this process as the load
+// generator. Prints requests/s, p50/p99 latency, CPU per request of each process, and the gate/direct throughput
+// ratio against the target (≥ 80%): PASS or MISS. Build first: npm run build.
+// Usage: node bench/gate.js [--upstream vite|node] [--pin] [--connections 16] [--seconds 6] [--rounds 3] [--profile DIR]
+//   --upstream vite (default): a real dev server — Vite (the project's dev dependency) serving a page an agent built,
+//   the kind of preview the gate is for. The target is judged here.
+//   --upstream node: a no-op node:http upstream answering --bytes (default 1024) at once, the worst case for any proxy
+//   (decisions/0012); --upstream-work-us N makes it spend N µs of CPU per request first.
+//   --pin: the load generator and the upstream on CPU 0, the gate on CPU 1 (taskset), so the ratio measures the
+//   gate's capacity rather than its share of two cores.
 //   --profile DIR runs the gate under `node --cpu-prof` and writes its profile to DIR.
-//   --upstream-work-us N makes the upstream spend N µs of CPU per request before answering, like an app server that
-//   renders its page (default 0: a no-op upstream, the worst case for any proxy — see decisions/0008, Performance).
 // Fairness: both targets get the same client code, the same N keep-alive connections, one request in flight per
 // connection (as a browser does), the same request bytes except the gate's path and session cookie, and the same
 // response bytes (checked: status 200 and the full Content-Length body, else counted as an error). The client is a
@@ -15,7 +18,7 @@
 // cores with the upstream and the gate, and a heavy generator would slow the gate run more than the direct run.
 // Direct and gate runs alternate in rounds, so a change in background load hits both.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -32,6 +35,8 @@ const SECONDS = arg('seconds', 6);
 const BYTES = arg('bytes', 1024);
 const ROUNDS = arg('rounds', 3);
 const WORK_US = arg('upstream-work-us', 0);
+const UPSTREAM = process.argv.includes('--upstream') ? process.argv[process.argv.indexOf('--upstream') + 1] : 'vite';
+if (UPSTREAM !== 'node' && UPSTREAM !== 'vite') throw new Error(`--upstream ${UPSTREAM}: give node or vite`);
 const TARGET = 0.8;
 const PIN = process.argv.includes('--pin');
 const PROFILE_DIR = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : undefined;
@@ -107,7 +112,7 @@ function connection(port, request, expectBytes, deadline, latencies, counts) {
           status = Number(head.slice(9, 12));
           const m = /\r\ncontent-length: *(\d+)/i.exec(head);
           bodyLeft = m ? Number(m[1]) : 0;
-          if (!m) counts.errors++;
+          if (!m || bodyLeft !== expectBytes) counts.errors++;
           buf = buf.subarray(end + 4);
         }
         if (buf.length < bodyLeft) { bodyLeft -= buf.length; buf = Buffer.alloc(0); return; }
@@ -124,11 +129,11 @@ function connection(port, request, expectBytes, deadline, latencies, counts) {
   });
 }
 
-async function load(port, request, seconds) {
+async function load(port, request, seconds, expectBytes) {
   const latencies = [];
   const counts = { errors: 0 };
   const start = performance.now();
-  await Promise.all(Array.from({ length: CONNECTIONS }, () => connection(port, request, BYTES, start + seconds * 1000, latencies, counts)));
+  await Promise.all(Array.from({ length: CONNECTIONS }, () => connection(port, request, expectBytes, start + seconds * 1000, latencies, counts)));
   return { latencies, elapsed: (performance.now() - start) / 1000, errors: counts.errors };
 }
 
@@ -141,11 +146,27 @@ function summary(runs, cpu) {
 }
 
 try {
-  const html = BYTES >= 4096;
-  const page = html ? `'<!doctype html><html><head><title>preview</title></head><body>'+'<p>Text of a page an agent built, served as HTML.</p>\\n'.repeat(${BYTES})` : `'x'.repeat(${BYTES})`;
-  const upstreamSrc = `const b=Buffer.from(${page}).subarray(0,${BYTES});require('http').createServer((q,s)=>{${WORK_US > 0 ? `const t=process.hrtime.bigint()+${WORK_US * 1000}n;while(process.hrtime.bigint()<t);` : ''}s.writeHead(200,{'content-type':'${html ? 'text/html; charset=utf-8' : 'text/plain'}','content-length':b.length});s.end(b)}).listen(0,'127.0.0.1',function(){console.log('port '+this.address().port)})`;
+  const html = BYTES >= 4096 || UPSTREAM === 'vite';
   if (PIN) execFileSync('taskset', ['-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
-  const upstream = await startChild(['-e', upstreamSrc], /port (\d+)/, 0);
+  let upstream;
+  let expectBytes = BYTES;
+  if (UPSTREAM === 'vite') {
+    // A real dev server, the kind of preview the gate fronts: Vite serving a page an agent built (index.html that loads
+    // a module). Every request of / runs Vite's HTML pipeline, as a browser reload does.
+    const site = join(root, 'site');
+    mkdirSync(join(site, 'src'), { recursive: true });
+    writeFileSync(join(site, 'index.html'), `<!doctype html><html><head><meta charset="utf-8"><title>Onboarding preview</title></head><body>${'<section><h2>Step</h2><p>Text of a page an agent built, served by a dev server.</p></section>\n'.repeat(40)}<script type="module" src="/src/main.js"></script></body></html>\n`);
+    writeFileSync(join(site, 'src', 'main.js'), "document.title = 'ready';\n");
+    const viteSrc = `const { createServer } = await import('vite'); const s = await createServer({ root: ${JSON.stringify(site)}, configFile: false, logLevel: 'silent', clearScreen: false, server: { host: '127.0.0.1', port: 0, strictPort: false, hmr: false } }); await s.listen(); console.log('port ' + s.httpServer.address().port);`;
+    upstream = await startChild(['--input-type=module', '-e', viteSrc], /port (\d+)/, 0);
+    const probe = await new Promise((resolve, reject) => http.get(`http://127.0.0.1:${upstream.value}/`, (res) => { let n = 0; res.on('data', (d) => (n += d.length)); res.on('end', () => resolve({ n, length: res.headers['content-length'] })); }).on('error', reject));
+    if (probe.length === undefined) throw new Error('vite answered / without Content-Length; the bench client needs it');
+    expectBytes = probe.n;
+  } else {
+    const page = html ? `'<!doctype html><html><head><title>preview</title></head><body>'+'<p>Text of a page an agent built, served as HTML.</p>\\n'.repeat(${BYTES})` : `'x'.repeat(${BYTES})`;
+    const upstreamSrc = `const b=Buffer.from(${page}).subarray(0,${BYTES});require('http').createServer((q,s)=>{${WORK_US > 0 ? `const t=process.hrtime.bigint()+${WORK_US * 1000}n;while(process.hrtime.bigint()<t);` : ''}s.writeHead(200,{'content-type':'${html ? 'text/html; charset=utf-8' : 'text/plain'}','content-length':b.length});s.end(b)}).listen(0,'127.0.0.1',function(){console.log('port '+this.address().port)})`;
+    upstream = await startChild(['-e', upstreamSrc], /port (\d+)/, 0);
+  }
   const upstreamPort = Number(upstream.value);
   await new GateProvider().apply({
     host: { host: 'bench', root, paths: hostPaths(root), repo: root },
@@ -161,15 +182,16 @@ try {
   const directRequest = Buffer.from(`GET / HTTP/1.1\r\nhost: 127.0.0.1:${upstreamPort}\r\n${common}\r\n`, 'latin1');
   const gateRequest = Buffer.from(`GET /p/bench/site/ HTTP/1.1\r\nhost: 127.0.0.1:${gatePort}\r\n${common}cookie: ${cookie}\r\n\r\n`, 'latin1');
 
-  console.log(`gate bench: ${CONNECTIONS} keep-alive connections, ${SECONDS} s per target in ${ROUNDS} alternating rounds, ${BYTES} B ${html ? 'HTML' : 'text'} responses, upstream work ${WORK_US} µs/request, node ${process.version}, ${cpus().length} CPUs`);
-  await load(upstreamPort, directRequest, 0.5); // warm-up
-  await load(gatePort, gateRequest, 0.5);
+  const what = UPSTREAM === 'vite' ? `a Vite ${(await import('vite')).version} dev server (${expectBytes} B HTML page)` : `a node:http upstream (${BYTES} B ${html ? 'HTML' : 'text'}, ${WORK_US} µs of work per request)`;
+  console.log(`gate bench: ${what}; ${CONNECTIONS} keep-alive connections, ${SECONDS} s per target in ${ROUNDS} alternating rounds; ${PIN ? 'pinned: load generator and upstream on CPU 0, gate on CPU 1' : 'unpinned: all processes share the CPUs'}; node ${process.version}, ${cpus().length} CPUs`);
+  await load(upstreamPort, directRequest, 0.5, expectBytes); // warm-up
+  await load(gatePort, gateRequest, 0.5, expectBytes);
   const runs = { direct: [], gate: [] };
   const cpu = { direct: { upstream: 0, client: 0 }, gate: { upstream: 0, gate: 0, client: 0 } };
   for (let r = 0; r < ROUNDS; r++) {
     for (const [name, port, request] of [['direct', upstreamPort, directRequest], ['gate', gatePort, gateRequest]]) {
       const before = { upstream: cpuSeconds(upstream.pid), gate: cpuSeconds(gate.pid), client: process.cpuUsage() };
-      runs[name].push(await load(port, request, SECONDS / ROUNDS));
+      runs[name].push(await load(port, request, SECONDS / ROUNDS, expectBytes));
       const used = process.cpuUsage(before.client);
       cpu[name].upstream += cpuSeconds(upstream.pid) - before.upstream;
       cpu[name].client += (used.user + used.system) / 1e6;

@@ -60,10 +60,14 @@ export function isGrantId(id: string): boolean {
 }
 
 export class GrantStore {
-  constructor(readonly dir: string) {}
+  /** `dir` with one trailing separator: marker paths are built by concatenation (the server builds one per request). */
+  private readonly prefix: string;
+  constructor(readonly dir: string) {
+    this.prefix = `${path.resolve(dir)}${path.sep}`;
+  }
 
   private file(id: string, kind: 'json' | 'used' | 'revoked' | 'expired'): string {
-    return path.join(this.dir, `${id}.${kind}`);
+    return `${this.prefix}${id}.${kind}`;
   }
 
   /** Writes a new grant and returns it with its one-time token (the only copy of the token anywhere). */

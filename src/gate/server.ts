@@ -102,6 +102,8 @@ class RouteCache {
 class GrantIndex {
   private byToken = new Map<string, GrantRecord>();
   private bySession = new Map<string, GrantRecord>();
+  /** Session id → grant, for sessions seen since the last rebuild: saves a sha256 per request. Held in memory only. */
+  private sessions = new Map<string, GrantRecord>();
   private stamp = '';
   private scannedAt = 0;
   constructor(private readonly store: GrantStore) {}
@@ -123,6 +125,7 @@ class GrantIndex {
     }
     this.byToken = byToken;
     this.bySession = bySession;
+    this.sessions = new Map();
     this.stamp = stamp;
     this.scannedAt = Date.now();
   }
@@ -137,9 +140,40 @@ class GrantIndex {
     return this.bySession.get(hash) ?? (this.refreshIfChanged(), this.bySession.get(hash));
   }
 
+  /** The grant of a session id (a well-formed secret), through the cache; a rebuild of the index empties the cache. */
+  bySessionId(session: string): GrantRecord | undefined {
+    if (this.stamp === '') this.refreshIfChanged();
+    const cached = this.sessions.get(session);
+    if (cached) return cached;
+    const found = this.bySessionHash(sha256Hex(session));
+    if (found) {
+      if (this.sessions.size >= MAX_CACHED_SESSIONS) this.sessions.clear();
+      this.sessions.set(session, found);
+    }
+    return found;
+  }
+
   addSession(hash: string, grant: GrantRecord): void {
     this.bySession.set(hash, grant);
   }
+}
+
+const MAX_CACHED_SESSIONS = 10_000;
+
+/** Parsed times and durations of grants and routes, which a request checks every time (a handful of distinct strings). */
+const parsedTimes = new Map<string, number>();
+function timeMs(iso: string): number {
+  let ms = parsedTimes.get(iso);
+  if (ms === undefined) {
+    if (parsedTimes.size >= MAX_CACHED_SESSIONS) parsedTimes.clear();
+    parsedTimes.set(iso, (ms = Date.parse(iso)));
+  }
+  return ms;
+}
+const parsedDurations = new Map<string, number | undefined>();
+function durationMs(text: string): number | undefined {
+  if (!parsedDurations.has(text)) parsedDurations.set(text, parseDuration(text));
+  return parsedDurations.get(text);
 }
 
 interface Denial {
@@ -184,10 +218,11 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   /** Why this grant may not be used for `route` now, or undefined when it may. */
   const refusal = (grant: GrantRecord, route: GateRoute, key: string): Denial | undefined => {
     if (routeKey(grant.workload, grant.preview) !== key) return { status: 403, reason: `grant ${grant.id} is for another preview`, grant };
-    if (Date.parse(grant.expires) <= Date.now()) return { status: 403, reason: `grant ${grant.id} expired`, grant };
+    const now = Date.now();
+    if (timeMs(grant.expires) <= now) return { status: 403, reason: `grant ${grant.id} expired`, grant };
     // A later apply may lower the route's maxTtl: a grant made under the old one is cut to the new one.
-    const maxTtl = parseDuration(route.maxTtl);
-    if (maxTtl === undefined || Date.parse(grant.created) + maxTtl <= Date.now()) return { status: 403, reason: `grant ${grant.id}: grant outlives the preview's maxTtl (${route.maxTtl})`, grant };
+    const maxTtl = durationMs(route.maxTtl);
+    if (maxTtl === undefined || timeMs(grant.created) + maxTtl <= now) return { status: 403, reason: `grant ${grant.id}: grant outlives the preview's maxTtl (${route.maxTtl})`, grant };
     if (store.isRevoked(grant.id)) return { status: 403, reason: `grant ${grant.id} was revoked`, grant };
     if (!route.grantees.includes(grant.identity)) return { status: 403, reason: `${grant.identity} is no longer a grantee of ${key}`, grant };
     return undefined;
@@ -248,7 +283,7 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     let grant: GrantRecord | undefined;
     for (const s of sessions) {
       if (!SECRET_PATTERN.test(s)) continue;
-      const found = grants.bySessionHash(sha256Hex(s));
+      const found = grants.bySessionId(s);
       if (!found) continue;
       grant ??= found;
       if (routeKey(found.workload, found.preview) === key) {
