@@ -3,14 +3,18 @@
 // upstream that tries to answer the client's next request, an upstream that dies mid-response, a stale pooled upstream
 // connection, large bodies, and bodies of refused requests. The client side is raw bytes on one socket, read by a
 // small independent parser (not llhttp), so the test sees exactly what a browser would.
+// WebSocket tunnels: per-chunk grant checks, revocation cuts, refusals before any upstream.
 // Needs `npm run build` first.
 
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt } from './support/cli.js';
+import { gatePaths } from '../src/gate/paths.js';
+import { agentvm, assertBuilt } from './support/cli.js';
 import { applyRoute, exchange, grant, startGate, tempRoot, type GateProcess } from './support/gate.js';
+import { startWsUpstream, wsFrame, wsRead, type WsUpstream } from './support/websocket.js';
 
 interface Parsed {
   status: number;
@@ -351,5 +355,170 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
     expect((await c.response()).status).toBe(401);
     await c.closedByGate();
     expect(seen.length + rawHits).toBe(before);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// WebSockets: RFC 6455 frames written and read by hand (short text frames only), on both sides.
+
+/** A client WebSocket over a raw socket: handshake, send, and wait for messages or for the connection to close. */
+class WsClient {
+  private buf: Buffer = Buffer.alloc(0);
+  readonly messages: string[] = [];
+  closed = false;
+  readonly socket: net.Socket;
+  handshake: Promise<string>;
+
+  constructor(port: number, path: string, headers: string) {
+    this.socket = net.connect(port, '127.0.0.1');
+    this.socket.on('error', () => {});
+    let head: string | undefined;
+    this.handshake = new Promise((resolve) => {
+      this.socket.on('data', (d: Buffer) => {
+        this.buf = Buffer.concat([this.buf, d]);
+        if (head === undefined) {
+          const end = this.buf.indexOf('\r\n\r\n');
+          if (end === -1) return;
+          head = this.buf.subarray(0, end).toString('latin1');
+          this.buf = this.buf.subarray(end + 4);
+          resolve(head);
+        }
+        const { texts, rest } = wsRead(this.buf);
+        this.messages.push(...texts);
+        this.buf = rest;
+      });
+      this.socket.on('close', () => {
+        this.closed = true;
+        resolve(head ?? '');
+      });
+    });
+    this.socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomKey()}\r\n${headers}\r\n`);
+  }
+
+  send(text: string): void {
+    this.socket.write(wsFrame(text, true));
+  }
+
+  async until(what: () => boolean, ms = 3_000): Promise<number> {
+    const t0 = performance.now();
+    while (!what()) {
+      if (performance.now() - t0 > ms) throw new Error(`timed out; messages ${JSON.stringify(this.messages)}, closed ${this.closed}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return performance.now() - t0;
+  }
+}
+const randomKey = (): string => createHash('md5').update(String(Math.random())).digest('base64');
+
+describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 upstream)', () => {
+  let fx: ReturnType<typeof tempRoot>;
+  let gate: GateProcess;
+  let upstream: WsUpstream;
+  let received: string[];
+  let handshakes: http.IncomingHttpHeaders[];
+
+  beforeAll(async () => {
+    assertBuilt();
+    fx = tempRoot();
+    upstream = await startWsUpstream();
+    ({ received, handshakes } = upstream);
+    await applyRoute(fx.root, { workload: 'web', preview: 'live', port: upstream.port });
+    gate = await startGate(fx.root);
+  }, 30_000);
+
+  afterAll(async () => {
+    await gate?.stop();
+    await upstream?.close();
+    fx?.remove();
+  });
+
+  const session = async (): Promise<{ cookie: string; id: string }> => {
+    const { result } = await grant(fx.root, 'web/live');
+    return { cookie: (await exchange(result.link)).cookie!, id: result.grant.id };
+  };
+
+  it('a granted session opens a WebSocket; frames pass both ways; the upstream sees no gate cookie; open and close are audited', async () => {
+    const { cookie, id } = await session();
+    const ws = new WsClient(gate.port, '/p/web/live/socket', `Cookie: ${cookie}; theme=dark\r\nOrigin: http://127.0.0.1:${gate.port}\r\n`);
+    const head = await ws.handshake;
+    expect(head).toMatch(/^HTTP\/1\.1 101 /);
+    expect(head.toLowerCase()).toContain('upgrade: websocket');
+    ws.send('hello');
+    await ws.until(() => ws.messages.includes('echo:hello'));
+    expect(handshakes.at(-1)!.cookie).toBe('theme=dark');
+    expect(handshakes.at(-1)!['x-forwarded-prefix']).toBe('/p/web/live');
+    ws.socket.end();
+    await ws.until(() => ws.closed);
+    await new Promise((r) => setTimeout(r, 400)); // the request log's group commit (100 ms)
+    const audit = readFileSync(gatePaths(fx.root).audit, 'utf8');
+    expect(audit).toContain(`"grantId":"${id}"`);
+    expect(audit).toMatch(/"status":101,"reason":"websocket opened"/);
+    expect(audit).toMatch(/websocket closed \(\d+ B from the client, \d+ B from the upstream\)/);
+  });
+
+  it('after `gate revoke`, the next message is not delivered: the tunnel is cut (latency printed) and audited', async () => {
+    const { cookie, id } = await session();
+    const ws = new WsClient(gate.port, '/p/web/live/socket', `Cookie: ${cookie}\r\n`);
+    expect(await ws.handshake).toMatch(/^HTTP\/1\.1 101 /);
+    ws.send('before');
+    await ws.until(() => ws.messages.includes('echo:before'));
+    const revoked = await agentvm(['gate', 'revoke', id, '--root', fx.root]);
+    expect(revoked.code).toBe(0);
+    const t0 = performance.now();
+    ws.send('after');
+    await ws.until(() => ws.closed);
+    console.log(`[gate] WebSocket cut ${(performance.now() - t0).toFixed(1)} ms after the first message past revocation`);
+    expect(received).not.toContain('after');
+    expect(ws.messages).not.toContain('echo:after');
+    await new Promise((r) => setTimeout(r, 400));
+    expect(readFileSync(gatePaths(fx.root).audit, 'utf8')).toContain(`websocket cut: grant ${id} was revoked`);
+  });
+
+  it('a tunnel with no traffic from the client is cut within 2 s of revocation', async () => {
+    const { cookie, id } = await session();
+    const ws = new WsClient(gate.port, '/p/web/live/quiet', `Cookie: ${cookie}\r\n`);
+    expect(await ws.handshake).toMatch(/^HTTP\/1\.1 101 /);
+    expect((await agentvm(['gate', 'revoke', id, '--root', fx.root])).code).toBe(0);
+    const waited = await ws.until(() => ws.closed, 3_000);
+    console.log(`[gate] idle WebSocket cut ${waited.toFixed(0)} ms after revoke returned`);
+    expect(waited).toBeLessThan(2_000);
+  });
+
+  it('upstream pushes stop at revocation: no message after the cut', async () => {
+    const { cookie, id } = await session();
+    const ws = new WsClient(gate.port, '/p/web/live/push', `Cookie: ${cookie}\r\n`);
+    expect(await ws.handshake).toMatch(/^HTTP\/1\.1 101 /);
+    await ws.until(() => ws.messages.filter((m) => m === 'tick').length >= 2);
+    expect((await agentvm(['gate', 'revoke', id, '--root', fx.root])).code).toBe(0);
+    const atRevoke = ws.messages.length;
+    await ws.until(() => ws.closed, 2_000);
+    // At most a frame already in flight when revoke returned (it was written before the marker existed).
+    expect(ws.messages.length - atRevoke).toBeLessThanOrEqual(1);
+  });
+
+  it('refused before any upstream: no session (401), a cross-origin page (403), a grant link (400), another protocol (501)', async () => {
+    const before = handshakes.length;
+    const { cookie } = await session();
+    const cases: Array<[string, string, RegExp]> = [
+      ['/p/web/live/socket', '', /^HTTP\/1\.1 401 /],
+      ['/p/web/live/socket', `Cookie: ${cookie}\r\nOrigin: https://evil.example\r\n`, /^HTTP\/1\.1 403 /],
+      [`/p/web/live/socket?grant=${'a'.repeat(43)}`, '', /^HTTP\/1\.1 400 /],
+    ];
+    for (const [path, headers, expected] of cases) {
+      const ws = new WsClient(gate.port, path, headers);
+      expect(await ws.handshake, path + headers).toMatch(expected);
+      await ws.until(() => ws.closed);
+    }
+    const h2c = new Conn(gate.port);
+    h2c.send(`GET /p/web/live/ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`);
+    expect((await h2c.response()).status).toBe(501);
+    expect(handshakes.length).toBe(before);
+  });
+
+  it('an upstream that refuses the upgrade is forwarded as it answered, and the connection closes', async () => {
+    const { cookie } = await session();
+    const ws = new WsClient(gate.port, '/p/web/live/refuse', `Cookie: ${cookie}\r\n`);
+    expect(await ws.handshake).toMatch(/^HTTP\/1\.1 403 /);
+    await ws.until(() => ws.closed);
   });
 });

@@ -217,8 +217,11 @@ describe('agentvm gate (real server, real upstreams)', () => {
     expect(absolute).toMatch(/^HTTP\/1\.1 400 /);
     const connect = await rawRequest(gate.port, `CONNECT 127.0.0.1:${b.port} HTTP/1.1\r\nHost: 127.0.0.1:${b.port}\r\n\r\n`);
     expect(connect).toMatch(/^HTTP\/1\.1 (400|405) /);
-    const upgrade = await rawRequest(gate.port, `GET /p/web/site/ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+    // Only WebSocket upgrades are tunnelled (test/gate-wire.test.ts); any other protocol is refused before any upstream.
+    const upgrade = await rawRequest(gate.port, `GET /p/web/site/ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`);
     expect(upgrade).toMatch(/^HTTP\/1\.1 501 /);
+    const wsWithoutSession = await rawRequest(gate.port, `GET /p/web/site/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    expect(wsWithoutSession).toMatch(/^HTTP\/1\.1 401 /);
     expect(hitsOf(a)).toBe(aBefore);
     // A Host header naming the other upstream (or anything) does not move the request: it reaches web/site's upstream.
     const spoofed = await request(`${gate.url}/p/web/site/`, { headers: { cookie, host: `127.0.0.1:${b.port}` } });

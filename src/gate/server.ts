@@ -7,7 +7,10 @@
 //   (a stat of the revocation marker per request) and whose identity is still a grantee. Every denial is answered by
 //   the gate itself (400/401/403/404/405) and never opens a connection upstream.
 // - The upstream address comes from the route table only: 127.0.0.1:<port> or a socket file in the workload's socket
-//   directory. The Host header, an absolute-form target or CONNECT never select one (CONNECT and upgrades are refused).
+//   directory. The Host header, an absolute-form target or CONNECT never select one (CONNECT is refused).
+// - A WebSocket upgrade passes the same checks as a request, plus a same-origin check, and its tunnel is checked again
+//   (expiry, maxTtl, revocation stat, grantee, route) before every chunk either way and every second while idle: a
+//   revocation cuts it before the next message. Other upgrades are refused (501).
 // - llhttp in strict mode enforces HTTP framing (conflicting Content-Length/Transfer-Encoding, oversized headers, invalid
 //   characters) in both directions, and wire.ts re-frames every body (see its invariants).
 // - The gate's own cookies never reach an upstream, and an upstream cannot set, overwrite or clear them.
@@ -26,7 +29,7 @@ import { baseUrl, writeListenerRecord } from './listener.js';
 import { gatePaths, type GatePaths } from './paths.js';
 import { auditPath, parseRequestTarget } from './request-target.js';
 import { readRouteTable, routeKey, type GateRoute, type RouteTable } from './routes.js';
-import { createWireServer, reasonPhrase, type ResponseDecision, type UpstreamAddress, type WireRequest, type WireResponder } from './wire.js';
+import { createWireServer, rawHeader, reasonPhrase, type ResponseDecision, type UpstreamAddress, type WireRequest, type WireResponder } from './wire.js';
 
 export interface GateServerOptions {
   root: string;
@@ -249,9 +252,11 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   };
 
   const dispatch = (req: WireRequest, res: WireResponder): void => {
-    // CONNECT tunnels anywhere; an upgrade (WebSockets) would bypass the per-request checks after the handshake.
+    // CONNECT tunnels anywhere. Of the upgrades, only a WebSocket GET is tunnelled (checked per chunk, see tunnel()).
     if (req.method === 'CONNECT') return deny(req, res, undefined, { status: 405, reason: 'CONNECT is not allowed' }, '', true);
-    if (req.upgrade) return deny(req, res, undefined, { status: 501, reason: 'protocol upgrades are not supported' }, '', true);
+    if (req.upgrade && (req.method !== 'GET' || (rawHeader(req.rawHeaders, 'upgrade') ?? '').trim().toLowerCase() !== 'websocket')) {
+      return deny(req, res, undefined, { status: 501, reason: 'only WebSocket upgrades are supported' }, '', true);
+    }
     const target = parseRequestTarget(req.url);
     if (!target.ok) {
       if (target.status === 308 && target.location) {
@@ -269,6 +274,14 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
       return;
     }
     const name = cookieName(target.workload, target.preview);
+    if (req.upgrade) {
+      if (target.grant !== undefined) return deny(req, res, key, { status: 400, reason: 'a grant link cannot open a WebSocket' }, '', true);
+      // Cross-site WebSocket hijacking: a browser always sends Origin on a WebSocket handshake; it must be the gate's own.
+      const origin = rawHeader(req.rawHeaders, 'origin');
+      if (origin !== undefined && origin.toLowerCase() !== `${tls ? 'https' : 'http'}://${(rawHeader(req.rawHeaders, 'host') ?? '').toLowerCase()}`) {
+        return deny(req, res, key, { status: 403, reason: 'cross-origin WebSocket refused' }, '', true);
+      }
+    }
     if (target.grant !== undefined) {
       exchange(req, res, route, key, name, target.grant, target.rest, target.query);
       return;
@@ -297,10 +310,11 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     }
     const refused = refusal(grant, route, key);
     if (refused) {
-      deny(req, res, key, refused);
+      deny(req, res, key, refused, '', req.upgrade);
       return;
     }
-    proxy(req, res, route, key, grant, target.rest, target.query);
+    if (req.upgrade) tunnel(req, res, route, key, grant, target.rest, target.query);
+    else proxy(req, res, route, key, grant, target.rest, target.query);
   };
 
   const exchange = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, name: string, token: string, rest: string, query: string): void => {
@@ -340,35 +354,58 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     res.respond(200, 'OK', headers, body);
   };
 
-  const proxy = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
-    let upstream: UpstreamAddress;
-    if ('port' in route.upstream) {
-      upstream = { port: route.upstream.port };
-    } else {
-      // connect() follows symlinks: a link in the socket directory (or the directory itself a link) would reach another
-      // workload's upstream, or any socket the gate's user can open. Only a real directory holding a real socket goes.
-      const dir = paths.socketDir(route.workload);
-      const socketPath = path.join(dir, route.upstream.socket);
-      const dirStat = lstatSync(dir, { throwIfNoEntry: false });
-      const socketStat = dirStat?.isDirectory() ? lstatSync(socketPath, { throwIfNoEntry: false }) : undefined;
-      if (!socketStat?.isSocket()) {
-        deny(req, res, key, { status: 502, reason: 'upstream socket is not a socket file', grant });
-        return;
-      }
-      upstream = { socketPath };
+  /** Where the route's upstream is, or undefined when its socket file is not a real socket (answered 502). */
+  const upstreamOf = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, grant: GrantRecord): UpstreamAddress | undefined => {
+    if ('port' in route.upstream) return { port: route.upstream.port };
+    // connect() follows symlinks: a link in the socket directory (or the directory itself a link) would reach another
+    // workload's upstream, or any socket the gate's user can open. Only a real directory holding a real socket goes.
+    const dir = paths.socketDir(route.workload);
+    const socketPath = path.join(dir, route.upstream.socket);
+    const dirStat = lstatSync(dir, { throwIfNoEntry: false });
+    const socketStat = dirStat?.isDirectory() ? lstatSync(socketPath, { throwIfNoEntry: false }) : undefined;
+    if (!socketStat?.isSocket()) {
+      deny(req, res, key, { status: 502, reason: 'upstream socket is not a socket file', grant }, '', req.upgrade);
+      return undefined;
     }
+    return { socketPath };
+  };
+
+  /** The response hook shared by requests and tunnels: `switching` allows the 101 of a WebSocket handshake. */
+  const answer = (req: WireRequest, key: string, grant: GrantRecord, switching: boolean) => (status: number, statusMessage: string, raw: string[]): ResponseDecision => {
+    // The upstream is not trusted to speak valid HTTP: its reason phrase is never forwarded, a status outside
+    // 200–599 (101 for a tunnel) or a malformed reason phrase is a 502, and so is any malformed header name or value.
+    if (!((status >= 200 && status <= 599) || (switching && status === 101)) || !FIELD_VALUE.test(statusMessage)) return { refuse: `upstream answered an invalid status line (${status})` };
+    const headers = responseHeaders(raw);
+    if (headers === undefined) return { refuse: 'upstream response not forwardable (a malformed header)' };
+    audit(req, key, status, grant, status === 101 ? 'websocket opened' : undefined);
+    return { headers };
+  };
+
+  const proxy = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
+    const upstream = upstreamOf(req, res, route, key, grant);
+    if (!upstream) return;
     const head = `${req.method} ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, route, tls, listenerHost)}`;
-    res.forward(upstream, head, {
-      response: (status, statusMessage, raw): ResponseDecision => {
-        // The upstream is not trusted to speak valid HTTP: its reason phrase is never forwarded, a status outside
-        // 200–599 or a malformed reason phrase is a 502, and so is any header name or value that is not well formed.
-        if (status < 200 || status > 599 || !FIELD_VALUE.test(statusMessage)) return { refuse: `upstream answered an invalid status line (${status})` };
-        const headers = responseHeaders(raw);
-        if (headers === undefined) return { refuse: 'upstream response not forwardable (a malformed header)' };
-        audit(req, key, status, grant);
-        return { headers };
+    res.forward(upstream, head, { response: answer(req, key, grant, false), failed: (reason) => deny(req, res, key, { status: 502, reason, grant }) });
+  };
+
+  const tunnel = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
+    const upstream = upstreamOf(req, res, route, key, grant);
+    if (!upstream) return;
+    const head = `GET ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, route, tls, listenerHost)}connection: upgrade${CRLF}upgrade: websocket${CRLF}`;
+    res.tunnel(upstream, head, {
+      response: answer(req, key, grant, true),
+      failed: (reason) => deny(req, res, key, { status: 502, reason, grant }, '', true),
+      // The same checks as a request's, against the route table as it is now (a removed route cuts the tunnel).
+      check: () => {
+        const current = routes.current().routes[key];
+        if (!current) return 'the preview route was removed';
+        return refusal(grant, current, key)?.reason;
       },
-      failed: (reason) => deny(req, res, key, { status: 502, reason, grant }),
+      closed: ({ cut, bytesFromClient, bytesFromUpstream }) => {
+        const traffic = `${bytesFromClient} B from the client, ${bytesFromUpstream} B from the upstream`;
+        if (cut) audit(req, key, 403, grant, `websocket cut: ${cut} (${traffic})`);
+        else audit(req, key, 101, grant, `websocket closed (${traffic})`);
+      },
     });
   };
 

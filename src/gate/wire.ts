@@ -50,7 +50,7 @@ export interface WireRequest {
   rawHeaders: string[];
   /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
   versionMinor: number;
-  /** CONNECT, or a request asking to switch protocols (Upgrade). */
+  /** CONNECT, or a request asking to switch protocols (Upgrade: only WebSocket is ever tunnelled, by the policy's choice). */
   upgrade: boolean;
   /** `address:port` of the client. */
   source: string;
@@ -69,6 +69,15 @@ export interface ForwardHooks {
 
 export type UpstreamAddress = { port: number } | { socketPath: string };
 
+/** A WebSocket tunnel: after the upstream's 101, bytes pass unparsed, each chunk only after `check()` allows it. */
+export interface TunnelHooks extends ForwardHooks {
+  /** Why the tunnel must close now (a revoked grant, a removed route), or undefined. Called before every chunk in either
+   *  direction and once a second while the tunnel is idle. */
+  check(): string | undefined;
+  /** The tunnel ended: `cut` holds check()'s reason when the gate closed it. */
+  closed(info: { cut?: string; bytesFromClient: number; bytesFromUpstream: number }): void;
+}
+
 /** The response side of one exchange, handed to the policy. Exactly one of respond() or forward() is called. */
 export interface WireResponder {
   /** Whether a response head has gone to the client. */
@@ -79,6 +88,9 @@ export interface WireResponder {
   respond(status: number, reasonPhrase: string, headers: string, body: string, options?: { close?: boolean }): void;
   /** Sends `head` (request line and headers, CRLF-terminated lines, without framing headers) and the body upstream. */
   forward(upstream: UpstreamAddress, head: string, hooks: ForwardHooks): void;
+  /** For a WebSocket upgrade request: sends `head` (with its Connection/Upgrade lines) on a new upstream connection; a
+   *  101 from the upstream turns both connections into a tunnel, any other answer is forwarded and the connection closes. */
+  tunnel(upstream: UpstreamAddress, head: string, hooks: TunnelHooks): void;
 }
 
 export interface WireServerOptions {
@@ -144,6 +156,13 @@ class UpstreamPool {
     return { conn, reused: false };
   }
 
+  /** A new connection that never returns to the pool (a tunnel's). */
+  fresh(address: UpstreamAddress): UpstreamConnection {
+    const conn = new UpstreamConnection(this, '', address);
+    this.all.add(conn);
+    return conn;
+  }
+
   release(conn: UpstreamConnection): void {
     let list = this.free.get(conn.key);
     if (!list) this.free.set(conn.key, (list = []));
@@ -181,6 +200,8 @@ class UpstreamConnection {
   /** The current response: interim (1xx, dropped), its head seen, and whether it allows keep-alive. */
   private interim = false;
   private keepAlive = false;
+  /** The upstream answered 101 to a tunnel's request: what follows on this socket is not HTTP. */
+  private switched = false;
 
   constructor(private readonly pool: UpstreamPool, readonly key: string, address: UpstreamAddress) {
     this.socket = 'port' in address ? net.connect({ host: '127.0.0.1', port: address.port, noDelay: true }) : net.connect({ path: address.socketPath });
@@ -200,8 +221,11 @@ class UpstreamConnection {
       this.interim = false;
       this.keepAlive = keepAlive;
       if (upgrade || status === 101) {
-        ex.upstreamFailed('upstream switched protocols');
-        return 0;
+        if (!(ex.isTunnel && status === 101 && upgrade)) {
+          ex.upstreamFailed('upstream switched protocols');
+          return 0;
+        }
+        this.switched = true; // llhttp stops here; the rest of the chunk is the tunnel's (see the data handler)
       }
       ex.upstreamHead(status, statusMessage ?? '', raw);
       // A HEAD response has no body whatever its Content-Length says: llhttp must not wait for one.
@@ -213,6 +237,7 @@ class UpstreamConnection {
         this.interim = false;
         return;
       }
+      if (this.switched) return; // a 101 "completes" at once; the tunnel takes over in the data handler
       const ex = this.exchange;
       if (!ex) return;
       this.exchange = undefined;
@@ -233,6 +258,14 @@ class UpstreamConnection {
         client.uncork();
       }
       if (typeof ret !== 'number') this.fail(`upstream answered malformed HTTP (${ret.code ?? ret.message})`);
+      else if (this.switched && this.exchange && !this.closed) {
+        const ex = this.exchange;
+        this.exchange = undefined;
+        this.socket.removeAllListeners('data');
+        this.socket.removeAllListeners('end');
+        this.freeParser();
+        ex.openTunnel(this, chunk.subarray(ret));
+      }
       if (this.closed) this.freeParser();
     });
     this.socket.on('end', () => {
@@ -310,6 +343,12 @@ class Exchange implements WireResponder {
   readonly hasBody: boolean;
   readonly expectContinue: boolean;
   private readonly contentLength: string | undefined;
+  /** A WebSocket upgrade the policy let through (tunnel()). */
+  isTunnel = false;
+  private tunnelHooks: TunnelHooks | undefined;
+  private pendingTunnelBytes = 0;
+  /** Set while the tunnel is open. */
+  tunnelState: { fromClient(chunk: Buffer): void; check(): void; close(): void; clientEnded(): void } | undefined;
 
   constructor(readonly conn: ClientConnection, readonly req: WireRequest, readonly keepAlive: boolean) {
     // llhttp has checked the framing headers: at most one Content-Length, never with Transfer-Encoding.
@@ -369,6 +408,100 @@ class Exchange implements WireResponder {
     this.finish(close);
   }
 
+  tunnel(upstream: UpstreamAddress, head: string, hooks: TunnelHooks): void {
+    this.isTunnel = true;
+    this.tunnelHooks = hooks;
+    this.hooks = hooks;
+    this.upstreamAddress = upstream;
+    this.outHead = `${head}${CRLF}`;
+    const conn = this.conn.pool.fresh(upstream);
+    this.upstream = conn;
+    conn.exchange = this;
+    conn.socket.write(this.outHead, 'latin1');
+  }
+
+  /** Bytes the client sent after its upgrade request, before the tunnel opened (sent on once it does). */
+  tunnelData(chunk: Buffer): void {
+    if (this.tunnelState) this.tunnelState.fromClient(chunk);
+    else if (!this.done && chunk.length > 0) {
+      this.pendingTunnelBytes += chunk.length;
+      // A client may not send frames before the 101; a little is kept, a flood closes the connection.
+      if (this.pendingTunnelBytes > 64 * 1024) return this.conn.destroy();
+      this.pending.push(chunk);
+    }
+  }
+
+  /** The upstream answered 101: write it to the client, then pass bytes both ways, each chunk after a check. */
+  openTunnel(up: UpstreamConnection, leftover: Buffer): void {
+    this.upstream = undefined;
+    const hooks = this.tunnelHooks!;
+    const client = this.conn.socket;
+    const upstream = up.socket;
+    let closed = false;
+    let fromClient = 0;
+    let fromUpstream = 0;
+    const finish = (cut?: string): void => {
+      if (closed) return;
+      closed = true;
+      this.done = true;
+      this.tunnelState = undefined;
+      up.destroy();
+      this.conn.destroy();
+      hooks.closed({ ...(cut ? { cut } : {}), bytesFromClient: fromClient, bytesFromUpstream: fromUpstream });
+    };
+    const pass = (chunk: Buffer, to: Socket, from: Socket): boolean => {
+      let reason: string | undefined;
+      try {
+        reason = hooks.check();
+      } catch (error) {
+        reason = `check failed (${(error as Error).message})`;
+      }
+      if (reason) {
+        finish(reason);
+        return false;
+      }
+      if (!to.write(chunk)) {
+        from.pause();
+        to.once('drain', () => from.resume());
+      }
+      return true;
+    };
+    this.tunnelState = {
+      fromClient: (chunk) => {
+        fromClient += chunk.length;
+        pass(chunk, upstream, client);
+      },
+      check: () => {
+        let reason: string | undefined;
+        try {
+          reason = hooks.check();
+        } catch (error) {
+          reason = `check failed (${(error as Error).message})`;
+        }
+        if (reason) finish(reason);
+      },
+      close: () => finish(),
+      clientEnded: () => upstream.end(),
+    };
+    this.conn.setPhase('tunnel');
+    upstream.on('data', (chunk: Buffer) => {
+      fromUpstream += chunk.length;
+      pass(chunk, client, upstream);
+    });
+    upstream.on('end', () => client.end());
+    upstream.on('close', () => finish());
+    const pending = this.pending;
+    this.pending = [];
+    if (leftover.length > 0) {
+      fromUpstream += leftover.length;
+      if (!pass(leftover, client, upstream)) return;
+    }
+    for (const chunk of pending) {
+      fromClient += chunk.length;
+      if (!pass(chunk, upstream, client)) return;
+    }
+  }
+
   forward(upstream: UpstreamAddress, head: string, hooks: ForwardHooks): void {
     this.hooks = hooks;
     this.upstreamAddress = upstream;
@@ -401,6 +534,16 @@ class Exchange implements WireResponder {
       decision = { refuse: `upstream response not forwardable (${(error as Error).message})` };
     }
     if ('refuse' in decision) return this.upstreamFailed(decision.refuse);
+    if (this.isTunnel) {
+      this.responseStarted = true;
+      if (status === 101) {
+        this.conn.write(`HTTP/1.1 101 Switching Protocols${CRLF}${decision.headers}connection: upgrade${CRLF}upgrade: websocket${CRLF}${CRLF}`, 'latin1');
+        return;
+      }
+      // Not switched: the answer goes to the client as it is, and the connection closes (the client's parser state is
+      // an upgrade's, and llhttp has stopped reading it).
+      this.conn.closing = true;
+    }
     const head = this.req.method === 'HEAD' || status === 204 || status === 304;
     const hasLength = rawHeader(raw, 'content-length') !== undefined;
     this.framing = head ? 'none' : hasLength ? 'length' : this.req.versionMinor >= 1 ? 'chunked' : 'close';
@@ -470,6 +613,7 @@ class Exchange implements WireResponder {
 
   /** The client went away: drop the upstream connection (its response is unwanted). */
   abort(): void {
+    this.tunnelState?.close();
     this.done = true;
     const up = this.upstream;
     this.upstream = undefined;
@@ -498,7 +642,9 @@ class ClientConnection {
   /** Inside parser.execute: the native parser must not be freed until it returns (use after free). */
   private executing = false;
   /** When the current phase began: a request head being read, a body being read, or idle between requests. */
-  phase: 'head' | 'body' | 'busy' | 'idle' = 'head';
+  phase: 'head' | 'body' | 'busy' | 'idle' | 'tunnel' = 'head';
+  /** The upgrade request whose turn it is or will be: every byte after its head is the tunnel's, never parsed. */
+  private upgrading: Exchange | undefined;
   phaseSince = Date.now();
   readonly source: string;
   readonly remoteAddress: string;
@@ -525,9 +671,10 @@ class ClientConnection {
       this.parsing = ex;
       this.queue.push(ex);
       if (upgrade) {
-        // CONNECT or Upgrade: llhttp stops parsing this connection; the policy answers and the connection closes.
+        // llhttp stops parsing this connection. CONNECT is refused and closes; an Upgrade may become a tunnel.
         ex.requestComplete = true;
-        this.closing = true;
+        if (req.method === 'CONNECT') this.closing = true;
+        else this.upgrading = ex;
       }
       if (this.queue.length === 1) this.start(ex);
       else this.socket.pause(); // pipelined: read no more until this one's turn
@@ -545,6 +692,8 @@ class ClientConnection {
     socket.on('end', () => {
       // The client sent all it will: answer the requests it completed, then close. A request cut short is abandoned.
       this.clientEnded = true;
+      const tunnel = this.queue[0]?.tunnelState;
+      if (tunnel) return tunnel.clientEnded();
       if (this.parsing && !this.parsing.requestComplete) return this.destroy();
       if (this.queue.length === 0) this.end();
     });
@@ -559,7 +708,9 @@ class ClientConnection {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.destroyed || this.closing) return;
+    if (this.destroyed) return;
+    if (this.upgrading) return this.upgrading.tunnelData(chunk);
+    if (this.closing) return;
     if (this.phase === 'idle') this.setPhase('head');
     let ret: number | (Error & { code?: string }) = 0;
     this.executing = true;
@@ -571,7 +722,12 @@ class ClientConnection {
       this.executing = false;
     }
     if (this.destroyed) return this.freeParser();
-    if (typeof ret === 'number') return;
+    if (typeof ret === 'number') {
+      // The head of an upgrade request ended inside this chunk (llhttp returns the bytes it parsed): the rest is the tunnel's.
+      const upgrading = this.upgrading as Exchange | undefined;
+      if (upgrading) upgrading.tunnelData(chunk.subarray(ret));
+      return;
+    }
     // A request the parser refused: nothing of it was forwarded. Answer it unless a response is in progress.
     const code = ret.code ?? 'HPE_UNKNOWN';
     const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
@@ -638,8 +794,9 @@ class ClientConnection {
     upstream.pause();
   }
 
-  /** Called by the sweep: close connections past their phase's timeout. */
+  /** Called by the sweep: close connections past their phase's timeout; re-check open tunnels. */
   check(now: number): void {
+    if (this.phase === 'tunnel') return this.queue[0]?.tunnelState?.check();
     const age = now - this.phaseSince;
     if (this.phase === 'head' && age > this.options.headersTimeout) {
       if (this.queue.length === 0) {
