@@ -467,7 +467,7 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     close: async () => {
       clearInterval(sweeper);
       await stop();
-      requestLog.flush();
+      requestLog.flush(true);
     },
   };
 }

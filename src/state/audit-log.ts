@@ -66,11 +66,11 @@ export function appendAudit(file: string, entry: AuditEntry): AuditEvent {
  * request, and a lock plus an fsync per request would cap it at the disk's sync rate). The records chain in order;
  * all are validated before any is written, so either all reach the file or none does.
  */
-export function appendAuditBatch(file: string, entries: readonly AuditEntry[]): AuditEvent[] {
+export function appendAuditBatch(file: string, entries: readonly AuditEntry[], options: { lockWaitMs?: number } = {}): AuditEvent[] {
   const first = entries[0];
   if (!first) return [];
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
-  const lock = acquireAppendLock(file, first.host);
+  const lock = acquireAppendLock(file, first.host, options.lockWaitMs ?? APPEND_LOCK_WAIT_MS);
   try {
     const fd = openSync(file, 'a+', 0o640);
     let created = false;
@@ -167,13 +167,14 @@ export function auditRecordProblem(record: AuditEvent): string | undefined {
   return undefined;
 }
 
-function acquireAppendLock(file: string, host: string): LeaseLock {
-  const deadline = Date.now() + APPEND_LOCK_WAIT_MS;
+/** Waits up to `waitMs` for another writer's lock (0: one attempt, a LeaseHeldError if it is held). */
+function acquireAppendLock(file: string, host: string, waitMs: number): LeaseLock {
+  const deadline = Date.now() + waitMs;
   for (;;) {
     try {
       return acquireLeaseLock(`${file}.lock`, host, 'audit-append', { leaseMs: 30_000, renew: false, durable: false });
     } catch (error) {
-      if (!(error instanceof LeaseHeldError) || Date.now() > deadline) throw error;
+      if (!(error instanceof LeaseHeldError) || Date.now() >= deadline) throw error;
       sleepSync(1 + Math.floor(Math.random() * 4));
     }
   }
