@@ -154,6 +154,11 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
         } else if (req.url === '/empty') {
           res.writeHead(204);
           res.end();
+        } else if (req.url === '/slow') {
+          setTimeout(() => {
+            res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 4 });
+            res.end('slow');
+          }, 300);
         } else if (req.url === '/big') {
           res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': big.length });
           res.end(big);
@@ -179,6 +184,11 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
         if (path === '/split') {
           // Two responses for one request: the second must never reach the client as the answer to its next request.
           socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged');
+        } else if (path === '/split-partial') {
+          // A whole response, then the start of one nobody asked for: the connection must never be reused.
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\nforg');
+        } else if (path === '/plain') {
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain');
         } else if (path === '/close-delimited') {
           socket.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the upstream closes');
         } else if (path === '/die') {
@@ -290,6 +300,29 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
     expect(next.body.toString()).not.toContain('forged');
     expect(JSON.parse(next.body.toString()).url).toBe('/next');
     c.close();
+  });
+
+  it('a pooled connection on which the upstream began an unrequested response is never reused', async () => {
+    const rc = await rawCookie();
+    const c = new Conn(gate.port);
+    c.send(`GET /p/web/raw/split-partial HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\n\r\n`);
+    expect((await c.response()).body.toString()).toBe('ok');
+    c.send(`GET /p/web/raw/plain HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\n\r\n`);
+    expect((await c.response()).body.toString()).toBe('plain');
+    c.close();
+  });
+
+  it('thousands of refused requests pipelined behind a slow one are answered in order; the gate keeps serving', async () => {
+    const n = 3_000;
+    const c = new Conn(gate.port);
+    // They queue behind /slow; when it completes, each is refused synchronously — in a loop, not by recursion.
+    c.send(`GET /p/web/app/slow HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n` + Array.from({ length: n }, (_, i) => `GET /p/web/app/${i} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+    expect((await c.response()).body.toString()).toBe('slow');
+    for (let i = 0; i < n; i++) expect((await c.response()).status).toBe(401);
+    c.send(`GET /p/web/app/last HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
+    expect(JSON.parse((await c.response()).body.toString()).url).toBe('/last');
+    c.close();
+    expect(gate.child.exitCode).toBeNull();
   });
 
   it('malformed upstream framing or header bytes are a 502 (CL with TE, a bare CR); 1xx interim responses are dropped', async () => {

@@ -32,6 +32,7 @@ interface LlhttpModule {
     RESPONSE: number;
     kOnHeaders: number;
     kOnHeadersComplete: number;
+    kOnMessageBegin: number;
     kOnBody: number;
     kOnMessageComplete: number;
     kOnExecute: number;
@@ -202,15 +203,27 @@ class UpstreamConnection {
   private keepAlive = false;
   /** The upstream answered 101 to a tunnel's request: what follows on this socket is not HTTP. */
   private switched = false;
+  /** The exchange's response is complete and the connection may be pooled once parse() returns. */
+  private reusable = false;
+  /** A byte arrived that starts a message nobody asked for: this connection is never pooled. */
+  private dirty = false;
 
   constructor(private readonly pool: UpstreamPool, readonly key: string, address: UpstreamAddress) {
     this.socket = 'port' in address ? net.connect({ host: '127.0.0.1', port: address.port, noDelay: true }) : net.connect({ path: address.socketPath });
     this.parser = new HTTPParser();
     this.parser.initialize(HTTPParser.RESPONSE, {}, 64 * 1024, HTTPParser.kLenientNone);
     this.parser[HTTPParser.kOnHeaders] = (headers: string[]) => this.exchange?.upstreamHeaders.push(...headers);
+    // Any byte after a complete response (in the same chunk, or later) begins a message nobody asked for: an upstream
+    // that answers twice could otherwise leave a half-parsed response on a pooled connection for the next exchange.
+    this.parser[HTTPParser.kOnMessageBegin] = () => {
+      if (!this.exchange) this.dirty = true;
+    };
     this.parser[HTTPParser.kOnHeadersComplete] = (_maj: number, _min: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, statusMessage: string, upgrade: boolean, keepAlive: boolean): number => {
       const ex = this.exchange;
-      if (!ex) return 0;
+      if (!ex) {
+        this.dirty = true;
+        return 0;
+      }
       const raw = headers && headers.length ? (ex.upstreamHeaders.length ? ex.upstreamHeaders.concat(headers) : headers) : ex.upstreamHeaders;
       ex.upstreamHeaders = [];
       ex.upstreamBytes = true;
@@ -231,7 +244,7 @@ class UpstreamConnection {
       // A HEAD response has no body whatever its Content-Length says: llhttp must not wait for one.
       return ex.req.method === 'HEAD' ? 1 : 0;
     };
-    this.parser[HTTPParser.kOnBody] = (chunk: Buffer) => this.exchange?.upstreamBody(chunk);
+    this.parser[HTTPParser.kOnBody] = (chunk: Buffer) => (this.exchange ? this.exchange.upstreamBody(chunk) : (this.dirty = true));
     this.parser[HTTPParser.kOnMessageComplete] = () => {
       if (this.interim) {
         this.interim = false;
@@ -256,6 +269,13 @@ class UpstreamConnection {
       } finally {
         this.executing = false;
         client.uncork();
+      }
+      if (this.reusable) {
+        // Pooled only now that parse() has returned: a chunk holding more than the response made this connection dirty.
+        this.reusable = false;
+        if (this.dirty || typeof ret !== 'number' || !this.usable()) this.destroy();
+        else this.pool.release(this);
+        return;
       }
       if (typeof ret !== 'number') this.fail(`upstream answered malformed HTTP (${ret.code ?? ret.message})`);
       else if (this.switched && this.exchange && !this.closed) {
@@ -291,7 +311,16 @@ class UpstreamConnection {
   }
 
   usable(): boolean {
-    return !this.closed && !this.socket.destroyed && this.socket.readyState === 'open';
+    return !this.closed && !this.dirty && !this.socket.destroyed && this.socket.readyState === 'open';
+  }
+
+  /** The exchange's response is complete: pool this connection once the current parse() returns, or close it. */
+  completed(reuse: boolean): void {
+    // A socket paused for a slow client must flow again before anyone else gets it.
+    this.socket.resume();
+    if (reuse && this.executing) this.reusable = true;
+    else if (reuse && this.usable()) this.pool.release(this);
+    else this.destroy();
   }
 
   private fail(reason: string): void {
@@ -343,6 +372,8 @@ class Exchange implements WireResponder {
   readonly hasBody: boolean;
   readonly expectContinue: boolean;
   private readonly contentLength: string | undefined;
+  /** The policy has been given this exchange. */
+  started = false;
   /** A WebSocket upgrade the policy let through (tunnel()). */
   isTunnel = false;
   private tunnelHooks: TunnelHooks | undefined;
@@ -574,8 +605,8 @@ class Exchange implements WireResponder {
     if (!this.responseStarted) return; // refused in upstreamHead
     if (this.framing === 'chunked') this.conn.write(`0${CRLF}${CRLF}`, 'latin1');
     // Reuse needs both messages complete: a request body still arriving belongs to this connection's framing.
-    if (keepAlive && this.requestComplete && up.usable()) this.conn.pool.release(up);
-    else up.destroy();
+    this.conn.forgetPausedUpstream(up.socket);
+    up.completed(keepAlive && this.requestComplete);
     this.finish(this.framing === 'close' || this.conn.closing);
   }
 
@@ -649,6 +680,8 @@ class ClientConnection {
   readonly source: string;
   readonly remoteAddress: string;
   private pausedUpstream: Socket | undefined;
+  /** Inside advance(): an exchange finishing synchronously lets the loop start the next one. */
+  private advancing = false;
 
   constructor(readonly socket: Socket, readonly pool: UpstreamPool, private readonly options: WireServerOptions, private readonly connections: Set<ClientConnection>) {
     this.remoteAddress = socket.remoteAddress ?? '?';
@@ -671,12 +704,12 @@ class ClientConnection {
       this.parsing = ex;
       this.queue.push(ex);
       if (upgrade) {
-        // llhttp stops parsing this connection. CONNECT is refused and closes; an Upgrade may become a tunnel.
+        // llhttp stops parsing this connection: what follows is the tunnel's if the policy opens one (CONNECT and other
+        // protocols are refused, and the connection closes after the answer).
         ex.requestComplete = true;
-        if (req.method === 'CONNECT') this.closing = true;
-        else this.upgrading = ex;
+        this.upgrading = ex;
       }
-      if (this.queue.length === 1) this.start(ex);
+      if (this.queue.length === 1) this.advance();
       else this.socket.pause(); // pipelined: read no more until this one's turn
       return 0;
     };
@@ -743,6 +776,7 @@ class ClientConnection {
   }
 
   private start(ex: Exchange): void {
+    ex.started = true;
     this.setPhase(ex.requestComplete || !ex.hasBody ? 'busy' : 'body');
     try {
       this.options.onRequest(ex.req, ex);
@@ -766,21 +800,42 @@ class ClientConnection {
   finishExchange(ex: Exchange): void {
     if (this.queue[0] !== ex) return;
     this.queue.shift();
-    if (this.closing) {
-      this.queue.forEach((e) => e.abort());
-      this.queue = [];
-      this.end();
-      return;
-    }
-    const next = this.queue[0];
-    if (next) {
-      this.start(next);
-      if (this.queue.length === 1) this.socket.resume();
-    } else if (this.clientEnded) {
-      this.end();
-    } else {
-      this.setPhase(this.parsing ? 'body' : 'idle');
-      this.socket.resume();
+    if (!this.advancing) this.advance();
+  }
+
+  /**
+   * Starts queued exchanges in order until one is in flight. A loop, not recursion: a policy answers a refused request
+   * synchronously, and thousands of pipelined refusals in one read must not grow the stack.
+   */
+  private advance(): void {
+    this.advancing = true;
+    try {
+      for (;;) {
+        if (this.destroyed) return;
+        if (this.closing) {
+          this.queue.forEach((e) => e.abort());
+          this.queue = [];
+          this.end();
+          return;
+        }
+        const next = this.queue[0];
+        if (!next) {
+          if (this.clientEnded) this.end();
+          else {
+            this.setPhase(this.parsing ? 'body' : 'idle');
+            this.socket.resume();
+          }
+          return;
+        }
+        if (!next.started) this.start(next);
+        if (this.queue[0] === next) {
+          // In flight. Reading goes on only while nothing waits behind it (pipelined requests pause the socket).
+          if (this.queue.length === 1) this.socket.resume();
+          return;
+        }
+      }
+    } finally {
+      this.advancing = false;
     }
   }
 
@@ -792,6 +847,11 @@ class ClientConnection {
   pauseUpstream(upstream: Socket): void {
     this.pausedUpstream = upstream;
     upstream.pause();
+  }
+
+  /** `upstream` goes back to the pool: this connection's drain must not resume it for someone else. */
+  forgetPausedUpstream(upstream: Socket): void {
+    if (this.pausedUpstream === upstream) this.pausedUpstream = undefined;
   }
 
   /** Called by the sweep: close connections past their phase's timeout; re-check open tunnels. */
