@@ -249,6 +249,18 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
     c.close();
   });
 
+  it('trailers of a chunked request are dropped, never carried into the next request on the connection', async () => {
+    const c = new Conn(gate.port);
+    c.send(`POST /p/web/app/upload HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: from-request-1\r\nCookie: app=from-trailer\r\n\r\n`);
+    expect(JSON.parse((await c.response()).body.toString())).toMatchObject({ url: '/upload', body: 'abc' });
+    c.send(`GET /p/web/app/next HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
+    expect(JSON.parse((await c.response()).body.toString()).url).toBe('/next');
+    expect(seen.at(-1)!.url).toBe('/next');
+    expect(seen.at(-1)!.headers['x-trailer']).toBeUndefined();
+    expect(seen.at(-1)!.headers.cookie).toBeUndefined();
+    c.close();
+  });
+
   it('Expect: 100-continue is answered by the gate after the grant check; the upstream never sees Expect', async () => {
     const c = new Conn(gate.port);
     c.send(`PUT /p/web/app/upload HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n`);

@@ -120,6 +120,8 @@ export interface WireServer {
 }
 
 const CRLF = '\r\n';
+/** Methods sent again on a new connection when a pooled one turns out dead before any response byte. */
+const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
 const FREE_PER_UPSTREAM = 64;
 /** Shorter than node's default keepAliveTimeout (5 s), so the gate rarely reuses a connection the upstream is closing. */
 const UPSTREAM_IDLE_MS = 4_000;
@@ -217,6 +219,7 @@ class UpstreamConnection {
     // that answers twice could otherwise leave a half-parsed response on a pooled connection for the next exchange.
     this.parser[HTTPParser.kOnMessageBegin] = () => {
       if (!this.exchange) this.dirty = true;
+      else this.exchange.upstreamHeaders = []; // trailers of an interim or earlier message are never a head's
     };
     this.parser[HTTPParser.kOnHeadersComplete] = (_maj: number, _min: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, statusMessage: string, upgrade: boolean, keepAlive: boolean): number => {
       const ex = this.exchange;
@@ -615,9 +618,9 @@ class Exchange implements WireResponder {
     this.upstream = undefined;
     up?.destroy();
     if (this.done) return;
-    // A pooled connection the upstream closed while idle fails before any response byte: send a bodiless request again
-    // once, on a new connection (the request never reached the application).
-    if (this.reused && !this.retried && !this.upstreamBytes && !this.hasBody && !this.responseStarted) {
+    // A pooled connection the upstream closed while idle fails before any response byte: send a bodiless GET, HEAD or
+    // OPTIONS again once, on a new connection. Never another method: the upstream may have acted on it before closing.
+    if (this.reused && !this.retried && !this.upstreamBytes && !this.hasBody && !this.responseStarted && RETRYABLE.has(this.req.method)) {
       this.retried = true;
       this.connectUpstream();
       return;
@@ -689,6 +692,12 @@ class ClientConnection {
     socket.setNoDelay(true);
     this.parser = new HTTPParser();
     this.parser.initialize(HTTPParser.REQUEST, {}, options.maxHeaderSize, HTTPParser.kLenientNone);
+    // A new message starts with no headers: trailers of the previous one (llhttp hands them to kOnHeaders after its
+    // body) are dropped here, never prepended to the next request.
+    this.parser[HTTPParser.kOnMessageBegin] = () => {
+      this.partialHeaders = [];
+      this.partialUrl = '';
+    };
     this.parser[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
       this.partialHeaders.push(...headers);
       this.partialUrl += url;
