@@ -73,6 +73,13 @@ describe('gate.server offline (system scope under a temporary root)', () => {
     expect(change.reasons[0]!.message).toContain('listener settings');
     expect(readFileSync(unitFile, 'utf8')).toBe(before);
     expect(readServerSettings(gatePaths(fx.root).server)).toMatchObject({ port: 9443, tls: { cert: 'file:/etc/agentvm/gate.crt', key: 'file:/etc/agentvm/gate.key' } });
+    // A public URL (a TLS-terminating proxy in front) is a listener setting too: restart, same unit text.
+    const proxied = await reconcile(desired({ port: 9443, tls: { cert: 'file:/etc/agentvm/gate.crt', key: 'file:/etc/agentvm/gate.key' }, publicUrl: 'https://previews.example.test' }));
+    expect(proxied).toMatchObject({ action: 'update', effect: 'restart' });
+    expect(readFileSync(unitFile, 'utf8')).toBe(before);
+    expect(readServerSettings(gatePaths(fx.root).server)).toMatchObject({ publicUrl: 'https://previews.example.test' });
+    expect(await reconcile(desired({ port: 9443, tls: { cert: 'file:/etc/agentvm/gate.crt', key: 'file:/etc/agentvm/gate.key' } }))).toMatchObject({ action: 'update', effect: 'restart' });
+    expect(readServerSettings(gatePaths(fx.root).server)?.publicUrl).toBeUndefined();
   });
 
   it('WHEN the unit is edited by hand THEN drift live-modified, and apply puts it back', async () => {
@@ -175,6 +182,15 @@ describe('agentvm gate serve reads the settings apply wrote (server.json)', () =
     expect(other.code).toBe(1);
     expect(other.stderr).toContain('gate.host-mismatch');
     expect(other.stderr).toContain('--host edge-1');
+
+    // A public URL in server.json (host spec spec.gate.publicUrl) reaches the server; a malformed one is refused as state.
+    writeServerSettings(gatePaths(fx.root).server, { version: 1, host: 'edge-1', address: '127.0.0.1', port: 9777, tls: null, publicUrl: 'https://previews.example.test' });
+    const proxied = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--print-unit']);
+    expect(proxied.stdout).toMatch(/ --public-url https:\/\/previews\.example\.test$/m);
+    writeFileSync(gatePaths(fx.root).server, '{"version":1,"host":"edge-1","address":"127.0.0.1","port":9777,"tls":null,"publicUrl":"ftp://x/"}');
+    const badUrl = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1']);
+    expect(badUrl.code).toBe(1);
+    expect(badUrl.stderr).toContain('publicUrl must be an http(s) origin');
 
     writeFileSync(gatePaths(fx.root).server, '{"version":1,"address":"127.0.0.1"}');
     const bad = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1']);

@@ -14,6 +14,7 @@ import { gatePaths } from '../src/gate/paths.js';
 import { verifyAuditLog, type AuditEvent } from '../src/state/audit-log.js';
 import { agentvm, assertBuilt, hasStackTrace, ROOT } from './support/cli.js';
 import { applyRoute, exchange, grant, rawRequest, request, startGate, startUpstream, tempRoot, type GateProcess, type Upstream } from './support/gate.js';
+import { startWsUpstream } from './support/websocket.js';
 
 const ajv = new Ajv2020.default({ allErrors: true, strict: false });
 ajv.addFormat('date-time', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/);
@@ -357,6 +358,46 @@ describe('agentvm gate over TLS', () => {
     } finally {
       await gate?.stop();
       await up.close();
+      fx.remove();
+    }
+  }, 30_000);
+});
+
+describe('agentvm gate behind a TLS-terminating proxy (--public-url)', () => {
+  it('links point at the public origin; cookies are Secure; upstreams see https; WebSockets from that origin pass', async () => {
+    assertBuilt();
+    const fx = tempRoot();
+    const up = await startUpstream('proxied');
+    const live = await startWsUpstream();
+    let gate: GateProcess | undefined;
+    try {
+      await applyRoute(fx.root, { workload: 'web', preview: 'site', port: up.port });
+      await applyRoute(fx.root, { workload: 'web', preview: 'live', port: live.port });
+      const bad = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--port', '0', '--public-url', 'https://previews.example.test/p/']);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain('--public-url "https://previews.example.test/p/" is not an http(s) origin');
+      expect(hasStackTrace(bad.stderr)).toBe(false);
+      gate = await startGate(fx.root, ['--public-url', 'https://Previews.Example.test']);
+      const { result } = await grant(fx.root, 'web/site');
+      expect(result.link.startsWith('https://previews.example.test/p/web/site/?grant=')).toBe(true);
+      expect((result as unknown as { listener: { publicUrl: string } }).listener.publicUrl).toBe('https://previews.example.test');
+      // The proxy forwards to the loopback listener: the test plays the proxy.
+      const ex = await exchange(result.link.replace('https://previews.example.test', gate.url));
+      expect(ex.setCookie).toMatch(/; HttpOnly; SameSite=Strict; Secure$/);
+      const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie: ex.cookie!, host: 'previews.example.test' } });
+      expect(page.status).toBe(200);
+      expect(up.hits.at(-1)!.headers['x-forwarded-proto']).toBe('https');
+      const liveGrant = (await grant(fx.root, 'web/live')).result;
+      const liveCookie = (await exchange(liveGrant.link.replace('https://previews.example.test', gate.url))).cookie!;
+      const handshake = (origin: string): Promise<string> => rawRequest(gate!.port, `GET /p/web/live/socket HTTP/1.1\r\nHost: previews.example.test\r\nCookie: ${liveCookie}\r\nOrigin: ${origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      expect(await handshake('https://previews.example.test')).toMatch(/^HTTP\/1\.1 101 /);
+      expect(await handshake('https://evil.example')).toMatch(/^HTTP\/1\.1 403 /);
+      const unit = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--public-url', 'https://previews.example.test', '--print-unit']);
+      expect(unit.stdout).toMatch(/ --public-url https:\/\/previews\.example\.test$/m);
+    } finally {
+      await gate?.stop();
+      await up.close();
+      await live.close();
       fx.remove();
     }
   }, 30_000);

@@ -30,8 +30,8 @@ export interface GrantResult {
   grant: GrantSummary;
   /** The one-time link; the only place the token appears. */
   link: string;
-  /** Where the link points: from the running server's listener record, or the defaults when none was found. */
-  listener: { address: string; port: number; tls: boolean; recorded: boolean };
+  /** Where the link points: the running server's public URL or listener record, or the defaults when none was found. */
+  listener: { publicUrl?: string; address: string; port: number; tls: boolean; recorded: boolean };
 }
 
 export interface RevokeResult {
@@ -104,8 +104,8 @@ export function grantAccess(input: { root: string; host?: string; target: string
   const linkHost = address === '0.0.0.0' || address === '::' ? os.hostname() : address;
   return {
     grant: { id: grant.id, preview: key, identity: grant.identity, reason, created: grant.created, expires: grant.expires, used: false, revoked: false },
-    link: `${baseUrl(linkHost, port, tls)}/p/${names.workload}/${names.preview}/?grant=${token}`,
-    listener: { address, port, tls, recorded: listener !== undefined },
+    link: `${listener?.publicUrl ?? baseUrl(linkHost, port, tls)}/p/${names.workload}/${names.preview}/?grant=${token}`,
+    listener: { ...(listener?.publicUrl ? { publicUrl: listener.publicUrl } : {}), address, port, tls, recorded: listener !== undefined },
   };
 }
 

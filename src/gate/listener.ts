@@ -18,6 +18,8 @@ export interface ListenerRecord {
   address: string;
   port: number;
   tls: boolean;
+  /** The origin people reach the gate at, behind a TLS-terminating proxy (grant links use it). */
+  publicUrl?: string;
   pid: number;
   started: string;
 }
@@ -72,11 +74,34 @@ export function writeListenerRecord(file: string, record: ListenerRecord): void 
 export function readListenerRecord(file: string): ListenerRecord | undefined {
   try {
     const v = readJsonFile(file) as Partial<ListenerRecord> | undefined;
-    if (v && v.version === 1 && typeof v.address === 'string' && typeof v.port === 'number' && typeof v.tls === 'boolean') return v as ListenerRecord;
+    if (v && v.version === 1 && typeof v.address === 'string' && typeof v.port === 'number' && typeof v.tls === 'boolean' && (v.publicUrl === undefined || publicOrigin(v.publicUrl) !== undefined)) return v as ListenerRecord;
   } catch {
     // unreadable: as if absent
   }
   return undefined;
+}
+
+/**
+ * The origin of a public URL (`https://previews.example.com`, lowercase, no trailing slash), or undefined when it is
+ * not an http(s) origin: no path, query, fragment or credentials — the gate's routes are `/p/…` under it.
+ */
+export function publicOrigin(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return undefined;
+  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.username || url.password || url.search || url.hash || (url.pathname !== '/' && url.pathname !== '')) return undefined;
+  if (!/^https?:\/\/[^/?#]+\/?$/i.test(text)) return undefined;
+  return url.origin;
+}
+
+/** publicOrigin, or a user error saying what a public URL must look like (`where` names the flag or field). */
+export function assertPublicUrl(text: string, where: string): string {
+  const origin = publicOrigin(text);
+  if (!origin) throw userError(GateCode.invalidConfig, `${where} ${JSON.stringify(text)} is not an http(s) origin.`, 'Give the scheme and host people use to reach the gate through your TLS proxy, without a path: e.g. https://previews.example.com');
+  return origin;
 }
 
 /** `http(s)://address:port`, with IPv6 addresses bracketed. */

@@ -18,6 +18,7 @@ import { canonicalJson } from '../engine/canonical-json.js';
 import { readJsonFile, writeFileAtomic } from '../state/atomic-file.js';
 import { GateCode } from './codes.js';
 import { parseDuration } from './duration.js';
+import { publicOrigin } from './listener.js';
 
 export type Upstream = { port: number } | { socket: string };
 
@@ -127,6 +128,9 @@ export interface GateServerSettings {
   port: number;
   /** Certificate and key by reference (`file:/abs/path`); null: plain HTTP, loopback only. */
   tls: { cert: string; key: string } | null;
+  /** The public origin behind a TLS-terminating proxy (host spec spec.gate.publicUrl). Absent when none, so settings
+   *  written before it existed keep their digest. */
+  publicUrl?: string | null;
 }
 
 const FILE_REF = /^file:\/[^\0]*$/;
@@ -142,6 +146,9 @@ export function serverSettingsProblems(value: unknown): string[] {
   const tls = v.tls as Record<string, unknown> | null | undefined;
   if (tls !== null && (typeof tls !== 'object' || typeof tls.cert !== 'string' || typeof tls.key !== 'string' || !FILE_REF.test(tls.cert) || !FILE_REF.test(tls.key))) {
     problems.push('tls must be null or {cert, key} as file:/absolute/path references');
+  }
+  if (v.publicUrl !== undefined && v.publicUrl !== null && (typeof v.publicUrl !== 'string' || publicOrigin(v.publicUrl) === undefined)) {
+    problems.push('publicUrl must be an http(s) origin without a path, e.g. https://previews.example.com');
   }
   return problems;
 }
@@ -160,7 +167,9 @@ export function readServerSettings(file: string): GateServerSettings | undefined
 }
 
 export function normaliseServerSettings(s: GateServerSettings): GateServerSettings {
-  return { version: 1, host: s.host, address: s.address, port: s.port, tls: s.tls ? { cert: s.tls.cert, key: s.tls.key } : null };
+  const out: GateServerSettings = { version: 1, host: s.host, address: s.address, port: s.port, tls: s.tls ? { cert: s.tls.cert, key: s.tls.key } : null };
+  if (s.publicUrl) out.publicUrl = publicOrigin(s.publicUrl) ?? s.publicUrl;
+  return out;
 }
 
 export function writeServerSettings(file: string, settings: GateServerSettings, mode = 0o640): void {

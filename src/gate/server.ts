@@ -40,6 +40,8 @@ export interface GateServerOptions {
   port: number;
   /** PEM certificate and key; absent: plain HTTP (loopback only, checked by the caller). */
   tls?: { cert: Buffer; key: Buffer };
+  /** The origin people use behind a TLS-terminating proxy (already normalised by publicOrigin). */
+  publicUrl?: string;
   /** Request head cap in bytes (431 above it). Default 16 KiB. */
   maxHeaderSize?: number;
   /** How often expired grants are audited and pruned. Default 1 s. */
@@ -192,6 +194,9 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   const grants = new GrantIndex(store);
   const routes = new RouteCache(paths.routes, () => grants.invalidate(), warn);
   const tls = options.tls !== undefined;
+  const publicUrl = options.publicUrl;
+  /** What the browser sees: HTTPS when the gate serves TLS or sits behind an https proxy (Secure cookies, X-Forwarded-Proto). */
+  const https = tls || (publicUrl?.startsWith('https:') ?? false);
   const requestLog = new RequestAuditLog({ file: paths.audit, ...(options.auditIntervalMs ? { intervalMs: options.auditIntervalMs } : {}), onError: (e) => warn(`audit write failed: ${(e as Error).message}`) });
   const host = options.host;
   /** `address:port` the server listens on (set once listening): the X-Forwarded-Host upstreams see. */
@@ -277,8 +282,9 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     if (req.upgrade) {
       if (target.grant !== undefined) return deny(req, res, key, { status: 400, reason: 'a grant link cannot open a WebSocket' }, '', true);
       // Cross-site WebSocket hijacking: a browser always sends Origin on a WebSocket handshake; it must be the gate's own.
-      const origin = rawHeader(req.rawHeaders, 'origin');
-      if (origin !== undefined && origin.toLowerCase() !== `${tls ? 'https' : 'http'}://${(rawHeader(req.rawHeaders, 'host') ?? '').toLowerCase()}`) {
+      // Through a proxy that is the public origin; directly, this listener's scheme and the Host the browser used.
+      const origin = rawHeader(req.rawHeaders, 'origin')?.toLowerCase();
+      if (origin !== undefined && origin !== publicUrl && origin !== `${tls ? 'https' : 'http'}://${(rawHeader(req.rawHeaders, 'host') ?? '').toLowerCase()}`) {
         return deny(req, res, key, { status: 403, reason: 'cross-origin WebSocket refused' }, '', true);
       }
     }
@@ -340,7 +346,7 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     }
     grants.addSession(sessionHash, grant);
     const maxAge = Math.max(1, Math.floor((Date.parse(grant.expires) - Date.now()) / 1000));
-    const cookie = `${name}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${tls ? '; Secure' : ''}`;
+    const cookie = `${name}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${https ? '; Secure' : ''}`;
     const location = `/p/${route.workload}/${route.preview}${rest}${query ? `?${query}` : ''}`;
     auditGateEvent(paths.audit, gateEntry(host, 'gate.exchange', 'ok', { preview: key, grantId: grant.id, identity: grant.identity, source: req.source, expires: grant.expires, reason: 'one-time link exchanged for a session' }, { actor: grant.identity }));
     audit(req, key, 200, grant, 'one-time link exchanged for a session');
@@ -384,14 +390,14 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   const proxy = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
     const upstream = upstreamOf(req, res, route, key, grant);
     if (!upstream) return;
-    const head = `${req.method} ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, route, tls, listenerHost)}`;
+    const head = `${req.method} ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, route, https, listenerHost)}`;
     res.forward(upstream, head, { response: answer(req, key, grant, false), failed: (reason) => deny(req, res, key, { status: 502, reason, grant }) });
   };
 
   const tunnel = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
     const upstream = upstreamOf(req, res, route, key, grant);
     if (!upstream) return;
-    const head = `GET ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, route, tls, listenerHost)}connection: upgrade${CRLF}upgrade: websocket${CRLF}`;
+    const head = `GET ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, route, https, listenerHost)}connection: upgrade${CRLF}upgrade: websocket${CRLF}`;
     res.tunnel(upstream, head, {
       response: answer(req, key, grant, true),
       failed: (reason) => deny(req, res, key, { status: 502, reason, grant }, '', true),
@@ -443,7 +449,7 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
       wire.closeAll();
     });
   try {
-    writeListenerRecord(paths.listener, { version: 1, address: options.address, port, tls, pid: process.pid, started: new Date().toISOString() });
+    writeListenerRecord(paths.listener, { version: 1, address: options.address, port, tls, ...(publicUrl ? { publicUrl } : {}), pid: process.pid, started: new Date().toISOString() });
   } catch (error) {
     await stop();
     throw error;
@@ -504,7 +510,7 @@ function connectionTokens(raw: string[]): Set<string> | undefined {
  * The request header lines an upstream sees: no hop-by-hop or framing headers, no gate cookies, no client-chosen address
  * headers; Host and X-Forwarded-* set by the gate. Names go lowercase; a malformed header is dropped.
  */
-function forwardHeaders(req: WireRequest, route: GateRoute, tls: boolean, listenerHost: string): string {
+function forwardHeaders(req: WireRequest, route: GateRoute, https: boolean, listenerHost: string): string {
   const raw = req.rawHeaders;
   const listed = connectionTokens(raw);
   let out = '';
@@ -527,7 +533,7 @@ function forwardHeaders(req: WireRequest, route: GateRoute, tls: boolean, listen
   if (cookies !== '' && FIELD_VALUE.test(cookies)) out += `cookie: ${cookies}${CRLF}`;
   out += `host: ${'port' in route.upstream ? `127.0.0.1:${route.upstream.port}` : 'localhost'}${CRLF}`;
   out += `x-forwarded-for: ${req.remoteAddress}${CRLF}`;
-  out += `x-forwarded-proto: ${tls ? 'https' : 'http'}${CRLF}`;
+  out += `x-forwarded-proto: ${https ? 'https' : 'http'}${CRLF}`;
   out += `x-forwarded-prefix: /p/${route.workload}/${route.preview}${CRLF}`;
   // The client's Host header is attacker-chosen: the upstream learns the listener's own address instead.
   out += `x-forwarded-host: ${listenerHost}${CRLF}`;

@@ -7,6 +7,10 @@ export interface GateGrantResult {
   grant: GrantSummary;
   link: string;
   listener: {
+    /**
+     * The public origin the link uses (spec.gate.publicUrl or gate serve --public-url), when the gate has one.
+     */
+    publicUrl?: string;
     address: string;
     port: number;
     tls: boolean;

@@ -9,6 +9,10 @@ export interface GateServeResult {
   port: number;
   tls: boolean;
   url: string | null;
+  /**
+   * The public origin (behind a TLS-terminating proxy), when set.
+   */
+  publicUrl?: string | null;
   unit: null | {
     name: string;
     text: string;

@@ -31,6 +31,10 @@ export interface Host {
        */
       address?: string;
       port?: number;
+      /**
+       * The origin people reach the gate at when a TLS-terminating proxy is in front of it (https://previews.example.com): grant links use it, session cookies are Secure when it is https, and WebSocket handshakes from it pass the same-origin check.
+       */
+      publicUrl?: string;
       tls?: {
         /**
          * Certificate by reference (file:/abs/path).

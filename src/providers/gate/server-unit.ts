@@ -39,6 +39,8 @@ export interface GateServerConfig {
   address: string;
   port: number;
   tls: { cert: string; key: string } | null;
+  /** The public origin behind a TLS-terminating proxy, or null. */
+  publicUrl: string | null;
   scope: UnitScope;
 }
 
@@ -67,17 +69,17 @@ export interface LiveGateServer {
 }
 
 export function parseServerConfig(config: Record<string, unknown>, address: string): { config?: GateServerConfig; diagnostics: Diagnostic[] } {
-  const problems = serverSettingsProblems({ host: 'h', address: config.address, port: config.port, tls: config.tls ?? null });
+  const problems = serverSettingsProblems({ host: 'h', address: config.address, port: config.port, tls: config.tls ?? null, publicUrl: config.publicUrl ?? null });
   if (config.scope !== 'system' && config.scope !== 'user') problems.push('scope must be system or user');
   if (problems.length) {
     return { diagnostics: [errorDiag(GateCode.invalidConfig, `${address}: ${problems.join('; ')}.`, { address, detail: 'The gate listener comes from the host spec (`spec.gate`); fix it there and plan again.' })] };
   }
   const tls = config.tls as { cert: string; key: string } | null | undefined;
-  return { config: { address: config.address as string, port: config.port as number, tls: tls ? { cert: tls.cert, key: tls.key } : null, scope: config.scope as UnitScope }, diagnostics: [] };
+  return { config: { address: config.address as string, port: config.port as number, tls: tls ? { cert: tls.cert, key: tls.key } : null, publicUrl: typeof config.publicUrl === 'string' ? config.publicUrl : null, scope: config.scope as UnitScope }, diagnostics: [] };
 }
 
 function settingsOf(config: GateServerConfig, host: string): GateServerSettings {
-  return normaliseServerSettings({ version: 1, host, address: config.address, port: config.port, tls: config.tls });
+  return normaliseServerSettings({ version: 1, host, address: config.address, port: config.port, tls: config.tls, publicUrl: config.publicUrl });
 }
 
 const sha256 = (text: string): string => `sha256:${createHash('sha256').update(text).digest('hex')}`;
