@@ -136,12 +136,26 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
   const seen: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders; body: string }> = [];
   const big = Buffer.alloc(3 * 1024 * 1024, 'abcdefghijklmnopqrstuvwxyz');
   let rawHits = 0;
+  /** Larger than loopback socket buffers can hold, so part of it waits in the gate while the client does not read. */
+  const huge = Buffer.alloc(8 * 1024 * 1024, 'huge response ');
+  const hanging = { open: 0, closed: 0 };
 
   beforeAll(async () => {
     assertBuilt();
     fx = tempRoot();
     // A well-behaved application server: echoes what it received, in several framings.
     app = http.createServer((req, res) => {
+      if (req.url === '/echo-stream') {
+        // Answers before the body has arrived: the response streams the request body back as it comes.
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        req.pipe(res);
+        return;
+      }
+      if (req.url === '/huge') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': huge.length });
+        res.end(huge);
+        return;
+      }
       const parts: Buffer[] = [];
       req.on('data', (d: Buffer) => parts.push(d));
       req.on('end', () => {
@@ -187,6 +201,10 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
         } else if (path === '/split-partial') {
           // A whole response, then the start of one nobody asked for: the connection must never be reused.
           socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\nforg');
+        } else if (path === '/hang') {
+          // Reads the request and never answers (a hung dev server, a long poll).
+          hanging.open++;
+          socket.on('close', () => hanging.closed++);
         } else if (path === '/plain') {
           socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain');
         } else if (path === '/close-delimited') {
@@ -392,6 +410,49 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
     expect(createHash('sha256').update(r.body).digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
     c.close();
   });
+
+  it('a client that goes away while its request waits on a hung upstream releases both connections', async () => {
+    const rc = await rawCookie();
+    const c = new Conn(gate.port);
+    const before = { ...hanging };
+    c.send(`GET /p/web/raw/hang HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\n\r\n`);
+    for (let i = 0; i < 100 && hanging.open === before.open; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(hanging.open).toBe(before.open + 1);
+    c.socket.end(); // the browser tab is closed: a FIN
+    await c.closedByGate();
+    for (let i = 0; i < 100 && hanging.closed === before.closed; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(hanging.closed).toBe(before.closed + 1);
+  });
+
+  it('Connection: close does not cut the body of the request being forwarded (an upstream streaming it back)', async () => {
+    const c = new Conn(gate.port);
+    c.send(`POST /p/web/app/echo-stream HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: close\r\nContent-Length: 10\r\n\r\nfirst`);
+    await new Promise((r) => setTimeout(r, 200)); // the upstream has answered (head sent) before the rest arrives
+    c.send('-last');
+    const r = await c.response();
+    expect(r.body.toString()).toBe('first-last');
+    await c.closedByGate();
+  });
+
+  it('a response to a client that reads slowly is not cut by the close timer (Connection: close, 8 MiB)', async () => {
+    const c = new Conn(gate.port);
+    // A slow link: one read (≤ 64 KiB) every 20 ms. The gate has the whole response from the upstream seconds before
+    // the client has read it, and its end-of-connection timer must wait for the bytes to go out.
+    c.socket.pause();
+    const throttle = setInterval(() => {
+      c.socket.once('data', () => c.socket.pause());
+      c.socket.resume();
+    }, 20);
+    try {
+      c.send(`GET /p/web/app/huge HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`);
+      const r = await c.response();
+      expect(r.body.length).toBe(huge.length);
+    } finally {
+      clearInterval(throttle);
+    }
+    c.socket.resume();
+    await c.closedByGate();
+  }, 30_000);
 
   it('a refused request with a body is answered without reading the body, and the connection closes', async () => {
     const before = seen.length + rawHits;

@@ -122,6 +122,8 @@ export interface WireServer {
 const CRLF = '\r\n';
 /** Methods sent again on a new connection when a pooled one turns out dead before any response byte. */
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** A response the client has not read any of for this long is cut. */
+const SEND_STALL_MS = 30_000;
 const FREE_PER_UPSTREAM = 64;
 /** Shorter than node's default keepAliveTimeout (5 s), so the gate rarely reuses a connection the upstream is closing. */
 const UPSTREAM_IDLE_MS = 4_000;
@@ -401,6 +403,11 @@ class Exchange implements WireResponder {
     this.expectContinue = expect;
   }
 
+  /** This exchange's request body is still wanted: it is being sent upstream. */
+  forwardingBody(): boolean {
+    return !this.requestComplete && !this.discardBody && !this.done && this.upstream !== undefined;
+  }
+
   // -- request body from the client --
   body(chunk: Buffer): void {
     if (this.discardBody || this.done) return;
@@ -676,7 +683,11 @@ class ClientConnection {
   /** Inside parser.execute: the native parser must not be freed until it returns (use after free). */
   private executing = false;
   /** When the current phase began: a request head being read, a body being read, or idle between requests. */
-  phase: 'head' | 'body' | 'busy' | 'idle' | 'tunnel' = 'head';
+  phase: 'head' | 'body' | 'busy' | 'idle' | 'tunnel' | 'closing' = 'head';
+  private ending = false;
+  /** The sweep's view of the write buffer: its size last time, and when it last changed. */
+  private lastPending = 0;
+  private lastProgress = 0;
   /** The upgrade request whose turn it is or will be: every byte after its head is the tunnel's, never parsed. */
   private upgrading: Exchange | undefined;
   phaseSince = Date.now();
@@ -732,12 +743,21 @@ class ClientConnection {
     };
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => {
-      // The client sent all it will: answer the requests it completed, then close. A request cut short is abandoned.
+      // The client is gone (browsers never half-close an HTTP connection): what it asked and has not been answered is
+      // abandoned, as node:http does, so a request waiting on a slow or hung upstream holds no sockets. A response
+      // already written keeps flowing until it is flushed (end()). A tunnel passes the half-close on.
       this.clientEnded = true;
       const tunnel = this.queue[0]?.tunnelState;
       if (tunnel) return tunnel.clientEnded();
-      if (this.parsing && !this.parsing.requestComplete) return this.destroy();
-      if (this.queue.length === 0) this.end();
+      const current = this.queue[0];
+      if (current && !current.done) {
+        if (!current.responseStarted) return this.destroy();
+        // Part of the response is out: let it finish, then close; nothing queued behind it is served.
+        this.queue.splice(1).forEach((e) => e.abort());
+        this.closing = true;
+        return;
+      }
+      this.end();
     });
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.destroy());
@@ -752,7 +772,9 @@ class ClientConnection {
   private onData(chunk: Buffer): void {
     if (this.destroyed) return;
     if (this.upgrading) return this.upgrading.tunnelData(chunk);
-    if (this.closing) return;
+    // Closing: no new request is read. The body of the one being forwarded still is (an upstream may answer before it
+    // has read all of it, e.g. an echo piping the request into the response).
+    if (this.closing && !this.parsing?.forwardingBody()) return;
     if (this.phase === 'idle') this.setPhase('head');
     let ret: number | (Error & { code?: string }) = 0;
     this.executing = true;
@@ -866,6 +888,18 @@ class ClientConnection {
   /** Called by the sweep: close connections past their phase's timeout; re-check open tunnels. */
   check(now: number): void {
     if (this.phase === 'tunnel') return this.queue[0]?.tunnelState?.check();
+    // Bytes still waiting to reach the client: a slow reader is not idle. It is cut only when nothing moves for
+    // SEND_STALL_MS (a client that stopped reading holds no connection for ever).
+    const pending = this.socket.writableLength;
+    if (pending > 0) {
+      if (pending !== this.lastPending) {
+        this.lastPending = pending;
+        this.lastProgress = now;
+      } else if (now - this.lastProgress > SEND_STALL_MS) this.destroy();
+      return;
+    }
+    this.lastPending = 0;
+    if (this.phase === 'closing') return;
     const age = now - this.phaseSince;
     if (this.phase === 'head' && age > this.options.headersTimeout) {
       if (this.queue.length === 0) {
@@ -884,11 +918,14 @@ class ClientConnection {
   }
 
   private end(): void {
-    if (this.destroyed) return;
+    if (this.destroyed || this.ending) return;
+    this.ending = true;
     this.closing = true;
+    this.setPhase('closing');
+    // Once everything written has been flushed ('finish'), a client that never closes its side gets 1 s more; a
+    // response the client stops reading is cut by the sweep's stall check, not by a timer that ignores progress.
+    this.socket.once('finish', () => setTimeout(() => this.destroy(), 1_000).unref());
     this.socket.end();
-    // A client that never closes its side does not hold the connection.
-    setTimeout(() => this.destroy(), 1_000).unref();
   }
 
   destroy(): void {
