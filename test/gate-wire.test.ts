@@ -621,6 +621,21 @@ describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 ups
     expect(handshakes.length).toBe(before);
   });
 
+  it('a handshake with a body is refused: the body would reach the upstream as an unchecked request', async () => {
+    const { cookie } = await session();
+    const before = handshakes.length;
+    const smuggled = 'GET /admin HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Real-IP: 127.0.0.1\r\n\r\n';
+    for (const framing of [`Content-Length: ${smuggled.length}\r\n`, 'Transfer-Encoding: chunked\r\n']) {
+      const body = framing.startsWith('Content') ? smuggled : `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
+      const c = new Conn(gate.port);
+      c.send(`GET /p/web/live/socket HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${framing}\r\n${body}`);
+      expect((await c.response()).status, framing).toBe(400);
+      await c.closedByGate();
+    }
+    expect(handshakes.length).toBe(before);
+    expect(received.join()).not.toContain('admin');
+  });
+
   it('an upstream that refuses the upgrade is forwarded as it answered, and the connection closes', async () => {
     const { cookie } = await session();
     const ws = new WsClient(gate.port, '/p/web/live/refuse', `Cookie: ${cookie}\r\n`);

@@ -281,6 +281,11 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     const name = cookieName(target.workload, target.preview);
     if (req.upgrade) {
       if (target.grant !== undefined) return deny(req, res, key, { status: 400, reason: 'a grant link cannot open a WebSocket' }, '', true);
+      // A body on a handshake would reach the upstream unframed, as a request of its own (smuggling): refused.
+      const length = rawHeader(req.rawHeaders, 'content-length');
+      if (rawHeader(req.rawHeaders, 'transfer-encoding') !== undefined || (length !== undefined && length.trim() !== '0')) {
+        return deny(req, res, key, { status: 400, reason: 'a WebSocket handshake cannot carry a body' }, '', true);
+      }
       // Cross-site WebSocket hijacking: a browser always sends Origin on a WebSocket handshake; it must be the gate's own.
       // Through a proxy that is the public origin; directly, this listener's scheme and the Host the browser used.
       const origin = rawHeader(req.rawHeaders, 'origin')?.toLowerCase();

@@ -410,7 +410,8 @@ class Exchange implements WireResponder {
 
   // -- request body from the client --
   body(chunk: Buffer): void {
-    if (this.discardBody || this.done) return;
+    // An upgrade request's body is never forwarded: the tunnel's upstream would read it as a request of its own.
+    if (this.discardBody || this.done || this.req.upgrade) return;
     if (this.upstream) this.sendBody(chunk);
     else this.pending.push(chunk);
   }
