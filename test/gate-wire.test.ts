@@ -201,6 +201,11 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
         } else if (path === '/split-partial') {
           // A whole response, then the start of one nobody asked for: the connection must never be reused.
           socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\nforg');
+        } else if (path === '/stall') {
+          // Sends the head and part of the body, then nothing (a stalled stream).
+          hanging.open++;
+          socket.on('close', () => hanging.closed++);
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart');
         } else if (path === '/hang') {
           // Reads the request and never answers (a hung dev server, a long poll).
           hanging.open++;
@@ -409,6 +414,50 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
     expect(r.body.length).toBe(big.length);
     expect(createHash('sha256').update(r.body).digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
     c.close();
+  });
+
+  it('a pipelined request waiting its turn cannot make the gate buffer its body (backpressure holds)', async () => {
+    const rc = await rawCookie();
+    const c = new Conn(gate.port);
+    // Request 1: a chunked upload the upstream reads and never answers (a 30 000-byte chunk reports backpressure
+    // upstream). Request 2, in the same write, declares 1 GiB; the client then pushes its body as fast as it can.
+    c.send(Buffer.concat([
+      Buffer.from(`POST /p/web/raw/hang HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\nTransfer-Encoding: chunked\r\n\r\n${(30000).toString(16)}\r\n`),
+      Buffer.alloc(30000, 'a'),
+      Buffer.from(`\r\n0\r\n\r\nPOST /p/web/raw/two HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\nContent-Length: ${1 << 30}\r\n\r\n`),
+    ]));
+    const chunk = Buffer.alloc(1 << 20, 'b');
+    let accepted = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < 1_500) {
+      if (!c.socket.write(chunk)) await Promise.race([new Promise((r) => c.socket.once('drain', r)), new Promise((r) => setTimeout(r, 1_500 - (performance.now() - t0)))]);
+      else accepted += chunk.length;
+    }
+    console.log(`[gate] a queued request could push ${(accepted / 2 ** 20).toFixed(0)} MiB in 1.5 s`);
+    // Loopback socket buffers hold a few MiB; a gate reading on would have taken hundreds.
+    expect(accepted).toBeLessThan(64 * 2 ** 20);
+    c.close();
+  });
+
+  it('a client that goes away during a response its upstream has stalled releases both connections', async () => {
+    const rc = await rawCookie();
+    const c = new Conn(gate.port);
+    const before = { ...hanging };
+    c.send(`GET /p/web/raw/stall HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\n\r\n`);
+    const head = await new Promise<void>((r) => c.socket.once('data', () => r()));
+    void head;
+    c.socket.end();
+    await c.closedByGate();
+    for (let i = 0; i < 100 && hanging.closed === before.closed; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(hanging.closed).toBe(before.closed + 1);
+  });
+
+  it('a parse error inside a body being forwarded closes the connection at once (the upstream does not wait for the rest)', async () => {
+    const c = new Conn(gate.port);
+    c.send(`POST /p/web/app/stream HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`);
+    await new Promise((r) => setTimeout(r, 100));
+    c.send('zz-not-a-chunk-size\r\n');
+    await c.closedByGate();
   });
 
   it('a client that goes away while its request waits on a hung upstream releases both connections', async () => {

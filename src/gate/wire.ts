@@ -124,6 +124,8 @@ const CRLF = '\r\n';
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** A response the client has not read any of for this long is cut. */
 const SEND_STALL_MS = 30_000;
+/** An upstream silent this long while an exchange waits on it is given up (nginx's proxy_read_timeout is 60 s). */
+const UPSTREAM_SILENCE_MS = 300_000;
 const FREE_PER_UPSTREAM = 64;
 /** Shorter than node's default keepAliveTimeout (5 s), so the gate rarely reuses a connection the upstream is closing. */
 const UPSTREAM_IDLE_MS = 4_000;
@@ -379,6 +381,8 @@ class Exchange implements WireResponder {
   private readonly contentLength: string | undefined;
   /** The policy has been given this exchange. */
   started = false;
+  /** When the upstream last sent a byte of this exchange's response (or when the request went to it). */
+  upstreamActivity = Date.now();
   /** A WebSocket upgrade the policy let through (tunnel()). */
   isTunnel = false;
   private tunnelHooks: TunnelHooks | undefined;
@@ -553,6 +557,7 @@ class Exchange implements WireResponder {
   }
 
   private connectUpstream(): void {
+    this.upstreamActivity = Date.now();
     const { conn, reused } = this.conn.pool.acquire(this.upstreamAddress!);
     this.upstream = conn;
     this.reused = reused;
@@ -599,6 +604,7 @@ class Exchange implements WireResponder {
   }
 
   upstreamBody(chunk: Buffer): void {
+    this.upstreamActivity = Date.now();
     if (!this.responseStarted || this.done) return;
     const c = this.conn;
     if (this.framing === 'chunked') {
@@ -613,6 +619,7 @@ class Exchange implements WireResponder {
 
   upstreamComplete(up: UpstreamConnection, keepAlive: boolean): void {
     this.upstream = undefined;
+    this.conn.releaseBackpressure(up.socket);
     if (!this.responseStarted) return; // refused in upstreamHead
     if (this.framing === 'chunked') this.conn.write(`0${CRLF}${CRLF}`, 'latin1');
     // Reuse needs both messages complete: a request body still arriving belongs to this connection's framing.
@@ -624,6 +631,7 @@ class Exchange implements WireResponder {
   upstreamFailed(reason: string): void {
     const up = this.upstream;
     this.upstream = undefined;
+    if (up) this.conn.releaseBackpressure(up.socket);
     up?.destroy();
     if (this.done) return;
     // A pooled connection the upstream closed while idle fails before any response byte: send a bodiless GET, HEAD or
@@ -660,6 +668,7 @@ class Exchange implements WireResponder {
     const up = this.upstream;
     this.upstream = undefined;
     if (up) {
+      this.conn.releaseBackpressure(up.socket);
       up.exchange = undefined;
       up.destroy();
     }
@@ -695,6 +704,8 @@ class ClientConnection {
   readonly source: string;
   readonly remoteAddress: string;
   private pausedUpstream: Socket | undefined;
+  /** The upstream a request body is waiting to drain into (pauseFor), with its listener. */
+  private bodyBackpressure: { upstream: Socket; drained: () => void } | undefined;
   /** Inside advance(): an exchange finishing synchronously lets the loop start the next one. */
   private advancing = false;
 
@@ -731,7 +742,7 @@ class ClientConnection {
         this.upgrading = ex;
       }
       if (this.queue.length === 1) this.advance();
-      else this.socket.pause(); // pipelined: read no more until this one's turn
+      else this.syncReading(); // pipelined: read no more until this one's turn
       return 0;
     };
     this.parser[HTTPParser.kOnBody] = (chunk: Buffer) => this.parsing?.body(chunk);
@@ -745,19 +756,14 @@ class ClientConnection {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => {
       // The client is gone (browsers never half-close an HTTP connection): what it asked and has not been answered is
-      // abandoned, as node:http does, so a request waiting on a slow or hung upstream holds no sockets. A response
-      // already written keeps flowing until it is flushed (end()). A tunnel passes the half-close on.
+      // abandoned, as node:http does, so a request waiting on a slow or hung upstream holds no sockets. A tunnel
+      // passes the half-close on.
       this.clientEnded = true;
       const tunnel = this.queue[0]?.tunnelState;
       if (tunnel) return tunnel.clientEnded();
-      const current = this.queue[0];
-      if (current && !current.done) {
-        if (!current.responseStarted) return this.destroy();
-        // Part of the response is out: let it finish, then close; nothing queued behind it is served.
-        this.queue.splice(1).forEach((e) => e.abort());
-        this.closing = true;
-        return;
-      }
+      // Whatever is in flight, answered or not, is for nobody now: an upstream that stalls mid-response must not hold
+      // this socket and its own for ever.
+      if (this.queue.length > 0) return this.destroy();
       this.end();
     });
     socket.on('error', () => this.destroy());
@@ -797,7 +803,11 @@ class ClientConnection {
     const code = ret.code ?? 'HPE_UNKNOWN';
     const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
     this.options.onParseError({ code, status, source: this.source });
+    const broken = this.parsing;
     this.parsing = undefined;
+    // The refused message is the one being forwarded: part of its body is upstream already, so neither connection can
+    // carry on (the upstream would wait for the rest until requestTimeout).
+    if (broken !== undefined && broken === this.queue[0] && broken.started) return this.destroy();
     if (this.queue.length > 0) {
       this.queue.splice(1).forEach((e) => e.abort());
       this.closing = true;
@@ -855,14 +865,14 @@ class ClientConnection {
           if (this.clientEnded) this.end();
           else {
             this.setPhase(this.parsing ? 'body' : 'idle');
-            this.socket.resume();
+            this.syncReading();
           }
           return;
         }
         if (!next.started) this.start(next);
         if (this.queue[0] === next) {
           // In flight. Reading goes on only while nothing waits behind it (pipelined requests pause the socket).
-          if (this.queue.length === 1) this.socket.resume();
+          this.syncReading();
           return;
         }
       }
@@ -871,9 +881,33 @@ class ClientConnection {
     }
   }
 
+  /**
+   * Reading from the client is paused while a pipelined request waits behind the one in flight, or while the upstream
+   * a request body goes to has not drained; it resumes only when neither holds. One place decides, so one reason to
+   * resume can never undo another reason to pause (a queued request's body would then pile up without limit).
+   */
+  syncReading(): void {
+    if (this.destroyed || this.phase === 'tunnel') return;
+    if (this.queue.length > 1 || this.bodyBackpressure !== undefined) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  /** A request body write to `upstream` reported backpressure: read no more from the client until it drains. */
   pauseFor(upstream: Socket): void {
-    this.socket.pause();
-    upstream.once('drain', () => this.socket.resume());
+    if (this.bodyBackpressure) return;
+    const drained = (): void => this.releaseBackpressure(upstream);
+    this.bodyBackpressure = { upstream, drained };
+    upstream.once('drain', drained);
+    this.syncReading();
+  }
+
+  /** `upstream` drained, or its exchange ended: its backpressure no longer holds the client socket. */
+  releaseBackpressure(upstream: Socket): void {
+    const held = this.bodyBackpressure;
+    if (!held || held.upstream !== upstream) return;
+    upstream.off('drain', held.drained);
+    this.bodyBackpressure = undefined;
+    this.syncReading();
   }
 
   pauseUpstream(upstream: Socket): void {
@@ -901,6 +935,13 @@ class ClientConnection {
     }
     this.lastPending = 0;
     if (this.phase === 'closing') return;
+    // An upstream that has sent nothing for UPSTREAM_SILENCE_MS (hung, or a long poll past any proxy's patience): 502,
+    // or the connection closes if part of the response is out.
+    const current = this.queue[0];
+    if (this.phase === 'busy' && current && now - current.upstreamActivity > UPSTREAM_SILENCE_MS) {
+      current.upstreamFailed(`the upstream sent nothing for ${UPSTREAM_SILENCE_MS / 1000} s`);
+      return;
+    }
     const age = now - this.phaseSince;
     if (this.phase === 'head' && age > this.options.headersTimeout) {
       if (this.queue.length === 0) {
