@@ -16,6 +16,17 @@ const available = existsSync(CHROMIUM);
 if (!available && process.env.CI === 'true') throw new Error(`${CHROMIUM} is missing: install it with \`apt-get install chromium\` (CI=true requires the browser test).`);
 if (!available) console.warn(`[gate-browser] skipped: ${CHROMIUM} is missing. Install it with \`apt-get install chromium\`.`);
 
+/** A fresh headless Chromium for `use`, closed afterwards whatever happens. */
+async function withBrowser(use: (browser: import('playwright-core').Browser) => Promise<void>): Promise<void> {
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  try {
+    await use(browser);
+  } finally {
+    await browser.close();
+  }
+}
+
 describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
   let fx: ReturnType<typeof tempRoot>;
   let up: Upstream;
@@ -40,9 +51,7 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
   });
 
   it("the preview's WebSocket works through the gate and is cut when the grant is revoked", async () => {
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
-    try {
+    await withBrowser(async (browser) => {
       const page = await browser.newPage();
       const { result } = await grant(fx.root, 'web/live', { reason: 'live preview' });
       await page.goto(result.link);
@@ -54,16 +63,12 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
       await page.waitForFunction("document.getElementById('state').textContent === 'closed'", undefined, { timeout: 3_000 });
       expect(live.received).toContain('hi');
       expect(live.received).not.toContain('after revoke');
-    } finally {
-      await browser.close();
-    }
+    });
   }, 60_000);
 
   it('a page on another site cannot open a WebSocket to a preview with the user’s session', async () => {
     const { result } = await grant(fx.root, 'web/live', { reason: 'cross-site socket' });
     const before = live.handshakes.length;
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
     const site = http.createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end(`<!doctype html><p id="state">connecting</p><script>
@@ -74,26 +79,25 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
     });
     await new Promise<void>((r) => site.listen(0, '127.0.0.1', r));
     try {
-      const page = await browser.newPage();
-      await page.goto(result.link); // the user holds a live session for web/live in this browser
-      await page.waitForURL(`${gate.url}/p/web/live/`);
-      await page.waitForFunction("document.getElementById('state').textContent === 'open'", undefined, { timeout: 5_000 });
-      const handshakesWithSession = live.handshakes.length;
-      await page.goto(`http://localhost:${(site.address() as AddressInfo).port}/`);
-      await page.waitForFunction("document.getElementById('state').textContent !== 'connecting'", undefined, { timeout: 5_000 });
-      expect(await page.textContent('#state')).toBe('refused');
-      expect(live.handshakes.length).toBe(handshakesWithSession); // the other site's handshake never reached the preview
-      expect(handshakesWithSession).toBe(before + 1);
+      await withBrowser(async (browser) => {
+        const page = await browser.newPage();
+        await page.goto(result.link); // the user holds a live session for web/live in this browser
+        await page.waitForURL(`${gate.url}/p/web/live/`);
+        await page.waitForFunction("document.getElementById('state').textContent === 'open'", undefined, { timeout: 5_000 });
+        const handshakesWithSession = live.handshakes.length;
+        await page.goto(`http://localhost:${(site.address() as AddressInfo).port}/`);
+        await page.waitForFunction("document.getElementById('state').textContent !== 'connecting'", undefined, { timeout: 5_000 });
+        expect(await page.textContent('#state')).toBe('refused');
+        expect(live.handshakes.length).toBe(handshakesWithSession); // the other site's handshake never reached the preview
+        expect(handshakesWithSession).toBe(before + 1);
+      });
     } finally {
-      await browser.close();
       await new Promise<void>((r) => { site.close(() => r()); site.closeAllConnections(); });
     }
   }, 60_000);
 
   it('follows a grant link, sees the preview, and is refused on the next load after revoke', async () => {
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
-    try {
+    await withBrowser(async (browser) => {
       const page = await browser.newPage();
       const { result } = await grant(fx.root, 'web/site', { reason: 'browser review' });
       const first = await page.goto(result.link);
@@ -114,9 +118,7 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
       expect(up.hits.length).toBe(hitsBefore);
       // The one-time link does not work a second time either.
       expect((await page.goto(result.link))?.status()).toBe(403);
-    } finally {
-      await browser.close();
-    }
+    });
   }, 60_000);
 
   it('a grant link clicked on another site (localhost → 127.0.0.1) opens the preview', async () => {
@@ -127,16 +129,15 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
       res.end(`<!doctype html><a id="go" href="${result.link}">open the preview</a>`);
     });
     await new Promise<void>((r) => site.listen(0, '127.0.0.1', r));
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
     try {
-      const page = await browser.newPage();
-      await page.goto(`http://localhost:${(site.address() as AddressInfo).port}/`);
-      await page.click('#go');
-      await page.waitForURL(`${gate.url}/p/web/site/`);
-      expect(await page.textContent('#who', { timeout: 5_000 })).toBe('preview browser');
+      await withBrowser(async (browser) => {
+        const page = await browser.newPage();
+        await page.goto(`http://localhost:${(site.address() as AddressInfo).port}/`);
+        await page.click('#go');
+        await page.waitForURL(`${gate.url}/p/web/site/`);
+        expect(await page.textContent('#who', { timeout: 5_000 })).toBe('preview browser');
+      });
     } finally {
-      await browser.close();
       await new Promise<void>((r) => { site.close(() => r()); site.closeAllConnections(); });
     }
   }, 60_000);

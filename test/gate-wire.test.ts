@@ -201,15 +201,12 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
         } else if (path === '/split-partial') {
           // A whole response, then the start of one nobody asked for: the connection must never be reused.
           socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\nforg');
-        } else if (path === '/stall') {
-          // Sends the head and part of the body, then nothing (a stalled stream).
+        } else if (path === '/hang' || path === '/stall') {
+          // /hang never answers (a hung dev server, a long poll); /stall sends the head and part of the body, then
+          // nothing (a stalled stream).
           hanging.open++;
           socket.on('close', () => hanging.closed++);
-          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart');
-        } else if (path === '/hang') {
-          // Reads the request and never answers (a hung dev server, a long poll).
-          hanging.open++;
-          socket.on('close', () => hanging.closed++);
+          if (path === '/stall') socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart');
         } else if (path === '/plain') {
           socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain');
         } else if (path === '/close-delimited') {
