@@ -206,6 +206,8 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
           // nothing (a stalled stream).
           hanging.open++;
           socket.on('close', () => hanging.closed++);
+          socket.removeAllListeners('data'); // whatever follows (a body) is read and ignored, never parsed as a request
+          socket.resume();
           if (path === '/stall') socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart');
         } else if (path === '/plain') {
           socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain');
@@ -681,6 +683,33 @@ describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 ups
     expect(handshakes.length).toBe(before);
     expect(received.join()).not.toContain('admin');
   });
+
+  it('a grant revoked while the upstream is slow to switch: no 101 reaches the client (403), nothing reaches the upstream', async () => {
+    const { cookie, id } = await session();
+    const ws = new WsClient(gate.port, '/p/web/live/slow-101', `Cookie: ${cookie}\r\n`);
+    ws.send('early'); // before the 101: held by the gate, and dropped with the tunnel
+    expect((await agentvm(['gate', 'revoke', id, '--root', fx.root])).code).toBe(0);
+    expect(await ws.handshake).toMatch(/^HTTP\/1\.1 403 /);
+    await ws.until(() => ws.closed);
+    expect(received).not.toContain('early');
+  });
+
+  it('a tunnel whose client leaves is closed within 5 s even if the upstream ignores the FIN', async () => {
+    const { cookie } = await session();
+    const openBefore = upstream.open();
+    const ws = new WsClient(gate.port, '/p/web/live/ignore-fin', `Cookie: ${cookie}\r\n`);
+    expect(await ws.handshake).toMatch(/^HTTP\/1\.1 101 /);
+    expect(upstream.open()).toBe(openBefore + 1);
+    ws.socket.end();
+    const waited = await ws.until(() => ws.closed, 7_000);
+    console.log(`[gate] tunnel closed ${waited.toFixed(0)} ms after its client's FIN (the upstream ignored it)`);
+    // The gate's side of the upstream connection is gone too: the upstream's next write fails and its socket closes.
+    for (let i = 0; i < 20 && upstream.open() > openBefore; i++) {
+      upstream.poke();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(upstream.open()).toBe(openBefore);
+  }, 10_000);
 
   it('an upstream that refuses the upgrade is forwarded as it answered, and the connection closes', async () => {
     const { cookie } = await session();

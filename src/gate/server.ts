@@ -381,6 +381,14 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     return { socketPath };
   };
 
+  /** Why a tunnel may not open or go on now: a request's checks against the route table as it is now (a removed route
+   *  cuts it too), or undefined. */
+  const tunnelRefusal = (key: string, grant: GrantRecord): string | undefined => {
+    const current = routes.current().routes[key];
+    if (!current) return 'the preview route was removed';
+    return refusal(grant, current, key)?.reason;
+  };
+
   /** The response hook shared by requests and tunnels: `switching` allows the 101 of a WebSocket handshake. */
   const answer = (req: WireRequest, key: string, grant: GrantRecord, switching: boolean) => (status: number, statusMessage: string, raw: string[]): ResponseDecision => {
     // The upstream is not trusted to speak valid HTTP: its reason phrase is never forwarded, a status outside
@@ -388,6 +396,11 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     if (!((status >= 200 && status <= 599) || (switching && status === 101)) || !FIELD_VALUE.test(statusMessage)) return { refuse: `upstream answered an invalid status line (${status})` };
     const headers = responseHeaders(raw);
     if (headers === undefined) return { refuse: 'upstream response not forwardable (a malformed header)' };
+    if (status === 101) {
+      // The grant may have been revoked (or the route removed) while the upstream took its time: no tunnel opens then.
+      const refused = tunnelRefusal(key, grant);
+      if (refused) return { refuse: refused, status: 403 };
+    }
     audit(req, key, status, grant, status === 101 ? 'websocket opened' : undefined);
     return { headers };
   };
@@ -396,7 +409,7 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     const upstream = upstreamOf(req, res, route, key, grant);
     if (!upstream) return;
     const head = `${req.method} ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, route, https, listenerHost)}`;
-    res.forward(upstream, head, { response: answer(req, key, grant, false), failed: (reason) => deny(req, res, key, { status: 502, reason, grant }) });
+    res.forward(upstream, head, { response: answer(req, key, grant, false), failed: (reason, status) => deny(req, res, key, { status: status ?? 502, reason, grant }) });
   };
 
   const tunnel = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
@@ -405,13 +418,8 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     const head = `GET ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, route, https, listenerHost)}connection: upgrade${CRLF}upgrade: websocket${CRLF}`;
     res.tunnel(upstream, head, {
       response: answer(req, key, grant, true),
-      failed: (reason) => deny(req, res, key, { status: 502, reason, grant }, '', true),
-      // The same checks as a request's, against the route table as it is now (a removed route cuts the tunnel).
-      check: () => {
-        const current = routes.current().routes[key];
-        if (!current) return 'the preview route was removed';
-        return refusal(grant, current, key)?.reason;
-      },
+      failed: (reason, status) => deny(req, res, key, { status: status ?? 502, reason, grant }, '', true),
+      check: () => tunnelRefusal(key, grant),
       closed: ({ cut, bytesFromClient, bytesFromUpstream }) => {
         const traffic = `${bytesFromClient} B from the client, ${bytesFromUpstream} B from the upstream`;
         if (cut) audit(req, key, 403, grant, `websocket cut: ${cut} (${traffic})`);

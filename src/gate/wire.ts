@@ -59,13 +59,14 @@ export interface WireRequest {
 }
 
 /** What the policy answers an upstream's response head with: the header block to send (CRLF-terminated lines), or a refusal. */
-export type ResponseDecision = { headers: string } | { refuse: string };
+export type ResponseDecision = { headers: string } | { refuse: string; status?: number };
 
 export interface ForwardHooks {
   /** Called once with the upstream's final response head (1xx interim responses are dropped). */
   response(status: number, statusMessage: string, rawHeaders: string[]): ResponseDecision;
-  /** The upstream failed (unreachable, malformed or refused response) before any byte went to the client: answer it. */
-  failed(reason: string): void;
+  /** The upstream failed (unreachable, malformed or refused response) before any byte went to the client: answer it
+   *  (`status`: the policy's own, when it refused the response; else a gateway error). */
+  failed(reason: string, status?: number): void;
 }
 
 export type UpstreamAddress = { port: number } | { socketPath: string };
@@ -124,6 +125,8 @@ const CRLF = '\r\n';
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** A response the client has not read any of for this long is cut. */
 const SEND_STALL_MS = 30_000;
+/** After a tunnel's client closes its side, how long the upstream has to close its own. */
+const TUNNEL_CLOSE_GRACE_MS = 5_000;
 /** An upstream silent this long while an exchange waits on it is given up (nginx's proxy_read_timeout is 60 s). */
 const UPSTREAM_SILENCE_MS = 300_000;
 const FREE_PER_UPSTREAM = 64;
@@ -265,6 +268,7 @@ class UpstreamConnection {
     };
     this.socket.on('data', (chunk: Buffer) => {
       if (!this.exchange) return this.destroy(); // bytes nobody asked for: never hand this connection out again
+      this.exchange.upstreamActivity = Date.now(); // any byte, a head or a 1xx heartbeat too, is a sign of life
       const client = this.exchange.conn.socket;
       client.cork();
       this.executing = true;
@@ -426,6 +430,8 @@ class Exchange implements WireResponder {
   }
 
   private sendBody(chunk: Buffer): void {
+    // The silence limit counts from the last byte either way: a long upload is progress, not silence.
+    this.upstreamActivity = Date.now();
     const s = this.upstream!.socket;
     let ok: boolean;
     if (this.chunkedUp) {
@@ -455,6 +461,7 @@ class Exchange implements WireResponder {
   }
 
   tunnel(upstream: UpstreamAddress, head: string, hooks: TunnelHooks): void {
+    this.upstreamActivity = Date.now();
     this.isTunnel = true;
     this.tunnelHooks = hooks;
     this.hooks = hooks;
@@ -527,15 +534,27 @@ class Exchange implements WireResponder {
         if (reason) finish(reason);
       },
       close: () => finish(),
-      clientEnded: () => upstream.end(),
+      clientEnded: () => {
+        // Passed on; an upstream that keeps its side open after that does not hold both sockets.
+        upstream.end();
+        setTimeout(() => finish(), TUNNEL_CLOSE_GRACE_MS).unref();
+      },
     };
     this.conn.setPhase('tunnel');
     upstream.on('data', (chunk: Buffer) => {
       fromUpstream += chunk.length;
       pass(chunk, client, upstream);
     });
+    // The upstream's last bytes still reach a slow client: its end is passed on after them, and the client connection
+    // closes once they are flushed (or the sweep's stall limit cuts a client that stopped reading).
     upstream.on('end', () => client.end());
-    upstream.on('close', () => finish());
+    upstream.on('close', () => {
+      if (client.writableLength === 0) finish();
+      else {
+        client.end();
+        client.once('finish', () => finish());
+      }
+    });
     const pending = this.pending;
     this.pending = [];
     if (leftover.length > 0) {
@@ -580,7 +599,7 @@ class Exchange implements WireResponder {
     } catch (error) {
       decision = { refuse: `upstream response not forwardable (${(error as Error).message})` };
     }
-    if ('refuse' in decision) return this.upstreamFailed(decision.refuse);
+    if ('refuse' in decision) return this.upstreamFailed(decision.refuse, decision.status);
     if (this.isTunnel) {
       this.responseStarted = true;
       if (status === 101) {
@@ -604,7 +623,6 @@ class Exchange implements WireResponder {
   }
 
   upstreamBody(chunk: Buffer): void {
-    this.upstreamActivity = Date.now();
     if (!this.responseStarted || this.done) return;
     const c = this.conn;
     if (this.framing === 'chunked') {
@@ -628,7 +646,7 @@ class Exchange implements WireResponder {
     this.finish(this.framing === 'close' || this.conn.closing);
   }
 
-  upstreamFailed(reason: string): void {
+  upstreamFailed(reason: string, status?: number): void {
     const up = this.upstream;
     this.upstream = undefined;
     if (up) this.conn.releaseBackpressure(up.socket);
@@ -642,7 +660,7 @@ class Exchange implements WireResponder {
       return;
     }
     if (!this.responseStarted) {
-      this.hooks!.failed(reason);
+      this.hooks!.failed(reason, status);
       return;
     }
     // Part of the response is out: the client can only learn of the failure by the connection closing.
@@ -698,6 +716,9 @@ class ClientConnection {
   /** The sweep's view of the write buffer: its size last time, and when it last changed. */
   private lastPending = 0;
   private lastProgress = 0;
+  /** 'drain' events so far, and at the last sweep: a steady slow reader drains, a stuck one does not. */
+  private drains = 0;
+  private lastDrains = 0;
   /** The upgrade request whose turn it is or will be: every byte after its head is the tunnel's, never parsed. */
   private upgrading: Exchange | undefined;
   phaseSince = Date.now();
@@ -769,6 +790,7 @@ class ClientConnection {
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.destroy());
     socket.on('drain', () => {
+      this.drains++;
       if (this.pausedUpstream) {
         this.pausedUpstream.resume();
         this.pausedUpstream = undefined;
@@ -922,19 +944,24 @@ class ClientConnection {
 
   /** Called by the sweep: close connections past their phase's timeout; re-check open tunnels. */
   check(now: number): void {
-    if (this.phase === 'tunnel') return this.queue[0]?.tunnelState?.check();
+    const tunnel = this.phase === 'tunnel' ? this.queue[0]?.tunnelState : undefined;
+    tunnel?.check();
+    if (this.destroyed) return;
     // Bytes still waiting to reach the client: a slow reader is not idle. It is cut only when nothing moves for
-    // SEND_STALL_MS (a client that stopped reading holds no connection for ever).
+    // SEND_STALL_MS (a client that stopped reading holds no connection for ever). Moving: the queue changed size, or
+    // it drained since the last sweep (a steady reader can show the same size at every sweep).
     const pending = this.socket.writableLength;
     if (pending > 0) {
-      if (pending !== this.lastPending) {
+      if (pending !== this.lastPending || this.drains !== this.lastDrains) {
         this.lastPending = pending;
+        this.lastDrains = this.drains;
         this.lastProgress = now;
       } else if (now - this.lastProgress > SEND_STALL_MS) this.destroy();
       return;
     }
     this.lastPending = 0;
-    if (this.phase === 'closing') return;
+    this.lastProgress = now;
+    if (tunnel || this.phase === 'closing') return;
     // An upstream that has sent nothing for UPSTREAM_SILENCE_MS (hung, or a long poll past any proxy's patience): 502,
     // or the connection closes if part of the response is out.
     const current = this.queue[0];

@@ -1,5 +1,6 @@
 // A WebSocket upstream for the gate suites, RFC 6455 by hand (short text frames only): the handshake, an echo of every
-// text frame as `echo:<text>`, `tick` pushes every 100 ms on /push, a refused upgrade on /refuse, and at `/` an HTML
+// text frame as `echo:<text>`, `tick` pushes every 100 ms on /push, a refused upgrade on /refuse, a 101 one second late on
+// /slow-101, a socket that ignores the client's FIN on /ignore-fin, and at `/` an HTML
 // page whose script opens `socket` relative to itself (for the browser test). Records handshakes and received texts.
 
 import { createHash } from 'node:crypto';
@@ -52,6 +53,10 @@ export interface WsUpstream {
   received: string[];
   /** Headers of every upgrade request that reached it. */
   handshakes: http.IncomingHttpHeaders[];
+  /** Upgraded sockets still open. */
+  open(): number;
+  /** Writes a `tick` frame on every open socket (a socket whose peer is gone then errors and closes). */
+  poke(): void;
   close(): Promise<void>;
 }
 
@@ -75,10 +80,13 @@ export async function startWsUpstream(): Promise<WsUpstream> {
       return;
     }
     sockets.add(socket);
-    socket.on('error', () => {});
-    socket.on('end', () => socket.end()); // the client went away: so does this side, as WebSocket servers do
+    socket.on('error', () => socket.destroy());
+    // The client went away: so does this side, as WebSocket servers do (not /ignore-fin, a hostile or buggy one).
+    if (req.url !== '/ignore-fin') socket.on('end', () => socket.end());
     socket.on('close', () => sockets.delete(socket));
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(String(req.headers['sec-websocket-key']))}\r\n\r\n`);
+    const switched = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(String(req.headers['sec-websocket-key']))}\r\n\r\n`;
+    if (req.url === '/slow-101') setTimeout(() => socket.write(switched), 1_000);
+    else socket.write(switched);
     let buf: Buffer = Buffer.alloc(0);
     socket.on('data', (d: Buffer) => {
       const { texts, rest } = wsRead(Buffer.concat([buf, d]));
@@ -98,6 +106,8 @@ export async function startWsUpstream(): Promise<WsUpstream> {
     port: (server.address() as AddressInfo).port,
     received,
     handshakes,
+    open: () => sockets.size,
+    poke: () => sockets.forEach((s) => s.write(wsFrame('tick', false))),
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
