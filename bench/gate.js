@@ -36,7 +36,10 @@ const BYTES = arg('bytes', 1024);
 const ROUNDS = arg('rounds', 3);
 const WORK_US = arg('upstream-work-us', 0);
 const UPSTREAM = process.argv.includes('--upstream') ? process.argv[process.argv.indexOf('--upstream') + 1] : 'vite';
-if (UPSTREAM !== 'node' && UPSTREAM !== 'vite') throw new Error(`--upstream ${UPSTREAM}: give node or vite`);
+if (UPSTREAM !== 'node' && UPSTREAM !== 'vite') {
+  console.error(`bench/gate.js: --upstream ${UPSTREAM} is not an upstream: give vite (a dev server, the default) or node (a no-op one).`);
+  process.exit(1);
+}
 const TARGET = 0.8;
 const PIN = process.argv.includes('--pin');
 const PROFILE_DIR = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : undefined;
