@@ -377,6 +377,9 @@ describe('agentvm gate behind a TLS-terminating proxy (--public-url)', () => {
       expect(bad.code).toBe(1);
       expect(bad.stderr).toContain('--public-url "https://previews.example.test/p/" is not an http(s) origin');
       expect(hasStackTrace(bad.stderr)).toBe(false);
+      const credentials = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--port', '0', '--public-url', 'https://ops:hunter2@previews.example.test']);
+      expect(credentials.code).toBe(1);
+      expect(credentials.stderr).not.toContain('hunter2');
       gate = await startGate(fx.root, ['--public-url', 'https://Previews.Example.test']);
       const { result } = await grant(fx.root, 'web/site');
       expect(result.link.startsWith('https://previews.example.test/p/web/site/?grant=')).toBe(true);

@@ -100,7 +100,9 @@ export function publicOrigin(text: string): string | undefined {
 /** publicOrigin, or a user error saying what a public URL must look like (`where` names the flag or field). */
 export function assertPublicUrl(text: string, where: string): string {
   const origin = publicOrigin(text);
-  if (!origin) throw userError(GateCode.invalidConfig, `${where} ${JSON.stringify(text)} is not an http(s) origin.`, 'Give the scheme and host people use to reach the gate through your TLS proxy, without a path: e.g. https://previews.example.com');
+  // Credentials in a URL are never echoed back (they may be real ones).
+  const shown = text.replace(/\/\/[^/@]*@/, '//***@');
+  if (!origin) throw userError(GateCode.invalidConfig, `${where} ${JSON.stringify(shown)} is not an http(s) origin.`, 'Give the scheme and host people use to reach the gate through your TLS proxy, without a path: e.g. https://previews.example.com');
   return origin;
 }
 
