@@ -4,13 +4,18 @@
 // pool. What may be reached, by whom, and which headers cross is the policy in server.ts.
 // Invariants:
 // - Framing is llhttp's and never lenient: conflicting Content-Length/Transfer-Encoding, bad chunk sizes, invalid header
-//   characters and heads over maxHeaderSize end the connection (400/431), and no byte of that message is forwarded.
+//   characters and heads over maxHeaderSize end the connection (400/431). A refused head is never forwarded; a body
+//   refused midway, while streaming upstream, closes the upstream connection too.
 // - Messages are re-framed, never passed through: a body goes on with the Content-Length llhttp checked or in the gate's
 //   own chunked encoding of the decoded bytes, so neither side can make the other read a message boundary it did not
 //   mean (an upstream cannot answer a later request of the client connection, a client cannot smuggle one upstream).
 // - One exchange at a time per client connection: pipelined requests wait, in order, with the socket paused.
-// - An upstream connection is reused only after a complete request and a complete response that allows keep-alive; a
-//   failed exchange destroys it.
+// - Reading from the client pauses while anything waits behind the exchange in flight or a request body's upstream has
+//   not drained (syncReading): the gate never buffers a client's bytes beyond one read.
+// - An upstream connection is reused only after a complete request and a complete response that allows keep-alive, with
+//   no byte after it and not paused; a failed exchange destroys it.
+// - A WebSocket tunnel (after the upstream's 101 to an upgrade the policy allowed) passes bytes unparsed, each chunk
+//   only after the policy's check, and never an upgrade request's body.
 // - Nothing a peer sends throws out of this file: parse errors become 400/431/502 or a closed connection.
 
 import { STATUS_CODES } from 'node:http';
