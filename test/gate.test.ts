@@ -8,13 +8,14 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, 
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import Ajv2020 from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatePaths } from '../src/gate/paths.js';
 import { verifyAuditLog, type AuditEvent } from '../src/state/audit-log.js';
 import { agentvm, assertBuilt, hasStackTrace, ROOT } from './support/cli.js';
 import { applyRoute, exchange, grant, rawRequest, request, startGate, startUpstream, tempRoot, type GateProcess, type Upstream } from './support/gate.js';
-import { startWsUpstream } from './support/websocket.js';
+import { startWsUpstream, wsFrame, wsRead } from './support/websocket.js';
 
 const ajv = new Ajv2020.default({ allErrors: true, strict: false });
 ajv.addFormat('date-time', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/);
@@ -332,7 +333,7 @@ describe('agentvm gate (real server, real upstreams)', () => {
 });
 
 describe('agentvm gate over TLS', () => {
-  it('serves HTTPS with a certificate by reference and sets a Secure session cookie', async () => {
+  it('serves HTTPS with a certificate by reference, sets a Secure session cookie, and tunnels a WebSocket over TLS', async () => {
     assertBuilt();
     const fx = tempRoot();
     const up = await startUpstream('tls');
@@ -354,6 +355,39 @@ describe('agentvm gate over TLS', () => {
       expect(page.status).toBe(200);
       expect(page.body).toContain('preview tls');
       expect(up.hits.at(-1)!.headers['x-forwarded-proto']).toBe('https');
+      // A WebSocket over the gate's TLS listener: handshake from the gate's own https origin, one frame each way.
+      const live = await startWsUpstream();
+      try {
+        await applyRoute(fx.root, { workload: 'web', preview: 'live', port: live.port });
+        const liveCookie = (await exchange((await grant(fx.root, 'web/live')).result.link, ca)).cookie!;
+        const echoed = await new Promise<string>((resolve, reject) => {
+          const socket = tls.connect({ host: '127.0.0.1', port: gate!.port, ca }, () => {
+            socket.write(`GET /p/web/live/socket HTTP/1.1\r\nHost: 127.0.0.1:${gate!.port}\r\nOrigin: ${gate!.url}\r\nCookie: ${liveCookie}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+          });
+          let buf = Buffer.alloc(0);
+          let switched = false;
+          socket.on('data', (d: Buffer) => {
+            buf = Buffer.concat([buf, d]);
+            if (!switched) {
+              const end = buf.indexOf('\r\n\r\n');
+              if (end === -1) return;
+              if (!buf.subarray(0, end).toString('latin1').startsWith('HTTP/1.1 101 ')) return reject(new Error(buf.toString('latin1')));
+              switched = true;
+              buf = buf.subarray(end + 4);
+              socket.write(wsFrame('over tls', true));
+            }
+            const { texts } = wsRead(buf);
+            if (texts.length) {
+              socket.destroy();
+              resolve(texts[0]!);
+            }
+          });
+          socket.on('error', reject);
+        });
+        expect(echoed).toBe('echo:over tls');
+      } finally {
+        await live.close();
+      }
       writeFileSync(path.join(fx.root, 'unused'), ''); // keep the root non-empty for remove()
     } finally {
       await gate?.stop();
