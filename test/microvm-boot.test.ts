@@ -4,15 +4,14 @@
 // Needs qemu-system-x86 and busybox-static; without them it fails under CI=true and skips otherwise.
 
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { QemuDriver, detectAccel } from '../src/providers/microvm/qemu.js';
-import { runEphemeralVm, type EphemeralVmRequest } from '../src/providers/microvm/ephemeral-vm.js';
+import { runEphemeralVm } from '../src/providers/microvm/ephemeral-vm.js';
 import { ConsoleParser, newNonce, CmdlineKey } from '../src/providers/microvm/protocol.js';
 import { writeCpio } from '../src/providers/microvm/cpio.js';
 import { processesMentioning } from './support/processes.js';
-import { childQemus, testImage, type TestImage } from './support/test-image.js';
+import { childQemus, microvmRuns, testImage, type TestImage } from './support/test-image.js';
 
 const HOW_TO = 'Install with: apt-get install qemu-system-x86 busybox-static e2fsprogs && scripts/build-test-image.sh';
 const inCi = process.env.CI === 'true';
@@ -29,35 +28,7 @@ describe('microVM boot: available in CI', () => {
 
 describe.skipIf(missing !== undefined)('ephemeral microVM (real QEMU, TCG)', () => {
   const img = image as TestImage;
-  // Created in beforeAll: a skipped describe still runs its body, and must leave nothing behind.
-  let scratch = '';
-  let runs = 0;
-  beforeAll(() => {
-    scratch = mkdtempSync(join(tmpdir(), 'agentvm-microvm-test-'));
-  });
-  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-  function request(overrides: Partial<EphemeralVmRequest>): EphemeralVmRequest {
-    runs += 1;
-    return {
-      kernel: { path: img.kernel, sha256: img.kernelSha256 },
-      initrd: { path: img.initrd, sha256: img.initrdSha256 },
-      input: { files: {}, args: [] },
-      command: 'true',
-      vcpus: 1,
-      memoryMiB: 256,
-      timeoutMs: 30_000,
-      runDir: join(scratch, `run-${runs}`),
-      driver: new QemuDriver({ accel: 'tcg' }),
-      ...overrides,
-    };
-  }
-
-  function expectTornDown(runDir: string): void {
-    expect(existsSync(runDir), `run dir ${runDir} left behind`).toBe(false);
-    expect(processesMentioning(runDir)).toEqual([]);
-    expect(childQemus()).toEqual([]);
-  }
+  const { request, expectTornDown, scratchDir } = microvmRuns(img, 'agentvm-microvm-test-');
 
   it('GIVEN a job that prints, writes results and exits 3 WHEN it runs THEN its output, exit code and files come back', async () => {
     const streamed: string[] = [];
@@ -181,7 +152,7 @@ describe.skipIf(missing !== undefined)('ephemeral microVM (real QEMU, TCG)', () 
 
   it('GIVEN the driver with two initramfs files and the job on the kernel command line THEN the guest sees both', async () => {
     // The second archive carries only an input file; the script comes from agentvm.job (no /job/run).
-    const runDir = mkdtempSync(join(scratch, 'driver-'));
+    const runDir = mkdtempSync(join(scratchDir(), 'driver-'));
     const overlay = join(runDir, 'overlay.cpio');
     writeFileSync(overlay, writeCpio([{ path: 'job/in/extra.txt', data: Buffer.from('from the second archive\n') }]));
     const nonce = newNonce();

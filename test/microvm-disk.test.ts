@@ -4,14 +4,11 @@
 // Needs qemu-system-x86, busybox-static and e2fsprogs; without them it fails under CI=true and skips otherwise.
 
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QemuDriver } from '../src/providers/microvm/qemu.js';
-import { runEphemeralVm, type EphemeralVmRequest } from '../src/providers/microvm/ephemeral-vm.js';
-import { processesMentioning } from './support/processes.js';
-import { childQemus, testImage, type TestImage } from './support/test-image.js';
+import { describe, expect, it } from 'vitest';
+import { runEphemeralVm } from '../src/providers/microvm/ephemeral-vm.js';
+import { microvmRuns, testImage, type TestImage } from './support/test-image.js';
 
 const HOW_TO = 'Install with: apt-get install qemu-system-x86 busybox-static e2fsprogs && scripts/build-test-image.sh';
 const inCi = process.env.CI === 'true';
@@ -30,35 +27,7 @@ describe('microVM disk root: available in CI', () => {
 
 describe.skipIf(missing !== undefined)('disk-root microVM job (real QEMU, TCG)', () => {
   const img = image as TestImage;
-  let scratch = '';
-  let runs = 0;
-  beforeAll(() => {
-    scratch = mkdtempSync(join(tmpdir(), 'agentvm-microvm-disk-test-'));
-  });
-  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-  function request(overrides: Partial<EphemeralVmRequest>): EphemeralVmRequest {
-    runs += 1;
-    return {
-      kernel: { path: img.kernel, sha256: img.kernelSha256 },
-      initrd: { path: img.initrd, sha256: img.initrdSha256 },
-      disk: { path: img.disk, sha256: img.diskSha256 },
-      input: { files: {}, args: [] },
-      command: 'true',
-      vcpus: 1,
-      memoryMiB: 256,
-      timeoutMs: 30_000,
-      runDir: join(scratch, `run-${runs}`),
-      driver: new QemuDriver({ accel: 'tcg' }),
-      ...overrides,
-    };
-  }
-
-  function expectTornDown(runDir: string): void {
-    expect(existsSync(runDir), `run dir ${runDir} left behind`).toBe(false);
-    expect(processesMentioning(runDir)).toEqual([]);
-    expect(childQemus()).toEqual([]);
-  }
+  const { request, expectTornDown, scratchDir } = microvmRuns(img, 'agentvm-microvm-disk-test-', { disk: true });
 
   it('GIVEN a disk job WHEN it runs THEN it runs in the disk root (reads its marker), prints, and returns its exit code and a result file', async () => {
     const req = request({
@@ -111,7 +80,7 @@ describe.skipIf(missing !== undefined)('disk-root microVM job (real QEMU, TCG)',
   });
 
   it('GIVEN a disk image that does not match its pin WHEN a run is asked for THEN nothing boots and the mismatch is reported', async () => {
-    const altered = join(scratch, 'altered.ext4');
+    const altered = join(scratchDir(), 'altered.ext4');
     copyFileSync(img.disk, altered);
     writeFileSync(altered, Buffer.from('x'), { flag: 'r+' });
     const req = request({ disk: { path: altered, sha256: img.diskSha256 }, command: 'echo should not run' });
@@ -127,7 +96,7 @@ describe.skipIf(missing !== undefined)('disk-root microVM job (real QEMU, TCG)',
   });
 
   it('GIVEN a "disk" that is not an ext4 filesystem WHEN it runs THEN the guest reports an ERROR and a non-zero exit, not a hang', async () => {
-    const junk = join(scratch, 'junk.img');
+    const junk = join(scratchDir(), 'junk.img');
     writeFileSync(junk, Buffer.alloc(1024 * 1024, 0x5a));
     const sha256 = spawnSync('sha256sum', [junk], { encoding: 'utf8' }).stdout.split(' ')[0] ?? '';
     const req = request({ disk: { path: junk, sha256 }, command: 'echo should not run' });

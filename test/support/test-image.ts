@@ -3,8 +3,14 @@
 // finds QEMU processes a suite started and did not reap.
 
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect } from 'vitest';
+import type { EphemeralVmRequest } from '../../src/providers/microvm/ephemeral-vm.js';
+import { QemuDriver } from '../../src/providers/microvm/qemu.js';
 import { ROOT } from './cli.js';
+import { processesMentioning } from './processes.js';
 
 export interface TestImage {
   kernel: string;
@@ -49,4 +55,48 @@ export function childQemus(): string[] {
     }
   }
   return found;
+}
+
+/**
+ * Per-suite scratch space and helpers for booting `img` (call inside a describe): `request` builds a run request with
+ * test defaults (TCG, 1 vCPU, 256 MiB, 30 s, a fresh run dir; `disk` adds the test disk as the root), and
+ * `expectTornDown` proves a run left no directory and no process behind. The scratch dir is made in beforeAll, so a
+ * skipped describe leaves nothing behind.
+ */
+export function microvmRuns(img: TestImage, prefix: string, options: { disk?: boolean } = {}): {
+  request(overrides: Partial<EphemeralVmRequest>): EphemeralVmRequest;
+  expectTornDown(runDir: string): void;
+  /** The suite's scratch directory (valid from beforeAll on). */
+  scratchDir(): string;
+} {
+  let scratch = '';
+  let runs = 0;
+  beforeAll(() => {
+    scratch = mkdtempSync(join(tmpdir(), prefix));
+  });
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+  return {
+    request: (overrides) => {
+      runs += 1;
+      return {
+        kernel: { path: img.kernel, sha256: img.kernelSha256 },
+        initrd: { path: img.initrd, sha256: img.initrdSha256 },
+        ...(options.disk ? { disk: { path: img.disk, sha256: img.diskSha256 } } : {}),
+        input: { files: {}, args: [] },
+        command: 'true',
+        vcpus: 1,
+        memoryMiB: 256,
+        timeoutMs: 30_000,
+        runDir: join(scratch, `run-${runs}`),
+        driver: new QemuDriver({ accel: 'tcg' }),
+        ...overrides,
+      };
+    },
+    scratchDir: () => scratch,
+    expectTornDown: (runDir) => {
+      expect(existsSync(runDir), `run dir ${runDir} left behind`).toBe(false);
+      expect(processesMentioning(runDir)).toEqual([]);
+      expect(childQemus()).toEqual([]);
+    },
+  };
 }
