@@ -209,7 +209,7 @@ describe.skipIf(!support.ok && !inCi)('a real systemd user manager', () => {
 
 describe.skipIf(!support.ok && !inCi)('startUserManager teardown', () => {
   it('stop() after the manager was killed still removes processes, cgroups, runtime dir and the user it created', async () => {
-    const user = `agentvm-test-t${process.env.VITEST_POOL_ID ?? '0'}`;
+    const user = `${process.env.AGENTVM_TEST_USER ?? 'agentvm-test'}-t${process.env.VITEST_POOL_ID ?? '0'}`;
     const hadMarker = existsSync('/run/systemd/system');
     const m = await startUserManager({ user });
     await m.writeUnit('sleeper.service', '[Service]\nExecStart=/bin/sleep 300\n');
@@ -232,7 +232,7 @@ describe.skipIf(!support.ok && !inCi)('startUserManager teardown', () => {
   });
 
   it('a manager that is not ready in time is killed and everything it needed is removed', async () => {
-    const user = `agentvm-test-r${process.env.VITEST_POOL_ID ?? '0'}`;
+    const user = `${process.env.AGENTVM_TEST_USER ?? 'agentvm-test'}-r${process.env.VITEST_POOL_ID ?? '0'}`;
     await expect(startUserManager({ user, readyTimeoutMs: 1 })).rejects.toThrow(/not ready after 1 ms/);
     expect(readFileSync('/etc/passwd', 'utf8')).not.toMatch(new RegExp(`^${user}:`, 'm'));
     expect(existsSync(`/sys/fs/cgroup/unified/${user}`) || existsSync(`/sys/fs/cgroup/systemd/${user}`) || existsSync(`/sys/fs/cgroup/${user}`)).toBe(false);

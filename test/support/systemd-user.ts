@@ -307,9 +307,15 @@ export async function startUserManager(opts: UserManagerOptions = {}): Promise<U
 
 interface Account { user: string; uid: number; gid: number; home: string }
 
+/**
+ * `agentvm-test` (+ `-<VITEST_POOL_ID>`); AGENTVM_TEST_USER replaces the base name so that two test runs on one
+ * machine (two checkouts, say) never claim the same account. It must start with `agentvm-test` like every user here.
+ */
 function defaultUser(): string {
+  const base = process.env.AGENTVM_TEST_USER ?? 'agentvm-test';
+  if (!/^agentvm-test[a-z0-9-]{0,16}$/.test(base)) throw new Error(`AGENTVM_TEST_USER=${JSON.stringify(base)} must match agentvm-test[a-z0-9-]{0,16}`);
   const pool = process.env.VITEST_POOL_ID;
-  return pool && /^[0-9]+$/.test(pool) ? `agentvm-test-${pool}` : 'agentvm-test';
+  return pool && /^[0-9]+$/.test(pool) ? `${base}-${pool}` : base;
 }
 
 async function ensureUser(user: string): Promise<{ account: Account; created: boolean }> {
