@@ -45,7 +45,7 @@ const PIN = process.argv.includes('--pin');
 const PROFILE_DIR = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : undefined;
 
 const { GateProvider } = await import(join(ROOT, 'dist/providers/gate/provider.js'));
-const { hostPaths } = await import(join(ROOT, 'dist/state/host-paths.js'));
+const { hostPaths } = await import(join(ROOT, 'dist/model/host-paths.js'));
 
 const root = mkdtempSync(join(tmpdir(), 'agentvm-bench-gate-'));
 const children = [];

@@ -7,12 +7,12 @@
 import { existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DesiredResource, LockedResource, PlannedChange } from '../src/engine/types.js';
+import type { DesiredResource, LockedResource, PlannedChange } from '../src/model/resources.js';
 import { gatePaths } from '../src/gate/paths.js';
 import { readServerSettings, writeServerSettings } from '../src/gate/routes.js';
 import { GateProvider } from '../src/providers/gate/provider.js';
 import { verifyUnits } from '../src/providers/systemd/index.js';
-import { hostPaths } from '../src/state/host-paths.js';
+import { hostPaths } from '../src/model/index.js';
 import { agentvm, assertBuilt, ROOT } from './support/cli.js';
 import { gitdir, type GitDir } from './support/gitdir.js';
 import { tempRoot } from './support/gate.js';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DesiredResource, LockedResource, PlannedChange } from '../src/engine/types.js';
+import type { DesiredResource, LockedResource, PlannedChange } from '../src/model/resources.js';
 import type { ApplyResponse, CapturedRelease, HostContext, Provider } from '../src/providers/provider.js';
 import { GitReleaseProvider } from '../src/providers/release/git-release.js';
 import { PackageReleaseProvider, packageIdentity, sha512Integrity } from '../src/providers/release/package-release.js';

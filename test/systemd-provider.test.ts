@@ -11,11 +11,11 @@ import { get } from 'node:http';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { DesiredResource, LockedResource, PlannedChange } from '../src/engine/types.js';
+import type { DesiredResource, LockedResource, PlannedChange } from '../src/model/resources.js';
 import type { HostContext } from '../src/providers/provider.js';
 import { GitReleaseProvider, PackageReleaseProvider } from '../src/providers/release/index.js';
 import { SystemdCode, SystemdProvider, systemEndpoint, userEndpoint, verifyUnits } from '../src/providers/systemd/index.js';
-import { hostPaths } from '../src/state/host-paths.js';
+import { hostPaths } from '../src/model/index.js';
 import { startUserManager, userManagerSupport, type UserManager } from './support/systemd-user.js';
 
 const support = userManagerSupport();

@@ -9,8 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { resolveCommit } from '../contracts/git-source.js';
 import { AgentvmError, ExitCode, type Diagnostic } from '../diagnostics/index.js';
 import { liveFingerprint, type Plan } from '../engine/plan.js';
-import type { Address, LockedResource, PlannedChange } from '../engine/types.js';
-import type { CapturedRelease, HostContext } from '../providers/provider.js';
+import type { Address, LockedResource, PlannedChange } from '../model/resources.js';
+import type { ApplyResponse, CapturedRelease, HostContext } from '../providers/provider.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import { rollbackOp, type AppendMarks, type AuditEntry, type LeaseLock, type Lockfile, type LockfileOp, type StateBackend } from '../state/index.js';
 import { hostContext, makePlan, readLive, readPlanFile, stateBackend, type PlanOptions } from './plan.js';
@@ -224,6 +224,8 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
       : undefined;
     let diagnostics: Diagnostic[];
     let entry: Omit<LockedResource, 'commit' | 'appliedAt'> | undefined;
+    let rolledBack: ApplyResponse['rolledBack'];
+    let release: ApplyResponse['release'];
     if (!provider) {
       diagnostics = [{ code: 'provider.unavailable', severity: 'error', summary: `No provider \`${c.provider}\` to apply ${c.address}.`, address: c.address }];
     } else {
@@ -231,6 +233,8 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
         const res = await provider.apply({ host: context, change: c, commit: plan.source.commit, ...(locked ? { locked } : {}), progress: (message) => emit({ type: 'progress', address: c.address, message }), beforeMutation, ...(verifyArtifact ? { verifyArtifact } : {}) });
         diagnostics = res.diagnostics;
         entry = res.locked;
+        rolledBack = res.rolledBack;
+        release = res.release;
         // The lockfile records what was verified: the artifact digest and who signed it.
         const v = verified as SignatureOutcome | undefined;
         const known = c.desired?.config.signatureVerified as { digest: string; signer?: unknown } | undefined;
@@ -248,16 +252,14 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
     if (ok) {
       const appliedAt = new Date().toISOString();
       ops.push(c.action === 'delete' ? { op: 'resource.delete', address: c.address } : { op: 'resource.set', entry: { ...entry!, commit: plan.source.commit, appliedAt } });
-      if (c.address.startsWith('release.')) {
-        const releaseId = typeof entry?.attributes?.releaseId === 'string' ? entry.attributes.releaseId : undefined;
-        ops.push({ op: 'release.set', workload: c.workload, release: c.action === 'delete' || !entry || !releaseId ? null : { identity: entry.identity, digest: entry.digest, releaseId } });
-      }
+      // The provider says which release is live now (ApplyResponse.release); apply records it, never infers it.
+      if (release !== undefined) ops.push({ op: 'release.set', workload: c.workload, release });
     }
     const failure = diagnostics.find((d) => d.severity === 'error')?.summary ?? 'failed';
-    // A provider that rolled a failed change back on its own (`<provider>.rolled-back`, or `.rollback-failed` when
-    // that did not work either) changed the host again: that is an action of its own in the audit log.
-    for (const d of diagnostics.filter((x) => x.code.endsWith('.rolled-back') || x.code.endsWith('.rollback-failed'))) {
-      await audit({ event: 'resource.rollback', result: d.code.endsWith('.rolled-back') ? 'ok' : 'failed', address: c.address, ...(c.before ? { after: c.before } : {}), detail: d.summary.slice(0, 2000) });
+    // A provider that undid a failed change on its own (ApplyResponse.rolledBack) changed the host again: that is an
+    // action of its own in the audit log.
+    if (rolledBack) {
+      await audit({ event: 'resource.rollback', result: rolledBack.result, address: c.address, ...(c.before ? { after: c.before } : {}), detail: rolledBack.detail.slice(0, 2000) });
     }
     // One batch: the resource's lockfile entry, the audit head, and done/failed — so a resource is never recorded as
     // done without its entry, nor the reverse.

@@ -53,8 +53,8 @@ import {
   type JobRunRecord,
 } from '../providers/microvm/job-registry.js';
 import { argvCommand } from '../providers/microvm/protocol.js';
-import { hostPaths, LocalStateBackend } from '../state/index.js';
-import type { HostPaths } from '../state/host-paths.js';
+import { LocalStateBackend } from '../state/index.js';
+import { hostPaths, type HostPaths } from '../model/index.js';
 import { QemuDriver } from '../providers/microvm/qemu.js';
 import { receiptDetail, teardownRun, type TeardownReason, type TeardownReceipt } from '../providers/microvm/teardown.js';
 

@@ -10,16 +10,17 @@ import { AgentvmError, compareDiagnostics, userError, type Diagnostic } from '..
 import { expandHost } from '../engine/expand.js';
 import { promotionRules } from '../governance/index.js';
 import { computePlan, type Plan, type PlanMode } from '../engine/plan.js';
-import type { Address, DesiredResource, LiveResource, LockedResource } from '../engine/types.js';
+import type { Address, DesiredResource, LiveResource, LockedResource } from '../model/resources.js';
 import type { HostContext } from '../providers/provider.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import { gatewayOnline } from '../providers/systemd/index.js';
-import { hostPaths, LocalStateBackend, writeFileAtomic, type Lockfile, type StateBackend } from '../state/index.js';
+import { hostPaths } from '../model/index.js';
+import { LocalStateBackend, writeFileAtomic, type Lockfile, type StateBackend } from '../state/index.js';
 import { loadDesiredState, selectHost } from './desired.js';
 import { registryFor } from './registry.js';
 import { prepareVerification, verifierFor } from './signatures.js';
 import { VerdictCache } from './verdict-cache.js';
-import { mapBounded } from '../concurrency.js';
+import { mapBounded } from '../support/concurrency.js';
 
 export interface PlanOptions {
   repo: string;
@@ -76,7 +77,8 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
   const lock = await backend.readLockfile(host);
   const { registry, diagnostics: providerDiags } = await registryFor(state);
 
-  let desired = expandHost(state, host);
+  const expansion = expandHost(state, host, registry.expanders());
+  let desired = expansion.resources;
   if (opts.override) desired = opts.override(desired, lock);
   const validation: Diagnostic[] = [];
   for (const r of desired) {
@@ -133,7 +135,7 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
     owned,
     lock: { lineage: lock?.lineage ?? null, serial: lock?.serial ?? 0, resources: lockResources },
     planners: registry.planners(),
-    diagnostics: [...diagnostics, ...providerDiags, ...validation, ...readDiags, ...promotion].sort(compareDiagnostics),
+    diagnostics: [...diagnostics, ...providerDiags, ...expansion.diagnostics, ...validation, ...readDiags, ...promotion].sort(compareDiagnostics),
   });
   return { plan, state, lock, context, backend, registry };
 }

@@ -11,7 +11,7 @@ import { createTwoFilesPatch } from 'diff';
 import { parseDocument } from 'yaml';
 import { gitEnv } from '../contracts/git-batch.js';
 import { userError } from '../diagnostics/index.js';
-import { resolveSourceLocation } from '../engine/expand.js';
+import { resolveSourceLocation } from '../providers/release/expand.js';
 
 const run = promisify(execFile);
 

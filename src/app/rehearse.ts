@@ -15,14 +15,15 @@
 
 import { randomUUID } from 'node:crypto';
 import { AgentvmError, hasErrors, userError, type Diagnostic } from '../diagnostics/index.js';
-import { expandHost, PROVIDER_RELEASE_GIT, PROVIDER_RELEASE_PACKAGE, releaseAddress } from '../engine/expand.js';
-import type { DesiredResource, LockedResource, PlannedChange } from '../engine/types.js';
-import type { HostContext, Provider } from '../providers/provider.js';
+import { expandHost } from '../engine/expand.js';
+import { releaseAddress } from '../providers/release/index.js';
+import type { DesiredResource, LockedResource, PlannedChange } from '../model/resources.js';
+import type { ApplyResponse, HostContext, Provider } from '../providers/provider.js';
 import { GitReleaseProvider, PackageReleaseProvider } from '../providers/release/index.js';
 import { withAuditHead, withRehearsal, type AuditEntry, type RollbackRehearsal } from '../state/index.js';
 import { loadDesiredState, selectHost } from './desired.js';
 import { hostContext, stateBackend } from './plan.js';
-import { registryFor } from './registry.js';
+import { builtInRegistry, registryFor } from './registry.js';
 import { verifierFor } from './signatures.js';
 
 export interface RehearseOptions {
@@ -72,7 +73,7 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
   }
   const host = selectHost(state, opts.host);
   const w = opts.workload;
-  const desired = expandHost(state, host);
+  const desired = expandHost(state, host, builtInRegistry().expanders()).resources;
   const release = desired.find((r) => r.address === releaseAddress(w));
   if (!release) {
     const known = [...new Set(desired.map((r) => r.workload))].sort();
@@ -143,11 +144,11 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
       await step('promote', canaryDesired.address, promoteOk, promoteOk ? `${canaryDesired.address} runs ${nextReleaseId} and is healthy` : `${canaryDesired.address} failed on ${nextReleaseId}: ${firstError(promoted.diagnostics)}`);
 
       // 3. Roll the canary back to its applied configuration and check it. When step 2 already rolled back and checked
-      //    it, this is a no-op whose health was proven by that rollback (`*.rolled-back` is only reported when healthy).
+      //    it, this is a no-op whose health was proven by that rollback (rolledBack `ok` means healthy again).
       const appliedConfig: DesiredResource = { ...canaryDesired, identity: canaryLocked.identity, config: canaryLocked.attributes!.config as Record<string, unknown> };
       const back = await converge(systemd, context, appliedConfig, canaryLocked as LockedResource, progress);
       diagnostics.push(...back.diagnostics);
-      const autoRolledBack = promoted.diagnostics.some((d) => d.code.endsWith('.rolled-back'));
+      const autoRolledBack = promoted.rolledBack?.result === 'ok';
       const backOk = !hasErrors(back.diagnostics) && (back.applied || autoRolledBack);
       await step('rollback', canaryDesired.address, backOk, backOk ? `${canaryDesired.address} runs ${current.releaseId} again and is healthy` : `${canaryDesired.address} is not healthy on ${current.releaseId}: ${firstError(back.diagnostics)}`);
       passed = promoteOk && backOk;
@@ -201,16 +202,16 @@ function change(desired: DesiredResource, action: PlannedChange['action'], locke
 }
 
 /** read → plan → apply of one unit against its applied lockfile entry; `applied` is false when it was already so. */
-async function converge(provider: Provider, host: HostContext, desired: DesiredResource, locked: LockedResource, progress: (m: string) => void): Promise<{ applied: boolean; diagnostics: Diagnostic[] }> {
+async function converge(provider: Provider, host: HostContext, desired: DesiredResource, locked: LockedResource, progress: (m: string) => void): Promise<{ applied: boolean; diagnostics: Diagnostic[]; rolledBack?: ApplyResponse['rolledBack'] }> {
   const read = await provider.read({ host, address: desired.address, desired, locked });
   const planned = provider.plan({ address: desired.address, desired, live: read.live, locked });
   if (planned.action === 'noop') return { applied: false, diagnostics: planned.diagnostics.filter((d) => d.severity === 'error') };
   const res = await provider.apply({ host, change: { ...change(desired, planned.action, locked, planned.effect), reasons: planned.reasons }, locked, progress: (m) => progress(m) });
-  return { applied: true, diagnostics: res.diagnostics };
+  return { applied: true, diagnostics: res.diagnostics, ...(res.rolledBack ? { rolledBack: res.rolledBack } : {}) };
 }
 
 async function restoreCurrent(host: HostContext, providerType: string, workload: string, current: { identity: string; digest: string; releaseId: string }, installed: Omit<LockedResource, 'commit' | 'appliedAt'> | undefined, progress: (m: string) => void): Promise<Diagnostic[]> {
-  const provider = providerType === PROVIDER_RELEASE_GIT ? new GitReleaseProvider() : providerType === PROVIDER_RELEASE_PACKAGE ? new PackageReleaseProvider() : undefined;
+  const provider = [new GitReleaseProvider(), new PackageReleaseProvider()].find((p) => p.type === providerType);
   if (!provider) return [{ code: 'rehearse.unsupported', severity: 'error', summary: `Provider \`${providerType}\` cannot switch ${workload} back to ${current.releaseId}.`, address: releaseAddress(workload) }];
   const res = await provider.rollbackTo(host, workload, current.releaseId, current.digest, {
     identity: current.identity,

@@ -5,8 +5,8 @@
 
 import { randomUUID } from 'node:crypto';
 import { AgentvmError, userError, type Diagnostic } from '../diagnostics/index.js';
-import { releaseAddress } from '../engine/expand.js';
-import type { DesiredResource, LockedResource, PlannedChange } from '../engine/types.js';
+import { releaseAddress } from '../providers/release/index.js';
+import type { DesiredResource, LockedResource, PlannedChange } from '../model/resources.js';
 import type { CapturedRelease, HostContext } from '../providers/provider.js';
 import { GitReleaseProvider, PackageReleaseProvider, type RollbackResponse } from '../providers/release/index.js';
 import { withAuditHead, withRelease, withResource, withRollbackTarget, type Lockfile } from '../state/index.js';

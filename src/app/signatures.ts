@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { DesiredState } from '../contracts/desired-state.js';
 import { errorDiag, type Diagnostic } from '../diagnostics/index.js';
-import type { DesiredResource } from '../engine/types.js';
+import type { DesiredResource } from '../model/resources.js';
 import { SHIPPED_TRUSTED_ROOT_PATH, verifyArtifact, type SignaturePolicy, type VerifyThresholds } from '../providers/image/index.js';
 import { loadSigstore } from '../providers/image/sigstore-lib.js';
 import { verdictKey, type VerdictCache } from './verdict-cache.js';

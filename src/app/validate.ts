@@ -3,9 +3,8 @@
 
 import { buildDesiredState } from '../contracts/desired-state.js';
 import { readDesiredState } from '../contracts/git-source.js';
-import { compareDiagnostics, type Diagnostic } from '../diagnostics/index.js';
+import { compareDiagnostics, countBySeverity, type Diagnostic } from '../diagnostics/index.js';
 import { evaluatePolicy } from '../governance/index.js';
-import { countBySeverity } from '../ui/diagnostics-text.js';
 
 /** JSON result of `agentvm validate --json`; schema: schemas/validate-result.schema.json. */
 export interface ValidateResult {

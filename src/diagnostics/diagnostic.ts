@@ -60,3 +60,14 @@ export function compareDiagnostics(a: Diagnostic, b: Diagnostic): number {
   if (ca !== cb) return ca - cb;
   return a.code < b.code ? -1 : a.code > b.code ? 1 : 0;
 }
+
+/** How many errors and warnings: what a summary line and an exit code are decided by. */
+export function countBySeverity(diags: readonly Diagnostic[]): { errors: number; warnings: number } {
+  let errors = 0;
+  let warnings = 0;
+  for (const d of diags) {
+    if (d.severity === 'error') errors++;
+    else warnings++;
+  }
+  return { errors, warnings };
+}

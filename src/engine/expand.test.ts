@@ -1,53 +1,76 @@
+// The expansion contract the engine holds every provider to (expand.ts): providers are asked in order and see what
+// the ones before them expanded; a provider may plan only its own type under its own prefix; an address belongs to
+// one provider; a provider that throws is an error and contributes nothing. Fake providers: this is the layer above
+// them (the built-in providers' own expansions are tested in their folders).
+
 import { describe, expect, it } from 'vitest';
-import { BASELINE, edit, stateOf } from '../governance/policy.fixture.js';
-import { GATE_SERVER_ADDRESS as PROVIDER_GATE_SERVER_ADDRESS } from '../providers/gate/server-unit.js';
-import { expandHost, GATE_SERVER_ADDRESS, HOST_WORKLOAD } from './expand.js';
+import { BASELINE, stateOf } from '../governance/policy.fixture.js';
+import type { DesiredResource } from '../model/index.js';
+import type { ExpandRequest } from '../providers/provider.js';
+import { expandHost, type Expander } from './expand.js';
 
-const HOST = 'hosts/alpha.yaml';
-const WEB = 'workloads/web/manifest.yaml';
-const PREVIEWS = '  previews:\n    - name: web-ui\n      upstream:\n        port: 8301\n      maxTtl: 30m\n      grantees: [dev@example.com]\n';
+const state = stateOf(BASELINE);
+const resource = (address: string, provider: string, dependsOn: string[] = []): DesiredResource => ({ address, provider, workload: 'web', identity: address, config: {}, dependsOn });
 
-describe('expandHost: the preview gate server (gate.server)', () => {
-  it('GIVEN a host with a preview THEN one gate.server with the host listener and scope, and every route depends on it', () => {
-    const desired = expandHost(stateOf(BASELINE), 'alpha');
-    const server = desired.filter((r) => r.address === GATE_SERVER_ADDRESS);
-    expect(server).toEqual([{
-      address: 'gate.server',
-      provider: 'gate',
-      workload: HOST_WORKLOAD,
-      identity: 'agentvm-gate.service',
-      config: { address: '127.0.0.1', port: 8443, tls: null, scope: 'user' },
-      dependsOn: [],
-    }]);
-    const route = desired.find((r) => r.address === 'gate.web.web-ui');
-    // Its existing dependencies (the workload's units) stay; the server comes on top.
-    expect(route?.dependsOn).toEqual([...desired.filter((r) => r.address.startsWith('unit.web.')).map((r) => r.address), 'gate.server']);
-    expect(route?.dependsOn.length).toBeGreaterThan(1);
+function expander(type: string, addressPrefix: string, make: (req: ExpandRequest) => DesiredResource[]): Expander {
+  return { type, addressPrefix, expand: (req) => ({ resources: make(req), diagnostics: [] }) };
+}
+
+describe('expandHost: every resource comes from a provider that owns it', () => {
+  it('GIVEN two providers THEN the second sees what the first expanded, and both are planned', () => {
+    const seen: string[][] = [];
+    const first = expander('motd', 'motd.', () => [resource('motd.web', 'motd')]);
+    const second = expander('cron', 'cron.', (req) => {
+      seen.push(req.expanded.map((r) => r.address));
+      return req.workloads.map((w) => resource(`cron.${w.name}`, 'cron', ['motd.web']));
+    });
+    const out = expandHost(state, 'alpha', [first, second]);
+    expect(seen).toEqual([['motd.web']]);
+    expect(out.resources.map((r) => r.address)).toEqual(['motd.web', 'cron.web', 'cron.digest']);
+    expect(out.diagnostics).toEqual([]);
   });
 
-  it('GIVEN the host sets port and TLS by reference THEN the config carries them (references, never contents)', () => {
-    const files = edit(BASELINE, HOST, '    port: 8443\n', '    port: 9443\n    tls:\n      cert: file:/etc/agentvm/gate.crt\n      key: file:/etc/agentvm/gate.key\n');
-    const server = expandHost(stateOf(files), 'alpha').find((r) => r.address === GATE_SERVER_ADDRESS);
-    expect(server?.config).toEqual({ address: '127.0.0.1', port: 9443, tls: { cert: 'file:/etc/agentvm/gate.crt', key: 'file:/etc/agentvm/gate.key' }, scope: 'user' });
+  it('GIVEN the request THEN it carries the host spec, the repository and the host’s workloads with both documents', () => {
+    let request: ExpandRequest | undefined;
+    expandHost(state, 'alpha', [expander('x', 'x.', (req) => ((request = req), []))]);
+    expect(request?.host.name).toBe('alpha');
+    expect(request?.host.spec.workloads).toEqual(['web', 'digest']);
+    expect(request?.repo).toBe('/x');
+    expect(request?.workloads.map((w) => [w.name, w.dir, w.contract.kind, w.manifest.kind])).toEqual([
+      ['web', 'workloads/web', 'WorkloadContract', 'WorkloadManifest'],
+      ['digest', 'workloads/digest', 'WorkloadContract', 'WorkloadManifest'],
+    ]);
   });
 
-  it('GIVEN no spec.gate THEN the schema defaults (127.0.0.1:8443, no TLS) and the system scope default', () => {
-    const files = edit(edit(BASELINE, HOST, '  gate:\n    address: 127.0.0.1\n    port: 8443\n', ''), HOST, '  systemd:\n    scope: user\n', '');
-    expect(expandHost(stateOf(files), 'alpha').find((r) => r.address === GATE_SERVER_ADDRESS)?.config).toEqual({ address: '127.0.0.1', port: 8443, tls: null, scope: 'system' });
+  it('GIVEN a provider that plans another type or outside its prefix THEN that resource is refused with an error', () => {
+    const rogue = expander('motd', 'motd.', () => [resource('unit.web.api', 'systemd'), resource('unit.web.x', 'motd'), resource('motd.ok', 'motd')]);
+    const out = expandHost(state, 'alpha', [rogue]);
+    expect(out.resources.map((r) => r.address)).toEqual(['motd.ok']);
+    expect(out.diagnostics.map((d) => [d.code, d.address])).toEqual([
+      ['provider.expand-foreign', 'unit.web.api'],
+      ['provider.expand-foreign', 'unit.web.x'],
+    ]);
   });
 
-  it('GIVEN no workload of the host declares a preview THEN no gate.server and no route', () => {
-    const files = edit(BASELINE, WEB, PREVIEWS, '');
-    const desired = expandHost(stateOf(files), 'alpha');
-    expect(desired.length).toBeGreaterThan(0);
-    expect(desired.filter((r) => r.address.startsWith('gate.'))).toEqual([]);
+  it('GIVEN two providers claiming one address THEN the first keeps it and the second is an error naming both', () => {
+    const a = expander('motd', 'm', () => [resource('m.web', 'motd')]);
+    const b = expander('mail', 'm', () => [resource('m.web', 'mail')]);
+    const out = expandHost(state, 'alpha', [a, b]);
+    expect(out.resources.map((r) => r.provider)).toEqual(['motd']);
+    expect(out.diagnostics).toEqual([expect.objectContaining({ code: 'provider.expand-duplicate', severity: 'error', summary: 'm.web is planned by both `motd` and `mail`.' })]);
   });
 
-  it('the reserved workload cannot be a workload name, the address cannot be a route address, and the provider agrees on it', () => {
-    expect(HOST_WORKLOAD).not.toMatch(/^[a-z][a-z0-9-]{0,62}$/);
-    expect(GATE_SERVER_ADDRESS.split('.')).toHaveLength(2);
-    expect(PROVIDER_GATE_SERVER_ADDRESS).toBe(GATE_SERVER_ADDRESS);
-    // Views sort workload groups by name: the host's group comes first.
-    expect([HOST_WORKLOAD, 'a', 'web'].sort()[0]).toBe(HOST_WORKLOAD);
+  it('GIVEN a provider that throws THEN it is an error and the others still expand', () => {
+    const broken: Expander = { type: 'broken', addressPrefix: 'b.', expand: () => { throw new Error('boom'); } };
+    const ok = expander('motd', 'motd.', () => [resource('motd.web', 'motd')]);
+    const out = expandHost(state, 'alpha', [broken, ok]);
+    expect(out.resources.map((r) => r.address)).toEqual(['motd.web']);
+    expect(out.diagnostics.map((d) => d.code)).toEqual(['provider.expand-failed']);
+    expect(out.diagnostics[0]?.summary).toContain('boom');
+  });
+
+  it('GIVEN an unknown host or providers without expand THEN nothing', () => {
+    expect(expandHost(state, 'nope', [expander('x', 'x.', () => [resource('x.a', 'x')])]).resources).toEqual([]);
+    expect(expandHost(state, 'alpha', [{ type: 'x', addressPrefix: 'x.' }]).resources).toEqual([]);
   });
 });

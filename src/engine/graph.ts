@@ -2,7 +2,7 @@
 // (`a -> b -> c -> a`). Dependencies on addresses outside the graph are ignored (they are not part of this plan).
 
 import { errorDiag, type Diagnostic } from '../diagnostics/index.js';
-import type { Address } from './types.js';
+import type { Address } from '../model/resources.js';
 
 export interface GraphNode { address: Address; dependsOn: readonly Address[] }
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { PlanRequest, PlanResponse } from '../providers/provider.js';
 import { orderGraph } from './graph.js';
 import { computePlan, hasChanges, type PlanInput } from './plan.js';
-import type { DesiredResource, LiveResource, LockedResource } from './types.js';
+import type { DesiredResource, LiveResource, LockedResource } from '../model/resources.js';
 
 // A planner that compares identities and digests the way release providers do; fine for testing the engine above it.
 const identityPlanner = {

@@ -5,9 +5,9 @@
 
 import { compareDiagnostics, hasErrors, warningDiag, type Diagnostic } from '../diagnostics/index.js';
 import type { PlanRequest, PlanResponse } from '../providers/provider.js';
-import { fingerprint } from './canonical-json.js';
+import { fingerprint } from '../model/canonical-json.js';
 import { orderGraph } from './graph.js';
-import { worstAction, worstEffect, type Action, type Address, type DesiredResource, type DriftItem, type Effect, type LiveResource, type LockedResource, type PlannedChange } from './types.js';
+import { worstAction, worstEffect, type Action, type Address, type DesiredResource, type DriftItem, type Effect, type LiveResource, type LockedResource, type PlannedChange } from '../model/resources.js';
 
 export const PLAN_FORMAT_VERSION = 1;
 

@@ -6,7 +6,8 @@
 
 import os from 'node:os';
 import { AgentvmError, userError } from '../diagnostics/index.js';
-import { isHostName } from '../state/host-paths.js';
+import { isHostName } from '../model/index.js';
+import { currentActor } from '../support/actor.js';
 import { auditGateEvent, gateEntry } from './audit.js';
 import { GateCode } from './codes.js';
 import { formatDuration, parseDuration } from './duration.js';
@@ -46,11 +47,7 @@ export interface ListResult {
 }
 
 function actorName(): string {
-  try {
-    return `${os.userInfo().username}@${os.hostname()}`;
-  } catch {
-    return `uid-${process.getuid?.() ?? 'unknown'}@${os.hostname()}`;
-  }
+  return currentActor();
 }
 
 function summary(g: GrantState): GrantSummary {

@@ -12,9 +12,10 @@
 // - A revocation is seen on the very next request: the server stats `<id>.revoked` on every request (one syscall), it
 //   does not rely on a cached listing or on directory mtimes (whose granularity can hide a change).
 
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { sha256Hex } from '../model/index.js';
 import { errnoCode, readJsonFile, tempPathFor, unlinkQuietly, writeFileAtomic } from '../state/atomic-file.js';
 
 export interface GrantRecord {
@@ -51,9 +52,7 @@ export function newSecret(): string {
   return randomBytes(32).toString('base64url');
 }
 
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
+export { sha256Hex };
 
 export function isGrantId(id: string): boolean {
   return GRANT_ID.test(id);

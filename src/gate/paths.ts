@@ -4,7 +4,7 @@
 
 import path from 'node:path';
 import { AUDIT_FILE_NAME } from '../state/audit-log.js';
-import { hostPaths } from '../state/host-paths.js';
+import { hostPaths } from '../model/index.js';
 
 export interface GatePaths {
   dir: string;

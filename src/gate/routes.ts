@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { AgentvmError, errorDiag, type Diagnostic } from '../diagnostics/index.js';
-import { canonicalJson } from '../engine/canonical-json.js';
+import { canonicalJson } from '../model/canonical-json.js';
 import { readJsonFile, writeFileAtomic } from '../state/atomic-file.js';
 import { GateCode } from './codes.js';
 import { parseDuration } from './duration.js';

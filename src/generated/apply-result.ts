@@ -1,7 +1,7 @@
 // GENERATED from schemas/apply-result.schema.json by scripts/gen-types.js. Do not edit: edit the schema and run `npm run gen`.
 
 /**
- * Output of `agentvm apply --json` (exit 0 when every change was applied or there was nothing to do, 1 when the apply is partial). On a failure before the apply starts (stale plan, lease held, invalid desired state) the output is an ErrorDocument instead.
+ * Output of `agentvm apply --json` (exit 0 when every change was applied or there was nothing to do, 3 when the apply is partial: some changes failed or were skipped and the lockfile records what was done; re-run apply to converge). On a failure before the apply starts (stale plan, lease held, invalid desired state) the output is an ErrorDocument instead.
  */
 export interface ApplyResultDocument {
   formatVersion: 1;

@@ -14,6 +14,12 @@ export interface Host {
   metadata: Metadata;
   spec: {
     /**
+     * Settings for third-party providers (agentvm.yaml spec.providers), one block per provider type. agentvm passes them to the provider's expand() unread; the provider validates its own block. Secrets by reference only, like everywhere else.
+     */
+    extensions?: {
+      [k: string]: {} | undefined;
+    };
+    /**
      * Names of the workloads (directories under workloads/) this host runs.
      */
     workloads: Name[];

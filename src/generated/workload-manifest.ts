@@ -28,6 +28,12 @@ export interface WorkloadManifest {
     jobs?: Job[];
     previews?: Preview[];
     canary?: Canary;
+    /**
+     * Settings for third-party providers (agentvm.yaml spec.providers), one block per provider type. agentvm passes them to the provider's expand() unread; the provider validates its own block. Secrets by reference only, like everywhere else.
+     */
+    extensions?: {
+      [k: string]: {} | undefined;
+    };
   };
 }
 export interface Metadata {

@@ -6,7 +6,15 @@
 // - No request or response carries a secret value.
 
 import type { Diagnostic } from '../diagnostics/index.js';
-import type { Address, DesiredResource, Effect, LiveResource, LockedResource, PlannedChange, Reason } from '../engine/types.js';
+import type { Host } from '../generated/host.js';
+import type { WorkloadContract } from '../generated/workload-contract.js';
+import type { WorkloadManifest } from '../generated/workload-manifest.js';
+import type { Address, DesiredResource, Effect, HostPaths, LiveResource, LockedResource, PlannedChange, Reason } from '../model/index.js';
+
+// The vocabulary a provider speaks, re-exported so that a provider package needs one import: `agentvm/provider`.
+export type { HostPaths, Address, DesiredResource, Effect, LiveResource, LockedResource, PlannedChange, Reason };
+export type { Action, ReasonCode } from '../model/index.js';
+export type { Diagnostic } from '../diagnostics/index.js';
 
 /** Where a provider works: the host root and the paths under it. All host paths live under `root`. */
 export interface HostContext {
@@ -19,13 +27,29 @@ export interface HostContext {
   repo: string;
 }
 
-export interface HostPaths {
-  state: string;
-  releases: string;
-  audit: string;
-  run: string;
-  cache: string;
+/** One workload the host runs, as its documents say (already valid against schemas/). */
+export interface ExpandWorkload {
+  name: string;
+  /** The workload's directory in the repository (`workloads/<name>`); files it names are relative to it. */
+  dir: string;
+  contract: WorkloadContract;
+  manifest: WorkloadManifest;
 }
+
+/**
+ * The desired state of one host, for a provider to turn into the resources it owns. Everything is read-only: a
+ * provider returns new resources and never edits what it is given.
+ */
+export interface ExpandRequest {
+  host: { name: string; spec: Host['spec'] };
+  /** The desired-state repository (absolute): relative source locations resolve against it. */
+  repo: string;
+  /** The host's workloads whose documents loaded, in the host file's order. */
+  workloads: readonly ExpandWorkload[];
+  /** What the providers before this one (registry order) expanded: a resource may depend on them. */
+  expanded: readonly DesiredResource[];
+}
+export interface ExpandResponse { resources: DesiredResource[]; diagnostics: Diagnostic[] }
 
 export interface ValidateRequest { resource: DesiredResource }
 export interface ValidateResponse { diagnostics: Diagnostic[] }
@@ -94,6 +118,16 @@ export interface ApplyResponse {
   locked?: Omit<LockedResource, 'commit' | 'appliedAt'>;
   /** The release that was live before this apply (capture-first), recorded as rollback target. */
   captured?: CapturedRelease | null;
+  /**
+   * The provider undid a failed change on its own (a unit whose new release failed its health check went back to the
+   * one before): `ok` when what runs now is healthy again, `failed` when the undo failed too. Absent: nothing undone.
+   */
+  rolledBack?: { result: 'ok' | 'failed'; detail: string };
+  /**
+   * Release providers: the workload's live release after this apply — what its `current` now names — which the
+   * lockfile records as the workload's release (null after a delete). Absent for every other kind of resource.
+   */
+  release?: { identity: string; digest: string; releaseId: string } | null;
   diagnostics: Diagnostic[];
 }
 
@@ -118,6 +152,14 @@ export interface Provider {
   /** Provider type, e.g. `release.git`. Resource addresses it owns start with `addressPrefix`. */
   readonly type: string;
   readonly addressPrefix: string;
+  /**
+   * The resources of this type the host's desired state calls for. A provider owns its expansion: the engine asks
+   * every provider in registry order and knows no resource kind by name, so a third-party package adds a kind by
+   * implementing this (reading, say, `spec.extensions.<its type>` of a manifest or host). Pure: no I/O. Every
+   * resource returned must have this provider's type and an address under `addressPrefix`. Absent: the provider
+   * plans no resources of its own (it may still be asked about resources a lockfile names).
+   */
+  expand?(req: ExpandRequest): ExpandResponse;
   validate(req: ValidateRequest): ValidateResponse;
   read(req: ReadRequest): Promise<ReadResponse>;
   plan(req: PlanRequest): PlanResponse;

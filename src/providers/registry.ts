@@ -10,6 +10,8 @@ import type { Provider } from './provider.js';
 
 export class ProviderRegistry {
   private readonly byType = new Map<string, Provider>();
+  /** The expansion of a built-in that a replacement (without an expand of its own) keeps planning from. */
+  private readonly inheritedExpand = new Map<string, NonNullable<Provider['expand']>>();
 
   constructor(providers: Iterable<Provider> = []) {
     for (const p of providers) this.register(p);
@@ -20,9 +22,16 @@ export class ProviderRegistry {
     this.byType.set(p.type, p);
   }
 
-  /** Swaps the provider of an existing type (a reviewed `replaces:` in agentvm.yaml). */
+  /**
+   * Swaps the provider of an existing type (a reviewed `replaces:` in agentvm.yaml). A replacement that does not
+   * expand resources itself takes over the built-in's resources as the built-in expands them: it replaces how they
+   * are read, planned and applied, not which ones the desired state calls for.
+   */
   replace(p: Provider): void {
-    if (!this.byType.has(p.type)) throw new Error(`provider type ${p.type} is not registered`);
+    const old = this.byType.get(p.type);
+    if (!old) throw new Error(`provider type ${p.type} is not registered`);
+    if (!p.expand && old.expand) this.inheritedExpand.set(p.type, old.expand.bind(old));
+    else this.inheritedExpand.delete(p.type);
     this.byType.set(p.type, p);
   }
 
@@ -38,6 +47,14 @@ export class ProviderRegistry {
     return [...this.byType.values()];
   }
 
+  /** The expansion view, in registry order (releases before the units that run them, units before their routes). */
+  expanders(): Array<Pick<Provider, 'type' | 'addressPrefix' | 'expand'>> {
+    return this.all().map((p) => {
+      const expand = p.expand ? p.expand.bind(p) : this.inheritedExpand.get(p.type);
+      return { type: p.type, addressPrefix: p.addressPrefix, ...(expand ? { expand } : {}) };
+    });
+  }
+
   /** The pure planning view, as the engine needs it. */
   planners(): Map<string, Pick<Provider, 'plan'>> {
     return new Map(this.all().map((p) => [p.type, p]));
@@ -49,7 +66,7 @@ const METHODS = ['validate', 'read', 'plan', 'apply', 'list'] as const;
 export function isProvider(value: unknown): value is Provider {
   if (!value || typeof value !== 'object') return false;
   const v = value as Record<string, unknown>;
-  return typeof v.type === 'string' && typeof v.addressPrefix === 'string' && METHODS.every((m) => typeof v[m] === 'function');
+  return typeof v.type === 'string' && typeof v.addressPrefix === 'string' && METHODS.every((m) => typeof v[m] === 'function') && (v.expand === undefined || typeof v.expand === 'function');
 }
 
 /**

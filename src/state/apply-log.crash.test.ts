@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { LocalStateBackend } from './backend.js';
-import { hostPaths } from './host-paths.js';
+import { hostPaths } from '../model/index.js';
 import { MAX_REHEARSALS, type Lockfile } from './lockfile.js';
 
 const run = promisify(execFile);
@@ -26,9 +26,10 @@ let work: string;
 // batch replayed twice would list it twice), the audit head becomes s, and s is marked done.
 const CHILD = String.raw`
 import * as state from './out/state/index.js';
+import { hostPaths } from './out/model/index.js';
 const { root, applyId, count } = JSON.parse(process.argv[2]);
 const say = (v) => process.stdout.write(JSON.stringify(v) + '\n');
-const backend = new state.LocalStateBackend(state.hostPaths(root));
+const backend = new state.LocalStateBackend(hostPaths(root));
 const lease = await backend.acquireLease('web-1', 'apply', { renew: false });
 const log = await backend.beginApply('web-1', { applyId, planDigest: 'p' }, lease);
 say({ begun: log.serial, interrupted: log.interrupted?.applyId ?? null });
@@ -54,7 +55,7 @@ beforeAll(async () => {
       extends: path.join(repo, 'tsconfig.build.json'),
       compilerOptions: { rootDir: path.join(repo, 'src'), outDir: path.join(work, 'out'), typeRoots: [path.join(repo, 'node_modules/@types')], incremental: false },
       include: [],
-      files: [path.join(repo, 'src/state/index.ts')],
+      files: [path.join(repo, 'src/state/index.ts'), path.join(repo, 'src/model/index.ts')],
     }),
   );
   await run(process.execPath, [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', path.join(work, 'tsconfig.json')], { cwd: repo });

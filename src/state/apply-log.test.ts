@@ -8,10 +8,10 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync
 import os from 'node:os';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
-import type { LockedResource } from '../engine/types.js';
+import type { LockedResource } from '../model/resources.js';
 import { MIN_CHECKPOINT_INTERVAL, type ApplyLog } from './apply-log.js';
 import { LocalStateBackend } from './backend.js';
-import { hostPaths } from './host-paths.js';
+import { hostPaths } from '../model/index.js';
 import type { LeaseLock } from './lease-lock.js';
 import { applyOps, emptyLockfile, withResource, type Lockfile, type LockfileOp } from './lockfile.js';
 

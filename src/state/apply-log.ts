@@ -16,7 +16,7 @@
 import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
-import type { Address, LockedResource } from '../engine/types.js';
+import type { Address, LockedResource } from '../model/resources.js';
 import { errnoCode, fsyncDirectory, writeFileAtomic } from './atomic-file.js';
 import type { LeaseLock } from './lease-lock.js';
 import { applyOpsToDraft, canonicalOp, emptyLockfile, lockfileDraft, lockfileOpProblem, type Lockfile, type LockfileOp, type LockfileSource } from './lockfile.js';

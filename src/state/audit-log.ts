@@ -11,10 +11,10 @@
 
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, fstatSync, fsyncSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { AgentvmError, errorDiag, type Diagnostic } from '../diagnostics/index.js';
-import type { Action } from '../engine/types.js';
+import { canonicalJson, type Action } from '../model/index.js';
+import { currentActor } from '../support/actor.js';
 import type { AuditEvent, GateAccess, Version } from '../generated/audit-event.js';
 import type { AuditHead } from '../generated/lockfile.js';
 import { errnoCode, fsyncDirectory } from './atomic-file.js';
@@ -189,7 +189,7 @@ function buildRecord(entry: AuditEntry, prev: AuditHead | null): Omit<AuditEvent
   const record: Record<string, unknown> = {
     seq: prev ? prev.seq + 1 : 1,
     time: (entry.time ?? new Date()).toISOString(),
-    actor: entry.actor ?? defaultActor(),
+    actor: entry.actor ?? currentActor(),
     host: entry.host,
     operation: entry.operation,
     event: entry.event,
@@ -256,24 +256,8 @@ function version(v: { identity?: string; digest?: string } | undefined): Version
   return Object.keys(out).length ? out : undefined;
 }
 
-function defaultActor(): string {
-  let user: string;
-  try {
-    user = os.userInfo().username;
-  } catch {
-    user = process.env.USER ?? `uid-${process.getuid?.() ?? 'unknown'}`;
-  }
-  return `${user}@${os.hostname()}`;
-}
-
-/** JSON with object keys sorted at every level and no whitespace: the bytes that are hashed. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
-}
+/** The bytes that are hashed: JSON with object keys sorted at every level and no whitespace. */
+export { canonicalJson };
 
 /** sha256(prevHash + canonical JSON of the record without `hash`), lowercase hex. */
 export function auditHash(record: Omit<AuditEvent, 'hash'> | AuditEvent): string {

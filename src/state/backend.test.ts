@@ -6,9 +6,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync,
 import os from 'node:os';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
-import type { LockedResource } from '../engine/types.js';
+import type { LockedResource } from '../model/resources.js';
 import { LocalStateBackend } from './backend.js';
-import { hostPaths } from './host-paths.js';
+import { hostPaths } from '../model/index.js';
 import { emptyLockfile, withAuditHead, withResource, withRollbackTarget, type Lockfile } from './lockfile.js';
 import type { LeaseLock } from './lease-lock.js';
 

@@ -12,11 +12,11 @@
 import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
-import type { HostPaths } from '../providers/provider.js';
+import { isHostName, type HostPaths } from '../model/index.js';
 import { errnoCode, fsyncDirectory } from './atomic-file.js';
 import { beginApplyLog, type ApplyLog, type ApplyStart } from './apply-log.js';
 import { appendAudit, AUDIT_FILE_NAME, tailAudit, verifyAuditLog, type AuditEntry, type AuditEvent, type AuditVerification, type ExpectedAuditHead } from './audit-log.js';
-import { assertHostName, isHostName } from './host-paths.js';
+import { assertHostName } from './host-paths.js';
 import { acquireLeaseLock, forceUnlockLease, readLeaseRecord, type LeaseLock, type LeaseOptions, type LeaseRecord } from './lease-lock.js';
 import type { Lockfile, LockfileSource } from './lockfile.js';
 import { fingerprintOf, readStoredState, sameFingerprint, writeLockfileFile, type FileFingerprint } from './lockfile-store.js';

@@ -1,7 +1,7 @@
 // The public API of the state layer: everything above src/state imports from here, and talks to state only through a
 // StateBackend (it never builds a state file path itself).
 
-export { hostPaths, assertHostName, isHostName, type HostPaths } from './host-paths.js';
+export { assertHostName } from './host-paths.js';
 export { writeFileAtomic, readJsonFile, type AtomicWriteOptions } from './atomic-file.js';
 export {
   LOCKFILE_FORMAT_VERSION,

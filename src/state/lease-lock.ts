@@ -18,6 +18,7 @@ import { closeSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readSyn
 import os from 'node:os';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
+import { currentActor } from '../support/actor.js';
 import { errnoCode, fsyncDirectory, tempPathFor, unlinkQuietly, writeFileAtomic } from './atomic-file.js';
 
 export interface LeaseRecord {
@@ -165,7 +166,7 @@ export class LeaseLock {
 function newRecord(host: string, operation: string, leaseMs: number, now: Date): LeaseRecord {
   return {
     id: randomUUID(),
-    who: currentUser(),
+    who: currentActor(),
     operation,
     host,
     pid: process.pid,
@@ -468,15 +469,6 @@ function processAlive(pid: number): boolean {
   }
 }
 
-function currentUser(): string {
-  let user: string;
-  try {
-    user = os.userInfo().username;
-  } catch {
-    user = process.env.USER ?? `uid-${process.getuid?.() ?? 'unknown'}`;
-  }
-  return `${user}@${os.hostname()}`;
-}
 
 /** Blocks the thread; only for the few milliseconds a racer waits for another's takeover. */
 export function sleepSync(ms: number): void {

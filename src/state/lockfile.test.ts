@@ -2,7 +2,7 @@
 
 import { describe, it, expect } from 'vitest';
 import { AgentvmError } from '../diagnostics/index.js';
-import type { LockedResource } from '../engine/types.js';
+import type { LockedResource } from '../model/resources.js';
 import {
   applyOps,
   emptyLockfile,

@@ -10,7 +10,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { AgentvmError } from '../diagnostics/index.js';
-import type { LockedResource } from '../engine/types.js';
+import type { LockedResource } from '../model/resources.js';
 import type {
   AuditHead,
   Lockfile,

@@ -13,7 +13,7 @@
 //   back from the line it wrote (apply-log.ts).
 
 import { AgentvmError } from '../diagnostics/index.js';
-import type { Address } from '../engine/types.js';
+import type { Address } from '../model/resources.js';
 import { applyOpsToDraft, lockfileDraft, lockfileOpProblem, LOCKFILE_FORMAT_VERSION, type Lockfile, type LockfileOp, type LockfileSource } from './lockfile.js';
 
 export const WAL_FORMAT_VERSION = 1;

@@ -21,13 +21,3 @@ export function renderDiagnostic(d: Diagnostic, style: Style = plainStyle): stri
 export function renderDiagnostics(diags: readonly Diagnostic[], style: Style = plainStyle): string {
   return diags.map((d) => renderDiagnostic(d, style)).join('\n\n');
 }
-
-export function countBySeverity(diags: readonly Diagnostic[]): { errors: number; warnings: number } {
-  let errors = 0;
-  let warnings = 0;
-  for (const d of diags) {
-    if (d.severity === 'error') errors++;
-    else warnings++;
-  }
-  return { errors, warnings };
-}

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { errorDiag, warningDiag, type Diagnostic } from '../diagnostics/index.js';
 import type { Plan } from '../engine/plan.js';
-import type { PlannedChange } from '../engine/types.js';
+import type { PlannedChange } from '../model/resources.js';
 import { flattenConfig, planCommentMarker, renderPlanMarkdown } from './plan-markdown.js';
 
 function unitChange(workload: string, action: PlannedChange['action'], env: Record<string, string> = {}): PlannedChange {

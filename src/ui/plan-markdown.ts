@@ -16,7 +16,7 @@
 
 import { FILE_HEADERS_ONLY, formatPatch, structuredPatch } from 'diff';
 import type { Plan } from '../engine/plan.js';
-import { ACTION_SEVERITY, worstAction, worstEffect, type PlannedChange } from '../engine/types.js';
+import { ACTION_SEVERITY, worstAction, worstEffect, type PlannedChange } from '../model/resources.js';
 import type { Diagnostic } from '../diagnostics/index.js';
 import { ACTION_SYMBOL, groupByWorkload, short, summaryLine } from './plan-text.js';
 

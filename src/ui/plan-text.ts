@@ -2,7 +2,7 @@
 // symbols and effects, then policy findings, then the one-line summary. The ink view renders the same model.
 
 import type { Plan } from '../engine/plan.js';
-import type { Action, PlannedChange } from '../engine/types.js';
+import type { Action, PlannedChange } from '../model/resources.js';
 import { renderDiagnostics } from './diagnostics-text.js';
 import { plainStyle, type Style } from './style.js';
 import { describeSource } from './validate-text.js';

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { GateProvider } from '../../src/providers/gate/provider.js';
-import { hostPaths } from '../../src/state/host-paths.js';
+import { hostPaths } from '../../src/model/index.js';
 import { BIN, agentvm, type CliResult } from './cli.js';
 
 export const HOST = 'edge-1';

@@ -8,13 +8,14 @@
 // the same route rewrites nothing); list reports only routes in the table, which only this provider writes.
 
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type { Reason } from '../../engine/types.js';
+import type { Reason } from '../../model/resources.js';
 import { auditGateEvent, gateEntry } from '../../gate/audit.js';
 import { GateCode } from '../../gate/codes.js';
 import { GrantStore } from '../../gate/grants.js';
 import { gatePaths } from '../../gate/paths.js';
 import { normaliseRoute, readRouteTable, routeDigest, routeFromConfig, routeKey, routeProblems, writeRouteTable, type GateRoute } from '../../gate/routes.js';
-import type { ApplyRequest, ApplyResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import type { ApplyRequest, ApplyResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import { expandGate } from './expand.js';
 import type { UnitScope } from '../systemd/analyze.js';
 import { defaultEndpoint } from '../systemd/provider.js';
 import type { SystemdEndpoint } from '../systemd/systemctl.js';
@@ -42,6 +43,10 @@ function badAddress(address: string): Diagnostic {
 export class GateProvider implements Provider {
   readonly type = 'gate';
   readonly addressPrefix = GATE_ADDRESS_PREFIX;
+
+  expand(req: ExpandRequest): ExpandResponse {
+    return expandGate(req);
+  }
   private readonly endpoints = new Map<string, SystemdEndpoint>();
   private readonly server: GateServerUnit;
 

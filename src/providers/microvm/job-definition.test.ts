@@ -7,8 +7,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { PlannedChange } from '../../engine/types.js';
-import { hostPaths } from '../../state/index.js';
+import type { PlannedChange } from '../../model/resources.js';
+import { hostPaths } from '../../model/index.js';
 import type { HostContext } from '../provider.js';
 import { jobIdentity, parseJobConfig, pinnedImageBytes, signaturesCoverPins, verifyImages, type JobConfig } from './job-definition.js';
 import { MicrovmProvider } from './provider.js';

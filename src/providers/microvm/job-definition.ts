@@ -17,7 +17,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentvmError, errorDiag, type Diagnostic } from '../../diagnostics/index.js';
-import { fingerprint } from '../../engine/canonical-json.js';
+import { fingerprint } from '../../model/canonical-json.js';
 import type { HostContext } from '../provider.js';
 import { parseEgressRules, type EgressRule } from './egress.js';
 

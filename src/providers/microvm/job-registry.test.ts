@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { hostPaths } from '../../state/index.js';
+import { hostPaths } from '../../model/index.js';
 import type { HostPaths } from '../provider.js';
 import {
   claimSlot,

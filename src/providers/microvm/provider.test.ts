@@ -8,8 +8,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DesiredResource, LiveResource, PlannedChange } from '../../engine/types.js';
-import { hostPaths, type AuditEntry } from '../../state/index.js';
+import type { DesiredResource, LiveResource, PlannedChange } from '../../model/resources.js';
+import { hostPaths } from '../../model/index.js';
+import type { AuditEntry } from '../../state/index.js';
 import type { HostContext } from '../provider.js';
 import { jobDefinitionDigest } from './job-definition.js';
 import { createRunRecord, newRunId, processStartTicks, runAddress, runDirOf, vmDirOf, type JobRunRecord } from './job-registry.js';

@@ -13,24 +13,10 @@
 // in its registry under the host root.
 
 import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type { Reason } from '../../engine/types.js';
+import type { Reason } from '../../model/resources.js';
 import { LocalStateBackend, type AuditEntry } from '../../state/index.js';
-import type {
-  ApplyRequest,
-  ArtifactRequest,
-  ArtifactResponse,
-  ApplyResponse,
-  HostContext,
-  ListRequest,
-  ListResponse,
-  PlanRequest,
-  PlanResponse,
-  Provider,
-  ReadRequest,
-  ReadResponse,
-  ValidateRequest,
-  ValidateResponse,
-} from '../provider.js';
+import type { ApplyRequest, ApplyResponse, ArtifactRequest, ArtifactResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import { expandJobs } from './expand.js';
 import {
   jobDefinitionDigest,
   jobIdentity,
@@ -66,6 +52,10 @@ export interface MicrovmProviderOptions {
 export class MicrovmProvider implements Provider {
   readonly type = MICROVM_PROVIDER;
   readonly addressPrefix = 'job.';
+
+  expand(req: ExpandRequest): ExpandResponse {
+    return expandJobs(req);
+  }
   private readonly receipts: ReceiptSink;
   private readonly now: () => Date;
 

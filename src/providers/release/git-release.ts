@@ -16,22 +16,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type {
-  ApplyRequest,
-  ApplyResponse,
-  ArtifactRequest,
-  ArtifactResponse,
-  HostContext,
-  ListRequest,
-  ListResponse,
-  PlanRequest,
-  PlanResponse,
-  Provider,
-  ReadRequest,
-  ReadResponse,
-  ValidateRequest,
-  ValidateResponse,
-} from '../provider.js';
+import type { ApplyRequest, ApplyResponse, ArtifactRequest, ArtifactResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import { expandGitReleases } from './expand.js';
 import {
   atAddress,
   checkWorkload,
@@ -305,6 +291,10 @@ async function archiveInto(bytes: Buffer, config: GitReleaseConfig, dir: string)
 export class GitReleaseProvider implements Provider {
   readonly type = 'release.git';
   readonly addressPrefix = RELEASE_ADDRESS_PREFIX;
+
+  expand(req: ExpandRequest): ExpandResponse {
+    return expandGitReleases(req);
+  }
 
   validate(req: ValidateRequest): ValidateResponse {
     const { resource } = req;

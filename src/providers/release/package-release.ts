@@ -16,22 +16,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type {
-  ApplyRequest,
-  ApplyResponse,
-  ArtifactRequest,
-  ArtifactResponse,
-  HostContext,
-  ListRequest,
-  ListResponse,
-  PlanRequest,
-  PlanResponse,
-  Provider,
-  ReadRequest,
-  ReadResponse,
-  ValidateRequest,
-  ValidateResponse,
-} from '../provider.js';
+import type { ApplyRequest, ApplyResponse, ArtifactRequest, ArtifactResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import { expandPackageReleases } from './expand.js';
 import {
   atAddress,
   checkWorkload,
@@ -177,6 +163,10 @@ function checkPackageJson(entries: TarEntry[], config: PackageReleaseConfig, add
 export class PackageReleaseProvider implements Provider {
   readonly type = 'release.package';
   readonly addressPrefix = RELEASE_ADDRESS_PREFIX;
+
+  expand(req: ExpandRequest): ExpandResponse {
+    return expandPackageReleases(req);
+  }
 
   validate(req: ValidateRequest): ValidateResponse {
     const { resource } = req;

@@ -11,11 +11,11 @@
 
 import { rename } from 'node:fs/promises';
 import { errorDiag, hasErrors, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type { LiveResource, LockedResource } from '../../engine/types.js';
+import type { LiveResource, LockedResource } from '../../model/resources.js';
 import type { ApplyResponse, CapturedRelease, ListResponse, ReadRequest, ReadResponse } from '../provider.js';
 import { capturedReleaseId, isReleaseId, pathExists, WORKLOAD_PATTERN, type CurrentState, type ReleaseStore } from './release-store.js';
 import { treeDigest, type TreeDigest } from './tree-digest.js';
-import { mapBounded } from '../../concurrency.js';
+import { mapBounded } from '../../support/concurrency.js';
 
 export const ReleaseCode = {
   invalidConfig: 'release.invalid-config',
@@ -300,7 +300,8 @@ export async function installRelease(req: InstallRequest): Promise<ApplyResponse
   }
 
   const locked = { address, provider: req.provider, workload, identity: req.identity, digest, attributes: { releaseId, path: target } };
-  if (fresh === undefined && liveIsTarget) return { locked, diagnostics };
+  const release = { identity: req.identity, digest, releaseId };
+  if (fresh === undefined && liveIsTarget) return { locked, release, diagnostics };
 
   const capture = await planCapture(store, workload, address, live, req.locked, fresh !== undefined && existing.exists ? releaseId : undefined);
   diagnostics.push(...capture.diagnostics);
@@ -323,7 +324,7 @@ export async function installRelease(req: InstallRequest): Promise<ApplyResponse
   }
   await store.switchCurrent(workload, releaseId);
   progress(`${address}: current → ${releaseId}`);
-  return { locked, captured: capture.captured, diagnostics };
+  return { locked, release, captured: capture.captured, diagnostics };
 }
 
 export interface RollbackOptions {
@@ -423,7 +424,7 @@ export async function removeReleases(req: RemoveRequest): Promise<ApplyResponse>
   const { store, workload, address } = req;
   const invalid = checkWorkload(workload, address);
   if (invalid.length > 0) return { diagnostics: invalid };
-  if (!(await pathExists(store.workloadDir(workload)))) return { diagnostics: [] };
+  if (!(await pathExists(store.workloadDir(workload)))) return { release: null, diagnostics: [] };
 
   const state = await store.current(workload);
   const releases = await store.releases(workload);
@@ -450,7 +451,7 @@ export async function removeReleases(req: RemoveRequest): Promise<ApplyResponse>
       }),
     );
   }
-  return { diagnostics };
+  return { release: null, diagnostics };
 }
 
 /** Workloads whose `current` the provider claims (`releaseId` undefined when `current` is a real directory). */

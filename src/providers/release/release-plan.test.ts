@@ -1,7 +1,7 @@
 // Tests of planRelease: the decision table in release-plan.ts, case by case.
 
 import { describe, expect, it } from 'vitest';
-import type { DesiredResource, LiveResource, LockedResource } from '../../engine/types.js';
+import type { DesiredResource, LiveResource, LockedResource } from '../../model/resources.js';
 import { planRelease } from './release-plan.js';
 
 const A = 'a'.repeat(40);

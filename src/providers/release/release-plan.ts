@@ -13,7 +13,7 @@
 // The release's effect is `restart`: the profiles served from it must restart to run the new files (the unit provider
 // owns the restart itself). A delete has no effect of its own: removing the units stops the workload.
 
-import type { Reason } from '../../engine/types.js';
+import type { Reason } from '../../model/resources.js';
 import type { PlanRequest, PlanResponse } from '../provider.js';
 
 function describe(identity: string | undefined, releaseId: unknown): string {

@@ -15,6 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
+import { errnoCode } from '../../state/atomic-file.js';
 
 /** A release directory name: no slash, no leading dot (those are the store's own), not `current`. */
 export const RELEASE_ID_PATTERN = /^(?!current$)[A-Za-z0-9@+_~-][A-Za-z0-9@+._~-]{0,254}$/;
@@ -50,9 +51,6 @@ export type CurrentState =
   /** A symlink (or other file) that does not name a release id in this workload directory. */
   | { kind: 'invalid'; detail: string };
 
-function errnoCode(error: unknown): string | undefined {
-  return (error as NodeJS.ErrnoException | undefined)?.code;
-}
 
 export async function pathExists(file: string): Promise<boolean> {
   try {

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
-import { mapBounded } from '../../concurrency.js';
+import { mapBounded } from '../../support/concurrency.js';
 
 export interface IrregularEntry {
   path: string;

@@ -1,6 +1,6 @@
 // The pure unit decision: GIVEN what is desired, live and locked, THEN the action, effect, reasons and drift.
 import { describe, expect, it } from 'vitest';
-import type { LockedResource } from '../../engine/types.js';
+import type { LockedResource } from '../../model/resources.js';
 import { assessGateway } from './gateway-plan.js';
 import { renderGateway, type GatewayConfig, type RenderedGateway } from './gateway-unit.js';
 import type { LiveGateway } from './live-unit.js';

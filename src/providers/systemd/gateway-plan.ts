@@ -17,7 +17,7 @@
 // When drift is present the action is `replace` (the release provider's convention).
 
 import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
-import { EFFECT_SEVERITY, type Action, type Effect, type LockedResource, type Reason } from '../../engine/types.js';
+import { EFFECT_SEVERITY, type Action, type Effect, type LockedResource, type Reason } from '../../model/resources.js';
 import { SystemdCode } from './codes.js';
 import type { RenderedGateway } from './gateway-unit.js';
 import type { LiveGateway } from './live-unit.js';

@@ -18,21 +18,9 @@ import { existsSync } from 'node:fs';
 import { chown, mkdir, readFile, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, userError, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type { LiveResource, LockedResource } from '../../engine/types.js';
-import type {
-  ApplyRequest,
-  ApplyResponse,
-  HostContext,
-  ListRequest,
-  ListResponse,
-  PlanRequest,
-  PlanResponse,
-  Provider,
-  ReadRequest,
-  ReadResponse,
-  ValidateRequest,
-  ValidateResponse,
-} from '../provider.js';
+import type { LiveResource, LockedResource } from '../../model/resources.js';
+import type { ApplyRequest, ApplyResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import { expandGatewayUnits } from './expand.js';
 import type { UnitScope } from './analyze.js';
 import { SystemdCode } from './codes.js';
 import { assessGateway, releaseOf } from './gateway-plan.js';
@@ -52,7 +40,7 @@ import { describeHealth, probe, waitHealthy, type HealthResult } from './health.
 import { readGateway, readUnit, type LiveGateway } from './live-unit.js';
 import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
 import { valuesOf } from './unit-file.js';
-import { mapBounded } from '../../concurrency.js';
+import { mapBounded } from '../../support/concurrency.js';
 
 export const UNIT_ADDRESS_PREFIX = 'unit.';
 
@@ -95,6 +83,10 @@ const TIER_ORDER = ['low', 'moderate', 'high', 'critical'];
 export class SystemdProvider implements Provider {
   readonly type = 'systemd';
   readonly addressPrefix = UNIT_ADDRESS_PREFIX;
+
+  expand(req: ExpandRequest): ExpandResponse {
+    return expandGatewayUnits(req);
+  }
   private readonly endpoints = new Map<string, SystemdEndpoint>();
   private readonly unitDirLocks = new Map<string, Promise<void>>();
 
@@ -272,7 +264,7 @@ export class SystemdProvider implements Provider {
           address: change.address,
           detail: 'Exit status 226 is NAMESPACE (sandboxing), 243 CREDENTIALS (a credential source is missing or unreadable), 200 CHDIR (release dir not reachable), 203 EXEC (program not found).',
         }));
-        return { diagnostics: [...diagnostics, ...(await this.rollback(endpoint, rendered, req.locked, ctx, change.address, cause, progress))] };
+        return withRollback(diagnostics, await this.rollback(endpoint, rendered, req.locked, ctx, change.address, cause, progress));
       }
       const healthy = await this.checkHealth(endpoint, rendered, progress);
       if (!healthy.ok) {
@@ -280,7 +272,7 @@ export class SystemdProvider implements Provider {
           address: change.address,
           detail: 'The unit was (re)started with the new release or configuration and did not become healthy; see the rollback diagnostic for what runs now.',
         }));
-        return { diagnostics: [...diagnostics, ...(await this.rollback(endpoint, rendered, req.locked, ctx, change.address, healthy.message, progress))] };
+        return withRollback(diagnostics, await this.rollback(endpoint, rendered, req.locked, ctx, change.address, healthy.message, progress));
       }
       // The canary of a promotion (it ran another release before): health must hold for the soak time before the
       // workload's other units, which depend on this one (expand.ts), are touched. A rollback (`agentvm rollback`)
@@ -295,7 +287,7 @@ export class SystemdProvider implements Provider {
             address: change.address,
             detail: `Release ${config.releaseId} was promoted to the canary profile only; the workload's other profiles were not touched and keep release ${promotedFrom}. See the rollback diagnostic for what the canary runs now.`,
           }));
-          return { diagnostics: [...diagnostics, ...(await this.rollback(endpoint, rendered, req.locked, ctx, change.address, cause, progress))] };
+          return withRollback(diagnostics, await this.rollback(endpoint, rendered, req.locked, ctx, change.address, cause, progress));
         }
       }
     } else if (assessment.reload && rendered.hasReload && assessment.changedKeys.some((k) => k !== 'Service.ExecReload')) {
@@ -620,4 +612,15 @@ export async function writeAtomic(file: string, text: string, owner: { uid: numb
     await rm(tmp, { force: true });
     throw err;
   }
+}
+
+/**
+ * The response of an apply whose change failed and was undone here: what the undo reported, and — said explicitly,
+ * so apply audits it without reading diagnostic codes — whether the unit is healthy on the release before (`ok`).
+ */
+function withRollback(diagnostics: Diagnostic[], undo: Diagnostic[]): ApplyResponse {
+  const failed = undo.find((d) => d.code === SystemdCode.rollbackFailed);
+  const done = undo.find((d) => d.code === SystemdCode.rolledBack);
+  const outcome = failed ?? done;
+  return { diagnostics: [...diagnostics, ...undo], ...(outcome ? { rolledBack: { result: failed ? 'failed' : 'ok', detail: outcome.summary } } : {}) };
 }

@@ -7,7 +7,7 @@
 //            the unit must be restarted to run with it.
 // Invariant: a setting missing from the table is `restart`. An unknown setting never goes unapplied.
 
-import type { Effect } from '../../engine/types.js';
+import type { Effect } from '../../model/resources.js';
 import type { KeyChange } from './unit-file.js';
 
 /** Settings whose change touches nothing that runs. `X-*` keys and the whole [Install] section are `none` too. */

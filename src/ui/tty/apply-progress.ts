@@ -4,7 +4,7 @@
 
 import type { ApplyEvent, ApplyResult } from '../../app/apply.js';
 import type { Plan } from '../../engine/plan.js';
-import type { Action, Address } from '../../engine/types.js';
+import type { Action, Address } from '../../model/resources.js';
 import type { Diagnostic } from '../../diagnostics/index.js';
 
 export type RowState = 'waiting' | 'queued' | 'running' | 'applied' | 'failed' | 'skipped' | 'resumed';

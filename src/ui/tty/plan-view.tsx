@@ -5,7 +5,7 @@
 import { Box, Text } from 'ink';
 import type { Diagnostic } from '../../diagnostics/index.js';
 import type { Plan } from '../../engine/plan.js';
-import type { Action, PlannedChange } from '../../engine/types.js';
+import type { Action, PlannedChange } from '../../model/resources.js';
 import { ACTION_SYMBOL, groupByWorkload, short, summaryLine } from '../plan-text.js';
 import { describeSource } from '../validate-text.js';
 

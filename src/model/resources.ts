@@ -36,6 +36,12 @@ export interface Reason {
   message: string;
 }
 
+/**
+ * The `workload` of host-level resources (gate.server). Not a DNS label, so no workload can be named like it; views
+ * group by it like a workload name and sort it first (`(` precedes every letter).
+ */
+export const HOST_WORKLOAD = '(host)';
+
 /** `release.<workload>`, `unit.<workload>.<profile>`, `job.<workload>.<job>`, `gate.<workload>.<preview>`. */
 export type Address = string;
 

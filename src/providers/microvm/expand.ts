@@ -1,0 +1,38 @@
+// What the microvm provider plans from a workload's manifest: `job.<workload>.<job>`, one Tier-2 job definition per
+// job. The host's microVM settings (defaults filled in) are part of every definition: a job run reads only the
+// definition apply installed, so how it boots must be in it (ADR 0009). Pure: no I/O.
+
+import type { DesiredResource } from '../../model/index.js';
+import type { ExpandRequest, ExpandResponse } from '../provider.js';
+
+export function expandJobs(req: ExpandRequest): ExpandResponse {
+  const vm = req.host.spec.microvm ?? {};
+  const microvm = { driver: vm.driver ?? 'qemu', accel: vm.accel ?? 'auto', maxConcurrentJobs: vm.maxConcurrentJobs ?? 2 };
+  const resources: DesiredResource[] = [];
+  for (const w of req.workloads) {
+    for (const job of w.manifest.spec.jobs ?? []) {
+      resources.push({
+        address: `job.${w.name}.${job.name}`,
+        provider: 'microvm',
+        workload: w.name,
+        // The initramfs only when present (disk jobs): existing definitions keep their identity and digest.
+        identity: `${job.kernel.sha256}/${job.rootfs.sha256}${job.initramfs === undefined ? '' : `/${job.initramfs.sha256}`}`,
+        config: {
+          job: job.name,
+          kernel: job.kernel,
+          rootfs: job.rootfs,
+          ...(job.initramfs === undefined ? {} : { initramfs: job.initramfs }),
+          command: job.command,
+          vcpus: job.vcpus ?? 1,
+          memoryMiB: job.memoryMiB ?? 256,
+          timeoutSeconds: job.timeoutSeconds ?? 300,
+          riskTier: w.contract.spec.riskTier,
+          egress: w.contract.spec.egress ?? [],
+          microvm,
+        },
+        dependsOn: [],
+      });
+    }
+  }
+  return { resources, diagnostics: [] };
+}

@@ -1,0 +1,51 @@
+// What the systemd provider plans from a service workload: `unit.<workload>.<profile>`, one gateway unit per
+// profile, after the workload's release. With a canary, every other profile's unit waits for the canary's (which
+// soaks after a promotion), so a canary that fails leaves them untouched: apply skips the dependents of a failed
+// resource. Pure: no I/O.
+
+import type { DesiredResource } from '../../model/index.js';
+import type { ExpandRequest, ExpandResponse } from '../provider.js';
+import { releaseIdOf } from '../release/expand.js';
+import { releaseAddress } from '../release/release-lifecycle.js';
+
+export const unitAddress = (workload: string, profile: string): string => `unit.${workload}.${profile}`;
+
+export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
+  const scope = req.host.spec.systemd?.scope ?? 'system';
+  const released = new Set(req.expanded.map((r) => r.address));
+  const resources: DesiredResource[] = [];
+  for (const w of req.workloads) {
+    const { contract, manifest } = w;
+    if (contract.spec.substrate !== 'service') continue;
+    const release = releaseAddress(w.name);
+    const hasRelease = released.has(release);
+    const profiles = manifest.spec.profiles ?? [];
+    const canaryProfile = manifest.spec.canary?.profile;
+    const canaryUnit = profiles.some((p) => p.name === canaryProfile) ? unitAddress(w.name, canaryProfile!) : undefined;
+    for (const profile of profiles) {
+      const address = unitAddress(w.name, profile.name);
+      resources.push({
+        address,
+        provider: 'systemd',
+        workload: w.name,
+        identity: `${w.name}/${profile.name}`,
+        config: {
+          profile: profile.name,
+          entrypoint: profile.entrypoint,
+          env: profile.env ?? {},
+          listen: profile.listen ?? null,
+          health: profile.health ?? null,
+          reload: profile.reload ?? false,
+          riskTier: contract.spec.riskTier,
+          egress: contract.spec.egress ?? [],
+          secrets: (contract.spec.secrets ?? []).map((s) => ({ name: s.name, ref: s.ref })),
+          canary: manifest.spec.canary ?? null,
+          releaseId: releaseIdOf(w),
+          scope,
+        },
+        dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : [])],
+      });
+    }
+  }
+  return { resources, diagnostics: [] };
+}
