@@ -18,6 +18,7 @@ import { registryFor } from './registry.js';
 import { verifierFor, type SignatureOutcome } from './signatures.js';
 import type { DesiredState } from '../contracts/desired-state.js';
 import { loadDesiredState, selectHost } from './desired.js';
+import type { ApplyResultDocument } from '../generated/apply-result.js';
 
 export type ApplyEvent =
   | { type: 'start'; applyId: string; plan: Plan; resumed: boolean }
@@ -29,20 +30,8 @@ export type ApplyEvent =
   | { type: 'resource-resumed'; address: Address }
   | { type: 'finish'; result: ApplyResult };
 
-/** JSON result of `agentvm apply --json`; schema: schemas/apply-result.schema.json. */
-export interface ApplyResult {
-  formatVersion: 1;
-  applyId: string;
-  host: string;
-  planId: string;
-  commit: string | null;
-  status: 'applied' | 'no-changes' | 'partial';
-  applied: Address[];
-  failed: Array<{ address: Address; diagnostics: Diagnostic[] }>;
-  skipped: Array<{ address: Address; reason: string }>;
-  lock: { lineage: string; serial: number };
-  durationMs: number;
-}
+/** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
+export type ApplyResult = ApplyResultDocument;
 
 export interface ApplyOptions {
   /** A saved plan file, or undefined to plan now (auto-approve). */

@@ -57,6 +57,7 @@ import { LocalStateBackend } from '../state/index.js';
 import { hostPaths, type HostPaths } from '../model/index.js';
 import { QemuDriver } from '../providers/microvm/qemu.js';
 import { receiptDetail, teardownRun, type TeardownReason, type TeardownReceipt } from '../providers/microvm/teardown.js';
+import type { JobRunResultDocument } from '../generated/job-run-result.js';
 
 export interface JobRunOptions {
   /** When given, the installed definition must have been applied for this host. */
@@ -81,35 +82,8 @@ export interface JobRunOptions {
 
 export type JobRunStatus = 'succeeded' | 'failed' | 'timed-out' | 'interrupted';
 
-/** JSON result of `agentvm job run --json`. */
-export interface JobRunResult {
-  formatVersion: 1;
-  runId: string;
-  /** The job definition, `job.<workload>.<job>`. */
-  address: string;
-  host: string;
-  commit: string | null;
-  status: JobRunStatus;
-  /** The job's exit status as the guest reported it; null when none arrived (timeout, crash, interrupted). */
-  exitCode: number | null;
-  accel: { accel: 'kvm' | 'tcg'; reason: string };
-  /** Null: the job had no network device at all. */
-  network: null | {
-    netns: string;
-    guestAddress: string;
-    gateway: string;
-    /** What the guest may connect to, and where each goes on the host side. */
-    allowed: Array<{ protocol: 'tcp' | 'udp'; guest: string; upstream: string }>;
-  };
-  resultFiles: Array<{ name: string; size: number; sha256: string }>;
-  outDir: string | null;
-  /** Console text without protocol records, at most 1 MiB. */
-  console: string;
-  bootMs: number | null;
-  durationMs: number;
-  teardown: TeardownReceipt;
-  diagnostics: Diagnostic[];
-}
+/** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
+export type JobRunResult = JobRunResultDocument;
 
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 const DEFAULT_BOOT_TIMEOUT_MS = 60_000;

@@ -12,21 +12,12 @@ import { parseDocument } from 'yaml';
 import { gitEnv } from '../contracts/git-batch.js';
 import { userError } from '../diagnostics/index.js';
 import { resolveSourceLocation } from '../providers/release/expand.js';
+import type { PromoteResultDocument } from '../generated/promote-result.js';
 
 const run = promisify(execFile);
 
-/** JSON result of `agentvm promote --json`; schema: schemas/promote-result.schema.json. */
-export interface PromoteResult {
-  formatVersion: 1;
-  workload: string;
-  manifest: string;
-  from: string;
-  to: string;
-  diff: string;
-  committed: boolean;
-  commit: string | null;
-  notes: string[];
-}
+/** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
+export type PromoteResult = PromoteResultDocument;
 
 export interface PromoteOptions {
   repo: string;

@@ -25,6 +25,7 @@ import { loadDesiredState, selectHost } from './desired.js';
 import { hostContext, stateBackend } from './plan.js';
 import { builtInRegistry, registryFor } from './registry.js';
 import { verifierFor } from './signatures.js';
+import type { RehearseResultDocument } from '../generated/rehearse-result.js';
 
 export interface RehearseOptions {
   repo: string;
@@ -44,23 +45,8 @@ export interface RehearsalStep {
   detail: string;
 }
 
-/** JSON result of `agentvm rehearse --json`. */
-export interface RehearseResult {
-  formatVersion: 1;
-  host: string;
-  workload: string;
-  /** The canary unit rehearsed on. */
-  canary: string;
-  /** The release promoted to the canary and rolled back from (the repository's pin). */
-  from: { identity: string; releaseId: string };
-  /** The live release restored (the lockfile's). */
-  to: { identity: string; releaseId: string };
-  result: 'passed' | 'failed';
-  steps: RehearsalStep[];
-  /** What the lockfile recorded. */
-  rehearsal: RollbackRehearsal;
-  diagnostics: Diagnostic[];
-}
+/** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
+export type RehearseResult = RehearseResultDocument;
 
 export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult> {
   const progress = opts.progress ?? (() => {});

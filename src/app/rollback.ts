@@ -12,18 +12,10 @@ import { GitReleaseProvider, PackageReleaseProvider, type RollbackResponse } fro
 import { withAuditHead, withRelease, withResource, withRollbackTarget, type Lockfile } from '../state/index.js';
 import { hostContext, stateBackend } from './plan.js';
 import { builtInRegistry } from './registry.js';
+import type { RollbackResultDocument } from '../generated/rollback-result.js';
 
-/** JSON result of `agentvm rollback --json`; schema: schemas/rollback-result.schema.json. */
-export interface RollbackResult {
-  formatVersion: 1;
-  host: string;
-  workload: string;
-  address: string;
-  applied: boolean;
-  from: { identity: string; releaseId?: string; digest?: string } | null;
-  to: { identity: string; releaseId: string; digest: string; foreign: boolean };
-  diagnostics: Diagnostic[];
-}
+/** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
+export type RollbackResult = RollbackResultDocument;
 
 export interface RollbackOptions {
   host: string;

@@ -1,15 +1,14 @@
 // Use cases behind `agentvm state …` and `agentvm audit …`: read-only views of the lockfiles, leases and the audit
 // chain, and breaking a stale lease on purpose.
 
-import { userError, type Diagnostic } from '../diagnostics/index.js';
+import { userError } from '../diagnostics/index.js';
 import type { AuditEvent, LeaseRecord, Lockfile } from '../state/index.js';
 import { stateBackend } from './plan.js';
+import type { StateListResultDocument } from '../generated/state-list-result.js';
+import type { AuditVerifyResultDocument } from '../generated/audit-verify-result.js';
 
-export interface StateListResult {
-  formatVersion: 1;
-  root: string;
-  hosts: Array<{ host: string; lineage: string | null; serial: number; commit: string | null; updatedAt: string | null; resources: number; lease: LeaseRecord | null }>;
-}
+/** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
+export type StateListResult = StateListResultDocument;
 
 export async function listState(root: string): Promise<StateListResult> {
   const backend = stateBackend(root);
@@ -42,13 +41,8 @@ export async function unlockState(root: string, host: string, id: string): Promi
   return record;
 }
 
-export interface AuditVerifyResult {
-  formatVersion: 1;
-  ok: boolean;
-  records: number;
-  file: string;
-  diagnostics: Diagnostic[];
-}
+/** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
+export type AuditVerifyResult = AuditVerifyResultDocument;
 
 /** Verifies the chain, and against every host lockfile's recorded head, so truncation is caught too. */
 export async function verifyAudit(root: string): Promise<AuditVerifyResult> {

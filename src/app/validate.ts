@@ -3,20 +3,12 @@
 
 import { buildDesiredState } from '../contracts/desired-state.js';
 import { readDesiredState } from '../contracts/git-source.js';
-import { compareDiagnostics, countBySeverity, type Diagnostic } from '../diagnostics/index.js';
+import { compareDiagnostics, countBySeverity } from '../diagnostics/index.js';
 import { evaluatePolicy } from '../governance/index.js';
+import type { ValidateResultDocument } from '../generated/validate-result.js';
 
-/** JSON result of `agentvm validate --json`; schema: schemas/validate-result.schema.json. */
-export interface ValidateResult {
-  formatVersion: 1;
-  valid: boolean;
-  repo: string;
-  ref: string;
-  commit: string | null;
-  uncommitted: boolean;
-  summary: { errors: number; warnings: number; hosts: number; workloads: number };
-  diagnostics: Diagnostic[];
-}
+/** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
+export type ValidateResult = ValidateResultDocument;
 
 export async function runValidate(opts: { repo: string; ref: string }): Promise<ValidateResult> {
   const source = await readDesiredState({ repo: opts.repo, ref: opts.ref });

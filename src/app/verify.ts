@@ -3,19 +3,12 @@
 
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { userError, type Diagnostic } from '../diagnostics/index.js';
+import { userError } from '../diagnostics/index.js';
 import { verifyArtifact, type SignaturePolicy, type VerifyThresholds } from '../providers/image/index.js';
+import type { VerifyResultDocument } from '../generated/verify-result.js';
 
-/** JSON result of `agentvm verify --json`; schema: schemas/verify-result.schema.json. */
-export interface VerifyResult {
-  formatVersion: 1;
-  verified: boolean;
-  artifact: string;
-  digest: string;
-  policy: { kind: 'keyless'; identity: string; issuer: string } | { kind: 'key'; key: string };
-  signer?: { identity?: string; issuer?: string; keyHint?: string };
-  diagnostics: Diagnostic[];
-}
+/** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
+export type VerifyResult = VerifyResultDocument;
 
 export interface VerifyOptions {
   artifact: string;

@@ -8,6 +8,9 @@ import os from 'node:os';
 import { AgentvmError, userError } from '../diagnostics/index.js';
 import { isHostName } from '../model/index.js';
 import { currentActor } from '../support/actor.js';
+import type { GateGrantResult as GrantResult, GrantSummary } from '../generated/gate-grant-result.js';
+import type { GateRevokeResult as RevokeResult } from '../generated/gate-revoke-result.js';
+import type { GateListResult as ListResult } from '../generated/gate-list-result.js';
 import { auditGateEvent, gateEntry } from './audit.js';
 import { GateCode } from './codes.js';
 import { formatDuration, parseDuration } from './duration.js';
@@ -16,35 +19,10 @@ import { baseUrl, DEFAULT_GATE_ADDRESS, DEFAULT_GATE_PORT, readListenerRecord } 
 import { gatePaths } from './paths.js';
 import { parseRouteKey, readRouteTable, routeKey, type RouteTable } from './routes.js';
 
-export interface GrantSummary {
-  id: string;
-  preview: string;
-  identity: string;
-  reason: string;
-  created: string;
-  expires: string;
-  used: boolean;
-  revoked: boolean;
-}
-
-export interface GrantResult {
-  grant: GrantSummary;
-  /** The one-time link; the only place the token appears. */
-  link: string;
-  /** Where the link points: the running server's public URL or listener record, or the defaults when none was found. */
-  listener: { publicUrl?: string; address: string; port: number; tls: boolean; recorded: boolean };
-}
-
-export interface RevokeResult {
-  revoked: GrantSummary[];
-  /** Grants the selection matched that were already revoked. */
-  alreadyRevoked: string[];
-}
-
-export interface ListResult {
-  now: string;
-  grants: GrantSummary[];
-}
+// The --json results of gate grant, revoke and list: types generated from their schemas (the source of truth).
+export type { GrantSummary, GateGrantResult as GrantResult } from '../generated/gate-grant-result.js';
+export type { GateRevokeResult as RevokeResult } from '../generated/gate-revoke-result.js';
+export type { GateListResult as ListResult } from '../generated/gate-list-result.js';
 
 function actorName(): string {
   return currentActor();

@@ -9,16 +9,10 @@ import { startGateServer } from '../../gate/server.js';
 import { gatePaths } from '../../gate/paths.js';
 import { readRouteTable, readServerSettings } from '../../gate/routes.js';
 import { GATE_UNIT, renderGateUnit } from '../../gate/unit.js';
+import type { GateServeResult as GateServeResultDocument } from '../../generated/gate-serve-result.js';
 
-export interface GateServeResult {
-  mode: 'served' | 'unit';
-  address: string;
-  port: number;
-  tls: boolean;
-  url: string | null;
-  publicUrl?: string | null;
-  unit: { name: string; text: string } | null;
-}
+/** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
+export type GateServeResult = GateServeResultDocument;
 
 export default class GateServe extends AgentvmCommand<GateServeResult> {
   static override summary = 'Run the preview gate: the only way in to previews, by grant, audited.';
