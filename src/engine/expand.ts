@@ -59,7 +59,7 @@ export function expandHost(state: DesiredState, host: string): DesiredResource[]
       provider: PROVIDER_GATE,
       workload: HOST_WORKLOAD,
       identity: 'agentvm-gate.service',
-      config: { address: gate.address ?? '127.0.0.1', port: gate.port ?? 8443, tls: gate.tls ? { cert: gate.tls.cert, key: gate.tls.key } : null, ...(gate.publicUrl ? { publicUrl: gate.publicUrl } : {}), scope },
+      config: { address: gate.address ?? '127.0.0.1', port: gate.port ?? 8443, tls: gate.tls ? { cert: gate.tls.cert, key: gate.tls.key } : null, ...(gate.publicUrl ? { publicUrl: gate.publicUrl } : {}), ...(gate.routing === 'path' ? { routing: 'path' } : {}), ...(gate.domain ? { domain: gate.domain } : {}), scope },
       dependsOn: [],
     });
     for (const r of routes) r.dependsOn = [...r.dependsOn, GATE_SERVER_ADDRESS];
