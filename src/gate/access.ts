@@ -12,7 +12,7 @@ import { GateCode } from './codes.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { GrantStore, isGrantId, type GrantState } from './grants.js';
 import { baseUrl, DEFAULT_GATE_ADDRESS, DEFAULT_GATE_PORT, readListenerRecord, type ListenerRecord } from './listener.js';
-import { hostLabel } from './request-target.js';
+import { hostNames } from './host-names.js';
 import { gatePaths } from './paths.js';
 import { parseRouteKey, readRouteTable, routeKey, type RouteTable } from './routes.js';
 
@@ -87,7 +87,7 @@ export function grantAccess(input: { root: string; host?: string; target: string
   const host = auditHost(table, input.host);
   const listener = readListenerRecord(paths.listener);
   // Nothing is written for a link that could not be printed.
-  if ((listener?.routing ?? 'host') === 'host' && hostLabel(names.workload, names.preview) === undefined) grantLink(listener, names, { linkHost: 'localhost', port: 1, tls: false }, '');
+  if ((listener?.routing ?? 'host') === 'host') grantLink(paths.dir, listener, names, { linkHost: 'localhost', port: 1, tls: false }, '');
   if (!route.grantees.includes(input.identity)) {
     throw userError(GateCode.notGrantee, `${JSON.stringify(input.identity)} is not a grantee of ${key}.`, route.grantees.length ? `It may be granted to: ${route.grantees.join(', ')}. Add the identity to spec.previews[].grantees in git and apply.` : 'The preview lists no grantees, so nobody may be granted. Add spec.previews[].grantees in git and apply.');
   }
@@ -107,7 +107,7 @@ export function grantAccess(input: { root: string; host?: string; target: string
   const linkHost = address === '0.0.0.0' || address === '::' ? os.hostname() : address;
   return {
     grant: { id: grant.id, preview: key, identity: grant.identity, reason, created: grant.created, expires: grant.expires, used: false, revoked: false },
-    link: grantLink(listener, names, { linkHost, port, tls }, token),
+    link: grantLink(paths.dir, listener, names, { linkHost, port, tls }, token),
     listener: { ...(listener?.publicUrl ? { publicUrl: listener.publicUrl } : {}), address, port, tls, recorded: listener !== undefined },
   };
 }
@@ -117,15 +117,15 @@ export function grantAccess(input: { root: string; host?: string; target: string
  * predates it): `<scheme>://<preview>--<workload>.<domain>[:port]/?grant=…`, scheme and port from the public URL or the
  * listener. Path routing: `<public URL or listener>/p/<workload>/<preview>/?grant=…`.
  */
-function grantLink(listener: ListenerRecord | undefined, names: { workload: string; preview: string }, at: { linkHost: string; port: number; tls: boolean }, token: string): string {
+function grantLink(dir: string, listener: ListenerRecord | undefined, names: { workload: string; preview: string }, at: { linkHost: string; port: number; tls: boolean }, token: string): string {
   const origin = listener?.publicUrl ?? baseUrl(at.linkHost, at.port, at.tls);
   if ((listener?.routing ?? 'host') === 'path') return `${origin}/p/${names.workload}/${names.preview}/?grant=${token}`;
-  const label = hostLabel(names.workload, names.preview);
-  if (label === undefined) {
-    throw userError(GateCode.routeUnknown, `${names.preview}--${names.workload} is longer than one DNS label (63 characters), so the preview has no host name.`, 'Shorten the workload or preview name, or serve the gate with path routing (host spec spec.gate.routing: path).');
-  }
   const url = new URL(origin);
   const domain = listener?.domain ?? (listener?.publicUrl ? url.hostname : 'localhost');
+  const label = hostNames(dir, domain).label(names.workload, names.preview);
+  if (label === undefined) {
+    throw userError(GateCode.routeUnknown, `${names.preview}--${names.workload} with its tag is longer than one DNS label (63 characters), so the preview has no host name.`, 'Shorten the workload or preview name, or serve the gate with path routing (host spec spec.gate.routing: path).');
+  }
   return `${url.protocol}//${label}.${domain}${url.port ? `:${url.port}` : ''}/?grant=${token}`;
 }
 

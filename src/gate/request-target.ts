@@ -1,8 +1,8 @@
 // What a request may ask the gate for: the request target is checked BEFORE anything else looks at it, and only an
 // origin-form target with a plain path passes. Pure; no I/O.
 // Invariants:
-// - Host routing (the default, ADR 0014): the route is chosen by the Host header alone, `<preview>--<workload>.<domain>`,
-//   and only when exactly one applied route has that name; the path never chooses it. Path routing (the opt-in): the
+// - Host routing (the default, ADR 0014): the route is chosen by the Host header alone (host-names.ts); the path never
+//   chooses it. Path routing (the opt-in): the
 //   first two segments of `/p/<workload>/<preview>/` choose it and the Host header never does.
 // - Anything an upstream or an intermediary could decode into another path is refused, not normalised: `.`/`..`
 //   segments, empty segments, backslashes, encoded `.`, `/`, `\`, `%` and NUL, invalid or overlong UTF-8, characters
@@ -84,35 +84,6 @@ export function parseHostTarget(url: string | undefined, workload: string, previ
   const checked = checkTarget(url);
   if ('ok' in checked) return checked;
   return { ok: true, workload, preview, rest: checked.rawPath, ...splitGrant(checked.rawQuery) };
-}
-
-/**
- * The route a Host header names under host routing: `<preview>--<workload>.<domain>[:port]`, or undefined. Both names
- * are DNS labels that may hold `--` themselves: every split is tried against the table, and only a unique match routes
- * (two routes whose labels collide reach neither, rather than an arbitrary one).
- */
-export function routeForHost(host: string | undefined, domain: string, isRoute: (workload: string, preview: string) => boolean): { workload: string; preview: string; host: string } | undefined {
-  if (host === undefined) return undefined;
-  const h = host.trim().toLowerCase();
-  const m = /^([a-z0-9-]+)\.([a-z0-9.-]+?)\.?(?::(\d{1,5}))?$/.exec(h);
-  if (!m || m[2] !== domain) return undefined;
-  const label = m[1]!;
-  if (label.length > 63) return undefined;
-  let found: { workload: string; preview: string } | undefined;
-  for (let i = label.indexOf('--'); i !== -1; i = label.indexOf('--', i + 1)) {
-    const preview = label.slice(0, i);
-    const workload = label.slice(i + 2);
-    if (!NAME.test(preview) || !NAME.test(workload) || !isRoute(workload, preview)) continue;
-    if (found) return undefined;
-    found = { workload, preview };
-  }
-  return found ? { ...found, host: h } : undefined;
-}
-
-/** The host label of a route under host routing, or undefined when it would not fit one DNS label (63 characters). */
-export function hostLabel(workload: string, preview: string): string | undefined {
-  const label = `${preview}--${workload}`;
-  return label.length <= 63 ? label : undefined;
 }
 
 /** The target as it may be written to the audit log: the path only (a query may hold the token or app secrets). */

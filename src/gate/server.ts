@@ -28,7 +28,8 @@ import { baseUrl, writeListenerRecord } from './listener.js';
 import { gatePaths, type GatePaths } from './paths.js';
 import { IDENTITY_HEADER, loadIdentitySigner } from './identity.js';
 import { RefusalCounter } from './limits.js';
-import { auditPath, parseHostTarget, parseRequestTarget, routeForHost } from './request-target.js';
+import { hostNames, isLocalhostDomain, labelIndex, routeByHost } from './host-names.js';
+import { auditPath, parseHostTarget, parseRequestTarget } from './request-target.js';
 import { readRouteTable, routeKey, type GateRoute, type RouteTable } from './routes.js';
 import { createWireServer, rawHeader, reasonPhrase, type ResponseDecision, type UpstreamAddress, type WireRequest, type WireResponder } from './wire.js';
 
@@ -236,6 +237,10 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   const sessionCookie = https ? `__Host-${HOST_SESSION_COOKIE}` : HOST_SESSION_COOKIE;
   // The gate directory may not exist yet (a root no apply has written routes to): created before the key goes in it.
   mkdirSync(paths.dir, { recursive: true, mode: 0o750 });
+  const names = hostNames(paths.dir, domain);
+  /** On a localhost domain names are secret-tagged (host-names.ts): no Referer may carry one to another origin. */
+  const guardReferrer = routing === 'host' && isLocalhostDomain(domain);
+  let labels: { table: RouteTable; index: Map<string, string> } | undefined;
   const signer = loadIdentitySigner(paths.dir, `agentvm-gate:${options.host}`);
   const refusals = new RefusalCounter((source, unaudited, connections) =>
     requestLog.add(gateEntry(options.host, 'gate.request', 'failed', { preview: 'unknown/unknown', source, status: 429, reason: `flood from ${source} in one second: ${unaudited} more refusals not recorded one by one${connections ? `, ${connections} connections over the per-source limit closed` : ''}` }, { actor: 'anonymous' })),
@@ -307,12 +312,13 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   const routeOf = (req: WireRequest): { routed: Routed; route: GateRoute } | { denial: Denial; location?: string } => {
     const table = routes.current();
     if (routing === 'host') {
-      const named = routeForHost(rawHeader(req.rawHeaders, 'host'), domain, (w, p) => table.routes[routeKey(w, p)] !== undefined);
-      if (!named) return { denial: { status: 404, reason: `no preview is named by Host ${JSON.stringify((rawHeader(req.rawHeaders, 'host') ?? '').slice(0, 200))}`, answer: NO_SUCH_PREVIEW } };
-      const target = parseHostTarget(req.url, named.workload, named.preview);
+      if (labels?.table !== table) labels = { table, index: labelIndex(names, table) };
+      const named = routeByHost(rawHeader(req.rawHeaders, 'host'), domain, labels.index);
+      const route = named ? table.routes[named.key] : undefined;
+      if (!named || !route) return { denial: { status: 404, reason: `no preview is named by Host ${JSON.stringify((rawHeader(req.rawHeaders, 'host') ?? '').slice(0, 200))}`, answer: NO_SUCH_PREVIEW } };
+      const target = parseHostTarget(req.url, route.workload, route.preview);
       if (!target.ok) return { denial: { status: target.status, reason: target.reason } };
-      const key = routeKey(named.workload, named.preview);
-      return { routed: { workload: named.workload, preview: named.preview, key, rest: target.rest, query: target.query, ...(target.grant !== undefined ? { grant: target.grant } : {}), host: named.host }, route: table.routes[key]! };
+      return { routed: { workload: route.workload, preview: route.preview, key: named.key, rest: target.rest, query: target.query, ...(target.grant !== undefined ? { grant: target.grant } : {}), host: named.host }, route };
     }
     const target = parseRequestTarget(req.url);
     if (!target.ok) return { denial: { status: target.status, reason: target.reason }, ...(target.location ? { location: target.location } : {}) };
@@ -464,14 +470,14 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     // The upstream is not trusted to speak valid HTTP: its reason phrase is never forwarded, a status outside
     // 200–599 (101 for a tunnel) or a malformed reason phrase is a 502, and so is any malformed header name or value.
     if (!((status >= 200 && status <= 599) || (switching && status === 101)) || !FIELD_VALUE.test(statusMessage)) return { refuse: `upstream answered an invalid status line (${status})` };
-    const headers = responseHeaders(raw, routed.host === undefined ? `/p/${routed.workload}/${routed.preview}/` : undefined);
+    const headers = responseHeaders(raw, routed.host === undefined ? `/p/${routed.workload}/${routed.preview}/` : undefined, guardReferrer);
     if (headers === undefined) return { refuse: 'upstream response not forwardable (a malformed header)' };
     // The grant may have been revoked (or the route removed) while the upstream took its time (a long poll, a slow
     // switch): nothing of the answer goes out then.
     const refused = tunnelRefusal(routed.key, grant);
     if (refused) return { refuse: refused, status: 403 };
     audit(req, routed.key, status, grant, status === 101 ? 'websocket opened' : undefined);
-    return { headers: https ? headers + HSTS : headers };
+    return { headers: `${headers}${https ? HSTS : ''}${guardReferrer ? `referrer-policy: same-origin${CRLF}` : ''}` };
   };
 
   /** The socket directory and file of a socket upstream, or the port (the wire opens sockets without following links). */
@@ -705,7 +711,7 @@ function escapeHtml(text: string): string {
  * (`prefix`: the route's path under path routing). Undefined when a name or value is malformed (the response is
  * refused, never repaired).
  */
-function responseHeaders(raw: string[], prefix: string | undefined): string | undefined {
+function responseHeaders(raw: string[], prefix: string | undefined, ownReferrerPolicy: boolean): string | undefined {
   const listed = connectionTokens(raw);
   let out = '';
   for (let i = 0; i < raw.length; i += 2) {
@@ -715,7 +721,7 @@ function responseHeaders(raw: string[], prefix: string | undefined): string | un
     if (HOP_BY_HOP.has(k) || listed?.has(k)) continue;
     // Clear-Site-Data "cookies" would wipe the gate's session; Service-Worker-Allowed would let a worker control paths
     // beyond its script's (under path routing: other previews, the exchange page).
-    if (RESPONSE_DROPPED.has(k)) continue;
+    if (RESPONSE_DROPPED.has(k) || (ownReferrerPolicy && k === 'referrer-policy')) continue;
     if (k === 'set-cookie' && (touchesGateCookie(v) || cookieOutsidePreview(v, prefix))) continue;
     out += `${k}: ${v}${CRLF}`;
   }
