@@ -70,8 +70,10 @@ export interface GateServer {
   close(): Promise<void>;
 }
 
-/** Headers of the gate's link page: never cached, never framed, no referrer (the URL holds the token), nothing loaded. */
-const EXCHANGE_PAGE_HEADERS = `cache-control: no-store\r\nreferrer-policy: no-referrer\r\ncontent-security-policy: default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\n`;
+/** Headers of the gate's link page: never cached, never framed, nothing loaded. Referrer policy same-origin: the URL
+ *  holds the token, so no Referer leaves the origin, but the button's POST must carry a real Origin (no-referrer makes
+ *  Chromium send `Origin: null`); the 303 that answers it says no-referrer, which the redirected GET then follows. */
+const EXCHANGE_PAGE_HEADERS = `cache-control: no-store\r\nreferrer-policy: same-origin\r\ncontent-security-policy: default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\n`;
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
 /** Request headers that never go upstream as sent: framing is wire.ts's, Expect is answered by the gate. */
 const REQUEST_DROPPED = new Set(['host', 'cookie', 'forwarded', 'content-length', 'expect']);
