@@ -5,7 +5,7 @@
 // slow-connection flood from one source that leaves another source's session fully served, and audit aggregation.
 // Everything is driven by counts and events. Needs `npm run build` first.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createPublicKey, verify } from 'node:crypto';
 import { linkSync, mkdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -319,8 +319,9 @@ describe('agentvm gate socket upstreams under a symlink-swapping agent', () => {
     expect(ex.reply.status).toBe(303);
     const origin = new URL(result.link);
     const dir = path.join(hostPaths(fx.root).run, 'previews', 'sock');
-    // The agent: app.sock becomes a symlink to the victim, then the real socket again (a hard link), for ever.
-    const script = `const fs=require('fs'),p=require('path');const d=${JSON.stringify(dir)};let n=0;for(;;){try{fs.symlinkSync(${JSON.stringify(path.join(fx.root, 'victim.sock'))},p.join(d,'l'));fs.renameSync(p.join(d,'l'),p.join(d,'app.sock'));fs.linkSync(p.join(d,'real.sock'),p.join(d,'h'));fs.renameSync(p.join(d,'h'),p.join(d,'app.sock'));if(++n%500===0)fs.writeFileSync(p.join(d,'count'),String(n));}catch(e){}}`;
+    // The agent: app.sock becomes a symlink to the victim, then the real socket again (a hard link), for ever. It counts
+    // its swaps in a file replaced atomically, so a read never sees it half-written.
+    const script = `const fs=require('fs'),p=require('path');const d=${JSON.stringify(dir)};let n=0;for(;;){try{fs.symlinkSync(${JSON.stringify(path.join(fx.root, 'victim.sock'))},p.join(d,'l'));fs.renameSync(p.join(d,'l'),p.join(d,'app.sock'));fs.linkSync(p.join(d,'real.sock'),p.join(d,'h'));fs.renameSync(p.join(d,'h'),p.join(d,'app.sock'));if(++n%500===0){fs.writeFileSync(p.join(d,'count.tmp'),String(n));fs.renameSync(p.join(d,'count.tmp'),p.join(d,'count'));}}catch(e){}}`;
     swapper = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
     const swaps = (): number => { try { return Number(readFileSync(path.join(dir, 'count'), 'utf8')); } catch { return 0; } };
     await until(() => swaps() > 0);
@@ -410,4 +411,69 @@ describe('agentvm gate per-source limits', () => {
     expect(served).toBe(49);
     await until(() => auditRecords(fx.root).some((r) => /connections over the per-source limit closed/.test(r.gate?.reason ?? '') && r.gate?.source === '127.0.0.1'));
   }, 120_000);
+});
+
+describe('agentvm gate host routing under TLS and behind an https proxy', () => {
+  let fx: ReturnType<typeof tempRoot>;
+  let up: Rich;
+  let gate: GateProcess | undefined;
+
+  beforeAll(async () => {
+    assertBuilt();
+    fx = tempRoot();
+    up = await startRich('tls');
+    await applyRoute(fx.root, { workload: 'web', preview: 'site', port: up.port });
+  }, 30_000);
+
+  afterAll(async () => {
+    await gate?.stop();
+    await up?.close();
+    fx?.remove();
+  });
+
+  it('on its own TLS listener and domain: a __Host- session cookie, HSTS on every answer, untagged names', async () => {
+    const cert = path.join(fx.root, 'gate.crt');
+    const key = path.join(fx.root, 'gate.key');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=previews.test', '-addext', 'subjectAltName=DNS:*.previews.test'], { stdio: 'ignore' });
+    const ca = readFileSync(cert);
+    gate = await startGate(fx.root, ['--domain', 'previews.test', '--tls-cert', `file:${cert}`, '--tls-key', `file:${key}`]);
+    const { result } = await grant(fx.root, 'web/site');
+    const link = new URL(result.link);
+    expect(`${link.protocol}//${link.host}${link.pathname}`).toBe(`https://site--web.previews.test:${gate.port}/`);
+    const opts = { ca };
+    // previews.test has no DNS: request() connects to the listener and names the host (SNI and Host) itself.
+    const viaGate = (url: string, o: Parameters<typeof request>[1] = {}): ReturnType<typeof request> => request(url, { ...opts, ...o });
+    const page = await viaGate(result.link);
+    expect(page.headers['strict-transport-security']).toBe('max-age=31536000');
+    const ex = await request(result.link, { ...opts, method: 'POST', headers: { origin: link.origin }, body: '' });
+    expect(ex.status).toBe(303);
+    const setCookie = String(ex.headers['set-cookie']![0]);
+    expect(setCookie).toMatch(/^__Host-agentvm_gate_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict; Secure$/);
+    const served = await viaGate(`${link.origin}/`, { headers: { cookie: setCookie.split(';')[0]! } });
+    expect(served.status).toBe(200);
+    expect(served.headers['strict-transport-security']).toBe('max-age=31536000');
+    expect(up.hits.at(-1)!.headers['x-forwarded-proto']).toBe('https');
+    expect((await viaGate(`${link.origin}/`)).headers['strict-transport-security']).toBe('max-age=31536000'); // refusals too
+    // The non-prefixed name is not the session under TLS (a sibling could set it without Secure).
+    expect((await viaGate(`${link.origin}/`, { headers: { cookie: `agentvm_gate_session=${setCookie.split(';')[0]!.split('=')[1]}` } })).status).toBe(401);
+    await gate.stop();
+    gate = undefined;
+  }, 60_000);
+
+  it('behind an https proxy (publicUrl): the domain is the public host, links have no port, cookies are __Host-', async () => {
+    gate = await startGate(fx.root, ['--public-url', 'https://previews.example.test']);
+    const { result } = await grant(fx.root, 'web/site');
+    expect(result.link).toMatch(/^https:\/\/site--web\.previews\.example\.test\/\?grant=[A-Za-z0-9_-]{43}$/);
+    const token = new URL(result.link).searchParams.get('grant')!;
+    // The proxy forwards the public Host; the browser's Origin is the public https origin.
+    const host = 'site--web.previews.example.test';
+    const ex = await request(`http://127.0.0.1:${gate.port}/?grant=${token}`, { method: 'POST', headers: { host, origin: `https://${host}` }, body: '' });
+    expect(ex.status).toBe(303);
+    expect(String(ex.headers['set-cookie']![0])).toMatch(/^__Host-agentvm_gate_session=.*; Secure$/);
+    expect(ex.headers['strict-transport-security']).toBe('max-age=31536000');
+    const page = await request(`http://127.0.0.1:${gate.port}/`, { headers: { host, cookie: String(ex.headers['set-cookie']![0]).split(';')[0]! } });
+    expect(page.status).toBe(200);
+    await gate.stop();
+    gate = undefined;
+  }, 60_000);
 });

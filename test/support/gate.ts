@@ -109,9 +109,10 @@ export function startGate(root: string, extra: string[] = [], env: NodeJS.Proces
 
 export interface Reply { status: number; headers: IncomingHttpHeaders; body: string }
 
-/** Where a test reaches a host name: `*.localhost` is loopback (as browsers resolve it, without DNS). */
+/** Where a test reaches a host name: `*.localhost` is loopback (as browsers resolve it, without DNS), and so is the
+ *  reserved `*.test` the TLS suites name their gate domains under. */
 export function connectAddress(hostname: string): string {
-  return hostname === 'localhost' || hostname.endsWith('.localhost') ? '127.0.0.1' : hostname;
+  return hostname === 'localhost' || hostname.endsWith('.localhost') || hostname.endsWith('.test') ? '127.0.0.1' : hostname;
 }
 
 /** One request on a fresh connection (no agent), nothing followed. `*.localhost` names reach 127.0.0.1 with their Host. */
