@@ -1,19 +1,28 @@
 // The gate server: a reverse proxy in front of previews that listen only on loopback ports or unix sockets. This file
-// is the policy; the HTTP/1.1 mechanics (llhttp framing, pipelining, timeouts, the upstream pool) are wire.ts. One route per applied preview (routes.ts), reached at `/p/<workload>/<preview>/` by people holding a live
-// grant (grants.ts); every grant exchange, allowed and denied request goes to the audit log (audit.ts).
+// is the policy; the HTTP/1.1 mechanics (llhttp framing, pipelining, timeouts, the upstream pool) are wire.ts. One route
+// per applied preview (routes.ts), each on its own origin `<preview>--<workload>[--<tag>].<domain>` (host-names.ts,
+// ADR 0014; `/p/<workload>/<preview>/` on one shared origin only under the path-routing opt-in), reached by people
+// holding a live grant (grants.ts); every grant exchange, allowed and denied request goes to the audit log (audit.ts).
 // Invariants:
-// - A request reaches an upstream only after: its target passed parseRequestTarget, its route exists in the table as
-//   read for THIS request, and its session cookie maps to a grant for THIS preview that is neither expired nor revoked
-//   (a stat of the revocation marker per request) and whose identity is still a grantee. Every denial is answered by
-//   the gate itself (400/401/403/404/405) and never opens a connection upstream.
+// - A request reaches an upstream only after: its route exists in the table as read for THIS request (named by the Host
+//   header under host routing, by the path under path routing), its target passed the request-target checks, and its
+//   session cookie maps to a grant for THIS preview that is neither expired nor revoked (a stat of the revocation
+//   marker per request) and whose identity is still a grantee. Every denial is answered by the gate itself
+//   (400/401/403/404/405) and never opens a connection upstream. Under host routing every unknown, malformed or missing
+//   Host gets one identical 404 (a DNS-rebinding page cannot tell real names from invented ones).
 // - The upstream address comes from the route table only: 127.0.0.1:<port> or a socket file in the workload's socket
-//   directory. The Host header, an absolute-form target or CONNECT never select one (CONNECT is refused).
-// - A WebSocket upgrade passes the same checks as a request, plus a same-origin check, and its tunnel is checked again
-//   (expiry, maxTtl, revocation stat, grantee, route) before every chunk either way and every second while idle: a
-//   revocation cuts it before the next message. Other upgrades are refused (501).
+//   directory, opened without following links (wire.ts). The Host header names a route, never an address.
+// - A grant link never spends itself on GET or HEAD (link scanners): it opens a page whose button POSTs it back, and
+//   only a POST whose Origin is the route's own origin exchanges it.
+// - Every forwarded exchange is held to its grant while it lasts: the response head, every response body chunk, and a
+//   sweep every second (long polls, SSE, downloads) re-run the checks; a WebSocket tunnel likewise, before every chunk
+//   either way. A refusal answers 403 or cuts the connection. Other upgrades are refused (501).
 // - llhttp in strict mode enforces HTTP framing (conflicting Content-Length/Transfer-Encoding, oversized headers, invalid
 //   characters) in both directions, and wire.ts re-frames every body (see its invariants).
-// - The gate's own cookies never reach an upstream, and an upstream cannot set, overwrite or clear them.
+// - The gate's own cookies never reach an upstream, and an upstream cannot set, overwrite or clear them; it cannot set a
+//   cookie with a Domain (or, under path routing, outside its path), widen a service worker's scope or send HSTS.
+// - Upstreams see the gate's X-Forwarded-* and a signed identity (identity.ts); a client's look-alikes (`_` names,
+//   X-Agentvm-*, "real IP" headers) are dropped.
 // - Nothing a client or an upstream sends ends the process: a response head with a malformed status line, header name
 //   or value is a 502, an unexpected exception in a request is an audited 500.
 

@@ -16,6 +16,12 @@
 //   no byte after it and not paused; a failed exchange destroys it.
 // - A WebSocket tunnel (after the upstream's 101 to an upgrade the policy allowed) passes bytes unparsed, each chunk
 //   only after the policy's check, and never an upgrade request's body.
+// - A forwarded exchange with a policy check() is checked before every response body chunk and by the sweep every
+//   second; a refusal answers 403 (nothing sent yet) or closes the client connection (mid-response).
+// - A socket upstream is connected through an O_PATH descriptor of the very inode checked to be a socket (see
+//   UpstreamAddress); pooled connections are keyed by that inode, per request.
+// - One client address holds at most maxConnectionsPerSource connections (counted on the raw TCP connection, before any
+//   TLS handshake); past half of it, its header timeout shrinks to a fifth.
 // - Nothing a peer sends throws out of this file: parse errors become 400/431/502 or a closed connection.
 
 import { STATUS_CODES } from 'node:http';
