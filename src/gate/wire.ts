@@ -473,6 +473,8 @@ class Exchange implements WireResponder {
   started = false;
   /** When the upstream last sent a byte of this exchange's response (or when the request went to it). */
   upstreamActivity = Date.now();
+  /** When the policy last checked this exchange (ms): body chunks in the same millisecond skip the check. */
+  private checkedAt = 0;
   /** A WebSocket upgrade the policy let through (tunnel()). */
   isTunnel = false;
   private tunnelHooks: TunnelHooks | undefined;
@@ -698,6 +700,7 @@ class Exchange implements WireResponder {
       decision = { refuse: `upstream response not forwardable (${(error as Error).message})` };
     }
     if ('refuse' in decision) return this.upstreamFailed(decision.refuse, decision.status);
+    this.checkedAt = Date.now(); // the policy's response hook has just run its checks
     if (this.isTunnel) {
       this.responseStarted = true;
       if (status === 101) {
@@ -722,8 +725,10 @@ class Exchange implements WireResponder {
 
   upstreamBody(chunk: Buffer): void {
     if (!this.responseStarted || this.done) return;
-    // A stream (server-sent events, a long download) is held to its grant like a tunnel: checked before every chunk.
-    if (this.hooks?.check && this.recheck()) return;
+    // A stream (server-sent events, a long download) is held to its grant like a tunnel: checked before every chunk,
+    // except within the millisecond of the previous check (the head's, or the chunk before): a body that arrives in
+    // one burst costs one check, and a revocation still cuts the first chunk that comes a millisecond after it.
+    if (this.hooks?.check && Date.now() !== this.checkedAt && this.recheck()) return;
     const c = this.conn;
     if (this.framing === 'chunked') {
       c.write(`${chunk.length.toString(16)}${CRLF}`, 'latin1');
@@ -752,6 +757,7 @@ class Exchange implements WireResponder {
    */
   recheck(): boolean {
     if (this.done || this.isTunnel || !this.hooks?.check) return false;
+    this.checkedAt = Date.now();
     let reason: string | undefined;
     try {
       reason = this.hooks.check();
