@@ -69,7 +69,10 @@ describe('agentvm gate (real server, real upstreams)', () => {
     expect(ex.page.status).toBe(200);
     expect(ex.page.body).toContain(`<form method="post" action="/p/web/site/?grant=${token}">`);
     expect(ex.page.headers['content-security-policy']).toMatch(/^default-src 'none'/);
-    expect(ex.page.headers['referrer-policy']).toBe('no-referrer');
+    // No Referer leaves the origin (the URL holds the token), but the button's POST carries a real Origin; the 303 says
+    // no-referrer, so the redirected GET to the preview carries none.
+    expect(ex.page.headers['referrer-policy']).toBe('same-origin');
+    expect(ex.reply.headers['referrer-policy']).toBe('no-referrer');
     expect(ex.page.headers['cache-control']).toBe('no-store');
     expect(ex.reply.status).toBe(303);
     expect(ex.reply.headers.location).toBe('/p/web/site/');
