@@ -201,6 +201,37 @@ describe('agentvm gate with host routing (the default)', () => {
     expect(b.hits.length).toBe(before);
   });
 
+  it('two session cookies for one host (one tossed by a sibling): the one for THIS preview wins, in either order', async () => {
+    const site = await sessionFor('web/site');
+    const docs = await sessionFor('api/docs');
+    const before = a.hits.length;
+    for (const cookie of [`${docs.cookie}; ${site.cookie}`, `${site.cookie}; ${docs.cookie}`, `agentvm_gate_session=${'A'.repeat(43)}; ${site.cookie}`]) {
+      const r = await request(`${site.origin}/`, { headers: { cookie } });
+      expect(r.status, cookie.replace(/=[^;]+/g, '=…')).toBe(200);
+    }
+    expect(a.hits.length).toBe(before + 3);
+    // Only other previews' sessions: refused, naming the reason, never forwarded.
+    expect((await request(`${site.origin}/`, { headers: { cookie: docs.cookie } })).status).toBe(403);
+    expect(a.hits.length).toBe(before + 3);
+  });
+
+  it('path tricks and absolute-form targets under host routing reach no upstream (the Host names the route, the target is checked)', async () => {
+    const s = await sessionFor('web/site');
+    const bOrigin = origins.get('api/docs')!;
+    const host = new URL(s.origin).host;
+    const before = a.hits.length + b.hits.length;
+    const raw = (target: string, h = host): Promise<string> => new Promise((resolve) => {
+      const sock = net.connect(gate.port, '127.0.0.1', () => sock.write(`GET ${target} HTTP/1.1\r\nHost: ${h}\r\nCookie: ${s.cookie}\r\nConnection: close\r\n\r\n`));
+      let d = '';
+      sock.setEncoding('utf8').on('data', (c: string) => (d += c)).on('close', () => resolve(d.slice(0, 12)));
+      sock.on('error', () => resolve(d.slice(0, 12)));
+    });
+    for (const target of ['/../x', '/a/%2e%2e/x', '/a%2fb', '/a\\b', '//x', `${bOrigin}/`, `http://${host}/`, '*']) {
+      expect(await raw(target), target).toMatch(/^HTTP\/1\.1 (400|404)$/);
+    }
+    expect(a.hits.length + b.hits.length).toBe(before);
+  });
+
   it('look-alike and identity headers from a client never reach the upstream; the gate’s signed identity does, and verifies', async () => {
     const s = await sessionFor('web/site');
     const r = await request(`${s.origin}/headers`, { headers: { cookie: s.cookie, x_forwarded_for: '6.6.6.6', x_forwarded_host: 'evil', 'x-agentvm-identity': 'forged', 'x-forwarded-user': 'root' } });
