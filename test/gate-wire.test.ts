@@ -230,7 +230,7 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
     await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
     await applyRoute(fx.root, { workload: 'web', preview: 'app', port: (app.address() as AddressInfo).port });
     await applyRoute(fx.root, { workload: 'web', preview: 'raw', port: (raw.address() as AddressInfo).port });
-    gate = await startGate(fx.root);
+    gate = await startGate(fx.root, ['--routing', 'path']);
     const { result } = await grant(fx.root, 'web/app');
     cookie = (await exchange(result.link)).cookie!;
   }, 30_000);
@@ -576,7 +576,7 @@ describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 ups
     upstream = await startWsUpstream();
     ({ received, handshakes } = upstream);
     await applyRoute(fx.root, { workload: 'web', preview: 'live', port: upstream.port });
-    gate = await startGate(fx.root);
+    gate = await startGate(fx.root, ['--routing', 'path']);
   }, 30_000);
 
   afterAll(async () => {
@@ -685,9 +685,12 @@ describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 ups
 
   it('a grant revoked while the upstream is slow to switch: no 101 reaches the client (403), nothing reaches the upstream', async () => {
     const { cookie, id } = await session();
+    const seen = upstream.handshakesSeen();
     const ws = new WsClient(gate.port, '/p/web/live/slow-101', `Cookie: ${cookie}\r\n`);
     ws.send('early'); // before the 101: held by the gate, and dropped with the tunnel
+    await ws.until(() => upstream.handshakesSeen() > seen);
     expect((await agentvm(['gate', 'revoke', id, '--root', fx.root])).code).toBe(0);
+    upstream.switchSlow(); // the upstream switches only now, after the revoke
     expect(await ws.handshake).toMatch(/^HTTP\/1\.1 403 /);
     await ws.until(() => ws.closed);
     expect(received).not.toContain('early');

@@ -48,7 +48,7 @@ describe('agentvm gate (real server, real upstreams)', () => {
     b = await startUpstream('b');
     await applyRoute(fx.root, { workload: 'web', preview: 'site', port: a.port, maxTtl: '2h', grantees: ['ana@example.com', 'bo@example.com'] });
     await applyRoute(fx.root, { workload: 'api', preview: 'docs', port: b.port, maxTtl: '1h' });
-    gate = await startGate(fx.root);
+    gate = await startGate(fx.root, ['--routing', 'path']);
   }, 30_000);
 
   afterAll(async () => {
@@ -65,13 +65,17 @@ describe('agentvm gate (real server, real upstreams)', () => {
     expect(result.link).toBe(`${gate.url}/p/web/site/?grant=${token}`);
     const before = hitsOf(a);
     const ex = await exchange(result.link);
-    expect(ex.reply.status).toBe(200);
-    expect(ex.reply.headers.location).toBeUndefined();
-    expect(ex.reply.body).toContain('<meta http-equiv="refresh" content="0;url=/p/web/site/">');
-    expect(ex.reply.body).toContain('<a href="/p/web/site/">');
-    expect(ex.reply.headers['content-security-policy']).toMatch(/^default-src 'none'/);
+    // The link opens a page whose button POSTs the link back (ADR 0014); the POST answers 303 to the preview.
+    expect(ex.page.status).toBe(200);
+    expect(ex.page.body).toContain(`<form method="post" action="/p/web/site/?grant=${token}">`);
+    expect(ex.page.headers['content-security-policy']).toMatch(/^default-src 'none'/);
+    // No Referer leaves the origin (the URL holds the token), but the button's POST carries a real Origin; the 303 says
+    // no-referrer, so the redirected GET to the preview carries none.
+    expect(ex.page.headers['referrer-policy']).toBe('same-origin');
     expect(ex.reply.headers['referrer-policy']).toBe('no-referrer');
-    expect(ex.reply.headers['cache-control']).toBe('no-store');
+    expect(ex.page.headers['cache-control']).toBe('no-store');
+    expect(ex.reply.status).toBe(303);
+    expect(ex.reply.headers.location).toBe('/p/web/site/');
     expect(ex.setCookie).toMatch(/^agentvm_gate_web_site=[A-Za-z0-9_-]{43}; Path=\/p\/web\/site\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/);
     secrets.push(ex.cookie!.split('=')[1]!);
     expect(hitsOf(a)).toBe(before); // the exchange itself is answered by the gate
@@ -84,8 +88,9 @@ describe('agentvm gate (real server, real upstreams)', () => {
     expect(hit.headers.cookie).toBe('theme=dark');
     expect(hit.headers.host).toBe(`127.0.0.1:${a.port}`);
     expect(hit.headers['x-forwarded-prefix']).toBe('/p/web/site');
-    // The upstream may set its own cookies, never the gate's.
-    expect(page.headers['set-cookie']).toEqual(['app=a; Path=/']);
+    // The upstream may set its own cookies under its own path, never the gate's, and (path routing) none for `Path=/`,
+    // which every other preview of the shared origin would receive.
+    expect(page.headers['set-cookie']).toBeUndefined();
 
     const replay = await exchange(result.link);
     expect(replay.reply.status).toBe(403);
@@ -95,8 +100,9 @@ describe('agentvm gate (real server, real upstreams)', () => {
   it('forged, malformed and missing credentials are refused with 401 and never reach the upstream', async () => {
     const before = hitsOf(a) + hitsOf(b);
     const forged = 'A'.repeat(43);
-    expect((await request(`${gate.url}/p/web/site/?grant=${forged}`)).status).toBe(401);
-    expect((await request(`${gate.url}/p/web/site/?grant=short`)).status).toBe(401);
+    const post = { method: 'POST', headers: { origin: gate.url }, body: '' };
+    expect((await request(`${gate.url}/p/web/site/?grant=${forged}`, post)).status).toBe(401);
+    expect((await request(`${gate.url}/p/web/site/?grant=short`, post)).status).toBe(401);
     expect((await request(`${gate.url}/p/web/site/`)).status).toBe(401);
     expect((await request(`${gate.url}/p/web/site/`, { headers: { cookie: `agentvm_gate_web_site=${forged}` } })).status).toBe(401);
     expect((await request(`${gate.url}/p/nope/site/`)).status).toBe(404);
@@ -115,9 +121,9 @@ describe('agentvm gate (real server, real upstreams)', () => {
     // A web/site session presented under api/docs' cookie name.
     expect((await request(`${gate.url}/p/api/docs/`, { headers: { cookie: `agentvm_gate_api_docs=${session}` } })).status).toBe(403);
     // A web/site one-time token used on api/docs (and it stays unused: it still works where it belongs).
-    expect((await request(`${gate.url}/p/api/docs/?grant=${otherToken}`)).status).toBe(403);
+    expect((await request(`${gate.url}/p/api/docs/?grant=${otherToken}`, { method: 'POST', headers: { origin: gate.url }, body: '' })).status).toBe(403);
     expect(hitsOf(a) + hitsOf(b)).toBe(before);
-    expect((await exchange(other.link)).reply.status).toBe(200);
+    expect((await exchange(other.link)).reply.status).toBe(303);
   });
 
   it('an expired grant is refused (403), audited once as gate.expire and pruned', async () => {
@@ -300,7 +306,7 @@ describe('agentvm gate (real server, real upstreams)', () => {
     const records = auditRecords(fx.root);
     const events = new Set(records.map((r) => r.event));
     for (const e of ['gate.grant', 'gate.revoke', 'gate.expire', 'gate.request', 'gate.route-delete']) expect(events, e).toContain(e);
-    const allowed = records.find((r) => r.event === 'gate.request' && r.result === 'ok' && r.gate?.status === 200);
+    const allowed = records.find((r) => r.event === 'gate.request' && r.result === 'ok' && r.gate?.status === 200 && r.gate.grantId !== undefined);
     expect(allowed?.gate).toMatchObject({ preview: 'web/site', identity: expect.any(String), grantId: expect.stringMatching(/^g-/), source: expect.stringMatching(/^127\.0\.0\.1:\d+$/), path: expect.stringMatching(/^\/p\/web\/site\//) });
     const denied = records.find((r) => r.event === 'gate.request' && r.result === 'failed' && r.gate?.status === 403 && /revoked/.test(r.gate.reason ?? ''));
     expect(denied?.gate?.grantId).toMatch(/^g-/);
@@ -343,13 +349,13 @@ describe('agentvm gate over TLS', () => {
       const key = path.join(fx.root, 'gate.key');
       execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
       await applyRoute(fx.root, { workload: 'web', preview: 'site', port: up.port });
-      gate = await startGate(fx.root, ['--address', '127.0.0.1', '--tls-cert', `file:${cert}`, '--tls-key', `file:${key}`]);
+      gate = await startGate(fx.root, ['--routing', 'path', '--address', '127.0.0.1', '--tls-cert', `file:${cert}`, '--tls-key', `file:${key}`]);
       expect(gate.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
       const { result } = await grant(fx.root, 'web/site');
       expect(result.link.startsWith(`${gate.url}/p/web/site/?grant=`)).toBe(true);
       const ca = readFileSync(cert);
       const ex = await exchange(result.link, ca);
-      expect(ex.reply.status).toBe(200);
+      expect(ex.reply.status).toBe(303);
       expect(ex.setCookie).toMatch(/; HttpOnly; SameSite=Strict; Secure$/);
       const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie: ex.cookie! }, ca });
       expect(page.status).toBe(200);
@@ -414,7 +420,7 @@ describe('agentvm gate behind a TLS-terminating proxy (--public-url)', () => {
       const credentials = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--port', '0', '--public-url', 'https://ops:hunter2@previews.example.test']);
       expect(credentials.code).toBe(1);
       expect(credentials.stderr).not.toContain('hunter2');
-      gate = await startGate(fx.root, ['--public-url', 'https://Previews.Example.test']);
+      gate = await startGate(fx.root, ['--routing', 'path', '--public-url', 'https://Previews.Example.test']);
       const { result } = await grant(fx.root, 'web/site');
       expect(result.link.startsWith('https://previews.example.test/p/web/site/?grant=')).toBe(true);
       expect((result as unknown as { listener: { publicUrl: string } }).listener.publicUrl).toBe('https://previews.example.test');
@@ -489,7 +495,7 @@ describe('agentvm gate review fixes', () => {
     await applyRoute(fx.root, { workload: 'other', preview: 'site', port: echoPort });
     await applyRoute(fx.root, { workload: 'ttl', preview: 'site', port: echoPort, maxTtl: '2h' });
     await applyRoute(fx.root, { workload: 'hostile', preview: 'up', port: hostilePort });
-    gate = await startGate(fx.root);
+    gate = await startGate(fx.root, ['--routing', 'path']);
   }, 30_000);
 
   afterAll(async () => {
@@ -554,7 +560,8 @@ describe('agentvm gate review fixes', () => {
     const cookie = await sessionFor('web/site');
     const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie } });
     expect(page.status).toBe(200);
-    expect(page.headers['set-cookie']).toEqual(['app=1; Path=/']);
+    // `app=1; Path=/` is dropped too: under path routing every preview shares the origin, and `/` covers them all.
+    expect(page.headers['set-cookie']).toBeUndefined();
     expect(page.headers['clear-site-data']).toBeUndefined();
   });
 
@@ -577,7 +584,7 @@ describe('agentvm gate review fixes', () => {
   it('the exchange is audited at once as gate.exchange (grant id, identity, source; no token)', async () => {
     const { result } = await grant(fx.root, 'web/site');
     const token = new URL(result.link).searchParams.get('grant')!;
-    expect((await exchange(result.link)).reply.status).toBe(200);
+    expect((await exchange(result.link)).reply.status).toBe(303);
     const records = auditRecords(fx.root); // no wait for the request log's group commit
     const rec = records.find((r) => r.event === 'gate.exchange' && r.gate?.grantId === result.grant.id);
     expect(rec?.gate).toMatchObject({ preview: 'web/site', identity: 'ana@example.com', source: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
