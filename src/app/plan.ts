@@ -9,6 +9,7 @@ import { loadSchema, validatorFromJsonSchema, type JsonSchemaInput } from '../co
 import { AgentvmError, compareDiagnostics, userError, type Diagnostic } from '../diagnostics/index.js';
 import { expandHost } from '../engine/expand.js';
 import { promotionRules } from '../governance/index.js';
+import { redactValue } from '../governance/redaction.js';
 import { computePlan, type Plan, type PlanMode } from '../engine/plan.js';
 import type { Address, DesiredResource, LiveResource, LockedResource } from '../engine/types.js';
 import type { HostContext } from '../providers/provider.js';
@@ -180,8 +181,21 @@ export async function readLive(
 // ---------------------------------------------------------------------------------------------------------
 // Saved plan files
 
+/**
+ * Why `plan` must not be saved, or undefined. A plan that found a committed secret is never written to disk: the
+ * file would be one more copy of the secret (and an artifact CI uploads), and apply would refuse it anyway.
+ */
+export function planSaveRefusal(plan: Plan): string | undefined {
+  const secrets = plan.diagnostics.filter((d) => d.code === 'policy.secret-literal' || d.code === 'policy.secret-file').length;
+  if (secrets === 0) return undefined;
+  return `The plan was not saved: it found ${secrets === 1 ? 'a secret' : `${secrets} secrets`} committed to the repository (policy.secret-literal). Remove ${secrets === 1 ? 'it' : 'them'}, rotate ${secrets === 1 ? 'it' : 'them'}, and plan again.`;
+}
+
+/** Saves a plan for apply, through the redaction boundary. Refuses a plan `planSaveRefusal` refuses. */
 export function writePlanFile(file: string, plan: Plan): void {
-  writeFileAtomic(file, `${JSON.stringify(plan, null, 2)}\n`);
+  const refusal = planSaveRefusal(plan);
+  if (refusal) throw userError('plan.not-saved', refusal, 'Fix the secret findings listed with the plan, then run `agentvm plan --out` again.');
+  writeFileAtomic(file, `${JSON.stringify(redactValue(plan), null, 2)}\n`);
 }
 
 let planValidator: z.ZodType | undefined;
