@@ -1,7 +1,8 @@
 // Use case: plan. Reads the desired state at one commit, the lockfile, and the live host through the providers,
 // then calls the pure planner. Also owns saved plan files (written atomically, validated on read).
 
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { BoundedReadError, readRegularFileSync } from '../contracts/bounded-read.js';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
 import type { DesiredState } from '../contracts/desired-state.js';
@@ -200,12 +201,17 @@ export function writePlanFile(file: string, plan: Plan): void {
 
 let planValidator: z.ZodType | undefined;
 
+/** Plans are JSON of a few hundred kilobytes at most; 64 MiB is far beyond any real one. */
+const MAX_PLAN_FILE_BYTES = 64 * 1024 * 1024;
+
 export function readPlanFile(file: string): Plan {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    // A regular file under the limit, checked before reading: `agentvm apply /dev/zero` is refused at once.
+    text = readRegularFileSync(file, MAX_PLAN_FILE_BYTES).toString('utf8');
   } catch (err) {
-    throw userError('plan.file-unreadable', `Cannot read the plan file ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, 'Create one with `agentvm plan --out <file>`.');
+    const why = err instanceof BoundedReadError ? (err.reason === 'too-large' ? `larger than ${MAX_PLAN_FILE_BYTES} bytes` : 'not a regular file') : ((err as NodeJS.ErrnoException).code ?? 'error');
+    throw userError('plan.file-unreadable', `Cannot read the plan file ${file} (${why}).`, 'Create one with `agentvm plan --out <file>`.');
   }
   let value: unknown;
   try {
