@@ -302,6 +302,8 @@ const HEX = /^[0-9a-f]+$|^[0-9A-F]+$/;
 /** Text right before a hex run that says it is a digest or an object id, not a key. */
 const DIGEST_MARKER = /(?:sha(?:1|224|256|384|512)?|md5|blake2b?|digest|commit|rev|hash|checksum)[:=@ /-]?$|[@#]$|\/(?:commit|commits|tree|blob|pull|compare)\/$/i;
 
+const B64_DIGEST_MARKER = /(?:sha(?:1|256|384|512)|md5):$/i;
+
 /** The field names whose values are digests by design (sha256, integrity, commit …). */
 export const DIGEST_FIELDS: ReadonlySet<string> = new Set(['sha256', 'sha512', 'integrity', 'commit', 'digest', 'fingerprint', 'checksum', 'ref', 'rev']);
 
@@ -376,6 +378,8 @@ function randomPart(part: string, text: string, offset: number, digestField: boo
     return shannonEntropy(bare) > HEX_ENTROPY_BITS ? { kind: 'high-entropy-hex', label: 'a long random hex string (a key or token)' } : undefined;
   }
   if (!/[0-9]/.test(bare) || !/[A-Za-z]/.test(bare)) return undefined;
+  // `SHA256:<base64>` (an SSH key fingerprint), `sha512:<base64>`: a digest written in base64.
+  if (B64_DIGEST_MARKER.test(text.slice(Math.max(0, offset - 8), offset))) return undefined;
   const mixedCase = /[A-Z]/.test(bare) && /[a-z]/.test(bare);
   if (isWordy(bare)) return undefined;
   // Lower-case-and-digit runs (base36) are random only when they are long: names like `build-2024-agent-pool`
