@@ -14,7 +14,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatePaths } from '../src/gate/paths.js';
 import type { AuditEvent } from '../src/state/audit-log.js';
-import { hostPaths } from '../src/state/host-paths.js';
+import { hostPaths } from '../src/model/index.js';
 import { agentvm, assertBuilt } from './support/cli.js';
 import { applyRoute, connectAddress, exchange, grant, request, startGate, tempRoot, type GateProcess } from './support/gate.js';
 
