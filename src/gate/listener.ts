@@ -87,7 +87,7 @@ export function readListenerRecord(file: string): ListenerRecord | undefined {
 
 /**
  * The origin of a public URL (`https://previews.example.com`, lowercase, no trailing slash), or undefined when it is
- * not an http(s) origin: no path, query, fragment or credentials — the gate's routes are `/p/…` under it.
+ * not an http(s) origin: no path, query, fragment or credentials — previews are hosts under its domain (or `/p/…` under it, path routing).
  */
 export function publicOrigin(text: string): string | undefined {
   let url: URL;
