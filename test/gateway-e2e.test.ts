@@ -8,7 +8,7 @@
 //   back automatically, apply exits 3, and `agentvm audit tail --json` shows the rollback. Every unit file left in
 //   the unit dir passes `systemd-analyze verify`.
 
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, hasStackTrace } from './support/cli.js';
@@ -128,6 +128,31 @@ describe.skipIf(!support.ok && !inCi)('agentvm CLI against a real systemd user m
     expect(readFileSync(dropIn, 'utf8')).toBe(applied);
     expect(await m.show(UNITS.core, ['NeedDaemonReload', 'ActiveState'])).toEqual({ NeedDaemonReload: 'no', ActiveState: 'active' });
     expect((await g.cli(['drift'])).code).toBe(0);
+  });
+
+  it('WHEN a file of the live release is tampered THEN one apply reinstalls it AND restarts the unit running from it; the tampered copy is not the rollback target', async () => {
+    const before = await pids();
+    const stateBefore = json<{ workloads?: Record<string, { rollback?: { releaseId?: string } | null }> }>((await g.cli(['state', 'show', 'gw', '--json'])).stdout);
+    const file = path.join(g.root, 'var', 'lib', 'agentvm', 'releases', 'orchestrator', V1, 'orchestrator', '__main__.py');
+    chmodSync(file, 0o644);
+    appendFileSync(file, '\n# tampered on the host\n');
+    const plan = json<PlanJson>((await g.cli(['plan', '--json'])).stdout);
+    expect(plan.changes.filter((c) => c.action !== 'noop').map((c) => [c.address, c.action])).toEqual([['release.orchestrator', 'replace'], ['unit.orchestrator.core', 'update']]);
+    expect(plan.changes.find((c) => c.address === 'unit.orchestrator.core')!.reasons.map((r) => r.code)).toEqual(['dependency-changed']);
+
+    const fix = await g.cli(['apply', '--auto-approve']);
+    expect(fix.code, fix.stdout + fix.stderr).toBe(0);
+    expect(readFileSync(file, 'utf8')).not.toContain('tampered');
+    const after = await pids();
+    expect(after.core, 'the unit running the repaired release restarted in the same apply').not.toBe(before.core);
+    expect(after.a).toBe(before.a);
+    expect(after.b).toBe(before.b);
+    // One apply converges: the next plan has nothing to do.
+    const again = await g.cli(['plan', '--detailed-exitcode']);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    const stateAfter = json<{ workloads?: Record<string, { rollback?: { releaseId?: string } | null }> }>((await g.cli(['state', 'show', 'gw', '--json'])).stdout);
+    expect(stateAfter.workloads?.orchestrator?.rollback ?? null).toEqual(stateBefore.workloads?.orchestrator?.rollback ?? null);
+    expect(JSON.stringify(stateAfter.workloads?.orchestrator ?? {})).not.toContain('captured-');
   });
 
   it('WHEN a second runtime source is added by hand (an override drop-in) THEN drift names it and apply removes it', async () => {

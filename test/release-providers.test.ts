@@ -196,16 +196,17 @@ describe('release.git', () => {
     expect(drifted.plan.reasons.map((r) => r.code)).toEqual(['live-modified']);
     expect(drifted.plan.drift.map((r) => r.code)).toEqual(['live-modified']);
 
-    // WHEN applied THEN B is reinstalled fresh; the edited copy is kept aside as a captured, foreign release.
+    // WHEN applied THEN B is reinstalled fresh; the edited copy is kept aside for inspection under captured-*, but it
+    // is NOT offered as the rollback target (issue 18: rolling back to it would reinstate the tampering).
     const repaired = await apply(provider, gitDesired(repo.dir, commitB), 'replace', lockedB);
     expect(repaired.response.diagnostics).toEqual([]);
     expect(repaired.locked?.digest).toBe(lockedB.digest);
     expect(await readFile(path.join(dirB, 'app/main.py'), 'utf8')).toBe('print("B")\n');
     expect(await mode(path.join(dirB, 'app/main.py'))).toBe(0o444);
-    const capturedEdit = repaired.response.captured as CapturedRelease;
-    expect(capturedEdit).toMatchObject({ foreign: true, digest: drifted.read.live.digest });
-    expect(capturedEdit.releaseId).toMatch(/^captured-[0-9a-f]{12}$/);
-    expect(await readFile(path.join(releaseDir('core', capturedEdit.releaseId), 'app/main.py'), 'utf8')).toBe('print("hacked")\n');
+    expect(repaired.response.captured ?? null).toBeNull();
+    const kept = (await readdir(releaseDir('core', '.'))).filter((n) => /^captured-[0-9a-f]{12}$/.test(n));
+    expect(kept).toHaveLength(1);
+    expect(await readFile(path.join(releaseDir('core', kept[0]!), 'app/main.py'), 'utf8')).toBe('print("hacked")\n');
     expect((await planFor(provider, gitDesired(repo.dir, commitB), repaired.locked)).plan.action).toBe('noop');
 
     // WHEN rolled back to the recorded target A THEN current points at A, byte for byte what was recorded.

@@ -8,11 +8,13 @@
 //    rendered text and the cache file must not hold the canary.
 // 2. The CLI: for a set of places reaching every output path (env value, description, label key, apiVersion, a
 //    tag, a comment), the real CLI runs validate (text, --json), plan (text, --json, --format markdown, --out) and
-//    apply against a temp host root and a temp HOME/XDG_CACHE_HOME; every stdout/stderr and every file under the
-//    root, the cache and the plan file's directory is grepped for the canary.
+//    apply against a temp host root and a temp HOME/XDG_CACHE_HOME, and scripts/render-pr-comment.js renders the
+//    pull-request comment; every stdout/stderr and every file under the root, the cache, the plan file's directory
+//    and the comment's directory is grepped for the canary.
 // Two canaries: a prefixed token (caught by its shape anywhere) and a 64-hex token, which only the field-aware
 // entropy rule flags — outside digest fields — so it tests the by-value net (remembered secrets), not shapes.
 
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -229,6 +231,16 @@ describe('the CLI: validate, plan (--out, --format markdown, --json) and apply n
             expect(r.code, `${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(1);
             expect(r.stdout + r.stderr, `${args[0]} ${args.slice(3).join(' ')} printed the canary`).not.toContain(canary);
             if (args.includes('--json') && args[0] === 'validate') secretFound = r.stdout.includes('"policy.secret-literal"');
+          }
+          // The pull-request comment script: one `plan --json`, rendered to markdown in its own process.
+          const pr = mkdtempSync(join(tmpdir(), 'agentvm-canary-pr-'));
+          try {
+            const comment = spawnSync(process.execPath, [join(ROOT, 'scripts', 'render-pr-comment.js'), '--repo', repo.dir, '--host', 'edge', '--root', root, '--out', join(pr, 'comment.md'), '--plan-json', join(pr, 'plan.json')], { encoding: 'utf8', env: { ...process.env, ...env } });
+            expect(comment.status, comment.stderr).toBe(1);
+            expect(comment.stdout + comment.stderr, 'render-pr-comment printed the canary').not.toContain(canary);
+            for (const f of filesUnder(pr)) expect(f.text, `${f.path} holds the canary`).not.toContain(canary);
+          } finally {
+            rmSync(pr, { recursive: true, force: true });
           }
           for (const f of [...filesUnder(root), ...filesUnder(home), ...filesUnder(out)]) expect(f.text, `${f.path} holds the canary`).not.toContain(canary);
           // A 64-hex value in a tag is no value at all (the tag is refused, never echoed): nothing to find there.

@@ -111,3 +111,41 @@ describe('computePlan', () => {
     }
   });
 });
+
+describe('a release repaired in place restarts its units in the same apply (issue 18)', () => {
+  const typed = (r: DesiredResource, provider: string): DesiredResource => ({ ...r, provider });
+  const planners = new Map([['release.git', identityPlanner], ['systemd', identityPlanner]]);
+  const lockOf = (address: string, provider: string, identity: string, digest: string): LockedResource => ({ ...locked(address, identity, digest), provider });
+  const liveOf = (address: string, provider: string, identity: string, digest: string): LiveResource => ({ ...live(address, identity, digest), provider });
+
+  it('GIVEN the live release tampered and its unit unchanged THEN the unit is updated with a restart, naming the release', () => {
+    const plan = computePlan(input({
+      planners,
+      desired: [typed(res('release.a', 'c1'), 'release.git'), typed(res('unit.a.core', 'u1', ['release.a']), 'systemd')],
+      live: new Map([['release.a', liveOf('release.a', 'release.git', 'c1', 'TAMPERED')], ['unit.a.core', liveOf('unit.a.core', 'systemd', 'u1', 'ud')]]),
+      lock: { lineage: 'L', serial: 3, resources: { 'release.a': lockOf('release.a', 'release.git', 'c1', 'd1'), 'unit.a.core': lockOf('unit.a.core', 'systemd', 'u1', 'ud') } },
+    }));
+    expect(plan.changes.map((c) => [c.address, c.action, c.effect])).toEqual([['release.a', 'replace', 'restart'], ['unit.a.core', 'update', 'restart']]);
+    expect(plan.changes[1]!.reasons.map((r) => r.code)).toEqual(['dependency-changed']);
+    expect(plan.changes[1]!.reasons[0]!.message).toContain('release.a');
+  });
+
+  it('GIVEN a release moving to another commit, or nothing tampered THEN units are left to their own planners', () => {
+    const base = {
+      planners,
+      lock: { lineage: 'L', serial: 3, resources: { 'release.a': lockOf('release.a', 'release.git', 'c1', 'd1'), 'unit.a.core': lockOf('unit.a.core', 'systemd', 'u1', 'ud') } },
+    };
+    const moving = computePlan(input({
+      ...base,
+      desired: [typed(res('release.a', 'c2'), 'release.git'), typed(res('unit.a.core', 'u1', ['release.a']), 'systemd')],
+      live: new Map([['release.a', liveOf('release.a', 'release.git', 'c1', 'd1')], ['unit.a.core', liveOf('unit.a.core', 'systemd', 'u1', 'ud')]]),
+    }));
+    expect(moving.changes.find((c) => c.address === 'unit.a.core')!.action).toBe('noop');
+    const intact = computePlan(input({
+      ...base,
+      desired: [typed(res('release.a', 'c1'), 'release.git'), typed(res('unit.a.core', 'u1', ['release.a']), 'systemd')],
+      live: new Map([['release.a', liveOf('release.a', 'release.git', 'c1', 'd1')], ['unit.a.core', liveOf('unit.a.core', 'systemd', 'u1', 'ud')]]),
+    }));
+    expect(hasChanges(intact)).toBe(false);
+  });
+});

@@ -129,6 +129,7 @@ export function computePlan(input: PlanInput): Plan {
     });
   }
 
+  restartOnInPlaceRepair(changes);
   diagnostics.sort(compareDiagnostics);
   const count = (a: Action) => changes.filter((c) => c.action === a).length;
   const errors = diagnostics.filter((d) => d.severity === 'error').length;
@@ -158,6 +159,30 @@ export function computePlan(input: PlanInput): Plan {
     applicable: !hasErrors(diagnostics) && !input.source.uncommitted && input.mode !== 'refresh-only',
   } as const;
   return { ...body, id: fingerprint(body), createdAt: input.createdAt };
+}
+
+/**
+ * A release replaced under the same identity (a repair: its files were changed on the host, so apply reinstalls
+ * the same commit) is new bytes in the directory the profiles run from. Their unit config did not change, so their
+ * planners said noop; without a restart they keep running the tampered files, and the next plan would show them
+ * changed (two applies to converge — issue 18). They restart in the same apply: the systemd provider re-reads the
+ * live unit at apply time, sees the release replaced after the process started, and restarts it.
+ */
+function restartOnInPlaceRepair(changes: PlannedChange[]): void {
+  const repaired = new Set(
+    changes
+      .filter((c) => c.action === 'replace' && c.provider.startsWith('release.') && c.before?.identity !== undefined && c.before.identity === c.after?.identity)
+      .map((c) => c.address),
+  );
+  if (repaired.size === 0) return;
+  for (const c of changes) {
+    if (c.action !== 'noop' || c.provider !== 'systemd') continue;
+    const dep = c.dependsOn.find((d) => repaired.has(d));
+    if (!dep) continue;
+    c.action = 'update';
+    c.effect = 'restart';
+    c.reasons = [{ code: 'dependency-changed', message: `${c.address}: ${dep} is reinstalled in place (its files were changed on the host); the unit restarts to run the repaired files` }];
+  }
 }
 
 /** True when applying the plan would change something. */

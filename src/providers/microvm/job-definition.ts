@@ -12,6 +12,7 @@
 //   `format: disk` and refused otherwise; it is in the identity, verification and signature cover only when present,
 //   so definitions without it keep the identity and digest they had.
 
+import { BoundedReadError, readRegularFile } from '../../contracts/bounded-read.js';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -148,6 +149,9 @@ export function imagesDir(host: Pick<HostContext, 'root'>): string {
   return join(host.root, 'var/lib/agentvm/images');
 }
 
+/** The largest image read whole for a signature check: Node's largest buffer (2 GiB − 1). */
+const MAX_IMAGE_BYTES = 2 ** 31 - 1;
+
 export function imagePath(host: Pick<HostContext, 'root'>, image: JobImage): string {
   return join(imagesDir(host), image.file);
 }
@@ -207,13 +211,14 @@ export async function pinnedImageBytes(host: Pick<HostContext, 'root'>, config: 
   for (const [name, image] of jobImages(config)) {
     let bytes: Buffer;
     try {
-      bytes = await readFile(imagePath(host, image));
+      // A regular file under Node's buffer limit, checked before reading: an image path that is a device or FIFO is refused.
+      bytes = await readRegularFile(imagePath(host, image), MAX_IMAGE_BYTES);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') continue;
       // Not silently skipped: an image present but unreadable (or over Node's 2 GiB readFile limit) would otherwise
       // never be signature-checked, and the job could never run, with no word why.
-      throw new AgentvmError('microvm.image-unreadable', `The ${name} image ${imagePath(host, image)} cannot be read for its signature check (${code ?? 'error'}).`, {
+      throw new AgentvmError('microvm.image-unreadable', `The ${name} image ${imagePath(host, image)} cannot be read for its signature check (${code ?? (error instanceof BoundedReadError ? error.reason : 'error')}).`, {
         detail: code === 'ERR_FS_FILE_TOO_LARGE' ? 'Images over 2 GiB cannot be signature-checked by this version; keep signed images under 2 GiB.' : 'Check the file\'s permissions and that it is a regular file.',
       });
     }

@@ -130,6 +130,8 @@ interface CapturePlan {
   move?: { from: string; to: string; alreadyThere: boolean };
   /** A foreign release left in place as the rollback target: sealed so it stays byte for byte. */
   seal?: string;
+  /** A tampered copy moved aside for inspection only (not a rollback target). */
+  kept?: string;
   diagnostics: Diagnostic[];
 }
 
@@ -171,10 +173,14 @@ async function planCapture(
       const digest = live.tree.digest;
       const diagnostics = irregularWarnings(live.tree, state.path, address);
       if (replacing === state.releaseId) {
+        // A tampered copy of the very release being reinstalled (a repair): kept aside as `captured-*` for
+        // inspection, but never offered as the rollback target — rolling back to it would reinstate the tampering,
+        // and the recorded target (the release before this one) stays what it was (issue 18).
         const slot = await captureSlot(store, workload, digest);
         return {
-          captured: { identity: slot.releaseId, digest, releaseId: slot.releaseId, foreign: true },
+          captured: null,
           move: { from: state.path, to: slot.path, alreadyThere: slot.alreadyThere },
+          kept: slot.releaseId,
           diagnostics,
         };
       }
@@ -311,6 +317,7 @@ export async function installRelease(req: InstallRequest): Promise<ApplyResponse
 
   await executeCapture(store, capture);
   if (capture.captured) progress(`${address}: captured ${capture.captured.releaseId} (${capture.captured.digest}) as the rollback target`);
+  if (capture.kept) progress(`${address}: kept the modified copy of ${releaseId} as ${capture.kept} for inspection (not a rollback target)`);
   if (fresh !== undefined) {
     if (await pathExists(target)) {
       // A modified copy that is not live (a live one was moved by the capture): set aside, then discarded.
