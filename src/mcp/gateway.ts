@@ -13,13 +13,12 @@
 
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { chmod, rm } from 'node:fs/promises';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { argsDigest, toolDigest } from './digest.js';
+import { connectUpstream } from './upstream.js';
 
 export interface McpServerSpec {
   /** The contract's tool name of the server. */
@@ -101,8 +100,7 @@ export class McpGateway {
   /** Connects every declared server, then listens on the profile's socket. */
   async start(): Promise<void> {
     for (const spec of this.options.servers) {
-      const client = new Client({ name: `agentvm-mcp-gateway/${this.options.workload}/${this.options.profile}`, version: '1' });
-      await client.connect(this.transportOf(spec));
+      const client = await connectUpstream(spec, `agentvm-mcp-gateway/${this.options.workload}/${this.options.profile}`, { ...(this.options.sandbox ? { sandbox: this.options.sandbox } : {}), ...(this.options.env ? { env: this.options.env } : {}) });
       this.upstreams.push({ spec, client, pins: new Map(spec.tools.map((t) => [t.name, t.sha256])) });
     }
     await rm(this.options.socketPath, { force: true });
@@ -120,12 +118,6 @@ export class McpGateway {
     await new Promise<void>((resolve) => (this.listener ? this.listener.close(() => resolve()) : resolve()));
     await Promise.all(this.upstreams.map((u) => u.client.close().catch(() => undefined)));
     await rm(this.options.socketPath, { force: true });
-  }
-
-  private transportOf(spec: McpServerSpec): StdioClientTransport | StreamableHTTPClientTransport {
-    if (spec.url !== undefined) return new StreamableHTTPClientTransport(new URL(spec.url));
-    const argv = (this.options.sandbox ?? ((a: string[]) => a))(spec.command!);
-    return new StdioClientTransport({ command: argv[0]!, args: argv.slice(1), ...(spec.cwd ? { cwd: spec.cwd } : {}), ...(this.options.env ? { env: this.options.env } : {}), stderr: 'ignore' });
   }
 
   /** One profile connection: an MCP server session with only the gateway's two handlers. */
