@@ -14,6 +14,7 @@ import type { DesiredResource, LockedResource, PlannedChange } from '../src/mode
 import { hostPaths } from '../src/model/index.js';
 import type { HostContext } from '../src/providers/provider.js';
 import { SystemdCode, SystemdProvider, systemEndpoint, userEndpoint } from '../src/providers/systemd/index.js';
+import { toolCapabilityLines } from '../src/ui/capabilities-tools.js';
 import { startUserManager, userManagerSupport, type UserManager } from './support/systemd-user.js';
 
 const support = userManagerSupport();
@@ -204,6 +205,36 @@ describe.skipIf((!support.ok || !existsSync(CURL)) && !inCi)('exec allowlist: on
     expect(fixed.res.diagnostics.filter((d) => d.severity === 'error'), existsSync(probeError) ? readFileSync(probeError, 'utf8') : 'no probe error').toEqual([]);
     expect(await m.show(UNIT, ['ActiveState'])).toEqual({ ActiveState: 'active' });
     expect(await health()).toBe(200);
+    expect((await planNow()).action).toBe('noop');
+  }, 120_000);
+
+  it('the plan lists re-pinned programs and MCP tools under the change; an MCP re-pin alone restarts nothing', async () => {
+    // Re-pin the program to other bytes (a reviewed update of the tool) and allowlist an MCP tool.
+    const tool = path.join(releaseDir, 'bin/tool');
+    const oldPin = sha256(tool);
+    copyFileSync(OTHER_ELF, tool);
+    const config = desired.config as Record<string, unknown>;
+    desired = { ...desired, config: { ...config, programs: [{ name: 'tool', path: 'bin/tool', sha256: sha256(tool) }], mcp: [{ server: 'search', tools: [{ name: 'find', sha256: 'a'.repeat(64) }] }] } };
+    const plan = await planNow();
+    expect(plan.action).toBe('update');
+    const recorded = { config: locked!.attributes!.config as Record<string, unknown> };
+    expect(toolCapabilityLines({ action: plan.action, desired, recorded })).toEqual([
+      `~ program tool (bin/tool) re-pinned sha256:${oldPin.slice(0, 12)} → sha256:${sha256(tool).slice(0, 12)}: its bytes changed since last review`,
+      `+ mcp tool search/find sha256:${'a'.repeat(12)}`,
+    ]);
+    expect((await applyNow()).res.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
+    expect(await m.show(UNIT, ['ActiveState'])).toEqual({ ActiveState: 'active' });
+    const pid = await m.mainPid(UNIT);
+
+    // The server's description changed and the reviewer re-pinned it: an update that restarts nothing.
+    desired = { ...desired, config: { ...(desired.config as Record<string, unknown>), mcp: [{ server: 'search', tools: [{ name: 'find', sha256: 'b'.repeat(64) }] }] } };
+    const repin = await planNow();
+    expect([repin.action, repin.effect]).toEqual(['update', 'none']);
+    expect(toolCapabilityLines({ action: repin.action, desired, recorded: { config: locked!.attributes!.config as Record<string, unknown> } })).toEqual([
+      `~ mcp tool search/find re-pinned sha256:${'a'.repeat(12)} → sha256:${'b'.repeat(12)}: description changed since last review`,
+    ]);
+    expect((await applyNow()).res.diagnostics).toEqual([]);
+    expect(await m.mainPid(UNIT)).toBe(pid);
     expect((await planNow()).action).toBe('noop');
   }, 120_000);
 

@@ -8,6 +8,7 @@ import type { ExpandRequest, ExpandResponse } from '../provider.js';
 import { releaseIdOf } from '../release/expand.js';
 import { releaseAddress } from '../release/release-lifecycle.js';
 import { programsOf } from './exec-allowlist.js';
+import { mcpPinsOf } from './mcp-pins.js';
 
 export const unitAddress = (workload: string, profile: string): string => `unit.${workload}.${profile}`;
 
@@ -44,6 +45,7 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
           releaseId: releaseIdOf(w),
           scope,
           programs: programsOf(contract.spec.tools),
+          mcp: mcpPinsOf(contract.spec.tools),
         },
         dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : [])],
       });

@@ -20,6 +20,7 @@ import type { UnitScope } from './analyze.js';
 import { SystemdCode } from './codes.js';
 import { keyEffect } from './restart-table.js';
 import { execDirectives, parsePrograms, type ExecFacts, type ProgramPin } from './exec-allowlist.js';
+import { parseMcpPins, type McpPinSet } from './mcp-pins.js';
 import {
   environmentAssignment,
   escapeSpecifiers,
@@ -92,6 +93,8 @@ export interface GatewayConfig {
   canary?: { profile: string; soakSeconds: number } | null;
   /** The contract's `kind: program` tools: the only programs besides the entrypoint and its interpreter (exec-allowlist.ts). */
   programs?: ProgramPin[];
+  /** The contract's MCP tool pins (mcp-pins.ts). Not rendered: recorded so plan can show a re-pin. */
+  mcp?: McpPinSet[];
 }
 
 /** Where the unit will run, as the manager sees the host: needed to turn names into paths. */
@@ -182,6 +185,8 @@ export function parseGatewayConfig(config: Record<string, unknown>, address: str
   }
   const programs = parsePrograms(config.programs);
   if (!programs) bad('programs', 'must be a list of {name, path, sha256} without `..`');
+  const mcp = parseMcpPins(config.mcp);
+  if (!mcp) bad('mcp', 'must be a list of {server, tools: [{name, sha256}]}');
   const scopeValue = scope ?? 'system';
   if (scopeValue !== 'system' && scopeValue !== 'user') bad('scope', 'must be system or user');
   if (diagnostics.length > 0 || !parsedAddress) return { diagnostics };
@@ -201,6 +206,7 @@ export function parseGatewayConfig(config: Record<string, unknown>, address: str
       scope: scopeValue as UnitScope,
       canary: canaryValue,
       programs: programs!,
+      ...(mcp && mcp.length > 0 ? { mcp } : {}),
     },
     diagnostics,
   };

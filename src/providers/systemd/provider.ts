@@ -38,6 +38,7 @@ import {
 } from './gateway-unit.js';
 import { describeHealth, probe, waitHealthy, type HealthResult } from './health.js';
 import { readGateway, readUnit, type LiveGateway } from './live-unit.js';
+import { mcpPinChange } from './mcp-pins.js';
 import { entrypointProgram, programDrift, programRefusal, resolveExec, type ExecFacts } from './exec-allowlist.js';
 import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
 import { valuesOf } from './unit-file.js';
@@ -185,6 +186,9 @@ export class SystemdProvider implements Provider {
     if (tools.length > 0) {
       return { action: a.action === 'noop' ? 'update' : a.action, effect: a.action === 'noop' ? 'restart' : a.effect, reasons: [...a.reasons, ...tools], drift: [...a.drift, ...tools], diagnostics: [...diagnostics, ...a.diagnostics] };
     }
+    // MCP pins are not rendered; a change of them alone is recorded by an update that restarts nothing.
+    const pins = desired && a.action === 'noop' && locked ? mcpPinChange(parseGatewayConfig(desired.config, address).config?.mcp ?? [], (locked.attributes?.config as Record<string, unknown> | undefined)?.mcp, address) : undefined;
+    if (pins) return { action: 'update', effect: 'none', reasons: [pins], drift: a.drift, diagnostics: [...diagnostics, ...a.diagnostics] };
     return { action: a.action, effect: a.effect, reasons: a.reasons, drift: a.drift, diagnostics: [...diagnostics, ...a.diagnostics] };
   }
 
