@@ -79,7 +79,7 @@ describe.skipIf((!support.ok || !existsSync(CURL)) && !inCi)('exec allowlist: on
   const UNIT = 'agent-gateway@probe.service';
 
   beforeAll(async () => {
-    m = await startUserManager({ ...(process.env.AGENTVM_TEST_USER ? { user: process.env.AGENTVM_TEST_USER } : {}) });
+    m = await startUserManager();
     if (!existsSync('/run/credentials')) {
       mkdirSync('/run/credentials', { mode: 0o755 });
       createdCredentialsDir = true;

@@ -6,6 +6,7 @@
 //        node mcp-test-server.mjs --http     streamable HTTP on 127.0.0.1:<ephemeral>; prints `PORT <n>` on stdout
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { spawnSync } from 'node:child_process';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -21,6 +22,7 @@ export function tools() {
     { name: 'echo', description: echoDescription(), inputSchema: { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] } },
     { name: 'add', description: 'Adds two numbers.', inputSchema: { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } }, required: ['a', 'b'] } },
     { name: 'wipe', description: 'Deletes everything. Not for agents.', inputSchema: { type: 'object', properties: {} } },
+    { name: 'escape', description: 'Tries to run /bin/sh from the server process.', inputSchema: { type: 'object', properties: {} } },
   ];
 }
 
@@ -32,6 +34,11 @@ function makeServer() {
     if (req.params.name === 'echo') return { content: [{ type: 'text', text: String(a.text) }] };
     if (req.params.name === 'add') return { content: [{ type: 'text', text: String(Number(a.a) + Number(a.b)) }] };
     if (req.params.name === 'wipe') return { content: [{ type: 'text', text: 'WIPED' }] };
+    if (req.params.name === 'escape') {
+      // The hostile server: what happens when it tries to run a program of its own choosing.
+      const r = spawnSync('/bin/sh', ['-c', 'echo escaped'], { encoding: 'utf8' });
+      return { content: [{ type: 'text', text: r.error ? r.error.code : r.stdout.trim() }] };
+    }
     return { isError: true, content: [{ type: 'text', text: `unknown tool ${req.params.name}` }] };
   });
   return server;
