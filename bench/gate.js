@@ -178,12 +178,14 @@ try {
   const gate = await startChild([...(PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : []), BIN, 'gate', 'serve', '--root', root, '--host', 'bench', '--port', '0'], /listening on (http:\/\/[^\s]+) /, 1);
   const gatePort = Number(new URL(gate.value).port);
   const granted = JSON.parse(await runCli(['gate', 'grant', 'bench/site', '--root', root, '--to', 'bench@example.com', '--ttl', '1h', '--reason', 'bench', '--json']));
-  const cookie = await new Promise((resolve, reject) => http.get(granted.link, (res) => { res.resume(); const c = res.headers['set-cookie']?.[0]; if (c) resolve(c.split(';')[0]); else reject(new Error(`no cookie: ${res.statusCode}`)); }));
+  // Host routing (the default): the link names the preview's own host; its page's button POSTs the link back.
+  const link = new URL(granted.link);
+  const cookie = await new Promise((resolve, reject) => http.request({ host: '127.0.0.1', port: link.port, path: `${link.pathname}${link.search}`, method: 'POST', headers: { host: link.host, origin: link.origin, 'content-length': 0 } }, (res) => { res.resume(); const c = res.headers['set-cookie']?.[0]; if (c) resolve(c.split(';')[0]); else reject(new Error(`no cookie: ${res.statusCode}`)); }).on('error', reject).end());
 
   // Browser-like request headers, the same for both targets; the gate's adds only its session cookie.
   const common = 'user-agent: agentvm-bench\r\naccept: text/html,*/*\r\naccept-encoding: identity\r\n';
   const directRequest = Buffer.from(`GET / HTTP/1.1\r\nhost: 127.0.0.1:${upstreamPort}\r\n${common}\r\n`, 'latin1');
-  const gateRequest = Buffer.from(`GET /p/bench/site/ HTTP/1.1\r\nhost: 127.0.0.1:${gatePort}\r\n${common}cookie: ${cookie}\r\n\r\n`, 'latin1');
+  const gateRequest = Buffer.from(`GET / HTTP/1.1\r\nhost: ${link.host}\r\n${common}cookie: ${cookie}\r\n\r\n`, 'latin1');
 
   const what = UPSTREAM === 'vite' ? `a Vite ${(await import('vite')).version} dev server (${expectBytes} B HTML page)` : `a node:http upstream (${BYTES} B ${html ? 'HTML' : 'text'}, ${WORK_US} µs of work per request)`;
   console.log(`gate bench: ${what}; ${CONNECTIONS} keep-alive connections, ${SECONDS} s per target in ${ROUNDS} alternating rounds; ${PIN ? 'pinned: load generator and upstream on CPU 0, gate on CPU 1' : 'unpinned: all processes share the CPUs'}; node ${process.version}, ${cpus().length} CPUs`);

@@ -12,12 +12,12 @@ export const LAYERS = [
   ['providers'],
   ['gate', 'mcp'],
   ['state', 'contracts'],
-  ['diagnostics', 'generated', 'support'],
+  ['diagnostics', 'generated', 'support', 'secrets'],
   ['model'],
 ];
 
 /** Leaves that may import no package at all, only Node's built-ins (`node:*`). */
-const BUILTINS_ONLY = new Set(['model', 'support', 'diagnostics', 'generated']);
+const BUILTINS_ONLY = new Set(['model', 'support', 'diagnostics', 'generated', 'secrets']);
 
 const rankOf = new Map(LAYERS.flatMap((row, rank) => row.map((folder) => [folder, rank])));
 

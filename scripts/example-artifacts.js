@@ -469,8 +469,8 @@ async function reconcile(root, work, built, check) {
     else {
       const dir = join(work, 'keys');
       await run(process.execPath, [SIGN_LOCAL, 'keygen', dir]);
-      publicKeyPem = await readFile(join(dir, 'key.pub'));
-      changes.push({ path: PRIVATE_KEY, reason: 'new example key pair', bytes: await readFile(join(dir, 'key.pem')), mode: 0o600 });
+      publicKeyPem = await readFile(join(dir, 'signing.pub.pem'));
+      changes.push({ path: PRIVATE_KEY, reason: 'new example key pair', bytes: await readFile(join(dir, 'signing.key.pem')), mode: 0o600 });
       changes.push({ path: PUBLIC_KEY, reason: 'new example key pair', bytes: publicKeyPem });
     }
   }

@@ -4,7 +4,7 @@
 // no certificate, no transparency-log entry, no timestamp, and `publicKey.hint` = base64(sha256(DER SPKI)).
 // Such a bundle verifies only with a key policy (`signature.key`) and zero tlog/ctlog/timestamp thresholds.
 //
-//   node scripts/sign-local.js keygen <dir>                          writes <dir>/key.pem (private, 0600) and <dir>/key.pub
+//   node scripts/sign-local.js keygen <dir>                          writes <dir>/signing.key.pem (private, 0600) and <dir>/signing.pub.pem
 //   node scripts/sign-local.js sign --key <priv.pem> <artifact> > bundle.json
 //
 // Exit codes: 0 ok, 1 error, 2 usage.
@@ -26,8 +26,8 @@ async function keygen(args) {
   const dir = args[0];
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   await mkdir(dir, { recursive: true });
-  const priv = join(dir, 'key.pem');
-  const pub = join(dir, 'key.pub');
+  const priv = join(dir, 'signing.key.pem');
+  const pub = join(dir, 'signing.pub.pem');
   // 'wx': never overwrite a key; losing a private key silently is worse than an error.
   await writeFile(priv, privateKey.export({ type: 'pkcs8', format: 'pem' }), { flag: 'wx', mode: 0o600 });
   await writeFile(pub, publicKey.export({ type: 'spki', format: 'pem' }), { flag: 'wx', mode: 0o644 });

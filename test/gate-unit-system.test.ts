@@ -47,16 +47,17 @@ describe.skipIf(!support.ok && !inCi)('agentvm-gate.service reconciled by apply 
   let g: GatewayRepo;
   let up: Upstream;
   let gatePort: number;
-  let gateUrl: string;
   let cookie: string;
   let draftCookie: string;
+  /** The previews' own origins (host routing): `http://<preview>--docs--<tag>.localhost:<gate port>`. */
+  let siteOrigin: string;
+  let draftOrigin: string;
 
   beforeAll(async () => {
     assertBuilt();
     m = await startUserManager();
     up = await startUpstream('docs-upstream');
     gatePort = await freePort();
-    gateUrl = `http://127.0.0.1:${gatePort}`;
     g = await gatewayRepo('gate-unit', m, () => files(gatePort, up.port, ['site', 'draft']));
   }, 120_000);
 
@@ -91,20 +92,23 @@ describe.skipIf(!support.ok && !inCi)('agentvm-gate.service reconciled by apply 
     expect(await verifyUnits([{ name: UNIT, text: readFileSync(path.join(m.unitDir, UNIT), 'utf8') }], { scope: 'user' })).toEqual([]);
 
     const site = await grantLink('docs/site');
-    expect(site.link.startsWith(`${gateUrl}/p/docs/site/?grant=`)).toBe(true);
+    expect(site.link).toMatch(new RegExp(`^http://site--docs--[a-z2-7]{10}\\.localhost:${gatePort}/\\?grant=`));
+    siteOrigin = new URL(site.link).origin;
     const ex = await exchange(site.link);
-    expect(ex.reply.status, ex.reply.body).toBe(200);
+    expect(ex.reply.status, ex.reply.body).toBe(303);
     cookie = ex.cookie!;
-    const page = await request(`${gateUrl}/p/docs/site/`, { headers: { cookie } });
+    const page = await request(`${siteOrigin}/`, { headers: { cookie } });
     expect(page.status, page.body).toBe(200);
     expect(page.body).toContain('preview docs-upstream');
     // Without the cookie: refused by the gate, never forwarded.
     const hits = up.hits.length;
-    expect((await request(`${gateUrl}/p/docs/site/`)).status).toBe(401);
+    expect((await request(`${siteOrigin}/`)).status).toBe(401);
     expect(up.hits.length).toBe(hits);
-    const draft = await exchange((await grantLink('docs/draft')).link);
+    const draftLink = (await grantLink('docs/draft')).link;
+    draftOrigin = new URL(draftLink).origin;
+    const draft = await exchange(draftLink);
     draftCookie = draft.cookie!;
-    expect((await request(`${gateUrl}/p/docs/draft/`, { headers: { cookie: draftCookie } })).status).toBe(200);
+    expect((await request(`${draftOrigin}/`, { headers: { cookie: draftCookie } })).status).toBe(200);
 
     const again = await g.cli(['plan', '--detailed-exitcode']);
     expect(again.code, again.stdout + again.stderr).toBe(0);
@@ -117,12 +121,12 @@ describe.skipIf(!support.ok && !inCi)('agentvm-gate.service reconciled by apply 
     expect(plan.changes.filter((c) => c.action !== 'noop').map((c) => [c.address, c.action])).toEqual([['gate.docs.site', 'delete']]);
     const r = await g.cli(['apply', '--auto-approve']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect((await request(`${gateUrl}/p/docs/site/`, { headers: { cookie } })).status).toBe(404);
+    expect((await request(`${siteOrigin}/`, { headers: { cookie } })).status).toBe(404);
     const list = json<{ grants: Array<{ workload?: string; preview: string }> }>((await g.cli(['gate', 'list', '--json'])).stdout);
     expect(list.grants.map((x) => x.preview).filter((p) => /site/.test(p))).toEqual([]);
     expect(list.grants.length).toBe(1);
     expect(await m.mainPid(UNIT)).toBe(pid);
-    expect((await request(`${gateUrl}/p/docs/draft/`, { headers: { cookie: draftCookie } })).status).toBe(200);
+    expect((await request(`${draftOrigin}/`, { headers: { cookie: draftCookie } })).status).toBe(200);
   });
 
   it('WHEN the last preview is removed THEN agentvm-gate.service is stopped, disabled and removed; the audit log verifies', async () => {
@@ -135,7 +139,7 @@ describe.skipIf(!support.ok && !inCi)('agentvm-gate.service reconciled by apply 
     expect(existsSync(path.join(m.unitDir, UNIT))).toBe(false);
     expect(readdirSync(m.unitDir).filter((f) => f.includes('agentvm-gate'))).toEqual([]);
     expect(existsSync(path.join(m.unitDir, 'default.target.wants', UNIT))).toBe(false);
-    await expect(request(`${gateUrl}/p/docs/draft/`, { headers: { cookie: draftCookie } })).rejects.toThrow(/ECONNREFUSED/);
+    await expect(request(`${draftOrigin}/`, { headers: { cookie: draftCookie } })).rejects.toThrow(/ECONNREFUSED/);
     const verify = await g.cli(['audit', 'verify', '--json']);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
     const events = json<Array<{ event: string; actor: string }>>((await g.cli(['audit', 'tail', '-n', '500', '--json'])).stdout);

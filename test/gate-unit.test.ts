@@ -80,6 +80,12 @@ describe('gate.server offline (system scope under a temporary root)', () => {
     expect(readServerSettings(gatePaths(fx.root).server)).toMatchObject({ publicUrl: 'https://previews.example.test' });
     expect(await reconcile(desired({ port: 9443, tls: { cert: 'file:/etc/agentvm/gate.crt', key: 'file:/etc/agentvm/gate.key' } }))).toMatchObject({ action: 'update', effect: 'restart' });
     expect(readServerSettings(gatePaths(fx.root).server)?.publicUrl).toBeUndefined();
+    // Path routing (the opt-in) and a gate domain are listener settings too; absent, server.json does not name them.
+    const routed = await reconcile(desired({ port: 9443, tls: { cert: 'file:/etc/agentvm/gate.crt', key: 'file:/etc/agentvm/gate.key' }, routing: 'path', domain: 'previews.example.test' }));
+    expect(routed).toMatchObject({ action: 'update', effect: 'restart' });
+    expect(readServerSettings(gatePaths(fx.root).server)).toMatchObject({ routing: 'path', domain: 'previews.example.test' });
+    await reconcile(desired({ port: 9443, tls: { cert: 'file:/etc/agentvm/gate.crt', key: 'file:/etc/agentvm/gate.key' } }));
+    expect(Object.keys(readServerSettings(gatePaths(fx.root).server)!)).not.toContain('routing');
   });
 
   it('WHEN the unit is edited by hand THEN drift live-modified, and apply puts it back', async () => {
@@ -187,6 +193,12 @@ describe('agentvm gate serve reads the settings apply wrote (server.json)', () =
     writeServerSettings(gatePaths(fx.root).server, { version: 1, host: 'edge-1', address: '127.0.0.1', port: 9777, tls: null, publicUrl: 'https://previews.example.test' });
     const proxied = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--print-unit']);
     expect(proxied.stdout).toMatch(/ --public-url https:\/\/previews\.example\.test$/m);
+    writeServerSettings(gatePaths(fx.root).server, { version: 1, host: 'edge-1', address: '127.0.0.1', port: 9777, tls: null, routing: 'path', domain: 'previews.example.test' });
+    const pathRouted = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--print-unit']);
+    expect(pathRouted.stdout).toMatch(/ --routing path --domain previews\.example\.test$/m);
+    const badDomain = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--domain', 'Evil..example']);
+    expect(badDomain.code).toBe(1);
+    expect(badDomain.stderr).toContain('is not a lowercase DNS name');
     writeFileSync(gatePaths(fx.root).server, '{"version":1,"host":"edge-1","address":"127.0.0.1","port":9777,"tls":null,"publicUrl":"ftp://x/"}');
     const badUrl = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1']);
     expect(badUrl.code).toBe(1);

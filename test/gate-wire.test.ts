@@ -4,7 +4,8 @@
 // connection, large bodies, and bodies of refused requests. The client side is raw bytes on one socket, read by a
 // small independent parser (not llhttp), so the test sees exactly what a browser would.
 // WebSocket tunnels: per-chunk grant checks, revocation cuts, refusals before any upstream.
-// Needs `npm run build` first.
+// Runs on host routing (the default): requests are written as `/p/web/<preview>/…` and hostRouted() sends them to the
+// preview's own host. Needs `npm run build` first.
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatePaths } from '../src/gate/paths.js';
 import { agentvm, assertBuilt } from './support/cli.js';
+import { hostNames } from '../src/gate/host-names.js';
 import { applyRoute, exchange, grant, startGate, tempRoot, type GateProcess } from './support/gate.js';
 import { startWsUpstream, wsFrame, wsRead, type WsUpstream } from './support/websocket.js';
 
@@ -23,6 +25,18 @@ interface Parsed {
 }
 
 /** One client connection to the gate, read response by response (Content-Length, chunked, or until close). */
+/** Host routing (the default): each preview's own host, `<preview>--web--<tag>.localhost:<gate port>`, by preview name. */
+const HOSTS = new Map<string, string>();
+function learnHosts(root: string, port: number, previews: string[]): void {
+  const names = hostNames(gatePaths(root).dir, 'localhost');
+  for (const p of previews) HOSTS.set(p, `${names.label('web', p)!}.localhost:${port}`);
+}
+/** The suites write requests as `GET /p/web/<preview>/<rest> HTTP/1.1\r\nHost: x`; under host routing that request is
+ *  `GET /<rest>` with the preview's own Host. Every request line of `text` is rewritten so. */
+function hostRouted(text: string): string {
+  return text.replace(/([A-Z]+ )\/p\/web\/([a-z]+)(\S*)( HTTP\/1\.[01]\r\nHost: )x/g, (_m, method: string, name: string, rest: string, mid: string) => `${method}${rest || '/'}${mid}${HOSTS.get(name) ?? `unknown-${name}`}`);
+}
+
 class Conn {
   private buf = Buffer.alloc(0);
   private waiters: Array<() => void> = [];
@@ -60,6 +74,7 @@ class Conn {
   }
 
   send(text: string | Buffer): void {
+    if (typeof text === 'string') text = hostRouted(text);
     this.socket.write(text);
   }
 
@@ -231,6 +246,7 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
     await applyRoute(fx.root, { workload: 'web', preview: 'app', port: (app.address() as AddressInfo).port });
     await applyRoute(fx.root, { workload: 'web', preview: 'raw', port: (raw.address() as AddressInfo).port });
     gate = await startGate(fx.root);
+    learnHosts(fx.root, gate.port, ['app', 'raw']);
     const { result } = await grant(fx.root, 'web/app');
     cookie = (await exchange(result.link)).cookie!;
   }, 30_000);
@@ -545,7 +561,9 @@ class WsClient {
         resolve(head ?? '');
       });
     });
-    this.socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomKey()}\r\n${headers}\r\n`);
+    const m = /^\/p\/web\/([a-z]+)(.*)$/.exec(path);
+    const host = m ? HOSTS.get(m[1]!)! : `127.0.0.1:${port}`;
+    this.socket.write(`GET ${m ? m[2] || '/' : path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomKey()}\r\n${headers}\r\n`);
   }
 
   send(text: string): void {
@@ -577,6 +595,7 @@ describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 ups
     ({ received, handshakes } = upstream);
     await applyRoute(fx.root, { workload: 'web', preview: 'live', port: upstream.port });
     gate = await startGate(fx.root);
+    learnHosts(fx.root, gate.port, ['live']);
   }, 30_000);
 
   afterAll(async () => {
@@ -592,14 +611,15 @@ describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 ups
 
   it('a granted session opens a WebSocket; frames pass both ways; the upstream sees no gate cookie; open and close are audited', async () => {
     const { cookie, id } = await session();
-    const ws = new WsClient(gate.port, '/p/web/live/socket', `Cookie: ${cookie}; theme=dark\r\nOrigin: http://127.0.0.1:${gate.port}\r\n`);
+    const ws = new WsClient(gate.port, '/p/web/live/socket', `Cookie: ${cookie}; theme=dark\r\nOrigin: http://${HOSTS.get('live')!}\r\n`);
     const head = await ws.handshake;
     expect(head).toMatch(/^HTTP\/1\.1 101 /);
     expect(head.toLowerCase()).toContain('upgrade: websocket');
     ws.send('hello');
     await ws.until(() => ws.messages.includes('echo:hello'));
     expect(handshakes.at(-1)!.cookie).toBe('theme=dark');
-    expect(handshakes.at(-1)!['x-forwarded-prefix']).toBe('/p/web/live');
+    expect(handshakes.at(-1)!['x-forwarded-prefix']).toBeUndefined(); // host routing: no prefix
+    expect(handshakes.at(-1)!['x-forwarded-host']).toBe(HOSTS.get('live'));
     ws.socket.end();
     await ws.until(() => ws.closed);
     await new Promise((r) => setTimeout(r, 400)); // the request log's group commit (100 ms)
@@ -685,9 +705,12 @@ describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 ups
 
   it('a grant revoked while the upstream is slow to switch: no 101 reaches the client (403), nothing reaches the upstream', async () => {
     const { cookie, id } = await session();
+    const seen = upstream.handshakesSeen();
     const ws = new WsClient(gate.port, '/p/web/live/slow-101', `Cookie: ${cookie}\r\n`);
     ws.send('early'); // before the 101: held by the gate, and dropped with the tunnel
+    await ws.until(() => upstream.handshakesSeen() > seen);
     expect((await agentvm(['gate', 'revoke', id, '--root', fx.root])).code).toBe(0);
+    upstream.switchSlow(); // the upstream switches only now, after the revoke
     expect(await ws.handshake).toMatch(/^HTTP\/1\.1 403 /);
     await ws.until(() => ws.closed);
     expect(received).not.toContain('early');

@@ -1,6 +1,8 @@
 // The preview gate against the real `agentvm gate serve` process (built CLI) and real loopback upstreams: grants,
 // refusals that never reach an upstream, revocation on the next request (latency printed), request smuggling,
 // oversized headers, path and Host tricks, route changes without restart, TLS, audit, and the --json contracts.
+// The main and review suites run on host routing (the default; viaHost() sends `/p/<w>/<p>/…` to the preview's own
+// host); the TLS and public-URL suites run on the path-routing opt-in (host routing under TLS: gate-origin.test.ts).
 // Needs `npm run build` first.
 
 import { execFileSync } from 'node:child_process';
@@ -14,7 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatePaths } from '../src/gate/paths.js';
 import { verifyAuditLog, type AuditEvent } from '../src/state/audit-log.js';
 import { agentvm, assertBuilt, hasStackTrace, ROOT } from './support/cli.js';
-import { applyRoute, exchange, grant, rawRequest, request, startGate, startUpstream, tempRoot, type GateProcess, type Upstream } from './support/gate.js';
+import { hostNames } from '../src/gate/host-names.js';
+import { applyRoute, exchange, grant, rawRequest as sendRaw, request as send, startGate, startUpstream, tempRoot, type GateProcess, type Upstream } from './support/gate.js';
 import { startWsUpstream, wsFrame, wsRead } from './support/websocket.js';
 
 const ajv = new Ajv2020.default({ allErrors: true, strict: false });
@@ -30,6 +33,26 @@ function auditRecords(root: string): AuditEvent[] {
   } catch {
     return [];
   }
+}
+/**
+ * Host routing (the default) for the suites that name previews as paths: `http://127.0.0.1:<port>/p/<w>/<p>/rest` goes to
+ * `http://<p>--<w>--<tag>.localhost:<port>/rest`, and a raw `GET /p/<w>/<p>/rest HTTP/1.1\r\nHost: x` to `GET /rest` with
+ * that Host. Suites on the path-routing opt-in (TLS, public URL below) set `hostRouting` to undefined.
+ */
+let hostRouting: { root: string } | undefined;
+function hostOf(root: string, workload: string, preview: string, port: number | string): string {
+  return `${hostNames(gatePaths(root).dir, 'localhost').label(workload, preview)!}.localhost:${port}`;
+}
+function viaHost(url: string): string {
+  const m = /^http:\/\/127\.0\.0\.1:(\d+)\/p\/([a-z][a-z0-9-]*)\/([a-z][a-z0-9-]*)(\/.*)?$/.exec(url);
+  return hostRouting && m ? `http://${hostOf(hostRouting.root, m[2]!, m[3]!, m[1]!)}${m[4] ?? '/'}` : url;
+}
+function request(url: string, opts: Parameters<typeof send>[1] = {}): ReturnType<typeof send> {
+  return send(viaHost(url), opts);
+}
+function rawRequest(port: number, bytes: string): Promise<string> {
+  const routed = hostRouting ? bytes.replace(/([A-Z]+ )\/p\/([a-z][a-z0-9-]*)\/([a-z][a-z0-9-]*)(\S*)( HTTP\/1\.[01]\r\nHost: )x/g, (_m, method: string, w: string, p: string, rest: string, mid: string) => `${method}${rest || '/'}${mid}${hostOf(hostRouting!.root, w, p, port)}`) : bytes;
+  return sendRaw(port, routed);
 }
 const settle = (ms = 250): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const hitsOf = (u: Upstream): number => u.hits.length;
@@ -49,9 +72,11 @@ describe('agentvm gate (real server, real upstreams)', () => {
     await applyRoute(fx.root, { workload: 'web', preview: 'site', port: a.port, maxTtl: '2h', grantees: ['ana@example.com', 'bo@example.com'] });
     await applyRoute(fx.root, { workload: 'api', preview: 'docs', port: b.port, maxTtl: '1h' });
     gate = await startGate(fx.root);
+    hostRouting = { root: fx.root };
   }, 30_000);
 
   afterAll(async () => {
+    hostRouting = undefined;
     await gate?.stop();
     await a?.close();
     await b?.close();
@@ -62,17 +87,21 @@ describe('agentvm gate (real server, real upstreams)', () => {
     const { result } = await grant(fx.root, 'web/site', { ttl: '30m', reason: 'review of the page' });
     const token = new URL(result.link).searchParams.get('grant')!;
     secrets.push(token);
-    expect(result.link).toBe(`${gate.url}/p/web/site/?grant=${token}`);
+    expect(result.link).toBe(`${viaHost(`${gate.url}/p/web/site/`)}?grant=${token}`);
     const before = hitsOf(a);
     const ex = await exchange(result.link);
-    expect(ex.reply.status).toBe(200);
-    expect(ex.reply.headers.location).toBeUndefined();
-    expect(ex.reply.body).toContain('<meta http-equiv="refresh" content="0;url=/p/web/site/">');
-    expect(ex.reply.body).toContain('<a href="/p/web/site/">');
-    expect(ex.reply.headers['content-security-policy']).toMatch(/^default-src 'none'/);
+    // The link opens a page whose button POSTs the link back (ADR 0014); the POST answers 303 to the preview.
+    expect(ex.page.status).toBe(200);
+    expect(ex.page.body).toContain(`<form method="post" action="/?grant=${token}">`);
+    expect(ex.page.headers['content-security-policy']).toMatch(/^default-src 'none'/);
+    // No Referer leaves the origin (the URL holds the token), but the button's POST carries a real Origin; the 303 says
+    // no-referrer, so the redirected GET to the preview carries none.
+    expect(ex.page.headers['referrer-policy']).toBe('same-origin');
     expect(ex.reply.headers['referrer-policy']).toBe('no-referrer');
-    expect(ex.reply.headers['cache-control']).toBe('no-store');
-    expect(ex.setCookie).toMatch(/^agentvm_gate_web_site=[A-Za-z0-9_-]{43}; Path=\/p\/web\/site\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/);
+    expect(ex.page.headers['cache-control']).toBe('no-store');
+    expect(ex.reply.status).toBe(303);
+    expect(ex.reply.headers.location).toBe('/');
+    expect(ex.setCookie).toMatch(/^agentvm_gate_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/);
     secrets.push(ex.cookie!.split('=')[1]!);
     expect(hitsOf(a)).toBe(before); // the exchange itself is answered by the gate
 
@@ -83,8 +112,8 @@ describe('agentvm gate (real server, real upstreams)', () => {
     expect(hit.url).toBe('/index.html?x=1');
     expect(hit.headers.cookie).toBe('theme=dark');
     expect(hit.headers.host).toBe(`127.0.0.1:${a.port}`);
-    expect(hit.headers['x-forwarded-prefix']).toBe('/p/web/site');
-    // The upstream may set its own cookies, never the gate's.
+    expect(hit.headers['x-forwarded-prefix']).toBeUndefined(); // host routing: the path is the preview's own
+    // The upstream may set its own cookies for its own host, never the gate's.
     expect(page.headers['set-cookie']).toEqual(['app=a; Path=/']);
 
     const replay = await exchange(result.link);
@@ -95,10 +124,11 @@ describe('agentvm gate (real server, real upstreams)', () => {
   it('forged, malformed and missing credentials are refused with 401 and never reach the upstream', async () => {
     const before = hitsOf(a) + hitsOf(b);
     const forged = 'A'.repeat(43);
-    expect((await request(`${gate.url}/p/web/site/?grant=${forged}`)).status).toBe(401);
-    expect((await request(`${gate.url}/p/web/site/?grant=short`)).status).toBe(401);
+    const post = { method: 'POST', headers: { origin: new URL(viaHost(`${gate.url}/p/web/site/`)).origin }, body: '' };
+    expect((await request(`${gate.url}/p/web/site/?grant=${forged}`, post)).status).toBe(401);
+    expect((await request(`${gate.url}/p/web/site/?grant=short`, post)).status).toBe(401);
     expect((await request(`${gate.url}/p/web/site/`)).status).toBe(401);
-    expect((await request(`${gate.url}/p/web/site/`, { headers: { cookie: `agentvm_gate_web_site=${forged}` } })).status).toBe(401);
+    expect((await request(`${gate.url}/p/web/site/`, { headers: { cookie: `agentvm_gate_session=${forged}` } })).status).toBe(401);
     expect((await request(`${gate.url}/p/nope/site/`)).status).toBe(404);
     expect(hitsOf(a) + hitsOf(b)).toBe(before);
   });
@@ -112,12 +142,12 @@ describe('agentvm gate (real server, real upstreams)', () => {
     const otherToken = new URL(other.link).searchParams.get('grant')!;
     secrets.push(otherToken);
     const before = hitsOf(a) + hitsOf(b);
-    // A web/site session presented under api/docs' cookie name.
-    expect((await request(`${gate.url}/p/api/docs/`, { headers: { cookie: `agentvm_gate_api_docs=${session}` } })).status).toBe(403);
+    // A web/site session presented on api/docs' host.
+    expect((await request(`${gate.url}/p/api/docs/`, { headers: { cookie: `agentvm_gate_session=${session}` } })).status).toBe(403);
     // A web/site one-time token used on api/docs (and it stays unused: it still works where it belongs).
-    expect((await request(`${gate.url}/p/api/docs/?grant=${otherToken}`)).status).toBe(403);
+    expect((await request(`${gate.url}/p/api/docs/?grant=${otherToken}`, { method: 'POST', headers: { origin: new URL(viaHost(`${gate.url}/p/api/docs/`)).origin }, body: '' })).status).toBe(403);
     expect(hitsOf(a) + hitsOf(b)).toBe(before);
-    expect((await exchange(other.link)).reply.status).toBe(200);
+    expect((await exchange(other.link)).reply.status).toBe(303);
   });
 
   it('an expired grant is refused (403), audited once as gate.expire and pruned', async () => {
@@ -216,7 +246,9 @@ describe('agentvm gate (real server, real upstreams)', () => {
     const backslash = await rawRequest(gate.port, `GET /p/web/site/..\\..\\api\\docs\\ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`);
     expect(backslash).toMatch(/^HTTP\/1\.1 400 /);
     const absolute = await rawRequest(gate.port, `GET http://127.0.0.1:${b.port}/ HTTP/1.1\r\nHost: 127.0.0.1:${b.port}\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`);
-    expect(absolute).toMatch(/^HTTP\/1\.1 400 /);
+    expect(absolute).toMatch(/^HTTP\/1\.1 404 /); // that Host names no preview: the uniform refusal
+    const absoluteOnSite = await rawRequest(gate.port, `GET http://127.0.0.1:${b.port}/ HTTP/1.1\r\nHost: ${new URL(viaHost(`${gate.url}/p/web/site/`)).host}\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`);
+    expect(absoluteOnSite).toMatch(/^HTTP\/1\.1 400 /);
     const connect = await rawRequest(gate.port, `CONNECT 127.0.0.1:${b.port} HTTP/1.1\r\nHost: 127.0.0.1:${b.port}\r\n\r\n`);
     expect(connect).toMatch(/^HTTP\/1\.1 (400|405) /);
     // Only WebSocket upgrades are tunnelled (test/gate-wire.test.ts); any other protocol is refused before any upstream.
@@ -225,13 +257,14 @@ describe('agentvm gate (real server, real upstreams)', () => {
     const wsWithoutSession = await rawRequest(gate.port, `GET /p/web/site/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
     expect(wsWithoutSession).toMatch(/^HTTP\/1\.1 401 /);
     expect(hitsOf(a)).toBe(aBefore);
-    // A Host header naming the other upstream (or anything) does not move the request: it reaches web/site's upstream.
-    const spoofed = await request(`${gate.url}/p/web/site/`, { headers: { cookie, host: `127.0.0.1:${b.port}` } });
-    expect(spoofed.status).toBe(200);
-    expect(spoofed.body).toContain('preview a');
-    expect(a.hits.at(-1)!.headers.host).toBe(`127.0.0.1:${a.port}`);
-    const spoofedNoSession = await request(`${gate.url}/p/api/docs/`, { headers: { host: `127.0.0.1:${b.port}` } });
-    expect(spoofedNoSession.status).toBe(401);
+    // A Host header naming an upstream address (or anything but a preview's name) reaches nothing: the uniform 404.
+    const spoofed = await request(`http://127.0.0.1:${gate.port}/`, { headers: { cookie, host: `127.0.0.1:${b.port}` } });
+    expect(spoofed.status).toBe(404);
+    const site = await request(`${gate.url}/p/web/site/`, { headers: { cookie } });
+    expect(site.body).toContain('preview a');
+    expect(a.hits.at(-1)!.headers.host).toBe(`127.0.0.1:${a.port}`); // the upstream's own address, never the client's
+    const spoofedNoSession = await request(`http://127.0.0.1:${gate.port}/`, { headers: { host: `127.0.0.1:${b.port}` } });
+    expect(spoofedNoSession.status).toBe(404);
     expect(hitsOf(b)).toBe(bBefore);
   });
 
@@ -300,8 +333,8 @@ describe('agentvm gate (real server, real upstreams)', () => {
     const records = auditRecords(fx.root);
     const events = new Set(records.map((r) => r.event));
     for (const e of ['gate.grant', 'gate.revoke', 'gate.expire', 'gate.request', 'gate.route-delete']) expect(events, e).toContain(e);
-    const allowed = records.find((r) => r.event === 'gate.request' && r.result === 'ok' && r.gate?.status === 200);
-    expect(allowed?.gate).toMatchObject({ preview: 'web/site', identity: expect.any(String), grantId: expect.stringMatching(/^g-/), source: expect.stringMatching(/^127\.0\.0\.1:\d+$/), path: expect.stringMatching(/^\/p\/web\/site\//) });
+    const allowed = records.find((r) => r.event === 'gate.request' && r.result === 'ok' && r.gate?.status === 200 && r.gate.grantId !== undefined);
+    expect(allowed?.gate).toMatchObject({ preview: 'web/site', identity: expect.any(String), grantId: expect.stringMatching(/^g-/), source: expect.stringMatching(/^127\.0\.0\.1:\d+$/), path: expect.stringMatching(/^\//) });
     const denied = records.find((r) => r.event === 'gate.request' && r.result === 'failed' && r.gate?.status === 403 && /revoked/.test(r.gate.reason ?? ''));
     expect(denied?.gate?.grantId).toMatch(/^g-/);
     expect(records.find((r) => r.event === 'gate.grant')?.gate?.reason).toBe('review of the page');
@@ -343,13 +376,13 @@ describe('agentvm gate over TLS', () => {
       const key = path.join(fx.root, 'gate.key');
       execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
       await applyRoute(fx.root, { workload: 'web', preview: 'site', port: up.port });
-      gate = await startGate(fx.root, ['--address', '127.0.0.1', '--tls-cert', `file:${cert}`, '--tls-key', `file:${key}`]);
+      gate = await startGate(fx.root, ['--routing', 'path', '--address', '127.0.0.1', '--tls-cert', `file:${cert}`, '--tls-key', `file:${key}`]);
       expect(gate.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
       const { result } = await grant(fx.root, 'web/site');
       expect(result.link.startsWith(`${gate.url}/p/web/site/?grant=`)).toBe(true);
       const ca = readFileSync(cert);
       const ex = await exchange(result.link, ca);
-      expect(ex.reply.status).toBe(200);
+      expect(ex.reply.status).toBe(303);
       expect(ex.setCookie).toMatch(/; HttpOnly; SameSite=Strict; Secure$/);
       const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie: ex.cookie! }, ca });
       expect(page.status).toBe(200);
@@ -414,7 +447,7 @@ describe('agentvm gate behind a TLS-terminating proxy (--public-url)', () => {
       const credentials = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--port', '0', '--public-url', 'https://ops:hunter2@previews.example.test']);
       expect(credentials.code).toBe(1);
       expect(credentials.stderr).not.toContain('hunter2');
-      gate = await startGate(fx.root, ['--public-url', 'https://Previews.Example.test']);
+      gate = await startGate(fx.root, ['--routing', 'path', '--public-url', 'https://Previews.Example.test']);
       const { result } = await grant(fx.root, 'web/site');
       expect(result.link.startsWith('https://previews.example.test/p/web/site/?grant=')).toBe(true);
       expect((result as unknown as { listener: { publicUrl: string } }).listener.publicUrl).toBe('https://previews.example.test');
@@ -490,9 +523,11 @@ describe('agentvm gate review fixes', () => {
     await applyRoute(fx.root, { workload: 'ttl', preview: 'site', port: echoPort, maxTtl: '2h' });
     await applyRoute(fx.root, { workload: 'hostile', preview: 'up', port: hostilePort });
     gate = await startGate(fx.root);
+    hostRouting = { root: fx.root };
   }, 30_000);
 
   afterAll(async () => {
+    hostRouting = undefined;
     await gate?.stop();
     for (const u of upstreams) await u.close();
     await new Promise<void>((r) => (echo ? echo.close(() => r()) : r()));
@@ -554,6 +589,7 @@ describe('agentvm gate review fixes', () => {
     const cookie = await sessionFor('web/site');
     const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie } });
     expect(page.status).toBe(200);
+    // The preview's own cookie for its own host passes (path routing drops it: there `/` covers every preview).
     expect(page.headers['set-cookie']).toEqual(['app=1; Path=/']);
     expect(page.headers['clear-site-data']).toBeUndefined();
   });
@@ -561,23 +597,23 @@ describe('agentvm gate review fixes', () => {
   it("a planted cookie under this route's name does not lock the user out: the session for THIS route wins", async () => {
     const mine = (await sessionFor('web/site')).split('=')[1]!;
     const others = (await sessionFor('other/site')).split('=')[1]!;
-    const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie: `agentvm_gate_web_site=${others}; agentvm_gate_web_site=${mine}` } });
+    const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie: `agentvm_gate_session=${others}; agentvm_gate_session=${mine}` } });
     expect(page.status).toBe(200);
   });
 
-  it('client-chosen address headers never reach the upstream; X-Forwarded-Host is the listener', async () => {
+  it("client-chosen address headers never reach the upstream; X-Forwarded-Host is the preview's own host", async () => {
     const cookie = await sessionFor('web/site');
-    const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie, host: 'evil.example:1', 'x-real-ip': '6.6.6.6', 'true-client-ip': '6.6.6.6', 'x-client-ip': '6.6.6.6', 'cf-connecting-ip': '6.6.6.6' } });
+    const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie, 'x-forwarded-host': 'evil.example:1', 'x-real-ip': '6.6.6.6', 'true-client-ip': '6.6.6.6', 'x-client-ip': '6.6.6.6', 'cf-connecting-ip': '6.6.6.6' } });
     expect(page.status).toBe(200);
     const seen = JSON.parse(page.body) as Record<string, string>;
     for (const h of ['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip']) expect(seen[h], h).toBeUndefined();
-    expect(seen['x-forwarded-host']).toBe(`127.0.0.1:${gate.port}`);
+    expect(seen['x-forwarded-host']).toBe(new URL(viaHost(`${gate.url}/p/web/site/`)).host);
   });
 
   it('the exchange is audited at once as gate.exchange (grant id, identity, source; no token)', async () => {
     const { result } = await grant(fx.root, 'web/site');
     const token = new URL(result.link).searchParams.get('grant')!;
-    expect((await exchange(result.link)).reply.status).toBe(200);
+    expect((await exchange(result.link)).reply.status).toBe(303);
     const records = auditRecords(fx.root); // no wait for the request log's group commit
     const rec = records.find((r) => r.event === 'gate.exchange' && r.gate?.grantId === result.grant.id);
     expect(rec?.gate).toMatchObject({ preview: 'web/site', identity: 'ana@example.com', source: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });

@@ -39,7 +39,7 @@ const cleanups: Array<() => Promise<void> | void> = [];
 function sign(bytes: Uint8Array, name: string): string {
   const file = join(base, name);
   writeFileSync(file, bytes);
-  return execFileSync(process.execPath, [SIGN_LOCAL, 'sign', '--key', join(base, 'key', 'key.pem'), file], { encoding: 'utf8' });
+  return execFileSync(process.execPath, [SIGN_LOCAL, 'sign', '--key', join(base, 'key', 'signing.key.pem'), file], { encoding: 'utf8' });
 }
 
 /** A desired-state repository with one Tier-2 job workload; images pinned to `pins`, bundles as committed. */
@@ -113,7 +113,7 @@ describe('signed job images in plan, apply and job run', () => {
     assertBuilt();
     base = mkdtempSync(join(tmpdir(), 'agentvm-image-signatures-'));
     execFileSync(process.execPath, [SIGN_LOCAL, 'keygen', join(base, 'key')], { stdio: 'ignore' });
-    publicKeyPem = readFileSync(join(base, 'key', 'key.pub'), 'utf8');
+    publicKeyPem = readFileSync(join(base, 'key', 'signing.pub.pem'), 'utf8');
     keyHint = createHash('sha256').update(createPublicKey(publicKeyPem).export({ type: 'spki', format: 'der' })).digest('base64');
     source = await gitdir({ 'README.md': 'the digest job workload\'s release\n', 'summarize': '#!/bin/sh\necho summary\n' });
     // The release's signed artifact, as release.git makes it: `git archive --format=tar <commit>`, tar.umask 0002.

@@ -4,7 +4,7 @@
 // Case layout: fixtures/invalid/<case>/case.json + fixtures/invalid/<case>/repo/** (the files to commit).
 // case.json: { "description": string, "expect": [codes], "ref"?: string,
 //              "symlinks"?: {path: target}, "generate"?: [{path, bytes, fill?}], "binary"?: {path: base64},
-//              "gitlinks"?: {path: 40-hex} }
+//              "gitlinks"?: {path: 40-hex}, "mustNotAppear"?: [strings], "expectLine"?: {code: line} }
 
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -25,6 +25,10 @@ interface CaseSpec {
   generate?: Array<{ path: string; bytes: number; fill?: string }>;
   binary?: Record<string, string>;
   gitlinks?: Record<string, string>;
+  /** Secret values planted by the case: they must appear nowhere in stdout or stderr (the redaction boundary). */
+  mustNotAppear?: string[];
+  /** The line a code must be reported at (e.g. an alias at its own line, not 1:1). */
+  expectLine?: Record<string, number>;
 }
 
 function readTree(dir: string, base = dir, out: FileMap = {}): FileMap {
@@ -72,7 +76,11 @@ describe('fixtures/invalid: every bad input is refused clearly', () => {
       const out = JSON.parse(r.stdout) as { valid?: boolean; diagnostics?: Array<{ code: string; severity: string; location?: { file: string; line: number } }>; error?: { diagnostics: Array<{ code: string; location?: { file: string; line: number } }> } };
       const schema = out.error ? 'error.schema.json' : 'validate-result.schema.json';
       expect(ajv.validate(schema, out), JSON.stringify(ajv.errors)).toBe(true);
+      for (const secret of spec.mustNotAppear ?? []) expect(r.stdout + r.stderr, `${spec.description}: a planted secret was printed`).not.toContain(secret);
       const diags = out.diagnostics ?? out.error?.diagnostics ?? [];
+      for (const [code, line] of Object.entries(spec.expectLine ?? {})) {
+        expect(diags.filter((d) => d.code === code).map((d) => d.location?.line), `${code} at line ${line}`).toContain(line);
+      }
       const codes = diags.map((d) => d.code);
       for (const code of spec.expect) expect(codes, `${spec.description}: expected ${code}`).toContain(code);
       // Every error that comes from a file names file:line.

@@ -1,7 +1,8 @@
 // Use case: plan. Reads the desired state at one commit, the lockfile, and the live host through the providers,
 // then calls the pure planner. Also owns saved plan files (written atomically, validated on read).
 
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { BoundedReadError, readRegularFileSync } from '../contracts/bounded-read.js';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
 import type { DesiredState } from '../contracts/desired-state.js';
@@ -9,6 +10,7 @@ import { loadSchema, validatorFromJsonSchema, type JsonSchemaInput } from '../co
 import { AgentvmError, compareDiagnostics, userError, type Diagnostic } from '../diagnostics/index.js';
 import { expandHost } from '../engine/expand.js';
 import { promotionRules } from '../governance/index.js';
+import { redactValue } from '../secrets/redaction.js';
 import { computePlan, type Plan, type PlanMode } from '../engine/plan.js';
 import type { Address, DesiredResource, LiveResource, LockedResource } from '../model/resources.js';
 import type { HostContext } from '../providers/provider.js';
@@ -182,18 +184,36 @@ export async function readLive(
 // ---------------------------------------------------------------------------------------------------------
 // Saved plan files
 
+/**
+ * Why `plan` must not be saved, or undefined. A plan that found a committed secret is never written to disk: the
+ * file would be one more copy of the secret (and an artifact CI uploads), and apply would refuse it anyway.
+ */
+export function planSaveRefusal(plan: Plan): string | undefined {
+  const secrets = plan.diagnostics.filter((d) => d.code === 'policy.secret-literal' || d.code === 'policy.secret-file').length;
+  if (secrets === 0) return undefined;
+  return `The plan was not saved: it found ${secrets === 1 ? 'a secret' : `${secrets} secrets`} committed to the repository (policy.secret-literal). Remove ${secrets === 1 ? 'it' : 'them'}, rotate ${secrets === 1 ? 'it' : 'them'}, and plan again.`;
+}
+
+/** Saves a plan for apply, through the redaction boundary. Refuses a plan `planSaveRefusal` refuses. */
 export function writePlanFile(file: string, plan: Plan): void {
-  writeFileAtomic(file, `${JSON.stringify(plan, null, 2)}\n`);
+  const refusal = planSaveRefusal(plan);
+  if (refusal) throw userError('plan.not-saved', refusal, 'Fix the secret findings listed with the plan, then run `agentvm plan --out` again.');
+  writeFileAtomic(file, `${JSON.stringify(redactValue(plan), null, 2)}\n`);
 }
 
 let planValidator: z.ZodType | undefined;
 
+/** Plans are JSON of a few hundred kilobytes at most; 64 MiB is far beyond any real one. */
+const MAX_PLAN_FILE_BYTES = 64 * 1024 * 1024;
+
 export function readPlanFile(file: string): Plan {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    // A regular file under the limit, checked before reading: `agentvm apply /dev/zero` is refused at once.
+    text = readRegularFileSync(file, MAX_PLAN_FILE_BYTES).toString('utf8');
   } catch (err) {
-    throw userError('plan.file-unreadable', `Cannot read the plan file ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, 'Create one with `agentvm plan --out <file>`.');
+    const why = err instanceof BoundedReadError ? (err.reason === 'too-large' ? `larger than ${MAX_PLAN_FILE_BYTES} bytes` : 'not a regular file') : ((err as NodeJS.ErrnoException).code ?? 'error');
+    throw userError('plan.file-unreadable', `Cannot read the plan file ${file} (${why}).`, 'Create one with `agentvm plan --out <file>`.');
   }
   let value: unknown;
   try {

@@ -1,9 +1,12 @@
 // The base of every agentvm command. It owns what commands share: the --json output contract, rendering of
 // errors as diagnostics (never a stack trace for user errors), and exit codes (ADR 0004). Commands stay thin:
 // parse flags, call a use case in src/app, return an Outcome.
+// Invariant: every byte a command prints passes the redaction boundary (governance/redaction.ts) here: text, JSON
+// and errors, whichever layer produced them.
 
 import { Command, Errors } from '@oclif/core';
 import { AgentvmError, ExitCode, type Diagnostic } from '../diagnostics/index.js';
+import { redactText, redactValue } from '../secrets/redaction.js';
 import { renderDiagnostics } from '../ui/diagnostics-text.js';
 import { styleFor } from '../ui/style.js';
 
@@ -27,13 +30,16 @@ export abstract class AgentvmCommand<R> extends Command {
   async run(): Promise<R> {
     const outcome = await this.execute();
     if (outcome.exitCode !== undefined && outcome.exitCode !== ExitCode.Ok) process.exitCode = outcome.exitCode;
-    if (!this.jsonEnabled() && outcome.text !== undefined) process.stdout.write(outcome.text.endsWith('\n') ? outcome.text : `${outcome.text}\n`);
+    if (!this.jsonEnabled() && outcome.text !== undefined) {
+      const text = redactText(outcome.text);
+      process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+    }
     return outcome.result;
   }
 
   /** Machines read this: plain JSON, never colourised, one document per run. */
   protected override logJson(json: unknown): void {
-    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(redactValue(json), null, 2)}\n`);
   }
 
   protected override toErrorJson(err: unknown): ErrorJson {
@@ -51,9 +57,9 @@ export abstract class AgentvmCommand<R> extends Command {
     // An error that carries the diagnostics behind it (e.g. `job.refused` and the problems that caused it) is
     // headed by its own summary and fix, so the reader sees what failed before why.
     const headline: Diagnostic[] = e.diagnostics.some((d) => d.code === e.code) ? [] : [{ code: e.code, severity: 'error', summary: e.message, ...(e.detail ? { detail: e.detail } : {}) }];
-    process.stderr.write(`${renderDiagnostics([...headline, ...e.diagnostics], styleFor(process.stderr))}\n`);
+    process.stderr.write(`${redactText(renderDiagnostics([...headline, ...e.diagnostics], styleFor(process.stderr)))}\n`);
     if (e.source === 'toolkit') {
-      if (process.env.AGENTVM_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+      if (process.env.AGENTVM_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${redactText(err.stack)}\n`);
       else process.stderr.write('This is a bug in agentvm. Re-run with AGENTVM_DEBUG=1 for a stack trace and report it.\n');
     }
   }

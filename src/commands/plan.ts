@@ -1,7 +1,8 @@
 import { Flags } from '@oclif/core';
 import { AgentvmCommand, type Outcome } from '../cli/base-command.js';
 import { hostFlags, repoFlags } from '../cli/flags.js';
-import { makePlan, writePlanFile } from '../app/plan.js';
+import { makePlan, planSaveRefusal, writePlanFile } from '../app/plan.js';
+import { redactValue } from '../secrets/redaction.js';
 import { ExitCode } from '../diagnostics/index.js';
 import { hasChanges, type Plan } from '../engine/plan.js';
 import { renderPlanMarkdown } from '../ui/plan-markdown.js';
@@ -40,21 +41,24 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
       root: flags.root,
       mode: flags['refresh-only'] ? 'refresh-only' : 'normal',
     });
-    if (flags.out) writePlanFile(flags.out, plan);
+    // A plan that found a committed secret is never saved (its file would be one more copy of the secret).
+    const refusal = flags.out ? planSaveRefusal(plan) : undefined;
+    if (flags.out && !refusal) writePlanFile(flags.out, plan);
     const changed = hasChanges(plan) || plan.drift.length > 0;
     let exitCode: ExitCode = ExitCode.Ok;
     if (plan.summary.errors > 0) exitCode = ExitCode.Error;
     else if (flags['detailed-exitcode'] && changed) exitCode = ExitCode.Changes;
-    const saved = flags.out ? `Saved the plan to ${flags.out}. Apply exactly this plan with: agentvm apply ${flags.out}${flags.root !== '/' ? ` --root ${flags.root}` : ''}` : undefined;
+    const saved = refusal ?? (flags.out ? `Saved the plan to ${flags.out}. Apply exactly this plan with: agentvm apply ${flags.out}${flags.root !== '/' ? ` --root ${flags.root}` : ''}` : undefined);
     if (flags.format === 'text' && isInteractive({ json: this.jsonEnabled() })) {
       // ink is loaded here only: pipes, CI and --json never import it.
       const { showPlan } = await import('../ui/tty/index.js');
-      await showPlan(plan, saved ? [saved] : []);
+      // The TTY view prints by itself, so it gets the plan through the redaction boundary here.
+      await showPlan(redactValue(plan), saved ? [saved] : []);
       return { result: plan, exitCode };
     }
     let text: string;
     if (flags.format === 'json') text = `${JSON.stringify(plan, null, 2)}`;
-    else if (flags.format === 'markdown') text = renderPlanMarkdown(plan);
+    else if (flags.format === 'markdown') text = renderPlanMarkdown(plan) + (refusal ? `\n\n${refusal}\n` : '');
     else {
       text = renderPlanText(plan, styleFor(process.stdout));
       if (saved) text += `\n\n${saved}`;

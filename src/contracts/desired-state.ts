@@ -12,6 +12,7 @@ import { didYouMean } from './did-you-mean.js';
 import type { DesiredStateSource, RepoFile } from './git-source.js';
 import { openDocumentCache, type DocumentCache } from './document-cache.js';
 import { validateAgainstSchema } from './schema-validation.js';
+import { holdsSecret } from '../secrets/secret-scan.js';
 import type { DocumentKind } from './schemas.js';
 import { parseYamlDocument, type JsonPath, type YamlDocument } from './yaml-document.js';
 import type { SourceLocation } from '../diagnostics/index.js';
@@ -46,11 +47,15 @@ export interface DesiredState {
    * one typo elsewhere in a file must not hide a pasted token.
    */
   rejected: Array<LoadedDocument<unknown>>;
+  /** The raw text of every YAML document (parsed or not), by repo path: the secret scan reads comments and tags here. */
+  sources?: Map<string, string>;
   diagnostics: Diagnostic[];
 }
 
 const HOST_FILE = /^hosts\/([^/]+)\.ya?ml$/;
 const WORKLOAD_FILE = /^workloads\/([^/]+)\/(.+)$/;
+/** Files read as YAML documents (their raw text is kept for the secret scan of comments). */
+const DOCUMENT_FILE = /^(?:agentvm\.ya?ml|hosts\/[^/]+\.ya?ml|workloads\/[^/]+\/(?:contract|manifest)\.yaml)$/;
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
 export function buildDesiredState(source: DesiredStateSource): DesiredState {
@@ -63,12 +68,14 @@ export function buildDesiredState(source: DesiredStateSource): DesiredState {
     workloads: new Map(),
     files: new Map(),
     rejected: [],
+    sources: new Map(),
     diagnostics: [...source.diagnostics],
   };
   const diags = state.diagnostics;
   const cache = openDocumentCache();
 
   for (const f of source.files) {
+    if (DOCUMENT_FILE.test(f.path)) state.sources!.set(f.path, f.text);
     if (f.path === 'agentvm.yaml' || f.path === 'agentvm.yml') {
       state.config = load<RepoConfig>('Config', f, diags, state.rejected, cache);
       continue;
@@ -189,7 +196,8 @@ function load<T>(kind: DocumentKind, f: RepoFile, diags: Diagnostic[], rejected:
     rejected.push({ file: f.path, value: doc.value, locate: doc.locate });
     return undefined;
   }
-  if (doc.diagnostics.length === 0 && schemaDiags.length === 0) cache.put(kind, f.text, doc.value);
+  // Only a document the secret scan finds clean is cached: a refused secret must not be kept on disk (issue 18).
+  if (doc.diagnostics.length === 0 && schemaDiags.length === 0 && !holdsSecret(doc.value, f.text)) cache.put(kind, f.text, doc.value);
   return { file: f.path, value: doc.value as T, locate: doc.locate };
 }
 

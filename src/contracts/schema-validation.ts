@@ -3,6 +3,7 @@
 
 import { errorDiag, type Diagnostic } from '../diagnostics/index.js';
 import { didYouMean } from './did-you-mean.js';
+import { safeText } from '../secrets/text-safety.js';
 import { loadSchema, propertyNames, schemaAt, SCHEMA_FILES, validatorFor, type DocumentKind, type JsonSchema } from './schemas.js';
 import { formatJsonPath, type JsonPath, type YamlDocument } from './yaml-document.js';
 
@@ -43,7 +44,7 @@ function toDiagnostics(issue: Issue, base: JsonPath, doc: YamlDocument, root: Js
       return (issue.keys ?? []).map((k) => {
         const guess = didYouMean(k, allowed);
         const keyPath = [...path, k];
-        return errorDiag('schema.unknown-field', `Unknown field \`${k}\`${guess ? ` — did you mean \`${guess}\`?` : '.'}`, {
+        return errorDiag('schema.unknown-field', `Unknown field ${shownKey(k)}${guess ? ` — did you mean \`${guess}\`?` : '.'}`, {
           detail: allowed.length ? `Allowed fields here: ${allowed.join(', ')}.` : 'No fields are allowed here.',
           path: formatJsonPath(keyPath),
           location: doc.locate(keyPath, { key: true }),
@@ -94,7 +95,7 @@ function toDiagnostics(issue: Issue, base: JsonPath, doc: YamlDocument, root: Js
     }
     case 'invalid_key': {
       const key = path[path.length - 1];
-      return [errorDiag('schema.invalid-key', `Key ${JSON.stringify(key)} is not allowed here.`, { detail: hint ?? 'Rename the key to the allowed form.', path: where.path, location: doc.locate(path, { key: true }) })];
+      return [errorDiag('schema.invalid-key', `Key ${typeof key === 'string' ? shownKey(key) : String(key)} is not allowed here.`, { detail: hint ?? 'Rename the key to the allowed form.', path: where.path, location: doc.locate(path, { key: true }) })];
     }
     case 'invalid_union': {
       // Report the branch that got furthest (fewest issues): usually what the user meant.
@@ -131,10 +132,17 @@ function describeValue(value: unknown, path: JsonPath): string {
   if (typeof value === 'object') return 'a mapping';
   if (typeof value === 'string') {
     const sensitive = path.some((seg) => typeof seg === 'string' && SENSITIVE_SEGMENTS.has(seg));
-    if (sensitive || value.length > 48 || /[A-Za-z0-9+/_-]{24,}/.test(value)) return `a ${value.length}-character string (not shown)`;
-    return JSON.stringify(value);
+    // safeText refuses anything a secret detector flags and any token-like run (governance/text-safety.ts).
+    const safe = sensitive || value.length > 48 ? undefined : safeText(value);
+    return safe === undefined ? `a ${value.length}-character string (not shown)` : JSON.stringify(safe);
   }
   return `${typeof value} ${String(value)}`;
+}
+
+/** A key name as a diagnostic may show it: in backticks when it cannot be a secret, otherwise described. */
+function shownKey(key: string): string {
+  const safe = key.length <= 64 ? safeText(key) : undefined;
+  return safe === undefined ? `(a ${key.length}-character key, not shown)` : `\`${safe}\``;
 }
 
 function dedupe(diags: Diagnostic[]): Diagnostic[] {

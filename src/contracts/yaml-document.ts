@@ -1,8 +1,10 @@
 // Parses one desired-state YAML file into plain data plus a position index, so every later diagnostic can name
 // file:line:column. Owns the YAML safety rules: one document per file, no duplicate keys, a hard alias-expansion
-// limit (alias bombs), no custom tags, mapping at the top.
+// limit (alias bombs), no custom tags, mapping at the top, YAML 1.2 only (a `%YAML 1.1` directive would turn `<<`
+// merge keys and sexagesimal numbers back on), and every error located at its own line.
+// A lone CR is a line break in YAML; the parser reads it as a character, so it is read as LF here (same offsets).
 
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, visit, type Document, type Node } from 'yaml';
 import { errorDiag, type Diagnostic, type SourceLocation } from '../diagnostics/index.js';
 
 export type JsonPath = ReadonlyArray<string | number>;
@@ -25,7 +27,8 @@ export function formatJsonPath(path: JsonPath): string {
   return out;
 }
 
-export function parseYamlDocument(file: string, text: string): YamlDocument {
+export function parseYamlDocument(file: string, raw: string): YamlDocument {
+  const text = raw.includes('\r') ? raw.replace(/\r(?!\n)/g, '\n') : raw;
   const lineCounter = new LineCounter();
   const at = (offset: number): SourceLocation => {
     const { line, col } = lineCounter.linePos(offset);
@@ -48,6 +51,14 @@ export function parseYamlDocument(file: string, text: string): YamlDocument {
     diagnostics.push(errorDiag('yaml.empty', 'The file is empty.', { detail: 'Write an apiVersion, kind, metadata and spec into it, or delete it.', location: at(0) }));
     return { file, value: undefined, diagnostics, locate: locateIn };
   }
+  const version = doc.directives?.yaml;
+  if (version?.explicit && version.version !== '1.2') {
+    const offset = Math.max(0, text.search(/^%YAML/m));
+    diagnostics.push(errorDiag('yaml.version', 'The file declares a YAML version other than 1.2 (`%YAML` directive).', {
+      detail: 'Delete the `%YAML` line: desired-state files are YAML 1.2, where `<<` merge keys and other 1.1 conversions do not exist.',
+      location: at(offset),
+    }));
+  }
   for (const e of doc.errors) {
     const code = e.code === 'DUPLICATE_KEY' ? 'yaml.duplicate-key' : 'yaml.syntax';
     const detail = code === 'yaml.duplicate-key' ? 'Each key may appear once in a mapping; remove or rename the repeated key.' : 'Fix the YAML syntax at this position.';
@@ -55,7 +66,8 @@ export function parseYamlDocument(file: string, text: string): YamlDocument {
   }
   for (const w of doc.warnings) {
     const tag = w.code === 'TAG_RESOLVE_FAILED' || /tag/i.test(w.message);
-    diagnostics.push(errorDiag(tag ? 'yaml.tag' : 'yaml.syntax', firstLine(w.message), {
+    // The tag's text is the user's and may be anything (a pasted token): it is not echoed.
+    diagnostics.push(errorDiag(tag ? 'yaml.tag' : 'yaml.syntax', tag ? 'A custom YAML tag (`!…`) is not allowed here.' : firstLine(w.message), {
       detail: tag ? 'Custom YAML tags are not allowed in desired-state files; write plain values.' : 'Fix the YAML at this position.',
       location: at(w.pos[0]),
     }));
@@ -67,11 +79,19 @@ export function parseYamlDocument(file: string, text: string): YamlDocument {
     value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
-    const alias = /alias/i.test(msg);
-    diagnostics.push(errorDiag(alias ? 'yaml.alias-limit' : 'yaml.syntax', alias ? `YAML aliases expand beyond the limit of ${MAX_ALIAS_COUNT}.` : firstLine(msg), {
-      detail: alias ? 'Aliases that multiply (a "billion laughs") are refused; write the values out or reduce the aliases.' : 'Fix the YAML.',
-      location: at(0),
-    }));
+    const unresolved = unresolvedAlias(doc);
+    if (unresolved !== undefined) {
+      diagnostics.push(errorDiag('yaml.alias', 'This alias (`*…`) refers to an anchor that is not defined before it.', {
+        detail: 'Define the anchor (`&name`) earlier in the file, or write the value out.',
+        location: at(unresolved),
+      }));
+    } else {
+      const alias = /alias/i.test(msg);
+      diagnostics.push(errorDiag(alias ? 'yaml.alias-limit' : 'yaml.syntax', alias ? `YAML aliases expand beyond the limit of ${MAX_ALIAS_COUNT}.` : 'The YAML could not be read.', {
+        detail: alias ? 'Aliases that multiply (a "billion laughs") are refused; write the values out or reduce the aliases.' : 'Fix the YAML.',
+        location: at(doc.contents.range?.[0] ?? 0),
+      }));
+    }
     return { file, value: undefined, diagnostics, locate: locateIn };
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -82,6 +102,21 @@ export function parseYamlDocument(file: string, text: string): YamlDocument {
     return { file, value: undefined, diagnostics, locate: locateIn };
   }
   return { file, value, diagnostics, locate: locateIn };
+}
+
+/** Offset of the first alias whose anchor is not defined before it, or undefined. */
+function unresolvedAlias(doc: Document.Parsed): number | undefined {
+  let found: number | undefined;
+  visit(doc, {
+    Alias(_key, node) {
+      if (node.resolve(doc) === undefined) {
+        found = node.range?.[0] ?? 0;
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
 }
 
 function firstLine(message: string): string {

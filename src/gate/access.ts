@@ -15,7 +15,8 @@ import { auditGateEvent, gateEntry } from './audit.js';
 import { GateCode } from './codes.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { GrantStore, isGrantId, type GrantState } from './grants.js';
-import { baseUrl, DEFAULT_GATE_ADDRESS, DEFAULT_GATE_PORT, readListenerRecord } from './listener.js';
+import { baseUrl, DEFAULT_GATE_ADDRESS, DEFAULT_GATE_PORT, readListenerRecord, type ListenerRecord } from './listener.js';
+import { hostNames } from './host-names.js';
 import { gatePaths } from './paths.js';
 import { parseRouteKey, readRouteTable, routeKey, type RouteTable } from './routes.js';
 
@@ -59,6 +60,9 @@ export function grantAccess(input: { root: string; host?: string; target: string
     throw userError(GateCode.routeUnknown, `No applied preview ${key}.`, known.length ? `Applied previews: ${known.join(', ')}. A preview declared in a manifest becomes a route when \`agentvm apply\` runs.` : 'No previews are applied on this host. Declare it in the workload manifest (spec.previews) and run `agentvm apply`.');
   }
   const host = auditHost(table, input.host);
+  const listener = readListenerRecord(paths.listener);
+  // Nothing is written for a link that could not be printed.
+  if ((listener?.routing ?? 'host') === 'host') grantLink(paths.dir, listener, names, { linkHost: 'localhost', port: 1, tls: false }, '');
   if (!route.grantees.includes(input.identity)) {
     throw userError(GateCode.notGrantee, `${JSON.stringify(input.identity)} is not a grantee of ${key}.`, route.grantees.length ? `It may be granted to: ${route.grantees.join(', ')}. Add the identity to spec.previews[].grantees in git and apply.` : 'The preview lists no grantees, so nobody may be granted. Add spec.previews[].grantees in git and apply.');
   }
@@ -72,16 +76,32 @@ export function grantAccess(input: { root: string; host?: string; target: string
   const grantedBy = actorName();
   const { grant, token } = new GrantStore(paths.grants).create({ workload: names.workload, preview: names.preview, identity: input.identity, reason, ttlMs, grantedBy, ...(input.now ? { now: input.now } : {}) });
   auditGateEvent(paths.audit, gateEntry(host, 'gate.grant', 'ok', { preview: key, grantId: grant.id, identity: grant.identity, reason, expires: grant.expires }, { actor: grantedBy }));
-  const listener = readListenerRecord(paths.listener);
   const address = listener?.address ?? DEFAULT_GATE_ADDRESS;
   const port = listener?.port ?? DEFAULT_GATE_PORT;
   const tls = listener?.tls ?? false;
   const linkHost = address === '0.0.0.0' || address === '::' ? os.hostname() : address;
   return {
     grant: { id: grant.id, preview: key, identity: grant.identity, reason, created: grant.created, expires: grant.expires, used: false, revoked: false },
-    link: `${listener?.publicUrl ?? baseUrl(linkHost, port, tls)}/p/${names.workload}/${names.preview}/?grant=${token}`,
+    link: grantLink(paths.dir, listener, names, { linkHost, port, tls }, token),
     listener: { ...(listener?.publicUrl ? { publicUrl: listener.publicUrl } : {}), address, port, tls, recorded: listener !== undefined },
   };
+}
+
+/**
+ * The one-time link. Host routing (the default, and what a gate that recorded no routing is assumed to use unless it
+ * predates it): `<scheme>://<preview>--<workload>.<domain>[:port]/?grant=…`, scheme and port from the public URL or the
+ * listener. Path routing: `<public URL or listener>/p/<workload>/<preview>/?grant=…`.
+ */
+function grantLink(dir: string, listener: ListenerRecord | undefined, names: { workload: string; preview: string }, at: { linkHost: string; port: number; tls: boolean }, token: string): string {
+  const origin = listener?.publicUrl ?? baseUrl(at.linkHost, at.port, at.tls);
+  if ((listener?.routing ?? 'host') === 'path') return `${origin}/p/${names.workload}/${names.preview}/?grant=${token}`;
+  const url = new URL(origin);
+  const domain = listener?.domain ?? (listener?.publicUrl ? url.hostname : 'localhost');
+  const label = hostNames(dir, domain).label(names.workload, names.preview);
+  if (label === undefined) {
+    throw userError(GateCode.routeUnknown, `${names.preview}--${names.workload} with its tag is longer than one DNS label (63 characters), so the preview has no host name.`, 'Shorten the workload or preview name, or serve the gate with path routing (host spec spec.gate.routing: path).');
+  }
+  return `${url.protocol}//${label}.${domain}${url.port ? `:${url.port}` : ''}/?grant=${token}`;
 }
 
 export type RevokeSelection = { grantId: string } | { preview: string } | { all: true };

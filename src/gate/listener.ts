@@ -20,6 +20,10 @@ export interface ListenerRecord {
   tls: boolean;
   /** The origin people reach the gate at, behind a TLS-terminating proxy (grant links use it). */
   publicUrl?: string;
+  /** How previews are named (absent in records of gates before ADR 0014: path). */
+  routing?: 'host' | 'path';
+  /** The gate domain under host routing. */
+  domain?: string;
   pid: number;
   started: string;
 }
@@ -74,7 +78,7 @@ export function writeListenerRecord(file: string, record: ListenerRecord): void 
 export function readListenerRecord(file: string): ListenerRecord | undefined {
   try {
     const v = readJsonFile(file) as Partial<ListenerRecord> | undefined;
-    if (v && v.version === 1 && typeof v.address === 'string' && typeof v.port === 'number' && typeof v.tls === 'boolean' && (v.publicUrl === undefined || publicOrigin(v.publicUrl) !== undefined)) return v as ListenerRecord;
+    if (v && v.version === 1 && typeof v.address === 'string' && typeof v.port === 'number' && typeof v.tls === 'boolean' && (v.publicUrl === undefined || publicOrigin(v.publicUrl) !== undefined) && (v.routing === undefined || v.routing === 'host' || v.routing === 'path') && (v.domain === undefined || isGateDomain(v.domain))) return v as ListenerRecord;
   } catch {
     // unreadable: as if absent
   }
@@ -83,7 +87,7 @@ export function readListenerRecord(file: string): ListenerRecord | undefined {
 
 /**
  * The origin of a public URL (`https://previews.example.com`, lowercase, no trailing slash), or undefined when it is
- * not an http(s) origin: no path, query, fragment or credentials — the gate's routes are `/p/…` under it.
+ * not an http(s) origin: no path, query, fragment or credentials — previews are hosts under its domain (or `/p/…` under it, path routing).
  */
 export function publicOrigin(text: string): string | undefined {
   let url: URL;
@@ -104,6 +108,11 @@ export function assertPublicUrl(text: string, where: string): string {
   const shown = text.replace(/\/\/[^/@]*@/, '//***@');
   if (!origin) throw userError(GateCode.invalidConfig, `${where} ${JSON.stringify(shown)} is not an http(s) origin.`, 'Give the scheme and host people use to reach the gate through your TLS proxy, without a path: e.g. https://previews.example.com');
   return origin;
+}
+
+/** A gate domain: DNS labels joined by dots (`localhost`, `previews.example.com`), lowercase, no trailing dot. */
+export function isGateDomain(text: string): boolean {
+  return text.length <= 200 && /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(text);
 }
 
 /** `http(s)://address:port`, with IPv6 addresses bracketed. */

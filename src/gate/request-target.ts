@@ -1,7 +1,9 @@
 // What a request may ask the gate for: the request target is checked BEFORE anything else looks at it, and only an
-// origin-form `/p/<workload>/<preview>/<rest>` with a plain path passes. Pure; no I/O.
+// origin-form target with a plain path passes. Pure; no I/O.
 // Invariants:
-// - The route is chosen by the first two path segments only; the Host header and the rest of the path never choose it.
+// - Host routing (the default, ADR 0014): the route is chosen by the Host header alone (host-names.ts); the path never
+//   chooses it. Path routing (the opt-in): the
+//   first two segments of `/p/<workload>/<preview>/` choose it and the Host header never does.
 // - Anything an upstream or an intermediary could decode into another path is refused, not normalised: `.`/`..`
 //   segments, empty segments, backslashes, encoded `.`, `/`, `\`, `%` and NUL, invalid or overlong UTF-8, characters
 //   outside RFC 3986 `pchar`, absolute-form and authority-form targets. The upstream receives `<rest>` byte-for-byte.
@@ -27,7 +29,8 @@ const QUERY_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*$/;
 const FORBIDDEN_ENCODED = /%(2e|2f|5c|25|00)/i;
 const BAD_PERCENT = /%(?![0-9A-Fa-f]{2})/;
 
-export function parseRequestTarget(url: string | undefined): RequestTarget {
+/** Checks a path and query (see the invariants); the path's segments after the leading `/`, or a refusal. */
+function checkTarget(url: string | undefined): { rawPath: string; rawQuery: string; segments: string[] } | { ok: false; status: 400; reason: string } {
   if (!url || url[0] !== '/') return { ok: false, status: 400, reason: 'request target is not origin-form (absolute-form, authority-form or *)' };
   const q = url.indexOf('?');
   const rawPath = q === -1 ? url : url.slice(0, q);
@@ -48,19 +51,39 @@ export function parseRequestTarget(url: string | undefined): RequestTarget {
     }
   }
   if (!QUERY_CHARS.test(rawQuery) || BAD_PERCENT.test(rawQuery)) return { ok: false, status: 400, reason: 'query has characters outside RFC 3986 or a malformed percent-encoding' };
-  if (segments[0] !== 'p' || segments.length < 3) return { ok: false, status: 404, reason: 'no such route (previews are under /p/<workload>/<preview>/)' };
-  const workload = segments[1]!;
-  const preview = segments[2]!;
-  if (!NAME.test(workload) || !NAME.test(preview)) return { ok: false, status: 404, reason: 'no such route (workload and preview are DNS labels)' };
-  if (segments.length === 3) return { ok: false, status: 308, reason: 'route without trailing slash', location: `/p/${workload}/${preview}/${rawQuery ? `?${rawQuery}` : ''}` };
-  const rest = `/${segments.slice(3).join('/')}`;
+  return { rawPath, rawQuery, segments };
+}
+
+/** The query without its `grant` parameter, and the token it held. */
+function splitGrant(rawQuery: string): { query: string; grant?: string } {
   let grant: string | undefined;
   const kept: string[] = [];
   for (const part of rawQuery ? rawQuery.split('&') : []) {
     if (part.startsWith('grant=')) grant = part.slice('grant='.length);
     else if (part !== '') kept.push(part);
   }
-  return { ok: true, workload, preview, rest, query: kept.join('&'), ...(grant !== undefined ? { grant } : {}) };
+  return { query: kept.join('&'), ...(grant !== undefined ? { grant } : {}) };
+}
+
+/** Path routing (the opt-in): `/p/<workload>/<preview>/<rest>`. */
+export function parseRequestTarget(url: string | undefined): RequestTarget {
+  const checked = checkTarget(url);
+  if ('ok' in checked) return checked;
+  const { rawQuery, segments } = checked;
+  if (segments[0] !== 'p' || segments.length < 3) return { ok: false, status: 404, reason: 'no such route (previews are under /p/<workload>/<preview>/)' };
+  const workload = segments[1]!;
+  const preview = segments[2]!;
+  if (!NAME.test(workload) || !NAME.test(preview)) return { ok: false, status: 404, reason: 'no such route (workload and preview are DNS labels)' };
+  if (segments.length === 3) return { ok: false, status: 308, reason: 'route without trailing slash', location: `/p/${workload}/${preview}/${rawQuery ? `?${rawQuery}` : ''}` };
+  const rest = `/${segments.slice(3).join('/')}`;
+  return { ok: true, workload, preview, rest, ...splitGrant(rawQuery) };
+}
+
+/** Host routing (the default): the route came from the Host header, the whole path is the preview's. */
+export function parseHostTarget(url: string | undefined, workload: string, preview: string): RequestTarget {
+  const checked = checkTarget(url);
+  if ('ok' in checked) return checked;
+  return { ok: true, workload, preview, rest: checked.rawPath, ...splitGrant(checked.rawQuery) };
 }
 
 /** The target as it may be written to the audit log: the path only (a query may hold the token or app secrets). */

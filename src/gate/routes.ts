@@ -18,7 +18,7 @@ import { canonicalJson } from '../model/canonical-json.js';
 import { readJsonFile, writeFileAtomic } from '../state/atomic-file.js';
 import { GateCode } from './codes.js';
 import { parseDuration } from './duration.js';
-import { publicOrigin } from './listener.js';
+import { isGateDomain, publicOrigin } from './listener.js';
 
 export type Upstream = { port: number } | { socket: string };
 
@@ -131,6 +131,10 @@ export interface GateServerSettings {
   /** The public origin behind a TLS-terminating proxy (host spec spec.gate.publicUrl). Absent when none, so settings
    *  written before it existed keep their digest. */
   publicUrl?: string | null;
+  /** `path` (the opt-in, ADR 0014); absent: host routing. */
+  routing?: 'host' | 'path' | null;
+  /** The gate domain under host routing (host spec spec.gate.domain); absent: publicUrl's host, else `localhost`. */
+  domain?: string | null;
 }
 
 const FILE_REF = /^file:\/[^\0]*$/;
@@ -150,6 +154,8 @@ export function serverSettingsProblems(value: unknown): string[] {
   if (v.publicUrl !== undefined && v.publicUrl !== null && (typeof v.publicUrl !== 'string' || publicOrigin(v.publicUrl) === undefined)) {
     problems.push('publicUrl must be an http(s) origin without a path, e.g. https://previews.example.com');
   }
+  if (v.routing !== undefined && v.routing !== null && v.routing !== 'host' && v.routing !== 'path') problems.push('routing must be host or path');
+  if (v.domain !== undefined && v.domain !== null && (typeof v.domain !== 'string' || !isGateDomain(v.domain))) problems.push('domain must be a lowercase DNS name such as previews.example.com or localhost');
   return problems;
 }
 
@@ -169,6 +175,9 @@ export function readServerSettings(file: string): GateServerSettings | undefined
 export function normaliseServerSettings(s: GateServerSettings): GateServerSettings {
   const out: GateServerSettings = { version: 1, host: s.host, address: s.address, port: s.port, tls: s.tls ? { cert: s.tls.cert, key: s.tls.key } : null };
   if (s.publicUrl) out.publicUrl = publicOrigin(s.publicUrl) ?? s.publicUrl;
+  // Written only when set, so settings applied before they existed keep their digest.
+  if (s.routing === 'path') out.routing = 'path';
+  if (s.domain) out.domain = s.domain;
   return out;
 }
 

@@ -1,33 +1,44 @@
 // The gate server: a reverse proxy in front of previews that listen only on loopback ports or unix sockets. This file
-// is the policy; the HTTP/1.1 mechanics (llhttp framing, pipelining, timeouts, the upstream pool) are wire.ts. One route per applied preview (routes.ts), reached at `/p/<workload>/<preview>/` by people holding a live
-// grant (grants.ts); every grant exchange, allowed and denied request goes to the audit log (audit.ts).
+// is the policy; the HTTP/1.1 mechanics (llhttp framing, pipelining, timeouts, the upstream pool) are wire.ts. One route
+// per applied preview (routes.ts), each on its own origin `<preview>--<workload>[--<tag>].<domain>` (host-names.ts,
+// ADR 0014; `/p/<workload>/<preview>/` on one shared origin only under the path-routing opt-in), reached by people
+// holding a live grant (grants.ts); every grant exchange, allowed and denied request goes to the audit log (audit.ts).
 // Invariants:
-// - A request reaches an upstream only after: its target passed parseRequestTarget, its route exists in the table as
-//   read for THIS request, and its session cookie maps to a grant for THIS preview that is neither expired nor revoked
-//   (a stat of the revocation marker per request) and whose identity is still a grantee. Every denial is answered by
-//   the gate itself (400/401/403/404/405) and never opens a connection upstream.
+// - A request reaches an upstream only after: its route exists in the table as read for THIS request (named by the Host
+//   header under host routing, by the path under path routing), its target passed the request-target checks, and its
+//   session cookie maps to a grant for THIS preview that is neither expired nor revoked (a stat of the revocation
+//   marker per request) and whose identity is still a grantee. Every denial is answered by the gate itself
+//   (400/401/403/404/405) and never opens a connection upstream. Under host routing every unknown, malformed or missing
+//   Host gets one identical 404 (a DNS-rebinding page cannot tell real names from invented ones).
 // - The upstream address comes from the route table only: 127.0.0.1:<port> or a socket file in the workload's socket
-//   directory. The Host header, an absolute-form target or CONNECT never select one (CONNECT is refused).
-// - A WebSocket upgrade passes the same checks as a request, plus a same-origin check, and its tunnel is checked again
-//   (expiry, maxTtl, revocation stat, grantee, route) before every chunk either way and every second while idle: a
-//   revocation cuts it before the next message. Other upgrades are refused (501).
+//   directory, opened without following links (wire.ts). The Host header names a route, never an address.
+// - A grant link never spends itself on GET or HEAD (link scanners): it opens a page whose button POSTs it back, and
+//   only a POST whose Origin is the route's own origin exchanges it.
+// - Every forwarded exchange is held to its grant while it lasts: the response head, every response body chunk, and a
+//   sweep every second (long polls, SSE, downloads) re-run the checks; a WebSocket tunnel likewise, before every chunk
+//   either way. A refusal answers 403 or cuts the connection. Other upgrades are refused (501).
 // - llhttp in strict mode enforces HTTP framing (conflicting Content-Length/Transfer-Encoding, oversized headers, invalid
 //   characters) in both directions, and wire.ts re-frames every body (see its invariants).
-// - The gate's own cookies never reach an upstream, and an upstream cannot set, overwrite or clear them.
+// - The gate's own cookies never reach an upstream, and an upstream cannot set, overwrite or clear them; it cannot set a
+//   cookie with a Domain (or, under path routing, outside its path), widen a service worker's scope or send HSTS.
+// - Upstreams see the gate's X-Forwarded-* and a signed identity (identity.ts); a client's look-alikes (`_` names,
+//   X-Agentvm-*, "real IP" headers) are dropped.
 // - Nothing a client or an upstream sends ends the process: a response head with a malformed status line, header name
 //   or value is a 502, an unexpected exception in a request is an audited 500.
 
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
-import { lstatSync, mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import type { GateAccess } from '../state/audit-log.js';
 import { auditGateEvent, GATE_OPERATION, gateEntry, RequestAuditLog } from './audit.js';
 import { parseDuration } from './duration.js';
 import { GrantStore, SECRET_PATTERN, sha256Hex, type GrantRecord } from './grants.js';
 import { baseUrl, writeListenerRecord } from './listener.js';
 import { gatePaths, type GatePaths } from './paths.js';
-import { auditPath, parseRequestTarget } from './request-target.js';
+import { IDENTITY_HEADER, loadIdentitySigner } from './identity.js';
+import { RefusalCounter } from './limits.js';
+import { hostNames, isLocalhostDomain, labelIndex, routeByHost } from './host-names.js';
+import { auditPath, parseHostTarget, parseRequestTarget } from './request-target.js';
 import { readRouteTable, routeKey, type GateRoute, type RouteTable } from './routes.js';
 import { createWireServer, rawHeader, reasonPhrase, type ResponseDecision, type UpstreamAddress, type WireRequest, type WireResponder } from './wire.js';
 
@@ -48,6 +59,13 @@ export interface GateServerOptions {
   sweepIntervalMs?: number;
   /** Group-commit interval of request audit records. Default 100 ms. */
   auditIntervalMs?: number;
+  /** How a request names its preview: `host` (the default, one origin per preview: `<preview>--<workload>.<domain>`)
+   *  or `path` (the opt-in: `/p/<workload>/<preview>/`, every preview on one origin; ADR 0014). */
+  routing?: 'host' | 'path';
+  /** The gate domain under host routing. Default: publicUrl's host name, else `localhost`. */
+  domain?: string;
+  /** Connections one client address may hold at once. Default 64. */
+  maxConnectionsPerSource?: number;
   /** Problems the server survives (an unreadable route table, an audit write that failed). */
   onWarning?: (message: string) => void;
 }
@@ -61,6 +79,10 @@ export interface GateServer {
   close(): Promise<void>;
 }
 
+/** Headers of the gate's link page: never cached, never framed, nothing loaded. Referrer policy same-origin: the URL
+ *  holds the token, so no Referer leaves the origin, but the button's POST must carry a real Origin (no-referrer makes
+ *  Chromium send `Origin: null`); the 303 that answers it says no-referrer, which the redirected GET then follows. */
+const EXCHANGE_PAGE_HEADERS = `cache-control: no-store\r\nreferrer-policy: same-origin\r\ncontent-security-policy: default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\n`;
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
 /** Request headers that never go upstream as sent: framing is wire.ts's, Expect is answered by the gate. */
 const REQUEST_DROPPED = new Set(['host', 'cookie', 'forwarded', 'content-length', 'expect']);
@@ -69,6 +91,14 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const CRLF = '\r\n';
 export const COOKIE_PREFIX = 'agentvm_gate_';
+/** The session cookie under host routing: one per origin, so one name; `__Host-` (Secure, Path=/, no Domain) under TLS. */
+export const HOST_SESSION_COOKIE = 'agentvm_gate_session';
+/** What every unknown host, unknown preview or malformed Host header is told under host routing: one answer, so a page
+ *  (DNS rebinding) cannot tell a real preview's name from an invented one. */
+const NO_SUCH_PREVIEW = 'no such preview';
+/** Response headers an upstream may not send: a worker scope beyond its path, the gate's own HSTS, cookie wiping. */
+const RESPONSE_DROPPED = new Set(['service-worker-allowed', 'clear-site-data', 'strict-transport-security']);
+const HSTS = `strict-transport-security: max-age=31536000${'\r\n'}`;
 /** Client-chosen "real address" headers some applications trust: the gate's X-Forwarded-For is the only one forwarded. */
 const CLIENT_ADDRESS_HEADERS = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip']);
 
@@ -183,8 +213,24 @@ function durationMs(text: string): number | undefined {
 
 interface Denial {
   status: number;
+  /** Audited; also the answer's text unless `answer` is given. */
   reason: string;
+  /** What the client is told, when it must say less than the audit record. */
+  answer?: string;
   grant?: GrantRecord;
+}
+
+/** Where a request is going once its route is known: the names, the path below the route, and the origin it came to. */
+interface Routed {
+  workload: string;
+  preview: string;
+  key: string;
+  /** The path the upstream sees, from `/`. */
+  rest: string;
+  query: string;
+  grant?: string;
+  /** Host routing: the Host header that named the route (lowercase, with its port); the preview's own origin's host. */
+  host?: string;
 }
 
 export async function startGateServer(options: GateServerOptions): Promise<GateServer> {
@@ -197,6 +243,21 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   const publicUrl = options.publicUrl;
   /** What the browser sees: HTTPS when the gate serves TLS or sits behind an https proxy (Secure cookies, X-Forwarded-Proto). */
   const https = tls || (publicUrl?.startsWith('https:') ?? false);
+  const routing = options.routing ?? 'host';
+  const domain = (options.domain ?? (publicUrl ? new URL(publicUrl).hostname : 'localhost')).toLowerCase();
+  const sessionCookie = https ? `__Host-${HOST_SESSION_COOKIE}` : HOST_SESSION_COOKIE;
+  // The gate directory may not exist yet (a root no apply has written routes to): created before the key goes in it.
+  mkdirSync(paths.dir, { recursive: true, mode: 0o750 });
+  const names = hostNames(paths.dir, domain);
+  /** On a localhost domain names are secret-tagged (host-names.ts): no Referer may carry one to another origin. */
+  const guardReferrer = routing === 'host' && isLocalhostDomain(domain);
+  let labels: { table: RouteTable; index: Map<string, string> } | undefined;
+  const signer = loadIdentitySigner(paths.dir, `agentvm-gate:${options.host}`);
+  const refusals = new RefusalCounter((source, unaudited, connections) =>
+    requestLog.add(gateEntry(options.host, 'gate.request', 'failed', { preview: 'unknown/unknown', source, status: 429, reason: `flood from ${source} in one second: ${unaudited} more refusals not recorded one by one${connections ? `, ${connections} connections over the per-source limit closed` : ''}` }, { actor: 'anonymous' })),
+  );
+  const refusalRoller = setInterval(() => refusals.roll(), 1_000);
+  refusalRoller.unref();
   const requestLog = new RequestAuditLog({ file: paths.audit, ...(options.auditIntervalMs ? { intervalMs: options.auditIntervalMs } : {}), onError: (e) => warn(`audit write failed: ${(e as Error).message}`) });
   const host = options.host;
   /** `address:port` the server listens on (set once listening): the X-Forwarded-Host upstreams see. */
@@ -218,9 +279,11 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   };
 
   const deny = (req: WireRequest, res: WireResponder, key: string | undefined, d: Denial, extra = '', close = false): void => {
-    audit(req, key, d.status, d.grant, d.reason);
-    const body = `${d.status} ${reasonPhrase(d.status)}: ${d.reason}\n`;
-    res.respond(d.status, reasonPhrase(d.status), `content-type: text/plain; charset=utf-8${CRLF}cache-control: no-store${CRLF}${extra}`, body, { close });
+    // A source refused over and over is audited in aggregate (limits.ts).
+    const verdict = refusals.refusal(req.remoteAddress);
+    if (verdict.audit) audit(req, key, d.status, d.grant, d.reason);
+    const body = `${d.status} ${reasonPhrase(d.status)}: ${d.answer ?? d.reason}\n`;
+    res.respond(d.status, reasonPhrase(d.status), `content-type: text/plain; charset=utf-8${CRLF}cache-control: no-store${CRLF}${https ? HSTS : ''}${extra}`, body, { close });
   };
 
   /** Why this grant may not be used for `route` now, or undefined when it may. */
@@ -256,62 +319,89 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     }
   };
 
+  /** The route a request names, by its Host header (host routing) or its path (path routing), or the refusal. */
+  const routeOf = (req: WireRequest): { routed: Routed; route: GateRoute } | { denial: Denial; location?: string } => {
+    const table = routes.current();
+    if (routing === 'host') {
+      if (labels?.table !== table) labels = { table, index: labelIndex(names, table) };
+      const named = routeByHost(rawHeader(req.rawHeaders, 'host'), domain, labels.index);
+      const route = named ? table.routes[named.key] : undefined;
+      if (!named || !route) return { denial: { status: 404, reason: `no preview is named by Host ${JSON.stringify((rawHeader(req.rawHeaders, 'host') ?? '').slice(0, 200))}`, answer: NO_SUCH_PREVIEW } };
+      const target = parseHostTarget(req.url, route.workload, route.preview);
+      if (!target.ok) return { denial: { status: target.status, reason: target.reason } };
+      return { routed: { workload: route.workload, preview: route.preview, key: named.key, rest: target.rest, query: target.query, ...(target.grant !== undefined ? { grant: target.grant } : {}), host: named.host }, route };
+    }
+    const target = parseRequestTarget(req.url);
+    if (!target.ok) return { denial: { status: target.status, reason: target.reason }, ...(target.location ? { location: target.location } : {}) };
+    const key = routeKey(target.workload, target.preview);
+    const route = table.routes[key];
+    if (!route) return { denial: { status: 404, reason: 'no such preview route' } };
+    return { routed: { workload: target.workload, preview: target.preview, key, rest: target.rest, query: target.query, ...(target.grant !== undefined ? { grant: target.grant } : {}) }, route };
+  };
+
+  /** The origins a same-origin browser request to this route carries: the preview's own under host routing; the gate's
+   *  public origin or the listener's scheme plus the Host used under path routing. */
+  const ownOrigin = (req: WireRequest, routed: Routed, origin: string): boolean => {
+    const scheme = https ? 'https' : 'http';
+    if (routed.host !== undefined) return origin === `${scheme}://${routed.host}`;
+    return origin === publicUrl || origin === `${tls ? 'https' : 'http'}://${(rawHeader(req.rawHeaders, 'host') ?? '').toLowerCase()}`;
+  };
+
+  /** Where a path below the route is, as the browser sees it. */
+  const browserPath = (routed: Routed, rest: string, query: string): string => `${routed.host !== undefined ? '' : `/p/${routed.workload}/${routed.preview}`}${rest}${query ? `?${query}` : ''}`;
+
   const dispatch = (req: WireRequest, res: WireResponder): void => {
     // CONNECT tunnels anywhere. Of the upgrades, only a WebSocket GET is tunnelled (checked per chunk, see tunnel()).
     if (req.method === 'CONNECT') return deny(req, res, undefined, { status: 405, reason: 'CONNECT is not allowed' }, '', true);
     if (req.upgrade && (req.method !== 'GET' || (rawHeader(req.rawHeaders, 'upgrade') ?? '').trim().toLowerCase() !== 'websocket')) {
       return deny(req, res, undefined, { status: 501, reason: 'only WebSocket upgrades are supported' }, '', true);
     }
-    const target = parseRequestTarget(req.url);
-    if (!target.ok) {
-      if (target.status === 308 && target.location) {
-        audit(req, undefined, 308, undefined, target.reason);
-        res.respond(308, reasonPhrase(308), `location: ${target.location}${CRLF}cache-control: no-store${CRLF}`, '');
+    const found = routeOf(req);
+    if ('denial' in found) {
+      if (found.location) {
+        audit(req, undefined, 308, undefined, found.denial.reason);
+        res.respond(308, reasonPhrase(308), `location: ${found.location}${CRLF}cache-control: no-store${CRLF}`, '');
         return;
       }
-      deny(req, res, undefined, { status: target.status, reason: target.reason });
+      deny(req, res, undefined, found.denial, '', req.upgrade);
       return;
     }
-    const key = routeKey(target.workload, target.preview);
-    const route = routes.current().routes[key];
-    if (!route) {
-      deny(req, res, key, { status: 404, reason: 'no such preview route' });
-      return;
-    }
-    const name = cookieName(target.workload, target.preview);
+    const { routed, route } = found;
+    const key = routed.key;
     if (req.upgrade) {
-      if (target.grant !== undefined) return deny(req, res, key, { status: 400, reason: 'a grant link cannot open a WebSocket' }, '', true);
+      if (routed.grant !== undefined) return deny(req, res, key, { status: 400, reason: 'a grant link cannot open a WebSocket' }, '', true);
       // A body on a handshake would reach the upstream unframed, as a request of its own (smuggling): refused.
       const length = rawHeader(req.rawHeaders, 'content-length');
       if (rawHeader(req.rawHeaders, 'transfer-encoding') !== undefined || (length !== undefined && length.trim() !== '0')) {
         return deny(req, res, key, { status: 400, reason: 'a WebSocket handshake cannot carry a body' }, '', true);
       }
-      // Cross-site WebSocket hijacking: a browser always sends Origin on a WebSocket handshake; it must be the gate's own.
-      // Through a proxy that is the public origin; directly, this listener's scheme and the Host the browser used.
+      // Cross-site WebSocket hijacking: a browser always sends Origin on a WebSocket handshake; it must be the route's own.
       const origin = rawHeader(req.rawHeaders, 'origin')?.toLowerCase();
-      if (origin !== undefined && origin !== publicUrl && origin !== `${tls ? 'https' : 'http'}://${(rawHeader(req.rawHeaders, 'host') ?? '').toLowerCase()}`) {
-        return deny(req, res, key, { status: 403, reason: 'cross-origin WebSocket refused' }, '', true);
-      }
+      if (origin !== undefined && !ownOrigin(req, routed, origin)) return deny(req, res, key, { status: 403, reason: 'cross-origin WebSocket refused' }, '', true);
     }
-    if (target.grant !== undefined) {
-      exchange(req, res, route, key, name, target.grant, target.rest, target.query);
-      return;
+    if (routed.grant !== undefined) {
+      // Opening a link never spends it (link scanners, unfurlers, prefetch): a page asks for a deliberate POST.
+      if (req.method === 'GET' || req.method === 'HEAD') return exchangePage(req, res, routed);
+      if (req.method === 'POST') return exchange(req, res, route, routed, routed.grant);
+      return deny(req, res, key, { status: 405, reason: 'a grant link is opened with GET and exchanged by the POST of its page' }, `allow: GET, HEAD, POST${CRLF}`);
     }
+    const name = routed.host !== undefined ? sessionCookie : cookieName(routed.workload, routed.preview);
     const sessions = cookieValues(req.rawHeaders, name);
     if (sessions.length === 0) {
       deny(req, res, key, { status: 401, reason: 'no session: follow a grant link' });
       return;
     }
-    // Several cookies can carry this route's name (one planted by another preview of the same origin): the one whose
-    // grant is for THIS preview wins; another known session is kept only to explain the refusal.
+    // Several cookies can carry this name (one tossed by a sibling origin, or planted by another preview of the same
+    // origin under path routing). Deterministic: the first in header order whose grant is for THIS preview wins; another
+    // known session is kept only to explain the refusal.
     let grant: GrantRecord | undefined;
     for (const s of sessions) {
       if (!SECRET_PATTERN.test(s)) continue;
-      const found = grants.bySessionId(s);
-      if (!found) continue;
-      grant ??= found;
-      if (routeKey(found.workload, found.preview) === key) {
-        grant = found;
+      const known = grants.bySessionId(s);
+      if (!known) continue;
+      grant ??= known;
+      if (routeKey(known.workload, known.preview) === key) {
+        grant = known;
         break;
       }
     }
@@ -324,11 +414,28 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
       deny(req, res, key, refused, '', req.upgrade);
       return;
     }
-    if (req.upgrade) tunnel(req, res, route, key, grant, target.rest, target.query);
-    else proxy(req, res, route, key, grant, target.rest, target.query);
+    if (req.upgrade) tunnel(req, res, route, routed, grant);
+    else proxy(req, res, route, routed, grant);
   };
 
-  const exchange = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, name: string, token: string, rest: string, query: string): void => {
+  /** The page a grant link opens: nothing is spent; its button POSTs the link back from the route's own origin. */
+  const exchangePage = (req: WireRequest, res: WireResponder, routed: Routed): void => {
+    audit(req, routed.key, 200, undefined, 'grant link opened (not exchanged)');
+    // `req.url` passed parseRequestTarget (RFC 3986 characters only); escaped for HTML all the same.
+    const action = escapeHtml(req.url);
+    const body = `<!doctype html><meta charset="utf-8"><meta name="robots" content="noindex"><title>agentvm preview</title><form method="post" action="${action}"><p>You have been given access to the preview ${escapeHtml(routed.key)}.</p><button type="submit" id="open">Open the preview</button></form>\n`;
+    res.respond(200, 'OK', `content-type: text/html; charset=utf-8${CRLF}${EXCHANGE_PAGE_HEADERS}${https ? HSTS : ''}`, body);
+  };
+
+  const exchange = (req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, token: string): void => {
+    const key = routed.key;
+    // CSRF: only the link's own page may spend it. A browser sends Origin with every POST; Sec-Fetch-Site when it can.
+    const origin = rawHeader(req.rawHeaders, 'origin')?.toLowerCase();
+    const fetchSite = rawHeader(req.rawHeaders, 'sec-fetch-site')?.toLowerCase();
+    if (origin === undefined || !ownOrigin(req, routed, origin) || (fetchSite !== undefined && fetchSite !== 'same-origin')) {
+      deny(req, res, key, { status: 403, reason: 'a grant is exchanged only by a same-origin POST from its link page' });
+      return;
+    }
     if (!SECRET_PATTERN.test(token)) {
       deny(req, res, key, { status: 401, reason: 'malformed grant token' });
       return;
@@ -351,38 +458,18 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     }
     grants.addSession(sessionHash, grant);
     const maxAge = Math.max(1, Math.floor((Date.parse(grant.expires) - Date.now()) / 1000));
-    const cookie = `${name}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${https ? '; Secure' : ''}`;
-    const location = `/p/${route.workload}/${route.preview}${rest}${query ? `?${query}` : ''}`;
+    // Host routing: a host-only cookie (no Domain) for the whole origin, `__Host-` under TLS so no sibling can shadow it.
+    const cookie = routed.host !== undefined
+      ? `${sessionCookie}=${session}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${https ? '; Secure' : ''}`
+      : `${cookieName(routed.workload, routed.preview)}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${https ? '; Secure' : ''}`;
     auditGateEvent(paths.audit, gateEntry(host, 'gate.exchange', 'ok', { preview: key, grantId: grant.id, identity: grant.identity, source: req.source, expires: grant.expires, reason: 'one-time link exchanged for a session' }, { actor: grant.identity }));
-    audit(req, key, 200, grant, 'one-time link exchanged for a session');
-    // Not a redirect: a link clicked on another site starts a cross-site navigation, and a browser sends no
-    // SameSite=Strict cookie on the redirected request of that chain (401, and the one-time link is spent). This page
-    // navigates from the gate's own origin, a same-site navigation that carries the cookie. `location` holds only
-    // route names and RFC 3986 characters checked by parseRequestTarget; it is escaped for HTML all the same.
-    const href = escapeHtml(location);
-    const body = `<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${href}"><title>agentvm preview</title><p><a href="${href}">Open the preview</a></p>\n`;
-    const headers = `content-type: text/html; charset=utf-8${CRLF}set-cookie: ${cookie}${CRLF}cache-control: no-store${CRLF}referrer-policy: no-referrer${CRLF}content-security-policy: default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'${CRLF}x-content-type-options: nosniff${CRLF}`;
-    res.respond(200, 'OK', headers, body);
+    audit(req, key, 303, grant, 'one-time link exchanged for a session');
+    // A same-origin POST redirected to the same origin: the browser sends the SameSite=Strict cookie on the GET.
+    res.respond(303, reasonPhrase(303), `location: ${browserPath(routed, routed.rest, routed.query)}${CRLF}set-cookie: ${cookie}${CRLF}cache-control: no-store${CRLF}referrer-policy: no-referrer${CRLF}${https ? HSTS : ''}`, '');
   };
 
-  /** Where the route's upstream is, or undefined when its socket file is not a real socket (answered 502). */
-  const upstreamOf = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, grant: GrantRecord): UpstreamAddress | undefined => {
-    if ('port' in route.upstream) return { port: route.upstream.port };
-    // connect() follows symlinks: a link in the socket directory (or the directory itself a link) would reach another
-    // workload's upstream, or any socket the gate's user can open. Only a real directory holding a real socket goes.
-    const dir = paths.socketDir(route.workload);
-    const socketPath = path.join(dir, route.upstream.socket);
-    const dirStat = lstatSync(dir, { throwIfNoEntry: false });
-    const socketStat = dirStat?.isDirectory() ? lstatSync(socketPath, { throwIfNoEntry: false }) : undefined;
-    if (!socketStat?.isSocket()) {
-      deny(req, res, key, { status: 502, reason: 'upstream socket is not a socket file', grant }, '', req.upgrade);
-      return undefined;
-    }
-    return { socketPath };
-  };
-
-  /** Why a tunnel may not open or go on now: a request's checks against the route table as it is now (a removed route
-   *  cuts it too), or undefined. */
+  /** Why a tunnel or a stream may not open or go on now: a request's checks against the route table as it is now (a
+   *  removed route cuts it too), or undefined. */
   const tunnelRefusal = (key: string, grant: GrantRecord): string | undefined => {
     const current = routes.current().routes[key];
     if (!current) return 'the preview route was removed';
@@ -390,34 +477,50 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   };
 
   /** The response hook shared by requests and tunnels: `switching` allows the 101 of a WebSocket handshake. */
-  const answer = (req: WireRequest, key: string, grant: GrantRecord, switching: boolean) => (status: number, statusMessage: string, raw: string[]): ResponseDecision => {
+  const answer = (req: WireRequest, routed: Routed, grant: GrantRecord, switching: boolean) => (status: number, statusMessage: string, raw: string[]): ResponseDecision => {
     // The upstream is not trusted to speak valid HTTP: its reason phrase is never forwarded, a status outside
     // 200–599 (101 for a tunnel) or a malformed reason phrase is a 502, and so is any malformed header name or value.
     if (!((status >= 200 && status <= 599) || (switching && status === 101)) || !FIELD_VALUE.test(statusMessage)) return { refuse: `upstream answered an invalid status line (${status})` };
-    const headers = responseHeaders(raw);
+    const headers = responseHeaders(raw, routed.host === undefined ? `/p/${routed.workload}/${routed.preview}/` : undefined, guardReferrer);
     if (headers === undefined) return { refuse: 'upstream response not forwardable (a malformed header)' };
-    if (status === 101) {
-      // The grant may have been revoked (or the route removed) while the upstream took its time: no tunnel opens then.
-      const refused = tunnelRefusal(key, grant);
-      if (refused) return { refuse: refused, status: 403 };
-    }
-    audit(req, key, status, grant, status === 101 ? 'websocket opened' : undefined);
-    return { headers };
+    // The grant may have been revoked (or the route removed) while the upstream took its time (a long poll, a slow
+    // switch): nothing of the answer goes out then.
+    const refused = tunnelRefusal(routed.key, grant);
+    if (refused) return { refuse: refused, status: 403 };
+    audit(req, routed.key, status, grant, status === 101 ? 'websocket opened' : undefined);
+    return { headers: `${headers}${https ? HSTS : ''}${guardReferrer ? `referrer-policy: same-origin${CRLF}` : ''}` };
   };
 
-  const proxy = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
-    const upstream = upstreamOf(req, res, route, key, grant);
-    if (!upstream) return;
-    const head = `${req.method} ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, route, https, listenerHost)}`;
-    res.forward(upstream, head, { response: answer(req, key, grant, false), failed: (reason, status) => deny(req, res, key, { status: status ?? 502, reason, grant }) });
+  /** The socket directory and file of a socket upstream, or the port (the wire opens sockets without following links). */
+  const upstreamOf = (route: GateRoute): UpstreamAddress => ('port' in route.upstream ? { port: route.upstream.port } : { socketDir: paths.socketDir(route.workload), socketName: route.upstream.socket });
+
+  const forwardContext = (routed: Routed, grant: GrantRecord, route: GateRoute): ForwardContext => ({
+    route,
+    https,
+    forwardedHost: routed.host ?? listenerHost,
+    prefix: routed.host === undefined ? `/p/${routed.workload}/${routed.preview}` : undefined,
+    identity: signer.assertion(grant, routed.key),
+  });
+
+  const proxy = (req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, grant: GrantRecord): void => {
+    const { rest, query, key } = routed;
+    const head = `${req.method} ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, forwardContext(routed, grant, route))}`;
+    res.forward(upstreamOf(route), head, {
+      response: answer(req, routed, grant, false),
+      failed: (reason, status) => deny(req, res, key, { status: status ?? 502, reason, grant }),
+      // Streams (SSE, long polls, downloads) are held to the grant like tunnels: revoke and expiry cut them.
+      check: () => tunnelRefusal(key, grant),
+      cut: (reason, midResponse) => {
+        if (midResponse) audit(req, key, 403, grant, `response cut: ${reason}`);
+      },
+    });
   };
 
-  const tunnel = (req: WireRequest, res: WireResponder, route: GateRoute, key: string, grant: GrantRecord, rest: string, query: string): void => {
-    const upstream = upstreamOf(req, res, route, key, grant);
-    if (!upstream) return;
-    const head = `GET ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, route, https, listenerHost)}connection: upgrade${CRLF}upgrade: websocket${CRLF}`;
-    res.tunnel(upstream, head, {
-      response: answer(req, key, grant, true),
+  const tunnel = (req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, grant: GrantRecord): void => {
+    const { rest, query, key } = routed;
+    const head = `GET ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, forwardContext(routed, grant, route))}connection: upgrade${CRLF}upgrade: websocket${CRLF}`;
+    res.tunnel(upstreamOf(route), head, {
+      response: answer(req, routed, grant, true),
       failed: (reason, status) => deny(req, res, key, { status: status ?? 502, reason, grant }, '', true),
       check: () => tunnelRefusal(key, grant),
       closed: ({ cut, bytesFromClient, bytesFromUpstream }) => {
@@ -438,8 +541,12 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     keepAliveTimeout: 5_000,
     checkInterval: 1_000,
     maxConnections: 1024,
+    maxConnectionsPerSource: options.maxConnectionsPerSource ?? 64,
+    onConnectionRefused: (address) => refusals.connectionRefused(address),
     onRequest: handle,
-    onParseError: ({ code, status, source }) => requestLog.add(gateEntry(host, 'gate.request', 'failed', { preview: 'unknown/unknown', source, status, reason: `rejected by the HTTP parser (${code})` }, { actor: 'anonymous' })),
+    onParseError: ({ code, status, source }) => {
+      if (refusals.refusal(source.slice(0, source.lastIndexOf(':'))).audit) requestLog.add(gateEntry(host, 'gate.request', 'failed', { preview: 'unknown/unknown', source, status, reason: `rejected by the HTTP parser (${code})` }, { actor: 'anonymous' }));
+    },
     onInternalError: (error) => warn(`connection failed: ${(error as Error).stack ?? String(error)}`),
   });
   const server = wire.server;
@@ -462,7 +569,7 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
       wire.closeAll();
     });
   try {
-    writeListenerRecord(paths.listener, { version: 1, address: options.address, port, tls, ...(publicUrl ? { publicUrl } : {}), pid: process.pid, started: new Date().toISOString() });
+    writeListenerRecord(paths.listener, { version: 1, address: options.address, port, tls, ...(publicUrl ? { publicUrl } : {}), routing, domain, pid: process.pid, started: new Date().toISOString() });
   } catch (error) {
     await stop();
     throw error;
@@ -485,7 +592,9 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     url: baseUrl(options.address, port, tls),
     close: async () => {
       clearInterval(sweeper);
+      clearInterval(refusalRoller);
       await stop();
+      refusals.roll(Number.MAX_SAFE_INTEGER);
       requestLog.flush(true);
     },
   };
@@ -519,11 +628,35 @@ function connectionTokens(raw: string[]): Set<string> | undefined {
   return out;
 }
 
+/** What forwardHeaders adds besides the client's headers. */
+interface ForwardContext {
+  route: GateRoute;
+  https: boolean;
+  /** The preview's own host (host routing) or the listener's `address:port` (path routing): never a client's choice. */
+  forwardedHost: string;
+  /** Path routing: the prefix the browser sees. */
+  prefix: string | undefined;
+  /** The signed identity assertion (identity.ts). */
+  identity: string;
+}
+
+/** A request header the upstream never sees as the client sent it. Names with `_` are dropped like nginx does by
+ *  default: `X_Forwarded_For` and the like are read as `X-Forwarded-For` by CGI-style frameworks (look-alikes). */
+function requestHeaderDropped(k: string, listed: Set<string> | undefined): boolean {
+  return HOP_BY_HOP.has(k) || REQUEST_DROPPED.has(k) || listed?.has(k) === true || k.startsWith('x-forwarded-') || k.startsWith('x-agentvm-') || k.includes('_') || CLIENT_ADDRESS_HEADERS.has(k);
+}
+
+/** A cookie pair of the gate's own (under either routing, with or without a `__Host-`/`__Secure-` prefix). */
+function isGateCookieName(name: string): boolean {
+  return name.toLowerCase().replace(/^__(host|secure)-/, '').startsWith(COOKIE_PREFIX);
+}
+
 /**
- * The request header lines an upstream sees: no hop-by-hop or framing headers, no gate cookies, no client-chosen address
- * headers; Host and X-Forwarded-* set by the gate. Names go lowercase; a malformed header is dropped.
+ * The request header lines an upstream sees: no hop-by-hop or framing headers, no gate cookies, no client-chosen address,
+ * identity or look-alike headers; Host, X-Forwarded-* and the signed identity set by the gate. Names go lowercase; a
+ * malformed header is dropped.
  */
-function forwardHeaders(req: WireRequest, route: GateRoute, https: boolean, listenerHost: string): string {
+function forwardHeaders(req: WireRequest, ctx: ForwardContext): string {
   const raw = req.rawHeaders;
   const listed = connectionTokens(raw);
   let out = '';
@@ -534,22 +667,23 @@ function forwardHeaders(req: WireRequest, route: GateRoute, https: boolean, list
     if (k === 'cookie') {
       for (const part of v.split(';')) {
         const c = part.trim();
-        if (c === '' || c.startsWith(COOKIE_PREFIX)) continue;
+        if (c === '' || isGateCookieName(c)) continue;
         cookies = cookies === '' ? c : `${cookies}; ${c}`;
       }
       continue;
     }
-    if (HOP_BY_HOP.has(k) || REQUEST_DROPPED.has(k) || listed?.has(k) || k.startsWith('x-forwarded-') || CLIENT_ADDRESS_HEADERS.has(k)) continue;
+    if (requestHeaderDropped(k, listed)) continue;
     if (!TOKEN.test(k) || !FIELD_VALUE.test(v)) continue;
     out += `${k}: ${v}${CRLF}`;
   }
   if (cookies !== '' && FIELD_VALUE.test(cookies)) out += `cookie: ${cookies}${CRLF}`;
+  const route = ctx.route;
   out += `host: ${'port' in route.upstream ? `127.0.0.1:${route.upstream.port}` : 'localhost'}${CRLF}`;
   out += `x-forwarded-for: ${req.remoteAddress}${CRLF}`;
-  out += `x-forwarded-proto: ${https ? 'https' : 'http'}${CRLF}`;
-  out += `x-forwarded-prefix: /p/${route.workload}/${route.preview}${CRLF}`;
-  // The client's Host header is attacker-chosen: the upstream learns the listener's own address instead.
-  out += `x-forwarded-host: ${listenerHost}${CRLF}`;
+  out += `x-forwarded-proto: ${ctx.https ? 'https' : 'http'}${CRLF}`;
+  if (ctx.prefix !== undefined) out += `x-forwarded-prefix: ${ctx.prefix}${CRLF}`;
+  out += `x-forwarded-host: ${ctx.forwardedHost}${CRLF}`;
+  out += `${IDENTITY_HEADER}: ${ctx.identity}${CRLF}`;
   return out;
 }
 
@@ -558,7 +692,24 @@ function forwardHeaders(req: WireRequest, route: GateRoute, https: boolean, list
  * and cookie names compare as the browser stores them, so leading `=` and whitespace go and case is ignored.
  */
 function touchesGateCookie(setCookie: string): boolean {
-  return setCookie.replace(/^[\s=]+/, '').toLowerCase().startsWith(COOKIE_PREFIX);
+  return isGateCookieName(setCookie.replace(/^[\s=]+/, ''));
+}
+
+/**
+ * Whether a Set-Cookie reaches beyond the preview: any Domain attribute (it would cover sibling previews), and under
+ * path routing a Path outside the route's prefix (`/`, another preview's path).
+ */
+function cookieOutsidePreview(setCookie: string, prefix: string | undefined): boolean {
+  const attributes = setCookie.split(';').slice(1);
+  let path: string | undefined;
+  for (const a of attributes) {
+    const eq = a.indexOf('=');
+    const name = (eq === -1 ? a : a.slice(0, eq)).trim().toLowerCase();
+    if (name === 'domain') return true;
+    if (name === 'path') path = a.slice(eq + 1).trim();
+  }
+  // Without a Path the browser uses the request's directory, which is under the prefix the browser requested.
+  return prefix !== undefined && path !== undefined && !path.startsWith(prefix);
 }
 
 function escapeHtml(text: string): string {
@@ -566,10 +717,12 @@ function escapeHtml(text: string): string {
 }
 
 /**
- * The response header lines a client sees: no hop-by-hop headers, no Clear-Site-Data, no Set-Cookie that would touch a
- * gate cookie. Undefined when a name or value is malformed (the response is refused, never repaired).
+ * The response header lines a client sees: no hop-by-hop headers, no Clear-Site-Data, Service-Worker-Allowed or
+ * Strict-Transport-Security (the gate's own), no Set-Cookie that would touch a gate cookie or reach beyond the preview
+ * (`prefix`: the route's path under path routing). Undefined when a name or value is malformed (the response is
+ * refused, never repaired).
  */
-function responseHeaders(raw: string[]): string | undefined {
+function responseHeaders(raw: string[], prefix: string | undefined, ownReferrerPolicy: boolean): string | undefined {
   const listed = connectionTokens(raw);
   let out = '';
   for (let i = 0; i < raw.length; i += 2) {
@@ -577,9 +730,10 @@ function responseHeaders(raw: string[]): string | undefined {
     const v = raw[i + 1]!;
     if (!TOKEN.test(k) || !FIELD_VALUE.test(v)) return undefined;
     if (HOP_BY_HOP.has(k) || listed?.has(k)) continue;
-    // Clear-Site-Data "cookies" would wipe every gate session of the (shared) origin.
-    if (k === 'clear-site-data') continue;
-    if (k === 'set-cookie' && touchesGateCookie(v)) continue;
+    // Clear-Site-Data "cookies" would wipe the gate's session; Service-Worker-Allowed would let a worker control paths
+    // beyond its script's (under path routing: other previews, the exchange page).
+    if (RESPONSE_DROPPED.has(k) || (ownReferrerPolicy && k === 'referrer-policy')) continue;
+    if (k === 'set-cookie' && (touchesGateCookie(v) || cookieOutsidePreview(v, prefix))) continue;
     out += `${k}: ${v}${CRLF}`;
   }
   return out;

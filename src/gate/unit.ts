@@ -28,7 +28,7 @@ export interface GateUnitInput {
   root: string;
   host: string;
   /** Listener flags on the command line (`gate serve --print-unit`); absent: the server reads server.json. */
-  listen?: { address: string; port: number; tls?: { cert: string; key: string }; publicUrl?: string };
+  listen?: { address: string; port: number; tls?: { cert: string; key: string }; publicUrl?: string; routing?: 'path'; domain?: string };
   scope: 'system' | 'user';
   /** The address that owns the unit (`gate.server`), written as X-AgentvmOwner= so list/delete touch only ours. */
   owner?: string;
@@ -46,6 +46,8 @@ export function renderGateUnit(input: GateUnitInput): { text?: string; diagnosti
   if (input.listen) args.push('--address', input.listen.address, '--port', String(input.listen.port));
   if (input.listen?.tls) args.push('--tls-cert', input.listen.tls.cert, '--tls-key', input.listen.tls.key);
   if (input.listen?.publicUrl) args.push('--public-url', input.listen.publicUrl);
+  if (input.listen?.routing) args.push('--routing', input.listen.routing);
+  if (input.listen?.domain) args.push('--domain', input.listen.domain);
   const bad = [...args, ...(input.extraService ?? []), ...(input.owner !== undefined ? [input.owner] : [])].filter((a) => unsafe(a) || a === '');
   if (bad.length) {
     return { diagnostics: [errorDiag(GateCode.unsafeUnitValue, `A value for ${GATE_UNIT} cannot be written into a unit file safely: ${JSON.stringify(bad[0])}.`, { detail: 'Unit lines must not contain line breaks, %, $, quotes, backslashes or control characters. Use paths without them.' })] };

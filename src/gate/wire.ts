@@ -16,10 +16,17 @@
 //   no byte after it and not paused; a failed exchange destroys it.
 // - A WebSocket tunnel (after the upstream's 101 to an upgrade the policy allowed) passes bytes unparsed, each chunk
 //   only after the policy's check, and never an upgrade request's body.
+// - A forwarded exchange with a policy check() is checked before every response body chunk and by the sweep every
+//   second; a refusal answers 403 (nothing sent yet) or closes the client connection (mid-response).
+// - A socket upstream is connected through an O_PATH descriptor of the very inode checked to be a socket (see
+//   UpstreamAddress); pooled connections are keyed by that inode, per request.
+// - One client address holds at most maxConnectionsPerSource connections (counted on the raw TCP connection, before any
+//   TLS handshake); past half of it, its header timeout shrinks to a fifth.
 // - Nothing a peer sends throws out of this file: parse errors become 400/431/502 or a closed connection.
 
 import { STATUS_CODES } from 'node:http';
 import { createRequire } from 'node:module';
+import { closeSync, constants as fsConstants, fstatSync, openSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
 import tls from 'node:tls';
 
@@ -72,9 +79,20 @@ export interface ForwardHooks {
   /** The upstream failed (unreachable, malformed or refused response) before any byte went to the client: answer it
    *  (`status`: the policy's own, when it refused the response; else a gateway error). */
   failed(reason: string, status?: number): void;
+  /** Why the response must stop now (a revoked or expired grant, a removed route), or undefined. Called before every
+   *  response body chunk and once a second while the exchange is in flight, like a tunnel's check. */
+  check?(): string | undefined;
+  /** check() refused: the gate answered `status 403` (no byte out yet) or closed the connection mid-response. */
+  cut?(reason: string, midResponse: boolean): void;
 }
 
-export type UpstreamAddress = { port: number } | { socketPath: string };
+/**
+ * A loopback port, or a socket file `socketName` in the directory `socketDir`. A socket is never connected by path: the
+ * directory is opened without following a link, the file is opened (O_PATH, no link followed) through that descriptor
+ * and checked to be a socket, and the connection is made to the descriptor (`/proc/self/fd/N`). Swapping either for a
+ * symlink between the check and the connect cannot redirect it: the inode checked is the inode connected.
+ */
+export type UpstreamAddress = { port: number } | { socketDir: string; socketName: string };
 
 /** A WebSocket tunnel: after the upstream's 101, bytes pass unparsed, each chunk only after `check()` allows it. */
 export interface TunnelHooks extends ForwardHooks {
@@ -112,6 +130,12 @@ export interface WireServerOptions {
   /** Resolution of the three timeouts above. */
   checkInterval: number;
   maxConnections: number;
+  /** Connections one client address may hold at once; more are closed as they arrive. */
+  maxConnectionsPerSource: number;
+  /** Connections `remoteAddress` holds now (set by createWireServer). */
+  sourceLoad?(remoteAddress: string): number;
+  /** A connection from `remoteAddress` was closed at once (over maxConnectionsPerSource). */
+  onConnectionRefused?(remoteAddress: string): void;
   onRequest(req: WireRequest, res: WireResponder): void;
   /** A request the parser refused (the gate answers `status` and closes). */
   onParseError(info: { code: string; status: number; source: string }): void;
@@ -158,22 +182,30 @@ class UpstreamPool {
   private readonly free = new Map<string, UpstreamConnection[]>();
   readonly all = new Set<UpstreamConnection>();
 
+  /**
+   * A connection to `address`: a pooled one to the very socket checked for THIS request (the pool is keyed by the
+   * socket's device and inode as opened now, so a connection made before the path was swapped is never handed out for
+   * the new one), or a new one. Throws UpstreamRefused when the socket file is not a socket.
+   */
   acquire(address: UpstreamAddress): { conn: UpstreamConnection; reused: boolean } {
-    const key = 'port' in address ? `p${address.port}` : `s${address.socketPath}`;
-    const list = this.free.get(key);
+    const target = resolveUpstream(address);
+    const list = this.free.get(target.key);
     while (list && list.length > 0) {
       const conn = list.pop()!;
-      if (conn.usable()) return { conn, reused: true };
+      if (conn.usable()) {
+        target.release();
+        return { conn, reused: true };
+      }
       conn.destroy();
     }
-    const conn = new UpstreamConnection(this, key, address);
+    const conn = new UpstreamConnection(this, target.key, target);
     this.all.add(conn);
     return { conn, reused: false };
   }
 
   /** A new connection that never returns to the pool (a tunnel's). */
   fresh(address: UpstreamAddress): UpstreamConnection {
-    const conn = new UpstreamConnection(this, '', address);
+    const conn = new UpstreamConnection(this, '', resolveUpstream(address));
     this.all.add(conn);
     return conn;
   }
@@ -204,6 +236,53 @@ class UpstreamPool {
   }
 }
 
+/** A socket upstream that failed its check (not a real directory holding a real socket). */
+export class UpstreamRefused extends Error {}
+
+/** Linux O_PATH: a descriptor naming a file without opening it for I/O (not in fs.constants). */
+const O_PATH = 0o10000000;
+
+interface ResolvedUpstream {
+  key: string;
+  /** What net.connect gets. */
+  connect: net.NetConnectOpts;
+  /** Closes the descriptors held for the connect (idempotent). */
+  release(): void;
+}
+
+/**
+ * Opens a socket upstream without following links (see UpstreamAddress) and returns where to connect: the descriptor's
+ * /proc path, valid until release(). The pool key names the inode, so identity, not path, decides pooling.
+ */
+function resolveUpstream(address: UpstreamAddress): ResolvedUpstream {
+  if ('port' in address) return { key: `p${address.port}`, connect: { host: '127.0.0.1', port: address.port, noDelay: true }, release: () => {} };
+  let dir: number | undefined;
+  let file: number | undefined;
+  try {
+    dir = openSync(address.socketDir, O_PATH | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+    file = openSync(`/proc/self/fd/${dir}/${address.socketName}`, O_PATH | fsConstants.O_NOFOLLOW);
+    const st = fstatSync(file);
+    if (!st.isSocket()) throw new UpstreamRefused('upstream socket is not a socket file');
+  } catch (error) {
+    if (file !== undefined) closeSync(file);
+    if (dir !== undefined) closeSync(dir);
+    if (error instanceof UpstreamRefused) throw error;
+    throw new UpstreamRefused(`upstream socket is not a socket file (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  closeSync(dir);
+  const st = fstatSync(file);
+  let held: number | undefined = file;
+  return {
+    key: `s${st.dev}:${st.ino}`,
+    connect: { path: `/proc/self/fd/${file}` },
+    release: () => {
+      if (held === undefined) return;
+      closeSync(held);
+      held = undefined;
+    },
+  };
+}
+
 class UpstreamConnection {
   readonly socket: Socket;
   private readonly parser: LlhttpParser;
@@ -222,8 +301,10 @@ class UpstreamConnection {
   /** A byte arrived that starts a message nobody asked for: this connection is never pooled. */
   private dirty = false;
 
-  constructor(private readonly pool: UpstreamPool, readonly key: string, address: UpstreamAddress) {
-    this.socket = 'port' in address ? net.connect({ host: '127.0.0.1', port: address.port, noDelay: true }) : net.connect({ path: address.socketPath });
+  constructor(private readonly pool: UpstreamPool, readonly key: string, target: ResolvedUpstream) {
+    this.socket = net.connect(target.connect);
+    // The descriptor is needed until connect(2) has resolved it, never after.
+    this.socket.once('connect', target.release).once('close', target.release);
     this.parser = new HTTPParser();
     this.parser.initialize(HTTPParser.RESPONSE, {}, 64 * 1024, HTTPParser.kLenientNone);
     this.parser[HTTPParser.kOnHeaders] = (headers: string[]) => this.exchange?.upstreamHeaders.push(...headers);
@@ -392,6 +473,8 @@ class Exchange implements WireResponder {
   started = false;
   /** When the upstream last sent a byte of this exchange's response (or when the request went to it). */
   upstreamActivity = Date.now();
+  /** When the policy last checked this exchange (ms): body chunks in the same millisecond skip the check. */
+  private checkedAt = 0;
   /** A WebSocket upgrade the policy let through (tunnel()). */
   isTunnel = false;
   private tunnelHooks: TunnelHooks | undefined;
@@ -472,7 +555,12 @@ class Exchange implements WireResponder {
     this.hooks = hooks;
     this.upstreamAddress = upstream;
     this.outHead = `${head}${CRLF}`;
-    const conn = this.conn.pool.fresh(upstream);
+    let conn: UpstreamConnection;
+    try {
+      conn = this.conn.pool.fresh(upstream);
+    } catch (error) {
+      return this.upstreamFailed(error instanceof UpstreamRefused ? error.message : `upstream unreachable (${(error as Error).message})`);
+    }
     this.upstream = conn;
     conn.exchange = this;
     conn.socket.write(this.outHead, 'latin1');
@@ -582,7 +670,14 @@ class Exchange implements WireResponder {
 
   private connectUpstream(): void {
     this.upstreamActivity = Date.now();
-    const { conn, reused } = this.conn.pool.acquire(this.upstreamAddress!);
+    let acquired: { conn: UpstreamConnection; reused: boolean };
+    try {
+      acquired = this.conn.pool.acquire(this.upstreamAddress!);
+    } catch (error) {
+      this.reused = false;
+      return this.upstreamFailed(error instanceof UpstreamRefused ? error.message : `upstream unreachable (${(error as Error).message})`);
+    }
+    const { conn, reused } = acquired;
     this.upstream = conn;
     this.reused = reused;
     conn.exchange = this;
@@ -605,6 +700,7 @@ class Exchange implements WireResponder {
       decision = { refuse: `upstream response not forwardable (${(error as Error).message})` };
     }
     if ('refuse' in decision) return this.upstreamFailed(decision.refuse, decision.status);
+    this.checkedAt = Date.now(); // the policy's response hook has just run its checks
     if (this.isTunnel) {
       this.responseStarted = true;
       if (status === 101) {
@@ -629,6 +725,10 @@ class Exchange implements WireResponder {
 
   upstreamBody(chunk: Buffer): void {
     if (!this.responseStarted || this.done) return;
+    // A stream (server-sent events, a long download) is held to its grant like a tunnel: checked before every chunk,
+    // except within the millisecond of the previous check (the head's, or the chunk before): a body that arrives in
+    // one burst costs one check, and a revocation still cuts the first chunk that comes a millisecond after it.
+    if (this.hooks?.check && Date.now() !== this.checkedAt && this.recheck()) return;
     const c = this.conn;
     if (this.framing === 'chunked') {
       c.write(`${chunk.length.toString(16)}${CRLF}`, 'latin1');
@@ -649,6 +749,36 @@ class Exchange implements WireResponder {
     this.conn.forgetPausedUpstream(up.socket);
     up.completed(keepAlive && this.requestComplete);
     this.finish(this.framing === 'close' || this.conn.closing);
+  }
+
+  /**
+   * Runs the policy's check for a forwarded exchange (per chunk, and from the sweep while it waits or streams). A refusal
+   * ends it: 403 when nothing went to the client yet, else the connection closes. Returns whether it was cut.
+   */
+  recheck(): boolean {
+    if (this.done || this.isTunnel || !this.hooks?.check) return false;
+    this.checkedAt = Date.now();
+    let reason: string | undefined;
+    try {
+      reason = this.hooks.check();
+    } catch (error) {
+      reason = `check failed (${(error as Error).message})`;
+    }
+    if (!reason) return false;
+    const midResponse = this.responseStarted;
+    this.retried = true; // never sent again: the grant no longer allows it
+    this.hooks.cut?.(reason, midResponse);
+    if (midResponse) {
+      const up = this.upstream;
+      this.upstream = undefined;
+      if (up) this.conn.releaseBackpressure(up.socket);
+      up?.destroy();
+      this.done = true;
+      this.conn.destroy();
+    } else {
+      this.upstreamFailed(reason, 403);
+    }
+    return true;
   }
 
   upstreamFailed(reason: string, status?: number): void {
@@ -951,6 +1081,8 @@ class ClientConnection {
   check(now: number): void {
     const tunnel = this.phase === 'tunnel' ? this.queue[0]?.tunnelState : undefined;
     tunnel?.check();
+    // A forwarded exchange waiting on its upstream (a long poll) or streaming (SSE, a download) is checked too.
+    if (!tunnel && this.queue[0]?.started) this.queue[0].recheck();
     if (this.destroyed) return;
     // Bytes still waiting to reach the client: a slow reader is not idle. It is cut only when nothing moves for
     // SEND_STALL_MS (a client that stopped reading holds no connection for ever). Moving: the queue changed size, or
@@ -975,7 +1107,9 @@ class ClientConnection {
       return;
     }
     const age = now - this.phaseSince;
-    if (this.phase === 'head' && age > this.options.headersTimeout) {
+    // A source holding over half its connection quota gets a fifth of the header time (slow-header floods).
+    const headersTimeout = (this.options.sourceLoad?.(this.remoteAddress) ?? 0) > this.options.maxConnectionsPerSource / 2 ? this.options.headersTimeout / 5 : this.options.headersTimeout;
+    if (this.phase === 'head' && age > headersTimeout) {
       if (this.queue.length === 0) {
         this.options.onParseError({ code: 'ERR_HTTP_REQUEST_TIMEOUT', status: 408, source: this.source });
         this.closing = true;
@@ -1027,7 +1161,9 @@ export function reasonPhrase(status: number): string {
   return STATUS_CODES[status] ?? 'Status';
 }
 
-export function createWireServer(options: WireServerOptions): WireServer {
+export function createWireServer(given: WireServerOptions): WireServer {
+  const perSource = new Map<string, number>();
+  const options: WireServerOptions = { ...given, sourceLoad: (address) => perSource.get(address) ?? 0 };
   const pool = new UpstreamPool();
   const connections = new Set<ClientConnection>();
   const onConnection = (socket: Socket): void => {
@@ -1037,6 +1173,23 @@ export function createWireServer(options: WireServerOptions): WireServer {
     ? tls.createServer({ cert: options.tls.cert, key: options.tls.key, allowHalfOpen: true, handshakeTimeout: options.headersTimeout }, onConnection)
     : net.createServer({ allowHalfOpen: true, noDelay: true }, onConnection);
   server.maxConnections = options.maxConnections;
+  // Per source address, counted on the raw TCP connection (before any TLS handshake): one address cannot take every
+  // slot of the gate with slow connections (slowloris); a connection over its quota is closed as it arrives.
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '?';
+    const held = perSource.get(address) ?? 0;
+    if (held >= options.maxConnectionsPerSource) {
+      socket.destroy();
+      options.onConnectionRefused?.(address);
+      return;
+    }
+    perSource.set(address, held + 1);
+    socket.once('close', () => {
+      const n = (perSource.get(address) ?? 1) - 1;
+      if (n <= 0) perSource.delete(address);
+      else perSource.set(address, n);
+    });
+  });
   if (options.tls) server.on('tlsClientError', () => {});
   const sweeper = setInterval(() => {
     const now = Date.now();

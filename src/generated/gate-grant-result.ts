@@ -5,6 +5,9 @@
  */
 export interface GateGrantResult {
   grant: GrantSummary;
+  /**
+   * The one-time link: the preview's own origin under host routing (https://<preview>--<workload>.<domain>/?grant=…, on localhost with a --<tag>), or <gate>/p/<workload>/<preview>/?grant=… under path routing.
+   */
   link: string;
   listener: {
     /**

@@ -41,6 +41,14 @@ export interface Host {
        * The origin people reach the gate at when a TLS-terminating proxy is in front of it (https://previews.example.com): grant links use it, session cookies are Secure when it is https, and WebSocket handshakes from it pass the same-origin check.
        */
       publicUrl?: string;
+      /**
+       * How a preview is named. host (the default): its own origin, <preview>--<workload>.<domain>, so previews cannot read, script or set cookies for each other (ADR 0014). path: every preview under /p/<workload>/<preview>/ on one origin; only where all previews trust each other.
+       */
+      routing?: 'host' | 'path';
+      /**
+       * The gate domain under host routing: previews are <preview>--<workload>.<domain>. Default: publicUrl's host name, else localhost (browsers resolve *.localhost to loopback without DNS). Behind a proxy, point the wildcard *.<domain> (DNS and certificate) at it.
+       */
+      domain?: string;
       tls?: {
         /**
          * Certificate by reference (file:/abs/path).

@@ -101,7 +101,7 @@ export interface Signature {
 export interface Profile {
   name: Name;
   /**
-   * argv; the first element is a program on PATH or a path relative to the release directory.
+   * argv. The first element without a `/` (python3, node) is a program on the unit's fixed PATH; with a `/` (./agent.pl, bin/server) it is a file relative to the release directory. A bare script name such as agent.pl is refused.
    *
    * @minItems 1
    */

@@ -5,7 +5,10 @@
 // Invariant: the result is deterministic (sorted like every other diagnostic list) and holds one finding per
 // (code, file, JSON path), so two sweeps that see the same bad value report it once.
 
-import type { DesiredState } from '../contracts/desired-state.js';
+import type { DesiredState, LoadedDocument, WorkloadDefinition } from '../contracts/desired-state.js';
+import type { Host } from '../generated/host.js';
+import type { WorkloadContract } from '../generated/workload-contract.js';
+import type { WorkloadManifest } from '../generated/workload-manifest.js';
 import { compareDiagnostics, type Diagnostic } from '../diagnostics/index.js';
 import { workloadContext, type PolicyContext, type PolicyRule, type WorkloadRule } from './context.js';
 import { canaryRules } from './rules/canary.js';
@@ -28,7 +31,7 @@ import { effectiveTiers, type EffectiveTiers } from './tiers.js';
 
 export { effectiveTiers, RISK_TIERS, TIER_TABLE, tierRank, type EffectiveTiers, type RiskTier, type TierControls, type UntrustedInputRule } from './tiers.js';
 export type { PolicyContext, PolicyRule, WorkloadContext, WorkloadRule } from './context.js';
-export { findSecret, parseSecretReference, type SecretFinding, type SecretReference } from './secret-detectors.js';
+export { findSecret, parseSecretReference, type SecretFinding, type SecretReference } from '../secrets/secret-detectors.js';
 /** Promotion controls (canary, tested rollback): they need the lockfile and the live host, so plan evaluates them. */
 export { promotionRules, type PromotionInput } from './rules/promotion.js';
 
@@ -65,7 +68,8 @@ export function evaluatePolicy(state: DesiredState): Diagnostic[] {
 }
 
 /** `evaluatePolicy` plus the effective tier table it used. */
-export function evaluatePolicyWithTiers(state: DesiredState): PolicyResult {
+export function evaluatePolicyWithTiers(loaded: DesiredState): PolicyResult {
+  const state = withRejectedDocuments(loaded);
   const tiers = effectiveTiers(state.config);
   const base: PolicyContext = { state, tiers };
   const found: Diagnostic[] = [...tiers.diagnostics];
@@ -84,4 +88,32 @@ export function evaluatePolicyWithTiers(state: DesiredState): PolicyResult {
   });
   diagnostics.sort(compareDiagnostics);
   return { diagnostics, tiers };
+}
+
+const REJECTED_WORKLOAD_DOC = /^workloads\/([^/]+)\/(contract|manifest)\.yaml$/;
+const REJECTED_HOST_DOC = /^hosts\/([^/]+)\.ya?ml$/;
+
+/**
+ * The state policy evaluates: the loaded one plus the documents that failed their schema, each where it belongs.
+ * A schema error in one document must not hide policy errors in it or in the others (validate reports every
+ * problem in one run); the rules read documents defensively, so a partly valid one only yields fewer findings.
+ * Nothing else sees this view: plan and apply never deploy a rejected document.
+ */
+function withRejectedDocuments(state: DesiredState): DesiredState {
+  if (!state.rejected || state.rejected.length === 0) return state;
+  const workloads = new Map<string, WorkloadDefinition>([...state.workloads].map(([k, v]) => [k, { ...v }]));
+  const hosts = new Map(state.hosts);
+  for (const doc of state.rejected) {
+    const wl = REJECTED_WORKLOAD_DOC.exec(doc.file);
+    if (wl) {
+      const def = workloads.get(wl[1]!);
+      if (!def) continue;
+      if (wl[2] === 'contract' && !def.contract) def.contract = doc as LoadedDocument<WorkloadContract>;
+      if (wl[2] === 'manifest' && !def.manifest) def.manifest = doc as LoadedDocument<WorkloadManifest>;
+      continue;
+    }
+    const host = REJECTED_HOST_DOC.exec(doc.file);
+    if (host && !hosts.has(host[1]!)) hosts.set(host[1]!, doc as LoadedDocument<Host>);
+  }
+  return { ...state, workloads, hosts };
 }

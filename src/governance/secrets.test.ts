@@ -4,8 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { evaluatePolicy } from './index.js';
 import { BASELINE, edit, lineIn, stateOf } from './policy.fixture.js';
-import { findSecret, isSecretEnvName, isSecretEnvReference, parseSecretReference, shannonEntropy } from './secret-detectors.js';
-import { quote } from './text-safety.js';
+import { findSecret, isSecretEnvName, isSecretEnvReference, parseSecretReference, shannonEntropy } from '../secrets/secret-detectors.js';
+import { quote } from '../secrets/text-safety.js';
 
 // Fabricated test values in the shapes real credentials have. None of them is a live credential.
 const SECRETS = {
@@ -50,12 +50,20 @@ describe('findSecret', () => {
     'git@github.com:example/agent.git',
     'platform-team@example.com',
     'Answers questions about the shared project files, with a task-runner and desk-lookup skill.',
-    '0123456789abcdef0123456789abcdef01234567',
-    'a3f1c9d24b7e8a0f5c6d1e2b3a4f5e6d7c8b9a0f1e2d3c4b5a69788796a5b4c3',
+    'sha256:a3f1c9d24b7e8a0f5c6d1e2b3a4f5e6d7c8b9a0f1e2d3c4b5a69788796a5b4c3',
+    'https://github.com/example/agent/commit/0123456789abcdef0123456789abcdef01234567',
     'PYTHONDONTWRITEBYTECODE',
     '${CREDENTIALS_DIRECTORY}/chat-token',
   ])('does not flag %j', (value) => {
     expect(findSecret(value)).toBeUndefined();
+  });
+
+  it('reads a bare 40/64-hex value by its field: a pin under sha256/commit, a token anywhere else', () => {
+    const pin = 'a3f1c9d24b7e8a0f5c6d1e2b3a4f5e6d7c8b9a0f1e2d3c4b5a69788796a5b4c3';
+    expect(findSecret(pin, { field: 'sha256' })).toBeUndefined();
+    expect(findSecret('0123456789abcdef0123456789abcdef01234567', { field: 'commit' })).toBeUndefined();
+    expect(findSecret(pin, { field: 'AGENT_SESSION' })?.kind).toBe('high-entropy-hex');
+    expect(findSecret(pin)?.kind).toBe('high-entropy-hex');
   });
 
   it('accepts a well-formed digest in a digest field but not elsewhere', () => {

@@ -109,17 +109,25 @@ export function startGate(root: string, extra: string[] = [], env: NodeJS.Proces
 
 export interface Reply { status: number; headers: IncomingHttpHeaders; body: string }
 
-/** One request on a fresh connection (no agent), nothing followed. */
-export function request(url: string, opts: { method?: string; headers?: Record<string, string>; ca?: Buffer } = {}): Promise<Reply> {
+/** Where a test reaches a host name: `*.localhost` is loopback (as browsers resolve it, without DNS), and so is the
+ *  reserved `*.test` the TLS suites name their gate domains under. */
+export function connectAddress(hostname: string): string {
+  return hostname === 'localhost' || hostname.endsWith('.localhost') || hostname.endsWith('.test') ? '127.0.0.1' : hostname;
+}
+
+/** One request on a fresh connection (no agent), nothing followed. `*.localhost` names reach 127.0.0.1 with their Host. */
+export function request(url: string, opts: { method?: string; headers?: Record<string, string>; ca?: Buffer; body?: string; localAddress?: string } = {}): Promise<Reply> {
   const u = new URL(url);
   const mod = u.protocol === 'https:' ? https : http;
+  const headers: Record<string, string> = { host: u.host, ...(opts.headers ?? {}) };
+  if (opts.body !== undefined) headers['content-length'] = String(Buffer.byteLength(opts.body));
   return new Promise((resolve, reject) => {
-    const req = mod.request({ hostname: u.hostname, port: u.port, path: `${u.pathname}${u.search}`, method: opts.method ?? 'GET', headers: opts.headers ?? {}, agent: false, ...(opts.ca ? { ca: opts.ca } : {}) }, (res) => {
+    const req = mod.request({ host: connectAddress(u.hostname), servername: u.hostname, port: u.port, path: `${u.pathname}${u.search}`, method: opts.method ?? 'GET', headers, agent: false, ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
     });
     req.on('error', reject);
-    req.end();
+    req.end(opts.body);
   });
 }
 
@@ -144,9 +152,19 @@ export async function grant(root: string, target: string, opts: { to?: string; t
   return { result: JSON.parse(cli.stdout), cli };
 }
 
-/** Follows a grant link once; returns the reply and the `name=value` of the session cookie it set. */
-export async function exchange(link: string, ca?: Buffer): Promise<{ reply: Reply; cookie?: string; setCookie?: string }> {
-  const reply = await request(link, ca ? { ca } : {});
+/**
+ * Follows a grant link as a person does: opens it (a page; nothing spent), then presses its button (a same-origin POST
+ * of the link). Returns the POST's reply (303 on success) and the `name=value` of the session cookie it set.
+ */
+export async function exchange(link: string, ca?: Buffer): Promise<{ reply: Reply; page: Reply; cookie?: string; setCookie?: string }> {
+  const page = await request(link, ca ? { ca } : {});
+  const u = new URL(link);
+  const reply = await request(link, { method: 'POST', headers: { origin: u.origin, 'sec-fetch-site': 'same-origin', 'content-type': 'application/x-www-form-urlencoded' }, body: '', ...(ca ? { ca } : {}) });
   const setCookie = (reply.headers['set-cookie'] ?? [])[0];
-  return { reply, ...(setCookie ? { setCookie, cookie: setCookie.split(';')[0]! } : {}) };
+  return { reply, page, ...(setCookie ? { setCookie, cookie: setCookie.split(';')[0]! } : {}) };
+}
+
+/** The Host header of a preview under host routing on the gate's default domain. */
+export function previewHost(workload: string, preview: string, port: number, domain = 'localhost'): string {
+  return `${preview}--${workload}.${domain}:${port}`;
 }

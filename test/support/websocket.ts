@@ -57,6 +57,10 @@ export interface WsUpstream {
   open(): number;
   /** Writes a `tick` frame on every open socket (a socket whose peer is gone then errors and closes). */
   poke(): void;
+  /** Upgrade requests seen so far. */
+  handshakesSeen(): number;
+  /** Sends the 101 every /slow-101 request is waiting for. */
+  switchSlow(): void;
   close(): Promise<void>;
 }
 
@@ -64,6 +68,7 @@ export async function startWsUpstream(): Promise<WsUpstream> {
   const received: string[] = [];
   const handshakes: http.IncomingHttpHeaders[] = [];
   const sockets = new Set<Socket>();
+  const held: Array<() => void> = [];
   const server = http.createServer((req, res) => {
     if (req.url === '/') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
@@ -85,7 +90,8 @@ export async function startWsUpstream(): Promise<WsUpstream> {
     if (req.url !== '/ignore-fin') socket.on('end', () => socket.end());
     socket.on('close', () => sockets.delete(socket));
     const switched = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(String(req.headers['sec-websocket-key']))}\r\n\r\n`;
-    if (req.url === '/slow-101') setTimeout(() => socket.write(switched), 1_000);
+    // /slow-101 answers when the test says so (switchSlow), not after a delay a loaded machine could outrun.
+    if (req.url === '/slow-101') held.push(() => socket.write(switched));
     else socket.write(switched);
     let buf: Buffer = Buffer.alloc(0);
     socket.on('data', (d: Buffer) => {
@@ -108,6 +114,8 @@ export async function startWsUpstream(): Promise<WsUpstream> {
     handshakes,
     open: () => sockets.size,
     poke: () => sockets.forEach((s) => s.write(wsFrame('tick', false))),
+    handshakesSeen: () => handshakes.length,
+    switchSlow: () => held.splice(0).forEach((f) => f()),
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));

@@ -5,7 +5,7 @@
 import { didYouMean } from '../../contracts/did-you-mean.js';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, list, record, specOf, text, type WorkloadRule } from '../context.js';
-import { quote } from '../text-safety.js';
+import { quote } from '../../secrets/text-safety.js';
 
 export const canaryRules: WorkloadRule = (ctx) => {
   const doc = ctx.manifest;

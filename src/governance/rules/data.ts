@@ -2,7 +2,7 @@
 
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, list, record, specOf, text, type WorkloadRule } from '../context.js';
-import { describePathProblem, relativePathProblem } from '../text-safety.js';
+import { describePathProblem, relativePathProblem } from '../../secrets/text-safety.js';
 
 export const dataRules: WorkloadRule = (ctx) => {
   const doc = ctx.contract;

@@ -3,7 +3,7 @@
 
 import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, list, record, specOf, text, type WorkloadRule } from '../context.js';
-import { quote } from '../text-safety.js';
+import { quote } from '../../secrets/text-safety.js';
 
 const ANY_ADDRESS = new Set(['0.0.0.0', '::', '[::]', 'any', '']);
 

@@ -9,7 +9,7 @@ import type { JsonPath } from '../../contracts/yaml-document.js';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type { WorkloadManifest } from '../../generated/workload-manifest.js';
 import { at, lineOf, list, record, specOf, text, type PolicyRule } from '../context.js';
-import { quote } from '../text-safety.js';
+import { quote } from '../../secrets/text-safety.js';
 
 /** The gate's port when the host does not set one (host.schema.json's default). */
 const DEFAULT_GATE_PORT = 8443;

@@ -10,8 +10,8 @@ import type { LoadedDocument } from '../../contracts/desired-state.js';
 import type { JsonPath } from '../../contracts/yaml-document.js';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, list, record, specOf, text, type PolicyRule, type WorkloadRule } from '../context.js';
-import { parseSecretReference, secretScheme } from '../secret-detectors.js';
-import { breaksLine, describePathProblem, describeUnsafe, hasParentSegment, relativePathProblem, unitUnsafe, type UnsafeReason } from '../text-safety.js';
+import { parseSecretReference, secretScheme } from '../../secrets/secret-detectors.js';
+import { breaksLine, describePathProblem, describeUnsafe, hasParentSegment, relativePathProblem, unitUnsafe, type UnsafeReason } from '../../secrets/text-safety.js';
 
 type Check = (value: string) => UnsafeReason | undefined;
 

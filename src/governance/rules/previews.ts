@@ -4,7 +4,14 @@
 
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, lineOf, list, record, specOf, text, type WorkloadRule } from '../context.js';
-import { quote } from '../text-safety.js';
+import { quote } from '../../secrets/text-safety.js';
+import { formatDuration, parseDuration } from '../../gate/duration.js';
+
+/**
+ * The longest grant a preview may allow: 30 days. A preview is a temporary, revocable look at a workload; a grant
+ * that outlives a month is standing access, which belongs in the workload's own listener and contract (ADR 0013).
+ */
+export const MAX_PREVIEW_TTL_MS = 30 * 86_400_000;
 
 export const previewRules: WorkloadRule = (ctx) => {
   const doc = ctx.manifest;
@@ -36,6 +43,15 @@ export const previewRules: WorkloadRule = (ctx) => {
           address: ctx.address,
         }));
       }
+    }
+    const maxTtl = text(preview.maxTtl);
+    const ttl = maxTtl === undefined ? undefined : parseDuration(maxTtl);
+    if (ttl !== undefined && ttl > MAX_PREVIEW_TTL_MS) {
+      out.push(errorDiag('preview.max-ttl', `Preview ${shown()} allows grants of ${quote(maxTtl, 'more than 30 days')}, longer than the ${formatDuration(MAX_PREVIEW_TTL_MS)} a preview may last.`, {
+        detail: `Set \`maxTtl\` to at most ${formatDuration(MAX_PREVIEW_TTL_MS)} (e.g. \`8h\` or \`7d\`); grant again when it expires. Standing access is not a preview.`,
+        ...at(doc, ['spec', 'previews', i, 'maxTtl']),
+        address: ctx.address,
+      }));
     }
     const upstream = record(preview.upstream);
     if (!upstream) return;

@@ -8,7 +8,7 @@
 import type { JsonPath } from '../../contracts/yaml-document.js';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, list, record, specOf, text, type WorkloadContext, type WorkloadRule } from '../context.js';
-import { describePathProblem, quote, relativePathProblem, safeText } from '../text-safety.js';
+import { describePathProblem, quote, relativePathProblem, safeText } from '../../secrets/text-safety.js';
 
 export const signatureRules: WorkloadRule = (ctx) => {
   const doc = ctx.manifest;

@@ -3,8 +3,8 @@
 
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, record, specOf, text, type WorkloadRule } from '../context.js';
-import { findSecret } from '../secret-detectors.js';
-import { describePathProblem, quote, relativePathProblem, safeText } from '../text-safety.js';
+import { findSecret } from '../../secrets/secret-detectors.js';
+import { describePathProblem, quote, relativePathProblem, safeText } from '../../secrets/text-safety.js';
 
 const COMMIT = /^[0-9a-f]{40}$/;
 /** semver.org's grammar, anchored: MAJOR.MINOR.PATCH[-prerelease][+build], no leading zeros, no ranges. */

@@ -4,7 +4,7 @@
 
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, lineOf, list, record, specOf, text, type WorkloadRule } from '../context.js';
-import { quote } from '../text-safety.js';
+import { quote } from '../../secrets/text-safety.js';
 
 export const substrateRules: WorkloadRule = (ctx) => {
   const doc = ctx.manifest;

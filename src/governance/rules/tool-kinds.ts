@@ -12,7 +12,7 @@
 
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, list, record, specOf, text, type WorkloadRule } from '../context.js';
-import { quote } from '../text-safety.js';
+import { quote } from '../../secrets/text-safety.js';
 
 const FIELDS: Record<'program' | 'mcp' | 'kindless', ReadonlySet<string>> = {
   program: new Set(['kind', 'name', 'path', 'sha256']),

@@ -4,15 +4,21 @@
 
 import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, lineOf, list, record, specOf, text, type WorkloadRule } from '../context.js';
-import { quote } from '../text-safety.js';
+import { quote } from '../../secrets/text-safety.js';
 
 /** A version string that names one release: no ranges, wildcards, tags or spaces, and at least one digit. */
 const VERSION_CHARS = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 
+/** `v4`, `4`, `1.2`, `v1.2`: a major or minor line that moves with every release (like a GitHub Actions `@v4`). */
+const FLOATING_LINE = /^v?[0-9]+(?:\.[0-9]+)?$/i;
+/** Build or channel words that name a moving target: `1.0-SNAPSHOT`, `2-latest`, `nightly-2`, `3.1-dev`. */
+const FLOATING_WORD = /(?:^|[._+-])(?:snapshot|latest|stable|nightly|edge|dev|main|master|head|lts|current|canary|beta-latest)(?:$|[._+-])/i;
+
 export function isExactToolVersion(v: string): boolean {
   if (!VERSION_CHARS.test(v) || !/[0-9]/.test(v)) return false;
   for (const part of v.split('.')) if (part === 'x' || part === 'X') return false;
+  if (FLOATING_LINE.test(v) || FLOATING_WORD.test(v)) return false;
   return true;
 }
 
@@ -52,7 +58,7 @@ export const toolRules: WorkloadRule = (ctx) => {
     const pinnedBySha = sha !== undefined && SHA256.test(sha);
     if (version !== undefined && !isExactToolVersion(version)) {
       out.push(report('policy.tool-unpinned', `Tool ${shown()} has version ${quote(version, 'that is not exact')}, which is a range, tag or wildcard.`, {
-        detail: 'Pin the exact release (e.g. `version: 1.4.2`), or pin the content with `sha256: <64 hex>`. Ranges such as `^1`, `~1.2`, `1.x`, `>=1`, `*` and tags such as `latest` let the tool change under the contract.',
+        detail: 'Pin the exact release (e.g. `version: 1.4.2`), or pin the content with `sha256: <64 hex>`. Ranges such as `^1`, `~1.2`, `1.x`, `>=1`, `*`, release lines such as `v4` or `1.2`, and tags such as `latest` or `1.0-SNAPSHOT` let the tool change under the contract.',
         ...at(doc, ['spec', 'tools', i, 'version']),
         address: ctx.address,
       }));

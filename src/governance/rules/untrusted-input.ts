@@ -5,7 +5,7 @@
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, list, record, specOf, text, type WorkloadRule } from '../context.js';
 import { RISK_TIERS, type EffectiveTiers } from '../tiers.js';
-import { quote } from '../text-safety.js';
+import { quote } from '../../secrets/text-safety.js';
 
 export const untrustedInputRules: WorkloadRule = (ctx) => {
   const doc = ctx.contract;

@@ -34,6 +34,8 @@ export function expandGate(req: ExpandRequest): ExpandResponse {
         port: gate.port ?? 8443,
         tls: gate.tls ? { cert: gate.tls.cert, key: gate.tls.key } : null,
         ...(gate.publicUrl ? { publicUrl: gate.publicUrl } : {}),
+        ...(gate.routing === 'path' ? { routing: 'path' } : {}),
+        ...(gate.domain ? { domain: gate.domain } : {}),
         scope: req.host.spec.systemd?.scope ?? 'system',
       },
       dependsOn: [],

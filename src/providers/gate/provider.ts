@@ -103,7 +103,7 @@ export class GateProvider implements Provider {
     const parsed = names ? routeFromConfig(desired.config, names.workload, address) : { diagnostics: [badAddress(address)] };
     if (!parsed.route) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] }; // validate reports it
     if (!live.exists) {
-      return { action: 'create', effect: 'none', reasons: [locked ? { code: 'live-missing', message: 'The route was applied but is missing from the route table.' } : { code: 'new', message: `A new preview route /p/${parsed.route.workload}/${parsed.route.preview}/ (no grants until someone runs \`agentvm gate grant\`).` }], drift, diagnostics: [] };
+      return { action: 'create', effect: 'none', reasons: [locked ? { code: 'live-missing', message: 'The route was applied but is missing from the route table.' } : { code: 'new', message: `A new preview route ${parsed.route.workload}/${parsed.route.preview} (no grants until someone runs \`agentvm gate grant\`).` }], drift, diagnostics: [] };
     }
     if (live.digest !== routeDigest(parsed.route)) {
       const before = (live.attributes?.route ?? {}) as Partial<GateRoute>;
@@ -133,7 +133,7 @@ export class GateProvider implements Provider {
       if (existed || removed.length) {
         auditGateEvent(paths.audit, gateEntry(host.host, 'gate.route-delete', 'ok', { preview: key, reason: `route removed with ${removed.length} grant(s)` }, { address: change.address }));
       }
-      req.progress?.(`${change.address}: route /p/${key}/ removed with ${removed.length} grant(s)`);
+      req.progress?.(`${change.address}: route ${key} removed with ${removed.length} grant(s)`);
       return { diagnostics: [] };
     }
     if (!change.desired) return { diagnostics: [errorDiag(GateCode.invalidConfig, `Change ${change.action} of ${change.address} carries no desired configuration.`, { address: change.address })] };
@@ -144,7 +144,7 @@ export class GateProvider implements Provider {
       table.routes[key] = parsed.route;
       table.host = host.host;
       writeRouteTable(paths.routes, table);
-      req.progress?.(`${change.address}: route /p/${key}/ → ${'port' in parsed.route.upstream ? `127.0.0.1:${parsed.route.upstream.port}` : `socket ${parsed.route.upstream.socket}`}`);
+      req.progress?.(`${change.address}: route ${key} → ${'port' in parsed.route.upstream ? `127.0.0.1:${parsed.route.upstream.port}` : `socket ${parsed.route.upstream.socket}`}`);
     }
     return {
       locked: { address: change.address, provider: this.type, workload: names.workload, identity: key, digest: routeDigest(parsed.route) },

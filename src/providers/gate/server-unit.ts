@@ -41,6 +41,10 @@ export interface GateServerConfig {
   tls: { cert: string; key: string } | null;
   /** The public origin behind a TLS-terminating proxy, or null. */
   publicUrl: string | null;
+  /** `path` routing (the opt-in) or null: host routing. */
+  routing?: 'host' | 'path' | null;
+  /** The gate domain (host routing), or null: the default. */
+  domain?: string | null;
   scope: UnitScope;
 }
 
@@ -69,17 +73,17 @@ export interface LiveGateServer {
 }
 
 export function parseServerConfig(config: Record<string, unknown>, address: string): { config?: GateServerConfig; diagnostics: Diagnostic[] } {
-  const problems = serverSettingsProblems({ host: 'h', address: config.address, port: config.port, tls: config.tls ?? null, publicUrl: config.publicUrl ?? null });
+  const problems = serverSettingsProblems({ host: 'h', address: config.address, port: config.port, tls: config.tls ?? null, publicUrl: config.publicUrl ?? null, routing: config.routing ?? null, domain: config.domain ?? null });
   if (config.scope !== 'system' && config.scope !== 'user') problems.push('scope must be system or user');
   if (problems.length) {
     return { diagnostics: [errorDiag(GateCode.invalidConfig, `${address}: ${problems.join('; ')}.`, { address, detail: 'The gate listener comes from the host spec (`spec.gate`); fix it there and plan again.' })] };
   }
   const tls = config.tls as { cert: string; key: string } | null | undefined;
-  return { config: { address: config.address as string, port: config.port as number, tls: tls ? { cert: tls.cert, key: tls.key } : null, publicUrl: typeof config.publicUrl === 'string' ? config.publicUrl : null, scope: config.scope as UnitScope }, diagnostics: [] };
+  return { config: { address: config.address as string, port: config.port as number, tls: tls ? { cert: tls.cert, key: tls.key } : null, publicUrl: typeof config.publicUrl === 'string' ? config.publicUrl : null, routing: config.routing === 'path' ? 'path' : null, domain: typeof config.domain === 'string' ? config.domain : null, scope: config.scope as UnitScope }, diagnostics: [] };
 }
 
 function settingsOf(config: GateServerConfig, host: string): GateServerSettings {
-  return normaliseServerSettings({ version: 1, host, address: config.address, port: config.port, tls: config.tls, publicUrl: config.publicUrl });
+  return normaliseServerSettings({ version: 1, host, address: config.address, port: config.port, tls: config.tls, publicUrl: config.publicUrl, routing: config.routing ?? null, domain: config.domain ?? null });
 }
 
 const sha256 = (text: string): string => `sha256:${createHash('sha256').update(text).digest('hex')}`;

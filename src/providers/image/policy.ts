@@ -65,7 +65,7 @@ export function preparePolicy(policy: SignaturePolicy | undefined): PreparedPoli
       return fail(
         SignatureCode.KeyInvalid,
         `The signature policy's public key is not a usable PEM public key (${(err as Error).message}).`,
-        'Set `signature.key` to an unmodified PEM public key ("-----BEGIN PUBLIC KEY-----"), e.g. the key.pub written by `node scripts/sign-local.js keygen`.',
+        'Set `signature.key` to an unmodified PEM public key ("-----BEGIN PUBLIC KEY-----"), e.g. the signing.pub.pem written by `node scripts/sign-local.js keygen`.',
       );
     }
   }

@@ -27,16 +27,16 @@ describe('scripts/sign-local.js', () => {
   it('GIVEN a fresh key and a signed file WHEN verified with the public key THEN it passes; one changed byte is refused', async () => {
     const keys = join(dir, 'keys');
     await run(process.execPath, [SCRIPT, 'keygen', keys]);
-    expect((await stat(join(keys, 'key.pem'))).mode & 0o077).toBe(0); // the private key is readable by its owner only
+    expect((await stat(join(keys, 'signing.key.pem'))).mode & 0o077).toBe(0); // the private key is readable by its owner only
 
     const artifact = join(dir, 'rootfs.img');
     const bytes = Buffer.alloc(3 * 1024 * 1024 + 7, 0x5a); // spans several read chunks
     await writeFile(artifact, bytes);
-    const { stdout } = await run(process.execPath, [SCRIPT, 'sign', '--key', join(keys, 'key.pem'), artifact], { maxBuffer: 1 << 20 });
+    const { stdout } = await run(process.execPath, [SCRIPT, 'sign', '--key', join(keys, 'signing.key.pem'), artifact], { maxBuffer: 1 << 20 });
     const bundle = JSON.parse(stdout) as { mediaType: string; verificationMaterial: { publicKey: { hint: string } } };
     expect(bundle.mediaType).toBe('application/vnd.dev.sigstore.bundle.v0.3+json');
 
-    const publicKeyPem = await readFile(join(keys, 'key.pub'), 'utf8');
+    const publicKeyPem = await readFile(join(keys, 'signing.pub.pem'), 'utf8');
     const pinned = createHash('sha256').update(bytes).digest('hex');
     const request = { bundle, artifactSha256: pinned, artifact: bytes, policy: { kind: 'key' as const, publicKeyPem }, thresholds: { tlog: 0, ctlog: 0, tsa: 0 } };
     const res = await verifyArtifact(request);

@@ -12,7 +12,7 @@
 //     the live release id (the tarball's integrity cannot be recovered from unpacked files).
 
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readRegularFile } from '../../contracts/bounded-read.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
@@ -133,7 +133,8 @@ async function readTarball(source: string): Promise<Buffer> {
     return bytes;
   }
   const file = source.startsWith('file://') ? fileURLToPath(source) : source;
-  return readFile(file);
+  // A regular file under the size limit, checked before any byte is read: `tarball: /dev/zero` is refused at once.
+  return readRegularFile(file, MAX_TARBALL_BYTES);
 }
 
 /** Checks a package's entries: package.json at the root names exactly `name` and `version`. */

@@ -323,7 +323,7 @@ export function egressAllowList(egress: readonly EgressRule[], address: string):
   const diagnostics = hostnames.length === 0 ? [] : [
     warningDiag(SystemdCode.egressHostname, `${address}: egress to ${hostnames.join(', ')} stays blocked: IPAddressAllow= takes IP addresses, not host names.`, {
       address,
-      detail: 'The unit denies all IP traffic except loopback and the listed addresses. List the destinations by IP address (or CIDR), or route them through an egress proxy on an allowed address; host-name allowlists need the network-namespace egress design (DESIGN §6).',
+      detail: 'The unit denies all IP traffic except loopback and the listed addresses. List the destinations by IP address (or CIDR), or route them through an egress proxy on an allowed address; host-name allowlists are not available for units yet (README, "Gateway units").',
     }),
   ];
   return { allow: [...allow], diagnostics };

@@ -114,7 +114,7 @@ export class SystemdProvider implements Provider {
     if (config.scope === 'user' && TIER_ORDER.indexOf(config.riskTier) >= TIER_ORDER.indexOf('moderate')) {
       diagnostics.push(warningDiag(SystemdCode.notEnforced, `${resource.address}: in user scope the egress allowlist (IPAddressDeny=/IPAddressAllow=) is written but not enforced.`, {
         address: resource.address,
-        detail: 'A user manager cannot attach the cgroup BPF filters that enforce IP allowlists (MemoryMax=/TasksMax= also need delegated cgroup controllers). Run moderate-and-above workloads in system scope, or enforce egress outside the unit (network namespace, DESIGN §6).',
+        detail: 'A user manager cannot attach the cgroup BPF filters that enforce IP allowlists (MemoryMax=/TasksMax= also need delegated cgroup controllers). Run moderate-and-above workloads in system scope, or enforce egress outside the unit (a network namespace or firewall on the host).',
       }));
     }
     return { diagnostics };
