@@ -119,10 +119,15 @@ export async function resolveExec(input: ResolveInput): Promise<ExecFacts> {
   // release-relative programs are left out here and checked by apply, which runs after the release is installed.
   const releaseInstalled = await isDirectory(input.toHost(input.releaseDir));
   const pins = input.programs.filter((p) => p.path.startsWith('/') || releaseInstalled);
-  for (const p of pins) roots.push(programPath(p, input.releaseDir));
-  for (const root of roots) await addProgram(root, files, dirs, input.toHost, 0);
   const programs: ExecFacts['programs'] = [];
-  for (const p of pins) programs.push({ name: p.name, path: p.path, seen: await sha256Of(input.toHost(programPath(p, input.releaseDir))) });
+  for (const p of pins) {
+    // A release-relative program must be a file of the release: a symlink out of it (bin/tool → /bin/sh) would
+    // grant whatever it points to under an innocent name. It counts as missing, and apply refuses the unit.
+    const inRelease = p.path.startsWith('/') || (await staysUnder(programPath(p, input.releaseDir), input.releaseDir, input.toHost));
+    if (inRelease) roots.push(programPath(p, input.releaseDir));
+    programs.push({ name: p.name, path: p.path, seen: inRelease ? await sha256Of(input.toHost(programPath(p, input.releaseDir))) : null });
+  }
+  for (const root of roots) await addProgram(root, files, dirs, input.toHost, 0);
   return { files: [...files].sort(), dirs: [...dirs].sort(), programs };
 }
 
@@ -209,6 +214,16 @@ async function managerRealpath(file: string, toHost: (p: string) => string): Pro
   }
 }
 
+/** The file's real path is inside `dir` (both resolved on the host). */
+async function staysUnder(file: string, dir: string, toHost: (p: string) => string): Promise<boolean> {
+  try {
+    const [real, base] = await Promise.all([realpath(toHost(file)), realpath(toHost(dir))]);
+    return real.startsWith(`${base}/`);
+  } catch {
+    return false;
+  }
+}
+
 async function isDirectory(p: string): Promise<boolean> {
   try {
     return (await stat(p)).isDirectory();
@@ -262,7 +277,7 @@ export function programDrift(pins: readonly ProgramPin[], facts: ExecFacts | nul
 
 /** The same mismatches as apply's refusal: the unit does not start until the pin or the file is fixed. */
 export function programRefusal(pins: readonly ProgramPin[], facts: ExecFacts, address: string): Diagnostic[] {
-  return mismatches(pins, facts).map((m) => errorDiag(SystemdCode.toolDigest, `${address}: program ${m.name} (${m.path}) ${m.seen === null ? 'is missing or unreadable' : `hashes to sha256:${m.seen}, not its pin sha256:${m.pinned}`}; the unit is not started.`, {
+  return mismatches(pins, facts).map((m) => errorDiag(SystemdCode.toolDigest, `${address}: program ${m.name} (${m.path}) ${m.seen === null ? 'is missing, unreadable, or (in the release) a link out of the release' : `hashes to sha256:${m.seen}, not its pin sha256:${m.pinned}`}; the unit is not started.`, {
     address,
     detail: 'A declared program runs only with the bytes the contract pins. If the change is intended, review it and set `sha256:` of the tool in the contract to the new digest (`sha256sum <file>`); otherwise restore the file. Then apply again.',
   }));
