@@ -10,7 +10,7 @@ export const LAYERS = [
   ['app'],
   ['governance', 'engine'],
   ['providers'],
-  ['gate'],
+  ['gate', 'mcp'],
   ['state', 'contracts'],
   ['diagnostics', 'generated', 'support', 'secrets'],
   ['model'],

@@ -53,12 +53,47 @@ export interface Metadata {
   };
 }
 /**
- * A tool pinned by exact version or by content hash (sha256).
+ * One entry of the tool allowlist. kind program: an executable the workload may run, pinned by the sha256 of its bytes. kind mcp: an MCP server the workload may use through its profile's MCP gateway, with the tools it may call, each pinned by the sha256 of its canonical description (decisions/0022). Without kind (the v1alpha1 form {name, version|sha256}): still read and checked, but it grants nothing at run time.
  */
 export interface Tool {
+  /**
+   * program: an executable; mcp: an MCP server. Absent: a kindless entry that grants nothing (rewrite it as a program or mcp entry).
+   */
+  kind?: 'program' | 'mcp';
   name: string;
+  /**
+   * Kindless entries only: an exact version.
+   */
   version?: string;
+  /**
+   * program: the sha256 of the executable's bytes. Kindless entries: a content hash.
+   */
   sha256?: string;
+  /**
+   * program only: an absolute path on the host, or a path relative to the workload's release directory.
+   */
+  path?: string;
+  /**
+   * mcp only: the argv of a stdio server, its program relative to the release directory (or a program on the gateway PATH, e.g. node).
+   *
+   * @minItems 1
+   */
+  command?: [string, ...string[]];
+  /**
+   * mcp only: the endpoint of a streamable-HTTP server; its host and port must also be an egress destination.
+   */
+  url?: string;
+  /**
+   * mcp only: the tools of the server the workload may call. Anything else the server offers is neither listed nor callable.
+   */
+  tools?: McpToolPin[];
+}
+/**
+ * One MCP tool the workload may call, pinned by the sha256 of its canonical description: canonical JSON of {name, description, inputSchema} (decisions/0022).
+ */
+export interface McpToolPin {
+  name: string;
+  sha256: string;
 }
 export interface EgressRule {
   /**

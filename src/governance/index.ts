@@ -23,6 +23,7 @@ import { hostSecretRules, secretReferenceRules, secretScanRules } from './rules/
 import { signatureRules } from './rules/signature.js';
 import { sourceRules } from './rules/source.js';
 import { substrateRules } from './rules/substrate.js';
+import { toolKindRules } from './rules/tool-kinds.js';
 import { toolRules } from './rules/tools.js';
 import { trustedRootRules } from './rules/trusted-root.js';
 import { untrustedInputRules } from './rules/untrusted-input.js';
@@ -40,6 +41,7 @@ export const WORKLOAD_RULES: readonly WorkloadRule[] = [
   untrustedInputRules,
   substrateRules,
   toolRules,
+  toolKindRules,
   secretReferenceRules,
   egressRules,
   dataRules,

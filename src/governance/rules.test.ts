@@ -136,6 +136,67 @@ describe('tools fail closed', () => {
   });
 });
 
+describe('tool kinds (decisions/0022)', () => {
+  const TOOLS = `    - name: ripgrep\n      version: 14.1.0\n    - name: jq\n      sha256: ${'a'.repeat(64)}\n`;
+  const withTools = (yaml: string): FileMap => {
+    const files = { ...BASELINE };
+    const text = files[WEB_C]!;
+    const start = text.indexOf('    - name: ripgrep');
+    const end = text.indexOf('  egress:');
+    files[WEB_C] = text.slice(0, start) + yaml + text.slice(end);
+    return files;
+  };
+  const SHA = 'b'.repeat(64);
+
+  it('GIVEN a program and an HTTP MCP server whose url is an egress destination THEN there are no findings', () => {
+    const files = withTools(`    - kind: program\n      name: rg\n      path: /usr/bin/rg\n      sha256: ${SHA}\n    - kind: mcp\n      name: search\n      url: https://api.example.com/mcp\n      tools:\n        - name: find\n          sha256: ${SHA}\n    - kind: mcp\n      name: local\n      command: [node, mcp/server.js]\n      tools: []\n`);
+    expect(policyOf(files).filter((d) => d.address === 'workload.web')).toEqual([]);
+  });
+
+  it('GIVEN kindless entries (the v1alpha1 form) THEN they are still read and checked, and say nothing more', () => {
+    expect(BASELINE[WEB_C]).toContain(TOOLS.split('\n')[0]);
+    expect(policyOf(BASELINE).filter((d) => d.address === 'workload.web')).toEqual([]);
+  });
+
+  it('GIVEN a program without sha256 THEN policy.tool-incomplete at the entry', () => {
+    const files = withTools('    - kind: program\n      name: rg\n      path: /usr/bin/rg\n');
+    const d = expectOne(policyOf(files), 'policy.tool-incomplete', WEB_C, files, 'kind: program');
+    expect(d.summary).toContain('`sha256`');
+  });
+
+  it('GIVEN a program with a version THEN policy.tool-field at the version', () => {
+    const files = withTools(`    - kind: program\n      name: rg\n      path: /usr/bin/rg\n      sha256: ${SHA}\n      version: 14.1.0\n`);
+    expectOne(policyOf(files), 'policy.tool-field', WEB_C, files, 'version: 14.1.0');
+  });
+
+  it('GIVEN a kindless entry with a path THEN policy.tool-field says to add a kind', () => {
+    const files = withTools(`    - name: rg\n      path: /usr/bin/rg\n      sha256: ${SHA}\n`);
+    const d = expectOne(policyOf(files), 'policy.tool-field', WEB_C, files, 'path: /usr/bin/rg');
+    expect(d.detail).toContain('kind: program');
+  });
+
+  it.each(['../../bin/sh', 'bin/./x', 'bin//x'])('GIVEN program path %j THEN policy.tool-path', (p) => {
+    const files = withTools(`    - kind: program\n      name: rg\n      path: ${p}\n      sha256: ${SHA}\n`);
+    expectOne(policyOf(files), 'policy.tool-path', WEB_C, files, `path: ${p}`);
+  });
+
+  it('GIVEN an MCP server with both command and url THEN policy.mcp-transport', () => {
+    const files = withTools('    - kind: mcp\n      name: s\n      command: [node, s.js]\n      url: https://api.example.com/mcp\n      tools: []\n');
+    expectOne(policyOf(files), 'policy.mcp-transport', WEB_C, files, 'kind: mcp');
+  });
+
+  it('GIVEN an HTTP MCP server that is not an egress destination THEN policy.mcp-url-egress names the host and port to add', () => {
+    const files = withTools('    - kind: mcp\n      name: s\n      url: http://tools.example.com:8080/mcp\n      tools: []\n');
+    const d = expectOne(policyOf(files), 'policy.mcp-url-egress', WEB_C, files, 'url: http://tools.example.com');
+    expect(d.detail).toContain('{host: tools.example.com, port: 8080}');
+  });
+
+  it('GIVEN an MCP tool listed twice THEN policy.mcp-tool-duplicate at the second', () => {
+    const files = withTools(`    - kind: mcp\n      name: s\n      command: [node, s.js]\n      tools:\n        - name: find\n          sha256: ${SHA}\n        - name: find\n          sha256: ${'c'.repeat(64)}\n`);
+    expectOne(policyOf(files), 'policy.mcp-tool-duplicate', WEB_C, files, `name: find\n          sha256: ${'c'.repeat(64)}`);
+  });
+});
+
 describe('secrets by reference only', () => {
   it('GIVEN a secret ref that is a value WHEN evaluated THEN policy.secret-literal at the ref, without the value', () => {
     const files = edit(BASELINE, WEB_C, 'ref: vault:kv/agents/web#api-key', 'ref: hunter2-correct-horse');

@@ -88,6 +88,15 @@ describe('renderPlanMarkdown', () => {
     expect(md).not.toContain('s3cr3t-value');
   });
 
+  it('lists the tools a change re-pins in its reasons, flagged for review', () => {
+    const c = unitChange('a', 'update');
+    const pins = (sha: string) => ({ profile: 'core', env: {}, mcp: [{ server: 'search', tools: [{ name: 'find', sha256: sha }] }] });
+    const change: PlannedChange = { ...c, desired: { ...c.desired!, config: pins('b'.repeat(64)) }, recorded: { config: pins('a'.repeat(64)) } };
+    const md = renderPlanMarkdown(planOf([change]));
+    expect(md).toContain(`\`tools\` ~ mcp tool search/find re-pinned sha256:${'a'.repeat(12)} → sha256:${'b'.repeat(12)}: description changed since last review`);
+    assertWellFormed(md);
+  });
+
   it('fences content holding backticks with a longer fence', () => {
     const md = renderPlanMarkdown(planOf([unitChange('a', 'create', { NOTE: 'has ```` four backticks' })]));
     expect(md).toContain('`````diff');

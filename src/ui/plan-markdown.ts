@@ -19,6 +19,7 @@ import type { Plan } from '../engine/plan.js';
 import { ACTION_SEVERITY, worstAction, worstEffect, type PlannedChange } from '../model/resources.js';
 import type { Diagnostic } from '../diagnostics/index.js';
 import { ACTION_SYMBOL, groupByWorkload, short, summaryLine } from './plan-text.js';
+import { toolCapabilityLines } from './capabilities-tools.js';
 
 export const MARKDOWN_LIMIT = 65_536;
 
@@ -100,7 +101,10 @@ export function changeDiff(c: PlannedChange, maxLines: number): string | undefin
 }
 
 const reasonText = (c: PlannedChange): string =>
-  c.reasons.map((r) => `\`${r.code}\` ${esc(r.message.startsWith(`${c.address}: `) ? r.message.slice(c.address.length + 2) : r.message)}`).join('<br>');
+  [
+    ...c.reasons.map((r) => `\`${r.code}\` ${esc(r.message.startsWith(`${c.address}: `) ? r.message.slice(c.address.length + 2) : r.message)}`),
+    ...toolCapabilityLines(c).map((line) => `\`tools\` ${esc(line)}`),
+  ].join('<br>');
 
 function countsOf(changes: readonly PlannedChange[]): string {
   const n = (a: PlannedChange['action'], label: string) => {

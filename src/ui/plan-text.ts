@@ -3,6 +3,7 @@
 
 import type { Plan } from '../engine/plan.js';
 import type { Action, PlannedChange } from '../model/resources.js';
+import { toolCapabilityLines } from './capabilities-tools.js';
 import { renderDiagnostics } from './diagnostics-text.js';
 import { plainStyle, type Style } from './style.js';
 import { describeSource } from './validate-text.js';
@@ -65,6 +66,7 @@ export function renderPlanText(plan: Plan, style: Style = plainStyle, opts: { sh
           out.push(style.dim(`        ${short(c.before?.identity)} → ${short(c.after?.identity)}`));
         }
         for (const r of c.reasons) out.push(`        ${style.dim(r.code)}: ${r.message}`);
+        for (const line of toolCapabilityLines(c)) out.push(`        ${style.dim('tools')}: ${line}`);
       }
     }
   }

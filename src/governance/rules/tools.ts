@@ -51,6 +51,8 @@ export const toolRules: WorkloadRule = (ctx) => {
       }
     }
 
+    // Kinds are checked in tool-kinds.ts; the version/sha256 pin below is the kindless (v1alpha1) form's.
+    if (tool.kind !== undefined) return;
     const version = text(tool.version);
     const sha = text(tool.sha256);
     const pinnedBySha = sha !== undefined && SHA256.test(sha);

@@ -37,4 +37,6 @@ export const SystemdCode = {
   accountUnknown: 'systemd.account-unknown',
   /** A host prerequisite of the manager is missing (e.g. /run/credentials for sandboxed credentials). */
   hostPrerequisite: 'systemd.host-prerequisite',
+  /** A declared program (`kind: program` tool) does not hash to its pin, or is missing: the unit is not started (decisions/0022). */
+  toolDigest: 'systemd.tool-digest',
 } as const;

@@ -7,6 +7,8 @@ import type { DesiredResource } from '../../model/index.js';
 import type { ExpandRequest, ExpandResponse } from '../provider.js';
 import { releaseIdOf } from '../release/expand.js';
 import { releaseAddress } from '../release/release-lifecycle.js';
+import { programsOf } from './exec-allowlist.js';
+import { mcpPinsOf } from './mcp-pins.js';
 
 export const unitAddress = (workload: string, profile: string): string => `unit.${workload}.${profile}`;
 
@@ -42,6 +44,8 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
           canary: manifest.spec.canary ?? null,
           releaseId: releaseIdOf(w),
           scope,
+          programs: programsOf(contract.spec.tools),
+          mcp: mcpPinsOf(contract.spec.tools),
         },
         dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : [])],
       });

@@ -19,6 +19,8 @@ import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index
 import type { UnitScope } from './analyze.js';
 import { SystemdCode } from './codes.js';
 import { keyEffect } from './restart-table.js';
+import { execDirectives, parsePrograms, type ExecFacts, type ProgramPin } from './exec-allowlist.js';
+import { parseMcpPins, type McpPinSet } from './mcp-pins.js';
 import {
   environmentAssignment,
   escapeSpecifiers,
@@ -89,6 +91,10 @@ export interface GatewayConfig {
    * (provider.ts). Not rendered: it changes how apply gates the unit, not what the unit runs.
    */
   canary?: { profile: string; soakSeconds: number } | null;
+  /** The contract's `kind: program` tools: the only programs besides the entrypoint and its interpreter (exec-allowlist.ts). */
+  programs?: ProgramPin[];
+  /** The contract's MCP tool pins (mcp-pins.ts). Not rendered: recorded so plan can show a re-pin. */
+  mcp?: McpPinSet[];
 }
 
 /** Where the unit will run, as the manager sees the host: needed to turn names into paths. */
@@ -98,6 +104,8 @@ export interface RenderContext {
   releasesDir: string;
   /** The manager's runtime directory (`%t`): `/run`, or `$XDG_RUNTIME_DIR` in user scope; null when unknown. */
   runtimeDir: string | null;
+  /** The exec allowlist resolved on the host (exec-allowlist.ts resolveExec); absent when validating offline. */
+  exec?: ExecFacts | null;
 }
 
 export interface RenderedFile {
@@ -175,6 +183,10 @@ export function parseGatewayConfig(config: Record<string, unknown>, address: str
     if (typeof c.profile !== 'string' || !NAME.test(c.profile) || typeof soak !== 'number' || !Number.isInteger(soak) || soak < 0) bad('canary', 'must name a profile and a whole number of soakSeconds');
     else canaryValue = { profile: c.profile, soakSeconds: soak };
   }
+  const programs = parsePrograms(config.programs);
+  if (!programs) bad('programs', 'must be a list of {name, path, sha256} without `..`');
+  const mcp = parseMcpPins(config.mcp);
+  if (!mcp) bad('mcp', 'must be a list of {server, tools: [{name, sha256}]}');
   const scopeValue = scope ?? 'system';
   if (scopeValue !== 'system' && scopeValue !== 'user') bad('scope', 'must be system or user');
   if (diagnostics.length > 0 || !parsedAddress) return { diagnostics };
@@ -193,6 +205,8 @@ export function parseGatewayConfig(config: Record<string, unknown>, address: str
       releaseId: releaseId as string,
       scope: scopeValue as UnitScope,
       canary: canaryValue,
+      programs: programs!,
+      ...(mcp && mcp.length > 0 ? { mcp } : {}),
     },
     diagnostics,
   };
@@ -498,6 +512,10 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
   service.push({ key: 'BindReadOnlyPaths', value: releasePath });
   if (socketPath) service.push({ key: 'RuntimeDirectory', value: `agent-gateway/${config.profile}` });
   service.push(...hardeningFor(config.riskTier, config.scope, { privateNetwork }).map(([key, value]) => ({ key, value })));
+  // The exec allowlist (decisions/0022): after the hardening, so its SystemCallFilter=~ narrows the tier's list.
+  const runtimeDirs = socketPath ? [path.posix.dirname(socketPath)] : [];
+  const entry = argv[0]?.startsWith('/') ? argv[0] : null;
+  service.push(...execDirectives({ programs: config.programs ?? [], releaseDir, entrypoint: entry, facts: ctx.exec ?? null, runtimeDirs }).map(([key, value]) => ({ key, value })));
   service.push({ key: 'IPAddressDeny', value: 'any' });
   service.push({ key: 'IPAddressAllow', value: egress.allow.join(' ') });
 

@@ -38,6 +38,8 @@ import {
 } from './gateway-unit.js';
 import { describeHealth, probe, waitHealthy, type HealthResult } from './health.js';
 import { readGateway, readUnit, type LiveGateway } from './live-unit.js';
+import { mcpPinChange } from './mcp-pins.js';
+import { entrypointProgram, programDrift, programRefusal, resolveExec, type ExecFacts } from './exec-allowlist.js';
 import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
 import { valuesOf } from './unit-file.js';
 import { mapBounded } from '../../support/concurrency.js';
@@ -144,7 +146,7 @@ export class SystemdProvider implements Provider {
       exists: result.exists,
       ...(result.exists ? { identity: `${names.workload}/${names.profile}` } : {}),
       ...(result.digest ? { digest: result.digest } : {}),
-      attributes: result.live as unknown as Record<string, unknown>,
+      attributes: { ...result.live, exec: await this.execFacts(req.desired?.config, address, endpoint, managerPath(endpoint, host.paths.releases)) } as unknown as Record<string, unknown>,
     };
     return { live, diagnostics };
   }
@@ -179,6 +181,14 @@ export class SystemdProvider implements Provider {
       ...(locked ? { locked } : {}),
       ...(lockedRendered ? { lockedRendered } : {}),
     });
+    // A declared program whose bytes changed is drift, and the unit must go through apply, which refuses it.
+    const tools = rendered && desired ? programDrift(parseGatewayConfig(desired.config, address).config?.programs ?? [], execOf(liveGateway), address) : [];
+    if (tools.length > 0) {
+      return { action: a.action === 'noop' ? 'update' : a.action, effect: a.action === 'noop' ? 'restart' : a.effect, reasons: [...a.reasons, ...tools], drift: [...a.drift, ...tools], diagnostics: [...diagnostics, ...a.diagnostics] };
+    }
+    // MCP pins are not rendered; a change of them alone is recorded by an update that restarts nothing.
+    const pins = desired && a.action === 'noop' && locked ? mcpPinChange(parseGatewayConfig(desired.config, address).config?.mcp ?? [], (locked.attributes?.config as Record<string, unknown> | undefined)?.mcp, address) : undefined;
+    if (pins) return { action: 'update', effect: 'none', reasons: [pins], drift: a.drift, diagnostics: [...diagnostics, ...a.diagnostics] };
     return { action: a.action, effect: a.effect, reasons: a.reasons, drift: a.drift, diagnostics: [...diagnostics, ...a.diagnostics] };
   }
 
@@ -199,9 +209,13 @@ export class SystemdProvider implements Provider {
     const config = parsed.config;
     const endpoint = this.endpointFor(host, config.scope);
     const releasesDir = managerPath(endpoint, host.paths.releases);
-    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir };
+    const exec = await this.execFacts(change.desired.config, change.address, endpoint, releasesDir);
+    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir, exec };
     const r = renderGateway(config, ctx, change.address);
     if (!r.rendered) return { diagnostics: r.diagnostics.filter((d) => d.severity === 'error') };
+    // Fail closed (decisions/0022): a declared program that does not hash to its pin keeps the unit from running.
+    const refused = exec ? programRefusal(config.programs ?? [], exec, change.address) : [];
+    if (refused.length > 0) return { diagnostics: [...refused, ...(await this.stopRefused(endpoint, r.rendered.unit, change.address, progress))] };
     const rendered = r.rendered;
 
     const releaseHostDir = hostPathOf(endpoint, rendered.releaseDir);
@@ -332,6 +346,25 @@ export class SystemdProvider implements Provider {
   }
 
   // -------------------------------------------------------------------------------------------------------
+
+  /** The exec allowlist of a desired unit resolved on the host (exec-allowlist.ts); null without a usable config. */
+  private async execFacts(config: Record<string, unknown> | undefined, address: string, endpoint: SystemdEndpoint, releasesDir: string): Promise<ExecFacts | null> {
+    const parsed = config ? parseGatewayConfig(config, address).config : undefined;
+    if (!parsed) return null;
+    const releaseDir = path.posix.join(releasesDir, parsed.workload, parsed.releaseId);
+    return resolveExec({ entrypoint: entrypointProgram(parsed.entrypoint, releaseDir), programs: parsed.programs ?? [], releaseDir, reload: parsed.reload, toHost: (p) => hostPathOf(endpoint, p) });
+  }
+
+  /** A unit whose pinned programs changed does not keep running them: it is stopped until apply succeeds. */
+  private async stopRefused(endpoint: SystemdEndpoint, unit: string, address: string, progress: (m: string) => void): Promise<Diagnostic[]> {
+    if (endpoint.mode !== 'online') return [];
+    const state = await this.show(endpoint, unit, ['ActiveState']);
+    if (state.ActiveState !== 'active' && state.ActiveState !== 'activating' && state.ActiveState !== 'reloading') return [];
+    progress(`${address}: stopping ${unit}: a pinned program changed`);
+    const diagnostics: Diagnostic[] = [];
+    await this.ctl(endpoint, ['stop', unit], address, diagnostics);
+    return diagnostics;
+  }
 
   private response(identity: string, rendered: RenderedGateway, config: GatewayConfig, diagnostics: Diagnostic[]): ApplyResponse {
     return {
@@ -537,7 +570,13 @@ function scopeOf(config: Record<string, unknown> | undefined, locked: LockedReso
 }
 
 function contextOf(live: LiveGateway): RenderContext {
-  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir };
+  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir, exec: execOf(live) };
+}
+
+/** The exec facts read() attached to the live attributes (exec-allowlist.ts). */
+function execOf(live: LiveGateway | undefined): ExecFacts | null {
+  const exec = (live as (LiveGateway & { exec?: ExecFacts | null }) | undefined)?.exec;
+  return exec ?? null;
 }
 
 /** True when a `unit.*` resource was read from a running service manager (not rendered offline into a root). */

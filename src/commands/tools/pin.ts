@@ -1,0 +1,40 @@
+import { Args, Flags } from '@oclif/core';
+import { AgentvmCommand, type Outcome } from '../../cli/base-command.js';
+import { pinTools } from '../../app/tools-pin.js';
+import { ExitCode } from '../../diagnostics/index.js';
+import type { ToolsPinResult } from '../../generated/tools-pin-result.js';
+
+export default class ToolsPin extends AgentvmCommand<ToolsPinResult> {
+  static override summary = "Compare the description digests a workload's MCP servers offer now with the contract's pins, and print the contract diff that re-pins them (never written).";
+  static override description = `Connects to every \`kind: mcp\` server of the workload's contract (workloads/<workload>/contract.yaml in the working tree), computes each tool's description digest (sha256 of the canonical JSON of {name, description, inputSchema}, decisions/0022) and compares it with the pin. Prints the unified diff that sets each changed pin to what the server offers now — review the new description, then apply the diff yourself (e.g. with \`git apply\`): a changed description is what a rug pull looks like, so accepting it is never automatic. Tools the server offers but the contract does not list are reported, never added.
+
+Exit codes: 0 every pin matches, 2 a pin changed, a pinned tool is missing, or a tool is offered but unlisted, 1 error.`;
+  static override examples = [
+    { description: 'Review what changed', command: '<%= config.bin %> tools pin research-agent --repo /srv/fleet' },
+    { description: 'Apply the reviewed diff', command: '<%= config.bin %> tools pin research-agent --repo /srv/fleet | git -C /srv/fleet apply' },
+  ];
+  static override args = { workload: Args.string({ required: true, description: 'The workload whose MCP tool pins to check.' }) };
+  static override flags = {
+    repo: Flags.string({ summary: 'Path of the desired-state repository (its working tree is read).', default: '.', helpValue: 'PATH' }),
+    'release-dir': Flags.string({ summary: 'Directory a stdio server\'s command runs in (its release); default workloads/<workload>/ of the repository.', helpValue: 'DIR' }),
+  };
+
+  protected async execute(): Promise<Outcome<ToolsPinResult>> {
+    const { args, flags } = await this.parse(ToolsPin);
+    const result = await pinTools({ repo: flags.repo, workload: args.workload, ...(flags['release-dir'] ? { releaseDir: flags['release-dir'] } : {}) });
+    const pending = result.tools.some((t) => t.status !== 'unchanged');
+    return { result, text: renderPinText(result), exitCode: pending ? ExitCode.Changes : ExitCode.Ok };
+  }
+}
+
+function renderPinText(r: ToolsPinResult): string {
+  const notes = r.tools
+    .filter((t) => t.status !== 'unchanged')
+    .map((t) => {
+      if (t.status === 'changed') return `# ${t.server}/${t.tool}: description changed since last review (pinned sha256:${t.pinned}, seen sha256:${t.seen})`;
+      if (t.status === 'missing') return `# ${t.server}/${t.tool}: pinned, but the server no longer offers it`;
+      return `# ${t.server}/${t.tool}: offered, not allowlisted (to admit it after review: {name: ${t.tool}, sha256: ${t.seen}})`;
+    });
+  if (notes.length === 0) return `# ${r.contract}: every MCP tool pin matches what its server offers.`;
+  return `${notes.join('\n')}\n${r.diff}`;
+}
