@@ -14,7 +14,8 @@ import type { Address, DesiredResource, LiveResource, LockedResource } from '../
 import type { HostContext } from '../providers/provider.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import { gatewayOnline } from '../providers/systemd/index.js';
-import { hostPaths, LocalStateBackend, writeFileAtomic, type Lockfile, type StateBackend } from '../state/index.js';
+import { hostPaths, writeFileAtomic, type Lockfile, type StateBackend } from '../state/index.js';
+import { openStateBackend } from './state-backend.js';
 import { loadDesiredState, selectHost } from './desired.js';
 import { registryFor } from './registry.js';
 import { prepareVerification, verifierFor } from './signatures.js';
@@ -49,9 +50,10 @@ export function hostContext(root: string, host: string, repo: string): HostConte
   return { host, root: resolve(root), paths: hostPaths(resolve(root)), repo };
 }
 
+/** The state backend of `root` under the selection in force (local files by default; ./state-backend.ts). */
 export function stateBackend(root: string): StateBackend {
   checkRoot(root);
-  return new LocalStateBackend(hostPaths(resolve(root)));
+  return openStateBackend(root);
 }
 
 /** `--root` must be a directory (or not exist yet: agentvm creates what it needs under it). */

@@ -181,7 +181,7 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
       diagnostics,
     };
   } finally {
-    lease.release();
+    await lease.release();
   }
 }
 

@@ -1,0 +1,45 @@
+// How the PostgreSQL backend reports trouble: a URL without its password in every message, and database errors turned
+// into diagnostics that say what happened to the state (nothing half-written: every write is one transaction).
+
+import { AgentvmError } from '../../diagnostics/index.js';
+
+/** The URL for messages: user, host, port and database; never a password or query secrets. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    const socket = u.searchParams.get('host');
+    const where = u.hostname || socket || 'localhost';
+    return `postgresql://${u.username ? `${decodeURIComponent(u.username)}@` : ''}${where}${u.port ? `:${u.port}` : ''}${u.pathname}`;
+  } catch {
+    return 'postgresql://(unparsable URL)';
+  }
+}
+
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** Errors that mean "the database went away or never answered", as opposed to a refused statement. */
+export function isConnectionError(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' ? e.code : '';
+  const message = typeof e?.message === 'string' ? e.message : '';
+  return CONNECTION_CODES.has(code) || code.startsWith('08') || code.startsWith('57P') || /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(message);
+}
+
+/** Maps anything a database call threw: our own errors pass through. */
+export function backendError(error: unknown, location: string, what: string): AgentvmError {
+  if (error instanceof AgentvmError) return error;
+  const e = error as { code?: unknown; message?: unknown };
+  const reason = typeof e?.message === 'string' ? e.message.split('\n')[0]!.slice(0, 300) : String(error);
+  if (isConnectionError(error)) {
+    return new AgentvmError('state.backend-unavailable', `The PostgreSQL state backend ${location} stopped answering while ${what} (${reason}).`, {
+      detail:
+        'Every write is one transaction: what was acknowledged is in PostgreSQL, the rest was not recorded. When the database is ' +
+        'back, run the command again (an interrupted apply resumes); check the connection with `agentvm state migrate --check`.',
+      cause: error,
+    });
+  }
+  return new AgentvmError('state.backend-error', `The PostgreSQL state backend ${location} refused a statement while ${what} (${typeof e?.code === 'string' ? `${e.code}: ` : ''}${reason}).`, {
+    detail: 'Nothing of this step was recorded (it was one transaction). Check the database (`agentvm state migrate --check`); if it persists, report it with this message.',
+    cause: error,
+  });
+}
