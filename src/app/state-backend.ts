@@ -8,7 +8,10 @@
 // - One backend per process and URL: every use case of a command shares its connection pool, and the pool lets the
 //   process exit when idle (no close() needed on every path).
 
-import { resolve } from 'node:path';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseYamlDocument } from '../contracts/yaml-document.js';
 import { AgentvmError, userError } from '../diagnostics/index.js';
 import { hostPaths, LocalStateBackend, type StateBackend } from '../state/index.js';
 import { PostgresStateBackend } from '../state/postgres/backend.js';
@@ -90,4 +93,49 @@ export function stateFromRepoConfig(state: { backend?: string; url?: string } | 
     });
   }
   return { backend: 'postgres', url, from: file };
+}
+
+/**
+ * The repository's `spec.state` at `ref` (agentvm.yaml, read straight from git: one small read, not the whole desired
+ * state), checked: a literal URL is refused with file:line, and its value is never echoed.
+ */
+export async function repoStateSelection(repo: string, ref: string): Promise<StateSelection | undefined> {
+  let text: string;
+  try {
+    text = ref === 'WORKTREE' ? readFileSync(join(repo, 'agentvm.yaml'), 'utf8') : await gitShow(repo, `${ref}:agentvm.yaml`);
+  } catch {
+    return undefined; // no agentvm.yaml (or no repository): the desired-state loader reports what is wrong
+  }
+  const doc = parseYamlDocument('agentvm.yaml', text);
+  const spec = (doc.value as { spec?: { state?: { backend?: unknown; url?: unknown } } } | undefined)?.spec;
+  const state = spec?.state;
+  if (!state || typeof state !== 'object') return undefined;
+  const at = doc.locate(['spec', 'state', 'url']);
+  const where = `agentvm.yaml:${at.line ?? 1}`;
+  return stateFromRepoConfig({ ...(typeof state.backend === 'string' ? { backend: state.backend } : {}), ...(typeof state.url === 'string' ? { url: state.url } : {}) }, where);
+}
+
+/**
+ * Used by commands before any use case: flags (and their env variables) win; else the repository's agentvm.yaml;
+ * else the local files. A repository's literal URL is refused even when a flag overrides it.
+ */
+export async function chooseStateBackend(flags: { 'state-backend'?: string | undefined; 'state-url'?: string | undefined }, repo?: { repo: string; ref: string }): Promise<StateSelection> {
+  const fromRepo = repo ? await repoStateSelection(repo.repo, repo.ref) : undefined;
+  let selection: StateSelection;
+  if (flags['state-backend'] === 'postgres' || flags['state-backend'] === 'local') {
+    const url = flags['state-url'] ?? fromRepo?.url;
+    selection = { backend: flags['state-backend'], ...(url ? { url } : {}), from: '--state-backend' };
+  } else if (fromRepo) {
+    selection = flags['state-url'] ? { ...fromRepo, url: flags['state-url'] } : fromRepo;
+  } else {
+    selection = { backend: 'local', from: 'default' };
+  }
+  selectStateBackend(selection);
+  return selection;
+}
+
+function gitShow(repo: string, spec: string): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    execFile('git', ['-C', repo, 'show', spec], { encoding: 'utf8', maxBuffer: 1024 * 1024, env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1' } }, (error, stdout) => (error ? reject(error) : resolvePromise(stdout)));
+  });
 }

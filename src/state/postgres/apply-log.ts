@@ -20,7 +20,7 @@ import { auditRecordProblem, buildRecord, serializeAuditRecord, auditHash, type 
 import type { ApplyLogHandle } from '../backend-types.js';
 import { applyOpsToDraft, canonicalOp, lockfileDraft, lockfileOpProblem, type Lockfile, type LockfileOp } from '../lockfile.js';
 import type { JournalFailure, JournalRecord, WalBatch, WalHeader } from '../wal.js';
-import { backendError } from './errors.js';
+import { backendError, connect } from './errors.js';
 import { fence, type PgLease } from './lease.js';
 
 export interface PgApplyLogInit {
@@ -215,7 +215,7 @@ export class PgApplyLog implements ApplyLogHandle {
   async #transaction(what: string, fn: (client: pg.PoolClient) => Promise<void>): Promise<void> {
     let client: pg.PoolClient | undefined;
     try {
-      client = await this.#pool.connect();
+      client = await connect(this.#pool);
       await client.query('BEGIN');
       await fn(client);
       await client.query('COMMIT');

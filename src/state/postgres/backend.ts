@@ -21,8 +21,9 @@ import { assertHostName } from '../host-paths.js';
 import { DEFAULT_LEASE_MS, LeaseHeldError, describeHolder, leaseStaleness, type LeaseOptions, type LeaseRecord } from '../lease-lock.js';
 import { applyOpsToDraft, emptyLockfile, lockfileDraft, lockfileWriteProblem, LOCKFILE_FORMAT_VERSION, parseLockfile, type Lockfile, type LockfileSource } from '../lockfile.js';
 import { journalOf, WAL_FORMAT_VERSION, type JournalRecord, type WalBatch, type WalHeader } from '../wal.js';
+import { prefixEnd, refuseBackwards } from '../transfer.js';
 import { insertAudit, PgApplyLog, sealedRecord } from './apply-log.js';
-import { backendError, redactUrl } from './errors.js';
+import { backendError, connect, redactUrl } from './errors.js';
 import { fence, PgLease } from './lease.js';
 import { LATEST_SCHEMA_VERSION, migrate, schemaVersion, type MigrationResult } from './schema.js';
 
@@ -31,6 +32,20 @@ export interface PostgresBackendOptions {
   poolSize?: number;
   /** Bound on every statement (default 60 s): a stuck database gives an error, not a hang. */
   queryTimeoutMs?: number;
+}
+
+export interface FleetRow {
+  host: string;
+  publishedAt: string | null;
+  ageSeconds: number | null;
+  commit: string | null;
+  status: string | null;
+  /** The published facts without the provider reads. */
+  summary: Record<string, unknown> | null;
+  lockCommit: string | null;
+  serial: number;
+  lease: LeaseRecord | null;
+  leaseExpired: boolean | null;
 }
 
 interface HostRow {
@@ -70,7 +85,7 @@ export class PostgresStateBackend implements StateBackend {
   /** Applies the missing migrations (`agentvm state migrate`). */
   async migrate(): Promise<MigrationResult> {
     return this.#run('migrating the schema', async () => {
-      const client = await this.pool.connect();
+      const client = await connect(this.pool);
       try {
         return await migrate(client);
       } finally {
@@ -81,7 +96,7 @@ export class PostgresStateBackend implements StateBackend {
 
   async schemaVersion(): Promise<number> {
     return this.#run('reading the schema version', async () => {
-      const client = await this.pool.connect();
+      const client = await connect(this.pool);
       try {
         return await schemaVersion(client);
       } finally {
@@ -357,6 +372,80 @@ export class PostgresStateBackend implements StateBackend {
   }
 
   // -------------------------------------------------------------------------------------------------------------------
+  // Published facts (pull mode: `agentvm agent`; remote plans; `agentvm fleet status`)
+
+  /** Replaces the host's published facts (one row per host). `facts` must hold no secret value (the caller's duty). */
+  async publishFacts(host: string, commit: string | null, status: string, facts: unknown): Promise<void> {
+    assertHostName(host);
+    await this.#transaction(`publishing the facts of ${host}`, async (client) => {
+      await client.query('INSERT INTO agentvm_hosts (host) VALUES ($1) ON CONFLICT DO NOTHING', [host]);
+      await client.query(
+        `INSERT INTO agentvm_facts (host, published_at, commit, status, facts) VALUES ($1, now(), $2, $3, $4)
+         ON CONFLICT (host) DO UPDATE SET published_at = EXCLUDED.published_at, commit = EXCLUDED.commit, status = EXCLUDED.status, facts = EXCLUDED.facts`,
+        [host, commit, status, JSON.stringify(facts)],
+      );
+    });
+  }
+
+  /** The host's last published facts, with when (database clock) and how old they are; null if it never published. */
+  async readFacts<T>(host: string): Promise<{ publishedAt: string; ageSeconds: number; facts: T } | null> {
+    assertHostName(host);
+    return this.#run(`reading the facts of ${host}`, async () => {
+      await this.ready();
+      const r = await this.pool.query<{ published_at: Date; age: number; facts: T }>('SELECT published_at, floor(extract(epoch FROM now() - published_at))::int AS age, facts FROM agentvm_facts WHERE host = $1', [host]);
+      const row = r.rows[0];
+      return row ? { publishedAt: row.published_at.toISOString(), ageSeconds: Math.max(0, row.age), facts: row.facts } : null;
+    });
+  }
+
+  /**
+   * One row per host for the fleet view, in one statement: its published summary (not the reads), its lockfile's
+   * commit and serial, and its lease holder. `fields` picks the small parts of the facts document to return.
+   */
+  async fleetRows(): Promise<FleetRow[]> {
+    return this.#run('reading the fleet', async () => {
+      await this.ready();
+      const r = await this.pool.query<FleetRow>(
+        `SELECT h.host, f.published_at AS "publishedAt", floor(extract(epoch FROM now() - f.published_at))::int AS "ageSeconds",
+                f.commit, f.status, f.facts - 'reads' AS summary, h.lockfile->>'commit' AS "lockCommit", h.serial::int AS serial,
+                l.record AS lease, (l.expires_at <= now()) AS "leaseExpired"
+           FROM agentvm_hosts h LEFT JOIN agentvm_facts f ON f.host = h.host LEFT JOIN agentvm_leases l ON l.host = h.host
+          WHERE f.host IS NOT NULL OR h.lockfile IS NOT NULL OR l.host IS NOT NULL
+          ORDER BY h.host`,
+      );
+      return r.rows.map((row) => ({ ...row, publishedAt: row.publishedAt ? new Date(row.publishedAt).toISOString() : null }));
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------------------------------
+  // Moving state in (`agentvm state push`, src/state/transfer.ts)
+
+  /**
+   * One transaction: appends the records of `lines` the host's chain lacks (it must be a prefix of them) and sets the
+   * lockfile to `lock` as is (same lineage and serial). Returns how many records were appended.
+   */
+  async importHost(host: string, lock: Lockfile | null, lines: readonly string[], lease: HeldLease): Promise<number> {
+    const held = this.#guard(host, lease);
+    return this.#transaction(`importing the state of ${host}`, async (client) => {
+      await fence(client, held);
+      const state = await this.#hostState(client, host, true);
+      refuseBackwards(state.logical, lock, this.location, host);
+      const existing = (await client.query<{ line: string }>('SELECT line FROM agentvm_audit WHERE host = $1 ORDER BY seq', [host])).rows.map((r) => r.line);
+      const from = prefixEnd(existing, lines, `${this.location} (chain of ${host})`, 'the source');
+      for (const line of lines.slice(from)) {
+        const event = JSON.parse(line) as AuditEvent;
+        await insertAudit(client, host, event, line);
+      }
+      if (lock) {
+        if (lock.host !== host) throw toolkitError('state.host-mismatch', `A lockfile of host "${lock.host}" cannot be imported as host "${host}".`);
+        await client.query('UPDATE agentvm_hosts SET lockfile = $2, lineage = $3, serial = $4, wal_header = NULL WHERE host = $1', [host, JSON.stringify(lock), lock.lineage, lock.serial]);
+        await client.query('DELETE FROM agentvm_wal WHERE host = $1', [host]);
+      }
+      return lines.length - from;
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------------------------------
   // Internals
 
   #guard(host: string, lease: HeldLease): PgLease {
@@ -399,7 +488,7 @@ export class PostgresStateBackend implements StateBackend {
   async #transaction<T>(what: string, fn: (client: pg.PoolClient) => Promise<T>, mode = ''): Promise<T> {
     return this.#run(what, async () => {
       await this.ready();
-      const client = await this.pool.connect();
+      const client = await connect(this.pool);
       try {
         await client.query(mode ? `BEGIN ISOLATION LEVEL ${mode}` : 'BEGIN');
         const result = await fn(client);

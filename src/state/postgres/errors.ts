@@ -1,6 +1,7 @@
 // How the PostgreSQL backend reports trouble: a URL without its password in every message, and database errors turned
 // into diagnostics that say what happened to the state (nothing half-written: every write is one transaction).
 
+import type pg from 'pg';
 import { AgentvmError } from '../../diagnostics/index.js';
 
 /** The URL for messages: user, host, port and database; never a password or query secrets. */
@@ -42,4 +43,20 @@ export function backendError(error: unknown, location: string, what: string): Ag
     detail: 'Nothing of this step was recorded (it was one transaction). Check the database (`agentvm state migrate --check`); if it persists, report it with this message.',
     cause: error,
   });
+}
+
+const guarded = new WeakSet<pg.PoolClient>();
+
+/**
+ * A pooled connection with an error listener: the pool only listens on idle clients, and a socket error on a checked-out
+ * one (the server killed mid-query) would otherwise be an unhandled 'error' event that kills the process. The failing
+ * query rejects anyway, which is where it is reported.
+ */
+export async function connect(pool: pg.Pool): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  if (!guarded.has(client)) {
+    client.on('error', () => undefined);
+    guarded.add(client);
+  }
+  return client;
 }
