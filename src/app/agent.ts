@@ -132,7 +132,11 @@ export async function runAgent(opts: AgentOptions): Promise<AgentReport> {
 
 /** Units that exist must be online; then the operator's check, when given. */
 async function checkHealth(session: PlanSession, opts: AgentOptions, commit: string): Promise<AgentHealth> {
-  const failing = [...session.reads.live.values()].filter((l) => l.address.startsWith('unit.') && l.exists && l.provider.startsWith('systemd') && !gatewayOnline(l)).map((l) => l.address);
+  // Units under a running manager must have their main process; a root rendered offline (no manager: a simulated or
+  // image root) has nothing running to check, which is not a failure of the host.
+  const failing = [...session.reads.live.values()]
+    .filter((l) => l.address.startsWith('unit.') && l.exists && gatewayOnline(l) && (l.attributes as { running?: unknown } | undefined)?.running == null)
+    .map((l) => l.address);
   if (failing.length) return { ok: false, failing, reason: `${failing.length} unit(s) not online: ${failing.slice(0, 5).join(', ')}` };
   if (!opts.healthCheck) return { ok: true, failing };
   const r = await runCheck(opts.healthCheck, { AGENTVM_HOST: opts.host, AGENTVM_ROOT: path.resolve(opts.root), AGENTVM_COMMIT: commit });
@@ -157,14 +161,23 @@ function runCheck(command: string, env: Record<string, string>): Promise<{ code:
 
 /** Clones (once) and fetches the desired repository into `dir`; resolves `ref` (a branch of the remote, a tag or a commit). */
 export async function fetchDesired(repo: string, ref: string, dir: string): Promise<{ dir: string; commit: string }> {
+  // A local repository is read where it is (its refs are kept current by whoever owns it, and manifests may name
+  // artifacts by paths relative to it); only a URL is fetched into the host's cache.
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(repo) && !/^[^/]+@[^:]+:/.test(repo) && existsSync(repo)) {
+    return { dir: path.resolve(repo), commit: await resolveIn(repo, ref, [ref]) };
+  }
   if (!existsSync(path.join(dir, '.git'))) {
     mkdirSync(path.dirname(dir), { recursive: true });
     await git(['clone', '--quiet', '--no-checkout', repo, dir]);
   }
   await git(['-C', dir, 'fetch', '--quiet', '--prune', '--force', repo, '+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*']);
-  for (const candidate of [`refs/remotes/origin/${ref}`, ref]) {
+  return { dir, commit: await resolveIn(dir, ref, [`refs/remotes/origin/${ref}`, ref]) };
+}
+
+async function resolveIn(dir: string, ref: string, candidates: string[]): Promise<string> {
+  for (const candidate of candidates) {
     try {
-      return { dir, commit: (await git(['-C', dir, 'rev-parse', '--verify', '--quiet', `${candidate}^{commit}`])).trim() };
+      return (await git(['-C', dir, 'rev-parse', '--verify', '--quiet', `${candidate}^{commit}`])).trim();
     } catch {
       // try the next reading of ref
     }

@@ -1,0 +1,91 @@
+// Pull mode and remote plans (issue 17), real CLI + real throwaway PostgreSQL: `agentvm agent` applies its host and
+// publishes its facts; a pull-request plan of the next commit made with NO access to the host (an empty root on
+// another "machine") matches the plan made on the host for the same commit — same changes, drift, lock, live
+// fingerprint, even the same content id — says how old its facts are, and is refused by apply.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { agentvm, assertBuilt, hasStackTrace } from './support/cli.js';
+import { fleetCopy, type FleetCopy } from './support/fleet.js';
+import { sql, STATE_BACKENDS, type Store } from './support/state-backends.js';
+
+const kind = STATE_BACKENDS.find((k) => k.name === 'postgres')!;
+
+interface PlanJson {
+  id: string;
+  host: string;
+  lock: unknown;
+  liveFingerprint: string;
+  changes: unknown[];
+  drift: unknown[];
+  diagnostics: unknown[];
+  summary: { update: number; create: number };
+  remote?: { publishedAt: string; ageSeconds: number; appliedCommit: string | null };
+}
+
+describe.skipIf(kind.skip)('agent publishes; a pull-request plan needs no access to the host', () => {
+  let fleet: FleetCopy;
+  let store: Store;
+  let elsewhere: string;
+  beforeAll(async () => {
+    assertBuilt();
+    kind.setup();
+    fleet = fleetCopy();
+    store = await kind.store(fleet.root);
+    elsewhere = mkdtempSync(path.join(os.tmpdir(), 'agentvm-pr-bot-'));
+  }, 60_000);
+  afterAll(async () => {
+    await store?.close();
+    fleet?.cleanup();
+    rmSync(elsewhere, { recursive: true, force: true });
+    kind.teardown();
+  });
+
+  it('the remote plan of the next commit equals the on-host plan, says how old it is, and cannot be applied', async () => {
+    const run = await agentvm(['agent', '--repo', fleet.repo, '--ref', 'main', '--host', 'edge-1', '--root', fleet.root, '--json'], { env: store.env, timeoutMs: 300_000 });
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    const report = JSON.parse(run.stdout) as { status: string; commit: string; target: string; health: { ok: boolean } };
+    expect(report.status).toBe('applied');
+    expect(report.commit).toBe(report.target);
+
+    // The facts hold the provider reads a remote plan needs.
+    const facts = (await sql(store.env.AGENTVM_PG_URL!, "SELECT facts::text AS f FROM agentvm_facts WHERE host = 'edge-1'")).rows[0] as { f: string };
+    expect(JSON.parse(facts.f).reads.live.length).toBeGreaterThan(3);
+
+    // A pull request: the next commit changes a workload's environment.
+    const manifest = path.join(fleet.repo, 'workloads/agent-pool/manifest.yaml');
+    writeFileSync(manifest, readFileSync(manifest, 'utf8').replace(/(env:\n)/, '$1        PR_CHANGE: "1"\n'));
+    fleet.git('commit', '-qam', 'a pull request');
+    const next = fleet.git('rev-parse', 'HEAD').trim();
+
+    const onHost = await agentvm(['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-1', '--root', fleet.root, '--format', 'json'], { env: store.env });
+    expect(onHost.code, onHost.stderr).toBe(0);
+    const remote = await agentvm(['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-1', '--remote', '--root', elsewhere, '--format', 'json', '--out', path.join(elsewhere, 'pr.plan.json')], { env: store.env });
+    expect(remote.code, remote.stderr).toBe(0);
+    const a = JSON.parse(onHost.stdout) as PlanJson;
+    const b = JSON.parse(remote.stdout) as PlanJson;
+    expect(a.summary.update + a.summary.create).toBeGreaterThan(0);
+    for (const k of ['changes', 'drift', 'lock', 'liveFingerprint', 'diagnostics', 'summary', 'id'] as const) expect(b[k], k).toEqual(a[k]);
+    expect(a.remote).toBeUndefined();
+    expect(b.remote?.appliedCommit).toBe(report.commit);
+    expect(b.remote?.ageSeconds).toBeGreaterThanOrEqual(0);
+
+    const text = await agentvm(['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-1', '--remote', '--root', elsewhere], { env: store.env });
+    expect(text.stdout).toMatch(/Remote plan of edge-1: made from the live state it published at .* \(\d+ s ago/);
+    const md = await agentvm(['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-1', '--remote', '--root', elsewhere, '--format', 'markdown'], { env: store.env });
+    expect(md.stdout).toMatch(/^> Remote plan of edge-1/);
+
+    // Nothing but the host applies: the remote plan file is refused, and nothing was written on this machine's root.
+    const apply = await agentvm(['apply', path.join(elsewhere, 'pr.plan.json'), '--root', elsewhere, '--json'], { env: store.env });
+    expect(apply.code).toBe(1);
+    expect(hasStackTrace(apply.stdout + apply.stderr)).toBe(false);
+    expect(JSON.parse(apply.stdout).error.code).toBe('apply.remote-plan');
+
+    // A host that never published cannot be planned remotely; it says how to fix it.
+    const unknown = await agentvm(['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-2', '--remote', '--root', elsewhere, '--json'], { env: store.env });
+    expect(unknown.code).toBe(1);
+    expect(JSON.parse(unknown.stdout).error.code).toBe('plan.no-published-facts');
+  }, 600_000);
+});
