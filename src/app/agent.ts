@@ -76,9 +76,11 @@ export async function runAgent(opts: AgentOptions): Promise<AgentReport> {
     if (errors.length > 0) {
       status = 'blocked';
       reason = `${errors.length} policy error(s): ${errors[0]!.code} ${errors[0]!.summary}`.slice(0, 500);
-    } else if (!hasChanges(session.plan)) {
+    } else if (!hasChanges(session.plan) && session.lock?.commit === desired.commit && !(await backend.readJournal(opts.host))) {
       status = 'no-changes';
     } else {
+      // Changes to make — or none, but the commit is not recorded yet (a commit that does not touch this host, or an
+      // apply killed after its last resource): an apply records it and closes an interrupted log.
       const rollout = (session.state.config?.value as { spec?: { rollout?: RolloutConfig } } | undefined)?.spec?.rollout ?? {};
       gate = rolloutGate(rollout, opts.host, desired.commit, await backend.fleetRows());
       if (!gate.allowed) {
@@ -86,7 +88,7 @@ export async function runAgent(opts: AgentOptions): Promise<AgentReport> {
         reason = gate.reason;
       } else {
         applied = await runApply({ root: opts.root, approvedPlan: session.plan, operation: 'agent', concurrency: opts.concurrency ?? 4 });
-        status = applied.status === 'partial' ? 'failed' : 'applied';
+        status = applied.status === 'partial' ? 'failed' : applied.status === 'no-changes' ? 'no-changes' : 'applied';
         if (applied.status === 'partial') reason = applied.failed.map((f) => `${f.address}: ${f.diagnostics.find((d) => d.severity === 'error')?.summary ?? 'failed'}`).join('; ').slice(0, 500);
         // Re-read the host: what is published is the state after the apply.
         session = await makePlan({ repo: desired.dir, ref: desired.commit, host: opts.host, root: opts.root });
