@@ -10,6 +10,16 @@ import path from 'node:path';
 import { agentvm, assertBuilt, hasStackTrace } from './support/cli.js';
 import { fleetCopy, type FleetCopy } from './support/fleet.js';
 import { sql, STATE_BACKENDS, type Store } from './support/state-backends.js';
+import Ajv2020 from 'ajv/dist/2020.js';
+import { ROOT } from './support/cli.js';
+
+/** Checks a --json document against its published schema (an independent validator, like json-contracts.test.ts). */
+function expectSchema(schema: string, doc: unknown): void {
+  const ajv = new Ajv2020.default({ allErrors: true, strict: false });
+  ajv.addFormat('date-time', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/);
+  const ok = ajv.validate(JSON.parse(readFileSync(path.join(ROOT, 'schemas', schema), 'utf8')), doc);
+  expect(ok, `${schema}: ${JSON.stringify(ajv.errors)}`).toBe(true);
+}
 
 const kind = STATE_BACKENDS.find((k) => k.name === 'postgres')!;
 
@@ -49,6 +59,12 @@ describe.skipIf(kind.skip)('agent publishes; a pull-request plan needs no access
     const report = JSON.parse(run.stdout) as { status: string; commit: string; target: string; health: { ok: boolean } };
     expect(report.status).toBe('applied');
     expect(report.commit).toBe(report.target);
+    expectSchema('agent-result.schema.json', report);
+    const fleet1 = await agentvm(['fleet', 'status', '--root', elsewhere, '--json'], { env: store.env });
+    expect(fleet1.code, fleet1.stderr).toBe(0);
+    const view = JSON.parse(fleet1.stdout) as { hosts: Array<{ host: string; commit: string; healthy: boolean }> };
+    expectSchema('fleet-status-result.schema.json', view);
+    expect(view.hosts).toEqual([expect.objectContaining({ host: 'edge-1', commit: report.commit, healthy: true })]);
 
     // The facts hold the provider reads a remote plan needs.
     const facts = (await sql(store.env.AGENTVM_PG_URL!, "SELECT facts::text AS f FROM agentvm_facts WHERE host = 'edge-1'")).rows[0] as { f: string };

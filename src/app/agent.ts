@@ -12,6 +12,7 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
+import type { AgentReportDocument } from '../generated/agent-result.js';
 import { hasChanges, type Plan, type PlanSummary } from '../engine/plan.js';
 import { gatewayOnline } from '../providers/systemd/index.js';
 import { hostPaths } from '../state/index.js';
@@ -58,6 +59,10 @@ export interface AgentReport {
   liveFingerprint: string | null;
   error?: { code: string; message: string };
 }
+
+// The published report must stay what schemas/agent-result.schema.json says (this fails to compile otherwise).
+const _matchesSchema = (r: AgentReport): AgentReportDocument => r;
+void _matchesSchema;
 
 export async function runAgent(opts: AgentOptions): Promise<AgentReport> {
   const backend = sharedBackend(opts.root, '`agentvm agent`');

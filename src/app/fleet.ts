@@ -6,6 +6,7 @@ import { loadDesiredState } from './desired.js';
 import { makeRemotePlan, sharedBackend } from './remote-plan.js';
 import { worstAction, worstEffect, type Action, type Effect } from '../engine/types.js';
 import { AgentvmError } from '../diagnostics/index.js';
+import type { FleetStatusDocument } from '../generated/fleet-status-result.js';
 import { rolloutGate, waveOf, type RolloutConfig } from './rollout.js';
 import type { AgentReport } from './agent.js';
 
@@ -31,6 +32,10 @@ export interface FleetStatusResult {
   backend: string;
   hosts: FleetHostStatus[];
 }
+
+// `fleet status --json` must stay what schemas/fleet-status-result.schema.json says (this fails to compile otherwise).
+const _matchesSchema = (r: FleetStatusResult): FleetStatusDocument => r;
+void _matchesSchema;
 
 export async function fleetStatus(root: string): Promise<FleetStatusResult> {
   const backend = sharedBackend(root, '`agentvm fleet status`');
