@@ -113,7 +113,7 @@ async function main() {
     const nodeStart = timeCommand(process.execPath, ['-e', '0'], { runs: o.runs });
     const status = timeCommand(process.execPath, [BIN, 'fleet', 'status', '--json', '--root', empty], { runs: o.runs, env });
     // The same in this process: the query and its shaping, without the CLI's start-up.
-    const { fleetStatus } = await dist('app/fleet.js');
+    const { fleetStatus } = await dist('app/fleet-status.js');
     const { selectStateBackend, closeStateBackends } = await dist('app/state-backend.js');
     process.env.AGENTVM_PG_URL = cluster.url;
     selectStateBackend({ backend: 'postgres', url: 'env:AGENTVM_PG_URL', from: 'bench' });

@@ -1,66 +1,11 @@
-// Use cases behind `agentvm fleet status|plan` (ADR 0017): the fleet as the hosts' agents published it to the shared
-// backend. `status` is one query (no per-host round trips: a thousand hosts answer in well under a second);
-// `plan` makes each host's remote plan of one commit and sums them up.
+// Use case behind `agentvm fleet plan` (ADR 0017): each host's remote plan of one commit, summed up (`fleet status`
+// is in fleet-status.ts, which loads none of the planner).
 
 import { loadDesiredState } from './desired.js';
 import { makeRemotePlan, sharedBackend } from './remote-plan.js';
 import { worstAction, worstEffect, type Action, type Effect } from '../engine/types.js';
 import { AgentvmError } from '../diagnostics/index.js';
-import type { FleetStatusDocument } from '../generated/fleet-status-result.js';
 import { rolloutGate, waveOf, type RolloutConfig } from './rollout.js';
-import type { AgentReport } from './agent.js';
-
-export interface FleetHostStatus {
-  host: string;
-  /** The commit the host applied (its lockfile's). */
-  commit: string | null;
-  /** The commit its agent is converging to. */
-  target: string | null;
-  status: string | null;
-  reason: string | null;
-  healthy: boolean | null;
-  failingUnits: string[];
-  drift: number;
-  lastSeen: string | null;
-  ageSeconds: number | null;
-  /** Who holds the host's lease now, if anyone (`expired`: it may be taken over). */
-  lease: { who: string; operation: string; pid: number; hostname: string; expires: string; expired: boolean } | null;
-}
-
-export interface FleetStatusResult {
-  formatVersion: 1;
-  backend: string;
-  hosts: FleetHostStatus[];
-}
-
-// `fleet status --json` must stay what schemas/fleet-status-result.schema.json says (this fails to compile otherwise).
-const _matchesSchema = (r: FleetStatusResult): FleetStatusDocument => r;
-void _matchesSchema;
-
-export async function fleetStatus(root: string): Promise<FleetStatusResult> {
-  const backend = sharedBackend(root, '`agentvm fleet status`');
-  const rows = await backend.fleetRows();
-  return {
-    formatVersion: 1,
-    backend: backend.location,
-    hosts: rows.map((r) => {
-      const s = r.summary as Partial<AgentReport> | null;
-      return {
-        host: r.host,
-        commit: s?.commit ?? r.lockCommit ?? null,
-        target: s?.target ?? null,
-        status: r.status,
-        reason: s?.reason ?? s?.health?.reason ?? null,
-        healthy: s?.health ? s.health.ok : null,
-        failingUnits: s?.health?.failing ?? [],
-        drift: s?.drift?.length ?? 0,
-        lastSeen: r.publishedAt,
-        ageSeconds: r.ageSeconds,
-        lease: r.lease ? { who: r.lease.who, operation: r.lease.operation, pid: r.lease.pid, hostname: r.lease.hostname, expires: r.lease.expires, expired: r.leaseExpired === true } : null,
-      };
-    }),
-  };
-}
 
 export interface FleetPlanResult {
   formatVersion: 1;

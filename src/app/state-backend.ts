@@ -11,7 +11,6 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseYamlDocument } from '../contracts/yaml-document.js';
 import { AgentvmError, userError } from '../diagnostics/index.js';
 import { hostPaths, LocalStateBackend, type StateBackend } from '../state/index.js';
 import { PostgresStateBackend } from '../state/postgres/backend.js';
@@ -106,6 +105,7 @@ export async function repoStateSelection(repo: string, ref: string): Promise<Sta
   } catch {
     return undefined; // no agentvm.yaml (or no repository): the desired-state loader reports what is wrong
   }
+  const { parseYamlDocument } = await import('../contracts/yaml-document.js');
   const doc = parseYamlDocument('agentvm.yaml', text);
   const spec = (doc.value as { spec?: { state?: { backend?: unknown; url?: unknown } } } | undefined)?.spec;
   const state = spec?.state;

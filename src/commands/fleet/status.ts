@@ -1,6 +1,6 @@
 import { AgentvmCommand, type Outcome } from '../../cli/base-command.js';
 import { hostFlags, stateFlags } from '../../cli/flags.js';
-import { fleetStatus, type FleetStatusResult } from '../../app/fleet.js';
+import { fleetStatus, type FleetStatusResult } from '../../app/fleet-status.js';
 import { chooseStateBackend } from '../../app/state-backend.js';
 
 export default class FleetStatus extends AgentvmCommand<FleetStatusResult> {

@@ -11,7 +11,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type pg from 'pg';
 import { AgentvmError } from '../../diagnostics/index.js';
 import type { ApplyStart } from '../apply-log.js';
 import { verifyAuditLog, type AuditEntry, type AuditEvent, type AuditVerification, type ExpectedAuditHead } from '../audit-log.js';
@@ -70,7 +71,9 @@ export class PostgresStateBackend implements StateBackend {
 
   constructor(url: string, options: PostgresBackendOptions = {}) {
     this.location = redactUrl(url);
-    this.pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 4, connectionTimeoutMillis: 10_000, query_timeout: options.queryTimeoutMs ?? 60_000, application_name: 'agentvm', allowExitOnIdle: true });
+    // pg is loaded on the first PostgreSQL backend, not on import: local-backend commands never pay its start-up.
+    const { Pool } = createRequire(import.meta.url)('pg') as typeof pg;
+    this.pool = new Pool({ connectionString: url, max: options.poolSize ?? 4, connectionTimeoutMillis: 10_000, query_timeout: options.queryTimeoutMs ?? 60_000, application_name: 'agentvm', allowExitOnIdle: true });
     // An idle connection dropped by the server must not crash the process: the next query reports it.
     this.pool.on('error', () => undefined);
   }
