@@ -1,10 +1,11 @@
 // Pull mode and remote plans (issue 17), real CLI + real throwaway PostgreSQL: `agentvm agent` applies its host and
 // publishes its facts; a pull-request plan of the next commit made with NO access to the host (an empty root on
 // another "machine") matches the plan made on the host for the same commit — same changes, drift, lock, live
-// fingerprint, even the same content id — says how old its facts are, and is refused by apply.
+// fingerprint, even the same content id — says how old its facts are, and is refused by apply. A secret the host
+// holds appears nowhere in PostgreSQL (facts, audit, lockfile); `fleet plan` sums the commit up across hosts.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { agentvm, assertBuilt, hasStackTrace } from './support/cli.js';
@@ -54,6 +55,10 @@ describe.skipIf(kind.skip)('agent publishes; a pull-request plan needs no access
   });
 
   it('the remote plan of the next commit equals the on-host plan, says how old it is, and cannot be applied', async () => {
+    // A secret the host holds (the reference research-orchestrator's contract names): it must never be published.
+    const SECRET = 'sk-live-4f9a2c7e-never-publish-me';
+    mkdirSync(path.join(fleet.root, 'etc/agentvm/secrets'), { recursive: true });
+    writeFileSync(path.join(fleet.root, 'etc/agentvm/secrets/research-llm-api-key'), SECRET, { mode: 0o600 });
     const run = await agentvm(['agent', '--repo', fleet.repo, '--ref', 'main', '--host', 'edge-1', '--root', fleet.root, '--json'], { env: store.env, timeoutMs: 300_000 });
     expect(run.code, run.stdout + run.stderr).toBe(0);
     const report = JSON.parse(run.stdout) as { status: string; commit: string; target: string; health: { ok: boolean } };
@@ -69,6 +74,9 @@ describe.skipIf(kind.skip)('agent publishes; a pull-request plan needs no access
     // The facts hold the provider reads a remote plan needs.
     const facts = (await sql(store.env.AGENTVM_PG_URL!, "SELECT facts::text AS f FROM agentvm_facts WHERE host = 'edge-1'")).rows[0] as { f: string };
     expect(JSON.parse(facts.f).reads.live.length).toBeGreaterThan(3);
+    const published = (await sql(store.env.AGENTVM_PG_URL!, 'SELECT (SELECT string_agg(facts::text, \'\') FROM agentvm_facts) || (SELECT string_agg(line, \'\') FROM agentvm_audit) || (SELECT string_agg(coalesce(lockfile::text, \'\'), \'\') FROM agentvm_hosts) AS t')).rows[0] as { t: string };
+    expect(published.t.length).toBeGreaterThan(1000);
+    expect(published.t).not.toContain(SECRET);
 
     // A pull request: the next commit changes a workload's environment.
     const manifest = path.join(fleet.repo, 'workloads/agent-pool/manifest.yaml');
@@ -98,6 +106,13 @@ describe.skipIf(kind.skip)('agent publishes; a pull-request plan needs no access
     expect(apply.code).toBe(1);
     expect(hasStackTrace(apply.stdout + apply.stderr)).toBe(false);
     expect(JSON.parse(apply.stdout).error.code).toBe('apply.remote-plan');
+
+    // The fleet's view of the commit: edge-1 changes; edge-2 never published; --exclude leaves a host out.
+    const fleetPlan = await agentvm(['fleet', 'plan', '--repo', fleet.repo, '--ref', next, '--root', elsewhere, '--json'], { env: store.env });
+    expect(fleetPlan.code, fleetPlan.stderr).toBe(0);
+    expect(JSON.parse(fleetPlan.stdout)).toMatchObject({ commit: next, changing: ['edge-1'], unpublished: ['edge-2'], worstAction: b.summary.update ? 'update' : 'create' });
+    const without = await agentvm(['fleet', 'plan', '--repo', fleet.repo, '--ref', next, '--root', elsewhere, '--exclude', 'edge-1', '--json'], { env: store.env });
+    expect((JSON.parse(without.stdout) as { hosts: Array<{ host: string }> }).hosts.map((h) => h.host)).toEqual(['edge-2']);
 
     // A host that never published cannot be planned remotely; it says how to fix it.
     const unknown = await agentvm(['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-2', '--remote', '--root', elsewhere, '--json'], { env: store.env });
