@@ -77,7 +77,13 @@ export function resolveUrl(ref: string, from: string): string {
     }
     return value;
   }
-  if (/^postgres(ql)?:\/\//.test(ref)) return ref;
+  if (/^postgres(ql)?:\/\//.test(ref)) {
+    // A password on a command line is visible to every user of the machine (ps, /proc): refuse it, without echoing.
+    if (/^postgres(ql)?:\/\/[^/@]*:[^/@]*@/.test(ref)) {
+      throw userError('state.url-password', `The PostgreSQL state URL given by ${from} contains a password.`, 'Put the URL in an environment variable (`--state-url env:AGENTVM_PG_URL`) and the password in ~/.pgpass or PGPASSWORD.');
+    }
+    return ref;
+  }
   throw userError('state.url-invalid', `The PostgreSQL state URL given by ${from} is neither env:NAME nor a postgresql:// URL.`, 'Pass `--state-url env:AGENTVM_PG_URL` and export the URL in that variable.');
 }
 

@@ -4,15 +4,25 @@
 import type pg from 'pg';
 import { AgentvmError } from '../../diagnostics/index.js';
 
-/** The URL for messages: user, host, port and database; never a password or query secrets. */
+/** The URL for messages: user, host (or socket directory), port and database; never a password or other parameters. */
 export function redactUrl(url: string): string {
+  // By hand: WHATWG URL refuses `postgresql://user@/db?host=/socket/dir`, the unix-socket form.
+  const m = /^(postgres(?:ql)?):\/\/(?:([^:@/]*)(?::[^@/]*)?@)?([^/?]*)(\/[^?]*)?(?:\?(.*))?$/.exec(url);
+  if (!m) return 'postgresql://(unparsable URL)';
+  let where = m[3] ?? '';
+  if (!where) {
+    const socket = new URLSearchParams(m[5] ?? '').get('host');
+    where = socket ?? 'localhost';
+  }
+  const user = m[2] ? `${safeDecode(m[2])}@` : '';
+  return `postgresql://${user}${where}${m[4] ?? ''}`;
+}
+
+function safeDecode(s: string): string {
   try {
-    const u = new URL(url);
-    const socket = u.searchParams.get('host');
-    const where = u.hostname || socket || 'localhost';
-    return `postgresql://${u.username ? `${decodeURIComponent(u.username)}@` : ''}${where}${u.port ? `:${u.port}` : ''}${u.pathname}`;
+    return decodeURIComponent(s);
   } catch {
-    return 'postgresql://(unparsable URL)';
+    return s;
   }
 }
 
