@@ -107,7 +107,7 @@ export function stateFromRepoConfig(state: { backend?: string; url?: string } | 
 export async function repoStateSelection(repo: string, ref: string): Promise<StateSelection | undefined> {
   let text: string;
   try {
-    text = ref === 'WORKTREE' ? readFileSync(join(repo, 'agentvm.yaml'), 'utf8') : await gitShow(repo, `${ref}:agentvm.yaml`);
+    text = ref === 'WORKTREE' ? readFileSync(join(repo, 'agentvm.yaml'), 'utf8') : await gitShow(repo, `${ref}:./agentvm.yaml`); // ./: relative to --repo, which may be a subdirectory
   } catch {
     return undefined; // no agentvm.yaml (or no repository): the desired-state loader reports what is wrong
   }
