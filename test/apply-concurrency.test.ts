@@ -1,20 +1,29 @@
 // Ten applies of the same saved plan started at once against one host (issue 3): exactly one proceeds; the others
 // fail fast — naming the lock holder, or (if they got the lock after the winner finished) refusing the plan as
-// stale — and the state is intact.
+// stale — and the state is intact. Run against both state backends (issue 17).
 
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentvm, assertBuilt, hasStackTrace } from './support/cli.js';
+import { agentvm as run, assertBuilt, hasStackTrace } from './support/cli.js';
 import { fleetCopy, type FleetCopy } from './support/fleet.js';
+import { STATE_BACKENDS, type Store } from './support/state-backends.js';
 
-let fleet: FleetCopy;
-
-describe('one host, ten concurrent applies', () => {
-  beforeAll(() => {
+describe.each(STATE_BACKENDS.filter((k) => !k.skip))('one host, ten concurrent applies ($name state backend)', (kind) => {
+  let fleet: FleetCopy;
+  let store: Store;
+  const agentvm = (args: string[]) => run(args, { env: store.env });
+  beforeAll(async () => {
     assertBuilt();
+    kind.setup();
     fleet = fleetCopy();
+    store = await kind.store(fleet.root);
+  }, 60_000);
+  afterAll(async () => {
+    await store?.close();
+    fleet?.cleanup();
+    kind.teardown();
   });
-  afterAll(() => fleet?.cleanup());
 
   it('exactly one applies; the rest fail fast naming the holder; state stays intact', async () => {
     const planFile = join(fleet.base, 'plan.json');
@@ -40,6 +49,8 @@ describe('one host, ten concurrent applies', () => {
     expect(state.code).toBe(0);
     const resources = Object.keys((JSON.parse(state.stdout) as { resources: object }).resources);
     expect(resources.filter((a) => a.startsWith('release.')).sort()).toEqual(['release.agent-pool', 'release.research-orchestrator', 'release.transcript-summarizer']);
+    // The state really is where the backend under test keeps it (PostgreSQL: no state file under the root).
+    expect(existsSync(join(fleet.root, 'var/lib/agentvm/state', 'edge-1.lock.json'))).toBe(kind.name === 'local');
     const audit = await agentvm(['audit', 'verify', '--root', fleet.root]);
     expect(audit.code, audit.stdout + audit.stderr).toBe(0);
     const again = await agentvm(['plan', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--detailed-exitcode']);

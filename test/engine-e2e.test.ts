@@ -1,6 +1,6 @@
 // End to end on a temporary host root, through the real CLI, real git and the real release providers (issue 3):
 // plan → apply → no changes → a hand edit is drift → apply repairs → a promotion commit → rollback restores the
-// previous release byte for byte → the audit chain verifies.
+// previous release byte for byte → the audit chain verifies. Run against both state backends (issue 17).
 
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -8,8 +8,9 @@ import { appendFileSync, chmodSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { treeDigest } from '../src/providers/release/index.js';
-import { agentvm, assertBuilt, hasStackTrace } from './support/cli.js';
+import { agentvm as run, assertBuilt, hasStackTrace } from './support/cli.js';
 import { fleetCopy, type FleetCopy } from './support/fleet.js';
+import { sql, STATE_BACKENDS, type Store } from './support/state-backends.js';
 
 let fleet: FleetCopy;
 const H = ['--host', 'edge-1'];
@@ -23,12 +24,20 @@ function json<T>(text: string): T {
   return JSON.parse(text) as T;
 }
 
-describe('plan/apply/drift/promote/rollback on a temporary host root', () => {
-  beforeAll(() => {
+describe.each(STATE_BACKENDS.filter((k) => !k.skip))('plan/apply/drift/promote/rollback on a temporary host root ($name state backend)', (kind) => {
+  let store: Store;
+  const agentvm = (args: string[]) => run(args, { env: store.env });
+  beforeAll(async () => {
     assertBuilt();
+    kind.setup();
     fleet = fleetCopy();
+    store = await kind.store(fleet.root);
+  }, 60_000);
+  afterAll(async () => {
+    await store?.close();
+    fleet?.cleanup();
+    kind.teardown();
   });
-  afterAll(() => fleet?.cleanup());
 
   let firstDigest = '';
 
@@ -139,12 +148,23 @@ describe('plan/apply/drift/promote/rollback on a temporary host root', () => {
     const tail = await agentvm(['audit', 'tail', '-n', '100', '--root', fleet.root, '--json']);
     const events = json<Array<{ event: string }>>(tail.stdout).map((e) => e.event);
     expect(events).toEqual(expect.arrayContaining(['apply.start', 'resource.apply', 'release.capture', 'release.rollback', 'apply.finish']));
+    // An edit of a stored record is detected, wherever the chain is kept.
+    const edit = async (from: string, to: string): Promise<void> => {
+      if (kind.name === 'postgres') {
+        const r = await sql(store.env.AGENTVM_PG_URL!, `UPDATE agentvm_audit SET line = replace(line, $1, $2) WHERE host = 'edge-1' AND seq = 2 AND line LIKE '%' || $1 || '%'`, [from, to]);
+        expect(r.rowCount).toBe(1);
+      } else {
+        execFileSync('sh', ['-c', `sed -i 's/${from}/${to}/' ${JSON.stringify(join(fleet.root, 'var/log/agentvm/audit.jsonl'))}`]);
+      }
+    };
     const log = join(fleet.root, 'var/log/agentvm/audit.jsonl');
-    const text = readFileSync(log, 'utf8');
-    execFileSync('sh', ['-c', `sed -i 's/"result":"ok"/"result":"failed"/' ${JSON.stringify(log)}`]);
+    const text = kind.name === 'local' ? readFileSync(log, 'utf8') : '';
+    await edit('"result":"ok"', '"result":"failed"');
     const bad = await agentvm(['audit', 'verify', '--root', fleet.root]);
     expect(bad.code).toBe(1);
     expect(bad.stderr + bad.stdout).toMatch(/audit\./);
-    execFileSync('sh', ['-c', `cat > ${JSON.stringify(log)}`], { input: text });
+    if (kind.name === 'local') execFileSync('sh', ['-c', `cat > ${JSON.stringify(log)}`], { input: text });
+    else await edit('"result":"failed"', '"result":"ok"');
+    expect((await agentvm(['audit', 'verify', '--root', fleet.root])).code).toBe(0);
   });
 });

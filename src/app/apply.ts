@@ -12,7 +12,7 @@ import { liveFingerprint, type Plan } from '../engine/plan.js';
 import type { Address, LockedResource, PlannedChange } from '../model/resources.js';
 import type { ApplyResponse, CapturedRelease, HostContext } from '../providers/provider.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import { rollbackOp, type AppendMarks, type AuditEntry, type LeaseLock, type Lockfile, type LockfileOp, type StateBackend } from '../state/index.js';
+import { rollbackOp, type AppendMarks, type AuditEntry, type HeldLease, type Lockfile, type LockfileOp, type StateBackend } from '../state/index.js';
 import { hostContext, makePlan, readLive, readPlanFile, stateBackend, type PlanOptions } from './plan.js';
 import { registryFor } from './registry.js';
 import { verifierFor, type SignatureOutcome } from './signatures.js';
@@ -78,7 +78,7 @@ export async function runApply(opts: ApplyOptions): Promise<ApplyResult> {
     refuseInapplicable(plan);
     return await walk({ plan, state, registry, context, lock, backend, lease, emit, started, concurrency: opts.concurrency ?? DEFAULT_APPLY_CONCURRENCY, operation: opts.operation ?? 'apply' });
   } finally {
-    lease.release();
+    await lease.release();
   }
 }
 
@@ -132,7 +132,7 @@ interface WalkInput {
   context: HostContext;
   lock: Lockfile | null;
   backend: StateBackend;
-  lease: LeaseLock;
+  lease: HeldLease;
   emit: (e: ApplyEvent) => void;
   started: number;
   concurrency: number;
@@ -152,6 +152,12 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
   // unaudited. The head only moves forward, whatever order concurrent steps reach the log in.
   let auditSeq = 0;
   const audit = async (entry: Omit<AuditEntry, 'host' | 'operation' | 'applyId'>, ops: LockfileOp[] = [], marks: AppendMarks = {}): Promise<void> => {
+    // A backend with transactions (PostgreSQL) records the audit record, the ops and the new head in one (ADR 0017).
+    if (log.appendWithAudit) {
+      await log.appendWithAudit({ host: plan.host, operation: w.operation, applyId, ...entry }, ops, marks);
+      faultPoint();
+      return;
+    }
     const ev = await backend.appendAudit({ host: plan.host, operation: w.operation, applyId, ...entry });
     faultPoint();
     const head: LockfileOp[] = ev.seq > auditSeq ? [{ op: 'auditHead.set', head: { seq: ev.seq, hash: ev.hash } }] : [];

@@ -17,7 +17,8 @@ import type { HostContext } from '../providers/provider.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import { gatewayOnline } from '../providers/systemd/index.js';
 import { hostPaths } from '../model/index.js';
-import { LocalStateBackend, writeFileAtomic, type Lockfile, type StateBackend } from '../state/index.js';
+import { writeFileAtomic, type Lockfile, type StateBackend } from '../state/index.js';
+import { openStateBackend } from './state-backend.js';
 import { loadDesiredState, selectHost } from './desired.js';
 import { registryFor } from './registry.js';
 import { prepareVerification, verifierFor } from './signatures.js';
@@ -34,6 +35,17 @@ export interface PlanOptions {
   /** Overrides of desired resources (rollback): address → resource. */
   override?: (desired: DesiredResource[], lock: Lockfile | null) => DesiredResource[];
   now?: Date;
+  /**
+   * Where the live host comes from. Default: the providers read this machine. A remote plan (ADR 0017) passes the
+   * reads the host published instead, so a machine without access to the host plans exactly what the host would.
+   */
+  liveSource?: (context: HostContext, desired: readonly DesiredResource[], locked: Readonly<Record<Address, LockedResource>>) => Promise<LiveReads>;
+}
+
+export interface LiveReads {
+  live: Map<Address, LiveResource>;
+  owned: Map<Address, string>;
+  diagnostics: Diagnostic[];
 }
 
 export interface PlanSession {
@@ -43,6 +55,8 @@ export interface PlanSession {
   context: HostContext;
   backend: StateBackend;
   registry: ProviderRegistry;
+  /** The live reads the plan was made from (what `agentvm agent` publishes for remote plans). */
+  reads: LiveReads;
 }
 
 /** Bounded concurrency for provider reads: live reads hash release trees, which is I/O and CPU. */
@@ -52,9 +66,10 @@ export function hostContext(root: string, host: string, repo: string): HostConte
   return { host, root: resolve(root), paths: hostPaths(resolve(root)), repo };
 }
 
+/** The state backend of `root` under the selection in force (local files by default; ./state-backend.ts). */
 export function stateBackend(root: string): StateBackend {
   checkRoot(root);
-  return new LocalStateBackend(hostPaths(resolve(root)));
+  return openStateBackend(root);
 }
 
 /** `--root` must be a directory (or not exist yet: agentvm creates what it needs under it). */
@@ -95,7 +110,7 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
   // object, never a mutation), which no provider's read or list looks at, and neither phase reads what the other
   // writes (verification writes only the release provider's git cache), so the overlap cannot change the plan.
   const lockResources = (lock?.resources ?? {}) as Record<Address, LockedResource>;
-  const reading = readLive(registry, context, desired, lockResources);
+  const reading = opts.liveSource ? opts.liveSource(context, desired, lockResources) : readLive(registry, context, desired, lockResources);
   // Verdicts of verifications this host's plans already made (ADR 0010; apply never uses them). With none to reuse,
   // Sigstore is certainly needed: start loading it now.
   const verdicts = new VerdictCache(context.paths.cache);
@@ -115,7 +130,8 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
       if (outcome.ok) r.config = { ...r.config, signatureVerified: { digest: outcome.digest, ...(outcome.signer ? { signer: outcome.signer } : {}) } };
     }),
   );
-  const [{ live, owned, diagnostics: readDiags }] = await Promise.all([reading, verifying]);
+  const [reads] = await Promise.all([reading, verifying]);
+  const { live, owned, diagnostics: readDiags } = reads;
   verdicts.save();
   // Canary and tested rollback before promotion need the lockfile and the live host (governance/rules/promotion.ts).
   const promotion = (opts.mode ?? 'normal') === 'normal'
@@ -139,7 +155,7 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
     planners: registry.planners(),
     diagnostics: [...diagnostics, ...providerDiags, ...expansion.diagnostics, ...validation, ...readDiags, ...promotion].sort(compareDiagnostics),
   });
-  return { plan, state, lock, context, backend, registry };
+  return { plan, state, lock, context, backend, registry, reads };
 }
 
 /** Reads every address of interest (desired ∪ locked ∪ owned) through its provider. */

@@ -168,7 +168,7 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
       diagnostics,
     };
   } finally {
-    lease.release();
+    await lease.release();
   }
 }
 

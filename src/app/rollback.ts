@@ -125,6 +125,6 @@ export async function runRollback(opts: RollbackOptions): Promise<RollbackResult
     await backend.writeLockfile(opts.host, withAuditHead(lock, { seq: ev.seq, hash: ev.hash }), lease);
     return result(ok && !unitDiags.some((x) => x.severity === 'error'), [...res.diagnostics, ...unitDiags], d);
   } finally {
-    lease.release();
+    await lease.release();
   }
 }

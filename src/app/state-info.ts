@@ -50,7 +50,7 @@ export async function verifyAudit(root: string): Promise<AuditVerifyResult> {
   const heads = [];
   for (const host of await backend.listHosts()) {
     const lock = await backend.readLockfile(host).catch(() => null);
-    if (lock?.auditHead) heads.push({ ...lock.auditHead, label: `lockfile of ${host}` });
+    if (lock?.auditHead) heads.push({ ...lock.auditHead, label: `lockfile of ${host}`, host });
   }
   const v = await backend.verifyAudit(heads);
   return { formatVersion: 1, ok: v.ok, records: v.records, file: backend.auditPath(), diagnostics: v.diagnostics };

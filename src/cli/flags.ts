@@ -30,3 +30,20 @@ export const hostFlags = {
     env: 'AGENTVM_ROOT',
   }),
 };
+
+/** The state backend (ADR 0017): local files under --root (default) or PostgreSQL. The URL itself never goes in a flag. */
+export const stateFlags = {
+  'state-backend': Flags.string({
+    summary: 'Where state lives: local files under --root, or PostgreSQL (fleets).',
+    description: 'Default: the repository\'s agentvm.yaml `spec.state`, else local. PostgreSQL reads its URL from the variable --state-url names.',
+    options: ['local', 'postgres'],
+    env: 'AGENTVM_STATE_BACKEND',
+    helpValue: 'KIND',
+  }),
+  'state-url': Flags.string({
+    summary: 'Environment variable holding the PostgreSQL URL, as env:NAME.',
+    description: 'Default env:AGENTVM_PG_URL. Keep credentials out of the URL (~/.pgpass or PGPASSWORD); the URL is never printed.',
+    env: 'AGENTVM_STATE_URL',
+    helpValue: 'env:NAME',
+  }),
+};

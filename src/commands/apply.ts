@@ -1,6 +1,9 @@
 import { Args, Flags } from '@oclif/core';
 import { AgentvmCommand, type Outcome } from '../cli/base-command.js';
-import { hostFlags, repoFlags } from '../cli/flags.js';
+import { hostFlags, repoFlags, stateFlags } from '../cli/flags.js';
+import { chooseStateBackend } from '../app/state-backend.js';
+import { readPlanFile } from '../app/plan.js';
+import { refuseRemotePlan } from '../app/remote-plan.js';
 import { exitCodeFor, refuseInapplicable, runApply, type ApplyEvent, type ApplyOptions, type ApplyResult } from '../app/apply.js';
 import { makePlan } from '../app/plan.js';
 import { userError } from '../diagnostics/index.js';
@@ -26,6 +29,7 @@ Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale plan, 
   static override flags = {
     ...repoFlags,
     ...hostFlags,
+    ...stateFlags,
     'auto-approve': Flags.boolean({ summary: 'Plan now and apply without a saved plan or a question. Without it, a plan file (or, at a terminal, typing yes) is required.' }),
     concurrency: Flags.integer({ summary: 'Resources applied at once.', default: 4, min: 1, max: 64 }),
   };
@@ -39,6 +43,10 @@ Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale plan, 
     if (!args.planfile && !flags['auto-approve'] && !interactive) {
       throw userError('apply.needs-approval', 'apply changes the host, so it needs a reviewed plan or explicit approval.', 'Run `agentvm plan --out plan.json`, review it, then `agentvm apply plan.json`; or pass --auto-approve to plan and apply in one step.');
     }
+    // The state backend: flags, else the repository's agentvm.yaml at the commit being applied (ADR 0017).
+    const saved = args.planfile ? readPlanFile(args.planfile) : undefined;
+    if (saved) refuseRemotePlan(saved);
+    await chooseStateBackend(flags, saved ? { repo: saved.source.repo, ref: saved.source.commit ?? 'WORKTREE' } : { repo: flags.repo, ref: flags.ref });
     const planOptions = { repo: flags.repo, ref: flags.ref, root: flags.root, ...(flags.host ? { host: flags.host } : {}) };
     const base: Omit<ApplyOptions, 'onEvent'> = {
       root: flags.root,

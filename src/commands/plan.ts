@@ -1,6 +1,9 @@
 import { Flags } from '@oclif/core';
 import { AgentvmCommand, type Outcome } from '../cli/base-command.js';
-import { hostFlags, repoFlags } from '../cli/flags.js';
+import { hostFlags, repoFlags, stateFlags } from '../cli/flags.js';
+import { chooseStateBackend } from '../app/state-backend.js';
+import { makeRemotePlan } from '../app/remote-plan.js';
+import { userError } from '../diagnostics/index.js';
 import { makePlan, planSaveRefusal, writePlanFile } from '../app/plan.js';
 import { redactValue } from '../secrets/redaction.js';
 import { ExitCode } from '../diagnostics/index.js';
@@ -26,21 +29,23 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
   static override flags = {
     ...repoFlags,
     ...hostFlags,
+    ...stateFlags,
     out: Flags.string({ summary: 'Write the plan to this file for `agentvm apply <file>`.', helpValue: 'FILE' }),
     format: Flags.string({ summary: 'Output format.', options: ['text', 'markdown', 'json'], default: 'text' }),
     'detailed-exitcode': Flags.boolean({ summary: 'Exit 2 when there are changes or drift, 0 when there are none.' }),
+    remote: Flags.boolean({
+      summary: 'Plan --host from the live state its agent last published (PostgreSQL backend), without access to the host.',
+      description: 'For pull-request bots and laptops: the lockfile comes from the shared backend and the live state from the host\'s published provider reads; the plan says how old they are and can never be applied (the host\'s own agent applies).',
+    }),
     'refresh-only': Flags.boolean({ summary: 'Only compare the live host with the lockfile (drift); plan no changes.' }),
   };
 
   protected async execute(): Promise<Outcome<Plan>> {
     const { flags } = await this.parse(PlanCommand);
-    const { plan } = await makePlan({
-      repo: flags.repo,
-      ref: flags.ref,
-      ...(flags.host ? { host: flags.host } : {}),
-      root: flags.root,
-      mode: flags['refresh-only'] ? 'refresh-only' : 'normal',
-    });
+    await chooseStateBackend(flags, { repo: flags.repo, ref: flags.ref });
+    if (flags.remote && !flags.host) throw userError('plan.remote-needs-host', '--remote plans one host from its published facts: name it with --host.', 'Add `--host <name>`; `agentvm fleet status` lists the hosts that publish.');
+    const options = { repo: flags.repo, ref: flags.ref, ...(flags.host ? { host: flags.host } : {}), root: flags.root, mode: flags['refresh-only'] ? ('refresh-only' as const) : ('normal' as const) };
+    const { plan } = flags.remote ? await makeRemotePlan({ ...options, host: flags.host! }) : await makePlan(options);
     // A plan that found a committed secret is never saved (its file would be one more copy of the secret).
     const refusal = flags.out ? planSaveRefusal(plan) : undefined;
     if (flags.out && !refusal) writePlanFile(flags.out, plan);
@@ -57,10 +62,13 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
       return { result: plan, exitCode };
     }
     let text: string;
+    const remote = plan.remote
+      ? `Remote plan of ${plan.host}: made from the live state it published at ${plan.remote.publishedAt} (${plan.remote.ageSeconds} s ago; it had applied ${plan.remote.appliedCommit?.slice(0, 12) ?? 'nothing'}), not by reading the host. Only ${plan.host} applies it.`
+      : undefined;
     if (flags.format === 'json') text = `${JSON.stringify(plan, null, 2)}`;
-    else if (flags.format === 'markdown') text = renderPlanMarkdown(plan) + (refusal ? `\n\n${refusal}\n` : '');
+    else if (flags.format === 'markdown') text = `${remote ? `> ${remote}\n\n` : ''}${renderPlanMarkdown(plan)}` + (refusal ? `\n\n${refusal}\n` : '');
     else {
-      text = renderPlanText(plan, styleFor(process.stdout));
+      text = `${remote ? `${remote}\n\n` : ''}${renderPlanText(plan, styleFor(process.stdout))}`;
       if (saved) text += `\n\n${saved}`;
     }
     return { result: plan, text, exitCode };

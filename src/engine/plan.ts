@@ -39,6 +39,17 @@ export interface Plan {
   summary: PlanSummary;
   /** False when the plan has errors or comes from uncommitted files: such a plan is shown, never applied. */
   applicable: boolean;
+  /** Set on a remote plan (`plan --remote`): made from the facts the host last published, not by reading it. */
+  remote?: RemotePlanSource;
+}
+
+/** Where a remote plan's live state came from (outside the plan's content id: the same plan as the host would make). */
+export interface RemotePlanSource {
+  publishedAt: string;
+  ageSeconds: number;
+  /** The commit the host had applied when it published. */
+  appliedCommit: string | null;
+  backend: string;
 }
 
 export interface PlanSummary {

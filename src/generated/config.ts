@@ -38,6 +38,2174 @@ export interface RepoConfig {
       replaces?: string;
     }[];
     /**
+     * Where hosts keep their state (ADR 0017). Default: local files under each host's root. `agentvm state migrate` prepares a PostgreSQL database.
+     */
+    state?: {
+      backend: 'local' | 'postgres';
+      /**
+       * `env:NAME`: the environment variable holding the PostgreSQL URL (default env:AGENTVM_PG_URL). A literal URL is refused: it must never be in git.
+       */
+      url?: string;
+    };
+    /**
+     * Rollout waves for hosts in pull mode (`agentvm agent`, ADR 0017): a new commit reaches each wave only after every host of the waves before it applied it and reports healthy, and the wave's pause passed. Hosts in no wave go last.
+     */
+    rollout?: {
+      /**
+       * @maxItems 20
+       */
+      waves?:
+        | []
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ]
+        | [
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            },
+            {
+              name: string;
+              /**
+               * Host names; `*` matches any characters.
+               *
+               * @minItems 1
+               */
+              hosts: [string, ...string[]];
+              pauseSeconds?: number;
+            }
+          ];
+      /**
+       * Hosts left out of rollouts (their agents plan and publish, never apply).
+       */
+      exclude?: string[];
+      /**
+       * A host that has not published for this long is deferred: it does not hold later waves back (default 3600).
+       */
+      deferUnseenAfterSeconds?: number;
+    };
+    /**
      * A custom Sigstore trusted root, pinned by hash. Default: the public-good root shipped with agentvm.
      */
     trustedRoot?: {

@@ -26,6 +26,15 @@ export interface PlanDocument {
     serial: number;
   };
   liveFingerprint: string;
+  /**
+   * Set on a remote plan (`agentvm plan --remote`): the live state is the host's last published facts, this old. Such a plan is never applied; the host's own agent applies.
+   */
+  remote?: {
+    publishedAt: string;
+    ageSeconds: number;
+    appliedCommit: string | null;
+    backend: string;
+  };
   changes: Change[];
   drift: Drift[];
   diagnostics: DiagnosticDocument[];

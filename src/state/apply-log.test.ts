@@ -279,7 +279,7 @@ describe('ApplyLog: refuses to write on top of what it did not see', () => {
   it('GIVEN an op the schema refuses THEN state.invalid-lockfile and nothing is written; GIVEN a lost lease THEN state.lease-lost', async () => {
     const l = await lease();
     await seed(l);
-    const log: ApplyLog = await backend.beginApply('web-1', { applyId: 'a1', planDigest: 'p' }, l);
+    const log = (await backend.beginApply('web-1', { applyId: 'a1', planDigest: 'p' }, l)) as ApplyLog;
     const size = statSync(WAL()).size;
     const bad: LockfileOp[][] = [
       [{ op: 'resource.set', entry: { ...resource('release.x'), workload: 'Not_A_Name' } }],

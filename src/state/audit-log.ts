@@ -185,7 +185,7 @@ function acquireAppendLock(file: string, host: string, waitMs: number): LeaseLoc
  * order serializeAuditRecord writes them, so JSON.stringify of the record with its hash added IS the line agentvm
  * writes — the append path relies on that (no reordering copy per record); audit-batch.test.ts holds it to it.
  */
-function buildRecord(entry: AuditEntry, prev: AuditHead | null): Omit<AuditEvent, 'hash'> {
+export function buildRecord(entry: AuditEntry, prev: AuditHead | null): Omit<AuditEvent, 'hash'> {
   const record: Record<string, unknown> = {
     seq: prev ? prev.seq + 1 : 1,
     time: (entry.time ?? new Date()).toISOString(),

@@ -14,10 +14,11 @@ import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import { isHostName, type HostPaths } from '../model/index.js';
 import { errnoCode, fsyncDirectory } from './atomic-file.js';
-import { beginApplyLog, type ApplyLog, type ApplyStart } from './apply-log.js';
+import { beginApplyLog, type ApplyStart } from './apply-log.js';
 import { appendAudit, AUDIT_FILE_NAME, tailAudit, verifyAuditLog, type AuditEntry, type AuditEvent, type AuditVerification, type ExpectedAuditHead } from './audit-log.js';
 import { assertHostName } from './host-paths.js';
-import { acquireLeaseLock, forceUnlockLease, readLeaseRecord, type LeaseLock, type LeaseOptions, type LeaseRecord } from './lease-lock.js';
+import type { ApplyLogHandle, HeldLease } from './backend-types.js';
+import { acquireLeaseLock, forceUnlockLease, LeaseLock, readLeaseRecord, type LeaseOptions, type LeaseRecord } from './lease-lock.js';
 import type { Lockfile, LockfileSource } from './lockfile.js';
 import { fingerprintOf, readStoredState, sameFingerprint, writeLockfileFile, type FileFingerprint } from './lockfile-store.js';
 import { journalOf, parseWal, type JournalRecord } from './wal.js';
@@ -37,10 +38,10 @@ export interface StateBackend {
    * host's held lease. Throws `state.serial-conflict` / `state.lineage-mismatch` when the state is not the version
    * `lock` was derived from.
    */
-  writeLockfile(host: string, lock: Lockfile, lease: LeaseLock): Promise<Lockfile>;
+  writeLockfile(host: string, lock: Lockfile, lease: HeldLease): Promise<Lockfile>;
 
   /** Takes the host's lease lock, or throws `state.locked` (LeaseHeldError) naming the holder. */
-  acquireLease(host: string, operation: string, options?: LeaseOptions): Promise<LeaseLock>;
+  acquireLease(host: string, operation: string, options?: LeaseOptions): Promise<HeldLease>;
   /** The current lease, or null. */
   readLease(host: string): Promise<LeaseRecord | null>;
   /** Breaks the lease with this id (`agentvm state unlock <id>`); returns it. `state.lock-id-mismatch` otherwise. */
@@ -53,19 +54,22 @@ export interface StateBackend {
    * reported as `log.interrupted` (resumed when its plan digest is the same). Each `log.append` is one O(1) persisted
    * write; `log.finish()` checkpoints the lockfile and removes the log.
    */
-  beginApply(host: string, start: ApplyStart, lease: LeaseLock): Promise<ApplyLog>;
+  beginApply(host: string, start: ApplyStart, lease: HeldLease): Promise<ApplyLogHandle>;
   /** What the last apply recorded if it did not finish (its log is still there), or null. */
   readJournal(host: string): Promise<JournalRecord | null>;
   /** Drops an interrupted apply's log without resuming it; its acknowledged writes are checkpointed first. */
-  discardJournal(host: string, lease: LeaseLock): Promise<void>;
+  discardJournal(host: string, lease: HeldLease): Promise<void>;
 
   /** Appends an audit record; its seq and hash are the new head (store it with an `auditHead.set` op or `withAuditHead`). */
   appendAudit(entry: AuditEntry): Promise<AuditEvent>;
-  verifyAudit(expected?: AuditHeadLike | readonly ExpectedAuditHead[]): Promise<AuditVerification>;
+  /** Heads may name their host: a backend with one chain per host checks each against its own chain. */
+  verifyAudit(expected?: AuditHeadLike | readonly (ExpectedAuditHead & { host?: string })[]): Promise<AuditVerification>;
   /** The last n records, oldest first. */
   tailAudit(n: number): Promise<AuditEvent[]>;
   /** The audit log's location, for messages only: all access goes through the methods above. */
   auditPath(): string;
+  /** Releases connections (a remote backend); the local backend has nothing to close. */
+  close?(): Promise<void>;
 }
 
 type AuditHeadLike = { seq: number; hash: string };
@@ -104,7 +108,7 @@ export class LocalStateBackend implements StateBackend {
     return same ? known : undefined;
   }
 
-  async writeLockfile(host: string, lock: Lockfile, lease: LeaseLock): Promise<Lockfile> {
+  async writeLockfile(host: string, lock: Lockfile, lease: HeldLease): Promise<Lockfile> {
     const source = this.#source(host);
     this.#guard(host, lease);
     if (lock.host !== host) throw toolkitError('state.host-mismatch', `A lockfile of host "${lock.host}" cannot be written as host "${host}".`);
@@ -156,13 +160,13 @@ export class LocalStateBackend implements StateBackend {
     return [...hosts].sort();
   }
 
-  async beginApply(host: string, start: ApplyStart, lease: LeaseLock): Promise<ApplyLog> {
-    this.#guard(host, lease);
+  async beginApply(host: string, start: ApplyStart, lease: HeldLease): Promise<ApplyLogHandle> {
+    const held = this.#guard(host, lease);
     this.#known.delete(host);
     mkdirSync(this.paths.state, { recursive: true, mode: 0o750 });
     const source = this.#source(host);
     const walFile = this.#walFile(host);
-    return beginApplyLog({ walFile, source }, start, readStoredState(source, walFile), lease);
+    return beginApplyLog({ walFile, source }, start, readStoredState(source, walFile), held);
   }
 
   async readJournal(host: string): Promise<JournalRecord | null> {
@@ -177,7 +181,7 @@ export class LocalStateBackend implements StateBackend {
     return journalOf(parseWal(text, file));
   }
 
-  async discardJournal(host: string, lease: LeaseLock): Promise<void> {
+  async discardJournal(host: string, lease: HeldLease): Promise<void> {
     this.#guard(host, lease);
     const source = this.#source(host);
     const walFile = this.#walFile(host);
@@ -220,11 +224,13 @@ export class LocalStateBackend implements StateBackend {
     return path.join(this.paths.state, `${host}.wal.jsonl`);
   }
 
-  /** Every write: the lease must be this host's, and still held. */
-  #guard(host: string, lease: LeaseLock): void {
+  /** Every write: the lease must be this host's, this backend's kind (a lease file), and still held. */
+  #guard(host: string, lease: HeldLease): LeaseLock {
     assertHostName(host);
     if (lease.host !== host) throw toolkitError('state.lease-host-mismatch', `The lease of host "${lease.host}" does not guard host "${host}".`);
+    if (!(lease instanceof LeaseLock)) throw toolkitError('state.lease-backend-mismatch', `The lease ${lease.id} was not taken from the local state backend.`);
     lease.assertHeld();
+    return lease;
   }
 
   #source(host: string): LockfileSource {

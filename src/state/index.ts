@@ -59,3 +59,4 @@ export {
   type ExpectedAuditHead,
 } from './audit-log.js';
 export { LocalStateBackend, type StateBackend } from './backend.js';
+export type { ApplyLogHandle, HeldLease } from './backend-types.js';

@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { AgentvmCommand, type Outcome } from '../../cli/base-command.js';
-import { hostFlags } from '../../cli/flags.js';
+import { hostFlags, stateFlags } from '../../cli/flags.js';
+import { chooseStateBackend } from '../../app/state-backend.js';
 import { unlockState } from '../../app/state-info.js';
 import type { LeaseRecord } from '../../state/index.js';
 
@@ -8,11 +9,12 @@ export default class StateUnlock extends AgentvmCommand<LeaseRecord> {
   static override summary = "Break a host's lease lock by its id, when you are sure its holder is gone.";
   static override description = 'Leases whose holder process is gone, or whose lease expired, are taken over automatically. Use this only for a lease that is neither (e.g. a holder on another machine that died). The id must match the current lease, so you cannot break a lease someone just took. The break is written to the audit log.';
   static override args = { id: Args.string({ required: true, description: 'Lease id, as printed in the "locked" error or by `state list`.' }) };
-  static override flags = { host: Flags.string({ required: true, summary: 'Host whose lease to break.' }), root: hostFlags.root };
+  static override flags = { host: Flags.string({ required: true, summary: 'Host whose lease to break.' }), root: hostFlags.root, ...stateFlags };
   static override examples = ['<%= config.bin %> state unlock 3f0c…-… --host edge-1'];
 
   protected async execute(): Promise<Outcome<LeaseRecord>> {
     const { args, flags } = await this.parse(StateUnlock);
+    await chooseStateBackend(flags);
     const record = await unlockState(flags.root, flags.host, args.id);
     return { result: record, text: `Broke lease ${record.id} of ${record.who} (${record.operation}, pid ${record.pid}) on host ${flags.host}.` };
   }

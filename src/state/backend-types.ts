@@ -1,0 +1,47 @@
+// The shapes a StateBackend hands out, as interfaces: a held lease and a running apply's log. The local backend's
+// LeaseLock and ApplyLog classes satisfy them; the PostgreSQL backend (src/state/postgres/) has its own. Code above
+// src/state only ever sees these interfaces, so it cannot tell (nor depend on) which backend it runs on.
+
+import type { Address, LockedResource } from '../model/resources.js';
+import type { AppendMarks, AppendResult, ApplyLogWrites } from './apply-log.js';
+import type { AuditEntry, AuditEvent } from './audit-log.js';
+import type { LeaseRecord } from './lease-lock.js';
+import type { Lockfile, LockfileOp } from './lockfile.js';
+import type { JournalRecord } from './wal.js';
+
+/** A lease this process holds on one host's state. */
+export interface HeldLease {
+  readonly id: string;
+  readonly host: string;
+  readonly record: LeaseRecord;
+  /** The stale lease this one replaced (for the audit log), or null. */
+  readonly tookOver: LeaseRecord | null;
+  /** False once released, or once the backend found it taken over. */
+  readonly held: boolean;
+  /** Throws `state.lease-lost` when this process knows the lease is no longer its own. */
+  assertHeld(): void;
+  /** Gives the lease back if it is still this one. Idempotent. Await it: a remote backend deletes a row. */
+  release(): void | Promise<void>;
+}
+
+/** A running apply's durable log (ADR 0005): what apply.ts uses of it. */
+export interface ApplyLogHandle {
+  readonly applyId: string;
+  readonly planDigest: string;
+  readonly interrupted: JournalRecord | null;
+  readonly lock: Lockfile;
+  readonly serial: number;
+  readonly record: JournalRecord;
+  readonly writes: ApplyLogWrites;
+  resource(address: Address): LockedResource | undefined;
+  isDone(address: Address): boolean;
+  append(ops: readonly LockfileOp[], marks?: AppendMarks): Promise<AppendResult>;
+  /**
+   * Backends that can do it atomically: appends `entry` to the audit chain AND records the batch (`ops` plus the new
+   * audit head) in ONE transaction, so the record and the change it audits exist together or not at all. Absent on
+   * the local backend, where the record is appended first and the batch second (ADR 0005: a kill in between
+   * over-reports, never under-reports).
+   */
+  appendWithAudit?(entry: AuditEntry, ops: readonly LockfileOp[], marks?: AppendMarks): Promise<{ event: AuditEvent; result: AppendResult }>;
+  finish(): Promise<Lockfile>;
+}
