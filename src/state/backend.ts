@@ -13,11 +13,11 @@ import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import type { HostPaths } from '../providers/provider.js';
-import { errnoCode, fsyncDirectory } from './atomic-file.js';
+import { errnoCode, fsyncDirectory, removeDeadTemps } from './atomic-file.js';
 import { beginApplyLog, type ApplyLog, type ApplyStart } from './apply-log.js';
 import { appendAudit, AUDIT_FILE_NAME, tailAudit, verifyAuditLog, type AuditEntry, type AuditEvent, type AuditVerification, type ExpectedAuditHead } from './audit-log.js';
 import { assertHostName, isHostName } from './host-paths.js';
-import { acquireLeaseLock, forceUnlockLease, readLeaseRecord, type LeaseLock, type LeaseOptions, type LeaseRecord } from './lease-lock.js';
+import { acquireLeaseLock, describeHolder, forceUnlockLease, leaseStaleness, readLeaseRecord, sweepLeaseLeftovers, type LeaseLock, type LeaseOptions, type LeaseRecord } from './lease-lock.js';
 import type { Lockfile, LockfileSource } from './lockfile.js';
 import { fingerprintOf, readStoredState, sameFingerprint, writeLockfileFile, type FileFingerprint } from './lockfile-store.js';
 import { journalOf, parseWal, type JournalRecord } from './wal.js';
@@ -45,6 +45,10 @@ export interface StateBackend {
   readLease(host: string): Promise<LeaseRecord | null>;
   /** Breaks the lease with this id (`agentvm state unlock <id>`); returns it. `state.lock-id-mismatch` otherwise. */
   forceUnlock(host: string, id: string): Promise<LeaseRecord>;
+  /** The audit log's append lock, for backends that have one (its id is what a `state.locked` from an append names). */
+  readAuditLock?(): Promise<LeaseRecord | null>;
+  /** Breaks the audit log's append lock with this id. */
+  forceUnlockAuditLock?(id: string): Promise<LeaseRecord>;
   /** Hosts that have a lockfile, a lease or an apply log, sorted. */
   listHosts(): Promise<string[]>;
 
@@ -129,7 +133,21 @@ export class LocalStateBackend implements StateBackend {
   }
 
   async acquireLease(host: string, operation: string, options?: LeaseOptions): Promise<LeaseLock> {
-    return acquireLeaseLock(this.#file(host, 'lease'), host, operation, options);
+    const lease = acquireLeaseLock(this.#file(host, 'lease'), host, operation, { ...leaseDefaults(), ...options });
+    try {
+      // Every takeover is an action in the audit log, written before the new holder changes anything.
+      if (lease.tookOver) {
+        await this.appendAudit({ host, operation, event: 'lease.takeover', result: 'ok', detail: `took over lease ${lease.tookOver.id} of ${describeHolder(lease.tookOver)}: ${leaseStaleness(lease.tookOver) ?? 'stale'}` });
+      }
+      // Under the lease, nobody else writes this host's lockfile or WAL: any temp file of theirs is a killed writer's.
+      const prefixes = [`${host}.lock.json`, `${host}.wal.jsonl`];
+      removeDeadTemps(this.paths.state, (target) => prefixes.some((p) => target === p || target === `${p}.backup`), true);
+      sweepLeaseLeftovers(`${this.auditPath()}.lock`);
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+    return lease;
   }
 
   async readLease(host: string): Promise<LeaseRecord | null> {
@@ -138,6 +156,18 @@ export class LocalStateBackend implements StateBackend {
 
   async forceUnlock(host: string, id: string): Promise<LeaseRecord> {
     return forceUnlockLease(this.#file(host, 'lease'), id);
+  }
+
+  async readAuditLock(): Promise<LeaseRecord | null> {
+    try {
+      return readLeaseRecord(`${this.auditPath()}.lock`) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  async forceUnlockAuditLock(id: string): Promise<LeaseRecord> {
+    return forceUnlockLease(`${this.auditPath()}.lock`, id);
   }
 
   async listHosts(): Promise<string[]> {
@@ -231,6 +261,20 @@ export class LocalStateBackend implements StateBackend {
     const file = this.#file(host, 'lock');
     return { file, backup: `${file}.backup`, host };
   }
+}
+
+/**
+ * AGENTVM_LEASE_SECONDS shortens (or lengthens) the host lease: the time after which a holder that is not provably
+ * dead from here (another machine, another container's pid namespace) is taken over. It is renewed every third of it.
+ */
+function leaseDefaults(): LeaseOptions {
+  const raw = process.env.AGENTVM_LEASE_SECONDS;
+  if (raw === undefined || raw === '') return {};
+  const seconds = Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 3 || seconds > 86_400) {
+    throw new AgentvmError('state.invalid-lease-seconds', `AGENTVM_LEASE_SECONDS=${raw} is not a whole number of seconds from 3 to 86400.`, { detail: 'Unset it (15 minutes) or give e.g. 60.' });
+  }
+  return { leaseMs: seconds * 1000 };
 }
 
 function toolkitError(code: string, message: string): AgentvmError {
