@@ -15,6 +15,7 @@ import type { ProviderRegistry } from '../providers/registry.js';
 import { rollbackOp, storageError, type AppendMarks, type AuditEntry, type LeaseLock, type Lockfile, type LockfileOp, type StateBackend } from '../state/index.js';
 import { hostContext, makePlan, readLive, readPlanFile, stateBackend, type PlanOptions } from './plan.js';
 import { registryFor } from './registry.js';
+import { assertPlanBound } from './plan-binding.js';
 import { verifierFor, type SignatureOutcome } from './signatures.js';
 import type { DesiredState } from '../contracts/desired-state.js';
 import { loadDesiredState, selectHost } from './desired.js';
@@ -81,6 +82,11 @@ export async function runApply(opts: ApplyOptions): Promise<ApplyResult> {
     let state: DesiredState;
     if (saved) {
       ({ registry, context, lock, state } = await checkFresh(saved, opts.root, backend));
+      // A plan from a file is bound to its commit: re-derived here, under the lease, and refused if it differs.
+      if (opts.planFile && !opts.approvedPlan) {
+        const derived = await makePlan({ repo: saved.source.repo, ref: saved.source.commit ?? saved.source.ref, host: saved.host, root: opts.root, mode: saved.mode });
+        assertPlanBound(saved, derived.plan, opts.planFile);
+      }
       plan = saved;
     } else {
       const session = await makePlan({ ...opts.plan!, root: opts.root });
