@@ -1,12 +1,13 @@
-// Issue 21, item 7: a saved plan is bound to its commit. Every field of every change of every kind (create, update,
+// Issue 21, item 7: a saved plan is bound to its commit, and may be signed where it is made. Every field of every change of every kind (create, update,
 // delete, noop — made by real plans of the example fleet) is edited in turn: the binding check names the edited
 // change's address each time. End to end, the issue's attack (a unit's entrypoint changed in the JSON) and an edit
 // that drops the plan's error diagnostics are refused by `agentvm apply` before anything is applied.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { agentvm, assertBuilt, hasStackTrace } from './support/cli.js';
+import { agentvm, assertBuilt, hasStackTrace, ROOT } from './support/cli.js';
 import { fleetCopy, type FleetCopy } from './support/fleet.js';
 import { makePlan } from '../src/app/plan.js';
 import { firstPlanDifference } from '../src/app/plan-binding.js';
@@ -106,4 +107,56 @@ describe('a saved plan is bound to its commit', () => {
     expect(existsSync(path.join(root, 'var/lib/agentvm/state/edge-1.lock.json'))).toBe(false);
     expect(existsSync(path.join(root, 'etc'))).toBe(false);
   }, 120_000);
+
+  it('GIVEN --require-signed-plan THEN a plan signed by the pipeline key applies; unsigned, edited-after-signing and re-signed plans are refused', async () => {
+    const root = path.join(fleet.base, 'root-signed');
+    const keys = path.join(fleet.base, 'keys');
+    for (const who of ['pipeline', 'attacker']) {
+      const made = spawnSync(process.execPath, [path.join(ROOT, 'scripts/sign-local.js'), 'keygen', path.join(keys, who)], { encoding: 'utf8' });
+      expect(made.status, made.stderr).toBe(0);
+    }
+    const pipelineKey = path.join(keys, 'pipeline/key.pem');
+    const pipelinePub = path.join(keys, 'pipeline/key.pub');
+    const planArgs = ['plan', '--repo', fleet.repo, '--host', 'edge-1', '--root', root];
+    const require = ['--root', root, '--require-signed-plan', '--plan-key', pipelinePub];
+    const refusedWith = async (file: string, code: string) => {
+      const r = await agentvm(['apply', file, ...require]);
+      expect(hasStackTrace(r.stdout + r.stderr)).toBe(false);
+      expect(r.code, r.stdout + r.stderr).toBe(1);
+      expect(r.stderr).toContain(code);
+      expect(existsSync(path.join(root, 'var/lib/agentvm/state/edge-1.lock.json'))).toBe(false);
+    };
+
+    const unsigned = path.join(fleet.base, 'unsigned.plan.json');
+    expect((await agentvm([...planArgs, '--out', unsigned])).code).toBe(0);
+    await refusedWith(unsigned, 'apply.plan-unsigned');
+
+    const signed = path.join(fleet.base, 'signed.plan.json');
+    const made = await agentvm([...planArgs, '--out', signed, '--sign', pipelineKey]);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stdout).toContain(`${signed}.sigstore.json`);
+    expect(readFileSync(`${signed}.sigstore.json`, 'utf8')).not.toContain('PRIVATE KEY');
+
+    // Edited after signing (one byte of whitespace: the content is the same plan, the bytes are not).
+    const edited = path.join(fleet.base, 'edited.plan.json');
+    writeFileSync(edited, `${readFileSync(signed, 'utf8')} `);
+    copyFileSync(`${signed}.sigstore.json`, `${edited}.sigstore.json`);
+    await refusedWith(edited, 'apply.plan-signature');
+
+    // Re-signed by another key (an attacker who edited the plan and signed it with their own key).
+    const resigned = path.join(fleet.base, 'resigned.plan.json');
+    copyFileSync(signed, resigned);
+    const bundle = spawnSync(process.execPath, [path.join(ROOT, 'scripts/sign-local.js'), 'sign', '--key', path.join(keys, 'attacker/key.pem'), resigned], { encoding: 'utf8' });
+    expect(bundle.status, bundle.stderr).toBe(0);
+    writeFileSync(`${resigned}.sigstore.json`, bundle.stdout);
+    await refusedWith(resigned, 'apply.plan-signature');
+
+    const auto = await agentvm(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--auto-approve', ...require]);
+    expect(auto.code).toBe(1);
+    expect(auto.stderr).toContain('apply.plan-unsigned');
+
+    const ok = await agentvm(['apply', signed, ...require]);
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(existsSync(path.join(root, 'var/lib/agentvm/state/edge-1.lock.json'))).toBe(true);
+  }, 180_000);
 });

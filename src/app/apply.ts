@@ -16,6 +16,7 @@ import { rollbackOp, storageError, type AppendMarks, type AuditEntry, type Lease
 import { hostContext, makePlan, readLive, readPlanFile, stateBackend, type PlanOptions } from './plan.js';
 import { registryFor } from './registry.js';
 import { assertPlanBound } from './plan-binding.js';
+import { verifyPlanSignature } from './plan-signature.js';
 import { verifierFor, type SignatureOutcome } from './signatures.js';
 import type { DesiredState } from '../contracts/desired-state.js';
 import { loadDesiredState, selectHost } from './desired.js';
@@ -48,6 +49,11 @@ export interface ApplyResult {
 export interface ApplyOptions {
   /** A saved plan file, or undefined to plan now (auto-approve). */
   planFile?: string;
+  /**
+   * Apply only a plan file signed with this public key (PEM file): `--require-signed-plan --plan-key <key.pub>`.
+   * Without a plan file, or when its signature does not verify, nothing is applied.
+   */
+  requireSignedPlanKey?: string;
   plan?: PlanOptions;
   root: string;
   concurrency?: number;
@@ -72,6 +78,13 @@ export async function runApply(opts: ApplyOptions): Promise<ApplyResult> {
   // 1. Which plan. A saved plan names its host; an auto-approved plan is made under the lease (no race).
   let saved: Plan | undefined = opts.approvedPlan;
   if (!saved && opts.planFile) saved = readPlanFile(opts.planFile);
+  if (opts.requireSignedPlanKey !== undefined) {
+    if (!opts.planFile || !saved || opts.approvedPlan) {
+      throw new AgentvmError('apply.plan-unsigned', 'A signed plan is required (--require-signed-plan), but there is no plan file to check.', { detail: 'Give the signed plan file: `agentvm apply <plan.json> --require-signed-plan --plan-key <key.pub>`. Nothing was applied.' });
+    }
+    // Before the lease and before anything is read from the host: an unsigned plan is not even looked at further.
+    await verifyPlanSignature(opts.planFile, saved, opts.requireSignedPlanKey);
+  }
   const host = saved?.host ?? (await hostOf(opts.plan));
   const lease = await backend.acquireLease(host, opts.operation ?? 'apply');
   try {

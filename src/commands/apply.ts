@@ -28,6 +28,8 @@ Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale plan, 
     ...hostFlags,
     'auto-approve': Flags.boolean({ summary: 'Plan now and apply without a saved plan or a question. Without it, a plan file (or, at a terminal, typing yes) is required.' }),
     concurrency: Flags.integer({ summary: 'Resources applied at once.', default: 4, min: 1, max: 64 }),
+    'require-signed-plan': Flags.boolean({ summary: 'Apply only a plan file signed by your pipeline (`plan --out <file> --sign <key>`): its <file>.sigstore.json must verify with --plan-key. Unsigned, edited or re-signed plans are refused.', dependsOn: ['plan-key'] }),
+    'plan-key': Flags.string({ summary: 'PEM public key (ECDSA P-256) that must have signed the plan; used with --require-signed-plan.', helpValue: 'KEY.PUB', env: 'AGENTVM_PLAN_KEY' }),
   };
 
   protected async execute(): Promise<Outcome<ApplyResult>> {
@@ -40,9 +42,13 @@ Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale plan, 
       throw userError('apply.needs-approval', 'apply changes the host, so it needs a reviewed plan or explicit approval.', 'Run `agentvm plan --out plan.json`, review it, then `agentvm apply plan.json`; or pass --auto-approve to plan and apply in one step.');
     }
     const planOptions = { repo: flags.repo, ref: flags.ref, root: flags.root, ...(flags.host ? { host: flags.host } : {}) };
+    if (flags['require-signed-plan'] && !args.planfile) {
+      throw userError('apply.plan-unsigned', '--require-signed-plan needs a signed plan file; --auto-approve and interactive approval make unsigned plans.', 'Run `agentvm apply <plan.json> --require-signed-plan --plan-key <key.pub>` with a plan made by `agentvm plan --out <plan.json> --sign <key.pem>`.');
+    }
     const base: Omit<ApplyOptions, 'onEvent'> = {
       root: flags.root,
       concurrency: flags.concurrency,
+      ...(flags['require-signed-plan'] && flags['plan-key'] ? { requireSignedPlanKey: flags['plan-key'] } : {}),
       ...(args.planfile ? { planFile: args.planfile } : { plan: planOptions }),
     };
 
