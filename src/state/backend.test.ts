@@ -87,7 +87,7 @@ describe('lockfile through the backend', () => {
     expect(third.serial).toBe(3);
     expect(JSON.parse(readFileSync(stateFile('web-1.lock.json.backup'), 'utf8')).serial).toBe(2);
     expect(await backend.listHosts()).toEqual(['web-1']);
-    expect(readdirSync(stateFile('')).sort()).toEqual(['web-1.lease.json', 'web-1.lock.json', 'web-1.lock.json.backup']);
+    expect(readdirSync(stateFile('')).sort()).toEqual(['root-host.json', 'web-1.lease.json', 'web-1.lock.json', 'web-1.lock.json.backup']);
   });
 
   it('GIVEN a write from a stale serial THEN state.serial-conflict and nothing is written', async () => {
@@ -113,11 +113,27 @@ describe('lockfile through the backend', () => {
 
   it('requires the held lease of the same host', async () => {
     const l = await lease();
-    const other = await lease('web-2');
+    // A lease of another host can only come from another root (one root, one host): it still guards nothing here.
+    const elsewhere = mkdtempSync(path.join(os.tmpdir(), 'agentvm-state-other-'));
+    const other = await new LocalStateBackend(hostPaths(elsewhere)).acquireLease('web-2', 'apply', { renew: false });
+    leases.push(other);
     expect((await rejection(backend.writeLockfile('web-1', emptyLockfile('web-1'), other))).code).toBe('state.lease-host-mismatch');
+    other.release();
+    rmSync(elsewhere, { recursive: true, force: true });
     l.release();
     expect((await rejection(backend.writeLockfile('web-1', emptyLockfile('web-1'), l))).code).toBe('state.lease-lost');
     expect(await backend.readLockfile('web-1')).toBeNull();
+  });
+
+  it('GIVEN a root claimed by one host THEN a lease for another host is refused (one root, one host), and the first host is unaffected', async () => {
+    const l = await lease('web-1');
+    await backend.writeLockfile('web-1', emptyLockfile('web-1'), l);
+    l.release();
+    const refused = await rejection(backend.acquireLease('web-2', 'apply', { renew: false }));
+    expect(refused.code).toBe('state.root-host-mismatch');
+    expect(refused.message).toContain('belongs to host web-1');
+    expect(await backend.readLease('web-2')).toBeNull();
+    expect((await lease('web-1')).host).toBe('web-1');
   });
 
   it('refuses to write an invalid lockfile (a bug guard) and leaves the file alone', async () => {
@@ -190,7 +206,7 @@ describe('lease, apply log and audit through the backend', () => {
     expect(read?.serial).toBe(1);
     expect(Object.keys(read!.resources)).toEqual(['release.research']);
     await backend.discardJournal('web-1', l); // idempotent
-    expect(readdirSync(stateFile('')).sort()).toEqual(['web-1.lease.json', 'web-1.lock.json']);
+    expect(readdirSync(stateFile('')).sort()).toEqual(['root-host.json', 'web-1.lease.json', 'web-1.lock.json']);
   });
 
   it('appends, tails and verifies the audit log, and the head stored in the lockfile detects truncation', async () => {

@@ -9,11 +9,11 @@
 // Invariants of every write: only under the caller's held lease; only on top of the lineage and (logical) serial the
 // caller read (optimistic check, so a write can never silently undo another); serial + 1 per persisted write.
 
-import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import type { HostPaths } from '../providers/provider.js';
-import { errnoCode, fsyncDirectory, removeDeadTemps } from './atomic-file.js';
+import { errnoCode, fsyncDirectory, removeDeadTemps, storageError, tempPathFor, unlinkQuietly, writeFileAtomic } from './atomic-file.js';
 import { beginApplyLog, type ApplyLog, type ApplyStart } from './apply-log.js';
 import { appendAudit, AUDIT_FILE_NAME, tailAudit, verifyAuditLog, type AuditEntry, type AuditEvent, type AuditVerification, type ExpectedAuditHead } from './audit-log.js';
 import { assertHostName, isHostName } from './host-paths.js';
@@ -133,6 +133,8 @@ export class LocalStateBackend implements StateBackend {
   }
 
   async acquireLease(host: string, operation: string, options?: LeaseOptions): Promise<LeaseLock> {
+    assertHostName(host);
+    this.#claimRoot(host);
     const lease = acquireLeaseLock(this.#file(host, 'lease'), host, operation, { ...leaseDefaults(), ...options });
     try {
       // Every takeover is an action in the audit log, written before the new holder changes anything.
@@ -143,6 +145,7 @@ export class LocalStateBackend implements StateBackend {
       const prefixes = [`${host}.lock.json`, `${host}.wal.jsonl`];
       removeDeadTemps(this.paths.state, (target) => prefixes.some((p) => target === p || target === `${p}.backup`), true);
       sweepLeaseLeftovers(`${this.auditPath()}.lock`);
+      removeDeadTemps(this.paths.state, (target) => target === ROOT_CLAIM_FILE);
     } catch (error) {
       lease.release();
       throw error;
@@ -156,6 +159,43 @@ export class LocalStateBackend implements StateBackend {
 
   async forceUnlock(host: string, id: string): Promise<LeaseRecord> {
     return forceUnlockLease(this.#file(host, 'lease'), id);
+  }
+
+  /**
+   * One root, one host (ADR 0015): the first host to write under a root claims it (`<state>/root-host.json`, created
+   * exclusively, so of two hosts racing exactly one wins); any other host is refused before it takes a lease. Two hosts
+   * in one root would each see the other's releases, units and the gate's shared files as orphans and delete them.
+   */
+  #claimRoot(host: string): void {
+    const file = path.join(this.paths.state, ROOT_CLAIM_FILE);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const claimed = readRootClaim(file);
+      if (claimed !== undefined) {
+        if (claimed === host) return;
+        throw rootHostMismatch(this.paths.state, file, claimed, host);
+      }
+      // A root used before claims existed: the host with state there owns it.
+      const others = existingLockfileHosts(this.paths.state).filter((h) => h !== host);
+      if (others.length > 0) throw rootHostMismatch(this.paths.state, file, others.join(', '), host);
+      try {
+        mkdirSync(this.paths.state, { recursive: true, mode: 0o750 });
+      } catch (error) {
+        throw storageError(error, file, 'Nothing was changed.');
+      }
+      const temp = tempPathFor(file);
+      writeFileAtomic(temp, `${JSON.stringify({ host, claimedAt: new Date().toISOString() })}\n`);
+      try {
+        linkSync(temp, file);
+        fsyncDirectory(this.paths.state);
+        return;
+      } catch (error) {
+        if (errnoCode(error) !== 'EEXIST') throw storageError(error, file, 'Nothing was changed.');
+        // Another host (or this one) claimed it first: read who.
+      } finally {
+        unlinkQuietly(temp);
+      }
+    }
+    throw new AgentvmError('state.root-claim-unreadable', `The root claim ${file} cannot be read.`, { detail: `Remove it (\`rm ${file}\`) if it is damaged; the next apply claims the root again.` });
   }
 
   async readAuditLock(): Promise<LeaseRecord | null> {
@@ -261,6 +301,45 @@ export class LocalStateBackend implements StateBackend {
     const file = this.#file(host, 'lock');
     return { file, backup: `${file}.backup`, host };
   }
+}
+
+const ROOT_CLAIM_FILE = 'root-host.json';
+
+/** The host that claimed the root, or undefined when there is no (readable) claim yet. */
+function readRootClaim(file: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined;
+    throw error;
+  }
+  try {
+    const v = JSON.parse(text) as { host?: unknown };
+    if (typeof v.host === 'string' && isHostName(v.host)) return v.host;
+  } catch {
+    // fall through
+  }
+  throw new AgentvmError('state.root-claim-unreadable', `The root claim ${file} is not a valid claim.`, { detail: `Remove it (\`rm ${file}\`) if it is damaged; the next apply claims the root again.` });
+}
+
+function existingLockfileHosts(stateDir: string): string[] {
+  try {
+    return readdirSync(stateDir).flatMap((n) => {
+      const m = /^(.+)\.lock\.json$/.exec(n);
+      return m?.[1] && isHostName(m[1]) ? [m[1]] : [];
+    });
+  } catch {
+    return [];
+  }
+}
+
+function rootHostMismatch(stateDir: string, file: string, owner: string, host: string): AgentvmError {
+  return new AgentvmError('state.root-host-mismatch', `The root of ${stateDir} belongs to host ${owner}; refusing to change host "${host}" in it.`, {
+    detail:
+      `One root is one machine (ADR 0015): two hosts in one root would delete each other's workloads as orphans. Give host "${host}" its own --root. ` +
+      `If this root really is to become host "${host}", remove the old host's state first (its lockfile, and ${file}).`,
+  });
 }
 
 /**
