@@ -76,6 +76,12 @@ export async function verifyAudit(root: string): Promise<AuditVerifyResult> {
   const backend = stateBackend(root);
   const heads = [];
   for (const host of await backend.listHosts()) {
+    // Every copy of the head the state keeps (lockfile, backup, write-ahead log): a damaged lockfile must not hide a
+    // log cut short.
+    if (backend.recordedAuditHeads) {
+      heads.push(...(await backend.recordedAuditHeads(host)));
+      continue;
+    }
     const lock = await backend.readLockfile(host).catch(() => null);
     if (lock?.auditHead) heads.push({ ...lock.auditHead, label: `lockfile of ${host}` });
   }

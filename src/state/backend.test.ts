@@ -225,4 +225,31 @@ describe('lease, apply log and audit through the backend', () => {
     expect(result.diagnostics.map((d) => d.code)).toEqual(['audit.truncated']);
     expect((await rejection(backend.appendAudit({ host: '../x', operation: 'apply', event: 'x', result: 'ok' }))).code).toBe('state.invalid-host');
   });
+
+  it('GIVEN the audit log cut short AND the lockfile damaged (or emptied) THEN the heads in the backup and the write-ahead log still catch the truncation', async () => {
+    const l = await lease();
+    let lock = await backend.writeLockfile('web-1', emptyLockfile('web-1'), l);
+    for (let i = 0; i < 3; i++) {
+      const record = await backend.appendAudit({ host: 'web-1', operation: 'apply', event: 'resource.apply', result: 'ok', address: `release.w${i}` });
+      lock = await backend.writeLockfile('web-1', withAuditHead(lock, record), l);
+    }
+    // An apply's WAL records a later head (seq 4) in a batch.
+    const log = await backend.beginApply('web-1', { applyId: 'a1', planDigest: 'p' }, l);
+    const fourth = await backend.appendAudit({ host: 'web-1', operation: 'apply', event: 'apply.start', result: 'ok' });
+    await log.append([{ op: 'auditHead.set', head: { seq: fourth.seq, hash: fourth.hash } }]);
+    const heads = await backend.recordedAuditHeads('web-1');
+    expect(heads.map((h) => `${h.label}:${h.seq}`)).toEqual(['lockfile of web-1:3', 'lockfile backup of web-1:2', 'write-ahead log of web-1:4']);
+    // Cut the log back to 1 record and damage the lockfile: it no longer parses, and a plain read cannot give its head.
+    const text = readFileSync(backend.auditPath(), 'utf8');
+    writeFileSync(backend.auditPath(), `${text.split('\n')[0]}\n`);
+    writeFileSync(stateFile('web-1.lock.json'), '{"damaged": ');
+    const damaged = await backend.recordedAuditHeads('web-1');
+    expect(damaged.map((h) => h.label)).toEqual(['lockfile backup of web-1', 'write-ahead log of web-1']);
+    const result = await backend.verifyAudit(damaged);
+    expect(result.ok).toBe(false);
+    expect(result.diagnostics.map((d) => d.code)).toEqual(['audit.truncated', 'audit.truncated']);
+    // Even with the WAL gone too, the backup alone still tells.
+    unlinkSync(stateFile('web-1.wal.jsonl'));
+    expect((await backend.verifyAudit(await backend.recordedAuditHeads('web-1'))).diagnostics.map((d) => d.code)).toEqual(['audit.truncated']);
+  });
 });

@@ -63,6 +63,12 @@ export interface StateBackend {
   /** Drops an interrupted apply's log without resuming it; its acknowledged writes are checkpointed first. */
   discardJournal(host: string, lease: LeaseLock): Promise<void>;
 
+  /**
+   * Every audit head the host's state recorded, from each place that still holds one: the lockfile, its backup and the
+   * write-ahead log's batches — so that a log cut short is caught even when the lockfile itself is damaged. Optional:
+   * backends without such copies leave it out (verify then uses the lockfile's head).
+   */
+  recordedAuditHeads?(host: string): Promise<ExpectedAuditHead[]>;
   /** Appends an audit record; its seq and hash are the new head (store it with an `auditHead.set` op or `withAuditHead`). */
   appendAudit(entry: AuditEntry): Promise<AuditEvent>;
   verifyAudit(expected?: AuditHeadLike | readonly ExpectedAuditHead[]): Promise<AuditVerification>;
@@ -263,6 +269,33 @@ export class LocalStateBackend implements StateBackend {
     this.#known.delete(host);
   }
 
+  async recordedAuditHeads(host: string): Promise<ExpectedAuditHead[]> {
+    const source = this.#source(host);
+    const heads: ExpectedAuditHead[] = [];
+    for (const [file, label] of [[source.file, `lockfile of ${host}`], [source.backup, `lockfile backup of ${host}`]] as const) {
+      const head = auditHeadIn(file);
+      if (head) heads.push({ ...head, label });
+    }
+    // The WAL: each batch line that parses on its own (a damaged line does not hide the others).
+    let wal = '';
+    try {
+      wal = readFileSync(this.#walFile(host), 'utf8');
+    } catch {
+      // no log
+    }
+    let last: AuditHeadLike | undefined;
+    for (const line of wal.split('\n')) {
+      try {
+        const batch = JSON.parse(line) as { ops?: Array<{ op?: string; head?: AuditHeadLike }> };
+        for (const op of batch.ops ?? []) if (op.op === 'auditHead.set' && op.head && Number.isInteger(op.head.seq) && typeof op.head.hash === 'string') last = op.head;
+      } catch {
+        // a torn or damaged line
+      }
+    }
+    if (last) heads.push({ seq: last.seq, hash: last.hash, label: `write-ahead log of ${host}` });
+    return heads;
+  }
+
   async appendAudit(entry: AuditEntry): Promise<AuditEvent> {
     assertHostName(entry.host);
     return appendAudit(this.auditPath(), entry);
@@ -304,6 +337,25 @@ export class LocalStateBackend implements StateBackend {
 }
 
 const ROOT_CLAIM_FILE = 'root-host.json';
+
+/** The `auditHead` of a lockfile file, read leniently (the file may be damaged elsewhere), or undefined. */
+function auditHeadIn(file: string): AuditHeadLike | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const head = (JSON.parse(text) as { auditHead?: AuditHeadLike }).auditHead;
+    if (head && Number.isInteger(head.seq) && typeof head.hash === 'string' && /^[0-9a-f]{64}$/.test(head.hash)) return { seq: head.seq, hash: head.hash };
+  } catch {
+    // Not JSON any more: find the head by its shape in what is left.
+    const m = /"auditHead"\s*:\s*\{\s*"seq"\s*:\s*(\d+)\s*,\s*"hash"\s*:\s*"([0-9a-f]{64})"/.exec(text);
+    if (m) return { seq: Number(m[1]), hash: m[2]! };
+  }
+  return undefined;
+}
 
 /** The host that claimed the root, or undefined when there is no (readable) claim yet. */
 function readRootClaim(file: string): string | undefined {
