@@ -9,11 +9,11 @@
 // Invariants of every write: only under the caller's held lease; only on top of the lineage and (logical) serial the
 // caller read (optimistic check, so a write can never silently undo another); serial + 1 per persisted write.
 
-import { linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import type { HostPaths } from '../providers/provider.js';
-import { errnoCode, fsyncDirectory, removeDeadTemps, storageError, tempPathFor, unlinkQuietly, writeFileAtomic } from './atomic-file.js';
+import { errnoCode, fsyncDirectory, removeDeadTemps, storageError, tempPathFor, unlinkQuietly } from './atomic-file.js';
 import { beginApplyLog, type ApplyLog, type ApplyStart } from './apply-log.js';
 import { appendAudit, AUDIT_FILE_NAME, tailAudit, verifyAuditLog, type AuditEntry, type AuditEvent, type AuditVerification, type ExpectedAuditHead } from './audit-log.js';
 import { assertHostName, isHostName } from './host-paths.js';
@@ -189,7 +189,12 @@ export class LocalStateBackend implements StateBackend {
         throw storageError(error, file, 'Nothing was changed.');
       }
       const temp = tempPathFor(file);
-      writeFileAtomic(temp, `${JSON.stringify({ host, claimedAt: new Date().toISOString() })}\n`);
+      try {
+        writeFileSync(temp, `${JSON.stringify({ host, claimedAt: new Date().toISOString() })}\n`, { flag: 'wx', mode: 0o644 });
+      } catch (error) {
+        unlinkQuietly(temp);
+        throw storageError(error, file, 'Nothing was changed.');
+      }
       try {
         linkSync(temp, file);
         fsyncDirectory(this.paths.state);
