@@ -6,7 +6,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -186,6 +186,9 @@ function deadLease(pid: number): LeaseRecord {
     hostname: os.hostname(),
     created: new Date(Date.now() - 60_000).toISOString(),
     expires: new Date(Date.now() + 600_000).toISOString(),
+    // A holder of this boot and pid namespace: its pid being gone proves it dead (a legacy record without these is not).
+    bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
+    pidNamespace: statSync('/proc/self/ns/pid').ino,
   };
 }
 

@@ -12,9 +12,11 @@ import { liveFingerprint, type Plan } from '../engine/plan.js';
 import type { Address, LockedResource, PlannedChange } from '../model/resources.js';
 import type { ApplyResponse, CapturedRelease, HostContext } from '../providers/provider.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import { rollbackOp, type AppendMarks, type AuditEntry, type HeldLease, type Lockfile, type LockfileOp, type StateBackend } from '../state/index.js';
+import { rollbackOp, storageError, type AppendMarks, type AuditEntry, type HeldLease, type Lockfile, type LockfileOp, type StateBackend } from '../state/index.js';
 import { hostContext, makePlan, readLive, readPlanFile, stateBackend, type PlanOptions } from './plan.js';
 import { registryFor } from './registry.js';
+import { assertPlanBound } from './plan-binding.js';
+import { verifyPlanSignature } from './plan-signature.js';
 import { verifierFor, type SignatureOutcome } from './signatures.js';
 import type { DesiredState } from '../contracts/desired-state.js';
 import { loadDesiredState, selectHost } from './desired.js';
@@ -36,6 +38,11 @@ export type ApplyResult = ApplyResultDocument;
 export interface ApplyOptions {
   /** A saved plan file, or undefined to plan now (auto-approve). */
   planFile?: string;
+  /**
+   * Apply only a plan file signed with this public key (PEM file): `--require-signed-plan --plan-key <key.pub>`.
+   * Without a plan file, or when its signature does not verify, nothing is applied.
+   */
+  requireSignedPlanKey?: string;
   plan?: PlanOptions;
   root: string;
   concurrency?: number;
@@ -60,6 +67,13 @@ export async function runApply(opts: ApplyOptions): Promise<ApplyResult> {
   // 1. Which plan. A saved plan names its host; an auto-approved plan is made under the lease (no race).
   let saved: Plan | undefined = opts.approvedPlan;
   if (!saved && opts.planFile) saved = readPlanFile(opts.planFile);
+  if (opts.requireSignedPlanKey !== undefined) {
+    if (!opts.planFile || !saved || opts.approvedPlan) {
+      throw new AgentvmError('apply.plan-unsigned', 'A signed plan is required (--require-signed-plan), but there is no plan file to check.', { detail: 'Give the signed plan file: `agentvm apply <plan.json> --require-signed-plan --plan-key <key.pub>`. Nothing was applied.' });
+    }
+    // Before the lease and before anything is read from the host: an unsigned plan is not even looked at further.
+    await verifyPlanSignature(opts.planFile, saved, opts.requireSignedPlanKey);
+  }
   const host = saved?.host ?? (await hostOf(opts.plan));
   const lease = await backend.acquireLease(host, opts.operation ?? 'apply');
   try {
@@ -70,6 +84,11 @@ export async function runApply(opts: ApplyOptions): Promise<ApplyResult> {
     let state: DesiredState;
     if (saved) {
       ({ registry, context, lock, state } = await checkFresh(saved, opts.root, backend));
+      // A plan from a file is bound to its commit: re-derived here, under the lease, and refused if it differs.
+      if (opts.planFile && !opts.approvedPlan) {
+        const derived = await makePlan({ repo: saved.source.repo, ref: saved.source.commit ?? saved.source.ref, host: saved.host, root: opts.root, mode: saved.mode });
+        assertPlanBound(saved, derived.plan, opts.planFile);
+      }
       plan = saved;
     } else {
       const session = await makePlan({ ...opts.plan!, root: opts.root });
@@ -170,6 +189,8 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
   await audit({ event: 'apply.start', result: 'ok', detail: `plan ${plan.id} from ${plan.source.commit ?? 'WORKTREE'}: ${plan.summary.create} create, ${plan.summary.update} update, ${plan.summary.replace} replace, ${plan.summary.delete} delete` });
 
   const changes = new Map(plan.changes.map((c) => [c.address, c]));
+  /** Whether a provider was asked to change the host: from then on a failure is a partial apply (exit 3), not "nothing changed". */
+  let touched = false;
   const status = new Map<Address, 'ok' | 'failed' | 'skipped'>();
   const applied: Address[] = [];
   const failed: ApplyResult['failed'] = [];
@@ -193,6 +214,7 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
       return;
     }
     const provider = registry.get(c.provider);
+    touched = true;
     const t0 = Date.now();
     emit({ type: 'resource-start', address: c.address, action: c.action });
     const locked = log.resource(c.address);
@@ -238,6 +260,7 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
         if (entry && Object.keys(verifiedImages).length > 0) entry = { ...entry, attributes: { ...entry.attributes, imageSignatures: verifiedImages } };
       } catch (err) {
         if (err instanceof AgentvmError) diagnostics = [...err.diagnostics];
+        else if (storageFailure(err)) diagnostics = [storageDiagnostic(err, c.address, context.root)];
         else throw err;
       }
     }
@@ -284,26 +307,37 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
   // Bounded-concurrency walk: a change starts when every dependency it has in this plan has finished.
   const pending = new Set(plan.changes.map((c) => c.address));
   const running = new Map<Address, Promise<void>>();
-  while (pending.size > 0 || running.size > 0) {
-    for (const address of [...pending]) {
-      if (running.size >= w.concurrency) break;
-      const c = changes.get(address)!;
-      if (c.dependsOn.every((d) => !changes.has(d) || status.has(d))) {
-        pending.delete(address);
-        running.set(address, runOne(c).finally(() => running.delete(address)));
+  const walkGraph = async (): Promise<void> => {
+    while (pending.size > 0 || running.size > 0) {
+      for (const address of [...pending]) {
+        if (running.size >= w.concurrency) break;
+        const c = changes.get(address)!;
+        if (c.dependsOn.every((d) => !changes.has(d) || status.has(d))) {
+          pending.delete(address);
+          running.set(address, runOne(c).finally(() => running.delete(address)));
+        }
       }
+      if (running.size === 0) {
+        if (pending.size === 0) break;
+        throw new AgentvmError('apply.deadlock', `Apply cannot proceed: ${[...pending].join(', ')} wait on each other.`, { source: 'toolkit' });
+      }
+      await Promise.race(running.values());
     }
-    if (running.size === 0) {
-      if (pending.size === 0) break;
-      throw new AgentvmError('apply.deadlock', `Apply cannot proceed: ${[...pending].join(', ')} wait on each other.`, { source: 'toolkit' });
-    }
-    await Promise.race(running.values());
+  };
+  let complete = false;
+  let lock: Lockfile;
+  try {
+    await walkGraph();
+    complete = failed.length === 0 && skipped.length === 0;
+    await audit({ event: 'apply.finish', result: complete ? 'ok' : 'failed', detail: `${applied.length} applied, ${failed.length} failed, ${skipped.length} skipped` }, complete ? [{ op: 'commit.set', commit: plan.source.commit }] : []);
+    // Checkpoint: the lockfile file gets every batch (serial = logical serial), then the log goes away.
+    lock = await log.finish();
+  } catch (error) {
+    // A write that failed (a full disk, a read-only state directory) stops the apply: let the steps in flight end
+    // first, so none of them runs on after the lease is given back.
+    await Promise.allSettled(running.values());
+    throw touched ? partialFailure(error) : error;
   }
-
-  const complete = failed.length === 0 && skipped.length === 0;
-  await audit({ event: 'apply.finish', result: complete ? 'ok' : 'failed', detail: `${applied.length} applied, ${failed.length} failed, ${skipped.length} skipped` }, complete ? [{ op: 'commit.set', commit: plan.source.commit }] : []);
-  // Checkpoint: the lockfile file gets every batch (serial = logical serial), then the log goes away.
-  const lock: Lockfile = await log.finish();
   const result: ApplyResult = {
     formatVersion: 1,
     applyId,
@@ -319,6 +353,31 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
   };
   emit({ type: 'finish', result });
   return result;
+}
+
+/** A storage errno (full disk, read-only, I/O error) from a provider's own file writes. */
+function storageFailure(err: unknown): err is NodeJS.ErrnoException {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'EROFS' || code === 'EIO';
+}
+
+function storageDiagnostic(err: NodeJS.ErrnoException, address: Address, root: string): Diagnostic {
+  const named = storageError(err, typeof err.path === 'string' ? err.path : `${root}/`, 'This resource was not applied (it is recorded as failed).') as AgentvmError;
+  const summary = named instanceof AgentvmError ? named.message : `${err.code}: ${err.message}`;
+  return { code: named instanceof AgentvmError ? named.code : 'state.io-error', severity: 'error', summary: `${address}: ${summary}`, address, ...(named instanceof AgentvmError && named.detail ? { detail: named.detail } : {}) };
+}
+
+/**
+ * The error that stopped an apply after it changed the host: exit 3 (ADR 0004), not 1 — resources changed, the
+ * lockfile and the audit log record each step that completed, and the next apply converges.
+ */
+function partialFailure(error: unknown): unknown {
+  if (!(error instanceof AgentvmError) || error.exitCode !== ExitCode.Error) return error;
+  return new AgentvmError(error.code, error.message, {
+    detail: `${error.detail ? `${error.detail} ` : ''}This apply had already changed the host: the lockfile and the audit log record every step that completed. Fix the cause and run apply again to converge.`,
+    exitCode: ExitCode.PartialApply,
+    cause: error,
+  });
 }
 
 /**

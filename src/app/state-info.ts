@@ -34,11 +34,32 @@ export async function showState(root: string, host: string): Promise<Lockfile> {
   return lock;
 }
 
-export async function unlockState(root: string, host: string, id: string): Promise<LeaseRecord> {
+/**
+ * Breaks the lease with this id: of `host` when given, else whichever lease under the root has it — a host's, or the
+ * audit log's append lock (the id a `state.locked` error prints is all the operator needs). Audited.
+ */
+export async function unlockState(root: string, host: string | undefined, id: string): Promise<LeaseRecord & { lock: string }> {
   const backend = stateBackend(root);
-  const record = await backend.forceUnlock(host, id);
-  await backend.appendAudit({ host, operation: 'state unlock', event: 'state.unlock', result: 'ok', detail: `broke lease ${record.id} held by ${record.who} (${record.operation}, pid ${record.pid})` });
-  return record;
+  let target: { host: string; lock: string; unlock: () => Promise<LeaseRecord> } | undefined;
+  if (host) {
+    target = { host, lock: `host ${host}`, unlock: () => backend.forceUnlock(host, id) };
+  } else {
+    for (const h of await backend.listHosts()) {
+      const lease = await backend.readLease(h).catch(() => null);
+      if (lease?.id === id) target = { host: h, lock: `host ${h}`, unlock: () => backend.forceUnlock(h, id) };
+    }
+    const audit = await backend.readAuditLock?.();
+    if (!target && audit?.id === id && backend.forceUnlockAuditLock) {
+      const unlockAudit = backend.forceUnlockAuditLock.bind(backend);
+      target = { host: audit.host, lock: 'the audit log append lock', unlock: () => unlockAudit(id) };
+    }
+  }
+  if (!target) {
+    throw userError('state.not-locked', `No lease under ${root} has the id ${id}: it was released or taken over meanwhile.`, 'Run `agentvm state list` to see the current leases; nothing was removed.');
+  }
+  const record = await target.unlock();
+  await backend.appendAudit({ host: target.host, operation: 'state unlock', event: 'state.unlock', result: 'ok', detail: `broke lease ${record.id} (${target.lock}) held by ${record.who} (${record.operation}, pid ${record.pid})` });
+  return { ...record, lock: target.lock };
 }
 
 /** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
@@ -49,6 +70,12 @@ export async function verifyAudit(root: string): Promise<AuditVerifyResult> {
   const backend = stateBackend(root);
   const heads = [];
   for (const host of await backend.listHosts()) {
+    // Every copy of the head the state keeps (lockfile, backup, write-ahead log): a damaged lockfile must not hide a
+    // log cut short.
+    if (backend.recordedAuditHeads) {
+      heads.push(...(await backend.recordedAuditHeads(host)));
+      continue;
+    }
     const lock = await backend.readLockfile(host).catch(() => null);
     if (lock?.auditHead) heads.push({ ...lock.auditHead, label: `lockfile of ${host}`, host });
   }

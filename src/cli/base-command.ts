@@ -70,6 +70,8 @@ const FS_HINTS: Record<string, { what: string; fix: string }> = {
   EPERM: { what: 'Operation not permitted', fix: 'Run agentvm as a user that may change this path, or point --root elsewhere.' },
   EROFS: { what: 'Read-only file system', fix: 'Point --root at a writable directory.' },
   ENOSPC: { what: 'No space left on the device', fix: 'Free space on that file system; nothing was half-written (state writes are atomic).' },
+  EDQUOT: { what: 'Disk quota exceeded', fix: 'Raise the quota or free space; nothing was half-written (state writes are atomic).' },
+  EIO: { what: 'I/O error', fix: 'Check the device (`dmesg`) and the file system, then run the command again.' },
   ENOTDIR: { what: 'A path component is not a directory', fix: 'Check --root and the paths under it: a file stands where a directory is expected.' },
   EISDIR: { what: 'A directory stands where a file is expected', fix: 'Remove or rename it, or check the path given.' },
 };
@@ -85,8 +87,10 @@ export function normaliseError(err: unknown): AgentvmError {
   }
   // The filesystem refusing is the environment, not a bug: say which path and what to check.
   const fsError = err as NodeJS.ErrnoException | undefined;
-  if (fsError && typeof fsError.code === 'string' && FS_HINTS[fsError.code] && typeof fsError.path === 'string') {
-    return new AgentvmError(`fs.${fsError.code.toLowerCase()}`, `${FS_HINTS[fsError.code]!.what}: ${fsError.path}.`, { detail: FS_HINTS[fsError.code]!.fix, cause: err });
+  if (fsError && typeof fsError.code === 'string' && FS_HINTS[fsError.code]) {
+    // write(2) and fsync(2) errors carry no path: say which call failed rather than call the environment a bug.
+    const where = typeof fsError.path === 'string' ? fsError.path : `a ${fsError.syscall ?? 'file system'} call (the path was not reported)`;
+    return new AgentvmError(`fs.${fsError.code.toLowerCase()}`, `${FS_HINTS[fsError.code]!.what}: ${where}.`, { detail: FS_HINTS[fsError.code]!.fix, cause: err });
   }
   const message = err instanceof Error ? err.message : String(err);
   return new AgentvmError('internal', `Internal error: ${message}`, { source: 'toolkit', cause: err });

@@ -14,9 +14,9 @@ import { styleFor } from '../ui/style.js';
 
 export default class ApplyCommand extends AgentvmCommand<ApplyResult> {
   static override summary = 'Carry out a plan on the host: a saved plan file, a plan approved at the terminal, or a fresh plan with --auto-approve.';
-  static override description = `Dry-run by default: apply needs a plan file made by \`agentvm plan --out\` (applied exactly as reviewed, refused if stale) or --auto-approve (plan and apply in one go). On an interactive terminal, apply without either shows the plan and asks for \`yes\` (anything else cancels and changes nothing); pipes, CI, NO_COLOR and --json are never asked. It holds the host's lease lock for the whole run, walks the dependency graph with bounded concurrency, records the rollback target before any release changes, persists the lockfile after every resource, and writes one audit event per action. An interrupted apply is resumed by the next one.
+  static override description = `Dry-run by default: apply needs a plan file made by \`agentvm plan --out\` (applied exactly as reviewed: refused if stale, and re-derived from the commit it names — a file whose content differs is refused, naming the first differing address; with --require-signed-plan it must also carry the pipeline's signature) or --auto-approve (plan and apply in one go). On an interactive terminal, apply without either shows the plan and asks for \`yes\` (anything else cancels and changes nothing); pipes, CI, NO_COLOR and --json are never asked. It holds the host's lease lock for the whole run, walks the dependency graph with bounded concurrency, records the rollback target before any release changes, persists the lockfile after every resource, and writes one audit event per action. An interrupted apply is resumed by the next one.
 
-Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale plan, lock held, policy errors, approval declined), 3 partial failure (the lockfile records what succeeded; run apply again).`;
+Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale or edited plan, lock held, policy errors, approval declined), 3 partial failure (resources changed: some failed, or a write failed midway — a full disk, a read-only state directory; the lockfile records what succeeded; fix the cause and run apply again).`;
   static override examples = [
     { description: 'Apply a reviewed plan', command: '<%= config.bin %> apply edge-1.plan.json --root /tmp/agentvm-demo' },
     { description: 'At a terminal: review the plan, then type yes', command: '<%= config.bin %> apply --repo examples/fleet --host edge-1 --root /tmp/agentvm-demo' },
@@ -32,6 +32,8 @@ Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale plan, 
     ...stateFlags,
     'auto-approve': Flags.boolean({ summary: 'Plan now and apply without a saved plan or a question. Without it, a plan file (or, at a terminal, typing yes) is required.' }),
     concurrency: Flags.integer({ summary: 'Resources applied at once.', default: 4, min: 1, max: 64 }),
+    'require-signed-plan': Flags.boolean({ summary: 'Apply only a plan file signed by your pipeline (`plan --out <file> --sign <key>`): its <file>.sigstore.json must verify with --plan-key. Unsigned, edited or re-signed plans are refused.', dependsOn: ['plan-key'] }),
+    'plan-key': Flags.string({ summary: 'PEM public key (ECDSA P-256) that must have signed the plan; used with --require-signed-plan.', helpValue: 'KEY.PUB', env: 'AGENTVM_PLAN_KEY' }),
   };
 
   protected async execute(): Promise<Outcome<ApplyResult>> {
@@ -48,9 +50,13 @@ Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale plan, 
     if (saved) refuseRemotePlan(saved);
     await chooseStateBackend(flags, saved ? { repo: saved.source.repo, ref: saved.source.commit ?? 'WORKTREE' } : { repo: flags.repo, ref: flags.ref });
     const planOptions = { repo: flags.repo, ref: flags.ref, root: flags.root, ...(flags.host ? { host: flags.host } : {}) };
+    if (flags['require-signed-plan'] && !args.planfile) {
+      throw userError('apply.plan-unsigned', '--require-signed-plan needs a signed plan file; --auto-approve and interactive approval make unsigned plans.', 'Run `agentvm apply <plan.json> --require-signed-plan --plan-key <key.pub>` with a plan made by `agentvm plan --out <plan.json> --sign <key.pem>`.');
+    }
     const base: Omit<ApplyOptions, 'onEvent'> = {
       root: flags.root,
       concurrency: flags.concurrency,
+      ...(flags['require-signed-plan'] && flags['plan-key'] ? { requireSignedPlanKey: flags['plan-key'] } : {}),
       ...(args.planfile ? { planFile: args.planfile } : { plan: planOptions }),
     };
 

@@ -6,6 +6,7 @@ import { makeRemotePlan } from '../app/remote-plan.js';
 import { userError } from '../diagnostics/index.js';
 import { makePlan, planSaveRefusal, writePlanFile } from '../app/plan.js';
 import { redactValue } from '../secrets/redaction.js';
+import { signPlanFile } from '../app/plan-signature.js';
 import { ExitCode } from '../diagnostics/index.js';
 import { hasChanges, type Plan } from '../engine/plan.js';
 import { renderPlanMarkdown } from '../ui/plan-markdown.js';
@@ -17,7 +18,7 @@ export default class PlanCommand extends AgentvmCommand<Plan> {
   static override summary = 'Show what apply would change on a host: a dry run of desired state vs live state vs lockfile.';
   static override description = `Reads the desired state at the exact commit --ref resolves to, the host's lockfile, and the live host (through the providers), and prints the changes (create, update, replace, delete, each with its effect on the running workload and its reasons), drift (live differs from the lockfile: changed outside agentvm), and policy findings. Planning never changes anything.
 
-Save the plan with --out and apply exactly it with \`agentvm apply <file>\`; apply refuses it if the commit, the lockfile or the live host changed in between.
+Save the plan with --out and apply exactly it with \`agentvm apply <file>\`; apply refuses it if the commit, the lockfile or the live host changed in between, and re-derives it from its commit, refusing a file whose content was edited. With --sign <key.pem> the file is also signed (<file>.sigstore.json), for hosts that run \`apply --require-signed-plan\`.
 
 Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes or drift present (with --detailed-exitcode).`;
   static override examples = [
@@ -38,6 +39,7 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
       description: 'For pull-request bots and laptops: the lockfile comes from the shared backend and the live state from the host\'s published provider reads; the plan says how old they are and can never be applied (the host\'s own agent applies).',
     }),
     'refresh-only': Flags.boolean({ summary: 'Only compare the live host with the lockfile (drift); plan no changes.' }),
+    sign: Flags.string({ summary: 'Sign the saved plan with this ECDSA P-256 private key (PEM) into <out>.sigstore.json, for `apply --require-signed-plan`.', helpValue: 'KEY.PEM', dependsOn: ['out'] }),
   };
 
   protected async execute(): Promise<Outcome<Plan>> {
@@ -49,11 +51,16 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
     // A plan that found a committed secret is never saved (its file would be one more copy of the secret).
     const refusal = flags.out ? planSaveRefusal(plan) : undefined;
     if (flags.out && !refusal) writePlanFile(flags.out, plan);
+    const signed = flags.out && flags.sign && !refusal ? signPlanFile(flags.out, flags.sign) : undefined;
     const changed = hasChanges(plan) || plan.drift.length > 0;
     let exitCode: ExitCode = ExitCode.Ok;
     if (plan.summary.errors > 0) exitCode = ExitCode.Error;
     else if (flags['detailed-exitcode'] && changed) exitCode = ExitCode.Changes;
-    const saved = refusal ?? (flags.out ? `Saved the plan to ${flags.out}. Apply exactly this plan with: agentvm apply ${flags.out}${flags.root !== '/' ? ` --root ${flags.root}` : ''}` : undefined);
+    const saved =
+      refusal ??
+      (flags.out
+        ? `Saved the plan to ${flags.out}${signed ? ` and its signature to ${signed}` : ''}. Apply exactly this plan with: agentvm apply ${flags.out}${flags.root !== '/' ? ` --root ${flags.root}` : ''}${signed ? ' --require-signed-plan --plan-key <public key>' : ''}`
+        : undefined);
     if (flags.format === 'text' && isInteractive({ json: this.jsonEnabled() })) {
       // ink is loaded here only: pipes, CI and --json never import it.
       const { showPlan } = await import('../ui/tty/index.js');

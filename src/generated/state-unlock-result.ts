@@ -36,4 +36,16 @@ export interface LeaseRecordDocument {
    * ISO 8601. A lease past this instant may be taken over.
    */
   expires: string;
+  /**
+   * Boot id of the holder's kernel (/proc/sys/kernel/random/boot_id).
+   */
+  bootId?: string;
+  /**
+   * Inode of the holder's pid namespace: `pid` is counted there. A holder is judged dead by its pid only in the same boot and namespace; elsewhere only expiry ends its lease.
+   */
+  pidNamespace?: number;
+  /**
+   * Start time of the holder process (clock ticks since boot), so that a reused pid is not taken for the holder.
+   */
+  pidStart?: number;
 }

@@ -17,7 +17,7 @@ import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, unlinkSyn
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import type { Address, LockedResource } from '../model/resources.js';
-import { errnoCode, fsyncDirectory, writeFileAtomic } from './atomic-file.js';
+import { errnoCode, fsyncDirectory, storageError, writeFileAtomic } from './atomic-file.js';
 import type { LeaseLock } from './lease-lock.js';
 import { applyOpsToDraft, canonicalOp, emptyLockfile, lockfileDraft, lockfileOpProblem, type Lockfile, type LockfileOp, type LockfileSource } from './lockfile.js';
 import { fingerprintOf, sameFingerprint, writeLockfileFile, type FileFingerprint, type StoredState } from './lockfile-store.js';
@@ -258,7 +258,7 @@ export class ApplyLog {
       }
       try {
         const written = writeSync(fd, bytes);
-        if (written !== bytes.length) throw new Error(`short write to ${this.#files.walFile}: ${written} of ${bytes.length} bytes`);
+        if (written !== bytes.length) throw Object.assign(new Error(`short write to ${this.#files.walFile}: ${written} of ${bytes.length} bytes`), { code: 'ENOSPC' });
         fdatasyncSync(fd);
       } catch (error) {
         // A partial line must not stay in front of the next append (it would become corruption in the middle).
@@ -268,7 +268,7 @@ export class ApplyLog {
         } catch {
           this.#state = 'broken';
         }
-        throw error;
+        throw storageError(error, this.#files.walFile, 'This step was not recorded (every earlier step is, in the write-ahead log).');
       }
       this.#walSize += bytes.length;
     } finally {

@@ -4,9 +4,10 @@
 // is fsynced, renamed over the target, and the directory is fsynced so the rename itself survives a crash.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, renameSync, statfsSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
+import { provablyDead, selfIdentity } from './process-identity.js';
 
 export interface AtomicWriteOptions {
   /** File mode of a newly created target (default 0o644; state holds no secrets but is not meant to be edited). */
@@ -36,9 +37,13 @@ export function writeFileAtomic(target: string, data: string | Uint8Array, optio
   } catch (error) {
     if (fd !== undefined) closeQuietly(fd);
     unlinkQuietly(temp);
-    throw error;
+    throw storageError(error, target, 'Nothing was changed: the file still holds its previous content.');
   }
-  fsyncDirectory(dir);
+  try {
+    fsyncDirectory(dir);
+  } catch (error) {
+    throw storageError(error, target, 'The new content is in place but may not survive a power loss.');
+  }
 }
 
 /** Points `backup` at the current inode of `target` (if any), atomically replacing an older backup. */
@@ -68,9 +73,52 @@ export function fsyncDirectory(dir: string): void {
   }
 }
 
-/** Temp names start with a dot and end in `.tmp` so that listings of state files can skip them. */
+/**
+ * Temp names start with a dot and end in `.tmp` so that listings of state files can skip them. They carry the writer's
+ * pid and pid namespace, so that the next writer can tell a killed writer's leftover (removeDeadTemps) from a live
+ * writer's file.
+ */
 export function tempPathFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const me = selfIdentity();
+  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}-${me.pidNamespace ?? 0}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+const TEMP_NAME = /^\.(.+)\.(\d+)-(\d+)\.[0-9a-f]{12}\.tmp$/;
+/** A temp file this old is a leftover whoever wrote it: no agentvm write takes that long. */
+const TEMP_MAX_AGE_MS = 10 * 60 * 1000;
+
+/**
+ * Removes the temp files (of tempPathFor) in `dir` whose target's name passes `ofTarget` and whose writer is provably
+ * dead (this boot, this pid namespace, pid gone) — or, with `anyWriter`, every one (the caller holds the lock under
+ * which alone those files are written). Old temp files go too. Returns the names removed.
+ */
+export function removeDeadTemps(dir: string, ofTarget: (name: string) => boolean, anyWriter = false): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const me = selfIdentity();
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = TEMP_NAME.exec(name);
+    if (!m || !ofTarget(m[1]!)) continue;
+    const pid = Number(m[2]);
+    const ns = Number(m[3]);
+    let dead = anyWriter || (ns !== 0 && pid !== process.pid && provablyDead({ pid, pidNamespace: ns, ...(me.bootId ? { bootId: me.bootId } : {}) }));
+    if (!dead) {
+      try {
+        dead = Date.now() - statSync(path.join(dir, name)).mtimeMs > TEMP_MAX_AGE_MS;
+      } catch {
+        continue;
+      }
+    }
+    if (!dead) continue;
+    unlinkQuietly(path.join(dir, name));
+    removed.push(name);
+  }
+  return removed;
 }
 
 /**
@@ -109,5 +157,42 @@ function closeQuietly(fd: number): void {
     closeSync(fd);
   } catch {
     // The original error is the one worth reporting.
+  }
+}
+
+/** errno codes that mean "the storage refused the write", not "agentvm has a bug". */
+const STORAGE_ERRNOS: Readonly<Record<string, { code: string; what: string; fix: string }>> = {
+  ENOSPC: { code: 'state.disk-full', what: 'no space left on the device', fix: 'Free space on that file system (or grow it)' },
+  EDQUOT: { code: 'state.disk-full', what: 'the disk quota is exhausted', fix: "Raise the quota or free space in the owner's files" },
+  EROFS: { code: 'state.read-only', what: 'the file system is read-only', fix: 'Remount it read-write (check `dmesg`: a file system remounted read-only after errors needs fsck first)' },
+  EIO: { code: 'state.io-error', what: 'the device reported an I/O error', fix: 'Check the device (`dmesg`, SMART) and the file system' },
+  EACCES: { code: 'state.not-writable', what: 'permission denied', fix: 'Run agentvm as the user that owns the state directory, or fix its permissions' },
+  EPERM: { code: 'state.not-writable', what: 'the operation is not permitted', fix: 'Run agentvm as the user that owns the state directory, or fix its permissions (`lsattr`: an immutable file refuses writes)' },
+};
+
+/**
+ * A storage failure (ENOSPC, EDQUOT, EROFS, EIO, EACCES, EPERM) while writing `file`, as a named error: what failed,
+ * which file, the free space of its file system, and what to do. `after` says what the caller guarantees about the
+ * state (e.g. "nothing was written"). Any other error is returned unchanged.
+ */
+export function storageError(error: unknown, file: string, after: string): unknown {
+  if (error instanceof AgentvmError) return error;
+  const known = STORAGE_ERRNOS[errnoCode(error) ?? ''];
+  if (!known) return error;
+  const free = freeSpace(path.dirname(file));
+  return new AgentvmError(known.code, `Cannot write ${file}: ${known.what}${free ? ` (${free})` : ''}.`, {
+    detail: `${after} ${known.fix}, then run the command again: the next run repairs what this one left (a cut-short log record is removed and recorded) and continues.`,
+    cause: error,
+  });
+}
+
+/** "N KiB free of M KiB on <dir>", or undefined when statfs fails. */
+export function freeSpace(dir: string): string | undefined {
+  try {
+    const st = statfsSync(dir);
+    const kib = (blocks: number) => Math.floor((blocks * st.bsize) / 1024);
+    return `${kib(st.bavail)} KiB free of ${kib(st.blocks)} KiB on the file system of ${dir}`;
+  } catch {
+    return undefined;
   }
 }

@@ -81,14 +81,30 @@ describe('appendAudit', () => {
     expect(lines()).toHaveLength(1);
   });
 
-  it('GIVEN a torn last line (a crashed write) THEN the next append closes it off and chains onto the last complete record', async () => {
+  it('GIVEN a torn last line (a crashed write) THEN the next append cuts it off, records the cut in the chain, and the log verifies', async () => {
     const records = appendN(3);
-    appendFileSync(file, '{"seq":4,"time":"2026-01-0');
+    const torn = '{"seq":4,"time":"2026-01-0';
+    appendFileSync(file, torn);
     const next = appendAudit(file, entry(4));
-    expect(next).toMatchObject({ seq: 4, prevHash: records[2]!.hash });
+    // The repair record comes first (seq 4), then the caller's record, which is the one returned.
+    expect(next).toMatchObject({ seq: 5, event: 'resource.apply' });
+    const all = lines().map((l) => JSON.parse(l) as AuditEvent);
+    expect(all.map((r) => r.event)).toEqual(['resource.apply', 'resource.apply', 'resource.apply', 'audit.torn-tail-removed', 'resource.apply']);
+    expect(all[3]).toMatchObject({ seq: 4, prevHash: records[2]!.hash, result: 'ok' });
+    expect(all[3]!.detail).toContain(`removed ${torn.length} byte(s)`);
+    expect(all[3]!.detail).toContain(createHash('sha256').update(torn).digest('hex'));
     const result = await verifyAuditLog(file);
-    expect(result.records).toBe(4);
-    expect(result.diagnostics.map((d) => `${d.code} ${d.summary}`)).toEqual(['audit.invalid-line audit.jsonl line 4 is not a JSON record (a torn write or an edit).']);
+    expect(result).toMatchObject({ ok: true, records: 5, diagnostics: [] });
+  });
+
+  it('GIVEN a torn last line that happens to be a whole record but its newline THEN it is cut too (never acknowledged) and nothing chains onto it', async () => {
+    appendN(2);
+    const whole = lines()[1]!;
+    const ls = lines();
+    writeFileSync(file, `${ls[0]}\n${whole}`); // record 2 without its newline
+    const next = appendAudit(file, entry(3));
+    expect(next.seq).toBe(3);
+    expect((await verifyAuditLog(file)).ok).toBe(true);
   });
 
   it('finds the last record across 64 KiB read chunks', () => {

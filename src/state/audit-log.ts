@@ -10,15 +10,15 @@
 //   smuggle a secret value (or anything else) in through an extra property.
 
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fstatSync, fsyncSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { AgentvmError, errorDiag, type Diagnostic } from '../diagnostics/index.js';
 import { canonicalJson, type Action } from '../model/index.js';
 import { currentActor } from '../support/actor.js';
 import type { AuditEvent, GateAccess, Version } from '../generated/audit-event.js';
 import type { AuditHead } from '../generated/lockfile.js';
-import { errnoCode, fsyncDirectory } from './atomic-file.js';
-import { acquireLeaseLock, LeaseHeldError, sleepSync, type LeaseLock } from './lease-lock.js';
+import { errnoCode, fsyncDirectory, storageError } from './atomic-file.js';
+import { acquireLeaseLock, describeHolder, LeaseHeldError, sleepSync, type LeaseLock } from './lease-lock.js';
 import { firstIssue, stateValidator } from './state-schemas.js';
 
 export type { AuditEvent, AuditHead, GateAccess };
@@ -69,18 +69,43 @@ export function appendAudit(file: string, entry: AuditEntry): AuditEvent {
 export function appendAuditBatch(file: string, entries: readonly AuditEntry[], options: { lockWaitMs?: number } = {}): AuditEvent[] {
   const first = entries[0];
   if (!first) return [];
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
-  const lock = acquireAppendLock(file, first.host, options.lockWaitMs ?? APPEND_LOCK_WAIT_MS);
   try {
-    const fd = openSync(file, 'a+', 0o640);
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
+  } catch (error) {
+    throw storageError(error, file, 'No audit record was written, and nothing was changed.');
+  }
+  const lock = acquireAppendLock(file, first.host, options.lockWaitMs ?? APPEND_LOCK_WAIT_MS);
+  // A takeover of the append lock (its holder died mid-append) is an action of its own: recorded in the same write.
+  const takeover: AuditEntry[] = lock.tookOver
+    ? [{ host: first.host, operation: 'audit-append', event: 'lease.takeover', result: 'ok', detail: `took over the audit append lock ${lock.tookOver.id} of ${describeHolder(lock.tookOver)}, whose holder is gone` }]
+    : [];
+  try {
+    let fd: number;
+    try {
+      fd = openSync(file, 'a+', 0o640);
+    } catch (error) {
+      throw storageError(error, file, 'No audit record was written, and nothing was changed.');
+    }
     let created = false;
     try {
-      const size = fstatSync(fd).size;
+      let size = fstatSync(fd).size;
       created = size === 0;
-      const tail = lastRecord(fd, size);
+      let tail = lastRecord(fd, size);
+      // A torn last line (a write cut short by a crash or a full disk: agentvm writes whole lines only) is cut back to
+      // the last complete record, and the cut is itself recorded in the chain — with the removed bytes' length and
+      // hash — so the log verifies again and the evidence stays.
+      const repair: AuditEntry[] = [];
+      if (!tail.endsWithNewline) {
+        const torn = tornTail(fd, size);
+        ftruncateSync(fd, torn.offset);
+        fsyncSync(fd);
+        size = torn.offset;
+        tail = lastRecord(fd, size);
+        repair.push({ host: first.host, operation: 'audit-append', event: 'audit.torn-tail-removed', result: 'ok', detail: `removed ${torn.length} byte(s) of a record cut short at byte ${torn.offset} (sha256 ${torn.sha256}); it was never acknowledged` });
+      }
       const records: AuditEvent[] = [];
       let head = tail.head;
-      for (const entry of entries) {
+      for (const entry of [...repair, ...takeover, ...entries]) {
         const unsigned = buildRecord(entry, head);
         const hash = createHash('sha256').update(unsigned.prevHash).update(canonicalRecordJson(unsigned)).digest('hex');
         const record = unsigned as AuditEvent;
@@ -92,14 +117,22 @@ export function appendAuditBatch(file: string, entries: readonly AuditEntry[], o
         records.push(record);
         head = { seq: record.seq, hash: record.hash };
       }
-      // A torn last line (a write cut short by a crash) is closed off, never continued: verify reports it, and the new
-      // record chains onto the last complete one.
-      const text = `${tail.endsWithNewline ? '' : '\n'}${records.map((r) => `${JSON.stringify(r)}\n`).join('')}`;
-      const bytes = Buffer.from(text, 'utf8');
-      let written = 0;
-      while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
-      fsyncSync(fd);
-      return records;
+      const bytes = Buffer.from(records.map((r) => `${JSON.stringify(r)}\n`).join(''), 'utf8');
+      try {
+        let written = 0;
+        while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+        fsyncSync(fd);
+      } catch (error) {
+        // Whole or not at all: cut a partial write back off now (if even that fails, the next append does it).
+        try {
+          ftruncateSync(fd, size);
+          fsyncSync(fd);
+        } catch {
+          // the torn tail stays until the next append repairs it
+        }
+        throw storageError(error, file, 'No audit record was written, and nothing was changed by this step.');
+      }
+      return records.slice(repair.length + takeover.length);
     } finally {
       closeSync(fd);
       if (created) fsyncDirectory(path.dirname(file));
@@ -334,6 +367,29 @@ function lastRecord(fd: number, size: number): Tail {
     if (head) return { head, endsWithNewline };
   }
   return { head: null, endsWithNewline };
+}
+
+/** Where the torn last line (bytes after the last newline) starts, how long it is and its sha256. */
+function tornTail(fd: number, size: number): { offset: number; length: number; sha256: string } {
+  const hash = createHash('sha256');
+  let pos = size;
+  const chunk = Buffer.alloc(APPEND_TAIL_CHUNK);
+  const parts: Buffer[] = [];
+  while (pos > 0) {
+    const start = Math.max(0, pos - chunk.length);
+    const n = readSync(fd, chunk, 0, pos - start, start);
+    const piece = chunk.subarray(0, n);
+    const nl = piece.lastIndexOf(0x0a);
+    if (nl !== -1) {
+      parts.unshift(Buffer.from(piece.subarray(nl + 1)));
+      pos = start + nl + 1;
+      break;
+    }
+    parts.unshift(Buffer.from(piece));
+    pos = start;
+  }
+  for (const p of parts) hash.update(p);
+  return { offset: pos, length: size - pos, sha256: hash.digest('hex') };
 }
 
 function headOf(line: string): AuditHead | null {

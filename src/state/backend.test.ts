@@ -253,7 +253,7 @@ describe('local backend: the files', () => {
     expect(third.serial).toBe(3);
     expect(JSON.parse(readFileSync(stateFile('web-1.lock.json.backup'), 'utf8')).serial).toBe(2);
     expect(await backend.listHosts()).toEqual(['web-1']);
-    expect(readdirSync(stateFile('')).sort()).toEqual(['web-1.lease.json', 'web-1.lock.json', 'web-1.lock.json.backup']);
+    expect(readdirSync(stateFile('')).sort()).toEqual(['root-host.json', 'web-1.lease.json', 'web-1.lock.json', 'web-1.lock.json.backup']);
   });
 
   it('GIVEN another process replaced the file THEN the backend notices (no stale cache) and refuses', async () => {
@@ -265,6 +265,39 @@ describe('local backend: the files', () => {
     expect((await rejection(backend.writeLockfile('web-1', written, l))).code).toBe('state.serial-conflict');
     const replaced: Lockfile = { ...emptyLockfile('web-1'), serial: 2 };
     expect((await rejection(backend.writeLockfile('web-1', replaced, l))).code).toBe('state.lineage-mismatch');
+  });
+
+  it('requires the held lease of the same host', async () => {
+    const l = await lease();
+    // A lease of another host can only come from another root (one root, one host): it still guards nothing here.
+    const elsewhere = mkdtempSync(path.join(os.tmpdir(), 'agentvm-state-other-'));
+    const other = await new LocalStateBackend(hostPaths(elsewhere)).acquireLease('web-2', 'apply', { renew: false });
+    leases.push(other);
+    expect((await rejection(backend.writeLockfile('web-1', emptyLockfile('web-1'), other))).code).toBe('state.lease-host-mismatch');
+    other.release();
+    rmSync(elsewhere, { recursive: true, force: true });
+    l.release();
+    expect((await rejection(backend.writeLockfile('web-1', emptyLockfile('web-1'), l))).code).toBe('state.lease-lost');
+    expect(await backend.readLockfile('web-1')).toBeNull();
+  });
+
+  it('GIVEN a root claimed by one host THEN a lease for another host is refused (one root, one host), and the first host is unaffected', async () => {
+    const l = await lease('web-1');
+    await backend.writeLockfile('web-1', emptyLockfile('web-1'), l);
+    l.release();
+    const refused = await rejection(backend.acquireLease('web-2', 'apply', { renew: false }));
+    expect(refused.code).toBe('state.root-host-mismatch');
+    expect(refused.message).toContain('belongs to host web-1');
+    expect(await backend.readLease('web-2')).toBeNull();
+    expect((await lease('web-1')).host).toBe('web-1');
+  });
+
+  it('refuses to write an invalid lockfile (a bug guard) and leaves the file alone', async () => {
+    const l = await lease();
+    const base = await backend.writeLockfile('web-1', emptyLockfile('web-1'), l);
+    const bad = withResource(base, { ...resource('release.x'), workload: 'Not_A_Name' });
+    expect((await rejection(backend.writeLockfile('web-1', bad, l))).code).toBe('state.invalid-lockfile');
+    expect(await backend.readLockfile('web-1')).toEqual(base);
   });
 
   it.each([
@@ -304,7 +337,12 @@ describe('local backend: apply log and audit files', () => {
     await log.append([{ op: 'resource.set', entry: resource('release.research') }], { done: 'release.research' });
     expect(existsSync(stateFile('web-1.lock.json'))).toBe(false); // only in the log so far
     await backend.discardJournal('web-1', l);
-    expect(readdirSync(stateFile('')).sort()).toEqual(['web-1.lease.json', 'web-1.lock.json']);
+    expect(await backend.readJournal('web-1')).toBeNull();
+    const read = await backend.readLockfile('web-1');
+    expect(read?.serial).toBe(1);
+    expect(Object.keys(read!.resources)).toEqual(['release.research']);
+    await backend.discardJournal('web-1', l); // idempotent
+    expect(readdirSync(stateFile('')).sort()).toEqual(['root-host.json', 'web-1.lease.json', 'web-1.lock.json']);
   });
 
   it('keeps the audit chain of all hosts of the root in one file', async () => {
@@ -312,5 +350,32 @@ describe('local backend: apply log and audit files', () => {
     await backend.appendAudit({ host: 'web-2', operation: 'apply', event: 'resource.apply', result: 'ok' });
     expect(backend.auditPath()).toBe(path.join(root, 'var/log/agentvm/audit.jsonl'));
     expect(readFileSync(backend.auditPath(), 'utf8').trim().split('\n')).toHaveLength(2);
+  });
+
+  it('GIVEN the audit log cut short AND the lockfile damaged (or emptied) THEN the heads in the backup and the write-ahead log still catch the truncation', async () => {
+    const l = await lease();
+    let lock = await backend.writeLockfile('web-1', emptyLockfile('web-1'), l);
+    for (let i = 0; i < 3; i++) {
+      const record = await backend.appendAudit({ host: 'web-1', operation: 'apply', event: 'resource.apply', result: 'ok', address: `release.w${i}` });
+      lock = await backend.writeLockfile('web-1', withAuditHead(lock, record), l);
+    }
+    // An apply's WAL records a later head (seq 4) in a batch.
+    const log = await backend.beginApply('web-1', { applyId: 'a1', planDigest: 'p' }, l);
+    const fourth = await backend.appendAudit({ host: 'web-1', operation: 'apply', event: 'apply.start', result: 'ok' });
+    await log.append([{ op: 'auditHead.set', head: { seq: fourth.seq, hash: fourth.hash } }]);
+    const heads = await backend.recordedAuditHeads('web-1');
+    expect(heads.map((h) => `${h.label}:${h.seq}`)).toEqual(['lockfile of web-1:3', 'lockfile backup of web-1:2', 'write-ahead log of web-1:4']);
+    // Cut the log back to 1 record and damage the lockfile: it no longer parses, and a plain read cannot give its head.
+    const text = readFileSync(backend.auditPath(), 'utf8');
+    writeFileSync(backend.auditPath(), `${text.split('\n')[0]}\n`);
+    writeFileSync(stateFile('web-1.lock.json'), '{"damaged": ');
+    const damaged = await backend.recordedAuditHeads('web-1');
+    expect(damaged.map((h) => h.label)).toEqual(['lockfile backup of web-1', 'write-ahead log of web-1']);
+    const result = await backend.verifyAudit(damaged);
+    expect(result.ok).toBe(false);
+    expect(result.diagnostics.map((d) => d.code)).toEqual(['audit.truncated', 'audit.truncated']);
+    // Even with the WAL gone too, the backup alone still tells.
+    unlinkSync(stateFile('web-1.wal.jsonl'));
+    expect((await backend.verifyAudit(await backend.recordedAuditHeads('web-1'))).diagnostics.map((d) => d.code)).toEqual(['audit.truncated']);
   });
 });

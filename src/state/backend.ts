@@ -9,16 +9,16 @@
 // Invariants of every write: only under the caller's held lease; only on top of the lineage and (logical) serial the
 // caller read (optimistic check, so a write can never silently undo another); serial + 1 per persisted write.
 
-import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import { isHostName, type HostPaths } from '../model/index.js';
-import { errnoCode, fsyncDirectory } from './atomic-file.js';
+import { errnoCode, fsyncDirectory, removeDeadTemps, storageError, tempPathFor, unlinkQuietly } from './atomic-file.js';
 import { beginApplyLog, type ApplyStart } from './apply-log.js';
 import { appendAudit, AUDIT_FILE_NAME, tailAudit, verifyAuditLog, type AuditEntry, type AuditEvent, type AuditVerification, type ExpectedAuditHead } from './audit-log.js';
 import { assertHostName } from './host-paths.js';
 import type { ApplyLogHandle, HeldLease } from './backend-types.js';
-import { acquireLeaseLock, forceUnlockLease, LeaseLock, readLeaseRecord, type LeaseOptions, type LeaseRecord } from './lease-lock.js';
+import { acquireLeaseLock, describeHolder, forceUnlockLease, LeaseLock, leaseStaleness, readLeaseRecord, sweepLeaseLeftovers, type LeaseOptions, type LeaseRecord } from './lease-lock.js';
 import type { Lockfile, LockfileSource } from './lockfile.js';
 import { fingerprintOf, readStoredState, sameFingerprint, writeLockfileFile, type FileFingerprint } from './lockfile-store.js';
 import { journalOf, parseWal, type JournalRecord } from './wal.js';
@@ -46,6 +46,10 @@ export interface StateBackend {
   readLease(host: string): Promise<LeaseRecord | null>;
   /** Breaks the lease with this id (`agentvm state unlock <id>`); returns it. `state.lock-id-mismatch` otherwise. */
   forceUnlock(host: string, id: string): Promise<LeaseRecord>;
+  /** The audit log's append lock, for backends that have one (its id is what a `state.locked` from an append names). */
+  readAuditLock?(): Promise<LeaseRecord | null>;
+  /** Breaks the audit log's append lock with this id. */
+  forceUnlockAuditLock?(id: string): Promise<LeaseRecord>;
   /** Hosts that have a lockfile, a lease or an apply log, sorted. */
   listHosts(): Promise<string[]>;
 
@@ -60,6 +64,12 @@ export interface StateBackend {
   /** Drops an interrupted apply's log without resuming it; its acknowledged writes are checkpointed first. */
   discardJournal(host: string, lease: HeldLease): Promise<void>;
 
+  /**
+   * Every audit head the host's state recorded, from each place that still holds one: the lockfile, its backup and the
+   * write-ahead log's batches — so that a log cut short is caught even when the lockfile itself is damaged. Optional:
+   * backends without such copies leave it out (verify then uses the lockfile's head).
+   */
+  recordedAuditHeads?(host: string): Promise<ExpectedAuditHead[]>;
   /** Appends an audit record; its seq and hash are the new head (store it with an `auditHead.set` op or `withAuditHead`). */
   appendAudit(entry: AuditEntry): Promise<AuditEvent>;
   /** Heads may name their host: a backend with one chain per host checks each against its own chain. */
@@ -133,7 +143,24 @@ export class LocalStateBackend implements StateBackend {
   }
 
   async acquireLease(host: string, operation: string, options?: LeaseOptions): Promise<LeaseLock> {
-    return acquireLeaseLock(this.#file(host, 'lease'), host, operation, options);
+    assertHostName(host);
+    this.#claimRoot(host);
+    const lease = acquireLeaseLock(this.#file(host, 'lease'), host, operation, { ...leaseDefaults(), ...options });
+    try {
+      // Every takeover is an action in the audit log, written before the new holder changes anything.
+      if (lease.tookOver) {
+        await this.appendAudit({ host, operation, event: 'lease.takeover', result: 'ok', detail: `took over lease ${lease.tookOver.id} of ${describeHolder(lease.tookOver)}: ${leaseStaleness(lease.tookOver) ?? 'stale'}` });
+      }
+      // Under the lease, nobody else writes this host's lockfile or WAL: any temp file of theirs is a killed writer's.
+      const prefixes = [`${host}.lock.json`, `${host}.wal.jsonl`];
+      removeDeadTemps(this.paths.state, (target) => prefixes.some((p) => target === p || target === `${p}.backup`), true);
+      sweepLeaseLeftovers(`${this.auditPath()}.lock`);
+      removeDeadTemps(this.paths.state, (target) => target === ROOT_CLAIM_FILE);
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+    return lease;
   }
 
   async readLease(host: string): Promise<LeaseRecord | null> {
@@ -142,6 +169,60 @@ export class LocalStateBackend implements StateBackend {
 
   async forceUnlock(host: string, id: string): Promise<LeaseRecord> {
     return forceUnlockLease(this.#file(host, 'lease'), id);
+  }
+
+  /**
+   * One root, one host (ADR 0015): the first host to write under a root claims it (`<state>/root-host.json`, created
+   * exclusively, so of two hosts racing exactly one wins); any other host is refused before it takes a lease. Two hosts
+   * in one root would each see the other's releases, units and the gate's shared files as orphans and delete them.
+   */
+  #claimRoot(host: string): void {
+    const file = path.join(this.paths.state, ROOT_CLAIM_FILE);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const claimed = readRootClaim(file);
+      if (claimed !== undefined) {
+        if (claimed === host) return;
+        throw rootHostMismatch(this.paths.state, file, claimed, host);
+      }
+      // A root used before claims existed: the host with state there owns it.
+      const others = existingLockfileHosts(this.paths.state).filter((h) => h !== host);
+      if (others.length > 0) throw rootHostMismatch(this.paths.state, file, others.join(', '), host);
+      try {
+        mkdirSync(this.paths.state, { recursive: true, mode: 0o750 });
+      } catch (error) {
+        throw storageError(error, file, 'Nothing was changed.');
+      }
+      const temp = tempPathFor(file);
+      try {
+        writeFileSync(temp, `${JSON.stringify({ host, claimedAt: new Date().toISOString() })}\n`, { flag: 'wx', mode: 0o644 });
+      } catch (error) {
+        unlinkQuietly(temp);
+        throw storageError(error, file, 'Nothing was changed.');
+      }
+      try {
+        linkSync(temp, file);
+        fsyncDirectory(this.paths.state);
+        return;
+      } catch (error) {
+        if (errnoCode(error) !== 'EEXIST') throw storageError(error, file, 'Nothing was changed.');
+        // Another host (or this one) claimed it first: read who.
+      } finally {
+        unlinkQuietly(temp);
+      }
+    }
+    throw new AgentvmError('state.root-claim-unreadable', `The root claim ${file} cannot be read.`, { detail: `Remove it (\`rm ${file}\`) if it is damaged; the next apply claims the root again.` });
+  }
+
+  async readAuditLock(): Promise<LeaseRecord | null> {
+    try {
+      return readLeaseRecord(`${this.auditPath()}.lock`) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  async forceUnlockAuditLock(id: string): Promise<LeaseRecord> {
+    return forceUnlockLease(`${this.auditPath()}.lock`, id);
   }
 
   async listHosts(): Promise<string[]> {
@@ -197,6 +278,33 @@ export class LocalStateBackend implements StateBackend {
     this.#known.delete(host);
   }
 
+  async recordedAuditHeads(host: string): Promise<ExpectedAuditHead[]> {
+    const source = this.#source(host);
+    const heads: ExpectedAuditHead[] = [];
+    for (const [file, label] of [[source.file, `lockfile of ${host}`], [source.backup, `lockfile backup of ${host}`]] as const) {
+      const head = auditHeadIn(file);
+      if (head) heads.push({ ...head, label });
+    }
+    // The WAL: each batch line that parses on its own (a damaged line does not hide the others).
+    let wal = '';
+    try {
+      wal = readFileSync(this.#walFile(host), 'utf8');
+    } catch {
+      // no log
+    }
+    let last: AuditHeadLike | undefined;
+    for (const line of wal.split('\n')) {
+      try {
+        const batch = JSON.parse(line) as { ops?: Array<{ op?: string; head?: AuditHeadLike }> };
+        for (const op of batch.ops ?? []) if (op.op === 'auditHead.set' && op.head && Number.isInteger(op.head.seq) && typeof op.head.hash === 'string') last = op.head;
+      } catch {
+        // a torn or damaged line
+      }
+    }
+    if (last) heads.push({ seq: last.seq, hash: last.hash, label: `write-ahead log of ${host}` });
+    return heads;
+  }
+
   async appendAudit(entry: AuditEntry): Promise<AuditEvent> {
     assertHostName(entry.host);
     return appendAudit(this.auditPath(), entry);
@@ -237,6 +345,78 @@ export class LocalStateBackend implements StateBackend {
     const file = this.#file(host, 'lock');
     return { file, backup: `${file}.backup`, host };
   }
+}
+
+const ROOT_CLAIM_FILE = 'root-host.json';
+
+/** The `auditHead` of a lockfile file, read leniently (the file may be damaged elsewhere), or undefined. */
+function auditHeadIn(file: string): AuditHeadLike | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const head = (JSON.parse(text) as { auditHead?: AuditHeadLike }).auditHead;
+    if (head && Number.isInteger(head.seq) && typeof head.hash === 'string' && /^[0-9a-f]{64}$/.test(head.hash)) return { seq: head.seq, hash: head.hash };
+  } catch {
+    // Not JSON any more: find the head by its shape in what is left.
+    const m = /"auditHead"\s*:\s*\{\s*"seq"\s*:\s*(\d+)\s*,\s*"hash"\s*:\s*"([0-9a-f]{64})"/.exec(text);
+    if (m) return { seq: Number(m[1]), hash: m[2]! };
+  }
+  return undefined;
+}
+
+/** The host that claimed the root, or undefined when there is no (readable) claim yet. */
+function readRootClaim(file: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined;
+    throw error;
+  }
+  try {
+    const v = JSON.parse(text) as { host?: unknown };
+    if (typeof v.host === 'string' && isHostName(v.host)) return v.host;
+  } catch {
+    // fall through
+  }
+  throw new AgentvmError('state.root-claim-unreadable', `The root claim ${file} is not a valid claim.`, { detail: `Remove it (\`rm ${file}\`) if it is damaged; the next apply claims the root again.` });
+}
+
+function existingLockfileHosts(stateDir: string): string[] {
+  try {
+    return readdirSync(stateDir).flatMap((n) => {
+      const m = /^(.+)\.lock\.json$/.exec(n);
+      return m?.[1] && isHostName(m[1]) ? [m[1]] : [];
+    });
+  } catch {
+    return [];
+  }
+}
+
+function rootHostMismatch(stateDir: string, file: string, owner: string, host: string): AgentvmError {
+  return new AgentvmError('state.root-host-mismatch', `The root of ${stateDir} belongs to host ${owner}; refusing to change host "${host}" in it.`, {
+    detail:
+      `One root is one machine (ADR 0015): two hosts in one root would delete each other's workloads as orphans. Give host "${host}" its own --root. ` +
+      `If this root really is to become host "${host}", remove the old host's state first (its lockfile, and ${file}).`,
+  });
+}
+
+/**
+ * AGENTVM_LEASE_SECONDS shortens (or lengthens) the host lease: the time after which a holder that is not provably
+ * dead from here (another machine, another container's pid namespace) is taken over. It is renewed every third of it.
+ */
+function leaseDefaults(): LeaseOptions {
+  const raw = process.env.AGENTVM_LEASE_SECONDS;
+  if (raw === undefined || raw === '') return {};
+  const seconds = Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 3 || seconds > 86_400) {
+    throw new AgentvmError('state.invalid-lease-seconds', `AGENTVM_LEASE_SECONDS=${raw} is not a whole number of seconds from 3 to 86400.`, { detail: 'Unset it (15 minutes) or give e.g. 60.' });
+  }
+  return { leaseMs: seconds * 1000 };
 }
 
 function toolkitError(code: string, message: string): AgentvmError {

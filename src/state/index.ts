@@ -2,7 +2,7 @@
 // StateBackend (it never builds a state file path itself).
 
 export { assertHostName } from './host-paths.js';
-export { writeFileAtomic, readJsonFile, type AtomicWriteOptions } from './atomic-file.js';
+export { writeFileAtomic, readJsonFile, storageError, freeSpace, type AtomicWriteOptions } from './atomic-file.js';
 export {
   LOCKFILE_FORMAT_VERSION,
   MAX_REHEARSALS,

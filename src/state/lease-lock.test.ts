@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { AgentvmError } from '../diagnostics/index.js';
+import { selfIdentity } from './process-identity.js';
 import { acquireLeaseLock, forceUnlockLease, LeaseHeldError, leaseStaleness, readLeaseRecord, type LeaseLock, type LeaseRecord } from './lease-lock.js';
 
 let dir: string;
@@ -55,9 +56,13 @@ function foreignLease(extra: Partial<LeaseRecord>): LeaseRecord {
     hostname: os.hostname(),
     created: new Date(now - 60_000).toISOString(),
     expires: new Date(now + 600_000).toISOString(),
+    // Same boot and pid namespace as this process: a dead pid here is provably dead.
+    ...(me.bootId ? { bootId: me.bootId } : {}),
+    ...(me.pidNamespace ? { pidNamespace: me.pidNamespace } : {}),
     ...extra,
   };
 }
+const me = selfIdentity();
 
 describe('acquireLeaseLock', () => {
   it('GIVEN no lease WHEN acquired THEN the file records who, what, where and until when', () => {
@@ -107,8 +112,27 @@ describe('acquireLeaseLock', () => {
     expect(acquire().tookOver?.id).toBe(stale.id);
   });
 
+  it('GIVEN an unexpired lease of a dead pid in ANOTHER pid namespace (a container) THEN it is held: its pid proves nothing here', () => {
+    writeFileSync(file, JSON.stringify(foreignLease({ pid: deadPid(), pidNamespace: (me.pidNamespace ?? 1) + 1 })));
+    expect(rejection(() => acquire()).code).toBe('state.locked');
+  });
+
+  it('GIVEN an unexpired lease of a dead pid of another boot, or one recorded without boot id and namespace THEN it is held', () => {
+    writeFileSync(file, JSON.stringify(foreignLease({ pid: deadPid(), bootId: '00000000-0000-4000-8000-000000000000' })));
+    expect(rejection(() => acquire()).code).toBe('state.locked');
+    const { bootId: _b, pidNamespace: _n, ...legacy } = foreignLease({ pid: deadPid() });
+    writeFileSync(file, JSON.stringify(legacy));
+    expect(rejection(() => acquire()).code).toBe('state.locked');
+  });
+
+  it('GIVEN a live pid that started at another time than the holder (a reused pid) THEN the holder is gone', () => {
+    const stale = foreignLease({ pid: process.pid, pidStart: (me.pidStart ?? 0) + 1 });
+    expect(leaseStaleness(stale)).toBe(me.pidStart === undefined ? null : 'holder-gone');
+    expect(leaseStaleness(foreignLease({ pid: process.pid, ...(me.pidStart !== undefined ? { pidStart: me.pidStart } : {}) }))).toBeNull();
+  });
+
   it('GIVEN an unexpired lease of a dead pid on ANOTHER machine THEN it is held (the pid cannot be checked from here)', () => {
-    writeFileSync(file, JSON.stringify(foreignLease({ pid: deadPid(), hostname: 'some-other-machine' })));
+    writeFileSync(file, JSON.stringify(foreignLease({ pid: deadPid(), hostname: 'some-other-machine', bootId: 'ffffffff-0000-4000-8000-000000000000' })));
     expect(rejection(() => acquire()).code).toBe('state.locked');
   });
 
@@ -176,6 +200,28 @@ describe('forceUnlockLease', () => {
     expect(existsSync(file)).toBe(false);
     expect(rejection(() => forceUnlockLease(file, lease.id)).code).toBe('state.not-locked');
     expect(rejection(() => lease.assertHeld()).code).toBe('state.lease-lost');
+  });
+
+  it('GIVEN a takeover marker left by a racer that died THEN the next acquire removes it and takes over: nothing to delete by hand', () => {
+    const stale = foreignLease({ pid: deadPid() });
+    writeFileSync(file, JSON.stringify(stale));
+    const marker = foreignLease({ pid: deadPid(), operation: 'takeover', expires: new Date(Date.now() + 30_000).toISOString() });
+    writeFileSync(`${file}.takeover-${stale.id}`, JSON.stringify(marker));
+    writeFileSync(path.join(dir, `.web-1.lease.json.${marker.pid}-${me.pidNamespace ?? 0}.0123456789ab.tmp`), 'half');
+    const lease = acquire();
+    expect(lease.tookOver?.id).toBe(stale.id);
+    expect(readdirSync(dir)).toEqual(['web-1.lease.json']); // marker and the dead racer's temp file are gone
+  });
+
+  it('GIVEN a takeover marker of a racer in another pid namespace THEN it is waited for until its expiry, then removed', () => {
+    const stale = foreignLease({ pid: deadPid() });
+    writeFileSync(file, JSON.stringify(stale));
+    const markerFile = `${file}.takeover-${stale.id}`;
+    writeFileSync(markerFile, JSON.stringify(foreignLease({ pid: deadPid(), pidNamespace: (me.pidNamespace ?? 1) + 1, operation: 'takeover' })));
+    expect(rejection(() => acquire()).message).toContain('taking over');
+    writeFileSync(markerFile, JSON.stringify(foreignLease({ pid: deadPid(), pidNamespace: (me.pidNamespace ?? 1) + 1, operation: 'takeover', expires: new Date(Date.now() - 1).toISOString() })));
+    expect(acquire().tookOver?.id).toBe(stale.id);
+    expect(readdirSync(dir)).toEqual(['web-1.lease.json']);
   });
 
   it('clears a takeover marker abandoned by a crashed racer, which otherwise blocks the takeover', () => {

@@ -5,21 +5,27 @@
 // Invariants (the reasons behind each step are in the functions):
 // - At most one process holds a lease file at a time: creation is exclusive (link(2) of a fully written temp file, which
 //   fails with EEXIST like open(O_EXCL), and never exposes a half-written lease to a reader).
-// - A lease is taken over only when it is stale: it expired, or its holder ran on this machine and its pid is gone.
-//   Of several racers on the same stale lease exactly one replaces it (they serialise on an O_EXCL takeover marker named
-//   after that lease, re-check under it that the file is still that very lease — same inode, same bytes — and rename
-//   their own lease over it); the others then find a live lease and are refused.
+// - A lease is taken over only when it is stale: it expired, or its holder is provably dead — it ran in this boot and
+//   this pid namespace and its pid is gone (process-identity.ts; a holder in another container is never judged by a pid
+//   this process cannot see). Of several racers on the same stale lease exactly one replaces it (they serialise on an
+//   exclusive takeover marker named after that lease, re-check under it that the file is still that very lease — same
+//   inode, same bytes — and rename their own lease over it); the others then find a live lease and are refused.
+// - The takeover marker is itself a lease (holder identity, 30 s expiry), created whole by link(2): a racer killed
+//   while holding it never wedges the lock — the next racer finds the marker's holder dead or its expiry past and
+//   removes it (ADR 0015). Leftovers of killed writers (temp files, moved-aside files, markers) are removed by the next
+//   holder (sweepLeaseLeftovers).
 // - Release, renewal and forced unlock act only on the lease whose id they name.
 // Known limit (inherent to leases without fencing tokens): a holder that stalls past its expiry while alive (e.g. a
 // suspended machine) can be taken over; its next renewal notices the loss and `assertHeld()` throws `state.lease-lost`.
 
 import { randomUUID } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readSync, renameSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import { currentActor } from '../support/actor.js';
-import { errnoCode, fsyncDirectory, tempPathFor, unlinkQuietly, writeFileAtomic } from './atomic-file.js';
+import { errnoCode, fsyncDirectory, removeDeadTemps, storageError, tempPathFor, unlinkQuietly, writeFileAtomic } from './atomic-file.js';
+import { identityFields, provablyDead, selfIdentity } from './process-identity.js';
 
 export interface LeaseRecord {
   /** UUID v4; what `agentvm state unlock <id>` names. */
@@ -35,6 +41,10 @@ export interface LeaseRecord {
   created: string;
   /** ISO 8601. A lease past this instant may be taken over. */
   expires: string;
+  /** The holder's boot id, pid namespace inode and process start time: what proves it dead (process-identity.ts). */
+  bootId?: string;
+  pidNamespace?: number;
+  pidStart?: number;
 }
 
 export const DEFAULT_LEASE_MS = 15 * 60 * 1000;
@@ -42,6 +52,8 @@ export const DEFAULT_LEASE_MS = 15 * 60 * 1000;
 const UNREADABLE_GRACE_MS = 60 * 1000;
 /** How long a racer waits for another racer's takeover of the same stale lease to finish before reporting the lock. */
 const TAKEOVER_WAIT_MS = 2000;
+/** Expiry of a takeover marker: a takeover is a few syscalls, so a marker this old belongs to a racer that died. */
+const MARKER_MS = 30 * 1000;
 
 export interface LeaseOptions {
   /** Lease duration (default 15 min). Renewed every third of it while held. */
@@ -173,7 +185,13 @@ function newRecord(host: string, operation: string, leaseMs: number, now: Date):
     hostname: os.hostname(),
     created: now.toISOString(),
     expires: new Date(now.getTime() + leaseMs).toISOString(),
+    ...identityOf(),
   };
+}
+
+function identityOf(): Pick<LeaseRecord, 'bootId' | 'pidNamespace' | 'pidStart'> {
+  const { pid: _pid, ...rest } = selfIdentity();
+  return rest;
 }
 
 /**
@@ -189,6 +207,7 @@ export function acquireLeaseLock(file: string, host: string, operation: string, 
   for (let attempt = 0; ; attempt++) {
     const record = newRecord(host, operation, leaseMs, now());
     if (createExclusive(file, serializeLease(record), durable)) {
+      if (durable) sweepLeaseLeftovers(file, now());
       return new LeaseLock(file, record, null, { leaseMs, now, renew: options.renew ?? true, durable });
     }
     const seen = inspectLease(file);
@@ -202,8 +221,9 @@ export function acquireLeaseLock(file: string, host: string, operation: string, 
     }
     const stale = staleness(seen, now());
     if (stale === null) throw heldError(host, seen, null);
-    const outcome = takeOverStale(file, seen, serializeLease(record), durable);
+    const outcome = takeOverStale(file, seen, serializeLease(record), durable, now());
     if (outcome === 'acquired') {
+      sweepLeaseLeftovers(file, now());
       return new LeaseLock(file, record, seen.kind === 'lease' ? seen.record : null, { leaseMs, now, renew: options.renew ?? true, durable });
     }
     if (outcome === 'changed' && attempt < 100) continue;
@@ -249,7 +269,7 @@ export function forceUnlockLease(file: string, id: string): LeaseRecord {
 /** Whether a lease is stale now, and why; null while its holder may still be working. */
 export function leaseStaleness(record: LeaseRecord, now: Date = new Date()): 'expired' | 'holder-gone' | null {
   if (Date.parse(record.expires) <= now.getTime()) return 'expired';
-  if (record.hostname === os.hostname() && !processAlive(record.pid)) return 'holder-gone';
+  if (provablyDead(record)) return 'holder-gone';
   return null;
 }
 
@@ -312,6 +332,7 @@ function parseLease(raw: string): LeaseRecord | undefined {
     hostname: r.hostname as string,
     created: r.created as string,
     expires: r.expires as string,
+    ...identityFields(r),
   };
 }
 
@@ -345,26 +366,44 @@ function createExclusive(file: string, content: string, durable: boolean): boole
         throw fallbackError;
       }
     } else {
-      throw error;
+      throw storageError(error, file, 'The lock was not taken; nothing was changed.');
     }
   } finally {
     unlinkQuietly(temp);
   }
-  if (durable) fsyncDirectory(path.dirname(file));
+  if (durable) {
+    try {
+      fsyncDirectory(path.dirname(file));
+    } catch (error) {
+      unlinkQuietly(file); // ours (the link succeeded), and not durably there: give it back rather than half-hold it
+      throw storageError(error, file, 'The lock was not taken; nothing was changed.');
+    }
+  }
   return true;
 }
 
-/** Creates `file` (O_EXCL) with `content`; fsyncs it when durable. */
+/**
+ * Creates `file` (O_EXCL) with `content`; fsyncs it when durable. A failed write (a full disk) removes the file it
+ * created: nothing half-written is left behind. Storage failures become named errors (storageError).
+ */
 function writeExclusive(file: string, content: string, durable: boolean): void {
-  const fd = openSync(file, 'wx', 0o644);
+  let fd: number;
+  try {
+    fd = openSync(file, 'wx', 0o644);
+  } catch (error) {
+    throw errnoCode(error) === 'EEXIST' ? error : storageError(error, file, 'The lock was not taken; nothing was changed.');
+  }
   try {
     const bytes = Buffer.from(content, 'utf8');
     let written = 0;
     while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
     if (durable) fsyncSync(fd);
-  } finally {
+  } catch (error) {
     closeSync(fd);
+    unlinkQuietly(file);
+    throw storageError(error, file, 'The lock was not taken; nothing was changed.');
   }
+  closeSync(fd);
 }
 
 /** The O_EXCL marker that serialises racers taking over the same stale lease (named by its id, or its inode). */
@@ -375,18 +414,22 @@ function takeoverMarker(file: string, seen: Exclude<InspectedLease, { kind: 'mis
 
 /**
  * Replaces the stale lease `seen` in `file` with `content` (our new lease), if it is still there. 'acquired': ours is in
- * place; 'changed': the file is no longer that lease (re-evaluate); 'busy': another racer holds the takeover marker.
+ * place; 'changed': the file is no longer that lease, or a dead racer's marker was cleared (re-evaluate); 'busy':
+ * another live racer holds the takeover marker.
  * The replacement is one rename(2) over the stale file: the lease file never disappears during a takeover, so no racer
  * can slip in with an exclusive create, and the process that replaced the stale lease is the one that holds the new one
  * (it alone reports `tookOver`, for the audit log).
  */
-function takeOverStale(file: string, seen: Exclude<InspectedLease, { kind: 'missing' }>, content: string, durable: boolean): 'acquired' | 'changed' | 'busy' {
+function takeOverStale(file: string, seen: Exclude<InspectedLease, { kind: 'missing' }>, content: string, durable: boolean, now: Date): 'acquired' | 'changed' | 'busy' {
   const marker = takeoverMarker(file, seen);
-  try {
-    writeExclusive(marker, `${JSON.stringify({ pid: process.pid, hostname: os.hostname(), at: new Date().toISOString() })}\n`, false);
-  } catch (error) {
-    if (errnoCode(error) === 'EEXIST') return 'busy';
-    throw error;
+  const mine = newRecord(seen.kind === 'lease' ? seen.record.host : 'unknown', 'takeover', MARKER_MS, now);
+  if (!createExclusive(marker, serializeLease(mine), false)) {
+    // Another racer's marker: wait for it while it may be alive, remove it once its holder is dead or it expired.
+    const other = inspectLease(marker);
+    if (other.kind === 'missing') return 'changed';
+    if (staleness(other, now) === null) return 'busy';
+    moveAsideIf(marker, (moved) => moved.raw === other.raw, false);
+    return 'changed';
   }
   try {
     // Re-check under the marker: a racer that removed this lease before we took the marker has left another (or none).
@@ -398,12 +441,41 @@ function takeOverStale(file: string, seen: Exclude<InspectedLease, { kind: 'miss
       renameSync(temp, file);
     } catch (error) {
       unlinkQuietly(temp);
-      throw error;
+      throw storageError(error, file, 'The stale lock was not taken over; nothing was changed.');
     }
     if (durable) fsyncDirectory(path.dirname(file));
     return 'acquired';
   } finally {
-    unlinkQuietly(marker);
+    removeLeaseIfId(marker, mine.id, false);
+  }
+}
+
+/**
+ * Removes what killed writers of `file` left next to it: temp files of dead writers, moved-aside copies (their mover
+ * died between rename and unlink) and takeover markers that are stale. Called by a new holder: none of these can
+ * belong to a live operation on this lease once it is held (a live racer's temp file is spared: its writer is alive).
+ */
+export function sweepLeaseLeftovers(file: string, now: Date = new Date()): void {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  removeDeadTemps(dir, (target) => target === base || target.startsWith(`${base}.takeover-`));
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (name.startsWith(`${base}.removed-`)) {
+      const m = /^removed-(\d+)-(\d+)-/.exec(name.slice(base.length + 1));
+      const me = selfIdentity();
+      if (m && Number(m[1]) !== process.pid && provablyDead({ pid: Number(m[1]), pidNamespace: Number(m[2]), ...(me.bootId ? { bootId: me.bootId } : {}) })) unlinkQuietly(path.join(dir, name));
+      continue;
+    }
+    if (!name.startsWith(`${base}.takeover-`)) continue;
+    const marker = path.join(dir, name);
+    const seen = inspectLease(marker);
+    if (seen.kind !== 'missing' && staleness(seen, now) !== null) moveAsideIf(marker, (moved) => moved.raw === seen.raw, false);
   }
 }
 
@@ -418,7 +490,7 @@ function removeLeaseIfId(file: string, id: string, durable: boolean): boolean {
  * lease created meanwhile. True when the expected lease was removed.
  */
 function moveAsideIf(file: string, expected: (moved: Exclude<InspectedLease, { kind: 'missing' }>) => boolean, durable: boolean): boolean {
-  const aside = `${file}.removed-${randomUUID()}`;
+  const aside = `${file}.removed-${process.pid}-${selfIdentity().pidNamespace ?? 0}-${randomUUID()}`;
   try {
     renameSync(file, aside);
   } catch (error) {
@@ -457,16 +529,6 @@ function heldError(host: string, seen: Exclude<InspectedLease, { kind: 'missing'
     'Another agentvm operation is changing this host. Wait for it to finish and retry. A lease whose process is gone ' +
     `(on this machine) or that has expired is taken over automatically; break it by hand only if you are sure: \`agentvm state unlock ${r.id}\`.`;
   return new LeaseHeldError(message, detail, r);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the process exists but belongs to someone else.
-    return errnoCode(error) !== 'ESRCH';
-  }
 }
 
 

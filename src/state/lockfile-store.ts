@@ -63,9 +63,42 @@ export interface StoredState {
   logical: Lockfile | null;
 }
 
-/** Reads the host's lockfile and WAL. Throws `state.corrupt` / `state.missing` / `state.unsupported-format`. */
+/** How often a reader re-reads when a checkpoint replaced the files under it (each retry means a writer progressed). */
+const CONSISTENT_READ_ATTEMPTS = 100;
+
+/**
+ * Reads the host's lockfile and WAL as ONE consistent version. Throws `state.corrupt` / `state.missing` /
+ * `state.unsupported-format`.
+ * The two files are read one after the other, and a writer's checkpoint replaces both in between (lockfile first, then
+ * the WAL): a reader could pair the old lockfile with the new WAL and report a corruption that is not there. So after
+ * reading the WAL it checks that the lockfile is still the version it read; if not, a checkpoint ran and it reads
+ * again. A reader therefore sees the state before a checkpoint or after it, never a mix (no lease needed: readers
+ * never block an apply).
+ */
 export function readStoredState(source: LockfileSource, walFile: string): StoredState {
+  for (let attempt = 1; ; attempt++) {
+    let state: StoredState | undefined;
+    let failure: unknown;
+    try {
+      state = readStoredStateOnce(source, walFile);
+    } catch (error) {
+      failure = error;
+    }
+    const lockNow = fingerprintOf(source.file);
+    const stable = state ? sameFingerprint(lockNow, state.lockFingerprint) : sameFingerprint(lockNow, lastLockFingerprint);
+    if (stable || attempt >= CONSISTENT_READ_ATTEMPTS) {
+      if (state) return state;
+      throw failure;
+    }
+  }
+}
+
+/** The lockfile fingerprint the last single read saw (also when it failed): what `stable` compares a failure to. */
+let lastLockFingerprint: FileFingerprint | null = null;
+
+function readStoredStateOnce(source: LockfileSource, walFile: string): StoredState {
   const read = readWithFingerprint(source.file);
+  lastLockFingerprint = read?.fingerprint ?? null;
   let value: unknown;
   try {
     value = read === undefined ? undefined : (JSON.parse(read.text) as unknown);

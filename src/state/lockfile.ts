@@ -326,7 +326,9 @@ export function corruptLockfile(source: LockfileSource, reason: string, cause?: 
     detail:
       `agentvm keeps the version before the last write (or the last checkpoint of an apply) in ${source.backup}. Inspect both files, then restore it with ` +
       `\`cp ${source.backup} ${source.file}\` and run \`agentvm plan\`: resources applied since that serial show up as ` +
-      'changes or drift and the next apply records them again. Do not hand-edit the lockfile.',
+      'changes or drift and the next apply records them again. Rollback targets captured since that serial are NOT recorded again ' +
+      '(the release they replaced is no longer live): `agentvm rollback` offers the target the backup holds, if any, until the next ' +
+      'release change captures a new one. Do not hand-edit the lockfile.',
     cause,
   });
 }

@@ -13,10 +13,29 @@
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { statfsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type { ApplyRequest, ApplyResponse, ArtifactRequest, ArtifactResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import { AgentvmError, errorDiag, type Diagnostic } from '../../diagnostics/index.js';
+import { freeSpace, storageError } from '../../state/atomic-file.js';
+import type {
+  ExpandRequest,
+  ExpandResponse,
+  ApplyRequest,
+  ApplyResponse,
+  ArtifactRequest,
+  ArtifactResponse,
+  HostContext,
+  ListRequest,
+  ListResponse,
+  PlanRequest,
+  PlanResponse,
+  Provider,
+  ReadRequest,
+  ReadResponse,
+  ValidateRequest,
+  ValidateResponse,
+} from '../provider.js';
 import { expandGitReleases } from './expand.js';
 import {
   atAddress,
@@ -138,6 +157,16 @@ function runGit(args: string[]): Promise<GitRun> {
 /** Attributes that would make `git archive` output differ from the committed blobs, all switched off. */
 const NEUTRAL_ATTRIBUTES = '* -text -eol -ident -filter -export-subst -export-ignore -working-tree-encoding\n';
 
+/** ` (N KiB free …)` when the cache's file system is nearly full (git reports a full disk only as "index-pack died"). */
+function cacheSpace(dir: string): string {
+  try {
+    const st = statfsSync(dir);
+    return st.bavail * st.bsize < 4 * 1024 * 1024 ? ` (${freeSpace(dir)})` : '';
+  } catch {
+    return '';
+  }
+}
+
 /** The bare cache repository for a source URL: `<cache>/git/<sha256(repo)>.git`, created on first use. */
 export async function gitCacheRepository(host: HostContext, repo: string): Promise<string> {
   const dir = path.join(host.paths.cache, 'git', `${createHash('sha256').update(repo).digest('hex')}.git`);
@@ -146,7 +175,15 @@ export async function gitCacheRepository(host: HostContext, repo: string): Promi
     // Initialise beside the target and rename into place: concurrent applies may race to create the same cache.
     const temp = `${dir}.init-${process.pid}-${randomBytes(4).toString('hex')}`;
     const init = await runGit(['init', '--bare', '--quiet', temp]);
-    if (init.code !== 0) throw new Error(`git init --bare ${temp} failed: ${init.stderr.trim()}`);
+    if (init.code !== 0) {
+      // The environment (a full disk, a read-only cache), not a bug: name the directory, git's reason and the free space.
+      await rm(temp, { recursive: true, force: true });
+      const reason = init.stderr.trim().split('\n').pop() ?? `exit ${init.code}`;
+      const free = freeSpace(path.dirname(dir));
+      throw new AgentvmError(/No space left|Disk quota/i.test(init.stderr) ? 'state.disk-full' : 'release.cache-failed', `Cannot create the git cache ${dir}: ${reason}${free ? ` (${free})` : ''}.`, {
+        detail: 'Free space on that file system (or make it writable), then run the command again; nothing was changed.',
+      });
+    }
     try {
       await rename(temp, dir);
     } catch {
@@ -154,8 +191,13 @@ export async function gitCacheRepository(host: HostContext, repo: string): Promi
       if (!(await pathExists(path.join(dir, 'HEAD')))) throw new Error(`could not create the git cache ${dir}`);
     }
   }
-  await mkdir(path.join(dir, 'info'), { recursive: true });
-  await writeFile(path.join(dir, 'info', 'attributes'), NEUTRAL_ATTRIBUTES);
+  const attributes = path.join(dir, 'info', 'attributes');
+  try {
+    await mkdir(path.join(dir, 'info'), { recursive: true });
+    await writeFile(attributes, NEUTRAL_ATTRIBUTES);
+  } catch (error) {
+    throw storageError(error, attributes, 'The git cache was not changed.');
+  }
   return dir;
 }
 
@@ -206,9 +248,9 @@ async function ensureCommitNow(host: HostContext, config: GitReleaseConfig, addr
     if (type === undefined) {
       return {
         diagnostics: [
-          errorDiag(GitReleaseCode.fetchFailed, `Could not fetch commit ${config.commit} from ${repoName}.`, {
+          errorDiag(GitReleaseCode.fetchFailed, `Could not fetch commit ${config.commit} from ${repoName} into the cache ${gitDir}${cacheSpace(gitDir)}.`, {
             address,
-            detail: `${redactUrl(fetch.stderr.trim()) || 'The repository does not have that commit.'} Check that the commit is pushed and that the repository is reachable.`,
+            detail: `${redactUrl(fetch.stderr.trim()) || 'The repository does not have that commit.'} Check that the commit is pushed, that the repository is reachable, and that the cache's file system has room.`,
           }),
         ],
       };
