@@ -303,6 +303,8 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
     await Promise.race(running.values());
   }
 
+  // Providers' end-of-apply housekeeping (the release content store's garbage, ADR 0020): files no lockfile entry names.
+  for (const p of registry.all()) await p.finishApply?.({ host: context, progress: (message) => emit({ type: 'progress', address: p.type, message }) });
   const complete = failed.length === 0 && skipped.length === 0;
   await audit({ event: 'apply.finish', result: complete ? 'ok' : 'failed', detail: `${applied.length} applied, ${failed.length} failed, ${skipped.length} skipped` }, complete ? [{ op: 'commit.set', commit: plan.source.commit }] : []);
   // Checkpoint: the lockfile file gets every batch (serial = logical serial), then the log goes away.

@@ -31,6 +31,7 @@ import type {
   ReadResponse,
   ValidateRequest,
   ValidateResponse,
+  FinishApplyRequest,
 } from '../provider.js';
 import {
   atAddress,
@@ -43,6 +44,7 @@ import {
   ReleaseCode,
   removeReleases,
   rollbackRelease,
+  collectStoreGarbage,
   type RollbackOptions,
   type RollbackResponse,
 } from './release-lifecycle.js';
@@ -264,10 +266,17 @@ export class PackageReleaseProvider implements Provider {
       identity: packageIdentity(config),
       ...(req.locked ? { locked: req.locked } : {}),
       materialise: async (dir) => (await writeTarEntries(dir, read.entries)).diagnostics,
+      // The tarball's bytes (checked against this integrity above) and the fixed unpack rules decide the tree.
+      sourceKey: `release.package\0${config.integrity}`,
       progress,
       ...(req.beforeMutation ? { beforeMutation: req.beforeMutation } : {}),
     });
     return { ...response, diagnostics: atAddress(change.address, response.diagnostics) };
+  }
+
+  /** Garbage collection of the content store shared by both release providers (ADR 0020). */
+  async finishApply(req: FinishApplyRequest): Promise<{ diagnostics: Diagnostic[] }> {
+    return { diagnostics: await collectStoreGarbage(new ReleaseStore(req.host.paths.releases), req.progress) };
   }
 
   async artifact(req: ArtifactRequest): Promise<ArtifactResponse> {

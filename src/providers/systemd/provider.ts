@@ -53,6 +53,7 @@ import { readGateway, readUnit, type LiveGateway } from './live-unit.js';
 import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
 import { valuesOf } from './unit-file.js';
 import { mapBounded } from '../../concurrency.js';
+import { CallBatch } from './batch.js';
 
 export const UNIT_ADDRESS_PREFIX = 'unit.';
 
@@ -97,6 +98,8 @@ export class SystemdProvider implements Provider {
   readonly addressPrefix = UNIT_ADDRESS_PREFIX;
   private readonly endpoints = new Map<string, SystemdEndpoint>();
   private readonly unitDirLocks = new Map<string, Promise<void>>();
+  /** Per endpoint: daemon-reload and enable calls of concurrent resources share one systemctl (batch.ts). */
+  private readonly batches = new Map<SystemdEndpoint, Record<'daemon-reload' | 'enable', CallBatch<string>>>();
 
   constructor(private readonly options: SystemdProviderOptions = {}) {}
 
@@ -248,18 +251,18 @@ export class SystemdProvider implements Provider {
     }
 
     if (endpoint.mode === 'offline') {
-      const enabled = await this.ctl(endpoint, ['enable', rendered.unit], change.address, diagnostics);
+      const enabled = await this.ctlBatched(endpoint, 'enable', rendered.unit, change.address, diagnostics);
       if (enabled) progress(`${change.address}: ${rendered.unit} rendered and enabled offline (${endpoint.unitDir}); it starts when the manager does`);
       return this.response(change.desired.identity, rendered, config, diagnostics);
     }
 
     // 2. The manager: load the files, enable the instance, then restart/reload only what the decision says.
     if (wrote || removed.length > 0 || before.live.manager?.needDaemonReload) {
-      if (!(await this.ctl(endpoint, ['daemon-reload'], change.address, diagnostics))) return { diagnostics };
+      if (!(await this.ctlBatched(endpoint, 'daemon-reload', '', change.address, diagnostics))) return { diagnostics };
     }
     const state = await this.show(endpoint, rendered.unit, ['UnitFileState', 'ActiveState']);
     if (state.UnitFileState !== 'enabled') {
-      if (!(await this.ctl(endpoint, ['enable', rendered.unit], change.address, diagnostics))) return { diagnostics };
+      if (!(await this.ctlBatched(endpoint, 'enable', rendered.unit, change.address, diagnostics))) return { diagnostics };
     }
     const running = state.ActiveState === 'active' || state.ActiveState === 'reloading';
     if (assessment.restart || !running || removed.length > 0) {
@@ -382,6 +385,29 @@ export class SystemdProvider implements Provider {
       }
       return wrote;
     });
+  }
+
+  /**
+   * `systemctl daemon-reload` or `systemctl enable <unit>`, coalesced with the same calls of concurrent resources
+   * (batch.ts); a failure becomes an error diagnostic of this resource (false), as with ctl.
+   */
+  private async ctlBatched(endpoint: SystemdEndpoint, verb: 'daemon-reload' | 'enable', unit: string, address: string, diagnostics: Diagnostic[]): Promise<boolean> {
+    let batches = this.batches.get(endpoint);
+    if (!batches) {
+      batches = {
+        'daemon-reload': new CallBatch<string>(() => endpoint.systemctl(['daemon-reload']), () => endpoint.systemctl(['daemon-reload'])),
+        enable: new CallBatch<string>((units) => endpoint.systemctl(['enable', ...units]), (u) => endpoint.systemctl(['enable', u])),
+      };
+      this.batches.set(endpoint, batches);
+    }
+    const r = await batches[verb].submit(unit);
+    if (r.code === 0) return true;
+    const args = verb === 'enable' ? ['enable', unit] : ['daemon-reload'];
+    diagnostics.push(errorDiag(SystemdCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
+      address,
+      detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
+    }));
+    return false;
   }
 
   /** Runs systemctl; a failure becomes an error diagnostic (false). */
