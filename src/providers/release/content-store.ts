@@ -255,6 +255,11 @@ export class ContentStore {
     return garbage;
   }
 
+  /** The paths of all entries (digest-named directories). */
+  async entryPaths(): Promise<string[]> {
+    return (await this.entries()).map((name) => path.join(this.dir, name));
+  }
+
   private async entries(): Promise<string[]> {
     try {
       return (await readdir(this.dir, { withFileTypes: true })).filter((e) => e.isDirectory() && HEX.test(e.name)).map((e) => e.name).sort();

@@ -407,7 +407,7 @@ export class GitReleaseProvider implements Provider {
 
   /** Garbage collection of the content store shared by both release providers (ADR 0020). */
   async finishApply(req: FinishApplyRequest): Promise<{ diagnostics: Diagnostic[] }> {
-    return { diagnostics: await collectStoreGarbage(new ReleaseStore(req.host.paths.releases), req.progress) };
+    return { diagnostics: await collectStoreGarbage(new ReleaseStore(req.host.paths.releases), req.host.paths.cache, req.progress) };
   }
 
   async artifact(req: ArtifactRequest): Promise<ArtifactResponse> {

@@ -552,10 +552,18 @@ async function garbageLine(store: ReleaseStore, snapshot?: Map<string, unknown>)
   ];
 }
 
-/** End of an apply: removes content-store entries no release refers to any more (the plan's `release.store-garbage`). */
-export async function collectStoreGarbage(store: ReleaseStore, progress?: (message: string) => void): Promise<Diagnostic[]> {
+/**
+ * End of an apply: removes content-store entries no release refers to any more (the plan's `release.store-garbage`),
+ * then records the stat of every file left in the store in the stat index (`cacheDir`): the release directories
+ * are links to those same inodes, so the next plan only stats them. Files this apply linked in the last second are
+ * racily clean and are hashed once more by that plan (stat-index.ts).
+ */
+export async function collectStoreGarbage(store: ReleaseStore, cacheDir: string, progress?: (message: string) => void): Promise<Diagnostic[]> {
   const content = new ContentStore(store.releasesDir);
   const freed = await content.collect();
   if (freed.digests.length > 0) progress?.(`release store: freed ${freed.digests.length} unreferenced release tree(s), ${freed.bytes} bytes`);
+  const index = await sharedStatIndex(cacheDir, undefined);
+  for (const entry of await content.entryPaths()) await treeDigest(entry, index).catch(() => undefined);
+  await index.save();
   return [];
 }
