@@ -99,7 +99,7 @@ export class SystemdProvider implements Provider {
   private readonly endpoints = new Map<string, SystemdEndpoint>();
   private readonly unitDirLocks = new Map<string, Promise<void>>();
   /** Per endpoint: daemon-reload and enable calls of concurrent resources share one systemctl (batch.ts). */
-  private readonly batches = new Map<SystemdEndpoint, Record<'daemon-reload' | 'enable', CallBatch<string>>>();
+  private readonly batches = new Map<SystemdEndpoint, Record<'daemon-reload' | 'enable' | 'show', CallBatch<string>>>();
 
   constructor(private readonly options: SystemdProviderOptions = {}) {}
 
@@ -260,7 +260,7 @@ export class SystemdProvider implements Provider {
     if (wrote || removed.length > 0 || before.live.manager?.needDaemonReload) {
       if (!(await this.ctlBatched(endpoint, 'daemon-reload', '', change.address, diagnostics))) return { diagnostics };
     }
-    const state = await this.show(endpoint, rendered.unit, ['UnitFileState', 'ActiveState']);
+    const state = await this.showBatched(endpoint, rendered.unit);
     if (state.UnitFileState !== 'enabled') {
       if (!(await this.ctlBatched(endpoint, 'enable', rendered.unit, change.address, diagnostics))) return { diagnostics };
     }
@@ -392,15 +392,7 @@ export class SystemdProvider implements Provider {
    * (batch.ts); a failure becomes an error diagnostic of this resource (false), as with ctl.
    */
   private async ctlBatched(endpoint: SystemdEndpoint, verb: 'daemon-reload' | 'enable', unit: string, address: string, diagnostics: Diagnostic[]): Promise<boolean> {
-    let batches = this.batches.get(endpoint);
-    if (!batches) {
-      batches = {
-        'daemon-reload': new CallBatch<string>(() => endpoint.systemctl(['daemon-reload']), () => endpoint.systemctl(['daemon-reload'])),
-        enable: new CallBatch<string>((units) => endpoint.systemctl(['enable', ...units]), (u) => endpoint.systemctl(['enable', u])),
-      };
-      this.batches.set(endpoint, batches);
-    }
-    const r = await batches[verb].submit(unit);
+    const r = await this.batchesOf(endpoint)[verb].submit(unit);
     if (r.code === 0) return true;
     const args = verb === 'enable' ? ['enable', unit] : ['daemon-reload'];
     diagnostics.push(errorDiag(SystemdCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
@@ -408,6 +400,35 @@ export class SystemdProvider implements Provider {
       detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
     }));
     return false;
+  }
+
+  /** The coalescing batches of one endpoint (batch.ts), made on first use. */
+  private batchesOf(endpoint: SystemdEndpoint): Record<'daemon-reload' | 'enable' | 'show', CallBatch<string>> {
+    let batches = this.batches.get(endpoint);
+    if (!batches) {
+      batches = {
+        'daemon-reload': new CallBatch<string>(() => endpoint.systemctl(['daemon-reload']), () => endpoint.systemctl(['daemon-reload'])),
+        enable: new CallBatch<string>((units) => endpoint.systemctl(['enable', ...units]), (u) => endpoint.systemctl(['enable', u])),
+        show: new CallBatch<string>((units) => endpoint.systemctl(['show', `--property=${SHOWN}`, ...units]), (u) => endpoint.systemctl(['show', `--property=${SHOWN}`, u])),
+      };
+      this.batches.set(endpoint, batches);
+    }
+    return batches;
+  }
+
+  /**
+   * The unit's enablement and state before apply acts on it, read with one `systemctl show u1 u2 …` for the units
+   * in flight together (one block per unit, picked by its Id); {} when systemctl fails, as with show().
+   */
+  private async showBatched(endpoint: SystemdEndpoint, unit: string): Promise<Record<string, string>> {
+    const r = await this.batchesOf(endpoint).show.submit(unit);
+    if (r.code !== 0) return {};
+    for (const block of r.stdout.split(/\n\s*\n/)) {
+      const props = parseShow(block);
+      if (props.Id === unit) return props;
+    }
+    // No block names it (an alias, say): ask for this unit alone.
+    return this.show(endpoint, unit, ['UnitFileState', 'ActiveState']);
   }
 
   /** Runs systemctl; a failure becomes an error diagnostic (false). */
@@ -610,6 +631,8 @@ async function ownerOf(file: string, snapshot?: Map<string, unknown>): Promise<s
 }
 
 const LIST_CONCURRENCY = 16;
+/** What apply reads of a unit before acting on it (Id picks a unit's block out of a batched `systemctl show`). */
+const SHOWN = 'Id,UnitFileState,ActiveState';
 
 async function isDirectory(p: string): Promise<boolean> {
   try {
