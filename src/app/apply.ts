@@ -150,6 +150,8 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
   // Each durable step is one audit record, then one log batch holding the step's lockfile ops and the new audit head:
   // audit first, so a kill in between over-reports (the next apply redoes the step) and never leaves an action
   // unaudited. The head only moves forward, whatever order concurrent steps reach the log in.
+  // Group-commit hook (ADR 0020): these two synchronous syncs per resource are apply's floor; steps of resources that
+  // finish together can share one appendAuditBatch and one log batch here, acknowledged only after that sync.
   let auditSeq = 0;
   const audit = async (entry: Omit<AuditEntry, 'host' | 'operation' | 'applyId'>, ops: LockfileOp[] = [], marks: AppendMarks = {}): Promise<void> => {
     const ev = await backend.appendAudit({ host: plan.host, operation: w.operation, applyId, ...entry });
@@ -294,6 +296,8 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
     await Promise.race(running.values());
   }
 
+  // Providers' end-of-apply housekeeping (the release content store's garbage, ADR 0020): files no lockfile entry names.
+  for (const p of registry.all()) await p.finishApply?.({ host: context, progress: (message) => emit({ type: 'progress', address: p.type, message }) });
   const complete = failed.length === 0 && skipped.length === 0;
   await audit({ event: 'apply.finish', result: complete ? 'ok' : 'failed', detail: `${applied.length} applied, ${failed.length} failed, ${skipped.length} skipped` }, complete ? [{ op: 'commit.set', commit: plan.source.commit }] : []);
   // Checkpoint: the lockfile file gets every batch (serial = logical serial), then the log goes away.

@@ -41,6 +41,7 @@ import { readGateway, readUnit, type LiveGateway } from './live-unit.js';
 import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
 import { valuesOf } from './unit-file.js';
 import { mapBounded } from '../../support/concurrency.js';
+import { CallBatch } from './batch.js';
 
 export const UNIT_ADDRESS_PREFIX = 'unit.';
 
@@ -89,6 +90,8 @@ export class SystemdProvider implements Provider {
   }
   private readonly endpoints = new Map<string, SystemdEndpoint>();
   private readonly unitDirLocks = new Map<string, Promise<void>>();
+  /** Per endpoint: daemon-reload and enable calls of concurrent resources share one systemctl (batch.ts). */
+  private readonly batches = new Map<SystemdEndpoint, Record<'daemon-reload' | 'enable' | 'show', CallBatch<string>>>();
 
   constructor(private readonly options: SystemdProviderOptions = {}) {}
 
@@ -240,18 +243,18 @@ export class SystemdProvider implements Provider {
     }
 
     if (endpoint.mode === 'offline') {
-      const enabled = await this.ctl(endpoint, ['enable', rendered.unit], change.address, diagnostics);
+      const enabled = await this.ctlBatched(endpoint, 'enable', rendered.unit, change.address, diagnostics);
       if (enabled) progress(`${change.address}: ${rendered.unit} rendered and enabled offline (${endpoint.unitDir}); it starts when the manager does`);
       return this.response(change.desired.identity, rendered, config, diagnostics);
     }
 
     // 2. The manager: load the files, enable the instance, then restart/reload only what the decision says.
     if (wrote || removed.length > 0 || before.live.manager?.needDaemonReload) {
-      if (!(await this.ctl(endpoint, ['daemon-reload'], change.address, diagnostics))) return { diagnostics };
+      if (!(await this.ctlBatched(endpoint, 'daemon-reload', '', change.address, diagnostics))) return { diagnostics };
     }
-    const state = await this.show(endpoint, rendered.unit, ['UnitFileState', 'ActiveState']);
+    const state = await this.showBatched(endpoint, rendered.unit);
     if (state.UnitFileState !== 'enabled') {
-      if (!(await this.ctl(endpoint, ['enable', rendered.unit], change.address, diagnostics))) return { diagnostics };
+      if (!(await this.ctlBatched(endpoint, 'enable', rendered.unit, change.address, diagnostics))) return { diagnostics };
     }
     const running = state.ActiveState === 'active' || state.ActiveState === 'reloading';
     if (assessment.restart || !running || removed.length > 0) {
@@ -374,6 +377,50 @@ export class SystemdProvider implements Provider {
       }
       return wrote;
     });
+  }
+
+  /**
+   * `systemctl daemon-reload` or `systemctl enable <unit>`, coalesced with the same calls of concurrent resources
+   * (batch.ts); a failure becomes an error diagnostic of this resource (false), as with ctl.
+   */
+  private async ctlBatched(endpoint: SystemdEndpoint, verb: 'daemon-reload' | 'enable', unit: string, address: string, diagnostics: Diagnostic[]): Promise<boolean> {
+    const r = await this.batchesOf(endpoint)[verb].submit(unit);
+    if (r.code === 0) return true;
+    const args = verb === 'enable' ? ['enable', unit] : ['daemon-reload'];
+    diagnostics.push(errorDiag(SystemdCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
+      address,
+      detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
+    }));
+    return false;
+  }
+
+  /** The coalescing batches of one endpoint (batch.ts), made on first use. */
+  private batchesOf(endpoint: SystemdEndpoint): Record<'daemon-reload' | 'enable' | 'show', CallBatch<string>> {
+    let batches = this.batches.get(endpoint);
+    if (!batches) {
+      batches = {
+        'daemon-reload': new CallBatch<string>(() => endpoint.systemctl(['daemon-reload']), () => endpoint.systemctl(['daemon-reload'])),
+        enable: new CallBatch<string>((units) => endpoint.systemctl(['enable', ...units]), (u) => endpoint.systemctl(['enable', u])),
+        show: new CallBatch<string>((units) => endpoint.systemctl(['show', `--property=${SHOWN}`, ...units]), (u) => endpoint.systemctl(['show', `--property=${SHOWN}`, u])),
+      };
+      this.batches.set(endpoint, batches);
+    }
+    return batches;
+  }
+
+  /**
+   * The unit's enablement and state before apply acts on it, read with one `systemctl show u1 u2 …` for the units
+   * in flight together (one block per unit, picked by its Id); {} when systemctl fails, as with show().
+   */
+  private async showBatched(endpoint: SystemdEndpoint, unit: string): Promise<Record<string, string>> {
+    const r = await this.batchesOf(endpoint).show.submit(unit);
+    if (r.code !== 0) return {};
+    for (const block of r.stdout.split(/\n\s*\n/)) {
+      const props = parseShow(block);
+      if (props.Id === unit) return props;
+    }
+    // No block names it (an alias, say): ask for this unit alone.
+    return this.show(endpoint, unit, ['UnitFileState', 'ActiveState']);
   }
 
   /** Runs systemctl; a failure becomes an error diagnostic (false). */
@@ -576,6 +623,8 @@ async function ownerOf(file: string, snapshot?: Map<string, unknown>): Promise<s
 }
 
 const LIST_CONCURRENCY = 16;
+/** What apply reads of a unit before acting on it (Id picks a unit's block out of a batched `systemctl show`). */
+const SHOWN = 'Id,UnitFileState,ActiveState';
 
 async function isDirectory(p: string): Promise<boolean> {
   try {
