@@ -6,6 +6,8 @@
 //   gate.<workload>.<preview>     a preview gate route (gate), after the workload's units and the gate server
 //   gate.server                   the host's preview gate, `agentvm-gate.service` (gate), only when the host has at
 //                                 least one preview; a host-level resource: its workload is HOST_WORKLOAD
+//   egress.server                 the host's egress proxy, `agentvm-egress.service` (egress), when the host runs at
+//                                 least one profile: every profile is its caller, every unit depends on it
 // Pure: no I/O. Workloads whose documents failed to load are skipped (their diagnostics already exist).
 
 import { posix } from 'node:path';
@@ -17,6 +19,9 @@ export const PROVIDER_RELEASE_PACKAGE = 'release.package';
 export const PROVIDER_SYSTEMD = 'systemd';
 export const PROVIDER_MICROVM = 'microvm';
 export const PROVIDER_GATE = 'gate';
+export const PROVIDER_EGRESS = 'egress';
+/** The host's egress proxy: one per host, like gate.server. */
+export const EGRESS_SERVER_ADDRESS: Address = 'egress.server';
 
 export const releaseAddress = (workload: string): Address => `release.${workload}`;
 
@@ -48,6 +53,31 @@ export function expandHost(state: DesiredState, host: string): DesiredResource[]
   for (const name of hostDoc.value.spec.workloads ?? []) {
     const def = state.workloads.get(name);
     if (def) out.push(...expandWorkload(def, state.repo, { scope, microvm }));
+  }
+  // Every profile reaches the network only through the host's egress proxy (decisions/0016): the proxy is a caller
+  // list (each profile's allowlist and listener) and each unit waits for it, so its socket and port bridge exist before
+  // the unit starts. Without profiles there is nothing to confine, and no proxy.
+  const units = out.filter((r) => r.provider === PROVIDER_SYSTEMD);
+  if (units.length > 0) {
+    out.push({
+      address: EGRESS_SERVER_ADDRESS,
+      provider: PROVIDER_EGRESS,
+      workload: HOST_WORKLOAD,
+      identity: 'agentvm-egress.service',
+      config: {
+        scope,
+        resolvers: hostDoc.value.spec.egress?.resolvers ?? [],
+        callers: units.map((u) => ({
+          id: u.address,
+          workload: u.workload,
+          profile: u.config.profile,
+          entries: u.config.egress,
+          listenPort: (u.config.listen as { port?: number } | null)?.port ?? null,
+        })),
+      },
+      dependsOn: [],
+    });
+    for (const u of units) u.dependsOn = [...u.dependsOn, EGRESS_SERVER_ADDRESS];
   }
   // The gate runs only where there is something to gate: a host without previews has no gate.server, and a plan
   // deletes the one it had (unit stopped, disabled, removed).
