@@ -153,16 +153,35 @@ describe.skipIf(!ready && !inCi)('egress confinement of real gateway units', () 
 
   it('GIVEN an open connection to the neighbour WHEN the prober\'s allowlist widens THEN the plan says reload, apply restarts no unit, the connection survives and the new name is reached', async () => {
     const pids = { probe: await execdPid(m, UNITS.probe), neighbour: await execdPid(m, UNITS.neighbour), egress: await m.mainPid(EGRESS_UNIT) };
-    const kept = await keepAlive(ports.neighbour);
-    expect(await kept.get('/healthz')).toContain('"profile":"neighbour"');
     await g.repo.commitFiles(files([...probeEgress, ['other.test', 443]]), 'prober may call other.test');
     const plan = await g.cli(['plan', '--json']);
     const changes = json<{ changes: Array<{ address: string; action: string; effect: string }> }>(plan.stdout).changes.filter((c) => c.action !== 'noop');
     expect(changes.map((c) => [c.address, c.effect]), plan.stdout).toEqual([['egress.server', 'reload']]);
+    // The reviewer sees the new way out as such, in every format.
+    const line = 'egress +other.test:443 (new destination: possible exfiltration channel)';
+    expect(json<{ capabilities: Array<{ workload: string; egress: Array<{ change: string; host: string; risk: string | null }> }> }>(plan.stdout).capabilities.find((c) => c.workload === 'prober')?.egress.filter((e) => e.change === 'added')).toEqual([{ change: 'added', host: 'other.test', port: 443, protocol: 'tcp', risk: 'new destination: possible exfiltration channel' }]);
+    expect((await g.cli(['plan'])).stdout).toContain(line);
+    expect((await g.cli(['plan', '--format', 'markdown'])).stdout).toContain(line);
+    // One connection to the neighbour through the bridge, used every 200 ms across the apply (never idle): every
+    // request on it must be answered, and it must never close.
+    const kept = await keepAlive(ports.neighbour);
+    let answered = 0;
+    let stop = false;
+    const ticker = (async () => {
+      while (!stop) {
+        expect(await kept.get('/healthz')).toContain('"profile":"neighbour"');
+        answered++;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
     const r = await g.cli(['apply', '--auto-approve']);
+    stop = true;
+    await ticker;
     expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('reloading the egress rules');
+    expect(answered).toBeGreaterThan(1);
+    expect(kept.closed()).toBe(false);
     expect({ probe: await execdPid(m, UNITS.probe), neighbour: await execdPid(m, UNITS.neighbour), egress: await m.mainPid(EGRESS_UNIT) }).toEqual(pids);
-    expect(await kept.get('/healthz')).toContain('"profile":"neighbour"');
     kept.close();
     const now = await probe('/https?target=other.test:443');
     expect(now.status, JSON.stringify(now)).toBe(200);
@@ -178,28 +197,34 @@ function canConnect(host: string, port: number): Promise<boolean> {
 }
 
 /** One TCP connection with HTTP keep-alive, for proving a connection survives an apply. */
-async function keepAlive(port: number): Promise<{ get(p: string): Promise<string>; close(): void }> {
+async function keepAlive(port: number): Promise<{ get(p: string): Promise<string>; closed(): boolean; close(): void }> {
   const socket: Socket = await new Promise((resolve, reject) => {
     const s = connect({ host: '127.0.0.1', port });
     s.once('connect', () => resolve(s));
     s.once('error', reject);
   });
+  let closed = false;
+  socket.once('close', () => (closed = true));
+  socket.on('error', () => {});
   return {
     get: (p) => new Promise((resolve, reject) => {
       let text = '';
+      const onClose = (): void => reject(new Error('the kept connection closed'));
       const onData = (d: Buffer): void => {
         text += d.toString();
         const end = text.indexOf('\r\n\r\n');
         const len = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? -1);
         if (end >= 0 && len >= 0 && text.length >= end + 4 + len) {
           socket.off('data', onData);
+          socket.off('close', onClose);
           resolve(text.slice(end + 4));
         }
       };
       socket.on('data', onData);
-      socket.once('error', reject);
+      socket.once('close', onClose);
       socket.write(`GET ${p} HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n`);
     }),
+    closed: () => closed,
     close: () => socket.destroy(),
   };
 }
