@@ -16,6 +16,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt } from './support/cli.js';
 import { egressNetSupport, startEgressNet, type EgressNet } from './support/egress-net.js';
+import { exchange, request as gateRequest } from './support/gate.js';
 import { execdPid, freePort, gatewayRepo, getJson, json, verifyUnitDir, type GatewayRepo } from './support/gateway-repo.js';
 import { gitdir, type GitDir } from './support/gitdir.js';
 import { startUserManager, userManagerSupport, type UserManager } from './support/systemd-user.js';
@@ -102,6 +103,16 @@ describe.skipIf(!ready && !inCi)('egress confinement of real gateway units', () 
     expect(drop).not.toContain('allowed.test');
     expect(await verifyUnitDir(m)).toEqual([]);
   }, 180_000);
+
+  it('GIVEN the neighbour confined to its namespace WHEN a grantee opens its preview THEN the gate reaches it through the bridge', async () => {
+    const r = await g.cli(['gate', 'grant', 'neighbour/web', '--to', 'ana@example.com', '--ttl', '30m', '--reason', 'egress test', '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const ex = await exchange(json<{ link: string }>(r.stdout).link);
+    expect(ex.reply.status, ex.reply.body).toBe(200);
+    const page = await gateRequest(`http://127.0.0.1:${ports.gate}/p/neighbour/web/healthz`, { headers: { cookie: ex.cookie! } });
+    expect(page.status, page.body).toBe(200);
+    expect(JSON.parse(page.body)).toMatchObject({ status: 'ok', profile: 'neighbour' });
+  });
 
   it('FROM INSIDE the unit: the allowlisted name is reached through the proxy (HTTPS over CONNECT, and plain HTTP)', async () => {
     const https = await probe('/https?target=allowed.test:443');

@@ -5,7 +5,7 @@
 // that differs from the CONNECT host, no server name at all, and a flood of denials (aggregated in the audit log).
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -170,6 +170,19 @@ describe.skipIf(!support.ok && !inCi)('the egress proxy against real sockets', (
     const r = await forwardGet(sock('six'), `http://[${net.v6}]/six`);
     expect(r.status, r.body).toBe(200);
     expect(JSON.parse(r.body).remote).toBe(net.hostV6);
+  });
+
+  it('GIVEN a profile port another process holds WHEN reloaded THEN that bridge is reported and every other caller still gets its rules', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
+    const port = (holder.address() as AddressInfo).port;
+    const next = { ...settings, callers: [...settings.callers.map((c) => (c.id === 'unit.other.web' ? { ...c, entries: [...c.entries, { host: 'allowed.test', port: 443 }] } : c)), { id: 'unit.taken.p', workload: 'taken', socket: sock('taken').path, entries: [], inbound: { port, target: path.join(dir, 'nowhere.sock') } }] };
+    await proxy.reload(next);
+    expect(proxy.inboundFailures).toEqual([{ port, error: 'EADDRINUSE' }]);
+    expect((await httpsVia(sock('web'), 'allowed.test:443', { ca: net.ca })).status).toBe(200);
+    holder.close();
+    await proxy.reload(settings);
+    expect(proxy.inboundFailures).toEqual([]);
   });
 
   it('WHEN a client sends garbage or a huge head THEN it gets 400/431 and the proxy keeps serving', async () => {

@@ -112,12 +112,26 @@ export class EgressProxy {
         b.server.close();
       }
     }
+    // A port another process holds stays unbridged (reported, retried on the next reload): one taken port must not
+    // keep every other caller's new rules from loading.
+    this.inboundFailures = [];
     for (const [port, target] of ports) {
       const current = this.inbound.get(port);
       if (current) current.target.path = target;
-      else await this.listenInbound(port, target);
+      else {
+        try {
+          await this.listenInbound(port, target);
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+          this.inboundFailures.push({ port, error: code });
+          this.options.onWarning?.(`cannot bridge 127.0.0.1:${port} into the unit (${code})`);
+        }
+      }
     }
   }
+
+  /** Ports of the last reload that could not be bridged, and why (status.json carries them to apply). */
+  inboundFailures: Array<{ port: number; error: string }> = [];
 
   private async listenCaller(socket: string, caller: EgressCaller): Promise<void> {
     mkdirSync(path.dirname(socket), { recursive: true, mode: 0o755 });
@@ -137,6 +151,7 @@ export class EgressProxy {
     const target = { path: targetPath };
     const server = createServer((client) => {
       if (!this.track(client)) return;
+      client.setNoDelay(true);
       const upstream = connect(target.path);
       this.track(upstream);
       relay(client, upstream);
@@ -248,6 +263,8 @@ export class EgressProxy {
         sock.setTimeout(this.options.connectTimeoutMs ?? 10_000, fail);
         sock.once('error', fail);
         sock.once('connect', () => {
+          // A relay must not add Nagle's wait to small writes (a TLS Finished then the request): latency, not bytes.
+          sock.setNoDelay(true);
           sock.setTimeout(0);
           sock.off('error', fail);
           resolve(sock);

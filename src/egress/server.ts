@@ -30,7 +30,7 @@ export async function startEgressServer(opts: { root: string; host: string; audi
     rules ??= { version: 1, host: opts.host, resolvers: [], callers: [] };
     await proxy.reload(rules);
     digest = rulesDigest(rules);
-    writeStatusFile(paths.status, { version: 1, pid: process.pid, digest, callers: rules.callers.length, time: new Date().toISOString() });
+    writeStatusFile(paths.status, { version: 1, pid: process.pid, digest, callers: rules.callers.length, time: new Date().toISOString(), inboundFailures: proxy.inboundFailures });
     return digest;
   };
   // Reloads never overlap: each waits for the previous one (listeners are opened and closed in order).

@@ -18,6 +18,8 @@ export interface StatusFile {
   digest: string;
   callers: number;
   time: string;
+  /** Profile ports the proxy could not bridge inbound (taken by another process). */
+  inboundFailures?: Array<{ port: number; error: string }>;
 }
 
 export function rulesDigest(rules: RulesFile): string {

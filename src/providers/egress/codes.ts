@@ -5,4 +5,5 @@ export const EgressCode = {
   systemctl: 'egress.systemctl',
   startFailed: 'egress.start-failed',
   unsafeUnitValue: 'egress.unsafe-unit-value',
+  inboundPortTaken: 'egress.inbound-port-taken',
 } as const;

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { readFile, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
+import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { HOST_WORKLOAD } from '../../engine/expand.js';
 import type { LiveResource, LockedResource, Reason } from '../../engine/types.js';
 import { egressPaths, EGRESS_UNIT, INBOUND_SOCKET } from '../../egress/paths.js';
@@ -260,6 +260,13 @@ export class EgressProvider implements Provider {
       return { diagnostics: [errorDiag(EgressCode.startFailed, `${EGRESS_SERVER_ADDRESS}: ${EGRESS_UNIT} does not serve the new rules (${up.why}).`, { address: EGRESS_SERVER_ADDRESS, detail: `Run \`agentvm egress serve --root ${host.root} --host ${host.host}\` by hand as the account the unit runs as to see the error (a port of a profile's listener taken by another process is the common cause).` })] };
     }
     progress(`${EGRESS_SERVER_ADDRESS}: ${EGRESS_UNIT} serves ${rules.callers.length} caller(s) (main PID ${up.pid})`);
+    for (const f of readStatusFile(paths.status)?.inboundFailures ?? []) {
+      const who = rules.callers.find((c) => c.inbound?.port === f.port)?.id ?? 'a profile';
+      diagnostics.push(warningDiag(EgressCode.inboundPortTaken, `${EGRESS_SERVER_ADDRESS}: 127.0.0.1:${f.port} (the listener of ${who}) is held by another process on the host (${f.error}): the gate and health checks cannot reach that profile.`, {
+        address: EGRESS_SERVER_ADDRESS,
+        detail: 'A confined profile listens inside its own namespace; the egress proxy bridges its port from the host\'s loopback. Stop the process holding the port (`ss -ltnp`) or give the profile another port, and apply again.',
+      }));
+    }
     return { locked, diagnostics };
   }
 
