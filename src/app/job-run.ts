@@ -38,7 +38,10 @@ import {
   verifyImages,
   type JobConfig,
 } from '../providers/microvm/job-definition.js';
-import { createJobNetwork, jobNetnsName, type JobNetwork } from '../providers/microvm/job-network.js';
+import { createJobNetwork, JOB_PROXY_PORT, jobNetnsName, type JobNetwork } from '../providers/microvm/job-network.js';
+import { hostAddresses } from '../egress/address-class.js';
+import { egressPaths } from '../egress/paths.js';
+import { EgressProxy } from '../egress/proxy.js';
 import {
   claimSlot,
   createRunRecord,
@@ -178,6 +181,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   const diagnostics: Diagnostic[] = [];
   let network: JobNetwork | undefined;
   let egress: EgressPlan | undefined;
+  let proxy: EgressProxy | undefined;
   let vm: EphemeralVmResult | undefined;
   let written: JobRunResult['resultFiles'] = [];
   let reason: TeardownReason = 'failed';
@@ -190,7 +194,12 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
       await updateRunRecord(paths, record);
       egress = planEgress(config.egress, await resolveHostnames(config), record.slot ?? 0);
       diagnostics.push(...egress.diagnostics.map((d) => ({ ...d, address })));
-      const created = await createJobNetwork({ netns, plan: egress, marker: runDirOf(paths, runId) });
+      // The run's way out by name: the same proxy logic as the services' (rules, resolver, rebinding screen, SNI,
+      // audited refusals), served in this process on the run's own listener — the run is the caller.
+      proxy = new EgressProxy({ host, auditFile: egressPaths(root).audit, ownAddresses: hostAddresses() });
+      await proxy.reload({ resolvers: config.microvm.resolvers ?? [], callers: [] });
+      const caller = { id: `${address}.${runId}`, workload, entries: config.egress.filter((e) => e.protocol === 'tcp').map((e) => ({ host: e.host, port: e.port })) };
+      const created = await createJobNetwork({ netns, plan: egress, marker: runDirOf(paths, runId), egressProxy: { proxy, caller } });
       diagnostics.push(...created.diagnostics.map((d) => ({ ...d, address })));
       network = created.network;
     }
@@ -208,7 +217,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
         runDir: vmDirOf(paths, runId),
         driver: new QemuDriver({ accel: accel.accel }),
         name: `job-${runId}`,
-        ...(network === undefined || egress === undefined ? {} : { network: { kind: 'tap' as const, tapName: network.tap, netns: network.netns }, guestNetwork: egress.guest }),
+        ...(network === undefined || egress === undefined ? {} : { network: { kind: 'tap' as const, tapName: network.tap, netns: network.netns }, guestNetwork: { ...egress.guest, proxyPort: JOB_PROXY_PORT } }),
         ...(opts.onConsole === undefined ? {} : { onConsole: opts.onConsole }),
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
         onBooted: async (vmmPid) => {
@@ -223,6 +232,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
     reason = vm === undefined ? 'failed' : opts.signal?.aborted ? 'interrupted' : vm.timedOut ? 'timed-out' : vm.exitCode !== null ? 'finished' : 'failed';
   } finally {
     network?.close();
+    await proxy?.close();
     receipt = await teardownRun(paths, record, reason);
     liveRuns.delete(runId);
     await backend.appendAudit({ host, operation: 'job run', event: 'job.teardown', result: receipt.ok ? 'ok' : 'failed', address: receipt.address, detail: receiptDetail(receipt) });

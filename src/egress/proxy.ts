@@ -163,6 +163,15 @@ export class EgressProxy {
     this.inbound.set(port, { server, target });
   }
 
+  /**
+   * Serves one connection accepted elsewhere for `caller` — a job run's listener in its namespace (job-network.ts): the
+   * listener it was accepted on is the caller's identity, as a unit's socket is.
+   */
+  accept(client: Socket, caller: EgressCaller): void {
+    this.track(client);
+    this.serve(client, caller);
+  }
+
   private track(s: Socket): true {
     this.sockets.add(s);
     s.once('close', () => this.sockets.delete(s));

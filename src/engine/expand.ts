@@ -49,7 +49,10 @@ export function expandHost(state: DesiredState, host: string): DesiredResource[]
   const out: DesiredResource[] = [];
   const scope = hostDoc.value.spec.systemd?.scope ?? 'system';
   const vm = hostDoc.value.spec.microvm ?? {};
-  const microvm = { driver: vm.driver ?? 'qemu', accel: vm.accel ?? 'auto', maxConcurrentJobs: vm.maxConcurrentJobs ?? 2 };
+  // The egress proxy's resolvers reach job runs through their definitions (ADR 0009: a run reads only what apply
+  // installed); only when the host names them, so existing definitions keep their digests.
+  const resolvers = hostDoc.value.spec.egress?.resolvers ?? [];
+  const microvm = { driver: vm.driver ?? 'qemu', accel: vm.accel ?? 'auto', maxConcurrentJobs: vm.maxConcurrentJobs ?? 2, ...(resolvers.length ? { resolvers } : {}) } as const;
   for (const name of hostDoc.value.spec.workloads ?? []) {
     const def = state.workloads.get(name);
     if (def) out.push(...expandWorkload(def, state.repo, { scope, microvm }));
@@ -112,7 +115,7 @@ export interface ExpandOptions {
    * The host's microVM settings (Host spec.microvm, defaults filled in), carried into every job definition: a job
    * run reads only the definition apply installed, so how it boots must be part of it (ADR 0009).
    */
-  microvm?: { driver: 'qemu' | 'firecracker'; accel: 'kvm' | 'tcg' | 'auto'; maxConcurrentJobs: number };
+  microvm?: { driver: 'qemu' | 'firecracker'; accel: 'kvm' | 'tcg' | 'auto'; maxConcurrentJobs: number; resolvers?: readonly string[] };
 }
 
 export function expandWorkload(def: WorkloadDefinition, repoDir: string, opts: ExpandOptions = {}): DesiredResource[] {

@@ -35,8 +35,11 @@ export function egressNetSupport(): { ok: true } | { ok: false; reason: string }
 
 let counter = 0;
 
-/** `names` get the namespace's addresses; `extra` adds records of its own (e.g. a name resolving to 127.0.0.1). */
-export async function startEgressNet(names: string[], extra: Record<string, { A?: string[]; AAAA?: string[] }> = {}): Promise<EgressNet> {
+/**
+ * `names` get the namespace's addresses (`v6only` ones only its IPv6 address); `extra` adds records of its own (e.g. a
+ * name resolving to 127.0.0.1).
+ */
+export async function startEgressNet(names: string[], extra: Record<string, { A?: string[]; AAAA?: string[] }> = {}, v6only: string[] = []): Promise<EgressNet> {
   const n = counter++;
   const k = ((process.pid + n * 7) % 200) + 20;
   const ns = `agentvm-eg-${process.pid}-${n}`;
@@ -71,8 +74,8 @@ export async function startEgressNet(names: string[], extra: Record<string, { A?
     ip('-n', ns, 'link', 'set', 'lo', 'up');
     const cert = path.join(dir, 'cert.pem');
     const key = path.join(dir, 'key.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${names[0] ?? 'egress.test'}`, '-addext', `subjectAltName=${names.map((x) => `DNS:${x}`).join(',')}`, '-keyout', key, '-out', cert], { stdio: 'pipe' });
-    const records: EgressNet['records'] = { ...Object.fromEntries(names.map((x) => [x, { A: [v4], AAAA: [v6] }])), ...extra };
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${names[0] ?? 'egress.test'}`, '-addext', `subjectAltName=${[...names, ...v6only].map((x) => `DNS:${x}`).join(',')}`, '-keyout', key, '-out', cert], { stdio: 'pipe' });
+    const records: EgressNet['records'] = { ...Object.fromEntries(names.map((x) => [x, { A: [v4], AAAA: [v6] }])), ...Object.fromEntries(v6only.map((x) => [x, { AAAA: [v6] }])), ...extra };
     child = spawn('ip', ['netns', 'exec', ns, process.execPath, path.join(HERE, 'egress-upstream.mjs'), JSON.stringify({ addresses: [v4, v6], records, cert, key })], { stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve, reject) => {
       let err = '';
