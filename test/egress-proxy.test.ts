@@ -69,6 +69,18 @@ describe.skipIf(!support.ok && !inCi)('the egress proxy against real sockets', (
     expect(JSON.parse(r.body)).toMatchObject({ server: 'http', host: 'allowed.test', path: '/hello?x=1' });
   });
 
+  it('GIVEN a client that shuts its write side right after the request (printf | nc) THEN it still gets the whole answer', async () => {
+    const s = connect(sock('core').path);
+    s.end('GET http://allowed.test/half HTTP/1.1\r\nHost: allowed.test\r\n\r\n');
+    const got = await new Promise<string>((resolve) => {
+      let out = '';
+      s.on('data', (d: Buffer) => (out += d.toString()));
+      s.once('close', () => resolve(out));
+    });
+    expect(got).toMatch(/^HTTP\/1\.1 200/);
+    expect(got).toContain('/half');
+  });
+
   it('GIVEN an address literal on the allowlist WHEN requested THEN it is reached without any name', async () => {
     const r = await forwardGet(sock('core'), `http://${net.v4}/lit`);
     expect(r.status, r.body).toBe(200);

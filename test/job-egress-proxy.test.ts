@@ -85,7 +85,7 @@ describe.skipIf(missing !== undefined)('a microVM job goes out only through the 
     const result = JSON.parse(res.stdout) as JobRunResult;
     const read = (f: string): string => readFileSync(join(out, f), 'utf8');
     expect(read('env')).toContain('proxy=[http://');
-    expect(read('allowed.out'), result.console).toMatch(/^HTTP\/1\.1 200/);
+    expect(read('allowed.out'), JSON.stringify({ d: result.diagnostics, n: result.network, c: result.console, e: res.stderr, f: ['direct.rc', 'other.out'].map((f) => { try { return read(f); } catch { return '-'; } }) })).toMatch(/^HTTP\/1\.1 200/);
     expect(read('allowed.out')).toContain('"path":"/from-job"');
     // six.test has only an AAAA record: the guest (IPv4 only) reaches it by name, the proxy over IPv6.
     expect(read('six.out')).toMatch(/^HTTP\/1\.1 200/);

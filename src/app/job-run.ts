@@ -24,6 +24,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import { AgentvmError, errorDiag, hasErrors, userError, type Diagnostic } from '../diagnostics/index.js';
 import { resolveAccel, type AccelSetting } from '../providers/microvm/accel.js';
 import { isLoopbackHost, planEgress, type EgressPlan } from '../providers/microvm/egress.js';
@@ -192,7 +193,10 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
     if (netns !== null) {
       record = { ...record, slot: await claimSlot(paths) };
       await updateRunRecord(paths, record);
-      egress = planEgress(config.egress, await resolveHostnames(config), record.slot ?? 0);
+      // TCP destinations by name go through the egress proxy only (resolved per request, by the host's resolvers, and
+      // screened); address literals, host-loopback services and UDP keep their per-destination relays (ADR 0006).
+      const relayed = config.egress.filter((e) => e.protocol === 'udp' || isIP(e.host) !== 0 || isLoopbackHost(e.host));
+      egress = planEgress(relayed, await resolveHostnames({ ...config, egress: relayed }), record.slot ?? 0);
       diagnostics.push(...egress.diagnostics.map((d) => ({ ...d, address })));
       // The run's way out by name: the same proxy logic as the services' (rules, resolver, rebinding screen, SNI,
       // audited refusals), served in this process on the run's own listener — the run is the caller.

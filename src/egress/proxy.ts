@@ -136,7 +136,8 @@ export class EgressProxy {
   private async listenCaller(socket: string, caller: EgressCaller): Promise<void> {
     mkdirSync(path.dirname(socket), { recursive: true, mode: 0o755 });
     rmSync(socket, { force: true });
-    const server = createServer((client) => this.track(client) && this.serve(client, this.listeners.get(socket)?.caller ?? caller));
+    // Half-open: a client that shuts its write side after the request (`printf … | nc`) still gets the answer.
+    const server = createServer({ allowHalfOpen: true }, (client) => this.track(client) && this.serve(client, this.listeners.get(socket)?.caller ?? caller));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(socket, () => resolve());
@@ -149,10 +150,10 @@ export class EgressProxy {
 
   private async listenInbound(port: number, targetPath: string): Promise<void> {
     const target = { path: targetPath };
-    const server = createServer((client) => {
+    const server = createServer({ allowHalfOpen: true }, (client) => {
       if (!this.track(client)) return;
       client.setNoDelay(true);
-      const upstream = connect(target.path);
+      const upstream = connect({ path: target.path, allowHalfOpen: true });
       this.track(upstream);
       relay(client, upstream);
     });
@@ -168,6 +169,8 @@ export class EgressProxy {
    * listener it was accepted on is the caller's identity, as a unit's socket is.
    */
   accept(client: Socket, caller: EgressCaller): void {
+    // Sockets handed over from another server (a job's listener came over IPC) carry that server's defaults.
+    client.allowHalfOpen = true;
     this.track(client);
     this.serve(client, caller);
   }
@@ -264,7 +267,7 @@ export class EgressProxy {
   private async connectFirst(addresses: readonly string[], port: number): Promise<Socket | undefined> {
     for (const address of addresses) {
       const s = await new Promise<Socket | undefined>((resolve) => {
-        const sock = connect({ host: address, port });
+        const sock = connect({ host: address, port, allowHalfOpen: true });
         const fail = (): void => {
           sock.destroy();
           resolve(undefined);

@@ -46,11 +46,12 @@ function main(): void {
   // A listener that cannot open is reported and the program still starts: without the proxy port it has no way out
   // (fail closed); without the inbound socket its health check fails and apply rolls it back.
   const report = (what: string) => (e: Error): void => void process.stderr.write(`agentvm unit-shim: ${what}: ${e.message}\n`);
-  createServer((c) => pipeBoth(c, connect(args.egressSocket))).on('error', report(`127.0.0.1:${args.proxyPort}`)).listen(args.proxyPort, '127.0.0.1');
+  // Half-open both ways: a client that shuts its write side after the request still gets the whole answer.
+  createServer({ allowHalfOpen: true }, (c) => pipeBoth(c, connect({ path: args.egressSocket, allowHalfOpen: true }))).on('error', report(`127.0.0.1:${args.proxyPort}`)).listen(args.proxyPort, '127.0.0.1');
   if (args.inbound) {
     const { socket, port } = args.inbound;
     rmSync(socket, { force: true });
-    createServer((c) => pipeBoth(c, connect(port, '127.0.0.1'))).on('error', report(socket)).listen(socket);
+    createServer({ allowHalfOpen: true }, (c) => pipeBoth(c, connect({ port, host: '127.0.0.1', allowHalfOpen: true }))).on('error', report(socket)).listen(socket);
   }
   const [program, ...rest] = args.argv;
   const child = spawn(program!, rest, { stdio: 'inherit' });
