@@ -2,8 +2,8 @@
 // proxy on its gateway (`$HTTP_PROXY`), served by agentvm for this run only, resolving names with the host's
 // configured resolver (here a DNS server in a namespace this test creates, with the upstreams: support/egress-net.ts).
 // From inside the guest: the allowlisted name is reached by plain HTTP through the proxy; an IPv6-only name is reached
-// too (the proxy connects over IPv6; the guest needs none); another name, a name resolving to the metadata address and
-// an unlisted address literal get 403 with the reason; the upstream's address is unreachable without the proxy. Every
+// too (the proxy connects over IPv6; the guest needs none); another name, names resolving to 127.0.0.1, 10.0.0.1 and
+// the metadata address, and an unlisted address literal get 403 with the reason; the upstream's address is unreachable without the proxy. Every
 // refusal is in the audit log under the run's address (`job.<workload>.<job>.<runId>`).
 
 import { spawnSync } from 'node:child_process';
@@ -43,7 +43,7 @@ describe.skipIf(missing !== undefined)('a microVM job goes out only through the 
 
   beforeAll(async () => {
     assertBuilt();
-    net = await startEgressNet(['allowed.test', 'other.test'], { 'meta.test': { A: ['169.254.169.254'] } }, ['six.test']);
+    net = await startEgressNet(['allowed.test', 'other.test'], { 'meta.test': { A: ['169.254.169.254'] }, 'loop.test': { A: ['127.0.0.1'] }, 'private.test': { A: ['10.0.0.1'] } }, ['six.test']);
     base = mkdtempSync(join(tmpdir(), 'agentvm-job-egress-'));
     root = join(base, 'root');
     const images = join(root, 'var/lib/agentvm/images');
@@ -52,20 +52,17 @@ describe.skipIf(missing !== undefined)('a microVM job goes out only through the 
     copyFileSync(img.initrd, join(images, 'initramfs.cpio.gz'));
     source = await gitdir({ 'README.md': 'job release\n' });
     // Each probe: one raw proxy request (busybox nc), its answer's first line and the denial header into $AGENTVM_OUT.
-    const viaProxy = (name: string, url: string): string =>
-      `printf 'GET ${url} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' | nc -w 10 "$AGENTVM_GATEWAY" 3128 >"$AGENTVM_OUT/${name}.out" 2>&1;`;
+    // (One shell function keeps the command under the contract's 1,000-character limit per argument.)
     const script = [
+      `p() { printf 'GET http://%s HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' "$2" | nc -w 10 "$AGENTVM_GATEWAY" 3128 >"$AGENTVM_OUT/$1.out" 2>&1; };`,
       'echo "proxy=[$HTTP_PROXY]" >"$AGENTVM_OUT/env";',
-      viaProxy('allowed', 'http://allowed.test/from-job'),
-      viaProxy('six', 'http://six.test/six'),
-      viaProxy('other', 'http://other.test/'),
-      viaProxy('meta', 'http://meta.test/'),
-      viaProxy('literal', `http://${net.v4}/`),
+      'p allowed allowed.test/from-job; p six six.test/six; p other other.test/; p meta meta.test/; p loop loop.test/; p private private.test/;',
+      `p literal ${net.v4}/;`,
       `(nc -w 5 ${net.v4} 80 </dev/null >"$AGENTVM_OUT/direct.out" 2>&1; echo $? >"$AGENTVM_OUT/direct.rc");`,
     ].join(' ');
     repo = await gitdir({
       'hosts/h1.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h1\nspec:\n  workloads: [fetcher]\n  microvm:\n    accel: tcg\n  egress:\n    resolvers: ["${net.v4}"]\n`,
-      'workloads/fetcher/contract.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: fetcher\nspec:\n  owner: jobs@example.com\n  riskTier: low\n  substrate: job\n  tools: []\n  egress:\n    - host: allowed.test\n      port: 80\n    - host: meta.test\n      port: 80\n    - host: six.test\n      port: 80\n`,
+      'workloads/fetcher/contract.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: fetcher\nspec:\n  owner: jobs@example.com\n  riskTier: low\n  substrate: job\n  tools: []\n  egress:\n    - host: allowed.test\n      port: 80\n    - host: meta.test\n      port: 80\n    - host: six.test\n      port: 80\n    - host: loop.test\n      port: 80\n    - host: private.test\n      port: 80\n`,
       'workloads/fetcher/manifest.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: fetcher\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source.dir}\n      commit: ${source.commit}\n  jobs:\n    - name: fetch\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: initramfs.cpio.gz, sha256: ${img.initrdSha256}, format: initramfs }\n      command: [sh, -c, ${JSON.stringify(script)}, fetch]\n      timeoutSeconds: 120\n`,
     });
     const applied = await agentvm(['apply', '--auto-approve', '--repo', repo.dir, '--root', root, '--host', 'h1'], { timeoutMs: 90_000 });
@@ -93,10 +90,12 @@ describe.skipIf(missing !== undefined)('a microVM job goes out only through the 
     expect(read('other.out')).toMatch(/^HTTP\/1\.1 403/);
     expect(read('other.out')).toContain(`other.test:80 refused for job.fetcher.fetch.${result.runId}: this name is not in the egress allowlist`);
     expect(read('meta.out')).toContain('the name resolves to 169.254.169.254, a link-local address');
+    expect(read('loop.out')).toContain('the name resolves to 127.0.0.1, a loopback address');
+    expect(read('private.out')).toContain('the name resolves to 10.0.0.1, a private address');
     expect(read('literal.out')).toContain('this address is not in the egress allowlist');
     expect(read('direct.rc').trim()).not.toBe('0');
     const audit = await agentvm(['audit', 'tail', '--json', '-n', '100', '--root', root]);
     const denials = (JSON.parse(audit.stdout) as Array<{ event: string; address?: string; detail?: string }>).filter((e) => e.event === 'egress.deny' && e.address === `job.fetcher.fetch.${result.runId}`);
-    for (const needle of ['other.test:80', 'meta.test:80', `${net.v4}:80`]) expect(denials.some((d) => d.detail?.includes(needle)), needle).toBe(true);
+    for (const needle of ['other.test:80', 'meta.test:80', 'loop.test:80', 'private.test:80', `${net.v4}:80`]) expect(denials.some((d) => d.detail?.includes(needle)), needle).toBe(true);
   }, 300_000);
 });
