@@ -71,7 +71,7 @@ describe.skipIf(!ready && !inCi)('egress confinement of real gateway units', () 
   beforeAll(async () => {
     assertBuilt();
     upstream = await startEgressNet(['allowed.test', 'other.test'], { 'loop.test': { A: ['127.0.0.1'] }, 'private.test': { A: ['10.0.0.1'] }, 'meta.test': { A: ['169.254.169.254'] } });
-    m = await startUserManager({ user: process.env.AGENTVM_TEST_USER });
+    m = await startUserManager();
     for (const k of Object.keys(ports) as Array<keyof typeof ports>) ports[k] = await freePort();
     loopback = createServer((s) => {
       loopbackHits++;
