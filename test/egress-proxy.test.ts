@@ -32,7 +32,7 @@ describe.skipIf(!support.ok && !inCi)('the egress proxy against real sockets', (
   const audit = () => tailAudit(path.join(dir, 'audit.jsonl'), 1000).filter((e) => e.event === 'egress.deny');
   const flushed = async () => {
     // The audit writer group-commits every 50 ms; wait for the group, not for a duration: poll the file.
-    for (let i = 0; i < 200 && proxy.audit.written < proxy.audit.denials; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 500 && proxy.audit.written < proxy.audit.records; i++) await new Promise((r) => setTimeout(r, 10));
   };
 
   beforeAll(async () => {

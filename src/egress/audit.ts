@@ -36,6 +36,8 @@ export class DenialAudit {
   private timer: NodeJS.Timeout | undefined;
   /** Denials seen (for the server's status and tests). */
   denials = 0;
+  /** Records handed to the log (at most two per caller, destination and reason per window). */
+  records = 0;
 
   constructor(private readonly options: DenialAuditOptions) {
     this.windowMs = options.windowMs ?? 60_000;
@@ -52,6 +54,7 @@ export class DenialAudit {
     }
     const now = new Date();
     this.counts.set(key, { caller: caller.id, denial, more: 0, since: now });
+    this.records++;
     this.log.add(this.entry(caller.id, denial, 1, now, now));
     if (!this.timer) {
       this.timer = setTimeout(() => this.closeWindow(), this.windowMs);
@@ -68,7 +71,11 @@ export class DenialAudit {
   private closeWindow(): void {
     this.timer = undefined;
     const now = new Date();
-    for (const c of this.counts.values()) if (c.more > 0) this.log.add(this.entry(c.caller, c.denial, c.more, c.since, now));
+    for (const c of this.counts.values()) {
+      if (c.more === 0) continue;
+      this.records++;
+      this.log.add(this.entry(c.caller, c.denial, c.more, c.since, now));
+    }
     this.counts = new Map();
   }
 
