@@ -10,6 +10,7 @@ export const LAYERS = [
   ['app'],
   ['governance', 'engine'],
   ['providers'],
+  ['egress'],
   ['gate'],
   ['state', 'contracts'],
   ['diagnostics', 'generated', 'support', 'secrets'],

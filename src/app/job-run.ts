@@ -24,6 +24,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import { AgentvmError, errorDiag, hasErrors, userError, type Diagnostic } from '../diagnostics/index.js';
 import { resolveAccel, type AccelSetting } from '../providers/microvm/accel.js';
 import { isLoopbackHost, planEgress, type EgressPlan } from '../providers/microvm/egress.js';
@@ -38,7 +39,10 @@ import {
   verifyImages,
   type JobConfig,
 } from '../providers/microvm/job-definition.js';
-import { createJobNetwork, jobNetnsName, type JobNetwork } from '../providers/microvm/job-network.js';
+import { createJobNetwork, JOB_PROXY_PORT, jobNetnsName, type JobNetwork } from '../providers/microvm/job-network.js';
+import { hostAddresses } from '../egress/address-class.js';
+import { egressPaths } from '../egress/paths.js';
+import { EgressProxy } from '../egress/proxy.js';
 import {
   claimSlot,
   createRunRecord,
@@ -154,6 +158,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   const diagnostics: Diagnostic[] = [];
   let network: JobNetwork | undefined;
   let egress: EgressPlan | undefined;
+  let proxy: EgressProxy | undefined;
   let vm: EphemeralVmResult | undefined;
   let written: JobRunResult['resultFiles'] = [];
   let reason: TeardownReason = 'failed';
@@ -164,9 +169,17 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
     if (netns !== null) {
       record = { ...record, slot: await claimSlot(paths) };
       await updateRunRecord(paths, record);
-      egress = planEgress(config.egress, await resolveHostnames(config), record.slot ?? 0);
+      // TCP destinations by name go through the egress proxy only (resolved per request, by the host's resolvers, and
+      // screened); address literals, host-loopback services and UDP keep their per-destination relays (ADR 0006).
+      const relayed = config.egress.filter((e) => e.protocol === 'udp' || isIP(e.host) !== 0 || isLoopbackHost(e.host));
+      egress = planEgress(relayed, await resolveHostnames({ ...config, egress: relayed }), record.slot ?? 0);
       diagnostics.push(...egress.diagnostics.map((d) => ({ ...d, address })));
-      const created = await createJobNetwork({ netns, plan: egress, marker: runDirOf(paths, runId) });
+      // The run's way out by name: the same proxy logic as the services' (rules, resolver, rebinding screen, SNI,
+      // audited refusals), served in this process on the run's own listener — the run is the caller.
+      proxy = new EgressProxy({ host, auditFile: egressPaths(root).audit, ownAddresses: hostAddresses() });
+      await proxy.reload({ resolvers: config.microvm.resolvers ?? [], callers: [] });
+      const caller = { id: `${address}.${runId}`, workload, entries: config.egress.filter((e) => e.protocol === 'tcp').map((e) => ({ host: e.host, port: e.port })) };
+      const created = await createJobNetwork({ netns, plan: egress, marker: runDirOf(paths, runId), egressProxy: { proxy, caller } });
       diagnostics.push(...created.diagnostics.map((d) => ({ ...d, address })));
       network = created.network;
     }
@@ -184,7 +197,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
         runDir: vmDirOf(paths, runId),
         driver: new QemuDriver({ accel: accel.accel }),
         name: `job-${runId}`,
-        ...(network === undefined || egress === undefined ? {} : { network: { kind: 'tap' as const, tapName: network.tap, netns: network.netns }, guestNetwork: egress.guest }),
+        ...(network === undefined || egress === undefined ? {} : { network: { kind: 'tap' as const, tapName: network.tap, netns: network.netns }, guestNetwork: { ...egress.guest, proxyPort: JOB_PROXY_PORT } }),
         ...(opts.onConsole === undefined ? {} : { onConsole: opts.onConsole }),
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
         onBooted: async (vmmPid) => {
@@ -199,6 +212,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
     reason = vm === undefined ? 'failed' : opts.signal?.aborted ? 'interrupted' : vm.timedOut ? 'timed-out' : vm.exitCode !== null ? 'finished' : 'failed';
   } finally {
     network?.close();
+    await proxy?.close();
     receipt = await teardownRun(paths, record, reason);
     liveRuns.delete(runId);
     await backend.appendAudit({ host, operation: 'job run', event: 'job.teardown', result: receipt.ok ? 'ok' : 'failed', address: receipt.address, detail: receiptDetail(receipt) });

@@ -7,6 +7,7 @@ import type { DesiredResource } from '../../model/index.js';
 import type { ExpandRequest, ExpandResponse } from '../provider.js';
 import { releaseIdOf } from '../release/expand.js';
 import { releaseAddress } from '../release/release-lifecycle.js';
+import { EGRESS_SERVER_ADDRESS } from '../egress/unit.js';
 
 export const unitAddress = (workload: string, profile: string): string => `unit.${workload}.${profile}`;
 
@@ -43,7 +44,8 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
           releaseId: releaseIdOf(w),
           scope,
         },
-        dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : [])],
+        // The host's egress proxy is every unit's only way out (and in): it starts first (providers/egress/expand.ts).
+        dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : []), EGRESS_SERVER_ADDRESS],
       });
     }
   }

@@ -33,6 +33,7 @@ import {
   renderGateway,
   TEMPLATE_UNIT,
   type GatewayConfig,
+  type EgressRenderContext,
   type RenderContext,
   type RenderedGateway,
 } from './gateway-unit.js';
@@ -42,6 +43,7 @@ import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, sys
 import { valuesOf } from './unit-file.js';
 import { mapBounded } from '../../support/concurrency.js';
 import { CallBatch } from './batch.js';
+import { egressPaths, unitShimPath } from '../../egress/paths.js';
 
 export const UNIT_ADDRESS_PREFIX = 'unit.';
 
@@ -76,7 +78,12 @@ export function defaultEndpoint(host: HostContext, scope: UnitScope): SystemdEnd
 
 /** Where a unit is rendered when no host was read (validate): the default layout under `/`. */
 function validationRenderContext(scope: UnitScope): RenderContext {
-  return { scope, releasesDir: '/var/lib/agentvm/releases', runtimeDir: scope === 'system' ? '/run' : '/run/user/1000' };
+  return { scope, releasesDir: '/var/lib/agentvm/releases', runtimeDir: scope === 'system' ? '/run' : '/run/user/1000', egress: { node: process.execPath, shim: unitShimPath(), socketsDir: '/run/agentvm/egress' } };
+}
+
+/** How a unit of this host is confined (decisions/0016): this node, this agentvm's shim, the proxy's sockets as the manager sees them. */
+export function egressContextOf(endpoint: SystemdEndpoint, host: HostContext): EgressRenderContext {
+  return { node: process.execPath, shim: unitShimPath(), socketsDir: managerPath(endpoint, egressPaths(host.root).sockets) };
 }
 
 const TIER_ORDER = ['low', 'moderate', 'high', 'critical'];
@@ -113,9 +120,9 @@ export class SystemdProvider implements Provider {
     const config = parsed.config;
     const diagnostics = [...parsed.diagnostics, ...renderGateway(config, validationRenderContext(config.scope), resource.address).diagnostics];
     if (config.scope === 'user' && TIER_ORDER.indexOf(config.riskTier) >= TIER_ORDER.indexOf('moderate')) {
-      diagnostics.push(warningDiag(SystemdCode.notEnforced, `${resource.address}: in user scope the egress allowlist (IPAddressDeny=/IPAddressAllow=) is written but not enforced.`, {
+      diagnostics.push(warningDiag(SystemdCode.notEnforced, `${resource.address}: in user scope MemoryMax=/TasksMax= are written but not enforced.`, {
         address: resource.address,
-        detail: 'A user manager cannot attach the cgroup BPF filters that enforce IP allowlists (MemoryMax=/TasksMax= also need delegated cgroup controllers). Run moderate-and-above workloads in system scope, or enforce egress outside the unit (a network namespace or firewall on the host).',
+        detail: 'A user manager enforces them only with delegated cgroup controllers. The network is confined in both scopes (own namespace, egress through the host proxy: decisions/0016). Run moderate-and-above workloads in system scope for resource limits.',
       }));
     }
     return { diagnostics };
@@ -130,10 +137,10 @@ export class SystemdProvider implements Provider {
     let scope: UnitScope = known ?? 'system';
     let endpoint = this.endpointFor(host, scope);
     const snapshot = req.snapshot;
-    let result = await readGateway({ endpoint, profile: names.profile, workload: names.workload, releasesDir: managerPath(endpoint, host.paths.releases), ...(snapshot ? { snapshot } : {}) });
+    let result = await readGateway({ endpoint, profile: names.profile, workload: names.workload, releasesDir: managerPath(endpoint, host.paths.releases), egress: egressContextOf(endpoint, host), ...(snapshot ? { snapshot } : {}) });
     if (!known && !result.exists) {
       const other = this.endpointFor(host, 'user');
-      const there = await readGateway({ endpoint: other, profile: names.profile, workload: names.workload, releasesDir: managerPath(other, host.paths.releases), ...(snapshot ? { snapshot } : {}) });
+      const there = await readGateway({ endpoint: other, profile: names.profile, workload: names.workload, releasesDir: managerPath(other, host.paths.releases), egress: egressContextOf(other, host), ...(snapshot ? { snapshot } : {}) });
       if (there.exists) [scope, endpoint, result] = ['user', other, there];
     }
     const diagnostics: Diagnostic[] = [];
@@ -202,7 +209,7 @@ export class SystemdProvider implements Provider {
     const config = parsed.config;
     const endpoint = this.endpointFor(host, config.scope);
     const releasesDir = managerPath(endpoint, host.paths.releases);
-    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir };
+    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir, egress: egressContextOf(endpoint, host) };
     const r = renderGateway(config, ctx, change.address);
     if (!r.rendered) return { diagnostics: r.diagnostics.filter((d) => d.severity === 'error') };
     const rendered = r.rendered;
@@ -584,7 +591,7 @@ function scopeOf(config: Record<string, unknown> | undefined, locked: LockedReso
 }
 
 function contextOf(live: LiveGateway): RenderContext {
-  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir };
+  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir, egress: live.context.egress ?? null };
 }
 
 /** True when a `unit.*` resource was read from a running service manager (not rendered offline into a root). */
