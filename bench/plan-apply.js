@@ -7,22 +7,28 @@
 // to the next (10× the resources: ≈10× is linear, ≈100× quadratic).
 //
 //   npm run build && node bench/plan-apply.js [--sizes 100,1000,5000] [--runs 3] [--json]
-//       [--skip-terraform-apply-above N] [--concurrency C] [--terraform PATH]
+//       [--skip-terraform-apply-above N] [--concurrency C] [--extra-concurrency C2] [--terraform PATH]
 //
 // --runs: plans are the median of R runs after one warm-up; applies run once (an apply changes the root).
 // --skip-terraform-apply-above N: for sizes (workloads) above N, Terraform's (quadratic) apply is not run; its
 //   no-op plan is then measured on a state file written by this script with the same shape `terraform apply` writes.
 // --concurrency C: passed to `agentvm apply --concurrency` (default: agentvm's own default).
+// --extra-concurrency C2: a second agentvm apply of the same plan on a fresh root with `--concurrency C2` (default 16;
+//   0 skips it), reported as its own row.
+// Every figure carries the 1-minute load average at its start and end (the machine may be shared: say what load the
+// figures were taken under), and the run starts and ends with an fsync probe: 4 KiB write + fdatasync in a loop in
+// the bench's work directory, the disk's durable-write rate that bounds an apply doing one durable step per resource.
 // Progress goes to stderr; the tables (or, with --json, one JSON document) to stdout.
 
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { closeSync, fdatasyncSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { BIN, ROOT, releaseFleet, runStreaming, timeCommand, tinySourceRepository } from './lib.js';
 
 const FIGURES = ['planCreate', 'applyCreate', 'planNoop'];
+const FSYNC_PROBE_WRITES = 300;
 const opts = parseArgs(process.argv.slice(2));
 // Not mkdtemp: its mixed-case random suffix in the source repository's path (which the manifests carry) trips
 // policy.secret-literal's high-entropy check. A pid is a word to that check; mkdirSync fails if the dir exists.
@@ -56,17 +62,21 @@ try {
   log(`${environment.agentvm}; ${environment.terraform}; node ${process.version}; ${environment.cores} cores; sizes ${opts.sizes.join(', ')}; plan runs ${opts.runs}`);
   const sourceDir = join(work, 'release-source');
   const source = { repo: sourceDir, commit: tinySourceRepository(sourceDir) };
+  environment.fsyncBefore = fsyncProbe(work);
+  log(`fsync probe: ${environment.fsyncBefore.perSecond.toFixed(0)} write+fdatasync/s (load ${environment.fsyncBefore.load.toFixed(2)})`);
   const results = [];
   for (const n of opts.sizes) {
     const agentvm = await benchAgentvm(n, source);
     results.push({ n, agentvm, terraform: await benchTerraform(n, agentvm.resources ?? n) });
   }
+  environment.fsyncAfter = fsyncProbe(work);
+  log(`fsync probe: ${environment.fsyncAfter.perSecond.toFixed(0)} write+fdatasync/s (load ${environment.fsyncAfter.load.toFixed(2)})`);
   if (distStamp() !== environment.distStamp) {
     log('WARNING: dist/ was rebuilt during the run: the figures may mix two builds of agentvm');
     environment.rebuiltDuringRun = true;
   }
   const report = withRatios(results);
-  if (opts.json) console.log(JSON.stringify({ environment, options: { runs: opts.runs, concurrency: opts.concurrency ?? null, skipTerraformApplyAbove: opts.skipTfApplyAbove ?? null }, sizes: report }, null, 2));
+  if (opts.json) console.log(JSON.stringify({ environment, options: { runs: opts.runs, concurrency: opts.concurrency ?? null, extraConcurrency: opts.extraConcurrency, skipTerraformApplyAbove: opts.skipTfApplyAbove ?? null }, sizes: report }, null, 2));
   else printTables(environment, report);
   const failed = report.some((r) => r.agentvm.errors.length > 0 || r.terraform.errors.length > 0);
   process.exitCode = failed ? 1 : 0;
@@ -75,7 +85,7 @@ try {
 }
 
 function parseArgs(argv) {
-  const o = { sizes: [100, 1000, 5000], runs: 3, json: false, skipTfApplyAbove: undefined, concurrency: undefined, terraform: '/usr/local/bin/terraform' };
+  const o = { sizes: [100, 1000, 5000], runs: 3, json: false, skipTfApplyAbove: undefined, concurrency: undefined, extraConcurrency: 16, terraform: '/usr/local/bin/terraform' };
   const int = (name, v) => {
     const n = Number(v);
     if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} needs a positive integer, got ${JSON.stringify(v)}`);
@@ -88,8 +98,9 @@ function parseArgs(argv) {
     else if (a === '--json') o.json = true;
     else if (a === '--skip-terraform-apply-above') o.skipTfApplyAbove = int(a, argv[++i]);
     else if (a === '--concurrency') o.concurrency = int(a, argv[++i]);
+    else if (a === '--extra-concurrency') o.extraConcurrency = argv[i + 1] === '0' ? (i++, 0) : int(a, argv[++i]);
     else if (a === '--terraform') o.terraform = argv[++i];
-    else throw new Error(`unknown argument ${a}; usage: node bench/plan-apply.js [--sizes 100,1000,5000] [--runs 3] [--json] [--skip-terraform-apply-above N] [--concurrency C] [--terraform PATH]`);
+    else throw new Error(`unknown argument ${a}; usage: node bench/plan-apply.js [--sizes 100,1000,5000] [--runs 3] [--json] [--skip-terraform-apply-above N] [--concurrency C] [--extra-concurrency C2] [--terraform PATH]`);
   }
   return o;
 }
@@ -114,6 +125,44 @@ function distStamp() {
   };
   walk(join(ROOT, 'dist'));
   return newest;
+}
+
+/** The 1-minute load average now. */
+function load1() {
+  return loadavg()[0];
+}
+
+/**
+ * `step` with the load average at its start and end recorded in `loads[key]` (when given): figures taken on a
+ * shared machine say what else was running.
+ */
+async function measured(loads, key, errors, label, step) {
+  const start = load1();
+  try {
+    return await measure(errors, label, step);
+  } finally {
+    loads[key] = [start, load1()];
+  }
+}
+
+/** write(4 KiB) + fdatasync, FSYNC_PROBE_WRITES times, in `dir`: durable writes per second of this disk, now. */
+function fsyncProbe(dir) {
+  const file = join(dir, 'fsync-probe');
+  const fd = openSync(file, 'w');
+  const block = Buffer.alloc(4096, 7);
+  const start = load1();
+  const t = process.hrtime.bigint();
+  try {
+    for (let i = 0; i < FSYNC_PROBE_WRITES; i++) {
+      writeSync(fd, block, 0, block.length, (i % 16) * 4096);
+      fdatasyncSync(fd);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(file, { force: true });
+  }
+  const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+  return { writes: FSYNC_PROBE_WRITES, seconds, perSecond: FSYNC_PROBE_WRITES / seconds, load: (start + load1()) / 2 };
 }
 
 /** Runs `step`; a failure is recorded (and printed) instead of ending the benchmark. */
@@ -150,7 +199,7 @@ function progressCounter(label, total, isDone) {
 
 async function benchAgentvm(n, source) {
   const errors = [];
-  const out = { resources: undefined, byProvider: {}, planCreateCold: undefined, planCreate: undefined, applyCreate: undefined, applyRate: undefined, applyReported: undefined, planNoop: undefined, warnings: [], errors };
+  const out = { resources: undefined, byProvider: {}, planCreateCold: undefined, planCreate: undefined, applyCreate: undefined, applyRate: undefined, applyReported: undefined, planNoop: undefined, planNoopNoIndex: undefined, applyCreateExtra: undefined, load: {}, warnings: [], errors };
   log(`N=${n}: generating the desired-state repository (${n} git-release workloads, one host)`);
   const repo = await measure(errors, 'generating the agentvm repository', () => releaseFleet(n, source));
   if (!repo) return out;
@@ -164,7 +213,7 @@ async function benchAgentvm(n, source) {
   const spawnEnv = { ...process.env, ...env };
 
   log(`N=${n}: agentvm plan, all create, empty document cache (1 run)`);
-  const cold = await measure(errors, 'agentvm plan (all create, cold cache)', () => runStreaming(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { env: { XDG_CACHE_HOME: join(work, `xdg-cache-cold-${n}`) }, okCodes: [2] }));
+  const cold = await measured(out.load, 'planCreateCold', errors, 'agentvm plan (all create, cold cache)', () => runStreaming(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { env: { XDG_CACHE_HOME: join(work, `xdg-cache-cold-${n}`) }, okCodes: [2] }));
   out.planCreateCold = cold?.seconds;
 
   const valid = spawnSync(process.execPath, [BIN, 'validate', '--repo', repo], { encoding: 'utf8', maxBuffer: 1 << 28, env: spawnEnv });
@@ -187,12 +236,12 @@ async function benchAgentvm(n, source) {
   if (out.byProvider['release.git'] !== n) errors.push(`agentvm plan creates ${out.byProvider['release.git'] ?? 0} release.git resources, expected ${n} (one per workload)`);
 
   log(`N=${n}: agentvm plan, all create (${opts.runs} runs + warm-up)`);
-  out.planCreate = await measure(errors, 'agentvm plan (all create)', () => timeCommand(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { runs: opts.runs, env, okCodes: [2] }));
+  out.planCreate = await measured(out.load, 'planCreate', errors, 'agentvm plan (all create)', () => timeCommand(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { runs: opts.runs, env, okCodes: [2] }));
 
   log(`N=${n}: agentvm apply --auto-approve of ${out.resources} resources`);
   const counter = progressCounter(`N=${n} agentvm apply`, out.resources, (line) => /^\S+: (created|updated|replaced|deleted|unchanged|FAILED|skipped)\b/.test(line));
   const concurrency = opts.concurrency ? ['--concurrency', String(opts.concurrency)] : [];
-  const applied = await measure(errors, 'agentvm apply --auto-approve', () => runStreaming(process.execPath, [BIN, 'apply', ...target, '--auto-approve', ...concurrency], { env, onLine: counter }));
+  const applied = await measured(out.load, 'applyCreate', errors, 'agentvm apply --auto-approve', () => runStreaming(process.execPath, [BIN, 'apply', ...target, '--auto-approve', ...concurrency], { env, onLine: counter }));
   if (applied) {
     out.applyCreate = applied.seconds;
     out.applyRate = out.resources / applied.seconds;
@@ -205,7 +254,22 @@ async function benchAgentvm(n, source) {
     log(`N=${n}: agentvm apply took ${applied.seconds.toFixed(2)} s (${out.applyRate.toFixed(0)} resources/s)`);
 
     log(`N=${n}: agentvm no-op plan (${opts.runs} runs + warm-up)`);
-    out.planNoop = await measure(errors, 'agentvm no-op plan (exit 0 = no changes expected)', () => timeCommand(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { runs: opts.runs, env, okCodes: [0] }));
+    out.planNoop = await measured(out.load, 'planNoop', errors, 'agentvm no-op plan (exit 0 = no changes expected)', () => timeCommand(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { runs: opts.runs, env, okCodes: [0] }));
+    // The stat index is an optimisation only: without it the plan is the same (exit 0), every file re-read and re-hashed.
+    log(`N=${n}: agentvm no-op plan without the stat index (${opts.runs} runs + warm-up)`);
+    out.planNoopNoIndex = await measured(out.load, 'planNoopNoIndex', errors, 'agentvm no-op plan, AGENTVM_NO_STAT_INDEX=1', () => timeCommand(process.execPath, [BIN, 'plan', ...target, '--detailed-exitcode'], { runs: opts.runs, env: { ...env, AGENTVM_NO_STAT_INDEX: '1' }, okCodes: [0] }));
+  }
+  if (opts.extraConcurrency > 0) {
+    // The same apply on a fresh root with more resources in flight: how far concurrency moves the per-resource cost.
+    const extraRoot = join(work, `agentvm-root-${n}-c${opts.extraConcurrency}`);
+    mkdirSync(extraRoot);
+    log(`N=${n}: agentvm apply --auto-approve --concurrency ${opts.extraConcurrency} on a fresh root`);
+    const counterExtra = progressCounter(`N=${n} agentvm apply --concurrency ${opts.extraConcurrency}`, out.resources, (line) => /^\S+: (created|updated|replaced|deleted|unchanged|FAILED|skipped)\b/.test(line));
+    const extra = await measured(out.load, 'applyCreateExtra', errors, `agentvm apply --auto-approve --concurrency ${opts.extraConcurrency}`, () =>
+      runStreaming(process.execPath, [BIN, 'apply', '--repo', repo, '--host', 'bench', '--root', extraRoot, '--auto-approve', '--concurrency', String(opts.extraConcurrency)], { env, onLine: counterExtra }),
+    );
+    if (extra) out.applyCreateExtra = extra.seconds;
+    rmSync(extraRoot, { recursive: true, force: true });
   }
   return out;
 }
@@ -235,7 +299,7 @@ function terraformState(n) {
 /** Terraform on `count` terraform_data resources; `n` (the size) only names the step and decides the apply skip. */
 async function benchTerraform(n, count) {
   const errors = [];
-  const out = { resources: count, planCreate: undefined, applyCreate: undefined, applyRate: undefined, applySkipped: false, planNoop: undefined, planNoopOnSynthesizedState: false, errors };
+  const out = { resources: count, planCreate: undefined, applyCreate: undefined, applyRate: undefined, applySkipped: false, planNoop: undefined, planNoopOnSynthesizedState: false, load: {}, errors };
   const dir = join(work, `terraform-${n}`);
   mkdirSync(dir);
   writeFileSync(join(dir, 'main.tf'), terraformModule(count));
@@ -248,7 +312,7 @@ async function benchTerraform(n, count) {
   const planArgs = tf('plan', '-refresh=true', '-lock=false', '-input=false', '-no-color', '-detailed-exitcode');
 
   log(`N=${n}: terraform plan, empty state (${opts.runs} runs + warm-up)`);
-  out.planCreate = await measure(errors, 'terraform plan (all create)', () => timeCommand(opts.terraform, planArgs, { runs: opts.runs, env: TF_ENV, okCodes: [2] }));
+  out.planCreate = await measured(out.load, 'planCreate', errors, 'terraform plan (all create)', () => timeCommand(opts.terraform, planArgs, { runs: opts.runs, env: TF_ENV, okCodes: [2] }));
 
   if (opts.skipTfApplyAbove !== undefined && n > opts.skipTfApplyAbove) {
     out.applySkipped = true;
@@ -258,7 +322,7 @@ async function benchTerraform(n, count) {
   } else {
     log(`N=${n}: terraform apply -auto-approve -parallelism=10 of ${count} resources`);
     const counter = progressCounter(`N=${n} terraform apply`, count, (line) => /: Creation complete after/.test(line));
-    const applied = await measure(errors, 'terraform apply', () =>
+    const applied = await measured(out.load, 'applyCreate', errors, 'terraform apply', () =>
       runStreaming(opts.terraform, tf('apply', '-auto-approve', '-parallelism=10', '-input=false', '-no-color'), { env: TF_ENV, onLine: counter }),
     );
     if (!applied) return out;
@@ -267,7 +331,7 @@ async function benchTerraform(n, count) {
     log(`N=${n}: terraform apply took ${applied.seconds.toFixed(2)} s (${out.applyRate.toFixed(0)} resources/s)`);
   }
   log(`N=${n}: terraform no-op plan (${opts.runs} runs + warm-up)`);
-  out.planNoop = await measure(errors, 'terraform no-op plan (exit 0 = no changes expected)', () => timeCommand(opts.terraform, planArgs, { runs: opts.runs, env: TF_ENV, okCodes: [0] }));
+  out.planNoop = await measured(out.load, 'planNoop', errors, 'terraform no-op plan (exit 0 = no changes expected)', () => timeCommand(opts.terraform, planArgs, { runs: opts.runs, env: TF_ENV, okCodes: [0] }));
   return out;
 }
 
@@ -277,12 +341,14 @@ function withRatios(results) {
     for (const f of FIGURES) ratio[f] = div(r.agentvm[f], r.terraform[f]);
     // Terraform has no document cache: its cold plan is its plan.
     ratio.planCreateCold = div(r.agentvm.planCreateCold, r.terraform.planCreate);
+    ratio.applyCreateExtra = div(r.agentvm.applyCreateExtra, r.terraform.applyCreate);
+    ratio.planNoopNoIndex = div(r.agentvm.planNoopNoIndex, r.terraform.planNoop);
     const prev = results[i - 1];
     const growth = prev
       ? {
           from: prev.n,
           sizeFactor: r.n / prev.n,
-          agentvm: Object.fromEntries(['planCreateCold', ...FIGURES].map((f) => [f, div(r.agentvm[f], prev.agentvm[f])])),
+          agentvm: Object.fromEntries(['planCreateCold', ...FIGURES, 'planNoopNoIndex', 'applyCreateExtra'].map((f) => [f, div(r.agentvm[f], prev.agentvm[f])])),
           terraform: Object.fromEntries(FIGURES.map((f) => [f, div(r.terraform[f], prev.terraform[f])]).concat([['planCreateCold', div(r.terraform.planCreate, prev.terraform.planCreate)]])),
         }
       : null;
@@ -301,26 +367,30 @@ function printTables(env, report) {
   const row = (cells, widths) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
   console.log(`agentvm plan/apply vs Terraform — ${env.agentvm}, ${env.terraform}, node ${env.node}, ${env.cores} cores, ${env.date}`);
   console.log(`plans: median of ${opts.runs} runs after a warm-up; applies: one run each, wall clock including process start.`);
+  console.log(`load: 1-minute load average at the start→end of each figure. fsync probe (4 KiB write + fdatasync): ${env.fsyncBefore.perSecond.toFixed(0)}/s at the start (load ${env.fsyncBefore.load.toFixed(1)}), ${env.fsyncAfter.perSecond.toFixed(0)}/s at the end (load ${env.fsyncAfter.load.toFixed(1)}).`);
   if (env.rebuiltDuringRun) console.log('WARNING: dist/ was rebuilt during the run: the figures may mix two builds of agentvm.');
   for (const r of report) {
     const g = r.growth;
-    const head = ['figure', 'agentvm', 'terraform', 'agentvm/tf'];
+    const head = ['figure', 'agentvm', 'terraform', 'agentvm/tf', 'load avm', 'load tf'];
     if (g) head.push(`agentvm growth`, `tf growth`);
-    const widths = [30, 12, 12, 11, 15, 12];
+    const widths = [36, 12, 12, 11, 11, 11, 15, 12];
     console.log('');
     const kinds = Object.entries(r.agentvm.byProvider).map(([p, c]) => `${c} ${p}`).join(' + ');
     console.log(`N = ${r.n} workloads on one host: agentvm ${r.agentvm.resources ?? '?'} resources${kinds ? ` (${kinds})` : ''}; terraform ${r.terraform.resources} terraform_data${g ? `; growth = figure / figure at N=${g.from} (${g.sizeFactor}× workloads)` : ''}`);
     console.log(row(head, widths));
     const tfApply = r.terraform.applySkipped ? 'skipped' : s(r.terraform.applyCreate);
+    const ld = (loads, key) => (loads?.[key] ? loads[key].map((v) => v.toFixed(1)).join('→') : '');
     const lines = [
-      ['plan, all create, cold cache', s(r.agentvm.planCreateCold), s(r.terraform.planCreate), x(r.ratio.planCreateCold), 'planCreateCold'],
-      ['plan, all create', s(r.agentvm.planCreate), s(r.terraform.planCreate), x(r.ratio.planCreate), 'planCreate'],
-      ['apply, all create', s(r.agentvm.applyCreate), tfApply, x(r.ratio.applyCreate), 'applyCreate'],
-      ['  resources/s', rate(r.agentvm.applyRate), r.terraform.applySkipped ? 'skipped' : rate(r.terraform.applyRate), x(div(r.agentvm.applyRate, r.terraform.applyRate)), undefined],
-      [`no-op plan${r.terraform.planNoopOnSynthesizedState ? ' (tf: synth. state)' : ''}`, s(r.agentvm.planNoop), s(r.terraform.planNoop), x(r.ratio.planNoop), 'planNoop'],
+      ['plan, all create, cold cache', s(r.agentvm.planCreateCold), s(r.terraform.planCreate), x(r.ratio.planCreateCold), 'planCreateCold', 'planCreate'],
+      ['plan, all create', s(r.agentvm.planCreate), s(r.terraform.planCreate), x(r.ratio.planCreate), 'planCreate', 'planCreate'],
+      ['apply, all create', s(r.agentvm.applyCreate), tfApply, x(r.ratio.applyCreate), 'applyCreate', 'applyCreate'],
+      ['  resources/s', rate(r.agentvm.applyRate), r.terraform.applySkipped ? 'skipped' : rate(r.terraform.applyRate), x(div(r.agentvm.applyRate, r.terraform.applyRate)), undefined, undefined],
+      [`apply, all create, --concurrency ${opts.extraConcurrency}`, s(r.agentvm.applyCreateExtra), tfApply, x(r.ratio.applyCreateExtra), 'applyCreateExtra', 'applyCreate'],
+      [`no-op plan${r.terraform.planNoopOnSynthesizedState ? ' (tf: synth. state)' : ''}`, s(r.agentvm.planNoop), s(r.terraform.planNoop), x(r.ratio.planNoop), 'planNoop', 'planNoop'],
+      ['no-op plan, stat index off', s(r.agentvm.planNoopNoIndex), s(r.terraform.planNoop), x(r.ratio.planNoopNoIndex), 'planNoopNoIndex', 'planNoop'],
     ];
-    for (const [label, a, t, ratio, key] of lines) {
-      const cells = [label, a, t, ratio];
+    for (const [label, a, t, ratio, key, tfKey] of lines) {
+      const cells = [label, a, t, ratio, key ? ld(r.agentvm.load, key) : '', tfKey ? ld(r.terraform.load, tfKey) : ''];
       if (g) cells.push(key ? x(g.agentvm[key]) : '', key ? x(g.terraform[key]) : '');
       console.log(row(cells, widths));
     }

@@ -10,6 +10,7 @@ export const LAYERS = [
   ['app'],
   ['governance', 'engine'],
   ['providers'],
+  ['egress'],
   ['gate', 'mcp'],
   ['state', 'contracts'],
   ['diagnostics', 'generated', 'support', 'secrets'],

@@ -66,8 +66,9 @@ describe.skipIf(!support.ok && !inCi)('canary before promotion, against a real u
 
   it('GIVEN a canary WHEN planned THEN the other profiles\' units depend on the canary\'s, and the first install applies', async () => {
     const plan = json<PlanJson>((await g.cli(['plan', '--json'])).stdout);
-    expect(plan.changes.find((c) => c.address === 'unit.orchestrator.core')!.dependsOn).toEqual(['release.orchestrator', 'unit.orchestrator.research']);
-    expect(plan.changes.find((c) => c.address === 'unit.orchestrator.research')!.dependsOn).toEqual(['release.orchestrator']);
+    // Every unit also waits for the host's egress proxy, its only way out and in (decisions/0016).
+    expect(plan.changes.find((c) => c.address === 'unit.orchestrator.core')!.dependsOn).toEqual(['egress.server', 'release.orchestrator', 'unit.orchestrator.research']);
+    expect(plan.changes.find((c) => c.address === 'unit.orchestrator.research')!.dependsOn).toEqual(['egress.server', 'release.orchestrator']);
     const r = await g.cli(['apply', '--auto-approve']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).not.toContain('soaking'); // a first install is not a promotion

@@ -144,7 +144,8 @@ describe('agentvm plan/apply with a preview (offline, system scope under a tempo
     expect(gates.map((c) => [c.address, c.workload, c.action])).toEqual([['gate.server', '(host)', 'create'], ['gate.docs.site', 'docs', 'create']]);
     expect(gates[1]!.dependsOn).toEqual(['gate.server', 'unit.docs.docs']);
     const text = await run(['plan']);
-    expect(text.stdout).toMatch(/Workload \(host\)\n\s+\+ gate\.server/);
+    // (host) groups the host-level resources: the egress proxy every unit depends on, then the gate.
+    expect(text.stdout).toMatch(/Workload \(host\)\n\s+\+ egress\.server[^\n]*\n(?:\s{6,}[^\n]*\n)*\s+\+ gate\.server/);
     const apply = await run(['apply', '--auto-approve']);
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
     expect(readFileSync(path.join(fx.root, 'etc/systemd/system', UNIT), 'utf8')).toContain('gate serve --root / --host edge-1');

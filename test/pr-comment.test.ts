@@ -84,20 +84,21 @@ describe('pull-request plan comment', () => {
     console.info(`pr-comment: 300-workload markdown plan ${md.length} characters in ${seconds.toFixed(2)} s`);
     expect(md.length).toBeLessThan(65_536);
     expect(md.startsWith('<!-- agentvm-plan:big -->\n')).toBe(true);
-    expect(md).toContain('600 to create');
+    expect(md).toContain('601 to create'); // 300 releases, 300 units, and the host's egress proxy
     const b = balanced(md);
     expect(b.details).toBe(b.closed);
     expect(b.fences % 2).toBe(0);
     expect(b.details).toBeGreaterThan(50);
     expect(b.details).toBeLessThan(300);
-    expect(md).toContain(`${300 - b.details} of 300 workload block(s)`);
+    // 300 workloads and the host-level block `(host)` (the egress proxy), which sorts first.
+    expect(md).toContain(`${301 - b.details} of 301 workload block(s)`);
     expect(md).toContain('agentvm plan --format json');
     // Whole blocks only: every block shown is complete (its table has both of the workload's resources).
-    for (const name of names.slice(0, b.details)) {
+    for (const name of names.slice(0, b.details - 1)) {
       expect(md).toContain(`\`release.${name}\``);
       expect(md).toContain(`\`unit.${name}.p-${name}\``);
     }
-    expect(md).not.toContain(`<code>${names[b.details]}</code>`);
+    expect(md).not.toContain(`<code>${names[b.details - 1]}</code>`);
   });
 
   it('GIVEN a policy error WHEN the workflow renders the comment THEN findings come first and its fail step exits non-zero', async () => {

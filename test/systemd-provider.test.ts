@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { DesiredResource, LockedResource, PlannedChange } from '../src/model/resources.js';
 import type { HostContext } from '../src/providers/provider.js';
+import { EgressProvider } from '../src/providers/egress/provider.js';
 import { GitReleaseProvider, PackageReleaseProvider } from '../src/providers/release/index.js';
 import { SystemdCode, SystemdProvider, systemEndpoint, userEndpoint, verifyUnits } from '../src/providers/systemd/index.js';
 import { hostPaths } from '../src/model/index.js';
@@ -123,6 +124,13 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
     units.core = unit({ workload: 'orchestrator', profile: 'core', entrypoint: ['python3', '-m', 'orchestrator'], env: { AGENT_PROFILE: 'core', AGENT_LISTEN_PORT: String(ports.core), AGENT_REQUIRED_CREDENTIALS: 'chat-token,llm-api-key', PYTHONDONTWRITEBYTECODE: '1' }, listen: { port: ports.core! }, riskTier: 'high', secrets: orchestratorSecrets, egress: [{ host: '192.0.2.10', port: 443 }], releaseId: V1 });
     units.research = unit({ workload: 'orchestrator', profile: 'research', entrypoint: ['python3', '-m', 'orchestrator'], env: { AGENT_PROFILE: 'research', AGENT_LISTEN_PORT: String(ports.research), AGENT_REQUIRED_CREDENTIALS: 'llm-api-key', PYTHONDONTWRITEBYTECODE: '1' }, listen: { port: ports.research! }, riskTier: 'high', secrets: orchestratorSecrets, releaseId: V1 });
     units.pool = unit({ workload: 'agent-pool', profile: 'pool', entrypoint: ['node', 'server.js'], env: { AGENT_PROFILE: 'pool', AGENT_LISTEN_PORT: String(ports.pool), AGENT_POOL_SIZE: '2', AGENT_REQUIRED_CREDENTIALS: 'pool-token' }, listen: { port: ports.pool! }, riskTier: 'moderate', secrets: [{ name: 'pool-token', ref: `file:${secrets}/pool-token` }], releaseId: 'agent-pool@1.0.0' });
+
+    // Every unit is confined to its own network namespace (decisions/0016): the host's egress proxy serves each
+    // profile's socket and bridges its port inbound, so it runs (as apply would start it, in the same manager) first.
+    const egress = new EgressProvider({ endpoint: (h) => userEndpoint({ root: h.root, account: { user: m.user, uid: m.uid, gid: m.gid, home: m.home, runtimeDir: m.runtimeDir } }) });
+    const callers = [['orchestrator', 'core'], ['orchestrator', 'research'], ['agent-pool', 'pool'], ['echo', 'echo'], ['orchestrator', 'sock-check']].map(([w, p]) => ({ id: `unit.${w}.${p}`, workload: w!, profile: p!, entries: [], listenPort: p === 'sock-check' ? null : ports[p!]! }));
+    const egressServer: DesiredResource = { address: 'egress.server', provider: 'egress', workload: '(host)', identity: 'agentvm-egress.service', dependsOn: [], config: { scope: 'user', resolvers: [], callers } };
+    expect((await egress.apply({ host, change: change(egressServer, 'create') })).diagnostics).toEqual([]);
   }, 120_000);
 
   afterAll(async () => {
@@ -207,7 +215,7 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
       const workload = name === 'pool' ? 'agent-pool' : 'orchestrator';
       expect(readlinkSync(`/proc/${pid}/cwd`)).toBe(path.join(host.paths.releases, workload, release));
     }
-    expect(readdirSync(path.join(m.unitDir, 'default.target.wants')).sort()).toEqual(['agent-gateway@core.service', 'agent-gateway@pool.service', 'agent-gateway@research.service']);
+    expect(readdirSync(path.join(m.unitDir, 'default.target.wants')).filter((u) => u.startsWith('agent-gateway@')).sort()).toEqual(['agent-gateway@core.service', 'agent-gateway@pool.service', 'agent-gateway@research.service']);
     // Secrets are references in the unit, values only in the unit's credentials dir.
     const dropIn = readFileSync(path.join(m.unitDir, 'agent-gateway@core.service.d/50-agentvm.conf'), 'utf8');
     expect(dropIn).toContain('LoadCredential=chat-token:');
@@ -244,13 +252,12 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
     expect((await getJson(ports.research!, '/healthz')).status).toBe(200);
   });
 
-  it('applies an egress change in place (reload): the manager has the new allowlist, MainPID is kept', async () => {
+  it('leaves the unit alone on an egress change: the allowlist lives in the egress proxy\'s rules, not in the unit', async () => {
     const before = await pids();
     units.core = { ...units.core!, config: { ...units.core!.config, egress: [{ host: '192.0.2.10', port: 443 }, { host: '192.0.2.11', port: 443 }] } };
-    const { plan, res } = await converge(units.core);
-    expect([plan.action, plan.effect]).toEqual(['update', 'reload']);
-    expect(res!.diagnostics).toEqual([]);
-    expect((await m.show('agent-gateway@core.service', ['IPAddressAllow'])).IPAddressAllow).toContain('192.0.2.11');
+    const { plan } = await converge(units.core);
+    expect([plan.action, plan.effect]).toEqual(['noop', 'none']);
+    expect(readFileSync(path.join(m.unitDir, 'agent-gateway@core.service.d/50-agentvm.conf'), 'utf8')).not.toContain('192.0.2.1');
     expect(await pids()).toEqual(before);
   });
 
@@ -291,7 +298,10 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
     const { res } = await converge(units.core);
     expect(res!.diagnostics).toEqual([]);
     expect(existsSync(path.join(m.unitDir, foreign))).toBe(false);
-    const argv = readFileSync(`/proc/${await execdPid('agent-gateway@core.service')}/cmdline`, 'utf8').split('\0');
+    // The main process is the unit shim (decisions/0016); the program after its `--` is the profile's entrypoint.
+    const shimArgv = readFileSync(`/proc/${await execdPid('agent-gateway@core.service')}/cmdline`, 'utf8').split('\0');
+    expect(shimArgv[1]).toMatch(/unit-shim\.js$/);
+    const argv = shimArgv.slice(shimArgv.indexOf('--') + 1);
     expect(argv[0]).toMatch(/python3/);
     expect(argv.slice(1, 3)).toEqual(['-m', 'orchestrator']);
     expect((await getJson(ports.core!, '/healthz')).body).toMatchObject({ status: 'ok', profile: 'core' });

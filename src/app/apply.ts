@@ -169,6 +169,8 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
   // Each durable step is one audit record, then one log batch holding the step's lockfile ops and the new audit head:
   // audit first, so a kill in between over-reports (the next apply redoes the step) and never leaves an action
   // unaudited. The head only moves forward, whatever order concurrent steps reach the log in.
+  // Group-commit hook (ADR 0020): these two synchronous syncs per resource are apply's floor; steps of resources that
+  // finish together can share one appendAuditBatch and one log batch here, acknowledged only after that sync.
   let auditSeq = 0;
   const audit = async (entry: Omit<AuditEntry, 'host' | 'operation' | 'applyId'>, ops: LockfileOp[] = [], marks: AppendMarks = {}): Promise<void> => {
     // A backend with transactions (PostgreSQL) records the audit record, the ops and the new head in one (ADR 0017).
@@ -328,6 +330,8 @@ async function walk(w: WalkInput): Promise<ApplyResult> {
   let lock: Lockfile;
   try {
     await walkGraph();
+    // Providers' end-of-apply housekeeping (the release content store's garbage, ADR 0020): files no lockfile entry names.
+    for (const p of registry.all()) await p.finishApply?.({ host: context, progress: (message) => emit({ type: 'progress', address: p.type, message }) });
     complete = failed.length === 0 && skipped.length === 0;
     await audit({ event: 'apply.finish', result: complete ? 'ok' : 'failed', detail: `${applied.length} applied, ${failed.length} failed, ${skipped.length} skipped` }, complete ? [{ op: 'commit.set', commit: plan.source.commit }] : []);
     // Checkpoint: the lockfile file gets every batch (serial = logical serial), then the log goes away.

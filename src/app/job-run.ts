@@ -24,6 +24,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import { AgentvmError, errorDiag, hasErrors, userError, type Diagnostic } from '../diagnostics/index.js';
 import { resolveAccel, type AccelSetting } from '../providers/microvm/accel.js';
 import { isLoopbackHost, planEgress, type EgressPlan } from '../providers/microvm/egress.js';
@@ -38,7 +39,10 @@ import {
   verifyImages,
   type JobConfig,
 } from '../providers/microvm/job-definition.js';
-import { createJobNetwork, jobNetnsName, type JobNetwork } from '../providers/microvm/job-network.js';
+import { createJobNetwork, JOB_PROXY_PORT, jobNetnsName, type JobNetwork } from '../providers/microvm/job-network.js';
+import { hostAddresses } from '../egress/address-class.js';
+import { egressPaths } from '../egress/paths.js';
+import { EgressProxy } from '../egress/proxy.js';
 import {
   claimSlot,
   createRunRecord,
@@ -53,7 +57,9 @@ import {
   type JobRunRecord,
 } from '../providers/microvm/job-registry.js';
 import { argvCommand } from '../providers/microvm/protocol.js';
-import { LocalStateBackend } from '../state/index.js';
+// The audit log and the host paths only: the state backend (lockfile, write-ahead log, leases) is not on the run path.
+import { appendAudit, AUDIT_FILE_NAME, type AuditEntry } from '../state/audit-log.js';
+import { assertHostName } from '../state/host-paths.js';
 import { hostPaths, type HostPaths } from '../model/index.js';
 import { QemuDriver } from '../providers/microvm/qemu.js';
 import { receiptDetail, teardownRun, type TeardownReason, type TeardownReceipt } from '../providers/microvm/teardown.js';
@@ -112,7 +118,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   const files = await readInputs(opts.inputs ?? []);
   const outDir = opts.out === undefined ? null : await prepareOutDir(opts.out);
 
-  const backend = new LocalStateBackend(paths);
+  const backend = runAudit(paths);
   const settings = config.microvm;
   if (settings.driver === 'firecracker') throw userError('job.driver-unsupported', `Host \`${host}\` asks for the firecracker driver, which this build does not ship yet.`, 'Set microvm.driver: qemu (the default) in hosts/<host>.yaml, then apply.');
   await refuseOverCapacity(paths, settings.maxConcurrentJobs);
@@ -152,6 +158,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   const diagnostics: Diagnostic[] = [];
   let network: JobNetwork | undefined;
   let egress: EgressPlan | undefined;
+  let proxy: EgressProxy | undefined;
   let vm: EphemeralVmResult | undefined;
   let written: JobRunResult['resultFiles'] = [];
   let reason: TeardownReason = 'failed';
@@ -162,9 +169,17 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
     if (netns !== null) {
       record = { ...record, slot: await claimSlot(paths) };
       await updateRunRecord(paths, record);
-      egress = planEgress(config.egress, await resolveHostnames(config), record.slot ?? 0);
+      // TCP destinations by name go through the egress proxy only (resolved per request, by the host's resolvers, and
+      // screened); address literals, host-loopback services and UDP keep their per-destination relays (ADR 0006).
+      const relayed = config.egress.filter((e) => e.protocol === 'udp' || isIP(e.host) !== 0 || isLoopbackHost(e.host));
+      egress = planEgress(relayed, await resolveHostnames({ ...config, egress: relayed }), record.slot ?? 0);
       diagnostics.push(...egress.diagnostics.map((d) => ({ ...d, address })));
-      const created = await createJobNetwork({ netns, plan: egress, marker: runDirOf(paths, runId) });
+      // The run's way out by name: the same proxy logic as the services' (rules, resolver, rebinding screen, SNI,
+      // audited refusals), served in this process on the run's own listener — the run is the caller.
+      proxy = new EgressProxy({ host, auditFile: egressPaths(root).audit, ownAddresses: hostAddresses() });
+      await proxy.reload({ resolvers: config.microvm.resolvers ?? [], callers: [] });
+      const caller = { id: `${address}.${runId}`, workload, entries: config.egress.filter((e) => e.protocol === 'tcp').map((e) => ({ host: e.host, port: e.port })) };
+      const created = await createJobNetwork({ netns, plan: egress, marker: runDirOf(paths, runId), egressProxy: { proxy, caller } });
       diagnostics.push(...created.diagnostics.map((d) => ({ ...d, address })));
       network = created.network;
     }
@@ -182,7 +197,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
         runDir: vmDirOf(paths, runId),
         driver: new QemuDriver({ accel: accel.accel }),
         name: `job-${runId}`,
-        ...(network === undefined || egress === undefined ? {} : { network: { kind: 'tap' as const, tapName: network.tap, netns: network.netns }, guestNetwork: egress.guest }),
+        ...(network === undefined || egress === undefined ? {} : { network: { kind: 'tap' as const, tapName: network.tap, netns: network.netns }, guestNetwork: { ...egress.guest, proxyPort: JOB_PROXY_PORT } }),
         ...(opts.onConsole === undefined ? {} : { onConsole: opts.onConsole }),
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
         onBooted: async (vmmPid) => {
@@ -197,6 +212,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
     reason = vm === undefined ? 'failed' : opts.signal?.aborted ? 'interrupted' : vm.timedOut ? 'timed-out' : vm.exitCode !== null ? 'finished' : 'failed';
   } finally {
     network?.close();
+    await proxy?.close();
     receipt = await teardownRun(paths, record, reason);
     liveRuns.delete(runId);
     await backend.appendAudit({ host, operation: 'job run', event: 'job.teardown', result: receipt.ok ? 'ok' : 'failed', address: receipt.address, detail: receiptDetail(receipt) });
@@ -237,6 +253,17 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
  * intact (its content hashes to its digest), well-formed, and — when its tier requires signed images — with both
  * pins verified by apply. Anything else is refused before a run is registered.
  */
+/** What a run writes to the host's audit log (the same file and checks as LocalStateBackend.appendAudit). */
+function runAudit(paths: HostPaths): { appendAudit: (entry: AuditEntry) => Promise<unknown> } {
+  const file = join(paths.audit, AUDIT_FILE_NAME);
+  return {
+    appendAudit: async (entry) => {
+      assertHostName(entry.host);
+      return appendAudit(file, entry);
+    },
+  };
+}
+
 async function installedJob(root: string, workload: string, job: string, wantHost: string | undefined) {
   const address = `job.${workload}.${job}`;
   const installed = await readInstalledDefinition({ root }, workload, job);

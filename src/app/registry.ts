@@ -6,10 +6,11 @@ import { ProviderRegistry, loadThirdPartyProviders } from '../providers/registry
 import { GitReleaseProvider, PackageReleaseProvider } from '../providers/release/index.js';
 import { SystemdProvider } from '../providers/systemd/index.js';
 import { MicrovmProvider } from '../providers/microvm/provider.js';
+import { EgressProvider } from '../providers/egress/provider.js';
 import { GateProvider } from '../providers/gate/provider.js';
 
 export function builtInRegistry(): ProviderRegistry {
-  return new ProviderRegistry([new GitReleaseProvider(), new PackageReleaseProvider(), new MicrovmProvider(), new SystemdProvider(), new GateProvider()]);
+  return new ProviderRegistry([new GitReleaseProvider(), new PackageReleaseProvider(), new MicrovmProvider(), new SystemdProvider(), new EgressProvider(), new GateProvider()]);
 }
 
 export async function registryFor(state: DesiredState): Promise<{ registry: ProviderRegistry; diagnostics: Diagnostic[] }> {

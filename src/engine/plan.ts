@@ -5,6 +5,7 @@
 
 import { compareDiagnostics, hasErrors, warningDiag, type Diagnostic } from '../diagnostics/index.js';
 import type { PlanRequest, PlanResponse } from '../providers/provider.js';
+import { planCapabilities, type WorkloadCapabilities } from './capabilities.js';
 import { fingerprint } from '../model/canonical-json.js';
 import { orderGraph } from './graph.js';
 import { worstAction, worstEffect, type Action, type Address, type DesiredResource, type DriftItem, type Effect, type LiveResource, type LockedResource, type PlannedChange } from '../model/resources.js';
@@ -35,6 +36,8 @@ export interface Plan {
   /** Every planned change in apply order (dependencies first); noops are included for completeness. */
   changes: PlannedChange[];
   drift: DriftItem[];
+  /** Per workload, what the plan changes in what it may do (egress destinations added/removed, with risk flags). */
+  capabilities?: WorkloadCapabilities[];
   diagnostics: Diagnostic[];
   summary: PlanSummary;
   /** False when the plan has errors or comes from uncommitted files: such a plan is shown, never applied. */
@@ -165,6 +168,7 @@ export function computePlan(input: PlanInput): Plan {
     liveFingerprint: liveFingerprint(input.live),
     changes,
     drift,
+    capabilities: planCapabilities(changes),
     diagnostics,
     summary,
     applicable: !hasErrors(diagnostics) && !input.source.uncommitted && input.mode !== 'refresh-only',

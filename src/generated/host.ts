@@ -31,6 +31,26 @@ export interface Host {
       accel?: 'kvm' | 'tcg' | 'auto';
       maxConcurrentJobs?: number;
     };
+    /**
+     * The host's egress proxy (agentvm-egress.service): every profile's only way out.
+     */
+    egress?: {
+      /**
+       * DNS servers the proxy asks (ip or ip:port); workloads get no DNS of their own. Default: the host's /etc/resolv.conf.
+       *
+       * @maxItems 8
+       */
+      resolvers?:
+        | []
+        | [string]
+        | [string, string]
+        | [string, string, string]
+        | [string, string, string, string]
+        | [string, string, string, string, string]
+        | [string, string, string, string, string, string]
+        | [string, string, string, string, string, string, string]
+        | [string, string, string, string, string, string, string, string];
+    };
     gate?: {
       /**
        * Listen address; loopback unless TLS is configured.

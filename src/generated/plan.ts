@@ -37,6 +37,10 @@ export interface PlanDocument {
   };
   changes: Change[];
   drift: Drift[];
+  /**
+   * Per workload the plan touches, what it may do before and after: each egress destination marked added, removed or unchanged, with a risk flag on added ones. Absent in plans made before capabilities existed.
+   */
+  capabilities?: WorkloadCapabilities[];
   diagnostics: DiagnosticDocument[];
   summary: {
     create: number;
@@ -114,6 +118,19 @@ export interface Drift {
     identity?: string;
     digest?: string;
   };
+}
+export interface WorkloadCapabilities {
+  workload: string;
+  egress: {
+    change: 'added' | 'removed' | 'unchanged';
+    host: string;
+    port: number;
+    protocol: 'tcp' | 'udp';
+    /**
+     * Why a reviewer should look at an added destination (e.g. new destination: possible exfiltration channel).
+     */
+    risk: string | null;
+  }[];
 }
 /**
  * A problem report: what is wrong (summary), how to fix it (detail), and where (file:line:column, JSON path, resource address). Never carries a secret value.

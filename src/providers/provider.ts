@@ -167,4 +167,14 @@ export interface Provider {
   list(req: ListRequest): Promise<ListResponse>;
   /** Providers of signed artifacts: the bytes a signature covers, so plan can verify before anything is applied. */
   artifact?(req: ArtifactRequest): Promise<ArtifactResponse>;
+  /**
+   * Once at the end of every apply, after the last resource: housekeeping of host files no lockfile entry names
+   * (the release content store's garbage). Must never change what a resource's read returns.
+   */
+  finishApply?(req: FinishApplyRequest): Promise<{ diagnostics: Diagnostic[] }>;
+}
+
+export interface FinishApplyRequest {
+  host: HostContext;
+  progress?: (message: string) => void;
 }

@@ -20,6 +20,7 @@ import { ACTION_SEVERITY, worstAction, worstEffect, type PlannedChange } from '.
 import type { Diagnostic } from '../diagnostics/index.js';
 import { ACTION_SYMBOL, groupByWorkload, short, summaryLine } from './plan-text.js';
 import { toolCapabilityLines } from './capabilities-tools.js';
+import { renderCapabilitiesMarkdown } from './plan-capabilities.js';
 
 export const MARKDOWN_LIMIT = 65_536;
 
@@ -221,6 +222,8 @@ export function renderPlanMarkdown(plan: Plan, options: number | MarkdownOptions
       text += `\n${part}`;
     }
   };
+  // Capabilities first: a new way out is what a reviewer must not miss (cut, if ever, like findings).
+  take(renderCapabilitiesMarkdown(plan, esc), 'findings');
   take(findingParts, 'findings');
   take(driftParts, 'drift');
   if (groups.length && text.length + 1 + changesHead.length <= budget) {

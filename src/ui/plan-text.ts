@@ -5,6 +5,7 @@ import type { Plan } from '../engine/plan.js';
 import type { Action, PlannedChange } from '../model/resources.js';
 import { toolCapabilityLines } from './capabilities-tools.js';
 import { renderDiagnostics } from './diagnostics-text.js';
+import { renderCapabilitiesText } from './plan-capabilities.js';
 import { plainStyle, type Style } from './style.js';
 import { describeSource } from './validate-text.js';
 
@@ -53,6 +54,8 @@ export function renderPlanText(plan: Plan, style: Style = plainStyle, opts: { sh
       if (d.locked || d.live) out.push(style.dim(`      locked ${short(d.locked?.digest)} → live ${d.live?.exists ? short(d.live.digest) : 'missing'}`));
     }
   }
+
+  out.push(...renderCapabilitiesText(plan, style));
 
   const visible = plan.changes.filter((c) => opts.showNoop || c.action !== 'noop');
   if (visible.length) {

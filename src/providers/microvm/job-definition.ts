@@ -50,6 +50,8 @@ export interface MicrovmSettings {
   driver: 'qemu' | 'firecracker';
   accel: 'kvm' | 'tcg' | 'auto';
   maxConcurrentJobs: number;
+  /** The resolvers the run's egress proxy asks (host spec spec.egress.resolvers); absent: the host's own. */
+  resolvers?: string[];
 }
 
 export const DEFAULT_MICROVM_SETTINGS: MicrovmSettings = { driver: 'qemu', accel: 'auto', maxConcurrentJobs: 2 };
@@ -109,6 +111,8 @@ export function parseJobConfig(config: Record<string, unknown>, address?: string
   if (driver !== 'qemu' && driver !== 'firecracker') bad('$.spec.microvm.driver', `microVM driver ${JSON.stringify(driver)} is not qemu or firecracker.`);
   if (accel !== 'kvm' && accel !== 'tcg' && accel !== 'auto') bad('$.spec.microvm.accel', `accel ${JSON.stringify(accel)} is not kvm, tcg or auto.`);
   if (typeof maxConcurrentJobs !== 'number' || !Number.isInteger(maxConcurrentJobs) || maxConcurrentJobs < 1) bad('$.spec.microvm.maxConcurrentJobs', `maxConcurrentJobs ${JSON.stringify(maxConcurrentJobs)} is not a positive integer.`);
+  const resolvers = vm.resolvers;
+  if (resolvers !== undefined && (!Array.isArray(resolvers) || !resolvers.every((r) => typeof r === 'string' && /^[0-9a-fA-F:.[\]]{2,60}$/.test(r)))) bad('$.spec.egress.resolvers', 'resolvers must be a list of ip or ip:port.');
   if (diagnostics.length > 0 || kernel === undefined || rootfs === undefined) return { diagnostics };
   return {
     config: {
@@ -122,7 +126,7 @@ export function parseJobConfig(config: Record<string, unknown>, address?: string
       timeoutSeconds,
       riskTier: typeof config.riskTier === 'string' ? config.riskTier : 'unknown',
       egress: egress.rules,
-      microvm: { driver, accel, maxConcurrentJobs } as MicrovmSettings,
+      microvm: { driver, accel, maxConcurrentJobs, ...(Array.isArray(resolvers) && resolvers.length ? { resolvers: resolvers as string[] } : {}) } as MicrovmSettings,
     },
     diagnostics,
   };

@@ -18,7 +18,12 @@ import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
-import { JOB_TAP, type EgressPlan, type ProxyListener } from './egress.js';
+import type { EgressProxy } from '../../egress/proxy.js';
+import type { EgressCaller } from '../../egress/rules.js';
+import { JOB_TAP, nftRuleset, type EgressPlan, type ProxyListener } from './egress.js';
+
+/** Port of the egress proxy on a job's gateway (the same rule engine as services: decisions/0016). */
+export const JOB_PROXY_PORT = 3128;
 
 export interface CommandRun {
   code: number;
@@ -68,6 +73,11 @@ export interface JobNetworkRequest {
   plan: EgressPlan;
   /** The run directory: put on the helper's command line so a reaper finds a stranded helper. */
   marker: string;
+  /**
+   * The host's egress proxy logic for this run: a listener on the gateway's JOB_PROXY_PORT whose connections are
+   * served by `proxy` as `caller` (the listener is the run's identity).
+   */
+  egressProxy?: { proxy: EgressProxy; caller: EgressCaller };
 }
 
 /**
@@ -95,11 +105,16 @@ export async function createJobNetwork(request: JobNetworkRequest): Promise<{ ne
     ['link set lo up', `tuntap add dev ${JOB_TAP} mode tap`, `addr add ${plan.guest.gateway}/${plan.guest.prefixLength} dev ${JOB_TAP}`, `link set ${JOB_TAP} up`, ''].join('\n'),
   );
   if (links.code !== 0) return fail(`creating tap ${JOB_TAP}`, links, 'The kernel needs TUN/TAP support (/dev/net/tun).');
-  const rules = await runCommand(['ip', 'netns', 'exec', netns, 'nft', '-f', '-'], plan.ruleset);
+  const proxyListener: ProxyListener | undefined = request.egressProxy
+    ? { protocol: 'tcp', listenPort: JOB_PROXY_PORT, upstream: { address: plan.guest.gateway, port: 0 }, guestTarget: { address: plan.guest.gateway, port: JOB_PROXY_PORT }, rule: { host: '(egress proxy)', port: JOB_PROXY_PORT, protocol: 'tcp' } }
+    : undefined;
+  const listeners = proxyListener ? [...plan.listeners.filter((l) => l.listenPort !== JOB_PROXY_PORT || l.protocol !== 'tcp'), proxyListener] : plan.listeners;
+  const ruleset = proxyListener ? nftRuleset(plan.guest, listeners) : plan.ruleset;
+  const rules = await runCommand(['ip', 'netns', 'exec', netns, 'nft', '-f', '-'], ruleset);
   if (rules.code !== 0) return fail('loading the nftables ruleset', rules, rules.code === 127 || /nft.*(not found|No such file)/.test(rules.stderr) ? 'Install nftables: apt-get install nftables.' : 'The kernel needs nf_tables with NAT support.');
   let proxies: EgressProxies;
   try {
-    proxies = await openProxies(netns, plan.guest.gateway, plan.listeners, request.marker);
+    proxies = await openProxies(netns, plan.guest.gateway, listeners, request.marker, proxyListener && request.egressProxy ? { listener: proxyListener, ...request.egressProxy } : undefined);
   } catch (error) {
     return fail('opening the egress proxies', { code: -1, stdout: '', stderr: (error as Error).message }, 'See the message above.');
   }
@@ -161,7 +176,7 @@ interface EgressProxies {
 }
 
 /** Listeners sit on the namespace's gateway address (the guest's default route). */
-async function openProxies(netns: string, gateway: string, listeners: readonly ProxyListener[], marker: string): Promise<EgressProxies> {
+async function openProxies(netns: string, gateway: string, listeners: readonly ProxyListener[], marker: string, egress?: { listener: ProxyListener; proxy: EgressProxy; caller: EgressCaller }): Promise<EgressProxies> {
   const closers: Array<() => void> = [];
   const proxies: EgressProxies = { close: () => closers.splice(0).forEach((c) => c()) };
   if (listeners.length === 0) return proxies;
@@ -186,7 +201,8 @@ async function openProxies(netns: string, gateway: string, listeners: readonly P
         }
         const listener = message.index === undefined ? undefined : listeners[message.index];
         if (listener === undefined) return;
-        if (handle instanceof net.Server) closers.push(serveTcp(handle, listener));
+        if (handle instanceof net.Server && egress && listener === egress.listener) closers.push(serveEgressProxy(handle, egress.proxy, egress.caller));
+        else if (handle instanceof net.Server) closers.push(serveTcp(handle, listener));
         else if (handle instanceof dgram.Socket) closers.push(serveUdp(handle, listener));
         received += 1;
         if (received === listeners.length) {
@@ -209,6 +225,13 @@ async function openProxies(netns: string, gateway: string, listeners: readonly P
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
   return proxies;
+}
+
+/** Hands each guest connection to the egress proxy as this run's caller; closing stops listening (open tunnels end with the proxy). */
+function serveEgressProxy(server: net.Server, proxy: EgressProxy, caller: EgressCaller): () => void {
+  server.on('connection', (guest) => proxy.accept(guest, caller));
+  server.on('error', () => server.close());
+  return () => server.close();
 }
 
 /**

@@ -172,6 +172,10 @@ describe('networkPrelude', () => {
     expect(text).toContain('ip route add default via 172.30.0.1');
     expect(text).toContain('export AGENTVM_GATEWAY=172.30.0.1');
     expect(spawnSync('sh', ['-n', '-c', text]).status).toBe(0);
+    // With the egress proxy (decisions/0016) ordinary clients find it in the usual variables.
+    const proxied = networkPrelude({ address: '172.30.0.2', prefixLength: 30, gateway: '172.30.0.1', proxyPort: 3128 });
+    expect(spawnSync('sh', ['-c', `${proxied.split('\n').filter((l) => l.startsWith('export')).join('\n')}\necho "$HTTPS_PROXY $http_proxy $NO_PROXY"`], { encoding: 'utf8' }).stdout.trim()).toBe('http://172.30.0.1:3128 http://172.30.0.1:3128 localhost,127.0.0.1');
+    expect(() => networkPrelude({ address: '172.30.0.2', prefixLength: 30, gateway: '172.30.0.1', proxyPort: 0 })).toThrow();
     expect(() => networkPrelude({ address: '172.30.0.2; reboot', prefixLength: 30, gateway: '172.30.0.1' })).toThrow();
   });
 });

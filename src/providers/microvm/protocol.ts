@@ -76,6 +76,8 @@ export interface GuestNetwork {
   prefixLength: number;
   /** The namespace side of the tap: the default route, and where host-loopback services appear. */
   gateway: string;
+  /** The egress proxy's port on the gateway (decisions/0016): exported as HTTP(S)_PROXY / ALL_PROXY. */
+  proxyPort?: number;
 }
 
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
@@ -98,6 +100,12 @@ export function networkPrelude(net: GuestNetwork | undefined): string {
     `ip route add default via ${net.gateway}`,
     `export AGENTVM_GATEWAY=${net.gateway}`,
   );
+  if (net.proxyPort !== undefined) {
+    if (!Number.isInteger(net.proxyPort) || net.proxyPort < 1 || net.proxyPort > 65535) throw new Error('guest proxy port must be 1-65535');
+    const proxy = `http://${net.gateway}:${net.proxyPort}`;
+    for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy']) lines.push(`export ${name}=${proxy}`);
+    lines.push('export NO_PROXY=localhost,127.0.0.1 no_proxy=localhost,127.0.0.1');
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -35,6 +35,7 @@ import type {
   ReadResponse,
   ValidateRequest,
   ValidateResponse,
+  FinishApplyRequest,
 } from '../provider.js';
 import { expandGitReleases } from './expand.js';
 import {
@@ -48,6 +49,7 @@ import {
   ReleaseCode,
   removeReleases,
   rollbackRelease,
+  collectStoreGarbage,
   type RollbackOptions,
   type RollbackResponse,
 } from './release-lifecycle.js';
@@ -320,6 +322,27 @@ export async function archiveBytes(gitDir: string, config: GitReleaseConfig): Pr
   return { bytes: Buffer.concat(out), diagnostics: [] };
 }
 
+/** The content-store source of a git release: repository, commit and subdir (archive settings are fixed above). */
+function gitSourceKey(config: GitReleaseConfig): string {
+  return `release.git\0${config.repo}\0${config.commit}\0${config.subdir ?? ''}`;
+}
+
+/** `git archive` of the few most recent releases, per process: a fleet on one commit archives it once per apply. */
+const RECENT_ARCHIVES = 4;
+const recentArchives = new Map<string, Promise<{ bytes?: Buffer; diagnostics: Diagnostic[] }>>();
+function recentArchive(gitDir: string, config: GitReleaseConfig): Promise<{ bytes?: Buffer; diagnostics: Diagnostic[] }> {
+  const key = `${gitDir}\0${gitSourceKey(config)}`;
+  let made = recentArchives.get(key);
+  if (made === undefined) {
+    made = archiveBytes(gitDir, config);
+    // A failure is not remembered: the next install tries again.
+    made.then((m) => (m.bytes ? undefined : recentArchives.delete(key)), () => recentArchives.delete(key));
+    recentArchives.set(key, made);
+    while (recentArchives.size > RECENT_ARCHIVES) recentArchives.delete(recentArchives.keys().next().value as string);
+  }
+  return made;
+}
+
 async function archiveInto(bytes: Buffer, config: GitReleaseConfig, dir: string): Promise<Diagnostic[]> {
   const strip = config.subdir === undefined ? 0 : config.subdir.split('/').filter((s) => s !== '' && s !== '.').length;
   const read = await readTarEntries(bytes, { stripComponents: strip, gzip: false });
@@ -382,19 +405,20 @@ export class GitReleaseProvider implements Provider {
     const release = await ensureCommit(host, config, change.address, progress);
     if (!release.gitDir) return { diagnostics: release.diagnostics };
     const gitDir = release.gitDir;
-    // The bytes verified are the bytes installed: archive once, check the signature, extract from the same buffer.
-    let archive: Buffer | undefined;
+    // The bytes verified are the bytes installed: archive once (per commit, for this process's recent applies), check
+    // the signature on every install, extract from the same buffer when the content store does not hold the tree.
+    const archive = async (): Promise<{ bytes?: Buffer; diagnostics: Diagnostic[] }> => recentArchive(gitDir, config);
+    const precheck = req.verifyArtifact
+      ? async (): Promise<Diagnostic[]> => {
+          const made = await archive();
+          if (!made.bytes) return made.diagnostics;
+          return (await req.verifyArtifact!(made.bytes)).filter((d) => d.severity === 'error');
+        }
+      : undefined;
     const materialise = async (dir: string): Promise<Diagnostic[]> => {
-      if (!archive) {
-        const made = await archiveBytes(gitDir, config);
-        if (!made.bytes) return made.diagnostics;
-        archive = made.bytes;
-      }
-      if (req.verifyArtifact) {
-        const refused = (await req.verifyArtifact(archive)).filter((d) => d.severity === 'error');
-        if (refused.length > 0) return refused;
-      }
-      return archiveInto(archive, config, dir);
+      const made = await archive();
+      if (!made.bytes) return made.diagnostics;
+      return archiveInto(made.bytes, config, dir);
     };
     const response = await installRelease({
       store,
@@ -405,10 +429,17 @@ export class GitReleaseProvider implements Provider {
       identity: gitReleaseIdentity(config),
       ...(req.locked ? { locked: req.locked } : {}),
       materialise,
+      sourceKey: gitSourceKey(config),
+      ...(precheck ? { precheck } : {}),
       progress,
       ...(req.beforeMutation ? { beforeMutation: req.beforeMutation } : {}),
     });
     return { ...response, diagnostics: atAddress(change.address, response.diagnostics) };
+  }
+
+  /** Garbage collection of the content store shared by both release providers (ADR 0020). */
+  async finishApply(req: FinishApplyRequest): Promise<{ diagnostics: Diagnostic[] }> {
+    return { diagnostics: await collectStoreGarbage(new ReleaseStore(req.host.paths.releases), req.host.paths.cache, req.progress) };
   }
 
   async artifact(req: ArtifactRequest): Promise<ArtifactResponse> {

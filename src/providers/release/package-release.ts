@@ -16,7 +16,25 @@ import { readRegularFile } from '../../contracts/bounded-read.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type { ApplyRequest, ApplyResponse, ArtifactRequest, ArtifactResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import type {
+  ApplyRequest,
+  ApplyResponse,
+  ArtifactRequest,
+  ArtifactResponse,
+  HostContext,
+  ListRequest,
+  ListResponse,
+  PlanRequest,
+  PlanResponse,
+  Provider,
+  ReadRequest,
+  ReadResponse,
+  ValidateRequest,
+  ValidateResponse,
+  FinishApplyRequest,
+  ExpandRequest,
+  ExpandResponse,
+} from '../provider.js';
 import { expandPackageReleases } from './expand.js';
 import {
   atAddress,
@@ -29,6 +47,7 @@ import {
   ReleaseCode,
   removeReleases,
   rollbackRelease,
+  collectStoreGarbage,
   type RollbackOptions,
   type RollbackResponse,
 } from './release-lifecycle.js';
@@ -255,10 +274,17 @@ export class PackageReleaseProvider implements Provider {
       identity: packageIdentity(config),
       ...(req.locked ? { locked: req.locked } : {}),
       materialise: async (dir) => (await writeTarEntries(dir, read.entries)).diagnostics,
+      // The tarball's bytes (checked against this integrity above) and the fixed unpack rules decide the tree.
+      sourceKey: `release.package\0${config.integrity}`,
       progress,
       ...(req.beforeMutation ? { beforeMutation: req.beforeMutation } : {}),
     });
     return { ...response, diagnostics: atAddress(change.address, response.diagnostics) };
+  }
+
+  /** Garbage collection of the content store shared by both release providers (ADR 0020). */
+  async finishApply(req: FinishApplyRequest): Promise<{ diagnostics: Diagnostic[] }> {
+    return { diagnostics: await collectStoreGarbage(new ReleaseStore(req.host.paths.releases), req.host.paths.cache, req.progress) };
   }
 
   async artifact(req: ArtifactRequest): Promise<ArtifactResponse> {

@@ -15,6 +15,8 @@ import type { LiveResource, LockedResource } from '../../model/resources.js';
 import type { ApplyResponse, CapturedRelease, ListResponse, ReadRequest, ReadResponse } from '../provider.js';
 import { capturedReleaseId, isReleaseId, pathExists, WORKLOAD_PATTERN, type CurrentState, type ReleaseStore } from './release-store.js';
 import { treeDigest, type TreeDigest } from './tree-digest.js';
+import { ContentStore, removeTree } from './content-store.js';
+import { sharedStatIndex, type StatIndex } from './stat-index.js';
 import { mapBounded } from '../../support/concurrency.js';
 
 export const ReleaseCode = {
@@ -25,6 +27,7 @@ export const ReleaseCode = {
   foreignLeft: 'release.foreign-left',
   rollbackTargetMissing: 'release.rollback-target-missing',
   rollbackDigestMismatch: 'release.rollback-digest-mismatch',
+  storeGarbage: 'release.store-garbage',
 } as const;
 
 export const RELEASE_ADDRESS_PREFIX = 'release.';
@@ -54,10 +57,11 @@ export interface LiveRelease {
   tree?: TreeDigest;
 }
 
-export async function readLiveRelease(store: ReleaseStore, workload: string): Promise<LiveRelease> {
+/** With `index`, files whose stat it holds are not re-read (stat-index.ts); the answer is the same without. */
+export async function readLiveRelease(store: ReleaseStore, workload: string, index?: StatIndex): Promise<LiveRelease> {
   const state = await store.current(workload);
-  if (state.kind === 'link' && !state.dangling) return { state, tree: await treeDigest(state.path) };
-  if (state.kind === 'directory') return { state, tree: await treeDigest(state.path) };
+  if (state.kind === 'link' && !state.dangling) return { state, tree: await treeDigest(state.path, index) };
+  if (state.kind === 'directory') return { state, tree: await treeDigest(state.path, index) };
   return { state };
 }
 
@@ -82,7 +86,10 @@ export async function readRelease(store: ReleaseStore, req: ReadRequest, provide
   const invalid = checkWorkload(workload, req.address);
   if (invalid.length > 0) return { live: { address: req.address, provider, exists: false }, diagnostics: invalid };
 
-  const live = await readLiveRelease(store, workload);
+  const index = await sharedStatIndex(req.host.paths.cache, req.snapshot);
+  const live = await readLiveRelease(store, workload, index);
+  // What this read hashed is written back (coalesced across the plan's reads), git-status style.
+  await index.save();
   const releases = await store.releases(workload);
   const diagnostics: Diagnostic[] = [];
   let result: LiveResource;
@@ -242,6 +249,13 @@ export interface InstallRequest {
   locked?: LockedResource;
   /** Creates `dir` (it does not exist yet) and fills it with exactly the release; errors mean nothing is installed. */
   materialise: (dir: string) => Promise<Diagnostic[]>;
+  /**
+   * What determines the release's bytes before they exist (a git repository, commit and subdir; a package
+   * integrity): when the content store already holds the tree this source made, it is linked, not materialised.
+   */
+  sourceKey?: string;
+  /** Checks that must pass on every install, also when the tree comes from the store (the artifact's signature). */
+  precheck?: () => Promise<Diagnostic[]>;
   progress?: (message: string) => void;
   beforeMutation?: (captured: CapturedRelease | null) => Promise<void>;
 }
@@ -258,6 +272,47 @@ async function treeAt(file: string): Promise<TreeAt> {
   } catch {
     return { exists: true }; // not a directory: replaced below
   }
+}
+
+/** Builds the release at `temp` (which must not exist) as links to its content-store entry, materialising it once. */
+async function materialiseFromStore(req: InstallRequest, temp: string): Promise<{ digest?: string; diagnostics: Diagnostic[] }> {
+  const { address, releaseId } = req;
+  const progress = req.progress ?? (() => {});
+  const content = new ContentStore(req.store.releasesDir);
+  await content.prepare();
+  const diagnostics: Diagnostic[] = [];
+  if (req.precheck) {
+    const checked = atAddress(address, await req.precheck());
+    if (hasErrors(checked)) return { diagnostics: checked };
+    diagnostics.push(...checked);
+  }
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let digest = req.sourceKey === undefined ? undefined : await content.lookupSource(req.sourceKey);
+    if (digest === undefined) {
+      const building = content.tempPath();
+      progress(`${address}: materialising ${releaseId}`);
+      const made = atAddress(address, await req.materialise(building));
+      if (hasErrors(made)) {
+        await removeTree(building);
+        return { diagnostics: made };
+      }
+      diagnostics.push(...made);
+      await req.store.seal(building);
+      const tree = await treeDigest(building);
+      if (tree.irregular.length > 0) {
+        await removeTree(building);
+        return { diagnostics: [...diagnostics, ...irregularWarnings(tree, releaseId, address).map((d) => ({ ...d, severity: 'error' as const }))] };
+      }
+      digest = tree.digest;
+      await content.adopt(building, digest);
+      if (req.sourceKey !== undefined) await content.recordSource(req.sourceKey, digest);
+    } else {
+      progress(`${address}: ${releaseId} is in the content store (${digest})`);
+    }
+    // False only when the entry was edited between its check and the link: build it again from the source.
+    if (await content.link(digest, temp)) return { digest, diagnostics };
+  }
+  throw new Error(`the content store entry for ${releaseId} changed twice while it was being linked; apply again`);
 }
 
 /** Installs a release capture-first and points `current` at it. See the file header for the invariants. */
@@ -282,20 +337,10 @@ export async function installRelease(req: InstallRequest): Promise<ApplyResponse
     progress(`${address}: release ${releaseId} is already installed and intact`);
   } else {
     const temp = store.tempPath(workload);
-    progress(`${address}: materialising ${releaseId}`);
-    const made = atAddress(address, await req.materialise(temp));
-    if (hasErrors(made)) {
-      await store.remove(temp);
-      return { diagnostics: made };
-    }
-    diagnostics.push(...made);
-    await store.seal(temp);
-    const tree = await treeDigest(temp);
-    if (tree.irregular.length > 0) {
-      await store.remove(temp);
-      return { diagnostics: [...diagnostics, ...irregularWarnings(tree, releaseId, address).map((d) => ({ ...d, severity: 'error' as const }))] };
-    }
-    digest = tree.digest;
+    const made = await materialiseFromStore(req, temp);
+    if (made.digest === undefined) return { diagnostics: made.diagnostics };
+    diagnostics.push(...made.diagnostics);
+    digest = made.digest;
     if (existing.digest === digest) {
       await store.remove(temp);
       progress(`${address}: release ${releaseId} is already installed and intact`);
@@ -493,5 +538,40 @@ export async function listReleases(store: ReleaseStore, claims: (releaseId: stri
     if (!claims(releaseId, releases)) continue;
     owned.push({ address: releaseAddress(workload), ...(releaseId === undefined ? {} : { identity: releaseId }) });
   }
-  return { owned, diagnostics: [] };
+  return { owned, diagnostics: await garbageLine(store, snapshot) };
+}
+
+/**
+ * The plan's line about the content store: what garbage collection at the end of the next apply would free. Said
+ * once per plan (both release providers list the same store), and only when there is something to free.
+ */
+async function garbageLine(store: ReleaseStore, snapshot?: Map<string, unknown>): Promise<Diagnostic[]> {
+  const key = `release.store-garbage:${store.releasesDir}`;
+  if (snapshot?.has(key)) return [];
+  snapshot?.set(key, true);
+  const content = new ContentStore(store.releasesDir);
+  const garbage = await content.garbage();
+  if (garbage.digests.length === 0) return [];
+  const n = garbage.digests.length;
+  return [
+    warningDiag(ReleaseCode.storeGarbage, `Release store: garbage collection would free ${n} release tree${n === 1 ? '' : 's'} (${garbage.bytes} bytes) that no release directory, lockfile entry or rollback target refers to.`, {
+      detail: `The next apply removes them from ${content.dir}: ${garbage.digests.slice(0, 5).join(', ')}${n > 5 ? ', …' : ''}.`,
+    }),
+  ];
+}
+
+/**
+ * End of an apply: removes content-store entries no release refers to any more (the plan's `release.store-garbage`),
+ * then records the stat of every file left in the store in the stat index (`cacheDir`): the release directories
+ * are links to those same inodes, so the next plan only stats them. Files this apply linked in the last second are
+ * racily clean and are hashed once more by that plan (stat-index.ts).
+ */
+export async function collectStoreGarbage(store: ReleaseStore, cacheDir: string, progress?: (message: string) => void): Promise<Diagnostic[]> {
+  const content = new ContentStore(store.releasesDir);
+  const freed = await content.collect();
+  if (freed.digests.length > 0) progress?.(`release store: freed ${freed.digests.length} unreferenced release tree(s), ${freed.bytes} bytes`);
+  const index = await sharedStatIndex(cacheDir, undefined);
+  for (const entry of await content.entryPaths()) await treeDigest(entry, index).catch(() => undefined);
+  await index.save();
+  return [];
 }

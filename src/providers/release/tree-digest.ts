@@ -15,6 +15,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { mapBounded } from '../../support/concurrency.js';
+import type { StatIndex } from './stat-index.js';
 
 export interface IrregularEntry {
   path: string;
@@ -47,8 +48,12 @@ async function hashFile(file: string, size: number): Promise<string> {
 }
 
 
-/** The digest of the tree under `dir` (which must be a directory; a missing one throws ENOENT). */
-export async function treeDigest(dir: string): Promise<TreeDigest> {
+/**
+ * The digest of the tree under `dir` (which must be a directory; a missing one throws ENOENT). With `index`, a file
+ * whose stat the index holds (and that is not racily clean) is not read: its recorded content hash is used; every
+ * file read is recorded. The result is the same with or without an index (stat-index.ts).
+ */
+export async function treeDigest(dir: string, statIndex?: StatIndex): Promise<TreeDigest> {
   const root = path.resolve(dir);
   const rootStat = await lstat(root);
   if (!rootStat.isDirectory()) throw Object.assign(new Error(`${root} is not a directory`), { code: 'ENOTDIR' });
@@ -86,15 +91,21 @@ export async function treeDigest(dir: string): Promise<TreeDigest> {
   let index = 0;
   const indexed = files.map((f) => ({ ...f, i: index++ }));
   await mapBounded(indexed, CONCURRENCY, async (f) => {
-    const stat = await lstat(f.abs);
+    const stat = await lstat(f.abs, { bigint: true });
     if (!stat.isFile()) {
       // Replaced while we were reading: report it rather than hash something else.
       irregular.push({ path: f.rel, kind: stat.isSymbolicLink() ? 'symlink' : 'special' });
       fileRecords[f.i] = line(f.rel, 's', '');
       return;
     }
-    bytes += stat.size;
-    fileRecords[f.i] = line(f.rel, (stat.mode & 0o111) !== 0 ? 'x' : 'f', await hashFile(f.abs, stat.size));
+    const size = Number(stat.size);
+    bytes += size;
+    let sha = statIndex?.lookup(stat);
+    if (sha === undefined) {
+      sha = await hashFile(f.abs, size);
+      statIndex?.record(stat, sha);
+    }
+    fileRecords[f.i] = line(f.rel, (stat.mode & 0o111n) !== 0n ? 'x' : 'f', sha);
   });
   records.push(...fileRecords);
 

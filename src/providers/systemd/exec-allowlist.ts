@@ -99,6 +99,8 @@ export interface ResolveInput {
   reload: boolean;
   /** Manager path → host path (a host root when rendering offline). */
   toHost: (managerPath: string) => string;
+  /** Programs the unit runs in front of the entrypoint (the node of the egress shim): allowed with their libraries. */
+  also?: readonly string[];
 }
 
 /** argv[0] of a profile's entrypoint as the unit runs it: a path in the release, or a name on PATH. */
@@ -115,6 +117,7 @@ export async function resolveExec(input: ResolveInput): Promise<ExecFacts> {
   const entry = input.entrypoint.startsWith('/') ? input.entrypoint : await onPath(input.entrypoint, input.toHost);
   if (entry) roots.push(entry);
   if (input.reload) roots.push('/bin/kill');
+  roots.push(...(input.also ?? []));
   // A release that is not installed yet (plan before its release is applied) has no files to hash: its
   // release-relative programs are left out here and checked by apply, which runs after the release is installed.
   const releaseInstalled = await isDirectory(input.toHost(input.releaseDir));

@@ -9,6 +9,7 @@ import { releaseIdOf } from '../release/expand.js';
 import { releaseAddress } from '../release/release-lifecycle.js';
 import { programsOf } from './exec-allowlist.js';
 import { mcpPinsOf } from './mcp-pins.js';
+import { EGRESS_SERVER_ADDRESS } from '../egress/unit.js';
 
 export const unitAddress = (workload: string, profile: string): string => `unit.${workload}.${profile}`;
 
@@ -47,7 +48,8 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
           programs: programsOf(contract.spec.tools),
           mcp: mcpPinsOf(contract.spec.tools),
         },
-        dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : [])],
+        // The host's egress proxy is every unit's only way out (and in): it starts first (providers/egress/expand.ts).
+        dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : []), EGRESS_SERVER_ADDRESS],
       });
     }
   }

@@ -239,3 +239,44 @@ describe('the rendered drop-in parses back to what was rendered', () => {
     expect(normalizeUnit(r.dropIn.parsed).Service!.Environment).toContain('Q=a "quoted" \\ value');
   });
 });
+
+/** The argv of the drop-in's (last, non-empty) ExecStart= line. */
+function execArgv(dropIn: string): string[] {
+  const line = dropIn.split('\n').filter((l) => l.startsWith('ExecStart=') && l !== 'ExecStart=').at(-1)!;
+  return splitWords(line.slice('ExecStart='.length));
+}
+
+describe('confined gateway units (decisions/0016)', () => {
+  const confined = (scope: UnitScope): RenderContext => ({ ...ctx(scope), egress: { node: process.execPath, shim: '/usr/lib/agentvm/dist/egress/unit-shim.js', socketsDir: '/run/agentvm/egress' } });
+  for (const scope of ['system', 'user'] as const) {
+    it(`every tier in ${scope} scope gets its own network namespace, only its own proxy socket, the shim and the proxy variables, and verifies clean`, async () => {
+      for (const tier of TIERS) {
+        const r = renderGateway(config({ riskTier: tier, scope, egress: [{ host: 'api.example.com', port: 443 }] }), confined(scope), ADDRESS);
+        expect(r.diagnostics, `${scope}/${tier}`).toEqual([]);
+        const svc = normalizeUnit(r.rendered!.template.parsed, r.rendered!.dropIn.parsed).Service!;
+        expect(svc.PrivateNetwork, tier).toEqual(['yes']);
+        expect(svc.TemporaryFileSystem).toEqual(['/run/agentvm/egress:ro']);
+        expect(svc.BindReadOnlyPaths).toContain(`/run/agentvm/egress/${ADDRESS}`);
+        expect(svc.IPAddressAllow).toEqual(['localhost']);
+        const argv = execArgv(r.rendered!.dropIn.text);
+        expect(argv.slice(0, 2)).toEqual([process.execPath, '/usr/lib/agentvm/dist/egress/unit-shim.js']);
+        expect(argv.slice(argv.indexOf('--') + 1)).toEqual(['python3', '-m', 'orchestrator']);
+        expect(argv).toContain(`/run/agentvm/egress/${ADDRESS}/proxy.sock`);
+        expect(svc.Environment).toContain('HTTPS_PROXY=http://127.0.0.1:3128');
+        expect(svc.Environment).toContain('NO_PROXY=localhost,127.0.0.1,::1');
+        expect(r.rendered!.dropIn.text).not.toContain('api.example.com');
+        const files = [r.rendered!.template, r.rendered!.dropIn].map((f) => ({ name: f.name, text: f.text }));
+        expect(await verifyUnits(files, { scope }), `${scope}/${tier}`).toEqual([]);
+      }
+    });
+  }
+
+  it('an allowlist change does not change the unit (it lives in the proxy\'s rules), and a profile cannot set the proxy variables', () => {
+    const a = renderGateway(config({ egress: [] }), confined('user'), ADDRESS).rendered!;
+    const b = renderGateway(config({ egress: [{ host: 'api.example.com', port: 443 }] }), confined('user'), ADDRESS).rendered!;
+    expect(b.digest).toBe(a.digest);
+    const r = renderGateway(config({ env: { AGENT_LISTEN_PORT: '8101', HTTPS_PROXY: 'http://evil.example:1' } }), confined('user'), ADDRESS);
+    expect(r.diagnostics.map((d) => d.code)).toContain(SystemdCode.envConflict);
+    expect(execArgv(renderGateway(config({ listen: { port: 3128 }, env: { AGENT_LISTEN_PORT: '3128' } }), confined('user'), ADDRESS).rendered!.dropIn.text)).toContain('3129');
+  });
+});

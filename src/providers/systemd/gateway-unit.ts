@@ -106,7 +106,30 @@ export interface RenderContext {
   runtimeDir: string | null;
   /** The exec allowlist resolved on the host (exec-allowlist.ts resolveExec); absent when validating offline. */
   exec?: ExecFacts | null;
+  /**
+   * The network confinement (decisions/0016): the unit gets its own network namespace and reaches the world only
+   * through the host's egress proxy, by the unit shim. Absent: the unit is rendered without it (offline renders of
+   * old lockfile entries); every provider path passes it.
+   */
+  egress?: EgressRenderContext | null;
 }
+
+export interface EgressRenderContext {
+  /** The node binary that runs the shim. */
+  node: string;
+  /** dist/egress/unit-shim.js. */
+  shim: string;
+  /** `<root>/run/agentvm/egress` as the manager sees it: one directory per caller, each holding its proxy socket. */
+  socketsDir: string;
+}
+
+/** The proxy's port on a unit's own loopback (HTTPS_PROXY=http://127.0.0.1:<port>); another when the profile listens there. */
+export function unitProxyPort(listen: GatewayConfig['listen']): number {
+  return listen && 'port' in listen && listen.port === 3128 ? 3129 : 3128;
+}
+
+/** The socket the unit shim serves inbound, inside the unit's RuntimeDirectory (the egress server bridges to it). */
+export const INBOUND_SOCKET_NAME = '.agentvm-inbound.sock';
 
 export interface RenderedFile {
   /** Path relative to the unit directory. */
@@ -406,7 +429,9 @@ export function renderTemplate(scope: UnitScope): RenderedFile {
 }
 
 /** Variables the unit itself sets; a profile may not override them. */
-const OWNED_ENV = new Set(['PATH', RUNTIME_DIGEST_ENV, 'CREDENTIALS_DIRECTORY', 'RUNTIME_DIRECTORY']);
+const PROXY_ENV = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy'];
+const NO_PROXY_ENV = ['NO_PROXY', 'no_proxy'];
+const OWNED_ENV = new Set(['PATH', RUNTIME_DIGEST_ENV, 'CREDENTIALS_DIRECTORY', 'RUNTIME_DIRECTORY', ...PROXY_ENV, ...NO_PROXY_ENV]);
 
 /** Renders one profile's unit (template and drop-in). Errors leave `rendered` undefined. */
 export function renderGateway(config: GatewayConfig, ctx: RenderContext, address: string): { rendered?: RenderedGateway; diagnostics: Diagnostic[] } {
@@ -443,8 +468,18 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     argv = [program, ...args];
   }
   let execStart = '';
+  const confined = ctx.egress ?? null;
+  const proxyPort = unitProxyPort(config.listen);
+  let callerDir = '';
   if (argv.length > 0) {
     try {
+      if (confined) {
+        callerDir = unitPath(path.posix.join(confined.socketsDir, address));
+        const inbound = config.listen && 'port' in config.listen && ctx.runtimeDir !== null
+          ? ['--inbound-socket', path.posix.join(ctx.runtimeDir, 'agent-gateway', config.profile, INBOUND_SOCKET_NAME), '--inbound-port', String(config.listen.port)]
+          : [];
+        argv = [confined.node, confined.shim, '--proxy-port', String(proxyPort), '--egress-socket', path.posix.join(confined.socketsDir, address, 'proxy.sock'), ...inbound, '--', ...argv];
+      }
       execStart = execLine(argv);
     } catch (err) {
       unsafe('the entrypoint', err);
@@ -471,6 +506,11 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
       }));
     }
   };
+  if (confined) {
+    // Ordinary HTTP clients (curl, requests, undici with a proxy agent, Go's net/http) find the way out here.
+    for (const name of PROXY_ENV) env.set(name, `http://127.0.0.1:${proxyPort}`);
+    for (const name of NO_PROXY_ENV) env.set(name, 'localhost,127.0.0.1,::1');
+  }
   wantEnv('AGENT_PROFILE', config.profile, false);
   if (config.listen && 'port' in config.listen) wantEnv('AGENT_LISTEN_PORT', String(config.listen.port));
   if (config.listen && 'socket' in config.listen) {
@@ -495,11 +535,14 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
 
   const creds = credentialDirectives(config.secrets, config.scope, address);
   diagnostics.push(...creds.diagnostics);
-  const egress = egressAllowList(config.egress, address);
+  // Confined: the allowlist lives in the egress proxy's rules, not in the unit (a change re-applies without a restart).
+  const egress = confined ? { allow: ['localhost'], diagnostics: [] } : egressAllowList(config.egress, address);
   diagnostics.push(...egress.diagnostics);
   if (diagnostics.some((d) => d.severity === 'error')) return { diagnostics };
 
-  const privateNetwork = config.egress.length === 0 && !(config.listen && 'port' in config.listen);
+  // Unconfined (legacy renders) critical profiles without egress or port get AF_UNIX only; confined ones keep AF_INET
+  // for the shim's listener on their own loopback (which reaches nothing but themselves and the proxy).
+  const privateNetwork = !ctx.egress && config.egress.length === 0 && !(config.listen && 'port' in config.listen);
   const service: Array<{ key: string; value: string }> = [
     { key: 'WorkingDirectory', value: releasePath },
     { key: 'ExecStart', value: '' },
@@ -510,12 +553,29 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
   service.push(...creds.directives.map(([key, value]) => ({ key, value })));
   // The release is bound read-only into the unit's namespace: visible whatever PrivateTmp=/ProtectHome= hide.
   service.push({ key: 'BindReadOnlyPaths', value: releasePath });
-  if (socketPath) service.push({ key: 'RuntimeDirectory', value: `agent-gateway/${config.profile}` });
-  service.push(...hardeningFor(config.riskTier, config.scope, { privateNetwork }).map(([key, value]) => ({ key, value })));
-  // The exec allowlist (decisions/0022): after the hardening, so its SystemCallFilter=~ narrows the tier's list.
-  const runtimeDirs = socketPath ? [path.posix.dirname(socketPath)] : [];
+  // The runtime directory (a listener socket, or the shim's inbound socket): a writable mount systemd creates, so it
+  // is one of the places the exec allowlist must keep noexec.
+  const runtimeDir = socketPath
+    ? path.posix.dirname(socketPath)
+    : confined && config.listen && ctx.runtimeDir !== null
+      ? path.posix.join(ctx.runtimeDir, 'agent-gateway', config.profile)
+      : null;
+  if (socketPath || (confined && config.listen)) service.push({ key: 'RuntimeDirectory', value: `agent-gateway/${config.profile}` });
+  const hardening = hardeningFor(config.riskTier, config.scope, { privateNetwork });
+  service.push(...hardening.map(([key, value]) => ({ key, value })));
+  if (confined) {
+    // Its own network namespace (only its own loopback), and of the proxy's caller sockets only its own directory:
+    // a tmpfs over the sockets directory, its own directory bound back read-only (connect() needs no write access).
+    if (!hardening.some(([k]) => k === 'PrivateNetwork')) service.push({ key: 'PrivateNetwork', value: 'yes' });
+    service.push({ key: 'TemporaryFileSystem', value: `${unitPath(confined.socketsDir)}:ro` });
+    service.push({ key: 'BindReadOnlyPaths', value: callerDir });
+    // The shim and the node that runs it stay visible whatever ProtectHome=/PrivateTmp= hide (agentvm under a home).
+    service.push({ key: 'BindReadOnlyPaths', value: `${unitPath(confined.node)} ${unitPath(confined.shim)}` });
+  }
+  // The exec allowlist (decisions/0022): after the hardening, so its SystemCallFilter=~ narrows the tier's list. A
+  // confined unit's argv[0] is the node that runs the egress shim; the facts (resolveExec) list it with the entrypoint.
   const entry = argv[0]?.startsWith('/') ? argv[0] : null;
-  service.push(...execDirectives({ programs: config.programs ?? [], releaseDir, entrypoint: entry, facts: ctx.exec ?? null, runtimeDirs }).map(([key, value]) => ({ key, value })));
+  service.push(...execDirectives({ programs: config.programs ?? [], releaseDir, entrypoint: entry, facts: ctx.exec ?? null, runtimeDirs: runtimeDir ? [runtimeDir] : [] }).map(([key, value]) => ({ key, value })));
   service.push({ key: 'IPAddressDeny', value: 'any' });
   service.push({ key: 'IPAddressAllow', value: egress.allow.join(' ') });
 

@@ -52,7 +52,7 @@ export type CredentialState = 'current' | 'changed' | 'missing' | 'unknown';
 
 /** LiveResource.attributes of a `unit.*` resource. */
 export interface LiveGateway {
-  context: { scope: SystemdEndpoint['scope']; mode: SystemdEndpoint['mode']; unitDir: string; releasesDir: string; runtimeDir: string | null };
+  context: { scope: SystemdEndpoint['scope']; mode: SystemdEndpoint['mode']; unitDir: string; releasesDir: string; runtimeDir: string | null; egress?: { node: string; shim: string; socketsDir: string } | null };
   /** X-AgentvmOwner of the drop-in at agentvm's path; null when there is none (or no drop-in). */
   owner: string | null;
   templatePresent: boolean;
@@ -78,6 +78,8 @@ export interface ReadGatewayInput {
   releasesDir: string;
   /** One plan's shared host facts (ReadRequest.snapshot): unit-path directory listings are read once per plan. */
   snapshot?: Map<string, unknown>;
+  /** The network confinement the unit is rendered with (gateway-unit.ts EgressRenderContext). */
+  egress?: { node: string; shim: string; socketsDir: string } | null;
 }
 
 export interface ReadGatewayResult {
@@ -100,7 +102,7 @@ export async function readGateway(input: ReadGatewayInput): Promise<ReadGatewayR
   const releaseId = normalized ? releaseIdOf(normalized, releasesDir, workload) : null;
 
   const live: LiveGateway = {
-    context: { scope: endpoint.scope, mode: endpoint.mode, unitDir: endpoint.unitDir, releasesDir, runtimeDir: endpoint.runtimeDir },
+    context: { scope: endpoint.scope, mode: endpoint.mode, unitDir: endpoint.unitDir, releasesDir, runtimeDir: endpoint.runtimeDir, egress: input.egress ?? null },
     owner,
     templatePresent: template !== undefined,
     templateOwned: template !== undefined && valuesOf(template, 'Unit', OWNER_KEY).at(-1) === TEMPLATE_OWNER,

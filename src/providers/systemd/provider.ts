@@ -33,6 +33,7 @@ import {
   renderGateway,
   TEMPLATE_UNIT,
   type GatewayConfig,
+  type EgressRenderContext,
   type RenderContext,
   type RenderedGateway,
 } from './gateway-unit.js';
@@ -43,6 +44,8 @@ import { entrypointProgram, programDrift, programRefusal, resolveExec, type Exec
 import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
 import { valuesOf } from './unit-file.js';
 import { mapBounded } from '../../support/concurrency.js';
+import { CallBatch } from './batch.js';
+import { egressPaths, unitShimPath } from '../../egress/paths.js';
 
 export const UNIT_ADDRESS_PREFIX = 'unit.';
 
@@ -77,7 +80,12 @@ export function defaultEndpoint(host: HostContext, scope: UnitScope): SystemdEnd
 
 /** Where a unit is rendered when no host was read (validate): the default layout under `/`. */
 function validationRenderContext(scope: UnitScope): RenderContext {
-  return { scope, releasesDir: '/var/lib/agentvm/releases', runtimeDir: scope === 'system' ? '/run' : '/run/user/1000' };
+  return { scope, releasesDir: '/var/lib/agentvm/releases', runtimeDir: scope === 'system' ? '/run' : '/run/user/1000', egress: { node: process.execPath, shim: unitShimPath(), socketsDir: '/run/agentvm/egress' } };
+}
+
+/** How a unit of this host is confined (decisions/0016): this node, this agentvm's shim, the proxy's sockets as the manager sees them. */
+export function egressContextOf(endpoint: SystemdEndpoint, host: HostContext): EgressRenderContext {
+  return { node: process.execPath, shim: unitShimPath(), socketsDir: managerPath(endpoint, egressPaths(host.root).sockets) };
 }
 
 const TIER_ORDER = ['low', 'moderate', 'high', 'critical'];
@@ -91,6 +99,8 @@ export class SystemdProvider implements Provider {
   }
   private readonly endpoints = new Map<string, SystemdEndpoint>();
   private readonly unitDirLocks = new Map<string, Promise<void>>();
+  /** Per endpoint: daemon-reload and enable calls of concurrent resources share one systemctl (batch.ts). */
+  private readonly batches = new Map<SystemdEndpoint, Record<'daemon-reload' | 'enable' | 'show', CallBatch<string>>>();
 
   constructor(private readonly options: SystemdProviderOptions = {}) {}
 
@@ -112,9 +122,9 @@ export class SystemdProvider implements Provider {
     const config = parsed.config;
     const diagnostics = [...parsed.diagnostics, ...renderGateway(config, validationRenderContext(config.scope), resource.address).diagnostics];
     if (config.scope === 'user' && TIER_ORDER.indexOf(config.riskTier) >= TIER_ORDER.indexOf('moderate')) {
-      diagnostics.push(warningDiag(SystemdCode.notEnforced, `${resource.address}: in user scope the egress allowlist (IPAddressDeny=/IPAddressAllow=) is written but not enforced.`, {
+      diagnostics.push(warningDiag(SystemdCode.notEnforced, `${resource.address}: in user scope MemoryMax=/TasksMax= are written but not enforced.`, {
         address: resource.address,
-        detail: 'A user manager cannot attach the cgroup BPF filters that enforce IP allowlists (MemoryMax=/TasksMax= also need delegated cgroup controllers). Run moderate-and-above workloads in system scope, or enforce egress outside the unit (a network namespace or firewall on the host).',
+        detail: 'A user manager enforces them only with delegated cgroup controllers. The network is confined in both scopes (own namespace, egress through the host proxy: decisions/0016). Run moderate-and-above workloads in system scope for resource limits.',
       }));
     }
     return { diagnostics };
@@ -129,10 +139,10 @@ export class SystemdProvider implements Provider {
     let scope: UnitScope = known ?? 'system';
     let endpoint = this.endpointFor(host, scope);
     const snapshot = req.snapshot;
-    let result = await readGateway({ endpoint, profile: names.profile, workload: names.workload, releasesDir: managerPath(endpoint, host.paths.releases), ...(snapshot ? { snapshot } : {}) });
+    let result = await readGateway({ endpoint, profile: names.profile, workload: names.workload, releasesDir: managerPath(endpoint, host.paths.releases), egress: egressContextOf(endpoint, host), ...(snapshot ? { snapshot } : {}) });
     if (!known && !result.exists) {
       const other = this.endpointFor(host, 'user');
-      const there = await readGateway({ endpoint: other, profile: names.profile, workload: names.workload, releasesDir: managerPath(other, host.paths.releases), ...(snapshot ? { snapshot } : {}) });
+      const there = await readGateway({ endpoint: other, profile: names.profile, workload: names.workload, releasesDir: managerPath(other, host.paths.releases), egress: egressContextOf(other, host), ...(snapshot ? { snapshot } : {}) });
       if (there.exists) [scope, endpoint, result] = ['user', other, there];
     }
     const diagnostics: Diagnostic[] = [];
@@ -146,7 +156,7 @@ export class SystemdProvider implements Provider {
       exists: result.exists,
       ...(result.exists ? { identity: `${names.workload}/${names.profile}` } : {}),
       ...(result.digest ? { digest: result.digest } : {}),
-      attributes: { ...result.live, exec: await this.execFacts(req.desired?.config, address, endpoint, managerPath(endpoint, host.paths.releases)) } as unknown as Record<string, unknown>,
+      attributes: { ...result.live, exec: await this.execFacts(req.desired?.config, address, endpoint, managerPath(endpoint, host.paths.releases), egressContextOf(endpoint, host)) } as unknown as Record<string, unknown>,
     };
     return { live, diagnostics };
   }
@@ -209,8 +219,9 @@ export class SystemdProvider implements Provider {
     const config = parsed.config;
     const endpoint = this.endpointFor(host, config.scope);
     const releasesDir = managerPath(endpoint, host.paths.releases);
-    const exec = await this.execFacts(change.desired.config, change.address, endpoint, releasesDir);
-    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir, exec };
+    const egressCtx = egressContextOf(endpoint, host);
+    const exec = await this.execFacts(change.desired.config, change.address, endpoint, releasesDir, egressCtx);
+    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir, exec, egress: egressCtx };
     const r = renderGateway(config, ctx, change.address);
     if (!r.rendered) return { diagnostics: r.diagnostics.filter((d) => d.severity === 'error') };
     // Fail closed (decisions/0022): a declared program that does not hash to its pin keeps the unit from running.
@@ -254,18 +265,18 @@ export class SystemdProvider implements Provider {
     }
 
     if (endpoint.mode === 'offline') {
-      const enabled = await this.ctl(endpoint, ['enable', rendered.unit], change.address, diagnostics);
+      const enabled = await this.ctlBatched(endpoint, 'enable', rendered.unit, change.address, diagnostics);
       if (enabled) progress(`${change.address}: ${rendered.unit} rendered and enabled offline (${endpoint.unitDir}); it starts when the manager does`);
       return this.response(change.desired.identity, rendered, config, diagnostics);
     }
 
     // 2. The manager: load the files, enable the instance, then restart/reload only what the decision says.
     if (wrote || removed.length > 0 || before.live.manager?.needDaemonReload) {
-      if (!(await this.ctl(endpoint, ['daemon-reload'], change.address, diagnostics))) return { diagnostics };
+      if (!(await this.ctlBatched(endpoint, 'daemon-reload', '', change.address, diagnostics))) return { diagnostics };
     }
-    const state = await this.show(endpoint, rendered.unit, ['UnitFileState', 'ActiveState']);
+    const state = await this.showBatched(endpoint, rendered.unit);
     if (state.UnitFileState !== 'enabled') {
-      if (!(await this.ctl(endpoint, ['enable', rendered.unit], change.address, diagnostics))) return { diagnostics };
+      if (!(await this.ctlBatched(endpoint, 'enable', rendered.unit, change.address, diagnostics))) return { diagnostics };
     }
     const running = state.ActiveState === 'active' || state.ActiveState === 'reloading';
     if (assessment.restart || !running || removed.length > 0) {
@@ -348,11 +359,12 @@ export class SystemdProvider implements Provider {
   // -------------------------------------------------------------------------------------------------------
 
   /** The exec allowlist of a desired unit resolved on the host (exec-allowlist.ts); null without a usable config. */
-  private async execFacts(config: Record<string, unknown> | undefined, address: string, endpoint: SystemdEndpoint, releasesDir: string): Promise<ExecFacts | null> {
+  private async execFacts(config: Record<string, unknown> | undefined, address: string, endpoint: SystemdEndpoint, releasesDir: string, egress: EgressRenderContext | null): Promise<ExecFacts | null> {
     const parsed = config ? parseGatewayConfig(config, address).config : undefined;
     if (!parsed) return null;
     const releaseDir = path.posix.join(releasesDir, parsed.workload, parsed.releaseId);
-    return resolveExec({ entrypoint: entrypointProgram(parsed.entrypoint, releaseDir), programs: parsed.programs ?? [], releaseDir, reload: parsed.reload, toHost: (p) => hostPathOf(endpoint, p) });
+    // A confined unit's main process is the node that runs the egress shim in front of the entrypoint: it executes too.
+    return resolveExec({ entrypoint: entrypointProgram(parsed.entrypoint, releaseDir), programs: parsed.programs ?? [], releaseDir, reload: parsed.reload, toHost: (p) => hostPathOf(endpoint, p), ...(egress ? { also: [egress.node] } : {}) });
   }
 
   /** A unit whose pinned programs changed does not keep running them: it is stopped until apply succeeds. */
@@ -407,6 +419,50 @@ export class SystemdProvider implements Provider {
       }
       return wrote;
     });
+  }
+
+  /**
+   * `systemctl daemon-reload` or `systemctl enable <unit>`, coalesced with the same calls of concurrent resources
+   * (batch.ts); a failure becomes an error diagnostic of this resource (false), as with ctl.
+   */
+  private async ctlBatched(endpoint: SystemdEndpoint, verb: 'daemon-reload' | 'enable', unit: string, address: string, diagnostics: Diagnostic[]): Promise<boolean> {
+    const r = await this.batchesOf(endpoint)[verb].submit(unit);
+    if (r.code === 0) return true;
+    const args = verb === 'enable' ? ['enable', unit] : ['daemon-reload'];
+    diagnostics.push(errorDiag(SystemdCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
+      address,
+      detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
+    }));
+    return false;
+  }
+
+  /** The coalescing batches of one endpoint (batch.ts), made on first use. */
+  private batchesOf(endpoint: SystemdEndpoint): Record<'daemon-reload' | 'enable' | 'show', CallBatch<string>> {
+    let batches = this.batches.get(endpoint);
+    if (!batches) {
+      batches = {
+        'daemon-reload': new CallBatch<string>(() => endpoint.systemctl(['daemon-reload']), () => endpoint.systemctl(['daemon-reload'])),
+        enable: new CallBatch<string>((units) => endpoint.systemctl(['enable', ...units]), (u) => endpoint.systemctl(['enable', u])),
+        show: new CallBatch<string>((units) => endpoint.systemctl(['show', `--property=${SHOWN}`, ...units]), (u) => endpoint.systemctl(['show', `--property=${SHOWN}`, u])),
+      };
+      this.batches.set(endpoint, batches);
+    }
+    return batches;
+  }
+
+  /**
+   * The unit's enablement and state before apply acts on it, read with one `systemctl show u1 u2 …` for the units
+   * in flight together (one block per unit, picked by its Id); {} when systemctl fails, as with show().
+   */
+  private async showBatched(endpoint: SystemdEndpoint, unit: string): Promise<Record<string, string>> {
+    const r = await this.batchesOf(endpoint).show.submit(unit);
+    if (r.code !== 0) return {};
+    for (const block of r.stdout.split(/\n\s*\n/)) {
+      const props = parseShow(block);
+      if (props.Id === unit) return props;
+    }
+    // No block names it (an alias, say): ask for this unit alone.
+    return this.show(endpoint, unit, ['UnitFileState', 'ActiveState']);
   }
 
   /** Runs systemctl; a failure becomes an error diagnostic (false). */
@@ -570,7 +626,7 @@ function scopeOf(config: Record<string, unknown> | undefined, locked: LockedReso
 }
 
 function contextOf(live: LiveGateway): RenderContext {
-  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir, exec: execOf(live) };
+  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir, exec: execOf(live), egress: live.context.egress ?? null };
 }
 
 /** The exec facts read() attached to the live attributes (exec-allowlist.ts). */
@@ -615,6 +671,8 @@ async function ownerOf(file: string, snapshot?: Map<string, unknown>): Promise<s
 }
 
 const LIST_CONCURRENCY = 16;
+/** What apply reads of a unit before acting on it (Id picks a unit's block out of a batched `systemctl show`). */
+const SHOWN = 'Id,UnitFileState,ActiveState';
 
 async function isDirectory(p: string): Promise<boolean> {
   try {

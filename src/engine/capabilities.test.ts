@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { capabilityLines, planCapabilities } from './capabilities.js';
+import type { PlannedChange } from '../model/resources.js';
+
+const unitChange = (workload: string, action: PlannedChange['action'], before: unknown[] | undefined, after: unknown[] | undefined): PlannedChange => ({
+  address: `unit.${workload}.p`,
+  provider: 'systemd',
+  workload,
+  action,
+  effect: 'none',
+  reasons: [],
+  dependsOn: [],
+  ...(after ? { desired: { address: `unit.${workload}.p`, provider: 'systemd', workload, identity: 'x', dependsOn: [], config: { egress: after } } } : {}),
+  ...(before ? { recorded: { config: { egress: before } } } : {}),
+});
+
+describe('planCapabilities', () => {
+  it('GIVEN an allowlist that widens on a noop unit WHEN planned THEN the new destination is flagged as an exfiltration channel', () => {
+    const caps = planCapabilities([unitChange('w', 'noop', [{ host: 'a.example.com', port: 443 }], [{ host: 'a.example.com', port: 443 }, { host: 'api.new.example.com', port: 443 }])]);
+    expect(caps).toEqual([{ workload: 'w', egress: [
+      { change: 'unchanged', host: 'a.example.com', port: 443, protocol: 'tcp', risk: null },
+      { change: 'added', host: 'api.new.example.com', port: 443, protocol: 'tcp', risk: 'new destination: possible exfiltration channel' },
+    ] }]);
+    expect(capabilityLines(caps[0])).toEqual(['egress +api.new.example.com:443 (new destination: possible exfiltration channel)']);
+  });
+
+  it('flags wildcards, any-destination and private literals by what they open; removals carry no risk', () => {
+    const caps = planCapabilities([unitChange('w', 'update', [{ host: 'old.example.com', port: 80 }], [{ host: '*.example.com', port: 443 }, { host: '*', port: 443 }, { host: '10.0.0.5', port: 5432 }, { host: '203.0.113.0/24', port: 443 }])]);
+    expect(capabilityLines(caps[0])).toEqual([
+      'egress +*.example.com:443 (wildcard: every subdomain, possible exfiltration channel)',
+      'egress +*:443 (any destination: unrestricted egress)',
+      'egress +10.0.0.5:5432 (private or host address: reaches internal services)',
+      'egress +203.0.113.0/24:443 (address range: many destinations, possible exfiltration channel)',
+      'egress -old.example.com:80',
+    ]);
+  });
+
+  it('a deleted workload loses every destination; a workload without egress or untouched resources is left out', () => {
+    expect(planCapabilities([unitChange('gone', 'delete', [{ host: 'a.example.com', port: 443 }], undefined)])).toEqual([{ workload: 'gone', egress: [{ change: 'removed', host: 'a.example.com', port: 443, protocol: 'tcp', risk: null }] }]);
+    expect(planCapabilities([unitChange('none', 'create', undefined, [])])).toEqual([]);
+    expect(planCapabilities([{ ...unitChange('g', 'create', undefined, [{ host: 'x.example', port: 1 }]), address: 'gate.g.web' }])).toEqual([]);
+  });
+});

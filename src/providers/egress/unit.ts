@@ -1,0 +1,57 @@
+// agentvm-egress.service: the host's egress proxy as a unit of the host's systemd scope. ExecStart runs this very
+// node binary and bin/run.js (`egress serve --root <root> --host <host>`); the rules are not on the command line but in
+// rules.json, re-read on `systemctl reload` (ExecReload= sends SIGHUP), so an allowlist change never restarts it.
+// Invariant: every value that reaches the unit file is checked, not escaped (as the gate's unit does).
+
+import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
+import { EGRESS_UNIT } from '../../egress/paths.js';
+import { EgressCode } from './codes.js';
+
+export const EGRESS_SERVER_ADDRESS = 'egress.server';
+export const OWNER_KEY = 'X-AgentvmOwner';
+
+export interface EgressUnitInput {
+  node: string;
+  bin: string;
+  root: string;
+  host: string;
+  scope: 'system' | 'user';
+  /** Extra `Key=value` lines for [Service] (tests: StandardError=append:…, there is no journal). */
+  extraService?: string[];
+}
+
+const UNSAFE = /[%$"'\\\s]/;
+const unsafe = (v: string): boolean => UNSAFE.test(v) || [...v].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
+
+export function renderEgressUnit(input: EgressUnitInput): { text?: string; diagnostics: Diagnostic[] } {
+  const args = [input.node, input.bin, 'egress', 'serve', '--root', input.root, '--host', input.host];
+  const bad = args.filter((a) => a === '' || unsafe(a));
+  if (bad.length) {
+    return { diagnostics: [errorDiag(EgressCode.unsafeUnitValue, `A value for ${EGRESS_UNIT} cannot be written into a unit file safely: ${JSON.stringify(bad[0])}.`, { address: EGRESS_SERVER_ADDRESS, detail: 'Unit lines must not contain whitespace, line breaks, %, $, quotes or backslashes. Use paths without them.' })] };
+  }
+  const r = input.root.replace(/\/$/, '');
+  const hardening = input.scope === 'system'
+    ? ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=read-only', 'PrivateTmp=no', `ReadWritePaths=-${r}/var/lib/agentvm/egress -${r}/run/agentvm/egress -${r}/var/log/agentvm`, 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX']
+    : ['NoNewPrivileges=yes'];
+  const lines = [
+    '# Rendered by agentvm: the egress proxy (decisions/0016). Do not edit; apply re-renders it.',
+    '[Unit]',
+    'Description=agentvm egress proxy',
+    'After=network.target',
+    `${OWNER_KEY}=${EGRESS_SERVER_ADDRESS}`,
+    '',
+    '[Service]',
+    'Type=exec',
+    `ExecStart=${args.join(' ')}`,
+    'ExecReload=/bin/kill -HUP $MAINPID',
+    'Restart=on-failure',
+    'RestartSec=1',
+    ...hardening,
+    ...(input.extraService ?? []),
+    '',
+    '[Install]',
+    `WantedBy=${input.scope === 'system' ? 'multi-user.target' : 'default.target'}`,
+    '',
+  ];
+  return { text: lines.join('\n'), diagnostics: [] };
+}
