@@ -60,3 +60,15 @@ describe('the layer map', () => {
     expect(rows).toEqual(LAYERS);
   });
 });
+
+describe('the one redaction boundary', () => {
+  it('GIVEN a command or a core module that writes to stdout/stderr itself THEN lint refuses it; the base command may', async () => {
+    const write = "process.stdout.write('x');\nprocess.stderr.write('y');\n";
+    expect(await lint('src/commands/planted.ts', write)).toEqual([
+      expect.stringMatching(/^no-restricted-syntax: Print through the redaction boundary/),
+      expect.stringMatching(/^no-restricted-syntax: Print through the redaction boundary/),
+    ]);
+    expect((await lint('src/app/planted.ts', write)).every((m) => m.startsWith('no-restricted-syntax') || m.startsWith('no-console'))).toBe(true);
+    expect(await lint('src/app/planted.ts', write)).toHaveLength(2);
+  });
+});

@@ -1,8 +1,9 @@
 // The base of every agentvm command. It owns what commands share: the --json output contract, rendering of
 // errors as diagnostics (never a stack trace for user errors), and exit codes (ADR 0004). Commands stay thin:
 // parse flags, call a use case in src/app, return an Outcome.
-// Invariant: every byte a command prints passes the redaction boundary (governance/redaction.ts) here: text, JSON
-// and errors, whichever layer produced them.
+// Invariant: every byte a command prints passes the redaction boundary (secrets/redaction.ts) here: text, JSON,
+// errors, and the lines a command streams while it works (say()), whichever layer produced them. A lint rule
+// (eslint.config.js) refuses process.stdout/stderr.write anywhere else in src/, so no new output path can bypass it.
 
 import { Command, Errors } from '@oclif/core';
 import { AgentvmError, ExitCode, type Diagnostic } from '../diagnostics/index.js';
@@ -35,6 +36,11 @@ export abstract class AgentvmCommand<R> extends Command {
       process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
     }
     return outcome.result;
+  }
+
+  /** The one way a command prints while it works (progress, a console, warnings): through the redaction boundary. */
+  protected say(line: string, to: 'stdout' | 'stderr' = 'stdout'): void {
+    say(line, to);
   }
 
   /** Machines read this: plain JSON, never colourised, one document per run. */
@@ -94,4 +100,10 @@ export function normaliseError(err: unknown): AgentvmError {
   }
   const message = err instanceof Error ? err.message : String(err);
   return new AgentvmError('internal', `Internal error: ${message}`, { source: 'toolkit', cause: err });
+}
+
+/** A line to stdout or stderr through the redaction boundary: for hooks and views that are not a command. */
+export function say(line: string, to: 'stdout' | 'stderr' = 'stdout'): void {
+  const text = redactText(line);
+  (to === 'stdout' ? process.stdout : process.stderr).write(text.endsWith('\n') ? text : `${text}\n`);
 }

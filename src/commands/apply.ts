@@ -11,6 +11,7 @@ import { hasChanges, type Plan } from '../engine/plan.js';
 import { renderApplyEvent, renderApplySummary } from '../ui/apply-text.js';
 import { isInteractive } from '../ui/interactive.js';
 import { styleFor } from '../ui/style.js';
+import { redactValue } from '../secrets/redaction.js';
 
 export default class ApplyCommand extends AgentvmCommand<ApplyResult> {
   static override summary = 'Carry out a plan on the host: a saved plan file, a plan approved at the terminal, or a fresh plan with --auto-approve.';
@@ -66,7 +67,7 @@ Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale or edi
       const onEvent = (e: ApplyEvent): void => {
         if (json) return;
         const line = renderApplyEvent(e, style);
-        if (line) process.stdout.write(`${line}\n`);
+        if (line) this.say(line);
       };
       const result = await runApply({ ...base, onEvent });
       return { result, text: renderApplySummary(result, style), exitCode: exitCodeFor(result) };
@@ -79,10 +80,10 @@ Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale or edi
       const started = Date.now();
       const { plan } = await makePlan(planOptions);
       if (!hasChanges(plan)) {
-        await tty.showPlan(plan, ['Nothing to apply.']);
+        await tty.showPlan(redactValue(plan), ['Nothing to apply.']);
         return { result: unapplied(plan, started) };
       }
-      await tty.showPlan(plan);
+      await tty.showPlan(redactValue(plan));
       // Never ask about a plan that cannot be applied: say why instead (the findings are already on screen).
       const errors = plan.diagnostics.filter((d) => d.severity === 'error').length;
       if (errors) throw userError('apply.plan-has-errors', `The plan has ${errors} error(s), shown above; nothing was applied.`, 'Fix the errors in the desired state, then run apply again.');
@@ -94,7 +95,8 @@ Exit codes: 0 applied (or nothing to do), 1 error (nothing changed: stale or edi
       // Exactly the plan shown, not a re-plan: it is still refused if the commit, lockfile or live host moved meanwhile.
       options = { root: flags.root, concurrency: flags.concurrency, approvedPlan: plan };
     }
-    const result = await tty.applyWithProgress((onEvent) => runApply({ ...options, onEvent }));
+    // The terminal view shows what providers report while they work: it passes the redaction boundary too.
+    const result = await tty.applyWithProgress((onEvent) => runApply({ ...options, onEvent: (e) => onEvent(redactValue(e)) }));
     return { result, exitCode: exitCodeFor(result) };
   }
 }

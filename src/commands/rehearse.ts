@@ -29,7 +29,7 @@ Exit codes: 0 rehearsal passed, 1 rehearsal failed or refused (no live release, 
       workload: args.workload,
       ...(flags.host ? { host: flags.host } : {}),
       progress: (m) => {
-        if (!this.jsonEnabled()) process.stdout.write(`${style.dim(m)}\n`);
+        if (!this.jsonEnabled()) this.say(style.dim(m));
       },
     });
     const pair = `${result.canary}: ${result.to.releaseId} → ${result.from.releaseId} → ${result.to.releaseId}`;

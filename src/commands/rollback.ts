@@ -29,7 +29,7 @@ Exit codes: 0 rolled back (or shown), 1 error (no target, digest mismatch, lock 
     const { args, flags } = await this.parse(Rollback);
     const host = flags.host ?? (await defaultHost(flags.root));
     const style = styleFor(process.stdout);
-    const result = await runRollback({ host, workload: args.workload, root: flags.root, approve: flags['auto-approve'], progress: (m) => { if (!this.jsonEnabled()) process.stdout.write(`${style.dim(m)}\n`); } });
+    const result = await runRollback({ host, workload: args.workload, root: flags.root, approve: flags['auto-approve'], progress: (m) => { if (!this.jsonEnabled()) this.say(style.dim(m)); } });
     const line = `${result.address}: ${short(result.from?.identity)} → ${short(result.to.identity)} (release ${result.to.releaseId}${result.to.foreign ? ', installed outside agentvm' : ''}, ${short(result.to.digest)})`;
     let text: string;
     if (!flags['auto-approve']) text = `Rollback plan for host ${host}:\n  ~ ${line}\n\nDry run: nothing changed. Run again with --auto-approve to roll back.`;

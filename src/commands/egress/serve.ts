@@ -25,11 +25,11 @@ export default class EgressServe extends AgentvmCommand<EgressServeResult> {
       process.once('SIGTERM', () => resolve());
       process.once('SIGINT', () => resolve());
     });
-    const warn = (m: string): void => void process.stderr.write(`agentvm egress: warning: ${m}\n`);
+    const warn = (m: string): void => this.say(`agentvm egress: warning: ${m}`, 'stderr');
     const server = await startEgressServer({ root: path.resolve(flags.root), host: flags.host, onWarning: warn });
     let digest = await server.reload();
     process.on('SIGHUP', () => void server.reload().then((d) => (digest = d)).catch((e: unknown) => warn((e as Error).message)));
-    process.stderr.write(`agentvm egress: serving (${digest})\n`);
+    this.say(`agentvm egress: serving (${digest})`, 'stderr');
     await stopped;
     const counters = server.proxy.counters;
     await server.close();

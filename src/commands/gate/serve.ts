@@ -73,7 +73,7 @@ Where it listens comes from the host spec's spec.gate, which \`agentvm apply\` w
     });
     let server;
     try {
-      server = await startGateServer({ root, host: flags.host, address, port, ...(tls ? { tls } : {}), ...(publicUrl ? { publicUrl } : {}), routing, ...(domain ? { domain } : {}), onWarning: (m) => process.stderr.write(`agentvm gate: warning: ${m}\n`) });
+      server = await startGateServer({ root, host: flags.host, address, port, ...(tls ? { tls } : {}), ...(publicUrl ? { publicUrl } : {}), routing, ...(domain ? { domain } : {}), onWarning: (m) => this.say(`agentvm gate: warning: ${m}`, 'stderr') });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES') {

@@ -48,7 +48,7 @@ Exit codes: 0 the job exited 0; 1 the job failed (non-zero exit, timeout, interr
         args: flags.arg ?? [],
         ...(flags.out === undefined ? {} : { out: flags.out }),
         // Under --json stdout carries one JSON document; the console is in the result instead.
-        ...(json ? {} : { onConsole: (line: string) => process.stdout.write(`${line}\n`) }),
+        ...(json ? {} : { onConsole: (line: string) => this.say(line) }),
         signal: controller.signal,
       });
     } finally {
