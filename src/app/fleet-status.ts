@@ -8,32 +8,9 @@ import { PostgresStateBackend } from '../state/postgres/backend.js';
 import type { AgentReport } from './agent.js';
 import { openStateBackend } from './state-backend.js';
 
-export interface FleetHostStatus {
-  host: string;
-  /** The commit the host applied (its lockfile's). */
-  commit: string | null;
-  /** The commit its agent is converging to. */
-  target: string | null;
-  status: string | null;
-  reason: string | null;
-  healthy: boolean | null;
-  failingUnits: string[];
-  drift: number;
-  lastSeen: string | null;
-  ageSeconds: number | null;
-  /** Who holds the host's lease now, if anyone (`expired`: it may be taken over). */
-  lease: { who: string; operation: string; pid: number; hostname: string; expires: string; expired: boolean } | null;
-}
-
-export interface FleetStatusResult {
-  formatVersion: 1;
-  backend: string;
-  hosts: FleetHostStatus[];
-}
-
-// `fleet status --json` must stay what schemas/fleet-status-result.schema.json says (this fails to compile otherwise).
-const _matchesSchema = (r: FleetStatusResult): FleetStatusDocument => r;
-void _matchesSchema;
+/** The --json result of `fleet status`: the type generated from schemas/fleet-status-result.schema.json. */
+export type FleetStatusResult = FleetStatusDocument;
+export type FleetHostStatus = FleetStatusDocument['hosts'][number];
 
 export async function fleetStatus(root: string): Promise<FleetStatusResult> {
   const backend = openStateBackend(root);

@@ -27,6 +27,7 @@ import { insertAudit, PgApplyLog, sealedRecord } from './apply-log.js';
 import { backendError, connect, redactUrl } from './errors.js';
 import { fence, PgLease } from './lease.js';
 import { LATEST_SCHEMA_VERSION, migrate, schemaVersion, type MigrationResult } from './schema.js';
+import { currentActor } from '../../support/actor.js';
 
 export interface PostgresBackendOptions {
   /** Max connections of this process (default 4). */
@@ -176,7 +177,7 @@ export class PostgresStateBackend implements StateBackend {
       if (seen && leaseStaleness(seen, now) === null) throw heldError(host, seen);
       const rec: LeaseRecord = {
         id: randomUUID(),
-        who: currentUser(),
+        who: currentActor(),
         operation,
         host,
         pid: process.pid,
@@ -532,15 +533,6 @@ function heldError(host: string, holder: LeaseRecord | null): LeaseHeldError {
   );
 }
 
-function currentUser(): string {
-  let user: string;
-  try {
-    user = os.userInfo().username;
-  } catch {
-    user = process.env.USER ?? `uid-${process.getuid?.() ?? 'unknown'}`;
-  }
-  return `${user}@${os.hostname()}`;
-}
 
 function toolkitError(code: string, message: string): AgentvmError {
   return new AgentvmError(code, message, { source: 'toolkit' });
