@@ -8,7 +8,7 @@
 
 import { AgentvmError } from '../diagnostics/index.js';
 import type { Plan } from '../engine/plan.js';
-import { canonicalJson } from '../state/audit-log.js';
+import { canonicalJson } from '../model/index.js';
 
 /** Where two plans first differ: `changes[3] unit.web.core: .desired.config.entrypoint`, or null when they agree. */
 export function firstPlanDifference(saved: Plan, derived: Plan): { where: string; address?: string } | null {
@@ -30,11 +30,12 @@ export function firstPlanDifference(saved: Plan, derived: Plan): { where: string
     }
     return { where: `.changes[${i}]${firstPath(a, b)}`, address: b.address };
   }
-  for (const key of ['drift', 'diagnostics', 'summary', 'applicable'] as const) {
+  for (const key of ['drift', 'capabilities', 'diagnostics', 'summary', 'applicable'] as const) {
     if (canonicalJson(saved[key]) !== canonicalJson(derived[key])) return { where: `.${key}${firstPath(saved[key], derived[key])}` };
   }
   // Anything else in the file (a field this version does not know) is an edit too.
-  const known = new Set(['formatVersion', 'id', 'createdAt', 'host', 'mode', 'source', 'lock', 'liveFingerprint', 'changes', 'drift', 'diagnostics', 'summary', 'applicable']);
+  // `remote` is compared by absence: apply refuses a remote plan before it gets here (apply.remote-plan).
+  const known = new Set(['formatVersion', 'id', 'createdAt', 'host', 'mode', 'source', 'lock', 'liveFingerprint', 'changes', 'drift', 'capabilities', 'diagnostics', 'summary', 'applicable']);
   const extra = Object.keys(saved).find((k) => !known.has(k));
   return extra ? { where: `.${extra}` } : null;
 }
