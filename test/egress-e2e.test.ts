@@ -107,9 +107,11 @@ describe.skipIf(!ready && !inCi)('egress confinement of real gateway units', () 
   it('GIVEN the neighbour confined to its namespace WHEN a grantee opens its preview THEN the gate reaches it through the bridge', async () => {
     const r = await g.cli(['gate', 'grant', 'neighbour/web', '--to', 'ana@example.com', '--ttl', '30m', '--reason', 'egress test', '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    const ex = await exchange(json<{ link: string }>(r.stdout).link);
-    expect(ex.reply.status, ex.reply.body).toBe(200);
-    const page = await gateRequest(`http://127.0.0.1:${ports.gate}/p/neighbour/web/healthz`, { headers: { cookie: ex.cookie! } });
+    const link = json<{ link: string }>(r.stdout).link;
+    // The link page's POST spends the link (303 to the preview's own origin, ADR 0014); the preview is that origin.
+    const ex = await exchange(link);
+    expect(ex.reply.status, ex.reply.body).toBe(303);
+    const page = await gateRequest(`${new URL(link).origin}/healthz`, { headers: { cookie: ex.cookie! } });
     expect(page.status, page.body).toBe(200);
     expect(JSON.parse(page.body)).toMatchObject({ status: 'ok', profile: 'neighbour' });
   });

@@ -13,6 +13,7 @@ import path from 'node:path';
 import type { DesiredResource, LockedResource, PlannedChange } from '../src/model/resources.js';
 import { hostPaths } from '../src/model/index.js';
 import type { HostContext } from '../src/providers/provider.js';
+import { EgressProvider } from '../src/providers/egress/provider.js';
 import { SystemdCode, SystemdProvider, systemEndpoint, userEndpoint } from '../src/providers/systemd/index.js';
 import { toolCapabilityLines } from '../src/ui/capabilities-tools.js';
 import { startUserManager, userManagerSupport, type UserManager } from './support/systemd-user.js';
@@ -119,6 +120,12 @@ describe.skipIf((!support.ok || !existsSync(CURL)) && !inCi)('exec allowlist: on
         programs: [{ name: 'tool', path: 'bin/tool', sha256: sha256(path.join(releaseDir, 'bin/tool')) }],
       },
     };
+    // Every unit is confined to its own network namespace (decisions/0016) with its caller socket of the host's
+    // egress proxy bound in: the proxy runs first, as apply would start it (egress.server before every unit).
+    const egress = new EgressProvider({ endpoint: (h) => userEndpoint({ root: h.root, account: { user: m.user, uid: m.uid, gid: m.gid, home: m.home, runtimeDir: m.runtimeDir } }) });
+    const server: DesiredResource = { address: 'egress.server', provider: 'egress', workload: '(host)', identity: 'agentvm-egress.service', dependsOn: [], config: { scope: 'user', resolvers: [], callers: [{ id: 'unit.hostile.probe', workload: 'hostile', profile: 'probe', entries: [], listenPort: null }] } };
+    const started = await egress.apply({ host, change: { address: server.address, provider: 'egress', workload: '(host)', action: 'create', effect: 'restart', reasons: [{ code: 'new', message: 'test' }], dependsOn: [], desired: server, after: { identity: server.identity } } });
+    expect(started.diagnostics).toEqual([]);
   }, 120_000);
 
   afterAll(async () => {

@@ -244,7 +244,7 @@ describe('signed job images in plan, apply and job run', () => {
     expect(hasStackTrace(run.stderr)).toBe(false);
   });
 
-  it('GIVEN a plan made before the images arrived WHEN a tampered, re-pinned image is delivered and the saved plan applied THEN apply refuses the job definition and installs the rest', async () => {
+  it('GIVEN a plan made before the images arrived WHEN a tampered, re-pinned image is delivered and the saved plan applied THEN apply re-derives the plan from its commit, finds the image no longer verifies, and refuses the whole plan before anything is installed', async () => {
     const kernel = tamperedKernel();
     const { root, args } = await setup(desiredFiles({ pins: { kernel: sha256(kernel), rootfs: sha256(ROOTFS) } }), {});
     const planFile = join(root, 'plan.json');
@@ -256,13 +256,17 @@ describe('signed job images in plan, apply and job run', () => {
     expect(p.applicable).toBe(true);
 
     putImages(root, { kernel, rootfs: ROOTFS });
+    // The saved plan is bound to its commit (ADR 0015): re-derived with the images present, the kernel fails its
+    // signature, so the derivation differs from the file and nothing at all is applied.
     const apply = await agentvm(['apply', planFile, '--root', root, '--json']);
-    expect(apply.code, apply.stdout + apply.stderr).toBe(3);
-    const res = JSON.parse(apply.stdout) as { failed: Array<{ address: string; diagnostics: Array<{ code: string }> }>; applied: string[] };
-    expect(res.applied).toEqual(['release.digest']);
-    expect(res.failed.map((f) => f.address)).toEqual([JOB]);
-    expect(res.failed[0]!.diagnostics.map((d) => d.code)).toEqual([expect.stringMatching(/^signature\.(digest-mismatch|invalid)$/)]);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(1);
+    const res = JSON.parse(apply.stdout) as { error: { code: string } };
+    expect(res.error.code).toBe('apply.plan-mismatch');
     expect(existsSync(definitionFile(root))).toBe(false);
+    expect(existsSync(join(root, 'var/lib/agentvm/releases/digest/current'))).toBe(false);
+    // A fresh plan shows why: the job's kernel does not verify.
+    const again = await agentvm(['plan', ...args, '--json']);
+    expect((JSON.parse(again.stdout) as PlanJson).diagnostics.map((d) => d.code)).toContainEqual(expect.stringMatching(/^signature\.(digest-mismatch|invalid)$/));
   });
 
   it('GIVEN a moderate job whose rootfs names no bundle WHEN planned THEN policy.unsigned-image at the rootfs, and the plan cannot be applied', async () => {

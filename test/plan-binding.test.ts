@@ -115,8 +115,8 @@ describe('a saved plan is bound to its commit', () => {
       const made = spawnSync(process.execPath, [path.join(ROOT, 'scripts/sign-local.js'), 'keygen', path.join(keys, who)], { encoding: 'utf8' });
       expect(made.status, made.stderr).toBe(0);
     }
-    const pipelineKey = path.join(keys, 'pipeline/key.pem');
-    const pipelinePub = path.join(keys, 'pipeline/key.pub');
+    const pipelineKey = path.join(keys, 'pipeline/signing.key.pem');
+    const pipelinePub = path.join(keys, 'pipeline/signing.pub.pem');
     const planArgs = ['plan', '--repo', fleet.repo, '--host', 'edge-1', '--root', root];
     const require = ['--root', root, '--require-signed-plan', '--plan-key', pipelinePub];
     const refusedWith = async (file: string, code: string) => {
@@ -146,7 +146,7 @@ describe('a saved plan is bound to its commit', () => {
     // Re-signed by another key (an attacker who edited the plan and signed it with their own key).
     const resigned = path.join(fleet.base, 'resigned.plan.json');
     copyFileSync(signed, resigned);
-    const bundle = spawnSync(process.execPath, [path.join(ROOT, 'scripts/sign-local.js'), 'sign', '--key', path.join(keys, 'attacker/key.pem'), resigned], { encoding: 'utf8' });
+    const bundle = spawnSync(process.execPath, [path.join(ROOT, 'scripts/sign-local.js'), 'sign', '--key', path.join(keys, 'attacker/signing.key.pem'), resigned], { encoding: 'utf8' });
     expect(bundle.status, bundle.stderr).toBe(0);
     writeFileSync(`${resigned}.sigstore.json`, bundle.stdout);
     await refusedWith(resigned, 'apply.plan-signature');

@@ -16,13 +16,15 @@ const RESUMES = 50;
 let base: string;
 
 const STATE = JSON.stringify(path.join(ROOT, 'dist', 'state', 'index.js'));
+const MODEL = JSON.stringify(path.join(ROOT, 'dist', 'model', 'index.js'));
 
 // Appends batches until killed, printing each acknowledged serial. A few resource slots, so that the WAL is
 // checkpointed every 257 batches.
 const WRITER = `
 import * as state from ${STATE};
+import { hostPaths } from ${MODEL};
 const [root, applyId] = process.argv.slice(2);
-const backend = new state.LocalStateBackend(state.hostPaths(root));
+const backend = new state.LocalStateBackend(hostPaths(root));
 const lease = await backend.acquireLease('web-1', 'apply', { renew: false });
 const log = await backend.beginApply('web-1', { applyId, planDigest: 'same-plan' }, lease);
 process.stdout.write(JSON.stringify({ begun: log.serial }) + '\\n');
@@ -36,6 +38,7 @@ for (;;) {
 // Reads until stdin closes, then reports how many reads succeeded and every error (code and message).
 const READER = `
 import * as state from ${STATE};
+import { hostPaths } from ${MODEL};
 const [root] = process.argv.slice(2);
 let stop = false;
 process.stdin.on('data', () => {}).on('end', () => { stop = true; });
@@ -44,7 +47,7 @@ let reads = 0, last = 0, backwards = 0;
 while (!stop) {
   for (let i = 0; i < 50; i++) {
     try {
-      const lock = await new state.LocalStateBackend(state.hostPaths(root)).readLockfile('web-1');
+      const lock = await new state.LocalStateBackend(hostPaths(root)).readLockfile('web-1');
       const serial = lock?.serial ?? 0;
       if (serial < last) backwards++;
       last = serial;

@@ -55,7 +55,8 @@ function holderInNamespace(root: string, leaseSeconds: number): { ready: Promise
   const script = path.join(fleet.base, 'hold.mjs');
   writeFileSync(
     script,
-    `import { LocalStateBackend, hostPaths } from ${JSON.stringify(path.join(ROOT, 'dist/state/index.js'))};
+    `import { LocalStateBackend } from ${JSON.stringify(path.join(ROOT, 'dist/state/index.js'))};
+import { hostPaths } from ${JSON.stringify(path.join(ROOT, 'dist/model/index.js'))};
 const lease = await new LocalStateBackend(hostPaths(${JSON.stringify(root)})).acquireLease('edge-1', 'apply');
 process.stdout.write(JSON.stringify(lease.record) + '\\n');
 setInterval(() => {}, 1000);

@@ -22,7 +22,8 @@ let base: string;
 let child: string;
 
 const WRITER = (dist: string) => `
-import { LocalStateBackend, hostPaths } from ${JSON.stringify(path.join(dist, 'state', 'index.js'))};
+import { LocalStateBackend } from ${JSON.stringify(path.join(dist, 'state', 'index.js'))};
+import { hostPaths } from ${JSON.stringify(path.join(dist, 'model', 'index.js'))};
 const [root, host] = process.argv.slice(2);
 const backend = new LocalStateBackend(hostPaths(root));
 const lease = await backend.acquireLease(host, 'apply', { renew: false });

@@ -61,7 +61,7 @@ describe('apply progress on a real plan', () => {
     const byAddress = new Map(s.active.map((r) => [r.address, r]));
     expect(byAddress.size).toBe(plan.changes.filter((c) => c.action !== 'noop').length);
     expect(byAddress.get('release.agent-pool')?.state).toBe('queued');
-    expect(byAddress.get('unit.agent-pool.pool-canary')).toMatchObject({ state: 'waiting', waitingOn: ['release.agent-pool'] });
+    expect(byAddress.get('unit.agent-pool.pool-canary')).toMatchObject({ state: 'waiting', waitingOn: ['egress.server', 'release.agent-pool'] });
     expect(s.finished).toEqual([]);
 
     // The release runs (spinner row with elapsed time and its latest message), then finishes: its dependents move on.
@@ -96,7 +96,7 @@ describe('apply progress on a real plan', () => {
     const tall = await draw(progress, 40);
     expect(tall).toMatch(/Applying plan [0-9a-f]{12} to host edge-1 \(apply a1\)/);
     expect(tall).toMatch(/⠋ release\.agent-pool {2}creating {2}0\.0s/);
-    expect(tall).toContain('… unit.agent-pool.pool-canary  waiting on release.agent-pool');
+    expect(tall).toContain('… unit.agent-pool.pool-canary  waiting on egress.server, release.agent-pool');
     expect(tall).toContain('· release.research-orchestrator  queued');
 
     const active = progress.snapshot().active.length;

@@ -46,7 +46,7 @@ export async function verifyPlanSignature(planFile: string, plan: Plan, keyFile:
   try {
     publicKeyPem = readFileSync(keyFile, 'utf8');
   } catch (err) {
-    throw userError('apply.plan-key-unreadable', `Cannot read the plan signing key ${keyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, 'Pass --plan-key the PEM public key of the pipeline that signs plans (the key.pub of `node scripts/sign-local.js keygen`).');
+    throw userError('apply.plan-key-unreadable', `Cannot read the plan signing key ${keyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, 'Pass --plan-key the PEM public key of the pipeline that signs plans (signing.pub.pem from `node scripts/sign-local.js keygen`).');
   }
   const bundleFile = planBundlePath(planFile);
   let bundle: string;

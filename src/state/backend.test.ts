@@ -75,9 +75,11 @@ describe.each(STATE_BACKENDS.filter((k) => !k.skip))('state backend contract: $n
     store = await kind.store();
     b = store.open();
   }, 30_000);
+  const afterEachClose: Store[] = [];
   afterEach(async () => {
     for (const l of held.splice(0)) await l.release();
     await store.close();
+    for (const extra of afterEachClose.splice(0)) await extra.close();
   });
   const take = async (host = 'web-1'): Promise<HeldLease> => {
     const l = await b.acquireLease(host, 'apply', { renew: false });
@@ -128,7 +130,12 @@ describe.each(STATE_BACKENDS.filter((k) => !k.skip))('state backend contract: $n
 
   it('requires the held lease of the same host', async () => {
     const l = await take();
-    const other = await take('web-2');
+    // The other host's lease comes from a second store: one local root is one host (ADR 0015), while a PostgreSQL
+    // database holds a fleet — either way it is a real lease of another host, and it guards nothing of web-1.
+    const elsewhere = kind.name === 'local' ? await kind.store() : store;
+    const other = await elsewhere.open().acquireLease('web-2', 'apply', { renew: false });
+    held.push(other);
+    if (elsewhere !== store) afterEachClose.push(elsewhere);
     expect((await rejection(b.writeLockfile('web-1', emptyLockfile('web-1'), other))).code).toBe('state.lease-host-mismatch');
     await l.release();
     expect((await rejection(b.writeLockfile('web-1', emptyLockfile('web-1'), l))).code).toBe('state.lease-lost');

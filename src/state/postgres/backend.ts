@@ -28,6 +28,7 @@ import { backendError, connect, redactUrl } from './errors.js';
 import { fence, PgLease } from './lease.js';
 import { LATEST_SCHEMA_VERSION, migrate, schemaVersion, type MigrationResult } from './schema.js';
 import { currentActor } from '../../support/actor.js';
+import { selfIdentity } from '../process-identity.js';
 
 export interface PostgresBackendOptions {
   /** Max connections of this process (default 4). */
@@ -175,6 +176,9 @@ export class PostgresStateBackend implements StateBackend {
       const now = (await client.query<{ now: Date }>('SELECT now() AS now')).rows[0]!.now;
       const seen = (await client.query<{ record: LeaseRecord }>('SELECT record FROM agentvm_leases WHERE host = $1 FOR UPDATE', [host])).rows[0]?.record ?? null;
       if (seen && leaseStaleness(seen, now) === null) throw heldError(host, seen);
+      // The holder's boot id, PID namespace and start time: a holder is judged dead on this machine only when all of
+      // them place it here and its pid is gone (ADR 0015); otherwise only the database clock's expiry ends the lease.
+      const { pid: _pid, ...identity } = selfIdentity();
       const rec: LeaseRecord = {
         id: randomUUID(),
         who: currentActor(),
@@ -182,6 +186,7 @@ export class PostgresStateBackend implements StateBackend {
         host,
         pid: process.pid,
         hostname: os.hostname(),
+        ...identity,
         created: now.toISOString(),
         expires: new Date(now.getTime() + leaseMs).toISOString(),
       };
