@@ -73,7 +73,8 @@ describe('apply progress on a real plan', () => {
     progress.update({ type: 'resource-done', address: 'release.agent-pool', action: 'create', ok: true, diagnostics: [], ms: 1_600 });
     const after = progress.snapshot();
     expect(after.finished.map((r) => [r.address, r.state, r.elapsedMs])).toEqual([['release.agent-pool', 'applied', 1_600]]);
-    expect(after.active.find((r) => r.address === 'unit.agent-pool.pool-canary')?.state).toBe('queued');
+    // Its release is done; what it still waits on is the host's egress proxy (every unit's way out, ADR 0016).
+    expect(after.active.find((r) => r.address === 'unit.agent-pool.pool-canary')).toMatchObject({ state: 'waiting', waitingOn: ['egress.server'] });
 
     // A failure skips its dependents; a resumed resource counts as finished without running.
     progress.update({ type: 'resource-resumed', address: 'release.research-orchestrator' });
@@ -86,7 +87,7 @@ describe('apply progress on a real plan', () => {
       'unit.agent-pool.pool-canary:failed',
       'unit.agent-pool.pool:skipped',
     ]);
-    expect(end.active.find((r) => r.address === 'unit.research-orchestrator.research')?.state).toBe('queued');
+    expect(end.active.find((r) => r.address === 'unit.research-orchestrator.research')).toMatchObject({ state: 'waiting', waitingOn: ['egress.server'] });
   });
 
   it('GIVEN a snapshot WHEN ink draws it THEN finished rows, the spinner row and waiting rows show; the live area fits the terminal', async () => {
