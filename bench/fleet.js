@@ -69,7 +69,8 @@ async function main() {
   });
   try {
     const { PostgresStateBackend } = await dist('state/postgres/backend.js');
-    const { LocalStateBackend, hostPaths } = await dist('state/index.js');
+    const { LocalStateBackend } = await dist('state/index.js');
+    const { hostPaths } = await dist('model/index.js');
     const { makePlan } = await dist('app/plan.js');
     const { publishableReads } = await dist('app/remote-plan.js');
     const pg = new PostgresStateBackend(cluster.url);
