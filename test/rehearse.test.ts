@@ -39,7 +39,9 @@ interface LockJson {
 const CORE = 'agent-gateway@core.service';
 const RESEARCH = 'agent-gateway@research.service';
 
-describe.skipIf(!support.ok && !inCi)('tested rollback before promotion, against a real user manager', () => {
+// Each step drives real units through health checks and soaks; in full parallel runs some took over a minute (see the
+// promotion test below), so every test here gets three.
+describe.skipIf(!support.ok && !inCi)('tested rollback before promotion, against a real user manager', { timeout: 180_000 }, () => {
   let m: UserManager;
   let g: GatewayRepo;
   let profiles: ProfileSpec[];
