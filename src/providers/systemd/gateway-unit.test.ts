@@ -258,6 +258,7 @@ describe('confined gateway units (decisions/0016)', () => {
         expect(svc.TemporaryFileSystem).toEqual(['/run/agentvm/egress:ro']);
         expect(svc.BindReadOnlyPaths).toContain(`/run/agentvm/egress/${ADDRESS}`);
         expect(svc.IPAddressAllow).toEqual(['localhost']);
+        expect(svc.KillMode, 'the stop signal goes to the shim alone, which forwards one').toEqual(['mixed']);
         const argv = execArgv(r.rendered!.dropIn.text);
         expect(argv.slice(0, 2)).toEqual([process.execPath, '/usr/lib/agentvm/dist/egress/unit-shim.js']);
         expect(argv.slice(argv.indexOf('--') + 1)).toEqual(['python3', '-m', 'orchestrator']);

@@ -567,6 +567,11 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     // Its own network namespace (only its own loopback), and of the proxy's caller sockets only its own directory:
     // a tmpfs over the sockets directory, its own directory bound back read-only (connect() needs no write access).
     if (!hardening.some(([k]) => k === 'PrivateNetwork')) service.push({ key: 'PrivateNetwork', value: 'yes' });
+    // The stop signal goes to the shim alone, which hands the program exactly one: with the default (control-group)
+    // the program got systemd's SIGTERM and the shim's forwarded copy, and a program whose handler is not re-entrant
+    // (Python's threading.Event.set in a signal handler) deadlocked on the second and ran until the stop timeout.
+    // Whatever is left when the shim exits is SIGKILLed, as before.
+    service.push({ key: 'KillMode', value: 'mixed' });
     service.push({ key: 'TemporaryFileSystem', value: `${unitPath(confined.socketsDir)}:ro` });
     service.push({ key: 'BindReadOnlyPaths', value: callerDir });
     // The shim and the node that runs it stay visible whatever ProtectHome=/PrivateTmp= hide (agentvm under a home).

@@ -24,6 +24,7 @@ const RELOAD = new Set([
   'Service.TimeoutStartSec',
   'Service.TimeoutStopSec',
   'Service.TimeoutSec',
+  'Service.KillMode',
   'Unit.StartLimitIntervalSec',
   'Unit.StartLimitBurst',
   // Resource control lives in the unit's cgroup, which the manager re-realises on daemon-reload.
