@@ -3,7 +3,9 @@
 // configured resolver (here a DNS server in a namespace this test creates, with the upstreams: support/egress-net.ts).
 // From inside the guest: the allowlisted name is reached by plain HTTP through the proxy; an IPv6-only name is reached
 // too (the proxy connects over IPv6; the guest needs none); another name, names resolving to 127.0.0.1, 10.0.0.1 and
-// the metadata address, and an unlisted address literal get 403 with the reason; the upstream's address is unreachable without the proxy. Every
+// the metadata address, and an unlisted address literal get 403 with the reason; the upstream's address is unreachable without the proxy;
+// HTTPS to the allowlisted name through CONNECT works (busybox ssl_client), and the same CONNECT with another TLS server
+// name (domain fronting) is cut at the ClientHello. Every
 // refusal is in the audit log under the run's address (`job.<workload>.<job>.<runId>`).
 
 import { spawnSync } from 'node:child_process';
@@ -59,11 +61,26 @@ describe.skipIf(missing !== undefined)('a microVM job goes out only through the 
       'p allowed allowed.test/from-job; p six six.test/six; p other other.test/; p meta meta.test/; p loop loop.test/; p private private.test/;',
       `p literal ${net.v4}/;`,
       `(nc -w 5 ${net.v4} 80 </dev/null >"$AGENTVM_OUT/direct.out" 2>&1; echo $? >"$AGENTVM_OUT/direct.rc");`,
+      // HTTPS through CONNECT with busybox's ssl_client: the lines below (one argument each) become /tmp/t.sh, run on the proxy connection
+      // (nc -e); N names the outputs and S the TLS server name.
+      'printf "%s\\n" "$@" >/tmp/t.sh; chmod +x /tmp/t.sh;',
+      'N=sni S=allowed.test nc -w 10 "$AGENTVM_GATEWAY" 3128 -e /tmp/t.sh; N=fronted S=other.test nc -w 10 "$AGENTVM_GATEWAY" 3128 -e /tmp/t.sh;',
     ].join(' ');
+    // Sends the CONNECT, skips the answer's headers (its status line to $N.connect), then speaks TLS as $S: what the
+    // TLS client printed to $N.tls, its exit code to $N.rc.
+    const tls = [
+      '#!/bin/sh',
+      'exec 3<&0',
+      'printf "CONNECT allowed.test:443 HTTP/1.1\\r\\nHost: allowed.test:443\\r\\n\\r\\n" >&3',
+      'read -r l <&3; echo "$l" >"$AGENTVM_OUT/$N.connect"',
+      'while read -r l <&3; do [ "${#l}" -le 1 ] && break; done',
+      'printf "GET /tls HTTP/1.1\\r\\nHost: allowed.test\\r\\nConnection: close\\r\\n\\r\\n" | ssl_client -s 3 -n "$S" >"$AGENTVM_OUT/$N.tls" 2>&1',
+      'echo $? >"$AGENTVM_OUT/$N.rc"',
+    ];
     repo = await gitdir({
       'hosts/h1.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h1\nspec:\n  workloads: [fetcher]\n  microvm:\n    accel: tcg\n  egress:\n    resolvers: ["${net.v4}"]\n`,
-      'workloads/fetcher/contract.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: fetcher\nspec:\n  owner: jobs@example.com\n  riskTier: low\n  substrate: job\n  tools: []\n  egress:\n    - host: allowed.test\n      port: 80\n    - host: meta.test\n      port: 80\n    - host: six.test\n      port: 80\n    - host: loop.test\n      port: 80\n    - host: private.test\n      port: 80\n`,
-      'workloads/fetcher/manifest.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: fetcher\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source.dir}\n      commit: ${source.commit}\n  jobs:\n    - name: fetch\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: initramfs.cpio.gz, sha256: ${img.initrdSha256}, format: initramfs }\n      command: [sh, -c, ${JSON.stringify(script)}, fetch]\n      timeoutSeconds: 120\n`,
+      'workloads/fetcher/contract.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: fetcher\nspec:\n  owner: jobs@example.com\n  riskTier: low\n  substrate: job\n  tools: []\n  egress:\n    - host: allowed.test\n      port: 80\n    - host: allowed.test\n      port: 443\n    - host: meta.test\n      port: 80\n    - host: six.test\n      port: 80\n    - host: loop.test\n      port: 80\n    - host: private.test\n      port: 80\n`,
+      'workloads/fetcher/manifest.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: fetcher\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source.dir}\n      commit: ${source.commit}\n  jobs:\n    - name: fetch\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: initramfs.cpio.gz, sha256: ${img.initrdSha256}, format: initramfs }\n      command: [sh, -c, ${JSON.stringify(script)}, fetch, ${tls.map((l) => JSON.stringify(l)).join(', ')}]\n      timeoutSeconds: 120\n`,
     });
     const applied = await agentvm(['apply', '--auto-approve', '--repo', repo.dir, '--root', root, '--host', 'h1'], { timeoutMs: 90_000 });
     expect(applied.code, applied.stdout + applied.stderr).toBe(0);
@@ -94,8 +111,18 @@ describe.skipIf(missing !== undefined)('a microVM job goes out only through the 
     expect(read('private.out')).toContain('the name resolves to 10.0.0.1, a private address');
     expect(read('literal.out')).toContain('this address is not in the egress allowlist');
     expect(read('direct.rc').trim()).not.toBe('0');
+    // TLS by name: the server name the CONNECT named goes through to the upstream; another name behind an allowed
+    // CONNECT (domain fronting) is cut at the ClientHello with a fatal access_denied alert and audited.
+    expect(read('sni.connect')).toMatch(/^HTTP\/1\.1 200/);
+    expect(read('sni.tls')).toMatch(/^HTTP\/1\.1 200/);
+    expect(read('sni.tls')).toContain('"sni":"allowed.test"');
+    expect(read('fronted.connect')).toMatch(/^HTTP\/1\.1 200/);
+    // busybox prints the record it did not expect: an alert (0x15), fatal (02), access_denied (0x31 = 49).
+    expect(read('fronted.tls'), read('fronted.tls')).toContain('15 03 01 00 02 02 31');
+    expect(read('fronted.rc').trim()).not.toBe('0');
     const audit = await agentvm(['audit', 'tail', '--json', '-n', '100', '--root', root]);
     const denials = (JSON.parse(audit.stdout) as Array<{ event: string; address?: string; detail?: string }>).filter((e) => e.event === 'egress.deny' && e.address === `job.fetcher.fetch.${result.runId}`);
+    expect(denials.some((d) => d.detail?.includes('allowed.test:443') && d.detail.includes('other.test')), JSON.stringify(denials)).toBe(true);
     for (const needle of ['other.test:80', 'meta.test:80', 'loop.test:80', 'private.test:80', `${net.v4}:80`]) expect(denials.some((d) => d.detail?.includes(needle)), needle).toBe(true);
   }, 300_000);
 });
