@@ -58,9 +58,8 @@ import {
 } from '../providers/microvm/job-registry.js';
 import { argvCommand } from '../providers/microvm/protocol.js';
 // The audit log and the host paths only: the state backend (lockfile, write-ahead log, leases) is not on the run path.
-import { appendAudit, AUDIT_FILE_NAME, type AuditEntry } from '../state/audit-log.js';
-import { assertHostName } from '../state/host-paths.js';
 import { hostPaths, type HostPaths } from '../model/index.js';
+import { openStateBackend } from './state-backend.js';
 import { QemuDriver } from '../providers/microvm/qemu.js';
 import { receiptDetail, teardownRun, type TeardownReason, type TeardownReceipt } from '../providers/microvm/teardown.js';
 import type { JobRunResultDocument } from '../generated/job-run-result.js';
@@ -118,7 +117,8 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   const files = await readInputs(opts.inputs ?? []);
   const outDir = opts.out === undefined ? null : await prepareOutDir(opts.out);
 
-  const backend = runAudit(paths);
+  // The run's records go where the host's state lives (local audit file, or PostgreSQL under a fleet backend).
+  const backend = openStateBackend(root);
   const settings = config.microvm;
   if (settings.driver === 'firecracker') throw userError('job.driver-unsupported', `Host \`${host}\` asks for the firecracker driver, which this build does not ship yet.`, 'Set microvm.driver: qemu (the default) in hosts/<host>.yaml, then apply.');
   await refuseOverCapacity(paths, settings.maxConcurrentJobs);
@@ -253,17 +253,6 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
  * intact (its content hashes to its digest), well-formed, and — when its tier requires signed images — with both
  * pins verified by apply. Anything else is refused before a run is registered.
  */
-/** What a run writes to the host's audit log (the same file and checks as LocalStateBackend.appendAudit). */
-function runAudit(paths: HostPaths): { appendAudit: (entry: AuditEntry) => Promise<unknown> } {
-  const file = join(paths.audit, AUDIT_FILE_NAME);
-  return {
-    appendAudit: async (entry) => {
-      assertHostName(entry.host);
-      return appendAudit(file, entry);
-    },
-  };
-}
-
 async function installedJob(root: string, workload: string, job: string, wantHost: string | undefined) {
   const address = `job.${workload}.${job}`;
   const installed = await readInstalledDefinition({ root }, workload, job);

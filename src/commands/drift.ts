@@ -1,5 +1,6 @@
 import { AgentvmCommand, type Outcome } from '../cli/base-command.js';
-import { hostFlags, repoFlags } from '../cli/flags.js';
+import { hostFlags, repoFlags, stateFlags } from '../cli/flags.js';
+import { chooseStateBackend } from '../app/state-backend.js';
 import { makePlan } from '../app/plan.js';
 import { ExitCode } from '../diagnostics/index.js';
 import type { Plan } from '../engine/plan.js';
@@ -17,10 +18,11 @@ Exit codes: 0 no drift, 2 drift found, 1 error.`;
     { description: 'Check a host', command: '<%= config.bin %> drift --repo /srv/fleet --host edge-1' },
     { description: 'For a timer or monitoring', command: '<%= config.bin %> drift --host edge-1 --json' },
   ];
-  static override flags = { ...repoFlags, ...hostFlags };
+  static override flags = { ...repoFlags, ...hostFlags, ...stateFlags };
 
   protected async execute(): Promise<Outcome<Plan>> {
     const { flags } = await this.parse(Drift);
+    await chooseStateBackend(flags, { repo: flags.repo, ref: flags.ref });
     const { plan } = await makePlan({ repo: flags.repo, ref: flags.ref, root: flags.root, mode: 'refresh-only', ...(flags.host ? { host: flags.host } : {}) });
     const exitCode = plan.drift.length > 0 ? ExitCode.Changes : plan.summary.errors > 0 ? ExitCode.Error : ExitCode.Ok;
     return { result: plan, text: renderPlanText(plan, styleFor(process.stdout)), exitCode };

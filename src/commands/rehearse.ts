@@ -1,6 +1,7 @@
 import { Args } from '@oclif/core';
 import { AgentvmCommand, type Outcome } from '../cli/base-command.js';
-import { hostFlags, repoFlags } from '../cli/flags.js';
+import { hostFlags, repoFlags, stateFlags } from '../cli/flags.js';
+import { chooseStateBackend } from '../app/state-backend.js';
 import { runRehearse, type RehearseResult } from '../app/rehearse.js';
 import { ExitCode } from '../diagnostics/index.js';
 import { renderDiagnostics } from '../ui/diagnostics-text.js';
@@ -17,10 +18,11 @@ Exit codes: 0 rehearsal passed, 1 rehearsal failed or refused (no live release, 
     { description: 'Rehearse the committed promotion of a workload', command: '<%= config.bin %> rehearse research-orchestrator --host edge-1' },
   ];
   static override args = { workload: Args.string({ required: true, description: 'Workload name.' }) };
-  static override flags = { ...repoFlags, ...hostFlags };
+  static override flags = { ...repoFlags, ...hostFlags, ...stateFlags };
 
   protected async execute(): Promise<Outcome<RehearseResult>> {
     const { args, flags } = await this.parse(Rehearse);
+    await chooseStateBackend(flags, { repo: flags.repo, ref: flags.ref });
     const style = styleFor(process.stdout);
     const result = await runRehearse({
       repo: flags.repo,

@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { AgentvmCommand, type Outcome } from '../cli/base-command.js';
-import { hostFlags } from '../cli/flags.js';
+import { hostFlags, stateFlags } from '../cli/flags.js';
+import { chooseStateBackend } from '../app/state-backend.js';
 import { runRollback, type RollbackResult } from '../app/rollback.js';
 import { ExitCode } from '../diagnostics/index.js';
 import { renderDiagnostics } from '../ui/diagnostics-text.js';
@@ -22,11 +23,13 @@ Exit codes: 0 rolled back (or shown), 1 error (no target, digest mismatch, lock 
   static override flags = {
     host: hostFlags.host,
     root: hostFlags.root,
+    ...stateFlags,
     'auto-approve': Flags.boolean({ summary: 'Carry out the rollback (without it, only show it).' }),
   };
 
   protected async execute(): Promise<Outcome<RollbackResult>> {
     const { args, flags } = await this.parse(Rollback);
+    await chooseStateBackend(flags);
     const host = flags.host ?? (await defaultHost(flags.root));
     const style = styleFor(process.stdout);
     const result = await runRollback({ host, workload: args.workload, root: flags.root, approve: flags['auto-approve'], progress: (m) => { if (!this.jsonEnabled()) this.say(style.dim(m)); } });

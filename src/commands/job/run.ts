@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { AgentvmCommand, type Outcome } from '../../cli/base-command.js';
-import { hostFlags } from '../../cli/flags.js';
+import { hostFlags, stateFlags } from '../../cli/flags.js';
+import { chooseStateBackend } from '../../app/state-backend.js';
 import { runJob, type JobRunResult } from '../../app/job-run.js';
 import { ExitCode } from '../../diagnostics/index.js';
 import { renderDiagnostics } from '../../ui/diagnostics-text.js';
@@ -25,6 +26,7 @@ Exit codes: 0 the job exited 0; 1 the job failed (non-zero exit, timeout, interr
   static override flags = {
     host: Flags.string({ summary: 'Check that the job was applied for this host (the root knows which host it is).', helpValue: 'NAME' }),
     root: hostFlags.root,
+    ...stateFlags,
     input: Flags.string({ summary: 'An input file for the job (repeatable); placed read-only in its working directory by base name.', multiple: true, helpValue: 'FILE' }),
     arg: Flags.string({ summary: 'An argument appended to the job\'s command (repeatable, in order).', multiple: true, helpValue: 'VALUE' }),
     out: Flags.string({ summary: 'Directory for the job\'s result files (created; must be empty if it exists).', helpValue: 'DIR' }),
@@ -32,6 +34,7 @@ Exit codes: 0 the job exited 0; 1 the job failed (non-zero exit, timeout, interr
 
   protected async execute(): Promise<Outcome<JobRunResult>> {
     const { args, flags } = await this.parse(JobRun);
+    await chooseStateBackend(flags);
     const json = this.jsonEnabled();
     // Ctrl-C and SIGTERM end the run in order (VM killed, everything torn down, receipt written), then exit.
     const controller = new AbortController();
