@@ -173,9 +173,13 @@ export async function fetchDesired(repo: string, ref: string, dir: string): Prom
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(repo) && !/^[^/]+@[^:]+:/.test(repo) && existsSync(repo)) {
     return { dir: path.resolve(repo), commit: await resolveIn(repo, ref, [ref]) };
   }
+  // The URL is given to each fetch and never stored: it may carry a token (https://agent:<token>@…), and the cache must
+  // not keep a copy of it (a clone would write it to .git/config). A cache made by an older clone loses its remote.
   if (!existsSync(path.join(dir, '.git'))) {
     mkdirSync(path.dirname(dir), { recursive: true });
-    await git(['clone', '--quiet', '--no-checkout', repo, dir]);
+    await git(['init', '--quiet', dir]);
+  } else {
+    await git(['-C', dir, 'config', '--remove-section', 'remote.origin']).catch(() => undefined);
   }
   await git(['-C', dir, 'fetch', '--quiet', '--prune', '--force', repo, '+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*']);
   return { dir, commit: await resolveIn(dir, ref, [`refs/remotes/origin/${ref}`, ref]) };
@@ -195,10 +199,17 @@ async function resolveIn(dir: string, ref: string, candidates: string[]): Promis
 function git(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile('git', args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024, env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } }, (error, stdout, stderr) => {
-      if (error) reject(new AgentvmError('agent.fetch-failed', `git ${args.filter((a) => !a.startsWith('+')).slice(-3).join(' ')} failed: ${stderr.trim().split('\n').pop() ?? error.message}.`, { detail: 'Check --repo (a URL or path this host can fetch) and its credentials.' }));
-      else resolve(stdout);
+      if (error) {
+        const what = `git ${args.filter((a) => !a.startsWith('+')).slice(-3).join(' ')} failed: ${stderr.trim().split('\n').pop() ?? error.message}.`;
+        reject(new AgentvmError('agent.fetch-failed', withoutUserinfo(what), { detail: 'Check --repo (a URL or path this host can fetch) and its credentials.' }));
+      } else resolve(stdout);
     });
   });
 }
 
 export type { Plan };
+
+/** `scheme://user:token@host/…` → `scheme://host/…` everywhere in `text`: a repository URL may carry a token. */
+export function withoutUserinfo(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@'"]*@/gi, '$1');
+}
