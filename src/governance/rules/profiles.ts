@@ -110,18 +110,19 @@ export const profileRules: WorkloadRule = (ctx) => {
     argv.forEach((argRaw, j) => {
       const arg = text(argRaw);
       if (arg === undefined) return;
-      const where = { ...at(doc, ['spec', 'profiles', i, 'entrypoint', j]), address: ctx.address };
+      // Located only when reported: finding a position re-parses the document, which a clean one never needs.
+      const where = () => ({ ...at(doc, ['spec', 'profiles', i, 'entrypoint', j]), address: ctx.address });
       if (j === 0 && EXEC_PREFIX.test(arg)) {
         out.push(errorDiag('profile.exec-prefix', `Profile ${shown()}'s program starts with \`${arg[0]}\`, a systemd ExecStart prefix.`, {
           detail: 'systemd reads a leading `+`, `!`, `!!`, `-`, `@`, `:` or `|` as an instruction (`+` runs the program with full privileges, as root). Name the program without it: `python3`, `bin/server`.',
-          ...where,
+          ...where(),
         }));
         return;
       }
       if (j === 0 && !arg.includes('/') && SCRIPT_FILE.test(arg)) {
         out.push(errorDiag('profile.entrypoint-bare-file', `Profile ${shown()}'s program ${quote(arg, 'names a script')} has no \`/\`, so it would be looked up on PATH, not in the release.`, {
           detail: `A program without \`/\` is a command on the unit's fixed PATH (e.g. \`python3\`); a file of the release is written with a slash: \`./${safeName(arg)}\` or \`bin/${safeName(arg)}\`.`,
-          ...where,
+          ...where(),
         }));
         return;
       }
@@ -136,7 +137,7 @@ export const profileRules: WorkloadRule = (ctx) => {
         detail: absolute || launched
           ? 'The profile\'s one runtime source is its release: start a program on PATH (e.g. `python3`, `node`) or a path relative to the release directory (e.g. `bin/server`), and give it files of the release, not of the host.'
           : 'Refer to files inside the release by paths relative to the release directory; code outside it would be a second, unreleased runtime source.',
-        ...where,
+        ...where(),
       }));
     });
 

@@ -101,6 +101,17 @@ export interface ResolveInput {
   toHost: (managerPath: string) => string;
   /** Programs the unit runs in front of the entrypoint (the node of the egress shim): allowed with their libraries. */
   also?: readonly string[];
+  /**
+   * Shared by the units of one plan or apply (one provider instance): a name's PATH lookup and a program's closure
+   * (interpreter, libraries) are resolved once, not once per unit. Declared programs' digests are never memoised.
+   */
+  memo?: ExecMemo;
+}
+
+/** Resolutions of one run: `toHost('/')` + name / program → what it resolved to. */
+export class ExecMemo {
+  readonly paths = new Map<string, Promise<string | undefined>>();
+  readonly closures = new Map<string, Promise<{ files: string[]; dirs: string[] }>>();
 }
 
 /** argv[0] of a profile's entrypoint as the unit runs it: a path in the release, or a name on PATH. */
@@ -114,7 +125,15 @@ export async function resolveExec(input: ResolveInput): Promise<ExecFacts> {
   const files = new Set<string>();
   const dirs = new Set<string>();
   const roots: string[] = [];
-  const entry = input.entrypoint.startsWith('/') ? input.entrypoint : await onPath(input.entrypoint, input.toHost);
+  const memo = input.memo ?? new ExecMemo();
+  const hostKey = input.toHost('/');
+  const lookup = (name: string): Promise<string | undefined> => {
+    const key = `${hostKey}\0${name}`;
+    let found = memo.paths.get(key);
+    if (!found) memo.paths.set(key, (found = onPath(name, input.toHost)));
+    return found;
+  };
+  const entry = input.entrypoint.startsWith('/') ? input.entrypoint : await lookup(input.entrypoint);
   if (entry) roots.push(entry);
   if (input.reload) roots.push('/bin/kill');
   roots.push(...(input.also ?? []));
@@ -130,8 +149,23 @@ export async function resolveExec(input: ResolveInput): Promise<ExecFacts> {
     if (inRelease) roots.push(programPath(p, input.releaseDir));
     programs.push({ name: p.name, path: p.path, seen: inRelease ? await sha256Of(input.toHost(programPath(p, input.releaseDir))) : null });
   }
-  for (const root of roots) await addProgram(root, files, dirs, input.toHost, 0);
+  for (const root of roots) {
+    const key = `${hostKey}\0${root}`;
+    let closure = memo.closures.get(key);
+    if (!closure) memo.closures.set(key, (closure = programClosure(root, input.toHost)));
+    const c = await closure;
+    for (const f of c.files) files.add(f);
+    for (const d of c.dirs) dirs.add(d);
+  }
   return { files: [...files].sort(), dirs: [...dirs].sort(), programs };
+}
+
+/** What one program needs to execute: itself, its interpreter chain and their libraries (see addProgram). */
+async function programClosure(root: string, toHost: (p: string) => string): Promise<{ files: string[]; dirs: string[] }> {
+  const files = new Set<string>();
+  const dirs = new Set<string>();
+  await addProgram(root, files, dirs, toHost, 0);
+  return { files: [...files], dirs: [...dirs] };
 }
 
 /** A file, the interpreter of its `#!` line (following `env <name>`), and, for ELF files, the libraries. */

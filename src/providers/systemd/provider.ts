@@ -40,7 +40,7 @@ import {
 import { describeHealth, probe, waitHealthy, type HealthResult } from './health.js';
 import { readGateway, readUnit, type LiveGateway } from './live-unit.js';
 import { mcpPinChange } from './mcp-pins.js';
-import { entrypointProgram, programDrift, programRefusal, resolveExec, type ExecFacts } from './exec-allowlist.js';
+import { entrypointProgram, ExecMemo, programDrift, programRefusal, resolveExec, type ExecFacts } from './exec-allowlist.js';
 import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
 import { valuesOf } from './unit-file.js';
 import { mapBounded } from '../../support/concurrency.js';
@@ -101,6 +101,8 @@ export class SystemdProvider implements Provider {
   private readonly unitDirLocks = new Map<string, Promise<void>>();
   /** Per endpoint: daemon-reload and enable calls of concurrent resources share one systemctl (batch.ts). */
   private readonly batches = new Map<SystemdEndpoint, Record<'daemon-reload' | 'enable' | 'show', CallBatch<string>>>();
+  /** The units of this plan or apply share their PATH lookups and program closures (one instance per run). */
+  private readonly execMemo = new ExecMemo();
 
   constructor(private readonly options: SystemdProviderOptions = {}) {}
 
@@ -364,7 +366,7 @@ export class SystemdProvider implements Provider {
     if (!parsed) return null;
     const releaseDir = path.posix.join(releasesDir, parsed.workload, parsed.releaseId);
     // A confined unit's main process is the node that runs the egress shim in front of the entrypoint: it executes too.
-    return resolveExec({ entrypoint: entrypointProgram(parsed.entrypoint, releaseDir), programs: parsed.programs ?? [], releaseDir, reload: parsed.reload, toHost: (p) => hostPathOf(endpoint, p), ...(egress ? { also: [egress.node] } : {}) });
+    return resolveExec({ entrypoint: entrypointProgram(parsed.entrypoint, releaseDir), programs: parsed.programs ?? [], releaseDir, reload: parsed.reload, toHost: (p) => hostPathOf(endpoint, p), memo: this.execMemo, ...(egress ? { also: [egress.node] } : {}) });
   }
 
   /** A unit whose pinned programs changed does not keep running them: it is stopped until apply succeeds. */
