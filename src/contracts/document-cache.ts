@@ -15,11 +15,16 @@ import { join } from 'node:path';
 import { loadSchema, SCHEMA_FILES, type DocumentKind } from './schemas.js';
 
 const FORMAT = 'agentvm-document-cache-v1';
+/** Entries kept at most (≈0.3 KiB each for small documents). */
+const MAX_ENTRIES = 20_000;
 
 export interface DocumentCache {
   get(kind: DocumentKind, text: string): unknown;
   put(kind: DocumentKind, text: string, value: unknown): void;
-  /** Persists the entries used or added in this run (and only those, so the file never grows without bound). */
+  /**
+   * Persists the entries used or added in this run, then as many of the others it read as fit under MAX_ENTRIES: two
+   * repositories planned in turn (a pull-request bot, a drift timer) keep each other's entries, and the file is bounded.
+   */
   save(): void;
 }
 
@@ -72,11 +77,19 @@ export function openDocumentCache(): DocumentCache {
     },
     save() {
       if (!file) return;
-      if (!dirty && Object.keys(used).length === Object.keys(stored).length) return;
+      if (!dirty) return;
       try {
         mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
         const temp = `${file}.${process.pid}.tmp`;
-        writeFileSync(temp, JSON.stringify({ format: FORMAT, schemas: schemasFingerprint(), entries: used }), { mode: 0o600 });
+        const entries: Record<string, unknown> = { ...used };
+        let room = MAX_ENTRIES - Object.keys(entries).length;
+        for (const k of Object.keys(stored)) {
+          if (room <= 0) break;
+          if (k in entries) continue;
+          entries[k] = stored[k];
+          room--;
+        }
+        writeFileSync(temp, JSON.stringify({ format: FORMAT, schemas: schemasFingerprint(), entries }), { mode: 0o600 });
         renameSync(temp, file);
       } catch {
         // A cache that cannot be written is only a slower next run.
