@@ -19,6 +19,7 @@ import { chown, mkdir, readFile, readdir, rename, rm, rmdir, stat, unlink, write
 import path from 'node:path';
 import { errorDiag, userError, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type { LiveResource, LockedResource } from '../../model/resources.js';
+import { canonicalJson } from '../../model/canonical-json.js';
 import type { ApplyRequest, ApplyResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
 import { expandGatewayUnits } from './expand.js';
 import type { UnitScope } from './analyze.js';
@@ -167,9 +168,11 @@ export class SystemdProvider implements Provider {
     const { address, desired, live, locked } = req;
     const liveGateway = isLiveGateway(live.attributes) ? live.attributes : undefined;
     let rendered: RenderedGateway | undefined;
+    let desiredConfig: GatewayConfig | undefined;
     const diagnostics: Diagnostic[] = [];
     if (desired) {
       const parsed = parseGatewayConfig(desired.config, address);
+      desiredConfig = parsed.config;
       // validate() reports a malformed config; planning it would only repeat that.
       if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift: [], diagnostics: [] };
       if (!liveGateway) {
@@ -183,7 +186,11 @@ export class SystemdProvider implements Provider {
       }
       rendered = r.rendered;
     }
-    const lockedRendered = liveGateway ? renderLocked(locked, contextOf(liveGateway), address) : undefined;
+    // What was applied last, rendered where it runs; a lockfile config equal to the desired one (the no-op plan of
+    // every unchanged unit) renders to the same unit, so it is not rendered twice.
+    // (The lockfile keeps the parsed config, so that is what is compared.)
+    const sameAsDesired = rendered !== undefined && desiredConfig !== undefined && liveGateway !== undefined && desiredConfig.scope === liveGateway.context.scope && canonicalJson(locked?.attributes?.config ?? null) === canonicalJson(desiredConfig);
+    const lockedRendered = liveGateway ? (sameAsDesired ? rendered : renderLocked(locked, contextOf(liveGateway), address)) : undefined;
     const a = assessGateway({
       address,
       ...(rendered ? { rendered } : {}),
