@@ -10,24 +10,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchDesired } from '../src/app/agent.js';
-import { AgentvmError } from '../src/diagnostics/index.js';
 import { freePort } from './support/gateway-repo.js';
 import { gitdir, type GitDir } from './support/gitdir.js';
+import { rejection } from './support/rejection.js';
 
 const TOKEN = 'agentvm-canary-token-7f3a9c';
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => path.join(dir, f)).filter((f) => statSync(f).isFile());
-}
-
-async function failure(p: Promise<unknown>): Promise<AgentvmError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AgentvmError);
-    return e as AgentvmError;
-  }
-  throw new Error('expected a failure');
 }
 
 describe('agent: fetching the desired repository by URL', () => {
@@ -100,7 +90,7 @@ describe('agent: fetching the desired repository by URL', () => {
     const rewritten = await source.commitFiles({ 'README.md': 'rewritten\n' }, 'rewritten');
     push();
     expect((await fetchDesired(url, 'main', cache)).commit).toBe(rewritten);
-    expect((await failure(fetchDesired(url, 'no-such-branch', cache))).code).toBe('agent.unknown-ref');
+    expect((await rejection(fetchDesired(url, 'no-such-branch', cache))).code).toBe('agent.unknown-ref');
   });
 
   it('http:// with a token in the URL: fetched, and the token is in no cache file and no error', async () => {
@@ -112,7 +102,7 @@ describe('agent: fetching the desired repository by URL', () => {
     for (const file of filesUnder(cache)) expect(readFileSync(file).includes(TOKEN), file).toBe(false);
     // The server goes away: a clear failure, without the token.
     const dead = `http://agent:${TOKEN}@127.0.0.1:${await freePort()}/desired.git`;
-    const err = await failure(fetchDesired(dead, 'main', path.join(base, 'cache-dead')));
+    const err = await rejection(fetchDesired(dead, 'main', path.join(base, 'cache-dead')));
     expect(err.code).toBe('agent.fetch-failed');
     expect(err.message).toContain('127.0.0.1');
     expect(JSON.stringify({ message: err.message, detail: err.detail })).not.toContain(TOKEN);
