@@ -56,6 +56,8 @@ export interface McpGatewayOptions {
   servers: McpServerSpec[];
   /** Where the profile connects; created 0600 (the owner is the profile's account, set by the caller). */
   socketPath: string;
+  /** The socket's mode when access is decided by the directory's visibility instead (host-gateway.ts). */
+  socketMode?: number;
   audit: (fact: McpAuditFact) => void;
   /**
    * Wraps a stdio server's argv before it is spawned (the sandbox: e.g. `systemd-run --user --pipe` with the
@@ -109,7 +111,7 @@ export class McpGateway {
       listener.once('error', reject);
       listener.listen(this.options.socketPath, () => resolve());
     });
-    await chmod(this.options.socketPath, 0o600);
+    await chmod(this.options.socketPath, this.options.socketMode ?? 0o600);
     this.listener = listener;
   }
 
