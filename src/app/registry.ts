@@ -11,7 +11,7 @@ import { GateProvider } from '../providers/gate/provider.js';
 import { McpProvider } from '../providers/mcp/provider.js';
 
 export function builtInRegistry(): ProviderRegistry {
-  return new ProviderRegistry([new GitReleaseProvider(), new PackageReleaseProvider(), new MicrovmProvider(), new SystemdProvider(), new EgressProvider(), new McpProvider(), new GateProvider()]);
+  return new ProviderRegistry([new GitReleaseProvider(), new PackageReleaseProvider(), new MicrovmProvider(), new SystemdProvider(), new McpProvider(), new EgressProvider(), new GateProvider()]);
 }
 
 export async function registryFor(state: DesiredState): Promise<{ registry: ProviderRegistry; diagnostics: Diagnostic[] }> {

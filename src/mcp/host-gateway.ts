@@ -1,6 +1,7 @@
 // The MCP gateway of one profile as a host service (`agentvm mcp serve`, run by its unit agentvm-mcp-<w>.<p>.service):
 // reads the settings apply wrote, starts McpGateway on the profile's socket with every stdio server in its own
-// transient unit of the same manager (systemd-run, the settings' sandbox properties), audits into the host's
+// transient unit of the same manager (systemd-run, the settings' sandbox properties) and every HTTP server reached
+// through the host's egress proxy on the gateway's own caller socket (proxied-fetch.ts), audits into the host's
 // hash-chained audit log, and writes status.json (pid, settings digest) once it serves — apply waits for that.
 // Invariants: the socket is 0666 in a directory of its own, like the egress proxy's caller sockets: who may connect
 // is decided by which unit sees the directory (the profile's own unit, by BindReadOnlyPaths=), not by uid — in system
@@ -11,6 +12,7 @@ import path from 'node:path';
 import { McpAuditLog } from './audit.js';
 import { McpGateway } from './gateway.js';
 import { mcpPaths, readSettings, settingsDigest } from './paths.js';
+import { proxiedFetch } from './proxied-fetch.js';
 import { systemdRunSandbox } from './sandbox.js';
 
 export interface HostGateway {
@@ -31,6 +33,8 @@ export async function startHostGateway(opts: { root: string; address: string; on
   if (!settings) throw new Error(`${paths.settings(opts.address)} does not exist: run \`agentvm apply\` (it writes the gateway's settings)`);
   const digest = settingsDigest(settings);
   const audit = new McpAuditLog(paths.audit, settings.host, { onError: (e) => opts.onWarning?.(`audit: ${(e as Error).message}`) });
+  // Fail closed: an HTTP server is reached through the egress proxy or not at all.
+  if (settings.servers.some((s) => s.url !== undefined) && !settings.egressSocket) throw new Error(`${opts.address}: HTTP MCP servers need the gateway's egress proxy socket; re-run \`agentvm apply\``);
   mkdirSync(path.dirname(settings.socket), { recursive: true, mode: 0o755 });
   const gateway = new McpGateway({
     workload: settings.workload,
@@ -41,6 +45,7 @@ export async function startHostGateway(opts: { root: string; address: string; on
     audit: audit.record,
     sandbox: systemdRunSandbox({ properties: settings.sandbox, workingDirectory: settings.releaseDir, scope: settings.scope, env: { PATH: '/usr/local/bin:/usr/bin:/bin' } }),
     env: runnerEnv(),
+    ...(settings.egressSocket ? { fetch: proxiedFetch(settings.egressSocket) } : {}),
   });
   await gateway.start();
   const status = paths.status(opts.address);

@@ -57,6 +57,8 @@ export interface McpSettings {
   /** The workload's release, where stdio servers start (bound read-only into their sandbox). */
   releaseDir: string;
   socket: string;
+  /** The gateway's own caller socket of the egress proxy: its only way to HTTP servers (null: it has none). */
+  egressSocket: string | null;
   servers: Array<{ name: string; command?: string[]; url?: string; tools: Array<{ name: string; sha256: string }> }>;
   /** Unit properties of every stdio server's transient unit: the tier's hardening, no network, its exec allowlist. */
   sandbox: Array<[string, string]>;

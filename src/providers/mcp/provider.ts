@@ -3,6 +3,9 @@
 // <root>/run/agentvm/mcp/<address>/mcp.sock — bound into the profile's unit, its only way to its declared servers —
 // from the settings apply writes to <root>/var/lib/agentvm/mcp/<address>.json (servers, pins, and the sandbox every
 // stdio server's transient unit gets: the tier's hardening, no network, an exec allowlist of the server's program).
+// HTTP servers are reached through the egress proxy, where the gateway is a caller of its own whose allowlist is the
+// contract's MCP URLs — taken out of the profile's allowlist (providers/egress/expand.ts), so the profile cannot
+// reach those servers around its gateway.
 // Effects: any change (pins, servers, unit) restarts the gateway — the profile's open MCP sessions drop, the profile
 // does not restart. A gateway that is not running, or whose files differ from what apply wrote, is drift.
 // Invariants: plan is pure (read() returns the render context and the settings seen); only a unit marked
@@ -18,6 +21,7 @@ import { canonicalJson } from '../../model/canonical-json.js';
 import type { LiveResource, LockedResource, Reason } from '../../model/resources.js';
 import { mcpPaths, mcpUnitName, readSettings, readStatus, settingsDigest, type McpSettings } from '../../mcp/paths.js';
 import { agentvmBin } from '../../gate/unit.js';
+import { egressPaths } from '../../egress/paths.js';
 import type { ApplyRequest, ApplyResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
 import type { UnitScope } from '../systemd/analyze.js';
 import { entrypointProgram, execDirectives, resolveExec } from '../systemd/exec-allowlist.js';
@@ -206,6 +210,7 @@ export class McpProvider implements Provider {
       configDigest: configDigest(config),
       releaseDir,
       socket: managerPath(endpoint, paths.socket(address)),
+      egressSocket: config.servers.some((s) => s.url !== undefined) ? managerPath(endpoint, egressPaths(host.root).callerSocket(address)) : null,
       servers: config.servers,
       sandbox: await sandboxOf(config, releaseDir, endpoint),
     };

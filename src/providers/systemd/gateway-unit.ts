@@ -134,7 +134,8 @@ function mcpGatewayDirectives(egressSocketsDir: string, workload: string, profil
   const own = path.posix.join(dir, `mcp.${workload}.${profile}`);
   return [
     { key: 'TemporaryFileSystem', value: `${unitPath(dir)}:ro` },
-    { key: 'BindReadOnlyPaths', value: unitPath(own) },
+    // `-`: a unit rendered with pins but without its gateway (no release id yet) starts, and finds no socket.
+    { key: 'BindReadOnlyPaths', value: `-${unitPath(own)}` },
     { key: 'Environment', value: environmentAssignment(MCP_SOCKET_ENV, path.posix.join(own, MCP_SOCKET)) },
   ];
 }
