@@ -186,6 +186,29 @@ describe.skipIf(!support.ok && !inCi)('the MCP gateway as a host resource, from 
     expect(now).toMatchObject({ result: { content: [{ text: 'back' }] } });
   }, 180_000);
 
+  it('GIVEN the gateway is stopped or its settings edited by hand THEN plan shows drift and apply restores it', async () => {
+    expect((await m.systemctl(['stop', MCP_UNIT])).code).toBe(0);
+    const plan = await g.cli(['plan', '--json']);
+    type Plan = { changes: Array<{ address: string; action: string }>; drift: Array<{ address: string; reasons: Array<{ message: string }> }> };
+    const driftOf = (p: Plan): string => p.drift.filter((d) => d.address === ADDRESS).flatMap((d) => d.reasons.map((r) => r.message)).join(' ');
+    const parsed = json<Plan>(plan.stdout);
+    expect(parsed.changes.find((c) => c.address === ADDRESS)?.action, plan.stdout).toBe('update');
+    expect(driftOf(parsed)).toContain(`${MCP_UNIT} is not running`);
+    expect((await probe('/list')).connectError, 'no gateway, no tools: fail closed').toBeTruthy();
+    // A hand edit that widens the allowlist (wipe pinned to its real digest) is drift, and apply reverts it.
+    const file = path.join(g.root, `var/lib/agentvm/mcp/${ADDRESS}.json`);
+    const settings = JSON.parse(readFileSync(file, 'utf8')) as { servers: Array<{ tools: Array<{ name: string; sha256: string }> }> };
+    settings.servers[0]!.tools.push({ name: 'wipe', sha256: 'f'.repeat(64) });
+    writeFileSync(file, JSON.stringify(settings));
+    const edited = await g.cli(['plan', '--json']);
+    expect(driftOf(json<Plan>(edited.stdout))).toContain('settings differ from what was applied');
+    const r = await g.cli(['apply', '--auto-approve'], { timeoutMs: 170_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect((await m.show(MCP_UNIT, ['ActiveState'])).ActiveState).toBe('active');
+    expect(readFileSync(file, 'utf8')).not.toContain('wipe');
+    expect(await probe(`/call?name=add&args=${encodeURIComponent(JSON.stringify({ a: 1, b: 2 }))}`)).toMatchObject({ result: { content: [{ text: '3' }] } });
+  }, 180_000);
+
   it('GIVEN the contract drops its MCP servers WHEN apply THEN the gateways are stopped and removed', async () => {
     await g.repo.commitFiles({ ...files(), 'workloads/tooler/contract.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: tooler\nspec:\n  owner: sec@example.com\n  riskTier: low\n  substrate: service\n' }, 'no MCP');
     const r = await g.cli(['apply', '--auto-approve'], { timeoutMs: 170_000 });
