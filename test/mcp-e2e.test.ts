@@ -6,7 +6,7 @@
 // (test/support/mcp-test-server.mjs) offers a tool nobody allowlisted, tries to run /bin/sh, and changes the
 // description of `echo` under the running gateway (a "rug pull").
 
-import { mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toolDigest } from '../src/mcp/digest.js';
@@ -176,7 +176,16 @@ describe.skipIf(!support.ok && !inCi)('the MCP gateway as a host resource, from 
     expect(refusals.some((e) => e.detail?.includes(`pinned=sha256:${pins.echo} seen=sha256:${seen}`))).toBe(true);
     // The reviewer's way back: tools pin against the installed release prints the diff; committing it re-admits echo.
     const releaseDir = path.join(g.root, 'var/lib/agentvm/releases/tooler', release.commit);
-    const pin = await agentvm(['tools', 'pin', 'tooler', '--repo', g.repo.dir, '--release-dir', releaseDir]);
+    // Without a manager to sandbox the server in, tools pin refuses rather than start it unconfined (this machine
+    // has no system manager: only the test's user manager, which the first call does not name).
+    if (!existsSync('/run/systemd/system')) {
+      const bare = await agentvm(['tools', 'pin', 'tooler', '--repo', g.repo.dir, '--release-dir', releaseDir], { env: { AGENTVM_SYSTEMD_USER: '' } });
+      expect(bare.code, bare.stdout).toBe(1);
+      expect(bare.stderr).toContain('tools.no-sandbox');
+    }
+    // With the account's user manager, the server runs in a transient unit of it (the only way pinTools starts one).
+    const pin = await agentvm(['tools', 'pin', 'tooler', '--repo', g.repo.dir, '--release-dir', releaseDir], { env: g.env });
+    expect(pin.code, pin.stderr).toBe(2);
     expect(pin.stdout).toContain(`-          sha256: ${pins.echo}`);
     expect(pin.stdout).toContain(`+          sha256: ${seen}`);
     await g.repo.commitFiles({ ...files(), 'workloads/tooler/contract.yaml': contract({ ...pins, echo: seen }) }, 're-pin echo after review');
