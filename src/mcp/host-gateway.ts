@@ -9,6 +9,7 @@
 
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { userError } from '../diagnostics/index.js';
 import { McpAuditLog } from './audit.js';
 import { McpGateway } from './gateway.js';
 import { mcpPaths, readSettings, settingsDigest } from './paths.js';
@@ -29,12 +30,18 @@ function runnerEnv(): Record<string, string> {
 
 export async function startHostGateway(opts: { root: string; address: string; onWarning?: (m: string) => void }): Promise<HostGateway> {
   const paths = mcpPaths(opts.root);
-  const settings = readSettings(paths.settings(opts.address));
-  if (!settings) throw new Error(`${paths.settings(opts.address)} does not exist: run \`agentvm apply\` (it writes the gateway's settings)`);
+  if (!/^mcp\.[a-z][a-z0-9-]{0,62}\.[a-z][a-z0-9-]{0,62}$/.test(opts.address)) throw userError('mcp.invalid-config', `${JSON.stringify(opts.address)} is not an MCP gateway address.`, 'Pass --address mcp.<workload>.<profile>, as the unit agentvm-mcp-<workload>.<profile>.service does.');
+  let settings;
+  try {
+    settings = readSettings(paths.settings(opts.address));
+  } catch (error) {
+    throw userError('mcp.invalid-config', (error as Error).message, 'Apply again: apply rewrites the settings from the contract.');
+  }
+  if (!settings) throw userError('mcp.invalid-config', `${paths.settings(opts.address)} does not exist.`, 'Run `agentvm apply`: it writes the gateway\'s settings before it starts the gateway.');
   const digest = settingsDigest(settings);
   const audit = new McpAuditLog(paths.audit, settings.host, { onError: (e) => opts.onWarning?.(`audit: ${(e as Error).message}`) });
   // Fail closed: an HTTP server is reached through the egress proxy or not at all.
-  if (settings.servers.some((s) => s.url !== undefined) && !settings.egressSocket) throw new Error(`${opts.address}: HTTP MCP servers need the gateway's egress proxy socket; re-run \`agentvm apply\``);
+  if (settings.servers.some((s) => s.url !== undefined) && !settings.egressSocket) throw userError('mcp.invalid-config', `${opts.address}: HTTP MCP servers are reached only through the egress proxy, and the settings name no proxy socket.`, 'Apply again: apply writes the gateway\'s proxy socket into its settings.');
   mkdirSync(path.dirname(settings.socket), { recursive: true, mode: 0o755 });
   const gateway = new McpGateway({
     workload: settings.workload,
