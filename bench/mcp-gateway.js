@@ -68,6 +68,7 @@ try {
   const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const added = median(rows.map((x) => x.g.p50 - x.d.p50));
   console.log(`added per call (median of rounds, p50): ${added.toFixed(3)} ms — target < 2 ms: ${added < 2 ? 'PASS' : 'MISS'}`);
+  console.log(`ratio gateway/direct p50 (median of rounds): ${median(rows.map((x) => x.g.p50 / x.d.p50)).toFixed(2)}×`);
   console.log(`load average: ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${CALLS} calls × ${ROUNDS} rounds each way)`);
   await viaGateway.close();
   await gateway.close();

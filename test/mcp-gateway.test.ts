@@ -155,7 +155,9 @@ describe.each(['stdio', 'http'] as const)('MCP gateway over %s', (transport) => 
     const file = path.join(repo, 'workloads/agent/contract.yaml');
     writeFileSync(file, contract);
 
-    const r = await agentvm(['tools', 'pin', 'agent', '--repo', repo, '--release-dir', dir]);
+    // No systemd manager in this suite: the servers are the test's own, started unsandboxed on purpose (--no-sandbox);
+    // test/mcp-e2e.test.ts pins through the sandbox.
+    const r = await agentvm(['tools', 'pin', 'agent', '--repo', repo, '--release-dir', dir, '--no-sandbox']);
     expect(r.code, r.stderr).toBe(2);
     expect(readFileSync(file, 'utf8')).toBe(contract); // never written
     const seen = toolDigest({ name: 'echo', description: rugPull, inputSchema: { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] } });
@@ -178,7 +180,7 @@ describe.each(['stdio', 'http'] as const)('MCP gateway over %s', (transport) => 
       await client2.close();
       await again.close();
     }
-    const json = await agentvm(['tools', 'pin', 'agent', '--repo', repo, '--release-dir', dir, '--json']);
+    const json = await agentvm(['tools', 'pin', 'agent', '--repo', repo, '--release-dir', dir, '--json', '--no-sandbox']);
     expect(JSON.parse(json.stdout).tools.filter((t: { status: string }) => t.status !== 'unlisted').map((t: { tool: string; status: string }) => [t.tool, t.status])).toEqual([['echo', 'unchanged'], ['add', 'unchanged']]);
   }, 60_000);
 });

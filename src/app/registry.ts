@@ -8,9 +8,10 @@ import { SystemdProvider } from '../providers/systemd/index.js';
 import { MicrovmProvider } from '../providers/microvm/provider.js';
 import { EgressProvider } from '../providers/egress/provider.js';
 import { GateProvider } from '../providers/gate/provider.js';
+import { McpProvider } from '../providers/mcp/provider.js';
 
 export function builtInRegistry(): ProviderRegistry {
-  return new ProviderRegistry([new GitReleaseProvider(), new PackageReleaseProvider(), new MicrovmProvider(), new SystemdProvider(), new EgressProvider(), new GateProvider()]);
+  return new ProviderRegistry([new GitReleaseProvider(), new PackageReleaseProvider(), new MicrovmProvider(), new SystemdProvider(), new McpProvider(), new EgressProvider(), new GateProvider()]);
 }
 
 export async function registryFor(state: DesiredState): Promise<{ registry: ProviderRegistry; diagnostics: Diagnostic[] }> {

@@ -4,7 +4,9 @@
 // human decision). Tools a server offers but the contract does not list are reported, never added.
 // Reads the contract from the working tree (the file the reviewer edits), not from a commit.
 
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { parseYamlDocument } from '../contracts/yaml-document.js';
 import { userError } from '../diagnostics/index.js';
@@ -12,12 +14,51 @@ import type { ToolsPinResult } from '../generated/tools-pin-result.js';
 import type { WorkloadContract } from '../generated/workload-contract.js';
 import { toolDigest } from '../mcp/digest.js';
 import { offeredTools } from '../mcp/upstream.js';
+import { systemdRunSandbox } from '../mcp/sandbox.js';
+import { accountNamed, SYSTEMD_USER_ENV } from '../providers/systemd/systemctl.js';
 
 export interface PinToolsInput {
   repo: string;
   workload: string;
   /** Where a stdio server's command runs (its release); default the workload's directory in the repository. */
   releaseDir?: string;
+  /**
+   * How stdio servers are started: in a transient unit (pinSandbox()), or — only when the operator says so with
+   * --no-sandbox — as the caller; undefined: there is no manager, and a stdio server is refused (tools.no-sandbox).
+   * Never silently unsandboxed.
+   */
+  sandbox: PinSandbox | 'none' | undefined;
+}
+
+export interface PinSandbox {
+  wrap: (argv: string[]) => string[];
+  env: Record<string, string>;
+  where: string;
+}
+
+const PIN_PATH = '/usr/local/bin:/usr/bin:/bin';
+
+/**
+ * A sandbox for the servers `tools pin` starts: a transient unit (systemd-run) with no network, a read-only system,
+ * no home, and an unprivileged identity — of the user manager of AGENTVM_SYSTEMD_USER (or of the caller when it is
+ * not root and has one), else of the system manager as a dynamic user. Undefined when there is no manager.
+ */
+export function pinSandbox(releaseDir: string): PinSandbox | undefined {
+  const base: Array<[string, string]> = [['NoNewPrivileges', 'yes'], ['PrivateNetwork', 'yes'], ['RestrictAddressFamilies', 'AF_UNIX'], ['IPAddressDeny', 'any'], ['ProtectSystem', 'strict'], ['PrivateTmp', 'yes'], ['PrivateDevices', 'yes']];
+  const named = process.env[SYSTEMD_USER_ENV];
+  const account = named ? accountNamed(named) : process.getuid?.() !== 0 && process.env.XDG_RUNTIME_DIR ? { user: os.userInfo().username, uid: process.getuid!(), gid: process.getgid!(), runtimeDir: process.env.XDG_RUNTIME_DIR } : undefined;
+  if (account && existsSync(path.join(account.runtimeDir, 'systemd/private'))) {
+    const runAs = process.getuid?.() !== account.uid ? { runAs: { uid: account.uid, gid: account.gid } } : {};
+    return {
+      wrap: systemdRunSandbox({ properties: [...base, ['PrivateUsers', 'yes'], ['ProtectHome', 'tmpfs']], workingDirectory: releaseDir, scope: 'user', env: { PATH: PIN_PATH }, ...runAs }),
+      env: { PATH: PIN_PATH, XDG_RUNTIME_DIR: account.runtimeDir, DBUS_SESSION_BUS_ADDRESS: `unix:path=${account.runtimeDir}/bus` },
+      where: `a transient unit of ${account.user}'s user manager`,
+    };
+  }
+  if (process.getuid?.() === 0 && existsSync('/run/systemd/system')) {
+    return { wrap: systemdRunSandbox({ properties: [...base, ['DynamicUser', 'yes'], ['ProtectHome', 'yes']], workingDirectory: releaseDir, scope: 'system', env: { PATH: PIN_PATH } }), env: { PATH: PIN_PATH }, where: 'a transient unit of the system manager (a dynamic user)' };
+  }
+  return undefined;
 }
 
 export async function pinTools(input: PinToolsInput): Promise<ToolsPinResult> {
@@ -37,9 +78,13 @@ export async function pinTools(input: PinToolsInput): Promise<ToolsPinResult> {
   const cwd = input.releaseDir ?? path.join(input.repo, 'workloads', input.workload);
   for (const [i, entry] of tools.entries()) {
     if (entry.kind !== 'mcp') continue;
+    const sandbox = input.sandbox;
+    if (entry.command && sandbox === undefined) {
+      throw userError('tools.no-sandbox', `${rel}: MCP server ${entry.name} is a stdio server, and there is no systemd manager to sandbox it in: \`tools pin\` does not start a tool server unconfined on its own.`, `Set ${SYSTEMD_USER_ENV}=<account> to use that account's user manager, run as root where systemd is PID 1, or pass --no-sandbox for servers you trust.`);
+    }
     let offered;
     try {
-      offered = await offeredTools({ name: entry.name, ...(entry.command ? { command: entry.command, cwd } : {}), ...(entry.url ? { url: entry.url } : {}) }, { env: { PATH: '/usr/local/bin:/usr/bin:/bin' } });
+      offered = await offeredTools({ name: entry.name, ...(entry.command ? { command: entry.command, cwd } : {}), ...(entry.url ? { url: entry.url } : {}) }, sandbox === 'none' || sandbox === undefined ? { env: { PATH: PIN_PATH } } : { env: sandbox.env, sandbox: sandbox.wrap });
     } catch (err) {
       throw userError('tools.server-unreachable', `${rel}: MCP server ${entry.name} (${entry.url ?? entry.command?.join(' ')}) could not be reached: ${(err as Error).message}.`, 'Start or install the server (a stdio command runs in --release-dir), then pin again.');
     }

@@ -56,6 +56,8 @@ export interface McpGatewayOptions {
   servers: McpServerSpec[];
   /** Where the profile connects; created 0600 (the owner is the profile's account, set by the caller). */
   socketPath: string;
+  /** The socket's mode when access is decided by the directory's visibility instead (host-gateway.ts). */
+  socketMode?: number;
   audit: (fact: McpAuditFact) => void;
   /**
    * Wraps a stdio server's argv before it is spawned (the sandbox: e.g. `systemd-run --user --pipe` with the
@@ -64,6 +66,8 @@ export interface McpGatewayOptions {
   sandbox?: (argv: string[]) => string[];
   /** Environment of stdio servers: nothing is inherited beyond this (the SDK's default is a small safe set). */
   env?: Record<string, string>;
+  /** How HTTP servers are reached: through the egress proxy (proxied-fetch.ts) when the gateway runs on a host. */
+  fetch?: (url: string | URL, init?: RequestInit) => Promise<Response>;
 }
 
 /** A refusal's message: names the tool and both digests, so the reviewer can re-pin or investigate. */
@@ -100,7 +104,7 @@ export class McpGateway {
   /** Connects every declared server, then listens on the profile's socket. */
   async start(): Promise<void> {
     for (const spec of this.options.servers) {
-      const client = await connectUpstream(spec, `agentvm-mcp-gateway/${this.options.workload}/${this.options.profile}`, { ...(this.options.sandbox ? { sandbox: this.options.sandbox } : {}), ...(this.options.env ? { env: this.options.env } : {}) });
+      const client = await connectUpstream(spec, `agentvm-mcp-gateway/${this.options.workload}/${this.options.profile}`, { ...(this.options.sandbox ? { sandbox: this.options.sandbox } : {}), ...(this.options.env ? { env: this.options.env } : {}), ...(this.options.fetch ? { fetch: this.options.fetch } : {}) });
       this.upstreams.push({ spec, client, pins: new Map(spec.tools.map((t) => [t.name, t.sha256])) });
     }
     await rm(this.options.socketPath, { force: true });
@@ -109,7 +113,7 @@ export class McpGateway {
       listener.once('error', reject);
       listener.listen(this.options.socketPath, () => resolve());
     });
-    await chmod(this.options.socketPath, 0o600);
+    await chmod(this.options.socketPath, this.options.socketMode ?? 0o600);
     this.listener = listener;
   }
 

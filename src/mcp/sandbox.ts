@@ -13,13 +13,15 @@ export interface SystemdRunSandbox {
   /** Environment of the server (it does not inherit the gateway's). */
   env?: Record<string, string>;
   runAs?: { uid: number; gid: number };
+  /** The manager the transient unit belongs to (the one the gateway runs in). Default `user`. */
+  scope?: 'user' | 'system';
 }
 
 /** The argv wrapper for McpGatewayOptions.sandbox. */
 export function systemdRunSandbox(opts: SystemdRunSandbox): (argv: string[]) => string[] {
   return (argv) => [
     ...(opts.runAs ? ['setpriv', `--reuid=${opts.runAs.uid}`, `--regid=${opts.runAs.gid}`, '--init-groups', '--'] : []),
-    'systemd-run', '--user', '--pipe', '--quiet', '--wait', '--collect', '--service-type=exec',
+    'systemd-run', ...(opts.scope === 'system' ? [] : ['--user']), '--pipe', '--quiet', '--wait', '--collect', '--service-type=exec',
     `--working-directory=${opts.workingDirectory}`,
     '-p', `BindReadOnlyPaths=${opts.workingDirectory}`,
     ...opts.properties.flatMap(([k, v]) => ['-p', `${k}=${v}`]),

@@ -17,10 +17,12 @@ export interface UpstreamOptions {
   /** Wraps a stdio server's argv before it is spawned (its sandbox). */
   sandbox?: (argv: string[]) => string[];
   env?: Record<string, string>;
+  /** How HTTP servers are reached (the egress proxy's socket: proxied-fetch.ts). Default: the global fetch. */
+  fetch?: (url: string | URL, init?: RequestInit) => Promise<Response>;
 }
 
 export function upstreamTransport(spec: UpstreamSpec, opts: UpstreamOptions = {}): StdioClientTransport | StreamableHTTPClientTransport {
-  if (spec.url !== undefined) return new StreamableHTTPClientTransport(new URL(spec.url));
+  if (spec.url !== undefined) return new StreamableHTTPClientTransport(new URL(spec.url), opts.fetch ? { fetch: opts.fetch } : {});
   const argv = (opts.sandbox ?? ((a: string[]) => a))(spec.command!);
   return new StdioClientTransport({ command: argv[0]!, args: argv.slice(1), ...(spec.cwd ? { cwd: spec.cwd } : {}), ...(opts.env ? { env: opts.env } : {}), stderr: 'ignore' });
 }

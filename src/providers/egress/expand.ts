@@ -7,10 +7,30 @@
 import { HOST_WORKLOAD, type DesiredResource } from '../../model/index.js';
 import type { ExpandRequest, ExpandResponse } from '../provider.js';
 import { EGRESS_SERVER_ADDRESS } from './unit.js';
+import type { EgressEntry } from '../../egress/rules.js';
+
+/** `host:port` of each HTTP MCP server's URL (the form policy.mcp-url-egress matches against spec.egress). */
+function mcpUrlDestinations(servers: unknown): string[] {
+  if (!Array.isArray(servers)) return [];
+  return servers.flatMap((s: { url?: unknown }) => {
+    if (typeof s?.url !== 'string') return [];
+    try {
+      const u = new URL(s.url);
+      return [`${u.hostname.replace(/^\[|\]$/g, '')}:${u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80}`];
+    } catch {
+      return [];
+    }
+  });
+}
 
 export function expandEgress(req: ExpandRequest): ExpandResponse {
   const units = req.expanded.filter((r) => r.provider === 'systemd');
   if (units.length === 0) return { resources: [], diagnostics: [] };
+  // An MCP server's URL is its gateway's destination, not the profile's (providers/mcp): the profile reaches that
+  // server only through the gateway, which is a caller of its own (expanded earlier in registry order).
+  const gateways = req.expanded.filter((r) => r.provider === 'mcp');
+  const mcpDest = (workload: string, profile: unknown): Set<string> => new Set(gateways.filter((m) => m.workload === workload && m.config.profile === profile).flatMap((m) => mcpUrlDestinations(m.config.servers)));
+  const key = (e: EgressEntry): string => `${e.host}:${e.port}`;
   const server: DesiredResource = {
     address: EGRESS_SERVER_ADDRESS,
     provider: 'egress',
@@ -19,13 +39,20 @@ export function expandEgress(req: ExpandRequest): ExpandResponse {
     config: {
       scope: req.host.spec.systemd?.scope ?? 'system',
       resolvers: req.host.spec.egress?.resolvers ?? [],
-      callers: units.map((u) => ({
-        id: u.address,
-        workload: u.workload,
-        profile: u.config.profile,
-        entries: u.config.egress,
-        listenPort: (u.config.listen as { port?: number } | null)?.port ?? null,
-      })),
+      callers: [
+        ...units.map((u) => ({
+          id: u.address,
+          workload: u.workload,
+          profile: u.config.profile,
+          entries: (u.config.egress as EgressEntry[]).filter((e) => !mcpDest(u.workload, u.config.profile).has(key(e))),
+          listenPort: (u.config.listen as { port?: number } | null)?.port ?? null,
+        })),
+        ...gateways.map((m) => {
+          const dest = mcpDest(m.workload, m.config.profile);
+          const unit = units.find((u) => u.workload === m.workload && u.config.profile === m.config.profile);
+          return { id: m.address, workload: m.workload, profile: m.config.profile, entries: ((unit?.config.egress ?? []) as EgressEntry[]).filter((e) => dest.has(key(e))), listenPort: null };
+        }),
+      ],
     },
     dependsOn: [],
   };

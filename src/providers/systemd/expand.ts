@@ -10,6 +10,7 @@ import { releaseAddress } from '../release/release-lifecycle.js';
 import { programsOf } from './exec-allowlist.js';
 import { mcpPinsOf } from './mcp-pins.js';
 import { EGRESS_SERVER_ADDRESS } from '../egress/unit.js';
+import { mcpAddress } from '../../mcp/paths.js';
 
 export const unitAddress = (workload: string, profile: string): string => `unit.${workload}.${profile}`;
 
@@ -25,6 +26,8 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
     const profiles = manifest.spec.profiles ?? [];
     const canaryProfile = manifest.spec.canary?.profile;
     const canaryUnit = profiles.some((p) => p.name === canaryProfile) ? unitAddress(w.name, canaryProfile!) : undefined;
+    // A profile with MCP servers reaches them only through its gateway (providers/mcp/expand.ts): it starts first.
+    const hasMcp = mcpPinsOf(contract.spec.tools).length > 0 && releaseIdOf(w) !== null;
     for (const profile of profiles) {
       const address = unitAddress(w.name, profile.name);
       resources.push({
@@ -49,7 +52,7 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
           mcp: mcpPinsOf(contract.spec.tools),
         },
         // The host's egress proxy is every unit's only way out (and in): it starts first (providers/egress/expand.ts).
-        dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : []), EGRESS_SERVER_ADDRESS],
+        dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : []), EGRESS_SERVER_ADDRESS, ...(hasMcp ? [mcpAddress(w.name, profile.name)] : [])],
       });
     }
   }

@@ -21,6 +21,7 @@ import { SystemdCode } from './codes.js';
 import { keyEffect } from './restart-table.js';
 import { execDirectives, parsePrograms, type ExecFacts, type ProgramPin } from './exec-allowlist.js';
 import { parseMcpPins, type McpPinSet } from './mcp-pins.js';
+import { MCP_SOCKET, MCP_SOCKET_ENV } from '../../mcp/paths.js';
 import {
   environmentAssignment,
   escapeSpecifiers,
@@ -121,6 +122,22 @@ export interface EgressRenderContext {
   shim: string;
   /** `<root>/run/agentvm/egress` as the manager sees it: one directory per caller, each holding its proxy socket. */
   socketsDir: string;
+}
+
+/**
+ * The profile's MCP gateway socket (providers/mcp): of `<run>/agentvm/mcp` (the egress sockets' sibling, mcp/paths.ts)
+ * only its own directory is visible, read-only (connect() needs no write access), and its path is in
+ * $AGENTVM_MCP_SOCKET. Its only way to its MCP servers: they run without network, or behind the gateway.
+ */
+function mcpGatewayDirectives(egressSocketsDir: string, workload: string, profile: string): Array<{ key: string; value: string }> {
+  const dir = path.posix.join(path.posix.dirname(egressSocketsDir), 'mcp');
+  const own = path.posix.join(dir, `mcp.${workload}.${profile}`);
+  return [
+    { key: 'TemporaryFileSystem', value: `${unitPath(dir)}:ro` },
+    // `-`: a unit rendered with pins but without its gateway (no release id yet) starts, and finds no socket.
+    { key: 'BindReadOnlyPaths', value: `-${unitPath(own)}` },
+    { key: 'Environment', value: environmentAssignment(MCP_SOCKET_ENV, path.posix.join(own, MCP_SOCKET)) },
+  ];
 }
 
 /** The proxy's port on a unit's own loopback (HTTPS_PROXY=http://127.0.0.1:<port>); another when the profile listens there. */
@@ -563,6 +580,10 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
   if (socketPath || (confined && config.listen)) service.push({ key: 'RuntimeDirectory', value: `agent-gateway/${config.profile}` });
   const hardening = hardeningFor(config.riskTier, config.scope, { privateNetwork });
   service.push(...hardening.map(([key, value]) => ({ key, value })));
+  // User scope: the manager's private socket and the session bus are in %t, and the manager accepts the unit's uid
+  // (PrivateUsers= maps it back to the account): a unit that reached them could start any unit of its own — e.g.
+  // run around its MCP gateway or its exec allowlist with systemd-run. Found by test/mcp-e2e.test.ts.
+  if (config.scope === 'user' && ctx.runtimeDir !== null) service.push({ key: 'InaccessiblePaths', value: `-${unitPath(path.posix.join(ctx.runtimeDir, 'systemd'))} -${unitPath(path.posix.join(ctx.runtimeDir, 'bus'))}` });
   if (confined) {
     // Its own network namespace (only its own loopback), and of the proxy's caller sockets only its own directory:
     // a tmpfs over the sockets directory, its own directory bound back read-only (connect() needs no write access).
@@ -574,6 +595,7 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     service.push({ key: 'KillMode', value: 'mixed' });
     service.push({ key: 'TemporaryFileSystem', value: `${unitPath(confined.socketsDir)}:ro` });
     service.push({ key: 'BindReadOnlyPaths', value: callerDir });
+    if (config.mcp?.length) service.push(...mcpGatewayDirectives(confined.socketsDir, config.workload, config.profile));
     // The shim and the node that runs it stay visible whatever ProtectHome=/PrivateTmp= hide (agentvm under a home).
     service.push({ key: 'BindReadOnlyPaths', value: `${unitPath(confined.node)} ${unitPath(confined.shim)}` });
   }

@@ -1,0 +1,70 @@
+// A fetch for the SDK's streamable-HTTP client that reaches the server only through the host's egress proxy: every
+// request opens a CONNECT tunnel on the gateway's own caller socket of the proxy (<run>/egress/mcp.<w>.<p>/proxy.sock),
+// so the proxy's rules apply (the server's host:port must be on the gateway's allowlist, which is the contract's
+// MCP URLs) and every refusal is the proxy's audit record. TLS (https:) runs inside the tunnel, verified as usual.
+// One tunnel per request: MCP over streamable HTTP is a POST per message and an occasional SSE GET.
+
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { connect as netConnect, type Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
+
+function tunnel(proxySocket: string, host: string, port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect(proxySocket);
+    let head = '';
+    const onData = (d: Buffer): void => {
+      head += d.toString('latin1');
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (head.length > 16_384) s.destroy(new Error('the egress proxy sent no reply head'));
+        return;
+      }
+      s.off('data', onData);
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1];
+      if (status !== '200') {
+        s.destroy();
+        reject(new Error(`the egress proxy refused ${host}:${port}: ${head.slice(head.indexOf('\r\n\r\n') + 4).trim().slice(0, 500) || head.split('\r\n')[0]}`));
+        return;
+      }
+      if (end + 4 < head.length) s.unshift(Buffer.from(head.slice(end + 4), 'latin1'));
+      resolve(s);
+    };
+    s.once('error', reject);
+    s.on('data', onData);
+    s.once('connect', () => s.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`));
+  });
+}
+
+function headersOf(init: RequestInit | undefined): Record<string, string> {
+  return Object.fromEntries(new Headers(init?.headers).entries());
+}
+
+function toResponse(res: IncomingMessage): Response {
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+  const status = res.statusCode ?? 502;
+  const empty = status === 204 || status === 304 || status < 200;
+  if (empty) res.resume();
+  return new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, statusText: res.statusMessage ?? '', headers });
+}
+
+/** A FetchLike (SDK) whose requests leave through the egress proxy's unix socket `proxySocket`. */
+export function proxiedFetch(proxySocket: string): (url: string | URL, init?: RequestInit) => Promise<Response> {
+  return async (input, init) => {
+    const url = new URL(String(input));
+    const tls = url.protocol === 'https:';
+    if (!tls && url.protocol !== 'http:') throw new Error(`MCP over ${url.protocol} is not supported`);
+    const port = url.port ? Number(url.port) : tls ? 443 : 80;
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const raw = await tunnel(proxySocket, host, port);
+    const socket: Socket = tls ? tlsConnect({ socket: raw, servername: host }) : raw;
+    const body = init?.body === undefined || init.body === null ? undefined : typeof init.body === 'string' ? init.body : Buffer.from(await new Response(init.body).arrayBuffer());
+    return new Promise<Response>((resolve, reject) => {
+      const req = httpRequest({ createConnection: () => socket, method: init?.method ?? 'GET', path: `${url.pathname}${url.search}`, headers: { ...headersOf(init), host: url.host, connection: 'close' } }, (res) => resolve(toResponse(res)));
+      req.on('error', reject);
+      init?.signal?.addEventListener('abort', () => req.destroy(new Error('aborted')), { once: true });
+      req.end(body);
+    });
+  };
+}

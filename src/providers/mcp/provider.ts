@@ -1,0 +1,371 @@
+// McpProvider (`mcp`, addresses `mcp.<workload>.<profile>`): each profile's MCP gateway (decisions/0022) as a unit of
+// the host's systemd scope, agentvm-mcp-<workload>.<profile>.service, serving the profile's socket
+// <root>/run/agentvm/mcp/<address>/mcp.sock — bound into the profile's unit, its only way to its declared servers —
+// from the settings apply writes to <root>/var/lib/agentvm/mcp/<address>.json (servers, pins, and the sandbox every
+// stdio server's transient unit gets: the tier's hardening, no network, an exec allowlist of the server's program).
+// HTTP servers are reached through the egress proxy, where the gateway is a caller of its own whose allowlist is the
+// contract's MCP URLs — taken out of the profile's allowlist (providers/egress/expand.ts), so the profile cannot
+// reach those servers around its gateway.
+// Effects: any change (pins, servers, unit) restarts the gateway — the profile's open MCP sessions drop, the profile
+// does not restart. A gateway that is not running, or whose files differ from what apply wrote, is drift.
+// Invariants: plan is pure (read() returns the render context and the settings seen); only a unit marked
+// X-AgentvmOwner=<address> is stopped, removed or listed as ours; settings are written before the unit (re)starts,
+// and apply returns only once status.json shows the new settings served by the unit's main process.
+
+import { createHash } from 'node:crypto';
+import { chownSync, mkdirSync, readdirSync } from 'node:fs';
+import { readFile, rm, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
+import { canonicalJson } from '../../model/canonical-json.js';
+import type { LiveResource, LockedResource, Reason } from '../../model/resources.js';
+import { mcpPaths, mcpUnitName, readSettings, readStatus, settingsDigest, type McpSettings } from '../../mcp/paths.js';
+import { agentvmBin } from '../../gate/unit.js';
+import { egressPaths } from '../../egress/paths.js';
+import type { ApplyRequest, ApplyResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import type { UnitScope } from '../systemd/analyze.js';
+import { entrypointProgram, execDirectives, resolveExec } from '../systemd/exec-allowlist.js';
+import { hardeningFor, type RiskTier } from '../systemd/gateway-unit.js';
+import { defaultEndpoint, mkdirOwned, writeAtomic } from '../systemd/provider.js';
+import { hostPathOf, managerPath, parseShow, type SystemdEndpoint } from '../systemd/systemctl.js';
+import { parseUnitFile, valuesOf } from '../systemd/unit-file.js';
+import { McpCode } from './codes.js';
+import { expandMcpGateways, type McpServerConfig } from './expand.js';
+import { OWNER_KEY, renderMcpUnit } from './unit.js';
+
+export interface McpGatewayConfig {
+  workload: string;
+  profile: string;
+  scope: UnitScope;
+  riskTier: RiskTier;
+  releaseId: string;
+  servers: McpServerConfig[];
+}
+
+interface RenderContext {
+  node: string;
+  bin: string;
+  root: string;
+  releasesDir: string;
+}
+
+interface LiveMcpGateway {
+  context: RenderContext;
+  mode: 'online' | 'offline';
+  unitDigest: string | null;
+  settings: McpSettings | null;
+  active: string | null;
+}
+
+const NAME = /^[a-z][a-z0-9-]{0,62}$/;
+const sha256 = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+const digestOf = (unit: string | null, settings: McpSettings | null): string => sha256(`${unit ?? '-'}\n${settings ? settingsDigest(settings) : '-'}`);
+const configDigest = (c: McpGatewayConfig): string => sha256(canonicalJson(c));
+
+export function parseMcpConfig(config: Record<string, unknown>, address: string): { config?: McpGatewayConfig; diagnostics: Diagnostic[] } {
+  const c = config as Partial<McpGatewayConfig>;
+  const ok = typeof c.workload === 'string' && NAME.test(c.workload) && typeof c.profile === 'string' && NAME.test(c.profile)
+    && address === `mcp.${c.workload}.${c.profile}` && (c.scope === 'system' || c.scope === 'user')
+    && ['low', 'moderate', 'high', 'critical'].includes(String(c.riskTier)) && typeof c.releaseId === 'string' && /^[A-Za-z0-9._@+-]+$/.test(c.releaseId)
+    && Array.isArray(c.servers) && c.servers.every((s) => typeof s?.name === 'string' && Array.isArray(s.tools) && (Array.isArray(s.command) !== (typeof s.url === 'string')));
+  if (!ok) return { diagnostics: [errorDiag(McpCode.invalidConfig, `${address}: the MCP gateway configuration is malformed.`, { address, detail: 'It is made by agentvm from the workload\'s contract (spec.tools, kind: mcp); re-plan from the repository.' })] };
+  return { config: c as McpGatewayConfig, diagnostics: [] };
+}
+
+/**
+ * The properties of every stdio server's transient unit: the workload tier's hardening (no more rights than its
+ * contract), no network at all (a stdio server's only channel is its pipe to the gateway), and an exec allowlist of
+ * the servers' programs and their libraries. Reads the host (the allowlist), so it runs in apply only.
+ */
+async function sandboxOf(config: McpGatewayConfig, releaseDir: string, endpoint: SystemdEndpoint): Promise<Array<[string, string]>> {
+  const net = new Set(['PrivateNetwork', 'RestrictAddressFamilies']);
+  const hardening = hardeningFor(config.riskTier, config.scope, { privateNetwork: true }).filter(([k]) => !net.has(k));
+  const files = new Set<string>();
+  const dirs = new Set<string>();
+  for (const s of config.servers) {
+    if (!s.command) continue;
+    const facts = await resolveExec({ entrypoint: entrypointProgram(s.command, releaseDir), programs: [], releaseDir, reload: false, toHost: (p) => hostPathOf(endpoint, p) });
+    facts.files.forEach((f) => files.add(f));
+    facts.dirs.forEach((d) => dirs.add(d));
+  }
+  const exec = execDirectives({ programs: [], releaseDir, entrypoint: null, facts: { files: [...files].sort(), dirs: [...dirs].sort(), programs: [] }, runtimeDirs: [] });
+  return [...hardening, ['PrivateNetwork', 'yes'], ['RestrictAddressFamilies', 'AF_UNIX'], ['IPAddressDeny', 'any'], ...exec];
+}
+
+export interface McpProviderOptions {
+  endpoint?: (host: HostContext, scope: UnitScope) => SystemdEndpoint;
+  startTimeoutMs?: number;
+}
+
+export class McpProvider implements Provider {
+  readonly type = 'mcp';
+  readonly addressPrefix = 'mcp.';
+  private readonly endpoints = new Map<string, SystemdEndpoint>();
+
+  constructor(private readonly options: McpProviderOptions = {}) {}
+
+  expand(req: ExpandRequest): ExpandResponse {
+    return expandMcpGateways(req);
+  }
+
+  private endpointFor(host: HostContext, scope: UnitScope): SystemdEndpoint {
+    const key = `${host.root}\0${scope}`;
+    let ep = this.endpoints.get(key);
+    if (!ep) this.endpoints.set(key, (ep = (this.options.endpoint ?? defaultEndpoint)(host, scope)));
+    return ep;
+  }
+
+  private context(host: HostContext, endpoint: SystemdEndpoint): RenderContext {
+    return { node: process.execPath, bin: agentvmBin(), root: managerPath(endpoint, path.resolve(host.root)), releasesDir: managerPath(endpoint, host.paths.releases) };
+  }
+
+  validate(req: ValidateRequest): ValidateResponse {
+    return { diagnostics: parseMcpConfig(req.resource.config, req.resource.address).diagnostics };
+  }
+
+  async read(req: ReadRequest): Promise<ReadResponse> {
+    const { host, address } = req;
+    const names = namesOf(address);
+    const known = scopeOf(req.desired?.config, req.locked);
+    if (!names) return { live: { address, provider: this.type, exists: false }, diagnostics: [] };
+    let found: { exists: boolean; live: LiveMcpGateway } | undefined;
+    try {
+      for (const scope of known ? [known] : (['system', 'user'] as const)) {
+        found = await this.readAt(host, this.endpointFor(host, scope), address, mcpUnitName(names.workload, names.profile));
+        if (found.exists) break;
+      }
+    } catch (error) {
+      return { live: { address, provider: this.type, exists: false }, diagnostics: [errorDiag(McpCode.account, `${address}: ${(error as Error).message}`, { address })] };
+    }
+    const { exists, live } = found!;
+    const out: LiveResource = { address, provider: this.type, exists, ...(exists ? { identity: mcpUnitName(names.workload, names.profile), digest: digestOf(live.unitDigest, live.settings) } : {}), attributes: live as unknown as Record<string, unknown> };
+    return { live: out, diagnostics: [] };
+  }
+
+  private async readAt(host: HostContext, endpoint: SystemdEndpoint, address: string, unit: string): Promise<{ exists: boolean; live: LiveMcpGateway }> {
+    const file = await unitOwner(path.join(endpoint.unitDir, unit));
+    let settings: McpSettings | null = null;
+    try {
+      settings = readSettings(mcpPaths(host.root).settings(address)) ?? null;
+    } catch {
+      settings = null;
+    }
+    const active = file && endpoint.mode === 'online' ? ((await show(endpoint, unit, ['ActiveState'])).ActiveState ?? null) : null;
+    return { exists: file?.owner === address, live: { context: this.context(host, endpoint), mode: endpoint.mode, unitDigest: file ? sha256(file.text) : null, settings, active } };
+  }
+
+  plan(req: PlanRequest): PlanResponse {
+    const { address, desired, live, locked } = req;
+    const l = live.attributes as unknown as LiveMcpGateway | undefined;
+    const unit = live.identity ?? (desired ? String(desired.identity) : address);
+    const drift: Reason[] = [];
+    const stopped = live.exists && l?.mode === 'online' && l.active !== 'active' && l.active !== 'activating';
+    if (locked && !live.exists) drift.push({ code: 'live-missing', message: `${unit} is missing from the unit directory.` });
+    if (locked && live.exists && live.digest !== locked.digest) drift.push({ code: 'live-modified', message: `${unit} or its settings differ from what was applied.` });
+    if (locked && stopped) drift.push({ code: 'live-modified', message: `${unit} is not running (${l?.active ?? 'unknown'}): the profile cannot reach its MCP tools.` });
+    if (!desired) {
+      if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
+      return { action: 'delete', effect: 'none', reasons: [{ code: 'removed', message: `The profile declares no MCP server any more: ${unit} is stopped, disabled and removed.` }], drift, diagnostics: [] };
+    }
+    const parsed = parseMcpConfig(desired.config, address);
+    if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] }; // validate reports it
+    const servers = parsed.config.servers.map((s) => s.name).join(', ');
+    if (!live.exists || !l) return { action: 'create', effect: 'none', reasons: [{ code: locked ? 'live-missing' : 'new', message: `Install and start the MCP gateway ${unit} for ${servers}: the profile's only way to them, pinned and audited.` }], drift, diagnostics: [] };
+    const rendered = renderMcpUnit({ ...l.context, address, scope: parsed.config.scope });
+    if (!rendered.text) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: rendered.diagnostics };
+    const reasons: Reason[] = [];
+    if (sha256(rendered.text) !== l.unitDigest) reasons.push({ code: 'config-changed', message: `${unit} changed: it is restarted (the profile's open MCP sessions drop).` });
+    if (l.settings?.configDigest !== configDigest(parsed.config)) reasons.push({ code: 'config-changed', message: `The MCP servers or pins of ${address} changed: the gateway restarts with them (the profile does not).` });
+    if (stopped) reasons.push({ code: 'live-modified', message: `${unit} is not running (${l.active ?? 'unknown'}): it is started.` });
+    if (!reasons.length) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
+    return { action: 'update', effect: 'restart', reasons, drift, diagnostics: [] };
+  }
+
+  async apply(req: ApplyRequest): Promise<ApplyResponse> {
+    const { change, host } = req;
+    const address = change.address;
+    const progress = req.progress ?? (() => {});
+    if (change.action === 'delete') return this.remove(host, address, scopeOf(undefined, req.locked), progress);
+    const parsed = change.desired ? parseMcpConfig(change.desired.config, address) : { diagnostics: [] as Diagnostic[] };
+    if (!parsed.config) return { diagnostics: parsed.diagnostics.length ? parsed.diagnostics : [errorDiag(McpCode.invalidConfig, `${address}: no desired configuration.`, { address })] };
+    const config = parsed.config;
+    const unit = mcpUnitName(config.workload, config.profile);
+    let endpoint: SystemdEndpoint;
+    try {
+      endpoint = this.endpointFor(host, config.scope);
+    } catch (error) {
+      return { diagnostics: [errorDiag(McpCode.account, `${address}: ${(error as Error).message}`, { address })] };
+    }
+    const ctx = this.context(host, endpoint);
+    const rendered = renderMcpUnit({ ...ctx, address, scope: config.scope });
+    if (!rendered.text) return { diagnostics: rendered.diagnostics };
+    const paths = mcpPaths(host.root);
+    const releaseDir = path.posix.join(ctx.releasesDir, config.workload, config.releaseId);
+    const settings: McpSettings = {
+      version: 1,
+      host: host.host,
+      workload: config.workload,
+      profile: config.profile,
+      scope: config.scope,
+      configDigest: configDigest(config),
+      releaseDir,
+      socket: managerPath(endpoint, paths.socket(address)),
+      egressSocket: config.servers.some((s) => s.url !== undefined) ? managerPath(endpoint, egressPaths(host.root).callerSocket(address)) : null,
+      servers: config.servers,
+      sandbox: await sandboxOf(config, releaseDir, endpoint),
+    };
+    const digest = settingsDigest(settings);
+    const diagnostics: Diagnostic[] = [];
+
+    // 1. The directories the gateway writes (its status, its socket directory), owned by its account; the settings.
+    for (const dir of [paths.dir, paths.sockets, paths.socketDir(address)]) {
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      if (endpoint.fileOwner) chownSync(dir, endpoint.fileOwner.uid, endpoint.fileOwner.gid);
+    }
+    let before: McpSettings | undefined;
+    try {
+      before = readSettings(paths.settings(address));
+    } catch {
+      before = undefined;
+    }
+    const settingsChanged = !before || settingsDigest(before) !== digest;
+    if (settingsChanged) await writeAtomic(paths.settings(address), `${JSON.stringify(settings, null, 2)}\n`, undefined);
+    // 2. The unit.
+    const unitFile = path.join(endpoint.unitDir, unit);
+    const old = await unitOwner(unitFile);
+    const unitChanged = old?.text !== rendered.text;
+    if (unitChanged) {
+      await mkdirOwned(endpoint.unitDir, '.', endpoint.fileOwner);
+      await writeAtomic(unitFile, rendered.text, endpoint.fileOwner);
+    }
+    const locked = { address, provider: this.type, workload: config.workload, identity: unit, digest: digestOf(sha256(rendered.text), settings), attributes: { scope: config.scope, unit } };
+    if (endpoint.mode === 'offline') {
+      if (!(await ctl(endpoint, ['enable', unit], address, diagnostics))) return { diagnostics };
+      progress(`${address}: ${unit} rendered and enabled offline; it starts when the manager does`);
+      return { locked, diagnostics };
+    }
+    // 3. The manager: (re)start unless the running gateway already serves exactly these settings.
+    if (unitChanged && !(await ctl(endpoint, ['daemon-reload'], address, diagnostics))) return { diagnostics };
+    const state = await show(endpoint, unit, ['UnitFileState', 'ActiveState', 'MainPID']);
+    if (state.UnitFileState !== 'enabled' && !(await ctl(endpoint, ['enable', unit], address, diagnostics))) return { diagnostics };
+    const served = readStatus(paths.status(address));
+    const fresh = state.ActiveState === 'active' && served?.pid === Number(state.MainPID) && served.digest === digest;
+    if (!fresh || unitChanged) {
+      if (state.ActiveState === 'failed') await endpoint.systemctl(['reset-failed', unit]);
+      progress(`${address}: ${state.ActiveState === 'active' ? 'restarting' : 'starting'} ${unit}`);
+      if (!(await ctl(endpoint, ['restart', unit], address, diagnostics))) return { diagnostics };
+    }
+    const up = await this.waitServing(endpoint, unit, paths.status(address), digest);
+    if (!up.ok) {
+      return { diagnostics: [errorDiag(McpCode.startFailed, `${address}: ${unit} does not serve its MCP servers (${up.why}).`, { address, detail: `Run \`agentvm mcp serve --root ${host.root} --address ${address}\` by hand as the account the unit runs as to see the error (a stdio server that does not start, or an HTTP server that does not answer, is the common cause).` })] };
+    }
+    progress(`${address}: ${unit} serves ${config.servers.length} MCP server(s) (main PID ${up.pid})`);
+    return { locked, diagnostics };
+  }
+
+  private async waitServing(endpoint: SystemdEndpoint, unit: string, statusFile: string, digest: string): Promise<{ ok: true; pid: number } | { ok: false; why: string }> {
+    const timeout = this.options.startTimeoutMs ?? 30_000;
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const s = await show(endpoint, unit, ['ActiveState', 'SubState', 'Result', 'MainPID']);
+      const pid = Number(s.MainPID ?? 0);
+      const status = readStatus(statusFile);
+      if (s.ActiveState === 'active' && pid > 0 && status?.pid === pid && status.digest === digest) return { ok: true, pid };
+      const why = `${s.ActiveState ?? '?'}/${s.SubState ?? '?'}, result ${s.Result ?? '?'}`;
+      if (s.ActiveState === 'failed') return { ok: false, why };
+      if (Date.now() > deadline) return { ok: false, why: `${why} after ${timeout} ms` };
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  private async remove(host: HostContext, address: string, known: UnitScope | undefined, progress: (m: string) => void): Promise<ApplyResponse> {
+    const names = namesOf(address);
+    const diagnostics: Diagnostic[] = [];
+    if (!names) return { diagnostics };
+    const unit = mcpUnitName(names.workload, names.profile);
+    for (const scope of known ? [known] : (['system', 'user'] as const)) {
+      let endpoint: SystemdEndpoint;
+      try {
+        endpoint = this.endpointFor(host, scope);
+      } catch {
+        continue;
+      }
+      const unitFile = path.join(endpoint.unitDir, unit);
+      if ((await unitOwner(unitFile))?.owner !== address) continue;
+      if (endpoint.mode === 'online') {
+        progress(`${address}: stopping and disabling ${unit}`);
+        if (!(await ctl(endpoint, ['stop', unit], address, diagnostics))) return { diagnostics };
+      }
+      if (!(await ctl(endpoint, ['disable', unit], address, diagnostics))) return { diagnostics };
+      await unlink(unitFile);
+      if (endpoint.mode === 'online') {
+        await ctl(endpoint, ['daemon-reload'], address, diagnostics);
+        await endpoint.systemctl(['reset-failed', unit]);
+      }
+    }
+    const paths = mcpPaths(host.root);
+    await rm(paths.settings(address), { force: true });
+    await rm(paths.status(address), { force: true });
+    await rm(paths.socketDir(address), { recursive: true, force: true });
+    return { diagnostics };
+  }
+
+  async list(req: ListRequest): Promise<ListResponse> {
+    const owned: ListResponse['owned'] = [];
+    for (const scope of ['system', 'user'] as const) {
+      let endpoint: SystemdEndpoint;
+      try {
+        endpoint = this.endpointFor(req.host, scope);
+      } catch {
+        continue;
+      }
+      let names: string[] = [];
+      try {
+        names = readdirSync(endpoint.unitDir).filter((n) => /^agentvm-mcp-[a-z0-9-]+\.[a-z0-9-]+\.service$/.test(n));
+      } catch {
+        continue;
+      }
+      for (const n of names) {
+        const owner = (await unitOwner(path.join(endpoint.unitDir, n)))?.owner;
+        if (owner && namesOf(owner) && mcpUnitName(namesOf(owner)!.workload, namesOf(owner)!.profile) === n) owned.push({ address: owner, identity: n });
+      }
+    }
+    return { owned, diagnostics: [] };
+  }
+}
+
+function namesOf(address: string): { workload: string; profile: string } | undefined {
+  const m = /^mcp\.([a-z][a-z0-9-]{0,62})\.([a-z][a-z0-9-]{0,62})$/.exec(address);
+  return m ? { workload: m[1]!, profile: m[2]! } : undefined;
+}
+
+function scopeOf(config: Record<string, unknown> | undefined, locked: LockedResource | undefined): UnitScope | undefined {
+  const s = config?.scope ?? locked?.attributes?.scope;
+  return s === 'user' || s === 'system' ? s : undefined;
+}
+
+async function unitOwner(file: string): Promise<{ text: string; owner: string | undefined } | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    return { text, owner: valuesOf(parseUnitFile(text), 'Unit', OWNER_KEY).at(-1) };
+  } catch {
+    return { text, owner: undefined };
+  }
+}
+
+async function show(endpoint: SystemdEndpoint, unit: string, props: string[]): Promise<Record<string, string>> {
+  const r = await endpoint.systemctl(['show', unit, `--property=${props.join(',')}`]);
+  return r.code === 0 ? parseShow(r.stdout) : {};
+}
+
+async function ctl(endpoint: SystemdEndpoint, args: string[], address: string, diagnostics: Diagnostic[]): Promise<boolean> {
+  const r = await endpoint.systemctl(args);
+  if (r.code === 0) return true;
+  diagnostics.push(errorDiag(McpCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, { address, detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000) }));
+  return false;
+}
