@@ -5,6 +5,7 @@
 // provider's expand names it), so the socket and port bridge exist before a unit starts. Pure: no I/O.
 
 import { HOST_WORKLOAD, type DesiredResource } from '../../model/index.js';
+import type { InjectionRoute } from '../../egress/injection.js';
 import type { ExpandRequest, ExpandResponse } from '../provider.js';
 import { EGRESS_SERVER_ADDRESS } from './unit.js';
 
@@ -25,9 +26,19 @@ export function expandEgress(req: ExpandRequest): ExpandResponse {
         profile: u.config.profile,
         entries: u.config.egress,
         listenPort: (u.config.listen as { port?: number } | null)?.port ?? null,
+        ...injectionsOf(u.config.secrets),
       })),
+      ...(req.host.spec.egress?.upstreamTrustAnchors?.length ? { upstreamTrustAnchors: req.host.spec.egress.upstreamTrustAnchors } : {}),
     },
     dependsOn: [],
   };
   return { resources: [server], diagnostics: [] };
+}
+
+/** The caller's injected secrets as proxy routes (decisions/0023): names and where, never a value. */
+function injectionsOf(secrets: unknown): { inject?: InjectionRoute[] } {
+  const routes = (Array.isArray(secrets) ? secrets : [])
+    .filter((s): s is { name: string; inject: { host: string; header: string; format?: string } } => typeof s === 'object' && s !== null && typeof (s as { inject?: unknown }).inject === 'object' && (s as { inject?: unknown }).inject !== null)
+    .map((s) => ({ name: s.name, host: s.inject.host, header: s.inject.header, format: s.inject.format ?? '{}' }));
+  return routes.length ? { inject: routes } : {};
 }

@@ -39,4 +39,6 @@ export const SystemdCode = {
   hostPrerequisite: 'systemd.host-prerequisite',
   /** A declared program (`kind: program` tool) does not hash to its pin, or is missing: the unit is not started (decisions/0022). */
   toolDigest: 'systemd.tool-digest',
+  /** apply could not read an env-file: or injected secret into agentvm's credential store (file missing, variable unset). */
+  secretUnreadable: 'systemd.secret-unreadable',
 } as const;
