@@ -466,7 +466,7 @@ export class EgressProxy {
     upstream.on('error', () => upstream.destroy());
     if (injected) this.counters.injected++;
     this.counters.allowed++;
-    const out = httpRequest({ createConnection: () => upstream, method: req.method, path: req.url, headers, setHost: false, agent: false }, (answerRes) => {
+    const out = httpRequest({ createConnection: () => upstream, method: req.method, path: req.url, headers, setHost: false }, (answerRes) => {
       const back: string[] = [];
       for (let i = 0; i + 1 < answerRes.rawHeaders.length; i += 2) {
         if (!RESPONSE_HOP.has(answerRes.rawHeaders[i]!.toLowerCase())) back.push(answerRes.rawHeaders[i]!, answerRes.rawHeaders[i + 1]!);
