@@ -113,6 +113,10 @@ describe.skipIf(!ready && !inCi)('injected credentials from inside a real gatewa
   });
 
   it('GIVEN injected secrets WHEN apply THEN the unit runs, trusts the agentvm CA, and its credentials directory holds placeholders only', async () => {
+    // The reviewer sees which credentials the workload gets and that it holds only placeholders of the injected ones.
+    const plan = await cli(['plan']);
+    expect(plan.stdout).toContain('credential +llm-api-key (injected for api.test: the workload holds a placeholder)');
+    expect(plan.stdout).toContain('credential +db-password (held by the workload: it can send the value anywhere it reaches)');
     const r = await cli(['apply', '--auto-approve']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect((await m.show(UNIT, ['ActiveState'])).ActiveState).toBe('active');
