@@ -148,6 +148,9 @@ describe.skipIf(!ready && !inCi)('injected credentials from inside a real gatewa
     expect(r.echo!.headers['x-api-key']).toBe(VALUES.llm);
     expect(r.echo!.host).toBe('api.test');
     // With a format: `Authorization: Bearer <placeholder>` becomes `Bearer <value>` (env-file: source).
+    // A Host header naming another tenant does not move the credential: the request goes to the CONNECT host, as it.
+    const h = await probe<Sent>('/send?target=api.test:443&cred=llm-api-key&where=host-header');
+    expect([h.echo!.host, h.echo!.headers['x-api-key']], JSON.stringify(h)).toEqual(['api.test', VALUES.llm]);
     const f = await probe<Sent>('/send?target=other.test:443&cred=search-token&where=formatted');
     expect(f.echo!.headers.authorization, JSON.stringify(f)).toBe(`Bearer ${VALUES.search}`);
   });
@@ -183,6 +186,11 @@ describe.skipIf(!ready && !inCi)('injected credentials from inside a real gatewa
       expect(r.readable, p).toBeUndefined();
       expect(r.error, p).toBeTruthy();
     }
+    // Through the proxy's own view of the filesystem (/proc/<pid>/root: same account in user scope).
+    const proxyPid = await m.mainPid('agentvm-egress.service');
+    expect(proxyPid).toBeGreaterThan(0);
+    const viaProc = await probe<{ readable?: boolean; error?: string }>(`/read?path=${encodeURIComponent(`/proc/${proxyPid}/root${path.join(g.root, 'var/lib/agentvm/credstore', ADDRESS, 'llm-api-key.value')}`)}`);
+    expect(viaProc.readable, JSON.stringify(viaProc)).toBeUndefined();
     // The public half is readable: the unit must trust it.
     expect(await probe<{ readable?: boolean }>(`/read?path=${encodeURIComponent(path.join(g.root, 'var/lib/agentvm/egress-ca/ca.pem'))}`)).toEqual({ readable: true });
   });

@@ -357,10 +357,12 @@ function describeRuleChange(before: RulesFile | null, after: RulesFile): string 
     const added = c.entries.map(key).filter((k) => !old.entries.map(key).includes(k));
     const removed = old.entries.map(key).filter((k) => !c.entries.map(key).includes(k));
     if (added.length || removed.length) parts.push(`${c.id} ${[...added.map((a) => `+${a}`), ...removed.map((r) => `-${r}`)].join(' ')}`);
+    else if (JSON.stringify(old.inject ?? []) !== JSON.stringify(c.inject ?? [])) parts.push(`${c.id} injected credentials changed`);
     else if (JSON.stringify(old) !== JSON.stringify(c)) parts.push(`${c.id} listener changed`);
   }
   for (const id of was.keys()) parts.push(`${id} removed`);
   if (JSON.stringify(before?.resolvers ?? []) !== JSON.stringify(after.resolvers)) parts.push('resolvers changed');
+  if (JSON.stringify(before?.upstreamTrustAnchors ?? []) !== JSON.stringify(after.upstreamTrustAnchors ?? [])) parts.push('upstream trust anchors changed');
   return parts.join('; ') || 'paths';
 }
 
