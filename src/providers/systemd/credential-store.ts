@@ -13,6 +13,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import path from 'node:path';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { PLACEHOLDER_PREFIX } from '../../egress/injection.js';
+import { rememberSecret } from '../../secrets/redaction.js';
 import { SystemdCode } from './codes.js';
 import type { GatewayConfig } from './gateway-unit.js';
 
@@ -85,6 +86,9 @@ export function deliverStoredCredentials(store: string, address: string, secrets
       diagnostics.push(errorDiag(SystemdCode.secretUnreadable, `${address}: secret \`${s.name}\` spans several lines and cannot be sent in a header.`, { address }));
       continue;
     }
+    // The one redaction boundary masks it in anything this process prints from now on (defence in depth: no path
+    // here puts a value into output).
+    rememberSecret(read.value);
     writePrivate(path.join(dir, `${s.name}.value`), read.value, owner);
     keep.add(`${s.name}.value`);
     if (s.inject) {
