@@ -223,4 +223,18 @@ describe.skipIf(!ready && !inCi)('injected credentials from inside a real gatewa
       expect(proxyOut).not.toContain(v);
     }
   }, 180_000);
+
+  it('GIVEN an env-file: value rotated at its source WHEN plan and apply THEN the unit is re-applied and the proxy injects the new value', async () => {
+    const rotated = canary('rotated');
+    const sources = path.join(g.base, 'sources');
+    writeFileSync(path.join(sources, 'agent.env'), `export SEARCH_TOKEN="${rotated}"\nDB_PASSWORD=${VALUES.db}\n`, { mode: 0o600 });
+    const plan = await cli(['plan']);
+    expect(plan.stdout).toContain('credential `search-token` changed since the unit started');
+    expect(plan.stdout).not.toContain(rotated);
+    const r = await cli(['apply', '--auto-approve']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const f = await probe<Sent>('/send?target=other.test:443&cred=search-token&where=formatted');
+    expect(f.echo!.headers.authorization, JSON.stringify(f)).toBe(`Bearer ${rotated}`);
+    expect(outputs.join('\n')).not.toContain(rotated);
+  }, 180_000);
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { deliverStoredCredentials, envFileValue } from './credential-store.js';
+import { deliverStoredCredentials, envFileValue, staleStoredCredentials } from './credential-store.js';
 import { SystemdCode } from './codes.js';
 
 const dirs: string[] = [];
@@ -51,5 +51,18 @@ describe('deliverStoredCredentials', () => {
     expect(diags[0]!.summary).toContain('does not set TOKEN');
     expect(diags[1]!.summary).toContain('ENOENT');
     expect(JSON.stringify(diags)).not.toContain('SECRET-VALUE');
+  });
+});
+
+describe('staleStoredCredentials', () => {
+  it('GIVEN a value rotated in its env file THEN that secret (by name) is stale; unchanged ones are not', () => {
+    const d = tmp();
+    writeFileSync(path.join(d, 'a.env'), 'A=one\nB=two\n');
+    const store = path.join(d, 'store');
+    const secrets = [{ name: 'a', ref: `env-file:${d}/a.env#A` }, { name: 'b', ref: `env-file:${d}/a.env#B`, inject: { host: 'h.example', header: 'x' } }];
+    deliverStoredCredentials(store, 'unit.w.p', secrets, undefined);
+    expect(staleStoredCredentials(store, 'unit.w.p', secrets)).toEqual([]);
+    writeFileSync(path.join(d, 'a.env'), 'A=one\nB=three\n');
+    expect(staleStoredCredentials(store, 'unit.w.p', secrets)).toEqual(['b']);
   });
 });

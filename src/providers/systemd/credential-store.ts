@@ -101,6 +101,26 @@ export function deliverStoredCredentials(store: string, address: string, secrets
   return diagnostics;
 }
 
+/**
+ * The stored secrets whose source now holds another value than the store (rotated in its env file or file): plan
+ * re-applies the unit for them. Compared in memory only; the answer is names, never a value.
+ */
+export function staleStoredCredentials(store: string, address: string, secrets: GatewayConfig['secrets']): string[] {
+  const stale: string[] = [];
+  for (const s of secrets.filter((x) => x.inject || x.ref.startsWith('env-file:'))) {
+    const read = readValue(s.ref);
+    if ('why' in read) continue; // reported by apply, which cannot deliver it either
+    let stored: string | undefined;
+    try {
+      stored = readFileSync(path.join(store, address, `${s.name}.value`), 'utf8');
+    } catch {
+      stored = undefined;
+    }
+    if (stored !== undefined && stored !== read.value) stale.push(s.name);
+  }
+  return stale;
+}
+
 /** Removes a unit's store entries (the unit is gone). */
 export function forgetStoredCredentials(store: string, address: string): void {
   rmSync(path.join(store, address), { recursive: true, force: true });

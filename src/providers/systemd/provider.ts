@@ -46,7 +46,7 @@ import { valuesOf } from './unit-file.js';
 import { mapBounded } from '../../support/concurrency.js';
 import { CallBatch } from './batch.js';
 import { egressPaths, unitShimPath } from '../../egress/paths.js';
-import { deliverStoredCredentials, forgetStoredCredentials } from './credential-store.js';
+import { deliverStoredCredentials, forgetStoredCredentials, staleStoredCredentials } from './credential-store.js';
 
 export const UNIT_ADDRESS_PREFIX = 'unit.';
 
@@ -151,6 +151,16 @@ export class SystemdProvider implements Provider {
     const secrets = req.desired?.config.secrets;
     if (scope === 'user' && endpoint.mode === 'online' && Array.isArray(secrets) && secrets.length > 0 && !existsSync(hostPathOf(endpoint, '/run/credentials'))) {
       diagnostics.push(credentialsDirMissing(address));
+    }
+    // A stored secret (env-file:, injected) rotated at its source is a changed credential: plan re-applies the unit,
+    // which refreshes the store (decisions/0023).
+    const parsedSecrets = req.desired ? parseGatewayConfig(req.desired.config, address).config?.secrets : undefined;
+    if (result.exists && parsedSecrets) {
+      for (const name of staleStoredCredentials(egressPaths(host.root).credstore, address, parsedSecrets)) {
+        const entry = result.live.credentials.find((c) => c.name === name);
+        if (entry) entry.state = 'changed';
+        else result.live.credentials.push({ name, state: 'changed' });
+      }
     }
     const live: LiveResource = {
       address,
