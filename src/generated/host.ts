@@ -53,7 +53,7 @@ export interface Host {
       /**
        * Extra CA certificate files (absolute paths, PEM) the proxy trusts, besides the system trust store, when it verifies the server of an injected-credential host (decisions/0023): a private CA of your own, or a test upstream. Default: none.
        *
-       * @maxItems 16
+       * @maxItems 8
        */
       upstreamTrustAnchors?:
         | []
@@ -64,63 +64,7 @@ export interface Host {
         | [string, string, string, string, string]
         | [string, string, string, string, string, string]
         | [string, string, string, string, string, string, string]
-        | [string, string, string, string, string, string, string, string]
-        | [string, string, string, string, string, string, string, string, string]
-        | [string, string, string, string, string, string, string, string, string, string]
-        | [string, string, string, string, string, string, string, string, string, string, string]
-        | [string, string, string, string, string, string, string, string, string, string, string, string]
-        | [string, string, string, string, string, string, string, string, string, string, string, string, string]
-        | [
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string
-          ]
-        | [
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string
-          ]
-        | [
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string,
-            string
-          ];
+        | [string, string, string, string, string, string, string, string];
     };
     gate?: {
       /**
