@@ -5,6 +5,13 @@
 //                                              can be given exactly its own directory (TemporaryFileSystem= over the
 //                                              rest)
 // A caller's directory name is its address with `.` kept (`unit.<workload>.<profile>`, `job.<workload>.<job>.<run>`).
+// Injected credentials (decisions/0023):
+//   <root>/var/lib/agentvm/credstore/<caller>/<name>.value        the real value (0600, the proxy's account), read by
+//                                                                 the proxy per request; env-file: values too
+//   <root>/var/lib/agentvm/credstore/<caller>/<name>.placeholder  what the workload gets as its credential
+//   <root>/var/lib/agentvm/credstore/.tls/<host>.{pem,key}        the leaf the proxy presents for an injected host
+//   <root>/var/lib/agentvm/egress-ca/{ca.pem,bundle.pem}          the host's agentvm CA (and system CAs + it), public
+//   <root>/var/lib/agentvm/egress-ca/ca.key                       its key: root only, used by apply to issue leaves
 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +29,12 @@ export interface EgressPaths {
   status: string;
   sockets: string;
   audit: string;
+  /** The root-only credential store (hidden from every confined unit). */
+  credstore: string;
+  /** The agentvm CA of this host: ca.pem, bundle.pem (world-readable), ca.key (root only). */
+  caDir: string;
+  credential(caller: string, name: string, kind: 'value' | 'placeholder'): string;
+  leaf(host: string): { cert: string; key: string };
   callerDir(id: string): string;
   callerSocket(id: string): string;
 }
@@ -36,6 +49,10 @@ export function egressPaths(root: string): EgressPaths {
     status: path.join(dir, 'status.json'),
     sockets,
     audit: path.join(host.audit, AUDIT_FILE_NAME),
+    credstore: path.join(path.resolve(root), 'var/lib/agentvm/credstore'),
+    caDir: path.join(path.resolve(root), 'var/lib/agentvm/egress-ca'),
+    credential: (caller, name, kind) => path.join(path.resolve(root), 'var/lib/agentvm/credstore', caller, `${name}.${kind}`),
+    leaf: (h) => ({ cert: path.join(path.resolve(root), 'var/lib/agentvm/credstore/.tls', `${h}.pem`), key: path.join(path.resolve(root), 'var/lib/agentvm/credstore/.tls', `${h}.key`) }),
     callerDir: (id) => path.join(sockets, id),
     callerSocket: (id) => path.join(sockets, id, PROXY_SOCKET),
   };

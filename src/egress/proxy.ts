@@ -14,11 +14,21 @@
 // gate and the health check connect) and relays to the unix socket the unit's in-namespace shim (unit-shim.ts) serves.
 // Rules are data: reload() swaps callers' allowlists in place; listeners of unchanged callers and every open
 // connection stay (a tunnel already open keeps going until it closes: rules are checked when it opens).
+// Injected credentials (injection.ts, decisions/0023): a CONNECT on a TLS port to a host for which THIS caller has an
+// injection route is not tunnelled but terminated here with the host's leaf (issued by the agentvm CA that only the
+// caller's unit trusts); each HTTP request on it goes to that host over a new TLS connection whose certificate is
+// verified (system store + spec.egress.upstreamTrustAnchors), with the placeholder replaced in the declared header
+// only. Every other CONNECT stays an opaque tunnel, checked by SNI as above.
 
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, createServer, isIP, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, createSecureContext, rootCertificates, TLSSocket, type SecureContext } from 'node:tls';
 import path from 'node:path';
+import { Duplex } from 'node:stream';
 import { DenialAudit } from './audit.js';
+import { SYSTEM_BUNDLE } from './ca.js';
+import { rewriteHeaders, routesFor, type CredentialReader, type InjectionRoute } from './injection.js';
 import { NameResolver } from './resolver.js';
 import { decideDestination, deny, normaliseHost, screenAnswers, type Denial, type EgressCaller, type EgressEntry } from './rules.js';
 import { parseClientHello } from './sni.js';
@@ -32,12 +42,16 @@ export interface CallerSettings {
   socket: string;
   /** The profile's listener, bridged from the host's 127.0.0.1:<port> to the unit's shim at `target`. */
   inbound?: { port: number; target: string } | null;
+  /** Secrets the proxy injects for this caller (injection.ts); absent or empty: none. */
+  inject?: InjectionRoute[];
 }
 
 export interface ProxySettings {
   /** `ip` / `ip:port` of the resolvers the proxy asks; empty: the host's /etc/resolv.conf. */
   resolvers: string[];
   callers: CallerSettings[];
+  /** Extra PEM files trusted, besides the system store, for upstreams of injected hosts (host spec.egress). */
+  upstreamTrustAnchors?: string[];
 }
 
 export interface EgressProxyOptions {
@@ -48,6 +62,8 @@ export interface EgressProxyOptions {
   auditWindowMs?: number;
   connectTimeoutMs?: number;
   onWarning?: (message: string) => void;
+  /** Injected credentials: the store reader and where each injected host's leaf lives. Absent: nothing is injected. */
+  injection?: { credentials: CredentialReader; leaf(host: string): { cert: string; key: string } };
 }
 
 /** Ports on which a CONNECT must carry a TLS ClientHello whose SNI equals the CONNECT host. */
@@ -71,8 +87,16 @@ export class EgressProxy {
   private resolverKey = '';
   private readonly own: Set<string>;
   readonly audit: DenialAudit;
-  /** Requests allowed and refused (status, tests). */
-  readonly counters = { allowed: 0, refused: 0 };
+  /** Requests allowed and refused (status, tests); `injected`: requests whose declared header got a real value. */
+  readonly counters = { allowed: 0, refused: 0, injected: 0 };
+  private readonly injections = new Map<string, InjectionRoute[]>();
+  private readonly leaves = new Map<string, SecureContext>();
+  private trust: string[] = defaultTrust();
+  private readonly intercepted = new WeakMap<object, { caller: EgressCaller; host: string; port: number }>();
+  private readonly injectServer = createHttpServer({ requireHostHeader: false }, (req, res) => void this.forwardInjected(req, res).catch((error: unknown) => {
+    this.options.onWarning?.(`injected request: ${(error as Error).message}`);
+    res.destroy();
+  }));
 
   constructor(private readonly options: EgressProxyOptions) {
     this.own = new Set(options.ownAddresses);
@@ -86,6 +110,17 @@ export class EgressProxy {
     if (key !== this.resolverKey || !this.resolver) {
       this.resolver = new NameResolver(settings.resolvers);
       this.resolverKey = key;
+    }
+    this.injections.clear();
+    for (const c of settings.callers) if (c.inject?.length) this.injections.set(c.id, c.inject.map((r) => ({ ...r })));
+    this.leaves.clear();
+    this.trust = defaultTrust();
+    for (const file of settings.upstreamTrustAnchors ?? []) {
+      try {
+        this.trust.push(readFileSync(file, 'utf8'));
+      } catch (error) {
+        this.options.onWarning?.(`upstream trust anchor ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      }
     }
     const wanted = new Map(settings.callers.map((c) => [c.socket, c]));
     for (const [socket, l] of this.listeners) {
@@ -239,21 +274,29 @@ export class EgressProxy {
     client.resume();
   }
 
-  /** Decide, resolve, screen and connect; on refusal answers 403 (or 502) and returns undefined. */
-  private async open(client: Socket, caller: EgressCaller, host: string, port: number): Promise<Socket | undefined> {
+  /** Decide, resolve and screen: the addresses the caller may reach for host:port, or the denial. */
+  private async screened(caller: EgressCaller, host: string, port: number): Promise<{ addresses: string[] } | Denial> {
     const decision = decideDestination(caller, host, port);
-    if (!decision.ok) return void this.refuse(client, caller, decision);
+    if (!decision.ok) return decision;
     let addresses = [decision.host];
     if (isIP(decision.host) === 0) {
       const resolved = await this.resolver.resolve(decision.host);
-      if (resolved.addresses.length === 0) return void this.refuse(client, caller, deny(caller, 'resolve-failed', decision.host, port, `the name does not resolve (${resolved.error ?? 'no address'})`));
+      if (resolved.addresses.length === 0) return deny(caller, 'resolve-failed', decision.host, port, `the name does not resolve (${resolved.error ?? 'no address'})`);
       const screened = screenAnswers(caller, decision.host, port, resolved.addresses, this.own);
-      if (!screened.ok) return void this.refuse(client, caller, screened);
+      if (!screened.ok) return screened;
       addresses = screened.addresses;
     } else if (!decision.literal) {
       const screened = screenAnswers(caller, decision.host, port, addresses, this.own);
-      if (!screened.ok) return void this.refuse(client, caller, screened);
+      if (!screened.ok) return screened;
     }
+    return { addresses };
+  }
+
+  /** Decide, resolve, screen and connect; on refusal answers 403 (or 502) and returns undefined. */
+  private async open(client: Socket, caller: EgressCaller, host: string, port: number): Promise<Socket | undefined> {
+    const screened = await this.screened(caller, host, port);
+    if (!('addresses' in screened)) return void this.refuse(client, caller, screened);
+    const { addresses } = screened;
     const upstream = await this.connectFirst(addresses, port);
     if (!upstream) {
       answer(client, 502, `agentvm egress: ${host}:${port} is allowed but did not accept a connection (${addresses.join(', ')}).`);
@@ -288,6 +331,9 @@ export class EgressProxy {
   }
 
   private async connectTunnel(client: Socket, caller: EgressCaller, host: string, port: number, rest: Buffer): Promise<void> {
+    if (this.options.injection && TLS_PORTS.has(port) && isIP(host) === 0 && routesFor(this.injections.get(caller.id), host).length > 0) {
+      return this.intercept(client, caller, host, port, rest);
+    }
     const upstream = await this.open(client, caller, host, port);
     if (!upstream) return;
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
@@ -337,6 +383,101 @@ export class EgressProxy {
     client.resume();
   }
 
+  /** The leaf context for an injected host, loaded once per reload; undefined when apply has not issued it. */
+  private leafContext(host: string): SecureContext | undefined {
+    const h = normaliseHost(host);
+    let ctx = this.leaves.get(h);
+    if (!ctx && this.options.injection) {
+      const files = this.options.injection.leaf(h);
+      if (!existsSync(files.cert) || !existsSync(files.key)) return undefined;
+      ctx = createSecureContext({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
+      this.leaves.set(h, ctx);
+    }
+    return ctx;
+  }
+
+  /** Terminates the caller's TLS for an injected host; requests go on through forwardInjected. */
+  private intercept(client: Socket, caller: EgressCaller, host: string, port: number, rest: Buffer): void {
+    const decision = decideDestination(caller, host, port);
+    if (!decision.ok) return this.refuse(client, caller, decision);
+    const leaf = this.leafContext(host);
+    if (!leaf) return answer(client, 502, `agentvm egress: ${host} has injected credentials but its certificate was not issued; run agentvm apply.`);
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    const secure = new TLSSocket(streamOf(client, rest), { isServer: true, secureContext: leaf, ALPNProtocols: ['http/1.1'] });
+    secure.on('error', () => secure.destroy());
+    const timer = setTimeout(() => secure.destroy(), HELLO_TIMEOUT_MS);
+    secure.once('close', () => {
+      clearTimeout(timer);
+      client.destroy();
+    });
+    secure.once('secure', () => {
+      clearTimeout(timer);
+      const sni = (secure as TLSSocket & { servername?: string | false }).servername;
+      // The same rule as an opaque tunnel: the name the client verifies must be the CONNECT host.
+      if (!sni || normaliseHost(sni) !== normaliseHost(host)) {
+        this.counters.refused++;
+        this.audit.record(caller, deny(caller, sni ? 'sni-mismatch' : 'sni-missing', host, port, sni ? `the TLS server name ${JSON.stringify(sni.slice(0, 253))} differs from the CONNECT host (domain fronting)` : 'the TLS ClientHello names no server (SNI), so the destination cannot be checked'));
+        secure.destroy();
+        return;
+      }
+      this.intercepted.set(secure, { caller, host: normaliseHost(host), port });
+      this.injectServer.emit('connection', secure);
+    });
+  }
+
+  /** One request on a terminated connection: to the same host, verified, with the declared header injected. */
+  private async forwardInjected(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const ctx = this.intercepted.get(req.socket);
+    if (!ctx || !this.options.injection) return void res.destroy();
+    const { caller, host, port } = ctx;
+    const reader = this.options.injection.credentials;
+    const routes = routesFor(this.injections.get(caller.id), host);
+    let injected = false;
+    const headers = rewriteHeaders(req.rawHeaders, routes, (name) => {
+      const c = reader.read(caller.id, name);
+      if (c) injected = true;
+      return c;
+    });
+    // Host is the CONNECT host whatever the request says: a credential never rides to another tenant of the same edge.
+    headers.push('Host', port === 443 ? host : `${host}:${port}`);
+    const fail = (status: number, reason: string): void => {
+      if (res.headersSent) return void res.destroy();
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-agentvm-egress-denied': reason.replace(/[^\x20-\x7e]/g, '?'), connection: 'close' });
+      res.end(`${reason}\n`);
+    };
+    const screened = await this.screened(caller, host, port);
+    if (!('addresses' in screened)) {
+      this.counters.refused++;
+      this.audit.record(caller, screened);
+      return fail(403, screened.reason);
+    }
+    const tcp = await this.connectFirst(screened.addresses, port);
+    if (!tcp) return fail(502, `agentvm egress: ${host}:${port} is allowed but did not accept a connection.`);
+    this.track(tcp);
+    const upstream = await new Promise<TLSSocket | string>((resolve) => {
+      const t = tlsConnect({ socket: tcp, servername: host, ca: this.trust, ALPNProtocols: ['http/1.1'] });
+      t.once('secureConnect', () => resolve(t));
+      t.once('error', (e) => {
+        t.destroy();
+        resolve((e as NodeJS.ErrnoException).code ?? e.message);
+      });
+    });
+    if (typeof upstream === 'string') return fail(502, `agentvm egress: the server of ${host}:${port} did not present a certificate the host trusts for that name (${upstream.slice(0, 200)}); nothing was sent.`);
+    upstream.on('error', () => upstream.destroy());
+    if (injected) this.counters.injected++;
+    this.counters.allowed++;
+    const out = httpRequest({ createConnection: () => upstream, method: req.method, path: req.url, headers, setHost: false }, (answerRes) => {
+      const back: string[] = [];
+      for (let i = 0; i + 1 < answerRes.rawHeaders.length; i += 2) {
+        if (!RESPONSE_HOP.has(answerRes.rawHeaders[i]!.toLowerCase())) back.push(answerRes.rawHeaders[i]!, answerRes.rawHeaders[i + 1]!);
+      }
+      res.writeHead(answerRes.statusCode ?? 502, answerRes.statusMessage ?? '', back);
+      answerRes.pipe(res);
+    });
+    out.on('error', (e) => fail(502, `agentvm egress: ${host}:${port} failed during the request (${(e as NodeJS.ErrnoException).code ?? 'error'}).`));
+    req.pipe(out);
+  }
+
   private refuse(client: Socket, caller: EgressCaller, denial: Denial): void {
     this.counters.refused++;
     this.audit.record(caller, denial);
@@ -369,6 +510,44 @@ function answer(client: Socket, status: number, reason: string): void {
   // The reason is ours (never caller bytes beyond a host name already validated), one line, safe as a header value.
   const header = reason.replace(/[^\x20-\x7e]/g, '?');
   client.end(`HTTP/1.1 ${status} ${phrase}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Agentvm-Egress-Denied: ${header}\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+}
+
+const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'trailer', 'upgrade']);
+
+/** The system trust store as one PEM (Node 20 has no API for it), else Node's bundled roots. */
+function defaultTrust(): string[] {
+  try {
+    return [readFileSync(SYSTEM_BUNDLE, 'utf8')];
+  } catch {
+    return [...rootCertificates];
+  }
+}
+
+/**
+ * The client connection as a plain stream, starting with bytes already read: a TLSSocket over a net.Socket would read
+ * its handle directly and lose them (a ClientHello sent with the CONNECT).
+ */
+function streamOf(client: Socket, first: Buffer): Duplex {
+  const d = new Duplex({
+    read: () => void client.resume(),
+    write: (chunk: Buffer, _enc, cb) => void client.write(chunk, cb),
+    final: (cb) => {
+      client.end();
+      cb();
+    },
+    destroy: (err, cb) => {
+      client.destroy();
+      cb(err);
+    },
+  });
+  if (first.length) d.push(first);
+  client.on('data', (chunk: Buffer) => {
+    if (!d.push(chunk)) client.pause();
+  });
+  client.once('end', () => d.push(null));
+  client.once('close', () => d.destroy());
+  client.resume();
+  return d;
 }
 
 function relay(a: Socket, b: Socket): void {

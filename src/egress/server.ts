@@ -3,6 +3,7 @@
 // A rules file that cannot be read keeps the rules already loaded (and says so): a bad write never opens anything.
 
 import { hostAddresses } from './address-class.js';
+import { storeReader } from './injection.js';
 import { egressPaths } from './paths.js';
 import { EgressProxy } from './proxy.js';
 import { readRulesFile, rulesDigest, writeStatusFile, type RulesFile } from './settings.js';
@@ -16,7 +17,7 @@ export interface EgressServer {
 
 export async function startEgressServer(opts: { root: string; host: string; auditWindowMs?: number; onWarning?: (m: string) => void }): Promise<EgressServer> {
   const paths = egressPaths(opts.root);
-  const proxy = new EgressProxy({ host: opts.host, auditFile: paths.audit, ownAddresses: hostAddresses(), ...(opts.auditWindowMs ? { auditWindowMs: opts.auditWindowMs } : {}), ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) });
+  const proxy = new EgressProxy({ host: opts.host, auditFile: paths.audit, ownAddresses: hostAddresses(), injection: { credentials: storeReader(paths), leaf: paths.leaf }, ...(opts.auditWindowMs ? { auditWindowMs: opts.auditWindowMs } : {}), ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) });
   let digest = 'none';
   let chain: Promise<unknown> = Promise.resolve();
   const load = async (): Promise<string> => {

@@ -41,3 +41,38 @@ describe('planCapabilities', () => {
     expect(planCapabilities([{ ...unitChange('g', 'create', undefined, [{ host: 'x.example', port: 1 }]), address: 'gate.g.web' }])).toEqual([]);
   });
 });
+
+describe('credential capabilities (decisions/0023)', () => {
+  const withSecrets = (workload: string, action: PlannedChange['action'], before: unknown[] | undefined, after: unknown[] | undefined): PlannedChange => ({
+    address: `unit.${workload}.p`,
+    provider: 'systemd',
+    workload,
+    action,
+    effect: 'none',
+    reasons: [],
+    dependsOn: [],
+    ...(after ? { desired: { address: `unit.${workload}.p`, provider: 'systemd', workload, identity: 'x', dependsOn: [], config: { egress: [], secrets: after } } } : {}),
+    ...(before ? { recorded: { config: { egress: [], secrets: before } } } : {}),
+  });
+  const inj = (name: string, host: string) => ({ name, ref: `file:/etc/${name}`, inject: { host, header: 'x-api-key' } });
+
+  it('GIVEN secrets added, removed, un-injected and injected THEN each is one line, raw ones flagged, no reference shown', () => {
+    const caps = planCapabilities([withSecrets('w', 'update',
+      [{ name: 'gone', ref: 'file:/etc/gone' }, inj('was-injected', 'api.example.com'), { name: 'now-injected', ref: 'file:/etc/n' }, inj('same', 'a.example.com')],
+      [{ name: 'raw-token', ref: 'env-file:/etc/x.env#T' }, inj('new-key', 'api.example.com'), { name: 'was-injected', ref: 'file:/etc/was-injected' }, inj('now-injected', 'b.example.com'), inj('same', 'a.example.com')])]);
+    expect(caps).toHaveLength(1);
+    expect(capabilityLines(caps[0])).toEqual([
+      'credential -gone',
+      'credential +new-key (injected for api.example.com: the workload holds a placeholder)',
+      'credential ~now-injected (now injected for b.example.com: the workload holds a placeholder)',
+      'credential +raw-token (held by the workload: it can send the value anywhere it reaches)',
+      'credential +was-injected (no longer injected; held by the workload: it can send the value anywhere it reaches)',
+    ]);
+    expect(JSON.stringify(caps)).not.toContain('file:/etc');
+    expect(caps[0]!.credentials!.find((c) => c.name === 'same')).toEqual({ change: 'unchanged', name: 'same', injected: true, host: 'a.example.com', risk: null });
+  });
+
+  it('GIVEN a workload without egress but with a new credential THEN it still appears', () => {
+    expect(planCapabilities([withSecrets('solo', 'create', undefined, [{ name: 'k', ref: 'file:/k' }])]).map((c) => [c.workload, c.egress.length, c.credentials?.length])).toEqual([['solo', 0, 1]]);
+  });
+});

@@ -50,6 +50,21 @@ export interface Host {
         | [string, string, string, string, string, string]
         | [string, string, string, string, string, string, string]
         | [string, string, string, string, string, string, string, string];
+      /**
+       * Extra CA certificate files (absolute paths, PEM) the proxy trusts, besides the system trust store, when it verifies the server of an injected-credential host (decisions/0023): a private CA of your own, or a test upstream. Default: none.
+       *
+       * @maxItems 8
+       */
+      upstreamTrustAnchors?:
+        | []
+        | [string]
+        | [string, string]
+        | [string, string, string]
+        | [string, string, string, string]
+        | [string, string, string, string, string]
+        | [string, string, string, string, string, string]
+        | [string, string, string, string, string, string, string]
+        | [string, string, string, string, string, string, string, string];
     };
     gate?: {
       /**

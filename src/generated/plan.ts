@@ -131,6 +131,25 @@ export interface WorkloadCapabilities {
      */
     risk: string | null;
   }[];
+  /**
+   * Each secret of the workload's units, marked added, removed, unchanged or changed (injected before and not now, or the reverse), and whether the egress proxy injects it (decisions/0023). Names only, never a reference or a value. Absent when the workload has none.
+   */
+  credentials?: {
+    change: 'added' | 'removed' | 'unchanged' | 'changed';
+    name: string;
+    /**
+     * True: the workload holds a placeholder; the proxy adds the value for `host` only.
+     */
+    injected: boolean;
+    /**
+     * The host the value is injected for, or null.
+     */
+    host: string | null;
+    /**
+     * Why a reviewer should look (a raw credential the workload now holds), or null.
+     */
+    risk: string | null;
+  }[];
 }
 /**
  * A problem report: what is wrong (summary), how to fix it (detail), and where (file:line:column, JSON path, resource address). Never carries a secret value.

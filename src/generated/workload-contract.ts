@@ -112,6 +112,24 @@ export interface SecretRef {
    * Where the value lives: file:/abs/path, systemd-creds:/abs/path (encrypted), credstore:<name>, env-file:/abs/path#VAR, vault:<path>#<field>.
    */
   ref: string;
+  inject?: SecretInjection;
+}
+/**
+ * The workload gets a placeholder instead of the value; the host's egress proxy puts the real value into this header on HTTPS requests to this exact host only (decisions/0023).
+ */
+export interface SecretInjection {
+  /**
+   * The exact host name (no wildcard, no address); it must be in spec.egress with a TLS port.
+   */
+  host: string;
+  /**
+   * The HTTP request header that carries the credential (x-api-key, authorization).
+   */
+  header: string;
+  /**
+   * The header value around the credential, `{}` standing for it (`Bearer {}`). Default `{}`.
+   */
+  format?: string;
 }
 export interface DataGrant {
   /**

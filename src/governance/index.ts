@@ -12,6 +12,7 @@ import type { WorkloadManifest } from '../generated/workload-manifest.js';
 import { compareDiagnostics, type Diagnostic } from '../diagnostics/index.js';
 import { workloadContext, type PolicyContext, type PolicyRule, type WorkloadRule } from './context.js';
 import { canaryRules } from './rules/canary.js';
+import { credentialRules } from './rules/credentials.js';
 import { dataRules } from './rules/data.js';
 import { egressRules } from './rules/egress.js';
 import { hostRules } from './rules/hosts.js';
@@ -43,6 +44,7 @@ export const WORKLOAD_RULES: readonly WorkloadRule[] = [
   toolRules,
   toolKindRules,
   secretReferenceRules,
+  credentialRules,
   egressRules,
   dataRules,
   sourceRules,

@@ -55,7 +55,7 @@ spec:
     - name: chat-token
       ref: systemd-creds:/etc/agentvm/credstore/web-chat-token.cred
     - name: llm-key
-      ref: vault:kv/agents/web#api-key
+      ref: env-file:/etc/agentvm/web.env#LLM_KEY
   data:
     - path: projects/shared
       access: read-only

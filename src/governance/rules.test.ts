@@ -89,7 +89,11 @@ describe('the clean baseline', () => {
       'workloads/agent-pool/agent-pool-1.0.0.sigstore.json': '{}',
       'workloads/agent-pool/release-signing.pub.pem': '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n',
     };
-    expect(policyOf(files)).toEqual([]);
+    // The high orchestrator still holds its raw API keys: a warning at high (an error at critical), decisions/0023.
+    expect(policyOf(files).map((d) => [d.code, d.severity, d.path])).toEqual([
+      ['policy.credential-not-injected', 'warning', '$.spec.secrets[0]'],
+      ['policy.credential-not-injected', 'warning', '$.spec.secrets[1]'],
+    ]);
   });
 
   it('GIVEN several violations in several workloads WHEN evaluated THEN all of them are reported, sorted, with addresses', () => {
@@ -199,7 +203,7 @@ describe('tool kinds (decisions/0022)', () => {
 
 describe('secrets by reference only', () => {
   it('GIVEN a secret ref that is a value WHEN evaluated THEN policy.secret-literal at the ref, without the value', () => {
-    const files = edit(BASELINE, WEB_C, 'ref: vault:kv/agents/web#api-key', 'ref: hunter2-correct-horse');
+    const files = edit(BASELINE, WEB_C, 'ref: env-file:/etc/agentvm/web.env#LLM_KEY', 'ref: hunter2-correct-horse');
     const d = expectOne(policyOf(files), 'policy.secret-literal', WEB_C, files, 'hunter2');
     expect(JSON.stringify(d)).not.toContain('hunter2');
   });
@@ -240,7 +244,7 @@ describe('secrets by reference only', () => {
 
   it('GIVEN two secrets with the same name WHEN evaluated THEN policy.secret-duplicate at the second', () => {
     const files = edit(BASELINE, WEB_C, '- name: llm-key', '- name: chat-token');
-    expectOne(policyOf(files), 'policy.secret-duplicate', WEB_C, files, 'name: chat-token\n      ref: vault');
+    expectOne(policyOf(files), 'policy.secret-duplicate', WEB_C, files, 'name: chat-token\n      ref: env-file');
   });
 });
 

@@ -121,7 +121,7 @@ describe('no diagnostic carries a secret', () => {
     let files = edit(BASELINE, WEB_C, 'description: Answers questions', `description: uses ${SECRETS.aws} to answer questions`);
     files = edit(files, WEB_C, 'team: platform', `team: ${SECRETS.google}`);
     files = edit(files, WEB_C, 'version: 14.1.0', `version: ${SECRETS.github}`);
-    files = edit(files, WEB_C, 'ref: vault:kv/agents/web#api-key', `ref: ${SECRETS.literalRef}`);
+    files = edit(files, WEB_C, 'ref: env-file:/etc/agentvm/web.env#LLM_KEY', `ref: ${SECRETS.literalRef}`);
     files = edit(files, WEB_C, 'host: api.example.com', `host: '*.${SECRETS.openai}'`);
     files = edit(files, WEB_M, 'AGENT_PROFILE: core', `AGENT_PROFILE: core\n        GITHUB_TOKEN: ${SECRETS.githubPat}\n        AWS_SECRET: ${SECRETS.awsSecret}\n        NOTIFY: ${SECRETS.slack}`);
     files = edit(files, WEB_M, '--mode, research]', `--mode, research, '--api-key=${SECRETS.anthropic}']`);

@@ -75,7 +75,9 @@ export async function startEgressNet(names: string[], extra: Record<string, { A?
     const cert = path.join(dir, 'cert.pem');
     const key = path.join(dir, 'key.pem');
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${names[0] ?? 'egress.test'}`, '-addext', `subjectAltName=${[...names, ...v6only].map((x) => `DNS:${x}`).join(',')}`, '-keyout', key, '-out', cert], { stdio: 'pipe' });
-    const records: EgressNet['records'] = { ...Object.fromEntries(names.map((x) => [x, { A: [v4], AAAA: [v6] }])), ...Object.fromEntries(v6only.map((x) => [x, { AAAA: [v6] }])), ...extra };
+    // `self` in an extra record stands for the namespace's own address (a name the certificate does not cover).
+    const own = Object.fromEntries(Object.entries(extra).map(([x, r]) => [x, { ...(r.A ? { A: r.A.map((a) => (a === 'self' ? v4 : a)) } : {}), ...(r.AAAA ? { AAAA: r.AAAA.map((a) => (a === 'self' ? v6 : a)) } : {}) }]));
+    const records: EgressNet['records'] = { ...Object.fromEntries(names.map((x) => [x, { A: [v4], AAAA: [v6] }])), ...Object.fromEntries(v6only.map((x) => [x, { AAAA: [v6] }])), ...own };
     child = spawn('ip', ['netns', 'exec', ns, process.execPath, path.join(HERE, 'egress-upstream.mjs'), JSON.stringify({ addresses: [v4, v6], records, cert, key })], { stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve, reject) => {
       let err = '';

@@ -61,9 +61,14 @@ const handler = (kind) => (req, res) => {
     res.end(Buffer.alloc(Number(m[1]), 0x61));
     return;
   }
-  const body = JSON.stringify({ server: kind, host: req.headers.host, sni: req.socket.servername ?? null, path: req.url, remote: req.socket.remoteAddress });
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
+  // The request's headers and body are echoed too (injected-credential tests check what arrived).
+  let received = '';
+  req.setEncoding('utf8').on('data', (d) => (received += d));
+  req.on('end', () => {
+    const body = JSON.stringify({ server: kind, host: req.headers.host, sni: req.socket.servername ?? null, path: req.url, remote: req.socket.remoteAddress, headers: req.headers, body: received });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
 };
 
 // SECLEVEL=0: the microVM guest's only TLS client is busybox's ssl_client, which sends no signature_algorithms and so

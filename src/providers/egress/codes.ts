@@ -6,4 +6,6 @@ export const EgressCode = {
   startFailed: 'egress.start-failed',
   unsafeUnitValue: 'egress.unsafe-unit-value',
   inboundPortTaken: 'egress.inbound-port-taken',
+  /** apply could not make the agentvm CA or an injected host's certificate (openssl missing or failing). */
+  certificate: 'egress.certificate',
 } as const;

@@ -5,6 +5,7 @@
 // provider's expand names it), so the socket and port bridge exist before a unit starts. Pure: no I/O.
 
 import { HOST_WORKLOAD, type DesiredResource } from '../../model/index.js';
+import type { InjectionRoute } from '../../egress/injection.js';
 import type { ExpandRequest, ExpandResponse } from '../provider.js';
 import { EGRESS_SERVER_ADDRESS } from './unit.js';
 import type { EgressEntry } from '../../egress/rules.js';
@@ -46,6 +47,7 @@ export function expandEgress(req: ExpandRequest): ExpandResponse {
           profile: u.config.profile,
           entries: (u.config.egress as EgressEntry[]).filter((e) => !mcpDest(u.workload, u.config.profile).has(key(e))),
           listenPort: (u.config.listen as { port?: number } | null)?.port ?? null,
+          ...injectionsOf(u.config.secrets),
         })),
         ...gateways.map((m) => {
           const dest = mcpDest(m.workload, m.config.profile);
@@ -53,8 +55,17 @@ export function expandEgress(req: ExpandRequest): ExpandResponse {
           return { id: m.address, workload: m.workload, profile: m.config.profile, entries: ((unit?.config.egress ?? []) as EgressEntry[]).filter((e) => dest.has(key(e))), listenPort: null };
         }),
       ],
+      ...(req.host.spec.egress?.upstreamTrustAnchors?.length ? { upstreamTrustAnchors: req.host.spec.egress.upstreamTrustAnchors } : {}),
     },
     dependsOn: [],
   };
   return { resources: [server], diagnostics: [] };
+}
+
+/** The caller's injected secrets as proxy routes (decisions/0023): names and where, never a value. */
+function injectionsOf(secrets: unknown): { inject?: InjectionRoute[] } {
+  const routes = (Array.isArray(secrets) ? secrets : [])
+    .filter((s): s is { name: string; inject: { host: string; header: string; format?: string } } => typeof s === 'object' && s !== null && typeof (s as { inject?: unknown }).inject === 'object' && (s as { inject?: unknown }).inject !== null)
+    .map((s) => ({ name: s.name, host: s.inject.host, header: s.inject.header, format: s.inject.format ?? '{}' }));
+  return routes.length ? { inject: routes } : {};
 }

@@ -19,6 +19,8 @@ import type { LiveResource, LockedResource, Reason } from '../../model/resources
 import { egressPaths, EGRESS_UNIT, INBOUND_SOCKET } from '../../egress/paths.js';
 import { readRulesFile, readStatusFile, rulesDigest, writeRulesFile, type RulesFile } from '../../egress/settings.js';
 import type { EgressEntry } from '../../egress/rules.js';
+import { ensureCa, ensureLeaf } from '../../egress/ca.js';
+import type { InjectionRoute } from '../../egress/injection.js';
 import { agentvmBin } from '../../gate/unit.js';
 import type { ApplyRequest, ApplyResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
 import { expandEgress } from './expand.js';
@@ -38,12 +40,16 @@ export interface EgressCallerConfig {
   profile: string;
   entries: EgressEntry[];
   listenPort: number | null;
+  /** Injected secrets of this profile (decisions/0023). */
+  inject?: InjectionRoute[];
 }
 
 export interface EgressServerConfig {
   scope: UnitScope;
   resolvers: string[];
   callers: EgressCallerConfig[];
+  /** host spec.egress.upstreamTrustAnchors. */
+  upstreamTrustAnchors?: string[];
 }
 
 /** Facts of this agentvm and host the unit and the rules are rendered with (read in read(), so plan stays pure). */
@@ -91,7 +97,9 @@ export function rulesOf(config: EgressServerConfig, ctx: EgressRenderContext): R
       entries: c.entries.map((e) => ({ host: e.host, port: e.port, ...(e.protocol ? { protocol: e.protocol } : {}) })),
       socket: paths.callerSocket(c.id),
       inbound: c.listenPort !== null && ctx.runtimeDir !== null ? { port: c.listenPort, target: path.posix.join(ctx.runtimeDir, 'agent-gateway', c.profile, INBOUND_SOCKET) } : null,
+      ...(c.inject?.length ? { inject: c.inject.map((r) => ({ ...r })) } : {}),
     })),
+    ...(config.upstreamTrustAnchors?.length ? { upstreamTrustAnchors: [...config.upstreamTrustAnchors] } : {}),
   };
 }
 
@@ -219,6 +227,8 @@ export class EgressProvider implements Provider {
 
     // 1. State the proxy writes (status, sockets, the audit log), owned by the account it runs as; then the rules.
     prepareEgressState(paths, host.root, endpoint.fileOwner);
+    const tls = issueInjectionCertificates(paths, host.host, config, endpoint.fileOwner);
+    if (tls.length) return { diagnostics: tls };
     let current: string | null = null;
     try {
       const r = readRulesFile(paths.rules);
@@ -347,10 +357,12 @@ function describeRuleChange(before: RulesFile | null, after: RulesFile): string 
     const added = c.entries.map(key).filter((k) => !old.entries.map(key).includes(k));
     const removed = old.entries.map(key).filter((k) => !c.entries.map(key).includes(k));
     if (added.length || removed.length) parts.push(`${c.id} ${[...added.map((a) => `+${a}`), ...removed.map((r) => `-${r}`)].join(' ')}`);
+    else if (JSON.stringify(old.inject ?? []) !== JSON.stringify(c.inject ?? [])) parts.push(`${c.id} injected credentials changed`);
     else if (JSON.stringify(old) !== JSON.stringify(c)) parts.push(`${c.id} listener changed`);
   }
   for (const id of was.keys()) parts.push(`${id} removed`);
   if (JSON.stringify(before?.resolvers ?? []) !== JSON.stringify(after.resolvers)) parts.push('resolvers changed');
+  if (JSON.stringify(before?.upstreamTrustAnchors ?? []) !== JSON.stringify(after.upstreamTrustAnchors ?? [])) parts.push('upstream trust anchors changed');
   return parts.join('; ') || 'paths';
 }
 
@@ -375,6 +387,26 @@ function prepareEgressState(paths: ReturnType<typeof egressPaths>, root: string,
       if ((s.mode & 0o001) === 0 && s.uid !== owner.uid) chmodSync(dir, (s.mode & 0o7777) | 0o001);
       if (dir === top) break;
     }
+  }
+}
+
+/**
+ * The agentvm CA (once) and a leaf for each injected host (decisions/0023), before the proxy loads rules naming them.
+ * The credential store directory exists before any unit starts, so every unit's InaccessiblePaths= covers it.
+ */
+function issueInjectionCertificates(paths: ReturnType<typeof egressPaths>, host: string, config: EgressServerConfig, owner: { uid: number; gid: number } | undefined): Diagnostic[] {
+  mkdirSync(paths.credstore, { recursive: true, mode: 0o700 });
+  chmodSync(paths.credstore, 0o700);
+  if (owner) chownSync(paths.credstore, owner.uid, owner.gid);
+  const hosts = [...new Set(config.callers.flatMap((c) => (c.inject ?? []).map((r) => r.host)))].sort();
+  if (hosts.length === 0) return [];
+  try {
+    const ca = ensureCa(paths.caDir, host);
+    for (const h of hosts) ensureLeaf(ca, paths.leaf(h), h, owner);
+    return [];
+  } catch (error) {
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
+    return [errorDiag(EgressCode.certificate, `${EGRESS_SERVER_ADDRESS}: cannot issue the certificates for injected credentials: ${(stderr || (error as Error).message).slice(0, 300)}.`, { address: EGRESS_SERVER_ADDRESS, detail: 'apply makes the agentvm CA and one certificate per injected host with `openssl` (apt-get install openssl); it must run as root.' })];
   }
 }
 

@@ -9,7 +9,7 @@ export const SystemdCode = {
   runtimeSource: 'systemd.runtime-source',
   /** A profile env variable contradicts `listen`, or sets a variable the unit owns (PATH, AGENTVM_*). */
   envConflict: 'systemd.env-conflict',
-  /** A secret reference this provider cannot deliver (env-file:, vault:), or cannot deliver in this scope. */
+  /** A secret reference this provider cannot deliver (vault:, an injected secret apply cannot read), or cannot deliver in this scope. */
   secretUnsupported: 'systemd.secret-unsupported',
   /** An egress host that is not an IP address: IPAddressAllow= cannot express it, so it stays denied. */
   egressHostname: 'systemd.egress-hostname',
@@ -39,4 +39,6 @@ export const SystemdCode = {
   hostPrerequisite: 'systemd.host-prerequisite',
   /** A declared program (`kind: program` tool) does not hash to its pin, or is missing: the unit is not started (decisions/0022). */
   toolDigest: 'systemd.tool-digest',
+  /** apply could not read an env-file: or injected secret into agentvm's credential store (file missing, variable unset). */
+  secretUnreadable: 'systemd.secret-unreadable',
 } as const;

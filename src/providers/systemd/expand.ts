@@ -44,7 +44,7 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
           reload: profile.reload ?? false,
           riskTier: contract.spec.riskTier,
           egress: contract.spec.egress ?? [],
-          secrets: (contract.spec.secrets ?? []).map((s) => ({ name: s.name, ref: s.ref })),
+          secrets: (contract.spec.secrets ?? []).map((s) => ({ name: s.name, ref: s.ref, ...(s.inject ? { inject: { host: s.inject.host.toLowerCase(), header: s.inject.header.toLowerCase(), ...(s.inject.format ? { format: s.inject.format } : {}) } } : {}) })),
           canary: manifest.spec.canary ?? null,
           releaseId: releaseIdOf(w),
           scope,

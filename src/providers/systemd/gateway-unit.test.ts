@@ -134,7 +134,7 @@ describe('renderGateway: secrets by reference', () => {
     const r = render({ secrets: [{ name: 'a', ref: 'env-file:/etc/x.env#TOKEN' }, { name: 'b', ref: 'vault:kv/app#token' }] });
     expect(r.rendered).toBeUndefined();
     expect(r.diagnostics.map((d) => [d.code, d.severity])).toEqual([[SystemdCode.secretUnsupported, 'error'], [SystemdCode.secretUnsupported, 'error']]);
-    expect(r.diagnostics[0]!.summary).toMatch(/env-file:/);
+    expect(r.diagnostics[0]!.summary).toMatch(/credential store/); // env-file: needs a confined unit (below)
     const user = render({ scope: 'user', secrets: [{ name: 'c', ref: 'systemd-creds:/x.cred' }] });
     expect(user.diagnostics.map((d) => d.code)).toEqual([SystemdCode.secretUnsupported]);
     expect(render({ secrets: [{ name: 'd', ref: 'file:/etc/secret dir/x' }] }).diagnostics.map((d) => d.code)).toEqual([SystemdCode.unsafeValue]);
@@ -279,5 +279,37 @@ describe('confined gateway units (decisions/0016)', () => {
     const r = renderGateway(config({ env: { AGENT_LISTEN_PORT: '8101', HTTPS_PROXY: 'http://evil.example:1' } }), confined('user'), ADDRESS);
     expect(r.diagnostics.map((d) => d.code)).toContain(SystemdCode.envConflict);
     expect(execArgv(renderGateway(config({ listen: { port: 3128 }, env: { AGENT_LISTEN_PORT: '3128' } }), confined('user'), ADDRESS).rendered!.dropIn.text)).toContain('3129');
+  });
+});
+
+describe('injected and stored credentials (decisions/0023)', () => {
+  const store = (scope: UnitScope): RenderContext => ({ ...ctx(scope), egress: { node: process.execPath, shim: '/usr/lib/agentvm/dist/egress/unit-shim.js', socketsDir: '/run/agentvm/egress', credstoreDir: '/var/lib/agentvm/credstore', caDir: '/var/lib/agentvm/egress-ca' } });
+  for (const scope of ['system', 'user'] as const) {
+    it(`GIVEN an injected and an env-file: secret in ${scope} scope THEN the unit loads a placeholder and the stored value, trusts the agentvm CA, cannot see the store or the CA key, and verifies clean`, async () => {
+      const r = renderGateway(config({ scope, riskTier: 'critical', egress: [{ host: 'api.example.com', port: 443 }], secrets: [{ name: 'llm', ref: 'file:/etc/agentvm/llm', inject: { host: 'api.example.com', header: 'x-api-key' } }, { name: 'db', ref: 'env-file:/etc/agentvm/db.env#DB_PASSWORD' }] }), store(scope), ADDRESS);
+      expect(r.diagnostics).toEqual([]);
+      const svc = normalizeUnit(r.rendered!.template.parsed, r.rendered!.dropIn.parsed).Service!;
+      expect(svc.LoadCredential).toEqual([`llm:/var/lib/agentvm/credstore/${ADDRESS}/llm.placeholder`, `db:/var/lib/agentvm/credstore/${ADDRESS}/db.value`]);
+      expect(svc.InaccessiblePaths).toEqual(expect.arrayContaining(['-/var/lib/agentvm/credstore', '-/var/lib/agentvm/egress-ca/ca.key']));
+      expect(svc.BindReadOnlyPaths).toContain('/var/lib/agentvm/egress-ca/ca.pem /var/lib/agentvm/egress-ca/bundle.pem');
+      for (const v of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE']) expect(svc.Environment).toContain(`${v}=/var/lib/agentvm/egress-ca/bundle.pem`);
+      expect(svc.Environment).toContain('NODE_EXTRA_CA_CERTS=/var/lib/agentvm/egress-ca/ca.pem');
+      expect(r.rendered!.credentials.map((c) => [c.name, c.injected ?? false])).toEqual([['llm', true], ['db', false]]);
+      const files = [r.rendered!.template, r.rendered!.dropIn].map((f) => ({ name: f.name, text: f.text }));
+      expect(await verifyUnits(files, { scope })).toEqual([]);
+    });
+  }
+
+  it('GIVEN no injected secret THEN the unit gets no CA variables, and a profile cannot set them', () => {
+    const svc = normalizeUnit(renderGateway(config({}), store('user'), ADDRESS).rendered!.dropIn.parsed).Service!;
+    expect(svc.Environment!.some((e) => e.startsWith('SSL_CERT_FILE='))).toBe(false);
+    const r = renderGateway(config({ env: { AGENT_LISTEN_PORT: '8101', SSL_CERT_FILE: '/tmp/evil.pem' } }), store('user'), ADDRESS);
+    expect(r.diagnostics.map((d) => d.code)).toContain(SystemdCode.envConflict);
+  });
+
+  it('GIVEN an injected secret whose value apply cannot read (credstore:) THEN a diagnostic says how to give it', () => {
+    const r = renderGateway(config({ secrets: [{ name: 'k', ref: 'credstore:k', inject: { host: 'a.example', header: 'x-k' } }] }), store('user'), ADDRESS);
+    expect(r.diagnostics.map((d) => d.code)).toEqual([SystemdCode.secretUnsupported]);
+    expect(r.diagnostics[0]!.detail).toContain('file:/abs/path or env-file:');
   });
 });

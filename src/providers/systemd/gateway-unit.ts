@@ -8,7 +8,9 @@
 //   - Exactly one runtime source: WorkingDirectory=, the program of ExecStart= (when it is a path) and the only
 //     BindReadOnlyPaths= are the one immutable release dir `<releases>/<workload>/<releaseId>`.
 //   - Secrets enter as references only (LoadCredential*= of a host path or credstore name); a value never
-//     appears in a rendered unit. env-file: and vault: are refused with a diagnostic.
+//     appears in a rendered unit. env-file: values and injected secrets' placeholders are loaded from agentvm's
+//     credential store (credential-store.ts, decisions/0023), which every confined unit has InaccessiblePaths= over;
+//     vault: is refused with a diagnostic.
 //   - Hardening only grows with the risk tier (HARDENING below); user scope always adds PrivateUsers=yes, without
 //     which a user manager silently skips or fails the mount-namespace options (decisions/notes-systemd-harness.md).
 //   - Rendering is pure: the same config and context give byte-identical files.
@@ -64,6 +66,12 @@ export function parseUnitAddress(address: string): { workload: string; profile: 
   return m ? { workload: m[1]!, profile: m[2]! } : undefined;
 }
 
+function validInjection(v: unknown): boolean {
+  if (v === undefined) return true;
+  const i = v as Partial<SecretInjection> | null;
+  return typeof i === 'object' && i !== null && typeof i.host === 'string' && typeof i.header === 'string' && (i.format === undefined || (typeof i.format === 'string' && i.format.includes('{}')));
+}
+
 export type RiskTier = 'low' | 'moderate' | 'high' | 'critical';
 const TIERS: readonly RiskTier[] = ['low', 'moderate', 'high', 'critical'];
 
@@ -84,7 +92,7 @@ export interface GatewayConfig {
   reload: boolean;
   riskTier: RiskTier;
   egress: EgressRule[];
-  secrets: Array<{ name: string; ref: string }>;
+  secrets: Array<{ name: string; ref: string; inject?: SecretInjection }>;
   releaseId: string;
   scope: UnitScope;
   /**
@@ -122,6 +130,9 @@ export interface EgressRenderContext {
   shim: string;
   /** `<root>/run/agentvm/egress` as the manager sees it: one directory per caller, each holding its proxy socket. */
   socketsDir: string;
+  /** agentvm's credential store and CA directory as the manager sees them (decisions/0023). */
+  credstoreDir?: string;
+  caDir?: string;
 }
 
 /**
@@ -155,9 +166,18 @@ export interface RenderedFile {
   parsed: ParsedUnit;
 }
 
+/** A secret the workload gets only as a placeholder; the egress proxy injects the value (decisions/0023). */
+export interface SecretInjection {
+  host: string;
+  header: string;
+  format?: string;
+}
+
 export interface CredentialSource {
   name: string;
-  scheme: 'file' | 'systemd-creds' | 'credstore';
+  scheme: 'file' | 'systemd-creds' | 'credstore' | 'env-file';
+  /** True when the unit loads a placeholder and the egress proxy injects the value. */
+  injected?: boolean;
   /** Host path (file:, systemd-creds:) or credstore name. */
   source: string;
 }
@@ -214,7 +234,7 @@ export function parseGatewayConfig(config: Record<string, unknown>, address: str
   if (reload !== undefined && typeof reload !== 'boolean') bad('reload', 'must be a boolean');
   if (typeof riskTier !== 'string' || !TIERS.includes(riskTier as RiskTier)) bad('riskTier', `must be one of ${TIERS.join(', ')}`);
   if (!Array.isArray(egress) || !egress.every((e) => typeof e === 'object' && e !== null && typeof (e as EgressRule).host === 'string' && typeof (e as EgressRule).port === 'number')) bad('egress', 'must be a list of {host, port}');
-  if (!Array.isArray(secrets) || !secrets.every((s) => typeof s === 'object' && s !== null && typeof (s as { name?: unknown }).name === 'string' && typeof (s as { ref?: unknown }).ref === 'string')) bad('secrets', 'must be a list of {name, ref}');
+  if (!Array.isArray(secrets) || !secrets.every((s) => typeof s === 'object' && s !== null && typeof (s as { name?: unknown }).name === 'string' && typeof (s as { ref?: unknown }).ref === 'string' && validInjection((s as { inject?: unknown }).inject))) bad('secrets', 'must be a list of {name, ref, inject?: {host, header, format?}}');
   if (typeof releaseId !== 'string' || !/^(?!current$)[A-Za-z0-9@+_~-][A-Za-z0-9@+._~-]{0,254}$/.test(releaseId)) bad('releaseId', 'must name the release directory (the workload has no installable release?)');
   let canaryValue: GatewayConfig['canary'] = null;
   if (canary !== null && canary !== undefined) {
@@ -370,11 +390,11 @@ export function egressAllowList(egress: readonly EgressRule[], address: string):
 }
 
 /** LoadCredential*= for each secret reference; references this provider cannot deliver are diagnostics. */
-export function credentialDirectives(secrets: GatewayConfig['secrets'], scope: UnitScope, address: string): { directives: Directive[]; sources: CredentialSource[]; diagnostics: Diagnostic[] } {
+export function credentialDirectives(secrets: GatewayConfig['secrets'], scope: UnitScope, address: string, credstoreDir?: string): { directives: Directive[]; sources: CredentialSource[]; diagnostics: Diagnostic[] } {
   const directives: Directive[] = [];
   const sources: CredentialSource[] = [];
   const diagnostics: Diagnostic[] = [];
-  for (const { name, ref } of secrets) {
+  for (const { name, ref, inject } of secrets) {
     const colon = ref.indexOf(':');
     const scheme = colon > 0 ? ref.slice(0, colon) : '';
     const body = ref.slice(colon + 1);
@@ -383,7 +403,15 @@ export function credentialDirectives(secrets: GatewayConfig['secrets'], scope: U
       continue;
     }
     try {
-      if (scheme === 'file') {
+      const stored = storedCredential({ name, scheme, body, inject }, address, credstoreDir);
+      if (stored && 'diagnostic' in stored) {
+        diagnostics.push(stored.diagnostic);
+        continue;
+      }
+      if (stored) {
+        directives.push(['LoadCredential', `${name}:${unitPath(stored.path)}`]);
+        sources.push({ name, scheme: scheme as CredentialSource['scheme'], source: body, ...(inject ? { injected: true } : {}) });
+      } else if (scheme === 'file') {
         directives.push(['LoadCredential', `${name}:${unitPath(body)}`]);
         sources.push({ name, scheme, source: body });
       } else if (scheme === 'systemd-creds') {
@@ -413,6 +441,21 @@ export function credentialDirectives(secrets: GatewayConfig['secrets'], scope: U
     }
   }
   return { directives, sources, diagnostics };
+}
+
+/**
+ * Where the unit loads a secret from agentvm's credential store: an injected secret's placeholder, or an env-file:
+ * value copied there at apply. Undefined: loaded from its own reference (file:, systemd-creds:, credstore:).
+ */
+function storedCredential(s: { name: string; scheme: string; body: string; inject: SecretInjection | undefined }, address: string, credstoreDir: string | undefined): { path: string } | { diagnostic: Diagnostic } | undefined {
+  if (!s.inject && s.scheme !== 'env-file') return undefined;
+  if (s.inject && s.scheme !== 'file' && s.scheme !== 'env-file') {
+    return { diagnostic: errorDiag(SystemdCode.secretUnsupported, `${address}: secret \`${s.name}\` is injected, but its \`${s.scheme}:\` value cannot be read by apply.`, { address, detail: 'Injected secrets are read at apply into agentvm\'s root-only credential store: give them as file:/abs/path or env-file:/abs/path#VAR.' }) };
+  }
+  if (!credstoreDir) {
+    return { diagnostic: errorDiag(SystemdCode.secretUnsupported, `${address}: secret \`${s.name}\` needs agentvm's credential store, which only confined units have.`, { address }) };
+  }
+  return { path: path.posix.join(credstoreDir, address, `${s.name}.${s.inject ? 'placeholder' : 'value'}`) };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -448,7 +491,10 @@ export function renderTemplate(scope: UnitScope): RenderedFile {
 /** Variables the unit itself sets; a profile may not override them. */
 const PROXY_ENV = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy'];
 const NO_PROXY_ENV = ['NO_PROXY', 'no_proxy'];
-const OWNED_ENV = new Set(['PATH', RUNTIME_DIGEST_ENV, 'CREDENTIALS_DIRECTORY', 'RUNTIME_DIRECTORY', ...PROXY_ENV, ...NO_PROXY_ENV]);
+/** Where TLS clients find the agentvm CA of injected hosts (bundle: the system store + it; extra: it alone). */
+const CA_BUNDLE_ENV = ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'];
+const CA_EXTRA_ENV = 'NODE_EXTRA_CA_CERTS';
+const OWNED_ENV = new Set(['PATH', RUNTIME_DIGEST_ENV, 'CREDENTIALS_DIRECTORY', 'RUNTIME_DIRECTORY', ...PROXY_ENV, ...NO_PROXY_ENV, ...CA_BUNDLE_ENV, CA_EXTRA_ENV]);
 
 /** Renders one profile's unit (template and drop-in). Errors leave `rendered` undefined. */
 export function renderGateway(config: GatewayConfig, ctx: RenderContext, address: string): { rendered?: RenderedGateway; diagnostics: Diagnostic[] } {
@@ -527,6 +573,11 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     // Ordinary HTTP clients (curl, requests, undici with a proxy agent, Go's net/http) find the way out here.
     for (const name of PROXY_ENV) env.set(name, `http://127.0.0.1:${proxyPort}`);
     for (const name of NO_PROXY_ENV) env.set(name, 'localhost,127.0.0.1,::1');
+    const ca = injectionCa(config, confined);
+    if (ca) {
+      for (const name of CA_BUNDLE_ENV) env.set(name, ca.bundle);
+      env.set(CA_EXTRA_ENV, ca.cert);
+    }
   }
   wantEnv('AGENT_PROFILE', config.profile, false);
   if (config.listen && 'port' in config.listen) wantEnv('AGENT_LISTEN_PORT', String(config.listen.port));
@@ -550,7 +601,7 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     }
   }
 
-  const creds = credentialDirectives(config.secrets, config.scope, address);
+  const creds = credentialDirectives(config.secrets, config.scope, address, confined?.credstoreDir);
   diagnostics.push(...creds.diagnostics);
   // Confined: the allowlist lives in the egress proxy's rules, not in the unit (a change re-applies without a restart).
   const egress = confined ? { allow: ['localhost'], diagnostics: [] } : egressAllowList(config.egress, address);
@@ -598,6 +649,7 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     if (config.mcp?.length) service.push(...mcpGatewayDirectives(confined.socketsDir, config.workload, config.profile));
     // The shim and the node that runs it stay visible whatever ProtectHome=/PrivateTmp= hide (agentvm under a home).
     service.push({ key: 'BindReadOnlyPaths', value: `${unitPath(confined.node)} ${unitPath(confined.shim)}` });
+    service.push(...injectionDirectives(config, confined).map(([key, value]) => ({ key, value })));
   }
   // The exec allowlist (decisions/0022): after the hardening, so its SystemCallFilter=~ narrows the tier's list. A
   // confined unit's argv[0] is the node that runs the egress shim; the facts (resolveExec) list it with the entrypoint.
@@ -645,6 +697,26 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     },
     diagnostics,
   };
+}
+
+/** The agentvm CA files a profile with injected secrets trusts (decisions/0023), or null. */
+function injectionCa(config: GatewayConfig, confined: EgressRenderContext): { cert: string; bundle: string } | null {
+  if (!confined.caDir || !config.secrets.some((s) => s.inject)) return null;
+  return { cert: path.posix.join(confined.caDir, 'ca.pem'), bundle: path.posix.join(confined.caDir, 'bundle.pem') };
+}
+
+/**
+ * The credential store and the CA key are out of every confined unit's sight (even where the unit's account owns
+ * them: user scope); a profile with injected secrets gets the CA certificate and bundle bound read-only (visible
+ * whatever PrivateTmp=/ProtectHome= hide).
+ */
+function injectionDirectives(config: GatewayConfig, confined: EgressRenderContext): Directive[] {
+  const out: Directive[] = [];
+  if (confined.credstoreDir) out.push(['InaccessiblePaths', `-${unitPath(confined.credstoreDir)}`]);
+  if (confined.caDir) out.push(['InaccessiblePaths', `-${unitPath(path.posix.join(confined.caDir, 'ca.key'))}`]);
+  const ca = injectionCa(config, confined);
+  if (ca) out.push(['BindReadOnlyPaths', `${unitPath(ca.cert)} ${unitPath(ca.bundle)}`]);
+  return out;
 }
 
 /** The resource digest of a unit: its template and drop-in, normalised. */

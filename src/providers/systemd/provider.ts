@@ -47,6 +47,7 @@ import { valuesOf } from './unit-file.js';
 import { mapBounded } from '../../support/concurrency.js';
 import { CallBatch } from './batch.js';
 import { egressPaths, unitShimPath } from '../../egress/paths.js';
+import { deliverStoredCredentials, forgetStoredCredentials, staleStoredCredentials } from './credential-store.js';
 
 export const UNIT_ADDRESS_PREFIX = 'unit.';
 
@@ -81,12 +82,13 @@ export function defaultEndpoint(host: HostContext, scope: UnitScope): SystemdEnd
 
 /** Where a unit is rendered when no host was read (validate): the default layout under `/`. */
 function validationRenderContext(scope: UnitScope): RenderContext {
-  return { scope, releasesDir: '/var/lib/agentvm/releases', runtimeDir: scope === 'system' ? '/run' : '/run/user/1000', egress: { node: process.execPath, shim: unitShimPath(), socketsDir: '/run/agentvm/egress' } };
+  return { scope, releasesDir: '/var/lib/agentvm/releases', runtimeDir: scope === 'system' ? '/run' : '/run/user/1000', egress: { node: process.execPath, shim: unitShimPath(), socketsDir: '/run/agentvm/egress', credstoreDir: '/var/lib/agentvm/credstore', caDir: '/var/lib/agentvm/egress-ca' } };
 }
 
 /** How a unit of this host is confined (decisions/0016): this node, this agentvm's shim, the proxy's sockets as the manager sees them. */
 export function egressContextOf(endpoint: SystemdEndpoint, host: HostContext): EgressRenderContext {
-  return { node: process.execPath, shim: unitShimPath(), socketsDir: managerPath(endpoint, egressPaths(host.root).sockets) };
+  const paths = egressPaths(host.root);
+  return { node: process.execPath, shim: unitShimPath(), socketsDir: managerPath(endpoint, paths.sockets), credstoreDir: managerPath(endpoint, paths.credstore), caDir: managerPath(endpoint, paths.caDir) };
 }
 
 const TIER_ORDER = ['low', 'moderate', 'high', 'critical'];
@@ -152,6 +154,16 @@ export class SystemdProvider implements Provider {
     const secrets = req.desired?.config.secrets;
     if (scope === 'user' && endpoint.mode === 'online' && Array.isArray(secrets) && secrets.length > 0 && !existsSync(hostPathOf(endpoint, '/run/credentials'))) {
       diagnostics.push(credentialsDirMissing(address));
+    }
+    // A stored secret (env-file:, injected) rotated at its source is a changed credential: plan re-applies the unit,
+    // which refreshes the store (decisions/0023).
+    const parsedSecrets = req.desired ? parseGatewayConfig(req.desired.config, address).config?.secrets : undefined;
+    if (result.exists && parsedSecrets) {
+      for (const name of staleStoredCredentials(egressPaths(host.root).credstore, address, parsedSecrets)) {
+        const entry = result.live.credentials.find((c) => c.name === name);
+        if (entry) entry.state = 'changed';
+        else result.live.credentials.push({ name, state: 'changed' });
+      }
     }
     const live: LiveResource = {
       address,
@@ -253,6 +265,10 @@ export class SystemdProvider implements Provider {
     if (assessment.diagnostics.some((d) => d.severity === 'error')) return { diagnostics: assessment.diagnostics };
     const diagnostics: Diagnostic[] = [...assessment.diagnostics];
     if (config.scope === 'user' && endpoint.mode === 'online' && rendered.credentials.length > 0 && !existsSync(hostPathOf(endpoint, '/run/credentials'))) diagnostics.push(credentialsDirMissing(change.address));
+
+    // 0. Credentials the unit loads from agentvm's store (env-file: values, injected secrets' placeholders).
+    const stored = deliverStoredCredentials(egressPaths(host.root).credstore, change.address, config.secrets, endpoint.fileOwner);
+    if (stored.length > 0) return { diagnostics: stored };
 
     // 1. Files: the template and this profile's drop-in; then every other source of this unit that we may remove.
     const wrote = await this.writeUnitFiles(endpoint, rendered, progress);
@@ -605,6 +621,7 @@ export class SystemdProvider implements Provider {
       progress(`${address}: stopping and disabling ${unit}`);
       if (!(await this.ctl(endpoint, ['stop', unit], address, diagnostics))) return { diagnostics };
     }
+    forgetStoredCredentials(egressPaths(host.root).credstore, address);
     if (!(await this.ctl(endpoint, ['disable', unit], address, diagnostics))) return { diagnostics };
     const unitDir = endpoint.unitDir;
     await this.withUnitDir(unitDir, async () => {
