@@ -9,6 +9,7 @@ import { releaseIdOf } from '../release/expand.js';
 import { releaseAddress } from '../release/release-lifecycle.js';
 import { programsOf } from './exec-allowlist.js';
 import { mcpPinsOf } from './mcp-pins.js';
+import { DEFAULT_DATA_ROOT } from './data-mounts.js';
 import { EGRESS_SERVER_ADDRESS } from '../egress/unit.js';
 
 export const unitAddress = (workload: string, profile: string): string => `unit.${workload}.${profile}`;
@@ -47,6 +48,9 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
           scope,
           programs: programsOf(contract.spec.tools),
           mcp: mcpPinsOf(contract.spec.tools),
+          // Project data (ADR 0024): the grants as declared, and where the host keeps them.
+          data: (contract.spec.data ?? []).map((d) => ({ path: d.path, access: d.access })),
+          dataRoot: req.host.spec.data?.root ?? DEFAULT_DATA_ROOT,
         },
         // The host's egress proxy is every unit's only way out (and in): it starts first (providers/egress/expand.ts).
         dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : []), EGRESS_SERVER_ADDRESS],

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { dataDirectives, dataProblems, memoryHostDirs, parseDataGrants, parseDataRoot } from './data-mounts.js';
+import { unitPath } from './unit-file.js';
+
+describe('data mounts (ADR 0024)', () => {
+  it('binds each grant under /srv/agentvm/data with its access, hides /srv and the data root, and makes every writable mount noexec', () => {
+    const d = dataDirectives({ workload: 'w', profile: 'p', dataDir: '/tmp/root/srv/agentvm/data', quote: unitPath, grants: [{ path: 'projects/research', access: 'read-write' }, { path: 'projects/shared', access: 'read-only' }, { path: 'projects/research', access: 'read-only' }] });
+    expect(d.directives).toEqual([
+      ['TemporaryFileSystem', '/srv:ro'],
+      ['TemporaryFileSystem', '/tmp/root/srv/agentvm/data:ro'],
+      ['BindPaths', '/tmp/root/srv/agentvm/data/projects/research:/srv/agentvm/data/projects/research'],
+      ['BindReadOnlyPaths', '/tmp/root/srv/agentvm/data/projects/shared:/srv/agentvm/data/projects/shared'],
+      ['StateDirectory', 'agentvm-memory/w/p'],
+    ]);
+    expect(d.noexec).toEqual(['-%S/agentvm-memory/w/p', '/srv/agentvm/data/projects/research', '/srv/agentvm/data/projects/shared']);
+  });
+
+  it('a profile without grants sees no data root at all; a root under /srv needs no second tmpfs', () => {
+    expect(dataDirectives({ workload: 'w', profile: 'p', dataDir: '/srv/agentvm/data', quote: unitPath, grants: [] }).directives).toEqual([['InaccessiblePaths', '-/srv/agentvm/data'], ['StateDirectory', 'agentvm-memory/w/p']]);
+    expect(dataDirectives({ workload: 'w', profile: 'p', dataDir: '/srv/agentvm/data', quote: unitPath, grants: [{ path: 'a', access: 'read-only' }] }).directives.filter(([k]) => k === 'TemporaryFileSystem')).toEqual([['TemporaryFileSystem', '/srv:ro']]);
+  });
+
+  it('refuses paths that climb or are absolute, and data roots that are / or climb; unsafe characters throw from quote', () => {
+    expect(parseDataGrants([{ path: '../x', access: 'read-only' }])).toBeUndefined();
+    expect(parseDataGrants([{ path: '/etc', access: 'read-only' }])).toBeUndefined();
+    expect(parseDataGrants([{ path: 'a', access: 'write' }])).toBeUndefined();
+    expect(parseDataRoot('/')).toBeUndefined();
+    expect(parseDataRoot('/srv/../etc')).toBeUndefined();
+    expect(parseDataRoot(undefined)).toBe('/srv/agentvm/data');
+    expect(() => dataDirectives({ workload: 'w', profile: 'p', dataDir: '/d', quote: unitPath, grants: [{ path: 'a b', access: 'read-only' }] })).toThrow();
+  });
+
+  it('a missing grant is an error with the address and the fix', () => {
+    const [d] = dataProblems({ root: '/r/srv/agentvm/data', rootMissing: false, parentMissing: false, missing: [{ path: 'projects/x', access: 'read-write' }] }, 'unit.w.p');
+    expect(d).toMatchObject({ code: 'systemd.data-missing', severity: 'error', address: 'unit.w.p' });
+    expect(d!.summary).toContain('projects/x');
+    expect(d!.detail).toContain('/r/srv/agentvm/data/projects/x');
+  });
+
+  it('memory lives under /var/lib/private (system) or the account config home (user)', () => {
+    expect(memoryHostDirs({ scope: 'system', mode: 'offline', unitDir: '/r/etc/systemd/system', managerRoot: '/r' }, 'w', 'p')).toEqual(['/r/var/lib/private/agentvm-memory/w/p', '/r/var/lib/agentvm-memory/w/p']);
+    expect(memoryHostDirs({ scope: 'user', mode: 'online', unitDir: '/home/a/.config/systemd/user', managerRoot: '/' }, 'w')).toEqual(['/home/a/.config/agentvm-memory/w', '/home/a/.local/state/agentvm-memory/w']);
+  });
+});
