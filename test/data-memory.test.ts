@@ -224,18 +224,28 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
     expect(result().memoryBefore).toEqual({ ok: true, value: 'remembered in r1\nremembered in r1\nremembered in r2\n' });
   }, 180_000);
 
-  it('a grant that does not exist on the host is a plan error naming the unit and the fix, and apply refuses it', async () => {
-    const missing = { ...desired, config: config('r1', [...GRANTS, { path: 'projects/typo', access: 'read-only' }]) };
-    const plan = await planNow(missing);
+  it('a grant that does not exist on the host is a plan warning naming the unit and the fix, and is not mounted', async () => {
+    desired = { ...desired, config: config('r1', [...GRANTS, { path: 'projects/typo', access: 'read-only' }]) };
+    const plan = await planNow();
     const d = plan.diagnostics.find((x) => x.code === SystemdCode.dataMissing);
-    expect(d).toMatchObject({ severity: 'error', address: ADDRESS });
+    expect(d).toMatchObject({ severity: 'warning', address: ADDRESS });
     expect(d!.summary).toContain('projects/typo');
     expect(d!.detail).toContain(path.join(hostData, 'projects/typo'));
-    const res = await provider.apply({ host, change: { address: ADDRESS, provider: 'systemd', workload: 'research', action: 'update', effect: 'restart', reasons: [], dependsOn: [], desired: missing, after: { identity: missing.identity } }, ...(locked ? { locked } : {}) });
+    const { res } = await applyNow();
     expect(res.diagnostics.map((x) => x.code)).toEqual([SystemdCode.dataMissing]);
-    // The unit kept running what was applied before.
     expect(await m.show(UNIT, ['ActiveState'])).toEqual({ ActiveState: 'active' });
-  }, 60_000);
+    const dropIn = readFileSync(path.join(m.unitDir, `${UNIT}.d/50-agentvm.conf`), 'utf8');
+    expect(dropIn).not.toContain('projects/typo');
+    expect(result().listProjects).toEqual({ ok: true, value: ['research', 'shared'] });
+    // Once the directory exists, the next plan shows the new mount (a change, not a silent one).
+    mkdirSync(path.join(hostData, 'projects/typo'));
+    chownSync(path.join(hostData, 'projects/typo'), m.uid, m.gid);
+    const next = await planNow();
+    expect(next.action).toBe('update');
+    expect(next.diagnostics.filter((x) => x.code === SystemdCode.dataMissing)).toEqual([]);
+    expect((await applyNow()).res.diagnostics.filter((x) => x.severity === 'error'), probeError()).toEqual([]);
+    expect(result().listProjects).toEqual({ ok: true, value: ['research', 'shared', 'typo'] });
+  }, 120_000);
 
   it('removing the workload keeps its memory and the plan says where; only `memory purge` deletes it, and not while it is on the host', async () => {
     assertBuilt();

@@ -39,6 +39,6 @@ export const SystemdCode = {
   hostPrerequisite: 'systemd.host-prerequisite',
   /** A declared program (`kind: program` tool) does not hash to its pin, or is missing: the unit is not started (decisions/0022). */
   toolDigest: 'systemd.tool-digest',
-  /** A contract data grant (or the data root, or /srv) does not exist on the host: no empty mount is made (ADR 0024). */
+  /** A contract data grant (or the data root, or /srv) does not exist on the host: it is not mounted (ADR 0024). */
   dataMissing: 'systemd.data-missing',
 } as const;

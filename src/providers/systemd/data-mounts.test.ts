@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dataDirectives, dataProblems, memoryHostDirs, parseDataGrants, parseDataRoot } from './data-mounts.js';
+import { dataDirectives, dataProblems, memoryHostDirs, parseDataGrants, parseDataRoot, unmounted } from './data-mounts.js';
 import { unitPath } from './unit-file.js';
 
 describe('data mounts (ADR 0024)', () => {
@@ -30,9 +30,14 @@ describe('data mounts (ADR 0024)', () => {
     expect(() => dataDirectives({ workload: 'w', profile: 'p', dataDir: '/d', quote: unitPath, grants: [{ path: 'a b', access: 'read-only' }] })).toThrow();
   });
 
-  it('a missing grant is an error with the address and the fix', () => {
-    const [d] = dataProblems({ root: '/r/srv/agentvm/data', rootMissing: false, parentMissing: false, missing: [{ path: 'projects/x', access: 'read-write' }] }, 'unit.w.p');
-    expect(d).toMatchObject({ code: 'systemd.data-missing', severity: 'error', address: 'unit.w.p' });
+  it('a missing grant is not mounted, and a warning names the address, the path and the fix', () => {
+    const facts = { root: '/r/srv/agentvm/data', rootMissing: false, parentMissing: false, missing: [{ path: 'projects/x', access: 'read-write' as const }] };
+    const [d] = dataProblems(facts, 'unit.w.p');
+    expect(d).toMatchObject({ code: 'systemd.data-missing', severity: 'warning', address: 'unit.w.p' });
+    const grants = [{ path: 'projects/x', access: 'read-write' as const }, { path: 'projects/y', access: 'read-only' as const }];
+    expect(dataDirectives({ workload: 'w', profile: 'p', dataDir: '/srv/agentvm/data', quote: unitPath, grants, missing: unmounted(facts) }).directives.filter(([k]) => k.startsWith('Bind'))).toEqual([['BindReadOnlyPaths', '/srv/agentvm/data/projects/y:/srv/agentvm/data/projects/y']]);
+    // Without /srv nothing is mounted: the profile sees no data rather than failing to start.
+    expect(dataDirectives({ workload: 'w', profile: 'p', dataDir: '/srv/agentvm/data', quote: unitPath, grants, missing: unmounted({ ...facts, parentMissing: true }) }).directives[0]).toEqual(['InaccessiblePaths', '-/srv/agentvm/data']);
     expect(d!.summary).toContain('projects/x');
     expect(d!.detail).toContain('/r/srv/agentvm/data/projects/x');
   });

@@ -13,10 +13,12 @@
 //     exec otherwise): what a profile writes into its data or its memory never runs.
 //   - The memory directory survives restarts, release changes and rollbacks (its name has no release in it) and is
 //     never removed by apply: only `agentvm memory purge` deletes it.
-//   - Pure: the caller checks on the host that the grants exist (dataProblems).
+//   - A grant that does not exist on the host is not mounted (never an empty mount, never a failed start) and plan
+//     says so with a warning (dataProblems); creating it changes the unit, which the next plan shows.
+//   - Pure: the caller checks the host (DataFacts) and passes the missing paths in.
 
 import path from 'node:path';
-import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
+import { warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { SystemdCode } from './codes.js';
 
 /** Where a profile sees its project data: the same relative path under this fixed directory. */
@@ -79,8 +81,9 @@ export interface DataDirectives {
  * The directives of a profile's data grants and memory. `dataDir`: the data root as the manager sees it; `quote`
  * makes a path safe for a unit file (unit-file.ts unitPath), throwing on what it cannot write.
  */
-export function dataDirectives(input: { workload: string; profile: string; grants: readonly DataGrant[]; dataDir: string; quote: (p: string) => string }): DataDirectives {
-  const grants = normalizedGrants(input.grants);
+export function dataDirectives(input: { workload: string; profile: string; grants: readonly DataGrant[]; dataDir: string; quote: (p: string) => string; missing?: readonly string[] | 'all' }): DataDirectives {
+  const missing = input.missing ?? [];
+  const grants = missing === 'all' ? [] : normalizedGrants(input.grants).filter((g) => !missing.includes(g.path));
   const root = input.quote(input.dataDir);
   const memory = memoryDirName(input.workload, input.profile);
   const directives: Array<[string, string]> = [];
@@ -114,20 +117,26 @@ export interface DataFacts {
   parentMissing: boolean;
 }
 
-/** Plan diagnostics for facts read on the host: a grant that does not exist is an error, never an empty mount. */
+/** What to leave out of the render for facts read on the host: every grant without /srv, else the missing ones. */
+export function unmounted(facts: DataFacts | null | undefined): readonly string[] | 'all' {
+  if (!facts) return [];
+  return facts.parentMissing ? 'all' : facts.missing.map((m) => m.path);
+}
+
+/** Plan warnings for facts read on the host: a grant that does not exist is not mounted, and the plan says so. */
 export function dataProblems(facts: DataFacts | null | undefined, address: string): Diagnostic[] {
   if (!facts) return [];
   const out: Diagnostic[] = [];
   if (facts.parentMissing) {
-    out.push(errorDiag(SystemdCode.dataMissing, `${address}: ${DATA_PARENT} does not exist on the host; a profile's data grants are mounted under ${DATA_MOUNT}.`, {
+    out.push(warningDiag(SystemdCode.dataMissing, `${address}: ${DATA_PARENT} does not exist on the host, so none of the profile's data grants is mounted (they appear under ${DATA_MOUNT}).`, {
       address,
       detail: `Create it (mkdir -m 0755 ${DATA_PARENT}) and plan again.`,
     }));
   }
   for (const m of facts.missing) {
-    out.push(errorDiag(SystemdCode.dataMissing, `${address}: data path \`${m.path}\` (${m.access}) does not exist under the host's data root ${facts.root}${facts.rootMissing ? ' (the root itself is missing)' : ''}.`, {
+    out.push(warningDiag(SystemdCode.dataMissing, `${address}: data path \`${m.path}\` (${m.access}) does not exist under the host's data root ${facts.root}${facts.rootMissing ? ' (the root itself is missing)' : ''}; it is not mounted.`, {
       address,
-      detail: `A grant is a directory or file that is there: create ${path.posix.join(facts.root, m.path)}${m.access === 'read-write' ? ' writable by the account that runs the unit (ADR 0024)' : ''}, set spec.data.root in the host file if the data lives elsewhere, or remove the entry from the contract's spec.data.`,
+      detail: `The profile runs without it until it exists (the next plan then shows the new mount): create ${path.posix.join(facts.root, m.path)}${m.access === 'read-write' ? ' writable by the account that runs the unit (ADR 0024)' : ''}, set spec.data.root in the host file if the data lives elsewhere, or remove the entry from the contract's spec.data.`,
     }));
   }
   return out;

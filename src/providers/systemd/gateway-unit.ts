@@ -119,6 +119,8 @@ export interface RenderContext {
   egress?: EgressRenderContext | null;
   /** The host root as the manager sees it, which the config's `dataRoot` is under (ADR 0024); absent: `/`. */
   dataPrefix?: string | null;
+  /** Grants that do not exist on the host and are not mounted (data-mounts.ts unmounted); absent: none. */
+  dataMissing?: readonly string[] | 'all';
 }
 
 export interface EgressRenderContext {
@@ -593,7 +595,7 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
   // Project data and the agent's memory (ADR 0024); their writable mounts join the exec allowlist's noexec list.
   let data: ReturnType<typeof dataDirectives> = { directives: [], noexec: [] };
   try {
-    data = dataDirectives({ workload: config.workload, profile: config.profile, grants: config.data ?? [], dataDir: path.posix.join(ctx.dataPrefix ?? '/', config.dataRoot ?? DEFAULT_DATA_ROOT), quote: unitPath });
+    data = dataDirectives({ workload: config.workload, profile: config.profile, grants: config.data ?? [], dataDir: path.posix.join(ctx.dataPrefix ?? '/', config.dataRoot ?? DEFAULT_DATA_ROOT), quote: unitPath, missing: ctx.dataMissing ?? [] });
   } catch (err) {
     unsafe('a data path', err);
     return { diagnostics };

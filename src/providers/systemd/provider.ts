@@ -43,7 +43,7 @@ import { mcpPinChange } from './mcp-pins.js';
 import { entrypointProgram, programDrift, programRefusal, resolveExec, type ExecFacts } from './exec-allowlist.js';
 import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
 import { valuesOf } from './unit-file.js';
-import { dataProblems, memoryHostDirs, normalizedGrants, parseDataGrants, parseDataRoot, type DataFacts } from './data-mounts.js';
+import { dataProblems, memoryHostDirs, normalizedGrants, parseDataGrants, parseDataRoot, unmounted, type DataFacts } from './data-mounts.js';
 import { mapBounded } from '../../support/concurrency.js';
 import { CallBatch } from './batch.js';
 import { egressPaths, unitShimPath } from '../../egress/paths.js';
@@ -178,8 +178,10 @@ export class SystemdProvider implements Provider {
       const parsed = parseGatewayConfig(desired.config, address);
       // validate() reports a malformed config; planning it would only repeat that.
       if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift: [], diagnostics: [] };
+      // A grant that does not exist on the host is not mounted, and the plan says so.
+      diagnostics.push(...dataProblems((live.attributes as { data?: DataFacts | null } | undefined)?.data, address));
       if (!liveGateway) {
-        return { action: 'create', effect: 'restart', reasons: [{ code: 'new', message: `${address}: create ${instanceUnit(parsed.config.profile)}` }], drift: [], diagnostics: [] };
+        return { action: 'create', effect: 'restart', reasons: [{ code: 'new', message: `${address}: create ${instanceUnit(parsed.config.profile)}` }], drift: [], diagnostics };
       }
       const r = renderGateway(parsed.config, contextOf(liveGateway), address);
       if (!r.rendered) {
@@ -188,8 +190,6 @@ export class SystemdProvider implements Provider {
         return { action: 'noop', effect: 'none', reasons: [], drift: [], diagnostics };
       }
       rendered = r.rendered;
-      // A grant that does not exist on the host is an error now, not an empty mount later.
-      diagnostics.push(...dataProblems(dataOf(liveGateway), address));
     }
     const lockedRendered = liveGateway ? renderLocked(locked, contextOf(liveGateway), address) : undefined;
     const a = assessGateway({
@@ -233,11 +233,10 @@ export class SystemdProvider implements Provider {
     const releasesDir = managerPath(endpoint, host.paths.releases);
     const egressCtx = egressContextOf(endpoint, host);
     const exec = await this.execFacts(change.desired.config, change.address, endpoint, releasesDir, egressCtx);
-    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir, exec, egress: egressCtx, dataPrefix: managerPath(endpoint, path.resolve(host.root)) };
+    const data = await dataFacts(change.desired.config, host.root, endpoint);
+    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir, exec, egress: egressCtx, dataPrefix: managerPath(endpoint, path.resolve(host.root)), dataMissing: unmounted(data) };
     const r = renderGateway(config, ctx, change.address);
     if (!r.rendered) return { diagnostics: r.diagnostics.filter((d) => d.severity === 'error') };
-    const missingData = dataProblems(await dataFacts(change.desired.config, host.root, endpoint), change.address);
-    if (missingData.length > 0) return { diagnostics: missingData };
     // Fail closed (decisions/0022): a declared program that does not hash to its pin keeps the unit from running.
     const refused = exec ? programRefusal(config.programs ?? [], exec, change.address) : [];
     if (refused.length > 0) return { diagnostics: [...refused, ...(await this.stopRefused(endpoint, r.rendered.unit, change.address, progress))] };
@@ -256,7 +255,7 @@ export class SystemdProvider implements Provider {
     const before = await readGateway({ endpoint, profile: config.profile, workload: config.workload, releasesDir });
     const assessment = assessGateway({ address: change.address, rendered, live: before.live, exists: before.exists, ...(before.digest ? { liveDigest: before.digest } : {}), ...(req.locked ? { locked: req.locked } : {}) });
     if (assessment.diagnostics.some((d) => d.severity === 'error')) return { diagnostics: assessment.diagnostics };
-    const diagnostics: Diagnostic[] = [...assessment.diagnostics];
+    const diagnostics: Diagnostic[] = [...assessment.diagnostics, ...dataProblems(data, change.address)];
     if (config.scope === 'user' && endpoint.mode === 'online' && rendered.credentials.length > 0 && !existsSync(hostPathOf(endpoint, '/run/credentials'))) diagnostics.push(credentialsDirMissing(change.address));
 
     // 1. Files: the template and this profile's drop-in; then every other source of this unit that we may remove.
@@ -644,7 +643,7 @@ function scopeOf(config: Record<string, unknown> | undefined, locked: LockedReso
 
 function contextOf(live: LiveGateway): RenderContext {
   const dataPrefix = (live as LiveGateway & { dataPrefix?: string }).dataPrefix;
-  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir, exec: execOf(live), egress: live.context.egress ?? null, ...(dataPrefix ? { dataPrefix } : {}) };
+  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir, exec: execOf(live), egress: live.context.egress ?? null, ...(dataPrefix ? { dataPrefix } : {}), dataMissing: unmounted(dataOf(live)) };
 }
 
 /** The data facts read() attached to the live attributes (data-mounts.ts). */
