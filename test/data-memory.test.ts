@@ -247,7 +247,7 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
     expect(result().listProjects).toEqual({ ok: true, value: ['research', 'shared', 'typo'] });
   }, 120_000);
 
-  it('removing the workload keeps its memory and the plan says where; only `memory purge` deletes it, and not while it is on the host', async () => {
+  it('removing the workload keeps its memory and the plan says where; only `memory purge` deletes it (its refusal while the workload is on the host: src/app/memory-purge.test.ts)', async () => {
     assertBuilt();
     const plan = await planNow(null);
     expect(plan.action).toBe('delete');
