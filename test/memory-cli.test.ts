@@ -79,7 +79,7 @@ describe.skipIf(!support.ok && !inCi)('agent memory survives restart, promotion 
   }, 300_000);
 
   it('WHEN the workload is removed from the host THEN the plan says its memory is kept and where, and apply keeps it', async () => {
-    await g.repo.commitFiles({ 'hosts/gw.yaml': hostFile([])['hosts/gw.yaml']!.replace('  workloads:\n', '  workloads: []\n') }, 'remove orchestrator from gw');
+    await g.repo.commitFiles({ 'hosts/gw.yaml': (hostFile([])['hosts/gw.yaml'] as string).replace('  workloads:\n', '  workloads: []\n') }, 'remove orchestrator from gw');
     const plan = await g.cli(['plan']);
     expect(plan.stdout).toContain(`its memory is kept at ${memoryDir()}`);
     expect(plan.stdout).toContain('agentvm memory purge orchestrator');
