@@ -5,7 +5,7 @@
 // into its memory. Its memory (StateDirectory=) must carry a line written before across a restart, a release change
 // and a rollback; removing the workload keeps it (the plan says where) and only `agentvm memory purge` deletes it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DesiredResource, LockedResource, PlannedChange } from '../src/model/resources.js';
 import { hostPaths } from '../src/model/index.js';
@@ -245,6 +245,26 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
     expect(next.diagnostics.filter((x) => x.code === SystemdCode.dataMissing)).toEqual([]);
     expect((await applyNow()).res.diagnostics.filter((x) => x.severity === 'error'), probeError()).toEqual([]);
     expect(result().listProjects).toEqual({ ok: true, value: ['research', 'shared', 'typo'] });
+  }, 120_000);
+
+  it('a grant that another workload swapped for a symlink (to a sibling it may not see) is refused and not mounted', async () => {
+    // Someone with write access to projects/ (another workload's read-write grant) replaces the granted directory.
+    rmSync(path.join(hostData, 'projects/typo'), { recursive: true });
+    symlinkSync(path.join(hostData, 'projects/secret'), path.join(hostData, 'projects/typo'));
+    const plan = await planNow();
+    const d = plan.diagnostics.find((x) => x.code === SystemdCode.dataSymlink);
+    expect(d).toMatchObject({ severity: 'error', address: ADDRESS });
+    expect(d!.summary).toContain(path.join(hostData, 'projects/secret'));
+    const { res } = await applyNow();
+    expect(res.diagnostics.map((x) => x.code)).toContain(SystemdCode.dataSymlink);
+    const dropIn = readFileSync(path.join(m.unitDir, `${UNIT}.d/50-agentvm.conf`), 'utf8');
+    expect(dropIn).not.toContain('projects/typo');
+    expect(await m.show(UNIT, ['ActiveState'])).toEqual({ ActiveState: 'active' });
+    expect(result().listProjects).toEqual({ ok: true, value: ['research', 'shared'] });
+    expect(result().siblingAtMount).toEqual({ ok: false, error: 'ENOENT' });
+    rmSync(path.join(hostData, 'projects/typo'));
+    desired = { ...desired, config: config('r2', GRANTS) };
+    expect((await applyNow()).res.diagnostics.filter((x) => x.severity === 'error'), probeError()).toEqual([]);
   }, 120_000);
 
   it('removing the workload keeps its memory and the plan says where; only `memory purge` deletes it (its refusal while the workload is on the host: src/app/memory-purge.test.ts)', async () => {

@@ -41,4 +41,6 @@ export const SystemdCode = {
   toolDigest: 'systemd.tool-digest',
   /** A contract data grant (or the data root, or /srv) does not exist on the host: it is not mounted (ADR 0024). */
   dataMissing: 'systemd.data-missing',
+  /** A data grant's host path is or goes through a symlink: it is not mounted, and plan refuses (ADR 0024). */
+  dataSymlink: 'systemd.data-symlink',
 } as const;

@@ -18,7 +18,7 @@
 //   - Pure: the caller checks the host (DataFacts) and passes the missing paths in.
 
 import path from 'node:path';
-import { warningDiag, type Diagnostic } from '../../diagnostics/index.js';
+import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { SystemdCode } from './codes.js';
 
 /** Where a profile sees its project data: the same relative path under this fixed directory. */
@@ -111,6 +111,12 @@ function isUnder(p: string, dir: string): boolean {
 /** What the host lacks for a profile's grants: a missing data root, /srv, or a granted path (host paths). */
 export interface DataFacts {
   missing: Array<{ path: string; access: DataGrant['access'] }>;
+  /**
+   * Grants whose host path goes through a symlink (or resolves outside the data root): systemd would follow it and
+   * bind its target, so a workload with write access to a parent could point another's grant at any host path.
+   * Absent in facts read before this check existed.
+   */
+  escapes?: Array<{ path: string; access: DataGrant['access']; target: string }>;
   /** The data root as the host sees it. */
   root: string;
   rootMissing: boolean;
@@ -120,7 +126,7 @@ export interface DataFacts {
 /** What to leave out of the render for facts read on the host: every grant without /srv, else the missing ones. */
 export function unmounted(facts: DataFacts | null | undefined): readonly string[] | 'all' {
   if (!facts) return [];
-  return facts.parentMissing ? 'all' : facts.missing.map((m) => m.path);
+  return facts.parentMissing ? 'all' : [...facts.missing, ...(facts.escapes ?? [])].map((m) => m.path);
 }
 
 /** Plan warnings for facts read on the host: a grant that does not exist is not mounted, and the plan says so. */
@@ -131,6 +137,12 @@ export function dataProblems(facts: DataFacts | null | undefined, address: strin
     out.push(warningDiag(SystemdCode.dataMissing, `${address}: ${DATA_PARENT} does not exist on the host, so none of the profile's data grants is mounted (they appear under ${DATA_MOUNT}).`, {
       address,
       detail: `Create it (mkdir -m 0755 ${DATA_PARENT}) and plan again.`,
+    }));
+  }
+  for (const e of facts.escapes ?? []) {
+    out.push(errorDiag(SystemdCode.dataSymlink, `${address}: data path \`${e.path}\` (${e.access}) is a symlink or goes through one on the host (it resolves to ${e.target}); it is not mounted.`, {
+      address,
+      detail: `systemd follows symlinks when it binds a grant, so whoever can write a parent directory could point the grant at any host path. Replace ${path.posix.join(facts.root, e.path)} with a real directory, and check which workload wrote the link (a workload with read-write access to a parent of another's grant can).`,
     }));
   }
   for (const m of facts.missing) {

@@ -15,7 +15,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, readFile, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, readdir, realpath, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, userError, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type { LiveResource, LockedResource, Reason } from '../../model/resources.js';
@@ -666,8 +666,19 @@ async function dataFacts(config: Record<string, unknown> | undefined, root: stri
   if (!grants || grants.length === 0 || !dataRoot) return null;
   const hostRoot = path.join(path.resolve(root), dataRoot);
   const missing: DataFacts['missing'] = [];
-  for (const g of normalizedGrants(grants)) if (!existsSync(path.join(hostRoot, g.path))) missing.push({ path: g.path, access: g.access });
-  return { root: hostRoot, missing, rootMissing: !existsSync(hostRoot), parentMissing: !existsSync(hostPathOf(endpoint, '/srv')) };
+  const escapes: NonNullable<DataFacts['escapes']> = [];
+  const realRoot = await realpath(hostRoot).catch(() => hostRoot);
+  for (const g of normalizedGrants(grants)) {
+    const hostPath = path.join(hostRoot, g.path);
+    if (!existsSync(hostPath)) {
+      missing.push({ path: g.path, access: g.access });
+      continue;
+    }
+    // Every component below the root must be a real directory: systemd follows a symlink when it binds.
+    const real = await realpath(hostPath).catch(() => '');
+    if (real !== path.join(realRoot, g.path)) escapes.push({ path: g.path, access: g.access, target: real || '(unresolvable)' });
+  }
+  return { root: hostRoot, missing, escapes, rootMissing: !existsSync(hostRoot), parentMissing: !existsSync(hostPathOf(endpoint, '/srv')) };
 }
 
 async function existingDirs(dirs: readonly string[]): Promise<string[]> {
