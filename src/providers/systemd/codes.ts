@@ -43,4 +43,6 @@ export const SystemdCode = {
   dataMissing: 'systemd.data-missing',
   /** A data grant's host path is or goes through a symlink: it is not mounted, and plan refuses (ADR 0024). */
   dataSymlink: 'systemd.data-symlink',
+  /** Another service workload has a read-write grant on a parent of this profile's grant (ADR 0024). */
+  dataOverlap: 'systemd.data-overlap',
 } as const;

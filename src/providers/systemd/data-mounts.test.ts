@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dataDirectives, dataProblems, memoryHostDirs, parseDataGrants, parseDataRoot, unmounted } from './data-mounts.js';
+import { dataDirectives, dataProblems, memoryHostDirs, overlapWarnings, parseDataGrants, parseDataRoot, unmounted } from './data-mounts.js';
 import { unitPath } from './unit-file.js';
 
 describe('data mounts (ADR 0024)', () => {
@@ -45,5 +45,18 @@ describe('data mounts (ADR 0024)', () => {
   it('memory lives under /var/lib/private (system) or the account config home (user)', () => {
     expect(memoryHostDirs({ scope: 'system', mode: 'offline', unitDir: '/r/etc/systemd/system', managerRoot: '/r' }, 'w', 'p')).toEqual(['/r/var/lib/private/agentvm-memory/w/p', '/r/var/lib/agentvm-memory/w/p']);
     expect(memoryHostDirs({ scope: 'user', mode: 'online', unitDir: '/home/a/.config/systemd/user', managerRoot: '/' }, 'w')).toEqual(['/home/a/.config/agentvm-memory/w', '/home/a/.local/state/agentvm-memory/w']);
+  });
+
+  it('warns on a grant under another workload\'s read-write grant, not on siblings, read-only parents or its own', () => {
+    const w = overlapWarnings([
+      { name: 'writer', units: ['unit.writer.a'], grants: [{ path: 'projects', access: 'read-write' }, { path: 'projects/own', access: 'read-only' }] },
+      { name: 'reader', units: ['unit.reader.a', 'unit.reader.b'], grants: [{ path: 'projects/shared', access: 'read-only' }, { path: 'projectsx', access: 'read-only' }] },
+      { name: 'other', units: ['unit.other.a'], grants: [{ path: 'handbook', access: 'read-write' }, { path: 'projects', access: 'read-only' }] },
+    ]);
+    expect(w.map((d) => [d.code, d.severity, d.address])).toEqual([
+      ['systemd.data-overlap', 'warning', 'unit.reader.a'],
+      ['systemd.data-overlap', 'warning', 'unit.reader.b'],
+    ]);
+    expect(w[0]!.summary).toContain('`writer` may write `projects`');
   });
 });

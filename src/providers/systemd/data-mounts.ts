@@ -169,3 +169,28 @@ export function memoryHostDirs(endpoint: { scope: 'system' | 'user'; mode: 'onli
   const configHome = path.dirname(path.dirname(endpoint.unitDir));
   return [path.join(configHome, rel), path.join(path.dirname(configHome), '.local/state', rel)];
 }
+
+/**
+ * Warnings for grants another service workload of the host may replace: a read-write grant on a strict parent of
+ * this grant lets that workload change these files and swap the directory for a symlink (refused at plan and apply,
+ * systemd.data-symlink, but a restart systemd does on its own in between would follow it). One per grant and writer.
+ */
+export function overlapWarnings(workloads: ReadonlyArray<{ name: string; units: readonly string[]; grants: readonly DataGrant[] }>): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const w of workloads) {
+    for (const g of normalizedGrants(w.grants)) {
+      for (const v of workloads) {
+        if (v.name === w.name) continue;
+        const parent = normalizedGrants(v.grants).find((r) => r.access === 'read-write' && g.path.startsWith(`${r.path}/`));
+        if (!parent) continue;
+        for (const address of w.units) {
+          out.push(warningDiag(SystemdCode.dataOverlap, `${address}: workload \`${v.name}\` may write \`${parent.path}\`, a parent of this profile's data grant \`${g.path}\`: it can change these files and replace the directory with a symlink.`, {
+            address,
+            detail: `Grant ${v.name} only the sibling directories it needs, or move ${g.path} out from under ${parent.path}. A replaced directory is refused when agentvm plans or applies (systemd.data-symlink), not when systemd restarts the unit on its own.`,
+          }));
+        }
+      }
+    }
+  }
+  return out;
+}

@@ -9,7 +9,7 @@ import { releaseIdOf } from '../release/expand.js';
 import { releaseAddress } from '../release/release-lifecycle.js';
 import { programsOf } from './exec-allowlist.js';
 import { mcpPinsOf } from './mcp-pins.js';
-import { DEFAULT_DATA_ROOT } from './data-mounts.js';
+import { DEFAULT_DATA_ROOT, overlapWarnings } from './data-mounts.js';
 import { EGRESS_SERVER_ADDRESS } from '../egress/unit.js';
 
 export const unitAddress = (workload: string, profile: string): string => `unit.${workload}.${profile}`;
@@ -57,5 +57,9 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
       });
     }
   }
-  return { resources, diagnostics: [] };
+  // Grants another workload of the host could replace (data-mounts.ts): warned on the unit that would bind them.
+  const grants = req.workloads
+    .filter((w) => w.contract.spec.substrate === 'service')
+    .map((w) => ({ name: w.name, units: (w.manifest.spec.profiles ?? []).map((p) => unitAddress(w.name, p.name)), grants: w.contract.spec.data ?? [] }));
+  return { resources, diagnostics: overlapWarnings(grants) };
 }
