@@ -6,6 +6,7 @@
 
 import { isIP } from 'node:net';
 import type { PlannedChange } from '../model/resources.js';
+import { dataCapabilityLines, planDataCapabilities, type DataCapability } from './capabilities-data.js';
 
 export type CapabilityChange = 'added' | 'removed' | 'unchanged';
 
@@ -23,6 +24,8 @@ export interface WorkloadCapabilities {
   egress: EgressCapability[];
   /** Secrets of the workload's units (credentialCapabilities); absent when it has none. */
   credentials?: CredentialCapability[];
+  /** Project data grants (capabilities-data.ts); absent when the workload has none before or after. */
+  data?: DataCapability[];
 }
 
 export interface CredentialCapability {
@@ -81,6 +84,7 @@ export function planCapabilities(changes: readonly PlannedChange[]): WorkloadCap
     by.set(c.workload, slot);
   }
   const out: WorkloadCapabilities[] = [];
+  const data = planDataCapabilities(changes);
   for (const [workload, { before, after }] of [...by].sort(([a], [b]) => (a < b ? -1 : 1))) {
     const was = before ?? new Map<string, Entry>();
     const now = after ?? new Map<string, Entry>();
@@ -88,7 +92,8 @@ export function planCapabilities(changes: readonly PlannedChange[]): WorkloadCap
     // No record of a previous apply (first plan, or a lockfile from before records): everything desired is new.
     for (const [k, e] of now) egress.push({ change: was.has(k) ? 'unchanged' : 'added', ...e, risk: was.has(k) ? null : egressRisk(e) });
     for (const [k, e] of was) if (!now.has(k)) egress.push({ change: 'removed', ...e, risk: null });
-    if (egress.length) out.push({ workload, egress: egress.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1)) });
+    const grants = data.get(workload);
+    if (egress.length || grants) out.push({ workload, egress: egress.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1)), ...(grants ? { data: grants } : {}) });
   }
   return withCredentials(out, credentialCapabilities(changes));
 }
@@ -153,8 +158,9 @@ export function credentialLines(caps: WorkloadCapabilities | undefined): string[
 /** `egress +api.new.example.com:443 (new destination: possible exfiltration channel)`, one line per added/removed entry. */
 export function capabilityLines(caps: WorkloadCapabilities | undefined): string[] {
   if (!caps) return [];
-  return caps.egress
+  const egress = caps.egress
     .filter((e) => e.change !== 'unchanged')
     .map((e) => `egress ${e.change === 'added' ? '+' : '-'}${e.host}:${e.port}${e.protocol === 'udp' ? '/udp' : ''}${e.risk ? ` (${e.risk})` : ''}`)
     .concat(credentialLines(caps));
+  return [...egress, ...dataCapabilityLines(caps.data)];
 }

@@ -32,6 +32,15 @@ export interface Host {
       maxConcurrentJobs?: number;
     };
     /**
+     * Where the host keeps project data. A workload contract's data entries (paths relative to this root) are bound into its units under /srv/agentvm/data/<path>, read-only or read-write as declared; nothing else under the root is visible to them (ADR 0024).
+     */
+    data?: {
+      /**
+       * Absolute directory of the project data, under the host root (--root). Without '..'.
+       */
+      root?: string;
+    };
+    /**
      * The host's egress proxy (agentvm-egress.service): every profile's only way out.
      */
     egress?: {

@@ -150,6 +150,25 @@ export interface WorkloadCapabilities {
      */
     risk: string | null;
   }[];
+  /**
+   * Each project data grant (ADR 0024): added, removed, widened (read-only to read-write), narrowed or unchanged. Absent when the workload has no grant before or after.
+   */
+  data?: {
+    change: 'added' | 'removed' | 'widened' | 'narrowed' | 'unchanged';
+    path: string;
+    /**
+     * Access after the plan (before it, for a removed grant).
+     */
+    access: 'read-only' | 'read-write';
+    /**
+     * Access before the plan when it changed, else null.
+     */
+    was: 'read-only' | 'read-write' | null;
+    /**
+     * Why a reviewer should look at an added or widened grant.
+     */
+    risk: string | null;
+  }[];
 }
 /**
  * A problem report: what is wrong (summary), how to fix it (detail), and where (file:line:column, JSON path, resource address). Never carries a secret value.

@@ -41,4 +41,10 @@ export const SystemdCode = {
   toolDigest: 'systemd.tool-digest',
   /** apply could not read an env-file: or injected secret into agentvm's credential store (file missing, variable unset). */
   secretUnreadable: 'systemd.secret-unreadable',
+  /** A contract data grant (or the data root, or /srv) does not exist on the host: it is not mounted (ADR 0024). */
+  dataMissing: 'systemd.data-missing',
+  /** A data grant's host path is or goes through a symlink: it is not mounted, and plan refuses (ADR 0024). */
+  dataSymlink: 'systemd.data-symlink',
+  /** Another service workload has a read-write grant on a parent of this profile's grant (ADR 0024). */
+  dataOverlap: 'systemd.data-overlap',
 } as const;

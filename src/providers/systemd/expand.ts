@@ -9,6 +9,7 @@ import { releaseIdOf } from '../release/expand.js';
 import { releaseAddress } from '../release/release-lifecycle.js';
 import { programsOf } from './exec-allowlist.js';
 import { mcpPinsOf } from './mcp-pins.js';
+import { DEFAULT_DATA_ROOT, overlapWarnings } from './data-mounts.js';
 import { EGRESS_SERVER_ADDRESS } from '../egress/unit.js';
 import { mcpAddress } from '../../mcp/paths.js';
 
@@ -50,11 +51,18 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
           scope,
           programs: programsOf(contract.spec.tools),
           mcp: mcpPinsOf(contract.spec.tools),
+          // Project data (ADR 0024): the grants as declared, and where the host keeps them.
+          data: (contract.spec.data ?? []).map((d) => ({ path: d.path, access: d.access })),
+          dataRoot: req.host.spec.data?.root ?? DEFAULT_DATA_ROOT,
         },
         // The host's egress proxy is every unit's only way out (and in): it starts first (providers/egress/expand.ts).
         dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : []), EGRESS_SERVER_ADDRESS, ...(hasMcp ? [mcpAddress(w.name, profile.name)] : [])],
       });
     }
   }
-  return { resources, diagnostics: [] };
+  // Grants another workload of the host could replace (data-mounts.ts): warned on the unit that would bind them.
+  const grants = req.workloads
+    .filter((w) => w.contract.spec.substrate === 'service')
+    .map((w) => ({ name: w.name, units: (w.manifest.spec.profiles ?? []).map((p) => unitAddress(w.name, p.name)), grants: w.contract.spec.data ?? [] }));
+  return { resources, diagnostics: overlapWarnings(grants) };
 }

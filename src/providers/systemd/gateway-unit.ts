@@ -24,6 +24,7 @@ import { keyEffect } from './restart-table.js';
 import { execDirectives, parsePrograms, type ExecFacts, type ProgramPin } from './exec-allowlist.js';
 import { parseMcpPins, type McpPinSet } from './mcp-pins.js';
 import { MCP_SOCKET, MCP_SOCKET_ENV } from '../../mcp/paths.js';
+import { dataDirectives, DEFAULT_DATA_ROOT, parseDataGrants, parseDataRoot, type DataGrant } from './data-mounts.js';
 import {
   environmentAssignment,
   escapeSpecifiers,
@@ -104,6 +105,10 @@ export interface GatewayConfig {
   programs?: ProgramPin[];
   /** The contract's MCP tool pins (mcp-pins.ts). Not rendered: recorded so plan can show a re-pin. */
   mcp?: McpPinSet[];
+  /** The contract's data grants (data-mounts.ts, ADR 0024); absent: none. */
+  data?: DataGrant[];
+  /** The host's data root (`spec.data.root`) as the host file names it; absent: DEFAULT_DATA_ROOT. */
+  dataRoot?: string;
 }
 
 /** Where the unit will run, as the manager sees the host: needed to turn names into paths. */
@@ -121,6 +126,10 @@ export interface RenderContext {
    * old lockfile entries); every provider path passes it.
    */
   egress?: EgressRenderContext | null;
+  /** The host root as the manager sees it, which the config's `dataRoot` is under (ADR 0024); absent: `/`. */
+  dataPrefix?: string | null;
+  /** Grants that do not exist on the host and are not mounted (data-mounts.ts unmounted); absent: none. */
+  dataMissing?: readonly string[] | 'all';
 }
 
 export interface EgressRenderContext {
@@ -246,6 +255,10 @@ export function parseGatewayConfig(config: Record<string, unknown>, address: str
   const programs = parsePrograms(config.programs);
   if (!programs) bad('programs', 'must be a list of {name, path, sha256} without `..`');
   const mcp = parseMcpPins(config.mcp);
+  const data = parseDataGrants(config.data);
+  if (!data) bad('data', 'must be a list of {path, access} with relative paths without `..`');
+  const dataRoot = parseDataRoot(config.dataRoot);
+  if (!dataRoot) bad('dataRoot', 'must be an absolute path without `..`');
   if (!mcp) bad('mcp', 'must be a list of {server, tools: [{name, sha256}]}');
   const scopeValue = scope ?? 'system';
   if (scopeValue !== 'system' && scopeValue !== 'user') bad('scope', 'must be system or user');
@@ -267,6 +280,8 @@ export function parseGatewayConfig(config: Record<string, unknown>, address: str
       canary: canaryValue,
       programs: programs!,
       ...(mcp && mcp.length > 0 ? { mcp } : {}),
+      data: data!,
+      dataRoot: dataRoot!,
     },
     diagnostics,
   };
@@ -494,7 +509,7 @@ const NO_PROXY_ENV = ['NO_PROXY', 'no_proxy'];
 /** Where TLS clients find the agentvm CA of injected hosts (bundle: the system store + it; extra: it alone). */
 const CA_BUNDLE_ENV = ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'];
 const CA_EXTRA_ENV = 'NODE_EXTRA_CA_CERTS';
-const OWNED_ENV = new Set(['PATH', RUNTIME_DIGEST_ENV, 'CREDENTIALS_DIRECTORY', 'RUNTIME_DIRECTORY', ...PROXY_ENV, ...NO_PROXY_ENV, ...CA_BUNDLE_ENV, CA_EXTRA_ENV]);
+const OWNED_ENV = new Set(['PATH', RUNTIME_DIGEST_ENV, 'CREDENTIALS_DIRECTORY', 'RUNTIME_DIRECTORY', 'STATE_DIRECTORY', ...PROXY_ENV, ...NO_PROXY_ENV, ...CA_BUNDLE_ENV, CA_EXTRA_ENV]);
 
 /** Renders one profile's unit (template and drop-in). Errors leave `rendered` undefined. */
 export function renderGateway(config: GatewayConfig, ctx: RenderContext, address: string): { rendered?: RenderedGateway; diagnostics: Diagnostic[] } {
@@ -651,10 +666,19 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     service.push({ key: 'BindReadOnlyPaths', value: `${unitPath(confined.node)} ${unitPath(confined.shim)}` });
     service.push(...injectionDirectives(config, confined).map(([key, value]) => ({ key, value })));
   }
+  // Project data and the agent's memory (ADR 0024); their writable mounts join the exec allowlist's noexec list.
+  let data: ReturnType<typeof dataDirectives> = { directives: [], noexec: [] };
+  try {
+    data = dataDirectives({ workload: config.workload, profile: config.profile, grants: config.data ?? [], dataDir: path.posix.join(ctx.dataPrefix ?? '/', config.dataRoot ?? DEFAULT_DATA_ROOT), quote: unitPath, missing: ctx.dataMissing ?? [] });
+  } catch (err) {
+    unsafe('a data path', err);
+    return { diagnostics };
+  }
+  service.push(...data.directives.map(([key, value]) => ({ key, value })));
   // The exec allowlist (decisions/0022): after the hardening, so its SystemCallFilter=~ narrows the tier's list. A
   // confined unit's argv[0] is the node that runs the egress shim; the facts (resolveExec) list it with the entrypoint.
   const entry = argv[0]?.startsWith('/') ? argv[0] : null;
-  service.push(...execDirectives({ programs: config.programs ?? [], releaseDir, entrypoint: entry, facts: ctx.exec ?? null, runtimeDirs: runtimeDir ? [runtimeDir] : [] }).map(([key, value]) => ({ key, value })));
+  service.push(...execDirectives({ programs: config.programs ?? [], releaseDir, entrypoint: entry, facts: ctx.exec ?? null, runtimeDirs: [...(runtimeDir ? [runtimeDir] : []), ...data.noexec] }).map(([key, value]) => ({ key, value })));
   service.push({ key: 'IPAddressDeny', value: 'any' });
   service.push({ key: 'IPAddressAllow', value: egress.allow.join(' ') });
 

@@ -15,10 +15,10 @@
 
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, readFile, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, readdir, realpath, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, userError, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type { LiveResource, LockedResource } from '../../model/resources.js';
+import type { LiveResource, LockedResource, Reason } from '../../model/resources.js';
 import { canonicalJson } from '../../model/canonical-json.js';
 import type { ApplyRequest, ApplyResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
 import { expandGatewayUnits } from './expand.js';
@@ -44,6 +44,7 @@ import { mcpPinChange } from './mcp-pins.js';
 import { entrypointProgram, ExecMemo, programDrift, programRefusal, resolveExec, type ExecFacts } from './exec-allowlist.js';
 import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
 import { valuesOf } from './unit-file.js';
+import { dataProblems, memoryHostDirs, normalizedGrants, parseDataGrants, parseDataRoot, unmounted, type DataFacts } from './data-mounts.js';
 import { mapBounded } from '../../support/concurrency.js';
 import { CallBatch } from './batch.js';
 import { egressPaths, unitShimPath } from '../../egress/paths.js';
@@ -171,7 +172,14 @@ export class SystemdProvider implements Provider {
       exists: result.exists,
       ...(result.exists ? { identity: `${names.workload}/${names.profile}` } : {}),
       ...(result.digest ? { digest: result.digest } : {}),
-      attributes: { ...result.live, exec: await this.execFacts(req.desired?.config, address, endpoint, managerPath(endpoint, host.paths.releases), egressContextOf(endpoint, host)) } as unknown as Record<string, unknown>,
+      attributes: {
+        ...result.live,
+        exec: await this.execFacts(req.desired?.config, address, endpoint, managerPath(endpoint, host.paths.releases), egressContextOf(endpoint, host)),
+        // Project data and memory (ADR 0024): what the host lacks for the grants, and where the memory is kept.
+        dataPrefix: managerPath(endpoint, path.resolve(host.root)),
+        data: await dataFacts(req.desired?.config, host.root, endpoint),
+        memory: await existingDirs(memoryHostDirs(endpoint, names.workload, names.profile)),
+      } as unknown as Record<string, unknown>,
     };
     return { live, diagnostics };
   }
@@ -187,8 +195,10 @@ export class SystemdProvider implements Provider {
       desiredConfig = parsed.config;
       // validate() reports a malformed config; planning it would only repeat that.
       if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift: [], diagnostics: [] };
+      // A grant that does not exist on the host is not mounted, and the plan says so.
+      diagnostics.push(...dataProblems((live.attributes as { data?: DataFacts | null } | undefined)?.data, address));
       if (!liveGateway) {
-        return { action: 'create', effect: 'restart', reasons: [{ code: 'new', message: `${address}: create ${instanceUnit(parsed.config.profile)}` }], drift: [], diagnostics: [] };
+        return { action: 'create', effect: 'restart', reasons: [{ code: 'new', message: `${address}: create ${instanceUnit(parsed.config.profile)}` }], drift: [], diagnostics };
       }
       const r = renderGateway(parsed.config, contextOf(liveGateway), address);
       if (!r.rendered) {
@@ -220,7 +230,9 @@ export class SystemdProvider implements Provider {
     // MCP pins are not rendered; a change of them alone is recorded by an update that restarts nothing.
     const pins = desired && a.action === 'noop' && locked ? mcpPinChange(parseGatewayConfig(desired.config, address).config?.mcp ?? [], (locked.attributes?.config as Record<string, unknown> | undefined)?.mcp, address) : undefined;
     if (pins) return { action: 'update', effect: 'none', reasons: [pins], drift: a.drift, diagnostics: [...diagnostics, ...a.diagnostics] };
-    return { action: a.action, effect: a.effect, reasons: a.reasons, drift: a.drift, diagnostics: [...diagnostics, ...a.diagnostics] };
+    // Removing a profile never removes its memory: the plan says where it stays, and how to delete it on purpose.
+    const kept = !desired && a.action === 'delete' ? memoryKept(liveGateway, address) : [];
+    return { action: a.action, effect: a.effect, reasons: [...a.reasons, ...kept], drift: a.drift, diagnostics: [...diagnostics, ...a.diagnostics] };
   }
 
   async apply(req: ApplyRequest): Promise<ApplyResponse> {
@@ -242,7 +254,8 @@ export class SystemdProvider implements Provider {
     const releasesDir = managerPath(endpoint, host.paths.releases);
     const egressCtx = egressContextOf(endpoint, host);
     const exec = await this.execFacts(change.desired.config, change.address, endpoint, releasesDir, egressCtx);
-    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir, exec, egress: egressCtx };
+    const data = await dataFacts(change.desired.config, host.root, endpoint);
+    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir, exec, egress: egressCtx, dataPrefix: managerPath(endpoint, path.resolve(host.root)), dataMissing: unmounted(data) };
     const r = renderGateway(config, ctx, change.address);
     if (!r.rendered) return { diagnostics: r.diagnostics.filter((d) => d.severity === 'error') };
     // Fail closed (decisions/0022): a declared program that does not hash to its pin keeps the unit from running.
@@ -263,7 +276,7 @@ export class SystemdProvider implements Provider {
     const before = await readGateway({ endpoint, profile: config.profile, workload: config.workload, releasesDir });
     const assessment = assessGateway({ address: change.address, rendered, live: before.live, exists: before.exists, ...(before.digest ? { liveDigest: before.digest } : {}), ...(req.locked ? { locked: req.locked } : {}) });
     if (assessment.diagnostics.some((d) => d.severity === 'error')) return { diagnostics: assessment.diagnostics };
-    const diagnostics: Diagnostic[] = [...assessment.diagnostics];
+    const diagnostics: Diagnostic[] = [...assessment.diagnostics, ...dataProblems(data, change.address)];
     if (config.scope === 'user' && endpoint.mode === 'online' && rendered.credentials.length > 0 && !existsSync(hostPathOf(endpoint, '/run/credentials'))) diagnostics.push(credentialsDirMissing(change.address));
 
     // 0. Credentials the unit loads from agentvm's store (env-file: values, injected secrets' placeholders).
@@ -640,6 +653,9 @@ export class SystemdProvider implements Provider {
       await this.ctl(endpoint, ['daemon-reload'], address, diagnostics);
       await endpoint.systemctl(['reset-failed', unit]);
     }
+    const names = parseUnitAddress(address);
+    const memory = names ? await existingDirs(memoryHostDirs(endpoint, names.workload, names.profile)) : [];
+    if (memory.length > 0 && names) progress(`${address}: memory kept at ${memory.join(', ')} (\`agentvm memory purge ${names.workload}\` deletes it)`);
     return { diagnostics };
   }
 }
@@ -652,7 +668,49 @@ function scopeOf(config: Record<string, unknown> | undefined, locked: LockedReso
 }
 
 function contextOf(live: LiveGateway): RenderContext {
-  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir, exec: execOf(live), egress: live.context.egress ?? null };
+  const dataPrefix = (live as LiveGateway & { dataPrefix?: string }).dataPrefix;
+  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir, exec: execOf(live), egress: live.context.egress ?? null, ...(dataPrefix ? { dataPrefix } : {}), dataMissing: unmounted(dataOf(live)) };
+}
+
+/** The data facts read() attached to the live attributes (data-mounts.ts). */
+function dataOf(live: LiveGateway | undefined): DataFacts | null {
+  return (live as (LiveGateway & { data?: DataFacts | null }) | undefined)?.data ?? null;
+}
+
+/** The plan's reason for a removed profile whose memory exists: kept, where, and the command that deletes it. */
+function memoryKept(live: LiveGateway | undefined, address: string): Reason[] {
+  const dirs = (live as (LiveGateway & { memory?: string[] }) | undefined)?.memory ?? [];
+  const names = parseUnitAddress(address);
+  if (dirs.length === 0 || !names) return [];
+  return [{ code: 'removed', message: `${address}: its memory is kept at ${dirs.join(', ')}; \`agentvm memory purge ${names.workload} --host <host>\` deletes it once the workload is gone` }];
+}
+
+/** What the host lacks for a desired config's data grants (host paths); null without grants or a usable config. */
+async function dataFacts(config: Record<string, unknown> | undefined, root: string, endpoint: SystemdEndpoint): Promise<DataFacts | null> {
+  const grants = parseDataGrants(config?.data);
+  const dataRoot = parseDataRoot(config?.dataRoot);
+  if (!grants || grants.length === 0 || !dataRoot) return null;
+  const hostRoot = path.join(path.resolve(root), dataRoot);
+  const missing: DataFacts['missing'] = [];
+  const escapes: NonNullable<DataFacts['escapes']> = [];
+  const realRoot = await realpath(hostRoot).catch(() => hostRoot);
+  for (const g of normalizedGrants(grants)) {
+    const hostPath = path.join(hostRoot, g.path);
+    if (!existsSync(hostPath)) {
+      missing.push({ path: g.path, access: g.access });
+      continue;
+    }
+    // Every component below the root must be a real directory: systemd follows a symlink when it binds.
+    const real = await realpath(hostPath).catch(() => '');
+    if (real !== path.join(realRoot, g.path)) escapes.push({ path: g.path, access: g.access, target: real || '(unresolvable)' });
+  }
+  return { root: hostRoot, missing, escapes, rootMissing: !existsSync(hostRoot), parentMissing: !existsSync(hostPathOf(endpoint, '/srv')) };
+}
+
+async function existingDirs(dirs: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const d of dirs) if (await isDirectory(d)) out.push(d);
+  return out;
 }
 
 /** The exec facts read() attached to the live attributes (exec-allowlist.ts). */
