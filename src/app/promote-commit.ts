@@ -19,10 +19,10 @@
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { existsSync, linkSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { gitEnv } from '../contracts/git-batch.js';
 import { AgentvmError, userError } from '../diagnostics/index.js';
-import { fsyncDirectory, identityFields, provablyDead, readJsonFile, selfIdentity, writeFileAtomic, type ProcessIdentity } from '../state/index.js';
+import { fsyncDirectory, identityFields, provablyDead, readJsonFile, removeDeadTemps, selfIdentity, writeFileAtomic, type ProcessIdentity } from '../state/index.js';
 
 /** One file of a pin change, by its path relative to the top of the checkout. */
 export interface PinFile {
@@ -74,7 +74,9 @@ export async function commitPinChange(top: string, files: PinFile[], message: st
   const journal: Journal = { formatVersion: 1, holder: selfIdentity(), ref, base, commit, files: entries };
   writeJournal(co, journal);
   faultPoint();
-  await git(top, ['update-ref', '-m', `promote: ${message.split('\n')[0]}`, ref, commit, base]).catch((error: unknown) => {
+  await git(top, ['update-ref', '-m', `promote: ${message.split('\n')[0]}`, ref, commit, base]).catch(async (error: unknown) => {
+    // A git killed after it moved the ref fails too: then the commit is published, and the checkout follows.
+    if ((await git(top, ['rev-parse', '--verify', '-q', ref]).catch(() => '')).trim() === commit) return;
     throw new AgentvmError('promote.ref-moved', `${ref} moved while promote was committing (it is no longer ${base.slice(0, 12)}), or its lock is held by another git command.`, {
       detail: 'Nothing was committed. Run promote again.',
       cause: error,
@@ -94,6 +96,7 @@ export async function recoverInterruptedPromote(top: string): Promise<string[]> 
   const file = join(co.gitDir, JOURNAL);
   const journal = readJournal(file);
   removeOurTemps(co, journal?.holder);
+  removeDeadTemps(co.gitDir, (name) => name === JOURNAL || name.startsWith('agentvm-promote.'));
   if (!journal) return [];
   if (journal.holder.pid !== process.pid && !provablyDead(journal.holder)) {
     throw userError('promote.in-progress', `Another promote (pid ${journal.holder.pid}) is committing in this repository (${file}).`, 'Wait for it to finish, then run promote again. If that process is gone and ran in another container or boot, remove the journal file named here.');
@@ -133,6 +136,8 @@ async function commitObject(co: Checkout, base: string, entries: JournalFile[], 
 /** Brings the index entries and working-tree files of the journal to the committed content, then drops the journal. */
 async function finishCheckout(co: Checkout, journal: Journal, files: PinFile[] | undefined): Promise<void> {
   removeOurIndexLock(co, journal);
+  // A killed file write leaves its temp file (named by the writer's pid and namespace) next to the target.
+  for (const e of journal.files) removeDeadTemps(dirname(join(co.top, e.rel)), (name) => name === basename(e.rel));
   if (!(await indexHas(co, journal.files))) await installIndex(co, journal);
   for (const e of journal.files) {
     const abs = join(co.top, e.rel);
@@ -332,9 +337,12 @@ function git(dir: string, args: string[], input?: Buffer, extra: Record<string, 
     child.stdout?.on('data', (b: Buffer) => out.push(b));
     child.stderr?.on('data', (b: Buffer) => err.push(b));
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       if (code === 0) resolvePromise(as === 'buffer' ? Buffer.concat(out) : Buffer.concat(out).toString('utf8'));
-      else reject(new Error(`git ${args[0]} failed: ${Buffer.concat(err).toString('utf8').trim()}`));
+      else {
+        const why = Buffer.concat(err).toString('utf8').trim() || (signal ? `killed by ${signal}` : `exit ${code}`);
+        reject(new AgentvmError('promote.git-failed', `git ${args[0]} failed in ${dir}: ${why}`, { detail: 'A promote interrupted here is finished or dropped by the next promote: run it again.' }));
+      }
     });
     if (input && child.stdin) {
       child.stdin.on('error', () => undefined); // a git that exits early fails by its exit status, reported above
