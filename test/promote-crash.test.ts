@@ -8,7 +8,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { agentvm, assertBuilt, BIN, hasStackTrace, type CliResult } from './support/cli.js';
 import { fleetCopy, type FleetCopy } from './support/fleet.js';
@@ -108,6 +108,7 @@ describe('promote survives SIGKILL at every step', () => {
       const crashed = await agentvm(promoteArgs(to), { env: { AGENTVM_FAULT_KILL_AFTER: String(step) } });
       if (crashed.signal !== 'SIGKILL') {
         expect(crashed.code, crashed.stdout + crashed.stderr).toBe(0);
+        await convergeAndApply(to, current, `after the promote that completed (step ${step})`);
         break;
       }
       killedAt = step;
@@ -149,4 +150,35 @@ describe('promote survives SIGKILL at every step', () => {
     expect(Object.values(kills).every((n) => n >= 1), JSON.stringify(kills)).toBe(true);
     expect(leftBehind).toBeGreaterThanOrEqual(1);
   }, 3_600_000);
+  it("GIVEN a promote killed after its commit and the manifest then edited by hand THEN the next promote finishes the index but keeps the user's edit (promote.dirty); GIVEN a live writer's journal THEN promote refuses it", async () => {
+    const pinned = git('show', `HEAD:workloads/${W}/manifest.yaml`);
+    const to: 'v1' | 'v2' = pinned.includes(release('v1').commit) ? 'v2' : 'v1';
+    // Kill point 2 is just after the ref moved (1: journal written, 2: branch updated).
+    const crashed = await agentvm(promoteArgs(to), { env: { AGENTVM_FAULT_KILL_AFTER: '2' } });
+    expect(crashed.signal).toBe('SIGKILL');
+    expect(git('show', `HEAD:workloads/${W}/manifest.yaml`)).toContain(release(to).commit);
+    const manifest = join(fleet.repo, 'workloads', W, 'manifest.yaml');
+    const edited = `${readFileSync(manifest, 'utf8')}# an operator's edit after the crash\n`;
+    writeFileSync(manifest, edited);
+    const retry = await agentvm(promoteArgs(to));
+    expect(retry.code, retry.stdout + retry.stderr).toBe(1);
+    expect(retry.stderr).toContain('promote.dirty');
+    expect(hasStackTrace(retry.stderr)).toBe(false);
+    expect(readFileSync(manifest, 'utf8')).toBe(edited);
+    expect(gitLeftovers()).toEqual([]);
+    git('checkout', '--', `workloads/${W}/manifest.yaml`);
+    expect(git('status', '--porcelain')).toBe('');
+
+    // A journal whose writer is alive (this test process) is a running promote: refused, nothing touched.
+    const head = git('rev-parse', 'HEAD').trim();
+    const me = { pid: process.pid, bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(), pidNamespace: statSync('/proc/self/ns/pid').ino };
+    const journal = join(fleet.repo, '.git', 'agentvm-promote.json');
+    writeFileSync(journal, JSON.stringify({ formatVersion: 1, holder: me, ref: 'refs/heads/main', base: head, commit: head, files: [] }));
+    const refused = await agentvm(promoteArgs(to === 'v1' ? 'v2' : 'v1'));
+    expect(refused.code, refused.stdout + refused.stderr).toBe(1);
+    expect(refused.stderr).toContain('promote.in-progress');
+    expect(git('rev-parse', 'HEAD').trim()).toBe(head);
+    expect(existsSync(journal)).toBe(true);
+    rmSync(journal);
+  }, 300_000);
 });
