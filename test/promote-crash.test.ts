@@ -116,6 +116,12 @@ describe('promote survives SIGKILL at every step', () => {
       const moved = git('rev-parse', 'HEAD').trim() !== head;
       // Before the ref moves nothing the user sees has changed; after it, the journal finishes the change.
       if (!moved) expect(git('status', '--porcelain'), where).toBe('');
+      // An apply run before any promote converges to the commit the branch names (plan/apply read commits, never
+      // the half-written working tree), with the audit chain intact.
+      const early = await agentvm(['apply', '--repo', fleet.repo, ...H, '--root', fleet.root, '--auto-approve']);
+      expect(early.code, `${where}, apply: ${early.stdout}${early.stderr}`).toBe(0);
+      expect((await lockState()).release, where).toBe(release(moved ? to : current).commit);
+      expect((await agentvm(['audit', 'verify', '--root', fleet.root])).code, where).toBe(0);
       await convergeAndApply(to, current, where);
       current = to;
     }
