@@ -4,7 +4,7 @@
 // converges — never `promote.dirty` from its own half-done change, no `.git/index.lock` or ref lock left behind, a clean
 // working tree whose manifest pins the target — and the apply that carries it out leaves the target live with the
 // release it replaced as the rollback target, the audit chain verifying. A second part kills git itself (strace
-// `-f` injects SIGKILL at the n-th rename/link/fsync of agentvm and its git children) and checks the same.
+// `-f` injects SIGKILL at the n-th rename/link/fsync/write of agentvm and its git children) and checks the same.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -128,7 +128,7 @@ describe('promote survives SIGKILL at every step', () => {
     expect(killedAt).toBeGreaterThanOrEqual(5);
   }, 1_200_000);
 
-  it.skipIf(!HAS_STRACE && process.env.CI !== 'true')('kills agentvm or its git at the n-th rename, link or fsync; the next promote converges without a hand-deleted file', async () => {
+  it.skipIf(!HAS_STRACE && process.env.CI !== 'true')('kills agentvm or its git at the n-th rename, link, fsync or write; the next promote converges without a hand-deleted file', async () => {
     if (!HAS_STRACE) throw new Error('strace is required for this test (apt-get install strace).');
     let current: 'v1' | 'v2' = (await lockState()).release === release('v1').commit ? 'v1' : 'v2';
     const head = git('show', `HEAD:workloads/${W}/manifest.yaml`);
@@ -136,7 +136,7 @@ describe('promote survives SIGKILL at every step', () => {
     const kills: Record<string, number> = {};
     /** Kills after which a lock, journal or temp file was left for the next promote to clean up. */
     let leftBehind = 0;
-    for (const syscall of ['rename', 'link', 'fsync']) {
+    for (const syscall of ['rename', 'link', 'fsync', 'write']) {
       kills[syscall] = 0;
       for (let n = 1; n <= 60; n++) {
         const to: 'v1' | 'v2' = current === 'v1' ? 'v2' : 'v1';
