@@ -4,7 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { createTwoFilesPatch } from 'diff';
@@ -12,6 +12,7 @@ import { parseDocument } from 'yaml';
 import { gitEnv } from '../contracts/git-batch.js';
 import { userError } from '../diagnostics/index.js';
 import { resolveSourceLocation } from '../providers/release/expand.js';
+import { commitPinChange, recoverInterruptedPromote } from './promote-commit.js';
 import type { PromoteResultDocument } from '../generated/promote-result.js';
 
 const run = promisify(execFile);
@@ -50,13 +51,14 @@ export async function runPromote(opts: PromoteOptions): Promise<PromoteResult> {
   const manifestPath = join(repoDir, 'workloads', opts.workload, 'manifest.yaml');
   const manifestRel = relative(top, manifestPath);
   if (!existsSync(manifestPath)) throw userError('promote.unknown-workload', `No workloads/${opts.workload}/manifest.yaml in ${repoDir}.`, 'Check the workload name and --repo.');
+  const recovered = await recoverInterruptedPromote(top);
   const dirty = (await git(top, 'status', '--porcelain', '--', manifestRel)).trim();
   if (dirty) throw userError('promote.dirty', `${manifestRel} has uncommitted changes.`, 'Commit or discard them first: promote commits exactly the pin change.');
 
   const before = readFileSync(manifestPath, 'utf8');
   const doc = parseDocument(before);
   const archetype = doc.getIn(['spec', 'archetype']);
-  const notes: string[] = [];
+  const notes: string[] = [...recovered];
   let from: string;
   let to: string;
   if (archetype === 'git-release') {
@@ -84,7 +86,6 @@ export async function runPromote(opts: PromoteOptions): Promise<PromoteResult> {
     throw userError('promote.unknown-archetype', `workloads/${opts.workload}/manifest.yaml has no known archetype.`, 'Run `agentvm validate` first.');
   }
   const after = doc.toString();
-  const files = [manifestRel];
   let bundleTarget: string | undefined;
   let bundleText: string | undefined;
   if (opts.bundle) {
@@ -92,7 +93,6 @@ export async function runPromote(opts: PromoteOptions): Promise<PromoteResult> {
     if (typeof bundleName !== 'string') throw userError('promote.no-signature', 'The manifest has no signature.bundle to replace.', 'Add a signature section first, or drop --bundle.');
     bundleTarget = join(repoDir, 'workloads', opts.workload, bundleName);
     bundleText = readFileSync(opts.bundle, 'utf8');
-    files.push(relative(top, bundleTarget));
   } else if (doc.getIn(['spec', 'signature', 'bundle'])) {
     notes.push('The manifest references a signature bundle: pass --bundle with the new release\'s bundle, or plan will refuse the unsigned release.');
   }
@@ -100,12 +100,10 @@ export async function runPromote(opts: PromoteOptions): Promise<PromoteResult> {
   if (from === to) notes.push(`${opts.workload} already pins ${to}; nothing to promote.`);
   if (!opts.approve || from === to) return { formatVersion: 1, workload: opts.workload, manifest: manifestRel, from, to, diff, committed: false, commit: null, notes };
 
-  writeFileSync(manifestPath, after);
-  if (bundleTarget && bundleText !== undefined) writeFileSync(bundleTarget, bundleText);
-  await git(top, 'add', '--', ...files);
   const message = opts.message ?? `promote ${opts.workload} to ${to}\n\nfrom ${from}`;
-  await git(top, 'commit', '-q', '-m', message, '--', ...files);
-  const commit = (await git(top, 'rev-parse', 'HEAD')).trim();
+  const change = [{ rel: manifestRel, after: Buffer.from(after) }];
+  if (bundleTarget && bundleText !== undefined) change.push({ rel: relative(top, bundleTarget), after: Buffer.from(bundleText) });
+  const commit = await commitPinChange(top, change, message);
   return { formatVersion: 1, workload: opts.workload, manifest: manifestRel, from, to, diff, committed: true, commit, notes };
 }
 

@@ -9,7 +9,9 @@ export default class Promote extends AgentvmCommand<PromoteResult> {
 
 --to takes a 40-hex commit, or a branch/tag that is resolved to its commit in the source repository (the manifest always pins the commit). For packages it takes an exact version plus --tarball (its sha512 is computed) or --integrity.
 
-Exit codes: 0 shown or committed, 1 error (dirty manifest, unresolvable ref, version range).`;
+Crash-safe: the commit is made first (one compare-and-swap of the branch, journaled in .git/agentvm-promote.json), then the index and working tree follow. A promote that was killed is finished (or, if it had not committed, dropped) by the next promote, which says so in a note; agentvm never leaves .git/index.lock behind, and never overwrites a hand edit.
+
+Exit codes: 0 shown or committed, 1 error (dirty manifest, unresolvable ref, version range, another promote running).`;
   static override examples = [
     { description: 'Show the change', command: '<%= config.bin %> promote research-orchestrator --to 7e6cab4322ce8353d0750de9a4b10ceba66bf3ac' },
     { description: 'Commit it with the new signature bundle', command: '<%= config.bin %> promote research-orchestrator --to main --bundle ../artifacts/orchestrator-v2.sigstore.json --yes' },

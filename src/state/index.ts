@@ -2,7 +2,8 @@
 // StateBackend (it never builds a state file path itself).
 
 export { assertHostName } from './host-paths.js';
-export { writeFileAtomic, readJsonFile, storageError, freeSpace, type AtomicWriteOptions } from './atomic-file.js';
+export { writeFileAtomic, readJsonFile, storageError, freeSpace, removeDeadTemps, fsyncDirectory, type AtomicWriteOptions } from './atomic-file.js';
+export { selfIdentity, provablyDead, identityFields, type ProcessIdentity } from './process-identity.js';
 export {
   LOCKFILE_FORMAT_VERSION,
   MAX_REHEARSALS,
