@@ -21,6 +21,7 @@ import { rollbackOp, storageError, type ApplyLogHandle, type AppendMarks, type A
 import type { DesiredState } from '../contracts/desired-state.js';
 import type { ApplyResultDocument } from '../generated/apply-result.js';
 import { verifierFor, type SignatureOutcome } from './signatures.js';
+import { faultPoint } from '../support/fault-point.js';
 
 export type ApplyEvent =
   | { type: 'start'; applyId: string; plan: Plan; resumed: boolean }
@@ -351,16 +352,4 @@ function partialFailure(error: unknown): unknown {
     exitCode: ExitCode.PartialApply,
     cause: error,
   });
-}
-
-/**
- * Fault injection for the crash-consistency tests: with AGENTVM_FAULT_KILL_AFTER=n the process SIGKILLs itself
- * at the n-th durable step of an apply (audit append, apply-log batch, resource applied). Unset in normal use.
- */
-let faultSteps = 0;
-function faultPoint(): void {
-  const at = process.env.AGENTVM_FAULT_KILL_AFTER;
-  if (!at) return;
-  faultSteps++;
-  if (faultSteps === Number(at)) process.kill(process.pid, 'SIGKILL');
 }
