@@ -13,18 +13,9 @@ import { fleetWithStore, sql, STATE_BACKENDS, type Store } from './support/state
 import { AgentvmError } from '../src/diagnostics/index.js';
 import { emptyLockfile, type AuditEvent, type HeldLease } from '../src/state/index.js';
 import { PostgresStateBackend } from '../src/state/postgres/backend.js';
+import { rejection } from './support/rejection.js';
 
 const kind = STATE_BACKENDS.find((k) => k.name === 'postgres')!;
-
-async function rejection(promise: Promise<unknown>): Promise<AgentvmError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(AgentvmError);
-    return error as AgentvmError;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** Starts the CLI and resolves when it exits; `whenSteps` runs once the host's audit chain has `n` records. */
 function applyUntil(store: Store, args: string[], n: number, whenSteps: () => void): Promise<CliResult & { triggered: boolean }> {

@@ -6,10 +6,10 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { AgentvmError } from '../diagnostics/index.js';
 import { gitdir, type FileMap, type GitDir } from '../../test/support/gitdir.js';
 import { GitBatchReader } from './git-batch.js';
 import { readDesiredState, resolveCommit, WORKTREE, type DesiredStateSource } from './git-source.js';
+import { rejection } from '../../test/support/rejection.js';
 
 const V1 = 'apiVersion: agentvm.dev/v1alpha1\n';
 const run = promisify(execFile);
@@ -26,16 +26,6 @@ afterEach(async () => {
 
 function codes(source: DesiredStateSource): string[] {
   return source.diagnostics.map((d) => `${d.severity} ${d.code} ${d.location?.file}`);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<AgentvmError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(AgentvmError);
-    return error as AgentvmError;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('readDesiredState at a commit', () => {

@@ -7,13 +7,13 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { AgentvmError } from '../diagnostics/index.js';
 import type { LockedResource } from '../model/resources.js';
 import { MIN_CHECKPOINT_INTERVAL, type ApplyLog } from './apply-log.js';
 import { LocalStateBackend } from './backend.js';
 import { hostPaths } from '../model/index.js';
 import type { LeaseLock } from './lease-lock.js';
 import { applyOps, emptyLockfile, withResource, type Lockfile, type LockfileOp } from './lockfile.js';
+import { rejection } from '../../test/support/rejection.js';
 
 const COMMIT = 'c'.repeat(40);
 const HASH = (n: number): string => n.toString(16).padStart(64, '0');
@@ -43,16 +43,6 @@ function resource(address: string, identity = COMMIT): LockedResource {
 function resourceBatch(i: number): [LockfileOp[], { done: string }] {
   const address = `unit.research.p${String(i).padStart(6, '0')}`;
   return [[{ op: 'resource.set', entry: resource(address) }, { op: 'auditHead.set', head: { seq: i + 1, hash: HASH(i + 1) } }], { done: address }];
-}
-
-async function rejection(promise: Promise<unknown>): Promise<AgentvmError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(AgentvmError);
-    return error as AgentvmError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const stateFile = (name: string): string => path.join(root, 'var/lib/agentvm/state', name);

@@ -15,6 +15,7 @@ import type { LeaseLock } from './lease-lock.js';
 import type { HeldLease } from './backend-types.js';
 import type { StateBackend } from './backend.js';
 import { STATE_BACKENDS, type Store } from '../../test/support/state-backends.js';
+import { rejection } from '../../test/support/rejection.js';
 
 const COMMIT = 'c'.repeat(40);
 let root: string;
@@ -37,16 +38,6 @@ async function lease(host = 'web-1'): Promise<LeaseLock> {
 
 function resource(address: string): LockedResource {
   return { address, provider: 'release.git', workload: 'research', identity: COMMIT, digest: 'sha256:d', commit: COMMIT, appliedAt: '2026-01-01T00:00:00.000Z' };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<AgentvmError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(AgentvmError);
-    return error as AgentvmError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const stateFile = (name: string): string => path.join(root, 'var/lib/agentvm/state', name);
