@@ -4,25 +4,18 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentvm as run, assertBuilt, hasStackTrace } from './support/cli.js';
-import { fleetCopy, type FleetCopy } from './support/fleet.js';
-import { STATE_BACKENDS, type Store } from './support/state-backends.js';
+import { describe, expect, it } from 'vitest';
+import { agentvm as run, hasStackTrace } from './support/cli.js';
+import { type FleetCopy } from './support/fleet.js';
+import { fleetWithStore, STATE_BACKENDS, type Store } from './support/state-backends.js';
 
 describe.each(STATE_BACKENDS.filter((k) => !k.skip))('one host, ten concurrent applies ($name state backend)', (kind) => {
   let fleet: FleetCopy;
   let store: Store;
   const agentvm = (args: string[]) => run(args, { env: store.env });
-  beforeAll(async () => {
-    assertBuilt();
-    kind.setup();
-    fleet = fleetCopy();
-    store = await kind.store(fleet.root);
-  }, 60_000);
-  afterAll(async () => {
-    await store?.close();
-    fleet?.cleanup();
-    kind.teardown();
+  fleetWithStore(kind, (f, s) => {
+    fleet = f;
+    store = s;
   });
 
   it('exactly one applies; the rest fail fast naming the holder; state stays intact', async () => {

@@ -2,27 +2,20 @@
 // turn. After each kill the lockfile parses, the audit chain verifies, and the next apply converges to the plan
 // with nothing lost (a following plan shows no changes and no drift). Run against both state backends (issue 17).
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { agentvm as run, assertBuilt, hasStackTrace } from './support/cli.js';
-import { fleetCopy, type FleetCopy } from './support/fleet.js';
-import { STATE_BACKENDS, type Store } from './support/state-backends.js';
+import { agentvm as run, hasStackTrace } from './support/cli.js';
+import { type FleetCopy } from './support/fleet.js';
+import { fleetWithStore, STATE_BACKENDS, type Store } from './support/state-backends.js';
 
 describe.each(STATE_BACKENDS.filter((k) => !k.skip))('apply survives SIGKILL at every step ($name state backend)', (kind) => {
   let fleet: FleetCopy;
   let store: Store;
   const agentvm = (args: string[], opts: { env?: NodeJS.ProcessEnv } = {}) => run(args, { ...opts, env: { ...store.env, ...opts.env } });
-  beforeAll(async () => {
-    assertBuilt();
-    kind.setup();
-    fleet = fleetCopy();
-    store = await kind.store(fleet.root);
-  }, 60_000);
-  afterAll(async () => {
-    await store?.close();
-    fleet?.cleanup();
-    kind.teardown();
+  fleetWithStore(kind, (f, s) => {
+    fleet = f;
+    store = s;
   });
 
   it('kills at step 1, 2, 3, … until an apply completes; every time the next apply converges', async () => {

@@ -6,11 +6,11 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, chmodSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { treeDigest } from '../src/providers/release/index.js';
-import { agentvm as run, assertBuilt, hasStackTrace } from './support/cli.js';
-import { fleetCopy, type FleetCopy } from './support/fleet.js';
-import { sql, STATE_BACKENDS, type Store } from './support/state-backends.js';
+import { agentvm as run, hasStackTrace } from './support/cli.js';
+import { type FleetCopy } from './support/fleet.js';
+import { fleetWithStore, sql, STATE_BACKENDS, type Store } from './support/state-backends.js';
 
 let fleet: FleetCopy;
 const H = ['--host', 'edge-1'];
@@ -27,16 +27,9 @@ function json<T>(text: string): T {
 describe.each(STATE_BACKENDS.filter((k) => !k.skip))('plan/apply/drift/promote/rollback on a temporary host root ($name state backend)', (kind) => {
   let store: Store;
   const agentvm = (args: string[]) => run(args, { env: store.env });
-  beforeAll(async () => {
-    assertBuilt();
-    kind.setup();
-    fleet = fleetCopy();
-    store = await kind.store(fleet.root);
-  }, 60_000);
-  afterAll(async () => {
-    await store?.close();
-    fleet?.cleanup();
-    kind.teardown();
+  fleetWithStore(kind, (f, s) => {
+    fleet = f;
+    store = s;
   });
 
   let firstDigest = '';

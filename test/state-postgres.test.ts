@@ -7,9 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { agentvm, assertBuilt, BIN, hasStackTrace, ROOT, type CliResult } from './support/cli.js';
-import { fleetCopy, type FleetCopy } from './support/fleet.js';
-import { sql, STATE_BACKENDS, type Store } from './support/state-backends.js';
+import { agentvm, BIN, hasStackTrace, ROOT, type CliResult } from './support/cli.js';
+import { type FleetCopy } from './support/fleet.js';
+import { fleetWithStore, sql, STATE_BACKENDS, type Store } from './support/state-backends.js';
 import { AgentvmError } from '../src/diagnostics/index.js';
 import { emptyLockfile, type AuditEvent, type HeldLease } from '../src/state/index.js';
 import { PostgresStateBackend } from '../src/state/postgres/backend.js';
@@ -50,16 +50,9 @@ function applyUntil(store: Store, args: string[], n: number, whenSteps: () => vo
 describe.skipIf(kind.skip)('PostgreSQL killed mid-apply', () => {
   let fleet: FleetCopy;
   let store: Store;
-  beforeAll(async () => {
-    assertBuilt();
-    kind.setup();
-    fleet = fleetCopy();
-    store = await kind.store(fleet.root);
-  }, 60_000);
-  afterAll(async () => {
-    await store?.close();
-    fleet?.cleanup();
-    kind.teardown();
+  fleetWithStore(kind, (f, s) => {
+    fleet = f;
+    store = s;
   });
 
   it('stops with a clear error; after PostgreSQL returns the next apply converges with every action recorded exactly once', async () => {

@@ -3,13 +3,13 @@
 // plans against it with no changes, and comes back out into an empty root the same; a chain that diverged is refused
 // and nothing is moved; a literal URL never shows in output.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { agentvm, assertBuilt, hasStackTrace } from './support/cli.js';
+import { agentvm, hasStackTrace } from './support/cli.js';
 import { fleetCopy, type FleetCopy } from './support/fleet.js';
-import { sql, STATE_BACKENDS, type Store } from './support/state-backends.js';
+import { fleetWithStore, sql, STATE_BACKENDS, type Store } from './support/state-backends.js';
 
 const kind = STATE_BACKENDS.find((k) => k.name === 'postgres')!;
 
@@ -17,17 +17,10 @@ describe.skipIf(kind.skip)('state push and pull between the local files and Post
   let fleet: FleetCopy;
   let store: Store;
   let url: string;
-  beforeAll(async () => {
-    assertBuilt();
-    kind.setup();
-    fleet = fleetCopy();
+  fleetWithStore(kind, (f, s) => {
+    fleet = f;
+    store = s;
     url = kind.cluster()!.database();
-    store = await kind.store(fleet.root);
-  }, 60_000);
-  afterAll(async () => {
-    await store?.close();
-    fleet?.cleanup();
-    kind.teardown();
   });
 
   it('migrate creates the schema once, --check reports it, and other commands refuse an unmigrated database', async () => {

@@ -12,6 +12,7 @@ import { rollbackOp, type AppendMarks, type ApplyLogHandle, type AuditEntry, typ
 import { hostContext, stateBackend } from './plan.js';
 import { builtInRegistry } from './registry.js';
 import type { RollbackResultDocument } from '../generated/rollback-result.js';
+import { faultPoint } from '../support/fault-point.js';
 
 /** The --json result; its type is generated from the schema (schemas/ are the source of truth). */
 export type RollbackResult = RollbackResultDocument;
@@ -202,13 +203,4 @@ async function rollUnits(
     );
   }
   return diagnostics;
-}
-
-/** Kill points for the crash tests (AGENTVM_FAULT_KILL_AFTER=n: SIGKILL at the n-th durable step). Unset in normal use. */
-let faultSteps = 0;
-function faultPoint(): void {
-  const at = process.env.AGENTVM_FAULT_KILL_AFTER;
-  if (!at) return;
-  faultSteps++;
-  if (faultSteps === Number(at)) process.kill(process.pid, 'SIGKILL');
 }

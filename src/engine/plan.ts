@@ -8,65 +8,37 @@ import type { PlanRequest, PlanResponse } from '../providers/provider.js';
 import { planCapabilities, type WorkloadCapabilities } from './capabilities.js';
 import { fingerprint } from '../model/canonical-json.js';
 import { orderGraph } from './graph.js';
-import { worstAction, worstEffect, type Action, type Address, type DesiredResource, type DriftItem, type Effect, type LiveResource, type LockedResource, type PlannedChange } from '../model/resources.js';
+import type { PlanDocument } from '../generated/plan.js';
+import { worstAction, worstEffect, type Action, type Address, type DesiredResource, type DriftItem, type LiveResource, type LockedResource, type PlannedChange } from '../model/resources.js';
 
 export const PLAN_FORMAT_VERSION = 1;
 
-export type PlanMode = 'normal' | 'refresh-only' | 'rollback';
+export type PlanMode = PlanDocument['mode'];
+export type PlanSource = PlanDocument['source'];
+export type PlanSummary = PlanDocument['summary'];
+/** Where a remote plan's live state came from (outside the plan's content id: the same plan as the host would make). */
+export type RemotePlanSource = NonNullable<PlanDocument['remote']>;
 
-export interface PlanSource {
-  repo: string;
-  ref: string;
-  commit: string | null;
-  uncommitted: boolean;
-}
-
-export interface Plan {
-  formatVersion: typeof PLAN_FORMAT_VERSION;
-  /** Content id: fingerprint of everything but `createdAt`. */
-  id: string;
-  createdAt: string;
-  host: string;
-  mode: PlanMode;
-  source: PlanSource;
-  /** The lockfile the plan was made against; apply refuses the plan if it moved on. */
-  lock: { lineage: string | null; serial: number };
-  /** Fingerprint of the live state read for this plan; apply refuses the plan if the host changed since. */
-  liveFingerprint: string;
-  /** Every planned change in apply order (dependencies first); noops are included for completeness. */
+/**
+ * The plan, as schemas/plan.schema.json defines it (`PlanDocument`, generated): its elements are the model's words
+ * (`PlannedChange`, `DriftItem`, `Diagnostic`), which carry more than the schema says of them (typed configs). The
+ * check below makes every Plan a valid PlanDocument, so a schema change the code does not follow is a compile error.
+ * - `id` is the content id: fingerprint of everything but `createdAt`.
+ * - `lock` is the lockfile the plan was made against and `liveFingerprint` the live state it read: apply refuses the
+ *   plan if either moved on.
+ * - `changes` are in apply order (dependencies first); noops are included for completeness.
+ * - `applicable` is false when the plan has errors or comes from uncommitted files: such a plan is shown, never applied.
+ */
+export type Plan = Omit<PlanDocument, 'changes' | 'drift' | 'capabilities' | 'diagnostics'> & {
   changes: PlannedChange[];
   drift: DriftItem[];
   /** Per workload, what the plan changes in what it may do (egress destinations added/removed, with risk flags). */
   capabilities?: WorkloadCapabilities[];
   diagnostics: Diagnostic[];
-  summary: PlanSummary;
-  /** False when the plan has errors or comes from uncommitted files: such a plan is shown, never applied. */
-  applicable: boolean;
-  /** Set on a remote plan (`plan --remote`): made from the facts the host last published, not by reading it. */
-  remote?: RemotePlanSource;
-}
-
-/** Where a remote plan's live state came from (outside the plan's content id: the same plan as the host would make). */
-export interface RemotePlanSource {
-  publishedAt: string;
-  ageSeconds: number;
-  /** The commit the host had applied when it published. */
-  appliedCommit: string | null;
-  backend: string;
-}
-
-export interface PlanSummary {
-  create: number;
-  update: number;
-  replace: number;
-  delete: number;
-  noop: number;
-  drift: number;
-  errors: number;
-  warnings: number;
-  worstAction: Action;
-  worstEffect: Effect;
-}
+};
+/** Compile-time: a Plan is a PlanDocument (the schema is the source of truth, decisions/0002). */
+type Assignable<T extends U, U> = T;
+export type PlanIsDocument = Assignable<Plan, PlanDocument>;
 
 export interface PlanInput {
   host: string;

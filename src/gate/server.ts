@@ -27,7 +27,7 @@
 //   or value is a 502, an unexpected exception in a request is an audited 500.
 
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import { mkdirSync, statSync } from 'node:fs';
 import type { GateAccess } from '../state/audit-log.js';
 import { auditGateEvent, GATE_OPERATION, gateEntry, RequestAuditLog } from './audit.js';
@@ -234,36 +234,148 @@ interface Routed {
 }
 
 export async function startGateServer(options: GateServerOptions): Promise<GateServer> {
-  const paths: GatePaths = gatePaths(options.root);
-  const warn = options.onWarning ?? (() => {});
-  const store = new GrantStore(paths.grants);
-  const grants = new GrantIndex(store);
-  const routes = new RouteCache(paths.routes, () => grants.invalidate(), warn);
-  const tls = options.tls !== undefined;
-  const publicUrl = options.publicUrl;
-  /** What the browser sees: HTTPS when the gate serves TLS or sits behind an https proxy (Secure cookies, X-Forwarded-Proto). */
-  const https = tls || (publicUrl?.startsWith('https:') ?? false);
-  const routing = options.routing ?? 'host';
-  const domain = (options.domain ?? (publicUrl ? new URL(publicUrl).hostname : 'localhost')).toLowerCase();
-  const sessionCookie = https ? `__Host-${HOST_SESSION_COOKIE}` : HOST_SESSION_COOKIE;
-  // The gate directory may not exist yet (a root no apply has written routes to): created before the key goes in it.
-  mkdirSync(paths.dir, { recursive: true, mode: 0o750 });
-  const names = hostNames(paths.dir, domain);
-  /** On a localhost domain names are secret-tagged (host-names.ts): no Referer may carry one to another origin. */
-  const guardReferrer = routing === 'host' && isLocalhostDomain(domain);
-  let labels: { table: RouteTable; index: Map<string, string> } | undefined;
-  const signer = loadIdentitySigner(paths.dir, `agentvm-gate:${options.host}`);
-  const refusals = new RefusalCounter((source, unaudited, connections) =>
-    requestLog.add(gateEntry(options.host, 'gate.request', 'failed', { preview: 'unknown/unknown', source, status: 429, reason: `flood from ${source} in one second: ${unaudited} more refusals not recorded one by one${connections ? `, ${connections} connections over the per-source limit closed` : ''}` }, { actor: 'anonymous' })),
-  );
-  const refusalRoller = setInterval(() => refusals.roll(), 1_000);
-  refusalRoller.unref();
-  const requestLog = new RequestAuditLog({ file: paths.audit, ...(options.auditIntervalMs ? { intervalMs: options.auditIntervalMs } : {}), onError: (e) => warn(`audit write failed: ${(e as Error).message}`) });
-  const host = options.host;
-  /** `address:port` the server listens on (set once listening): the X-Forwarded-Host upstreams see. */
-  let listenerHost = '';
+  const gate = new GatePolicy(options);
+  // headersTimeout/requestTimeout/keepAliveTimeout are enforced by a sweep every second; maxConnections caps what slow
+  // clients can hold at once.
+  const wire = createWireServer({
+    ...(options.tls ? { tls: options.tls } : {}),
+    maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
+    headersTimeout: 10_000,
+    requestTimeout: 300_000,
+    keepAliveTimeout: 5_000,
+    checkInterval: 1_000,
+    maxConnections: 1024,
+    maxConnectionsPerSource: options.maxConnectionsPerSource ?? 64,
+    onConnectionRefused: (address) => gate.refusals.connectionRefused(address),
+    onRequest: (req, res) => gate.handle(req, res),
+    onParseError: (error) => gate.parseError(error),
+    onInternalError: (error) => gate.warn(`connection failed: ${(error as Error).stack ?? String(error)}`),
+  });
+  const stop = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      wire.server.close(() => resolve());
+      wire.closeAll();
+    });
+  const port = await listen(wire.server, options, gate.paths);
+  gate.listening(options.address, port);
+  try {
+    writeListenerRecord(gate.paths.listener, { version: 1, address: options.address, port, tls: gate.tls, ...(gate.publicUrl ? { publicUrl: gate.publicUrl } : {}), routing: gate.routing, domain: gate.domain, pid: process.pid, started: new Date().toISOString() });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  const sweeper = setInterval(() => gate.sweep(), options.sweepIntervalMs ?? 1_000);
+  sweeper.unref();
+  return {
+    address: options.address,
+    port,
+    tls: gate.tls,
+    url: baseUrl(options.address, port, gate.tls),
+    close: async () => {
+      clearInterval(sweeper);
+      gate.stopRolling();
+      await stop();
+      gate.flush();
+    },
+  };
+}
 
-  const audit = (req: WireRequest, key: string | undefined, status: number, grant: GrantRecord | undefined, reason?: string): void => {
+/** The gate directory may not exist yet (a root no apply has written routes to): created before listening; the
+ *  listener is closed on any start-up error so a failed start leaves no open port behind. */
+async function listen(server: Server, options: GateServerOptions, paths: GatePaths): Promise<number> {
+  mkdirSync(paths.dir, { recursive: true, mode: 0o750 });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.address, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+/** The gate's policy for one request, from its route to its upstream, and what it audits (the invariants above). */
+class GatePolicy {
+  readonly paths: GatePaths;
+  readonly warn: (message: string) => void;
+  readonly tls: boolean;
+  readonly publicUrl: string | undefined;
+  readonly routing: 'host' | 'path';
+  readonly domain: string;
+  readonly refusals: RefusalCounter;
+  private readonly host: string;
+  private readonly store: GrantStore;
+  private readonly grants: GrantIndex;
+  private readonly routes: RouteCache;
+  /** What the browser sees: HTTPS when the gate serves TLS or sits behind an https proxy (Secure cookies, X-Forwarded-Proto). */
+  private readonly https: boolean;
+  private readonly sessionCookie: string;
+  private readonly names: ReturnType<typeof hostNames>;
+  /** On a localhost domain names are secret-tagged (host-names.ts): no Referer may carry one to another origin. */
+  private readonly guardReferrer: boolean;
+  private labels: { table: RouteTable; index: Map<string, string> } | undefined;
+  private readonly signer: ReturnType<typeof loadIdentitySigner>;
+  private readonly requestLog: RequestAuditLog;
+  private readonly refusalRoller: NodeJS.Timeout;
+  /** `address:port` the server listens on (set once listening): the X-Forwarded-Host upstreams see. */
+  private listenerHost = '';
+
+  constructor(options: GateServerOptions) {
+    this.paths = gatePaths(options.root);
+    this.warn = options.onWarning ?? (() => {});
+    this.host = options.host;
+    this.store = new GrantStore(this.paths.grants);
+    const grants = new GrantIndex(this.store);
+    this.grants = grants;
+    this.routes = new RouteCache(this.paths.routes, () => grants.invalidate(), this.warn);
+    this.tls = options.tls !== undefined;
+    this.publicUrl = options.publicUrl;
+    this.https = this.tls || (this.publicUrl?.startsWith('https:') ?? false);
+    this.routing = options.routing ?? 'host';
+    this.domain = (options.domain ?? (this.publicUrl ? new URL(this.publicUrl).hostname : 'localhost')).toLowerCase();
+    this.sessionCookie = this.https ? `__Host-${HOST_SESSION_COOKIE}` : HOST_SESSION_COOKIE;
+    // The gate directory may not exist yet (a root no apply has written routes to): created before the key goes in it.
+    mkdirSync(this.paths.dir, { recursive: true, mode: 0o750 });
+    this.names = hostNames(this.paths.dir, this.domain);
+    this.guardReferrer = this.routing === 'host' && isLocalhostDomain(this.domain);
+    this.signer = loadIdentitySigner(this.paths.dir, `agentvm-gate:${options.host}`);
+    this.refusals = new RefusalCounter((source, unaudited, connections) =>
+      this.requestLog.add(gateEntry(this.host, 'gate.request', 'failed', { preview: 'unknown/unknown', source, status: 429, reason: `flood from ${source} in one second: ${unaudited} more refusals not recorded one by one${connections ? `, ${connections} connections over the per-source limit closed` : ''}` }, { actor: 'anonymous' })),
+    );
+    this.refusalRoller = setInterval(() => this.refusals.roll(), 1_000);
+    this.refusalRoller.unref();
+    this.requestLog = new RequestAuditLog({ file: this.paths.audit, ...(options.auditIntervalMs ? { intervalMs: options.auditIntervalMs } : {}), onError: (e) => this.warn(`audit write failed: ${(e as Error).message}`) });
+  }
+
+  listening(address: string, port: number): void {
+    this.listenerHost = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+  }
+
+  /** A request llhttp refused before it had a route: audited unless its source is being refused in aggregate. */
+  parseError({ code, status, source }: { code: string; status: number; source: string }): void {
+    if (this.refusals.refusal(source.slice(0, source.lastIndexOf(':'))).audit) this.requestLog.add(gateEntry(this.host, 'gate.request', 'failed', { preview: 'unknown/unknown', source, status, reason: `rejected by the HTTP parser (${code})` }, { actor: 'anonymous' }));
+  }
+
+  /** Audits and prunes expired grants; a failure is a warning and the next sweep tries again. */
+  sweep(): void {
+    try {
+      this.store.sweepExpired((g) => auditGateEvent(this.paths.audit, gateEntry(this.host, 'gate.expire', 'ok', { preview: routeKey(g.workload, g.preview), grantId: g.id, identity: g.identity, expires: g.expires, reason: g.revoked ? 'expired (was revoked)' : 'expired' }, { actor: 'agentvm-gate' })));
+    } catch (error) {
+      this.warn(`expiry sweep failed: ${(error as Error).message}`);
+    }
+  }
+
+  stopRolling(): void {
+    clearInterval(this.refusalRoller);
+  }
+
+  /** After the listener closed: the aggregate refusal records and the audit buffer are written out. */
+  flush(): void {
+    this.refusals.roll(Number.MAX_SAFE_INTEGER);
+    this.requestLog.flush(true);
+  }
+
+  audit(req: WireRequest, key: string | undefined, status: number, grant: GrantRecord | undefined, reason?: string): void {
     // Field order and optional fields as buildRecord copies them; built once per request, no spreads.
     const access: GateAccess = { preview: key ?? 'unknown/unknown' };
     if (grant) {
@@ -275,56 +387,56 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     access.path = auditPath(req.url);
     access.status = status;
     if (reason) access.reason = reason.length > 500 ? reason.slice(0, 500) : reason;
-    requestLog.add({ host, operation: GATE_OPERATION, event: 'gate.request', result: status < 400 ? 'ok' : 'failed', gate: access, actor: grant ? grant.identity : 'anonymous', time: new Date() });
-  };
+    this.requestLog.add({ host: this.host, operation: GATE_OPERATION, event: 'gate.request', result: status < 400 ? 'ok' : 'failed', gate: access, actor: grant ? grant.identity : 'anonymous', time: new Date() });
+  }
 
-  const deny = (req: WireRequest, res: WireResponder, key: string | undefined, d: Denial, extra = '', close = false): void => {
+  deny(req: WireRequest, res: WireResponder, key: string | undefined, d: Denial, extra = '', close = false): void {
     // A source refused over and over is audited in aggregate (limits.ts).
-    const verdict = refusals.refusal(req.remoteAddress);
-    if (verdict.audit) audit(req, key, d.status, d.grant, d.reason);
+    const verdict = this.refusals.refusal(req.remoteAddress);
+    if (verdict.audit) this.audit(req, key, d.status, d.grant, d.reason);
     const body = `${d.status} ${reasonPhrase(d.status)}: ${d.answer ?? d.reason}\n`;
-    res.respond(d.status, reasonPhrase(d.status), `content-type: text/plain; charset=utf-8${CRLF}cache-control: no-store${CRLF}${https ? HSTS : ''}${extra}`, body, { close });
-  };
+    res.respond(d.status, reasonPhrase(d.status), `content-type: text/plain; charset=utf-8${CRLF}cache-control: no-store${CRLF}${this.https ? HSTS : ''}${extra}`, body, { close });
+  }
 
   /** Why this grant may not be used for `route` now, or undefined when it may. */
-  const refusal = (grant: GrantRecord, route: GateRoute, key: string): Denial | undefined => {
+  refusal(grant: GrantRecord, route: GateRoute, key: string): Denial | undefined {
     if (routeKey(grant.workload, grant.preview) !== key) return { status: 403, reason: `grant ${grant.id} is for another preview`, grant };
     const now = Date.now();
     if (timeMs(grant.expires) <= now) return { status: 403, reason: `grant ${grant.id} expired`, grant };
     // A later apply may lower the route's maxTtl: a grant made under the old one is cut to the new one.
     const maxTtl = durationMs(route.maxTtl);
     if (maxTtl === undefined || timeMs(grant.created) + maxTtl <= now) return { status: 403, reason: `grant ${grant.id}: grant outlives the preview's maxTtl (${route.maxTtl})`, grant };
-    if (store.isRevoked(grant.id)) return { status: 403, reason: `grant ${grant.id} was revoked`, grant };
+    if (this.store.isRevoked(grant.id)) return { status: 403, reason: `grant ${grant.id} was revoked`, grant };
     if (!route.grantees.includes(grant.identity)) return { status: 403, reason: `${grant.identity} is no longer a grantee of ${key}`, grant };
     return undefined;
-  };
+  }
 
   // No request may end the process: an unexpected exception (an fs error in a grant marker, a stat that failed) is a
   // 500 answered by the gate, and audited.
-  const handle = (req: WireRequest, res: WireResponder): void => {
+  handle(req: WireRequest, res: WireResponder): void {
     try {
-      dispatch(req, res);
+      this.dispatch(req, res);
     } catch (error) {
       const reason = `gate error (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
-      warn(`request failed: ${(error as Error).stack ?? String(error)}`);
+      this.warn(`request failed: ${(error as Error).stack ?? String(error)}`);
       try {
-        if (!res.responseStarted) deny(req, res, undefined, { status: 500, reason });
+        if (!res.responseStarted) this.deny(req, res, undefined, { status: 500, reason });
         else {
-          audit(req, undefined, 500, undefined, reason);
+          this.audit(req, undefined, 500, undefined, reason);
           res.destroyConnection();
         }
       } catch {
         res.destroyConnection();
       }
     }
-  };
+  }
 
   /** The route a request names, by its Host header (host routing) or its path (path routing), or the refusal. */
-  const routeOf = (req: WireRequest): { routed: Routed; route: GateRoute } | { denial: Denial; location?: string } => {
-    const table = routes.current();
-    if (routing === 'host') {
-      if (labels?.table !== table) labels = { table, index: labelIndex(names, table) };
-      const named = routeByHost(rawHeader(req.rawHeaders, 'host'), domain, labels.index);
+  routeOf(req: WireRequest): { routed: Routed; route: GateRoute } | { denial: Denial; location?: string } {
+    const table = this.routes.current();
+    if (this.routing === 'host') {
+      if (this.labels?.table !== table) this.labels = { table, index: labelIndex(this.names, table) };
+      const named = routeByHost(rawHeader(req.rawHeaders, 'host'), this.domain, this.labels.index);
       const route = named ? table.routes[named.key] : undefined;
       if (!named || !route) return { denial: { status: 404, reason: `no preview is named by Host ${JSON.stringify((rawHeader(req.rawHeaders, 'host') ?? '').slice(0, 200))}`, answer: NO_SUCH_PREVIEW } };
       const target = parseHostTarget(req.url, route.workload, route.preview);
@@ -337,267 +449,226 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
     const route = table.routes[key];
     if (!route) return { denial: { status: 404, reason: 'no such preview route' } };
     return { routed: { workload: target.workload, preview: target.preview, key, rest: target.rest, query: target.query, ...(target.grant !== undefined ? { grant: target.grant } : {}) }, route };
-  };
+  }
 
   /** The origins a same-origin browser request to this route carries: the preview's own under host routing; the gate's
    *  public origin or the listener's scheme plus the Host used under path routing. */
-  const ownOrigin = (req: WireRequest, routed: Routed, origin: string): boolean => {
-    const scheme = https ? 'https' : 'http';
+  ownOrigin(req: WireRequest, routed: Routed, origin: string): boolean {
+    const scheme = this.https ? 'https' : 'http';
     if (routed.host !== undefined) return origin === `${scheme}://${routed.host}`;
-    return origin === publicUrl || origin === `${tls ? 'https' : 'http'}://${(rawHeader(req.rawHeaders, 'host') ?? '').toLowerCase()}`;
-  };
+    return origin === this.publicUrl || origin === `${this.tls ? 'https' : 'http'}://${(rawHeader(req.rawHeaders, 'host') ?? '').toLowerCase()}`;
+  }
 
   /** Where a path below the route is, as the browser sees it. */
-  const browserPath = (routed: Routed, rest: string, query: string): string => `${routed.host !== undefined ? '' : `/p/${routed.workload}/${routed.preview}`}${rest}${query ? `?${query}` : ''}`;
+  browserPath(routed: Routed, rest: string, query: string): string {
+    return `${routed.host !== undefined ? '' : `/p/${routed.workload}/${routed.preview}`}${rest}${query ? `?${query}` : ''}`;
+  }
 
-  const dispatch = (req: WireRequest, res: WireResponder): void => {
-    // CONNECT tunnels anywhere. Of the upgrades, only a WebSocket GET is tunnelled (checked per chunk, see tunnel()).
-    if (req.method === 'CONNECT') return deny(req, res, undefined, { status: 405, reason: 'CONNECT is not allowed' }, '', true);
-    if (req.upgrade && (req.method !== 'GET' || (rawHeader(req.rawHeaders, 'upgrade') ?? '').trim().toLowerCase() !== 'websocket')) {
-      return deny(req, res, undefined, { status: 501, reason: 'only WebSocket upgrades are supported' }, '', true);
-    }
-    const found = routeOf(req);
-    if ('denial' in found) {
-      if (found.location) {
-        audit(req, undefined, 308, undefined, found.denial.reason);
-        res.respond(308, reasonPhrase(308), `location: ${found.location}${CRLF}cache-control: no-store${CRLF}`, '');
-        return;
-      }
-      deny(req, res, undefined, found.denial, '', req.upgrade);
-      return;
-    }
+  /** A request's way through the gate: method, route, handshake, then a grant link or a session. */
+  dispatch(req: WireRequest, res: WireResponder): void {
+    const refused = methodRefusal(req);
+    if (refused) return this.deny(req, res, undefined, refused, '', true);
+    const found = this.routeOf(req);
+    if ('denial' in found) return this.unrouted(req, res, found.denial, found.location);
     const { routed, route } = found;
-    const key = routed.key;
-    if (req.upgrade) {
-      if (routed.grant !== undefined) return deny(req, res, key, { status: 400, reason: 'a grant link cannot open a WebSocket' }, '', true);
-      // A body on a handshake would reach the upstream unframed, as a request of its own (smuggling): refused.
-      const length = rawHeader(req.rawHeaders, 'content-length');
-      if (rawHeader(req.rawHeaders, 'transfer-encoding') !== undefined || (length !== undefined && length.trim() !== '0')) {
-        return deny(req, res, key, { status: 400, reason: 'a WebSocket handshake cannot carry a body' }, '', true);
-      }
-      // Cross-site WebSocket hijacking: a browser always sends Origin on a WebSocket handshake; it must be the route's own.
-      const origin = rawHeader(req.rawHeaders, 'origin')?.toLowerCase();
-      if (origin !== undefined && !ownOrigin(req, routed, origin)) return deny(req, res, key, { status: 403, reason: 'cross-origin WebSocket refused' }, '', true);
-    }
-    if (routed.grant !== undefined) {
-      // Opening a link never spends it (link scanners, unfurlers, prefetch): a page asks for a deliberate POST.
-      if (req.method === 'GET' || req.method === 'HEAD') return exchangePage(req, res, routed);
-      if (req.method === 'POST') return exchange(req, res, route, routed, routed.grant);
-      return deny(req, res, key, { status: 405, reason: 'a grant link is opened with GET and exchanged by the POST of its page' }, `allow: GET, HEAD, POST${CRLF}`);
-    }
-    const name = routed.host !== undefined ? sessionCookie : cookieName(routed.workload, routed.preview);
-    const sessions = cookieValues(req.rawHeaders, name);
-    if (sessions.length === 0) {
-      deny(req, res, key, { status: 401, reason: 'no session: follow a grant link' });
+    const handshake = req.upgrade ? this.handshakeRefusal(req, routed) : undefined;
+    if (handshake) return this.deny(req, res, routed.key, handshake, '', true);
+    if (routed.grant !== undefined) return this.grantLink(req, res, route, routed, routed.grant);
+    this.withSession(req, res, route, routed);
+  }
+
+  /** A request that names no route: a redirect to the canonical path (path routing), or the refusal. */
+  unrouted(req: WireRequest, res: WireResponder, denial: Denial, location: string | undefined): void {
+    if (location) {
+      this.audit(req, undefined, 308, undefined, denial.reason);
+      res.respond(308, reasonPhrase(308), `location: ${location}${CRLF}cache-control: no-store${CRLF}`, '');
       return;
     }
-    // Several cookies can carry this name (one tossed by a sibling origin, or planted by another preview of the same
-    // origin under path routing). Deterministic: the first in header order whose grant is for THIS preview wins; another
-    // known session is kept only to explain the refusal.
+    this.deny(req, res, undefined, denial, '', req.upgrade);
+  }
+
+  /** Why a WebSocket handshake to this route is refused before any grant is looked at, or undefined. */
+  handshakeRefusal(req: WireRequest, routed: Routed): Denial | undefined {
+    if (routed.grant !== undefined) return { status: 400, reason: 'a grant link cannot open a WebSocket' };
+    // A body on a handshake would reach the upstream unframed, as a request of its own (smuggling): refused.
+    const length = rawHeader(req.rawHeaders, 'content-length');
+    if (rawHeader(req.rawHeaders, 'transfer-encoding') !== undefined || (length !== undefined && length.trim() !== '0')) {
+      return { status: 400, reason: 'a WebSocket handshake cannot carry a body' };
+    }
+    // Cross-site WebSocket hijacking: a browser always sends Origin on a WebSocket handshake; it must be the route's own.
+    const origin = rawHeader(req.rawHeaders, 'origin')?.toLowerCase();
+    if (origin !== undefined && !this.ownOrigin(req, routed, origin)) return { status: 403, reason: 'cross-origin WebSocket refused' };
+    return undefined;
+  }
+
+  /** Opening a link never spends it (link scanners, unfurlers, prefetch): a page asks for a deliberate POST. */
+  grantLink(req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, token: string): void {
+    if (req.method === 'GET' || req.method === 'HEAD') return this.exchangePage(req, res, routed);
+    if (req.method === 'POST') return this.exchange(req, res, route, routed, token);
+    this.deny(req, res, routed.key, { status: 405, reason: 'a grant link is opened with GET and exchanged by the POST of its page' }, `allow: GET, HEAD, POST${CRLF}`);
+  }
+
+  /** A request holding a session: forwarded (or tunnelled) only while its grant may be used for this route. */
+  withSession(req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed): void {
+    const key = routed.key;
+    const found = this.sessionGrant(req, routed);
+    if ('denial' in found) return this.deny(req, res, key, found.denial);
+    const refused = this.refusal(found.grant, route, key);
+    if (refused) return this.deny(req, res, key, refused, '', req.upgrade);
+    if (req.upgrade) this.tunnel(req, res, route, routed, found.grant);
+    else this.proxy(req, res, route, routed, found.grant);
+  }
+
+  /**
+   * The grant of the request's session cookie. Several cookies can carry its name (one tossed by a sibling origin, or
+   * planted by another preview of the same origin under path routing). Deterministic: the first in header order whose
+   * grant is for THIS preview wins; another known session is kept only to explain the refusal.
+   */
+  sessionGrant(req: WireRequest, routed: Routed): { grant: GrantRecord } | { denial: Denial } {
+    const name = routed.host !== undefined ? this.sessionCookie : cookieName(routed.workload, routed.preview);
+    const sessions = cookieValues(req.rawHeaders, name);
+    if (sessions.length === 0) return { denial: { status: 401, reason: 'no session: follow a grant link' } };
     let grant: GrantRecord | undefined;
     for (const s of sessions) {
       if (!SECRET_PATTERN.test(s)) continue;
-      const known = grants.bySessionId(s);
+      const known = this.grants.bySessionId(s);
       if (!known) continue;
       grant ??= known;
-      if (routeKey(known.workload, known.preview) === key) {
+      if (routeKey(known.workload, known.preview) === routed.key) {
         grant = known;
         break;
       }
     }
-    if (!grant) {
-      deny(req, res, key, { status: 401, reason: 'unknown session' });
-      return;
-    }
-    const refused = refusal(grant, route, key);
-    if (refused) {
-      deny(req, res, key, refused, '', req.upgrade);
-      return;
-    }
-    if (req.upgrade) tunnel(req, res, route, routed, grant);
-    else proxy(req, res, route, routed, grant);
-  };
+    return grant ? { grant } : { denial: { status: 401, reason: 'unknown session' } };
+  }
 
   /** The page a grant link opens: nothing is spent; its button POSTs the link back from the route's own origin. */
-  const exchangePage = (req: WireRequest, res: WireResponder, routed: Routed): void => {
-    audit(req, routed.key, 200, undefined, 'grant link opened (not exchanged)');
+  exchangePage(req: WireRequest, res: WireResponder, routed: Routed): void {
+    this.audit(req, routed.key, 200, undefined, 'grant link opened (not exchanged)');
     // `req.url` passed parseRequestTarget (RFC 3986 characters only); escaped for HTML all the same.
     const action = escapeHtml(req.url);
     const body = `<!doctype html><meta charset="utf-8"><meta name="robots" content="noindex"><title>agentvm preview</title><form method="post" action="${action}"><p>You have been given access to the preview ${escapeHtml(routed.key)}.</p><button type="submit" id="open">Open the preview</button></form>\n`;
-    res.respond(200, 'OK', `content-type: text/html; charset=utf-8${CRLF}${EXCHANGE_PAGE_HEADERS}${https ? HSTS : ''}`, body);
-  };
+    res.respond(200, 'OK', `content-type: text/html; charset=utf-8${CRLF}${EXCHANGE_PAGE_HEADERS}${this.https ? HSTS : ''}`, body);
+  }
 
-  const exchange = (req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, token: string): void => {
+  exchange(req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, token: string): void {
     const key = routed.key;
     // CSRF: only the link's own page may spend it. A browser sends Origin with every POST; Sec-Fetch-Site when it can.
     const origin = rawHeader(req.rawHeaders, 'origin')?.toLowerCase();
     const fetchSite = rawHeader(req.rawHeaders, 'sec-fetch-site')?.toLowerCase();
-    if (origin === undefined || !ownOrigin(req, routed, origin) || (fetchSite !== undefined && fetchSite !== 'same-origin')) {
-      deny(req, res, key, { status: 403, reason: 'a grant is exchanged only by a same-origin POST from its link page' });
+    if (origin === undefined || !this.ownOrigin(req, routed, origin) || (fetchSite !== undefined && fetchSite !== 'same-origin')) {
+      this.deny(req, res, key, { status: 403, reason: 'a grant is exchanged only by a same-origin POST from its link page' });
       return;
     }
     if (!SECRET_PATTERN.test(token)) {
-      deny(req, res, key, { status: 401, reason: 'malformed grant token' });
+      this.deny(req, res, key, { status: 401, reason: 'malformed grant token' });
       return;
     }
-    const grant = grants.byTokenHash(sha256Hex(token));
+    const grant = this.grants.byTokenHash(sha256Hex(token));
     if (!grant) {
-      deny(req, res, key, { status: 401, reason: 'unknown grant token' });
+      this.deny(req, res, key, { status: 401, reason: 'unknown grant token' });
       return;
     }
-    const refused = refusal(grant, route, key);
+    const refused = this.refusal(grant, route, key);
     if (refused) {
-      deny(req, res, key, refused);
+      this.deny(req, res, key, refused);
       return;
     }
     const session = randomBytes(32).toString('base64url');
     const sessionHash = sha256Hex(session);
-    if (!store.markUsed(grant.id, sessionHash)) {
-      deny(req, res, key, { status: 403, reason: `the one-time link of grant ${grant.id} was already used`, grant });
+    if (!this.store.markUsed(grant.id, sessionHash)) {
+      this.deny(req, res, key, { status: 403, reason: `the one-time link of grant ${grant.id} was already used`, grant });
       return;
     }
-    grants.addSession(sessionHash, grant);
+    this.grants.addSession(sessionHash, grant);
     const maxAge = Math.max(1, Math.floor((Date.parse(grant.expires) - Date.now()) / 1000));
     // Host routing: a host-only cookie (no Domain) for the whole origin, `__Host-` under TLS so no sibling can shadow it.
     const cookie = routed.host !== undefined
-      ? `${sessionCookie}=${session}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${https ? '; Secure' : ''}`
-      : `${cookieName(routed.workload, routed.preview)}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${https ? '; Secure' : ''}`;
-    auditGateEvent(paths.audit, gateEntry(host, 'gate.exchange', 'ok', { preview: key, grantId: grant.id, identity: grant.identity, source: req.source, expires: grant.expires, reason: 'one-time link exchanged for a session' }, { actor: grant.identity }));
-    audit(req, key, 303, grant, 'one-time link exchanged for a session');
+      ? `${this.sessionCookie}=${session}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${this.https ? '; Secure' : ''}`
+      : `${cookieName(routed.workload, routed.preview)}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${this.https ? '; Secure' : ''}`;
+    auditGateEvent(this.paths.audit, gateEntry(this.host, 'gate.exchange', 'ok', { preview: key, grantId: grant.id, identity: grant.identity, source: req.source, expires: grant.expires, reason: 'one-time link exchanged for a session' }, { actor: grant.identity }));
+    this.audit(req, key, 303, grant, 'one-time link exchanged for a session');
     // A same-origin POST redirected to the same origin: the browser sends the SameSite=Strict cookie on the GET.
-    res.respond(303, reasonPhrase(303), `location: ${browserPath(routed, routed.rest, routed.query)}${CRLF}set-cookie: ${cookie}${CRLF}cache-control: no-store${CRLF}referrer-policy: no-referrer${CRLF}${https ? HSTS : ''}`, '');
-  };
+    res.respond(303, reasonPhrase(303), `location: ${this.browserPath(routed, routed.rest, routed.query)}${CRLF}set-cookie: ${cookie}${CRLF}cache-control: no-store${CRLF}referrer-policy: no-referrer${CRLF}${this.https ? HSTS : ''}`, '');
+  }
 
   /** Why a tunnel or a stream may not open or go on now: a request's checks against the route table as it is now (a
    *  removed route cuts it too), or undefined. */
-  const tunnelRefusal = (key: string, grant: GrantRecord): string | undefined => {
-    const current = routes.current().routes[key];
+  tunnelRefusal(key: string, grant: GrantRecord): string | undefined {
+    const current = this.routes.current().routes[key];
     if (!current) return 'the preview route was removed';
-    return refusal(grant, current, key)?.reason;
-  };
-
-  /** The response hook shared by requests and tunnels: `switching` allows the 101 of a WebSocket handshake. */
-  const answer = (req: WireRequest, routed: Routed, grant: GrantRecord, switching: boolean) => (status: number, statusMessage: string, raw: string[]): ResponseDecision => {
-    // The upstream is not trusted to speak valid HTTP: its reason phrase is never forwarded, a status outside
-    // 200–599 (101 for a tunnel) or a malformed reason phrase is a 502, and so is any malformed header name or value.
-    if (!((status >= 200 && status <= 599) || (switching && status === 101)) || !FIELD_VALUE.test(statusMessage)) return { refuse: `upstream answered an invalid status line (${status})` };
-    const headers = responseHeaders(raw, routed.host === undefined ? `/p/${routed.workload}/${routed.preview}/` : undefined, guardReferrer);
-    if (headers === undefined) return { refuse: 'upstream response not forwardable (a malformed header)' };
-    // The grant may have been revoked (or the route removed) while the upstream took its time (a long poll, a slow
-    // switch): nothing of the answer goes out then.
-    const refused = tunnelRefusal(routed.key, grant);
-    if (refused) return { refuse: refused, status: 403 };
-    audit(req, routed.key, status, grant, status === 101 ? 'websocket opened' : undefined);
-    return { headers: `${headers}${https ? HSTS : ''}${guardReferrer ? `referrer-policy: same-origin${CRLF}` : ''}` };
-  };
-
-  /** The socket directory and file of a socket upstream, or the port (the wire opens sockets without following links). */
-  const upstreamOf = (route: GateRoute): UpstreamAddress => ('port' in route.upstream ? { port: route.upstream.port } : { socketDir: paths.socketDir(route.workload), socketName: route.upstream.socket });
-
-  const forwardContext = (routed: Routed, grant: GrantRecord, route: GateRoute): ForwardContext => ({
-    route,
-    https,
-    forwardedHost: routed.host ?? listenerHost,
-    prefix: routed.host === undefined ? `/p/${routed.workload}/${routed.preview}` : undefined,
-    identity: signer.assertion(grant, routed.key),
-  });
-
-  const proxy = (req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, grant: GrantRecord): void => {
-    const { rest, query, key } = routed;
-    const head = `${req.method} ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, forwardContext(routed, grant, route))}`;
-    res.forward(upstreamOf(route), head, {
-      response: answer(req, routed, grant, false),
-      failed: (reason, status) => deny(req, res, key, { status: status ?? 502, reason, grant }),
-      // Streams (SSE, long polls, downloads) are held to the grant like tunnels: revoke and expiry cut them.
-      check: () => tunnelRefusal(key, grant),
-      cut: (reason, midResponse) => {
-        if (midResponse) audit(req, key, 403, grant, `response cut: ${reason}`);
-      },
-    });
-  };
-
-  const tunnel = (req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, grant: GrantRecord): void => {
-    const { rest, query, key } = routed;
-    const head = `GET ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, forwardContext(routed, grant, route))}connection: upgrade${CRLF}upgrade: websocket${CRLF}`;
-    res.tunnel(upstreamOf(route), head, {
-      response: answer(req, routed, grant, true),
-      failed: (reason, status) => deny(req, res, key, { status: status ?? 502, reason, grant }, '', true),
-      check: () => tunnelRefusal(key, grant),
-      closed: ({ cut, bytesFromClient, bytesFromUpstream }) => {
-        const traffic = `${bytesFromClient} B from the client, ${bytesFromUpstream} B from the upstream`;
-        if (cut) audit(req, key, 403, grant, `websocket cut: ${cut} (${traffic})`);
-        else audit(req, key, 101, grant, `websocket closed (${traffic})`);
-      },
-    });
-  };
-
-  // headersTimeout/requestTimeout/keepAliveTimeout are enforced by a sweep every second; maxConnections caps what slow
-  // clients can hold at once.
-  const wire = createWireServer({
-    ...(options.tls ? { tls: options.tls } : {}),
-    maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
-    headersTimeout: 10_000,
-    requestTimeout: 300_000,
-    keepAliveTimeout: 5_000,
-    checkInterval: 1_000,
-    maxConnections: 1024,
-    maxConnectionsPerSource: options.maxConnectionsPerSource ?? 64,
-    onConnectionRefused: (address) => refusals.connectionRefused(address),
-    onRequest: handle,
-    onParseError: ({ code, status, source }) => {
-      if (refusals.refusal(source.slice(0, source.lastIndexOf(':'))).audit) requestLog.add(gateEntry(host, 'gate.request', 'failed', { preview: 'unknown/unknown', source, status, reason: `rejected by the HTTP parser (${code})` }, { actor: 'anonymous' }));
-    },
-    onInternalError: (error) => warn(`connection failed: ${(error as Error).stack ?? String(error)}`),
-  });
-  const server = wire.server;
-
-  // The gate directory may not exist yet (a root no apply has written routes to): create it before listening, and
-  // close the listener on any start-up error so a failed start leaves no open port behind.
-  mkdirSync(paths.dir, { recursive: true, mode: 0o750 });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.address, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  listenerHost = options.address.includes(':') ? `[${options.address}]:${port}` : `${options.address}:${port}`;
-  const stop = (): Promise<void> =>
-    new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      wire.closeAll();
-    });
-  try {
-    writeListenerRecord(paths.listener, { version: 1, address: options.address, port, tls, ...(publicUrl ? { publicUrl } : {}), routing, domain, pid: process.pid, started: new Date().toISOString() });
-  } catch (error) {
-    await stop();
-    throw error;
+    return this.refusal(grant, current, key)?.reason;
   }
 
-  const sweep = (): void => {
-    try {
-      store.sweepExpired((g) => auditGateEvent(paths.audit, gateEntry(host, 'gate.expire', 'ok', { preview: routeKey(g.workload, g.preview), grantId: g.id, identity: g.identity, expires: g.expires, reason: g.revoked ? 'expired (was revoked)' : 'expired' }, { actor: 'agentvm-gate' })));
-    } catch (error) {
-      warn(`expiry sweep failed: ${(error as Error).message}`);
-    }
-  };
-  const sweeper = setInterval(sweep, options.sweepIntervalMs ?? 1_000);
-  sweeper.unref();
+  /** The response hook shared by requests and tunnels: `switching` allows the 101 of a WebSocket handshake. */
+  answer(req: WireRequest, routed: Routed, grant: GrantRecord, switching: boolean): (status: number, statusMessage: string, raw: string[]) => ResponseDecision {
+    return (status, statusMessage, raw) => {
+      // The upstream is not trusted to speak valid HTTP: its reason phrase is never forwarded, a status outside
+      // 200–599 (101 for a tunnel) or a malformed reason phrase is a 502, and so is any malformed header name or value.
+      if (!((status >= 200 && status <= 599) || (switching && status === 101)) || !FIELD_VALUE.test(statusMessage)) return { refuse: `upstream answered an invalid status line (${status})` };
+      const headers = responseHeaders(raw, routed.host === undefined ? `/p/${routed.workload}/${routed.preview}/` : undefined, this.guardReferrer);
+      if (headers === undefined) return { refuse: 'upstream response not forwardable (a malformed header)' };
+      // The grant may have been revoked (or the route removed) while the upstream took its time (a long poll, a slow
+      // switch): nothing of the answer goes out then.
+      const refused = this.tunnelRefusal(routed.key, grant);
+      if (refused) return { refuse: refused, status: 403 };
+      this.audit(req, routed.key, status, grant, status === 101 ? 'websocket opened' : undefined);
+      return { headers: `${headers}${this.https ? HSTS : ''}${this.guardReferrer ? `referrer-policy: same-origin${CRLF}` : ''}` };
+    };
+  }
 
-  return {
-    address: options.address,
-    port,
-    tls,
-    url: baseUrl(options.address, port, tls),
-    close: async () => {
-      clearInterval(sweeper);
-      clearInterval(refusalRoller);
-      await stop();
-      refusals.roll(Number.MAX_SAFE_INTEGER);
-      requestLog.flush(true);
-    },
-  };
+  /** The socket directory and file of a socket upstream, or the port (the wire opens sockets without following links). */
+  upstreamOf(route: GateRoute): UpstreamAddress {
+    return 'port' in route.upstream ? { port: route.upstream.port } : { socketDir: this.paths.socketDir(route.workload), socketName: route.upstream.socket };
+  }
+
+  forwardContext(routed: Routed, grant: GrantRecord, route: GateRoute): ForwardContext {
+    return {
+      route,
+      https: this.https,
+      forwardedHost: routed.host ?? this.listenerHost,
+      prefix: routed.host === undefined ? `/p/${routed.workload}/${routed.preview}` : undefined,
+      identity: this.signer.assertion(grant, routed.key),
+    };
+  }
+
+  proxy(req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, grant: GrantRecord): void {
+    const { rest, query, key } = routed;
+    const head = `${req.method} ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, this.forwardContext(routed, grant, route))}`;
+    res.forward(this.upstreamOf(route), head, {
+      response: this.answer(req, routed, grant, false),
+      failed: (reason, status) => this.deny(req, res, key, { status: status ?? 502, reason, grant }),
+      // Streams (SSE, long polls, downloads) are held to the grant like tunnels: revoke and expiry cut them.
+      check: () => this.tunnelRefusal(key, grant),
+      cut: (reason, midResponse) => {
+        if (midResponse) this.audit(req, key, 403, grant, `response cut: ${reason}`);
+      },
+    });
+  }
+
+  tunnel(req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, grant: GrantRecord): void {
+    const { rest, query, key } = routed;
+    const head = `GET ${query ? `${rest}?${query}` : rest} HTTP/1.1${CRLF}${forwardHeaders(req, this.forwardContext(routed, grant, route))}connection: upgrade${CRLF}upgrade: websocket${CRLF}`;
+    res.tunnel(this.upstreamOf(route), head, {
+      response: this.answer(req, routed, grant, true),
+      failed: (reason, status) => this.deny(req, res, key, { status: status ?? 502, reason, grant }, '', true),
+      check: () => this.tunnelRefusal(key, grant),
+      closed: ({ cut, bytesFromClient, bytesFromUpstream }) => {
+        const traffic = `${bytesFromClient} B from the client, ${bytesFromUpstream} B from the upstream`;
+        if (cut) this.audit(req, key, 403, grant, `websocket cut: ${cut} (${traffic})`);
+        else this.audit(req, key, 101, grant, `websocket closed (${traffic})`);
+      },
+    });
+  }
+}
+
+/** CONNECT tunnels anywhere. Of the upgrades, only a WebSocket GET is tunnelled (checked per chunk, see tunnel()). */
+function methodRefusal(req: WireRequest): Denial | undefined {
+  if (req.method === 'CONNECT') return { status: 405, reason: 'CONNECT is not allowed' };
+  if (req.upgrade && (req.method !== 'GET' || (rawHeader(req.rawHeaders, 'upgrade') ?? '').trim().toLowerCase() !== 'websocket')) {
+    return { status: 501, reason: 'only WebSocket upgrades are supported' };
+  }
+  return undefined;
 }
 
 /** The values of every cookie called `name`, from all Cookie headers. */

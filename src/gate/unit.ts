@@ -8,6 +8,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorDiag, type Diagnostic } from '../diagnostics/index.js';
+import { renderServiceUnit, unsafeUnitValue, USER_SCOPE_HARDENING } from '../support/service-unit.js';
 import { GateCode } from './codes.js';
 
 export const GATE_UNIT = 'agentvm-gate.service';
@@ -36,10 +37,6 @@ export interface GateUnitInput {
   extraService?: string[];
 }
 
-// Control characters are checked by code point (a regex with control characters trips the linter).
-const UNSAFE_CHARS = /[%$"'\\]/;
-const unsafe = (v: string): boolean => UNSAFE_CHARS.test(v) || [...v].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
-
 /** The unit text, or diagnostics when a value cannot be written safely. */
 export function renderGateUnit(input: GateUnitInput): { text?: string; diagnostics: Diagnostic[] } {
   const args = [input.node, input.bin, 'gate', 'serve', '--root', input.root, '--host', input.host];
@@ -48,7 +45,7 @@ export function renderGateUnit(input: GateUnitInput): { text?: string; diagnosti
   if (input.listen?.publicUrl) args.push('--public-url', input.listen.publicUrl);
   if (input.listen?.routing) args.push('--routing', input.listen.routing);
   if (input.listen?.domain) args.push('--domain', input.listen.domain);
-  const bad = [...args, ...(input.extraService ?? []), ...(input.owner !== undefined ? [input.owner] : [])].filter((a) => unsafe(a) || a === '');
+  const bad = [...args, ...(input.extraService ?? []), ...(input.owner !== undefined ? [input.owner] : [])].filter((a) => unsafeUnitValue(a) || a === '');
   if (bad.length) {
     return { diagnostics: [errorDiag(GateCode.unsafeUnitValue, `A value for ${GATE_UNIT} cannot be written into a unit file safely: ${JSON.stringify(bad[0])}.`, { detail: 'Unit lines must not contain line breaks, %, $, quotes, backslashes or control characters. Use paths without them.' })] };
   }
@@ -56,26 +53,13 @@ export function renderGateUnit(input: GateUnitInput): { text?: string; diagnosti
   const hardening = input.scope === 'system'
     // ReadWritePaths entries start with `-` so a not-yet-created directory does not fail the start.
     ? ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=read-only', `ReadWritePaths=${quote(`-${input.root.replace(/\/$/, '')}/var/lib/agentvm/gate`)} ${quote(`-${input.root.replace(/\/$/, '')}/var/log/agentvm`)}`, 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX']
-    : ['NoNewPrivileges=yes'];
-  const lines = [
-    `# Rendered by agentvm: the preview gate (decisions/0008-preview-gate.md). Do not edit; apply re-renders it.`,
-    '[Unit]',
-    'Description=agentvm preview gate',
-    'After=network.target',
-    ...(input.owner !== undefined ? [`${GATE_OWNER_KEY}=${input.owner}`] : []),
-    '',
-    '[Service]',
-    'Type=exec',
-    `ExecStart=${args.map(quote).join(' ')}`,
-    'Restart=on-failure',
-    'RestartSec=1',
-    'KillSignal=SIGTERM',
-    ...hardening,
-    ...(input.extraService ?? []),
-    '',
-    '[Install]',
-    `WantedBy=${input.scope === 'system' ? 'multi-user.target' : 'default.target'}`,
-    '',
-  ];
-  return { text: lines.join('\n'), diagnostics: [] };
+    : USER_SCOPE_HARDENING;
+  const text = renderServiceUnit({
+    comment: `# Rendered by agentvm: the preview gate (decisions/0008-preview-gate.md). Do not edit; apply re-renders it.`,
+    description: 'agentvm preview gate',
+    unit: input.owner !== undefined ? [`${GATE_OWNER_KEY}=${input.owner}`] : [],
+    service: [`ExecStart=${args.map(quote).join(' ')}`, 'Restart=on-failure', 'RestartSec=1', 'KillSignal=SIGTERM', ...hardening, ...(input.extraService ?? [])],
+    scope: input.scope,
+  });
+  return { text, diagnostics: [] };
 }

@@ -19,12 +19,13 @@ import { AgentvmError } from '../diagnostics/index.js';
 import type { Address, LockedResource } from '../model/resources.js';
 import { errnoCode, fsyncDirectory, storageError, writeFileAtomic } from './atomic-file.js';
 import type { LeaseLock } from './lease-lock.js';
-import { applyOpsToDraft, canonicalOp, emptyLockfile, lockfileDraft, lockfileOpProblem, type Lockfile, type LockfileOp, type LockfileSource } from './lockfile.js';
+import { ApplyProgress, assertValidOps } from './apply-progress.js';
+import { canonicalOp, emptyLockfile, lockfileDraft, type Lockfile, type LockfileOp, type LockfileSource } from './lockfile.js';
 import { fingerprintOf, sameFingerprint, writeLockfileFile, type FileFingerprint, type StoredState } from './lockfile-store.js';
 import { journalOf, serializeWalLine, WAL_FORMAT_VERSION, type JournalFailure, type JournalRecord, type WalBatch, type WalHeader } from './wal.js';
 
 /** Batches between automatic checkpoints, at least (see the file comment). */
-export const MIN_CHECKPOINT_INTERVAL = 256;
+export { MIN_CHECKPOINT_INTERVAL } from './apply-progress.js';
 
 export interface ApplyStart {
   applyId: string;
@@ -122,18 +123,11 @@ export class ApplyLog {
   readonly interrupted: JournalRecord | null;
   readonly #files: ApplyLogFiles;
   readonly #lease: LeaseLock;
-  #header: WalHeader;
-  /** The logical lockfile, changed in place; never handed out while the log is open (see `lock`). */
-  readonly #draft: Lockfile;
-  #snapshot: Lockfile | undefined;
-  #resourceCount: number;
-  /** Batches in the current WAL file (since the last checkpoint). */
-  #batches = 0;
+  /** The logical lockfile and the progress; `batches` counts those in the current WAL file. */
+  readonly #progress: ApplyProgress;
   #walIno: number;
   #walSize: number;
   #lockFingerprint: FileFingerprint | null;
-  readonly #done: Set<Address>;
-  readonly #failed = new Map<Address, JournalFailure>();
   #state: 'open' | 'finished' | 'broken' = 'open';
   readonly #writes: ApplyLogWrites = { appends: 0, appendedBytes: 0, lastAppendBytes: 0, checkpoints: 0, checkpointedBytes: 0 };
 
@@ -141,13 +135,10 @@ export class ApplyLog {
   constructor(files: ApplyLogFiles, lease: LeaseLock, init: ApplyLogInit) {
     this.#files = files;
     this.#lease = lease;
-    this.#header = init.header;
-    this.#draft = init.draft;
+    this.#progress = new ApplyProgress(init.header, init.draft);
     this.applyId = init.header.applyId;
     this.planDigest = init.header.planDigest;
     this.interrupted = init.interrupted;
-    this.#done = new Set(init.header.done ?? []);
-    this.#resourceCount = Object.keys(init.draft.resources).length;
     this.#walIno = init.walFingerprint?.ino ?? -1;
     this.#walSize = init.headerBytes;
     this.#lockFingerprint = init.lockFingerprint;
@@ -155,24 +146,22 @@ export class ApplyLog {
 
   /** The logical lockfile now (a snapshot: O(resources) to build, cached until the next append). */
   get lock(): Lockfile {
-    this.#snapshot ??= lockfileDraft(this.#draft);
-    return this.#snapshot;
+    return this.#progress.lock;
   }
 
   /** The logical serial: the lockfile's at the last checkpoint plus the batches since. */
   get serial(): number {
-    return this.#draft.serial;
+    return this.#progress.draft.serial;
   }
 
   /** A resource as recorded now, in O(1). */
   resource(address: Address): LockedResource | undefined {
-    const r = this.#draft.resources[address];
-    return r ? { ...r } : undefined;
+    return this.#progress.resource(address);
   }
 
   /** Whether this apply, or the interrupted apply of the same plan it resumed, completed `address`. */
   isDone(address: Address): boolean {
-    return this.#done.has(address);
+    return this.#progress.done.has(address);
   }
 
   get writes(): ApplyLogWrites {
@@ -181,15 +170,7 @@ export class ApplyLog {
 
   /** The apply as recorded so far (what readJournal would report if it stopped now). */
   get record(): JournalRecord {
-    return {
-      applyId: this.applyId,
-      planDigest: this.planDigest,
-      startedAt: this.#header.startedAt,
-      pid: this.#header.pid,
-      completed: [...this.#done],
-      failed: [...this.#failed.values()],
-      ...(this.#header.resumedFrom !== undefined ? { resumedFrom: this.#header.resumedFrom } : {}),
-    };
+    return this.#progress.record;
   }
 
   /**
@@ -200,40 +181,23 @@ export class ApplyLog {
   async append(ops: readonly LockfileOp[], marks: AppendMarks = {}): Promise<AppendResult> {
     this.#assertOpen();
     this.#lease.assertHeld();
-    const seq = this.#batches + 1;
+    const seq = this.#progress.batches + 1;
     const line = serializeWalLine({ seq, at: new Date().toISOString(), ops: ops.map(canonicalOp), ...(marks.done !== undefined ? { done: marks.done } : {}), ...(marks.failed ? { failed: { address: marks.failed.address, message: marks.failed.message } } : {}) });
     // Apply exactly what a replay will read: the line parsed back (this also drops undefined fields and copies the ops).
     const batch = JSON.parse(line) as WalBatch;
-    for (const op of batch.ops) {
-      const problem = lockfileOpProblem(op);
-      if (problem) throw new AgentvmError('state.invalid-lockfile', `Refusing to write an invalid lockfile change for host "${this.#files.source.host}" (${problem}).`, { source: 'toolkit' });
-    }
+    assertValidOps(batch.ops, this.#files.source.host);
     if (!sameFingerprint(fingerprintOf(this.#files.source.file), this.#lockFingerprint)) {
       throw this.#conflict(`the lockfile ${this.#files.source.file} was written by something else`);
     }
     const bytes = Buffer.from(line, 'utf8');
     this.#appendLine(bytes);
-
-    for (const op of batch.ops) {
-      if (op.op === 'resource.set' && !(op.entry.address in this.#draft.resources)) this.#resourceCount++;
-      if (op.op === 'resource.delete' && op.address in this.#draft.resources) this.#resourceCount--;
-    }
-    applyOpsToDraft(this.#draft, batch.ops);
-    this.#draft.updatedAt = batch.at;
-    this.#draft.serial++;
-    this.#snapshot = undefined;
-    this.#batches = seq;
-    if (batch.failed) this.#failed.set(batch.failed.address, batch.failed);
-    if (batch.done !== undefined) {
-      this.#failed.delete(batch.done);
-      this.#done.add(batch.done);
-    }
+    this.#progress.apply(batch);
     this.#writes.appends++;
     this.#writes.appendedBytes += bytes.length;
     this.#writes.lastAppendBytes = bytes.length;
 
-    if (this.#batches > Math.max(MIN_CHECKPOINT_INTERVAL, 2 * this.#resourceCount)) this.#checkpoint('continue');
-    return { seq, serial: this.#draft.serial };
+    if (this.#progress.checkpointDue) this.#checkpoint('continue');
+    return { seq, serial: this.#progress.draft.serial };
   }
 
   /**
@@ -245,7 +209,7 @@ export class ApplyLog {
     this.#lease.assertHeld();
     this.#checkpoint('finish');
     this.#state = 'finished';
-    return this.#draft;
+    return this.#progress.draft;
   }
 
   /** One write on an O_APPEND descriptor, then fdatasync. On failure the file is cut back to its last good size. */
@@ -277,12 +241,12 @@ export class ApplyLog {
   }
 
   #checkpoint(then: 'continue' | 'finish'): void {
-    if (this.#batches > 0) {
+    if (this.#progress.batches > 0) {
       // Checks as append does: a checkpoint must not overwrite a lockfile written by someone else.
       if (!sameFingerprint(fingerprintOf(this.#files.source.file), this.#lockFingerprint)) {
         throw this.#conflict(`the lockfile ${this.#files.source.file} was written by something else`);
       }
-      this.#lockFingerprint = writeLockfileFile(this.#files.source, this.#draft);
+      this.#lockFingerprint = writeLockfileFile(this.#files.source, this.#progress.draft);
       this.#writes.checkpoints++;
       this.#writes.checkpointedBytes += this.#lockFingerprint.size;
     }
@@ -296,18 +260,12 @@ export class ApplyLog {
       return;
     }
     // The next WAL continues this apply: same id, the progress so far carried in its header.
-    this.#header = {
-      ...this.#header,
-      baseSerial: this.#draft.serial,
-      done: [...this.#done],
-      ...(this.#failed.size ? { failed: [...this.#failed.values()] } : {}),
-    };
-    const text = serializeWalLine(this.#header);
+    const text = serializeWalLine(this.#progress.carriedHeader());
     writeFileAtomic(this.#files.walFile, text);
     const fp = fingerprintOf(this.#files.walFile);
     this.#walIno = fp?.ino ?? -1;
     this.#walSize = Buffer.byteLength(text);
-    this.#batches = 0;
+    this.#progress.batches = 0;
     this.#writes.checkpointedBytes += this.#walSize;
   }
 

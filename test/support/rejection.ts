@@ -1,4 +1,5 @@
-// The AgentvmError a promise rejects with (and a failed test when it resolves or rejects with anything else).
+// The AgentvmError a promise rejects with; fails the test when it resolves, or rejects with anything else.
+
 import { expect } from 'vitest';
 import { AgentvmError } from '../../src/diagnostics/index.js';
 

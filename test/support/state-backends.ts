@@ -10,6 +10,9 @@ import pg from 'pg';
 import { hostPaths } from '../../src/model/index.js';
 import { LocalStateBackend, type StateBackend } from '../../src/state/index.js';
 import { PostgresStateBackend } from '../../src/state/postgres/backend.js';
+import { afterAll, beforeAll } from 'vitest';
+import { assertBuilt } from './cli.js';
+import { fleetCopy, type FleetCopy } from './fleet.js';
 import { skipPostgres, startPostgres, type PostgresCluster } from './postgres.js';
 
 export type BackendName = 'local' | 'postgres';
@@ -122,4 +125,25 @@ export async function sql(url: string, text: string, values: unknown[] = []): Pr
   } finally {
     await c.end();
   }
+}
+
+/**
+ * The suite setup the CLI state tests share: before its tests, a built CLI, the backend started, a fleet copy and a
+ * store of `kind` on the fleet's root (handed to `ready`, which may prepare more); after them, all of it removed.
+ */
+export function fleetWithStore(kind: BackendKind, ready: (fleet: FleetCopy, store: Store) => void): void {
+  let fleet: FleetCopy | undefined;
+  let store: Store | undefined;
+  beforeAll(async () => {
+    assertBuilt();
+    kind.setup();
+    fleet = fleetCopy();
+    store = await kind.store(fleet.root);
+    ready(fleet, store);
+  }, 60_000);
+  afterAll(async () => {
+    await store?.close();
+    fleet?.cleanup();
+    kind.teardown();
+  });
 }

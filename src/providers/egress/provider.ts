@@ -11,11 +11,11 @@
 
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
-import { readFile, rm, unlink } from 'node:fs/promises';
+import { rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { HOST_WORKLOAD } from '../../model/index.js';
-import type { LiveResource, LockedResource, Reason } from '../../model/resources.js';
+import type { LiveResource, Reason } from '../../model/resources.js';
 import { egressPaths, EGRESS_UNIT, INBOUND_SOCKET } from '../../egress/paths.js';
 import { readRulesFile, readStatusFile, rulesDigest, writeRulesFile, type RulesFile } from '../../egress/settings.js';
 import type { EgressEntry } from '../../egress/rules.js';
@@ -26,8 +26,8 @@ import type { ApplyRequest, ApplyResponse, ExpandRequest, ExpandResponse, HostCo
 import { expandEgress } from './expand.js';
 import type { UnitScope } from '../systemd/analyze.js';
 import { defaultEndpoint, mkdirOwned, writeAtomic } from '../systemd/provider.js';
-import { managerPath, parseShow, type SystemdEndpoint } from '../systemd/systemctl.js';
-import { parseUnitFile, valuesOf } from '../systemd/unit-file.js';
+import { managerPath, type SystemdEndpoint } from '../systemd/systemctl.js';
+import { readOwnedUnit, scopeOf, showUnit, systemctlStep } from '../systemd/own-unit.js';
 import { EgressCode } from './codes.js';
 import { EGRESS_SERVER_ADDRESS, OWNER_KEY, renderEgressUnit } from './unit.js';
 
@@ -410,33 +410,6 @@ function issueInjectionCertificates(paths: ReturnType<typeof egressPaths>, host:
   }
 }
 
-function scopeOf(config: Record<string, unknown> | undefined, locked: LockedResource | undefined): UnitScope | undefined {
-  const s = config?.scope ?? locked?.attributes?.scope;
-  return s === 'user' || s === 'system' ? s : undefined;
-}
-
-async function unitOwner(file: string): Promise<{ text: string; owner: string | undefined } | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  try {
-    return { text, owner: valuesOf(parseUnitFile(text), 'Unit', OWNER_KEY).at(-1) };
-  } catch {
-    return { text, owner: undefined };
-  }
-}
-
-async function show(endpoint: SystemdEndpoint, props: string[]): Promise<Record<string, string>> {
-  const r = await endpoint.systemctl(['show', EGRESS_UNIT, `--property=${props.join(',')}`]);
-  return r.code === 0 ? parseShow(r.stdout) : {};
-}
-
-async function ctl(endpoint: SystemdEndpoint, args: string[], diagnostics: Diagnostic[]): Promise<boolean> {
-  const r = await endpoint.systemctl(args);
-  if (r.code === 0) return true;
-  diagnostics.push(errorDiag(EgressCode.systemctl, `${EGRESS_SERVER_ADDRESS}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, { address: EGRESS_SERVER_ADDRESS, detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000) }));
-  return false;
-}
+const unitOwner = (file: string) => readOwnedUnit(file, OWNER_KEY);
+const show = (endpoint: SystemdEndpoint, props: string[]) => showUnit(endpoint, EGRESS_UNIT, props);
+const ctl = (endpoint: SystemdEndpoint, args: string[], diagnostics: Diagnostic[]) => systemctlStep(endpoint, args, diagnostics, EgressCode.systemctl, EGRESS_SERVER_ADDRESS);

@@ -5,6 +5,7 @@
 
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { EGRESS_UNIT } from '../../egress/paths.js';
+import { renderServiceUnit, unsafeUnitValue, USER_SCOPE_HARDENING } from '../../support/service-unit.js';
 import { EgressCode } from './codes.js';
 
 export const EGRESS_SERVER_ADDRESS = 'egress.server';
@@ -20,38 +21,22 @@ export interface EgressUnitInput {
   extraService?: string[];
 }
 
-const UNSAFE = /[%$"'\\\s]/;
-const unsafe = (v: string): boolean => UNSAFE.test(v) || [...v].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
-
 export function renderEgressUnit(input: EgressUnitInput): { text?: string; diagnostics: Diagnostic[] } {
   const args = [input.node, input.bin, 'egress', 'serve', '--root', input.root, '--host', input.host];
-  const bad = args.filter((a) => a === '' || unsafe(a));
+  const bad = args.filter((a) => a === '' || unsafeUnitValue(a, { whitespace: true }));
   if (bad.length) {
     return { diagnostics: [errorDiag(EgressCode.unsafeUnitValue, `A value for ${EGRESS_UNIT} cannot be written into a unit file safely: ${JSON.stringify(bad[0])}.`, { address: EGRESS_SERVER_ADDRESS, detail: 'Unit lines must not contain whitespace, line breaks, %, $, quotes or backslashes. Use paths without them.' })] };
   }
   const r = input.root.replace(/\/$/, '');
   const hardening = input.scope === 'system'
     ? ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=read-only', 'PrivateTmp=no', `ReadWritePaths=-${r}/var/lib/agentvm/egress -${r}/run/agentvm/egress -${r}/var/log/agentvm`, 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX']
-    : ['NoNewPrivileges=yes'];
-  const lines = [
-    '# Rendered by agentvm: the egress proxy (decisions/0016). Do not edit; apply re-renders it.',
-    '[Unit]',
-    'Description=agentvm egress proxy',
-    'After=network.target',
-    `${OWNER_KEY}=${EGRESS_SERVER_ADDRESS}`,
-    '',
-    '[Service]',
-    'Type=exec',
-    `ExecStart=${args.join(' ')}`,
-    'ExecReload=/bin/kill -HUP $MAINPID',
-    'Restart=on-failure',
-    'RestartSec=1',
-    ...hardening,
-    ...(input.extraService ?? []),
-    '',
-    '[Install]',
-    `WantedBy=${input.scope === 'system' ? 'multi-user.target' : 'default.target'}`,
-    '',
-  ];
-  return { text: lines.join('\n'), diagnostics: [] };
+    : USER_SCOPE_HARDENING;
+  const text = renderServiceUnit({
+    comment: '# Rendered by agentvm: the egress proxy (decisions/0016). Do not edit; apply re-renders it.',
+    description: 'agentvm egress proxy',
+    unit: [`${OWNER_KEY}=${EGRESS_SERVER_ADDRESS}`],
+    service: [`ExecStart=${args.join(' ')}`, 'ExecReload=/bin/kill -HUP $MAINPID', 'Restart=on-failure', 'RestartSec=1', ...hardening, ...(input.extraService ?? [])],
+    scope: input.scope,
+  });
+  return { text, diagnostics: [] };
 }

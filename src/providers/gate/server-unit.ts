@@ -12,10 +12,10 @@
 //   - The digest covers the unit text and the settings: a port change restarts the unit even though its text is equal.
 
 import { createHash } from 'node:crypto';
-import { readFile, rm, unlink } from 'node:fs/promises';
+import { rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type { LiveResource, LockedResource, Reason } from '../../model/resources.js';
+import type { LiveResource, Reason } from '../../model/resources.js';
 import { HOST_WORKLOAD } from '../../model/index.js';
 import { canonicalJson } from '../../model/canonical-json.js';
 import { GateCode } from '../../gate/codes.js';
@@ -26,8 +26,8 @@ import { agentvmBin, GATE_OWNER_KEY, GATE_UNIT, renderGateUnit } from '../../gat
 import type { ApplyRequest, ApplyResponse, HostContext, PlanRequest, PlanResponse, ReadRequest, ReadResponse } from '../provider.js';
 import type { UnitScope } from '../systemd/analyze.js';
 import { mkdirOwned, writeAtomic } from '../systemd/provider.js';
-import { managerPath, parseShow, type SystemdEndpoint } from '../systemd/systemctl.js';
-import { parseUnitFile, valuesOf } from '../systemd/unit-file.js';
+import { managerPath, type SystemdEndpoint } from '../systemd/systemctl.js';
+import { readOwnedUnit, scopeOf, showUnit, systemctlStep } from '../systemd/own-unit.js';
 import { GateServerCode } from './codes.js';
 import { prepareGateState } from './state-access.js';
 
@@ -101,43 +101,11 @@ function isLiveGateServer(value: unknown): value is LiveGateServer {
   return typeof value === 'object' && value !== null && 'context' in value && 'unitDigest' in value;
 }
 
-/** The scope the desired config or the lockfile entry names; undefined for an orphan. */
-function scopeOf(config: Record<string, unknown> | undefined, locked: LockedResource | undefined): UnitScope | undefined {
-  const s = config?.scope ?? locked?.attributes?.scope;
-  return s === 'user' || s === 'system' ? s : undefined;
-}
-
-async function unitOwner(file: string): Promise<{ text: string; owner: string | undefined } | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  let owner: string | undefined;
-  try {
-    owner = valuesOf(parseUnitFile(text), 'Unit', GATE_OWNER_KEY).at(-1);
-  } catch {
-    owner = undefined;
-  }
-  return { text, owner };
-}
-
-async function show(endpoint: SystemdEndpoint, props: string[]): Promise<Record<string, string>> {
-  const r = await endpoint.systemctl(['show', GATE_UNIT, `--property=${props.join(',')}`]);
-  return r.code === 0 ? parseShow(r.stdout) : {};
-}
-
+const unitOwner = (file: string) => readOwnedUnit(file, GATE_OWNER_KEY);
+const show = (endpoint: SystemdEndpoint, props: string[]) => showUnit(endpoint, GATE_UNIT, props);
 /** Runs systemctl; a failure becomes an error diagnostic (false). */
-async function ctl(endpoint: SystemdEndpoint, args: string[], diagnostics: Diagnostic[]): Promise<boolean> {
-  const r = await endpoint.systemctl(args);
-  if (r.code === 0) return true;
-  diagnostics.push(errorDiag(GateServerCode.systemctl, `${GATE_SERVER_ADDRESS}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
-    address: GATE_SERVER_ADDRESS,
-    detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
-  }));
-  return false;
-}
+const ctl = (endpoint: SystemdEndpoint, args: string[], diagnostics: Diagnostic[]) => systemctlStep(endpoint, args, diagnostics, GateServerCode.systemctl, GATE_SERVER_ADDRESS);
+
 
 export interface GateServerUnitOptions {
   /** The systemd endpoint of a host and scope (shared with the routes' provider instance). */

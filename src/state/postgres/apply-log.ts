@@ -15,11 +15,11 @@ import type pg from 'pg';
 import { AgentvmError } from '../../diagnostics/index.js';
 import type { Address, LockedResource } from '../../model/resources.js';
 import type { AppendMarks, AppendResult, ApplyLogWrites } from '../apply-log.js';
-import { MIN_CHECKPOINT_INTERVAL } from '../apply-log.js';
+import { ApplyProgress, assertValidOps } from '../apply-progress.js';
 import { auditRecordProblem, buildRecord, serializeAuditRecord, auditHash, type AuditEntry, type AuditEvent } from '../audit-log.js';
 import type { ApplyLogHandle } from '../backend-types.js';
-import { applyOpsToDraft, canonicalOp, lockfileDraft, lockfileOpProblem, type Lockfile, type LockfileOp } from '../lockfile.js';
-import type { JournalFailure, JournalRecord, WalBatch, WalHeader } from '../wal.js';
+import { canonicalOp, type Lockfile, type LockfileOp } from '../lockfile.js';
+import type { JournalRecord, WalBatch, WalHeader } from '../wal.js';
 import { backendError, connect } from './errors.js';
 import { fence, type PgLease } from './lease.js';
 
@@ -39,13 +39,8 @@ export class PgApplyLog implements ApplyLogHandle {
   readonly #pool: pg.Pool;
   readonly #location: string;
   readonly #lease: PgLease;
-  #header: WalHeader;
-  readonly #draft: Lockfile;
-  #snapshot: Lockfile | undefined;
-  #resourceCount: number;
-  #batches = 0;
-  readonly #done: Set<Address>;
-  readonly #failed = new Map<Address, JournalFailure>();
+  /** The logical lockfile and the progress; `batches` counts the batch rows since the last checkpoint. */
+  readonly #progress: ApplyProgress;
   #state: 'open' | 'finished' | 'broken' = 'open';
   #queue: Promise<unknown> = Promise.resolve();
   readonly #writes: ApplyLogWrites = { appends: 0, appendedBytes: 0, lastAppendBytes: 0, checkpoints: 0, checkpointedBytes: 0 };
@@ -54,43 +49,29 @@ export class PgApplyLog implements ApplyLogHandle {
     this.#pool = init.pool;
     this.#location = init.location;
     this.#lease = init.lease;
-    this.#header = init.header;
-    this.#draft = init.draft;
+    this.#progress = new ApplyProgress(init.header, init.draft, init.header.failed ?? []);
     this.applyId = init.header.applyId;
     this.planDigest = init.header.planDigest;
     this.interrupted = init.interrupted;
-    this.#done = new Set(init.header.done ?? []);
-    for (const f of init.header.failed ?? []) this.#failed.set(f.address, f);
-    this.#resourceCount = Object.keys(init.draft.resources).length;
   }
 
   get lock(): Lockfile {
-    this.#snapshot ??= lockfileDraft(this.#draft);
-    return this.#snapshot;
+    return this.#progress.lock;
   }
   get serial(): number {
-    return this.#draft.serial;
+    return this.#progress.draft.serial;
   }
   get writes(): ApplyLogWrites {
     return { ...this.#writes };
   }
   get record(): JournalRecord {
-    return {
-      applyId: this.applyId,
-      planDigest: this.planDigest,
-      startedAt: this.#header.startedAt,
-      pid: this.#header.pid,
-      completed: [...this.#done],
-      failed: [...this.#failed.values()],
-      ...(this.#header.resumedFrom !== undefined ? { resumedFrom: this.#header.resumedFrom } : {}),
-    };
+    return this.#progress.record;
   }
   resource(address: Address): LockedResource | undefined {
-    const r = this.#draft.resources[address];
-    return r ? { ...r } : undefined;
+    return this.#progress.resource(address);
   }
   isDone(address: Address): boolean {
-    return this.#done.has(address);
+    return this.#progress.done.has(address);
   }
 
   append(ops: readonly LockfileOp[], marks: AppendMarks = {}): Promise<AppendResult> {
@@ -111,7 +92,7 @@ export class PgApplyLog implements ApplyLogHandle {
         await this.#checkpoint(client, 'finish');
       });
       this.#state = 'finished';
-      return this.#draft;
+      return this.#progress.draft;
     });
   }
 
@@ -129,12 +110,10 @@ export class PgApplyLog implements ApplyLogHandle {
     const canonical = ops.map(canonicalOp);
     // Exactly what a replay will read (drops undefined fields, copies the ops); checked before anything is written.
     const parsed = JSON.parse(JSON.stringify(canonical)) as LockfileOp[];
-    for (const op of parsed) {
-      const problem = lockfileOpProblem(op);
-      if (problem) throw new AgentvmError('state.invalid-lockfile', `Refusing to write an invalid lockfile change for host "${this.#draft.host}" (${problem}).`, { source: 'toolkit' });
-    }
+    const draft = this.#progress.draft;
+    assertValidOps(parsed, draft.host);
     let event: AuditEvent | null = null;
-    const seq = this.#batches + 1;
+    const seq = this.#progress.batches + 1;
     const batch: WalBatch = {
       seq,
       at: new Date().toISOString(),
@@ -152,44 +131,28 @@ export class PgApplyLog implements ApplyLogHandle {
       }
       const json = JSON.stringify(batch);
       bytes = Buffer.byteLength(json);
-      await client.query('INSERT INTO agentvm_wal (host, seq, serial, batch) VALUES ($1, $2, $3, $4)', [this.#draft.host, seq, this.#draft.serial + 1, json]);
-      await client.query('UPDATE agentvm_hosts SET serial = $2, lineage = $3 WHERE host = $1', [this.#draft.host, this.#draft.serial + 1, this.#draft.lineage]);
-      this.#applyBatch(batch);
-      if (this.#batches > Math.max(MIN_CHECKPOINT_INTERVAL, 2 * this.#resourceCount)) await this.#checkpoint(client, 'continue');
+      await client.query('INSERT INTO agentvm_wal (host, seq, serial, batch) VALUES ($1, $2, $3, $4)', [draft.host, seq, draft.serial + 1, json]);
+      await client.query('UPDATE agentvm_hosts SET serial = $2, lineage = $3 WHERE host = $1', [draft.host, draft.serial + 1, draft.lineage]);
+      this.#progress.apply(batch);
+      if (this.#progress.checkpointDue) await this.#checkpoint(client, 'continue');
     });
     this.#writes.appends++;
     this.#writes.appendedBytes += bytes;
     this.#writes.lastAppendBytes = bytes;
-    return { event, result: { seq, serial: this.#draft.serial } };
-  }
-
-  #applyBatch(batch: WalBatch): void {
-    for (const op of batch.ops) {
-      if (op.op === 'resource.set' && !(op.entry.address in this.#draft.resources)) this.#resourceCount++;
-      if (op.op === 'resource.delete' && op.address in this.#draft.resources) this.#resourceCount--;
-    }
-    applyOpsToDraft(this.#draft, batch.ops);
-    this.#draft.updatedAt = batch.at;
-    this.#draft.serial++;
-    this.#snapshot = undefined;
-    this.#batches = batch.seq;
-    if (batch.failed) this.#failed.set(batch.failed.address, batch.failed);
-    if (batch.done !== undefined) {
-      this.#failed.delete(batch.done);
-      this.#done.add(batch.done);
-    }
+    return { event, result: { seq, serial: draft.serial } };
   }
 
   /** Fencing token first, then the host row; refuses a state this log did not write last. Returns the audit head. */
   async #lockHost(client: pg.PoolClient): Promise<{ auditSeq: number; auditHash: string }> {
+    const draft = this.#progress.draft;
     await fence(client, this.#lease);
     const r = await client.query<{ lineage: string | null; serial: string; audit_seq: string; audit_hash: string }>(
       'SELECT lineage, serial, audit_seq, audit_hash FROM agentvm_hosts WHERE host = $1 FOR UPDATE',
-      [this.#draft.host],
+      [draft.host],
     );
     const row = r.rows[0];
-    if (!row || (row.lineage !== null && row.lineage !== this.#draft.lineage) || Number(row.serial) !== this.#draft.serial) {
-      throw new AgentvmError('state.wal-conflict', `Apply ${this.applyId} stopped: the state of host "${this.#draft.host}" in ${this.#location} was written by something else (serial ${row?.serial ?? 'none'}, expected ${this.#draft.serial}) while the apply held the lease.`, {
+    if (!row || (row.lineage !== null && row.lineage !== draft.lineage) || Number(row.serial) !== draft.serial) {
+      throw new AgentvmError('state.wal-conflict', `Apply ${this.applyId} stopped: the state of host "${draft.host}" in ${this.#location} was written by something else (serial ${row?.serial ?? 'none'}, expected ${draft.serial}) while the apply held the lease.`, {
         detail: 'Every write this apply acknowledged is recorded. Run `agentvm plan` to see the state, then apply again.',
       });
     }
@@ -197,14 +160,14 @@ export class PgApplyLog implements ApplyLogHandle {
   }
 
   async #checkpoint(client: pg.PoolClient, then: 'continue' | 'finish'): Promise<void> {
-    const host = this.#draft.host;
-    const doc = JSON.stringify(this.#draft);
+    const draft = this.#progress.draft;
+    const host = draft.host;
+    const doc = JSON.stringify(draft);
     if (then === 'finish') {
-      await client.query('UPDATE agentvm_hosts SET lockfile = $2, wal_header = NULL, lineage = $3, serial = $4 WHERE host = $1', [host, doc, this.#draft.lineage, this.#draft.serial]);
+      await client.query('UPDATE agentvm_hosts SET lockfile = $2, wal_header = NULL, lineage = $3, serial = $4 WHERE host = $1', [host, doc, draft.lineage, draft.serial]);
     } else {
-      this.#header = { ...this.#header, baseSerial: this.#draft.serial, done: [...this.#done], ...(this.#failed.size ? { failed: [...this.#failed.values()] } : {}) };
-      await client.query('UPDATE agentvm_hosts SET lockfile = $2, wal_header = $3 WHERE host = $1', [host, doc, JSON.stringify(this.#header)]);
-      this.#batches = 0;
+      await client.query('UPDATE agentvm_hosts SET lockfile = $2, wal_header = $3 WHERE host = $1', [host, doc, JSON.stringify(this.#progress.carriedHeader())]);
+      this.#progress.batches = 0;
     }
     await client.query('DELETE FROM agentvm_wal WHERE host = $1', [host]);
     this.#writes.checkpoints++;
