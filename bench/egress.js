@@ -41,11 +41,22 @@ const ip = (...a) => execFileSync('ip', a, { stdio: 'pipe' });
 
 function cleanup() {
   for (const c of children) c.kill('SIGTERM');
-  try { ip('link', 'del', vh); } catch { /* gone */ }
-  try { ip('netns', 'del', ns); } catch { /* gone */ }
+  try {
+    ip('link', 'del', vh);
+  } catch {
+    /* gone */
+  }
+  try {
+    ip('netns', 'del', ns);
+  } catch {
+    /* gone */
+  }
   rmSync(dir, { recursive: true, force: true });
 }
-process.on('SIGINT', () => { cleanup(); process.exit(130); });
+process.on('SIGINT', () => {
+  cleanup();
+  process.exit(130);
+});
 
 function waitFor(check, what, ms = 15_000) {
   const until = Date.now() + ms;
@@ -71,16 +82,59 @@ async function setup() {
   ip('-n', ns, 'link', 'set', 'lo', 'up');
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`, '-keyout', key, '-out', cert], { stdio: 'pipe' });
-  const up = spawn('ip', ['netns', 'exec', ns, process.execPath, join(ROOT, 'test/support/egress-upstream.mjs'), JSON.stringify({ addresses: [v4], records: { [NAME]: { A: [v4] } }, cert, key })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${NAME}`,
+      '-addext',
+      `subjectAltName=DNS:${NAME}`,
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'pipe' },
+  );
+  const up = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      ns,
+      process.execPath,
+      join(ROOT, 'test/support/egress-upstream.mjs'),
+      JSON.stringify({ addresses: [v4], records: { [NAME]: { A: [v4] } }, cert, key }),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   children.push(up);
   await new Promise((resolve) => up.stdout.on('data', (d) => d.toString().includes('ready') && resolve()));
   // The proxy as apply installs it: rules.json under a host root, `agentvm egress serve` reading it.
   const root = join(dir, 'root');
   const socket = join(root, 'run/agentvm/egress/unit.bench.p/proxy.sock');
   mkdirSync(join(root, 'var/lib/agentvm/egress'), { recursive: true });
-  writeFileSync(join(root, 'var/lib/agentvm/egress/rules.json'), JSON.stringify({ version: 1, host: 'bench', resolvers: [v4], callers: [{ id: 'unit.bench.p', workload: 'bench', entries: [{ host: NAME, port: 443 }], socket, inbound: null }] }));
-  const proxy = spawn(process.execPath, [BIN, 'egress', 'serve', '--root', root, '--host', 'bench'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  writeFileSync(
+    join(root, 'var/lib/agentvm/egress/rules.json'),
+    JSON.stringify({
+      version: 1,
+      host: 'bench',
+      resolvers: [v4],
+      callers: [{ id: 'unit.bench.p', workload: 'bench', entries: [{ host: NAME, port: 443 }], socket, inbound: null }],
+    }),
+  );
+  const proxy = spawn(process.execPath, [BIN, 'egress', 'serve', '--root', root, '--host', 'bench'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   children.push(proxy);
   await waitFor(() => existsSync(join(root, 'var/lib/agentvm/egress/status.json')), 'the egress proxy');
   return { ca: readFileSync(cert), socket };
@@ -95,13 +149,19 @@ function fetchOnce(ca, socketFactory) {
       const s = tls.connect({ socket: raw, servername: NAME, ca });
       let got = 0;
       let head = '';
-      s.once('secureConnect', () => s.write(`GET /bytes/${BYTES} HTTP/1.1\r\nHost: ${NAME}\r\nConnection: close\r\n\r\n`));
+      s.once('secureConnect', () =>
+        s.write(`GET /bytes/${BYTES} HTTP/1.1\r\nHost: ${NAME}\r\nConnection: close\r\n\r\n`),
+      );
       s.on('data', (d) => {
         got += d.length;
         if (head.length < 12) head += d.toString('latin1', 0, 12);
       });
       s.once('error', reject);
-      s.once('close', () => (head.startsWith('HTTP/1.1 200') && got > BYTES ? resolve(performance.now() - t0) : reject(new Error(`bad response (${got} bytes)`))));
+      s.once('close', () =>
+        head.startsWith('HTTP/1.1 200') && got > BYTES
+          ? resolve(performance.now() - t0)
+          : reject(new Error(`bad response (${got} bytes)`)),
+      );
     });
   });
 }
@@ -131,12 +191,14 @@ async function run(ca, factory) {
   const times = [];
   let next = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < REQUESTS) {
-      next++;
-      times.push(await fetchOnce(ca, factory));
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < REQUESTS) {
+        next++;
+        times.push(await fetchOnce(ca, factory));
+      }
+    }),
+  );
   const wall = (performance.now() - t0) / 1000;
   // Latency without queueing: sequential requests, one at a time.
   const seq = [];
@@ -147,25 +209,38 @@ async function run(ca, factory) {
 
 try {
   const { ca, socket } = await setup();
-  for (let i = 0; i < 30; i++) { await fetchOnce(ca, direct); await fetchOnce(ca, viaProxy(socket)); } // warm-up
+  for (let i = 0; i < 30; i++) {
+    await fetchOnce(ca, direct);
+    await fetchOnce(ca, viaProxy(socket));
+  } // warm-up
   const rows = { direct: [], proxy: [] };
   for (let r = 0; r < ROUNDS; r++) {
     rows.direct.push(await run(ca, direct));
     rows.proxy.push(await run(ca, viaProxy(socket)));
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const sum = (rs) => ({ rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)) });
+  const sum = (rs) => ({
+    rps: median(rs.map((x) => x.rps)),
+    p50: median(rs.map((x) => x.p50)),
+    p99: median(rs.map((x) => x.p99)),
+  });
   const d = sum(rows.direct);
   const p = sum(rows.proxy);
   const added = p.p50 - d.p50;
   const ratio = p.rps / d.rps;
   const f = (n) => n.toFixed(2);
-  console.log(`16 KiB HTTPS, fresh connection per request, ${REQUESTS} requests × ${ROUNDS} rounds, ${CONCURRENCY} concurrent (latency: sequential)`);
+  console.log(
+    `16 KiB HTTPS, fresh connection per request, ${REQUESTS} requests × ${ROUNDS} rounds, ${CONCURRENCY} concurrent (latency: sequential)`,
+  );
   console.log(`direct:  ${d.rps.toFixed(0)} req/s  p50 ${f(d.p50)} ms  p99 ${f(d.p99)} ms`);
   console.log(`proxy:   ${p.rps.toFixed(0)} req/s  p50 ${f(p.p50)} ms  p99 ${f(p.p99)} ms`);
   console.log(`added p50 latency: ${f(added)} ms (target < 1 ms): ${added < 1 ? 'PASS' : 'MISS'}`);
   console.log(`throughput ratio proxy/direct: ${ratio.toFixed(2)} (target ≥ 0.8): ${ratio >= 0.8 ? 'PASS' : 'MISS'}`);
-  console.log(`load average: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(
+    `load average: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
 } finally {
   cleanup();
 }

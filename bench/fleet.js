@@ -26,7 +26,8 @@ function parseArgs(argv) {
     else if (['--workloads', '--hosts', '--leases', '--runs'].includes(a)) o[a.slice(2)] = Number(argv[++i]);
     else throw new Error(`unknown argument ${a}`);
   }
-  for (const k of ['workloads', 'hosts', 'leases', 'runs']) if (!Number.isSafeInteger(o[k]) || o[k] < 1) throw new Error(`--${k} must be a positive integer`);
+  for (const k of ['workloads', 'hosts', 'leases', 'runs'])
+    if (!Number.isSafeInteger(o[k]) || o[k] < 1) throw new Error(`--${k} must be a positive integer`);
   return o;
 }
 
@@ -40,11 +41,26 @@ function startCluster() {
     chownSync(dir, as.uid, as.gid);
   }
   const run = (tool, args) => {
-    const r = spawnSync(join(PG_BIN, tool), args, { ...as, cwd: dir, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C.UTF-8' } });
-    if (r.status !== 0) throw new Error(`${tool} failed: ${r.stdout}${r.stderr}\nInstall PostgreSQL: apt-get install postgresql`);
+    const r = spawnSync(join(PG_BIN, tool), args, {
+      ...as,
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, LC_ALL: 'C.UTF-8' },
+    });
+    if (r.status !== 0)
+      throw new Error(`${tool} failed: ${r.stdout}${r.stderr}\nInstall PostgreSQL: apt-get install postgresql`);
   };
   run('initdb', ['-D', join(dir, 'data'), '-A', 'trust', '-U', 'agentvm', '-E', 'UTF8', '--no-sync']);
-  run('pg_ctl', ['-D', join(dir, 'data'), '-l', join(dir, 'log'), '-o', `-k ${dir} -c listen_addresses='' -c max_connections=100`, '-w', 'start']);
+  run('pg_ctl', [
+    '-D',
+    join(dir, 'data'),
+    '-l',
+    join(dir, 'log'),
+    '-o',
+    `-k ${dir} -c listen_addresses='' -c max_connections=100`,
+    '-w',
+    'start',
+  ]);
   return {
     url: `postgresql://agentvm@/postgres?host=${encodeURIComponent(dir)}`,
     stop() {
@@ -81,12 +97,29 @@ async function main() {
     const repo = generatedFleet(o.workloads);
     const root = mkdtempSync(join(os.tmpdir(), 'agentvm-bench-fleet-root-'));
     const empty = mkdtempSync(join(os.tmpdir(), 'agentvm-bench-fleet-elsewhere-'));
-    cleanup.push(() => rmSync(repo, { recursive: true, force: true }), () => rmSync(root, { recursive: true, force: true }), () => rmSync(empty, { recursive: true, force: true }));
+    cleanup.push(
+      () => rmSync(repo, { recursive: true, force: true }),
+      () => rmSync(root, { recursive: true, force: true }),
+      () => rmSync(empty, { recursive: true, force: true }),
+    );
     const session = await makePlan({ repo, ref: 'HEAD', host: 'bench', root });
-    await pg.publishFacts('bench', null, 'no-changes', { formatVersion: 1, host: 'bench', commit: null, target: null, status: 'no-changes', drift: [], health: { ok: true, failing: [] }, liveFingerprint: session.plan.liveFingerprint, reads: publishableReads(session.reads) });
+    await pg.publishFacts('bench', null, 'no-changes', {
+      formatVersion: 1,
+      host: 'bench',
+      commit: null,
+      target: null,
+      status: 'no-changes',
+      drift: [],
+      health: { ok: true, failing: [] },
+      liveFingerprint: session.plan.liveFingerprint,
+      reads: publishableReads(session.reads),
+    });
     const planArgs = ['plan', '--repo', repo, '--host', 'bench', '--format', 'json'];
     const local = timeCommand(process.execPath, [BIN, ...planArgs, '--root', root], { runs: o.runs, env });
-    const remote = timeCommand(process.execPath, [BIN, ...planArgs, '--remote', '--root', empty], { runs: o.runs, env });
+    const remote = timeCommand(process.execPath, [BIN, ...planArgs, '--remote', '--root', empty], {
+      runs: o.runs,
+      env,
+    });
 
     // 2. fleet status over H published records (each with a summary and 10 provider reads, like a small host).
     const client = await pg.pool.connect();
@@ -96,10 +129,41 @@ async function main() {
         [o.hosts],
       );
       const facts = (i) => ({
-        formatVersion: 1, host: `sim-${String(i).padStart(5, '0')}`, commit: 'c'.repeat(40), target: 'c'.repeat(40), status: 'applied', wave: 'rest',
-        plan: { id: `sha256:${'a'.repeat(64)}`, summary: { create: 0, update: 0, replace: 0, delete: 0, noop: 10, drift: 0, errors: 0, warnings: 0, worstAction: 'noop', worstEffect: 'none' } },
-        drift: [], health: { ok: true, failing: [] }, liveFingerprint: `sha256:${'b'.repeat(64)}`,
-        reads: { live: Array.from({ length: 10 }, (_, k) => ({ address: `unit.w${k}.p`, provider: 'systemd.gateway', exists: true, identity: 'x', digest: `sha256:${'d'.repeat(64)}` })), owned: [], diagnostics: [] },
+        formatVersion: 1,
+        host: `sim-${String(i).padStart(5, '0')}`,
+        commit: 'c'.repeat(40),
+        target: 'c'.repeat(40),
+        status: 'applied',
+        wave: 'rest',
+        plan: {
+          id: `sha256:${'a'.repeat(64)}`,
+          summary: {
+            create: 0,
+            update: 0,
+            replace: 0,
+            delete: 0,
+            noop: 10,
+            drift: 0,
+            errors: 0,
+            warnings: 0,
+            worstAction: 'noop',
+            worstEffect: 'none',
+          },
+        },
+        drift: [],
+        health: { ok: true, failing: [] },
+        liveFingerprint: `sha256:${'b'.repeat(64)}`,
+        reads: {
+          live: Array.from({ length: 10 }, (_, k) => ({
+            address: `unit.w${k}.p`,
+            provider: 'systemd.gateway',
+            exists: true,
+            identity: 'x',
+            digest: `sha256:${'d'.repeat(64)}`,
+          })),
+          owned: [],
+          diagnostics: [],
+        },
       });
       for (let i = 1; i <= o.hosts; i += 200) {
         const batch = Array.from({ length: Math.min(200, o.hosts - i + 1) }, (_, k) => facts(i + k));
@@ -112,7 +176,10 @@ async function main() {
       client.release();
     }
     const nodeStart = timeCommand(process.execPath, ['-e', '0'], { runs: o.runs });
-    const status = timeCommand(process.execPath, [BIN, 'fleet', 'status', '--json', '--root', empty], { runs: o.runs, env });
+    const status = timeCommand(process.execPath, [BIN, 'fleet', 'status', '--json', '--root', empty], {
+      runs: o.runs,
+      env,
+    });
     // The same in this process: the query and its shaping, without the CLI's start-up.
     const { fleetStatus } = await dist('app/fleet-status.js');
     const { selectStateBackend, closeStateBackends } = await dist('app/state-backend.js');
@@ -149,16 +216,30 @@ async function main() {
       load: os.loadavg().map((x) => Number(x.toFixed(2))),
       cores: os.cpus().length,
       remotePlan: { workloads: o.workloads, localSeconds: local, remoteSeconds: remote, ratio: remote / local },
-      fleetStatus: { hosts: o.hosts, seconds: status, inProcessSeconds: statusInProcess, nodeStartSeconds: nodeStart, ratioToNodeStart: status / nodeStart, target: 1, pass: status < 1 },
+      fleetStatus: {
+        hosts: o.hosts,
+        seconds: status,
+        inProcessSeconds: statusInProcess,
+        nodeStartSeconds: nodeStart,
+        ratioToNodeStart: status / nodeStart,
+        target: 1,
+        pass: status < 1,
+      },
       leases: { perSecondPostgres: pgLeases, perSecondLocal: localLeases, ratio: pgLeases / localLeases },
     };
     if (o.json) {
       console.log(JSON.stringify(result, null, 2));
     } else {
       console.log(`load average ${result.load.join(' ')} on ${result.cores} cores`);
-      console.log(`remote plan, 1 host of ${o.workloads} workloads: ${fmt(remote)} vs local plan ${fmt(local)} (×${result.remotePlan.ratio.toFixed(2)})`);
-      console.log(`fleet status --json over ${o.hosts} published hosts: ${fmt(status)} (node -e 0: ${fmt(nodeStart)}, ×${result.fleetStatus.ratioToNodeStart.toFixed(1)}); in-process query ${fmt(statusInProcess)}; target < 1 s: ${result.fleetStatus.pass ? 'PASS' : 'MISS'}`);
-      console.log(`lease acquire+release: PostgreSQL ${pgLeases.toFixed(0)}/s vs local files ${localLeases.toFixed(0)}/s (×${result.leases.ratio.toFixed(2)})`);
+      console.log(
+        `remote plan, 1 host of ${o.workloads} workloads: ${fmt(remote)} vs local plan ${fmt(local)} (×${result.remotePlan.ratio.toFixed(2)})`,
+      );
+      console.log(
+        `fleet status --json over ${o.hosts} published hosts: ${fmt(status)} (node -e 0: ${fmt(nodeStart)}, ×${result.fleetStatus.ratioToNodeStart.toFixed(1)}); in-process query ${fmt(statusInProcess)}; target < 1 s: ${result.fleetStatus.pass ? 'PASS' : 'MISS'}`,
+      );
+      console.log(
+        `lease acquire+release: PostgreSQL ${pgLeases.toFixed(0)}/s vs local files ${localLeases.toFixed(0)}/s (×${result.leases.ratio.toFixed(2)})`,
+      );
     }
   } finally {
     for (const c of cleanup.reverse()) c();

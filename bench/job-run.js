@@ -38,8 +38,18 @@ function parseArgs(argv) {
 
 function testImage() {
   const out = execFileSync(join(ROOT, 'scripts/build-test-image.sh'), [], { encoding: 'utf8' });
-  const values = Object.fromEntries(out.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-  return { kernel: values.AGENTVM_KERNEL, kernelSha256: values.AGENTVM_KERNEL_SHA256, initrd: values.AGENTVM_INITRD, initrdSha256: values.AGENTVM_INITRD_SHA256 };
+  const values = Object.fromEntries(
+    out
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+  return {
+    kernel: values.AGENTVM_KERNEL,
+    kernelSha256: values.AGENTVM_KERNEL_SHA256,
+    initrd: values.AGENTVM_INITRD,
+    initrdSha256: values.AGENTVM_INITRD_SHA256,
+  };
 }
 
 /** A desired-state repo with one host and two job workloads (no network; one loopback egress rule), and a root. */
@@ -53,10 +63,15 @@ function fixture(base, image) {
   const commit = git(source, 'rev-parse', 'HEAD').trim();
   const repo = join(base, 'repo');
   const files = {
-    'hosts/bench.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads: [noop, noop-net]\n  microvm:\n    accel: tcg\n',
+    'hosts/bench.yaml':
+      'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads: [noop, noop-net]\n  microvm:\n    accel: tcg\n',
   };
-  for (const [name, egress] of [['noop', ''], ['noop-net', '  egress:\n    - host: 127.0.0.1\n      port: 9\n']]) {
-    files[`workloads/${name}/contract.yaml`] = `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  owner: bench@example.com\n  riskTier: low\n  substrate: job\n  tools: []\n${egress}`;
+  for (const [name, egress] of [
+    ['noop', ''],
+    ['noop-net', '  egress:\n    - host: 127.0.0.1\n      port: 9\n'],
+  ]) {
+    files[`workloads/${name}/contract.yaml`] =
+      `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  owner: bench@example.com\n  riskTier: low\n  substrate: job\n  tools: []\n${egress}`;
     files[`workloads/${name}/manifest.yaml`] =
       `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: ${name}\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ../source\n      commit: ${commit}\n  jobs:\n    - name: run\n` +
       `      kernel: { file: vmlinuz, sha256: ${image.kernelSha256} }\n      rootfs: { file: initramfs.cpio.gz, sha256: ${image.initrdSha256}, format: initramfs }\n      command: [sh, -c, 'true']\n      timeoutSeconds: 60\n`;
@@ -99,16 +114,54 @@ async function main() {
   try {
     const { repo, root } = fixture(base, image);
     // A run boots the definition apply installed (ADR 0009); installing it is not part of the measured path.
-    const applied = spawnSync(process.execPath, [BIN, 'apply', '--auto-approve', '--repo', repo, '--root', root, '--host', 'bench'], { encoding: 'utf8' });
-    if (applied.status !== 0) throw new Error(`agentvm apply failed (exit ${applied.status}):\n${applied.stdout}${applied.stderr}`);
+    const applied = spawnSync(
+      process.execPath,
+      [BIN, 'apply', '--auto-approve', '--repo', repo, '--root', root, '--host', 'bench'],
+      { encoding: 'utf8' },
+    );
+    if (applied.status !== 0)
+      throw new Error(`agentvm apply failed (exit ${applied.status}):\n${applied.stdout}${applied.stderr}`);
     // The bare boot stops the way agentvm does: the moment the guest's EXIT record arrives, QEMU is killed (the
     // image's own poweroff comes only 3 s later, as a fallback). Same kernel, initramfs, accelerator and cmdline.
     const bare = () =>
       new Promise((resolve, reject) => {
         const nonce = randomBytes(16).toString('hex');
-        const append = ['console=ttyS0', 'panic=-1', ...(tsc === null ? [] : [`tsc_early_khz=${tsc}`]), `agentvm.nonce=${nonce}`, `agentvm.job=${Buffer.from('true\n').toString('base64')}`, 'loglevel=1', 'edd=off'];
+        const append = [
+          'console=ttyS0',
+          'panic=-1',
+          ...(tsc === null ? [] : [`tsc_early_khz=${tsc}`]),
+          `agentvm.nonce=${nonce}`,
+          `agentvm.job=${Buffer.from('true\n').toString('base64')}`,
+          'loglevel=1',
+          'edd=off',
+        ];
         const t = process.hrtime.bigint();
-        const child = spawn('qemu-system-x86_64', ['-M', 'microvm,x-option-roms=off,isa-serial=on,rtc=on', '-accel', 'tcg', '-m', '256', '-smp', '1', '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio', '-kernel', image.kernel, '-initrd', image.initrd, '-append', append.join(' '), '-no-reboot'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(
+          'qemu-system-x86_64',
+          [
+            '-M',
+            'microvm,x-option-roms=off,isa-serial=on,rtc=on',
+            '-accel',
+            'tcg',
+            '-m',
+            '256',
+            '-smp',
+            '1',
+            '-nodefaults',
+            '-no-user-config',
+            '-nographic',
+            '-serial',
+            'stdio',
+            '-kernel',
+            image.kernel,
+            '-initrd',
+            image.initrd,
+            '-append',
+            append.join(' '),
+            '-no-reboot',
+          ],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
         let out = '';
         let sawExit = false;
         child.stdout.setEncoding('utf8').on('data', (d) => {
@@ -129,7 +182,8 @@ async function main() {
     const inProcess = { job: [], jobNet: [] };
     const agentvm = (target, key) => {
       const r = timed(process.execPath, [BIN, 'job', 'run', target, '--root', root, '--json']);
-      if (r.status !== 0) throw new Error(`agentvm job run ${target} failed (exit ${r.status}):\n${r.output.slice(-2000)}`);
+      if (r.status !== 0)
+        throw new Error(`agentvm job run ${target} failed (exit ${r.status}):\n${r.output.slice(-2000)}`);
       if (key !== undefined) inProcess[key].push(JSON.parse(r.output).durationMs / 1000);
       return r.seconds;
     };
@@ -139,7 +193,9 @@ async function main() {
     const times = { bare: [], job: [], jobNet: [] };
     const loads = { bare: [], job: [], jobNet: [] };
     // Spinners: each keeps one core busy until killed (a plain busy loop, no I/O).
-    const spinners = Array.from({ length: opts.busy }, () => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+    const spinners = Array.from({ length: opts.busy }, () =>
+      spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }),
+    );
     try {
       for (let i = 0; i < opts.runs; i++) {
         loads.bare.push(loadavg()[0]);
@@ -153,7 +209,13 @@ async function main() {
       for (const s of spinners) s.kill('SIGKILL');
     }
     const loadOf = (key) => `load ${loads[key][0].toFixed(1)}→${loads[key].at(-1).toFixed(1)}`;
-    const m = { bare: median(times.bare), job: median(times.job), jobNet: median(times.jobNet), runJob: median(inProcess.job), runJobNet: median(inProcess.jobNet) };
+    const m = {
+      bare: median(times.bare),
+      job: median(times.job),
+      jobNet: median(times.jobNet),
+      runJob: median(inProcess.job),
+      runJobNet: median(inProcess.jobNet),
+    };
     const overhead = (x) => (x / m.bare - 1) * 100;
     const result = {
       runs: opts.runs,
@@ -172,11 +234,21 @@ async function main() {
     };
     if (opts.json) console.log(JSON.stringify(result, null, 2));
     else {
-      console.log(`bare qemu-system-x86_64 boot → job EXIT, killed ${m.bare.toFixed(3)} s  (median of ${opts.runs}; ${Math.min(...times.bare).toFixed(3)}–${Math.max(...times.bare).toFixed(3)}; ${loadOf('bare')}; ${opts.busy} busy-loop process(es))`);
-      console.log(`agentvm job run (no network) boot → teardown     ${m.job.toFixed(3)} s  ${overhead(m.job) >= 0 ? '+' : ''}${overhead(m.job).toFixed(1)}%  (${Math.min(...times.job).toFixed(3)}–${Math.max(...times.job).toFixed(3)}; ${loadOf('job')})`);
-      console.log(`agentvm job run (egress: netns+tap+nft+proxy)    ${m.jobNet.toFixed(3)} s  ${overhead(m.jobNet) >= 0 ? '+' : ''}${overhead(m.jobNet).toFixed(1)}%  (${Math.min(...times.jobNet).toFixed(3)}–${Math.max(...times.jobNet).toFixed(3)}; ${loadOf('jobNet')})`);
-      console.log(`… of which inside agentvm (definition read → teardown): ${m.runJob.toFixed(3)} s (${overhead(m.runJob) >= 0 ? '+' : ''}${overhead(m.runJob).toFixed(1)}%); with egress ${m.runJobNet.toFixed(3)} s; the rest is Node + CLI start`);
-      console.log(`target (CLI overhead under 25%; under 35% with egress): ${result.targetMet ? 'met' : 'NOT met'}; with egress ${result.egressTargetMet ? 'met' : 'NOT met'}`);
+      console.log(
+        `bare qemu-system-x86_64 boot → job EXIT, killed ${m.bare.toFixed(3)} s  (median of ${opts.runs}; ${Math.min(...times.bare).toFixed(3)}–${Math.max(...times.bare).toFixed(3)}; ${loadOf('bare')}; ${opts.busy} busy-loop process(es))`,
+      );
+      console.log(
+        `agentvm job run (no network) boot → teardown     ${m.job.toFixed(3)} s  ${overhead(m.job) >= 0 ? '+' : ''}${overhead(m.job).toFixed(1)}%  (${Math.min(...times.job).toFixed(3)}–${Math.max(...times.job).toFixed(3)}; ${loadOf('job')})`,
+      );
+      console.log(
+        `agentvm job run (egress: netns+tap+nft+proxy)    ${m.jobNet.toFixed(3)} s  ${overhead(m.jobNet) >= 0 ? '+' : ''}${overhead(m.jobNet).toFixed(1)}%  (${Math.min(...times.jobNet).toFixed(3)}–${Math.max(...times.jobNet).toFixed(3)}; ${loadOf('jobNet')})`,
+      );
+      console.log(
+        `… of which inside agentvm (definition read → teardown): ${m.runJob.toFixed(3)} s (${overhead(m.runJob) >= 0 ? '+' : ''}${overhead(m.runJob).toFixed(1)}%); with egress ${m.runJobNet.toFixed(3)} s; the rest is Node + CLI start`,
+      );
+      console.log(
+        `target (CLI overhead under 25%; under 35% with egress): ${result.targetMet ? 'met' : 'NOT met'}; with egress ${result.egressTargetMet ? 'met' : 'NOT met'}`,
+      );
     }
   } finally {
     cleanup();

@@ -12,11 +12,20 @@ export const BIN = join(ROOT, 'bin', 'run.js');
 
 const GIT_ENV = {
   ...process.env,
-  GIT_AUTHOR_NAME: 'bench', GIT_AUTHOR_EMAIL: 'bench@agentvm.invalid', GIT_AUTHOR_DATE: '2025-01-01T00:00:00Z',
-  GIT_COMMITTER_NAME: 'bench', GIT_COMMITTER_EMAIL: 'bench@agentvm.invalid', GIT_COMMITTER_DATE: '2025-01-01T00:00:00Z',
-  GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_AUTHOR_NAME: 'bench',
+  GIT_AUTHOR_EMAIL: 'bench@agentvm.invalid',
+  GIT_AUTHOR_DATE: '2025-01-01T00:00:00Z',
+  GIT_COMMITTER_NAME: 'bench',
+  GIT_COMMITTER_EMAIL: 'bench@agentvm.invalid',
+  GIT_COMMITTER_DATE: '2025-01-01T00:00:00Z',
+  GIT_CONFIG_NOSYSTEM: '1',
+  GIT_CONFIG_GLOBAL: '/dev/null',
   // No automatic gc in the background after a big commit: it makes the explicit `git gc` fail ("already running").
-  GIT_CONFIG_COUNT: '2', GIT_CONFIG_KEY_0: 'gc.auto', GIT_CONFIG_VALUE_0: '0', GIT_CONFIG_KEY_1: 'maintenance.auto', GIT_CONFIG_VALUE_1: 'false',
+  GIT_CONFIG_COUNT: '2',
+  GIT_CONFIG_KEY_0: 'gc.auto',
+  GIT_CONFIG_VALUE_0: '0',
+  GIT_CONFIG_KEY_1: 'maintenance.auto',
+  GIT_CONFIG_VALUE_1: 'false',
 };
 
 export function git(dir, ...args) {
@@ -28,9 +37,14 @@ export function timeCommand(cmd, args, { runs = 5, env = {}, okCodes = [0] } = {
   const times = [];
   for (let i = 0; i <= runs; i++) {
     const t = process.hrtime.bigint();
-    const r = spawnSync(cmd, args, { env: { ...process.env, NO_COLOR: '1', ...env }, encoding: 'utf8', maxBuffer: 1 << 28 });
+    const r = spawnSync(cmd, args, {
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      encoding: 'utf8',
+      maxBuffer: 1 << 28,
+    });
     const dt = Number(process.hrtime.bigint() - t) / 1e9;
-    if (!okCodes.includes(r.status)) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr || r.stdout}`);
+    if (!okCodes.includes(r.status))
+      throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr || r.stdout}`);
     if (i > 0) times.push(dt);
   }
   times.sort((a, b) => a - b);
@@ -57,7 +71,10 @@ export function generatedFleet(n) {
       writeFileSync(join(dir, p), text);
     }
   }
-  writeFileSync(join(dir, 'hosts', 'bench.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads:${names.length ? `\n${names.map((w) => `    - ${w}`).join('\n')}` : ' []'}\n`);
+  writeFileSync(
+    join(dir, 'hosts', 'bench.yaml'),
+    `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads:${names.length ? `\n${names.map((w) => `    - ${w}`).join('\n')}` : ' []'}\n`,
+  );
   git(dir, 'init', '-q', '-b', 'main');
   git(dir, 'add', '-A');
   git(dir, 'commit', '-q', '-m', `fleet with ${n} generated workloads`);
@@ -77,7 +94,11 @@ export function fmt(seconds) {
 export function runStreaming(cmd, args, { env = {}, cwd, okCodes = [0], onLine = () => {} } = {}) {
   return new Promise((resolve, reject) => {
     const t = process.hrtime.bigint();
-    const child = spawn(cmd, args, { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      cwd,
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const kept = { stdout: '', stderr: '' };
     for (const stream of ['stdout', 'stderr']) {
       let partial = '';
@@ -96,7 +117,12 @@ export function runStreaming(cmd, args, { env = {}, cwd, okCodes = [0], onLine =
     child.on('error', reject);
     child.on('close', (status) => {
       const seconds = Number(process.hrtime.bigint() - t) / 1e9;
-      if (!okCodes.includes(status)) reject(new Error(`${cmd} ${args.join(' ')} exited ${status} after ${seconds.toFixed(1)} s:\n${kept.stderr || kept.stdout}`));
+      if (!okCodes.includes(status))
+        reject(
+          new Error(
+            `${cmd} ${args.join(' ')} exited ${status} after ${seconds.toFixed(1)} s:\n${kept.stderr || kept.stdout}`,
+          ),
+        );
       else resolve({ seconds, status, ...kept });
     });
   });
@@ -126,11 +152,20 @@ export function releaseFleet(n, source) {
     const name = `w-${String(i).padStart(5, '0')}`;
     names.push(name);
     mkdirSync(join(dir, 'workloads', name), { recursive: true });
-    writeFileSync(join(dir, 'workloads', name, 'contract.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  owner: bench@example.com\n  riskTier: low\n  substrate: service\n`);
-    writeFileSync(join(dir, 'workloads', name, 'manifest.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: ${name}\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source.repo}\n      commit: ${source.commit}\n  profiles:\n    - name: p-${name}\n      entrypoint: [python3, main.py]\n`);
+    writeFileSync(
+      join(dir, 'workloads', name, 'contract.yaml'),
+      `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  owner: bench@example.com\n  riskTier: low\n  substrate: service\n`,
+    );
+    writeFileSync(
+      join(dir, 'workloads', name, 'manifest.yaml'),
+      `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: ${name}\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source.repo}\n      commit: ${source.commit}\n  profiles:\n    - name: p-${name}\n      entrypoint: [python3, main.py]\n`,
+    );
   }
   mkdirSync(join(dir, 'hosts'));
-  writeFileSync(join(dir, 'hosts', 'bench.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads:${names.length ? `\n${names.map((w) => `    - ${w}`).join('\n')}` : ' []'}\n`);
+  writeFileSync(
+    join(dir, 'hosts', 'bench.yaml'),
+    `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads:${names.length ? `\n${names.map((w) => `    - ${w}`).join('\n')}` : ' []'}\n`,
+  );
   try {
     git(dir, 'init', '-q', '-b', 'main');
     git(dir, 'add', '-A');

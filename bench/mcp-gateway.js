@@ -54,7 +54,14 @@ try {
   const offered = (await direct.listTools()).tools;
   const pins = ['add', 'echo'].map((name) => ({ name, sha256: toolDigest(offered.find((t) => t.name === name)) }));
   const audit = new McpAuditLog(join(dir, 'audit.jsonl'), 'bench');
-  const gateway = new McpGateway({ workload: 'bench', profile: 'main', servers: [{ name: 'testsrv', command: [process.execPath, SERVER], tools: pins }], socketPath: join(dir, 'mcp.sock'), audit: audit.record, env });
+  const gateway = new McpGateway({
+    workload: 'bench',
+    profile: 'main',
+    servers: [{ name: 'testsrv', command: [process.execPath, SERVER], tools: pins }],
+    socketPath: join(dir, 'mcp.sock'),
+    audit: audit.record,
+    env,
+  });
   await gateway.start();
   const viaGateway = await client(new SocketClientTransport(join(dir, 'mcp.sock')));
 
@@ -63,13 +70,21 @@ try {
     const d = await timeCalls(direct);
     const g = await timeCalls(viaGateway);
     rows.push({ d, g });
-    console.log(`round ${r}: direct p50 ${d.p50.toFixed(3)} ms p99 ${d.p99.toFixed(3)} ms | gateway p50 ${g.p50.toFixed(3)} ms p99 ${g.p99.toFixed(3)} ms | added p50 ${(g.p50 - d.p50).toFixed(3)} ms`);
+    console.log(
+      `round ${r}: direct p50 ${d.p50.toFixed(3)} ms p99 ${d.p99.toFixed(3)} ms | gateway p50 ${g.p50.toFixed(3)} ms p99 ${g.p99.toFixed(3)} ms | added p50 ${(g.p50 - d.p50).toFixed(3)} ms`,
+    );
   }
   const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const added = median(rows.map((x) => x.g.p50 - x.d.p50));
-  console.log(`added per call (median of rounds, p50): ${added.toFixed(3)} ms — target < 2 ms: ${added < 2 ? 'PASS' : 'MISS'}`);
+  console.log(
+    `added per call (median of rounds, p50): ${added.toFixed(3)} ms — target < 2 ms: ${added < 2 ? 'PASS' : 'MISS'}`,
+  );
   console.log(`ratio gateway/direct p50 (median of rounds): ${median(rows.map((x) => x.g.p50 / x.d.p50)).toFixed(2)}×`);
-  console.log(`load average: ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${CALLS} calls × ${ROUNDS} rounds each way)`);
+  console.log(
+    `load average: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (${CALLS} calls × ${ROUNDS} rounds each way)`,
+  );
   await viaGateway.close();
   await gateway.close();
   audit.flush();

@@ -37,7 +37,10 @@ const cleanup = async () => {
   if (m) await m.stop().catch((err) => log(`stopping the user manager: ${err.message}`));
   rmSync(work, { recursive: true, force: true });
 };
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+]) {
   process.on(signal, () => {
     cleanup().finally(() => process.exit(code));
   });
@@ -58,7 +61,8 @@ try {
   const m = manager;
 
   const profiles = [];
-  for (let i = 0; i < opts.profiles; i++) profiles.push({ name: `p-${String(i).padStart(3, '0')}`, port: await freePort() });
+  for (let i = 0; i < opts.profiles; i++)
+    profiles.push({ name: `p-${String(i).padStart(3, '0')}`, port: await freePort() });
   const repo = join(work, 'repo');
   const root = join(work, 'root');
   mkdirSync(repo);
@@ -70,7 +74,11 @@ try {
   const env = { AGENTVM_SYSTEMD_USER: USER };
   const cli = (args) => {
     const t = performance.now();
-    const r = spawnSync(process.execPath, [BIN, ...args, '--repo', repo, '--host', 'bench', '--root', root], { env: { ...process.env, NO_COLOR: '1', ...env }, encoding: 'utf8', maxBuffer: 1 << 28 });
+    const r = spawnSync(process.execPath, [BIN, ...args, '--repo', repo, '--host', 'bench', '--root', root], {
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      encoding: 'utf8',
+      maxBuffer: 1 << 28,
+    });
     return { ...r, seconds: (performance.now() - t) / 1000 };
   };
 
@@ -89,18 +97,24 @@ try {
   writeRepo(repo, profiles, changed.name);
   git(repo, 'commit', '-q', '-am', `${changed.name}: new env`);
   const plan = cli(['plan', '--json']);
-  const planned = JSON.parse(plan.stdout).changes.filter((c) => c.action !== 'noop').map((c) => `${c.address} ${c.action}/${c.effect}`);
+  const planned = JSON.parse(plan.stdout)
+    .changes.filter((c) => c.action !== 'noop')
+    .map((c) => `${c.address} ${c.action}/${c.effect}`);
   log(`plan after the commit: ${planned.join(', ') || 'no changes'}`);
 
   const second = cli(['apply', '--auto-approve', '--json']);
-  if (second.status !== 0) throw new Error(`the apply of the change exited ${second.status}: ${second.stderr || second.stdout}`);
+  if (second.status !== 0)
+    throw new Error(`the apply of the change exited ${second.status}: ${second.stderr || second.stdout}`);
   const applied = JSON.parse(second.stdout);
   const after = await mainPids(m, units);
   const restarted = units.filter((u) => after.get(u) !== before.get(u));
 
-  const files = [{ name: 'agent-gateway@.service', text: readFileSync(join(m.unitDir, 'agent-gateway@.service'), 'utf8') }];
+  const files = [
+    { name: 'agent-gateway@.service', text: readFileSync(join(m.unitDir, 'agent-gateway@.service'), 'utf8') },
+  ];
   for (const d of readdirSync(m.unitDir).filter((e) => e.endsWith('.service.d'))) {
-    for (const f of readdirSync(join(m.unitDir, d))) files.push({ name: `${d}/${f}`, text: readFileSync(join(m.unitDir, d, f), 'utf8') });
+    for (const f of readdirSync(join(m.unitDir, d)))
+      files.push({ name: `${d}/${f}`, text: readFileSync(join(m.unitDir, d, f), 'utf8') });
   }
   const verify = await verifyUnits(files, { scope: 'user' });
 
@@ -124,9 +138,18 @@ try {
       [
         `restart isolation: ${opts.profiles} profiles under a real systemd user manager, 1 profile changed (${result.changed})`,
         row(`bring-up apply (${opts.profiles} units, health-checked)`, fmt(result.bringUpSeconds)),
-        row('apply of the 1-profile change, wall clock', `${fmt(result.applyOneChangeSeconds)}  (in-process ${fmt(result.applyOneChangeInProcessSeconds)})`),
-        row('restarted units (MainPID changed), must be 1', `${result.restartedCount}${restarted.length ? ` (${restarted.join(', ')})` : ''}`),
-        row(`systemd-analyze verify of the ${files.length} unit files`, verify.length === 0 ? 'all pass' : `${verify.length} finding(s)`),
+        row(
+          'apply of the 1-profile change, wall clock',
+          `${fmt(result.applyOneChangeSeconds)}  (in-process ${fmt(result.applyOneChangeInProcessSeconds)})`,
+        ),
+        row(
+          'restarted units (MainPID changed), must be 1',
+          `${result.restartedCount}${restarted.length ? ` (${restarted.join(', ')})` : ''}`,
+        ),
+        row(
+          `systemd-analyze verify of the ${files.length} unit files`,
+          verify.length === 0 ? 'all pass' : `${verify.length} finding(s)`,
+        ),
         '',
       ].join('\n'),
     );
@@ -150,7 +173,10 @@ process.exit(exitCode);
 /** The tests' harness (TypeScript), transpiled into the work dir and imported: one implementation of the recipe. */
 async function loadHarness() {
   const source = readFileSync(join(ROOT, 'test/support/systemd-user.ts'), 'utf8');
-  const out = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 }, fileName: 'systemd-user.ts' });
+  const out = ts.transpileModule(source, {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+    fileName: 'systemd-user.ts',
+  });
   const file = join(work, 'systemd-user.mjs');
   writeFileSync(file, out.outputText);
   return import(pathToFileURL(file).href);
@@ -162,7 +188,9 @@ async function mainPids(m, units) {
   if (r.code !== 0) throw new Error(`systemctl --user show failed (${r.code}): ${r.stderr}`);
   const pids = new Map();
   for (const block of r.stdout.trim().split(/\n\n+/)) {
-    const props = Object.fromEntries(block.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    const props = Object.fromEntries(
+      block.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
     pids.set(props.Id, Number(props.MainPID));
   }
   return pids;
@@ -171,12 +199,17 @@ async function mainPids(m, units) {
 /** The desired-state repository: host `bench` (user scope), workload `fleet` with the profiles; `changed` gets a new env. */
 function writeRepo(dir, profiles, changed) {
   const files = {
-    'hosts/bench.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads:\n    - fleet\n  systemd:\n    scope: user\n',
-    'workloads/fleet/contract.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: fleet\nspec:\n  owner: bench@example.com\n  riskTier: low\n  substrate: service\n',
+    'hosts/bench.yaml':
+      'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: bench\nspec:\n  workloads:\n    - fleet\n  systemd:\n    scope: user\n',
+    'workloads/fleet/contract.yaml':
+      'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: fleet\nspec:\n  owner: bench@example.com\n  riskTier: low\n  substrate: service\n',
     'workloads/fleet/manifest.yaml':
       `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: fleet\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${join(ROOT, 'examples/artifacts/orchestrator.bundle')}\n      commit: ${V1}\n  profiles:\n` +
       profiles
-        .map((p) => `    - name: ${p.name}\n      entrypoint: [python3, -m, orchestrator]\n      env:\n        AGENT_PROFILE: ${p.name}\n        AGENT_LISTEN_PORT: "${p.port}"\n        PYTHONDONTWRITEBYTECODE: "1"\n${p.name === changed ? '        AGENT_GENERATION: "2"\n' : ''}      listen:\n        port: ${p.port}\n      health:\n        path: /healthz\n        timeoutSeconds: 30\n`)
+        .map(
+          (p) =>
+            `    - name: ${p.name}\n      entrypoint: [python3, -m, orchestrator]\n      env:\n        AGENT_PROFILE: ${p.name}\n        AGENT_LISTEN_PORT: "${p.port}"\n        PYTHONDONTWRITEBYTECODE: "1"\n${p.name === changed ? '        AGENT_GENERATION: "2"\n' : ''}      listen:\n        port: ${p.port}\n      health:\n        path: /healthz\n        timeoutSeconds: 30\n`,
+        )
         .join(''),
   };
   for (const [name, text] of Object.entries(files)) {

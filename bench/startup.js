@@ -70,8 +70,16 @@ const lines = [
   { name: 'node -e 0', args: ['-e', '0'] },
   { name: 'agentvm --version', args: [BIN, '--version'], budget: 3 },
   { name: 'agentvm validate (examples/fleet)', args: [BIN, 'validate', '--repo', repo] },
-  { name: 'agentvm plan, non-TTY (edge-1, temp root)', args: [BIN, 'plan', '--repo', repo, '--host', 'edge-1', '--root', hostRoot], budget: 5 },
-  { name: '  … same, document cache off', args: [BIN, 'plan', '--repo', repo, '--host', 'edge-1', '--root', hostRoot], env: { AGENTVM_NO_CACHE: '1' } },
+  {
+    name: 'agentvm plan, non-TTY (edge-1, temp root)',
+    args: [BIN, 'plan', '--repo', repo, '--host', 'edge-1', '--root', hostRoot],
+    budget: 5,
+  },
+  {
+    name: '  … same, document cache off',
+    args: [BIN, 'plan', '--repo', repo, '--host', 'edge-1', '--root', hostRoot],
+    env: { AGENTVM_NO_CACHE: '1' },
+  },
 ];
 // Round-robin, not line after line: a burst of load from other processes then slows every line of that round alike
 // instead of inflating one line's median, so the ratios stay meaningful on a busy machine.
@@ -93,13 +101,23 @@ const results = lines.map((line) => {
 });
 
 if (json) {
-  console.log(JSON.stringify({ environment: { node: process.version, platform: `${process.platform}-${process.arch}` }, runs, results }, null, 2));
+  console.log(
+    JSON.stringify(
+      { environment: { node: process.version, platform: `${process.platform}-${process.arch}` }, runs, results },
+      null,
+      2,
+    ),
+  );
 } else {
-  console.log(`start-up, median of ${runs} rounds after one warm-up round (${process.version}, ${process.platform}-${process.arch})`);
+  console.log(
+    `start-up, median of ${runs} rounds after one warm-up round (${process.version}, ${process.platform}-${process.arch})`,
+  );
   lines.forEach((line, i) => {
     const r = results[i];
     const budget = r.budget === null ? '' : `  budget ≤ ${r.budget}×: ${r.verdict}`;
-    console.log(`${line.name.padEnd(44)} ${fmt(r.seconds)}  ${i === 0 ? '      ' : `${r.ratio.toFixed(1).padStart(4)}× `}${budget}`);
+    console.log(
+      `${line.name.padEnd(44)} ${fmt(r.seconds)}  ${i === 0 ? '      ' : `${r.ratio.toFixed(1).padStart(4)}× `}${budget}`,
+    );
   });
 }
 process.exitCode = missed ? 1 : 0;

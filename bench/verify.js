@@ -32,7 +32,13 @@ function parseArgs(argv) {
   if (!Number.isSafeInteger(opts.runs) || opts.runs < 1 || !Number.isSafeInteger(opts.warmup) || opts.warmup < 0) {
     throw new Error('--runs must be >= 1 and --warmup >= 0');
   }
-  opts.dir ??= join(process.env.AGENTVM_CONFORMANCE_DIR ?? (existsSync(resolve(REPO, '../shared/conformance/sigstore')) ? resolve(REPO, '../shared/conformance/sigstore') : join(REPO, 'fixtures', 'sigstore-conformance')), 'happy-path-v0.3');
+  opts.dir ??= join(
+    process.env.AGENTVM_CONFORMANCE_DIR ??
+      (existsSync(resolve(REPO, '../shared/conformance/sigstore'))
+        ? resolve(REPO, '../shared/conformance/sigstore')
+        : join(REPO, 'fixtures', 'sigstore-conformance')),
+    'happy-path-v0.3',
+  );
   return opts;
 }
 
@@ -56,7 +62,11 @@ function requestFor(dir, emptyTrustedRoot) {
       // the public-good root is the shipped default; other roots are passed as the case names them
       ...(c.trusted_root === '../trusted_root.public-good.json'
         ? {}
-        : { trustedRoot: { json: c.trusted_root === null ? emptyTrustedRoot() : readFileSync(resolve(dir, c.trusted_root)) } }),
+        : {
+            trustedRoot: {
+              json: c.trusted_root === null ? emptyTrustedRoot() : readFileSync(resolve(dir, c.trusted_root)),
+            },
+          }),
       ...(vo ? { thresholds: { tlog: vo.tlogThreshold, ctlog: vo.ctlogThreshold, tsa: vo.timestampThreshold } } : {}),
     },
   };
@@ -65,7 +75,8 @@ function requestFor(dir, emptyTrustedRoot) {
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   if (!existsSync(DIST)) throw new Error(`${DIST} not found: build first (npm run build)`);
-  if (!existsSync(join(opts.dir, 'case.json'))) throw new Error(`no conformance case at ${opts.dir} (set AGENTVM_CONFORMANCE_DIR or pass a case dir)`);
+  if (!existsSync(join(opts.dir, 'case.json')))
+    throw new Error(`no conformance case at ${opts.dir} (set AGENTVM_CONFORMANCE_DIR or pass a case dir)`);
   const { verifyArtifact } = await import(pathToFileURL(DIST).href);
   const { emptyTrustedRoot } = await import(pathToFileURL(DIST_ROOT).href);
   const { name, request } = requestFor(opts.dir, emptyTrustedRoot);
@@ -73,7 +84,10 @@ async function main() {
   let t = performance.now();
   const first = await verifyArtifact(request);
   const coldMs = performance.now() - t;
-  if (!first.ok) throw new Error(`${name} does not verify, nothing to time: ${first.diagnostics.map((d) => `${d.code}: ${d.summary}`).join('; ')}`);
+  if (!first.ok)
+    throw new Error(
+      `${name} does not verify, nothing to time: ${first.diagnostics.map((d) => `${d.code}: ${d.summary}`).join('; ')}`,
+    );
 
   for (let i = 0; i < opts.warmup; i++) await verifyArtifact(request);
   const times = [];
@@ -88,7 +102,19 @@ async function main() {
   const at = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))];
   // The peer in the same run: a whole `agentvm plan` of the bundled example (3 signed releases, 5 units, 1 job).
   const planSeconds = timePlanOfExample();
-  const result = { case: name, runs: opts.runs, warmup: opts.warmup, meanMs: mean, p50Ms: at(0.5), p95Ms: at(0.95), minMs: times[0], maxMs: times.at(-1), coldMs, planMs: planSeconds * 1000, node: process.version };
+  const result = {
+    case: name,
+    runs: opts.runs,
+    warmup: opts.warmup,
+    meanMs: mean,
+    p50Ms: at(0.5),
+    p95Ms: at(0.95),
+    minMs: times[0],
+    maxMs: times.at(-1),
+    coldMs,
+    planMs: planSeconds * 1000,
+    node: process.version,
+  };
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } else {
@@ -97,7 +123,9 @@ async function main() {
       `verifyArtifact ${name}: mean ${f(mean)} ms over ${opts.runs} runs after ${opts.warmup} warm-up ` +
         `(p50 ${f(result.p50Ms)}, p95 ${f(result.p95Ms)}, min ${f(result.minMs)}, max ${f(result.maxMs)}); cold first call ${f(coldMs)} ms\n`,
     );
-    process.stdout.write(`agentvm plan of examples/fleet (edge-1, empty root): ${f(result.planMs)} ms median → one verification is ${f((100 * result.p50Ms) / result.planMs)}% of a plan\n`);
+    process.stdout.write(
+      `agentvm plan of examples/fleet (edge-1, empty root): ${f(result.planMs)} ms median → one verification is ${f((100 * result.p50Ms) / result.planMs)}% of a plan\n`,
+    );
   }
 }
 
@@ -109,7 +137,11 @@ function timePlanOfExample() {
     git(join(base, 'fleet'), 'init', '-q', '-b', 'main');
     git(join(base, 'fleet'), 'add', '-A');
     git(join(base, 'fleet'), 'commit', '-q', '-m', 'example');
-    return timeCommand(process.execPath, [BIN, 'plan', '--repo', join(base, 'fleet'), '--host', 'edge-1', '--root', join(base, 'root')], { runs: 5 });
+    return timeCommand(
+      process.execPath,
+      [BIN, 'plan', '--repo', join(base, 'fleet'), '--host', 'edge-1', '--root', join(base, 'root')],
+      { runs: 5 },
+    );
   } finally {
     rmSync(base, { recursive: true, force: true });
   }

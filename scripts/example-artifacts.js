@@ -225,7 +225,9 @@ async function buildRepository(gitDir, commits) {
     await rm(index, { force: true });
     const lines = [];
     for (const file of commit.files) {
-      const blob = (await git(gitDir, ['hash-object', '-w', '--no-filters', '--stdin'], { input: file.bytes })).toString().trim();
+      const blob = (await git(gitDir, ['hash-object', '-w', '--no-filters', '--stdin'], { input: file.bytes }))
+        .toString()
+        .trim();
       lines.push(`${modeOf(file.bytes)} ${blob}\t${file.path}\n`);
     }
     const env = { GIT_INDEX_FILE: index };
@@ -233,7 +235,9 @@ async function buildRepository(gitDir, commits) {
     const tree = (await git(gitDir, ['write-tree'], { env })).toString().trim();
     const date = `${EPOCH + i} +0000`;
     const args = ['commit-tree', tree, ...(parent ? ['-p', parent] : []), '-m', commit.message];
-    const id = (await git(gitDir, args, { env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date } })).toString().trim();
+    const id = (await git(gitDir, args, { env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date } }))
+      .toString()
+      .trim();
     await git(gitDir, ['update-ref', commit.ref, id]);
     ids[commit.ref] = id;
     parent = id;
@@ -288,7 +292,8 @@ async function npmPack(packageDir, work) {
   const out = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dest], { cwd: copy, env });
   const [report] = JSON.parse(out.toString());
   const bytes = await readFile(join(dest, report.filename));
-  if (report.integrity !== sriSha512(bytes)) throw new Error(`npm pack reported ${report.integrity}, the tarball hashes to ${sriSha512(bytes)}`);
+  if (report.integrity !== sriSha512(bytes))
+    throw new Error(`npm pack reported ${report.integrity}, the tarball hashes to ${sriSha512(bytes)}`);
   return { filename: report.filename, bytes };
 }
 
@@ -311,8 +316,11 @@ async function buildReleases(root, work) {
   const releases = [];
   const files = {};
 
-  const orchestratorFiles = await collectFiles(join(root, 'reference-workloads/orchestrator-py'), (rel, entry) =>
-    (entry.isDirectory() && (rel === 'agentvm' || entry.name === '__pycache__')) || (entry.isFile() && entry.name.endsWith('.pyc')),
+  const orchestratorFiles = await collectFiles(
+    join(root, 'reference-workloads/orchestrator-py'),
+    (rel, entry) =>
+      (entry.isDirectory() && (rel === 'agentvm' || entry.name === '__pycache__')) ||
+      (entry.isFile() && entry.name.endsWith('.pyc')),
   );
   const orchestrator = join(work, 'orchestrator.git');
   const orchestratorIds = await buildRepository(orchestrator, [
@@ -320,13 +328,25 @@ async function buildReleases(root, work) {
     {
       ref: 'refs/heads/main',
       message: 'orchestrator v2: add RELEASE',
-      files: [...orchestratorFiles, { path: 'RELEASE', bytes: Buffer.from('v2\n') }].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path))),
+      files: [...orchestratorFiles, { path: 'RELEASE', bytes: Buffer.from('v2\n') }].sort((a, b) =>
+        Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)),
+      ),
     },
   ]);
   files['orchestrator.bundle'] = await gitBundle(orchestrator, join(work, 'orchestrator.bundle'));
-  for (const [id, ref] of [['orchestrator-v1', 'refs/heads/v1'], ['orchestrator-v2', 'refs/heads/main']]) {
+  for (const [id, ref] of [
+    ['orchestrator-v1', 'refs/heads/v1'],
+    ['orchestrator-v2', 'refs/heads/main'],
+  ]) {
     const commit = orchestratorIds[ref];
-    releases.push({ id, kind: 'git', artifactFile: 'orchestrator.bundle', ref, commit, artifact: await gitArchive(orchestrator, commit) });
+    releases.push({
+      id,
+      kind: 'git',
+      artifactFile: 'orchestrator.bundle',
+      ref,
+      commit,
+      artifact: await gitArchive(orchestrator, commit),
+    });
   }
 
   const summarizer = join(work, 'transcript-summarizer.git');
@@ -381,7 +401,9 @@ async function readIfExists(file) {
 }
 
 function publicKeyHint(publicKey) {
-  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('base64');
 }
 
 /**
@@ -406,7 +428,8 @@ function bundleVerifies(bundleBytes, artifact, publicKey) {
 /** Resolves a path written in a manifest, relative to the workload directory; refuses one that leaves it. */
 function insideWorkload(workloadDir, name) {
   const target = resolve(workloadDir, name);
-  if (!target.startsWith(workloadDir + sep)) throw new Error(`${workloadDir}: signature path "${name}" leaves the workload directory`);
+  if (!target.startsWith(workloadDir + sep))
+    throw new Error(`${workloadDir}: signature path "${name}" leaves the workload directory`);
   return target;
 }
 
@@ -418,14 +441,17 @@ function pinnedManifest(text, release, file, images = []) {
   const doc = parseDocument(text);
   if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors[0].message}`);
   if (release.kind === 'git') {
-    if (!doc.hasIn(['spec', 'source', 'git'])) throw new Error(`${file}: spec.source.git is missing, but the workload pins git release ${release.id}`);
+    if (!doc.hasIn(['spec', 'source', 'git']))
+      throw new Error(`${file}: spec.source.git is missing, but the workload pins git release ${release.id}`);
     doc.setIn(['spec', 'source', 'git', 'repo'], `../artifacts/${release.artifactFile}`);
     doc.setIn(['spec', 'source', 'git', 'commit'], release.commit);
     if (doc.hasIn(['spec', 'source', 'git', 'subdir'])) doc.deleteIn(['spec', 'source', 'git', 'subdir']);
   } else {
-    if (!doc.hasIn(['spec', 'source', 'package'])) throw new Error(`${file}: spec.source.package is missing, but the workload pins package release ${release.id}`);
+    if (!doc.hasIn(['spec', 'source', 'package']))
+      throw new Error(`${file}: spec.source.package is missing, but the workload pins package release ${release.id}`);
     const pinned = doc.getIn(['spec', 'source', 'package', 'name']);
-    if (pinned !== release.package.name) throw new Error(`${file}: pins package "${pinned}", the example package is "${release.package.name}"`);
+    if (pinned !== release.package.name)
+      throw new Error(`${file}: pins package "${pinned}", the example package is "${release.package.name}"`);
     doc.setIn(['spec', 'source', 'package', 'version'], release.package.version);
     doc.setIn(['spec', 'source', 'package', 'integrity'], release.integrity);
     doc.setIn(['spec', 'source', 'package', 'tarball'], `../artifacts/${release.artifactFile}`);
@@ -461,7 +487,9 @@ async function reconcile(root, work, built, check) {
   const priv = await readIfExists(at(PRIVATE_KEY));
   const pub = await readIfExists(at(PUBLIC_KEY));
   if ((priv === undefined) !== (pub === undefined)) {
-    throw new Error(`${KEY_DIR} holds only one half of the example key pair; restore the other or remove both to make a new pair`);
+    throw new Error(
+      `${KEY_DIR} holds only one half of the example key pair; restore the other or remove both to make a new pair`,
+    );
   }
   let publicKeyPem = pub;
   if (pub === undefined) {
@@ -470,7 +498,12 @@ async function reconcile(root, work, built, check) {
       const dir = join(work, 'keys');
       await run(process.execPath, [SIGN_LOCAL, 'keygen', dir]);
       publicKeyPem = await readFile(join(dir, 'signing.pub.pem'));
-      changes.push({ path: PRIVATE_KEY, reason: 'new example key pair', bytes: await readFile(join(dir, 'signing.key.pem')), mode: 0o600 });
+      changes.push({
+        path: PRIVATE_KEY,
+        reason: 'new example key pair',
+        bytes: await readFile(join(dir, 'signing.key.pem')),
+        mode: 0o600,
+      });
       changes.push({ path: PUBLIC_KEY, reason: 'new example key pair', bytes: publicKeyPem });
     }
   }
@@ -487,7 +520,8 @@ async function reconcile(root, work, built, check) {
         const fresh = join(work, `fresh-${name}`);
         await writeFile(fresh, bytes);
         same = (await bundleHeads(at(rel), work).catch(() => undefined)) === (await bundleHeads(fresh, work));
-        if (same) notes.push(`${rel}: same refs and commits as the rebuild, different pack bytes (another git version); kept`);
+        if (same)
+          notes.push(`${rel}: same refs and commits as the rebuild, different pack bytes (another git version); kept`);
       } else if (name.endsWith('.tgz')) {
         let unzipped;
         try {
@@ -496,11 +530,17 @@ async function reconcile(root, work, built, check) {
           unzipped = undefined;
         }
         same = unzipped !== undefined && unzipped.equals(gunzipSync(bytes));
-        if (same) notes.push(`${rel}: same tar content as the rebuild, different gzip bytes (another zlib or npm); kept`);
+        if (same)
+          notes.push(`${rel}: same tar content as the rebuild, different gzip bytes (another zlib or npm); kept`);
       }
     }
     kept[name] = same ? current : bytes;
-    if (!same) changes.push({ path: rel, reason: current === undefined ? 'missing' : 'content differs from the rebuild', bytes });
+    if (!same)
+      changes.push({
+        path: rel,
+        reason: current === undefined ? 'missing' : 'content differs from the rebuild',
+        bytes,
+      });
   }
   for (const release of built.releases) {
     if (release.kind === 'package') {
@@ -519,7 +559,11 @@ async function reconcile(root, work, built, check) {
     const rel = `${ARTIFACTS}/${release.id}.sigstore.json`;
     release.signatureFile = rel;
     if (bundleVerifies(await readIfExists(at(rel)), release.artifact, publicKey)) continue;
-    changes.push({ path: rel, reason: `does not verify against release ${release.id} with the example key`, sign: release });
+    changes.push({
+      path: rel,
+      reason: `does not verify against release ${release.id} with the example key`,
+      sign: release,
+    });
   }
 
   // Workloads: manifests pin their release; signed ones get a copy of the release's bundle and the public key.
@@ -529,20 +573,40 @@ async function reconcile(root, work, built, check) {
     const dir = at(`${FLEET}/workloads/${workload}`);
     const manifestRel = `${FLEET}/workloads/${workload}/manifest.yaml`;
     const text = await readFile(at(manifestRel), 'utf8');
-    const pinned = pinnedManifest(text, release, manifestRel, built.images.filter((image) => image.workload === workload));
-    if (pinned.text !== text) changes.push({ path: manifestRel, reason: `does not pin ${release.id}${pinned.bundles.length > 0 ? ' and its example job images' : ''}`, bytes: Buffer.from(pinned.text) });
+    const pinned = pinnedManifest(
+      text,
+      release,
+      manifestRel,
+      built.images.filter((image) => image.workload === workload),
+    );
+    if (pinned.text !== text)
+      changes.push({
+        path: manifestRel,
+        reason: `does not pin ${release.id}${pinned.bundles.length > 0 ? ' and its example job images' : ''}`,
+        bytes: Buffer.from(pinned.text),
+      });
     // Each pinned image is signed on its own (a bundle in the workload directory), with the example key.
     for (const { image, bundle } of pinned.bundles) {
       const rel = relative(root, insideWorkload(dir, bundle)).split(sep).join('/');
       if (bundleVerifies(await readIfExists(at(rel)), image.artifact, publicKey)) continue;
-      changes.push({ path: rel, reason: `does not verify against image ${image.file} with the example key`, sign: image });
+      changes.push({
+        path: rel,
+        reason: `does not verify against image ${image.file} with the example key`,
+        sign: image,
+      });
     }
     if (!pinned.signature?.bundle) continue;
-    if (!pinned.signature.key) throw new Error(`${manifestRel}: signature.key is not set; the example releases are key-signed`);
+    if (!pinned.signature.key)
+      throw new Error(`${manifestRel}: signature.key is not set; the example releases are key-signed`);
     const bundleRel = relative(root, insideWorkload(dir, pinned.signature.bundle)).split(sep).join('/');
     const keyRel = relative(root, insideWorkload(dir, pinned.signature.key)).split(sep).join('/');
     if (!bundleVerifies(await readIfExists(at(bundleRel)), release.artifact, publicKey)) {
-      changes.push({ path: bundleRel, reason: `does not verify against release ${release.id} with the example key`, copyOf: release.signatureFile, sign: release });
+      changes.push({
+        path: bundleRel,
+        reason: `does not verify against release ${release.id} with the example key`,
+        copyOf: release.signatureFile,
+        sign: release,
+      });
     }
     const currentKey = await readIfExists(at(keyRel));
     if (publicKeyPem === undefined || currentKey === undefined || !currentKey.equals(publicKeyPem)) {
@@ -559,7 +623,13 @@ async function reconcile(root, work, built, check) {
       kind: r.kind,
       ...(r.kind === 'git'
         ? { repo: r.artifactFile, ref: r.ref, commit: r.commit, artifact: 'git archive --format=tar <commit>' }
-        : { tarball: r.artifactFile, name: r.package.name, version: r.package.version, integrity: r.integrity, artifact: 'the tarball' }),
+        : {
+            tarball: r.artifactFile,
+            name: r.package.name,
+            version: r.package.version,
+            integrity: r.integrity,
+            artifact: 'the tarball',
+          }),
       sha256: r.sha256,
       bundle: `${r.id}.sigstore.json`,
     })),
@@ -567,7 +637,8 @@ async function reconcile(root, work, built, check) {
   const indexRel = `${ARTIFACTS}/releases.json`;
   const indexBytes = Buffer.from(`${JSON.stringify(index, null, 2)}\n`);
   const currentIndex = await readIfExists(at(indexRel));
-  if (currentIndex === undefined || !currentIndex.equals(indexBytes)) changes.push({ path: indexRel, reason: 'differs from the rebuild', bytes: indexBytes });
+  if (currentIndex === undefined || !currentIndex.equals(indexBytes))
+    changes.push({ path: indexRel, reason: 'differs from the rebuild', bytes: indexBytes });
 
   return { changes, notes, releases: built.releases, images: built.images };
 }
@@ -584,7 +655,8 @@ async function apply(root, work, changes) {
       const release = change.sign;
       const committed = change.copyOf ? await readIfExists(join(root, ...change.copyOf.split('/'))) : undefined;
       if (signed.has(release.id)) bytes = signed.get(release.id);
-      else if (committed !== undefined && !changes.some((c) => c.path === change.copyOf)) bytes = committed; // the release's bundle verifies: reuse it
+      else if (committed !== undefined && !changes.some((c) => c.path === change.copyOf))
+        bytes = committed; // the release's bundle verifies: reuse it
       else {
         const artifactFile = join(work, `${release.id}.artifact`);
         await writeFile(artifactFile, release.artifact);
@@ -600,12 +672,20 @@ async function apply(root, work, changes) {
 }
 
 function summary(releases, images) {
-  const lines = ['release                    commit / integrity                                          artifact sha256'];
+  const lines = [
+    'release                    commit / integrity                                          artifact sha256',
+  ];
   for (const r of releases) {
-    const pin = r.kind === 'git' ? `${r.commit} (${r.artifactFile} ${r.ref})` : `${r.integrity.slice(0, 40)}… (${r.artifactFile})`;
+    const pin =
+      r.kind === 'git'
+        ? `${r.commit} (${r.artifactFile} ${r.ref})`
+        : `${r.integrity.slice(0, 40)}… (${r.artifactFile})`;
     lines.push(`${r.id.padEnd(26)} ${pin.padEnd(60)} ${r.sha256}`);
   }
-  for (const i of images) lines.push(`${`${i.workload}/${i.job}`.padEnd(26)} ${`${i.image}: images/${i.file} (stand-in)`.padEnd(60)} ${i.sha256}`);
+  for (const i of images)
+    lines.push(
+      `${`${i.workload}/${i.job}`.padEnd(26)} ${`${i.image}: images/${i.file} (stand-in)`.padEnd(60)} ${i.sha256}`,
+    );
   return lines.join('\n');
 }
 
@@ -623,7 +703,9 @@ async function main() {
     if (options.check) {
       if (changes.length > 0) {
         for (const c of changes) process.stderr.write(`out of date: ${c.path}: ${c.reason}\n`);
-        process.stderr.write('The example artifacts do not match their sources. Run `node scripts/example-artifacts.js` and commit the result.\n');
+        process.stderr.write(
+          'The example artifacts do not match their sources. Run `node scripts/example-artifacts.js` and commit the result.\n',
+        );
         process.exitCode = 1;
         return;
       }

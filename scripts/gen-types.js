@@ -29,21 +29,33 @@ export function outputName(schemaFile) {
 }
 
 async function main() {
-  const files = readdirSync(join(root, 'schemas')).filter((f) => f.endsWith('.schema.json')).sort();
+  const files = readdirSync(join(root, 'schemas'))
+    .filter((f) => f.endsWith('.schema.json'))
+    .sort();
   let drift = 0;
   for (const f of files) {
     const out = join(root, 'src', 'generated', outputName(f));
     const text = await generate(f);
     if (check) {
       let current = '';
-      try { current = readFileSync(out, 'utf8'); } catch { /* missing counts as drift */ }
-      if (current !== text) { console.error(`drift: src/generated/${outputName(f)} does not match schemas/${f}`); drift++; }
+      try {
+        current = readFileSync(out, 'utf8');
+      } catch {
+        /* missing counts as drift */
+      }
+      if (current !== text) {
+        console.error(`drift: src/generated/${outputName(f)} does not match schemas/${f}`);
+        drift++;
+      }
     } else {
       writeFileSync(out, text);
       console.log(`wrote src/generated/${outputName(f)}`);
     }
   }
-  if (drift) { console.error('Run `npm run gen` and commit the result.'); process.exit(1); }
+  if (drift) {
+    console.error('Run `npm run gen` and commit the result.');
+    process.exit(1);
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await main();

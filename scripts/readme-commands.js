@@ -12,7 +12,9 @@ const ids = Object.keys(manifest.commands).sort();
 function section(id) {
   const c = manifest.commands[id];
   const name = id.replaceAll(':', ' ');
-  const args = Object.values(c.args ?? {}).map((a) => (a.required ? `<${a.name}>` : `[${a.name}]`)).join(' ');
+  const args = Object.values(c.args ?? {})
+    .map((a) => (a.required ? `<${a.name}>` : `[${a.name}]`))
+    .join(' ');
   const out = [`### \`agentvm ${name}${args ? ` ${args}` : ''}\``, '', c.summary ?? '', ''];
   if (c.description) out.push(c.description.replace(/\n/g, '\n'), '');
   const flags = Object.values(c.flags ?? {}).filter((f) => !f.hidden && f.name !== 'help');
@@ -22,7 +24,9 @@ function section(id) {
       const value = f.type === 'option' ? ` ${f.helpValue ?? f.name.toUpperCase()}` : '';
       const dflt = f.default !== undefined && f.type === 'option' ? ` (default \`${f.default}\`)` : '';
       const options = f.options ? ` One of: ${f.options.join(', ')}.` : '';
-      out.push(`| \`--${f.name}${value}\`${f.char ? ` / \`-${f.char}\`` : ''} | ${(f.summary ?? f.description ?? '').replace(/\|/g, '\\|')}${options}${dflt} |`);
+      out.push(
+        `| \`--${f.name}${value}\`${f.char ? ` / \`-${f.char}\`` : ''} | ${(f.summary ?? f.description ?? '').replace(/\|/g, '\\|')}${options}${dflt} |`,
+      );
     }
     out.push('');
   }

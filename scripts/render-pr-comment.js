@@ -31,7 +31,9 @@ try {
     strict: true,
   }).values;
 } catch (err) {
-  process.stderr.write(`render-pr-comment: ${err.message}\nUsage: node scripts/render-pr-comment.js --repo DIR --host NAME [--root DIR] [--ref REF] [--out FILE] [--plan-json FILE]\n`);
+  process.stderr.write(
+    `render-pr-comment: ${err.message}\nUsage: node scripts/render-pr-comment.js --repo DIR --host NAME [--root DIR] [--ref REF] [--out FILE] [--plan-json FILE]\n`,
+  );
   process.exit(64);
 }
 if (!args.host) {
@@ -39,12 +41,31 @@ if (!args.host) {
   process.exit(64);
 }
 
-const { renderPlanMarkdown, planCommentMarker } = await import(pathToFileURL(join(packageRoot, 'dist', 'ui', 'plan-markdown.js')).href);
+const { renderPlanMarkdown, planCommentMarker } = await import(
+  pathToFileURL(join(packageRoot, 'dist', 'ui', 'plan-markdown.js')).href
+);
 
 // AGENTVM_BIN may name another agentvm (e.g. node_modules/.bin/agentvm); by default the CLI of this package.
-const bin = process.env.AGENTVM_BIN ? [process.env.AGENTVM_BIN] : [process.execPath, join(packageRoot, 'bin', 'run.js')];
-const cliArgs = ['plan', '--repo', args.repo, '--ref', args.ref, '--host', args.host, '--root', resolve(args.root), '--json'];
-const run = spawnSync(bin[0], [...bin.slice(1), ...cliArgs], { encoding: 'utf8', maxBuffer: 1 << 28, env: { ...process.env, NO_COLOR: '1' } });
+const bin = process.env.AGENTVM_BIN
+  ? [process.env.AGENTVM_BIN]
+  : [process.execPath, join(packageRoot, 'bin', 'run.js')];
+const cliArgs = [
+  'plan',
+  '--repo',
+  args.repo,
+  '--ref',
+  args.ref,
+  '--host',
+  args.host,
+  '--root',
+  resolve(args.root),
+  '--json',
+];
+const run = spawnSync(bin[0], [...bin.slice(1), ...cliArgs], {
+  encoding: 'utf8',
+  maxBuffer: 1 << 28,
+  env: { ...process.env, NO_COLOR: '1' },
+});
 if (run.error) {
   process.stderr.write(`render-pr-comment: cannot run agentvm (${bin.join(' ')}): ${run.error.message}\n`);
   process.exit(1);
@@ -66,13 +87,25 @@ if (doc && typeof doc === 'object' && 'formatVersion' in doc && 'summary' in doc
 } else {
   // No plan at all (unreadable repo, unknown host, …): still one comment, saying what went wrong and what to do.
   const error = doc?.error;
-  const diagnostics = Array.isArray(error?.diagnostics) && error.diagnostics.length ? error.diagnostics : [{ severity: 'error', code: error?.code ?? 'internal', summary: error?.message ?? (run.stderr.trim() || `agentvm exited ${run.status}`) }];
+  const diagnostics =
+    Array.isArray(error?.diagnostics) && error.diagnostics.length
+      ? error.diagnostics
+      : [
+          {
+            severity: 'error',
+            code: error?.code ?? 'internal',
+            summary: error?.message ?? (run.stderr.trim() || `agentvm exited ${run.status}`),
+          },
+        ];
   const oneLine = (s) => String(s).replace(/\r?\n/g, ' ');
   body = [
     planCommentMarker(args.host),
     `### agentvm plan — \`${args.host}\` — ❌ could not plan`,
     '',
-    ...diagnostics.map((d) => `- **${d.severity}** \`${d.code}\` — ${oneLine(d.summary)}${d.detail ? `<br>_Fix:_ ${oneLine(d.detail)}` : ''}`),
+    ...diagnostics.map(
+      (d) =>
+        `- **${d.severity}** \`${d.code}\` — ${oneLine(d.summary)}${d.detail ? `<br>_Fix:_ ${oneLine(d.detail)}` : ''}`,
+    ),
     '',
   ].join('\n');
   exitCode = 1;

@@ -32,7 +32,9 @@ async function keygen(args) {
   await writeFile(priv, privateKey.export({ type: 'pkcs8', format: 'pem' }), { flag: 'wx', mode: 0o600 });
   await writeFile(pub, publicKey.export({ type: 'spki', format: 'pem' }), { flag: 'wx', mode: 0o644 });
   process.stdout.write(`${priv}\n${pub}\n`);
-  process.stderr.write(`key hint: ${keyHint(publicKey)}\nkeep ${priv} secret; put ${pub} in the workload (signature.key)\n`);
+  process.stderr.write(
+    `key hint: ${keyHint(publicKey)}\nkeep ${priv} secret; put ${pub} in the workload (signature.key)\n`,
+  );
 }
 
 async function sign(args) {
@@ -70,7 +72,9 @@ async function sign(args) {
 }
 
 function keyHint(publicKey) {
-  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('base64');
 }
 
 const [command, ...args] = process.argv.slice(2);

@@ -17,7 +17,9 @@ import { rejection } from './support/rejection.js';
 const TOKEN = 'agentvm-canary-token-7f3a9c';
 
 function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => path.join(dir, f)).filter((f) => statSync(f).isFile());
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .map((f) => path.join(dir, f))
+    .filter((f) => statSync(f).isFile());
 }
 
 describe('agent: fetching the desired repository by URL', () => {
@@ -30,19 +32,35 @@ describe('agent: fetching the desired repository by URL', () => {
   let webPort = 0;
   const authSeen: string[] = [];
   const push = (): void => {
-    execFileSync('git', ['-C', source.dir, 'push', '--quiet', '--force', '--tags', bare, 'main'], { env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' } });
+    execFileSync('git', ['-C', source.dir, 'push', '--quiet', '--force', '--tags', bare, 'main'], {
+      env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' },
+    });
     execFileSync('git', ['-C', bare, 'update-server-info']);
   };
 
   beforeAll(async () => {
     base = mkdtempSync(path.join(os.tmpdir(), 'agentvm-agent-fetch-'));
-    source = await gitdir({ 'hosts/h.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h\nspec:\n  workloads: []\n' });
+    source = await gitdir({
+      'hosts/h.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h\nspec:\n  workloads: []\n',
+    });
     bare = path.join(base, 'srv', 'desired.git');
     execFileSync('git', ['init', '--quiet', '--bare', bare]);
     await source.git('tag', 'v1');
     push();
     gitPort = await freePort();
-    daemon = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${path.join(base, 'srv')}`, '--listen=127.0.0.1', `--port=${gitPort}`, path.join(base, 'srv')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon = spawn(
+      'git',
+      [
+        'daemon',
+        '--reuseaddr',
+        '--export-all',
+        `--base-path=${path.join(base, 'srv')}`,
+        '--listen=127.0.0.1',
+        `--port=${gitPort}`,
+        path.join(base, 'srv'),
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     // Ready once it accepts a listing.
     for (let i = 0; i < 200; i++) {
       try {
@@ -54,7 +72,8 @@ describe('agent: fetching the desired repository by URL', () => {
     }
     web = createServer((req, res) => {
       // Like a forge: no credentials, no repository (git sends the URL's user and token after this challenge).
-      if (!req.headers.authorization) return void res.writeHead(401, { 'www-authenticate': 'Basic realm="desired"' }).end();
+      if (!req.headers.authorization)
+        return void res.writeHead(401, { 'www-authenticate': 'Basic realm="desired"' }).end();
       authSeen.push(req.headers.authorization);
       const file = path.join(bare, decodeURIComponent((req.url ?? '/').replace(/^\/desired\.git/, '').split('?')[0]!));
       if (!file.startsWith(bare)) return void res.writeHead(403).end();
@@ -98,7 +117,13 @@ describe('agent: fetching the desired repository by URL', () => {
     const cache = path.join(base, 'cache-http');
     const head = (await source.git('rev-parse', 'HEAD')).trim();
     expect((await fetchDesired(url, 'main', cache)).commit).toBe(head);
-    expect(authSeen.some((a) => Buffer.from(a.replace(/^Basic /, ''), 'base64').toString().includes(TOKEN))).toBe(true);
+    expect(
+      authSeen.some((a) =>
+        Buffer.from(a.replace(/^Basic /, ''), 'base64')
+          .toString()
+          .includes(TOKEN),
+      ),
+    ).toBe(true);
     for (const file of filesUnder(cache)) expect(readFileSync(file).includes(TOKEN), file).toBe(false);
     // The server goes away: a clear failure, without the token.
     const dead = `http://agent:${TOKEN}@127.0.0.1:${await freePort()}/desired.git`;

@@ -16,11 +16,15 @@ describe('bad --root', () => {
   afterAll(() => fleet?.cleanup());
 
   it.each([
-    ['a regular file', () => {
-      const file = join(fleet.base, 'not-a-dir');
-      writeFileSync(file, 'x');
-      return file;
-    }, 'root.not-a-directory'],
+    [
+      'a regular file',
+      () => {
+        const file = join(fleet.base, 'not-a-dir');
+        writeFileSync(file, 'x');
+        return file;
+      },
+      'root.not-a-directory',
+    ],
     ['a pseudo file system', () => '/proc/1', 'root.pseudo-filesystem'],
   ])('%s', async (_what, makeRoot, code) => {
     for (const args of [

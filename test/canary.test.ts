@@ -9,7 +9,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { assertBuilt } from './support/cli.js';
-import { configFile, execdPid, freePort, gatewayRepo, getJson, hostFile, json, orchestratorFiles, V1, V2, verifyUnitDir, type GatewayRepo, type ProfileSpec } from './support/gateway-repo.js';
+import {
+  configFile,
+  execdPid,
+  freePort,
+  gatewayRepo,
+  getJson,
+  hostFile,
+  json,
+  orchestratorFiles,
+  V1,
+  V2,
+  verifyUnitDir,
+  type GatewayRepo,
+  type ProfileSpec,
+} from './support/gateway-repo.js';
 import { startUserManager, userManagerSupport, type UserManager } from './support/systemd-user.js';
 
 const support = userManagerSupport();
@@ -42,20 +56,42 @@ describe.skipIf(!support.ok && !inCi)('canary before promotion, against a real u
   let g: GatewayRepo;
   let profiles: ProfileSpec[];
   const ports: Record<string, number> = {};
-  const commitOrchestrator = (commit: typeof V1 | typeof V2, research: Record<string, string> = {}, message = 'promote') =>
-    g.repo.commitFiles(orchestratorFiles({ tier: 'moderate', commit, profiles: [profiles[0]!, { ...profiles[1]!, env: research }], canary: { profile: 'research', soakSeconds: SOAK } }, g.secretsDir), message);
+  const commitOrchestrator = (
+    commit: typeof V1 | typeof V2,
+    research: Record<string, string> = {},
+    message = 'promote',
+  ) =>
+    g.repo.commitFiles(
+      orchestratorFiles(
+        {
+          tier: 'moderate',
+          commit,
+          profiles: [profiles[0]!, { ...profiles[1]!, env: research }],
+          canary: { profile: 'research', soakSeconds: SOAK },
+        },
+        g.secretsDir,
+      ),
+      message,
+    );
   const releaseOf = async (profile: string) => (await getJson(ports[profile]!)).body.release;
-  const startedAt = async (unit: string) => Number((await m.show(unit, ['ExecMainStartTimestampMonotonic'])).ExecMainStartTimestampMonotonic);
+  const startedAt = async (unit: string) =>
+    Number((await m.show(unit, ['ExecMainStartTimestampMonotonic'])).ExecMainStartTimestampMonotonic);
 
   beforeAll(async () => {
     assertBuilt();
     m = await startUserManager();
     for (const p of ['core', 'research']) ports[p] = await freePort();
-    profiles = [{ name: 'core', port: ports.core! }, { name: 'research', port: ports.research!, timeoutSeconds: 5 }];
+    profiles = [
+      { name: 'core', port: ports.core! },
+      { name: 'research', port: ports.research!, timeoutSeconds: 5 },
+    ];
     g = await gatewayRepo('canary', m, (s) => ({
       ...configFile({ moderate: { canary: true } }),
       ...hostFile(['orchestrator']),
-      ...orchestratorFiles({ tier: 'moderate', commit: V1, profiles, canary: { profile: 'research', soakSeconds: SOAK } }, s),
+      ...orchestratorFiles(
+        { tier: 'moderate', commit: V1, profiles, canary: { profile: 'research', soakSeconds: SOAK } },
+        s,
+      ),
     }));
   }, 120_000);
 
@@ -64,11 +100,18 @@ describe.skipIf(!support.ok && !inCi)('canary before promotion, against a real u
     await g?.cleanup();
   });
 
-  it('GIVEN a canary WHEN planned THEN the other profiles\' units depend on the canary\'s, and the first install applies', async () => {
+  it("GIVEN a canary WHEN planned THEN the other profiles' units depend on the canary's, and the first install applies", async () => {
     const plan = json<PlanJson>((await g.cli(['plan', '--json'])).stdout);
     // Every unit also waits for the host's egress proxy, its only way out and in (decisions/0016).
-    expect(plan.changes.find((c) => c.address === 'unit.orchestrator.core')!.dependsOn).toEqual(['egress.server', 'release.orchestrator', 'unit.orchestrator.research']);
-    expect(plan.changes.find((c) => c.address === 'unit.orchestrator.research')!.dependsOn).toEqual(['egress.server', 'release.orchestrator']);
+    expect(plan.changes.find((c) => c.address === 'unit.orchestrator.core')!.dependsOn).toEqual([
+      'egress.server',
+      'release.orchestrator',
+      'unit.orchestrator.research',
+    ]);
+    expect(plan.changes.find((c) => c.address === 'unit.orchestrator.research')!.dependsOn).toEqual([
+      'egress.server',
+      'release.orchestrator',
+    ]);
     const r = await g.cli(['apply', '--auto-approve']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).not.toContain('soaking'); // a first install is not a promotion
@@ -98,8 +141,12 @@ describe.skipIf(!support.ok && !inCi)('canary before promotion, against a real u
     expect(r.code, r.stdout + r.stderr).toBe(3);
     const result = json<ApplyJson>(r.stdout);
     expect(result.failed.map((f) => f.address)).toEqual(['unit.orchestrator.research']);
-    expect(result.failed[0]!.diagnostics.map((d) => d.code)).toEqual(expect.arrayContaining(['systemd.health-failed', 'systemd.rolled-back']));
-    expect(result.skipped).toEqual([{ address: 'unit.orchestrator.core', reason: 'depends on unit.orchestrator.research, which did not apply' }]);
+    expect(result.failed[0]!.diagnostics.map((d) => d.code)).toEqual(
+      expect.arrayContaining(['systemd.health-failed', 'systemd.rolled-back']),
+    );
+    expect(result.skipped).toEqual([
+      { address: 'unit.orchestrator.core', reason: 'depends on unit.orchestrator.research, which did not apply' },
+    ]);
     expect(await execdPid(m, CORE)).toBe(corePid);
     expect(await releaseOf('core')).toBe('v2');
     expect(await releaseOf('research')).toBe('v2'); // rolled back to what was applied
@@ -126,7 +173,9 @@ describe.skipIf(!support.ok && !inCi)('canary before promotion, against a real u
     expect(r.code, r.stdout + r.stderr).toBe(3);
     const result = json<ApplyJson>(r.stdout);
     expect(result.failed.map((f) => f.address)).toEqual(['unit.orchestrator.research']);
-    expect(result.failed[0]!.diagnostics.map((d) => d.code)).toEqual(expect.arrayContaining(['systemd.canary-failed', 'systemd.rolled-back']));
+    expect(result.failed[0]!.diagnostics.map((d) => d.code)).toEqual(
+      expect.arrayContaining(['systemd.canary-failed', 'systemd.rolled-back']),
+    );
     expect(result.skipped.map((s) => s.address)).toEqual(['unit.orchestrator.core']);
     expect(await execdPid(m, CORE)).toBe(corePid);
     expect(await releaseOf('research')).toBe('v2');
@@ -151,7 +200,10 @@ describe.skipIf(!support.ok && !inCi)('canary before promotion, against a real u
     const p = json<PlanJson>(plan.stdout);
     expect(p.applicable).toBe(false);
     const refusal = p.diagnostics.find((d) => d.code === 'policy.canary-skipped');
-    expect(refusal, JSON.stringify(p.diagnostics)).toMatchObject({ severity: 'error', address: 'release.orchestrator' });
+    expect(refusal, JSON.stringify(p.diagnostics)).toMatchObject({
+      severity: 'error',
+      address: 'release.orchestrator',
+    });
     expect(refusal!.summary).toContain('`research` is not deployed');
     const apply = await g.cli(['apply', '--auto-approve']);
     expect(apply.code).toBe(1);

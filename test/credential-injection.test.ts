@@ -25,10 +25,13 @@ const support = userManagerSupport();
 const net = egressNetSupport();
 const inCi = process.env.CI === 'true';
 const ready = support.ok && net.ok;
-if (!ready && !inCi) console.warn(`credential-injection: skipping: ${support.ok ? '' : support.reason}${net.ok ? '' : ` ${net.reason}`}`);
+if (!ready && !inCi)
+  console.warn(`credential-injection: skipping: ${support.ok ? '' : support.reason}${net.ok ? '' : ` ${net.reason}`}`);
 
 describe('credential-injection: a user manager and namespaces are available in CI', () => {
-  it.runIf(inCi)('the machine can run this suite', () => expect({ support, net }).toEqual({ support: { ok: true }, net: { ok: true } }));
+  it.runIf(inCi)('the machine can run this suite', () =>
+    expect({ support, net }).toEqual({ support: { ok: true }, net: { ok: true } }),
+  );
 });
 
 const PROBE = readFileSync(path.join(__dirname, '../fixtures/credential-probe/probe.mjs'), 'utf8');
@@ -71,7 +74,16 @@ describe.skipIf(!ready && !inCi)('injected credentials from inside a real gatewa
 
   const files = (sources: string, anchor: string) => ({
     'hosts/gw.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: gw\nspec:\n  workloads:\n    - prober\n  systemd:\n    scope: user\n  egress:\n    resolvers: ["${upstream.v4}"]\n    upstreamTrustAnchors: ["${anchor}"]\n  gate:\n    port: ${gatePort}\n`,
-    'workloads/prober/contract.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: prober\nspec:\n  owner: sec@example.com\n  riskTier: low\n  substrate: service\n  egress:\n${[['api.test', 443], ['api.test', 80], ['other.test', 443], ['nosan.test', 443]].map(([h, p]) => `    - host: ${h}\n      port: ${p}\n`).join('')}  secrets:\n    - name: llm-api-key\n      ref: file:${sources}/llm\n      inject:\n        host: api.test\n        header: x-api-key\n    - name: search-token\n      ref: env-file:${sources}/agent.env#SEARCH_TOKEN\n      inject:\n        host: other.test\n        header: Authorization\n        format: "Bearer {}"\n    - name: mirror-key\n      ref: file:${sources}/mirror\n      inject:\n        host: nosan.test\n        header: x-api-key\n    - name: db-password\n      ref: env-file:${sources}/agent.env#DB_PASSWORD\n`,
+    'workloads/prober/contract.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: prober\nspec:\n  owner: sec@example.com\n  riskTier: low\n  substrate: service\n  egress:\n${[
+      ['api.test', 443],
+      ['api.test', 80],
+      ['other.test', 443],
+      ['nosan.test', 443],
+    ]
+      .map(([h, p]) => `    - host: ${h}\n      port: ${p}\n`)
+      .join(
+        '',
+      )}  secrets:\n    - name: llm-api-key\n      ref: file:${sources}/llm\n      inject:\n        host: api.test\n        header: x-api-key\n    - name: search-token\n      ref: env-file:${sources}/agent.env#SEARCH_TOKEN\n      inject:\n        host: other.test\n        header: Authorization\n        format: "Bearer {}"\n    - name: mirror-key\n      ref: file:${sources}/mirror\n      inject:\n        host: nosan.test\n        header: x-api-key\n    - name: db-password\n      ref: env-file:${sources}/agent.env#DB_PASSWORD\n`,
     'workloads/prober/manifest.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: prober\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${release.dir}\n      commit: ${release.commit}\n  profiles:\n    - name: probe\n      entrypoint: [node, probe.mjs]\n      listen:\n        port: ${port}\n      health:\n        path: /healthz\n        timeoutSeconds: 20\n`,
   });
 
@@ -94,14 +106,21 @@ describe.skipIf(!ready && !inCi)('injected credentials from inside a real gatewa
     mkdirSync(sources, { recursive: true, mode: 0o700 });
     writeFileSync(path.join(sources, 'llm'), `${VALUES.llm}\n`, { mode: 0o600 });
     writeFileSync(path.join(sources, 'mirror'), VALUES.mirror, { mode: 0o600 });
-    writeFileSync(path.join(sources, 'agent.env'), `# the agent's env file\nexport SEARCH_TOKEN="${VALUES.search}"\nDB_PASSWORD=${VALUES.db}\n`, { mode: 0o600 });
+    writeFileSync(
+      path.join(sources, 'agent.env'),
+      `# the agent's env file\nexport SEARCH_TOKEN="${VALUES.search}"\nDB_PASSWORD=${VALUES.db}\n`,
+      { mode: 0o600 },
+    );
     writeFileSync(anchor, upstream.ca, { mode: 0o644 });
     // No journal under the harness manager: the proxy's own output goes to a file this test reads (a drop-in of ours).
     const log = path.join(g.base, 'egress.log');
     writeFileSync(log, '', { mode: 0o600 });
     chownSync(log, m.uid, m.gid);
     mkdirSync(path.join(m.unitDir, 'agentvm-egress.service.d'), { recursive: true });
-    writeFileSync(path.join(m.unitDir, 'agentvm-egress.service.d/90-test-log.conf'), `[Service]\nStandardOutput=append:${log}\nStandardError=append:${log}\n`);
+    writeFileSync(
+      path.join(m.unitDir, 'agentvm-egress.service.d/90-test-log.conf'),
+      `[Service]\nStandardOutput=append:${log}\nStandardError=append:${log}\n`,
+    );
     proxyLog = log;
   }, 180_000);
 
@@ -116,7 +135,9 @@ describe.skipIf(!ready && !inCi)('injected credentials from inside a real gatewa
     // The reviewer sees which credentials the workload gets and that it holds only placeholders of the injected ones.
     const plan = await cli(['plan']);
     expect(plan.stdout).toContain('credential +llm-api-key (injected for api.test: the workload holds a placeholder)');
-    expect(plan.stdout).toContain('credential +db-password (held by the workload: it can send the value anywhere it reaches)');
+    expect(plan.stdout).toContain(
+      'credential +db-password (held by the workload: it can send the value anywhere it reaches)',
+    );
     const r = await cli(['apply', '--auto-approve']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect((await m.show(UNIT, ['ActiveState'])).ActiveState).toBe('active');
@@ -156,7 +177,10 @@ describe.skipIf(!ready && !inCi)('injected credentials from inside a real gatewa
   });
 
   it('FROM INSIDE the unit: the same placeholder to a second allowed host, in another header, in the body, in the URL, or over plain HTTP arrives unreplaced', async () => {
-    const placeholder = readFileSync(path.join(g.root, 'var/lib/agentvm/credstore', ADDRESS, 'llm-api-key.placeholder'), 'utf8');
+    const placeholder = readFileSync(
+      path.join(g.root, 'var/lib/agentvm/credstore', ADDRESS, 'llm-api-key.placeholder'),
+      'utf8',
+    );
     const second = await probe<Sent>('/send?target=other.test:443&cred=llm-api-key&where=header');
     expect(second.status, JSON.stringify(second)).toBe(200);
     expect(second.echo!.headers['x-api-key']).toBe(placeholder);
@@ -181,7 +205,11 @@ describe.skipIf(!ready && !inCi)('injected credentials from inside a real gatewa
     const fronted = await probe<Sent>('/send?target=api.test:443&cred=llm-api-key&where=header&sni=other.test');
     expect(fronted.echo ?? null, JSON.stringify(fronted)).toBeNull();
     expect(fronted.tlsError ?? fronted.error, JSON.stringify(fronted)).toBeTruthy();
-    for (const p of [path.join(g.root, 'var/lib/agentvm/egress-ca/ca.key'), path.join(g.root, 'var/lib/agentvm/credstore', ADDRESS, 'llm-api-key.value'), path.join(g.root, 'var/lib/agentvm/credstore/.tls/api.test.key')]) {
+    for (const p of [
+      path.join(g.root, 'var/lib/agentvm/egress-ca/ca.key'),
+      path.join(g.root, 'var/lib/agentvm/credstore', ADDRESS, 'llm-api-key.value'),
+      path.join(g.root, 'var/lib/agentvm/credstore/.tls/api.test.key'),
+    ]) {
       const r = await probe<{ readable?: boolean; error?: string }>(`/read?path=${encodeURIComponent(p)}`);
       expect(r.readable, p).toBeUndefined();
       expect(r.error, p).toBeTruthy();
@@ -189,14 +217,27 @@ describe.skipIf(!ready && !inCi)('injected credentials from inside a real gatewa
     // Through the proxy's own view of the filesystem (/proc/<pid>/root: same account in user scope).
     const proxyPid = await m.mainPid('agentvm-egress.service');
     expect(proxyPid).toBeGreaterThan(0);
-    const viaProc = await probe<{ readable?: boolean; error?: string }>(`/read?path=${encodeURIComponent(`/proc/${proxyPid}/root${path.join(g.root, 'var/lib/agentvm/credstore', ADDRESS, 'llm-api-key.value')}`)}`);
+    const viaProc = await probe<{ readable?: boolean; error?: string }>(
+      `/read?path=${encodeURIComponent(`/proc/${proxyPid}/root${path.join(g.root, 'var/lib/agentvm/credstore', ADDRESS, 'llm-api-key.value')}`)}`,
+    );
     expect(viaProc.readable, JSON.stringify(viaProc)).toBeUndefined();
     // The public half is readable: the unit must trust it.
-    expect(await probe<{ readable?: boolean }>(`/read?path=${encodeURIComponent(path.join(g.root, 'var/lib/agentvm/egress-ca/ca.pem'))}`)).toEqual({ readable: true });
+    expect(
+      await probe<{ readable?: boolean }>(
+        `/read?path=${encodeURIComponent(path.join(g.root, 'var/lib/agentvm/egress-ca/ca.pem'))}`,
+      ),
+    ).toEqual({ readable: true });
   });
 
-  it('GIVEN everything above WHEN every file agentvm wrote, its output and the proxy\'s output are searched THEN the real values are only in the root-only store', async () => {
-    for (const args of [['plan', '--json'], ['plan', '--format', 'markdown'], ['plan'], ['audit', 'tail', '--json', '-n', '500'], ['drift']]) await cli(args);
+  it("GIVEN everything above WHEN every file agentvm wrote, its output and the proxy's output are searched THEN the real values are only in the root-only store", async () => {
+    for (const args of [
+      ['plan', '--json'],
+      ['plan', '--format', 'markdown'],
+      ['plan'],
+      ['audit', 'tail', '--json', '-n', '500'],
+      ['drift'],
+    ])
+      await cli(args);
     const found = new Map<string, string[]>();
     const scan = (dir: string): void => {
       for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -227,7 +268,9 @@ describe.skipIf(!ready && !inCi)('injected credentials from inside a real gatewa
   it('GIVEN an env-file: value rotated at its source WHEN plan and apply THEN the unit is re-applied and the proxy injects the new value', async () => {
     const rotated = canary('rotated');
     const sources = path.join(g.base, 'sources');
-    writeFileSync(path.join(sources, 'agent.env'), `export SEARCH_TOKEN="${rotated}"\nDB_PASSWORD=${VALUES.db}\n`, { mode: 0o600 });
+    writeFileSync(path.join(sources, 'agent.env'), `export SEARCH_TOKEN="${rotated}"\nDB_PASSWORD=${VALUES.db}\n`, {
+      mode: 0o600,
+    });
     const plan = await cli(['plan']);
     expect(plan.stdout).toContain('credential `search-token` changed since the unit started');
     expect(plan.stdout).not.toContain(rotated);

@@ -5,7 +5,19 @@
 // into its memory. Its memory (StateDirectory=) must carry a line written before across a restart, a release change
 // and a rollback; removing the workload keeps it (the plan says where) and only `agentvm memory purge` deletes it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import type { DesiredResource, LockedResource, PlannedChange } from '../src/model/resources.js';
 import { hostPaths } from '../src/model/index.js';
@@ -101,7 +113,10 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
       dataRoot: '/srv/agentvm/data',
     };
   }
-  const GRANTS = [{ path: 'projects/research', access: 'read-write' }, { path: 'projects/shared', access: 'read-only' }];
+  const GRANTS = [
+    { path: 'projects/research', access: 'read-write' },
+    { path: 'projects/shared', access: 'read-only' },
+  ];
 
   beforeAll(async () => {
     m = await startUserManager();
@@ -116,24 +131,69 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
     host = { host: 'test', root, paths: hostPaths(root), repo: root };
     hostData = path.join(root, 'srv/agentvm/data');
     // The project data: the two granted paths, a sibling project and another workload's tree that are not granted.
-    for (const d of ['projects/research', 'projects/shared', 'projects/secret', 'other-team']) mkdirSync(path.join(hostData, d), { recursive: true });
+    for (const d of ['projects/research', 'projects/shared', 'projects/secret', 'other-team'])
+      mkdirSync(path.join(hostData, d), { recursive: true });
     writeFileSync(path.join(hostData, 'projects/shared/brief.txt'), 'the brief');
     writeFileSync(path.join(hostData, 'projects/secret/plans.txt'), 'SECRET-PLANS');
     writeFileSync(path.join(hostData, 'other-team/notes.txt'), 'OTHER-TEAM');
     // In user scope the unit runs as the manager's account: it owns the data (ADR 0024: the grant's write permission
     // comes from the file system; the mount decides what is visible and whether writing is possible at all).
-    for (const d of ['srv', 'srv/agentvm', 'srv/agentvm/data', 'srv/agentvm/data/projects', 'srv/agentvm/data/projects/research', 'srv/agentvm/data/projects/shared', 'srv/agentvm/data/projects/secret', 'srv/agentvm/data/other-team']) {
+    for (const d of [
+      'srv',
+      'srv/agentvm',
+      'srv/agentvm/data',
+      'srv/agentvm/data/projects',
+      'srv/agentvm/data/projects/research',
+      'srv/agentvm/data/projects/shared',
+      'srv/agentvm/data/projects/secret',
+      'srv/agentvm/data/other-team',
+    ]) {
       chownSync(path.join(root, d), m.uid, m.gid);
       chmodSync(path.join(root, d), 0o755);
     }
-    for (const f of ['projects/shared/brief.txt', 'projects/secret/plans.txt', 'other-team/notes.txt']) chownSync(path.join(hostData, f), m.uid, m.gid);
-    provider = new SystemdProvider({ endpoint: (h, scope) => (scope === 'user' ? userEndpoint({ root: h.root, account: account() }) : systemEndpoint(h.root)) });
+    for (const f of ['projects/shared/brief.txt', 'projects/secret/plans.txt', 'other-team/notes.txt'])
+      chownSync(path.join(hostData, f), m.uid, m.gid);
+    provider = new SystemdProvider({
+      endpoint: (h, scope) =>
+        scope === 'user' ? userEndpoint({ root: h.root, account: account() }) : systemEndpoint(h.root),
+    });
     installRelease('r1');
     installRelease('r2');
-    desired = { address: ADDRESS, provider: 'systemd', workload: 'research', identity: 'research/analyst', dependsOn: [], config: config('r1', GRANTS) };
+    desired = {
+      address: ADDRESS,
+      provider: 'systemd',
+      workload: 'research',
+      identity: 'research/analyst',
+      dependsOn: [],
+      config: config('r1', GRANTS),
+    };
     const egress = new EgressProvider({ endpoint: (h) => userEndpoint({ root: h.root, account: account() }) });
-    const server: DesiredResource = { address: 'egress.server', provider: 'egress', workload: '(host)', identity: 'agentvm-egress.service', dependsOn: [], config: { scope: 'user', resolvers: [], callers: [{ id: ADDRESS, workload: 'research', profile: 'analyst', entries: [], listenPort: null }] } };
-    const started = await egress.apply({ host, change: { address: server.address, provider: 'egress', workload: '(host)', action: 'create', effect: 'restart', reasons: [{ code: 'new', message: 'test' }], dependsOn: [], desired: server, after: { identity: server.identity } } });
+    const server: DesiredResource = {
+      address: 'egress.server',
+      provider: 'egress',
+      workload: '(host)',
+      identity: 'agentvm-egress.service',
+      dependsOn: [],
+      config: {
+        scope: 'user',
+        resolvers: [],
+        callers: [{ id: ADDRESS, workload: 'research', profile: 'analyst', entries: [], listenPort: null }],
+      },
+    };
+    const started = await egress.apply({
+      host,
+      change: {
+        address: server.address,
+        provider: 'egress',
+        workload: '(host)',
+        action: 'create',
+        effect: 'restart',
+        reasons: [{ code: 'new', message: 'test' }],
+        dependsOn: [],
+        desired: server,
+        after: { identity: server.identity },
+      },
+    });
     expect(started.diagnostics).toEqual([]);
   }, 120_000);
 
@@ -150,15 +210,36 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
   });
 
   async function planNow(d: DesiredResource | null = desired) {
-    const read = await provider.read({ host, address: ADDRESS, ...(d ? { desired: d } : {}), ...(locked ? { locked } : {}) });
-    return provider.plan({ address: ADDRESS, ...(d ? { desired: d } : {}), live: read.live, ...(locked ? { locked } : {}) });
+    const read = await provider.read({
+      host,
+      address: ADDRESS,
+      ...(d ? { desired: d } : {}),
+      ...(locked ? { locked } : {}),
+    });
+    return provider.plan({
+      address: ADDRESS,
+      ...(d ? { desired: d } : {}),
+      live: read.live,
+      ...(locked ? { locked } : {}),
+    });
   }
 
   async function applyNow(extraReasons: PlannedChange['reasons'] = []) {
     const plan = await planNow();
-    const change: PlannedChange = { address: ADDRESS, provider: 'systemd', workload: 'research', action: plan.action, effect: plan.effect, reasons: [...plan.reasons, ...extraReasons], dependsOn: [], desired, after: { identity: desired.identity } };
+    const change: PlannedChange = {
+      address: ADDRESS,
+      provider: 'systemd',
+      workload: 'research',
+      action: plan.action,
+      effect: plan.effect,
+      reasons: [...plan.reasons, ...extraReasons],
+      dependsOn: [],
+      desired,
+      after: { identity: desired.identity },
+    };
     const res = await provider.apply({ host, change, ...(locked ? { locked } : {}) });
-    if (!res.diagnostics.some((d) => d.severity === 'error') && res.locked) locked = { ...res.locked, commit: null, appliedAt: new Date().toISOString() };
+    if (!res.diagnostics.some((d) => d.severity === 'error') && res.locked)
+      locked = { ...res.locked, commit: null, appliedAt: new Date().toISOString() };
     return { plan, res };
   }
 
@@ -173,7 +254,10 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
   it('writes its read-write grant, cannot write its read-only one, and cannot see, link to or execute anything else', async () => {
     const { plan, res } = await applyNow();
     expect(plan.action).toBe('create');
-    expect(res.diagnostics.filter((d) => d.severity === 'error'), probeError()).toEqual([]);
+    expect(
+      res.diagnostics.filter((d) => d.severity === 'error'),
+      probeError(),
+    ).toEqual([]);
     expect(await m.show(UNIT, ['ActiveState'])).toEqual({ ActiveState: 'active' });
     const r = result();
     // The grants, as declared.
@@ -213,15 +297,24 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
     desired = { ...desired, config: config('r2', GRANTS) };
     const promoted = await applyNow();
     expect(promoted.plan.action).toBe('update');
-    expect(promoted.res.diagnostics.filter((d) => d.severity === 'error'), probeError()).toEqual([]);
+    expect(
+      promoted.res.diagnostics.filter((d) => d.severity === 'error'),
+      probeError(),
+    ).toEqual([]);
     expect(result().memoryBefore).toEqual({ ok: true, value: 'remembered in r1\nremembered in r1\n' });
     expect(result().writeRw.ok).toBe(true);
 
     // Back to the previous release (what `agentvm rollback` applies): the memory written by r2 is still there.
     desired = { ...desired, config: config('r1', GRANTS) };
     const rolledBack = await applyNow([{ code: 'rollback', message: 'test rollback to r1' }]);
-    expect(rolledBack.res.diagnostics.filter((d) => d.severity === 'error'), probeError()).toEqual([]);
-    expect(result().memoryBefore).toEqual({ ok: true, value: 'remembered in r1\nremembered in r1\nremembered in r2\n' });
+    expect(
+      rolledBack.res.diagnostics.filter((d) => d.severity === 'error'),
+      probeError(),
+    ).toEqual([]);
+    expect(result().memoryBefore).toEqual({
+      ok: true,
+      value: 'remembered in r1\nremembered in r1\nremembered in r2\n',
+    });
   }, 180_000);
 
   it('a grant that does not exist on the host is a plan warning naming the unit and the fix, and is not mounted', async () => {
@@ -243,7 +336,10 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
     const next = await planNow();
     expect(next.action).toBe('update');
     expect(next.diagnostics.filter((x) => x.code === SystemdCode.dataMissing)).toEqual([]);
-    expect((await applyNow()).res.diagnostics.filter((x) => x.severity === 'error'), probeError()).toEqual([]);
+    expect(
+      (await applyNow()).res.diagnostics.filter((x) => x.severity === 'error'),
+      probeError(),
+    ).toEqual([]);
     expect(result().listProjects).toEqual({ ok: true, value: ['research', 'shared', 'typo'] });
   }, 120_000);
 
@@ -264,7 +360,10 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
     expect(result().siblingAtMount).toEqual({ ok: false, error: 'ENOENT' });
     rmSync(path.join(hostData, 'projects/typo'));
     desired = { ...desired, config: config('r2', GRANTS) };
-    expect((await applyNow()).res.diagnostics.filter((x) => x.severity === 'error'), probeError()).toEqual([]);
+    expect(
+      (await applyNow()).res.diagnostics.filter((x) => x.severity === 'error'),
+      probeError(),
+    ).toEqual([]);
   }, 120_000);
 
   it('removing the workload keeps its memory and the plan says where; only `memory purge` deletes it (its refusal while the workload is on the host: src/app/memory-purge.test.ts)', async () => {
@@ -274,7 +373,19 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
     const kept = plan.reasons.find((r) => r.message.includes('memory is kept'));
     expect(kept?.message).toContain(memoryDir());
     expect(kept?.message).toContain('agentvm memory purge research');
-    const removed = await provider.apply({ host, change: { address: ADDRESS, provider: 'systemd', workload: 'research', action: 'delete', effect: 'restart', reasons: plan.reasons, dependsOn: [] }, ...(locked ? { locked } : {}) });
+    const removed = await provider.apply({
+      host,
+      change: {
+        address: ADDRESS,
+        provider: 'systemd',
+        workload: 'research',
+        action: 'delete',
+        effect: 'restart',
+        reasons: plan.reasons,
+        dependsOn: [],
+      },
+      ...(locked ? { locked } : {}),
+    });
     expect(removed.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
     expect(existsSync(path.join(m.unitDir, `${UNIT}.d`))).toBe(false);
     expect(readFileSync(path.join(memoryDir(), 'memory.txt'), 'utf8')).toContain('remembered in r2');
@@ -282,7 +393,12 @@ describe.skipIf(!support.ok && !inCi)('data grants and agent memory, from inside
     const env = { AGENTVM_SYSTEMD_USER: m.user };
     const purged = await agentvm(['memory', 'purge', 'research', '--host', 'test', '--root', root, '--json'], { env });
     expect(purged.code, purged.stderr).toBe(0);
-    expect(JSON.parse(purged.stdout)).toEqual({ formatVersion: 1, host: 'test', workload: 'research', removed: [path.join(m.home, '.config/agentvm-memory/research')] });
+    expect(JSON.parse(purged.stdout)).toEqual({
+      formatVersion: 1,
+      host: 'test',
+      workload: 'research',
+      removed: [path.join(m.home, '.config/agentvm-memory/research')],
+    });
     expect(existsSync(memoryDir())).toBe(false);
     // The deletion is audited; the project data is untouched.
     expect(readdirSync(path.join(hostData, 'projects/research'))).toContain('deliverable-r2.txt');

@@ -12,9 +12,15 @@ describe('npm run demo', () => {
   it('runs validate → plan → apply → re-plan → drift → state → gate grant → audit, exit 0, and cleans up', () => {
     assertBuilt();
     const before = new Set(readdirSync(tmpdir()).filter((n) => n.startsWith('agentvm-demo-')));
-    const run = spawnSync(process.execPath, [join(ROOT, 'scripts/demo.js')], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 });
+    const run = spawnSync(process.execPath, [join(ROOT, 'scripts/demo.js')], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1' },
+      timeout: 120_000,
+    });
     expect(run.status, run.stdout + run.stderr).toBe(0);
-    for (const text of ['✓ Valid', 'Apply complete', 'No changes', 'No drift', 'One-time link', 'Audit log intact']) expect(run.stdout, text).toContain(text);
+    for (const text of ['✓ Valid', 'Apply complete', 'No changes', 'No drift', 'One-time link', 'Audit log intact'])
+      expect(run.stdout, text).toContain(text);
     expect(run.stdout).not.toContain('demo step failed');
     const after = readdirSync(tmpdir()).filter((n) => n.startsWith('agentvm-demo-') && !before.has(n));
     expect(after).toEqual([]);

@@ -8,7 +8,16 @@
 // (ExecStart=, AGENTVM_BIN), PrivateUsers=yes (without it a user manager silently skips ProtectSystem=/PrivateTmp=
 // and refuses PrivateDevices=; decisions/notes-systemd-harness.md) and ReadWritePaths= for the root's git cache.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync, chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,8 +41,12 @@ const analyzer = (() => {
     return false;
   }
 })();
-if (!support.ok && !inCi) console.warn(`drift-timer: skipping the user-manager run: ${support.reason}. ${support.howTo}`);
-if (!analyzer && !inCi) console.warn('drift-timer: skipping systemd-analyze verify: install systemd (apt-get install systemd) for systemd-analyze');
+if (!support.ok && !inCi)
+  console.warn(`drift-timer: skipping the user-manager run: ${support.reason}. ${support.howTo}`);
+if (!analyzer && !inCi)
+  console.warn(
+    'drift-timer: skipping systemd-analyze verify: install systemd (apt-get install systemd) for systemd-analyze',
+  );
 
 function testDropIn(home: string, root: string): string {
   return [
@@ -52,29 +65,50 @@ function testDropIn(home: string, root: string): string {
 describe('drift units: offline checks', () => {
   it.runIf(inCi)('systemd-analyze is installed in CI', () => expect(analyzer).toBe(true));
 
-  it.skipIf(!analyzer && !inCi)('GIVEN the shipped units THEN systemd-analyze verify finds no error; only the wrapper, not installed here, is missing', async () => {
-    const files = [
-      { name: 'agentvm-drift@.service', text: SERVICE },
-      { name: 'agentvm-drift@.timer', text: TIMER },
-    ];
-    for (const scope of ['system', 'user'] as const) {
-      const diagnostics = await verifyUnits(files, { scope });
-      expect(diagnostics.filter((d) => d.severity === 'error'), `${scope}: ${JSON.stringify(diagnostics)}`).toEqual([]);
-      expect(diagnostics.map((d) => d.code).filter((c) => c !== 'systemd.missing-executable'), scope).toEqual([]);
-    }
-  });
-
-  it.skipIf(!analyzer && !inCi)('GIVEN the units with the test drop-in and an installed wrapper THEN systemd-analyze verify is clean', async () => {
-    const diagnostics = await verifyUnits(
-      [
-        { name: 'agentvm-drift@.service', text: SERVICE.replace('/usr/local/libexec/agentvm-drift.mjs', join(DRIFT_DIR, 'agentvm-drift.mjs')) },
+  it.skipIf(!analyzer && !inCi)(
+    'GIVEN the shipped units THEN systemd-analyze verify finds no error; only the wrapper, not installed here, is missing',
+    async () => {
+      const files = [
+        { name: 'agentvm-drift@.service', text: SERVICE },
         { name: 'agentvm-drift@.timer', text: TIMER },
-        { name: 'agentvm-drift@edge-1.service.d/50-test.conf', text: testDropIn('/tmp', '/tmp/root').replace('/tmp/libexec/agentvm-drift.mjs', join(DRIFT_DIR, 'agentvm-drift.mjs')) },
-      ],
-      { scope: 'user' },
-    );
-    expect(diagnostics).toEqual([]);
-  });
+      ];
+      for (const scope of ['system', 'user'] as const) {
+        const diagnostics = await verifyUnits(files, { scope });
+        expect(
+          diagnostics.filter((d) => d.severity === 'error'),
+          `${scope}: ${JSON.stringify(diagnostics)}`,
+        ).toEqual([]);
+        expect(
+          diagnostics.map((d) => d.code).filter((c) => c !== 'systemd.missing-executable'),
+          scope,
+        ).toEqual([]);
+      }
+    },
+  );
+
+  it.skipIf(!analyzer && !inCi)(
+    'GIVEN the units with the test drop-in and an installed wrapper THEN systemd-analyze verify is clean',
+    async () => {
+      const diagnostics = await verifyUnits(
+        [
+          {
+            name: 'agentvm-drift@.service',
+            text: SERVICE.replace('/usr/local/libexec/agentvm-drift.mjs', join(DRIFT_DIR, 'agentvm-drift.mjs')),
+          },
+          { name: 'agentvm-drift@.timer', text: TIMER },
+          {
+            name: 'agentvm-drift@edge-1.service.d/50-test.conf',
+            text: testDropIn('/tmp', '/tmp/root').replace(
+              '/tmp/libexec/agentvm-drift.mjs',
+              join(DRIFT_DIR, 'agentvm-drift.mjs'),
+            ),
+          },
+        ],
+        { scope: 'user' },
+      );
+      expect(diagnostics).toEqual([]);
+    },
+  );
 
   it('the service does not count drift (2) as success, so a drifted host is a failed unit', () => {
     expect(SERVICE).not.toMatch(/^SuccessExitStatus=.*\b2\b/m);
@@ -89,7 +123,13 @@ describe('the drift wrapper, run directly', () => {
     try {
       const r = spawnSync(process.execPath, [join(DRIFT_DIR, 'agentvm-drift.mjs'), 'edge-1'], {
         encoding: 'utf8',
-        env: { ...process.env, AGENTVM_REPO: join(state, 'no-such-repo'), AGENTVM_ROOT: join(state, 'root'), AGENTVM_BIN: BIN, STATE_DIRECTORY: state },
+        env: {
+          ...process.env,
+          AGENTVM_REPO: join(state, 'no-such-repo'),
+          AGENTVM_ROOT: join(state, 'root'),
+          AGENTVM_BIN: BIN,
+          STATE_DIRECTORY: state,
+        },
       });
       expect(r.status, r.stderr).toBe(1);
       expect(r.stdout.trim().split('\n')).toHaveLength(1);
@@ -102,10 +142,16 @@ describe('the drift wrapper, run directly', () => {
 
   it('GIVEN no AGENTVM_REPO or a bad instance name THEN it exits 1 and says what to set', () => {
     const env = { ...process.env, AGENTVM_REPO: '' };
-    const noRepo = spawnSync(process.execPath, [join(DRIFT_DIR, 'agentvm-drift.mjs'), 'edge-1'], { encoding: 'utf8', env });
+    const noRepo = spawnSync(process.execPath, [join(DRIFT_DIR, 'agentvm-drift.mjs'), 'edge-1'], {
+      encoding: 'utf8',
+      env,
+    });
     expect(noRepo.status).toBe(1);
     expect(noRepo.stdout).toContain('AGENTVM_REPO is not set');
-    const badHost = spawnSync(process.execPath, [join(DRIFT_DIR, 'agentvm-drift.mjs'), '../etc'], { encoding: 'utf8', env: { ...env, AGENTVM_REPO: '/x' } });
+    const badHost = spawnSync(process.execPath, [join(DRIFT_DIR, 'agentvm-drift.mjs'), '../etc'], {
+      encoding: 'utf8',
+      env: { ...env, AGENTVM_REPO: '/x' },
+    });
     expect(badHost.status).toBe(1);
     expect(badHost.stdout).toContain('is not a host name');
   });
@@ -134,7 +180,10 @@ describe.skipIf(!support.ok && !inCi)('drift service on a real systemd user mana
     execFileSync('chown', ['-R', `${m.uid}:${m.gid}`, base]);
 
     await m.writeFile('libexec/agentvm-drift.mjs', WRAPPER, 0o755);
-    await m.writeFile('.config/agentvm/drift/edge-1.env', `AGENTVM_REPO=${repo}\nAGENTVM_ROOT=${root}\nAGENTVM_REF=HEAD\nAGENTVM_BIN=${BIN}\n`);
+    await m.writeFile(
+      '.config/agentvm/drift/edge-1.env',
+      `AGENTVM_REPO=${repo}\nAGENTVM_ROOT=${root}\nAGENTVM_REF=HEAD\nAGENTVM_BIN=${BIN}\n`,
+    );
     await m.writeUnit('agentvm-drift@.service', SERVICE);
     await m.writeUnit('agentvm-drift@.timer', TIMER);
     await m.writeUnit('agentvm-drift@edge-1.service.d/50-test.conf', testDropIn(m.home, root));
@@ -152,7 +201,10 @@ describe.skipIf(!support.ok && !inCi)('drift service on a real systemd user mana
     }
   });
 
-  const summaryLines = () => (existsSync(join(m.home, 'drift-edge-1.log')) ? readFileSync(join(m.home, 'drift-edge-1.log'), 'utf8').trim().split('\n') : []);
+  const summaryLines = () =>
+    existsSync(join(m.home, 'drift-edge-1.log'))
+      ? readFileSync(join(m.home, 'drift-edge-1.log'), 'utf8').trim().split('\n')
+      : [];
   // StateDirectory= of a user unit is ~/.config before systemd 254 and ~/.local/state after: read the path the line names.
   const reportOf = (line: string | undefined) => {
     const file = / report (\S+\.json)[;]?/.exec(line ?? '')?.[1];
@@ -162,7 +214,10 @@ describe.skipIf(!support.ok && !inCi)('drift service on a real systemd user mana
   };
 
   it('the timer loads and names the service', async () => {
-    expect(await m.show('agentvm-drift@edge-1.timer', ['LoadState', 'Unit'])).toEqual({ LoadState: 'loaded', Unit: unit });
+    expect(await m.show('agentvm-drift@edge-1.timer', ['LoadState', 'Unit'])).toEqual({
+      LoadState: 'loaded',
+      Unit: unit,
+    });
   });
 
   it('GIVEN a host that matches its lockfile WHEN the service runs once THEN it exits 0 and writes one "no drift" line', async () => {
@@ -191,7 +246,9 @@ describe.skipIf(!support.ok && !inCi)('drift service on a real systemd user mana
     expect(start.code, `${start.stderr}\n${JSON.stringify(props)}\n${lines.join('\n')}`).not.toBe(0);
     expect(props).toEqual({ Result: 'exit-code', ExecMainStatus: '2', ActiveState: 'failed' });
     expect(lines).toHaveLength(2);
-    expect(lines[1]).toMatch(/^<4>agentvm-drift edge-1: DRIFT in 1 resource\(s\): release\.research-orchestrator \(live-modified\); .*exit 2; report .*edge-1\.json; repair with agentvm apply$/);
+    expect(lines[1]).toMatch(
+      /^<4>agentvm-drift edge-1: DRIFT in 1 resource\(s\): release\.research-orchestrator \(live-modified\); .*exit 2; report .*edge-1\.json; repair with agentvm apply$/,
+    );
     expect(reportOf(lines[1]).drift.map((d) => d.address)).toEqual(['release.research-orchestrator']);
     const failed = await m.systemctl(['list-units', '--failed', '--plain', '--no-legend']);
     expect(failed.stdout).toContain(unit);

@@ -32,7 +32,8 @@ describe.skipIf(!support.ok && !inCi)('the egress proxy against real sockets', (
   const audit = () => tailAudit(path.join(dir, 'audit.jsonl'), 1000).filter((e) => e.event === 'egress.deny');
   const flushed = async () => {
     // The audit writer group-commits every 50 ms; wait for the group, not for a duration: poll the file.
-    for (let i = 0; i < 500 && proxy.audit.written < proxy.audit.records; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 500 && proxy.audit.written < proxy.audit.records; i++)
+      await new Promise((r) => setTimeout(r, 10));
   };
 
   beforeAll(async () => {
@@ -43,11 +44,33 @@ describe.skipIf(!support.ok && !inCi)('the egress proxy against real sockets', (
     });
     dir = mkdtempSync(path.join(os.tmpdir(), 'agentvm-egress-proxy-'));
     const callers: CallerSettings[] = [
-      { id: 'unit.hostile.core', workload: 'hostile', socket: sock('core').path, entries: [{ host: 'allowed.test', port: 443 }, { host: 'allowed.test', port: 80 }, { host: 'loop.test', port: 80 }, { host: 'private.test', port: 80 }, { host: 'meta.test', port: 80 }, { host: `${net.v4}`, port: 80 }] },
-      { id: 'unit.other.web', workload: 'other', socket: sock('web').path, entries: [{ host: 'other.test', port: 443 }] },
+      {
+        id: 'unit.hostile.core',
+        workload: 'hostile',
+        socket: sock('core').path,
+        entries: [
+          { host: 'allowed.test', port: 443 },
+          { host: 'allowed.test', port: 80 },
+          { host: 'loop.test', port: 80 },
+          { host: 'private.test', port: 80 },
+          { host: 'meta.test', port: 80 },
+          { host: `${net.v4}`, port: 80 },
+        ],
+      },
+      {
+        id: 'unit.other.web',
+        workload: 'other',
+        socket: sock('web').path,
+        entries: [{ host: 'other.test', port: 443 }],
+      },
     ];
     settings = { resolvers: [net.v4], callers };
-    proxy = new EgressProxy({ host: 'h1', auditFile: path.join(dir, 'audit.jsonl'), ownAddresses: hostAddresses(), auditWindowMs: 60_000 });
+    proxy = new EgressProxy({
+      host: 'h1',
+      auditFile: path.join(dir, 'audit.jsonl'),
+      ownAddresses: hostAddresses(),
+      auditWindowMs: 60_000,
+    });
     await proxy.reload(settings);
   }, 60_000);
 
@@ -64,7 +87,9 @@ describe.skipIf(!support.ok && !inCi)('the egress proxy against real sockets', (
   });
 
   it('GIVEN allowed.test:80 WHEN a plain-HTTP forward request names it THEN it is sent in origin form with Host set to the target', async () => {
-    const r = await forwardGet(sock('core'), 'http://allowed.test/hello?x=1', { 'Proxy-Authorization': 'Basic Zm9vOmJhcg==' });
+    const r = await forwardGet(sock('core'), 'http://allowed.test/hello?x=1', {
+      'Proxy-Authorization': 'Basic Zm9vOmJhcg==',
+    });
     expect(r.status, r.body).toBe(200);
     expect(JSON.parse(r.body)).toMatchObject({ server: 'http', host: 'allowed.test', path: '/hello?x=1' });
   });
@@ -89,19 +114,31 @@ describe.skipIf(!support.ok && !inCi)('the egress proxy against real sockets', (
   it('WHEN the caller asks for a name not on its allowlist THEN 403 with a one-line reason naming the contract, and an audit record', async () => {
     const r = await httpsVia(sock('core'), 'other.test:443', { ca: net.ca });
     expect(r.status).toBe(403);
-    expect(r.body.trim()).toBe('agentvm egress: other.test:443 refused for unit.hostile.core: this name is not in the egress allowlist; add {host: other.test, port: 443} to spec.egress in workloads/hostile/contract.yaml and apply.');
+    expect(r.body.trim()).toBe(
+      'agentvm egress: other.test:443 refused for unit.hostile.core: this name is not in the egress allowlist; add {host: other.test, port: 443} to spec.egress in workloads/hostile/contract.yaml and apply.',
+    );
     expect(r.head).toContain('X-Agentvm-Egress-Denied: agentvm egress: other.test:443 refused');
     await flushed();
-    expect(audit().some((e) => e.address === 'unit.hostile.core' && e.detail?.startsWith('agentvm egress: other.test:443 refused'))).toBe(true);
+    expect(
+      audit().some(
+        (e) => e.address === 'unit.hostile.core' && e.detail?.startsWith('agentvm egress: other.test:443 refused'),
+      ),
+    ).toBe(true);
   });
 
-  it('GIVEN two callers WHEN each asks for the other one\'s destination THEN each is judged by the socket it came in on', async () => {
+  it("GIVEN two callers WHEN each asks for the other one's destination THEN each is judged by the socket it came in on", async () => {
     expect((await httpsVia(sock('web'), 'other.test:443', { ca: net.ca })).status).toBe(200);
     expect((await httpsVia(sock('web'), 'allowed.test:443', { ca: net.ca })).status).toBe(403);
   });
 
   it('WHEN the caller asks for an address literal that is not listed (v4, v6, the metadata address) THEN 403', async () => {
-    for (const authority of [`${net.v4}:443`, `[${net.v6}]:443`, '169.254.169.254:80', '127.0.0.1:80', '[::ffff:127.0.0.1]:80']) {
+    for (const authority of [
+      `${net.v4}:443`,
+      `[${net.v6}]:443`,
+      '169.254.169.254:80',
+      '127.0.0.1:80',
+      '[::ffff:127.0.0.1]:80',
+    ]) {
       const r = await connectVia(sock('core'), authority);
       expect(r.status, authority).toBe(403);
       expect(r.body, authority).toContain('not in the egress allowlist');
@@ -109,7 +146,11 @@ describe.skipIf(!support.ok && !inCi)('the egress proxy against real sockets', (
   });
 
   it('GIVEN listed names that resolve to 127.0.0.1, 10.0.0.1 and 169.254.169.254 WHEN requested THEN refused as rebinding, with the address in the reason', async () => {
-    for (const [name, ip, cls] of [['loop.test', '127.0.0.1', 'loopback'], ['private.test', '10.0.0.1', 'private'], ['meta.test', '169.254.169.254', 'link-local']] as const) {
+    for (const [name, ip, cls] of [
+      ['loop.test', '127.0.0.1', 'loopback'],
+      ['private.test', '10.0.0.1', 'private'],
+      ['meta.test', '169.254.169.254', 'link-local'],
+    ] as const) {
       const r = await forwardGet(sock('core'), `http://${name}/`);
       expect(r.status, name).toBe(403);
       expect(r.body, name).toContain(`the name resolves to ${ip}, a ${cls} address`);
@@ -156,11 +197,16 @@ describe.skipIf(!support.ok && !inCi)('the egress proxy against real sockets', (
     expect(records.at(-1)?.detail).toMatch(/\(49 more time\(s\) since /);
   });
 
-  it('GIVEN an open tunnel WHEN the allowlists are reloaded THEN the tunnel keeps working, new requests see the new rules, and the other caller\'s listener is the same', async () => {
+  it("GIVEN an open tunnel WHEN the allowlists are reloaded THEN the tunnel keeps working, new requests see the new rules, and the other caller's listener is the same", async () => {
     const t = await connectVia(sock('core'), 'allowed.test:80');
     expect(t.status).toBe(200);
     const open = proxy.openConnections;
-    const next: ProxySettings = { ...settings, callers: settings.callers.map((c) => (c.id === 'unit.hostile.core' ? { ...c, entries: [...c.entries, { host: 'other.test', port: 443 }] } : c)) };
+    const next: ProxySettings = {
+      ...settings,
+      callers: settings.callers.map((c) =>
+        c.id === 'unit.hostile.core' ? { ...c, entries: [...c.entries, { host: 'other.test', port: 443 }] } : c,
+      ),
+    };
     await proxy.reload(next);
     expect(proxy.openConnections).toBe(open);
     t.socket!.write('GET /after-reload HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n');
@@ -177,7 +223,18 @@ describe.skipIf(!support.ok && !inCi)('the egress proxy against real sockets', (
   });
 
   it('GIVEN a name with only an IPv6 address WHEN tunnelled THEN the proxy reaches it over IPv6', async () => {
-    const v6 = { ...settings, callers: [...settings.callers, { id: 'unit.six.core', workload: 'six', socket: sock('six').path, entries: [{ host: `[${net.v6}]`, port: 80 }] }] };
+    const v6 = {
+      ...settings,
+      callers: [
+        ...settings.callers,
+        {
+          id: 'unit.six.core',
+          workload: 'six',
+          socket: sock('six').path,
+          entries: [{ host: `[${net.v6}]`, port: 80 }],
+        },
+      ],
+    };
     await proxy.reload(v6);
     const r = await forwardGet(sock('six'), `http://[${net.v6}]/six`);
     expect(r.status, r.body).toBe(200);
@@ -188,7 +245,21 @@ describe.skipIf(!support.ok && !inCi)('the egress proxy against real sockets', (
     const holder = createServer();
     await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
     const port = (holder.address() as AddressInfo).port;
-    const next = { ...settings, callers: [...settings.callers.map((c) => (c.id === 'unit.other.web' ? { ...c, entries: [...c.entries, { host: 'allowed.test', port: 443 }] } : c)), { id: 'unit.taken.p', workload: 'taken', socket: sock('taken').path, entries: [], inbound: { port, target: path.join(dir, 'nowhere.sock') } }] };
+    const next = {
+      ...settings,
+      callers: [
+        ...settings.callers.map((c) =>
+          c.id === 'unit.other.web' ? { ...c, entries: [...c.entries, { host: 'allowed.test', port: 443 }] } : c,
+        ),
+        {
+          id: 'unit.taken.p',
+          workload: 'taken',
+          socket: sock('taken').path,
+          entries: [],
+          inbound: { port, target: path.join(dir, 'nowhere.sock') },
+        },
+      ],
+    };
     await proxy.reload(next);
     expect(proxy.inboundFailures).toEqual([{ port, error: 'EADDRINUSE' }]);
     expect((await httpsVia(sock('web'), 'allowed.test:443', { ca: net.ca })).status).toBe(200);

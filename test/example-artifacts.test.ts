@@ -22,7 +22,11 @@ const FLEET = join(REPO, 'examples/fleet');
 const ARTIFACTS = join(REPO, 'examples/artifacts');
 const KEY_THRESHOLDS = { tlog: 0, ctlog: 0, tsa: 0 };
 
-interface Result { code: number; stdout: string; stderr: string }
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 function runScript(args: string[]): Promise<Result> {
   return new Promise((done) => {
@@ -52,8 +56,17 @@ function flipOneByte(bytes: Buffer): Buffer {
   return copy;
 }
 
-interface GitSource { repo: string; commit: string; subdir?: string }
-interface PackageSource { name: string; version: string; integrity: string; tarball: string }
+interface GitSource {
+  repo: string;
+  commit: string;
+  subdir?: string;
+}
+interface PackageSource {
+  name: string;
+  version: string;
+  integrity: string;
+  tarball: string;
+}
 interface Manifest {
   spec: {
     source: { git?: GitSource; package?: PackageSource };
@@ -111,7 +124,12 @@ describe('example artifacts', () => {
   });
 
   it('every workload pins an artifact of examples/artifacts by a path relative to the repository', () => {
-    const pins = Object.fromEntries(workloads().map(({ name, manifest }) => [name, manifest.spec.source.git?.repo ?? manifest.spec.source.package?.tarball]));
+    const pins = Object.fromEntries(
+      workloads().map(({ name, manifest }) => [
+        name,
+        manifest.spec.source.git?.repo ?? manifest.spec.source.package?.tarball,
+      ]),
+    );
     expect(pins).toEqual({
       'agent-pool': '../artifacts/agent-pool-1.0.0.tgz',
       'docs-helper': '../artifacts/orchestrator.bundle',
@@ -142,9 +160,17 @@ describe('example artifacts', () => {
       signed.push(name);
       const { git: gitSource, package: pkg } = manifest.spec.source;
       const artifact = gitSource ? gitReleaseArtifact(gitSource, work) : readFileSync(fromFleet(pkg!.tarball));
-      const bundle = JSON.parse(readFileSync(join(dir, signature.bundle), 'utf8')) as { messageSignature: { messageDigest: { digest: string } } };
+      const bundle = JSON.parse(readFileSync(join(dir, signature.bundle), 'utf8')) as {
+        messageSignature: { messageDigest: { digest: string } };
+      };
       const publicKeyPem = readFileSync(join(dir, signature.key!), 'utf8');
-      const request = { bundle, artifactSha256: sha256(artifact), artifact, policy: { kind: 'key' as const, publicKeyPem }, thresholds: KEY_THRESHOLDS };
+      const request = {
+        bundle,
+        artifactSha256: sha256(artifact),
+        artifact,
+        policy: { kind: 'key' as const, publicKeyPem },
+        thresholds: KEY_THRESHOLDS,
+      };
 
       const res = await verifyArtifact(request);
       expect(res.diagnostics, name).toEqual([]);
@@ -153,13 +179,24 @@ describe('example artifacts', () => {
       // The changed artifact under the original pin: refused before the signature is even looked at.
       const tampered = flipOneByte(artifact);
       const mismatch = await verifyArtifact({ ...request, artifact: tampered });
-      expect(mismatch.diagnostics.map((d) => d.code), name).toEqual(['signature.digest-mismatch']);
+      expect(
+        mismatch.diagnostics.map((d) => d.code),
+        name,
+      ).toEqual(['signature.digest-mismatch']);
 
       // The changed artifact, re-pinned, with the bundle's digest rewritten to match: only the signature stands in the way.
       const forged = structuredClone(bundle);
       forged.messageSignature.messageDigest.digest = createHash('sha256').update(tampered).digest('base64');
-      const invalid = await verifyArtifact({ ...request, bundle: forged, artifactSha256: sha256(tampered), artifact: tampered });
-      expect(invalid.diagnostics.map((d) => d.code), name).toEqual(['signature.invalid']);
+      const invalid = await verifyArtifact({
+        ...request,
+        bundle: forged,
+        artifactSha256: sha256(tampered),
+        artifact: tampered,
+      });
+      expect(
+        invalid.diagnostics.map((d) => d.code),
+        name,
+      ).toEqual(['signature.invalid']);
     }
     // Moderate and above need a signed release: everything but the low-risk docs-helper.
     expect(signed).toEqual(['agent-pool', 'research-orchestrator', 'transcript-summarizer']);
@@ -168,11 +205,25 @@ describe('example artifacts', () => {
   it('GIVEN releases.json WHEN each release is rebuilt from its file THEN its digest matches and its bundle verifies (v2 included, for promotion)', async () => {
     const index = JSON.parse(readFileSync(join(ARTIFACTS, 'releases.json'), 'utf8')) as {
       signingKey: string;
-      releases: { id: string; kind: string; repo?: string; ref?: string; commit?: string; tarball?: string; sha256: string; bundle: string }[];
+      releases: {
+        id: string;
+        kind: string;
+        repo?: string;
+        ref?: string;
+        commit?: string;
+        tarball?: string;
+        sha256: string;
+        bundle: string;
+      }[];
     };
     const publicKeyPem = readFileSync(resolve(ARTIFACTS, index.signingKey), 'utf8');
     expect(publicKeyPem).toMatch(/^-----BEGIN PUBLIC KEY-----/);
-    expect(index.releases.map((r) => r.id)).toEqual(['orchestrator-v1', 'orchestrator-v2', 'transcript-summarizer-v1', 'agent-pool-1.0.0']);
+    expect(index.releases.map((r) => r.id)).toEqual([
+      'orchestrator-v1',
+      'orchestrator-v2',
+      'transcript-summarizer-v1',
+      'agent-pool-1.0.0',
+    ]);
     for (const release of index.releases) {
       let artifact: Buffer;
       if (release.kind === 'git') {
@@ -184,7 +235,13 @@ describe('example artifacts', () => {
       }
       expect(sha256(artifact), release.id).toBe(release.sha256);
       const bundle = JSON.parse(readFileSync(join(ARTIFACTS, release.bundle), 'utf8')) as unknown;
-      const res = await verifyArtifact({ bundle, artifactSha256: release.sha256, artifact, policy: { kind: 'key', publicKeyPem }, thresholds: KEY_THRESHOLDS });
+      const res = await verifyArtifact({
+        bundle,
+        artifactSha256: release.sha256,
+        artifact,
+        policy: { kind: 'key', publicKeyPem },
+        thresholds: KEY_THRESHOLDS,
+      });
       expect(res.diagnostics, release.id).toEqual([]);
     }
   });
@@ -197,7 +254,11 @@ describe('example artifacts', () => {
     const dir = mkdtempSync(join(work, 'orchestrator-'));
     git(['init', '-q', '--bare', dir], work);
     git(['fetch', '-q', bundle, 'refs/heads/*:refs/heads/*'], dir);
-    expect(git(['rev-parse', `${v2}^`], dir).toString().trim()).toBe(v1);
+    expect(
+      git(['rev-parse', `${v2}^`], dir)
+        .toString()
+        .trim(),
+    ).toBe(v1);
     expect(git(['diff', '--name-status', v1, v2], dir).toString()).toBe('A\tRELEASE\n');
     expect(git(['show', `${v2}:RELEASE`], dir).toString()).toBe('v2\n');
     const files = git(['ls-tree', '-r', '--name-only', v1], dir).toString().split('\n').filter(Boolean);
@@ -211,23 +272,30 @@ describe('example artifacts', () => {
         expect.fail('busybox is required in CI: apt-get install busybox-static');
       });
     }
-    it.skipIf(!hasBusybox)('runs under busybox sh: first line and word count of each input file, control characters removed', async () => {
-      const manifest = workloads().find((w) => w.name === 'transcript-summarizer')!.manifest;
-      const release = join(work, 'summarizer-release');
-      await mkdir(release);
-      writeFileSync(join(release, 'release.tar'), gitReleaseArtifact(manifest.spec.source.git!, work));
-      expect(spawnSync('tar', ['-xf', 'release.tar'], { cwd: release }).status).toBe(0);
-      const input = join(work, 'input');
-      await mkdir(input);
-      writeFileSync(join(input, 'a.txt'), 'Kickoff\x1b]0;pwned\x07 meeting\nsecond line has five words\n');
-      writeFileSync(join(input, 'b.txt'), 'one two');
-      const res = spawnSync('busybox', ['sh', join(release, 'summarize'), '--input', input], { encoding: 'utf8' });
-      expect(res.stderr).toBe('');
-      expect(res.status).toBe(0);
-      expect(res.stdout).toBe('a.txt: 7 words: Kickoff]0;pwned meeting\nb.txt: 2 words: one two\ntotal: 2 files, 9 words\n');
-      const missing = spawnSync('busybox', ['sh', join(release, 'summarize'), '--input', join(work, 'nope')], { encoding: 'utf8' });
-      expect(missing.status).toBe(1);
-    });
+    it.skipIf(!hasBusybox)(
+      'runs under busybox sh: first line and word count of each input file, control characters removed',
+      async () => {
+        const manifest = workloads().find((w) => w.name === 'transcript-summarizer')!.manifest;
+        const release = join(work, 'summarizer-release');
+        await mkdir(release);
+        writeFileSync(join(release, 'release.tar'), gitReleaseArtifact(manifest.spec.source.git!, work));
+        expect(spawnSync('tar', ['-xf', 'release.tar'], { cwd: release }).status).toBe(0);
+        const input = join(work, 'input');
+        await mkdir(input);
+        writeFileSync(join(input, 'a.txt'), 'Kickoff\x1b]0;pwned\x07 meeting\nsecond line has five words\n');
+        writeFileSync(join(input, 'b.txt'), 'one two');
+        const res = spawnSync('busybox', ['sh', join(release, 'summarize'), '--input', input], { encoding: 'utf8' });
+        expect(res.stderr).toBe('');
+        expect(res.status).toBe(0);
+        expect(res.stdout).toBe(
+          'a.txt: 7 words: Kickoff]0;pwned meeting\nb.txt: 2 words: one two\ntotal: 2 files, 9 words\n',
+        );
+        const missing = spawnSync('busybox', ['sh', join(release, 'summarize'), '--input', join(work, 'nope')], {
+          encoding: 'utf8',
+        });
+        expect(missing.status).toBe(1);
+      },
+    );
     if (!hasBusybox && process.env.CI !== 'true') {
       it.skip('busybox not installed: apt-get install busybox-static to run the summarizer under busybox sh', () => {});
     }
@@ -237,7 +305,8 @@ describe('example artifacts', () => {
     let root: string;
     beforeAll(() => {
       root = join(work, 'checkout');
-      for (const dir of ['examples', 'reference-workloads']) cpSync(join(REPO, dir), join(root, dir), { recursive: true });
+      for (const dir of ['examples', 'reference-workloads'])
+        cpSync(join(REPO, dir), join(root, dir), { recursive: true });
     });
 
     it('GIVEN a pristine copy WHEN the artifacts are rebuilt and written THEN no byte changes (reproducible, signatures kept)', async () => {
@@ -256,7 +325,9 @@ describe('example artifacts', () => {
       expect(stale.code).toBe(1);
       expect(stale.stderr).toContain('out of date: examples/artifacts/orchestrator.bundle');
       expect(stale.stderr).toContain('out of date: examples/fleet/workloads/research-orchestrator/manifest.yaml');
-      expect(stale.stderr).toContain('out of date: examples/fleet/workloads/research-orchestrator/release.sigstore.json');
+      expect(stale.stderr).toContain(
+        'out of date: examples/fleet/workloads/research-orchestrator/release.sigstore.json',
+      );
       expect(stale.stderr).not.toContain('agent-pool');
       expect(stale.stderr).not.toContain('transcript-summarizer');
 

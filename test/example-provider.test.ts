@@ -22,9 +22,11 @@ const WITH_MOTD = `  extensions:\n    motd:\n      text: "${TEXT}"\n`;
 
 const FILES = {
   '.gitignore': 'node_modules\n',
-  'agentvm.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Config\nmetadata:\n  name: t\nspec:\n  providers:\n    - package: agentvm-provider-motd\n      version: 1.0.0\n',
+  'agentvm.yaml':
+    'apiVersion: agentvm.dev/v1alpha1\nkind: Config\nmetadata:\n  name: t\nspec:\n  providers:\n    - package: agentvm-provider-motd\n      version: 1.0.0\n',
   'hosts/h.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h\nspec:\n  workloads: [web]\n',
-  'workloads/web/contract.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: web\nspec:\n  owner: t@example.com\n  riskTier: low\n  substrate: service\n',
+  'workloads/web/contract.yaml':
+    'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: web\nspec:\n  owner: t@example.com\n  riskTier: low\n  substrate: service\n',
 };
 
 interface PlanJson {
@@ -66,12 +68,37 @@ describe('a third-party provider package adds a resource kind (examples/provider
       symlinkSync(ROOT, join(work, 'node_modules', 'agentvm'));
       symlinkSync(join(ROOT, 'node_modules', '@types', 'node'), join(work, 'node_modules', '@types', 'node'));
       const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-      const flags = ['--noEmit', '--allowJs', '--checkJs', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--types', 'node', 'index.js'];
-      const r = await run(process.execPath, [tsc, ...flags], { cwd: work }).catch((err: { stdout?: string; stderr?: string }) => ({ stdout: `${err.stdout ?? ''}${err.stderr ?? ''}`, failed: true }));
+      const flags = [
+        '--noEmit',
+        '--allowJs',
+        '--checkJs',
+        '--strict',
+        '--module',
+        'nodenext',
+        '--moduleResolution',
+        'nodenext',
+        '--target',
+        'es2022',
+        '--types',
+        'node',
+        'index.js',
+      ];
+      const r = await run(process.execPath, [tsc, ...flags], { cwd: work }).catch(
+        (err: { stdout?: string; stderr?: string }) => ({
+          stdout: `${err.stdout ?? ''}${err.stderr ?? ''}`,
+          failed: true,
+        }),
+      );
       expect(r.stdout, 'tsc output').toBe('');
       // The check has teeth: an expand that plans a non-string address is a type error.
-      writeFileSync(join(work, 'index.js'), readFileSync(join(EXAMPLE, 'index.js'), 'utf8').replace('address: `${PREFIX}${w.name}`', 'address: 42'));
-      const broken = await run(process.execPath, [tsc, ...flags], { cwd: work }).then(() => '', (err: { stdout?: string }) => err.stdout ?? '');
+      writeFileSync(
+        join(work, 'index.js'),
+        readFileSync(join(EXAMPLE, 'index.js'), 'utf8').replace('address: `${PREFIX}${w.name}`', 'address: 42'),
+      );
+      const broken = await run(process.execPath, [tsc, ...flags], { cwd: work }).then(
+        () => '',
+        (err: { stdout?: string }) => err.stdout ?? '',
+      );
       expect(broken).toMatch(/index\.js\(\d+,\d+\): error TS2322/);
     } finally {
       rmSync(work, { recursive: true, force: true });
@@ -97,7 +124,9 @@ describe('a third-party provider package adds a resource kind (examples/provider
     writeFileSync(motdFile(), 'tampered');
     const d = await agentvm(['drift', '--repo', repo.dir, '--root', root, '--json']);
     expect(d.code).toBe(2);
-    expect((JSON.parse(d.stdout) as PlanJson).drift).toEqual([expect.objectContaining({ address: 'motd.web', reasons: [expect.objectContaining({ code: 'live-modified' })] })]);
+    expect((JSON.parse(d.stdout) as PlanJson).drift).toEqual([
+      expect.objectContaining({ address: 'motd.web', reasons: [expect.objectContaining({ code: 'live-modified' })] }),
+    ]);
     const a = await agentvm(['apply', '--repo', repo.dir, '--root', root, '--auto-approve']);
     expect(a.code, a.stdout + a.stderr).toBe(0);
     expect(readFileSync(motdFile(), 'utf8')).toBe(TEXT);

@@ -59,9 +59,17 @@ describe.skipIf(kind.skip)('agent publishes; a pull-request plan needs no access
     const SECRET = 'sk-live-4f9a2c7e-never-publish-me';
     mkdirSync(path.join(fleet.root, 'etc/agentvm/secrets'), { recursive: true });
     writeFileSync(path.join(fleet.root, 'etc/agentvm/secrets/research-llm-api-key'), SECRET, { mode: 0o600 });
-    const run = await agentvm(['agent', '--repo', fleet.repo, '--ref', 'main', '--host', 'edge-1', '--root', fleet.root, '--json'], { env: store.env, timeoutMs: 300_000 });
+    const run = await agentvm(
+      ['agent', '--repo', fleet.repo, '--ref', 'main', '--host', 'edge-1', '--root', fleet.root, '--json'],
+      { env: store.env, timeoutMs: 300_000 },
+    );
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    const report = JSON.parse(run.stdout) as { status: string; commit: string; target: string; health: { ok: boolean } };
+    const report = JSON.parse(run.stdout) as {
+      status: string;
+      commit: string;
+      target: string;
+      health: { ok: boolean };
+    };
     expect(report.status).toBe('applied');
     expect(report.commit).toBe(report.target);
     expectSchema('agent-result.schema.json', report);
@@ -72,9 +80,16 @@ describe.skipIf(kind.skip)('agent publishes; a pull-request plan needs no access
     expect(view.hosts).toEqual([expect.objectContaining({ host: 'edge-1', commit: report.commit, healthy: true })]);
 
     // The facts hold the provider reads a remote plan needs.
-    const facts = (await sql(store.env.AGENTVM_PG_URL!, "SELECT facts::text AS f FROM agentvm_facts WHERE host = 'edge-1'")).rows[0] as { f: string };
+    const facts = (
+      await sql(store.env.AGENTVM_PG_URL!, "SELECT facts::text AS f FROM agentvm_facts WHERE host = 'edge-1'")
+    ).rows[0] as { f: string };
     expect(JSON.parse(facts.f).reads.live.length).toBeGreaterThan(3);
-    const published = (await sql(store.env.AGENTVM_PG_URL!, 'SELECT (SELECT string_agg(facts::text, \'\') FROM agentvm_facts) || (SELECT string_agg(line, \'\') FROM agentvm_audit) || (SELECT string_agg(coalesce(lockfile::text, \'\'), \'\') FROM agentvm_hosts) AS t')).rows[0] as { t: string };
+    const published = (
+      await sql(
+        store.env.AGENTVM_PG_URL!,
+        "SELECT (SELECT string_agg(facts::text, '') FROM agentvm_facts) || (SELECT string_agg(line, '') FROM agentvm_audit) || (SELECT string_agg(coalesce(lockfile::text, ''), '') FROM agentvm_hosts) AS t",
+      )
+    ).rows[0] as { t: string };
     expect(published.t.length).toBeGreaterThan(1000);
     expect(published.t).not.toContain(SECRET);
 
@@ -84,38 +99,97 @@ describe.skipIf(kind.skip)('agent publishes; a pull-request plan needs no access
     fleet.git('commit', '-qam', 'a pull request');
     const next = fleet.git('rev-parse', 'HEAD').trim();
 
-    const onHost = await agentvm(['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-1', '--root', fleet.root, '--format', 'json'], { env: store.env });
+    const onHost = await agentvm(
+      ['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-1', '--root', fleet.root, '--format', 'json'],
+      { env: store.env },
+    );
     expect(onHost.code, onHost.stderr).toBe(0);
-    const remote = await agentvm(['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-1', '--remote', '--root', elsewhere, '--format', 'json', '--out', path.join(elsewhere, 'pr.plan.json')], { env: store.env });
+    const remote = await agentvm(
+      [
+        'plan',
+        '--repo',
+        fleet.repo,
+        '--ref',
+        next,
+        '--host',
+        'edge-1',
+        '--remote',
+        '--root',
+        elsewhere,
+        '--format',
+        'json',
+        '--out',
+        path.join(elsewhere, 'pr.plan.json'),
+      ],
+      { env: store.env },
+    );
     expect(remote.code, remote.stderr).toBe(0);
     const a = JSON.parse(onHost.stdout) as PlanJson;
     const b = JSON.parse(remote.stdout) as PlanJson;
     expect(a.summary.update + a.summary.create).toBeGreaterThan(0);
-    for (const k of ['changes', 'drift', 'lock', 'liveFingerprint', 'diagnostics', 'summary', 'id'] as const) expect(b[k], k).toEqual(a[k]);
+    for (const k of ['changes', 'drift', 'lock', 'liveFingerprint', 'diagnostics', 'summary', 'id'] as const)
+      expect(b[k], k).toEqual(a[k]);
     expect(a.remote).toBeUndefined();
     expect(b.remote?.appliedCommit).toBe(report.commit);
     expect(b.remote?.ageSeconds).toBeGreaterThanOrEqual(0);
 
-    const text = await agentvm(['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-1', '--remote', '--root', elsewhere], { env: store.env });
+    const text = await agentvm(
+      ['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-1', '--remote', '--root', elsewhere],
+      { env: store.env },
+    );
     expect(text.stdout).toMatch(/Remote plan of edge-1: made from the live state it published at .* \(\d+ s ago/);
-    const md = await agentvm(['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-1', '--remote', '--root', elsewhere, '--format', 'markdown'], { env: store.env });
+    const md = await agentvm(
+      [
+        'plan',
+        '--repo',
+        fleet.repo,
+        '--ref',
+        next,
+        '--host',
+        'edge-1',
+        '--remote',
+        '--root',
+        elsewhere,
+        '--format',
+        'markdown',
+      ],
+      { env: store.env },
+    );
     expect(md.stdout).toMatch(/^> Remote plan of edge-1/);
 
     // Nothing but the host applies: the remote plan file is refused, and nothing was written on this machine's root.
-    const apply = await agentvm(['apply', path.join(elsewhere, 'pr.plan.json'), '--root', elsewhere, '--json'], { env: store.env });
+    const apply = await agentvm(['apply', path.join(elsewhere, 'pr.plan.json'), '--root', elsewhere, '--json'], {
+      env: store.env,
+    });
     expect(apply.code).toBe(1);
     expect(hasStackTrace(apply.stdout + apply.stderr)).toBe(false);
     expect(JSON.parse(apply.stdout).error.code).toBe('apply.remote-plan');
 
     // The fleet's view of the commit: edge-1 changes; edge-2 never published; --exclude leaves a host out.
-    const fleetPlan = await agentvm(['fleet', 'plan', '--repo', fleet.repo, '--ref', next, '--root', elsewhere, '--json'], { env: store.env });
+    const fleetPlan = await agentvm(
+      ['fleet', 'plan', '--repo', fleet.repo, '--ref', next, '--root', elsewhere, '--json'],
+      { env: store.env },
+    );
     expect(fleetPlan.code, fleetPlan.stderr).toBe(0);
-    expect(JSON.parse(fleetPlan.stdout)).toMatchObject({ commit: next, changing: ['edge-1'], unpublished: ['edge-2'], worstAction: b.summary.update ? 'update' : 'create' });
-    const without = await agentvm(['fleet', 'plan', '--repo', fleet.repo, '--ref', next, '--root', elsewhere, '--exclude', 'edge-1', '--json'], { env: store.env });
-    expect((JSON.parse(without.stdout) as { hosts: Array<{ host: string }> }).hosts.map((h) => h.host)).toEqual(['edge-2']);
+    expect(JSON.parse(fleetPlan.stdout)).toMatchObject({
+      commit: next,
+      changing: ['edge-1'],
+      unpublished: ['edge-2'],
+      worstAction: b.summary.update ? 'update' : 'create',
+    });
+    const without = await agentvm(
+      ['fleet', 'plan', '--repo', fleet.repo, '--ref', next, '--root', elsewhere, '--exclude', 'edge-1', '--json'],
+      { env: store.env },
+    );
+    expect((JSON.parse(without.stdout) as { hosts: Array<{ host: string }> }).hosts.map((h) => h.host)).toEqual([
+      'edge-2',
+    ]);
 
     // A host that never published cannot be planned remotely; it says how to fix it.
-    const unknown = await agentvm(['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-2', '--remote', '--root', elsewhere, '--json'], { env: store.env });
+    const unknown = await agentvm(
+      ['plan', '--repo', fleet.repo, '--ref', next, '--host', 'edge-2', '--remote', '--root', elsewhere, '--json'],
+      { env: store.env },
+    );
     expect(unknown.code).toBe(1);
     expect(JSON.parse(unknown.stdout).error.code).toBe('plan.no-published-facts');
   }, 600_000);

@@ -34,7 +34,25 @@ describe.skipIf(kind.skip)('50 simulated hosts converge through rollout waves', 
   let store: Store;
   const root = (h: string) => path.join(fleet.base, 'roots', h);
   const agent = (host: string, env: NodeJS.ProcessEnv = {}): Promise<CliResult> =>
-    agentvm(['agent', '--repo', fleet.repo, '--ref', 'main', '--host', host, '--root', root(host), '--health-check', HEALTH, '--concurrency', '1', '--json'], { env: { ...store.env, ...env }, timeoutMs: 300_000 });
+    agentvm(
+      [
+        'agent',
+        '--repo',
+        fleet.repo,
+        '--ref',
+        'main',
+        '--host',
+        host,
+        '--root',
+        root(host),
+        '--health-check',
+        HEALTH,
+        '--concurrency',
+        '1',
+        '--json',
+      ],
+      { env: { ...store.env, ...env }, timeoutMs: 300_000 },
+    );
   const report = (r: CliResult): Report => {
     try {
       return JSON.parse(r.stdout) as Report;
@@ -56,14 +74,31 @@ describe.skipIf(kind.skip)('50 simulated hosts converge through rollout waves', 
   const commitEnv = (value: string): string => {
     const manifest = path.join(fleet.repo, 'workloads/docs-helper/manifest.yaml');
     const text = readFileSync(manifest, 'utf8');
-    writeFileSync(manifest, /ROLLOUT: /.test(text) ? text.replace(/ROLLOUT: "[^"]*"/, `ROLLOUT: "${value}"`) : text.replace(/env:\n/, `env:\n        ROLLOUT: "${value}"\n`));
+    writeFileSync(
+      manifest,
+      /ROLLOUT: /.test(text)
+        ? text.replace(/ROLLOUT: "[^"]*"/, `ROLLOUT: "${value}"`)
+        : text.replace(/env:\n/, `env:\n        ROLLOUT: "${value}"\n`),
+    );
     fleet.git('commit', '-qam', `rollout ${value}`);
     return fleet.git('rev-parse', 'HEAD').trim();
   };
   const status = async () => {
     const r = await agentvm(['fleet', 'status', '--root', fleet.root, '--json'], { env: store.env });
     expect(r.code, r.stderr).toBe(0);
-    return new Map((JSON.parse(r.stdout) as { hosts: Array<{ host: string; commit: string | null; healthy: boolean | null; status: string; reason: string | null }> }).hosts.map((h) => [h.host, h]));
+    return new Map(
+      (
+        JSON.parse(r.stdout) as {
+          hosts: Array<{
+            host: string;
+            commit: string | null;
+            healthy: boolean | null;
+            status: string;
+            reason: string | null;
+          }>;
+        }
+      ).hosts.map((h) => [h.host, h]),
+    );
   };
 
   beforeAll(async () => {
@@ -75,10 +110,19 @@ describe.skipIf(kind.skip)('50 simulated hosts converge through rollout waves', 
     rmSync(path.join(fleet.repo, 'hosts'), { recursive: true, force: true });
     mkdirSync(path.join(fleet.repo, 'hosts'));
     for (const h of HOSTS) {
-      writeFileSync(path.join(fleet.repo, 'hosts', `${h}.yaml`), `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: ${h}\nspec:\n  workloads:\n    - docs-helper\n  systemd:\n    scope: system\n`);
+      writeFileSync(
+        path.join(fleet.repo, 'hosts', `${h}.yaml`),
+        `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: ${h}\nspec:\n  workloads:\n    - docs-helper\n  systemd:\n    scope: system\n`,
+      );
     }
     const config = path.join(fleet.repo, 'agentvm.yaml');
-    writeFileSync(config, readFileSync(config, 'utf8').replace(/^spec:\n/m, `spec:\n  rollout:\n    waves:\n      - name: canary\n        hosts: [${CANARIES.join(', ')}]\n      - name: rest\n        hosts: ["sim-*"]\n`));
+    writeFileSync(
+      config,
+      readFileSync(config, 'utf8').replace(
+        /^spec:\n/m,
+        `spec:\n  rollout:\n    waves:\n      - name: canary\n        hosts: [${CANARIES.join(', ')}]\n      - name: rest\n        hosts: ["sim-*"]\n`,
+      ),
+    );
     fleet.git('add', '-A');
     fleet.git('commit', '-qm', 'a fleet of 50 with two waves');
   }, 60_000);
@@ -113,11 +157,19 @@ describe.skipIf(kind.skip)('50 simulated hosts converge through rollout waves', 
     const again = (await agents(['sim-02'])).get('sim-02')!;
     expect(['applied', 'no-changes'], again.reason).toContain(again.status);
     expect(again.commit).toBe(second);
-    const resumed = await sql(store.env.AGENTVM_PG_URL!, "SELECT count(*)::int AS n FROM agentvm_audit WHERE host = 'sim-02' AND line LIKE '%\"event\":\"apply.resume\"%'");
+    const resumed = await sql(
+      store.env.AGENTVM_PG_URL!,
+      'SELECT count(*)::int AS n FROM agentvm_audit WHERE host = \'sim-02\' AND line LIKE \'%"event":"apply.resume"%\'',
+    );
     expect((resumed.rows[0] as { n: number }).n).toBe(1);
     for (const [h, r] of await agents(REST)) expect(r.status, `${h}: ${r.reason}`).toBe('applied');
     const converged = await status();
-    expect([...converged.values()].filter((h) => h.commit === second && h.healthy === true).map((h) => h.host).sort()).toEqual(HOSTS);
+    expect(
+      [...converged.values()]
+        .filter((h) => h.commit === second && h.healthy === true)
+        .map((h) => h.host)
+        .sort(),
+    ).toEqual(HOSTS);
     const verify = await agentvm(['audit', 'verify', '--root', fleet.root], { env: store.env });
     expect(verify.code, verify.stdout).toBe(0);
   }, 1_800_000);
@@ -135,8 +187,14 @@ describe.skipIf(kind.skip)('50 simulated hosts converge through rollout waves', 
       expect(r.reason).toMatch(/stopped at wave canary: host sim-01 unhealthy: .*canary probe failed: HTTP 503/);
     }
     const view = await status();
-    expect(view.get('sim-01')).toMatchObject({ healthy: false, reason: expect.stringContaining('canary probe failed') });
-    expect(view.get('sim-10')).toMatchObject({ status: 'waiting', reason: expect.stringContaining('host sim-01 unhealthy') });
+    expect(view.get('sim-01')).toMatchObject({
+      healthy: false,
+      reason: expect.stringContaining('canary probe failed'),
+    });
+    expect(view.get('sim-10')).toMatchObject({
+      status: 'waiting',
+      reason: expect.stringContaining('host sim-01 unhealthy'),
+    });
     const text = await agentvm(['fleet', 'status', '--root', fleet.root], { env: store.env });
     expect(text.stdout).toMatch(/sim-01\t.*UNHEALTHY/);
     expect(text.stdout).toMatch(/sim-10\t.*stopped at wave canary: host sim-01/);

@@ -10,13 +10,25 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentvm, assertBuilt } from './support/cli.js';
-import { applyRoute, grant, startGate, startUpstream, tempRoot, type GateProcess, type Upstream } from './support/gate.js';
+import {
+  applyRoute,
+  grant,
+  startGate,
+  startUpstream,
+  tempRoot,
+  type GateProcess,
+  type Upstream,
+} from './support/gate.js';
 import { startWsUpstream, type WsUpstream } from './support/websocket.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const available = existsSync(CHROMIUM);
-if (!available && process.env.CI === 'true') throw new Error(`${CHROMIUM} is missing: install it with \`apt-get install chromium\` (CI=true requires the browser test).`);
-if (!available) console.warn(`[gate-browser] skipped: ${CHROMIUM} is missing. Install it with \`apt-get install chromium\`.`);
+if (!available && process.env.CI === 'true')
+  throw new Error(
+    `${CHROMIUM} is missing: install it with \`apt-get install chromium\` (CI=true requires the browser test).`,
+  );
+if (!available)
+  console.warn(`[gate-browser] skipped: ${CHROMIUM} is missing. Install it with \`apt-get install chromium\`.`);
 
 /** Opens a grant link as a person does: the link page, then its button; resolves once the preview has loaded. */
 async function follow(page: import('playwright-core').Page, link: string): Promise<number | undefined> {
@@ -64,11 +76,15 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
       const page = await browser.newPage();
       const { result } = await grant(fx.root, 'web/live', { reason: 'live preview' });
       await follow(page, result.link);
-      await page.waitForFunction("document.getElementById('log').textContent.includes('echo:hi')", undefined, { timeout: 5_000 });
+      await page.waitForFunction("document.getElementById('log').textContent.includes('echo:hi')", undefined, {
+        timeout: 5_000,
+      });
       expect(live.handshakes.at(-1)?.cookie).toBeUndefined(); // the gate's session cookie stays with the gate
       expect((await agentvm(['gate', 'revoke', result.grant.id, '--root', fx.root])).code).toBe(0);
       await page.evaluate("window.ws.send('after revoke')");
-      await page.waitForFunction("document.getElementById('state').textContent === 'closed'", undefined, { timeout: 3_000 });
+      await page.waitForFunction("document.getElementById('state').textContent === 'closed'", undefined, {
+        timeout: 3_000,
+      });
       expect(live.received).toContain('hi');
       expect(live.received).not.toContain('after revoke');
     });
@@ -90,16 +106,23 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
       await withBrowser(async (browser) => {
         const page = await browser.newPage();
         await follow(page, result.link); // the user holds a live session for web/live in this browser
-        await page.waitForFunction("document.getElementById('state').textContent === 'open'", undefined, { timeout: 5_000 });
+        await page.waitForFunction("document.getElementById('state').textContent === 'open'", undefined, {
+          timeout: 5_000,
+        });
         const handshakesWithSession = live.handshakes.length;
         await page.goto(`http://localhost:${(site.address() as AddressInfo).port}/`);
-        await page.waitForFunction("document.getElementById('state').textContent !== 'connecting'", undefined, { timeout: 5_000 });
+        await page.waitForFunction("document.getElementById('state').textContent !== 'connecting'", undefined, {
+          timeout: 5_000,
+        });
         expect(await page.textContent('#state')).toBe('refused');
         expect(live.handshakes.length).toBe(handshakesWithSession); // the other site's handshake never reached the preview
         expect(handshakesWithSession).toBe(before + 1);
       });
     } finally {
-      await new Promise<void>((r) => { site.close(() => r()); site.closeAllConnections(); });
+      await new Promise<void>((r) => {
+        site.close(() => r());
+        site.closeAllConnections();
+      });
     }
   }, 60_000);
 
@@ -113,7 +136,12 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
       expect(await page.textContent('#who')).toBe('preview browser');
       const cookies = await page.context().cookies();
       // Host-only (no Domain): the cookie belongs to this preview's host and no other.
-      expect(cookies.find((c) => c.name === 'agentvm_gate_session')).toMatchObject({ domain: new URL(origin).hostname, path: '/', httpOnly: true, sameSite: 'Strict' });
+      expect(cookies.find((c) => c.name === 'agentvm_gate_session')).toMatchObject({
+        domain: new URL(origin).hostname,
+        path: '/',
+        httpOnly: true,
+        sameSite: 'Strict',
+      });
       expect(await page.evaluate<string>('document.cookie')).not.toContain('agentvm_gate'); // HttpOnly: scripts cannot read it
 
       expect((await page.reload())?.status()).toBe(200);
@@ -151,7 +179,10 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
         expect(await page.textContent('#who', { timeout: 5_000 })).toBe('preview browser');
       });
     } finally {
-      await new Promise<void>((r) => { site.close(() => r()); site.closeAllConnections(); });
+      await new Promise<void>((r) => {
+        site.close(() => r());
+        site.closeAllConnections();
+      });
     }
   }, 60_000);
 });
@@ -160,11 +191,19 @@ describe.skipIf(!available)('agentvm gate in headless Chromium', () => {
  * Preview A, written by a hostile agent: its page attacks preview B (held in the same browser) and reports what it got;
  * its upstream records every Cookie header it is sent, on any host name and any path.
  */
-async function startHostilePreview(): Promise<{ port: number; cookiesSeen: string[]; urls: string[]; close(): Promise<void> }> {
+async function startHostilePreview(): Promise<{
+  port: number;
+  cookiesSeen: string[];
+  urls: string[];
+  close(): Promise<void>;
+}> {
   const cookiesSeen: string[] = [];
   const urls: string[] = [];
   let port = 0;
-  const attack = (bOrigin: string, bGuess: string): string => `<!doctype html><title>A</title><pre id="results">running</pre><script>
+  const attack = (
+    bOrigin: string,
+    bGuess: string,
+  ): string => `<!doctype html><title>A</title><pre id="results">running</pre><script>
 (async () => {
   const r = {};
   const guard = async (name, f) => { try { r[name] = await f(); } catch (e) { r[name] = 'blocked: ' + e.name; } };
@@ -190,23 +229,39 @@ async function startHostilePreview(): Promise<{ port: number; cookiesSeen: strin
     if (req.url === '/sw.js') {
       // A worker that answers everything itself (a decoy), asking for the widest scope.
       res.writeHead(200, { 'content-type': 'text/javascript', 'service-worker-allowed': '/' });
-      return res.end(`self.addEventListener('install', () => self.skipWaiting()); self.addEventListener('activate', (e) => e.waitUntil(self.clients.claim())); self.addEventListener('fetch', (e) => { if (new URL(e.request.url).origin === location.origin && !e.request.url.includes('/attack')) e.respondWith(new Response('<h1 id="who">hijacked by A</h1>', { headers: { 'content-type': 'text/html' } })); });`);
+      return res.end(
+        `self.addEventListener('install', () => self.skipWaiting()); self.addEventListener('activate', (e) => e.waitUntil(self.clients.claim())); self.addEventListener('fetch', (e) => { if (new URL(e.request.url).origin === location.origin && !e.request.url.includes('/attack')) e.respondWith(new Response('<h1 id="who">hijacked by A</h1>', { headers: { 'content-type': 'text/html' } })); });`,
+      );
     }
     if (req.url?.startsWith('/attack?')) {
       const q = new URL(`http://x${req.url}`).searchParams;
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'set-cookie': ['agentvm_gate_session=planted; Path=/', `victim=1; Domain=localhost; Path=/`] });
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'set-cookie': ['agentvm_gate_session=planted; Path=/', `victim=1; Domain=localhost; Path=/`],
+      });
       return res.end(attack(q.get('b')!, q.get('guess')!).replaceAll('${PORT}', String(port)));
     }
     if (req.url === '/steal-page') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      return res.end(`<p id="who">steal</p><script>fetch('/steal', { credentials: 'include' }).then(() => { document.getElementById('who').textContent = 'stolen?'; });</script>`);
+      return res.end(
+        `<p id="who">steal</p><script>fetch('/steal', { credentials: 'include' }).then(() => { document.getElementById('who').textContent = 'stolen?'; });</script>`,
+      );
     }
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
     res.end('<h1 id="who">preview A</h1>');
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as AddressInfo).port;
-  return { port, cookiesSeen, urls, close: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }) };
+  return {
+    port,
+    cookiesSeen,
+    urls,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
 }
 
 describe.skipIf(!available)('a malicious preview in headless Chromium (one origin per preview)', () => {
@@ -241,7 +296,9 @@ describe.skipIf(!available)('a malicious preview in headless Chromium (one origi
       // The person holds a session for B, then opens A.
       await follow(page, bLink);
       expect(await page.textContent('#who')).toBe('preview b');
-      const bSession = (await page.context().cookies()).find((c) => c.domain === bHost && c.name === 'agentvm_gate_session')!;
+      const bSession = (await page.context().cookies()).find(
+        (c) => c.domain === bHost && c.name === 'agentvm_gate_session',
+      )!;
       expect(bSession).toBeDefined();
       const aGrant = (await grant(fx.root, 'web/a', { reason: 'a' })).result;
       await follow(page, aGrant.link);
@@ -249,7 +306,9 @@ describe.skipIf(!available)('a malicious preview in headless Chromium (one origi
       // A's page runs its attacks (A knows B's workload and preview names, not B's secret host tag).
       const guess = `http://b--web.localhost:${gate.port}`;
       await page.goto(`${aOrigin}/attack?b=${encodeURIComponent(bOrigin)}&guess=${encodeURIComponent(guess)}`);
-      await page.waitForFunction("document.getElementById('results').textContent !== 'running'", undefined, { timeout: 20_000 });
+      await page.waitForFunction("document.getElementById('results').textContent !== 'running'", undefined, {
+        timeout: 20_000,
+      });
       const results = JSON.parse((await page.textContent('#results'))!) as Record<string, string>;
       console.log(`[gate-browser] malicious preview: ${JSON.stringify(results)}`);
       expect(results.worker).toBe(`${aOrigin}/`); // a worker, but on A's own origin only (Service-Worker-Allowed dropped)
@@ -257,13 +316,17 @@ describe.skipIf(!available)('a malicious preview in headless Chromium (one origi
       expect(results.frameB).toMatch(/^blocked/); // another origin: no DOM access
       // Two steps through the agent's own port: a top-level navigation to a B-like name there, then a same-origin fetch.
       await page.goto(`http://b--web.localhost:${a.port}/steal-page`);
-      await page.waitForFunction("document.getElementById('who').textContent === 'stolen?'", undefined, { timeout: 10_000 });
+      await page.waitForFunction("document.getElementById('who').textContent === 'stolen?'", undefined, {
+        timeout: 10_000,
+      });
       expect(a.urls).toContain(`b--web.localhost:${a.port}/steal`); // the step ran; B's true name, with its tag, is what it lacks
       // Not one request to A's upstream, on any host name or path, carried B's session.
       expect(a.cookiesSeen.join('\n')).not.toContain(bSession.value);
       // B's session is still in the jar, unchanged, and still the only gate cookie for B's host.
       const jar = await page.context().cookies(bOrigin);
-      expect(jar.filter((c) => c.name === 'agentvm_gate_session')).toEqual([expect.objectContaining({ value: bSession.value, domain: bHost })]);
+      expect(jar.filter((c) => c.name === 'agentvm_gate_session')).toEqual([
+        expect.objectContaining({ value: bSession.value, domain: bHost }),
+      ]);
       expect(jar.some((c) => c.name.startsWith('flood') || c.name === 'victim')).toBe(false);
 
       // A is revoked; the person opens a new link for B in the same browser: the gate's own page, no worker, B's preview.

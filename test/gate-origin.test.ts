@@ -16,11 +16,23 @@ import { gatePaths } from '../src/gate/paths.js';
 import type { AuditEvent } from '../src/state/audit-log.js';
 import { hostPaths } from '../src/model/index.js';
 import { agentvm, assertBuilt } from './support/cli.js';
-import { applyRoute, connectAddress, exchange, grant, request, startGate, tempRoot, type GateProcess } from './support/gate.js';
+import {
+  applyRoute,
+  connectAddress,
+  exchange,
+  grant,
+  request,
+  startGate,
+  tempRoot,
+  type GateProcess,
+} from './support/gate.js';
 
 function auditRecords(root: string): AuditEvent[] {
   try {
-    return readFileSync(gatePaths(root).audit, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AuditEvent);
+    return readFileSync(gatePaths(root).audit, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AuditEvent);
   } catch {
     return [];
   }
@@ -58,14 +70,22 @@ async function startRich(name: string, socketPath?: string): Promise<Rich> {
         'service-worker-allowed': '/',
         'strict-transport-security': 'max-age=0',
         'referrer-policy': 'unsafe-url',
-        'set-cookie': ['app=1; Path=/', 'wide=1; Domain=localhost; Path=/', 'agentvm_gate_session=planted; Path=/', '__Host-agentvm_gate_session=planted; Path=/; Secure'],
+        'set-cookie': [
+          'app=1; Path=/',
+          'wide=1; Domain=localhost; Path=/',
+          'agentvm_gate_session=planted; Path=/',
+          '__Host-agentvm_gate_session=planted; Path=/; Secure',
+        ],
       });
       return res.end('hostile');
     }
     if (url === '/sse' || url === '/download') {
       res.writeHead(200, { 'content-type': url === '/sse' ? 'text/event-stream' : 'application/octet-stream' });
       let n = 0;
-      const timer = setInterval(() => res.write(url === '/sse' ? `data: ${n++}\n\n` : Buffer.alloc(16 * 1024, n++ % 256)), 100);
+      const timer = setInterval(
+        () => res.write(url === '/sse' ? `data: ${n++}\n\n` : Buffer.alloc(16 * 1024, n++ % 256)),
+        100,
+      );
       res.on('close', () => clearInterval(timer));
       return;
     }
@@ -78,25 +98,41 @@ async function startRich(name: string, socketPath?: string): Promise<Rich> {
     server,
     port: socketPath ? 0 : (server.address() as net.AddressInfo).port,
     hits,
-    close: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
 }
 
 /** A streamed GET with a session: counts body chunks as they arrive, and records how the response ended. */
-function stream(url: string, cookie: string): { chunks: () => number; ended: Promise<'complete' | 'cut'>; status: Promise<number> } {
+function stream(
+  url: string,
+  cookie: string,
+): { chunks: () => number; ended: Promise<'complete' | 'cut'>; status: Promise<number> } {
   const u = new URL(url);
   let chunks = 0;
   let setStatus: (s: number) => void = () => {};
   const status = new Promise<number>((r) => (setStatus = r));
   const ended = new Promise<'complete' | 'cut'>((resolve) => {
-    const req = http.get({ host: connectAddress(u.hostname), port: u.port, path: u.pathname, headers: { host: u.host, cookie }, agent: false }, (res) => {
-      setStatus(res.statusCode ?? 0);
-      res.on('data', () => chunks++);
-      res.on('end', () => resolve('complete'));
-      res.on('aborted', () => resolve('cut'));
-      res.on('error', () => resolve('cut'));
-      res.on('close', () => resolve(res.complete ? 'complete' : 'cut'));
-    });
+    const req = http.get(
+      {
+        host: connectAddress(u.hostname),
+        port: u.port,
+        path: u.pathname,
+        headers: { host: u.host, cookie },
+        agent: false,
+      },
+      (res) => {
+        setStatus(res.statusCode ?? 0);
+        res.on('data', () => chunks++);
+        res.on('end', () => resolve('complete'));
+        res.on('aborted', () => resolve('cut'));
+        res.on('error', () => resolve('cut'));
+        res.on('close', () => resolve(res.complete ? 'complete' : 'cut'));
+      },
+    );
     req.on('error', () => resolve('cut'));
   });
   return { chunks: () => chunks, ended, status };
@@ -115,7 +151,10 @@ describe('agentvm gate with host routing (the default)', () => {
     origins.set(target, new URL(result.link).origin);
     return { link: result.link, id: result.grant.id, expires: result.grant.expires };
   };
-  const sessionFor = async (target: string, ttl = '30m'): Promise<{ cookie: string; origin: string; id: string; expires: string }> => {
+  const sessionFor = async (
+    target: string,
+    ttl = '30m',
+  ): Promise<{ cookie: string; origin: string; id: string; expires: string }> => {
     const { link, id, expires } = await linkFor(target, ttl);
     const ex = await exchange(link);
     expect(ex.reply.status).toBe(303);
@@ -155,12 +194,19 @@ describe('agentvm gate with host routing (the default)', () => {
     expect((await request(link, { headers: { purpose: 'prefetch', 'sec-purpose': 'prefetch' } })).status).toBe(200);
     // A POST from elsewhere (no Origin, another origin, a cross-site fetch) is refused and spends nothing.
     expect((await request(link, { method: 'POST', body: '' })).status).toBe(403);
-    expect((await request(link, { method: 'POST', headers: { origin: 'http://evil.localhost:1' }, body: '' })).status).toBe(403);
-    expect((await request(link, { method: 'POST', headers: { origin: u.origin, 'sec-fetch-site': 'cross-site' }, body: '' })).status).toBe(403);
+    expect(
+      (await request(link, { method: 'POST', headers: { origin: 'http://evil.localhost:1' }, body: '' })).status,
+    ).toBe(403);
+    expect(
+      (await request(link, { method: 'POST', headers: { origin: u.origin, 'sec-fetch-site': 'cross-site' }, body: '' }))
+        .status,
+    ).toBe(403);
     const ex = await exchange(link);
     expect(ex.reply.status).toBe(303);
     expect(ex.reply.headers.location).toBe('/');
-    expect(ex.setCookie).toMatch(/^agentvm_gate_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/);
+    expect(ex.setCookie).toMatch(
+      /^agentvm_gate_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/,
+    );
     expect(a.hits.length).toBe(before); // link pages and exchanges are the gate's own
     expect((await exchange(link)).reply.status).toBe(403); // once
     const page = await request(`${u.origin}/index.html?x=1`, { headers: { cookie: ex.cookie! } });
@@ -175,7 +221,14 @@ describe('agentvm gate with host routing (the default)', () => {
     const { origin } = await sessionFor('web/site');
     const port = gate.port;
     const tagged = new URL(origin).hostname;
-    const hosts = [`nope--web.localhost:${port}`, `site--web.localhost:${port}`, `docs--api--aaaaaaaaaa.localhost:${port}`, `${tagged.replace('.localhost', '.example.com')}:${port}`, `127.0.0.1:${port}`, `attacker.example:${port}`];
+    const hosts = [
+      `nope--web.localhost:${port}`,
+      `site--web.localhost:${port}`,
+      `docs--api--aaaaaaaaaa.localhost:${port}`,
+      `${tagged.replace('.localhost', '.example.com')}:${port}`,
+      `127.0.0.1:${port}`,
+      `attacker.example:${port}`,
+    ];
     const answers = new Set<string>();
     for (const host of hosts) {
       const r = await request(`http://127.0.0.1:${port}/`, { headers: { host } });
@@ -184,7 +237,9 @@ describe('agentvm gate with host routing (the default)', () => {
     const raw = await new Promise<string>((resolve) => {
       const s = net.connect(port, '127.0.0.1', () => s.end('GET / HTTP/1.0\r\n\r\n'));
       let d = '';
-      s.setEncoding('utf8').on('data', (c: string) => (d += c)).on('close', () => resolve(d));
+      s.setEncoding('utf8')
+        .on('data', (c: string) => (d += c))
+        .on('close', () => resolve(d));
     });
     answers.add(`${Number(raw.slice(9, 12))} ${raw.slice(raw.indexOf('\r\n\r\n') + 4)}`);
     expect([...answers]).toEqual(['404 404 Not Found: no such preview\n']);
@@ -205,7 +260,11 @@ describe('agentvm gate with host routing (the default)', () => {
     const site = await sessionFor('web/site');
     const docs = await sessionFor('api/docs');
     const before = a.hits.length;
-    for (const cookie of [`${docs.cookie}; ${site.cookie}`, `${site.cookie}; ${docs.cookie}`, `agentvm_gate_session=${'A'.repeat(43)}; ${site.cookie}`]) {
+    for (const cookie of [
+      `${docs.cookie}; ${site.cookie}`,
+      `${site.cookie}; ${docs.cookie}`,
+      `agentvm_gate_session=${'A'.repeat(43)}; ${site.cookie}`,
+    ]) {
       const r = await request(`${site.origin}/`, { headers: { cookie } });
       expect(r.status, cookie.replace(/=[^;]+/g, '=…')).toBe(200);
     }
@@ -220,12 +279,18 @@ describe('agentvm gate with host routing (the default)', () => {
     const bOrigin = origins.get('api/docs')!;
     const host = new URL(s.origin).host;
     const before = a.hits.length + b.hits.length;
-    const raw = (target: string, h = host): Promise<string> => new Promise((resolve) => {
-      const sock = net.connect(gate.port, '127.0.0.1', () => sock.write(`GET ${target} HTTP/1.1\r\nHost: ${h}\r\nCookie: ${s.cookie}\r\nConnection: close\r\n\r\n`));
-      let d = '';
-      sock.setEncoding('utf8').on('data', (c: string) => (d += c)).on('close', () => resolve(d.slice(0, 12)));
-      sock.on('error', () => resolve(d.slice(0, 12)));
-    });
+    const raw = (target: string, h = host): Promise<string> =>
+      new Promise((resolve) => {
+        const sock = net.connect(gate.port, '127.0.0.1', () =>
+          sock.write(`GET ${target} HTTP/1.1\r\nHost: ${h}\r\nCookie: ${s.cookie}\r\nConnection: close\r\n\r\n`),
+        );
+        let d = '';
+        sock
+          .setEncoding('utf8')
+          .on('data', (c: string) => (d += c))
+          .on('close', () => resolve(d.slice(0, 12)));
+        sock.on('error', () => resolve(d.slice(0, 12)));
+      });
     for (const target of ['/../x', '/a/%2e%2e/x', '/a%2fb', '/a\\b', '//x', `${bOrigin}/`, `http://${host}/`, '*']) {
       expect(await raw(target), target).toMatch(/^HTTP\/1\.1 (400|404)$/);
     }
@@ -234,7 +299,15 @@ describe('agentvm gate with host routing (the default)', () => {
 
   it('look-alike and identity headers from a client never reach the upstream; the gate’s signed identity does, and verifies', async () => {
     const s = await sessionFor('web/site');
-    const r = await request(`${s.origin}/headers`, { headers: { cookie: s.cookie, x_forwarded_for: '6.6.6.6', x_forwarded_host: 'evil', 'x-agentvm-identity': 'forged', 'x-forwarded-user': 'root' } });
+    const r = await request(`${s.origin}/headers`, {
+      headers: {
+        cookie: s.cookie,
+        x_forwarded_for: '6.6.6.6',
+        x_forwarded_host: 'evil',
+        'x-agentvm-identity': 'forged',
+        'x-forwarded-user': 'root',
+      },
+    });
     expect(r.status).toBe(200);
     const seen = JSON.parse(r.body) as Record<string, string>;
     for (const h of ['x_forwarded_for', 'x_forwarded_host', 'x-forwarded-user']) expect(seen[h], h).toBeUndefined();
@@ -277,12 +350,24 @@ describe('agentvm gate with host routing (the default)', () => {
     }
     const s = await sessionFor('web/site');
     const poll = request(`${s.origin}/poll`, { headers: { cookie: s.cookie } });
-    await until(() => a.hits.some((h) => h.url === '/poll' && h.headers['x-agentvm-identity'] !== undefined && JSON.parse(Buffer.from(String(h.headers['x-agentvm-identity']).split('.')[1]!, 'base64url').toString()).grant === s.id));
+    await until(() =>
+      a.hits.some(
+        (h) =>
+          h.url === '/poll' &&
+          h.headers['x-agentvm-identity'] !== undefined &&
+          JSON.parse(Buffer.from(String(h.headers['x-agentvm-identity']).split('.')[1]!, 'base64url').toString())
+            .grant === s.id,
+      ),
+    );
     expect((await agentvm(['gate', 'revoke', s.id, '--root', fx.root])).code).toBe(0);
     const answered = await poll;
     expect(answered.status).toBe(403);
     expect(answered.body).toMatch(/revoked/);
-    await until(() => auditRecords(fx.root).some((r) => r.gate?.grantId !== undefined && /^response cut: grant .* was revoked/.test(r.gate?.reason ?? '')));
+    await until(() =>
+      auditRecords(fx.root).some(
+        (r) => r.gate?.grantId !== undefined && /^response cut: grant .* was revoked/.test(r.gate?.reason ?? ''),
+      ),
+    );
   }, 60_000);
 
   it('SSE and a chunked download are cut at expiry without any revoke', async () => {
@@ -293,7 +378,11 @@ describe('agentvm gate with host routing (the default)', () => {
       const ended = await st.ended;
       expect(ended, what).toBe('cut');
       // Cut by the gate at expiry, not by the upstream (which streams for ever): the audit says why.
-      await until(() => auditRecords(fx.root).some((r) => r.gate?.grantId === s.id && /^response cut: grant .* expired/.test(r.gate?.reason ?? '')));
+      await until(() =>
+        auditRecords(fx.root).some(
+          (r) => r.gate?.grantId === s.id && /^response cut: grant .* expired/.test(r.gate?.reason ?? ''),
+        ),
+      );
     }
   }, 60_000);
 
@@ -303,19 +392,35 @@ describe('agentvm gate with host routing (the default)', () => {
     const origin = origins.get('web/site')!;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
     const u = new URL(origin);
-    await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve) => {
-      http.get({ host: '127.0.0.1', port: u.port, path: '/', headers: { host: u.host }, agent }, (res) => { res.resume(); res.on('end', resolve); }).on('error', () => resolve());
-    })));
+    await Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<void>((resolve) => {
+            http
+              .get({ host: '127.0.0.1', port: u.port, path: '/', headers: { host: u.host }, agent }, (res) => {
+                res.resume();
+                res.on('end', resolve);
+              })
+              .on('error', () => resolve());
+          }),
+      ),
+    );
     agent.destroy();
     // Each second's summary is written when that second ends: wait (by event, not by time) until the records account
     // for every refusal — nothing dropped silently — or `until` gives up and the test fails.
     const tally = () => {
       const records = auditRecords(fx.root).slice(before);
       const fresh = records.filter((r) => r.event === 'gate.request' && r.gate?.status === 401).length;
-      const counted = records.filter((r) => /more refusals not recorded/.test(r.gate?.reason ?? '')).reduce((sum, r) => sum + Number(/: (\d+) more refusals/.exec(r.gate!.reason!)![1]), 0);
+      const counted = records
+        .filter((r) => /more refusals not recorded/.test(r.gate?.reason ?? ''))
+        .reduce((sum, r) => sum + Number(/: (\d+) more refusals/.exec(r.gate!.reason!)![1]), 0);
       return { fresh, counted };
     };
-    await until(() => { const t = tally(); return t.counted > 0 && t.fresh + t.counted >= n; }, 30_000);
+    await until(() => {
+      const t = tally();
+      return t.counted > 0 && t.fresh + t.counted >= n;
+    }, 30_000);
     expect(tally().fresh).toBeLessThan(n / 2);
   }, 60_000);
 });
@@ -358,7 +463,13 @@ describe('agentvm gate socket upstreams under a symlink-swapping agent', () => {
     // its swaps in a file replaced atomically, so a read never sees it half-written.
     const script = `const fs=require('fs'),p=require('path');const d=${JSON.stringify(dir)};let n=0;for(;;){try{fs.symlinkSync(${JSON.stringify(path.join(fx.root, 'victim.sock'))},p.join(d,'l'));fs.renameSync(p.join(d,'l'),p.join(d,'app.sock'));fs.linkSync(p.join(d,'real.sock'),p.join(d,'h'));fs.renameSync(p.join(d,'h'),p.join(d,'app.sock'));if(++n%500===0){fs.writeFileSync(p.join(d,'count.tmp'),String(n));fs.renameSync(p.join(d,'count.tmp'),p.join(d,'count'));}}catch(e){}}`;
     swapper = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
-    const swaps = (): number => { try { return Number(readFileSync(path.join(dir, 'count'), 'utf8')); } catch { return 0; } };
+    const swaps = (): number => {
+      try {
+        return Number(readFileSync(path.join(dir, 'count'), 'utf8'));
+      } catch {
+        return 0;
+      }
+    };
     await until(() => swaps() > 0);
     const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
     const statuses = new Map<number, number>();
@@ -368,7 +479,21 @@ describe('agentvm gate socket upstreams under a symlink-swapping agent', () => {
       while (sent < total) {
         sent++;
         const status = await new Promise<number>((resolve) => {
-          http.get({ host: '127.0.0.1', port: origin.port, path: '/', headers: { host: origin.host, cookie: ex.cookie! }, agent }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); }).on('error', () => resolve(0));
+          http
+            .get(
+              {
+                host: '127.0.0.1',
+                port: origin.port,
+                path: '/',
+                headers: { host: origin.host, cookie: ex.cookie! },
+                agent,
+              },
+              (res) => {
+                res.resume();
+                res.on('end', () => resolve(res.statusCode ?? 0));
+              },
+            )
+            .on('error', () => resolve(0));
         });
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }
@@ -378,7 +503,9 @@ describe('agentvm gate socket upstreams under a symlink-swapping agent', () => {
     agent.destroy();
     const swapsDuring = swaps() - swapsBefore;
     swapper.kill('SIGKILL');
-    console.log(`[gate] socket swap: ${JSON.stringify(Object.fromEntries(statuses))} over ${total} requests, ≥${swapsDuring} swaps meanwhile`);
+    console.log(
+      `[gate] socket swap: ${JSON.stringify(Object.fromEntries(statuses))} over ${total} requests, ≥${swapsDuring} swaps meanwhile`,
+    );
     expect(victim.hits.length).toBe(0);
     expect(swapsDuring).toBeGreaterThan(0);
     expect((statuses.get(200) ?? 0) + (statuses.get(502) ?? 0)).toBe(total);
@@ -414,7 +541,12 @@ describe('agentvm gate per-source limits', () => {
     // The person's browser, from its own address (127.0.0.2), exchanges the link before the flood starts.
     const page = await request(result.link, { localAddress: '127.0.0.2' });
     expect(page.status).toBe(200);
-    const posted = await request(result.link, { method: 'POST', headers: { origin: u.origin }, body: '', localAddress: '127.0.0.2' });
+    const posted = await request(result.link, {
+      method: 'POST',
+      headers: { origin: u.origin },
+      body: '',
+      localAddress: '127.0.0.2',
+    });
     expect(posted.status).toBe(303);
     const cookie = String(posted.headers['set-cookie']![0]).split(';')[0]!;
     // The flood: 1,100 connections from 127.0.0.1, each sending part of a request head and then nothing.
@@ -442,9 +574,16 @@ describe('agentvm gate per-source limits', () => {
       const r = await request(`${u.origin}/`, { headers: { cookie }, localAddress: '127.0.0.2' });
       if (r.status === 200 && r.body === 'preview served') served++;
     }
-    console.log(`[gate] slowloris: ${open} of 1100 flood connections still open when the victim ran; victim served ${served}/49`);
+    console.log(
+      `[gate] slowloris: ${open} of 1100 flood connections still open when the victim ran; victim served ${served}/49`,
+    );
     expect(served).toBe(49);
-    await until(() => auditRecords(fx.root).some((r) => /connections over the per-source limit closed/.test(r.gate?.reason ?? '') && r.gate?.source === '127.0.0.1'));
+    await until(() =>
+      auditRecords(fx.root).some(
+        (r) =>
+          /connections over the per-source limit closed/.test(r.gate?.reason ?? '') && r.gate?.source === '127.0.0.1',
+      ),
+    );
   }, 120_000);
 });
 
@@ -469,28 +608,64 @@ describe('agentvm gate host routing under TLS and behind an https proxy', () => 
   it('on its own TLS listener and domain: a __Host- session cookie, HSTS on every answer, untagged names', async () => {
     const cert = path.join(fx.root, 'gate.crt');
     const key = path.join(fx.root, 'gate.key');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=previews.test', '-addext', 'subjectAltName=DNS:*.previews.test'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=previews.test',
+        '-addext',
+        'subjectAltName=DNS:*.previews.test',
+      ],
+      { stdio: 'ignore' },
+    );
     const ca = readFileSync(cert);
-    gate = await startGate(fx.root, ['--domain', 'previews.test', '--tls-cert', `file:${cert}`, '--tls-key', `file:${key}`]);
+    gate = await startGate(fx.root, [
+      '--domain',
+      'previews.test',
+      '--tls-cert',
+      `file:${cert}`,
+      '--tls-key',
+      `file:${key}`,
+    ]);
     const { result } = await grant(fx.root, 'web/site');
     const link = new URL(result.link);
     expect(`${link.protocol}//${link.host}${link.pathname}`).toBe(`https://site--web.previews.test:${gate.port}/`);
     const opts = { ca };
     // previews.test has no DNS: request() connects to the listener and names the host (SNI and Host) itself.
-    const viaGate = (url: string, o: Parameters<typeof request>[1] = {}): ReturnType<typeof request> => request(url, { ...opts, ...o });
+    const viaGate = (url: string, o: Parameters<typeof request>[1] = {}): ReturnType<typeof request> =>
+      request(url, { ...opts, ...o });
     const page = await viaGate(result.link);
     expect(page.headers['strict-transport-security']).toBe('max-age=31536000');
     const ex = await request(result.link, { ...opts, method: 'POST', headers: { origin: link.origin }, body: '' });
     expect(ex.status).toBe(303);
     const setCookie = String(ex.headers['set-cookie']![0]);
-    expect(setCookie).toMatch(/^__Host-agentvm_gate_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict; Secure$/);
+    expect(setCookie).toMatch(
+      /^__Host-agentvm_gate_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict; Secure$/,
+    );
     const served = await viaGate(`${link.origin}/`, { headers: { cookie: setCookie.split(';')[0]! } });
     expect(served.status).toBe(200);
     expect(served.headers['strict-transport-security']).toBe('max-age=31536000');
     expect(up.hits.at(-1)!.headers['x-forwarded-proto']).toBe('https');
     expect((await viaGate(`${link.origin}/`)).headers['strict-transport-security']).toBe('max-age=31536000'); // refusals too
     // The non-prefixed name is not the session under TLS (a sibling could set it without Secure).
-    expect((await viaGate(`${link.origin}/`, { headers: { cookie: `agentvm_gate_session=${setCookie.split(';')[0]!.split('=')[1]}` } })).status).toBe(401);
+    expect(
+      (
+        await viaGate(`${link.origin}/`, {
+          headers: { cookie: `agentvm_gate_session=${setCookie.split(';')[0]!.split('=')[1]}` },
+        })
+      ).status,
+    ).toBe(401);
     await gate.stop();
     gate = undefined;
   }, 60_000);
@@ -502,11 +677,17 @@ describe('agentvm gate host routing under TLS and behind an https proxy', () => 
     const token = new URL(result.link).searchParams.get('grant')!;
     // The proxy forwards the public Host; the browser's Origin is the public https origin.
     const host = 'site--web.previews.example.test';
-    const ex = await request(`http://127.0.0.1:${gate.port}/?grant=${token}`, { method: 'POST', headers: { host, origin: `https://${host}` }, body: '' });
+    const ex = await request(`http://127.0.0.1:${gate.port}/?grant=${token}`, {
+      method: 'POST',
+      headers: { host, origin: `https://${host}` },
+      body: '',
+    });
     expect(ex.status).toBe(303);
     expect(String(ex.headers['set-cookie']![0])).toMatch(/^__Host-agentvm_gate_session=.*; Secure$/);
     expect(ex.headers['strict-transport-security']).toBe('max-age=31536000');
-    const page = await request(`http://127.0.0.1:${gate.port}/`, { headers: { host, cookie: String(ex.headers['set-cookie']![0]).split(';')[0]! } });
+    const page = await request(`http://127.0.0.1:${gate.port}/`, {
+      headers: { host, cookie: String(ex.headers['set-cookie']![0]).split(';')[0]! },
+    });
     expect(page.status).toBe(200);
     await gate.stop();
     gate = undefined;

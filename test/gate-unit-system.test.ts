@@ -37,7 +37,8 @@ function files(gatePort: number, upstreamPort: number, previews: string[]): Reco
     : '';
   return {
     'hosts/gw.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: gw\nspec:\n  workloads: [docs]\n  systemd:\n    scope: user\n  gate:\n    address: 127.0.0.1\n    port: ${gatePort}\n`,
-    'workloads/docs/contract.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: docs\nspec:\n  owner: docs-team@example.com\n  riskTier: low\n  substrate: service\n',
+    'workloads/docs/contract.yaml':
+      'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: docs\nspec:\n  owner: docs-team@example.com\n  riskTier: low\n  substrate: service\n',
     'workloads/docs/manifest.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: docs\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${ARTIFACTS}/orchestrator.bundle\n      commit: ${V1}\n  profiles:\n    - name: docs\n      entrypoint: [sleep, infinity]\n      listen:\n        port: ${upstreamPort}\n${previewYaml}`,
   };
 }
@@ -68,28 +69,48 @@ describe.skipIf(!support.ok && !inCi)('agentvm-gate.service reconciled by apply 
   });
 
   const grantLink = async (target: string): Promise<{ id: string; link: string }> => {
-    const r = await g.cli(['gate', 'grant', target, '--to', 'ana@example.com', '--ttl', '30m', '--reason', 'system test', '--json']);
+    const r = await g.cli([
+      'gate',
+      'grant',
+      target,
+      '--to',
+      'ana@example.com',
+      '--ttl',
+      '30m',
+      '--reason',
+      'system test',
+      '--json',
+    ]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const doc = json<{ grant: { id: string }; link: string }>(r.stdout);
     return { id: doc.grant.id, link: doc.link };
   };
 
   it('GIVEN a host with previews WHEN apply THEN agentvm-gate.service is enabled and active, and a grant link reaches the preview', async () => {
-    const plan = json<{ changes: Array<{ address: string; workload: string; action: string }> }>((await g.cli(['plan', '--json'])).stdout);
-    expect(plan.changes.filter((c) => c.address.startsWith('gate.')).map((c) => [c.address, c.workload, c.action])).toEqual([
+    const plan = json<{ changes: Array<{ address: string; workload: string; action: string }> }>(
+      (await g.cli(['plan', '--json'])).stdout,
+    );
+    expect(
+      plan.changes.filter((c) => c.address.startsWith('gate.')).map((c) => [c.address, c.workload, c.action]),
+    ).toEqual([
       ['gate.server', '(host)', 'create'],
       ['gate.docs.draft', 'docs', 'create'],
       ['gate.docs.site', 'docs', 'create'],
     ]);
     const r = await g.cli(['apply', '--auto-approve']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(await m.show(UNIT, ['ActiveState', 'UnitFileState'])).toEqual({ ActiveState: 'active', UnitFileState: 'enabled' });
+    expect(await m.show(UNIT, ['ActiveState', 'UnitFileState'])).toEqual({
+      ActiveState: 'active',
+      UnitFileState: 'enabled',
+    });
     expect((await m.systemctl(['is-active', UNIT])).stdout.trim()).toBe('active');
     // It runs as the account, from this agentvm, with the root and host only (the listener comes from server.json).
     const pid = await m.mainPid(UNIT);
     expect(statSync(`/proc/${pid}`).uid).toBe(m.uid);
     expect((await m.show(UNIT, ['ExecStart'])).ExecStart).toContain(`gate serve --root ${g.root} --host gw`);
-    expect(await verifyUnits([{ name: UNIT, text: readFileSync(path.join(m.unitDir, UNIT), 'utf8') }], { scope: 'user' })).toEqual([]);
+    expect(
+      await verifyUnits([{ name: UNIT, text: readFileSync(path.join(m.unitDir, UNIT), 'utf8') }], { scope: 'user' }),
+    ).toEqual([]);
 
     const site = await grantLink('docs/site');
     expect(site.link).toMatch(new RegExp(`^http://site--docs--[a-z2-7]{10}\\.localhost:${gatePort}/\\?grant=`));
@@ -117,12 +138,18 @@ describe.skipIf(!support.ok && !inCi)('agentvm-gate.service reconciled by apply 
   it('WHEN one preview is removed (commit, apply) THEN its route answers 404 and its grants are gone; the gate keeps running', async () => {
     const pid = await m.mainPid(UNIT);
     await g.repo.commitFiles(files(gatePort, up.port, ['draft']), 'drop the site preview');
-    const plan = json<{ changes: Array<{ address: string; action: string }> }>((await g.cli(['plan', '--json'])).stdout);
-    expect(plan.changes.filter((c) => c.action !== 'noop').map((c) => [c.address, c.action])).toEqual([['gate.docs.site', 'delete']]);
+    const plan = json<{ changes: Array<{ address: string; action: string }> }>(
+      (await g.cli(['plan', '--json'])).stdout,
+    );
+    expect(plan.changes.filter((c) => c.action !== 'noop').map((c) => [c.address, c.action])).toEqual([
+      ['gate.docs.site', 'delete'],
+    ]);
     const r = await g.cli(['apply', '--auto-approve']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect((await request(`${siteOrigin}/`, { headers: { cookie } })).status).toBe(404);
-    const list = json<{ grants: Array<{ workload?: string; preview: string }> }>((await g.cli(['gate', 'list', '--json'])).stdout);
+    const list = json<{ grants: Array<{ workload?: string; preview: string }> }>(
+      (await g.cli(['gate', 'list', '--json'])).stdout,
+    );
     expect(list.grants.map((x) => x.preview).filter((p) => /site/.test(p))).toEqual([]);
     expect(list.grants.length).toBe(1);
     expect(await m.mainPid(UNIT)).toBe(pid);
@@ -131,8 +158,18 @@ describe.skipIf(!support.ok && !inCi)('agentvm-gate.service reconciled by apply 
 
   it('WHEN the last preview is removed THEN agentvm-gate.service is stopped, disabled and removed; the audit log verifies', async () => {
     await g.repo.commitFiles(files(gatePort, up.port, []), 'no previews');
-    const plan = json<{ changes: Array<{ address: string; action: string }> }>((await g.cli(['plan', '--json'])).stdout);
-    expect(plan.changes.filter((c) => c.action !== 'noop').map((c) => [c.address, c.action]).sort()).toEqual([['gate.docs.draft', 'delete'], ['gate.server', 'delete']]);
+    const plan = json<{ changes: Array<{ address: string; action: string }> }>(
+      (await g.cli(['plan', '--json'])).stdout,
+    );
+    expect(
+      plan.changes
+        .filter((c) => c.action !== 'noop')
+        .map((c) => [c.address, c.action])
+        .sort(),
+    ).toEqual([
+      ['gate.docs.draft', 'delete'],
+      ['gate.server', 'delete'],
+    ]);
     const r = await g.cli(['apply', '--auto-approve']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect((await m.show(UNIT, ['ActiveState', 'LoadState'])).ActiveState).toBe('inactive');
@@ -142,7 +179,9 @@ describe.skipIf(!support.ok && !inCi)('agentvm-gate.service reconciled by apply 
     await expect(request(`${draftOrigin}/`, { headers: { cookie: draftCookie } })).rejects.toThrow(/ECONNREFUSED/);
     const verify = await g.cli(['audit', 'verify', '--json']);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
-    const events = json<Array<{ event: string; actor: string }>>((await g.cli(['audit', 'tail', '-n', '500', '--json'])).stdout);
+    const events = json<Array<{ event: string; actor: string }>>(
+      (await g.cli(['audit', 'tail', '-n', '500', '--json'])).stdout,
+    );
     // Request records written by the gate itself, as the account.
     expect(events.some((e) => e.event === 'gate.request' && e.actor === 'ana@example.com')).toBe(true);
   });
@@ -156,7 +195,9 @@ describe.skipIf(!support.ok && !inCi)('agentvm-gate.service reconciled by apply 
       expect(r.code, r.stdout + r.stderr).not.toBe(0);
       expect(r.stdout + r.stderr).toContain('gate.start-failed');
       expect(r.stdout + r.stderr).toMatch(/agentvm-gate\.service did not come up listening on 127\.0\.0\.1:\d+ \(/);
-      const plan = json<{ changes: Array<{ address: string; action: string }> }>((await g.cli(['plan', '--json'])).stdout);
+      const plan = json<{ changes: Array<{ address: string; action: string }> }>(
+        (await g.cli(['plan', '--json'])).stdout,
+      );
       // The route was skipped (it depends on gate.server), so it is still to be created.
       expect(plan.changes.find((c) => c.address === 'gate.docs.site')?.action).toBe('create');
     } finally {

@@ -34,7 +34,11 @@ function learnHosts(root: string, port: number, previews: string[]): void {
 /** The suites write requests as `GET /p/web/<preview>/<rest> HTTP/1.1\r\nHost: x`; under host routing that request is
  *  `GET /<rest>` with the preview's own Host. Every request line of `text` is rewritten so. */
 function hostRouted(text: string): string {
-  return text.replace(/([A-Z]+ )\/p\/web\/([a-z]+)(\S*)( HTTP\/1\.[01]\r\nHost: )x/g, (_m, method: string, name: string, rest: string, mid: string) => `${method}${rest || '/'}${mid}${HOSTS.get(name) ?? `unknown-${name}`}`);
+  return text.replace(
+    /([A-Z]+ )\/p\/web\/([a-z]+)(\S*)( HTTP\/1\.[01]\r\nHost: )x/g,
+    (_m, method: string, name: string, rest: string, mid: string) =>
+      `${method}${rest || '/'}${mid}${HOSTS.get(name) ?? `unknown-${name}`}`,
+  );
 }
 
 class Conn {
@@ -65,7 +69,10 @@ class Conn {
   private async more(): Promise<void> {
     if (this.closed) throw new Error(`connection closed; unread: ${JSON.stringify(this.buf.toString('latin1'))}`);
     await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no data in 5 s; unread: ${JSON.stringify(this.buf.toString('latin1'))}`)), 5_000);
+      const t = setTimeout(
+        () => reject(new Error(`no data in 5 s; unread: ${JSON.stringify(this.buf.toString('latin1'))}`)),
+        5_000,
+      );
       this.waiters.push(() => {
         clearTimeout(t);
         resolve();
@@ -107,7 +114,8 @@ class Conn {
       const k = l.slice(0, c).toLowerCase();
       headers[k] = headers[k] !== undefined ? `${headers[k]}, ${l.slice(c + 1).trim()}` : l.slice(c + 1).trim();
     }
-    if (head || status === 204 || status === 304 || (status >= 100 && status < 200)) return { status, headers, body: Buffer.alloc(0) };
+    if (head || status === 204 || status === 304 || (status >= 100 && status < 200))
+      return { status, headers, body: Buffer.alloc(0) };
     if (headers['transfer-encoding'] === 'chunked') {
       const parts: Buffer[] = [];
       for (;;) {
@@ -121,7 +129,8 @@ class Conn {
       }
       return { status, headers, body: Buffer.concat(parts) };
     }
-    if (headers['content-length'] !== undefined) return { status, headers, body: await this.take(Number(headers['content-length'])) };
+    if (headers['content-length'] !== undefined)
+      return { status, headers, body: await this.take(Number(headers['content-length'])) };
     while (!this.closed) await this.more().catch(() => {});
     const body = this.buf;
     this.buf = Buffer.alloc(0);
@@ -192,7 +201,13 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
           res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': big.length });
           res.end(big);
         } else {
-          const out = JSON.stringify({ method: req.method, url: req.url, body, expect: req.headers.expect ?? null, te: req.headers['transfer-encoding'] ?? null });
+          const out = JSON.stringify({
+            method: req.method,
+            url: req.url,
+            body,
+            expect: req.headers.expect ?? null,
+            te: req.headers['transfer-encoding'] ?? null,
+          });
           res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) });
           res.end(out);
         }
@@ -212,10 +227,14 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
         head = '';
         if (path === '/split') {
           // Two responses for one request: the second must never reach the client as the answer to its next request.
-          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged');
+          socket.write(
+            'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged',
+          );
         } else if (path === '/split-partial') {
           // A whole response, then the start of one nobody asked for: the connection must never be reused.
-          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\nforg');
+          socket.write(
+            'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\nforg',
+          );
         } else if (path === '/hang' || path === '/stall') {
           // /hang never answers (a hung dev server, a long poll); /stall sends the head and part of the body, then
           // nothing (a stalled stream).
@@ -232,7 +251,9 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
           socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b');
           setTimeout(() => socket.destroy(), 50);
         } else if (path === '/early-hints') {
-          socket.write('HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal');
+          socket.write(
+            'HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal',
+          );
         } else if (path === '/cl-te') {
           socket.end('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n');
         } else if (path === '/header-injection') {
@@ -278,10 +299,14 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
 
   it('request bodies reach the upstream re-framed: Content-Length as checked, chunked decoded and re-chunked', async () => {
     const c = new Conn(gate.port);
-    c.send(`POST /p/web/app/form HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello=world`);
+    c.send(
+      `POST /p/web/app/form HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello=world`,
+    );
     const a = JSON.parse((await c.response()).body.toString());
     expect(a).toMatchObject({ method: 'POST', url: '/form', body: 'hello=world', te: null });
-    c.send(`POST /p/web/app/stream HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n`);
+    c.send(
+      `POST /p/web/app/stream HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n`,
+    );
     const b = JSON.parse((await c.response()).body.toString());
     expect(b).toMatchObject({ method: 'POST', url: '/stream', body: 'hello world', te: 'chunked' });
     c.close();
@@ -289,7 +314,9 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
 
   it('trailers of a chunked request are dropped, never carried into the next request on the connection', async () => {
     const c = new Conn(gate.port);
-    c.send(`POST /p/web/app/upload HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: from-request-1\r\nCookie: app=from-trailer\r\n\r\n`);
+    c.send(
+      `POST /p/web/app/upload HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: from-request-1\r\nCookie: app=from-trailer\r\n\r\n`,
+    );
     expect(JSON.parse((await c.response()).body.toString())).toMatchObject({ url: '/upload', body: 'abc' });
     c.send(`GET /p/web/app/next HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
     expect(JSON.parse((await c.response()).body.toString()).url).toBe('/next');
@@ -301,7 +328,9 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
 
   it('Expect: 100-continue is answered by the gate after the grant check; the upstream never sees Expect', async () => {
     const c = new Conn(gate.port);
-    c.send(`PUT /p/web/app/upload HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n`);
+    c.send(
+      `PUT /p/web/app/upload HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n`,
+    );
     expect((await c.response()).status).toBe(100);
     c.send('data');
     const r = JSON.parse((await c.response()).body.toString());
@@ -366,7 +395,10 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
     const n = 3_000;
     const c = new Conn(gate.port);
     // They queue behind /slow; when it completes, each is refused synchronously — in a loop, not by recursion.
-    c.send(`GET /p/web/app/slow HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n` + Array.from({ length: n }, (_, i) => `GET /p/web/app/${i} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+    c.send(
+      `GET /p/web/app/slow HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n` +
+        Array.from({ length: n }, (_, i) => `GET /p/web/app/${i} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''),
+    );
     expect((await c.response()).body.toString()).toBe('slow');
     for (let i = 0; i < n; i++) expect((await c.response()).status).toBe(401);
     c.send(`GET /p/web/app/last HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n\r\n`);
@@ -436,16 +468,26 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
     const c = new Conn(gate.port);
     // Request 1: a chunked upload the upstream reads and never answers (a 30 000-byte chunk reports backpressure
     // upstream). Request 2, in the same write, declares 1 GiB; the client then pushes its body as fast as it can.
-    c.send(Buffer.concat([
-      Buffer.from(`POST /p/web/raw/hang HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\nTransfer-Encoding: chunked\r\n\r\n${(30000).toString(16)}\r\n`),
-      Buffer.alloc(30000, 'a'),
-      Buffer.from(`\r\n0\r\n\r\nPOST /p/web/raw/two HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\nContent-Length: ${1 << 30}\r\n\r\n`),
-    ]));
+    c.send(
+      Buffer.concat([
+        Buffer.from(
+          `POST /p/web/raw/hang HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\nTransfer-Encoding: chunked\r\n\r\n${(30000).toString(16)}\r\n`,
+        ),
+        Buffer.alloc(30000, 'a'),
+        Buffer.from(
+          `\r\n0\r\n\r\nPOST /p/web/raw/two HTTP/1.1\r\nHost: x\r\nCookie: ${rc}\r\nContent-Length: ${1 << 30}\r\n\r\n`,
+        ),
+      ]),
+    );
     const chunk = Buffer.alloc(1 << 20, 'b');
     let accepted = 0;
     const t0 = performance.now();
     while (performance.now() - t0 < 1_500) {
-      if (!c.socket.write(chunk)) await Promise.race([new Promise((r) => c.socket.once('drain', r)), new Promise((r) => setTimeout(r, 1_500 - (performance.now() - t0)))]);
+      if (!c.socket.write(chunk))
+        await Promise.race([
+          new Promise((r) => c.socket.once('drain', r)),
+          new Promise((r) => setTimeout(r, 1_500 - (performance.now() - t0))),
+        ]);
       else accepted += chunk.length;
     }
     console.log(`[gate] a queued request could push ${(accepted / 2 ** 20).toFixed(0)} MiB in 1.5 s`);
@@ -468,7 +510,9 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
 
   it('a parse error inside a body being forwarded closes the connection at once (the upstream does not wait for the rest)', async () => {
     const c = new Conn(gate.port);
-    c.send(`POST /p/web/app/stream HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`);
+    c.send(
+      `POST /p/web/app/stream HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`,
+    );
     await new Promise((r) => setTimeout(r, 100));
     c.send('zz-not-a-chunk-size\r\n');
     await c.closedByGate();
@@ -489,7 +533,9 @@ describe('gate data path (real gate process, raw client, real and hostile upstre
 
   it('Connection: close does not cut the body of the request being forwarded (an upstream streaming it back)', async () => {
     const c = new Conn(gate.port);
-    c.send(`POST /p/web/app/echo-stream HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: close\r\nContent-Length: 10\r\n\r\nfirst`);
+    c.send(
+      `POST /p/web/app/echo-stream HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: close\r\nContent-Length: 10\r\n\r\nfirst`,
+    );
     await new Promise((r) => setTimeout(r, 200)); // the upstream has answered (head sent) before the rest arrives
     c.send('-last');
     const r = await c.response();
@@ -563,7 +609,9 @@ class WsClient {
     });
     const m = /^\/p\/web\/([a-z]+)(.*)$/.exec(path);
     const host = m ? HOSTS.get(m[1]!)! : `127.0.0.1:${port}`;
-    this.socket.write(`GET ${m ? m[2] || '/' : path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomKey()}\r\n${headers}\r\n`);
+    this.socket.write(
+      `GET ${m ? m[2] || '/' : path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomKey()}\r\n${headers}\r\n`,
+    );
   }
 
   send(text: string): void {
@@ -573,7 +621,8 @@ class WsClient {
   async until(what: () => boolean, ms = 3_000): Promise<number> {
     const t0 = performance.now();
     while (!what()) {
-      if (performance.now() - t0 > ms) throw new Error(`timed out; messages ${JSON.stringify(this.messages)}, closed ${this.closed}`);
+      if (performance.now() - t0 > ms)
+        throw new Error(`timed out; messages ${JSON.stringify(this.messages)}, closed ${this.closed}`);
       await new Promise((r) => setTimeout(r, 10));
     }
     return performance.now() - t0;
@@ -611,7 +660,11 @@ describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 ups
 
   it('a granted session opens a WebSocket; frames pass both ways; the upstream sees no gate cookie; open and close are audited', async () => {
     const { cookie, id } = await session();
-    const ws = new WsClient(gate.port, '/p/web/live/socket', `Cookie: ${cookie}; theme=dark\r\nOrigin: http://${HOSTS.get('live')!}\r\n`);
+    const ws = new WsClient(
+      gate.port,
+      '/p/web/live/socket',
+      `Cookie: ${cookie}; theme=dark\r\nOrigin: http://${HOSTS.get('live')!}\r\n`,
+    );
     const head = await ws.handshake;
     expect(head).toMatch(/^HTTP\/1\.1 101 /);
     expect(head.toLowerCase()).toContain('upgrade: websocket');
@@ -640,7 +693,9 @@ describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 ups
     const t0 = performance.now();
     ws.send('after');
     await ws.until(() => ws.closed);
-    console.log(`[gate] WebSocket cut ${(performance.now() - t0).toFixed(1)} ms after the first message past revocation`);
+    console.log(
+      `[gate] WebSocket cut ${(performance.now() - t0).toFixed(1)} ms after the first message past revocation`,
+    );
     expect(received).not.toContain('after');
     expect(ws.messages).not.toContain('echo:after');
     await new Promise((r) => setTimeout(r, 400));
@@ -683,7 +738,9 @@ describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 ups
       await ws.until(() => ws.closed);
     }
     const h2c = new Conn(gate.port);
-    h2c.send(`GET /p/web/live/ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`);
+    h2c.send(
+      `GET /p/web/live/ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
+    );
     expect((await h2c.response()).status).toBe(501);
     expect(handshakes.length).toBe(before);
   });
@@ -693,9 +750,13 @@ describe('gate WebSocket tunnels (real gate process, a hand-written RFC 6455 ups
     const before = handshakes.length;
     const smuggled = 'GET /admin HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Real-IP: 127.0.0.1\r\n\r\n';
     for (const framing of [`Content-Length: ${smuggled.length}\r\n`, 'Transfer-Encoding: chunked\r\n']) {
-      const body = framing.startsWith('Content') ? smuggled : `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
+      const body = framing.startsWith('Content')
+        ? smuggled
+        : `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
       const c = new Conn(gate.port);
-      c.send(`GET /p/web/live/socket HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${framing}\r\n${body}`);
+      c.send(
+        `GET /p/web/live/socket HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${framing}\r\n${body}`,
+      );
       expect((await c.response()).status, framing).toBe(400);
       await c.closedByGate();
     }

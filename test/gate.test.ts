@@ -17,19 +17,34 @@ import { gatePaths } from '../src/gate/paths.js';
 import { verifyAuditLog, type AuditEvent } from '../src/state/audit-log.js';
 import { agentvm, assertBuilt, hasStackTrace, ROOT } from './support/cli.js';
 import { hostNames } from '../src/gate/host-names.js';
-import { applyRoute, exchange, grant, rawRequest as sendRaw, request as send, startGate, startUpstream, tempRoot, type GateProcess, type Upstream } from './support/gate.js';
+import {
+  applyRoute,
+  exchange,
+  grant,
+  rawRequest as sendRaw,
+  request as send,
+  startGate,
+  startUpstream,
+  tempRoot,
+  type GateProcess,
+  type Upstream,
+} from './support/gate.js';
 import { startWsUpstream, wsFrame, wsRead } from './support/websocket.js';
 
 const ajv = new Ajv2020.default({ allErrors: true, strict: false });
 ajv.addFormat('date-time', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/);
-for (const f of readdirSync(path.join(ROOT, 'schemas')).filter((f) => f.endsWith('.schema.json'))) ajv.addSchema(JSON.parse(readFileSync(path.join(ROOT, 'schemas', f), 'utf8')), f);
+for (const f of readdirSync(path.join(ROOT, 'schemas')).filter((f) => f.endsWith('.schema.json')))
+  ajv.addSchema(JSON.parse(readFileSync(path.join(ROOT, 'schemas', f), 'utf8')), f);
 function conforms(schema: string, doc: unknown): void {
   expect(ajv.validate(schema, doc), JSON.stringify(ajv.errors)).toBe(true);
 }
 
 function auditRecords(root: string): AuditEvent[] {
   try {
-    return readFileSync(gatePaths(root).audit, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AuditEvent);
+    return readFileSync(gatePaths(root).audit, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AuditEvent);
   } catch {
     return [];
   }
@@ -51,7 +66,13 @@ function request(url: string, opts: Parameters<typeof send>[1] = {}): ReturnType
   return send(viaHost(url), opts);
 }
 function rawRequest(port: number, bytes: string): Promise<string> {
-  const routed = hostRouting ? bytes.replace(/([A-Z]+ )\/p\/([a-z][a-z0-9-]*)\/([a-z][a-z0-9-]*)(\S*)( HTTP\/1\.[01]\r\nHost: )x/g, (_m, method: string, w: string, p: string, rest: string, mid: string) => `${method}${rest || '/'}${mid}${hostOf(hostRouting!.root, w, p, port)}`) : bytes;
+  const routed = hostRouting
+    ? bytes.replace(
+        /([A-Z]+ )\/p\/([a-z][a-z0-9-]*)\/([a-z][a-z0-9-]*)(\S*)( HTTP\/1\.[01]\r\nHost: )x/g,
+        (_m, method: string, w: string, p: string, rest: string, mid: string) =>
+          `${method}${rest || '/'}${mid}${hostOf(hostRouting!.root, w, p, port)}`,
+      )
+    : bytes;
   return sendRaw(port, routed);
 }
 const settle = (ms = 250): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -69,7 +90,13 @@ describe('agentvm gate (real server, real upstreams)', () => {
     fx = tempRoot();
     a = await startUpstream('a');
     b = await startUpstream('b');
-    await applyRoute(fx.root, { workload: 'web', preview: 'site', port: a.port, maxTtl: '2h', grantees: ['ana@example.com', 'bo@example.com'] });
+    await applyRoute(fx.root, {
+      workload: 'web',
+      preview: 'site',
+      port: a.port,
+      maxTtl: '2h',
+      grantees: ['ana@example.com', 'bo@example.com'],
+    });
     await applyRoute(fx.root, { workload: 'api', preview: 'docs', port: b.port, maxTtl: '1h' });
     gate = await startGate(fx.root);
     hostRouting = { root: fx.root };
@@ -101,11 +128,15 @@ describe('agentvm gate (real server, real upstreams)', () => {
     expect(ex.page.headers['cache-control']).toBe('no-store');
     expect(ex.reply.status).toBe(303);
     expect(ex.reply.headers.location).toBe('/');
-    expect(ex.setCookie).toMatch(/^agentvm_gate_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/);
+    expect(ex.setCookie).toMatch(
+      /^agentvm_gate_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/,
+    );
     secrets.push(ex.cookie!.split('=')[1]!);
     expect(hitsOf(a)).toBe(before); // the exchange itself is answered by the gate
 
-    const page = await request(`${gate.url}/p/web/site/index.html?x=1`, { headers: { cookie: `${ex.cookie}; theme=dark` } });
+    const page = await request(`${gate.url}/p/web/site/index.html?x=1`, {
+      headers: { cookie: `${ex.cookie}; theme=dark` },
+    });
     expect(page.status).toBe(200);
     expect(page.body).toContain('preview a');
     const hit = a.hits.at(-1)!;
@@ -128,7 +159,9 @@ describe('agentvm gate (real server, real upstreams)', () => {
     expect((await request(`${gate.url}/p/web/site/?grant=${forged}`, post)).status).toBe(401);
     expect((await request(`${gate.url}/p/web/site/?grant=short`, post)).status).toBe(401);
     expect((await request(`${gate.url}/p/web/site/`)).status).toBe(401);
-    expect((await request(`${gate.url}/p/web/site/`, { headers: { cookie: `agentvm_gate_session=${forged}` } })).status).toBe(401);
+    expect(
+      (await request(`${gate.url}/p/web/site/`, { headers: { cookie: `agentvm_gate_session=${forged}` } })).status,
+    ).toBe(401);
     expect((await request(`${gate.url}/p/nope/site/`)).status).toBe(404);
     expect(hitsOf(a) + hitsOf(b)).toBe(before);
   });
@@ -143,9 +176,19 @@ describe('agentvm gate (real server, real upstreams)', () => {
     secrets.push(otherToken);
     const before = hitsOf(a) + hitsOf(b);
     // A web/site session presented on api/docs' host.
-    expect((await request(`${gate.url}/p/api/docs/`, { headers: { cookie: `agentvm_gate_session=${session}` } })).status).toBe(403);
+    expect(
+      (await request(`${gate.url}/p/api/docs/`, { headers: { cookie: `agentvm_gate_session=${session}` } })).status,
+    ).toBe(403);
     // A web/site one-time token used on api/docs (and it stays unused: it still works where it belongs).
-    expect((await request(`${gate.url}/p/api/docs/?grant=${otherToken}`, { method: 'POST', headers: { origin: new URL(viaHost(`${gate.url}/p/api/docs/`)).origin }, body: '' })).status).toBe(403);
+    expect(
+      (
+        await request(`${gate.url}/p/api/docs/?grant=${otherToken}`, {
+          method: 'POST',
+          headers: { origin: new URL(viaHost(`${gate.url}/p/api/docs/`)).origin },
+          body: '',
+        })
+      ).status,
+    ).toBe(403);
     expect(hitsOf(a) + hitsOf(b)).toBe(before);
     expect((await exchange(other.link)).reply.status).toBe(303);
   });
@@ -163,8 +206,12 @@ describe('agentvm gate (real server, real upstreams)', () => {
     expect(hitsOf(a)).toBe(before);
     await settle(1_300); // the server's sweep (1 s)
     const list = await agentvm(['gate', 'list', '--root', fx.root, '--json']);
-    expect((JSON.parse(list.stdout) as { grants: Array<{ id: string }> }).grants.map((g) => g.id)).not.toContain(result.grant.id);
-    const expiries = auditRecords(fx.root).filter((r) => r.event === 'gate.expire' && r.gate?.grantId === result.grant.id);
+    expect((JSON.parse(list.stdout) as { grants: Array<{ id: string }> }).grants.map((g) => g.id)).not.toContain(
+      result.grant.id,
+    );
+    const expiries = auditRecords(fx.root).filter(
+      (r) => r.event === 'gate.expire' && r.gate?.grantId === result.grant.id,
+    );
     expect(expiries).toHaveLength(1);
     expect(readdirSync(gatePaths(fx.root).grants).filter((f) => f.startsWith(result.grant.id))).toEqual([]);
   });
@@ -180,7 +227,11 @@ describe('agentvm gate (real server, real upstreams)', () => {
     let stop = false;
     const statuses: Array<{ at: number; status: number }> = [];
     const hammer = (async () => {
-      while (!stop) statuses.push({ status: (await request(`${gate.url}/p/web/site/`, { headers })).status, at: performance.now() });
+      while (!stop)
+        statuses.push({
+          status: (await request(`${gate.url}/p/web/site/`, { headers })).status,
+          at: performance.now(),
+        });
     })();
     const t0 = performance.now();
     const revoke = await agentvm(['gate', 'revoke', result.grant.id, '--root', fx.root, '--json']);
@@ -196,10 +247,14 @@ describe('agentvm gate (real server, real upstreams)', () => {
     expect(next.body).toMatch(/revoked/);
     const firstRefusal = statuses.find((s) => s.status === 403);
     const lastAllowed = [...statuses].reverse().find((s) => s.status === 200);
-    console.log(`[gate] revoke: CLI ${(revokedAt - t0).toFixed(0)} ms; next request after it refused in ${nextMs.toFixed(1)} ms; during the run ${statuses.length} requests, last 200 at +${lastAllowed ? (lastAllowed.at - t0).toFixed(0) : '–'} ms, first 403 at +${firstRefusal ? (firstRefusal.at - t0).toFixed(0) : '–'} ms (CLI returned at +${(revokedAt - t0).toFixed(0)} ms)`);
+    console.log(
+      `[gate] revoke: CLI ${(revokedAt - t0).toFixed(0)} ms; next request after it refused in ${nextMs.toFixed(1)} ms; during the run ${statuses.length} requests, last 200 at +${lastAllowed ? (lastAllowed.at - t0).toFixed(0) : '–'} ms, first 403 at +${firstRefusal ? (firstRefusal.at - t0).toFixed(0) : '–'} ms (CLI returned at +${(revokedAt - t0).toFixed(0)} ms)`,
+    );
     if (lastAllowed) expect(lastAllowed.at).toBeLessThanOrEqual(revokedAt + 1); // nothing allowed after the command returned… plus the request in flight
     // Revoking again changes nothing.
-    const again = JSON.parse((await agentvm(['gate', 'revoke', result.grant.id, '--root', fx.root, '--json'])).stdout) as { alreadyRevoked: string[] };
+    const again = JSON.parse(
+      (await agentvm(['gate', 'revoke', result.grant.id, '--root', fx.root, '--json'])).stdout,
+    ) as { alreadyRevoked: string[] };
     expect(again.alreadyRevoked).toEqual([result.grant.id]);
   });
 
@@ -240,30 +295,55 @@ describe('agentvm gate (real server, real upstreams)', () => {
       '/p/web/site/x%00y',
     ];
     for (const t of tricks) {
-      const raw = await rawRequest(gate.port, `GET ${t} HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`);
+      const raw = await rawRequest(
+        gate.port,
+        `GET ${t} HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`,
+      );
       expect(raw, t).toMatch(/^HTTP\/1\.1 400 /);
     }
-    const backslash = await rawRequest(gate.port, `GET /p/web/site/..\\..\\api\\docs\\ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`);
+    const backslash = await rawRequest(
+      gate.port,
+      `GET /p/web/site/..\\..\\api\\docs\\ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`,
+    );
     expect(backslash).toMatch(/^HTTP\/1\.1 400 /);
-    const absolute = await rawRequest(gate.port, `GET http://127.0.0.1:${b.port}/ HTTP/1.1\r\nHost: 127.0.0.1:${b.port}\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`);
+    const absolute = await rawRequest(
+      gate.port,
+      `GET http://127.0.0.1:${b.port}/ HTTP/1.1\r\nHost: 127.0.0.1:${b.port}\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`,
+    );
     expect(absolute).toMatch(/^HTTP\/1\.1 404 /); // that Host names no preview: the uniform refusal
-    const absoluteOnSite = await rawRequest(gate.port, `GET http://127.0.0.1:${b.port}/ HTTP/1.1\r\nHost: ${new URL(viaHost(`${gate.url}/p/web/site/`)).host}\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`);
+    const absoluteOnSite = await rawRequest(
+      gate.port,
+      `GET http://127.0.0.1:${b.port}/ HTTP/1.1\r\nHost: ${new URL(viaHost(`${gate.url}/p/web/site/`)).host}\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`,
+    );
     expect(absoluteOnSite).toMatch(/^HTTP\/1\.1 400 /);
-    const connect = await rawRequest(gate.port, `CONNECT 127.0.0.1:${b.port} HTTP/1.1\r\nHost: 127.0.0.1:${b.port}\r\n\r\n`);
+    const connect = await rawRequest(
+      gate.port,
+      `CONNECT 127.0.0.1:${b.port} HTTP/1.1\r\nHost: 127.0.0.1:${b.port}\r\n\r\n`,
+    );
     expect(connect).toMatch(/^HTTP\/1\.1 (400|405) /);
     // Only WebSocket upgrades are tunnelled (test/gate-wire.test.ts); any other protocol is refused before any upstream.
-    const upgrade = await rawRequest(gate.port, `GET /p/web/site/ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`);
+    const upgrade = await rawRequest(
+      gate.port,
+      `GET /p/web/site/ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
+    );
     expect(upgrade).toMatch(/^HTTP\/1\.1 501 /);
-    const wsWithoutSession = await rawRequest(gate.port, `GET /p/web/site/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    const wsWithoutSession = await rawRequest(
+      gate.port,
+      `GET /p/web/site/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
     expect(wsWithoutSession).toMatch(/^HTTP\/1\.1 401 /);
     expect(hitsOf(a)).toBe(aBefore);
     // A Host header naming an upstream address (or anything but a preview's name) reaches nothing: the uniform 404.
-    const spoofed = await request(`http://127.0.0.1:${gate.port}/`, { headers: { cookie, host: `127.0.0.1:${b.port}` } });
+    const spoofed = await request(`http://127.0.0.1:${gate.port}/`, {
+      headers: { cookie, host: `127.0.0.1:${b.port}` },
+    });
     expect(spoofed.status).toBe(404);
     const site = await request(`${gate.url}/p/web/site/`, { headers: { cookie } });
     expect(site.body).toContain('preview a');
     expect(a.hits.at(-1)!.headers.host).toBe(`127.0.0.1:${a.port}`); // the upstream's own address, never the client's
-    const spoofedNoSession = await request(`http://127.0.0.1:${gate.port}/`, { headers: { host: `127.0.0.1:${b.port}` } });
+    const spoofedNoSession = await request(`http://127.0.0.1:${gate.port}/`, {
+      headers: { host: `127.0.0.1:${b.port}` },
+    });
     expect(spoofedNoSession.status).toBe(404);
     expect(hitsOf(b)).toBe(bBefore);
   });
@@ -276,7 +356,9 @@ describe('agentvm gate (real server, real upstreams)', () => {
       const { result } = await grant(fx.root, 'new/one');
       const ex = await exchange(result.link);
       secrets.push(ex.cookie!.split('=')[1]!);
-      expect((await request(`${gate.url}/p/new/one/`, { headers: { cookie: ex.cookie! } })).body).toContain('preview c');
+      expect((await request(`${gate.url}/p/new/one/`, { headers: { cookie: ex.cookie! } })).body).toContain(
+        'preview c',
+      );
       await applyRoute(fx.root, { workload: 'new', preview: 'one', port: c.port }, 'delete');
       const before = hitsOf(c);
       expect((await request(`${gate.url}/p/new/one/`, { headers: { cookie: ex.cookie! } })).status).toBe(404);
@@ -291,18 +373,67 @@ describe('agentvm gate (real server, real upstreams)', () => {
   });
 
   it('grant refuses unknown previews, non-grantees and a --ttl over maxTtl (saying the max)', async () => {
-    const over = await agentvm(['gate', 'grant', 'api/docs', '--root', fx.root, '--to', 'ana@example.com', '--ttl', '2h', '--reason', 'x']);
+    const over = await agentvm([
+      'gate',
+      'grant',
+      'api/docs',
+      '--root',
+      fx.root,
+      '--to',
+      'ana@example.com',
+      '--ttl',
+      '2h',
+      '--reason',
+      'x',
+    ]);
     expect(over.code).toBe(1);
     expect(over.stderr).toContain('gate.ttl-invalid');
     expect(over.stderr).toContain('maximum of 1h');
-    const stranger = await agentvm(['gate', 'grant', 'web/site', '--root', fx.root, '--to', 'eve@example.com', '--ttl', '5m', '--reason', 'x']);
+    const stranger = await agentvm([
+      'gate',
+      'grant',
+      'web/site',
+      '--root',
+      fx.root,
+      '--to',
+      'eve@example.com',
+      '--ttl',
+      '5m',
+      '--reason',
+      'x',
+    ]);
     expect(stranger.code).toBe(1);
     expect(stranger.stderr).toContain('gate.not-grantee');
-    const unknown = await agentvm(['gate', 'grant', 'web/nope', '--root', fx.root, '--to', 'ana@example.com', '--ttl', '5m', '--reason', 'x', '--json']);
+    const unknown = await agentvm([
+      'gate',
+      'grant',
+      'web/nope',
+      '--root',
+      fx.root,
+      '--to',
+      'ana@example.com',
+      '--ttl',
+      '5m',
+      '--reason',
+      'x',
+      '--json',
+    ]);
     expect(unknown.code).toBe(1);
     conforms('error.schema.json', JSON.parse(unknown.stdout));
     // An identity with a line break is quoted in the message, never printed raw.
-    const forged = await agentvm(['gate', 'grant', 'web/site', '--root', fx.root, '--to', 'ana@example.com\nX', '--ttl', '5m', '--reason', 'x']);
+    const forged = await agentvm([
+      'gate',
+      'grant',
+      'web/site',
+      '--root',
+      fx.root,
+      '--to',
+      'ana@example.com\nX',
+      '--ttl',
+      '5m',
+      '--reason',
+      'x',
+    ]);
     expect(forged.code).toBe(1);
     expect(forged.stderr).toContain('"ana@example.com\\nX" is not a grantee');
     // Revoking by a preview that does not exist is an error, not "nothing to revoke".
@@ -313,14 +444,21 @@ describe('agentvm gate (real server, real upstreams)', () => {
   });
 
   it('list shows live grants with expiry and no token; --json outputs match their schemas', async () => {
-    const { result, cli } = await grant(fx.root, 'web/site', { to: 'bo@example.com', ttl: '10m', reason: 'list check' });
+    const { result, cli } = await grant(fx.root, 'web/site', {
+      to: 'bo@example.com',
+      ttl: '10m',
+      reason: 'list check',
+    });
     secrets.push(new URL(result.link).searchParams.get('grant')!);
     conforms('gate-grant-result.schema.json', JSON.parse(cli.stdout));
     const list = await agentvm(['gate', 'list', '--root', fx.root, '--json']);
     expect(list.code).toBe(0);
     const doc = JSON.parse(list.stdout) as { grants: Array<{ id: string; expires: string; identity: string }> };
     conforms('gate-list-result.schema.json', doc);
-    expect(doc.grants.find((g) => g.id === result.grant.id)).toMatchObject({ identity: 'bo@example.com', expires: result.grant.expires });
+    expect(doc.grants.find((g) => g.id === result.grant.id)).toMatchObject({
+      identity: 'bo@example.com',
+      expires: result.grant.expires,
+    });
     const text = await agentvm(['gate', 'list', '--root', fx.root]);
     expect(text.stdout).toContain(result.grant.id);
     for (const s of secrets) expect(list.stdout + text.stdout).not.toContain(s);
@@ -332,15 +470,33 @@ describe('agentvm gate (real server, real upstreams)', () => {
     await settle(300); // the request log's group commit (100 ms)
     const records = auditRecords(fx.root);
     const events = new Set(records.map((r) => r.event));
-    for (const e of ['gate.grant', 'gate.revoke', 'gate.expire', 'gate.request', 'gate.route-delete']) expect(events, e).toContain(e);
-    const allowed = records.find((r) => r.event === 'gate.request' && r.result === 'ok' && r.gate?.status === 200 && r.gate.grantId !== undefined);
-    expect(allowed?.gate).toMatchObject({ preview: 'web/site', identity: expect.any(String), grantId: expect.stringMatching(/^g-/), source: expect.stringMatching(/^127\.0\.0\.1:\d+$/), path: expect.stringMatching(/^\//) });
-    const denied = records.find((r) => r.event === 'gate.request' && r.result === 'failed' && r.gate?.status === 403 && /revoked/.test(r.gate.reason ?? ''));
+    for (const e of ['gate.grant', 'gate.revoke', 'gate.expire', 'gate.request', 'gate.route-delete'])
+      expect(events, e).toContain(e);
+    const allowed = records.find(
+      (r) => r.event === 'gate.request' && r.result === 'ok' && r.gate?.status === 200 && r.gate.grantId !== undefined,
+    );
+    expect(allowed?.gate).toMatchObject({
+      preview: 'web/site',
+      identity: expect.any(String),
+      grantId: expect.stringMatching(/^g-/),
+      source: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+      path: expect.stringMatching(/^\//),
+    });
+    const denied = records.find(
+      (r) =>
+        r.event === 'gate.request' &&
+        r.result === 'failed' &&
+        r.gate?.status === 403 &&
+        /revoked/.test(r.gate.reason ?? ''),
+    );
     expect(denied?.gate?.grantId).toMatch(/^g-/);
     expect(records.find((r) => r.event === 'gate.grant')?.gate?.reason).toBe('review of the page');
     expect((await verifyAuditLog(gatePaths(fx.root).audit)).ok).toBe(true);
     // No secret anywhere on disk under the root.
-    const everything = execFileSync('sh', ['-c', `find ${fx.root} -type f -exec cat {} +`], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    const everything = execFileSync('sh', ['-c', `find ${fx.root} -type f -exec cat {} +`], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 26,
+    });
     expect(secrets.length).toBeGreaterThan(8);
     for (const s of secrets) expect(everything).not.toContain(s);
   });
@@ -348,7 +504,12 @@ describe('agentvm gate (real server, real upstreams)', () => {
   it('renders agentvm-gate.service that systemd-analyze verify accepts', async () => {
     const r = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--print-unit']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`^ExecStart=${process.execPath} \\S+/bin/run\\.js gate serve --root ${fx.root} --host edge-1 --address 127\\.0\\.0\\.1 --port 8443$`, 'm'));
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^ExecStart=${process.execPath} \\S+/bin/run\\.js gate serve --root ${fx.root} --host edge-1 --address 127\\.0\\.0\\.1 --port 8443$`,
+        'm',
+      ),
+    );
     const unit = path.join(fx.root, 'agentvm-gate.service');
     writeFileSync(unit, r.stdout);
     execFileSync('systemd-analyze', ['verify', unit], { stdio: 'pipe' }); // throws on a unit systemd would reject
@@ -358,7 +519,18 @@ describe('agentvm gate (real server, real upstreams)', () => {
   });
 
   it('refuses to listen on a non-loopback address without TLS, with a clear error', async () => {
-    const r = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--address', '0.0.0.0', '--port', '0']);
+    const r = await agentvm([
+      'gate',
+      'serve',
+      '--root',
+      fx.root,
+      '--host',
+      'edge-1',
+      '--address',
+      '0.0.0.0',
+      '--port',
+      '0',
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('gate.exposed');
     expect(r.stderr).toContain('loopback only');
@@ -374,9 +546,38 @@ describe('agentvm gate over TLS', () => {
     try {
       const cert = path.join(fx.root, 'gate.crt');
       const key = path.join(fx.root, 'gate.key');
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          key,
+          '-out',
+          cert,
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+        ],
+        { stdio: 'ignore' },
+      );
       await applyRoute(fx.root, { workload: 'web', preview: 'site', port: up.port });
-      gate = await startGate(fx.root, ['--routing', 'path', '--address', '127.0.0.1', '--tls-cert', `file:${cert}`, '--tls-key', `file:${key}`]);
+      gate = await startGate(fx.root, [
+        '--routing',
+        'path',
+        '--address',
+        '127.0.0.1',
+        '--tls-cert',
+        `file:${cert}`,
+        '--tls-key',
+        `file:${key}`,
+      ]);
       expect(gate.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
       const { result } = await grant(fx.root, 'web/site');
       expect(result.link.startsWith(`${gate.url}/p/web/site/?grant=`)).toBe(true);
@@ -395,7 +596,9 @@ describe('agentvm gate over TLS', () => {
         const liveCookie = (await exchange((await grant(fx.root, 'web/live')).result.link, ca)).cookie!;
         const echoed = await new Promise<string>((resolve, reject) => {
           const socket = tls.connect({ host: '127.0.0.1', port: gate!.port, ca }, () => {
-            socket.write(`GET /p/web/live/socket HTTP/1.1\r\nHost: 127.0.0.1:${gate!.port}\r\nOrigin: ${gate!.url}\r\nCookie: ${liveCookie}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+            socket.write(
+              `GET /p/web/live/socket HTTP/1.1\r\nHost: 127.0.0.1:${gate!.port}\r\nOrigin: ${gate!.url}\r\nCookie: ${liveCookie}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+            );
           });
           let buf = Buffer.alloc(0);
           let switched = false;
@@ -404,7 +607,8 @@ describe('agentvm gate over TLS', () => {
             if (!switched) {
               const end = buf.indexOf('\r\n\r\n');
               if (end === -1) return;
-              if (!buf.subarray(0, end).toString('latin1').startsWith('HTTP/1.1 101 ')) return reject(new Error(buf.toString('latin1')));
+              if (!buf.subarray(0, end).toString('latin1').startsWith('HTTP/1.1 101 '))
+                return reject(new Error(buf.toString('latin1')));
               switched = true;
               buf = buf.subarray(end + 4);
               socket.write(wsFrame('over tls', true));
@@ -440,29 +644,69 @@ describe('agentvm gate behind a TLS-terminating proxy (--public-url)', () => {
     try {
       await applyRoute(fx.root, { workload: 'web', preview: 'site', port: up.port });
       await applyRoute(fx.root, { workload: 'web', preview: 'live', port: live.port });
-      const bad = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--port', '0', '--public-url', 'https://previews.example.test/p/']);
+      const bad = await agentvm([
+        'gate',
+        'serve',
+        '--root',
+        fx.root,
+        '--host',
+        'edge-1',
+        '--port',
+        '0',
+        '--public-url',
+        'https://previews.example.test/p/',
+      ]);
       expect(bad.code).toBe(1);
       expect(bad.stderr).toContain('--public-url "https://previews.example.test/p/" is not an http(s) origin');
       expect(hasStackTrace(bad.stderr)).toBe(false);
-      const credentials = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--port', '0', '--public-url', 'https://ops:hunter2@previews.example.test']);
+      const credentials = await agentvm([
+        'gate',
+        'serve',
+        '--root',
+        fx.root,
+        '--host',
+        'edge-1',
+        '--port',
+        '0',
+        '--public-url',
+        'https://ops:hunter2@previews.example.test',
+      ]);
       expect(credentials.code).toBe(1);
       expect(credentials.stderr).not.toContain('hunter2');
       gate = await startGate(fx.root, ['--routing', 'path', '--public-url', 'https://Previews.Example.test']);
       const { result } = await grant(fx.root, 'web/site');
       expect(result.link.startsWith('https://previews.example.test/p/web/site/?grant=')).toBe(true);
-      expect((result as unknown as { listener: { publicUrl: string } }).listener.publicUrl).toBe('https://previews.example.test');
+      expect((result as unknown as { listener: { publicUrl: string } }).listener.publicUrl).toBe(
+        'https://previews.example.test',
+      );
       // The proxy forwards to the loopback listener: the test plays the proxy.
       const ex = await exchange(result.link.replace('https://previews.example.test', gate.url));
       expect(ex.setCookie).toMatch(/; HttpOnly; SameSite=Strict; Secure$/);
-      const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie: ex.cookie!, host: 'previews.example.test' } });
+      const page = await request(`${gate.url}/p/web/site/`, {
+        headers: { cookie: ex.cookie!, host: 'previews.example.test' },
+      });
       expect(page.status).toBe(200);
       expect(up.hits.at(-1)!.headers['x-forwarded-proto']).toBe('https');
       const liveGrant = (await grant(fx.root, 'web/live')).result;
       const liveCookie = (await exchange(liveGrant.link.replace('https://previews.example.test', gate.url))).cookie!;
-      const handshake = (origin: string): Promise<string> => rawRequest(gate!.port, `GET /p/web/live/socket HTTP/1.1\r\nHost: previews.example.test\r\nCookie: ${liveCookie}\r\nOrigin: ${origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      const handshake = (origin: string): Promise<string> =>
+        rawRequest(
+          gate!.port,
+          `GET /p/web/live/socket HTTP/1.1\r\nHost: previews.example.test\r\nCookie: ${liveCookie}\r\nOrigin: ${origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+        );
       expect(await handshake('https://previews.example.test')).toMatch(/^HTTP\/1\.1 101 /);
       expect(await handshake('https://evil.example')).toMatch(/^HTTP\/1\.1 403 /);
-      const unit = await agentvm(['gate', 'serve', '--root', fx.root, '--host', 'edge-1', '--public-url', 'https://previews.example.test', '--print-unit']);
+      const unit = await agentvm([
+        'gate',
+        'serve',
+        '--root',
+        fx.root,
+        '--host',
+        'edge-1',
+        '--public-url',
+        'https://previews.example.test',
+        '--print-unit',
+      ]);
       expect(unit.stdout).toMatch(/ --public-url https:\/\/previews\.example\.test$/m);
     } finally {
       await gate?.stop();
@@ -498,7 +742,11 @@ describe('agentvm gate review fixes', () => {
       req.resume();
       res.writeHead(200, {
         'content-type': 'application/json',
-        'set-cookie': ['=agentvm_gate_web_site=planted; Path=/p/web/site/', '= AGENTVM_GATE_web_site=planted2; Path=/p/web/site/', 'app=1; Path=/'],
+        'set-cookie': [
+          '=agentvm_gate_web_site=planted; Path=/p/web/site/',
+          '= AGENTVM_GATE_web_site=planted2; Path=/p/web/site/',
+          'app=1; Path=/',
+        ],
         'clear-site-data': '"cookies"',
       });
       res.end(JSON.stringify(req.headers));
@@ -597,16 +845,28 @@ describe('agentvm gate review fixes', () => {
   it("a planted cookie under this route's name does not lock the user out: the session for THIS route wins", async () => {
     const mine = (await sessionFor('web/site')).split('=')[1]!;
     const others = (await sessionFor('other/site')).split('=')[1]!;
-    const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie: `agentvm_gate_session=${others}; agentvm_gate_session=${mine}` } });
+    const page = await request(`${gate.url}/p/web/site/`, {
+      headers: { cookie: `agentvm_gate_session=${others}; agentvm_gate_session=${mine}` },
+    });
     expect(page.status).toBe(200);
   });
 
   it("client-chosen address headers never reach the upstream; X-Forwarded-Host is the preview's own host", async () => {
     const cookie = await sessionFor('web/site');
-    const page = await request(`${gate.url}/p/web/site/`, { headers: { cookie, 'x-forwarded-host': 'evil.example:1', 'x-real-ip': '6.6.6.6', 'true-client-ip': '6.6.6.6', 'x-client-ip': '6.6.6.6', 'cf-connecting-ip': '6.6.6.6' } });
+    const page = await request(`${gate.url}/p/web/site/`, {
+      headers: {
+        cookie,
+        'x-forwarded-host': 'evil.example:1',
+        'x-real-ip': '6.6.6.6',
+        'true-client-ip': '6.6.6.6',
+        'x-client-ip': '6.6.6.6',
+        'cf-connecting-ip': '6.6.6.6',
+      },
+    });
     expect(page.status).toBe(200);
     const seen = JSON.parse(page.body) as Record<string, string>;
-    for (const h of ['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip']) expect(seen[h], h).toBeUndefined();
+    for (const h of ['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip'])
+      expect(seen[h], h).toBeUndefined();
     expect(seen['x-forwarded-host']).toBe(new URL(viaHost(`${gate.url}/p/web/site/`)).host);
   });
 
@@ -616,7 +876,11 @@ describe('agentvm gate review fixes', () => {
     expect((await exchange(result.link)).reply.status).toBe(303);
     const records = auditRecords(fx.root); // no wait for the request log's group commit
     const rec = records.find((r) => r.event === 'gate.exchange' && r.gate?.grantId === result.grant.id);
-    expect(rec?.gate).toMatchObject({ preview: 'web/site', identity: 'ana@example.com', source: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
+    expect(rec?.gate).toMatchObject({
+      preview: 'web/site',
+      identity: 'ana@example.com',
+      source: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+    });
     expect(JSON.stringify(records)).not.toContain(token);
   });
 
@@ -628,8 +892,16 @@ describe('agentvm gate review fixes', () => {
       socket.resume(); // read the 408, so the server's end arrives and the socket closes
       socket.write('GET /p/web/site/ HTTP/1.1\r\nHost: x\r\n');
       const drip = setInterval(() => socket.write('X-Slow: 1\r\n'), 500);
-      const give = setTimeout(() => { clearInterval(drip); socket.destroy(); resolve(Infinity); }, 14_000);
-      socket.on('close', () => { clearInterval(drip); clearTimeout(give); resolve(performance.now() - t0); });
+      const give = setTimeout(() => {
+        clearInterval(drip);
+        socket.destroy();
+        resolve(Infinity);
+      }, 14_000);
+      socket.on('close', () => {
+        clearInterval(drip);
+        clearTimeout(give);
+        resolve(performance.now() - t0);
+      });
     });
     console.log(`[gate] slowloris connection closed after ${closedAfter.toFixed(0)} ms`);
     expect(closedAfter).toBeLessThan(12_000);

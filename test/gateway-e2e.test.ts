@@ -12,7 +12,20 @@ import { appendFileSync, chmodSync, readFileSync, rmSync, writeFileSync } from '
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, hasStackTrace } from './support/cli.js';
-import { execdPid, freePort, gatewayRepo, getJson, hostFile, json, orchestratorFiles, poolFiles, V1, verifyUnitDir, type GatewayRepo, type ProfileSpec } from './support/gateway-repo.js';
+import {
+  execdPid,
+  freePort,
+  gatewayRepo,
+  getJson,
+  hostFile,
+  json,
+  orchestratorFiles,
+  poolFiles,
+  V1,
+  verifyUnitDir,
+  type GatewayRepo,
+  type ProfileSpec,
+} from './support/gateway-repo.js';
 import { startUserManager, userManagerSupport, type UserManager } from './support/systemd-user.js';
 
 const support = userManagerSupport();
@@ -38,7 +51,11 @@ interface AuditJson {
   detail?: string;
 }
 
-const UNITS = { core: 'agent-gateway@core.service', a: 'agent-gateway@pool-a.service', b: 'agent-gateway@pool-b.service' };
+const UNITS = {
+  core: 'agent-gateway@core.service',
+  a: 'agent-gateway@pool-a.service',
+  b: 'agent-gateway@pool-b.service',
+};
 
 describe.skipIf(!support.ok && !inCi)('agentvm CLI against a real systemd user manager', () => {
   let m: UserManager;
@@ -50,7 +67,11 @@ describe.skipIf(!support.ok && !inCi)('agentvm CLI against a real systemd user m
     ...orchestratorFiles({ tier: 'moderate', commit: V1, profiles: profiles.core }, secretsDir),
     ...poolFiles({ tier: 'moderate', profiles: pool }, secretsDir),
   });
-  const pids = async () => ({ core: await execdPid(m, UNITS.core), a: await execdPid(m, UNITS.a), b: await execdPid(m, UNITS.b) });
+  const pids = async () => ({
+    core: await execdPid(m, UNITS.core),
+    a: await execdPid(m, UNITS.a),
+    b: await execdPid(m, UNITS.b),
+  });
 
   beforeAll(async () => {
     assertBuilt();
@@ -58,7 +79,10 @@ describe.skipIf(!support.ok && !inCi)('agentvm CLI against a real systemd user m
     for (const p of ['core', 'pool-a', 'pool-b']) ports[p] = await freePort();
     profiles = {
       core: [{ name: 'core', port: ports.core! }],
-      pool: [{ name: 'pool-a', port: ports['pool-a']! }, { name: 'pool-b', port: ports['pool-b']!, timeoutSeconds: 4 }],
+      pool: [
+        { name: 'pool-a', port: ports['pool-a']! },
+        { name: 'pool-b', port: ports['pool-b']!, timeoutSeconds: 4 },
+      ],
     };
     g = await gatewayRepo('gateway-e2e', m, (s) => files(s));
   }, 120_000);
@@ -72,11 +96,18 @@ describe.skipIf(!support.ok && !inCi)('agentvm CLI against a real systemd user m
     const r = await g.cli(['apply', '--auto-approve']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     for (const unit of Object.values(UNITS)) {
-      expect(await m.show(unit, ['ActiveState', 'UnitFileState']), unit).toEqual({ ActiveState: 'active', UnitFileState: 'enabled' });
+      expect(await m.show(unit, ['ActiveState', 'UnitFileState']), unit).toEqual({
+        ActiveState: 'active',
+        UnitFileState: 'enabled',
+      });
     }
     const core = await getJson(ports.core!);
     expect(core.status).toBe(200);
-    expect(core.body).toMatchObject({ status: 'ok', profile: 'core', credentials: { present: ['llm-api-key'], missing: [] } });
+    expect(core.body).toMatchObject({
+      status: 'ok',
+      profile: 'core',
+      credentials: { present: ['llm-api-key'], missing: [] },
+    });
     for (const p of ['pool-a', 'pool-b']) {
       const h = await getJson(ports[p]!);
       expect(h.status, p).toBe(200);
@@ -93,11 +124,19 @@ describe.skipIf(!support.ok && !inCi)('agentvm CLI against a real systemd user m
     expect(again.stdout).toContain('No changes');
   });
 
-  it('WHEN a commit changes one profile\'s env THEN plan shows a restart of that unit only, and apply restarts only it', async () => {
+  it("WHEN a commit changes one profile's env THEN plan shows a restart of that unit only, and apply restarts only it", async () => {
     const before = await pids();
-    await g.repo.commitFiles(poolFiles({ tier: 'moderate', profiles: [profiles.pool[0]!, { ...profiles.pool[1]!, env: { AGENT_POOL_SIZE: '2' } }] }, g.secretsDir), 'pool-b: two workers');
+    await g.repo.commitFiles(
+      poolFiles(
+        { tier: 'moderate', profiles: [profiles.pool[0]!, { ...profiles.pool[1]!, env: { AGENT_POOL_SIZE: '2' } }] },
+        g.secretsDir,
+      ),
+      'pool-b: two workers',
+    );
     const plan = json<PlanJson>((await g.cli(['plan', '--json'])).stdout);
-    expect(plan.changes.filter((c) => c.action !== 'noop').map((c) => [c.address, c.action, c.effect])).toEqual([['unit.agent-pool.pool-b', 'update', 'restart']]);
+    expect(plan.changes.filter((c) => c.action !== 'noop').map((c) => [c.address, c.action, c.effect])).toEqual([
+      ['unit.agent-pool.pool-b', 'update', 'restart'],
+    ]);
 
     const r = await g.cli(['apply', '--auto-approve']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -126,19 +165,39 @@ describe.skipIf(!support.ok && !inCi)('agentvm CLI against a real systemd user m
     const fix = await g.cli(['apply', '--auto-approve']);
     expect(fix.code, fix.stdout + fix.stderr).toBe(0);
     expect(readFileSync(dropIn, 'utf8')).toBe(applied);
-    expect(await m.show(UNITS.core, ['NeedDaemonReload', 'ActiveState'])).toEqual({ NeedDaemonReload: 'no', ActiveState: 'active' });
+    expect(await m.show(UNITS.core, ['NeedDaemonReload', 'ActiveState'])).toEqual({
+      NeedDaemonReload: 'no',
+      ActiveState: 'active',
+    });
     expect((await g.cli(['drift'])).code).toBe(0);
   });
 
   it('WHEN a file of the live release is tampered THEN one apply reinstalls it AND restarts the unit running from it; the tampered copy is not the rollback target', async () => {
     const before = await pids();
-    const stateBefore = json<{ workloads?: Record<string, { rollback?: { releaseId?: string } | null }> }>((await g.cli(['state', 'show', 'gw', '--json'])).stdout);
-    const file = path.join(g.root, 'var', 'lib', 'agentvm', 'releases', 'orchestrator', V1, 'orchestrator', '__main__.py');
+    const stateBefore = json<{ workloads?: Record<string, { rollback?: { releaseId?: string } | null }> }>(
+      (await g.cli(['state', 'show', 'gw', '--json'])).stdout,
+    );
+    const file = path.join(
+      g.root,
+      'var',
+      'lib',
+      'agentvm',
+      'releases',
+      'orchestrator',
+      V1,
+      'orchestrator',
+      '__main__.py',
+    );
     chmodSync(file, 0o644);
     appendFileSync(file, '\n# tampered on the host\n');
     const plan = json<PlanJson>((await g.cli(['plan', '--json'])).stdout);
-    expect(plan.changes.filter((c) => c.action !== 'noop').map((c) => [c.address, c.action])).toEqual([['release.orchestrator', 'replace'], ['unit.orchestrator.core', 'update']]);
-    expect(plan.changes.find((c) => c.address === 'unit.orchestrator.core')!.reasons.map((r) => r.code)).toEqual(['dependency-changed']);
+    expect(plan.changes.filter((c) => c.action !== 'noop').map((c) => [c.address, c.action])).toEqual([
+      ['release.orchestrator', 'replace'],
+      ['unit.orchestrator.core', 'update'],
+    ]);
+    expect(plan.changes.find((c) => c.address === 'unit.orchestrator.core')!.reasons.map((r) => r.code)).toEqual([
+      'dependency-changed',
+    ]);
 
     const fix = await g.cli(['apply', '--auto-approve']);
     expect(fix.code, fix.stdout + fix.stderr).toBe(0);
@@ -150,8 +209,12 @@ describe.skipIf(!support.ok && !inCi)('agentvm CLI against a real systemd user m
     // One apply converges: the next plan has nothing to do.
     const again = await g.cli(['plan', '--detailed-exitcode']);
     expect(again.code, again.stdout + again.stderr).toBe(0);
-    const stateAfter = json<{ workloads?: Record<string, { rollback?: { releaseId?: string } | null }> }>((await g.cli(['state', 'show', 'gw', '--json'])).stdout);
-    expect(stateAfter.workloads?.orchestrator?.rollback ?? null).toEqual(stateBefore.workloads?.orchestrator?.rollback ?? null);
+    const stateAfter = json<{ workloads?: Record<string, { rollback?: { releaseId?: string } | null }> }>(
+      (await g.cli(['state', 'show', 'gw', '--json'])).stdout,
+    );
+    expect(stateAfter.workloads?.orchestrator?.rollback ?? null).toEqual(
+      stateBefore.workloads?.orchestrator?.rollback ?? null,
+    );
     expect(JSON.stringify(stateAfter.workloads?.orchestrator ?? {})).not.toContain('captured-');
   });
 
@@ -178,16 +241,36 @@ describe.skipIf(!support.ok && !inCi)('agentvm CLI against a real systemd user m
 
   it('WHEN a commit makes a profile fail its health check THEN apply rolls that unit back, exits 3, and the audit log shows the rollback', async () => {
     const before = await pids();
-    const good = poolFiles({ tier: 'moderate', profiles: [profiles.pool[0]!, { ...profiles.pool[1]!, env: { AGENT_POOL_SIZE: '2' } }] }, g.secretsDir);
-    await g.repo.commitFiles(poolFiles({ tier: 'moderate', profiles: [profiles.pool[0]!, { ...profiles.pool[1]!, env: { AGENT_POOL_SIZE: '2', AGENT_FAIL_HEALTH: '1' } }] }, g.secretsDir), 'pool-b: failing health');
+    const good = poolFiles(
+      { tier: 'moderate', profiles: [profiles.pool[0]!, { ...profiles.pool[1]!, env: { AGENT_POOL_SIZE: '2' } }] },
+      g.secretsDir,
+    );
+    await g.repo.commitFiles(
+      poolFiles(
+        {
+          tier: 'moderate',
+          profiles: [
+            profiles.pool[0]!,
+            { ...profiles.pool[1]!, env: { AGENT_POOL_SIZE: '2', AGENT_FAIL_HEALTH: '1' } },
+          ],
+        },
+        g.secretsDir,
+      ),
+      'pool-b: failing health',
+    );
 
     const r = await g.cli(['apply', '--auto-approve', '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(3);
     expect(hasStackTrace(r.stderr)).toBe(false);
-    const result = json<{ status: string; failed: Array<{ address: string; diagnostics: Array<{ code: string; severity: string }> }> }>(r.stdout);
+    const result = json<{
+      status: string;
+      failed: Array<{ address: string; diagnostics: Array<{ code: string; severity: string }> }>;
+    }>(r.stdout);
     expect(result.status).toBe('partial');
     expect(result.failed.map((f) => f.address)).toEqual(['unit.agent-pool.pool-b']);
-    expect(result.failed[0]!.diagnostics.map((d) => `${d.severity} ${d.code}`)).toEqual(expect.arrayContaining(['error systemd.health-failed', 'warning systemd.rolled-back']));
+    expect(result.failed[0]!.diagnostics.map((d) => `${d.severity} ${d.code}`)).toEqual(
+      expect.arrayContaining(['error systemd.health-failed', 'warning systemd.rolled-back']),
+    );
 
     // The previously applied configuration runs again and answers; nothing else was restarted.
     const health = await getJson(ports['pool-b']!);
@@ -196,13 +279,17 @@ describe.skipIf(!support.ok && !inCi)('agentvm CLI against a real systemd user m
     const after = await pids();
     expect(after.core).toBe(before.core);
     expect(after.a).toBe(before.a);
-    expect(readFileSync(path.join(m.unitDir, `${UNITS.b}.d/50-agentvm.conf`), 'utf8')).not.toContain('AGENT_FAIL_HEALTH');
+    expect(readFileSync(path.join(m.unitDir, `${UNITS.b}.d/50-agentvm.conf`), 'utf8')).not.toContain(
+      'AGENT_FAIL_HEALTH',
+    );
 
     const audit = json<AuditJson[]>((await g.cli(['audit', 'tail', '-n', '10', '--json'])).stdout);
     const rollback = audit.find((e) => e.event === 'resource.rollback');
     expect(rollback, JSON.stringify(audit, null, 1)).toMatchObject({ address: 'unit.agent-pool.pool-b', result: 'ok' });
     expect(rollback!.detail).toContain('rolled back');
-    expect(audit.find((e) => e.event === 'resource.apply' && e.address === 'unit.agent-pool.pool-b')).toMatchObject({ result: 'failed' });
+    expect(audit.find((e) => e.event === 'resource.apply' && e.address === 'unit.agent-pool.pool-b')).toMatchObject({
+      result: 'failed',
+    });
     expect((await g.cli(['audit', 'verify'])).code).toBe(0);
 
     // Reverting the commit converges without touching anything: the rolled-back unit is what it asks for.

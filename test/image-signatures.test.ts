@@ -16,10 +16,22 @@ import { gitdir, type FileMap, type GitDir } from './support/gitdir.js';
 interface PlanJson {
   applicable: boolean;
   changes: Array<{ address: string; action: string }>;
-  diagnostics: Array<{ code: string; severity: string; address?: string; summary: string; path?: string; location?: { file: string; line: number } }>;
+  diagnostics: Array<{
+    code: string;
+    severity: string;
+    address?: string;
+    summary: string;
+    path?: string;
+    location?: { file: string; line: number };
+  }>;
 }
-interface Signed { digest: string; signer: { keyHint?: string } }
-interface LockJson { resources: Record<string, { attributes?: { signature?: Signed; imageSignatures?: Record<string, Signed> } }> }
+interface Signed {
+  digest: string;
+  signer: { keyHint?: string };
+}
+interface LockJson {
+  resources: Record<string, { attributes?: { signature?: Signed; imageSignatures?: Record<string, Signed> } }>;
+}
 
 const SIGN_LOCAL = join(ROOT, 'scripts/sign-local.js');
 const GIT_ENV = { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' };
@@ -39,14 +51,19 @@ const cleanups: Array<() => Promise<void> | void> = [];
 function sign(bytes: Uint8Array, name: string): string {
   const file = join(base, name);
   writeFileSync(file, bytes);
-  return execFileSync(process.execPath, [SIGN_LOCAL, 'sign', '--key', join(base, 'key', 'signing.key.pem'), file], { encoding: 'utf8' });
+  return execFileSync(process.execPath, [SIGN_LOCAL, 'sign', '--key', join(base, 'key', 'signing.key.pem'), file], {
+    encoding: 'utf8',
+  });
 }
 
 /** A desired-state repository with one Tier-2 job workload; images pinned to `pins`, bundles as committed. */
-function desiredFiles(opts: { tier?: string; pins?: { kernel: string; rootfs: string }; unsignedRootfs?: boolean } = {}): FileMap {
+function desiredFiles(
+  opts: { tier?: string; pins?: { kernel: string; rootfs: string }; unsignedRootfs?: boolean } = {},
+): FileMap {
   const pins = opts.pins ?? { kernel: sha256(KERNEL), rootfs: sha256(ROOTFS) };
   return {
-    'hosts/h1.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h1\nspec:\n  workloads: [digest]\n',
+    'hosts/h1.yaml':
+      'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h1\nspec:\n  workloads: [digest]\n',
     'workloads/digest/contract.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: digest\nspec:\n  owner: jobs@example.com\n  riskTier: ${opts.tier ?? 'moderate'}\n  substrate: job\n  tools: []\n`,
     'workloads/digest/manifest.yaml': [
       'apiVersion: agentvm.dev/v1alpha1',
@@ -84,7 +101,10 @@ function desiredFiles(opts: { tier?: string; pins?: { kernel: string; rootfs: st
 }
 
 /** A fresh repository and host root; `images` are put in the host's image directory. */
-async function setup(files: FileMap, images: { kernel?: Buffer; rootfs?: Buffer } = { kernel: KERNEL, rootfs: ROOTFS }): Promise<{ repo: GitDir; root: string; args: string[] }> {
+async function setup(
+  files: FileMap,
+  images: { kernel?: Buffer; rootfs?: Buffer } = { kernel: KERNEL, rootfs: ROOTFS },
+): Promise<{ repo: GitDir; root: string; args: string[] }> {
   const repo = await gitdir(files);
   cleanups.push(() => repo.cleanup());
   const root = mkdtempSync(join(base, 'root-'));
@@ -114,10 +134,19 @@ describe('signed job images in plan, apply and job run', () => {
     base = mkdtempSync(join(tmpdir(), 'agentvm-image-signatures-'));
     execFileSync(process.execPath, [SIGN_LOCAL, 'keygen', join(base, 'key')], { stdio: 'ignore' });
     publicKeyPem = readFileSync(join(base, 'key', 'signing.pub.pem'), 'utf8');
-    keyHint = createHash('sha256').update(createPublicKey(publicKeyPem).export({ type: 'spki', format: 'der' })).digest('base64');
-    source = await gitdir({ 'README.md': 'the digest job workload\'s release\n', 'summarize': '#!/bin/sh\necho summary\n' });
+    keyHint = createHash('sha256')
+      .update(createPublicKey(publicKeyPem).export({ type: 'spki', format: 'der' }))
+      .digest('base64');
+    source = await gitdir({
+      'README.md': "the digest job workload's release\n",
+      summarize: '#!/bin/sh\necho summary\n',
+    });
     // The release's signed artifact, as release.git makes it: `git archive --format=tar <commit>`, tar.umask 0002.
-    const archive = execFileSync('git', ['-c', 'tar.umask=0002', 'archive', '--format=tar', source.commit], { cwd: source.dir, env: GIT_ENV, maxBuffer: 64 << 20 });
+    const archive = execFileSync('git', ['-c', 'tar.umask=0002', 'archive', '--format=tar', source.commit], {
+      cwd: source.dir,
+      env: GIT_ENV,
+      maxBuffer: 64 << 20,
+    });
     bundles.release = sign(archive, 'release.tar');
     bundles.kernel = sign(KERNEL, 'kernel.img');
     bundles.rootfs = sign(ROOTFS, 'rootfs.img');
@@ -139,7 +168,10 @@ describe('signed job images in plan, apply and job run', () => {
     const p = JSON.parse(plan.stdout) as PlanJson;
     expect(p.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
     expect(p.applicable).toBe(true);
-    expect(p.changes.map((c) => `${c.action} ${c.address}`).sort()).toEqual(['create job.digest.summarize', 'create release.digest']);
+    expect(p.changes.map((c) => `${c.action} ${c.address}`).sort()).toEqual([
+      'create job.digest.summarize',
+      'create release.digest',
+    ]);
 
     const apply = await agentvm(['apply', ...args, '--auto-approve']);
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
@@ -156,7 +188,10 @@ describe('signed job images in plan, apply and job run', () => {
 
   it('GIVEN an image changed by one byte on the host and re-pinned in the manifest WHEN planned THEN signature.* at the job address, the rest of the plan is shown, and apply installs nothing of the job', async () => {
     const kernel = tamperedKernel();
-    const { root, args } = await setup(desiredFiles({ pins: { kernel: sha256(kernel), rootfs: sha256(ROOTFS) } }), { kernel, rootfs: ROOTFS });
+    const { root, args } = await setup(desiredFiles({ pins: { kernel: sha256(kernel), rootfs: sha256(ROOTFS) } }), {
+      kernel,
+      rootfs: ROOTFS,
+    });
     const plan = await agentvm(['plan', ...args, '--json']);
     expect(plan.code, plan.stderr).toBe(1);
     const p = JSON.parse(plan.stdout) as PlanJson;
@@ -178,7 +213,9 @@ describe('signed job images in plan, apply and job run', () => {
     const { root, args } = await setup(desiredFiles(), {});
     const apply = await agentvm(['apply', ...args, '--auto-approve']);
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
-    expect((JSON.parse(readFileSync(definitionFile(root), 'utf8')) as { signaturesVerified?: unknown }).signaturesVerified).toEqual({});
+    expect(
+      (JSON.parse(readFileSync(definitionFile(root), 'utf8')) as { signaturesVerified?: unknown }).signaturesVerified,
+    ).toEqual({});
 
     // A run reads only what apply installed (ADR 0009): the pins' signatures were never checked, so nothing boots.
     const run = await agentvm(['job', 'run', 'digest/summarize', '--root', root, '--json']);
@@ -192,12 +229,17 @@ describe('signed job images in plan, apply and job run', () => {
     putImages(root, { kernel: KERNEL, rootfs: ROOTFS });
     const plan = await agentvm(['plan', ...args, '--json', '--detailed-exitcode']);
     expect(plan.code, plan.stdout + plan.stderr).toBe(2);
-    const change = (JSON.parse(plan.stdout) as PlanJson).changes.find((c) => c.address === JOB) as unknown as { action: string; reasons: Array<{ message: string }> };
+    const change = (JSON.parse(plan.stdout) as PlanJson).changes.find((c) => c.address === JOB) as unknown as {
+      action: string;
+      reasons: Array<{ message: string }>;
+    };
     expect(change.action).toBe('update');
     expect(change.reasons[0]!.message).toContain('verifies their signatures');
     const again = await agentvm(['apply', ...args, '--auto-approve']);
     expect(again.code, again.stdout + again.stderr).toBe(0);
-    expect((JSON.parse(readFileSync(definitionFile(root), 'utf8')) as { signaturesVerified?: unknown }).signaturesVerified).toEqual({ kernel: sha256(KERNEL), rootfs: sha256(ROOTFS) });
+    expect(
+      (JSON.parse(readFileSync(definitionFile(root), 'utf8')) as { signaturesVerified?: unknown }).signaturesVerified,
+    ).toEqual({ kernel: sha256(KERNEL), rootfs: sha256(ROOTFS) });
     expect((await agentvm(['plan', ...args, '--detailed-exitcode'])).code).toBe(0);
   });
 
@@ -266,7 +308,9 @@ describe('signed job images in plan, apply and job run', () => {
     expect(existsSync(join(root, 'var/lib/agentvm/releases/digest/current'))).toBe(false);
     // A fresh plan shows why: the job's kernel does not verify.
     const again = await agentvm(['plan', ...args, '--json']);
-    expect((JSON.parse(again.stdout) as PlanJson).diagnostics.map((d) => d.code)).toContainEqual(expect.stringMatching(/^signature\.(digest-mismatch|invalid)$/));
+    expect((JSON.parse(again.stdout) as PlanJson).diagnostics.map((d) => d.code)).toContainEqual(
+      expect.stringMatching(/^signature\.(digest-mismatch|invalid)$/),
+    );
   });
 
   it('GIVEN a moderate job whose rootfs names no bundle WHEN planned THEN policy.unsigned-image at the rootfs, and the plan cannot be applied', async () => {
@@ -279,7 +323,10 @@ describe('signed job images in plan, apply and job run', () => {
     expect(errors.map((d) => d.code)).toEqual(['policy.unsigned-image']);
     expect(errors[0]!.path).toBe('$.spec.jobs[0].rootfs');
     const manifest = String(files['workloads/digest/manifest.yaml']).split('\n');
-    expect(errors[0]!.location).toMatchObject({ file: 'workloads/digest/manifest.yaml', line: manifest.indexOf('      rootfs:') + 1 });
+    expect(errors[0]!.location).toMatchObject({
+      file: 'workloads/digest/manifest.yaml',
+      line: manifest.indexOf('      rootfs:') + 1,
+    });
     expect(p.applicable).toBe(false);
     expect(p.changes.map((c) => c.address).sort()).toEqual([JOB, 'release.digest']);
   });

@@ -40,11 +40,14 @@ function readTree(dir: string, base = dir, out: FileMap = {}): FileMap {
   return out;
 }
 
-const cases = readdirSync(CASES).filter((c) => statSync(join(CASES, c)).isDirectory()).sort();
+const cases = readdirSync(CASES)
+  .filter((c) => statSync(join(CASES, c)).isDirectory())
+  .sort();
 
 function schemaValidator() {
   const ajv = new Ajv2020.default({ allErrors: true, strict: false });
-  for (const f of readdirSync(join(ROOT, 'schemas'))) ajv.addSchema(JSON.parse(readFileSync(join(ROOT, 'schemas', f), 'utf8')), f);
+  for (const f of readdirSync(join(ROOT, 'schemas')))
+    ajv.addSchema(JSON.parse(readFileSync(join(ROOT, 'schemas', f), 'utf8')), f);
   return ajv;
 }
 
@@ -73,13 +76,21 @@ describe('fixtures/invalid: every bad input is refused clearly', () => {
       const r = await agentvm(args);
       expect(hasStackTrace(r.stdout + r.stderr), r.stdout + r.stderr).toBe(false);
       expect(r.code, r.stdout + r.stderr).toBe(1);
-      const out = JSON.parse(r.stdout) as { valid?: boolean; diagnostics?: Array<{ code: string; severity: string; location?: { file: string; line: number } }>; error?: { diagnostics: Array<{ code: string; location?: { file: string; line: number } }> } };
+      const out = JSON.parse(r.stdout) as {
+        valid?: boolean;
+        diagnostics?: Array<{ code: string; severity: string; location?: { file: string; line: number } }>;
+        error?: { diagnostics: Array<{ code: string; location?: { file: string; line: number } }> };
+      };
       const schema = out.error ? 'error.schema.json' : 'validate-result.schema.json';
       expect(ajv.validate(schema, out), JSON.stringify(ajv.errors)).toBe(true);
-      for (const secret of spec.mustNotAppear ?? []) expect(r.stdout + r.stderr, `${spec.description}: a planted secret was printed`).not.toContain(secret);
+      for (const secret of spec.mustNotAppear ?? [])
+        expect(r.stdout + r.stderr, `${spec.description}: a planted secret was printed`).not.toContain(secret);
       const diags = out.diagnostics ?? out.error?.diagnostics ?? [];
       for (const [code, line] of Object.entries(spec.expectLine ?? {})) {
-        expect(diags.filter((d) => d.code === code).map((d) => d.location?.line), `${code} at line ${line}`).toContain(line);
+        expect(
+          diags.filter((d) => d.code === code).map((d) => d.location?.line),
+          `${code} at line ${line}`,
+        ).toContain(line);
       }
       const codes = diags.map((d) => d.code);
       for (const code of spec.expect) expect(codes, `${spec.description}: expected ${code}`).toContain(code);

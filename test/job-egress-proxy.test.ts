@@ -22,14 +22,22 @@ import { testImage, type TestImage } from './support/test-image.js';
 const inCi = process.env.CI === 'true';
 function prerequisites(): TestImage | string {
   if (process.getuid?.() !== 0) return 'job runs need root';
-  for (const [command, flag] of [['qemu-system-x86_64', '--version'], ['ip', '-V'], ['nft', '--version']] as const) if (spawnSync(command, [flag]).status !== 0) return `${command} is not installed`;
+  for (const [command, flag] of [
+    ['qemu-system-x86_64', '--version'],
+    ['ip', '-V'],
+    ['nft', '--version'],
+  ] as const)
+    if (spawnSync(command, [flag]).status !== 0) return `${command} is not installed`;
   const net = egressNetSupport();
   if (!net.ok) return net.reason;
   return testImage();
 }
 const image = prerequisites();
 const missing = typeof image === 'string' ? image : undefined;
-if (missing !== undefined && !inCi) console.warn(`job-egress-proxy: skipping: ${missing}. Needs root, qemu-system-x86, iproute2, nftables, openssl and scripts/build-test-image.sh`);
+if (missing !== undefined && !inCi)
+  console.warn(
+    `job-egress-proxy: skipping: ${missing}. Needs root, qemu-system-x86, iproute2, nftables, openssl and scripts/build-test-image.sh`,
+  );
 
 describe('job-egress-proxy: available in CI', () => {
   it.runIf(inCi)('root, qemu, namespaces and the test image are available', () => expect(missing).toBeUndefined());
@@ -45,7 +53,15 @@ describe.skipIf(missing !== undefined)('a microVM job goes out only through the 
 
   beforeAll(async () => {
     assertBuilt();
-    net = await startEgressNet(['allowed.test', 'other.test'], { 'meta.test': { A: ['169.254.169.254'] }, 'loop.test': { A: ['127.0.0.1'] }, 'private.test': { A: ['10.0.0.1'] } }, ['six.test']);
+    net = await startEgressNet(
+      ['allowed.test', 'other.test'],
+      {
+        'meta.test': { A: ['169.254.169.254'] },
+        'loop.test': { A: ['127.0.0.1'] },
+        'private.test': { A: ['10.0.0.1'] },
+      },
+      ['six.test'],
+    );
     base = mkdtempSync(join(tmpdir(), 'agentvm-job-egress-'));
     root = join(base, 'root');
     const images = join(root, 'var/lib/agentvm/images');
@@ -82,7 +98,9 @@ describe.skipIf(missing !== undefined)('a microVM job goes out only through the 
       'workloads/fetcher/contract.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: fetcher\nspec:\n  owner: jobs@example.com\n  riskTier: low\n  substrate: job\n  tools: []\n  egress:\n    - host: allowed.test\n      port: 80\n    - host: allowed.test\n      port: 443\n    - host: meta.test\n      port: 80\n    - host: six.test\n      port: 80\n    - host: loop.test\n      port: 80\n    - host: private.test\n      port: 80\n`,
       'workloads/fetcher/manifest.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: fetcher\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source.dir}\n      commit: ${source.commit}\n  jobs:\n    - name: fetch\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: initramfs.cpio.gz, sha256: ${img.initrdSha256}, format: initramfs }\n      command: [sh, -c, ${JSON.stringify(script)}, fetch, ${tls.map((l) => JSON.stringify(l)).join(', ')}]\n      timeoutSeconds: 120\n`,
     });
-    const applied = await agentvm(['apply', '--auto-approve', '--repo', repo.dir, '--root', root, '--host', 'h1'], { timeoutMs: 90_000 });
+    const applied = await agentvm(['apply', '--auto-approve', '--repo', repo.dir, '--root', root, '--host', 'h1'], {
+      timeoutMs: 90_000,
+    });
     expect(applied.code, applied.stdout + applied.stderr).toBe(0);
   }, 180_000);
 
@@ -95,17 +113,36 @@ describe.skipIf(missing !== undefined)('a microVM job goes out only through the 
 
   it('FROM INSIDE the guest: the allowlisted name and an IPv6-only destination are reached by name through the proxy; the rest is refused with a reason and audited', async () => {
     const out = join(base, 'out');
-    const res = await agentvm(['job', 'run', 'fetcher/fetch', '--root', root, '--host', 'h1', '--out', out, '--json'], { timeoutMs: 240_000 });
+    const res = await agentvm(['job', 'run', 'fetcher/fetch', '--root', root, '--host', 'h1', '--out', out, '--json'], {
+      timeoutMs: 240_000,
+    });
     const result = JSON.parse(res.stdout) as JobRunResult;
     const read = (f: string): string => readFileSync(join(out, f), 'utf8');
     expect(read('env')).toContain('proxy=[http://');
-    expect(read('allowed.out'), JSON.stringify({ d: result.diagnostics, n: result.network, c: result.console, e: res.stderr, f: ['direct.rc', 'other.out'].map((f) => { try { return read(f); } catch { return '-'; } }) })).toMatch(/^HTTP\/1\.1 200/);
+    expect(
+      read('allowed.out'),
+      JSON.stringify({
+        d: result.diagnostics,
+        n: result.network,
+        c: result.console,
+        e: res.stderr,
+        f: ['direct.rc', 'other.out'].map((f) => {
+          try {
+            return read(f);
+          } catch {
+            return '-';
+          }
+        }),
+      }),
+    ).toMatch(/^HTTP\/1\.1 200/);
     expect(read('allowed.out')).toContain('"path":"/from-job"');
     // six.test has only an AAAA record: the guest (IPv4 only) reaches it by name, the proxy over IPv6.
     expect(read('six.out')).toMatch(/^HTTP\/1\.1 200/);
     expect(read('six.out')).toContain(`"remote":"${net.hostV6}"`);
     expect(read('other.out')).toMatch(/^HTTP\/1\.1 403/);
-    expect(read('other.out')).toContain(`other.test:80 refused for job.fetcher.fetch.${result.runId}: this name is not in the egress allowlist`);
+    expect(read('other.out')).toContain(
+      `other.test:80 refused for job.fetcher.fetch.${result.runId}: this name is not in the egress allowlist`,
+    );
     expect(read('meta.out')).toContain('the name resolves to 169.254.169.254, a link-local address');
     expect(read('loop.out')).toContain('the name resolves to 127.0.0.1, a loopback address');
     expect(read('private.out')).toContain('the name resolves to 10.0.0.1, a private address');
@@ -121,8 +158,17 @@ describe.skipIf(missing !== undefined)('a microVM job goes out only through the 
     expect(read('fronted.tls'), read('fronted.tls')).toContain('15 03 01 00 02 02 31');
     expect(read('fronted.rc').trim()).not.toBe('0');
     const audit = await agentvm(['audit', 'tail', '--json', '-n', '100', '--root', root]);
-    const denials = (JSON.parse(audit.stdout) as Array<{ event: string; address?: string; detail?: string }>).filter((e) => e.event === 'egress.deny' && e.address === `job.fetcher.fetch.${result.runId}`);
-    expect(denials.some((d) => d.detail?.includes('allowed.test:443') && d.detail.includes('other.test')), JSON.stringify(denials)).toBe(true);
-    for (const needle of ['other.test:80', 'meta.test:80', 'loop.test:80', 'private.test:80', `${net.v4}:80`]) expect(denials.some((d) => d.detail?.includes(needle)), needle).toBe(true);
+    const denials = (JSON.parse(audit.stdout) as Array<{ event: string; address?: string; detail?: string }>).filter(
+      (e) => e.event === 'egress.deny' && e.address === `job.fetcher.fetch.${result.runId}`,
+    );
+    expect(
+      denials.some((d) => d.detail?.includes('allowed.test:443') && d.detail.includes('other.test')),
+      JSON.stringify(denials),
+    ).toBe(true);
+    for (const needle of ['other.test:80', 'meta.test:80', 'loop.test:80', 'private.test:80', `${net.v4}:80`])
+      expect(
+        denials.some((d) => d.detail?.includes(needle)),
+        needle,
+      ).toBe(true);
   }, 300_000);
 });

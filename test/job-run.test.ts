@@ -20,13 +20,18 @@ import { gitdir, type GitDir } from './support/gitdir.js';
 import { processesMentioning } from './support/processes.js';
 import { testImage, type TestImage } from './support/test-image.js';
 
-const HOW_TO = 'Needs root and: apt-get install qemu-system-x86 busybox-static e2fsprogs iproute2 nftables && scripts/build-test-image.sh && npm run build';
+const HOW_TO =
+  'Needs root and: apt-get install qemu-system-x86 busybox-static e2fsprogs iproute2 nftables && scripts/build-test-image.sh && npm run build';
 const inCi = process.env.CI === 'true';
 
 /** The guest image (built or cached), or why this machine cannot run the suite. */
 function prerequisites(): TestImage | string {
   if (process.getuid?.() !== 0) return 'job runs need root (network namespaces and tap devices)';
-  for (const [command, flag] of [['qemu-system-x86_64', '--version'], ['ip', '-V'], ['nft', '--version']] as const) {
+  for (const [command, flag] of [
+    ['qemu-system-x86_64', '--version'],
+    ['ip', '-V'],
+    ['nft', '--version'],
+  ] as const) {
     if (spawnSync(command, [flag]).status !== 0) return `${command} is not installed`;
   }
   return testImage();
@@ -59,16 +64,30 @@ function hostAddress(): string {
 }
 
 function netnsNames(): string[] {
-  return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n !== '');
+  return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n !== '');
 }
 
 function hostTaps(): string[] {
-  return spawnSync('ip', ['-o', 'link', 'show', 'type', 'tun'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes('avm'));
+  return spawnSync('ip', ['-o', 'link', 'show', 'type', 'tun'], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter((l) => l.includes('avm'));
 }
 
 /** The CLI as a child we can signal, with a promise for a line of its stdout. */
-function startCli(args: string[]): { child: ChildProcess; output: () => string; waitFor: (text: string, ms?: number) => Promise<void>; done: Promise<number | null> } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+function startCli(args: string[]): {
+  child: ChildProcess;
+  output: () => string;
+  waitFor: (text: string, ms?: number) => Promise<void>;
+  done: Promise<number | null>;
+} {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const waiters: Array<{ text: string; resolve: () => void }> = [];
   child.stdout?.setEncoding('utf8').on('data', (d: string) => {
@@ -86,7 +105,9 @@ function startCli(args: string[]): { child: ChildProcess; output: () => string; 
         if (out.includes(text)) return resolve();
         const timer = setTimeout(() => reject(new Error(`no "${text}" within ${ms} ms; output so far:\n${out}`)), ms);
         waiters.push({ text, resolve: () => (clearTimeout(timer), resolve()) });
-        void done.then(() => setTimeout(() => reject(new Error(`the CLI exited before printing "${text}":\n${out}`)), 10));
+        void done.then(() =>
+          setTimeout(() => reject(new Error(`the CLI exited before printing "${text}":\n${out}`)), 10),
+        );
       }),
   };
 }
@@ -105,7 +126,8 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
   const repoArgs = (): string[] => ['--repo', repo.dir, '--root', root, '--host', 'h1'];
   const runArgs = (): string[] => ['--root', root, '--host', 'h1'];
   const jobsDir = (): string => join(root, 'run/agentvm/jobs');
-  const runIds = (): string[] => (existsSync(jobsDir()) ? readdirSync(jobsDir()).filter((n) => /^[0-9a-f]{12}$/.test(n)) : []);
+  const runIds = (): string[] =>
+    existsSync(jobsDir()) ? readdirSync(jobsDir()).filter((n) => /^[0-9a-f]{12}$/.test(n)) : [];
 
   beforeAll(async () => {
     assertBuilt();
@@ -118,7 +140,7 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
     copyFileSync(img.disk, join(images, 'rootfs.ext4'));
     allowed = await service('allowed-service-data\n');
     forbidden = await service('forbidden-service-data\n');
-    source = await gitdir({ 'README.md': 'the job workloads\' release\n' });
+    source = await gitdir({ 'README.md': "the job workloads' release\n" });
 
     const images_ = `      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: initramfs.cpio.gz, sha256: ${img.initrdSha256}, format: initramfs }\n`;
     const job = (name: string, script: string, timeoutSeconds = 60): string =>
@@ -131,16 +153,23 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
       `(nc -w 10 ${host} ${port} </dev/null >"$AGENTVM_OUT/${name}.out" 2>/dev/null; echo $? >"$AGENTVM_OUT/${name}.rc") &`;
 
     repo = await gitdir({
-      'hosts/h1.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h1\nspec:\n  workloads: [plain, net]\n  microvm:\n    accel: tcg\n    maxConcurrentJobs: 4\n',
+      'hosts/h1.yaml':
+        'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h1\nspec:\n  workloads: [plain, net]\n  microvm:\n    accel: tcg\n    maxConcurrentJobs: 4\n',
       'workloads/plain/contract.yaml': contract('plain', ''),
       'workloads/plain/manifest.yaml': manifest(
         'plain',
-        job('echo', 'echo "job says: $(cat greeting.txt)"; echo "args=[$1][$2]"; mkdir -p "$AGENTVM_OUT/sub"; echo done >"$AGENTVM_OUT/sub/report.txt"; exit "$3"') +
+        job(
+          'echo',
+          'echo "job says: $(cat greeting.txt)"; echo "args=[$1][$2]"; mkdir -p "$AGENTVM_OUT/sub"; echo done >"$AGENTVM_OUT/sub/report.txt"; exit "$3"',
+        ) +
           job('sleeper', 'echo sleeping now; sleep 60; echo woke up', 3) +
           // A disk job: the test disk is its root, the initramfs only boots it.
           `    - name: ondisk\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: rootfs.ext4, sha256: ${img.diskSha256}, format: disk }\n      initramfs: { file: initramfs.cpio.gz, sha256: ${img.initrdSha256} }\n` +
-            `      command: [sh, -c, ${JSON.stringify('echo "marker=[$(cat /etc/agentvm-disk)] in=[$(cat greeting.txt)]"; cp /etc/agentvm-disk "$AGENTVM_OUT/marker.txt"; touch /etc/x 2>/dev/null || echo "disk is read-only"; exit 4')}, ondisk]\n      timeoutSeconds: 60\n` +
-          job('nics', 'for m in $(cat /lib/agentvm/modules); do insmod /lib/modules/$m.ko || exit 10; done; ls /sys/class/net >"$AGENTVM_OUT/nics"'),
+          `      command: [sh, -c, ${JSON.stringify('echo "marker=[$(cat /etc/agentvm-disk)] in=[$(cat greeting.txt)]"; cp /etc/agentvm-disk "$AGENTVM_OUT/marker.txt"; touch /etc/x 2>/dev/null || echo "disk is read-only"; exit 4')}, ondisk]\n      timeoutSeconds: 60\n` +
+          job(
+            'nics',
+            'for m in $(cat /lib/agentvm/modules); do insmod /lib/modules/$m.ko || exit 10; done; ls /sys/class/net >"$AGENTVM_OUT/nics"',
+          ),
       ),
       'workloads/net/contract.yaml': contract('net', `  egress:\n    - host: 127.0.0.1\n      port: ${allowed.port}\n`),
       'workloads/net/manifest.yaml': manifest(
@@ -186,7 +215,10 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
     expect(existsSync(jobsDir()) ? readdirSync(jobsDir()) : []).toEqual([]);
   });
 
-  async function runJson(args: string[], timeoutMs = 90_000): Promise<{ code: number | null; result: JobRunResult; stderr: string }> {
+  async function runJson(
+    args: string[],
+    timeoutMs = 90_000,
+  ): Promise<{ code: number | null; result: JobRunResult; stderr: string }> {
     const res = await agentvm(['job', 'run', ...args, ...runArgs(), '--json'], { timeoutMs });
     let result: JobRunResult;
     try {
@@ -203,7 +235,19 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
     spawnSync('sh', ['-c', `printf 'hello from the host' > ${input}`]);
     const out = join(base, 'out-echo');
 
-    const { code, result } = await runJson(['plain/echo', '--input', input, '--arg', 'first arg', '--arg', "it's $HOME", '--arg', '3', '--out', out]);
+    const { code, result } = await runJson([
+      'plain/echo',
+      '--input',
+      input,
+      '--arg',
+      'first arg',
+      '--arg',
+      "it's $HOME",
+      '--arg',
+      '3',
+      '--out',
+      out,
+    ]);
 
     expect(result.diagnostics).toEqual([]);
     expect(result.status).toBe('failed');
@@ -233,12 +277,27 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
     expect(result.console).toContain('disk is read-only\n');
     expect(readFileSync(join(out, 'marker.txt'), 'utf8')).toBe('agentvm test disk v1\n');
     expect(result.teardown).toMatchObject({ ok: true, reason: 'finished', scratchRemoved: true });
-    const installed = JSON.parse(readFileSync(join(root, 'var/lib/agentvm/jobs/plain/ondisk.json'), 'utf8')) as { identity: string };
+    const installed = JSON.parse(readFileSync(join(root, 'var/lib/agentvm/jobs/plain/ondisk.json'), 'utf8')) as {
+      identity: string;
+    };
     expect(installed.identity).toBe(`${img.kernelSha256}/${img.diskSha256}/${img.initrdSha256}`);
   }, 120_000);
 
   it('GIVEN a job that exits 0 THEN the CLI exits 0 and streams the job output as it runs', async () => {
-    const cli = startCli(['job', 'run', 'plain/echo', '--input', join(base, 'greeting.txt'), '--arg', 'a', '--arg', 'b', '--arg', '0', ...runArgs()]);
+    const cli = startCli([
+      'job',
+      'run',
+      'plain/echo',
+      '--input',
+      join(base, 'greeting.txt'),
+      '--arg',
+      'a',
+      '--arg',
+      'b',
+      '--arg',
+      '0',
+      ...runArgs(),
+    ]);
 
     const code = await cli.done;
 
@@ -265,7 +324,11 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
 
     expect(result.exitCode).toBe(0);
     expect(result.network).toBeNull();
-    expect(readFileSync(join(base, 'out-nics', 'nics'), 'utf8').trim().split('\n')).toEqual(['lo']);
+    expect(
+      readFileSync(join(base, 'out-nics', 'nics'), 'utf8')
+        .trim()
+        .split('\n'),
+    ).toEqual(['lo']);
     expect(result.teardown.ok).toBe(true);
   }, 120_000);
 
@@ -274,36 +337,73 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
     const peer = startCli(['job', 'run', 'net/listen', ...runArgs()]);
     await peer.waitFor('listening');
     const [peerId] = runIds();
-    const record = JSON.parse(readFileSync(join(jobsDir(), peerId ?? '', 'owner.json'), 'utf8')) as { slot: number; netns: string };
+    const record = JSON.parse(readFileSync(join(jobsDir(), peerId ?? '', 'owner.json'), 'utf8')) as {
+      slot: number;
+      netns: string;
+    };
     const peerNet = guestAddressing(record.slot);
     seenRuns.add(peerId ?? '');
 
     // B's namespace holds only lo and the tap, no route beyond its /30, and a ruleset that drops by default.
-    const links = spawnSync('ip', ['-n', record.netns, '-o', 'link'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map((l) => l.split(':')[1]?.trim().split('@')[0]);
+    const links = spawnSync('ip', ['-n', record.netns, '-o', 'link'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(':')[1]?.trim().split('@')[0]);
     expect(links).toEqual(['lo', 'avm0']);
     const routes = spawnSync('ip', ['-n', record.netns, 'route'], { encoding: 'utf8' }).stdout.trim().split('\n');
     expect(routes).toHaveLength(1);
     expect(routes[0]).toMatch(/^172\.30\.\d+\.\d+\/30 dev avm0/);
-    const rules = spawnSync('ip', ['netns', 'exec', record.netns, 'nft', 'list', 'ruleset'], { encoding: 'utf8' }).stdout;
+    const rules = spawnSync('ip', ['netns', 'exec', record.netns, 'nft', 'list', 'ruleset'], {
+      encoding: 'utf8',
+    }).stdout;
     expect(rules).toContain('policy drop');
 
     // VM A probes everything in parallel (10 s limit each: a TCG guest on a loaded 2-core machine is slow, and a
     // refused probe must not pass just because an allowed one timed out).
     const out = join(base, 'out-probe');
-    const { result } = await runJson(['net/probe', '--arg', hostAddress(), '--arg', peerNet.address, '--arg', peerNet.gateway, '--out', out]);
-    const read = (name: string): string => (existsSync(join(out, name)) ? readFileSync(join(out, name), 'utf8') : '<missing>');
+    const { result } = await runJson([
+      'net/probe',
+      '--arg',
+      hostAddress(),
+      '--arg',
+      peerNet.address,
+      '--arg',
+      peerNet.gateway,
+      '--out',
+      out,
+    ]);
+    const read = (name: string): string =>
+      existsSync(join(out, name)) ? readFileSync(join(out, name), 'utf8') : '<missing>';
 
     peer.child.kill('SIGINT');
     expect(await peer.done).toBe(1);
     expect(peer.output()).toContain('was interrupted');
 
     expect(result.exitCode).toBe(0);
-    expect(result.network).toMatchObject({ allowed: [{ protocol: 'tcp', guest: `${result.network?.gateway}:${allowed.port}`, upstream: `127.0.0.1:${allowed.port}` }] });
+    expect(result.network).toMatchObject({
+      allowed: [
+        { protocol: 'tcp', guest: `${result.network?.gateway}:${allowed.port}`, upstream: `127.0.0.1:${allowed.port}` },
+      ],
+    });
     expect(result.network?.guestAddress).not.toBe(peerNet.address);
     expect(read('nics').trim().split('\n').sort()).toEqual(['eth0', 'lo']);
-    expect({ rc: read('allowed.rc').trim(), out: read('allowed.out') }).toEqual({ rc: '0', out: 'allowed-service-data\n' });
-    for (const name of ['gateway-other-port', 'host-address-allowed-port', 'host-address-other-port', 'metadata', 'peer-vm', 'peer-vm-gateway']) {
-      expect({ name, rc: read(`${name}.rc`).trim() === '0' ? 'connected' : 'refused', out: read(`${name}.out`) }).toEqual({ name, rc: 'refused', out: '' });
+    expect({ rc: read('allowed.rc').trim(), out: read('allowed.out') }).toEqual({
+      rc: '0',
+      out: 'allowed-service-data\n',
+    });
+    for (const name of [
+      'gateway-other-port',
+      'host-address-allowed-port',
+      'host-address-other-port',
+      'metadata',
+      'peer-vm',
+      'peer-vm-gateway',
+    ]) {
+      expect({
+        name,
+        rc: read(`${name}.rc`).trim() === '0' ? 'connected' : 'refused',
+        out: read(`${name}.out`),
+      }).toEqual({ name, rc: 'refused', out: '' });
     }
     expect(result.teardown).toMatchObject({ ok: true, netnsDeleted: true, tapDeleted: true });
   }, 180_000);
@@ -334,9 +434,14 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
 
     expect(processesMentioning(`${runDir}/`)).toEqual([]);
     expect(netnsNames()).not.toContain(`agentvm-${runId}`);
-    const records = readFileSync(join(root, 'var/log/agentvm/audit.jsonl'), 'utf8').split('\n').filter((l) => l.includes(`"address":"${address}"`));
+    const records = readFileSync(join(root, 'var/log/agentvm/audit.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(`"address":"${address}"`));
     // The reaper's receipt, then apply's own record of the delete.
-    expect(records.map((l) => (JSON.parse(l) as { event: string; result: string }).event)).toEqual(['job.teardown', 'resource.apply']);
+    expect(records.map((l) => (JSON.parse(l) as { event: string; result: string }).event)).toEqual([
+      'job.teardown',
+      'resource.apply',
+    ]);
     expect(records[0]).toContain('"result":"ok"');
     expect(records[0]).toContain('(owner-gone)');
     expect(records[0]).toMatch(/killed pid \d+/);
@@ -348,7 +453,13 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
 
   it('GIVEN accel auto WHEN resolved twice THEN the first answer comes within the probe limit and the second from the cache', async () => {
     const cacheFile = join(base, 'accel.json');
-    const request = { setting: 'auto' as const, kernelPath: img.kernel, initrdPath: img.initrd, cacheFile, probeTimeoutMs: 3_000 };
+    const request = {
+      setting: 'auto' as const,
+      kernelPath: img.kernel,
+      initrdPath: img.initrd,
+      cacheFile,
+      probeTimeoutMs: 3_000,
+    };
 
     const t0 = performance.now();
     const first = await resolveAccel(request);

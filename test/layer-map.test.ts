@@ -18,8 +18,13 @@ async function lint(file: string, code: string): Promise<string[]> {
 
 describe('the layer map', () => {
   it('GIVEN an engine file that imports app WHEN linted THEN the layer rule names both folders', async () => {
-    const messages = await lint('src/engine/planted.ts', "import { runPlan } from '../app/plan.js';\nexport const x = runPlan;\n");
-    expect(messages).toEqual([expect.stringMatching(/^agentvm\/layers: engine may not import app: src\/app is above src\/engine/)]);
+    const messages = await lint(
+      'src/engine/planted.ts',
+      "import { runPlan } from '../app/plan.js';\nexport const x = runPlan;\n",
+    );
+    expect(messages).toEqual([
+      expect.stringMatching(/^agentvm\/layers: engine may not import app: src\/app is above src\/engine/),
+    ]);
   });
 
   it('GIVEN peers (engine and governance) WHEN one imports the other THEN it is refused as a peer import', async () => {
@@ -28,35 +33,63 @@ describe('the layer map', () => {
   });
 
   it('GIVEN a provider that reaches up into the engine through a dynamic import THEN it is refused', async () => {
-    const messages = await lint('src/providers/systemd/planted.ts', "export const m = () => import('../../engine/plan.js');\n");
+    const messages = await lint(
+      'src/providers/systemd/planted.ts',
+      "export const m = () => import('../../engine/plan.js');\n",
+    );
     expect(messages).toEqual([expect.stringMatching(/providers may not import engine/)]);
   });
 
   it('GIVEN the leaf model WHEN it imports a package or another folder THEN both are refused', async () => {
-    expect(await lint('src/model/planted.ts', "import YAML from 'yaml';\nexport default YAML;\n")).toEqual([expect.stringMatching(/leaf .* may import only node: built-ins, not yaml/)]);
-    expect(await lint('src/model/planted.ts', "export * from '../diagnostics/index.js';\n")).toEqual([expect.stringMatching(/model may not import diagnostics/)]);
+    expect(await lint('src/model/planted.ts', "import YAML from 'yaml';\nexport default YAML;\n")).toEqual([
+      expect.stringMatching(/leaf .* may import only node: built-ins, not yaml/),
+    ]);
+    expect(await lint('src/model/planted.ts', "export * from '../diagnostics/index.js';\n")).toEqual([
+      expect.stringMatching(/model may not import diagnostics/),
+    ]);
   });
 
   it('GIVEN a new folder that is not on the map THEN code in it is refused until the map places it', async () => {
-    expect(await lint('src/newfolder/a.ts', 'export const a = 1;\n')).toEqual([expect.stringMatching(/src\/newfolder is not on the layer map/)]);
+    expect(await lint('src/newfolder/a.ts', 'export const a = 1;\n')).toEqual([
+      expect.stringMatching(/src\/newfolder is not on the layer map/),
+    ]);
   });
 
   it('GIVEN a console call WHEN it is in the core THEN no-console refuses it; in a view it is allowed', async () => {
-    expect(await lint('src/state/planted.ts', "console.log('x');\n")).toEqual(['no-console: Unexpected console statement.']);
+    expect(await lint('src/state/planted.ts', "console.log('x');\n")).toEqual([
+      'no-console: Unexpected console statement.',
+    ]);
     expect(await lint('src/ui/planted.ts', "console.log('x');\n")).toEqual([]);
   });
 
   it('GIVEN the downward imports the tree uses THEN they pass', async () => {
-    expect(await lint('src/app/planted.ts', "export { hostPaths } from '../model/index.js';\nexport { computePlan } from '../engine/plan.js';\n")).toEqual([]);
+    expect(
+      await lint(
+        'src/app/planted.ts',
+        "export { hostPaths } from '../model/index.js';\nexport { computePlan } from '../engine/plan.js';\n",
+      ),
+    ).toEqual([]);
   });
 
   it('every folder of src/ is on the map, and the README draws exactly the rule’s table', () => {
-    const folders = readdirSync(path.join(repo, 'src'), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+    const folders = readdirSync(path.join(repo, 'src'), { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name)
+      .sort();
     expect(LAYERS.flat().sort()).toEqual(folders);
     const readme = readFileSync(path.join(repo, 'README.md'), 'utf8');
     const drawn = /<!-- layer-map -->\n```\n([\s\S]*?)```/.exec(readme)?.[1];
     expect(drawn, 'README.md has a ```-fenced block after <!-- layer-map -->').toBeDefined();
-    const rows = drawn!.split('\n').filter((l) => l.trim()).map((l) => l.split('│')[0]!.trim().split(/\s+/).filter((w) => w !== '·'));
+    const rows = drawn!
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) =>
+        l
+          .split('│')[0]!
+          .trim()
+          .split(/\s+/)
+          .filter((w) => w !== '·'),
+      );
     expect(rows).toEqual(LAYERS);
   });
 });
@@ -68,7 +101,11 @@ describe('the one redaction boundary', () => {
       expect.stringMatching(/^no-restricted-syntax: Print through the redaction boundary/),
       expect.stringMatching(/^no-restricted-syntax: Print through the redaction boundary/),
     ]);
-    expect((await lint('src/app/planted.ts', write)).every((m) => m.startsWith('no-restricted-syntax') || m.startsWith('no-console'))).toBe(true);
+    expect(
+      (await lint('src/app/planted.ts', write)).every(
+        (m) => m.startsWith('no-restricted-syntax') || m.startsWith('no-console'),
+      ),
+    ).toBe(true);
     expect(await lint('src/app/planted.ts', write)).toHaveLength(2);
   });
 });

@@ -29,7 +29,10 @@ describe.skipIf(!support.ok && !inCi)('MCP gateway: a stdio server in its own sa
     m = await startUserManager();
     dir = mkdtempSync(path.join(os.tmpdir(), 'mcp-sandbox-'));
     chmodSync(dir, 0o755);
-    const offered = await offeredTools({ name: 'testsrv', command: [process.execPath, SERVER], cwd: dir }, { env: { PATH: process.env.PATH ?? '' } });
+    const offered = await offeredTools(
+      { name: 'testsrv', command: [process.execPath, SERVER], cwd: dir },
+      { env: { PATH: process.env.PATH ?? '' } },
+    );
     pins = ['echo', 'escape'].map((name) => ({ name, sha256: toolDigest(offered.find((t) => t.name === name)!) }));
   }, 120_000);
 
@@ -38,11 +41,25 @@ describe.skipIf(!support.ok && !inCi)('MCP gateway: a stdio server in its own sa
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  async function escapeThrough(sandboxed: boolean): Promise<{ tools: string[]; echo: unknown; escape: unknown; units: string }> {
-    const facts = await resolveExec({ entrypoint: process.execPath, programs: [], releaseDir: dir, reload: false, toHost: (p) => p });
+  async function escapeThrough(
+    sandboxed: boolean,
+  ): Promise<{ tools: string[]; echo: unknown; escape: unknown; units: string }> {
+    const facts = await resolveExec({
+      entrypoint: process.execPath,
+      programs: [],
+      releaseDir: dir,
+      reload: false,
+      toHost: (p) => p,
+    });
     const properties: Array<[string, string]> = [
-      ['PrivateUsers', 'yes'], ['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['PrivateTmp', 'yes'], ['PrivateDevices', 'yes'],
-      ['ProtectHome', 'tmpfs'], ['RestrictAddressFamilies', 'AF_UNIX'], ['IPAddressDeny', 'any'],
+      ['PrivateUsers', 'yes'],
+      ['NoNewPrivileges', 'yes'],
+      ['ProtectSystem', 'strict'],
+      ['PrivateTmp', 'yes'],
+      ['PrivateDevices', 'yes'],
+      ['ProtectHome', 'tmpfs'],
+      ['RestrictAddressFamilies', 'AF_UNIX'],
+      ['IPAddressDeny', 'any'],
       ...execDirectives({ programs: [], releaseDir: dir, entrypoint: process.execPath, facts, runtimeDirs: [] }),
     ];
     const socketPath = path.join(dir, sandboxed ? 's.sock' : 'u.sock');
@@ -52,8 +69,14 @@ describe.skipIf(!support.ok && !inCi)('MCP gateway: a stdio server in its own sa
       servers: [{ name: 'testsrv', command: [process.execPath, SERVER], cwd: dir, tools: pins }],
       socketPath,
       audit: () => undefined,
-      ...(sandboxed ? { sandbox: systemdRunSandbox({ properties, workingDirectory: dir, runAs: { uid: m.uid, gid: m.gid } }) } : {}),
-      env: { PATH: process.env.PATH ?? '', XDG_RUNTIME_DIR: m.runtimeDir, DBUS_SESSION_BUS_ADDRESS: `unix:path=${m.runtimeDir}/bus` },
+      ...(sandboxed
+        ? { sandbox: systemdRunSandbox({ properties, workingDirectory: dir, runAs: { uid: m.uid, gid: m.gid } }) }
+        : {}),
+      env: {
+        PATH: process.env.PATH ?? '',
+        XDG_RUNTIME_DIR: m.runtimeDir,
+        DBUS_SESSION_BUS_ADDRESS: `unix:path=${m.runtimeDir}/bus`,
+      },
     });
     await gateway.start();
     const client = new Client({ name: 'profile', version: '1' });
@@ -62,7 +85,8 @@ describe.skipIf(!support.ok && !inCi)('MCP gateway: a stdio server in its own sa
       const tools = (await client.listTools()).tools.map((t) => t.name).sort();
       const echo = await client.callTool({ name: 'echo', arguments: { text: 'hi' } });
       const escape = await client.callTool({ name: 'escape', arguments: {} });
-      const units = (await m.systemctl(['list-units', '--type=service', '--state=running', '--no-legend', '--plain'])).stdout;
+      const units = (await m.systemctl(['list-units', '--type=service', '--state=running', '--no-legend', '--plain']))
+        .stdout;
       return { tools, echo, escape, units };
     } finally {
       await client.close();

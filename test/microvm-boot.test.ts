@@ -34,7 +34,10 @@ describe.skipIf(missing !== undefined)('ephemeral microVM (real QEMU, TCG)', () 
     const streamed: string[] = [];
     const binary = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
     const req = request({
-      input: { files: { 'greeting.txt': Buffer.from('hello from the host\n'), 'data/blob.bin': binary }, args: ['first arg', "it's $HOME"] },
+      input: {
+        files: { 'greeting.txt': Buffer.from('hello from the host\n'), 'data/blob.bin': binary },
+        args: ['first arg', "it's $HOME"],
+      },
       command: [
         'echo "job says: $(cat greeting.txt)"',
         'echo "arg1=[$1] arg2=[$2] argc=$#"',
@@ -87,7 +90,8 @@ describe.skipIf(missing !== undefined)('ephemeral microVM (real QEMU, TCG)', () 
 
   it('GIVEN a job without network WHEN it loads the virtio modules THEN they load in order and no NIC exists', async () => {
     const req = request({
-      command: 'for m in $(cat /lib/agentvm/modules); do insmod /lib/modules/$m.ko || exit 10; done; ls /sys/class/net > "$AGENTVM_OUT/nics"; lsmod > "$AGENTVM_OUT/lsmod"',
+      command:
+        'for m in $(cat /lib/agentvm/modules); do insmod /lib/modules/$m.ko || exit 10; done; ls /sys/class/net > "$AGENTVM_OUT/nics"; lsmod > "$AGENTVM_OUT/lsmod"',
     });
 
     const result = await runEphemeralVm(req);
@@ -136,7 +140,9 @@ describe.skipIf(missing !== undefined)('ephemeral microVM (real QEMU, TCG)', () 
     expect(result.exitCode).toBeNull();
     expect(result.timedOut).toBe(false);
     expect(pids).toHaveLength(1);
-    expect(existsSync(`/proc/${pids[0]}/cmdline`) && readFileSync(`/proc/${pids[0]}/cmdline`, 'utf8') !== '').toBe(false);
+    expect(existsSync(`/proc/${pids[0]}/cmdline`) && readFileSync(`/proc/${pids[0]}/cmdline`, 'utf8') !== '').toBe(
+      false,
+    );
     expectTornDown(req.runDir);
   });
 
@@ -171,7 +177,10 @@ describe.skipIf(missing !== undefined)('ephemeral microVM (real QEMU, TCG)', () 
       runDir,
       onConsole: (chunk) => parser.push(chunk),
     });
-    const exit = await Promise.race([handle.wait(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('boot took over 50 s')), 50_000))]).finally(() => handle.kill());
+    const exit = await Promise.race([
+      handle.wait(),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('boot took over 50 s')), 50_000)),
+    ]).finally(() => handle.kill());
     const report = parser.end();
 
     expect(exit.code).toBe(0);

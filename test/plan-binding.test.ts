@@ -38,7 +38,18 @@ function edited(plan: Plan, i: number, leaf: Array<string | number>): Plan {
   const key = leaf[leaf.length - 1];
   if (key === undefined) throw new Error('empty path');
   const v = parent[key];
-  parent[key] = typeof v === 'string' ? `${v}x` : typeof v === 'number' ? v + 1 : typeof v === 'boolean' ? !v : v === null ? 'x' : Array.isArray(v) ? ['x'] : { x: 1 };
+  parent[key] =
+    typeof v === 'string'
+      ? `${v}x`
+      : typeof v === 'number'
+        ? v + 1
+        : typeof v === 'boolean'
+          ? !v
+          : v === null
+            ? 'x'
+            : Array.isArray(v)
+              ? ['x']
+              : { x: 1 };
   return copy;
 }
 
@@ -53,7 +64,16 @@ describe('a saved plan is bound to its commit', () => {
     const plans: Plan[] = [];
     const opts = { repo: fleet.repo, ref: 'HEAD', host: 'edge-1', root: fleet.root };
     plans.push((await makePlan(opts)).plan);
-    const first = await agentvm(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--auto-approve']);
+    const first = await agentvm([
+      'apply',
+      '--repo',
+      fleet.repo,
+      '--host',
+      'edge-1',
+      '--root',
+      fleet.root,
+      '--auto-approve',
+    ]);
     expect(first.code, first.stderr).toBe(0);
     // An update (a unit's env) and deletes (a workload leaves the host) against the applied state.
     const manifest = path.join(fleet.repo, 'workloads/agent-pool/manifest.yaml');
@@ -79,11 +99,23 @@ describe('a saved plan is bound to its commit', () => {
       // Edits outside the changes: dropping a diagnostic, the summary, the live fingerprint, an extra field.
       const noDiagnostics = { ...asFile(plan), diagnostics: [] };
       if (plan.diagnostics.length) expect(firstPlanDifference(noDiagnostics, plan)?.where).toMatch(/^\.diagnostics/);
-      expect(firstPlanDifference({ ...asFile(plan), summary: { ...plan.summary, delete: 0, create: 99 } }, plan)?.where).toMatch(/^\.summary/);
+      expect(
+        firstPlanDifference({ ...asFile(plan), summary: { ...plan.summary, delete: 0, create: 99 } }, plan)?.where,
+      ).toMatch(/^\.summary/);
       expect(firstPlanDifference({ ...asFile(plan), liveFingerprint: 'x' }, plan)?.where).toBe('.liveFingerprint');
       expect(firstPlanDifference({ ...asFile(plan), extra: 1 } as Plan, plan)?.where).toBe('.extra');
       // What may differ: when it was made, its (recomputed) id, and the ref's name.
-      expect(firstPlanDifference({ ...asFile(plan), createdAt: '2000-01-01T00:00:00.000Z', id: 'f'.repeat(12), source: { ...plan.source, ref: 'main' } }, plan)).toBeNull();
+      expect(
+        firstPlanDifference(
+          {
+            ...asFile(plan),
+            createdAt: '2000-01-01T00:00:00.000Z',
+            id: 'f'.repeat(12),
+            source: { ...plan.source, ref: 'main' },
+          },
+          plan,
+        ),
+      ).toBeNull();
     }
     for (const kind of ['create', 'update', 'delete', 'noop']) expect([...kinds]).toContain(kind);
     expect(edits).toBeGreaterThan(200);
@@ -112,7 +144,11 @@ describe('a saved plan is bound to its commit', () => {
     const root = path.join(fleet.base, 'root-signed');
     const keys = path.join(fleet.base, 'keys');
     for (const who of ['pipeline', 'attacker']) {
-      const made = spawnSync(process.execPath, [path.join(ROOT, 'scripts/sign-local.js'), 'keygen', path.join(keys, who)], { encoding: 'utf8' });
+      const made = spawnSync(
+        process.execPath,
+        [path.join(ROOT, 'scripts/sign-local.js'), 'keygen', path.join(keys, who)],
+        { encoding: 'utf8' },
+      );
       expect(made.status, made.stderr).toBe(0);
     }
     const pipelineKey = path.join(keys, 'pipeline/signing.key.pem');
@@ -146,7 +182,17 @@ describe('a saved plan is bound to its commit', () => {
     // Re-signed by another key (an attacker who edited the plan and signed it with their own key).
     const resigned = path.join(fleet.base, 'resigned.plan.json');
     copyFileSync(signed, resigned);
-    const bundle = spawnSync(process.execPath, [path.join(ROOT, 'scripts/sign-local.js'), 'sign', '--key', path.join(keys, 'attacker/signing.key.pem'), resigned], { encoding: 'utf8' });
+    const bundle = spawnSync(
+      process.execPath,
+      [
+        path.join(ROOT, 'scripts/sign-local.js'),
+        'sign',
+        '--key',
+        path.join(keys, 'attacker/signing.key.pem'),
+        resigned,
+      ],
+      { encoding: 'utf8' },
+    );
     expect(bundle.status, bundle.stderr).toBe(0);
     writeFileSync(`${resigned}.sigstore.json`, bundle.stdout);
     await refusedWith(resigned, 'apply.plan-signature');

@@ -14,14 +14,24 @@ import { fleetCopy, type FleetCopy } from './support/fleet.js';
 const SCRIPT = join(ROOT, 'scripts', 'render-pr-comment.js');
 const GIT_ENV = {
   ...process.env,
-  GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@agentvm.invalid', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@agentvm.invalid',
-  GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_AUTHOR_NAME: 't',
+  GIT_AUTHOR_EMAIL: 't@agentvm.invalid',
+  GIT_COMMITTER_NAME: 't',
+  GIT_COMMITTER_EMAIL: 't@agentvm.invalid',
+  GIT_CONFIG_NOSYSTEM: '1',
+  GIT_CONFIG_GLOBAL: '/dev/null',
 };
 
-interface Step { name?: string; run?: string; id?: string }
+interface Step {
+  name?: string;
+  run?: string;
+  id?: string;
+}
 
 function workflowStep(name: string): Step {
-  const wf = parse(readFileSync(join(ROOT, 'examples', 'ci', 'pr-plan.yml'), 'utf8')) as { jobs: { plan: { steps: Step[] } } };
+  const wf = parse(readFileSync(join(ROOT, 'examples', 'ci', 'pr-plan.yml'), 'utf8')) as {
+    jobs: { plan: { steps: Step[] } };
+  };
   const step = wf.jobs.plan.steps.find((s) => s.name === name);
   if (!step?.run) throw new Error(`pr-plan.yml has no run step named "${name}"`);
   return step;
@@ -32,7 +42,12 @@ function runStep(step: Step, cwd: string, env: Record<string, string>, expressio
   let script = step.run!;
   for (const [expr, value] of Object.entries(expressions)) script = script.replaceAll(`\${{ ${expr} }}`, value);
   expect(script, 'unsubstituted ${{ }} expression in the step').not.toMatch(/\$\{\{/);
-  return spawnSync('bash', ['-e', '-c', script], { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, encoding: 'utf8', timeout: 120_000 });
+  return spawnSync('bash', ['-e', '-c', script], {
+    cwd,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
 }
 
 /** Lays out a desired-state repo the way the workflow sees it after `npm ci`: node_modules/agentvm is this package. */
@@ -44,7 +59,11 @@ function asCheckout(repo: string): void {
 
 function balanced(md: string): { details: number; closed: number; fences: number } {
   const fences = md.split('\n').filter((l) => /^`{3,}/.test(l)).length;
-  return { details: (md.match(/^<details>/gm) ?? []).length, closed: (md.match(/^<\/details>$/gm) ?? []).length, fences };
+  return {
+    details: (md.match(/^<details>/gm) ?? []).length,
+    closed: (md.match(/^<\/details>$/gm) ?? []).length,
+    fences,
+  };
 }
 
 describe('pull-request plan comment', () => {
@@ -66,18 +85,37 @@ describe('pull-request plan comment', () => {
     const names = Array.from({ length: 300 }, (_, i) => `w-${String(i).padStart(3, '0')}`);
     for (const [i, name] of names.entries()) {
       mkdirSync(join(repo, 'workloads', name), { recursive: true });
-      writeFileSync(join(repo, 'workloads', name, 'contract.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  owner: team@example.com\n  riskTier: low\n  substrate: service\n  secrets:\n    - name: token\n      ref: file:/etc/agentvm/secrets/${name}\n`);
-      writeFileSync(join(repo, 'workloads', name, 'manifest.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: ${name}\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: https://git.example.com/agents/${name}.git\n      commit: ${'0123456789abcdef'.repeat(3).slice(0, 40)}\n  profiles:\n    - name: p-${name}\n      entrypoint: [python3, -m, orchestrator]\n      env:\n        MODE: review\n      listen:\n        port: ${20000 + i}\n      health:\n        path: /healthz\n`);
+      writeFileSync(
+        join(repo, 'workloads', name, 'contract.yaml'),
+        `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  owner: team@example.com\n  riskTier: low\n  substrate: service\n  secrets:\n    - name: token\n      ref: file:/etc/agentvm/secrets/${name}\n`,
+      );
+      writeFileSync(
+        join(repo, 'workloads', name, 'manifest.yaml'),
+        `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: ${name}\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: https://git.example.com/agents/${name}.git\n      commit: ${'0123456789abcdef'.repeat(3).slice(0, 40)}\n  profiles:\n    - name: p-${name}\n      entrypoint: [python3, -m, orchestrator]\n      env:\n        MODE: review\n      listen:\n        port: ${20000 + i}\n      health:\n        path: /healthz\n`,
+      );
     }
     mkdirSync(join(repo, 'hosts'));
-    writeFileSync(join(repo, 'hosts', 'big.yaml'), `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: big\nspec:\n  workloads:\n${names.map((n) => `    - ${n}`).join('\n')}\n`);
+    writeFileSync(
+      join(repo, 'hosts', 'big.yaml'),
+      `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: big\nspec:\n  workloads:\n${names.map((n) => `    - ${n}`).join('\n')}\n`,
+    );
     execFileSync('git', ['init', '-q', '-b', 'main'], { cwd: repo, env: GIT_ENV });
     execFileSync('git', ['add', '-A'], { cwd: repo, env: GIT_ENV });
     execFileSync('git', ['commit', '-q', '-m', '300 workloads'], { cwd: repo, env: GIT_ENV });
 
     const t0 = performance.now();
     temps.push(`${repo}-root`);
-    const r = await agentvm(['plan', '--repo', repo, '--host', 'big', '--root', `${repo}-root`, '--format', 'markdown']);
+    const r = await agentvm([
+      'plan',
+      '--repo',
+      repo,
+      '--host',
+      'big',
+      '--root',
+      `${repo}-root`,
+      '--format',
+      'markdown',
+    ]);
     const seconds = (performance.now() - t0) / 1000;
     expect(r.code, r.stderr).toBe(0);
     const md = r.stdout;
@@ -118,7 +156,9 @@ describe('pull-request plan comment', () => {
     expect(render.status, render.stderr).toBe(0); // the step never fails: the comment is posted first
     expect(readFileSync(output, 'utf8')).toBe('code=1\n');
     const md = readFileSync(join(runnerTemp, 'comment-edge-1.md'), 'utf8');
-    const plan = JSON.parse(readFileSync(join(runnerTemp, 'plan-edge-1.json'), 'utf8')) as { summary: { errors: number } };
+    const plan = JSON.parse(readFileSync(join(runnerTemp, 'plan-edge-1.json'), 'utf8')) as {
+      summary: { errors: number };
+    };
     expect(plan.summary.errors).toBeGreaterThan(0);
     expect(md.split('\n')[0]).toBe('<!-- agentvm-plan:edge-1 -->');
     expect(md).toContain('❌ blocked by policy');
@@ -136,7 +176,16 @@ describe('pull-request plan comment', () => {
   });
 
   it('GIVEN an applied host and a changed commit THEN the render script prints exactly `agentvm plan --format markdown`, and a snapshot tarball plans the same', async () => {
-    const apply = await agentvm(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--auto-approve']);
+    const apply = await agentvm([
+      'apply',
+      '--repo',
+      fleet.repo,
+      '--host',
+      'edge-1',
+      '--root',
+      fleet.root,
+      '--auto-approve',
+    ]);
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
     const manifest = join(fleet.repo, 'workloads', 'agent-pool', 'manifest.yaml');
     const text = readFileSync(manifest, 'utf8');
@@ -144,9 +193,23 @@ describe('pull-request plan comment', () => {
     writeFileSync(manifest, text.replace(/AGENT_POOL_SIZE: "?2"?/, 'AGENT_POOL_SIZE: "4"'));
     fleet.git('commit', '-q', '-am', 'bigger pool');
 
-    const cli = await agentvm(['plan', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--format', 'markdown']);
+    const cli = await agentvm([
+      'plan',
+      '--repo',
+      fleet.repo,
+      '--host',
+      'edge-1',
+      '--root',
+      fleet.root,
+      '--format',
+      'markdown',
+    ]);
     expect(cli.code, cli.stderr).toBe(0);
-    const script = spawnSync(process.execPath, [SCRIPT, '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root], { encoding: 'utf8' });
+    const script = spawnSync(
+      process.execPath,
+      [SCRIPT, '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root],
+      { encoding: 'utf8' },
+    );
     expect(script.status, script.stderr).toBe(0);
     expect(script.stdout).toBe(cli.stdout);
     expect(cli.stdout).toContain('1 to update');
@@ -159,10 +222,15 @@ describe('pull-request plan comment', () => {
     const snapshot = join(fleet.base, 'snapshot-root');
     mkdirSync(snapshot);
     execFileSync('tar', ['-xzf', tarball, '-C', snapshot]);
-    const fromSnapshot = spawnSync(process.execPath, [SCRIPT, '--repo', fleet.repo, '--host', 'edge-1', '--root', snapshot], { encoding: 'utf8' });
+    const fromSnapshot = spawnSync(
+      process.execPath,
+      [SCRIPT, '--repo', fleet.repo, '--host', 'edge-1', '--root', snapshot],
+      { encoding: 'utf8' },
+    );
     expect(fromSnapshot.status, fromSnapshot.stderr).toBe(0);
     // Same plan but for the root's path (in findings) and hence the plan id.
-    const normal = (md: string, root: string) => md.replaceAll(root, '<root>').replace(/plan `sha256:[0-9a-f]+`/, 'plan <id>');
+    const normal = (md: string, root: string) =>
+      md.replaceAll(root, '<root>').replace(/plan `sha256:[0-9a-f]+`/, 'plan <id>');
     expect(normal(fromSnapshot.stdout, snapshot)).toBe(normal(cli.stdout, fleet.root));
   });
 });

@@ -22,10 +22,26 @@ let fleet: FleetCopy;
 /** agentvm under strace, which SIGKILLs whichever process (agentvm or a git child) makes the n-th call of `syscall`. */
 function straced(syscall: string, n: number, args: string[]): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn('strace', ['-f', '-qq', '-o', '/dev/null', '-e', `trace=${syscall}`, '-e', `inject=${syscall}:signal=KILL:when=${n}`, process.execPath, BIN, ...args], {
-      env: { ...process.env, NO_COLOR: '1', CI: 'true' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      'strace',
+      [
+        '-f',
+        '-qq',
+        '-o',
+        '/dev/null',
+        '-e',
+        `trace=${syscall}`,
+        '-e',
+        `inject=${syscall}:signal=KILL:when=${n}`,
+        process.execPath,
+        BIN,
+        ...args,
+      ],
+      {
+        env: { ...process.env, NO_COLOR: '1', CI: 'true' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -53,7 +69,9 @@ function promoteArgs(to: 'v1' | 'v2'): string[] {
 /** Nothing of agentvm's or git's is left in .git: no index or ref lock, no journal, no private index. */
 function gitLeftovers(): string[] {
   const gitDir = join(fleet.repo, '.git');
-  const found = readdirSync(gitDir).filter((n) => n.endsWith('.lock') || n.startsWith('agentvm-promote') || n.startsWith('.agentvm-promote'));
+  const found = readdirSync(gitDir).filter(
+    (n) => n.endsWith('.lock') || n.startsWith('agentvm-promote') || n.startsWith('.agentvm-promote'),
+  );
   const walk = (dir: string): void => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       if (e.isDirectory()) walk(join(dir, e.name));
@@ -67,7 +85,9 @@ function gitLeftovers(): string[] {
 async function lockState(): Promise<{ release: string; rollback: string | undefined }> {
   const show = await agentvm(['state', 'show', 'edge-1', '--root', fleet.root, '--json']);
   expect(show.code, show.stderr).toBe(0);
-  const lock = JSON.parse(show.stdout) as { workloads: Record<string, { release: { identity: string }; rollback?: { identity: string } }> };
+  const lock = JSON.parse(show.stdout) as {
+    workloads: Record<string, { release: { identity: string }; rollback?: { identity: string } }>;
+  };
   return { release: lock.workloads[W]!.release.identity, rollback: lock.workloads[W]!.rollback?.identity };
 }
 
@@ -82,7 +102,10 @@ async function convergeAndApply(to: 'v1' | 'v2', from: 'v1' | 'v2', where: strin
   expect(readFileSync(join(fleet.repo, 'workloads', W, 'manifest.yaml'), 'utf8'), where).toContain(release(to).commit);
   const again = await agentvm([...promoteArgs(to), '--json']);
   expect(again.code, `${where}: ${again.stderr}`).toBe(0);
-  expect((JSON.parse(again.stdout) as { committed: boolean }).committed, `${where}: a second promote has nothing left to do`).toBe(false);
+  expect(
+    (JSON.parse(again.stdout) as { committed: boolean }).committed,
+    `${where}: a second promote has nothing left to do`,
+  ).toBe(false);
   const apply = await agentvm(['apply', '--repo', fleet.repo, ...H, '--root', fleet.root, '--auto-approve']);
   expect(apply.code, `${where}: ${apply.stdout}${apply.stderr}`).toBe(0);
   expect(await lockState(), where).toEqual({ release: release(to).commit, rollback: release(from).commit });
@@ -128,34 +151,42 @@ describe('promote survives SIGKILL at every step', () => {
     expect(killedAt).toBeGreaterThanOrEqual(5);
   }, 1_200_000);
 
-  it.skipIf(!HAS_STRACE && process.env.CI !== 'true')('kills agentvm or its git at the n-th rename, link, fsync or write; the next promote converges without a hand-deleted file', async () => {
-    if (!HAS_STRACE) throw new Error('strace is required for this test (apt-get install strace).');
-    let current: 'v1' | 'v2' = (await lockState()).release === release('v1').commit ? 'v1' : 'v2';
-    const head = git('show', `HEAD:workloads/${W}/manifest.yaml`);
-    if (!head.includes(release(current).commit)) throw new Error('the repository and the host disagree before the strace walk');
-    const kills: Record<string, number> = {};
-    /** Kills after which a lock, journal or temp file was left for the next promote to clean up. */
-    let leftBehind = 0;
-    for (const syscall of ['rename', 'link', 'fsync', 'write']) {
-      kills[syscall] = 0;
-      for (let n = 1; n <= 60; n++) {
-        const to: 'v1' | 'v2' = current === 'v1' ? 'v2' : 'v1';
-        const killed = await straced(syscall, n, promoteArgs(to));
-        const where = `after a kill at ${syscall} #${n} (${current} → ${to})`;
-        // Killed agentvm: SIGKILL; killed git child: agentvm reports the failed git command (exit 1), no stack trace.
-        const done = killed.code === 0;
-        if (!done) kills[syscall]++;
-        if (!done && (gitLeftovers().length > 0 || git('status', '--porcelain') !== '')) leftBehind++;
-        expect(hasStackTrace(killed.stdout + killed.stderr), where).toBe(false);
-        await convergeAndApply(to, current, where);
-        current = to;
-        if (done) break;
+  it.skipIf(!HAS_STRACE && process.env.CI !== 'true')(
+    'kills agentvm or its git at the n-th rename, link, fsync or write; the next promote converges without a hand-deleted file',
+    async () => {
+      if (!HAS_STRACE) throw new Error('strace is required for this test (apt-get install strace).');
+      let current: 'v1' | 'v2' = (await lockState()).release === release('v1').commit ? 'v1' : 'v2';
+      const head = git('show', `HEAD:workloads/${W}/manifest.yaml`);
+      if (!head.includes(release(current).commit))
+        throw new Error('the repository and the host disagree before the strace walk');
+      const kills: Record<string, number> = {};
+      /** Kills after which a lock, journal or temp file was left for the next promote to clean up. */
+      let leftBehind = 0;
+      for (const syscall of ['rename', 'link', 'fsync', 'write']) {
+        kills[syscall] = 0;
+        for (let n = 1; n <= 60; n++) {
+          const to: 'v1' | 'v2' = current === 'v1' ? 'v2' : 'v1';
+          const killed = await straced(syscall, n, promoteArgs(to));
+          const where = `after a kill at ${syscall} #${n} (${current} → ${to})`;
+          // Killed agentvm: SIGKILL; killed git child: agentvm reports the failed git command (exit 1), no stack trace.
+          const done = killed.code === 0;
+          if (!done) kills[syscall]++;
+          if (!done && (gitLeftovers().length > 0 || git('status', '--porcelain') !== '')) leftBehind++;
+          expect(hasStackTrace(killed.stdout + killed.stderr), where).toBe(false);
+          await convergeAndApply(to, current, where);
+          current = to;
+          if (done) break;
+        }
       }
-    }
-    // Every syscall was a kill point at least once, and some kills left work behind that the next promote had to finish.
-    expect(Object.values(kills).every((n) => n >= 1), JSON.stringify(kills)).toBe(true);
-    expect(leftBehind).toBeGreaterThanOrEqual(1);
-  }, 3_600_000);
+      // Every syscall was a kill point at least once, and some kills left work behind that the next promote had to finish.
+      expect(
+        Object.values(kills).every((n) => n >= 1),
+        JSON.stringify(kills),
+      ).toBe(true);
+      expect(leftBehind).toBeGreaterThanOrEqual(1);
+    },
+    3_600_000,
+  );
   it("GIVEN a promote killed after its commit and the manifest then edited by hand THEN the next promote finishes the index but keeps the user's edit (promote.dirty); GIVEN a live writer's journal THEN promote refuses it", async () => {
     const pinned = git('show', `HEAD:workloads/${W}/manifest.yaml`);
     const to: 'v1' | 'v2' = pinned.includes(release('v1').commit) ? 'v2' : 'v1';
@@ -177,9 +208,16 @@ describe('promote survives SIGKILL at every step', () => {
 
     // A journal whose writer is alive (this test process) is a running promote: refused, nothing touched.
     const head = git('rev-parse', 'HEAD').trim();
-    const me = { pid: process.pid, bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(), pidNamespace: statSync('/proc/self/ns/pid').ino };
+    const me = {
+      pid: process.pid,
+      bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
+      pidNamespace: statSync('/proc/self/ns/pid').ino,
+    };
     const journal = join(fleet.repo, '.git', 'agentvm-promote.json');
-    writeFileSync(journal, JSON.stringify({ formatVersion: 1, holder: me, ref: 'refs/heads/main', base: head, commit: head, files: [] }));
+    writeFileSync(
+      journal,
+      JSON.stringify({ formatVersion: 1, holder: me, ref: 'refs/heads/main', base: head, commit: head, files: [] }),
+    );
     const refused = await agentvm(promoteArgs(to === 'v1' ? 'v2' : 'v1'));
     expect(refused.code, refused.stdout + refused.stderr).toBe(1);
     expect(refused.stderr).toContain('promote.in-progress');

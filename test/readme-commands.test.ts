@@ -7,6 +7,8 @@ import { assertBuilt, ROOT } from './support/cli.js';
 
 it('README.md commands section matches --help', () => {
   assertBuilt();
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts/readme-commands.js'), '--check'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts/readme-commands.js'), '--check'], {
+    encoding: 'utf8',
+  });
   expect(r.status, r.stderr).toBe(0);
 });

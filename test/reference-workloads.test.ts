@@ -18,9 +18,21 @@ const STARTUP_TIMEOUT_MS = 15_000;
 
 type Target = { host: string; port: number } | { socketPath: string };
 type Listen = 'port' | 'socket';
-interface Exit { code: number | null; signal: NodeJS.Signals | null }
-interface Running { child: ChildProcess; target: Target; stderr: () => string; exited: Promise<Exit> }
-interface Reply { status: number; body: Record<string, unknown>; raw: string }
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+interface Running {
+  child: ChildProcess;
+  target: Target;
+  stderr: () => string;
+  exited: Promise<Exit>;
+}
+interface Reply {
+  status: number;
+  body: Record<string, unknown>;
+  raw: string;
+}
 
 interface Workload {
   name: string;
@@ -62,7 +74,12 @@ const WORKLOADS: Workload[] = [
     skillPath: '/tasks',
     skillRequest: { kind: 'wordcount', text: ' one two\tthree\nfour ' },
     skillReply: { result: 4 },
-    badShapes: ['{"text":"x"}', '{"kind":"wordcount","text":5}', '{"kind":"constructor","text":"x"}', '{"kind":"rm","text":"x"}'],
+    badShapes: [
+      '{"text":"x"}',
+      '{"kind":"wordcount","text":5}',
+      '{"kind":"constructor","text":"x"}',
+      '{"kind":"rm","text":"x"}',
+    ],
     identity: ['version', pkg.version],
   },
 ];
@@ -85,10 +102,20 @@ function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-function spawnWorkload(w: Workload, env: Record<string, string>, cwd = w.dir): { child: ChildProcess; stderr: () => string; exited: Promise<Exit> } {
-  const child = spawn(w.command, w.args, { cwd, env: childEnv({ ...w.env, ...env }), stdio: ['ignore', 'ignore', 'pipe'] });
+function spawnWorkload(
+  w: Workload,
+  env: Record<string, string>,
+  cwd = w.dir,
+): { child: ChildProcess; stderr: () => string; exited: Promise<Exit> } {
+  const child = spawn(w.command, w.args, {
+    cwd,
+    env: childEnv({ ...w.env, ...env }),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
   const exited = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   running.add(child);
   void exited.then(() => running.delete(child));
@@ -96,13 +123,22 @@ function spawnWorkload(w: Workload, env: Record<string, string>, cwd = w.dir): {
 }
 
 const running = new Set<ChildProcess>();
-afterAll(() => { for (const child of running) child.kill('SIGKILL'); });
+afterAll(() => {
+  for (const child of running) child.kill('SIGKILL');
+});
 
 /** Starts a workload listening on a free loopback port or on a unix socket in a fresh temp dir. */
-async function start(w: Workload, listen: Listen, env: Record<string, string> = {}, cwd?: string, socketPath?: string): Promise<Running> {
-  const listenEnv: Record<string, string> = listen === 'port'
-    ? { AGENT_LISTEN_PORT: '0' }
-    : { AGENT_LISTEN_SOCKET: socketPath ?? join(freshDir('sock'), 'agent.sock') };
+async function start(
+  w: Workload,
+  listen: Listen,
+  env: Record<string, string> = {},
+  cwd?: string,
+  socketPath?: string,
+): Promise<Running> {
+  const listenEnv: Record<string, string> =
+    listen === 'port'
+      ? { AGENT_LISTEN_PORT: '0' }
+      : { AGENT_LISTEN_SOCKET: socketPath ?? join(freshDir('sock'), 'agent.sock') };
   const proc = spawnWorkload(w, { AGENT_PROFILE: 'core', ...listenEnv, ...env }, cwd);
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;
   for (;;) {
@@ -110,7 +146,9 @@ async function start(w: Workload, listen: Listen, env: Record<string, string> = 
     if (line?.[1]) {
       const address = line[1];
       const port = /^http:\/\/127\.0\.0\.1:(\d+)$/.exec(address);
-      const target: Target = port?.[1] ? { host: '127.0.0.1', port: Number(port[1]) } : { socketPath: address.replace(/^unix:/, '') };
+      const target: Target = port?.[1]
+        ? { host: '127.0.0.1', port: Number(port[1]) }
+        : { socketPath: address.replace(/^unix:/, '') };
       return { ...proc, target };
     }
     if (proc.child.exitCode !== null || Date.now() > deadline) {
@@ -123,14 +161,32 @@ async function start(w: Workload, listen: Listen, env: Record<string, string> = 
 
 function call(target: Target, method: string, path: string, body?: string | Buffer): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ ...target, method, path, agent: false, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, (res) => {
-      let raw = '';
-      res.setEncoding('utf8').on('data', (chunk: string) => { raw += chunk; }).on('end', () => {
-        let parsed: Record<string, unknown> = {};
-        try { parsed = JSON.parse(raw) as Record<string, unknown>; } catch { /* asserted by callers through `body` */ }
-        resolve({ status: res.statusCode ?? 0, body: parsed, raw });
-      });
-    });
+    const req = httpRequest(
+      {
+        ...target,
+        method,
+        path,
+        agent: false,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      },
+      (res) => {
+        let raw = '';
+        res
+          .setEncoding('utf8')
+          .on('data', (chunk: string) => {
+            raw += chunk;
+          })
+          .on('end', () => {
+            let parsed: Record<string, unknown> = {};
+            try {
+              parsed = JSON.parse(raw) as Record<string, unknown>;
+            } catch {
+              /* asserted by callers through `body` */
+            }
+            resolve({ status: res.statusCode ?? 0, body: parsed, raw });
+          });
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -163,7 +219,9 @@ describe.each(WORKLOADS)('reference workload $name', (w) => {
 
   describe.skipIf(skip).each<Listen>(['port', 'socket'])('listening on a %s', (listen) => {
     let r: Running;
-    beforeAll(async () => { r = await start(w, listen); });
+    beforeAll(async () => {
+      r = await start(w, listen);
+    });
 
     it('GET /healthz answers 200 with its profile and what is running', async () => {
       const reply = await call(r.target, 'GET', '/healthz');
@@ -190,16 +248,28 @@ describe.each(WORKLOADS)('reference workload $name', (w) => {
     });
 
     it('refuses a body over 1 MiB with 413', async () => {
-      const reply = await call(r.target, 'POST', w.skillPath, JSON.stringify({ kind: 'wordcount', text: 'x '.repeat(600_000) }));
+      const reply = await call(
+        r.target,
+        'POST',
+        w.skillPath,
+        JSON.stringify({ kind: 'wordcount', text: 'x '.repeat(600_000) }),
+      );
       expect(reply.status).toBe(413);
     });
 
     it('logs one stderr line per request, then exits 0 on SIGTERM', async () => {
-      const before = r.stderr().split('\n').filter((l) => l.includes('/healthz')).length;
+      const before = r
+        .stderr()
+        .split('\n')
+        .filter((l) => l.includes('/healthz')).length;
       await call(r.target, 'GET', '/healthz');
       await call(r.target, 'GET', '/healthz');
       // The line may reach our pipe a moment after the response does.
-      const logged = () => r.stderr().split('\n').filter((l) => l.includes('/healthz')).length;
+      const logged = () =>
+        r
+          .stderr()
+          .split('\n')
+          .filter((l) => l.includes('/healthz')).length;
       await until(() => logged() >= before + 2);
       await new Promise((resolve) => setTimeout(resolve, 50));
       expect(logged()).toBe(before + 2);
@@ -221,16 +291,25 @@ describe.each(WORKLOADS)('reference workload $name', (w) => {
       });
       const reply = await call(r.target, 'GET', '/healthz');
       expect(reply.status).toBe(503);
-      expect(reply.body).toMatchObject({ status: 'failing', credentials: { present: ['chat-token'], missing: ['llm-api-key', '../escape'] } });
+      expect(reply.body).toMatchObject({
+        status: 'failing',
+        credentials: { present: ['chat-token'], missing: ['llm-api-key', '../escape'] },
+      });
       expect(reply.raw).not.toContain(secretValue);
       expect(r.stderr()).not.toContain(secretValue);
       expect(await stop(r)).toEqual({ code: 0, signal: null });
 
       writeFileSync(join(creds, 'llm-api-key'), secretValue);
-      const complete = await start(w, 'socket', { CREDENTIALS_DIRECTORY: creds, AGENT_REQUIRED_CREDENTIALS: 'chat-token,llm-api-key' });
+      const complete = await start(w, 'socket', {
+        CREDENTIALS_DIRECTORY: creds,
+        AGENT_REQUIRED_CREDENTIALS: 'chat-token,llm-api-key',
+      });
       const ok = await call(complete.target, 'GET', '/healthz');
       expect(ok.status).toBe(200);
-      expect(ok.body).toMatchObject({ status: 'ok', credentials: { present: ['chat-token', 'llm-api-key'], missing: [] } });
+      expect(ok.body).toMatchObject({
+        status: 'ok',
+        credentials: { present: ['chat-token', 'llm-api-key'], missing: [] },
+      });
       expect(await stop(complete)).toEqual({ code: 0, signal: null });
     });
 
@@ -255,7 +334,11 @@ describe.each(WORKLOADS)('reference workload $name', (w) => {
     });
 
     it('refuses to start without exactly one listen variable, or with a bad port', async () => {
-      const refused: Record<string, string>[] = [{}, { AGENT_LISTEN_PORT: '0', AGENT_LISTEN_SOCKET: join(scratch, 'x.sock') }, { AGENT_LISTEN_PORT: 'http' }];
+      const refused: Record<string, string>[] = [
+        {},
+        { AGENT_LISTEN_PORT: '0', AGENT_LISTEN_SOCKET: join(scratch, 'x.sock') },
+        { AGENT_LISTEN_PORT: 'http' },
+      ];
       for (const env of refused) {
         const proc = spawnWorkload(w, env);
         const exit = await proc.exited;
@@ -292,8 +375,11 @@ describe('agent-pool-node as a package', () => {
   it('spreads concurrent tasks over AGENT_POOL_SIZE workers and reports the pool size', async () => {
     const r = await start(pool, 'port', { AGENT_POOL_SIZE: '3' });
     expect((await call(r.target, 'GET', '/healthz')).body).toMatchObject({ workers: 3, version: '1.0.0' });
-    const replies = await Promise.all(Array.from({ length: 30 }, (_, i) =>
-      call(r.target, 'POST', '/tasks', JSON.stringify({ kind: 'wordcount', text: 'w '.repeat(i) }))));
+    const replies = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        call(r.target, 'POST', '/tasks', JSON.stringify({ kind: 'wordcount', text: 'w '.repeat(i) })),
+      ),
+    );
     replies.forEach((reply, i) => {
       expect(reply.status).toBe(200);
       expect(reply.body.result).toBe(i);
@@ -303,15 +389,27 @@ describe('agent-pool-node as a package', () => {
   });
 
   it('declares an exact version, an ESM entry point and no dependencies', () => {
-    expect(pkg).toMatchObject({ name: 'agent-pool', version: '1.0.0', type: 'module', main: 'server.js', bin: { 'agent-pool': 'server.js' } });
-    for (const field of ['dependencies', 'optionalDependencies', 'peerDependencies', 'bundleDependencies']) expect(pkg).not.toHaveProperty(field);
+    expect(pkg).toMatchObject({
+      name: 'agent-pool',
+      version: '1.0.0',
+      type: 'module',
+      main: 'server.js',
+      bin: { 'agent-pool': 'server.js' },
+    });
+    for (const field of ['dependencies', 'optionalDependencies', 'peerDependencies', 'bundleDependencies'])
+      expect(pkg).not.toHaveProperty(field);
   });
 
   it('packs with pack.sh into a tarball whose printed sha512 integrity matches, and runs from it', async () => {
     const out = freshDir('pack');
     const packed = spawnSync(join(pool.dir, 'pack.sh'), [out], { encoding: 'utf8', env: childEnv({}) });
     expect(packed.status, packed.stderr).toBe(0);
-    const printed = Object.fromEntries(packed.stdout.trim().split('\n').map((line) => line.split(': ') as [string, string]));
+    const printed = Object.fromEntries(
+      packed.stdout
+        .trim()
+        .split('\n')
+        .map((line) => line.split(': ') as [string, string]),
+    );
     expect(printed.tarball).toBe(join(out, 'agent-pool-1.0.0.tgz'));
     expect(printed.version).toBe('1.0.0');
     const digest = createHash('sha512').update(readFileSync(printed.tarball!)).digest('base64');
@@ -319,14 +417,22 @@ describe('agent-pool-node as a package', () => {
     expect(printed.integrity).toMatch(/^sha512-[A-Za-z0-9+/]{86}==$/);
 
     const listing = spawnSync('tar', ['-tzf', printed.tarball!], { encoding: 'utf8' });
-    expect(listing.stdout.trim().split('\n').sort()).toEqual(['package/README.md', 'package/package.json', 'package/server.js']);
+    expect(listing.stdout.trim().split('\n').sort()).toEqual([
+      'package/README.md',
+      'package/package.json',
+      'package/server.js',
+    ]);
     expect(existsSync(join(pool.dir, 'agent-pool-1.0.0.tgz'))).toBe(false); // nothing written into the source tree
 
     // The installed release is the tarball's `package/` directory; it must run on its own.
     const installed = freshDir('installed');
     expect(spawnSync('tar', ['-xzf', printed.tarball!, '-C', installed, '--strip-components=1']).status).toBe(0);
     const r = await start(pool, 'socket', {}, installed);
-    expect((await call(r.target, 'GET', '/healthz')).body).toMatchObject({ status: 'ok', version: '1.0.0', workers: 2 });
+    expect((await call(r.target, 'GET', '/healthz')).body).toMatchObject({
+      status: 'ok',
+      version: '1.0.0',
+      workers: 2,
+    });
     expect(await stop(r)).toEqual({ code: 0, signal: null });
   });
 });
@@ -339,16 +445,26 @@ describe('agentvm drafts of the reference workloads', () => {
   ]);
 
   it.each(cases)('$workload/agentvm/$file validates against schemas/$schema', ({ workload, file, schema }) => {
-    const validate = ajv.getSchema(schema) ?? ajv.addSchema(JSON.parse(readFileSync(join(SCHEMAS, schema), 'utf8')) as object, schema).getSchema(schema)!;
+    const validate =
+      ajv.getSchema(schema) ??
+      ajv.addSchema(JSON.parse(readFileSync(join(SCHEMAS, schema), 'utf8')) as object, schema).getSchema(schema)!;
     const document: unknown = parseYaml(readFileSync(join(ROOT, workload, 'agentvm', file), 'utf8'));
     expect(validate(document), JSON.stringify(validate.errors, null, 2)).toBe(true);
   });
 
   it('agree with the programs: archetype, profiles on their listen port, credentials the contract declares', () => {
-    for (const [w, archetype] of [[WORKLOADS[0]!, 'git-release'], [WORKLOADS[1]!, 'package-install']] as const) {
-      const contract = parseYaml(readFileSync(join(ROOT, w.name, 'agentvm/contract.yaml'), 'utf8')) as { spec: { secrets?: { name: string }[] } };
+    for (const [w, archetype] of [
+      [WORKLOADS[0]!, 'git-release'],
+      [WORKLOADS[1]!, 'package-install'],
+    ] as const) {
+      const contract = parseYaml(readFileSync(join(ROOT, w.name, 'agentvm/contract.yaml'), 'utf8')) as {
+        spec: { secrets?: { name: string }[] };
+      };
       const manifest = parseYaml(readFileSync(join(ROOT, w.name, 'agentvm/manifest.yaml'), 'utf8')) as {
-        spec: { archetype: string; profiles: { name: string; env: Record<string, string>; listen: { port: number }; health: { path: string } }[] };
+        spec: {
+          archetype: string;
+          profiles: { name: string; env: Record<string, string>; listen: { port: number }; health: { path: string } }[];
+        };
       };
       expect(manifest.spec.archetype).toBe(archetype);
       const declared = new Set((contract.spec.secrets ?? []).map((s) => s.name));
@@ -356,7 +472,8 @@ describe('agentvm drafts of the reference workloads', () => {
         expect(profile.env.AGENT_PROFILE).toBe(profile.name);
         expect(profile.env.AGENT_LISTEN_PORT).toBe(String(profile.listen.port));
         expect(profile.health.path).toBe('/healthz');
-        for (const name of (profile.env.AGENT_REQUIRED_CREDENTIALS ?? '').split(',').filter(Boolean)) expect(declared).toContain(name);
+        for (const name of (profile.env.AGENT_REQUIRED_CREDENTIALS ?? '').split(',').filter(Boolean))
+          expect(declared).toContain(name);
       }
     }
   });

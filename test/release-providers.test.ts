@@ -49,7 +49,11 @@ async function repository(files: Parameters<typeof gitdir>[0]): Promise<GitDir> 
   return repo;
 }
 
-function change(desired: DesiredResource | undefined, action: PlannedChange['action'], workload = desired?.workload ?? 'core'): PlannedChange {
+function change(
+  desired: DesiredResource | undefined,
+  action: PlannedChange['action'],
+  workload = desired?.workload ?? 'core',
+): PlannedChange {
   return {
     address: `release.${workload}`,
     provider: desired?.provider ?? 'release.git',
@@ -90,7 +94,13 @@ async function currentLink(workload: string): Promise<string | null> {
   }
 }
 
-async function apply(provider: Provider, desired: DesiredResource | undefined, action: PlannedChange['action'], locked?: LockedResource, workload?: string): Promise<Applied> {
+async function apply(
+  provider: Provider,
+  desired: DesiredResource | undefined,
+  action: PlannedChange['action'],
+  locked?: LockedResource,
+  workload?: string,
+): Promise<Applied> {
   const captures: Applied['captures'] = [];
   const progress: string[] = [];
   const c = change(desired, action, workload);
@@ -107,10 +117,20 @@ async function apply(provider: Provider, desired: DesiredResource | undefined, a
   return { response, ...(entry ? { locked: entry } : {}), captures, progress };
 }
 
-async function planFor(provider: Provider, desired: DesiredResource | undefined, locked: LockedResource | undefined, workload = 'core') {
+async function planFor(
+  provider: Provider,
+  desired: DesiredResource | undefined,
+  locked: LockedResource | undefined,
+  workload = 'core',
+) {
   const address = `release.${workload}`;
   const read = await provider.read({ host, address, ...(desired ? { desired } : {}), ...(locked ? { locked } : {}) });
-  const plan = provider.plan({ address, ...(desired ? { desired } : {}), live: read.live, ...(locked ? { locked } : {}) });
+  const plan = provider.plan({
+    address,
+    ...(desired ? { desired } : {}),
+    live: read.live,
+    ...(locked ? { locked } : {}),
+  });
   return { read, plan };
 }
 
@@ -140,7 +160,11 @@ describe('release.git', () => {
   const provider = new GitReleaseProvider();
 
   it('installs a commit read-only, switches with capture-first, detects a hand edit, repairs it and rolls back byte for byte', async () => {
-    const repo = await repository({ 'app/main.py': 'print("A")\n', 'app/run.sh': '#!/bin/sh\nexec python3 main.py\n', 'README.md': 'A\n' });
+    const repo = await repository({
+      'app/main.py': 'print("A")\n',
+      'app/run.sh': '#!/bin/sh\nexec python3 main.py\n',
+      'README.md': 'A\n',
+    });
     await chmod(path.join(repo.dir, 'app/run.sh'), 0o755);
     const commitA = await repo.commitFiles({}, 'exec bit');
     expect(await repo.git('ls-tree', commitA, 'app/run.sh')).toMatch(/^100755 /);
@@ -176,7 +200,11 @@ describe('release.git', () => {
 
     // WHEN commit B is applied THEN A is captured (while current still points at A) and current switches to B.
     const toB = await planFor(provider, gitDesired(repo.dir, commitB), lockedA);
-    expect([toB.plan.action, toB.plan.effect, toB.plan.reasons.map((r) => r.code)]).toEqual(['update', 'restart', ['source-changed']]);
+    expect([toB.plan.action, toB.plan.effect, toB.plan.reasons.map((r) => r.code)]).toEqual([
+      'update',
+      'restart',
+      ['source-changed'],
+    ]);
     const second = await apply(provider, gitDesired(repo.dir, commitB), 'update', lockedA);
     expect(second.response.diagnostics).toEqual([]);
     const capturedA = { identity: commitA, digest: lockedA.digest, releaseId: commitA, foreign: false };
@@ -210,14 +238,23 @@ describe('release.git', () => {
     expect((await planFor(provider, gitDesired(repo.dir, commitB), repaired.locked)).plan.action).toBe('noop');
 
     // WHEN rolled back to the recorded target A THEN current points at A, byte for byte what was recorded.
-    const rollback = await provider.rollbackTo(host, 'core', commitA, lockedA.digest, { locked: repaired.locked as LockedResource });
+    const rollback = await provider.rollbackTo(host, 'core', commitA, lockedA.digest, {
+      locked: repaired.locked as LockedResource,
+    });
     expect(rollback.diagnostics).toEqual([]);
     expect(rollback.locked).toMatchObject({ identity: commitA, digest: lockedA.digest });
-    expect(rollback.captured).toEqual({ identity: commitB, digest: lockedB.digest, releaseId: commitB, foreign: false });
+    expect(rollback.captured).toEqual({
+      identity: commitB,
+      digest: lockedB.digest,
+      releaseId: commitB,
+      foreign: false,
+    });
     expect(await currentLink('core')).toBe(commitA);
     expect((await treeDigest(path.join(host.paths.releases, 'core', commitA))).digest).toBe(lockedA.digest);
     for (const file of ['app/main.py', 'app/run.sh', 'README.md']) {
-      expect(await readFile(path.join(host.paths.releases, 'core', 'current', file))).toEqual(Buffer.from(await repo.git('show', `${commitA}:${file}`)));
+      expect(await readFile(path.join(host.paths.releases, 'core', 'current', file))).toEqual(
+        Buffer.from(await repo.git('show', `${commitA}:${file}`)),
+      );
     }
 
     // A rollback target whose files no longer match the recorded digest is refused and nothing switches.
@@ -255,7 +292,9 @@ describe('release.git', () => {
       [tree, 'release.not-a-commit'],
     ] as const) {
       const desired = gitDesired(repo.dir, commit);
-      expect(provider.validate({ resource: desired }).diagnostics.map((d) => d.code)).toEqual(code === 'release.not-a-commit' ? [] : [code]);
+      expect(provider.validate({ resource: desired }).diagnostics.map((d) => d.code)).toEqual(
+        code === 'release.not-a-commit' ? [] : [code],
+      );
       const result = await apply(provider, desired, 'create');
       expect(result.response.diagnostics.map((d) => d.code)).toEqual([code]);
       expect(result.captures).toEqual([]);
@@ -276,14 +315,20 @@ describe('release.git', () => {
     expect(await listTree(dir)).toEqual(['ignored.txt', 'version.txt']);
     expect(await readFile(path.join(dir, 'version.txt'), 'utf8')).toBe('commit $Format:%H$\n');
 
-    const missing = await apply(provider, gitDesired(repo.dir, repo.commit, { subdir: 'nope', workload: 'other' }), 'create');
+    const missing = await apply(
+      provider,
+      gitDesired(repo.dir, repo.commit, { subdir: 'nope', workload: 'other' }),
+      'create',
+    );
     expect(missing.response.diagnostics.map((d) => d.code)).toEqual(['release.subdir-missing']);
   });
 
   it('refuses a commit that contains a symlink, leaving no release and no temp directory behind', async () => {
-    const repo = await repository({ 'ok.txt': 'ok\n', 'link': { symlink: '/etc/passwd' } });
+    const repo = await repository({ 'ok.txt': 'ok\n', link: { symlink: '/etc/passwd' } });
     const result = await apply(provider, gitDesired(repo.dir, repo.commit), 'create');
-    expect(result.response.diagnostics.map((d) => [d.code, d.address])).toEqual([['release.archive-link', 'release.core']]);
+    expect(result.response.diagnostics.map((d) => [d.code, d.address])).toEqual([
+      ['release.archive-link', 'release.core'],
+    ]);
     expect(result.captures).toEqual([]);
     expect(await readdir(path.join(host.paths.releases, 'core'))).toEqual([]);
   });
@@ -320,10 +365,16 @@ describe('release.package', () => {
   const name = '@agentvm-test/pool';
 
   /** `npm pack` of a tiny package; returns the tarball path and the integrity npm reports. */
-  async function pack(version: string, files: Record<string, string> = {}): Promise<{ tarball: string; integrity: string }> {
+  async function pack(
+    version: string,
+    files: Record<string, string> = {},
+  ): Promise<{ tarball: string; integrity: string }> {
     const dir = path.join(root, 'src', version);
     await mkdir(path.join(dir, 'bin'), { recursive: true });
-    await writeFile(path.join(dir, 'package.json'), JSON.stringify({ name, version, files: ['index.js', 'bin', 'lib'] }));
+    await writeFile(
+      path.join(dir, 'package.json'),
+      JSON.stringify({ name, version, files: ['index.js', 'bin', 'lib'] }),
+    );
     await writeFile(path.join(dir, 'index.js'), `module.exports = '${version}';\n`);
     await writeFile(path.join(dir, 'bin', 'pool'), '#!/usr/bin/env node\nrequire("..");\n', { mode: 0o755 });
     for (const [rel, content] of Object.entries(files)) {
@@ -334,7 +385,13 @@ describe('release.package', () => {
     await mkdir(out, { recursive: true });
     const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', out], {
       cwd: dir,
-      env: { ...process.env, npm_config_cache: path.join(root, 'npm-cache'), npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' },
+      env: {
+        ...process.env,
+        npm_config_cache: path.join(root, 'npm-cache'),
+        npm_config_update_notifier: 'false',
+        npm_config_fund: 'false',
+        npm_config_audit: 'false',
+      },
     });
     const [info] = JSON.parse(stdout) as Array<{ filename: string; integrity: string }>;
     if (!info) throw new Error('npm pack printed nothing');
@@ -343,7 +400,14 @@ describe('release.package', () => {
 
   function pkgDesired(version: string, tarball: string, integrity: string, workload = 'pool'): DesiredResource {
     const config = { name, version, integrity, tarball };
-    return { address: `release.${workload}`, provider: 'release.package', workload, config, dependsOn: [], identity: packageIdentity(config) };
+    return {
+      address: `release.${workload}`,
+      provider: 'release.package',
+      workload,
+      config,
+      dependsOn: [],
+      identity: packageIdentity(config),
+    };
   }
 
   const releaseId = (version: string): string => `@agentvm-test+pool@${version}`;
@@ -380,16 +444,28 @@ describe('release.package', () => {
     const next = await apply(provider, pkgDesired('1.1.0', v2.tarball, v2.integrity), 'update', result.locked);
     expect(next.response.diagnostics).toEqual([]);
     expect(next.captures).toEqual([
-      { captured: { identity: desired.identity, digest: result.locked?.digest, releaseId: releaseId('1.0.0'), foreign: false }, currentAtCapture: releaseId('1.0.0') },
+      {
+        captured: {
+          identity: desired.identity,
+          digest: result.locked?.digest,
+          releaseId: releaseId('1.0.0'),
+          foreign: false,
+        },
+        currentAtCapture: releaseId('1.0.0'),
+      },
     ]);
     expect(await currentLink('pool')).toBe(releaseId('1.1.0'));
     expect((await provider.list({ host })).owned).toEqual([{ address: 'release.pool', identity: releaseId('1.1.0') }]);
     expect((await new GitReleaseProvider().list({ host })).owned).toEqual([]);
 
-    const rolled = await provider.rollbackTo(host, 'pool', releaseId('1.0.0'), result.locked?.digest as string, { identity: desired.identity });
+    const rolled = await provider.rollbackTo(host, 'pool', releaseId('1.0.0'), result.locked?.digest as string, {
+      identity: desired.identity,
+    });
     expect(rolled.diagnostics).toEqual([]);
     expect(rolled.locked).toMatchObject({ identity: desired.identity, digest: result.locked?.digest });
-    expect(await readFile(path.join(host.paths.releases, 'pool', 'current', 'index.js'), 'utf8')).toBe("module.exports = '1.0.0';\n");
+    expect(await readFile(path.join(host.paths.releases, 'pool', 'current', 'index.js'), 'utf8')).toBe(
+      "module.exports = '1.0.0';\n",
+    );
   });
 
   it('refuses a tarball with one flipped byte before unpacking anything', async () => {
@@ -418,14 +494,20 @@ describe('release.package', () => {
     await mkdir(path.join(hand, 'lib'), { recursive: true });
     await writeFile(path.join(hand, 'lib', 'index.js'), 'hand-made\n');
     await writeFile(path.join(hand, 'package.json'), '{"name":"pool","version":"0.0.1"}');
-    await import('node:fs/promises').then((fs) => fs.symlink('hand-1', path.join(host.paths.releases, 'pool', 'current')));
+    await import('node:fs/promises').then((fs) =>
+      fs.symlink('hand-1', path.join(host.paths.releases, 'pool', 'current')),
+    );
     const handDigest = (await treeDigest(hand)).digest;
 
     const v1 = await pack('1.0.0');
     const desired = pkgDesired('1.0.0', v1.tarball, v1.integrity);
     const planned = await planFor(provider, desired, undefined, 'pool');
     expect(planned.read.live).toMatchObject({ exists: true, identity: 'hand-1', digest: handDigest });
-    expect([planned.plan.action, planned.plan.reasons.map((r) => r.code), planned.plan.drift]).toEqual(['update', ['captured', 'source-changed'], []]);
+    expect([planned.plan.action, planned.plan.reasons.map((r) => r.code), planned.plan.drift]).toEqual([
+      'update',
+      ['captured', 'source-changed'],
+      [],
+    ]);
 
     const result = await apply(provider, desired, 'update');
     expect(result.response.diagnostics).toEqual([]);
@@ -437,7 +519,9 @@ describe('release.package', () => {
     const rolled = await provider.rollbackTo(host, 'pool', 'hand-1', handDigest);
     expect(rolled.diagnostics).toEqual([]);
     expect(await currentLink('pool')).toBe('hand-1');
-    expect(await readFile(path.join(host.paths.releases, 'pool', 'current', 'lib', 'index.js'), 'utf8')).toBe('hand-made\n');
+    expect(await readFile(path.join(host.paths.releases, 'pool', 'current', 'lib', 'index.js'), 'utf8')).toBe(
+      'hand-made\n',
+    );
   });
 
   it('moves a `current` that is a real directory to captured-<digest12> before installing', async () => {
@@ -450,7 +534,9 @@ describe('release.package', () => {
     const v1 = await pack('1.0.0');
     const result = await apply(provider, pkgDesired('1.0.0', v1.tarball, v1.integrity), 'update');
     expect(result.response.diagnostics).toEqual([]);
-    expect(result.captures).toEqual([{ captured: { identity: capturedId, digest, releaseId: capturedId, foreign: true }, currentAtCapture: null }]);
+    expect(result.captures).toEqual([
+      { captured: { identity: capturedId, digest, releaseId: capturedId, foreign: true }, currentAtCapture: null },
+    ]);
     expect((await lstat(current)).isSymbolicLink()).toBe(true);
     expect(await currentLink('pool')).toBe(releaseId('1.0.0'));
     expect(await readFile(path.join(releaseDir('pool', capturedId), 'server.js'), 'utf8')).toBe('legacy\n');
@@ -458,10 +544,17 @@ describe('release.package', () => {
   });
 
   describe('malicious tarballs', () => {
-    async function evil(name: string, tarArgs: string[], setup: (dir: string) => Promise<void>): Promise<{ tarball: string; integrity: string }> {
+    async function evil(
+      name: string,
+      tarArgs: string[],
+      setup: (dir: string) => Promise<void>,
+    ): Promise<{ tarball: string; integrity: string }> {
       const dir = path.join(root, 'evil', name);
       await mkdir(path.join(dir, 'package'), { recursive: true });
-      await writeFile(path.join(dir, 'package', 'package.json'), JSON.stringify({ name: '@agentvm-test/pool', version: '1.0.0' }));
+      await writeFile(
+        path.join(dir, 'package', 'package.json'),
+        JSON.stringify({ name: '@agentvm-test/pool', version: '1.0.0' }),
+      );
       await setup(dir);
       const tarball = path.join(root, 'evil', `${name}.tgz`);
       await run('tar', ['-czf', tarball, '-C', dir, ...tarArgs]);
@@ -481,7 +574,13 @@ describe('release.package', () => {
         (dir) => writeFile(path.join(dir, 'package', 'x'), 'evil\n'),
         'release.archive-unsafe-path',
       ],
-      ['a symlink', ['package'], (dir) => import('node:fs/promises').then((fs) => fs.symlink('/etc/passwd', path.join(dir, 'package', 'passwd'))), 'release.archive-link'],
+      [
+        'a symlink',
+        ['package'],
+        (dir) =>
+          import('node:fs/promises').then((fs) => fs.symlink('/etc/passwd', path.join(dir, 'package', 'passwd'))),
+        'release.archive-link',
+      ],
     ];
 
     it.each(cases)('refuses %s and writes nothing anywhere', async (label, tarArgs, setup, code) => {
@@ -502,7 +601,9 @@ describe('release.package', () => {
   it('refuses plain http and relative tarball locations', () => {
     const integrity = sha512Integrity(Buffer.from('x'));
     for (const tarball of ['http://example.com/pool-1.0.0.tgz', 'pool-1.0.0.tgz']) {
-      expect(provider.validate({ resource: pkgDesired('1.0.0', tarball, integrity) }).diagnostics.map((d) => d.path)).toEqual(['$.spec.source.package.tarball']);
+      expect(
+        provider.validate({ resource: pkgDesired('1.0.0', tarball, integrity) }).diagnostics.map((d) => d.path),
+      ).toEqual(['$.spec.source.package.tarball']);
     }
   });
 });

@@ -51,16 +51,40 @@ async function repository(files: Parameters<typeof gitdir>[0]): Promise<GitDir> 
 }
 
 function desired(repo: string, commit: string, workload: string): DesiredResource {
-  return { address: `release.${workload}`, provider: 'release.git', workload, config: { repo, commit }, dependsOn: [], identity: commit };
+  return {
+    address: `release.${workload}`,
+    provider: 'release.git',
+    workload,
+    config: { repo, commit },
+    dependsOn: [],
+    identity: commit,
+  };
 }
 
 function change(d: DesiredResource | undefined, action: PlannedChange['action'], workload: string): PlannedChange {
-  return { address: `release.${workload}`, provider: 'release.git', workload, action, effect: 'restart', reasons: [], ...(d ? { desired: d, after: { identity: d.identity } } : {}), dependsOn: [] };
+  return {
+    address: `release.${workload}`,
+    provider: 'release.git',
+    workload,
+    action,
+    effect: 'restart',
+    reasons: [],
+    ...(d ? { desired: d, after: { identity: d.identity } } : {}),
+    dependsOn: [],
+  };
 }
 
-async function install(d: DesiredResource, locked?: LockedResource): Promise<{ locked: LockedResource; progress: string[] }> {
+async function install(
+  d: DesiredResource,
+  locked?: LockedResource,
+): Promise<{ locked: LockedResource; progress: string[] }> {
   const progress: string[] = [];
-  const res = await provider.apply({ host, change: change(d, locked ? 'replace' : 'create', d.workload), ...(locked ? { locked } : {}), progress: (m) => progress.push(m) });
+  const res = await provider.apply({
+    host,
+    change: change(d, locked ? 'replace' : 'create', d.workload),
+    ...(locked ? { locked } : {}),
+    progress: (m) => progress.push(m),
+  });
   expect(res.diagnostics).toEqual([]);
   return { locked: { ...res.locked!, commit: null, appliedAt: '2026-01-01T00:00:00Z' }, progress };
 }
@@ -68,7 +92,11 @@ async function install(d: DesiredResource, locked?: LockedResource): Promise<{ l
 /** One plan's read of a workload (a fresh snapshot: the stat index is loaded from disk, as a new `agentvm plan` does). */
 async function planOf(d: DesiredResource, locked: LockedResource, snapshot = new Map<string, unknown>()) {
   const read = await provider.read({ host, address: d.address, desired: d, locked, snapshot });
-  return { live: read.live, plan: provider.plan({ address: d.address, desired: d, live: read.live, locked }), snapshot };
+  return {
+    live: read.live,
+    plan: provider.plan({ address: d.address, desired: d, live: read.live, locked }),
+    snapshot,
+  };
 }
 
 /** Rewrites a release file in place as an attacker with root would: same size; mtime optionally put back. */
@@ -95,14 +123,18 @@ describe('content-addressed release store', () => {
     for (const w of names) applied[w] = await install(desired(repo.dir, repo.commit, w));
 
     // One materialisation; the others came from the store.
-    const materialised = names.filter((w) => applied[w]!.progress.some((m) => m.includes(`materialising ${repo.commit}`)));
+    const materialised = names.filter((w) =>
+      applied[w]!.progress.some((m) => m.includes(`materialising ${repo.commit}`)),
+    );
     expect(materialised).toEqual(['w-a']);
     expect(applied['w-b']!.progress.some((m) => m.includes('is in the content store'))).toBe(true);
 
     const store = new ContentStore(host.paths.releases);
     const digest = applied['w-a']!.locked.digest!;
     expect(await readdir(store.dir)).toEqual(expect.arrayContaining([digest.slice('sha256:'.length), 'sources']));
-    const inodes = await Promise.all(names.map(async (w) => (await stat(path.join(host.paths.releases, w, repo.commit, 'main.py'))).ino));
+    const inodes = await Promise.all(
+      names.map(async (w) => (await stat(path.join(host.paths.releases, w, repo.commit, 'main.py'))).ino),
+    );
     expect(new Set(inodes).size).toBe(1);
     expect((await stat(path.join(store.entryPath(digest), 'main.py'))).ino).toBe(inodes[0]);
     for (const w of names) expect(applied[w]!.locked.digest).toBe(digest);
@@ -141,7 +173,11 @@ describe('content-addressed release store', () => {
     expect(back.locked?.digest).toBe(a.locked.digest);
 
     // Deleting the workload leaves both trees in the store without a release: the plan says what GC would free.
-    const del = await provider.apply({ host, change: change(undefined, 'delete', 'core'), locked: back.locked as LockedResource });
+    const del = await provider.apply({
+      host,
+      change: change(undefined, 'delete', 'core'),
+      locked: back.locked as LockedResource,
+    });
     expect(del.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
     const listed = await provider.list({ host, snapshot: new Map() });
     const line = listed.diagnostics.find((d) => d.code === 'release.store-garbage');
@@ -154,7 +190,11 @@ describe('content-addressed release store', () => {
     await provider.finishApply({ host });
     expect(await readdir(store.dir)).toEqual(expect.not.arrayContaining([a.locked.digest!.slice(7)]));
     expect((await treeDigest(store.entryPath(commitBDigest(other.locked)))).digest).toBe(other.locked.digest);
-    expect((await provider.list({ host, snapshot: new Map() })).diagnostics.filter((d) => d.code === 'release.store-garbage')).toEqual([]);
+    expect(
+      (await provider.list({ host, snapshot: new Map() })).diagnostics.filter(
+        (d) => d.code === 'release.store-garbage',
+      ),
+    ).toEqual([]);
     expect((await planOf(desired(repo.dir, commitB, 'other'), other.locked)).plan.action).toBe('noop');
   });
 });
@@ -214,7 +254,7 @@ describe('stat index', () => {
     expect(drifted.plan.drift.map((r) => r.code)).toEqual(['live-modified']);
   });
 
-  it('does not trust an entry for a file changed in the index\'s own second (racily clean), and would without the rule', async () => {
+  it("does not trust an entry for a file changed in the index's own second (racily clean), and would without the rule", async () => {
     const repo = await repository({ 'main.py': 'print("A")\n' });
     const d = desired(repo.dir, repo.commit, 'core');
     const { locked } = await install(d);
@@ -227,7 +267,10 @@ describe('stat index', () => {
     const st = await stat(file, { bigint: true });
     const staleHash = (await run('sha256sum', [path.join(repo.dir, 'main.py')])).stdout.slice(0, 64);
     const indexFile = statIndexFile(host.paths.cache);
-    const forged = { format: 'agentvm-stat-index/1', entries: { [`${st.dev}:${st.ino}`]: [String(st.size), String(st.mtimeNs), String(st.ctimeNs), staleHash] } };
+    const forged = {
+      format: 'agentvm-stat-index/1',
+      entries: { [`${st.dev}:${st.ino}`]: [String(st.size), String(st.mtimeNs), String(st.ctimeNs), staleHash] },
+    };
     await writeFile(indexFile, JSON.stringify(forged));
     const second = Number(st.ctimeNs / 1_000_000_000n);
     await utimes(indexFile, second, second + 0.5);

@@ -21,7 +21,9 @@ function liveRelease(): string {
 async function lockState(): Promise<{ release: string; rollback: string | undefined }> {
   const show = await agentvm(['state', 'show', 'edge-1', '--root', fleet.root, '--json']);
   expect(show.code, show.stderr).toBe(0);
-  const lock = JSON.parse(show.stdout) as { workloads: Record<string, { release: { identity: string }; rollback?: { identity: string } }> };
+  const lock = JSON.parse(show.stdout) as {
+    workloads: Record<string, { release: { identity: string }; rollback?: { identity: string } }>;
+  };
   return { release: lock.workloads[W]!.release.identity, rollback: lock.workloads[W]!.rollback?.identity };
 }
 
@@ -32,7 +34,17 @@ describe('rollback survives SIGKILL at every step', () => {
     const first = await agentvm(['apply', '--repo', fleet.repo, ...H, '--root', fleet.root, '--auto-approve']);
     expect(first.code, first.stderr).toBe(0);
     const v2 = fleet.releases['orchestrator-v2']!;
-    const promote = await agentvm(['promote', W, '--repo', fleet.repo, '--to', 'main', '--bundle', join(fleet.artifacts, v2.bundle), '--yes']);
+    const promote = await agentvm([
+      'promote',
+      W,
+      '--repo',
+      fleet.repo,
+      '--to',
+      'main',
+      '--bundle',
+      join(fleet.artifacts, v2.bundle),
+      '--yes',
+    ]);
     expect(promote.code, promote.stderr).toBe(0);
     const second = await agentvm(['apply', '--repo', fleet.repo, ...H, '--root', fleet.root, '--auto-approve']);
     expect(second.code, second.stdout + second.stderr).toBe(0);
@@ -42,7 +54,8 @@ describe('rollback survives SIGKILL at every step', () => {
   it('kills at step 1, 2, 3, … until a rollback completes; every time the next rollback converges with audit and rollback target intact', async () => {
     const v1 = fleet.releases['orchestrator-v1']!.commit!;
     const v2 = fleet.releases['orchestrator-v2']!.commit!;
-    const rollback = (env: NodeJS.ProcessEnv = {}) => agentvm(['rollback', W, ...H, '--root', fleet.root, '--auto-approve'], { env });
+    const rollback = (env: NodeJS.ProcessEnv = {}) =>
+      agentvm(['rollback', W, ...H, '--root', fleet.root, '--auto-approve'], { env });
     let killedAt = 0;
     for (let step = 1; step <= 60; step++) {
       expect(liveRelease().endsWith(v2)).toBe(true);

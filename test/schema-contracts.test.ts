@@ -11,7 +11,9 @@ import { loadSchema, SCHEMA_FILES, validatorFor, type DocumentKind } from '../sr
 import { generate, outputName } from '../scripts/gen-types.js';
 
 const root = join(import.meta.dirname, '..');
-const schemaFiles = readdirSync(join(root, 'schemas')).filter((f) => f.endsWith('.schema.json')).sort();
+const schemaFiles = readdirSync(join(root, 'schemas'))
+  .filter((f) => f.endsWith('.schema.json'))
+  .sort();
 
 function ajv() {
   const a = new Ajv2020.default({ allErrors: true, strict: false });
@@ -28,7 +30,16 @@ function corpus(): Array<{ file: string; kind: DocumentKind; value: unknown }> {
       const p = join(dir, e.name);
       if (e.isDirectory()) walk(p);
       else if (/\.ya?ml$/.test(e.name)) {
-        const kind: DocumentKind | undefined = e.name === 'contract.yaml' ? 'WorkloadContract' : e.name === 'manifest.yaml' ? 'WorkloadManifest' : e.name === 'agentvm.yaml' ? 'Config' : /\/hosts$/.test(dir) ? 'Host' : undefined;
+        const kind: DocumentKind | undefined =
+          e.name === 'contract.yaml'
+            ? 'WorkloadContract'
+            : e.name === 'manifest.yaml'
+              ? 'WorkloadManifest'
+              : e.name === 'agentvm.yaml'
+                ? 'Config'
+                : /\/hosts$/.test(dir)
+                  ? 'Host'
+                  : undefined;
         if (!kind) continue;
         let value: unknown;
         try {

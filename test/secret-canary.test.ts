@@ -28,7 +28,17 @@ import { gitdir, type FileMap } from './support/gitdir.js';
 
 const SHAPED = 'glpat-Cn4ryQ7wX2mLp9Rt8ZkV';
 const HEX = '7c3e9a1f5b2d8c4e6a0f3b7d9e1c5a2f8b4d6e0a3c7f1b9d5e2a8c4f6b0d3e7a';
-const DIGEST_FIELDS = new Set(['sha256', 'sha512', 'integrity', 'commit', 'digest', 'fingerprint', 'checksum', 'ref', 'rev']);
+const DIGEST_FIELDS = new Set([
+  'sha256',
+  'sha512',
+  'integrity',
+  'commit',
+  'digest',
+  'fingerprint',
+  'checksum',
+  'ref',
+  'rev',
+]);
 
 const FILES: Record<string, { kind: string; schema: string }> = {
   'agentvm.yaml': { kind: 'Config', schema: 'config.schema.json' },
@@ -39,17 +49,38 @@ const FILES: Record<string, { kind: string; schema: string }> = {
 
 const BASE: Record<string, unknown> = {
   'agentvm.yaml': { apiVersion: 'agentvm.dev/v1alpha1', kind: 'Config', metadata: { name: 'fleet' }, spec: {} },
-  'hosts/edge.yaml': { apiVersion: 'agentvm.dev/v1alpha1', kind: 'Host', metadata: { name: 'edge' }, spec: { workloads: ['docs-helper'] } },
+  'hosts/edge.yaml': {
+    apiVersion: 'agentvm.dev/v1alpha1',
+    kind: 'Host',
+    metadata: { name: 'edge' },
+    spec: { workloads: ['docs-helper'] },
+  },
   'workloads/docs-helper/contract.yaml': {
-    apiVersion: 'agentvm.dev/v1alpha1', kind: 'WorkloadContract', metadata: { name: 'docs-helper' },
+    apiVersion: 'agentvm.dev/v1alpha1',
+    kind: 'WorkloadContract',
+    metadata: { name: 'docs-helper' },
     spec: { owner: 'docs-team@example.com', riskTier: 'low', substrate: 'service' },
   },
   'workloads/docs-helper/manifest.yaml': {
-    apiVersion: 'agentvm.dev/v1alpha1', kind: 'WorkloadManifest', metadata: { name: 'docs-helper' },
+    apiVersion: 'agentvm.dev/v1alpha1',
+    kind: 'WorkloadManifest',
+    metadata: { name: 'docs-helper' },
     spec: {
       archetype: 'git-release',
-      source: { git: { repo: 'https://git.example.com/agents/docs-helper.git', commit: '9b2f4c1e7d3a8b6c5e4f3a2b1c0d9e8f7a6b5c4d' } },
-      profiles: [{ name: 'docs', entrypoint: ['python3', '-m', 'docs_helper'], env: { AGENT_PROFILE: 'docs' }, listen: { port: 8101 } }],
+      source: {
+        git: {
+          repo: 'https://git.example.com/agents/docs-helper.git',
+          commit: '9b2f4c1e7d3a8b6c5e4f3a2b1c0d9e8f7a6b5c4d',
+        },
+      },
+      profiles: [
+        {
+          name: 'docs',
+          entrypoint: ['python3', '-m', 'docs_helper'],
+          env: { AGENT_PROFILE: 'docs' },
+          listen: { port: 8101 },
+        },
+      ],
     },
   },
 };
@@ -71,10 +102,12 @@ function stringPlaces(root: Schema): Seg[][] {
       walk((root.$defs as Record<string, Schema>)[name], path, depth + 1);
       return;
     }
-    for (const k of ['oneOf', 'anyOf', 'allOf'] as const) for (const s of (node[k] as Schema[] | undefined) ?? []) walk(s, path, depth + 1);
+    for (const k of ['oneOf', 'anyOf', 'allOf'] as const)
+      for (const s of (node[k] as Schema[] | undefined) ?? []) walk(s, path, depth + 1);
     const types = Array.isArray(node.type) ? node.type : [node.type];
     if (types.includes('string') || node.enum || node.const !== undefined) out.push(path);
-    if (node.properties) for (const [k, v] of Object.entries(node.properties as Record<string, Schema>)) walk(v, [...path, k], depth + 1);
+    if (node.properties)
+      for (const [k, v] of Object.entries(node.properties as Record<string, Schema>)) walk(v, [...path, k], depth + 1);
     if (node.items && typeof node.items === 'object') walk(node.items as Schema, [...path, 0], depth + 1);
     if (node.additionalProperties && typeof node.additionalProperties === 'object') {
       walk(node.additionalProperties as Schema, [...path, 'CANARY_FIELD'], depth + 1);
@@ -104,8 +137,15 @@ function plant(doc: unknown, path: Seg[], value: string): unknown {
     const want = typeof next === 'number' ? 'list' : 'map';
     const existing = cur[seg];
     if (want === 'list' && !Array.isArray(existing)) cur[seg] = [{}];
-    else if (want === 'map' && (existing === null || typeof existing !== 'object' || Array.isArray(existing))) cur[seg] = {};
-    if (want === 'list' && typeof next === 'number' && i + 2 < path.length && typeof (cur[seg] as unknown[])[next] !== 'object') (cur[seg] as unknown[])[next] = {};
+    else if (want === 'map' && (existing === null || typeof existing !== 'object' || Array.isArray(existing)))
+      cur[seg] = {};
+    if (
+      want === 'list' &&
+      typeof next === 'number' &&
+      i + 2 < path.length &&
+      typeof (cur[seg] as unknown[])[next] !== 'object'
+    )
+      (cur[seg] as unknown[])[next] = {};
     cur = cur[seg] as Record<string | number, unknown>;
   }
   return copy;
@@ -142,7 +182,12 @@ function filesUnder(dir: string): Array<{ path: string; text: string }> {
 const places: Array<{ file: string; path: Seg[]; label: string }> = [];
 for (const [file, { schema }] of Object.entries(FILES)) {
   const root = JSON.parse(readFileSync(join(ROOT, 'schemas', schema), 'utf8')) as Schema;
-  for (const path of stringPlaces(root)) places.push({ file, path, label: `${file} ${path.map((s) => (typeof s === 'object' ? '<key>' : String(s))).join('.')}` });
+  for (const path of stringPlaces(root))
+    places.push({
+      file,
+      path,
+      label: `${file} ${path.map((s) => (typeof s === 'object' ? '<key>' : String(s))).join('.')}`,
+    });
 }
 
 describe('a canary secret planted in every string field never leaves', () => {
@@ -177,10 +222,13 @@ describe('a canary secret planted in every string field never leaves', () => {
           const result = await runValidate({ repo: repo.dir, ref: 'HEAD' });
           const json = JSON.stringify(redactValue(result));
           const text = redactText(renderValidate(result));
-          const cached = filesUnder(cache).map((f) => f.text).join('\n');
+          const cached = filesUnder(cache)
+            .map((f) => f.text)
+            .join('\n');
           if (json.includes(canary)) leaks.push(`${place.label} [${canary === HEX ? 'hex' : 'shaped'}]: --json`);
           if (text.includes(canary)) leaks.push(`${place.label} [${canary === HEX ? 'hex' : 'shaped'}]: text`);
-          if (cached.includes(canary)) leaks.push(`${place.label} [${canary === HEX ? 'hex' : 'shaped'}]: document cache`);
+          if (cached.includes(canary))
+            leaks.push(`${place.label} [${canary === HEX ? 'hex' : 'shaped'}]: document cache`);
           if (result.valid) leaks.push(`${place.label} [${canary === HEX ? 'hex' : 'shaped'}]: validated clean`);
         }
       }
@@ -196,61 +244,114 @@ describe('the CLI: validate, plan (--out, --format markdown, --json) and apply n
 
   const manifest = BASE['workloads/docs-helper/manifest.yaml'] as Record<string, unknown>;
   const contract = BASE['workloads/docs-helper/contract.yaml'] as Record<string, unknown>;
-  const withText = (file: string, edit: (text: string) => string): FileMap => ({ ...render(BASE), [file]: edit(stringify(BASE[file])) });
+  const withText = (file: string, edit: (text: string) => string): FileMap => ({
+    ...render(BASE),
+    [file]: edit(stringify(BASE[file])),
+  });
   const CASES: Record<string, (canary: string) => FileMap> = {
-    'an env value': (c) => render({ ...BASE, 'workloads/docs-helper/manifest.yaml': plant(manifest, ['spec', 'profiles', 0, 'env', 'AGENT_GCP'], c) }),
-    'a description': (c) => render({ ...BASE, 'workloads/docs-helper/contract.yaml': plant(contract, ['metadata', 'description'], `uses ${c}`) }),
-    'a label key': (c) => render({ ...BASE, 'workloads/docs-helper/contract.yaml': plant(contract, ['metadata', 'labels', { key: true }], c) }),
-    'an enum field': (c) => render({ ...BASE, 'workloads/docs-helper/contract.yaml': plant(contract, ['spec', 'substrate'], c) }),
-    'the apiVersion': (c) => render({ ...BASE, 'workloads/docs-helper/manifest.yaml': plant(manifest, ['apiVersion'], c) }),
-    'an entrypoint argument': (c) => render({ ...BASE, 'workloads/docs-helper/manifest.yaml': plant(manifest, ['spec', 'profiles', 0, 'entrypoint', 2], c) }),
+    'an env value': (c) =>
+      render({
+        ...BASE,
+        'workloads/docs-helper/manifest.yaml': plant(manifest, ['spec', 'profiles', 0, 'env', 'AGENT_GCP'], c),
+      }),
+    'a description': (c) =>
+      render({
+        ...BASE,
+        'workloads/docs-helper/contract.yaml': plant(contract, ['metadata', 'description'], `uses ${c}`),
+      }),
+    'a label key': (c) =>
+      render({
+        ...BASE,
+        'workloads/docs-helper/contract.yaml': plant(contract, ['metadata', 'labels', { key: true }], c),
+      }),
+    'an enum field': (c) =>
+      render({ ...BASE, 'workloads/docs-helper/contract.yaml': plant(contract, ['spec', 'substrate'], c) }),
+    'the apiVersion': (c) =>
+      render({ ...BASE, 'workloads/docs-helper/manifest.yaml': plant(manifest, ['apiVersion'], c) }),
+    'an entrypoint argument': (c) =>
+      render({
+        ...BASE,
+        'workloads/docs-helper/manifest.yaml': plant(manifest, ['spec', 'profiles', 0, 'entrypoint', 2], c),
+      }),
     'a YAML comment': (c) => withText('workloads/docs-helper/manifest.yaml', (t) => `# ${c}\n${t}`),
     'a YAML tag': (c) => withText('workloads/docs-helper/contract.yaml', (t) => t.replace('owner: ', `owner: !${c} `)),
   };
 
   for (const [name, build] of Object.entries(CASES)) {
-    for (const [canaryName, canary] of [['shaped', SHAPED], ['hex', HEX]] as const) {
-      it.concurrent(`${name} [${canaryName}]`, async () => {
-        const repo = await gitdir(build(canary));
-        const home = mkdtempSync(join(tmpdir(), 'agentvm-canary-home-'));
-        const root = mkdtempSync(join(tmpdir(), 'agentvm-canary-root-'));
-        const out = mkdtempSync(join(tmpdir(), 'agentvm-canary-out-'));
-        const env = { HOME: home, XDG_CACHE_HOME: join(home, '.cache'), AGENTVM_NO_CACHE: '' };
-        try {
-          const runs = [
-            ['validate', '--repo', repo.dir],
-            ['validate', '--repo', repo.dir, '--json'],
-            ['plan', '--repo', repo.dir, '--root', root, '--out', join(out, 'edge.plan.json')],
-            ['plan', '--repo', repo.dir, '--root', root, '--json'],
-            ['plan', '--repo', repo.dir, '--root', root, '--format', 'markdown'],
-            ['apply', '--repo', repo.dir, '--root', root, '--auto-approve'],
-          ];
-          let secretFound = false;
-          for (const args of runs) {
-            const r = await agentvm(args, { env, timeoutMs: 120_000 });
-            expect(r.code, `${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(1);
-            expect(r.stdout + r.stderr, `${args[0]} ${args.slice(3).join(' ')} printed the canary`).not.toContain(canary);
-            if (args.includes('--json') && args[0] === 'validate') secretFound = r.stdout.includes('"policy.secret-literal"');
-          }
-          // The pull-request comment script: one `plan --json`, rendered to markdown in its own process.
-          const pr = mkdtempSync(join(tmpdir(), 'agentvm-canary-pr-'));
+    for (const [canaryName, canary] of [
+      ['shaped', SHAPED],
+      ['hex', HEX],
+    ] as const) {
+      it.concurrent(
+        `${name} [${canaryName}]`,
+        async () => {
+          const repo = await gitdir(build(canary));
+          const home = mkdtempSync(join(tmpdir(), 'agentvm-canary-home-'));
+          const root = mkdtempSync(join(tmpdir(), 'agentvm-canary-root-'));
+          const out = mkdtempSync(join(tmpdir(), 'agentvm-canary-out-'));
+          const env = { HOME: home, XDG_CACHE_HOME: join(home, '.cache'), AGENTVM_NO_CACHE: '' };
           try {
-            const comment = spawnSync(process.execPath, [join(ROOT, 'scripts', 'render-pr-comment.js'), '--repo', repo.dir, '--host', 'edge', '--root', root, '--out', join(pr, 'comment.md'), '--plan-json', join(pr, 'plan.json')], { encoding: 'utf8', env: { ...process.env, ...env } });
-            expect(comment.status, comment.stderr).toBe(1);
-            expect(comment.stdout + comment.stderr, 'render-pr-comment printed the canary').not.toContain(canary);
-            for (const f of filesUnder(pr)) expect(f.text, `${f.path} holds the canary`).not.toContain(canary);
+            const runs = [
+              ['validate', '--repo', repo.dir],
+              ['validate', '--repo', repo.dir, '--json'],
+              ['plan', '--repo', repo.dir, '--root', root, '--out', join(out, 'edge.plan.json')],
+              ['plan', '--repo', repo.dir, '--root', root, '--json'],
+              ['plan', '--repo', repo.dir, '--root', root, '--format', 'markdown'],
+              ['apply', '--repo', repo.dir, '--root', root, '--auto-approve'],
+            ];
+            let secretFound = false;
+            for (const args of runs) {
+              const r = await agentvm(args, { env, timeoutMs: 120_000 });
+              expect(r.code, `${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(1);
+              expect(r.stdout + r.stderr, `${args[0]} ${args.slice(3).join(' ')} printed the canary`).not.toContain(
+                canary,
+              );
+              if (args.includes('--json') && args[0] === 'validate')
+                secretFound = r.stdout.includes('"policy.secret-literal"');
+            }
+            // The pull-request comment script: one `plan --json`, rendered to markdown in its own process.
+            const pr = mkdtempSync(join(tmpdir(), 'agentvm-canary-pr-'));
+            try {
+              const comment = spawnSync(
+                process.execPath,
+                [
+                  join(ROOT, 'scripts', 'render-pr-comment.js'),
+                  '--repo',
+                  repo.dir,
+                  '--host',
+                  'edge',
+                  '--root',
+                  root,
+                  '--out',
+                  join(pr, 'comment.md'),
+                  '--plan-json',
+                  join(pr, 'plan.json'),
+                ],
+                { encoding: 'utf8', env: { ...process.env, ...env } },
+              );
+              expect(comment.status, comment.stderr).toBe(1);
+              expect(comment.stdout + comment.stderr, 'render-pr-comment printed the canary').not.toContain(canary);
+              for (const f of filesUnder(pr)) expect(f.text, `${f.path} holds the canary`).not.toContain(canary);
+            } finally {
+              rmSync(pr, { recursive: true, force: true });
+            }
+            for (const f of [...filesUnder(root), ...filesUnder(home), ...filesUnder(out)])
+              expect(f.text, `${f.path} holds the canary`).not.toContain(canary);
+            // A 64-hex value in a tag is no value at all (the tag is refused, never echoed): nothing to find there.
+            if (name !== 'a YAML tag' || canaryName === 'shaped')
+              expect(secretFound, 'validate reports policy.secret-literal').toBe(true);
+            if (secretFound)
+              expect(
+                filesUnder(out).map((f) => f.path),
+                'a plan with a secret finding is never saved',
+              ).toEqual([]);
           } finally {
-            rmSync(pr, { recursive: true, force: true });
+            await repo.cleanup();
+            for (const d of [home, root, out]) rmSync(d, { recursive: true, force: true });
           }
-          for (const f of [...filesUnder(root), ...filesUnder(home), ...filesUnder(out)]) expect(f.text, `${f.path} holds the canary`).not.toContain(canary);
-          // A 64-hex value in a tag is no value at all (the tag is refused, never echoed): nothing to find there.
-          if (name !== 'a YAML tag' || canaryName === 'shaped') expect(secretFound, 'validate reports policy.secret-literal').toBe(true);
-          if (secretFound) expect(filesUnder(out).map((f) => f.path), 'a plan with a secret finding is never saved').toEqual([]);
-        } finally {
-          await repo.cleanup();
-          for (const d of [home, root, out]) rmSync(d, { recursive: true, force: true });
-        }
-      }, 600_000);
+        },
+        600_000,
+      );
     }
   }
 });

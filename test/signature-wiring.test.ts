@@ -30,13 +30,26 @@ describe('signature checks in plan and apply', () => {
 
   it('GIVEN signed releases THEN apply records the verified digest and signer in the lockfile', async () => {
     fleet = fleetCopy();
-    const r = await agentvm(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--auto-approve']);
+    const r = await agentvm([
+      'apply',
+      '--repo',
+      fleet.repo,
+      '--host',
+      'edge-1',
+      '--root',
+      fleet.root,
+      '--auto-approve',
+    ]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    const lock = JSON.parse((await agentvm(['state', 'show', 'edge-1', '--root', fleet.root, '--json'])).stdout) as { resources: Record<string, { attributes: { signature?: { digest: string; signer: { keyHint?: string } } } }> };
+    const lock = JSON.parse((await agentvm(['state', 'show', 'edge-1', '--root', fleet.root, '--json'])).stdout) as {
+      resources: Record<string, { attributes: { signature?: { digest: string; signer: { keyHint?: string } } } }>;
+    };
     const sig = lock.resources['release.agent-pool']!.attributes.signature!;
     expect(sig.digest).toBe(`sha256:${fleet.releases['agent-pool-1.0.0']!.sha256}`);
     expect(sig.signer.keyHint).toMatch(/=$/);
-    expect(lock.resources['release.research-orchestrator']!.attributes.signature!.digest).toBe(`sha256:${fleet.releases['orchestrator-v1']!.sha256}`);
+    expect(lock.resources['release.research-orchestrator']!.attributes.signature!.digest).toBe(
+      `sha256:${fleet.releases['orchestrator-v1']!.sha256}`,
+    );
   });
 
   it('GIVEN a tarball changed by one byte and re-pinned WHEN planning THEN the signature refusal names the address, the rest is planned, nothing is applied', async () => {
@@ -53,8 +66,19 @@ describe('signature checks in plan and apply', () => {
     expect(refusal, JSON.stringify(p.diagnostics)).toBeDefined();
     expect(['signature.digest-mismatch', 'signature.invalid']).toContain(refusal!.code);
     expect(p.applicable).toBe(false);
-    expect(p.changes.map((c) => c.address)).toEqual(expect.arrayContaining(['release.research-orchestrator', 'release.transcript-summarizer']));
-    const apply = await agentvm(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--auto-approve']);
+    expect(p.changes.map((c) => c.address)).toEqual(
+      expect.arrayContaining(['release.research-orchestrator', 'release.transcript-summarizer']),
+    );
+    const apply = await agentvm([
+      'apply',
+      '--repo',
+      fleet.repo,
+      '--host',
+      'edge-1',
+      '--root',
+      fleet.root,
+      '--auto-approve',
+    ]);
     expect(apply.code).toBe(1);
     expect(apply.stderr).toContain('release.agent-pool');
     expect(existsSync(join(fleet.root, 'var/lib/agentvm/releases/agent-pool'))).toBe(false);
@@ -68,11 +92,18 @@ describe('signature checks in plan and apply', () => {
     writeFileSync(main, readFileSync(main, 'utf8').replace('healthz', 'healthy'));
     execFileSync('git', ['-c', 'user.name=x', '-c', 'user.email=x@x', 'commit', '-qam', 'tampered'], { cwd: work });
     const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: work, encoding: 'utf8' }).trim();
-    editManifest(fleet, 'research-orchestrator', /repo: .*\n(\s+)commit: [0-9a-f]{40}/, `repo: ${work}\n      commit: ${commit}`);
+    editManifest(
+      fleet,
+      'research-orchestrator',
+      /repo: .*\n(\s+)commit: [0-9a-f]{40}/,
+      `repo: ${work}\n      commit: ${commit}`,
+    );
     const plan = await agentvm(['plan', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--json']);
     const p = JSON.parse(plan.stdout) as PlanJson;
     expect(plan.code).toBe(1);
-    const refusal = p.diagnostics.find((d) => d.address === 'release.research-orchestrator' && d.code.startsWith('signature.'));
+    const refusal = p.diagnostics.find(
+      (d) => d.address === 'release.research-orchestrator' && d.code.startsWith('signature.'),
+    );
     expect(refusal, JSON.stringify(p.diagnostics)).toBeDefined();
     expect(refusal!.summary).toContain('release.research-orchestrator');
   });
@@ -83,7 +114,17 @@ describe('signature checks in plan and apply', () => {
     // that derivation and the install, is tested in release-providers.test.ts.)
     fleet = fleetCopy();
     const planFile = join(fleet.base, 'plan.json');
-    const plan = await agentvm(['plan', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--out', planFile]);
+    const plan = await agentvm([
+      'plan',
+      '--repo',
+      fleet.repo,
+      '--host',
+      'edge-1',
+      '--root',
+      fleet.root,
+      '--out',
+      planFile,
+    ]);
     expect(plan.code, plan.stderr).toBe(0);
     const tgz = join(fleet.artifacts, 'agent-pool-1.0.0.tgz');
     const bytes = readFileSync(tgz);

@@ -11,14 +11,20 @@ import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { verifyArtifact, type VerifyRequest } from '../src/providers/image/verify.js';
-import { PUBLIC_GOOD_TRUSTED_ROOT_SHA256, SHIPPED_TRUSTED_ROOT_PATH, emptyTrustedRoot } from '../src/providers/image/trusted-root.js';
+import {
+  PUBLIC_GOOD_TRUSTED_ROOT_SHA256,
+  SHIPPED_TRUSTED_ROOT_PATH,
+  emptyTrustedRoot,
+} from '../src/providers/image/trusted-root.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 /** The project's shared copy (authoritative, next to the checkout on the project's machines). */
 const SHARED = resolve(REPO, '../shared/conformance/sigstore');
 /** The same files, unchanged, vendored so a clone elsewhere (CI) runs the suite too; a test below proves they are identical. */
 const VENDORED = join(REPO, 'fixtures', 'sigstore-conformance');
-const DIR = process.env.AGENTVM_CONFORMANCE_DIR ?? (existsSync(join(SHARED, 'trusted_root.public-good.json')) ? SHARED : VENDORED);
+const DIR =
+  process.env.AGENTVM_CONFORMANCE_DIR ??
+  (existsSync(join(SHARED, 'trusted_root.public-good.json')) ? SHARED : VENDORED);
 const AVAILABLE = existsSync(join(DIR, 'trusted_root.public-good.json'));
 const HOW = `Sigstore conformance data not found at ${DIR}: put the data set there or set AGENTVM_CONFORMANCE_DIR to its folder.`;
 
@@ -123,44 +129,47 @@ if (!AVAILABLE && process.env.CI === 'true') {
   });
 }
 
-describe.skipIf(!AVAILABLE)(`Sigstore conformance (every case of the data set)${AVAILABLE ? '' : ` skipped: ${HOW}`}`, () => {
-  it('has the 40 cases the data set documents, a refusal code for each failing case', () => {
-    expect(CASES).toHaveLength(40);
-    const failing = CASES.filter(({ c }) => c.expect === 'fail').map(({ c }) => c.name);
-    expect(failing.sort()).toEqual(Object.keys(EXPECTED_REFUSAL).sort());
-  });
-
-  it('ships a trusted root byte-identical to the data set\'s public-good root', () => {
-    expect(readFileSync(SHIPPED_TRUSTED_ROOT_PATH)).toEqual(readFileSync(join(DIR, 'trusted_root.public-good.json')));
-  });
-
-  for (const { dir, c } of CASES) {
-    if (c.name === KNOWN_LIMITATION) {
-      it(`${c.name}: known limitation of @sigstore/verify 3.1.1 on Node 20 (Rekor v2 DSSE), still fails`, async () => {
-        const res = await verifyArtifact(requestFor(dir, c));
-        expect(c.expect).toBe('pass');
-        expect(res.ok).toBe(false);
-        expect(res.diagnostics.map((d) => d.code)).toEqual(['signature.tlog']);
-      });
-      continue;
-    }
-    it(`${c.name}: ${c.expect}`, async () => {
-      const res = await verifyArtifact(requestFor(dir, c));
-      expect(res.digest).toBe(c.artifact_sha256);
-      if (c.expect === 'pass') {
-        expect(res.diagnostics).toEqual([]);
-        expect(res.ok).toBe(true);
-        if (c.identity !== null) expect(res.signer).toEqual({ identity: c.identity, issuer: c.issuer });
-        else expect(res.signer?.keyHint).toMatch(/^[A-Za-z0-9+/]{43}=$/);
-      } else {
-        expect(res.ok).toBe(false);
-        expect(res.signer).toBeUndefined();
-        expect(res.diagnostics.map((d) => d.code)).toEqual([EXPECTED_REFUSAL[c.name]]);
-        expect(res.diagnostics[0]?.detail).toBeTruthy();
-      }
+describe.skipIf(!AVAILABLE)(
+  `Sigstore conformance (every case of the data set)${AVAILABLE ? '' : ` skipped: ${HOW}`}`,
+  () => {
+    it('has the 40 cases the data set documents, a refusal code for each failing case', () => {
+      expect(CASES).toHaveLength(40);
+      const failing = CASES.filter(({ c }) => c.expect === 'fail').map(({ c }) => c.name);
+      expect(failing.sort()).toEqual(Object.keys(EXPECTED_REFUSAL).sort());
     });
-  }
-});
+
+    it("ships a trusted root byte-identical to the data set's public-good root", () => {
+      expect(readFileSync(SHIPPED_TRUSTED_ROOT_PATH)).toEqual(readFileSync(join(DIR, 'trusted_root.public-good.json')));
+    });
+
+    for (const { dir, c } of CASES) {
+      if (c.name === KNOWN_LIMITATION) {
+        it(`${c.name}: known limitation of @sigstore/verify 3.1.1 on Node 20 (Rekor v2 DSSE), still fails`, async () => {
+          const res = await verifyArtifact(requestFor(dir, c));
+          expect(c.expect).toBe('pass');
+          expect(res.ok).toBe(false);
+          expect(res.diagnostics.map((d) => d.code)).toEqual(['signature.tlog']);
+        });
+        continue;
+      }
+      it(`${c.name}: ${c.expect}`, async () => {
+        const res = await verifyArtifact(requestFor(dir, c));
+        expect(res.digest).toBe(c.artifact_sha256);
+        if (c.expect === 'pass') {
+          expect(res.diagnostics).toEqual([]);
+          expect(res.ok).toBe(true);
+          if (c.identity !== null) expect(res.signer).toEqual({ identity: c.identity, issuer: c.issuer });
+          else expect(res.signer?.keyHint).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+        } else {
+          expect(res.ok).toBe(false);
+          expect(res.signer).toBeUndefined();
+          expect(res.diagnostics.map((d) => d.code)).toEqual([EXPECTED_REFUSAL[c.name]]);
+          expect(res.diagnostics[0]?.detail).toBeTruthy();
+        }
+      });
+    }
+  },
+);
 
 describe('vendored conformance data', () => {
   const files = (dir: string, base = dir, out: string[] = []): string[] => {
@@ -173,9 +182,12 @@ describe('vendored conformance data', () => {
   };
   const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
-  it.runIf(existsSync(join(SHARED, 'trusted_root.public-good.json')))('fixtures/sigstore-conformance is byte-identical to the shared data set', () => {
-    const shared = files(SHARED);
-    expect(files(VENDORED)).toEqual(shared);
-    for (const f of shared) expect(sha(join(VENDORED, f)), f).toBe(sha(join(SHARED, f)));
-  });
+  it.runIf(existsSync(join(SHARED, 'trusted_root.public-good.json')))(
+    'fixtures/sigstore-conformance is byte-identical to the shared data set',
+    () => {
+      const shared = files(SHARED);
+      expect(files(VENDORED)).toEqual(shared);
+      for (const f of shared) expect(sha(join(VENDORED, f)), f).toBe(sha(join(SHARED, f)));
+    },
+  );
 });

@@ -50,7 +50,12 @@ async function traced(args: string[], env: NodeJS.ProcessEnv = {}) {
   const log = join(dir, `modules-${runs++}.log`);
   writeFileSync(log, '');
   const result = await agentvm(args, {
-    env: { NODE_OPTIONS: `--import ${pathToFileURL(join(dir, 'preload.mjs')).href}`, AGENTVM_TEST_MODULE_LOG: log, XDG_CACHE_HOME: join(dir, 'cache'), ...env },
+    env: {
+      NODE_OPTIONS: `--import ${pathToFileURL(join(dir, 'preload.mjs')).href}`,
+      AGENTVM_TEST_MODULE_LOG: log,
+      XDG_CACHE_HOME: join(dir, 'cache'),
+      ...env,
+    },
   });
   const modules = readFileSync(log, 'utf8').split('\n').filter(Boolean);
   return { ...result, modules, packages: packagesOf(modules) };
@@ -89,7 +94,8 @@ describe('agentvm --version', () => {
     // `-v` is a version flag only if package.json lists it in oclif.additionalVersionFlags; either way oclif answers.
     const short = await traced(['-v']);
     expect(short.packages.has('@oclif/core')).toBe(true);
-    if ((config.pjson.oclif.additionalVersionFlags ?? []).includes('-v')) expect(short.stdout).toBe(`${config.userAgent}\n`);
+    if ((config.pjson.oclif.additionalVersionFlags ?? []).includes('-v'))
+      expect(short.stdout).toBe(`${config.userAgent}\n`);
     else expect(short.stderr).toContain('cli.unknown-command');
   });
 });
@@ -113,7 +119,8 @@ describe('validate and a non-TTY plan of examples/fleet', () => {
     // THEN every document came from the cache: no validator was built, so zod was never imported
     expect(run.code).toBe(0);
     expect(run.packages.has('@oclif/core')).toBe(true);
-    for (const name of ['zod', 'ink', 'react', 'semver', '@sigstore/verify']) expect(run.packages, name).not.toContain(name);
+    for (const name of ['zod', 'ink', 'react', 'semver', '@sigstore/verify'])
+      expect(run.packages, name).not.toContain(name);
   });
 
   it('a plan verifies the signed releases with Sigstore once, then reuses the verdicts; apply always verifies (ADR 0010); never zod, ink, react or semver', async () => {
@@ -126,9 +133,19 @@ describe('validate and a non-TTY plan of examples/fleet', () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toContain('Plan:');
     expect(run.stdout.replace(/plan [0-9a-f]{12}/g, '')).toBe(first.stdout.replace(/plan [0-9a-f]{12}/g, ''));
-    for (const name of ['@sigstore/verify', 'zod', 'ink', 'react', 'semver']) expect(run.packages, name).not.toContain(name);
+    for (const name of ['@sigstore/verify', 'zod', 'ink', 'react', 'semver'])
+      expect(run.packages, name).not.toContain(name);
     // Apply never trusts remembered verdicts: it verifies the exact bytes it installs.
-    const apply = await traced(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--auto-approve']);
+    const apply = await traced([
+      'apply',
+      '--repo',
+      fleet.repo,
+      '--host',
+      'edge-1',
+      '--root',
+      fleet.root,
+      '--auto-approve',
+    ]);
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
     expect(apply.packages.has('@sigstore/verify')).toBe(true);
   });

@@ -13,7 +13,7 @@ import { sql, STATE_BACKENDS, type Store } from './support/state-backends.js';
 
 const kind = STATE_BACKENDS.find((k) => k.name === 'postgres')!;
 
-describe.skipIf(kind.skip)('commands follow the repository\'s state backend', () => {
+describe.skipIf(kind.skip)("commands follow the repository's state backend", () => {
   let fleet: FleetCopy;
   let store: Store;
   let env: Record<string, string>;
@@ -27,7 +27,10 @@ describe.skipIf(kind.skip)('commands follow the repository\'s state backend', ()
     // Only the URL's variable: the backend comes from the repository.
     env = { AGENTVM_PG_URL: store.env.AGENTVM_PG_URL! };
     const config = path.join(fleet.repo, 'agentvm.yaml');
-    writeFileSync(config, `${readFileSync(config, 'utf8')}  state:\n    backend: postgres\n    url: env:AGENTVM_PG_URL\n`);
+    writeFileSync(
+      config,
+      `${readFileSync(config, 'utf8')}  state:\n    backend: postgres\n    url: env:AGENTVM_PG_URL\n`,
+    );
     fleet.git('commit', '-qam', 'state in PostgreSQL');
   }, 60_000);
   afterAll(async () => {
@@ -47,7 +50,9 @@ describe.skipIf(kind.skip)('commands follow the repository\'s state backend', ()
     expect(clean.code, clean.stdout + clean.stderr).toBe(0);
 
     const unitDir = path.join(fleet.root, 'etc/systemd/system');
-    const dropIn = readdirSync(unitDir, { recursive: true, encoding: 'utf8' }).find((f) => f.endsWith('50-agentvm.conf'))!;
+    const dropIn = readdirSync(unitDir, { recursive: true, encoding: 'utf8' }).find((f) =>
+      f.endsWith('50-agentvm.conf'),
+    )!;
     const file = path.join(unitDir, dropIn);
     writeFileSync(file, readFileSync(file, 'utf8').replace('[Service]\n', '[Service]\nEnvironment=AGENT_DEBUG=1\n'));
     const drift = await agentvm(withRepo(['drift', '--json']), { env });
@@ -63,11 +68,17 @@ describe.skipIf(kind.skip)('commands follow the repository\'s state backend', ()
       expect(help.stdout, command.join(' ')).toContain('--state-backend');
     }
     // rollback with the flag reads PostgreSQL: the host's state is there, the workload has no rollback target yet.
-    const rollback = await agentvm(['rollback', 'research-orchestrator', '--host', 'edge-1', '--root', fleet.root, '--state-backend', 'postgres'], { env });
+    const rollback = await agentvm(
+      ['rollback', 'research-orchestrator', '--host', 'edge-1', '--root', fleet.root, '--state-backend', 'postgres'],
+      { env },
+    );
     expect(rollback.code).toBe(1);
     expect(rollback.stdout + rollback.stderr).toContain('rollback.no-target');
     // The same command on the local files finds nothing applied at all.
-    const local = await agentvm(['rollback', 'research-orchestrator', '--host', 'edge-1', '--root', fleet.root, '--state-backend', 'local'], { env });
+    const local = await agentvm(
+      ['rollback', 'research-orchestrator', '--host', 'edge-1', '--root', fleet.root, '--state-backend', 'local'],
+      { env },
+    );
     expect(local.stdout + local.stderr).toContain('rollback.no-state');
   });
 });

@@ -6,7 +6,17 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,7 +89,10 @@ interface Child {
 const children: Child[] = [];
 
 function spawnChild(mode: string, args: Record<string, unknown>): Child {
-  const proc = spawn(process.execPath, [path.join(work, 'child.mjs'), mode, JSON.stringify(args)], { cwd: work, stdio: 'pipe' });
+  const proc = spawn(process.execPath, [path.join(work, 'child.mjs'), mode, JSON.stringify(args)], {
+    cwd: work,
+    stdio: 'pipe',
+  });
   const queue: Record<string, unknown>[] = [];
   const waiters: Array<(v: Record<string, unknown>) => void> = [];
   let buffer = '';
@@ -106,7 +119,9 @@ function spawnChild(mode: string, args: Record<string, unknown>): Child {
         const v = queue.shift();
         if (v) return resolve(v);
         waiters.push(resolve);
-        void exited.then(() => setTimeout(() => reject(new Error(`child ${proc.pid} exited without output; stderr: ${stderr}`)), 50));
+        void exited.then(() =>
+          setTimeout(() => reject(new Error(`child ${proc.pid} exited without output; stderr: ${stderr}`)), 50),
+        );
       }),
     send: (line) => proc.stdin.write(`${line}\n`),
     exited,
@@ -123,12 +138,21 @@ beforeAll(async () => {
     path.join(work, 'tsconfig.json'),
     JSON.stringify({
       extends: path.join(repo, 'tsconfig.build.json'),
-      compilerOptions: { rootDir: path.join(repo, 'src'), outDir: path.join(work, 'out'), typeRoots: [path.join(repo, 'node_modules/@types')], incremental: false },
+      compilerOptions: {
+        rootDir: path.join(repo, 'src'),
+        outDir: path.join(work, 'out'),
+        typeRoots: [path.join(repo, 'node_modules/@types')],
+        incremental: false,
+      },
       include: [],
       files: [path.join(repo, 'src/state/index.ts')],
     }),
   );
-  await run(process.execPath, [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', path.join(work, 'tsconfig.json')], { cwd: repo });
+  await run(
+    process.execPath,
+    [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', path.join(work, 'tsconfig.json')],
+    { cwd: repo },
+  );
   symlinkSync(path.join(repo, 'schemas'), path.join(work, 'schemas'));
   symlinkSync(path.join(repo, 'node_modules'), path.join(work, 'node_modules'));
   writeFileSync(path.join(work, 'child.mjs'), CHILD);
@@ -149,7 +173,9 @@ function leaseFile(): string {
 /** Spawns n racers that all try to acquire `file` at the same instant; returns their first answers. */
 async function race(file: string, n: number): Promise<{ racers: Child[]; answers: Array<Record<string, unknown>> }> {
   const startAt = Date.now() + 1500 + n * 150;
-  const racers = Array.from({ length: n }, (_, i) => spawnChild('acquire', { file, host: 'web-1', operation: `apply-${i}`, startAt }));
+  const racers = Array.from({ length: n }, (_, i) =>
+    spawnChild('acquire', { file, host: 'web-1', operation: `apply-${i}`, startAt }),
+  );
   const answers = await Promise.all(racers.map((r) => r.next()));
   return { racers, answers };
 }
@@ -169,7 +195,14 @@ function expectOneWinner(answers: Array<Record<string, unknown>>): LeaseRecord {
   for (const loser of losers) {
     expect(loser.code).toBe('state.locked');
     const message = String(loser.message);
-    for (const part of [record.who, `operation ${record.operation}`, `pid ${record.pid}`, record.created, record.id, `agentvm state unlock ${record.id}`]) {
+    for (const part of [
+      record.who,
+      `operation ${record.operation}`,
+      `pid ${record.pid}`,
+      record.created,
+      record.id,
+      `agentvm state unlock ${record.id}`,
+    ]) {
       expect(message).toContain(part);
     }
   }
@@ -284,7 +317,11 @@ describe('atomic writes under SIGKILL', () => {
       }
     }
     // The loop really alternated: both versions were seen at kill time (or at least the writer got past its first write).
-    expect(readdirSync(path.dirname(file)).filter((n) => !n.endsWith('.tmp')).sort()).toEqual(['doc.json', 'doc.json.backup']);
+    expect(
+      readdirSync(path.dirname(file))
+        .filter((n) => !n.endsWith('.tmp'))
+        .sort(),
+    ).toEqual(['doc.json', 'doc.json.backup']);
     expect(versions.size).toBeGreaterThanOrEqual(1);
   });
 });
@@ -293,12 +330,17 @@ describe('audit log across processes', () => {
   it('GIVEN 6 processes appending 30 records each at once THEN the chain is intact with 180 records', async () => {
     const file = path.join(scratch, 'audit', 'audit.jsonl');
     const startAt = Date.now() + 1500;
-    const writers = Array.from({ length: 6 }, (_, i) => spawnChild('append', { file, count: 30, name: `w${i}`, startAt }));
+    const writers = Array.from({ length: 6 }, (_, i) =>
+      spawnChild('append', { file, count: 30, name: `w${i}`, startAt }),
+    );
     for (const w of writers) expect(await w.next()).toEqual({ done: true });
     const result = await verifyAuditLog(file);
     expect(result.diagnostics).toEqual([]);
     expect(result.records).toBe(180);
-    const details = readFileSync(file, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { detail: string }).detail);
+    const details = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { detail: string }).detail);
     for (let i = 0; i < 6; i++) expect(details.filter((d) => d.startsWith(`w${i}:`))).toHaveLength(30);
   });
 });

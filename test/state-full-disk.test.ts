@@ -74,7 +74,10 @@ describe.skipIf(!CAN_MOUNT && process.env.CI !== 'true')('apply on a full disk',
         expect(seeded.code, seeded.stdout + seeded.stderr).toBe(0);
         // Change every agent-pool unit (its env), so the next apply updates units and writes state for each.
         const manifest = path.join(fleet.repo, 'workloads/agent-pool/manifest.yaml');
-        writeFileSync(manifest, readFileSync(manifest, 'utf8').replace(/AGENT_POOL_SIZE: "\d+"/g, `AGENT_POOL_SIZE: "${10 + i}"`));
+        writeFileSync(
+          manifest,
+          readFileSync(manifest, 'utf8').replace(/AGENT_POOL_SIZE: "\d+"/g, `AGENT_POOL_SIZE: "${10 + i}"`),
+        );
         fleet.git('commit', '-q', '-am', `pool size ${10 + i}`);
       }
       fill(leave);
@@ -110,7 +113,13 @@ describe.skipIf(!CAN_MOUNT && process.env.CI !== 'true')('apply on a full disk',
     // Several points really failed, some of them after resources changed (exit 3), and the sizes reach past the
     // apply's footprint, so some pass.
     expect(failures).toBeGreaterThanOrEqual(4);
-    expect(outcomes.some((o) => o.includes('exit 3')), outcomes.join(' ')).toBe(true);
-    expect(outcomes.some((o) => o.endsWith(':ok')), outcomes.join(' ')).toBe(true);
+    expect(
+      outcomes.some((o) => o.includes('exit 3')),
+      outcomes.join(' '),
+    ).toBe(true);
+    expect(
+      outcomes.some((o) => o.endsWith(':ok')),
+      outcomes.join(' '),
+    ).toBe(true);
   }, 1_200_000);
 });

@@ -18,9 +18,18 @@ import { rejection } from './support/rejection.js';
 const kind = STATE_BACKENDS.find((k) => k.name === 'postgres')!;
 
 /** Starts the CLI and resolves when it exits; `whenSteps` runs once the host's audit chain has `n` records. */
-function applyUntil(store: Store, args: string[], n: number, whenSteps: () => void): Promise<CliResult & { triggered: boolean }> {
+function applyUntil(
+  store: Store,
+  args: string[],
+  n: number,
+  whenSteps: () => void,
+): Promise<CliResult & { triggered: boolean }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', CI: 'true', ...store.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1', CI: 'true', ...store.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     let triggered = false;
@@ -29,7 +38,10 @@ function applyUntil(store: Store, args: string[], n: number, whenSteps: () => vo
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const poll = async (): Promise<void> => {
       while (!done && !triggered) {
-        const r = await sql(store.env.AGENTVM_PG_URL!, "SELECT count(*)::int AS n FROM agentvm_audit WHERE host = 'edge-1'").catch(() => undefined);
+        const r = await sql(
+          store.env.AGENTVM_PG_URL!,
+          "SELECT count(*)::int AS n FROM agentvm_audit WHERE host = 'edge-1'",
+        ).catch(() => undefined);
         if (((r?.rows[0] as { n: number } | undefined)?.n ?? 0) >= n) {
           triggered = true;
           whenSteps();
@@ -64,7 +76,9 @@ describe.skipIf(kind.skip)('PostgreSQL killed mid-apply', () => {
     for (let attempt = 0; attempt < 3; attempt++) {
       rmSync(fleet.root, { recursive: true, force: true });
       await store.reset();
-      first = await applyUntil(store, ['apply', ...args, '--auto-approve', '--concurrency', '1'], 3, () => cluster.stopImmediate());
+      first = await applyUntil(store, ['apply', ...args, '--auto-approve', '--concurrency', '1'], 3, () =>
+        cluster.stopImmediate(),
+      );
       if (first.code !== 0) break;
       if (!cluster.running()) cluster.start();
     }
@@ -86,13 +100,18 @@ describe.skipIf(kind.skip)('PostgreSQL killed mid-apply', () => {
 
     // Nothing recorded twice, nothing lost: every changed address has exactly one successful resource.apply record,
     // and the lockfile holds every resource the plan has.
-    const lines = (await sql(store.env.AGENTVM_PG_URL!, "SELECT line FROM agentvm_audit WHERE host = 'edge-1' ORDER BY seq")).rows.map((r) => JSON.parse((r as { line: string }).line) as AuditEvent);
+    const lines = (
+      await sql(store.env.AGENTVM_PG_URL!, "SELECT line FROM agentvm_audit WHERE host = 'edge-1' ORDER BY seq")
+    ).rows.map((r) => JSON.parse((r as { line: string }).line) as AuditEvent);
     const applied = lines.filter((e) => e.event === 'resource.apply' && e.result === 'ok').map((e) => e.address!);
     expect(applied.length).toBeGreaterThan(3);
     expect(new Set(applied).size, applied.join('\n')).toBe(applied.length);
     const show = await agentvm(['state', 'show', 'edge-1', '--root', fleet.root, '--json'], { env: store.env });
     const resources = Object.keys((JSON.parse(show.stdout) as { resources: object }).resources).sort();
-    const creates = lines.filter((e) => e.event === 'resource.apply' && e.result === 'ok' && e.action !== 'delete').map((e) => e.address!).sort();
+    const creates = lines
+      .filter((e) => e.event === 'resource.apply' && e.result === 'ok' && e.action !== 'delete')
+      .map((e) => e.address!)
+      .sort();
     expect(resources).toEqual(creates);
   }, 600_000);
 });
@@ -108,12 +127,16 @@ describe.skipIf(kind.skip)('a lease whose holder lost its connection', () => {
     kind.teardown();
   });
 
-  it('is taken over once it expires, and the old holder\'s late writes are refused by its fencing token', async () => {
+  it("is taken over once it expires, and the old holder's late writes are refused by its fencing token", async () => {
     const cluster = kind.cluster()!;
     const old = store.open() as PostgresStateBackend;
     const oldLease = await old.acquireLease('web-1', 'apply', { leaseMs: 1500, renew: false });
     const base = await old.writeLockfile('web-1', emptyLockfile('web-1'), oldLease);
-    const log = await old.beginApply('web-1', { applyId: 'a-old', planDigest: 'p', expected: { lineage: base.lineage, serial: 1 } }, oldLease);
+    const log = await old.beginApply(
+      'web-1',
+      { applyId: 'a-old', planDigest: 'p', expected: { lineage: base.lineage, serial: 1 } },
+      oldLease,
+    );
 
     // The holder loses its connection: the server dies and comes back; the holder's pooled connections are dead.
     cluster.stopImmediate();
@@ -137,7 +160,9 @@ describe.skipIf(kind.skip)('a lease whose holder lost its connection', () => {
     expect(taken, 'the expired lease was never taken over').toBeDefined();
     expect(refusals).toBeGreaterThan(0);
     expect(taken!.tookOver?.id).toBe(oldLease.id);
-    expect(Number(await other.leaseToken('web-1'))).toBeGreaterThan(Number((oldLease as unknown as { token: string }).token));
+    expect(Number(await other.leaseToken('web-1'))).toBeGreaterThan(
+      Number((oldLease as unknown as { token: string }).token),
+    );
     const theirs = await other.writeLockfile('web-1', (await other.readLockfile('web-1'))!, taken!);
 
     // The old holder comes back and writes late: every path is refused by the fencing token, nothing is changed.

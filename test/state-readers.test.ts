@@ -64,7 +64,9 @@ process.stdout.write(JSON.stringify({ reads, errors, backwards, last }));
 
 function writerRun(root: string, applyId: string, killAfterAcks: number): Promise<{ begun: number; acked: number }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [path.join(base, 'writer.mjs'), root, applyId], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [path.join(base, 'writer.mjs'), root, applyId], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let begun = -1;
     let acked = -1;
     let buffer = '';
@@ -81,18 +83,29 @@ function writerRun(root: string, applyId: string, killAfterAcks: number): Promis
     });
     proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     proc.on('error', reject);
-    proc.on('exit', (_code, signal) => (signal === 'SIGKILL' ? resolve({ begun, acked }) : reject(new Error(`writer ended without being killed: ${stderr}`))));
+    proc.on('exit', (_code, signal) =>
+      signal === 'SIGKILL'
+        ? resolve({ begun, acked })
+        : reject(new Error(`writer ended without being killed: ${stderr}`)),
+    );
   });
 }
 
-function startReader(root: string): { proc: ChildProcessWithoutNullStreams; done: Promise<{ reads: number; errors: string[]; backwards: number }> } {
+function startReader(root: string): {
+  proc: ChildProcessWithoutNullStreams;
+  done: Promise<{ reads: number; errors: string[]; backwards: number }>;
+} {
   const proc = spawn(process.execPath, [path.join(base, 'reader.mjs'), root], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
   proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
   const done = new Promise<{ reads: number; errors: string[]; backwards: number }>((resolve, reject) => {
-    proc.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as { reads: number; errors: string[]; backwards: number }) : reject(new Error(`reader exited ${code}: ${err}`))));
+    proc.on('exit', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out) as { reads: number; errors: string[]; backwards: number })
+        : reject(new Error(`reader exited ${code}: ${err}`)),
+    );
   });
   return { proc, done };
 }
@@ -124,6 +137,8 @@ describe('readers racing resumed applies', () => {
       expect(r.backwards).toBe(0);
       expect(r.reads).toBeGreaterThan(RESUMES);
     }
-    console.log(`readers: ${results.map((r) => r.reads).join(' + ')} reads, 0 errors, across ${RESUMES} resumed applies (final serial ≥ ${previous})`);
+    console.log(
+      `readers: ${results.map((r) => r.reads).join(' + ')} reads, 0 errors, across ${RESUMES} resumed applies (final serial ≥ ${previous})`,
+    );
   }, 600_000);
 });

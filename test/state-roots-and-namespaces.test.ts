@@ -25,10 +25,13 @@ describe('one root, one host', () => {
 
   it('GIVEN edge-1 and edge-2 applied into one root at once THEN one converges, the other is refused, and later applies do not flap', async () => {
     const root = path.join(fleet.base, 'shared-root');
-    const apply = (host: string) => agentvm(['apply', '--repo', fleet.repo, '--host', host, '--root', root, '--auto-approve']);
+    const apply = (host: string) =>
+      agentvm(['apply', '--repo', fleet.repo, '--host', host, '--root', root, '--auto-approve']);
     const [a, b] = await Promise.all([apply('edge-1'), apply('edge-2')]);
     const results = { 'edge-1': a, 'edge-2': b };
-    const winners = Object.entries(results).filter(([, r]) => r.code === 0).map(([h]) => h);
+    const winners = Object.entries(results)
+      .filter(([, r]) => r.code === 0)
+      .map(([h]) => h);
     expect(winners, `${a.stdout}${a.stderr}\n---\n${b.stdout}${b.stderr}`).toHaveLength(1);
     const winner = winners[0]!;
     const loser = winner === 'edge-1' ? 'edge-2' : 'edge-1';
@@ -42,7 +45,16 @@ describe('one root, one host', () => {
       const again = await apply(loser);
       expect(again.code).toBe(1);
       expect(again.stderr).toContain('state.root-host-mismatch');
-      const plan = await agentvm(['plan', '--repo', fleet.repo, '--host', winner, '--root', root, '--detailed-exitcode']);
+      const plan = await agentvm([
+        'plan',
+        '--repo',
+        fleet.repo,
+        '--host',
+        winner,
+        '--root',
+        root,
+        '--detailed-exitcode',
+      ]);
       expect(plan.code, plan.stdout + plan.stderr).toBe(0);
     }
     const verify = await agentvm(['audit', 'verify', '--root', root]);
@@ -51,7 +63,10 @@ describe('one root, one host', () => {
 });
 
 /** A process that holds edge-1's lease until killed, started in a new PID namespace (its pid there is 1 or 2). */
-function holderInNamespace(root: string, leaseSeconds: number): { ready: Promise<string>; kill: () => void; exited: Promise<void> } {
+function holderInNamespace(
+  root: string,
+  leaseSeconds: number,
+): { ready: Promise<string>; kill: () => void; exited: Promise<void> } {
   const script = path.join(fleet.base, 'hold.mjs');
   writeFileSync(
     script,
@@ -62,7 +77,10 @@ process.stdout.write(JSON.stringify(lease.record) + '\\n');
 setInterval(() => {}, 1000);
 `,
   );
-  const proc = spawn('unshare', ['--pid', '--fork', '--kill-child', process.execPath, script], { env: { ...process.env, AGENTVM_LEASE_SECONDS: String(leaseSeconds) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn('unshare', ['--pid', '--fork', '--kill-child', process.execPath, script], {
+    env: { ...process.env, AGENTVM_LEASE_SECONDS: String(leaseSeconds) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const ready = new Promise<string>((resolve, reject) => {
     proc.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -102,7 +120,13 @@ describe.skipIf(!HAS_UNSHARE && process.env.CI !== 'true')('lease liveness acros
     await holder.exited;
     // Killed in its namespace: not provably dead from here, so its lease stands until it expires (6 s after its
     // last renewal). Apply is refused until then, then takes it over. Driven by the lease's own expiry, not a sleep.
-    const expires = Date.parse((JSON.parse(readFileSync(path.join(root, 'var/lib/agentvm/state/edge-1.lease.json'), 'utf8')) as { expires: string }).expires);
+    const expires = Date.parse(
+      (
+        JSON.parse(readFileSync(path.join(root, 'var/lib/agentvm/state/edge-1.lease.json'), 'utf8')) as {
+          expires: string;
+        }
+      ).expires,
+    );
     let attempts = 0;
     for (;;) {
       attempts++;

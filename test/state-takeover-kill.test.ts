@@ -16,7 +16,18 @@ import { hostPaths } from '../src/model/index.js';
 import { verifyAuditLog, type AuditEvent } from '../src/state/audit-log.js';
 
 const HAS_STRACE = spawnSync('strace', ['-V']).status === 0;
-const SYSCALLS = ['link', 'rename', 'unlink', 'fsync', 'fdatasync', 'ftruncate', 'write', 'mkdir', 'getdents64', 'openat'];
+const SYSCALLS = [
+  'link',
+  'rename',
+  'unlink',
+  'fsync',
+  'fdatasync',
+  'ftruncate',
+  'write',
+  'mkdir',
+  'getdents64',
+  'openat',
+];
 
 let base: string;
 let child: string;
@@ -32,7 +43,10 @@ lease.release();
 process.stdout.write(JSON.stringify({ ok: true, tookOver: lease.tookOver?.id ?? null }));
 `;
 
-function run(cmd: string, args: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -45,7 +59,9 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; signal
 }
 
 function deadPid(): number {
-  return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+  return Number(
+    spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout,
+  );
 }
 
 /** A lease of a process of this boot and pid namespace that has exited: provably dead, so stale at once. */
@@ -81,56 +97,86 @@ function staleRoot(): { root: string; leaseId: string } {
 /** Files under the state and audit directories that are neither state nor log: what a killed writer may leave. */
 function leftovers(root: string): string[] {
   const paths = hostPaths(root);
-  const names = [...readdirSync(paths.state).map((n) => `state/${n}`), ...readdirSync(paths.audit).map((n) => `audit/${n}`)];
+  const names = [
+    ...readdirSync(paths.state).map((n) => `state/${n}`),
+    ...readdirSync(paths.audit).map((n) => `audit/${n}`),
+  ];
   // The audit log and the root's host claim (ADR 0015) are state; anything else is a leftover.
   return names.filter((n) => !['audit/audit.jsonl', 'state/root-host.json'].includes(n));
 }
 
-describe.skipIf(!HAS_STRACE && process.env.CI !== 'true')('lease and audit-lock takeover killed at every syscall (strace fault injection)', () => {
-  beforeAll(() => {
-    if (!HAS_STRACE) throw new Error('strace is required for this test (apt-get install strace).');
-    assertBuilt();
-    base = mkdtempSync(path.join(os.tmpdir(), 'agentvm-takeover-kill-'));
-    child = path.join(base, 'writer.mjs');
-    writeFileSync(child, WRITER(path.join(ROOT, 'dist')));
-  });
-  afterAll(() => rmSync(base, { recursive: true, force: true }));
+describe.skipIf(!HAS_STRACE && process.env.CI !== 'true')(
+  'lease and audit-lock takeover killed at every syscall (strace fault injection)',
+  () => {
+    beforeAll(() => {
+      if (!HAS_STRACE) throw new Error('strace is required for this test (apt-get install strace).');
+      assertBuilt();
+      base = mkdtempSync(path.join(os.tmpdir(), 'agentvm-takeover-kill-'));
+      child = path.join(base, 'writer.mjs');
+      writeFileSync(child, WRITER(path.join(ROOT, 'dist')));
+    });
+    afterAll(() => rmSync(base, { recursive: true, force: true }));
 
-  it('GIVEN a killed writer at the n-th call of each syscall THEN the next writer takes over by itself, audits it, and leaves nothing behind', async () => {
-    const kills: Record<string, number> = {};
-    for (const syscall of SYSCALLS) {
-      kills[syscall] = 0;
-      for (let n = 1; n <= 400; n++) {
-        const { root, leaseId } = staleRoot();
-        const killed = await run('strace', ['-f', '-qq', '-o', '/dev/null', '-e', `trace=${syscall}`, '-e', `inject=${syscall}:signal=KILL:when=${n}`, process.execPath, child, root, 'edge-1']);
-        const wasKilled = killed.signal === 'SIGKILL' || killed.code === 137;
-        const where = `${syscall} #${n}`;
-        if (!wasKilled) {
-          // Fewer calls of this syscall than n: the writer ran to the end, and every earlier call was a kill point.
-          expect(killed.code, `${where}: ${killed.stdout}${killed.stderr}`).toBe(0);
-          expect(JSON.parse(killed.stdout)).toEqual({ ok: true, tookOver: leaseId });
+    it('GIVEN a killed writer at the n-th call of each syscall THEN the next writer takes over by itself, audits it, and leaves nothing behind', async () => {
+      const kills: Record<string, number> = {};
+      for (const syscall of SYSCALLS) {
+        kills[syscall] = 0;
+        for (let n = 1; n <= 400; n++) {
+          const { root, leaseId } = staleRoot();
+          const killed = await run('strace', [
+            '-f',
+            '-qq',
+            '-o',
+            '/dev/null',
+            '-e',
+            `trace=${syscall}`,
+            '-e',
+            `inject=${syscall}:signal=KILL:when=${n}`,
+            process.execPath,
+            child,
+            root,
+            'edge-1',
+          ]);
+          const wasKilled = killed.signal === 'SIGKILL' || killed.code === 137;
+          const where = `${syscall} #${n}`;
+          if (!wasKilled) {
+            // Fewer calls of this syscall than n: the writer ran to the end, and every earlier call was a kill point.
+            expect(killed.code, `${where}: ${killed.stdout}${killed.stderr}`).toBe(0);
+            expect(JSON.parse(killed.stdout)).toEqual({ ok: true, tookOver: leaseId });
+            rmSync(root, { recursive: true, force: true });
+            break;
+          }
+          kills[syscall]++;
+          const next = await run(process.execPath, [child, root, 'edge-1']);
+          expect(next.code, `after a kill at ${where}: ${next.stdout}${next.stderr}`).toBe(0);
+          const result = JSON.parse(next.stdout) as { ok: boolean; tookOver: string | null };
+          expect(leftovers(root), `after a kill at ${where}`).toEqual([]);
+          const log = path.join(hostPaths(root).audit, 'audit.jsonl');
+          const verified = await verifyAuditLog(log);
+          expect(verified.diagnostics, `after a kill at ${where}`).toEqual([]);
+          const records = readFileSync(log, 'utf8')
+            .trim()
+            .split('\n')
+            .map((l) => JSON.parse(l) as AuditEvent);
+          const takeovers = records.filter((r) => r.event === 'lease.takeover').map((r) => r.detail ?? '');
+          // The next writer took over whatever lease it found (the dead one, or the killed writer's own): audited.
+          if (result.tookOver)
+            expect(
+              takeovers.some((d) => d.includes(result.tookOver!)),
+              `after a kill at ${where}: ${takeovers.join(' | ')}`,
+            ).toBe(true);
+          // The dead holder's audit append lock was taken over by the killed writer or by the next one: recorded either way.
+          expect(
+            takeovers.some((d) => d.includes('audit append lock')),
+            `after a kill at ${where}: ${takeovers.join(' | ')}`,
+          ).toBe(true);
           rmSync(root, { recursive: true, force: true });
-          break;
         }
-        kills[syscall]++;
-        const next = await run(process.execPath, [child, root, 'edge-1']);
-        expect(next.code, `after a kill at ${where}: ${next.stdout}${next.stderr}`).toBe(0);
-        const result = JSON.parse(next.stdout) as { ok: boolean; tookOver: string | null };
-        expect(leftovers(root), `after a kill at ${where}`).toEqual([]);
-        const log = path.join(hostPaths(root).audit, 'audit.jsonl');
-        const verified = await verifyAuditLog(log);
-        expect(verified.diagnostics, `after a kill at ${where}`).toEqual([]);
-        const records = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AuditEvent);
-        const takeovers = records.filter((r) => r.event === 'lease.takeover').map((r) => r.detail ?? '');
-        // The next writer took over whatever lease it found (the dead one, or the killed writer's own): audited.
-        if (result.tookOver) expect(takeovers.some((d) => d.includes(result.tookOver!)), `after a kill at ${where}: ${takeovers.join(' | ')}`).toBe(true);
-        // The dead holder's audit append lock was taken over by the killed writer or by the next one: recorded either way.
-        expect(takeovers.some((d) => d.includes('audit append lock')), `after a kill at ${where}: ${takeovers.join(' | ')}`).toBe(true);
-        rmSync(root, { recursive: true, force: true });
       }
-    }
-    // Each syscall on the path was hit at least once (the writer links, renames, unlinks, fsyncs and writes).
-    for (const s of ['link', 'rename', 'unlink', 'fsync', 'write', 'openat']) expect(kills[s], `${s}: ${JSON.stringify(kills)}`).toBeGreaterThan(0);
-    console.log(`kill points per syscall: ${JSON.stringify(kills)}`);
-  }, 1_800_000);
-});
+      // Each syscall on the path was hit at least once (the writer links, renames, unlinks, fsyncs and writes).
+      for (const s of ['link', 'rename', 'unlink', 'fsync', 'write', 'openat'])
+        expect(kills[s], `${s}: ${JSON.stringify(kills)}`).toBeGreaterThan(0);
+      console.log(`kill points per syscall: ${JSON.stringify(kills)}`);
+    }, 1_800_000);
+  },
+);

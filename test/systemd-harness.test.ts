@@ -6,7 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
-import { startUserManager, userManagerSupport, SystemdUnavailableError, type UserManager } from './support/systemd-user.js';
+import {
+  startUserManager,
+  userManagerSupport,
+  SystemdUnavailableError,
+  type UserManager,
+} from './support/systemd-user.js';
 
 const support = userManagerSupport();
 const inCi = process.env.CI === 'true';
@@ -56,7 +61,11 @@ describe.skipIf(!support.ok && !inCi)('a real systemd user manager', () => {
     if (!m) return;
     await m.stop();
     timings.stopMs = m.timings.stopMs ?? NaN;
-    console.info(`systemd-harness timings (ms): ${Object.entries(timings).map(([k, v]) => `${k}=${v.toFixed(0)}`).join(' ')}`);
+    console.info(
+      `systemd-harness timings (ms): ${Object.entries(timings)
+        .map(([k, v]) => `${k}=${v.toFixed(0)}`)
+        .join(' ')}`,
+    );
   });
 
   it('is running as the dedicated user in its delegated cgroup', async () => {
@@ -72,11 +81,17 @@ describe.skipIf(!support.ok && !inCi)('a real systemd user manager', () => {
   });
 
   it('captures unit output with StandardOutput=append: (there is no journal to read)', async () => {
-    await m.writeUnit('hello.service', '[Service]\nType=oneshot\nStandardOutput=append:%t/hello.log\nExecStart=/bin/echo hello-from-a-unit\n');
+    await m.writeUnit(
+      'hello.service',
+      '[Service]\nType=oneshot\nStandardOutput=append:%t/hello.log\nExecStart=/bin/echo hello-from-a-unit\n',
+    );
     await ok(m.systemctl(['daemon-reload']));
     await ok(m.systemctl(['start', 'hello.service']));
     expect(readFileSync(`${m.runtimeDir}/hello.log`, 'utf8')).toBe('hello-from-a-unit\n');
-    expect(await m.show('hello.service', ['Result', 'ExecMainStatus'])).toEqual({ Result: 'success', ExecMainStatus: '0' });
+    expect(await m.show('hello.service', ['Result', 'ExecMainStatus'])).toEqual({
+      Result: 'success',
+      ExecMainStatus: '0',
+    });
   });
 
   it('refuses a second manager for the same user while the first runs', async () => {
@@ -88,7 +103,10 @@ describe.skipIf(!support.ok && !inCi)('a real systemd user manager', () => {
     await m.writeFile('gateway/server.mjs', GATEWAY_SERVER);
     await m.writeUnit('agent-gateway@.service', GATEWAY_TEMPLATE);
     await m.writeUnit('agent-gateway@core.service.d/10-profile.conf', `[Service]\nEnvironment=PORT=${corePort}\n`);
-    await m.writeUnit('agent-gateway@research.service.d/10-profile.conf', `[Service]\nEnvironment=PORT=${researchPort}\n`);
+    await m.writeUnit(
+      'agent-gateway@research.service.d/10-profile.conf',
+      `[Service]\nEnvironment=PORT=${researchPort}\n`,
+    );
 
     await ok(m.systemctl(['daemon-reload']));
     await ok(m.systemctl(['enable', 'agent-gateway@core.service']));
@@ -174,21 +192,33 @@ describe.skipIf(!support.ok && !inCi)('a real systemd user manager', () => {
     it('NoNewPrivileges= and SystemCallFilter= are enforced (seccomp works unprivileged)', async () => {
       const nnp = await probe(['NoNewPrivileges=yes'], 'grep NoNewPrivs /proc/self/status');
       expect(nnp.stdout).toMatch(/NoNewPrivs:\s+1/);
-      const filtered = await probe(['SystemCallFilter=~@clock', 'SystemCallErrorNumber=EPERM'], 'date -s 2020-01-01 2>&1; echo "exit=$?"');
+      const filtered = await probe(
+        ['SystemCallFilter=~@clock', 'SystemCallErrorNumber=EPERM'],
+        'date -s 2020-01-01 2>&1; echo "exit=$?"',
+      );
       expect(filtered.stdout).toMatch(/Operation not permitted/);
     });
 
     it('LoadCredential= delivers the file under $CREDENTIALS_DIRECTORY', async () => {
       const source = await m.writeFile('probe-credential', 'not-a-real-secret\n', 0o600);
-      const r = await probe([`LoadCredential=token:${source}`], 'cat "$CREDENTIALS_DIRECTORY/token"; echo "dir=$CREDENTIALS_DIRECTORY"');
+      const r = await probe(
+        [`LoadCredential=token:${source}`],
+        'cat "$CREDENTIALS_DIRECTORY/token"; echo "dir=$CREDENTIALS_DIRECTORY"',
+      );
       expect(r.stdout).toContain('not-a-real-secret');
       expect(r.stdout).toContain(`dir=${m.runtimeDir}/credentials/`);
     });
 
     it('MemoryMax= and TasksMax= are enforced only when the controller is delegated', async () => {
-      const memory = await probe(['MemoryMax=32M', 'MemorySwapMax=0'], `${process.execPath} -e "const b=[];for(let i=0;i<16;i++)b.push(Buffer.alloc(16<<20,1));console.log('allocated')"`);
+      const memory = await probe(
+        ['MemoryMax=32M', 'MemorySwapMax=0'],
+        `${process.execPath} -e "const b=[];for(let i=0;i<16;i++)b.push(Buffer.alloc(16<<20,1));console.log('allocated')"`,
+      );
       expect(memory.stdout.includes('allocated')).toBe(!m.controllers.includes('memory'));
-      const tasks = await probe(['TasksMax=4'], 'for i in 1 2 3 4 5 6 7 8; do sleep 0.3 & done 2>/dev/null; wait; echo spawned');
+      const tasks = await probe(
+        ['TasksMax=4'],
+        'for i in 1 2 3 4 5 6 7 8; do sleep 0.3 & done 2>/dev/null; wait; echo spawned',
+      );
       expect(tasks.code === 0 && tasks.stdout.includes('spawned')).toBe(!m.controllers.includes('pids'));
     });
 
@@ -196,7 +226,8 @@ describe.skipIf(!support.ok && !inCi)('a real systemd user manager', () => {
       const port = await freePort();
       const server = createServer((s) => s.on('error', () => undefined).end('hello\n')).listen(port, '127.0.0.1');
       try {
-        const connect = `${process.execPath} -e "require('net').connect(${port},'127.0.0.1')` +
+        const connect =
+          `${process.execPath} -e "require('net').connect(${port},'127.0.0.1')` +
           `.on('connect',()=>{console.log('connected');process.exit(0)}).on('error',()=>{console.log('denied');process.exit(0)})"`;
         const viaNode = await probe(['IPAddressDeny=any'], connect);
         expect(viaNode.stdout.trim()).toBe('connected');
@@ -225,7 +256,11 @@ describe.skipIf(!support.ok && !inCi)('startUserManager teardown', () => {
     expect(processesOf(m.uid)).toEqual([]);
     expect(processesOf(m.uid).includes(sleeper)).toBe(false);
     expect(existsSync(m.runtimeDir)).toBe(false);
-    expect(existsSync(`/sys/fs/cgroup/unified/${user}`) || existsSync(`/sys/fs/cgroup/systemd/${user}`) || existsSync(`/sys/fs/cgroup/${user}`)).toBe(false);
+    expect(
+      existsSync(`/sys/fs/cgroup/unified/${user}`) ||
+        existsSync(`/sys/fs/cgroup/systemd/${user}`) ||
+        existsSync(`/sys/fs/cgroup/${user}`),
+    ).toBe(false);
     expect(existsSync(m.home)).toBe(false);
     expect(readFileSync('/etc/passwd', 'utf8')).not.toMatch(new RegExp(`^${user}:`, 'm'));
     expect(existsSync('/run/systemd/system')).toBe(hadMarker);
@@ -235,7 +270,11 @@ describe.skipIf(!support.ok && !inCi)('startUserManager teardown', () => {
     const user = `${process.env.AGENTVM_TEST_USER ?? 'agentvm-test'}-r${process.env.VITEST_POOL_ID ?? '0'}`;
     await expect(startUserManager({ user, readyTimeoutMs: 1 })).rejects.toThrow(/not ready after 1 ms/);
     expect(readFileSync('/etc/passwd', 'utf8')).not.toMatch(new RegExp(`^${user}:`, 'm'));
-    expect(existsSync(`/sys/fs/cgroup/unified/${user}`) || existsSync(`/sys/fs/cgroup/systemd/${user}`) || existsSync(`/sys/fs/cgroup/${user}`)).toBe(false);
+    expect(
+      existsSync(`/sys/fs/cgroup/unified/${user}`) ||
+        existsSync(`/sys/fs/cgroup/systemd/${user}`) ||
+        existsSync(`/sys/fs/cgroup/${user}`),
+    ).toBe(false);
     expect(existsSync(`/run/agentvm-systemd-harness/${user}.owner`)).toBe(false);
   });
 
@@ -247,7 +286,9 @@ describe.skipIf(!support.ok && !inCi)('startUserManager teardown', () => {
 describe('SystemdUnavailableError', () => {
   it('says what is missing and how to get it', () => {
     const err = new SystemdUnavailableError('no systemd binary at /lib/systemd/systemd', 'apt-get install systemd');
-    expect(err.message).toBe('systemd user manager unavailable: no systemd binary at /lib/systemd/systemd. apt-get install systemd');
+    expect(err.message).toBe(
+      'systemd user manager unavailable: no systemd binary at /lib/systemd/systemd. apt-get install systemd',
+    );
     expect(err.howTo).toBe('apt-get install systemd');
   });
 });
@@ -273,13 +314,18 @@ function fetchJson(port: number): Promise<{ instance: string; pid: number }> {
   return new Promise((resolve, reject) => {
     const req = get({ host: '127.0.0.1', port, path: '/', timeout: 2_000 }, (res) => {
       let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => { body += d; }).on('end', () => {
-        try {
-          resolve(JSON.parse(body) as { instance: string; pid: number });
-        } catch (err) {
-          reject(err);
-        }
-      });
+      res
+        .setEncoding('utf8')
+        .on('data', (d: string) => {
+          body += d;
+        })
+        .on('end', () => {
+          try {
+            resolve(JSON.parse(body) as { instance: string; pid: number });
+          } catch (err) {
+            reject(err);
+          }
+        });
     });
     req.once('timeout', () => req.destroy(new Error('timeout')));
     req.once('error', reject);

@@ -6,7 +6,21 @@
 // with `systemd-analyze verify`.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -15,7 +29,13 @@ import type { DesiredResource, LockedResource, PlannedChange } from '../src/mode
 import type { HostContext } from '../src/providers/provider.js';
 import { EgressProvider } from '../src/providers/egress/provider.js';
 import { GitReleaseProvider, PackageReleaseProvider } from '../src/providers/release/index.js';
-import { SystemdCode, SystemdProvider, systemEndpoint, userEndpoint, verifyUnits } from '../src/providers/systemd/index.js';
+import {
+  SystemdCode,
+  SystemdProvider,
+  systemEndpoint,
+  userEndpoint,
+  verifyUnits,
+} from '../src/providers/systemd/index.js';
 import { hostPaths } from '../src/model/index.js';
 import { startUserManager, userManagerSupport, type UserManager } from './support/systemd-user.js';
 
@@ -28,7 +48,8 @@ const BUNDLE = path.join(REPO, 'examples/artifacts/orchestrator.bundle');
 const TARBALL = path.join(REPO, 'examples/artifacts/agent-pool-1.0.0.tgz');
 const V1 = 'fe0645c4528837f2588a33651153f918d89da72d';
 const V2 = '7e6cab4322ce8353d0750de9a4b10ceba66bf3ac';
-const POOL_INTEGRITY = 'sha512-ScissILtjOHpRN92+5y6NhmYVLbCwwaGOvKjZvykyhYPuq1+vfR76qiCHFxtsYNtoPEnpuaS/n3332GlFw6yxQ==';
+const POOL_INTEGRITY =
+  'sha512-ScissILtjOHpRN92+5y6NhmYVLbCwwaGOvKjZvykyhYPuq1+vfR76qiCHFxtsYNtoPEnpuaS/n3332GlFw6yxQ==';
 
 describe('systemd provider: a user manager is available in CI', () => {
   it.runIf(inCi)('the harness can start a user manager on this machine', () => {
@@ -97,39 +118,138 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
     chmodSync(root, 0o755); // the units run as the harness user, who must reach the release dirs
     host = { host: 'test', root, paths: hostPaths(root), repo: REPO };
     provider = new SystemdProvider({
-      endpoint: (h, scope) => (scope === 'user' ? userEndpoint({ root: h.root, account: { user: m.user, uid: m.uid, gid: m.gid, home: m.home, runtimeDir: m.runtimeDir } }) : systemEndpoint(h.root)),
+      endpoint: (h, scope) =>
+        scope === 'user'
+          ? userEndpoint({
+              root: h.root,
+              account: { user: m.user, uid: m.uid, gid: m.gid, home: m.home, runtimeDir: m.runtimeDir },
+            })
+          : systemEndpoint(h.root),
     });
 
     // Releases, installed by the real release providers (archetype A: two commits of the bundle; B: the tarball).
     const git = new GitReleaseProvider();
     for (const commit of [V1, V2]) {
-      const desired: DesiredResource = { address: 'release.orchestrator', provider: 'release.git', workload: 'orchestrator', identity: commit, dependsOn: [], config: { repo: BUNDLE, commit } };
+      const desired: DesiredResource = {
+        address: 'release.orchestrator',
+        provider: 'release.git',
+        workload: 'orchestrator',
+        identity: commit,
+        dependsOn: [],
+        config: { repo: BUNDLE, commit },
+      };
       const res = await git.apply({ host, change: change(desired, 'create') });
       expect(res.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
     }
     const pkg = new PackageReleaseProvider();
-    const poolRelease: DesiredResource = { address: 'release.agent-pool', provider: 'release.package', workload: 'agent-pool', identity: `agent-pool@1.0.0#${POOL_INTEGRITY}`, dependsOn: [], config: { name: 'agent-pool', version: '1.0.0', integrity: POOL_INTEGRITY, tarball: TARBALL } };
-    expect((await pkg.apply({ host, change: change(poolRelease, 'create') })).diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
+    const poolRelease: DesiredResource = {
+      address: 'release.agent-pool',
+      provider: 'release.package',
+      workload: 'agent-pool',
+      identity: `agent-pool@1.0.0#${POOL_INTEGRITY}`,
+      dependsOn: [],
+      config: { name: 'agent-pool', version: '1.0.0', integrity: POOL_INTEGRITY, tarball: TARBALL },
+    };
+    expect(
+      (await pkg.apply({ host, change: change(poolRelease, 'create') })).diagnostics.filter(
+        (d) => d.severity === 'error',
+      ),
+    ).toEqual([]);
 
     // Secrets on the host, readable by the account whose manager loads them; referenced, never in a unit.
     const secrets = path.join(root, 'etc/agentvm/secrets');
     mkdirSync(secrets, { recursive: true });
-    for (const [name, value] of [['chat-token', 'chat-secret-1'], ['llm-api-key', 'llm-secret-1'], ['pool-token', 'pool-secret-1']] as const) {
+    for (const [name, value] of [
+      ['chat-token', 'chat-secret-1'],
+      ['llm-api-key', 'llm-secret-1'],
+      ['pool-token', 'pool-secret-1'],
+    ] as const) {
       const file = path.join(secrets, name);
       writeFileSync(file, value, { mode: 0o400 });
       chownSync(file, m.uid, m.gid);
     }
     for (const p of ['core', 'research', 'pool', 'sock-check', 'echo']) ports[p] = await freePort();
-    const orchestratorSecrets = [{ name: 'chat-token', ref: `file:${secrets}/chat-token` }, { name: 'llm-api-key', ref: `file:${secrets}/llm-api-key` }];
-    units.core = unit({ workload: 'orchestrator', profile: 'core', entrypoint: ['python3', '-m', 'orchestrator'], env: { AGENT_PROFILE: 'core', AGENT_LISTEN_PORT: String(ports.core), AGENT_REQUIRED_CREDENTIALS: 'chat-token,llm-api-key', PYTHONDONTWRITEBYTECODE: '1' }, listen: { port: ports.core! }, riskTier: 'high', secrets: orchestratorSecrets, egress: [{ host: '192.0.2.10', port: 443 }], releaseId: V1 });
-    units.research = unit({ workload: 'orchestrator', profile: 'research', entrypoint: ['python3', '-m', 'orchestrator'], env: { AGENT_PROFILE: 'research', AGENT_LISTEN_PORT: String(ports.research), AGENT_REQUIRED_CREDENTIALS: 'llm-api-key', PYTHONDONTWRITEBYTECODE: '1' }, listen: { port: ports.research! }, riskTier: 'high', secrets: orchestratorSecrets, releaseId: V1 });
-    units.pool = unit({ workload: 'agent-pool', profile: 'pool', entrypoint: ['node', 'server.js'], env: { AGENT_PROFILE: 'pool', AGENT_LISTEN_PORT: String(ports.pool), AGENT_POOL_SIZE: '2', AGENT_REQUIRED_CREDENTIALS: 'pool-token' }, listen: { port: ports.pool! }, riskTier: 'moderate', secrets: [{ name: 'pool-token', ref: `file:${secrets}/pool-token` }], releaseId: 'agent-pool@1.0.0' });
+    const orchestratorSecrets = [
+      { name: 'chat-token', ref: `file:${secrets}/chat-token` },
+      { name: 'llm-api-key', ref: `file:${secrets}/llm-api-key` },
+    ];
+    units.core = unit({
+      workload: 'orchestrator',
+      profile: 'core',
+      entrypoint: ['python3', '-m', 'orchestrator'],
+      env: {
+        AGENT_PROFILE: 'core',
+        AGENT_LISTEN_PORT: String(ports.core),
+        AGENT_REQUIRED_CREDENTIALS: 'chat-token,llm-api-key',
+        PYTHONDONTWRITEBYTECODE: '1',
+      },
+      listen: { port: ports.core! },
+      riskTier: 'high',
+      secrets: orchestratorSecrets,
+      egress: [{ host: '192.0.2.10', port: 443 }],
+      releaseId: V1,
+    });
+    units.research = unit({
+      workload: 'orchestrator',
+      profile: 'research',
+      entrypoint: ['python3', '-m', 'orchestrator'],
+      env: {
+        AGENT_PROFILE: 'research',
+        AGENT_LISTEN_PORT: String(ports.research),
+        AGENT_REQUIRED_CREDENTIALS: 'llm-api-key',
+        PYTHONDONTWRITEBYTECODE: '1',
+      },
+      listen: { port: ports.research! },
+      riskTier: 'high',
+      secrets: orchestratorSecrets,
+      releaseId: V1,
+    });
+    units.pool = unit({
+      workload: 'agent-pool',
+      profile: 'pool',
+      entrypoint: ['node', 'server.js'],
+      env: {
+        AGENT_PROFILE: 'pool',
+        AGENT_LISTEN_PORT: String(ports.pool),
+        AGENT_POOL_SIZE: '2',
+        AGENT_REQUIRED_CREDENTIALS: 'pool-token',
+      },
+      listen: { port: ports.pool! },
+      riskTier: 'moderate',
+      secrets: [{ name: 'pool-token', ref: `file:${secrets}/pool-token` }],
+      releaseId: 'agent-pool@1.0.0',
+    });
 
     // Every unit is confined to its own network namespace (decisions/0016): the host's egress proxy serves each
     // profile's socket and bridges its port inbound, so it runs (as apply would start it, in the same manager) first.
-    const egress = new EgressProvider({ endpoint: (h) => userEndpoint({ root: h.root, account: { user: m.user, uid: m.uid, gid: m.gid, home: m.home, runtimeDir: m.runtimeDir } }) });
-    const callers = [['orchestrator', 'core'], ['orchestrator', 'research'], ['agent-pool', 'pool'], ['echo', 'echo'], ['orchestrator', 'sock-check']].map(([w, p]) => ({ id: `unit.${w}.${p}`, workload: w!, profile: p!, entries: [], listenPort: p === 'sock-check' ? null : ports[p!]! }));
-    const egressServer: DesiredResource = { address: 'egress.server', provider: 'egress', workload: '(host)', identity: 'agentvm-egress.service', dependsOn: [], config: { scope: 'user', resolvers: [], callers } };
+    const egress = new EgressProvider({
+      endpoint: (h) =>
+        userEndpoint({
+          root: h.root,
+          account: { user: m.user, uid: m.uid, gid: m.gid, home: m.home, runtimeDir: m.runtimeDir },
+        }),
+    });
+    const callers = [
+      ['orchestrator', 'core'],
+      ['orchestrator', 'research'],
+      ['agent-pool', 'pool'],
+      ['echo', 'echo'],
+      ['orchestrator', 'sock-check'],
+    ].map(([w, p]) => ({
+      id: `unit.${w}.${p}`,
+      workload: w!,
+      profile: p!,
+      entries: [],
+      listenPort: p === 'sock-check' ? null : ports[p!]!,
+    }));
+    const egressServer: DesiredResource = {
+      address: 'egress.server',
+      provider: 'egress',
+      workload: '(host)',
+      identity: 'agentvm-egress.service',
+      dependsOn: [],
+      config: { scope: 'user', resolvers: [], callers },
+    };
     expect((await egress.apply({ host, change: change(egressServer, 'create') })).diagnostics).toEqual([]);
   }, 120_000);
 
@@ -146,20 +266,43 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
     }
   });
 
-  function change(desired: DesiredResource | undefined, action: PlannedChange['action'], address = desired?.address ?? ''): PlannedChange {
-    return { address, provider: desired?.provider ?? 'systemd', workload: desired?.workload ?? address.split('.')[1]!, action, effect: 'restart', reasons: [], dependsOn: [], ...(desired ? { desired, after: { identity: desired.identity } } : {}) };
+  function change(
+    desired: DesiredResource | undefined,
+    action: PlannedChange['action'],
+    address = desired?.address ?? '',
+  ): PlannedChange {
+    return {
+      address,
+      provider: desired?.provider ?? 'systemd',
+      workload: desired?.workload ?? address.split('.')[1]!,
+      action,
+      effect: 'restart',
+      reasons: [],
+      dependsOn: [],
+      ...(desired ? { desired, after: { identity: desired.identity } } : {}),
+    };
   }
 
   /** read → plan → apply for one address, keeping the lockfile entry the way src/app/apply.ts does. */
   async function converge(desired: DesiredResource | undefined, address = desired!.address) {
     const locked = lock.get(address);
     const read = await provider.read({ host, address, ...(desired ? { desired } : {}), ...(locked ? { locked } : {}) });
-    const plan = provider.plan({ address, ...(desired ? { desired } : {}), live: read.live, ...(locked ? { locked } : {}) });
+    const plan = provider.plan({
+      address,
+      ...(desired ? { desired } : {}),
+      live: read.live,
+      ...(locked ? { locked } : {}),
+    });
     if (plan.action === 'noop') return { read, plan, res: undefined };
     const c = { ...change(desired, plan.action, address), effect: plan.effect, reasons: plan.reasons };
     const messages: string[] = [];
     const t0 = performance.now();
-    const res = await provider.apply({ host, change: c, ...(locked ? { locked } : {}), progress: (msg) => messages.push(msg) });
+    const res = await provider.apply({
+      host,
+      change: c,
+      ...(locked ? { locked } : {}),
+      progress: (msg) => messages.push(msg),
+    });
     timings.push(`${address} ${plan.action}/${plan.effect}: ${(performance.now() - t0).toFixed(0)} ms`);
     const ok = !res.diagnostics.some((d) => d.severity === 'error');
     if (ok && plan.action === 'delete') lock.delete(address);
@@ -191,9 +334,12 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
   });
 
   async function verifyWritten(): Promise<void> {
-    const files = [{ name: 'agent-gateway@.service', text: readFileSync(path.join(m.unitDir, 'agent-gateway@.service'), 'utf8') }];
+    const files = [
+      { name: 'agent-gateway@.service', text: readFileSync(path.join(m.unitDir, 'agent-gateway@.service'), 'utf8') },
+    ];
     for (const e of readdirSync(m.unitDir).filter((d) => /^agent-gateway@.+\.service\.d$/.test(d))) {
-      for (const f of readdirSync(path.join(m.unitDir, e))) files.push({ name: `${e}/${f}`, text: readFileSync(path.join(m.unitDir, e, f), 'utf8') });
+      for (const f of readdirSync(path.join(m.unitDir, e)))
+        files.push({ name: `${e}/${f}`, text: readFileSync(path.join(m.unitDir, e, f), 'utf8') });
     }
     expect(await verifyUnits(files, { scope: 'user' })).toEqual([]);
   }
@@ -202,20 +348,34 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
     for (const name of ['core', 'research', 'pool']) {
       const { plan, res } = await converge(units[name]);
       expect([plan.action, plan.effect]).toEqual(['create', 'restart']);
-      expect(res!.diagnostics.filter((d) => d.severity === 'error'), name).toEqual([]);
+      expect(
+        res!.diagnostics.filter((d) => d.severity === 'error'),
+        name,
+      ).toEqual([]);
     }
-    for (const [name, release] of [['core', V1], ['research', V1], ['pool', 'agent-pool@1.0.0']] as const) {
+    for (const [name, release] of [
+      ['core', V1],
+      ['research', V1],
+      ['pool', 'agent-pool@1.0.0'],
+    ] as const) {
       const health = await getJson(ports[name]!, '/healthz');
       expect(health.status, name).toBe(200);
       expect(health.body).toMatchObject({ status: 'ok', profile: name });
       expect((health.body.credentials as { missing: string[] }).missing).toEqual([]);
-      expect(await m.show(`agent-gateway@${name}.service`, ['ActiveState', 'UnitFileState'])).toEqual({ ActiveState: 'active', UnitFileState: 'enabled' });
+      expect(await m.show(`agent-gateway@${name}.service`, ['ActiveState', 'UnitFileState'])).toEqual({
+        ActiveState: 'active',
+        UnitFileState: 'enabled',
+      });
       // Exactly one runtime source: the process runs in its release directory.
       const pid = await execdPid(`agent-gateway@${name}.service`);
       const workload = name === 'pool' ? 'agent-pool' : 'orchestrator';
       expect(readlinkSync(`/proc/${pid}/cwd`)).toBe(path.join(host.paths.releases, workload, release));
     }
-    expect(readdirSync(path.join(m.unitDir, 'default.target.wants')).filter((u) => u.startsWith('agent-gateway@')).sort()).toEqual(['agent-gateway@core.service', 'agent-gateway@pool.service', 'agent-gateway@research.service']);
+    expect(
+      readdirSync(path.join(m.unitDir, 'default.target.wants'))
+        .filter((u) => u.startsWith('agent-gateway@'))
+        .sort(),
+    ).toEqual(['agent-gateway@core.service', 'agent-gateway@pool.service', 'agent-gateway@research.service']);
     // Secrets are references in the unit, values only in the unit's credentials dir.
     const dropIn = readFileSync(path.join(m.unitDir, 'agent-gateway@core.service.d/50-agentvm.conf'), 'utf8');
     expect(dropIn).toContain('LoadCredential=chat-token:');
@@ -231,14 +391,24 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
       expect([name, plan.action, plan.effect, plan.drift]).toEqual([name, 'noop', 'none', []]);
     }
     // apply itself is idempotent too, even when called with a change that is already applied.
-    const res = await provider.apply({ host, change: change(units.core, 'update'), locked: lock.get('unit.orchestrator.core')! });
+    const res = await provider.apply({
+      host,
+      change: change(units.core, 'update'),
+      locked: lock.get('unit.orchestrator.core')!,
+    });
     expect(res.diagnostics).toEqual([]);
     expect(await pids()).toEqual(before);
   });
 
   it("changing one profile's env restarts only that unit", async () => {
     const before = await pids();
-    units.research = { ...units.research!, config: { ...units.research!.config, env: { ...(units.research!.config.env as Record<string, string>), AGENT_NOTE: 'changed' } } };
+    units.research = {
+      ...units.research!,
+      config: {
+        ...units.research!.config,
+        env: { ...(units.research!.config.env as Record<string, string>), AGENT_NOTE: 'changed' },
+      },
+    };
     const { plan, res } = await converge(units.research);
     expect([plan.action, plan.effect]).toEqual(['update', 'restart']);
     expect(plan.reasons.map((r) => r.message).join('\n')).toContain('Service.Environment (restart)');
@@ -252,12 +422,23 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
     expect((await getJson(ports.research!, '/healthz')).status).toBe(200);
   });
 
-  it('leaves the unit alone on an egress change: the allowlist lives in the egress proxy\'s rules, not in the unit', async () => {
+  it("leaves the unit alone on an egress change: the allowlist lives in the egress proxy's rules, not in the unit", async () => {
     const before = await pids();
-    units.core = { ...units.core!, config: { ...units.core!.config, egress: [{ host: '192.0.2.10', port: 443 }, { host: '192.0.2.11', port: 443 }] } };
+    units.core = {
+      ...units.core!,
+      config: {
+        ...units.core!.config,
+        egress: [
+          { host: '192.0.2.10', port: 443 },
+          { host: '192.0.2.11', port: 443 },
+        ],
+      },
+    };
     const { plan } = await converge(units.core);
     expect([plan.action, plan.effect]).toEqual(['noop', 'none']);
-    expect(readFileSync(path.join(m.unitDir, 'agent-gateway@core.service.d/50-agentvm.conf'), 'utf8')).not.toContain('192.0.2.1');
+    expect(readFileSync(path.join(m.unitDir, 'agent-gateway@core.service.d/50-agentvm.conf'), 'utf8')).not.toContain(
+      '192.0.2.1',
+    );
     expect(await pids()).toEqual(before);
   });
 
@@ -285,7 +466,10 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
 
   it('reports a second runtime source (a drop-in overriding ExecStart) as drift and removes it', async () => {
     const foreign = 'agent-gateway@core.service.d/90-hand.conf';
-    await m.writeUnit(foreign, `[Service]\nExecStart=\nExecStart=/usr/bin/python3 -m http.server ${ports.core} --bind 127.0.0.1\n`);
+    await m.writeUnit(
+      foreign,
+      `[Service]\nExecStart=\nExecStart=/usr/bin/python3 -m http.server ${ports.core} --bind 127.0.0.1\n`,
+    );
     expect((await m.systemctl(['daemon-reload'])).code).toBe(0);
     expect((await m.systemctl(['restart', 'agent-gateway@core.service'])).code).toBe(0);
     const hijacked = await execdPid('agent-gateway@core.service');
@@ -293,7 +477,9 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
 
     const plan = await planOf(units.core!);
     expect([plan.action, plan.effect]).toEqual(['replace', 'restart']);
-    expect(plan.drift.map((d) => d.message).join('\n')).toMatch(/second runtime source .*90-hand\.conf sets Service\.ExecStart/);
+    expect(plan.drift.map((d) => d.message).join('\n')).toMatch(
+      /second runtime source .*90-hand\.conf sets Service\.ExecStart/,
+    );
 
     const { res } = await converge(units.core);
     expect(res!.diagnostics).toEqual([]);
@@ -314,7 +500,11 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
     chmodSync(file, 0o600);
     writeFileSync(file, 'pool-secret-2');
     const plan = await planOf(units.pool!);
-    expect([plan.action, plan.effect, plan.reasons.map((r) => r.code)]).toEqual(['update', 'restart', ['dependency-changed']]);
+    expect([plan.action, plan.effect, plan.reasons.map((r) => r.code)]).toEqual([
+      'update',
+      'restart',
+      ['dependency-changed'],
+    ]);
     expect(JSON.stringify(plan)).not.toContain('pool-secret');
     await converge(units.pool);
     const after = await pids();
@@ -324,7 +514,15 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
 
   it('rolls a release that fails its health check back to the previous one', async () => {
     const before = lock.get('unit.orchestrator.core')!;
-    const failing: DesiredResource = { ...units.core!, config: { ...units.core!.config, releaseId: V2, env: { ...(units.core!.config.env as Record<string, string>), AGENT_FAIL_HEALTH: '1' }, health: { path: '/healthz', timeoutSeconds: 6 } } };
+    const failing: DesiredResource = {
+      ...units.core!,
+      config: {
+        ...units.core!.config,
+        releaseId: V2,
+        env: { ...(units.core!.config.env as Record<string, string>), AGENT_FAIL_HEALTH: '1' },
+        health: { path: '/healthz', timeoutSeconds: 6 },
+      },
+    };
     const plan = await planOf(failing);
     expect([plan.action, plan.effect]).toEqual(['update', 'restart']);
     expect(plan.reasons[0]!.message).toContain(`release ${V1} → ${V2}`);
@@ -355,7 +553,16 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
     writeFileSync(path.join(release, 'echo.py'), ECHO_PY);
     execFileSync('chmod', ['-R', 'a-w,a+rX', release]);
     const weird = ['with space', 'quote"d', "single'q", 'back\\slash', '$HOME and ${USER}', '100% %i %n', ';'];
-    const desired = unit({ workload: 'echo', profile: 'echo', entrypoint: ['python3', 'echo.py', ...weird], env: { AGENT_LISTEN_PORT: String(ports.echo), WEIRD_A: weird.join('|'), WEIRD_B: '  leading and trailing  ' }, listen: { port: ports.echo! }, riskTier: 'critical', secrets: [], releaseId: 'echo-1' });
+    const desired = unit({
+      workload: 'echo',
+      profile: 'echo',
+      entrypoint: ['python3', 'echo.py', ...weird],
+      env: { AGENT_LISTEN_PORT: String(ports.echo), WEIRD_A: weird.join('|'), WEIRD_B: '  leading and trailing  ' },
+      listen: { port: ports.echo! },
+      riskTier: 'critical',
+      secrets: [],
+      releaseId: 'echo-1',
+    });
     const { res } = await converge(desired);
     expect(res!.diagnostics).toEqual([]);
     const echoed = (await getJson(ports.echo!, '/healthz')).body as { argv: string[]; env: Record<string, string> };
@@ -371,7 +578,16 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
   });
 
   it('serves a profile on a unix socket from its runtime directory', async () => {
-    const desired = unit({ workload: 'orchestrator', profile: 'sock-check', entrypoint: ['python3', '-m', 'orchestrator'], env: { PYTHONDONTWRITEBYTECODE: '1' }, listen: { socket: 'gw.sock' }, riskTier: 'critical', secrets: [], releaseId: V1 });
+    const desired = unit({
+      workload: 'orchestrator',
+      profile: 'sock-check',
+      entrypoint: ['python3', '-m', 'orchestrator'],
+      env: { PYTHONDONTWRITEBYTECODE: '1' },
+      listen: { socket: 'gw.sock' },
+      riskTier: 'critical',
+      secrets: [],
+      releaseId: V1,
+    });
     const { res } = await converge(desired);
     expect(res!.diagnostics).toEqual([]);
     const sock = path.join(m.runtimeDir, 'agent-gateway/sock-check/gw.sock');
@@ -382,10 +598,17 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
   });
 
   it('removing a profile removes only its unit; list reports only what agentvm owns', async () => {
-    await m.writeUnit('agent-gateway@manual.service.d/10-mine.conf', '[Service]\nExecStart=\nExecStart=/bin/sleep 1000\n');
+    await m.writeUnit(
+      'agent-gateway@manual.service.d/10-mine.conf',
+      '[Service]\nExecStart=\nExecStart=/bin/sleep 1000\n',
+    );
     await m.writeUnit('unrelated.service', '[Service]\nExecStart=/bin/sleep 1000\n');
     const listed = await provider.list({ host });
-    expect(listed.owned.map((o) => o.address)).toEqual(['unit.agent-pool.pool', 'unit.orchestrator.core', 'unit.orchestrator.research']);
+    expect(listed.owned.map((o) => o.address)).toEqual([
+      'unit.agent-pool.pool',
+      'unit.orchestrator.core',
+      'unit.orchestrator.research',
+    ]);
 
     const before = await pids();
     const { plan, res } = await converge(undefined, 'unit.orchestrator.research');
@@ -398,7 +621,8 @@ describe.skipIf(!support.ok && !inCi)('systemd provider against a real user mana
     expect([after.core, after.pool]).toEqual([before.core, before.pool]);
     expect(existsSync(path.join(m.unitDir, 'agent-gateway@.service'))).toBe(true);
 
-    for (const address of ['unit.orchestrator.core', 'unit.agent-pool.pool']) expect((await converge(undefined, address)).res!.diagnostics).toEqual([]);
+    for (const address of ['unit.orchestrator.core', 'unit.agent-pool.pool'])
+      expect((await converge(undefined, address)).res!.diagnostics).toEqual([]);
     // The last instance took the template with it; files agentvm does not own are untouched.
     expect(existsSync(path.join(m.unitDir, 'agent-gateway@.service'))).toBe(false);
     expect(existsSync(path.join(m.unitDir, 'agent-gateway@manual.service.d/10-mine.conf'))).toBe(true);
@@ -413,14 +637,37 @@ describe.skipIf(!support.ok && !inCi)('systemd provider offline (system scope in
     try {
       const host: HostContext = { host: 'img', root, paths: hostPaths(root), repo: REPO };
       const provider = new SystemdProvider();
-      const desired: DesiredResource = { ...unit({ workload: 'orchestrator', profile: 'core', entrypoint: ['python3', '-m', 'orchestrator'], env: {}, listen: { port: 8101 }, riskTier: 'high', secrets: [{ name: 'k', ref: 'systemd-creds:/etc/agentvm/credstore/k.cred' }], releaseId: V1 }) };
+      const desired: DesiredResource = {
+        ...unit({
+          workload: 'orchestrator',
+          profile: 'core',
+          entrypoint: ['python3', '-m', 'orchestrator'],
+          env: {},
+          listen: { port: 8101 },
+          riskTier: 'high',
+          secrets: [{ name: 'k', ref: 'systemd-creds:/etc/agentvm/credstore/k.cred' }],
+          releaseId: V1,
+        }),
+      };
       desired.config = { ...desired.config, scope: 'system' };
       mkdirSync(path.join(host.paths.releases, 'orchestrator', V1), { recursive: true });
       const read = await provider.read({ host, address: desired.address, desired });
       expect((read.live.attributes as { context: { mode: string } }).context.mode).toBe('offline');
       const plan = provider.plan({ address: desired.address, desired, live: read.live });
       expect(plan.action).toBe('create');
-      const res = await provider.apply({ host, change: { address: desired.address, provider: 'systemd', workload: 'orchestrator', action: 'create', effect: 'restart', reasons: [], desired, dependsOn: [] } });
+      const res = await provider.apply({
+        host,
+        change: {
+          address: desired.address,
+          provider: 'systemd',
+          workload: 'orchestrator',
+          action: 'create',
+          effect: 'restart',
+          reasons: [],
+          desired,
+          dependsOn: [],
+        },
+      });
       expect(res.diagnostics).toEqual([]);
       const unitDir = path.join(root, 'etc/systemd/system');
       const wants = path.join(unitDir, 'multi-user.target.wants/agent-gateway@core.service');
@@ -430,15 +677,29 @@ describe.skipIf(!support.ok && !inCi)('systemd provider offline (system scope in
       expect(dropIn).toContain(`WorkingDirectory=/var/lib/agentvm/releases/orchestrator/${V1}`);
       expect(dropIn).not.toContain(root);
       expect(statSync(path.join(unitDir, 'agent-gateway@.service')).mode & 0o777).toBe(0o644);
-      expect(await verifyUnits([
-        { name: 'agent-gateway@.service', text: readFileSync(path.join(unitDir, 'agent-gateway@.service'), 'utf8') },
-        { name: 'agent-gateway@core.service.d/50-agentvm.conf', text: dropIn },
-      ])).toEqual([]);
+      expect(
+        await verifyUnits([
+          { name: 'agent-gateway@.service', text: readFileSync(path.join(unitDir, 'agent-gateway@.service'), 'utf8') },
+          { name: 'agent-gateway@core.service.d/50-agentvm.conf', text: dropIn },
+        ]),
+      ).toEqual([]);
 
       const locked: LockedResource = { ...res.locked!, commit: null, appliedAt: '2026-01-01T00:00:00Z' };
       const again = await provider.read({ host, address: desired.address, desired, locked });
       expect(provider.plan({ address: desired.address, desired, live: again.live, locked }).action).toBe('noop');
-      const del = await provider.apply({ host, change: { address: desired.address, provider: 'systemd', workload: 'orchestrator', action: 'delete', effect: 'none', reasons: [], dependsOn: [] }, locked });
+      const del = await provider.apply({
+        host,
+        change: {
+          address: desired.address,
+          provider: 'systemd',
+          workload: 'orchestrator',
+          action: 'delete',
+          effect: 'none',
+          reasons: [],
+          dependsOn: [],
+        },
+        locked,
+      });
       expect(del.diagnostics).toEqual([]);
       expect(existsSync(wants)).toBe(false);
       expect(existsSync(path.join(unitDir, 'agent-gateway@core.service.d'))).toBe(false);
@@ -455,14 +716,37 @@ describe.skipIf(!support.ok && !inCi)('systemd provider offline (user scope into
     try {
       const host: HostContext = { host: 'img', root, paths: hostPaths(root), repo: REPO };
       const provider = new SystemdProvider();
-      const desired = unit({ workload: 'agent-pool', profile: 'pool', entrypoint: ['node', 'server.js'], env: {}, listen: { port: 8201 }, riskTier: 'moderate', secrets: [], releaseId: 'agent-pool@1.0.0' });
+      const desired = unit({
+        workload: 'agent-pool',
+        profile: 'pool',
+        entrypoint: ['node', 'server.js'],
+        env: {},
+        listen: { port: 8201 },
+        riskTier: 'moderate',
+        secrets: [],
+        releaseId: 'agent-pool@1.0.0',
+      });
       mkdirSync(path.join(host.paths.releases, 'agent-pool', 'agent-pool@1.0.0'), { recursive: true });
       const read = await provider.read({ host, address: desired.address, desired });
       const plan = provider.plan({ address: desired.address, desired, live: read.live });
-      const res = await provider.apply({ host, change: { address: desired.address, provider: 'systemd', workload: 'agent-pool', action: plan.action, effect: plan.effect, reasons: [], desired, dependsOn: [] } });
+      const res = await provider.apply({
+        host,
+        change: {
+          address: desired.address,
+          provider: 'systemd',
+          workload: 'agent-pool',
+          action: plan.action,
+          effect: plan.effect,
+          reasons: [],
+          desired,
+          dependsOn: [],
+        },
+      });
       expect(res.diagnostics).toEqual([]);
       const unitDir = path.join(root, 'etc/systemd/user');
-      expect(readlinkSync(path.join(unitDir, 'default.target.wants/agent-gateway@pool.service'))).toBe('/etc/systemd/user/agent-gateway@.service');
+      expect(readlinkSync(path.join(unitDir, 'default.target.wants/agent-gateway@pool.service'))).toBe(
+        '/etc/systemd/user/agent-gateway@.service',
+      );
       expect((await provider.list({ host })).owned.map((o) => o.address)).toEqual(['unit.agent-pool.pool']);
     } finally {
       rmSync(root, { recursive: true, force: true });
@@ -494,13 +778,24 @@ function freePort(): Promise<number> {
   });
 }
 
-function getJson(port: number, urlPath: string, socketPath?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+function getJson(
+  port: number,
+  urlPath: string,
+  socketPath?: string,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = get({ host: '127.0.0.1', port, path: urlPath, ...(socketPath ? { socketPath } : {}), timeout: 5_000 }, (res) => {
-      let data = '';
-      res.setEncoding('utf8').on('data', (d: string) => { data += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(data || '{}') as Record<string, unknown> }));
-    });
+    const req = get(
+      { host: '127.0.0.1', port, path: urlPath, ...(socketPath ? { socketPath } : {}), timeout: 5_000 },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8').on('data', (d: string) => {
+          data += d;
+        });
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(data || '{}') as Record<string, unknown> }),
+        );
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
   });

@@ -35,9 +35,11 @@ export default () => ({
 `;
 
 const FILES = {
-  'agentvm.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Config\nmetadata:\n  name: t\nspec:\n  providers:\n    - package: agentvm-provider-demo\n      version: 1.2.3\n      replaces: gate\n',
+  'agentvm.yaml':
+    'apiVersion: agentvm.dev/v1alpha1\nkind: Config\nmetadata:\n  name: t\nspec:\n  providers:\n    - package: agentvm-provider-demo\n      version: 1.2.3\n      replaces: gate\n',
   'hosts/h.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h\nspec:\n  workloads: [web]\n',
-  'workloads/web/contract.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: web\nspec:\n  owner: t@example.com\n  riskTier: low\n  substrate: service\n',
+  'workloads/web/contract.yaml':
+    'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: web\nspec:\n  owner: t@example.com\n  riskTier: low\n  substrate: service\n',
   'workloads/web/manifest.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: web\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: REPO\n      commit: fe0645c4528837f2588a33651153f918d89da72d\n  profiles:\n    - name: web\n      entrypoint: [python3, -m, orchestrator]\n      listen:\n        port: 8301\n  previews:\n    - name: page\n      upstream:\n        port: 8301\n      maxTtl: 1h\n`,
 };
 
@@ -47,10 +49,16 @@ describe('third-party providers from agentvm.yaml', () => {
   beforeAll(async () => {
     assertBuilt();
     const bundle = join(import.meta.dirname, '..', 'examples', 'artifacts', 'orchestrator.bundle');
-    repo = await gitdir({ ...FILES, 'workloads/web/manifest.yaml': FILES['workloads/web/manifest.yaml'].replace('REPO', bundle) });
+    repo = await gitdir({
+      ...FILES,
+      'workloads/web/manifest.yaml': FILES['workloads/web/manifest.yaml'].replace('REPO', bundle),
+    });
     const pkg = join(repo.dir, 'node_modules', 'agentvm-provider-demo');
     mkdirSync(pkg, { recursive: true });
-    writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'agentvm-provider-demo', version: '1.2.3', type: 'module', main: 'index.js' }));
+    writeFileSync(
+      join(pkg, 'package.json'),
+      JSON.stringify({ name: 'agentvm-provider-demo', version: '1.2.3', type: 'module', main: 'index.js' }),
+    );
     writeFileSync(join(pkg, 'index.js'), PROVIDER);
   });
   afterAll(async () => {
@@ -62,11 +70,18 @@ describe('third-party providers from agentvm.yaml', () => {
   it('GIVEN a provider package WHEN planning and applying THEN it plans and applies its resources', async () => {
     const root = `${repo.dir}-root`;
     const plan = await agentvm(['plan', '--repo', repo.dir, '--root', root, '--json']);
-    const p = JSON.parse(plan.stdout) as { changes: Array<{ address: string; provider: string; action: string }>; diagnostics: Array<{ code: string; summary: string }> };
-    expect(p.changes).toContainEqual(expect.objectContaining({ address: 'gate.web.page', provider: 'gate', action: 'create' }));
+    const p = JSON.parse(plan.stdout) as {
+      changes: Array<{ address: string; provider: string; action: string }>;
+      diagnostics: Array<{ code: string; summary: string }>;
+    };
+    expect(p.changes).toContainEqual(
+      expect.objectContaining({ address: 'gate.web.page', provider: 'gate', action: 'create' }),
+    );
     expect(p.diagnostics.filter((d) => d.code === 'provider.unavailable' && d.summary.includes('`gate`'))).toEqual([]);
     // The replacement is visible on every plan, not just when it was reviewed.
-    expect(p.diagnostics.filter((d) => d.code === 'provider.replaced').map((d) => d.summary)).toEqual(['The built-in `gate` provider is replaced by `agentvm-provider-demo`@1.2.3.']);
+    expect(p.diagnostics.filter((d) => d.code === 'provider.replaced').map((d) => d.summary)).toEqual([
+      'The built-in `gate` provider is replaced by `agentvm-provider-demo`@1.2.3.',
+    ]);
     const apply = await agentvm(['apply', '--repo', repo.dir, '--root', root, '--auto-approve']);
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
     expect(readFileSync(join(root, 'var/lib/agentvm/state/demo-gate/gate.web.page'), 'utf8')).toBe('applied\n');
@@ -79,7 +94,9 @@ describe('third-party providers from agentvm.yaml', () => {
     await repo.commitFiles({ 'agentvm.yaml': FILES['agentvm.yaml'].replace('      replaces: gate\n', '') });
     const r = await agentvm(['plan', '--repo', repo.dir, '--root', join(repo.dir, 'r1'), '--json']);
     expect(r.code).toBe(1);
-    const d = (JSON.parse(r.stdout) as { diagnostics: Array<{ code: string; detail?: string }> }).diagnostics.find((x) => x.code === 'provider.duplicate');
+    const d = (JSON.parse(r.stdout) as { diagnostics: Array<{ code: string; detail?: string }> }).diagnostics.find(
+      (x) => x.code === 'provider.duplicate',
+    );
     expect(d?.detail).toContain('replaces: gate');
     await repo.commitFiles({ 'agentvm.yaml': FILES['agentvm.yaml'] });
   });
@@ -88,9 +105,15 @@ describe('third-party providers from agentvm.yaml', () => {
     await repo.commitFiles({ 'agentvm.yaml': FILES['agentvm.yaml'].replace('1.2.3', '9.9.9') });
     const r = await agentvm(['plan', '--repo', repo.dir, '--root', join(repo.dir, 'r2'), '--json']);
     expect(r.code).toBe(1);
-    expect((JSON.parse(r.stdout) as { diagnostics: Array<{ code: string }> }).diagnostics.map((d) => d.code)).toContain('provider.version-mismatch');
-    await repo.commitFiles({ 'agentvm.yaml': FILES['agentvm.yaml'].replace('agentvm-provider-demo', 'agentvm-provider-missing') });
+    expect((JSON.parse(r.stdout) as { diagnostics: Array<{ code: string }> }).diagnostics.map((d) => d.code)).toContain(
+      'provider.version-mismatch',
+    );
+    await repo.commitFiles({
+      'agentvm.yaml': FILES['agentvm.yaml'].replace('agentvm-provider-demo', 'agentvm-provider-missing'),
+    });
     const m = await agentvm(['plan', '--repo', repo.dir, '--root', join(repo.dir, 'r3'), '--json']);
-    expect((JSON.parse(m.stdout) as { diagnostics: Array<{ code: string }> }).diagnostics.map((d) => d.code)).toContain('provider.not-installed');
+    expect((JSON.parse(m.stdout) as { diagnostics: Array<{ code: string }> }).diagnostics.map((d) => d.code)).toContain(
+      'provider.not-installed',
+    );
   });
 });

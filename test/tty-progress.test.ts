@@ -61,25 +61,60 @@ describe('apply progress on a real plan', () => {
     const byAddress = new Map(s.active.map((r) => [r.address, r]));
     expect(byAddress.size).toBe(plan.changes.filter((c) => c.action !== 'noop').length);
     expect(byAddress.get('release.agent-pool')?.state).toBe('queued');
-    expect(byAddress.get('unit.agent-pool.pool-canary')).toMatchObject({ state: 'waiting', waitingOn: ['egress.server', 'release.agent-pool'] });
+    expect(byAddress.get('unit.agent-pool.pool-canary')).toMatchObject({
+      state: 'waiting',
+      waitingOn: ['egress.server', 'release.agent-pool'],
+    });
     expect(s.finished).toEqual([]);
 
     // The release runs (spinner row with elapsed time and its latest message), then finishes: its dependents move on.
     progress.update({ type: 'resource-start', address: 'release.agent-pool', action: 'create' });
     t += 1_500;
-    progress.update({ type: 'progress', address: 'release.agent-pool', message: 'release.agent-pool: materialising agent-pool@1.0.0' });
+    progress.update({
+      type: 'progress',
+      address: 'release.agent-pool',
+      message: 'release.agent-pool: materialising agent-pool@1.0.0',
+    });
     const running = progress.snapshot().active[0]!;
-    expect(running).toMatchObject({ address: 'release.agent-pool', state: 'running', elapsedMs: 1_500, message: 'materialising agent-pool@1.0.0' });
-    progress.update({ type: 'resource-done', address: 'release.agent-pool', action: 'create', ok: true, diagnostics: [], ms: 1_600 });
+    expect(running).toMatchObject({
+      address: 'release.agent-pool',
+      state: 'running',
+      elapsedMs: 1_500,
+      message: 'materialising agent-pool@1.0.0',
+    });
+    progress.update({
+      type: 'resource-done',
+      address: 'release.agent-pool',
+      action: 'create',
+      ok: true,
+      diagnostics: [],
+      ms: 1_600,
+    });
     const after = progress.snapshot();
-    expect(after.finished.map((r) => [r.address, r.state, r.elapsedMs])).toEqual([['release.agent-pool', 'applied', 1_600]]);
+    expect(after.finished.map((r) => [r.address, r.state, r.elapsedMs])).toEqual([
+      ['release.agent-pool', 'applied', 1_600],
+    ]);
     // Its release is done; what it still waits on is the host's egress proxy (every unit's way out, ADR 0016).
-    expect(after.active.find((r) => r.address === 'unit.agent-pool.pool-canary')).toMatchObject({ state: 'waiting', waitingOn: ['egress.server'] });
+    expect(after.active.find((r) => r.address === 'unit.agent-pool.pool-canary')).toMatchObject({
+      state: 'waiting',
+      waitingOn: ['egress.server'],
+    });
 
     // A failure skips its dependents; a resumed resource counts as finished without running.
     progress.update({ type: 'resource-resumed', address: 'release.research-orchestrator' });
-    progress.update({ type: 'resource-done', address: 'unit.agent-pool.pool-canary', action: 'create', ok: false, diagnostics: [{ code: 'systemd.failed', severity: 'error', summary: 'unit failed' }], ms: 10 });
-    progress.update({ type: 'resource-skipped', address: 'unit.agent-pool.pool', reason: 'depends on unit.agent-pool.pool-canary' });
+    progress.update({
+      type: 'resource-done',
+      address: 'unit.agent-pool.pool-canary',
+      action: 'create',
+      ok: false,
+      diagnostics: [{ code: 'systemd.failed', severity: 'error', summary: 'unit failed' }],
+      ms: 10,
+    });
+    progress.update({
+      type: 'resource-skipped',
+      address: 'unit.agent-pool.pool',
+      reason: 'depends on unit.agent-pool.pool-canary',
+    });
     const end = progress.snapshot();
     expect(end.finished.map((r) => `${r.address}:${r.state}`)).toEqual([
       'release.agent-pool:applied',
@@ -87,7 +122,10 @@ describe('apply progress on a real plan', () => {
       'unit.agent-pool.pool-canary:failed',
       'unit.agent-pool.pool:skipped',
     ]);
-    expect(end.active.find((r) => r.address === 'unit.research-orchestrator.research')).toMatchObject({ state: 'waiting', waitingOn: ['egress.server'] });
+    expect(end.active.find((r) => r.address === 'unit.research-orchestrator.research')).toMatchObject({
+      state: 'waiting',
+      waitingOn: ['egress.server'],
+    });
   });
 
   it('GIVEN a snapshot WHEN ink draws it THEN finished rows, the spinner row and waiting rows show; the live area fits the terminal', async () => {
@@ -104,8 +142,27 @@ describe('apply progress on a real plan', () => {
     const short = await draw(progress, 6);
     expect(short).toContain(`… and ${active - 2} more`);
 
-    const result: ApplyResult = { formatVersion: 1, applyId: 'a1', host: 'edge-1', planId: plan.id, commit: null, status: 'applied', applied: ['release.agent-pool'], failed: [], skipped: [], lock: { lineage: 'l', serial: 3 }, durationMs: 1_234 };
-    progress.update({ type: 'resource-done', address: 'release.agent-pool', action: 'create', ok: true, diagnostics: [], ms: 1_234 });
+    const result: ApplyResult = {
+      formatVersion: 1,
+      applyId: 'a1',
+      host: 'edge-1',
+      planId: plan.id,
+      commit: null,
+      status: 'applied',
+      applied: ['release.agent-pool'],
+      failed: [],
+      skipped: [],
+      lock: { lineage: 'l', serial: 3 },
+      durationMs: 1_234,
+    };
+    progress.update({
+      type: 'resource-done',
+      address: 'release.agent-pool',
+      action: 'create',
+      ok: true,
+      diagnostics: [],
+      ms: 1_234,
+    });
     progress.update({ type: 'finish', result });
     const done = await draw(progress, 40);
     expect(done).toContain('✓ release.agent-pool  created  1.2s');

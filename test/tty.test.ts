@@ -40,7 +40,12 @@ function pty(args: string[], opts: Parameters<typeof agentvmPty>[1] = {}): PtyRu
 }
 
 /** A person's environment, but behind pipes: no CI, no NO_COLOR (agentvm() sets both unless told otherwise). */
-const pipeEnv: NodeJS.ProcessEnv = { CI: undefined, NO_COLOR: undefined, FORCE_COLOR: undefined, TERM: 'xterm-256color' };
+const pipeEnv: NodeJS.ProcessEnv = {
+  CI: undefined,
+  NO_COLOR: undefined,
+  FORCE_COLOR: undefined,
+  TERM: 'xterm-256color',
+};
 
 /** How many creates the plan on screen announced (the example fleet grows; the tests must not pin its size). */
 function creates(text: string): number {
@@ -61,7 +66,10 @@ describe('interactive plan and apply in a pseudo-terminal', () => {
     assertBuilt();
     fleet = fleetCopy();
     hookDir = mkdtempSync(join(tmpdir(), 'agentvm-tty-hooks-'));
-    writeFileSync(join(hookDir, 'register.mjs'), "import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n");
+    writeFileSync(
+      join(hookDir, 'register.mjs'),
+      "import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n",
+    );
     writeFileSync(
       join(hookDir, 'hooks.mjs'),
       `import { appendFileSync } from 'node:fs';
@@ -83,7 +91,10 @@ export async function resolve(specifier, context, next) {
   it('GIVEN a terminal WHEN plan THEN the ink view groups changes by host and workload, in colour, and exits', async () => {
     const root = freshRoot();
     const trace = traceInk(join(fleet.base, 'trace-plan-tty'));
-    const run = pty(['plan', '--repo', fleet.repo, '--host', 'edge-1', '--root', root], { nodeArgs: trace.nodeArgs, env: trace.env });
+    const run = pty(['plan', '--repo', fleet.repo, '--host', 'edge-1', '--root', root], {
+      nodeArgs: trace.nodeArgs,
+      env: trace.env,
+    });
     expect(await run.exit(60_000), run.text).toBe(0);
     const text = run.text;
     const n = creates(text);
@@ -110,7 +121,9 @@ export async function resolve(specifier, context, next) {
       expect(await plan.exit(60_000), plan.text).toBe(1);
       const text = plan.text;
       expect(text).toMatch(/Policy and validation: 1 error\(s\)/);
-      expect(text.indexOf('✗ error[policy.untrusted-input-tier]')).toBeGreaterThan(text.indexOf('Policy and validation'));
+      expect(text.indexOf('✗ error[policy.untrusted-input-tier]')).toBeGreaterThan(
+        text.indexOf('Policy and validation'),
+      );
       expect(text.indexOf('Host edge-1')).toBeGreaterThan(text.indexOf('policy.untrusted-input-tier'));
       expect(text).toContain('This plan has errors and cannot be applied.');
 
@@ -135,7 +148,10 @@ export async function resolve(specifier, context, next) {
 
     // No plan file, no --auto-approve: refused, never asked; and `yes` on a pipe approves nothing.
     for (const input of ['', 'yes\n']) {
-      const refused = await agentvm(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', root], { ...node, input });
+      const refused = await agentvm(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', root], {
+        ...node,
+        input,
+      });
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain('apply.needs-approval');
       expect(refused.stdout + refused.stderr).not.toContain("Only 'yes' is accepted");
@@ -143,7 +159,10 @@ export async function resolve(specifier, context, next) {
       nothingApplied(root);
     }
 
-    const applied = await agentvm(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', root, '--auto-approve'], node);
+    const applied = await agentvm(
+      ['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', root, '--auto-approve'],
+      node,
+    );
     expect(applied.code, applied.stderr).toBe(0);
     expect(applied.stdout).toContain(`Apply complete: ${creates(plan.stdout)} applied`);
     expect(applied.stdout + applied.stderr).not.toContain(ESC);
@@ -184,7 +203,10 @@ export async function resolve(specifier, context, next) {
     nothingApplied(root);
   });
 
-  for (const [key, name] of [['\u0004', 'input ends (Ctrl-D)'], ['\u0003', 'Ctrl-C is pressed']] as const) {
+  for (const [key, name] of [
+    ['\u0004', 'input ends (Ctrl-D)'],
+    ['\u0003', 'Ctrl-C is pressed'],
+  ] as const) {
     it(`GIVEN the prompt WHEN ${name} THEN it is cancelled, exit 1, nothing changed`, async () => {
       const root = freshRoot();
       const run = pty(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', root]);
@@ -207,7 +229,12 @@ export async function resolve(specifier, context, next) {
     const text = run.text;
     const after = text.slice(text.indexOf(PROMPT));
     expect(after).toContain(`Applying plan ${shownPlanId} to host edge-1`);
-    for (const address of ['release.agent-pool', 'unit.agent-pool.pool', 'release.research-orchestrator', 'job.transcript-summarizer.summarize']) {
+    for (const address of [
+      'release.agent-pool',
+      'unit.agent-pool.pool',
+      'release.research-orchestrator',
+      'job.transcript-summarizer.summarize',
+    ]) {
       expect(after).toMatch(new RegExp(`✓ ${address.replace(/\./g, '\\.')} {2}created {2}\\d+\\.\\ds`));
     }
     const summary = after.indexOf(`Apply complete: ${creates(text)} applied, 0 failed, 0 skipped`);
@@ -238,7 +265,18 @@ export async function resolve(specifier, context, next) {
 
   it('GIVEN a terminal WHEN apply --auto-approve THEN the progress view runs with no prompt and ends in the summary', async () => {
     const root = freshRoot();
-    const run = pty(['apply', '--repo', fleet.repo, '--host', 'edge-1', '--root', root, '--auto-approve', '--concurrency', '1']);
+    const run = pty([
+      'apply',
+      '--repo',
+      fleet.repo,
+      '--host',
+      'edge-1',
+      '--root',
+      root,
+      '--auto-approve',
+      '--concurrency',
+      '1',
+    ]);
     expect(await run.exit(60_000), run.text).toBe(0);
     const text = run.text;
     expect(text).not.toContain(PROMPT);
@@ -256,4 +294,3 @@ describe('stripAnsi', () => {
     expect(stripAnsi(`${ESC}[?2026h${ESC}[1mPlan${ESC}[22m ${ESC}[2K${ESC}[1A${ESC}[Gok${ESC}[?25h`)).toBe('Plan ok');
   });
 });
-

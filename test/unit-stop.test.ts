@@ -20,7 +20,11 @@ if (!support.ok && !inCi) console.warn(`unit-stop: skipping: ${support.reason}. 
 const PROBE = readFileSync(path.join(__dirname, 'fixtures/signal-probe/probe.py'), 'utf8');
 const UNIT = 'agent-gateway@sig.service';
 
-interface Received { signal: number; pid: number; fromParent: boolean }
+interface Received {
+  signal: number;
+  pid: number;
+  fromParent: boolean;
+}
 
 describe.skipIf(!support.ok && !inCi)('stopping a confined unit', () => {
   let m: UserManager;
@@ -34,8 +38,10 @@ describe.skipIf(!support.ok && !inCi)('stopping a confined unit', () => {
     port = await freePort();
     release = await gitdir({ 'probe.py': PROBE });
     g = await gatewayRepo('unit-stop', m, () => ({
-      'hosts/gw.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: gw\nspec:\n  workloads:\n    - sig\n  systemd:\n    scope: user\n',
-      'workloads/sig/contract.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: sig\nspec:\n  owner: sec@example.com\n  riskTier: low\n  substrate: service\n',
+      'hosts/gw.yaml':
+        'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: gw\nspec:\n  workloads:\n    - sig\n  systemd:\n    scope: user\n',
+      'workloads/sig/contract.yaml':
+        'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: sig\nspec:\n  owner: sec@example.com\n  riskTier: low\n  substrate: service\n',
       'workloads/sig/manifest.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: sig\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${release.dir}\n      commit: ${release.commit}\n  profiles:\n    - name: sig\n      entrypoint: [python3, probe.py]\n      listen:\n        port: ${port}\n      health:\n        path: /healthz\n        timeoutSeconds: 30\n`,
     }));
     const r = await g.cli(['apply', '--auto-approve']);

@@ -9,7 +9,13 @@ import { VERDICT_CACHE_FILE, VerdictCache, verdictKey, type VerdictInputs } from
 import { agentvm, assertBuilt } from './support/cli.js';
 import { fleetCopy, type FleetCopy } from './support/fleet.js';
 
-const INPUTS: VerdictInputs = { artifactSha256: 'a'.repeat(64), bundle: '{"b":1}', policy: '{"kind":"key"}', trustedRoot: 'root', thresholds: 'null' };
+const INPUTS: VerdictInputs = {
+  artifactSha256: 'a'.repeat(64),
+  bundle: '{"b":1}',
+  policy: '{"kind":"key"}',
+  trustedRoot: 'root',
+  thresholds: 'null',
+};
 
 describe('the verdict cache', () => {
   let dir = '';
@@ -39,13 +45,17 @@ describe('the verdict cache', () => {
 
     writeFileSync(join(cacheDir, VERDICT_CACHE_FILE), '{ not json');
     expect(new VerdictCache(cacheDir).size).toBe(0);
-    writeFileSync(join(cacheDir, VERDICT_CACHE_FILE), JSON.stringify({ format: 99, verdicts: { [verdictKey(INPUTS)]: { digest: 'x', diagnostics: [] } } }));
+    writeFileSync(
+      join(cacheDir, VERDICT_CACHE_FILE),
+      JSON.stringify({ format: 99, verdicts: { [verdictKey(INPUTS)]: { digest: 'x', diagnostics: [] } } }),
+    );
     expect(new VerdictCache(cacheDir).size).toBe(0);
   });
 
   it('keeps at most 1,024 verdicts, dropping the oldest', () => {
     const cache = new VerdictCache(join(dir, 'cap'));
-    for (let i = 0; i < 1030; i++) cache.remember(verdictKey({ ...INPUTS, artifactSha256: String(i) }), { digest: `sha256:${i}`, diagnostics: [] });
+    for (let i = 0; i < 1030; i++)
+      cache.remember(verdictKey({ ...INPUTS, artifactSha256: String(i) }), { digest: `sha256:${i}`, diagnostics: [] });
     expect(cache.size).toBe(1024);
     expect(cache.get(verdictKey({ ...INPUTS, artifactSha256: '0' }))).toBeUndefined();
     expect(cache.get(verdictKey({ ...INPUTS, artifactSha256: '1029' }))?.digest).toBe('sha256:1029');
@@ -64,7 +74,9 @@ describe('plan with remembered verdicts (real CLI)', () => {
     const args = ['plan', '--repo', fleet.repo, '--host', 'edge-1', '--root', fleet.root, '--json'];
     const clean = await agentvm(args);
     expect(clean.code, clean.stderr).toBe(0);
-    const cached = JSON.parse(readFileSync(join(fleet.root, 'var/cache/agentvm', VERDICT_CACHE_FILE), 'utf8')) as { verdicts: Record<string, unknown> };
+    const cached = JSON.parse(readFileSync(join(fleet.root, 'var/cache/agentvm', VERDICT_CACHE_FILE), 'utf8')) as {
+      verdicts: Record<string, unknown>;
+    };
     expect(Object.keys(cached.verdicts).length).toBeGreaterThan(0);
 
     // One bit of the signature flipped: the bundle's text changes, so no remembered verdict applies.
@@ -78,8 +90,14 @@ describe('plan with remembered verdicts (real CLI)', () => {
 
     const tampered = await agentvm(args);
     expect(tampered.code).toBe(1);
-    const p = JSON.parse(tampered.stdout) as { diagnostics: Array<{ code: string; address?: string }>; applicable: boolean };
-    expect(p.diagnostics.filter((d) => d.address === 'release.research-orchestrator' && d.code.startsWith('signature.')).length).toBe(1);
+    const p = JSON.parse(tampered.stdout) as {
+      diagnostics: Array<{ code: string; address?: string }>;
+      applicable: boolean;
+    };
+    expect(
+      p.diagnostics.filter((d) => d.address === 'release.research-orchestrator' && d.code.startsWith('signature.'))
+        .length,
+    ).toBe(1);
     expect(p.applicable).toBe(false);
   });
 });

@@ -81,20 +81,34 @@ export async function runAgent(opts: AgentOptions): Promise<AgentReport> {
     if (errors.length > 0) {
       status = 'blocked';
       reason = `${errors.length} policy error(s): ${errors[0]!.code} ${errors[0]!.summary}`.slice(0, 500);
-    } else if (!hasChanges(session.plan) && session.lock?.commit === desired.commit && !(await backend.readJournal(opts.host))) {
+    } else if (
+      !hasChanges(session.plan) &&
+      session.lock?.commit === desired.commit &&
+      !(await backend.readJournal(opts.host))
+    ) {
       status = 'no-changes';
     } else {
       // Changes to make — or none, but the commit is not recorded yet (a commit that does not touch this host, or an
       // apply killed after its last resource): an apply records it and closes an interrupted log.
-      const rollout = (session.state.config?.value as { spec?: { rollout?: RolloutConfig } } | undefined)?.spec?.rollout ?? {};
+      const rollout =
+        (session.state.config?.value as { spec?: { rollout?: RolloutConfig } } | undefined)?.spec?.rollout ?? {};
       gate = rolloutGate(rollout, opts.host, desired.commit, await backend.fleetRows());
       if (!gate.allowed) {
         status = gate.state === 'excluded' ? 'excluded' : 'waiting';
         reason = gate.reason;
       } else {
-        applied = await runApply({ root: opts.root, approvedPlan: session.plan, operation: 'agent', concurrency: opts.concurrency ?? 4 });
+        applied = await runApply({
+          root: opts.root,
+          approvedPlan: session.plan,
+          operation: 'agent',
+          concurrency: opts.concurrency ?? 4,
+        });
         status = applied.status === 'partial' ? 'failed' : applied.status === 'no-changes' ? 'no-changes' : 'applied';
-        if (applied.status === 'partial') reason = applied.failed.map((f) => `${f.address}: ${f.diagnostics.find((d) => d.severity === 'error')?.summary ?? 'failed'}`).join('; ').slice(0, 500);
+        if (applied.status === 'partial')
+          reason = applied.failed
+            .map((f) => `${f.address}: ${f.diagnostics.find((d) => d.severity === 'error')?.summary ?? 'failed'}`)
+            .join('; ')
+            .slice(0, 500);
         // Re-read the host: what is published is the state after the apply.
         session = await makePlan({ repo: desired.dir, ref: desired.commit, host: opts.host, root: opts.root });
       }
@@ -110,13 +124,18 @@ export async function runAgent(opts: AgentOptions): Promise<AgentReport> {
       ...(reason ? { reason } : {}),
       ...(gate ? { wave: gate.wave } : {}),
       plan: { id: session.plan.id, summary: session.plan.summary },
-      ...(applied ? { apply: { status: applied.status, applied: applied.applied.length, failed: applied.failed.length } } : {}),
+      ...(applied
+        ? { apply: { status: applied.status, applied: applied.applied.length, failed: applied.failed.length } }
+        : {}),
       drift: session.plan.drift.map((d) => d.address),
       health,
       liveFingerprint: session.plan.liveFingerprint,
     };
   } catch (error) {
-    const e = error instanceof AgentvmError ? error : new AgentvmError('internal', error instanceof Error ? error.message : String(error), { source: 'toolkit' });
+    const e =
+      error instanceof AgentvmError
+        ? error
+        : new AgentvmError('internal', error instanceof Error ? error.message : String(error), { source: 'toolkit' });
     const lock = await backend.readLockfile(opts.host).catch(() => null);
     report = {
       formatVersion: 1,
@@ -142,17 +161,33 @@ async function checkHealth(session: PlanSession, opts: AgentOptions, commit: str
   // Units under a running manager must have their main process; a root rendered offline (no manager: a simulated or
   // image root) has nothing running to check, which is not a failure of the host.
   const failing = [...session.reads.live.values()]
-    .filter((l) => l.address.startsWith('unit.') && l.exists && gatewayOnline(l) && (l.attributes as { running?: unknown } | undefined)?.running == null)
+    .filter(
+      (l) =>
+        l.address.startsWith('unit.') &&
+        l.exists &&
+        gatewayOnline(l) &&
+        (l.attributes as { running?: unknown } | undefined)?.running == null,
+    )
     .map((l) => l.address);
-  if (failing.length) return { ok: false, failing, reason: `${failing.length} unit(s) not online: ${failing.slice(0, 5).join(', ')}` };
+  if (failing.length)
+    return { ok: false, failing, reason: `${failing.length} unit(s) not online: ${failing.slice(0, 5).join(', ')}` };
   if (!opts.healthCheck) return { ok: true, failing };
-  const r = await runCheck(opts.healthCheck, { AGENTVM_HOST: opts.host, AGENTVM_ROOT: path.resolve(opts.root), AGENTVM_COMMIT: commit });
-  return r.code === 0 ? { ok: true, failing } : { ok: false, failing, reason: `health check exited ${r.code}: ${r.lastLine}`.slice(0, 300) };
+  const r = await runCheck(opts.healthCheck, {
+    AGENTVM_HOST: opts.host,
+    AGENTVM_ROOT: path.resolve(opts.root),
+    AGENTVM_COMMIT: commit,
+  });
+  return r.code === 0
+    ? { ok: true, failing }
+    : { ok: false, failing, reason: `health check exited ${r.code}: ${r.lastLine}`.slice(0, 300) };
 }
 
 function runCheck(command: string, env: Record<string, string>): Promise<{ code: number; lastLine: string }> {
   return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', command], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/bin/sh', ['-c', command], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     const keep = (d: Buffer) => (out = (out + d.toString('utf8')).slice(-4096));
     child.stdout.on('data', keep);
@@ -160,7 +195,10 @@ function runCheck(command: string, env: Record<string, string>): Promise<{ code:
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code: code ?? 128, lastLine: out.trim().split('\n').pop()?.slice(0, 200) ?? (signal ? `killed by ${signal}` : '') });
+      resolve({
+        code: code ?? 128,
+        lastLine: out.trim().split('\n').pop()?.slice(0, 200) ?? (signal ? `killed by ${signal}` : ''),
+      });
     });
     child.on('error', () => resolve({ code: 127, lastLine: 'cannot run the health check' }));
   });
@@ -181,7 +219,17 @@ export async function fetchDesired(repo: string, ref: string, dir: string): Prom
   } else {
     await git(['-C', dir, 'config', '--remove-section', 'remote.origin']).catch(() => undefined);
   }
-  await git(['-C', dir, 'fetch', '--quiet', '--prune', '--force', repo, '+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*']);
+  await git([
+    '-C',
+    dir,
+    'fetch',
+    '--quiet',
+    '--prune',
+    '--force',
+    repo,
+    '+refs/heads/*:refs/remotes/origin/*',
+    '+refs/tags/*:refs/tags/*',
+  ]);
   return { dir, commit: await resolveIn(dir, ref, [`refs/remotes/origin/${ref}`, ref]) };
 }
 
@@ -193,17 +241,31 @@ async function resolveIn(dir: string, ref: string, candidates: string[]): Promis
       // try the next reading of ref
     }
   }
-  throw new AgentvmError('agent.unknown-ref', `The desired repository has no branch, tag or commit "${ref}".`, { detail: 'Check --ref (a branch of the repository, a tag or a commit).' });
+  throw new AgentvmError('agent.unknown-ref', `The desired repository has no branch, tag or commit "${ref}".`, {
+    detail: 'Check --ref (a branch of the repository, a tag or a commit).',
+  });
 }
 
 function git(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('git', args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024, env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } }, (error, stdout, stderr) => {
-      if (error) {
-        const what = `git ${args.filter((a) => !a.startsWith('+')).slice(-3).join(' ')} failed: ${stderr.trim().split('\n').pop() ?? error.message}.`;
-        reject(new AgentvmError('agent.fetch-failed', withoutUserinfo(what), { detail: 'Check --repo (a URL or path this host can fetch) and its credentials.' }));
-      } else resolve(stdout);
-    });
+    execFile(
+      'git',
+      args,
+      { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024, env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } },
+      (error, stdout, stderr) => {
+        if (error) {
+          const what = `git ${args
+            .filter((a) => !a.startsWith('+'))
+            .slice(-3)
+            .join(' ')} failed: ${stderr.trim().split('\n').pop() ?? error.message}.`;
+          reject(
+            new AgentvmError('agent.fetch-failed', withoutUserinfo(what), {
+              detail: 'Check --repo (a URL or path this host can fetch) and its credentials.',
+            }),
+          );
+        } else resolve(stdout);
+      },
+    );
   });
 }
 

@@ -17,7 +17,17 @@ import type { Plan } from '../engine/plan.js';
 import type { Address, LockedResource, PlannedChange } from '../model/resources.js';
 import type { ApplyResponse, CapturedRelease, HostContext } from '../providers/provider.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import { rollbackOp, storageError, type ApplyLogHandle, type AppendMarks, type AuditEntry, type HeldLease, type Lockfile, type LockfileOp, type StateBackend } from '../state/index.js';
+import {
+  rollbackOp,
+  storageError,
+  type ApplyLogHandle,
+  type AppendMarks,
+  type AuditEntry,
+  type HeldLease,
+  type Lockfile,
+  type LockfileOp,
+  type StateBackend,
+} from '../state/index.js';
 import type { DesiredState } from '../contracts/desired-state.js';
 import type { ApplyResultDocument } from '../generated/apply-result.js';
 import { verifierFor, type SignatureOutcome } from './signatures.js';
@@ -27,7 +37,14 @@ export type ApplyEvent =
   | { type: 'start'; applyId: string; plan: Plan; resumed: boolean }
   | { type: 'resource-start'; address: Address; action: PlannedChange['action'] }
   | { type: 'progress'; address: Address; message: string }
-  | { type: 'resource-done'; address: Address; action: PlannedChange['action']; ok: boolean; diagnostics: Diagnostic[]; ms: number }
+  | {
+      type: 'resource-done';
+      address: Address;
+      action: PlannedChange['action'];
+      ok: boolean;
+      diagnostics: Diagnostic[];
+      ms: number;
+    }
   | { type: 'resource-skipped'; address: Address; reason: string }
   /** Already applied by the interrupted apply this one resumes: done, without being applied again. */
   | { type: 'resource-resumed'; address: Address }
@@ -73,7 +90,11 @@ interface ArtifactCheck {
 export async function walkPlan(w: WalkInput): Promise<ApplyResultDocument> {
   const applyId = randomUUID();
   // Checkpoints an interrupted apply's log first (reported below), and resumes it when the plan is the same one.
-  const log = await w.backend.beginApply(w.plan.host, { applyId, planDigest: w.plan.id, expected: { lineage: w.lock?.lineage ?? null, serial: w.lock?.serial ?? 0 } }, w.lease);
+  const log = await w.backend.beginApply(
+    w.plan.host,
+    { applyId, planDigest: w.plan.id, expected: { lineage: w.lock?.lineage ?? null, serial: w.lock?.serial ?? 0 } },
+    w.lease,
+  );
   w.emit({ type: 'start', applyId, plan: w.plan, resumed: log.interrupted !== null });
   return new ApplyWalk(w, log, applyId).run();
 }
@@ -89,7 +110,11 @@ class ApplyWalk {
   private readonly changes: Map<Address, PlannedChange>;
   private readonly running = new Map<Address, Promise<void>>();
 
-  constructor(private readonly w: WalkInput, private readonly log: ApplyLogHandle, private readonly applyId: string) {
+  constructor(
+    private readonly w: WalkInput,
+    private readonly log: ApplyLogHandle,
+    private readonly applyId: string,
+  ) {
     this.changes = new Map(w.plan.changes.map((c) => [c.address, c]));
   }
 
@@ -130,7 +155,8 @@ class ApplyWalk {
     }
     const ev = await this.w.backend.appendAudit(entry);
     faultPoint();
-    const head: LockfileOp[] = ev.seq > this.auditSeq ? [{ op: 'auditHead.set', head: { seq: ev.seq, hash: ev.hash } }] : [];
+    const head: LockfileOp[] =
+      ev.seq > this.auditSeq ? [{ op: 'auditHead.set', head: { seq: ev.seq, hash: ev.hash } }] : [];
     this.auditSeq = Math.max(this.auditSeq, ev.seq);
     await this.log.append([...ops, ...head], marks);
     faultPoint();
@@ -139,8 +165,17 @@ class ApplyWalk {
   private async recordStart(): Promise<void> {
     const { plan } = this.w;
     const interrupted = this.log.interrupted;
-    if (interrupted) await this.audit({ event: 'apply.resume', result: 'ok', detail: `previous apply ${interrupted.applyId} was interrupted after ${interrupted.completed.length} resource(s)` });
-    await this.audit({ event: 'apply.start', result: 'ok', detail: `plan ${plan.id} from ${plan.source.commit ?? 'WORKTREE'}: ${plan.summary.create} create, ${plan.summary.update} update, ${plan.summary.replace} replace, ${plan.summary.delete} delete` });
+    if (interrupted)
+      await this.audit({
+        event: 'apply.resume',
+        result: 'ok',
+        detail: `previous apply ${interrupted.applyId} was interrupted after ${interrupted.completed.length} resource(s)`,
+      });
+    await this.audit({
+      event: 'apply.start',
+      result: 'ok',
+      detail: `plan ${plan.id} from ${plan.source.commit ?? 'WORKTREE'}: ${plan.summary.create} create, ${plan.summary.update} update, ${plan.summary.replace} replace, ${plan.summary.delete} delete`,
+    });
   }
 
   /** Bounded-concurrency walk: a change starts when every dependency it has in this plan has finished. */
@@ -150,7 +185,11 @@ class ApplyWalk {
       this.startReady(pending);
       if (this.running.size === 0) {
         if (pending.size === 0) break;
-        throw new AgentvmError('apply.deadlock', `Apply cannot proceed: ${[...pending].join(', ')} wait on each other.`, { source: 'toolkit' });
+        throw new AgentvmError(
+          'apply.deadlock',
+          `Apply cannot proceed: ${[...pending].join(', ')} wait on each other.`,
+          { source: 'toolkit' },
+        );
       }
       await Promise.race(this.running.values());
     }
@@ -162,7 +201,10 @@ class ApplyWalk {
       const c = this.changes.get(address)!;
       if (c.dependsOn.every((d) => !this.changes.has(d) || this.status.has(d))) {
         pending.delete(address);
-        this.running.set(address, this.runOne(c).finally(() => this.running.delete(address)));
+        this.running.set(
+          address,
+          this.runOne(c).finally(() => this.running.delete(address)),
+        );
       }
     }
   }
@@ -175,7 +217,14 @@ class ApplyWalk {
     const outcome = await this.applyChange(c);
     faultPoint();
     const ok = await this.recordOutcome(c, outcome);
-    this.w.emit({ type: 'resource-done', address: c.address, action: c.action, ok, diagnostics: outcome.diagnostics, ms: Date.now() - t0 });
+    this.w.emit({
+      type: 'resource-done',
+      address: c.address,
+      action: c.action,
+      ok,
+      diagnostics: outcome.diagnostics,
+      ms: Date.now() - t0,
+    });
   }
 
   /** A change that needs no provider call: blocked by a dependency, a noop, or done by the apply this one resumes. */
@@ -205,7 +254,17 @@ class ApplyWalk {
     const provider = this.w.registry.get(c.provider);
     const locked = this.log.resource(c.address);
     const check = this.artifactCheck(c);
-    if (!provider) return { diagnostics: [{ code: 'provider.unavailable', severity: 'error', summary: `No provider \`${c.provider}\` to apply ${c.address}.`, address: c.address }] };
+    if (!provider)
+      return {
+        diagnostics: [
+          {
+            code: 'provider.unavailable',
+            severity: 'error',
+            summary: `No provider \`${c.provider}\` to apply ${c.address}.`,
+            address: c.address,
+          },
+        ],
+      };
     try {
       const res = await provider.apply({
         host: context,
@@ -216,7 +275,12 @@ class ApplyWalk {
         beforeMutation: (captured) => this.captureRollbackTarget(c, captured),
         ...(check.verifyArtifact ? { verifyArtifact: check.verifyArtifact } : {}),
       });
-      return { diagnostics: res.diagnostics, entry: withSignatures(c, res.locked, check), rolledBack: res.rolledBack, release: res.release };
+      return {
+        diagnostics: res.diagnostics,
+        entry: withSignatures(c, res.locked, check),
+        rolledBack: res.rolledBack,
+        release: res.release,
+      };
     } catch (err) {
       if (err instanceof AgentvmError) return { diagnostics: [...err.diagnostics] };
       if (storageFailure(err)) return { diagnostics: [storageDiagnostic(err, c.address, context.root)] };
@@ -228,8 +292,21 @@ class ApplyWalk {
   private async captureRollbackTarget(c: PlannedChange, captured: CapturedRelease | null): Promise<void> {
     if (!captured || captured.identity === c.after?.identity) return;
     await this.audit(
-      { event: 'release.capture', result: 'ok', address: c.address, before: { identity: captured.identity, digest: captured.digest }, detail: `captured ${captured.releaseId}${captured.foreign ? ' (installed outside agentvm)' : ''} as the rollback target` },
-      [rollbackOp(c.workload, { identity: captured.identity, digest: captured.digest, releaseId: captured.releaseId, foreign: captured.foreign })],
+      {
+        event: 'release.capture',
+        result: 'ok',
+        address: c.address,
+        before: { identity: captured.identity, digest: captured.digest },
+        detail: `captured ${captured.releaseId}${captured.foreign ? ' (installed outside agentvm)' : ''} as the rollback target`,
+      },
+      [
+        rollbackOp(c.workload, {
+          identity: captured.identity,
+          digest: captured.digest,
+          releaseId: captured.releaseId,
+          foreign: captured.foreign,
+        }),
+      ],
     );
   }
 
@@ -259,7 +336,13 @@ class ApplyWalk {
     // A provider that undid a failed change on its own (ApplyResponse.rolledBack) changed the host again: that is an
     // action of its own in the audit log.
     if (r.rolledBack) {
-      await this.audit({ event: 'resource.rollback', result: r.rolledBack.result, address: c.address, ...(c.before ? { after: c.before } : {}), detail: r.rolledBack.detail.slice(0, 2000) });
+      await this.audit({
+        event: 'resource.rollback',
+        result: r.rolledBack.result,
+        address: c.address,
+        ...(c.before ? { after: c.before } : {}),
+        detail: r.rolledBack.detail.slice(0, 2000),
+      });
     }
     await this.audit(
       {
@@ -283,7 +366,11 @@ class ApplyWalk {
   /** The lockfile ops of a change that applied. The provider says which release is live now; apply never infers it. */
   private lockfileOps(c: PlannedChange, r: ProviderResult): LockfileOp[] {
     const commit = this.w.plan.source.commit;
-    const ops: LockfileOp[] = [c.action === 'delete' ? { op: 'resource.delete', address: c.address } : { op: 'resource.set', entry: { ...r.entry!, commit, appliedAt: new Date().toISOString() } }];
+    const ops: LockfileOp[] = [
+      c.action === 'delete'
+        ? { op: 'resource.delete', address: c.address }
+        : { op: 'resource.set', entry: { ...r.entry!, commit, appliedAt: new Date().toISOString() } },
+    ];
     if (r.release !== undefined) ops.push({ op: 'release.set', workload: c.workload, release: r.release });
     return ops;
   }
@@ -291,12 +378,19 @@ class ApplyWalk {
   /** Providers' end-of-apply housekeeping (the release content store's garbage, ADR 0020): files no lockfile entry names. */
   private async finishProviders(): Promise<void> {
     const { registry, context, emit } = this.w;
-    for (const p of registry.all()) await p.finishApply?.({ host: context, progress: (message) => emit({ type: 'progress', address: p.type, message }) });
+    for (const p of registry.all())
+      await p.finishApply?.({
+        host: context,
+        progress: (message) => emit({ type: 'progress', address: p.type, message }),
+      });
   }
 
   private async recordFinish(complete: boolean): Promise<void> {
     const detail = `${this.applied.length} applied, ${this.failed.length} failed, ${this.skipped.length} skipped`;
-    await this.audit({ event: 'apply.finish', result: complete ? 'ok' : 'failed', detail }, complete ? [{ op: 'commit.set', commit: this.w.plan.source.commit }] : []);
+    await this.audit(
+      { event: 'apply.finish', result: complete ? 'ok' : 'failed', detail },
+      complete ? [{ op: 'commit.set', commit: this.w.plan.source.commit }] : [],
+    );
   }
 
   private result(complete: boolean, lock: Lockfile): ApplyResultDocument {
@@ -318,14 +412,19 @@ class ApplyWalk {
 }
 
 /** The lockfile records what was verified: the artifact digest and who signed it, and a job's verified images. */
-function withSignatures(c: PlannedChange, locked: ProviderResult['entry'], check: ArtifactCheck): ProviderResult['entry'] {
+function withSignatures(
+  c: PlannedChange,
+  locked: ProviderResult['entry'],
+  check: ArtifactCheck,
+): ProviderResult['entry'] {
   if (!locked) return locked;
   const v = check.verified();
   const known = c.desired?.config.signatureVerified as { digest: string; signer?: unknown } | undefined;
   const signature = v?.ok ? { digest: v.digest, ...(v.signer ? { signer: v.signer } : {}) } : known;
   let entry = locked;
   if (signature) entry = { ...entry, attributes: { ...entry.attributes, signature } };
-  if (Object.keys(check.images).length > 0) entry = { ...entry, attributes: { ...entry.attributes, imageSignatures: check.images } };
+  if (Object.keys(check.images).length > 0)
+    entry = { ...entry, attributes: { ...entry.attributes, imageSignatures: check.images } };
   return entry;
 }
 
@@ -336,9 +435,19 @@ function storageFailure(err: unknown): err is NodeJS.ErrnoException {
 }
 
 function storageDiagnostic(err: NodeJS.ErrnoException, address: Address, root: string): Diagnostic {
-  const named = storageError(err, typeof err.path === 'string' ? err.path : `${root}/`, 'This resource was not applied (it is recorded as failed).') as AgentvmError;
+  const named = storageError(
+    err,
+    typeof err.path === 'string' ? err.path : `${root}/`,
+    'This resource was not applied (it is recorded as failed).',
+  ) as AgentvmError;
   const summary = named instanceof AgentvmError ? named.message : `${err.code}: ${err.message}`;
-  return { code: named instanceof AgentvmError ? named.code : 'state.io-error', severity: 'error', summary: `${address}: ${summary}`, address, ...(named instanceof AgentvmError && named.detail ? { detail: named.detail } : {}) };
+  return {
+    code: named instanceof AgentvmError ? named.code : 'state.io-error',
+    severity: 'error',
+    summary: `${address}: ${summary}`,
+    address,
+    ...(named instanceof AgentvmError && named.detail ? { detail: named.detail } : {}),
+  };
 }
 
 /**

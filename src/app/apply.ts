@@ -60,7 +60,12 @@ export async function runApply(opts: ApplyOptions): Promise<ApplyResult> {
   try {
     const session = await planUnderLease(saved, opts, backend);
     refuseInapplicable(session.plan);
-    const walk = { emit: opts.onEvent ?? (() => {}), started, concurrency: opts.concurrency ?? DEFAULT_APPLY_CONCURRENCY, operation: opts.operation ?? 'apply' };
+    const walk = {
+      emit: opts.onEvent ?? (() => {}),
+      started,
+      concurrency: opts.concurrency ?? DEFAULT_APPLY_CONCURRENCY,
+      operation: opts.operation ?? 'apply',
+    };
     return await walkPlan({ ...session, backend, lease, ...walk });
   } finally {
     await lease.release();
@@ -72,7 +77,14 @@ async function savedPlan(opts: ApplyOptions): Promise<Plan | undefined> {
   const saved = opts.approvedPlan ?? (opts.planFile ? readPlanFile(opts.planFile) : undefined);
   if (opts.requireSignedPlanKey !== undefined) {
     if (!opts.planFile || !saved || opts.approvedPlan) {
-      throw new AgentvmError('apply.plan-unsigned', 'A signed plan is required (--require-signed-plan), but there is no plan file to check.', { detail: 'Give the signed plan file: `agentvm apply <plan.json> --require-signed-plan --plan-key <key.pub>`. Nothing was applied.' });
+      throw new AgentvmError(
+        'apply.plan-unsigned',
+        'A signed plan is required (--require-signed-plan), but there is no plan file to check.',
+        {
+          detail:
+            'Give the signed plan file: `agentvm apply <plan.json> --require-signed-plan --plan-key <key.pub>`. Nothing was applied.',
+        },
+      );
     }
     // Before the lease and before anything is read from the host: an unsigned plan is not even looked at further.
     await verifyPlanSignature(opts.planFile, saved, opts.requireSignedPlanKey);
@@ -89,7 +101,11 @@ interface PlanSession {
 }
 
 /** Under the lease: a saved plan checked fresh (and bound to its commit when it came from a file), or a new plan. */
-async function planUnderLease(saved: Plan | undefined, opts: ApplyOptions, backend: StateBackend): Promise<PlanSession> {
+async function planUnderLease(
+  saved: Plan | undefined,
+  opts: ApplyOptions,
+  backend: StateBackend,
+): Promise<PlanSession> {
   if (!saved) {
     const { plan, registry, context, lock, state } = await makePlan({ ...opts.plan!, root: opts.root });
     return { plan, registry, context, lock, state };
@@ -97,14 +113,23 @@ async function planUnderLease(saved: Plan | undefined, opts: ApplyOptions, backe
   const fresh = await checkFresh(saved, opts.root, backend);
   // A plan from a file is bound to its commit: re-derived here, under the lease, and refused if it differs.
   if (opts.planFile && !opts.approvedPlan) {
-    const derived = await makePlan({ repo: saved.source.repo, ref: saved.source.commit ?? saved.source.ref, host: saved.host, root: opts.root, mode: saved.mode });
+    const derived = await makePlan({
+      repo: saved.source.repo,
+      ref: saved.source.commit ?? saved.source.ref,
+      host: saved.host,
+      root: opts.root,
+      mode: saved.mode,
+    });
     assertPlanBound(saved, derived.plan, opts.planFile);
   }
   return { plan: saved, ...fresh };
 }
 
 async function hostOf(plan: PlanOptions | undefined): Promise<string> {
-  if (!plan) throw new AgentvmError('apply.no-plan', 'Nothing to apply: no plan file and no auto-approve.', { source: 'toolkit' });
+  if (!plan)
+    throw new AgentvmError('apply.no-plan', 'Nothing to apply: no plan file and no auto-approve.', {
+      source: 'toolkit',
+    });
   if (plan.host) return plan.host;
   const { state } = await loadDesiredState(plan.repo, plan.ref);
   return selectHost(state, undefined);
@@ -112,18 +137,33 @@ async function hostOf(plan: PlanOptions | undefined): Promise<string> {
 
 /** Refuses plans that must never be applied (refresh-only, uncommitted, policy errors); callers may check before asking. */
 export function refuseInapplicable(plan: Plan): void {
-  if (plan.mode === 'refresh-only') throw new AgentvmError('apply.refresh-only', 'A refresh-only plan reports drift; it has nothing to apply.', { detail: 'Run `agentvm plan --out <file>` (without --refresh-only) and apply that.' });
-  if (plan.source.uncommitted) throw new AgentvmError('apply.uncommitted', 'This plan reads uncommitted files (WORKTREE) and cannot be applied.', { detail: 'Commit the desired state, then plan and apply the commit.' });
+  if (plan.mode === 'refresh-only')
+    throw new AgentvmError('apply.refresh-only', 'A refresh-only plan reports drift; it has nothing to apply.', {
+      detail: 'Run `agentvm plan --out <file>` (without --refresh-only) and apply that.',
+    });
+  if (plan.source.uncommitted)
+    throw new AgentvmError('apply.uncommitted', 'This plan reads uncommitted files (WORKTREE) and cannot be applied.', {
+      detail: 'Commit the desired state, then plan and apply the commit.',
+    });
   const errors = plan.diagnostics.filter((d) => d.severity === 'error');
   if (errors.length) {
-    throw new AgentvmError('apply.plan-has-errors', `The plan has ${errors.length} error(s); nothing was applied.`, { diagnostics: errors, detail: 'Fix the errors in the desired state, then plan again.' });
+    throw new AgentvmError('apply.plan-has-errors', `The plan has ${errors.length} error(s); nothing was applied.`, {
+      diagnostics: errors,
+      detail: 'Fix the errors in the desired state, then plan again.',
+    });
   }
 }
 
 /** A saved plan is stale when its commit, the lockfile (lineage, serial) or the live host changed since planning. */
-async function checkFresh(plan: Plan, root: string, backend: StateBackend): Promise<{ registry: ProviderRegistry; context: HostContext; lock: Lockfile | null; state: DesiredState }> {
+async function checkFresh(
+  plan: Plan,
+  root: string,
+  backend: StateBackend,
+): Promise<{ registry: ProviderRegistry; context: HostContext; lock: Lockfile | null; state: DesiredState }> {
   const stale = (what: string, detail: string) =>
-    new AgentvmError('apply.stale-plan', `Saved plan is stale: ${what}.`, { detail: `${detail} Make a new plan with \`agentvm plan --out <file>\` and review it.` });
+    new AgentvmError('apply.stale-plan', `Saved plan is stale: ${what}.`, {
+      detail: `${detail} Make a new plan with \`agentvm plan --out <file>\` and review it.`,
+    });
   if (plan.source.commit && plan.source.ref !== plan.source.commit) {
     let now: string | undefined;
     try {
@@ -131,17 +171,37 @@ async function checkFresh(plan: Plan, root: string, backend: StateBackend): Prom
     } catch {
       now = undefined;
     }
-    if (now !== plan.source.commit) throw stale(`${plan.source.ref} now points at ${now ?? 'nothing'}, the plan was made from ${plan.source.commit}`, 'The desired state moved on after the plan was made.');
+    if (now !== plan.source.commit)
+      throw stale(
+        `${plan.source.ref} now points at ${now ?? 'nothing'}, the plan was made from ${plan.source.commit}`,
+        'The desired state moved on after the plan was made.',
+      );
   }
   const lock = await backend.readLockfile(plan.host);
-  if ((lock?.lineage ?? null) !== plan.lock.lineage) throw stale(`the lockfile lineage is ${lock?.lineage ?? 'none'}, the plan was made against ${plan.lock.lineage ?? 'none'}`, 'The state was replaced after the plan was made.');
-  if ((lock?.serial ?? 0) !== plan.lock.serial) throw stale(`the lockfile is at serial ${lock?.serial ?? 0}, the plan was made at serial ${plan.lock.serial}`, 'The state was changed by another operation after the plan was made.');
+  if ((lock?.lineage ?? null) !== plan.lock.lineage)
+    throw stale(
+      `the lockfile lineage is ${lock?.lineage ?? 'none'}, the plan was made against ${plan.lock.lineage ?? 'none'}`,
+      'The state was replaced after the plan was made.',
+    );
+  if ((lock?.serial ?? 0) !== plan.lock.serial)
+    throw stale(
+      `the lockfile is at serial ${lock?.serial ?? 0}, the plan was made at serial ${plan.lock.serial}`,
+      'The state was changed by another operation after the plan was made.',
+    );
   const { state } = await loadDesiredState(plan.source.repo, plan.source.commit ?? plan.source.ref);
   const { registry } = await registryFor(state);
   const context = hostContext(root, plan.host, plan.source.repo);
   const desired = plan.changes.flatMap((c) => (c.desired ? [c.desired] : []));
-  const { live } = await readLive(registry, context, desired, (lock?.resources ?? {}) as Record<Address, LockedResource>);
-  if (liveFingerprint(live) !== plan.liveFingerprint) throw stale('the live host changed since the plan was made', 'Something changed releases or units on the host after planning.');
+  const { live } = await readLive(
+    registry,
+    context,
+    desired,
+    (lock?.resources ?? {}) as Record<Address, LockedResource>,
+  );
+  if (liveFingerprint(live) !== plan.liveFingerprint)
+    throw stale(
+      'the live host changed since the plan was made',
+      'Something changed releases or units on the host after planning.',
+    );
   return { registry, context, lock, state };
 }
-

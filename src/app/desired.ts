@@ -25,9 +25,22 @@ export function selectHost(state: DesiredState, requested: string | undefined): 
   if (requested) {
     if (state.hosts.has(requested)) return requested;
     const guess = didYouMean(requested, hosts);
-    throw userError('host.not-found', `Host \`${requested}\` is not defined in ${state.repo}${guess ? ` — did you mean \`${guess}\`?` : '.'}`, hosts.length ? `Defined hosts: ${hosts.join(', ')} (hosts/<name>.yaml).` : 'Add hosts/<name>.yaml (kind: Host).');
+    throw userError(
+      'host.not-found',
+      `Host \`${requested}\` is not defined in ${state.repo}${guess ? ` — did you mean \`${guess}\`?` : '.'}`,
+      hosts.length ? `Defined hosts: ${hosts.join(', ')} (hosts/<name>.yaml).` : 'Add hosts/<name>.yaml (kind: Host).',
+    );
   }
   if (hosts.length === 1) return hosts[0]!;
-  if (hosts.length === 0) throw userError('host.none', `The repository defines no hosts, so there is nothing to plan.`, 'Add hosts/<name>.yaml (kind: Host) listing its workloads.');
-  throw userError('host.ambiguous', `The repository defines ${hosts.length} hosts; say which one with --host.`, `Defined hosts: ${hosts.join(', ')}.`);
+  if (hosts.length === 0)
+    throw userError(
+      'host.none',
+      `The repository defines no hosts, so there is nothing to plan.`,
+      'Add hosts/<name>.yaml (kind: Host) listing its workloads.',
+    );
+  throw userError(
+    'host.ambiguous',
+    `The repository defines ${hosts.length} hosts; say which one with --host.`,
+    `Defined hosts: ${hosts.join(', ')}.`,
+  );
 }

@@ -15,9 +15,13 @@ export type FleetHostStatus = FleetStatusDocument['hosts'][number];
 export async function fleetStatus(root: string): Promise<FleetStatusResult> {
   const backend = openStateBackend(root);
   if (!(backend instanceof PostgresStateBackend)) {
-    throw new AgentvmError('fleet.needs-postgres', `\`agentvm fleet status\` needs the PostgreSQL state backend; this command uses the local files under ${root}.`, {
-      detail: 'Pass `--state-backend postgres` (URL in $AGENTVM_PG_URL), or declare `spec.state` in agentvm.yaml.',
-    });
+    throw new AgentvmError(
+      'fleet.needs-postgres',
+      `\`agentvm fleet status\` needs the PostgreSQL state backend; this command uses the local files under ${root}.`,
+      {
+        detail: 'Pass `--state-backend postgres` (URL in $AGENTVM_PG_URL), or declare `spec.state` in agentvm.yaml.',
+      },
+    );
   }
   const rows = await backend.fleetRows();
   return {
@@ -36,9 +40,17 @@ export async function fleetStatus(root: string): Promise<FleetStatusResult> {
         drift: s?.drift?.length ?? 0,
         lastSeen: r.publishedAt,
         ageSeconds: r.ageSeconds,
-        lease: r.lease ? { who: r.lease.who, operation: r.lease.operation, pid: r.lease.pid, hostname: r.lease.hostname, expires: r.lease.expires, expired: r.leaseExpired === true } : null,
+        lease: r.lease
+          ? {
+              who: r.lease.who,
+              operation: r.lease.operation,
+              pid: r.lease.pid,
+              hostname: r.lease.hostname,
+              expires: r.lease.expires,
+              expired: r.leaseExpired === true,
+            }
+          : null,
       };
     }),
   };
 }
-

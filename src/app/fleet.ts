@@ -28,11 +28,17 @@ export interface FleetPlanResult {
   worstEffect: Effect;
 }
 
-export async function fleetPlan(opts: { repo: string; ref: string; root: string; exclude: string[] }): Promise<FleetPlanResult> {
+export async function fleetPlan(opts: {
+  repo: string;
+  ref: string;
+  root: string;
+  exclude: string[];
+}): Promise<FleetPlanResult> {
   const backend = sharedBackend(opts.root, '`agentvm fleet plan`');
   const { state } = await loadDesiredState(opts.repo, opts.ref);
   const commit = state.commit ?? null;
-  const rollout = ((state.config?.value as { spec?: { rollout?: RolloutConfig } } | undefined)?.spec?.rollout ?? {}) as RolloutConfig;
+  const rollout = ((state.config?.value as { spec?: { rollout?: RolloutConfig } } | undefined)?.spec?.rollout ??
+    {}) as RolloutConfig;
   const merged: RolloutConfig = { ...rollout, exclude: [...(rollout.exclude ?? []), ...opts.exclude] };
   const rows = await backend.fleetRows();
   const hosts: FleetPlanResult['hosts'] = [];
@@ -45,11 +51,31 @@ export async function fleetPlan(opts: { repo: string; ref: string; root: string;
     try {
       const { plan } = await makeRemotePlan({ repo: opts.repo, ref: opts.ref, host, root: opts.root });
       const changes = plan.changes.filter((c) => c.action !== 'noop').length;
-      hosts.push({ host, wave, rollout: rolloutText, published: true, ageSeconds: plan.remote?.ageSeconds ?? null, changes, worstAction: plan.summary.worstAction, worstEffect: plan.summary.worstEffect, errors: plan.summary.errors });
+      hosts.push({
+        host,
+        wave,
+        rollout: rolloutText,
+        published: true,
+        ageSeconds: plan.remote?.ageSeconds ?? null,
+        changes,
+        worstAction: plan.summary.worstAction,
+        worstEffect: plan.summary.worstEffect,
+        errors: plan.summary.errors,
+      });
     } catch (error) {
       if (!(error instanceof AgentvmError) || error.code !== 'plan.no-published-facts') throw error;
       unpublished.push(host);
-      hosts.push({ host, wave, rollout: rolloutText, published: false, ageSeconds: null, changes: 0, worstAction: 'noop', worstEffect: 'none', errors: 0 });
+      hosts.push({
+        host,
+        wave,
+        rollout: rolloutText,
+        published: false,
+        ageSeconds: null,
+        changes: 0,
+        worstAction: 'noop',
+        worstEffect: 'none',
+        errors: 0,
+      });
     }
   }
   return {

@@ -61,7 +61,12 @@ import { argvCommand } from '../providers/microvm/protocol.js';
 import { hostPaths, type HostPaths } from '../model/index.js';
 import { openStateBackend } from './state-backend.js';
 import { QemuDriver } from '../providers/microvm/qemu.js';
-import { receiptDetail, teardownRun, type TeardownReason, type TeardownReceipt } from '../providers/microvm/teardown.js';
+import {
+  receiptDetail,
+  teardownRun,
+  type TeardownReason,
+  type TeardownReceipt,
+} from '../providers/microvm/teardown.js';
 import type { JobRunResultDocument } from '../generated/job-run-result.js';
 
 export interface JobRunOptions {
@@ -120,14 +125,23 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   // The run's records go where the host's state lives (local audit file, or PostgreSQL under a fleet backend).
   const backend = openStateBackend(root);
   const settings = config.microvm;
-  if (settings.driver === 'firecracker') throw userError('job.driver-unsupported', `Host \`${host}\` asks for the firecracker driver, which this build does not ship yet.`, 'Set microvm.driver: qemu (the default) in hosts/<host>.yaml, then apply.');
+  if (settings.driver === 'firecracker')
+    throw userError(
+      'job.driver-unsupported',
+      `Host \`${host}\` asks for the firecracker driver, which this build does not ship yet.`,
+      'Set microvm.driver: qemu (the default) in hosts/<host>.yaml, then apply.',
+    );
   await refuseOverCapacity(paths, settings.maxConcurrentJobs);
 
   const kernel = { path: imagePath({ root }, config.kernel), sha256: config.kernel.sha256 };
   // A disk job boots its initramfs, which mounts the rootfs disk (attached read-only) and runs the job in it.
-  const bootImage = config.rootfs.format === 'disk' && config.initramfs !== undefined ? config.initramfs : config.rootfs;
+  const bootImage =
+    config.rootfs.format === 'disk' && config.initramfs !== undefined ? config.initramfs : config.rootfs;
   const initrd = { path: imagePath({ root }, bootImage), sha256: bootImage.sha256 };
-  const disk = bootImage === config.rootfs ? undefined : { path: imagePath({ root }, config.rootfs), sha256: config.rootfs.sha256 };
+  const disk =
+    bootImage === config.rootfs
+      ? undefined
+      : { path: imagePath({ root }, config.rootfs), sha256: config.rootfs.sha256 };
   const accel = await chooseAccel(settings.accel, paths, kernel, initrd);
 
   const runId = newRunId();
@@ -164,7 +178,14 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   let reason: TeardownReason = 'failed';
   let receipt: TeardownReceipt;
   try {
-    await backend.appendAudit({ host, operation: 'job run', event: 'job.start', result: 'started', address, detail: `run ${runId} of ${workload}/${job} as applied from ${installed.commit ?? 'an uncommitted worktree'} (${accel.accel}, ${config.egress.length === 0 ? 'no network' : `${config.egress.length} egress rule(s)`})` });
+    await backend.appendAudit({
+      host,
+      operation: 'job run',
+      event: 'job.start',
+      result: 'started',
+      address,
+      detail: `run ${runId} of ${workload}/${job} as applied from ${installed.commit ?? 'an uncommitted worktree'} (${accel.accel}, ${config.egress.length === 0 ? 'no network' : `${config.egress.length} egress rule(s)`})`,
+    });
     const netns = record.netns;
     if (netns !== null) {
       record = { ...record, slot: await claimSlot(paths) };
@@ -178,8 +199,17 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
       // audited refusals), served in this process on the run's own listener — the run is the caller.
       proxy = new EgressProxy({ host, auditFile: egressPaths(root).audit, ownAddresses: hostAddresses() });
       await proxy.reload({ resolvers: config.microvm.resolvers ?? [], callers: [] });
-      const caller = { id: `${address}.${runId}`, workload, entries: config.egress.filter((e) => e.protocol === 'tcp').map((e) => ({ host: e.host, port: e.port })) };
-      const created = await createJobNetwork({ netns, plan: egress, marker: runDirOf(paths, runId), egressProxy: { proxy, caller } });
+      const caller = {
+        id: `${address}.${runId}`,
+        workload,
+        entries: config.egress.filter((e) => e.protocol === 'tcp').map((e) => ({ host: e.host, port: e.port })),
+      };
+      const created = await createJobNetwork({
+        netns,
+        plan: egress,
+        marker: runDirOf(paths, runId),
+        egressProxy: { proxy, caller },
+      });
       diagnostics.push(...created.diagnostics.map((d) => ({ ...d, address })));
       network = created.network;
     }
@@ -197,7 +227,12 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
         runDir: vmDirOf(paths, runId),
         driver: new QemuDriver({ accel: accel.accel }),
         name: `job-${runId}`,
-        ...(network === undefined || egress === undefined ? {} : { network: { kind: 'tap' as const, tapName: network.tap, netns: network.netns }, guestNetwork: { ...egress.guest, proxyPort: JOB_PROXY_PORT } }),
+        ...(network === undefined || egress === undefined
+          ? {}
+          : {
+              network: { kind: 'tap' as const, tapName: network.tap, netns: network.netns },
+              guestNetwork: { ...egress.guest, proxyPort: JOB_PROXY_PORT },
+            }),
         ...(opts.onConsole === undefined ? {} : { onConsole: opts.onConsole }),
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
         onBooted: async (vmmPid) => {
@@ -209,17 +244,47 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
       if (outDir !== null) written = await writeResults(outDir, vm.resultFiles);
       else written = describeResults(vm.resultFiles);
     }
-    reason = vm === undefined ? 'failed' : opts.signal?.aborted ? 'interrupted' : vm.timedOut ? 'timed-out' : vm.exitCode !== null ? 'finished' : 'failed';
+    reason =
+      vm === undefined
+        ? 'failed'
+        : opts.signal?.aborted
+          ? 'interrupted'
+          : vm.timedOut
+            ? 'timed-out'
+            : vm.exitCode !== null
+              ? 'finished'
+              : 'failed';
   } finally {
     network?.close();
     await proxy?.close();
     receipt = await teardownRun(paths, record, reason);
     liveRuns.delete(runId);
-    await backend.appendAudit({ host, operation: 'job run', event: 'job.teardown', result: receipt.ok ? 'ok' : 'failed', address: receipt.address, detail: receiptDetail(receipt) });
+    await backend.appendAudit({
+      host,
+      operation: 'job run',
+      event: 'job.teardown',
+      result: receipt.ok ? 'ok' : 'failed',
+      address: receipt.address,
+      detail: receiptDetail(receipt),
+    });
   }
-  if (!receipt.ok) diagnostics.push(errorDiag('microvm.teardown-incomplete', `Run ${runId} was not torn down completely: ${receipt.problems.join('; ')}.`, { address, detail: 'Its record is kept: `agentvm plan` lists it as an orphan and `agentvm apply` retries.' }));
+  if (!receipt.ok)
+    diagnostics.push(
+      errorDiag(
+        'microvm.teardown-incomplete',
+        `Run ${runId} was not torn down completely: ${receipt.problems.join('; ')}.`,
+        { address, detail: 'Its record is kept: `agentvm plan` lists it as an orphan and `agentvm apply` retries.' },
+      ),
+    );
 
-  const status: JobRunStatus = reason === 'finished' && vm?.exitCode === 0 && !hasErrors(diagnostics) ? 'succeeded' : reason === 'timed-out' ? 'timed-out' : reason === 'interrupted' ? 'interrupted' : 'failed';
+  const status: JobRunStatus =
+    reason === 'finished' && vm?.exitCode === 0 && !hasErrors(diagnostics)
+      ? 'succeeded'
+      : reason === 'timed-out'
+        ? 'timed-out'
+        : reason === 'interrupted'
+          ? 'interrupted'
+          : 'failed';
   return {
     formatVersion: 1,
     runId,
@@ -236,7 +301,11 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
             netns: network.netns,
             guestAddress: egress.guest.address,
             gateway: egress.guest.gateway,
-            allowed: egress.listeners.map((l) => ({ protocol: l.protocol, guest: `${l.guestTarget.address}:${l.guestTarget.port}`, upstream: `${l.upstream.address}:${l.upstream.port}` })),
+            allowed: egress.listeners.map((l) => ({
+              protocol: l.protocol,
+              guest: `${l.guestTarget.address}:${l.guestTarget.port}`,
+              upstream: `${l.upstream.address}:${l.upstream.port}`,
+            })),
           },
     resultFiles: written,
     outDir,
@@ -265,28 +334,53 @@ async function installedJob(root: string, workload: string, job: string, wantHos
     );
   }
   const host = installed.host ?? wantHost;
-  if (host === undefined) throw userError('job.definition-outdated', `The installed definition of ${workload}/${job} does not say which host it was applied for.`, 'It was installed by an older agentvm: run `agentvm apply` again, or pass --host.');
+  if (host === undefined)
+    throw userError(
+      'job.definition-outdated',
+      `The installed definition of ${workload}/${job} does not say which host it was applied for.`,
+      'It was installed by an older agentvm: run `agentvm apply` again, or pass --host.',
+    );
   if (wantHost !== undefined && installed.host !== undefined && installed.host !== wantHost) {
-    throw userError('job.host-mismatch', `The job ${workload}/${job} under this root was applied for host \`${installed.host}\`, not \`${wantHost}\`.`, `Pass --host ${installed.host}, or give the --root of host ${wantHost}.`);
+    throw userError(
+      'job.host-mismatch',
+      `The job ${workload}/${job} under this root was applied for host \`${installed.host}\`, not \`${wantHost}\`.`,
+      `Pass --host ${installed.host}, or give the --root of host ${wantHost}.`,
+    );
   }
   if (jobDefinitionDigest(installed.config) !== installed.digest) {
-    throw new AgentvmError('job.definition-modified', `The installed definition of ${workload}/${job} was changed outside agentvm: its content no longer matches the digest apply recorded.`, {
-      detail: 'Nothing was booted. `agentvm plan` shows it as drift; `agentvm apply` reinstalls the reviewed definition.',
-    });
+    throw new AgentvmError(
+      'job.definition-modified',
+      `The installed definition of ${workload}/${job} was changed outside agentvm: its content no longer matches the digest apply recorded.`,
+      {
+        detail:
+          'Nothing was booted. `agentvm plan` shows it as drift; `agentvm apply` reinstalls the reviewed definition.',
+      },
+    );
   }
   const parsed = parseJobConfig(installed.config, address);
   if (parsed.config === undefined) {
-    throw new AgentvmError('job.refused', `The job ${workload}/${job} cannot run: its installed definition has ${parsed.diagnostics.length} error(s).`, { diagnostics: parsed.diagnostics, detail: 'Fix the manifest (agentvm validate shows every problem), commit, and apply.' });
+    throw new AgentvmError(
+      'job.refused',
+      `The job ${workload}/${job} cannot run: its installed definition has ${parsed.diagnostics.length} error(s).`,
+      {
+        diagnostics: parsed.diagnostics,
+        detail: 'Fix the manifest (agentvm validate shows every problem), commit, and apply.',
+      },
+    );
   }
   if (!signaturesCoverPins(installed, parsed.config)) {
     const images = await verifyImages({ root }, parsed.config, address);
-    throw new AgentvmError('job.images-unverified', `The job ${workload}/${job} cannot run: its tier requires signed images, and apply has not verified the signatures of the pinned ones.`, {
-      diagnostics: images.diagnostics,
-      detail:
-        images.status === 'verified'
-          ? 'Nothing was booted. The images arrived after apply: `agentvm plan` shows the update, and `agentvm apply` verifies their signatures.'
-          : 'Nothing was booted. Put the pinned images in place (see below), then `agentvm plan` shows the update and `agentvm apply` verifies their signatures.',
-    });
+    throw new AgentvmError(
+      'job.images-unverified',
+      `The job ${workload}/${job} cannot run: its tier requires signed images, and apply has not verified the signatures of the pinned ones.`,
+      {
+        diagnostics: images.diagnostics,
+        detail:
+          images.status === 'verified'
+            ? 'Nothing was booted. The images arrived after apply: `agentvm plan` shows the update, and `agentvm apply` verifies their signatures.'
+            : 'Nothing was booted. Put the pinned images in place (see below), then `agentvm plan` shows the update and `agentvm apply` verifies their signatures.',
+      },
+    );
   }
   return { installed, host, config: parsed.config };
 }
@@ -294,7 +388,11 @@ async function installedJob(root: string, workload: string, job: string, wantHos
 function parseTarget(target: string): { workload: string; job: string } {
   const [workload = '', job = '', ...rest] = target.split('/');
   if (rest.length > 0 || !NAME.test(workload) || !NAME.test(job)) {
-    throw userError('job.target-invalid', `${JSON.stringify(target)} is not <workload>/<job>.`, 'Name the workload and one of its jobs (manifest spec.jobs[].name), e.g. `agentvm job run transcript-summarizer/summarize`.');
+    throw userError(
+      'job.target-invalid',
+      `${JSON.stringify(target)} is not <workload>/<job>.`,
+      'Name the workload and one of its jobs (manifest spec.jobs[].name), e.g. `agentvm job run transcript-summarizer/summarize`.',
+    );
   }
   return { workload, job };
 }
@@ -303,14 +401,27 @@ async function readInputs(paths: readonly string[]): Promise<Record<string, Buff
   const files = Object.create(null) as Record<string, Buffer>;
   for (const path of paths) {
     const name = basename(path);
-    if (Object.hasOwn(files, name)) throw userError('job.input-duplicate', `Two inputs are named ${JSON.stringify(name)}.`, 'Inputs are placed in the job\'s working directory by base name; rename one.');
+    if (Object.hasOwn(files, name))
+      throw userError(
+        'job.input-duplicate',
+        `Two inputs are named ${JSON.stringify(name)}.`,
+        "Inputs are placed in the job's working directory by base name; rename one.",
+      );
     let stat;
     try {
       stat = statSync(path);
     } catch (error) {
-      throw userError('job.input-unreadable', `Input ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
+      throw userError(
+        'job.input-unreadable',
+        `Input ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'}).`,
+      );
     }
-    if (!stat.isFile()) throw userError('job.input-not-file', `Input ${path} is not a regular file.`, 'Pass files; for a directory, archive it first (tar) and pass the archive.');
+    if (!stat.isFile())
+      throw userError(
+        'job.input-not-file',
+        `Input ${path} is not a regular file.`,
+        'Pass files; for a directory, archive it first (tar) and pass the archive.',
+      );
     files[name] = await readFile(path);
   }
   return files;
@@ -323,9 +434,19 @@ async function prepareOutDir(out: string): Promise<string> {
     entries = readdirSync(dir);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') throw userError('job.out-unusable', `--out ${out} cannot be used (${code ?? 'error'}).`, 'Give a directory that does not exist yet, or an empty one.');
+    if (code !== 'ENOENT')
+      throw userError(
+        'job.out-unusable',
+        `--out ${out} cannot be used (${code ?? 'error'}).`,
+        'Give a directory that does not exist yet, or an empty one.',
+      );
   }
-  if (entries !== undefined && entries.length > 0) throw userError('job.out-not-empty', `--out ${out} is not empty.`, 'Results are never written over existing files: give a new or empty directory.');
+  if (entries !== undefined && entries.length > 0)
+    throw userError(
+      'job.out-not-empty',
+      `--out ${out} is not empty.`,
+      'Results are never written over existing files: give a new or empty directory.',
+    );
   await mkdir(dir, { recursive: true });
   return dir;
 }
@@ -354,11 +475,20 @@ async function refuseOverCapacity(paths: Parameters<typeof listRunRecords>[0], m
   const now = new Date();
   const running = records.filter((r) => runState(r, now, ownerAlive(r)) === 'running').length;
   if (running >= max) {
-    throw userError('job.capacity', `This host already runs ${running} job(s), its limit (microvm.maxConcurrentJobs: ${max}).`, 'Wait for a run to finish, or raise microvm.maxConcurrentJobs in hosts/<host>.yaml.');
+    throw userError(
+      'job.capacity',
+      `This host already runs ${running} job(s), its limit (microvm.maxConcurrentJobs: ${max}).`,
+      'Wait for a run to finish, or raise microvm.maxConcurrentJobs in hosts/<host>.yaml.',
+    );
   }
 }
 
-async function chooseAccel(setting: AccelSetting, paths: HostPaths, kernel: { path: string; sha256: string }, initrd: { path: string; sha256: string }) {
+async function chooseAccel(
+  setting: AccelSetting,
+  paths: HostPaths,
+  kernel: { path: string; sha256: string },
+  initrd: { path: string; sha256: string },
+) {
   return resolveAccel({
     setting,
     kernelPath: kernel.path,
@@ -371,7 +501,10 @@ async function chooseAccel(setting: AccelSetting, paths: HostPaths, kernel: { pa
       const dispose = (): Promise<void> => rm(dir, { recursive: true, force: true });
       try {
         const copies: string[] = [];
-        for (const [name, pin] of [['vmlinuz', kernel], ['initrd', initrd]] as const) {
+        for (const [name, pin] of [
+          ['vmlinuz', kernel],
+          ['initrd', initrd],
+        ] as const) {
           const bytes = await readFile(pin.path);
           if (createHash('sha256').update(bytes).digest('hex') !== pin.sha256) {
             await dispose();
@@ -395,7 +528,10 @@ async function resolveHostnames(config: JobConfig): Promise<Map<string, string[]
   for (const rule of config.egress) {
     if (out.has(rule.host) || isLoopbackHost(rule.host) || /^[0-9.]+$/.test(rule.host)) continue;
     try {
-      out.set(rule.host, (await lookup(rule.host, { all: true, family: 4 })).map((a) => a.address));
+      out.set(
+        rule.host,
+        (await lookup(rule.host, { all: true, family: 4 })).map((a) => a.address),
+      );
     } catch {
       out.set(rule.host, []);
     }

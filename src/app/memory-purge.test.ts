@@ -31,9 +31,22 @@ async function lockfileWith(addresses: string[]): Promise<void> {
   const backend = new LocalStateBackend(hostPaths(root));
   const lease = await backend.acquireLease('edge-1', 'apply', { renew: false });
   let lock = emptyLockfile('edge-1');
-  for (const address of addresses) lock = withResource(lock, { address, provider: 'systemd', workload: address.split('.')[1]!, identity: 'x', digest: 'sha256:d', commit: null, appliedAt: '2026-01-01T00:00:00.000Z' });
+  for (const address of addresses)
+    lock = withResource(lock, {
+      address,
+      provider: 'systemd',
+      workload: address.split('.')[1]!,
+      identity: 'x',
+      digest: 'sha256:d',
+      commit: null,
+      appliedAt: '2026-01-01T00:00:00.000Z',
+    });
   const before = await backend.readLockfile('edge-1');
-  await backend.writeLockfile('edge-1', before ? { ...lock, lineage: before.lineage, serial: before.serial } : lock, lease);
+  await backend.writeLockfile(
+    'edge-1',
+    before ? { ...lock, lineage: before.lineage, serial: before.serial } : lock,
+    lease,
+  );
   lease.release();
 }
 
@@ -42,7 +55,9 @@ describe('agentvm memory purge', () => {
     const research = memory('research');
     const other = memory('other');
     await lockfileWith(['unit.research.analyst', 'unit.other.analyst']);
-    await expect(purgeMemory({ root, host: 'edge-1', workload: 'research' })).rejects.toMatchObject({ code: 'memory.workload-present' });
+    await expect(purgeMemory({ root, host: 'edge-1', workload: 'research' })).rejects.toMatchObject({
+      code: 'memory.workload-present',
+    });
     expect(existsSync(research)).toBe(true);
 
     await lockfileWith(['unit.other.analyst']);
@@ -55,6 +70,8 @@ describe('agentvm memory purge', () => {
   });
 
   it('refuses a name that is not a workload (no path tricks)', async () => {
-    await expect(purgeMemory({ root, host: 'edge-1', workload: '../state' })).rejects.toMatchObject({ code: 'memory.invalid-workload' });
+    await expect(purgeMemory({ root, host: 'edge-1', workload: '../state' })).rejects.toMatchObject({
+      code: 'memory.invalid-workload',
+    });
   });
 });

@@ -19,11 +19,22 @@ export type MemoryPurgeResult = MemoryPurgeResultDocument;
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
 export async function purgeMemory(input: { root: string; host: string; workload: string }): Promise<MemoryPurgeResult> {
-  if (!NAME.test(input.workload)) throw userError('memory.invalid-workload', `\`${input.workload}\` is not a workload name.`, 'A workload name is a DNS label (lowercase letters, digits, dashes).');
+  if (!NAME.test(input.workload))
+    throw userError(
+      'memory.invalid-workload',
+      `\`${input.workload}\` is not a workload name.`,
+      'A workload name is a DNS label (lowercase letters, digits, dashes).',
+    );
   const lock = await stateBackend(input.root).readLockfile(input.host);
-  const inUse = Object.keys(lock?.resources ?? {}).filter((a) => a.startsWith(`unit.${input.workload}.`) || a.startsWith(`job.${input.workload}.`));
+  const inUse = Object.keys(lock?.resources ?? {}).filter(
+    (a) => a.startsWith(`unit.${input.workload}.`) || a.startsWith(`job.${input.workload}.`),
+  );
   if (inUse.length > 0) {
-    throw userError('memory.workload-present', `Workload \`${input.workload}\` is still on host \`${input.host}\` (${inUse.join(', ')}): its memory is in use.`, `Remove it from the host file's spec.workloads and apply first; the plan then says where its memory is kept. Nothing was deleted.`);
+    throw userError(
+      'memory.workload-present',
+      `Workload \`${input.workload}\` is still on host \`${input.host}\` (${inUse.join(', ')}): its memory is in use.`,
+      `Remove it from the host file's spec.workloads and apply first; the plan then says where its memory is kept. Nothing was deleted.`,
+    );
   }
   const removed: string[] = [];
   for (const dir of candidateDirs(input.root, input.workload)) {
@@ -32,7 +43,13 @@ export async function purgeMemory(input: { root: string; host: string; workload:
     removed.push(dir);
   }
   if (removed.length > 0) {
-    await stateBackend(input.root).appendAudit({ host: input.host, operation: 'memory purge', event: 'memory.purge', result: 'ok', detail: `deleted the memory of workload ${input.workload}: ${removed.join(', ')}` });
+    await stateBackend(input.root).appendAudit({
+      host: input.host,
+      operation: 'memory purge',
+      event: 'memory.purge',
+      result: 'ok',
+      detail: `deleted the memory of workload ${input.workload}: ${removed.join(', ')}`,
+    });
   }
   return { formatVersion: 1, host: input.host, workload: input.workload, removed };
 }
@@ -40,7 +57,10 @@ export async function purgeMemory(input: { root: string; host: string; workload:
 /** Where the workload's memory can be: system scope under the root, user scope under the gateways' account. */
 function candidateDirs(root: string, workload: string): string[] {
   const r = path.resolve(root);
-  const system = memoryHostDirs({ scope: 'system', mode: 'offline', unitDir: path.join(r, 'etc/systemd/system'), managerRoot: r }, workload);
+  const system = memoryHostDirs(
+    { scope: 'system', mode: 'offline', unitDir: path.join(r, 'etc/systemd/system'), managerRoot: r },
+    workload,
+  );
   const named = process.env[SYSTEMD_USER_ENV];
   let home: string;
   try {
@@ -48,6 +68,9 @@ function candidateDirs(root: string, workload: string): string[] {
   } catch {
     return system;
   }
-  const user = memoryHostDirs({ scope: 'user', mode: 'online', unitDir: path.join(home, '.config/systemd/user'), managerRoot: '/' }, workload);
+  const user = memoryHostDirs(
+    { scope: 'user', mode: 'online', unitDir: path.join(home, '.config/systemd/user'), managerRoot: '/' },
+    workload,
+  );
   return [...system, ...user];
 }

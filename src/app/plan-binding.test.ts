@@ -18,9 +18,25 @@ const plan = (over: Partial<Plan> = {}): Plan =>
     liveFingerprint: 'sha256:l',
     changes: [],
     drift: [],
-    capabilities: [{ workload: 'web', lines: [{ kind: 'egress', change: 'added', what: 'api.example.com:443', risk: 'new destination' }] }],
+    capabilities: [
+      {
+        workload: 'web',
+        lines: [{ kind: 'egress', change: 'added', what: 'api.example.com:443', risk: 'new destination' }],
+      },
+    ],
     diagnostics: [],
-    summary: { create: 0, update: 0, replace: 0, delete: 0, noop: 0, drift: 0, errors: 0, warnings: 0, worstAction: 'noop', worstEffect: 'none' },
+    summary: {
+      create: 0,
+      update: 0,
+      replace: 0,
+      delete: 0,
+      noop: 0,
+      drift: 0,
+      errors: 0,
+      warnings: 0,
+      worstAction: 'noop',
+      worstEffect: 'none',
+    },
     applicable: true,
     ...over,
   }) as unknown as Plan;

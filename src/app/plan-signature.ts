@@ -46,14 +46,22 @@ export async function verifyPlanSignature(planFile: string, plan: Plan, keyFile:
   try {
     publicKeyPem = readFileSync(keyFile, 'utf8');
   } catch (err) {
-    throw userError('apply.plan-key-unreadable', `Cannot read the plan signing key ${keyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, 'Pass --plan-key the PEM public key of the pipeline that signs plans (signing.pub.pem from `node scripts/sign-local.js keygen`).');
+    throw userError(
+      'apply.plan-key-unreadable',
+      `Cannot read the plan signing key ${keyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`,
+      'Pass --plan-key the PEM public key of the pipeline that signs plans (signing.pub.pem from `node scripts/sign-local.js keygen`).',
+    );
   }
   const bundleFile = planBundlePath(planFile);
   let bundle: string;
   try {
     bundle = readFileSync(bundleFile, 'utf8');
   } catch {
-    throw userError('apply.plan-unsigned', `The plan ${planFile} is not signed: there is no ${bundleFile}, and --require-signed-plan is set.`, 'Apply only plans your pipeline signed: make it with `agentvm plan --out <file> --sign <private key>` and copy the .sigstore.json with the plan. Nothing was applied.');
+    throw userError(
+      'apply.plan-unsigned',
+      `The plan ${planFile} is not signed: there is no ${bundleFile}, and --require-signed-plan is set.`,
+      'Apply only plans your pipeline signed: make it with `agentvm plan --out <file> --sign <private key>` and copy the .sigstore.json with the plan. Nothing was applied.',
+    );
   }
   const bytes = readFileSync(planFile);
   const res = await verifyArtifact({
@@ -65,10 +73,15 @@ export async function verifyPlanSignature(planFile: string, plan: Plan, keyFile:
   });
   if (!res.ok) {
     const why = res.diagnostics[0];
-    throw new AgentvmError('apply.plan-signature', `The signature of the plan ${planFile} does not verify with the key ${keyFile}: ${why?.summary ?? 'refused'}`, {
-      detail: 'The plan was changed after it was signed, or signed by another key. Nothing was applied. Apply only a plan signed by your pipeline, unchanged.',
-      ...(why ? { diagnostics: [why] } : {}),
-    });
+    throw new AgentvmError(
+      'apply.plan-signature',
+      `The signature of the plan ${planFile} does not verify with the key ${keyFile}: ${why?.summary ?? 'refused'}`,
+      {
+        detail:
+          'The plan was changed after it was signed, or signed by another key. Nothing was applied. Apply only a plan signed by your pipeline, unchanged.',
+        ...(why ? { diagnostics: [why] } : {}),
+      },
+    );
   }
   let signed: unknown;
   try {
@@ -77,7 +90,11 @@ export async function verifyPlanSignature(planFile: string, plan: Plan, keyFile:
     signed = undefined;
   }
   if (canonicalJson(signed) !== canonicalJson(plan)) {
-    throw new AgentvmError('apply.plan-signature', `The plan ${planFile} changed while it was being read: the signed bytes are not the plan that was parsed.`, { detail: 'Nothing was applied. Make sure nothing writes the plan file during apply.' });
+    throw new AgentvmError(
+      'apply.plan-signature',
+      `The plan ${planFile} changed while it was being read: the signed bytes are not the plan that was parsed.`,
+      { detail: 'Nothing was applied. Make sure nothing writes the plan file during apply.' },
+    );
   }
   return { keyHint: res.signer?.keyHint ?? '' };
 }
@@ -88,10 +105,18 @@ function readPrivateKey(keyFile: string): KeyObject {
     key = createPrivateKey(readFileSync(keyFile));
   } catch (err) {
     // The key's bytes are a secret: never quote them, only say what the file is not.
-    throw userError('plan.sign-key-invalid', `${keyFile} is not a readable PEM private key (${(err as NodeJS.ErrnoException).code ?? 'not PEM'}).`, 'Pass --sign the private key of an ECDSA P-256 key pair (`node scripts/sign-local.js keygen <dir>` makes one).');
+    throw userError(
+      'plan.sign-key-invalid',
+      `${keyFile} is not a readable PEM private key (${(err as NodeJS.ErrnoException).code ?? 'not PEM'}).`,
+      'Pass --sign the private key of an ECDSA P-256 key pair (`node scripts/sign-local.js keygen <dir>` makes one).',
+    );
   }
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    throw userError('plan.sign-key-invalid', `${keyFile} is not an ECDSA P-256 private key.`, 'Make one with `node scripts/sign-local.js keygen <dir>`.');
+    throw userError(
+      'plan.sign-key-invalid',
+      `${keyFile} is not an ECDSA P-256 private key.`,
+      'Make one with `node scripts/sign-local.js keygen <dir>`.',
+    );
   }
   return key;
 }

@@ -39,7 +39,11 @@ export interface PlanOptions {
    * Where the live host comes from. Default: the providers read this machine. A remote plan (ADR 0017) passes the
    * reads the host published instead, so a machine without access to the host plans exactly what the host would.
    */
-  liveSource?: (context: HostContext, desired: readonly DesiredResource[], locked: Readonly<Record<Address, LockedResource>>) => Promise<LiveReads>;
+  liveSource?: (
+    context: HostContext,
+    desired: readonly DesiredResource[],
+    locked: Readonly<Record<Address, LockedResource>>,
+  ) => Promise<LiveReads>;
 }
 
 export interface LiveReads {
@@ -76,14 +80,24 @@ export function stateBackend(root: string): StateBackend {
 export function checkRoot(root: string): void {
   const abs = resolve(root);
   // Pseudo file systems accept neither state nor releases (and Node's recursive mkdir spins on procfs).
-  if (/^\/(proc|sys|dev)(\/|$)/.test(abs)) throw userError('root.pseudo-filesystem', `The host root ${abs} is on a pseudo file system.`, 'Pass --root a directory on a normal, writable file system (default `/`).');
+  if (/^\/(proc|sys|dev)(\/|$)/.test(abs))
+    throw userError(
+      'root.pseudo-filesystem',
+      `The host root ${abs} is on a pseudo file system.`,
+      'Pass --root a directory on a normal, writable file system (default `/`).',
+    );
   let st;
   try {
     st = statSync(root);
   } catch {
     return;
   }
-  if (!st.isDirectory()) throw userError('root.not-a-directory', `The host root ${root} is not a directory.`, 'Pass --root a directory (default `/`); state, releases, audit log and units live under it.');
+  if (!st.isDirectory())
+    throw userError(
+      'root.not-a-directory',
+      `The host root ${root} is not a directory.`,
+      'Pass --root a directory (default `/`); state, releases, audit log and units live under it.',
+    );
 }
 
 export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
@@ -100,7 +114,10 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
   const validation: Diagnostic[] = [];
   for (const r of desired) {
     const p = registry.get(r.provider);
-    if (p) validation.push(...p.validate({ resource: r }).diagnostics.map((d) => ({ ...d, address: d.address ?? r.address })));
+    if (p)
+      validation.push(
+        ...p.validate({ resource: r }).diagnostics.map((d) => ({ ...d, address: d.address ?? r.address })),
+      );
   }
 
   // Signed releases and job images: verify the artifacts the provider would install, now, so a bad signature shows
@@ -110,7 +127,9 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
   // object, never a mutation), which no provider's read or list looks at, and neither phase reads what the other
   // writes (verification writes only the release provider's git cache), so the overlap cannot change the plan.
   const lockResources = (lock?.resources ?? {}) as Record<Address, LockedResource>;
-  const reading = opts.liveSource ? opts.liveSource(context, desired, lockResources) : readLive(registry, context, desired, lockResources);
+  const reading = opts.liveSource
+    ? opts.liveSource(context, desired, lockResources)
+    : readLive(registry, context, desired, lockResources);
   // Verdicts of verifications this host's plans already made (ADR 0010; apply never uses them). With none to reuse,
   // Sigstore is certainly needed: start loading it now.
   const verdicts = new VerdictCache(context.paths.cache);
@@ -123,26 +142,34 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
       if (!verify || !provider?.artifact) return;
       const artifact = await provider.artifact({ host: context, desired: r });
       validation.push(...artifact.diagnostics.map((d) => ({ ...d, address: d.address ?? r.address })));
-      for (const named of artifact.artifacts ?? []) validation.push(...(await verify(named.bytes, named.name)).diagnostics);
+      for (const named of artifact.artifacts ?? [])
+        validation.push(...(await verify(named.bytes, named.name)).diagnostics);
       if (!artifact.bytes) return;
       const outcome = await verify(artifact.bytes);
       validation.push(...outcome.diagnostics);
-      if (outcome.ok) r.config = { ...r.config, signatureVerified: { digest: outcome.digest, ...(outcome.signer ? { signer: outcome.signer } : {}) } };
+      if (outcome.ok)
+        r.config = {
+          ...r.config,
+          signatureVerified: { digest: outcome.digest, ...(outcome.signer ? { signer: outcome.signer } : {}) },
+        };
     }),
   );
   const [reads] = await Promise.all([reading, verifying]);
   const { live, owned, diagnostics: readDiags } = reads;
   verdicts.save();
   // Canary and tested rollback before promotion need the lockfile and the live host (governance/rules/promotion.ts).
-  const promotion = (opts.mode ?? 'normal') === 'normal'
-    ? promotionRules({
-        state,
-        host,
-        lock,
-        desiredReleases: new Map(desired.filter((r) => r.address === `release.${r.workload}`).map((r) => [r.workload, r.identity])),
-        unit: (address) => ({ exists: live.get(address)?.exists === true, online: gatewayOnline(live.get(address)) }),
-      })
-    : [];
+  const promotion =
+    (opts.mode ?? 'normal') === 'normal'
+      ? promotionRules({
+          state,
+          host,
+          lock,
+          desiredReleases: new Map(
+            desired.filter((r) => r.address === `release.${r.workload}`).map((r) => [r.workload, r.identity]),
+          ),
+          unit: (address) => ({ exists: live.get(address)?.exists === true, online: gatewayOnline(live.get(address)) }),
+        })
+      : [];
   const plan = computePlan({
     host,
     mode: opts.mode ?? 'normal',
@@ -153,7 +180,14 @@ export async function makePlan(opts: PlanOptions): Promise<PlanSession> {
     owned,
     lock: { lineage: lock?.lineage ?? null, serial: lock?.serial ?? 0, resources: lockResources },
     planners: registry.planners(),
-    diagnostics: [...diagnostics, ...providerDiags, ...expansion.diagnostics, ...validation, ...readDiags, ...promotion].sort(compareDiagnostics),
+    diagnostics: [
+      ...diagnostics,
+      ...providerDiags,
+      ...expansion.diagnostics,
+      ...validation,
+      ...readDiags,
+      ...promotion,
+    ].sort(compareDiagnostics),
   });
   return { plan, state, lock, context, backend, registry, reads };
 }
@@ -186,7 +220,13 @@ export async function readLive(
     const type = d?.provider ?? l?.provider ?? owned.get(address);
     const provider = type ? registry.get(type) : undefined;
     if (!provider) return undefined;
-    return provider.read({ host: context, address, snapshot, ...(d ? { desired: d } : {}), ...(l ? { locked: l } : {}) });
+    return provider.read({
+      host: context,
+      address,
+      snapshot,
+      ...(d ? { desired: d } : {}),
+      ...(l ? { locked: l } : {}),
+    });
   });
   reads.forEach((res, i) => {
     if (res === undefined) return;
@@ -205,7 +245,9 @@ export async function readLive(
  * file would be one more copy of the secret (and an artifact CI uploads), and apply would refuse it anyway.
  */
 export function planSaveRefusal(plan: Plan): string | undefined {
-  const secrets = plan.diagnostics.filter((d) => d.code === 'policy.secret-literal' || d.code === 'policy.secret-file').length;
+  const secrets = plan.diagnostics.filter(
+    (d) => d.code === 'policy.secret-literal' || d.code === 'policy.secret-file',
+  ).length;
   if (secrets === 0) return undefined;
   return `The plan was not saved: it found ${secrets === 1 ? 'a secret' : `${secrets} secrets`} committed to the repository (policy.secret-literal). Remove ${secrets === 1 ? 'it' : 'them'}, rotate ${secrets === 1 ? 'it' : 'them'}, and plan again.`;
 }
@@ -213,7 +255,12 @@ export function planSaveRefusal(plan: Plan): string | undefined {
 /** Saves a plan for apply, through the redaction boundary. Refuses a plan `planSaveRefusal` refuses. */
 export function writePlanFile(file: string, plan: Plan): void {
   const refusal = planSaveRefusal(plan);
-  if (refusal) throw userError('plan.not-saved', refusal, 'Fix the secret findings listed with the plan, then run `agentvm plan --out` again.');
+  if (refusal)
+    throw userError(
+      'plan.not-saved',
+      refusal,
+      'Fix the secret findings listed with the plan, then run `agentvm plan --out` again.',
+    );
   writeFileAtomic(file, `${JSON.stringify(redactValue(plan), null, 2)}\n`);
 }
 
@@ -228,28 +275,46 @@ export function readPlanFile(file: string): Plan {
     // A regular file under the limit, checked before reading: `agentvm apply /dev/zero` is refused at once.
     text = readRegularFileSync(file, MAX_PLAN_FILE_BYTES).toString('utf8');
   } catch (err) {
-    const why = err instanceof BoundedReadError ? (err.reason === 'too-large' ? `larger than ${MAX_PLAN_FILE_BYTES} bytes` : 'not a regular file') : ((err as NodeJS.ErrnoException).code ?? 'error');
-    throw userError('plan.file-unreadable', `Cannot read the plan file ${file} (${why}).`, 'Create one with `agentvm plan --out <file>`.');
+    const why =
+      err instanceof BoundedReadError
+        ? err.reason === 'too-large'
+          ? `larger than ${MAX_PLAN_FILE_BYTES} bytes`
+          : 'not a regular file'
+        : ((err as NodeJS.ErrnoException).code ?? 'error');
+    throw userError(
+      'plan.file-unreadable',
+      `Cannot read the plan file ${file} (${why}).`,
+      'Create one with `agentvm plan --out <file>`.',
+    );
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    throw userError('plan.file-invalid', `${file} is not a plan: it is not valid JSON.`, 'Create a plan with `agentvm plan --out <file>`; do not edit plan files by hand.');
+    throw userError(
+      'plan.file-invalid',
+      `${file} is not a plan: it is not valid JSON.`,
+      'Create a plan with `agentvm plan --out <file>`; do not edit plan files by hand.',
+    );
   }
   if (!planValidator) {
     const diag = loadSchema('diagnostic.schema.json');
     const planSchema = structuredClone(loadSchema('plan.schema.json')) as Record<string, unknown>;
     // Inline the one cross-file reference so zod can build the validator from the published schema.
-    ((planSchema.properties as Record<string, Record<string, unknown>>).diagnostics!.items as Record<string, unknown>) = { ...diag, $schema: undefined, $id: undefined };
+    ((planSchema.properties as Record<string, Record<string, unknown>>).diagnostics!.items as Record<string, unknown>) =
+      { ...diag, $schema: undefined, $id: undefined };
     planValidator = validatorFromJsonSchema(JSON.parse(JSON.stringify(planSchema)) as JsonSchemaInput);
   }
   const res = planValidator.safeParse(value);
   if (!res.success) {
     const issue = res.error.issues[0];
-    throw new AgentvmError('plan.file-invalid', `${file} is not a valid agentvm plan (${issue ? `${issue.path.join('.') || '$'}: ${issue.message}` : 'schema mismatch'}).`, {
-      detail: 'Plan files are written by `agentvm plan --out` and must not be edited; make a new one.',
-    });
+    throw new AgentvmError(
+      'plan.file-invalid',
+      `${file} is not a valid agentvm plan (${issue ? `${issue.path.join('.') || '$'}: ${issue.message}` : 'schema mismatch'}).`,
+      {
+        detail: 'Plan files are written by `agentvm plan --out` and must not be edited; make a new one.',
+      },
+    );
   }
   return value as Plan;
 }

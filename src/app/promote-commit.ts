@@ -18,11 +18,29 @@
 
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, linkSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import {
+  existsSync,
+  linkSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { gitEnv } from '../contracts/git-batch.js';
 import { AgentvmError, userError } from '../diagnostics/index.js';
-import { fsyncDirectory, identityFields, provablyDead, readJsonFile, removeDeadTemps, selfIdentity, writeFileAtomic, type ProcessIdentity } from '../state/index.js';
+import {
+  fsyncDirectory,
+  identityFields,
+  provablyDead,
+  readJsonFile,
+  removeDeadTemps,
+  selfIdentity,
+  writeFileAtomic,
+  type ProcessIdentity,
+} from '../state/index.js';
 
 /** One file of a pin change, by its path relative to the top of the checkout. */
 export interface PinFile {
@@ -68,20 +86,32 @@ export async function commitPinChange(top: string, files: PinFile[], message: st
     const blob = (await git(top, ['hash-object', '-w', '--stdin'], f.after)).trim();
     const mode = (await git(top, ['ls-tree', base, '--', f.rel])).split(' ')[0] || '100644';
     const abs = join(top, f.rel);
-    entries.push({ rel: f.rel, mode, blob, before: existsSync(abs) ? sha256(readFileSync(abs)) : null, after: sha256(f.after) });
+    entries.push({
+      rel: f.rel,
+      mode,
+      blob,
+      before: existsSync(abs) ? sha256(readFileSync(abs)) : null,
+      after: sha256(f.after),
+    });
   }
   const commit = await commitObject(co, base, entries, message);
   const journal: Journal = { formatVersion: 1, holder: selfIdentity(), ref, base, commit, files: entries };
   writeJournal(co, journal);
   faultPoint();
-  await git(top, ['update-ref', '-m', `promote: ${message.split('\n')[0]}`, ref, commit, base]).catch(async (error: unknown) => {
-    // A git killed after it moved the ref fails too: then the commit is published, and the checkout follows.
-    if ((await git(top, ['rev-parse', '--verify', '-q', ref]).catch(() => '')).trim() === commit) return;
-    throw new AgentvmError('promote.ref-moved', `${ref} moved while promote was committing (it is no longer ${base.slice(0, 12)}), or its lock is held by another git command.`, {
-      detail: 'Nothing was committed. Run promote again.',
-      cause: error,
-    });
-  });
+  await git(top, ['update-ref', '-m', `promote: ${message.split('\n')[0]}`, ref, commit, base]).catch(
+    async (error: unknown) => {
+      // A git killed after it moved the ref fails too: then the commit is published, and the checkout follows.
+      if ((await git(top, ['rev-parse', '--verify', '-q', ref]).catch(() => '')).trim() === commit) return;
+      throw new AgentvmError(
+        'promote.ref-moved',
+        `${ref} moved while promote was committing (it is no longer ${base.slice(0, 12)}), or its lock is held by another git command.`,
+        {
+          detail: 'Nothing was committed. Run promote again.',
+          cause: error,
+        },
+      );
+    },
+  );
   faultPoint();
   await finishCheckout(co, journal, files);
   return commit;
@@ -99,16 +129,23 @@ export async function recoverInterruptedPromote(top: string): Promise<string[]> 
   removeDeadTemps(co.gitDir, (name) => name === JOURNAL || name.startsWith('agentvm-promote.'));
   if (!journal) return [];
   if (journal.holder.pid !== process.pid && !provablyDead(journal.holder)) {
-    throw userError('promote.in-progress', `Another promote (pid ${journal.holder.pid}) is committing in this repository (${file}).`, 'Wait for it to finish, then run promote again. If that process is gone and ran in another container or boot, remove the journal file named here.');
+    throw userError(
+      'promote.in-progress',
+      `Another promote (pid ${journal.holder.pid}) is committing in this repository (${file}).`,
+      'Wait for it to finish, then run promote again. If that process is gone and ran in another container or boot, remove the journal file named here.',
+    );
   }
   const notes: string[] = [];
-  if (removeStaleRefLock(co, journal)) notes.push(`Removed a stale lock of ${journal.ref} left by an interrupted promote.`);
+  if (removeStaleRefLock(co, journal))
+    notes.push(`Removed a stale lock of ${journal.ref} left by an interrupted promote.`);
   const current = (await git(top, ['rev-parse', '--verify', '-q', journal.ref]).catch(() => '')).trim();
   const committed = current === journal.commit || (current !== '' && (await isAncestor(top, journal.commit, current)));
   if (committed) {
     writeJournal(co, { ...journal, holder: selfIdentity() }); // ours now: a racing promote sees a live holder
     await finishCheckout(co, journal, undefined);
-    notes.push(`Finished a promote that was interrupted after committing ${journal.commit}: the index and working tree now match it.`);
+    notes.push(
+      `Finished a promote that was interrupted after committing ${journal.commit}: the index and working tree now match it.`,
+    );
   } else {
     removeOurIndexLock(co, journal);
     unlinkQuiet(file);
@@ -124,7 +161,8 @@ async function commitObject(co: Checkout, base: string, entries: JournalFile[], 
   try {
     const env = { GIT_INDEX_FILE: index };
     await git(co.top, ['read-tree', base], undefined, env);
-    for (const e of entries) await git(co.top, ['update-index', '--add', '--cacheinfo', `${e.mode},${e.blob},${e.rel}`], undefined, env);
+    for (const e of entries)
+      await git(co.top, ['update-index', '--add', '--cacheinfo', `${e.mode},${e.blob},${e.rel}`], undefined, env);
     const tree = (await git(co.top, ['write-tree'], undefined, env)).trim();
     return (await git(co.top, ['commit-tree', tree, '-p', base, '-F', '-'], Buffer.from(message))).trim();
   } finally {
@@ -145,7 +183,9 @@ async function finishCheckout(co: Checkout, journal: Journal, files: PinFile[] |
     if (now === e.after) continue;
     // Only our own half-done write is replaced: content that is neither before nor after is the user's edit, kept.
     if (now !== e.before) continue;
-    const bytes = files?.find((f) => f.rel === e.rel)?.after ?? Buffer.from(await git(co.top, ['cat-file', 'blob', e.blob], undefined, {}, 'buffer'));
+    const bytes =
+      files?.find((f) => f.rel === e.rel)?.after ??
+      Buffer.from(await git(co.top, ['cat-file', 'blob', e.blob], undefined, {}, 'buffer'));
     writeFileAtomic(abs, bytes, { mode: e.mode === '100755' ? 0o755 : 0o644 });
     faultPoint();
   }
@@ -157,7 +197,13 @@ async function finishCheckout(co: Checkout, journal: Journal, files: PinFile[] |
 /** Does the real index already hold the journal's blobs? (Read without taking a lock.) */
 async function indexHas(co: Checkout, entries: JournalFile[]): Promise<boolean> {
   const out = await git(co.top, ['ls-files', '-s', '--', ...entries.map((e) => e.rel)]);
-  const staged = new Map(out.trim().split('\n').filter(Boolean).map((l) => [l.split('\t')[1], l.split(' ')[1]] as const));
+  const staged = new Map(
+    out
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => [l.split('\t')[1], l.split(' ')[1]] as const),
+  );
   return entries.every((e) => staged.get(e.rel) === e.blob);
 }
 
@@ -175,16 +221,21 @@ async function installIndex(co: Checkout, journal: Journal): Promise<void> {
       const env = { GIT_INDEX_FILE: next };
       if (snapshot) writeFileAtomic(next, snapshot);
       else await git(co.top, ['read-tree', journal.commit], undefined, env);
-      for (const e of journal.files) await git(co.top, ['update-index', '--add', '--cacheinfo', `${e.mode},${e.blob},${e.rel}`], undefined, env);
+      for (const e of journal.files)
+        await git(co.top, ['update-index', '--add', '--cacheinfo', `${e.mode},${e.blob},${e.rel}`], undefined, env);
       writeJournal(co, { ...journal, holder: selfIdentity(), indexSha256: sha256(readFileSync(next)) });
       faultPoint();
       try {
         linkSync(next, lock);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        throw new AgentvmError('promote.index-locked', `${lock} exists: another git command is using the index of ${co.top}.`, {
-          detail: `The promote is committed (${journal.commit}); only the index and working tree are not updated yet. When that git command has finished, run promote again: it finishes the change.`,
-        });
+        throw new AgentvmError(
+          'promote.index-locked',
+          `${lock} exists: another git command is using the index of ${co.top}.`,
+          {
+            detail: `The promote is committed (${journal.commit}); only the index and working tree are not updated yet. When that git command has finished, run promote again: it finishes the change.`,
+          },
+        );
       }
       const unchanged = sameBytes(snapshot, existsSync(indexFile) ? readFileSync(indexFile) : undefined);
       if (!unchanged) {
@@ -210,7 +261,8 @@ function removeOurIndexLock(co: Checkout, journal: Journal): void {
   const lock = join(co.gitDir, 'index.lock');
   const bytes = readIfExists(lock);
   if (bytes === undefined) return;
-  if ((journal.indexSha256 !== undefined && sha256(bytes) === journal.indexSha256) || orphaned(lock, bytes)) unlinkQuiet(lock);
+  if ((journal.indexSha256 !== undefined && sha256(bytes) === journal.indexSha256) || orphaned(lock, bytes))
+    unlinkQuiet(lock);
 }
 
 /** Removes the ref's lock when it holds this promote's commit id (known to nobody else) or is provably orphaned. */
@@ -268,15 +320,31 @@ function readJournal(file: string): Journal | undefined {
   try {
     raw = readJsonFile(file);
   } catch {
-    throw userError('promote.journal-corrupt', `${file} is not a promote journal (it does not parse).`, 'agentvm writes it whole, so something else changed it: check `git status` and `git log -1`, then remove the file.');
+    throw userError(
+      'promote.journal-corrupt',
+      `${file} is not a promote journal (it does not parse).`,
+      'agentvm writes it whole, so something else changed it: check `git status` and `git log -1`, then remove the file.',
+    );
   }
   if (raw === undefined) return undefined;
   const r = raw as Record<string, unknown>;
   const holder = r.holder as Record<string, unknown> | undefined;
   const files = r.files as JournalFile[] | undefined;
   const oid = (v: unknown) => typeof v === 'string' && /^[0-9a-f]{40,64}$/.test(v);
-  if (r.formatVersion !== 1 || !holder || !Number.isSafeInteger(holder.pid) || !oid(r.base) || !oid(r.commit) || typeof r.ref !== 'string' || !Array.isArray(files)) {
-    throw userError('promote.journal-corrupt', `${file} is not a promote journal this agentvm understands.`, 'Check `git status` and `git log -1`, then remove the file.');
+  if (
+    r.formatVersion !== 1 ||
+    !holder ||
+    !Number.isSafeInteger(holder.pid) ||
+    !oid(r.base) ||
+    !oid(r.commit) ||
+    typeof r.ref !== 'string' ||
+    !Array.isArray(files)
+  ) {
+    throw userError(
+      'promote.journal-corrupt',
+      `${file} is not a promote journal this agentvm understands.`,
+      'Check `git status` and `git log -1`, then remove the file.',
+    );
   }
   return {
     formatVersion: 1,
@@ -309,7 +377,9 @@ function removeOurTemps(co: Checkout, holder: ProcessIdentity | undefined): void
     const pid = Number(m[1]);
     const ns = Number(m[2]);
     if (pid === process.pid) continue;
-    const dead = (holder?.pid === pid && provablyDead(holder)) || (ns !== 0 && provablyDead({ pid, pidNamespace: ns, ...(me.bootId ? { bootId: me.bootId } : {}) }));
+    const dead =
+      (holder?.pid === pid && provablyDead(holder)) ||
+      (ns !== 0 && provablyDead({ pid, pidNamespace: ns, ...(me.bootId ? { bootId: me.bootId } : {}) }));
     if (dead) unlinkQuiet(join(co.gitDir, name));
   }
 }
@@ -328,10 +398,26 @@ async function isAncestor(top: string, a: string, b: string): Promise<boolean> {
 }
 
 function git(dir: string, args: string[], input?: Buffer, extra?: Record<string, string>): Promise<string>;
-function git(dir: string, args: string[], input: Buffer | undefined, extra: Record<string, string>, as: 'buffer'): Promise<Buffer>;
-function git(dir: string, args: string[], input?: Buffer, extra: Record<string, string> = {}, as: 'text' | 'buffer' = 'text'): Promise<string | Buffer> {
+function git(
+  dir: string,
+  args: string[],
+  input: Buffer | undefined,
+  extra: Record<string, string>,
+  as: 'buffer',
+): Promise<Buffer>;
+function git(
+  dir: string,
+  args: string[],
+  input?: Buffer,
+  extra: Record<string, string> = {},
+  as: 'text' | 'buffer' = 'text',
+): Promise<string | Buffer> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn('git', args, { cwd: dir, env: gitEnv(extra), stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    const child = spawn('git', args, {
+      cwd: dir,
+      env: gitEnv(extra),
+      stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout?.on('data', (b: Buffer) => out.push(b));
@@ -341,7 +427,11 @@ function git(dir: string, args: string[], input?: Buffer, extra: Record<string, 
       if (code === 0) resolvePromise(as === 'buffer' ? Buffer.concat(out) : Buffer.concat(out).toString('utf8'));
       else {
         const why = Buffer.concat(err).toString('utf8').trim() || (signal ? `killed by ${signal}` : `exit ${code}`);
-        reject(new AgentvmError('promote.git-failed', `git ${args[0]} failed in ${dir}: ${why}`, { detail: 'A promote interrupted here is finished or dropped by the next promote: run it again.' }));
+        reject(
+          new AgentvmError('promote.git-failed', `git ${args[0]} failed in ${dir}: ${why}`, {
+            detail: 'A promote interrupted here is finished or dropped by the next promote: run it again.',
+          }),
+        );
       }
     });
     if (input && child.stdin) {

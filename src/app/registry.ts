@@ -11,10 +11,20 @@ import { GateProvider } from '../providers/gate/provider.js';
 import { McpProvider } from '../providers/mcp/provider.js';
 
 export function builtInRegistry(): ProviderRegistry {
-  return new ProviderRegistry([new GitReleaseProvider(), new PackageReleaseProvider(), new MicrovmProvider(), new SystemdProvider(), new McpProvider(), new EgressProvider(), new GateProvider()]);
+  return new ProviderRegistry([
+    new GitReleaseProvider(),
+    new PackageReleaseProvider(),
+    new MicrovmProvider(),
+    new SystemdProvider(),
+    new McpProvider(),
+    new EgressProvider(),
+    new GateProvider(),
+  ]);
 }
 
-export async function registryFor(state: DesiredState): Promise<{ registry: ProviderRegistry; diagnostics: Diagnostic[] }> {
+export async function registryFor(
+  state: DesiredState,
+): Promise<{ registry: ProviderRegistry; diagnostics: Diagnostic[] }> {
   const registry = builtInRegistry();
   const packages = state.config?.value.spec?.providers ?? [];
   const diagnostics = packages.length ? await loadThirdPartyProviders(registry, packages, state.repo) : [];

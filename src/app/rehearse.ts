@@ -52,10 +52,14 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
   const progress = opts.progress ?? (() => {});
   const { state, diagnostics: stateDiags } = await loadDesiredState(opts.repo, opts.ref);
   if (hasErrors(stateDiags)) {
-    throw new AgentvmError('rehearse.desired-state-invalid', `The desired state at ${opts.ref} has ${stateDiags.filter((d) => d.severity === 'error').length} error(s); nothing was rehearsed.`, {
-      diagnostics: stateDiags.filter((d) => d.severity === 'error'),
-      detail: 'Fix the desired state (`agentvm validate`), then rehearse again.',
-    });
+    throw new AgentvmError(
+      'rehearse.desired-state-invalid',
+      `The desired state at ${opts.ref} has ${stateDiags.filter((d) => d.severity === 'error').length} error(s); nothing was rehearsed.`,
+      {
+        diagnostics: stateDiags.filter((d) => d.severity === 'error'),
+        detail: 'Fix the desired state (`agentvm validate`), then rehearse again.',
+      },
+    );
   }
   const host = selectHost(state, opts.host);
   const w = opts.workload;
@@ -63,12 +67,20 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
   const release = desired.find((r) => r.address === releaseAddress(w));
   if (!release) {
     const known = [...new Set(desired.map((r) => r.workload))].sort();
-    throw userError('rehearse.unknown-workload', `Workload \`${w}\` has no release on host \`${host}\`.`, `Workloads of ${host}: ${known.join(', ') || 'none'}.`);
+    throw userError(
+      'rehearse.unknown-workload',
+      `Workload \`${w}\` has no release on host \`${host}\`.`,
+      `Workloads of ${host}: ${known.join(', ') || 'none'}.`,
+    );
   }
   const canaryProfile = state.workloads.get(w)?.manifest?.value.spec.canary?.profile;
   const canaryDesired = canaryProfile ? desired.find((r) => r.address === `unit.${w}.${canaryProfile}`) : undefined;
   if (!canaryDesired) {
-    throw userError('rehearse.no-canary', `Workload \`${w}\` has no canary profile to rehearse on.`, 'Add `canary: { profile: <one of its profiles>, soakSeconds: 60 }` to its manifest; a rollback is rehearsed on that profile only.');
+    throw userError(
+      'rehearse.no-canary',
+      `Workload \`${w}\` has no canary profile to rehearse on.`,
+      'Add `canary: { profile: <one of its profiles>, soakSeconds: 60 }` to its manifest; a rollback is rehearsed on that profile only.',
+    );
   }
 
   const backend = stateBackend(opts.root);
@@ -77,21 +89,39 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
     const lock = await backend.readLockfile(host);
     const current = lock?.workloads[w]?.release;
     if (!lock || !current) {
-      throw userError('rehearse.nothing-live', `Workload \`${w}\` has no release applied on host \`${host}\`, so there is nothing to roll back to.`, 'A first install needs no rehearsal: apply it, then rehearse the next promotion.');
+      throw userError(
+        'rehearse.nothing-live',
+        `Workload \`${w}\` has no release applied on host \`${host}\`, so there is nothing to roll back to.`,
+        'A first install needs no rehearsal: apply it, then rehearse the next promotion.',
+      );
     }
     if (current.identity === release.identity) {
-      throw userError('rehearse.same-release', `The repository at ${opts.ref} pins the live release of \`${w}\` (${current.releaseId}).`, 'Commit the promotion first (`agentvm promote`), then rehearse it before applying.');
+      throw userError(
+        'rehearse.same-release',
+        `The repository at ${opts.ref} pins the live release of \`${w}\` (${current.releaseId}).`,
+        'Commit the promotion first (`agentvm promote`), then rehearse it before applying.',
+      );
     }
     const canaryLocked = lock.resources[canaryDesired.address];
     if (!canaryLocked || typeof canaryLocked.attributes?.config !== 'object') {
-      throw userError('rehearse.canary-not-deployed', `The canary ${canaryDesired.address} has not been applied on host \`${host}\`.`, `Apply the commit that is live now first, so the canary runs ${current.releaseId}.`);
+      throw userError(
+        'rehearse.canary-not-deployed',
+        `The canary ${canaryDesired.address} has not been applied on host \`${host}\`.`,
+        `Apply the commit that is live now first, so the canary runs ${current.releaseId}.`,
+      );
     }
-    const nextReleaseId = typeof canaryDesired.config.releaseId === 'string' ? canaryDesired.config.releaseId : release.identity;
+    const nextReleaseId =
+      typeof canaryDesired.config.releaseId === 'string' ? canaryDesired.config.releaseId : release.identity;
 
     const { registry } = await registryFor(state);
     const releaseProvider = registry.get(release.provider);
     const systemd = registry.get(canaryDesired.provider);
-    if (!releaseProvider || !systemd) throw new AgentvmError('rehearse.provider-missing', `No provider for ${!releaseProvider ? release.address : canaryDesired.address}.`, { source: 'toolkit' });
+    if (!releaseProvider || !systemd)
+      throw new AgentvmError(
+        'rehearse.provider-missing',
+        `No provider for ${!releaseProvider ? release.address : canaryDesired.address}.`,
+        { source: 'toolkit' },
+      );
     const context = hostContext(opts.root, host, state.repo);
     const applyId = randomUUID();
     const diagnostics: Diagnostic[] = [];
@@ -106,7 +136,12 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
       progress(`${name}: ${detail}`);
       await audit({ event: `rehearsal.${name}`, result: ok ? 'ok' : 'failed', address, detail });
     };
-    await audit({ event: 'rehearsal.start', result: 'started', address: canaryDesired.address, detail: `rehearse ${w}: canary ${canaryProfile} ${current.releaseId} → ${nextReleaseId} → ${current.releaseId}` });
+    await audit({
+      event: 'rehearsal.start',
+      result: 'started',
+      address: canaryDesired.address,
+      detail: `rehearse ${w}: canary ${canaryProfile} ${current.releaseId} → ${nextReleaseId} → ${current.releaseId}`,
+    });
 
     // 1. Release N next to C (verified like apply verifies it; `current` follows, units do not: they name release ids).
     const verifier = verifierFor(state, release);
@@ -119,7 +154,14 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
     });
     diagnostics.push(...installed.diagnostics);
     const installOk = installed.locked !== undefined && !hasErrors(installed.diagnostics);
-    await step('install', release.address, installOk, installOk ? `release ${nextReleaseId} installed` : `release ${nextReleaseId} could not be installed: ${firstError(installed.diagnostics)}`);
+    await step(
+      'install',
+      release.address,
+      installOk,
+      installOk
+        ? `release ${nextReleaseId} installed`
+        : `release ${nextReleaseId} could not be installed: ${firstError(installed.diagnostics)}`,
+    );
 
     let passed = false;
     if (installOk) {
@@ -127,23 +169,48 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
       const promoted = await converge(systemd, context, canaryDesired, canaryLocked as LockedResource, progress);
       diagnostics.push(...promoted.diagnostics);
       const promoteOk = !hasErrors(promoted.diagnostics);
-      await step('promote', canaryDesired.address, promoteOk, promoteOk ? `${canaryDesired.address} runs ${nextReleaseId} and is healthy` : `${canaryDesired.address} failed on ${nextReleaseId}: ${firstError(promoted.diagnostics)}`);
+      await step(
+        'promote',
+        canaryDesired.address,
+        promoteOk,
+        promoteOk
+          ? `${canaryDesired.address} runs ${nextReleaseId} and is healthy`
+          : `${canaryDesired.address} failed on ${nextReleaseId}: ${firstError(promoted.diagnostics)}`,
+      );
 
       // 3. Roll the canary back to its applied configuration and check it. When step 2 already rolled back and checked
       //    it, this is a no-op whose health was proven by that rollback (rolledBack `ok` means healthy again).
-      const appliedConfig: DesiredResource = { ...canaryDesired, identity: canaryLocked.identity, config: canaryLocked.attributes!.config as Record<string, unknown> };
+      const appliedConfig: DesiredResource = {
+        ...canaryDesired,
+        identity: canaryLocked.identity,
+        config: canaryLocked.attributes!.config as Record<string, unknown>,
+      };
       const back = await converge(systemd, context, appliedConfig, canaryLocked as LockedResource, progress);
       diagnostics.push(...back.diagnostics);
       const autoRolledBack = promoted.rolledBack?.result === 'ok';
       const backOk = !hasErrors(back.diagnostics) && (back.applied || autoRolledBack);
-      await step('rollback', canaryDesired.address, backOk, backOk ? `${canaryDesired.address} runs ${current.releaseId} again and is healthy` : `${canaryDesired.address} is not healthy on ${current.releaseId}: ${firstError(back.diagnostics)}`);
+      await step(
+        'rollback',
+        canaryDesired.address,
+        backOk,
+        backOk
+          ? `${canaryDesired.address} runs ${current.releaseId} again and is healthy`
+          : `${canaryDesired.address} is not healthy on ${current.releaseId}: ${firstError(back.diagnostics)}`,
+      );
       passed = promoteOk && backOk;
     }
 
     // 4. `current` back to C (byte for byte), whatever happened above.
     const restore = await restoreCurrent(context, release.provider, w, current, installed.locked, progress);
     diagnostics.push(...restore);
-    await step('restore', release.address, !hasErrors(restore), hasErrors(restore) ? `could not point ${w}/current back at ${current.releaseId}: ${firstError(restore)}` : `${w}/current → ${current.releaseId}`);
+    await step(
+      'restore',
+      release.address,
+      !hasErrors(restore),
+      hasErrors(restore)
+        ? `could not point ${w}/current back at ${current.releaseId}: ${firstError(restore)}`
+        : `${w}/current → ${current.releaseId}`,
+    );
 
     const rehearsal: RollbackRehearsal = {
       rehearsedAt: new Date().toISOString(),
@@ -151,9 +218,19 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
       toIdentity: current.identity,
       result: passed ? 'passed' : 'failed',
       applyId,
-      detail: steps.map((s) => `${s.step} ${s.ok ? 'ok' : 'failed'}: ${s.detail}`).join('; ').slice(0, 2000),
+      detail: steps
+        .map((s) => `${s.step} ${s.ok ? 'ok' : 'failed'}: ${s.detail}`)
+        .join('; ')
+        .slice(0, 2000),
     };
-    await audit({ event: 'rehearsal.finish', result: passed ? 'ok' : 'failed', address: release.address, before: { identity: current.identity }, after: { identity: release.identity }, detail: `rollback ${nextReleaseId} → ${current.releaseId} on ${canaryDesired.address}: ${rehearsal.result}` });
+    await audit({
+      event: 'rehearsal.finish',
+      result: passed ? 'ok' : 'failed',
+      address: release.address,
+      before: { identity: current.identity },
+      after: { identity: release.identity },
+      detail: `rollback ${nextReleaseId} → ${current.releaseId} on ${canaryDesired.address}: ${rehearsal.result}`,
+    });
     await backend.writeLockfile(host, withAuditHead(withRehearsal(lock, w, rehearsal), head!), lease);
     return {
       formatVersion: 1,
@@ -172,7 +249,12 @@ export async function runRehearse(opts: RehearseOptions): Promise<RehearseResult
   }
 }
 
-function change(desired: DesiredResource, action: PlannedChange['action'], locked: LockedResource | undefined, effect: PlannedChange['effect'] = 'none'): PlannedChange {
+function change(
+  desired: DesiredResource,
+  action: PlannedChange['action'],
+  locked: LockedResource | undefined,
+  effect: PlannedChange['effect'] = 'none',
+): PlannedChange {
   return {
     address: desired.address,
     provider: desired.provider,
@@ -188,17 +270,44 @@ function change(desired: DesiredResource, action: PlannedChange['action'], locke
 }
 
 /** read → plan → apply of one unit against its applied lockfile entry; `applied` is false when it was already so. */
-async function converge(provider: Provider, host: HostContext, desired: DesiredResource, locked: LockedResource, progress: (m: string) => void): Promise<{ applied: boolean; diagnostics: Diagnostic[]; rolledBack?: ApplyResponse['rolledBack'] }> {
+async function converge(
+  provider: Provider,
+  host: HostContext,
+  desired: DesiredResource,
+  locked: LockedResource,
+  progress: (m: string) => void,
+): Promise<{ applied: boolean; diagnostics: Diagnostic[]; rolledBack?: ApplyResponse['rolledBack'] }> {
   const read = await provider.read({ host, address: desired.address, desired, locked });
   const planned = provider.plan({ address: desired.address, desired, live: read.live, locked });
-  if (planned.action === 'noop') return { applied: false, diagnostics: planned.diagnostics.filter((d) => d.severity === 'error') };
-  const res = await provider.apply({ host, change: { ...change(desired, planned.action, locked, planned.effect), reasons: planned.reasons }, locked, progress: (m) => progress(m) });
+  if (planned.action === 'noop')
+    return { applied: false, diagnostics: planned.diagnostics.filter((d) => d.severity === 'error') };
+  const res = await provider.apply({
+    host,
+    change: { ...change(desired, planned.action, locked, planned.effect), reasons: planned.reasons },
+    locked,
+    progress: (m) => progress(m),
+  });
   return { applied: true, diagnostics: res.diagnostics, ...(res.rolledBack ? { rolledBack: res.rolledBack } : {}) };
 }
 
-async function restoreCurrent(host: HostContext, providerType: string, workload: string, current: { identity: string; digest: string; releaseId: string }, installed: Omit<LockedResource, 'commit' | 'appliedAt'> | undefined, progress: (m: string) => void): Promise<Diagnostic[]> {
+async function restoreCurrent(
+  host: HostContext,
+  providerType: string,
+  workload: string,
+  current: { identity: string; digest: string; releaseId: string },
+  installed: Omit<LockedResource, 'commit' | 'appliedAt'> | undefined,
+  progress: (m: string) => void,
+): Promise<Diagnostic[]> {
   const provider = [new GitReleaseProvider(), new PackageReleaseProvider()].find((p) => p.type === providerType);
-  if (!provider) return [{ code: 'rehearse.unsupported', severity: 'error', summary: `Provider \`${providerType}\` cannot switch ${workload} back to ${current.releaseId}.`, address: releaseAddress(workload) }];
+  if (!provider)
+    return [
+      {
+        code: 'rehearse.unsupported',
+        severity: 'error',
+        summary: `Provider \`${providerType}\` cannot switch ${workload} back to ${current.releaseId}.`,
+        address: releaseAddress(workload),
+      },
+    ];
   const res = await provider.rollbackTo(host, workload, current.releaseId, current.digest, {
     identity: current.identity,
     ...(installed ? { locked: { ...installed, commit: null, appliedAt: new Date().toISOString() } } : {}),

@@ -40,9 +40,13 @@ export function readsFrom(published: PublishedReads): LiveReads {
 export function sharedBackend(root: string, what: string): PostgresStateBackend {
   const backend = stateBackend(root);
   if (!(backend instanceof PostgresStateBackend)) {
-    throw new AgentvmError('fleet.needs-postgres', `${what} needs the PostgreSQL state backend; this command uses the local files under ${root}.`, {
-      detail: 'Pass `--state-backend postgres` (URL in $AGENTVM_PG_URL), or declare `spec.state` in agentvm.yaml.',
-    });
+    throw new AgentvmError(
+      'fleet.needs-postgres',
+      `${what} needs the PostgreSQL state backend; this command uses the local files under ${root}.`,
+      {
+        detail: 'Pass `--state-backend postgres` (URL in $AGENTVM_PG_URL), or declare `spec.state` in agentvm.yaml.',
+      },
+    );
   }
   return backend;
 }
@@ -51,20 +55,36 @@ export async function makeRemotePlan(opts: PlanOptions & { host: string }): Prom
   const backend = sharedBackend(opts.root, '`agentvm plan --remote`');
   const facts = await backend.readFacts<{ reads?: PublishedReads; commit?: string | null }>(opts.host);
   if (!facts?.facts.reads) {
-    throw new AgentvmError('plan.no-published-facts', `Host "${opts.host}" has not published its live state to ${backend.location}.`, {
-      detail: `Its agent publishes after each run: start it on the host (\`agentvm agent --host ${opts.host}\`, or the shipped agentvm-agent.timer), or plan on the host itself.`,
-    });
+    throw new AgentvmError(
+      'plan.no-published-facts',
+      `Host "${opts.host}" has not published its live state to ${backend.location}.`,
+      {
+        detail: `Its agent publishes after each run: start it on the host (\`agentvm agent --host ${opts.host}\`, or the shipped agentvm-agent.timer), or plan on the host itself.`,
+      },
+    );
   }
   const reads = facts.facts.reads;
   const session = await makePlan({ ...opts, liveSource: async () => readsFrom(reads) });
-  const plan: Plan = { ...session.plan, remote: { publishedAt: facts.publishedAt, ageSeconds: facts.ageSeconds, appliedCommit: facts.facts.commit ?? null, backend: backend.location } };
+  const plan: Plan = {
+    ...session.plan,
+    remote: {
+      publishedAt: facts.publishedAt,
+      ageSeconds: facts.ageSeconds,
+      appliedCommit: facts.facts.commit ?? null,
+      backend: backend.location,
+    },
+  };
   return { ...session, plan };
 }
 
 /** A remote plan is for review only: the host applies by reading itself. */
 export function refuseRemotePlan(plan: Plan): void {
   if (!plan.remote) return;
-  throw new AgentvmError('apply.remote-plan', `This plan of host "${plan.host}" was made from its published facts (${plan.remote.ageSeconds} s old), not by reading the host; it cannot be applied.`, {
-    detail: `Only ${plan.host} applies its own state: its agent does so on its next run, or run \`agentvm plan --out <file>\` and \`agentvm apply <file>\` on ${plan.host} itself.`,
-  });
+  throw new AgentvmError(
+    'apply.remote-plan',
+    `This plan of host "${plan.host}" was made from its published facts (${plan.remote.ageSeconds} s old), not by reading the host; it cannot be applied.`,
+    {
+      detail: `Only ${plan.host} applies its own state: its agent does so on its next run, or run \`agentvm plan --out <file>\` and \`agentvm apply <file>\` on ${plan.host} itself.`,
+    },
+  );
 }

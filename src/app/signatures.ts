@@ -11,7 +11,12 @@ import { readFileSync } from 'node:fs';
 import type { DesiredState } from '../contracts/desired-state.js';
 import { errorDiag, type Diagnostic } from '../diagnostics/index.js';
 import type { DesiredResource } from '../model/resources.js';
-import { SHIPPED_TRUSTED_ROOT_PATH, verifyArtifact, type SignaturePolicy, type VerifyThresholds } from '../providers/image/index.js';
+import {
+  SHIPPED_TRUSTED_ROOT_PATH,
+  verifyArtifact,
+  type SignaturePolicy,
+  type VerifyThresholds,
+} from '../providers/image/index.js';
 import { loadSigstore } from '../providers/image/sigstore-lib.js';
 import { verdictKey, type VerdictCache } from './verdict-cache.js';
 
@@ -68,7 +73,12 @@ function signerOf(state: DesiredState, resource: DesiredResource): SignatureConf
   const def = state.workloads.get(resource.workload);
   const sig = def?.manifest?.value.spec.signature;
   if (!def || !sig) return undefined;
-  return { bundle: `${def.dir}/${sig.bundle}`, identity: sig.identity ?? null, issuer: sig.issuer ?? null, key: sig.key ? `${def.dir}/${sig.key}` : null };
+  return {
+    bundle: `${def.dir}/${sig.bundle}`,
+    identity: sig.identity ?? null,
+    issuer: sig.issuer ?? null,
+    key: sig.key ? `${def.dir}/${sig.key}` : null,
+  };
 }
 
 /**
@@ -91,7 +101,11 @@ function shippedRootText(): string {
  * ADR 0010), a success already verified with exactly these inputs is reused without loading Sigstore, and new
  * successes are remembered.
  */
-export function verifierFor(state: DesiredState, resource: DesiredResource, opts: { verdicts?: VerdictCache } = {}): ArtifactVerifier | undefined {
+export function verifierFor(
+  state: DesiredState,
+  resource: DesiredResource,
+  opts: { verdicts?: VerdictCache } = {},
+): ArtifactVerifier | undefined {
   const signsImages = IMAGE_ARTIFACTS.some((name) => imageBundleOf(state, resource, name) !== undefined);
   if (!signatureConfigOf(resource) && !signsImages) return undefined;
   const sig = signerOf(state, resource);
@@ -99,21 +113,45 @@ export function verifierFor(state: DesiredState, resource: DesiredResource, opts
   return async (bytes, artifact) => {
     const digest = createHash('sha256').update(bytes).digest('hex');
     const label = artifact === undefined ? address : `${address} (${artifact})`;
-    const refuse = (code: string, summary: string, detail: string): SignatureOutcome => ({ ok: false, digest, diagnostics: [errorDiag(code, `${label}: ${summary}`, { detail, address })] });
+    const refuse = (code: string, summary: string, detail: string): SignatureOutcome => ({
+      ok: false,
+      digest,
+      diagnostics: [errorDiag(code, `${label}: ${summary}`, { detail, address })],
+    });
     const bundlePath = artifact === undefined ? sig?.bundle : imageBundleOf(state, resource, artifact);
-    if (artifact !== undefined && bundlePath === undefined) return { ok: true, digest: `sha256:${digest}`, diagnostics: [] };
-    if (!sig || bundlePath === undefined) return refuse('signature.no-policy', 'The image names a signature bundle but the manifest has no `signature` saying who must have signed it.', 'Add `signature:` to the manifest with `identity:` + `issuer:` (keyless) or `key:`.');
+    if (artifact !== undefined && bundlePath === undefined)
+      return { ok: true, digest: `sha256:${digest}`, diagnostics: [] };
+    if (!sig || bundlePath === undefined)
+      return refuse(
+        'signature.no-policy',
+        'The image names a signature bundle but the manifest has no `signature` saying who must have signed it.',
+        'Add `signature:` to the manifest with `identity:` + `issuer:` (keyless) or `key:`.',
+      );
     const bundle = repoFile(state, bundlePath);
-    if (bundle === undefined) return refuse('signature.bundle-missing', `The signature bundle ${bundlePath} is not in the repository at this commit.`, `Commit the Sigstore bundle of this ${artifact === undefined ? 'release' : 'image'} next to the manifest.`);
+    if (bundle === undefined)
+      return refuse(
+        'signature.bundle-missing',
+        `The signature bundle ${bundlePath} is not in the repository at this commit.`,
+        `Commit the Sigstore bundle of this ${artifact === undefined ? 'release' : 'image'} next to the manifest.`,
+      );
     let policy: SignaturePolicy;
     if (sig.key) {
       const pem = repoFile(state, sig.key);
-      if (pem === undefined) return refuse('signature.key-missing', `The signing key ${sig.key} is not in the repository at this commit.`, 'Commit the PEM public key next to the manifest.');
+      if (pem === undefined)
+        return refuse(
+          'signature.key-missing',
+          `The signing key ${sig.key} is not in the repository at this commit.`,
+          'Commit the PEM public key next to the manifest.',
+        );
       policy = { kind: 'key', publicKeyPem: pem };
     } else if (sig.identity && sig.issuer) {
       policy = { kind: 'keyless', identity: sig.identity, issuer: sig.issuer };
     } else {
-      return refuse('signature.no-policy', 'The manifest names a signature bundle but not who must have signed it.', 'Set signature.identity and signature.issuer (keyless) or signature.key.');
+      return refuse(
+        'signature.no-policy',
+        'The manifest names a signature bundle but not who must have signed it.',
+        'Set signature.identity and signature.issuer (keyless) or signature.key.',
+      );
     }
     const custom = state.config?.value.spec?.trustedRoot;
     const rootText = custom ? state.files.get(custom.file) : undefined;
@@ -128,7 +166,13 @@ export function verifierFor(state: DesiredState, resource: DesiredResource, opts
         })
       : undefined;
     const known = key === undefined ? undefined : opts.verdicts?.get(key);
-    if (known) return { ok: true, digest: known.digest, ...(known.signer ? { signer: known.signer } : {}), diagnostics: known.diagnostics as Diagnostic[] };
+    if (known)
+      return {
+        ok: true,
+        digest: known.digest,
+        ...(known.signer ? { signer: known.signer } : {}),
+        diagnostics: known.diagnostics as Diagnostic[],
+      };
     const res = await verifyArtifact({
       bundle,
       artifactSha256: digest,
@@ -144,7 +188,11 @@ export function verifierFor(state: DesiredState, resource: DesiredResource, opts
       diagnostics: res.diagnostics.map((d) => ({ ...d, address, summary: `${label}: ${d.summary}` })),
     };
     if (key !== undefined && outcome.ok && !outcome.diagnostics.some((d) => d.severity === 'error')) {
-      opts.verdicts?.remember(key, { digest: outcome.digest, ...(outcome.signer ? { signer: outcome.signer } : {}), diagnostics: outcome.diagnostics });
+      opts.verdicts?.remember(key, {
+        digest: outcome.digest,
+        ...(outcome.signer ? { signer: outcome.signer } : {}),
+        diagnostics: outcome.diagnostics,
+      });
     }
     return outcome;
   };

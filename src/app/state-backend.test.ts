@@ -19,7 +19,11 @@ const text = (e: AgentvmError) => `${e.message} ${e.detail ?? ''} ${JSON.stringi
 
 describe('state backend selection', () => {
   it('agentvm.yaml may only name an environment variable: a literal URL is refused, and never echoed', () => {
-    expect(stateFromRepoConfig({ backend: 'postgres', url: 'env:FLEET_PG' }, 'agentvm.yaml:7')).toEqual({ backend: 'postgres', url: 'env:FLEET_PG', from: 'agentvm.yaml:7' });
+    expect(stateFromRepoConfig({ backend: 'postgres', url: 'env:FLEET_PG' }, 'agentvm.yaml:7')).toEqual({
+      backend: 'postgres',
+      url: 'env:FLEET_PG',
+      from: 'agentvm.yaml:7',
+    });
     expect(stateFromRepoConfig({ backend: 'postgres' }, 'agentvm.yaml:7')?.url).toBe('env:AGENTVM_PG_URL');
     for (const literal of ['postgresql://agentvm:hunter2@db/agentvm', 'postgresql://agentvm@db/agentvm', 'hunter2']) {
       const e = thrown(() => stateFromRepoConfig({ backend: 'postgres', url: literal }, 'agentvm.yaml:7'));
@@ -43,12 +47,17 @@ describe('state backend selection', () => {
 
   it('the environment selects the backend when no command chose one; anything but local/postgres is refused', () => {
     expect(stateSelection({}).backend).toBe('local');
-    expect(stateSelection({ AGENTVM_STATE_BACKEND: 'postgres', AGENTVM_STATE_URL: 'env:X' })).toMatchObject({ backend: 'postgres', url: 'env:X' });
+    expect(stateSelection({ AGENTVM_STATE_BACKEND: 'postgres', AGENTVM_STATE_URL: 'env:X' })).toMatchObject({
+      backend: 'postgres',
+      url: 'env:X',
+    });
     expect(thrown(() => stateSelection({ AGENTVM_STATE_BACKEND: 'etcd' })).code).toBe('state.unknown-backend');
   });
 
   it('messages name a backend by its URL without the password', () => {
-    expect(redactUrl('postgresql://agentvm:hunter2@db.example:5433/fleet?sslmode=require')).toBe('postgresql://agentvm@db.example:5433/fleet');
+    expect(redactUrl('postgresql://agentvm:hunter2@db.example:5433/fleet?sslmode=require')).toBe(
+      'postgresql://agentvm@db.example:5433/fleet',
+    );
     expect(redactUrl('postgresql://agentvm@/fleet?host=%2Ftmp%2Fpg')).toBe('postgresql://agentvm@/tmp/pg/fleet');
   });
 });

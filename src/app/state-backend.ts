@@ -40,8 +40,14 @@ export function selectStateBackend(selection: StateSelection | undefined): void 
 export function stateSelection(env: NodeJS.ProcessEnv = process.env): StateSelection {
   if (selected) return selected;
   const kind = env.AGENTVM_STATE_BACKEND;
-  if (kind === 'postgres') return { backend: 'postgres', url: env.AGENTVM_STATE_URL ?? DEFAULT_PG_URL_REF, from: 'AGENTVM_STATE_BACKEND' };
-  if (kind && kind !== 'local') throw userError('state.unknown-backend', `AGENTVM_STATE_BACKEND is "${kind}": agentvm knows the state backends local and postgres.`, 'Set it to `local` (the default) or `postgres`, or unset it.');
+  if (kind === 'postgres')
+    return { backend: 'postgres', url: env.AGENTVM_STATE_URL ?? DEFAULT_PG_URL_REF, from: 'AGENTVM_STATE_BACKEND' };
+  if (kind && kind !== 'local')
+    throw userError(
+      'state.unknown-backend',
+      `AGENTVM_STATE_BACKEND is "${kind}": agentvm knows the state backends local and postgres.`,
+      'Set it to `local` (the default) or `postgres`, or unset it.',
+    );
   return { backend: 'local', from: 'default' };
 }
 
@@ -74,29 +80,49 @@ export function resolveUrl(ref: string, from: string): string {
   if (m) {
     const value = process.env[m[1]!];
     if (!value) {
-      throw userError('state.url-missing', `The PostgreSQL state backend (${from}) reads its URL from $${m[1]}, which is not set.`, `Export ${m[1]}=postgresql://user@host/db (a password belongs in ~/.pgpass or PGPASSWORD, not in git).`);
+      throw userError(
+        'state.url-missing',
+        `The PostgreSQL state backend (${from}) reads its URL from $${m[1]}, which is not set.`,
+        `Export ${m[1]}=postgresql://user@host/db (a password belongs in ~/.pgpass or PGPASSWORD, not in git).`,
+      );
     }
     return value;
   }
   if (/^postgres(ql)?:\/\//.test(ref)) {
     // A password on a command line is visible to every user of the machine (ps, /proc): refuse it, without echoing.
     if (/^postgres(ql)?:\/\/[^/@]*:[^/@]*@/.test(ref)) {
-      throw userError('state.url-password', `The PostgreSQL state URL given by ${from} contains a password.`, 'Put the URL in an environment variable (`--state-url env:AGENTVM_PG_URL`) and the password in ~/.pgpass or PGPASSWORD.');
+      throw userError(
+        'state.url-password',
+        `The PostgreSQL state URL given by ${from} contains a password.`,
+        'Put the URL in an environment variable (`--state-url env:AGENTVM_PG_URL`) and the password in ~/.pgpass or PGPASSWORD.',
+      );
     }
     return ref;
   }
-  throw userError('state.url-invalid', `The PostgreSQL state URL given by ${from} is neither env:NAME nor a postgresql:// URL.`, 'Pass `--state-url env:AGENTVM_PG_URL` and export the URL in that variable.');
+  throw userError(
+    'state.url-invalid',
+    `The PostgreSQL state URL given by ${from} is neither env:NAME nor a postgresql:// URL.`,
+    'Pass `--state-url env:AGENTVM_PG_URL` and export the URL in that variable.',
+  );
 }
 
 /** Checks the `spec.state` block of agentvm.yaml: the URL must be an environment reference, never a literal. */
-export function stateFromRepoConfig(state: { backend?: string; url?: string } | undefined, file: string): StateSelection | undefined {
+export function stateFromRepoConfig(
+  state: { backend?: string; url?: string } | undefined,
+  file: string,
+): StateSelection | undefined {
   if (!state) return undefined;
   if (state.backend !== 'postgres') return { backend: 'local', from: file };
   const url = state.url ?? DEFAULT_PG_URL_REF;
   if (!/^env:[A-Za-z_][A-Za-z0-9_]*$/.test(url)) {
-    throw new AgentvmError('config.state-url-literal', `${file}: spec.state.url is a literal URL; the state backend's URL must never be in git.`, {
-      detail: 'Write `url: env:AGENTVM_PG_URL` and export the URL in that variable on each host and in CI (credentials in ~/.pgpass or PGPASSWORD).',
-    });
+    throw new AgentvmError(
+      'config.state-url-literal',
+      `${file}: spec.state.url is a literal URL; the state backend's URL must never be in git.`,
+      {
+        detail:
+          'Write `url: env:AGENTVM_PG_URL` and export the URL in that variable on each host and in CI (credentials in ~/.pgpass or PGPASSWORD).',
+      },
+    );
   }
   return { backend: 'postgres', url, from: file };
 }
@@ -108,7 +134,10 @@ export function stateFromRepoConfig(state: { backend?: string; url?: string } | 
 export async function repoStateSelection(repo: string, ref: string): Promise<StateSelection | undefined> {
   let text: string;
   try {
-    text = ref === 'WORKTREE' ? readFileSync(join(repo, 'agentvm.yaml'), 'utf8') : await gitShow(repo, `${ref}:./agentvm.yaml`); // ./: relative to --repo, which may be a subdirectory
+    text =
+      ref === 'WORKTREE'
+        ? readFileSync(join(repo, 'agentvm.yaml'), 'utf8')
+        : await gitShow(repo, `${ref}:./agentvm.yaml`); // ./: relative to --repo, which may be a subdirectory
   } catch {
     return undefined; // no agentvm.yaml (or no repository): the desired-state loader reports what is wrong
   }
@@ -119,14 +148,23 @@ export async function repoStateSelection(repo: string, ref: string): Promise<Sta
   if (!state || typeof state !== 'object') return undefined;
   const at = doc.locate(['spec', 'state', 'url']);
   const where = `agentvm.yaml:${at.line ?? 1}`;
-  return stateFromRepoConfig({ ...(typeof state.backend === 'string' ? { backend: state.backend } : {}), ...(typeof state.url === 'string' ? { url: state.url } : {}) }, where);
+  return stateFromRepoConfig(
+    {
+      ...(typeof state.backend === 'string' ? { backend: state.backend } : {}),
+      ...(typeof state.url === 'string' ? { url: state.url } : {}),
+    },
+    where,
+  );
 }
 
 /**
  * Used by commands before any use case: flags (and their env variables) win; else the repository's agentvm.yaml;
  * else the local files. A repository's literal URL is refused even when a flag overrides it.
  */
-export async function chooseStateBackend(flags: { 'state-backend'?: string | undefined; 'state-url'?: string | undefined }, repo?: { repo: string; ref: string }): Promise<StateSelection> {
+export async function chooseStateBackend(
+  flags: { 'state-backend'?: string | undefined; 'state-url'?: string | undefined },
+  repo?: { repo: string; ref: string },
+): Promise<StateSelection> {
   const fromRepo = repo ? await repoStateSelection(repo.repo, repo.ref) : undefined;
   let selection: StateSelection;
   if (flags['state-backend'] === 'postgres' || flags['state-backend'] === 'local') {
@@ -143,6 +181,11 @@ export async function chooseStateBackend(flags: { 'state-backend'?: string | und
 
 function gitShow(repo: string, spec: string): Promise<string> {
   return new Promise((resolvePromise, reject) => {
-    execFile('git', ['-C', repo, 'show', spec], { encoding: 'utf8', maxBuffer: 1024 * 1024, env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1' } }, (error, stdout) => (error ? reject(error) : resolvePromise(stdout)));
+    execFile(
+      'git',
+      ['-C', repo, 'show', spec],
+      { encoding: 'utf8', maxBuffer: 1024 * 1024, env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1' } },
+      (error, stdout) => (error ? reject(error) : resolvePromise(stdout)),
+    );
   });
 }

@@ -30,7 +30,12 @@ export async function listState(root: string): Promise<StateListResult> {
 
 export async function showState(root: string, host: string): Promise<Lockfile> {
   const lock = await stateBackend(root).readLockfile(host);
-  if (!lock) throw userError('state.not-found', `No lockfile for host \`${host}\` under ${root}.`, '`agentvm state list --root …` shows the hosts that have state.');
+  if (!lock)
+    throw userError(
+      'state.not-found',
+      `No lockfile for host \`${host}\` under ${root}.`,
+      '`agentvm state list --root …` shows the hosts that have state.',
+    );
   return lock;
 }
 
@@ -38,7 +43,11 @@ export async function showState(root: string, host: string): Promise<Lockfile> {
  * Breaks the lease with this id: of `host` when given, else whichever lease under the root has it — a host's, or the
  * audit log's append lock (the id a `state.locked` error prints is all the operator needs). Audited.
  */
-export async function unlockState(root: string, host: string | undefined, id: string): Promise<LeaseRecord & { lock: string }> {
+export async function unlockState(
+  root: string,
+  host: string | undefined,
+  id: string,
+): Promise<LeaseRecord & { lock: string }> {
   const backend = stateBackend(root);
   let target: { host: string; lock: string; unlock: () => Promise<LeaseRecord> } | undefined;
   if (host) {
@@ -55,10 +64,20 @@ export async function unlockState(root: string, host: string | undefined, id: st
     }
   }
   if (!target) {
-    throw userError('state.not-locked', `No lease under ${root} has the id ${id}: it was released or taken over meanwhile.`, 'Run `agentvm state list` to see the current leases; nothing was removed.');
+    throw userError(
+      'state.not-locked',
+      `No lease under ${root} has the id ${id}: it was released or taken over meanwhile.`,
+      'Run `agentvm state list` to see the current leases; nothing was removed.',
+    );
   }
   const record = await target.unlock();
-  await backend.appendAudit({ host: target.host, operation: 'state unlock', event: 'state.unlock', result: 'ok', detail: `broke lease ${record.id} (${target.lock}) held by ${record.who} (${record.operation}, pid ${record.pid})` });
+  await backend.appendAudit({
+    host: target.host,
+    operation: 'state unlock',
+    event: 'state.unlock',
+    result: 'ok',
+    detail: `broke lease ${record.id} (${target.lock}) held by ${record.who} (${record.operation}, pid ${record.pid})`,
+  });
   return { ...record, lock: target.lock };
 }
 

@@ -29,22 +29,45 @@ export async function migrateState(selection: StateSelection, check: boolean): P
   const backend = postgresBackend(selection);
   if (check) {
     const v = await backend.schemaVersion();
-    return { formatVersion: 1, backend: backend.location, from: v, to: v, latest: LATEST_SCHEMA_VERSION, applied: [], current: v === LATEST_SCHEMA_VERSION };
+    return {
+      formatVersion: 1,
+      backend: backend.location,
+      from: v,
+      to: v,
+      latest: LATEST_SCHEMA_VERSION,
+      applied: [],
+      current: v === LATEST_SCHEMA_VERSION,
+    };
   }
   const r = await backend.migrate();
-  return { formatVersion: 1, backend: backend.location, ...r, latest: LATEST_SCHEMA_VERSION, current: r.to === LATEST_SCHEMA_VERSION };
+  return {
+    formatVersion: 1,
+    backend: backend.location,
+    ...r,
+    latest: LATEST_SCHEMA_VERSION,
+    current: r.to === LATEST_SCHEMA_VERSION,
+  };
 }
 
-export async function transferState(direction: 'push' | 'pull', root: string, host: string, selection: StateSelection): Promise<TransferResult> {
+export async function transferState(
+  direction: 'push' | 'pull',
+  root: string,
+  host: string,
+  selection: StateSelection,
+): Promise<TransferResult> {
   assertHostName(host);
   checkRoot(root);
   const local = new LocalStateBackend(hostPaths(resolve(root)));
   const remote = postgresBackend(selection);
   const result = direction === 'push' ? await pushState(local, remote, host) : await pullState(remote, local, host);
   if (result.auditRecordsTotal === 0 && result.serial === 0) {
-    throw new AgentvmError('state.nothing-to-move', `Host "${host}" has no state in ${direction === 'push' ? local.location : remote.location}.`, {
-      detail: '`agentvm state list` shows the hosts that have state.',
-    });
+    throw new AgentvmError(
+      'state.nothing-to-move',
+      `Host "${host}" has no state in ${direction === 'push' ? local.location : remote.location}.`,
+      {
+        detail: '`agentvm state list` shows the hosts that have state.',
+      },
+    );
   }
   return result;
 }

@@ -44,34 +44,84 @@ const PIN_PATH = '/usr/local/bin:/usr/bin:/bin';
  * not root and has one), else of the system manager as a dynamic user. Undefined when there is no manager.
  */
 export function pinSandbox(releaseDir: string): PinSandbox | undefined {
-  const base: Array<[string, string]> = [['NoNewPrivileges', 'yes'], ['PrivateNetwork', 'yes'], ['RestrictAddressFamilies', 'AF_UNIX'], ['IPAddressDeny', 'any'], ['ProtectSystem', 'strict'], ['PrivateTmp', 'yes'], ['PrivateDevices', 'yes']];
+  const base: Array<[string, string]> = [
+    ['NoNewPrivileges', 'yes'],
+    ['PrivateNetwork', 'yes'],
+    ['RestrictAddressFamilies', 'AF_UNIX'],
+    ['IPAddressDeny', 'any'],
+    ['ProtectSystem', 'strict'],
+    ['PrivateTmp', 'yes'],
+    ['PrivateDevices', 'yes'],
+  ];
   const named = process.env[SYSTEMD_USER_ENV];
-  const account = named ? accountNamed(named) : process.getuid?.() !== 0 && process.env.XDG_RUNTIME_DIR ? { user: os.userInfo().username, uid: process.getuid!(), gid: process.getgid!(), runtimeDir: process.env.XDG_RUNTIME_DIR } : undefined;
+  const account = named
+    ? accountNamed(named)
+    : process.getuid?.() !== 0 && process.env.XDG_RUNTIME_DIR
+      ? {
+          user: os.userInfo().username,
+          uid: process.getuid!(),
+          gid: process.getgid!(),
+          runtimeDir: process.env.XDG_RUNTIME_DIR,
+        }
+      : undefined;
   if (account && existsSync(path.join(account.runtimeDir, 'systemd/private'))) {
     const runAs = process.getuid?.() !== account.uid ? { runAs: { uid: account.uid, gid: account.gid } } : {};
     return {
-      wrap: systemdRunSandbox({ properties: [...base, ['PrivateUsers', 'yes'], ['ProtectHome', 'tmpfs']], workingDirectory: releaseDir, scope: 'user', env: { PATH: PIN_PATH }, ...runAs }),
-      env: { PATH: PIN_PATH, XDG_RUNTIME_DIR: account.runtimeDir, DBUS_SESSION_BUS_ADDRESS: `unix:path=${account.runtimeDir}/bus` },
+      wrap: systemdRunSandbox({
+        properties: [...base, ['PrivateUsers', 'yes'], ['ProtectHome', 'tmpfs']],
+        workingDirectory: releaseDir,
+        scope: 'user',
+        env: { PATH: PIN_PATH },
+        ...runAs,
+      }),
+      env: {
+        PATH: PIN_PATH,
+        XDG_RUNTIME_DIR: account.runtimeDir,
+        DBUS_SESSION_BUS_ADDRESS: `unix:path=${account.runtimeDir}/bus`,
+      },
       where: `a transient unit of ${account.user}'s user manager`,
     };
   }
   if (process.getuid?.() === 0 && existsSync('/run/systemd/system')) {
-    return { wrap: systemdRunSandbox({ properties: [...base, ['DynamicUser', 'yes'], ['ProtectHome', 'yes']], workingDirectory: releaseDir, scope: 'system', env: { PATH: PIN_PATH } }), env: { PATH: PIN_PATH }, where: 'a transient unit of the system manager (a dynamic user)' };
+    return {
+      wrap: systemdRunSandbox({
+        properties: [...base, ['DynamicUser', 'yes'], ['ProtectHome', 'yes']],
+        workingDirectory: releaseDir,
+        scope: 'system',
+        env: { PATH: PIN_PATH },
+      }),
+      env: { PATH: PIN_PATH },
+      where: 'a transient unit of the system manager (a dynamic user)',
+    };
   }
   return undefined;
 }
 
 export async function pinTools(input: PinToolsInput): Promise<ToolsPinResult> {
-  if (!/^[a-z][a-z0-9-]{0,62}$/.test(input.workload)) throw userError('tools.workload', `${JSON.stringify(input.workload)} is not a workload name.`, 'Name a directory under workloads/ of the repository.');
+  if (!/^[a-z][a-z0-9-]{0,62}$/.test(input.workload))
+    throw userError(
+      'tools.workload',
+      `${JSON.stringify(input.workload)} is not a workload name.`,
+      'Name a directory under workloads/ of the repository.',
+    );
   const rel = path.posix.join('workloads', input.workload, 'contract.yaml');
   const file = path.join(input.repo, rel);
   const text = await readFile(file, 'utf8').catch(() => {
-    throw userError('tools.no-contract', `${rel} does not exist in ${input.repo}.`, 'Pass --repo (the desired-state repository) and a workload that has a contract.');
+    throw userError(
+      'tools.no-contract',
+      `${rel} does not exist in ${input.repo}.`,
+      'Pass --repo (the desired-state repository) and a workload that has a contract.',
+    );
   });
   const doc = parseYamlDocument(rel, text);
   const bad = doc.diagnostics.find((d) => d.severity === 'error');
-  if (bad) throw userError('tools.contract-invalid', `${rel}:${bad.location?.line ?? 1}: ${bad.summary}`, 'Fix the contract (`agentvm validate` says more), then pin again.');
-  const tools = ((doc.value as WorkloadContract | undefined)?.spec?.tools ?? []);
+  if (bad)
+    throw userError(
+      'tools.contract-invalid',
+      `${rel}:${bad.location?.line ?? 1}: ${bad.summary}`,
+      'Fix the contract (`agentvm validate` says more), then pin again.',
+    );
+  const tools = (doc.value as WorkloadContract | undefined)?.spec?.tools ?? [];
   const lines = text.split('\n');
   const edits = new Map<number, string>();
   const out: ToolsPinResult['tools'] = [];
@@ -80,13 +130,30 @@ export async function pinTools(input: PinToolsInput): Promise<ToolsPinResult> {
     if (entry.kind !== 'mcp') continue;
     const sandbox = input.sandbox;
     if (entry.command && sandbox === undefined) {
-      throw userError('tools.no-sandbox', `${rel}: MCP server ${entry.name} is a stdio server, and there is no systemd manager to sandbox it in: \`tools pin\` does not start a tool server unconfined on its own.`, `Set ${SYSTEMD_USER_ENV}=<account> to use that account's user manager, run as root where systemd is PID 1, or pass --no-sandbox for servers you trust.`);
+      throw userError(
+        'tools.no-sandbox',
+        `${rel}: MCP server ${entry.name} is a stdio server, and there is no systemd manager to sandbox it in: \`tools pin\` does not start a tool server unconfined on its own.`,
+        `Set ${SYSTEMD_USER_ENV}=<account> to use that account's user manager, run as root where systemd is PID 1, or pass --no-sandbox for servers you trust.`,
+      );
     }
     let offered;
     try {
-      offered = await offeredTools({ name: entry.name, ...(entry.command ? { command: entry.command, cwd } : {}), ...(entry.url ? { url: entry.url } : {}) }, sandbox === 'none' || sandbox === undefined ? { env: { PATH: PIN_PATH } } : { env: sandbox.env, sandbox: sandbox.wrap });
+      offered = await offeredTools(
+        {
+          name: entry.name,
+          ...(entry.command ? { command: entry.command, cwd } : {}),
+          ...(entry.url ? { url: entry.url } : {}),
+        },
+        sandbox === 'none' || sandbox === undefined
+          ? { env: { PATH: PIN_PATH } }
+          : { env: sandbox.env, sandbox: sandbox.wrap },
+      );
     } catch (err) {
-      throw userError('tools.server-unreachable', `${rel}: MCP server ${entry.name} (${entry.url ?? entry.command?.join(' ')}) could not be reached: ${(err as Error).message}.`, 'Start or install the server (a stdio command runs in --release-dir), then pin again.');
+      throw userError(
+        'tools.server-unreachable',
+        `${rel}: MCP server ${entry.name} (${entry.url ?? entry.command?.join(' ')}) could not be reached: ${(err as Error).message}.`,
+        'Start or install the server (a stdio command runs in --release-dir), then pin again.',
+      );
     }
     const pins = entry.tools ?? [];
     for (const [j, pin] of pins.entries()) {
@@ -99,7 +166,9 @@ export async function pinTools(input: PinToolsInput): Promise<ToolsPinResult> {
         edits.set(line, lines[line]!.replace(pin.sha256, seen!));
       }
     }
-    for (const t of offered) if (!pins.some((p) => p.name === t.name)) out.push({ server: entry.name, tool: t.name, status: 'unlisted', pinned: null, seen: toolDigest(t) });
+    for (const t of offered)
+      if (!pins.some((p) => p.name === t.name))
+        out.push({ server: entry.name, tool: t.name, status: 'unlisted', pinned: null, seen: toolDigest(t) });
   }
   return { workload: input.workload, contract: rel, tools: out, diff: unifiedDiff(rel, lines, edits) };
 }

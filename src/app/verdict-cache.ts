@@ -63,7 +63,9 @@ export class VerdictCache {
 
   get(key: string): Verdict | undefined {
     const found = this.load().get(key);
-    return found === undefined ? undefined : { digest: found.digest, ...(found.signer ? { signer: found.signer } : {}), diagnostics: found.diagnostics };
+    return found === undefined
+      ? undefined
+      : { digest: found.digest, ...(found.signer ? { signer: found.signer } : {}), diagnostics: found.diagnostics };
   }
 
   remember(key: string, verdict: Verdict): void {
@@ -79,7 +81,11 @@ export class VerdictCache {
     if (!this.dirty || this.entries === undefined) return;
     try {
       mkdirSync(path.dirname(this.file), { recursive: true });
-      writeFileAtomic(this.file, `${JSON.stringify({ format: FORMAT, verdicts: Object.fromEntries(this.entries) })}\n`, { mode: 0o600 });
+      writeFileAtomic(
+        this.file,
+        `${JSON.stringify({ format: FORMAT, verdicts: Object.fromEntries(this.entries) })}\n`,
+        { mode: 0o600 },
+      );
       this.dirty = false;
     } catch {
       // Best effort (read-only cache dir, disk full): the next plan verifies again.
@@ -90,10 +96,14 @@ export class VerdictCache {
     if (this.entries !== undefined) return this.entries;
     this.entries = new Map();
     try {
-      const doc = JSON.parse(readFileSync(this.file, 'utf8')) as { format?: unknown; verdicts?: Record<string, Stored> };
+      const doc = JSON.parse(readFileSync(this.file, 'utf8')) as {
+        format?: unknown;
+        verdicts?: Record<string, Stored>;
+      };
       if (doc.format === FORMAT && doc.verdicts !== null && typeof doc.verdicts === 'object') {
         for (const [key, value] of Object.entries(doc.verdicts)) {
-          if (/^[0-9a-f]{64}$/.test(key) && typeof value?.digest === 'string' && Array.isArray(value.diagnostics)) this.entries.set(key, value);
+          if (/^[0-9a-f]{64}$/.test(key) && typeof value?.digest === 'string' && Array.isArray(value.diagnostics))
+            this.entries.set(key, value);
         }
       }
     } catch {

@@ -27,9 +27,20 @@ const KEY_THRESHOLDS: VerifyThresholds = { ctlog: 0, tlog: 0, tsa: 0 };
 
 export async function runVerify(opts: VerifyOptions): Promise<VerifyResult> {
   const keyless = opts.identity !== undefined || opts.issuer !== undefined;
-  if (keyless && opts.key) throw userError('verify.policy', 'Give either --identity with --issuer (keyless) or --key, not both.');
-  if (keyless && !(opts.identity && opts.issuer)) throw userError('verify.policy', 'Keyless verification needs both --identity and --issuer.', 'Both are compared exactly: the certificate identity (SAN) and the OIDC issuer URL.');
-  if (!keyless && !opts.key) throw userError('verify.policy', 'No signer policy: pass --identity and --issuer, or --key.', 'agentvm never accepts "any signer"; say who must have signed.');
+  if (keyless && opts.key)
+    throw userError('verify.policy', 'Give either --identity with --issuer (keyless) or --key, not both.');
+  if (keyless && !(opts.identity && opts.issuer))
+    throw userError(
+      'verify.policy',
+      'Keyless verification needs both --identity and --issuer.',
+      'Both are compared exactly: the certificate identity (SAN) and the OIDC issuer URL.',
+    );
+  if (!keyless && !opts.key)
+    throw userError(
+      'verify.policy',
+      'No signer policy: pass --identity and --issuer, or --key.',
+      'agentvm never accepts "any signer"; say who must have signed.',
+    );
 
   let bytes: Uint8Array | undefined;
   let digest: string;
@@ -40,7 +51,11 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyResult> {
   } else if (asDigest) {
     digest = asDigest[1]!.toLowerCase();
   } else {
-    throw userError('verify.artifact-not-found', `No file ${opts.artifact}, and it is not a sha256 digest either.`, 'Pass the artifact file, or its pinned digest as 64 hex characters (sha256:… accepted).');
+    throw userError(
+      'verify.artifact-not-found',
+      `No file ${opts.artifact}, and it is not a sha256 digest either.`,
+      'Pass the artifact file, or its pinned digest as 64 hex characters (sha256:… accepted).',
+    );
   }
 
   const bundleText = readInput(opts.bundle, '--bundle', 'the Sigstore bundle (JSON)');
@@ -55,7 +70,10 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyResult> {
     shownPolicy = { kind: 'keyless', identity: opts.identity!, issuer: opts.issuer! };
   }
   const trustedRoot = opts.trustedRoot
-    ? { json: readInput(opts.trustedRoot, '--trusted-root', 'a Sigstore trusted root (JSON)'), ...(opts.trustedRootSha256 ? { expectedSha256: opts.trustedRootSha256 } : {}) }
+    ? {
+        json: readInput(opts.trustedRoot, '--trusted-root', 'a Sigstore trusted root (JSON)'),
+        ...(opts.trustedRootSha256 ? { expectedSha256: opts.trustedRootSha256 } : {}),
+      }
     : undefined;
   const res = await verifyArtifact({
     bundle: bundleText,
@@ -81,6 +99,10 @@ function readInput(path: string, flag: string, what: string): string {
     return readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw userError('verify.file-unreadable', `Cannot read ${flag} ${path} (${code ?? 'error'}).`, `${flag} takes ${what}.`);
+    throw userError(
+      'verify.file-unreadable',
+      `Cannot read ${flag} ${path} (${code ?? 'error'}).`,
+      `${flag} takes ${what}.`,
+    );
   }
 }

@@ -62,23 +62,46 @@ export abstract class AgentvmCommand<R> extends Command {
     }
     // An error that carries the diagnostics behind it (e.g. `job.refused` and the problems that caused it) is
     // headed by its own summary and fix, so the reader sees what failed before why.
-    const headline: Diagnostic[] = e.diagnostics.some((d) => d.code === e.code) ? [] : [{ code: e.code, severity: 'error', summary: e.message, ...(e.detail ? { detail: e.detail } : {}) }];
-    process.stderr.write(`${redactText(renderDiagnostics([...headline, ...e.diagnostics], styleFor(process.stderr)))}\n`);
+    const headline: Diagnostic[] = e.diagnostics.some((d) => d.code === e.code)
+      ? []
+      : [{ code: e.code, severity: 'error', summary: e.message, ...(e.detail ? { detail: e.detail } : {}) }];
+    process.stderr.write(
+      `${redactText(renderDiagnostics([...headline, ...e.diagnostics], styleFor(process.stderr)))}\n`,
+    );
     if (e.source === 'toolkit') {
-      if (process.env.AGENTVM_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${redactText(err.stack)}\n`);
-      else process.stderr.write('This is a bug in agentvm. Re-run with AGENTVM_DEBUG=1 for a stack trace and report it.\n');
+      if (process.env.AGENTVM_DEBUG && err instanceof Error && err.stack)
+        process.stderr.write(`${redactText(err.stack)}\n`);
+      else
+        process.stderr.write(
+          'This is a bug in agentvm. Re-run with AGENTVM_DEBUG=1 for a stack trace and report it.\n',
+        );
     }
   }
 }
 
 const FS_HINTS: Record<string, { what: string; fix: string }> = {
-  EACCES: { what: 'Permission denied', fix: 'Run agentvm as a user that may write there, or point --root at a directory you own.' },
-  EPERM: { what: 'Operation not permitted', fix: 'Run agentvm as a user that may change this path, or point --root elsewhere.' },
+  EACCES: {
+    what: 'Permission denied',
+    fix: 'Run agentvm as a user that may write there, or point --root at a directory you own.',
+  },
+  EPERM: {
+    what: 'Operation not permitted',
+    fix: 'Run agentvm as a user that may change this path, or point --root elsewhere.',
+  },
   EROFS: { what: 'Read-only file system', fix: 'Point --root at a writable directory.' },
-  ENOSPC: { what: 'No space left on the device', fix: 'Free space on that file system; nothing was half-written (state writes are atomic).' },
-  EDQUOT: { what: 'Disk quota exceeded', fix: 'Raise the quota or free space; nothing was half-written (state writes are atomic).' },
+  ENOSPC: {
+    what: 'No space left on the device',
+    fix: 'Free space on that file system; nothing was half-written (state writes are atomic).',
+  },
+  EDQUOT: {
+    what: 'Disk quota exceeded',
+    fix: 'Raise the quota or free space; nothing was half-written (state writes are atomic).',
+  },
   EIO: { what: 'I/O error', fix: 'Check the device (`dmesg`) and the file system, then run the command again.' },
-  ENOTDIR: { what: 'A path component is not a directory', fix: 'Check --root and the paths under it: a file stands where a directory is expected.' },
+  ENOTDIR: {
+    what: 'A path component is not a directory',
+    fix: 'Check --root and the paths under it: a file stands where a directory is expected.',
+  },
   EISDIR: { what: 'A directory stands where a file is expected', fix: 'Remove or rename it, or check the path given.' },
 };
 
@@ -88,15 +111,22 @@ export function normaliseError(err: unknown): AgentvmError {
   if (err instanceof Errors.CLIError || (err instanceof Error && 'oclif' in err)) {
     const message = err.message.replace(/\n\s*See more help with --help$/m, '').trim();
     return new AgentvmError('cli.usage', message.split('\n')[0] ?? message, {
-      detail: `${message.split('\n').slice(1).join(' ').trim() || ''} Run the command with --help to see its flags and examples.`.trim(),
+      detail:
+        `${message.split('\n').slice(1).join(' ').trim() || ''} Run the command with --help to see its flags and examples.`.trim(),
     });
   }
   // The filesystem refusing is the environment, not a bug: say which path and what to check.
   const fsError = err as NodeJS.ErrnoException | undefined;
   if (fsError && typeof fsError.code === 'string' && FS_HINTS[fsError.code]) {
     // write(2) and fsync(2) errors carry no path: say which call failed rather than call the environment a bug.
-    const where = typeof fsError.path === 'string' ? fsError.path : `a ${fsError.syscall ?? 'file system'} call (the path was not reported)`;
-    return new AgentvmError(`fs.${fsError.code.toLowerCase()}`, `${FS_HINTS[fsError.code]!.what}: ${where}.`, { detail: FS_HINTS[fsError.code]!.fix, cause: err });
+    const where =
+      typeof fsError.path === 'string'
+        ? fsError.path
+        : `a ${fsError.syscall ?? 'file system'} call (the path was not reported)`;
+    return new AgentvmError(`fs.${fsError.code.toLowerCase()}`, `${FS_HINTS[fsError.code]!.what}: ${where}.`, {
+      detail: FS_HINTS[fsError.code]!.fix,
+      cause: err,
+    });
   }
   const message = err instanceof Error ? err.message : String(err);
   return new AgentvmError('internal', `Internal error: ${message}`, { source: 'toolkit', cause: err });

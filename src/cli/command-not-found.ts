@@ -15,9 +15,25 @@ const hook: Hook<'command_not_found'> = async function (opts) {
   const detail = `Commands: ${ids.sort().join(', ')}. Run \`agentvm --help\` for the whole tool.`;
   if (opts.argv?.includes('--json')) {
     // The typed word is echoed back: it passes the redaction boundary like every output (a token pasted as a command).
-    say(JSON.stringify(redactValue({ error: { code: 'cli.unknown-command', message: summary, source: 'user', diagnostics: [{ code: 'cli.unknown-command', severity: 'error', summary, detail }] } }), null, 2));
+    say(
+      JSON.stringify(
+        redactValue({
+          error: {
+            code: 'cli.unknown-command',
+            message: summary,
+            source: 'user',
+            diagnostics: [{ code: 'cli.unknown-command', severity: 'error', summary, detail }],
+          },
+        }),
+        null,
+        2,
+      ),
+    );
   } else {
-    say(renderDiagnostic({ code: 'cli.unknown-command', severity: 'error', summary, detail }, styleFor(process.stderr)), 'stderr');
+    say(
+      renderDiagnostic({ code: 'cli.unknown-command', severity: 'error', summary, detail }, styleFor(process.stderr)),
+      'stderr',
+    );
   }
   process.exit(1);
 };

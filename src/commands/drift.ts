@@ -23,7 +23,13 @@ Exit codes: 0 no drift, 2 drift found, 1 error.`;
   protected async execute(): Promise<Outcome<Plan>> {
     const { flags } = await this.parse(Drift);
     await chooseStateBackend(flags, { repo: flags.repo, ref: flags.ref });
-    const { plan } = await makePlan({ repo: flags.repo, ref: flags.ref, root: flags.root, mode: 'refresh-only', ...(flags.host ? { host: flags.host } : {}) });
+    const { plan } = await makePlan({
+      repo: flags.repo,
+      ref: flags.ref,
+      root: flags.root,
+      mode: 'refresh-only',
+      ...(flags.host ? { host: flags.host } : {}),
+    });
     const exitCode = plan.drift.length > 0 ? ExitCode.Changes : plan.summary.errors > 0 ? ExitCode.Error : ExitCode.Ok;
     return { result: plan, text: renderPlanText(plan, styleFor(process.stdout)), exitCode };
   }

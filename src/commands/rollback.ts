@@ -16,7 +16,10 @@ Dry-run by default, like apply: without --auto-approve it shows what it would do
 
 Exit codes: 0 rolled back (or shown), 1 error (no target, digest mismatch, lock held).`;
   static override examples = [
-    { description: 'See what a rollback would restore', command: '<%= config.bin %> rollback research-orchestrator --host edge-1' },
+    {
+      description: 'See what a rollback would restore',
+      command: '<%= config.bin %> rollback research-orchestrator --host edge-1',
+    },
     { description: 'Do it', command: '<%= config.bin %> rollback research-orchestrator --host edge-1 --auto-approve' },
   ];
   static override args = { workload: Args.string({ required: true, description: 'Workload name.' }) };
@@ -32,12 +35,25 @@ Exit codes: 0 rolled back (or shown), 1 error (no target, digest mismatch, lock 
     await chooseStateBackend(flags);
     const host = flags.host ?? (await defaultHost(flags.root));
     const style = styleFor(process.stdout);
-    const result = await runRollback({ host, workload: args.workload, root: flags.root, approve: flags['auto-approve'], progress: (m) => { if (!this.jsonEnabled()) this.say(style.dim(m)); } });
+    const result = await runRollback({
+      host,
+      workload: args.workload,
+      root: flags.root,
+      approve: flags['auto-approve'],
+      progress: (m) => {
+        if (!this.jsonEnabled()) this.say(style.dim(m));
+      },
+    });
     const line = `${result.address}: ${short(result.from?.identity)} → ${short(result.to.identity)} (release ${result.to.releaseId}${result.to.foreign ? ', installed outside agentvm' : ''}, ${short(result.to.digest)})`;
     let text: string;
-    if (!flags['auto-approve']) text = `Rollback plan for host ${host}:\n  ~ ${line}\n\nDry run: nothing changed. Run again with --auto-approve to roll back.`;
-    else if (result.applied) text = style.green(`✓ Rolled back ${line}.`) + `\nThe repository still pins the newer release: promote the old one to keep this, or the next apply restores it.`;
-    else text = `${renderDiagnostics(result.diagnostics, style)}\n\n${style.red(`✗ Rollback of ${result.address} failed; nothing was switched.`)}`;
+    if (!flags['auto-approve'])
+      text = `Rollback plan for host ${host}:\n  ~ ${line}\n\nDry run: nothing changed. Run again with --auto-approve to roll back.`;
+    else if (result.applied)
+      text =
+        style.green(`✓ Rolled back ${line}.`) +
+        `\nThe repository still pins the newer release: promote the old one to keep this, or the next apply restores it.`;
+    else
+      text = `${renderDiagnostics(result.diagnostics, style)}\n\n${style.red(`✗ Rollback of ${result.address} failed; nothing was switched.`)}`;
     return { result, text, exitCode: flags['auto-approve'] && !result.applied ? ExitCode.Error : ExitCode.Ok };
   }
 }
@@ -47,5 +63,11 @@ async function defaultHost(root: string): Promise<string> {
   const hosts = await stateBackend(root).listHosts();
   if (hosts.length === 1) return hosts[0]!;
   const { userError } = await import('../diagnostics/index.js');
-  throw userError('host.ambiguous', hosts.length ? `State under ${root} holds ${hosts.length} hosts; say which with --host.` : `No state under ${root}: nothing was applied there.`, hosts.length ? `Hosts: ${hosts.join(', ')}.` : 'Check --root.');
+  throw userError(
+    'host.ambiguous',
+    hosts.length
+      ? `State under ${root} holds ${hosts.length} hosts; say which with --host.`
+      : `No state under ${root}: nothing was applied there.`,
+    hosts.length ? `Hosts: ${hosts.join(', ')}.` : 'Check --root.',
+  );
 }

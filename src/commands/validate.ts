@@ -12,9 +12,15 @@ export default class Validate extends AgentvmCommand<ValidateResult> {
 Exit codes: 0 valid (warnings allowed), 1 invalid or unreadable.`;
   static override examples = [
     { description: 'Validate the current repository at HEAD', command: '<%= config.bin %> validate' },
-    { description: 'Validate a pull request branch', command: '<%= config.bin %> validate --repo ../fleet --ref origin/feature' },
+    {
+      description: 'Validate a pull request branch',
+      command: '<%= config.bin %> validate --repo ../fleet --ref origin/feature',
+    },
     { description: 'Validate uncommitted edits', command: '<%= config.bin %> validate --ref WORKTREE' },
-    { description: 'Machine-readable result (schemas/validate-result.schema.json)', command: '<%= config.bin %> validate --json' },
+    {
+      description: 'Machine-readable result (schemas/validate-result.schema.json)',
+      command: '<%= config.bin %> validate --json',
+    },
   ];
   static override flags = { ...repoFlags };
 

@@ -11,20 +11,53 @@ export default class Verify extends AgentvmCommand<VerifyResult> {
 
 Exit codes: 0 verified, 1 refused or bad input. The refusal names the check that failed (signature.digest-mismatch, signature.identity, signature.issuer, signature.trusted-root, …).`;
   static override examples = [
-    { description: 'Keyless (GitHub Actions) signature of a release tarball', command: '<%= config.bin %> verify agent-pool-1.0.0.tgz --bundle release.sigstore.json --identity https://github.com/acme/agents/.github/workflows/release.yml@refs/heads/main --issuer https://token.actions.githubusercontent.com' },
-    { description: 'Key-signed bundle (examples/keys)', command: '<%= config.bin %> verify examples/artifacts/agent-pool-1.0.0.tgz --bundle examples/fleet/workloads/agent-pool/release.sigstore.json --key examples/keys/example-signing.pub.pem' },
-    { description: 'A DSSE attestation by pinned digest only', command: '<%= config.bin %> verify sha256:<64 hex> --bundle att.sigstore.json --identity … --issuer …' },
+    {
+      description: 'Keyless (GitHub Actions) signature of a release tarball',
+      command:
+        '<%= config.bin %> verify agent-pool-1.0.0.tgz --bundle release.sigstore.json --identity https://github.com/acme/agents/.github/workflows/release.yml@refs/heads/main --issuer https://token.actions.githubusercontent.com',
+    },
+    {
+      description: 'Key-signed bundle (examples/keys)',
+      command:
+        '<%= config.bin %> verify examples/artifacts/agent-pool-1.0.0.tgz --bundle examples/fleet/workloads/agent-pool/release.sigstore.json --key examples/keys/example-signing.pub.pem',
+    },
+    {
+      description: 'A DSSE attestation by pinned digest only',
+      command: '<%= config.bin %> verify sha256:<64 hex> --bundle att.sigstore.json --identity … --issuer …',
+    },
   ];
   static override args = {
-    artifact: Args.string({ required: true, description: 'Artifact file, or its pinned sha256 digest (64 hex, optionally prefixed sha256:).' }),
+    artifact: Args.string({
+      required: true,
+      description: 'Artifact file, or its pinned sha256 digest (64 hex, optionally prefixed sha256:).',
+    }),
   };
   static override flags = {
     bundle: Flags.string({ required: true, summary: 'Sigstore bundle file (v0.1–v0.3).', helpValue: 'FILE' }),
-    identity: Flags.string({ summary: 'Exact certificate identity (SAN) the signer must have.', helpValue: 'ID', dependsOn: ['issuer'] }),
-    issuer: Flags.string({ summary: 'Exact OIDC issuer URL of the signer.', helpValue: 'URL', dependsOn: ['identity'] }),
-    key: Flags.string({ summary: 'PEM public key the bundle must be signed with.', helpValue: 'FILE', exclusive: ['identity', 'issuer'] }),
-    'trusted-root': Flags.string({ summary: 'Custom Sigstore trusted root (JSON) instead of the shipped public-good root.', helpValue: 'FILE' }),
-    'trusted-root-sha256': Flags.string({ summary: 'Pin for --trusted-root: its expected sha256.', helpValue: 'HEX', dependsOn: ['trusted-root'] }),
+    identity: Flags.string({
+      summary: 'Exact certificate identity (SAN) the signer must have.',
+      helpValue: 'ID',
+      dependsOn: ['issuer'],
+    }),
+    issuer: Flags.string({
+      summary: 'Exact OIDC issuer URL of the signer.',
+      helpValue: 'URL',
+      dependsOn: ['identity'],
+    }),
+    key: Flags.string({
+      summary: 'PEM public key the bundle must be signed with.',
+      helpValue: 'FILE',
+      exclusive: ['identity', 'issuer'],
+    }),
+    'trusted-root': Flags.string({
+      summary: 'Custom Sigstore trusted root (JSON) instead of the shipped public-good root.',
+      helpValue: 'FILE',
+    }),
+    'trusted-root-sha256': Flags.string({
+      summary: 'Pin for --trusted-root: its expected sha256.',
+      helpValue: 'HEX',
+      dependsOn: ['trusted-root'],
+    }),
   };
 
   protected async execute(): Promise<Outcome<VerifyResult>> {
@@ -39,7 +72,11 @@ Exit codes: 0 verified, 1 refused or bad input. The refusal names the check that
       ...(flags['trusted-root-sha256'] !== undefined ? { trustedRootSha256: flags['trusted-root-sha256'] } : {}),
     });
     const style = styleFor(process.stdout);
-    const who = result.signer?.identity ? `${result.signer.identity} (${result.signer.issuer})` : result.signer?.keyHint ? `key ${result.signer.keyHint}` : '';
+    const who = result.signer?.identity
+      ? `${result.signer.identity} (${result.signer.issuer})`
+      : result.signer?.keyHint
+        ? `key ${result.signer.keyHint}`
+        : '';
     const text = result.verified
       ? style.green(`✓ Verified ${result.artifact} (${result.digest}) signed by ${who}.`)
       : `${renderDiagnostics(result.diagnostics, style)}\n\n${style.red(`✗ Refused: ${result.artifact} (${result.digest}) is not verified.`)}`;

@@ -115,20 +115,28 @@ export function buildDesiredState(source: DesiredStateSource): DesiredState {
         }
       } else {
         if (/\.ya?ml$/.test(rest)) {
-          diags.push(warningDiag('repo.unknown-document', `${f.path} is not read: a workload directory holds contract.yaml and manifest.yaml.`, {
-            detail: 'Rename it to contract.yaml or manifest.yaml, or move it out of workloads/.',
-            location: { file: f.path, line: 1, column: 1 },
-          }));
+          diags.push(
+            warningDiag(
+              'repo.unknown-document',
+              `${f.path} is not read: a workload directory holds contract.yaml and manifest.yaml.`,
+              {
+                detail: 'Rename it to contract.yaml or manifest.yaml, or move it out of workloads/.',
+                location: { file: f.path, line: 1, column: 1 },
+              },
+            ),
+          );
         }
         def.files.set(rest, f.text);
       }
       continue;
     }
     if (/^hosts\//.test(f.path)) {
-      diags.push(warningDiag('repo.unknown-document', `${f.path} is not read: hosts/ holds one <host>.yaml per host.`, {
-        detail: 'Move it to hosts/<host>.yaml or out of hosts/.',
-        location: { file: f.path, line: 1, column: 1 },
-      }));
+      diags.push(
+        warningDiag('repo.unknown-document', `${f.path} is not read: hosts/ holds one <host>.yaml per host.`, {
+          detail: 'Move it to hosts/<host>.yaml or out of hosts/.',
+          location: { file: f.path, line: 1, column: 1 },
+        }),
+      );
       continue;
     }
     state.files.set(f.path, f.text);
@@ -139,16 +147,20 @@ export function buildDesiredState(source: DesiredStateSource): DesiredState {
     const contractBroken = diags.some((d) => d.severity === 'error' && d.location?.file === `${def.dir}/contract.yaml`);
     const manifestBroken = diags.some((d) => d.severity === 'error' && d.location?.file === `${def.dir}/manifest.yaml`);
     if (!def.contract && !contractBroken) {
-      diags.push(errorDiag('workload.missing-contract', `Workload \`${def.name}\` has no contract.yaml.`, {
-        detail: `Every workload needs ${def.dir}/contract.yaml (kind: WorkloadContract) saying what it may do.`,
-        ...where,
-      }));
+      diags.push(
+        errorDiag('workload.missing-contract', `Workload \`${def.name}\` has no contract.yaml.`, {
+          detail: `Every workload needs ${def.dir}/contract.yaml (kind: WorkloadContract) saying what it may do.`,
+          ...where,
+        }),
+      );
     }
     if (!def.manifest && !manifestBroken) {
-      diags.push(errorDiag('workload.missing-manifest', `Workload \`${def.name}\` has no manifest.yaml.`, {
-        detail: `Every workload needs ${def.dir}/manifest.yaml (kind: WorkloadManifest) saying how it is deployed.`,
-        ...where,
-      }));
+      diags.push(
+        errorDiag('workload.missing-manifest', `Workload \`${def.name}\` has no manifest.yaml.`, {
+          detail: `Every workload needs ${def.dir}/manifest.yaml (kind: WorkloadManifest) saying how it is deployed.`,
+          ...where,
+        }),
+      );
     }
   }
 
@@ -157,35 +169,56 @@ export function buildDesiredState(source: DesiredStateSource): DesiredState {
     (host.value.spec.workloads ?? []).forEach((w, i) => {
       if (!state.workloads.has(w)) {
         const guess = didYouMean(w, workloadNames);
-        diags.push(errorDiag('host.unknown-workload', `Host \`${hostName}\` runs workload \`${w}\`, which does not exist${guess ? ` — did you mean \`${guess}\`?` : '.'}`, {
-          detail: `Create workloads/${w}/ with a contract.yaml and manifest.yaml, or remove it from the host.`,
-          path: `$.spec.workloads[${i}]`,
-          location: host.locate(['spec', 'workloads', i]),
-        }));
+        diags.push(
+          errorDiag(
+            'host.unknown-workload',
+            `Host \`${hostName}\` runs workload \`${w}\`, which does not exist${guess ? ` — did you mean \`${guess}\`?` : '.'}`,
+            {
+              detail: `Create workloads/${w}/ with a contract.yaml and manifest.yaml, or remove it from the host.`,
+              path: `$.spec.workloads[${i}]`,
+              location: host.locate(['spec', 'workloads', i]),
+            },
+          ),
+        );
       }
     });
   }
   if (source.files.length > 0 && state.hosts.size === 0 && !diags.some((d) => d.location?.file.startsWith('hosts/'))) {
-    diags.push(warningDiag('repo.no-hosts', 'The repository defines no hosts, so nothing would be deployed.', {
-      detail: 'Add hosts/<host>.yaml (kind: Host) listing the workloads it runs.',
-    }));
+    diags.push(
+      warningDiag('repo.no-hosts', 'The repository defines no hosts, so nothing would be deployed.', {
+        detail: 'Add hosts/<host>.yaml (kind: Host) listing the workloads it runs.',
+      }),
+    );
   }
   if (source.files.length === 0) {
-    diags.push(errorDiag('repo.empty', 'The repository holds no desired state at this ref.', {
-      detail: 'Add agentvm.yaml, hosts/<host>.yaml and workloads/<name>/{contract,manifest}.yaml, or point --repo/--ref elsewhere. `agentvm validate --repo examples/fleet` shows a complete example.',
-    }));
+    diags.push(
+      errorDiag('repo.empty', 'The repository holds no desired state at this ref.', {
+        detail:
+          'Add agentvm.yaml, hosts/<host>.yaml and workloads/<name>/{contract,manifest}.yaml, or point --repo/--ref elsewhere. `agentvm validate --repo examples/fleet` shows a complete example.',
+      }),
+    );
   }
   diags.sort(compareDiagnostics);
   cache.save();
   return state;
 }
 
-function load<T>(kind: DocumentKind, f: RepoFile, diags: Diagnostic[], rejected: Array<LoadedDocument<unknown>>, cache: DocumentCache): LoadedDocument<T> | undefined {
+function load<T>(
+  kind: DocumentKind,
+  f: RepoFile,
+  diags: Diagnostic[],
+  rejected: Array<LoadedDocument<unknown>>,
+  cache: DocumentCache,
+): LoadedDocument<T> | undefined {
   const hit = cache.get(kind, f.text);
   if (hit !== undefined) {
     // Parsed and schema-checked cleanly before (same text, same schemas): positions are parsed only if asked for.
     let parsed: YamlDocument | undefined;
-    return { file: f.path, value: hit as T, locate: (path, opts) => (parsed ??= parseYamlDocument(f.path, f.text)).locate(path, opts) };
+    return {
+      file: f.path,
+      value: hit as T,
+      locate: (path, opts) => (parsed ??= parseYamlDocument(f.path, f.text)).locate(path, opts),
+    };
   }
   const doc: YamlDocument = parseYamlDocument(f.path, f.text);
   diags.push(...doc.diagnostics);
@@ -197,25 +230,40 @@ function load<T>(kind: DocumentKind, f: RepoFile, diags: Diagnostic[], rejected:
     return undefined;
   }
   // Only a document the secret scan finds clean is cached: a refused secret must not be kept on disk (issue 18).
-  if (doc.diagnostics.length === 0 && schemaDiags.length === 0 && !holdsSecret(doc.value, f.text)) cache.put(kind, f.text, doc.value);
+  if (doc.diagnostics.length === 0 && schemaDiags.length === 0 && !holdsSecret(doc.value, f.text))
+    cache.put(kind, f.text, doc.value);
   return { file: f.path, value: doc.value as T, locate: doc.locate };
 }
 
 function checkName(name: string, file: string, what: string, diags: Diagnostic[]): boolean {
   if (NAME.test(name)) return true;
-  diags.push(errorDiag('name.invalid', `The ${what} name ${JSON.stringify(name)} is not a DNS label.`, {
-    detail: 'Names are lowercase letters, digits and dashes, start with a letter, and have at most 63 characters; rename the file or directory.',
-    location: { file, line: 1, column: 1 },
-  }));
+  diags.push(
+    errorDiag('name.invalid', `The ${what} name ${JSON.stringify(name)} is not a DNS label.`, {
+      detail:
+        'Names are lowercase letters, digits and dashes, start with a letter, and have at most 63 characters; rename the file or directory.',
+      location: { file, line: 1, column: 1 },
+    }),
+  );
   return false;
 }
 
-function checkMetadataName(doc: LoadedDocument<{ metadata: { name: string } }>, expected: string, where: string, diags: Diagnostic[]): void {
+function checkMetadataName(
+  doc: LoadedDocument<{ metadata: { name: string } }>,
+  expected: string,
+  where: string,
+  diags: Diagnostic[],
+): void {
   if (doc.value.metadata.name !== expected) {
-    diags.push(errorDiag('document.name-mismatch', `metadata.name is \`${doc.value.metadata.name}\` but the file sits at ${where.replace('<name>', expected)}.`, {
-      detail: `Set \`metadata.name: ${expected}\`, or rename the file/directory to match.`,
-      path: '$.metadata.name',
-      location: doc.locate(['metadata', 'name']),
-    }));
+    diags.push(
+      errorDiag(
+        'document.name-mismatch',
+        `metadata.name is \`${doc.value.metadata.name}\` but the file sits at ${where.replace('<name>', expected)}.`,
+        {
+          detail: `Set \`metadata.name: ${expected}\`, or rename the file/directory to match.`,
+          path: '$.metadata.name',
+          location: doc.locate(['metadata', 'name']),
+        },
+      ),
+    );
   }
 }

@@ -8,7 +8,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASELINE, edit, stateOf } from '../governance/policy.fixture.js';
 
-const JWT = ['eyJhbGciOiJIUzI1NiJ9', 'eyJzdWIiOiJjYWNoZS10ZXN0IiwiaWF0IjoxNzAwMDAwMDAwfQ', 'c2lnbmF0dXJlLW5vdC1yZWFsLWNhY2hl'].join('.');
+const JWT = [
+  'eyJhbGciOiJIUzI1NiJ9',
+  'eyJzdWIiOiJjYWNoZS10ZXN0IiwiaWF0IjoxNzAwMDAwMDAwfQ',
+  'c2lnbmF0dXJlLW5vdC1yZWFsLWNhY2hl',
+].join('.');
 const MANIFEST = 'workloads/web/manifest.yaml';
 
 describe('the document cache never stores a document the secret scan refuses', () => {

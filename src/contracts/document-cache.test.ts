@@ -20,7 +20,7 @@ describe('document cache', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('a run of another repository keeps the first one\'s entries', () => {
+  it("a run of another repository keeps the first one's entries", () => {
     const a = openDocumentCache();
     a.put('Host', 'kind: Host # repository A', { a: 1 });
     a.save();

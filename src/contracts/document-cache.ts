@@ -44,7 +44,8 @@ function schemasFingerprint(): string {
   return schemaHash;
 }
 
-const key = (kind: DocumentKind, text: string): string => createHash('sha256').update(kind).update('\0').update(text).digest('base64url');
+const key = (kind: DocumentKind, text: string): string =>
+  createHash('sha256').update(kind).update('\0').update(text).digest('base64url');
 
 export function openDocumentCache(): DocumentCache {
   const file = cacheFile();
@@ -55,8 +56,18 @@ export function openDocumentCache(): DocumentCache {
     try {
       const st = statSync(file);
       if (typeof process.getuid !== 'function' || st.uid === process.getuid()) {
-        const parsed = JSON.parse(readFileSync(file, 'utf8')) as { format?: string; schemas?: string; entries?: Record<string, unknown> };
-        if (parsed.format === FORMAT && parsed.schemas === schemasFingerprint() && parsed.entries && typeof parsed.entries === 'object') stored = parsed.entries;
+        const parsed = JSON.parse(readFileSync(file, 'utf8')) as {
+          format?: string;
+          schemas?: string;
+          entries?: Record<string, unknown>;
+        };
+        if (
+          parsed.format === FORMAT &&
+          parsed.schemas === schemasFingerprint() &&
+          parsed.entries &&
+          typeof parsed.entries === 'object'
+        )
+          stored = parsed.entries;
       }
     } catch {
       stored = {};
@@ -89,7 +100,9 @@ export function openDocumentCache(): DocumentCache {
           entries[k] = stored[k];
           room--;
         }
-        writeFileSync(temp, JSON.stringify({ format: FORMAT, schemas: schemasFingerprint(), entries }), { mode: 0o600 });
+        writeFileSync(temp, JSON.stringify({ format: FORMAT, schemas: schemasFingerprint(), entries }), {
+          mode: 0o600,
+        });
         renameSync(temp, file);
       } catch {
         // A cache that cannot be written is only a slower next run.

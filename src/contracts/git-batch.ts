@@ -87,7 +87,12 @@ export class GitBatchReader {
       this.child.on('error', (error: NodeJS.ErrnoException) => {
         // Node reports a missing working directory as ENOENT of the program, too.
         const cause = error.code === 'ENOENT' ? `git is not on PATH, or ${repo} does not exist` : error.message;
-        this.fail(new AgentvmError('git.unavailable', `Cannot run git to read ${repo}: ${cause}.`, { source: 'toolkit', cause: error }));
+        this.fail(
+          new AgentvmError('git.unavailable', `Cannot run git to read ${repo}: ${cause}.`, {
+            source: 'toolkit',
+            cause: error,
+          }),
+        );
         resolve();
       });
       this.child.on('close', (code, signal) => {
@@ -116,10 +121,17 @@ export class GitBatchReader {
   readObject(spec: string): Promise<GitObject | null> {
     // git reads one request per line; a line break would split a request in two and desynchronise every answer.
     if (/[\n\r\0]/.test(spec) || spec.length === 0) {
-      return Promise.reject(new AgentvmError('git.bad-object-name', `Object name ${JSON.stringify(spec)} cannot be sent to git cat-file.`, { source: 'toolkit' }));
+      return Promise.reject(
+        new AgentvmError('git.bad-object-name', `Object name ${JSON.stringify(spec)} cannot be sent to git cat-file.`, {
+          source: 'toolkit',
+        }),
+      );
     }
     if (this.failure) return Promise.reject(this.failure);
-    if (this.closing) return Promise.reject(new AgentvmError('git.batch-closed', `The git reader for ${this.repo} is closed.`, { source: 'toolkit' }));
+    if (this.closing)
+      return Promise.reject(
+        new AgentvmError('git.batch-closed', `The git reader for ${this.repo} is closed.`, { source: 'toolkit' }),
+      );
     return new Promise((resolve, reject) => {
       this.queue.push({ spec, resolve, reject });
       this.outgoing.push(`${spec}\n`);
@@ -194,14 +206,22 @@ export class GitBatchReader {
     }
     // `ambiguous` (a short id matching several objects) and anything newer git may say: a one-line answer.
     this.answer((pending) =>
-      pending.reject(new AgentvmError('git.object-unreadable', `git cannot read ${JSON.stringify(pending.spec)}: ${header}.`, { source: 'toolkit' })),
+      pending.reject(
+        new AgentvmError('git.object-unreadable', `git cannot read ${JSON.stringify(pending.spec)}: ${header}.`, {
+          source: 'toolkit',
+        }),
+      ),
     );
   }
 
   private answer(settle: (pending: PendingRead) => void): void {
     const pending = this.queue.shift();
     if (pending === undefined) {
-      this.fail(new AgentvmError('git.batch-desync', `git cat-file in ${this.repo} answered a request that was never made.`, { source: 'toolkit' }));
+      this.fail(
+        new AgentvmError('git.batch-desync', `git cat-file in ${this.repo} answered a request that was never made.`, {
+          source: 'toolkit',
+        }),
+      );
       return;
     }
     settle(pending);

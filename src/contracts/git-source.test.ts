@@ -51,7 +51,11 @@ describe('readDesiredState at a commit', () => {
 
   it('GIVEN commit C and a later commit WHEN C is read THEN it reads what C held, not the later content', async () => {
     const r = await repo({ 'hosts/a.yaml': 'v: 1\n', 'hosts/gone.yaml': 'v: 1\n' });
-    const later = await r.commitFiles({ 'hosts/a.yaml': 'v: 2\n', 'hosts/gone.yaml': null, 'hosts/new.yaml': 'v: 2\n' });
+    const later = await r.commitFiles({
+      'hosts/a.yaml': 'v: 2\n',
+      'hosts/gone.yaml': null,
+      'hosts/new.yaml': 'v: 2\n',
+    });
     const early = await readDesiredState({ repo: r.dir, ref: r.commit });
     expect(early.commit).toBe(r.commit);
     expect(early.files).toEqual([
@@ -68,7 +72,11 @@ describe('readDesiredState at a commit', () => {
 
   it('GIVEN a dirty working tree and staged changes WHEN HEAD is read THEN the commit content comes back', async () => {
     const r = await repo({ 'hosts/a.yaml': 'committed: true\n' });
-    await r.writeFiles({ 'hosts/a.yaml': 'edited: true\n', 'hosts/untracked.yaml': 'new: true\n', 'workloads/x/contract.yaml': 'staged: true\n' });
+    await r.writeFiles({
+      'hosts/a.yaml': 'edited: true\n',
+      'hosts/untracked.yaml': 'new: true\n',
+      'workloads/x/contract.yaml': 'staged: true\n',
+    });
     await r.git('add', 'workloads/x/contract.yaml');
     const source = await readDesiredState({ repo: r.dir, ref: 'HEAD' });
     expect(source.files).toEqual([{ path: 'hosts/a.yaml', text: 'committed: true\n' }]);
@@ -87,7 +95,11 @@ describe('readDesiredState at a commit', () => {
     expect(await resolveCommit(r.dir, 'HEAD~1')).toBe(r.commit);
     expect(await resolveCommit(r.dir, r.commit.slice(0, 10))).toBe(r.commit);
     const viaTag = await readDesiredState({ repo: r.dir, ref: 'v1-annotated' });
-    expect(viaTag).toMatchObject({ ref: 'v1-annotated', commit: r.commit, files: [{ path: 'hosts/a.yaml', text: 'v: 1\n' }] });
+    expect(viaTag).toMatchObject({
+      ref: 'v1-annotated',
+      commit: r.commit,
+      files: [{ path: 'hosts/a.yaml', text: 'v: 1\n' }],
+    });
   });
 
   it('GIVEN an unknown ref, a tree and a ref starting with "-" WHEN resolved THEN each is refused with a code and how to list refs', async () => {
@@ -123,12 +135,19 @@ describe('readDesiredState at a commit', () => {
   });
 
   it('GIVEN a symlink to ../../etc/passwd under workloads/ WHEN read THEN repo.symlink names the target and nothing is followed', async () => {
-    const r = await repo({ 'workloads/x/contract.yaml': { symlink: '../../etc/passwd' }, 'workloads/x/manifest.yaml': 'kind: WorkloadManifest\n' });
+    const r = await repo({
+      'workloads/x/contract.yaml': { symlink: '../../etc/passwd' },
+      'workloads/x/manifest.yaml': 'kind: WorkloadManifest\n',
+    });
     const source = await readDesiredState({ repo: r.dir, ref: 'HEAD' });
     expect(source.files.map((f) => f.path)).toEqual(['workloads/x/manifest.yaml']);
     expect(source.diagnostics).toHaveLength(1);
     const [diag] = source.diagnostics;
-    expect(diag).toMatchObject({ code: 'repo.symlink', severity: 'error', location: { file: 'workloads/x/contract.yaml', line: 1, column: 1 } });
+    expect(diag).toMatchObject({
+      code: 'repo.symlink',
+      severity: 'error',
+      location: { file: 'workloads/x/contract.yaml', line: 1, column: 1 },
+    });
     expect(diag?.summary).toContain('"../../etc/passwd"');
     expect(diag?.detail).toContain('outside the repository');
   });
@@ -161,7 +180,10 @@ describe('readDesiredState at a commit', () => {
   });
 
   it('GIVEN a 20 MB file under workloads/ WHEN read THEN repo.file-too-large with size and limit, and the blob is never read', async () => {
-    const r = await repo({ 'workloads/x/contract.yaml': Buffer.alloc(20 * 1024 * 1024, 0x61), 'hosts/a.yaml': 'v: 1\n' });
+    const r = await repo({
+      'workloads/x/contract.yaml': Buffer.alloc(20 * 1024 * 1024, 0x61),
+      'hosts/a.yaml': 'v: 1\n',
+    });
     const before = GitBatchReader.counters.bytesRead;
     const source = await readDesiredState({ repo: r.dir, ref: 'HEAD' });
     expect(GitBatchReader.counters.bytesRead - before).toBe('v: 1\n'.length);
@@ -169,7 +191,10 @@ describe('readDesiredState at a commit', () => {
     expect(source.diagnostics[0]?.summary).toContain('20971520 bytes');
     expect(source.diagnostics[0]?.summary).toContain('1048576 bytes');
     const small = await readDesiredState({ repo: r.dir, ref: 'HEAD', maxFileBytes: 4 });
-    expect(codes(small)).toEqual(['error repo.file-too-large hosts/a.yaml', 'error repo.file-too-large workloads/x/contract.yaml']);
+    expect(codes(small)).toEqual([
+      'error repo.file-too-large hosts/a.yaml',
+      'error repo.file-too-large workloads/x/contract.yaml',
+    ]);
   });
 
   it('GIVEN invalid UTF-8, a NUL byte and a BOM WHEN read THEN the first two are repo.not-utf8 and the BOM is stripped', async () => {
@@ -179,7 +204,10 @@ describe('readDesiredState at a commit', () => {
       'hosts/a.yaml': Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('name: café\n')]),
     });
     const source = await readDesiredState({ repo: r.dir, ref: 'HEAD' });
-    expect(codes(source)).toEqual(['error repo.not-utf8 workloads/x/contract.yaml', 'error repo.not-utf8 workloads/x/manifest.yaml']);
+    expect(codes(source)).toEqual([
+      'error repo.not-utf8 workloads/x/contract.yaml',
+      'error repo.not-utf8 workloads/x/manifest.yaml',
+    ]);
     expect(source.files).toEqual([{ path: 'hosts/a.yaml', text: 'name: café\n' }]);
   });
 
@@ -211,8 +239,13 @@ describe('readDesiredState at a commit', () => {
     });
     const source = await readDesiredState({ repo: r.dir, ref: 'HEAD' });
     expect(source.files).toEqual([]);
-    expect(codes(source)).toEqual(['warning repo.ignored-document agentvm.yml', 'warning repo.ignored-document workload/web/contract.yaml']);
-    expect(source.diagnostics[0]?.summary).toBe('agentvm.yml looks like a desired-state document but is outside hosts/ and workloads/; it is ignored.');
+    expect(codes(source)).toEqual([
+      'warning repo.ignored-document agentvm.yml',
+      'warning repo.ignored-document workload/web/contract.yaml',
+    ]);
+    expect(source.diagnostics[0]?.summary).toBe(
+      'agentvm.yml looks like a desired-state document but is outside hosts/ and workloads/; it is ignored.',
+    );
     expect(source.diagnostics[0]?.detail).toContain('agentvm.yaml');
   });
 
@@ -256,7 +289,11 @@ describe('readDesiredState at a commit', () => {
 
 describe('readDesiredState of the working tree', () => {
   it('GIVEN uncommitted edits, untracked and ignored files WHEN read with WORKTREE THEN edits and untracked files are seen, ignored ones are not, and it is marked uncommitted', async () => {
-    const r = await repo({ 'hosts/a.yaml': 'committed: true\n', 'hosts/deleted.yaml': 'v: 1\n', '.gitignore': 'workloads/secret/\n' });
+    const r = await repo({
+      'hosts/a.yaml': 'committed: true\n',
+      'hosts/deleted.yaml': 'v: 1\n',
+      '.gitignore': 'workloads/secret/\n',
+    });
     await r.writeFiles({
       'hosts/a.yaml': 'edited: true\n',
       'hosts/deleted.yaml': null,
@@ -301,7 +338,9 @@ describe('readDesiredState of the working tree', () => {
       'error repo.submodule workloads/nested',
       'error repo.symlink workloads/x/contract.yaml',
     ]);
-    expect(source.diagnostics.find((d) => d.location?.file === 'workloads/x/contract.yaml')?.summary).toContain('../../etc/passwd');
+    expect(source.diagnostics.find((d) => d.location?.file === 'workloads/x/contract.yaml')?.summary).toContain(
+      '../../etc/passwd',
+    );
     expect(source.files).toEqual([
       { path: 'workloads/bom/contract.yaml', text: 'v: 1\n' },
       { path: 'workloads/real/contract.yaml', text: 'v: 1\n' },
@@ -314,7 +353,8 @@ describe('reading 1,000 workloads', () => {
     const files: Record<string, string> = { 'agentvm.yaml': V1, 'hosts/h.yaml': 'kind: Host\n' };
     for (let i = 0; i < 1000; i++) {
       const name = `w${String(i).padStart(4, '0')}`;
-      files[`workloads/${name}/contract.yaml`] = `${V1}kind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  riskTier: low\n`;
+      files[`workloads/${name}/contract.yaml`] =
+        `${V1}kind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  riskTier: low\n`;
       files[`workloads/${name}/manifest.yaml`] = `${V1}kind: WorkloadManifest\nmetadata:\n  name: ${name}\n`;
     }
     const r = await repo(files);
@@ -328,7 +368,9 @@ describe('reading 1,000 workloads', () => {
     started = performance.now();
     const worktree = await readDesiredState({ repo: r.dir, ref: WORKTREE });
     const worktreeMs = performance.now() - started;
-    console.log(`readDesiredState of 1,000 workloads (2,002 files): commit ${commitMs.toFixed(0)} ms, worktree ${worktreeMs.toFixed(0)} ms`);
+    console.log(
+      `readDesiredState of 1,000 workloads (2,002 files): commit ${commitMs.toFixed(0)} ms, worktree ${worktreeMs.toFixed(0)} ms`,
+    );
 
     expect(atCommit.diagnostics).toEqual([]);
     expect(atCommit.files).toEqual(expected);
@@ -340,7 +382,7 @@ describe('reading 1,000 workloads', () => {
 describe('GitBatchReader', () => {
   it('GIVEN many pipelined reads mixing present, missing and binary objects WHEN awaited together THEN each gets its own answer in order', async () => {
     const binary = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7) % 256)); // spans several pipe chunks, holds LF and NUL
-    const r = await repo({ 'a.txt': 'alpha\n', 'bin.dat': binary, 'empty': '' });
+    const r = await repo({ 'a.txt': 'alpha\n', 'bin.dat': binary, empty: '' });
     const reader = new GitBatchReader(r.dir);
     try {
       const specs = ['HEAD:a.txt', 'HEAD:nope', 'HEAD:bin.dat', 'HEAD:empty', 'no-such-ref:a.txt', 'HEAD:a.txt'];

@@ -9,7 +9,14 @@ import { spawn } from 'node:child_process';
 import { closeSync, constants as fsConstants, fstatSync, lstatSync, openSync, readlinkSync, readSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { AgentvmError, compareDiagnostics, errorDiag, userError, warningDiag, type Diagnostic } from '../diagnostics/index.js';
+import {
+  AgentvmError,
+  compareDiagnostics,
+  errorDiag,
+  userError,
+  warningDiag,
+  type Diagnostic,
+} from '../diagnostics/index.js';
 import { GitBatchReader, gitEnv } from './git-batch.js';
 
 /** The `--ref` value that reads the working tree (committed, modified and untracked-but-not-ignored files). */
@@ -53,13 +60,21 @@ export async function resolveCommit(repo: string, ref: string): Promise<string> 
  * when there is nothing to read (repo.not-found, repo.not-a-repository, repo.bad-ref, repo.ref-not-found,
  * repo.no-worktree, repo.directory-not-in-commit); a refused file is an error diagnostic and the rest is read.
  */
-export async function readDesiredState(opts: { repo: string; ref: string; maxFileBytes?: number }): Promise<DesiredStateSource> {
+export async function readDesiredState(opts: {
+  repo: string;
+  ref: string;
+  maxFileBytes?: number;
+}): Promise<DesiredStateSource> {
   const root = await existingDirectory(opts.repo);
   const limit = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   if (opts.ref === WORKTREE) {
     const located = await locate(root, null);
     if (located.bare) {
-      throw userError('repo.no-worktree', `${root} is a bare repository; it has no working tree to read with --ref ${WORKTREE}.`, 'Pass a branch, tag or commit with --ref.');
+      throw userError(
+        'repo.no-worktree',
+        `${root} is a bare repository; it has no working tree to read with --ref ${WORKTREE}.`,
+        'Pass a branch, tag or commit with --ref.',
+      );
     }
     const { files, diagnostics } = await readWorktree(root, limit);
     return finish(root, opts.ref, null, files, diagnostics);
@@ -71,7 +86,13 @@ export async function readDesiredState(opts: { repo: string; ref: string; maxFil
   return finish(root, opts.ref, commit, files, diagnostics);
 }
 
-function finish(repo: string, ref: string, commit: string | null, files: RepoFile[], diagnostics: Diagnostic[]): DesiredStateSource {
+function finish(
+  repo: string,
+  ref: string,
+  commit: string | null,
+  files: RepoFile[],
+  diagnostics: Diagnostic[],
+): DesiredStateSource {
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   diagnostics.sort(compareDiagnostics);
   return { repo, ref, commit, uncommitted: commit === null, files, diagnostics };
@@ -131,7 +152,11 @@ function at(file: string): { location: { file: string; line: number; column: num
 }
 
 function bytes(n: number): string {
-  return n >= 1024 * 1024 ? `${n} bytes (${(n / (1024 * 1024)).toFixed(1)} MiB)` : n >= 1024 ? `${n} bytes (${(n / 1024).toFixed(1)} KiB)` : `${n} bytes`;
+  return n >= 1024 * 1024
+    ? `${n} bytes (${(n / (1024 * 1024)).toFixed(1)} MiB)`
+    : n >= 1024
+      ? `${n} bytes (${(n / 1024).toFixed(1)} KiB)`
+      : `${n} bytes`;
 }
 
 const diagnose = {
@@ -140,13 +165,22 @@ const diagnose = {
       path.posix.basename(file) === 'agentvm.yml' && !file.includes('/')
         ? 'The repository configuration must be named agentvm.yaml.'
         : 'Move it under hosts/ or workloads/ if agentvm should read it; otherwise this warning can be ignored.';
-    return warningDiag('repo.ignored-document', `${printable(file)} looks like a desired-state document but is outside hosts/ and workloads/; it is ignored.`, { detail, ...at(file) });
+    return warningDiag(
+      'repo.ignored-document',
+      `${printable(file)} looks like a desired-state document but is outside hosts/ and workloads/; it is ignored.`,
+      { detail, ...at(file) },
+    );
   },
   badPath(file: string, problem: string): Diagnostic {
-    return errorDiag('repo.bad-path', `The file name ${JSON.stringify(printable(file))} ${problem}; agentvm refuses it.`, {
-      detail: 'Rename it: names of desired-state files must not contain control characters or backslashes, nor start with "-".',
-      ...at(file),
-    });
+    return errorDiag(
+      'repo.bad-path',
+      `The file name ${JSON.stringify(printable(file))} ${problem}; agentvm refuses it.`,
+      {
+        detail:
+          'Rename it: names of desired-state files must not contain control characters or backslashes, nor start with "-".',
+        ...at(file),
+      },
+    );
   },
   notADirectory(file: string): Diagnostic {
     return errorDiag('repo.bad-path', `${file} is a file, but it must be a directory of desired-state documents.`, {
@@ -156,32 +190,51 @@ const diagnose = {
   },
   symlink(file: string, target: string | null): Diagnostic {
     const to = target === null ? '' : ` to ${JSON.stringify(printable(target))}`;
-    return errorDiag('repo.symlink', `${printable(file)} is a symbolic link${to}; agentvm refuses symlinks in the desired-state repository.`, {
-      detail: 'A symlink could point outside the repository, so what it names would not be part of the commit. Replace it with the content itself.',
-      ...at(file),
-    });
+    return errorDiag(
+      'repo.symlink',
+      `${printable(file)} is a symbolic link${to}; agentvm refuses symlinks in the desired-state repository.`,
+      {
+        detail:
+          'A symlink could point outside the repository, so what it names would not be part of the commit. Replace it with the content itself.',
+        ...at(file),
+      },
+    );
   },
   submodule(file: string): Diagnostic {
-    return errorDiag('repo.submodule', `${printable(file)} is a git submodule (or nested repository); agentvm does not read submodules.`, {
-      detail: "A submodule's files are not part of this repository's commit. Copy the files into the repository instead.",
-      ...at(file),
-    });
+    return errorDiag(
+      'repo.submodule',
+      `${printable(file)} is a git submodule (or nested repository); agentvm does not read submodules.`,
+      {
+        detail:
+          "A submodule's files are not part of this repository's commit. Copy the files into the repository instead.",
+        ...at(file),
+      },
+    );
   },
   specialFile(file: string): Diagnostic {
-    return errorDiag('repo.special-file', `${printable(file)} is not a regular file (a FIFO, socket or device); agentvm refuses it.`, {
-      detail: 'Remove it from the working tree.',
-      ...at(file),
-    });
+    return errorDiag(
+      'repo.special-file',
+      `${printable(file)} is not a regular file (a FIFO, socket or device); agentvm refuses it.`,
+      {
+        detail: 'Remove it from the working tree.',
+        ...at(file),
+      },
+    );
   },
   tooLarge(file: string, size: number, limit: number): Diagnostic {
-    return errorDiag('repo.file-too-large', `${printable(file)} is ${bytes(size)}, over the limit of ${bytes(limit)} for a desired-state file; it was not read.`, {
-      detail: 'Desired-state documents are small YAML files. Keep large data out of hosts/ and workloads/.',
-      ...at(file),
-    });
+    return errorDiag(
+      'repo.file-too-large',
+      `${printable(file)} is ${bytes(size)}, over the limit of ${bytes(limit)} for a desired-state file; it was not read.`,
+      {
+        detail: 'Desired-state documents are small YAML files. Keep large data out of hosts/ and workloads/.',
+        ...at(file),
+      },
+    );
   },
   notUtf8(file: string, why: string): Diagnostic {
     return errorDiag('repo.not-utf8', `${printable(file)} is not UTF-8 text: ${why}.`, {
-      detail: 'Desired-state files must be UTF-8 text. Re-save it as UTF-8, or move binary files out of hosts/ and workloads/.',
+      detail:
+        'Desired-state files must be UTF-8 text. Re-save it as UTF-8, or move binary files out of hosts/ and workloads/.',
       ...at(file),
     });
   },
@@ -214,7 +267,12 @@ interface TreeEntry {
   size: number | null;
 }
 
-async function readCommit(root: string, commit: string, prefix: string, limit: number): Promise<{ files: RepoFile[]; diagnostics: Diagnostic[] }> {
+async function readCommit(
+  root: string,
+  commit: string,
+  prefix: string,
+  limit: number,
+): Promise<{ files: RepoFile[]; diagnostics: Diagnostic[] }> {
   const diagnostics: Diagnostic[] = [];
   const contents: Array<{ entry: TreeEntry; blob: Promise<Buffer | null> }> = [];
   const symlinks: Array<{ entry: TreeEntry; target: Promise<Buffer | null> }> = [];
@@ -239,10 +297,16 @@ async function readCommit(root: string, commit: string, prefix: string, limit: n
       const problem = pathProblem(entry.path);
       if (problem !== null) diagnostics.push(diagnose.badPath(entry.path, problem));
       // A symlink's blob is its target; a target longer than a path can be is not worth showing.
-      else if (entry.mode === '120000') symlinks.push({ entry, target: entry.size !== null && entry.size <= 4096 ? read(entry.oid) : Promise.resolve(null) });
+      else if (entry.mode === '120000')
+        symlinks.push({
+          entry,
+          target: entry.size !== null && entry.size <= 4096 ? read(entry.oid) : Promise.resolve(null),
+        });
       else if (entry.mode === '160000') diagnostics.push(diagnose.submodule(entry.path));
-      else if (entry.path === 'hosts' || entry.path === 'workloads') diagnostics.push(diagnose.notADirectory(entry.path));
-      else if (entry.size !== null && entry.size > limit) diagnostics.push(diagnose.tooLarge(entry.path, entry.size, limit));
+      else if (entry.path === 'hosts' || entry.path === 'workloads')
+        diagnostics.push(diagnose.notADirectory(entry.path));
+      else if (entry.size !== null && entry.size > limit)
+        diagnostics.push(diagnose.tooLarge(entry.path, entry.size, limit));
       else contents.push({ entry, blob: read(entry.oid) });
     });
     for (const { entry, target } of symlinks) {
@@ -252,9 +316,13 @@ async function readCommit(root: string, commit: string, prefix: string, limit: n
     for (const { entry, blob } of contents) {
       const bytes = await blob;
       if (bytes === null) {
-        throw new AgentvmError('repo.object-missing', `Commit ${commit} lists ${entry.path} as blob ${entry.oid}, but git cannot find that object.`, {
-          detail: `The repository at ${root} is incomplete (a shallow or partial clone?). Run \`git -C ${root} fsck\`, or fetch the full history.`,
-        });
+        throw new AgentvmError(
+          'repo.object-missing',
+          `Commit ${commit} lists ${entry.path} as blob ${entry.oid}, but git cannot find that object.`,
+          {
+            detail: `The repository at ${root} is incomplete (a shallow or partial clone?). Run \`git -C ${root} fsck\`, or fetch the full history.`,
+          },
+        );
       }
       const decoded = decodeText(bytes);
       if ('problem' in decoded) diagnostics.push(diagnose.notUtf8(entry.path, decoded.problem));
@@ -270,7 +338,12 @@ async function readCommit(root: string, commit: string, prefix: string, limit: n
  * `git ls-tree -r -l`: every blob, symlink and submodule of the commit, with mode and size, no content.
  * Entries are handed to onEntry as git prints them.
  */
-async function listTree(root: string, commit: string, prefix: string, onEntry: (entry: TreeEntry) => void): Promise<void> {
+async function listTree(
+  root: string,
+  commit: string,
+  prefix: string,
+  onEntry: (entry: TreeEntry) => void,
+): Promise<void> {
   const treeish = prefix === '' ? commit : `${commit}:${prefix.replace(/\/$/, '')}`;
   let tail: Buffer = Buffer.alloc(0);
   let unparsable: Buffer | null = null;
@@ -281,17 +354,26 @@ async function listTree(root: string, commit: string, prefix: string, onEntry: (
       unparsable ??= record;
       return;
     }
-    onEntry({ path: pathDecoder.decode(record.subarray(tab + 1)), mode, oid, size: size === '-' ? null : Number(size) });
+    onEntry({
+      path: pathDecoder.decode(record.subarray(tab + 1)),
+      mode,
+      oid,
+      size: size === '-' ? null : Number(size),
+    });
   };
-  const result = await runGit(root, ['ls-tree', '-r', '-z', '--full-tree', '-l', '--end-of-options', treeish], (chunk) => {
-    const data = tail.length > 0 ? Buffer.concat([tail, chunk]) : chunk;
-    let start = 0;
-    for (let end = data.indexOf(0, start); end >= 0; end = data.indexOf(0, start)) {
-      onRecord(data.subarray(start, end));
-      start = end + 1;
-    }
-    tail = Buffer.from(data.subarray(start));
-  });
+  const result = await runGit(
+    root,
+    ['ls-tree', '-r', '-z', '--full-tree', '-l', '--end-of-options', treeish],
+    (chunk) => {
+      const data = tail.length > 0 ? Buffer.concat([tail, chunk]) : chunk;
+      let start = 0;
+      for (let end = data.indexOf(0, start); end >= 0; end = data.indexOf(0, start)) {
+        onRecord(data.subarray(start, end));
+        start = end + 1;
+      }
+      tail = Buffer.from(data.subarray(start));
+    },
+  );
   if (result.code !== 0) {
     if (prefix !== '') {
       throw userError(
@@ -304,9 +386,13 @@ async function listTree(root: string, commit: string, prefix: string, onEntry: (
   }
   if (tail.length > 0) onRecord(tail);
   if (unparsable !== null) {
-    throw new AgentvmError('git.unexpected-output', `git ls-tree printed a record agentvm cannot parse: ${JSON.stringify((unparsable as Buffer).toString('latin1'))}.`, {
-      source: 'toolkit',
-    });
+    throw new AgentvmError(
+      'git.unexpected-output',
+      `git ls-tree printed a record agentvm cannot parse: ${JSON.stringify((unparsable as Buffer).toString('latin1'))}.`,
+      {
+        source: 'toolkit',
+      },
+    );
   }
 }
 
@@ -376,12 +462,14 @@ function readWorktreeFile(root: string, file: string, limit: number): WorktreeRe
     // git lists a directory only when it is a gitlink or holds its own repository.
     if (info.isDirectory()) return { kind: 'diagnostic', diagnostic: diagnose.submodule(file) };
     if (!info.isFile()) return { kind: 'diagnostic', diagnostic: diagnose.specialFile(file) };
-    if (file === 'hosts' || file === 'workloads') return { kind: 'diagnostic', diagnostic: diagnose.notADirectory(file) };
+    if (file === 'hosts' || file === 'workloads')
+      return { kind: 'diagnostic', diagnostic: diagnose.notADirectory(file) };
     if (info.size > limit) return { kind: 'diagnostic', diagnostic: diagnose.tooLarge(file, info.size, limit) };
     // One byte more than fstat promised tells a file that grew since; the limit holds for what is read.
     const buffer = Buffer.allocUnsafe(Math.min(info.size, limit) + 1);
     let length = 0;
-    for (let n = -1; n !== 0 && length < buffer.length; length += n) n = readSync(fd, buffer, length, buffer.length - length, null);
+    for (let n = -1; n !== 0 && length < buffer.length; length += n)
+      n = readSync(fd, buffer, length, buffer.length - length, null);
     if (length > limit) return { kind: 'diagnostic', diagnostic: diagnose.tooLarge(file, length, limit) };
     const decoded = decodeText(buffer.subarray(0, length));
     if ('problem' in decoded) return { kind: 'diagnostic', diagnostic: diagnose.notUtf8(file, decoded.problem) };
@@ -449,12 +537,20 @@ async function existingDirectory(repo: string): Promise<string> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
-      throw userError('repo.not-found', `The desired-state repository ${absolute} does not exist.`, 'Pass --repo with the path of a git checkout of your desired-state repository.');
+      throw userError(
+        'repo.not-found',
+        `The desired-state repository ${absolute} does not exist.`,
+        'Pass --repo with the path of a git checkout of your desired-state repository.',
+      );
     }
     throw error;
   }
   if (!info.isDirectory()) {
-    throw userError('repo.not-a-repository', `${absolute} is a file, not a git repository.`, 'Pass --repo with the path of a git checkout of your desired-state repository.');
+    throw userError(
+      'repo.not-a-repository',
+      `${absolute} is a file, not a git repository.`,
+      'Pass --repo with the path of a git checkout of your desired-state repository.',
+    );
   }
   return absolute;
 }
@@ -502,7 +598,11 @@ async function locate(root: string, ref: string | null): Promise<Located> {
 }
 
 /** Runs git to completion. With onStdout, output is handed over as it arrives instead of being collected. */
-function runGit(cwd: string, args: string[], onStdout?: (chunk: Buffer) => void): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+function runGit(
+  cwd: string,
+  args: string[],
+  onStdout?: (chunk: Buffer) => void,
+): Promise<{ code: number; stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn('git', args, { cwd, env: gitEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     const stdout: Buffer[] = [];
@@ -511,14 +611,23 @@ function runGit(cwd: string, args: string[], onStdout?: (chunk: Buffer) => void)
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (text: string) => (stderr += text));
     child.on('error', (error: NodeJS.ErrnoException) =>
-      reject(new AgentvmError('git.unavailable', `Cannot run git: ${error.code === 'ENOENT' ? 'git is not installed or not on PATH' : error.message}.`, { cause: error })),
+      reject(
+        new AgentvmError(
+          'git.unavailable',
+          `Cannot run git: ${error.code === 'ENOENT' ? 'git is not installed or not on PATH' : error.message}.`,
+          { cause: error },
+        ),
+      ),
     );
     child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(stdout), stderr }));
   });
 }
 
 function gitFailed(root: string, command: string, stderr: string): AgentvmError {
-  return new AgentvmError('git.failed', `git ${command} failed in ${root}.`, { source: 'toolkit', detail: stderr.trim() || undefined });
+  return new AgentvmError('git.failed', `git ${command} failed in ${root}.`, {
+    source: 'toolkit',
+    detail: stderr.trim() || undefined,
+  });
 }
 
 function* splitNul(output: Buffer): Generator<Buffer> {

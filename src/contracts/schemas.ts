@@ -77,7 +77,8 @@ export function schemaAt(root: JsonSchema, path: JsonPath): JsonSchema | undefin
     } else {
       const props = node.properties as Record<string, JsonSchema> | undefined;
       if (props && seg in props) node = deref(root, props[seg]);
-      else if (node.additionalProperties && typeof node.additionalProperties === 'object') node = deref(root, node.additionalProperties as JsonSchema);
+      else if (node.additionalProperties && typeof node.additionalProperties === 'object')
+        node = deref(root, node.additionalProperties as JsonSchema);
       else return undefined;
     }
   }

@@ -23,7 +23,13 @@ export interface YamlDocument {
 
 export function formatJsonPath(path: JsonPath): string {
   let out = '$';
-  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : /^[A-Za-z_][A-Za-z0-9_-]*$/.test(seg) ? `.${seg}` : `[${JSON.stringify(seg)}]`;
+  for (const seg of path)
+    out +=
+      typeof seg === 'number'
+        ? `[${seg}]`
+        : /^[A-Za-z_][A-Za-z0-9_-]*$/.test(seg)
+          ? `.${seg}`
+          : `[${JSON.stringify(seg)}]`;
   return out;
 }
 
@@ -35,42 +41,71 @@ export function parseYamlDocument(file: string, raw: string): YamlDocument {
     return { file, line, column: col };
   };
   const diagnostics: Diagnostic[] = [];
-  const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true, version: '1.2' });
+  const docs = parseAllDocuments(text, {
+    lineCounter,
+    uniqueKeys: true,
+    prettyErrors: false,
+    strict: true,
+    version: '1.2',
+  });
   const list = Array.isArray(docs) ? docs : [];
   const doc: Document.Parsed | undefined = list[0];
-  const locateIn = (path: JsonPath, opts?: { key?: boolean }): SourceLocation => (doc ? locateNode(doc, path, opts?.key ?? false, at) : at(0));
+  const locateIn = (path: JsonPath, opts?: { key?: boolean }): SourceLocation =>
+    doc ? locateNode(doc, path, opts?.key ?? false, at) : at(0);
 
   if (list.length > 1) {
     const second = list[1]!;
-    diagnostics.push(errorDiag('yaml.multiple-documents', 'The file holds more than one YAML document.', {
-      detail: 'Put exactly one document in each file; remove the `---` separator and split the rest into its own file.',
-      location: at(second.range[0]),
-    }));
+    diagnostics.push(
+      errorDiag('yaml.multiple-documents', 'The file holds more than one YAML document.', {
+        detail:
+          'Put exactly one document in each file; remove the `---` separator and split the rest into its own file.',
+        location: at(second.range[0]),
+      }),
+    );
   }
   if (!doc || doc.contents === null) {
-    diagnostics.push(errorDiag('yaml.empty', 'The file is empty.', { detail: 'Write an apiVersion, kind, metadata and spec into it, or delete it.', location: at(0) }));
+    diagnostics.push(
+      errorDiag('yaml.empty', 'The file is empty.', {
+        detail: 'Write an apiVersion, kind, metadata and spec into it, or delete it.',
+        location: at(0),
+      }),
+    );
     return { file, value: undefined, diagnostics, locate: locateIn };
   }
   const version = doc.directives?.yaml;
   if (version?.explicit && version.version !== '1.2') {
     const offset = Math.max(0, text.search(/^%YAML/m));
-    diagnostics.push(errorDiag('yaml.version', 'The file declares a YAML version other than 1.2 (`%YAML` directive).', {
-      detail: 'Delete the `%YAML` line: desired-state files are YAML 1.2, where `<<` merge keys and other 1.1 conversions do not exist.',
-      location: at(offset),
-    }));
+    diagnostics.push(
+      errorDiag('yaml.version', 'The file declares a YAML version other than 1.2 (`%YAML` directive).', {
+        detail:
+          'Delete the `%YAML` line: desired-state files are YAML 1.2, where `<<` merge keys and other 1.1 conversions do not exist.',
+        location: at(offset),
+      }),
+    );
   }
   for (const e of doc.errors) {
     const code = e.code === 'DUPLICATE_KEY' ? 'yaml.duplicate-key' : 'yaml.syntax';
-    const detail = code === 'yaml.duplicate-key' ? 'Each key may appear once in a mapping; remove or rename the repeated key.' : 'Fix the YAML syntax at this position.';
+    const detail =
+      code === 'yaml.duplicate-key'
+        ? 'Each key may appear once in a mapping; remove or rename the repeated key.'
+        : 'Fix the YAML syntax at this position.';
     diagnostics.push(errorDiag(code, firstLine(e.message), { detail, location: at(e.pos[0]) }));
   }
   for (const w of doc.warnings) {
     const tag = w.code === 'TAG_RESOLVE_FAILED' || /tag/i.test(w.message);
     // The tag's text is the user's and may be anything (a pasted token): it is not echoed.
-    diagnostics.push(errorDiag(tag ? 'yaml.tag' : 'yaml.syntax', tag ? 'A custom YAML tag (`!…`) is not allowed here.' : firstLine(w.message), {
-      detail: tag ? 'Custom YAML tags are not allowed in desired-state files; write plain values.' : 'Fix the YAML at this position.',
-      location: at(w.pos[0]),
-    }));
+    diagnostics.push(
+      errorDiag(
+        tag ? 'yaml.tag' : 'yaml.syntax',
+        tag ? 'A custom YAML tag (`!…`) is not allowed here.' : firstLine(w.message),
+        {
+          detail: tag
+            ? 'Custom YAML tags are not allowed in desired-state files; write plain values.'
+            : 'Fix the YAML at this position.',
+          location: at(w.pos[0]),
+        },
+      ),
+    );
   }
   if (diagnostics.length > 0) return { file, value: undefined, diagnostics, locate: locateIn };
 
@@ -81,24 +116,36 @@ export function parseYamlDocument(file: string, raw: string): YamlDocument {
     const msg = err instanceof Error ? err.message : String(err);
     const unresolved = unresolvedAlias(doc);
     if (unresolved !== undefined) {
-      diagnostics.push(errorDiag('yaml.alias', 'This alias (`*…`) refers to an anchor that is not defined before it.', {
-        detail: 'Define the anchor (`&name`) earlier in the file, or write the value out.',
-        location: at(unresolved),
-      }));
+      diagnostics.push(
+        errorDiag('yaml.alias', 'This alias (`*…`) refers to an anchor that is not defined before it.', {
+          detail: 'Define the anchor (`&name`) earlier in the file, or write the value out.',
+          location: at(unresolved),
+        }),
+      );
     } else {
       const alias = /alias/i.test(msg);
-      diagnostics.push(errorDiag(alias ? 'yaml.alias-limit' : 'yaml.syntax', alias ? `YAML aliases expand beyond the limit of ${MAX_ALIAS_COUNT}.` : 'The YAML could not be read.', {
-        detail: alias ? 'Aliases that multiply (a "billion laughs") are refused; write the values out or reduce the aliases.' : 'Fix the YAML.',
-        location: at(doc.contents.range?.[0] ?? 0),
-      }));
+      diagnostics.push(
+        errorDiag(
+          alias ? 'yaml.alias-limit' : 'yaml.syntax',
+          alias ? `YAML aliases expand beyond the limit of ${MAX_ALIAS_COUNT}.` : 'The YAML could not be read.',
+          {
+            detail: alias
+              ? 'Aliases that multiply (a "billion laughs") are refused; write the values out or reduce the aliases.'
+              : 'Fix the YAML.',
+            location: at(doc.contents.range?.[0] ?? 0),
+          },
+        ),
+      );
     }
     return { file, value: undefined, diagnostics, locate: locateIn };
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    diagnostics.push(errorDiag('yaml.not-a-mapping', 'The document is not a mapping of keys to values.', {
-      detail: 'A desired-state document starts with `apiVersion:`, `kind:`, `metadata:` and `spec:` keys.',
-      location: at(doc.contents.range?.[0] ?? 0),
-    }));
+    diagnostics.push(
+      errorDiag('yaml.not-a-mapping', 'The document is not a mapping of keys to values.', {
+        detail: 'A desired-state document starts with `apiVersion:`, `kind:`, `metadata:` and `spec:` keys.',
+        location: at(doc.contents.range?.[0] ?? 0),
+      }),
+    );
     return { file, value: undefined, diagnostics, locate: locateIn };
   }
   return { file, value, diagnostics, locate: locateIn };
@@ -124,7 +171,12 @@ function firstLine(message: string): string {
   return line.replace(/ at line \d+, column \d+:?$/, '').trim();
 }
 
-function locateNode(doc: Document.Parsed, path: JsonPath, key: boolean, at: (offset: number) => SourceLocation): SourceLocation {
+function locateNode(
+  doc: Document.Parsed,
+  path: JsonPath,
+  key: boolean,
+  at: (offset: number) => SourceLocation,
+): SourceLocation {
   let node: unknown = doc.contents;
   let best = rangeStart(node) ?? 0;
   for (let i = 0; i < path.length; i++) {

@@ -29,11 +29,19 @@ export interface Diagnostic {
   address?: string;
 }
 
-export function errorDiag(code: string, summary: string, extra: Omit<Diagnostic, 'code' | 'severity' | 'summary'> = {}): Diagnostic {
+export function errorDiag(
+  code: string,
+  summary: string,
+  extra: Omit<Diagnostic, 'code' | 'severity' | 'summary'> = {},
+): Diagnostic {
   return { code, severity: 'error', summary, ...extra };
 }
 
-export function warningDiag(code: string, summary: string, extra: Omit<Diagnostic, 'code' | 'severity' | 'summary'> = {}): Diagnostic {
+export function warningDiag(
+  code: string,
+  summary: string,
+  extra: Omit<Diagnostic, 'code' | 'severity' | 'summary'> = {},
+): Diagnostic {
   return { code, severity: 'warning', summary, ...extra };
 }
 

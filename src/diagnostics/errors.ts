@@ -17,7 +17,13 @@ export class AgentvmError extends Error {
   constructor(
     code: string,
     message: string,
-    options: { detail?: string; diagnostics?: readonly Diagnostic[]; source?: ErrorSource; exitCode?: ExitCode; cause?: unknown } = {},
+    options: {
+      detail?: string;
+      diagnostics?: readonly Diagnostic[];
+      source?: ErrorSource;
+      exitCode?: ExitCode;
+      cause?: unknown;
+    } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AgentvmError';

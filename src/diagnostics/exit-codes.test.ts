@@ -10,7 +10,10 @@ import { ExitCode } from './exit-codes.js';
 const SCHEMAS = path.resolve(import.meta.dirname, '../../schemas');
 
 function promisedExits(description: string): Array<{ code: number; when: string }> {
-  return [...description.matchAll(/(?:exit |, |and )(\d+) when ([^,;).]+)/g)].map((m) => ({ code: Number(m[1]), when: m[2]!.trim() }));
+  return [...description.matchAll(/(?:exit |, |and )(\d+) when ([^,;).]+)/g)].map((m) => ({
+    code: Number(m[1]),
+    when: m[2]!.trim(),
+  }));
 }
 
 describe('exit codes promised by result schemas', () => {
@@ -22,7 +25,9 @@ describe('exit codes promised by result schemas', () => {
   });
 
   it('apply: a partial apply exits PartialApply (3), success 0', () => {
-    const { description } = JSON.parse(readFileSync(path.join(SCHEMAS, 'apply-result.schema.json'), 'utf8')) as { description: string };
+    const { description } = JSON.parse(readFileSync(path.join(SCHEMAS, 'apply-result.schema.json'), 'utf8')) as {
+      description: string;
+    };
     const exits = promisedExits(description);
     expect(exits.find((e) => /partial/.test(e.when))?.code).toBe(ExitCode.PartialApply);
     expect(exits.find((e) => /every change was applied/.test(e.when))?.code).toBe(ExitCode.Ok);

@@ -6,7 +6,8 @@
 import { BlockList, isIP } from 'node:net';
 import os from 'node:os';
 
-export type AddressClass = 'loopback' | 'private' | 'link-local' | 'cgnat' | 'ula' | 'unspecified' | 'multicast' | 'public';
+export type AddressClass =
+  'loopback' | 'private' | 'link-local' | 'cgnat' | 'ula' | 'unspecified' | 'multicast' | 'public';
 
 const RANGES: ReadonlyArray<[cls: AddressClass, net: string, prefix: number, family: 'ipv4' | 'ipv6']> = [
   ['loopback', '127.0.0.0', 8, 'ipv4'],
@@ -50,6 +51,7 @@ export function classifyAddress(address: string): AddressClass {
 /** Addresses of this host's own interfaces (a name resolving to one of them reaches the host itself). */
 export function hostAddresses(): string[] {
   const out = new Set<string>();
-  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) out.add(unmapped(a.address.replace(/%.*$/, '')));
+  for (const list of Object.values(os.networkInterfaces()))
+    for (const a of list ?? []) out.add(unmapped(a.address.replace(/%.*$/, '')));
   return [...out];
 }

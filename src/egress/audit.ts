@@ -41,7 +41,11 @@ export class DenialAudit {
 
   constructor(private readonly options: DenialAuditOptions) {
     this.windowMs = options.windowMs ?? 60_000;
-    this.log = new RequestAuditLog({ file: options.file, intervalMs: 50, ...(options.onError ? { onError: options.onError } : {}) });
+    this.log = new RequestAuditLog({
+      file: options.file,
+      intervalMs: 50,
+      ...(options.onError ? { onError: options.onError } : {}),
+    });
   }
 
   record(caller: EgressCaller, denial: Denial): void {
@@ -64,7 +68,15 @@ export class DenialAudit {
 
   private entry(caller: string, denial: Denial, count: number, since: Date, now: Date): AuditEntry {
     const tally = count === 1 && since === now ? '' : ` (${count} more time(s) since ${since.toISOString()})`;
-    return { host: this.options.host, operation: EGRESS_OPERATION, event: EGRESS_DENY_EVENT, result: 'failed', address: caller, detail: `${denial.reason}${tally}`, time: now };
+    return {
+      host: this.options.host,
+      operation: EGRESS_OPERATION,
+      event: EGRESS_DENY_EVENT,
+      result: 'failed',
+      address: caller,
+      detail: `${denial.reason}${tally}`,
+      time: now,
+    };
   }
 
   /** Writes the counts of the window that ends now and starts a new one. */

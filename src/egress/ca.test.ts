@@ -31,6 +31,8 @@ describe('the agentvm CA (openssl)', () => {
 
   it('GIVEN a name that is not a host name THEN no certificate is made', () => {
     const ca = ensureCa(path.join(dir, 'ca'), 'gw');
-    expect(() => ensureLeaf(ca, { cert: path.join(dir, 'x.pem'), key: path.join(dir, 'x.key') }, '-subj /CN=evil')).toThrow(/not a host name/);
+    expect(() =>
+      ensureLeaf(ca, { cert: path.join(dir, 'x.pem'), key: path.join(dir, 'x.key') }, '-subj /CN=evil'),
+    ).toThrow(/not a host name/);
   });
 });

@@ -38,7 +38,27 @@ export function ensureCa(caDir: string, host: string): CaFiles {
     rmSync(tmpKey, { force: true });
     writeFileSync(tmpKey, '', { mode: 0o600 });
     const name = host.replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 40);
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3650', '-subj', `/CN=agentvm egress CA ${name}`, '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:0', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-keyout', tmpKey, '-out', `${f.cert}.tmp`]);
+    openssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '3650',
+      '-subj',
+      `/CN=agentvm egress CA ${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE,pathlen:0',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      '-keyout',
+      tmpKey,
+      '-out',
+      `${f.cert}.tmp`,
+    ]);
     chmodSync(tmpKey, 0o600);
     renameSync(tmpKey, f.key);
     renameSync(`${f.cert}.tmp`, f.cert);
@@ -55,13 +75,47 @@ export function ensureCa(caDir: string, host: string): CaFiles {
 }
 
 /** Issues the leaf for `host` (once), readable by `owner` only. `host` is a validated DNS name (contract schema). */
-export function ensureLeaf(ca: CaFiles, leaf: { cert: string; key: string }, host: string, owner?: { uid: number; gid: number }): void {
-  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)) throw new Error(`${JSON.stringify(host)} is not a host name`);
+export function ensureLeaf(
+  ca: CaFiles,
+  leaf: { cert: string; key: string },
+  host: string,
+  owner?: { uid: number; gid: number },
+): void {
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host))
+    throw new Error(`${JSON.stringify(host)} is not a host name`);
   const dir = path.dirname(leaf.cert);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (!existsSync(leaf.cert) || !existsSync(leaf.key)) {
     writeFileSync(`${leaf.key}.tmp`, '', { mode: 0o600 });
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '825', '-subj', `/CN=${host}`, '-CA', ca.cert, '-CAkey', ca.key, '-addext', `subjectAltName=DNS:${host}`, '-addext', 'basicConstraints=critical,CA:FALSE', '-addext', 'extendedKeyUsage=serverAuth', '-addext', 'keyUsage=critical,digitalSignature', '-keyout', `${leaf.key}.tmp`, '-out', `${leaf.cert}.tmp`]);
+    openssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '825',
+      '-subj',
+      `/CN=${host}`,
+      '-CA',
+      ca.cert,
+      '-CAkey',
+      ca.key,
+      '-addext',
+      `subjectAltName=DNS:${host}`,
+      '-addext',
+      'basicConstraints=critical,CA:FALSE',
+      '-addext',
+      'extendedKeyUsage=serverAuth',
+      '-addext',
+      'keyUsage=critical,digitalSignature',
+      '-keyout',
+      `${leaf.key}.tmp`,
+      '-out',
+      `${leaf.cert}.tmp`,
+    ]);
     renameSync(`${leaf.key}.tmp`, leaf.key);
     renameSync(`${leaf.cert}.tmp`, leaf.cert);
   }

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { injectedHeaderValue, rewriteHeaders, routesFor, type InjectionRoute } from './injection.js';
 
 const P = 'agentvm-placeholder-0123';
-const routes: InjectionRoute[] = [{ name: 'llm', host: 'api.example.com', header: 'authorization', format: 'Bearer {}' }];
+const routes: InjectionRoute[] = [
+  { name: 'llm', host: 'api.example.com', header: 'authorization', format: 'Bearer {}' },
+];
 const creds = (name: string) => (name === 'llm' ? { placeholder: P, value: 'REAL$&value' } : undefined);
 
 describe('injected credentials: what the proxy replaces', () => {
@@ -20,7 +22,11 @@ describe('injected credentials: what the proxy replaces', () => {
   });
 
   it('GIVEN a request THEN only the declared header changes; other headers keep the placeholder; Host and hop headers go', () => {
-    const out = rewriteHeaders(['Host', 'api.example.com', 'Authorization', `Bearer ${P}`, 'X-Other', P, 'Connection', 'keep-alive'], routes, creds);
+    const out = rewriteHeaders(
+      ['Host', 'api.example.com', 'Authorization', `Bearer ${P}`, 'X-Other', P, 'Connection', 'keep-alive'],
+      routes,
+      creds,
+    );
     expect(out).toEqual(['Authorization', 'Bearer REAL$&value', 'X-Other', P]);
   });
 

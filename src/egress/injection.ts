@@ -31,7 +31,12 @@ export function routesFor(routes: readonly InjectionRoute[] | undefined, host: s
  * The header value to send: `format` around the real value when `sent` is exactly the placeholder or exactly `format`
  * around it; otherwise undefined (send `sent` unchanged).
  */
-export function injectedHeaderValue(sent: string, placeholder: string, format: string, value: string): string | undefined {
+export function injectedHeaderValue(
+  sent: string,
+  placeholder: string,
+  format: string,
+  value: string,
+): string | undefined {
   const v = sent.trim();
   if (placeholder === '' || (v !== placeholder && v !== format.replace('{}', placeholder))) return undefined;
   return format.replace('{}', () => value);
@@ -43,7 +48,9 @@ export interface CredentialReader {
 }
 
 /** Reads the credential store of `paths` at request time (rotation needs no proxy restart). */
-export function storeReader(paths: { credential(caller: string, name: string, kind: 'value' | 'placeholder'): string }): CredentialReader {
+export function storeReader(paths: {
+  credential(caller: string, name: string, kind: 'value' | 'placeholder'): string;
+}): CredentialReader {
   return {
     read(caller, name) {
       try {
@@ -63,7 +70,11 @@ export function storeReader(paths: { credential(caller: string, name: string, ki
  * The raw header list (name, value, name, value …) with the routes applied. Hop-by-hop headers and Host are dropped
  * (the proxy sets Host to the upstream itself).
  */
-export function rewriteHeaders(raw: readonly string[], routes: readonly InjectionRoute[], creds: (name: string) => { placeholder: string; value: string } | undefined): string[] {
+export function rewriteHeaders(
+  raw: readonly string[],
+  routes: readonly InjectionRoute[],
+  creds: (name: string) => { placeholder: string; value: string } | undefined,
+): string[] {
   const out: string[] = [];
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!;
@@ -81,4 +92,14 @@ export function rewriteHeaders(raw: readonly string[], routes: readonly Injectio
   return out;
 }
 
-const HOP = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'upgrade', 'transfer-encoding', 'trailer']);
+const HOP = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'te',
+  'upgrade',
+  'transfer-encoding',
+  'trailer',
+]);

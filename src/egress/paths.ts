@@ -51,8 +51,12 @@ export function egressPaths(root: string): EgressPaths {
     audit: path.join(host.audit, AUDIT_FILE_NAME),
     credstore: path.join(path.resolve(root), 'var/lib/agentvm/credstore'),
     caDir: path.join(path.resolve(root), 'var/lib/agentvm/egress-ca'),
-    credential: (caller, name, kind) => path.join(path.resolve(root), 'var/lib/agentvm/credstore', caller, `${name}.${kind}`),
-    leaf: (h) => ({ cert: path.join(path.resolve(root), 'var/lib/agentvm/credstore/.tls', `${h}.pem`), key: path.join(path.resolve(root), 'var/lib/agentvm/credstore/.tls', `${h}.key`) }),
+    credential: (caller, name, kind) =>
+      path.join(path.resolve(root), 'var/lib/agentvm/credstore', caller, `${name}.${kind}`),
+    leaf: (h) => ({
+      cert: path.join(path.resolve(root), 'var/lib/agentvm/credstore/.tls', `${h}.pem`),
+      key: path.join(path.resolve(root), 'var/lib/agentvm/credstore/.tls', `${h}.key`),
+    }),
     callerDir: (id) => path.join(sockets, id),
     callerSocket: (id) => path.join(sockets, id, PROXY_SOCKET),
   };

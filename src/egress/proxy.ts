@@ -21,7 +21,12 @@
 // only. Every other CONNECT stays an opaque tunnel, checked by SNI as above.
 
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
 import { connect, createServer, isIP, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createSecureContext, rootCertificates, TLSSocket, type SecureContext } from 'node:tls';
 import path from 'node:path';
@@ -30,7 +35,15 @@ import { DenialAudit } from './audit.js';
 import { SYSTEM_BUNDLE } from './ca.js';
 import { rewriteHeaders, routesFor, type CredentialReader, type InjectionRoute } from './injection.js';
 import { NameResolver } from './resolver.js';
-import { decideDestination, deny, normaliseHost, screenAnswers, type Denial, type EgressCaller, type EgressEntry } from './rules.js';
+import {
+  decideDestination,
+  deny,
+  normaliseHost,
+  screenAnswers,
+  type Denial,
+  type EgressCaller,
+  type EgressEntry,
+} from './rules.js';
 import { parseClientHello } from './sni.js';
 
 /** One caller of the proxy, as apply writes it into the rules file. */
@@ -71,7 +84,15 @@ export const TLS_PORTS: ReadonlySet<number> = new Set([443, 465, 636, 853, 993, 
 const MAX_HEAD = 16 * 1024;
 const HEAD_TIMEOUT_MS = 10_000;
 const HELLO_TIMEOUT_MS = 10_000;
-const HOP_HEADERS = new Set(['proxy-connection', 'proxy-authorization', 'connection', 'keep-alive', 'host', 'te', 'upgrade']);
+const HOP_HEADERS = new Set([
+  'proxy-connection',
+  'proxy-authorization',
+  'connection',
+  'keep-alive',
+  'host',
+  'te',
+  'upgrade',
+]);
 const TLS_ACCESS_DENIED = Buffer.from([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x31]);
 
 interface Listener {
@@ -93,15 +114,24 @@ export class EgressProxy {
   private readonly leaves = new Map<string, SecureContext>();
   private trust: string[] = defaultTrust();
   private readonly intercepted = new WeakMap<object, { caller: EgressCaller; host: string; port: number }>();
-  private readonly injectServer = createHttpServer({ requireHostHeader: false }, (req, res) => void this.forwardInjected(req, res).catch((error: unknown) => {
-    this.options.onWarning?.(`injected request: ${(error as Error).message}`);
-    res.destroy();
-  }));
+  private readonly injectServer = createHttpServer(
+    { requireHostHeader: false },
+    (req, res) =>
+      void this.forwardInjected(req, res).catch((error: unknown) => {
+        this.options.onWarning?.(`injected request: ${(error as Error).message}`);
+        res.destroy();
+      }),
+  );
 
   constructor(private readonly options: EgressProxyOptions) {
     this.own = new Set(options.ownAddresses);
     this.resolver = new NameResolver();
-    this.audit = new DenialAudit({ file: options.auditFile, host: options.host, ...(options.auditWindowMs ? { windowMs: options.auditWindowMs } : {}), ...(options.onWarning ? { onError: (e) => options.onWarning!(`audit: ${(e as Error).message}`) } : {}) });
+    this.audit = new DenialAudit({
+      file: options.auditFile,
+      host: options.host,
+      ...(options.auditWindowMs ? { windowMs: options.auditWindowMs } : {}),
+      ...(options.onWarning ? { onError: (e) => options.onWarning!(`audit: ${(e as Error).message}`) } : {}),
+    });
   }
 
   /** Applies settings: new callers listen, removed ones stop listening, changed allowlists apply to new requests. */
@@ -112,14 +142,21 @@ export class EgressProxy {
       this.resolverKey = key;
     }
     this.injections.clear();
-    for (const c of settings.callers) if (c.inject?.length) this.injections.set(c.id, c.inject.map((r) => ({ ...r })));
+    for (const c of settings.callers)
+      if (c.inject?.length)
+        this.injections.set(
+          c.id,
+          c.inject.map((r) => ({ ...r })),
+        );
     this.leaves.clear();
     this.trust = defaultTrust();
     for (const file of settings.upstreamTrustAnchors ?? []) {
       try {
         this.trust.push(readFileSync(file, 'utf8'));
       } catch (error) {
-        this.options.onWarning?.(`upstream trust anchor ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+        this.options.onWarning?.(
+          `upstream trust anchor ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+        );
       }
     }
     const wanted = new Map(settings.callers.map((c) => [c.socket, c]));
@@ -172,7 +209,10 @@ export class EgressProxy {
     mkdirSync(path.dirname(socket), { recursive: true, mode: 0o755 });
     rmSync(socket, { force: true });
     // Half-open: a client that shuts its write side after the request (`printf … | nc`) still gets the answer.
-    const server = createServer({ allowHalfOpen: true }, (client) => this.track(client) && this.serve(client, this.listeners.get(socket)?.caller ?? caller));
+    const server = createServer(
+      { allowHalfOpen: true },
+      (client) => this.track(client) && this.serve(client, this.listeners.get(socket)?.caller ?? caller),
+    );
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(socket, () => resolve());
@@ -251,23 +291,35 @@ export class EgressProxy {
     const [, method, target] = m as unknown as [string, string, string];
     if (method === 'CONNECT') {
       const authority = parseAuthority(target);
-      if (!authority) return this.refuse(client, caller, deny(caller, 'bad-destination', target.slice(0, 200), 0, 'CONNECT needs host:port'));
+      if (!authority)
+        return this.refuse(
+          client,
+          caller,
+          deny(caller, 'bad-destination', target.slice(0, 200), 0, 'CONNECT needs host:port'),
+        );
       return this.connectTunnel(client, caller, authority.host, authority.port, rest);
     }
     let url: URL;
     try {
       url = new URL(target);
     } catch {
-      return answer(client, 400, 'agentvm egress: send requests in absolute form (http://host/path) through the proxy; HTTPS goes through CONNECT.');
+      return answer(
+        client,
+        400,
+        'agentvm egress: send requests in absolute form (http://host/path) through the proxy; HTTPS goes through CONNECT.',
+      );
     }
-    if (url.protocol !== 'http:') return answer(client, 400, `agentvm egress: ${url.protocol} is proxied with CONNECT, not as a forward request.`);
+    if (url.protocol !== 'http:')
+      return answer(client, 400, `agentvm egress: ${url.protocol} is proxied with CONNECT, not as a forward request.`);
     const port = url.port ? Number(url.port) : 80;
     const host = normaliseHost(url.hostname);
     const upstream = await this.open(client, caller, host, port);
     if (!upstream) return;
     const headers = headerLines.filter((l) => !HOP_HEADERS.has(l.slice(0, l.indexOf(':')).trim().toLowerCase()));
     const hostHeader = url.port ? `${url.hostname}:${url.port}` : url.hostname;
-    upstream.write(`${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${hostHeader}\r\n${headers.map((h) => `${h}\r\n`).join('')}Connection: close\r\n\r\n`);
+    upstream.write(
+      `${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${hostHeader}\r\n${headers.map((h) => `${h}\r\n`).join('')}Connection: close\r\n\r\n`,
+    );
     if (rest.length) upstream.write(rest);
     this.counters.allowed++;
     relay(client, upstream);
@@ -281,7 +333,14 @@ export class EgressProxy {
     let addresses = [decision.host];
     if (isIP(decision.host) === 0) {
       const resolved = await this.resolver.resolve(decision.host);
-      if (resolved.addresses.length === 0) return deny(caller, 'resolve-failed', decision.host, port, `the name does not resolve (${resolved.error ?? 'no address'})`);
+      if (resolved.addresses.length === 0)
+        return deny(
+          caller,
+          'resolve-failed',
+          decision.host,
+          port,
+          `the name does not resolve (${resolved.error ?? 'no address'})`,
+        );
       const screened = screenAnswers(caller, decision.host, port, resolved.addresses, this.own);
       if (!screened.ok) return screened;
       addresses = screened.addresses;
@@ -299,7 +358,11 @@ export class EgressProxy {
     const { addresses } = screened;
     const upstream = await this.connectFirst(addresses, port);
     if (!upstream) {
-      answer(client, 502, `agentvm egress: ${host}:${port} is allowed but did not accept a connection (${addresses.join(', ')}).`);
+      answer(
+        client,
+        502,
+        `agentvm egress: ${host}:${port} is allowed but did not accept a connection (${addresses.join(', ')}).`,
+      );
       return undefined;
     }
     this.track(upstream);
@@ -330,8 +393,19 @@ export class EgressProxy {
     return undefined;
   }
 
-  private async connectTunnel(client: Socket, caller: EgressCaller, host: string, port: number, rest: Buffer): Promise<void> {
-    if (this.options.injection && TLS_PORTS.has(port) && isIP(host) === 0 && routesFor(this.injections.get(caller.id), host).length > 0) {
+  private async connectTunnel(
+    client: Socket,
+    caller: EgressCaller,
+    host: string,
+    port: number,
+    rest: Buffer,
+  ): Promise<void> {
+    if (
+      this.options.injection &&
+      TLS_PORTS.has(port) &&
+      isIP(host) === 0 &&
+      routesFor(this.injections.get(caller.id), host).length > 0
+    ) {
       return this.intercept(client, caller, host, port, rest);
     }
     const upstream = await this.open(client, caller, host, port);
@@ -345,13 +419,33 @@ export class EgressProxy {
       if (hello.kind === 'more') return false;
       let refusal: Denial | undefined;
       if (hello.kind === 'not-tls') {
-        if (TLS_PORTS.has(port)) refusal = deny(caller, 'not-tls', host, port, 'the tunnel to a TLS port does not start with a TLS ClientHello');
+        if (TLS_PORTS.has(port))
+          refusal = deny(
+            caller,
+            'not-tls',
+            host,
+            port,
+            'the tunnel to a TLS port does not start with a TLS ClientHello',
+          );
       } else if (hello.kind === 'invalid') {
         refusal = deny(caller, 'sni-missing', host, port, `the TLS ClientHello is not acceptable (${hello.why})`);
       } else if (hello.sni === null) {
-        if (named) refusal = deny(caller, 'sni-missing', host, port, 'the TLS ClientHello names no server (SNI), so the destination cannot be checked');
+        if (named)
+          refusal = deny(
+            caller,
+            'sni-missing',
+            host,
+            port,
+            'the TLS ClientHello names no server (SNI), so the destination cannot be checked',
+          );
       } else if (normaliseHost(hello.sni) !== normaliseHost(host) && named) {
-        refusal = deny(caller, 'sni-mismatch', host, port, `the TLS server name ${JSON.stringify(hello.sni.slice(0, 253))} differs from the CONNECT host (domain fronting)`);
+        refusal = deny(
+          caller,
+          'sni-mismatch',
+          host,
+          port,
+          `the TLS server name ${JSON.stringify(hello.sni.slice(0, 253))} differs from the CONNECT host (domain fronting)`,
+        );
       }
       client.off('data', onData);
       clearTimeout(timer);
@@ -401,9 +495,18 @@ export class EgressProxy {
     const decision = decideDestination(caller, host, port);
     if (!decision.ok) return this.refuse(client, caller, decision);
     const leaf = this.leafContext(host);
-    if (!leaf) return answer(client, 502, `agentvm egress: ${host} has injected credentials but its certificate was not issued; run agentvm apply.`);
+    if (!leaf)
+      return answer(
+        client,
+        502,
+        `agentvm egress: ${host} has injected credentials but its certificate was not issued; run agentvm apply.`,
+      );
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    const secure = new TLSSocket(streamOf(client, rest), { isServer: true, secureContext: leaf, ALPNProtocols: ['http/1.1'] });
+    const secure = new TLSSocket(streamOf(client, rest), {
+      isServer: true,
+      secureContext: leaf,
+      ALPNProtocols: ['http/1.1'],
+    });
     secure.on('error', () => secure.destroy());
     const timer = setTimeout(() => secure.destroy(), HELLO_TIMEOUT_MS);
     secure.once('close', () => {
@@ -416,7 +519,18 @@ export class EgressProxy {
       // The same rule as an opaque tunnel: the name the client verifies must be the CONNECT host.
       if (!sni || normaliseHost(sni) !== normaliseHost(host)) {
         this.counters.refused++;
-        this.audit.record(caller, deny(caller, sni ? 'sni-mismatch' : 'sni-missing', host, port, sni ? `the TLS server name ${JSON.stringify(sni.slice(0, 253))} differs from the CONNECT host (domain fronting)` : 'the TLS ClientHello names no server (SNI), so the destination cannot be checked'));
+        this.audit.record(
+          caller,
+          deny(
+            caller,
+            sni ? 'sni-mismatch' : 'sni-missing',
+            host,
+            port,
+            sni
+              ? `the TLS server name ${JSON.stringify(sni.slice(0, 253))} differs from the CONNECT host (domain fronting)`
+              : 'the TLS ClientHello names no server (SNI), so the destination cannot be checked',
+          ),
+        );
         secure.destroy();
         return;
       }
@@ -442,7 +556,11 @@ export class EgressProxy {
     headers.push('Host', port === 443 ? host : `${host}:${port}`);
     const fail = (status: number, reason: string): void => {
       if (res.headersSent) return void res.destroy();
-      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-agentvm-egress-denied': reason.replace(/[^\x20-\x7e]/g, '?'), connection: 'close' });
+      res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'x-agentvm-egress-denied': reason.replace(/[^\x20-\x7e]/g, '?'),
+        connection: 'close',
+      });
       res.end(`${reason}\n`);
     };
     const screened = await this.screened(caller, host, port);
@@ -462,19 +580,32 @@ export class EgressProxy {
         resolve((e as NodeJS.ErrnoException).code ?? e.message);
       });
     });
-    if (typeof upstream === 'string') return fail(502, `agentvm egress: the server of ${host}:${port} did not present a certificate the host trusts for that name (${upstream.slice(0, 200)}); nothing was sent.`);
+    if (typeof upstream === 'string')
+      return fail(
+        502,
+        `agentvm egress: the server of ${host}:${port} did not present a certificate the host trusts for that name (${upstream.slice(0, 200)}); nothing was sent.`,
+      );
     upstream.on('error', () => upstream.destroy());
     if (injected) this.counters.injected++;
     this.counters.allowed++;
-    const out = httpRequest({ createConnection: () => upstream, method: req.method, path: req.url, headers, setHost: false }, (answerRes) => {
-      const back: string[] = [];
-      for (let i = 0; i + 1 < answerRes.rawHeaders.length; i += 2) {
-        if (!RESPONSE_HOP.has(answerRes.rawHeaders[i]!.toLowerCase())) back.push(answerRes.rawHeaders[i]!, answerRes.rawHeaders[i + 1]!);
-      }
-      res.writeHead(answerRes.statusCode ?? 502, answerRes.statusMessage ?? '', back);
-      answerRes.pipe(res);
-    });
-    out.on('error', (e) => fail(502, `agentvm egress: ${host}:${port} failed during the request (${(e as NodeJS.ErrnoException).code ?? 'error'}).`));
+    const out = httpRequest(
+      { createConnection: () => upstream, method: req.method, path: req.url, headers, setHost: false },
+      (answerRes) => {
+        const back: string[] = [];
+        for (let i = 0; i + 1 < answerRes.rawHeaders.length; i += 2) {
+          if (!RESPONSE_HOP.has(answerRes.rawHeaders[i]!.toLowerCase()))
+            back.push(answerRes.rawHeaders[i]!, answerRes.rawHeaders[i + 1]!);
+        }
+        res.writeHead(answerRes.statusCode ?? 502, answerRes.statusMessage ?? '', back);
+        answerRes.pipe(res);
+      },
+    );
+    out.on('error', (e) =>
+      fail(
+        502,
+        `agentvm egress: ${host}:${port} failed during the request (${(e as NodeJS.ErrnoException).code ?? 'error'}).`,
+      ),
+    );
     req.pipe(out);
   }
 
@@ -486,7 +617,10 @@ export class EgressProxy {
 
   /** Stops listening, closes every connection, flushes the audit log. */
   async close(): Promise<void> {
-    const servers = [...[...this.listeners.values()].map((l) => l.server), ...[...this.inbound.values()].map((b) => b.server)];
+    const servers = [
+      ...[...this.listeners.values()].map((l) => l.server),
+      ...[...this.inbound.values()].map((b) => b.server),
+    ];
     for (const s of this.sockets) s.destroy();
     await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     for (const socket of this.listeners.keys()) rmSync(socket, { force: true });
@@ -506,13 +640,31 @@ export function parseAuthority(target: string): { host: string; port: number } |
 
 function answer(client: Socket, status: number, reason: string): void {
   const text = `${reason}\n`;
-  const phrase = status === 403 ? 'Forbidden' : status === 502 ? 'Bad Gateway' : status === 400 ? 'Bad Request' : status === 431 ? 'Request Header Fields Too Large' : 'Internal Server Error';
+  const phrase =
+    status === 403
+      ? 'Forbidden'
+      : status === 502
+        ? 'Bad Gateway'
+        : status === 400
+          ? 'Bad Request'
+          : status === 431
+            ? 'Request Header Fields Too Large'
+            : 'Internal Server Error';
   // The reason is ours (never caller bytes beyond a host name already validated), one line, safe as a header value.
   const header = reason.replace(/[^\x20-\x7e]/g, '?');
-  client.end(`HTTP/1.1 ${status} ${phrase}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Agentvm-Egress-Denied: ${header}\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+  client.end(
+    `HTTP/1.1 ${status} ${phrase}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Agentvm-Egress-Denied: ${header}\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+  );
 }
 
-const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'trailer', 'upgrade']);
+const RESPONSE_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'proxy-connection',
+  'trailer',
+  'upgrade',
+]);
 
 /** The system trust store as one PEM (Node 20 has no API for it), else Node's bundled roots. */
 function defaultTrust(): string[] {

@@ -32,7 +32,10 @@ export class NameResolver {
   private readonly now: () => number;
 
   /** `servers`: `ip` or `ip:port` / `[ipv6]:port`; empty: the host's configured resolvers. */
-  constructor(servers: readonly string[] = [], options: { timeoutMs?: number; tries?: number; now?: () => number } = {}) {
+  constructor(
+    servers: readonly string[] = [],
+    options: { timeoutMs?: number; tries?: number; now?: () => number } = {},
+  ) {
     this.resolver = new dns.Resolver({ timeout: options.timeoutMs ?? 2000, tries: options.tries ?? 2 });
     if (servers.length > 0) this.resolver.setServers([...servers]);
     this.now = options.now ?? Date.now;
@@ -53,14 +56,19 @@ export class NameResolver {
   }
 
   private async query(name: string): Promise<ResolveResult> {
-    const [v4, v6] = await Promise.allSettled([this.resolver.resolve4(name, { ttl: true }), this.resolver.resolve6(name, { ttl: true })]);
+    const [v4, v6] = await Promise.allSettled([
+      this.resolver.resolve4(name, { ttl: true }),
+      this.resolver.resolve6(name, { ttl: true }),
+    ]);
     const records = [...(v4.status === 'fulfilled' ? v4.value : []), ...(v6.status === 'fulfilled' ? v6.value : [])];
     const addresses = records.map((r) => r.address);
     if (addresses.length > 0) {
       this.remember(name, addresses, Math.min(...records.map((r) => r.ttl)));
       return { addresses };
     }
-    const why = [v4, v6].map((r) => (r.status === 'rejected' ? ((r.reason as NodeJS.ErrnoException).code ?? String(r.reason)) : 'no records'));
+    const why = [v4, v6].map((r) =>
+      r.status === 'rejected' ? ((r.reason as NodeJS.ErrnoException).code ?? String(r.reason)) : 'no records',
+    );
     return { addresses, error: why[0] === why[1] ? why[0] : why.join('/') };
   }
 

@@ -25,7 +25,15 @@ export interface EgressCaller {
   entries: EgressEntry[];
 }
 
-export type DenialCode = 'not-allowed' | 'bad-destination' | 'resolve-failed' | 'rebinding' | 'sni-mismatch' | 'sni-missing' | 'not-tls' | 'upstream-failed';
+export type DenialCode =
+  | 'not-allowed'
+  | 'bad-destination'
+  | 'resolve-failed'
+  | 'rebinding'
+  | 'sni-mismatch'
+  | 'sni-missing'
+  | 'not-tls'
+  | 'upstream-failed';
 
 export interface Denial {
   ok: false;
@@ -44,7 +52,11 @@ const HOST_NAME = /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0
 
 /** Lowercase, without brackets around an IPv6 literal and without a trailing dot. */
 export function normaliseHost(host: string): string {
-  return host.trim().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '').toLowerCase();
+  return host
+    .trim()
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/\.$/, '')
+    .toLowerCase();
 }
 
 export function formatDestination(host: string, port: number): string {
@@ -55,9 +67,21 @@ function contractHint(caller: EgressCaller, host: string, port: number): string 
   return `add {host: ${host}, port: ${port}} to spec.egress in workloads/${caller.workload}/contract.yaml and apply`;
 }
 
-export function deny(caller: EgressCaller, code: DenialCode, host: string, port: number, why: string, fix?: string): Denial {
+export function deny(
+  caller: EgressCaller,
+  code: DenialCode,
+  host: string,
+  port: number,
+  why: string,
+  fix?: string,
+): Denial {
   const destination = formatDestination(host, port);
-  return { ok: false, code, destination, reason: `agentvm egress: ${destination} refused for ${caller.id}: ${why}${fix ? `; ${fix}` : ''}.` };
+  return {
+    ok: false,
+    code,
+    destination,
+    reason: `agentvm egress: ${destination} refused for ${caller.id}: ${why}${fix ? `; ${fix}` : ''}.`,
+  };
 }
 
 /** The IP/CIDR entries of an allowlist as a BlockList per port (literal listings; the any-range excluded). */
@@ -96,24 +120,48 @@ function nameMatches(pattern: string, host: string): boolean {
 /** May `caller` ask for `host:port`? (Question 1; an allowed name still goes through screenAnswers.) */
 export function decideDestination(caller: EgressCaller, rawHost: string, port: number): Decision {
   const host = normaliseHost(rawHost);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) return deny(caller, 'bad-destination', host, port, 'not a valid port');
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    return deny(caller, 'bad-destination', host, port, 'not a valid port');
   if (isIP(unmapped(host)) !== 0) {
     const ip = unmapped(host);
     if (listsAddress(caller.entries, ip, port)) return { ok: true, host: ip, port, literal: true };
-    if (allowsAny(caller.entries, port) && classifyAddress(ip) === 'public') return { ok: true, host: ip, port, literal: false };
-    return deny(caller, 'not-allowed', ip, port, 'this address is not in the egress allowlist', contractHint(caller, ip, port));
+    if (allowsAny(caller.entries, port) && classifyAddress(ip) === 'public')
+      return { ok: true, host: ip, port, literal: false };
+    return deny(
+      caller,
+      'not-allowed',
+      ip,
+      port,
+      'this address is not in the egress allowlist',
+      contractHint(caller, ip, port),
+    );
   }
   if (!HOST_NAME.test(host)) return deny(caller, 'bad-destination', host.slice(0, 253), port, 'not a host name');
-  const listed = caller.entries.some((e) => (e.protocol ?? 'tcp') === 'tcp' && e.port === port && nameMatches(normaliseHost(e.host), host));
+  const listed = caller.entries.some(
+    (e) => (e.protocol ?? 'tcp') === 'tcp' && e.port === port && nameMatches(normaliseHost(e.host), host),
+  );
   if (listed || allowsAny(caller.entries, port)) return { ok: true, host, port, literal: false };
-  return deny(caller, 'not-allowed', host, port, 'this name is not in the egress allowlist', contractHint(caller, host, port));
+  return deny(
+    caller,
+    'not-allowed',
+    host,
+    port,
+    'this name is not in the egress allowlist',
+    contractHint(caller, host, port),
+  );
 }
 
 /**
  * Question 2: the addresses an allowed name resolved to that the caller may connect to, in the resolver's order.
  * None: a denial naming the first refused answer and why.
  */
-export function screenAnswers(caller: EgressCaller, host: string, port: number, answers: readonly string[], ownAddresses: ReadonlySet<string>): { ok: true; addresses: string[] } | Denial {
+export function screenAnswers(
+  caller: EgressCaller,
+  host: string,
+  port: number,
+  answers: readonly string[],
+  ownAddresses: ReadonlySet<string>,
+): { ok: true; addresses: string[] } | Denial {
   const addresses: string[] = [];
   let refused: { ip: string; why: string } | undefined;
   for (const raw of answers) {
@@ -125,5 +173,12 @@ export function screenAnswers(caller: EgressCaller, host: string, port: number, 
   }
   if (addresses.length > 0) return { ok: true, addresses };
   if (!refused) return deny(caller, 'resolve-failed', host, port, 'the name has no address');
-  return deny(caller, 'rebinding', host, port, `the name resolves to ${refused.ip}, ${refused.why}`, `list {host: ${refused.ip}, port: ${port}} in workloads/${caller.workload}/contract.yaml if that is really meant`);
+  return deny(
+    caller,
+    'rebinding',
+    host,
+    port,
+    `the name resolves to ${refused.ip}, ${refused.why}`,
+    `list {host: ${refused.ip}, port: ${port}} in workloads/${caller.workload}/contract.yaml if that is really meant`,
+  );
 }

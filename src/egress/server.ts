@@ -15,9 +15,21 @@ export interface EgressServer {
   close(): Promise<void>;
 }
 
-export async function startEgressServer(opts: { root: string; host: string; auditWindowMs?: number; onWarning?: (m: string) => void }): Promise<EgressServer> {
+export async function startEgressServer(opts: {
+  root: string;
+  host: string;
+  auditWindowMs?: number;
+  onWarning?: (m: string) => void;
+}): Promise<EgressServer> {
   const paths = egressPaths(opts.root);
-  const proxy = new EgressProxy({ host: opts.host, auditFile: paths.audit, ownAddresses: hostAddresses(), injection: { credentials: storeReader(paths), leaf: paths.leaf }, ...(opts.auditWindowMs ? { auditWindowMs: opts.auditWindowMs } : {}), ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) });
+  const proxy = new EgressProxy({
+    host: opts.host,
+    auditFile: paths.audit,
+    ownAddresses: hostAddresses(),
+    injection: { credentials: storeReader(paths), leaf: paths.leaf },
+    ...(opts.auditWindowMs ? { auditWindowMs: opts.auditWindowMs } : {}),
+    ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+  });
   let digest = 'none';
   let chain: Promise<unknown> = Promise.resolve();
   const load = async (): Promise<string> => {
@@ -31,7 +43,14 @@ export async function startEgressServer(opts: { root: string; host: string; audi
     rules ??= { version: 1, host: opts.host, resolvers: [], callers: [] };
     await proxy.reload(rules);
     digest = rulesDigest(rules);
-    writeStatusFile(paths.status, { version: 1, pid: process.pid, digest, callers: rules.callers.length, time: new Date().toISOString(), inboundFailures: proxy.inboundFailures });
+    writeStatusFile(paths.status, {
+      version: 1,
+      pid: process.pid,
+      digest,
+      callers: rules.callers.length,
+      time: new Date().toISOString(),
+      inboundFailures: proxy.inboundFailures,
+    });
     return digest;
   };
   // Reloads never overlap: each waits for the previous one (listeners are opened and closed in order).

@@ -28,8 +28,21 @@ export function rulesDigest(rules: RulesFile): string {
 
 function isRules(v: unknown): v is RulesFile {
   const r = v as Partial<RulesFile> | undefined;
-  return !!r && r.version === 1 && typeof r.host === 'string' && Array.isArray(r.resolvers) && Array.isArray(r.callers)
-    && r.callers.every((c) => typeof c.id === 'string' && typeof c.workload === 'string' && typeof c.socket === 'string' && Array.isArray(c.entries) && c.entries.every((e) => typeof e.host === 'string' && typeof e.port === 'number'));
+  return (
+    !!r &&
+    r.version === 1 &&
+    typeof r.host === 'string' &&
+    Array.isArray(r.resolvers) &&
+    Array.isArray(r.callers) &&
+    r.callers.every(
+      (c) =>
+        typeof c.id === 'string' &&
+        typeof c.workload === 'string' &&
+        typeof c.socket === 'string' &&
+        Array.isArray(c.entries) &&
+        c.entries.every((e) => typeof e.host === 'string' && typeof e.port === 'number'),
+    )
+  );
 }
 
 /** The rules file, undefined when absent; throws when it is not one. */
@@ -47,7 +60,9 @@ export function writeRulesFile(file: string, rules: RulesFile): void {
 export function readStatusFile(file: string): StatusFile | undefined {
   try {
     const v = readJsonFile(file) as Partial<StatusFile> | undefined;
-    return v && v.version === 1 && typeof v.pid === 'number' && typeof v.digest === 'string' ? (v as StatusFile) : undefined;
+    return v && v.version === 1 && typeof v.pid === 'number' && typeof v.digest === 'string'
+      ? (v as StatusFile)
+      : undefined;
   } catch {
     return undefined;
   }

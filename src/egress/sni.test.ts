@@ -9,8 +9,19 @@ async function clientHello(servername?: string): Promise<Buffer> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  const got = new Promise<Buffer>((resolve) => server.once('connection', (s) => s.once('data', (d: Buffer) => { resolve(d); s.destroy(); })));
-  const t = connect({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', ...(servername ? { servername } : {}) });
+  const got = new Promise<Buffer>((resolve) =>
+    server.once('connection', (s) =>
+      s.once('data', (d: Buffer) => {
+        resolve(d);
+        s.destroy();
+      }),
+    ),
+  );
+  const t = connect({
+    port: (server.address() as AddressInfo).port,
+    host: '127.0.0.1',
+    ...(servername ? { servername } : {}),
+  });
   t.on('error', () => {});
   const bytes = await got;
   t.destroy();
@@ -26,7 +37,8 @@ describe('parseClientHello', () => {
 
   it('asks for more on every strict prefix and never throws on truncated or mutated input', async () => {
     const hello = await clientHello('api.example.com');
-    for (let i = 1; i < hello.length; i++) expect(parseClientHello(hello.subarray(0, i)).kind, `prefix ${i}`).toBe('more');
+    for (let i = 1; i < hello.length; i++)
+      expect(parseClientHello(hello.subarray(0, i)).kind, `prefix ${i}`).toBe('more');
     for (let i = 0; i < 2000; i++) {
       const b = Buffer.from(hello);
       b[Math.floor(Math.random() * b.length)] = Math.floor(Math.random() * 256);

@@ -4,10 +4,7 @@
 // Invariant: never throws on any input; malformed or oversized input is 'invalid', incomplete input is 'more'.
 
 export type HelloResult =
-  | { kind: 'more' }
-  | { kind: 'not-tls' }
-  | { kind: 'invalid'; why: string }
-  | { kind: 'hello'; sni: string | null };
+  { kind: 'more' } | { kind: 'not-tls' } | { kind: 'invalid'; why: string } | { kind: 'hello'; sni: string | null };
 
 /** Largest ClientHello we reassemble (post-quantum key shares make them ~2 KiB; 16 KiB is generous). */
 export const MAX_HELLO = 16 * 1024;

@@ -21,15 +21,24 @@ interface ShimArgs {
 
 export function parseShimArgs(args: readonly string[]): ShimArgs {
   const sep = args.indexOf('--');
-  if (sep < 0 || sep === args.length - 1) throw new Error('usage: unit-shim --proxy-port P --egress-socket S [--inbound-socket I --inbound-port L] -- program [args…]');
+  if (sep < 0 || sep === args.length - 1)
+    throw new Error(
+      'usage: unit-shim --proxy-port P --egress-socket S [--inbound-socket I --inbound-port L] -- program [args…]',
+    );
   const opts = new Map<string, string>();
   for (let i = 0; i < sep; i += 2) opts.set(args[i]!, args[i + 1] ?? '');
   const proxyPort = Number(opts.get('--proxy-port'));
   const egressSocket = opts.get('--egress-socket') ?? '';
   const inboundSocket = opts.get('--inbound-socket');
   const inboundPort = Number(opts.get('--inbound-port'));
-  if (!Number.isInteger(proxyPort) || proxyPort < 1 || proxyPort > 65535 || !egressSocket.startsWith('/')) throw new Error('unit-shim: --proxy-port and an absolute --egress-socket are required');
-  return { proxyPort, egressSocket, inbound: inboundSocket ? { socket: inboundSocket, port: inboundPort } : null, argv: args.slice(sep + 1) };
+  if (!Number.isInteger(proxyPort) || proxyPort < 1 || proxyPort > 65535 || !egressSocket.startsWith('/'))
+    throw new Error('unit-shim: --proxy-port and an absolute --egress-socket are required');
+  return {
+    proxyPort,
+    egressSocket,
+    inbound: inboundSocket ? { socket: inboundSocket, port: inboundPort } : null,
+    argv: args.slice(sep + 1),
+  };
 }
 
 function pipeBoth(a: Socket, b: Socket): void {
@@ -45,17 +54,25 @@ function main(): void {
   const args = parseShimArgs(process.argv.slice(2));
   // A listener that cannot open is reported and the program still starts: without the proxy port it has no way out
   // (fail closed); without the inbound socket its health check fails and apply rolls it back.
-  const report = (what: string) => (e: Error): void => void process.stderr.write(`agentvm unit-shim: ${what}: ${e.message}\n`);
+  const report =
+    (what: string) =>
+    (e: Error): void =>
+      void process.stderr.write(`agentvm unit-shim: ${what}: ${e.message}\n`);
   // Half-open both ways: a client that shuts its write side after the request still gets the whole answer.
-  createServer({ allowHalfOpen: true }, (c) => pipeBoth(c, connect({ path: args.egressSocket, allowHalfOpen: true }))).on('error', report(`127.0.0.1:${args.proxyPort}`)).listen(args.proxyPort, '127.0.0.1');
+  createServer({ allowHalfOpen: true }, (c) => pipeBoth(c, connect({ path: args.egressSocket, allowHalfOpen: true })))
+    .on('error', report(`127.0.0.1:${args.proxyPort}`))
+    .listen(args.proxyPort, '127.0.0.1');
   if (args.inbound) {
     const { socket, port } = args.inbound;
     rmSync(socket, { force: true });
-    createServer({ allowHalfOpen: true }, (c) => pipeBoth(c, connect({ port, host: '127.0.0.1', allowHalfOpen: true }))).on('error', report(socket)).listen(socket);
+    createServer({ allowHalfOpen: true }, (c) => pipeBoth(c, connect({ port, host: '127.0.0.1', allowHalfOpen: true })))
+      .on('error', report(socket))
+      .listen(socket);
   }
   const [program, ...rest] = args.argv;
   const child = spawn(program!, rest, { stdio: 'inherit' });
-  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const) process.on(sig, () => child.kill(sig));
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const)
+    process.on(sig, () => child.kill(sig));
   child.once('error', (e) => {
     process.stderr.write(`agentvm unit-shim: cannot start ${program}: ${e.message}\n`);
     process.exit(127);

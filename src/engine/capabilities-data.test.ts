@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { capabilityLines, planCapabilities } from './capabilities.js';
 import type { PlannedChange } from '../model/resources.js';
 
-const change = (workload: string, action: PlannedChange['action'], before: unknown[] | undefined, after: unknown[] | undefined, kind = 'unit'): PlannedChange => ({
+const change = (
+  workload: string,
+  action: PlannedChange['action'],
+  before: unknown[] | undefined,
+  after: unknown[] | undefined,
+  kind = 'unit',
+): PlannedChange => ({
   address: `${kind}.${workload}.p`,
   provider: kind === 'unit' ? 'systemd' : 'microvm',
   workload,
@@ -10,20 +16,43 @@ const change = (workload: string, action: PlannedChange['action'], before: unkno
   effect: 'none',
   reasons: [],
   dependsOn: [],
-  ...(after ? { desired: { address: `${kind}.${workload}.p`, provider: 'systemd', workload, identity: 'x', dependsOn: [], config: { egress: [], data: after } } } : {}),
+  ...(after
+    ? {
+        desired: {
+          address: `${kind}.${workload}.p`,
+          provider: 'systemd',
+          workload,
+          identity: 'x',
+          dependsOn: [],
+          config: { egress: [], data: after },
+        },
+      }
+    : {}),
   ...(before ? { recorded: { config: { egress: [], data: before } } } : {}),
 });
 
 describe('data capabilities', () => {
   it('GIVEN a grant widened from read-only to read-write and a new path WHEN planned THEN both are flagged, the unchanged one is silent', () => {
     const caps = planCapabilities([
-      change('w', 'update', [{ path: 'projects/shared', access: 'read-only' }, { path: 'projects/keep', access: 'read-only' }], [
-        { path: 'projects/shared', access: 'read-write' },
-        { path: 'projects/keep', access: 'read-only' },
-        { path: 'projects/new', access: 'read-only' },
-      ]),
+      change(
+        'w',
+        'update',
+        [
+          { path: 'projects/shared', access: 'read-only' },
+          { path: 'projects/keep', access: 'read-only' },
+        ],
+        [
+          { path: 'projects/shared', access: 'read-write' },
+          { path: 'projects/keep', access: 'read-only' },
+          { path: 'projects/new', access: 'read-only' },
+        ],
+      ),
     ]);
-    expect(caps[0]!.data!.map((d) => [d.change, d.path])).toEqual([['unchanged', 'projects/keep'], ['added', 'projects/new'], ['widened', 'projects/shared']]);
+    expect(caps[0]!.data!.map((d) => [d.change, d.path])).toEqual([
+      ['unchanged', 'projects/keep'],
+      ['added', 'projects/new'],
+      ['widened', 'projects/shared'],
+    ]);
     expect(capabilityLines(caps[0])).toEqual([
       'data +projects/new read-only (new path: the agent may read these files)',
       'data +projects/shared read-only → read-write (widened: the agent may now change and delete these files)',
@@ -31,18 +60,46 @@ describe('data capabilities', () => {
   });
 
   it('GIVEN a narrowed and a removed grant WHEN planned THEN they are listed with -', () => {
-    const caps = planCapabilities([change('w', 'update', [{ path: 'a', access: 'read-write' }, { path: 'b', access: 'read-only' }], [{ path: 'a', access: 'read-only' }])]);
+    const caps = planCapabilities([
+      change(
+        'w',
+        'update',
+        [
+          { path: 'a', access: 'read-write' },
+          { path: 'b', access: 'read-only' },
+        ],
+        [{ path: 'a', access: 'read-only' }],
+      ),
+    ]);
     expect(capabilityLines(caps[0])).toEqual(['data -a read-write → read-only', 'data -b read-only']);
   });
 
   it('GIVEN a workload removed from the host WHEN planned THEN every grant is removed; grants of two profiles merge, read-write winning', () => {
-    expect(capabilityLines(planCapabilities([change('gone', 'delete', [{ path: 'x', access: 'read-write' }], undefined)])[0])).toEqual(['data -x read-write']);
-    const two = planCapabilities([change('w', 'create', undefined, [{ path: 'x', access: 'read-only' }]), { ...change('w', 'create', undefined, [{ path: 'x', access: 'read-write' }]), address: 'unit.w.q' }]);
-    expect(two[0]!.data).toEqual([{ change: 'added', path: 'x', access: 'read-write', was: null, risk: 'new path: the agent may read, change and delete these files' }]);
+    expect(
+      capabilityLines(
+        planCapabilities([change('gone', 'delete', [{ path: 'x', access: 'read-write' }], undefined)])[0],
+      ),
+    ).toEqual(['data -x read-write']);
+    const two = planCapabilities([
+      change('w', 'create', undefined, [{ path: 'x', access: 'read-only' }]),
+      { ...change('w', 'create', undefined, [{ path: 'x', access: 'read-write' }]), address: 'unit.w.q' },
+    ]);
+    expect(two[0]!.data).toEqual([
+      {
+        change: 'added',
+        path: 'x',
+        access: 'read-write',
+        was: null,
+        risk: 'new path: the agent may read, change and delete these files',
+      },
+    ]);
   });
 
   it('GIVEN a job with grants WHEN planned THEN they count too; no grants before or after leaves data out', () => {
-    expect(planCapabilities([change('j', 'create', undefined, [{ path: 'in', access: 'read-only' }], 'job')])[0]!.data![0]!.change).toBe('added');
+    expect(
+      planCapabilities([change('j', 'create', undefined, [{ path: 'in', access: 'read-only' }], 'job')])[0]!.data![0]!
+        .change,
+    ).toBe('added');
     expect(planCapabilities([change('n', 'create', undefined, [])])).toEqual([]);
   });
 });

@@ -26,7 +26,7 @@ function grantsOf(config: Record<string, unknown> | undefined): Map<string, Acce
   for (const g of data) {
     if (typeof g !== 'object' || g === null || typeof (g as { path?: unknown }).path !== 'string') continue;
     const access: Access = (g as { access?: unknown }).access === 'read-write' ? 'read-write' : 'read-only';
-    const p = ((g as { path: string }).path).replace(/\/+$/, '');
+    const p = (g as { path: string }).path.replace(/\/+$/, '');
     if (out.get(p) !== 'read-write') out.set(p, access);
   }
   return out;
@@ -54,13 +54,35 @@ export function planDataCapabilities(changes: readonly PlannedChange[]): Map<str
     const caps: DataCapability[] = [];
     for (const [p, access] of after) {
       const was = before.get(p);
-      if (was === undefined) caps.push({ change: 'added', path: p, access, was: null, risk: access === 'read-write' ? 'new path: the agent may read, change and delete these files' : 'new path: the agent may read these files' });
+      if (was === undefined)
+        caps.push({
+          change: 'added',
+          path: p,
+          access,
+          was: null,
+          risk:
+            access === 'read-write'
+              ? 'new path: the agent may read, change and delete these files'
+              : 'new path: the agent may read these files',
+        });
       else if (was === access) caps.push({ change: 'unchanged', path: p, access, was: null, risk: null });
-      else if (access === 'read-write') caps.push({ change: 'widened', path: p, access, was, risk: 'widened: the agent may now change and delete these files' });
+      else if (access === 'read-write')
+        caps.push({
+          change: 'widened',
+          path: p,
+          access,
+          was,
+          risk: 'widened: the agent may now change and delete these files',
+        });
       else caps.push({ change: 'narrowed', path: p, access, was, risk: null });
     }
-    for (const [p, access] of before) if (!after.has(p)) caps.push({ change: 'removed', path: p, access, was: null, risk: null });
-    if (caps.length) out.set(workload, caps.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)));
+    for (const [p, access] of before)
+      if (!after.has(p)) caps.push({ change: 'removed', path: p, access, was: null, risk: null });
+    if (caps.length)
+      out.set(
+        workload,
+        caps.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
+      );
   }
   return out;
 }

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { capabilityLines, planCapabilities } from './capabilities.js';
 import type { PlannedChange } from '../model/resources.js';
 
-const unitChange = (workload: string, action: PlannedChange['action'], before: unknown[] | undefined, after: unknown[] | undefined): PlannedChange => ({
+const unitChange = (
+  workload: string,
+  action: PlannedChange['action'],
+  before: unknown[] | undefined,
+  after: unknown[] | undefined,
+): PlannedChange => ({
   address: `unit.${workload}.p`,
   provider: 'systemd',
   workload,
@@ -10,22 +15,68 @@ const unitChange = (workload: string, action: PlannedChange['action'], before: u
   effect: 'none',
   reasons: [],
   dependsOn: [],
-  ...(after ? { desired: { address: `unit.${workload}.p`, provider: 'systemd', workload, identity: 'x', dependsOn: [], config: { egress: after } } } : {}),
+  ...(after
+    ? {
+        desired: {
+          address: `unit.${workload}.p`,
+          provider: 'systemd',
+          workload,
+          identity: 'x',
+          dependsOn: [],
+          config: { egress: after },
+        },
+      }
+    : {}),
   ...(before ? { recorded: { config: { egress: before } } } : {}),
 });
 
 describe('planCapabilities', () => {
   it('GIVEN an allowlist that widens on a noop unit WHEN planned THEN the new destination is flagged as an exfiltration channel', () => {
-    const caps = planCapabilities([unitChange('w', 'noop', [{ host: 'a.example.com', port: 443 }], [{ host: 'a.example.com', port: 443 }, { host: 'api.new.example.com', port: 443 }])]);
-    expect(caps).toEqual([{ workload: 'w', egress: [
-      { change: 'unchanged', host: 'a.example.com', port: 443, protocol: 'tcp', risk: null },
-      { change: 'added', host: 'api.new.example.com', port: 443, protocol: 'tcp', risk: 'new destination: possible exfiltration channel' },
-    ] }]);
-    expect(capabilityLines(caps[0])).toEqual(['egress +api.new.example.com:443 (new destination: possible exfiltration channel)']);
+    const caps = planCapabilities([
+      unitChange(
+        'w',
+        'noop',
+        [{ host: 'a.example.com', port: 443 }],
+        [
+          { host: 'a.example.com', port: 443 },
+          { host: 'api.new.example.com', port: 443 },
+        ],
+      ),
+    ]);
+    expect(caps).toEqual([
+      {
+        workload: 'w',
+        egress: [
+          { change: 'unchanged', host: 'a.example.com', port: 443, protocol: 'tcp', risk: null },
+          {
+            change: 'added',
+            host: 'api.new.example.com',
+            port: 443,
+            protocol: 'tcp',
+            risk: 'new destination: possible exfiltration channel',
+          },
+        ],
+      },
+    ]);
+    expect(capabilityLines(caps[0])).toEqual([
+      'egress +api.new.example.com:443 (new destination: possible exfiltration channel)',
+    ]);
   });
 
   it('flags wildcards, any-destination and private literals by what they open; removals carry no risk', () => {
-    const caps = planCapabilities([unitChange('w', 'update', [{ host: 'old.example.com', port: 80 }], [{ host: '*.example.com', port: 443 }, { host: '*', port: 443 }, { host: '10.0.0.5', port: 5432 }, { host: '203.0.113.0/24', port: 443 }])]);
+    const caps = planCapabilities([
+      unitChange(
+        'w',
+        'update',
+        [{ host: 'old.example.com', port: 80 }],
+        [
+          { host: '*.example.com', port: 443 },
+          { host: '*', port: 443 },
+          { host: '10.0.0.5', port: 5432 },
+          { host: '203.0.113.0/24', port: 443 },
+        ],
+      ),
+    ]);
     expect(capabilityLines(caps[0])).toEqual([
       'egress +*.example.com:443 (wildcard: every subdomain, possible exfiltration channel)',
       'egress +*:443 (any destination: unrestricted egress)',
@@ -36,14 +87,30 @@ describe('planCapabilities', () => {
   });
 
   it('a deleted workload loses every destination; a workload without egress or untouched resources is left out', () => {
-    expect(planCapabilities([unitChange('gone', 'delete', [{ host: 'a.example.com', port: 443 }], undefined)])).toEqual([{ workload: 'gone', egress: [{ change: 'removed', host: 'a.example.com', port: 443, protocol: 'tcp', risk: null }] }]);
+    expect(planCapabilities([unitChange('gone', 'delete', [{ host: 'a.example.com', port: 443 }], undefined)])).toEqual(
+      [
+        {
+          workload: 'gone',
+          egress: [{ change: 'removed', host: 'a.example.com', port: 443, protocol: 'tcp', risk: null }],
+        },
+      ],
+    );
     expect(planCapabilities([unitChange('none', 'create', undefined, [])])).toEqual([]);
-    expect(planCapabilities([{ ...unitChange('g', 'create', undefined, [{ host: 'x.example', port: 1 }]), address: 'gate.g.web' }])).toEqual([]);
+    expect(
+      planCapabilities([
+        { ...unitChange('g', 'create', undefined, [{ host: 'x.example', port: 1 }]), address: 'gate.g.web' },
+      ]),
+    ).toEqual([]);
   });
 });
 
 describe('credential capabilities (decisions/0023)', () => {
-  const withSecrets = (workload: string, action: PlannedChange['action'], before: unknown[] | undefined, after: unknown[] | undefined): PlannedChange => ({
+  const withSecrets = (
+    workload: string,
+    action: PlannedChange['action'],
+    before: unknown[] | undefined,
+    after: unknown[] | undefined,
+  ): PlannedChange => ({
     address: `unit.${workload}.p`,
     provider: 'systemd',
     workload,
@@ -51,15 +118,46 @@ describe('credential capabilities (decisions/0023)', () => {
     effect: 'none',
     reasons: [],
     dependsOn: [],
-    ...(after ? { desired: { address: `unit.${workload}.p`, provider: 'systemd', workload, identity: 'x', dependsOn: [], config: { egress: [], secrets: after } } } : {}),
+    ...(after
+      ? {
+          desired: {
+            address: `unit.${workload}.p`,
+            provider: 'systemd',
+            workload,
+            identity: 'x',
+            dependsOn: [],
+            config: { egress: [], secrets: after },
+          },
+        }
+      : {}),
     ...(before ? { recorded: { config: { egress: [], secrets: before } } } : {}),
   });
-  const inj = (name: string, host: string) => ({ name, ref: `file:/etc/${name}`, inject: { host, header: 'x-api-key' } });
+  const inj = (name: string, host: string) => ({
+    name,
+    ref: `file:/etc/${name}`,
+    inject: { host, header: 'x-api-key' },
+  });
 
   it('GIVEN secrets added, removed, un-injected and injected THEN each is one line, raw ones flagged, no reference shown', () => {
-    const caps = planCapabilities([withSecrets('w', 'update',
-      [{ name: 'gone', ref: 'file:/etc/gone' }, inj('was-injected', 'api.example.com'), { name: 'now-injected', ref: 'file:/etc/n' }, inj('same', 'a.example.com')],
-      [{ name: 'raw-token', ref: 'env-file:/etc/x.env#T' }, inj('new-key', 'api.example.com'), { name: 'was-injected', ref: 'file:/etc/was-injected' }, inj('now-injected', 'b.example.com'), inj('same', 'a.example.com')])]);
+    const caps = planCapabilities([
+      withSecrets(
+        'w',
+        'update',
+        [
+          { name: 'gone', ref: 'file:/etc/gone' },
+          inj('was-injected', 'api.example.com'),
+          { name: 'now-injected', ref: 'file:/etc/n' },
+          inj('same', 'a.example.com'),
+        ],
+        [
+          { name: 'raw-token', ref: 'env-file:/etc/x.env#T' },
+          inj('new-key', 'api.example.com'),
+          { name: 'was-injected', ref: 'file:/etc/was-injected' },
+          inj('now-injected', 'b.example.com'),
+          inj('same', 'a.example.com'),
+        ],
+      ),
+    ]);
     expect(caps).toHaveLength(1);
     expect(capabilityLines(caps[0])).toEqual([
       'credential -gone',
@@ -69,10 +167,22 @@ describe('credential capabilities (decisions/0023)', () => {
       'credential +was-injected (no longer injected; held by the workload: it can send the value anywhere it reaches)',
     ]);
     expect(JSON.stringify(caps)).not.toContain('file:/etc');
-    expect(caps[0]!.credentials!.find((c) => c.name === 'same')).toEqual({ change: 'unchanged', name: 'same', injected: true, host: 'a.example.com', risk: null });
+    expect(caps[0]!.credentials!.find((c) => c.name === 'same')).toEqual({
+      change: 'unchanged',
+      name: 'same',
+      injected: true,
+      host: 'a.example.com',
+      risk: null,
+    });
   });
 
   it('GIVEN a workload without egress but with a new credential THEN it still appears', () => {
-    expect(planCapabilities([withSecrets('solo', 'create', undefined, [{ name: 'k', ref: 'file:/k' }])]).map((c) => [c.workload, c.egress.length, c.credentials?.length])).toEqual([['solo', 0, 1]]);
+    expect(
+      planCapabilities([withSecrets('solo', 'create', undefined, [{ name: 'k', ref: 'file:/k' }])]).map((c) => [
+        c.workload,
+        c.egress.length,
+        c.credentials?.length,
+      ]),
+    ).toEqual([['solo', 0, 1]]);
   });
 });

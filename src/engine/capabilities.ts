@@ -44,13 +44,20 @@ interface Entry {
 }
 
 const ANY = new Set(['*', '0.0.0.0', '::', '0.0.0.0/0', '::/0']);
-const PRIVATE_LITERAL = /^(127\.|10\.|192\.168\.|169\.254\.|172\.(1[6-9]|2\d|3[01])\.|100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.|::1$|f[cd]|fe[89ab])/i;
+const PRIVATE_LITERAL =
+  /^(127\.|10\.|192\.168\.|169\.254\.|172\.(1[6-9]|2\d|3[01])\.|100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.|::1$|f[cd]|fe[89ab])/i;
 
 function entriesOf(config: Record<string, unknown> | undefined): Entry[] | undefined {
   const egress = config?.egress;
   if (!Array.isArray(egress)) return undefined;
   return egress
-    .filter((e): e is { host: string; port: number; protocol?: string } => typeof e === 'object' && e !== null && typeof (e as Entry).host === 'string' && typeof (e as Entry).port === 'number')
+    .filter(
+      (e): e is { host: string; port: number; protocol?: string } =>
+        typeof e === 'object' &&
+        e !== null &&
+        typeof (e as Entry).host === 'string' &&
+        typeof (e as Entry).port === 'number',
+    )
     .map((e) => ({ host: e.host.toLowerCase(), port: e.port, protocol: e.protocol === 'udp' ? 'udp' : 'tcp' }));
 }
 
@@ -90,10 +97,16 @@ export function planCapabilities(changes: readonly PlannedChange[]): WorkloadCap
     const now = after ?? new Map<string, Entry>();
     const egress: EgressCapability[] = [];
     // No record of a previous apply (first plan, or a lockfile from before records): everything desired is new.
-    for (const [k, e] of now) egress.push({ change: was.has(k) ? 'unchanged' : 'added', ...e, risk: was.has(k) ? null : egressRisk(e) });
+    for (const [k, e] of now)
+      egress.push({ change: was.has(k) ? 'unchanged' : 'added', ...e, risk: was.has(k) ? null : egressRisk(e) });
     for (const [k, e] of was) if (!now.has(k)) egress.push({ change: 'removed', ...e, risk: null });
     const grants = data.get(workload);
-    if (egress.length || grants) out.push({ workload, egress: egress.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1)), ...(grants ? { data: grants } : {}) });
+    if (egress.length || grants)
+      out.push({
+        workload,
+        egress: egress.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1)),
+        ...(grants ? { data: grants } : {}),
+      });
   }
   return withCredentials(out, credentialCapabilities(changes));
 }
@@ -107,7 +120,10 @@ function secretsOf(config: Record<string, unknown> | undefined): SecretView[] | 
   const secrets = config?.secrets;
   if (!Array.isArray(secrets)) return undefined;
   return secrets
-    .filter((s): s is { name: string; inject?: { host?: unknown } } => typeof s === 'object' && s !== null && typeof (s as { name?: unknown }).name === 'string')
+    .filter(
+      (s): s is { name: string; inject?: { host?: unknown } } =>
+        typeof s === 'object' && s !== null && typeof (s as { name?: unknown }).name === 'string',
+    )
     .map((s) => ({ name: s.name, host: typeof s.inject?.host === 'string' ? s.inject.host : null }));
 }
 
@@ -132,27 +148,39 @@ export function credentialCapabilities(changes: readonly PlannedChange[]): Map<s
       const risk = s.host === null && change !== 'unchanged' ? HELD : null;
       list.push({ change, name, injected: s.host !== null, host: s.host, risk });
     }
-    for (const [name, s] of before) if (!after.has(name)) list.push({ change: 'removed', name, injected: s.host !== null, host: s.host, risk: null });
-    if (list.length) out.set(workload, list.sort((a, b) => (a.name < b.name ? -1 : 1)));
+    for (const [name, s] of before)
+      if (!after.has(name)) list.push({ change: 'removed', name, injected: s.host !== null, host: s.host, risk: null });
+    if (list.length)
+      out.set(
+        workload,
+        list.sort((a, b) => (a.name < b.name ? -1 : 1)),
+      );
   }
   return out;
 }
 
-function withCredentials(caps: WorkloadCapabilities[], credentials: Map<string, CredentialCapability[]>): WorkloadCapabilities[] {
+function withCredentials(
+  caps: WorkloadCapabilities[],
+  credentials: Map<string, CredentialCapability[]>,
+): WorkloadCapabilities[] {
   const out = caps.map((c) => (credentials.has(c.workload) ? { ...c, credentials: credentials.get(c.workload)! } : c));
-  for (const [workload, list] of credentials) if (!caps.some((c) => c.workload === workload)) out.push({ workload, egress: [], credentials: list });
+  for (const [workload, list] of credentials)
+    if (!caps.some((c) => c.workload === workload)) out.push({ workload, egress: [], credentials: list });
   return out.sort((a, b) => (a.workload < b.workload ? -1 : 1));
 }
 
 /** `credential +llm-api-key (injected for api.example.com: the workload holds a placeholder)`, per changed secret. */
 export function credentialLines(caps: WorkloadCapabilities | undefined): string[] {
-  return (caps?.credentials ?? []).filter((c) => c.change !== 'unchanged').map((c) => {
-    const how = c.injected ? `injected for ${c.host}: the workload holds a placeholder` : HELD;
-    if (c.change === 'removed') return `credential -${c.name}`;
-    // A credential that stops being injected is a new capability of the workload (+, flagged); the reverse narrows it.
-    if (c.change === 'changed') return c.injected ? `credential ~${c.name} (now ${how})` : `credential +${c.name} (no longer injected; ${how})`;
-    return `credential +${c.name} (${how})`;
-  });
+  return (caps?.credentials ?? [])
+    .filter((c) => c.change !== 'unchanged')
+    .map((c) => {
+      const how = c.injected ? `injected for ${c.host}: the workload holds a placeholder` : HELD;
+      if (c.change === 'removed') return `credential -${c.name}`;
+      // A credential that stops being injected is a new capability of the workload (+, flagged); the reverse narrows it.
+      if (c.change === 'changed')
+        return c.injected ? `credential ~${c.name} (now ${how})` : `credential +${c.name} (no longer injected; ${how})`;
+      return `credential +${c.name} (${how})`;
+    });
 }
 
 /** `egress +api.new.example.com:443 (new destination: possible exfiltration channel)`, one line per added/removed entry. */
@@ -160,7 +188,10 @@ export function capabilityLines(caps: WorkloadCapabilities | undefined): string[
   if (!caps) return [];
   const egress = caps.egress
     .filter((e) => e.change !== 'unchanged')
-    .map((e) => `egress ${e.change === 'added' ? '+' : '-'}${e.host}:${e.port}${e.protocol === 'udp' ? '/udp' : ''}${e.risk ? ` (${e.risk})` : ''}`)
+    .map(
+      (e) =>
+        `egress ${e.change === 'added' ? '+' : '-'}${e.host}:${e.port}${e.protocol === 'udp' ? '/udp' : ''}${e.risk ? ` (${e.risk})` : ''}`,
+    )
     .concat(credentialLines(caps));
   return [...egress, ...dataCapabilityLines(caps.data)];
 }

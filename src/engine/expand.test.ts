@@ -10,7 +10,14 @@ import type { ExpandRequest } from '../providers/provider.js';
 import { expandHost, type Expander } from './expand.js';
 
 const state = stateOf(BASELINE);
-const resource = (address: string, provider: string, dependsOn: string[] = []): DesiredResource => ({ address, provider, workload: 'web', identity: address, config: {}, dependsOn });
+const resource = (address: string, provider: string, dependsOn: string[] = []): DesiredResource => ({
+  address,
+  provider,
+  workload: 'web',
+  identity: address,
+  config: {},
+  dependsOn,
+});
 
 function expander(type: string, addressPrefix: string, make: (req: ExpandRequest) => DesiredResource[]): Expander {
   return { type, addressPrefix, expand: (req) => ({ resources: make(req), diagnostics: [] }) };
@@ -43,7 +50,11 @@ describe('expandHost: every resource comes from a provider that owns it', () => 
   });
 
   it('GIVEN a provider that plans another type or outside its prefix THEN that resource is refused with an error', () => {
-    const rogue = expander('motd', 'motd.', () => [resource('unit.web.api', 'systemd'), resource('unit.web.x', 'motd'), resource('motd.ok', 'motd')]);
+    const rogue = expander('motd', 'motd.', () => [
+      resource('unit.web.api', 'systemd'),
+      resource('unit.web.x', 'motd'),
+      resource('motd.ok', 'motd'),
+    ]);
     const out = expandHost(state, 'alpha', [rogue]);
     expect(out.resources.map((r) => r.address)).toEqual(['motd.ok']);
     expect(out.diagnostics.map((d) => [d.code, d.address])).toEqual([
@@ -57,11 +68,23 @@ describe('expandHost: every resource comes from a provider that owns it', () => 
     const b = expander('mail', 'm', () => [resource('m.web', 'mail')]);
     const out = expandHost(state, 'alpha', [a, b]);
     expect(out.resources.map((r) => r.provider)).toEqual(['motd']);
-    expect(out.diagnostics).toEqual([expect.objectContaining({ code: 'provider.expand-duplicate', severity: 'error', summary: 'm.web is planned by both `motd` and `mail`.' })]);
+    expect(out.diagnostics).toEqual([
+      expect.objectContaining({
+        code: 'provider.expand-duplicate',
+        severity: 'error',
+        summary: 'm.web is planned by both `motd` and `mail`.',
+      }),
+    ]);
   });
 
   it('GIVEN a provider that throws THEN it is an error and the others still expand', () => {
-    const broken: Expander = { type: 'broken', addressPrefix: 'b.', expand: () => { throw new Error('boom'); } };
+    const broken: Expander = {
+      type: 'broken',
+      addressPrefix: 'b.',
+      expand: () => {
+        throw new Error('boom');
+      },
+    };
     const ok = expander('motd', 'motd.', () => [resource('motd.web', 'motd')]);
     const out = expandHost(state, 'alpha', [broken, ok]);
     expect(out.resources.map((r) => r.address)).toEqual(['motd.web']);

@@ -45,11 +45,23 @@ export function expandHost(state: DesiredState, host: string, providers: Iterabl
     if (!provider.expand) continue;
     let response;
     try {
-      response = provider.expand({ host: { name: host, spec: hostDoc.value.spec }, repo: state.repo, workloads, expanded: resources.slice() });
+      response = provider.expand({
+        host: { name: host, spec: hostDoc.value.spec },
+        repo: state.repo,
+        workloads,
+        expanded: resources.slice(),
+      });
     } catch (err) {
-      diagnostics.push(errorDiag('provider.expand-failed', `Provider \`${provider.type}\` failed to expand the desired state of ${host}: ${err instanceof Error ? err.message : String(err)}.`, {
-        detail: 'Its resources are left out of this plan. Fix or remove the provider package (agentvm.yaml spec.providers).',
-      }));
+      diagnostics.push(
+        errorDiag(
+          'provider.expand-failed',
+          `Provider \`${provider.type}\` failed to expand the desired state of ${host}: ${err instanceof Error ? err.message : String(err)}.`,
+          {
+            detail:
+              'Its resources are left out of this plan. Fix or remove the provider package (agentvm.yaml spec.providers).',
+          },
+        ),
+      );
       continue;
     }
     diagnostics.push(...response.diagnostics);
@@ -66,18 +78,31 @@ export function expandHost(state: DesiredState, host: string, providers: Iterabl
   return { resources, diagnostics };
 }
 
-function expansionProblem(provider: Expander, r: DesiredResource, claimant: string | undefined): Diagnostic | undefined {
+function expansionProblem(
+  provider: Expander,
+  r: DesiredResource,
+  claimant: string | undefined,
+): Diagnostic | undefined {
   if (r.provider !== provider.type || !r.address.startsWith(provider.addressPrefix)) {
-    return errorDiag('provider.expand-foreign', `Provider \`${provider.type}\` expanded ${JSON.stringify(r.address)} of type \`${r.provider}\`: a provider may plan only its own type, under its prefix \`${provider.addressPrefix}\`.`, {
-      address: r.address,
-      detail: 'The resource is left out of this plan. This is a bug in the provider package.',
-    });
+    return errorDiag(
+      'provider.expand-foreign',
+      `Provider \`${provider.type}\` expanded ${JSON.stringify(r.address)} of type \`${r.provider}\`: a provider may plan only its own type, under its prefix \`${provider.addressPrefix}\`.`,
+      {
+        address: r.address,
+        detail: 'The resource is left out of this plan. This is a bug in the provider package.',
+      },
+    );
   }
   if (claimant !== undefined) {
-    return errorDiag('provider.expand-duplicate', `${r.address} is planned by both \`${claimant}\` and \`${provider.type}\`.`, {
-      address: r.address,
-      detail: 'An address belongs to one provider. Rename the resource, or remove one of the providers from agentvm.yaml.',
-    });
+    return errorDiag(
+      'provider.expand-duplicate',
+      `${r.address} is planned by both \`${claimant}\` and \`${provider.type}\`.`,
+      {
+        address: r.address,
+        detail:
+          'An address belongs to one provider. Rename the resource, or remove one of the providers from agentvm.yaml.',
+      },
+    );
   }
   return undefined;
 }

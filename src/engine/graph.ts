@@ -4,7 +4,10 @@
 import { errorDiag, type Diagnostic } from '../diagnostics/index.js';
 import type { Address } from '../model/resources.js';
 
-export interface GraphNode { address: Address; dependsOn: readonly Address[] }
+export interface GraphNode {
+  address: Address;
+  dependsOn: readonly Address[];
+}
 
 export interface OrderedGraph {
   /** Addresses in an order where every node comes after its dependencies; ties broken by address. */
@@ -35,10 +38,12 @@ export function orderGraph(nodes: readonly GraphNode[]): OrderedGraph {
     if (s === 'done') return;
     if (s === 'visiting') {
       const cycle = [...stack.slice(stack.indexOf(a)), a];
-      diagnostics.push(errorDiag('graph.cycle', `Dependency cycle: ${cycle.join(' -> ')}.`, {
-        detail: 'Resources cannot depend on each other in a loop; remove one of the dependencies.',
-        address: a,
-      }));
+      diagnostics.push(
+        errorDiag('graph.cycle', `Dependency cycle: ${cycle.join(' -> ')}.`, {
+          detail: 'Resources cannot depend on each other in a loop; remove one of the dependencies.',
+          address: a,
+        }),
+      );
       return;
     }
     state.set(a, 'visiting');

@@ -9,7 +9,17 @@ import { planCapabilities, type WorkloadCapabilities } from './capabilities.js';
 import { fingerprint } from '../model/canonical-json.js';
 import { orderGraph } from './graph.js';
 import type { PlanDocument } from '../generated/plan.js';
-import { worstAction, worstEffect, type Action, type Address, type DesiredResource, type DriftItem, type LiveResource, type LockedResource, type PlannedChange } from '../model/resources.js';
+import {
+  worstAction,
+  worstEffect,
+  type Action,
+  type Address,
+  type DesiredResource,
+  type DriftItem,
+  type LiveResource,
+  type LockedResource,
+  type PlannedChange,
+} from '../model/resources.js';
 
 export const PLAN_FORMAT_VERSION = 1;
 
@@ -63,7 +73,11 @@ export function liveFingerprint(live: ReadonlyMap<Address, LiveResource>): strin
 export function computePlan(input: PlanInput): Plan {
   const diagnostics: Diagnostic[] = [...input.diagnostics];
   const desiredBy = new Map(input.desired.map((d) => [d.address, d]));
-  const addresses = new Set<Address>([...desiredBy.keys(), ...Object.keys(input.lock.resources), ...input.owned.keys()]);
+  const addresses = new Set<Address>([
+    ...desiredBy.keys(),
+    ...Object.keys(input.lock.resources),
+    ...input.owned.keys(),
+  ]);
 
   const unavailable = new Set<string>();
   const changes: PlannedChange[] = [];
@@ -74,15 +88,23 @@ export function computePlan(input: PlanInput): Plan {
   for (const address of graph.order) {
     const desired = desiredBy.get(address);
     const locked = input.lock.resources[address];
-    const providerType = desired?.provider ?? locked?.provider ?? input.owned.get(address) ?? input.live.get(address)?.provider;
+    const providerType =
+      desired?.provider ?? locked?.provider ?? input.owned.get(address) ?? input.live.get(address)?.provider;
     const planner = providerType ? input.planners.get(providerType) : undefined;
     if (!providerType || !planner) {
       if (providerType && !unavailable.has(providerType)) {
         unavailable.add(providerType);
-        diagnostics.push(warningDiag('provider.unavailable', `No provider \`${providerType}\` is available on this build; its resources are not planned.`, {
-          detail: 'Install or enable the provider (agentvm.yaml spec.providers for third-party ones); until then these resources are left untouched.',
-          address,
-        }));
+        diagnostics.push(
+          warningDiag(
+            'provider.unavailable',
+            `No provider \`${providerType}\` is available on this build; its resources are not planned.`,
+            {
+              detail:
+                'Install or enable the provider (agentvm.yaml spec.providers for third-party ones); until then these resources are left untouched.',
+              address,
+            },
+          ),
+        );
       }
       continue;
     }
@@ -94,9 +116,21 @@ export function computePlan(input: PlanInput): Plan {
       drift.push({
         address,
         provider: providerType,
-        reasons: orphan && res.drift.length === 0 ? [{ code: 'orphan', message: 'Owned by agentvm on this host but in neither the desired state nor the lockfile.' }] : res.drift,
+        reasons:
+          orphan && res.drift.length === 0
+            ? [
+                {
+                  code: 'orphan',
+                  message: 'Owned by agentvm on this host but in neither the desired state nor the lockfile.',
+                },
+              ]
+            : res.drift,
         ...(locked ? { locked: { identity: locked.identity, digest: locked.digest } } : {}),
-        live: { exists: live.exists, ...(live.identity !== undefined ? { identity: live.identity } : {}), ...(live.digest !== undefined ? { digest: live.digest } : {}) },
+        live: {
+          exists: live.exists,
+          ...(live.identity !== undefined ? { identity: live.identity } : {}),
+          ...(live.digest !== undefined ? { digest: live.digest } : {}),
+        },
       });
     }
     if (input.mode === 'refresh-only') continue;
@@ -108,7 +142,14 @@ export function computePlan(input: PlanInput): Plan {
       action: res.action,
       effect: res.effect,
       reasons: res.reasons,
-      ...(locked || live.exists ? { before: { ...(live.identity ?? locked?.identity ? { identity: live.identity ?? locked?.identity } : {}), ...(live.digest ?? locked?.digest ? { digest: live.digest ?? locked?.digest } : {}) } } : {}),
+      ...(locked || live.exists
+        ? {
+            before: {
+              ...((live.identity ?? locked?.identity) ? { identity: live.identity ?? locked?.identity } : {}),
+              ...((live.digest ?? locked?.digest) ? { digest: live.digest ?? locked?.digest } : {}),
+            },
+          }
+        : {}),
       ...(desired ? { after: { identity: desired.identity }, desired } : {}),
       ...(recordedConfig(locked) ? { recorded: { config: recordedConfig(locked)! } } : {}),
       dependsOn: graph.deps.get(address) ?? [],
@@ -158,7 +199,13 @@ export function computePlan(input: PlanInput): Plan {
 function restartOnInPlaceRepair(changes: PlannedChange[]): void {
   const repaired = new Set(
     changes
-      .filter((c) => c.action === 'replace' && c.provider.startsWith('release.') && c.before?.identity !== undefined && c.before.identity === c.after?.identity)
+      .filter(
+        (c) =>
+          c.action === 'replace' &&
+          c.provider.startsWith('release.') &&
+          c.before?.identity !== undefined &&
+          c.before.identity === c.after?.identity,
+      )
       .map((c) => c.address),
   );
   if (repaired.size === 0) return;
@@ -168,7 +215,12 @@ function restartOnInPlaceRepair(changes: PlannedChange[]): void {
     if (!dep) continue;
     c.action = 'update';
     c.effect = 'restart';
-    c.reasons = [{ code: 'dependency-changed', message: `${c.address}: ${dep} is reinstalled in place (its files were changed on the host); the unit restarts to run the repaired files` }];
+    c.reasons = [
+      {
+        code: 'dependency-changed',
+        message: `${c.address}: ${dep} is reinstalled in place (its files were changed on the host); the unit restarts to run the repaired files`,
+      },
+    ];
   }
 }
 
@@ -180,5 +232,7 @@ export function hasChanges(plan: Plan): boolean {
 /** The desired config a provider stored in the lockfile entry at apply (`attributes.config`), if it stores one. */
 function recordedConfig(locked: LockedResource | undefined): Record<string, unknown> | undefined {
   const config = locked?.attributes?.config;
-  return config !== null && typeof config === 'object' && !Array.isArray(config) ? (config as Record<string, unknown>) : undefined;
+  return config !== null && typeof config === 'object' && !Array.isArray(config)
+    ? (config as Record<string, unknown>)
+    : undefined;
 }

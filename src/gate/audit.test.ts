@@ -18,8 +18,13 @@ describe('RequestAuditLog', () => {
     const blocker = join(dir, 'log');
     writeFileSync(blocker, 'not a directory');
     const errors: unknown[] = [];
-    const log = new RequestAuditLog({ file: join(blocker, 'audit.jsonl'), intervalMs: 10_000, onError: (e) => errors.push(e) });
-    for (let i = 0; i < 3; i++) log.add(gateEntry('edge-1', 'gate.request', 'ok', { preview: 'w/p', path: `/p/w/p/${i}`, status: 200 }));
+    const log = new RequestAuditLog({
+      file: join(blocker, 'audit.jsonl'),
+      intervalMs: 10_000,
+      onError: (e) => errors.push(e),
+    });
+    for (let i = 0; i < 3; i++)
+      log.add(gateEntry('edge-1', 'gate.request', 'ok', { preview: 'w/p', path: `/p/w/p/${i}`, status: 200 }));
     log.flush();
     expect(errors.length).toBe(1);
     expect(log.written).toBe(0);
@@ -29,7 +34,10 @@ describe('RequestAuditLog', () => {
     log.add(gateEntry('edge-1', 'gate.request', 'ok', { preview: 'w/p', path: '/p/w/p/3', status: 200 }));
     log.flush();
     expect(log.written).toBe(4);
-    const lines = readFileSync(join(blocker, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { gate: { path: string } });
+    const lines = readFileSync(join(blocker, 'audit.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { gate: { path: string } });
     // In the order they arrived, and the chain verifies.
     expect(lines.map((l) => l.gate.path)).toEqual(['/p/w/p/0', '/p/w/p/1', '/p/w/p/2', '/p/w/p/3']);
     expect((await verifyAuditLog(join(blocker, 'audit.jsonl'))).ok).toBe(true);
@@ -43,7 +51,8 @@ describe('RequestAuditLog', () => {
     log.flush(); // creates the log
     const lock = acquireLeaseLock(`${file}.lock`, 'edge-1', 'apply', { leaseMs: 30_000, renew: false, durable: false });
     try {
-      for (let i = 0; i < 3; i++) log.add(gateEntry('edge-1', 'gate.request', 'ok', { preview: 'w/p', path: `/p/w/p/${i}`, status: 200 }));
+      for (let i = 0; i < 3; i++)
+        log.add(gateEntry('edge-1', 'gate.request', 'ok', { preview: 'w/p', path: `/p/w/p/${i}`, status: 200 }));
       const t0 = performance.now();
       log.flush();
       const blocked = performance.now() - t0;
@@ -55,7 +64,12 @@ describe('RequestAuditLog', () => {
     }
     await new Promise((r) => setTimeout(r, 100)); // the retry (10 ms after a held lock)
     expect(log.written).toBe(4);
-    expect(readFileSync(file, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { gate: { path: string } }).gate.path)).toEqual(['/p/w/p/first', '/p/w/p/0', '/p/w/p/1', '/p/w/p/2']);
+    expect(
+      readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { gate: { path: string } }).gate.path),
+    ).toEqual(['/p/w/p/first', '/p/w/p/0', '/p/w/p/1', '/p/w/p/2']);
     expect((await verifyAuditLog(file)).ok).toBe(true);
   });
 });

@@ -12,9 +12,23 @@ import { LeaseHeldError } from '../state/lease-lock.js';
 export const GATE_OPERATION = 'gate';
 
 /** Events the gate writes. */
-export type GateEvent = 'gate.grant' | 'gate.revoke' | 'gate.expire' | 'gate.exchange' | 'gate.request' | 'gate.route-delete' | 'gate.start' | 'gate.stop';
+export type GateEvent =
+  | 'gate.grant'
+  | 'gate.revoke'
+  | 'gate.expire'
+  | 'gate.exchange'
+  | 'gate.request'
+  | 'gate.route-delete'
+  | 'gate.start'
+  | 'gate.stop';
 
-export function gateEntry(host: string, event: GateEvent, result: AuditResult, gate: GateAccess, extra: { actor?: string; detail?: string; address?: string } = {}): AuditEntry {
+export function gateEntry(
+  host: string,
+  event: GateEvent,
+  result: AuditResult,
+  gate: GateAccess,
+  extra: { actor?: string; detail?: string; address?: string } = {},
+): AuditEntry {
   return { host, operation: GATE_OPERATION, event, result, gate, ...extra };
 }
 

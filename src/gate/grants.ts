@@ -70,7 +70,15 @@ export class GrantStore {
   }
 
   /** Writes a new grant and returns it with its one-time token (the only copy of the token anywhere). */
-  create(input: { workload: string; preview: string; identity: string; reason: string; ttlMs: number; grantedBy: string; now?: Date }): { grant: GrantRecord; token: string } {
+  create(input: {
+    workload: string;
+    preview: string;
+    identity: string;
+    reason: string;
+    ttlMs: number;
+    grantedBy: string;
+    now?: Date;
+  }): { grant: GrantRecord; token: string } {
     mkdirSync(this.dir, { recursive: true, mode: 0o750 });
     const now = input.now ?? new Date();
     const token = newSecret();
@@ -234,7 +242,19 @@ function readMarker(file: string): Record<string, unknown> | undefined {
 function isGrantRecord(v: unknown): v is GrantRecord {
   if (typeof v !== 'object' || v === null) return false;
   const g = v as Record<string, unknown>;
-  return g.version === 1 && typeof g.id === 'string' && isGrantId(g.id) && typeof g.workload === 'string' && typeof g.preview === 'string'
-    && typeof g.identity === 'string' && typeof g.reason === 'string' && typeof g.created === 'string' && typeof g.expires === 'string'
-    && !Number.isNaN(Date.parse(g.expires)) && typeof g.grantedBy === 'string' && typeof g.tokenSha256 === 'string' && /^[0-9a-f]{64}$/.test(g.tokenSha256);
+  return (
+    g.version === 1 &&
+    typeof g.id === 'string' &&
+    isGrantId(g.id) &&
+    typeof g.workload === 'string' &&
+    typeof g.preview === 'string' &&
+    typeof g.identity === 'string' &&
+    typeof g.reason === 'string' &&
+    typeof g.created === 'string' &&
+    typeof g.expires === 'string' &&
+    !Number.isNaN(Date.parse(g.expires)) &&
+    typeof g.grantedBy === 'string' &&
+    typeof g.tokenSha256 === 'string' &&
+    /^[0-9a-f]{64}$/.test(g.tokenSha256)
+  );
 }

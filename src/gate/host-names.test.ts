@@ -9,8 +9,18 @@ import type { RouteTable } from './routes.js';
 const dir = mkdtempSync(path.join(os.tmpdir(), 'agentvm-host-names-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const route = (workload: string, preview: string) => ({ workload, preview, upstream: { port: 1 }, maxTtl: '1h', grantees: [] });
-const table: RouteTable = { version: 1, host: 'h', routes: { 'web/site': route('web', 'site'), 'api/docs': route('api', 'docs') } };
+const route = (workload: string, preview: string) => ({
+  workload,
+  preview,
+  upstream: { port: 1 },
+  maxTtl: '1h',
+  grantees: [],
+});
+const table: RouteTable = {
+  version: 1,
+  host: 'h',
+  routes: { 'web/site': route('web', 'site'), 'api/docs': route('api', 'docs') },
+};
 
 describe('preview host names', () => {
   it('on localhost: tagged, stable for one key, different per route; on a real domain: plain', () => {
@@ -27,15 +37,31 @@ describe('preview host names', () => {
     const names = hostNames(dir, 'localhost');
     const index = labelIndex(names, table);
     const label = names.label('web', 'site')!;
-    expect(routeByHost(`${label.toUpperCase()}.LOCALHOST:8443`, 'localhost', index)).toEqual({ key: 'web/site', host: `${label}.localhost:8443` });
-    for (const bad of [undefined, '', 'site--web.localhost', `${label}.localhost.evil`, `x.${label}.localhost`, `${label}.localhost:99999999`, `${label}`, '127.0.0.1:8443']) {
+    expect(routeByHost(`${label.toUpperCase()}.LOCALHOST:8443`, 'localhost', index)).toEqual({
+      key: 'web/site',
+      host: `${label}.localhost:8443`,
+    });
+    for (const bad of [
+      undefined,
+      '',
+      'site--web.localhost',
+      `${label}.localhost.evil`,
+      `x.${label}.localhost`,
+      `${label}.localhost:99999999`,
+      `${label}`,
+      '127.0.0.1:8443',
+    ]) {
       expect(routeByHost(bad, 'localhost', index), String(bad)).toBeUndefined();
     }
   });
 
   it('two routes whose plain names collide are reachable by neither', () => {
     const names = hostNames(dir, 'example.com');
-    const clash: RouteTable = { version: 1, host: 'h', routes: { 'b--c/a': route('b--c', 'a'), 'c/a--b': route('c', 'a--b') } };
+    const clash: RouteTable = {
+      version: 1,
+      host: 'h',
+      routes: { 'b--c/a': route('b--c', 'a'), 'c/a--b': route('c', 'a--b') },
+    };
     expect(names.label('b--c', 'a')).toBe(names.label('c', 'a--b'));
     expect(routeByHost('a--b--c.example.com', 'example.com', labelIndex(names, clash))).toBeUndefined();
   });

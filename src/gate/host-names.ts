@@ -60,7 +60,9 @@ export function hostNames(dir: string, domain: string): HostNames {
   return {
     domain,
     label(workload, preview) {
-      const tag = key ? `--${base32(createHmac('sha256', key).update(routeKey(workload, preview)).digest()).slice(0, TAG_LENGTH)}` : '';
+      const tag = key
+        ? `--${base32(createHmac('sha256', key).update(routeKey(workload, preview)).digest()).slice(0, TAG_LENGTH)}`
+        : '';
       const label = `${preview}--${workload}${tag}`;
       return label.length <= 63 ? label : undefined;
     },
@@ -82,7 +84,11 @@ export function labelIndex(names: HostNames, table: RouteTable): Map<string, str
 }
 
 /** The route key a Host header names (`<label>.<domain>[:port]`, any case), and the host as the browser sent it (lowercase). */
-export function routeByHost(hostHeader: string | undefined, domain: string, index: Map<string, string>): { key: string; host: string } | undefined {
+export function routeByHost(
+  hostHeader: string | undefined,
+  domain: string,
+  index: Map<string, string>,
+): { key: string; host: string } | undefined {
   if (hostHeader === undefined) return undefined;
   const host = hostHeader.trim().toLowerCase();
   const m = /^([a-z0-9-]{1,63})\.([a-z0-9.-]+?)(?::(\d{1,5}))?$/.exec(host);

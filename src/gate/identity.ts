@@ -52,7 +52,9 @@ export function loadIdentitySigner(dir: string, issuer: string): IdentitySigner 
   const publicKeyPem = publicKey.export({ type: 'spki', format: 'pem' }) as string;
   const jwk = { ...publicKey.export({ format: 'jwk' }), alg: 'EdDSA', use: 'sig', kid: 'agentvm-gate' };
   writeFileAtomic(path.join(dir, 'identity-key.pub.pem'), publicKeyPem, { mode: 0o644 });
-  writeFileAtomic(path.join(dir, 'identity.jwks.json'), `${JSON.stringify({ keys: [jwk] }, null, 2)}\n`, { mode: 0o644 });
+  writeFileAtomic(path.join(dir, 'identity.jwks.json'), `${JSON.stringify({ keys: [jwk] }, null, 2)}\n`, {
+    mode: 0o644,
+  });
   const header = b64(JSON.stringify({ alg: 'EdDSA', typ: 'JWT', kid: 'agentvm-gate' }));
   const cache = new Map<string, { token: string; renewAt: number }>();
   return {
@@ -64,7 +66,15 @@ export function loadIdentitySigner(dir: string, issuer: string): IdentitySigner 
       if (hit && hit.renewAt > now) return hit.token;
       const iat = Math.floor(now / 1000);
       const exp = Math.min(iat + IDENTITY_TTL_S, Math.floor(Date.parse(grant.expires) / 1000));
-      const claims: IdentityClaims = { iss: issuer, sub: grant.identity, aud: preview, grant: grant.id, iat, exp, jti: randomBytes(9).toString('base64url') };
+      const claims: IdentityClaims = {
+        iss: issuer,
+        sub: grant.identity,
+        aud: preview,
+        grant: grant.id,
+        iat,
+        exp,
+        jti: randomBytes(9).toString('base64url'),
+      };
       const input = `${header}.${b64(JSON.stringify(claims))}`;
       const token = `${input}.${b64(sign(null, Buffer.from(input), privateKey))}`;
       if (cache.size > 10_000) cache.clear();

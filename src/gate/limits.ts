@@ -48,6 +48,7 @@ export class RefusalCounter {
     const counts = this.counts;
     this.counts = new Map();
     this.window = second;
-    for (const [source, e] of counts) if (e.unaudited > 0 || e.connections > 0) this.flush(source, e.unaudited, e.connections);
+    for (const [source, e] of counts)
+      if (e.unaudited > 0 || e.connections > 0) this.flush(source, e.unaudited, e.connections);
   }
 }

@@ -37,7 +37,11 @@ export function isLoopback(address: string): boolean {
 /** Refuses a non-loopback listener without TLS (the issue's rule: without a certificate, loopback only). */
 export function assertListenable(address: string, tls: boolean): void {
   if (!tls && !isLoopback(address)) {
-    throw userError(GateCode.exposed, `The gate would listen on ${address} without TLS.`, 'Without a certificate the gate listens on loopback only (127.0.0.1 or ::1). Give --tls-cert and --tls-key (host spec `spec.gate.tls`, by reference `file:/abs/path`), or listen on 127.0.0.1 behind a TLS proxy.');
+    throw userError(
+      GateCode.exposed,
+      `The gate would listen on ${address} without TLS.`,
+      'Without a certificate the gate listens on loopback only (127.0.0.1 or ::1). Give --tls-cert and --tls-key (host spec `spec.gate.tls`, by reference `file:/abs/path`), or listen on 127.0.0.1 behind a TLS proxy.',
+    );
   }
 }
 
@@ -49,24 +53,41 @@ export function readTlsReference(ref: string, what: 'certificate' | 'key'): Buff
   let file: string;
   if (ref.startsWith('file:')) {
     file = ref.slice('file:'.length);
-    if (!path.isAbsolute(file)) throw userError(GateCode.tlsReference, `The TLS ${what} reference ${ref} is not an absolute path.`, 'Write it as file:/abs/path.');
+    if (!path.isAbsolute(file))
+      throw userError(
+        GateCode.tlsReference,
+        `The TLS ${what} reference ${ref} is not an absolute path.`,
+        'Write it as file:/abs/path.',
+      );
   } else if (ref.startsWith('systemd-creds:')) {
     const name = ref.slice('systemd-creds:'.length);
     const dir = process.env.CREDENTIALS_DIRECTORY;
     if (!dir || !/^[A-Za-z0-9._-]+$/.test(name)) {
-      throw userError(GateCode.tlsReference, `The TLS ${what} reference ${ref} cannot be resolved here.`, 'systemd-creds: references are read from $CREDENTIALS_DIRECTORY, which systemd sets for a unit with LoadCredential=. Outside such a unit use file:/abs/path.');
+      throw userError(
+        GateCode.tlsReference,
+        `The TLS ${what} reference ${ref} cannot be resolved here.`,
+        'systemd-creds: references are read from $CREDENTIALS_DIRECTORY, which systemd sets for a unit with LoadCredential=. Outside such a unit use file:/abs/path.',
+      );
     }
     file = path.join(dir, name);
   } else {
-    throw userError(GateCode.tlsReference, `The TLS ${what} reference "${ref}" has an unknown scheme.`, 'Give it as file:/abs/path or systemd-creds:<name>; never paste the PEM itself.');
+    throw userError(
+      GateCode.tlsReference,
+      `The TLS ${what} reference "${ref}" has an unknown scheme.`,
+      'Give it as file:/abs/path or systemd-creds:<name>; never paste the PEM itself.',
+    );
   }
   try {
     return readFileSync(file);
   } catch (error) {
-    throw new AgentvmError(GateCode.tlsReference, `Cannot read the TLS ${what} at ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`, {
-      detail: 'Check the path and that the account running the gate may read it.',
-      cause: error,
-    });
+    throw new AgentvmError(
+      GateCode.tlsReference,
+      `Cannot read the TLS ${what} at ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`,
+      {
+        detail: 'Check the path and that the account running the gate may read it.',
+        cause: error,
+      },
+    );
   }
 }
 
@@ -78,7 +99,17 @@ export function writeListenerRecord(file: string, record: ListenerRecord): void 
 export function readListenerRecord(file: string): ListenerRecord | undefined {
   try {
     const v = readJsonFile(file) as Partial<ListenerRecord> | undefined;
-    if (v && v.version === 1 && typeof v.address === 'string' && typeof v.port === 'number' && typeof v.tls === 'boolean' && (v.publicUrl === undefined || publicOrigin(v.publicUrl) !== undefined) && (v.routing === undefined || v.routing === 'host' || v.routing === 'path') && (v.domain === undefined || isGateDomain(v.domain))) return v as ListenerRecord;
+    if (
+      v &&
+      v.version === 1 &&
+      typeof v.address === 'string' &&
+      typeof v.port === 'number' &&
+      typeof v.tls === 'boolean' &&
+      (v.publicUrl === undefined || publicOrigin(v.publicUrl) !== undefined) &&
+      (v.routing === undefined || v.routing === 'host' || v.routing === 'path') &&
+      (v.domain === undefined || isGateDomain(v.domain))
+    )
+      return v as ListenerRecord;
   } catch {
     // unreadable: as if absent
   }
@@ -96,7 +127,15 @@ export function publicOrigin(text: string): string | undefined {
   } catch {
     return undefined;
   }
-  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.username || url.password || url.search || url.hash || (url.pathname !== '/' && url.pathname !== '')) return undefined;
+  if (
+    (url.protocol !== 'https:' && url.protocol !== 'http:') ||
+    url.username ||
+    url.password ||
+    url.search ||
+    url.hash ||
+    (url.pathname !== '/' && url.pathname !== '')
+  )
+    return undefined;
   if (!/^https?:\/\/[^/?#]+\/?$/i.test(text)) return undefined;
   return url.origin;
 }
@@ -106,13 +145,20 @@ export function assertPublicUrl(text: string, where: string): string {
   const origin = publicOrigin(text);
   // Credentials in a URL are never echoed back (they may be real ones).
   const shown = text.replace(/\/\/[^/@]*@/, '//***@');
-  if (!origin) throw userError(GateCode.invalidConfig, `${where} ${JSON.stringify(shown)} is not an http(s) origin.`, 'Give the scheme and host people use to reach the gate through your TLS proxy, without a path: e.g. https://previews.example.com');
+  if (!origin)
+    throw userError(
+      GateCode.invalidConfig,
+      `${where} ${JSON.stringify(shown)} is not an http(s) origin.`,
+      'Give the scheme and host people use to reach the gate through your TLS proxy, without a path: e.g. https://previews.example.com',
+    );
   return origin;
 }
 
 /** A gate domain: DNS labels joined by dots (`localhost`, `previews.example.com`), lowercase, no trailing dot. */
 export function isGateDomain(text: string): boolean {
-  return text.length <= 200 && /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(text);
+  return (
+    text.length <= 200 && /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(text)
+  );
 }
 
 /** `http(s)://address:port`, with IPv6 addresses bracketed. */

@@ -30,27 +30,35 @@ const FORBIDDEN_ENCODED = /%(2e|2f|5c|25|00)/i;
 const BAD_PERCENT = /%(?![0-9A-Fa-f]{2})/;
 
 /** Checks a path and query (see the invariants); the path's segments after the leading `/`, or a refusal. */
-function checkTarget(url: string | undefined): { rawPath: string; rawQuery: string; segments: string[] } | { ok: false; status: 400; reason: string } {
-  if (!url || url[0] !== '/') return { ok: false, status: 400, reason: 'request target is not origin-form (absolute-form, authority-form or *)' };
+function checkTarget(
+  url: string | undefined,
+): { rawPath: string; rawQuery: string; segments: string[] } | { ok: false; status: 400; reason: string } {
+  if (!url || url[0] !== '/')
+    return { ok: false, status: 400, reason: 'request target is not origin-form (absolute-form, authority-form or *)' };
   const q = url.indexOf('?');
   const rawPath = q === -1 ? url : url.slice(0, q);
   const rawQuery = q === -1 ? '' : url.slice(q + 1);
-  if (!PCHAR_PATH.test(rawPath)) return { ok: false, status: 400, reason: 'path has characters outside RFC 3986 (e.g. a backslash)' };
+  if (!PCHAR_PATH.test(rawPath))
+    return { ok: false, status: 400, reason: 'path has characters outside RFC 3986 (e.g. a backslash)' };
   if (BAD_PERCENT.test(rawPath)) return { ok: false, status: 400, reason: 'path has a malformed percent-encoding' };
-  if (FORBIDDEN_ENCODED.test(rawPath)) return { ok: false, status: 400, reason: 'path encodes ".", "/", "\\", "%" or NUL' };
+  if (FORBIDDEN_ENCODED.test(rawPath))
+    return { ok: false, status: 400, reason: 'path encodes ".", "/", "\\", "%" or NUL' };
   const segments = rawPath.split('/').slice(1);
   for (let i = 0; i < segments.length; i++) {
     const s = segments[i]!;
     if (s === '.' || s === '..') return { ok: false, status: 400, reason: 'path has a "." or ".." segment' };
-    if (s === '' && i !== segments.length - 1) return { ok: false, status: 400, reason: 'path has an empty segment ("//")' };
+    if (s === '' && i !== segments.length - 1)
+      return { ok: false, status: 400, reason: 'path has an empty segment ("//")' };
     try {
       const decoded = decodeURIComponent(s);
-      if (decoded === '.' || decoded === '..' || /[/\\\0]/.test(decoded)) return { ok: false, status: 400, reason: 'path segment decodes to a separator or a dot segment' };
+      if (decoded === '.' || decoded === '..' || /[/\\\0]/.test(decoded))
+        return { ok: false, status: 400, reason: 'path segment decodes to a separator or a dot segment' };
     } catch {
       return { ok: false, status: 400, reason: 'path has invalid UTF-8 in a percent-encoding' };
     }
   }
-  if (!QUERY_CHARS.test(rawQuery) || BAD_PERCENT.test(rawQuery)) return { ok: false, status: 400, reason: 'query has characters outside RFC 3986 or a malformed percent-encoding' };
+  if (!QUERY_CHARS.test(rawQuery) || BAD_PERCENT.test(rawQuery))
+    return { ok: false, status: 400, reason: 'query has characters outside RFC 3986 or a malformed percent-encoding' };
   return { rawPath, rawQuery, segments };
 }
 
@@ -70,11 +78,19 @@ export function parseRequestTarget(url: string | undefined): RequestTarget {
   const checked = checkTarget(url);
   if ('ok' in checked) return checked;
   const { rawQuery, segments } = checked;
-  if (segments[0] !== 'p' || segments.length < 3) return { ok: false, status: 404, reason: 'no such route (previews are under /p/<workload>/<preview>/)' };
+  if (segments[0] !== 'p' || segments.length < 3)
+    return { ok: false, status: 404, reason: 'no such route (previews are under /p/<workload>/<preview>/)' };
   const workload = segments[1]!;
   const preview = segments[2]!;
-  if (!NAME.test(workload) || !NAME.test(preview)) return { ok: false, status: 404, reason: 'no such route (workload and preview are DNS labels)' };
-  if (segments.length === 3) return { ok: false, status: 308, reason: 'route without trailing slash', location: `/p/${workload}/${preview}/${rawQuery ? `?${rawQuery}` : ''}` };
+  if (!NAME.test(workload) || !NAME.test(preview))
+    return { ok: false, status: 404, reason: 'no such route (workload and preview are DNS labels)' };
+  if (segments.length === 3)
+    return {
+      ok: false,
+      status: 308,
+      reason: 'route without trailing slash',
+      location: `/p/${workload}/${preview}/${rawQuery ? `?${rawQuery}` : ''}`,
+    };
   const rest = `/${segments.slice(3).join('/')}`;
   return { ok: true, workload, preview, rest, ...splitGrant(rawQuery) };
 }

@@ -63,20 +63,40 @@ export function routeProblems(value: unknown): string[] {
   if (typeof r.workload !== 'string' || !NAME.test(r.workload)) problems.push('workload must be a DNS label');
   if (typeof r.preview !== 'string' || !NAME.test(r.preview)) problems.push('preview must be a DNS label');
   const u = r.upstream as Record<string, unknown> | undefined;
-  const portOk = typeof u?.port === 'number' && Number.isInteger(u.port) && u.port >= 1 && u.port <= 65535 && u.socket === undefined;
+  const portOk =
+    typeof u?.port === 'number' && Number.isInteger(u.port) && u.port >= 1 && u.port <= 65535 && u.socket === undefined;
   const socketOk = typeof u?.socket === 'string' && SOCKET.test(u.socket) && u.port === undefined;
   if (!portOk && !socketOk) problems.push('upstream must be exactly one of a port (1–65535) or a socket file name');
-  if (typeof r.maxTtl !== 'string' || parseDuration(r.maxTtl) === undefined) problems.push('maxTtl must be a duration like 30m or 8h');
-  if (!Array.isArray(r.grantees) || !r.grantees.every((g) => typeof g === 'string' && EMAIL.test(g))) problems.push('grantees must be a list of emails');
+  if (typeof r.maxTtl !== 'string' || parseDuration(r.maxTtl) === undefined)
+    problems.push('maxTtl must be a duration like 30m or 8h');
+  if (!Array.isArray(r.grantees) || !r.grantees.every((g) => typeof g === 'string' && EMAIL.test(g)))
+    problems.push('grantees must be a list of emails');
   return problems;
 }
 
 /** The route a gate resource's desired config describes (engine/expand.ts: {preview, upstream, maxTtl, grantees}). */
-export function routeFromConfig(config: Record<string, unknown>, workload: string, address: string): { route?: GateRoute; diagnostics: Diagnostic[] } {
-  const candidate = { workload, preview: config.preview, upstream: config.upstream, maxTtl: config.maxTtl, grantees: config.grantees ?? [] };
+export function routeFromConfig(
+  config: Record<string, unknown>,
+  workload: string,
+  address: string,
+): { route?: GateRoute; diagnostics: Diagnostic[] } {
+  const candidate = {
+    workload,
+    preview: config.preview,
+    upstream: config.upstream,
+    maxTtl: config.maxTtl,
+    grantees: config.grantees ?? [],
+  };
   const problems = routeProblems(candidate);
   if (problems.length) {
-    return { diagnostics: [errorDiag(GateCode.invalidConfig, `${address}: ${problems.join('; ')}.`, { address, detail: 'The preview comes from the workload manifest (`spec.previews`); fix it there and plan again.' })] };
+    return {
+      diagnostics: [
+        errorDiag(GateCode.invalidConfig, `${address}: ${problems.join('; ')}.`, {
+          address,
+          detail: 'The preview comes from the workload manifest (`spec.previews`); fix it there and plan again.',
+        }),
+      ],
+    };
   }
   return { route: normaliseRoute(candidate as GateRoute), diagnostics: [] };
 }
@@ -84,12 +104,20 @@ export function routeFromConfig(config: Record<string, unknown>, workload: strin
 /** Fields in a fixed order, grantees sorted and unique: two equal routes serialise (and digest) the same. */
 export function normaliseRoute(r: GateRoute): GateRoute {
   const upstream: Upstream = 'port' in r.upstream ? { port: r.upstream.port } : { socket: r.upstream.socket };
-  return { workload: r.workload, preview: r.preview, upstream, maxTtl: r.maxTtl, grantees: [...new Set(r.grantees)].sort() };
+  return {
+    workload: r.workload,
+    preview: r.preview,
+    upstream,
+    maxTtl: r.maxTtl,
+    grantees: [...new Set(r.grantees)].sort(),
+  };
 }
 
 /** sha256 of the canonical route: what the lockfile records and drift compares. */
 export function routeDigest(r: GateRoute): string {
-  return `sha256:${createHash('sha256').update(canonicalJson(normaliseRoute(r))).digest('hex')}`;
+  return `sha256:${createHash('sha256')
+    .update(canonicalJson(normaliseRoute(r)))
+    .digest('hex')}`;
 }
 
 /** Reads the table; an absent file is an empty table. Throws `gate.invalid-state` for a file agentvm did not write. */
@@ -99,7 +127,8 @@ export function readRouteTable(file: string): RouteTable {
   const t = value as Partial<RouteTable>;
   const bad = (why: string): never => {
     throw new AgentvmError(GateCode.invalidState, `${file} is not a gate route table: ${why}.`, {
-      detail: 'agentvm writes this file in apply. Move it aside and run `agentvm apply` again to rewrite it from the manifests.',
+      detail:
+        'agentvm writes this file in apply. Move it aside and run `agentvm apply` again to rewrite it from the manifests.',
     });
   };
   if (t.version !== 1 || typeof t.routes !== 'object' || t.routes === null) bad('no version 1 and routes');
@@ -107,7 +136,8 @@ export function readRouteTable(file: string): RouteTable {
   for (const [key, route] of Object.entries(t.routes!)) {
     const problems = routeProblems(route);
     if (problems.length) bad(`route ${key} ${problems.join('; ')}`);
-    if (key !== routeKey((route as GateRoute).workload, (route as GateRoute).preview)) bad(`route ${key} is filed under the wrong key`);
+    if (key !== routeKey((route as GateRoute).workload, (route as GateRoute).preview))
+      bad(`route ${key} is filed under the wrong key`);
   }
   return value as RouteTable;
 }
@@ -145,17 +175,32 @@ export function serverSettingsProblems(value: unknown): string[] {
   const v = value as Record<string, unknown>;
   const problems: string[] = [];
   if (typeof v.host !== 'string' || !NAME.test(v.host)) problems.push('host must be a host name');
-  if (typeof v.address !== 'string' || v.address === '' || /\s/.test(v.address)) problems.push('address must be an IP address or host name');
-  if (typeof v.port !== 'number' || !Number.isInteger(v.port) || v.port < 1 || v.port > 65535) problems.push('port must be 1–65535');
+  if (typeof v.address !== 'string' || v.address === '' || /\s/.test(v.address))
+    problems.push('address must be an IP address or host name');
+  if (typeof v.port !== 'number' || !Number.isInteger(v.port) || v.port < 1 || v.port > 65535)
+    problems.push('port must be 1–65535');
   const tls = v.tls as Record<string, unknown> | null | undefined;
-  if (tls !== null && (typeof tls !== 'object' || typeof tls.cert !== 'string' || typeof tls.key !== 'string' || !FILE_REF.test(tls.cert) || !FILE_REF.test(tls.key))) {
+  if (
+    tls !== null &&
+    (typeof tls !== 'object' ||
+      typeof tls.cert !== 'string' ||
+      typeof tls.key !== 'string' ||
+      !FILE_REF.test(tls.cert) ||
+      !FILE_REF.test(tls.key))
+  ) {
     problems.push('tls must be null or {cert, key} as file:/absolute/path references');
   }
-  if (v.publicUrl !== undefined && v.publicUrl !== null && (typeof v.publicUrl !== 'string' || publicOrigin(v.publicUrl) === undefined)) {
+  if (
+    v.publicUrl !== undefined &&
+    v.publicUrl !== null &&
+    (typeof v.publicUrl !== 'string' || publicOrigin(v.publicUrl) === undefined)
+  ) {
     problems.push('publicUrl must be an http(s) origin without a path, e.g. https://previews.example.com');
   }
-  if (v.routing !== undefined && v.routing !== null && v.routing !== 'host' && v.routing !== 'path') problems.push('routing must be host or path');
-  if (v.domain !== undefined && v.domain !== null && (typeof v.domain !== 'string' || !isGateDomain(v.domain))) problems.push('domain must be a lowercase DNS name such as previews.example.com or localhost');
+  if (v.routing !== undefined && v.routing !== null && v.routing !== 'host' && v.routing !== 'path')
+    problems.push('routing must be host or path');
+  if (v.domain !== undefined && v.domain !== null && (typeof v.domain !== 'string' || !isGateDomain(v.domain)))
+    problems.push('domain must be a lowercase DNS name such as previews.example.com or localhost');
   return problems;
 }
 
@@ -165,15 +210,26 @@ export function readServerSettings(file: string): GateServerSettings | undefined
   if (value === undefined) return undefined;
   const problems = value.version === 1 ? serverSettingsProblems(value) : ['no version 1'];
   if (problems.length) {
-    throw new AgentvmError(GateCode.invalidState, `${file} is not the gate's listener settings: ${problems.join('; ')}.`, {
-      detail: 'agentvm writes this file in apply (gate.server, from the host spec `spec.gate`). Move it aside and run `agentvm apply` again.',
-    });
+    throw new AgentvmError(
+      GateCode.invalidState,
+      `${file} is not the gate's listener settings: ${problems.join('; ')}.`,
+      {
+        detail:
+          'agentvm writes this file in apply (gate.server, from the host spec `spec.gate`). Move it aside and run `agentvm apply` again.',
+      },
+    );
   }
   return normaliseServerSettings(value as GateServerSettings);
 }
 
 export function normaliseServerSettings(s: GateServerSettings): GateServerSettings {
-  const out: GateServerSettings = { version: 1, host: s.host, address: s.address, port: s.port, tls: s.tls ? { cert: s.tls.cert, key: s.tls.key } : null };
+  const out: GateServerSettings = {
+    version: 1,
+    host: s.host,
+    address: s.address,
+    port: s.port,
+    tls: s.tls ? { cert: s.tls.cert, key: s.tls.key } : null,
+  };
   if (s.publicUrl) out.publicUrl = publicOrigin(s.publicUrl) ?? s.publicUrl;
   // Written only when set, so settings applied before they existed keep their digest.
   if (s.routing === 'path') out.routing = 'path';

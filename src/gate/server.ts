@@ -40,7 +40,15 @@ import { RefusalCounter } from './limits.js';
 import { hostNames, isLocalhostDomain, labelIndex, routeByHost } from './host-names.js';
 import { auditPath, parseHostTarget, parseRequestTarget } from './request-target.js';
 import { readRouteTable, routeKey, type GateRoute, type RouteTable } from './routes.js';
-import { createWireServer, rawHeader, reasonPhrase, type ResponseDecision, type UpstreamAddress, type WireRequest, type WireResponder } from './wire.js';
+import {
+  createWireServer,
+  rawHeader,
+  reasonPhrase,
+  type ResponseDecision,
+  type UpstreamAddress,
+  type WireRequest,
+  type WireResponder,
+} from './wire.js';
 
 export interface GateServerOptions {
   root: string;
@@ -83,7 +91,17 @@ export interface GateServer {
  *  holds the token, so no Referer leaves the origin, but the button's POST must carry a real Origin (no-referrer makes
  *  Chromium send `Origin: null`); the 303 that answers it says no-referrer, which the redirected GET then follows. */
 const EXCHANGE_PAGE_HEADERS = `cache-control: no-store\r\nreferrer-policy: same-origin\r\ncontent-security-policy: default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\n`;
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
+]);
 /** Request headers that never go upstream as sent: framing is wire.ts's, Expect is answered by the gate. */
 const REQUEST_DROPPED = new Set(['host', 'cookie', 'forwarded', 'content-length', 'expect']);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -110,7 +128,11 @@ export function cookieName(workload: string, preview: string): string {
 class RouteCache {
   private stamp = '';
   private table: RouteTable = { version: 1, host: null, routes: {} };
-  constructor(private readonly file: string, private readonly onChange: () => void, private readonly warn: (m: string) => void) {}
+  constructor(
+    private readonly file: string,
+    private readonly onChange: () => void,
+    private readonly warn: (m: string) => void,
+  ) {}
 
   current(): RouteTable {
     const st = statSync(this.file, { throwIfNoEntry: false });
@@ -259,7 +281,17 @@ export async function startGateServer(options: GateServerOptions): Promise<GateS
   const port = await listen(wire.server, options, gate.paths);
   gate.listening(options.address, port);
   try {
-    writeListenerRecord(gate.paths.listener, { version: 1, address: options.address, port, tls: gate.tls, ...(gate.publicUrl ? { publicUrl: gate.publicUrl } : {}), routing: gate.routing, domain: gate.domain, pid: process.pid, started: new Date().toISOString() });
+    writeListenerRecord(gate.paths.listener, {
+      version: 1,
+      address: options.address,
+      port,
+      tls: gate.tls,
+      ...(gate.publicUrl ? { publicUrl: gate.publicUrl } : {}),
+      routing: gate.routing,
+      domain: gate.domain,
+      pid: process.pid,
+      started: new Date().toISOString(),
+    });
   } catch (error) {
     await stop();
     throw error;
@@ -340,11 +372,28 @@ class GatePolicy {
     this.guardReferrer = this.routing === 'host' && isLocalhostDomain(this.domain);
     this.signer = loadIdentitySigner(this.paths.dir, `agentvm-gate:${options.host}`);
     this.refusals = new RefusalCounter((source, unaudited, connections) =>
-      this.requestLog.add(gateEntry(this.host, 'gate.request', 'failed', { preview: 'unknown/unknown', source, status: 429, reason: `flood from ${source} in one second: ${unaudited} more refusals not recorded one by one${connections ? `, ${connections} connections over the per-source limit closed` : ''}` }, { actor: 'anonymous' })),
+      this.requestLog.add(
+        gateEntry(
+          this.host,
+          'gate.request',
+          'failed',
+          {
+            preview: 'unknown/unknown',
+            source,
+            status: 429,
+            reason: `flood from ${source} in one second: ${unaudited} more refusals not recorded one by one${connections ? `, ${connections} connections over the per-source limit closed` : ''}`,
+          },
+          { actor: 'anonymous' },
+        ),
+      ),
     );
     this.refusalRoller = setInterval(() => this.refusals.roll(), 1_000);
     this.refusalRoller.unref();
-    this.requestLog = new RequestAuditLog({ file: this.paths.audit, ...(options.auditIntervalMs ? { intervalMs: options.auditIntervalMs } : {}), onError: (e) => this.warn(`audit write failed: ${(e as Error).message}`) });
+    this.requestLog = new RequestAuditLog({
+      file: this.paths.audit,
+      ...(options.auditIntervalMs ? { intervalMs: options.auditIntervalMs } : {}),
+      onError: (e) => this.warn(`audit write failed: ${(e as Error).message}`),
+    });
   }
 
   listening(address: string, port: number): void {
@@ -353,13 +402,39 @@ class GatePolicy {
 
   /** A request llhttp refused before it had a route: audited unless its source is being refused in aggregate. */
   parseError({ code, status, source }: { code: string; status: number; source: string }): void {
-    if (this.refusals.refusal(source.slice(0, source.lastIndexOf(':'))).audit) this.requestLog.add(gateEntry(this.host, 'gate.request', 'failed', { preview: 'unknown/unknown', source, status, reason: `rejected by the HTTP parser (${code})` }, { actor: 'anonymous' }));
+    if (this.refusals.refusal(source.slice(0, source.lastIndexOf(':'))).audit)
+      this.requestLog.add(
+        gateEntry(
+          this.host,
+          'gate.request',
+          'failed',
+          { preview: 'unknown/unknown', source, status, reason: `rejected by the HTTP parser (${code})` },
+          { actor: 'anonymous' },
+        ),
+      );
   }
 
   /** Audits and prunes expired grants; a failure is a warning and the next sweep tries again. */
   sweep(): void {
     try {
-      this.store.sweepExpired((g) => auditGateEvent(this.paths.audit, gateEntry(this.host, 'gate.expire', 'ok', { preview: routeKey(g.workload, g.preview), grantId: g.id, identity: g.identity, expires: g.expires, reason: g.revoked ? 'expired (was revoked)' : 'expired' }, { actor: 'agentvm-gate' })));
+      this.store.sweepExpired((g) =>
+        auditGateEvent(
+          this.paths.audit,
+          gateEntry(
+            this.host,
+            'gate.expire',
+            'ok',
+            {
+              preview: routeKey(g.workload, g.preview),
+              grantId: g.id,
+              identity: g.identity,
+              expires: g.expires,
+              reason: g.revoked ? 'expired (was revoked)' : 'expired',
+            },
+            { actor: 'agentvm-gate' },
+          ),
+        ),
+      );
     } catch (error) {
       this.warn(`expiry sweep failed: ${(error as Error).message}`);
     }
@@ -375,7 +450,13 @@ class GatePolicy {
     this.requestLog.flush(true);
   }
 
-  audit(req: WireRequest, key: string | undefined, status: number, grant: GrantRecord | undefined, reason?: string): void {
+  audit(
+    req: WireRequest,
+    key: string | undefined,
+    status: number,
+    grant: GrantRecord | undefined,
+    reason?: string,
+  ): void {
     // Field order and optional fields as buildRecord copies them; built once per request, no spreads.
     const access: GateAccess = { preview: key ?? 'unknown/unknown' };
     if (grant) {
@@ -387,7 +468,15 @@ class GatePolicy {
     access.path = auditPath(req.url);
     access.status = status;
     if (reason) access.reason = reason.length > 500 ? reason.slice(0, 500) : reason;
-    this.requestLog.add({ host: this.host, operation: GATE_OPERATION, event: 'gate.request', result: status < 400 ? 'ok' : 'failed', gate: access, actor: grant ? grant.identity : 'anonymous', time: new Date() });
+    this.requestLog.add({
+      host: this.host,
+      operation: GATE_OPERATION,
+      event: 'gate.request',
+      result: status < 400 ? 'ok' : 'failed',
+      gate: access,
+      actor: grant ? grant.identity : 'anonymous',
+      time: new Date(),
+    });
   }
 
   deny(req: WireRequest, res: WireResponder, key: string | undefined, d: Denial, extra = '', close = false): void {
@@ -395,19 +484,28 @@ class GatePolicy {
     const verdict = this.refusals.refusal(req.remoteAddress);
     if (verdict.audit) this.audit(req, key, d.status, d.grant, d.reason);
     const body = `${d.status} ${reasonPhrase(d.status)}: ${d.answer ?? d.reason}\n`;
-    res.respond(d.status, reasonPhrase(d.status), `content-type: text/plain; charset=utf-8${CRLF}cache-control: no-store${CRLF}${this.https ? HSTS : ''}${extra}`, body, { close });
+    res.respond(
+      d.status,
+      reasonPhrase(d.status),
+      `content-type: text/plain; charset=utf-8${CRLF}cache-control: no-store${CRLF}${this.https ? HSTS : ''}${extra}`,
+      body,
+      { close },
+    );
   }
 
   /** Why this grant may not be used for `route` now, or undefined when it may. */
   refusal(grant: GrantRecord, route: GateRoute, key: string): Denial | undefined {
-    if (routeKey(grant.workload, grant.preview) !== key) return { status: 403, reason: `grant ${grant.id} is for another preview`, grant };
+    if (routeKey(grant.workload, grant.preview) !== key)
+      return { status: 403, reason: `grant ${grant.id} is for another preview`, grant };
     const now = Date.now();
     if (timeMs(grant.expires) <= now) return { status: 403, reason: `grant ${grant.id} expired`, grant };
     // A later apply may lower the route's maxTtl: a grant made under the old one is cut to the new one.
     const maxTtl = durationMs(route.maxTtl);
-    if (maxTtl === undefined || timeMs(grant.created) + maxTtl <= now) return { status: 403, reason: `grant ${grant.id}: grant outlives the preview's maxTtl (${route.maxTtl})`, grant };
+    if (maxTtl === undefined || timeMs(grant.created) + maxTtl <= now)
+      return { status: 403, reason: `grant ${grant.id}: grant outlives the preview's maxTtl (${route.maxTtl})`, grant };
     if (this.store.isRevoked(grant.id)) return { status: 403, reason: `grant ${grant.id} was revoked`, grant };
-    if (!route.grantees.includes(grant.identity)) return { status: 403, reason: `${grant.identity} is no longer a grantee of ${key}`, grant };
+    if (!route.grantees.includes(grant.identity))
+      return { status: 403, reason: `${grant.identity} is no longer a grantee of ${key}`, grant };
     return undefined;
   }
 
@@ -438,17 +536,49 @@ class GatePolicy {
       if (this.labels?.table !== table) this.labels = { table, index: labelIndex(this.names, table) };
       const named = routeByHost(rawHeader(req.rawHeaders, 'host'), this.domain, this.labels.index);
       const route = named ? table.routes[named.key] : undefined;
-      if (!named || !route) return { denial: { status: 404, reason: `no preview is named by Host ${JSON.stringify((rawHeader(req.rawHeaders, 'host') ?? '').slice(0, 200))}`, answer: NO_SUCH_PREVIEW } };
+      if (!named || !route)
+        return {
+          denial: {
+            status: 404,
+            reason: `no preview is named by Host ${JSON.stringify((rawHeader(req.rawHeaders, 'host') ?? '').slice(0, 200))}`,
+            answer: NO_SUCH_PREVIEW,
+          },
+        };
       const target = parseHostTarget(req.url, route.workload, route.preview);
       if (!target.ok) return { denial: { status: target.status, reason: target.reason } };
-      return { routed: { workload: route.workload, preview: route.preview, key: named.key, rest: target.rest, query: target.query, ...(target.grant !== undefined ? { grant: target.grant } : {}), host: named.host }, route };
+      return {
+        routed: {
+          workload: route.workload,
+          preview: route.preview,
+          key: named.key,
+          rest: target.rest,
+          query: target.query,
+          ...(target.grant !== undefined ? { grant: target.grant } : {}),
+          host: named.host,
+        },
+        route,
+      };
     }
     const target = parseRequestTarget(req.url);
-    if (!target.ok) return { denial: { status: target.status, reason: target.reason }, ...(target.location ? { location: target.location } : {}) };
+    if (!target.ok)
+      return {
+        denial: { status: target.status, reason: target.reason },
+        ...(target.location ? { location: target.location } : {}),
+      };
     const key = routeKey(target.workload, target.preview);
     const route = table.routes[key];
     if (!route) return { denial: { status: 404, reason: 'no such preview route' } };
-    return { routed: { workload: target.workload, preview: target.preview, key, rest: target.rest, query: target.query, ...(target.grant !== undefined ? { grant: target.grant } : {}) }, route };
+    return {
+      routed: {
+        workload: target.workload,
+        preview: target.preview,
+        key,
+        rest: target.rest,
+        query: target.query,
+        ...(target.grant !== undefined ? { grant: target.grant } : {}),
+      },
+      route,
+    };
   }
 
   /** The origins a same-origin browser request to this route carries: the preview's own under host routing; the gate's
@@ -456,7 +586,10 @@ class GatePolicy {
   ownOrigin(req: WireRequest, routed: Routed, origin: string): boolean {
     const scheme = this.https ? 'https' : 'http';
     if (routed.host !== undefined) return origin === `${scheme}://${routed.host}`;
-    return origin === this.publicUrl || origin === `${this.tls ? 'https' : 'http'}://${(rawHeader(req.rawHeaders, 'host') ?? '').toLowerCase()}`;
+    return (
+      origin === this.publicUrl ||
+      origin === `${this.tls ? 'https' : 'http'}://${(rawHeader(req.rawHeaders, 'host') ?? '').toLowerCase()}`
+    );
   }
 
   /** Where a path below the route is, as the browser sees it. */
@@ -492,12 +625,16 @@ class GatePolicy {
     if (routed.grant !== undefined) return { status: 400, reason: 'a grant link cannot open a WebSocket' };
     // A body on a handshake would reach the upstream unframed, as a request of its own (smuggling): refused.
     const length = rawHeader(req.rawHeaders, 'content-length');
-    if (rawHeader(req.rawHeaders, 'transfer-encoding') !== undefined || (length !== undefined && length.trim() !== '0')) {
+    if (
+      rawHeader(req.rawHeaders, 'transfer-encoding') !== undefined ||
+      (length !== undefined && length.trim() !== '0')
+    ) {
       return { status: 400, reason: 'a WebSocket handshake cannot carry a body' };
     }
     // Cross-site WebSocket hijacking: a browser always sends Origin on a WebSocket handshake; it must be the route's own.
     const origin = rawHeader(req.rawHeaders, 'origin')?.toLowerCase();
-    if (origin !== undefined && !this.ownOrigin(req, routed, origin)) return { status: 403, reason: 'cross-origin WebSocket refused' };
+    if (origin !== undefined && !this.ownOrigin(req, routed, origin))
+      return { status: 403, reason: 'cross-origin WebSocket refused' };
     return undefined;
   }
 
@@ -505,7 +642,13 @@ class GatePolicy {
   grantLink(req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, token: string): void {
     if (req.method === 'GET' || req.method === 'HEAD') return this.exchangePage(req, res, routed);
     if (req.method === 'POST') return this.exchange(req, res, route, routed, token);
-    this.deny(req, res, routed.key, { status: 405, reason: 'a grant link is opened with GET and exchanged by the POST of its page' }, `allow: GET, HEAD, POST${CRLF}`);
+    this.deny(
+      req,
+      res,
+      routed.key,
+      { status: 405, reason: 'a grant link is opened with GET and exchanged by the POST of its page' },
+      `allow: GET, HEAD, POST${CRLF}`,
+    );
   }
 
   /** A request holding a session: forwarded (or tunnelled) only while its grant may be used for this route. */
@@ -548,7 +691,12 @@ class GatePolicy {
     // `req.url` passed parseRequestTarget (RFC 3986 characters only); escaped for HTML all the same.
     const action = escapeHtml(req.url);
     const body = `<!doctype html><meta charset="utf-8"><meta name="robots" content="noindex"><title>agentvm preview</title><form method="post" action="${action}"><p>You have been given access to the preview ${escapeHtml(routed.key)}.</p><button type="submit" id="open">Open the preview</button></form>\n`;
-    res.respond(200, 'OK', `content-type: text/html; charset=utf-8${CRLF}${EXCHANGE_PAGE_HEADERS}${this.https ? HSTS : ''}`, body);
+    res.respond(
+      200,
+      'OK',
+      `content-type: text/html; charset=utf-8${CRLF}${EXCHANGE_PAGE_HEADERS}${this.https ? HSTS : ''}`,
+      body,
+    );
   }
 
   exchange(req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, token: string): void {
@@ -556,8 +704,15 @@ class GatePolicy {
     // CSRF: only the link's own page may spend it. A browser sends Origin with every POST; Sec-Fetch-Site when it can.
     const origin = rawHeader(req.rawHeaders, 'origin')?.toLowerCase();
     const fetchSite = rawHeader(req.rawHeaders, 'sec-fetch-site')?.toLowerCase();
-    if (origin === undefined || !this.ownOrigin(req, routed, origin) || (fetchSite !== undefined && fetchSite !== 'same-origin')) {
-      this.deny(req, res, key, { status: 403, reason: 'a grant is exchanged only by a same-origin POST from its link page' });
+    if (
+      origin === undefined ||
+      !this.ownOrigin(req, routed, origin) ||
+      (fetchSite !== undefined && fetchSite !== 'same-origin')
+    ) {
+      this.deny(req, res, key, {
+        status: 403,
+        reason: 'a grant is exchanged only by a same-origin POST from its link page',
+      });
       return;
     }
     if (!SECRET_PATTERN.test(token)) {
@@ -577,19 +732,45 @@ class GatePolicy {
     const session = randomBytes(32).toString('base64url');
     const sessionHash = sha256Hex(session);
     if (!this.store.markUsed(grant.id, sessionHash)) {
-      this.deny(req, res, key, { status: 403, reason: `the one-time link of grant ${grant.id} was already used`, grant });
+      this.deny(req, res, key, {
+        status: 403,
+        reason: `the one-time link of grant ${grant.id} was already used`,
+        grant,
+      });
       return;
     }
     this.grants.addSession(sessionHash, grant);
     const maxAge = Math.max(1, Math.floor((Date.parse(grant.expires) - Date.now()) / 1000));
     // Host routing: a host-only cookie (no Domain) for the whole origin, `__Host-` under TLS so no sibling can shadow it.
-    const cookie = routed.host !== undefined
-      ? `${this.sessionCookie}=${session}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${this.https ? '; Secure' : ''}`
-      : `${cookieName(routed.workload, routed.preview)}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${this.https ? '; Secure' : ''}`;
-    auditGateEvent(this.paths.audit, gateEntry(this.host, 'gate.exchange', 'ok', { preview: key, grantId: grant.id, identity: grant.identity, source: req.source, expires: grant.expires, reason: 'one-time link exchanged for a session' }, { actor: grant.identity }));
+    const cookie =
+      routed.host !== undefined
+        ? `${this.sessionCookie}=${session}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${this.https ? '; Secure' : ''}`
+        : `${cookieName(routed.workload, routed.preview)}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${this.https ? '; Secure' : ''}`;
+    auditGateEvent(
+      this.paths.audit,
+      gateEntry(
+        this.host,
+        'gate.exchange',
+        'ok',
+        {
+          preview: key,
+          grantId: grant.id,
+          identity: grant.identity,
+          source: req.source,
+          expires: grant.expires,
+          reason: 'one-time link exchanged for a session',
+        },
+        { actor: grant.identity },
+      ),
+    );
     this.audit(req, key, 303, grant, 'one-time link exchanged for a session');
     // A same-origin POST redirected to the same origin: the browser sends the SameSite=Strict cookie on the GET.
-    res.respond(303, reasonPhrase(303), `location: ${this.browserPath(routed, routed.rest, routed.query)}${CRLF}set-cookie: ${cookie}${CRLF}cache-control: no-store${CRLF}referrer-policy: no-referrer${CRLF}${this.https ? HSTS : ''}`, '');
+    res.respond(
+      303,
+      reasonPhrase(303),
+      `location: ${this.browserPath(routed, routed.rest, routed.query)}${CRLF}set-cookie: ${cookie}${CRLF}cache-control: no-store${CRLF}referrer-policy: no-referrer${CRLF}${this.https ? HSTS : ''}`,
+      '',
+    );
   }
 
   /** Why a tunnel or a stream may not open or go on now: a request's checks against the route table as it is now (a
@@ -601,25 +782,39 @@ class GatePolicy {
   }
 
   /** The response hook shared by requests and tunnels: `switching` allows the 101 of a WebSocket handshake. */
-  answer(req: WireRequest, routed: Routed, grant: GrantRecord, switching: boolean): (status: number, statusMessage: string, raw: string[]) => ResponseDecision {
+  answer(
+    req: WireRequest,
+    routed: Routed,
+    grant: GrantRecord,
+    switching: boolean,
+  ): (status: number, statusMessage: string, raw: string[]) => ResponseDecision {
     return (status, statusMessage, raw) => {
       // The upstream is not trusted to speak valid HTTP: its reason phrase is never forwarded, a status outside
       // 200–599 (101 for a tunnel) or a malformed reason phrase is a 502, and so is any malformed header name or value.
-      if (!((status >= 200 && status <= 599) || (switching && status === 101)) || !FIELD_VALUE.test(statusMessage)) return { refuse: `upstream answered an invalid status line (${status})` };
-      const headers = responseHeaders(raw, routed.host === undefined ? `/p/${routed.workload}/${routed.preview}/` : undefined, this.guardReferrer);
+      if (!((status >= 200 && status <= 599) || (switching && status === 101)) || !FIELD_VALUE.test(statusMessage))
+        return { refuse: `upstream answered an invalid status line (${status})` };
+      const headers = responseHeaders(
+        raw,
+        routed.host === undefined ? `/p/${routed.workload}/${routed.preview}/` : undefined,
+        this.guardReferrer,
+      );
       if (headers === undefined) return { refuse: 'upstream response not forwardable (a malformed header)' };
       // The grant may have been revoked (or the route removed) while the upstream took its time (a long poll, a slow
       // switch): nothing of the answer goes out then.
       const refused = this.tunnelRefusal(routed.key, grant);
       if (refused) return { refuse: refused, status: 403 };
       this.audit(req, routed.key, status, grant, status === 101 ? 'websocket opened' : undefined);
-      return { headers: `${headers}${this.https ? HSTS : ''}${this.guardReferrer ? `referrer-policy: same-origin${CRLF}` : ''}` };
+      return {
+        headers: `${headers}${this.https ? HSTS : ''}${this.guardReferrer ? `referrer-policy: same-origin${CRLF}` : ''}`,
+      };
     };
   }
 
   /** The socket directory and file of a socket upstream, or the port (the wire opens sockets without following links). */
   upstreamOf(route: GateRoute): UpstreamAddress {
-    return 'port' in route.upstream ? { port: route.upstream.port } : { socketDir: this.paths.socketDir(route.workload), socketName: route.upstream.socket };
+    return 'port' in route.upstream
+      ? { port: route.upstream.port }
+      : { socketDir: this.paths.socketDir(route.workload), socketName: route.upstream.socket };
   }
 
   forwardContext(routed: Routed, grant: GrantRecord, route: GateRoute): ForwardContext {
@@ -665,7 +860,10 @@ class GatePolicy {
 /** CONNECT tunnels anywhere. Of the upgrades, only a WebSocket GET is tunnelled (checked per chunk, see tunnel()). */
 function methodRefusal(req: WireRequest): Denial | undefined {
   if (req.method === 'CONNECT') return { status: 405, reason: 'CONNECT is not allowed' };
-  if (req.upgrade && (req.method !== 'GET' || (rawHeader(req.rawHeaders, 'upgrade') ?? '').trim().toLowerCase() !== 'websocket')) {
+  if (
+    req.upgrade &&
+    (req.method !== 'GET' || (rawHeader(req.rawHeaders, 'upgrade') ?? '').trim().toLowerCase() !== 'websocket')
+  ) {
     return { status: 501, reason: 'only WebSocket upgrades are supported' };
   }
   return undefined;
@@ -714,12 +912,23 @@ interface ForwardContext {
 /** A request header the upstream never sees as the client sent it. Names with `_` are dropped like nginx does by
  *  default: `X_Forwarded_For` and the like are read as `X-Forwarded-For` by CGI-style frameworks (look-alikes). */
 function requestHeaderDropped(k: string, listed: Set<string> | undefined): boolean {
-  return HOP_BY_HOP.has(k) || REQUEST_DROPPED.has(k) || listed?.has(k) === true || k.startsWith('x-forwarded-') || k.startsWith('x-agentvm-') || k.includes('_') || CLIENT_ADDRESS_HEADERS.has(k);
+  return (
+    HOP_BY_HOP.has(k) ||
+    REQUEST_DROPPED.has(k) ||
+    listed?.has(k) === true ||
+    k.startsWith('x-forwarded-') ||
+    k.startsWith('x-agentvm-') ||
+    k.includes('_') ||
+    CLIENT_ADDRESS_HEADERS.has(k)
+  );
 }
 
 /** A cookie pair of the gate's own (under either routing, with or without a `__Host-`/`__Secure-` prefix). */
 function isGateCookieName(name: string): boolean {
-  return name.toLowerCase().replace(/^__(host|secure)-/, '').startsWith(COOKIE_PREFIX);
+  return name
+    .toLowerCase()
+    .replace(/^__(host|secure)-/, '')
+    .startsWith(COOKIE_PREFIX);
 }
 
 /**

@@ -29,7 +29,14 @@ export interface GateUnitInput {
   root: string;
   host: string;
   /** Listener flags on the command line (`gate serve --print-unit`); absent: the server reads server.json. */
-  listen?: { address: string; port: number; tls?: { cert: string; key: string }; publicUrl?: string; routing?: 'path'; domain?: string };
+  listen?: {
+    address: string;
+    port: number;
+    tls?: { cert: string; key: string };
+    publicUrl?: string;
+    routing?: 'path';
+    domain?: string;
+  };
   scope: 'system' | 'user';
   /** The address that owns the unit (`gate.server`), written as X-AgentvmOwner= so list/delete touch only ours. */
   owner?: string;
@@ -45,20 +52,47 @@ export function renderGateUnit(input: GateUnitInput): { text?: string; diagnosti
   if (input.listen?.publicUrl) args.push('--public-url', input.listen.publicUrl);
   if (input.listen?.routing) args.push('--routing', input.listen.routing);
   if (input.listen?.domain) args.push('--domain', input.listen.domain);
-  const bad = [...args, ...(input.extraService ?? []), ...(input.owner !== undefined ? [input.owner] : [])].filter((a) => unsafeUnitValue(a) || a === '');
+  const bad = [...args, ...(input.extraService ?? []), ...(input.owner !== undefined ? [input.owner] : [])].filter(
+    (a) => unsafeUnitValue(a) || a === '',
+  );
   if (bad.length) {
-    return { diagnostics: [errorDiag(GateCode.unsafeUnitValue, `A value for ${GATE_UNIT} cannot be written into a unit file safely: ${JSON.stringify(bad[0])}.`, { detail: 'Unit lines must not contain line breaks, %, $, quotes, backslashes or control characters. Use paths without them.' })] };
+    return {
+      diagnostics: [
+        errorDiag(
+          GateCode.unsafeUnitValue,
+          `A value for ${GATE_UNIT} cannot be written into a unit file safely: ${JSON.stringify(bad[0])}.`,
+          {
+            detail:
+              'Unit lines must not contain line breaks, %, $, quotes, backslashes or control characters. Use paths without them.',
+          },
+        ),
+      ],
+    };
   }
   const quote = (a: string): string => (/\s/.test(a) ? `"${a}"` : a);
-  const hardening = input.scope === 'system'
-    // ReadWritePaths entries start with `-` so a not-yet-created directory does not fail the start.
-    ? ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=read-only', `ReadWritePaths=${quote(`-${input.root.replace(/\/$/, '')}/var/lib/agentvm/gate`)} ${quote(`-${input.root.replace(/\/$/, '')}/var/log/agentvm`)}`, 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX']
-    : USER_SCOPE_HARDENING;
+  const hardening =
+    input.scope === 'system'
+      ? // ReadWritePaths entries start with `-` so a not-yet-created directory does not fail the start.
+        [
+          'NoNewPrivileges=yes',
+          'ProtectSystem=strict',
+          'ProtectHome=read-only',
+          `ReadWritePaths=${quote(`-${input.root.replace(/\/$/, '')}/var/lib/agentvm/gate`)} ${quote(`-${input.root.replace(/\/$/, '')}/var/log/agentvm`)}`,
+          'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX',
+        ]
+      : USER_SCOPE_HARDENING;
   const text = renderServiceUnit({
     comment: `# Rendered by agentvm: the preview gate (decisions/0008-preview-gate.md). Do not edit; apply re-renders it.`,
     description: 'agentvm preview gate',
     unit: input.owner !== undefined ? [`${GATE_OWNER_KEY}=${input.owner}`] : [],
-    service: [`ExecStart=${args.map(quote).join(' ')}`, 'Restart=on-failure', 'RestartSec=1', 'KillSignal=SIGTERM', ...hardening, ...(input.extraService ?? [])],
+    service: [
+      `ExecStart=${args.map(quote).join(' ')}`,
+      'Restart=on-failure',
+      'RestartSec=1',
+      'KillSignal=SIGTERM',
+      ...hardening,
+      ...(input.extraService ?? []),
+    ],
     scope: input.scope,
   });
   return { text, diagnostics: [] };

@@ -170,7 +170,8 @@ function statusLine(status: number, reason: string): string {
 export function rawHeader(raw: string[], name: string): string | undefined {
   let out: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) out = out === undefined ? raw[i + 1]! : `${out}, ${raw[i + 1]!}`;
+    if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name)
+      out = out === undefined ? raw[i + 1]! : `${out}, ${raw[i + 1]!}`;
   }
   return out;
 }
@@ -255,7 +256,12 @@ interface ResolvedUpstream {
  * /proc path, valid until release(). The pool key names the inode, so identity, not path, decides pooling.
  */
 function resolveUpstream(address: UpstreamAddress): ResolvedUpstream {
-  if ('port' in address) return { key: `p${address.port}`, connect: { host: '127.0.0.1', port: address.port, noDelay: true }, release: () => {} };
+  if ('port' in address)
+    return {
+      key: `p${address.port}`,
+      connect: { host: '127.0.0.1', port: address.port, noDelay: true },
+      release: () => {},
+    };
   let dir: number | undefined;
   let file: number | undefined;
   try {
@@ -267,7 +273,9 @@ function resolveUpstream(address: UpstreamAddress): ResolvedUpstream {
     if (file !== undefined) closeSync(file);
     if (dir !== undefined) closeSync(dir);
     if (error instanceof UpstreamRefused) throw error;
-    throw new UpstreamRefused(`upstream socket is not a socket file (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    throw new UpstreamRefused(
+      `upstream socket is not a socket file (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    );
   }
   closeSync(dir);
   const st = fstatSync(file);
@@ -301,7 +309,11 @@ class UpstreamConnection {
   /** A byte arrived that starts a message nobody asked for: this connection is never pooled. */
   private dirty = false;
 
-  constructor(private readonly pool: UpstreamPool, readonly key: string, target: ResolvedUpstream) {
+  constructor(
+    private readonly pool: UpstreamPool,
+    readonly key: string,
+    target: ResolvedUpstream,
+  ) {
     this.socket = net.connect(target.connect);
     // The descriptor is needed until connect(2) has resolved it, never after.
     this.socket.once('connect', target.release).once('close', target.release);
@@ -314,13 +326,28 @@ class UpstreamConnection {
       if (!this.exchange) this.dirty = true;
       else this.exchange.upstreamHeaders = []; // trailers of an interim or earlier message are never a head's
     };
-    this.parser[HTTPParser.kOnHeadersComplete] = (_maj: number, _min: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, statusMessage: string, upgrade: boolean, keepAlive: boolean): number => {
+    this.parser[HTTPParser.kOnHeadersComplete] = (
+      _maj: number,
+      _min: number,
+      headers: string[] | undefined,
+      _m: unknown,
+      _u: unknown,
+      status: number,
+      statusMessage: string,
+      upgrade: boolean,
+      keepAlive: boolean,
+    ): number => {
       const ex = this.exchange;
       if (!ex) {
         this.dirty = true;
         return 0;
       }
-      const raw = headers && headers.length ? (ex.upstreamHeaders.length ? ex.upstreamHeaders.concat(headers) : headers) : ex.upstreamHeaders;
+      const raw =
+        headers && headers.length
+          ? ex.upstreamHeaders.length
+            ? ex.upstreamHeaders.concat(headers)
+            : headers
+          : ex.upstreamHeaders;
       ex.upstreamHeaders = [];
       ex.upstreamBytes = true;
       if (status >= 100 && status < 200 && status !== 101 && !upgrade) {
@@ -340,7 +367,8 @@ class UpstreamConnection {
       // A HEAD response has no body whatever its Content-Length says: llhttp must not wait for one.
       return ex.req.method === 'HEAD' ? 1 : 0;
     };
-    this.parser[HTTPParser.kOnBody] = (chunk: Buffer) => (this.exchange ? this.exchange.upstreamBody(chunk) : (this.dirty = true));
+    this.parser[HTTPParser.kOnBody] = (chunk: Buffer) =>
+      this.exchange ? this.exchange.upstreamBody(chunk) : (this.dirty = true);
     this.parser[HTTPParser.kOnMessageComplete] = () => {
       if (this.interim) {
         this.interim = false;
@@ -400,7 +428,9 @@ class UpstreamConnection {
       this.destroy();
       this.freeParser();
     });
-    this.socket.on('error', (error: NodeJS.ErrnoException) => this.fail(`upstream unreachable (${error.code ?? error.message})`));
+    this.socket.on('error', (error: NodeJS.ErrnoException) =>
+      this.fail(`upstream unreachable (${error.code ?? error.message})`),
+    );
     this.socket.on('close', () => {
       this.fail('upstream closed the connection');
       this.destroy();
@@ -482,7 +512,11 @@ class Exchange implements WireResponder {
   /** Set while the tunnel is open. */
   tunnelState: { fromClient(chunk: Buffer): void; check(): void; close(): void; clientEnded(): void } | undefined;
 
-  constructor(readonly conn: ClientConnection, readonly req: WireRequest, readonly keepAlive: boolean) {
+  constructor(
+    readonly conn: ClientConnection,
+    readonly req: WireRequest,
+    readonly keepAlive: boolean,
+  ) {
     // llhttp has checked the framing headers: at most one Content-Length, never with Transfer-Encoding.
     let length: string | undefined;
     let expect = false;
@@ -535,7 +569,13 @@ class Exchange implements WireResponder {
   }
 
   // -- WireResponder --
-  respond(status: number, reasonPhrase: string, headers: string, body: string, options: { close?: boolean } = {}): void {
+  respond(
+    status: number,
+    reasonPhrase: string,
+    headers: string,
+    body: string,
+    options: { close?: boolean } = {},
+  ): void {
     if (this.responseStarted) return;
     this.responseStarted = true;
     // A body still arriving is not read: the connection closes after the answer.
@@ -559,7 +599,9 @@ class Exchange implements WireResponder {
     try {
       conn = this.conn.pool.fresh(upstream);
     } catch (error) {
-      return this.upstreamFailed(error instanceof UpstreamRefused ? error.message : `upstream unreachable (${(error as Error).message})`);
+      return this.upstreamFailed(
+        error instanceof UpstreamRefused ? error.message : `upstream unreachable (${(error as Error).message})`,
+      );
     }
     this.upstream = conn;
     conn.exchange = this;
@@ -663,7 +705,9 @@ class Exchange implements WireResponder {
   forward(upstream: UpstreamAddress, head: string, hooks: ForwardHooks): void {
     this.hooks = hooks;
     this.upstreamAddress = upstream;
-    this.outHead = this.hasBody ? `${head}${this.chunkedUp ? 'transfer-encoding: chunked' : `content-length: ${this.contentLength}`}${CRLF}${CRLF}` : `${head}${CRLF}`;
+    this.outHead = this.hasBody
+      ? `${head}${this.chunkedUp ? 'transfer-encoding: chunked' : `content-length: ${this.contentLength}`}${CRLF}${CRLF}`
+      : `${head}${CRLF}`;
     if (this.expectContinue && !this.requestComplete) this.conn.write(`HTTP/1.1 100 Continue${CRLF}${CRLF}`, 'latin1');
     this.connectUpstream();
   }
@@ -675,7 +719,9 @@ class Exchange implements WireResponder {
       acquired = this.conn.pool.acquire(this.upstreamAddress!);
     } catch (error) {
       this.reused = false;
-      return this.upstreamFailed(error instanceof UpstreamRefused ? error.message : `upstream unreachable (${(error as Error).message})`);
+      return this.upstreamFailed(
+        error instanceof UpstreamRefused ? error.message : `upstream unreachable (${(error as Error).message})`,
+      );
     }
     const { conn, reused } = acquired;
     this.upstream = conn;
@@ -704,7 +750,10 @@ class Exchange implements WireResponder {
     if (this.isTunnel) {
       this.responseStarted = true;
       if (status === 101) {
-        this.conn.write(`HTTP/1.1 101 Switching Protocols${CRLF}${decision.headers}connection: upgrade${CRLF}upgrade: websocket${CRLF}${CRLF}`, 'latin1');
+        this.conn.write(
+          `HTTP/1.1 101 Switching Protocols${CRLF}${decision.headers}connection: upgrade${CRLF}upgrade: websocket${CRLF}${CRLF}`,
+          'latin1',
+        );
         return;
       }
       // Not switched: the answer goes to the client as it is, and the connection closes (the client's parser state is
@@ -717,10 +766,17 @@ class Exchange implements WireResponder {
     const close = !this.keepAlive || this.framing === 'close' || this.conn.closing;
     this.responseStarted = true;
     const framing = this.framing === 'chunked' ? `transfer-encoding: chunked${CRLF}` : '';
-    const connection = close ? `connection: close${CRLF}` : this.req.versionMinor === 0 ? `connection: keep-alive${CRLF}` : '';
+    const connection = close
+      ? `connection: close${CRLF}`
+      : this.req.versionMinor === 0
+        ? `connection: keep-alive${CRLF}`
+        : '';
     if (close) this.conn.closing = true;
     // The reason phrase is the gate's own (the upstream's is never forwarded).
-    this.conn.write(`${statusLine(status, reasonPhrase(status))}${decision.headers}${framing}${connection}${CRLF}`, 'latin1');
+    this.conn.write(
+      `${statusLine(status, reasonPhrase(status))}${decision.headers}${framing}${connection}${CRLF}`,
+      'latin1',
+    );
   }
 
   upstreamBody(chunk: Buffer): void {
@@ -789,7 +845,14 @@ class Exchange implements WireResponder {
     if (this.done) return;
     // A pooled connection the upstream closed while idle fails before any response byte: send a bodiless GET, HEAD or
     // OPTIONS again once, on a new connection. Never another method: the upstream may have acted on it before closing.
-    if (this.reused && !this.retried && !this.upstreamBytes && !this.hasBody && !this.responseStarted && RETRYABLE.has(this.req.method)) {
+    if (
+      this.reused &&
+      !this.retried &&
+      !this.upstreamBytes &&
+      !this.hasBody &&
+      !this.responseStarted &&
+      RETRYABLE.has(this.req.method)
+    ) {
       this.retried = true;
       this.connectUpstream();
       return;
@@ -865,7 +928,12 @@ class ClientConnection {
   /** Inside advance(): an exchange finishing synchronously lets the loop start the next one. */
   private advancing = false;
 
-  constructor(readonly socket: Socket, readonly pool: UpstreamPool, private readonly options: WireServerOptions, private readonly connections: Set<ClientConnection>) {
+  constructor(
+    readonly socket: Socket,
+    readonly pool: UpstreamPool,
+    private readonly options: WireServerOptions,
+    private readonly connections: Set<ClientConnection>,
+  ) {
     this.remoteAddress = socket.remoteAddress ?? '?';
     this.source = `${this.remoteAddress}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
@@ -881,13 +949,36 @@ class ClientConnection {
       this.partialHeaders.push(...headers);
       this.partialUrl += url;
     };
-    this.parser[HTTPParser.kOnHeadersComplete] = (_maj: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _s: unknown, _m: unknown, upgrade: boolean, keepAlive: boolean): number => {
+    this.parser[HTTPParser.kOnHeadersComplete] = (
+      _maj: number,
+      minor: number,
+      headers: string[] | undefined,
+      method: number,
+      url: string | undefined,
+      _s: unknown,
+      _m: unknown,
+      upgrade: boolean,
+      keepAlive: boolean,
+    ): number => {
       if (this.destroyed || this.closing) return 0; // what follows a refused or final request is never served
-      const raw = headers && headers.length ? (this.partialHeaders.length ? this.partialHeaders.concat(headers) : headers) : this.partialHeaders;
+      const raw =
+        headers && headers.length
+          ? this.partialHeaders.length
+            ? this.partialHeaders.concat(headers)
+            : headers
+          : this.partialHeaders;
       const fullUrl = this.partialUrl + (url ?? '');
       this.partialHeaders = [];
       this.partialUrl = '';
-      const req: WireRequest = { method: methods[method] ?? 'UNKNOWN', url: fullUrl, rawHeaders: raw, versionMinor: minor, upgrade, source: this.source, remoteAddress: this.remoteAddress };
+      const req: WireRequest = {
+        method: methods[method] ?? 'UNKNOWN',
+        url: fullUrl,
+        rawHeaders: raw,
+        versionMinor: minor,
+        upgrade,
+        source: this.source,
+        remoteAddress: this.remoteAddress,
+      };
       const ex = new Exchange(this, req, keepAlive && !upgrade);
       this.parsing = ex;
       this.queue.push(ex);
@@ -971,7 +1062,10 @@ class ClientConnection {
       return;
     }
     this.closing = true;
-    this.socket.end(`${statusLine(status, reasonPhrase(status))}connection: close${CRLF}content-length: 0${CRLF}${CRLF}`, 'latin1');
+    this.socket.end(
+      `${statusLine(status, reasonPhrase(status))}connection: close${CRLF}content-length: 0${CRLF}${CRLF}`,
+      'latin1',
+    );
   }
 
   private start(ex: Exchange): void {
@@ -1108,12 +1202,18 @@ class ClientConnection {
     }
     const age = now - this.phaseSince;
     // A source holding over half its connection quota gets a fifth of the header time (slow-header floods).
-    const headersTimeout = (this.options.sourceLoad?.(this.remoteAddress) ?? 0) > this.options.maxConnectionsPerSource / 2 ? this.options.headersTimeout / 5 : this.options.headersTimeout;
+    const headersTimeout =
+      (this.options.sourceLoad?.(this.remoteAddress) ?? 0) > this.options.maxConnectionsPerSource / 2
+        ? this.options.headersTimeout / 5
+        : this.options.headersTimeout;
     if (this.phase === 'head' && age > headersTimeout) {
       if (this.queue.length === 0) {
         this.options.onParseError({ code: 'ERR_HTTP_REQUEST_TIMEOUT', status: 408, source: this.source });
         this.closing = true;
-        this.socket.end(`${statusLine(408, reasonPhrase(408))}connection: close${CRLF}content-length: 0${CRLF}${CRLF}`, 'latin1');
+        this.socket.end(
+          `${statusLine(408, reasonPhrase(408))}connection: close${CRLF}content-length: 0${CRLF}${CRLF}`,
+          'latin1',
+        );
         setTimeout(() => this.destroy(), 1_000).unref();
       } else this.destroy();
     } else if (this.phase === 'body' && age > this.options.requestTimeout) this.destroy();
@@ -1170,7 +1270,10 @@ export function createWireServer(given: WireServerOptions): WireServer {
     connections.add(new ClientConnection(socket, pool, options, connections));
   };
   const server = options.tls
-    ? tls.createServer({ cert: options.tls.cert, key: options.tls.key, allowHalfOpen: true, handshakeTimeout: options.headersTimeout }, onConnection)
+    ? tls.createServer(
+        { cert: options.tls.cert, key: options.tls.key, allowHalfOpen: true, handshakeTimeout: options.headersTimeout },
+        onConnection,
+      )
     : net.createServer({ allowHalfOpen: true, noDelay: true }, onConnection);
   server.maxConnections = options.maxConnections;
   // Per source address, counted on the raw TCP connection (before any TLS handshake): one address cannot take every

@@ -50,7 +50,11 @@ export function workloadContext(base: PolicyContext, def: WorkloadDefinition): W
 }
 
 /** The `path` and `location` fields of a diagnostic about `path` in `doc`. */
-export function at(doc: { locate(path: JsonPath, opts?: { key?: boolean }): SourceLocation }, path: JsonPath, opts?: { key?: boolean }): { path: string; location: SourceLocation } {
+export function at(
+  doc: { locate(path: JsonPath, opts?: { key?: boolean }): SourceLocation },
+  path: JsonPath,
+  opts?: { key?: boolean },
+): { path: string; location: SourceLocation } {
   return { path: formatJsonPath(path), location: doc.locate(path, opts) };
 }
 

@@ -30,9 +30,23 @@ import { trustedRootRules } from './rules/trusted-root.js';
 import { untrustedInputRules } from './rules/untrusted-input.js';
 import { effectiveTiers, type EffectiveTiers } from './tiers.js';
 
-export { effectiveTiers, RISK_TIERS, TIER_TABLE, tierRank, type EffectiveTiers, type RiskTier, type TierControls, type UntrustedInputRule } from './tiers.js';
+export {
+  effectiveTiers,
+  RISK_TIERS,
+  TIER_TABLE,
+  tierRank,
+  type EffectiveTiers,
+  type RiskTier,
+  type TierControls,
+  type UntrustedInputRule,
+} from './tiers.js';
 export type { PolicyContext, PolicyRule, WorkloadContext, WorkloadRule } from './context.js';
-export { findSecret, parseSecretReference, type SecretFinding, type SecretReference } from '../secrets/secret-detectors.js';
+export {
+  findSecret,
+  parseSecretReference,
+  type SecretFinding,
+  type SecretReference,
+} from '../secrets/secret-detectors.js';
 /** Promotion controls (canary, tested rollback): they need the lockfile and the live host, so plan evaluates them. */
 export { promotionRules, type PromotionInput } from './rules/promotion.js';
 
@@ -56,7 +70,13 @@ export const WORKLOAD_RULES: readonly WorkloadRule[] = [
 ];
 
 /** Rules that look across documents: hosts, the repository-wide secret scan. */
-export const POLICY_RULES: readonly PolicyRule[] = [hostRules, hostSecretRules, hostInjectionRules, secretScanRules, trustedRootRules];
+export const POLICY_RULES: readonly PolicyRule[] = [
+  hostRules,
+  hostSecretRules,
+  hostInjectionRules,
+  secretScanRules,
+  trustedRootRules,
+];
 
 export interface PolicyResult {
   diagnostics: Diagnostic[];

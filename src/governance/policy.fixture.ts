@@ -149,7 +149,8 @@ spec:
   'workloads/digest/digest-2.3.0.sigstore.json': '{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}\n',
   'workloads/digest/vmlinuz-6.1.sigstore.json': '{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}\n',
   'workloads/digest/digest-rootfs.sigstore.json': '{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}\n',
-  'workloads/digest/release-signing.pub.pem': '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEdemoKeyOnlyForTestsNotARealKeyAAAA\n-----END PUBLIC KEY-----\n',
+  'workloads/digest/release-signing.pub.pem':
+    '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEdemoKeyOnlyForTestsNotARealKeyAAAA\n-----END PUBLIC KEY-----\n',
 };
 
 export function stateOf(files: FileMap): DesiredState {
@@ -170,7 +171,8 @@ export function edit(files: FileMap, path: string, from: string, to: string): Re
   const text = files[path];
   if (text === undefined) throw new Error(`fixture has no ${path}`);
   const at = text.indexOf(from);
-  if (at < 0 || text.indexOf(from, at + 1) >= 0) throw new Error(`${JSON.stringify(from)} must occur exactly once in ${path}`);
+  if (at < 0 || text.indexOf(from, at + 1) >= 0)
+    throw new Error(`${JSON.stringify(from)} must occur exactly once in ${path}`);
   return { ...files, [path]: text.slice(0, at) + to + text.slice(at + from.length) };
 }
 

@@ -21,12 +21,61 @@ function prng(seed: number): () => number {
 
 const PLANTED = 'ghp_Pl4nt3dS3cr3tV4lu3N0tR34lXyZ0123456789';
 const POOL: unknown[] = [
-  '', '*', '..', '../../etc/passwd', '/abs/path', 'a\nb', 'x\r\ny', 'nul\0byte', '%h', 'back\\slash', '-opt', 'latest', '^1.2',
-  '0.0.0.0/0', '::/0', 'main', 'file:', 'file:/etc/../x', 'vault:#', 'env-file:/x#', 'sha512-abc', PLANTED, `https://u:${PLANTED}@h`,
-  'a'.repeat(5000), 'ü€𝄞', 0, -1, 1.5, 65536, Number.NaN, true, false, null, [], {}, [null], [PLANTED], { name: '*' }, { port: 8443 },
-  [{ name: 'web-core', port: 1 }], { PATH: '/x', GITHUB_TOKEN: PLANTED },
+  '',
+  '*',
+  '..',
+  '../../etc/passwd',
+  '/abs/path',
+  'a\nb',
+  'x\r\ny',
+  'nul\0byte',
+  '%h',
+  'back\\slash',
+  '-opt',
+  'latest',
+  '^1.2',
+  '0.0.0.0/0',
+  '::/0',
+  'main',
+  'file:',
+  'file:/etc/../x',
+  'vault:#',
+  'env-file:/x#',
+  'sha512-abc',
+  PLANTED,
+  `https://u:${PLANTED}@h`,
+  'a'.repeat(5000),
+  'ü€𝄞',
+  0,
+  -1,
+  1.5,
+  65536,
+  Number.NaN,
+  true,
+  false,
+  null,
+  [],
+  {},
+  [null],
+  [PLANTED],
+  { name: '*' },
+  { port: 8443 },
+  [{ name: 'web-core', port: 1 }],
+  { PATH: '/x', GITHUB_TOKEN: PLANTED },
 ];
-const KEYS = ['PATH', 'LD_PRELOAD', 'GITHUB_TOKEN', 'name', 'port', 'profile', 'signature', 'key', 'identity', 'untrustedInputs', 'x'];
+const KEYS = [
+  'PATH',
+  'LD_PRELOAD',
+  'GITHUB_TOKEN',
+  'name',
+  'port',
+  'profile',
+  'signature',
+  'key',
+  'identity',
+  'untrustedInputs',
+  'x',
+];
 
 type Node = Record<string, unknown> | unknown[];
 
@@ -73,7 +122,14 @@ function cloneState(s: DesiredState): DesiredState {
     workloads.set(name, copy);
   }
   const hosts = new Map([...s.hosts].map(([k, v]) => [k, cloneDoc(v)]));
-  return { ...s, hosts, workloads, files: new Map(s.files), diagnostics: [], ...(s.config ? { config: cloneDoc(s.config) } : {}) };
+  return {
+    ...s,
+    hosts,
+    workloads,
+    files: new Map(s.files),
+    diagnostics: [],
+    ...(s.config ? { config: cloneDoc(s.config) } : {}),
+  };
 }
 
 describe('evaluatePolicy', () => {
@@ -139,11 +195,13 @@ describe('evaluatePolicy', () => {
       hostWorkloads[i % 10]!.push(name);
     }
     const template = base.hosts.get('alpha')!;
-    state.hosts = new Map(hostWorkloads.map((ws, h) => {
-      const doc = cloneDoc(template);
-      doc.value.spec.workloads = ws;
-      return [`h${h}`, doc];
-    }));
+    state.hosts = new Map(
+      hostWorkloads.map((ws, h) => {
+        const doc = cloneDoc(template);
+        doc.value.spec.workloads = ws;
+        return [`h${h}`, doc];
+      }),
+    );
 
     expect(evaluatePolicy(state)).toEqual([]);
   });

@@ -24,7 +24,14 @@ function policyOf(files: FileMap, mutate?: (s: DesiredState) => void): Diagnosti
 }
 
 /** THEN exactly one `code`, at `file` on the line of `needle` (its `nth` occurrence, 1-based). */
-function expectOne(diags: Diagnostic[], code: string, file: string, files: FileMap, needle: string, severity: 'error' | 'warning' = 'error'): Diagnostic {
+function expectOne(
+  diags: Diagnostic[],
+  code: string,
+  file: string,
+  files: FileMap,
+  needle: string,
+  severity: 'error' | 'warning' = 'error',
+): Diagnostic {
   const hits = diags.filter((d) => d.code === code);
   expect(hits, JSON.stringify(diags, null, 1)).toHaveLength(1);
   const d = hits[0]!;
@@ -38,8 +45,13 @@ function expectOne(diags: Diagnostic[], code: string, file: string, files: FileM
 }
 
 /** A low-tier service workload to share host alpha with `web`. */
-function withExtra(files: FileMap, opts: { profile?: string; port?: number; preview?: string } = {}): Record<string, string> {
-  const preview = opts.preview ? `  previews:\n    - name: ${opts.preview}\n      upstream:\n        port: ${opts.port ?? 8401}\n      maxTtl: 1h\n` : '';
+function withExtra(
+  files: FileMap,
+  opts: { profile?: string; port?: number; preview?: string } = {},
+): Record<string, string> {
+  const preview = opts.preview
+    ? `  previews:\n    - name: ${opts.preview}\n      upstream:\n        port: ${opts.port ?? 8401}\n      maxTtl: 1h\n`
+    : '';
   return {
     ...edit(files, HOST, 'workloads: [web, digest]', 'workloads: [web, digest, wiki]'),
     'workloads/wiki/contract.yaml': `apiVersion: agentvm.dev/v1alpha1
@@ -70,7 +82,8 @@ ${preview}`,
   };
 }
 
-const SIGNATURE_BLOCK = '  signature:\n    bundle: web.sigstore.json\n    identity: https://github.com/example/web/.github/workflows/release.yml@refs/heads/main\n    issuer: https://token.actions.githubusercontent.com\n';
+const SIGNATURE_BLOCK =
+  '  signature:\n    bundle: web.sigstore.json\n    identity: https://github.com/example/web/.github/workflows/release.yml@refs/heads/main\n    issuer: https://token.actions.githubusercontent.com\n';
 
 describe('the clean baseline', () => {
   it('GIVEN a moderate signed service and a high Tier-2 job fed untrusted email WHEN evaluated THEN there are no findings', () => {
@@ -80,7 +93,8 @@ describe('the clean baseline', () => {
   it('GIVEN the two reference workloads on one host WHEN evaluated THEN there are no findings', () => {
     const ref = (p: string) => readFileSync(new URL(`../../reference-workloads/${p}`, import.meta.url), 'utf8');
     const files = {
-      'hosts/alpha.yaml': 'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: alpha\nspec:\n  workloads: [orchestrator, agent-pool]\n',
+      'hosts/alpha.yaml':
+        'apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: alpha\nspec:\n  workloads: [orchestrator, agent-pool]\n',
       'workloads/orchestrator/contract.yaml': ref('orchestrator-py/agentvm/contract.yaml'),
       'workloads/orchestrator/manifest.yaml': ref('orchestrator-py/agentvm/manifest.yaml'),
       'workloads/orchestrator/orchestrator.sigstore.json': '{}',
@@ -117,10 +131,13 @@ describe('tools fail closed', () => {
     expect(d.address).toBe('workload.web');
   });
 
-  it.each(['*', '1.x', '>=1.2.0', 'latest', '1.2 || 1.3', '~1.2.3', '14.X.0'])('GIVEN version %j WHEN evaluated THEN it is unpinned', (v) => {
-    const files = edit(BASELINE, WEB_C, 'version: 14.1.0', `version: ${JSON.stringify(v)}`);
-    expectOne(policyOf(files), 'policy.tool-unpinned', WEB_C, files, 'version: "');
-  });
+  it.each(['*', '1.x', '>=1.2.0', 'latest', '1.2 || 1.3', '~1.2.3', '14.X.0'])(
+    'GIVEN version %j WHEN evaluated THEN it is unpinned',
+    (v) => {
+      const files = edit(BASELINE, WEB_C, 'version: 14.1.0', `version: ${JSON.stringify(v)}`);
+      expectOne(policyOf(files), 'policy.tool-unpinned', WEB_C, files, 'version: "');
+    },
+  );
 
   it('GIVEN a tool with neither version nor sha256 WHEN evaluated THEN policy.tool-unpinned at the entry', () => {
     const files = edit(BASELINE, WEB_C, '    - name: ripgrep\n      version: 14.1.0\n', '    - name: ripgrep\n');
@@ -153,7 +170,9 @@ describe('tool kinds (decisions/0022)', () => {
   const SHA = 'b'.repeat(64);
 
   it('GIVEN a program and an HTTP MCP server whose url is an egress destination THEN there are no findings', () => {
-    const files = withTools(`    - kind: program\n      name: rg\n      path: /usr/bin/rg\n      sha256: ${SHA}\n    - kind: mcp\n      name: search\n      url: https://api.example.com/mcp\n      tools:\n        - name: find\n          sha256: ${SHA}\n    - kind: mcp\n      name: local\n      command: [node, mcp/server.js]\n      tools: []\n`);
+    const files = withTools(
+      `    - kind: program\n      name: rg\n      path: /usr/bin/rg\n      sha256: ${SHA}\n    - kind: mcp\n      name: search\n      url: https://api.example.com/mcp\n      tools:\n        - name: find\n          sha256: ${SHA}\n    - kind: mcp\n      name: local\n      command: [node, mcp/server.js]\n      tools: []\n`,
+    );
     expect(policyOf(files).filter((d) => d.address === 'workload.web')).toEqual([]);
   });
 
@@ -169,7 +188,9 @@ describe('tool kinds (decisions/0022)', () => {
   });
 
   it('GIVEN a program with a version THEN policy.tool-field at the version', () => {
-    const files = withTools(`    - kind: program\n      name: rg\n      path: /usr/bin/rg\n      sha256: ${SHA}\n      version: 14.1.0\n`);
+    const files = withTools(
+      `    - kind: program\n      name: rg\n      path: /usr/bin/rg\n      sha256: ${SHA}\n      version: 14.1.0\n`,
+    );
     expectOne(policyOf(files), 'policy.tool-field', WEB_C, files, 'version: 14.1.0');
   });
 
@@ -185,19 +206,31 @@ describe('tool kinds (decisions/0022)', () => {
   });
 
   it('GIVEN an MCP server with both command and url THEN policy.mcp-transport', () => {
-    const files = withTools('    - kind: mcp\n      name: s\n      command: [node, s.js]\n      url: https://api.example.com/mcp\n      tools: []\n');
+    const files = withTools(
+      '    - kind: mcp\n      name: s\n      command: [node, s.js]\n      url: https://api.example.com/mcp\n      tools: []\n',
+    );
     expectOne(policyOf(files), 'policy.mcp-transport', WEB_C, files, 'kind: mcp');
   });
 
   it('GIVEN an HTTP MCP server that is not an egress destination THEN policy.mcp-url-egress names the host and port to add', () => {
-    const files = withTools('    - kind: mcp\n      name: s\n      url: http://tools.example.com:8080/mcp\n      tools: []\n');
+    const files = withTools(
+      '    - kind: mcp\n      name: s\n      url: http://tools.example.com:8080/mcp\n      tools: []\n',
+    );
     const d = expectOne(policyOf(files), 'policy.mcp-url-egress', WEB_C, files, 'url: http://tools.example.com');
     expect(d.detail).toContain('{host: tools.example.com, port: 8080}');
   });
 
   it('GIVEN an MCP tool listed twice THEN policy.mcp-tool-duplicate at the second', () => {
-    const files = withTools(`    - kind: mcp\n      name: s\n      command: [node, s.js]\n      tools:\n        - name: find\n          sha256: ${SHA}\n        - name: find\n          sha256: ${'c'.repeat(64)}\n`);
-    expectOne(policyOf(files), 'policy.mcp-tool-duplicate', WEB_C, files, `name: find\n          sha256: ${'c'.repeat(64)}`);
+    const files = withTools(
+      `    - kind: mcp\n      name: s\n      command: [node, s.js]\n      tools:\n        - name: find\n          sha256: ${SHA}\n        - name: find\n          sha256: ${'c'.repeat(64)}\n`,
+    );
+    expectOne(
+      policyOf(files),
+      'policy.mcp-tool-duplicate',
+      WEB_C,
+      files,
+      `name: find\n          sha256: ${'c'.repeat(64)}`,
+    );
   });
 });
 
@@ -215,13 +248,23 @@ describe('secrets by reference only', () => {
   });
 
   it('GIVEN an env variable named *_TOKEN with a literal value WHEN evaluated THEN policy.secret-literal at it', () => {
-    const files = edit(BASELINE, WEB_M, '        AGENT_PROFILE: core\n', '        AGENT_PROFILE: core\n        DEPLOY_TOKEN: changeme\n');
+    const files = edit(
+      BASELINE,
+      WEB_M,
+      '        AGENT_PROFILE: core\n',
+      '        AGENT_PROFILE: core\n        DEPLOY_TOKEN: changeme\n',
+    );
     const d = expectOne(policyOf(files), 'policy.secret-literal', WEB_M, files, 'DEPLOY_TOKEN');
     expect(d.path).toBe('$.spec.profiles[0].env.DEPLOY_TOKEN');
   });
 
   it('GIVEN an AWS access key in a description WHEN evaluated THEN policy.secret-literal at the description', () => {
-    const files = edit(BASELINE, WEB_C, 'description: Answers questions', 'description: key AKIAIOSFODNN7EXAMPLE answers questions');
+    const files = edit(
+      BASELINE,
+      WEB_C,
+      'description: Answers questions',
+      'description: key AKIAIOSFODNN7EXAMPLE answers questions',
+    );
     const d = expectOne(policyOf(files), 'policy.secret-literal', WEB_C, files, 'description:');
     expect(d.summary).toContain('AWS access key');
   });
@@ -232,13 +275,22 @@ describe('secrets by reference only', () => {
   });
 
   it('GIVEN a private key committed next to a manifest WHEN evaluated THEN policy.secret-literal at the key block', () => {
-    const files = { ...BASELINE, 'workloads/web/signing.key': '# do not commit\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n' };
+    const files = {
+      ...BASELINE,
+      'workloads/web/signing.key':
+        '# do not commit\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n',
+    };
     const d = expectOne(policyOf(files), 'policy.secret-literal', 'workloads/web/signing.key', files, '-----BEGIN');
     expect(d.address).toBe('workload.web');
   });
 
   it('GIVEN a gate TLS key given inline WHEN evaluated THEN policy.secret-literal at the key', () => {
-    const files = edit(BASELINE, HOST, '    port: 8443\n', '    port: 8443\n    tls:\n      cert: file:/etc/agentvm/gate.crt\n      key: not-a-reference\n');
+    const files = edit(
+      BASELINE,
+      HOST,
+      '    port: 8443\n',
+      '    port: 8443\n    tls:\n      cert: file:/etc/agentvm/gate.crt\n      key: not-a-reference\n',
+    );
     expectOne(policyOf(files), 'policy.secret-literal', HOST, files, 'key: not-a-reference');
   });
 
@@ -270,7 +322,12 @@ describe('untrusted input', () => {
 
   it('GIVEN a high service with untrusted input and no egress allowlist WHEN evaluated THEN policy.untrusted-input-substrate', () => {
     let files = edit(BASELINE, WEB_C, 'riskTier: moderate', 'riskTier: high');
-    files = edit(files, WEB_C, '  egress:\n    - host: api.example.com\n      port: 443\n', '  untrustedInputs: [transcripts]\n');
+    files = edit(
+      files,
+      WEB_C,
+      '  egress:\n    - host: api.example.com\n      port: 443\n',
+      '  untrustedInputs: [transcripts]\n',
+    );
     expectOne(policyOf(files), 'policy.untrusted-input-substrate', WEB_C, files, 'substrate:');
   });
 
@@ -319,7 +376,12 @@ describe('signed releases', () => {
   });
 
   it('GIVEN a low job with an image bundle but no signer in the manifest WHEN evaluated THEN policy.signature-policy at the bundle', () => {
-    let files = edit(BASELINE, DIG_M, '  signature:\n    bundle: digest-2.3.0.sigstore.json\n    key: release-signing.pub.pem\n', '');
+    let files = edit(
+      BASELINE,
+      DIG_M,
+      '  signature:\n    bundle: digest-2.3.0.sigstore.json\n    key: release-signing.pub.pem\n',
+      '',
+    );
     files = edit(files, DIG_M, '        bundle: vmlinuz-6.1.sigstore.json\n', '');
     files = edit(files, DIG_C, 'riskTier: high', 'riskTier: low');
     files = edit(files, DIG_C, '  untrustedInputs: [email, external-files]\n', '');
@@ -338,7 +400,12 @@ describe('signed releases', () => {
   });
 
   it('GIVEN both a key and an identity WHEN evaluated THEN policy.signature-policy at the key', () => {
-    const files = edit(BASELINE, DIG_M, '    key: release-signing.pub.pem\n', '    key: release-signing.pub.pem\n    identity: ops@example.com\n');
+    const files = edit(
+      BASELINE,
+      DIG_M,
+      '    key: release-signing.pub.pem\n',
+      '    key: release-signing.pub.pem\n    identity: ops@example.com\n',
+    );
     expectOne(policyOf(files), 'policy.signature-policy', DIG_M, files, 'key:');
   });
 });
@@ -395,7 +462,12 @@ describe('substrate', () => {
   });
 
   it('GIVEN a job workload with gateway profiles WHEN evaluated THEN workload.substrate-mismatch at profiles', () => {
-    const files = edit(BASELINE, DIG_M, '  jobs:\n', '  profiles:\n    - name: digest-ui\n      entrypoint: [node, ui.js]\n  jobs:\n');
+    const files = edit(
+      BASELINE,
+      DIG_M,
+      '  jobs:\n',
+      '  profiles:\n    - name: digest-ui\n      entrypoint: [node, ui.js]\n  jobs:\n',
+    );
     expectOne(policyOf(files), 'workload.substrate-mismatch', DIG_M, files, '- name: digest-ui');
   });
 
@@ -411,11 +483,22 @@ describe('substrate', () => {
 describe('profiles: one runtime source each', () => {
   it('GIVEN two profiles with one name WHEN evaluated THEN profile.duplicate at the second', () => {
     const files = edit(BASELINE, WEB_M, '- name: web-research', '- name: web-core');
-    expectOne(policyOf(files), 'profile.duplicate', WEB_M, files, 'name: web-core\n      entrypoint: [python3, -m, web, --mode');
+    expectOne(
+      policyOf(files),
+      'profile.duplicate',
+      WEB_M,
+      files,
+      'name: web-core\n      entrypoint: [python3, -m, web, --mode',
+    );
   });
 
   it('GIVEN an absolute entrypoint outside the release WHEN evaluated THEN profile.runtime-source', () => {
-    const files = edit(BASELINE, WEB_M, 'entrypoint: [python3, -m, web]', 'entrypoint: [/opt/other/bin/python3, -m, web]');
+    const files = edit(
+      BASELINE,
+      WEB_M,
+      'entrypoint: [python3, -m, web]',
+      'entrypoint: [/opt/other/bin/python3, -m, web]',
+    );
     expectOne(policyOf(files), 'profile.runtime-source', WEB_M, files, 'entrypoint: [/opt');
   });
 
@@ -425,7 +508,12 @@ describe('profiles: one runtime source each', () => {
   });
 
   it('GIVEN LD_PRELOAD in env WHEN evaluated THEN profile.runtime-source at the key', () => {
-    const files = edit(BASELINE, WEB_M, '        AGENT_PROFILE: core\n', '        AGENT_PROFILE: core\n        LD_PRELOAD: /tmp/hook.so\n');
+    const files = edit(
+      BASELINE,
+      WEB_M,
+      '        AGENT_PROFILE: core\n',
+      '        AGENT_PROFILE: core\n        LD_PRELOAD: /tmp/hook.so\n',
+    );
     const d = expectOne(policyOf(files), 'profile.runtime-source', WEB_M, files, 'LD_PRELOAD');
     expect(d.location?.column).toBe(9);
   });
@@ -434,7 +522,13 @@ describe('profiles: one runtime source each', () => {
 describe('per-host uniqueness', () => {
   it('GIVEN two workloads with one profile name on a host WHEN evaluated THEN host.profile-collision names both', () => {
     const files = withExtra(BASELINE, { profile: 'web-core' });
-    const d = expectOne(policyOf(files), 'host.profile-collision', 'workloads/wiki/manifest.yaml', files, '- name: web-core');
+    const d = expectOne(
+      policyOf(files),
+      'host.profile-collision',
+      'workloads/wiki/manifest.yaml',
+      files,
+      '- name: web-core',
+    );
     expect(d.summary).toContain('`web`');
     expect(d.summary).toContain('`wiki`');
     expect(d.detail).toContain(`${WEB_M}:${lineIn(files, WEB_M, 'name: web-core')}`);
@@ -469,7 +563,10 @@ describe('previews', () => {
   });
 
   it('GIVEN two previews with one name WHEN evaluated THEN preview.duplicate', () => {
-    const files = { ...BASELINE, [WEB_M]: `${BASELINE[WEB_M]!}    - name: web-ui\n      upstream:\n        port: 8302\n      maxTtl: 1h\n` };
+    const files = {
+      ...BASELINE,
+      [WEB_M]: `${BASELINE[WEB_M]!}    - name: web-ui\n      upstream:\n        port: 8302\n      maxTtl: 1h\n`,
+    };
     const d = policyOf(files).filter((x) => x.code === 'preview.duplicate');
     expect(d).toHaveLength(1);
     expect(d[0]!.location?.line).toBe(files[WEB_M]!.split('\n').lastIndexOf('    - name: web-ui') + 1);
@@ -494,12 +591,22 @@ describe('injection', () => {
   });
 
   it('GIVEN a repo that git would read as an option WHEN evaluated THEN name.unit-injection', () => {
-    const files = edit(BASELINE, WEB_M, 'repo: https://git.example.com/agents/web.git', "repo: '--upload-pack=touch /tmp/pwned'");
+    const files = edit(
+      BASELINE,
+      WEB_M,
+      'repo: https://git.example.com/agents/web.git',
+      "repo: '--upload-pack=touch /tmp/pwned'",
+    );
     expectOne(policyOf(files), 'name.unit-injection', WEB_M, files, 'repo:');
   });
 
   it('GIVEN a newline in a job command WHEN evaluated THEN name.unit-injection', () => {
-    const files = edit(BASELINE, DIG_M, 'command: [/usr/bin/digest, --inbox, /data/inbox]', 'command: [/usr/bin/digest, "--inbox\\n/data/inbox"]');
+    const files = edit(
+      BASELINE,
+      DIG_M,
+      'command: [/usr/bin/digest, --inbox, /data/inbox]',
+      'command: [/usr/bin/digest, "--inbox\\n/data/inbox"]',
+    );
     expectOne(policyOf(files), 'name.unit-injection', DIG_M, files, 'command:');
   });
 

@@ -4,7 +4,13 @@
 import { describe, expect, it } from 'vitest';
 import { evaluatePolicy } from './index.js';
 import { BASELINE, edit, lineIn, stateOf } from './policy.fixture.js';
-import { findSecret, isSecretEnvName, isSecretEnvReference, parseSecretReference, shannonEntropy } from '../secrets/secret-detectors.js';
+import {
+  findSecret,
+  isSecretEnvName,
+  isSecretEnvReference,
+  parseSecretReference,
+  shannonEntropy,
+} from '../secrets/secret-detectors.js';
 import { quote } from '../secrets/text-safety.js';
 
 // Fabricated test values in the shapes real credentials have. None of them is a live credential.
@@ -90,13 +96,29 @@ describe('secret references', () => {
     expect(parseSecretReference(ref)).toBeDefined();
   });
 
-  it.each(['file:relative/x', 'file:/', 'systemd-creds:', 'credstore:', 'credstore:a/b', 'env-file:/etc/x.env', 'env-file:/etc/x.env#1BAD', 'vault:#f', 'vault:kv/x', 'https://vault/x', 'hunter2'])('refuses %j', (ref) => {
+  it.each([
+    'file:relative/x',
+    'file:/',
+    'systemd-creds:',
+    'credstore:',
+    'credstore:a/b',
+    'env-file:/etc/x.env',
+    'env-file:/etc/x.env#1BAD',
+    'vault:#f',
+    'vault:kv/x',
+    'https://vault/x',
+    'hunter2',
+  ])('refuses %j', (ref) => {
     expect(parseSecretReference(ref)).toBeUndefined();
   });
 
   it('knows which env names announce secrets and which values are references', () => {
-    expect(['GITHUB_TOKEN', 'DB_PASSWORD', 'OPENAI_API_KEY', 'CLIENT_SECRET', 'TOKEN'].every(isSecretEnvName)).toBe(true);
-    expect(['MAX_TOKENS', 'TOKEN_LIMIT', 'CHAT_TOKEN_FILE', 'AGENT_PROFILE', 'SECRETS_DIR'].some(isSecretEnvName)).toBe(false);
+    expect(['GITHUB_TOKEN', 'DB_PASSWORD', 'OPENAI_API_KEY', 'CLIENT_SECRET', 'TOKEN'].every(isSecretEnvName)).toBe(
+      true,
+    );
+    expect(['MAX_TOKENS', 'TOKEN_LIMIT', 'CHAT_TOKEN_FILE', 'AGENT_PROFILE', 'SECRETS_DIR'].some(isSecretEnvName)).toBe(
+      false,
+    );
     expect(isSecretEnvReference('${CREDENTIALS_DIRECTORY}/chat-token')).toBe(true);
     expect(isSecretEnvReference('file:/etc/agentvm/x')).toBe(true);
     expect(isSecretEnvReference('changeme')).toBe(false);
@@ -118,25 +140,49 @@ describe('no diagnostic carries a secret', () => {
     const DIG_C = 'workloads/digest/contract.yaml';
     const DIG_M = 'workloads/digest/manifest.yaml';
     const HOST = 'hosts/alpha.yaml';
-    let files = edit(BASELINE, WEB_C, 'description: Answers questions', `description: uses ${SECRETS.aws} to answer questions`);
+    let files = edit(
+      BASELINE,
+      WEB_C,
+      'description: Answers questions',
+      `description: uses ${SECRETS.aws} to answer questions`,
+    );
     files = edit(files, WEB_C, 'team: platform', `team: ${SECRETS.google}`);
     files = edit(files, WEB_C, 'version: 14.1.0', `version: ${SECRETS.github}`);
     files = edit(files, WEB_C, 'ref: env-file:/etc/agentvm/web.env#LLM_KEY', `ref: ${SECRETS.literalRef}`);
     files = edit(files, WEB_C, 'host: api.example.com', `host: '*.${SECRETS.openai}'`);
-    files = edit(files, WEB_M, 'AGENT_PROFILE: core', `AGENT_PROFILE: core\n        GITHUB_TOKEN: ${SECRETS.githubPat}\n        AWS_SECRET: ${SECRETS.awsSecret}\n        NOTIFY: ${SECRETS.slack}`);
+    files = edit(
+      files,
+      WEB_M,
+      'AGENT_PROFILE: core',
+      `AGENT_PROFILE: core\n        GITHUB_TOKEN: ${SECRETS.githubPat}\n        AWS_SECRET: ${SECRETS.awsSecret}\n        NOTIFY: ${SECRETS.slack}`,
+    );
     files = edit(files, WEB_M, '--mode, research]', `--mode, research, '--api-key=${SECRETS.anthropic}']`);
-    files = edit(files, WEB_M, 'repo: https://git.example.com', `repo: https://deploy:${SECRETS.urlPassword}@git.example.com`);
+    files = edit(
+      files,
+      WEB_M,
+      'repo: https://git.example.com',
+      `repo: https://deploy:${SECRETS.urlPassword}@git.example.com`,
+    );
     files = edit(files, WEB_M, 'commit: 0123456789abcdef0123456789abcdef01234567', `commit: ${SECRETS.jwt}`);
     files = edit(files, DIG_C, 'path: projects/inbox', `path: /home/${SECRETS.openai}`);
     files = edit(files, DIG_M, 'version: 2.3.0', `version: ${SECRETS.awsSecret}`);
-    files = edit(files, HOST, '    port: 8443\n', `    port: 8443\n    tls:\n      cert: file:/etc/agentvm/gate.crt\n      key: |\n        -----BEGIN PRIVATE KEY-----\n        ${SECRETS.privateKeyBody}\n        -----END PRIVATE KEY-----\n`);
-    files = { ...files, 'workloads/digest/signing.key': `-----BEGIN EC PRIVATE KEY-----\n${SECRETS.privateKeyBody}\n-----END EC PRIVATE KEY-----\n` };
+    files = edit(
+      files,
+      HOST,
+      '    port: 8443\n',
+      `    port: 8443\n    tls:\n      cert: file:/etc/agentvm/gate.crt\n      key: |\n        -----BEGIN PRIVATE KEY-----\n        ${SECRETS.privateKeyBody}\n        -----END PRIVATE KEY-----\n`,
+    );
+    files = {
+      ...files,
+      'workloads/digest/signing.key': `-----BEGIN EC PRIVATE KEY-----\n${SECRETS.privateKeyBody}\n-----END EC PRIVATE KEY-----\n`,
+    };
 
     const state = stateOf(files);
     expect(state.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
     const diags = evaluatePolicy(state);
     const literals = diags.filter((d) => d.code === 'policy.secret-literal');
-    const at = (file: string, needle: string) => literals.some((d) => d.location?.file === file && d.location.line === lineIn(files, file, needle));
+    const at = (file: string, needle: string) =>
+      literals.some((d) => d.location?.file === file && d.location.line === lineIn(files, file, needle));
     expect(at(WEB_C, 'description:')).toBe(true);
     expect(at(WEB_C, 'team:')).toBe(true);
     expect(at(WEB_C, `version: ${SECRETS.github}`)).toBe(true);
@@ -153,7 +199,14 @@ describe('no diagnostic carries a secret', () => {
     expect(at(HOST, 'key: |')).toBe(true);
     expect(at('workloads/digest/signing.key', '-----BEGIN')).toBe(true);
     // Other rules fire on the same values (unpinned commit, wildcard egress, absolute data path) and must not echo either.
-    expect(diags.map((d) => d.code)).toEqual(expect.arrayContaining(['source.commit-not-pinned', 'policy.egress-wildcard', 'name.path-traversal', 'source.version-not-pinned']));
+    expect(diags.map((d) => d.code)).toEqual(
+      expect.arrayContaining([
+        'source.commit-not-pinned',
+        'policy.egress-wildcard',
+        'name.path-traversal',
+        'source.version-not-pinned',
+      ]),
+    );
 
     const text = JSON.stringify(diags);
     for (const [name, secret] of Object.entries(SECRETS)) {

@@ -4,7 +4,8 @@ import { BASELINE, edit, lineIn, stateOf } from './policy.fixture.js';
 import { effectiveTiers, RISK_TIERS, TIER_TABLE } from './tiers.js';
 
 const CONFIG = 'agentvm.yaml';
-const withPolicy = (policyYaml: string) => edit(BASELINE, CONFIG, '  policy:\n    minimumTier: low\n', `  policy:\n${policyYaml}`);
+const withPolicy = (policyYaml: string) =>
+  edit(BASELINE, CONFIG, '  policy:\n    minimumTier: low\n', `  policy:\n${policyYaml}`);
 
 describe('the risk-tier table', () => {
   it('is DESIGN §2, row by row', () => {
@@ -30,7 +31,9 @@ describe('the risk-tier table', () => {
 
 describe('agentvm.yaml tier overrides', () => {
   it('GIVEN an override that tightens WHEN merged THEN the tier and every tier above it require the control', () => {
-    const files = withPolicy('    tiers:\n      low:\n        canary: true\n      moderate:\n        untrustedInput: deny\n');
+    const files = withPolicy(
+      '    tiers:\n      low:\n        canary: true\n      moderate:\n        untrustedInput: deny\n',
+    );
     const tiers = effectiveTiers(stateOf(files).config);
     expect(tiers.diagnostics).toEqual([]);
     expect(RISK_TIERS.map((t) => tiers.controls[t].canary)).toEqual([true, true, true, true]);
@@ -50,12 +53,21 @@ describe('agentvm.yaml tier overrides', () => {
     const tiers = effectiveTiers(state.config);
     expect(tiers.diagnostics).toHaveLength(1);
     const d = tiers.diagnostics[0]!;
-    expect(d).toMatchObject({ code: 'policy.loosening', severity: 'error', path: '$.spec.policy.tiers.moderate.signedRelease' });
+    expect(d).toMatchObject({
+      code: 'policy.loosening',
+      severity: 'error',
+      path: '$.spec.policy.tiers.moderate.signedRelease',
+    });
     expect(d.location).toEqual({ file: CONFIG, line: lineIn(files, CONFIG, 'signedRelease'), column: 9 });
     expect(tiers.controls.moderate.signedRelease).toBe(true);
 
     // The ignored override does not let an unsigned moderate workload through.
-    const unsigned = edit(files, 'workloads/web/manifest.yaml', '  signature:\n    bundle: web.sigstore.json\n    identity: https://github.com/example/web/.github/workflows/release.yml@refs/heads/main\n    issuer: https://token.actions.githubusercontent.com\n', '');
+    const unsigned = edit(
+      files,
+      'workloads/web/manifest.yaml',
+      '  signature:\n    bundle: web.sigstore.json\n    identity: https://github.com/example/web/.github/workflows/release.yml@refs/heads/main\n    issuer: https://token.actions.githubusercontent.com\n',
+      '',
+    );
     const codes = evaluatePolicy(stateOf(unsigned)).map((x) => x.code);
     expect(codes).toContain('policy.loosening');
     expect(codes).toContain('policy.unsigned-release');
@@ -64,12 +76,16 @@ describe('agentvm.yaml tier overrides', () => {
   it('GIVEN a weaker untrustedInput WHEN merged THEN policy.loosening, and the built-in rule stays', () => {
     const files = withPolicy('    tiers:\n      critical:\n        untrustedInput: job-or-egress-allowlist\n');
     const tiers = effectiveTiers(stateOf(files).config);
-    expect(tiers.diagnostics.map((d) => [d.code, d.location?.line])).toEqual([['policy.loosening', lineIn(files, CONFIG, 'untrustedInput')]]);
+    expect(tiers.diagnostics.map((d) => [d.code, d.location?.line])).toEqual([
+      ['policy.loosening', lineIn(files, CONFIG, 'untrustedInput')],
+    ]);
     expect(tiers.controls.critical.untrustedInput).toBe('job-only');
   });
 
   it('GIVEN overrides that restate the table WHEN merged THEN nothing changes and nothing is reported', () => {
-    const files = withPolicy('    tiers:\n      low:\n        egressAllowlist: false\n        audit: true\n        untrustedInput: deny\n      high:\n        untrustedInput: job-or-egress-allowlist\n');
+    const files = withPolicy(
+      '    tiers:\n      low:\n        egressAllowlist: false\n        audit: true\n        untrustedInput: deny\n      high:\n        untrustedInput: job-or-egress-allowlist\n',
+    );
     const tiers = effectiveTiers(stateOf(files).config);
     expect(tiers.diagnostics).toEqual([]);
     expect(tiers.controls).toEqual(TIER_TABLE);

@@ -53,14 +53,54 @@ export const BOOLEAN_CONTROLS: readonly BooleanControl[] = [
 ];
 
 /** Strictest first; a rule's rank is its strictness (higher is stricter). */
-const UNTRUSTED_INPUT_STRICTNESS: Record<UntrustedInputRule, number> = { 'job-or-egress-allowlist': 0, 'job-only': 1, deny: 2 };
+const UNTRUSTED_INPUT_STRICTNESS: Record<UntrustedInputRule, number> = {
+  'job-or-egress-allowlist': 0,
+  'job-only': 1,
+  deny: 2,
+};
 
 /** DESIGN §2, row by row. */
 export const TIER_TABLE: Readonly<Record<RiskTier, Readonly<TierControls>>> = Object.freeze({
-  low: Object.freeze({ toolsAllowlist: true, secretsByReference: true, egressAllowlist: false, signedRelease: false, audit: true, canary: false, testedRollback: false, untrustedInput: 'deny' }),
-  moderate: Object.freeze({ toolsAllowlist: true, secretsByReference: true, egressAllowlist: true, signedRelease: true, audit: true, canary: false, testedRollback: false, untrustedInput: 'deny' }),
-  high: Object.freeze({ toolsAllowlist: true, secretsByReference: true, egressAllowlist: true, signedRelease: true, audit: true, canary: true, testedRollback: true, untrustedInput: 'job-or-egress-allowlist' }),
-  critical: Object.freeze({ toolsAllowlist: true, secretsByReference: true, egressAllowlist: true, signedRelease: true, audit: true, canary: true, testedRollback: true, untrustedInput: 'job-only' }),
+  low: Object.freeze({
+    toolsAllowlist: true,
+    secretsByReference: true,
+    egressAllowlist: false,
+    signedRelease: false,
+    audit: true,
+    canary: false,
+    testedRollback: false,
+    untrustedInput: 'deny',
+  }),
+  moderate: Object.freeze({
+    toolsAllowlist: true,
+    secretsByReference: true,
+    egressAllowlist: true,
+    signedRelease: true,
+    audit: true,
+    canary: false,
+    testedRollback: false,
+    untrustedInput: 'deny',
+  }),
+  high: Object.freeze({
+    toolsAllowlist: true,
+    secretsByReference: true,
+    egressAllowlist: true,
+    signedRelease: true,
+    audit: true,
+    canary: true,
+    testedRollback: true,
+    untrustedInput: 'job-or-egress-allowlist',
+  }),
+  critical: Object.freeze({
+    toolsAllowlist: true,
+    secretsByReference: true,
+    egressAllowlist: true,
+    signedRelease: true,
+    audit: true,
+    canary: true,
+    testedRollback: true,
+    untrustedInput: 'job-only',
+  }),
 });
 
 export interface EffectiveTiers {
@@ -109,7 +149,16 @@ export function effectiveTiers(config?: LoadedDocument<RepoConfig>): EffectiveTi
       if (typeof u === 'string' && (UNTRUSTED_INPUT_RULES as string[]).includes(u)) {
         const rule = u as UntrustedInputRule;
         if (untrustedInputAtLeast(rule, base.untrustedInput)) merged[tier].untrustedInput = rule;
-        else diagnostics.push(loosening(config, tier, 'untrustedInput', `allows untrusted input only as \`${base.untrustedInput}\``, base.untrustedInput));
+        else
+          diagnostics.push(
+            loosening(
+              config,
+              tier,
+              'untrustedInput',
+              `allows untrusted input only as \`${base.untrustedInput}\``,
+              base.untrustedInput,
+            ),
+          );
       }
     }
   }
@@ -129,18 +178,31 @@ export function effectiveTiers(config?: LoadedDocument<RepoConfig>): EffectiveTi
     if (!untrustedInputAtLeast(TIER_TABLE[tier].untrustedInput, here.untrustedInput)) carried = here.untrustedInput;
   }
 
-  const controls = Object.freeze(Object.fromEntries(RISK_TIERS.map((t) => [t, Object.freeze(merged[t])]))) as Record<RiskTier, Readonly<TierControls>>;
+  const controls = Object.freeze(Object.fromEntries(RISK_TIERS.map((t) => [t, Object.freeze(merged[t])]))) as Record<
+    RiskTier,
+    Readonly<TierControls>
+  >;
   const minimumTier = isRiskTier(policy?.minimumTier) ? policy.minimumTier : undefined;
   return minimumTier ? { controls, minimumTier, diagnostics } : { controls, diagnostics };
 }
 
-function loosening(config: LoadedDocument<RepoConfig>, tier: RiskTier, control: keyof TierControls, what: string, fix: string): Diagnostic {
+function loosening(
+  config: LoadedDocument<RepoConfig>,
+  tier: RiskTier,
+  control: keyof TierControls,
+  what: string,
+  fix: string,
+): Diagnostic {
   const path = ['spec', 'policy', 'tiers', tier, control];
-  return errorDiag('policy.loosening', `agentvm.yaml tries to loosen the \`${tier}\` tier: the built-in table ${what}, and overrides may only tighten.`, {
-    detail: `Remove \`${control}\` from spec.policy.tiers.${tier}, or set it to \`${fix}\`. The override is ignored; the built-in control stays in force. To relax a workload's controls, change its riskTier instead, with review.`,
-    path: formatJsonPath(path),
-    location: config.locate(path, { key: true }),
-  });
+  return errorDiag(
+    'policy.loosening',
+    `agentvm.yaml tries to loosen the \`${tier}\` tier: the built-in table ${what}, and overrides may only tighten.`,
+    {
+      detail: `Remove \`${control}\` from spec.policy.tiers.${tier}, or set it to \`${fix}\`. The override is ignored; the built-in control stays in force. To relax a workload's controls, change its riskTier instead, with review.`,
+      path: formatJsonPath(path),
+      location: config.locate(path, { key: true }),
+    },
+  );
 }
 
 function asObject(v: unknown): Record<string, unknown> | undefined {

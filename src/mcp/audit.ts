@@ -19,7 +19,8 @@ export function mcpAuditEntry(host: string, fact: McpAuditFact): AuditEntry {
     host,
     operation: MCP_OPERATION,
     event: fact.event,
-    result: fact.outcome === 'ok' ? 'ok' : fact.outcome === 'tool-error' || fact.outcome === 'failed' ? 'failed' : 'skipped',
+    result:
+      fact.outcome === 'ok' ? 'ok' : fact.outcome === 'tool-error' || fact.outcome === 'failed' ? 'failed' : 'skipped',
     address: `mcp.${fact.workload}.${fact.profile}`,
     detail: parts.join(' '),
   };
@@ -29,7 +30,11 @@ export class McpAuditLog {
   private buffer: AuditEntry[] = [];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly file: string, private readonly host: string, private readonly opts: { intervalMs?: number; maxRecords?: number; onError?: (e: unknown) => void } = {}) {}
+  constructor(
+    private readonly file: string,
+    private readonly host: string,
+    private readonly opts: { intervalMs?: number; maxRecords?: number; onError?: (e: unknown) => void } = {},
+  ) {}
 
   readonly record = (fact: McpAuditFact): void => {
     this.buffer.push(mcpAuditEntry(this.host, fact));

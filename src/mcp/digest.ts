@@ -13,7 +13,9 @@ export interface ToolDescription {
 }
 
 export function toolDigest(tool: ToolDescription): string {
-  return sha256Hex(canonicalJson({ name: tool.name, description: tool.description ?? '', inputSchema: tool.inputSchema ?? {} }));
+  return sha256Hex(
+    canonicalJson({ name: tool.name, description: tool.description ?? '', inputSchema: tool.inputSchema ?? {} }),
+  );
 }
 
 export function argsDigest(args: unknown): string {

@@ -16,7 +16,14 @@ import { chmod, rm } from 'node:fs/promises';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+  type CallToolResult,
+  type Tool,
+} from '@modelcontextprotocol/sdk/types.js';
 import { argsDigest, toolDigest } from './digest.js';
 import { connectUpstream } from './upstream.js';
 
@@ -92,10 +99,14 @@ export class McpGateway {
   constructor(private readonly options: McpGatewayOptions) {
     const owner = new Map<string, string>();
     for (const s of options.servers) {
-      if ((s.command === undefined) === (s.url === undefined)) throw new Error(`MCP server ${s.name}: exactly one of command or url`);
+      if ((s.command === undefined) === (s.url === undefined))
+        throw new Error(`MCP server ${s.name}: exactly one of command or url`);
       for (const t of s.tools) {
         const other = owner.get(t.name);
-        if (other !== undefined) throw new Error(`MCP tool ${t.name} is allowlisted for two servers (${other}, ${s.name}): a name must mean one tool`);
+        if (other !== undefined)
+          throw new Error(
+            `MCP tool ${t.name} is allowlisted for two servers (${other}, ${s.name}): a name must mean one tool`,
+          );
         owner.set(t.name, s.name);
       }
     }
@@ -104,7 +115,15 @@ export class McpGateway {
   /** Connects every declared server, then listens on the profile's socket. */
   async start(): Promise<void> {
     for (const spec of this.options.servers) {
-      const client = await connectUpstream(spec, `agentvm-mcp-gateway/${this.options.workload}/${this.options.profile}`, { ...(this.options.sandbox ? { sandbox: this.options.sandbox } : {}), ...(this.options.env ? { env: this.options.env } : {}), ...(this.options.fetch ? { fetch: this.options.fetch } : {}) });
+      const client = await connectUpstream(
+        spec,
+        `agentvm-mcp-gateway/${this.options.workload}/${this.options.profile}`,
+        {
+          ...(this.options.sandbox ? { sandbox: this.options.sandbox } : {}),
+          ...(this.options.env ? { env: this.options.env } : {}),
+          ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
+        },
+      );
       this.upstreams.push({ spec, client, pins: new Map(spec.tools.map((t) => [t.name, t.sha256])) });
     }
     await rm(this.options.socketPath, { force: true });
@@ -129,7 +148,9 @@ export class McpGateway {
     this.sockets.add(socket);
     const server = new Server({ name: 'agentvm-mcp-gateway', version: '1' }, { capabilities: { tools: {} } });
     server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: await this.listAllowed() }));
-    server.setRequestHandler(CallToolRequestSchema, async (req) => this.call(req.params.name, req.params.arguments ?? {}));
+    server.setRequestHandler(CallToolRequestSchema, async (req) =>
+      this.call(req.params.name, req.params.arguments ?? {}),
+    );
     socket.on('close', () => {
       this.sockets.delete(socket);
       void server.close().catch(() => undefined);
@@ -150,7 +171,11 @@ export class McpGateway {
           this.auditChangeOnce(u.spec.name, t.name, pinned, seen);
           continue;
         }
-        out.push({ name: t.name, ...(t.description !== undefined ? { description: t.description } : {}), inputSchema: t.inputSchema });
+        out.push({
+          name: t.name,
+          ...(t.description !== undefined ? { description: t.description } : {}),
+          inputSchema: t.inputSchema,
+        });
       }
     }
     return out;
@@ -162,7 +187,10 @@ export class McpGateway {
     const u = this.upstreams.find((x) => x.pins.has(tool));
     if (!u) {
       this.options.audit({ ...base, event: 'mcp.deny', server: '-', outcome: 'denied' });
-      throw new McpError(ErrorCode.InvalidParams, `MCP tool ${tool} is not on the allowlist of ${this.options.workload}/${this.options.profile}.`);
+      throw new McpError(
+        ErrorCode.InvalidParams,
+        `MCP tool ${tool} is not on the allowlist of ${this.options.workload}/${this.options.profile}.`,
+      );
     }
     const pinned = u.pins.get(tool)!;
     const current = (await u.client.listTools()).tools.find((t) => t.name === tool);
@@ -173,7 +201,12 @@ export class McpGateway {
     }
     try {
       const result = (await u.client.callTool({ name: tool, arguments: args })) as CallToolResult;
-      this.options.audit({ ...base, event: 'mcp.call', server: u.spec.name, outcome: result.isError ? 'tool-error' : 'ok' });
+      this.options.audit({
+        ...base,
+        event: 'mcp.call',
+        server: u.spec.name,
+        outcome: result.isError ? 'tool-error' : 'ok',
+      });
       return result;
     } catch (err) {
       this.options.audit({ ...base, event: 'mcp.call', server: u.spec.name, outcome: 'failed' });
@@ -185,6 +218,15 @@ export class McpGateway {
     const key = `${server}\0${tool}\0${seen}`;
     if (this.auditedChanges.has(key)) return;
     this.auditedChanges.add(key);
-    this.options.audit({ event: 'mcp.refuse', workload: this.options.workload, profile: this.options.profile, server, tool, outcome: 'refused', pinned, seen });
+    this.options.audit({
+      event: 'mcp.refuse',
+      workload: this.options.workload,
+      profile: this.options.profile,
+      server,
+      tool,
+      outcome: 'refused',
+      pinned,
+      seen,
+    });
   }
 }

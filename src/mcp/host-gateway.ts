@@ -28,20 +28,45 @@ function runnerEnv(): Record<string, string> {
   return env;
 }
 
-export async function startHostGateway(opts: { root: string; address: string; onWarning?: (m: string) => void }): Promise<HostGateway> {
+export async function startHostGateway(opts: {
+  root: string;
+  address: string;
+  onWarning?: (m: string) => void;
+}): Promise<HostGateway> {
   const paths = mcpPaths(opts.root);
-  if (!/^mcp\.[a-z][a-z0-9-]{0,62}\.[a-z][a-z0-9-]{0,62}$/.test(opts.address)) throw userError('mcp.invalid-config', `${JSON.stringify(opts.address)} is not an MCP gateway address.`, 'Pass --address mcp.<workload>.<profile>, as the unit agentvm-mcp-<workload>.<profile>.service does.');
+  if (!/^mcp\.[a-z][a-z0-9-]{0,62}\.[a-z][a-z0-9-]{0,62}$/.test(opts.address))
+    throw userError(
+      'mcp.invalid-config',
+      `${JSON.stringify(opts.address)} is not an MCP gateway address.`,
+      'Pass --address mcp.<workload>.<profile>, as the unit agentvm-mcp-<workload>.<profile>.service does.',
+    );
   let settings;
   try {
     settings = readSettings(paths.settings(opts.address));
   } catch (error) {
-    throw userError('mcp.invalid-config', (error as Error).message, 'Apply again: apply rewrites the settings from the contract.');
+    throw userError(
+      'mcp.invalid-config',
+      (error as Error).message,
+      'Apply again: apply rewrites the settings from the contract.',
+    );
   }
-  if (!settings) throw userError('mcp.invalid-config', `${paths.settings(opts.address)} does not exist.`, 'Run `agentvm apply`: it writes the gateway\'s settings before it starts the gateway.');
+  if (!settings)
+    throw userError(
+      'mcp.invalid-config',
+      `${paths.settings(opts.address)} does not exist.`,
+      "Run `agentvm apply`: it writes the gateway's settings before it starts the gateway.",
+    );
   const digest = settingsDigest(settings);
-  const audit = new McpAuditLog(paths.audit, settings.host, { onError: (e) => opts.onWarning?.(`audit: ${(e as Error).message}`) });
+  const audit = new McpAuditLog(paths.audit, settings.host, {
+    onError: (e) => opts.onWarning?.(`audit: ${(e as Error).message}`),
+  });
   // Fail closed: an HTTP server is reached through the egress proxy or not at all.
-  if (settings.servers.some((s) => s.url !== undefined) && !settings.egressSocket) throw userError('mcp.invalid-config', `${opts.address}: HTTP MCP servers are reached only through the egress proxy, and the settings name no proxy socket.`, 'Apply again: apply writes the gateway\'s proxy socket into its settings.');
+  if (settings.servers.some((s) => s.url !== undefined) && !settings.egressSocket)
+    throw userError(
+      'mcp.invalid-config',
+      `${opts.address}: HTTP MCP servers are reached only through the egress proxy, and the settings name no proxy socket.`,
+      "Apply again: apply writes the gateway's proxy socket into its settings.",
+    );
   mkdirSync(path.dirname(settings.socket), { recursive: true, mode: 0o755 });
   const gateway = new McpGateway({
     workload: settings.workload,
@@ -50,7 +75,12 @@ export async function startHostGateway(opts: { root: string; address: string; on
     socketPath: settings.socket,
     socketMode: 0o666,
     audit: audit.record,
-    sandbox: systemdRunSandbox({ properties: settings.sandbox, workingDirectory: settings.releaseDir, scope: settings.scope, env: { PATH: '/usr/local/bin:/usr/bin:/bin' } }),
+    sandbox: systemdRunSandbox({
+      properties: settings.sandbox,
+      workingDirectory: settings.releaseDir,
+      scope: settings.scope,
+      env: { PATH: '/usr/local/bin:/usr/bin:/bin' },
+    }),
     env: runnerEnv(),
     ...(settings.egressSocket ? { fetch: proxiedFetch(settings.egressSocket) } : {}),
   });

@@ -64,7 +64,8 @@ export interface McpSettings {
   sandbox: Array<[string, string]>;
 }
 
-export const settingsDigest = (s: McpSettings): string => `sha256:${createHash('sha256').update(JSON.stringify(s)).digest('hex')}`;
+export const settingsDigest = (s: McpSettings): string =>
+  `sha256:${createHash('sha256').update(JSON.stringify(s)).digest('hex')}`;
 
 export function readSettings(file: string): McpSettings | undefined {
   let text: string;
@@ -74,7 +75,8 @@ export function readSettings(file: string): McpSettings | undefined {
     return undefined;
   }
   const s = JSON.parse(text) as McpSettings;
-  if (s?.version !== 1 || !Array.isArray(s.servers) || !Array.isArray(s.sandbox)) throw new Error(`${file} is not an MCP gateway settings file (version 1)`);
+  if (s?.version !== 1 || !Array.isArray(s.servers) || !Array.isArray(s.sandbox))
+    throw new Error(`${file} is not an MCP gateway settings file (version 1)`);
   return s;
 }
 

@@ -24,7 +24,16 @@ function tunnel(proxySocket: string, host: string, port: number): Promise<Socket
       const status = /^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1];
       if (status !== '200') {
         s.destroy();
-        reject(new Error(`the egress proxy refused ${host}:${port}: ${head.slice(head.indexOf('\r\n\r\n') + 4).trim().slice(0, 500) || head.split('\r\n')[0]}`));
+        reject(
+          new Error(
+            `the egress proxy refused ${host}:${port}: ${
+              head
+                .slice(head.indexOf('\r\n\r\n') + 4)
+                .trim()
+                .slice(0, 500) || head.split('\r\n')[0]
+            }`,
+          ),
+        );
         return;
       }
       if (end + 4 < head.length) s.unshift(Buffer.from(head.slice(end + 4), 'latin1'));
@@ -42,11 +51,16 @@ function headersOf(init: RequestInit | undefined): Record<string, string> {
 
 function toResponse(res: IncomingMessage): Response {
   const headers = new Headers();
-  for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+  for (const [k, v] of Object.entries(res.headers))
+    if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
   const status = res.statusCode ?? 502;
   const empty = status === 204 || status === 304 || status < 200;
   if (empty) res.resume();
-  return new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, statusText: res.statusMessage ?? '', headers });
+  return new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), {
+    status,
+    statusText: res.statusMessage ?? '',
+    headers,
+  });
 }
 
 /** A FetchLike (SDK) whose requests leave through the egress proxy's unix socket `proxySocket`. */
@@ -59,9 +73,22 @@ export function proxiedFetch(proxySocket: string): (url: string | URL, init?: Re
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const raw = await tunnel(proxySocket, host, port);
     const socket: Socket = tls ? tlsConnect({ socket: raw, servername: host }) : raw;
-    const body = init?.body === undefined || init.body === null ? undefined : typeof init.body === 'string' ? init.body : Buffer.from(await new Response(init.body).arrayBuffer());
+    const body =
+      init?.body === undefined || init.body === null
+        ? undefined
+        : typeof init.body === 'string'
+          ? init.body
+          : Buffer.from(await new Response(init.body).arrayBuffer());
     return new Promise<Response>((resolve, reject) => {
-      const req = httpRequest({ createConnection: () => socket, method: init?.method ?? 'GET', path: `${url.pathname}${url.search}`, headers: { ...headersOf(init), host: url.host, connection: 'close' } }, (res) => resolve(toResponse(res)));
+      const req = httpRequest(
+        {
+          createConnection: () => socket,
+          method: init?.method ?? 'GET',
+          path: `${url.pathname}${url.search}`,
+          headers: { ...headersOf(init), host: url.host, connection: 'close' },
+        },
+        (res) => resolve(toResponse(res)),
+      );
       req.on('error', reject);
       init?.signal?.addEventListener('abort', () => req.destroy(new Error('aborted')), { once: true });
       req.end(body);

@@ -21,9 +21,16 @@ export interface SystemdRunSandbox {
 export function systemdRunSandbox(opts: SystemdRunSandbox): (argv: string[]) => string[] {
   return (argv) => [
     ...(opts.runAs ? ['setpriv', `--reuid=${opts.runAs.uid}`, `--regid=${opts.runAs.gid}`, '--init-groups', '--'] : []),
-    'systemd-run', ...(opts.scope === 'system' ? [] : ['--user']), '--pipe', '--quiet', '--wait', '--collect', '--service-type=exec',
+    'systemd-run',
+    ...(opts.scope === 'system' ? [] : ['--user']),
+    '--pipe',
+    '--quiet',
+    '--wait',
+    '--collect',
+    '--service-type=exec',
     `--working-directory=${opts.workingDirectory}`,
-    '-p', `BindReadOnlyPaths=${opts.workingDirectory}`,
+    '-p',
+    `BindReadOnlyPaths=${opts.workingDirectory}`,
     ...opts.properties.flatMap(([k, v]) => ['-p', `${k}=${v}`]),
     ...Object.entries(opts.env ?? {}).flatMap(([k, v]) => [`--setenv=${k}=${v}`]),
     '--',

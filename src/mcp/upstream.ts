@@ -21,13 +21,27 @@ export interface UpstreamOptions {
   fetch?: (url: string | URL, init?: RequestInit) => Promise<Response>;
 }
 
-export function upstreamTransport(spec: UpstreamSpec, opts: UpstreamOptions = {}): StdioClientTransport | StreamableHTTPClientTransport {
-  if (spec.url !== undefined) return new StreamableHTTPClientTransport(new URL(spec.url), opts.fetch ? { fetch: opts.fetch } : {});
+export function upstreamTransport(
+  spec: UpstreamSpec,
+  opts: UpstreamOptions = {},
+): StdioClientTransport | StreamableHTTPClientTransport {
+  if (spec.url !== undefined)
+    return new StreamableHTTPClientTransport(new URL(spec.url), opts.fetch ? { fetch: opts.fetch } : {});
   const argv = (opts.sandbox ?? ((a: string[]) => a))(spec.command!);
-  return new StdioClientTransport({ command: argv[0]!, args: argv.slice(1), ...(spec.cwd ? { cwd: spec.cwd } : {}), ...(opts.env ? { env: opts.env } : {}), stderr: 'ignore' });
+  return new StdioClientTransport({
+    command: argv[0]!,
+    args: argv.slice(1),
+    ...(spec.cwd ? { cwd: spec.cwd } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
+    stderr: 'ignore',
+  });
 }
 
-export async function connectUpstream(spec: UpstreamSpec, clientName: string, opts: UpstreamOptions = {}): Promise<Client> {
+export async function connectUpstream(
+  spec: UpstreamSpec,
+  clientName: string,
+  opts: UpstreamOptions = {},
+): Promise<Client> {
   const client = new Client({ name: clientName, version: '1' });
   await client.connect(upstreamTransport(spec, opts));
   return client;

@@ -9,7 +9,16 @@ import type { Diagnostic } from '../diagnostics/index.js';
 import type { Host } from '../generated/host.js';
 import type { WorkloadContract } from '../generated/workload-contract.js';
 import type { WorkloadManifest } from '../generated/workload-manifest.js';
-import type { Address, DesiredResource, Effect, HostPaths, LiveResource, LockedResource, PlannedChange, Reason } from '../model/index.js';
+import type {
+  Address,
+  DesiredResource,
+  Effect,
+  HostPaths,
+  LiveResource,
+  LockedResource,
+  PlannedChange,
+  Reason,
+} from '../model/index.js';
 
 // The vocabulary a provider speaks, re-exported so that a provider package needs one import: `agentvm/provider`.
 export type { HostPaths, Address, DesiredResource, Effect, LiveResource, LockedResource, PlannedChange, Reason };
@@ -49,10 +58,17 @@ export interface ExpandRequest {
   /** What the providers before this one (registry order) expanded: a resource may depend on them. */
   expanded: readonly DesiredResource[];
 }
-export interface ExpandResponse { resources: DesiredResource[]; diagnostics: Diagnostic[] }
+export interface ExpandResponse {
+  resources: DesiredResource[];
+  diagnostics: Diagnostic[];
+}
 
-export interface ValidateRequest { resource: DesiredResource }
-export interface ValidateResponse { diagnostics: Diagnostic[] }
+export interface ValidateRequest {
+  resource: DesiredResource;
+}
+export interface ValidateResponse {
+  diagnostics: Diagnostic[];
+}
 
 export interface ReadRequest {
   host: HostContext;
@@ -66,7 +82,10 @@ export interface ReadRequest {
    */
   snapshot?: Map<string, unknown>;
 }
-export interface ReadResponse { live: LiveResource; diagnostics: Diagnostic[] }
+export interface ReadResponse {
+  live: LiveResource;
+  diagnostics: Diagnostic[];
+}
 
 export interface PlanRequest {
   address: Address;
@@ -102,7 +121,10 @@ export interface ApplyRequest {
   verifyArtifact?: (bytes: Uint8Array, artifact?: string) => Promise<Diagnostic[]>;
 }
 
-export interface ArtifactRequest { host: HostContext; desired: DesiredResource }
+export interface ArtifactRequest {
+  host: HostContext;
+  desired: DesiredResource;
+}
 export interface ArtifactResponse {
   /** The signed artifact: for git releases `git archive --format=tar <commit> [-- <subdir>]`, for packages the tarball. */
   bytes?: Uint8Array;
@@ -146,7 +168,10 @@ export interface ListRequest {
   /** The same per-plan map as ReadRequest.snapshot: facts several providers list alike (the release store) are read once. */
   snapshot?: Map<string, unknown>;
 }
-export interface ListResponse { owned: Array<{ address: Address; identity?: string; digest?: string }>; diagnostics: Diagnostic[] }
+export interface ListResponse {
+  owned: Array<{ address: Address; identity?: string; digest?: string }>;
+  diagnostics: Diagnostic[];
+}
 
 export interface Provider {
   /** Provider type, e.g. `release.git`. Resource addresses it owns start with `addressPrefix`. */

@@ -19,7 +19,10 @@ function pkgDir(name: string, body: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'agentvm-reg-'));
   const pkg = join(dir, 'node_modules', name);
   mkdirSync(pkg, { recursive: true });
-  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name, version: '1.0.0', type: 'module', main: 'index.js' }));
+  writeFileSync(
+    join(pkg, 'package.json'),
+    JSON.stringify({ name, version: '1.0.0', type: 'module', main: 'index.js' }),
+  );
   writeFileSync(join(pkg, 'index.js'), body);
   return dir;
 }
@@ -34,13 +37,22 @@ describe('ProviderRegistry', () => {
 
   it('reports a package that exports no provider, and one that would replace a built-in type', async () => {
     const bad = pkgDir('not-a-provider', 'export default { hello: 1 };');
-    const dup = pkgDir('dup-provider', "export default { type: 'a', addressPrefix: 'a.', validate(){}, read(){}, plan(){}, apply(){}, list(){} };");
+    const dup = pkgDir(
+      'dup-provider',
+      "export default { type: 'a', addressPrefix: 'a.', validate(){}, read(){}, plan(){}, apply(){}, list(){} };",
+    );
     try {
       const r = new ProviderRegistry([fake('a')]);
-      expect((await loadThirdPartyProviders(r, [{ package: 'not-a-provider' }], bad)).map((d) => d.code)).toEqual(['provider.invalid']);
-      expect((await loadThirdPartyProviders(r, [{ package: 'dup-provider' }], dup)).map((d) => d.code)).toEqual(['provider.duplicate']);
+      expect((await loadThirdPartyProviders(r, [{ package: 'not-a-provider' }], bad)).map((d) => d.code)).toEqual([
+        'provider.invalid',
+      ]);
+      expect((await loadThirdPartyProviders(r, [{ package: 'dup-provider' }], dup)).map((d) => d.code)).toEqual([
+        'provider.duplicate',
+      ]);
       const thrower = pkgDir('throws', "throw new Error('boom at import');");
-      expect((await loadThirdPartyProviders(r, [{ package: 'throws' }], thrower)).map((d) => d.code)).toEqual(['provider.load-failed']);
+      expect((await loadThirdPartyProviders(r, [{ package: 'throws' }], thrower)).map((d) => d.code)).toEqual([
+        'provider.load-failed',
+      ]);
       rmSync(thrower, { recursive: true, force: true });
     } finally {
       rmSync(bad, { recursive: true, force: true });

@@ -66,7 +66,12 @@ const METHODS = ['validate', 'read', 'plan', 'apply', 'list'] as const;
 export function isProvider(value: unknown): value is Provider {
   if (!value || typeof value !== 'object') return false;
   const v = value as Record<string, unknown>;
-  return typeof v.type === 'string' && typeof v.addressPrefix === 'string' && METHODS.every((m) => typeof v[m] === 'function') && (v.expand === undefined || typeof v.expand === 'function');
+  return (
+    typeof v.type === 'string' &&
+    typeof v.addressPrefix === 'string' &&
+    METHODS.every((m) => typeof v[m] === 'function') &&
+    (v.expand === undefined || typeof v.expand === 'function')
+  );
 }
 
 /**
@@ -74,7 +79,11 @@ export function isProvider(value: unknown): value is Provider {
  * repository or agentvm's own install). Returns diagnostics instead of throwing, so one bad provider is reported
  * alongside everything else.
  */
-export async function loadThirdPartyProviders(registry: ProviderRegistry, packages: ReadonlyArray<{ package: string; version?: string; replaces?: string }>, resolveFrom: string): Promise<Diagnostic[]> {
+export async function loadThirdPartyProviders(
+  registry: ProviderRegistry,
+  packages: ReadonlyArray<{ package: string; version?: string; replaces?: string }>,
+  resolveFrom: string,
+): Promise<Diagnostic[]> {
   const diags: Diagnostic[] = [];
   const require = createRequire(pathToFileURL(`${resolveFrom.replace(/\/$/, '')}/`));
   for (const spec of packages) {
@@ -83,39 +92,86 @@ export async function loadThirdPartyProviders(registry: ProviderRegistry, packag
     try {
       entry = require.resolve(spec.package);
     } catch {
-      diags.push(errorDiag('provider.not-installed', `Provider package \`${spec.package}\` is not installed.`, { detail: `Run \`npm install ${spec.package}${spec.version ? `@${spec.version}` : ''}\` next to the repository, or remove it from agentvm.yaml.`, ...where }));
+      diags.push(
+        errorDiag('provider.not-installed', `Provider package \`${spec.package}\` is not installed.`, {
+          detail: `Run \`npm install ${spec.package}${spec.version ? `@${spec.version}` : ''}\` next to the repository, or remove it from agentvm.yaml.`,
+          ...where,
+        }),
+      );
       continue;
     }
     try {
       if (spec.version) {
         const pkg = require(`${spec.package}/package.json`) as { version?: string };
         if (pkg.version !== spec.version) {
-          diags.push(errorDiag('provider.version-mismatch', `Provider \`${spec.package}\` is ${pkg.version ?? 'unknown'}, agentvm.yaml pins ${spec.version}.`, { detail: `Install exactly ${spec.package}@${spec.version}.`, ...where }));
+          diags.push(
+            errorDiag(
+              'provider.version-mismatch',
+              `Provider \`${spec.package}\` is ${pkg.version ?? 'unknown'}, agentvm.yaml pins ${spec.version}.`,
+              { detail: `Install exactly ${spec.package}@${spec.version}.`, ...where },
+            ),
+          );
           continue;
         }
       }
       const mod = (await import(pathToFileURL(entry).href)) as { default?: unknown };
       const exported = typeof mod.default === 'function' ? (mod.default as () => unknown)() : mod.default;
       if (!isProvider(exported)) {
-        diags.push(errorDiag('provider.invalid', `Package \`${spec.package}\` does not export a provider.`, { detail: `Its default export must be an object (or a factory returning one) with type, addressPrefix and ${METHODS.join('/')}.`, ...where }));
+        diags.push(
+          errorDiag('provider.invalid', `Package \`${spec.package}\` does not export a provider.`, {
+            detail: `Its default export must be an object (or a factory returning one) with type, addressPrefix and ${METHODS.join('/')}.`,
+            ...where,
+          }),
+        );
         continue;
       }
       if (spec.replaces !== undefined && spec.replaces !== exported.type) {
-        diags.push(errorDiag('provider.replaces-mismatch', `Provider \`${spec.package}\` supplies type \`${exported.type}\`, but agentvm.yaml says it replaces \`${spec.replaces}\`.`, { detail: `Set replaces: ${exported.type}, or remove replaces if the type is new.`, ...where }));
+        diags.push(
+          errorDiag(
+            'provider.replaces-mismatch',
+            `Provider \`${spec.package}\` supplies type \`${exported.type}\`, but agentvm.yaml says it replaces \`${spec.replaces}\`.`,
+            { detail: `Set replaces: ${exported.type}, or remove replaces if the type is new.`, ...where },
+          ),
+        );
         continue;
       }
       if (registry.has(exported.type)) {
         if (spec.replaces !== exported.type) {
-          diags.push(errorDiag('provider.duplicate', `Provider type \`${exported.type}\` from \`${spec.package}\` is already built in.`, { detail: `To replace the built-in provider deliberately, add \`replaces: ${exported.type}\` to this entry in agentvm.yaml; otherwise choose another type name.`, ...where }));
+          diags.push(
+            errorDiag(
+              'provider.duplicate',
+              `Provider type \`${exported.type}\` from \`${spec.package}\` is already built in.`,
+              {
+                detail: `To replace the built-in provider deliberately, add \`replaces: ${exported.type}\` to this entry in agentvm.yaml; otherwise choose another type name.`,
+                ...where,
+              },
+            ),
+          );
           continue;
         }
         registry.replace(exported);
-        diags.push(warningDiag('provider.replaced', `The built-in \`${exported.type}\` provider is replaced by \`${spec.package}\`${spec.version ? `@${spec.version}` : ''}.`, { detail: 'agentvm.yaml asks for it (replaces:); every resource of this type is planned and applied by that package.', ...where }));
+        diags.push(
+          warningDiag(
+            'provider.replaced',
+            `The built-in \`${exported.type}\` provider is replaced by \`${spec.package}\`${spec.version ? `@${spec.version}` : ''}.`,
+            {
+              detail:
+                'agentvm.yaml asks for it (replaces:); every resource of this type is planned and applied by that package.',
+              ...where,
+            },
+          ),
+        );
         continue;
       }
       registry.register(exported);
     } catch (err) {
-      diags.push(errorDiag('provider.load-failed', `Provider \`${spec.package}\` failed to load: ${err instanceof Error ? err.message : String(err)}.`, { detail: 'Fix or remove the provider package.', ...where }));
+      diags.push(
+        errorDiag(
+          'provider.load-failed',
+          `Provider \`${spec.package}\` failed to load: ${err instanceof Error ? err.message : String(err)}.`,
+          { detail: 'Fix or remove the provider package.', ...where },
+        ),
+      );
     }
   }
   return diags;

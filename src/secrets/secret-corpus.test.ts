@@ -30,7 +30,9 @@ describe('the secret corpus', () => {
     const fn = missed.length / secrets.length;
     const fp = flagged.length / lookalikes.length;
     // Families only: the values themselves are never printed, even synthetic ones.
-    console.log(`secret corpus: ${secrets.length} secrets, ${lookalikes.length} look-alikes; false negatives ${(fn * 100).toFixed(1)}% (${missed.length}), false positives ${(fp * 100).toFixed(1)}% (${flagged.length})`);
+    console.log(
+      `secret corpus: ${secrets.length} secrets, ${lookalikes.length} look-alikes; false negatives ${(fn * 100).toFixed(1)}% (${missed.length}), false positives ${(fp * 100).toFixed(1)}% (${flagged.length})`,
+    );
     if (missed.length) console.log(`  missed: ${[...new Set(missed.map((s) => s.family))].join('; ')}`);
     if (flagged.length) console.log(`  flagged: ${[...new Set(flagged.map((s) => s.family))].join('; ')}`);
     expect(fn).toBeLessThanOrEqual(MAX_FALSE_NEGATIVE_RATE);

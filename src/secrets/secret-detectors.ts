@@ -65,14 +65,32 @@ const hasDigitAndLetter = (s: string): boolean => /[0-9]/.test(s) && /[A-Za-z]/.
 
 // Shapes learned from gitleaks' and trufflehog's rule sets (their prefixes and body alphabets; none of their code).
 const SHAPES: readonly Shape[] = [
-  { kind: 'aws-access-key', label: 'an AWS access key', prefix: /(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])/g, body: 'upper-alnum', min: 16 },
+  {
+    kind: 'aws-access-key',
+    label: 'an AWS access key',
+    prefix: /(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])/g,
+    body: 'upper-alnum',
+    min: 16,
+  },
   { kind: 'github-token', label: 'a GitHub token', prefix: /gh[pousr]_/g, body: 'alnum', min: 30 },
   { kind: 'github-token', label: 'a GitHub token', prefix: /github_pat_/g, body: 'b64url', min: 22 },
-  { kind: 'gitlab-token', label: 'a GitLab token', prefix: /gl(?:pat|ptt|rt|dt|cbt|ft|imt|oas|soat|agent|ffct)-/g, body: 'b64url', min: 20 },
+  {
+    kind: 'gitlab-token',
+    label: 'a GitLab token',
+    prefix: /gl(?:pat|ptt|rt|dt|cbt|ft|imt|oas|soat|agent|ffct)-/g,
+    body: 'b64url',
+    min: 20,
+  },
   { kind: 'gitlab-token', label: 'a GitLab token', prefix: /GR1348941/g, body: 'b64url', min: 20 },
   { kind: 'slack-token', label: 'a Slack token', prefix: /xox[abposre]-/g, body: 'slack', min: 10 },
   { kind: 'slack-token', label: 'a Slack token', prefix: /xapp-\d-/g, body: 'slack', min: 10 },
-  { kind: 'slack-token', label: 'a Slack webhook URL', prefix: /hooks\.slack\.com\/(?:services|workflows|triggers)\//g, body: 'b64url-dot', min: 20 },
+  {
+    kind: 'slack-token',
+    label: 'a Slack webhook URL',
+    prefix: /hooks\.slack\.com\/(?:services|workflows|triggers)\//g,
+    body: 'b64url-dot',
+    min: 20,
+  },
   {
     kind: 'api-key',
     label: 'an API key (sk-…)',
@@ -89,19 +107,53 @@ const SHAPES: readonly Shape[] = [
   { kind: 'package-registry-token', label: 'an npm token', prefix: /npm_/g, body: 'alnum', min: 36 },
   { kind: 'package-registry-token', label: 'a PyPI token', prefix: /pypi-AgE/g, body: 'b64url', min: 50 },
   { kind: 'package-registry-token', label: 'a Docker Hub token', prefix: /dckr_pat_/g, body: 'b64url', min: 20 },
-  { kind: 'api-key', label: 'a Hugging Face token', prefix: /hf_/g, body: 'alnum', min: 30, check: (h) => /^[A-Za-z]{30}/.test(h) || hasDigitAndLetter(h) },
-  { kind: 'api-key', label: 'a SendGrid key', prefix: /SG\./g, body: 'b64url-dot', min: 60, check: (h) => /^[\w-]{22}\.[\w-]{43}/.test(h) },
+  {
+    kind: 'api-key',
+    label: 'a Hugging Face token',
+    prefix: /hf_/g,
+    body: 'alnum',
+    min: 30,
+    check: (h) => /^[A-Za-z]{30}/.test(h) || hasDigitAndLetter(h),
+  },
+  {
+    kind: 'api-key',
+    label: 'a SendGrid key',
+    prefix: /SG\./g,
+    body: 'b64url-dot',
+    min: 60,
+    check: (h) => /^[\w-]{22}\.[\w-]{43}/.test(h),
+  },
   { kind: 'api-key', label: 'a Shopify token', prefix: /shp(?:at|ca|pa|ss)_/g, body: 'hex', min: 32 },
   { kind: 'cloud-token', label: 'a DigitalOcean token', prefix: /do[opr]_v1_/g, body: 'hex', min: 64 },
   { kind: 'cloud-token', label: 'a Vault token', prefix: /hv[sb]\./g, body: 'b64url', min: 24 },
-  { kind: 'cloud-token', label: 'a Doppler token', prefix: /dp\.(?:pt|st|ct|sa|scim|audit)\./g, body: 'alnum', min: 40 },
+  {
+    kind: 'cloud-token',
+    label: 'a Doppler token',
+    prefix: /dp\.(?:pt|st|ct|sa|scim|audit)\./g,
+    body: 'alnum',
+    min: 40,
+  },
   { kind: 'api-key', label: 'a Linear API key', prefix: /lin_api_/g, body: 'alnum', min: 40 },
   { kind: 'api-key', label: 'a Grafana token', prefix: /gl(?:sa|c)_/g, body: 'b64url', min: 32 },
-  { kind: 'api-key', label: 'a Databricks token', prefix: /dapi/g, body: 'hex', min: 32, check: (h) => /^[0-9a-f]{32}(?:-\d)?$/.test(h) },
+  {
+    kind: 'api-key',
+    label: 'a Databricks token',
+    prefix: /dapi/g,
+    body: 'hex',
+    min: 32,
+    check: (h) => /^[0-9a-f]{32}(?:-\d)?$/.test(h),
+  },
   { kind: 'api-key', label: 'a Twilio key', prefix: /SK/g, body: 'hex', min: 32, check: (h) => h.length === 32 },
   { kind: 'api-key', label: 'a Mailgun key', prefix: /key-/g, body: 'hex', min: 32, check: (h) => h.length === 32 },
   { kind: 'api-key', label: 'a Square token', prefix: /sq0(?:atp|csp)-/g, body: 'b64url', min: 22 },
-  { kind: 'jwt', label: 'a JSON Web Token', prefix: /eyJ/g, body: 'b64url-dot', min: 24, check: (h) => /^[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\./.test(h) },
+  {
+    kind: 'jwt',
+    label: 'a JSON Web Token',
+    prefix: /eyJ/g,
+    body: 'b64url-dot',
+    min: 24,
+    check: (h) => /^[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\./.test(h),
+  },
   { kind: 'private-key', label: 'an age secret key', prefix: /AGE-SECRET-KEY-1/g, body: 'upper-alnum', min: 50 },
 ];
 
@@ -175,7 +227,12 @@ function shapeSpans(text: string, out: SecretSpan[]): void {
     re.lastIndex = 0;
     for (let m = re.exec(text); m !== null; m = re.exec(text)) {
       work += m[0].length;
-      out.push({ kind: 'private-key', label: 'a private key block', start: m.index, end: privateKeyEnd(text, m.index + m[0].length) });
+      out.push({
+        kind: 'private-key',
+        label: 'a private key block',
+        start: m.index,
+        end: privateKeyEnd(text, m.index + m[0].length),
+      });
     }
   }
   urlCredentialSpans(text, out);
@@ -190,7 +247,8 @@ function privateKeyEnd(text: string, from: number): number {
 }
 
 const SCHEME_CHAR = (c: number): boolean => isWordChar(c) || c === 43 || c === 45 || c === 46;
-const AUTHORITY_END = (c: number): boolean => c === 47 || c === 63 || c === 35 || c <= 32 || c === 34 || c === 39 || c === 96;
+const AUTHORITY_END = (c: number): boolean =>
+  c === 47 || c === 63 || c === 35 || c <= 32 || c === 34 || c === 39 || c === 96;
 /** `${VAR}` / `$VAR` in the password position: a placeholder filled in at run time, not a value. */
 const PLACEHOLDER = /^\$\{?[A-Za-z_][A-Za-z0-9_]*\}?$/;
 
@@ -231,12 +289,14 @@ function tokenLike(s: string): boolean {
 // Keyword assignments in free text and files: `password=…`, `api_key: …`, `Authorization: Bearer …`.
 
 /** Bounded everywhere: the keyword is a fixed word, the gap a few characters, the value measured by a loop. */
-const KEYWORD = /(?:passw(?:or)?d|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?key|credentials?|client[_-]?secret|bearer|basic)/gi;
+const KEYWORD =
+  /(?:passw(?:or)?d|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?key|credentials?|client[_-]?secret|bearer|basic)/gi;
 /** The keyword ends its identifier (`API_TOKEN=`, `db_password:`, `"secret": "`), then an assignment. */
 const ASSIGN_GAP = /^[_.-]?[0-9]{0,2}["']?[ \t]{0,4}(?:[:=]|=>)[ \t]{0,4}["']?/;
 /** `Authorization: Bearer <token>` / `Basic <base64>`: the scheme word, one space, the credential. */
 const SCHEME_GAP = /^[ \t]{1,4}/;
-const VALUE_CHAR = (c: number): boolean => c > 32 && c !== 34 && c !== 39 && c !== 44 && c !== 59 && c !== 96 && c !== 125 && c !== 93;
+const VALUE_CHAR = (c: number): boolean =>
+  c > 32 && c !== 34 && c !== 39 && c !== 44 && c !== 59 && c !== 96 && c !== 125 && c !== 93;
 
 function keywordSpans(text: string, out: SecretSpan[]): void {
   KEYWORD.lastIndex = 0;
@@ -282,7 +342,14 @@ const B64_ENTROPY_BITS = 4.0;
 const HEX_ENTROPY_BITS = 3.0;
 
 const isB64Char = (c: number): boolean =>
-  (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 43 || c === 47 || c === 61 || c === 95 || c === 45;
+  (c >= 48 && c <= 57) ||
+  (c >= 65 && c <= 90) ||
+  (c >= 97 && c <= 122) ||
+  c === 43 ||
+  c === 47 ||
+  c === 61 ||
+  c === 95 ||
+  c === 45;
 
 /**
  * A run made of words (a path like `/srv/Projects2024/agent-pool`), not of random characters: every `/` segment
@@ -300,20 +367,33 @@ function isWordy(run: string): boolean {
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const HEX = /^[0-9a-f]+$|^[0-9A-F]+$/;
 /** Text right before a hex run that says it is a digest or an object id, not a key. */
-const DIGEST_MARKER = /(?:sha(?:1|224|256|384|512)?|md5|blake2b?|digest|commit|rev|hash|checksum)[:=@ /-]?$|[@#]$|\/(?:commit|commits|tree|blob|pull|compare)\/$/i;
+const DIGEST_MARKER =
+  /(?:sha(?:1|224|256|384|512)?|md5|blake2b?|digest|commit|rev|hash|checksum)[:=@ /-]?$|[@#]$|\/(?:commit|commits|tree|blob|pull|compare)\/$/i;
 
 const B64_DIGEST_MARKER = /(?:sha(?:1|256|384|512)|md5):$/i;
 
 /** The field names whose values are digests by design (sha256, integrity, commit …). */
-export const DIGEST_FIELDS: ReadonlySet<string> = new Set(['sha256', 'sha512', 'integrity', 'commit', 'digest', 'fingerprint', 'checksum', 'ref', 'rev']);
+export const DIGEST_FIELDS: ReadonlySet<string> = new Set([
+  'sha256',
+  'sha512',
+  'integrity',
+  'commit',
+  'digest',
+  'fingerprint',
+  'checksum',
+  'ref',
+  'rev',
+]);
 
 /** Values that are clearly digests: a 40/64-hex object or content hash, or an SRI/`sha256:` digest. */
 const DIGEST = /^(?:[0-9a-f]{40}|[0-9a-f]{64}|sha(?:256|384|512)-[A-Za-z0-9+/]{20,100}={0,2}|sha256:[0-9a-f]{64})$/;
 
 /** Key names that announce a secret, in any casing and separator: `api-token`, `dbPassword`, `SESSION_SECRET`. */
-const SECRET_KEY_NAME = /(?:token|secret|passw(?:or)?d|passphrase|api[-_]?key|apikey|private[-_]?key|access[-_]?key|auth[-_]?key|credential|session[-_]?key|signing[-_]?key)s?$/i;
+const SECRET_KEY_NAME =
+  /(?:token|secret|passw(?:or)?d|passphrase|api[-_]?key|apikey|private[-_]?key|access[-_]?key|auth[-_]?key|credential|session[-_]?key|signing[-_]?key)s?$/i;
 /** …except names that are clearly about something else: `max-tokens`, `token-limit`, `secret-ref`. */
-const NOT_SECRET_KEY_NAME = /(?:max|min|num|count|limit)[-_]?tokens?$|(?:file|path|dir|ref|refs|name|names|url|id|ids|count|limit|ttl|length)$/i;
+const NOT_SECRET_KEY_NAME =
+  /(?:max|min|num|count|limit)[-_]?tokens?$|(?:file|path|dir|ref|refs|name|names|url|id|ids|count|limit|ttl|length)$/i;
 
 export function isSecretKeyName(name: string): boolean {
   return SECRET_KEY_NAME.test(name) && !NOT_SECRET_KEY_NAME.test(name);
@@ -344,7 +424,13 @@ function entropySpans(text: string, opts: FindOptions, out: SecretSpan[]): void 
  * Whether the run text[start, end) holds a random token. A run that starts with `/` is a path: each of its
  * segments is judged alone (a 16-character random directory name is not a key; a 32-character one may be).
  */
-function randomRun(text: string, start: number, end: number, minRun: number, digestField: boolean): SecretFinding | undefined {
+function randomRun(
+  text: string,
+  start: number,
+  end: number,
+  minRun: number,
+  digestField: boolean,
+): SecretFinding | undefined {
   const run = text.slice(start, end);
   const parts = isPathRun(run, text, start) ? run.split('/') : [run];
   let offset = start;
@@ -362,7 +448,11 @@ function randomRun(text: string, start: number, end: number, minRun: number, dig
  */
 function isPathRun(run: string, text: string, start: number): boolean {
   if (!run.includes('/')) return false;
-  if (run.startsWith('/') || (start > 0 && (text[start - 1] === ':' || text[start - 1] === '~' || text[start - 1] === '.'))) return true;
+  if (
+    run.startsWith('/') ||
+    (start > 0 && (text[start - 1] === ':' || text[start - 1] === '~' || text[start - 1] === '.'))
+  )
+    return true;
   return run.split('/').some((seg) => seg.length >= 3 && /^[a-z]+(?:[-_.][a-z]+)*$/.test(seg));
 }
 
@@ -375,7 +465,9 @@ function randomPart(part: string, text: string, offset: number, digestField: boo
     if (bare.length < RUN_LENGTH || digestField) return undefined;
     const before = text.slice(Math.max(0, offset - 12), offset);
     if (DIGEST_MARKER.test(before)) return undefined;
-    return shannonEntropy(bare) > HEX_ENTROPY_BITS ? { kind: 'high-entropy-hex', label: 'a long random hex string (a key or token)' } : undefined;
+    return shannonEntropy(bare) > HEX_ENTROPY_BITS
+      ? { kind: 'high-entropy-hex', label: 'a long random hex string (a key or token)' }
+      : undefined;
   }
   if (!/[0-9]/.test(bare) || !/[A-Za-z]/.test(bare)) return undefined;
   // `SHA256:<base64>` (an SSH key fingerprint), `sha512:<base64>`: a digest written in base64.
@@ -385,13 +477,16 @@ function randomPart(part: string, text: string, offset: number, digestField: boo
   // Lower-case-and-digit runs (base36) are random only when they are long: names like `build-2024-agent-pool`
   // have words between the digits, and isWordy has ruled them out already.
   const bits = shannonEntropy(bare);
-  if (mixedCase ? bits > B64_ENTROPY_BITS : bits > 4.2) return { kind: 'high-entropy', label: 'a long random string (a key or token)' };
+  if (mixedCase ? bits > B64_ENTROPY_BITS : bits > 4.2)
+    return { kind: 'high-entropy', label: 'a long random string (a key or token)' };
   return undefined;
 }
 
 /** UUIDs joined by dashes or underscores are identifiers (request ids, tenant ids), not keys. */
 function isUuidList(part: string): boolean {
-  return /^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}[_-]?)+$/.test(part.length <= 400 ? part : '');
+  return /^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}[_-]?)+$/.test(
+    part.length <= 400 ? part : '',
+  );
 }
 
 /** Bits per character of `s`. */
@@ -487,17 +582,22 @@ export function parseSecretReference(ref: string): SecretReference | undefined {
     case 'env-file': {
       const hash = body.lastIndexOf('#');
       const path = body.slice(0, hash);
-      return hash > 1 && path.startsWith('/') && ENV_VAR.test(body.slice(hash + 1)) ? { scheme, hostPath: path } : undefined;
+      return hash > 1 && path.startsWith('/') && ENV_VAR.test(body.slice(hash + 1))
+        ? { scheme, hostPath: path }
+        : undefined;
     }
     case 'vault': {
       const hash = body.lastIndexOf('#');
-      return hash > 0 && VAULT_PATH.test(body.slice(0, hash)) && VAULT_FIELD.test(body.slice(hash + 1)) ? { scheme } : undefined;
+      return hash > 0 && VAULT_PATH.test(body.slice(0, hash)) && VAULT_FIELD.test(body.slice(hash + 1))
+        ? { scheme }
+        : undefined;
     }
   }
 }
 
 /** Env variable names that announce a secret: *_TOKEN, *_SECRET, *_PASSWORD, *_API_KEY and kin. */
-const SECRET_ENV_NAME = /(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_KEY|APIKEY|PRIVATE_KEY|ACCESS_KEY|SECRET_KEY|AUTH)$/;
+const SECRET_ENV_NAME =
+  /(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_KEY|APIKEY|PRIVATE_KEY|ACCESS_KEY|SECRET_KEY|AUTH)$/;
 
 export function isSecretEnvName(name: string): boolean {
   return SECRET_ENV_NAME.test(name);

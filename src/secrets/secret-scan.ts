@@ -3,7 +3,13 @@
 // field names, keys, comments and the raw text's context-free shapes, literal values under secret-named env
 // variables, literal secret refs and TLS keys), so a document the policy refuses for a secret is never cached.
 
-import { DIGEST_FIELDS, findSecretSpans, isSecretEnvName, isSecretEnvReference, parseSecretReference } from './secret-detectors.js';
+import {
+  DIGEST_FIELDS,
+  findSecretSpans,
+  isSecretEnvName,
+  isSecretEnvReference,
+  parseSecretReference,
+} from './secret-detectors.js';
 
 export function holdsSecret(value: unknown, text: string): boolean {
   if (findSecretSpans(text, { shapesOnly: true }).length > 0) return true;
@@ -18,7 +24,12 @@ function valueHoldsSecret(node: unknown, path: readonly string[]): boolean {
   const field = path[path.length - 1];
   if (typeof node === 'string') {
     if (literalWhereReferenceBelongs(node, path)) return true;
-    return findSecretSpans(node, { digestField: field !== undefined && DIGEST_FIELDS.has(field), ...(field !== undefined ? { field } : {}) }).length > 0;
+    return (
+      findSecretSpans(node, {
+        digestField: field !== undefined && DIGEST_FIELDS.has(field),
+        ...(field !== undefined ? { field } : {}),
+      }).length > 0
+    );
   }
   if (Array.isArray(node)) return node.some((v) => valueHoldsSecret(v, path));
   if (node !== null && typeof node === 'object') {
@@ -34,7 +45,8 @@ function literalWhereReferenceBelongs(value: string, path: readonly string[]): b
   const field = path[path.length - 1] ?? '';
   const parent = path[path.length - 2];
   if (parent === 'env' && isSecretEnvName(field)) return !isSecretEnvReference(value);
-  if ((parent === 'secrets' && field === 'ref') || (parent === 'tls' && field === 'key')) return parseSecretReference(value) === undefined;
+  if ((parent === 'secrets' && field === 'ref') || (parent === 'tls' && field === 'key'))
+    return parseSecretReference(value) === undefined;
   return false;
 }
 

@@ -85,7 +85,8 @@ const TOKEN_LIKE_RUN = /[A-Za-z0-9+/=_-]{16,}/g;
 export function safeText(value: unknown): string | undefined {
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
   if (typeof value !== 'string' || !QUOTABLE.test(value) || findSecret(value) !== undefined) return undefined;
-  for (const run of value.match(TOKEN_LIKE_RUN) ?? []) if (/[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run)) return undefined;
+  for (const run of value.match(TOKEN_LIKE_RUN) ?? [])
+    if (/[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run)) return undefined;
   return value;
 }
 

@@ -53,12 +53,21 @@ beforeAll(async () => {
     path.join(work, 'tsconfig.json'),
     JSON.stringify({
       extends: path.join(repo, 'tsconfig.build.json'),
-      compilerOptions: { rootDir: path.join(repo, 'src'), outDir: path.join(work, 'out'), typeRoots: [path.join(repo, 'node_modules/@types')], incremental: false },
+      compilerOptions: {
+        rootDir: path.join(repo, 'src'),
+        outDir: path.join(work, 'out'),
+        typeRoots: [path.join(repo, 'node_modules/@types')],
+        incremental: false,
+      },
       include: [],
       files: [path.join(repo, 'src/state/index.ts'), path.join(repo, 'src/model/index.ts')],
     }),
   );
-  await run(process.execPath, [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', path.join(work, 'tsconfig.json')], { cwd: repo });
+  await run(
+    process.execPath,
+    [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', path.join(work, 'tsconfig.json')],
+    { cwd: repo },
+  );
   symlinkSync(path.join(repo, 'schemas'), path.join(work, 'schemas'));
   symlinkSync(path.join(repo, 'node_modules'), path.join(work, 'node_modules'));
   writeFileSync(path.join(work, 'child.mjs'), CHILD);
@@ -84,7 +93,10 @@ interface Run {
  */
 function runChild(root: string, applyId: string, count: number, killAfterAcks: number | null): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [path.join(work, 'child.mjs'), JSON.stringify({ root, applyId, count })], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [path.join(work, 'child.mjs'), JSON.stringify({ root, applyId, count })], {
+      cwd: work,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const result: Run = { begun: -1, interrupted: null, acked: -1, finished: null, killed: false };
     let buffer = '';
     let stderr = '';
@@ -101,7 +113,13 @@ function runChild(root: string, applyId: string, count: number, killAfterAcks: n
         }
         if ('acked' in v) result.acked = v.acked as number;
         if ('finished' in v) result.finished = v.finished as number;
-        if (killAfterAcks !== null && !result.killed && result.begun >= 0 && result.acked - result.begun >= killAfterAcks) result.killed = proc.kill('SIGKILL');
+        if (
+          killAfterAcks !== null &&
+          !result.killed &&
+          result.begun >= 0 &&
+          result.acked - result.begun >= killAfterAcks
+        )
+          result.killed = proc.kill('SIGKILL');
       }
     });
     proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -164,7 +182,9 @@ describe('ApplyLog under SIGKILL', () => {
       const backend = new LocalStateBackend(hostPaths(root));
       expectBatches(await backend.readLockfile('web-1'), last.finished!);
       expect(await backend.readJournal('web-1')).toBeNull();
-      console.log(`[apply-log crash] 12 kills, final serial ${last.finished}, ${killedMidway} kill(s) landed between a write and its acknowledgement`);
+      console.log(
+        `[apply-log crash] 12 kills, final serial ${last.finished}, ${killedMidway} kill(s) landed between a write and its acknowledgement`,
+      );
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -36,13 +36,27 @@ async function lease(): Promise<LeaseLock> {
 }
 
 function resource(address: string, identity = COMMIT): LockedResource {
-  return { address, provider: 'systemd', workload: 'research', identity, digest: `sha256:${identity}`, commit: COMMIT, appliedAt: '2026-01-01T00:00:00.000Z' };
+  return {
+    address,
+    provider: 'systemd',
+    workload: 'research',
+    identity,
+    digest: `sha256:${identity}`,
+    commit: COMMIT,
+    appliedAt: '2026-01-01T00:00:00.000Z',
+  };
 }
 
 /** What apply writes for one resource: its entry and the new audit head, marked done. */
 function resourceBatch(i: number): [LockfileOp[], { done: string }] {
   const address = `unit.research.p${String(i).padStart(6, '0')}`;
-  return [[{ op: 'resource.set', entry: resource(address) }, { op: 'auditHead.set', head: { seq: i + 1, hash: HASH(i + 1) } }], { done: address }];
+  return [
+    [
+      { op: 'resource.set', entry: resource(address) },
+      { op: 'auditHead.set', head: { seq: i + 1, hash: HASH(i + 1) } },
+    ],
+    { done: address },
+  ];
 }
 
 const stateFile = (name: string): string => path.join(root, 'var/lib/agentvm/state', name);
@@ -62,7 +76,11 @@ describe('ApplyLog: every acknowledged batch is durable and replayed', () => {
     const l = await lease();
     const base = await seed(l);
     const fileBefore = readFileSync(LOCK(), 'utf8');
-    const log = await backend.beginApply('web-1', { applyId: 'a1', planDigest: 'p', expected: { lineage: base.lineage, serial: 1 } }, l);
+    const log = await backend.beginApply(
+      'web-1',
+      { applyId: 'a1', planDigest: 'p', expected: { lineage: base.lineage, serial: 1 } },
+      l,
+    );
     expect(log.interrupted).toBeNull();
     for (let i = 0; i < 5; i++) {
       const [ops, marks] = resourceBatch(i);
@@ -89,7 +107,11 @@ describe('ApplyLog: every acknowledged batch is durable and replayed', () => {
 
   it('GIVEN no lockfile yet THEN the log starts a lineage at serial 0 and the first checkpoint creates the file', async () => {
     const l = await lease();
-    const log = await backend.beginApply('web-1', { applyId: 'a1', planDigest: 'p', expected: { lineage: null, serial: 0 } }, l);
+    const log = await backend.beginApply(
+      'web-1',
+      { applyId: 'a1', planDigest: 'p', expected: { lineage: null, serial: 0 } },
+      l,
+    );
     expect(await fresh().readLockfile('web-1')).toBeNull(); // a header alone records nothing
     await log.append(...resourceBatch(0));
     const read = await fresh().readLockfile('web-1');
@@ -132,7 +154,11 @@ describe('ApplyLog: every acknowledged batch is durable and replayed', () => {
     const lines = readFileSync(WAL(), 'utf8').split('\n');
     lines[2] = lines[2]!.replace('"op":"resource.set"', '"op":"resource.sett"');
     writeFileSync(WAL(), lines.join('\n'));
-    for (const attempt of [fresh().readLockfile('web-1'), fresh().beginApply('web-1', { applyId: 'a2', planDigest: 'p' }, l), fresh().readJournal('web-1')]) {
+    for (const attempt of [
+      fresh().readLockfile('web-1'),
+      fresh().beginApply('web-1', { applyId: 'a2', planDigest: 'p' }, l),
+      fresh().readJournal('web-1'),
+    ]) {
       const error = await rejection(attempt);
       expect(error.code).toBe('state.corrupt');
       expect(error.message).toContain(WAL());
@@ -166,7 +192,9 @@ describe('ApplyLog: every acknowledged batch is durable and replayed', () => {
     writeFileSync(WAL(), wal);
     const lock = JSON.parse(readFileSync(LOCK(), 'utf8')) as Lockfile;
     writeFileSync(LOCK(), JSON.stringify({ ...lock, serial: 2 })); // between base 1 and its last batch (3)
-    expect((await rejection(fresh().readLockfile('web-1'))).message).toMatch(/between the WAL's base 1 and its last batch 3/);
+    expect((await rejection(fresh().readLockfile('web-1'))).message).toMatch(
+      /between the WAL's base 1 and its last batch 3/,
+    );
   });
 });
 
@@ -177,7 +205,21 @@ describe('ApplyLog: checkpoints', () => {
     const log = await backend.beginApply('web-1', { applyId: 'a1', planDigest: 'p' }, l);
     for (let i = 0; i < 3; i++) {
       // rehearsal.add is not idempotent: a second replay would list each rehearsal twice.
-      await log.append([{ op: 'rehearsal.add', workload: 'research', rehearsal: { rehearsedAt: '2026-01-01T00:00:00.000Z', fromIdentity: `f${i}`, toIdentity: 't', result: 'passed' } }], { done: `r${i}` });
+      await log.append(
+        [
+          {
+            op: 'rehearsal.add',
+            workload: 'research',
+            rehearsal: {
+              rehearsedAt: '2026-01-01T00:00:00.000Z',
+              fromIdentity: `f${i}`,
+              toIdentity: 't',
+              result: 'passed',
+            },
+          },
+        ],
+        { done: `r${i}` },
+      );
     }
     const walBytes = readFileSync(WAL());
     const final = await log.finish();
@@ -188,7 +230,11 @@ describe('ApplyLog: checkpoints', () => {
     expect(read?.serial).toBe(4);
     // The WAL is the record of an apply that did not get to clean up: reported, then replaced without replay.
     expect((await fresh().readJournal('web-1'))?.completed).toEqual(['r0', 'r1', 'r2']);
-    const next = await fresh().beginApply('web-1', { applyId: 'a2', planDigest: 'other', expected: { lineage: final.lineage, serial: 4 } }, l);
+    const next = await fresh().beginApply(
+      'web-1',
+      { applyId: 'a2', planDigest: 'other', expected: { lineage: final.lineage, serial: 4 } },
+      l,
+    );
     expect(next.interrupted?.applyId).toBe('a1');
     expect(next.isDone('r0')).toBe(false); // another plan: reported, not resumed
     expect(next.lock).toEqual(final);
@@ -213,7 +259,9 @@ describe('ApplyLog: checkpoints', () => {
     const interval = MIN_CHECKPOINT_INTERVAL + 1;
     expect(fileSerials).toEqual([1, 1 + interval, 1 + 2 * interval, 1 + 3 * interval]);
     expect(log.writes.checkpoints).toBe(3);
-    expect(readFileSync(WAL(), 'utf8').trim().split('\n').length - 1).toBe(3 * MIN_CHECKPOINT_INTERVAL + 50 - 3 * interval);
+    expect(readFileSync(WAL(), 'utf8').trim().split('\n').length - 1).toBe(
+      3 * MIN_CHECKPOINT_INTERVAL + 50 - 3 * interval,
+    );
     const read = await fresh().readLockfile('web-1');
     expect(read).toEqual(log.lock);
     const last = 3 * MIN_CHECKPOINT_INTERVAL + 49;
@@ -231,8 +279,16 @@ describe('ApplyLog: checkpoints', () => {
     await first.append([], { failed: { address: 'r9', message: 'health check failed' } });
     expect(first.writes.checkpoints).toBe(1);
     const interrupted = await fresh().readJournal('web-1');
-    expect(interrupted).toMatchObject({ applyId: 'a1', completed: ['r0', 'r1', 'r2'], failed: [{ address: 'r9', message: 'health check failed' }] });
-    const second = await fresh().beginApply('web-1', { applyId: 'a2', planDigest: 'p', expected: { lineage: first.lock.lineage, serial: first.serial } }, l);
+    expect(interrupted).toMatchObject({
+      applyId: 'a1',
+      completed: ['r0', 'r1', 'r2'],
+      failed: [{ address: 'r9', message: 'health check failed' }],
+    });
+    const second = await fresh().beginApply(
+      'web-1',
+      { applyId: 'a2', planDigest: 'p', expected: { lineage: first.lock.lineage, serial: first.serial } },
+      l,
+    );
     expect(second.interrupted).toEqual(interrupted);
     expect(['r0', 'r1', 'r2', 'r9'].map((a) => second.isDone(a))).toEqual([true, true, true, false]);
     expect(second.record).toMatchObject({ resumedFrom: 'a1', completed: ['r0', 'r1', 'r2'], failed: [] });
@@ -245,8 +301,24 @@ describe('ApplyLog: refuses to write on top of what it did not see', () => {
   it('GIVEN the plan was made at another serial THEN beginApply throws state.serial-conflict and leaves the state alone', async () => {
     const l = await lease();
     const base = await seed(l);
-    expect((await rejection(backend.beginApply('web-1', { applyId: 'a', planDigest: 'p', expected: { lineage: base.lineage, serial: 0 } }, l))).code).toBe('state.serial-conflict');
-    expect((await rejection(backend.beginApply('web-1', { applyId: 'a', planDigest: 'p', expected: { lineage: null, serial: 1 } }, l))).code).toBe('state.lineage-mismatch');
+    expect(
+      (
+        await rejection(
+          backend.beginApply(
+            'web-1',
+            { applyId: 'a', planDigest: 'p', expected: { lineage: base.lineage, serial: 0 } },
+            l,
+          ),
+        )
+      ).code,
+    ).toBe('state.serial-conflict');
+    expect(
+      (
+        await rejection(
+          backend.beginApply('web-1', { applyId: 'a', planDigest: 'p', expected: { lineage: null, serial: 1 } }, l),
+        )
+      ).code,
+    ).toBe('state.lineage-mismatch');
     expect(existsSync(WAL())).toBe(false);
   });
 
@@ -282,7 +354,12 @@ describe('ApplyLog: refuses to write on top of what it did not see', () => {
     expect(log.serial).toBe(1);
     await log.append(...resourceBatch(0)); // still usable
     // A richer object where the lockfile keeps a few fields (an audit record as the head) is cut down, not refused.
-    const record = await backend.appendAudit({ host: 'web-1', operation: 'apply', event: 'resource.apply', result: 'ok' });
+    const record = await backend.appendAudit({
+      host: 'web-1',
+      operation: 'apply',
+      event: 'resource.apply',
+      result: 'ok',
+    });
     await log.append([{ op: 'auditHead.set', head: record }]);
     expect(log.lock.auditHead).toEqual({ seq: record.seq, hash: record.hash });
     await backend.forceUnlock('web-1', l.id);
@@ -301,7 +378,10 @@ describe('ApplyLog: the cost of an apply is linear', () => {
       const fresh = new LocalStateBackend(hostPaths(root));
       const held = await fresh.acquireLease('web-1', 'apply', { renew: false });
       leases.push(held);
-      const entries = Array.from({ length: size }, (_, i): LockfileOp => ({ op: 'resource.set', entry: resource(`release.w${String(i).padStart(6, '0')}`) }));
+      const entries = Array.from({ length: size }, (_, i): LockfileOp => ({
+        op: 'resource.set',
+        entry: resource(`release.w${String(i).padStart(6, '0')}`),
+      }));
       await fresh.writeLockfile('web-1', applyOps(emptyLockfile('web-1'), entries), held);
       lockfileBytes = statSync(LOCK()).size;
       const log = await fresh.beginApply('web-1', { applyId: 'a1', planDigest: 'p' }, held);
@@ -328,7 +408,8 @@ describe('ApplyLog: the cost of an apply is linear', () => {
     const l = await lease();
     await seed(l, 200);
     const log = await backend.beginApply('web-1', { applyId: 'a1', planDigest: 'p' }, l);
-    for (let i = 0; i < 2000; i++) await log.append([{ op: 'resource.set', entry: resource(`release.w${i % 200}`, `v${i}`) }]);
+    for (let i = 0; i < 2000; i++)
+      await log.append([{ op: 'resource.set', entry: resource(`release.w${i % 200}`, `v${i}`) }]);
     const w = log.writes;
     expect(w.checkpoints).toBe(Math.floor(2000 / (2 * 200 + 1)));
     // Each checkpoint (~one lockfile, ~250 bytes per resource) is paid for by 2 × resources appends.
@@ -348,7 +429,13 @@ describe('ApplyLog: the cost of an apply is linear', () => {
         for (let i = 0; i < n; i++) {
           const [ops, marks] = resourceBatch(i);
           if (withAudit) {
-            const ev = await b.appendAudit({ host: 'web-1', operation: 'apply', event: 'resource.apply', result: 'ok', address: marks.done });
+            const ev = await b.appendAudit({
+              host: 'web-1',
+              operation: 'apply',
+              event: 'resource.apply',
+              result: 'ok',
+              address: marks.done,
+            });
             ops[1] = { op: 'auditHead.set', head: { seq: ev.seq, hash: ev.hash } };
           }
           await log.append(ops, marks);

@@ -20,9 +20,30 @@ import type { Address, LockedResource } from '../model/resources.js';
 import { errnoCode, fsyncDirectory, storageError, writeFileAtomic } from './atomic-file.js';
 import type { LeaseLock } from './lease-lock.js';
 import { ApplyProgress, assertValidOps } from './apply-progress.js';
-import { canonicalOp, emptyLockfile, lockfileDraft, type Lockfile, type LockfileOp, type LockfileSource } from './lockfile.js';
-import { fingerprintOf, sameFingerprint, writeLockfileFile, type FileFingerprint, type StoredState } from './lockfile-store.js';
-import { journalOf, serializeWalLine, WAL_FORMAT_VERSION, type JournalFailure, type JournalRecord, type WalBatch, type WalHeader } from './wal.js';
+import {
+  canonicalOp,
+  emptyLockfile,
+  lockfileDraft,
+  type Lockfile,
+  type LockfileOp,
+  type LockfileSource,
+} from './lockfile.js';
+import {
+  fingerprintOf,
+  sameFingerprint,
+  writeLockfileFile,
+  type FileFingerprint,
+  type StoredState,
+} from './lockfile-store.js';
+import {
+  journalOf,
+  serializeWalLine,
+  WAL_FORMAT_VERSION,
+  type JournalFailure,
+  type JournalRecord,
+  type WalBatch,
+  type WalHeader,
+} from './wal.js';
 
 /** Batches between automatic checkpoints, at least (see the file comment). */
 export { MIN_CHECKPOINT_INTERVAL } from './apply-progress.js';
@@ -70,7 +91,13 @@ export interface ApplyLogFiles {
  * Starts the apply's log: checkpoints an interrupted apply's WAL into the lockfile (reported as `interrupted`), checks
  * the expected version, then replaces the WAL with a fresh one. `state` was read under `lease`, just now.
  */
-export function beginApplyLog(files: ApplyLogFiles, start: ApplyStart, state: StoredState, lease: LeaseLock, now: Date = new Date()): ApplyLog {
+export function beginApplyLog(
+  files: ApplyLogFiles,
+  start: ApplyStart,
+  state: StoredState,
+  lease: LeaseLock,
+  now: Date = new Date(),
+): ApplyLog {
   const interrupted = state.wal ? journalOf(state.wal) : null;
   let lockFingerprint = state.lockFingerprint;
   if (state.walStatus === 'replay' && state.logical && state.wal && state.wal.batches.length > 0) {
@@ -79,14 +106,22 @@ export function beginApplyLog(files: ApplyLogFiles, start: ApplyStart, state: St
   const current = state.logical;
   if (start.expected) {
     if ((current?.lineage ?? null) !== start.expected.lineage) {
-      throw new AgentvmError('state.lineage-mismatch', `The lockfile ${files.source.file} has lineage ${current?.lineage ?? 'none'}, not ${start.expected.lineage ?? 'none'}: it was replaced since it was read.`, {
-        detail: 'Nothing was applied. Run `agentvm plan` again against the current state.',
-      });
+      throw new AgentvmError(
+        'state.lineage-mismatch',
+        `The lockfile ${files.source.file} has lineage ${current?.lineage ?? 'none'}, not ${start.expected.lineage ?? 'none'}: it was replaced since it was read.`,
+        {
+          detail: 'Nothing was applied. Run `agentvm plan` again against the current state.',
+        },
+      );
     }
     if ((current?.serial ?? 0) !== start.expected.serial) {
-      throw new AgentvmError('state.serial-conflict', `The lockfile ${files.source.file} is at serial ${current?.serial ?? 0}, but this apply was planned at serial ${start.expected.serial}.`, {
-        detail: 'Another operation wrote the state since it was read; nothing was applied. Run `agentvm plan` again.',
-      });
+      throw new AgentvmError(
+        'state.serial-conflict',
+        `The lockfile ${files.source.file} is at serial ${current?.serial ?? 0}, but this apply was planned at serial ${start.expected.serial}.`,
+        {
+          detail: 'Another operation wrote the state since it was read; nothing was applied. Run `agentvm plan` again.',
+        },
+      );
     }
   }
   const draft = current ? lockfileDraft(current) : emptyLockfile(files.source.host, now);
@@ -103,7 +138,14 @@ export function beginApplyLog(files: ApplyLogFiles, start: ApplyStart, state: St
   };
   const text = serializeWalLine(header);
   writeFileAtomic(files.walFile, text);
-  return new ApplyLog(files, lease, { header, draft, interrupted, lockFingerprint, walFingerprint: fingerprintOf(files.walFile), headerBytes: Buffer.byteLength(text) });
+  return new ApplyLog(files, lease, {
+    header,
+    draft,
+    interrupted,
+    lockFingerprint,
+    walFingerprint: fingerprintOf(files.walFile),
+    headerBytes: Buffer.byteLength(text),
+  });
 }
 
 interface ApplyLogInit {
@@ -129,7 +171,13 @@ export class ApplyLog {
   #walSize: number;
   #lockFingerprint: FileFingerprint | null;
   #state: 'open' | 'finished' | 'broken' = 'open';
-  readonly #writes: ApplyLogWrites = { appends: 0, appendedBytes: 0, lastAppendBytes: 0, checkpoints: 0, checkpointedBytes: 0 };
+  readonly #writes: ApplyLogWrites = {
+    appends: 0,
+    appendedBytes: 0,
+    lastAppendBytes: 0,
+    checkpoints: 0,
+    checkpointedBytes: 0,
+  };
 
   /** @internal use StateBackend.beginApply */
   constructor(files: ApplyLogFiles, lease: LeaseLock, init: ApplyLogInit) {
@@ -182,7 +230,13 @@ export class ApplyLog {
     this.#assertOpen();
     this.#lease.assertHeld();
     const seq = this.#progress.batches + 1;
-    const line = serializeWalLine({ seq, at: new Date().toISOString(), ops: ops.map(canonicalOp), ...(marks.done !== undefined ? { done: marks.done } : {}), ...(marks.failed ? { failed: { address: marks.failed.address, message: marks.failed.message } } : {}) });
+    const line = serializeWalLine({
+      seq,
+      at: new Date().toISOString(),
+      ops: ops.map(canonicalOp),
+      ...(marks.done !== undefined ? { done: marks.done } : {}),
+      ...(marks.failed ? { failed: { address: marks.failed.address, message: marks.failed.message } } : {}),
+    });
     // Apply exactly what a replay will read: the line parsed back (this also drops undefined fields and copies the ops).
     const batch = JSON.parse(line) as WalBatch;
     assertValidOps(batch.ops, this.#files.source.host);
@@ -222,7 +276,10 @@ export class ApplyLog {
       }
       try {
         const written = writeSync(fd, bytes);
-        if (written !== bytes.length) throw Object.assign(new Error(`short write to ${this.#files.walFile}: ${written} of ${bytes.length} bytes`), { code: 'ENOSPC' });
+        if (written !== bytes.length)
+          throw Object.assign(new Error(`short write to ${this.#files.walFile}: ${written} of ${bytes.length} bytes`), {
+            code: 'ENOSPC',
+          });
         fdatasyncSync(fd);
       } catch (error) {
         // A partial line must not stay in front of the next append (it would become corruption in the middle).
@@ -232,7 +289,11 @@ export class ApplyLog {
         } catch {
           this.#state = 'broken';
         }
-        throw storageError(error, this.#files.walFile, 'This step was not recorded (every earlier step is, in the write-ahead log).');
+        throw storageError(
+          error,
+          this.#files.walFile,
+          'This step was not recorded (every earlier step is, in the write-ahead log).',
+        );
       }
       this.#walSize += bytes.length;
     } finally {
@@ -271,13 +332,22 @@ export class ApplyLog {
 
   #assertOpen(): void {
     if (this.#state === 'open') return;
-    throw new AgentvmError('state.apply-log-closed', `The write-ahead log of apply ${this.applyId} is ${this.#state === 'finished' ? 'already finished' : 'unusable after a failed write'}.`, { source: 'toolkit' });
+    throw new AgentvmError(
+      'state.apply-log-closed',
+      `The write-ahead log of apply ${this.applyId} is ${this.#state === 'finished' ? 'already finished' : 'unusable after a failed write'}.`,
+      { source: 'toolkit' },
+    );
   }
 
   #conflict(what: string): AgentvmError {
     this.#state = 'broken';
-    return new AgentvmError('state.wal-conflict', `Apply ${this.applyId} stopped: ${what} while the apply held the lease.`, {
-      detail: 'Every write this apply acknowledged is in the write-ahead log or the lockfile. Run `agentvm plan` to see the state, then apply again.',
-    });
+    return new AgentvmError(
+      'state.wal-conflict',
+      `Apply ${this.applyId} stopped: ${what} while the apply held the lease.`,
+      {
+        detail:
+          'Every write this apply acknowledged is in the write-ahead log or the lockfile. Run `agentvm plan` to see the state, then apply again.',
+      },
+    );
   }
 }

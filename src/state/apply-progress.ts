@@ -82,7 +82,12 @@ export class ApplyProgress {
 
   /** The header of the log that continues this apply after a checkpoint: same id, the progress so far. */
   carriedHeader(): WalHeader {
-    this.header = { ...this.header, baseSerial: this.draft.serial, done: [...this.done], ...(this.failed.size ? { failed: [...this.failed.values()] } : {}) };
+    this.header = {
+      ...this.header,
+      baseSerial: this.draft.serial,
+      done: [...this.done],
+      ...(this.failed.size ? { failed: [...this.failed.values()] } : {}),
+    };
     return this.header;
   }
 }
@@ -91,6 +96,11 @@ export class ApplyProgress {
 export function assertValidOps(ops: readonly LockfileOp[], host: string): void {
   for (const op of ops) {
     const problem = lockfileOpProblem(op);
-    if (problem) throw new AgentvmError('state.invalid-lockfile', `Refusing to write an invalid lockfile change for host "${host}" (${problem}).`, { source: 'toolkit' });
+    if (problem)
+      throw new AgentvmError(
+        'state.invalid-lockfile',
+        `Refusing to write an invalid lockfile change for host "${host}" (${problem}).`,
+        { source: 'toolkit' },
+      );
   }
 }

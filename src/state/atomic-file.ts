@@ -4,7 +4,19 @@
 // is fsynced, renamed over the target, and the directory is fsynced so the rename itself survives a crash.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, renameSync, statfsSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statfsSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import { provablyDead, selfIdentity } from './process-identity.js';
@@ -80,7 +92,10 @@ export function fsyncDirectory(dir: string): void {
  */
 export function tempPathFor(target: string): string {
   const me = selfIdentity();
-  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}-${me.pidNamespace ?? 0}.${randomBytes(6).toString('hex')}.tmp`);
+  return path.join(
+    path.dirname(target),
+    `.${path.basename(target)}.${process.pid}-${me.pidNamespace ?? 0}.${randomBytes(6).toString('hex')}.tmp`,
+  );
 }
 
 const TEMP_NAME = /^\.(.+)\.(\d+)-(\d+)\.[0-9a-f]{12}\.tmp$/;
@@ -106,7 +121,11 @@ export function removeDeadTemps(dir: string, ofTarget: (name: string) => boolean
     if (!m || !ofTarget(m[1]!)) continue;
     const pid = Number(m[2]);
     const ns = Number(m[3]);
-    let dead = anyWriter || (ns !== 0 && pid !== process.pid && provablyDead({ pid, pidNamespace: ns, ...(me.bootId ? { bootId: me.bootId } : {}) }));
+    let dead =
+      anyWriter ||
+      (ns !== 0 &&
+        pid !== process.pid &&
+        provablyDead({ pid, pidNamespace: ns, ...(me.bootId ? { bootId: me.bootId } : {}) }));
     if (!dead) {
       try {
         dead = Date.now() - statSync(path.join(dir, name)).mtimeMs > TEMP_MAX_AGE_MS;
@@ -136,12 +155,16 @@ export function readJsonFile(file: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (error) {
-    throw new AgentvmError('file.invalid-json', `${file} is not valid JSON (${(error as Error).message}).`, { cause: error });
+    throw new AgentvmError('file.invalid-json', `${file} is not valid JSON (${(error as Error).message}).`, {
+      cause: error,
+    });
   }
 }
 
 export function errnoCode(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
+  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string'
+    ? error.code
+    : undefined;
 }
 
 export function unlinkQuietly(file: string): void {
@@ -162,12 +185,36 @@ function closeQuietly(fd: number): void {
 
 /** errno codes that mean "the storage refused the write", not "agentvm has a bug". */
 const STORAGE_ERRNOS: Readonly<Record<string, { code: string; what: string; fix: string }>> = {
-  ENOSPC: { code: 'state.disk-full', what: 'no space left on the device', fix: 'Free space on that file system (or grow it)' },
-  EDQUOT: { code: 'state.disk-full', what: 'the disk quota is exhausted', fix: "Raise the quota or free space in the owner's files" },
-  EROFS: { code: 'state.read-only', what: 'the file system is read-only', fix: 'Remount it read-write (check `dmesg`: a file system remounted read-only after errors needs fsck first)' },
-  EIO: { code: 'state.io-error', what: 'the device reported an I/O error', fix: 'Check the device (`dmesg`, SMART) and the file system' },
-  EACCES: { code: 'state.not-writable', what: 'permission denied', fix: 'Run agentvm as the user that owns the state directory, or fix its permissions' },
-  EPERM: { code: 'state.not-writable', what: 'the operation is not permitted', fix: 'Run agentvm as the user that owns the state directory, or fix its permissions (`lsattr`: an immutable file refuses writes)' },
+  ENOSPC: {
+    code: 'state.disk-full',
+    what: 'no space left on the device',
+    fix: 'Free space on that file system (or grow it)',
+  },
+  EDQUOT: {
+    code: 'state.disk-full',
+    what: 'the disk quota is exhausted',
+    fix: "Raise the quota or free space in the owner's files",
+  },
+  EROFS: {
+    code: 'state.read-only',
+    what: 'the file system is read-only',
+    fix: 'Remount it read-write (check `dmesg`: a file system remounted read-only after errors needs fsck first)',
+  },
+  EIO: {
+    code: 'state.io-error',
+    what: 'the device reported an I/O error',
+    fix: 'Check the device (`dmesg`, SMART) and the file system',
+  },
+  EACCES: {
+    code: 'state.not-writable',
+    what: 'permission denied',
+    fix: 'Run agentvm as the user that owns the state directory, or fix its permissions',
+  },
+  EPERM: {
+    code: 'state.not-writable',
+    what: 'the operation is not permitted',
+    fix: 'Run agentvm as the user that owns the state directory, or fix its permissions (`lsattr`: an immutable file refuses writes)',
+  },
 };
 
 /**

@@ -6,7 +6,16 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { appendAudit, appendAuditBatch, auditHash, auditRecordProblem, serializeAuditRecord, verifyAuditLog, type AuditEntry, type AuditEvent } from './audit-log.js';
+import {
+  appendAudit,
+  appendAuditBatch,
+  auditHash,
+  auditRecordProblem,
+  serializeAuditRecord,
+  verifyAuditLog,
+  type AuditEntry,
+  type AuditEvent,
+} from './audit-log.js';
 import { stateValidator } from './state-schemas.js';
 
 let dir: string;
@@ -29,16 +38,56 @@ function gateRequest(i: number): AuditEntry {
     actor: denied ? 'anonymous' : 'ana@example.com',
     time: new Date(Date.UTC(2026, 0, 1, 0, 0, 0, i)),
     gate: denied
-      ? { preview: 'web/site', source: `127.0.0.1:${40000 + i}`, method: 'GET', path: `/p/web/site/${i}`, status: 401, reason: 'unknown session — “quoted”, \\ and \u2028' }
-      : { preview: 'web/site', grantId: 'g-0123456789abcdef', identity: 'ana@example.com', source: `127.0.0.1:${40000 + i}`, method: 'GET', path: `/p/web/site/a%20b/${i}`, status: 200 },
+      ? {
+          preview: 'web/site',
+          source: `127.0.0.1:${40000 + i}`,
+          method: 'GET',
+          path: `/p/web/site/${i}`,
+          status: 401,
+          reason: 'unknown session — “quoted”, \\ and \u2028',
+        }
+      : {
+          preview: 'web/site',
+          grantId: 'g-0123456789abcdef',
+          identity: 'ana@example.com',
+          source: `127.0.0.1:${40000 + i}`,
+          method: 'GET',
+          path: `/p/web/site/a%20b/${i}`,
+          status: 200,
+        },
   };
 }
 
 const everyKind: AuditEntry[] = [
   gateRequest(1),
   gateRequest(7),
-  { host: 'edge-1', operation: 'gate', event: 'gate.grant', result: 'ok', actor: 'ops@box', gate: { preview: 'web/site', grantId: 'g-00000000000000ff', identity: 'ana@example.com', reason: 'review', expires: '2026-01-01T02:00:00.000Z' } },
-  { host: 'web-1', operation: 'apply', event: 'resource.apply', result: 'ok', address: 'unit.research.p1', action: 'update', before: { identity: 'old', digest: 'sha256:1' }, after: { digest: 'sha256:2' }, detail: 'restarted — “ok” 😀', applyId: 'apply-1', actor: 'alice@box' },
+  {
+    host: 'edge-1',
+    operation: 'gate',
+    event: 'gate.grant',
+    result: 'ok',
+    actor: 'ops@box',
+    gate: {
+      preview: 'web/site',
+      grantId: 'g-00000000000000ff',
+      identity: 'ana@example.com',
+      reason: 'review',
+      expires: '2026-01-01T02:00:00.000Z',
+    },
+  },
+  {
+    host: 'web-1',
+    operation: 'apply',
+    event: 'resource.apply',
+    result: 'ok',
+    address: 'unit.research.p1',
+    action: 'update',
+    before: { identity: 'old', digest: 'sha256:1' },
+    after: { digest: 'sha256:2' },
+    detail: 'restarted — “ok” 😀',
+    applyId: 'apply-1',
+    actor: 'alice@box',
+  },
   { host: 'web-1', operation: 'apply', event: 'apply.start', result: 'started', actor: 'alice@box' },
 ];
 
@@ -57,7 +106,10 @@ describe('appendAuditBatch', () => {
   it('GIVEN 5,000 gate request records appended in groups of 512 between single appends THEN audit verify passes', async () => {
     let i = 0;
     while (i < 5000) {
-      appendAuditBatch(file, Array.from({ length: 512 }, () => gateRequest(++i)));
+      appendAuditBatch(
+        file,
+        Array.from({ length: 512 }, () => gateRequest(++i)),
+      );
       appendAudit(file, everyKind[2]!); // a grant written by another process between two groups
     }
     const result = await verifyAuditLog(file);
@@ -77,7 +129,9 @@ describe('appendAuditBatch', () => {
   });
 
   it('GIVEN an entry the schema refuses THEN the whole group is refused and nothing is written', () => {
-    expect(() => appendAuditBatch(file, [gateRequest(1), { ...gateRequest(2), gate: { preview: 'Web/Site' } }])).toThrow(/gate\.preview/);
+    expect(() =>
+      appendAuditBatch(file, [gateRequest(1), { ...gateRequest(2), gate: { preview: 'Web/Site' } }]),
+    ).toThrow(/gate\.preview/);
     expect(readFileSync(file, 'utf8')).toBe('');
   });
 });
@@ -94,7 +148,17 @@ describe('auditRecordProblem (the write-side check) agrees with the schema valid
       rmSync(d, { recursive: true, force: true });
     }
   }
-  const gate = { preview: 'web/site', grantId: 'g-0123456789abcdef', identity: 'ana@example.com', source: '127.0.0.1:1', method: 'GET', path: '/p/web/site/', status: 200, reason: 'r', expires: '2026-01-01T00:00:00Z' };
+  const gate = {
+    preview: 'web/site',
+    grantId: 'g-0123456789abcdef',
+    identity: 'ana@example.com',
+    source: '127.0.0.1:1',
+    method: 'GET',
+    path: '/p/web/site/',
+    status: 200,
+    reason: 'r',
+    expires: '2026-01-01T00:00:00Z',
+  };
   const mutations: Array<[string, Record<string, unknown>]> = [
     ['unknown field', { extra: 1 }],
     ['seq 0', { seq: 0 }],

@@ -5,7 +5,16 @@ import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncat
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { appendAudit, auditHash, canonicalJson, GENESIS_HASH, tailAudit, verifyAuditLog, type AuditEntry, type AuditEvent } from './audit-log.js';
+import {
+  appendAudit,
+  auditHash,
+  canonicalJson,
+  GENESIS_HASH,
+  tailAudit,
+  verifyAuditLog,
+  type AuditEntry,
+  type AuditEvent,
+} from './audit-log.js';
 
 let dir: string;
 let file: string;
@@ -63,7 +72,11 @@ describe('appendAudit', () => {
     const [r] = appendN(1);
     const { hash, ...rest } = r!;
     const sorted = Object.fromEntries(Object.entries(rest).sort(([a], [b]) => (a < b ? -1 : 1)));
-    expect(hash).toBe(createHash('sha256').update(GENESIS_HASH + canonicalJson(sorted)).digest('hex'));
+    expect(hash).toBe(
+      createHash('sha256')
+        .update(GENESIS_HASH + canonicalJson(sorted))
+        .digest('hex'),
+    );
     expect(auditHash(r!)).toBe(hash);
     expect(canonicalJson({ b: [2, { d: 1, c: undefined }], a: 'x' })).toBe('{"a":"x","b":[2,{"d":1}]}');
   });
@@ -89,7 +102,13 @@ describe('appendAudit', () => {
     // The repair record comes first (seq 4), then the caller's record, which is the one returned.
     expect(next).toMatchObject({ seq: 5, event: 'resource.apply' });
     const all = lines().map((l) => JSON.parse(l) as AuditEvent);
-    expect(all.map((r) => r.event)).toEqual(['resource.apply', 'resource.apply', 'resource.apply', 'audit.torn-tail-removed', 'resource.apply']);
+    expect(all.map((r) => r.event)).toEqual([
+      'resource.apply',
+      'resource.apply',
+      'resource.apply',
+      'audit.torn-tail-removed',
+      'resource.apply',
+    ]);
     expect(all[3]).toMatchObject({ seq: 4, prevHash: records[2]!.hash, result: 'ok' });
     expect(all[3]!.detail).toContain(`removed ${torn.length} byte(s)`);
     expect(all[3]!.detail).toContain(createHash('sha256').update(torn).digest('hex'));
@@ -120,7 +139,9 @@ describe('verifyAuditLog detects tampering', () => {
     const ls = lines();
     ls[41] = ls[41]!.replace('new-42', 'new-43');
     writeLines(ls);
-    expect(await codes()).toEqual(['audit.hash-mismatch audit.jsonl line 42 (seq 42) was edited: its hash does not match its content.']);
+    expect(await codes()).toEqual([
+      'audit.hash-mismatch audit.jsonl line 42 (seq 42) was edited: its hash does not match its content.',
+    ]);
   });
 
   it('GIVEN an edited record with its hash recomputed THEN the next record no longer chains onto it', async () => {
@@ -131,7 +152,9 @@ describe('verifyAuditLog detects tampering', () => {
     forged.hash = auditHash(forged);
     ls[4] = JSON.stringify(forged);
     writeLines(ls);
-    expect(await codes()).toEqual(['audit.chain-broken audit.jsonl line 6 (seq 6) does not chain onto the record before it (prevHash mismatch).']);
+    expect(await codes()).toEqual([
+      'audit.chain-broken audit.jsonl line 6 (seq 6) does not chain onto the record before it (prevHash mismatch).',
+    ]);
   });
 
   it('GIVEN a line deleted THEN the gap is reported at the line after it', async () => {
@@ -139,7 +162,9 @@ describe('verifyAuditLog detects tampering', () => {
     const ls = lines();
     ls.splice(49, 1);
     writeLines(ls);
-    expect(await codes()).toEqual(['audit.records-missing audit.jsonl line 50 (seq 51): record seq 50 is missing before it (deleted or moved).']);
+    expect(await codes()).toEqual([
+      'audit.records-missing audit.jsonl line 50 (seq 51): record seq 50 is missing before it (deleted or moved).',
+    ]);
   });
 
   it('GIVEN two lines swapped THEN the reordering is reported', async () => {
@@ -168,7 +193,9 @@ describe('verifyAuditLog detects tampering', () => {
     expect((await verifyAuditLog(file)).ok).toBe(true);
     // Truncated to nothing at all:
     truncateSync(file, 0);
-    expect(await codes(head)).toEqual(['audit.truncated audit.jsonl ends at seq 0, but lockfile of host web-1 recorded seq 100: records were cut from the end of the log.']);
+    expect(await codes(head)).toEqual([
+      'audit.truncated audit.jsonl ends at seq 0, but lockfile of host web-1 recorded seq 100: records were cut from the end of the log.',
+    ]);
   });
 
   it('GIVEN the log rewritten from the head on THEN the head mismatch is reported', async () => {
@@ -189,7 +216,9 @@ describe('verifyAuditLog detects tampering', () => {
     const ls = lines();
     ls[1] = JSON.stringify(JSON.parse(ls[1]!), null, 1).replace(/\n/g, '');
     writeLines(ls);
-    expect(await codes()).toEqual(['audit.non-canonical audit.jsonl line 2 (seq 2) is not written the way agentvm writes it (the line was rewritten).']);
+    expect(await codes()).toEqual([
+      'audit.non-canonical audit.jsonl line 2 (seq 2) is not written the way agentvm writes it (the line was rewritten).',
+    ]);
   });
 
   it('GIVEN a record that breaks the schema or a blank line THEN invalid-line names them', async () => {

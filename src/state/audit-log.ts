@@ -10,7 +10,17 @@
 //   smuggle a secret value (or anything else) in through an extra property.
 
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { AgentvmError, errorDiag, type Diagnostic } from '../diagnostics/index.js';
 import { canonicalJson, type Action } from '../model/index.js';
@@ -66,7 +76,11 @@ export function appendAudit(file: string, entry: AuditEntry): AuditEvent {
  * request, and a lock plus an fsync per request would cap it at the disk's sync rate). The records chain in order;
  * all are validated before any is written, so either all reach the file or none does.
  */
-export function appendAuditBatch(file: string, entries: readonly AuditEntry[], options: { lockWaitMs?: number } = {}): AuditEvent[] {
+export function appendAuditBatch(
+  file: string,
+  entries: readonly AuditEntry[],
+  options: { lockWaitMs?: number } = {},
+): AuditEvent[] {
   const first = entries[0];
   if (!first) return [];
   try {
@@ -77,7 +91,15 @@ export function appendAuditBatch(file: string, entries: readonly AuditEntry[], o
   const lock = acquireAppendLock(file, first.host, options.lockWaitMs ?? APPEND_LOCK_WAIT_MS);
   // A takeover of the append lock (its holder died mid-append) is an action of its own: recorded in the same write.
   const takeover: AuditEntry[] = lock.tookOver
-    ? [{ host: first.host, operation: 'audit-append', event: 'lease.takeover', result: 'ok', detail: `took over the audit append lock ${lock.tookOver.id} of ${describeHolder(lock.tookOver)}, whose holder is gone` }]
+    ? [
+        {
+          host: first.host,
+          operation: 'audit-append',
+          event: 'lease.takeover',
+          result: 'ok',
+          detail: `took over the audit append lock ${lock.tookOver.id} of ${describeHolder(lock.tookOver)}, whose holder is gone`,
+        },
+      ]
     : [];
   try {
     let fd: number;
@@ -101,7 +123,13 @@ export function appendAuditBatch(file: string, entries: readonly AuditEntry[], o
         fsyncSync(fd);
         size = torn.offset;
         tail = lastRecord(fd, size);
-        repair.push({ host: first.host, operation: 'audit-append', event: 'audit.torn-tail-removed', result: 'ok', detail: `removed ${torn.length} byte(s) of a record cut short at byte ${torn.offset} (sha256 ${torn.sha256}); it was never acknowledged` });
+        repair.push({
+          host: first.host,
+          operation: 'audit-append',
+          event: 'audit.torn-tail-removed',
+          result: 'ok',
+          detail: `removed ${torn.length} byte(s) of a record cut short at byte ${torn.offset} (sha256 ${torn.sha256}); it was never acknowledged`,
+        });
       }
       const records: AuditEvent[] = [];
       let head = tail.head;
@@ -112,7 +140,9 @@ export function appendAuditBatch(file: string, entries: readonly AuditEntry[], o
         record.hash = hash;
         const problem = auditRecordProblem(record);
         if (problem) {
-          throw new AgentvmError('audit.invalid-entry', `Refusing to write an invalid audit record (${problem}).`, { source: 'toolkit' });
+          throw new AgentvmError('audit.invalid-entry', `Refusing to write an invalid audit record (${problem}).`, {
+            source: 'toolkit',
+          });
         }
         records.push(record);
         head = { seq: record.seq, hash: record.hash };
@@ -151,14 +181,44 @@ const EVENT_NAME = /^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*$/;
 const HEX_HASH = /^[0-9a-f]{64}$/;
 const PREVIEW_KEY = /^[a-z][a-z0-9-]{0,62}\/[a-z][a-z0-9-]{0,62}$/;
 const GRANT_ID = /^g-[0-9a-f]{16}$/;
-const DATE_TIME = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+const DATE_TIME =
+  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
 const ACTIONS: ReadonlySet<unknown> = new Set(['create', 'update', 'replace', 'delete', 'noop']);
 const RESULTS: ReadonlySet<unknown> = new Set(['ok', 'failed', 'skipped', 'started']);
-const RECORD_KEYS: ReadonlySet<string> = new Set(['seq', 'time', 'actor', 'host', 'operation', 'event', 'address', 'action', 'result', 'before', 'after', 'detail', 'applyId', 'gate', 'prevHash', 'hash']);
-const GATE_KEYS: ReadonlySet<string> = new Set(['preview', 'grantId', 'identity', 'source', 'method', 'path', 'status', 'reason', 'expires']);
+const RECORD_KEYS: ReadonlySet<string> = new Set([
+  'seq',
+  'time',
+  'actor',
+  'host',
+  'operation',
+  'event',
+  'address',
+  'action',
+  'result',
+  'before',
+  'after',
+  'detail',
+  'applyId',
+  'gate',
+  'prevHash',
+  'hash',
+]);
+const GATE_KEYS: ReadonlySet<string> = new Set([
+  'preview',
+  'grantId',
+  'identity',
+  'source',
+  'method',
+  'path',
+  'status',
+  'reason',
+  'expires',
+]);
 
-const text = (v: unknown, min: number, max: number): boolean => typeof v === 'string' && v.length >= min && v.length <= max;
-const optionalText = (v: unknown, max: number, pattern?: RegExp): boolean => v === undefined || (typeof v === 'string' && v.length <= max && (!pattern || pattern.test(v)));
+const text = (v: unknown, min: number, max: number): boolean =>
+  typeof v === 'string' && v.length >= min && v.length <= max;
+const optionalText = (v: unknown, max: number, pattern?: RegExp): boolean =>
+  v === undefined || (typeof v === 'string' && v.length <= max && (!pattern || pattern.test(v)));
 
 /** What is wrong with a record as schemas/audit-event.schema.json sees it (`$.field: why`), or undefined when valid. */
 export function auditRecordProblem(record: AuditEvent): string | undefined {
@@ -177,7 +237,8 @@ export function auditRecordProblem(record: AuditEvent): string | undefined {
     const v = r[k];
     if (v === undefined) continue;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) return `$.${k}: not an object`;
-    for (const [vk, vv] of Object.entries(v)) if ((vk !== 'identity' && vk !== 'digest') || typeof vv !== 'string') return `$.${k}.${vk}: not allowed`;
+    for (const [vk, vv] of Object.entries(v))
+      if ((vk !== 'identity' && vk !== 'digest') || typeof vv !== 'string') return `$.${k}.${vk}: not allowed`;
   }
   if (!optionalText(r.detail, 2000)) return '$.detail: over 2,000 characters';
   if (r.applyId !== undefined && !text(r.applyId, 1, 100)) return '$.applyId: not 1–100 characters';
@@ -185,13 +246,18 @@ export function auditRecordProblem(record: AuditEvent): string | undefined {
     const g = r.gate as Record<string, unknown>;
     if (typeof g !== 'object' || g === null || Array.isArray(g)) return '$.gate: not an object';
     for (const k of Object.keys(g)) if (!GATE_KEYS.has(k)) return `$.gate.${k}: unknown field`;
-    if (typeof g.preview !== 'string' || !PREVIEW_KEY.test(g.preview)) return '$.gate.preview: not <workload>/<preview>';
+    if (typeof g.preview !== 'string' || !PREVIEW_KEY.test(g.preview))
+      return '$.gate.preview: not <workload>/<preview>';
     if (!optionalText(g.grantId, 18, GRANT_ID)) return '$.gate.grantId: not a grant id';
     if (!optionalText(g.identity, 320)) return '$.gate.identity: over 320 characters';
     if (!optionalText(g.source, 100)) return '$.gate.source: over 100 characters';
     if (!optionalText(g.method, 20)) return '$.gate.method: over 20 characters';
     if (!optionalText(g.path, 2000)) return '$.gate.path: over 2,000 characters';
-    if (g.status !== undefined && (typeof g.status !== 'number' || !Number.isInteger(g.status) || g.status < 100 || g.status > 599)) return '$.gate.status: not an HTTP status';
+    if (
+      g.status !== undefined &&
+      (typeof g.status !== 'number' || !Number.isInteger(g.status) || g.status < 100 || g.status > 599)
+    )
+      return '$.gate.status: not an HTTP status';
     if (!optionalText(g.reason, 500)) return '$.gate.reason: over 500 characters';
     if (!optionalText(g.expires, 100, DATE_TIME)) return '$.gate.expires: not a date-time';
   }
@@ -234,7 +300,8 @@ export function buildRecord(entry: AuditEntry, prev: AuditHead | null): Omit<Aud
   if (before) record.before = before;
   const after = version(entry.after);
   if (after) record.after = after;
-  if (entry.detail !== undefined) record.detail = entry.detail.length > DETAIL_MAX ? `${entry.detail.slice(0, DETAIL_MAX - 1)}…` : entry.detail;
+  if (entry.detail !== undefined)
+    record.detail = entry.detail.length > DETAIL_MAX ? `${entry.detail.slice(0, DETAIL_MAX - 1)}…` : entry.detail;
   if (entry.applyId !== undefined) record.applyId = entry.applyId;
   const gate = gateAccess(entry.gate);
   if (gate) record.gate = gate;
@@ -242,8 +309,34 @@ export function buildRecord(entry: AuditEntry, prev: AuditHead | null): Omit<Aud
   return record as unknown as Omit<AuditEvent, 'hash'>;
 }
 
-const SORTED_RECORD_KEYS = ['action', 'actor', 'address', 'after', 'applyId', 'before', 'detail', 'event', 'gate', 'host', 'operation', 'prevHash', 'result', 'seq', 'time'] as const;
-const SORTED_GATE_KEYS = ['expires', 'grantId', 'identity', 'method', 'path', 'preview', 'reason', 'source', 'status'] as const;
+const SORTED_RECORD_KEYS = [
+  'action',
+  'actor',
+  'address',
+  'after',
+  'applyId',
+  'before',
+  'detail',
+  'event',
+  'gate',
+  'host',
+  'operation',
+  'prevHash',
+  'result',
+  'seq',
+  'time',
+] as const;
+const SORTED_GATE_KEYS = [
+  'expires',
+  'grantId',
+  'identity',
+  'method',
+  'path',
+  'preview',
+  'reason',
+  'source',
+  'status',
+] as const;
 
 /**
  * canonicalJson of a record that buildRecord made, by one JSON.stringify of a copy whose keys are inserted sorted (the
@@ -263,7 +356,8 @@ function canonicalRecordJson(record: Omit<AuditEvent, 'hash'>): string {
       sorted[k] = sg;
     } else if (k === 'before' || k === 'after') {
       const ver = v as Version;
-      sorted[k] = ver.digest !== undefined && ver.identity !== undefined ? { digest: ver.digest, identity: ver.identity } : ver;
+      sorted[k] =
+        ver.digest !== undefined && ver.identity !== undefined ? { digest: ver.digest, identity: ver.identity } : ver;
     } else {
       sorted[k] = v;
     }
@@ -271,7 +365,17 @@ function canonicalRecordJson(record: Omit<AuditEvent, 'hash'>): string {
   return JSON.stringify(sorted);
 }
 
-const GATE_FIELD_ORDER: ReadonlyArray<keyof GateAccess> = ['preview', 'grantId', 'identity', 'source', 'method', 'path', 'status', 'reason', 'expires'];
+const GATE_FIELD_ORDER: ReadonlyArray<keyof GateAccess> = [
+  'preview',
+  'grantId',
+  'identity',
+  'source',
+  'method',
+  'path',
+  'status',
+  'reason',
+  'expires',
+];
 
 /** Copies the typed gate fields one by one, in a fixed order (the order they are serialised in). */
 function gateAccess(g: GateAccess | undefined): GateAccess | undefined {
@@ -299,7 +403,22 @@ export function auditHash(record: Omit<AuditEvent, 'hash'> | AuditEvent): string
 }
 
 const FIELD_ORDER: ReadonlyArray<keyof AuditEvent> = [
-  'seq', 'time', 'actor', 'host', 'operation', 'event', 'address', 'action', 'result', 'before', 'after', 'detail', 'applyId', 'gate', 'prevHash', 'hash',
+  'seq',
+  'time',
+  'actor',
+  'host',
+  'operation',
+  'event',
+  'address',
+  'action',
+  'result',
+  'before',
+  'after',
+  'detail',
+  'applyId',
+  'gate',
+  'prevHash',
+  'hash',
 ];
 
 /** The exact line agentvm writes for a record (no newline): fields in a fixed, readable order. */
@@ -308,7 +427,8 @@ export function serializeAuditRecord(record: AuditEvent): string {
   for (const k of FIELD_ORDER) {
     const v = record[k];
     if (v === undefined) continue;
-    ordered[k] = k === 'before' || k === 'after' ? version(v as Version) : k === 'gate' ? gateAccess(v as GateAccess) : v;
+    ordered[k] =
+      k === 'before' || k === 'after' ? version(v as Version) : k === 'gate' ? gateAccess(v as GateAccess) : v;
   }
   return JSON.stringify(ordered);
 }
@@ -395,7 +515,13 @@ function tornTail(fd: number, size: number): { offset: number; length: number; s
 function headOf(line: string): AuditHead | null {
   try {
     const v = JSON.parse(line) as { seq?: unknown; hash?: unknown };
-    if (typeof v.seq === 'number' && Number.isInteger(v.seq) && v.seq >= 1 && typeof v.hash === 'string' && /^[0-9a-f]{64}$/.test(v.hash)) {
+    if (
+      typeof v.seq === 'number' &&
+      Number.isInteger(v.seq) &&
+      v.seq >= 1 &&
+      typeof v.hash === 'string' &&
+      /^[0-9a-f]{64}$/.test(v.hash)
+    ) {
       return { seq: v.seq, hash: v.hash };
     }
   } catch {
@@ -457,8 +583,12 @@ export interface AuditVerification {
  * chains, written exactly as agentvm writes it. With `expected` heads (from lockfiles), also detects a log that was
  * truncated before them or rewritten at them. One diagnostic per bad line, naming the line and the seq.
  */
-export async function verifyAuditLog(file: string, expected?: AuditHead | readonly ExpectedAuditHead[]): Promise<AuditVerification> {
-  const heads: ExpectedAuditHead[] = expected === undefined ? [] : Array.isArray(expected) ? [...expected] : [expected as AuditHead];
+export async function verifyAuditLog(
+  file: string,
+  expected?: AuditHead | readonly ExpectedAuditHead[],
+): Promise<AuditVerification> {
+  const heads: ExpectedAuditHead[] =
+    expected === undefined ? [] : Array.isArray(expected) ? [...expected] : [expected as AuditHead];
   const name = path.basename(file);
   const validator = stateValidator('audit-event.schema.json');
   const diagnostics: Diagnostic[] = [];
@@ -474,17 +604,24 @@ export async function verifyAuditLog(file: string, expected?: AuditHead | readon
     try {
       value = JSON.parse(raw);
     } catch {
-      diagnostics.push(errorDiag('audit.invalid-line', `${at} is not a JSON record (a torn write or an edit).`, {
-        detail: 'A line that does not parse cannot be trusted; agentvm never writes one except when a write is cut short by a crash. Keep the file as evidence and compare it with your backups.',
-      }));
+      diagnostics.push(
+        errorDiag('audit.invalid-line', `${at} is not a JSON record (a torn write or an edit).`, {
+          detail:
+            'A line that does not parse cannot be trusted; agentvm never writes one except when a write is cut short by a crash. Keep the file as evidence and compare it with your backups.',
+        }),
+      );
       return;
     }
     const parsed = validator.safeParse(value);
     if (!parsed.success) {
-      const seq = typeof (value as { seq?: unknown })?.seq === 'number' ? ` (seq ${(value as { seq: number }).seq})` : '';
-      diagnostics.push(errorDiag('audit.invalid-line', `${at}${seq} is not a valid audit record: ${firstIssue(parsed.error)}.`, {
-        detail: 'agentvm only writes records that match schemas/audit-event.schema.json: the line was edited or damaged.',
-      }));
+      const seq =
+        typeof (value as { seq?: unknown })?.seq === 'number' ? ` (seq ${(value as { seq: number }).seq})` : '';
+      diagnostics.push(
+        errorDiag('audit.invalid-line', `${at}${seq} is not a valid audit record: ${firstIssue(parsed.error)}.`, {
+          detail:
+            'agentvm only writes records that match schemas/audit-event.schema.json: the line was edited or damaged.',
+        }),
+      );
       return;
     }
     const record = value as AuditEvent;
@@ -493,27 +630,50 @@ export async function verifyAuditLog(file: string, expected?: AuditHead | readon
     const expectedSeq = prev ? prev.seq + 1 : 1;
     const where = `${at} (seq ${record.seq})`;
     if (auditHash(record) !== record.hash) {
-      diagnostics.push(errorDiag('audit.hash-mismatch', `${where} was edited: its hash does not match its content.`, {
-        detail: 'The record was changed after it was written. Compare it with a backup of the audit log to see what changed.',
-      }));
+      diagnostics.push(
+        errorDiag('audit.hash-mismatch', `${where} was edited: its hash does not match its content.`, {
+          detail:
+            'The record was changed after it was written. Compare it with a backup of the audit log to see what changed.',
+        }),
+      );
     } else if (record.seq > expectedSeq) {
-      const missing = record.seq - 1 === expectedSeq ? `seq ${expectedSeq} is` : `seq ${expectedSeq}–${record.seq - 1} are`;
-      diagnostics.push(errorDiag('audit.records-missing', `${where}: record ${missing} missing before it (deleted or moved).`, {
-        detail: 'Records were removed from the log or reordered. Restore the log from a backup to see what was removed.',
-      }));
+      const missing =
+        record.seq - 1 === expectedSeq ? `seq ${expectedSeq} is` : `seq ${expectedSeq}–${record.seq - 1} are`;
+      diagnostics.push(
+        errorDiag('audit.records-missing', `${where}: record ${missing} missing before it (deleted or moved).`, {
+          detail:
+            'Records were removed from the log or reordered. Restore the log from a backup to see what was removed.',
+        }),
+      );
     } else if (record.seq < expectedSeq) {
-      diagnostics.push(errorDiag('audit.out-of-order', `${where} comes after seq ${prev?.seq ?? 0}: records were reordered or duplicated.`, {
-        detail: 'agentvm writes records in seq order only. Restore the log from a backup to see the original order.',
-      }));
+      diagnostics.push(
+        errorDiag(
+          'audit.out-of-order',
+          `${where} comes after seq ${prev?.seq ?? 0}: records were reordered or duplicated.`,
+          {
+            detail:
+              'agentvm writes records in seq order only. Restore the log from a backup to see the original order.',
+          },
+        ),
+      );
       return; // keep chaining from the record before it, so one moved line gives one or two diagnostics, not a cascade
     } else if (record.prevHash !== (prev ? prev.hash : GENESIS_HASH)) {
-      diagnostics.push(errorDiag('audit.chain-broken', `${where} does not chain onto the record before it (prevHash mismatch).`, {
-        detail: 'A record before it was replaced (with a recomputed hash), removed or reordered. Restore the log from a backup to compare.',
-      }));
+      diagnostics.push(
+        errorDiag('audit.chain-broken', `${where} does not chain onto the record before it (prevHash mismatch).`, {
+          detail:
+            'A record before it was replaced (with a recomputed hash), removed or reordered. Restore the log from a backup to compare.',
+        }),
+      );
     } else if (serializeAuditRecord(record) !== raw) {
-      diagnostics.push(errorDiag('audit.non-canonical', `${where} is not written the way agentvm writes it (the line was rewritten).`, {
-        detail: 'Its content still matches its hash, but the bytes of the line were changed (e.g. reformatted).',
-      }));
+      diagnostics.push(
+        errorDiag(
+          'audit.non-canonical',
+          `${where} is not written the way agentvm writes it (the line was rewritten).`,
+          {
+            detail: 'Its content still matches its hash, but the bytes of the line were changed (e.g. reformatted).',
+          },
+        ),
+      );
     }
     prev = { seq: record.seq, hash: record.hash };
   };
@@ -525,17 +685,33 @@ export async function verifyAuditLog(file: string, expected?: AuditHead | readon
     const found = seen.get(h.seq);
     const last = prev as AuditHead | null;
     if (!last || last.seq < h.seq) {
-      diagnostics.push(errorDiag('audit.truncated', `${name} ends at seq ${last?.seq ?? 0}, but ${label} recorded seq ${h.seq}: records were cut from the end of the log.`, {
-        detail: 'The audit log was truncated (or replaced by an older copy) after agentvm wrote that record. Restore it from a backup.',
-      }));
+      diagnostics.push(
+        errorDiag(
+          'audit.truncated',
+          `${name} ends at seq ${last?.seq ?? 0}, but ${label} recorded seq ${h.seq}: records were cut from the end of the log.`,
+          {
+            detail:
+              'The audit log was truncated (or replaced by an older copy) after agentvm wrote that record. Restore it from a backup.',
+          },
+        ),
+      );
     } else if (found !== undefined && found !== '' && found !== h.hash) {
-      diagnostics.push(errorDiag('audit.head-mismatch', `Record seq ${h.seq} in ${name} is not the one ${label} recorded: the log was rewritten.`, {
-        detail: 'The record at that position has another hash than when it was written. Restore the log from a backup.',
-      }));
+      diagnostics.push(
+        errorDiag(
+          'audit.head-mismatch',
+          `Record seq ${h.seq} in ${name} is not the one ${label} recorded: the log was rewritten.`,
+          {
+            detail:
+              'The record at that position has another hash than when it was written. Restore the log from a backup.',
+          },
+        ),
+      );
     } else if (found === '') {
-      diagnostics.push(errorDiag('audit.truncated', `${name} has no valid record seq ${h.seq}, which ${label} recorded.`, {
-        detail: 'That record was removed or damaged. Restore the log from a backup.',
-      }));
+      diagnostics.push(
+        errorDiag('audit.truncated', `${name} has no valid record seq ${h.seq}, which ${label} recorded.`, {
+          detail: 'That record was removed or damaged. Restore the log from a backup.',
+        }),
+      );
     }
   }
 

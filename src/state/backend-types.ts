@@ -42,6 +42,10 @@ export interface ApplyLogHandle {
    * the local backend, where the record is appended first and the batch second (ADR 0005: a kill in between
    * over-reports, never under-reports).
    */
-  appendWithAudit?(entry: AuditEntry, ops: readonly LockfileOp[], marks?: AppendMarks): Promise<{ event: AuditEvent; result: AppendResult }>;
+  appendWithAudit?(
+    entry: AuditEntry,
+    ops: readonly LockfileOp[],
+    marks?: AppendMarks,
+  ): Promise<{ event: AuditEvent; result: AppendResult }>;
   finish(): Promise<Lockfile>;
 }

@@ -37,7 +37,15 @@ async function lease(host = 'web-1'): Promise<LeaseLock> {
 }
 
 function resource(address: string): LockedResource {
-  return { address, provider: 'release.git', workload: 'research', identity: COMMIT, digest: 'sha256:d', commit: COMMIT, appliedAt: '2026-01-01T00:00:00.000Z' };
+  return {
+    address,
+    provider: 'release.git',
+    workload: 'research',
+    identity: COMMIT,
+    digest: 'sha256:d',
+    commit: COMMIT,
+    appliedAt: '2026-01-01T00:00:00.000Z',
+  };
 }
 
 const stateFile = (name: string): string => path.join(root, 'var/lib/agentvm/state', name);
@@ -54,7 +62,6 @@ describe('hostPaths', () => {
     expect(hostPaths('/').state).toBe('/var/lib/agentvm/state');
   });
 });
-
 
 describe.each(STATE_BACKENDS.filter((k) => !k.skip))('state backend contract: $name', (kind) => {
   let store: Store;
@@ -90,12 +97,18 @@ describe.each(STATE_BACKENDS.filter((k) => !k.skip))('state backend contract: $n
     expect(first.serial).toBe(1);
     expect(first.lineage).toBe(start.lineage);
     expect(await b.readLockfile('web-1')).toEqual(first);
-    const second = await b.writeLockfile('web-1', withRollbackTarget(first, 'research', { identity: 'x', digest: 'y', releaseId: 'r1', foreign: false }), l);
+    const second = await b.writeLockfile(
+      'web-1',
+      withRollbackTarget(first, 'research', { identity: 'x', digest: 'y', releaseId: 'r1', foreign: false }),
+      l,
+    );
     expect(second.serial).toBe(2);
     const again = store.open();
     const read = await again.readLockfile('web-1');
     expect(read).toEqual(second);
-    expect((await again.writeLockfile('web-1', withAuditHead(read!, { seq: 1, hash: 'f'.repeat(64) }), l)).serial).toBe(3);
+    expect((await again.writeLockfile('web-1', withAuditHead(read!, { seq: 1, hash: 'f'.repeat(64) }), l)).serial).toBe(
+      3,
+    );
     expect(await b.listHosts()).toEqual(['web-1']);
   });
 
@@ -127,7 +140,9 @@ describe.each(STATE_BACKENDS.filter((k) => !k.skip))('state backend contract: $n
     const other = await elsewhere.open().acquireLease('web-2', 'apply', { renew: false });
     held.push(other);
     if (elsewhere !== store) afterEachClose.push(elsewhere);
-    expect((await rejection(b.writeLockfile('web-1', emptyLockfile('web-1'), other))).code).toBe('state.lease-host-mismatch');
+    expect((await rejection(b.writeLockfile('web-1', emptyLockfile('web-1'), other))).code).toBe(
+      'state.lease-host-mismatch',
+    );
     await l.release();
     expect((await rejection(b.writeLockfile('web-1', emptyLockfile('web-1'), l))).code).toBe('state.lease-lost');
     expect(await b.readLockfile('web-1')).toBeNull();
@@ -177,10 +192,19 @@ describe.each(STATE_BACKENDS.filter((k) => !k.skip))('state backend contract: $n
     // the process dies here: no finish()
     const other = store.open();
     expect(await other.listHosts()).toEqual(['web-1']);
-    expect(await other.readJournal('web-1')).toMatchObject({ applyId: 'a1', planDigest: 'p', completed: ['release.research'], failed: [] });
+    expect(await other.readJournal('web-1')).toMatchObject({
+      applyId: 'a1',
+      planDigest: 'p',
+      completed: ['release.research'],
+      failed: [],
+    });
     expect(Object.keys((await other.readLockfile('web-1'))!.resources)).toEqual(['release.research']);
     // The next apply of the same plan resumes it; of another plan, reports it and starts afresh.
-    const next = await other.beginApply('web-1', { applyId: 'a2', planDigest: 'p', expected: { lineage: log.lock.lineage, serial: 1 } }, l);
+    const next = await other.beginApply(
+      'web-1',
+      { applyId: 'a2', planDigest: 'p', expected: { lineage: log.lock.lineage, serial: 1 } },
+      l,
+    );
     expect(next.interrupted?.applyId).toBe('a1');
     expect(next.isDone('release.research')).toBe(true);
     await other.discardJournal('web-1', l);
@@ -194,9 +218,17 @@ describe.each(STATE_BACKENDS.filter((k) => !k.skip))('state backend contract: $n
   it('GIVEN an apply planned at another serial THEN beginApply refuses it (stale plan) and nothing is written', async () => {
     const l = await take();
     const base = await b.writeLockfile('web-1', emptyLockfile('web-1'), l);
-    const stale = await rejection(b.beginApply('web-1', { applyId: 'a1', planDigest: 'p', expected: { lineage: base.lineage, serial: 0 } }, l));
+    const stale = await rejection(
+      b.beginApply('web-1', { applyId: 'a1', planDigest: 'p', expected: { lineage: base.lineage, serial: 0 } }, l),
+    );
     expect(stale.code).toBe('state.serial-conflict');
-    expect((await rejection(b.beginApply('web-1', { applyId: 'a1', planDigest: 'p', expected: { lineage: null, serial: 0 } }, l))).code).toBe('state.lineage-mismatch');
+    expect(
+      (
+        await rejection(
+          b.beginApply('web-1', { applyId: 'a1', planDigest: 'p', expected: { lineage: null, serial: 0 } }, l),
+        )
+      ).code,
+    ).toBe('state.lineage-mismatch');
     expect(await b.readLockfile('web-1')).toEqual(base);
   });
 
@@ -204,7 +236,13 @@ describe.each(STATE_BACKENDS.filter((k) => !k.skip))('state backend contract: $n
     const l = await take();
     let lock = await b.writeLockfile('web-1', emptyLockfile('web-1'), l);
     for (let i = 0; i < 3; i++) {
-      const record = await b.appendAudit({ host: 'web-1', operation: 'apply', event: 'resource.apply', result: 'ok', address: `release.w${i}` });
+      const record = await b.appendAudit({
+        host: 'web-1',
+        operation: 'apply',
+        event: 'resource.apply',
+        result: 'ok',
+        address: `release.w${i}`,
+      });
       lock = await b.writeLockfile('web-1', withAuditHead(lock, record), l);
     }
     expect((await b.tailAudit(2)).map((r) => r.seq)).toEqual([2, 3]);
@@ -212,16 +250,37 @@ describe.each(STATE_BACKENDS.filter((k) => !k.skip))('state backend contract: $n
     await store.truncateAudit('web-1', 2);
     const result = await b.verifyAudit([{ ...lock.auditHead!, label: 'lockfile of host web-1', host: 'web-1' }]);
     expect(result.diagnostics.map((d) => d.code)).toEqual(['audit.truncated']);
-    expect((await rejection(b.appendAudit({ host: '../x', operation: 'apply', event: 'x', result: 'ok' }))).code).toBe('state.invalid-host');
+    expect((await rejection(b.appendAudit({ host: '../x', operation: 'apply', event: 'x', result: 'ok' }))).code).toBe(
+      'state.invalid-host',
+    );
   });
 
   it('an apply log step with its audit record: both are recorded, the head moves with the batch', async () => {
     const l = await take();
     const log = await b.beginApply('web-1', { applyId: 'a1', planDigest: 'p' }, l);
-    const ev = await b.appendAudit({ host: 'web-1', operation: 'apply', event: 'resource.apply', result: 'ok', address: 'release.research' });
+    const ev = await b.appendAudit({
+      host: 'web-1',
+      operation: 'apply',
+      event: 'resource.apply',
+      result: 'ok',
+      address: 'release.research',
+    });
     const step = log.appendWithAudit
-      ? (await log.appendWithAudit({ host: 'web-1', operation: 'apply', event: 'resource.apply', result: 'ok', address: 'release.research' }, [{ op: 'resource.set', entry: resource('release.research') }], { done: 'release.research' })).event
-      : (await log.append([{ op: 'resource.set', entry: resource('release.research') }, { op: 'auditHead.set', head: ev }], { done: 'release.research' }), ev);
+      ? (
+          await log.appendWithAudit(
+            { host: 'web-1', operation: 'apply', event: 'resource.apply', result: 'ok', address: 'release.research' },
+            [{ op: 'resource.set', entry: resource('release.research') }],
+            { done: 'release.research' },
+          )
+        ).event
+      : (await log.append(
+          [
+            { op: 'resource.set', entry: resource('release.research') },
+            { op: 'auditHead.set', head: ev },
+          ],
+          { done: 'release.research' },
+        ),
+        ev);
     const done = await log.finish();
     expect(done.auditHead).toEqual({ seq: step.seq, hash: step.hash });
     expect(await b.readLockfile('web-1')).toEqual(done);
@@ -239,7 +298,11 @@ describe('local backend: the files', () => {
     expect(await backend.readLockfile('web-1')).toEqual(first);
     expect(existsSync(stateFile('web-1.lock.json.backup'))).toBe(false);
 
-    const second = await backend.writeLockfile('web-1', withRollbackTarget(first, 'research', { identity: 'x', digest: 'y', releaseId: 'r1', foreign: false }), l);
+    const second = await backend.writeLockfile(
+      'web-1',
+      withRollbackTarget(first, 'research', { identity: 'x', digest: 'y', releaseId: 'r1', foreign: false }),
+      l,
+    );
     expect(second.serial).toBe(2);
     expect(JSON.parse(readFileSync(stateFile('web-1.lock.json.backup'), 'utf8'))).toEqual(first);
 
@@ -251,7 +314,12 @@ describe('local backend: the files', () => {
     expect(third.serial).toBe(3);
     expect(JSON.parse(readFileSync(stateFile('web-1.lock.json.backup'), 'utf8')).serial).toBe(2);
     expect(await backend.listHosts()).toEqual(['web-1']);
-    expect(readdirSync(stateFile('')).sort()).toEqual(['root-host.json', 'web-1.lease.json', 'web-1.lock.json', 'web-1.lock.json.backup']);
+    expect(readdirSync(stateFile('')).sort()).toEqual([
+      'root-host.json',
+      'web-1.lease.json',
+      'web-1.lock.json',
+      'web-1.lock.json.backup',
+    ]);
   });
 
   it('GIVEN another process replaced the file THEN the backend notices (no stale cache) and refuses', async () => {
@@ -271,7 +339,9 @@ describe('local backend: the files', () => {
     const elsewhere = mkdtempSync(path.join(os.tmpdir(), 'agentvm-state-other-'));
     const other = await new LocalStateBackend(hostPaths(elsewhere)).acquireLease('web-2', 'apply', { renew: false });
     leases.push(other);
-    expect((await rejection(backend.writeLockfile('web-1', emptyLockfile('web-1'), other))).code).toBe('state.lease-host-mismatch');
+    expect((await rejection(backend.writeLockfile('web-1', emptyLockfile('web-1'), other))).code).toBe(
+      'state.lease-host-mismatch',
+    );
     other.release();
     rmSync(elsewhere, { recursive: true, force: true });
     l.release();
@@ -302,20 +372,23 @@ describe('local backend: the files', () => {
     ['torn JSON', (t: string) => t.slice(0, t.length / 2)],
     ['a schema violation', (t: string) => t.replace('"serial": 2', '"serial": "two"')],
     ['another host', (t: string) => t.replace('"host": "web-1"', '"host": "web-9"')],
-  ])('GIVEN a lockfile with %s THEN state.corrupt names the file and how to restore the backup', async (_name, damage) => {
-    const l = await lease();
-    const one = await backend.writeLockfile('web-1', emptyLockfile('web-1'), l);
-    await backend.writeLockfile('web-1', one, l);
-    const file = stateFile('web-1.lock.json');
-    writeFileSync(file, damage(readFileSync(file, 'utf8')));
-    const error = await rejection(new LocalStateBackend(hostPaths(root)).readLockfile('web-1'));
-    expect(error.code).toBe('state.corrupt');
-    expect(error.message).toContain(file);
-    expect(error.diagnostics[0]?.detail).toContain(`cp ${file}.backup ${file}`);
-    // And the advice works: the backup restores serial 1.
-    writeFileSync(file, readFileSync(`${file}.backup`));
-    expect((await backend.readLockfile('web-1'))?.serial).toBe(1);
-  });
+  ])(
+    'GIVEN a lockfile with %s THEN state.corrupt names the file and how to restore the backup',
+    async (_name, damage) => {
+      const l = await lease();
+      const one = await backend.writeLockfile('web-1', emptyLockfile('web-1'), l);
+      await backend.writeLockfile('web-1', one, l);
+      const file = stateFile('web-1.lock.json');
+      writeFileSync(file, damage(readFileSync(file, 'utf8')));
+      const error = await rejection(new LocalStateBackend(hostPaths(root)).readLockfile('web-1'));
+      expect(error.code).toBe('state.corrupt');
+      expect(error.message).toContain(file);
+      expect(error.diagnostics[0]?.detail).toContain(`cp ${file}.backup ${file}`);
+      // And the advice works: the backup restores serial 1.
+      writeFileSync(file, readFileSync(`${file}.backup`));
+      expect((await backend.readLockfile('web-1'))?.serial).toBe(1);
+    },
+  );
 
   it('GIVEN the lockfile deleted but its backup present THEN state.missing says how to restore or start over', async () => {
     const l = await lease();
@@ -325,7 +398,6 @@ describe('local backend: the files', () => {
     expect(error.code).toBe('state.missing');
     expect(error.diagnostics[0]?.detail).toContain('rm ');
   });
-
 });
 
 describe('local backend: apply log and audit files', () => {
@@ -354,7 +426,13 @@ describe('local backend: apply log and audit files', () => {
     const l = await lease();
     let lock = await backend.writeLockfile('web-1', emptyLockfile('web-1'), l);
     for (let i = 0; i < 3; i++) {
-      const record = await backend.appendAudit({ host: 'web-1', operation: 'apply', event: 'resource.apply', result: 'ok', address: `release.w${i}` });
+      const record = await backend.appendAudit({
+        host: 'web-1',
+        operation: 'apply',
+        event: 'resource.apply',
+        result: 'ok',
+        address: `release.w${i}`,
+      });
       lock = await backend.writeLockfile('web-1', withAuditHead(lock, record), l);
     }
     // An apply's WAL records a later head (seq 4) in a batch.
@@ -362,7 +440,11 @@ describe('local backend: apply log and audit files', () => {
     const fourth = await backend.appendAudit({ host: 'web-1', operation: 'apply', event: 'apply.start', result: 'ok' });
     await log.append([{ op: 'auditHead.set', head: { seq: fourth.seq, hash: fourth.hash } }]);
     const heads = await backend.recordedAuditHeads('web-1');
-    expect(heads.map((h) => `${h.label}:${h.seq}`)).toEqual(['lockfile of web-1:3', 'lockfile backup of web-1:2', 'write-ahead log of web-1:4']);
+    expect(heads.map((h) => `${h.label}:${h.seq}`)).toEqual([
+      'lockfile of web-1:3',
+      'lockfile backup of web-1:2',
+      'write-ahead log of web-1:4',
+    ]);
     // Cut the log back to 1 record and damage the lockfile: it no longer parses, and a plain read cannot give its head.
     const text = readFileSync(backend.auditPath(), 'utf8');
     writeFileSync(backend.auditPath(), `${text.split('\n')[0]}\n`);
@@ -374,6 +456,8 @@ describe('local backend: apply log and audit files', () => {
     expect(result.diagnostics.map((d) => d.code)).toEqual(['audit.truncated', 'audit.truncated']);
     // Even with the WAL gone too, the backup alone still tells.
     unlinkSync(stateFile('web-1.wal.jsonl'));
-    expect((await backend.verifyAudit(await backend.recordedAuditHeads('web-1'))).diagnostics.map((d) => d.code)).toEqual(['audit.truncated']);
+    expect(
+      (await backend.verifyAudit(await backend.recordedAuditHeads('web-1'))).diagnostics.map((d) => d.code),
+    ).toEqual(['audit.truncated']);
   });
 });

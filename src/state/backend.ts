@@ -15,12 +15,37 @@ import { AgentvmError } from '../diagnostics/index.js';
 import { isHostName, type HostPaths } from '../model/index.js';
 import { errnoCode, fsyncDirectory, removeDeadTemps, storageError, tempPathFor, unlinkQuietly } from './atomic-file.js';
 import { beginApplyLog, type ApplyStart } from './apply-log.js';
-import { appendAudit, AUDIT_FILE_NAME, tailAudit, verifyAuditLog, type AuditEntry, type AuditEvent, type AuditVerification, type ExpectedAuditHead } from './audit-log.js';
+import {
+  appendAudit,
+  AUDIT_FILE_NAME,
+  tailAudit,
+  verifyAuditLog,
+  type AuditEntry,
+  type AuditEvent,
+  type AuditVerification,
+  type ExpectedAuditHead,
+} from './audit-log.js';
 import { assertHostName } from './host-paths.js';
 import type { ApplyLogHandle, HeldLease } from './backend-types.js';
-import { acquireLeaseLock, describeHolder, forceUnlockLease, LeaseLock, leaseStaleness, readLeaseRecord, sweepLeaseLeftovers, type LeaseOptions, type LeaseRecord } from './lease-lock.js';
+import {
+  acquireLeaseLock,
+  describeHolder,
+  forceUnlockLease,
+  LeaseLock,
+  leaseStaleness,
+  readLeaseRecord,
+  sweepLeaseLeftovers,
+  type LeaseOptions,
+  type LeaseRecord,
+} from './lease-lock.js';
 import type { Lockfile, LockfileSource } from './lockfile.js';
-import { fingerprintOf, readStoredState, sameFingerprint, writeLockfileFile, type FileFingerprint } from './lockfile-store.js';
+import {
+  fingerprintOf,
+  readStoredState,
+  sameFingerprint,
+  writeLockfileFile,
+  type FileFingerprint,
+} from './lockfile-store.js';
 import { journalOf, parseWal, type JournalRecord } from './wal.js';
 
 export interface StateBackend {
@@ -73,7 +98,9 @@ export interface StateBackend {
   /** Appends an audit record; its seq and hash are the new head (store it with an `auditHead.set` op or `withAuditHead`). */
   appendAudit(entry: AuditEntry): Promise<AuditEvent>;
   /** Heads may name their host: a backend with one chain per host checks each against its own chain. */
-  verifyAudit(expected?: AuditHeadLike | readonly (ExpectedAuditHead & { host?: string })[]): Promise<AuditVerification>;
+  verifyAudit(
+    expected?: AuditHeadLike | readonly (ExpectedAuditHead & { host?: string })[],
+  ): Promise<AuditVerification>;
   /** The last n records, oldest first. */
   tailAudit(n: number): Promise<AuditEvent[]>;
   /** The audit log's location, for messages only: all access goes through the methods above. */
@@ -87,7 +114,10 @@ type AuditHeadLike = { seq: number; hash: string };
 export class LocalStateBackend implements StateBackend {
   readonly paths: HostPaths;
   /** Per host: the logical version this backend last read or wrote, and the lockfile and WAL versions it came from. */
-  readonly #known = new Map<string, { lock: FileFingerprint | null; wal: FileFingerprint | null; lineage: string; serial: number }>();
+  readonly #known = new Map<
+    string,
+    { lock: FileFingerprint | null; wal: FileFingerprint | null; lineage: string; serial: number }
+  >();
 
   constructor(paths: HostPaths) {
     this.paths = paths;
@@ -102,7 +132,12 @@ export class LocalStateBackend implements StateBackend {
     this.#known.delete(host);
     const state = readStoredState(source, this.#walFile(host));
     if (state.logical) {
-      this.#known.set(host, { lock: state.lockFingerprint, wal: state.walFingerprint, lineage: state.logical.lineage, serial: state.logical.serial });
+      this.#known.set(host, {
+        lock: state.lockFingerprint,
+        wal: state.walFingerprint,
+        lineage: state.logical.lineage,
+        serial: state.logical.serial,
+      });
     }
     return state.logical;
   }
@@ -114,31 +149,50 @@ export class LocalStateBackend implements StateBackend {
   #knownVersion(host: string): { lineage: string; serial: number } | undefined {
     const known = this.#known.get(host);
     if (!known) return undefined;
-    const same = sameFingerprint(fingerprintOf(this.#source(host).file), known.lock) && sameFingerprint(fingerprintOf(this.#walFile(host)), known.wal);
+    const same =
+      sameFingerprint(fingerprintOf(this.#source(host).file), known.lock) &&
+      sameFingerprint(fingerprintOf(this.#walFile(host)), known.wal);
     return same ? known : undefined;
   }
 
   async writeLockfile(host: string, lock: Lockfile, lease: HeldLease): Promise<Lockfile> {
     const source = this.#source(host);
     this.#guard(host, lease);
-    if (lock.host !== host) throw toolkitError('state.host-mismatch', `A lockfile of host "${lock.host}" cannot be written as host "${host}".`);
+    if (lock.host !== host)
+      throw toolkitError(
+        'state.host-mismatch',
+        `A lockfile of host "${lock.host}" cannot be written as host "${host}".`,
+      );
     const current = this.#knownVersion(host) ?? (await this.readLockfile(host));
     if (current && current.lineage !== lock.lineage) {
-      throw new AgentvmError('state.lineage-mismatch', `The lockfile ${source.file} has lineage ${current.lineage}, not ${lock.lineage}: it was replaced since it was read.`, {
-        detail: 'Nothing was written. Run `agentvm plan` again against the current state.',
-      });
+      throw new AgentvmError(
+        'state.lineage-mismatch',
+        `The lockfile ${source.file} has lineage ${current.lineage}, not ${lock.lineage}: it was replaced since it was read.`,
+        {
+          detail: 'Nothing was written. Run `agentvm plan` again against the current state.',
+        },
+      );
     }
     const onDisk = current?.serial ?? 0;
     if (onDisk !== lock.serial) {
-      throw new AgentvmError('state.serial-conflict', `The lockfile ${source.file} is at serial ${current ? onDisk : 'none'}, but this change was made from serial ${lock.serial}.`, {
-        detail: 'Another operation wrote the state since it was read; nothing was written. Run `agentvm plan` again.',
-      });
+      throw new AgentvmError(
+        'state.serial-conflict',
+        `The lockfile ${source.file} is at serial ${current ? onDisk : 'none'}, but this change was made from serial ${lock.serial}.`,
+        {
+          detail: 'Another operation wrote the state since it was read; nothing was written. Run `agentvm plan` again.',
+        },
+      );
     }
     const next: Lockfile = { ...lock, serial: lock.serial + 1, updatedAt: new Date().toISOString() };
     // `lock` was derived from the logical lockfile, so it holds any WAL batches: writing serial + 1 leaves such a WAL
     // checkpointed (walStatus), kept only as the record of its interrupted apply.
     const written = writeLockfileFile(source, next);
-    this.#known.set(host, { lock: written, wal: fingerprintOf(this.#walFile(host)), lineage: next.lineage, serial: next.serial });
+    this.#known.set(host, {
+      lock: written,
+      wal: fingerprintOf(this.#walFile(host)),
+      lineage: next.lineage,
+      serial: next.serial,
+    });
     return next;
   }
 
@@ -149,11 +203,21 @@ export class LocalStateBackend implements StateBackend {
     try {
       // Every takeover is an action in the audit log, written before the new holder changes anything.
       if (lease.tookOver) {
-        await this.appendAudit({ host, operation, event: 'lease.takeover', result: 'ok', detail: `took over lease ${lease.tookOver.id} of ${describeHolder(lease.tookOver)}: ${leaseStaleness(lease.tookOver) ?? 'stale'}` });
+        await this.appendAudit({
+          host,
+          operation,
+          event: 'lease.takeover',
+          result: 'ok',
+          detail: `took over lease ${lease.tookOver.id} of ${describeHolder(lease.tookOver)}: ${leaseStaleness(lease.tookOver) ?? 'stale'}`,
+        });
       }
       // Under the lease, nobody else writes this host's lockfile or WAL: any temp file of theirs is a killed writer's.
       const prefixes = [`${host}.lock.json`, `${host}.wal.jsonl`];
-      removeDeadTemps(this.paths.state, (target) => prefixes.some((p) => target === p || target === `${p}.backup`), true);
+      removeDeadTemps(
+        this.paths.state,
+        (target) => prefixes.some((p) => target === p || target === `${p}.backup`),
+        true,
+      );
       sweepLeaseLeftovers(`${this.auditPath()}.lock`);
       removeDeadTemps(this.paths.state, (target) => target === ROOT_CLAIM_FILE);
     } catch (error) {
@@ -194,7 +258,10 @@ export class LocalStateBackend implements StateBackend {
       }
       const temp = tempPathFor(file);
       try {
-        writeFileSync(temp, `${JSON.stringify({ host, claimedAt: new Date().toISOString() })}\n`, { flag: 'wx', mode: 0o644 });
+        writeFileSync(temp, `${JSON.stringify({ host, claimedAt: new Date().toISOString() })}\n`, {
+          flag: 'wx',
+          mode: 0o644,
+        });
       } catch (error) {
         unlinkQuietly(temp);
         throw storageError(error, file, 'Nothing was changed.');
@@ -210,7 +277,9 @@ export class LocalStateBackend implements StateBackend {
         unlinkQuietly(temp);
       }
     }
-    throw new AgentvmError('state.root-claim-unreadable', `The root claim ${file} cannot be read.`, { detail: `Remove it (\`rm ${file}\`) if it is damaged; the next apply claims the root again.` });
+    throw new AgentvmError('state.root-claim-unreadable', `The root claim ${file} cannot be read.`, {
+      detail: `Remove it (\`rm ${file}\`) if it is damaged; the next apply claims the root again.`,
+    });
   }
 
   async readAuditLock(): Promise<LeaseRecord | null> {
@@ -268,7 +337,8 @@ export class LocalStateBackend implements StateBackend {
     const walFile = this.#walFile(host);
     const state = readStoredState(source, walFile);
     if (!state.wal) return;
-    if (state.walStatus === 'replay' && state.logical && state.wal.batches.length > 0) writeLockfileFile(source, state.logical);
+    if (state.walStatus === 'replay' && state.logical && state.wal.batches.length > 0)
+      writeLockfileFile(source, state.logical);
     try {
       unlinkSync(walFile);
     } catch (error) {
@@ -281,7 +351,10 @@ export class LocalStateBackend implements StateBackend {
   async recordedAuditHeads(host: string): Promise<ExpectedAuditHead[]> {
     const source = this.#source(host);
     const heads: ExpectedAuditHead[] = [];
-    for (const [file, label] of [[source.file, `lockfile of ${host}`], [source.backup, `lockfile backup of ${host}`]] as const) {
+    for (const [file, label] of [
+      [source.file, `lockfile of ${host}`],
+      [source.backup, `lockfile backup of ${host}`],
+    ] as const) {
       const head = auditHeadIn(file);
       if (head) heads.push({ ...head, label });
     }
@@ -296,7 +369,9 @@ export class LocalStateBackend implements StateBackend {
     for (const line of wal.split('\n')) {
       try {
         const batch = JSON.parse(line) as { ops?: Array<{ op?: string; head?: AuditHeadLike }> };
-        for (const op of batch.ops ?? []) if (op.op === 'auditHead.set' && op.head && Number.isInteger(op.head.seq) && typeof op.head.hash === 'string') last = op.head;
+        for (const op of batch.ops ?? [])
+          if (op.op === 'auditHead.set' && op.head && Number.isInteger(op.head.seq) && typeof op.head.hash === 'string')
+            last = op.head;
       } catch {
         // a torn or damaged line
       }
@@ -335,8 +410,16 @@ export class LocalStateBackend implements StateBackend {
   /** Every write: the lease must be this host's, this backend's kind (a lease file), and still held. */
   #guard(host: string, lease: HeldLease): LeaseLock {
     assertHostName(host);
-    if (lease.host !== host) throw toolkitError('state.lease-host-mismatch', `The lease of host "${lease.host}" does not guard host "${host}".`);
-    if (!(lease instanceof LeaseLock)) throw toolkitError('state.lease-backend-mismatch', `The lease ${lease.id} was not taken from the local state backend.`);
+    if (lease.host !== host)
+      throw toolkitError(
+        'state.lease-host-mismatch',
+        `The lease of host "${lease.host}" does not guard host "${host}".`,
+      );
+    if (!(lease instanceof LeaseLock))
+      throw toolkitError(
+        'state.lease-backend-mismatch',
+        `The lease ${lease.id} was not taken from the local state backend.`,
+      );
     lease.assertHeld();
     return lease;
   }
@@ -359,7 +442,8 @@ function auditHeadIn(file: string): AuditHeadLike | undefined {
   }
   try {
     const head = (JSON.parse(text) as { auditHead?: AuditHeadLike }).auditHead;
-    if (head && Number.isInteger(head.seq) && typeof head.hash === 'string' && /^[0-9a-f]{64}$/.test(head.hash)) return { seq: head.seq, hash: head.hash };
+    if (head && Number.isInteger(head.seq) && typeof head.hash === 'string' && /^[0-9a-f]{64}$/.test(head.hash))
+      return { seq: head.seq, hash: head.hash };
   } catch {
     // Not JSON any more: find the head by its shape in what is left.
     const m = /"auditHead"\s*:\s*\{\s*"seq"\s*:\s*(\d+)\s*,\s*"hash"\s*:\s*"([0-9a-f]{64})"/.exec(text);
@@ -383,7 +467,9 @@ function readRootClaim(file: string): string | undefined {
   } catch {
     // fall through
   }
-  throw new AgentvmError('state.root-claim-unreadable', `The root claim ${file} is not a valid claim.`, { detail: `Remove it (\`rm ${file}\`) if it is damaged; the next apply claims the root again.` });
+  throw new AgentvmError('state.root-claim-unreadable', `The root claim ${file} is not a valid claim.`, {
+    detail: `Remove it (\`rm ${file}\`) if it is damaged; the next apply claims the root again.`,
+  });
 }
 
 function existingLockfileHosts(stateDir: string): string[] {
@@ -398,11 +484,15 @@ function existingLockfileHosts(stateDir: string): string[] {
 }
 
 function rootHostMismatch(stateDir: string, file: string, owner: string, host: string): AgentvmError {
-  return new AgentvmError('state.root-host-mismatch', `The root of ${stateDir} belongs to host ${owner}; refusing to change host "${host}" in it.`, {
-    detail:
-      `One root is one machine (ADR 0015): two hosts in one root would delete each other's workloads as orphans. Give host "${host}" its own --root. ` +
-      `If this root really is to become host "${host}", remove the old host's state first (its lockfile, and ${file}).`,
-  });
+  return new AgentvmError(
+    'state.root-host-mismatch',
+    `The root of ${stateDir} belongs to host ${owner}; refusing to change host "${host}" in it.`,
+    {
+      detail:
+        `One root is one machine (ADR 0015): two hosts in one root would delete each other's workloads as orphans. Give host "${host}" its own --root. ` +
+        `If this root really is to become host "${host}", remove the old host's state first (its lockfile, and ${file}).`,
+    },
+  );
 }
 
 /**
@@ -414,7 +504,11 @@ function leaseDefaults(): LeaseOptions {
   if (raw === undefined || raw === '') return {};
   const seconds = Number(raw);
   if (!Number.isInteger(seconds) || seconds < 3 || seconds > 86_400) {
-    throw new AgentvmError('state.invalid-lease-seconds', `AGENTVM_LEASE_SECONDS=${raw} is not a whole number of seconds from 3 to 86400.`, { detail: 'Unset it (15 minutes) or give e.g. 60.' });
+    throw new AgentvmError(
+      'state.invalid-lease-seconds',
+      `AGENTVM_LEASE_SECONDS=${raw} is not a whole number of seconds from 3 to 86400.`,
+      { detail: 'Unset it (15 minutes) or give e.g. 60.' },
+    );
   }
   return { leaseMs: seconds * 1000 };
 }

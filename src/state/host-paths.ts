@@ -8,7 +8,8 @@ import { AgentvmError } from '../diagnostics/index.js';
 export function assertHostName(host: string): void {
   if (!isHostName(host)) {
     throw new AgentvmError('state.invalid-host', `${JSON.stringify(host)} is not a valid host name.`, {
-      detail: 'Host names are DNS labels: lowercase letters, digits and dashes, starting with a letter, at most 63 characters (the name of hosts/<host>.yaml).',
+      detail:
+        'Host names are DNS labels: lowercase letters, digits and dashes, starting with a letter, at most 63 characters (the name of hosts/<host>.yaml).',
     });
   }
 }

@@ -2,7 +2,15 @@
 // StateBackend (it never builds a state file path itself).
 
 export { assertHostName } from './host-paths.js';
-export { writeFileAtomic, readJsonFile, storageError, freeSpace, removeDeadTemps, fsyncDirectory, type AtomicWriteOptions } from './atomic-file.js';
+export {
+  writeFileAtomic,
+  readJsonFile,
+  storageError,
+  freeSpace,
+  removeDeadTemps,
+  fsyncDirectory,
+  type AtomicWriteOptions,
+} from './atomic-file.js';
 export { selfIdentity, provablyDead, identityFields, type ProcessIdentity } from './process-identity.js';
 export {
   LOCKFILE_FORMAT_VERSION,
@@ -42,7 +50,14 @@ export {
   type LeaseRecord,
   type LeaseOptions,
 } from './lease-lock.js';
-export { ApplyLog, MIN_CHECKPOINT_INTERVAL, type ApplyStart, type AppendMarks, type AppendResult, type ApplyLogWrites } from './apply-log.js';
+export {
+  ApplyLog,
+  MIN_CHECKPOINT_INTERVAL,
+  type ApplyStart,
+  type AppendMarks,
+  type AppendResult,
+  type ApplyLogWrites,
+} from './apply-log.js';
 export { WAL_FORMAT_VERSION, type JournalRecord, type JournalFailure } from './wal.js';
 export {
   AUDIT_FILE_NAME,

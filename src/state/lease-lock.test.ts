@@ -9,7 +9,15 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { AgentvmError } from '../diagnostics/index.js';
 import { selfIdentity } from './process-identity.js';
-import { acquireLeaseLock, forceUnlockLease, LeaseHeldError, leaseStaleness, readLeaseRecord, type LeaseLock, type LeaseRecord } from './lease-lock.js';
+import {
+  acquireLeaseLock,
+  forceUnlockLease,
+  LeaseHeldError,
+  leaseStaleness,
+  readLeaseRecord,
+  type LeaseLock,
+  type LeaseRecord,
+} from './lease-lock.js';
 
 let dir: string;
 let file: string;
@@ -83,7 +91,8 @@ describe('acquireLeaseLock', () => {
     expect(error).toBeInstanceOf(LeaseHeldError);
     expect(error.code).toBe('state.locked');
     const r = first.record;
-    for (const part of [r.who, 'operation apply', `pid ${r.pid}`, r.created, r.id, `agentvm state unlock ${r.id}`]) expect(error.message).toContain(part);
+    for (const part of [r.who, 'operation apply', `pid ${r.pid}`, r.created, r.id, `agentvm state unlock ${r.id}`])
+      expect(error.message).toContain(part);
     expect((error as LeaseHeldError).holder).toEqual(r);
   });
 
@@ -118,7 +127,10 @@ describe('acquireLeaseLock', () => {
   });
 
   it('GIVEN an unexpired lease of a dead pid of another boot, or one recorded without boot id and namespace THEN it is held', () => {
-    writeFileSync(file, JSON.stringify(foreignLease({ pid: deadPid(), bootId: '00000000-0000-4000-8000-000000000000' })));
+    writeFileSync(
+      file,
+      JSON.stringify(foreignLease({ pid: deadPid(), bootId: '00000000-0000-4000-8000-000000000000' })),
+    );
     expect(rejection(() => acquire()).code).toBe('state.locked');
     const { bootId: _b, pidNamespace: _n, ...legacy } = foreignLease({ pid: deadPid() });
     writeFileSync(file, JSON.stringify(legacy));
@@ -128,11 +140,24 @@ describe('acquireLeaseLock', () => {
   it('GIVEN a live pid that started at another time than the holder (a reused pid) THEN the holder is gone', () => {
     const stale = foreignLease({ pid: process.pid, pidStart: (me.pidStart ?? 0) + 1 });
     expect(leaseStaleness(stale)).toBe(me.pidStart === undefined ? null : 'holder-gone');
-    expect(leaseStaleness(foreignLease({ pid: process.pid, ...(me.pidStart !== undefined ? { pidStart: me.pidStart } : {}) }))).toBeNull();
+    expect(
+      leaseStaleness(
+        foreignLease({ pid: process.pid, ...(me.pidStart !== undefined ? { pidStart: me.pidStart } : {}) }),
+      ),
+    ).toBeNull();
   });
 
   it('GIVEN an unexpired lease of a dead pid on ANOTHER machine THEN it is held (the pid cannot be checked from here)', () => {
-    writeFileSync(file, JSON.stringify(foreignLease({ pid: deadPid(), hostname: 'some-other-machine', bootId: 'ffffffff-0000-4000-8000-000000000000' })));
+    writeFileSync(
+      file,
+      JSON.stringify(
+        foreignLease({
+          pid: deadPid(),
+          hostname: 'some-other-machine',
+          bootId: 'ffffffff-0000-4000-8000-000000000000',
+        }),
+      ),
+    );
     expect(rejection(() => acquire()).code).toBe('state.locked');
   });
 
@@ -205,7 +230,11 @@ describe('forceUnlockLease', () => {
   it('GIVEN a takeover marker left by a racer that died THEN the next acquire removes it and takes over: nothing to delete by hand', () => {
     const stale = foreignLease({ pid: deadPid() });
     writeFileSync(file, JSON.stringify(stale));
-    const marker = foreignLease({ pid: deadPid(), operation: 'takeover', expires: new Date(Date.now() + 30_000).toISOString() });
+    const marker = foreignLease({
+      pid: deadPid(),
+      operation: 'takeover',
+      expires: new Date(Date.now() + 30_000).toISOString(),
+    });
     writeFileSync(`${file}.takeover-${stale.id}`, JSON.stringify(marker));
     writeFileSync(path.join(dir, `.web-1.lease.json.${marker.pid}-${me.pidNamespace ?? 0}.0123456789ab.tmp`), 'half');
     const lease = acquire();
@@ -217,9 +246,22 @@ describe('forceUnlockLease', () => {
     const stale = foreignLease({ pid: deadPid() });
     writeFileSync(file, JSON.stringify(stale));
     const markerFile = `${file}.takeover-${stale.id}`;
-    writeFileSync(markerFile, JSON.stringify(foreignLease({ pid: deadPid(), pidNamespace: (me.pidNamespace ?? 1) + 1, operation: 'takeover' })));
+    writeFileSync(
+      markerFile,
+      JSON.stringify(foreignLease({ pid: deadPid(), pidNamespace: (me.pidNamespace ?? 1) + 1, operation: 'takeover' })),
+    );
     expect(rejection(() => acquire()).message).toContain('taking over');
-    writeFileSync(markerFile, JSON.stringify(foreignLease({ pid: deadPid(), pidNamespace: (me.pidNamespace ?? 1) + 1, operation: 'takeover', expires: new Date(Date.now() - 1).toISOString() })));
+    writeFileSync(
+      markerFile,
+      JSON.stringify(
+        foreignLease({
+          pid: deadPid(),
+          pidNamespace: (me.pidNamespace ?? 1) + 1,
+          operation: 'takeover',
+          expires: new Date(Date.now() - 1).toISOString(),
+        }),
+      ),
+    );
     expect(acquire().tookOver?.id).toBe(stale.id);
     expect(readdirSync(dir)).toEqual(['web-1.lease.json']);
   });

@@ -19,12 +19,31 @@
 // suspended machine) can be taken over; its next renewal notices the loss and `assertHeld()` throws `state.lease-lost`.
 
 import { randomUUID } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readSync, renameSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  writeSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import { currentActor } from '../support/actor.js';
-import { errnoCode, fsyncDirectory, removeDeadTemps, storageError, tempPathFor, unlinkQuietly, writeFileAtomic } from './atomic-file.js';
+import {
+  errnoCode,
+  fsyncDirectory,
+  removeDeadTemps,
+  storageError,
+  tempPathFor,
+  unlinkQuietly,
+  writeFileAtomic,
+} from './atomic-file.js';
 import { identityFields, provablyDead, selfIdentity } from './process-identity.js';
 
 export interface LeaseRecord {
@@ -92,7 +111,12 @@ export class LeaseLock {
   readonly #durable: boolean;
 
   /** @internal use acquireLeaseLock */
-  constructor(file: string, record: LeaseRecord, tookOver: LeaseRecord | null, options: Required<Pick<LeaseOptions, 'leaseMs' | 'now' | 'renew' | 'durable'>>) {
+  constructor(
+    file: string,
+    record: LeaseRecord,
+    tookOver: LeaseRecord | null,
+    options: Required<Pick<LeaseOptions, 'leaseMs' | 'now' | 'renew' | 'durable'>>,
+  ) {
     this.file = file;
     this.#record = record;
     this.tookOver = tookOver;
@@ -127,7 +151,10 @@ export class LeaseLock {
       this.#markLost(current);
       this.assertHeld();
     }
-    const next: LeaseRecord = { ...this.#record, expires: new Date(this.#now().getTime() + this.#leaseMs).toISOString() };
+    const next: LeaseRecord = {
+      ...this.#record,
+      expires: new Date(this.#now().getTime() + this.#leaseMs).toISOString(),
+    };
     writeFileAtomic(this.file, serializeLease(next));
     this.#record = next;
   }
@@ -137,15 +164,25 @@ export class LeaseLock {
    * happen under the lock (the lockfile backend does).
    */
   assertHeld(): void {
-    if (this.#released) throw new AgentvmError('state.lease-lost', `The lease ${this.#record.id} on host "${this.#record.host}" was already released.`, { source: 'toolkit' });
+    if (this.#released)
+      throw new AgentvmError(
+        'state.lease-lost',
+        `The lease ${this.#record.id} on host "${this.#record.host}" was already released.`,
+        { source: 'toolkit' },
+      );
     if (this.#lost === null) {
       const current = inspectLease(this.file);
       if (current.kind !== 'lease' || current.record.id !== this.#record.id) this.#markLost(current);
     }
     if (this.#lost !== null) {
-      throw new AgentvmError('state.lease-lost', `This operation no longer holds the state lock of host "${this.#record.host}": ${this.#lost}.`, {
-        detail: 'Nothing more was written. Another operation may be changing the host now; run `agentvm plan` when it has finished.',
-      });
+      throw new AgentvmError(
+        'state.lease-lost',
+        `This operation no longer holds the state lock of host "${this.#record.host}": ${this.#lost}.`,
+        {
+          detail:
+            'Nothing more was written. Another operation may be changing the host now; run `agentvm plan` when it has finished.',
+        },
+      );
     }
   }
 
@@ -161,7 +198,10 @@ export class LeaseLock {
   #markLost(current: InspectedLease): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
-    this.#lost = current.kind === 'lease' ? `it was taken over by ${describeHolder(current.record)}` : 'its lease file was removed';
+    this.#lost =
+      current.kind === 'lease'
+        ? `it was taken over by ${describeHolder(current.record)}`
+        : 'its lease file was removed';
   }
 
   /** Timer renewals must never throw into the event loop: a failure shows up at the next assertHeld(). */
@@ -215,16 +255,25 @@ export function acquireLeaseLock(file: string, host: string, operation: string, 
       // Released between our create and our read: try again — but a file system where a lease can neither be
       // created nor seen (e.g. a pseudo file system as --root) must not spin forever.
       if (attempt < 100) continue;
-      throw new AgentvmError('state.lease-unavailable', `Cannot take the lease ${file}: it can neither be created nor read.`, {
-        detail: 'The state directory must be on a normal, writable file system; check --root.',
-      });
+      throw new AgentvmError(
+        'state.lease-unavailable',
+        `Cannot take the lease ${file}: it can neither be created nor read.`,
+        {
+          detail: 'The state directory must be on a normal, writable file system; check --root.',
+        },
+      );
     }
     const stale = staleness(seen, now());
     if (stale === null) throw heldError(host, seen, null);
     const outcome = takeOverStale(file, seen, serializeLease(record), durable, now());
     if (outcome === 'acquired') {
       sweepLeaseLeftovers(file, now());
-      return new LeaseLock(file, record, seen.kind === 'lease' ? seen.record : null, { leaseMs, now, renew: options.renew ?? true, durable });
+      return new LeaseLock(file, record, seen.kind === 'lease' ? seen.record : null, {
+        leaseMs,
+        now,
+        renew: options.renew ?? true,
+        durable,
+      });
     }
     if (outcome === 'changed' && attempt < 100) continue;
     // 'busy': another racer is taking this stale lease over; wait for it to finish, then re-read who holds it.
@@ -249,17 +298,30 @@ export function readLeaseRecord(file: string): LeaseRecord | undefined {
  */
 export function forceUnlockLease(file: string, id: string): LeaseRecord {
   const seen = inspectLease(file);
-  if (seen.kind === 'missing') throw new AgentvmError('state.not-locked', `There is no lease to unlock (${file} does not exist).`);
+  if (seen.kind === 'missing')
+    throw new AgentvmError('state.not-locked', `There is no lease to unlock (${file} does not exist).`);
   if (seen.kind !== 'lease' || seen.record.id !== id) {
-    const actual = seen.kind === 'lease' ? `lease ${seen.record.id} held by ${describeHolder(seen.record)}` : 'an unreadable lease file';
-    throw new AgentvmError('state.lock-id-mismatch', `Lease ${id} is not the current lock: the host is held by ${actual}.`, {
-      detail: 'Nothing was removed. Check `agentvm state show` and pass the id of the current lease, if you are sure its holder is gone.',
-    });
+    const actual =
+      seen.kind === 'lease'
+        ? `lease ${seen.record.id} held by ${describeHolder(seen.record)}`
+        : 'an unreadable lease file';
+    throw new AgentvmError(
+      'state.lock-id-mismatch',
+      `Lease ${id} is not the current lock: the host is held by ${actual}.`,
+      {
+        detail:
+          'Nothing was removed. Check `agentvm state show` and pass the id of the current lease, if you are sure its holder is gone.',
+      },
+    );
   }
   if (!removeLeaseIfId(file, id, true)) {
-    throw new AgentvmError('state.lock-id-mismatch', `Lease ${id} changed while it was being unlocked; nothing was removed.`, {
-      detail: 'Run `agentvm state show` to see the current holder.',
-    });
+    throw new AgentvmError(
+      'state.lock-id-mismatch',
+      `Lease ${id} changed while it was being unlocked; nothing was removed.`,
+      {
+        detail: 'Run `agentvm state show` to see the current holder.',
+      },
+    );
   }
   // A takeover marker left by a crashed racer would block takeovers of this lease id: clear it with the lease.
   unlinkQuietly(takeoverMarker(file, seen));
@@ -304,7 +366,9 @@ function inspectLease(file: string): InspectedLease {
     }
     const raw = buf.subarray(0, read).toString('utf8');
     const record = parseLease(raw);
-    return record ? { kind: 'lease', record, ino: st.ino, raw } : { kind: 'unreadable', ino: st.ino, raw, mtimeMs: st.mtimeMs };
+    return record
+      ? { kind: 'lease', record, ino: st.ino, raw }
+      : { kind: 'unreadable', ino: st.ino, raw, mtimeMs: st.mtimeMs };
   } finally {
     closeSync(fd);
   }
@@ -391,7 +455,9 @@ function writeExclusive(file: string, content: string, durable: boolean): void {
   try {
     fd = openSync(file, 'wx', 0o644);
   } catch (error) {
-    throw errnoCode(error) === 'EEXIST' ? error : storageError(error, file, 'The lock was not taken; nothing was changed.');
+    throw errnoCode(error) === 'EEXIST'
+      ? error
+      : storageError(error, file, 'The lock was not taken; nothing was changed.');
   }
   try {
     const bytes = Buffer.from(content, 'utf8');
@@ -420,7 +486,13 @@ function takeoverMarker(file: string, seen: Exclude<InspectedLease, { kind: 'mis
  * can slip in with an exclusive create, and the process that replaced the stale lease is the one that holds the new one
  * (it alone reports `tookOver`, for the audit log).
  */
-function takeOverStale(file: string, seen: Exclude<InspectedLease, { kind: 'missing' }>, content: string, durable: boolean, now: Date): 'acquired' | 'changed' | 'busy' {
+function takeOverStale(
+  file: string,
+  seen: Exclude<InspectedLease, { kind: 'missing' }>,
+  content: string,
+  durable: boolean,
+  now: Date,
+): 'acquired' | 'changed' | 'busy' {
   const marker = takeoverMarker(file, seen);
   const mine = newRecord(seen.kind === 'lease' ? seen.record.host : 'unknown', 'takeover', MARKER_MS, now);
   if (!createExclusive(marker, serializeLease(mine), false)) {
@@ -469,13 +541,19 @@ export function sweepLeaseLeftovers(file: string, now: Date = new Date()): void 
     if (name.startsWith(`${base}.removed-`)) {
       const m = /^removed-(\d+)-(\d+)-/.exec(name.slice(base.length + 1));
       const me = selfIdentity();
-      if (m && Number(m[1]) !== process.pid && provablyDead({ pid: Number(m[1]), pidNamespace: Number(m[2]), ...(me.bootId ? { bootId: me.bootId } : {}) })) unlinkQuietly(path.join(dir, name));
+      if (
+        m &&
+        Number(m[1]) !== process.pid &&
+        provablyDead({ pid: Number(m[1]), pidNamespace: Number(m[2]), ...(me.bootId ? { bootId: me.bootId } : {}) })
+      )
+        unlinkQuietly(path.join(dir, name));
       continue;
     }
     if (!name.startsWith(`${base}.takeover-`)) continue;
     const marker = path.join(dir, name);
     const seen = inspectLease(marker);
-    if (seen.kind !== 'missing' && staleness(seen, now) !== null) moveAsideIf(marker, (moved) => moved.raw === seen.raw, false);
+    if (seen.kind !== 'missing' && staleness(seen, now) !== null)
+      moveAsideIf(marker, (moved) => moved.raw === seen.raw, false);
   }
 }
 
@@ -489,7 +567,11 @@ function removeLeaseIfId(file: string, id: string, durable: boolean): boolean {
  * moved is the expected lease. If not (the file changed in between), puts it back with link(2), which cannot clobber a
  * lease created meanwhile. True when the expected lease was removed.
  */
-function moveAsideIf(file: string, expected: (moved: Exclude<InspectedLease, { kind: 'missing' }>) => boolean, durable: boolean): boolean {
+function moveAsideIf(
+  file: string,
+  expected: (moved: Exclude<InspectedLease, { kind: 'missing' }>) => boolean,
+  durable: boolean,
+): boolean {
   const aside = `${file}.removed-${process.pid}-${selfIdentity().pidNamespace ?? 0}-${randomUUID()}`;
   try {
     renameSync(file, aside);
@@ -512,7 +594,11 @@ function moveAsideIf(file: string, expected: (moved: Exclude<InspectedLease, { k
   }
 }
 
-function heldError(host: string, seen: Exclude<InspectedLease, { kind: 'missing' }>, note: string | null): LeaseHeldError {
+function heldError(
+  host: string,
+  seen: Exclude<InspectedLease, { kind: 'missing' }>,
+  note: string | null,
+): LeaseHeldError {
   if (seen.kind === 'unreadable') {
     return new LeaseHeldError(
       `Host "${host}" is locked by a lease whose file is unreadable (being written, or damaged).`,
@@ -531,9 +617,7 @@ function heldError(host: string, seen: Exclude<InspectedLease, { kind: 'missing'
   return new LeaseHeldError(message, detail, r);
 }
 
-
 /** Blocks the thread; only for the few milliseconds a racer waits for another's takeover. */
 export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
-

@@ -2,11 +2,27 @@
 // (every acknowledged write), and writing one version of the lockfile file (validated, atomic, previous version kept
 // as the backup). Used by the backend and by ApplyLog's checkpoints; nothing else touches these files.
 
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, type BigIntStats } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  type BigIntStats,
+} from 'node:fs';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import { errnoCode, writeFileAtomic } from './atomic-file.js';
-import { corruptLockfile, lockfileWriteProblem, parseLockfile, serializeLockfile, type Lockfile, type LockfileSource } from './lockfile.js';
+import {
+  corruptLockfile,
+  lockfileWriteProblem,
+  parseLockfile,
+  serializeLockfile,
+  type Lockfile,
+  type LockfileSource,
+} from './lockfile.js';
 import { parseWal, replayWal, walStatus, type WalContents } from './wal.js';
 
 /** Identifies one version of a file: every atomic write makes a new inode, every append a new size. */
@@ -85,7 +101,9 @@ export function readStoredState(source: LockfileSource, walFile: string): Stored
       failure = error;
     }
     const lockNow = fingerprintOf(source.file);
-    const stable = state ? sameFingerprint(lockNow, state.lockFingerprint) : sameFingerprint(lockNow, lastLockFingerprint);
+    const stable = state
+      ? sameFingerprint(lockNow, state.lockFingerprint)
+      : sameFingerprint(lockNow, lastLockFingerprint);
     if (stable || attempt >= CONSISTENT_READ_ATTEMPTS) {
       if (state) return state;
       throw failure;
@@ -106,13 +124,17 @@ function readStoredStateOnce(source: LockfileSource, walFile: string): StoredSta
     throw corruptLockfile(source, 'it is not valid JSON (a damaged disk or a hand edit)', error);
   }
   if (read === undefined && existsSync(source.backup)) {
-    throw new AgentvmError('state.missing', `The lockfile ${source.file} is missing, but its backup ${source.backup} exists.`, {
-      detail:
-        'agentvm never deletes a lockfile, so it was removed by hand or by another tool. Restore the previous version with ' +
-        `\`cp ${source.backup} ${source.file}\`, or, to start the host's state from scratch (a new lineage: every resource is ` +
-        `re-captured from the host), remove the backup${existsSync(walFile) ? ' and the write-ahead log' : ''} too: ` +
-        `\`rm ${source.backup}${existsSync(walFile) ? ` ${walFile}` : ''}\`.`,
-    });
+    throw new AgentvmError(
+      'state.missing',
+      `The lockfile ${source.file} is missing, but its backup ${source.backup} exists.`,
+      {
+        detail:
+          'agentvm never deletes a lockfile, so it was removed by hand or by another tool. Restore the previous version with ' +
+          `\`cp ${source.backup} ${source.file}\`, or, to start the host's state from scratch (a new lineage: every resource is ` +
+          `re-captured from the host), remove the backup${existsSync(walFile) ? ' and the write-ahead log' : ''} too: ` +
+          `\`rm ${source.backup}${existsSync(walFile) ? ` ${walFile}` : ''}\`.`,
+      },
+    );
   }
   const file = read === undefined ? null : parseLockfile(value, source);
   const walRead = readWithFingerprint(walFile);
@@ -136,7 +158,12 @@ function readStoredStateOnce(source: LockfileSource, walFile: string): StoredSta
  */
 export function writeLockfileFile(source: LockfileSource, lock: Lockfile): FileFingerprint {
   const problem = lockfileWriteProblem(lock);
-  if (problem) throw new AgentvmError('state.invalid-lockfile', `Refusing to write an invalid lockfile for host "${source.host}" (${problem}).`, { source: 'toolkit' });
+  if (problem)
+    throw new AgentvmError(
+      'state.invalid-lockfile',
+      `Refusing to write an invalid lockfile for host "${source.host}" (${problem}).`,
+      { source: 'toolkit' },
+    );
   mkdirSync(path.dirname(source.file), { recursive: true, mode: 0o750 });
   writeFileAtomic(source.file, serializeLockfile(lock), { backup: source.backup });
   return fingerprint(statSync(source.file, { bigint: true }));

@@ -27,7 +27,16 @@ const COMMIT = 'a'.repeat(40);
 const source = { file: '/state/web-1.lock.json', backup: '/state/web-1.lock.json.backup', host: 'web-1' };
 
 function resource(address: string, extra: Partial<LockedResource> = {}): LockedResource {
-  return { address, provider: 'release.git', workload: 'research', identity: COMMIT, digest: `sha256:${'b'.repeat(64)}`, commit: COMMIT, appliedAt: '2026-01-02T03:04:05.000Z', ...extra };
+  return {
+    address,
+    provider: 'release.git',
+    workload: 'research',
+    identity: COMMIT,
+    digest: `sha256:${'b'.repeat(64)}`,
+    commit: COMMIT,
+    appliedAt: '2026-01-02T03:04:05.000Z',
+    ...extra,
+  };
 }
 
 function parseError(value: unknown): AgentvmError {
@@ -58,7 +67,12 @@ describe('pure helpers', () => {
     const withA = withResource(base, resource('release.research', { attributes: { nested: { x: 1 } } }));
     const withB = withResource(withA, resource('unit.research.web', { provider: 'systemd' }));
     const without = withoutResource(withB, 'release.research');
-    const rolled = withRollbackTarget(without, 'research', { identity: COMMIT, digest: 'sha256:1', releaseId: 'r-1', foreign: true }, new Date('2026-02-03T00:00:00Z'));
+    const rolled = withRollbackTarget(
+      without,
+      'research',
+      { identity: COMMIT, digest: 'sha256:1', releaseId: 'r-1', foreign: true },
+      new Date('2026-02-03T00:00:00Z'),
+    );
     const released = withRelease(rolled, 'research', { identity: COMMIT, digest: 'sha256:2', releaseId: 'r-2' });
     const headed = withAuditHead(withCommit(released, COMMIT), { seq: 7, hash: 'c'.repeat(64) });
 
@@ -68,7 +82,13 @@ describe('pure helpers', () => {
     expect(Object.keys(without.resources)).toEqual(['unit.research.web']);
     expect(Object.keys(withB.resources).sort()).toEqual(['release.research', 'unit.research.web']);
     expect(headed.workloads.research).toEqual({
-      rollback: { identity: COMMIT, digest: 'sha256:1', releaseId: 'r-1', foreign: true, capturedAt: '2026-02-03T00:00:00.000Z' },
+      rollback: {
+        identity: COMMIT,
+        digest: 'sha256:1',
+        releaseId: 'r-1',
+        foreign: true,
+        capturedAt: '2026-02-03T00:00:00.000Z',
+      },
       release: { identity: COMMIT, digest: 'sha256:2', releaseId: 'r-2' },
     });
     expect(headed.commit).toBe(COMMIT);
@@ -86,11 +106,21 @@ describe('pure helpers', () => {
   });
 
   it('clears a rollback target with null, keeps the last rehearsals, drops a workload', () => {
-    let lock = withRollbackTarget(emptyLockfile('web-1'), 'research', { identity: 'x', digest: 'd', releaseId: 'r', foreign: false });
+    let lock = withRollbackTarget(emptyLockfile('web-1'), 'research', {
+      identity: 'x',
+      digest: 'd',
+      releaseId: 'r',
+      foreign: false,
+    });
     lock = withRollbackTarget(lock, 'research', null);
     expect(lock.workloads.research).toEqual({});
     for (let i = 0; i < MAX_REHEARSALS + 5; i++) {
-      lock = withRehearsal(lock, 'research', { rehearsedAt: new Date(Date.UTC(2026, 0, 1, 0, i)).toISOString(), fromIdentity: `f${i}`, toIdentity: 't', result: 'passed' });
+      lock = withRehearsal(lock, 'research', {
+        rehearsedAt: new Date(Date.UTC(2026, 0, 1, 0, i)).toISOString(),
+        fromIdentity: `f${i}`,
+        toIdentity: 't',
+        result: 'passed',
+      });
     }
     expect(lock.workloads.research?.rehearsals).toHaveLength(MAX_REHEARSALS);
     expect(lock.workloads.research?.rehearsals?.[0]?.fromIdentity).toBe(`f${MAX_REHEARSALS + 4}`);
@@ -111,12 +141,23 @@ describe('parseLockfile', () => {
 
   it.each([
     ['not an object', 'garbage', /does not match the lockfile schema/],
-    ['a missing field', (() => { const { lineage: _l, ...rest } = good(); return rest; })(), /lineage/],
+    [
+      'a missing field',
+      (() => {
+        const { lineage: _l, ...rest } = good();
+        return rest;
+      })(),
+      /lineage/,
+    ],
     ['a bad lineage', { ...good(), lineage: 'not-a-uuid' }, /lineage/],
     ['a negative serial', { ...good(), serial: -1 }, /serial/],
     ['an unknown field', { ...good(), extra: true }, /does not match/],
     ['a short commit', { ...good(), commit: 'abc' }, /commit/],
-    ['a resource without digest', { ...good(), resources: { 'release.research': { ...resource('release.research'), digest: undefined } } }, /digest/],
+    [
+      'a resource without digest',
+      { ...good(), resources: { 'release.research': { ...resource('release.research'), digest: undefined } } },
+      /digest/,
+    ],
   ])('GIVEN %s THEN state.corrupt names the file, the problem and the backup to restore', (_name, value, problem) => {
     const error = parseError(value);
     expect(error.code).toBe('state.corrupt');
@@ -144,9 +185,23 @@ describe('LockfileOp', () => {
     { op: 'resource.set', entry: resource('release.research', { attributes: { nested: { x: 1 } } }) },
     { op: 'resource.set', entry: resource('unit.research.web', { provider: 'systemd' }) },
     { op: 'resource.delete', address: 'release.research' },
-    { op: 'rollback.set', workload: 'research', target: { identity: COMMIT, digest: 'sha256:1', releaseId: 'r-1', foreign: true, capturedAt: '2026-02-03T00:00:00.000Z' } },
+    {
+      op: 'rollback.set',
+      workload: 'research',
+      target: {
+        identity: COMMIT,
+        digest: 'sha256:1',
+        releaseId: 'r-1',
+        foreign: true,
+        capturedAt: '2026-02-03T00:00:00.000Z',
+      },
+    },
     { op: 'release.set', workload: 'research', release: { identity: COMMIT, digest: 'sha256:2', releaseId: 'r-2' } },
-    { op: 'rehearsal.add', workload: 'research', rehearsal: { rehearsedAt: '2026-02-03T00:00:00.000Z', fromIdentity: 'a', toIdentity: 'b', result: 'passed' } },
+    {
+      op: 'rehearsal.add',
+      workload: 'research',
+      rehearsal: { rehearsedAt: '2026-02-03T00:00:00.000Z', fromIdentity: 'a', toIdentity: 'b', result: 'passed' },
+    },
     { op: 'commit.set', commit: COMMIT },
     { op: 'auditHead.set', head: { seq: 7, hash: 'c'.repeat(64) } },
   ];
@@ -158,9 +213,19 @@ describe('LockfileOp', () => {
     let viaHelpers = withResource(base, resource('release.research', { attributes: { nested: { x: 1 } } }));
     viaHelpers = withResource(viaHelpers, resource('unit.research.web', { provider: 'systemd' }));
     viaHelpers = withoutResource(viaHelpers, 'release.research');
-    viaHelpers = withRollbackTarget(viaHelpers, 'research', { identity: COMMIT, digest: 'sha256:1', releaseId: 'r-1', foreign: true }, new Date('2026-02-03T00:00:00Z'));
+    viaHelpers = withRollbackTarget(
+      viaHelpers,
+      'research',
+      { identity: COMMIT, digest: 'sha256:1', releaseId: 'r-1', foreign: true },
+      new Date('2026-02-03T00:00:00Z'),
+    );
     viaHelpers = withRelease(viaHelpers, 'research', { identity: COMMIT, digest: 'sha256:2', releaseId: 'r-2' });
-    viaHelpers = withRehearsal(viaHelpers, 'research', { rehearsedAt: '2026-02-03T00:00:00.000Z', fromIdentity: 'a', toIdentity: 'b', result: 'passed' });
+    viaHelpers = withRehearsal(viaHelpers, 'research', {
+      rehearsedAt: '2026-02-03T00:00:00.000Z',
+      fromIdentity: 'a',
+      toIdentity: 'b',
+      result: 'passed',
+    });
     viaHelpers = withAuditHead(withCommit(viaHelpers, COMMIT), { seq: 7, hash: 'c'.repeat(64) });
     expect(viaOps).toEqual(viaHelpers);
     expect(base).toEqual(frozen);
@@ -177,8 +242,16 @@ describe('LockfileOp', () => {
     for (const op of ops) expect(lockfileOpProblem(op)).toBeNull();
     expect(lockfileOpProblem({ op: 'release.set', workload: 'research', release: null })).toBeNull();
     expect(lockfileOpProblem({ op: 'commit.set', commit: null })).toBeNull();
-    expect(lockfileOpProblem({ op: 'resource.set', entry: { ...resource('release.x'), digest: 1 } })).toMatch(/resource.set: `entry`\.digest/);
-    expect(lockfileOpProblem({ op: 'rollback.set', workload: 'research', target: { identity: 'x', digest: 'y', releaseId: 'r', foreign: false } })).toMatch(/capturedAt/);
+    expect(lockfileOpProblem({ op: 'resource.set', entry: { ...resource('release.x'), digest: 1 } })).toMatch(
+      /resource.set: `entry`\.digest/,
+    );
+    expect(
+      lockfileOpProblem({
+        op: 'rollback.set',
+        workload: 'research',
+        target: { identity: 'x', digest: 'y', releaseId: 'r', foreign: false },
+      }),
+    ).toMatch(/capturedAt/);
     expect(lockfileOpProblem({ op: 'release.set', workload: 'Bad_Name', release: null })).toMatch(/`workload`/);
     expect(lockfileOpProblem({ op: 'resource.delete', address: '' })).toMatch(/not an address/);
     expect(lockfileOpProblem({ op: 'commit.set', commit: COMMIT, extra: 1 })).toMatch(/unexpected field `extra`/);

@@ -68,10 +68,28 @@ export type LockfileOp =
 export function canonicalOp(op: LockfileOp): LockfileOp {
   switch (op.op) {
     case 'release.set':
-      return { op: op.op, workload: op.workload, release: op.release ? { identity: op.release.identity, digest: op.release.digest, releaseId: op.release.releaseId } : null };
+      return {
+        op: op.op,
+        workload: op.workload,
+        release: op.release
+          ? { identity: op.release.identity, digest: op.release.digest, releaseId: op.release.releaseId }
+          : null,
+      };
     case 'rollback.set': {
       const t = op.target;
-      return { op: op.op, workload: op.workload, target: t ? { identity: t.identity, digest: t.digest, releaseId: t.releaseId, foreign: t.foreign, capturedAt: t.capturedAt } : null };
+      return {
+        op: op.op,
+        workload: op.workload,
+        target: t
+          ? {
+              identity: t.identity,
+              digest: t.digest,
+              releaseId: t.releaseId,
+              foreign: t.foreign,
+              capturedAt: t.capturedAt,
+            }
+          : null,
+      };
     }
     case 'auditHead.set':
       return { op: op.op, head: { seq: op.head.seq, hash: op.head.hash } };
@@ -109,7 +127,12 @@ export function applyOpsToDraft(draft: Lockfile, ops: readonly LockfileOp[]): vo
       case 'release.set':
         changeWorkload(draft, op.workload, (w) => {
           const { release: _old, ...rest } = w;
-          return op.release ? { ...rest, release: { identity: op.release.identity, digest: op.release.digest, releaseId: op.release.releaseId } } : rest;
+          return op.release
+            ? {
+                ...rest,
+                release: { identity: op.release.identity, digest: op.release.digest, releaseId: op.release.releaseId },
+              }
+            : rest;
         });
         break;
       case 'rollback.set':
@@ -117,11 +140,23 @@ export function applyOpsToDraft(draft: Lockfile, ops: readonly LockfileOp[]): vo
           const { rollback: _old, ...rest } = w;
           if (!op.target) return rest;
           const t = op.target;
-          return { ...rest, rollback: { identity: t.identity, digest: t.digest, releaseId: t.releaseId, foreign: t.foreign, capturedAt: t.capturedAt } };
+          return {
+            ...rest,
+            rollback: {
+              identity: t.identity,
+              digest: t.digest,
+              releaseId: t.releaseId,
+              foreign: t.foreign,
+              capturedAt: t.capturedAt,
+            },
+          };
         });
         break;
       case 'rehearsal.add':
-        changeWorkload(draft, op.workload, (w) => ({ ...w, rehearsals: [{ ...op.rehearsal }, ...(w.rehearsals ?? [])].slice(0, MAX_REHEARSALS) }));
+        changeWorkload(draft, op.workload, (w) => ({
+          ...w,
+          rehearsals: [{ ...op.rehearsal }, ...(w.rehearsals ?? [])].slice(0, MAX_REHEARSALS),
+        }));
         break;
       case 'workload.delete':
         delete draft.workloads[op.workload];
@@ -133,7 +168,11 @@ export function applyOpsToDraft(draft: Lockfile, ops: readonly LockfileOp[]): vo
         draft.auditHead = { seq: op.head.seq, hash: op.head.hash };
         break;
       default:
-        throw new AgentvmError('state.unknown-op', `Unknown lockfile operation ${JSON.stringify((op as { op: unknown }).op)}.`, { source: 'toolkit' });
+        throw new AgentvmError(
+          'state.unknown-op',
+          `Unknown lockfile operation ${JSON.stringify((op as { op: unknown }).op)}.`,
+          { source: 'toolkit' },
+        );
     }
   }
 }
@@ -163,8 +202,16 @@ export function withRelease(lock: Lockfile, workload: string, release: ReleaseRe
 }
 
 /** The rollback target of `workload` as an op; `capturedAt` defaults to now. */
-export function rollbackOp(workload: string, target: (Omit<RollbackTarget, 'capturedAt'> & { capturedAt?: string }) | null, now: Date = new Date()): LockfileOp {
-  return { op: 'rollback.set', workload, target: target ? { ...target, capturedAt: target.capturedAt ?? now.toISOString() } : null };
+export function rollbackOp(
+  workload: string,
+  target: (Omit<RollbackTarget, 'capturedAt'> & { capturedAt?: string }) | null,
+  now: Date = new Date(),
+): LockfileOp {
+  return {
+    op: 'rollback.set',
+    workload,
+    target: target ? { ...target, capturedAt: target.capturedAt ?? now.toISOString() } : null,
+  };
 }
 
 /**
@@ -240,15 +287,27 @@ export interface LockfileSource {
  * and `state.corrupt` for anything else that is wrong, naming the file and the recovery.
  */
 export function parseLockfile(value: unknown, source: LockfileSource): Lockfile {
-  if (typeof value === 'object' && value !== null && 'formatVersion' in value && value.formatVersion !== LOCKFILE_FORMAT_VERSION) {
-    throw new AgentvmError('state.unsupported-format', `${source.file} has format version ${JSON.stringify(value.formatVersion)}; this agentvm reads version ${LOCKFILE_FORMAT_VERSION}.`, {
-      detail: 'It was written by another version of agentvm. Use that version, or upgrade agentvm; do not edit the file by hand.',
-    });
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    'formatVersion' in value &&
+    value.formatVersion !== LOCKFILE_FORMAT_VERSION
+  ) {
+    throw new AgentvmError(
+      'state.unsupported-format',
+      `${source.file} has format version ${JSON.stringify(value.formatVersion)}; this agentvm reads version ${LOCKFILE_FORMAT_VERSION}.`,
+      {
+        detail:
+          'It was written by another version of agentvm. Use that version, or upgrade agentvm; do not edit the file by hand.',
+      },
+    );
   }
   const result = stateValidator('lockfile.schema.json').safeParse(value);
-  if (!result.success) throw corruptLockfile(source, `it does not match the lockfile schema (${firstIssue(result.error)})`);
+  if (!result.success)
+    throw corruptLockfile(source, `it does not match the lockfile schema (${firstIssue(result.error)})`);
   const lock = value as Lockfile;
-  if (lock.host !== source.host) throw corruptLockfile(source, `it belongs to host "${lock.host}", not "${source.host}"`);
+  if (lock.host !== source.host)
+    throw corruptLockfile(source, `it belongs to host "${lock.host}", not "${source.host}"`);
   for (const [address, resource] of Object.entries(lock.resources)) {
     if (resource && resource.address !== address) {
       throw corruptLockfile(source, `resource key "${address}" holds an entry for "${resource.address}"`);
@@ -302,18 +361,24 @@ const OP_FIELDS: Record<LockfileOp['op'], Record<string, string | null>> = {
 export function lockfileOpProblem(value: unknown): string | null {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'an op is not an object';
   const op = value as Record<string, unknown>;
-  const fields = typeof op.op === 'string' && Object.hasOwn(OP_FIELDS, op.op) ? OP_FIELDS[op.op as LockfileOp['op']] : undefined;
+  const fields =
+    typeof op.op === 'string' && Object.hasOwn(OP_FIELDS, op.op) ? OP_FIELDS[op.op as LockfileOp['op']] : undefined;
   if (!fields) return `unknown op ${JSON.stringify(op.op)}`;
-  for (const key of Object.keys(op)) if (key !== 'op' && !(key in fields)) return `${String(op.op)}: unexpected field \`${key}\``;
+  for (const key of Object.keys(op))
+    if (key !== 'op' && !(key in fields)) return `${String(op.op)}: unexpected field \`${key}\``;
   for (const [field, definition] of Object.entries(fields)) {
     const v = op[field];
     if (definition === null) {
-      if (typeof v !== 'string' || v.length === 0 || v.length > 300) return `${String(op.op)}: \`${field}\` is not an address`;
+      if (typeof v !== 'string' || v.length === 0 || v.length > 300)
+        return `${String(op.op)}: \`${field}\` is not an address`;
       continue;
     }
     const nullable = definition.endsWith('?');
     if (nullable && v === null) continue;
-    const result = stateDefinitionValidator('lockfile.schema.json', nullable ? definition.slice(0, -1) : definition).safeParse(v);
+    const result = stateDefinitionValidator(
+      'lockfile.schema.json',
+      nullable ? definition.slice(0, -1) : definition,
+    ).safeParse(v);
     if (!result.success) return `${String(op.op)}: \`${field}\`${firstIssue(result.error).slice(1)}`;
   }
   if (op.op === 'resource.set') validatedResources.add(op.entry as object);

@@ -40,7 +40,8 @@ export function selfIdentity(): ProcessIdentity {
 export function provablyDead(holder: ProcessIdentity): boolean {
   const me = selfIdentity();
   if (!holder.bootId || !me.bootId || holder.bootId !== me.bootId) return false;
-  if (holder.pidNamespace === undefined || me.pidNamespace === undefined || holder.pidNamespace !== me.pidNamespace) return false;
+  if (holder.pidNamespace === undefined || me.pidNamespace === undefined || holder.pidNamespace !== me.pidNamespace)
+    return false;
   if (!pidExists(holder.pid)) return true;
   // The pid exists: the holder's own process only if it started when the holder did (a reused pid started later).
   if (holder.pidStart === undefined || !procIsOurs()) return false;
@@ -52,7 +53,8 @@ export function provablyDead(holder: ProcessIdentity): boolean {
 export function identityFields(r: Record<string, unknown>): Omit<ProcessIdentity, 'pid'> {
   const out: Omit<ProcessIdentity, 'pid'> = {};
   if (typeof r.bootId === 'string' && /^[0-9a-f-]{1,64}$/.test(r.bootId)) out.bootId = r.bootId;
-  if (Number.isSafeInteger(r.pidNamespace) && (r.pidNamespace as number) > 0) out.pidNamespace = r.pidNamespace as number;
+  if (Number.isSafeInteger(r.pidNamespace) && (r.pidNamespace as number) > 0)
+    out.pidNamespace = r.pidNamespace as number;
   if (Number.isSafeInteger(r.pidStart) && (r.pidStart as number) >= 0) out.pidStart = r.pidStart as number;
   return out;
 }

@@ -44,7 +44,11 @@ export function stateDefinitionValidator(file: StateSchema, definition: string):
   let v = validators.get(key);
   if (!v) {
     const schema = loadSchema(file);
-    v = zodLibrary().fromJSONSchema({ $schema: schema.$schema, $defs: schema.$defs, $ref: `#/$defs/${definition}` } as JsonSchemaInput);
+    v = zodLibrary().fromJSONSchema({
+      $schema: schema.$schema,
+      $defs: schema.$defs,
+      $ref: `#/$defs/${definition}`,
+    } as JsonSchemaInput);
     validators.set(key, v);
   }
   return v;

@@ -10,7 +10,17 @@
 // - On PostgreSQL the import is one transaction; on files the audit records are appended (under the audit append
 //   lock) before the lockfile is written, so a kill in between leaves a longer chain, never an unaudited state.
 
-import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
@@ -36,7 +46,11 @@ export interface TransferResult {
 }
 
 /** Local root → PostgreSQL. */
-export async function pushState(local: LocalStateBackend, remote: PostgresStateBackend, host: string): Promise<TransferResult> {
+export async function pushState(
+  local: LocalStateBackend,
+  remote: PostgresStateBackend,
+  host: string,
+): Promise<TransferResult> {
   const localLease = await local.acquireLease(host, 'state push', { renew: false });
   try {
     const remoteLease = await remote.acquireLease(host, 'state push');
@@ -56,7 +70,11 @@ export async function pushState(local: LocalStateBackend, remote: PostgresStateB
 }
 
 /** PostgreSQL → local root. */
-export async function pullState(remote: PostgresStateBackend, local: LocalStateBackend, host: string): Promise<TransferResult> {
+export async function pullState(
+  remote: PostgresStateBackend,
+  local: LocalStateBackend,
+  host: string,
+): Promise<TransferResult> {
   const remoteLease = await remote.acquireLease(host, 'state pull');
   try {
     const localLease = await local.acquireLease(host, 'state pull', { renew: false });
@@ -94,11 +112,21 @@ async function localChain(local: LocalStateBackend): Promise<string[]> {
 }
 
 /** The target's lines must be the first lines of the source's; returns how many are there already. */
-export function prefixEnd(target: readonly string[], source: readonly string[], targetName: string, sourceName: string): number {
+export function prefixEnd(
+  target: readonly string[],
+  source: readonly string[],
+  targetName: string,
+  sourceName: string,
+): number {
   if (target.length > source.length || target.some((l, i) => l !== source[i])) {
-    throw new AgentvmError('state.audit-diverged', `The audit chain in ${targetName} is not a prefix of the one in ${sourceName}: they hold different histories.`, {
-      detail: 'Nothing was moved. A chain is only ever extended, never merged: keep both as evidence, and move the state into an empty target (a new database or root).',
-    });
+    throw new AgentvmError(
+      'state.audit-diverged',
+      `The audit chain in ${targetName} is not a prefix of the one in ${sourceName}: they hold different histories.`,
+      {
+        detail:
+          'Nothing was moved. A chain is only ever extended, never merged: keep both as evidence, and move the state into an empty target (a new database or root).',
+      },
+    );
   }
   return target.length;
 }
@@ -106,30 +134,50 @@ export function prefixEnd(target: readonly string[], source: readonly string[], 
 export function refuseBackwards(target: Lockfile | null, lock: Lockfile | null, where: string, host: string): void {
   if (!target) return;
   if (!lock || target.lineage !== lock.lineage || target.serial > lock.serial) {
-    throw new AgentvmError('state.transfer-conflict', `Host "${host}" already has state in ${where} (lineage ${target.lineage}, serial ${target.serial}) that the moved state (${lock ? `lineage ${lock.lineage}, serial ${lock.serial}` : 'none'}) does not continue.`, {
-      detail: 'Nothing was moved. A move never replaces another history or goes back to an older serial; inspect both with `agentvm state show`.',
-    });
+    throw new AgentvmError(
+      'state.transfer-conflict',
+      `Host "${host}" already has state in ${where} (lineage ${target.lineage}, serial ${target.serial}) that the moved state (${lock ? `lineage ${lock.lineage}, serial ${lock.serial}` : 'none'}) does not continue.`,
+      {
+        detail:
+          'Nothing was moved. A move never replaces another history or goes back to an older serial; inspect both with `agentvm state show`.',
+      },
+    );
   }
 }
 
-async function refuseInterrupted(backend: LocalStateBackend | PostgresStateBackend, host: string, where: string): Promise<void> {
+async function refuseInterrupted(
+  backend: LocalStateBackend | PostgresStateBackend,
+  host: string,
+  where: string,
+): Promise<void> {
   const j = await backend.readJournal(host);
   if (j) {
-    throw new AgentvmError('state.transfer-interrupted-apply', `Host "${host}" has an interrupted apply (${j.applyId}) in ${where}.`, {
-      detail: 'Finish it first (`agentvm apply` resumes it) so the state to move is complete; nothing was moved.',
-    });
+    throw new AgentvmError(
+      'state.transfer-interrupted-apply',
+      `Host "${host}" has an interrupted apply (${j.applyId}) in ${where}.`,
+      {
+        detail: 'Finish it first (`agentvm apply` resumes it) so the state to move is complete; nothing was moved.',
+      },
+    );
   }
 }
 
 function brokenChain(where: string, why?: string): AgentvmError {
-  return new AgentvmError('state.audit-unverified', `The audit chain ${where} does not verify${why ? `: ${why}` : ''}.`, {
-    detail: 'Nothing was moved: a chain that does not verify cannot be carried over as evidence. Run `agentvm audit verify` and restore it first.',
-  });
+  return new AgentvmError(
+    'state.audit-unverified',
+    `The audit chain ${where} does not verify${why ? `: ${why}` : ''}.`,
+    {
+      detail:
+        'Nothing was moved: a chain that does not verify cannot be carried over as evidence. Run `agentvm audit verify` and restore it first.',
+    },
+  );
 }
 
 function readLines(file: string): string[] {
   try {
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.length > 0);
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return [];
     throw error;
@@ -151,7 +199,11 @@ async function verifyLines(lines: readonly string[], name: string): Promise<bool
 function appendLines(file: string, lines: readonly string[], host: string): void {
   if (lines.length === 0) return;
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
-  const lock = acquireLeaseLock(`${file}.lock`, host, 'audit-append', { leaseMs: 30_000, renew: false, durable: false });
+  const lock = acquireLeaseLock(`${file}.lock`, host, 'audit-append', {
+    leaseMs: 30_000,
+    renew: false,
+    durable: false,
+  });
   try {
     const fd = openSync(file, 'a', 0o640);
     try {
@@ -167,6 +219,24 @@ function appendLines(file: string, lines: readonly string[], host: string): void
   }
 }
 
-function result(direction: 'push' | 'pull', host: string, from: string, to: string, lock: Lockfile | null, copied: number, total: number): TransferResult {
-  return { formatVersion: 1, direction, host, from, to, lineage: lock?.lineage ?? null, serial: lock?.serial ?? 0, auditRecordsCopied: copied, auditRecordsTotal: total };
+function result(
+  direction: 'push' | 'pull',
+  host: string,
+  from: string,
+  to: string,
+  lock: Lockfile | null,
+  copied: number,
+  total: number,
+): TransferResult {
+  return {
+    formatVersion: 1,
+    direction,
+    host,
+    from,
+    to,
+    lineage: lock?.lineage ?? null,
+    serial: lock?.serial ?? 0,
+    auditRecordsCopied: copied,
+    auditRecordsTotal: total,
+  };
 }

@@ -9,7 +9,15 @@ import { journalOf, parseWal, replayWal, serializeWalLine, walStatus, type WalBa
 const FILE = '/state/web-1.wal.jsonl';
 const source = { file: '/state/web-1.lock.json', backup: '/state/web-1.lock.json.backup', host: 'web-1' };
 const base: Lockfile = { ...emptyLockfile('web-1'), serial: 7 };
-const header: WalHeader = { wal: 1, lineage: base.lineage, baseSerial: 7, applyId: 'a1', planDigest: 'p', startedAt: '2026-01-01T00:00:00.000Z', pid: 1 };
+const header: WalHeader = {
+  wal: 1,
+  lineage: base.lineage,
+  baseSerial: 7,
+  applyId: 'a1',
+  planDigest: 'p',
+  startedAt: '2026-01-01T00:00:00.000Z',
+  pid: 1,
+};
 const batch = (seq: number, extra: Partial<WalBatch> = {}): WalBatch => ({
   seq,
   at: `2026-01-01T00:00:0${seq}.000Z`,
@@ -52,21 +60,36 @@ describe('parseWal', () => {
 
   it.each([
     ['not JSON', (lines: string[]) => lines.with(2, '{"seq":2,'), /line 3 is invalid \(not a JSON object\)/],
-    ['an unknown op', (lines: string[]) => lines.with(2, lines[2]!.replace('auditHead.set', 'auditHead.move')), /unknown op "auditHead.move"/],
-    ['a value the lockfile schema refuses', (lines: string[]) => lines.with(2, lines[2]!.replace('"head":{"seq":2', '"head":{"seq":0')), /line 3 .*auditHead.set: `head`/],
+    [
+      'an unknown op',
+      (lines: string[]) => lines.with(2, lines[2]!.replace('auditHead.set', 'auditHead.move')),
+      /unknown op "auditHead.move"/,
+    ],
+    [
+      'a value the lockfile schema refuses',
+      (lines: string[]) => lines.with(2, lines[2]!.replace('"head":{"seq":2', '"head":{"seq":0')),
+      /line 3 .*auditHead.set: `head`/,
+    ],
     ['a missing batch', (lines: string[]) => lines.toSpliced(2, 1), /seq 3 where 2 was expected/],
-  ])('GIVEN a line with %s before the last one THEN state.corrupt names the line and the intact prefix', (_name, damage, problem) => {
-    const lines = text(header, batch(1), batch(2), batch(3), batch(4)).split('\n');
-    const error = corrupt(() => parseWal(damage(lines).join('\n'), FILE));
-    expect(error.message).toContain(FILE);
-    expect(error.message).toMatch(problem);
-    expect(error.diagnostics[0]?.detail).toMatch(/head -n 2 /);
-  });
+  ])(
+    'GIVEN a line with %s before the last one THEN state.corrupt names the line and the intact prefix',
+    (_name, damage, problem) => {
+      const lines = text(header, batch(1), batch(2), batch(3), batch(4)).split('\n');
+      const error = corrupt(() => parseWal(damage(lines).join('\n'), FILE));
+      expect(error.message).toContain(FILE);
+      expect(error.message).toMatch(problem);
+      expect(error.diagnostics[0]?.detail).toMatch(/head -n 2 /);
+    },
+  );
 
   it('GIVEN no header or a bad one THEN state.corrupt', () => {
     expect(corrupt(() => parseWal('', FILE)).message).toContain('no header');
-    expect(corrupt(() => parseWal(serializeWalLine({ ...header, wal: 2 } as unknown as WalHeader), FILE)).message).toContain('format 2');
-    expect(corrupt(() => parseWal(serializeWalLine({ ...header, baseSerial: -1 }), FILE)).message).toContain('baseSerial');
+    expect(
+      corrupt(() => parseWal(serializeWalLine({ ...header, wal: 2 } as unknown as WalHeader), FILE)).message,
+    ).toContain('format 2');
+    expect(corrupt(() => parseWal(serializeWalLine({ ...header, baseSerial: -1 }), FILE)).message).toContain(
+      'baseSerial',
+    );
   });
 });
 
@@ -81,7 +104,11 @@ describe('walStatus', () => {
 
   it.each([
     ['a lockfile older than the base', { ...base, serial: 6 }, /older serial 6/],
-    ['a lockfile between the base and the last batch', { ...base, serial: 8 }, /between the WAL's base 7 and its last batch 9/],
+    [
+      'a lockfile between the base and the last batch',
+      { ...base, serial: 8 },
+      /between the WAL's base 7 and its last batch 9/,
+    ],
     ['another lineage', { ...emptyLockfile('web-1'), serial: 7 }, /belongs to lineage/],
     ['no lockfile', null, /no lockfile/],
   ])('GIVEN %s THEN state.corrupt with the way out', (_name, lock, problem) => {

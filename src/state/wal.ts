@@ -14,7 +14,15 @@
 
 import { AgentvmError } from '../diagnostics/index.js';
 import type { Address } from '../model/resources.js';
-import { applyOpsToDraft, lockfileDraft, lockfileOpProblem, LOCKFILE_FORMAT_VERSION, type Lockfile, type LockfileOp, type LockfileSource } from './lockfile.js';
+import {
+  applyOpsToDraft,
+  lockfileDraft,
+  lockfileOpProblem,
+  LOCKFILE_FORMAT_VERSION,
+  type Lockfile,
+  type LockfileOp,
+  type LockfileSource,
+} from './lockfile.js';
 
 export const WAL_FORMAT_VERSION = 1;
 
@@ -117,11 +125,24 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const HEADER_KEYS = new Set(['wal', 'lineage', 'baseSerial', 'applyId', 'planDigest', 'startedAt', 'pid', 'resumedFrom', 'done', 'failed']);
+const HEADER_KEYS = new Set([
+  'wal',
+  'lineage',
+  'baseSerial',
+  'applyId',
+  'planDigest',
+  'startedAt',
+  'pid',
+  'resumedFrom',
+  'done',
+  'failed',
+]);
 const BATCH_KEYS = new Set(['seq', 'at', 'ops', 'done', 'failed']);
 
 function failureProblem(v: unknown): string | null {
-  return isObject(v) && typeof v.address === 'string' && typeof v.message === 'string' && Object.keys(v).length === 2 ? null : 'is not {address, message}';
+  return isObject(v) && typeof v.address === 'string' && typeof v.message === 'string' && Object.keys(v).length === 2
+    ? null
+    : 'is not {address, message}';
 }
 
 function parseHeader(line: string): WalHeader | string {
@@ -129,12 +150,15 @@ function parseHeader(line: string): WalHeader | string {
   if (!isObject(h)) return 'not a JSON object';
   if (h.wal !== WAL_FORMAT_VERSION) return `format ${JSON.stringify(h.wal)} is not ${WAL_FORMAT_VERSION}`;
   for (const key of Object.keys(h)) if (!HEADER_KEYS.has(key)) return `unexpected field \`${key}\``;
-  for (const k of ['lineage', 'applyId', 'planDigest', 'startedAt'] as const) if (typeof h[k] !== 'string') return `\`${k}\` is not a string`;
+  for (const k of ['lineage', 'applyId', 'planDigest', 'startedAt'] as const)
+    if (typeof h[k] !== 'string') return `\`${k}\` is not a string`;
   if (!Number.isSafeInteger(h.baseSerial) || (h.baseSerial as number) < 0) return '`baseSerial` is not a serial';
   if (!Number.isSafeInteger(h.pid)) return '`pid` is not a number';
   if (h.resumedFrom !== undefined && typeof h.resumedFrom !== 'string') return '`resumedFrom` is not a string';
-  if (h.done !== undefined && !(Array.isArray(h.done) && h.done.every((a) => typeof a === 'string'))) return '`done` is not a list of addresses';
-  if (h.failed !== undefined && !(Array.isArray(h.failed) && h.failed.every((f) => failureProblem(f) === null))) return '`failed` is not a list of {address, message}';
+  if (h.done !== undefined && !(Array.isArray(h.done) && h.done.every((a) => typeof a === 'string')))
+    return '`done` is not a list of addresses';
+  if (h.failed !== undefined && !(Array.isArray(h.failed) && h.failed.every((f) => failureProblem(f) === null)))
+    return '`failed` is not a list of {address, message}';
   return h as unknown as WalHeader;
 }
 
@@ -162,7 +186,8 @@ export function walStatus(lock: Lockfile | null, wal: WalContents, source: Lockf
     if (header.baseSerial === 0) return 'replay';
     throw mismatch(`it continues serial ${header.baseSerial}, but there is no lockfile`);
   }
-  if (lock.lineage !== header.lineage) throw mismatch(`it belongs to lineage ${header.lineage}, but the lockfile has lineage ${lock.lineage}`);
+  if (lock.lineage !== header.lineage)
+    throw mismatch(`it belongs to lineage ${header.lineage}, but the lockfile has lineage ${lock.lineage}`);
   if (lock.serial === header.baseSerial) return 'replay';
   if (lock.serial > header.baseSerial && lock.serial >= header.baseSerial + batches.length) return 'checkpointed';
   throw mismatch(
@@ -176,7 +201,16 @@ export function walStatus(lock: Lockfile | null, wal: WalContents, source: Lockf
 export function replayWal(lock: Lockfile | null, wal: WalContents, host: string): Lockfile {
   const draft: Lockfile = lock
     ? lockfileDraft(lock)
-    : { formatVersion: LOCKFILE_FORMAT_VERSION, lineage: wal.header.lineage, serial: 0, host, commit: null, updatedAt: wal.header.startedAt, resources: {}, workloads: {} };
+    : {
+        formatVersion: LOCKFILE_FORMAT_VERSION,
+        lineage: wal.header.lineage,
+        serial: 0,
+        host,
+        commit: null,
+        updatedAt: wal.header.startedAt,
+        resources: {},
+        workloads: {},
+      };
   for (const batch of wal.batches) {
     applyOpsToDraft(draft, batch.ops);
     draft.updatedAt = batch.at;
@@ -223,11 +257,15 @@ function corruptWal(file: string, reason: string, validLines: number, header?: W
 }
 
 function corruptWalBase(wal: WalContents, source: LockfileSource, what: string): AgentvmError {
-  return new AgentvmError('state.corrupt', `The write-ahead log ${wal.file} does not belong to the lockfile ${source.file}: ${what}.`, {
-    detail:
-      `The lockfile was replaced, restored or removed while apply ${wal.header.applyId} was interrupted. If the lockfile is the ` +
-      `version to keep, remove the log (\`rm ${wal.file}\`) and run \`agentvm plan\`: what that apply changed shows up as ` +
-      `changes or drift. To keep the log instead, restore the lockfile it continues (lineage ${wal.header.lineage}, serial ` +
-      `${wal.header.baseSerial}; \`${source.backup}\` may hold it).`,
-  });
+  return new AgentvmError(
+    'state.corrupt',
+    `The write-ahead log ${wal.file} does not belong to the lockfile ${source.file}: ${what}.`,
+    {
+      detail:
+        `The lockfile was replaced, restored or removed while apply ${wal.header.applyId} was interrupted. If the lockfile is the ` +
+        `version to keep, remove the log (\`rm ${wal.file}\`) and run \`agentvm plan\`: what that apply changed shows up as ` +
+        `changes or drift. To keep the log instead, restore the lockfile it continues (lineage ${wal.header.lineage}, serial ` +
+        `${wal.header.baseSerial}; \`${source.backup}\` may hold it).`,
+    },
+  );
 }

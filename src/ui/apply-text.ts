@@ -35,7 +35,11 @@ export function renderApplyEvent(e: ApplyEvent, style: Style = plainStyle): stri
 
 export function renderApplySummary(r: ApplyResult, style: Style = plainStyle): string {
   const s = `${r.applied.length} applied, ${r.failed.length} failed, ${r.skipped.length} skipped in ${(r.durationMs / 1000).toFixed(1)}s; lockfile serial ${r.lock.serial}.`;
-  if (r.status === 'partial') return style.red(style.bold(`Apply partly failed: ${s}`)) + '\nThe lockfile records what succeeded. Fix the cause and run apply again to converge (exit code 3).';
+  if (r.status === 'partial')
+    return (
+      style.red(style.bold(`Apply partly failed: ${s}`)) +
+      '\nThe lockfile records what succeeded. Fix the cause and run apply again to converge (exit code 3).'
+    );
   if (r.status === 'no-changes') return style.green('Apply complete: nothing to change.');
   return style.green(style.bold(`Apply complete: ${s}`));
 }

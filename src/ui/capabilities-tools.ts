@@ -25,7 +25,8 @@ function programsOf(config: Record<string, unknown> | undefined): ProgramPin[] {
 
 function mcpOf(config: Record<string, unknown> | undefined): Map<string, string> {
   const out = new Map<string, string>();
-  if (Array.isArray(config?.mcp)) for (const s of config.mcp as McpPins[]) for (const t of s.tools ?? []) out.set(`${s.server}/${t.name}`, t.sha256);
+  if (Array.isArray(config?.mcp))
+    for (const s of config.mcp as McpPins[]) for (const t of s.tools ?? []) out.set(`${s.server}/${t.name}`, t.sha256);
   return out;
 }
 
@@ -39,7 +40,10 @@ export function toolCapabilityLines(change: Pick<PlannedChange, 'action' | 'desi
   for (const [key, p] of afterPrograms) {
     const was = beforePrograms.get(key);
     if (!was) lines.push(`+ program ${p.name} (${p.path}) ${short(p.sha256)}`);
-    else if (was.sha256 !== p.sha256) lines.push(`~ program ${p.name} (${p.path}) re-pinned ${short(was.sha256)} → ${short(p.sha256)}: its bytes changed since last review`);
+    else if (was.sha256 !== p.sha256)
+      lines.push(
+        `~ program ${p.name} (${p.path}) re-pinned ${short(was.sha256)} → ${short(p.sha256)}: its bytes changed since last review`,
+      );
   }
   for (const [key, p] of beforePrograms) if (!afterPrograms.has(key)) lines.push(`- program ${p.name} (${p.path})`);
   const beforeMcp = mcpOf(before);
@@ -47,7 +51,8 @@ export function toolCapabilityLines(change: Pick<PlannedChange, 'action' | 'desi
   for (const [tool, sha] of afterMcp) {
     const was = beforeMcp.get(tool);
     if (was === undefined) lines.push(`+ mcp tool ${tool} ${short(sha)}`);
-    else if (was !== sha) lines.push(`~ mcp tool ${tool} re-pinned ${short(was)} → ${short(sha)}: description changed since last review`);
+    else if (was !== sha)
+      lines.push(`~ mcp tool ${tool} re-pinned ${short(was)} → ${short(sha)}: description changed since last review`);
   }
   for (const tool of beforeMcp.keys()) if (!afterMcp.has(tool)) lines.push(`- mcp tool ${tool}`);
   return lines;

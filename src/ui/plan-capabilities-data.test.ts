@@ -9,8 +9,20 @@ const plan = {
       workload: 'research',
       egress: [],
       data: [
-        { change: 'added', path: 'projects/research', access: 'read-write', was: null, risk: 'new path: the agent may read, change and delete these files' },
-        { change: 'widened', path: 'projects/shared', access: 'read-write', was: 'read-only', risk: 'widened: the agent may now change and delete these files' },
+        {
+          change: 'added',
+          path: 'projects/research',
+          access: 'read-write',
+          was: null,
+          risk: 'new path: the agent may read, change and delete these files',
+        },
+        {
+          change: 'widened',
+          path: 'projects/shared',
+          access: 'read-write',
+          was: 'read-only',
+          risk: 'widened: the agent may now change and delete these files',
+        },
         { change: 'removed', path: 'projects/old', access: 'read-only', was: null, risk: null },
         { change: 'unchanged', path: 'projects/keep', access: 'read-only', was: null, risk: null },
       ],
@@ -32,7 +44,9 @@ describe('data lines in the capabilities block', () => {
 
   it('shows the same lines in markdown (pull-request comments)', () => {
     const md = renderCapabilitiesMarkdown(plan, (s) => s).join('\n');
-    expect(md).toContain('- `research`: ⚠️ data +projects/shared read-only → read-write (widened: the agent may now change and delete these files)');
+    expect(md).toContain(
+      '- `research`: ⚠️ data +projects/shared read-only → read-write (widened: the agent may now change and delete these files)',
+    );
     expect(md).toContain('- `research`: data -projects/old read-only');
     expect(md).not.toContain('projects/keep');
   });

@@ -9,7 +9,9 @@ import type { Style } from './style.js';
 
 /** Workloads whose capabilities change, with their lines. */
 function changed(plan: Plan): Array<[workload: string, lines: string[]]> {
-  return (plan.capabilities ?? []).map((c) => [c.workload, capabilityLines(c)] as [string, string[]]).filter(([, lines]) => lines.length > 0);
+  return (plan.capabilities ?? [])
+    .map((c) => [c.workload, capabilityLines(c)] as [string, string[]])
+    .filter(([, lines]) => lines.length > 0);
 }
 
 export function renderCapabilitiesText(plan: Plan, style: Style): string[] {
@@ -28,7 +30,8 @@ export function renderCapabilitiesMarkdown(plan: Plan, escape: (s: string) => st
   const rows = changed(plan);
   if (!rows.length) return [];
   const parts: string[] = [];
-  for (const [workload, lines] of rows) for (const l of lines) parts.push(`- \`${workload}\`: ${l.includes(' +') ? '⚠️ ' : ''}${escape(l)}`);
+  for (const [workload, lines] of rows)
+    for (const l of lines) parts.push(`- \`${workload}\`: ${l.includes(' +') ? '⚠️ ' : ''}${escape(l)}`);
   parts[0] = `\n#### Capabilities (what workloads may do)\n${parts[0]}`;
   return parts;
 }

@@ -7,7 +7,11 @@ import type { Plan } from '../engine/plan.js';
 import type { PlannedChange } from '../model/resources.js';
 import { flattenConfig, planCommentMarker, renderPlanMarkdown } from './plan-markdown.js';
 
-function unitChange(workload: string, action: PlannedChange['action'], env: Record<string, string> = {}): PlannedChange {
+function unitChange(
+  workload: string,
+  action: PlannedChange['action'],
+  env: Record<string, string> = {},
+): PlannedChange {
   const address = `unit.${workload}.core`;
   return {
     address,
@@ -15,12 +19,23 @@ function unitChange(workload: string, action: PlannedChange['action'], env: Reco
     workload,
     action,
     effect: action === 'delete' ? 'none' : 'restart',
-    reasons: [{ code: action === 'create' ? 'new' : 'config-changed', message: `${address}: Service.Environment (restart)` }],
+    reasons: [
+      { code: action === 'create' ? 'new' : 'config-changed', message: `${address}: Service.Environment (restart)` },
+    ],
     ...(action === 'create' ? {} : { before: { identity: `${workload}/core`, digest: `sha256:${'ab'.repeat(32)}` } }),
     ...(action === 'delete' ? {} : { after: { identity: `${workload}/core` } }),
     ...(action === 'delete'
       ? {}
-      : { desired: { address, provider: 'systemd', workload, identity: `${workload}/core`, dependsOn: [], config: { profile: 'core', env, secrets: [{ name: 'api-token', ref: 'file:/etc/agentvm/secrets/t' }] } } }),
+      : {
+          desired: {
+            address,
+            provider: 'systemd',
+            workload,
+            identity: `${workload}/core`,
+            dependsOn: [],
+            config: { profile: 'core', env, secrets: [{ name: 'api-token', ref: 'file:/etc/agentvm/secrets/t' }] },
+          },
+        }),
     dependsOn: [],
   };
 }
@@ -40,7 +55,18 @@ function planOf(changes: PlannedChange[], diagnostics: Diagnostic[] = []): Plan 
     changes,
     drift: [],
     diagnostics,
-    summary: { create: count('create'), update: count('update'), replace: count('replace'), delete: count('delete'), noop: 0, drift: 0, errors, warnings: diagnostics.length - errors, worstAction: 'delete', worstEffect: 'restart' },
+    summary: {
+      create: count('create'),
+      update: count('update'),
+      replace: count('replace'),
+      delete: count('delete'),
+      noop: 0,
+      drift: 0,
+      errors,
+      warnings: diagnostics.length - errors,
+      worstAction: 'delete',
+      worstEffect: 'restart',
+    },
     applicable: errors === 0,
   };
 }
@@ -69,7 +95,10 @@ function assertWellFormed(md: string): void {
 
 describe('renderPlanMarkdown', () => {
   it('GIVEN errors and warnings THEN marker first, summary, errors before warnings, findings before changes', () => {
-    const plan = planOf([unitChange('a', 'update', { X: '1' })], [warningDiag('w.one', 'a warning'), errorDiag('e.one', 'an error', { address: 'unit.a.core' })]);
+    const plan = planOf(
+      [unitChange('a', 'update', { X: '1' })],
+      [warningDiag('w.one', 'a warning'), errorDiag('e.one', 'an error', { address: 'unit.a.core' })],
+    );
     const md = renderPlanMarkdown(plan);
     expect(md.split('\n')[0]).toBe(planCommentMarker('edge-1'));
     expect(md).toContain('❌ blocked by policy');
@@ -90,10 +119,20 @@ describe('renderPlanMarkdown', () => {
 
   it('lists the tools a change re-pins in its reasons, flagged for review', () => {
     const c = unitChange('a', 'update');
-    const pins = (sha: string) => ({ profile: 'core', env: {}, mcp: [{ server: 'search', tools: [{ name: 'find', sha256: sha }] }] });
-    const change: PlannedChange = { ...c, desired: { ...c.desired!, config: pins('b'.repeat(64)) }, recorded: { config: pins('a'.repeat(64)) } };
+    const pins = (sha: string) => ({
+      profile: 'core',
+      env: {},
+      mcp: [{ server: 'search', tools: [{ name: 'find', sha256: sha }] }],
+    });
+    const change: PlannedChange = {
+      ...c,
+      desired: { ...c.desired!, config: pins('b'.repeat(64)) },
+      recorded: { config: pins('a'.repeat(64)) },
+    };
     const md = renderPlanMarkdown(planOf([change]));
-    expect(md).toContain(`\`tools\` ~ mcp tool search/find re-pinned sha256:${'a'.repeat(12)} → sha256:${'b'.repeat(12)}: description changed since last review`);
+    expect(md).toContain(
+      `\`tools\` ~ mcp tool search/find re-pinned sha256:${'a'.repeat(12)} → sha256:${'b'.repeat(12)}: description changed since last review`,
+    );
     assertWellFormed(md);
   });
 
@@ -104,12 +143,19 @@ describe('renderPlanMarkdown', () => {
   });
 
   it('flattens configs into one sorted setting per line', () => {
-    expect(flattenConfig({ b: { y: 1, x: [1, 2] }, a: [{ k: 'v' }], c: {} }, 'config')).toEqual(['config.a[0].k = "v"', 'config.b.x = [1,2]', 'config.b.y = 1', 'config.c = {}']);
+    expect(flattenConfig({ b: { y: 1, x: [1, 2] }, a: [{ k: 'v' }], c: {} }, 'config')).toEqual([
+      'config.a[0].k = "v"',
+      'config.b.x = [1,2]',
+      'config.b.y = 1',
+      'config.c = {}',
+    ]);
   });
 
   it('never exceeds the limit, cuts whole blocks, stays well-formed, and says what was cut — over a range of limits', () => {
     const env = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`SETTING_${i}`, `value-${i}`.repeat(3)]));
-    const changes = Array.from({ length: 120 }, (_, i) => unitChange(`w-${String(i).padStart(3, '0')}`, i % 3 === 0 ? 'delete' : 'update', env));
+    const changes = Array.from({ length: 120 }, (_, i) =>
+      unitChange(`w-${String(i).padStart(3, '0')}`, i % 3 === 0 ? 'delete' : 'update', env),
+    );
     const warnings = Array.from({ length: 200 }, (_, i) => warningDiag(`w.${i}`, `warning number ${i} `.repeat(4)));
     const plan = planOf(changes, [...warnings, errorDiag('e.last', 'the one error')]);
     for (const limit of [4_000, 9_000, 20_000, 40_000, 65_536, 400_000]) {

@@ -39,7 +39,8 @@ export function planCommentMarker(host: string): string {
 const esc = (s: string): string => s.replace(/[|<>`\\*_[\]]/g, (c) => `\\${c}`).replace(/\r?\n/g, ' ');
 
 /** Names the reviewer reads. Workload names are DNS labels; escaped anyway, as data from the repo. */
-const code = (s: string): string => `<code>${s.replace(/[&<>]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : '&gt;'))}</code>`;
+const code = (s: string): string =>
+  `<code>${s.replace(/[&<>]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : '&gt;'))}</code>`;
 
 const SECRET_KEY = /(password|passwd|secret|token|api[-_]?key|private[-_]?key)s?$/i;
 const REFERENCE = /^(file|systemd-creds|credstore|env-file|vault|env):/;
@@ -52,14 +53,24 @@ function diagnosticLine(d: Diagnostic): string {
 
 /** One `path = json` line per scalar (or array of scalars): line diffs then name the setting that changed. */
 export function flattenConfig(value: unknown, prefix = ''): string[] {
-  if (value === null || typeof value !== 'object' || (Array.isArray(value) && value.every((v) => v === null || typeof v !== 'object'))) {
+  if (
+    value === null ||
+    typeof value !== 'object' ||
+    (Array.isArray(value) && value.every((v) => v === null || typeof v !== 'object'))
+  ) {
     const key = prefix.slice(prefix.lastIndexOf('.') + 1);
-    const masked = typeof value === 'string' && SECRET_KEY.test(key) && !REFERENCE.test(value) ? '"<masked>"' : JSON.stringify(value);
+    const masked =
+      typeof value === 'string' && SECRET_KEY.test(key) && !REFERENCE.test(value)
+        ? '"<masked>"'
+        : JSON.stringify(value);
     return [`${prefix || '(value)'} = ${masked}`];
   }
-  if (Array.isArray(value)) return value.length ? value.flatMap((v, i) => flattenConfig(v, `${prefix}[${i}]`)) : [`${prefix} = []`];
+  if (Array.isArray(value))
+    return value.length ? value.flatMap((v, i) => flattenConfig(v, `${prefix}[${i}]`)) : [`${prefix} = []`];
   const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return entries.length ? entries.flatMap(([k, v]) => flattenConfig(v, prefix ? `${prefix}.${k}` : k)) : [`${prefix || '(value)'} = {}`];
+  return entries.length
+    ? entries.flatMap(([k, v]) => flattenConfig(v, prefix ? `${prefix}.${k}` : k))
+    : [`${prefix || '(value)'} = {}`];
 }
 
 function recordedBefore(c: PlannedChange): string {
@@ -69,7 +80,13 @@ function recordedBefore(c: PlannedChange): string {
   // The config the lockfile recorded at the last apply (units, job definitions): a real before/after diff.
   // Top-level keys the provider adds when it records (e.g. the unit's `workload`) are not settings: compare the keys
   // the desired config has (nested settings, such as one env variable removed, still show).
-  if (c.recorded) lines.push(...flattenConfig(c.desired ? pick(c.recorded.config, Object.keys(c.desired.config)) : c.recorded.config, 'config'));
+  if (c.recorded)
+    lines.push(
+      ...flattenConfig(
+        c.desired ? pick(c.recorded.config, Object.keys(c.desired.config)) : c.recorded.config,
+        'config',
+      ),
+    );
   else if (c.before?.digest !== undefined) lines.push(`digest = ${JSON.stringify(c.before.digest)}`);
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
@@ -91,7 +108,15 @@ export function changeDiff(c: PlannedChange, maxLines: number): string | undefin
   const before = recordedBefore(c);
   const after = desiredAfter(c);
   if (before === after) return undefined;
-  const patch = structuredPatch(c.action === 'create' ? '/dev/null' : `${c.address} (recorded)`, c.action === 'delete' ? '/dev/null' : `${c.address} (desired)`, before, after, undefined, undefined, { context: 2 });
+  const patch = structuredPatch(
+    c.action === 'create' ? '/dev/null' : `${c.address} (recorded)`,
+    c.action === 'delete' ? '/dev/null' : `${c.address} (desired)`,
+    before,
+    after,
+    undefined,
+    undefined,
+    { context: 2 },
+  );
   const lines = formatPatch(patch, FILE_HEADERS_ONLY).replace(/\n$/, '').split('\n');
   const shown = lines.slice(0, maxLines);
   const body = shown.join('\n');
@@ -103,7 +128,10 @@ export function changeDiff(c: PlannedChange, maxLines: number): string | undefin
 
 const reasonText = (c: PlannedChange): string =>
   [
-    ...c.reasons.map((r) => `\`${r.code}\` ${esc(r.message.startsWith(`${c.address}: `) ? r.message.slice(c.address.length + 2) : r.message)}`),
+    ...c.reasons.map(
+      (r) =>
+        `\`${r.code}\` ${esc(r.message.startsWith(`${c.address}: `) ? r.message.slice(c.address.length + 2) : r.message)}`,
+    ),
     ...toolCapabilityLines(c).map((line) => `\`tools\` ${esc(line)}`),
   ].join('<br>');
 
@@ -112,11 +140,18 @@ function countsOf(changes: readonly PlannedChange[]): string {
     const k = changes.filter((c) => c.action === a).length;
     return k ? `${k} to ${label}` : '';
   };
-  return [n('create', 'create'), n('update', 'update'), n('replace', 'replace'), n('delete', 'delete')].filter(Boolean).join(', ');
+  return [n('create', 'create'), n('update', 'update'), n('replace', 'replace'), n('delete', 'delete')]
+    .filter(Boolean)
+    .join(', ');
 }
 
 /** A workload's block; `withDiffs` false gives the compact form used when the full one does not fit. */
-function workloadBlock(workload: string, changes: readonly PlannedChange[], withDiffs: boolean, diffLines: number): string {
+function workloadBlock(
+  workload: string,
+  changes: readonly PlannedChange[],
+  withDiffs: boolean,
+  diffLines: number,
+): string {
   const effect = worstEffect(changes.map((c) => c.effect));
   const out = [
     '',
@@ -124,7 +159,10 @@ function workloadBlock(workload: string, changes: readonly PlannedChange[], with
     '',
     '| | address | action | effect | from → to | reasons |',
     '|---|---|---|---|---|---|',
-    ...changes.map((c) => `| \`${ACTION_SYMBOL[c.action].trim() || '·'}\` | \`${c.address}\` | ${c.action} | ${c.effect} | ${esc(short(c.before?.identity))} → ${esc(short(c.after?.identity))} | ${reasonText(c)} |`),
+    ...changes.map(
+      (c) =>
+        `| \`${ACTION_SYMBOL[c.action].trim() || '·'}\` | \`${c.address}\` | ${c.action} | ${c.effect} | ${esc(short(c.before?.identity))} → ${esc(short(c.after?.identity))} | ${reasonText(c)} |`,
+    ),
   ];
   if (withDiffs) {
     for (const c of changes) {
@@ -139,7 +177,10 @@ function workloadBlock(workload: string, changes: readonly PlannedChange[], with
 }
 
 function listNames(names: readonly string[], max = 10): string {
-  const shown = names.slice(0, max).map((n) => `\`${n}\``).join(', ');
+  const shown = names
+    .slice(0, max)
+    .map((n) => `\`${n}\``)
+    .join(', ');
   return names.length > max ? `${shown} and ${names.length - max} more` : shown;
 }
 
@@ -153,12 +194,19 @@ interface Cut {
 
 function footer(cut: Cut, limit: number): string {
   const parts: string[] = [];
-  if (cut.workloads.length) parts.push(`${cut.workloads.length} of ${cut.totalWorkloads} workload block(s) (${listNames(cut.workloads)})`);
+  if (cut.workloads.length)
+    parts.push(`${cut.workloads.length} of ${cut.totalWorkloads} workload block(s) (${listNames(cut.workloads)})`);
   if (cut.findings) parts.push(`${cut.findings} policy finding(s)`);
   if (cut.drift) parts.push(`${cut.drift} drift item(s)`);
   const lines: string[] = [];
-  if (parts.length) lines.push(`> ✂️ **Cut to fit the ${limit.toLocaleString('en-US')}-character comment limit:** ${parts.join('; ')} not shown.`);
-  if (cut.compacted) lines.push(`${lines.length ? '>' : '> ✂️'} Diffs left out of ${cut.compacted} workload block(s) to fit the ${limit.toLocaleString('en-US')}-character comment limit.`);
+  if (parts.length)
+    lines.push(
+      `> ✂️ **Cut to fit the ${limit.toLocaleString('en-US')}-character comment limit:** ${parts.join('; ')} not shown.`,
+    );
+  if (cut.compacted)
+    lines.push(
+      `${lines.length ? '>' : '> ✂️'} Diffs left out of ${cut.compacted} workload block(s) to fit the ${limit.toLocaleString('en-US')}-character comment limit.`,
+    );
   if (!lines.length) return '';
   lines.push('> Run `agentvm plan --format json` (or `--format text`) for the whole plan.');
   return `\n\n${lines.join('\n')}`;
@@ -170,8 +218,21 @@ export function renderPlanMarkdown(plan: Plan, options: number | MarkdownOptions
   const diffLines = opts.diffLines ?? 60;
   const s = plan.summary;
   const changed = s.create + s.update + s.replace + s.delete;
-  const status = s.errors ? '❌ blocked by policy' : plan.source.uncommitted ? '⚠️ uncommitted' : changed ? '🟡 changes' : s.drift ? '🟠 drift' : '✅ no changes';
-  const title = plan.mode === 'refresh-only' ? 'agentvm drift check' : plan.mode === 'rollback' ? 'agentvm rollback plan' : 'agentvm plan';
+  const status = s.errors
+    ? '❌ blocked by policy'
+    : plan.source.uncommitted
+      ? '⚠️ uncommitted'
+      : changed
+        ? '🟡 changes'
+        : s.drift
+          ? '🟠 drift'
+          : '✅ no changes';
+  const title =
+    plan.mode === 'refresh-only'
+      ? 'agentvm drift check'
+      : plan.mode === 'rollback'
+        ? 'agentvm rollback plan'
+        : 'agentvm plan';
   const head: string[] = [
     planCommentMarker(plan.host),
     `### ${title} — \`${esc(plan.host)}\` — ${status}`,
@@ -184,20 +245,30 @@ export function renderPlanMarkdown(plan: Plan, options: number | MarkdownOptions
     '',
     `<sub>commit \`${plan.source.commit ?? 'WORKTREE (uncommitted)'}\` · lockfile ${plan.lock.lineage ? `\`${plan.lock.lineage.slice(0, 8)}\` serial ${plan.lock.serial}` : 'none'} · plan \`${short(plan.id)}\`</sub>`,
   ];
-  if (s.errors) head.push('', `> ⛔ **${s.errors} policy error(s): this plan cannot be applied.** Fix the findings below and push again.`);
+  if (s.errors)
+    head.push(
+      '',
+      `> ⛔ **${s.errors} policy error(s): this plan cannot be applied.** Fix the findings below and push again.`,
+    );
 
   // Findings and drift are cut line by line (the heading rides with the first line), errors first, so one long
   // list of warnings cannot crowd out an error.
   const severityRank = (d: Diagnostic) => (d.severity === 'error' ? 0 : d.severity === 'warning' ? 1 : 2);
   const findings = [...plan.diagnostics].sort((a, b) => severityRank(a) - severityRank(b)).map(diagnosticLine);
   const errors = plan.diagnostics.filter((d) => d.severity === 'error').length;
-  const findingParts = findings.map((line, i) => (i === 0 ? `\n#### Policy findings (${errors} error(s), ${findings.length - errors} other)\n${line}` : line));
-  const driftLines = plan.drift.map((d) => `- \`${d.address}\`: ${d.reasons.map((r) => `\`${r.code}\` ${esc(r.message)}`).join('; ')}`);
+  const findingParts = findings.map((line, i) =>
+    i === 0 ? `\n#### Policy findings (${errors} error(s), ${findings.length - errors} other)\n${line}` : line,
+  );
+  const driftLines = plan.drift.map(
+    (d) => `- \`${d.address}\`: ${d.reasons.map((r) => `\`${r.code}\` ${esc(r.message)}`).join('; ')}`,
+  );
   const driftParts = driftLines.map((line, i) => (i === 0 ? `\n#### Drift (changed outside agentvm)\n${line}` : line));
 
   // Worst workloads first (deletes and replaces before creates), then by name: what a reviewer must see survives a cut.
   const groups = [...groupByWorkload(plan.changes.filter((c) => c.action !== 'noop'))].sort(
-    ([a, ca], [b, cb]) => ACTION_SEVERITY[worstAction(cb.map((c) => c.action))] - ACTION_SEVERITY[worstAction(ca.map((c) => c.action))] || (a < b ? -1 : a > b ? 1 : 0),
+    ([a, ca], [b, cb]) =>
+      ACTION_SEVERITY[worstAction(cb.map((c) => c.action))] - ACTION_SEVERITY[worstAction(ca.map((c) => c.action))] ||
+      (a < b ? -1 : a > b ? 1 : 0),
   );
   const changeCount = groups.reduce((n, [, c]) => n + c.length, 0);
   const changesHead = groups.length
@@ -206,7 +277,17 @@ export function renderPlanMarkdown(plan: Plan, options: number | MarkdownOptions
 
   // Reserve room for the longest footer this plan could need, so appending it never breaks the limit.
   const longestNames = groups.map(([w]) => w).sort((a, b) => b.length - a.length);
-  const reserve = footer({ findings: findingParts.length, drift: driftParts.length, workloads: longestNames, compacted: groups.length, totalWorkloads: groups.length }, limit).length + 2;
+  const reserve =
+    footer(
+      {
+        findings: findingParts.length,
+        drift: driftParts.length,
+        workloads: longestNames,
+        compacted: groups.length,
+        totalWorkloads: groups.length,
+      },
+      limit,
+    ).length + 2;
   const budget = limit - reserve;
   let text = head.join('\n');
   if (text.length > budget) throw new Error(`renderPlanMarkdown: limit ${limit} is too small for the plan header`);

@@ -9,7 +9,13 @@ import { renderCapabilitiesText } from './plan-capabilities.js';
 import { plainStyle, type Style } from './style.js';
 import { describeSource } from './validate-text.js';
 
-export const ACTION_SYMBOL: Record<Action, string> = { create: '+', update: '~', replace: '-/+', delete: '-', noop: ' ' };
+export const ACTION_SYMBOL: Record<Action, string> = {
+  create: '+',
+  update: '~',
+  replace: '-/+',
+  delete: '-',
+  noop: ' ',
+};
 
 export function short(id: string | undefined): string {
   if (!id) return '∅';
@@ -18,7 +24,13 @@ export function short(id: string | undefined): string {
 }
 
 export function actionColour(action: Action, style: Style): (s: string) => string {
-  return action === 'create' ? style.green : action === 'delete' ? style.red : action === 'noop' ? style.dim : style.yellow;
+  return action === 'create'
+    ? style.green
+    : action === 'delete'
+      ? style.red
+      : action === 'noop'
+        ? style.dim
+        : style.yellow;
 }
 
 export function groupByWorkload(changes: readonly PlannedChange[]): Map<string, PlannedChange[]> {
@@ -33,7 +45,10 @@ export function groupByWorkload(changes: readonly PlannedChange[]): Map<string, 
 
 export function summaryLine(plan: Plan): string {
   const s = plan.summary;
-  if (plan.mode === 'refresh-only') return s.drift ? `Drift: ${s.drift} resource(s) differ from the lockfile.` : 'No drift: live state matches the lockfile.';
+  if (plan.mode === 'refresh-only')
+    return s.drift
+      ? `Drift: ${s.drift} resource(s) differ from the lockfile.`
+      : 'No drift: live state matches the lockfile.';
   const parts = [`${s.create} to create`, `${s.update} to update`, `${s.replace} to replace`, `${s.delete} to delete`];
   const changes = s.create + s.update + s.replace + s.delete;
   const head = changes ? `Plan: ${parts.join(', ')}` : 'No changes: the host matches the desired state';
@@ -43,15 +58,26 @@ export function summaryLine(plan: Plan): string {
 export function renderPlanText(plan: Plan, style: Style = plainStyle, opts: { showNoop?: boolean } = {}): string {
   const out: string[] = [];
   const title = plan.mode === 'refresh-only' ? 'Drift check' : plan.mode === 'rollback' ? 'Rollback plan' : 'Plan';
-  out.push(style.bold(`${title} for host ${plan.host}`) + ` — ${plan.source.repo} at ${describeSource(plan.source, style)}`);
-  out.push(style.dim(`Lockfile: ${plan.lock.lineage ? `lineage ${plan.lock.lineage}, serial ${plan.lock.serial}` : 'none yet (first apply)'}; live state ${short(plan.liveFingerprint)}`));
+  out.push(
+    style.bold(`${title} for host ${plan.host}`) + ` — ${plan.source.repo} at ${describeSource(plan.source, style)}`,
+  );
+  out.push(
+    style.dim(
+      `Lockfile: ${plan.lock.lineage ? `lineage ${plan.lock.lineage}, serial ${plan.lock.serial}` : 'none yet (first apply)'}; live state ${short(plan.liveFingerprint)}`,
+    ),
+  );
 
   if (plan.drift.length) {
     out.push('', style.bold(style.yellow('Drift — changed outside agentvm:')));
     for (const d of plan.drift) {
       out.push(`  ${style.yellow('!')} ${d.address}`);
       for (const r of d.reasons) out.push(`      ${style.dim(r.code)}: ${r.message}`);
-      if (d.locked || d.live) out.push(style.dim(`      locked ${short(d.locked?.digest)} → live ${d.live?.exists ? short(d.live.digest) : 'missing'}`));
+      if (d.locked || d.live)
+        out.push(
+          style.dim(
+            `      locked ${short(d.locked?.digest)} → live ${d.live?.exists ? short(d.live.digest) : 'missing'}`,
+          ),
+        );
     }
   }
 
@@ -65,7 +91,11 @@ export function renderPlanText(plan: Plan, style: Style = plainStyle, opts: { sh
         const colour = actionColour(c.action, style);
         const effect = c.action === 'noop' || c.effect === 'none' ? '' : style.dim(`  effect: ${c.effect}`);
         out.push(`  ${colour(ACTION_SYMBOL[c.action].padStart(3))} ${c.address}  ${colour(c.action)}${effect}`);
-        if (c.action !== 'noop' && (c.before?.identity || c.after?.identity) && c.before?.identity !== c.after?.identity) {
+        if (
+          c.action !== 'noop' &&
+          (c.before?.identity || c.after?.identity) &&
+          c.before?.identity !== c.after?.identity
+        ) {
           out.push(style.dim(`        ${short(c.before?.identity)} → ${short(c.after?.identity)}`));
         }
         for (const r of c.reasons) out.push(`        ${style.dim(r.code)}: ${r.message}`);
@@ -74,10 +104,17 @@ export function renderPlanText(plan: Plan, style: Style = plainStyle, opts: { sh
     }
   }
 
-  if (plan.diagnostics.length) out.push('', style.bold('Policy and validation:'), renderDiagnostics(plan.diagnostics, style));
+  if (plan.diagnostics.length)
+    out.push('', style.bold('Policy and validation:'), renderDiagnostics(plan.diagnostics, style));
 
   out.push('', style.bold(summaryLine(plan)));
-  if (plan.source.uncommitted) out.push(style.yellow('This plan reads uncommitted files (WORKTREE): it is for review only and cannot be applied. Commit, then plan again.'));
-  else if (!plan.applicable && plan.mode !== 'refresh-only') out.push(style.red('This plan has errors and cannot be applied. Fix them and plan again.'));
+  if (plan.source.uncommitted)
+    out.push(
+      style.yellow(
+        'This plan reads uncommitted files (WORKTREE): it is for review only and cannot be applied. Commit, then plan again.',
+      ),
+    );
+  else if (!plan.applicable && plan.mode !== 'refresh-only')
+    out.push(style.red('This plan has errors and cannot be applied. Fix them and plan again.'));
   return out.join('\n');
 }

@@ -21,7 +21,10 @@ export function assertBuilt(): void {
   }
 }
 
-export function agentvm(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function agentvm(
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: opts.cwd ?? ROOT,
@@ -44,5 +47,7 @@ export function agentvm(args: string[], opts: { cwd?: string; env?: NodeJS.Proce
 
 /** True when the output shows a JavaScript stack trace — never acceptable for user errors. */
 export function hasStackTrace(text: string): boolean {
-  return /\n\s+at .+\(.+:\d+:\d+\)/.test(text) || /\n\s+at (async )?[\w.<>]+ \(/.test(text) || /node:internal/.test(text);
+  return (
+    /\n\s+at .+\(.+:\d+:\d+\)/.test(text) || /\n\s+at (async )?[\w.<>]+ \(/.test(text) || /node:internal/.test(text)
+  );
 }

@@ -53,17 +53,28 @@ export interface ProxiedResponse {
 }
 
 /** `GET http://host:port/path` through the proxy. */
-export async function forwardGet(proxy: ProxyAddress, url: string, headers: Record<string, string> = {}): Promise<ProxiedResponse> {
+export async function forwardGet(
+  proxy: ProxyAddress,
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<ProxiedResponse> {
   const s = await open(proxy);
   const u = new URL(url);
-  s.write(`GET ${url} HTTP/1.1\r\nHost: ${u.host}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
+  s.write(
+    `GET ${url} HTTP/1.1\r\nHost: ${u.host}\r\n${Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('')}\r\n`,
+  );
   const h = await readHead(s);
   const body = await readAll(s, h.rest);
   return { status: h.status, head: h.head, body: body.toString() };
 }
 
 /** `CONNECT authority`; resolves with the proxy's answer and, on 200, the open socket. */
-export async function connectVia(proxy: ProxyAddress, authority: string): Promise<{ status: number; head: string; body: string; socket?: Socket }> {
+export async function connectVia(
+  proxy: ProxyAddress,
+  authority: string,
+): Promise<{ status: number; head: string; body: string; socket?: Socket }> {
   const s = await open(proxy);
   s.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
   const h = await readHead(s);
@@ -76,13 +87,22 @@ export async function connectVia(proxy: ProxyAddress, authority: string): Promis
  * An HTTPS GET through a CONNECT tunnel. `servername` is the SNI the client sends (default: the CONNECT host; null:
  * none). Resolves with the proxy's refusal, the TLS error, or the upstream's response.
  */
-export async function httpsVia(proxy: ProxyAddress, authority: string, opts: { ca: Buffer; servername?: string | null; path?: string; hostHeader?: string }): Promise<{ status: number; body: string; tlsError?: string; head: string }> {
+export async function httpsVia(
+  proxy: ProxyAddress,
+  authority: string,
+  opts: { ca: Buffer; servername?: string | null; path?: string; hostHeader?: string },
+): Promise<{ status: number; body: string; tlsError?: string; head: string }> {
   const tunnel = await connectVia(proxy, authority);
   if (!tunnel.socket) return { status: tunnel.status, body: tunnel.body, head: tunnel.head };
   const host = authority.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
   const servername = opts.servername === undefined ? host : opts.servername;
   return new Promise((resolve) => {
-    const t = tlsConnect({ socket: tunnel.socket!, ca: opts.ca, ...(servername === null ? {} : { servername }), checkServerIdentity: () => undefined });
+    const t = tlsConnect({
+      socket: tunnel.socket!,
+      ca: opts.ca,
+      ...(servername === null ? {} : { servername }),
+      checkServerIdentity: () => undefined,
+    });
     t.once('error', (e) => resolve({ status: 0, body: '', head: '', tlsError: e.message }));
     t.once('secureConnect', () => {
       t.write(`GET ${opts.path ?? '/'} HTTP/1.1\r\nHost: ${opts.hostHeader ?? host}\r\nConnection: close\r\n\r\n`);
@@ -91,7 +111,11 @@ export async function httpsVia(proxy: ProxyAddress, authority: string, opts: { c
       t.once('end', () => {
         const text = Buffer.concat(parts).toString();
         const end = text.indexOf('\r\n\r\n');
-        resolve({ status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0), head: text.slice(0, end), body: text.slice(end + 4) });
+        resolve({
+          status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0),
+          head: text.slice(0, end),
+          body: text.slice(end + 4),
+        });
       });
     });
   });

@@ -29,7 +29,9 @@ export interface EgressNet {
 /** Whether this machine can create namespaces (root, `ip`, `openssl`); the reason otherwise. */
 export function egressNetSupport(): { ok: true } | { ok: false; reason: string } {
   if (process.getuid?.() !== 0) return { ok: false, reason: 'network namespaces need root' };
-  for (const tool of ['/usr/sbin/ip', '/usr/bin/openssl']) if (!existsSync(tool) && !existsSync(tool.replace('/usr', ''))) return { ok: false, reason: `${path.basename(tool)} is not installed (apt-get install iproute2 openssl)` };
+  for (const tool of ['/usr/sbin/ip', '/usr/bin/openssl'])
+    if (!existsSync(tool) && !existsSync(tool.replace('/usr', '')))
+      return { ok: false, reason: `${path.basename(tool)} is not installed (apt-get install iproute2 openssl)` };
   return { ok: true };
 }
 
@@ -39,7 +41,11 @@ let counter = 0;
  * `names` get the namespace's addresses (`v6only` ones only its IPv6 address); `extra` adds records of its own (e.g. a
  * name resolving to 127.0.0.1).
  */
-export async function startEgressNet(names: string[], extra: Record<string, { A?: string[]; AAAA?: string[] }> = {}, v6only: string[] = []): Promise<EgressNet> {
+export async function startEgressNet(
+  names: string[],
+  extra: Record<string, { A?: string[]; AAAA?: string[] }> = {},
+  v6only: string[] = [],
+): Promise<EgressNet> {
   const n = counter++;
   const k = ((process.pid + n * 7) % 200) + 20;
   const ns = `agentvm-eg-${process.pid}-${n}`;
@@ -57,8 +63,16 @@ export async function startEgressNet(names: string[], extra: Record<string, { A?
       child.kill('SIGTERM');
       await new Promise((r) => child!.once('exit', r));
     }
-    try { ip('link', 'del', vh); } catch { /* gone with the namespace */ }
-    try { ip('netns', 'del', ns); } catch { /* never created */ }
+    try {
+      ip('link', 'del', vh);
+    } catch {
+      /* gone with the namespace */
+    }
+    try {
+      ip('netns', 'del', ns);
+    } catch {
+      /* never created */
+    }
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -74,11 +88,56 @@ export async function startEgressNet(names: string[], extra: Record<string, { A?
     ip('-n', ns, 'link', 'set', 'lo', 'up');
     const cert = path.join(dir, 'cert.pem');
     const key = path.join(dir, 'key.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${names[0] ?? 'egress.test'}`, '-addext', `subjectAltName=${[...names, ...v6only].map((x) => `DNS:${x}`).join(',')}`, '-keyout', key, '-out', cert], { stdio: 'pipe' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        `/CN=${names[0] ?? 'egress.test'}`,
+        '-addext',
+        `subjectAltName=${[...names, ...v6only].map((x) => `DNS:${x}`).join(',')}`,
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'pipe' },
+    );
     // `self` in an extra record stands for the namespace's own address (a name the certificate does not cover).
-    const own = Object.fromEntries(Object.entries(extra).map(([x, r]) => [x, { ...(r.A ? { A: r.A.map((a) => (a === 'self' ? v4 : a)) } : {}), ...(r.AAAA ? { AAAA: r.AAAA.map((a) => (a === 'self' ? v6 : a)) } : {}) }]));
-    const records: EgressNet['records'] = { ...Object.fromEntries(names.map((x) => [x, { A: [v4], AAAA: [v6] }])), ...Object.fromEntries(v6only.map((x) => [x, { AAAA: [v6] }])), ...own };
-    child = spawn('ip', ['netns', 'exec', ns, process.execPath, path.join(HERE, 'egress-upstream.mjs'), JSON.stringify({ addresses: [v4, v6], records, cert, key })], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const own = Object.fromEntries(
+      Object.entries(extra).map(([x, r]) => [
+        x,
+        {
+          ...(r.A ? { A: r.A.map((a) => (a === 'self' ? v4 : a)) } : {}),
+          ...(r.AAAA ? { AAAA: r.AAAA.map((a) => (a === 'self' ? v6 : a)) } : {}),
+        },
+      ]),
+    );
+    const records: EgressNet['records'] = {
+      ...Object.fromEntries(names.map((x) => [x, { A: [v4], AAAA: [v6] }])),
+      ...Object.fromEntries(v6only.map((x) => [x, { AAAA: [v6] }])),
+      ...own,
+    };
+    child = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        ns,
+        process.execPath,
+        path.join(HERE, 'egress-upstream.mjs'),
+        JSON.stringify({ addresses: [v4, v6], records, cert, key }),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     await new Promise<void>((resolve, reject) => {
       let err = '';
       child!.stderr!.on('data', (d: Buffer) => (err += d.toString()));

@@ -46,7 +46,15 @@ const IDENTITY = {
 function gitEnvironment(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   // A test started from a git hook inherits these; they would redirect git to the outer repository.
-  for (const key of ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_COMMON_DIR', 'GIT_PREFIX']) delete env[key];
+  for (const key of [
+    'GIT_DIR',
+    'GIT_WORK_TREE',
+    'GIT_INDEX_FILE',
+    'GIT_OBJECT_DIRECTORY',
+    'GIT_COMMON_DIR',
+    'GIT_PREFIX',
+  ])
+    delete env[key];
   return { ...env, ...IDENTITY };
 }
 

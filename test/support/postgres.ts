@@ -24,7 +24,11 @@ export interface PostgresSupport {
 export function postgresSupport(): PostgresSupport {
   for (const tool of ['initdb', 'pg_ctl', 'postgres']) {
     if (!existsSync(path.join(PG_BIN, tool))) {
-      return { ok: false, reason: `${path.join(PG_BIN, tool)} is missing`, howTo: 'Install PostgreSQL: apt-get install postgresql (or set AGENTVM_PG_BIN to its bin directory)' };
+      return {
+        ok: false,
+        reason: `${path.join(PG_BIN, tool)} is missing`,
+        howTo: 'Install PostgreSQL: apt-get install postgresql (or set AGENTVM_PG_BIN to its bin directory)',
+      };
     }
   }
   return { ok: true };
@@ -81,8 +85,15 @@ export function startPostgres(): PostgresCluster {
   const data = path.join(dir, 'data');
   const log = path.join(dir, 'server.log');
   const run = (tool: string, args: string[]): void => {
-    const r = spawnSync(path.join(PG_BIN, tool), args, { ...as, cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' } });
-    if (r.status !== 0) throw new Error(`${tool} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stdout}${r.stderr}`);
+    const r = spawnSync(path.join(PG_BIN, tool), args, {
+      ...as,
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' },
+    });
+    if (r.status !== 0)
+      throw new Error(`${tool} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stdout}${r.stderr}`);
   };
   run('initdb', ['-D', data, '-A', 'trust', '-U', 'agentvm', '-E', 'UTF8', '--no-sync']);
   const options = `-k ${dir} -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB`;
@@ -92,7 +103,11 @@ export function startPostgres(): PostgresCluster {
     url: (db = 'postgres') => `postgresql://agentvm@/${db}?host=${encodeURIComponent(dir)}`,
     database(name) {
       const db = name ?? `t${process.pid}_${++counter}`;
-      const r = spawnSync(process.execPath, ['-e', CREATE_DB, cluster.url('postgres'), db], { encoding: 'utf8', timeout: 30_000, cwd: path.join(import.meta.dirname, '..', '..') });
+      const r = spawnSync(process.execPath, ['-e', CREATE_DB, cluster.url('postgres'), db], {
+        encoding: 'utf8',
+        timeout: 30_000,
+        cwd: path.join(import.meta.dirname, '..', '..'),
+      });
       if (r.status !== 0) throw new Error(`CREATE DATABASE ${db} failed: ${r.stderr}`);
       return cluster.url(db);
     },

@@ -31,12 +31,16 @@ export interface PtyRun {
 /** An environment for a person at a terminal: no CI, no NO_COLOR, a capable TERM. */
 export function terminalEnv(extra: NodeJS.ProcessEnv = {}): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== 'CI' && k !== 'NO_COLOR' && k !== 'FORCE_COLOR') env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (v !== undefined && k !== 'CI' && k !== 'NO_COLOR' && k !== 'FORCE_COLOR') env[k] = v;
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   return { ...env, TERM: 'xterm-256color' };
 }
 
-export function agentvmPty(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; cols?: number; rows?: number; nodeArgs?: string[] } = {}): PtyRun {
+export function agentvmPty(
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; cols?: number; rows?: number; nodeArgs?: string[] } = {},
+): PtyRun {
   const pty = require('@lydell/node-pty') as typeof import('@lydell/node-pty');
   const proc: IPty = pty.spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, ...args], {
     name: 'xterm-256color',
@@ -80,14 +84,24 @@ export function agentvmPty(args: string[], opts: { cwd?: string; env?: NodeJS.Pr
       return stripAnsi(raw);
     },
     waitFor(pattern, timeoutMs = 30_000) {
-      const found = () => (typeof pattern === 'string' ? stripAnsi(raw).includes(pattern) : pattern.test(stripAnsi(raw)));
-      return until(found, timeoutMs, () => `Timed out after ${timeoutMs} ms waiting for ${String(pattern)}${exitCode !== undefined ? ` (the program exited with ${exitCode})` : ''}`);
+      const found = () =>
+        typeof pattern === 'string' ? stripAnsi(raw).includes(pattern) : pattern.test(stripAnsi(raw));
+      return until(
+        found,
+        timeoutMs,
+        () =>
+          `Timed out after ${timeoutMs} ms waiting for ${String(pattern)}${exitCode !== undefined ? ` (the program exited with ${exitCode})` : ''}`,
+      );
     },
     write(data) {
       proc.write(data);
     },
     async exit(timeoutMs = 30_000) {
-      await until(() => exitCode !== undefined, timeoutMs, () => `Timed out after ${timeoutMs} ms waiting for the program to exit`);
+      await until(
+        () => exitCode !== undefined,
+        timeoutMs,
+        () => `Timed out after ${timeoutMs} ms waiting for the program to exit`,
+      );
       return exitCode!;
     },
     kill() {

@@ -133,7 +133,8 @@ const PATH_ENV = '/usr/local/bin:/usr/bin:/bin';
 export function userManagerSupport(): UserManagerSupport {
   const no = (reason: string): UserManagerSupport => ({ ok: false, reason, howTo: HOW_TO });
   if (process.platform !== 'linux') return no(`platform is ${process.platform}, not linux`);
-  if (process.getuid?.() !== 0) return no('the tests do not run as root (needed to create the user and delegate cgroups)');
+  if (process.getuid?.() !== 0)
+    return no('the tests do not run as root (needed to create the user and delegate cgroups)');
   if (!systemdBinary()) return no(`no systemd binary at ${SYSTEMD_CANDIDATES.join(' or ')}`);
   for (const tool of ['systemctl', 'setpriv', 'useradd', 'userdel']) {
     if (!onPath(tool)) return no(`${tool} is not on PATH`);
@@ -155,8 +156,10 @@ export async function startUserManager(opts: UserManagerOptions = {}): Promise<U
   if (!support.ok) throw new SystemdUnavailableError(support.reason, support.howTo);
   const systemd = systemdBinary()!;
   const user = opts.user ?? defaultUser();
-  if (!USER_PATTERN.test(user)) throw new Error(`test user "${user}" must match ${USER_PATTERN}: the harness wipes its systemd state`);
-  if (active.has(user)) throw new Error(`a user manager for ${user} is already running in this process; stop() it first`);
+  if (!USER_PATTERN.test(user))
+    throw new Error(`test user "${user}" must match ${USER_PATTERN}: the harness wipes its systemd state`);
+  if (active.has(user))
+    throw new Error(`a user manager for ${user} is already running in this process; stop() it first`);
 
   const t0 = performance.now();
   await mkdir(STATE_DIR, { recursive: true, mode: 0o755 });
@@ -203,15 +206,22 @@ export async function startUserManager(opts: UserManagerOptions = {}): Promise<U
               'sh',
               String(cgroups.length),
               ...cgroups.map((dir) => path.join(dir, 'cgroup.procs')),
-              'setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--init-groups', '--',
-              systemd, '--user',
+              'setpriv',
+              `--reuid=${uid}`,
+              `--regid=${gid}`,
+              '--init-groups',
+              '--',
+              systemd,
+              '--user',
             ],
             { detached: true, stdio: ['ignore', log.fd, log.fd], env, cwd: home },
           );
         } finally {
           await log.close();
         }
-        child.once('exit', (code, signal) => { exited = { code, signal }; });
+        child.once('exit', (code, signal) => {
+          exited = { code, signal };
+        });
         child.unref();
         await waitUntilReady(account!, env);
       } finally {
@@ -231,14 +241,19 @@ export async function startUserManager(opts: UserManagerOptions = {}): Promise<U
     let last = '';
     for (;;) {
       if (exited) {
-        const why = exited.code === 97 ? 'could not move into its delegated cgroups' : `exited with ${exited.code ?? exited.signal}`;
+        const why =
+          exited.code === 97
+            ? 'could not move into its delegated cgroups'
+            : `exited with ${exited.code ?? exited.signal}`;
         throw new Error(`systemd --user for ${user} ${why} before it was ready. Log:\n${tail(logFile)}`);
       }
       const r = await runAs(who, env, ['systemctl', '--user', 'is-system-running'], { timeoutMs: 5_000 });
       last = r.stdout.trim() || r.stderr.trim();
       if (last === 'running' || last === 'degraded') return;
       if (Date.now() > deadline) {
-        throw new Error(`systemd --user for ${user} not ready after ${opts.readyTimeoutMs ?? 15_000} ms (last answer: ${last}). Log:\n${tail(logFile)}`);
+        throw new Error(
+          `systemd --user for ${user} not ready after ${opts.readyTimeoutMs ?? 15_000} ms (last answer: ${last}). Log:\n${tail(logFile)}`,
+        );
       }
       await sleep(20);
     }
@@ -250,7 +265,8 @@ export async function startUserManager(opts: UserManagerOptions = {}): Promise<U
   const env = userEnv(account, runtimeDir);
   const managerPid = child!.pid!;
   const controllers = (await readFile(path.join(cgroups[0]!, 'cgroup.controllers'), 'utf8').catch(() => ''))
-    .split(/\s+/).filter(Boolean);
+    .split(/\s+/)
+    .filter(Boolean);
   const timings: UserManagerTimings = { prepareMs, startMs };
   const written = new Set<string>();
   // A test process that dies without stop() must not leave a manager running; the next start reclaims the rest.
@@ -259,7 +275,15 @@ export async function startUserManager(opts: UserManagerOptions = {}): Promise<U
 
   let stopped: Promise<void> | undefined;
   const manager: UserManager = {
-    user, uid, gid, home, runtimeDir, unitDir, managerPid, controllers, timings,
+    user,
+    uid,
+    gid,
+    home,
+    runtimeDir,
+    unitDir,
+    managerPid,
+    controllers,
+    timings,
     run: (cmd, runOpts) => runAs(account, env, cmd, runOpts),
     systemctl: (args) => runAs(account, env, ['systemctl', '--user', ...args]),
     async show(unit, properties) {
@@ -305,7 +329,12 @@ export async function startUserManager(opts: UserManagerOptions = {}): Promise<U
 // ---------------------------------------------------------------------------------------------------------
 // Accounts, ownership and locks
 
-interface Account { user: string; uid: number; gid: number; home: string }
+interface Account {
+  user: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
 
 /**
  * `agentvm-test` (+ `-<VITEST_POOL_ID>`); AGENTVM_TEST_USER replaces the base name so that two test runs on one
@@ -313,7 +342,8 @@ interface Account { user: string; uid: number; gid: number; home: string }
  */
 function defaultUser(): string {
   const base = process.env.AGENTVM_TEST_USER ?? 'agentvm-test';
-  if (!/^agentvm-test[a-z0-9-]{0,16}$/.test(base)) throw new Error(`AGENTVM_TEST_USER=${JSON.stringify(base)} must match agentvm-test[a-z0-9-]{0,16}`);
+  if (!/^agentvm-test[a-z0-9-]{0,16}$/.test(base))
+    throw new Error(`AGENTVM_TEST_USER=${JSON.stringify(base)} must match agentvm-test[a-z0-9-]{0,16}`);
   const pool = process.env.VITEST_POOL_ID;
   return pool && /^[0-9]+$/.test(pool) ? `${base}-${pool}` : base;
 }
@@ -322,7 +352,17 @@ async function ensureUser(user: string): Promise<{ account: Account; created: bo
   let entry = await passwdEntry(user);
   let created = false;
   if (!entry) {
-    const r = await exec(['useradd', '--system', '--user-group', '--create-home', '--home-dir', `/var/lib/${user}`, '--shell', '/usr/sbin/nologin', user]);
+    const r = await exec([
+      'useradd',
+      '--system',
+      '--user-group',
+      '--create-home',
+      '--home-dir',
+      `/var/lib/${user}`,
+      '--shell',
+      '/usr/sbin/nologin',
+      user,
+    ]);
     if (r.code !== 0) throw new Error(`useradd ${user} failed (${r.code}): ${r.stderr.trim()}`);
     created = true;
     entry = await passwdEntry(user);
@@ -342,7 +382,10 @@ async function passwdEntry(user: string): Promise<Account | undefined> {
   return { user, uid: Number(uid), gid: Number(gid), home: home ?? `/var/lib/${user}` };
 }
 
-interface Ownership { pid: number; createdUser: boolean }
+interface Ownership {
+  pid: number;
+  createdUser: boolean;
+}
 
 function ownerFile(user: string): string {
   return path.join(STATE_DIR, `${user}.owner`);
@@ -360,7 +403,9 @@ async function readOwnership(file: string): Promise<Ownership | undefined> {
 async function claimOwnership(user: string): Promise<void> {
   const previous = await readOwnership(ownerFile(user));
   if (previous && previous.pid !== process.pid && alive(previous.pid)) {
-    throw new Error(`test user ${user} is in use by process ${previous.pid}; pass another { user } to startUserManager`);
+    throw new Error(
+      `test user ${user} is in use by process ${previous.pid}; pass another { user } to startUserManager`,
+    );
   }
   await writeFile(ownerFile(user), JSON.stringify({ pid: process.pid, createdUser: previous?.createdUser ?? false }));
 }
@@ -368,7 +413,10 @@ async function claimOwnership(user: string): Promise<void> {
 async function recordOwnership(user: string, createdUser: boolean): Promise<void> {
   const previous = await readOwnership(ownerFile(user));
   // A user created by a crashed run stays "created by the harness", so that it is still deleted at the end.
-  await writeFile(ownerFile(user), JSON.stringify({ pid: process.pid, createdUser: createdUser || (previous?.createdUser ?? false) }));
+  await writeFile(
+    ownerFile(user),
+    JSON.stringify({ pid: process.pid, createdUser: createdUser || (previous?.createdUser ?? false) }),
+  );
 }
 
 /** Serialises the steps that must not interleave between processes: useradd/userdel and the booted-marker window. */
@@ -462,7 +510,8 @@ async function teardown(account: Account, o: { createdUser: boolean; log: string
     await withStartLock(async () => {
       const r = await exec(['userdel', '--remove', account.user]);
       // userdel --remove warns (exit 12) when the mail spool is missing; the account and home are gone anyway.
-      if (r.code !== 0 && r.code !== 12) throw new Error(`userdel ${account.user} failed (${r.code}): ${r.stderr.trim()}`);
+      if (r.code !== 0 && r.code !== 12)
+        throw new Error(`userdel ${account.user} failed (${r.code}): ${r.stderr.trim()}`);
     });
   }
   await rm(o.log, { force: true });
@@ -484,7 +533,8 @@ async function removeCgroup(dir: string): Promise<void> {
   for (;;) {
     const pids = await cgroupPids(dir);
     if (pids.length === 0) break;
-    if (existsSync(path.join(dir, 'cgroup.kill'))) await writeFile(path.join(dir, 'cgroup.kill'), '1').catch(() => undefined);
+    if (existsSync(path.join(dir, 'cgroup.kill')))
+      await writeFile(path.join(dir, 'cgroup.kill'), '1').catch(() => undefined);
     else for (const pid of pids) killQuietly(pid, 'SIGKILL');
     if (Date.now() > deadline) throw new Error(`processes ${pids.join(' ')} in ${dir} survive SIGKILL`);
     await sleep(10);
@@ -533,13 +583,32 @@ function userEnv(account: Account, runtimeDir: string): Record<string, string> {
   };
 }
 
-function runAs(account: Account, env: Record<string, string>, cmd: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
-  return exec(cmd, { uid: account.uid, gid: account.gid, cwd: opts.cwd ?? account.home, env: { ...env, ...opts.env }, input: opts.input, timeoutMs: opts.timeoutMs });
+function runAs(
+  account: Account,
+  env: Record<string, string>,
+  cmd: readonly string[],
+  opts: RunOptions = {},
+): Promise<CommandResult> {
+  return exec(cmd, {
+    uid: account.uid,
+    gid: account.gid,
+    cwd: opts.cwd ?? account.home,
+    env: { ...env, ...opts.env },
+    input: opts.input,
+    timeoutMs: opts.timeoutMs,
+  });
 }
 
 function exec(
   cmd: readonly string[],
-  o: { uid?: number; gid?: number; cwd?: string; env?: Record<string, string>; input?: string | undefined; timeoutMs?: number | undefined } = {},
+  o: {
+    uid?: number;
+    gid?: number;
+    cwd?: string;
+    env?: Record<string, string>;
+    input?: string | undefined;
+    timeoutMs?: number | undefined;
+  } = {},
 ): Promise<CommandResult> {
   const [file, ...args] = cmd;
   if (!file) return Promise.reject(new Error('empty command'));
@@ -553,13 +622,20 @@ function exec(
     });
     let stdout = '';
     let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${cmd.join(' ')} did not finish within ${timeoutMs} ms`));
     }, timeoutMs);
-    child.once('error', (err) => { clearTimeout(timer); reject(err); });
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     child.once('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code: code ?? 128 + (signal ? os.constants.signals[signal] : 0), stdout, stderr });
@@ -572,7 +648,13 @@ function exec(
 }
 
 /** Writes a file below the home, owned by the user; records it and every directory it created in `created`. */
-async function writeOwned(account: Account, relativePath: string, text: string, mode: number, created: Set<string>): Promise<string> {
+async function writeOwned(
+  account: Account,
+  relativePath: string,
+  text: string,
+  mode: number,
+  created: Set<string>,
+): Promise<string> {
   const normalized = path.posix.normalize(relativePath);
   if (path.isAbsolute(normalized) || normalized === '..' || normalized.startsWith('../')) {
     throw new Error(`${relativePath} is not a path inside the home`);
@@ -587,7 +669,13 @@ async function writeOwned(account: Account, relativePath: string, text: string, 
 }
 
 /** mkdir -p below `base`, each created directory owned by the user (and recorded in `created`). */
-async function mkdirOwned(base: string, relative: string, uid: number, gid: number, created?: Set<string>): Promise<void> {
+async function mkdirOwned(
+  base: string,
+  relative: string,
+  uid: number,
+  gid: number,
+  created?: Set<string>,
+): Promise<void> {
   let current = base;
   for (const part of relative.split('/').filter(Boolean)) {
     current = path.join(current, part);
@@ -607,13 +695,16 @@ function systemdBinary(): string | undefined {
 }
 
 function onPath(tool: string): boolean {
-  return (process.env.PATH ?? PATH_ENV).split(':').concat(['/usr/sbin', '/sbin']).some((dir) => {
-    try {
-      return statSync(path.join(dir, tool)).isFile();
-    } catch {
-      return false;
-    }
-  });
+  return (process.env.PATH ?? PATH_ENV)
+    .split(':')
+    .concat(['/usr/sbin', '/sbin'])
+    .some((dir) => {
+      try {
+        return statSync(path.join(dir, tool)).isFile();
+      } catch {
+        return false;
+      }
+    });
 }
 
 function alive(pid: number): boolean {

@@ -27,8 +27,14 @@ export interface TestImage {
 export function testImage(): TestImage | string {
   if (spawnSync('qemu-system-x86_64', ['--version']).status !== 0) return 'qemu-system-x86_64 is not installed';
   const built = spawnSync('scripts/build-test-image.sh', [], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
-  if (built.status !== 0) return `scripts/build-test-image.sh failed: ${(built.stderr || built.stdout || String(built.error)).trim()}`;
-  const values = new Map(built.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  if (built.status !== 0)
+    return `scripts/build-test-image.sh failed: ${(built.stderr || built.stdout || String(built.error)).trim()}`;
+  const values = new Map(
+    built.stdout
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
   const get = (key: string): string => values.get(key) ?? '';
   const image: TestImage = {
     kernel: get('AGENTVM_KERNEL'),
@@ -38,7 +44,8 @@ export function testImage(): TestImage | string {
     disk: get('AGENTVM_DISK'),
     diskSha256: get('AGENTVM_DISK_SHA256'),
   };
-  if (Object.values(image).some((v) => v === '')) return `scripts/build-test-image.sh printed no complete image: ${built.stdout}`;
+  if (Object.values(image).some((v) => v === ''))
+    return `scripts/build-test-image.sh printed no complete image: ${built.stdout}`;
   return image;
 }
 
@@ -63,7 +70,11 @@ export function childQemus(): string[] {
  * `expectTornDown` proves a run left no directory and no process behind. The scratch dir is made in beforeAll, so a
  * skipped describe leaves nothing behind.
  */
-export function microvmRuns(img: TestImage, prefix: string, options: { disk?: boolean } = {}): {
+export function microvmRuns(
+  img: TestImage,
+  prefix: string,
+  options: { disk?: boolean } = {},
+): {
   request(overrides: Partial<EphemeralVmRequest>): EphemeralVmRequest;
   expectTornDown(runDir: string): void;
   /** The suite's scratch directory (valid from beforeAll on). */

@@ -9,7 +9,10 @@ import type { AddressInfo, Socket } from 'node:net';
 
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
-export const wsAccept = (key: string): string => createHash('sha1').update(key + WS_GUID).digest('base64');
+export const wsAccept = (key: string): string =>
+  createHash('sha1')
+    .update(key + WS_GUID)
+    .digest('base64');
 
 /** One final text frame; clients mask theirs (RFC 6455 §5.3), servers do not. */
 export function wsFrame(text: string, masked: boolean): Buffer {

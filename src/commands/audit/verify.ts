@@ -7,8 +7,10 @@ import { renderDiagnostics } from '../../ui/diagnostics-text.js';
 import { styleFor } from '../../ui/style.js';
 
 export default class AuditVerify extends AgentvmCommand<AuditVerifyResult> {
-  static override summary = 'Verify the audit log hash chain: detects edited, deleted, reordered and truncated records.';
-  static override description = 'Each record carries the hash of the one before it; each lockfile records the head it last wrote, so cutting records off the end is caught too.\n\nExit codes: 0 intact, 1 tampered or unreadable.';
+  static override summary =
+    'Verify the audit log hash chain: detects edited, deleted, reordered and truncated records.';
+  static override description =
+    'Each record carries the hash of the one before it; each lockfile records the head it last wrote, so cutting records off the end is caught too.\n\nExit codes: 0 intact, 1 tampered or unreadable.';
   static override flags = { root: hostFlags.root, ...stateFlags };
   static override examples = ['<%= config.bin %> audit verify --root /tmp/agentvm-demo'];
 

@@ -5,11 +5,15 @@ import { listGrants, type ListResult } from '../../gate/access.js';
 
 export default class GateList extends AgentvmCommand<ListResult> {
   static override summary = 'List live preview grants with their expiry (never tokens).';
-  static override description = 'Shows grants that are neither expired nor revoked: id, preview, identity, expiry, whether the one-time link was used, and the reason. Expired grants are audited (gate.expire) and pruned as a side effect.';
+  static override description =
+    'Shows grants that are neither expired nor revoked: id, preview, identity, expiry, whether the one-time link was used, and the reason. Expired grants are audited (gate.expire) and pruned as a side effect.';
   static override examples = ['<%= config.bin %> gate list', '<%= config.bin %> gate list --json'];
   static override flags = {
     root: hostFlags.root,
-    host: Flags.string({ summary: 'Host name for expiry audit records. Default: the host the routes were applied for.', helpValue: 'NAME' }),
+    host: Flags.string({
+      summary: 'Host name for expiry audit records. Default: the host the routes were applied for.',
+      helpValue: 'NAME',
+    }),
   };
 
   protected async execute(): Promise<Outcome<ListResult>> {

@@ -17,19 +17,43 @@ If agentvm is killed during a run, the run is left as an orphan: \`agentvm plan\
 
 Exit codes: 0 the job exited 0; 1 the job failed (non-zero exit, timeout, interrupted) or could not run. The job's own exit status is in the --json result (exitCode).`;
   static override examples = [
-    { description: 'Install the job definitions, then summarise a transcript', command: '<%= config.bin %> apply --repo examples/fleet --host edge-1 --root /tmp/agentvm-demo --auto-approve && <%= config.bin %> job run transcript-summarizer/summarize --input meeting.txt --out ./summary --root /tmp/agentvm-demo' },
-    { description: 'Pass arguments to the job', command: '<%= config.bin %> job run reports/build --arg --since --arg 2026-01-01 --out ./report' },
+    {
+      description: 'Install the job definitions, then summarise a transcript',
+      command:
+        '<%= config.bin %> apply --repo examples/fleet --host edge-1 --root /tmp/agentvm-demo --auto-approve && <%= config.bin %> job run transcript-summarizer/summarize --input meeting.txt --out ./summary --root /tmp/agentvm-demo',
+    },
+    {
+      description: 'Pass arguments to the job',
+      command: '<%= config.bin %> job run reports/build --arg --since --arg 2026-01-01 --out ./report',
+    },
   ];
   static override args = {
-    target: Args.string({ required: true, description: '<workload>/<job>: the workload and one of its manifest jobs.' }),
+    target: Args.string({
+      required: true,
+      description: '<workload>/<job>: the workload and one of its manifest jobs.',
+    }),
   };
   static override flags = {
-    host: Flags.string({ summary: 'Check that the job was applied for this host (the root knows which host it is).', helpValue: 'NAME' }),
+    host: Flags.string({
+      summary: 'Check that the job was applied for this host (the root knows which host it is).',
+      helpValue: 'NAME',
+    }),
     root: hostFlags.root,
     ...stateFlags,
-    input: Flags.string({ summary: 'An input file for the job (repeatable); placed read-only in its working directory by base name.', multiple: true, helpValue: 'FILE' }),
-    arg: Flags.string({ summary: 'An argument appended to the job\'s command (repeatable, in order).', multiple: true, helpValue: 'VALUE' }),
-    out: Flags.string({ summary: 'Directory for the job\'s result files (created; must be empty if it exists).', helpValue: 'DIR' }),
+    input: Flags.string({
+      summary: 'An input file for the job (repeatable); placed read-only in its working directory by base name.',
+      multiple: true,
+      helpValue: 'FILE',
+    }),
+    arg: Flags.string({
+      summary: "An argument appended to the job's command (repeatable, in order).",
+      multiple: true,
+      helpValue: 'VALUE',
+    }),
+    out: Flags.string({
+      summary: "Directory for the job's result files (created; must be empty if it exists).",
+      helpValue: 'DIR',
+    }),
   };
 
   protected async execute(): Promise<Outcome<JobRunResult>> {
@@ -65,12 +89,20 @@ Exit codes: 0 the job exited 0; 1 the job failed (non-zero exit, timeout, interr
     const outcome =
       result.status === 'succeeded'
         ? style.green(`✓ ${result.address} run ${result.runId} exited 0`)
-        : style.red(`✗ ${result.address} run ${result.runId} ${result.status === 'timed-out' ? 'timed out' : result.status === 'interrupted' ? 'was interrupted' : result.exitCode === null ? 'failed' : `exited ${result.exitCode}`}`);
-    lines.push(`${outcome} (boot ${seconds(result.bootMs)}, total ${seconds(result.durationMs)}, ${result.accel.accel}).`);
+        : style.red(
+            `✗ ${result.address} run ${result.runId} ${result.status === 'timed-out' ? 'timed out' : result.status === 'interrupted' ? 'was interrupted' : result.exitCode === null ? 'failed' : `exited ${result.exitCode}`}`,
+          );
+    lines.push(
+      `${outcome} (boot ${seconds(result.bootMs)}, total ${seconds(result.durationMs)}, ${result.accel.accel}).`,
+    );
     if (result.resultFiles.length > 0) {
-      lines.push(`Results${result.outDir === null ? ' (not saved: no --out)' : ` in ${result.outDir}`}: ${result.resultFiles.map((f) => `${f.name} (${f.size} B)`).join(', ')}.`);
+      lines.push(
+        `Results${result.outDir === null ? ' (not saved: no --out)' : ` in ${result.outDir}`}: ${result.resultFiles.map((f) => `${f.name} (${f.size} B)`).join(', ')}.`,
+      );
     }
-    lines.push(`Torn down: ${result.teardown.ok ? 'VM, ' : ''}${result.network === null ? 'no network' : `namespace ${result.network.netns}`}, scratch ${result.teardown.scratchRemoved ? 'removed' : 'NOT removed'}; receipt in the audit log.`);
+    lines.push(
+      `Torn down: ${result.teardown.ok ? 'VM, ' : ''}${result.network === null ? 'no network' : `namespace ${result.network.netns}`}, scratch ${result.teardown.scratchRemoved ? 'removed' : 'NOT removed'}; receipt in the audit log.`,
+    );
     return { result, text: lines.join('\n'), exitCode: result.status === 'succeeded' ? ExitCode.Ok : ExitCode.Error };
   }
 }

@@ -4,7 +4,8 @@ import { chooseStateBackend } from '../../app/state-backend.js';
 import { listState, type StateListResult } from '../../app/state-info.js';
 
 export default class StateList extends AgentvmCommand<StateListResult> {
-  static override summary = 'List the hosts that have state under the root: lineage, serial, last commit, lease holder.';
+  static override summary =
+    'List the hosts that have state under the root: lineage, serial, last commit, lease holder.';
   static override flags = { root: hostFlags.root, ...stateFlags };
   static override examples = ['<%= config.bin %> state list --root /tmp/agentvm-demo'];
 
@@ -13,7 +14,10 @@ export default class StateList extends AgentvmCommand<StateListResult> {
     await chooseStateBackend(flags);
     const result = await listState(flags.root);
     const lines = result.hosts.length
-      ? result.hosts.map((h) => `${h.host}\tserial ${h.serial}\tlineage ${h.lineage ?? '-'}\tcommit ${h.commit ?? '-'}\t${h.resources} resource(s)\t${h.lease ? `LOCKED by ${h.lease.who} (${h.lease.operation}, pid ${h.lease.pid}, lease ${h.lease.id}, until ${h.lease.expires})` : 'unlocked'}`)
+      ? result.hosts.map(
+          (h) =>
+            `${h.host}\tserial ${h.serial}\tlineage ${h.lineage ?? '-'}\tcommit ${h.commit ?? '-'}\t${h.resources} resource(s)\t${h.lease ? `LOCKED by ${h.lease.who} (${h.lease.operation}, pid ${h.lease.pid}, lease ${h.lease.id}, until ${h.lease.expires})` : 'unlocked'}`,
+        )
       : [`No state under ${flags.root}.`];
     return { result, text: lines.join('\n') };
   }

@@ -6,12 +6,16 @@ import { ExitCode } from '../../diagnostics/index.js';
 
 export default class StateMigrate extends AgentvmCommand<MigrateResult> {
   static override summary = 'Create or upgrade the PostgreSQL state schema (versioned migrations, applied in order).';
-  static override description = 'Run once per database before the first use, and after upgrading agentvm. Safe to run again and from several hosts at once: each migration is applied once, in its own transaction. Other commands refuse a database at another schema version. --check only reports the version (exit 1 when a migration is due).';
+  static override description =
+    'Run once per database before the first use, and after upgrading agentvm. Safe to run again and from several hosts at once: each migration is applied once, in its own transaction. Other commands refuse a database at another schema version. --check only reports the version (exit 1 when a migration is due).';
   static override flags = {
     'state-url': stateFlags['state-url'],
-    check: Flags.boolean({ summary: 'Only report the schema version; exit 1 when it is not this agentvm\'s.' }),
+    check: Flags.boolean({ summary: "Only report the schema version; exit 1 when it is not this agentvm's." }),
   };
-  static override examples = ['AGENTVM_PG_URL=postgresql://agentvm@db/agentvm <%= config.bin %> state migrate', '<%= config.bin %> state migrate --check --state-url env:FLEET_PG_URL'];
+  static override examples = [
+    'AGENTVM_PG_URL=postgresql://agentvm@db/agentvm <%= config.bin %> state migrate',
+    '<%= config.bin %> state migrate --check --state-url env:FLEET_PG_URL',
+  ];
 
   protected async execute(): Promise<Outcome<MigrateResult>> {
     const { flags } = await this.parse(StateMigrate);

@@ -6,7 +6,8 @@ import { ExitCode } from '../../diagnostics/index.js';
 import type { ToolsPinResult } from '../../generated/tools-pin-result.js';
 
 export default class ToolsPin extends AgentvmCommand<ToolsPinResult> {
-  static override summary = "Compare the description digests a workload's MCP servers offer now with the contract's pins, and print the contract diff that re-pins them (never written).";
+  static override summary =
+    "Compare the description digests a workload's MCP servers offer now with the contract's pins, and print the contract diff that re-pins them (never written).";
   static override description = `Connects to every \`kind: mcp\` server of the workload's contract (workloads/<workload>/contract.yaml in the working tree), computes each tool's description digest (sha256 of the canonical JSON of {name, description, inputSchema}, decisions/0022) and compares it with the pin. Prints the unified diff that sets each changed pin to what the server offers now — review the new description, then apply the diff yourself (e.g. with \`git apply\`): a changed description is what a rug pull looks like, so accepting it is never automatic. Tools the server offers but the contract does not list are reported, never added.
 
 A stdio server is started in a sandbox — a transient unit (systemd-run) with no network, a read-only system, no home and an unprivileged identity: of the user manager of $AGENTVM_SYSTEMD_USER (or your own, when not root), else of the system manager as a dynamic user. Without a manager it refuses (tools.no-sandbox) unless --no-sandbox says the servers are trusted. HTTP servers are contacted at their URL.
@@ -14,13 +15,30 @@ A stdio server is started in a sandbox — a transient unit (systemd-run) with n
 Exit codes: 0 every pin matches, 2 a pin changed, a pinned tool is missing, or a tool is offered but unlisted, 1 error.`;
   static override examples = [
     { description: 'Review what changed', command: '<%= config.bin %> tools pin research-agent --repo /srv/fleet' },
-    { description: 'Apply the reviewed diff', command: '<%= config.bin %> tools pin research-agent --repo /srv/fleet | git -C /srv/fleet apply' },
+    {
+      description: 'Apply the reviewed diff',
+      command: '<%= config.bin %> tools pin research-agent --repo /srv/fleet | git -C /srv/fleet apply',
+    },
   ];
-  static override args = { workload: Args.string({ required: true, description: 'The workload whose MCP tool pins to check.' }) };
+  static override args = {
+    workload: Args.string({ required: true, description: 'The workload whose MCP tool pins to check.' }),
+  };
   static override flags = {
-    repo: Flags.string({ summary: 'Path of the desired-state repository (its working tree is read).', default: '.', helpValue: 'PATH' }),
-    'no-sandbox': Flags.boolean({ summary: 'Start stdio servers as yourself, without a sandbox: only for servers you trust (default: a transient unit with no network, via AGENTVM_SYSTEMD_USER\'s user manager or the system manager; refused when there is none).', default: false }),
-    'release-dir': Flags.string({ summary: 'Directory a stdio server\'s command runs in (its release); default workloads/<workload>/ of the repository.', helpValue: 'DIR' }),
+    repo: Flags.string({
+      summary: 'Path of the desired-state repository (its working tree is read).',
+      default: '.',
+      helpValue: 'PATH',
+    }),
+    'no-sandbox': Flags.boolean({
+      summary:
+        "Start stdio servers as yourself, without a sandbox: only for servers you trust (default: a transient unit with no network, via AGENTVM_SYSTEMD_USER's user manager or the system manager; refused when there is none).",
+      default: false,
+    }),
+    'release-dir': Flags.string({
+      summary:
+        "Directory a stdio server's command runs in (its release); default workloads/<workload>/ of the repository.",
+      helpValue: 'DIR',
+    }),
   };
 
   protected async execute(): Promise<Outcome<ToolsPinResult>> {
@@ -37,7 +55,8 @@ function renderPinText(r: ToolsPinResult): string {
   const notes = r.tools
     .filter((t) => t.status !== 'unchanged')
     .map((t) => {
-      if (t.status === 'changed') return `# ${t.server}/${t.tool}: description changed since last review (pinned sha256:${t.pinned}, seen sha256:${t.seen})`;
+      if (t.status === 'changed')
+        return `# ${t.server}/${t.tool}: description changed since last review (pinned sha256:${t.pinned}, seen sha256:${t.seen})`;
       if (t.status === 'missing') return `# ${t.server}/${t.tool}: pinned, but the server no longer offers it`;
       return `# ${t.server}/${t.tool}: offered, not allowlisted (to admit it after review: {name: ${t.tool}, sha256: ${t.seen}})`;
     });

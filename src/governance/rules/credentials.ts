@@ -25,7 +25,10 @@ export const credentialRules: WorkloadRule = (ctx) => {
   if (!doc) return [];
   const spec = specOf(doc);
   const out: Diagnostic[] = [];
-  const egress = list(spec.egress).map((e) => ({ host: text(record(e)?.host)?.toLowerCase().replace(/\.$/, ''), port: record(e)?.port }));
+  const egress = list(spec.egress).map((e) => ({
+    host: text(record(e)?.host)?.toLowerCase().replace(/\.$/, ''),
+    port: record(e)?.port,
+  }));
   const service = text(spec.substrate) !== 'job';
   list(spec.secrets).forEach((raw, i) => {
     const secret = record(raw);
@@ -33,35 +36,75 @@ export const credentialRules: WorkloadRule = (ctx) => {
     const ref = text(secret?.ref) ?? '';
     const inject = record(secret?.inject);
     if (ref.startsWith('vault:')) {
-      out.push(errorDiag('policy.secret-vault-unsupported', `Secret ${quote(name, `#${i + 1}`)} uses a \`vault:\` reference, which no provider delivers yet.`, {
-        detail: 'Put the value in a file on the host and refer to it as `file:/abs/path` or `env-file:/abs/path#VAR` (read at apply into agentvm\'s root-only credential store), or use `systemd-creds:` in system scope.',
-        ...at(doc, ['spec', 'secrets', i, 'ref']),
-        address: ctx.address,
-      }));
+      out.push(
+        errorDiag(
+          'policy.secret-vault-unsupported',
+          `Secret ${quote(name, `#${i + 1}`)} uses a \`vault:\` reference, which no provider delivers yet.`,
+          {
+            detail:
+              "Put the value in a file on the host and refer to it as `file:/abs/path` or `env-file:/abs/path#VAR` (read at apply into agentvm's root-only credential store), or use `systemd-creds:` in system scope.",
+            ...at(doc, ['spec', 'secrets', i, 'ref']),
+            address: ctx.address,
+          },
+        ),
+      );
     }
     if (inject) {
       const host = text(inject.host)?.toLowerCase().replace(/\.$/, '');
       if (!service) {
-        out.push(errorDiag('policy.inject-unsupported', `Secret ${quote(name, `#${i + 1}`)} is injected, but \`job\` workloads have no injecting proxy yet.`, { detail: 'Remove `inject` (the job then holds the value) or run the workload as a service.', ...at(doc, ['spec', 'secrets', i, 'inject']), address: ctx.address }));
+        out.push(
+          errorDiag(
+            'policy.inject-unsupported',
+            `Secret ${quote(name, `#${i + 1}`)} is injected, but \`job\` workloads have no injecting proxy yet.`,
+            {
+              detail: 'Remove `inject` (the job then holds the value) or run the workload as a service.',
+              ...at(doc, ['spec', 'secrets', i, 'inject']),
+              address: ctx.address,
+            },
+          ),
+        );
       } else if (host && !egress.some((e) => e.host === host && typeof e.port === 'number' && TLS_PORTS.has(e.port))) {
-        out.push(errorDiag('policy.inject-host-not-allowed', `Secret ${quote(name, `#${i + 1}`)} is injected for ${quote(host, 'its host')}, which the egress allowlist does not allow on a TLS port.`, {
-          detail: `Add {host: ${quote(host, 'the host')}, port: 443} to spec.egress: the proxy injects only into HTTPS requests it terminates for an allowed destination.`,
-          ...at(doc, ['spec', 'secrets', i, 'inject', 'host']),
-          address: ctx.address,
-        }));
+        out.push(
+          errorDiag(
+            'policy.inject-host-not-allowed',
+            `Secret ${quote(name, `#${i + 1}`)} is injected for ${quote(host, 'its host')}, which the egress allowlist does not allow on a TLS port.`,
+            {
+              detail: `Add {host: ${quote(host, 'the host')}, port: 443} to spec.egress: the proxy injects only into HTTPS requests it terminates for an allowed destination.`,
+              ...at(doc, ['spec', 'secrets', i, 'inject', 'host']),
+              address: ctx.address,
+            },
+          ),
+        );
       }
       if (ref && !ref.startsWith('file:') && !ref.startsWith('env-file:')) {
-        out.push(errorDiag('policy.inject-unreadable', `Secret ${quote(name, `#${i + 1}`)} is injected, but apply cannot read a \`${ref.split(':')[0]}:\` value into the credential store.`, { detail: 'Give injected secrets as `file:/abs/path` or `env-file:/abs/path#VAR`.', ...at(doc, ['spec', 'secrets', i, 'ref']), address: ctx.address }));
+        out.push(
+          errorDiag(
+            'policy.inject-unreadable',
+            `Secret ${quote(name, `#${i + 1}`)} is injected, but apply cannot read a \`${ref.split(':')[0]}:\` value into the credential store.`,
+            {
+              detail: 'Give injected secrets as `file:/abs/path` or `env-file:/abs/path#VAR`.',
+              ...at(doc, ['spec', 'secrets', i, 'ref']),
+              address: ctx.address,
+            },
+          ),
+        );
       }
       return;
     }
     if (!service || !isHttpCredentialName(name) || (ctx.tier !== 'critical' && ctx.tier !== 'high')) return;
     const report = ctx.tier === 'critical' ? errorDiag : warningDiag;
-    out.push(report('policy.credential-not-injected', `Secret ${quote(name, `#${i + 1}`)} looks like an HTTP credential and is handed to the ${ctx.tier} workload itself.`, {
-      detail: 'A compromised agent sends a key it holds to any destination it can reach. Let the egress proxy add it instead: `inject: {host: api.example.com, header: authorization, format: "Bearer {}"}` (the host must be in spec.egress on port 443); the workload then holds a worthless placeholder (README, "Credentials").',
-      ...at(doc, ['spec', 'secrets', i]),
-      address: ctx.address,
-    }));
+    out.push(
+      report(
+        'policy.credential-not-injected',
+        `Secret ${quote(name, `#${i + 1}`)} looks like an HTTP credential and is handed to the ${ctx.tier} workload itself.`,
+        {
+          detail:
+            'A compromised agent sends a key it holds to any destination it can reach. Let the egress proxy add it instead: `inject: {host: api.example.com, header: authorization, format: "Bearer {}"}` (the host must be in spec.egress on port 443); the workload then holds a worthless placeholder (README, "Credentials").',
+          ...at(doc, ['spec', 'secrets', i]),
+          address: ctx.address,
+        },
+      ),
+    );
   });
   return out;
 };

@@ -13,11 +13,18 @@ export const dataRules: WorkloadRule = (ctx) => {
     if (path === undefined) return;
     const problem = relativePathProblem(path);
     if (!problem) return;
-    out.push(errorDiag('name.path-traversal', `Data grant #${i + 1} ${describePathProblem(problem)}; grants are paths inside the host's project root.`, {
-      detail: 'Write the path relative to the project root, without a leading `/`, `~` or `..` (e.g. `projects/shared`). To grant a directory elsewhere, mount or link it under the project root on the host.',
-      ...at(doc, ['spec', 'data', i, 'path']),
-      address: ctx.address,
-    }));
+    out.push(
+      errorDiag(
+        'name.path-traversal',
+        `Data grant #${i + 1} ${describePathProblem(problem)}; grants are paths inside the host's project root.`,
+        {
+          detail:
+            'Write the path relative to the project root, without a leading `/`, `~` or `..` (e.g. `projects/shared`). To grant a directory elsewhere, mount or link it under the project root on the host.',
+          ...at(doc, ['spec', 'data', i, 'path']),
+          address: ctx.address,
+        },
+      ),
+    );
   });
   return out;
 };

@@ -28,13 +28,19 @@ export const egressRules: WorkloadRule = (ctx) => {
   list(specOf(doc).egress).forEach((raw, i) => {
     const host = text(record(raw)?.host);
     if (host === undefined || !isWildcardHost(host)) return;
-    out.push(report('policy.egress-wildcard', `Egress rule #${i + 1} allows ${quote(host, 'a wildcard host')}, which matches more than one destination.`, {
-      detail: strict
-        ? `A \`${ctx.tier ?? 'moderate'}\` workload needs an explicit egress allowlist: list each host (e.g. \`api.example.com\`) or single address with its port, one rule per destination.`
-        : 'Wildcards are tolerated at `low` but block promotion to `moderate`; list each destination host and port explicitly.',
-      ...at(doc, ['spec', 'egress', i, 'host']),
-      address: ctx.address,
-    }));
+    out.push(
+      report(
+        'policy.egress-wildcard',
+        `Egress rule #${i + 1} allows ${quote(host, 'a wildcard host')}, which matches more than one destination.`,
+        {
+          detail: strict
+            ? `A \`${ctx.tier ?? 'moderate'}\` workload needs an explicit egress allowlist: list each host (e.g. \`api.example.com\`) or single address with its port, one rule per destination.`
+            : 'Wildcards are tolerated at `low` but block promotion to `moderate`; list each destination host and port explicitly.',
+          ...at(doc, ['spec', 'egress', i, 'host']),
+          address: ctx.address,
+        },
+      ),
+    );
   });
   return out;
 };

@@ -44,11 +44,17 @@ export const hostRules: PolicyRule = ({ state }) => {
         const owner = profiles.get(name);
         if (!owner) profiles.set(name, claim);
         else if (owner.workload !== workload) {
-          out.push(errorDiag('host.profile-collision', `Workloads \`${owner.workload}\` and \`${workload}\` both define profile ${quote(name, 'with the same name')} on host \`${hostName}\`; both would be agent-gateway@${name}.service.`, {
-            detail: `The other profile is at ${lineOf(owner.doc, owner.path)}. Profile names are unit names and must be unique per host: rename one (e.g. prefix it with the workload name), or run the workloads on different hosts.`,
-            ...at(doc, claim.path),
-            address,
-          }));
+          out.push(
+            errorDiag(
+              'host.profile-collision',
+              `Workloads \`${owner.workload}\` and \`${workload}\` both define profile ${quote(name, 'with the same name')} on host \`${hostName}\`; both would be agent-gateway@${name}.service.`,
+              {
+                detail: `The other profile is at ${lineOf(owner.doc, owner.path)}. Profile names are unit names and must be unique per host: rename one (e.g. prefix it with the workload name), or run the workloads on different hosts.`,
+                ...at(doc, claim.path),
+                address,
+              },
+            ),
+          );
         }
         const port = record(profile?.listen)?.port;
         if (typeof port !== 'number') return;
@@ -56,11 +62,17 @@ export const hostRules: PolicyRule = ({ state }) => {
         const portOwner = ports.get(port);
         if (!portOwner) ports.set(port, portClaim);
         else {
-          out.push(errorDiag('host.port-collision', `Profile ${quote(name)} of workload \`${workload}\` listens on port ${port}, which profile ${quote(portOwner.profile)} of workload \`${portOwner.workload}\` already uses on host \`${hostName}\`.`, {
-            detail: `The other listener is at ${lineOf(portOwner.doc, portOwner.path)}. Give each profile on a host its own port (or a unix socket).`,
-            ...at(doc, portClaim.path),
-            address,
-          }));
+          out.push(
+            errorDiag(
+              'host.port-collision',
+              `Profile ${quote(name)} of workload \`${workload}\` listens on port ${port}, which profile ${quote(portOwner.profile)} of workload \`${portOwner.workload}\` already uses on host \`${hostName}\`.`,
+              {
+                detail: `The other listener is at ${lineOf(portOwner.doc, portOwner.path)}. Give each profile on a host its own port (or a unix socket).`,
+                ...at(doc, portClaim.path),
+                address,
+              },
+            ),
+          );
         }
       });
       list(specOf(doc).previews).forEach((raw, i) => {
@@ -71,11 +83,17 @@ export const hostRules: PolicyRule = ({ state }) => {
         const owner = previews.get(name);
         if (!owner) previews.set(name, claim);
         else if (owner.workload !== workload) {
-          out.push(errorDiag('host.preview-collision', `Workloads \`${owner.workload}\` and \`${workload}\` both define preview ${quote(name, 'with the same name')} on host \`${hostName}\`; the gate routes previews by name.`, {
-            detail: `The other preview is at ${lineOf(owner.doc, owner.path)}. Rename one so every preview on the host has its own route.`,
-            ...at(doc, claim.path),
-            address,
-          }));
+          out.push(
+            errorDiag(
+              'host.preview-collision',
+              `Workloads \`${owner.workload}\` and \`${workload}\` both define preview ${quote(name, 'with the same name')} on host \`${hostName}\`; the gate routes previews by name.`,
+              {
+                detail: `The other preview is at ${lineOf(owner.doc, owner.path)}. Rename one so every preview on the host has its own route.`,
+                ...at(doc, claim.path),
+                address,
+              },
+            ),
+          );
         }
       });
     }
@@ -85,18 +103,31 @@ export const hostRules: PolicyRule = ({ state }) => {
       const gatePort = typeof gate?.port === 'number' ? gate.port : DEFAULT_GATE_PORT;
       const owner = ports.get(gatePort);
       if (owner) {
-        out.push(errorDiag('host.port-collision', `Profile ${quote(owner.profile)} of workload \`${owner.workload}\` listens on port ${gatePort}, which the preview gate of host \`${hostName}\` uses.`, {
-          detail: `Move the profile to another port, or set \`spec.gate.port\` in hosts/${hostName}.yaml to a free one${gate?.port === undefined ? ` (the gate defaults to ${DEFAULT_GATE_PORT})` : ''}.`,
-          ...at(owner.doc, owner.path),
-          address: `workload.${owner.workload}`,
-        }));
+        out.push(
+          errorDiag(
+            'host.port-collision',
+            `Profile ${quote(owner.profile)} of workload \`${owner.workload}\` listens on port ${gatePort}, which the preview gate of host \`${hostName}\` uses.`,
+            {
+              detail: `Move the profile to another port, or set \`spec.gate.port\` in hosts/${hostName}.yaml to a free one${gate?.port === undefined ? ` (the gate defaults to ${DEFAULT_GATE_PORT})` : ''}.`,
+              ...at(owner.doc, owner.path),
+              address: `workload.${owner.workload}`,
+            },
+          ),
+        );
       }
       const address = text(gate?.address);
       if (address !== undefined && !LOOPBACK.test(address) && !record(gate?.tls)) {
-        out.push(errorDiag('host.gate-exposed', `The preview gate of host \`${hostName}\` listens on ${quote(address, 'a non-loopback address')} without TLS.`, {
-          detail: 'Grants are bearer credentials: off loopback they must travel over TLS. Add `spec.gate.tls` (cert and key by reference), or listen on `127.0.0.1` behind a TLS-terminating proxy.',
-          ...at(host, ['spec', 'gate', 'address']),
-        }));
+        out.push(
+          errorDiag(
+            'host.gate-exposed',
+            `The preview gate of host \`${hostName}\` listens on ${quote(address, 'a non-loopback address')} without TLS.`,
+            {
+              detail:
+                'Grants are bearer credentials: off loopback they must travel over TLS. Add `spec.gate.tls` (cert and key by reference), or listen on `127.0.0.1` behind a TLS-terminating proxy.',
+              ...at(host, ['spec', 'gate', 'address']),
+            },
+          ),
+        );
       }
     }
   }

@@ -11,11 +11,15 @@ export const minimumTierRules: WorkloadRule = (ctx) => {
   if (!doc || !minimum || !ctx.tier || tierRank(ctx.tier) >= tierRank(minimum)) return [];
   const where = ctx.state.config ? ` (${lineOf(ctx.state.config, ['spec', 'policy', 'minimumTier'])})` : '';
   const out: Diagnostic[] = [
-    errorDiag('policy.tier-below-minimum', `Workload \`${ctx.name}\` is \`${ctx.tier}\`, below this repository's minimum tier \`${minimum}\`.`, {
-      detail: `agentvm.yaml sets spec.policy.minimumTier: ${minimum}${where}. Raise \`riskTier\` to \`${minimum}\` or higher and meet that tier's controls.`,
-      ...at(doc, ['spec', 'riskTier']),
-      address: ctx.address,
-    }),
+    errorDiag(
+      'policy.tier-below-minimum',
+      `Workload \`${ctx.name}\` is \`${ctx.tier}\`, below this repository's minimum tier \`${minimum}\`.`,
+      {
+        detail: `agentvm.yaml sets spec.policy.minimumTier: ${minimum}${where}. Raise \`riskTier\` to \`${minimum}\` or higher and meet that tier's controls.`,
+        ...at(doc, ['spec', 'riskTier']),
+        address: ctx.address,
+      },
+    ),
   ];
   return out;
 };

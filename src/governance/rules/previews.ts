@@ -37,21 +37,29 @@ export const previewRules: WorkloadRule = (ctx) => {
       const first = seen.get(name);
       if (first === undefined) seen.set(name, i);
       else {
-        out.push(errorDiag('preview.duplicate', `Preview ${shown()} is defined twice in workload \`${ctx.name}\`.`, {
-          detail: `The first definition is at ${lineOf(doc, ['spec', 'previews', first])}. Each preview is its own gate route; rename one.`,
-          ...at(doc, ['spec', 'previews', i, 'name']),
-          address: ctx.address,
-        }));
+        out.push(
+          errorDiag('preview.duplicate', `Preview ${shown()} is defined twice in workload \`${ctx.name}\`.`, {
+            detail: `The first definition is at ${lineOf(doc, ['spec', 'previews', first])}. Each preview is its own gate route; rename one.`,
+            ...at(doc, ['spec', 'previews', i, 'name']),
+            address: ctx.address,
+          }),
+        );
       }
     }
     const maxTtl = text(preview.maxTtl);
     const ttl = maxTtl === undefined ? undefined : parseDuration(maxTtl);
     if (ttl !== undefined && ttl > MAX_PREVIEW_TTL_MS) {
-      out.push(errorDiag('preview.max-ttl', `Preview ${shown()} allows grants of ${quote(maxTtl, 'more than 30 days')}, longer than the ${formatDuration(MAX_PREVIEW_TTL_MS)} a preview may last.`, {
-        detail: `Set \`maxTtl\` to at most ${formatDuration(MAX_PREVIEW_TTL_MS)} (e.g. \`8h\` or \`7d\`); grant again when it expires. Standing access is not a preview.`,
-        ...at(doc, ['spec', 'previews', i, 'maxTtl']),
-        address: ctx.address,
-      }));
+      out.push(
+        errorDiag(
+          'preview.max-ttl',
+          `Preview ${shown()} allows grants of ${quote(maxTtl, 'more than 30 days')}, longer than the ${formatDuration(MAX_PREVIEW_TTL_MS)} a preview may last.`,
+          {
+            detail: `Set \`maxTtl\` to at most ${formatDuration(MAX_PREVIEW_TTL_MS)} (e.g. \`8h\` or \`7d\`); grant again when it expires. Standing access is not a preview.`,
+            ...at(doc, ['spec', 'previews', i, 'maxTtl']),
+            address: ctx.address,
+          },
+        ),
+      );
     }
     const upstream = record(preview.upstream);
     if (!upstream) return;
@@ -59,11 +67,18 @@ export const previewRules: WorkloadRule = (ctx) => {
     const socket = text(upstream.socket);
     const owned = (port !== undefined && ports.has(port)) || (socket !== undefined && sockets.has(socket));
     if (owned || (port === undefined && socket === undefined)) return;
-    out.push(errorDiag('preview.upstream-unknown', `Preview ${shown()} forwards to ${port !== undefined ? `port ${port}` : `socket ${quote(socket, '')}`}, which no profile of workload \`${ctx.name}\` listens on.`, {
-      detail: 'A preview gates one of the workload\'s own listeners: set `upstream` to the `listen` of one of its profiles. Exposing anything else on the host through the gate is refused.',
-      ...at(doc, ['spec', 'previews', i, 'upstream', port !== undefined ? 'port' : 'socket']),
-      address: ctx.address,
-    }));
+    out.push(
+      errorDiag(
+        'preview.upstream-unknown',
+        `Preview ${shown()} forwards to ${port !== undefined ? `port ${port}` : `socket ${quote(socket, '')}`}, which no profile of workload \`${ctx.name}\` listens on.`,
+        {
+          detail:
+            "A preview gates one of the workload's own listeners: set `upstream` to the `listen` of one of its profiles. Exposing anything else on the host through the gate is refused.",
+          ...at(doc, ['spec', 'previews', i, 'upstream', port !== undefined ? 'port' : 'socket']),
+          address: ctx.address,
+        },
+      ),
+    );
   });
   return out;
 };

@@ -73,7 +73,39 @@ export function isRuntimeSourceEnv(name: string): boolean {
 const EXEC_PREFIX = /^[-@:+!|]/;
 
 /** Programs that run another program named by their first argument: `[env, /usr/bin/x]` starts /usr/bin/x. */
-const LAUNCHERS: ReadonlySet<string> = new Set(['env', 'sh', 'bash', 'dash', 'zsh', 'ksh', 'busybox', 'exec', 'nohup', 'setsid', 'nice', 'ionice', 'stdbuf', 'timeout', 'xargs', 'sudo', 'su', 'runuser', 'chroot', 'unshare', 'nsenter', 'python', 'python3', 'node', 'perl', 'ruby', 'php', 'lua', 'deno', 'bun', 'java']);
+const LAUNCHERS: ReadonlySet<string> = new Set([
+  'env',
+  'sh',
+  'bash',
+  'dash',
+  'zsh',
+  'ksh',
+  'busybox',
+  'exec',
+  'nohup',
+  'setsid',
+  'nice',
+  'ionice',
+  'stdbuf',
+  'timeout',
+  'xargs',
+  'sudo',
+  'su',
+  'runuser',
+  'chroot',
+  'unshare',
+  'nsenter',
+  'python',
+  'python3',
+  'node',
+  'perl',
+  'ruby',
+  'php',
+  'lua',
+  'deno',
+  'bun',
+  'java',
+]);
 
 /** A bare program name that is really a file of the release (`agent.pl`): systemd would look it up on PATH. */
 const SCRIPT_FILE = /\.(?:pl|pm|py|pyz|sh|bash|js|mjs|cjs|ts|rb|php|lua|jar|bin|exe|AppImage)$/;
@@ -98,11 +130,13 @@ export const profileRules: WorkloadRule = (ctx) => {
       const first = seen.get(name);
       if (first === undefined) seen.set(name, i);
       else {
-        out.push(errorDiag('profile.duplicate', `Profile ${shown()} is defined twice in workload \`${ctx.name}\`.`, {
-          detail: `The first definition is at ${lineOf(doc, ['spec', 'profiles', first])}. Each profile is its own systemd unit (agent-gateway@<profile>.service); rename one or merge them.`,
-          ...at(doc, ['spec', 'profiles', i, 'name']),
-          address: ctx.address,
-        }));
+        out.push(
+          errorDiag('profile.duplicate', `Profile ${shown()} is defined twice in workload \`${ctx.name}\`.`, {
+            detail: `The first definition is at ${lineOf(doc, ['spec', 'profiles', first])}. Each profile is its own systemd unit (agent-gateway@<profile>.service); rename one or merge them.`,
+            ...at(doc, ['spec', 'profiles', i, 'name']),
+            address: ctx.address,
+          }),
+        );
       }
     }
 
@@ -113,43 +147,69 @@ export const profileRules: WorkloadRule = (ctx) => {
       // Located only when reported: finding a position re-parses the document, which a clean one never needs.
       const where = () => ({ ...at(doc, ['spec', 'profiles', i, 'entrypoint', j]), address: ctx.address });
       if (j === 0 && EXEC_PREFIX.test(arg)) {
-        out.push(errorDiag('profile.exec-prefix', `Profile ${shown()}'s program starts with \`${arg[0]}\`, a systemd ExecStart prefix.`, {
-          detail: 'systemd reads a leading `+`, `!`, `!!`, `-`, `@`, `:` or `|` as an instruction (`+` runs the program with full privileges, as root). Name the program without it: `python3`, `bin/server`.',
-          ...where(),
-        }));
+        out.push(
+          errorDiag(
+            'profile.exec-prefix',
+            `Profile ${shown()}'s program starts with \`${arg[0]}\`, a systemd ExecStart prefix.`,
+            {
+              detail:
+                'systemd reads a leading `+`, `!`, `!!`, `-`, `@`, `:` or `|` as an instruction (`+` runs the program with full privileges, as root). Name the program without it: `python3`, `bin/server`.',
+              ...where(),
+            },
+          ),
+        );
         return;
       }
       if (j === 0 && !arg.includes('/') && SCRIPT_FILE.test(arg)) {
-        out.push(errorDiag('profile.entrypoint-bare-file', `Profile ${shown()}'s program ${quote(arg, 'names a script')} has no \`/\`, so it would be looked up on PATH, not in the release.`, {
-          detail: `A program without \`/\` is a command on the unit's fixed PATH (e.g. \`python3\`); a file of the release is written with a slash: \`./${safeName(arg)}\` or \`bin/${safeName(arg)}\`.`,
-          ...where(),
-        }));
+        out.push(
+          errorDiag(
+            'profile.entrypoint-bare-file',
+            `Profile ${shown()}'s program ${quote(arg, 'names a script')} has no \`/\`, so it would be looked up on PATH, not in the release.`,
+            {
+              detail: `A program without \`/\` is a command on the unit's fixed PATH (e.g. \`python3\`); a file of the release is written with a slash: \`./${safeName(arg)}\` or \`bin/${safeName(arg)}\`.`,
+              ...where(),
+            },
+          ),
+        );
         return;
       }
       const absolute = j === 0 && arg.startsWith('/');
       const launched = j > 0 && arg.startsWith('/') && launchedProgram(argv) === j;
       if (!absolute && !launched && !climbs(arg)) return;
-      out.push(errorDiag('profile.runtime-source', absolute
-        ? `Profile ${shown()} starts a program by absolute path, outside its release.`
-        : launched
-          ? `Argument ${j + 1} of profile ${shown()}'s entrypoint runs a host program by absolute path, outside the release.`
-          : `Argument ${j + 1} of profile ${shown()}'s entrypoint climbs out of the release with \`..\`.`, {
-        detail: absolute || launched
-          ? 'The profile\'s one runtime source is its release: start a program on PATH (e.g. `python3`, `node`) or a path relative to the release directory (e.g. `bin/server`), and give it files of the release, not of the host.'
-          : 'Refer to files inside the release by paths relative to the release directory; code outside it would be a second, unreleased runtime source.',
-        ...where(),
-      }));
+      out.push(
+        errorDiag(
+          'profile.runtime-source',
+          absolute
+            ? `Profile ${shown()} starts a program by absolute path, outside its release.`
+            : launched
+              ? `Argument ${j + 1} of profile ${shown()}'s entrypoint runs a host program by absolute path, outside the release.`
+              : `Argument ${j + 1} of profile ${shown()}'s entrypoint climbs out of the release with \`..\`.`,
+          {
+            detail:
+              absolute || launched
+                ? "The profile's one runtime source is its release: start a program on PATH (e.g. `python3`, `node`) or a path relative to the release directory (e.g. `bin/server`), and give it files of the release, not of the host."
+                : 'Refer to files inside the release by paths relative to the release directory; code outside it would be a second, unreleased runtime source.',
+            ...where(),
+          },
+        ),
+      );
     });
 
     const env = record(profile.env);
     if (env) {
       for (const key of Object.keys(env)) {
         if (!isRuntimeSourceEnv(key)) continue;
-        out.push(errorDiag('profile.runtime-source', `Profile ${shown()} sets ${key}, which would load code from outside its release.`, {
-          detail: `Remove ${key} from env. The unit provides a fixed PATH; ship libraries and modules inside the release (e.g. a vendored virtualenv or node_modules) so the release stays the one runtime source.`,
-          ...at(doc, ['spec', 'profiles', i, 'env', key], { key: true }),
-          address: ctx.address,
-        }));
+        out.push(
+          errorDiag(
+            'profile.runtime-source',
+            `Profile ${shown()} sets ${key}, which would load code from outside its release.`,
+            {
+              detail: `Remove ${key} from env. The unit provides a fixed PATH; ship libraries and modules inside the release (e.g. a vendored virtualenv or node_modules) so the release stays the one runtime source.`,
+              ...at(doc, ['spec', 'profiles', i, 'env', key], { key: true }),
+              address: ctx.address,
+            },
+          ),
+        );
       }
     }
   });

@@ -50,14 +50,18 @@ export function promotionRules(input: PromotionInput): Diagnostic[] {
     const controls = tiers.controls[tier];
     if (!controls.canary && !controls.testedRollback) continue;
     const spec = specOf(doc);
-    const profiles = list(spec.profiles).map((p) => text(record(p)?.name)).filter((n): n is string => n !== undefined);
+    const profiles = list(spec.profiles)
+      .map((p) => text(record(p)?.name))
+      .filter((n): n is string => n !== undefined);
     if (text(specOf(def.contract).substrate) !== 'service' || profiles.length === 0) continue;
 
     const address = `release.${workload}`;
     const where = at(doc, ['spec', 'source']);
     const online = profiles.some((p) => input.unit(`unit.${workload}.${p}`).online);
     const report = online ? errorDiag : warningDiag;
-    const offlineNote = online ? '' : ' The units on this host are rendered offline (no running service manager), so nothing is promoted live here and this is not enforced; it is an error where the units run.';
+    const offlineNote = online
+      ? ''
+      : ' The units on this host are rendered offline (no running service manager), so nothing is promoted live here and this is not enforced; it is an error where the units run.';
     const canary = record(spec.canary);
     const canaryProfile = text(canary?.profile);
     const hasCanary = canaryProfile !== undefined && profiles.includes(canaryProfile);
@@ -71,26 +75,42 @@ export function promotionRules(input: PromotionInput): Diagnostic[] {
       const lockedRelease = typeof locked?.attributes?.releaseId === 'string' ? locked.attributes.releaseId : undefined;
       const soak = canary?.soakSeconds;
       let why: string | undefined;
-      if (!unit.exists || !locked) why = `its canary profile \`${canaryProfile}\` is not deployed on host \`${input.host}\``;
-      else if (lockedRelease !== current.releaseId) why = `its canary profile \`${canaryProfile}\` runs release ${lockedRelease ?? 'unknown'}, not the current release ${current.releaseId}`;
+      if (!unit.exists || !locked)
+        why = `its canary profile \`${canaryProfile}\` is not deployed on host \`${input.host}\``;
+      else if (lockedRelease !== current.releaseId)
+        why = `its canary profile \`${canaryProfile}\` runs release ${lockedRelease ?? 'unknown'}, not the current release ${current.releaseId}`;
       else if (soak === 0) why = 'its canary has `soakSeconds: 0`, so nothing soaks';
       if (why) {
-        out.push(report('policy.canary-skipped', `Promotion of \`${workload}\` (${promotion}) would skip the canary: ${why}.`, {
-          detail: `\`${workload}\` is \`${tier}\`: a new release goes to the canary profile first, which must run the current release so the promotion can soak against it and be rolled back. Apply the commit that is live now first (\`agentvm apply --ref <that commit>\`: it deploys \`${canaryProfile}\` with ${current.releaseId}), keep \`soakSeconds\` above 0, then plan the promotion again.${offlineNote}`,
-          ...where,
-          address,
-        }));
+        out.push(
+          report(
+            'policy.canary-skipped',
+            `Promotion of \`${workload}\` (${promotion}) would skip the canary: ${why}.`,
+            {
+              detail: `\`${workload}\` is \`${tier}\`: a new release goes to the canary profile first, which must run the current release so the promotion can soak against it and be rolled back. Apply the commit that is live now first (\`agentvm apply --ref <that commit>\`: it deploys \`${canaryProfile}\` with ${current.releaseId}), keep \`soakSeconds\` above 0, then plan the promotion again.${offlineNote}`,
+              ...where,
+              address,
+            },
+          ),
+        );
       }
     }
 
     if (controls.testedRollback) {
-      const rehearsal = (lock.workloads[workload]?.rehearsals ?? []).find((r) => r.fromIdentity === next && r.toIdentity === current.identity);
+      const rehearsal = (lock.workloads[workload]?.rehearsals ?? []).find(
+        (r) => r.fromIdentity === next && r.toIdentity === current.identity,
+      );
       if (rehearsal?.result !== 'passed') {
-        out.push(report('policy.rollback-not-rehearsed', `Promotion of \`${workload}\` (${promotion}) needs a rehearsed rollback, and ${rehearsal ? `the last rehearsal of this pair failed (${rehearsal.rehearsedAt})` : 'none was recorded for this pair'}.`, {
-          detail: `\`${workload}\` is \`${tier}\`: before promotion, rehearse the rollback on the canary: \`agentvm rehearse ${workload} --host ${input.host}\` points ${hasCanary ? `\`${canaryProfile}\`` : 'the canary profile'} at ${next}, checks its health, points it back at ${current.releaseId}, checks again, and records the result in the lockfile.${hasCanary ? '' : ' The workload needs a `canary` profile for that.'}${offlineNote}`,
-          ...where,
-          address,
-        }));
+        out.push(
+          report(
+            'policy.rollback-not-rehearsed',
+            `Promotion of \`${workload}\` (${promotion}) needs a rehearsed rollback, and ${rehearsal ? `the last rehearsal of this pair failed (${rehearsal.rehearsedAt})` : 'none was recorded for this pair'}.`,
+            {
+              detail: `\`${workload}\` is \`${tier}\`: before promotion, rehearse the rollback on the canary: \`agentvm rehearse ${workload} --host ${input.host}\` points ${hasCanary ? `\`${canaryProfile}\`` : 'the canary profile'} at ${next}, checks its health, points it back at ${current.releaseId}, checks again, and records the result in the lockfile.${hasCanary ? '' : ' The workload needs a `canary` profile for that.'}${offlineNote}`,
+              ...where,
+              address,
+            },
+          ),
+        );
       }
     }
   }

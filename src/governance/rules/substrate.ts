@@ -18,18 +18,40 @@ export const substrateRules: WorkloadRule = (ctx) => {
   const substrate = text(specOf(contract).substrate);
   if (contract && (substrate === 'service' || substrate === 'job')) {
     const mismatch = (summary: string, detail: string, field: 'profiles' | 'jobs'): void => {
-      out.push(errorDiag('workload.substrate-mismatch', summary, {
-        detail: `The contract declares \`substrate: ${substrate}\` at ${lineOf(contract, ['spec', 'substrate'])}. ${detail}`,
-        ...at(doc, ['spec', field]),
-        address: ctx.address,
-      }));
+      out.push(
+        errorDiag('workload.substrate-mismatch', summary, {
+          detail: `The contract declares \`substrate: ${substrate}\` at ${lineOf(contract, ['spec', 'substrate'])}. ${detail}`,
+          ...at(doc, ['spec', field]),
+          address: ctx.address,
+        }),
+      );
     };
     if (substrate === 'service') {
-      if (profiles.length === 0) mismatch(`Service workload \`${ctx.name}\` has no profiles, so nothing would run.`, 'Add at least one entry under `profiles` (name, entrypoint), or make it a Tier-2 job.', 'profiles');
-      if (jobs.length > 0) mismatch(`Service workload \`${ctx.name}\` defines Tier-2 jobs.`, 'Jobs run in ephemeral microVMs and belong to a workload with `substrate: job`; move them to their own workload or change the substrate.', 'jobs');
+      if (profiles.length === 0)
+        mismatch(
+          `Service workload \`${ctx.name}\` has no profiles, so nothing would run.`,
+          'Add at least one entry under `profiles` (name, entrypoint), or make it a Tier-2 job.',
+          'profiles',
+        );
+      if (jobs.length > 0)
+        mismatch(
+          `Service workload \`${ctx.name}\` defines Tier-2 jobs.`,
+          'Jobs run in ephemeral microVMs and belong to a workload with `substrate: job`; move them to their own workload or change the substrate.',
+          'jobs',
+        );
     } else {
-      if (jobs.length === 0) mismatch(`Job workload \`${ctx.name}\` has no jobs, so nothing would run.`, 'Add at least one entry under `jobs` (name, kernel, rootfs, command), or make it a service.', 'jobs');
-      if (profiles.length > 0) mismatch(`Job workload \`${ctx.name}\` defines gateway profiles, which would run on the host outside any microVM.`, 'Remove `profiles` (a job runs only in its microVM), or split the service part into its own workload with its own contract.', 'profiles');
+      if (jobs.length === 0)
+        mismatch(
+          `Job workload \`${ctx.name}\` has no jobs, so nothing would run.`,
+          'Add at least one entry under `jobs` (name, kernel, rootfs, command), or make it a service.',
+          'jobs',
+        );
+      if (profiles.length > 0)
+        mismatch(
+          `Job workload \`${ctx.name}\` defines gateway profiles, which would run on the host outside any microVM.`,
+          'Remove `profiles` (a job runs only in its microVM), or split the service part into its own workload with its own contract.',
+          'profiles',
+        );
     }
   }
 
@@ -42,11 +64,13 @@ export const substrateRules: WorkloadRule = (ctx) => {
       seen.set(name, i);
       return;
     }
-    out.push(errorDiag('job.duplicate', `Job ${quote(name, `#${i + 1}`)} is defined twice in workload \`${ctx.name}\`.`, {
-      detail: `The first definition is at ${lineOf(doc, ['spec', 'jobs', first])}. Job names are unique within a workload (the job address is \`job.${ctx.name}.<name>\`); rename one.`,
-      ...at(doc, ['spec', 'jobs', i, 'name']),
-      address: ctx.address,
-    }));
+    out.push(
+      errorDiag('job.duplicate', `Job ${quote(name, `#${i + 1}`)} is defined twice in workload \`${ctx.name}\`.`, {
+        detail: `The first definition is at ${lineOf(doc, ['spec', 'jobs', first])}. Job names are unique within a workload (the job address is \`job.${ctx.name}.<name>\`); rename one.`,
+        ...at(doc, ['spec', 'jobs', i, 'name']),
+        address: ctx.address,
+      }),
+    );
   });
   return out;
 };

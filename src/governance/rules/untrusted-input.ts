@@ -21,21 +21,34 @@ export const untrustedInputRules: WorkloadRule = (ctx) => {
 
   if (rule === 'deny') {
     const lowest = lowestTierAllowingUntrustedInput(ctx.tiers);
-    out.push(errorDiag('policy.untrusted-input-tier', `Workload \`${ctx.name}\` ingests untrusted input (${which()}) at riskTier \`${ctx.tier}\`, which does not allow it.`, {
-      detail: lowest
-        ? `A workload with untrusted input is at least \`${lowest}\`: set \`riskTier: ${lowest}\` (which also requires a canary, a rehearsed rollback and a Tier-2 job or an egress allowlist), or stop ingesting it.`
-        : 'This repository\'s policy allows untrusted input at no tier; stop ingesting it, or relax spec.policy.tiers in agentvm.yaml through review.',
-      ...at(doc, ['spec', 'riskTier']),
-      address: ctx.address,
-    }));
+    out.push(
+      errorDiag(
+        'policy.untrusted-input-tier',
+        `Workload \`${ctx.name}\` ingests untrusted input (${which()}) at riskTier \`${ctx.tier}\`, which does not allow it.`,
+        {
+          detail: lowest
+            ? `A workload with untrusted input is at least \`${lowest}\`: set \`riskTier: ${lowest}\` (which also requires a canary, a rehearsed rollback and a Tier-2 job or an egress allowlist), or stop ingesting it.`
+            : "This repository's policy allows untrusted input at no tier; stop ingesting it, or relax spec.policy.tiers in agentvm.yaml through review.",
+          ...at(doc, ['spec', 'riskTier']),
+          address: ctx.address,
+        },
+      ),
+    );
   } else if (substrate === 'service' && (rule === 'job-only' || egress.length === 0)) {
-    out.push(errorDiag('policy.untrusted-input-substrate', `Workload \`${ctx.name}\` is a \`service\` that ingests untrusted input (${which()}); at \`${ctx.tier}\` that is allowed only ${rule === 'job-only' ? 'in a Tier-2 job' : 'in a Tier-2 job or a service with an egress allowlist'}.`, {
-      detail: rule === 'job-only'
-        ? 'Run the part that reads untrusted input as `substrate: job` (an ephemeral microVM with default-deny egress), or stop ingesting it.'
-        : 'Either list the exact destinations under `egress` (host and port), so an injected instruction cannot send data anywhere else, or run it as `substrate: job`.',
-      ...at(doc, ['spec', 'substrate']),
-      address: ctx.address,
-    }));
+    out.push(
+      errorDiag(
+        'policy.untrusted-input-substrate',
+        `Workload \`${ctx.name}\` is a \`service\` that ingests untrusted input (${which()}); at \`${ctx.tier}\` that is allowed only ${rule === 'job-only' ? 'in a Tier-2 job' : 'in a Tier-2 job or a service with an egress allowlist'}.`,
+        {
+          detail:
+            rule === 'job-only'
+              ? 'Run the part that reads untrusted input as `substrate: job` (an ephemeral microVM with default-deny egress), or stop ingesting it.'
+              : 'Either list the exact destinations under `egress` (host and port), so an injected instruction cannot send data anywhere else, or run it as `substrate: job`.',
+          ...at(doc, ['spec', 'substrate']),
+          address: ctx.address,
+        },
+      ),
+    );
   }
   return out;
 };

@@ -30,7 +30,12 @@ export function expandEgress(req: ExpandRequest): ExpandResponse {
   // An MCP server's URL is its gateway's destination, not the profile's (providers/mcp): the profile reaches that
   // server only through the gateway, which is a caller of its own (expanded earlier in registry order).
   const gateways = req.expanded.filter((r) => r.provider === 'mcp');
-  const mcpDest = (workload: string, profile: unknown): Set<string> => new Set(gateways.filter((m) => m.workload === workload && m.config.profile === profile).flatMap((m) => mcpUrlDestinations(m.config.servers)));
+  const mcpDest = (workload: string, profile: unknown): Set<string> =>
+    new Set(
+      gateways
+        .filter((m) => m.workload === workload && m.config.profile === profile)
+        .flatMap((m) => mcpUrlDestinations(m.config.servers)),
+    );
   const key = (e: EgressEntry): string => `${e.host}:${e.port}`;
   const server: DesiredResource = {
     address: EGRESS_SERVER_ADDRESS,
@@ -52,10 +57,18 @@ export function expandEgress(req: ExpandRequest): ExpandResponse {
         ...gateways.map((m) => {
           const dest = mcpDest(m.workload, m.config.profile);
           const unit = units.find((u) => u.workload === m.workload && u.config.profile === m.config.profile);
-          return { id: m.address, workload: m.workload, profile: m.config.profile, entries: ((unit?.config.egress ?? []) as EgressEntry[]).filter((e) => dest.has(key(e))), listenPort: null };
+          return {
+            id: m.address,
+            workload: m.workload,
+            profile: m.config.profile,
+            entries: ((unit?.config.egress ?? []) as EgressEntry[]).filter((e) => dest.has(key(e))),
+            listenPort: null,
+          };
         }),
       ],
-      ...(req.host.spec.egress?.upstreamTrustAnchors?.length ? { upstreamTrustAnchors: req.host.spec.egress.upstreamTrustAnchors } : {}),
+      ...(req.host.spec.egress?.upstreamTrustAnchors?.length
+        ? { upstreamTrustAnchors: req.host.spec.egress.upstreamTrustAnchors }
+        : {}),
     },
     dependsOn: [],
   };
@@ -65,7 +78,13 @@ export function expandEgress(req: ExpandRequest): ExpandResponse {
 /** The caller's injected secrets as proxy routes (decisions/0023): names and where, never a value. */
 function injectionsOf(secrets: unknown): { inject?: InjectionRoute[] } {
   const routes = (Array.isArray(secrets) ? secrets : [])
-    .filter((s): s is { name: string; inject: { host: string; header: string; format?: string } } => typeof s === 'object' && s !== null && typeof (s as { inject?: unknown }).inject === 'object' && (s as { inject?: unknown }).inject !== null)
+    .filter(
+      (s): s is { name: string; inject: { host: string; header: string; format?: string } } =>
+        typeof s === 'object' &&
+        s !== null &&
+        typeof (s as { inject?: unknown }).inject === 'object' &&
+        (s as { inject?: unknown }).inject !== null,
+    )
     .map((s) => ({ name: s.name, host: s.inject.host, header: s.inject.header, format: s.inject.format ?? '{}' }));
   return routes.length ? { inject: routes } : {};
 }

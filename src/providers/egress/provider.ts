@@ -22,7 +22,22 @@ import type { EgressEntry } from '../../egress/rules.js';
 import { ensureCa, ensureLeaf } from '../../egress/ca.js';
 import type { InjectionRoute } from '../../egress/injection.js';
 import { agentvmBin } from '../../gate/unit.js';
-import type { ApplyRequest, ApplyResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import type {
+  ApplyRequest,
+  ApplyResponse,
+  ExpandRequest,
+  ExpandResponse,
+  HostContext,
+  ListRequest,
+  ListResponse,
+  PlanRequest,
+  PlanResponse,
+  Provider,
+  ReadRequest,
+  ReadResponse,
+  ValidateRequest,
+  ValidateResponse,
+} from '../provider.js';
 import { expandEgress } from './expand.js';
 import type { UnitScope } from '../systemd/analyze.js';
 import { defaultEndpoint, mkdirOwned, writeAtomic } from '../systemd/provider.js';
@@ -76,11 +91,33 @@ interface LiveEgressServer {
 const sha256 = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 const digestOf = (unit: string | null, rules: string | null): string => sha256(`${unit ?? '-'}\n${rules ?? '-'}`);
 
-export function parseEgressConfig(config: Record<string, unknown>): { config?: EgressServerConfig; diagnostics: Diagnostic[] } {
+export function parseEgressConfig(config: Record<string, unknown>): {
+  config?: EgressServerConfig;
+  diagnostics: Diagnostic[];
+} {
   const { scope, resolvers, callers } = config;
-  const ok = (scope === 'system' || scope === 'user') && Array.isArray(resolvers) && resolvers.every((r) => typeof r === 'string')
-    && Array.isArray(callers) && callers.every((c) => typeof c === 'object' && c !== null && typeof (c as EgressCallerConfig).id === 'string' && typeof (c as EgressCallerConfig).profile === 'string' && Array.isArray((c as EgressCallerConfig).entries));
-  if (!ok) return { diagnostics: [errorDiag(EgressCode.invalidConfig, `${EGRESS_SERVER_ADDRESS}: the egress configuration is malformed.`, { address: EGRESS_SERVER_ADDRESS, detail: 'It is made by agentvm from the contracts and the host spec; re-plan from the repository.' })] };
+  const ok =
+    (scope === 'system' || scope === 'user') &&
+    Array.isArray(resolvers) &&
+    resolvers.every((r) => typeof r === 'string') &&
+    Array.isArray(callers) &&
+    callers.every(
+      (c) =>
+        typeof c === 'object' &&
+        c !== null &&
+        typeof (c as EgressCallerConfig).id === 'string' &&
+        typeof (c as EgressCallerConfig).profile === 'string' &&
+        Array.isArray((c as EgressCallerConfig).entries),
+    );
+  if (!ok)
+    return {
+      diagnostics: [
+        errorDiag(EgressCode.invalidConfig, `${EGRESS_SERVER_ADDRESS}: the egress configuration is malformed.`, {
+          address: EGRESS_SERVER_ADDRESS,
+          detail: 'It is made by agentvm from the contracts and the host spec; re-plan from the repository.',
+        }),
+      ],
+    };
   return { config: config as unknown as EgressServerConfig, diagnostics: [] };
 }
 
@@ -91,14 +128,26 @@ export function rulesOf(config: EgressServerConfig, ctx: EgressRenderContext): R
     version: 1,
     host: ctx.host,
     resolvers: [...config.resolvers],
-    callers: [...config.callers].sort((a, b) => (a.id < b.id ? -1 : 1)).map((c) => ({
-      id: c.id,
-      workload: c.workload,
-      entries: c.entries.map((e) => ({ host: e.host, port: e.port, ...(e.protocol ? { protocol: e.protocol } : {}) })),
-      socket: paths.callerSocket(c.id),
-      inbound: c.listenPort !== null && ctx.runtimeDir !== null ? { port: c.listenPort, target: path.posix.join(ctx.runtimeDir, 'agent-gateway', c.profile, INBOUND_SOCKET) } : null,
-      ...(c.inject?.length ? { inject: c.inject.map((r) => ({ ...r })) } : {}),
-    })),
+    callers: [...config.callers]
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .map((c) => ({
+        id: c.id,
+        workload: c.workload,
+        entries: c.entries.map((e) => ({
+          host: e.host,
+          port: e.port,
+          ...(e.protocol ? { protocol: e.protocol } : {}),
+        })),
+        socket: paths.callerSocket(c.id),
+        inbound:
+          c.listenPort !== null && ctx.runtimeDir !== null
+            ? {
+                port: c.listenPort,
+                target: path.posix.join(ctx.runtimeDir, 'agent-gateway', c.profile, INBOUND_SOCKET),
+              }
+            : null,
+        ...(c.inject?.length ? { inject: c.inject.map((r) => ({ ...r })) } : {}),
+      })),
     ...(config.upstreamTrustAnchors?.length ? { upstreamTrustAnchors: [...config.upstreamTrustAnchors] } : {}),
   };
 }
@@ -131,11 +180,25 @@ export class EgressProvider implements Provider {
   }
 
   private context(host: HostContext, endpoint: SystemdEndpoint): EgressRenderContext {
-    return { node: process.execPath, bin: agentvmBin(), root: managerPath(endpoint, path.resolve(host.root)), host: host.host, scope: endpoint.scope, runtimeDir: endpoint.runtimeDir };
+    return {
+      node: process.execPath,
+      bin: agentvmBin(),
+      root: managerPath(endpoint, path.resolve(host.root)),
+      host: host.host,
+      scope: endpoint.scope,
+      runtimeDir: endpoint.runtimeDir,
+    };
   }
 
   validate(req: ValidateRequest): ValidateResponse {
-    if (req.resource.address !== EGRESS_SERVER_ADDRESS) return { diagnostics: [errorDiag(EgressCode.invalidConfig, `${req.resource.address} is not ${EGRESS_SERVER_ADDRESS}.`, { address: req.resource.address })] };
+    if (req.resource.address !== EGRESS_SERVER_ADDRESS)
+      return {
+        diagnostics: [
+          errorDiag(EgressCode.invalidConfig, `${req.resource.address} is not ${EGRESS_SERVER_ADDRESS}.`, {
+            address: req.resource.address,
+          }),
+        ],
+      };
     return { diagnostics: parseEgressConfig(req.resource.config).diagnostics };
   }
 
@@ -149,14 +212,26 @@ export class EgressProvider implements Provider {
         if (found.exists) break;
       }
     } catch (error) {
-      return { live: { address, provider: this.type, exists: false }, diagnostics: [errorDiag(EgressCode.account, `${address}: ${(error as Error).message}`, { address })] };
+      return {
+        live: { address, provider: this.type, exists: false },
+        diagnostics: [errorDiag(EgressCode.account, `${address}: ${(error as Error).message}`, { address })],
+      };
     }
     const { exists, live } = found!;
-    const out: LiveResource = { address, provider: this.type, exists, ...(exists ? { identity: EGRESS_UNIT, digest: digestOf(live.unitDigest, live.rulesDigest) } : {}), attributes: live as unknown as Record<string, unknown> };
+    const out: LiveResource = {
+      address,
+      provider: this.type,
+      exists,
+      ...(exists ? { identity: EGRESS_UNIT, digest: digestOf(live.unitDigest, live.rulesDigest) } : {}),
+      attributes: live as unknown as Record<string, unknown>,
+    };
     return { live: out, diagnostics: [] };
   }
 
-  private async readAt(host: HostContext, endpoint: SystemdEndpoint): Promise<{ exists: boolean; live: LiveEgressServer }> {
+  private async readAt(
+    host: HostContext,
+    endpoint: SystemdEndpoint,
+  ): Promise<{ exists: boolean; live: LiveEgressServer }> {
     const unit = await unitOwner(path.join(endpoint.unitDir, EGRESS_UNIT));
     let rules: RulesFile | null = null;
     try {
@@ -164,40 +239,96 @@ export class EgressProvider implements Provider {
     } catch {
       rules = null;
     }
-    const active = unit && endpoint.mode === 'online' ? ((await show(endpoint, ['ActiveState'])).ActiveState ?? null) : null;
-    return { exists: unit?.owner === EGRESS_SERVER_ADDRESS, live: { context: this.context(host, endpoint), mode: endpoint.mode, unitDigest: unit ? sha256(unit.text) : null, rulesDigest: rules ? rulesDigest(rules) : null, rules, active } };
+    const active =
+      unit && endpoint.mode === 'online' ? ((await show(endpoint, ['ActiveState'])).ActiveState ?? null) : null;
+    return {
+      exists: unit?.owner === EGRESS_SERVER_ADDRESS,
+      live: {
+        context: this.context(host, endpoint),
+        mode: endpoint.mode,
+        unitDigest: unit ? sha256(unit.text) : null,
+        rulesDigest: rules ? rulesDigest(rules) : null,
+        rules,
+        active,
+      },
+    };
   }
 
   plan(req: PlanRequest): PlanResponse {
     const { desired, live, locked } = req;
     const l = live.attributes as unknown as LiveEgressServer | undefined;
     const drift: Reason[] = [];
-    const stopped = live.exists && l?.mode === 'online' && l.active !== 'active' && l.active !== 'activating' && l.active !== 'reloading';
-    if (locked && !live.exists) drift.push({ code: 'live-missing', message: `${EGRESS_UNIT} is missing from the unit directory.` });
-    if (locked && live.exists && live.digest !== locked.digest) drift.push({ code: 'live-modified', message: `${EGRESS_UNIT} or its rules.json differs from what was applied.` });
-    if (locked && stopped) drift.push({ code: 'live-modified', message: `${EGRESS_UNIT} is not running (${l?.active ?? 'unknown'}): no profile can reach the network.` });
+    const stopped =
+      live.exists &&
+      l?.mode === 'online' &&
+      l.active !== 'active' &&
+      l.active !== 'activating' &&
+      l.active !== 'reloading';
+    if (locked && !live.exists)
+      drift.push({ code: 'live-missing', message: `${EGRESS_UNIT} is missing from the unit directory.` });
+    if (locked && live.exists && live.digest !== locked.digest)
+      drift.push({ code: 'live-modified', message: `${EGRESS_UNIT} or its rules.json differs from what was applied.` });
+    if (locked && stopped)
+      drift.push({
+        code: 'live-modified',
+        message: `${EGRESS_UNIT} is not running (${l?.active ?? 'unknown'}): no profile can reach the network.`,
+      });
     if (!desired) {
       if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
-      return { action: 'delete', effect: 'none', reasons: [{ code: 'removed', message: `No profile runs on this host any more: ${EGRESS_UNIT} is stopped, disabled and removed.` }], drift, diagnostics: [] };
+      return {
+        action: 'delete',
+        effect: 'none',
+        reasons: [
+          {
+            code: 'removed',
+            message: `No profile runs on this host any more: ${EGRESS_UNIT} is stopped, disabled and removed.`,
+          },
+        ],
+        drift,
+        diagnostics: [],
+      };
     }
     const parsed = parseEgressConfig(desired.config);
     if (!parsed.config || !l) {
       if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
     }
     const callers = parsed.config!.callers.length;
-    if (!live.exists || !l) return { action: 'create', effect: 'none', reasons: [{ code: locked ? 'live-missing' : 'new', message: `Install and start the egress proxy ${EGRESS_UNIT} for ${callers} profile(s): their only way out, by name, audited.` }], drift, diagnostics: [] };
+    if (!live.exists || !l)
+      return {
+        action: 'create',
+        effect: 'none',
+        reasons: [
+          {
+            code: locked ? 'live-missing' : 'new',
+            message: `Install and start the egress proxy ${EGRESS_UNIT} for ${callers} profile(s): their only way out, by name, audited.`,
+          },
+        ],
+        drift,
+        diagnostics: [],
+      };
     const rendered = unitText(l.context);
-    if (!rendered.text) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: rendered.diagnostics };
+    if (!rendered.text)
+      return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: rendered.diagnostics };
     const rules = rulesOf(parsed.config!, l.context);
     const reasons: Reason[] = [];
     let effect: 'reload' | 'restart' = 'reload';
     if (sha256(rendered.text) !== l.unitDigest) {
-      reasons.push({ code: 'config-changed', message: `${EGRESS_UNIT} changed: it is restarted (profiles' open connections through it drop).` });
+      reasons.push({
+        code: 'config-changed',
+        message: `${EGRESS_UNIT} changed: it is restarted (profiles' open connections through it drop).`,
+      });
       effect = 'restart';
     }
-    if (rulesDigest(rules) !== l.rulesDigest) reasons.push({ code: 'config-changed', message: `The egress rules changed (${describeRuleChange(l.rules, rules)}): the proxy reloads them; no profile restarts and open connections stay.` });
+    if (rulesDigest(rules) !== l.rulesDigest)
+      reasons.push({
+        code: 'config-changed',
+        message: `The egress rules changed (${describeRuleChange(l.rules, rules)}): the proxy reloads them; no profile restarts and open connections stay.`,
+      });
     if (stopped) {
-      reasons.push({ code: 'live-modified', message: `${EGRESS_UNIT} is not running (${l.active ?? 'unknown'}): it is started.` });
+      reasons.push({
+        code: 'live-modified',
+        message: `${EGRESS_UNIT} is not running (${l.active ?? 'unknown'}): it is started.`,
+      });
       effect = 'restart';
     }
     if (!reasons.length) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
@@ -209,13 +340,28 @@ export class EgressProvider implements Provider {
     const progress = req.progress ?? (() => {});
     if (change.action === 'delete') return this.remove(host, scopeOf(undefined, req.locked), progress);
     const parsed = change.desired ? parseEgressConfig(change.desired.config) : { diagnostics: [] as Diagnostic[] };
-    if (!parsed.config) return { diagnostics: parsed.diagnostics.length ? parsed.diagnostics : [errorDiag(EgressCode.invalidConfig, `${EGRESS_SERVER_ADDRESS}: no desired configuration.`, { address: EGRESS_SERVER_ADDRESS })] };
+    if (!parsed.config)
+      return {
+        diagnostics: parsed.diagnostics.length
+          ? parsed.diagnostics
+          : [
+              errorDiag(EgressCode.invalidConfig, `${EGRESS_SERVER_ADDRESS}: no desired configuration.`, {
+                address: EGRESS_SERVER_ADDRESS,
+              }),
+            ],
+      };
     const config = parsed.config;
     let endpoint: SystemdEndpoint;
     try {
       endpoint = this.endpointFor(host, config.scope);
     } catch (error) {
-      return { diagnostics: [errorDiag(EgressCode.account, `${EGRESS_SERVER_ADDRESS}: ${(error as Error).message}`, { address: EGRESS_SERVER_ADDRESS })] };
+      return {
+        diagnostics: [
+          errorDiag(EgressCode.account, `${EGRESS_SERVER_ADDRESS}: ${(error as Error).message}`, {
+            address: EGRESS_SERVER_ADDRESS,
+          }),
+        ],
+      };
     }
     const ctx = this.context(host, endpoint);
     const rendered = unitText(ctx);
@@ -249,16 +395,26 @@ export class EgressProvider implements Provider {
       await mkdirOwned(endpoint.unitDir, '.', endpoint.fileOwner);
       await writeAtomic(unitFile, rendered.text, endpoint.fileOwner);
     }
-    const locked = { address: EGRESS_SERVER_ADDRESS, provider: this.type, workload: HOST_WORKLOAD, identity: EGRESS_UNIT, digest: digestOf(sha256(rendered.text), digest), attributes: { scope: config.scope, unit: EGRESS_UNIT, config: { ...config } } };
+    const locked = {
+      address: EGRESS_SERVER_ADDRESS,
+      provider: this.type,
+      workload: HOST_WORKLOAD,
+      identity: EGRESS_UNIT,
+      digest: digestOf(sha256(rendered.text), digest),
+      attributes: { scope: config.scope, unit: EGRESS_UNIT, config: { ...config } },
+    };
     if (endpoint.mode === 'offline') {
       if (!(await ctl(endpoint, ['enable', EGRESS_UNIT], diagnostics))) return { diagnostics };
-      progress(`${EGRESS_SERVER_ADDRESS}: ${EGRESS_UNIT} rendered and enabled offline; it starts when the manager does`);
+      progress(
+        `${EGRESS_SERVER_ADDRESS}: ${EGRESS_UNIT} rendered and enabled offline; it starts when the manager does`,
+      );
       return { locked, diagnostics };
     }
     // 3. The manager: restart when the unit changed or it is not running; otherwise reload when only the rules did.
     if (unitChanged && !(await ctl(endpoint, ['daemon-reload'], diagnostics))) return { diagnostics };
     const state = await show(endpoint, ['UnitFileState', 'ActiveState', 'MainPID']);
-    if (state.UnitFileState !== 'enabled' && !(await ctl(endpoint, ['enable', EGRESS_UNIT], diagnostics))) return { diagnostics };
+    if (state.UnitFileState !== 'enabled' && !(await ctl(endpoint, ['enable', EGRESS_UNIT], diagnostics)))
+      return { diagnostics };
     const running = state.ActiveState === 'active';
     const served = readStatusFile(paths.status);
     const fresh = running && served?.pid === Number(state.MainPID) && served.digest === digest;
@@ -272,27 +428,50 @@ export class EgressProvider implements Provider {
     }
     const up = await this.waitServing(endpoint, paths.status, digest);
     if (!up.ok) {
-      return { diagnostics: [errorDiag(EgressCode.startFailed, `${EGRESS_SERVER_ADDRESS}: ${EGRESS_UNIT} does not serve the new rules (${up.why}).`, { address: EGRESS_SERVER_ADDRESS, detail: `Run \`agentvm egress serve --root ${host.root} --host ${host.host}\` by hand as the account the unit runs as to see the error (a port of a profile's listener taken by another process is the common cause).` })] };
+      return {
+        diagnostics: [
+          errorDiag(
+            EgressCode.startFailed,
+            `${EGRESS_SERVER_ADDRESS}: ${EGRESS_UNIT} does not serve the new rules (${up.why}).`,
+            {
+              address: EGRESS_SERVER_ADDRESS,
+              detail: `Run \`agentvm egress serve --root ${host.root} --host ${host.host}\` by hand as the account the unit runs as to see the error (a port of a profile's listener taken by another process is the common cause).`,
+            },
+          ),
+        ],
+      };
     }
     progress(`${EGRESS_SERVER_ADDRESS}: ${EGRESS_UNIT} serves ${rules.callers.length} caller(s) (main PID ${up.pid})`);
     for (const f of readStatusFile(paths.status)?.inboundFailures ?? []) {
       const who = rules.callers.find((c) => c.inbound?.port === f.port)?.id ?? 'a profile';
-      diagnostics.push(warningDiag(EgressCode.inboundPortTaken, `${EGRESS_SERVER_ADDRESS}: 127.0.0.1:${f.port} (the listener of ${who}) is held by another process on the host (${f.error}): the gate and health checks cannot reach that profile.`, {
-        address: EGRESS_SERVER_ADDRESS,
-        detail: 'A confined profile listens inside its own namespace; the egress proxy bridges its port from the host\'s loopback. Stop the process holding the port (`ss -ltnp`) or give the profile another port, and apply again.',
-      }));
+      diagnostics.push(
+        warningDiag(
+          EgressCode.inboundPortTaken,
+          `${EGRESS_SERVER_ADDRESS}: 127.0.0.1:${f.port} (the listener of ${who}) is held by another process on the host (${f.error}): the gate and health checks cannot reach that profile.`,
+          {
+            address: EGRESS_SERVER_ADDRESS,
+            detail:
+              "A confined profile listens inside its own namespace; the egress proxy bridges its port from the host's loopback. Stop the process holding the port (`ss -ltnp`) or give the profile another port, and apply again.",
+          },
+        ),
+      );
     }
     return { locked, diagnostics };
   }
 
-  private async waitServing(endpoint: SystemdEndpoint, statusFile: string, digest: string): Promise<{ ok: true; pid: number } | { ok: false; why: string }> {
+  private async waitServing(
+    endpoint: SystemdEndpoint,
+    statusFile: string,
+    digest: string,
+  ): Promise<{ ok: true; pid: number } | { ok: false; why: string }> {
     const timeout = this.options.startTimeoutMs ?? 15_000;
     const deadline = Date.now() + timeout;
     for (;;) {
       const s = await show(endpoint, ['ActiveState', 'SubState', 'Result', 'MainPID']);
       const pid = Number(s.MainPID ?? 0);
       const status = readStatusFile(statusFile);
-      if (s.ActiveState === 'active' && pid > 0 && status?.pid === pid && status.digest === digest) return { ok: true, pid };
+      if (s.ActiveState === 'active' && pid > 0 && status?.pid === pid && status.digest === digest)
+        return { ok: true, pid };
       const why = `${s.ActiveState ?? '?'}/${s.SubState ?? '?'}, result ${s.Result ?? '?'}`;
       if (s.ActiveState === 'failed') return { ok: false, why };
       if (Date.now() > deadline) return { ok: false, why: `${why} after ${timeout} ms` };
@@ -300,7 +479,11 @@ export class EgressProvider implements Provider {
     }
   }
 
-  private async remove(host: HostContext, known: UnitScope | undefined, progress: (m: string) => void): Promise<ApplyResponse> {
+  private async remove(
+    host: HostContext,
+    known: UnitScope | undefined,
+    progress: (m: string) => void,
+  ): Promise<ApplyResponse> {
     const diagnostics: Diagnostic[] = [];
     for (const scope of known ? [known] : (['system', 'user'] as const)) {
       let endpoint: SystemdEndpoint;
@@ -336,7 +519,8 @@ export class EgressProvider implements Provider {
       } catch {
         continue;
       }
-      if ((await unitOwner(path.join(endpoint.unitDir, EGRESS_UNIT)))?.owner === EGRESS_SERVER_ADDRESS) return { owned: [{ address: EGRESS_SERVER_ADDRESS, identity: EGRESS_UNIT }], diagnostics: [] };
+      if ((await unitOwner(path.join(endpoint.unitDir, EGRESS_UNIT)))?.owner === EGRESS_SERVER_ADDRESS)
+        return { owned: [{ address: EGRESS_SERVER_ADDRESS, identity: EGRESS_UNIT }], diagnostics: [] };
     }
     return { owned: [], diagnostics: [] };
   }
@@ -356,18 +540,25 @@ function describeRuleChange(before: RulesFile | null, after: RulesFile): string 
     const key = (e: EgressEntry): string => `${e.host}:${e.port}`;
     const added = c.entries.map(key).filter((k) => !old.entries.map(key).includes(k));
     const removed = old.entries.map(key).filter((k) => !c.entries.map(key).includes(k));
-    if (added.length || removed.length) parts.push(`${c.id} ${[...added.map((a) => `+${a}`), ...removed.map((r) => `-${r}`)].join(' ')}`);
-    else if (JSON.stringify(old.inject ?? []) !== JSON.stringify(c.inject ?? [])) parts.push(`${c.id} injected credentials changed`);
+    if (added.length || removed.length)
+      parts.push(`${c.id} ${[...added.map((a) => `+${a}`), ...removed.map((r) => `-${r}`)].join(' ')}`);
+    else if (JSON.stringify(old.inject ?? []) !== JSON.stringify(c.inject ?? []))
+      parts.push(`${c.id} injected credentials changed`);
     else if (JSON.stringify(old) !== JSON.stringify(c)) parts.push(`${c.id} listener changed`);
   }
   for (const id of was.keys()) parts.push(`${id} removed`);
   if (JSON.stringify(before?.resolvers ?? []) !== JSON.stringify(after.resolvers)) parts.push('resolvers changed');
-  if (JSON.stringify(before?.upstreamTrustAnchors ?? []) !== JSON.stringify(after.upstreamTrustAnchors ?? [])) parts.push('upstream trust anchors changed');
+  if (JSON.stringify(before?.upstreamTrustAnchors ?? []) !== JSON.stringify(after.upstreamTrustAnchors ?? []))
+    parts.push('upstream trust anchors changed');
   return parts.join('; ') || 'paths';
 }
 
 /** The directories the proxy writes, owned by the account it runs as (AGENTVM_SYSTEMD_USER), and the shared audit log. */
-function prepareEgressState(paths: ReturnType<typeof egressPaths>, root: string, owner: { uid: number; gid: number } | undefined): void {
+function prepareEgressState(
+  paths: ReturnType<typeof egressPaths>,
+  root: string,
+  owner: { uid: number; gid: number } | undefined,
+): void {
   const auditDir = path.dirname(paths.audit);
   for (const dir of [paths.dir, paths.sockets, auditDir]) mkdirSync(dir, { recursive: true, mode: 0o755 });
   if (!owner) return;
@@ -394,7 +585,12 @@ function prepareEgressState(paths: ReturnType<typeof egressPaths>, root: string,
  * The agentvm CA (once) and a leaf for each injected host (decisions/0023), before the proxy loads rules naming them.
  * The credential store directory exists before any unit starts, so every unit's InaccessiblePaths= covers it.
  */
-function issueInjectionCertificates(paths: ReturnType<typeof egressPaths>, host: string, config: EgressServerConfig, owner: { uid: number; gid: number } | undefined): Diagnostic[] {
+function issueInjectionCertificates(
+  paths: ReturnType<typeof egressPaths>,
+  host: string,
+  config: EgressServerConfig,
+  owner: { uid: number; gid: number } | undefined,
+): Diagnostic[] {
   mkdirSync(paths.credstore, { recursive: true, mode: 0o700 });
   chmodSync(paths.credstore, 0o700);
   if (owner) chownSync(paths.credstore, owner.uid, owner.gid);
@@ -406,10 +602,21 @@ function issueInjectionCertificates(paths: ReturnType<typeof egressPaths>, host:
     return [];
   } catch (error) {
     const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
-    return [errorDiag(EgressCode.certificate, `${EGRESS_SERVER_ADDRESS}: cannot issue the certificates for injected credentials: ${(stderr || (error as Error).message).slice(0, 300)}.`, { address: EGRESS_SERVER_ADDRESS, detail: 'apply makes the agentvm CA and one certificate per injected host with `openssl` (apt-get install openssl); it must run as root.' })];
+    return [
+      errorDiag(
+        EgressCode.certificate,
+        `${EGRESS_SERVER_ADDRESS}: cannot issue the certificates for injected credentials: ${(stderr || (error as Error).message).slice(0, 300)}.`,
+        {
+          address: EGRESS_SERVER_ADDRESS,
+          detail:
+            'apply makes the agentvm CA and one certificate per injected host with `openssl` (apt-get install openssl); it must run as root.',
+        },
+      ),
+    ];
   }
 }
 
 const unitOwner = (file: string) => readOwnedUnit(file, OWNER_KEY);
 const show = (endpoint: SystemdEndpoint, props: string[]) => showUnit(endpoint, EGRESS_UNIT, props);
-const ctl = (endpoint: SystemdEndpoint, args: string[], diagnostics: Diagnostic[]) => systemctlStep(endpoint, args, diagnostics, EgressCode.systemctl, EGRESS_SERVER_ADDRESS);
+const ctl = (endpoint: SystemdEndpoint, args: string[], diagnostics: Diagnostic[]) =>
+  systemctlStep(endpoint, args, diagnostics, EgressCode.systemctl, EGRESS_SERVER_ADDRESS);

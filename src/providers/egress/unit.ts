@@ -25,17 +25,44 @@ export function renderEgressUnit(input: EgressUnitInput): { text?: string; diagn
   const args = [input.node, input.bin, 'egress', 'serve', '--root', input.root, '--host', input.host];
   const bad = args.filter((a) => a === '' || unsafeUnitValue(a, { whitespace: true }));
   if (bad.length) {
-    return { diagnostics: [errorDiag(EgressCode.unsafeUnitValue, `A value for ${EGRESS_UNIT} cannot be written into a unit file safely: ${JSON.stringify(bad[0])}.`, { address: EGRESS_SERVER_ADDRESS, detail: 'Unit lines must not contain whitespace, line breaks, %, $, quotes or backslashes. Use paths without them.' })] };
+    return {
+      diagnostics: [
+        errorDiag(
+          EgressCode.unsafeUnitValue,
+          `A value for ${EGRESS_UNIT} cannot be written into a unit file safely: ${JSON.stringify(bad[0])}.`,
+          {
+            address: EGRESS_SERVER_ADDRESS,
+            detail:
+              'Unit lines must not contain whitespace, line breaks, %, $, quotes or backslashes. Use paths without them.',
+          },
+        ),
+      ],
+    };
   }
   const r = input.root.replace(/\/$/, '');
-  const hardening = input.scope === 'system'
-    ? ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=read-only', 'PrivateTmp=no', `ReadWritePaths=-${r}/var/lib/agentvm/egress -${r}/run/agentvm/egress -${r}/var/log/agentvm`, 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX']
-    : USER_SCOPE_HARDENING;
+  const hardening =
+    input.scope === 'system'
+      ? [
+          'NoNewPrivileges=yes',
+          'ProtectSystem=strict',
+          'ProtectHome=read-only',
+          'PrivateTmp=no',
+          `ReadWritePaths=-${r}/var/lib/agentvm/egress -${r}/run/agentvm/egress -${r}/var/log/agentvm`,
+          'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX',
+        ]
+      : USER_SCOPE_HARDENING;
   const text = renderServiceUnit({
     comment: '# Rendered by agentvm: the egress proxy (decisions/0016). Do not edit; apply re-renders it.',
     description: 'agentvm egress proxy',
     unit: [`${OWNER_KEY}=${EGRESS_SERVER_ADDRESS}`],
-    service: [`ExecStart=${args.join(' ')}`, 'ExecReload=/bin/kill -HUP $MAINPID', 'Restart=on-failure', 'RestartSec=1', ...hardening, ...(input.extraService ?? [])],
+    service: [
+      `ExecStart=${args.join(' ')}`,
+      'ExecReload=/bin/kill -HUP $MAINPID',
+      'Restart=on-failure',
+      'RestartSec=1',
+      ...hardening,
+      ...(input.extraService ?? []),
+    ],
     scope: input.scope,
   });
   return { text, diagnostics: [] };

@@ -10,14 +10,21 @@ import { GATE_SERVER_ADDRESS } from './server-unit.js';
 export function expandGate(req: ExpandRequest): ExpandResponse {
   const resources: DesiredResource[] = [];
   for (const w of req.workloads) {
-    const units = req.expanded.filter((r) => r.workload === w.name && r.address.startsWith(`unit.${w.name}.`)).map((r) => r.address);
+    const units = req.expanded
+      .filter((r) => r.workload === w.name && r.address.startsWith(`unit.${w.name}.`))
+      .map((r) => r.address);
     for (const preview of w.manifest.spec.previews ?? []) {
       resources.push({
         address: `gate.${w.name}.${preview.name}`,
         provider: 'gate',
         workload: w.name,
         identity: `${w.name}/${preview.name}`,
-        config: { preview: preview.name, upstream: preview.upstream, maxTtl: preview.maxTtl, grantees: preview.grantees ?? [] },
+        config: {
+          preview: preview.name,
+          upstream: preview.upstream,
+          maxTtl: preview.maxTtl,
+          grantees: preview.grantees ?? [],
+        },
         dependsOn: [...units, GATE_SERVER_ADDRESS],
       });
     }

@@ -21,9 +21,23 @@ import { canonicalJson } from '../../model/canonical-json.js';
 import { GateCode } from '../../gate/codes.js';
 import { readListenerRecord } from '../../gate/listener.js';
 import { gatePaths } from '../../gate/paths.js';
-import { normaliseServerSettings, readServerSettings, serverSettingsProblems, writeServerSettings, type GateServerSettings } from '../../gate/routes.js';
+import {
+  normaliseServerSettings,
+  readServerSettings,
+  serverSettingsProblems,
+  writeServerSettings,
+  type GateServerSettings,
+} from '../../gate/routes.js';
 import { agentvmBin, GATE_OWNER_KEY, GATE_UNIT, renderGateUnit } from '../../gate/unit.js';
-import type { ApplyRequest, ApplyResponse, HostContext, PlanRequest, PlanResponse, ReadRequest, ReadResponse } from '../provider.js';
+import type {
+  ApplyRequest,
+  ApplyResponse,
+  HostContext,
+  PlanRequest,
+  PlanResponse,
+  ReadRequest,
+  ReadResponse,
+} from '../provider.js';
 import type { UnitScope } from '../systemd/analyze.js';
 import { mkdirOwned, writeAtomic } from '../systemd/provider.js';
 import { managerPath, type SystemdEndpoint } from '../systemd/systemctl.js';
@@ -72,18 +86,56 @@ export interface LiveGateServer {
   active: string | null;
 }
 
-export function parseServerConfig(config: Record<string, unknown>, address: string): { config?: GateServerConfig; diagnostics: Diagnostic[] } {
-  const problems = serverSettingsProblems({ host: 'h', address: config.address, port: config.port, tls: config.tls ?? null, publicUrl: config.publicUrl ?? null, routing: config.routing ?? null, domain: config.domain ?? null });
+export function parseServerConfig(
+  config: Record<string, unknown>,
+  address: string,
+): { config?: GateServerConfig; diagnostics: Diagnostic[] } {
+  const problems = serverSettingsProblems({
+    host: 'h',
+    address: config.address,
+    port: config.port,
+    tls: config.tls ?? null,
+    publicUrl: config.publicUrl ?? null,
+    routing: config.routing ?? null,
+    domain: config.domain ?? null,
+  });
   if (config.scope !== 'system' && config.scope !== 'user') problems.push('scope must be system or user');
   if (problems.length) {
-    return { diagnostics: [errorDiag(GateCode.invalidConfig, `${address}: ${problems.join('; ')}.`, { address, detail: 'The gate listener comes from the host spec (`spec.gate`); fix it there and plan again.' })] };
+    return {
+      diagnostics: [
+        errorDiag(GateCode.invalidConfig, `${address}: ${problems.join('; ')}.`, {
+          address,
+          detail: 'The gate listener comes from the host spec (`spec.gate`); fix it there and plan again.',
+        }),
+      ],
+    };
   }
   const tls = config.tls as { cert: string; key: string } | null | undefined;
-  return { config: { address: config.address as string, port: config.port as number, tls: tls ? { cert: tls.cert, key: tls.key } : null, publicUrl: typeof config.publicUrl === 'string' ? config.publicUrl : null, routing: config.routing === 'path' ? 'path' : null, domain: typeof config.domain === 'string' ? config.domain : null, scope: config.scope as UnitScope }, diagnostics: [] };
+  return {
+    config: {
+      address: config.address as string,
+      port: config.port as number,
+      tls: tls ? { cert: tls.cert, key: tls.key } : null,
+      publicUrl: typeof config.publicUrl === 'string' ? config.publicUrl : null,
+      routing: config.routing === 'path' ? 'path' : null,
+      domain: typeof config.domain === 'string' ? config.domain : null,
+      scope: config.scope as UnitScope,
+    },
+    diagnostics: [],
+  };
 }
 
 function settingsOf(config: GateServerConfig, host: string): GateServerSettings {
-  return normaliseServerSettings({ version: 1, host, address: config.address, port: config.port, tls: config.tls, publicUrl: config.publicUrl, routing: config.routing ?? null, domain: config.domain ?? null });
+  return normaliseServerSettings({
+    version: 1,
+    host,
+    address: config.address,
+    port: config.port,
+    tls: config.tls,
+    publicUrl: config.publicUrl,
+    routing: config.routing ?? null,
+    domain: config.domain ?? null,
+  });
 }
 
 const sha256 = (text: string): string => `sha256:${createHash('sha256').update(text).digest('hex')}`;
@@ -94,7 +146,14 @@ export function serverDigest(unitDigest: string | null, settings: GateServerSett
 }
 
 function render(config: GateServerConfig, ctx: ServerRenderContext): { text?: string; diagnostics: Diagnostic[] } {
-  return renderGateUnit({ node: ctx.node, bin: ctx.bin, root: ctx.root, host: ctx.host, scope: config.scope, owner: GATE_SERVER_ADDRESS });
+  return renderGateUnit({
+    node: ctx.node,
+    bin: ctx.bin,
+    root: ctx.root,
+    host: ctx.host,
+    scope: config.scope,
+    owner: GATE_SERVER_ADDRESS,
+  });
 }
 
 function isLiveGateServer(value: unknown): value is LiveGateServer {
@@ -104,8 +163,8 @@ function isLiveGateServer(value: unknown): value is LiveGateServer {
 const unitOwner = (file: string) => readOwnedUnit(file, GATE_OWNER_KEY);
 const show = (endpoint: SystemdEndpoint, props: string[]) => showUnit(endpoint, GATE_UNIT, props);
 /** Runs systemctl; a failure becomes an error diagnostic (false). */
-const ctl = (endpoint: SystemdEndpoint, args: string[], diagnostics: Diagnostic[]) => systemctlStep(endpoint, args, diagnostics, GateServerCode.systemctl, GATE_SERVER_ADDRESS);
-
+const ctl = (endpoint: SystemdEndpoint, args: string[], diagnostics: Diagnostic[]) =>
+  systemctlStep(endpoint, args, diagnostics, GateServerCode.systemctl, GATE_SERVER_ADDRESS);
 
 export interface GateServerUnitOptions {
   /** The systemd endpoint of a host and scope (shared with the routes' provider instance). */
@@ -120,12 +179,24 @@ export class GateServerUnit {
   validate(config: Record<string, unknown>, address: string): Diagnostic[] {
     const parsed = parseServerConfig(config, address);
     if (!parsed.config) return parsed.diagnostics;
-    const ctx: ServerRenderContext = { node: process.execPath, bin: agentvmBin(), root: '/', host: 'host', scope: parsed.config.scope };
+    const ctx: ServerRenderContext = {
+      node: process.execPath,
+      bin: agentvmBin(),
+      root: '/',
+      host: 'host',
+      scope: parsed.config.scope,
+    };
     return render(parsed.config, ctx).diagnostics;
   }
 
   private context(host: HostContext, endpoint: SystemdEndpoint): ServerRenderContext {
-    return { node: process.execPath, bin: agentvmBin(), root: managerPath(endpoint, path.resolve(host.root)), host: host.host, scope: endpoint.scope };
+    return {
+      node: process.execPath,
+      bin: agentvmBin(),
+      root: managerPath(endpoint, path.resolve(host.root)),
+      host: host.host,
+      scope: endpoint.scope,
+    };
   }
 
   private async readAt(host: HostContext, endpoint: SystemdEndpoint): Promise<LiveGateServer & { exists: boolean }> {
@@ -137,7 +208,8 @@ export class GateServerUnit {
     } catch {
       settings = null; // not ours: apply rewrites it
     }
-    const active = unit && endpoint.mode === 'online' ? ((await show(endpoint, ['ActiveState'])).ActiveState ?? null) : null;
+    const active =
+      unit && endpoint.mode === 'online' ? ((await show(endpoint, ['ActiveState'])).ActiveState ?? null) : null;
     return {
       exists: unit !== undefined,
       context: this.context(host, endpoint),
@@ -160,7 +232,10 @@ export class GateServerUnit {
         if (found.exists) break;
       }
     } catch (error) {
-      return { live: { address, provider: 'gate', exists: false }, diagnostics: [errorDiag(GateServerCode.account, `${address}: ${(error as Error).message}`, { address })] };
+      return {
+        live: { address, provider: 'gate', exists: false },
+        diagnostics: [errorDiag(GateServerCode.account, `${address}: ${(error as Error).message}`, { address })],
+      };
     }
     const { exists, ...attributes } = found!;
     const live: LiveResource = {
@@ -176,30 +251,78 @@ export class GateServerUnit {
   plan(req: PlanRequest): PlanResponse {
     const { address, desired, live, locked } = req;
     const liveServer = isLiveGateServer(live.attributes) ? live.attributes : undefined;
-    const stopped = live.exists && liveServer?.mode === 'online' && liveServer.active !== 'active' && liveServer.active !== 'activating' && liveServer.active !== 'reloading';
+    const stopped =
+      live.exists &&
+      liveServer?.mode === 'online' &&
+      liveServer.active !== 'active' &&
+      liveServer.active !== 'activating' &&
+      liveServer.active !== 'reloading';
     const drift: Reason[] = [];
-    if (locked && !live.exists) drift.push({ code: 'live-missing', message: `${GATE_UNIT} is missing from the unit directory.` });
-    if (locked && live.exists && live.digest !== locked.digest) drift.push({ code: 'live-modified', message: `${GATE_UNIT} or the gate's server.json differs from what was applied.` });
-    if (locked && stopped) drift.push({ code: 'live-modified', message: `${GATE_UNIT} is not running (${liveServer?.active ?? 'unknown'}).` });
+    if (locked && !live.exists)
+      drift.push({ code: 'live-missing', message: `${GATE_UNIT} is missing from the unit directory.` });
+    if (locked && live.exists && live.digest !== locked.digest)
+      drift.push({
+        code: 'live-modified',
+        message: `${GATE_UNIT} or the gate's server.json differs from what was applied.`,
+      });
+    if (locked && stopped)
+      drift.push({
+        code: 'live-modified',
+        message: `${GATE_UNIT} is not running (${liveServer?.active ?? 'unknown'}).`,
+      });
     if (!desired) {
       if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
-      return { action: 'delete', effect: 'none', reasons: [{ code: 'removed', message: `No preview is declared for this host any more: ${GATE_UNIT} is stopped, disabled and removed.` }], drift, diagnostics: [] };
+      return {
+        action: 'delete',
+        effect: 'none',
+        reasons: [
+          {
+            code: 'removed',
+            message: `No preview is declared for this host any more: ${GATE_UNIT} is stopped, disabled and removed.`,
+          },
+        ],
+        drift,
+        diagnostics: [],
+      };
     }
     const parsed = parseServerConfig(desired.config, address);
     if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] }; // validate reports it
     const listen = `${parsed.config.address}:${parsed.config.port}${parsed.config.tls ? ' (HTTPS)' : ' (HTTP, loopback only)'}`;
     if (!live.exists || !liveServer) {
-      return { action: 'create', effect: 'none', reasons: [locked ? { code: 'live-missing', message: `${GATE_UNIT} was applied but is missing.` } : { code: 'new', message: `Install and start the preview gate ${GATE_UNIT} on ${listen}.` }], drift, diagnostics: [] };
+      return {
+        action: 'create',
+        effect: 'none',
+        reasons: [
+          locked
+            ? { code: 'live-missing', message: `${GATE_UNIT} was applied but is missing.` }
+            : { code: 'new', message: `Install and start the preview gate ${GATE_UNIT} on ${listen}.` },
+        ],
+        drift,
+        diagnostics: [],
+      };
     }
     const rendered = render(parsed.config, liveServer.context);
-    if (!rendered.text) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: rendered.diagnostics };
+    if (!rendered.text)
+      return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: rendered.diagnostics };
     const settings = settingsOf(parsed.config, liveServer.context.host);
     const changed: string[] = [];
     if (sha256(rendered.text) !== liveServer.unitDigest) changed.push('the unit file');
-    if (canonicalJson(settings) !== canonicalJson(liveServer.settings)) changed.push(`the listener settings (${listen})`);
+    if (canonicalJson(settings) !== canonicalJson(liveServer.settings))
+      changed.push(`the listener settings (${listen})`);
     const reasons: Reason[] = [];
-    if (changed.length) reasons.push({ code: locked && live.digest !== locked.digest && serverDigest(sha256(rendered.text), settings) === locked.digest ? 'live-modified' : 'config-changed', message: `${changed.join(' and ')} changed: ${GATE_UNIT} is restarted (grants and sessions survive: they are on disk).` });
-    if (stopped) reasons.push({ code: 'live-modified', message: `${GATE_UNIT} is not running (${liveServer.active ?? 'unknown'}): it is started.` });
+    if (changed.length)
+      reasons.push({
+        code:
+          locked && live.digest !== locked.digest && serverDigest(sha256(rendered.text), settings) === locked.digest
+            ? 'live-modified'
+            : 'config-changed',
+        message: `${changed.join(' and ')} changed: ${GATE_UNIT} is restarted (grants and sessions survive: they are on disk).`,
+      });
+    if (stopped)
+      reasons.push({
+        code: 'live-modified',
+        message: `${GATE_UNIT} is not running (${liveServer.active ?? 'unknown'}): it is started.`,
+      });
     if (!reasons.length) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
     return { action: 'update', effect: 'restart', reasons, drift, diagnostics: [] };
   }
@@ -208,7 +331,16 @@ export class GateServerUnit {
     const { change, host } = req;
     const progress = req.progress ?? (() => {});
     if (change.action === 'delete') return this.remove(host, scopeOf(undefined, req.locked), progress);
-    if (!change.desired) return { diagnostics: [errorDiag(GateCode.invalidConfig, `Change ${change.action} of ${GATE_SERVER_ADDRESS} carries no desired configuration.`, { address: GATE_SERVER_ADDRESS })] };
+    if (!change.desired)
+      return {
+        diagnostics: [
+          errorDiag(
+            GateCode.invalidConfig,
+            `Change ${change.action} of ${GATE_SERVER_ADDRESS} carries no desired configuration.`,
+            { address: GATE_SERVER_ADDRESS },
+          ),
+        ],
+      };
     const parsed = parseServerConfig(change.desired.config, GATE_SERVER_ADDRESS);
     if (!parsed.config) return { diagnostics: parsed.diagnostics };
     const config = parsed.config;
@@ -216,7 +348,13 @@ export class GateServerUnit {
     try {
       endpoint = this.options.endpointFor(host, config.scope);
     } catch (error) {
-      return { diagnostics: [errorDiag(GateServerCode.account, `${GATE_SERVER_ADDRESS}: ${(error as Error).message}`, { address: GATE_SERVER_ADDRESS })] };
+      return {
+        diagnostics: [
+          errorDiag(GateServerCode.account, `${GATE_SERVER_ADDRESS}: ${(error as Error).message}`, {
+            address: GATE_SERVER_ADDRESS,
+          }),
+        ],
+      };
     }
     const ctx = this.context(host, endpoint);
     const rendered = render(config, ctx);
@@ -235,7 +373,9 @@ export class GateServerUnit {
     }
     const settingsChanged = !current || canonicalJson(current) !== canonicalJson(settings);
     if (settingsChanged) {
-      progress(`${GATE_SERVER_ADDRESS}: writing ${paths.server} (${settings.address}:${settings.port}${settings.tls ? ', TLS' : ', no TLS: loopback only'})`);
+      progress(
+        `${GATE_SERVER_ADDRESS}: writing ${paths.server} (${settings.address}:${settings.port}${settings.tls ? ', TLS' : ', no TLS: loopback only'})`,
+      );
       writeServerSettings(paths.server, settings);
     }
 
@@ -260,14 +400,17 @@ export class GateServerUnit {
 
     if (endpoint.mode === 'offline') {
       if (!(await ctl(endpoint, ['enable', GATE_UNIT], diagnostics))) return { diagnostics };
-      progress(`${GATE_SERVER_ADDRESS}: ${GATE_UNIT} rendered and enabled offline (${endpoint.unitDir}); it starts when the manager does`);
+      progress(
+        `${GATE_SERVER_ADDRESS}: ${GATE_UNIT} rendered and enabled offline (${endpoint.unitDir}); it starts when the manager does`,
+      );
       return { locked, diagnostics };
     }
 
     // 3. The manager: load, enable, and (re)start when anything it runs with changed or it is not running.
     if (unitChanged && !(await ctl(endpoint, ['daemon-reload'], diagnostics))) return { diagnostics };
     const state = await show(endpoint, ['UnitFileState', 'ActiveState', 'MainPID']);
-    if (state.UnitFileState !== 'enabled' && !(await ctl(endpoint, ['enable', GATE_UNIT], diagnostics))) return { diagnostics };
+    if (state.UnitFileState !== 'enabled' && !(await ctl(endpoint, ['enable', GATE_UNIT], diagnostics)))
+      return { diagnostics };
     const running = state.ActiveState === 'active';
     if (!running || unitChanged || settingsChanged) {
       if (state.ActiveState === 'failed') await endpoint.systemctl(['reset-failed', GATE_UNIT]);
@@ -275,18 +418,33 @@ export class GateServerUnit {
       if (!(await ctl(endpoint, ['restart', GATE_UNIT], diagnostics))) return { diagnostics };
       const up = await this.waitListening(endpoint, paths.listener, running ? Number(state.MainPID) : 0);
       if (!up.ok) {
-        return { diagnostics: [errorDiag(GateServerCode.startFailed, `${GATE_SERVER_ADDRESS}: ${GATE_UNIT} did not come up listening on ${settings.address}:${settings.port} (${up.why}).`, {
-          address: GATE_SERVER_ADDRESS,
-          detail: 'Common causes: the port is taken (host spec spec.gate.port), a TLS file reference cannot be read by the account the gate runs as, or that account cannot reach the host root. Run `agentvm gate serve --root <root> --host <host>` by hand as that account to see the error.',
-        })] };
+        return {
+          diagnostics: [
+            errorDiag(
+              GateServerCode.startFailed,
+              `${GATE_SERVER_ADDRESS}: ${GATE_UNIT} did not come up listening on ${settings.address}:${settings.port} (${up.why}).`,
+              {
+                address: GATE_SERVER_ADDRESS,
+                detail:
+                  'Common causes: the port is taken (host spec spec.gate.port), a TLS file reference cannot be read by the account the gate runs as, or that account cannot reach the host root. Run `agentvm gate serve --root <root> --host <host>` by hand as that account to see the error.',
+              },
+            ),
+          ],
+        };
       }
-      progress(`${GATE_SERVER_ADDRESS}: ${GATE_UNIT} listening on ${settings.address}:${settings.port} (main PID ${up.pid})`);
+      progress(
+        `${GATE_SERVER_ADDRESS}: ${GATE_UNIT} listening on ${settings.address}:${settings.port} (main PID ${up.pid})`,
+      );
     }
     return { locked, diagnostics };
   }
 
   /** Until the unit's main process has written the listener record (it does so once it listens), or it failed. */
-  private async waitListening(endpoint: SystemdEndpoint, listenerFile: string, previousPid: number): Promise<{ ok: true; pid: number } | { ok: false; why: string }> {
+  private async waitListening(
+    endpoint: SystemdEndpoint,
+    listenerFile: string,
+    previousPid: number,
+  ): Promise<{ ok: true; pid: number } | { ok: false; why: string }> {
     const deadline = Date.now() + (this.options.startTimeoutMs ?? 15_000);
     for (;;) {
       const s = await show(endpoint, ['ActiveState', 'SubState', 'Result', 'ExecMainStatus', 'MainPID']);
@@ -301,7 +459,11 @@ export class GateServerUnit {
   }
 
   /** delete: stop, disable and remove our unit file (in the recorded scope, else wherever it is ours), then server.json. */
-  private async remove(host: HostContext, known: UnitScope | undefined, progress: (m: string) => void): Promise<ApplyResponse> {
+  private async remove(
+    host: HostContext,
+    known: UnitScope | undefined,
+    progress: (m: string) => void,
+  ): Promise<ApplyResponse> {
     const diagnostics: Diagnostic[] = [];
     for (const scope of known ? [known] : (['system', 'user'] as const)) {
       let endpoint: SystemdEndpoint;
@@ -337,7 +499,8 @@ export class GateServerUnit {
       } catch {
         continue;
       }
-      if ((await unitOwner(path.join(endpoint.unitDir, GATE_UNIT)))?.owner === GATE_SERVER_ADDRESS) return [{ address: GATE_SERVER_ADDRESS, identity: GATE_UNIT }];
+      if ((await unitOwner(path.join(endpoint.unitDir, GATE_UNIT)))?.owner === GATE_SERVER_ADDRESS)
+        return [{ address: GATE_SERVER_ADDRESS, identity: GATE_UNIT }];
     }
     return [];
   }

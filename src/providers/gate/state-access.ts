@@ -51,7 +51,8 @@ export function prepareGateState(paths: GatePaths, root: string, owner: StateOwn
   for (const target of [paths.dir, auditDir]) {
     for (let dir = path.dirname(target); dir.startsWith(top) && dir !== path.dirname(dir); dir = path.dirname(dir)) {
       const st = statSync(dir);
-      const searchable = (st.mode & 0o001) !== 0 || (st.gid === owner.gid && (st.mode & 0o010) !== 0) || st.uid === owner.uid;
+      const searchable =
+        (st.mode & 0o001) !== 0 || (st.gid === owner.gid && (st.mode & 0o010) !== 0) || st.uid === owner.uid;
       if (!searchable) {
         chmodSync(dir, (st.mode & 0o7777) | 0o001);
         changed.push(`${dir} made searchable (o+x)`);

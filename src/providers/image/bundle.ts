@@ -18,11 +18,15 @@ export const BUNDLE_MEDIA_TYPES: readonly string[] = [
 ];
 
 export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
-export const IN_TOTO_STATEMENT_TYPES: readonly string[] = ['https://in-toto.io/Statement/v1', 'https://in-toto.io/Statement/v0.1'];
+export const IN_TOTO_STATEMENT_TYPES: readonly string[] = [
+  'https://in-toto.io/Statement/v1',
+  'https://in-toto.io/Statement/v0.1',
+];
 
 export type ParsedBundleResult = { ok: true; bundle: Bundle } | { ok: false; diagnostic: Diagnostic };
 
-const RESIGN = 'Re-download the bundle, or re-create it (`cosign sign-blob --bundle …`, or `node scripts/sign-local.js sign` for a local key).';
+const RESIGN =
+  'Re-download the bundle, or re-create it (`cosign sign-blob --bundle …`, or `node scripts/sign-local.js sign` for a local key).';
 
 /** JSON text, UTF-8 bytes or an already parsed object → a schema-checked bundle of an allowed media type. */
 export function parseBundle(input: unknown, lib: SigstoreLib): ParsedBundleResult {
@@ -35,7 +39,8 @@ export function parseBundle(input: unknown, lib: SigstoreLib): ParsedBundleResul
       return malformed(`The signature bundle is not valid JSON (${(err as Error).message}).`);
     }
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return malformed('The signature bundle is not a JSON object.');
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    return malformed('The signature bundle is not a JSON object.');
   const mediaType = (json as { mediaType?: unknown }).mediaType;
   if (typeof mediaType !== 'string' || !BUNDLE_MEDIA_TYPES.includes(mediaType)) {
     return {
@@ -70,7 +75,8 @@ export function checkDigestBinding(bundle: Bundle, pinnedSha256: string, lib: Si
       );
     }
     const signed = Buffer.from(digest).toString('hex');
-    if (signed !== pinnedSha256) return mismatch(`The bundle signs sha256:${signed}, but the artifact is pinned to sha256:${pinnedSha256}.`);
+    if (signed !== pinnedSha256)
+      return mismatch(`The bundle signs sha256:${signed}, but the artifact is pinned to sha256:${pinnedSha256}.`);
     return undefined;
   }
 
@@ -86,11 +92,15 @@ export function checkDigestBinding(bundle: Bundle, pinnedSha256: string, lib: Si
   try {
     statement = JSON.parse(Buffer.from(envelope.payload).toString('utf8'));
   } catch {
-    return malformed('The bundle\'s in-toto statement is not valid JSON.').diagnostic;
+    return malformed("The bundle's in-toto statement is not valid JSON.").diagnostic;
   }
-  const { _type: type, subject } = (typeof statement === 'object' && statement !== null ? statement : {}) as { _type?: unknown; subject?: unknown };
+  const { _type: type, subject } = (typeof statement === 'object' && statement !== null ? statement : {}) as {
+    _type?: unknown;
+    subject?: unknown;
+  };
   if (typeof type !== 'string' || !IN_TOTO_STATEMENT_TYPES.includes(type) || !Array.isArray(subject)) {
-    return malformed(`The bundle's DSSE payload is not an in-toto statement (_type ${JSON.stringify(type)}).`).diagnostic;
+    return malformed(`The bundle's DSSE payload is not an in-toto statement (_type ${JSON.stringify(type)}).`)
+      .diagnostic;
   }
   const digests = subject.map((s: unknown) => {
     const d = (s as { digest?: { sha256?: unknown } } | null)?.digest?.sha256;
@@ -98,7 +108,13 @@ export function checkDigestBinding(bundle: Bundle, pinnedSha256: string, lib: Si
   });
   if (digests.includes(pinnedSha256)) return undefined;
   const named = digests.filter((d): d is string => d !== undefined);
-  const shown = named.length === 0 ? 'no sha256 subject' : named.slice(0, 3).map((d) => `sha256:${d}`).join(', ') + (named.length > 3 ? ', …' : '');
+  const shown =
+    named.length === 0
+      ? 'no sha256 subject'
+      : named
+          .slice(0, 3)
+          .map((d) => `sha256:${d}`)
+          .join(', ') + (named.length > 3 ? ', …' : '');
   return mismatch(`The bundle's in-toto statement is about ${shown}, not the pinned sha256:${pinnedSha256}.`);
 }
 

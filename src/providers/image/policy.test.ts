@@ -36,13 +36,19 @@ describe('matchSigner', () => {
   });
 
   it('names the identity when the SAN differs, even by a prefix or by case', () => {
-    expect(matchSigner(policy, { subjectAlternativeName: `${WORKFLOW}/extra`, issuer: ISSUER })?.code).toBe('signature.identity');
-    expect(matchSigner(policy, { subjectAlternativeName: WORKFLOW.toUpperCase(), issuer: ISSUER })?.code).toBe('signature.identity');
+    expect(matchSigner(policy, { subjectAlternativeName: `${WORKFLOW}/extra`, issuer: ISSUER })?.code).toBe(
+      'signature.identity',
+    );
+    expect(matchSigner(policy, { subjectAlternativeName: WORKFLOW.toUpperCase(), issuer: ISSUER })?.code).toBe(
+      'signature.identity',
+    );
     expect(matchSigner(policy, { issuer: ISSUER })?.code).toBe('signature.identity');
   });
 
   it('names the issuer when only the issuer differs', () => {
-    expect(matchSigner(policy, { subjectAlternativeName: WORKFLOW, issuer: 'https://accounts.google.com' })?.code).toBe('signature.issuer');
+    expect(matchSigner(policy, { subjectAlternativeName: WORKFLOW, issuer: 'https://accounts.google.com' })?.code).toBe(
+      'signature.issuer',
+    );
     expect(matchSigner(policy, { subjectAlternativeName: WORKFLOW })?.code).toBe('signature.issuer');
   });
 });
@@ -50,7 +56,10 @@ describe('matchSigner', () => {
 describe('preparePolicy', () => {
   it('computes the key hint of a key policy as base64(sha256(DER SPKI))', () => {
     const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const prepared = preparePolicy({ kind: 'key', publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() });
+    const prepared = preparePolicy({
+      kind: 'key',
+      publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    });
     expect(prepared.ok && prepared.policy.kind === 'key' && prepared.policy.keyHint).toBe(publicKeyHint(publicKey));
   });
 

@@ -9,8 +9,7 @@ import { SignatureCode, refusal } from './signature-codes.js';
 
 /** keyless: a Fulcio certificate for exactly this SAN from exactly this OIDC issuer. key: a PEM SPKI public key. */
 export type SignaturePolicy =
-  | { kind: 'keyless'; identity: string; issuer: string }
-  | { kind: 'key'; publicKeyPem: string };
+  { kind: 'keyless'; identity: string; issuer: string } | { kind: 'key'; publicKeyPem: string };
 
 /** A policy that passed validation, with what verification needs precomputed. */
 export type PreparedPolicy =
@@ -26,7 +25,9 @@ export function exactSanPattern(identity: string): string {
 
 /** base64(sha256(DER SPKI)): the `publicKey.hint` format of key-signed bundles (as `scripts/sign-local.js` writes). */
 export function publicKeyHint(key: KeyObject): string {
-  return createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('base64');
+  return createHash('sha256')
+    .update(key.export({ type: 'spki', format: 'der' }))
+    .digest('base64');
 }
 
 /** Validates a policy that may come from anywhere (it is typed, but checked as if it were not). Never throws. */
@@ -40,23 +41,39 @@ export function preparePolicy(policy: SignaturePolicy | undefined): PreparedPoli
   }
   const p = policy as { kind?: unknown; identity?: unknown; issuer?: unknown; publicKeyPem?: unknown };
   if (p.kind === 'keyless') {
-    if (typeof p.identity !== 'string' || p.identity.trim() === '' || typeof p.issuer !== 'string' || p.issuer.trim() === '') {
+    if (
+      typeof p.identity !== 'string' ||
+      p.identity.trim() === '' ||
+      typeof p.issuer !== 'string' ||
+      p.issuer.trim() === ''
+    ) {
       return fail(
         SignatureCode.PolicyInvalid,
         'The keyless signature policy needs a non-empty identity and issuer.',
         'Set `signature.identity` to the exact certificate SAN (e.g. the workflow URL with @refs/…) and `signature.issuer` to the exact OIDC issuer URL.',
       );
     }
-    return { ok: true, policy: { kind: 'keyless', identity: p.identity, issuer: p.issuer, sanPattern: exactSanPattern(p.identity) } };
+    return {
+      ok: true,
+      policy: { kind: 'keyless', identity: p.identity, issuer: p.issuer, sanPattern: exactSanPattern(p.identity) },
+    };
   }
   if (p.kind === 'key') {
     if (typeof p.publicKeyPem !== 'string' || p.publicKeyPem.trim() === '') {
-      return fail(SignatureCode.KeyInvalid, 'The key signature policy has no public key.', 'Set `signature.key` to the path of a PEM public key (SPKI, "BEGIN PUBLIC KEY").');
+      return fail(
+        SignatureCode.KeyInvalid,
+        'The key signature policy has no public key.',
+        'Set `signature.key` to the path of a PEM public key (SPKI, "BEGIN PUBLIC KEY").',
+      );
     }
     // createPublicKey would happily derive a public key from a private one; a private key in a policy is a
     // leaked secret, so it is refused rather than used.
     if (/PRIVATE KEY-----/.test(p.publicKeyPem)) {
-      return fail(SignatureCode.KeyInvalid, 'The signature policy holds a PRIVATE key.', 'Point `signature.key` at the public key (SPKI PEM) and treat the private key as leaked: rotate it.');
+      return fail(
+        SignatureCode.KeyInvalid,
+        'The signature policy holds a PRIVATE key.',
+        'Point `signature.key` at the public key (SPKI PEM) and treat the private key as leaked: rotate it.',
+      );
     }
     try {
       const publicKey = createPublicKey({ key: p.publicKeyPem, format: 'pem' });
@@ -69,7 +86,11 @@ export function preparePolicy(policy: SignaturePolicy | undefined): PreparedPoli
       );
     }
   }
-  return fail(SignatureCode.PolicyInvalid, `Unknown signature policy kind ${JSON.stringify(p.kind)}.`, 'Use a keyless policy (identity + issuer) or a key policy (public key).');
+  return fail(
+    SignatureCode.PolicyInvalid,
+    `Unknown signature policy kind ${JSON.stringify(p.kind)}.`,
+    'Use a keyless policy (identity + issuer) or a key policy (public key).',
+  );
 }
 
 /** Exact comparison of a verified certificate identity with a keyless policy; undefined when it matches. */

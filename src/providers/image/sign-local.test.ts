@@ -32,15 +32,28 @@ describe('scripts/sign-local.js', () => {
     const artifact = join(dir, 'rootfs.img');
     const bytes = Buffer.alloc(3 * 1024 * 1024 + 7, 0x5a); // spans several read chunks
     await writeFile(artifact, bytes);
-    const { stdout } = await run(process.execPath, [SCRIPT, 'sign', '--key', join(keys, 'signing.key.pem'), artifact], { maxBuffer: 1 << 20 });
+    const { stdout } = await run(process.execPath, [SCRIPT, 'sign', '--key', join(keys, 'signing.key.pem'), artifact], {
+      maxBuffer: 1 << 20,
+    });
     const bundle = JSON.parse(stdout) as { mediaType: string; verificationMaterial: { publicKey: { hint: string } } };
     expect(bundle.mediaType).toBe('application/vnd.dev.sigstore.bundle.v0.3+json');
 
     const publicKeyPem = await readFile(join(keys, 'signing.pub.pem'), 'utf8');
     const pinned = createHash('sha256').update(bytes).digest('hex');
-    const request = { bundle, artifactSha256: pinned, artifact: bytes, policy: { kind: 'key' as const, publicKeyPem }, thresholds: { tlog: 0, ctlog: 0, tsa: 0 } };
+    const request = {
+      bundle,
+      artifactSha256: pinned,
+      artifact: bytes,
+      policy: { kind: 'key' as const, publicKeyPem },
+      thresholds: { tlog: 0, ctlog: 0, tsa: 0 },
+    };
     const res = await verifyArtifact(request);
-    expect(res).toEqual({ ok: true, signer: { keyHint: bundle.verificationMaterial.publicKey.hint }, digest: pinned, diagnostics: [] });
+    expect(res).toEqual({
+      ok: true,
+      signer: { keyHint: bundle.verificationMaterial.publicKey.hint },
+      digest: pinned,
+      diagnostics: [],
+    });
 
     const tampered = Buffer.from(bytes);
     tampered[1_000_000] = 0x5b;

@@ -10,7 +10,11 @@ export interface SigstoreLib {
 let loading: Promise<SigstoreLib> | undefined;
 
 export function loadSigstore(): Promise<SigstoreLib> {
-  loading ??= Promise.all([import('@sigstore/verify'), import('@sigstore/bundle'), import('@sigstore/protobuf-specs')]).then(
+  loading ??= Promise.all([
+    import('@sigstore/verify'),
+    import('@sigstore/bundle'),
+    import('@sigstore/protobuf-specs'),
+  ]).then(
     ([verify, bundle, specs]) => ({ verify, bundle, specs }),
     (err: unknown) => {
       loading = undefined;

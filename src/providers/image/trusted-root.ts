@@ -16,7 +16,9 @@ import { SignatureCode, refusal } from './signature-codes.js';
 export const PUBLIC_GOOD_TRUSTED_ROOT_SHA256 = '6494e21ea73fa7ee769f85f57d5a3e6a08725eae1e38c755fc3517c9e6bc0b66';
 
 /** Where the shipped root lives. Resolves the same from `src/providers/image/` and `dist/providers/image/`. */
-export const SHIPPED_TRUSTED_ROOT_PATH = fileURLToPath(new URL('../../../assets/trusted_root.public-good.json', import.meta.url));
+export const SHIPPED_TRUSTED_ROOT_PATH = fileURLToPath(
+  new URL('../../../assets/trusted_root.public-good.json', import.meta.url),
+);
 
 export const TRUSTED_ROOT_MEDIA_TYPES: readonly string[] = [
   'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
@@ -35,8 +37,7 @@ export interface TrustedRootInput {
 
 /** A root that passed every check above. `json` is never mutated by the verifier. */
 export type TrustedRootResult =
-  | { ok: true; json: Readonly<Record<string, unknown>>; sha256?: string }
-  | { ok: false; diagnostic: Diagnostic };
+  { ok: true; json: Readonly<Record<string, unknown>>; sha256?: string } | { ok: false; diagnostic: Diagnostic };
 
 /** A root that trusts no authority: enough for key-signed bundles verified with zero thresholds. */
 export function emptyTrustedRoot(): Record<string, unknown> {
@@ -86,7 +87,7 @@ export function checkTrustedRoot(input: TrustedRootInput, origin: 'shipped' | 'c
   const fix =
     origin === 'shipped'
       ? 'The file is part of agentvm and must not be edited: reinstall agentvm.'
-      : 'Use an unmodified trusted_root.json from the Sigstore instance that signed the bundle (`cosign trusted-root create` or the instance\'s TUF repository).';
+      : "Use an unmodified trusted_root.json from the Sigstore instance that signed the bundle (`cosign trusted-root create` or the instance's TUF repository).";
 
   let raw = input.json;
   let sha256: string | undefined;
@@ -96,7 +97,10 @@ export function checkTrustedRoot(input: TrustedRootInput, origin: 'shipped' | 'c
     if (input.expectedSha256 !== undefined) {
       const pin = input.expectedSha256.toLowerCase();
       if (!/^[0-9a-f]{64}$/.test(pin)) {
-        return fail(`${what} has an unusable pin: "${input.expectedSha256}" is not a sha256 (64 hex characters).`, 'Pin the root with the sha256 of its file, e.g. `sha256sum trusted_root.json`.');
+        return fail(
+          `${what} has an unusable pin: "${input.expectedSha256}" is not a sha256 (64 hex characters).`,
+          'Pin the root with the sha256 of its file, e.g. `sha256sum trusted_root.json`.',
+        );
       }
       if (sha256 !== pin) {
         return fail(`${what} does not match its pin: sha256 is ${sha256}, expected ${pin}.`, fix);
@@ -108,12 +112,19 @@ export function checkTrustedRoot(input: TrustedRootInput, origin: 'shipped' | 'c
       return fail(`${what} is not valid JSON (${(err as Error).message}).`, fix);
     }
   } else if (input.expectedSha256 !== undefined) {
-    return fail(`${what} was given as parsed JSON together with a pin; a pin can only be checked against the file's bytes.`, 'Pass the root as the text or bytes of the file so its sha256 can be checked.');
+    return fail(
+      `${what} was given as parsed JSON together with a pin; a pin can only be checked against the file's bytes.`,
+      'Pass the root as the text or bytes of the file so its sha256 can be checked.',
+    );
   }
 
   if (!isRecord(raw)) return fail(`${what} is not a JSON object.`, fix);
   if (typeof raw.mediaType !== 'string' || !TRUSTED_ROOT_MEDIA_TYPES.includes(raw.mediaType)) {
-    return fail(`${what} has an unknown media type ${JSON.stringify(raw.mediaType)}.`, `Supported: ${TRUSTED_ROOT_MEDIA_TYPES.join(', ')}. ${fix}`, '$.mediaType');
+    return fail(
+      `${what} has an unknown media type ${JSON.stringify(raw.mediaType)}.`,
+      `Supported: ${TRUSTED_ROOT_MEDIA_TYPES.join(', ')}. ${fix}`,
+      '$.mediaType',
+    );
   }
   const starts: Array<[list: string, inner: readonly string[]]> = [
     ['tlogs', ['publicKey', 'validFor', 'start']],

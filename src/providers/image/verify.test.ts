@@ -39,7 +39,11 @@ function messageBundle(artifact: Buffer, key: ReturnType<typeof keyPair>): unkno
   );
 }
 
-function dsseBundle(subjectSha256: string, key: ReturnType<typeof keyPair>, payloadType = 'application/vnd.in-toto+json'): unknown {
+function dsseBundle(
+  subjectSha256: string,
+  key: ReturnType<typeof keyPair>,
+  payloadType = 'application/vnd.in-toto+json',
+): unknown {
   const statement = Buffer.from(
     JSON.stringify({
       _type: 'https://in-toto.io/Statement/v1',
@@ -48,9 +52,17 @@ function dsseBundle(subjectSha256: string, key: ReturnType<typeof keyPair>, payl
       predicate: {},
     }),
   );
-  const pae = Buffer.concat([Buffer.from(`DSSEv1 ${payloadType.length} ${payloadType} ${statement.length} `), statement]);
+  const pae = Buffer.concat([
+    Buffer.from(`DSSEv1 ${payloadType.length} ${payloadType} ${statement.length} `),
+    statement,
+  ]);
   return bundleToJSON(
-    toDSSEBundle({ artifact: statement, artifactType: payloadType, signature: sign('sha256', pae, key.privateKey), keyHint: publicKeyHint(key.publicKey) }),
+    toDSSEBundle({
+      artifact: statement,
+      artifactType: payloadType,
+      signature: sign('sha256', pae, key.privateKey),
+      keyHint: publicKeyHint(key.publicKey),
+    }),
   );
 }
 
@@ -60,7 +72,14 @@ const pinned = sha256(artifact);
 const bundle = messageBundle(artifact, key);
 
 function request(overrides: Partial<VerifyRequest> = {}): VerifyRequest {
-  return { bundle, artifactSha256: pinned, artifact, policy: { kind: 'key', publicKeyPem: key.pem }, thresholds: ZERO, ...overrides };
+  return {
+    bundle,
+    artifactSha256: pinned,
+    artifact,
+    policy: { kind: 'key', publicKeyPem: key.pem },
+    thresholds: ZERO,
+    ...overrides,
+  };
 }
 
 async function refusalCodes(req: VerifyRequest): Promise<string[]> {
@@ -77,7 +96,12 @@ async function refusalCodes(req: VerifyRequest): Promise<string[]> {
 describe('verifyArtifact with a key policy', () => {
   it('GIVEN a locally key-signed bundle and its artifact WHEN verified with zero thresholds THEN it passes and names the key', async () => {
     const res = await verifyArtifact(request());
-    expect(res).toEqual({ ok: true, signer: { keyHint: publicKeyHint(key.publicKey) }, digest: pinned, diagnostics: [] });
+    expect(res).toEqual({
+      ok: true,
+      signer: { keyHint: publicKeyHint(key.publicKey) },
+      digest: pinned,
+      diagnostics: [],
+    });
   });
 
   it('accepts the bundle as JSON text and as bytes, and an upper-case pin', async () => {
@@ -98,17 +122,23 @@ describe('verifyArtifact with a key policy', () => {
   it('refuses a wrong pinned digest, with or without the artifact bytes: signature.digest-mismatch', async () => {
     const other = sha256(Buffer.from('another artifact'));
     expect(await refusalCodes(request({ artifactSha256: other }))).toEqual(['signature.digest-mismatch']);
-    expect(await refusalCodes(request({ artifactSha256: other, artifact: undefined }))).toEqual(['signature.digest-mismatch']);
+    expect(await refusalCodes(request({ artifactSha256: other, artifact: undefined }))).toEqual([
+      'signature.digest-mismatch',
+    ]);
   });
 
   it('refuses a forged messageDigest (points at the pinned artifact, signature over other bytes): signature.invalid', async () => {
-    const forged = structuredClone(messageBundle(Buffer.from('evil'), key)) as { messageSignature: { messageDigest: { digest: string } } };
+    const forged = structuredClone(messageBundle(Buffer.from('evil'), key)) as {
+      messageSignature: { messageDigest: { digest: string } };
+    };
     forged.messageSignature.messageDigest.digest = Buffer.from(pinned, 'hex').toString('base64');
     expect(await refusalCodes(request({ bundle: forged }))).toEqual(['signature.invalid']);
   });
 
   it('refuses a signature by another key: signature.invalid', async () => {
-    expect(await refusalCodes(request({ policy: { kind: 'key', publicKeyPem: keyPair().pem } }))).toEqual(['signature.invalid']);
+    expect(await refusalCodes(request({ policy: { kind: 'key', publicKeyPem: keyPair().pem } }))).toEqual([
+      'signature.invalid',
+    ]);
   });
 
   it('refuses a message signature without the artifact bytes: signature.artifact-required', async () => {
@@ -122,10 +152,16 @@ describe('verifyArtifact with a key policy', () => {
 
   it('refuses a private key in the policy, and a PEM that is not a key: signature.key-invalid', async () => {
     const privatePem = key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    expect(await refusalCodes(request({ policy: { kind: 'key', publicKeyPem: privatePem } }))).toEqual(['signature.key-invalid']);
-    expect(await refusalCodes(request({ policy: { kind: 'key', publicKeyPem: '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n' } }))).toEqual([
+    expect(await refusalCodes(request({ policy: { kind: 'key', publicKeyPem: privatePem } }))).toEqual([
       'signature.key-invalid',
     ]);
+    expect(
+      await refusalCodes(
+        request({
+          policy: { kind: 'key', publicKeyPem: '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n' },
+        }),
+      ),
+    ).toEqual(['signature.key-invalid']);
   });
 });
 
@@ -135,20 +171,30 @@ describe('verifyArtifact policy', () => {
   });
 
   it('refuses a key-signed bundle under a keyless policy: signature.signer-kind', async () => {
-    const policy = { kind: 'keyless' as const, identity: 'https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main', issuer: 'https://token.actions.githubusercontent.com' };
+    const policy = {
+      kind: 'keyless' as const,
+      identity: 'https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main',
+      issuer: 'https://token.actions.githubusercontent.com',
+    };
     expect(await refusalCodes(request({ policy }))).toEqual(['signature.signer-kind']);
   });
 
   it('refuses a keyless policy with an empty identity: signature.policy-invalid', async () => {
-    expect(await refusalCodes(request({ policy: { kind: 'keyless', identity: '', issuer: 'https://accounts.google.com' } }))).toEqual(['signature.policy-invalid']);
+    expect(
+      await refusalCodes(request({ policy: { kind: 'keyless', identity: '', issuer: 'https://accounts.google.com' } })),
+    ).toEqual(['signature.policy-invalid']);
   });
 });
 
 describe('verifyArtifact bundle checks', () => {
   it('refuses malformed JSON and non-objects: signature.bundle-malformed', async () => {
-    expect(await refusalCodes(request({ bundle: JSON.stringify(bundle).slice(0, 80) }))).toEqual(['signature.bundle-malformed']);
+    expect(await refusalCodes(request({ bundle: JSON.stringify(bundle).slice(0, 80) }))).toEqual([
+      'signature.bundle-malformed',
+    ]);
     expect(await refusalCodes(request({ bundle: 42 }))).toEqual(['signature.bundle-malformed']);
-    expect(await refusalCodes(request({ bundle: { mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json' } }))).toEqual(['signature.bundle-malformed']);
+    expect(
+      await refusalCodes(request({ bundle: { mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json' } })),
+    ).toEqual(['signature.bundle-malformed']);
   });
 
   it('refuses a media type outside the allow-list: signature.media-type', async () => {
@@ -157,11 +203,19 @@ describe('verifyArtifact bundle checks', () => {
   });
 
   it('refuses a pin that is not a sha256: signature.pinned-digest-invalid', async () => {
-    expect(await refusalCodes(request({ artifactSha256: 'sha256:' + pinned }))).toEqual(['signature.pinned-digest-invalid']);
+    expect(await refusalCodes(request({ artifactSha256: 'sha256:' + pinned }))).toEqual([
+      'signature.pinned-digest-invalid',
+    ]);
   });
 
   it('never throws, whatever it is given', async () => {
-    for (const garbage of [null, undefined, {}, { bundle, artifactSha256: 7 }, { bundle, artifactSha256: pinned, policy: { kind: 'other' } }]) {
+    for (const garbage of [
+      null,
+      undefined,
+      {},
+      { bundle, artifactSha256: 7 },
+      { bundle, artifactSha256: pinned, policy: { kind: 'other' } },
+    ]) {
       const res = await verifyArtifact(garbage as unknown as VerifyRequest);
       expect(res.ok).toBe(false);
       expect(res.diagnostics).toHaveLength(1);
@@ -203,13 +257,17 @@ describe('verifyArtifact with DSSE (in-toto) bundles', () => {
 
   it('refuses a statement about another artifact: signature.digest-mismatch', async () => {
     const other = sha256(Buffer.from('other'));
-    expect(await refusalCodes(request({ bundle: dsseBundle(other, key), artifact: undefined }))).toEqual(['signature.digest-mismatch']);
+    expect(await refusalCodes(request({ bundle: dsseBundle(other, key), artifact: undefined }))).toEqual([
+      'signature.digest-mismatch',
+    ]);
     // the bytes hash to the pin, but the statement is not about them
     expect(await refusalCodes(request({ bundle: dsseBundle(other, key) }))).toEqual(['signature.digest-mismatch']);
   });
 
   it('refuses a DSSE payload that is not in-toto: signature.payload-type', async () => {
-    expect(await refusalCodes(request({ bundle: dsseBundle(pinned, key, 'application/json'), artifact: undefined }))).toEqual(['signature.payload-type']);
+    expect(
+      await refusalCodes(request({ bundle: dsseBundle(pinned, key, 'application/json'), artifact: undefined })),
+    ).toEqual(['signature.payload-type']);
   });
 });
 
@@ -233,13 +291,22 @@ describe('trusted roots', () => {
   it('refuses a root whose bytes do not match the pin: signature.trusted-root', async () => {
     const bytes = await readFile(SHIPPED_TRUSTED_ROOT_PATH);
     const wrongPin = sha256(Buffer.from('not the root'));
-    expect(await refusalCodes(request({ trustedRoot: { json: bytes, expectedSha256: wrongPin } }))).toEqual(['signature.trusted-root']);
-    // a pin cannot be checked on parsed JSON, so that is refused too rather than trusted unchecked
-    expect(await refusalCodes(request({ trustedRoot: { json: JSON.parse(bytes.toString()), expectedSha256: PUBLIC_GOOD_TRUSTED_ROOT_SHA256 } }))).toEqual([
+    expect(await refusalCodes(request({ trustedRoot: { json: bytes, expectedSha256: wrongPin } }))).toEqual([
       'signature.trusted-root',
     ]);
+    // a pin cannot be checked on parsed JSON, so that is refused too rather than trusted unchecked
+    expect(
+      await refusalCodes(
+        request({
+          trustedRoot: { json: JSON.parse(bytes.toString()), expectedSha256: PUBLIC_GOOD_TRUSTED_ROOT_SHA256 },
+        }),
+      ),
+    ).toEqual(['signature.trusted-root']);
     // and the right pin on the same bytes is accepted
-    expect((await verifyArtifact(request({ trustedRoot: { json: bytes, expectedSha256: PUBLIC_GOOD_TRUSTED_ROOT_SHA256 } }))).ok).toBe(true);
+    expect(
+      (await verifyArtifact(request({ trustedRoot: { json: bytes, expectedSha256: PUBLIC_GOOD_TRUSTED_ROOT_SHA256 } })))
+        .ok,
+    ).toBe(true);
   });
 
   it('refuses a shipped root file changed by one byte', async () => {
@@ -253,7 +320,9 @@ describe('trusted roots', () => {
   });
 
   it('refuses an authority without validFor.start, naming it', async () => {
-    const root = JSON.parse((await readFile(SHIPPED_TRUSTED_ROOT_PATH)).toString()) as { ctlogs: Array<{ publicKey: { validFor: { start?: string } } }> };
+    const root = JSON.parse((await readFile(SHIPPED_TRUSTED_ROOT_PATH)).toString()) as {
+      ctlogs: Array<{ publicKey: { validFor: { start?: string } } }>;
+    };
     delete root.ctlogs[1]?.publicKey.validFor.start;
     const checked = checkTrustedRoot({ json: JSON.stringify(root) });
     expect(!checked.ok && checked.diagnostic.path).toBe('$.ctlogs[1].publicKey.validFor.start');
@@ -261,7 +330,9 @@ describe('trusted roots', () => {
   });
 
   it('refuses an unknown trusted-root media type; accepts the empty root for key-signed bundles', async () => {
-    expect(await refusalCodes(request({ trustedRoot: { json: { ...emptyTrustedRoot(), mediaType: 'application/json' } } }))).toEqual(['signature.trusted-root']);
+    expect(
+      await refusalCodes(request({ trustedRoot: { json: { ...emptyTrustedRoot(), mediaType: 'application/json' } } })),
+    ).toEqual(['signature.trusted-root']);
     expect((await verifyArtifact(request({ trustedRoot: { json: emptyTrustedRoot() } }))).ok).toBe(true);
   });
 });

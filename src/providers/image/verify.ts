@@ -103,7 +103,14 @@ async function verifyPinned(request: VerifyRequest, digest: string): Promise<Ver
   const artifact = request.artifact;
   if (artifact !== undefined) {
     if (!(artifact instanceof Uint8Array)) {
-      return refuse(digest, refusal(SignatureCode.Unexpected, 'The artifact was not given as bytes.', 'This is an agentvm bug: the caller must pass the artifact as a Uint8Array.'));
+      return refuse(
+        digest,
+        refusal(
+          SignatureCode.Unexpected,
+          'The artifact was not given as bytes.',
+          'This is an agentvm bug: the caller must pass the artifact as a Uint8Array.',
+        ),
+      );
     }
     const actual = createHash('sha256').update(artifact).digest('hex');
     if (actual !== digest) {
@@ -124,7 +131,8 @@ async function verifyPinned(request: VerifyRequest, digest: string): Promise<Ver
   if (!parsed.ok) return refuse(digest, parsed.diagnostic);
   const bundle = parsed.bundle;
 
-  const root = request.trustedRoot === undefined ? await loadShippedTrustedRoot() : checkTrustedRoot(request.trustedRoot);
+  const root =
+    request.trustedRoot === undefined ? await loadShippedTrustedRoot() : checkTrustedRoot(request.trustedRoot);
   if (!root.ok) return refuse(digest, root.diagnostic);
 
   const keyed = bundle.verificationMaterial.content.$case === 'publicKey';
@@ -137,7 +145,7 @@ async function verifyPinned(request: VerifyRequest, digest: string): Promise<Ver
           ? 'The bundle is signed with a public key, but the policy expects a keyless (Sigstore certificate) signature.'
           : 'The bundle is signed with a Sigstore certificate, but the policy expects a signature by a specific public key.',
         keyed
-          ? 'Set `signature.key` to the signer\'s public key instead of `signature.identity`/`signature.issuer`, or have the artifact signed keylessly.'
+          ? "Set `signature.key` to the signer's public key instead of `signature.identity`/`signature.issuer`, or have the artifact signed keylessly."
           : 'Set `signature.identity` and `signature.issuer` instead of `signature.key`, or have the artifact signed with the key.',
       ),
     );
@@ -151,7 +159,7 @@ async function verifyPinned(request: VerifyRequest, digest: string): Promise<Ver
       digest,
       refusal(
         SignatureCode.ArtifactRequired,
-        'This bundle signs the artifact\'s bytes (a message signature), and they were not supplied.',
+        "This bundle signs the artifact's bytes (a message signature), and they were not supplied.",
         'Verify with the artifact file present; its sha256 is checked against the pin first.',
       ),
     );
@@ -173,7 +181,10 @@ async function verifyPinned(request: VerifyRequest, digest: string): Promise<Ver
 
   let entity: SignedEntity;
   try {
-    entity = lib.verify.toSignedEntity(bundle, artifact === undefined ? undefined : Buffer.from(artifact.buffer, artifact.byteOffset, artifact.byteLength));
+    entity = lib.verify.toSignedEntity(
+      bundle,
+      artifact === undefined ? undefined : Buffer.from(artifact.buffer, artifact.byteOffset, artifact.byteLength),
+    );
   } catch (err) {
     return refuse(
       digest,
@@ -197,7 +208,10 @@ async function verifyPinned(request: VerifyRequest, digest: string): Promise<Ver
 
   let signer: Signer;
   try {
-    signer = verifier.verify(entity, { subjectAlternativeName: policy.sanPattern, extensions: { issuer: policy.issuer } });
+    signer = verifier.verify(entity, {
+      subjectAlternativeName: policy.sanPattern,
+      extensions: { issuer: policy.issuer },
+    });
   } catch (err) {
     if (!(err instanceof lib.verify.PolicyError)) return refuse(digest, libraryRefusal(err, lib));
     // Everything but the policy verified; verify again without it to say which part of the identity differs.
@@ -216,7 +230,10 @@ function refuse(digest: string, diagnostic: Diagnostic): VerifyResponse {
 }
 
 function identityOf(signer: Signer): { subjectAlternativeName?: string | undefined; issuer?: string | undefined } {
-  return { subjectAlternativeName: signer.identity?.subjectAlternativeName, issuer: signer.identity?.extensions?.issuer };
+  return {
+    subjectAlternativeName: signer.identity?.subjectAlternativeName,
+    issuer: signer.identity?.extensions?.issuer,
+  };
 }
 
 type OptionsResult = { ok: true; value: VerifierOptions } | { ok: false; diagnostic: Diagnostic };
@@ -235,7 +252,11 @@ function verifierOptions(thresholds: VerifyThresholds | undefined): OptionsResul
     if (!Number.isSafeInteger(n) || n < 0) {
       return {
         ok: false,
-        diagnostic: refusal(SignatureCode.PolicyInvalid, `The ${name} threshold ${JSON.stringify(n)} is not a non-negative integer.`, 'Leave thresholds unset (the defaults require one of each) or set whole numbers.'),
+        diagnostic: refusal(
+          SignatureCode.PolicyInvalid,
+          `The ${name} threshold ${JSON.stringify(n)} is not a non-negative integer.`,
+          'Leave thresholds unset (the defaults require one of each) or set whole numbers.',
+        ),
       };
     }
     value[option] = n;
@@ -267,7 +288,10 @@ function authorities(json: Readonly<Record<string, unknown>>, shipped: boolean, 
 function keyFinder(policy: PreparedPolicy, lib: SigstoreLib): TrustMaterial['publicKey'] {
   if (policy.kind === 'key') return () => ({ publicKey: policy.publicKey, validFor: () => true });
   return () => {
-    throw new lib.verify.VerificationError({ code: 'PUBLIC_KEY_ERROR', message: 'a keyless policy trusts no public key' });
+    throw new lib.verify.VerificationError({
+      code: 'PUBLIC_KEY_ERROR',
+      message: 'a keyless policy trusts no public key',
+    });
   };
 }
 
@@ -280,14 +304,14 @@ function libraryRefusal(err: unknown, lib: SigstoreLib): Diagnostic {
     return refusal(
       SignatureCode.Certificate,
       `The signing certificate is not trusted (${why}).`,
-      'It does not chain to a certificate authority of the trusted root that was valid at signing time, or lacks the required SCTs. If the bundle comes from another Sigstore instance (e.g. staging), verify it with that instance\'s trusted root; otherwise do not deploy this artifact.',
+      "It does not chain to a certificate authority of the trusted root that was valid at signing time, or lacks the required SCTs. If the bundle comes from another Sigstore instance (e.g. staging), verify it with that instance's trusted root; otherwise do not deploy this artifact.",
     );
   }
   if (code.startsWith('TLOG')) {
     return refusal(
       SignatureCode.Tlog,
       `The bundle's transparency-log evidence does not verify (${why}).`,
-      'The log entry is missing, does not match this signature, or its proof does not check against the trusted root\'s logs. Re-download the bundle; if it comes from another Sigstore instance, use that instance\'s trusted root. Do not deploy until it verifies.',
+      "The log entry is missing, does not match this signature, or its proof does not check against the trusted root's logs. Re-download the bundle; if it comes from another Sigstore instance, use that instance's trusted root. Do not deploy until it verifies.",
     );
   }
   if (code === 'TIMESTAMP_ERROR') {
@@ -298,7 +322,11 @@ function libraryRefusal(err: unknown, lib: SigstoreLib): Diagnostic {
     );
   }
   if (code === 'UNTRUSTED_SIGNER_ERROR') {
-    return refusal(SignatureCode.Identity, `The signer does not match the policy (${why}).`, 'Check `signature.identity` and `signature.issuer` against who actually signed the artifact.');
+    return refusal(
+      SignatureCode.Identity,
+      `The signer does not match the policy (${why}).`,
+      'Check `signature.identity` and `signature.issuer` against who actually signed the artifact.',
+    );
   }
   if (isLibraryError) {
     return refusal(

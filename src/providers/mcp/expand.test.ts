@@ -18,17 +18,27 @@ describe('the MCP provider expands one gateway per profile that declares MCP ser
     expect(gateways.map((g) => g.address)).toEqual(['mcp.web.web-core', 'mcp.web.web-research']);
     expect(gateways[0]).toMatchObject({
       identity: 'agentvm-mcp-web.web-core.service',
-      config: { workload: 'web', profile: 'web-core', riskTier: 'moderate', servers: [{ name: 'search', url: 'https://api.example.com/mcp', tools: [{ name: 'find', sha256: A }] }, { name: 'local', command: ['node', 'tools/server.mjs'], tools: [{ name: 'grep', sha256: A }] }] },
+      config: {
+        workload: 'web',
+        profile: 'web-core',
+        riskTier: 'moderate',
+        servers: [
+          { name: 'search', url: 'https://api.example.com/mcp', tools: [{ name: 'find', sha256: A }] },
+          { name: 'local', command: ['node', 'tools/server.mjs'], tools: [{ name: 'grep', sha256: A }] },
+        ],
+      },
       dependsOn: ['release.web', 'egress.server'],
     });
     expect(resources.find((r) => r.address === 'unit.web.web-core')?.dependsOn).toContain('mcp.web.web-core');
   });
 
-  it('GIVEN an HTTP MCP server THEN its destination is the gateway\'s egress allowlist and not the profile\'s', () => {
+  it("GIVEN an HTTP MCP server THEN its destination is the gateway's egress allowlist and not the profile's", () => {
     const egress = expand(withMcp).resources.find((r) => r.address === 'egress.server')!;
     const callers = egress.config.callers as Array<{ id: string; entries: Array<{ host: string; port: number }> }>;
     expect(callers.find((c) => c.id === 'mcp.web.web-core')?.entries).toEqual([{ host: 'api.example.com', port: 443 }]);
-    expect(callers.find((c) => c.id === 'unit.web.web-core')?.entries.map((e) => `${e.host}:${e.port}`)).not.toContain('api.example.com:443');
+    expect(callers.find((c) => c.id === 'unit.web.web-core')?.entries.map((e) => `${e.host}:${e.port}`)).not.toContain(
+      'api.example.com:443',
+    );
   });
 
   it('GIVEN no MCP servers THEN no gateway, and the units do not wait for one', () => {
@@ -40,8 +50,16 @@ describe('the MCP provider expands one gateway per profile that declares MCP ser
 
 describe('the MCP gateway unit', () => {
   it('GIVEN system scope THEN a hardened unit that may write only its own state and the audit log', () => {
-    const text = renderMcpUnit({ node: '/usr/bin/node', bin: '/opt/agentvm/bin/run.js', root: '/', address: 'mcp.web.web-core', scope: 'system' }).text!;
-    expect(text).toContain('ExecStart=/usr/bin/node /opt/agentvm/bin/run.js mcp serve --root / --address mcp.web.web-core');
+    const text = renderMcpUnit({
+      node: '/usr/bin/node',
+      bin: '/opt/agentvm/bin/run.js',
+      root: '/',
+      address: 'mcp.web.web-core',
+      scope: 'system',
+    }).text!;
+    expect(text).toContain(
+      'ExecStart=/usr/bin/node /opt/agentvm/bin/run.js mcp serve --root / --address mcp.web.web-core',
+    );
     expect(text).toContain('X-AgentvmOwner=mcp.web.web-core');
     expect(text).toContain('ProtectSystem=strict');
     expect(text).toContain('ReadWritePaths=-/var/lib/agentvm/mcp -/run/agentvm/mcp -/var/log/agentvm');
@@ -49,7 +67,13 @@ describe('the MCP gateway unit', () => {
   });
 
   it('GIVEN a root with a space THEN refused with mcp.unsafe-unit-value, nothing rendered', () => {
-    const r = renderMcpUnit({ node: '/usr/bin/node', bin: '/opt/agentvm/bin/run.js', root: '/srv/my root', address: 'mcp.web.web-core', scope: 'user' });
+    const r = renderMcpUnit({
+      node: '/usr/bin/node',
+      bin: '/opt/agentvm/bin/run.js',
+      root: '/srv/my root',
+      address: 'mcp.web.web-core',
+      scope: 'user',
+    });
     expect(r.text).toBeUndefined();
     expect(r.diagnostics.map((d) => d.code)).toEqual(['mcp.unsafe-unit-value']);
   });

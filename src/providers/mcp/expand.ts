@@ -20,12 +20,14 @@ export interface McpServerConfig {
 
 /** The `kind: mcp` servers of a workload's contract (empty: the workload has no MCP gateway). */
 export function mcpServersOf(w: Pick<ExpandWorkload, 'contract'>): McpServerConfig[] {
-  return (w.contract.spec.tools ?? []).filter((t) => t.kind === 'mcp').map((t) => ({
-    name: t.name,
-    ...(t.command ? { command: [...t.command] } : {}),
-    ...(t.url ? { url: t.url } : {}),
-    tools: (t.tools ?? []).map((p) => ({ name: p.name, sha256: p.sha256 })),
-  }));
+  return (w.contract.spec.tools ?? [])
+    .filter((t) => t.kind === 'mcp')
+    .map((t) => ({
+      name: t.name,
+      ...(t.command ? { command: [...t.command] } : {}),
+      ...(t.url ? { url: t.url } : {}),
+      tools: (t.tools ?? []).map((p) => ({ name: p.name, sha256: p.sha256 })),
+    }));
 }
 
 export function expandMcpGateways(req: ExpandRequest): ExpandResponse {
@@ -44,7 +46,14 @@ export function expandMcpGateways(req: ExpandRequest): ExpandResponse {
         provider: 'mcp',
         workload: w.name,
         identity: mcpUnitName(w.name, profile.name),
-        config: { workload: w.name, profile: profile.name, scope, riskTier: w.contract.spec.riskTier, releaseId, servers },
+        config: {
+          workload: w.name,
+          profile: profile.name,
+          scope,
+          riskTier: w.contract.spec.riskTier,
+          releaseId,
+          servers,
+        },
         dependsOn: [...(expanded.has(release) ? [release] : []), EGRESS_SERVER_ADDRESS],
       });
     }

@@ -22,7 +22,22 @@ import type { LiveResource, LockedResource, Reason } from '../../model/resources
 import { mcpPaths, mcpUnitName, readSettings, readStatus, settingsDigest, type McpSettings } from '../../mcp/paths.js';
 import { agentvmBin } from '../../gate/unit.js';
 import { egressPaths } from '../../egress/paths.js';
-import type { ApplyRequest, ApplyResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import type {
+  ApplyRequest,
+  ApplyResponse,
+  ExpandRequest,
+  ExpandResponse,
+  HostContext,
+  ListRequest,
+  ListResponse,
+  PlanRequest,
+  PlanResponse,
+  Provider,
+  ReadRequest,
+  ReadResponse,
+  ValidateRequest,
+  ValidateResponse,
+} from '../provider.js';
 import type { UnitScope } from '../systemd/analyze.js';
 import { entrypointProgram, execDirectives, resolveExec } from '../systemd/exec-allowlist.js';
 import { hardeningFor, type RiskTier } from '../systemd/gateway-unit.js';
@@ -59,16 +74,42 @@ interface LiveMcpGateway {
 
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 const sha256 = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
-const digestOf = (unit: string | null, settings: McpSettings | null): string => sha256(`${unit ?? '-'}\n${settings ? settingsDigest(settings) : '-'}`);
+const digestOf = (unit: string | null, settings: McpSettings | null): string =>
+  sha256(`${unit ?? '-'}\n${settings ? settingsDigest(settings) : '-'}`);
 const configDigest = (c: McpGatewayConfig): string => sha256(canonicalJson(c));
 
-export function parseMcpConfig(config: Record<string, unknown>, address: string): { config?: McpGatewayConfig; diagnostics: Diagnostic[] } {
+export function parseMcpConfig(
+  config: Record<string, unknown>,
+  address: string,
+): { config?: McpGatewayConfig; diagnostics: Diagnostic[] } {
   const c = config as Partial<McpGatewayConfig>;
-  const ok = typeof c.workload === 'string' && NAME.test(c.workload) && typeof c.profile === 'string' && NAME.test(c.profile)
-    && address === `mcp.${c.workload}.${c.profile}` && (c.scope === 'system' || c.scope === 'user')
-    && ['low', 'moderate', 'high', 'critical'].includes(String(c.riskTier)) && typeof c.releaseId === 'string' && /^[A-Za-z0-9._@+-]+$/.test(c.releaseId)
-    && Array.isArray(c.servers) && c.servers.every((s) => typeof s?.name === 'string' && Array.isArray(s.tools) && (Array.isArray(s.command) !== (typeof s.url === 'string')));
-  if (!ok) return { diagnostics: [errorDiag(McpCode.invalidConfig, `${address}: the MCP gateway configuration is malformed.`, { address, detail: 'It is made by agentvm from the workload\'s contract (spec.tools, kind: mcp); re-plan from the repository.' })] };
+  const ok =
+    typeof c.workload === 'string' &&
+    NAME.test(c.workload) &&
+    typeof c.profile === 'string' &&
+    NAME.test(c.profile) &&
+    address === `mcp.${c.workload}.${c.profile}` &&
+    (c.scope === 'system' || c.scope === 'user') &&
+    ['low', 'moderate', 'high', 'critical'].includes(String(c.riskTier)) &&
+    typeof c.releaseId === 'string' &&
+    /^[A-Za-z0-9._@+-]+$/.test(c.releaseId) &&
+    Array.isArray(c.servers) &&
+    c.servers.every(
+      (s) =>
+        typeof s?.name === 'string' &&
+        Array.isArray(s.tools) &&
+        Array.isArray(s.command) !== (typeof s.url === 'string'),
+    );
+  if (!ok)
+    return {
+      diagnostics: [
+        errorDiag(McpCode.invalidConfig, `${address}: the MCP gateway configuration is malformed.`, {
+          address,
+          detail:
+            "It is made by agentvm from the workload's contract (spec.tools, kind: mcp); re-plan from the repository.",
+        }),
+      ],
+    };
   return { config: c as McpGatewayConfig, diagnostics: [] };
 }
 
@@ -77,19 +118,41 @@ export function parseMcpConfig(config: Record<string, unknown>, address: string)
  * contract), no network at all (a stdio server's only channel is its pipe to the gateway), and an exec allowlist of
  * the servers' programs and their libraries. Reads the host (the allowlist), so it runs in apply only.
  */
-async function sandboxOf(config: McpGatewayConfig, releaseDir: string, endpoint: SystemdEndpoint): Promise<Array<[string, string]>> {
+async function sandboxOf(
+  config: McpGatewayConfig,
+  releaseDir: string,
+  endpoint: SystemdEndpoint,
+): Promise<Array<[string, string]>> {
   const net = new Set(['PrivateNetwork', 'RestrictAddressFamilies']);
   const hardening = hardeningFor(config.riskTier, config.scope, { privateNetwork: true }).filter(([k]) => !net.has(k));
   const files = new Set<string>();
   const dirs = new Set<string>();
   for (const s of config.servers) {
     if (!s.command) continue;
-    const facts = await resolveExec({ entrypoint: entrypointProgram(s.command, releaseDir), programs: [], releaseDir, reload: false, toHost: (p) => hostPathOf(endpoint, p) });
+    const facts = await resolveExec({
+      entrypoint: entrypointProgram(s.command, releaseDir),
+      programs: [],
+      releaseDir,
+      reload: false,
+      toHost: (p) => hostPathOf(endpoint, p),
+    });
     facts.files.forEach((f) => files.add(f));
     facts.dirs.forEach((d) => dirs.add(d));
   }
-  const exec = execDirectives({ programs: [], releaseDir, entrypoint: null, facts: { files: [...files].sort(), dirs: [...dirs].sort(), programs: [] }, runtimeDirs: [] });
-  return [...hardening, ['PrivateNetwork', 'yes'], ['RestrictAddressFamilies', 'AF_UNIX'], ['IPAddressDeny', 'any'], ...exec];
+  const exec = execDirectives({
+    programs: [],
+    releaseDir,
+    entrypoint: null,
+    facts: { files: [...files].sort(), dirs: [...dirs].sort(), programs: [] },
+    runtimeDirs: [],
+  });
+  return [
+    ...hardening,
+    ['PrivateNetwork', 'yes'],
+    ['RestrictAddressFamilies', 'AF_UNIX'],
+    ['IPAddressDeny', 'any'],
+    ...exec,
+  ];
 }
 
 export interface McpProviderOptions {
@@ -116,7 +179,12 @@ export class McpProvider implements Provider {
   }
 
   private context(host: HostContext, endpoint: SystemdEndpoint): RenderContext {
-    return { node: process.execPath, bin: agentvmBin(), root: managerPath(endpoint, path.resolve(host.root)), releasesDir: managerPath(endpoint, host.paths.releases) };
+    return {
+      node: process.execPath,
+      bin: agentvmBin(),
+      root: managerPath(endpoint, path.resolve(host.root)),
+      releasesDir: managerPath(endpoint, host.paths.releases),
+    };
   }
 
   validate(req: ValidateRequest): ValidateResponse {
@@ -131,18 +199,39 @@ export class McpProvider implements Provider {
     let found: { exists: boolean; live: LiveMcpGateway } | undefined;
     try {
       for (const scope of known ? [known] : (['system', 'user'] as const)) {
-        found = await this.readAt(host, this.endpointFor(host, scope), address, mcpUnitName(names.workload, names.profile));
+        found = await this.readAt(
+          host,
+          this.endpointFor(host, scope),
+          address,
+          mcpUnitName(names.workload, names.profile),
+        );
         if (found.exists) break;
       }
     } catch (error) {
-      return { live: { address, provider: this.type, exists: false }, diagnostics: [errorDiag(McpCode.account, `${address}: ${(error as Error).message}`, { address })] };
+      return {
+        live: { address, provider: this.type, exists: false },
+        diagnostics: [errorDiag(McpCode.account, `${address}: ${(error as Error).message}`, { address })],
+      };
     }
     const { exists, live } = found!;
-    const out: LiveResource = { address, provider: this.type, exists, ...(exists ? { identity: mcpUnitName(names.workload, names.profile), digest: digestOf(live.unitDigest, live.settings) } : {}), attributes: live as unknown as Record<string, unknown> };
+    const out: LiveResource = {
+      address,
+      provider: this.type,
+      exists,
+      ...(exists
+        ? { identity: mcpUnitName(names.workload, names.profile), digest: digestOf(live.unitDigest, live.settings) }
+        : {}),
+      attributes: live as unknown as Record<string, unknown>,
+    };
     return { live: out, diagnostics: [] };
   }
 
-  private async readAt(host: HostContext, endpoint: SystemdEndpoint, address: string, unit: string): Promise<{ exists: boolean; live: LiveMcpGateway }> {
+  private async readAt(
+    host: HostContext,
+    endpoint: SystemdEndpoint,
+    address: string,
+    unit: string,
+  ): Promise<{ exists: boolean; live: LiveMcpGateway }> {
     const file = await unitOwner(path.join(endpoint.unitDir, unit));
     let settings: McpSettings | null = null;
     try {
@@ -150,8 +239,18 @@ export class McpProvider implements Provider {
     } catch {
       settings = null;
     }
-    const active = file && endpoint.mode === 'online' ? ((await show(endpoint, unit, ['ActiveState'])).ActiveState ?? null) : null;
-    return { exists: file?.owner === address, live: { context: this.context(host, endpoint), mode: endpoint.mode, unitDigest: file ? sha256(file.text) : null, settings, active } };
+    const active =
+      file && endpoint.mode === 'online' ? ((await show(endpoint, unit, ['ActiveState'])).ActiveState ?? null) : null;
+    return {
+      exists: file?.owner === address,
+      live: {
+        context: this.context(host, endpoint),
+        mode: endpoint.mode,
+        unitDigest: file ? sha256(file.text) : null,
+        settings,
+        active,
+      },
+    };
   }
 
   plan(req: PlanRequest): PlanResponse {
@@ -160,23 +259,65 @@ export class McpProvider implements Provider {
     const unit = live.identity ?? (desired ? String(desired.identity) : address);
     const drift: Reason[] = [];
     const stopped = live.exists && l?.mode === 'online' && l.active !== 'active' && l.active !== 'activating';
-    if (locked && !live.exists) drift.push({ code: 'live-missing', message: `${unit} is missing from the unit directory.` });
-    if (locked && live.exists && live.digest !== locked.digest) drift.push({ code: 'live-modified', message: `${unit} or its settings differ from what was applied.` });
-    if (locked && stopped) drift.push({ code: 'live-modified', message: `${unit} is not running (${l?.active ?? 'unknown'}): the profile cannot reach its MCP tools.` });
+    if (locked && !live.exists)
+      drift.push({ code: 'live-missing', message: `${unit} is missing from the unit directory.` });
+    if (locked && live.exists && live.digest !== locked.digest)
+      drift.push({ code: 'live-modified', message: `${unit} or its settings differ from what was applied.` });
+    if (locked && stopped)
+      drift.push({
+        code: 'live-modified',
+        message: `${unit} is not running (${l?.active ?? 'unknown'}): the profile cannot reach its MCP tools.`,
+      });
     if (!desired) {
       if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
-      return { action: 'delete', effect: 'none', reasons: [{ code: 'removed', message: `The profile declares no MCP server any more: ${unit} is stopped, disabled and removed.` }], drift, diagnostics: [] };
+      return {
+        action: 'delete',
+        effect: 'none',
+        reasons: [
+          {
+            code: 'removed',
+            message: `The profile declares no MCP server any more: ${unit} is stopped, disabled and removed.`,
+          },
+        ],
+        drift,
+        diagnostics: [],
+      };
     }
     const parsed = parseMcpConfig(desired.config, address);
     if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] }; // validate reports it
     const servers = parsed.config.servers.map((s) => s.name).join(', ');
-    if (!live.exists || !l) return { action: 'create', effect: 'none', reasons: [{ code: locked ? 'live-missing' : 'new', message: `Install and start the MCP gateway ${unit} for ${servers}: the profile's only way to them, pinned and audited.` }], drift, diagnostics: [] };
+    if (!live.exists || !l)
+      return {
+        action: 'create',
+        effect: 'none',
+        reasons: [
+          {
+            code: locked ? 'live-missing' : 'new',
+            message: `Install and start the MCP gateway ${unit} for ${servers}: the profile's only way to them, pinned and audited.`,
+          },
+        ],
+        drift,
+        diagnostics: [],
+      };
     const rendered = renderMcpUnit({ ...l.context, address, scope: parsed.config.scope });
-    if (!rendered.text) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: rendered.diagnostics };
+    if (!rendered.text)
+      return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: rendered.diagnostics };
     const reasons: Reason[] = [];
-    if (sha256(rendered.text) !== l.unitDigest) reasons.push({ code: 'config-changed', message: `${unit} changed: it is restarted (the profile's open MCP sessions drop).` });
-    if (l.settings?.configDigest !== configDigest(parsed.config)) reasons.push({ code: 'config-changed', message: `The MCP servers or pins of ${address} changed: the gateway restarts with them (the profile does not).` });
-    if (stopped) reasons.push({ code: 'live-modified', message: `${unit} is not running (${l.active ?? 'unknown'}): it is started.` });
+    if (sha256(rendered.text) !== l.unitDigest)
+      reasons.push({
+        code: 'config-changed',
+        message: `${unit} changed: it is restarted (the profile's open MCP sessions drop).`,
+      });
+    if (l.settings?.configDigest !== configDigest(parsed.config))
+      reasons.push({
+        code: 'config-changed',
+        message: `The MCP servers or pins of ${address} changed: the gateway restarts with them (the profile does not).`,
+      });
+    if (stopped)
+      reasons.push({
+        code: 'live-modified',
+        message: `${unit} is not running (${l.active ?? 'unknown'}): it is started.`,
+      });
     if (!reasons.length) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
     return { action: 'update', effect: 'restart', reasons, drift, diagnostics: [] };
   }
@@ -186,8 +327,15 @@ export class McpProvider implements Provider {
     const address = change.address;
     const progress = req.progress ?? (() => {});
     if (change.action === 'delete') return this.remove(host, address, scopeOf(undefined, req.locked), progress);
-    const parsed = change.desired ? parseMcpConfig(change.desired.config, address) : { diagnostics: [] as Diagnostic[] };
-    if (!parsed.config) return { diagnostics: parsed.diagnostics.length ? parsed.diagnostics : [errorDiag(McpCode.invalidConfig, `${address}: no desired configuration.`, { address })] };
+    const parsed = change.desired
+      ? parseMcpConfig(change.desired.config, address)
+      : { diagnostics: [] as Diagnostic[] };
+    if (!parsed.config)
+      return {
+        diagnostics: parsed.diagnostics.length
+          ? parsed.diagnostics
+          : [errorDiag(McpCode.invalidConfig, `${address}: no desired configuration.`, { address })],
+      };
     const config = parsed.config;
     const unit = mcpUnitName(config.workload, config.profile);
     let endpoint: SystemdEndpoint;
@@ -210,7 +358,9 @@ export class McpProvider implements Provider {
       configDigest: configDigest(config),
       releaseDir,
       socket: managerPath(endpoint, paths.socket(address)),
-      egressSocket: config.servers.some((s) => s.url !== undefined) ? managerPath(endpoint, egressPaths(host.root).callerSocket(address)) : null,
+      egressSocket: config.servers.some((s) => s.url !== undefined)
+        ? managerPath(endpoint, egressPaths(host.root).callerSocket(address))
+        : null,
       servers: config.servers,
       sandbox: await sandboxOf(config, releaseDir, endpoint),
     };
@@ -229,7 +379,8 @@ export class McpProvider implements Provider {
       before = undefined;
     }
     const settingsChanged = !before || settingsDigest(before) !== digest;
-    if (settingsChanged) await writeAtomic(paths.settings(address), `${JSON.stringify(settings, null, 2)}\n`, undefined);
+    if (settingsChanged)
+      await writeAtomic(paths.settings(address), `${JSON.stringify(settings, null, 2)}\n`, undefined);
     // 2. The unit.
     const unitFile = path.join(endpoint.unitDir, unit);
     const old = await unitOwner(unitFile);
@@ -238,7 +389,14 @@ export class McpProvider implements Provider {
       await mkdirOwned(endpoint.unitDir, '.', endpoint.fileOwner);
       await writeAtomic(unitFile, rendered.text, endpoint.fileOwner);
     }
-    const locked = { address, provider: this.type, workload: config.workload, identity: unit, digest: digestOf(sha256(rendered.text), settings), attributes: { scope: config.scope, unit } };
+    const locked = {
+      address,
+      provider: this.type,
+      workload: config.workload,
+      identity: unit,
+      digest: digestOf(sha256(rendered.text), settings),
+      attributes: { scope: config.scope, unit },
+    };
     if (endpoint.mode === 'offline') {
       if (!(await ctl(endpoint, ['enable', unit], address, diagnostics))) return { diagnostics };
       progress(`${address}: ${unit} rendered and enabled offline; it starts when the manager does`);
@@ -247,7 +405,8 @@ export class McpProvider implements Provider {
     // 3. The manager: (re)start unless the running gateway already serves exactly these settings.
     if (unitChanged && !(await ctl(endpoint, ['daemon-reload'], address, diagnostics))) return { diagnostics };
     const state = await show(endpoint, unit, ['UnitFileState', 'ActiveState', 'MainPID']);
-    if (state.UnitFileState !== 'enabled' && !(await ctl(endpoint, ['enable', unit], address, diagnostics))) return { diagnostics };
+    if (state.UnitFileState !== 'enabled' && !(await ctl(endpoint, ['enable', unit], address, diagnostics)))
+      return { diagnostics };
     const served = readStatus(paths.status(address));
     const fresh = state.ActiveState === 'active' && served?.pid === Number(state.MainPID) && served.digest === digest;
     if (!fresh || unitChanged) {
@@ -257,20 +416,33 @@ export class McpProvider implements Provider {
     }
     const up = await this.waitServing(endpoint, unit, paths.status(address), digest);
     if (!up.ok) {
-      return { diagnostics: [errorDiag(McpCode.startFailed, `${address}: ${unit} does not serve its MCP servers (${up.why}).`, { address, detail: `Run \`agentvm mcp serve --root ${host.root} --address ${address}\` by hand as the account the unit runs as to see the error (a stdio server that does not start, or an HTTP server that does not answer, is the common cause).` })] };
+      return {
+        diagnostics: [
+          errorDiag(McpCode.startFailed, `${address}: ${unit} does not serve its MCP servers (${up.why}).`, {
+            address,
+            detail: `Run \`agentvm mcp serve --root ${host.root} --address ${address}\` by hand as the account the unit runs as to see the error (a stdio server that does not start, or an HTTP server that does not answer, is the common cause).`,
+          }),
+        ],
+      };
     }
     progress(`${address}: ${unit} serves ${config.servers.length} MCP server(s) (main PID ${up.pid})`);
     return { locked, diagnostics };
   }
 
-  private async waitServing(endpoint: SystemdEndpoint, unit: string, statusFile: string, digest: string): Promise<{ ok: true; pid: number } | { ok: false; why: string }> {
+  private async waitServing(
+    endpoint: SystemdEndpoint,
+    unit: string,
+    statusFile: string,
+    digest: string,
+  ): Promise<{ ok: true; pid: number } | { ok: false; why: string }> {
     const timeout = this.options.startTimeoutMs ?? 30_000;
     const deadline = Date.now() + timeout;
     for (;;) {
       const s = await show(endpoint, unit, ['ActiveState', 'SubState', 'Result', 'MainPID']);
       const pid = Number(s.MainPID ?? 0);
       const status = readStatus(statusFile);
-      if (s.ActiveState === 'active' && pid > 0 && status?.pid === pid && status.digest === digest) return { ok: true, pid };
+      if (s.ActiveState === 'active' && pid > 0 && status?.pid === pid && status.digest === digest)
+        return { ok: true, pid };
       const why = `${s.ActiveState ?? '?'}/${s.SubState ?? '?'}, result ${s.Result ?? '?'}`;
       if (s.ActiveState === 'failed') return { ok: false, why };
       if (Date.now() > deadline) return { ok: false, why: `${why} after ${timeout} ms` };
@@ -278,7 +450,12 @@ export class McpProvider implements Provider {
     }
   }
 
-  private async remove(host: HostContext, address: string, known: UnitScope | undefined, progress: (m: string) => void): Promise<ApplyResponse> {
+  private async remove(
+    host: HostContext,
+    address: string,
+    known: UnitScope | undefined,
+    progress: (m: string) => void,
+  ): Promise<ApplyResponse> {
     const names = namesOf(address);
     const diagnostics: Diagnostic[] = [];
     if (!names) return { diagnostics };
@@ -327,7 +504,8 @@ export class McpProvider implements Provider {
       }
       for (const n of names) {
         const owner = (await unitOwner(path.join(endpoint.unitDir, n)))?.owner;
-        if (owner && namesOf(owner) && mcpUnitName(namesOf(owner)!.workload, namesOf(owner)!.profile) === n) owned.push({ address: owner, identity: n });
+        if (owner && namesOf(owner) && mcpUnitName(namesOf(owner)!.workload, namesOf(owner)!.profile) === n)
+          owned.push({ address: owner, identity: n });
       }
     }
     return { owned, diagnostics: [] };
@@ -339,7 +517,10 @@ function namesOf(address: string): { workload: string; profile: string } | undef
   return m ? { workload: m[1]!, profile: m[2]! } : undefined;
 }
 
-function scopeOf(config: Record<string, unknown> | undefined, locked: LockedResource | undefined): UnitScope | undefined {
+function scopeOf(
+  config: Record<string, unknown> | undefined,
+  locked: LockedResource | undefined,
+): UnitScope | undefined {
   const s = config?.scope ?? locked?.attributes?.scope;
   return s === 'user' || s === 'system' ? s : undefined;
 }
@@ -363,9 +544,19 @@ async function show(endpoint: SystemdEndpoint, unit: string, props: string[]): P
   return r.code === 0 ? parseShow(r.stdout) : {};
 }
 
-async function ctl(endpoint: SystemdEndpoint, args: string[], address: string, diagnostics: Diagnostic[]): Promise<boolean> {
+async function ctl(
+  endpoint: SystemdEndpoint,
+  args: string[],
+  address: string,
+  diagnostics: Diagnostic[],
+): Promise<boolean> {
   const r = await endpoint.systemctl(args);
   if (r.code === 0) return true;
-  diagnostics.push(errorDiag(McpCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, { address, detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000) }));
+  diagnostics.push(
+    errorDiag(McpCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
+      address,
+      detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
+    }),
+  );
   return false;
 }

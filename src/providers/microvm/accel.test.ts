@@ -43,8 +43,28 @@ describe('resolveAccel with prepareProbe', () => {
       asked++;
       return undefined;
     };
-    expect((await resolveAccel({ setting: 'tcg', kernelPath: 'k', initrdPath: 'i', cacheFile: join(dir, 'x.json'), prepareProbe })).accel).toBe('tcg');
-    expect((await resolveAccel({ setting: 'kvm', kernelPath: 'k', initrdPath: 'i', cacheFile: join(dir, 'x.json'), prepareProbe })).accel).toBe('kvm');
+    expect(
+      (
+        await resolveAccel({
+          setting: 'tcg',
+          kernelPath: 'k',
+          initrdPath: 'i',
+          cacheFile: join(dir, 'x.json'),
+          prepareProbe,
+        })
+      ).accel,
+    ).toBe('tcg');
+    expect(
+      (
+        await resolveAccel({
+          setting: 'kvm',
+          kernelPath: 'k',
+          initrdPath: 'i',
+          cacheFile: join(dir, 'x.json'),
+          prepareProbe,
+        })
+      ).accel,
+    ).toBe('kvm');
     expect(asked).toBe(0);
   });
 });

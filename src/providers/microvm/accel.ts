@@ -50,20 +50,43 @@ export async function resolveAccel(request: AccelRequest): Promise<AccelResoluti
   const binary = request.binary ?? 'qemu-system-x86_64';
   const key = cacheKey(binary);
   try {
-    const cached = JSON.parse(await readFile(request.cacheFile, 'utf8')) as { key?: string; accel?: QemuAccel; reason?: string };
-    if (cached.key === key && (cached.accel === 'kvm' || cached.accel === 'tcg')) return { accel: cached.accel, reason: `${cached.reason ?? ''} (remembered since this host booted)`.trim(), cached: true };
+    const cached = JSON.parse(await readFile(request.cacheFile, 'utf8')) as {
+      key?: string;
+      accel?: QemuAccel;
+      reason?: string;
+    };
+    if (cached.key === key && (cached.accel === 'kvm' || cached.accel === 'tcg'))
+      return {
+        accel: cached.accel,
+        reason: `${cached.reason ?? ''} (remembered since this host booted)`.trim(),
+        cached: true,
+      };
   } catch {
     // No cache yet, or unreadable: probe.
   }
-  let images: { kernelPath: string; initrdPath: string; dispose: () => Promise<void> } | undefined = { kernelPath: request.kernelPath, initrdPath: request.initrdPath, dispose: async () => {} };
+  let images: { kernelPath: string; initrdPath: string; dispose: () => Promise<void> } | undefined = {
+    kernelPath: request.kernelPath,
+    initrdPath: request.initrdPath,
+    dispose: async () => {},
+  };
   if (request.prepareProbe !== undefined) {
     // Without /dev/kvm there is nothing to probe: detectAccel answers TCG before booting anything.
     images = existsSync('/dev/kvm') ? await request.prepareProbe() : images;
-    if (images === undefined) return { accel: 'tcg', reason: 'the images did not match their pins, so no KVM probe was booted.', cached: false };
+    if (images === undefined)
+      return {
+        accel: 'tcg',
+        reason: 'the images did not match their pins, so no KVM probe was booted.',
+        cached: false,
+      };
   }
   let choice: AccelChoice;
   try {
-    choice = await detectAccel({ kernelPath: images.kernelPath, initrdPath: images.initrdPath, binary, ...(request.probeTimeoutMs === undefined ? {} : { timeoutMs: request.probeTimeoutMs }) });
+    choice = await detectAccel({
+      kernelPath: images.kernelPath,
+      initrdPath: images.initrdPath,
+      binary,
+      ...(request.probeTimeoutMs === undefined ? {} : { timeoutMs: request.probeTimeoutMs }),
+    });
   } finally {
     await images.dispose();
   }
@@ -71,7 +94,10 @@ export async function resolveAccel(request: AccelRequest): Promise<AccelResoluti
   if (!choice.reason.startsWith('QEMU could not be started')) {
     await mkdir(dirname(request.cacheFile), { recursive: true });
     const temporary = `${request.cacheFile}.${process.pid}.tmp`;
-    await writeFile(temporary, `${JSON.stringify({ key, accel: choice.accel, reason: choice.reason, probedAt: new Date().toISOString() })}\n`);
+    await writeFile(
+      temporary,
+      `${JSON.stringify({ key, accel: choice.accel, reason: choice.reason, probedAt: new Date().toISOString() })}\n`,
+    );
     await rename(temporary, request.cacheFile);
   }
   return { ...choice, cached: false };

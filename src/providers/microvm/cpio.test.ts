@@ -9,11 +9,17 @@ import { cpioPathProblem, writeCpio } from './cpio.js';
 
 const busybox = spawnSync('busybox', ['cpio', '--help']).error === undefined;
 const inCi = process.env.CI === 'true';
-if (!busybox && !inCi) console.warn('cpio.test: skipping the extraction test: busybox is missing. Install with: apt-get install busybox-static');
+if (!busybox && !inCi)
+  console.warn(
+    'cpio.test: skipping the extraction test: busybox is missing. Install with: apt-get install busybox-static',
+  );
 
 describe('writeCpio', () => {
   it('GIVEN files in nested directories THEN parents come first, lengths are 4-aligned, the trailer is last', () => {
-    const archive = writeCpio([{ path: 'job/in/a/b.txt', data: Buffer.from('abc') }, { path: 'job/run', data: Buffer.from('x'), mode: 0o755 }]);
+    const archive = writeCpio([
+      { path: 'job/in/a/b.txt', data: Buffer.from('abc') },
+      { path: 'job/run', data: Buffer.from('x'), mode: 0o755 },
+    ]);
 
     expect(archive.length % 4).toBe(0);
     const text = archive.toString('latin1');
@@ -22,8 +28,14 @@ describe('writeCpio', () => {
   });
 
   it('GIVEN the same entries in another order THEN the bytes are identical', () => {
-    const a = writeCpio([{ path: 'x/1', data: Buffer.from('1') }, { path: 'y', data: Buffer.from('2') }]);
-    const b = writeCpio([{ path: 'y', data: Buffer.from('2') }, { path: 'x/1', data: Buffer.from('1') }]);
+    const a = writeCpio([
+      { path: 'x/1', data: Buffer.from('1') },
+      { path: 'y', data: Buffer.from('2') },
+    ]);
+    const b = writeCpio([
+      { path: 'y', data: Buffer.from('2') },
+      { path: 'x/1', data: Buffer.from('1') },
+    ]);
     expect(a.equals(b)).toBe(true);
   });
 
@@ -39,8 +51,18 @@ describe('writeCpio', () => {
   });
 
   it('rejects a path given twice and a file used as a directory', () => {
-    expect(() => writeCpio([{ path: 'a', data: Buffer.from('1') }, { path: 'a', data: Buffer.from('2') }])).toThrow('given twice');
-    expect(() => writeCpio([{ path: 'a', data: Buffer.from('1') }, { path: 'a/b', data: Buffer.from('2') }])).toThrow('both a file and a directory');
+    expect(() =>
+      writeCpio([
+        { path: 'a', data: Buffer.from('1') },
+        { path: 'a', data: Buffer.from('2') },
+      ]),
+    ).toThrow('given twice');
+    expect(() =>
+      writeCpio([
+        { path: 'a', data: Buffer.from('1') },
+        { path: 'a/b', data: Buffer.from('2') },
+      ]),
+    ).toThrow('both a file and a directory');
   });
 
   it.runIf(busybox || inCi)('GIVEN an archive THEN busybox cpio extracts the same files, modes and bytes', () => {

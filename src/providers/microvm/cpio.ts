@@ -41,7 +41,8 @@ export function writeCpio(entries: readonly CpioEntry[]): Buffer {
     if (problem !== undefined) throw new Error(`cpio path ${JSON.stringify(entry.path)} ${problem}`);
     if (given.has(entry.path)) throw new Error(`cpio path ${JSON.stringify(entry.path)} given twice`);
     given.add(entry.path);
-    if (entry.data !== undefined && entry.data.length > 0xffffffff) throw new Error(`cpio file ${JSON.stringify(entry.path)} is 4 GiB or larger`);
+    if (entry.data !== undefined && entry.data.length > 0xffffffff)
+      throw new Error(`cpio file ${JSON.stringify(entry.path)} is 4 GiB or larger`);
     const segments = entry.path.split('/');
     for (let i = 1; i < segments.length; i += 1) {
       const parent = segments.slice(0, i).join('/');

@@ -37,13 +37,15 @@ export const JOB_TAP = 'avm0';
 export const SLOT_COUNT = 16_384;
 
 export function guestAddressing(slot: number): GuestNetwork {
-  if (!Number.isInteger(slot) || slot < 0 || slot >= SLOT_COUNT) throw new Error(`network slot ${slot} is out of range`);
+  if (!Number.isInteger(slot) || slot < 0 || slot >= SLOT_COUNT)
+    throw new Error(`network slot ${slot} is out of range`);
   const base = slot * 4;
   const at = (offset: number): string => `172.30.${Math.floor((base + offset) / 256)}.${(base + offset) % 256}`;
   return { gateway: at(1), address: at(2), prefixLength: 30 };
 }
 
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
 /** Reads `config.egress` of a job resource; diagnostics say which entry is unusable and why. */
 export function parseEgressRules(value: unknown, address?: string): { rules: EgressRule[]; diagnostics: Diagnostic[] } {
@@ -51,7 +53,13 @@ export function parseEgressRules(value: unknown, address?: string): { rules: Egr
   const rules: EgressRule[] = [];
   const diagnostics: Diagnostic[] = [];
   if (value === undefined || value === null) return { rules, diagnostics };
-  if (!Array.isArray(value)) return { rules, diagnostics: [errorDiag('microvm.egress-invalid', 'The egress allowlist must be a list of {host, port, protocol}.', at)] };
+  if (!Array.isArray(value))
+    return {
+      rules,
+      diagnostics: [
+        errorDiag('microvm.egress-invalid', 'The egress allowlist must be a list of {host, port, protocol}.', at),
+      ],
+    };
   value.forEach((entry: unknown, i) => {
     const path = `$.spec.egress[${i}]`;
     const e = (entry ?? {}) as Record<string, unknown>;
@@ -59,15 +67,44 @@ export function parseEgressRules(value: unknown, address?: string): { rules: Egr
     const port = e.port;
     const protocol = e.protocol ?? 'tcp';
     if (host.includes('*')) {
-      diagnostics.push(errorDiag('microvm.egress-wildcard', `Egress entry ${JSON.stringify(host)} is a wildcard; a job's allowlist names exact destinations.`, { ...at, path, detail: 'A job namespace firewall allows exact addresses; list each host.' }));
+      diagnostics.push(
+        errorDiag(
+          'microvm.egress-wildcard',
+          `Egress entry ${JSON.stringify(host)} is a wildcard; a job's allowlist names exact destinations.`,
+          { ...at, path, detail: 'A job namespace firewall allows exact addresses; list each host.' },
+        ),
+      );
     } else if (isIP(host) === 6 || host.includes(':')) {
-      diagnostics.push(errorDiag('microvm.egress-ipv6', `Egress entry ${JSON.stringify(host)} is IPv6, which job networks do not route yet.`, { ...at, path, detail: 'Use an IPv4 address or a hostname with an A record.' }));
+      diagnostics.push(
+        errorDiag(
+          'microvm.egress-ipv6',
+          `Egress entry ${JSON.stringify(host)} is IPv6, which job networks do not route yet.`,
+          { ...at, path, detail: 'Use an IPv4 address or a hostname with an A record.' },
+        ),
+      );
     } else if (isIP(host) !== 4 && !HOSTNAME.test(host)) {
-      diagnostics.push(errorDiag('microvm.egress-invalid', `Egress entry host ${JSON.stringify(e.host)} is neither an IPv4 address nor a hostname.`, { ...at, path }));
+      diagnostics.push(
+        errorDiag(
+          'microvm.egress-invalid',
+          `Egress entry host ${JSON.stringify(e.host)} is neither an IPv4 address nor a hostname.`,
+          { ...at, path },
+        ),
+      );
     } else if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-      diagnostics.push(errorDiag('microvm.egress-invalid', `Egress entry ${host} has port ${JSON.stringify(port)}, not 1-65535.`, { ...at, path }));
+      diagnostics.push(
+        errorDiag('microvm.egress-invalid', `Egress entry ${host} has port ${JSON.stringify(port)}, not 1-65535.`, {
+          ...at,
+          path,
+        }),
+      );
     } else if (protocol !== 'tcp' && protocol !== 'udp') {
-      diagnostics.push(errorDiag('microvm.egress-invalid', `Egress entry ${host}:${port} has protocol ${JSON.stringify(protocol)}, not tcp or udp.`, { ...at, path }));
+      diagnostics.push(
+        errorDiag(
+          'microvm.egress-invalid',
+          `Egress entry ${host}:${port} has protocol ${JSON.stringify(protocol)}, not tcp or udp.`,
+          { ...at, path },
+        ),
+      );
     } else {
       rules.push({ host: host.replace(/\.$/, '').toLowerCase(), port, protocol });
     }
@@ -109,7 +146,11 @@ const DNAT_PORT_BASE = 40_000;
  * The egress plan of one run. `resolved` maps each hostname rule's host to its IPv4 addresses (resolved on the host
  * at job start); IPv4 literals need no entry. Pure.
  */
-export function planEgress(rules: readonly EgressRule[], resolved: ReadonlyMap<string, readonly string[]>, slot: number): EgressPlan {
+export function planEgress(
+  rules: readonly EgressRule[],
+  resolved: ReadonlyMap<string, readonly string[]>,
+  slot: number,
+): EgressPlan {
   const guest = guestAddressing(slot);
   const diagnostics: Diagnostic[] = [];
   const listeners: ProxyListener[] = [];
@@ -129,18 +170,34 @@ export function planEgress(rules: readonly EgressRule[], resolved: ReadonlyMap<s
       const upstream = isIP(rule.host) === 4 ? rule.host : '127.0.0.1';
       if (gatewayPorts.has(key)) {
         if (!destinations.has(`${rule.protocol}/${upstream}:${rule.port}`)) {
-          diagnostics.push(warningDiag('microvm.egress-clash', `Egress to ${rule.host}:${rule.port}/${rule.protocol} is not available: another loopback destination already uses gateway port ${rule.port}.`));
+          diagnostics.push(
+            warningDiag(
+              'microvm.egress-clash',
+              `Egress to ${rule.host}:${rule.port}/${rule.protocol} is not available: another loopback destination already uses gateway port ${rule.port}.`,
+            ),
+          );
         }
         continue;
       }
       gatewayPorts.add(key);
       destinations.add(`${rule.protocol}/${upstream}:${rule.port}`);
-      listeners.push({ protocol: rule.protocol, listenPort: rule.port, upstream: { address: upstream, port: rule.port }, guestTarget: { address: guest.gateway, port: rule.port }, rule });
+      listeners.push({
+        protocol: rule.protocol,
+        listenPort: rule.port,
+        upstream: { address: upstream, port: rule.port },
+        guestTarget: { address: guest.gateway, port: rule.port },
+        rule,
+      });
       continue;
     }
     const addresses = isIP(rule.host) === 4 ? [rule.host] : (resolved.get(rule.host) ?? []);
     if (addresses.length === 0) {
-      diagnostics.push(warningDiag('microvm.egress-unresolved', `Egress to ${rule.host}:${rule.port} is not available this run: the host could not resolve ${rule.host} to an IPv4 address.`));
+      diagnostics.push(
+        warningDiag(
+          'microvm.egress-unresolved',
+          `Egress to ${rule.host}:${rule.port} is not available this run: the host could not resolve ${rule.host} to an IPv4 address.`,
+        ),
+      );
       continue;
     }
     for (const address of addresses) {
@@ -150,7 +207,13 @@ export function planEgress(rules: readonly EgressRule[], resolved: ReadonlyMap<s
       destinations.add(key);
       const listenPort = freePort(rule.protocol);
       gatewayPorts.add(`${rule.protocol}/${listenPort}`);
-      listeners.push({ protocol: rule.protocol, listenPort, upstream: { address, port: rule.port }, guestTarget: { address, port: rule.port }, rule });
+      listeners.push({
+        protocol: rule.protocol,
+        listenPort,
+        upstream: { address, port: rule.port },
+        guestTarget: { address, port: rule.port },
+        rule,
+      });
     }
   }
   return { guest, listeners, ruleset: nftRuleset(guest, listeners), diagnostics };
@@ -160,10 +223,19 @@ export function planEgress(rules: readonly EgressRule[], resolved: ReadonlyMap<s
 export function nftRuleset(guest: GuestNetwork, listeners: readonly ProxyListener[]): string {
   const dnat = listeners
     .filter((l) => l.guestTarget.address !== guest.gateway)
-    .map((l) => `    iifname "${JOB_TAP}" ip saddr ${guest.address} ip daddr ${l.guestTarget.address} ${l.protocol} dport ${l.guestTarget.port} dnat ip to ${guest.gateway}:${l.listenPort}`);
+    .map(
+      (l) =>
+        `    iifname "${JOB_TAP}" ip saddr ${guest.address} ip daddr ${l.guestTarget.address} ${l.protocol} dport ${l.guestTarget.port} dnat ip to ${guest.gateway}:${l.listenPort}`,
+    );
   const accept = (['tcp', 'udp'] as const).flatMap((protocol) => {
-    const ports = [...new Set(listeners.filter((l) => l.protocol === protocol).map((l) => l.listenPort))].sort((a, b) => a - b);
-    return ports.length === 0 ? [] : [`    iifname "${JOB_TAP}" ip saddr ${guest.address} ip daddr ${guest.gateway} ${protocol} dport { ${ports.join(', ')} } ct state new accept`];
+    const ports = [...new Set(listeners.filter((l) => l.protocol === protocol).map((l) => l.listenPort))].sort(
+      (a, b) => a - b,
+    );
+    return ports.length === 0
+      ? []
+      : [
+          `    iifname "${JOB_TAP}" ip saddr ${guest.address} ip daddr ${guest.gateway} ${protocol} dport { ${ports.join(', ')} } ct state new accept`,
+        ];
   });
   return [
     'table inet agentvm {',

@@ -25,7 +25,16 @@ import { dirname, join } from 'node:path';
 import { errorDiag, hasErrors, type Diagnostic } from '../../diagnostics/index.js';
 import type { VmHandle, VmmDriver, VmNetwork } from './driver.js';
 import { QemuDriver } from './qemu.js';
-import { CmdlineKey, ConsoleParser, inputNameProblem, jobOverlay, networkPrelude, newNonce, type ConsoleReport, type GuestNetwork } from './protocol.js';
+import {
+  CmdlineKey,
+  ConsoleParser,
+  inputNameProblem,
+  jobOverlay,
+  networkPrelude,
+  newNonce,
+  type ConsoleReport,
+  type GuestNetwork,
+} from './protocol.js';
 
 /** A file the caller trusts only at a known digest. */
 export interface PinnedFile {
@@ -115,7 +124,8 @@ export async function runEphemeralVm(request: EphemeralVmRequest): Promise<Ephem
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     const diagnostic = errorDiag('microvm.run-dir-exists', `The run directory ${request.runDir} already exists.`, {
-      detail: 'Each run needs a fresh directory (it is removed afterwards); a leftover one may belong to a crashed run: reap it first.',
+      detail:
+        'Each run needs a fresh directory (it is removed afterwards); a leftover one may belong to a crashed run: reap it first.',
     });
     return { ...notRun([diagnostic]), durationMs: performance.now() - started };
   }
@@ -148,15 +158,24 @@ async function bootAndRun(
   const kernel = await readPinned(request.kernel, 'kernel');
   const initrd = await readPinned(request.initrd, 'initramfs');
   const diskPath = request.disk === undefined ? undefined : join(request.runDir, 'rootfs.img');
-  const disk = request.disk === undefined || diskPath === undefined ? {} : await copyPinned(request.disk, diskPath, 'root disk');
+  const disk =
+    request.disk === undefined || diskPath === undefined ? {} : await copyPinned(request.disk, diskPath, 'root disk');
   const mismatches = [kernel, initrd, disk].flatMap((f) => (f.diagnostic === undefined ? [] : [f.diagnostic]));
   if (mismatches.length > 0) return notRun(mismatches);
 
   const kernelPath = join(request.runDir, 'vmlinuz');
   const initrdPath = join(request.runDir, 'initrd.cpio');
-  const overlay = jobOverlay(networkPrelude(request.guestNetwork) + request.command, request.input.args, request.input.files);
+  const overlay = jobOverlay(
+    networkPrelude(request.guestNetwork) + request.command,
+    request.input.args,
+    request.input.files,
+  );
   await writeFile(kernelPath, kernel.bytes, { mode: 0o600 });
-  await writeFile(initrdPath, Buffer.concat([initrd.bytes, Buffer.alloc((4 - (initrd.bytes.length % 4)) % 4), overlay]), { mode: 0o600 });
+  await writeFile(
+    initrdPath,
+    Buffer.concat([initrd.bytes, Buffer.alloc((4 - (initrd.bytes.length % 4)) % 4), overlay]),
+    { mode: 0o600 },
+  );
 
   const nonce = newNonce();
   const network = request.network ?? { kind: 'none' };
@@ -233,16 +252,20 @@ async function bootAndRun(
     });
   } catch (error) {
     return notRun([
-      errorDiag('microvm.vmm-start-failed', `The ${driver.name} VMM could not be started: ${(error as Error).message}.`, {
-        detail:
-          (error as NodeJS.ErrnoException).code === 'ENOENT'
-            ? driver.name === 'qemu'
-              ? 'Install QEMU: apt-get install qemu-system-x86.'
-              : `Install ${driver.name}.`
-            : /must not contain ","/.test((error as Error).message)
-              ? 'QEMU reads "," in a -drive path as an option separator: use a --root (host root) whose path has no comma.'
-              : undefined,
-      }),
+      errorDiag(
+        'microvm.vmm-start-failed',
+        `The ${driver.name} VMM could not be started: ${(error as Error).message}.`,
+        {
+          detail:
+            (error as NodeJS.ErrnoException).code === 'ENOENT'
+              ? driver.name === 'qemu'
+                ? 'Install QEMU: apt-get install qemu-system-x86.'
+                : `Install ${driver.name}.`
+              : /must not contain ","/.test((error as Error).message)
+                ? 'QEMU reads "," in a -drive path as an option separator: use a --root (host root) whose path has no comma.'
+                : undefined,
+        },
+      ),
     ]);
   }
   booted(handle);
@@ -267,15 +290,20 @@ async function bootAndRun(
   } else if (timedOut) {
     diagnostics.push(
       bootTimedOut
-        ? errorDiag('microvm.boot-timeout', `The microVM did not start the job within ${request.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS} ms; it was killed.`, {
-            detail: 'Check the console for where the boot stopped; under TCG on a busy host boots take several seconds.',
-          })
+        ? errorDiag(
+            'microvm.boot-timeout',
+            `The microVM did not start the job within ${request.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS} ms; it was killed.`,
+            {
+              detail:
+                'Check the console for where the boot stopped; under TCG on a busy host boots take several seconds.',
+            },
+          )
         : errorDiag('microvm.job-timeout', `The job ran longer than ${request.timeoutMs} ms; its VM was killed.`),
     );
   } else if (report.exitCode === null && callbackError === undefined) {
     const why = exit.stderr.trim().split('\n').slice(-3).join(' | ');
     diagnostics.push(
-      errorDiag('microvm.no-exit-status', 'The microVM stopped without reporting the job\'s exit status.', {
+      errorDiag('microvm.no-exit-status', "The microVM stopped without reporting the job's exit status.", {
         detail: `VMM exit ${exit.code ?? exit.signal ?? '?'}${why === '' ? '' : `: ${why}`}. The console shows how far the guest got.`,
       }),
     );
@@ -300,11 +328,24 @@ function validateRequest(request: EphemeralVmRequest): Diagnostic[] {
   const diagnostics: Diagnostic[] = [];
   for (const name of Object.keys(request.input.files)) {
     const problem = inputNameProblem(name);
-    if (problem !== undefined) diagnostics.push(errorDiag('microvm.input-name', `Input file name ${JSON.stringify(name)} ${problem}.`, { detail: 'Input files are relative paths under /job/in.' }));
+    if (problem !== undefined)
+      diagnostics.push(
+        errorDiag('microvm.input-name', `Input file name ${JSON.stringify(name)} ${problem}.`, {
+          detail: 'Input files are relative paths under /job/in.',
+        }),
+      );
   }
-  if (request.input.args.some((a) => a.includes('\0'))) diagnostics.push(errorDiag('microvm.input-arg', 'A job argument contains a NUL byte, which no shell argument can carry.'));
-  for (const [label, pin] of [['kernel', request.kernel], ['initrd', request.initrd], ...(request.disk === undefined ? [] : [['disk', request.disk] as const])] as const) {
-    if (!/^[0-9a-f]{64}$/.test(pin.sha256)) diagnostics.push(errorDiag('microvm.image-pin', `The ${label} pin is not a lowercase hex sha256.`));
+  if (request.input.args.some((a) => a.includes('\0')))
+    diagnostics.push(
+      errorDiag('microvm.input-arg', 'A job argument contains a NUL byte, which no shell argument can carry.'),
+    );
+  for (const [label, pin] of [
+    ['kernel', request.kernel],
+    ['initrd', request.initrd],
+    ...(request.disk === undefined ? [] : [['disk', request.disk] as const]),
+  ] as const) {
+    if (!/^[0-9a-f]{64}$/.test(pin.sha256))
+      diagnostics.push(errorDiag('microvm.image-pin', `The ${label} pin is not a lowercase hex sha256.`));
   }
   if (!(request.timeoutMs > 0)) diagnostics.push(errorDiag('microvm.timeout-invalid', 'timeoutMs must be positive.'));
   return diagnostics;
@@ -327,9 +368,14 @@ async function readPinned(pin: PinnedFile, label: string): Promise<{ bytes: Buff
   if (actual === pin.sha256) return { bytes };
   return {
     bytes,
-    diagnostic: errorDiag('microvm.image-digest-mismatch', `The ${label} ${pin.path} has sha256 ${actual}, not the pinned ${pin.sha256}.`, {
-      detail: 'The VM was not booted. Rebuild the image (scripts/build-test-image.sh prints its digests) and update the pin, or find out who changed the file.',
-    }),
+    diagnostic: errorDiag(
+      'microvm.image-digest-mismatch',
+      `The ${label} ${pin.path} has sha256 ${actual}, not the pinned ${pin.sha256}.`,
+      {
+        detail:
+          'The VM was not booted. Rebuild the image (scripts/build-test-image.sh prints its digests) and update the pin, or find out who changed the file.',
+      },
+    ),
   };
 }
 
@@ -351,14 +397,27 @@ async function copyPinned(pin: PinnedFile, dest: string, label: string): Promise
   const actual = hash.digest('hex');
   if (actual === pin.sha256) return {};
   return {
-    diagnostic: errorDiag('microvm.image-digest-mismatch', `The ${label} ${pin.path} has sha256 ${actual}, not the pinned ${pin.sha256}.`, {
-      detail: 'The VM was not booted. Rebuild the image (scripts/build-test-image.sh prints its digests) and update the pin, or find out who changed the file.',
-    }),
+    diagnostic: errorDiag(
+      'microvm.image-digest-mismatch',
+      `The ${label} ${pin.path} has sha256 ${actual}, not the pinned ${pin.sha256}.`,
+      {
+        detail:
+          'The VM was not booted. Rebuild the image (scripts/build-test-image.sh prints its digests) and update the pin, or find out who changed the file.',
+      },
+    ),
   };
 }
 
 function notRun(diagnostics: Diagnostic[]): Omit<EphemeralVmResult, 'durationMs'> {
-  return { exitCode: null, timedOut: false, console: '', consoleTruncated: false, resultFiles: emptyFiles(), bootMs: null, diagnostics };
+  return {
+    exitCode: null,
+    timedOut: false,
+    console: '',
+    consoleTruncated: false,
+    resultFiles: emptyFiles(),
+    bootMs: null,
+    diagnostics,
+  };
 }
 
 function emptyFiles(): Record<string, Buffer> {

@@ -10,7 +10,12 @@ export function expandJobs(req: ExpandRequest): ExpandResponse {
   // The egress proxy's resolvers reach job runs through their definitions (ADR 0009: a run reads only what apply
   // installed); only when the host names them, so existing definitions keep their digests.
   const resolvers = req.host.spec.egress?.resolvers ?? [];
-  const microvm = { driver: vm.driver ?? 'qemu', accel: vm.accel ?? 'auto', maxConcurrentJobs: vm.maxConcurrentJobs ?? 2, ...(resolvers.length ? { resolvers } : {}) };
+  const microvm = {
+    driver: vm.driver ?? 'qemu',
+    accel: vm.accel ?? 'auto',
+    maxConcurrentJobs: vm.maxConcurrentJobs ?? 2,
+    ...(resolvers.length ? { resolvers } : {}),
+  };
   const resources: DesiredResource[] = [];
   for (const w of req.workloads) {
     for (const job of w.manifest.spec.jobs ?? []) {

@@ -10,7 +10,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { PlannedChange } from '../../model/resources.js';
 import { hostPaths } from '../../model/index.js';
 import type { HostContext } from '../provider.js';
-import { jobIdentity, parseJobConfig, pinnedImageBytes, signaturesCoverPins, verifyImages, type JobConfig } from './job-definition.js';
+import {
+  jobIdentity,
+  parseJobConfig,
+  pinnedImageBytes,
+  signaturesCoverPins,
+  verifyImages,
+  type JobConfig,
+} from './job-definition.js';
 import { MicrovmProvider } from './provider.js';
 
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -44,19 +51,25 @@ describe('parseJobConfig with a disk root', () => {
     const { config, diagnostics } = parseJobConfig(diskJob({ initramfs: undefined }), 'job.w.summarize');
 
     expect(config).toBeUndefined();
-    expect(diagnostics.map((d) => [d.code, d.path, d.address])).toEqual([['microvm.job-invalid', '$.spec.jobs[].initramfs', 'job.w.summarize']]);
+    expect(diagnostics.map((d) => [d.code, d.path, d.address])).toEqual([
+      ['microvm.job-invalid', '$.spec.jobs[].initramfs', 'job.w.summarize'],
+    ]);
     expect(diagnostics[0]?.summary).toMatch(/format: disk.*needs an `initramfs`/);
   });
 
   it('GIVEN an initramfs rootfs that also names an initramfs THEN it is refused at $.spec.jobs[].initramfs', () => {
-    const { config, diagnostics } = parseJobConfig(diskJob({ rootfs: { file: 'root.cpio.gz', sha256: sha('r'), format: 'initramfs' } }));
+    const { config, diagnostics } = parseJobConfig(
+      diskJob({ rootfs: { file: 'root.cpio.gz', sha256: sha('r'), format: 'initramfs' } }),
+    );
 
     expect(config).toBeUndefined();
     expect(diagnostics.map((d) => [d.code, d.path])).toEqual([['microvm.job-invalid', '$.spec.jobs[].initramfs']]);
   });
 
   it('GIVEN no format and no initramfs THEN it is an initramfs job as before, with no initramfs key', () => {
-    const { config, diagnostics } = parseJobConfig(diskJob({ rootfs: { file: 'root.cpio.gz', sha256: sha('r') }, initramfs: undefined }));
+    const { config, diagnostics } = parseJobConfig(
+      diskJob({ rootfs: { file: 'root.cpio.gz', sha256: sha('r') }, initramfs: undefined }),
+    );
 
     expect(diagnostics).toEqual([]);
     expect(config?.rootfs.format).toBe('initramfs');
@@ -64,7 +77,9 @@ describe('parseJobConfig with a disk root', () => {
   });
 
   it('GIVEN a disk job whose initramfs says it is a disk THEN that is refused at its format', () => {
-    const { diagnostics } = parseJobConfig(diskJob({ initramfs: { file: 'boot.cpio.gz', sha256: sha('i'), format: 'disk' } }));
+    const { diagnostics } = parseJobConfig(
+      diskJob({ initramfs: { file: 'boot.cpio.gz', sha256: sha('i'), format: 'disk' } }),
+    );
 
     expect(diagnostics.map((d) => d.path)).toEqual(['$.spec.jobs[].initramfs.format']);
   });
@@ -81,15 +96,24 @@ describe('identity and signature cover', () => {
 
   it('GIVEN a disk job THEN its identity names all three images; an initramfs job keeps the two-image identity', () => {
     expect(jobIdentity(config)).toBe(`${sha('kernel bytes')}/${sha('disk bytes')}/${sha('initramfs bytes')}`);
-    expect(jobIdentity({ kernel: config.kernel, rootfs: { ...config.rootfs, format: 'initramfs' } })).toBe(`${sha('kernel bytes')}/${sha('disk bytes')}`);
+    expect(jobIdentity({ kernel: config.kernel, rootfs: { ...config.rootfs, format: 'initramfs' } })).toBe(
+      `${sha('kernel bytes')}/${sha('disk bytes')}`,
+    );
   });
 
   it('GIVEN verified signatures of kernel and rootfs only THEN a disk job is not covered; with the initramfs too THEN it is', () => {
     const two = { kernel: config.kernel.sha256, rootfs: config.rootfs.sha256 };
     const unsigned = diskJob() as Record<string, unknown>;
     expect(signaturesCoverPins({ config: unsigned, signaturesVerified: two }, config)).toBe(false);
-    expect(signaturesCoverPins({ config: unsigned, signaturesVerified: { ...two, initramfs: sha('other') } }, config)).toBe(false);
-    expect(signaturesCoverPins({ config: unsigned, signaturesVerified: { ...two, initramfs: config.initramfs?.sha256 ?? '' } }, config)).toBe(true);
+    expect(
+      signaturesCoverPins({ config: unsigned, signaturesVerified: { ...two, initramfs: sha('other') } }, config),
+    ).toBe(false);
+    expect(
+      signaturesCoverPins(
+        { config: unsigned, signaturesVerified: { ...two, initramfs: config.initramfs?.sha256 ?? '' } },
+        config,
+      ),
+    ).toBe(true);
     // No record: covered only when the job signs none of its images (a record deleted by hand is not "not required").
     expect(signaturesCoverPins({ config: unsigned }, config)).toBe(true);
     const signed = { ...unsigned, kernel: { ...(unsigned.kernel as object), bundle: 'kernel.sigstore.json' } };
@@ -119,7 +143,9 @@ describe('images of a disk job on the host', () => {
     const pinned = await pinnedImageBytes(host, config);
 
     expect(verified.status).toBe('mismatch');
-    expect(verified.diagnostics.map((d) => d.summary)).toEqual([expect.stringMatching(/^The initramfs image .*boot\.cpio\.gz has sha256/)]);
+    expect(verified.diagnostics.map((d) => d.summary)).toEqual([
+      expect.stringMatching(/^The initramfs image .*boot\.cpio\.gz has sha256/),
+    ]);
     expect(pinned.map((p) => p.name)).toEqual(['kernel', 'rootfs']);
   });
 
@@ -128,7 +154,16 @@ describe('images of a disk job on the host', () => {
     const provider = new MicrovmProvider({ receipts: async () => {} });
     const address = 'job.summarizer.summarize';
     const resource = { address, provider: 'microvm', workload: 'summarizer', identity: '', config, dependsOn: [] };
-    const change: PlannedChange = { address, provider: 'microvm', workload: 'summarizer', action: 'create', effect: 'none', reasons: [], desired: resource, dependsOn: [] };
+    const change: PlannedChange = {
+      address,
+      provider: 'microvm',
+      workload: 'summarizer',
+      action: 'create',
+      effect: 'none',
+      reasons: [],
+      desired: resource,
+      dependsOn: [],
+    };
     const checked: Array<[string | undefined, string]> = [];
 
     const applied = await provider.apply({
@@ -141,9 +176,19 @@ describe('images of a disk job on the host', () => {
     });
 
     expect(applied.diagnostics).toEqual([]);
-    expect(checked).toEqual([['kernel', 'kernel bytes'], ['rootfs', 'disk bytes'], ['initramfs', 'initramfs bytes']]);
-    const installed = JSON.parse(readFileSync(join(root, 'var/lib/agentvm/jobs/summarizer/summarize.json'), 'utf8')) as { identity: string; signaturesVerified: Record<string, string> };
-    expect(installed.signaturesVerified).toEqual({ kernel: sha('kernel bytes'), rootfs: sha('disk bytes'), initramfs: sha('initramfs bytes') });
+    expect(checked).toEqual([
+      ['kernel', 'kernel bytes'],
+      ['rootfs', 'disk bytes'],
+      ['initramfs', 'initramfs bytes'],
+    ]);
+    const installed = JSON.parse(
+      readFileSync(join(root, 'var/lib/agentvm/jobs/summarizer/summarize.json'), 'utf8'),
+    ) as { identity: string; signaturesVerified: Record<string, string> };
+    expect(installed.signaturesVerified).toEqual({
+      kernel: sha('kernel bytes'),
+      rootfs: sha('disk bytes'),
+      initramfs: sha('initramfs bytes'),
+    });
     expect(installed.identity).toBe(`${sha('kernel bytes')}/${sha('disk bytes')}/${sha('initramfs bytes')}`);
   });
 });

@@ -61,42 +61,73 @@ const SHA256 = /^[0-9a-f]{64}$/;
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
 /** Checks a desired job config; every unusable field is one diagnostic. */
-export function parseJobConfig(config: Record<string, unknown>, address?: string): { config?: JobConfig; diagnostics: Diagnostic[] } {
+export function parseJobConfig(
+  config: Record<string, unknown>,
+  address?: string,
+): { config?: JobConfig; diagnostics: Diagnostic[] } {
   const at = address === undefined ? {} : { address };
   const diagnostics: Diagnostic[] = [];
   const bad = (path: string, summary: string, detail?: string): void => {
-    diagnostics.push(errorDiag('microvm.job-invalid', summary, { ...at, path, ...(detail === undefined ? {} : { detail }) }));
+    diagnostics.push(
+      errorDiag('microvm.job-invalid', summary, { ...at, path, ...(detail === undefined ? {} : { detail }) }),
+    );
   };
   const image = (value: unknown, label: string): JobImage | undefined => {
     const v = (value ?? {}) as Record<string, unknown>;
-    if (typeof v.file !== 'string' || !FILE_NAME.test(v.file)) bad(`$.spec.jobs[].${label}.file`, `The ${label} file ${JSON.stringify(v.file)} is not a plain file name.`, 'Images are files in the host\'s image directory (<root>/var/lib/agentvm/images), named without directories.');
-    if (typeof v.sha256 !== 'string' || !SHA256.test(v.sha256)) bad(`$.spec.jobs[].${label}.sha256`, `The ${label} pin is not a lowercase hex sha256.`);
+    if (typeof v.file !== 'string' || !FILE_NAME.test(v.file))
+      bad(
+        `$.spec.jobs[].${label}.file`,
+        `The ${label} file ${JSON.stringify(v.file)} is not a plain file name.`,
+        "Images are files in the host's image directory (<root>/var/lib/agentvm/images), named without directories.",
+      );
+    if (typeof v.sha256 !== 'string' || !SHA256.test(v.sha256))
+      bad(`$.spec.jobs[].${label}.sha256`, `The ${label} pin is not a lowercase hex sha256.`);
     return typeof v.file === 'string' && typeof v.sha256 === 'string' ? { file: v.file, sha256: v.sha256 } : undefined;
   };
   const job = config.job;
-  if (typeof job !== 'string' || !NAME.test(job)) bad('$.spec.jobs[].name', `Job name ${JSON.stringify(job)} is not a DNS label.`);
+  if (typeof job !== 'string' || !NAME.test(job))
+    bad('$.spec.jobs[].name', `Job name ${JSON.stringify(job)} is not a DNS label.`);
   const kernel = image(config.kernel, 'kernel');
   const rootfs = image(config.rootfs, 'rootfs');
   const format = ((config.rootfs ?? {}) as Record<string, unknown>).format ?? 'initramfs';
   let initramfs: JobImage | undefined;
   if (format === 'disk') {
     if (config.initramfs === undefined) {
-      bad('$.spec.jobs[].initramfs', 'A job whose rootfs has `format: disk` needs an `initramfs` to boot it.', 'Add `initramfs: {file, sha256}`: the boot initramfs with agentvm\'s guest init and the virtio_blk module (scripts/build-test-image.sh builds one), which mounts the disk read-only and runs the job in it.');
+      bad(
+        '$.spec.jobs[].initramfs',
+        'A job whose rootfs has `format: disk` needs an `initramfs` to boot it.',
+        "Add `initramfs: {file, sha256}`: the boot initramfs with agentvm's guest init and the virtio_blk module (scripts/build-test-image.sh builds one), which mounts the disk read-only and runs the job in it.",
+      );
     } else {
       initramfs = image(config.initramfs, 'initramfs');
       const bootFormat = ((config.initramfs ?? {}) as Record<string, unknown>).format;
-      if (bootFormat !== undefined && bootFormat !== 'initramfs') bad('$.spec.jobs[].initramfs.format', `The initramfs of a disk job cannot have format ${JSON.stringify(bootFormat)}.`, 'It is the boot initramfs (newc cpio); leave `format` out.');
+      if (bootFormat !== undefined && bootFormat !== 'initramfs')
+        bad(
+          '$.spec.jobs[].initramfs.format',
+          `The initramfs of a disk job cannot have format ${JSON.stringify(bootFormat)}.`,
+          'It is the boot initramfs (newc cpio); leave `format` out.',
+        );
     }
   } else if (format === 'initramfs') {
-    if (config.initramfs !== undefined) bad('$.spec.jobs[].initramfs', 'Only a job whose rootfs has `format: disk` takes an `initramfs`; this rootfs is itself the initramfs.', 'Remove `initramfs`, or set `rootfs.format: disk` if the rootfs is a disk image.');
+    if (config.initramfs !== undefined)
+      bad(
+        '$.spec.jobs[].initramfs',
+        'Only a job whose rootfs has `format: disk` takes an `initramfs`; this rootfs is itself the initramfs.',
+        'Remove `initramfs`, or set `rootfs.format: disk` if the rootfs is a disk image.',
+      );
   } else bad('$.spec.jobs[].rootfs.format', `Root image format ${JSON.stringify(format)} is not initramfs or disk.`);
   const command = config.command;
-  if (!Array.isArray(command) || command.length === 0 || command.some((a) => typeof a !== 'string' || a.includes('\0'))) {
+  if (
+    !Array.isArray(command) ||
+    command.length === 0 ||
+    command.some((a) => typeof a !== 'string' || a.includes('\0'))
+  ) {
     bad('$.spec.jobs[].command', 'The job command must be a non-empty list of strings without NUL bytes.');
   }
   const int = (key: string, min: number, max: number): number => {
     const v = config[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(`$.spec.jobs[].${key}`, `${key} ${JSON.stringify(v)} is not an integer from ${min} to ${max}.`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      bad(`$.spec.jobs[].${key}`, `${key} ${JSON.stringify(v)} is not an integer from ${min} to ${max}.`);
     return typeof v === 'number' ? v : min;
   };
   const vcpus = int('vcpus', 1, 64);
@@ -108,11 +139,21 @@ export function parseJobConfig(config: Record<string, unknown>, address?: string
   const driver = vm.driver ?? DEFAULT_MICROVM_SETTINGS.driver;
   const accel = vm.accel ?? DEFAULT_MICROVM_SETTINGS.accel;
   const maxConcurrentJobs = vm.maxConcurrentJobs ?? DEFAULT_MICROVM_SETTINGS.maxConcurrentJobs;
-  if (driver !== 'qemu' && driver !== 'firecracker') bad('$.spec.microvm.driver', `microVM driver ${JSON.stringify(driver)} is not qemu or firecracker.`);
-  if (accel !== 'kvm' && accel !== 'tcg' && accel !== 'auto') bad('$.spec.microvm.accel', `accel ${JSON.stringify(accel)} is not kvm, tcg or auto.`);
-  if (typeof maxConcurrentJobs !== 'number' || !Number.isInteger(maxConcurrentJobs) || maxConcurrentJobs < 1) bad('$.spec.microvm.maxConcurrentJobs', `maxConcurrentJobs ${JSON.stringify(maxConcurrentJobs)} is not a positive integer.`);
+  if (driver !== 'qemu' && driver !== 'firecracker')
+    bad('$.spec.microvm.driver', `microVM driver ${JSON.stringify(driver)} is not qemu or firecracker.`);
+  if (accel !== 'kvm' && accel !== 'tcg' && accel !== 'auto')
+    bad('$.spec.microvm.accel', `accel ${JSON.stringify(accel)} is not kvm, tcg or auto.`);
+  if (typeof maxConcurrentJobs !== 'number' || !Number.isInteger(maxConcurrentJobs) || maxConcurrentJobs < 1)
+    bad(
+      '$.spec.microvm.maxConcurrentJobs',
+      `maxConcurrentJobs ${JSON.stringify(maxConcurrentJobs)} is not a positive integer.`,
+    );
   const resolvers = vm.resolvers;
-  if (resolvers !== undefined && (!Array.isArray(resolvers) || !resolvers.every((r) => typeof r === 'string' && /^[0-9a-fA-F:.[\]]{2,60}$/.test(r)))) bad('$.spec.egress.resolvers', 'resolvers must be a list of ip or ip:port.');
+  if (
+    resolvers !== undefined &&
+    (!Array.isArray(resolvers) || !resolvers.every((r) => typeof r === 'string' && /^[0-9a-fA-F:.[\]]{2,60}$/.test(r)))
+  )
+    bad('$.spec.egress.resolvers', 'resolvers must be a list of ip or ip:port.');
   if (diagnostics.length > 0 || kernel === undefined || rootfs === undefined) return { diagnostics };
   return {
     config: {
@@ -126,7 +167,12 @@ export function parseJobConfig(config: Record<string, unknown>, address?: string
       timeoutSeconds,
       riskTier: typeof config.riskTier === 'string' ? config.riskTier : 'unknown',
       egress: egress.rules,
-      microvm: { driver, accel, maxConcurrentJobs, ...(Array.isArray(resolvers) && resolvers.length ? { resolvers: resolvers as string[] } : {}) } as MicrovmSettings,
+      microvm: {
+        driver,
+        accel,
+        maxConcurrentJobs,
+        ...(Array.isArray(resolvers) && resolvers.length ? { resolvers: resolvers as string[] } : {}),
+      } as MicrovmSettings,
     },
     diagnostics,
   };
@@ -141,7 +187,11 @@ export function jobIdentity(config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initr
 export type JobImageName = 'kernel' | 'rootfs' | 'initramfs';
 
 export function jobImages(config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>): Array<[JobImageName, JobImage]> {
-  return [['kernel', config.kernel], ['rootfs', config.rootfs], ...(config.initramfs === undefined ? [] : [['initramfs', config.initramfs] as [JobImageName, JobImage]])];
+  return [
+    ['kernel', config.kernel],
+    ['rootfs', config.rootfs],
+    ...(config.initramfs === undefined ? [] : [['initramfs', config.initramfs] as [JobImageName, JobImage]]),
+  ];
 }
 
 /** Digest of a job definition: the fingerprint of its whole desired config. */
@@ -181,7 +231,11 @@ async function sha256File(path: string): Promise<string | undefined> {
 }
 
 /** Hashes the job's images in the host's image directory; diagnostics say which is missing or altered. */
-export async function verifyImages(host: Pick<HostContext, 'root'>, config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>, address?: string): Promise<{ status: ImageStatus; diagnostics: Diagnostic[] }> {
+export async function verifyImages(
+  host: Pick<HostContext, 'root'>,
+  config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>,
+  address?: string,
+): Promise<{ status: ImageStatus; diagnostics: Diagnostic[] }> {
   const diagnostics: Diagnostic[] = [];
   let status: ImageStatus = 'verified';
   for (const [label, image] of jobImages(config)) {
@@ -190,16 +244,25 @@ export async function verifyImages(host: Pick<HostContext, 'root'>, config: Pick
     if (actual === undefined) {
       // A present image that does not match its pin outweighs a missing one: that is what apply must refuse.
       if (status === 'verified') status = 'missing';
-      diagnostics.push(errorDiag('microvm.image-missing', `The ${label} image ${path} does not exist or cannot be read.`, {
-        ...(address === undefined ? {} : { address }),
-        detail: `Copy the image named in the manifest into ${imagesDir(host)} (its sha256 must be ${image.sha256}).`,
-      }));
+      diagnostics.push(
+        errorDiag('microvm.image-missing', `The ${label} image ${path} does not exist or cannot be read.`, {
+          ...(address === undefined ? {} : { address }),
+          detail: `Copy the image named in the manifest into ${imagesDir(host)} (its sha256 must be ${image.sha256}).`,
+        }),
+      );
     } else if (actual !== image.sha256) {
       status = 'mismatch';
-      diagnostics.push(errorDiag('microvm.image-digest-mismatch', `The ${label} image ${path} has sha256 ${actual}, not the pinned ${image.sha256}.`, {
-        ...(address === undefined ? {} : { address }),
-        detail: 'Nothing boots from it. Put the pinned image in place, or pin the new digest in the manifest if the change is intended.',
-      }));
+      diagnostics.push(
+        errorDiag(
+          'microvm.image-digest-mismatch',
+          `The ${label} image ${path} has sha256 ${actual}, not the pinned ${image.sha256}.`,
+          {
+            ...(address === undefined ? {} : { address }),
+            detail:
+              'Nothing boots from it. Put the pinned image in place, or pin the new digest in the manifest if the change is intended.',
+          },
+        ),
+      );
     }
   }
   return { status, diagnostics };
@@ -210,7 +273,10 @@ export async function verifyImages(host: Pick<HostContext, 'root'>, config: Pick
  * signature check covers. An image that is missing or altered is left out; `verifyImages` reports it, and nothing
  * boots it. (A disk image is read whole here: signature checks take bytes.)
  */
-export async function pinnedImageBytes(host: Pick<HostContext, 'root'>, config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>): Promise<Array<{ name: JobImageName; bytes: Uint8Array }>> {
+export async function pinnedImageBytes(
+  host: Pick<HostContext, 'root'>,
+  config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>,
+): Promise<Array<{ name: JobImageName; bytes: Uint8Array }>> {
   const out: Array<{ name: JobImageName; bytes: Uint8Array }> = [];
   for (const [name, image] of jobImages(config)) {
     let bytes: Buffer;
@@ -222,9 +288,16 @@ export async function pinnedImageBytes(host: Pick<HostContext, 'root'>, config: 
       if (code === 'ENOENT') continue;
       // Not silently skipped: an image present but unreadable (or over Node's 2 GiB readFile limit) would otherwise
       // never be signature-checked, and the job could never run, with no word why.
-      throw new AgentvmError('microvm.image-unreadable', `The ${name} image ${imagePath(host, image)} cannot be read for its signature check (${code ?? (error instanceof BoundedReadError ? error.reason : 'error')}).`, {
-        detail: code === 'ERR_FS_FILE_TOO_LARGE' ? 'Images over 2 GiB cannot be signature-checked by this version; keep signed images under 2 GiB.' : 'Check the file\'s permissions and that it is a regular file.',
-      });
+      throw new AgentvmError(
+        'microvm.image-unreadable',
+        `The ${name} image ${imagePath(host, image)} cannot be read for its signature check (${code ?? (error instanceof BoundedReadError ? error.reason : 'error')}).`,
+        {
+          detail:
+            code === 'ERR_FS_FILE_TOO_LARGE'
+              ? 'Images over 2 GiB cannot be signature-checked by this version; keep signed images under 2 GiB.'
+              : "Check the file's permissions and that it is a regular file.",
+        },
+      );
     }
     if (createHash('sha256').update(bytes).digest('hex') === image.sha256) out.push({ name, bytes });
   }
@@ -261,7 +334,10 @@ export interface InstalledJobDefinition {
  * the job boots at exactly the pinned digest. A signed job without the record (deleted by hand, or an older install)
  * is not covered: its images were never checked.
  */
-export function signaturesCoverPins(installed: Pick<InstalledJobDefinition, 'signaturesVerified' | 'config'>, config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>): boolean {
+export function signaturesCoverPins(
+  installed: Pick<InstalledJobDefinition, 'signaturesVerified' | 'config'>,
+  config: Pick<JobConfig, 'kernel' | 'rootfs' | 'initramfs'>,
+): boolean {
   const verified = installed.signaturesVerified;
   if (verified === undefined) return !signsImages(installed.config);
   return jobImages(config).every(([name, image]) => verified[name] === image.sha256);
@@ -269,19 +345,31 @@ export function signaturesCoverPins(installed: Pick<InstalledJobDefinition, 'sig
 
 /** True when any image of a job's config names a signature bundle. */
 export function signsImages(config: Record<string, unknown>): boolean {
-  return (['kernel', 'rootfs', 'initramfs'] as const).some((name) => typeof (config[name] as { bundle?: unknown } | undefined)?.bundle === 'string');
+  return (['kernel', 'rootfs', 'initramfs'] as const).some(
+    (name) => typeof (config[name] as { bundle?: unknown } | undefined)?.bundle === 'string',
+  );
 }
 
-export async function readInstalledDefinition(host: Pick<HostContext, 'root'>, workload: string, job: string): Promise<InstalledJobDefinition | undefined> {
+export async function readInstalledDefinition(
+  host: Pick<HostContext, 'root'>,
+  workload: string,
+  job: string,
+): Promise<InstalledJobDefinition | undefined> {
   try {
     const value = JSON.parse(await readFile(definitionPath(host, workload, job), 'utf8')) as InstalledJobDefinition;
-    return value.formatVersion === 1 && typeof value.digest === 'string' && typeof value.identity === 'string' ? value : undefined;
+    return value.formatVersion === 1 && typeof value.digest === 'string' && typeof value.identity === 'string'
+      ? value
+      : undefined;
   } catch {
     return undefined;
   }
 }
 
-export async function writeInstalledDefinition(host: Pick<HostContext, 'root'>, job: string, definition: InstalledJobDefinition): Promise<void> {
+export async function writeInstalledDefinition(
+  host: Pick<HostContext, 'root'>,
+  job: string,
+  definition: InstalledJobDefinition,
+): Promise<void> {
   const path = definitionPath(host, definition.workload, job);
   await mkdir(join(definitionsDir(host), definition.workload), { recursive: true, mode: 0o755 });
   const temporary = `${path}.${process.pid}.tmp`;
@@ -289,7 +377,11 @@ export async function writeInstalledDefinition(host: Pick<HostContext, 'root'>, 
   await rename(temporary, path);
 }
 
-export async function removeInstalledDefinition(host: Pick<HostContext, 'root'>, workload: string, job: string): Promise<void> {
+export async function removeInstalledDefinition(
+  host: Pick<HostContext, 'root'>,
+  workload: string,
+  job: string,
+): Promise<void> {
   await rm(definitionPath(host, workload, job), { force: true });
 }
 

@@ -44,7 +44,9 @@ export function runCommand(argv: readonly string[], input?: string): Promise<Com
     let stderr = '';
     child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', (error: NodeJS.ErrnoException) => resolve({ code: error.code === 'ENOENT' ? 127 : -1, stdout, stderr: error.message }));
+    child.on('error', (error: NodeJS.ErrnoException) =>
+      resolve({ code: error.code === 'ENOENT' ? 127 : -1, stdout, stderr: error.message }),
+    );
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
     if (input !== undefined) child.stdin?.end(input);
   });
@@ -84,39 +86,83 @@ export interface JobNetworkRequest {
  * Creates the namespace, the tap, the ruleset and the proxies. On failure whatever was created is deleted again
  * and the diagnostics say which step failed (most often: not root, or nftables/iproute2 missing).
  */
-export async function createJobNetwork(request: JobNetworkRequest): Promise<{ network?: JobNetwork; diagnostics: Diagnostic[] }> {
+export async function createJobNetwork(
+  request: JobNetworkRequest,
+): Promise<{ network?: JobNetwork; diagnostics: Diagnostic[] }> {
   const { netns, plan } = request;
   const fail = async (step: string, run: CommandRun, hint: string): Promise<{ diagnostics: Diagnostic[] }> => {
     await deleteJobNetwork(netns);
     return {
       diagnostics: [
-        errorDiag('microvm.network-setup-failed', `The job's network namespace could not be set up: ${step} failed${run.stderr.trim() === '' ? '' : ` (${run.stderr.trim().split('\n').slice(-2).join(' | ')})`}.`, {
-          detail: `${hint} Nothing of the namespace was left behind.`,
-        }),
+        errorDiag(
+          'microvm.network-setup-failed',
+          `The job's network namespace could not be set up: ${step} failed${run.stderr.trim() === '' ? '' : ` (${run.stderr.trim().split('\n').slice(-2).join(' | ')})`}.`,
+          {
+            detail: `${hint} Nothing of the namespace was left behind.`,
+          },
+        ),
       ],
     };
   };
   const add = await runCommand(['ip', 'netns', 'add', netns]);
   if (add.code !== 0) {
-    return fail(`ip netns add ${netns}`, add, add.code === 127 ? 'Install iproute2: apt-get install iproute2.' : 'Creating network namespaces needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).');
+    return fail(
+      `ip netns add ${netns}`,
+      add,
+      add.code === 127
+        ? 'Install iproute2: apt-get install iproute2.'
+        : 'Creating network namespaces needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).',
+    );
   }
   const links = await runCommand(
     ['ip', '-n', netns, '-batch', '-'],
-    ['link set lo up', `tuntap add dev ${JOB_TAP} mode tap`, `addr add ${plan.guest.gateway}/${plan.guest.prefixLength} dev ${JOB_TAP}`, `link set ${JOB_TAP} up`, ''].join('\n'),
+    [
+      'link set lo up',
+      `tuntap add dev ${JOB_TAP} mode tap`,
+      `addr add ${plan.guest.gateway}/${plan.guest.prefixLength} dev ${JOB_TAP}`,
+      `link set ${JOB_TAP} up`,
+      '',
+    ].join('\n'),
   );
-  if (links.code !== 0) return fail(`creating tap ${JOB_TAP}`, links, 'The kernel needs TUN/TAP support (/dev/net/tun).');
+  if (links.code !== 0)
+    return fail(`creating tap ${JOB_TAP}`, links, 'The kernel needs TUN/TAP support (/dev/net/tun).');
   const proxyListener: ProxyListener | undefined = request.egressProxy
-    ? { protocol: 'tcp', listenPort: JOB_PROXY_PORT, upstream: { address: plan.guest.gateway, port: 0 }, guestTarget: { address: plan.guest.gateway, port: JOB_PROXY_PORT }, rule: { host: '(egress proxy)', port: JOB_PROXY_PORT, protocol: 'tcp' } }
+    ? {
+        protocol: 'tcp',
+        listenPort: JOB_PROXY_PORT,
+        upstream: { address: plan.guest.gateway, port: 0 },
+        guestTarget: { address: plan.guest.gateway, port: JOB_PROXY_PORT },
+        rule: { host: '(egress proxy)', port: JOB_PROXY_PORT, protocol: 'tcp' },
+      }
     : undefined;
-  const listeners = proxyListener ? [...plan.listeners.filter((l) => l.listenPort !== JOB_PROXY_PORT || l.protocol !== 'tcp'), proxyListener] : plan.listeners;
+  const listeners = proxyListener
+    ? [...plan.listeners.filter((l) => l.listenPort !== JOB_PROXY_PORT || l.protocol !== 'tcp'), proxyListener]
+    : plan.listeners;
   const ruleset = proxyListener ? nftRuleset(plan.guest, listeners) : plan.ruleset;
   const rules = await runCommand(['ip', 'netns', 'exec', netns, 'nft', '-f', '-'], ruleset);
-  if (rules.code !== 0) return fail('loading the nftables ruleset', rules, rules.code === 127 || /nft.*(not found|No such file)/.test(rules.stderr) ? 'Install nftables: apt-get install nftables.' : 'The kernel needs nf_tables with NAT support.');
+  if (rules.code !== 0)
+    return fail(
+      'loading the nftables ruleset',
+      rules,
+      rules.code === 127 || /nft.*(not found|No such file)/.test(rules.stderr)
+        ? 'Install nftables: apt-get install nftables.'
+        : 'The kernel needs nf_tables with NAT support.',
+    );
   let proxies: EgressProxies;
   try {
-    proxies = await openProxies(netns, plan.guest.gateway, listeners, request.marker, proxyListener && request.egressProxy ? { listener: proxyListener, ...request.egressProxy } : undefined);
+    proxies = await openProxies(
+      netns,
+      plan.guest.gateway,
+      listeners,
+      request.marker,
+      proxyListener && request.egressProxy ? { listener: proxyListener, ...request.egressProxy } : undefined,
+    );
   } catch (error) {
-    return fail('opening the egress proxies', { code: -1, stdout: '', stderr: (error as Error).message }, 'See the message above.');
+    return fail(
+      'opening the egress proxies',
+      { code: -1, stdout: '', stderr: (error as Error).message },
+      'See the message above.',
+    );
   }
   return { network: { netns, tap: JOB_TAP, plan, close: () => proxies.close() }, diagnostics: [] };
 }
@@ -176,19 +222,32 @@ interface EgressProxies {
 }
 
 /** Listeners sit on the namespace's gateway address (the guest's default route). */
-async function openProxies(netns: string, gateway: string, listeners: readonly ProxyListener[], marker: string, egress?: { listener: ProxyListener; proxy: EgressProxy; caller: EgressCaller }): Promise<EgressProxies> {
+async function openProxies(
+  netns: string,
+  gateway: string,
+  listeners: readonly ProxyListener[],
+  marker: string,
+  egress?: { listener: ProxyListener; proxy: EgressProxy; caller: EgressCaller },
+): Promise<EgressProxies> {
   const closers: Array<() => void> = [];
   const proxies: EgressProxies = { close: () => closers.splice(0).forEach((c) => c()) };
   if (listeners.length === 0) return proxies;
   const helperSpecs = listeners.map((l) => ({ protocol: l.protocol, host: gateway, port: l.listenPort }));
   // argv[1] (the marker) is there for the reaper only; the helper reads its specs from argv[2].
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', HELPER, marker, JSON.stringify(helperSpecs)], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', netns, process.execPath, '-e', HELPER, marker, JSON.stringify(helperSpecs)],
+    { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] },
+  );
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   try {
     await new Promise<void>((resolve, reject) => {
       let received = 0;
-      const timer = setTimeout(() => reject(new Error(`the proxy helper did not answer within ${HELPER_TIMEOUT_MS} ms`)), HELPER_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`the proxy helper did not answer within ${HELPER_TIMEOUT_MS} ms`)),
+        HELPER_TIMEOUT_MS,
+      );
       child.on('error', (error) => {
         clearTimeout(timer);
         reject(error);
@@ -201,7 +260,8 @@ async function openProxies(netns: string, gateway: string, listeners: readonly P
         }
         const listener = message.index === undefined ? undefined : listeners[message.index];
         if (listener === undefined) return;
-        if (handle instanceof net.Server && egress && listener === egress.listener) closers.push(serveEgressProxy(handle, egress.proxy, egress.caller));
+        if (handle instanceof net.Server && egress && listener === egress.listener)
+          closers.push(serveEgressProxy(handle, egress.proxy, egress.caller));
         else if (handle instanceof net.Server) closers.push(serveTcp(handle, listener));
         else if (handle instanceof dgram.Socket) closers.push(serveUdp(handle, listener));
         received += 1;
@@ -214,7 +274,11 @@ async function openProxies(netns: string, gateway: string, listeners: readonly P
       child.on('close', (code) => {
         if (received < listeners.length) {
           clearTimeout(timer);
-          reject(new Error(`the proxy helper exited with ${code ?? 'a signal'}${stderr.trim() === '' ? '' : `: ${stderr.trim().split('\n').pop() ?? ''}`}`));
+          reject(
+            new Error(
+              `the proxy helper exited with ${code ?? 'a signal'}${stderr.trim() === '' ? '' : `: ${stderr.trim().split('\n').pop() ?? ''}`}`,
+            ),
+          );
         }
       });
     });
@@ -244,7 +308,11 @@ function serveTcp(server: net.Server, listener: ProxyListener): () => void {
   server.on('connection', (guest) => {
     // The server came over IPC with default options; half-open must be set before the first 'end' can arrive.
     guest.allowHalfOpen = true;
-    const upstream = net.connect({ host: listener.upstream.address, port: listener.upstream.port, allowHalfOpen: true });
+    const upstream = net.connect({
+      host: listener.upstream.address,
+      port: listener.upstream.port,
+      allowHalfOpen: true,
+    });
     sockets.add(guest);
     sockets.add(upstream);
     const abort = (): void => {

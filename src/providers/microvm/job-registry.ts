@@ -113,7 +113,9 @@ export async function readRunRecord(paths: HostPaths, id: string): Promise<JobRu
 }
 
 /** Every run on the host (sorted by id). A directory whose record is unreadable is reported, not guessed at. */
-export async function listRunRecords(paths: HostPaths): Promise<{ records: JobRunRecord[]; diagnostics: Diagnostic[] }> {
+export async function listRunRecords(
+  paths: HostPaths,
+): Promise<{ records: JobRunRecord[]; diagnostics: Diagnostic[] }> {
   let names: string[];
   try {
     names = readdirSync(jobsDir(paths));
@@ -127,9 +129,14 @@ export async function listRunRecords(paths: HostPaths): Promise<{ records: JobRu
     if (record !== undefined) records.push(record);
     else {
       diagnostics.push(
-        warningDiag('microvm.run-record-unreadable', `The job run directory ${runDirOf(paths, name)} has no readable owner record.`, {
-          detail: 'Something other than agentvm changed it. Check for a VMM process mentioning that directory, then remove the directory by hand.',
-        }),
+        warningDiag(
+          'microvm.run-record-unreadable',
+          `The job run directory ${runDirOf(paths, name)} has no readable owner record.`,
+          {
+            detail:
+              'Something other than agentvm changed it. Check for a VMM process mentioning that directory, then remove the directory by hand.',
+          },
+        ),
       );
     }
   }
@@ -140,7 +147,8 @@ function parseRecord(value: unknown, id: string): JobRunRecord | undefined {
   const r = value as Partial<JobRunRecord> | null;
   if (r === null || typeof r !== 'object' || r.formatVersion !== RUN_RECORD_FORMAT || r.id !== id) return undefined;
   if (typeof r.address !== 'string' || !/^job\.[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*$/.test(r.address)) return undefined;
-  if (typeof r.owner?.pid !== 'number' || typeof r.deadline !== 'string' || Number.isNaN(Date.parse(r.deadline))) return undefined;
+  if (typeof r.owner?.pid !== 'number' || typeof r.deadline !== 'string' || Number.isNaN(Date.parse(r.deadline)))
+    return undefined;
   if (r.netns !== null && (typeof r.netns !== 'string' || r.netns !== `agentvm-${id}`)) return undefined;
   return r as JobRunRecord;
 }

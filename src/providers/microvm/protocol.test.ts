@@ -9,7 +9,10 @@ import { argvCommand, ConsoleParser, jobScript, networkPrelude, shellQuote } fro
 const NONCE = '0123456789abcdef0123456789abcdef';
 
 function fileRecord(name: string, data: Buffer, nonce = NONCE): string {
-  const b64 = data.toString('base64').replace(/(.{76})/g, '$1\r\n').replace(/\r\n$/, '');
+  const b64 = data
+    .toString('base64')
+    .replace(/(.{76})/g, '$1\r\n')
+    .replace(/\r\n$/, '');
   const sum = createHash('sha256').update(data).digest('hex');
   return `AGENTVM-FILE ${nonce} ${Buffer.from(name).toString('base64')} ${data.length} ${sum}\r\n${b64 === '' ? '' : `${b64}\r\n`}AGENTVM-FILE-END ${nonce}\r\n`;
 }
@@ -78,21 +81,28 @@ describe('ConsoleParser', () => {
     const report = parse(`${wrongDigest}${interleaved}${cut}`);
 
     expect(report.resultFiles).toEqual({});
-    expect(report.diagnostics.map((d) => d.code)).toEqual(['microvm.result-rejected', 'microvm.result-rejected', 'microvm.result-incomplete']);
+    expect(report.diagnostics.map((d) => d.code)).toEqual([
+      'microvm.result-rejected',
+      'microvm.result-rejected',
+      'microvm.result-incomplete',
+    ]);
     expect(report.console).toContain('kernel says hi');
   });
 
-  it.each(['../escape', '/abs', '__proto__/x', 'a/./b'])('GIVEN the hostile result name %j THEN nothing unsafe is stored', (name) => {
-    const report = parse(`${fileRecord(name, Buffer.from('x'))}AGENTVM-EXIT ${NONCE} 0\n`);
-    if (name === '__proto__/x') {
-      // A safe relative path; stored as a plain key on a null-prototype object, no prototype pollution.
-      expect(Object.getPrototypeOf(report.resultFiles)).toBeNull();
-      expect(report.resultFiles['__proto__/x']?.toString()).toBe('x');
-    } else {
-      expect(Object.keys(report.resultFiles)).toEqual([]);
-      expect(report.diagnostics.map((d) => d.code)).toEqual(['microvm.result-rejected']);
-    }
-  });
+  it.each(['../escape', '/abs', '__proto__/x', 'a/./b'])(
+    'GIVEN the hostile result name %j THEN nothing unsafe is stored',
+    (name) => {
+      const report = parse(`${fileRecord(name, Buffer.from('x'))}AGENTVM-EXIT ${NONCE} 0\n`);
+      if (name === '__proto__/x') {
+        // A safe relative path; stored as a plain key on a null-prototype object, no prototype pollution.
+        expect(Object.getPrototypeOf(report.resultFiles)).toBeNull();
+        expect(report.resultFiles['__proto__/x']?.toString()).toBe('x');
+      } else {
+        expect(Object.keys(report.resultFiles)).toEqual([]);
+        expect(report.diagnostics.map((d) => d.code)).toEqual(['microvm.result-rejected']);
+      }
+    },
+  );
 
   it('GIVEN results over the limit THEN they are dropped and reported', () => {
     const parser = new ConsoleParser(NONCE, { maxResultBytes: 100 });
@@ -126,7 +136,17 @@ describe('ConsoleParser', () => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
       return seed;
     };
-    const pieces = [`AGENTVM-FILE ${NONCE} `, `AGENTVM-FILE-END ${NONCE}`, `AGENTVM-EXIT ${NONCE} `, '\n', '\r', 'QUJD', '=', ' ', 'x'];
+    const pieces = [
+      `AGENTVM-FILE ${NONCE} `,
+      `AGENTVM-FILE-END ${NONCE}`,
+      `AGENTVM-EXIT ${NONCE} `,
+      '\n',
+      '\r',
+      'QUJD',
+      '=',
+      ' ',
+      'x',
+    ];
     for (let run = 0; run < 300; run += 1) {
       const parts: Buffer[] = [];
       for (let i = 0; i < 40; i += 1) {
@@ -148,13 +168,15 @@ describe('jobScript', () => {
 
   it('GIVEN hostile arguments THEN a real sh receives them byte for byte', () => {
     const args = ['a b', "c'd", '$(touch /tmp/pwned)', '`id`', 'line1\nline2', '', '*', 'ü'];
-    const run = spawnSync('sh', ['-c', jobScript('for a in "$@"; do printf "<%s>" "$a"; done', args)], { encoding: 'utf8' });
+    const run = spawnSync('sh', ['-c', jobScript('for a in "$@"; do printf "<%s>" "$a"; done', args)], {
+      encoding: 'utf8',
+    });
     expect(run.stdout).toBe(args.map((a) => `<${a}>`).join(''));
   });
 });
 
 describe('argvCommand', () => {
-  it('GIVEN a manifest argv and run arguments THEN a real sh runs the program with the fixed arguments first, then the run\'s', () => {
+  it("GIVEN a manifest argv and run arguments THEN a real sh runs the program with the fixed arguments first, then the run's", () => {
     const script = jobScript(argvCommand(['printf', '<%s>', '$(id)', "it's"]), ['--since', 'a b', '*']);
 
     const run = spawnSync('sh', ['-c', script], { encoding: 'utf8' });
@@ -174,8 +196,22 @@ describe('networkPrelude', () => {
     expect(spawnSync('sh', ['-n', '-c', text]).status).toBe(0);
     // With the egress proxy (decisions/0016) ordinary clients find it in the usual variables.
     const proxied = networkPrelude({ address: '172.30.0.2', prefixLength: 30, gateway: '172.30.0.1', proxyPort: 3128 });
-    expect(spawnSync('sh', ['-c', `${proxied.split('\n').filter((l) => l.startsWith('export')).join('\n')}\necho "$HTTPS_PROXY $http_proxy $NO_PROXY"`], { encoding: 'utf8' }).stdout.trim()).toBe('http://172.30.0.1:3128 http://172.30.0.1:3128 localhost,127.0.0.1');
-    expect(() => networkPrelude({ address: '172.30.0.2', prefixLength: 30, gateway: '172.30.0.1', proxyPort: 0 })).toThrow();
+    expect(
+      spawnSync(
+        'sh',
+        [
+          '-c',
+          `${proxied
+            .split('\n')
+            .filter((l) => l.startsWith('export'))
+            .join('\n')}\necho "$HTTPS_PROXY $http_proxy $NO_PROXY"`,
+        ],
+        { encoding: 'utf8' },
+      ).stdout.trim(),
+    ).toBe('http://172.30.0.1:3128 http://172.30.0.1:3128 localhost,127.0.0.1');
+    expect(() =>
+      networkPrelude({ address: '172.30.0.2', prefixLength: 30, gateway: '172.30.0.1', proxyPort: 0 }),
+    ).toThrow();
     expect(() => networkPrelude({ address: '172.30.0.2; reboot', prefixLength: 30, gateway: '172.30.0.1' })).toThrow();
   });
 });

@@ -90,8 +90,10 @@ const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1
 export function networkPrelude(net: GuestNetwork | undefined): string {
   const lines = ['ip link set lo up 2>/dev/null'];
   if (net === undefined) return `${lines.join('\n')}\n`;
-  if (!IPV4.test(net.address) || !IPV4.test(net.gateway)) throw new Error('guest network addresses must be dotted IPv4');
-  if (!Number.isInteger(net.prefixLength) || net.prefixLength < 1 || net.prefixLength > 30) throw new Error('guest prefix length must be 1-30');
+  if (!IPV4.test(net.address) || !IPV4.test(net.gateway))
+    throw new Error('guest network addresses must be dotted IPv4');
+  if (!Number.isInteger(net.prefixLength) || net.prefixLength < 1 || net.prefixLength > 30)
+    throw new Error('guest prefix length must be 1-30');
   lines.push(
     // virtio_net was loaded by /init (agentvm.net=1); its probe can lag the insmod by a moment.
     'n=0; while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done',
@@ -101,9 +103,11 @@ export function networkPrelude(net: GuestNetwork | undefined): string {
     `export AGENTVM_GATEWAY=${net.gateway}`,
   );
   if (net.proxyPort !== undefined) {
-    if (!Number.isInteger(net.proxyPort) || net.proxyPort < 1 || net.proxyPort > 65535) throw new Error('guest proxy port must be 1-65535');
+    if (!Number.isInteger(net.proxyPort) || net.proxyPort < 1 || net.proxyPort > 65535)
+      throw new Error('guest proxy port must be 1-65535');
     const proxy = `http://${net.gateway}:${net.proxyPort}`;
-    for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy']) lines.push(`export ${name}=${proxy}`);
+    for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy'])
+      lines.push(`export ${name}=${proxy}`);
     lines.push('export NO_PROXY=localhost,127.0.0.1 no_proxy=localhost,127.0.0.1');
   }
   return `${lines.join('\n')}\n`;
@@ -209,9 +213,13 @@ export class ConsoleParser {
     }
     if (this.open !== undefined) {
       this.diagnostics.push(
-        errorDiag('microvm.result-incomplete', `Result file ${JSON.stringify(this.open.name ?? '?')} was cut off before its end marker.`, {
-          detail: 'The VM stopped (timeout, crash or kill) while sending results; the file is dropped.',
-        }),
+        errorDiag(
+          'microvm.result-incomplete',
+          `Result file ${JSON.stringify(this.open.name ?? '?')} was cut off before its end marker.`,
+          {
+            detail: 'The VM stopped (timeout, crash or kill) while sending results; the file is dropped.',
+          },
+        ),
       );
       this.open = undefined;
     }
@@ -263,7 +271,8 @@ export class ConsoleParser {
         break;
       case 'EXIT': {
         const code = Number(fields[0]);
-        if (fields.length !== 1 || !Number.isInteger(code) || code < 0 || code > 255) this.violation(`EXIT with ${JSON.stringify(rest)}`);
+        if (fields.length !== 1 || !Number.isInteger(code) || code < 0 || code > 255)
+          this.violation(`EXIT with ${JSON.stringify(rest)}`);
         else this.exitCode = code;
         // Anything after EXIT (the kernel's power-down line) is console text, never a record.
         this.exited = true;
@@ -278,14 +287,22 @@ export class ConsoleParser {
   private openFile(fields: string[]): void {
     const [nameB64, sizeText, sha256] = fields;
     const size = Number(sizeText);
-    const name = nameB64 !== undefined && BASE64_LINE.test(nameB64) ? Buffer.from(nameB64, 'base64').toString('utf8') : undefined;
+    const name =
+      nameB64 !== undefined && BASE64_LINE.test(nameB64) ? Buffer.from(nameB64, 'base64').toString('utf8') : undefined;
     const file: OpenFile = { name, size, sha256: sha256 ?? '', parts: [], decoded: 0, corrupt: undefined };
-    if (fields.length !== 3 || name === undefined || !Number.isSafeInteger(size) || size < 0 || !SHA256_HEX.test(file.sha256)) {
+    if (
+      fields.length !== 3 ||
+      name === undefined ||
+      !Number.isSafeInteger(size) ||
+      size < 0 ||
+      !SHA256_HEX.test(file.sha256)
+    ) {
       file.corrupt = `malformed FILE record ${JSON.stringify(fields.join(' '))}`;
     } else {
       const problem = cpioPathProblem(name);
       if (problem !== undefined) file.corrupt = `its name ${problem}`;
-      else if (this.resultBytes + size > this.maxResultBytes) file.corrupt = `results exceed the ${this.maxResultBytes}-byte limit`;
+      else if (this.resultBytes + size > this.maxResultBytes)
+        file.corrupt = `results exceed the ${this.maxResultBytes}-byte limit`;
     }
     this.open = file;
   }
@@ -318,8 +335,10 @@ export class ConsoleParser {
     if (file.corrupt === undefined) {
       const data = Buffer.concat(file.parts);
       if (data.length !== file.size) file.corrupt = `${data.length} bytes arrived, ${file.size} announced`;
-      else if (createHash('sha256').update(data).digest('hex') !== file.sha256) file.corrupt = 'its sha256 does not match';
-      else if (file.name !== undefined && Object.hasOwn(this.files, file.name)) file.corrupt = 'the name was sent twice';
+      else if (createHash('sha256').update(data).digest('hex') !== file.sha256)
+        file.corrupt = 'its sha256 does not match';
+      else if (file.name !== undefined && Object.hasOwn(this.files, file.name))
+        file.corrupt = 'the name was sent twice';
       else if (file.name !== undefined) {
         this.files[file.name] = data;
         this.resultBytes += data.length;

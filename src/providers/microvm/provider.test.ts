@@ -13,7 +13,15 @@ import { hostPaths } from '../../model/index.js';
 import type { AuditEntry } from '../../state/index.js';
 import type { HostContext } from '../provider.js';
 import { jobDefinitionDigest } from './job-definition.js';
-import { createRunRecord, newRunId, processStartTicks, runAddress, runDirOf, vmDirOf, type JobRunRecord } from './job-registry.js';
+import {
+  createRunRecord,
+  newRunId,
+  processStartTicks,
+  runAddress,
+  runDirOf,
+  vmDirOf,
+  type JobRunRecord,
+} from './job-registry.js';
 import { MicrovmProvider } from './provider.js';
 import { processesMentioning } from './teardown.js';
 
@@ -48,20 +56,43 @@ function desired(overrides: Record<string, unknown> = {}): DesiredResource {
     egress: [],
     ...overrides,
   };
-  return { address: 'job.summarizer.summarize', provider: 'microvm', workload: 'summarizer', identity: `${config.kernel.sha256}/${config.rootfs.sha256}`, config, dependsOn: [] };
+  return {
+    address: 'job.summarizer.summarize',
+    provider: 'microvm',
+    workload: 'summarizer',
+    identity: `${config.kernel.sha256}/${config.rootfs.sha256}`,
+    config,
+    dependsOn: [],
+  };
 }
 
 function change(d: DesiredResource, action: PlannedChange['action']): PlannedChange {
-  return { address: d.address, provider: 'microvm', workload: d.workload, action, effect: 'none', reasons: [], desired: d, dependsOn: [] };
+  return {
+    address: d.address,
+    provider: 'microvm',
+    workload: d.workload,
+    action,
+    effect: 'none',
+    reasons: [],
+    desired: d,
+    dependsOn: [],
+  };
 }
 
 describe('validate', () => {
   it('GIVEN a disk rootfs without an initramfs, a path as file name and an egress wildcard THEN each is an error at the address', () => {
-    const d = desired({ rootfs: { file: '../etc/passwd', sha256: sha('x'), format: 'disk' }, egress: [{ host: '*', port: 443 }] });
+    const d = desired({
+      rootfs: { file: '../etc/passwd', sha256: sha('x'), format: 'disk' },
+      egress: [{ host: '*', port: 443 }],
+    });
 
     const codes = provider.validate({ resource: d }).diagnostics.map((x) => `${x.code}@${x.address}`);
 
-    expect(codes).toEqual(['microvm.job-invalid@job.summarizer.summarize', 'microvm.job-invalid@job.summarizer.summarize', 'microvm.egress-wildcard@job.summarizer.summarize']);
+    expect(codes).toEqual([
+      'microvm.job-invalid@job.summarizer.summarize',
+      'microvm.job-invalid@job.summarizer.summarize',
+      'microvm.egress-wildcard@job.summarizer.summarize',
+    ]);
   });
 
   it('GIVEN the example job THEN it is valid', () => {
@@ -78,11 +109,26 @@ describe('job definitions', () => {
     const applied = await provider.apply({ host, change: change(d, 'create') });
 
     expect(applied.diagnostics).toEqual([]);
-    expect(applied.locked).toEqual({ address: d.address, provider: 'microvm', workload: 'summarizer', identity: d.identity, digest: jobDefinitionDigest(d.config), attributes: { config: d.config } });
+    expect(applied.locked).toEqual({
+      address: d.address,
+      provider: 'microvm',
+      workload: 'summarizer',
+      identity: d.identity,
+      digest: jobDefinitionDigest(d.config),
+      attributes: { config: d.config },
+    });
     const live = (await provider.read({ host, address: d.address, desired: d })).live;
-    expect(live).toMatchObject({ exists: true, identity: d.identity, digest: jobDefinitionDigest(d.config), attributes: { images: 'verified' } });
+    expect(live).toMatchObject({
+      exists: true,
+      identity: d.identity,
+      digest: jobDefinitionDigest(d.config),
+      attributes: { images: 'verified' },
+    });
     const locked = { ...applied.locked!, commit: null, appliedAt: 'x' };
-    expect(provider.plan({ address: d.address, desired: d, live, locked })).toMatchObject({ action: 'noop', drift: [] });
+    expect(provider.plan({ address: d.address, desired: d, live, locked })).toMatchObject({
+      action: 'noop',
+      drift: [],
+    });
     expect((await provider.list({ host })).owned).toEqual([{ address: d.address }]);
   });
 
@@ -108,7 +154,14 @@ describe('job definitions', () => {
     expect(applied.diagnostics.map((x) => `${x.severity} ${x.code}`)).toEqual(['warning microvm.image-missing']);
     expect(read.live.attributes).toEqual({ images: 'missing', signatures: 'not-required' });
     expect(read.diagnostics.map((x) => `${x.severity} ${x.code}`)).toEqual(['warning microvm.image-missing']);
-    expect(provider.plan({ address: d.address, desired: d, live: read.live, locked: { ...applied.locked!, commit: null, appliedAt: 'x' } })).toMatchObject({ action: 'noop', drift: [] });
+    expect(
+      provider.plan({
+        address: d.address,
+        desired: d,
+        live: read.live,
+        locked: { ...applied.locked!, commit: null, appliedAt: 'x' },
+      }),
+    ).toMatchObject({ action: 'noop', drift: [] });
   });
 
   it('GIVEN an installed job whose image changed on the host THEN plan shows drift and an update', async () => {
@@ -117,7 +170,12 @@ describe('job definitions', () => {
     writeFileSync(join(root, 'var/lib/agentvm/images/root.cpio.gz'), 'swapped rootfs');
 
     const read = await provider.read({ host, address: d.address, desired: d });
-    const res = provider.plan({ address: d.address, desired: d, live: read.live, locked: { ...applied.locked!, commit: null, appliedAt: 'x' } });
+    const res = provider.plan({
+      address: d.address,
+      desired: d,
+      live: read.live,
+      locked: { ...applied.locked!, commit: null, appliedAt: 'x' },
+    });
 
     expect(read.diagnostics.map((x) => `${x.severity} ${x.code}`)).toEqual(['warning microvm.image-digest-mismatch']);
     expect(res.action).toBe('update');
@@ -129,9 +187,18 @@ describe('job definitions', () => {
     await provider.apply({ host, change: change(d, 'create') });
     const live = (await provider.read({ host, address: d.address })).live;
 
-    expect(provider.plan({ address: d.address, desired: desired({ command: ['/bin/other'] }), live }).reasons.map((r) => r.code)).toEqual(['config-changed']);
-    const other = { ...desired({ kernel: { file: 'vmlinuz', sha256: sha('new kernel') } }), identity: `${sha('new kernel')}/${sha('rootfs bytes')}` };
-    expect(provider.plan({ address: d.address, desired: other, live }).reasons.map((r) => r.code)).toEqual(['source-changed']);
+    expect(
+      provider
+        .plan({ address: d.address, desired: desired({ command: ['/bin/other'] }), live })
+        .reasons.map((r) => r.code),
+    ).toEqual(['config-changed']);
+    const other = {
+      ...desired({ kernel: { file: 'vmlinuz', sha256: sha('new kernel') } }),
+      identity: `${sha('new kernel')}/${sha('rootfs bytes')}`,
+    };
+    expect(provider.plan({ address: d.address, desired: other, live }).reasons.map((r) => r.code)).toEqual([
+      'source-changed',
+    ]);
     expect(provider.plan({ address: d.address, live }).action).toBe('delete');
 
     await provider.apply({ host, change: { ...change(d, 'delete'), desired: undefined } });
@@ -140,17 +207,34 @@ describe('job definitions', () => {
 });
 
 describe('orphan runs', () => {
-  async function orphan(ownerPid: number, ownerTicks: number | null, deadline = '2999-01-01T00:00:00.000Z'): Promise<{ record: JobRunRecord; marker: number }> {
+  async function orphan(
+    ownerPid: number,
+    ownerTicks: number | null,
+    deadline = '2999-01-01T00:00:00.000Z',
+  ): Promise<{ record: JobRunRecord; marker: number }> {
     const id = newRunId();
     const record: JobRunRecord = {
-      formatVersion: 1, id, address: 'job.summarizer.summarize', host: 'edge-1', workload: 'summarizer', job: 'summarize',
-      owner: { pid: ownerPid, startTicks: ownerTicks }, startedAt: new Date().toISOString(), deadline, netns: null, slot: null, vmmPid: null,
+      formatVersion: 1,
+      id,
+      address: 'job.summarizer.summarize',
+      host: 'edge-1',
+      workload: 'summarizer',
+      job: 'summarize',
+      owner: { pid: ownerPid, startTicks: ownerTicks },
+      startedAt: new Date().toISOString(),
+      deadline,
+      netns: null,
+      slot: null,
+      vmmPid: null,
     };
     await createRunRecord(host.paths, record);
     mkdirSync(vmDirOf(host.paths, id));
     writeFileSync(join(vmDirOf(host.paths, id), 'vmlinuz'), 'scratch');
     // A stand-in VMM: its own process group, its command line mentions the run directory, as QEMU's does.
-    const vmm = spawn('sh', ['-c', 'sleep 60', join(vmDirOf(host.paths, id), 'vmlinuz')], { detached: true, stdio: 'ignore' });
+    const vmm = spawn('sh', ['-c', 'sleep 60', join(vmDirOf(host.paths, id), 'vmlinuz')], {
+      detached: true,
+      stdio: 'ignore',
+    });
     await new Promise((resolve) => vmm.once('spawn', resolve));
     return { record, marker: vmm.pid ?? 0 };
   }
@@ -174,18 +258,46 @@ describe('orphan runs', () => {
     expect(planned.action).toBe('delete');
     expect(planned.drift.map((r) => r.code)).toEqual(['orphan']);
 
-    const applied = await provider.apply({ host, change: { address, provider: 'microvm', workload: 'summarizer', action: 'delete', effect: 'none', reasons: planned.reasons, dependsOn: [] } });
+    const applied = await provider.apply({
+      host,
+      change: {
+        address,
+        provider: 'microvm',
+        workload: 'summarizer',
+        action: 'delete',
+        effect: 'none',
+        reasons: planned.reasons,
+        dependsOn: [],
+      },
+    });
 
     expect(applied.diagnostics).toEqual([]);
     expect(processesMentioning(runDirOf(host.paths, record.id))).toEqual([]);
     expect(existsSync(runDirOf(host.paths, record.id))).toBe(false);
-    expect(receipts).toEqual([expect.objectContaining({ event: 'job.teardown', result: 'ok', address, host: 'edge-1' })]);
+    expect(receipts).toEqual([
+      expect.objectContaining({ event: 'job.teardown', result: 'ok', address, host: 'edge-1' }),
+    ]);
     expect(receipts[0]?.detail).toContain(`killed pid ${marker}`);
     expect(receipts[0]?.detail).toContain('(owner-gone)');
     expect((await provider.list({ host })).owned).toEqual([]);
 
     // Idempotent: reaping again finds nothing to do.
-    expect((await provider.apply({ host, change: { address, provider: 'microvm', workload: 'summarizer', action: 'delete', effect: 'none', reasons: [], dependsOn: [] } })).diagnostics).toEqual([]);
+    expect(
+      (
+        await provider.apply({
+          host,
+          change: {
+            address,
+            provider: 'microvm',
+            workload: 'summarizer',
+            action: 'delete',
+            effect: 'none',
+            reasons: [],
+            dependsOn: [],
+          },
+        })
+      ).diagnostics,
+    ).toEqual([]);
   });
 
   it('GIVEN a run with a live owner THEN it is not listed; past its deadline THEN it is an orphan', async () => {
@@ -195,19 +307,35 @@ describe('orphan runs', () => {
       const owned = (await provider.list({ host })).owned.map((o) => o.address);
       expect(owned).toEqual([runAddress(late.record)]);
       const live = (await provider.read({ host, address: runAddress(late.record) })).live;
-      expect(provider.plan({ address: runAddress(late.record), live }).reasons[0]?.message).toContain('past its deadline');
+      expect(provider.plan({ address: runAddress(late.record), live }).reasons[0]?.message).toContain(
+        'past its deadline',
+      );
     } finally {
       for (const pid of [running.marker, late.marker]) process.kill(-pid, 'SIGKILL');
     }
   });
 
-  it('GIVEN the audit receipt sink by default THEN the receipt lands in the host root\'s audit log', async () => {
+  it("GIVEN the audit receipt sink by default THEN the receipt lands in the host root's audit log", async () => {
     const { record } = await orphan(await deadOwner(), 1);
     const real = new MicrovmProvider();
 
-    await real.apply({ host, change: { address: runAddress(record), provider: 'microvm', workload: 'summarizer', action: 'delete', effect: 'none', reasons: [], dependsOn: [] } });
+    await real.apply({
+      host,
+      change: {
+        address: runAddress(record),
+        provider: 'microvm',
+        workload: 'summarizer',
+        action: 'delete',
+        effect: 'none',
+        reasons: [],
+        dependsOn: [],
+      },
+    });
 
-    const lines = readFileSync(join(host.paths.audit, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string; address: string });
+    const lines = readFileSync(join(host.paths.audit, 'audit.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; address: string });
     expect(lines.map((l) => `${l.event} ${l.address}`)).toEqual([`job.teardown ${runAddress(record)}`]);
   });
 });

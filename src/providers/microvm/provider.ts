@@ -15,7 +15,24 @@
 import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type { Reason } from '../../model/resources.js';
 import { LocalStateBackend, type AuditEntry } from '../../state/index.js';
-import type { ApplyRequest, ApplyResponse, ArtifactRequest, ArtifactResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import type {
+  ApplyRequest,
+  ApplyResponse,
+  ArtifactRequest,
+  ArtifactResponse,
+  ExpandRequest,
+  ExpandResponse,
+  HostContext,
+  ListRequest,
+  ListResponse,
+  PlanRequest,
+  PlanResponse,
+  Provider,
+  ReadRequest,
+  ReadResponse,
+  ValidateRequest,
+  ValidateResponse,
+} from '../provider.js';
 import { expandJobs } from './expand.js';
 import {
   jobDefinitionDigest,
@@ -31,7 +48,16 @@ import {
   verifyImages,
   writeInstalledDefinition,
 } from './job-definition.js';
-import { listRunRecords, ownerAlive, readRunRecord, runAddress, runIdOfAddress, runState, type JobRunRecord, type RunState } from './job-registry.js';
+import {
+  listRunRecords,
+  ownerAlive,
+  readRunRecord,
+  runAddress,
+  runIdOfAddress,
+  runState,
+  type JobRunRecord,
+  type RunState,
+} from './job-registry.js';
 import { receiptDetail, teardownRun, type TeardownReceipt } from './teardown.js';
 
 export const MICROVM_PROVIDER = 'microvm';
@@ -72,7 +98,8 @@ export class MicrovmProvider implements Provider {
     const owned: ListResponse['owned'] = (await listInstalledDefinitions(req.host)).map((address) => ({ address }));
     const { records, diagnostics } = await listRunRecords(req.host.paths);
     for (const record of records) {
-      if (orphanState(record, this.now()) !== 'running') owned.push({ address: runAddress(record), identity: record.id });
+      if (orphanState(record, this.now()) !== 'running')
+        owned.push({ address: runAddress(record), identity: record.id });
     }
     return { owned, diagnostics };
   }
@@ -82,14 +109,30 @@ export class MicrovmProvider implements Provider {
     if (runId !== undefined) return { live: await this.readRun(req.host, req.address, runId), diagnostics: [] };
     const [, workload = '', job = ''] = req.address.split('.');
     const installed = await readInstalledDefinition(req.host, workload, job);
-    if (installed === undefined) return { live: { address: req.address, provider: this.type, exists: false }, diagnostics: [] };
+    if (installed === undefined)
+      return { live: { address: req.address, provider: this.type, exists: false }, diagnostics: [] };
     const parsed = parseJobConfig(installed.config);
-    const images = parsed.config === undefined ? { status: 'missing' as const, diagnostics: [] } : await verifyImages(req.host, parsed.config);
+    const images =
+      parsed.config === undefined
+        ? { status: 'missing' as const, diagnostics: [] }
+        : await verifyImages(req.host, parsed.config);
     // The digest of what is installed, recomputed: a definition edited by hand is drift even if its digest field was
     // left alone.
-    const signatures = installed.signaturesVerified === undefined && !signsImages(installed.config) ? 'not-required' : parsed.config !== undefined && signaturesCoverPins(installed, parsed.config) ? 'verified' : 'unverified';
+    const signatures =
+      installed.signaturesVerified === undefined && !signsImages(installed.config)
+        ? 'not-required'
+        : parsed.config !== undefined && signaturesCoverPins(installed, parsed.config)
+          ? 'verified'
+          : 'unverified';
     return {
-      live: { address: req.address, provider: this.type, exists: true, identity: installed.identity, digest: jobDefinitionDigest(installed.config), attributes: { images: images.status, signatures } },
+      live: {
+        address: req.address,
+        provider: this.type,
+        exists: true,
+        identity: installed.identity,
+        digest: jobDefinitionDigest(installed.config),
+        attributes: { images: images.status, signatures },
+      },
       // Shown in the plan as warnings: the change that fixes them is planned (update), apply reports errors.
       diagnostics: images.diagnostics.map((d) => ({ ...d, severity: 'warning' as const })),
     };
@@ -104,7 +147,12 @@ export class MicrovmProvider implements Provider {
       provider: this.type,
       exists: true,
       identity: record.id,
-      attributes: { state: orphanState(record, this.now()), ownerPid: record.owner.pid, deadline: record.deadline, netns: record.netns },
+      attributes: {
+        state: orphanState(record, this.now()),
+        ownerPid: record.owner.pid,
+        deadline: record.deadline,
+        netns: record.netns,
+      },
     };
   }
 
@@ -134,7 +182,14 @@ export class MicrovmProvider implements Provider {
       return { diagnostics: [] };
     }
     const desired = change.desired;
-    if (desired === undefined) return { diagnostics: [errorDiag('microvm.no-desired', `No desired configuration for ${change.address}.`, { address: change.address })] };
+    if (desired === undefined)
+      return {
+        diagnostics: [
+          errorDiag('microvm.no-desired', `No desired configuration for ${change.address}.`, {
+            address: change.address,
+          }),
+        ],
+      };
     const parsed = parseJobConfig(desired.config, change.address);
     if (parsed.config === undefined) return { diagnostics: parsed.diagnostics };
     req.progress?.('verifying images');
@@ -154,7 +209,8 @@ export class MicrovmProvider implements Provider {
         const found = await req.verifyArtifact(image.bytes, image.name);
         refusals.push(...found);
         const pin = parsed.config[image.name];
-        if (!found.some((d) => d.severity === 'error') && pin !== undefined) signaturesVerified[image.name] = pin.sha256;
+        if (!found.some((d) => d.severity === 'error') && pin !== undefined)
+          signaturesVerified[image.name] = pin.sha256;
       }
       if (refusals.some((d) => d.severity === 'error')) return { diagnostics: refusals };
     }
@@ -173,17 +229,41 @@ export class MicrovmProvider implements Provider {
     });
     return {
       // The config is recorded so a later plan can show what changed (views diff it against the desired config).
-      locked: { address: change.address, provider: this.type, workload, identity, digest, attributes: { config: desired.config } },
-      diagnostics: images.diagnostics.map((d) => ({ ...d, severity: 'warning' as const, summary: `${d.summary} The job cannot run until it is there.` })),
+      locked: {
+        address: change.address,
+        provider: this.type,
+        workload,
+        identity,
+        digest,
+        attributes: { config: desired.config },
+      },
+      diagnostics: images.diagnostics.map((d) => ({
+        ...d,
+        severity: 'warning' as const,
+        summary: `${d.summary} The job cannot run until it is there.`,
+      })),
     };
   }
 
-  private async reap(host: HostContext, address: string, runId: string, progress?: (m: string) => void): Promise<ApplyResponse> {
+  private async reap(
+    host: HostContext,
+    address: string,
+    runId: string,
+    progress?: (m: string) => void,
+  ): Promise<ApplyResponse> {
     const record = await readRunRecord(host.paths, runId);
     if (record === undefined) return { diagnostics: [] };
     const state = orphanState(record, this.now());
     if (state === 'running') {
-      return { diagnostics: [warningDiag('microvm.run-adopted', `Run ${runId} has a live owner again and is within its deadline; it was left alone.`, { address })] };
+      return {
+        diagnostics: [
+          warningDiag(
+            'microvm.run-adopted',
+            `Run ${runId} has a live owner again and is within its deadline; it was left alone.`,
+            { address },
+          ),
+        ],
+      };
     }
     progress?.(`reaping (${state})`);
     const receipt = await teardownRun(host.paths, record, state);
@@ -191,10 +271,14 @@ export class MicrovmProvider implements Provider {
     if (receipt.ok) return { diagnostics: [] };
     return {
       diagnostics: [
-        errorDiag('microvm.reap-incomplete', `Run ${runId} could not be torn down completely: ${receipt.problems.join('; ')}.`, {
-          address,
-          detail: 'Its record is kept, so the next plan lists it again and apply retries.',
-        }),
+        errorDiag(
+          'microvm.reap-incomplete',
+          `Run ${runId} could not be torn down completely: ${receipt.problems.join('; ')}.`,
+          {
+            address,
+            detail: 'Its record is kept, so the next plan lists it again and apply retries.',
+          },
+        ),
       ],
     };
   }
@@ -202,7 +286,14 @@ export class MicrovmProvider implements Provider {
 
 /** The audit record of a teardown. */
 export function receiptEntry(host: string, operation: string, receipt: TeardownReceipt): AuditEntry {
-  return { host, operation, event: 'job.teardown', result: receipt.ok ? 'ok' : 'failed', address: receipt.address, detail: receiptDetail(receipt) };
+  return {
+    host,
+    operation,
+    event: 'job.teardown',
+    result: receipt.ok ? 'ok' : 'failed',
+    address: receipt.address,
+    detail: receiptDetail(receipt),
+  };
 }
 
 function orphanState(record: JobRunRecord, now: Date): RunState {
@@ -218,7 +309,10 @@ function planRun(req: PlanRequest): PlanResponse {
     state === 'owner-gone'
       ? `its owner (agentvm pid ${String(req.live.attributes?.ownerPid)}) is gone`
       : `it is past its deadline ${String(req.live.attributes?.deadline)}`;
-  const reason: Reason = { code: 'orphan', message: `Job run ${req.live.identity ?? ''} is an orphan: ${why}. Apply kills its VM and removes its namespace and scratch files.` };
+  const reason: Reason = {
+    code: 'orphan',
+    message: `Job run ${req.live.identity ?? ''} is an orphan: ${why}. Apply kills its VM and removes its namespace and scratch files.`,
+  };
   return { action: 'delete', effect: 'none', reasons: [reason], drift: [reason], diagnostics: [] };
 }
 
@@ -226,21 +320,44 @@ function planDefinition(req: PlanRequest): PlanResponse {
   const { desired, live, locked } = req;
   const drift: Reason[] = [];
   const diagnostics: Diagnostic[] = [];
-  if (locked && !live.exists) drift.push({ code: 'live-missing', message: 'The installed job definition is missing from the host.' });
-  if (locked && live.exists && live.digest !== locked.digest) drift.push({ code: 'live-modified', message: 'The installed job definition differs from what was applied.' });
+  if (locked && !live.exists)
+    drift.push({ code: 'live-missing', message: 'The installed job definition is missing from the host.' });
+  if (locked && live.exists && live.digest !== locked.digest)
+    drift.push({ code: 'live-modified', message: 'The installed job definition differs from what was applied.' });
   // A missing image is a warning (read), not drift: images are delivered out of band. A present image that does not
   // match its pin is drift, and the update that follows refuses it.
   const images = live.attributes?.images;
-  if (live.exists && images === 'mismatch') drift.push({ code: 'live-modified', message: 'An image of the job no longer matches its pinned sha256.' });
+  if (live.exists && images === 'mismatch')
+    drift.push({ code: 'live-modified', message: 'An image of the job no longer matches its pinned sha256.' });
   if (!desired) {
     if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics };
-    return { action: 'delete', effect: 'none', reasons: [{ code: 'removed', message: 'The job is no longer in the desired state; its definition is removed (running jobs are not affected).' }], drift, diagnostics };
+    return {
+      action: 'delete',
+      effect: 'none',
+      reasons: [
+        {
+          code: 'removed',
+          message:
+            'The job is no longer in the desired state; its definition is removed (running jobs are not affected).',
+        },
+      ],
+      drift,
+      diagnostics,
+    };
   }
   if (!live.exists) {
     return {
       action: 'create',
       effect: 'none',
-      reasons: [locked ? { code: 'live-missing', message: 'The job definition was applied but is missing on the host.' } : { code: 'new', message: 'A new job definition: its images are verified against their pins and the definition is installed.' }],
+      reasons: [
+        locked
+          ? { code: 'live-missing', message: 'The job definition was applied but is missing on the host.' }
+          : {
+              code: 'new',
+              message:
+                'A new job definition: its images are verified against their pins and the definition is installed.',
+            },
+      ],
       drift,
       diagnostics,
     };
@@ -248,13 +365,50 @@ function planDefinition(req: PlanRequest): PlanResponse {
   const digest = jobDefinitionDigest(desired.config);
   if (live.digest !== digest) {
     const code = live.identity !== desired.identity ? 'source-changed' : 'config-changed';
-    return { action: 'update', effect: 'none', reasons: [{ code, message: code === 'source-changed' ? 'The job boots other images (kernel, rootfs or initramfs digest changed).' : 'The job definition changed (command, resources, timeout or egress); the next run uses it.' }], drift, diagnostics };
+    return {
+      action: 'update',
+      effect: 'none',
+      reasons: [
+        {
+          code,
+          message:
+            code === 'source-changed'
+              ? 'The job boots other images (kernel, rootfs or initramfs digest changed).'
+              : 'The job definition changed (command, resources, timeout or egress); the next run uses it.',
+        },
+      ],
+      drift,
+      diagnostics,
+    };
   }
   if (images === 'mismatch') {
-    return { action: 'update', effect: 'none', reasons: [{ code: 'live-modified', message: 'An image of the job does not match its pin; apply refuses it until the pinned image is in place.' }], drift, diagnostics };
+    return {
+      action: 'update',
+      effect: 'none',
+      reasons: [
+        {
+          code: 'live-modified',
+          message: 'An image of the job does not match its pin; apply refuses it until the pinned image is in place.',
+        },
+      ],
+      drift,
+      diagnostics,
+    };
   }
   if (images === 'verified' && live.attributes?.signatures === 'unverified') {
-    return { action: 'update', effect: 'none', reasons: [{ code: 'live-modified', message: 'The job\'s images arrived after its definition was installed; apply verifies their signatures, and only then can the job run.' }], drift, diagnostics };
+    return {
+      action: 'update',
+      effect: 'none',
+      reasons: [
+        {
+          code: 'live-modified',
+          message:
+            "The job's images arrived after its definition was installed; apply verifies their signatures, and only then can the job run.",
+        },
+      ],
+      drift,
+      diagnostics,
+    };
   }
   return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics };
 }

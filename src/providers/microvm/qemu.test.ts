@@ -35,7 +35,9 @@ describe('qemuArgv', () => {
     expect(flag(argv, '-smp')).toEqual(['2']);
     expect(flag(argv, '-m')).toEqual(['256']);
     expect(flag(argv, '-serial')).toEqual(['stdio']);
-    expect(flag(argv, '-append')).toEqual(['console=ttyS0 panic=-1 tsc_early_khz=2596152 agentvm.nonce=00112233 loglevel=1']);
+    expect(flag(argv, '-append')).toEqual([
+      'console=ttyS0 panic=-1 tsc_early_khz=2596152 agentvm.nonce=00112233 loglevel=1',
+    ]);
     expect(flag(argv, '-name')).toEqual(['agentvm-job-abc,process=agentvm-job-abc']);
   });
 
@@ -46,7 +48,10 @@ describe('qemuArgv', () => {
   });
 
   it('GIVEN a root disk THEN it is attached read-only as a raw virtio-blk device', () => {
-    const argv = qemuArgv({ ...spec, rootDiskPath: '/run/x/rootfs.img' }, { accel: 'tcg', initrdPath: '/i', tscKhz: null });
+    const argv = qemuArgv(
+      { ...spec, rootDiskPath: '/run/x/rootfs.img' },
+      { accel: 'tcg', initrdPath: '/i', tscKhz: null },
+    );
     expect(flag(argv, '-drive')).toEqual(['id=rootfs,file=/run/x/rootfs.img,format=raw,if=none,readonly=on']);
     expect(flag(argv, '-device')).toEqual(['virtio-blk-device,drive=rootfs']);
     // The kernel and initramfs still boot the guest; the disk is only mounted by its init.
@@ -55,7 +60,12 @@ describe('qemuArgv', () => {
   });
 
   it('GIVEN a root disk path holding a comma THEN it is refused (it would inject -drive options)', () => {
-    expect(() => qemuArgv({ ...spec, rootDiskPath: '/run/x,snapshot=off/rootfs.img' }, { accel: 'tcg', initrdPath: '/i', tscKhz: null })).toThrow(/must not contain ","/);
+    expect(() =>
+      qemuArgv(
+        { ...spec, rootDiskPath: '/run/x,snapshot=off/rootfs.img' },
+        { accel: 'tcg', initrdPath: '/i', tscKhz: null },
+      ),
+    ).toThrow(/must not contain ","/);
   });
 
   it('GIVEN KVM THEN no TSC override is passed', () => {
@@ -64,7 +74,10 @@ describe('qemuArgv', () => {
   });
 
   it('GIVEN a tap in a namespace THEN one virtio-net device is attached to it and QEMU runs inside the namespace', () => {
-    const argv = qemuArgv({ ...spec, network: { kind: 'tap', tapName: 'avm-tap0', macAddress: '52:54:00:12:34:56', netns: 'avm-job' } }, { accel: 'kvm', initrdPath: '/i', tscKhz: null });
+    const argv = qemuArgv(
+      { ...spec, network: { kind: 'tap', tapName: 'avm-tap0', macAddress: '52:54:00:12:34:56', netns: 'avm-job' } },
+      { accel: 'kvm', initrdPath: '/i', tscKhz: null },
+    );
 
     expect(argv.slice(0, 4)).toEqual(['ip', 'netns', 'exec', 'avm-job']);
     expect(flag(argv, '-netdev')).toEqual(['tap,id=net0,ifname=avm-tap0,script=no,downscript=no']);
@@ -87,7 +100,10 @@ describe('hostTscKhz', () => {
     try {
       const constant = join(dir, 'constant');
       const variable = join(dir, 'variable');
-      writeFileSync(constant, 'processor\t: 0\ncpu MHz\t\t: 2596.152\nflags\t\t: fpu tsc constant_tsc nonstop_tsc\n\nprocessor\t: 1\n');
+      writeFileSync(
+        constant,
+        'processor\t: 0\ncpu MHz\t\t: 2596.152\nflags\t\t: fpu tsc constant_tsc nonstop_tsc\n\nprocessor\t: 1\n',
+      );
       writeFileSync(variable, 'processor\t: 0\ncpu MHz\t\t: 2596.152\nflags\t\t: fpu tsc\n');
 
       expect(await hostTscKhz(constant)).toBe(2596152);

@@ -38,47 +38,78 @@ export class QemuDriver implements VmmDriver {
 
   async boot(spec: VmBootSpec): Promise<VmHandle> {
     const initrd = await singleInitrd(spec);
-    const tscKhz = this.options.accel === 'tcg' ? (this.options.tscKhz === undefined ? await hostTscKhz() : this.options.tscKhz) : null;
+    const tscKhz =
+      this.options.accel === 'tcg'
+        ? this.options.tscKhz === undefined
+          ? await hostTscKhz()
+          : this.options.tscKhz
+        : null;
     const argv = qemuArgv(spec, { ...this.options, initrdPath: initrd, tscKhz });
     return spawnVmm(argv, spec.onConsole);
   }
 }
 
 /** The full command line (including an `ip netns exec` prefix when the tap lives in a namespace). Pure. */
-export function qemuArgv(spec: VmBootSpec, options: QemuDriverOptions & { initrdPath: string; tscKhz: number | null }): string[] {
-  if (!/^[A-Za-z0-9-]{1,64}$/.test(spec.name)) throw new Error(`VM name ${JSON.stringify(spec.name)} must be 1-64 letters, digits or "-"`);
+export function qemuArgv(
+  spec: VmBootSpec,
+  options: QemuDriverOptions & { initrdPath: string; tscKhz: number | null },
+): string[] {
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(spec.name))
+    throw new Error(`VM name ${JSON.stringify(spec.name)} must be 1-64 letters, digits or "-"`);
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) throw new Error('vcpus must be a positive integer');
-  if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 16) throw new Error('memoryMiB must be an integer of at least 16');
+  if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 16)
+    throw new Error('memoryMiB must be an integer of at least 16');
   const append = ['console=ttyS0', 'panic=-1'];
   if (options.accel === 'tcg' && options.tscKhz !== null) append.push(`tsc_early_khz=${options.tscKhz}`);
   if (spec.append.trim() !== '') append.push(spec.append.trim());
   const argv = [
     options.binary ?? 'qemu-system-x86_64',
-    '-name', `agentvm-${spec.name},process=agentvm-${spec.name}`,
-    '-M', 'microvm,x-option-roms=off,isa-serial=on,rtc=on',
-    '-accel', options.accel,
+    '-name',
+    `agentvm-${spec.name},process=agentvm-${spec.name}`,
+    '-M',
+    'microvm,x-option-roms=off,isa-serial=on,rtc=on',
+    '-accel',
+    options.accel,
     ...(options.cpu === undefined ? [] : ['-cpu', options.cpu]),
-    '-m', String(spec.memoryMiB),
-    '-smp', String(spec.vcpus),
-    '-nodefaults', '-no-user-config', '-nographic',
-    '-serial', 'stdio',
-    '-kernel', spec.kernelPath,
-    '-initrd', options.initrdPath,
-    '-append', append.join(' '),
+    '-m',
+    String(spec.memoryMiB),
+    '-smp',
+    String(spec.vcpus),
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    '-serial',
+    'stdio',
+    '-kernel',
+    spec.kernelPath,
+    '-initrd',
+    options.initrdPath,
+    '-append',
+    append.join(' '),
     '-no-reboot',
   ];
   if (spec.rootDiskPath !== undefined) {
     // QEMU's -drive option syntax treats ',' as a separator: a path holding one would inject options.
-    if (spec.rootDiskPath.includes(',')) throw new Error(`root disk path ${JSON.stringify(spec.rootDiskPath)} must not contain ","`);
-    argv.push('-drive', `id=rootfs,file=${spec.rootDiskPath},format=raw,if=none,readonly=on`, '-device', 'virtio-blk-device,drive=rootfs');
+    if (spec.rootDiskPath.includes(','))
+      throw new Error(`root disk path ${JSON.stringify(spec.rootDiskPath)} must not contain ","`);
+    argv.push(
+      '-drive',
+      `id=rootfs,file=${spec.rootDiskPath},format=raw,if=none,readonly=on`,
+      '-device',
+      'virtio-blk-device,drive=rootfs',
+    );
   }
   if (spec.network.kind === 'none') return argv;
   const { tapName, macAddress, netns } = spec.network;
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tapName)) throw new Error(`tap name ${JSON.stringify(tapName)} is not a valid interface name`);
-  if (macAddress !== undefined && !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(macAddress)) throw new Error(`MAC address ${JSON.stringify(macAddress)} is malformed`);
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tapName))
+    throw new Error(`tap name ${JSON.stringify(tapName)} is not a valid interface name`);
+  if (macAddress !== undefined && !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(macAddress))
+    throw new Error(`MAC address ${JSON.stringify(macAddress)} is malformed`);
   argv.push(
-    '-netdev', `tap,id=net0,ifname=${tapName},script=no,downscript=no`,
-    '-device', `virtio-net-device,netdev=net0${macAddress === undefined ? '' : `,mac=${macAddress}`}`,
+    '-netdev',
+    `tap,id=net0,ifname=${tapName},script=no,downscript=no`,
+    '-device',
+    `virtio-net-device,netdev=net0${macAddress === undefined ? '' : `,mac=${macAddress}`}`,
   );
   return netns === undefined ? argv : ['ip', 'netns', 'exec', netns, ...argv];
 }
@@ -137,7 +168,10 @@ export async function detectAccel(request: AccelProbeRequest): Promise<AccelChoi
     const handle = await open(device, 'r+');
     await handle.close();
   } catch (error) {
-    return { accel: 'tcg', reason: `${device} cannot be opened (${(error as NodeJS.ErrnoException).code ?? 'error'}).` };
+    return {
+      accel: 'tcg',
+      reason: `${device} cannot be opened (${(error as NodeJS.ErrnoException).code ?? 'error'}).`,
+    };
   }
   const timeoutMs = request.timeoutMs ?? 3000;
   const nonce = newNonce();
@@ -180,8 +214,14 @@ export async function detectAccel(request: AccelProbeRequest): Promise<AccelChoi
   clearTimeout(timer);
   const probeMs = Math.round(performance.now() - started);
   const exit = await handle.kill();
-  if (outcome === 'answered' || parse.end().probeOk) return { accel: 'kvm', reason: `a KVM probe boot answered in ${probeMs} ms.`, probeMs };
-  if (outcome === 'timeout') return { accel: 'tcg', reason: `a KVM probe boot did not answer within ${timeoutMs} ms (nested virtualization?); it was killed.`, probeMs };
+  if (outcome === 'answered' || parse.end().probeOk)
+    return { accel: 'kvm', reason: `a KVM probe boot answered in ${probeMs} ms.`, probeMs };
+  if (outcome === 'timeout')
+    return {
+      accel: 'tcg',
+      reason: `a KVM probe boot did not answer within ${timeoutMs} ms (nested virtualization?); it was killed.`,
+      probeMs,
+    };
   const why = exit.stderr.trim().split('\n').pop() ?? '';
   return { accel: 'tcg', reason: `a KVM probe boot exited without answering${why === '' ? '' : `: ${why}`}.`, probeMs };
 }

@@ -41,7 +41,11 @@ export interface TeardownReceipt {
 
 const KILL_WAIT_MS = 5_000;
 
-export async function teardownRun(paths: HostPaths, record: JobRunRecord, reason: TeardownReason): Promise<TeardownReceipt> {
+export async function teardownRun(
+  paths: HostPaths,
+  record: JobRunRecord,
+  reason: TeardownReason,
+): Promise<TeardownReceipt> {
   const started = performance.now();
   const problems: string[] = [];
   const runDir = runDirOf(paths, record.id);
@@ -66,7 +70,10 @@ export async function teardownRun(paths: HostPaths, record: JobRunRecord, reason
   } catch (error) {
     problems.push(`removing ${vmDirOf(paths, record.id)}: ${(error as Error).message}`);
   }
-  if (record.slot !== null) await releaseSlot(paths, record.slot).catch((error: Error) => problems.push(`releasing network slot ${record.slot}: ${error.message}`));
+  if (record.slot !== null)
+    await releaseSlot(paths, record.slot).catch((error: Error) =>
+      problems.push(`releasing network slot ${record.slot}: ${error.message}`),
+    );
   if (problems.length === 0) {
     try {
       await rm(runDir, { recursive: true, force: true });
@@ -94,7 +101,9 @@ export function receiptDetail(receipt: TeardownReceipt): string {
   const parts = [
     `run ${receipt.runId} torn down (${receipt.reason})`,
     receipt.killed.length === 0 ? 'no process was left running' : `killed pid ${receipt.killed.join(', ')}`,
-    receipt.netns === null ? 'no network' : `netns ${receipt.netns} ${receipt.netnsDeleted ? 'deleted' : 'already gone'}${receipt.tapDeleted ? ' with tap avm0' : ''}`,
+    receipt.netns === null
+      ? 'no network'
+      : `netns ${receipt.netns} ${receipt.netnsDeleted ? 'deleted' : 'already gone'}${receipt.tapDeleted ? ' with tap avm0' : ''}`,
     receipt.scratchRemoved ? 'scratch removed' : 'scratch NOT removed',
     `${receipt.durationMs} ms`,
   ];
@@ -106,7 +115,8 @@ async function killRunProcesses(runDir: string, netns: string | null): Promise<n
   const pids = new Set(processesMentioning(`${runDir}/`));
   if (netns !== null) {
     const inNetns = await runCommand(['ip', 'netns', 'pids', netns]);
-    if (inNetns.code === 0) for (const word of inNetns.stdout.split(/\s+/)) if (/^\d+$/.test(word)) pids.add(Number(word));
+    if (inNetns.code === 0)
+      for (const word of inNetns.stdout.split(/\s+/)) if (/^\d+$/.test(word)) pids.add(Number(word));
   }
   pids.delete(process.pid);
   for (const pid of pids) {

@@ -262,7 +262,10 @@ export class ContentStore {
 
   private async entries(): Promise<string[]> {
     try {
-      return (await readdir(this.dir, { withFileTypes: true })).filter((e) => e.isDirectory() && HEX.test(e.name)).map((e) => e.name).sort();
+      return (await readdir(this.dir, { withFileTypes: true }))
+        .filter((e) => e.isDirectory() && HEX.test(e.name))
+        .map((e) => e.name)
+        .sort();
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return [];
       throw error;
@@ -284,7 +287,10 @@ export class ContentStore {
   private serialised<T>(key: string, work: () => Promise<T>): Promise<T> {
     const previous = entryQueues.get(key) ?? Promise.resolve();
     const next = previous.then(work, work);
-    entryQueues.set(key, next.catch(() => undefined));
+    entryQueues.set(
+      key,
+      next.catch(() => undefined),
+    );
     return next;
   }
 }

@@ -13,14 +13,17 @@ import { releaseAddress } from './release-lifecycle.js';
  * `repoDir` here so providers only ever see absolute paths or URLs.
  */
 export function resolveSourceLocation(location: string, repoDir: string): string {
-  return location.startsWith('./') || location.startsWith('../') ? posix.normalize(`${repoDir.replace(/\/$/, '')}/${location}`) : location;
+  return location.startsWith('./') || location.startsWith('../')
+    ? posix.normalize(`${repoDir.replace(/\/$/, '')}/${location}`)
+    : location;
 }
 
 /** The directory name under `<releases>/<workload>/` the workload's units run from; null without a release. */
 export function releaseIdOf(workload: ExpandWorkload): string | null {
   const { archetype, source } = workload.manifest.spec;
   if (archetype === 'git-release' && source.git) return source.git.commit;
-  if (archetype === 'package-install' && source.package) return packageReleaseId(source.package.name, source.package.version);
+  if (archetype === 'package-install' && source.package)
+    return packageReleaseId(source.package.name, source.package.version);
   return null;
 }
 
@@ -35,7 +38,12 @@ export function expandGitReleases(req: ExpandRequest): ExpandResponse {
       provider: 'release.git',
       workload: w.name,
       identity: git.commit,
-      config: { repo: resolveSourceLocation(git.repo, req.repo), commit: git.commit, ...(git.subdir ? { subdir: git.subdir } : {}), ...signatureConfig(w) },
+      config: {
+        repo: resolveSourceLocation(git.repo, req.repo),
+        commit: git.commit,
+        ...(git.subdir ? { subdir: git.subdir } : {}),
+        ...signatureConfig(w),
+      },
       dependsOn: [],
     });
   }
@@ -53,7 +61,13 @@ export function expandPackageReleases(req: ExpandRequest): ExpandResponse {
       provider: 'release.package',
       workload: w.name,
       identity: packageIdentity(p),
-      config: { name: p.name, version: p.version, integrity: p.integrity, tarball: resolveSourceLocation(p.tarball, req.repo), ...signatureConfig(w) },
+      config: {
+        name: p.name,
+        version: p.version,
+        integrity: p.integrity,
+        tarball: resolveSourceLocation(p.tarball, req.repo),
+        ...signatureConfig(w),
+      },
       dependsOn: [],
     });
   }
@@ -63,5 +77,12 @@ export function expandPackageReleases(req: ExpandRequest): ExpandResponse {
 function signatureConfig(w: ExpandWorkload): Record<string, unknown> {
   const sig = w.manifest.spec.signature;
   if (!sig) return {};
-  return { signature: { bundle: `${w.dir}/${sig.bundle}`, identity: sig.identity ?? null, issuer: sig.issuer ?? null, key: sig.key ? `${w.dir}/${sig.key}` : null } };
+  return {
+    signature: {
+      bundle: `${w.dir}/${sig.bundle}`,
+      identity: sig.identity ?? null,
+      issuer: sig.issuer ?? null,
+      key: sig.key ? `${w.dir}/${sig.key}` : null,
+    },
+  };
 }

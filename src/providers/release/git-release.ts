@@ -89,28 +89,50 @@ export function redactUrl(text: string): string {
 }
 
 /** Parses and checks the desired config; the diagnostics say what is wrong with which field. */
-export function parseGitReleaseConfig(config: Record<string, unknown>, address?: string): { config?: GitReleaseConfig; diagnostics: Diagnostic[] } {
+export function parseGitReleaseConfig(
+  config: Record<string, unknown>,
+  address?: string,
+): { config?: GitReleaseConfig; diagnostics: Diagnostic[] } {
   const at = address === undefined ? {} : { address };
   const diagnostics: Diagnostic[] = [];
   const { repo, commit, subdir } = config;
   if (typeof repo !== 'string' || repo.trim() === '') {
-    diagnostics.push(errorDiag(ReleaseCode.invalidConfig, 'source.git.repo must be a git URL or an absolute path.', { ...at, path: '$.spec.source.git.repo' }));
-  } else if (repo.startsWith('-') || /[\0\n\r]/.test(repo) || repo.includes('::') || !(path.isAbsolute(repo) || URL_LIKE.test(repo) || SCP_LIKE.test(repo))) {
     diagnostics.push(
-      errorDiag(ReleaseCode.invalidConfig, `source.git.repo ${JSON.stringify(redactUrl(repo))} is not an absolute path or an https, ssh, git or file URL.`, {
+      errorDiag(ReleaseCode.invalidConfig, 'source.git.repo must be a git URL or an absolute path.', {
         ...at,
         path: '$.spec.source.git.repo',
-        detail: 'Relative paths and transport helpers (`ext::`, `fd::`) are refused.',
       }),
+    );
+  } else if (
+    repo.startsWith('-') ||
+    /[\0\n\r]/.test(repo) ||
+    repo.includes('::') ||
+    !(path.isAbsolute(repo) || URL_LIKE.test(repo) || SCP_LIKE.test(repo))
+  ) {
+    diagnostics.push(
+      errorDiag(
+        ReleaseCode.invalidConfig,
+        `source.git.repo ${JSON.stringify(redactUrl(repo))} is not an absolute path or an https, ssh, git or file URL.`,
+        {
+          ...at,
+          path: '$.spec.source.git.repo',
+          detail: 'Relative paths and transport helpers (`ext::`, `fd::`) are refused.',
+        },
+      ),
     );
   }
   if (typeof commit !== 'string' || !isGitReleaseId(commit)) {
     diagnostics.push(
-      errorDiag(GitReleaseCode.commitNotExact, `source.git.commit ${JSON.stringify(commit)} is not an exact 40-hex commit id.`, {
-        ...at,
-        path: '$.spec.source.git.commit',
-        detail: 'Branches, tags and abbreviated ids are refused: pin the full lowercase commit id (`git rev-parse <ref>`).',
-      }),
+      errorDiag(
+        GitReleaseCode.commitNotExact,
+        `source.git.commit ${JSON.stringify(commit)} is not an exact 40-hex commit id.`,
+        {
+          ...at,
+          path: '$.spec.source.git.commit',
+          detail:
+            'Branches, tags and abbreviated ids are refused: pin the full lowercase commit id (`git rev-parse <ref>`).',
+        },
+      ),
     );
   }
   let normalisedSubdir: string | undefined;
@@ -118,15 +140,26 @@ export function parseGitReleaseConfig(config: Record<string, unknown>, address?:
     const segments = typeof subdir === 'string' ? subdir.split('/').filter((s) => s !== '' && s !== '.') : [];
     if (typeof subdir !== 'string' || subdir.startsWith('/') || subdir.includes('\0') || segments.includes('..')) {
       diagnostics.push(
-        errorDiag(ReleaseCode.invalidConfig, `source.git.subdir ${JSON.stringify(subdir)} must be a relative path inside the repository.`, {
-          ...at,
-          path: '$.spec.source.git.subdir',
-        }),
+        errorDiag(
+          ReleaseCode.invalidConfig,
+          `source.git.subdir ${JSON.stringify(subdir)} must be a relative path inside the repository.`,
+          {
+            ...at,
+            path: '$.spec.source.git.subdir',
+          },
+        ),
       );
     } else if (segments.length > 0) normalisedSubdir = segments.join('/');
   }
   if (diagnostics.length > 0) return { diagnostics };
-  return { config: { repo: repo as string, commit: commit as string, ...(normalisedSubdir ? { subdir: normalisedSubdir } : {}) }, diagnostics };
+  return {
+    config: {
+      repo: repo as string,
+      commit: commit as string,
+      ...(normalisedSubdir ? { subdir: normalisedSubdir } : {}),
+    },
+    diagnostics,
+  };
 }
 
 interface GitRun {
@@ -138,10 +171,24 @@ interface GitRun {
 /** git's environment: the caller's, minus anything that points git at another repository, plus the safety pins. */
 function gitEnvironment(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_COMMON_DIR', 'GIT_NAMESPACE', 'GIT_PREFIX']) {
+  for (const key of [
+    'GIT_DIR',
+    'GIT_WORK_TREE',
+    'GIT_INDEX_FILE',
+    'GIT_OBJECT_DIRECTORY',
+    'GIT_ALTERNATE_OBJECT_DIRECTORIES',
+    'GIT_COMMON_DIR',
+    'GIT_NAMESPACE',
+    'GIT_PREFIX',
+  ]) {
     delete env[key];
   }
-  return { ...env, GIT_TERMINAL_PROMPT: '0', GIT_NO_REPLACE_OBJECTS: '1', GIT_ALLOW_PROTOCOL: 'file:git:http:https:ssh' };
+  return {
+    ...env,
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_NO_REPLACE_OBJECTS: '1',
+    GIT_ALLOW_PROTOCOL: 'file:git:http:https:ssh',
+  };
 }
 
 function runGit(args: string[]): Promise<GitRun> {
@@ -152,7 +199,13 @@ function runGit(args: string[]): Promise<GitRun> {
     child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.on('data', (c: Buffer) => err.push(c));
     child.on('error', (error) => resolve({ code: -1, stdout: '', stderr: error.message }));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    child.on('close', (code) =>
+      resolve({
+        code: code ?? -1,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      }),
+    );
   });
 }
 
@@ -182,9 +235,14 @@ export async function gitCacheRepository(host: HostContext, repo: string): Promi
       await rm(temp, { recursive: true, force: true });
       const reason = init.stderr.trim().split('\n').pop() ?? `exit ${init.code}`;
       const free = freeSpace(path.dirname(dir));
-      throw new AgentvmError(/No space left|Disk quota/i.test(init.stderr) ? 'state.disk-full' : 'release.cache-failed', `Cannot create the git cache ${dir}: ${reason}${free ? ` (${free})` : ''}.`, {
-        detail: 'Free space on that file system (or make it writable), then run the command again; nothing was changed.',
-      });
+      throw new AgentvmError(
+        /No space left|Disk quota/i.test(init.stderr) ? 'state.disk-full' : 'release.cache-failed',
+        `Cannot create the git cache ${dir}: ${reason}${free ? ` (${free})` : ''}.`,
+        {
+          detail:
+            'Free space on that file system (or make it writable), then run the command again; nothing was changed.',
+        },
+      );
     }
     try {
       await rename(temp, dir);
@@ -208,7 +266,10 @@ const cacheQueues = new Map<string, Promise<unknown>>();
 function serialised<T>(key: string, work: () => Promise<T>): Promise<T> {
   const prev = cacheQueues.get(key) ?? Promise.resolve();
   const next = prev.then(work, work);
-  cacheQueues.set(key, next.catch(() => undefined));
+  cacheQueues.set(
+    key,
+    next.catch(() => undefined),
+  );
   return next;
 }
 
@@ -227,11 +288,21 @@ async function objectType(gitDir: string, spec: string): Promise<string | undefi
 }
 
 /** Gets `commit` into the cache (fetching only when missing) and proves it is a commit object. */
-async function ensureCommit(host: HostContext, config: GitReleaseConfig, address: string, progress: (m: string) => void): Promise<{ gitDir?: string; diagnostics: Diagnostic[] }> {
+async function ensureCommit(
+  host: HostContext,
+  config: GitReleaseConfig,
+  address: string,
+  progress: (m: string) => void,
+): Promise<{ gitDir?: string; diagnostics: Diagnostic[] }> {
   return serialised(`${host.paths.cache}\u0000${config.repo}`, () => ensureCommitNow(host, config, address, progress));
 }
 
-async function ensureCommitNow(host: HostContext, config: GitReleaseConfig, address: string, progress: (m: string) => void): Promise<{ gitDir?: string; diagnostics: Diagnostic[] }> {
+async function ensureCommitNow(
+  host: HostContext,
+  config: GitReleaseConfig,
+  address: string,
+  progress: (m: string) => void,
+): Promise<{ gitDir?: string; diagnostics: Diagnostic[] }> {
   const gitDir = await gitCacheRepository(host, config.repo);
   const repoName = redactUrl(config.repo);
   // The pin ref below is written only after the object was proven to be a commit, and it keeps gc from pruning it:
@@ -243,17 +314,29 @@ async function ensureCommitNow(host: HostContext, config: GitReleaseConfig, addr
     let fetch = await runGit(['--git-dir', gitDir, 'fetch', '--no-tags', '--quiet', config.repo, config.commit]);
     if (fetch.code !== 0) {
       // Servers that refuse unadvertised object ids: fetch the branches and look for the commit among them.
-      const byBranches = await runGit(['--git-dir', gitDir, 'fetch', '--no-tags', '--quiet', config.repo, '+refs/heads/*:refs/agentvm/heads/*']);
+      const byBranches = await runGit([
+        '--git-dir',
+        gitDir,
+        'fetch',
+        '--no-tags',
+        '--quiet',
+        config.repo,
+        '+refs/heads/*:refs/agentvm/heads/*',
+      ]);
       if (byBranches.code === 0) fetch = byBranches;
     }
     type = await objectType(gitDir, config.commit);
     if (type === undefined) {
       return {
         diagnostics: [
-          errorDiag(GitReleaseCode.fetchFailed, `Could not fetch commit ${config.commit} from ${repoName} into the cache ${gitDir}${cacheSpace(gitDir)}.`, {
-            address,
-            detail: `${redactUrl(fetch.stderr.trim()) || 'The repository does not have that commit.'} Check that the commit is pushed, that the repository is reachable, and that the cache's file system has room.`,
-          }),
+          errorDiag(
+            GitReleaseCode.fetchFailed,
+            `Could not fetch commit ${config.commit} from ${repoName} into the cache ${gitDir}${cacheSpace(gitDir)}.`,
+            {
+              address,
+              detail: `${redactUrl(fetch.stderr.trim()) || 'The repository does not have that commit.'} Check that the commit is pushed, that the repository is reachable, and that the cache's file system has room.`,
+            },
+          ),
         ],
       };
     }
@@ -275,11 +358,18 @@ async function ensureCommitNow(host: HostContext, config: GitReleaseConfig, addr
     if (subType !== 'tree') {
       return {
         diagnostics: [
-          errorDiag(GitReleaseCode.subdirMissing, `Commit ${config.commit} has no directory ${JSON.stringify(config.subdir)}.`, {
-            address,
-            path: '$.spec.source.git.subdir',
-            detail: subType === undefined ? 'Check source.git.subdir against the repository at that commit.' : `It is a ${subType}, not a directory.`,
-          }),
+          errorDiag(
+            GitReleaseCode.subdirMissing,
+            `Commit ${config.commit} has no directory ${JSON.stringify(config.subdir)}.`,
+            {
+              address,
+              path: '$.spec.source.git.subdir',
+              detail:
+                subType === undefined
+                  ? 'Check source.git.subdir against the repository at that commit.'
+                  : `It is a ${subType}, not a directory.`,
+            },
+          ),
         ],
       };
     }
@@ -295,8 +385,20 @@ const MAX_ARCHIVE_BYTES = 512 * 1024 * 1024;
  * The signed artifact of a git release: `git archive --format=tar <commit>` (or `… <commit> -- <subdir>`: archiving
  * the commit, not a tree, keeps the commit's timestamp and id in the archive, so the bytes are reproducible).
  */
-export async function archiveBytes(gitDir: string, config: GitReleaseConfig): Promise<{ bytes?: Buffer; diagnostics: Diagnostic[] }> {
-  const args = ['-c', 'tar.umask=0002', '--git-dir', gitDir, 'archive', '--format=tar', config.commit, ...(config.subdir === undefined ? [] : ['--', config.subdir])];
+export async function archiveBytes(
+  gitDir: string,
+  config: GitReleaseConfig,
+): Promise<{ bytes?: Buffer; diagnostics: Diagnostic[] }> {
+  const args = [
+    '-c',
+    'tar.umask=0002',
+    '--git-dir',
+    gitDir,
+    'archive',
+    '--format=tar',
+    config.commit,
+    ...(config.subdir === undefined ? [] : ['--', config.subdir]),
+  ];
   const child = spawn('git', args, { env: gitEnvironment(), stdio: ['ignore', 'pipe', 'pipe'] });
   const err: Buffer[] = [];
   const out: Buffer[] = [];
@@ -317,8 +419,22 @@ export async function archiveBytes(gitDir: string, config: GitReleaseConfig): Pr
     child.on('close', (c) => resolve(c ?? -1));
   });
   const what = `${config.commit}${config.subdir === undefined ? '' : ` -- ${config.subdir}`}`;
-  if (tooBig) return { diagnostics: [errorDiag(GitReleaseCode.archiveFailed, `git archive ${what} is larger than ${MAX_ARCHIVE_BYTES} bytes.`, { detail: 'A release is code, not data: keep large files out of the released tree.' })] };
-  if (code !== 0) return { diagnostics: [errorDiag(GitReleaseCode.archiveFailed, `git archive ${what} failed.`, { detail: Buffer.concat(err).toString('utf8').trim() || `exit code ${code}` })] };
+  if (tooBig)
+    return {
+      diagnostics: [
+        errorDiag(GitReleaseCode.archiveFailed, `git archive ${what} is larger than ${MAX_ARCHIVE_BYTES} bytes.`, {
+          detail: 'A release is code, not data: keep large files out of the released tree.',
+        }),
+      ],
+    };
+  if (code !== 0)
+    return {
+      diagnostics: [
+        errorDiag(GitReleaseCode.archiveFailed, `git archive ${what} failed.`, {
+          detail: Buffer.concat(err).toString('utf8').trim() || `exit code ${code}`,
+        }),
+      ],
+    };
   return { bytes: Buffer.concat(out), diagnostics: [] };
 }
 
@@ -330,13 +446,19 @@ function gitSourceKey(config: GitReleaseConfig): string {
 /** `git archive` of the few most recent releases, per process: a fleet on one commit archives it once per apply. */
 const RECENT_ARCHIVES = 4;
 const recentArchives = new Map<string, Promise<{ bytes?: Buffer; diagnostics: Diagnostic[] }>>();
-function recentArchive(gitDir: string, config: GitReleaseConfig): Promise<{ bytes?: Buffer; diagnostics: Diagnostic[] }> {
+function recentArchive(
+  gitDir: string,
+  config: GitReleaseConfig,
+): Promise<{ bytes?: Buffer; diagnostics: Diagnostic[] }> {
   const key = `${gitDir}\0${gitSourceKey(config)}`;
   let made = recentArchives.get(key);
   if (made === undefined) {
     made = archiveBytes(gitDir, config);
     // A failure is not remembered: the next install tries again.
-    made.then((m) => (m.bytes ? undefined : recentArchives.delete(key)), () => recentArchives.delete(key));
+    made.then(
+      (m) => (m.bytes ? undefined : recentArchives.delete(key)),
+      () => recentArchives.delete(key),
+    );
     recentArchives.set(key, made);
     while (recentArchives.size > RECENT_ARCHIVES) recentArchives.delete(recentArchives.keys().next().value as string);
   }
@@ -348,7 +470,11 @@ async function archiveInto(bytes: Buffer, config: GitReleaseConfig, dir: string)
   const read = await readTarEntries(bytes, { stripComponents: strip, gzip: false });
   const refusal = read.diagnostics.filter((d) => d.severity === 'error');
   if (refusal.length > 0) {
-    return refusal.map((d) => (d.code === TarCode.link ? { ...d, detail: `${d.detail ?? ''} Symbolic links are not allowed in a release commit (or subdir).`.trim() } : d));
+    return refusal.map((d) =>
+      d.code === TarCode.link
+        ? { ...d, detail: `${d.detail ?? ''} Symbolic links are not allowed in a release commit (or subdir).`.trim() }
+        : d,
+    );
   }
   return (await writeTarEntries(dir, read.entries)).diagnostics;
 }
@@ -368,10 +494,14 @@ export class GitReleaseProvider implements Provider {
     diagnostics.push(...parsed.diagnostics);
     if (parsed.config && resource.identity !== gitReleaseIdentity(parsed.config)) {
       diagnostics.push(
-        errorDiag(ReleaseCode.invalidConfig, `Resource identity ${JSON.stringify(resource.identity)} is not its commit ${parsed.config.commit}.`, {
-          address: resource.address,
-          detail: 'A release.git resource is identified by its commit (gitReleaseIdentity).',
-        }),
+        errorDiag(
+          ReleaseCode.invalidConfig,
+          `Resource identity ${JSON.stringify(resource.identity)} is not its commit ${parsed.config.commit}.`,
+          {
+            address: resource.address,
+            detail: 'A release.git resource is identified by its commit (gitReleaseIdentity).',
+          },
+        ),
       );
     }
     return { diagnostics };
@@ -393,10 +523,25 @@ export class GitReleaseProvider implements Provider {
     if (invalid.length > 0) return { diagnostics: invalid };
 
     if (change.action === 'delete') {
-      return removeReleases({ store, address: change.address, workload: change.workload, owns: isGitReleaseId, progress, ...(req.beforeMutation ? { beforeMutation: req.beforeMutation } : {}) });
+      return removeReleases({
+        store,
+        address: change.address,
+        workload: change.workload,
+        owns: isGitReleaseId,
+        progress,
+        ...(req.beforeMutation ? { beforeMutation: req.beforeMutation } : {}),
+      });
     }
     if (!change.desired) {
-      return { diagnostics: [errorDiag(ReleaseCode.invalidConfig, `Change ${change.action} of ${change.address} carries no desired configuration.`, { address: change.address })] };
+      return {
+        diagnostics: [
+          errorDiag(
+            ReleaseCode.invalidConfig,
+            `Change ${change.action} of ${change.address} carries no desired configuration.`,
+            { address: change.address },
+          ),
+        ],
+      };
     }
     const parsed = parseGitReleaseConfig(change.desired.config, change.address);
     if (!parsed.config) return { diagnostics: parsed.diagnostics };
@@ -439,7 +584,13 @@ export class GitReleaseProvider implements Provider {
 
   /** Garbage collection of the content store shared by both release providers (ADR 0020). */
   async finishApply(req: FinishApplyRequest): Promise<{ diagnostics: Diagnostic[] }> {
-    return { diagnostics: await collectStoreGarbage(new ReleaseStore(req.host.paths.releases), req.host.paths.cache, req.progress) };
+    return {
+      diagnostics: await collectStoreGarbage(
+        new ReleaseStore(req.host.paths.releases),
+        req.host.paths.cache,
+        req.progress,
+      ),
+    };
   }
 
   async artifact(req: ArtifactRequest): Promise<ArtifactResponse> {
@@ -448,23 +599,36 @@ export class GitReleaseProvider implements Provider {
     const release = await ensureCommit(req.host, parsed.config, req.desired.address, () => {});
     if (!release.gitDir) return { diagnostics: release.diagnostics };
     const made = await archiveBytes(release.gitDir, parsed.config);
-    return { ...(made.bytes ? { bytes: made.bytes } : {}), diagnostics: atAddress(req.desired.address, made.diagnostics) };
+    return {
+      ...(made.bytes ? { bytes: made.bytes } : {}),
+      diagnostics: atAddress(req.desired.address, made.diagnostics),
+    };
   }
 
   /** Workloads whose live release is a commit (or a capture in a workload holding commits). */
   list(req: ListRequest): Promise<ListResponse> {
-    return listReleases(new ReleaseStore(req.host.paths.releases), (releaseId, releases) => {
-      if (releaseId === undefined) return false;
-      if (isGitReleaseId(releaseId)) return true;
-      return isCapturedReleaseId(releaseId) && releases.some(isGitReleaseId);
-    }, req.snapshot);
+    return listReleases(
+      new ReleaseStore(req.host.paths.releases),
+      (releaseId, releases) => {
+        if (releaseId === undefined) return false;
+        if (isGitReleaseId(releaseId)) return true;
+        return isCapturedReleaseId(releaseId) && releases.some(isGitReleaseId);
+      },
+      req.snapshot,
+    );
   }
 
   /**
    * Points `current` back at an installed release (a commit, or a `captured-*` release) after verifying it is
    * byte for byte `expectedDigest`; refused with a diagnostic otherwise. The git source is not needed.
    */
-  rollbackTo(host: HostContext, workload: string, releaseId: string, expectedDigest: string, options: RollbackOptions = {}): Promise<RollbackResponse> {
+  rollbackTo(
+    host: HostContext,
+    workload: string,
+    releaseId: string,
+    expectedDigest: string,
+    options: RollbackOptions = {},
+  ): Promise<RollbackResponse> {
     const target = { address: releaseAddress(workload), provider: this.type, workload, releaseId, expectedDigest };
     return rollbackRelease(new ReleaseStore(host.paths.releases), target, options);
   }

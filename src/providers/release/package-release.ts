@@ -102,37 +102,61 @@ export function sha512Integrity(bytes: Uint8Array): string {
   return `sha512-${createHash('sha512').update(bytes).digest('base64')}`;
 }
 
-export function parsePackageReleaseConfig(config: Record<string, unknown>, address?: string): { config?: PackageReleaseConfig; diagnostics: Diagnostic[] } {
+export function parsePackageReleaseConfig(
+  config: Record<string, unknown>,
+  address?: string,
+): { config?: PackageReleaseConfig; diagnostics: Diagnostic[] } {
   const at = address === undefined ? {} : { address };
   const diagnostics: Diagnostic[] = [];
   const { name, version, integrity, tarball } = config;
   if (typeof name !== 'string' || name.length > 214 || !PACKAGE_NAME.test(name)) {
-    diagnostics.push(errorDiag(ReleaseCode.invalidConfig, `source.package.name ${JSON.stringify(name)} is not a valid npm package name.`, { ...at, path: '$.spec.source.package.name' }));
+    diagnostics.push(
+      errorDiag(
+        ReleaseCode.invalidConfig,
+        `source.package.name ${JSON.stringify(name)} is not a valid npm package name.`,
+        { ...at, path: '$.spec.source.package.name' },
+      ),
+    );
   }
   if (typeof version !== 'string' || !EXACT_SEMVER.test(version)) {
     diagnostics.push(
-      errorDiag(ReleaseCode.invalidConfig, `source.package.version ${JSON.stringify(version)} is not an exact version.`, {
-        ...at,
-        path: '$.spec.source.package.version',
-        detail: 'Pin an exact semver version such as 1.4.2; ranges and tags are refused.',
-      }),
+      errorDiag(
+        ReleaseCode.invalidConfig,
+        `source.package.version ${JSON.stringify(version)} is not an exact version.`,
+        {
+          ...at,
+          path: '$.spec.source.package.version',
+          detail: 'Pin an exact semver version such as 1.4.2; ranges and tags are refused.',
+        },
+      ),
     );
   }
   if (typeof integrity !== 'string' || !SHA512_SRI.test(integrity)) {
     diagnostics.push(
-      errorDiag(ReleaseCode.invalidConfig, 'source.package.integrity must be one sha512 subresource integrity value (sha512-<base64>).', {
-        ...at,
-        path: '$.spec.source.package.integrity',
-        detail: 'Take it from `npm pack --json` (`integrity`) or the registry metadata (`dist.integrity`).',
-      }),
+      errorDiag(
+        ReleaseCode.invalidConfig,
+        'source.package.integrity must be one sha512 subresource integrity value (sha512-<base64>).',
+        {
+          ...at,
+          path: '$.spec.source.package.integrity',
+          detail: 'Take it from `npm pack --json` (`integrity`) or the registry metadata (`dist.integrity`).',
+        },
+      ),
     );
   }
-  if (typeof tarball !== 'string' || !(path.isAbsolute(tarball) || tarball.startsWith('file:///') || tarball.startsWith('https://'))) {
+  if (
+    typeof tarball !== 'string' ||
+    !(path.isAbsolute(tarball) || tarball.startsWith('file:///') || tarball.startsWith('https://'))
+  ) {
     diagnostics.push(
-      errorDiag(ReleaseCode.invalidConfig, `source.package.tarball ${JSON.stringify(tarball)} must be an absolute path, a file:/// URL or an https:// URL.`, {
-        ...at,
-        path: '$.spec.source.package.tarball',
-      }),
+      errorDiag(
+        ReleaseCode.invalidConfig,
+        `source.package.tarball ${JSON.stringify(tarball)} must be an absolute path, a file:/// URL or an https:// URL.`,
+        {
+          ...at,
+          path: '$.spec.source.package.tarball',
+        },
+      ),
     );
   }
   if (diagnostics.length > 0) return { diagnostics };
@@ -143,7 +167,8 @@ export function parsePackageReleaseConfig(config: Record<string, unknown>, addre
 async function readTarball(source: string): Promise<Buffer> {
   if (source.startsWith('https://')) {
     const response = await fetch(source, { redirect: 'follow' });
-    if (!response.url.startsWith('https://')) throw new Error(`redirected to a non-https URL (${new URL(response.url).origin})`);
+    if (!response.url.startsWith('https://'))
+      throw new Error(`redirected to a non-https URL (${new URL(response.url).origin})`);
     if (!response.ok) throw new Error(`HTTP ${response.status} ${response.statusText}`);
     const length = Number(response.headers.get('content-length') ?? '0');
     if (length > MAX_TARBALL_BYTES) throw new Error(`tarball is larger than ${MAX_TARBALL_BYTES} bytes`);
@@ -160,21 +185,37 @@ async function readTarball(source: string): Promise<Buffer> {
 function checkPackageJson(entries: TarEntry[], config: PackageReleaseConfig, address: string): Diagnostic[] {
   const manifest = entries.find((e) => e.type === 'file' && e.path === 'package.json');
   if (!manifest) {
-    return [errorDiag(PackageReleaseCode.packageJsonMissing, `The tarball of ${config.name}@${config.version} has no package/package.json.`, { address })];
+    return [
+      errorDiag(
+        PackageReleaseCode.packageJsonMissing,
+        `The tarball of ${config.name}@${config.version} has no package/package.json.`,
+        { address },
+      ),
+    ];
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(manifest.content.toString('utf8'));
   } catch (error) {
-    return [errorDiag(PackageReleaseCode.packageJsonMissing, `package.json in the tarball is not valid JSON.`, { address, detail: (error as Error).message })];
+    return [
+      errorDiag(PackageReleaseCode.packageJsonMissing, `package.json in the tarball is not valid JSON.`, {
+        address,
+        detail: (error as Error).message,
+      }),
+    ];
   }
   const found = parsed as { name?: unknown; version?: unknown };
   if (found.name !== config.name || found.version !== config.version) {
     return [
-      errorDiag(PackageReleaseCode.packageMismatch, `The tarball holds ${String(found.name)}@${String(found.version)}, not ${config.name}@${config.version}.`, {
-        address,
-        detail: 'source.package.tarball points at a different package or version than source.package.name/version pin.',
-      }),
+      errorDiag(
+        PackageReleaseCode.packageMismatch,
+        `The tarball holds ${String(found.name)}@${String(found.version)}, not ${config.name}@${config.version}.`,
+        {
+          address,
+          detail:
+            'source.package.tarball points at a different package or version than source.package.name/version pin.',
+        },
+      ),
     ];
   }
   return [];
@@ -195,10 +236,14 @@ export class PackageReleaseProvider implements Provider {
     diagnostics.push(...parsed.diagnostics);
     if (parsed.config && resource.identity !== packageIdentity(parsed.config)) {
       diagnostics.push(
-        errorDiag(ReleaseCode.invalidConfig, `Resource identity ${JSON.stringify(resource.identity)} is not ${JSON.stringify(packageIdentity(parsed.config))}.`, {
-          address: resource.address,
-          detail: 'A release.package resource is identified by name, version and integrity (packageIdentity).',
-        }),
+        errorDiag(
+          ReleaseCode.invalidConfig,
+          `Resource identity ${JSON.stringify(resource.identity)} is not ${JSON.stringify(packageIdentity(parsed.config))}.`,
+          {
+            address: resource.address,
+            detail: 'A release.package resource is identified by name, version and integrity (packageIdentity).',
+          },
+        ),
       );
     }
     return { diagnostics };
@@ -220,10 +265,25 @@ export class PackageReleaseProvider implements Provider {
     if (invalid.length > 0) return { diagnostics: invalid };
 
     if (change.action === 'delete') {
-      return removeReleases({ store, address: change.address, workload: change.workload, owns: isPackageReleaseId, progress, ...(req.beforeMutation ? { beforeMutation: req.beforeMutation } : {}) });
+      return removeReleases({
+        store,
+        address: change.address,
+        workload: change.workload,
+        owns: isPackageReleaseId,
+        progress,
+        ...(req.beforeMutation ? { beforeMutation: req.beforeMutation } : {}),
+      });
     }
     if (!change.desired) {
-      return { diagnostics: [errorDiag(ReleaseCode.invalidConfig, `Change ${change.action} of ${change.address} carries no desired configuration.`, { address: change.address })] };
+      return {
+        diagnostics: [
+          errorDiag(
+            ReleaseCode.invalidConfig,
+            `Change ${change.action} of ${change.address} carries no desired configuration.`,
+            { address: change.address },
+          ),
+        ],
+      };
     }
     const parsed = parsePackageReleaseConfig(change.desired.config, change.address);
     if (!parsed.config) return { diagnostics: parsed.diagnostics };
@@ -238,10 +298,14 @@ export class PackageReleaseProvider implements Provider {
     } catch (error) {
       return {
         diagnostics: [
-          errorDiag(PackageReleaseCode.tarballUnreadable, `Could not read the tarball of ${config.name}@${config.version}.`, {
-            address: change.address,
-            detail: (error as Error).message,
-          }),
+          errorDiag(
+            PackageReleaseCode.tarballUnreadable,
+            `Could not read the tarball of ${config.name}@${config.version}.`,
+            {
+              address: change.address,
+              detail: (error as Error).message,
+            },
+          ),
         ],
       };
     }
@@ -249,10 +313,14 @@ export class PackageReleaseProvider implements Provider {
     if (actual !== config.integrity) {
       return {
         diagnostics: [
-          errorDiag(PackageReleaseCode.integrityMismatch, `The tarball of ${config.name}@${config.version} does not match its pinned integrity; nothing was unpacked.`, {
-            address: change.address,
-            detail: `expected ${config.integrity}, actual ${actual}. The tarball was changed or replaced; do not install it. If the new bytes are trusted, pin the new integrity in the manifest.`,
-          }),
+          errorDiag(
+            PackageReleaseCode.integrityMismatch,
+            `The tarball of ${config.name}@${config.version} does not match its pinned integrity; nothing was unpacked.`,
+            {
+              address: change.address,
+              detail: `expected ${config.integrity}, actual ${actual}. The tarball was changed or replaced; do not install it. If the new bytes are trusted, pin the new integrity in the manifest.`,
+            },
+          ),
         ],
       };
     }
@@ -284,7 +352,13 @@ export class PackageReleaseProvider implements Provider {
 
   /** Garbage collection of the content store shared by both release providers (ADR 0020). */
   async finishApply(req: FinishApplyRequest): Promise<{ diagnostics: Diagnostic[] }> {
-    return { diagnostics: await collectStoreGarbage(new ReleaseStore(req.host.paths.releases), req.host.paths.cache, req.progress) };
+    return {
+      diagnostics: await collectStoreGarbage(
+        new ReleaseStore(req.host.paths.releases),
+        req.host.paths.cache,
+        req.progress,
+      ),
+    };
   }
 
   async artifact(req: ArtifactRequest): Promise<ArtifactResponse> {
@@ -295,16 +369,28 @@ export class PackageReleaseProvider implements Provider {
     try {
       bytes = await readTarball(config.tarball);
     } catch (error) {
-      return { diagnostics: [errorDiag(PackageReleaseCode.tarballUnreadable, `Could not read the tarball of ${config.name}@${config.version}.`, { address: req.desired.address, detail: (error as Error).message })] };
+      return {
+        diagnostics: [
+          errorDiag(
+            PackageReleaseCode.tarballUnreadable,
+            `Could not read the tarball of ${config.name}@${config.version}.`,
+            { address: req.desired.address, detail: (error as Error).message },
+          ),
+        ],
+      };
     }
     const actual = sha512Integrity(bytes);
     if (actual !== config.integrity) {
       return {
         diagnostics: [
-          errorDiag(PackageReleaseCode.integrityMismatch, `The tarball of ${config.name}@${config.version} does not match its pinned integrity.`, {
-            address: req.desired.address,
-            detail: `expected ${config.integrity}, actual ${actual}. The tarball was changed or replaced; do not install it.`,
-          }),
+          errorDiag(
+            PackageReleaseCode.integrityMismatch,
+            `The tarball of ${config.name}@${config.version} does not match its pinned integrity.`,
+            {
+              address: req.desired.address,
+              detail: `expected ${config.integrity}, actual ${actual}. The tarball was changed or replaced; do not install it.`,
+            },
+          ),
         ],
       };
     }
@@ -313,11 +399,15 @@ export class PackageReleaseProvider implements Provider {
 
   /** Workloads whose live release is not a commit: package releases, hand installs, captures. */
   list(req: ListRequest): Promise<ListResponse> {
-    return listReleases(new ReleaseStore(req.host.paths.releases), (releaseId, releases) => {
-      if (releaseId === undefined) return true;
-      if (isGitReleaseId(releaseId)) return false;
-      return !(isCapturedReleaseId(releaseId) && releases.some(isGitReleaseId));
-    }, req.snapshot);
+    return listReleases(
+      new ReleaseStore(req.host.paths.releases),
+      (releaseId, releases) => {
+        if (releaseId === undefined) return true;
+        if (isGitReleaseId(releaseId)) return false;
+        return !(isCapturedReleaseId(releaseId) && releases.some(isGitReleaseId));
+      },
+      req.snapshot,
+    );
   }
 
   /**
@@ -325,7 +415,13 @@ export class PackageReleaseProvider implements Provider {
    * after verifying it is byte for byte `expectedDigest`; refused with a diagnostic otherwise. Pass
    * `options.identity` (the captured identity) to have it recorded in the returned lockfile entry.
    */
-  rollbackTo(host: HostContext, workload: string, releaseId: string, expectedDigest: string, options: RollbackOptions = {}): Promise<RollbackResponse> {
+  rollbackTo(
+    host: HostContext,
+    workload: string,
+    releaseId: string,
+    expectedDigest: string,
+    options: RollbackOptions = {},
+  ): Promise<RollbackResponse> {
     const target = { address: releaseAddress(workload), provider: this.type, workload, releaseId, expectedDigest };
     return rollbackRelease(new ReleaseStore(host.paths.releases), target, options);
   }

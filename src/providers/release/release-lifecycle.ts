@@ -13,7 +13,14 @@ import { rename } from 'node:fs/promises';
 import { errorDiag, hasErrors, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type { LiveResource, LockedResource } from '../../model/resources.js';
 import type { ApplyResponse, CapturedRelease, ListResponse, ReadRequest, ReadResponse } from '../provider.js';
-import { capturedReleaseId, isReleaseId, pathExists, WORKLOAD_PATTERN, type CurrentState, type ReleaseStore } from './release-store.js';
+import {
+  capturedReleaseId,
+  isReleaseId,
+  pathExists,
+  WORKLOAD_PATTERN,
+  type CurrentState,
+  type ReleaseStore,
+} from './release-store.js';
 import { treeDigest, type TreeDigest } from './tree-digest.js';
 import { ContentStore, removeTree } from './content-store.js';
 import { sharedStatIndex, type StatIndex } from './stat-index.js';
@@ -48,7 +55,11 @@ export function workloadOf(req: Pick<ReadRequest, 'address' | 'desired' | 'locke
 
 export function checkWorkload(workload: string, address: string): Diagnostic[] {
   if (WORKLOAD_PATTERN.test(workload)) return [];
-  return [errorDiag(ReleaseCode.invalidWorkload, `Workload name ${JSON.stringify(workload)} is not a DNS label.`, { address })];
+  return [
+    errorDiag(ReleaseCode.invalidWorkload, `Workload name ${JSON.stringify(workload)} is not a DNS label.`, {
+      address,
+    }),
+  ];
 }
 
 /** What is live for a workload: the `current` state and, when it names a readable tree, that tree's digest. */
@@ -98,7 +109,11 @@ export async function readRelease(store: ReleaseStore, req: ReadRequest, provide
       result = { address: req.address, provider, exists: false, attributes: { current: 'none', releases } };
       break;
     case 'invalid':
-      diagnostics.push(warningDiag(ReleaseCode.currentInvalid, `The live release link is not usable: ${live.state.detail}.`, { address: req.address }));
+      diagnostics.push(
+        warningDiag(ReleaseCode.currentInvalid, `The live release link is not usable: ${live.state.detail}.`, {
+          address: req.address,
+        }),
+      );
       result = { address: req.address, provider, exists: true, attributes: { current: 'invalid', releases } };
       break;
     case 'directory':
@@ -113,7 +128,12 @@ export async function readRelease(store: ReleaseStore, req: ReadRequest, provide
       break;
     case 'link':
       if (live.state.dangling) {
-        result = { address: req.address, provider, exists: false, attributes: { current: 'dangling', releaseId: live.state.releaseId, releases } };
+        result = {
+          address: req.address,
+          provider,
+          exists: false,
+          attributes: { current: 'dangling', releaseId: live.state.releaseId, releases },
+        };
         break;
       }
       diagnostics.push(...irregularWarnings(live.tree, live.state.path, req.address));
@@ -143,7 +163,11 @@ interface CapturePlan {
 }
 
 /** A free `captured-<digest>` slot, or the one that already holds exactly these bytes. */
-async function captureSlot(store: ReleaseStore, workload: string, digest: string): Promise<{ releaseId: string; path: string; alreadyThere: boolean }> {
+async function captureSlot(
+  store: ReleaseStore,
+  workload: string,
+  digest: string,
+): Promise<{ releaseId: string; path: string; alreadyThere: boolean }> {
   for (const length of [12, 20, 32, 64]) {
     const releaseId = capturedReleaseId(digest, length);
     const slot = store.releasePath(workload, releaseId);
@@ -173,7 +197,13 @@ async function planCapture(
     case 'invalid':
       return {
         captured: null,
-        diagnostics: [warningDiag(ReleaseCode.currentInvalid, `The live release link is not usable (${state.detail}); it is replaced and nothing is captured.`, { address })],
+        diagnostics: [
+          warningDiag(
+            ReleaseCode.currentInvalid,
+            `The live release link is not usable (${state.detail}); it is replaced and nothing is captured.`,
+            { address },
+          ),
+        ],
       };
     case 'link': {
       if (state.dangling || !live.tree) return { captured: null, diagnostics: [] };
@@ -193,7 +223,12 @@ async function planCapture(
       }
       const ours = locked !== undefined && locked.attributes?.releaseId === state.releaseId && locked.digest === digest;
       return {
-        captured: { identity: ours ? locked.identity : state.releaseId, digest, releaseId: state.releaseId, foreign: !ours },
+        captured: {
+          identity: ours ? locked.identity : state.releaseId,
+          digest,
+          releaseId: state.releaseId,
+          foreign: !ours,
+        },
         ...(ours ? {} : { seal: state.path }),
         diagnostics,
       };
@@ -275,7 +310,10 @@ async function treeAt(file: string): Promise<TreeAt> {
 }
 
 /** Builds the release at `temp` (which must not exist) as links to its content-store entry, materialising it once. */
-async function materialiseFromStore(req: InstallRequest, temp: string): Promise<{ digest?: string; diagnostics: Diagnostic[] }> {
+async function materialiseFromStore(
+  req: InstallRequest,
+  temp: string,
+): Promise<{ digest?: string; diagnostics: Diagnostic[] }> {
   const { address, releaseId } = req;
   const progress = req.progress ?? (() => {});
   const content = new ContentStore(req.store.releasesDir);
@@ -301,7 +339,12 @@ async function materialiseFromStore(req: InstallRequest, temp: string): Promise<
       const tree = await treeDigest(building);
       if (tree.irregular.length > 0) {
         await removeTree(building);
-        return { diagnostics: [...diagnostics, ...irregularWarnings(tree, releaseId, address).map((d) => ({ ...d, severity: 'error' as const }))] };
+        return {
+          diagnostics: [
+            ...diagnostics,
+            ...irregularWarnings(tree, releaseId, address).map((d) => ({ ...d, severity: 'error' as const })),
+          ],
+        };
       }
       digest = tree.digest;
       await content.adopt(building, digest);
@@ -322,13 +365,19 @@ export async function installRelease(req: InstallRequest): Promise<ApplyResponse
   const diagnostics: Diagnostic[] = [];
 
   const leftovers = await store.prepareWorkload(workload);
-  if (leftovers > 0) progress(`${address}: removed ${leftovers} leftover temporary entr${leftovers === 1 ? 'y' : 'ies'} of an interrupted apply`);
+  if (leftovers > 0)
+    progress(
+      `${address}: removed ${leftovers} leftover temporary entr${leftovers === 1 ? 'y' : 'ies'} of an interrupted apply`,
+    );
   const target = store.releasePath(workload, releaseId);
   const live = await readLiveRelease(store, workload);
   const liveIsTarget = live.state.kind === 'link' && !live.state.dangling && live.state.releaseId === releaseId;
-  const existing: TreeAt = liveIsTarget && live.tree ? { exists: true, digest: live.tree.digest } : await treeAt(target);
+  const existing: TreeAt =
+    liveIsTarget && live.tree ? { exists: true, digest: live.tree.digest } : await treeAt(target);
   const expected =
-    req.locked && req.locked.identity === req.identity && req.locked.attributes?.releaseId === releaseId ? req.locked.digest : undefined;
+    req.locked && req.locked.identity === req.identity && req.locked.attributes?.releaseId === releaseId
+      ? req.locked.digest
+      : undefined;
 
   let fresh: string | undefined;
   let digest: string;
@@ -346,23 +395,44 @@ export async function installRelease(req: InstallRequest): Promise<ApplyResponse
       progress(`${address}: release ${releaseId} is already installed and intact`);
     } else {
       fresh = temp;
-      if (existing.exists) progress(`${address}: the installed copy of ${releaseId} differs (digest ${existing.digest ?? 'unreadable'}); reinstalling it`);
+      if (existing.exists)
+        progress(
+          `${address}: the installed copy of ${releaseId} differs (digest ${existing.digest ?? 'unreadable'}); reinstalling it`,
+        );
     }
   }
 
-  const locked = { address, provider: req.provider, workload, identity: req.identity, digest, attributes: { releaseId, path: target } };
+  const locked = {
+    address,
+    provider: req.provider,
+    workload,
+    identity: req.identity,
+    digest,
+    attributes: { releaseId, path: target },
+  };
   const release = { identity: req.identity, digest, releaseId };
   if (fresh === undefined && liveIsTarget) return { locked, release, diagnostics };
 
-  const capture = await planCapture(store, workload, address, live, req.locked, fresh !== undefined && existing.exists ? releaseId : undefined);
+  const capture = await planCapture(
+    store,
+    workload,
+    address,
+    live,
+    req.locked,
+    fresh !== undefined && existing.exists ? releaseId : undefined,
+  );
   diagnostics.push(...capture.diagnostics);
   await callBeforeMutation(req.beforeMutation, capture.captured, async () => {
     if (fresh !== undefined) await store.remove(fresh);
   });
 
   await executeCapture(store, capture);
-  if (capture.captured) progress(`${address}: captured ${capture.captured.releaseId} (${capture.captured.digest}) as the rollback target`);
-  if (capture.kept) progress(`${address}: kept the modified copy of ${releaseId} as ${capture.kept} for inspection (not a rollback target)`);
+  if (capture.captured)
+    progress(`${address}: captured ${capture.captured.releaseId} (${capture.captured.digest}) as the rollback target`);
+  if (capture.kept)
+    progress(
+      `${address}: kept the modified copy of ${releaseId} as ${capture.kept} for inspection (not a rollback target)`,
+    );
   if (fresh !== undefined) {
     if (await pathExists(target)) {
       // A modified copy that is not live (a live one was moved by the capture): set aside, then discarded.
@@ -411,7 +481,12 @@ export async function rollbackRelease(
   const invalid = checkWorkload(workload, address);
   if (invalid.length > 0) return { releaseId, diagnostics: invalid };
   if (!isReleaseId(releaseId)) {
-    return { releaseId, diagnostics: [errorDiag(ReleaseCode.rollbackTargetMissing, `${JSON.stringify(releaseId)} is not a release id.`, { address })] };
+    return {
+      releaseId,
+      diagnostics: [
+        errorDiag(ReleaseCode.rollbackTargetMissing, `${JSON.stringify(releaseId)} is not a release id.`, { address }),
+      ],
+    };
   }
   const releasePath = store.releasePath(workload, releaseId);
   const tree = await treeAt(releasePath);
@@ -419,10 +494,14 @@ export async function rollbackRelease(
     return {
       releaseId,
       diagnostics: [
-        errorDiag(ReleaseCode.rollbackTargetMissing, `Rollback target ${releaseId} is not installed for workload ${workload}.`, {
-          address,
-          detail: `Expected a release directory at ${releasePath}. Re-apply that release from its source instead.`,
-        }),
+        errorDiag(
+          ReleaseCode.rollbackTargetMissing,
+          `Rollback target ${releaseId} is not installed for workload ${workload}.`,
+          {
+            address,
+            detail: `Expected a release directory at ${releasePath}. Re-apply that release from its source instead.`,
+          },
+        ),
       ],
     };
   }
@@ -430,10 +509,14 @@ export async function rollbackRelease(
     return {
       releaseId,
       diagnostics: [
-        errorDiag(ReleaseCode.rollbackDigestMismatch, `Rollback target ${releaseId} is not byte for byte the recorded release; nothing was switched.`, {
-          address,
-          detail: `Expected ${expectedDigest}, found ${tree.digest}. Its files were changed after it was recorded; re-apply that release from its source.`,
-        }),
+        errorDiag(
+          ReleaseCode.rollbackDigestMismatch,
+          `Rollback target ${releaseId} is not byte for byte the recorded release; nothing was switched.`,
+          {
+            address,
+            detail: `Expected ${expectedDigest}, found ${tree.digest}. Its files were changed after it was recorded; re-apply that release from its source.`,
+          },
+        ),
       ],
     };
   }
@@ -499,7 +582,8 @@ export async function removeReleases(req: RemoveRequest): Promise<ApplyResponse>
     diagnostics.push(
       warningDiag(ReleaseCode.foreignLeft, `Left in ${store.workloadDir(workload)}: ${kept.join(', ')}.`, {
         address,
-        detail: 'agentvm did not install these (captured or hand-made releases). Remove them by hand when they are no longer needed as rollback targets.',
+        detail:
+          'agentvm did not install these (captured or hand-made releases). Remove them by hand when they are no longer needed as rollback targets.',
       }),
     );
   }
@@ -517,7 +601,11 @@ async function surveyStore(store: ReleaseStore): Promise<StoreSurvey> {
   const found = await mapBounded(await store.workloads(), SURVEY_CONCURRENCY, async (workload) => {
     const state = await store.current(workload);
     if (state.kind !== 'link' && state.kind !== 'directory') return undefined;
-    return { workload, releaseId: state.kind === 'link' ? state.releaseId : undefined, releases: await store.releases(workload) };
+    return {
+      workload,
+      releaseId: state.kind === 'link' ? state.releaseId : undefined,
+      releases: await store.releases(workload),
+    };
   });
   return found.filter((f): f is StoreSurvey[number] => f !== undefined);
 }
@@ -526,7 +614,11 @@ async function surveyStore(store: ReleaseStore): Promise<StoreSurvey> {
  * The workloads whose live release `claims` accepts. Both release providers list the same store: with a plan's
  * `snapshot`, it is surveyed once for both (a promise, so concurrent lists share it).
  */
-export async function listReleases(store: ReleaseStore, claims: (releaseId: string | undefined, releases: string[]) => boolean, snapshot?: Map<string, unknown>): Promise<ListResponse> {
+export async function listReleases(
+  store: ReleaseStore,
+  claims: (releaseId: string | undefined, releases: string[]) => boolean,
+  snapshot?: Map<string, unknown>,
+): Promise<ListResponse> {
   const key = `release.store:${store.releasesDir}`;
   let survey = snapshot?.get(key) as Promise<StoreSurvey> | undefined;
   if (survey === undefined) {
@@ -554,9 +646,13 @@ async function garbageLine(store: ReleaseStore, snapshot?: Map<string, unknown>)
   if (garbage.digests.length === 0) return [];
   const n = garbage.digests.length;
   return [
-    warningDiag(ReleaseCode.storeGarbage, `Release store: garbage collection would free ${n} release tree${n === 1 ? '' : 's'} (${garbage.bytes} bytes) that no release directory, lockfile entry or rollback target refers to.`, {
-      detail: `The next apply removes them from ${content.dir}: ${garbage.digests.slice(0, 5).join(', ')}${n > 5 ? ', …' : ''}.`,
-    }),
+    warningDiag(
+      ReleaseCode.storeGarbage,
+      `Release store: garbage collection would free ${n} release tree${n === 1 ? '' : 's'} (${garbage.bytes} bytes) that no release directory, lockfile entry or rollback target refers to.`,
+      {
+        detail: `The next apply removes them from ${content.dir}: ${garbage.digests.slice(0, 5).join(', ')}${n > 5 ? ', …' : ''}.`,
+      },
+    ),
   ];
 }
 
@@ -566,10 +662,15 @@ async function garbageLine(store: ReleaseStore, snapshot?: Map<string, unknown>)
  * are links to those same inodes, so the next plan only stats them. Files this apply linked in the last second are
  * racily clean and are hashed once more by that plan (stat-index.ts).
  */
-export async function collectStoreGarbage(store: ReleaseStore, cacheDir: string, progress?: (message: string) => void): Promise<Diagnostic[]> {
+export async function collectStoreGarbage(
+  store: ReleaseStore,
+  cacheDir: string,
+  progress?: (message: string) => void,
+): Promise<Diagnostic[]> {
   const content = new ContentStore(store.releasesDir);
   const freed = await content.collect();
-  if (freed.digests.length > 0) progress?.(`release store: freed ${freed.digests.length} unreferenced release tree(s), ${freed.bytes} bytes`);
+  if (freed.digests.length > 0)
+    progress?.(`release store: freed ${freed.digests.length} unreferenced release tree(s), ${freed.bytes} bytes`);
   const index = await sharedStatIndex(cacheDir, undefined);
   for (const entry of await content.entryPaths()) await treeDigest(entry, index).catch(() => undefined);
   await index.save();

@@ -29,9 +29,15 @@ export function planRelease(req: PlanRequest): PlanResponse {
   const drift: Reason[] = [];
   if (locked) {
     if (!live.exists) {
-      drift.push({ code: 'live-missing', message: `${address}: the applied release ${locked.identity} is no longer live on the host` });
+      drift.push({
+        code: 'live-missing',
+        message: `${address}: the applied release ${locked.identity} is no longer live on the host`,
+      });
     } else if (live.identity !== locked.identity) {
-      drift.push({ code: 'live-modified', message: `${address}: ${liveName} is live, but agentvm applied ${locked.identity} (switched outside agentvm)` });
+      drift.push({
+        code: 'live-modified',
+        message: `${address}: ${liveName} is live, but agentvm applied ${locked.identity} (switched outside agentvm)`,
+      });
     } else if (live.digest !== locked.digest) {
       drift.push({
         code: 'live-modified',
@@ -58,17 +64,29 @@ export function planRelease(req: PlanRequest): PlanResponse {
 
   if (!locked) {
     if (!live.exists) {
-      return { action: 'create', effect: 'restart', reasons: [{ code: 'new', message: `${address}: install ${desired.identity}` }], drift, diagnostics: [] };
+      return {
+        action: 'create',
+        effect: 'restart',
+        reasons: [{ code: 'new', message: `${address}: install ${desired.identity}` }],
+        drift,
+        diagnostics: [],
+      };
     }
     const reasons: Reason[] = [
-      { code: 'captured', message: `${address}: ${liveName} is live but was not applied by agentvm; it is captured as the rollback target before the change` },
+      {
+        code: 'captured',
+        message: `${address}: ${liveName} is live but was not applied by agentvm; it is captured as the rollback target before the change`,
+      },
     ];
-    if (live.identity !== desired.identity) reasons.push({ code: 'source-changed', message: `${address}: ${liveName} → ${desired.identity}` });
+    if (live.identity !== desired.identity)
+      reasons.push({ code: 'source-changed', message: `${address}: ${liveName} → ${desired.identity}` });
     return { action: 'update', effect: 'restart', reasons, drift, diagnostics: [] };
   }
 
-  if (drift.length > 0) return { action: 'replace', effect: 'restart', reasons: [...drift, ...sourceChanged], drift, diagnostics: [] };
-  if (live.identity === desired.identity) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
+  if (drift.length > 0)
+    return { action: 'replace', effect: 'restart', reasons: [...drift, ...sourceChanged], drift, diagnostics: [] };
+  if (live.identity === desired.identity)
+    return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
   // No drift: live is the locked release, so the identities differ exactly when the source changed.
   return { action: 'update', effect: 'restart', reasons: sourceChanged, drift, diagnostics: [] };
 }

@@ -51,7 +51,6 @@ export type CurrentState =
   /** A symlink (or other file) that does not name a release id in this workload directory. */
   | { kind: 'invalid'; detail: string };
 
-
 export async function pathExists(file: string): Promise<boolean> {
   try {
     await lstat(file);
@@ -67,7 +66,8 @@ export class ReleaseStore {
   constructor(readonly releasesDir: string) {}
 
   workloadDir(workload: string): string {
-    if (!WORKLOAD_PATTERN.test(workload)) throw new Error(`bug: workload name ${JSON.stringify(workload)} was not validated`);
+    if (!WORKLOAD_PATTERN.test(workload))
+      throw new Error(`bug: workload name ${JSON.stringify(workload)} was not validated`);
     return path.join(this.releasesDir, workload);
   }
 
@@ -92,7 +92,11 @@ export class ReleaseStore {
     if (stat.isDirectory()) return { kind: 'directory', path: link };
     if (!stat.isSymbolicLink()) return { kind: 'invalid', detail: `${link} is neither a symlink nor a directory` };
     const target = await readlink(link);
-    if (!isReleaseId(target)) return { kind: 'invalid', detail: `${link} points to ${JSON.stringify(target)}, which is not a release in ${this.workloadDir(workload)}` };
+    if (!isReleaseId(target))
+      return {
+        kind: 'invalid',
+        detail: `${link} points to ${JSON.stringify(target)}, which is not a release in ${this.workloadDir(workload)}`,
+      };
     const releasePath = this.releasePath(workload, target);
     let dangling = true;
     try {
@@ -127,7 +131,10 @@ export class ReleaseStore {
       if (errnoCode(error) === 'ENOENT') return [];
       throw error;
     }
-    return entries.filter((e) => e.isDirectory() && WORKLOAD_PATTERN.test(e.name)).map((e) => e.name).sort();
+    return entries
+      .filter((e) => e.isDirectory() && WORKLOAD_PATTERN.test(e.name))
+      .map((e) => e.name)
+      .sort();
   }
 
   /** Creates the workload directory and removes leftovers of an interrupted apply. Returns how many were removed. */

@@ -65,7 +65,14 @@ export class StatIndex {
       for (const [key, value] of Object.entries(doc.entries as Record<string, unknown>)) {
         if (!Array.isArray(value) || value.length !== 4) continue;
         const [size, mtime, ctime, sha256] = value as unknown[];
-        if (typeof size !== 'string' || typeof mtime !== 'string' || typeof ctime !== 'string' || typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) continue;
+        if (
+          typeof size !== 'string' ||
+          typeof mtime !== 'string' ||
+          typeof ctime !== 'string' ||
+          typeof sha256 !== 'string' ||
+          !/^[0-9a-f]{64}$/.test(sha256)
+        )
+          continue;
         index.entries.set(key, { size: BigInt(size), mtimeNs: BigInt(mtime), ctimeNs: BigInt(ctime), sha256 });
       }
       index.trustedBefore = st.mtimeNs / NS_PER_SECOND;
@@ -94,7 +101,8 @@ export class StatIndex {
   record(s: IndexedStat, sha256: string): void {
     const key = keyOf(s);
     const e = this.entries.get(key);
-    if (e && e.fresh && e.size === s.size && e.mtimeNs === s.mtimeNs && e.ctimeNs === s.ctimeNs && e.sha256 === sha256) return;
+    if (e && e.fresh && e.size === s.size && e.mtimeNs === s.mtimeNs && e.ctimeNs === s.ctimeNs && e.sha256 === sha256)
+      return;
     this.entries.set(key, { size: s.size, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, sha256, fresh: true });
     this.dirty = true;
   }
@@ -120,7 +128,8 @@ export class StatIndex {
     if (!this.dirty) return;
     this.dirty = false;
     const entries: Record<string, [string, string, string, string]> = {};
-    for (const [key, e] of this.entries) entries[key] = [String(e.size), String(e.mtimeNs), String(e.ctimeNs), e.sha256];
+    for (const [key, e] of this.entries)
+      entries[key] = [String(e.size), String(e.mtimeNs), String(e.ctimeNs), e.sha256];
     const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}`);
     try {
       await mkdir(path.dirname(file), { recursive: true });

@@ -53,12 +53,17 @@ function file(name: string, content: string | Buffer, extra: Partial<HeaderSpec>
 function paxRecord(key: string, value: string): string {
   const body = ` ${key}=${value}\n`;
   let length = Buffer.byteLength(body) + 1;
-  while (String(length).length + Buffer.byteLength(body) !== length) length = String(length).length + Buffer.byteLength(body);
+  while (String(length).length + Buffer.byteLength(body) !== length)
+    length = String(length).length + Buffer.byteLength(body);
   return `${length}${body}`;
 }
 
 function pax(type: 'x' | 'g', records: Record<string, string>): Buffer {
-  const body = Buffer.from(Object.entries(records).map(([k, v]) => paxRecord(k, v)).join(''));
+  const body = Buffer.from(
+    Object.entries(records)
+      .map(([k, v]) => paxRecord(k, v))
+      .join(''),
+  );
   return Buffer.concat([header({ name: 'PaxHeader', type, size: body.length }), padded(body)]);
 }
 
@@ -84,7 +89,10 @@ describe('readTarEntries', () => {
       file('name.txt', 'prefixed', { prefix: 'deep/er' }),
       pax('x', { path: longName }),
       file('ignored-short-name', 'long'),
-      Buffer.concat([header({ name: '././@LongLink', type: 'L', size: gnuName.length + 1, magic: 'gnu' }), padded(Buffer.from(`${gnuName}\0`))]),
+      Buffer.concat([
+        header({ name: '././@LongLink', type: 'L', size: gnuName.length + 1, magic: 'gnu' }),
+        padded(Buffer.from(`${gnuName}\0`)),
+      ]),
       file('short', 'gnu', { magic: 'gnu' }),
     );
     const result = await readTarEntries(tar);
@@ -100,7 +108,12 @@ describe('readTarEntries', () => {
   });
 
   it('honours a pax size larger than the header can say, and strips leading components', async () => {
-    const tar = archive(header({ name: 'package/', type: '5' }), pax('x', { size: '3' }), file('package/x', 'abc', { size: 0 }).subarray(0, 512), padded(Buffer.from('abc')));
+    const tar = archive(
+      header({ name: 'package/', type: '5' }),
+      pax('x', { size: '3' }),
+      file('package/x', 'abc', { size: 0 }).subarray(0, 512),
+      padded(Buffer.from('abc')),
+    );
     // The header above says size 0; only the pax record gives the real size.
     const result = await readTarEntries(tar, { stripComponents: 1 });
     expect(result.diagnostics).toEqual([]);
@@ -116,7 +129,17 @@ describe('readTarEntries', () => {
     ['an absolute path', archive(file('/etc/passwd', 'x')), TarCode.unsafePath],
     ['a .. segment', archive(file('a/../../escape', 'x')), TarCode.unsafePath],
     ['a pax path with ..', archive(pax('x', { path: '../escape' }), file('fine', 'x')), TarCode.unsafePath],
-    ['a GNU long name that is absolute', archive(Buffer.concat([header({ name: '././@LongLink', type: 'L', size: 8, magic: 'gnu' }), padded(Buffer.from('/tmp/x\0'))]), file('s', 'x')), TarCode.unsafePath],
+    [
+      'a GNU long name that is absolute',
+      archive(
+        Buffer.concat([
+          header({ name: '././@LongLink', type: 'L', size: 8, magic: 'gnu' }),
+          padded(Buffer.from('/tmp/x\0')),
+        ]),
+        file('s', 'x'),
+      ),
+      TarCode.unsafePath,
+    ],
     ['a symlink', archive(header({ name: 'link', type: '2', linkname: '/etc/passwd' })), TarCode.link],
     ['a hard link', archive(file('a', 'x'), header({ name: 'b', type: '1', linkname: 'a' })), TarCode.link],
     ['a character device', archive(header({ name: 'null', type: '3' })), TarCode.specialFile],
@@ -145,7 +168,11 @@ describe('readTarEntries', () => {
 
 describe('extractTar', () => {
   it('streams an archive into a fresh directory with safe modes', async () => {
-    const tar = archive(header({ name: 'bin/', type: '5', mode: 0o700 }), file('bin/tool', 'run', { mode: 0o4755 }), file('README', 'read me', { mode: 0o666 }));
+    const tar = archive(
+      header({ name: 'bin/', type: '5', mode: 0o700 }),
+      file('bin/tool', 'run', { mode: 0o4755 }),
+      file('README', 'read me', { mode: 0o666 }),
+    );
     const chunks = Array.from({ length: Math.ceil(tar.length / 100) }, (_, i) => tar.subarray(i * 100, i * 100 + 100));
     const target = path.join(dir, 'out');
     const result = await extractTar(Readable.from(chunks), target);

@@ -147,7 +147,10 @@ function numeric(block: Buffer, start: number, length: number, what: string): nu
     }
     return value;
   }
-  const text = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^[ ]+/, '');
+  const text = field
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .replace(/^[ ]+/, '');
   if (text === '') return 0;
   if (!/^[0-7]+$/.test(text)) throw refuse(TarCode.corrupt, `Archive header has a malformed ${what} field.`);
   return parseInt(text, 8);
@@ -196,11 +199,19 @@ function parsePax(data: Buffer): Map<string, string> {
 export function normaliseEntryPath(raw: string, stripComponents = 0): string | null {
   if (raw.includes('\0')) throw refuse(TarCode.unsafePath, 'Archive entry path contains a NUL byte.');
   if (raw.startsWith('/')) {
-    throw refuse(TarCode.unsafePath, `Archive entry has an absolute path: ${JSON.stringify(raw)}.`, 'Release archives must contain relative paths only.');
+    throw refuse(
+      TarCode.unsafePath,
+      `Archive entry has an absolute path: ${JSON.stringify(raw)}.`,
+      'Release archives must contain relative paths only.',
+    );
   }
   const segments = raw.split('/').filter((s) => s !== '' && s !== '.');
   if (segments.includes('..')) {
-    throw refuse(TarCode.unsafePath, `Archive entry path has a '..' segment: ${JSON.stringify(raw)}.`, 'An entry may not point outside the release directory.');
+    throw refuse(
+      TarCode.unsafePath,
+      `Archive entry path has a '..' segment: ${JSON.stringify(raw)}.`,
+      'An entry may not point outside the release directory.',
+    );
   }
   const kept = segments.slice(stripComponents);
   return kept.length === 0 ? null : kept.join('/');
@@ -217,13 +228,16 @@ async function* parseTar(source: ByteSource, options: TarReadOptions, state: Rea
   let longName: string | undefined;
   for (;;) {
     const header = await source.read(BLOCK);
-    if (header.length === 0) throw refuse(TarCode.corrupt, 'Archive is truncated: it ends without an end-of-archive block.');
+    if (header.length === 0)
+      throw refuse(TarCode.corrupt, 'Archive is truncated: it ends without an end-of-archive block.');
     if (header.length < BLOCK) throw refuse(TarCode.corrupt, 'Archive is truncated in the middle of a header.');
     if (header.every((b) => b === 0)) {
-      if (paxNext || longName !== undefined) throw refuse(TarCode.corrupt, 'Archive ends right after an extended header.');
+      if (paxNext || longName !== undefined)
+        throw refuse(TarCode.corrupt, 'Archive ends right after an extended header.');
       return; // end of archive (a second zero block, if any, is not needed)
     }
-    if (!checksumOk(header)) throw refuse(TarCode.corrupt, 'Archive header checksum does not match: the archive is corrupt.');
+    if (!checksumOk(header))
+      throw refuse(TarCode.corrupt, 'Archive header checksum does not match: the archive is corrupt.');
 
     const typeflag = String.fromCharCode(header[156] ?? 0);
     const magic = header.subarray(257, 263).toString('latin1');
@@ -268,7 +282,8 @@ async function* parseTar(source: ByteSource, options: TarReadOptions, state: Rea
       rawPath = prefix === '' ? name : `${prefix}/${name}`;
     }
     for (const key of paxNext?.keys() ?? []) {
-      if (key.startsWith('GNU.sparse.')) throw refuse(TarCode.specialFile, `Archive entry ${JSON.stringify(rawPath)} is a sparse file.`);
+      if (key.startsWith('GNU.sparse.'))
+        throw refuse(TarCode.specialFile, `Archive entry ${JSON.stringify(rawPath)} is a sparse file.`);
     }
     paxNext = undefined;
     longName = undefined;
@@ -280,10 +295,14 @@ async function* parseTar(source: ByteSource, options: TarReadOptions, state: Rea
         'Releases hold regular files and directories only; replace the link with the file it points to.',
       );
     }
-    const isDirectory = typeflag === '5' || ((typeflag === '0' || typeflag === '\0') && rawPath.endsWith('/') && size === 0);
+    const isDirectory =
+      typeflag === '5' || ((typeflag === '0' || typeflag === '\0') && rawPath.endsWith('/') && size === 0);
     const isFile = !isDirectory && (typeflag === '0' || typeflag === '\0' || typeflag === '7');
     if (!isDirectory && !isFile) {
-      throw refuse(TarCode.specialFile, `Archive entry ${JSON.stringify(rawPath)} has type '${typeflag}', which is not a regular file or directory.`);
+      throw refuse(
+        TarCode.specialFile,
+        `Archive entry ${JSON.stringify(rawPath)} has type '${typeflag}', which is not a regular file or directory.`,
+      );
     }
     const entryPath = normaliseEntryPath(rawPath, strip);
     const mode = numeric(header, 100, 8, 'mode');
@@ -295,7 +314,8 @@ async function* parseTar(source: ByteSource, options: TarReadOptions, state: Rea
     }
     const data = await source.read(padded);
     if (data.length < padded) throw refuse(TarCode.corrupt, `Archive is truncated inside ${JSON.stringify(rawPath)}.`);
-    if (entryPath !== null) yield { path: entryPath, type: 'file', executable: (mode & 0o111) !== 0, content: data.subarray(0, size) };
+    if (entryPath !== null)
+      yield { path: entryPath, type: 'file', executable: (mode & 0o111) !== 0, content: data.subarray(0, size) };
   }
 }
 
@@ -346,12 +366,19 @@ function refusalOf(error: unknown): Diagnostic | undefined {
     return errorDiag(TarCode.corrupt, 'Archive is not valid gzip data.', { detail: (error as Error).message });
   }
   if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') {
-    return errorDiag(TarCode.duplicate, 'Archive has entries that clash (a file and a directory at one path).', { detail: (error as Error).message });
+    return errorDiag(TarCode.duplicate, 'Archive has entries that clash (a file and a directory at one path).', {
+      detail: (error as Error).message,
+    });
   }
   return undefined;
 }
 
-const refused = (diagnostic: Diagnostic): TarExtractResult => ({ files: 0, directories: 0, bytes: 0, diagnostics: [diagnostic] });
+const refused = (diagnostic: Diagnostic): TarExtractResult => ({
+  files: 0,
+  directories: 0,
+  bytes: 0,
+  diagnostics: [diagnostic],
+});
 
 /**
  * Reads a whole archive into memory, refusing before anything is written. For archives that are checked as a
@@ -385,7 +412,10 @@ function checkDuplicate(seen: Map<string, TarEntry['type']>, entry: TarEntry): v
 }
 
 /** Writes already-checked entries into `targetDir` (created here, must not exist); removes it on failure. */
-export async function writeTarEntries(targetDir: string, entries: Iterable<TarEntry> | AsyncIterable<TarEntry>): Promise<TarExtractResult> {
+export async function writeTarEntries(
+  targetDir: string,
+  entries: Iterable<TarEntry> | AsyncIterable<TarEntry>,
+): Promise<TarExtractResult> {
   const result: TarExtractResult = { files: 0, directories: 0, bytes: 0, diagnostics: [] };
   const root = path.resolve(targetDir);
   await mkdir(root, { mode: 0o755 });
@@ -401,7 +431,8 @@ export async function writeTarEntries(targetDir: string, entries: Iterable<TarEn
       checkDuplicate(seen, entry);
       const target = path.resolve(root, entry.path);
       // Normalisation already forbids escapes; this is the belt to that brace.
-      if (!target.startsWith(root + path.sep)) throw refuse(TarCode.unsafePath, `Archive entry ${JSON.stringify(entry.path)} escapes the target directory.`);
+      if (!target.startsWith(root + path.sep))
+        throw refuse(TarCode.unsafePath, `Archive entry ${JSON.stringify(entry.path)} escapes the target directory.`);
       if (entry.type === 'directory') {
         await ensureDir(target);
         result.directories++;
@@ -409,7 +440,11 @@ export async function writeTarEntries(targetDir: string, entries: Iterable<TarEn
       }
       await ensureDir(path.dirname(target));
       // O_EXCL + O_NOFOLLOW: never write through anything that already exists at that path.
-      const handle = await open(target, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, entry.executable ? 0o755 : 0o644);
+      const handle = await open(
+        target,
+        fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW,
+        entry.executable ? 0o755 : 0o644,
+      );
       try {
         await handle.writeFile(entry.content);
         await handle.chmod(entry.executable ? 0o755 : 0o644); // not subject to umask
@@ -432,7 +467,11 @@ export async function writeTarEntries(targetDir: string, entries: Iterable<TarEn
  * Streams an archive (a Buffer, or e.g. `git archive`'s stdout) into `targetDir`, which must not exist. On any
  * refusal the target is removed and the diagnostics say why; the source is consumed or closed either way.
  */
-export async function extractTar(input: Buffer | AsyncIterable<Uint8Array>, targetDir: string, options: TarReadOptions = {}): Promise<TarExtractResult> {
+export async function extractTar(
+  input: Buffer | AsyncIterable<Uint8Array>,
+  targetDir: string,
+  options: TarReadOptions = {},
+): Promise<TarExtractResult> {
   const state: ReadState = {};
   let source: ByteSource;
   try {

@@ -41,12 +41,14 @@ interface DigestLine {
 }
 
 async function hashFile(file: string, size: number): Promise<string> {
-  if (size <= SMALL_FILE) return createHash('sha256').update(await readFile(file)).digest('hex');
+  if (size <= SMALL_FILE)
+    return createHash('sha256')
+      .update(await readFile(file))
+      .digest('hex');
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
-
 
 /**
  * The digest of the tree under `dir` (which must be a directory; a missing one throws ENOENT). With `index`, a file

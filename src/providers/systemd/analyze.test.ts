@@ -5,11 +5,19 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseExposure, parseVerifyOutput, securityExposure, systemdVersion, UnitCheckCode, verifyUnits } from './analyze.js';
+import {
+  parseExposure,
+  parseVerifyOutput,
+  securityExposure,
+  systemdVersion,
+  UnitCheckCode,
+  verifyUnits,
+} from './analyze.js';
 
 const hasAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
 const inCi = process.env.CI === 'true';
-if (!hasAnalyze && !inCi) console.warn('analyze.test: skipping the systemd-analyze tests: not installed (apt-get install systemd)');
+if (!hasAnalyze && !inCi)
+  console.warn('analyze.test: skipping the systemd-analyze tests: not installed (apt-get install systemd)');
 
 const GATEWAY = `[Unit]
 Description=agentvm gateway %i
@@ -64,20 +72,30 @@ describe.skipIf(!hasAnalyze && !inCi)('verifyUnits (real systemd-analyze)', () =
 
   it('reports unknown keys and unparsable values with the file and line they are on', async () => {
     const ds = await verifyUnits([
-      { name: 'agent-gateway@.service', text: GATEWAY.replace('NoNewPrivileges=yes', 'NoNewPrivileges=yes\nProtectSystem=sometimes') },
-      { name: 'agent-gateway@core.service.d/10-profile.conf', text: '[Service]\nEnvironment=PORT=1\nPrivateTmpp=yes\n' },
+      {
+        name: 'agent-gateway@.service',
+        text: GATEWAY.replace('NoNewPrivileges=yes', 'NoNewPrivileges=yes\nProtectSystem=sometimes'),
+      },
+      {
+        name: 'agent-gateway@core.service.d/10-profile.conf',
+        text: '[Service]\nEnvironment=PORT=1\nPrivateTmpp=yes\n',
+      },
     ]);
-    expect(ds).toContainEqual(expect.objectContaining({
-      code: UnitCheckCode.InvalidValue,
-      severity: 'error',
-      location: { file: 'agent-gateway@.service', line: 8, column: 1 },
-    }));
-    expect(ds).toContainEqual(expect.objectContaining({
-      code: UnitCheckCode.UnknownKey,
-      severity: 'error',
-      summary: "Unknown key 'PrivateTmpp' in section [Service], ignoring.",
-      location: { file: 'agent-gateway@core.service.d/10-profile.conf', line: 3, column: 1 },
-    }));
+    expect(ds).toContainEqual(
+      expect.objectContaining({
+        code: UnitCheckCode.InvalidValue,
+        severity: 'error',
+        location: { file: 'agent-gateway@.service', line: 8, column: 1 },
+      }),
+    );
+    expect(ds).toContainEqual(
+      expect.objectContaining({
+        code: UnitCheckCode.UnknownKey,
+        severity: 'error',
+        summary: "Unknown key 'PrivateTmpp' in section [Service], ignoring.",
+        location: { file: 'agent-gateway@core.service.d/10-profile.conf', line: 3, column: 1 },
+      }),
+    );
     // The temporary directory never leaks into a message.
     expect(JSON.stringify(ds)).not.toContain(os.tmpdir());
   });
@@ -85,20 +103,28 @@ describe.skipIf(!hasAnalyze && !inCi)('verifyUnits (real systemd-analyze)', () =
   it('says a unit with a fatal error will not start', async () => {
     const ds = await verifyUnits([{ name: 'bad.service', text: '[Service]\nExecStart=relative/path\n' }]);
     expect(codes(ds)).toEqual(['error:systemd.invalid-value', 'error:systemd.unit-not-loadable']);
-    expect(ds.find((d) => d.code === UnitCheckCode.NotLoadable)?.summary).toBe('systemd will not start bad.service: its configuration has a fatal error');
+    expect(ds.find((d) => d.code === UnitCheckCode.NotLoadable)?.summary).toBe(
+      'systemd will not start bad.service: its configuration has a fatal error',
+    );
   });
 
   it('reports a missing program and a missing required unit as host-dependent warnings', async () => {
-    const ds = await verifyUnits([{
-      name: 'needs.service',
-      text: '[Unit]\nRequires=agentvm-no-such-unit.service\n[Service]\nExecStart=/opt/agentvm-no-such/bin/gateway\n',
-    }]);
+    const ds = await verifyUnits([
+      {
+        name: 'needs.service',
+        text: '[Unit]\nRequires=agentvm-no-such-unit.service\n[Service]\nExecStart=/opt/agentvm-no-such/bin/gateway\n',
+      },
+    ]);
     expect(codes(ds)).toEqual(['warning:systemd.missing-dependency', 'warning:systemd.missing-executable']);
-    expect(ds.map((d) => d.summary)).toContain('needs.service: its dependency agentvm-no-such-unit.service does not exist on this host');
+    expect(ds.map((d) => d.summary)).toContain(
+      'needs.service: its dependency agentvm-no-such-unit.service does not exist on this host',
+    );
   });
 
   it('verifies in user scope too', async () => {
-    const ds = await verifyUnits([{ name: 'x.service', text: '[Service]\nExecStart=/bin/true\nBogus=1\n' }], { scope: 'user' });
+    const ds = await verifyUnits([{ name: 'x.service', text: '[Service]\nExecStart=/bin/true\nBogus=1\n' }], {
+      scope: 'user',
+    });
     expect(codes(ds)).toEqual(['error:systemd.unknown-key']);
   });
 
@@ -172,25 +198,41 @@ describe('parseVerifyOutput (recorded systemd 252 output)', () => {
       ['warning', 'systemd.missing-executable', '', 0],
       ['error', 'systemd.unit-not-loadable', '', 0],
     ]);
-    expect(ds[5]!.summary).toBe('dep.service: /usr/bin/does-not-exist is not executable on this host (No such file or directory)');
+    expect(ds[5]!.summary).toBe(
+      'dep.service: /usr/bin/does-not-exist is not executable on this host (No such file or directory)',
+    );
   });
 
   it('turns unrecognised output of a failed run into one error, and of a passing run into a warning', () => {
-    const failed = parseVerifyOutput('Failed to lookup RuntimeDirectory path: No such device or address\nFailed to initialize manager: No such device or address\n', dir, 1);
-    expect(failed).toEqual([expect.objectContaining({
-      code: 'systemd.verify',
-      severity: 'error',
-      summary: 'systemd-analyze verify: Failed to lookup RuntimeDirectory path: No such device or address',
-    })]);
-    expect(parseVerifyOutput('Something new in systemd 260.\n', dir, 0)).toEqual([expect.objectContaining({ code: 'systemd.verify', severity: 'warning' })]);
-    expect(parseVerifyOutput('', dir, 1)).toEqual([expect.objectContaining({ code: 'systemd.verify', severity: 'error' })]);
+    const failed = parseVerifyOutput(
+      'Failed to lookup RuntimeDirectory path: No such device or address\nFailed to initialize manager: No such device or address\n',
+      dir,
+      1,
+    );
+    expect(failed).toEqual([
+      expect.objectContaining({
+        code: 'systemd.verify',
+        severity: 'error',
+        summary: 'systemd-analyze verify: Failed to lookup RuntimeDirectory path: No such device or address',
+      }),
+    ]);
+    expect(parseVerifyOutput('Something new in systemd 260.\n', dir, 0)).toEqual([
+      expect.objectContaining({ code: 'systemd.verify', severity: 'warning' }),
+    ]);
+    expect(parseVerifyOutput('', dir, 1)).toEqual([
+      expect.objectContaining({ code: 'systemd.verify', severity: 'error' }),
+    ]);
     expect(parseVerifyOutput('', dir, 0)).toEqual([]);
   });
 });
 
 describe('parseExposure', () => {
   it('reads the overall score and nothing else', () => {
-    expect(parseExposure('✗ UMask=   Files created by service are world-readable by default   0.1\n\n→ Overall exposure level for plain.service: 9.6 UNSAFE 😨\n')).toBe(9.6);
+    expect(
+      parseExposure(
+        '✗ UMask=   Files created by service are world-readable by default   0.1\n\n→ Overall exposure level for plain.service: 9.6 UNSAFE 😨\n',
+      ),
+    ).toBe(9.6);
     expect(parseExposure('→ Overall exposure level for hard.service: 3 OK 🙂')).toBe(3);
     expect(parseExposure('Unit nope.service not found.')).toBeNull();
   });
@@ -199,5 +241,9 @@ describe('parseExposure', () => {
 /** Temporary directories analyze.ts creates, to prove it removes them. */
 /** Temp dirs of this process only: other test workers run verifyUnits at the same time. */
 function leftovers(): string[] {
-  return readdirSync(os.tmpdir()).filter((e) => e.startsWith(`agentvm-units-${process.pid}-`) || e.startsWith(`agentvm-analyze-runtime-${process.pid}-`)).sort();
+  return readdirSync(os.tmpdir())
+    .filter(
+      (e) => e.startsWith(`agentvm-units-${process.pid}-`) || e.startsWith(`agentvm-analyze-runtime-${process.pid}-`),
+    )
+    .sort();
 }

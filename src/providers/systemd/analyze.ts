@@ -59,7 +59,8 @@ export const UnitCheckCode = {
 } as const;
 
 // systemd's unit-name alphabet, backslash included (its escapes, e.g. `\x2d`); no slash, so never a path.
-const UNIT_NAME = /^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.(service|socket|timer|path|target|mount|automount|swap|slice|scope|device)$/;
+const UNIT_NAME =
+  /^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.(service|socket|timer|path|target|mount|automount|swap|slice|scope|device)$/;
 const DROP_IN = /^[A-Za-z0-9:_.\\-]+\.conf$/;
 
 /**
@@ -74,9 +75,11 @@ export async function verifyUnits(files: readonly UnitFile[], opts: AnalyzeOptio
   for (const f of files) {
     const kind = classifyName(f.name);
     if (kind === undefined) {
-      diagnostics.push(errorDiag(UnitCheckCode.UnitName, `"${f.name}" is not a unit file name or a drop-in of one`, {
-        detail: 'Use <name>.<type> (e.g. agent-gateway@.service) or <unit>.d/<name>.conf for a drop-in.',
-      }));
+      diagnostics.push(
+        errorDiag(UnitCheckCode.UnitName, `"${f.name}" is not a unit file name or a drop-in of one`, {
+          detail: 'Use <name>.<type> (e.g. agent-gateway@.service) or <unit>.d/<name>.conf for a drop-in.',
+        }),
+      );
     } else {
       targets.add(kind.unit);
     }
@@ -91,7 +94,13 @@ export async function verifyUnits(files: readonly UnitFile[], opts: AnalyzeOptio
       // 0644: systemd warns about executable or world-writable unit files.
       await writeFile(file, f.text, { mode: 0o644 });
     }
-    const args = ['verify', '--man=no', '--generators=no', '--recursive-errors=one', ...[...targets].sort().map((u) => path.join(dir, u))];
+    const args = [
+      'verify',
+      '--man=no',
+      '--generators=no',
+      '--recursive-errors=one',
+      ...[...targets].sort().map((u) => path.join(dir, u)),
+    ];
     const run = await analyze(args, opts);
     if (run === 'missing') return [analyzerMissing()];
     return parseVerifyOutput(run.output, dir, run.code);
@@ -157,9 +166,20 @@ export function parseVerifyOutput(output: string, dir: string, exitCode: number)
       const [, file, lineNo, message] = at as unknown as [string, string, string, string];
       const location = { file, line: Number(lineNo), column: 1 };
       if (/^Unknown (key|section|lvalue)/i.test(message)) {
-        diagnostics.push(errorDiag(UnitCheckCode.UnknownKey, message, { location, detail: 'systemd ignores it, so the setting has no effect. Fix the spelling, or drop it if this systemd version does not support it.' }));
+        diagnostics.push(
+          errorDiag(UnitCheckCode.UnknownKey, message, {
+            location,
+            detail:
+              'systemd ignores it, so the setting has no effect. Fix the spelling, or drop it if this systemd version does not support it.',
+          }),
+        );
       } else if (/ignoring|invalid|failed to parse|neither a valid|not valid|unbalanced/i.test(message)) {
-        diagnostics.push(errorDiag(UnitCheckCode.InvalidValue, message, { location, detail: 'systemd ignores the setting (or refuses the unit), so it has no effect. Fix the value.' }));
+        diagnostics.push(
+          errorDiag(UnitCheckCode.InvalidValue, message, {
+            location,
+            detail: 'systemd ignores the setting (or refuses the unit), so it has no effect. Fix the value.',
+          }),
+        );
       } else {
         diagnostics.push(warningDiag(UnitCheckCode.Advisory, message, { location }));
       }
@@ -173,13 +193,26 @@ export function parseVerifyOutput(output: string, dir: string, exitCode: number)
       const exe = /^Command (\S+) is not executable: (.*)$/.exec(message);
       const dep = /^Failed to create \S+: Unit (\S+) not found\.?$/.exec(message);
       if (exe) {
-        diagnostics.push(warningDiag(UnitCheckCode.MissingExecutable, `${unit}: ${exe[1]} is not executable on this host (${exe[2]})`, {
-          detail: 'The unit cannot start here until the program exists. Expected while planning, when the release that provides it is not installed yet.',
-        }));
+        diagnostics.push(
+          warningDiag(
+            UnitCheckCode.MissingExecutable,
+            `${unit}: ${exe[1]} is not executable on this host (${exe[2]})`,
+            {
+              detail:
+                'The unit cannot start here until the program exists. Expected while planning, when the release that provides it is not installed yet.',
+            },
+          ),
+        );
       } else if (dep) {
-        diagnostics.push(warningDiag(UnitCheckCode.MissingDependency, `${unit}: its dependency ${dep[1]} does not exist on this host`, {
-          detail: `Starting ${unit} fails until ${dep[1]} exists. Add it to the set, install it, or use Wants= for an optional dependency.`,
-        }));
+        diagnostics.push(
+          warningDiag(
+            UnitCheckCode.MissingDependency,
+            `${unit}: its dependency ${dep[1]} does not exist on this host`,
+            {
+              detail: `Starting ${unit} fails until ${dep[1]} exists. Add it to the set, install it, or use Wants= for an optional dependency.`,
+            },
+          ),
+        );
       } else if (/^Unit configuration has fatal error/.test(message)) {
         notLoadable.add(unit);
       } else {
@@ -195,7 +228,11 @@ export function parseVerifyOutput(output: string, dir: string, exitCode: number)
     }
     const notFound = /^Unit (\S+) not found\.?$/.exec(line);
     if (notFound) {
-      diagnostics.push(errorDiag(UnitCheckCode.NotFound, `${notFound[1]} was not found`, { detail: 'A drop-in needs its unit (or template) in the same set, or installed on the host.' }));
+      diagnostics.push(
+        errorDiag(UnitCheckCode.NotFound, `${notFound[1]} was not found`, {
+          detail: 'A drop-in needs its unit (or template) in the same set, or installed on the host.',
+        }),
+      );
       continue;
     }
     if (/^Configuration file \S+ is marked/.test(line)) {
@@ -206,18 +243,30 @@ export function parseVerifyOutput(output: string, dir: string, exitCode: number)
   }
 
   for (const unit of [...notLoadable].sort()) {
-    diagnostics.push(errorDiag(UnitCheckCode.NotLoadable, `systemd will not start ${unit}: its configuration has a fatal error`, {
-      detail: 'Fix the errors reported for its files above.',
-    }));
+    diagnostics.push(
+      errorDiag(UnitCheckCode.NotLoadable, `systemd will not start ${unit}: its configuration has a fatal error`, {
+        detail: 'Fix the errors reported for its files above.',
+      }),
+    );
   }
   const hasError = diagnostics.some((d) => d.severity === 'error');
   if (unrecognised.length > 0) {
     const summary = `systemd-analyze verify: ${unrecognised[0]}`;
     const detail = unrecognised.length > 1 ? unrecognised.join('\n') : undefined;
     const extra = detail === undefined ? {} : { detail };
-    diagnostics.push(exitCode !== 0 && !hasError ? errorDiag(UnitCheckCode.Verify, summary, extra) : warningDiag(UnitCheckCode.Verify, summary, extra));
-  } else if (exitCode !== 0 && !hasError && !diagnostics.some((d) => d.code === UnitCheckCode.MissingExecutable || d.code === UnitCheckCode.MissingDependency)) {
-    diagnostics.push(errorDiag(UnitCheckCode.Verify, `systemd-analyze verify failed with exit code ${exitCode} and no message`));
+    diagnostics.push(
+      exitCode !== 0 && !hasError
+        ? errorDiag(UnitCheckCode.Verify, summary, extra)
+        : warningDiag(UnitCheckCode.Verify, summary, extra),
+    );
+  } else if (
+    exitCode !== 0 &&
+    !hasError &&
+    !diagnostics.some((d) => d.code === UnitCheckCode.MissingExecutable || d.code === UnitCheckCode.MissingDependency)
+  ) {
+    diagnostics.push(
+      errorDiag(UnitCheckCode.Verify, `systemd-analyze verify failed with exit code ${exitCode} and no message`),
+    );
   }
   return diagnostics;
 }
@@ -236,16 +285,28 @@ function classifyName(name: string): { unit: string } | undefined {
 }
 
 function analyzerMissing(): Diagnostic {
-  return warningDiag(UnitCheckCode.AnalyzerUnavailable, 'The unit files were not checked: systemd-analyze is not installed', {
-    detail: 'Install systemd (apt-get install systemd) where plans are made to check units before they reach a host.',
-  });
+  return warningDiag(
+    UnitCheckCode.AnalyzerUnavailable,
+    'The unit files were not checked: systemd-analyze is not installed',
+    {
+      detail: 'Install systemd (apt-get install systemd) where plans are made to check units before they reach a host.',
+    },
+  );
 }
 
 /** Runs systemd-analyze; `missing` when the binary is not installed. Output is stdout and stderr interleaved. */
-async function analyze(args: readonly string[], opts: AnalyzeOptions): Promise<{ code: number; output: string } | 'missing'> {
+async function analyze(
+  args: readonly string[],
+  opts: AnalyzeOptions,
+): Promise<{ code: number; output: string } | 'missing'> {
   const scope = opts.scope ?? 'system';
   let runtimeDir: string | undefined;
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', SYSTEMD_COLORS: '0', SYSTEMD_PAGER: '' };
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    LANG: 'C.UTF-8',
+    SYSTEMD_COLORS: '0',
+    SYSTEMD_PAGER: '',
+  };
   if (scope === 'user') {
     // A user-scope manager refuses to initialise without a runtime directory ("Failed to lookup RuntimeDirectory").
     runtimeDir = await mkdtemp(path.join(os.tmpdir(), `agentvm-analyze-runtime-${process.pid}-`));
@@ -253,10 +314,17 @@ async function analyze(args: readonly string[], opts: AnalyzeOptions): Promise<{
   }
   try {
     return await new Promise((resolve, reject) => {
-      const child = spawn('systemd-analyze', scope === 'user' ? ['--user', ...args] : [...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('systemd-analyze', scope === 'user' ? ['--user', ...args] : [...args], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let output = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => { output += d; });
-      child.stderr.setEncoding('utf8').on('data', (d: string) => { output += d; });
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        output += d;
+      });
+      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+        output += d;
+      });
       const timeoutMs = opts.timeoutMs ?? 30_000;
       const timer = setTimeout(() => {
         child.kill('SIGKILL');

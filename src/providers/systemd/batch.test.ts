@@ -33,11 +33,17 @@ describe('CallBatch', () => {
   it('retries a failed batch one item at a time, so only the unit that fails gets the failure', async () => {
     const first = gate();
     let started = 0;
-    const fail = (item: string): CommandResult => ({ code: item === 'bad' ? 1 : 0, stdout: '', stderr: item === 'bad' ? 'Unit bad not found.' : '' });
+    const fail = (item: string): CommandResult => ({
+      code: item === 'bad' ? 1 : 0,
+      stdout: '',
+      stderr: item === 'bad' ? 'Unit bad not found.' : '',
+    });
     const batch = new CallBatch<string>(
       async (items) => {
         if (started++ === 0) await first.opened;
-        return items.includes('bad') ? { code: 1, stdout: '', stderr: 'Unit bad not found.' } : { code: 0, stdout: '', stderr: '' };
+        return items.includes('bad')
+          ? { code: 1, stdout: '', stderr: 'Unit bad not found.' }
+          : { code: 0, stdout: '', stderr: '' };
       },
       async (item) => fail(item),
     );

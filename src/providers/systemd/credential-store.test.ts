@@ -18,7 +18,13 @@ afterEach(() => {
 describe('envFileValue', () => {
   it('reads VAR=value, export, quotes, comments; the last assignment wins; absent is undefined', () => {
     const text = '# c\nA=1\nexport B="two words"\nC=\'x#y\'\nD=plain # note\nA=3\n';
-    expect([envFileValue(text, 'A'), envFileValue(text, 'B'), envFileValue(text, 'C'), envFileValue(text, 'D'), envFileValue(text, 'E')]).toEqual(['3', 'two words', 'x#y', 'plain', undefined]);
+    expect([
+      envFileValue(text, 'A'),
+      envFileValue(text, 'B'),
+      envFileValue(text, 'C'),
+      envFileValue(text, 'D'),
+      envFileValue(text, 'E'),
+    ]).toEqual(['3', 'two words', 'x#y', 'plain', undefined]);
   });
 });
 
@@ -28,7 +34,11 @@ describe('deliverStoredCredentials', () => {
     writeFileSync(path.join(d, 'llm'), 'VALUE-1\n');
     writeFileSync(path.join(d, 'a.env'), 'TOKEN=VALUE-2\n');
     const store = path.join(d, 'store');
-    const secrets = [{ name: 'llm', ref: `file:${d}/llm`, inject: { host: 'api.example.com', header: 'x-api-key' } }, { name: 'tok', ref: `env-file:${d}/a.env#TOKEN` }, { name: 'plain', ref: `file:${d}/llm` }];
+    const secrets = [
+      { name: 'llm', ref: `file:${d}/llm`, inject: { host: 'api.example.com', header: 'x-api-key' } },
+      { name: 'tok', ref: `env-file:${d}/a.env#TOKEN` },
+      { name: 'plain', ref: `file:${d}/llm` },
+    ];
     expect(deliverStoredCredentials(store, 'unit.w.p', secrets, undefined)).toEqual([]);
     const dir = path.join(store, 'unit.w.p');
     expect(readdirSync(dir).sort()).toEqual(['llm.placeholder', 'llm.value', 'tok.value']);
@@ -46,7 +56,15 @@ describe('deliverStoredCredentials', () => {
   it('GIVEN an unreadable source or an unset variable THEN a diagnostic names the secret and file, never a value', () => {
     const d = tmp();
     writeFileSync(path.join(d, 'a.env'), 'OTHER=SECRET-VALUE\n');
-    const diags = deliverStoredCredentials(path.join(d, 'store'), 'unit.w.p', [{ name: 'x', ref: `env-file:${d}/a.env#TOKEN` }, { name: 'y', ref: `file:${d}/missing`, inject: { host: 'h.example', header: 'x' } }], undefined);
+    const diags = deliverStoredCredentials(
+      path.join(d, 'store'),
+      'unit.w.p',
+      [
+        { name: 'x', ref: `env-file:${d}/a.env#TOKEN` },
+        { name: 'y', ref: `file:${d}/missing`, inject: { host: 'h.example', header: 'x' } },
+      ],
+      undefined,
+    );
     expect(diags.map((x) => x.code)).toEqual([SystemdCode.secretUnreadable, SystemdCode.secretUnreadable]);
     expect(diags[0]!.summary).toContain('does not set TOKEN');
     expect(diags[1]!.summary).toContain('ENOENT');
@@ -59,7 +77,10 @@ describe('staleStoredCredentials', () => {
     const d = tmp();
     writeFileSync(path.join(d, 'a.env'), 'A=one\nB=two\n');
     const store = path.join(d, 'store');
-    const secrets = [{ name: 'a', ref: `env-file:${d}/a.env#A` }, { name: 'b', ref: `env-file:${d}/a.env#B`, inject: { host: 'h.example', header: 'x' } }];
+    const secrets = [
+      { name: 'a', ref: `env-file:${d}/a.env#A` },
+      { name: 'b', ref: `env-file:${d}/a.env#B`, inject: { host: 'h.example', header: 'x' } },
+    ];
     deliverStoredCredentials(store, 'unit.w.p', secrets, undefined);
     expect(staleStoredCredentials(store, 'unit.w.p', secrets)).toEqual([]);
     writeFileSync(path.join(d, 'a.env'), 'A=one\nB=three\n');

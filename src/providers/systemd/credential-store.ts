@@ -9,7 +9,17 @@
 // written with mode 0600 to a temporary name and renamed; entries of secrets no longer declared are removed.
 
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { PLACEHOLDER_PREFIX } from '../../egress/injection.js';
@@ -26,7 +36,11 @@ export function envFileValue(text: string, name: string): string | undefined {
     const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(raw);
     if (!m || m[1] !== name) continue;
     let v = m[2]!.trim();
-    if ((v.startsWith('"') && v.endsWith('"') && v.length >= 2) || (v.startsWith("'") && v.endsWith("'") && v.length >= 2)) v = v.slice(1, -1);
+    if (
+      (v.startsWith('"') && v.endsWith('"') && v.length >= 2) ||
+      (v.startsWith("'") && v.endsWith("'") && v.length >= 2)
+    )
+      v = v.slice(1, -1);
     else v = v.replace(/\s+#.*$/, '');
     found = v; // the last assignment wins, as in a shell
   }
@@ -65,7 +79,12 @@ function privateDir(dir: string, owner: Owner): void {
 }
 
 /** Writes this unit's store entries; diagnostics name the secret and the file, never a value. */
-export function deliverStoredCredentials(store: string, address: string, secrets: GatewayConfig['secrets'], owner: Owner): Diagnostic[] {
+export function deliverStoredCredentials(
+  store: string,
+  address: string,
+  secrets: GatewayConfig['secrets'],
+  owner: Owner,
+): Diagnostic[] {
   const wanted = secrets.filter((s) => s.inject || s.ref.startsWith('env-file:'));
   const dir = path.join(store, address);
   const diagnostics: Diagnostic[] = [];
@@ -79,11 +98,23 @@ export function deliverStoredCredentials(store: string, address: string, secrets
   for (const s of wanted) {
     const read = readValue(s.ref);
     if ('why' in read) {
-      diagnostics.push(errorDiag(SystemdCode.secretUnreadable, `${address}: secret \`${s.name}\`: ${read.why}.`, { address, detail: 'apply reads env-file: and injected secrets into agentvm\'s credential store before the unit starts. Create the file (readable by root) or fix the reference in the contract.' }));
+      diagnostics.push(
+        errorDiag(SystemdCode.secretUnreadable, `${address}: secret \`${s.name}\`: ${read.why}.`, {
+          address,
+          detail:
+            "apply reads env-file: and injected secrets into agentvm's credential store before the unit starts. Create the file (readable by root) or fix the reference in the contract.",
+        }),
+      );
       continue;
     }
     if (s.inject && /[\r\n\0]/.test(read.value)) {
-      diagnostics.push(errorDiag(SystemdCode.secretUnreadable, `${address}: secret \`${s.name}\` spans several lines and cannot be sent in a header.`, { address }));
+      diagnostics.push(
+        errorDiag(
+          SystemdCode.secretUnreadable,
+          `${address}: secret \`${s.name}\` spans several lines and cannot be sent in a header.`,
+          { address },
+        ),
+      );
       continue;
     }
     // The one redaction boundary masks it in anything this process prints from now on (defence in depth: no path
@@ -93,7 +124,8 @@ export function deliverStoredCredentials(store: string, address: string, secrets
     keep.add(`${s.name}.value`);
     if (s.inject) {
       const placeholder = path.join(dir, `${s.name}.placeholder`);
-      if (!existsSync(placeholder)) writePrivate(placeholder, `${PLACEHOLDER_PREFIX}${randomBytes(32).toString('hex')}`, owner);
+      if (!existsSync(placeholder))
+        writePrivate(placeholder, `${PLACEHOLDER_PREFIX}${randomBytes(32).toString('hex')}`, owner);
       keep.add(`${s.name}.placeholder`);
     }
   }

@@ -39,14 +39,27 @@ export interface DataGrant {
 export function parseDataGrants(value: unknown): DataGrant[] | undefined {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) return undefined;
-  const ok = value.every((g) => typeof g === 'object' && g !== null && typeof g.path === 'string' && relativeOk(g.path) && (g.access === 'read-only' || g.access === 'read-write'));
+  const ok = value.every(
+    (g) =>
+      typeof g === 'object' &&
+      g !== null &&
+      typeof g.path === 'string' &&
+      relativeOk(g.path) &&
+      (g.access === 'read-only' || g.access === 'read-write'),
+  );
   return ok ? (value as DataGrant[]) : undefined;
 }
 
 /** Checks the config's `dataRoot` (absent: the default). Undefined when malformed. */
 export function parseDataRoot(value: unknown): string | undefined {
   if (value === undefined || value === null) return DEFAULT_DATA_ROOT;
-  if (typeof value !== 'string' || !value.startsWith('/') || value === '/' || value.split('/').some((s) => s === '..' || s === '.')) return undefined;
+  if (
+    typeof value !== 'string' ||
+    !value.startsWith('/') ||
+    value === '/' ||
+    value.split('/').some((s) => s === '..' || s === '.')
+  )
+    return undefined;
   return path.posix.normalize(value);
 }
 
@@ -81,7 +94,14 @@ export interface DataDirectives {
  * The directives of a profile's data grants and memory. `dataDir`: the data root as the manager sees it; `quote`
  * makes a path safe for a unit file (unit-file.ts unitPath), throwing on what it cannot write.
  */
-export function dataDirectives(input: { workload: string; profile: string; grants: readonly DataGrant[]; dataDir: string; quote: (p: string) => string; missing?: readonly string[] | 'all' }): DataDirectives {
+export function dataDirectives(input: {
+  workload: string;
+  profile: string;
+  grants: readonly DataGrant[];
+  dataDir: string;
+  quote: (p: string) => string;
+  missing?: readonly string[] | 'all';
+}): DataDirectives {
   const missing = input.missing ?? [];
   const grants = missing === 'all' ? [] : normalizedGrants(input.grants).filter((g) => !missing.includes(g.path));
   const root = input.quote(input.dataDir);
@@ -134,22 +154,40 @@ export function dataProblems(facts: DataFacts | null | undefined, address: strin
   if (!facts) return [];
   const out: Diagnostic[] = [];
   if (facts.parentMissing) {
-    out.push(warningDiag(SystemdCode.dataMissing, `${address}: ${DATA_PARENT} does not exist on the host, so none of the profile's data grants is mounted (they appear under ${DATA_MOUNT}).`, {
-      address,
-      detail: `Create it (mkdir -m 0755 ${DATA_PARENT}) and plan again.`,
-    }));
+    out.push(
+      warningDiag(
+        SystemdCode.dataMissing,
+        `${address}: ${DATA_PARENT} does not exist on the host, so none of the profile's data grants is mounted (they appear under ${DATA_MOUNT}).`,
+        {
+          address,
+          detail: `Create it (mkdir -m 0755 ${DATA_PARENT}) and plan again.`,
+        },
+      ),
+    );
   }
   for (const e of facts.escapes ?? []) {
-    out.push(errorDiag(SystemdCode.dataSymlink, `${address}: data path \`${e.path}\` (${e.access}) is a symlink or goes through one on the host (it resolves to ${e.target}); it is not mounted.`, {
-      address,
-      detail: `systemd follows symlinks when it binds a grant, so whoever can write a parent directory could point the grant at any host path. Replace ${path.posix.join(facts.root, e.path)} with a real directory, and check which workload wrote the link (a workload with read-write access to a parent of another's grant can).`,
-    }));
+    out.push(
+      errorDiag(
+        SystemdCode.dataSymlink,
+        `${address}: data path \`${e.path}\` (${e.access}) is a symlink or goes through one on the host (it resolves to ${e.target}); it is not mounted.`,
+        {
+          address,
+          detail: `systemd follows symlinks when it binds a grant, so whoever can write a parent directory could point the grant at any host path. Replace ${path.posix.join(facts.root, e.path)} with a real directory, and check which workload wrote the link (a workload with read-write access to a parent of another's grant can).`,
+        },
+      ),
+    );
   }
   for (const m of facts.missing) {
-    out.push(warningDiag(SystemdCode.dataMissing, `${address}: data path \`${m.path}\` (${m.access}) does not exist under the host's data root ${facts.root}${facts.rootMissing ? ' (the root itself is missing)' : ''}; it is not mounted.`, {
-      address,
-      detail: `The profile runs without it until it exists (the next plan then shows the new mount): create ${path.posix.join(facts.root, m.path)}${m.access === 'read-write' ? ' writable by the account that runs the unit (ADR 0024)' : ''}, set spec.data.root in the host file if the data lives elsewhere, or remove the entry from the contract's spec.data.`,
-    }));
+    out.push(
+      warningDiag(
+        SystemdCode.dataMissing,
+        `${address}: data path \`${m.path}\` (${m.access}) does not exist under the host's data root ${facts.root}${facts.rootMissing ? ' (the root itself is missing)' : ''}; it is not mounted.`,
+        {
+          address,
+          detail: `The profile runs without it until it exists (the next plan then shows the new mount): create ${path.posix.join(facts.root, m.path)}${m.access === 'read-write' ? ' writable by the account that runs the unit (ADR 0024)' : ''}, set spec.data.root in the host file if the data lives elsewhere, or remove the entry from the contract's spec.data.`,
+        },
+      ),
+    );
   }
   return out;
 }
@@ -160,7 +198,11 @@ export function dataProblems(facts: DataFacts | null | undefined, address: strin
  * (systemd 252; later versions use $XDG_STATE_HOME, ~/.local/state, listed too). `profile` absent: the workload's
  * directory. Empty when unknown (user units rendered for every user into a root).
  */
-export function memoryHostDirs(endpoint: { scope: 'system' | 'user'; mode: 'online' | 'offline'; unitDir: string; managerRoot: string }, workload: string, profile?: string): string[] {
+export function memoryHostDirs(
+  endpoint: { scope: 'system' | 'user'; mode: 'online' | 'offline'; unitDir: string; managerRoot: string },
+  workload: string,
+  profile?: string,
+): string[] {
   const rel = profile ? memoryDirName(workload, profile) : `${MEMORY_DIR}/${workload}`;
   const under = (base: string): string => path.join(endpoint.managerRoot, base, rel);
   if (endpoint.scope === 'system') return [under('/var/lib/private'), under('/var/lib')];
@@ -175,19 +217,29 @@ export function memoryHostDirs(endpoint: { scope: 'system' | 'user'; mode: 'onli
  * this grant lets that workload change these files and swap the directory for a symlink (refused at plan and apply,
  * systemd.data-symlink, but a restart systemd does on its own in between would follow it). One per grant and writer.
  */
-export function overlapWarnings(workloads: ReadonlyArray<{ name: string; units: readonly string[]; grants: readonly DataGrant[] }>): Diagnostic[] {
+export function overlapWarnings(
+  workloads: ReadonlyArray<{ name: string; units: readonly string[]; grants: readonly DataGrant[] }>,
+): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const w of workloads) {
     for (const g of normalizedGrants(w.grants)) {
       for (const v of workloads) {
         if (v.name === w.name) continue;
-        const parent = normalizedGrants(v.grants).find((r) => r.access === 'read-write' && g.path.startsWith(`${r.path}/`));
+        const parent = normalizedGrants(v.grants).find(
+          (r) => r.access === 'read-write' && g.path.startsWith(`${r.path}/`),
+        );
         if (!parent) continue;
         for (const address of w.units) {
-          out.push(warningDiag(SystemdCode.dataOverlap, `${address}: workload \`${v.name}\` may write \`${parent.path}\`, a parent of this profile's data grant \`${g.path}\`: it can change these files and replace the directory with a symlink.`, {
-            address,
-            detail: `Grant ${v.name} only the sibling directories it needs, or move ${g.path} out from under ${parent.path}. A replaced directory is refused when agentvm plans or applies (systemd.data-symlink), not when systemd restarts the unit on its own.`,
-          }));
+          out.push(
+            warningDiag(
+              SystemdCode.dataOverlap,
+              `${address}: workload \`${v.name}\` may write \`${parent.path}\`, a parent of this profile's data grant \`${g.path}\`: it can change these files and replace the directory with a symlink.`,
+              {
+                address,
+                detail: `Grant ${v.name} only the sibling directories it needs, or move ${g.path} out from under ${parent.path}. A replaced directory is refused when agentvm plans or applies (systemd.data-symlink), not when systemd restarts the unit on its own.`,
+              },
+            ),
+          );
         }
       }
     }

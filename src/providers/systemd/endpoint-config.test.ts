@@ -33,8 +33,14 @@ describe('accountNamed', () => {
 
 describe('parseGatewayConfig: canary', () => {
   it('keeps the canary (soakSeconds defaults to 60) and refuses a malformed one', () => {
-    expect(parseGatewayConfig(config({ profile: 'research', soakSeconds: 2 }), ADDRESS).config?.canary).toEqual({ profile: 'research', soakSeconds: 2 });
-    expect(parseGatewayConfig(config({ profile: 'research' }), ADDRESS).config?.canary).toEqual({ profile: 'research', soakSeconds: 60 });
+    expect(parseGatewayConfig(config({ profile: 'research', soakSeconds: 2 }), ADDRESS).config?.canary).toEqual({
+      profile: 'research',
+      soakSeconds: 2,
+    });
+    expect(parseGatewayConfig(config({ profile: 'research' }), ADDRESS).config?.canary).toEqual({
+      profile: 'research',
+      soakSeconds: 60,
+    });
     expect(parseGatewayConfig(config(null), ADDRESS).config?.canary).toBeNull();
     const bad = parseGatewayConfig(config({ profile: 'research', soakSeconds: -1 }), ADDRESS);
     expect(bad.config).toBeUndefined();

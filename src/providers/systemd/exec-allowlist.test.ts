@@ -22,7 +22,13 @@ describe('resolveExec', () => {
     copyFileSync('/usr/bin/true', path.join(dir, 'bin/tool'));
     chmodSync(path.join(dir, 'bin/tool'), 0o755);
     const sha = (await sha256Of(path.join(dir, 'bin/tool')))!;
-    const facts = await resolveExec({ entrypoint: 'node', programs: [{ name: 'tool', path: 'bin/tool', sha256: sha }], releaseDir: dir, reload: false, toHost: (p) => p });
+    const facts = await resolveExec({
+      entrypoint: 'node',
+      programs: [{ name: 'tool', path: 'bin/tool', sha256: sha }],
+      releaseDir: dir,
+      reload: false,
+      toHost: (p) => p,
+    });
     expect(facts.files).toContain(path.join(dir, 'bin/tool'));
     expect(facts.files.some((f) => /\/node$/.test(f))).toBe(true);
     expect(facts.files.some((f) => /ld-linux/.test(f))).toBe(true);
@@ -37,15 +43,33 @@ describe('resolveExec', () => {
     const dir = release();
     symlinkSync('/bin/sh', path.join(dir, 'bin/tool'));
     const shSha = (await sha256Of('/bin/sh'))!;
-    const facts = await resolveExec({ entrypoint: '/usr/bin/true', programs: [{ name: 'tool', path: 'bin/tool', sha256: shSha }], releaseDir: dir, reload: false, toHost: (p) => p });
+    const facts = await resolveExec({
+      entrypoint: '/usr/bin/true',
+      programs: [{ name: 'tool', path: 'bin/tool', sha256: shSha }],
+      releaseDir: dir,
+      reload: false,
+      toHost: (p) => p,
+    });
     expect(facts.files.some((f) => /\/(sh|dash|bash)$/.test(f))).toBe(false);
     expect(facts.programs).toEqual([{ name: 'tool', path: 'bin/tool', seen: null }]);
-    expect(programRefusal([{ name: 'tool', path: 'bin/tool', sha256: shSha }], facts, 'unit.w.p').map((d) => d.code)).toEqual(['systemd.tool-digest']);
+    expect(
+      programRefusal([{ name: 'tool', path: 'bin/tool', sha256: shSha }], facts, 'unit.w.p').map((d) => d.code),
+    ).toEqual(['systemd.tool-digest']);
   });
 
   it('GIVEN no facts (validate) THEN the declared files are listed and every writable mount is noexec', () => {
-    const out = Object.fromEntries(execDirectives({ programs: [{ name: 't', path: 'bin/t', sha256: 'a'.repeat(64) }], releaseDir: '/r', entrypoint: '/r/bin/server', facts: null, runtimeDirs: ['/run/agent-gateway/p'] }));
-    expect(out.NoExecPaths).toBe('/ /dev /tmp /var/tmp /run -/run/user -/home -/root -/dev/shm -/dev/mqueue /run/agent-gateway/p');
+    const out = Object.fromEntries(
+      execDirectives({
+        programs: [{ name: 't', path: 'bin/t', sha256: 'a'.repeat(64) }],
+        releaseDir: '/r',
+        entrypoint: '/r/bin/server',
+        facts: null,
+        runtimeDirs: ['/run/agent-gateway/p'],
+      }),
+    );
+    expect(out.NoExecPaths).toBe(
+      '/ /dev /tmp /var/tmp /run -/run/user -/home -/root -/dev/shm -/dev/mqueue /run/agent-gateway/p',
+    );
     expect(out.ExecPaths).toBe('/r/bin/server /r/bin/t');
     expect(out.SystemCallFilter).toBe('~memfd_create');
   });

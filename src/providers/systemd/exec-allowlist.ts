@@ -56,7 +56,9 @@ const LOADERS = ['/lib64/ld-linux-x86-64.so.2', '/lib/ld-linux-aarch64.so.1', '/
 const SEARCH_PATH = ['/usr/local/bin', '/usr/bin', '/bin'];
 
 /** `kind: program` entries of a contract's tools, for the unit config. Kindless and mcp entries grant no exec. */
-export function programsOf(tools: ReadonlyArray<{ kind?: string; name: string; path?: string; sha256?: string }> | undefined): ProgramPin[] {
+export function programsOf(
+  tools: ReadonlyArray<{ kind?: string; name: string; path?: string; sha256?: string }> | undefined,
+): ProgramPin[] {
   return (tools ?? [])
     .filter((t) => t.kind === 'program' && typeof t.path === 'string' && typeof t.sha256 === 'string')
     .map((t) => ({ name: t.name, path: t.path!, sha256: t.sha256! }));
@@ -66,7 +68,17 @@ export function programsOf(tools: ReadonlyArray<{ kind?: string; name: string; p
 export function parsePrograms(value: unknown): ProgramPin[] | undefined {
   if (value === undefined) return [];
   if (!Array.isArray(value)) return undefined;
-  const ok = value.every((p) => typeof p === 'object' && p !== null && typeof p.name === 'string' && typeof p.path === 'string' && p.path !== '' && !p.path.split('/').includes('..') && typeof p.sha256 === 'string' && /^[0-9a-f]{64}$/.test(p.sha256));
+  const ok = value.every(
+    (p) =>
+      typeof p === 'object' &&
+      p !== null &&
+      typeof p.name === 'string' &&
+      typeof p.path === 'string' &&
+      p.path !== '' &&
+      !p.path.split('/').includes('..') &&
+      typeof p.sha256 === 'string' &&
+      /^[0-9a-f]{64}$/.test(p.sha256),
+  );
   return ok ? (value as ProgramPin[]) : undefined;
 }
 
@@ -76,7 +88,13 @@ export function programPath(pin: Pick<ProgramPin, 'path'>, releaseDir: string): 
 }
 
 /** The unit directives of the allowlist. `runtimeDirs`: RuntimeDirectory= mounts of the unit (made noexec too). */
-export function execDirectives(input: { programs: readonly ProgramPin[]; releaseDir: string; entrypoint: string | null; facts?: ExecFacts | null; runtimeDirs: readonly string[] }): Array<[string, string]> {
+export function execDirectives(input: {
+  programs: readonly ProgramPin[];
+  releaseDir: string;
+  entrypoint: string | null;
+  facts?: ExecFacts | null;
+  runtimeDirs: readonly string[];
+}): Array<[string, string]> {
   const files = new Set<string>(input.facts?.files ?? []);
   if (!input.facts) {
     if (input.entrypoint) files.add(input.entrypoint);
@@ -117,7 +135,9 @@ export class ExecMemo {
 /** argv[0] of a profile's entrypoint as the unit runs it: a path in the release, or a name on PATH. */
 export function entrypointProgram(entrypoint: readonly string[], releaseDir: string): string {
   const program = entrypoint[0] ?? '';
-  return program.includes('/') && !program.startsWith('/') ? path.posix.join(releaseDir, path.posix.normalize(program)) : program;
+  return program.includes('/') && !program.startsWith('/')
+    ? path.posix.join(releaseDir, path.posix.normalize(program))
+    : program;
 }
 
 /** Resolves the allowlist on the host: programs and interpreters to real files, their libraries, the digests. */
@@ -145,9 +165,14 @@ export async function resolveExec(input: ResolveInput): Promise<ExecFacts> {
   for (const p of pins) {
     // A release-relative program must be a file of the release: a symlink out of it (bin/tool → /bin/sh) would
     // grant whatever it points to under an innocent name. It counts as missing, and apply refuses the unit.
-    const inRelease = p.path.startsWith('/') || (await staysUnder(programPath(p, input.releaseDir), input.releaseDir, input.toHost));
+    const inRelease =
+      p.path.startsWith('/') || (await staysUnder(programPath(p, input.releaseDir), input.releaseDir, input.toHost));
     if (inRelease) roots.push(programPath(p, input.releaseDir));
-    programs.push({ name: p.name, path: p.path, seen: inRelease ? await sha256Of(input.toHost(programPath(p, input.releaseDir))) : null });
+    programs.push({
+      name: p.name,
+      path: p.path,
+      seen: inRelease ? await sha256Of(input.toHost(programPath(p, input.releaseDir))) : null,
+    });
   }
   for (const root of roots) {
     const key = `${hostKey}\0${root}`;
@@ -161,7 +186,10 @@ export async function resolveExec(input: ResolveInput): Promise<ExecFacts> {
 }
 
 /** What one program needs to execute: itself, its interpreter chain and their libraries (see addProgram). */
-async function programClosure(root: string, toHost: (p: string) => string): Promise<{ files: string[]; dirs: string[] }> {
+async function programClosure(
+  root: string,
+  toHost: (p: string) => string,
+): Promise<{ files: string[]; dirs: string[] }> {
   const files = new Set<string>();
   const dirs = new Set<string>();
   await addProgram(root, files, dirs, toHost, 0);
@@ -169,7 +197,13 @@ async function programClosure(root: string, toHost: (p: string) => string): Prom
 }
 
 /** A file, the interpreter of its `#!` line (following `env <name>`), and, for ELF files, the libraries. */
-async function addProgram(file: string, files: Set<string>, dirs: Set<string>, toHost: (p: string) => string, depth: number): Promise<void> {
+async function addProgram(
+  file: string,
+  files: Set<string>,
+  dirs: Set<string>,
+  toHost: (p: string) => string,
+  depth: number,
+): Promise<void> {
   if (depth > 4) return;
   const real = await managerRealpath(file, toHost);
   if (!real || files.has(real)) return;
@@ -194,7 +228,12 @@ async function addProgram(file: string, files: Set<string>, dirs: Set<string>, t
 }
 
 /** python's extension modules are shared objects it dlopen()s: their directory and their libraries. */
-async function addPythonModules(python: string, files: Set<string>, dirs: Set<string>, toHost: (p: string) => string): Promise<void> {
+async function addPythonModules(
+  python: string,
+  files: Set<string>,
+  dirs: Set<string>,
+  toHost: (p: string) => string,
+): Promise<void> {
   const version = path.posix.basename(python).replace(/^python/, '');
   const dir = `/usr/lib/python${version}/lib-dynload`;
   let names: string[];
@@ -227,14 +266,20 @@ async function librariesOf(hostFile: string, toHost: (p: string) => string): Pro
   }
 }
 
-async function firstExisting(candidates: readonly string[], toHost: (p: string) => string): Promise<string | undefined> {
+async function firstExisting(
+  candidates: readonly string[],
+  toHost: (p: string) => string,
+): Promise<string | undefined> {
   for (const c of candidates) if (await isFile(toHost(c))) return c;
   return undefined;
 }
 
 async function onPath(name: string, toHost: (p: string) => string): Promise<string | undefined> {
   if (name.includes('/')) return name.startsWith('/') ? name : undefined;
-  return firstExisting(SEARCH_PATH.map((d) => `${d}/${name}`), toHost);
+  return firstExisting(
+    SEARCH_PATH.map((d) => `${d}/${name}`),
+    toHost,
+  );
 }
 
 /** realpath as the manager sees it (symlinks resolved inside the host root). */
@@ -305,7 +350,11 @@ export async function sha256Of(hostFile: string): Promise<string | null> {
 }
 
 /** Declared programs whose bytes do not hash to their pin: drift reasons for plan. */
-export function programDrift(pins: readonly ProgramPin[], facts: ExecFacts | null | undefined, address: string): Reason[] {
+export function programDrift(
+  pins: readonly ProgramPin[],
+  facts: ExecFacts | null | undefined,
+  address: string,
+): Reason[] {
   return mismatches(pins, facts).map((m) => ({
     code: 'live-modified',
     message: `${address}: program ${m.name} (${m.path}) ${m.seen === null ? 'is missing' : `is sha256:${m.seen.slice(0, 12)}…, pinned sha256:${m.pinned.slice(0, 12)}…`}`,
@@ -314,18 +363,29 @@ export function programDrift(pins: readonly ProgramPin[], facts: ExecFacts | nul
 
 /** The same mismatches as apply's refusal: the unit does not start until the pin or the file is fixed. */
 export function programRefusal(pins: readonly ProgramPin[], facts: ExecFacts, address: string): Diagnostic[] {
-  return mismatches(pins, facts).map((m) => errorDiag(SystemdCode.toolDigest, `${address}: program ${m.name} (${m.path}) ${m.seen === null ? 'is missing, unreadable, or (in the release) a link out of the release' : `hashes to sha256:${m.seen}, not its pin sha256:${m.pinned}`}; the unit is not started.`, {
-    address,
-    detail: 'A declared program runs only with the bytes the contract pins. If the change is intended, review it and set `sha256:` of the tool in the contract to the new digest (`sha256sum <file>`); otherwise restore the file. Then apply again.',
-  }));
+  return mismatches(pins, facts).map((m) =>
+    errorDiag(
+      SystemdCode.toolDigest,
+      `${address}: program ${m.name} (${m.path}) ${m.seen === null ? 'is missing, unreadable, or (in the release) a link out of the release' : `hashes to sha256:${m.seen}, not its pin sha256:${m.pinned}`}; the unit is not started.`,
+      {
+        address,
+        detail:
+          'A declared program runs only with the bytes the contract pins. If the change is intended, review it and set `sha256:` of the tool in the contract to the new digest (`sha256sum <file>`); otherwise restore the file. Then apply again.',
+      },
+    ),
+  );
 }
 
-function mismatches(pins: readonly ProgramPin[], facts: ExecFacts | null | undefined): Array<{ name: string; path: string; pinned: string; seen: string | null }> {
+function mismatches(
+  pins: readonly ProgramPin[],
+  facts: ExecFacts | null | undefined,
+): Array<{ name: string; path: string; pinned: string; seen: string | null }> {
   if (!facts) return [];
   const out: Array<{ name: string; path: string; pinned: string; seen: string | null }> = [];
   for (const pin of pins) {
     const seen = facts.programs.find((p) => p.name === pin.name && p.path === pin.path);
-    if (seen && seen.seen !== pin.sha256) out.push({ name: pin.name, path: pin.path, pinned: pin.sha256, seen: seen.seen });
+    if (seen && seen.seen !== pin.sha256)
+      out.push({ name: pin.name, path: pin.path, pinned: pin.sha256, seen: seen.seen });
   }
   return out;
 }

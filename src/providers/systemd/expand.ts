@@ -45,7 +45,19 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
           reload: profile.reload ?? false,
           riskTier: contract.spec.riskTier,
           egress: contract.spec.egress ?? [],
-          secrets: (contract.spec.secrets ?? []).map((s) => ({ name: s.name, ref: s.ref, ...(s.inject ? { inject: { host: s.inject.host.toLowerCase(), header: s.inject.header.toLowerCase(), ...(s.inject.format ? { format: s.inject.format } : {}) } } : {}) })),
+          secrets: (contract.spec.secrets ?? []).map((s) => ({
+            name: s.name,
+            ref: s.ref,
+            ...(s.inject
+              ? {
+                  inject: {
+                    host: s.inject.host.toLowerCase(),
+                    header: s.inject.header.toLowerCase(),
+                    ...(s.inject.format ? { format: s.inject.format } : {}),
+                  },
+                }
+              : {}),
+          })),
           canary: manifest.spec.canary ?? null,
           releaseId: releaseIdOf(w),
           scope,
@@ -56,13 +68,22 @@ export function expandGatewayUnits(req: ExpandRequest): ExpandResponse {
           dataRoot: req.host.spec.data?.root ?? DEFAULT_DATA_ROOT,
         },
         // The host's egress proxy is every unit's only way out (and in): it starts first (providers/egress/expand.ts).
-        dependsOn: [...(hasRelease ? [release] : []), ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : []), EGRESS_SERVER_ADDRESS, ...(hasMcp ? [mcpAddress(w.name, profile.name)] : [])],
+        dependsOn: [
+          ...(hasRelease ? [release] : []),
+          ...(canaryUnit && canaryUnit !== address ? [canaryUnit] : []),
+          EGRESS_SERVER_ADDRESS,
+          ...(hasMcp ? [mcpAddress(w.name, profile.name)] : []),
+        ],
       });
     }
   }
   // Grants another workload of the host could replace (data-mounts.ts): warned on the unit that would bind them.
   const grants = req.workloads
     .filter((w) => w.contract.spec.substrate === 'service')
-    .map((w) => ({ name: w.name, units: (w.manifest.spec.profiles ?? []).map((p) => unitAddress(w.name, p.name)), grants: w.contract.spec.data ?? [] }));
+    .map((w) => ({
+      name: w.name,
+      units: (w.manifest.spec.profiles ?? []).map((p) => unitAddress(w.name, p.name)),
+      grants: w.contract.spec.data ?? [],
+    }));
   return { resources, diagnostics: overlapWarnings(grants) };
 }

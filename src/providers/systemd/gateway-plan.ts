@@ -68,73 +68,189 @@ export function assessGateway(input: AssessInput): GatewayAssessment {
   const findings: Array<{ reason: Reason; effect: Effect }> = [];
   const depends: Array<{ reason: Reason; effect: Effect }> = [];
 
-  if (locked && !exists) findings.push({ reason: { code: 'live-missing', message: `${address}: agentvm's drop-in is gone from the host` }, effect: 'restart' });
-  if (locked && exists && input.liveDigest !== undefined && input.liveDigest !== locked.digest) {
-    const keys = input.lockedRendered && live?.normalized ? diffUnits(input.lockedRendered.normalized, live.normalized).map((c) => `${c.section}.${c.key}`) : [];
+  if (locked && !exists)
     findings.push({
-      reason: { code: 'live-modified', message: `${address}: the unit files were edited outside agentvm${keys.length ? ` (${list(keys)})` : ''}` },
+      reason: { code: 'live-missing', message: `${address}: agentvm's drop-in is gone from the host` },
+      effect: 'restart',
+    });
+  if (locked && exists && input.liveDigest !== undefined && input.liveDigest !== locked.digest) {
+    const keys =
+      input.lockedRendered && live?.normalized
+        ? diffUnits(input.lockedRendered.normalized, live.normalized).map((c) => `${c.section}.${c.key}`)
+        : [];
+    findings.push({
+      reason: {
+        code: 'live-modified',
+        message: `${address}: the unit files were edited outside agentvm${keys.length ? ` (${list(keys)})` : ''}`,
+      },
       effect: 'none', // the effect of undoing the edit comes from the settings diff below
     });
   }
   for (const f of live?.foreign ?? []) {
-    const what = f.kind === 'mask' ? 'masks the unit' : f.keys.length ? `sets ${list(f.keys, 4)}` : `is a second ${f.kind}`;
-    findings.push({ reason: { code: 'live-modified', message: `${address}: second runtime source ${f.path} ${what}` }, effect: 'restart' });
+    const what =
+      f.kind === 'mask' ? 'masks the unit' : f.keys.length ? `sets ${list(f.keys, 4)}` : `is a second ${f.kind}`;
+    findings.push({
+      reason: { code: 'live-modified', message: `${address}: second runtime source ${f.path} ${what}` },
+      effect: 'restart',
+    });
   }
   // The process already runs what is desired (its environment carries the desired runtime digest): rewriting
   // files then needs no restart, whatever the files on disk say.
-  const processCurrent = Boolean(rendered && live?.manager && RUNNING.has(live.manager.activeState) && live.running?.runtimeDigest && live.running.runtimeDigest === rendered.runtimeDigest);
+  const processCurrent = Boolean(
+    rendered &&
+    live?.manager &&
+    RUNNING.has(live.manager.activeState) &&
+    live.running?.runtimeDigest &&
+    live.running.runtimeDigest === rendered.runtimeDigest,
+  );
   if (live && exists && live.manager) {
-    if (live.manager.needDaemonReload) findings.push({ reason: { code: 'live-modified', message: `${address}: the manager has not loaded the current unit files (daemon-reload pending)` }, effect: 'reload' });
+    if (live.manager.needDaemonReload)
+      findings.push({
+        reason: {
+          code: 'live-modified',
+          message: `${address}: the manager has not loaded the current unit files (daemon-reload pending)`,
+        },
+        effect: 'reload',
+      });
     if (!RUNNING.has(live.manager.activeState)) {
-      findings.push({ reason: { code: 'live-modified', message: `${address}: the unit is ${live.manager.activeState || 'unknown'}${live.manager.subState ? ` (${live.manager.subState})` : ''}, not running` }, effect: 'restart' });
+      findings.push({
+        reason: {
+          code: 'live-modified',
+          message: `${address}: the unit is ${live.manager.activeState || 'unknown'}${live.manager.subState ? ` (${live.manager.subState})` : ''}, not running`,
+        },
+        effect: 'restart',
+      });
     } else if (live.running && live.runtimeDigest !== null && live.running.runtimeDigest !== live.runtimeDigest) {
-      findings.push({ reason: { code: 'live-modified', message: `${address}: the running process was started from another configuration than the unit files hold` }, effect: processCurrent ? 'none' : 'restart' });
+      findings.push({
+        reason: {
+          code: 'live-modified',
+          message: `${address}: the running process was started from another configuration than the unit files hold`,
+        },
+        effect: processCurrent ? 'none' : 'restart',
+      });
     }
   }
   if (live && exists && live.running?.releaseCurrent === false) {
-    depends.push({ reason: { code: 'dependency-changed', message: `${address}: the release directory was replaced on disk after the process started` }, effect: 'restart' });
+    depends.push({
+      reason: {
+        code: 'dependency-changed',
+        message: `${address}: the release directory was replaced on disk after the process started`,
+      },
+      effect: 'restart',
+    });
   }
   for (const c of live?.credentials ?? []) {
-    if (c.state === 'changed') depends.push({ reason: { code: 'dependency-changed', message: `${address}: credential \`${c.name}\` changed since the unit started` }, effect: 'restart' });
+    if (c.state === 'changed')
+      depends.push({
+        reason: {
+          code: 'dependency-changed',
+          message: `${address}: credential \`${c.name}\` changed since the unit started`,
+        },
+        effect: 'restart',
+      });
   }
 
   const drift = locked ? findings.map((f) => f.reason) : [];
 
   if (!rendered) {
-    if (!exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics, restart: false, reload: false, changedKeys: [] };
-    return { action: 'delete', effect: 'none', reasons: [{ code: 'removed', message: `${address} is no longer in the desired state: stop, disable and remove the unit` }], drift, diagnostics, restart: false, reload: false, changedKeys: [] };
+    if (!exists && !locked)
+      return {
+        action: 'noop',
+        effect: 'none',
+        reasons: [],
+        drift,
+        diagnostics,
+        restart: false,
+        reload: false,
+        changedKeys: [],
+      };
+    return {
+      action: 'delete',
+      effect: 'none',
+      reasons: [
+        { code: 'removed', message: `${address} is no longer in the desired state: stop, disable and remove the unit` },
+      ],
+      drift,
+      diagnostics,
+      restart: false,
+      reload: false,
+      changedKeys: [],
+    };
   }
 
   if (live?.owner && live.owner !== address) {
-    diagnostics.push(errorDiag(SystemdCode.nameTaken, `${address}: ${rendered.unit} already belongs to ${live.owner}.`, {
-      address,
-      detail: 'Profile names are unit instance names and must be unique per host: rename one of the profiles, or remove the other workload first.',
-    }));
-    return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics, restart: false, reload: false, changedKeys: [] };
+    diagnostics.push(
+      errorDiag(SystemdCode.nameTaken, `${address}: ${rendered.unit} already belongs to ${live.owner}.`, {
+        address,
+        detail:
+          'Profile names are unit instance names and must be unique per host: rename one of the profiles, or remove the other workload first.',
+      }),
+    );
+    return {
+      action: 'noop',
+      effect: 'none',
+      reasons: [],
+      drift,
+      diagnostics,
+      restart: false,
+      reload: false,
+      changedKeys: [],
+    };
   }
   for (const c of live?.credentials ?? []) {
     if (c.state === 'missing') {
-      diagnostics.push(warningDiag(SystemdCode.hostPrerequisite, `${address}: the source of credential \`${c.name}\` is missing on the host; the unit will not start until it exists.`, { address }));
+      diagnostics.push(
+        warningDiag(
+          SystemdCode.hostPrerequisite,
+          `${address}: the source of credential \`${c.name}\` is missing on the host; the unit will not start until it exists.`,
+          { address },
+        ),
+      );
     }
   }
 
   const lockedRelease = typeof locked?.attributes?.releaseId === 'string' ? locked.attributes.releaseId : undefined;
   const desiredRelease = releaseOf(rendered);
   if (!exists || !live?.normalized) {
-    const reasons: Reason[] = locked ? drift.filter((r) => r.code === 'live-missing') : [{ code: 'new', message: `${address}: create ${rendered.unit} running release ${desiredRelease}` }];
-    if (locked && lockedRelease && lockedRelease !== desiredRelease) reasons.push({ code: 'source-changed', message: `${address}: release ${lockedRelease} → ${desiredRelease}` });
+    const reasons: Reason[] = locked
+      ? drift.filter((r) => r.code === 'live-missing')
+      : [{ code: 'new', message: `${address}: create ${rendered.unit} running release ${desiredRelease}` }];
+    if (locked && lockedRelease && lockedRelease !== desiredRelease)
+      reasons.push({ code: 'source-changed', message: `${address}: release ${lockedRelease} → ${desiredRelease}` });
     reasons.push(...findings.filter((f) => f.reason.code !== 'live-missing').map((f) => f.reason));
-    return { action: locked ? 'replace' : 'create', effect: 'restart', reasons, drift, diagnostics, restart: true, reload: false, changedKeys: [] };
+    return {
+      action: locked ? 'replace' : 'create',
+      effect: 'restart',
+      reasons,
+      drift,
+      diagnostics,
+      restart: true,
+      reload: false,
+      changedKeys: [],
+    };
   }
 
   const changes = diffUnits(live.normalized, rendered.normalized);
   let { effect: settingsEffect } = changeEffect(changes);
-  if (settingsEffect === 'restart' && processCurrent) settingsEffect = changeEffect(changes.filter((c) => keyEffect(c.section, c.key) !== 'restart')).effect;
+  if (settingsEffect === 'restart' && processCurrent)
+    settingsEffect = changeEffect(changes.filter((c) => keyEffect(c.section, c.key) !== 'restart')).effect;
   const reasons: Reason[] = [];
   let effect: Effect = settingsEffect;
-  if (live.releaseId !== desiredRelease) reasons.push({ code: 'source-changed', message: `${address}: release ${live.releaseId ?? 'unknown'} → ${desiredRelease}` });
+  if (live.releaseId !== desiredRelease)
+    reasons.push({
+      code: 'source-changed',
+      message: `${address}: release ${live.releaseId ?? 'unknown'} → ${desiredRelease}`,
+    });
   const otherKeys = changes
-    .filter((c) => !(live.releaseId !== desiredRelease && ['Service.WorkingDirectory', 'Service.ExecStart', 'Service.BindReadOnlyPaths', 'Unit.Description'].includes(`${c.section}.${c.key}`)))
+    .filter(
+      (c) =>
+        !(
+          live.releaseId !== desiredRelease &&
+          ['Service.WorkingDirectory', 'Service.ExecStart', 'Service.BindReadOnlyPaths', 'Unit.Description'].includes(
+            `${c.section}.${c.key}`,
+          )
+        ),
+    )
     .filter((c) => !(c.section === 'Service' && c.key === 'Environment' && onlyRuntimeDigestChanged(c.before, c.after)))
     .map((c) => `${c.section}.${c.key} (${keyEffect(c.section, c.key)})`);
   if (otherKeys.length > 0) reasons.push({ code: 'config-changed', message: `${address}: ${list(otherKeys)}` });
@@ -144,9 +260,19 @@ export function assessGateway(input: AssessInput): GatewayAssessment {
     effect = worse(effect, f.effect);
   }
   const changedKeys = changes.map((c) => `${c.section}.${c.key}`);
-  if (reasons.length === 0) return { action: 'noop', effect: 'none', reasons, drift, diagnostics, restart: false, reload: false, changedKeys };
+  if (reasons.length === 0)
+    return { action: 'noop', effect: 'none', reasons, drift, diagnostics, restart: false, reload: false, changedKeys };
   const action: Action = drift.length > 0 ? 'replace' : 'update';
-  return { action, effect, reasons, drift, diagnostics, restart: effect === 'restart' || effect === 'replace', reload: effect === 'reload', changedKeys };
+  return {
+    action,
+    effect,
+    reasons,
+    drift,
+    diagnostics,
+    restart: effect === 'restart' || effect === 'replace',
+    reload: effect === 'reload',
+    changedKeys,
+  };
 }
 
 /** The release id a rendered unit runs: the last segment of its release dir. */

@@ -8,12 +8,21 @@ import os from 'node:os';
 import path from 'node:path';
 import { securityExposure, verifyUnits, type UnitScope } from './analyze.js';
 import { SystemdCode } from './codes.js';
-import { GATEWAY_PATH, parseGatewayConfig, renderGateway, RUNTIME_DIGEST_ENV, type GatewayConfig, type RenderContext, type RiskTier } from './gateway-unit.js';
+import {
+  GATEWAY_PATH,
+  parseGatewayConfig,
+  renderGateway,
+  RUNTIME_DIGEST_ENV,
+  type GatewayConfig,
+  type RenderContext,
+  type RiskTier,
+} from './gateway-unit.js';
 import { normalizeUnit, parseUnitFile, splitWords, valuesOf } from './unit-file.js';
 
 const hasAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
 const inCi = process.env.CI === 'true';
-if (!hasAnalyze && !inCi) console.warn('gateway-unit.test: skipping systemd-analyze checks: not installed (apt-get install systemd)');
+if (!hasAnalyze && !inCi)
+  console.warn('gateway-unit.test: skipping systemd-analyze checks: not installed (apt-get install systemd)');
 
 const ADDRESS = 'unit.orchestrator.core';
 const RELEASE = 'fe0645c4528837f2588a33651153f918d89da72d';
@@ -37,7 +46,11 @@ function config(over: Partial<GatewayConfig> = {}): GatewayConfig {
   };
 }
 
-const ctx = (scope: UnitScope): RenderContext => ({ scope, releasesDir: '/var/lib/agentvm/releases', runtimeDir: scope === 'system' ? '/run' : '/run/user/1000' });
+const ctx = (scope: UnitScope): RenderContext => ({
+  scope,
+  releasesDir: '/var/lib/agentvm/releases',
+  runtimeDir: scope === 'system' ? '/run' : '/run/user/1000',
+});
 
 function render(over: Partial<GatewayConfig> = {}) {
   const c = config(over);
@@ -55,10 +68,15 @@ describe('parseGatewayConfig', () => {
     const ok = parseGatewayConfig({ ...config(), canary: null }, ADDRESS);
     expect(ok.diagnostics).toEqual([]);
     expect(ok.config?.workload).toBe('orchestrator');
-    const bad = parseGatewayConfig({ ...config(), releaseId: null, listen: { port: 1, socket: 'x' }, riskTier: 'extreme' }, ADDRESS);
+    const bad = parseGatewayConfig(
+      { ...config(), releaseId: null, listen: { port: 1, socket: 'x' }, riskTier: 'extreme' },
+      ADDRESS,
+    );
     expect(bad.config).toBeUndefined();
     expect(bad.diagnostics.map((d) => d.summary).join('\n')).toMatch(/listen[\s\S]*riskTier[\s\S]*releaseId/);
-    expect(parseGatewayConfig({ ...config() }, 'unit.orchestrator').diagnostics[0]?.code).toBe(SystemdCode.invalidConfig);
+    expect(parseGatewayConfig({ ...config() }, 'unit.orchestrator').diagnostics[0]?.code).toBe(
+      SystemdCode.invalidConfig,
+    );
   });
 });
 
@@ -74,15 +92,27 @@ describe('renderGateway: one runtime source', () => {
   });
 
   it('resolves a path entrypoint inside the release and refuses anything outside it', () => {
-    expect(service({ entrypoint: ['bin/server', '--flag'] }).ExecStart).toEqual(['', JSON.stringify([`/var/lib/agentvm/releases/orchestrator/${RELEASE}/bin/server`, '--flag'])]);
-    expect(render({ entrypoint: ['/usr/bin/python3', 'x'] }).diagnostics.map((d) => d.code)).toEqual([SystemdCode.runtimeSource]);
-    expect(render({ entrypoint: ['../other/bin'] }).diagnostics.map((d) => d.code)).toEqual([SystemdCode.runtimeSource]);
+    expect(service({ entrypoint: ['bin/server', '--flag'] }).ExecStart).toEqual([
+      '',
+      JSON.stringify([`/var/lib/agentvm/releases/orchestrator/${RELEASE}/bin/server`, '--flag']),
+    ]);
+    expect(render({ entrypoint: ['/usr/bin/python3', 'x'] }).diagnostics.map((d) => d.code)).toEqual([
+      SystemdCode.runtimeSource,
+    ]);
+    expect(render({ entrypoint: ['../other/bin'] }).diagnostics.map((d) => d.code)).toEqual([
+      SystemdCode.runtimeSource,
+    ]);
     expect(render({ env: { PATH: '/opt/bin' } }).diagnostics.map((d) => d.code)).toEqual([SystemdCode.envConflict]);
-    expect(render({ env: { AGENT_LISTEN_PORT: '9999' } }).diagnostics.map((d) => d.code)).toEqual([SystemdCode.envConflict]);
+    expect(render({ env: { AGENT_LISTEN_PORT: '9999' } }).diagnostics.map((d) => d.code)).toEqual([
+      SystemdCode.envConflict,
+    ]);
   });
 
   it('escapes values and refuses what cannot be escaped', () => {
-    const s = service({ env: { AGENT_LISTEN_PORT: '8101', NOTE: 'costs 100% of "$HOME"' }, entrypoint: ['python3', '-c', 'print("a b")'] });
+    const s = service({
+      env: { AGENT_LISTEN_PORT: '8101', NOTE: 'costs 100% of "$HOME"' },
+      entrypoint: ['python3', '-c', 'print("a b")'],
+    });
     expect(s.Environment).toContain('NOTE=costs 100%% of "$HOME"');
     expect(JSON.parse(s.ExecStart![1]!)).toEqual(['python3', '-c', 'print("a b")']);
     const bad = render({ env: { AGENT_LISTEN_PORT: '8101', NOTE: 'two\nlines' } });
@@ -103,16 +133,27 @@ describe('renderGateway: one runtime source', () => {
   it('changes the runtime digest only for settings that need a restart', () => {
     const base = render().rendered!;
     expect(render({ env: { ...config().env, EXTRA: '1' } }).rendered!.runtimeDigest).not.toBe(base.runtimeDigest);
-    expect(render({ releaseId: '7e6cab4322ce8353d0750de9a4b10ceba66bf3ac' }).rendered!.runtimeDigest).not.toBe(base.runtimeDigest);
+    expect(render({ releaseId: '7e6cab4322ce8353d0750de9a4b10ceba66bf3ac' }).rendered!.runtimeDigest).not.toBe(
+      base.runtimeDigest,
+    );
     // ExecReload= is reload-class: the running process does not change.
     expect(render({ reload: true }).rendered!.runtimeDigest).toBe(base.runtimeDigest);
   });
 
   it('sets the listener defaults the gateways read, and a runtime dir for a unix socket', () => {
-    const s = service({ env: {}, listen: { socket: 'core.sock' }, health: { path: '/healthz', timeoutSeconds: 5 }, scope: 'user' });
-    expect(s.Environment).toEqual(expect.arrayContaining(['AGENT_PROFILE=core', 'AGENT_LISTEN_SOCKET=/run/user/1000/agent-gateway/core/core.sock']));
+    const s = service({
+      env: {},
+      listen: { socket: 'core.sock' },
+      health: { path: '/healthz', timeoutSeconds: 5 },
+      scope: 'user',
+    });
+    expect(s.Environment).toEqual(
+      expect.arrayContaining(['AGENT_PROFILE=core', 'AGENT_LISTEN_SOCKET=/run/user/1000/agent-gateway/core/core.sock']),
+    );
     expect(s.RuntimeDirectory).toEqual(['agent-gateway/core']);
-    expect(render({ env: {}, listen: { socket: 'core.sock' }, scope: 'user' }).rendered!.health?.socketPath).toBe('/run/user/1000/agent-gateway/core/core.sock');
+    expect(render({ env: {}, listen: { socket: 'core.sock' }, scope: 'user' }).rendered!.health?.socketPath).toBe(
+      '/run/user/1000/agent-gateway/core/core.sock',
+    );
   });
 });
 
@@ -131,19 +172,36 @@ describe('renderGateway: secrets by reference', () => {
   });
 
   it('explains what it cannot deliver', () => {
-    const r = render({ secrets: [{ name: 'a', ref: 'env-file:/etc/x.env#TOKEN' }, { name: 'b', ref: 'vault:kv/app#token' }] });
+    const r = render({
+      secrets: [
+        { name: 'a', ref: 'env-file:/etc/x.env#TOKEN' },
+        { name: 'b', ref: 'vault:kv/app#token' },
+      ],
+    });
     expect(r.rendered).toBeUndefined();
-    expect(r.diagnostics.map((d) => [d.code, d.severity])).toEqual([[SystemdCode.secretUnsupported, 'error'], [SystemdCode.secretUnsupported, 'error']]);
+    expect(r.diagnostics.map((d) => [d.code, d.severity])).toEqual([
+      [SystemdCode.secretUnsupported, 'error'],
+      [SystemdCode.secretUnsupported, 'error'],
+    ]);
     expect(r.diagnostics[0]!.summary).toMatch(/credential store/); // env-file: needs a confined unit (below)
     const user = render({ scope: 'user', secrets: [{ name: 'c', ref: 'systemd-creds:/x.cred' }] });
     expect(user.diagnostics.map((d) => d.code)).toEqual([SystemdCode.secretUnsupported]);
-    expect(render({ secrets: [{ name: 'd', ref: 'file:/etc/secret dir/x' }] }).diagnostics.map((d) => d.code)).toEqual([SystemdCode.unsafeValue]);
+    expect(render({ secrets: [{ name: 'd', ref: 'file:/etc/secret dir/x' }] }).diagnostics.map((d) => d.code)).toEqual([
+      SystemdCode.unsafeValue,
+    ]);
   });
 });
 
 describe('renderGateway: hardening and egress', () => {
   it('denies IP traffic except loopback and the listed addresses; host names are reported, not allowed', () => {
-    const r = render({ egress: [{ host: '10.0.0.5', port: 443 }, { host: '2001:db8::1', port: 443 }, { host: '192.0.2.0/24', port: 53 }, { host: 'chat.example.com', port: 443 }] });
+    const r = render({
+      egress: [
+        { host: '10.0.0.5', port: 443 },
+        { host: '2001:db8::1', port: 443 },
+        { host: '192.0.2.0/24', port: 53 },
+        { host: 'chat.example.com', port: 443 },
+      ],
+    });
     const s = normalizeUnit(r.rendered!.dropIn.parsed).Service!;
     expect(s.IPAddressDeny).toEqual(['any']);
     expect(splitWords(s.IPAddressAllow![0]!)).toEqual(['localhost', '10.0.0.5', '2001:db8::1', '192.0.2.0/24']);
@@ -184,7 +242,8 @@ describe('renderGateway: hardening and egress', () => {
 describe.skipIf(!hasAnalyze && !inCi)('rendered units under systemd-analyze (real)', () => {
   const scores: string[] = [];
   afterAll(() => {
-    if (scores.length) console.info(`systemd-analyze security exposure (0 = locked down … 10 = unprotected):\n${scores.join('\n')}`);
+    if (scores.length)
+      console.info(`systemd-analyze security exposure (0 = locked down … 10 = unprotected):\n${scores.join('\n')}`);
   });
 
   const variants: Array<[string, Partial<GatewayConfig>]> = [
@@ -197,7 +256,13 @@ describe.skipIf(!hasAnalyze && !inCi)('rendered units under systemd-analyze (rea
         let previous = 10;
         const row: string[] = [];
         for (const tier of TIERS) {
-          const r = render({ ...over, riskTier: tier, scope, reload: true, egress: over.egress ?? [{ host: '10.0.0.5', port: 443 }] });
+          const r = render({
+            ...over,
+            riskTier: tier,
+            scope,
+            reload: true,
+            egress: over.egress ?? [{ host: '10.0.0.5', port: 443 }],
+          });
           expect(r.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
           const files = [r.rendered!.template, r.rendered!.dropIn].map((f) => ({ name: f.name, text: f.text }));
           expect(await verifyUnits(files, { scope }), `${scope}/${tier}`).toEqual([]);
@@ -227,7 +292,10 @@ describe.skipIf(!hasAnalyze && !inCi)('rendered units under systemd-analyze (rea
   it('a unit systemd would refuse is caught by verify (the check can fail)', async () => {
     const r = render().rendered!;
     const broken = r.dropIn.text.replace('ProtectSystem=strict', 'ProtectSystem=very');
-    const ds = await verifyUnits([{ name: r.template.name, text: r.template.text }, { name: r.dropIn.name, text: broken }]);
+    const ds = await verifyUnits([
+      { name: r.template.name, text: r.template.text },
+      { name: r.dropIn.name, text: broken },
+    ]);
     expect(ds.map((d) => d.code)).toContain('systemd.invalid-value');
   });
 });
@@ -242,16 +310,30 @@ describe('the rendered drop-in parses back to what was rendered', () => {
 
 /** The argv of the drop-in's (last, non-empty) ExecStart= line. */
 function execArgv(dropIn: string): string[] {
-  const line = dropIn.split('\n').filter((l) => l.startsWith('ExecStart=') && l !== 'ExecStart=').at(-1)!;
+  const line = dropIn
+    .split('\n')
+    .filter((l) => l.startsWith('ExecStart=') && l !== 'ExecStart=')
+    .at(-1)!;
   return splitWords(line.slice('ExecStart='.length));
 }
 
 describe('confined gateway units (decisions/0016)', () => {
-  const confined = (scope: UnitScope): RenderContext => ({ ...ctx(scope), egress: { node: process.execPath, shim: '/usr/lib/agentvm/dist/egress/unit-shim.js', socketsDir: '/run/agentvm/egress' } });
+  const confined = (scope: UnitScope): RenderContext => ({
+    ...ctx(scope),
+    egress: {
+      node: process.execPath,
+      shim: '/usr/lib/agentvm/dist/egress/unit-shim.js',
+      socketsDir: '/run/agentvm/egress',
+    },
+  });
   for (const scope of ['system', 'user'] as const) {
     it(`every tier in ${scope} scope gets its own network namespace, only its own proxy socket, the shim and the proxy variables, and verifies clean`, async () => {
       for (const tier of TIERS) {
-        const r = renderGateway(config({ riskTier: tier, scope, egress: [{ host: 'api.example.com', port: 443 }] }), confined(scope), ADDRESS);
+        const r = renderGateway(
+          config({ riskTier: tier, scope, egress: [{ host: 'api.example.com', port: 443 }] }),
+          confined(scope),
+          ADDRESS,
+        );
         expect(r.diagnostics, `${scope}/${tier}`).toEqual([]);
         const svc = normalizeUnit(r.rendered!.template.parsed, r.rendered!.dropIn.parsed).Service!;
         expect(svc.PrivateNetwork, tier).toEqual(['yes']);
@@ -272,29 +354,74 @@ describe('confined gateway units (decisions/0016)', () => {
     });
   }
 
-  it('an allowlist change does not change the unit (it lives in the proxy\'s rules), and a profile cannot set the proxy variables', () => {
+  it("an allowlist change does not change the unit (it lives in the proxy's rules), and a profile cannot set the proxy variables", () => {
     const a = renderGateway(config({ egress: [] }), confined('user'), ADDRESS).rendered!;
-    const b = renderGateway(config({ egress: [{ host: 'api.example.com', port: 443 }] }), confined('user'), ADDRESS).rendered!;
+    const b = renderGateway(
+      config({ egress: [{ host: 'api.example.com', port: 443 }] }),
+      confined('user'),
+      ADDRESS,
+    ).rendered!;
     expect(b.digest).toBe(a.digest);
-    const r = renderGateway(config({ env: { AGENT_LISTEN_PORT: '8101', HTTPS_PROXY: 'http://evil.example:1' } }), confined('user'), ADDRESS);
+    const r = renderGateway(
+      config({ env: { AGENT_LISTEN_PORT: '8101', HTTPS_PROXY: 'http://evil.example:1' } }),
+      confined('user'),
+      ADDRESS,
+    );
     expect(r.diagnostics.map((d) => d.code)).toContain(SystemdCode.envConflict);
-    expect(execArgv(renderGateway(config({ listen: { port: 3128 }, env: { AGENT_LISTEN_PORT: '3128' } }), confined('user'), ADDRESS).rendered!.dropIn.text)).toContain('3129');
+    expect(
+      execArgv(
+        renderGateway(config({ listen: { port: 3128 }, env: { AGENT_LISTEN_PORT: '3128' } }), confined('user'), ADDRESS)
+          .rendered!.dropIn.text,
+      ),
+    ).toContain('3129');
   });
 });
 
 describe('injected and stored credentials (decisions/0023)', () => {
-  const store = (scope: UnitScope): RenderContext => ({ ...ctx(scope), egress: { node: process.execPath, shim: '/usr/lib/agentvm/dist/egress/unit-shim.js', socketsDir: '/run/agentvm/egress', credstoreDir: '/var/lib/agentvm/credstore', caDir: '/var/lib/agentvm/egress-ca' } });
+  const store = (scope: UnitScope): RenderContext => ({
+    ...ctx(scope),
+    egress: {
+      node: process.execPath,
+      shim: '/usr/lib/agentvm/dist/egress/unit-shim.js',
+      socketsDir: '/run/agentvm/egress',
+      credstoreDir: '/var/lib/agentvm/credstore',
+      caDir: '/var/lib/agentvm/egress-ca',
+    },
+  });
   for (const scope of ['system', 'user'] as const) {
     it(`GIVEN an injected and an env-file: secret in ${scope} scope THEN the unit loads a placeholder and the stored value, trusts the agentvm CA, cannot see the store or the CA key, and verifies clean`, async () => {
-      const r = renderGateway(config({ scope, riskTier: 'critical', egress: [{ host: 'api.example.com', port: 443 }], secrets: [{ name: 'llm', ref: 'file:/etc/agentvm/llm', inject: { host: 'api.example.com', header: 'x-api-key' } }, { name: 'db', ref: 'env-file:/etc/agentvm/db.env#DB_PASSWORD' }] }), store(scope), ADDRESS);
+      const r = renderGateway(
+        config({
+          scope,
+          riskTier: 'critical',
+          egress: [{ host: 'api.example.com', port: 443 }],
+          secrets: [
+            { name: 'llm', ref: 'file:/etc/agentvm/llm', inject: { host: 'api.example.com', header: 'x-api-key' } },
+            { name: 'db', ref: 'env-file:/etc/agentvm/db.env#DB_PASSWORD' },
+          ],
+        }),
+        store(scope),
+        ADDRESS,
+      );
       expect(r.diagnostics).toEqual([]);
       const svc = normalizeUnit(r.rendered!.template.parsed, r.rendered!.dropIn.parsed).Service!;
-      expect(svc.LoadCredential).toEqual([`llm:/var/lib/agentvm/credstore/${ADDRESS}/llm.placeholder`, `db:/var/lib/agentvm/credstore/${ADDRESS}/db.value`]);
-      expect(svc.InaccessiblePaths).toEqual(expect.arrayContaining(['-/var/lib/agentvm/credstore', '-/var/lib/agentvm/egress-ca/ca.key']));
-      expect(svc.BindReadOnlyPaths).toContain('/var/lib/agentvm/egress-ca/ca.pem /var/lib/agentvm/egress-ca/bundle.pem');
-      for (const v of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE']) expect(svc.Environment).toContain(`${v}=/var/lib/agentvm/egress-ca/bundle.pem`);
+      expect(svc.LoadCredential).toEqual([
+        `llm:/var/lib/agentvm/credstore/${ADDRESS}/llm.placeholder`,
+        `db:/var/lib/agentvm/credstore/${ADDRESS}/db.value`,
+      ]);
+      expect(svc.InaccessiblePaths).toEqual(
+        expect.arrayContaining(['-/var/lib/agentvm/credstore', '-/var/lib/agentvm/egress-ca/ca.key']),
+      );
+      expect(svc.BindReadOnlyPaths).toContain(
+        '/var/lib/agentvm/egress-ca/ca.pem /var/lib/agentvm/egress-ca/bundle.pem',
+      );
+      for (const v of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'])
+        expect(svc.Environment).toContain(`${v}=/var/lib/agentvm/egress-ca/bundle.pem`);
       expect(svc.Environment).toContain('NODE_EXTRA_CA_CERTS=/var/lib/agentvm/egress-ca/ca.pem');
-      expect(r.rendered!.credentials.map((c) => [c.name, c.injected ?? false])).toEqual([['llm', true], ['db', false]]);
+      expect(r.rendered!.credentials.map((c) => [c.name, c.injected ?? false])).toEqual([
+        ['llm', true],
+        ['db', false],
+      ]);
       const files = [r.rendered!.template, r.rendered!.dropIn].map((f) => ({ name: f.name, text: f.text }));
       expect(await verifyUnits(files, { scope })).toEqual([]);
     });
@@ -303,12 +430,20 @@ describe('injected and stored credentials (decisions/0023)', () => {
   it('GIVEN no injected secret THEN the unit gets no CA variables, and a profile cannot set them', () => {
     const svc = normalizeUnit(renderGateway(config({}), store('user'), ADDRESS).rendered!.dropIn.parsed).Service!;
     expect(svc.Environment!.some((e) => e.startsWith('SSL_CERT_FILE='))).toBe(false);
-    const r = renderGateway(config({ env: { AGENT_LISTEN_PORT: '8101', SSL_CERT_FILE: '/tmp/evil.pem' } }), store('user'), ADDRESS);
+    const r = renderGateway(
+      config({ env: { AGENT_LISTEN_PORT: '8101', SSL_CERT_FILE: '/tmp/evil.pem' } }),
+      store('user'),
+      ADDRESS,
+    );
     expect(r.diagnostics.map((d) => d.code)).toContain(SystemdCode.envConflict);
   });
 
   it('GIVEN an injected secret whose value apply cannot read (credstore:) THEN a diagnostic says how to give it', () => {
-    const r = renderGateway(config({ secrets: [{ name: 'k', ref: 'credstore:k', inject: { host: 'a.example', header: 'x-k' } }] }), store('user'), ADDRESS);
+    const r = renderGateway(
+      config({ secrets: [{ name: 'k', ref: 'credstore:k', inject: { host: 'a.example', header: 'x-k' } }] }),
+      store('user'),
+      ADDRESS,
+    );
     expect(r.diagnostics.map((d) => d.code)).toEqual([SystemdCode.secretUnsupported]);
     expect(r.diagnostics[0]!.detail).toContain('file:/abs/path or env-file:');
   });

@@ -70,7 +70,13 @@ export function parseUnitAddress(address: string): { workload: string; profile: 
 function validInjection(v: unknown): boolean {
   if (v === undefined) return true;
   const i = v as Partial<SecretInjection> | null;
-  return typeof i === 'object' && i !== null && typeof i.host === 'string' && typeof i.header === 'string' && (i.format === undefined || (typeof i.format === 'string' && i.format.includes('{}')));
+  return (
+    typeof i === 'object' &&
+    i !== null &&
+    typeof i.host === 'string' &&
+    typeof i.header === 'string' &&
+    (i.format === undefined || (typeof i.format === 'string' && i.format.includes('{}')))
+  );
 }
 
 export type RiskTier = 'low' | 'moderate' | 'high' | 'critical';
@@ -149,7 +155,11 @@ export interface EgressRenderContext {
  * only its own directory is visible, read-only (connect() needs no write access), and its path is in
  * $AGENTVM_MCP_SOCKET. Its only way to its MCP servers: they run without network, or behind the gateway.
  */
-function mcpGatewayDirectives(egressSocketsDir: string, workload: string, profile: string): Array<{ key: string; value: string }> {
+function mcpGatewayDirectives(
+  egressSocketsDir: string,
+  workload: string,
+  profile: string,
+): Array<{ key: string; value: string }> {
   const dir = path.posix.join(path.posix.dirname(egressSocketsDir), 'mcp');
   const own = path.posix.join(dir, `mcp.${workload}.${profile}`);
   return [
@@ -214,42 +224,112 @@ export interface RenderedGateway {
 // Config
 
 /** Checks the desired config's shape; the diagnostics name the field. */
-export function parseGatewayConfig(config: Record<string, unknown>, address: string): { config?: GatewayConfig; diagnostics: Diagnostic[] } {
+export function parseGatewayConfig(
+  config: Record<string, unknown>,
+  address: string,
+): { config?: GatewayConfig; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const bad = (field: string, what: string): void => {
-    diagnostics.push(errorDiag(SystemdCode.invalidConfig, `${address}: ${field} ${what}.`, { address, detail: 'The unit config is made by agentvm from the workload manifest and contract; re-plan from the repository.' }));
+    diagnostics.push(
+      errorDiag(SystemdCode.invalidConfig, `${address}: ${field} ${what}.`, {
+        address,
+        detail:
+          'The unit config is made by agentvm from the workload manifest and contract; re-plan from the repository.',
+      }),
+    );
   };
   const parsedAddress = parseUnitAddress(address);
   if (!parsedAddress) bad('the address', 'is not unit.<workload>.<profile>');
-  const { profile, entrypoint, env, listen, health, reload, riskTier, egress, secrets, releaseId, scope, canary } = config;
-  if (typeof profile !== 'string' || !NAME.test(profile) || (parsedAddress && parsedAddress.profile !== profile)) bad('profile', 'must be the DNS label of the address');
-  if (!Array.isArray(entrypoint) || entrypoint.length === 0 || !entrypoint.every((a) => typeof a === 'string' && a !== '')) bad('entrypoint', 'must be a non-empty argv');
-  if (typeof env !== 'object' || env === null || Array.isArray(env) || !Object.values(env).every((v) => typeof v === 'string')) bad('env', 'must map names to strings');
+  const { profile, entrypoint, env, listen, health, reload, riskTier, egress, secrets, releaseId, scope, canary } =
+    config;
+  if (typeof profile !== 'string' || !NAME.test(profile) || (parsedAddress && parsedAddress.profile !== profile))
+    bad('profile', 'must be the DNS label of the address');
+  if (
+    !Array.isArray(entrypoint) ||
+    entrypoint.length === 0 ||
+    !entrypoint.every((a) => typeof a === 'string' && a !== '')
+  )
+    bad('entrypoint', 'must be a non-empty argv');
+  if (
+    typeof env !== 'object' ||
+    env === null ||
+    Array.isArray(env) ||
+    !Object.values(env).every((v) => typeof v === 'string')
+  )
+    bad('env', 'must map names to strings');
   let listenValue: GatewayConfig['listen'] = null;
   if (listen !== null && listen !== undefined) {
     const l = listen as Record<string, unknown>;
-    if (typeof l.port === 'number' && Number.isInteger(l.port) && l.port > 0 && l.port < 65536 && l.socket === undefined) listenValue = { port: l.port };
-    else if (typeof l.socket === 'string' && /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(l.socket) && l.port === undefined) listenValue = { socket: l.socket };
+    if (
+      typeof l.port === 'number' &&
+      Number.isInteger(l.port) &&
+      l.port > 0 &&
+      l.port < 65536 &&
+      l.socket === undefined
+    )
+      listenValue = { port: l.port };
+    else if (
+      typeof l.socket === 'string' &&
+      /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(l.socket) &&
+      l.port === undefined
+    )
+      listenValue = { socket: l.socket };
     else bad('listen', 'must be exactly one of a port or a socket file name');
   }
   let healthValue: GatewayConfig['health'] = null;
   if (health !== null && health !== undefined) {
     const h = health as Record<string, unknown>;
     const timeout = h.timeoutSeconds ?? 30;
-    if (typeof h.path !== 'string' || !/^\/[A-Za-z0-9._~/-]*$/.test(h.path) || typeof timeout !== 'number' || timeout < 1) bad('health', 'must have an absolute path and a positive timeoutSeconds');
+    if (
+      typeof h.path !== 'string' ||
+      !/^\/[A-Za-z0-9._~/-]*$/.test(h.path) ||
+      typeof timeout !== 'number' ||
+      timeout < 1
+    )
+      bad('health', 'must have an absolute path and a positive timeoutSeconds');
     else healthValue = { path: h.path, timeoutSeconds: timeout };
     if (!listenValue) bad('health', 'needs listen (a port or a socket) to probe');
   }
   if (reload !== undefined && typeof reload !== 'boolean') bad('reload', 'must be a boolean');
-  if (typeof riskTier !== 'string' || !TIERS.includes(riskTier as RiskTier)) bad('riskTier', `must be one of ${TIERS.join(', ')}`);
-  if (!Array.isArray(egress) || !egress.every((e) => typeof e === 'object' && e !== null && typeof (e as EgressRule).host === 'string' && typeof (e as EgressRule).port === 'number')) bad('egress', 'must be a list of {host, port}');
-  if (!Array.isArray(secrets) || !secrets.every((s) => typeof s === 'object' && s !== null && typeof (s as { name?: unknown }).name === 'string' && typeof (s as { ref?: unknown }).ref === 'string' && validInjection((s as { inject?: unknown }).inject))) bad('secrets', 'must be a list of {name, ref, inject?: {host, header, format?}}');
-  if (typeof releaseId !== 'string' || !/^(?!current$)[A-Za-z0-9@+_~-][A-Za-z0-9@+._~-]{0,254}$/.test(releaseId)) bad('releaseId', 'must name the release directory (the workload has no installable release?)');
+  if (typeof riskTier !== 'string' || !TIERS.includes(riskTier as RiskTier))
+    bad('riskTier', `must be one of ${TIERS.join(', ')}`);
+  if (
+    !Array.isArray(egress) ||
+    !egress.every(
+      (e) =>
+        typeof e === 'object' &&
+        e !== null &&
+        typeof (e as EgressRule).host === 'string' &&
+        typeof (e as EgressRule).port === 'number',
+    )
+  )
+    bad('egress', 'must be a list of {host, port}');
+  if (
+    !Array.isArray(secrets) ||
+    !secrets.every(
+      (s) =>
+        typeof s === 'object' &&
+        s !== null &&
+        typeof (s as { name?: unknown }).name === 'string' &&
+        typeof (s as { ref?: unknown }).ref === 'string' &&
+        validInjection((s as { inject?: unknown }).inject),
+    )
+  )
+    bad('secrets', 'must be a list of {name, ref, inject?: {host, header, format?}}');
+  if (typeof releaseId !== 'string' || !/^(?!current$)[A-Za-z0-9@+_~-][A-Za-z0-9@+._~-]{0,254}$/.test(releaseId))
+    bad('releaseId', 'must name the release directory (the workload has no installable release?)');
   let canaryValue: GatewayConfig['canary'] = null;
   if (canary !== null && canary !== undefined) {
     const c = canary as Record<string, unknown>;
     const soak = c.soakSeconds ?? 60;
-    if (typeof c.profile !== 'string' || !NAME.test(c.profile) || typeof soak !== 'number' || !Number.isInteger(soak) || soak < 0) bad('canary', 'must name a profile and a whole number of soakSeconds');
+    if (
+      typeof c.profile !== 'string' ||
+      !NAME.test(c.profile) ||
+      typeof soak !== 'number' ||
+      !Number.isInteger(soak) ||
+      soak < 0
+    )
+      bad('canary', 'must name a profile and a whole number of soakSeconds');
     else canaryValue = { profile: c.profile, soakSeconds: soak };
   }
   const programs = parsePrograms(config.programs);
@@ -380,7 +460,10 @@ export function hardeningFor(tier: RiskTier, scope: UnitScope, opts: { privateNe
 const ANY_HOST = new Set(['*', '0.0.0.0', '::', '0.0.0.0/0', '::/0']);
 
 /** IPAddressAllow= entries for the egress allowlist; hostnames cannot be expressed and are reported. */
-export function egressAllowList(egress: readonly EgressRule[], address: string): { allow: string[]; diagnostics: Diagnostic[] } {
+export function egressAllowList(
+  egress: readonly EgressRule[],
+  address: string,
+): { allow: string[]; diagnostics: Diagnostic[] } {
   const allow = new Set<string>(['localhost']);
   const hostnames: string[] = [];
   for (const rule of egress) {
@@ -395,17 +478,30 @@ export function egressAllowList(egress: readonly EgressRule[], address: string):
     if (family !== 0 && prefixOk && extra === undefined) allow.add(host);
     else hostnames.push(`${rule.host}:${rule.port}`);
   }
-  const diagnostics = hostnames.length === 0 ? [] : [
-    warningDiag(SystemdCode.egressHostname, `${address}: egress to ${hostnames.join(', ')} stays blocked: IPAddressAllow= takes IP addresses, not host names.`, {
-      address,
-      detail: 'The unit denies all IP traffic except loopback and the listed addresses. List the destinations by IP address (or CIDR), or route them through an egress proxy on an allowed address; host-name allowlists are not available for units yet (README, "Gateway units").',
-    }),
-  ];
+  const diagnostics =
+    hostnames.length === 0
+      ? []
+      : [
+          warningDiag(
+            SystemdCode.egressHostname,
+            `${address}: egress to ${hostnames.join(', ')} stays blocked: IPAddressAllow= takes IP addresses, not host names.`,
+            {
+              address,
+              detail:
+                'The unit denies all IP traffic except loopback and the listed addresses. List the destinations by IP address (or CIDR), or route them through an egress proxy on an allowed address; host-name allowlists are not available for units yet (README, "Gateway units").',
+            },
+          ),
+        ];
   return { allow: [...allow], diagnostics };
 }
 
 /** LoadCredential*= for each secret reference; references this provider cannot deliver are diagnostics. */
-export function credentialDirectives(secrets: GatewayConfig['secrets'], scope: UnitScope, address: string, credstoreDir?: string): { directives: Directive[]; sources: CredentialSource[]; diagnostics: Diagnostic[] } {
+export function credentialDirectives(
+  secrets: GatewayConfig['secrets'],
+  scope: UnitScope,
+  address: string,
+  credstoreDir?: string,
+): { directives: Directive[]; sources: CredentialSource[]; diagnostics: Diagnostic[] } {
   const directives: Directive[] = [];
   const sources: CredentialSource[] = [];
   const diagnostics: Diagnostic[] = [];
@@ -414,7 +510,11 @@ export function credentialDirectives(secrets: GatewayConfig['secrets'], scope: U
     const scheme = colon > 0 ? ref.slice(0, colon) : '';
     const body = ref.slice(colon + 1);
     if (!NAME.test(name)) {
-      diagnostics.push(errorDiag(SystemdCode.invalidConfig, `${address}: secret name ${JSON.stringify(name)} is not a DNS label.`, { address }));
+      diagnostics.push(
+        errorDiag(SystemdCode.invalidConfig, `${address}: secret name ${JSON.stringify(name)} is not a DNS label.`, {
+          address,
+        }),
+      );
       continue;
     }
     try {
@@ -425,34 +525,60 @@ export function credentialDirectives(secrets: GatewayConfig['secrets'], scope: U
       }
       if (stored) {
         directives.push(['LoadCredential', `${name}:${unitPath(stored.path)}`]);
-        sources.push({ name, scheme: scheme as CredentialSource['scheme'], source: body, ...(inject ? { injected: true } : {}) });
+        sources.push({
+          name,
+          scheme: scheme as CredentialSource['scheme'],
+          source: body,
+          ...(inject ? { injected: true } : {}),
+        });
       } else if (scheme === 'file') {
         directives.push(['LoadCredential', `${name}:${unitPath(body)}`]);
         sources.push({ name, scheme, source: body });
       } else if (scheme === 'systemd-creds') {
         if (scope === 'user') {
-          diagnostics.push(errorDiag(SystemdCode.secretUnsupported, `${address}: secret \`${name}\` (systemd-creds:) cannot be decrypted by a user manager.`, {
-            address,
-            detail: 'systemd before 256 decrypts credentials only in the system manager (the host key is root-only). Use system scope for this workload, or deliver the secret as file: readable by the user.',
-          }));
+          diagnostics.push(
+            errorDiag(
+              SystemdCode.secretUnsupported,
+              `${address}: secret \`${name}\` (systemd-creds:) cannot be decrypted by a user manager.`,
+              {
+                address,
+                detail:
+                  'systemd before 256 decrypts credentials only in the system manager (the host key is root-only). Use system scope for this workload, or deliver the secret as file: readable by the user.',
+              },
+            ),
+          );
           continue;
         }
         directives.push(['LoadCredentialEncrypted', `${name}:${unitPath(body)}`]);
         sources.push({ name, scheme, source: body });
       } else if (scheme === 'credstore') {
-        if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(body)) throw new UnitValueError(`credstore name ${JSON.stringify(body)} is not a plain file name`);
+        if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(body))
+          throw new UnitValueError(`credstore name ${JSON.stringify(body)} is not a plain file name`);
         // Without a path, systemd (>= 251) looks the credential up in /etc/credstore, /run/credstore, /usr/lib/credstore.
         directives.push(['LoadCredential', body === name ? name : `${name}:${escapeSpecifiers(body)}`]);
         sources.push({ name, scheme, source: body });
       } else {
-        diagnostics.push(errorDiag(SystemdCode.secretUnsupported, `${address}: secret \`${name}\` uses \`${scheme || ref.split(':')[0]}:\`, which the systemd provider cannot deliver yet.`, {
-          address,
-          detail: 'The systemd provider delivers file:, systemd-creds: and credstore: references as systemd credentials ($CREDENTIALS_DIRECTORY/<name>). Store the secret in a file or the credstore on the host and refer to it that way.',
-        }));
+        diagnostics.push(
+          errorDiag(
+            SystemdCode.secretUnsupported,
+            `${address}: secret \`${name}\` uses \`${scheme || ref.split(':')[0]}:\`, which the systemd provider cannot deliver yet.`,
+            {
+              address,
+              detail:
+                'The systemd provider delivers file:, systemd-creds: and credstore: references as systemd credentials ($CREDENTIALS_DIRECTORY/<name>). Store the secret in a file or the credstore on the host and refer to it that way.',
+            },
+          ),
+        );
       }
     } catch (err) {
       if (!(err instanceof UnitValueError)) throw err;
-      diagnostics.push(errorDiag(SystemdCode.unsafeValue, `${address}: the reference of secret \`${name}\` cannot be written into a unit file: ${err.message}.`, { address }));
+      diagnostics.push(
+        errorDiag(
+          SystemdCode.unsafeValue,
+          `${address}: the reference of secret \`${name}\` cannot be written into a unit file: ${err.message}.`,
+          { address },
+        ),
+      );
     }
   }
   return { directives, sources, diagnostics };
@@ -462,13 +588,33 @@ export function credentialDirectives(secrets: GatewayConfig['secrets'], scope: U
  * Where the unit loads a secret from agentvm's credential store: an injected secret's placeholder, or an env-file:
  * value copied there at apply. Undefined: loaded from its own reference (file:, systemd-creds:, credstore:).
  */
-function storedCredential(s: { name: string; scheme: string; body: string; inject: SecretInjection | undefined }, address: string, credstoreDir: string | undefined): { path: string } | { diagnostic: Diagnostic } | undefined {
+function storedCredential(
+  s: { name: string; scheme: string; body: string; inject: SecretInjection | undefined },
+  address: string,
+  credstoreDir: string | undefined,
+): { path: string } | { diagnostic: Diagnostic } | undefined {
   if (!s.inject && s.scheme !== 'env-file') return undefined;
   if (s.inject && s.scheme !== 'file' && s.scheme !== 'env-file') {
-    return { diagnostic: errorDiag(SystemdCode.secretUnsupported, `${address}: secret \`${s.name}\` is injected, but its \`${s.scheme}:\` value cannot be read by apply.`, { address, detail: 'Injected secrets are read at apply into agentvm\'s root-only credential store: give them as file:/abs/path or env-file:/abs/path#VAR.' }) };
+    return {
+      diagnostic: errorDiag(
+        SystemdCode.secretUnsupported,
+        `${address}: secret \`${s.name}\` is injected, but its \`${s.scheme}:\` value cannot be read by apply.`,
+        {
+          address,
+          detail:
+            "Injected secrets are read at apply into agentvm's root-only credential store: give them as file:/abs/path or env-file:/abs/path#VAR.",
+        },
+      ),
+    };
   }
   if (!credstoreDir) {
-    return { diagnostic: errorDiag(SystemdCode.secretUnsupported, `${address}: secret \`${s.name}\` needs agentvm's credential store, which only confined units have.`, { address }) };
+    return {
+      diagnostic: errorDiag(
+        SystemdCode.secretUnsupported,
+        `${address}: secret \`${s.name}\` needs agentvm's credential store, which only confined units have.`,
+        { address },
+      ),
+    };
   }
   return { path: path.posix.join(credstoreDir, address, `${s.name}.${s.inject ? 'placeholder' : 'value'}`) };
 }
@@ -485,7 +631,13 @@ export function renderTemplate(scope: UnitScope): RenderedFile {
       'holds everything profile-specific. Do not edit: agentvm reports changes as drift and reverts them.',
     ],
     sections: [
-      { name: 'Unit', entries: [{ key: 'Description', value: 'agentvm gateway %i' }, { key: OWNER_KEY, value: TEMPLATE_OWNER }] },
+      {
+        name: 'Unit',
+        entries: [
+          { key: 'Description', value: 'agentvm gateway %i' },
+          { key: OWNER_KEY, value: TEMPLATE_OWNER },
+        ],
+      },
       {
         name: 'Service',
         entries: [
@@ -496,7 +648,10 @@ export function renderTemplate(scope: UnitScope): RenderedFile {
           { key: 'RestartSec', value: '2' },
         ],
       },
-      { name: 'Install', entries: [{ key: 'WantedBy', value: scope === 'system' ? 'multi-user.target' : 'default.target' }] },
+      {
+        name: 'Install',
+        entries: [{ key: 'WantedBy', value: scope === 'system' ? 'multi-user.target' : 'default.target' }],
+      },
     ],
   };
   const text = serializeUnitFile(doc);
@@ -509,17 +664,34 @@ const NO_PROXY_ENV = ['NO_PROXY', 'no_proxy'];
 /** Where TLS clients find the agentvm CA of injected hosts (bundle: the system store + it; extra: it alone). */
 const CA_BUNDLE_ENV = ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'];
 const CA_EXTRA_ENV = 'NODE_EXTRA_CA_CERTS';
-const OWNED_ENV = new Set(['PATH', RUNTIME_DIGEST_ENV, 'CREDENTIALS_DIRECTORY', 'RUNTIME_DIRECTORY', 'STATE_DIRECTORY', ...PROXY_ENV, ...NO_PROXY_ENV, ...CA_BUNDLE_ENV, CA_EXTRA_ENV]);
+const OWNED_ENV = new Set([
+  'PATH',
+  RUNTIME_DIGEST_ENV,
+  'CREDENTIALS_DIRECTORY',
+  'RUNTIME_DIRECTORY',
+  'STATE_DIRECTORY',
+  ...PROXY_ENV,
+  ...NO_PROXY_ENV,
+  ...CA_BUNDLE_ENV,
+  CA_EXTRA_ENV,
+]);
 
 /** Renders one profile's unit (template and drop-in). Errors leave `rendered` undefined. */
-export function renderGateway(config: GatewayConfig, ctx: RenderContext, address: string): { rendered?: RenderedGateway; diagnostics: Diagnostic[] } {
+export function renderGateway(
+  config: GatewayConfig,
+  ctx: RenderContext,
+  address: string,
+): { rendered?: RenderedGateway; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const unsafe = (what: string, err: unknown): void => {
     if (!(err instanceof UnitValueError)) throw err;
-    diagnostics.push(errorDiag(SystemdCode.unsafeValue, `${address}: ${what} cannot be written into a unit file: ${err.message}.`, {
-      address,
-      detail: 'Unit files are line-based and expand % and $: agentvm refuses values it cannot escape rather than write a different meaning.',
-    }));
+    diagnostics.push(
+      errorDiag(SystemdCode.unsafeValue, `${address}: ${what} cannot be written into a unit file: ${err.message}.`, {
+        address,
+        detail:
+          'Unit files are line-based and expand % and $: agentvm refuses values it cannot escape rather than write a different meaning.',
+      }),
+    );
   };
 
   const releaseDir = path.posix.join(ctx.releasesDir, config.workload, config.releaseId);
@@ -534,13 +706,22 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
   const [program = '', ...args] = config.entrypoint;
   let argv: string[] = [];
   if (program.startsWith('/')) {
-    diagnostics.push(errorDiag(SystemdCode.runtimeSource, `${address}: the entrypoint ${program} is outside the release directory.`, {
-      address,
-      detail: 'Start a program on PATH (python3, node) or a path relative to the release directory (bin/server).',
-    }));
+    diagnostics.push(
+      errorDiag(SystemdCode.runtimeSource, `${address}: the entrypoint ${program} is outside the release directory.`, {
+        address,
+        detail: 'Start a program on PATH (python3, node) or a path relative to the release directory (bin/server).',
+      }),
+    );
   } else if (program.includes('/')) {
     const rel = path.posix.normalize(program);
-    if (rel.startsWith('../') || rel === '..') diagnostics.push(errorDiag(SystemdCode.runtimeSource, `${address}: the entrypoint ${program} climbs out of the release directory.`, { address }));
+    if (rel.startsWith('../') || rel === '..')
+      diagnostics.push(
+        errorDiag(
+          SystemdCode.runtimeSource,
+          `${address}: the entrypoint ${program} climbs out of the release directory.`,
+          { address },
+        ),
+      );
     else argv = [path.posix.join(releaseDir, rel), ...args];
   } else {
     argv = [program, ...args];
@@ -553,10 +734,26 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     try {
       if (confined) {
         callerDir = unitPath(path.posix.join(confined.socketsDir, address));
-        const inbound = config.listen && 'port' in config.listen && ctx.runtimeDir !== null
-          ? ['--inbound-socket', path.posix.join(ctx.runtimeDir, 'agent-gateway', config.profile, INBOUND_SOCKET_NAME), '--inbound-port', String(config.listen.port)]
-          : [];
-        argv = [confined.node, confined.shim, '--proxy-port', String(proxyPort), '--egress-socket', path.posix.join(confined.socketsDir, address, 'proxy.sock'), ...inbound, '--', ...argv];
+        const inbound =
+          config.listen && 'port' in config.listen && ctx.runtimeDir !== null
+            ? [
+                '--inbound-socket',
+                path.posix.join(ctx.runtimeDir, 'agent-gateway', config.profile, INBOUND_SOCKET_NAME),
+                '--inbound-port',
+                String(config.listen.port),
+              ]
+            : [];
+        argv = [
+          confined.node,
+          confined.shim,
+          '--proxy-port',
+          String(proxyPort),
+          '--egress-socket',
+          path.posix.join(confined.socketsDir, address, 'proxy.sock'),
+          ...inbound,
+          '--',
+          ...argv,
+        ];
       }
       execStart = execLine(argv);
     } catch (err) {
@@ -568,7 +765,13 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
   const env = new Map<string, string>([['PATH', GATEWAY_PATH]]);
   for (const [name, value] of Object.entries(config.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     if (OWNED_ENV.has(name)) {
-      diagnostics.push(errorDiag(SystemdCode.envConflict, `${address}: env ${name} is set by the unit itself and cannot be overridden.`, { address }));
+      diagnostics.push(
+        errorDiag(
+          SystemdCode.envConflict,
+          `${address}: env ${name} is set by the unit itself and cannot be overridden.`,
+          { address },
+        ),
+      );
       continue;
     }
     env.set(name, value);
@@ -578,10 +781,16 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     const given = config.env[name];
     if (given === undefined) env.set(name, value);
     else if (given !== value && mustAgree) {
-      diagnostics.push(errorDiag(SystemdCode.envConflict, `${address}: env ${name}=${JSON.stringify(given)} contradicts the profile's listen/name (${value}).`, {
-        address,
-        detail: `Drop ${name} from env (the unit sets it), or make it agree: the health check probes what listen says.`,
-      }));
+      diagnostics.push(
+        errorDiag(
+          SystemdCode.envConflict,
+          `${address}: env ${name}=${JSON.stringify(given)} contradicts the profile's listen/name (${value}).`,
+          {
+            address,
+            detail: `Drop ${name} from env (the unit sets it), or make it agree: the health check probes what listen says.`,
+          },
+        ),
+      );
     }
   };
   if (confined) {
@@ -598,10 +807,16 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
   if (config.listen && 'port' in config.listen) wantEnv('AGENT_LISTEN_PORT', String(config.listen.port));
   if (config.listen && 'socket' in config.listen) {
     if (ctx.runtimeDir === null) {
-      diagnostics.push(errorDiag(SystemdCode.invalidConfig, `${address}: a unix-socket listener needs the manager's runtime directory, which is unknown when user units are rendered into a root for every user.`, {
-        address,
-        detail: 'Listen on a port, or apply on the host as the account whose manager runs the gateways.',
-      }));
+      diagnostics.push(
+        errorDiag(
+          SystemdCode.invalidConfig,
+          `${address}: a unix-socket listener needs the manager's runtime directory, which is unknown when user units are rendered into a root for every user.`,
+          {
+            address,
+            detail: 'Listen on a port, or apply on the host as the account whose manager runs the gateways.',
+          },
+        ),
+      );
     } else {
       socketPath = path.posix.join(ctx.runtimeDir, 'agent-gateway', config.profile, config.listen.socket);
       wantEnv('AGENT_LISTEN_SOCKET', socketPath);
@@ -643,13 +858,18 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     : confined && config.listen && ctx.runtimeDir !== null
       ? path.posix.join(ctx.runtimeDir, 'agent-gateway', config.profile)
       : null;
-  if (socketPath || (confined && config.listen)) service.push({ key: 'RuntimeDirectory', value: `agent-gateway/${config.profile}` });
+  if (socketPath || (confined && config.listen))
+    service.push({ key: 'RuntimeDirectory', value: `agent-gateway/${config.profile}` });
   const hardening = hardeningFor(config.riskTier, config.scope, { privateNetwork });
   service.push(...hardening.map(([key, value]) => ({ key, value })));
   // User scope: the manager's private socket and the session bus are in %t, and the manager accepts the unit's uid
   // (PrivateUsers= maps it back to the account): a unit that reached them could start any unit of its own — e.g.
   // run around its MCP gateway or its exec allowlist with systemd-run. Found by test/mcp-e2e.test.ts.
-  if (config.scope === 'user' && ctx.runtimeDir !== null) service.push({ key: 'InaccessiblePaths', value: `-${unitPath(path.posix.join(ctx.runtimeDir, 'systemd'))} -${unitPath(path.posix.join(ctx.runtimeDir, 'bus'))}` });
+  if (config.scope === 'user' && ctx.runtimeDir !== null)
+    service.push({
+      key: 'InaccessiblePaths',
+      value: `-${unitPath(path.posix.join(ctx.runtimeDir, 'systemd'))} -${unitPath(path.posix.join(ctx.runtimeDir, 'bus'))}`,
+    });
   if (confined) {
     // Its own network namespace (only its own loopback), and of the proxy's caller sockets only its own directory:
     // a tmpfs over the sockets directory, its own directory bound back read-only (connect() needs no write access).
@@ -669,7 +889,14 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
   // Project data and the agent's memory (ADR 0024); their writable mounts join the exec allowlist's noexec list.
   let data: ReturnType<typeof dataDirectives> = { directives: [], noexec: [] };
   try {
-    data = dataDirectives({ workload: config.workload, profile: config.profile, grants: config.data ?? [], dataDir: path.posix.join(ctx.dataPrefix ?? '/', config.dataRoot ?? DEFAULT_DATA_ROOT), quote: unitPath, missing: ctx.dataMissing ?? [] });
+    data = dataDirectives({
+      workload: config.workload,
+      profile: config.profile,
+      grants: config.data ?? [],
+      dataDir: path.posix.join(ctx.dataPrefix ?? '/', config.dataRoot ?? DEFAULT_DATA_ROOT),
+      quote: unitPath,
+      missing: ctx.dataMissing ?? [],
+    });
   } catch (err) {
     unsafe('a data path', err);
     return { diagnostics };
@@ -678,18 +905,38 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
   // The exec allowlist (decisions/0022): after the hardening, so its SystemCallFilter=~ narrows the tier's list. A
   // confined unit's argv[0] is the node that runs the egress shim; the facts (resolveExec) list it with the entrypoint.
   const entry = argv[0]?.startsWith('/') ? argv[0] : null;
-  service.push(...execDirectives({ programs: config.programs ?? [], releaseDir, entrypoint: entry, facts: ctx.exec ?? null, runtimeDirs: [...(runtimeDir ? [runtimeDir] : []), ...data.noexec] }).map(([key, value]) => ({ key, value })));
+  service.push(
+    ...execDirectives({
+      programs: config.programs ?? [],
+      releaseDir,
+      entrypoint: entry,
+      facts: ctx.exec ?? null,
+      runtimeDirs: [...(runtimeDir ? [runtimeDir] : []), ...data.noexec],
+    }).map(([key, value]) => ({ key, value })),
+  );
   service.push({ key: 'IPAddressDeny', value: 'any' });
   service.push({ key: 'IPAddressAllow', value: egress.allow.join(' ') });
 
   const template = renderTemplate(config.scope);
   const unitSection = [
-    { key: 'Description', value: escapeSpecifiers(`agentvm gateway ${config.workload}/${config.profile} (release ${config.releaseId})`) },
+    {
+      key: 'Description',
+      value: escapeSpecifiers(`agentvm gateway ${config.workload}/${config.profile} (release ${config.releaseId})`),
+    },
     { key: OWNER_KEY, value: address },
   ];
-  const header = [`Managed by agentvm: ${address} (workload ${config.workload}, profile ${config.profile}, release ${config.releaseId}).`, 'Do not edit: agentvm reports changes as drift and reverts them on apply.'];
+  const header = [
+    `Managed by agentvm: ${address} (workload ${config.workload}, profile ${config.profile}, release ${config.releaseId}).`,
+    'Do not edit: agentvm reports changes as drift and reverts them on apply.',
+  ];
   const dropInOf = (extraEnv: Array<{ key: string; value: string }>): string =>
-    serializeUnitFile({ header, sections: [{ name: 'Unit', entries: unitSection }, { name: 'Service', entries: [...service, ...extraEnv] }] });
+    serializeUnitFile({
+      header,
+      sections: [
+        { name: 'Unit', entries: unitSection },
+        { name: 'Service', entries: [...service, ...extraEnv] },
+      ],
+    });
 
   let dropInText: string;
   let runtime: string;
@@ -700,10 +947,18 @@ export function renderGateway(config: GatewayConfig, ctx: RenderContext, address
     unsafe('the unit', err);
     return { diagnostics };
   }
-  const dropIn: RenderedFile = { name: dropInPath(config.profile), text: dropInText, parsed: parseUnitFile(dropInText) };
+  const dropIn: RenderedFile = {
+    name: dropInPath(config.profile),
+    text: dropInText,
+    parsed: parseUnitFile(dropInText),
+  };
   const normalized = normalizeUnit(template.parsed, dropIn.parsed);
   const health = config.health
-    ? { ...config.health, ...(config.listen && 'port' in config.listen ? { port: config.listen.port } : {}), ...(socketPath ? { socketPath } : {}) }
+    ? {
+        ...config.health,
+        ...(config.listen && 'port' in config.listen ? { port: config.listen.port } : {}),
+        ...(socketPath ? { socketPath } : {}),
+      }
     : null;
   return {
     rendered: {

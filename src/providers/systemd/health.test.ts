@@ -22,7 +22,8 @@ function serve(handler: (path: string) => number): Server {
   return s;
 }
 
-const listenTcp = (s: Server): Promise<number> => new Promise((r) => s.listen(0, '127.0.0.1', () => r((s.address() as { port: number }).port)));
+const listenTcp = (s: Server): Promise<number> =>
+  new Promise((r) => s.listen(0, '127.0.0.1', () => r((s.address() as { port: number }).port)));
 const freePort = async (): Promise<number> => {
   const s = createServer();
   const port = await listenTcp(s);
@@ -54,7 +55,11 @@ describe('waitHealthy', () => {
   });
 
   it('gives up early when the unit is gone', async () => {
-    const r = await waitHealthy({ port: await freePort() }, '/healthz', { timeoutMs: 10_000, intervalMs: 50, stillRunning: async () => false });
+    const r = await waitHealthy({ port: await freePort() }, '/healthz', {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      stillRunning: async () => false,
+    });
     expect(r.gaveUp).toBe(true);
     expect(r.elapsedMs).toBeLessThan(2_000);
   });

@@ -34,7 +34,11 @@ export interface HealthResult {
 }
 
 /** One GET; resolves with the status or the error code. */
-export function probe(target: HealthTarget, path: string, timeoutMs: number): Promise<{ status?: number; error?: string }> {
+export function probe(
+  target: HealthTarget,
+  path: string,
+  timeoutMs: number,
+): Promise<{ status?: number; error?: string }> {
   return new Promise((resolve) => {
     const req = request(
       {
@@ -42,7 +46,9 @@ export function probe(target: HealthTarget, path: string, timeoutMs: number): Pr
         path,
         timeout: timeoutMs,
         headers: { 'user-agent': 'agentvm-health', connection: 'close' },
-        ...(target.socketPath !== undefined ? { socketPath: target.socketPath } : { host: '127.0.0.1', port: target.port }),
+        ...(target.socketPath !== undefined
+          ? { socketPath: target.socketPath }
+          : { host: '127.0.0.1', port: target.port }),
       },
       (res) => {
         let read = 0;

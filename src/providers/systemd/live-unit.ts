@@ -24,7 +24,14 @@ import {
   TEMPLATE_OWNER,
   TEMPLATE_UNIT,
 } from './gateway-unit.js';
-import { normalizeUnit, parseUnitFile, splitWords, valuesOf, type NormalizedUnit, type ParsedUnit } from './unit-file.js';
+import {
+  normalizeUnit,
+  parseUnitFile,
+  splitWords,
+  valuesOf,
+  type NormalizedUnit,
+  type ParsedUnit,
+} from './unit-file.js';
 
 /** Another file that configures the same unit: a second runtime source. */
 export interface ForeignSource {
@@ -52,7 +59,14 @@ export type CredentialState = 'current' | 'changed' | 'missing' | 'unknown';
 
 /** LiveResource.attributes of a `unit.*` resource. */
 export interface LiveGateway {
-  context: { scope: SystemdEndpoint['scope']; mode: SystemdEndpoint['mode']; unitDir: string; releasesDir: string; runtimeDir: string | null; egress?: { node: string; shim: string; socketsDir: string } | null };
+  context: {
+    scope: SystemdEndpoint['scope'];
+    mode: SystemdEndpoint['mode'];
+    unitDir: string;
+    releasesDir: string;
+    runtimeDir: string | null;
+    egress?: { node: string; shim: string; socketsDir: string } | null;
+  };
   /** X-AgentvmOwner of the drop-in at agentvm's path; null when there is none (or no drop-in). */
   owner: string | null;
   templatePresent: boolean;
@@ -102,7 +116,14 @@ export async function readGateway(input: ReadGatewayInput): Promise<ReadGatewayR
   const releaseId = normalized ? releaseIdOf(normalized, releasesDir, workload) : null;
 
   const live: LiveGateway = {
-    context: { scope: endpoint.scope, mode: endpoint.mode, unitDir: endpoint.unitDir, releasesDir, runtimeDir: endpoint.runtimeDir, egress: input.egress ?? null },
+    context: {
+      scope: endpoint.scope,
+      mode: endpoint.mode,
+      unitDir: endpoint.unitDir,
+      releasesDir,
+      runtimeDir: endpoint.runtimeDir,
+      egress: input.egress ?? null,
+    },
     owner,
     templatePresent: template !== undefined,
     templateOwned: template !== undefined && valuesOf(template, 'Unit', OWNER_KEY).at(-1) === TEMPLATE_OWNER,
@@ -116,7 +137,11 @@ export async function readGateway(input: ReadGatewayInput): Promise<ReadGatewayR
   };
 
   if (endpoint.mode === 'online') {
-    const show = await endpoint.systemctl(['show', unit, '--property=LoadState,ActiveState,SubState,NeedDaemonReload,UnitFileState,MainPID']);
+    const show = await endpoint.systemctl([
+      'show',
+      unit,
+      '--property=LoadState,ActiveState,SubState,NeedDaemonReload,UnitFileState,MainPID',
+    ]);
     if (show.code === 0) {
       const p = parseShow(show.stdout);
       live.manager = {
@@ -132,13 +157,20 @@ export async function readGateway(input: ReadGatewayInput): Promise<ReadGatewayR
         live.running = await runningProcess(pid, releaseDir ? hostPathOf(endpoint, releaseDir) : undefined);
         // The digest a process carries is the one its drop-in declared. A drop-in edited by hand still declares
         // the old one, so it proves nothing about what the process runs: then the process is "unknown".
-        const declared = normalized?.Service?.Environment?.find((e) => e.startsWith(`${RUNTIME_DIGEST_ENV}=`))?.slice(RUNTIME_DIGEST_ENV.length + 1);
+        const declared = normalized?.Service?.Environment?.find((e) => e.startsWith(`${RUNTIME_DIGEST_ENV}=`))?.slice(
+          RUNTIME_DIGEST_ENV.length + 1,
+        );
         if (declared !== live.runtimeDigest) live.running = { ...live.running!, runtimeDigest: null };
         if (dropIn) live.credentials = await credentialStates(endpoint, unit, dropIn);
       }
     }
   }
-  return { exists: owner !== null, ...(normalized && owner !== null ? { digest: gatewayDigest(normalized) } : {}), live, dropInFile };
+  return {
+    exists: owner !== null,
+    ...(normalized && owner !== null ? { digest: gatewayDigest(normalized) } : {}),
+    live,
+    dropInFile,
+  };
 }
 
 /**
@@ -166,7 +198,11 @@ async function readUnitNow(file: string): Promise<ParsedUnit | undefined> {
 }
 
 /** Every file on the unit search path that configures agent-gateway@<profile> besides agentvm's own two. */
-export async function foreignSources(endpoint: SystemdEndpoint, profile: string, snapshot?: Map<string, unknown>): Promise<ForeignSource[]> {
+export async function foreignSources(
+  endpoint: SystemdEndpoint,
+  profile: string,
+  snapshot?: Map<string, unknown>,
+): Promise<ForeignSource[]> {
   const unit = instanceUnit(profile);
   const dirs = await endpoint.unitPaths();
   if (!dirs.includes(endpoint.unitDir)) dirs.unshift(endpoint.unitDir);
@@ -176,15 +212,30 @@ export async function foreignSources(endpoint: SystemdEndpoint, profile: string,
     const present = await directoryEntries(dir, snapshot);
     if (!present) continue;
     // Whole unit files named like the instance or the template (an instance file beats the template).
-    for (const [name, reach] of [[unit, 'instance'], [TEMPLATE_UNIT, 'template']] as const) {
+    for (const [name, reach] of [
+      [unit, 'instance'],
+      [TEMPLATE_UNIT, 'template'],
+    ] as const) {
       if (ours && name === TEMPLATE_UNIT) continue;
       if (!present.has(name)) continue;
       const file = path.join(dir, name);
       const kind = await unitKind(file);
-      if (kind) found.push({ path: file, kind, reach, keys: kind === 'unit' ? await keysOf(file) : [], removable: await writableDir(dir) });
+      if (kind)
+        found.push({
+          path: file,
+          kind,
+          reach,
+          keys: kind === 'unit' ? await keysOf(file) : [],
+          removable: await writableDir(dir),
+        });
     }
     // Drop-in directories, most specific first: the instance's, the template's, then the prefix ones.
-    const dropInDirs: Array<[string, ForeignSource['reach']]> = [[`${unit}.d`, 'instance'], [`${TEMPLATE_UNIT}.d`, 'template'], ['agent-.service.d', 'prefix'], ['service.d', 'prefix']];
+    const dropInDirs: Array<[string, ForeignSource['reach']]> = [
+      [`${unit}.d`, 'instance'],
+      [`${TEMPLATE_UNIT}.d`, 'template'],
+      ['agent-.service.d', 'prefix'],
+      ['service.d', 'prefix'],
+    ];
     for (const [dName, reach] of dropInDirs) {
       if (!present.has(dName)) continue;
       const dDir = path.join(dir, dName);
@@ -201,8 +252,15 @@ export async function foreignSources(endpoint: SystemdEndpoint, profile: string,
         if (!kind) continue;
         const keys = kind === 'unit' ? await keysOf(file) : [];
         // A shared drop-in (every service, or every agent-*) is only a second source when it changes how the process runs.
-        if (reach === 'prefix' && !keys.some((k) => keyEffect(k.split('.')[0]!, k.split('.')[1]!) === 'restart')) continue;
-        found.push({ path: file, kind: kind === 'unit' ? 'drop-in' : kind, reach, keys, removable: reach !== 'prefix' && (await writableDir(dDir)) });
+        if (reach === 'prefix' && !keys.some((k) => keyEffect(k.split('.')[0]!, k.split('.')[1]!) === 'restart'))
+          continue;
+        found.push({
+          path: file,
+          kind: kind === 'unit' ? 'drop-in' : kind,
+          reach,
+          keys,
+          removable: reach !== 'prefix' && (await writableDir(dDir)),
+        });
       }
     }
   }
@@ -310,25 +368,38 @@ async function runningProcess(pid: number, releaseDirHost: string | undefined): 
 }
 
 const CREDSTORE_DIRS = ['/etc/credstore', '/run/credstore', '/usr/lib/credstore'];
-const CREDSTORE_ENCRYPTED_DIRS = ['/etc/credstore.encrypted', '/run/credstore.encrypted', '/usr/lib/credstore.encrypted'];
+const CREDSTORE_ENCRYPTED_DIRS = [
+  '/etc/credstore.encrypted',
+  '/run/credstore.encrypted',
+  '/usr/lib/credstore.encrypted',
+];
 
 /**
  * For each credential of the drop-in: is the copy the running unit got at start the same as its source now?
  * Plain sources are compared by content (in memory); encrypted ones by time (source newer than the copy).
  */
-async function credentialStates(endpoint: SystemdEndpoint, unit: string, dropIn: ParsedUnit): Promise<LiveGateway['credentials']> {
+async function credentialStates(
+  endpoint: SystemdEndpoint,
+  unit: string,
+  dropIn: ParsedUnit,
+): Promise<LiveGateway['credentials']> {
   if (endpoint.runtimeDir === null) return [];
   const dir = path.join(hostPathOf(endpoint, endpoint.runtimeDir), 'credentials', unit);
   const out: LiveGateway['credentials'] = [];
   const entries: Array<{ key: string; value: string }> = [];
-  for (const key of ['LoadCredential', 'LoadCredentialEncrypted']) for (const value of valuesOf(dropIn, 'Service', key)) if (value) entries.push({ key, value });
+  for (const key of ['LoadCredential', 'LoadCredentialEncrypted'])
+    for (const value of valuesOf(dropIn, 'Service', key)) if (value) entries.push({ key, value });
   for (const { key, value } of entries) {
     const [word = ''] = splitWords(value);
     const colon = word.indexOf(':');
     const name = colon < 0 ? word : word.slice(0, colon);
     const source = (colon < 0 ? name : word.slice(colon + 1)).replaceAll('%%', '%');
     const encrypted = key === 'LoadCredentialEncrypted';
-    const candidates = source.startsWith('/') ? [source] : (encrypted ? [...CREDSTORE_ENCRYPTED_DIRS, ...CREDSTORE_DIRS] : CREDSTORE_DIRS).map((d) => path.join(d, source));
+    const candidates = source.startsWith('/')
+      ? [source]
+      : (encrypted ? [...CREDSTORE_ENCRYPTED_DIRS, ...CREDSTORE_DIRS] : CREDSTORE_DIRS).map((d) =>
+          path.join(d, source),
+        );
     const sourceFile = await firstExisting(candidates.map((c) => hostPathOf(endpoint, c)));
     const copy = path.join(dir, name);
     let state: CredentialState;

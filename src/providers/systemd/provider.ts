@@ -15,12 +15,39 @@
 
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, readFile, readdir, realpath, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import {
+  chown,
+  mkdir,
+  readFile,
+  readdir,
+  realpath,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, userError, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type { LiveResource, LockedResource, Reason } from '../../model/resources.js';
 import { canonicalJson } from '../../model/canonical-json.js';
-import type { ApplyRequest, ApplyResponse, ExpandRequest, ExpandResponse, HostContext, ListRequest, ListResponse, PlanRequest, PlanResponse, Provider, ReadRequest, ReadResponse, ValidateRequest, ValidateResponse } from '../provider.js';
+import type {
+  ApplyRequest,
+  ApplyResponse,
+  ExpandRequest,
+  ExpandResponse,
+  HostContext,
+  ListRequest,
+  ListResponse,
+  PlanRequest,
+  PlanResponse,
+  Provider,
+  ReadRequest,
+  ReadResponse,
+  ValidateRequest,
+  ValidateResponse,
+} from '../provider.js';
 import { expandGatewayUnits } from './expand.js';
 import type { UnitScope } from './analyze.js';
 import { SystemdCode } from './codes.js';
@@ -41,10 +68,35 @@ import {
 import { describeHealth, probe, waitHealthy, type HealthResult } from './health.js';
 import { readGateway, readUnit, type LiveGateway } from './live-unit.js';
 import { mcpPinChange } from './mcp-pins.js';
-import { entrypointProgram, ExecMemo, programDrift, programRefusal, resolveExec, type ExecFacts } from './exec-allowlist.js';
-import { accountNamed, hostPathOf, managerPath, parseShow, SYSTEMD_USER_ENV, systemEndpoint, userEndpoint, type CommandResult, type SystemdEndpoint } from './systemctl.js';
+import {
+  entrypointProgram,
+  ExecMemo,
+  programDrift,
+  programRefusal,
+  resolveExec,
+  type ExecFacts,
+} from './exec-allowlist.js';
+import {
+  accountNamed,
+  hostPathOf,
+  managerPath,
+  parseShow,
+  SYSTEMD_USER_ENV,
+  systemEndpoint,
+  userEndpoint,
+  type CommandResult,
+  type SystemdEndpoint,
+} from './systemctl.js';
 import { valuesOf } from './unit-file.js';
-import { dataProblems, memoryHostDirs, normalizedGrants, parseDataGrants, parseDataRoot, unmounted, type DataFacts } from './data-mounts.js';
+import {
+  dataProblems,
+  memoryHostDirs,
+  normalizedGrants,
+  parseDataGrants,
+  parseDataRoot,
+  unmounted,
+  type DataFacts,
+} from './data-mounts.js';
 import { mapBounded } from '../../support/concurrency.js';
 import { CallBatch } from './batch.js';
 import { egressPaths, unitShimPath } from '../../egress/paths.js';
@@ -77,19 +129,40 @@ export function defaultEndpoint(host: HostContext, scope: UnitScope): SystemdEnd
   try {
     return userEndpoint({ root: host.root, account: accountNamed(named) });
   } catch (err) {
-    throw userError(SystemdCode.accountUnknown, `${(err as Error).message}.`, `Set ${SYSTEMD_USER_ENV} to the account whose user manager runs the gateways (\`getent passwd <name>\` must know it), or unset it to use the invoking account's manager.`);
+    throw userError(
+      SystemdCode.accountUnknown,
+      `${(err as Error).message}.`,
+      `Set ${SYSTEMD_USER_ENV} to the account whose user manager runs the gateways (\`getent passwd <name>\` must know it), or unset it to use the invoking account's manager.`,
+    );
   }
 }
 
 /** Where a unit is rendered when no host was read (validate): the default layout under `/`. */
 function validationRenderContext(scope: UnitScope): RenderContext {
-  return { scope, releasesDir: '/var/lib/agentvm/releases', runtimeDir: scope === 'system' ? '/run' : '/run/user/1000', egress: { node: process.execPath, shim: unitShimPath(), socketsDir: '/run/agentvm/egress', credstoreDir: '/var/lib/agentvm/credstore', caDir: '/var/lib/agentvm/egress-ca' } };
+  return {
+    scope,
+    releasesDir: '/var/lib/agentvm/releases',
+    runtimeDir: scope === 'system' ? '/run' : '/run/user/1000',
+    egress: {
+      node: process.execPath,
+      shim: unitShimPath(),
+      socketsDir: '/run/agentvm/egress',
+      credstoreDir: '/var/lib/agentvm/credstore',
+      caDir: '/var/lib/agentvm/egress-ca',
+    },
+  };
 }
 
 /** How a unit of this host is confined (decisions/0016): this node, this agentvm's shim, the proxy's sockets as the manager sees them. */
 export function egressContextOf(endpoint: SystemdEndpoint, host: HostContext): EgressRenderContext {
   const paths = egressPaths(host.root);
-  return { node: process.execPath, shim: unitShimPath(), socketsDir: managerPath(endpoint, paths.sockets), credstoreDir: managerPath(endpoint, paths.credstore), caDir: managerPath(endpoint, paths.caDir) };
+  return {
+    node: process.execPath,
+    shim: unitShimPath(),
+    socketsDir: managerPath(endpoint, paths.sockets),
+    credstoreDir: managerPath(endpoint, paths.credstore),
+    caDir: managerPath(endpoint, paths.caDir),
+  };
 }
 
 const TIER_ORDER = ['low', 'moderate', 'high', 'critical'];
@@ -126,12 +199,22 @@ export class SystemdProvider implements Provider {
     const parsed = parseGatewayConfig(resource.config, resource.address);
     if (!parsed.config) return { diagnostics: parsed.diagnostics };
     const config = parsed.config;
-    const diagnostics = [...parsed.diagnostics, ...renderGateway(config, validationRenderContext(config.scope), resource.address).diagnostics];
+    const diagnostics = [
+      ...parsed.diagnostics,
+      ...renderGateway(config, validationRenderContext(config.scope), resource.address).diagnostics,
+    ];
     if (config.scope === 'user' && TIER_ORDER.indexOf(config.riskTier) >= TIER_ORDER.indexOf('moderate')) {
-      diagnostics.push(warningDiag(SystemdCode.notEnforced, `${resource.address}: in user scope MemoryMax=/TasksMax= are written but not enforced.`, {
-        address: resource.address,
-        detail: 'A user manager enforces them only with delegated cgroup controllers. The network is confined in both scopes (own namespace, egress through the host proxy: decisions/0016). Run moderate-and-above workloads in system scope for resource limits.',
-      }));
+      diagnostics.push(
+        warningDiag(
+          SystemdCode.notEnforced,
+          `${resource.address}: in user scope MemoryMax=/TasksMax= are written but not enforced.`,
+          {
+            address: resource.address,
+            detail:
+              'A user manager enforces them only with delegated cgroup controllers. The network is confined in both scopes (own namespace, egress through the host proxy: decisions/0016). Run moderate-and-above workloads in system scope for resource limits.',
+          },
+        ),
+      );
     }
     return { diagnostics };
   }
@@ -139,21 +222,47 @@ export class SystemdProvider implements Provider {
   async read(req: ReadRequest): Promise<ReadResponse> {
     const { host, address } = req;
     const names = parseUnitAddress(address);
-    if (!names) return { live: { address, provider: this.type, exists: false }, diagnostics: [errorDiag(SystemdCode.invalidConfig, `${address} is not unit.<workload>.<profile>.`, { address })] };
+    if (!names)
+      return {
+        live: { address, provider: this.type, exists: false },
+        diagnostics: [
+          errorDiag(SystemdCode.invalidConfig, `${address} is not unit.<workload>.<profile>.`, { address }),
+        ],
+      };
     // An orphan (listed, neither desired nor locked) has no recorded scope: look where list found it.
     const known = scopeOf(req.desired?.config, req.locked);
     let scope: UnitScope = known ?? 'system';
     let endpoint = this.endpointFor(host, scope);
     const snapshot = req.snapshot;
-    let result = await readGateway({ endpoint, profile: names.profile, workload: names.workload, releasesDir: managerPath(endpoint, host.paths.releases), egress: egressContextOf(endpoint, host), ...(snapshot ? { snapshot } : {}) });
+    let result = await readGateway({
+      endpoint,
+      profile: names.profile,
+      workload: names.workload,
+      releasesDir: managerPath(endpoint, host.paths.releases),
+      egress: egressContextOf(endpoint, host),
+      ...(snapshot ? { snapshot } : {}),
+    });
     if (!known && !result.exists) {
       const other = this.endpointFor(host, 'user');
-      const there = await readGateway({ endpoint: other, profile: names.profile, workload: names.workload, releasesDir: managerPath(other, host.paths.releases), egress: egressContextOf(other, host), ...(snapshot ? { snapshot } : {}) });
+      const there = await readGateway({
+        endpoint: other,
+        profile: names.profile,
+        workload: names.workload,
+        releasesDir: managerPath(other, host.paths.releases),
+        egress: egressContextOf(other, host),
+        ...(snapshot ? { snapshot } : {}),
+      });
       if (there.exists) [scope, endpoint, result] = ['user', other, there];
     }
     const diagnostics: Diagnostic[] = [];
     const secrets = req.desired?.config.secrets;
-    if (scope === 'user' && endpoint.mode === 'online' && Array.isArray(secrets) && secrets.length > 0 && !existsSync(hostPathOf(endpoint, '/run/credentials'))) {
+    if (
+      scope === 'user' &&
+      endpoint.mode === 'online' &&
+      Array.isArray(secrets) &&
+      secrets.length > 0 &&
+      !existsSync(hostPathOf(endpoint, '/run/credentials'))
+    ) {
       diagnostics.push(credentialsDirMissing(address));
     }
     // A stored secret (env-file:, injected) rotated at its source is a changed credential: plan re-applies the unit,
@@ -174,7 +283,13 @@ export class SystemdProvider implements Provider {
       ...(result.digest ? { digest: result.digest } : {}),
       attributes: {
         ...result.live,
-        exec: await this.execFacts(req.desired?.config, address, endpoint, managerPath(endpoint, host.paths.releases), egressContextOf(endpoint, host)),
+        exec: await this.execFacts(
+          req.desired?.config,
+          address,
+          endpoint,
+          managerPath(endpoint, host.paths.releases),
+          egressContextOf(endpoint, host),
+        ),
         // Project data and memory (ADR 0024): what the host lacks for the grants, and where the memory is kept.
         dataPrefix: managerPath(endpoint, path.resolve(host.root)),
         data: await dataFacts(req.desired?.config, host.root, endpoint),
@@ -198,12 +313,19 @@ export class SystemdProvider implements Provider {
       // A grant that does not exist on the host is not mounted, and the plan says so.
       diagnostics.push(...dataProblems((live.attributes as { data?: DataFacts | null } | undefined)?.data, address));
       if (!liveGateway) {
-        return { action: 'create', effect: 'restart', reasons: [{ code: 'new', message: `${address}: create ${instanceUnit(parsed.config.profile)}` }], drift: [], diagnostics };
+        return {
+          action: 'create',
+          effect: 'restart',
+          reasons: [{ code: 'new', message: `${address}: create ${instanceUnit(parsed.config.profile)}` }],
+          drift: [],
+          diagnostics,
+        };
       }
       const r = renderGateway(parsed.config, contextOf(liveGateway), address);
       if (!r.rendered) {
         // Errors that only the host's paths cause (validate rendered with the default layout and saw none).
-        if (renderGateway(parsed.config, validationRenderContext(parsed.config.scope), address).rendered) diagnostics.push(...r.diagnostics.filter((d) => d.severity === 'error'));
+        if (renderGateway(parsed.config, validationRenderContext(parsed.config.scope), address).rendered)
+          diagnostics.push(...r.diagnostics.filter((d) => d.severity === 'error'));
         return { action: 'noop', effect: 'none', reasons: [], drift: [], diagnostics };
       }
       rendered = r.rendered;
@@ -211,8 +333,17 @@ export class SystemdProvider implements Provider {
     // What was applied last, rendered where it runs; a lockfile config equal to the desired one (the no-op plan of
     // every unchanged unit) renders to the same unit, so it is not rendered twice.
     // (The lockfile keeps the parsed config, so that is what is compared.)
-    const sameAsDesired = rendered !== undefined && desiredConfig !== undefined && liveGateway !== undefined && desiredConfig.scope === liveGateway.context.scope && canonicalJson(locked?.attributes?.config ?? null) === canonicalJson(desiredConfig);
-    const lockedRendered = liveGateway ? (sameAsDesired ? rendered : renderLocked(locked, contextOf(liveGateway), address)) : undefined;
+    const sameAsDesired =
+      rendered !== undefined &&
+      desiredConfig !== undefined &&
+      liveGateway !== undefined &&
+      desiredConfig.scope === liveGateway.context.scope &&
+      canonicalJson(locked?.attributes?.config ?? null) === canonicalJson(desiredConfig);
+    const lockedRendered = liveGateway
+      ? sameAsDesired
+        ? rendered
+        : renderLocked(locked, contextOf(liveGateway), address)
+      : undefined;
     const a = assessGateway({
       address,
       ...(rendered ? { rendered } : {}),
@@ -223,29 +354,73 @@ export class SystemdProvider implements Provider {
       ...(lockedRendered ? { lockedRendered } : {}),
     });
     // A declared program whose bytes changed is drift, and the unit must go through apply, which refuses it.
-    const tools = rendered && desired ? programDrift(parseGatewayConfig(desired.config, address).config?.programs ?? [], execOf(liveGateway), address) : [];
+    const tools =
+      rendered && desired
+        ? programDrift(parseGatewayConfig(desired.config, address).config?.programs ?? [], execOf(liveGateway), address)
+        : [];
     if (tools.length > 0) {
-      return { action: a.action === 'noop' ? 'update' : a.action, effect: a.action === 'noop' ? 'restart' : a.effect, reasons: [...a.reasons, ...tools], drift: [...a.drift, ...tools], diagnostics: [...diagnostics, ...a.diagnostics] };
+      return {
+        action: a.action === 'noop' ? 'update' : a.action,
+        effect: a.action === 'noop' ? 'restart' : a.effect,
+        reasons: [...a.reasons, ...tools],
+        drift: [...a.drift, ...tools],
+        diagnostics: [...diagnostics, ...a.diagnostics],
+      };
     }
     // MCP pins are not rendered; a change of them alone is recorded by an update that restarts nothing.
-    const pins = desired && a.action === 'noop' && locked ? mcpPinChange(parseGatewayConfig(desired.config, address).config?.mcp ?? [], (locked.attributes?.config as Record<string, unknown> | undefined)?.mcp, address) : undefined;
-    if (pins) return { action: 'update', effect: 'none', reasons: [pins], drift: a.drift, diagnostics: [...diagnostics, ...a.diagnostics] };
+    const pins =
+      desired && a.action === 'noop' && locked
+        ? mcpPinChange(
+            parseGatewayConfig(desired.config, address).config?.mcp ?? [],
+            (locked.attributes?.config as Record<string, unknown> | undefined)?.mcp,
+            address,
+          )
+        : undefined;
+    if (pins)
+      return {
+        action: 'update',
+        effect: 'none',
+        reasons: [pins],
+        drift: a.drift,
+        diagnostics: [...diagnostics, ...a.diagnostics],
+      };
     // Removing a profile never removes its memory: the plan says where it stays, and how to delete it on purpose.
     const kept = !desired && a.action === 'delete' ? memoryKept(liveGateway, address) : [];
-    return { action: a.action, effect: a.effect, reasons: [...a.reasons, ...kept], drift: a.drift, diagnostics: [...diagnostics, ...a.diagnostics] };
+    return {
+      action: a.action,
+      effect: a.effect,
+      reasons: [...a.reasons, ...kept],
+      drift: a.drift,
+      diagnostics: [...diagnostics, ...a.diagnostics],
+    };
   }
 
   async apply(req: ApplyRequest): Promise<ApplyResponse> {
     const { change, host } = req;
     const progress = req.progress ?? (() => {});
     const names = parseUnitAddress(change.address);
-    if (!names) return { diagnostics: [errorDiag(SystemdCode.invalidConfig, `${change.address} is not unit.<workload>.<profile>.`, { address: change.address })] };
+    if (!names)
+      return {
+        diagnostics: [
+          errorDiag(SystemdCode.invalidConfig, `${change.address} is not unit.<workload>.<profile>.`, {
+            address: change.address,
+          }),
+        ],
+      };
     if (change.action === 'delete') {
       const known = scopeOf(undefined, req.locked);
       return this.remove(host, change.address, names.profile, known ? [known] : ['system', 'user'], progress);
     }
     if (!change.desired) {
-      return { diagnostics: [errorDiag(SystemdCode.invalidConfig, `Change ${change.action} of ${change.address} carries no desired configuration.`, { address: change.address })] };
+      return {
+        diagnostics: [
+          errorDiag(
+            SystemdCode.invalidConfig,
+            `Change ${change.action} of ${change.address} carries no desired configuration.`,
+            { address: change.address },
+          ),
+        ],
+      };
     }
     const parsed = parseGatewayConfig(change.desired.config, change.address);
     if (!parsed.config) return { diagnostics: parsed.diagnostics };
@@ -255,32 +430,67 @@ export class SystemdProvider implements Provider {
     const egressCtx = egressContextOf(endpoint, host);
     const exec = await this.execFacts(change.desired.config, change.address, endpoint, releasesDir, egressCtx);
     const data = await dataFacts(change.desired.config, host.root, endpoint);
-    const ctx: RenderContext = { scope: config.scope, releasesDir, runtimeDir: endpoint.runtimeDir, exec, egress: egressCtx, dataPrefix: managerPath(endpoint, path.resolve(host.root)), dataMissing: unmounted(data) };
+    const ctx: RenderContext = {
+      scope: config.scope,
+      releasesDir,
+      runtimeDir: endpoint.runtimeDir,
+      exec,
+      egress: egressCtx,
+      dataPrefix: managerPath(endpoint, path.resolve(host.root)),
+      dataMissing: unmounted(data),
+    };
     const r = renderGateway(config, ctx, change.address);
     if (!r.rendered) return { diagnostics: r.diagnostics.filter((d) => d.severity === 'error') };
     // Fail closed (decisions/0022): a declared program that does not hash to its pin keeps the unit from running.
     const refused = exec ? programRefusal(config.programs ?? [], exec, change.address) : [];
-    if (refused.length > 0) return { diagnostics: [...refused, ...(await this.stopRefused(endpoint, r.rendered.unit, change.address, progress))] };
+    if (refused.length > 0)
+      return {
+        diagnostics: [...refused, ...(await this.stopRefused(endpoint, r.rendered.unit, change.address, progress))],
+      };
     const rendered = r.rendered;
 
     const releaseHostDir = hostPathOf(endpoint, rendered.releaseDir);
     if (!(await isDirectory(releaseHostDir))) {
       return {
-        diagnostics: [errorDiag(SystemdCode.releaseMissing, `${change.address}: release ${config.releaseId} is not installed (${releaseHostDir}).`, {
-          address: change.address,
-          detail: `The unit runs only from its release directory. Apply release.${config.workload} first (the unit depends on it).`,
-        })],
+        diagnostics: [
+          errorDiag(
+            SystemdCode.releaseMissing,
+            `${change.address}: release ${config.releaseId} is not installed (${releaseHostDir}).`,
+            {
+              address: change.address,
+              detail: `The unit runs only from its release directory. Apply release.${config.workload} first (the unit depends on it).`,
+            },
+          ),
+        ],
       };
     }
 
     const before = await readGateway({ endpoint, profile: config.profile, workload: config.workload, releasesDir });
-    const assessment = assessGateway({ address: change.address, rendered, live: before.live, exists: before.exists, ...(before.digest ? { liveDigest: before.digest } : {}), ...(req.locked ? { locked: req.locked } : {}) });
+    const assessment = assessGateway({
+      address: change.address,
+      rendered,
+      live: before.live,
+      exists: before.exists,
+      ...(before.digest ? { liveDigest: before.digest } : {}),
+      ...(req.locked ? { locked: req.locked } : {}),
+    });
     if (assessment.diagnostics.some((d) => d.severity === 'error')) return { diagnostics: assessment.diagnostics };
     const diagnostics: Diagnostic[] = [...assessment.diagnostics, ...dataProblems(data, change.address)];
-    if (config.scope === 'user' && endpoint.mode === 'online' && rendered.credentials.length > 0 && !existsSync(hostPathOf(endpoint, '/run/credentials'))) diagnostics.push(credentialsDirMissing(change.address));
+    if (
+      config.scope === 'user' &&
+      endpoint.mode === 'online' &&
+      rendered.credentials.length > 0 &&
+      !existsSync(hostPathOf(endpoint, '/run/credentials'))
+    )
+      diagnostics.push(credentialsDirMissing(change.address));
 
     // 0. Credentials the unit loads from agentvm's store (env-file: values, injected secrets' placeholders).
-    const stored = deliverStoredCredentials(egressPaths(host.root).credstore, change.address, config.secrets, endpoint.fileOwner);
+    const stored = deliverStoredCredentials(
+      egressPaths(host.root).credstore,
+      change.address,
+      config.secrets,
+      endpoint.fileOwner,
+    );
     if (stored.length > 0) return { diagnostics: stored };
 
     // 1. Files: the template and this profile's drop-in; then every other source of this unit that we may remove.
@@ -293,18 +503,28 @@ export class SystemdProvider implements Provider {
         await rmdir(path.dirname(f.path)).catch(() => undefined);
         removed.push(f.path);
       } else {
-        diagnostics.push(errorDiag(SystemdCode.foreignSource, `${change.address}: ${f.path} also configures ${rendered.unit}, and agentvm may not remove it.`, {
-          address: change.address,
-          detail: f.reach === 'prefix'
-            ? 'It is a drop-in shared by other units and changes how the process runs (a second runtime source). Remove those settings from it, or narrow it to the units that need them.'
-            : 'The directory is not writable by agentvm. Remove the file by hand (it is a second runtime source), then apply again.',
-        }));
+        diagnostics.push(
+          errorDiag(
+            SystemdCode.foreignSource,
+            `${change.address}: ${f.path} also configures ${rendered.unit}, and agentvm may not remove it.`,
+            {
+              address: change.address,
+              detail:
+                f.reach === 'prefix'
+                  ? 'It is a drop-in shared by other units and changes how the process runs (a second runtime source). Remove those settings from it, or narrow it to the units that need them.'
+                  : 'The directory is not writable by agentvm. Remove the file by hand (it is a second runtime source), then apply again.',
+            },
+          ),
+        );
       }
     }
 
     if (endpoint.mode === 'offline') {
       const enabled = await this.ctlBatched(endpoint, 'enable', rendered.unit, change.address, diagnostics);
-      if (enabled) progress(`${change.address}: ${rendered.unit} rendered and enabled offline (${endpoint.unitDir}); it starts when the manager does`);
+      if (enabled)
+        progress(
+          `${change.address}: ${rendered.unit} rendered and enabled offline (${endpoint.unitDir}); it starts when the manager does`,
+        );
       return this.response(change.desired.identity, rendered, config, diagnostics);
     }
 
@@ -314,46 +534,76 @@ export class SystemdProvider implements Provider {
     }
     const state = await this.showBatched(endpoint, rendered.unit);
     if (state.UnitFileState !== 'enabled') {
-      if (!(await this.ctlBatched(endpoint, 'enable', rendered.unit, change.address, diagnostics))) return { diagnostics };
+      if (!(await this.ctlBatched(endpoint, 'enable', rendered.unit, change.address, diagnostics)))
+        return { diagnostics };
     }
     const running = state.ActiveState === 'active' || state.ActiveState === 'reloading';
     if (assessment.restart || !running || removed.length > 0) {
       if (state.ActiveState === 'failed') await endpoint.systemctl(['reset-failed', rendered.unit]);
-      progress(`${change.address}: ${running ? 'restarting' : 'starting'} ${rendered.unit} (release ${config.releaseId})`);
+      progress(
+        `${change.address}: ${running ? 'restarting' : 'starting'} ${rendered.unit} (release ${config.releaseId})`,
+      );
       if (!(await this.ctl(endpoint, ['restart', rendered.unit], change.address, diagnostics, true))) {
         const s = await this.show(endpoint, rendered.unit, ['Result', 'ExecMainStatus']);
         const cause = `${rendered.unit} failed to start (result ${s.Result ?? '?'}, exit status ${s.ExecMainStatus ?? '?'})`;
-        diagnostics.push(errorDiag(SystemdCode.startFailed, `${change.address}: ${cause}.`, {
-          address: change.address,
-          detail: 'Exit status 226 is NAMESPACE (sandboxing), 243 CREDENTIALS (a credential source is missing or unreadable), 200 CHDIR (release dir not reachable), 203 EXEC (program not found).',
-        }));
-        return withRollback(diagnostics, await this.rollback(endpoint, rendered, req.locked, ctx, change.address, cause, progress));
+        diagnostics.push(
+          errorDiag(SystemdCode.startFailed, `${change.address}: ${cause}.`, {
+            address: change.address,
+            detail:
+              'Exit status 226 is NAMESPACE (sandboxing), 243 CREDENTIALS (a credential source is missing or unreadable), 200 CHDIR (release dir not reachable), 203 EXEC (program not found).',
+          }),
+        );
+        return withRollback(
+          diagnostics,
+          await this.rollback(endpoint, rendered, req.locked, ctx, change.address, cause, progress),
+        );
       }
       const healthy = await this.checkHealth(endpoint, rendered, progress);
       if (!healthy.ok) {
-        diagnostics.push(errorDiag(healthy.code, `${change.address}: ${healthy.message}`, {
-          address: change.address,
-          detail: 'The unit was (re)started with the new release or configuration and did not become healthy; see the rollback diagnostic for what runs now.',
-        }));
-        return withRollback(diagnostics, await this.rollback(endpoint, rendered, req.locked, ctx, change.address, healthy.message, progress));
+        diagnostics.push(
+          errorDiag(healthy.code, `${change.address}: ${healthy.message}`, {
+            address: change.address,
+            detail:
+              'The unit was (re)started with the new release or configuration and did not become healthy; see the rollback diagnostic for what runs now.',
+          }),
+        );
+        return withRollback(
+          diagnostics,
+          await this.rollback(endpoint, rendered, req.locked, ctx, change.address, healthy.message, progress),
+        );
       }
       // The canary of a promotion (it ran another release before): health must hold for the soak time before the
       // workload's other units, which depend on this one (expand.ts), are touched. A rollback (`agentvm rollback`)
       // restores a release that ran before and is not held back by a soak.
       const promotedFrom = before.exists ? before.live.releaseId : null;
       const isRollback = change.reasons.some((r) => r.code === 'rollback');
-      if (config.canary?.profile === config.profile && promotedFrom && promotedFrom !== config.releaseId && config.canary.soakSeconds > 0 && !isRollback) {
+      if (
+        config.canary?.profile === config.profile &&
+        promotedFrom &&
+        promotedFrom !== config.releaseId &&
+        config.canary.soakSeconds > 0 &&
+        !isRollback
+      ) {
         const soak = await this.soak(endpoint, rendered, config.canary.soakSeconds, progress);
         if (!soak.ok) {
           const cause = `canary ${rendered.unit} did not hold health for its soak of ${config.canary.soakSeconds} s: ${soak.message}`;
-          diagnostics.push(errorDiag(SystemdCode.canaryFailed, `${change.address}: ${cause}.`, {
-            address: change.address,
-            detail: `Release ${config.releaseId} was promoted to the canary profile only; the workload's other profiles were not touched and keep release ${promotedFrom}. See the rollback diagnostic for what the canary runs now.`,
-          }));
-          return withRollback(diagnostics, await this.rollback(endpoint, rendered, req.locked, ctx, change.address, cause, progress));
+          diagnostics.push(
+            errorDiag(SystemdCode.canaryFailed, `${change.address}: ${cause}.`, {
+              address: change.address,
+              detail: `Release ${config.releaseId} was promoted to the canary profile only; the workload's other profiles were not touched and keep release ${promotedFrom}. See the rollback diagnostic for what the canary runs now.`,
+            }),
+          );
+          return withRollback(
+            diagnostics,
+            await this.rollback(endpoint, rendered, req.locked, ctx, change.address, cause, progress),
+          );
         }
       }
-    } else if (assessment.reload && rendered.hasReload && assessment.changedKeys.some((k) => k !== 'Service.ExecReload')) {
+    } else if (
+      assessment.reload &&
+      rendered.hasReload &&
+      assessment.changedKeys.some((k) => k !== 'Service.ExecReload')
+    ) {
       // The manager applied the settings on daemon-reload; a workload that reloads is told to re-read them.
       // A newly added ExecReload= alone is no reason to signal the process.
       progress(`${change.address}: reloading ${rendered.unit}`);
@@ -388,7 +638,8 @@ export class SystemdProvider implements Provider {
       candidates.forEach((c, i) => {
         const owner = owners[i];
         const names = owner ? parseUnitAddress(owner) : undefined;
-        if (owner && names && names.profile === c.profile) owned.set(owner, { address: owner, identity: `${names.workload}/${names.profile}` });
+        if (owner && names && names.profile === c.profile)
+          owned.set(owner, { address: owner, identity: `${names.workload}/${names.profile}` });
       });
     }
     return { owned: [...owned.values()].sort((a, b) => (a.address < b.address ? -1 : 1)), diagnostics: [] };
@@ -397,26 +648,51 @@ export class SystemdProvider implements Provider {
   // -------------------------------------------------------------------------------------------------------
 
   /** The exec allowlist of a desired unit resolved on the host (exec-allowlist.ts); null without a usable config. */
-  private async execFacts(config: Record<string, unknown> | undefined, address: string, endpoint: SystemdEndpoint, releasesDir: string, egress: EgressRenderContext | null): Promise<ExecFacts | null> {
+  private async execFacts(
+    config: Record<string, unknown> | undefined,
+    address: string,
+    endpoint: SystemdEndpoint,
+    releasesDir: string,
+    egress: EgressRenderContext | null,
+  ): Promise<ExecFacts | null> {
     const parsed = config ? parseGatewayConfig(config, address).config : undefined;
     if (!parsed) return null;
     const releaseDir = path.posix.join(releasesDir, parsed.workload, parsed.releaseId);
     // A confined unit's main process is the node that runs the egress shim in front of the entrypoint: it executes too.
-    return resolveExec({ entrypoint: entrypointProgram(parsed.entrypoint, releaseDir), programs: parsed.programs ?? [], releaseDir, reload: parsed.reload, toHost: (p) => hostPathOf(endpoint, p), memo: this.execMemo, ...(egress ? { also: [egress.node] } : {}) });
+    return resolveExec({
+      entrypoint: entrypointProgram(parsed.entrypoint, releaseDir),
+      programs: parsed.programs ?? [],
+      releaseDir,
+      reload: parsed.reload,
+      toHost: (p) => hostPathOf(endpoint, p),
+      memo: this.execMemo,
+      ...(egress ? { also: [egress.node] } : {}),
+    });
   }
 
   /** A unit whose pinned programs changed does not keep running them: it is stopped until apply succeeds. */
-  private async stopRefused(endpoint: SystemdEndpoint, unit: string, address: string, progress: (m: string) => void): Promise<Diagnostic[]> {
+  private async stopRefused(
+    endpoint: SystemdEndpoint,
+    unit: string,
+    address: string,
+    progress: (m: string) => void,
+  ): Promise<Diagnostic[]> {
     if (endpoint.mode !== 'online') return [];
     const state = await this.show(endpoint, unit, ['ActiveState']);
-    if (state.ActiveState !== 'active' && state.ActiveState !== 'activating' && state.ActiveState !== 'reloading') return [];
+    if (state.ActiveState !== 'active' && state.ActiveState !== 'activating' && state.ActiveState !== 'reloading')
+      return [];
     progress(`${address}: stopping ${unit}: a pinned program changed`);
     const diagnostics: Diagnostic[] = [];
     await this.ctl(endpoint, ['stop', unit], address, diagnostics);
     return diagnostics;
   }
 
-  private response(identity: string, rendered: RenderedGateway, config: GatewayConfig, diagnostics: Diagnostic[]): ApplyResponse {
+  private response(
+    identity: string,
+    rendered: RenderedGateway,
+    config: GatewayConfig,
+    diagnostics: Diagnostic[],
+  ): ApplyResponse {
     return {
       locked: {
         address: rendered.address,
@@ -438,12 +714,22 @@ export class SystemdProvider implements Provider {
   private withUnitDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
     const previous = this.unitDirLocks.get(dir) ?? Promise.resolve();
     const next = previous.then(fn, fn);
-    this.unitDirLocks.set(dir, next.then(() => undefined, () => undefined));
+    this.unitDirLocks.set(
+      dir,
+      next.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
     return next;
   }
 
   /** Writes the template and drop-in when their text differs; true when anything was written. */
-  private writeUnitFiles(endpoint: SystemdEndpoint, rendered: RenderedGateway, progress: (m: string) => void): Promise<boolean> {
+  private writeUnitFiles(
+    endpoint: SystemdEndpoint,
+    rendered: RenderedGateway,
+    progress: (m: string) => void,
+  ): Promise<boolean> {
     return this.withUnitDir(endpoint.unitDir, async () => {
       let wrote = false;
       for (const file of [rendered.template, rendered.dropIn]) {
@@ -463,14 +749,22 @@ export class SystemdProvider implements Provider {
    * `systemctl daemon-reload` or `systemctl enable <unit>`, coalesced with the same calls of concurrent resources
    * (batch.ts); a failure becomes an error diagnostic of this resource (false), as with ctl.
    */
-  private async ctlBatched(endpoint: SystemdEndpoint, verb: 'daemon-reload' | 'enable', unit: string, address: string, diagnostics: Diagnostic[]): Promise<boolean> {
+  private async ctlBatched(
+    endpoint: SystemdEndpoint,
+    verb: 'daemon-reload' | 'enable',
+    unit: string,
+    address: string,
+    diagnostics: Diagnostic[],
+  ): Promise<boolean> {
     const r = await this.batchesOf(endpoint)[verb].submit(unit);
     if (r.code === 0) return true;
     const args = verb === 'enable' ? ['enable', unit] : ['daemon-reload'];
-    diagnostics.push(errorDiag(SystemdCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
-      address,
-      detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
-    }));
+    diagnostics.push(
+      errorDiag(SystemdCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
+        address,
+        detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
+      }),
+    );
     return false;
   }
 
@@ -479,9 +773,18 @@ export class SystemdProvider implements Provider {
     let batches = this.batches.get(endpoint);
     if (!batches) {
       batches = {
-        'daemon-reload': new CallBatch<string>(() => endpoint.systemctl(['daemon-reload']), () => endpoint.systemctl(['daemon-reload'])),
-        enable: new CallBatch<string>((units) => endpoint.systemctl(['enable', ...units]), (u) => endpoint.systemctl(['enable', u])),
-        show: new CallBatch<string>((units) => endpoint.systemctl(['show', `--property=${SHOWN}`, ...units]), (u) => endpoint.systemctl(['show', `--property=${SHOWN}`, u])),
+        'daemon-reload': new CallBatch<string>(
+          () => endpoint.systemctl(['daemon-reload']),
+          () => endpoint.systemctl(['daemon-reload']),
+        ),
+        enable: new CallBatch<string>(
+          (units) => endpoint.systemctl(['enable', ...units]),
+          (u) => endpoint.systemctl(['enable', u]),
+        ),
+        show: new CallBatch<string>(
+          (units) => endpoint.systemctl(['show', `--property=${SHOWN}`, ...units]),
+          (u) => endpoint.systemctl(['show', `--property=${SHOWN}`, u]),
+        ),
       };
       this.batches.set(endpoint, batches);
     }
@@ -504,14 +807,22 @@ export class SystemdProvider implements Provider {
   }
 
   /** Runs systemctl; a failure becomes an error diagnostic (false). */
-  private async ctl(endpoint: SystemdEndpoint, args: string[], address: string, diagnostics: Diagnostic[], quiet = false): Promise<boolean> {
+  private async ctl(
+    endpoint: SystemdEndpoint,
+    args: string[],
+    address: string,
+    diagnostics: Diagnostic[],
+    quiet = false,
+  ): Promise<boolean> {
     const r: CommandResult = await endpoint.systemctl(args);
     if (r.code === 0) return true;
     if (!quiet) {
-      diagnostics.push(errorDiag(SystemdCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
-        address,
-        detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
-      }));
+      diagnostics.push(
+        errorDiag(SystemdCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
+          address,
+          detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
+        }),
+      );
     }
     return false;
   }
@@ -522,7 +833,11 @@ export class SystemdProvider implements Provider {
   }
 
   /** After a (re)start: the health check, or (without one) the unit reaching `active`. */
-  private async checkHealth(endpoint: SystemdEndpoint, rendered: RenderedGateway, progress: (m: string) => void): Promise<{ ok: true } | { ok: false; code: string; message: string }> {
+  private async checkHealth(
+    endpoint: SystemdEndpoint,
+    rendered: RenderedGateway,
+    progress: (m: string) => void,
+  ): Promise<{ ok: true } | { ok: false; code: string; message: string }> {
     const why = async (): Promise<string> => {
       const s = await this.show(endpoint, rendered.unit, ['ActiveState', 'SubState', 'Result', 'ExecMainStatus']);
       return `${s.ActiveState ?? '?'}/${s.SubState ?? '?'}, result ${s.Result ?? '?'}, exit status ${s.ExecMainStatus ?? '?'}`;
@@ -532,7 +847,12 @@ export class SystemdProvider implements Provider {
       for (;;) {
         const s = await this.show(endpoint, rendered.unit, ['ActiveState']);
         if (s.ActiveState === 'active') return { ok: true };
-        if (s.ActiveState === 'failed' || Date.now() > deadline) return { ok: false, code: SystemdCode.startFailed, message: `${rendered.unit} did not become active (${await why()})` };
+        if (s.ActiveState === 'failed' || Date.now() > deadline)
+          return {
+            ok: false,
+            code: SystemdCode.startFailed,
+            message: `${rendered.unit} did not become active (${await why()})`,
+          };
         await new Promise((res) => setTimeout(res, 100));
       }
     }
@@ -560,25 +880,42 @@ export class SystemdProvider implements Provider {
    * unit must stay active), and the main process must stay the same one (a crash restarted by the manager is a
    * failure even when the next process answers).
    */
-  private async soak(endpoint: SystemdEndpoint, rendered: RenderedGateway, soakSeconds: number, progress: (m: string) => void): Promise<{ ok: true } | { ok: false; message: string }> {
+  private async soak(
+    endpoint: SystemdEndpoint,
+    rendered: RenderedGateway,
+    soakSeconds: number,
+    progress: (m: string) => void,
+  ): Promise<{ ok: true } | { ok: false; message: string }> {
     const soakMs = soakSeconds * 1000;
     const interval = Math.max(50, Math.min(this.options.soakIntervalMs ?? 1_000, Math.floor(soakMs / 10)));
     const pidOf = async (): Promise<string> => (await this.show(endpoint, rendered.unit, ['MainPID'])).MainPID ?? '0';
     const pid = await pidOf();
     progress(`${rendered.address}: canary soaking for ${soakSeconds} s (main PID ${pid})`);
     const h = rendered.health;
-    const target = h ? (h.socketPath !== undefined ? { socketPath: hostPathOf(endpoint, h.socketPath) } : { port: h.port! }) : undefined;
+    const target = h
+      ? h.socketPath !== undefined
+        ? { socketPath: hostPathOf(endpoint, h.socketPath) }
+        : { port: h.port! }
+      : undefined;
     const started = Date.now();
     let probes = 0;
     for (;;) {
       const s = await this.show(endpoint, rendered.unit, ['ActiveState', 'MainPID']);
-      if (s.ActiveState !== 'active') return { ok: false, message: `the unit became ${s.ActiveState ?? 'unknown'} after ${Date.now() - started} ms` };
-      if (s.MainPID !== pid) return { ok: false, message: `its main process changed (PID ${pid} → ${s.MainPID ?? '?'}) after ${Date.now() - started} ms: it exited and was restarted` };
+      if (s.ActiveState !== 'active')
+        return { ok: false, message: `the unit became ${s.ActiveState ?? 'unknown'} after ${Date.now() - started} ms` };
+      if (s.MainPID !== pid)
+        return {
+          ok: false,
+          message: `its main process changed (PID ${pid} → ${s.MainPID ?? '?'}) after ${Date.now() - started} ms: it exited and was restarted`,
+        };
       if (target && h) {
         const answer = await probe(target, h.path, Math.min(2_000, h.timeoutSeconds * 1000));
         probes++;
         if (answer.status === undefined || answer.status < 200 || answer.status >= 300) {
-          return { ok: false, message: `GET ${h.path} answered ${answer.status !== undefined ? `HTTP ${answer.status}` : (answer.error ?? 'nothing')} after ${Date.now() - started} ms` };
+          return {
+            ok: false,
+            message: `GET ${h.path} answered ${answer.status !== undefined ? `HTTP ${answer.status}` : (answer.error ?? 'nothing')} after ${Date.now() - started} ms`,
+          };
         }
       }
       if (Date.now() - started >= soakMs) break;
@@ -589,35 +926,87 @@ export class SystemdProvider implements Provider {
   }
 
   /** Puts back the previously applied unit (release and config from the lockfile entry), restarts and re-checks it. */
-  private async rollback(endpoint: SystemdEndpoint, failed: RenderedGateway, locked: LockedResource | undefined, ctx: RenderContext, address: string, cause: string, progress: (m: string) => void): Promise<Diagnostic[]> {
+  private async rollback(
+    endpoint: SystemdEndpoint,
+    failed: RenderedGateway,
+    locked: LockedResource | undefined,
+    ctx: RenderContext,
+    address: string,
+    cause: string,
+    progress: (m: string) => void,
+  ): Promise<Diagnostic[]> {
     const previous = renderLocked(locked, ctx, address);
     if (!previous) {
-      return [errorDiag(SystemdCode.rollbackFailed, `${address}: no previously applied release to roll back to; ${failed.unit} stays as applied (${cause}).`, {
-        address,
-        detail: 'This was the first apply of the unit. Fix the release or configuration and apply again, or remove the profile.',
-      })];
+      return [
+        errorDiag(
+          SystemdCode.rollbackFailed,
+          `${address}: no previously applied release to roll back to; ${failed.unit} stays as applied (${cause}).`,
+          {
+            address,
+            detail:
+              'This was the first apply of the unit. Fix the release or configuration and apply again, or remove the profile.',
+          },
+        ),
+      ];
     }
     if (!(await isDirectory(hostPathOf(endpoint, previous.releaseDir)))) {
-      return [errorDiag(SystemdCode.rollbackFailed, `${address}: cannot roll back: the previous release ${releaseOf(previous)} is no longer installed.`, { address })];
+      return [
+        errorDiag(
+          SystemdCode.rollbackFailed,
+          `${address}: cannot roll back: the previous release ${releaseOf(previous)} is no longer installed.`,
+          { address },
+        ),
+      ];
     }
     progress(`${address}: rolling back to release ${releaseOf(previous)}`);
     await this.writeUnitFiles(endpoint, previous, progress);
     const diagnostics: Diagnostic[] = [];
-    if (!(await this.ctl(endpoint, ['daemon-reload'], address, diagnostics)) || !(await this.ctl(endpoint, ['restart', previous.unit], address, diagnostics, true))) {
-      return [...diagnostics, errorDiag(SystemdCode.rollbackFailed, `${address}: the rollback to release ${releaseOf(previous)} did not start.`, { address })];
+    if (
+      !(await this.ctl(endpoint, ['daemon-reload'], address, diagnostics)) ||
+      !(await this.ctl(endpoint, ['restart', previous.unit], address, diagnostics, true))
+    ) {
+      return [
+        ...diagnostics,
+        errorDiag(
+          SystemdCode.rollbackFailed,
+          `${address}: the rollback to release ${releaseOf(previous)} did not start.`,
+          { address },
+        ),
+      ];
     }
     const health = await this.checkHealth(endpoint, previous, progress);
     if (!health.ok) {
-      return [errorDiag(SystemdCode.rollbackFailed, `${address}: rolled back to release ${releaseOf(previous)}, which is not healthy either: ${health.message}.`, { address, detail: 'Investigate the host (credentials, ports, dependencies); the unit keeps the previous release.' })];
+      return [
+        errorDiag(
+          SystemdCode.rollbackFailed,
+          `${address}: rolled back to release ${releaseOf(previous)}, which is not healthy either: ${health.message}.`,
+          {
+            address,
+            detail: 'Investigate the host (credentials, ports, dependencies); the unit keeps the previous release.',
+          },
+        ),
+      ];
     }
-    return [warningDiag(SystemdCode.rolledBack, `${address}: rolled back to release ${releaseOf(previous)} (the previously applied unit), which is healthy; release ${releaseOf(failed)} was not kept.`, {
-      address,
-      detail: `Cause: ${cause}. The lockfile keeps the previous entry; fix the release or configuration and apply again.`,
-    })];
+    return [
+      warningDiag(
+        SystemdCode.rolledBack,
+        `${address}: rolled back to release ${releaseOf(previous)} (the previously applied unit), which is healthy; release ${releaseOf(failed)} was not kept.`,
+        {
+          address,
+          detail: `Cause: ${cause}. The lockfile keeps the previous entry; fix the release or configuration and apply again.`,
+        },
+      ),
+    ];
   }
 
   /** delete: stop, disable and remove the instance and its drop-in; the template goes with the last instance. */
-  private async remove(host: HostContext, address: string, profile: string, scopes: UnitScope[], progress: (m: string) => void): Promise<ApplyResponse> {
+  private async remove(
+    host: HostContext,
+    address: string,
+    profile: string,
+    scopes: UnitScope[],
+    progress: (m: string) => void,
+  ): Promise<ApplyResponse> {
     const unit = instanceUnit(profile);
     let endpoint: SystemdEndpoint | undefined;
     for (const scope of scopes) {
@@ -640,7 +1029,9 @@ export class SystemdProvider implements Provider {
     await this.withUnitDir(unitDir, async () => {
       await unlink(dropIn);
       await rmdir(path.dirname(dropIn)).catch(() => undefined); // only when empty: other files there are not ours
-      const remaining = (await readdir(unitDir).catch(() => [] as string[])).filter((e) => /^agent-gateway@[a-z][a-z0-9-]*\.service\.d$/.test(e));
+      const remaining = (await readdir(unitDir).catch(() => [] as string[])).filter((e) =>
+        /^agent-gateway@[a-z][a-z0-9-]*\.service\.d$/.test(e),
+      );
       let others = false;
       for (const e of remaining) if ((await ownerOf(path.join(unitDir, e, DROP_IN_FILE))) !== undefined) others = true;
       const template = path.join(unitDir, TEMPLATE_UNIT);
@@ -655,13 +1046,19 @@ export class SystemdProvider implements Provider {
     }
     const names = parseUnitAddress(address);
     const memory = names ? await existingDirs(memoryHostDirs(endpoint, names.workload, names.profile)) : [];
-    if (memory.length > 0 && names) progress(`${address}: memory kept at ${memory.join(', ')} (\`agentvm memory purge ${names.workload}\` deletes it)`);
+    if (memory.length > 0 && names)
+      progress(
+        `${address}: memory kept at ${memory.join(', ')} (\`agentvm memory purge ${names.workload}\` deletes it)`,
+      );
     return { diagnostics };
   }
 }
 
 /** The scope the desired config or the lockfile entry names; undefined when neither does (an orphan). */
-function scopeOf(config: Record<string, unknown> | undefined, locked: LockedResource | undefined): UnitScope | undefined {
+function scopeOf(
+  config: Record<string, unknown> | undefined,
+  locked: LockedResource | undefined,
+): UnitScope | undefined {
   if (config) return config.scope === 'user' ? 'user' : 'system';
   const s = locked?.attributes?.scope;
   return s === 'user' || s === 'system' ? s : undefined;
@@ -669,7 +1066,15 @@ function scopeOf(config: Record<string, unknown> | undefined, locked: LockedReso
 
 function contextOf(live: LiveGateway): RenderContext {
   const dataPrefix = (live as LiveGateway & { dataPrefix?: string }).dataPrefix;
-  return { scope: live.context.scope, releasesDir: live.context.releasesDir, runtimeDir: live.context.runtimeDir, exec: execOf(live), egress: live.context.egress ?? null, ...(dataPrefix ? { dataPrefix } : {}), dataMissing: unmounted(dataOf(live)) };
+  return {
+    scope: live.context.scope,
+    releasesDir: live.context.releasesDir,
+    runtimeDir: live.context.runtimeDir,
+    exec: execOf(live),
+    egress: live.context.egress ?? null,
+    ...(dataPrefix ? { dataPrefix } : {}),
+    dataMissing: unmounted(dataOf(live)),
+  };
 }
 
 /** The data facts read() attached to the live attributes (data-mounts.ts). */
@@ -682,11 +1087,20 @@ function memoryKept(live: LiveGateway | undefined, address: string): Reason[] {
   const dirs = (live as (LiveGateway & { memory?: string[] }) | undefined)?.memory ?? [];
   const names = parseUnitAddress(address);
   if (dirs.length === 0 || !names) return [];
-  return [{ code: 'removed', message: `${address}: its memory is kept at ${dirs.join(', ')}; \`agentvm memory purge ${names.workload} --host <host>\` deletes it once the workload is gone` }];
+  return [
+    {
+      code: 'removed',
+      message: `${address}: its memory is kept at ${dirs.join(', ')}; \`agentvm memory purge ${names.workload} --host <host>\` deletes it once the workload is gone`,
+    },
+  ];
 }
 
 /** What the host lacks for a desired config's data grants (host paths); null without grants or a usable config. */
-async function dataFacts(config: Record<string, unknown> | undefined, root: string, endpoint: SystemdEndpoint): Promise<DataFacts | null> {
+async function dataFacts(
+  config: Record<string, unknown> | undefined,
+  root: string,
+  endpoint: SystemdEndpoint,
+): Promise<DataFacts | null> {
   const grants = parseDataGrants(config?.data);
   const dataRoot = parseDataRoot(config?.dataRoot);
   if (!grants || grants.length === 0 || !dataRoot) return null;
@@ -702,9 +1116,16 @@ async function dataFacts(config: Record<string, unknown> | undefined, root: stri
     }
     // Every component below the root must be a real directory: systemd follows a symlink when it binds.
     const real = await realpath(hostPath).catch(() => '');
-    if (real !== path.join(realRoot, g.path)) escapes.push({ path: g.path, access: g.access, target: real || '(unresolvable)' });
+    if (real !== path.join(realRoot, g.path))
+      escapes.push({ path: g.path, access: g.access, target: real || '(unresolvable)' });
   }
-  return { root: hostRoot, missing, escapes, rootMissing: !existsSync(hostRoot), parentMissing: !existsSync(hostPathOf(endpoint, '/srv')) };
+  return {
+    root: hostRoot,
+    missing,
+    escapes,
+    rootMissing: !existsSync(hostRoot),
+    parentMissing: !existsSync(hostPathOf(endpoint, '/srv')),
+  };
 }
 
 async function existingDirs(dirs: readonly string[]): Promise<string[]> {
@@ -729,7 +1150,11 @@ function isLiveGateway(value: unknown): value is LiveGateway {
 }
 
 /** The lockfile entry's config rendered in `ctx`: what was applied last. */
-function renderLocked(locked: LockedResource | undefined, ctx: RenderContext, address: string): RenderedGateway | undefined {
+function renderLocked(
+  locked: LockedResource | undefined,
+  ctx: RenderContext,
+  address: string,
+): RenderedGateway | undefined {
   const config = locked?.attributes?.config;
   if (typeof config !== 'object' || config === null) return undefined;
   const parsed = parseGatewayConfig(config as Record<string, unknown>, address);
@@ -738,10 +1163,15 @@ function renderLocked(locked: LockedResource | undefined, ctx: RenderContext, ad
 }
 
 function credentialsDirMissing(address: string): Diagnostic {
-  return warningDiag(SystemdCode.hostPrerequisite, `${address}: /run/credentials does not exist; a user manager cannot create it, so sandboxed units with credentials fail with 226/NAMESPACE.`, {
-    address,
-    detail: 'Create it once as root (mkdir -m 0755 /run/credentials, or a tmpfiles.d entry). PID 1 systemd creates it on a normally booted host.',
-  });
+  return warningDiag(
+    SystemdCode.hostPrerequisite,
+    `${address}: /run/credentials does not exist; a user manager cannot create it, so sandboxed units with credentials fail with 226/NAMESPACE.`,
+    {
+      address,
+      detail:
+        'Create it once as root (mkdir -m 0755 /run/credentials, or a tmpfiles.d entry). PID 1 systemd creates it on a normally booted host.',
+    },
+  );
 }
 
 /** The X-AgentvmOwner of a unit file, or undefined (missing file, no mark). */
@@ -767,7 +1197,11 @@ async function isDirectory(p: string): Promise<boolean> {
 }
 
 /** mkdir -p of `relative` below `base` (and `base` itself), chowning what it creates. */
-export async function mkdirOwned(base: string, relative: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+export async function mkdirOwned(
+  base: string,
+  relative: string,
+  owner: { uid: number; gid: number } | undefined,
+): Promise<void> {
   const missing: string[] = [];
   let p = relative === '.' ? base : path.join(base, relative);
   while (!existsSync(p)) {
@@ -783,7 +1217,11 @@ export async function mkdirOwned(base: string, relative: string, owner: { uid: n
 }
 
 /** Temp file, then rename(2): the manager never reads half a unit file. */
-export async function writeAtomic(file: string, text: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+export async function writeAtomic(
+  file: string,
+  text: string,
+  owner: { uid: number; gid: number } | undefined,
+): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.agentvm-${randomBytes(4).toString('hex')}`);
   try {
     await writeFile(tmp, text, { mode: 0o644 });
@@ -803,5 +1241,8 @@ function withRollback(diagnostics: Diagnostic[], undo: Diagnostic[]): ApplyRespo
   const failed = undo.find((d) => d.code === SystemdCode.rollbackFailed);
   const done = undo.find((d) => d.code === SystemdCode.rolledBack);
   const outcome = failed ?? done;
-  return { diagnostics: [...diagnostics, ...undo], ...(outcome ? { rolledBack: { result: failed ? 'failed' : 'ok', detail: outcome.summary } } : {}) };
+  return {
+    diagnostics: [...diagnostics, ...undo],
+    ...(outcome ? { rolledBack: { result: failed ? 'failed' : 'ok', detail: outcome.summary } } : {}),
+  };
 }

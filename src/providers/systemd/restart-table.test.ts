@@ -29,7 +29,12 @@ describe('changeEffect', () => {
   it('is the worst effect, with its causes', () => {
     expect(changeEffect([])).toEqual({ effect: 'none', causes: [] });
     expect(changeEffect([change('Unit', 'Description')])).toEqual({ effect: 'none', causes: ['Unit.Description'] });
-    expect(changeEffect([change('Unit', 'Description'), change('Service', 'MemoryMax')])).toEqual({ effect: 'reload', causes: ['Service.MemoryMax'] });
-    expect(changeEffect([change('Service', 'MemoryMax'), change('Service', 'Environment'), change('Service', 'TasksMax')])).toEqual({ effect: 'restart', causes: ['Service.Environment'] });
+    expect(changeEffect([change('Unit', 'Description'), change('Service', 'MemoryMax')])).toEqual({
+      effect: 'reload',
+      causes: ['Service.MemoryMax'],
+    });
+    expect(
+      changeEffect([change('Service', 'MemoryMax'), change('Service', 'Environment'), change('Service', 'TasksMax')]),
+    ).toEqual({ effect: 'restart', causes: ['Service.Environment'] });
   });
 });

@@ -59,4 +59,8 @@ export function changeEffect(changes: readonly KeyChange[]): { effect: Effect; c
 }
 
 /** The table as data, for documentation and tests. */
-export const RESTART_TABLE = { none: [...NONE, 'X-*', 'Install.*'], reload: [...RELOAD], restart: ['everything else'] } as const;
+export const RESTART_TABLE = {
+  none: [...NONE, 'X-*', 'Install.*'],
+  reload: [...RELOAD],
+  restart: ['everything else'],
+} as const;

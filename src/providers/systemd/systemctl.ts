@@ -62,7 +62,8 @@ export interface SystemdEndpoint {
 export function managerPath(endpoint: Pick<SystemdEndpoint, 'managerRoot'>, hostPath: string): string {
   if (endpoint.managerRoot === '/') return hostPath;
   const rel = path.relative(endpoint.managerRoot, hostPath);
-  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new Error(`bug: ${hostPath} is outside the host root ${endpoint.managerRoot}`);
+  if (rel.startsWith('..') || path.isAbsolute(rel))
+    throw new Error(`bug: ${hostPath} is outside the host root ${endpoint.managerRoot}`);
   return `/${rel}`;
 }
 
@@ -118,7 +119,9 @@ export function userEndpoint(opts: UserEndpointOptions): SystemdEndpoint {
     };
   }
   const account = opts.account ?? currentAccount();
-  const configHome = opts.account ? path.join(account.home, '.config') : (process.env.XDG_CONFIG_HOME ?? path.join(account.home, '.config'));
+  const configHome = opts.account
+    ? path.join(account.home, '.config')
+    : (process.env.XDG_CONFIG_HOME ?? path.join(account.home, '.config'));
   const online = existsSync(path.join(account.runtimeDir, 'systemd/private'));
   const env: Record<string, string> = {
     ...baseEnv(),
@@ -160,7 +163,11 @@ export function accountNamed(name: string): UserAccount {
   if (!ACCOUNT_NAME.test(name)) throw new Error(`${SYSTEMD_USER_ENV}=${JSON.stringify(name)} is not an account name`);
   let line: string;
   try {
-    line = execFileSync('getent', ['passwd', name], { encoding: 'utf8', env: { PATH: PATH_ENV }, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    line = execFileSync('getent', ['passwd', name], {
+      encoding: 'utf8',
+      env: { PATH: PATH_ENV },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch {
     throw new Error(`${SYSTEMD_USER_ENV} names the account ${name}, which does not exist on this host`);
   }
@@ -172,14 +179,28 @@ export function accountNamed(name: string): UserAccount {
 function currentAccount(): UserAccount {
   const info = os.userInfo();
   const uid = info.uid;
-  return { user: info.username, uid, gid: info.gid, home: process.env.HOME ?? info.homedir, runtimeDir: process.env.XDG_RUNTIME_DIR ?? `/run/user/${uid}` };
+  return {
+    user: info.username,
+    uid,
+    gid: info.gid,
+    home: process.env.HOME ?? info.homedir,
+    runtimeDir: process.env.XDG_RUNTIME_DIR ?? `/run/user/${uid}`,
+  };
 }
 
 /** The unit search path as systemd computes it (`systemd-analyze unit-paths`), highest priority first. */
-async function analyzerUnitPaths(flags: string[], env: Record<string, string>, ids: { uid?: number; gid?: number } = {}): Promise<string[]> {
+async function analyzerUnitPaths(
+  flags: string[],
+  env: Record<string, string>,
+  ids: { uid?: number; gid?: number } = {},
+): Promise<string[]> {
   const r = await run(['systemd-analyze', ...flags, 'unit-paths'], { env, ...ids });
-  if (r.code !== 0) throw new Error(`systemd-analyze ${flags.join(' ')} unit-paths failed (${r.code}): ${r.stderr.trim()}`);
-  return r.stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('/'));
+  if (r.code !== 0)
+    throw new Error(`systemd-analyze ${flags.join(' ')} unit-paths failed (${r.code}): ${r.stderr.trim()}`);
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('/'));
 }
 
 function cached<T>(fn: () => Promise<T>): () => Promise<T> {
@@ -194,7 +215,10 @@ function cached<T>(fn: () => Promise<T>): () => Promise<T> {
 }
 
 /** Runs a command without a shell. A missing binary is exit code 127 with the error in stderr. */
-export function run(cmd: readonly string[], o: { env?: Record<string, string>; uid?: number; gid?: number; timeoutMs?: number } = {}): Promise<CommandResult> {
+export function run(
+  cmd: readonly string[],
+  o: { env?: Record<string, string>; uid?: number; gid?: number; timeoutMs?: number } = {},
+): Promise<CommandResult> {
   const [file, ...args] = cmd;
   if (!file) return Promise.reject(new Error('empty command'));
   const timeoutMs = o.timeoutMs ?? 90_000;
@@ -207,8 +231,12 @@ export function run(cmd: readonly string[], o: { env?: Record<string, string>; u
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${cmd.join(' ')} did not finish within ${timeoutMs} ms`));

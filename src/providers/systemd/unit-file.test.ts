@@ -21,7 +21,21 @@ const systemdArg = (word: string): string => word.replaceAll('$$', '$').replaceA
 
 describe('parseUnitFile', () => {
   it('reads sections, keys, comments, continuations and repeated keys', () => {
-    const parsed = parseUnitFile(['# comment', '; also a comment', '[Unit]', 'Description = a gateway ', '', '[Service]', 'ExecStart=/bin/echo \\', '  # skipped inside a continuation', '  one two', 'Environment=A=1', 'Environment=B=2'].join('\n'));
+    const parsed = parseUnitFile(
+      [
+        '# comment',
+        '; also a comment',
+        '[Unit]',
+        'Description = a gateway ',
+        '',
+        '[Service]',
+        'ExecStart=/bin/echo \\',
+        '  # skipped inside a continuation',
+        '  one two',
+        'Environment=A=1',
+        'Environment=B=2',
+      ].join('\n'),
+    );
     expect(parsed.problems).toEqual([]);
     expect(parsed.sections.map((s) => s.name)).toEqual(['Unit', 'Service']);
     expect(valuesOf(parsed, 'Unit', 'Description')).toEqual(['a gateway']);
@@ -44,7 +58,21 @@ describe('parseUnitFile', () => {
 });
 
 describe('escaping', () => {
-  const nasty = ['plain', 'with space', 'quote"inside', "single'quote", 'back\\slash', 'dollar $HOME and ${X}', '100%', '%i', ';', '', '  lead', 'trail\\', 'tab-free unicode ✓'];
+  const nasty = [
+    'plain',
+    'with space',
+    'quote"inside',
+    "single'quote",
+    'back\\slash',
+    'dollar $HOME and ${X}',
+    '100%',
+    '%i',
+    ';',
+    '',
+    '  lead',
+    'trail\\',
+    'tab-free unicode ✓',
+  ];
 
   it('Exec arguments round-trip through systemd word splitting', () => {
     for (const arg of nasty) {
@@ -75,13 +103,27 @@ describe('escaping', () => {
     expect(() => unitPath('/a/../b')).toThrow(UnitValueError);
     expect(() => unitPath('relative')).toThrow(UnitValueError);
     expect(unitPath('/srv/100%/x')).toBe('/srv/100%%/x');
-    expect(() => serializeUnitFile({ sections: [{ name: 'Service', entries: [{ key: 'Description', value: 'ends\\' }] }] })).toThrow(/backslash/);
-    expect(() => serializeUnitFile({ sections: [{ name: 'Service', entries: [{ key: 'Bad Key', value: 'x' }] }] })).toThrow(/invalid key/);
-    expect(() => serializeUnitFile({ sections: [{ name: 'Service', entries: [{ key: 'Description', value: 'a\nExecStart=/bin/evil' }] }] })).toThrow(/control character/);
+    expect(() =>
+      serializeUnitFile({ sections: [{ name: 'Service', entries: [{ key: 'Description', value: 'ends\\' }] }] }),
+    ).toThrow(/backslash/);
+    expect(() =>
+      serializeUnitFile({ sections: [{ name: 'Service', entries: [{ key: 'Bad Key', value: 'x' }] }] }),
+    ).toThrow(/invalid key/);
+    expect(() =>
+      serializeUnitFile({
+        sections: [{ name: 'Service', entries: [{ key: 'Description', value: 'a\nExecStart=/bin/evil' }] }],
+      }),
+    ).toThrow(/control character/);
   });
 
   it('serializes what it parses back', () => {
-    const text = serializeUnitFile({ header: ['Managed by agentvm.'], sections: [{ name: 'Unit', entries: [{ key: 'Description', value: 'x' }] }, { name: 'Service', entries: [{ key: 'ExecStart', value: execLine(['/bin/echo', 'a b']) }] }] });
+    const text = serializeUnitFile({
+      header: ['Managed by agentvm.'],
+      sections: [
+        { name: 'Unit', entries: [{ key: 'Description', value: 'x' }] },
+        { name: 'Service', entries: [{ key: 'ExecStart', value: execLine(['/bin/echo', 'a b']) }] },
+      ],
+    });
     expect(text).toBe('# Managed by agentvm.\n\n[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/echo "a b"\n');
     expect(valuesOf(parseUnitFile(text), 'Service', 'ExecStart')).toEqual(['/bin/echo "a b"']);
   });
@@ -90,7 +132,9 @@ describe('escaping', () => {
 describe('normalizeUnit', () => {
   it('compares by meaning: comments, blank lines, quoting, key order and Environment splitting do not matter', () => {
     const a = parseUnitFile('[Service]\nExecStart=/bin/echo "a" b\nEnvironment=X=1 Y=2\nType=simple\n');
-    const b = parseUnitFile('# hand formatted\n[Service]\nType=simple\n\nEnvironment="Y=2"\nEnvironment=X=1\nExecStart=/bin/echo a "b"\n');
+    const b = parseUnitFile(
+      '# hand formatted\n[Service]\nType=simple\n\nEnvironment="Y=2"\nEnvironment=X=1\nExecStart=/bin/echo a "b"\n',
+    );
     expect(normalizeUnit(a)).toEqual(normalizeUnit(b));
     expect(unitDigest({ u: normalizeUnit(a) })).toBe(unitDigest({ u: normalizeUnit(b) }));
     expect(diffUnits(normalizeUnit(a), normalizeUnit(b))).toEqual([]);
@@ -98,7 +142,9 @@ describe('normalizeUnit', () => {
 
   it('applies drop-ins in order: an empty assignment resets a list, the last value of a single setting wins', () => {
     const template = parseUnitFile('[Service]\nExecStart=/bin/false\nRestart=no\nEnvironment=A=1\n');
-    const dropIn = parseUnitFile('[Service]\nExecStart=\nExecStart=/usr/bin/node server.js\nRestart=on-failure\nEnvironment=A=2 B=3\n');
+    const dropIn = parseUnitFile(
+      '[Service]\nExecStart=\nExecStart=/usr/bin/node server.js\nRestart=on-failure\nEnvironment=A=2 B=3\n',
+    );
     const n = normalizeUnit(template, dropIn);
     expect(n.Service!.ExecStart).toEqual(['', JSON.stringify(['/usr/bin/node', 'server.js'])]);
     expect(n.Service!.Restart).toEqual(['on-failure']);
@@ -108,12 +154,17 @@ describe('normalizeUnit', () => {
   it('tells "reset to empty" from "never set" (CapabilityBoundingSet= drops every capability)', () => {
     const withEmpty = normalizeUnit(parseUnitFile('[Service]\nCapabilityBoundingSet=\n'));
     const without = normalizeUnit(parseUnitFile('[Service]\n'));
-    expect(diffUnits(without, withEmpty)).toEqual([{ section: 'Service', key: 'CapabilityBoundingSet', before: [], after: [''] }]);
+    expect(diffUnits(without, withEmpty)).toEqual([
+      { section: 'Service', key: 'CapabilityBoundingSet', before: [], after: [''] },
+    ]);
   });
 
   it('reports each changed setting once, sorted', () => {
     const before = normalizeUnit(parseUnitFile('[Unit]\nDescription=a\n[Service]\nEnvironment=A=1\nMemoryMax=1G\n'));
     const after = normalizeUnit(parseUnitFile('[Unit]\nDescription=b\n[Service]\nEnvironment=A=2\nMemoryMax=1G\n'));
-    expect(diffUnits(before, after).map((c) => `${c.section}.${c.key}`)).toEqual(['Service.Environment', 'Unit.Description']);
+    expect(diffUnits(before, after).map((c) => `${c.section}.${c.key}`)).toEqual([
+      'Service.Environment',
+      'Unit.Description',
+    ]);
   });
 });

@@ -106,7 +106,9 @@ function endsEscaped(text: string): boolean {
 
 /** Every value of `key` in `section`, in file order. */
 export function valuesOf(unit: ParsedUnit, section: string, key: string): string[] {
-  return unit.sections.filter((s) => s.name === section).flatMap((s) => s.entries.filter((e) => e.key === key).map((e) => e.value));
+  return unit.sections
+    .filter((s) => s.name === section)
+    .flatMap((s) => s.entries.filter((e) => e.key === key).map((e) => e.value));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -135,8 +137,10 @@ export function serializeUnitFile(doc: UnitDocument): string {
     for (const { key, value } of section.entries) {
       if (!KEY.test(key)) throw new UnitValueError(`invalid key ${JSON.stringify(key)}`);
       assertNoControl(value, `${key}=`);
-      if (value.endsWith('\\')) throw new UnitValueError(`${key}= ends in a backslash, which would continue onto the next line`);
-      if (value !== value.trim()) throw new UnitValueError(`${key}= has leading or trailing whitespace that systemd would strip; quote it`);
+      if (value.endsWith('\\'))
+        throw new UnitValueError(`${key}= ends in a backslash, which would continue onto the next line`);
+      if (value !== value.trim())
+        throw new UnitValueError(`${key}= has leading or trailing whitespace that systemd would strip; quote it`);
       out.push(`${key}=${value}`);
     }
   }
@@ -145,7 +149,8 @@ export function serializeUnitFile(doc: UnitDocument): string {
 
 function assertNoControl(value: string, what: string): void {
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw new UnitValueError(`${what} contains a newline or another control character`);
+  if (/[\u0000-\u001f\u007f]/.test(value))
+    throw new UnitValueError(`${what} contains a newline or another control character`);
 }
 
 /** `%` starts a specifier in almost every setting; `%%` is a literal percent sign. */
@@ -177,13 +182,15 @@ export function escapeExecArg(arg: string): string {
 export function execLine(argv: readonly string[]): string {
   const [program, ...args] = argv;
   if (program === undefined || program === '') throw new UnitValueError('an Exec line needs a program');
-  if (/^[@\-:+!|]/.test(program)) throw new UnitValueError(`program ${JSON.stringify(program)} starts with a systemd Exec prefix character`);
+  if (/^[@\-:+!|]/.test(program))
+    throw new UnitValueError(`program ${JSON.stringify(program)} starts with a systemd Exec prefix character`);
   return [program, ...args].map(escapeExecArg).join(' ');
 }
 
 /** One `Environment=` assignment, always quoted: `"NAME=value"`; `$` stays literal there. */
 export function environmentAssignment(name: string, value: string): string {
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new UnitValueError(`invalid environment variable name ${JSON.stringify(name)}`);
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+    throw new UnitValueError(`invalid environment variable name ${JSON.stringify(name)}`);
   assertNoControl(value, `environment variable ${name}`);
   return quoteWord(escapeSpecifiers(`${name}=${value}`));
 }
@@ -194,7 +201,9 @@ export function environmentAssignment(name: string, value: string): string {
  */
 export function unitPath(p: string): string {
   if (!/^\/[A-Za-z0-9._@+~%/-]*$/.test(p) || p.split('/').includes('..')) {
-    throw new UnitValueError(`path ${JSON.stringify(p)} must be absolute and contain only letters, digits and . _ @ + ~ - /`);
+    throw new UnitValueError(
+      `path ${JSON.stringify(p)} must be absolute and contain only letters, digits and . _ @ + ~ - /`,
+    );
   }
   return escapeSpecifiers(p);
 }
@@ -202,7 +211,19 @@ export function unitPath(p: string): string {
 // ---------------------------------------------------------------------------------------------------------
 // Word splitting (systemd's extract_first_word with UNQUOTE | CUNESCAPE)
 
-const C_ESCAPES: Record<string, string> = { a: '\u0007', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\', '"': '"', "'": "'", s: ' ' };
+const C_ESCAPES: Record<string, string> = {
+  a: '\u0007',
+  b: '\b',
+  f: '\f',
+  n: '\n',
+  r: '\r',
+  t: '\t',
+  v: '\v',
+  '\\': '\\',
+  '"': '"',
+  "'": "'",
+  s: ' ',
+};
 
 /** Splits a value into words: whitespace separates, single and double quotes group, backslash escapes. */
 export function splitWords(value: string): string[] {
@@ -251,15 +272,61 @@ export function splitWords(value: string): string[] {
 
 /** Settings where each assignment adds to a list and an empty assignment clears it. Anything else: last one wins. */
 const LIST_KEYS = new Set([
-  'ExecStart', 'ExecStartPre', 'ExecStartPost', 'ExecReload', 'ExecStop', 'ExecStopPost', 'ExecCondition',
-  'Environment', 'EnvironmentFile', 'PassEnvironment', 'UnsetEnvironment',
-  'LoadCredential', 'LoadCredentialEncrypted', 'SetCredential', 'SetCredentialEncrypted', 'ImportCredential',
-  'BindPaths', 'BindReadOnlyPaths', 'ReadOnlyPaths', 'ReadWritePaths', 'InaccessiblePaths', 'ExecPaths', 'NoExecPaths', 'TemporaryFileSystem',
-  'IPAddressAllow', 'IPAddressDeny', 'RestrictAddressFamilies', 'SystemCallFilter', 'SystemCallArchitectures', 'SystemCallLog',
-  'CapabilityBoundingSet', 'AmbientCapabilities', 'DeviceAllow', 'SupplementaryGroups',
-  'RuntimeDirectory', 'StateDirectory', 'CacheDirectory', 'LogsDirectory', 'ConfigurationDirectory',
-  'After', 'Before', 'Wants', 'Requires', 'Requisite', 'BindsTo', 'PartOf', 'Upholds', 'Conflicts', 'OnFailure', 'OnSuccess',
-  'WantedBy', 'RequiredBy', 'Also', 'Alias', 'Documentation',
+  'ExecStart',
+  'ExecStartPre',
+  'ExecStartPost',
+  'ExecReload',
+  'ExecStop',
+  'ExecStopPost',
+  'ExecCondition',
+  'Environment',
+  'EnvironmentFile',
+  'PassEnvironment',
+  'UnsetEnvironment',
+  'LoadCredential',
+  'LoadCredentialEncrypted',
+  'SetCredential',
+  'SetCredentialEncrypted',
+  'ImportCredential',
+  'BindPaths',
+  'BindReadOnlyPaths',
+  'ReadOnlyPaths',
+  'ReadWritePaths',
+  'InaccessiblePaths',
+  'ExecPaths',
+  'NoExecPaths',
+  'TemporaryFileSystem',
+  'IPAddressAllow',
+  'IPAddressDeny',
+  'RestrictAddressFamilies',
+  'SystemCallFilter',
+  'SystemCallArchitectures',
+  'SystemCallLog',
+  'CapabilityBoundingSet',
+  'AmbientCapabilities',
+  'DeviceAllow',
+  'SupplementaryGroups',
+  'RuntimeDirectory',
+  'StateDirectory',
+  'CacheDirectory',
+  'LogsDirectory',
+  'ConfigurationDirectory',
+  'After',
+  'Before',
+  'Wants',
+  'Requires',
+  'Requisite',
+  'BindsTo',
+  'PartOf',
+  'Upholds',
+  'Conflicts',
+  'OnFailure',
+  'OnSuccess',
+  'WantedBy',
+  'RequiredBy',
+  'Also',
+  'Alias',
+  'Documentation',
 ]);
 
 export function isListKey(key: string): boolean {
@@ -346,7 +413,8 @@ export function diffUnits(before: NormalizedUnit, after: NormalizedUnit): KeyCha
     for (const key of [...new Set([...Object.keys(b), ...Object.keys(a)])].sort()) {
       const bv = b[key] ?? [];
       const av = a[key] ?? [];
-      if (bv.length !== av.length || bv.some((v, i) => v !== av[i])) changes.push({ section, key, before: bv, after: av });
+      if (bv.length !== av.length || bv.some((v, i) => v !== av[i]))
+        changes.push({ section, key, before: bv, after: av });
     }
   }
   return changes;

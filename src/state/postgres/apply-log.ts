@@ -16,7 +16,14 @@ import { AgentvmError } from '../../diagnostics/index.js';
 import type { Address, LockedResource } from '../../model/resources.js';
 import type { AppendMarks, AppendResult, ApplyLogWrites } from '../apply-log.js';
 import { ApplyProgress, assertValidOps } from '../apply-progress.js';
-import { auditRecordProblem, buildRecord, serializeAuditRecord, auditHash, type AuditEntry, type AuditEvent } from '../audit-log.js';
+import {
+  auditRecordProblem,
+  buildRecord,
+  serializeAuditRecord,
+  auditHash,
+  type AuditEntry,
+  type AuditEvent,
+} from '../audit-log.js';
 import type { ApplyLogHandle } from '../backend-types.js';
 import { canonicalOp, type Lockfile, type LockfileOp } from '../lockfile.js';
 import type { JournalRecord, WalBatch, WalHeader } from '../wal.js';
@@ -43,7 +50,13 @@ export class PgApplyLog implements ApplyLogHandle {
   readonly #progress: ApplyProgress;
   #state: 'open' | 'finished' | 'broken' = 'open';
   #queue: Promise<unknown> = Promise.resolve();
-  readonly #writes: ApplyLogWrites = { appends: 0, appendedBytes: 0, lastAppendBytes: 0, checkpoints: 0, checkpointedBytes: 0 };
+  readonly #writes: ApplyLogWrites = {
+    appends: 0,
+    appendedBytes: 0,
+    lastAppendBytes: 0,
+    checkpoints: 0,
+    checkpointedBytes: 0,
+  };
 
   constructor(init: PgApplyLogInit) {
     this.#pool = init.pool;
@@ -78,7 +91,11 @@ export class PgApplyLog implements ApplyLogHandle {
     return this.#enqueue(async () => (await this.#step(null, ops, marks)).result);
   }
 
-  appendWithAudit(entry: AuditEntry, ops: readonly LockfileOp[], marks: AppendMarks = {}): Promise<{ event: AuditEvent; result: AppendResult }> {
+  appendWithAudit(
+    entry: AuditEntry,
+    ops: readonly LockfileOp[],
+    marks: AppendMarks = {},
+  ): Promise<{ event: AuditEvent; result: AppendResult }> {
     return this.#enqueue(async () => {
       const { event, result } = await this.#step(entry, ops, marks);
       return { event: event!, result };
@@ -105,7 +122,11 @@ export class PgApplyLog implements ApplyLogHandle {
     return next;
   }
 
-  async #step(entry: AuditEntry | null, ops: readonly LockfileOp[], marks: AppendMarks): Promise<{ event: AuditEvent | null; result: AppendResult }> {
+  async #step(
+    entry: AuditEntry | null,
+    ops: readonly LockfileOp[],
+    marks: AppendMarks,
+  ): Promise<{ event: AuditEvent | null; result: AppendResult }> {
     this.#lease.assertHeld();
     const canonical = ops.map(canonicalOp);
     // Exactly what a replay will read (drops undefined fields, copies the ops); checked before anything is written.
@@ -122,20 +143,32 @@ export class PgApplyLog implements ApplyLogHandle {
       ...(marks.failed ? { failed: { address: marks.failed.address, message: marks.failed.message } } : {}),
     };
     let bytes = 0;
-    await this.#transaction(entry ? `recording ${entry.event}${entry.address ? ` of ${entry.address}` : ''}` : 'recording a batch', async (client) => {
-      const head = await this.#lockHost(client);
-      if (entry) {
-        event = sealedRecord(entry, head.auditSeq > 0 ? { seq: head.auditSeq, hash: head.auditHash } : null);
-        await insertAudit(client, entry.host, event);
-        batch.ops.push({ op: 'auditHead.set', head: { seq: event.seq, hash: event.hash } });
-      }
-      const json = JSON.stringify(batch);
-      bytes = Buffer.byteLength(json);
-      await client.query('INSERT INTO agentvm_wal (host, seq, serial, batch) VALUES ($1, $2, $3, $4)', [draft.host, seq, draft.serial + 1, json]);
-      await client.query('UPDATE agentvm_hosts SET serial = $2, lineage = $3 WHERE host = $1', [draft.host, draft.serial + 1, draft.lineage]);
-      this.#progress.apply(batch);
-      if (this.#progress.checkpointDue) await this.#checkpoint(client, 'continue');
-    });
+    await this.#transaction(
+      entry ? `recording ${entry.event}${entry.address ? ` of ${entry.address}` : ''}` : 'recording a batch',
+      async (client) => {
+        const head = await this.#lockHost(client);
+        if (entry) {
+          event = sealedRecord(entry, head.auditSeq > 0 ? { seq: head.auditSeq, hash: head.auditHash } : null);
+          await insertAudit(client, entry.host, event);
+          batch.ops.push({ op: 'auditHead.set', head: { seq: event.seq, hash: event.hash } });
+        }
+        const json = JSON.stringify(batch);
+        bytes = Buffer.byteLength(json);
+        await client.query('INSERT INTO agentvm_wal (host, seq, serial, batch) VALUES ($1, $2, $3, $4)', [
+          draft.host,
+          seq,
+          draft.serial + 1,
+          json,
+        ]);
+        await client.query('UPDATE agentvm_hosts SET serial = $2, lineage = $3 WHERE host = $1', [
+          draft.host,
+          draft.serial + 1,
+          draft.lineage,
+        ]);
+        this.#progress.apply(batch);
+        if (this.#progress.checkpointDue) await this.#checkpoint(client, 'continue');
+      },
+    );
     this.#writes.appends++;
     this.#writes.appendedBytes += bytes;
     this.#writes.lastAppendBytes = bytes;
@@ -152,9 +185,14 @@ export class PgApplyLog implements ApplyLogHandle {
     );
     const row = r.rows[0];
     if (!row || (row.lineage !== null && row.lineage !== draft.lineage) || Number(row.serial) !== draft.serial) {
-      throw new AgentvmError('state.wal-conflict', `Apply ${this.applyId} stopped: the state of host "${draft.host}" in ${this.#location} was written by something else (serial ${row?.serial ?? 'none'}, expected ${draft.serial}) while the apply held the lease.`, {
-        detail: 'Every write this apply acknowledged is recorded. Run `agentvm plan` to see the state, then apply again.',
-      });
+      throw new AgentvmError(
+        'state.wal-conflict',
+        `Apply ${this.applyId} stopped: the state of host "${draft.host}" in ${this.#location} was written by something else (serial ${row?.serial ?? 'none'}, expected ${draft.serial}) while the apply held the lease.`,
+        {
+          detail:
+            'Every write this apply acknowledged is recorded. Run `agentvm plan` to see the state, then apply again.',
+        },
+      );
     }
     return { auditSeq: Number(row.audit_seq), auditHash: row.audit_hash };
   }
@@ -164,9 +202,16 @@ export class PgApplyLog implements ApplyLogHandle {
     const host = draft.host;
     const doc = JSON.stringify(draft);
     if (then === 'finish') {
-      await client.query('UPDATE agentvm_hosts SET lockfile = $2, wal_header = NULL, lineage = $3, serial = $4 WHERE host = $1', [host, doc, draft.lineage, draft.serial]);
+      await client.query(
+        'UPDATE agentvm_hosts SET lockfile = $2, wal_header = NULL, lineage = $3, serial = $4 WHERE host = $1',
+        [host, doc, draft.lineage, draft.serial],
+      );
     } else {
-      await client.query('UPDATE agentvm_hosts SET lockfile = $2, wal_header = $3 WHERE host = $1', [host, doc, JSON.stringify(this.#progress.carriedHeader())]);
+      await client.query('UPDATE agentvm_hosts SET lockfile = $2, wal_header = $3 WHERE host = $1', [
+        host,
+        doc,
+        JSON.stringify(this.#progress.carriedHeader()),
+      ]);
       this.#progress.batches = 0;
     }
     await client.query('DELETE FROM agentvm_wal WHERE host = $1', [host]);
@@ -195,7 +240,11 @@ export class PgApplyLog implements ApplyLogHandle {
 
   #assertOpen(): void {
     if (this.#state === 'open') return;
-    throw new AgentvmError('state.apply-log-closed', `The apply log of apply ${this.applyId} is ${this.#state === 'finished' ? 'already finished' : 'unusable after a failed write'}.`, { source: 'toolkit' });
+    throw new AgentvmError(
+      'state.apply-log-closed',
+      `The apply log of apply ${this.applyId} is ${this.#state === 'finished' ? 'already finished' : 'unusable after a failed write'}.`,
+      { source: 'toolkit' },
+    );
   }
 }
 
@@ -204,12 +253,30 @@ export function sealedRecord(entry: AuditEntry, prev: { seq: number; hash: strin
   const unsigned = buildRecord(entry, prev);
   const record = { ...unsigned, hash: auditHash(unsigned) } as AuditEvent;
   const problem = auditRecordProblem(record);
-  if (problem) throw new AgentvmError('audit.invalid-entry', `Refusing to write an invalid audit record (${problem}).`, { source: 'toolkit' });
+  if (problem)
+    throw new AgentvmError('audit.invalid-entry', `Refusing to write an invalid audit record (${problem}).`, {
+      source: 'toolkit',
+    });
   return record;
 }
 
 /** Inserts a sealed record as the new head of its host's chain (the caller holds the host row lock). */
-export async function insertAudit(client: pg.ClientBase, host: string, event: AuditEvent, line: string = serializeAuditRecord(event)): Promise<void> {
-  await client.query('INSERT INTO agentvm_audit (host, seq, hash, time, line) VALUES ($1, $2, $3, $4, $5)', [host, event.seq, event.hash, event.time, line]);
-  await client.query('UPDATE agentvm_hosts SET audit_seq = $2, audit_hash = $3 WHERE host = $1', [host, event.seq, event.hash]);
+export async function insertAudit(
+  client: pg.ClientBase,
+  host: string,
+  event: AuditEvent,
+  line: string = serializeAuditRecord(event),
+): Promise<void> {
+  await client.query('INSERT INTO agentvm_audit (host, seq, hash, time, line) VALUES ($1, $2, $3, $4, $5)', [
+    host,
+    event.seq,
+    event.hash,
+    event.time,
+    line,
+  ]);
+  await client.query('UPDATE agentvm_hosts SET audit_seq = $2, audit_hash = $3 WHERE host = $1', [
+    host,
+    event.seq,
+    event.hash,
+  ]);
 }

@@ -15,12 +15,34 @@ import { createRequire } from 'node:module';
 import type pg from 'pg';
 import { AgentvmError } from '../../diagnostics/index.js';
 import type { ApplyStart } from '../apply-log.js';
-import { verifyAuditLog, type AuditEntry, type AuditEvent, type AuditVerification, type ExpectedAuditHead } from '../audit-log.js';
+import {
+  verifyAuditLog,
+  type AuditEntry,
+  type AuditEvent,
+  type AuditVerification,
+  type ExpectedAuditHead,
+} from '../audit-log.js';
 import type { StateBackend } from '../backend.js';
 import type { ApplyLogHandle, HeldLease } from '../backend-types.js';
 import { assertHostName } from '../host-paths.js';
-import { DEFAULT_LEASE_MS, LeaseHeldError, describeHolder, leaseStaleness, type LeaseOptions, type LeaseRecord } from '../lease-lock.js';
-import { applyOpsToDraft, emptyLockfile, lockfileDraft, lockfileWriteProblem, LOCKFILE_FORMAT_VERSION, parseLockfile, type Lockfile, type LockfileSource } from '../lockfile.js';
+import {
+  DEFAULT_LEASE_MS,
+  LeaseHeldError,
+  describeHolder,
+  leaseStaleness,
+  type LeaseOptions,
+  type LeaseRecord,
+} from '../lease-lock.js';
+import {
+  applyOpsToDraft,
+  emptyLockfile,
+  lockfileDraft,
+  lockfileWriteProblem,
+  LOCKFILE_FORMAT_VERSION,
+  parseLockfile,
+  type Lockfile,
+  type LockfileSource,
+} from '../lockfile.js';
 import { journalOf, WAL_FORMAT_VERSION, type JournalRecord, type WalBatch, type WalHeader } from '../wal.js';
 import { prefixEnd, refuseBackwards } from '../transfer.js';
 import { insertAudit, PgApplyLog, sealedRecord } from './apply-log.js';
@@ -75,7 +97,14 @@ export class PostgresStateBackend implements StateBackend {
     this.location = redactUrl(url);
     // pg is loaded on the first PostgreSQL backend, not on import: local-backend commands never pay its start-up.
     const { Pool } = createRequire(import.meta.url)('pg') as typeof pg;
-    this.pool = new Pool({ connectionString: url, max: options.poolSize ?? 4, connectionTimeoutMillis: 10_000, query_timeout: options.queryTimeoutMs ?? 60_000, application_name: 'agentvm', allowExitOnIdle: true });
+    this.pool = new Pool({
+      connectionString: url,
+      max: options.poolSize ?? 4,
+      connectionTimeoutMillis: 10_000,
+      query_timeout: options.queryTimeoutMs ?? 60_000,
+      application_name: 'agentvm',
+      allowExitOnIdle: true,
+    });
     // An idle connection dropped by the server must not crash the process: the next query reports it.
     this.pool.on('error', () => undefined);
   }
@@ -115,13 +144,22 @@ export class PostgresStateBackend implements StateBackend {
     this.#ready ??= this.schemaVersion().then((v) => {
       if (v === LATEST_SCHEMA_VERSION) return;
       if (v < LATEST_SCHEMA_VERSION) {
-        throw new AgentvmError('state.schema-outdated', `The PostgreSQL state schema in ${this.location} is at version ${v}; this agentvm needs version ${LATEST_SCHEMA_VERSION}.`, {
-          detail: 'Run `agentvm state migrate` (with the same state backend settings) once; it applies the missing migrations in order.',
-        });
+        throw new AgentvmError(
+          'state.schema-outdated',
+          `The PostgreSQL state schema in ${this.location} is at version ${v}; this agentvm needs version ${LATEST_SCHEMA_VERSION}.`,
+          {
+            detail:
+              'Run `agentvm state migrate` (with the same state backend settings) once; it applies the missing migrations in order.',
+          },
+        );
       }
-      throw new AgentvmError('state.schema-newer', `The PostgreSQL state schema in ${this.location} is at version ${v}, newer than this agentvm knows (${LATEST_SCHEMA_VERSION}).`, {
-        detail: 'Another host migrated it with a newer agentvm: upgrade agentvm here. Nothing was read or written.',
-      });
+      throw new AgentvmError(
+        'state.schema-newer',
+        `The PostgreSQL state schema in ${this.location} is at version ${v}, newer than this agentvm knows (${LATEST_SCHEMA_VERSION}).`,
+        {
+          detail: 'Another host migrated it with a newer agentvm: upgrade agentvm here. Nothing was read or written.',
+        },
+      );
     });
     this.#ready.catch(() => (this.#ready = undefined));
     return this.#ready;
@@ -137,29 +175,52 @@ export class PostgresStateBackend implements StateBackend {
 
   async writeLockfile(host: string, lock: Lockfile, lease: HeldLease): Promise<Lockfile> {
     const held = this.#guard(host, lease);
-    if (lock.host !== host) throw toolkitError('state.host-mismatch', `A lockfile of host "${lock.host}" cannot be written as host "${host}".`);
+    if (lock.host !== host)
+      throw toolkitError(
+        'state.host-mismatch',
+        `A lockfile of host "${lock.host}" cannot be written as host "${host}".`,
+      );
     return this.#transaction(`writing the lockfile of ${host}`, async (client) => {
       await fence(client, held);
       const state = await this.#hostState(client, host, true);
       const current = state.logical;
       if (current && current.lineage !== lock.lineage) {
-        throw new AgentvmError('state.lineage-mismatch', `The lockfile of host "${host}" in ${this.location} has lineage ${current.lineage}, not ${lock.lineage}: it was replaced since it was read.`, {
-          detail: 'Nothing was written. Run `agentvm plan` again against the current state.',
-        });
+        throw new AgentvmError(
+          'state.lineage-mismatch',
+          `The lockfile of host "${host}" in ${this.location} has lineage ${current.lineage}, not ${lock.lineage}: it was replaced since it was read.`,
+          {
+            detail: 'Nothing was written. Run `agentvm plan` again against the current state.',
+          },
+        );
       }
       const at = current?.serial ?? 0;
       if (at !== lock.serial) {
-        throw new AgentvmError('state.serial-conflict', `The lockfile of host "${host}" in ${this.location} is at serial ${current ? at : 'none'}, but this change was made from serial ${lock.serial}.`, {
-          detail: 'Another operation wrote the state since it was read; nothing was written. Run `agentvm plan` again.',
-        });
+        throw new AgentvmError(
+          'state.serial-conflict',
+          `The lockfile of host "${host}" in ${this.location} is at serial ${current ? at : 'none'}, but this change was made from serial ${lock.serial}.`,
+          {
+            detail:
+              'Another operation wrote the state since it was read; nothing was written. Run `agentvm plan` again.',
+          },
+        );
       }
       const next: Lockfile = { ...lock, serial: lock.serial + 1, updatedAt: new Date().toISOString() };
       const problem = lockfileWriteProblem(next);
-      if (problem) throw new AgentvmError('state.invalid-lockfile', `Refusing to write an invalid lockfile for host "${host}" (${problem}).`, { source: 'toolkit' });
+      if (problem)
+        throw new AgentvmError(
+          'state.invalid-lockfile',
+          `Refusing to write an invalid lockfile for host "${host}" (${problem}).`,
+          { source: 'toolkit' },
+        );
       // `lock` was derived from the logical lockfile: it holds the batches, which are dropped; an interrupted apply's
       // header stays (with its progress) as the record of that apply, exactly like the local backend's WAL.
-      const header = state.row?.wal_header ? JSON.stringify(journalHeader(state.row.wal_header, state.batches, next.serial)) : null;
-      await client.query('UPDATE agentvm_hosts SET lockfile = $2, lineage = $3, serial = $4, wal_header = $5 WHERE host = $1', [host, JSON.stringify(next), next.lineage, next.serial, header]);
+      const header = state.row?.wal_header
+        ? JSON.stringify(journalHeader(state.row.wal_header, state.batches, next.serial))
+        : null;
+      await client.query(
+        'UPDATE agentvm_hosts SET lockfile = $2, lineage = $3, serial = $4, wal_header = $5 WHERE host = $1',
+        [host, JSON.stringify(next), next.lineage, next.serial, header],
+      );
       await client.query('DELETE FROM agentvm_wal WHERE host = $1', [host]);
       return next;
     });
@@ -174,7 +235,12 @@ export class PostgresStateBackend implements StateBackend {
     const { record, token, tookOver } = await this.#transaction(`taking the lease of ${host}`, async (client) => {
       await client.query('INSERT INTO agentvm_hosts (host) VALUES ($1) ON CONFLICT DO NOTHING', [host]);
       const now = (await client.query<{ now: Date }>('SELECT now() AS now')).rows[0]!.now;
-      const seen = (await client.query<{ record: LeaseRecord }>('SELECT record FROM agentvm_leases WHERE host = $1 FOR UPDATE', [host])).rows[0]?.record ?? null;
+      const seen =
+        (
+          await client.query<{ record: LeaseRecord }>('SELECT record FROM agentvm_leases WHERE host = $1 FOR UPDATE', [
+            host,
+          ])
+        ).rows[0]?.record ?? null;
       if (seen && leaseStaleness(seen, now) === null) throw heldError(host, seen);
       // The holder's boot id, PID namespace and start time: a holder is judged dead on this machine only when all of
       // them place it here and its pid is gone (ADR 0015); otherwise only the database clock's expiry ends the lease.
@@ -199,7 +265,9 @@ export class PostgresStateBackend implements StateBackend {
         [host, rec.id, rec.expires, JSON.stringify(rec), seen?.id ?? null],
       );
       if (r.rowCount === 0) {
-        const winner = (await client.query<{ record: LeaseRecord }>('SELECT record FROM agentvm_leases WHERE host = $1', [host])).rows[0]?.record ?? null;
+        const winner =
+          (await client.query<{ record: LeaseRecord }>('SELECT record FROM agentvm_leases WHERE host = $1', [host]))
+            .rows[0]?.record ?? null;
         throw heldError(host, winner);
       }
       return { record: rec, token: r.rows[0]!.token, tookOver: seen };
@@ -211,26 +279,43 @@ export class PostgresStateBackend implements StateBackend {
     assertHostName(host);
     return this.#run(`reading the lease of ${host}`, async () => {
       await this.ready();
-      const r = await this.pool.query<{ record: LeaseRecord }>('SELECT record FROM agentvm_leases WHERE host = $1', [host]);
+      const r = await this.pool.query<{ record: LeaseRecord }>('SELECT record FROM agentvm_leases WHERE host = $1', [
+        host,
+      ]);
       return r.rows[0]?.record ?? null;
     });
   }
 
   /** The fencing token of the current lease (for `fleet status` and tests), or null. */
   async leaseToken(host: string): Promise<string | null> {
-    const r = await this.#run('reading a lease token', () => this.pool.query<{ token: string }>('SELECT token FROM agentvm_leases WHERE host = $1', [host]));
+    const r = await this.#run('reading a lease token', () =>
+      this.pool.query<{ token: string }>('SELECT token FROM agentvm_leases WHERE host = $1', [host]),
+    );
     return r.rows[0]?.token ?? null;
   }
 
   async forceUnlock(host: string, id: string): Promise<LeaseRecord> {
     assertHostName(host);
     return this.#transaction(`unlocking ${host}`, async (client) => {
-      const current = (await client.query<{ record: LeaseRecord }>('SELECT record FROM agentvm_leases WHERE host = $1 FOR UPDATE', [host])).rows[0]?.record;
-      if (!current) throw new AgentvmError('state.not-locked', `There is no lease to unlock on host "${host}" in ${this.location}.`);
+      const current = (
+        await client.query<{ record: LeaseRecord }>('SELECT record FROM agentvm_leases WHERE host = $1 FOR UPDATE', [
+          host,
+        ])
+      ).rows[0]?.record;
+      if (!current)
+        throw new AgentvmError(
+          'state.not-locked',
+          `There is no lease to unlock on host "${host}" in ${this.location}.`,
+        );
       if (current.id !== id) {
-        throw new AgentvmError('state.lock-id-mismatch', `Lease ${id} is not the current lock: the host is held by lease ${current.id} held by ${describeHolder(current)}.`, {
-          detail: 'Nothing was removed. Check `agentvm state list` and pass the id of the current lease, if you are sure its holder is gone.',
-        });
+        throw new AgentvmError(
+          'state.lock-id-mismatch',
+          `Lease ${id} is not the current lock: the host is held by lease ${current.id} held by ${describeHolder(current)}.`,
+          {
+            detail:
+              'Nothing was removed. Check `agentvm state list` and pass the id of the current lease, if you are sure its holder is gone.',
+          },
+        );
       }
       await client.query('DELETE FROM agentvm_leases WHERE host = $1 AND id = $2', [host, id]);
       return current;
@@ -256,27 +341,44 @@ export class PostgresStateBackend implements StateBackend {
     const init = await this.#transaction(`starting an apply on ${host}`, async (client) => {
       await fence(client, held);
       const state = await this.#hostState(client, host, true);
-      const interrupted = state.row?.wal_header ? journalOf({ file: this.location, header: state.row.wal_header, batches: state.batches, tornTail: false }) : null;
+      const interrupted = state.row?.wal_header
+        ? journalOf({ file: this.location, header: state.row.wal_header, batches: state.batches, tornTail: false })
+        : null;
       // An interrupted apply's batches are checkpointed into the lockfile first (in this transaction).
       if (state.batches.length > 0 && state.logical) {
-        await client.query('UPDATE agentvm_hosts SET lockfile = $2, lineage = $3 WHERE host = $1', [host, JSON.stringify(state.logical), state.logical.lineage]);
+        await client.query('UPDATE agentvm_hosts SET lockfile = $2, lineage = $3 WHERE host = $1', [
+          host,
+          JSON.stringify(state.logical),
+          state.logical.lineage,
+        ]);
         await client.query('DELETE FROM agentvm_wal WHERE host = $1', [host]);
       }
       const current = state.logical;
       if (start.expected) {
         if ((current?.lineage ?? null) !== start.expected.lineage) {
-          mismatch = new AgentvmError('state.lineage-mismatch', `The lockfile of host "${host}" in ${this.location} has lineage ${current?.lineage ?? 'none'}, not ${start.expected.lineage ?? 'none'}: it was replaced since it was read.`, {
-            detail: 'Nothing was applied. Run `agentvm plan` again against the current state.',
-          });
+          mismatch = new AgentvmError(
+            'state.lineage-mismatch',
+            `The lockfile of host "${host}" in ${this.location} has lineage ${current?.lineage ?? 'none'}, not ${start.expected.lineage ?? 'none'}: it was replaced since it was read.`,
+            {
+              detail: 'Nothing was applied. Run `agentvm plan` again against the current state.',
+            },
+          );
         } else if ((current?.serial ?? 0) !== start.expected.serial) {
-          mismatch = new AgentvmError('state.serial-conflict', `The lockfile of host "${host}" in ${this.location} is at serial ${current?.serial ?? 0}, but this apply was planned at serial ${start.expected.serial}.`, {
-            detail: 'Another operation wrote the state since it was read; nothing was applied. Run `agentvm plan` again.',
-          });
+          mismatch = new AgentvmError(
+            'state.serial-conflict',
+            `The lockfile of host "${host}" in ${this.location} is at serial ${current?.serial ?? 0}, but this apply was planned at serial ${start.expected.serial}.`,
+            {
+              detail:
+                'Another operation wrote the state since it was read; nothing was applied. Run `agentvm plan` again.',
+            },
+          );
         }
         // The checkpoint above is kept (it only folded acknowledged writes in); the header stays the interrupted one.
         if (mismatch) return null;
       }
-      const draft = current ? lockfileDraft(current) : { ...emptyLockfile(host), ...(state.row?.lineage ? { lineage: state.row.lineage } : {}) };
+      const draft = current
+        ? lockfileDraft(current)
+        : { ...emptyLockfile(host), ...(state.row?.lineage ? { lineage: state.row.lineage } : {}) };
       const resume = interrupted !== null && interrupted.planDigest === start.planDigest ? interrupted : null;
       const header: WalHeader = {
         wal: WAL_FORMAT_VERSION,
@@ -309,7 +411,11 @@ export class PostgresStateBackend implements StateBackend {
       const state = await this.#hostState(client, host, true);
       if (!state.row?.wal_header) return;
       if (state.batches.length > 0 && state.logical) {
-        await client.query('UPDATE agentvm_hosts SET lockfile = $2, lineage = $3 WHERE host = $1', [host, JSON.stringify(state.logical), state.logical.lineage]);
+        await client.query('UPDATE agentvm_hosts SET lockfile = $2, lineage = $3 WHERE host = $1', [
+          host,
+          JSON.stringify(state.logical),
+          state.logical.lineage,
+        ]);
       }
       await client.query('DELETE FROM agentvm_wal WHERE host = $1', [host]);
       await client.query('UPDATE agentvm_hosts SET wal_header = NULL WHERE host = $1', [host]);
@@ -323,7 +429,12 @@ export class PostgresStateBackend implements StateBackend {
     assertHostName(entry.host);
     return this.#transaction(`appending to the audit chain of ${entry.host}`, async (client) => {
       await client.query('INSERT INTO agentvm_hosts (host) VALUES ($1) ON CONFLICT DO NOTHING', [entry.host]);
-      const head = (await client.query<{ audit_seq: string; audit_hash: string }>('SELECT audit_seq, audit_hash FROM agentvm_hosts WHERE host = $1 FOR UPDATE', [entry.host])).rows[0]!;
+      const head = (
+        await client.query<{ audit_seq: string; audit_hash: string }>(
+          'SELECT audit_seq, audit_hash FROM agentvm_hosts WHERE host = $1 FOR UPDATE',
+          [entry.host],
+        )
+      ).rows[0]!;
       const seq = Number(head.audit_seq);
       const event = sealedRecord(entry, seq > 0 ? { seq, hash: head.audit_hash } : null);
       await insertAudit(client, entry.host, event);
@@ -332,11 +443,20 @@ export class PostgresStateBackend implements StateBackend {
   }
 
   /** Every host's chain is verified on its own; a head naming its host is checked against that host's chain. */
-  async verifyAudit(expected?: { seq: number; hash: string } | readonly (ExpectedAuditHead & { host?: string })[]): Promise<AuditVerification> {
-    const heads: Array<ExpectedAuditHead & { host?: string }> = expected === undefined ? [] : Array.isArray(expected) ? [...(expected as ExpectedAuditHead[])] : [expected as ExpectedAuditHead];
+  async verifyAudit(
+    expected?: { seq: number; hash: string } | readonly (ExpectedAuditHead & { host?: string })[],
+  ): Promise<AuditVerification> {
+    const heads: Array<ExpectedAuditHead & { host?: string }> =
+      expected === undefined
+        ? []
+        : Array.isArray(expected)
+          ? [...(expected as ExpectedAuditHead[])]
+          : [expected as ExpectedAuditHead];
     const hosts = await this.#run('listing audit chains', async () => {
       await this.ready();
-      return (await this.pool.query<{ host: string }>('SELECT DISTINCT host FROM agentvm_audit ORDER BY host')).rows.map((r) => r.host);
+      return (
+        await this.pool.query<{ host: string }>('SELECT DISTINCT host FROM agentvm_audit ORDER BY host')
+      ).rows.map((r) => r.host);
     });
     for (const h of heads) if (h.host && !hosts.includes(h.host)) hosts.push(h.host);
     const out: AuditVerification = { ok: true, records: 0, head: null, diagnostics: [] };
@@ -347,7 +467,10 @@ export class PostgresStateBackend implements StateBackend {
       for (const host of hosts.sort()) {
         const file = path.join(dir, `audit-${host}.jsonl`);
         writeFileSync(file, (await this.auditLines(host)).map((l) => `${l}\n`).join(''), { mode: 0o600 });
-        const v = await verifyAuditLog(file, heads.filter((h) => h.host === host));
+        const v = await verifyAuditLog(
+          file,
+          heads.filter((h) => h.host === host),
+        );
         out.records += v.records;
         out.diagnostics.push(...v.diagnostics);
         out.ok &&= v.ok;
@@ -362,7 +485,9 @@ export class PostgresStateBackend implements StateBackend {
   /** The exact lines of a host's audit chain, in seq order. */
   async auditLines(host: string): Promise<string[]> {
     return this.#run(`reading the audit chain of ${host}`, async () => {
-      const r = await this.pool.query<{ line: string }>('SELECT line FROM agentvm_audit WHERE host = $1 ORDER BY seq', [host]);
+      const r = await this.pool.query<{ line: string }>('SELECT line FROM agentvm_audit WHERE host = $1 ORDER BY seq', [
+        host,
+      ]);
       return r.rows.map((x) => x.line);
     });
   }
@@ -371,7 +496,10 @@ export class PostgresStateBackend implements StateBackend {
     if (n <= 0) return [];
     return this.#run('reading the audit chains', async () => {
       await this.ready();
-      const r = await this.pool.query<{ line: string }>('SELECT line FROM agentvm_audit ORDER BY time DESC, host DESC, seq DESC LIMIT $1', [n]);
+      const r = await this.pool.query<{ line: string }>(
+        'SELECT line FROM agentvm_audit ORDER BY time DESC, host DESC, seq DESC LIMIT $1',
+        [n],
+      );
       return r.rows.map((x) => JSON.parse(x.line) as AuditEvent).reverse();
     });
   }
@@ -401,9 +529,14 @@ export class PostgresStateBackend implements StateBackend {
     assertHostName(host);
     return this.#run(`reading the facts of ${host}`, async () => {
       await this.ready();
-      const r = await this.pool.query<{ published_at: Date; age: number; facts: T }>('SELECT published_at, floor(extract(epoch FROM now() - published_at))::int AS age, facts FROM agentvm_facts WHERE host = $1', [host]);
+      const r = await this.pool.query<{ published_at: Date; age: number; facts: T }>(
+        'SELECT published_at, floor(extract(epoch FROM now() - published_at))::int AS age, facts FROM agentvm_facts WHERE host = $1',
+        [host],
+      );
       const row = r.rows[0];
-      return row ? { publishedAt: row.published_at.toISOString(), ageSeconds: Math.max(0, row.age), facts: row.facts } : null;
+      return row
+        ? { publishedAt: row.published_at.toISOString(), ageSeconds: Math.max(0, row.age), facts: row.facts }
+        : null;
     });
   }
 
@@ -422,7 +555,10 @@ export class PostgresStateBackend implements StateBackend {
           WHERE f.host IS NOT NULL OR h.lockfile IS NOT NULL OR l.host IS NOT NULL
           ORDER BY h.host`,
       );
-      return r.rows.map((row) => ({ ...row, publishedAt: row.publishedAt ? new Date(row.publishedAt).toISOString() : null }));
+      return r.rows.map((row) => ({
+        ...row,
+        publishedAt: row.publishedAt ? new Date(row.publishedAt).toISOString() : null,
+      }));
     });
   }
 
@@ -439,15 +575,24 @@ export class PostgresStateBackend implements StateBackend {
       await fence(client, held);
       const state = await this.#hostState(client, host, true);
       refuseBackwards(state.logical, lock, this.location, host);
-      const existing = (await client.query<{ line: string }>('SELECT line FROM agentvm_audit WHERE host = $1 ORDER BY seq', [host])).rows.map((r) => r.line);
+      const existing = (
+        await client.query<{ line: string }>('SELECT line FROM agentvm_audit WHERE host = $1 ORDER BY seq', [host])
+      ).rows.map((r) => r.line);
       const from = prefixEnd(existing, lines, `${this.location} (chain of ${host})`, 'the source');
       for (const line of lines.slice(from)) {
         const event = JSON.parse(line) as AuditEvent;
         await insertAudit(client, host, event, line);
       }
       if (lock) {
-        if (lock.host !== host) throw toolkitError('state.host-mismatch', `A lockfile of host "${lock.host}" cannot be imported as host "${host}".`);
-        await client.query('UPDATE agentvm_hosts SET lockfile = $2, lineage = $3, serial = $4, wal_header = NULL WHERE host = $1', [host, JSON.stringify(lock), lock.lineage, lock.serial]);
+        if (lock.host !== host)
+          throw toolkitError(
+            'state.host-mismatch',
+            `A lockfile of host "${lock.host}" cannot be imported as host "${host}".`,
+          );
+        await client.query(
+          'UPDATE agentvm_hosts SET lockfile = $2, lineage = $3, serial = $4, wal_header = NULL WHERE host = $1',
+          [host, JSON.stringify(lock), lock.lineage, lock.serial],
+        );
         await client.query('DELETE FROM agentvm_wal WHERE host = $1', [host]);
       }
       return lines.length - from;
@@ -459,37 +604,72 @@ export class PostgresStateBackend implements StateBackend {
 
   #guard(host: string, lease: HeldLease): PgLease {
     assertHostName(host);
-    if (lease.host !== host) throw toolkitError('state.lease-host-mismatch', `The lease of host "${lease.host}" does not guard host "${host}".`);
-    if (!(lease instanceof PgLease)) throw toolkitError('state.lease-backend-mismatch', `The lease ${lease.id} was not taken from the PostgreSQL state backend.`);
+    if (lease.host !== host)
+      throw toolkitError(
+        'state.lease-host-mismatch',
+        `The lease of host "${lease.host}" does not guard host "${host}".`,
+      );
+    if (!(lease instanceof PgLease))
+      throw toolkitError(
+        'state.lease-backend-mismatch',
+        `The lease ${lease.id} was not taken from the PostgreSQL state backend.`,
+      );
     lease.assertHeld();
     return lease;
   }
 
   async #read(host: string, what: string): Promise<HostState> {
-    return this.#transaction(`${what} of ${host}`, (client) => this.#hostState(client, host, false), 'REPEATABLE READ, READ ONLY');
+    return this.#transaction(
+      `${what} of ${host}`,
+      (client) => this.#hostState(client, host, false),
+      'REPEATABLE READ, READ ONLY',
+    );
   }
 
   /** The host's row, batches and logical lockfile, from one snapshot (and row-locked when `forUpdate`). */
   async #hostState(client: pg.ClientBase, host: string, forUpdate: boolean): Promise<HostState> {
-    const r = await client.query<HostRow>(`SELECT lineage, serial, lockfile, wal_header FROM agentvm_hosts WHERE host = $1${forUpdate ? ' FOR UPDATE' : ''}`, [host]);
+    const r = await client.query<HostRow>(
+      `SELECT lineage, serial, lockfile, wal_header FROM agentvm_hosts WHERE host = $1${forUpdate ? ' FOR UPDATE' : ''}`,
+      [host],
+    );
     const row = r.rows[0];
     if (!row) return { row, batches: [], logical: null };
-    const batches = (await client.query<{ batch: WalBatch }>('SELECT batch FROM agentvm_wal WHERE host = $1 ORDER BY seq', [host])).rows.map((b) => b.batch);
-    const source: LockfileSource = { file: `${this.location} host ${host}`, backup: `${this.location} host ${host} (no backup: restore with agentvm state push)`, host };
+    const batches = (
+      await client.query<{ batch: WalBatch }>('SELECT batch FROM agentvm_wal WHERE host = $1 ORDER BY seq', [host])
+    ).rows.map((b) => b.batch);
+    const source: LockfileSource = {
+      file: `${this.location} host ${host}`,
+      backup: `${this.location} host ${host} (no backup: restore with agentvm state push)`,
+      host,
+    };
     const base = row.lockfile ? parseLockfile(row.lockfile, source) : null;
     if (!base && batches.length === 0) return { row, batches, logical: null };
     const draft: Lockfile = base
       ? lockfileDraft(base)
-      : { formatVersion: LOCKFILE_FORMAT_VERSION, lineage: row.wal_header?.lineage ?? row.lineage ?? randomUUID(), serial: 0, host, commit: null, updatedAt: row.wal_header?.startedAt ?? new Date().toISOString(), resources: {}, workloads: {} };
+      : {
+          formatVersion: LOCKFILE_FORMAT_VERSION,
+          lineage: row.wal_header?.lineage ?? row.lineage ?? randomUUID(),
+          serial: 0,
+          host,
+          commit: null,
+          updatedAt: row.wal_header?.startedAt ?? new Date().toISOString(),
+          resources: {},
+          workloads: {},
+        };
     for (const b of batches) {
       applyOpsToDraft(draft, b.ops);
       draft.updatedAt = b.at;
     }
     draft.serial = (base?.serial ?? 0) + batches.length;
     if (draft.serial !== Number(row.serial)) {
-      throw new AgentvmError('state.corrupt', `The state of host "${host}" in ${this.location} does not add up: the lockfile row and ${batches.length} apply-log batch(es) make serial ${draft.serial}, the host row says ${row.serial}.`, {
-        detail: 'Something other than agentvm changed the agentvm_* tables. Restore them from a backup, or push the host\'s state again with `agentvm state push`.',
-      });
+      throw new AgentvmError(
+        'state.corrupt',
+        `The state of host "${host}" in ${this.location} does not add up: the lockfile row and ${batches.length} apply-log batch(es) make serial ${draft.serial}, the host row says ${row.serial}.`,
+        {
+          detail:
+            "Something other than agentvm changed the agentvm_* tables. Restore them from a backup, or push the host's state again with `agentvm state push`.",
+        },
+      );
     }
     return { row, batches, logical: draft };
   }
@@ -528,7 +708,12 @@ function journalHeader(header: WalHeader, batches: WalBatch[], serial: number): 
 }
 
 function heldError(host: string, holder: LeaseRecord | null): LeaseHeldError {
-  if (!holder) return new LeaseHeldError(`Host "${host}" was locked by another agentvm process a moment ago.`, 'Wait a moment and retry.', null);
+  if (!holder)
+    return new LeaseHeldError(
+      `Host "${host}" was locked by another agentvm process a moment ago.`,
+      'Wait a moment and retry.',
+      null,
+    );
   return new LeaseHeldError(
     `Host "${host}" is locked by ${holder.who} (operation ${holder.operation}, pid ${holder.pid} on ${holder.hostname}) since ${holder.created}, ` +
       `lease ${holder.id}, expires ${holder.expires}. If you are sure it is stale, run \`agentvm state unlock ${holder.id} --host ${host}\`.`,
@@ -537,7 +722,6 @@ function heldError(host: string, holder: LeaseRecord | null): LeaseHeldError {
     holder,
   );
 }
-
 
 function toolkitError(code: string, message: string): AgentvmError {
   return new AgentvmError(code, message, { source: 'toolkit' });

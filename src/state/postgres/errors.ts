@@ -26,14 +26,30 @@ function safeDecode(s: string): string {
   }
 }
 
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOENT',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 /** Errors that mean "the database went away or never answered", as opposed to a refused statement. */
 export function isConnectionError(error: unknown): boolean {
   const e = error as { code?: unknown; message?: unknown };
   const code = typeof e?.code === 'string' ? e.code : '';
   const message = typeof e?.message === 'string' ? e.message : '';
-  return CONNECTION_CODES.has(code) || code.startsWith('08') || code.startsWith('57P') || /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(message);
+  return (
+    CONNECTION_CODES.has(code) ||
+    code.startsWith('08') ||
+    code.startsWith('57P') ||
+    /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(
+      message,
+    )
+  );
 }
 
 /** Maps anything a database call threw: our own errors pass through. */
@@ -42,17 +58,26 @@ export function backendError(error: unknown, location: string, what: string): Ag
   const e = error as { code?: unknown; message?: unknown };
   const reason = typeof e?.message === 'string' ? e.message.split('\n')[0]!.slice(0, 300) : String(error);
   if (isConnectionError(error)) {
-    return new AgentvmError('state.backend-unavailable', `The PostgreSQL state backend ${location} stopped answering while ${what} (${reason}).`, {
-      detail:
-        'Every write is one transaction: what was acknowledged is in PostgreSQL, the rest was not recorded. When the database is ' +
-        'back, run the command again (an interrupted apply resumes); check the connection with `agentvm state migrate --check`.',
-      cause: error,
-    });
+    return new AgentvmError(
+      'state.backend-unavailable',
+      `The PostgreSQL state backend ${location} stopped answering while ${what} (${reason}).`,
+      {
+        detail:
+          'Every write is one transaction: what was acknowledged is in PostgreSQL, the rest was not recorded. When the database is ' +
+          'back, run the command again (an interrupted apply resumes); check the connection with `agentvm state migrate --check`.',
+        cause: error,
+      },
+    );
   }
-  return new AgentvmError('state.backend-error', `The PostgreSQL state backend ${location} refused a statement while ${what} (${typeof e?.code === 'string' ? `${e.code}: ` : ''}${reason}).`, {
-    detail: 'Nothing of this step was recorded (it was one transaction). Check the database (`agentvm state migrate --check`); if it persists, report it with this message.',
-    cause: error,
-  });
+  return new AgentvmError(
+    'state.backend-error',
+    `The PostgreSQL state backend ${location} refused a statement while ${what} (${typeof e?.code === 'string' ? `${e.code}: ` : ''}${reason}).`,
+    {
+      detail:
+        'Nothing of this step was recorded (it was one transaction). Check the database (`agentvm state migrate --check`); if it persists, report it with this message.',
+      cause: error,
+    },
+  );
 }
 
 const guarded = new WeakSet<pg.PoolClient>();

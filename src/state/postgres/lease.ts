@@ -24,14 +24,24 @@ export class PgLease implements HeldLease {
   readonly #leaseMs: number;
 
   /** @internal use PostgresStateBackend.acquireLease */
-  constructor(pool: pg.Pool, record: LeaseRecord, token: string, tookOver: LeaseRecord | null, leaseMs: number, renew: boolean) {
+  constructor(
+    pool: pg.Pool,
+    record: LeaseRecord,
+    token: string,
+    tookOver: LeaseRecord | null,
+    leaseMs: number,
+    renew: boolean,
+  ) {
     this.#pool = pool;
     this.#record = record;
     this.token = token;
     this.tookOver = tookOver;
     this.#leaseMs = leaseMs;
     if (renew) {
-      this.#timer = setInterval(() => void this.renew().catch(() => undefined), Math.max(1000, Math.floor(leaseMs / 3)));
+      this.#timer = setInterval(
+        () => void this.renew().catch(() => undefined),
+        Math.max(1000, Math.floor(leaseMs / 3)),
+      );
       this.#timer.unref();
     }
   }
@@ -64,11 +74,19 @@ export class PgLease implements HeldLease {
   }
 
   assertHeld(): void {
-    if (this.#released) throw new AgentvmError('state.lease-lost', `The lease ${this.id} on host "${this.host}" was already released.`, { source: 'toolkit' });
-    if (this.#lost !== null) {
-      throw new AgentvmError('state.lease-lost', `This operation no longer holds the state lock of host "${this.host}": ${this.#lost}.`, {
-        detail: 'Nothing more was written. Another operation may be changing the host now; run `agentvm plan` when it has finished.',
+    if (this.#released)
+      throw new AgentvmError('state.lease-lost', `The lease ${this.id} on host "${this.host}" was already released.`, {
+        source: 'toolkit',
       });
+    if (this.#lost !== null) {
+      throw new AgentvmError(
+        'state.lease-lost',
+        `This operation no longer holds the state lock of host "${this.host}": ${this.#lost}.`,
+        {
+          detail:
+            'Nothing more was written. Another operation may be changing the host now; run `agentvm plan` when it has finished.',
+        },
+      );
     }
   }
 
@@ -89,16 +107,25 @@ export class PgLease implements HeldLease {
     if (this.#released) return;
     this.#released = true;
     if (this.#lost !== null) return;
-    await this.#pool.query('DELETE FROM agentvm_leases WHERE host = $1 AND id = $2 AND token = $3', [this.host, this.id, this.token]).catch(() => undefined);
+    await this.#pool
+      .query('DELETE FROM agentvm_leases WHERE host = $1 AND id = $2 AND token = $3', [this.host, this.id, this.token])
+      .catch(() => undefined);
   }
 }
 
 /** Locks the lease row of `lease` for the rest of the transaction, or throws `state.lease-lost` (fencing). */
 export async function fence(client: pg.ClientBase, lease: PgLease): Promise<void> {
   lease.assertHeld();
-  const r = await client.query('SELECT 1 FROM agentvm_leases WHERE host = $1 AND id = $2 AND token = $3 FOR UPDATE', [lease.host, lease.id, lease.token]);
+  const r = await client.query('SELECT 1 FROM agentvm_leases WHERE host = $1 AND id = $2 AND token = $3 FOR UPDATE', [
+    lease.host,
+    lease.id,
+    lease.token,
+  ]);
   if (r.rowCount === 0) {
-    const now = await client.query<{ record: LeaseRecord; token: string }>('SELECT record, token FROM agentvm_leases WHERE host = $1', [lease.host]);
+    const now = await client.query<{ record: LeaseRecord; token: string }>(
+      'SELECT record, token FROM agentvm_leases WHERE host = $1',
+      [lease.host],
+    );
     const current = now.rows[0];
     lease.markLost(
       current

@@ -115,7 +115,10 @@ export async function migrate(client: pg.ClientBase): Promise<MigrationResult> {
       const done = await client.query('SELECT 1 FROM agentvm_schema_migrations WHERE version = $1', [m.version]);
       if (done.rowCount === 0) {
         await client.query(m.sql);
-        await client.query('INSERT INTO agentvm_schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+        await client.query('INSERT INTO agentvm_schema_migrations (version, name) VALUES ($1, $2)', [
+          m.version,
+          m.name,
+        ]);
         applied.push({ version: m.version, name: m.name });
       }
       await client.query('COMMIT');

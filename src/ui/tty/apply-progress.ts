@@ -46,7 +46,15 @@ interface Tracked {
 }
 
 const FINISHED: ReadonlySet<RowState> = new Set(['applied', 'failed', 'skipped', 'resumed']);
-const ACTIVE_ORDER: Record<RowState, number> = { running: 0, queued: 1, waiting: 2, applied: 3, failed: 3, skipped: 3, resumed: 3 };
+const ACTIVE_ORDER: Record<RowState, number> = {
+  running: 0,
+  queued: 1,
+  waiting: 2,
+  applied: 3,
+  failed: 3,
+  skipped: 3,
+  resumed: 3,
+};
 
 export class ApplyProgress {
   private readonly rows = new Map<Address, Tracked>();
@@ -76,7 +84,8 @@ export class ApplyProgress {
       case 'progress': {
         const row = this.rows.get(e.address);
         // Providers often prefix their own address; the row already shows it.
-        if (row) row.message = e.message.startsWith(`${e.address}: `) ? e.message.slice(e.address.length + 2) : e.message;
+        if (row)
+          row.message = e.message.startsWith(`${e.address}: `) ? e.message.slice(e.address.length + 2) : e.message;
         return;
       }
       case 'resource-done': {
@@ -147,7 +156,13 @@ export class ApplyProgress {
     const changes = plan.changes.filter((c) => c.action !== 'noop');
     const inApply = new Set(changes.map((c) => c.address));
     for (const c of changes) {
-      this.rows.set(c.address, { address: c.address, action: c.action, dependsOn: c.dependsOn.filter((d) => inApply.has(d)), state: 'waiting', diagnostics: [] });
+      this.rows.set(c.address, {
+        address: c.address,
+        action: c.action,
+        dependsOn: c.dependsOn.filter((d) => inApply.has(d)),
+        state: 'waiting',
+        diagnostics: [],
+      });
     }
   }
 
