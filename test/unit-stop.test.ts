@@ -48,6 +48,21 @@ describe.skipIf(!support.ok && !inCi)('stopping a confined unit', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
   }, 180_000);
 
+  /** Until the (re)started program answers: Type=simple units are active before their listener is. */
+  const serving = async (): Promise<void> => {
+    for (let i = 0; i < 600; i++) {
+      if (
+        await getJson(port, '/healthz').then(
+          (r) => r.status === 200,
+          () => false,
+        )
+      )
+        return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('the probe never answered');
+  };
+
   afterAll(async () => {
     await m?.stop();
     await g?.cleanup();
@@ -75,4 +90,19 @@ describe.skipIf(!support.ok && !inCi)('stopping a confined unit', () => {
     expect(done.code, done.stderr).toBe(0);
     expect((await m.show(UNIT, ['ActiveState', 'Result'])).ActiveState).toBe('inactive');
   }, 120_000);
+
+  it("WHEN the program ignores SIGTERM THEN the manager kills it at the unit's stop timeout and the restart completes", async () => {
+    const start = await m.systemctl(['start', UNIT]);
+    expect(start.code, start.stderr).toBe(0);
+    await serving();
+    expect((await getJson(port, '/signals')).body).toEqual({ received: [] });
+    const before = await m.mainPid(UNIT);
+    // The probe records SIGTERM and keeps running: only the stop timeout's SIGKILL ends it.
+    expect((await m.show(UNIT, ['TimeoutStopUSec'])).TimeoutStopUSec).toBe('20s');
+    const restart = await m.run(['systemctl', '--user', 'restart', UNIT], { timeoutMs: 180_000 });
+    expect(restart.code, restart.stderr).toBe(0);
+    expect(await m.mainPid(UNIT)).not.toBe(before);
+    await serving();
+    expect((await getJson(port, '/signals')).body).toEqual({ received: [] });
+  }, 240_000);
 });

@@ -646,6 +646,9 @@ export function renderTemplate(scope: UnitScope): RenderedFile {
           { key: 'ExecStart', value: '/bin/false' },
           { key: 'Restart', value: 'on-failure' },
           { key: 'RestartSec', value: '2' },
+          // A program that does not exit on SIGTERM is SIGKILLed after this, well inside the time apply gives one
+          // systemctl call (90 s, the manager's default stop timeout): a stuck stop never stalls an apply.
+          { key: 'TimeoutStopSec', value: '20s' },
         ],
       },
       {
