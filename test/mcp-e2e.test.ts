@@ -13,7 +13,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { toolDigest } from '../src/mcp/digest.js';
 import { SocketClientTransport } from '../src/mcp/socket-transport.js';
 import { offeredTools } from '../src/mcp/upstream.js';
-import { agentvm, assertBuilt, ROOT } from './support/cli.js';
+import { agentvm, assertBuilt, assertCheckoutOutsideTmp, ROOT } from './support/cli.js';
 import { freePort, gatewayRepo, getJson, json, verifyUnitDir, type GatewayRepo } from './support/gateway-repo.js';
 import { gitdir, type GitDir } from './support/gitdir.js';
 import { startUserManager, userManagerSupport, type UserManager } from './support/systemd-user.js';
@@ -68,6 +68,7 @@ describe.skipIf(!support.ok && !inCi)('the MCP gateway as a host resource, from 
   };
 
   beforeAll(async () => {
+    assertCheckoutOutsideTmp();
     assertBuilt();
     rmSync(descDir, { recursive: true, force: true });
     mkdirSync(descDir, { recursive: true });

@@ -13,6 +13,7 @@ import { systemdRunSandbox } from '../src/mcp/sandbox.js';
 import { SocketClientTransport } from '../src/mcp/socket-transport.js';
 import { offeredTools } from '../src/mcp/upstream.js';
 import { execDirectives, resolveExec } from '../src/providers/systemd/exec-allowlist.js';
+import { assertCheckoutOutsideTmp } from './support/cli.js';
 import { startUserManager, userManagerSupport, type UserManager } from './support/systemd-user.js';
 
 const support = userManagerSupport();
@@ -26,6 +27,7 @@ describe.skipIf(!support.ok && !inCi)('MCP gateway: a stdio server in its own sa
   let pins: Array<{ name: string; sha256: string }>;
 
   beforeAll(async () => {
+    assertCheckoutOutsideTmp();
     m = await startUserManager();
     dir = mkdtempSync(path.join(os.tmpdir(), 'mcp-sandbox-'));
     chmodSync(dir, 0o755);

@@ -51,3 +51,16 @@ export function hasStackTrace(text: string): boolean {
     /\n\s+at .+\(.+:\d+:\d+\)/.test(text) || /\n\s+at (async )?[\w.<>]+ \(/.test(text) || /node:internal/.test(text)
   );
 }
+
+/**
+ * Sandboxed units get PrivateTmp=yes (the tier's hardening), which hides /tmp. A test whose sandboxed program imports
+ * files of this checkout (the MCP test server and its SDK) needs the checkout outside /tmp: say so instead of
+ * failing with an unexplained start error.
+ */
+export function assertCheckoutOutsideTmp(): void {
+  if (/^\/(var\/)?tmp\//.test(`${ROOT}/`)) {
+    throw new Error(
+      `This checkout is under /tmp (${ROOT}): sandboxed units (PrivateTmp=yes) cannot see the test servers it holds. Clone the repository elsewhere (e.g. under /work or your home) and run the tests there.`,
+    );
+  }
+}
