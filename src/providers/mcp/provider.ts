@@ -14,11 +14,11 @@
 
 import { createHash } from 'node:crypto';
 import { chownSync, mkdirSync, readdirSync } from 'node:fs';
-import { readFile, rm, unlink } from 'node:fs/promises';
+import { rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { canonicalJson } from '../../model/canonical-json.js';
-import type { LiveResource, LockedResource, Reason } from '../../model/resources.js';
+import type { LiveResource, Reason } from '../../model/resources.js';
 import { mcpPaths, mcpUnitName, readSettings, readStatus, settingsDigest, type McpSettings } from '../../mcp/paths.js';
 import { agentvmBin } from '../../gate/unit.js';
 import { egressPaths } from '../../egress/paths.js';
@@ -39,11 +39,11 @@ import type {
   ValidateResponse,
 } from '../provider.js';
 import type { UnitScope } from '../systemd/analyze.js';
+import { readOwnedUnit, scopeOf, showUnit, systemctlStep } from '../systemd/own-unit.js';
 import { entrypointProgram, execDirectives, resolveExec } from '../systemd/exec-allowlist.js';
 import { hardeningFor, type RiskTier } from '../systemd/gateway-unit.js';
 import { defaultEndpoint, mkdirOwned, writeAtomic } from '../systemd/provider.js';
-import { hostPathOf, managerPath, parseShow, type SystemdEndpoint } from '../systemd/systemctl.js';
-import { parseUnitFile, valuesOf } from '../systemd/unit-file.js';
+import { hostPathOf, managerPath, type SystemdEndpoint } from '../systemd/systemctl.js';
 import { McpCode } from './codes.js';
 import { expandMcpGateways, type McpServerConfig } from './expand.js';
 import { OWNER_KEY, renderMcpUnit } from './unit.js';
@@ -517,46 +517,8 @@ function namesOf(address: string): { workload: string; profile: string } | undef
   return m ? { workload: m[1]!, profile: m[2]! } : undefined;
 }
 
-function scopeOf(
-  config: Record<string, unknown> | undefined,
-  locked: LockedResource | undefined,
-): UnitScope | undefined {
-  const s = config?.scope ?? locked?.attributes?.scope;
-  return s === 'user' || s === 'system' ? s : undefined;
-}
-
-async function unitOwner(file: string): Promise<{ text: string; owner: string | undefined } | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  try {
-    return { text, owner: valuesOf(parseUnitFile(text), 'Unit', OWNER_KEY).at(-1) };
-  } catch {
-    return { text, owner: undefined };
-  }
-}
-
-async function show(endpoint: SystemdEndpoint, unit: string, props: string[]): Promise<Record<string, string>> {
-  const r = await endpoint.systemctl(['show', unit, `--property=${props.join(',')}`]);
-  return r.code === 0 ? parseShow(r.stdout) : {};
-}
-
-async function ctl(
-  endpoint: SystemdEndpoint,
-  args: string[],
-  address: string,
-  diagnostics: Diagnostic[],
-): Promise<boolean> {
-  const r = await endpoint.systemctl(args);
-  if (r.code === 0) return true;
-  diagnostics.push(
-    errorDiag(McpCode.systemctl, `${address}: systemctl ${args.join(' ')} failed (exit ${r.code}).`, {
-      address,
-      detail: (r.stderr.trim() || r.stdout.trim() || 'no output').slice(0, 2000),
-    }),
-  );
-  return false;
-}
+// The unit steps every provider of one of agentvm's own service units takes (systemd/own-unit.ts).
+const unitOwner = (file: string) => readOwnedUnit(file, OWNER_KEY);
+const show = (endpoint: SystemdEndpoint, unit: string, props: string[]) => showUnit(endpoint, unit, props);
+const ctl = (endpoint: SystemdEndpoint, args: string[], address: string, diagnostics: Diagnostic[]) =>
+  systemctlStep(endpoint, args, diagnostics, McpCode.systemctl, address);
