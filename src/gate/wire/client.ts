@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import type { WireRequest, WireServerOptions } from './contract.js';
 import { Exchange } from './exchange.js';
 import { closingAnswer } from './framing.js';
-import { GuardedParser, HTTPParser, methods, type ParseError } from './llhttp.js';
+import { GuardedParser, HTTPParser, joinHeaders, methods, type ParseError } from './llhttp.js';
 import { nextClientState, type ClientEvent, type ClientState } from './states.js';
 import type { UpstreamPool } from './upstream.js';
 
@@ -140,12 +140,7 @@ export class ClientConnection {
     upgrade: boolean,
     keepAlive: boolean,
   ): void {
-    const raw =
-      headers && headers.length
-        ? this.partialHeaders.length
-          ? this.partialHeaders.concat(headers)
-          : headers
-        : this.partialHeaders;
+    const raw = joinHeaders(this.partialHeaders, headers);
     const fullUrl = this.partialUrl + (url ?? '');
     this.partialHeaders = [];
     this.partialUrl = '';

@@ -37,6 +37,15 @@ interface LlhttpModule {
 
 export const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common') as LlhttpModule;
 
+/**
+ * The whole header list of a head: llhttp hands a long head's first headers to kOnHeaders (`partial`) and the rest to
+ * kOnHeadersComplete (`last`). No copy when either part is empty (the common case).
+ */
+export function joinHeaders(partial: string[], last: string[] | undefined): string[] {
+  if (!last || last.length === 0) return partial;
+  return partial.length ? partial.concat(last) : last;
+}
+
 /** One llhttp parser with the guard its native memory needs. Callbacks are set on `native[HTTPParser.kOn…]`. */
 export class GuardedParser {
   readonly native: LlhttpParser;

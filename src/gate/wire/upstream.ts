@@ -13,7 +13,7 @@ import { closeSync, constants as fsConstants, fstatSync, openSync } from 'node:f
 import net, { type Socket } from 'node:net';
 import type { UpstreamAddress } from './contract.js';
 import type { Exchange } from './exchange.js';
-import { GuardedParser, HTTPParser, type ParseError } from './llhttp.js';
+import { GuardedParser, HTTPParser, joinHeaders, type ParseError } from './llhttp.js';
 import { nextUpstreamState, type UpstreamEvent, type UpstreamState } from './states.js';
 
 /** Idle connections kept per upstream (LIFO). */
@@ -231,12 +231,7 @@ export class UpstreamConnection {
       this.unasked();
       return 0;
     }
-    const raw =
-      headers && headers.length
-        ? ex.upstreamHeaders.length
-          ? ex.upstreamHeaders.concat(headers)
-          : headers
-        : ex.upstreamHeaders;
+    const raw = joinHeaders(ex.upstreamHeaders, headers);
     ex.upstreamHeaders = [];
     ex.upstreamBytes = true;
     if (status >= 100 && status < 200 && status !== 101 && !upgrade) {
