@@ -699,36 +699,12 @@ class GatePolicy {
     );
   }
 
+  /** A grant link spent by its page's POST: a session for the grant, its cookie, and a redirect into the preview. */
   exchange(req: WireRequest, res: WireResponder, route: GateRoute, routed: Routed, token: string): void {
     const key = routed.key;
-    // CSRF: only the link's own page may spend it. A browser sends Origin with every POST; Sec-Fetch-Site when it can.
-    const origin = rawHeader(req.rawHeaders, 'origin')?.toLowerCase();
-    const fetchSite = rawHeader(req.rawHeaders, 'sec-fetch-site')?.toLowerCase();
-    if (
-      origin === undefined ||
-      !this.ownOrigin(req, routed, origin) ||
-      (fetchSite !== undefined && fetchSite !== 'same-origin')
-    ) {
-      this.deny(req, res, key, {
-        status: 403,
-        reason: 'a grant is exchanged only by a same-origin POST from its link page',
-      });
-      return;
-    }
-    if (!SECRET_PATTERN.test(token)) {
-      this.deny(req, res, key, { status: 401, reason: 'malformed grant token' });
-      return;
-    }
-    const grant = this.grants.byTokenHash(sha256Hex(token));
-    if (!grant) {
-      this.deny(req, res, key, { status: 401, reason: 'unknown grant token' });
-      return;
-    }
-    const refused = this.refusal(grant, route, key);
-    if (refused) {
-      this.deny(req, res, key, refused);
-      return;
-    }
+    const spendable = this.spendableGrant(req, route, routed, token);
+    if ('denial' in spendable) return this.deny(req, res, key, spendable.denial);
+    const { grant } = spendable;
     const session = randomBytes(32).toString('base64url');
     const sessionHash = sha256Hex(session);
     if (!this.store.markUsed(grant.id, sessionHash)) {
@@ -740,12 +716,50 @@ class GatePolicy {
       return;
     }
     this.grants.addSession(sessionHash, grant);
+    this.auditExchange(req, key, grant);
+    // A same-origin POST redirected to the same origin: the browser sends the SameSite=Strict cookie on the GET.
+    res.respond(
+      303,
+      reasonPhrase(303),
+      `location: ${this.browserPath(routed, routed.rest, routed.query)}${CRLF}set-cookie: ${this.sessionSetCookie(route, routed, session, grant)}${CRLF}cache-control: no-store${CRLF}referrer-policy: no-referrer${CRLF}${this.https ? HSTS : ''}`,
+      '',
+    );
+  }
+
+  /** The grant a link's POST may spend, or why not: a cross-site POST (CSRF), a malformed or unknown token, a refusal. */
+  spendableGrant(
+    req: WireRequest,
+    route: GateRoute,
+    routed: Routed,
+    token: string,
+  ): { grant: GrantRecord } | { denial: Denial } {
+    // CSRF: only the link's own page may spend it. A browser sends Origin with every POST; Sec-Fetch-Site when it can.
+    const origin = rawHeader(req.rawHeaders, 'origin')?.toLowerCase();
+    const fetchSite = rawHeader(req.rawHeaders, 'sec-fetch-site')?.toLowerCase();
+    if (
+      origin === undefined ||
+      !this.ownOrigin(req, routed, origin) ||
+      (fetchSite !== undefined && fetchSite !== 'same-origin')
+    )
+      return { denial: { status: 403, reason: 'a grant is exchanged only by a same-origin POST from its link page' } };
+    if (!SECRET_PATTERN.test(token)) return { denial: { status: 401, reason: 'malformed grant token' } };
+    const grant = this.grants.byTokenHash(sha256Hex(token));
+    if (!grant) return { denial: { status: 401, reason: 'unknown grant token' } };
+    const refused = this.refusal(grant, route, routed.key);
+    return refused ? { denial: refused } : { grant };
+  }
+
+  /** The session cookie, for as long as the grant lasts. Host routing: host-only (no Domain) for the whole origin,
+   *  `__Host-` under TLS so no sibling can shadow it; path routing: scoped to the preview's path. */
+  sessionSetCookie(route: GateRoute, routed: Routed, session: string, grant: GrantRecord): string {
     const maxAge = Math.max(1, Math.floor((Date.parse(grant.expires) - Date.now()) / 1000));
-    // Host routing: a host-only cookie (no Domain) for the whole origin, `__Host-` under TLS so no sibling can shadow it.
-    const cookie =
-      routed.host !== undefined
-        ? `${this.sessionCookie}=${session}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${this.https ? '; Secure' : ''}`
-        : `${cookieName(routed.workload, routed.preview)}=${session}; Path=/p/${route.workload}/${route.preview}/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${this.https ? '; Secure' : ''}`;
+    const attributes = `Max-Age=${maxAge}; HttpOnly; SameSite=Strict${this.https ? '; Secure' : ''}`;
+    return routed.host !== undefined
+      ? `${this.sessionCookie}=${session}; Path=/; ${attributes}`
+      : `${cookieName(routed.workload, routed.preview)}=${session}; Path=/p/${route.workload}/${route.preview}/; ${attributes}`;
+  }
+
+  auditExchange(req: WireRequest, key: string, grant: GrantRecord): void {
     auditGateEvent(
       this.paths.audit,
       gateEntry(
@@ -764,13 +778,6 @@ class GatePolicy {
       ),
     );
     this.audit(req, key, 303, grant, 'one-time link exchanged for a session');
-    // A same-origin POST redirected to the same origin: the browser sends the SameSite=Strict cookie on the GET.
-    res.respond(
-      303,
-      reasonPhrase(303),
-      `location: ${this.browserPath(routed, routed.rest, routed.query)}${CRLF}set-cookie: ${cookie}${CRLF}cache-control: no-store${CRLF}referrer-policy: no-referrer${CRLF}${this.https ? HSTS : ''}`,
-      '',
-    );
   }
 
   /** Why a tunnel or a stream may not open or go on now: a request's checks against the route table as it is now (a
