@@ -52,8 +52,26 @@ export function createWireServer(given: WireServerOptions): WireServer {
       )
     : net.createServer({ allowHalfOpen: true, noDelay: true }, onConnection);
   server.maxConnections = options.maxConnections;
-  // Per source address, counted on the raw TCP connection (before any TLS handshake): one address cannot take every
-  // slot of the gate with slow connections (slowloris); a connection over its quota is closed as it arrives.
+  limitPerSource(server, perSource, options);
+  if (options.tls) server.on('tlsClientError', () => {});
+  const sweeper = setInterval(() => sweep(connections, pool), options.checkInterval);
+  sweeper.unref();
+  server.on('close', () => clearInterval(sweeper));
+  return {
+    server,
+    closeAll: () => {
+      clearInterval(sweeper);
+      for (const c of [...connections]) c.destroy();
+      pool.destroyAll();
+    },
+  };
+}
+
+/**
+ * Per source address, counted on the raw TCP connection (before any TLS handshake): one address cannot take every slot
+ * of the gate with slow connections (slowloris); a connection over its quota is closed as it arrives.
+ */
+function limitPerSource(server: net.Server, perSource: Map<string, number>, options: WireServerOptions): void {
   server.on('connection', (socket: Socket) => {
     const address = socket.remoteAddress ?? '?';
     const held = perSource.get(address) ?? 0;
@@ -69,20 +87,12 @@ export function createWireServer(given: WireServerOptions): WireServer {
       else perSource.set(address, n);
     });
   });
-  if (options.tls) server.on('tlsClientError', () => {});
-  const sweeper = setInterval(() => {
-    const now = Date.now();
-    for (const c of connections) c.check(now);
-    pool.sweep(now);
-  }, options.checkInterval);
-  sweeper.unref();
-  server.on('close', () => clearInterval(sweeper));
-  return {
-    server,
-    closeAll: () => {
-      clearInterval(sweeper);
-      for (const c of [...connections]) c.destroy();
-      pool.destroyAll();
-    },
-  };
+}
+
+/** Every second: each client connection applies its state's clock (and re-checks what is in flight); idle pooled
+ *  upstream connections past their time close. */
+function sweep(connections: Set<ClientConnection>, pool: UpstreamPool): void {
+  const now = Date.now();
+  for (const c of connections) c.check(now);
+  pool.sweep(now);
 }

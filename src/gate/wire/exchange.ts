@@ -226,12 +226,7 @@ export class Exchange implements WireResponder {
 
   // -- response from the upstream --
   upstreamHead(status: number, statusMessage: string, raw: string[]): void {
-    let decision: ResponseDecision;
-    try {
-      decision = this.hooks!.response(status, statusMessage, raw);
-    } catch (error) {
-      decision = { refuse: `upstream response not forwardable (${(error as Error).message})` };
-    }
+    const decision = this.responseDecision(status, statusMessage, raw);
     if ('refuse' in decision) return this.upstreamFailed(decision.refuse, decision.status);
     this.checkedAt = Date.now(); // the policy's response hook has just run its checks
     if (this.isTunnel) {
@@ -247,6 +242,20 @@ export class Exchange implements WireResponder {
       // an upgrade's, and llhttp has stopped reading it).
       this.conn.closing = true;
     }
+    this.writeResponseHead(status, decision.headers, raw);
+  }
+
+  /** The policy's answer to the upstream's head; a hook that throws refuses the response. */
+  private responseDecision(status: number, statusMessage: string, raw: string[]): ResponseDecision {
+    try {
+      return this.hooks!.response(status, statusMessage, raw);
+    } catch (error) {
+      return { refuse: `upstream response not forwardable (${(error as Error).message})` };
+    }
+  }
+
+  /** Writes the response head with the gate's own framing (see the invariants) and status line. */
+  private writeResponseHead(status: number, headers: string, raw: string[]): void {
     const head = this.req.method === 'HEAD' || status === 204 || status === 304;
     const hasLength = rawHeader(raw, 'content-length') !== undefined;
     this.framing = head ? 'none' : hasLength ? 'length' : this.req.versionMinor >= 1 ? 'chunked' : 'close';
@@ -260,10 +269,7 @@ export class Exchange implements WireResponder {
         : '';
     if (close) this.conn.closing = true;
     // The reason phrase is the gate's own (the upstream's is never forwarded).
-    this.conn.write(
-      `${statusLine(status, reasonPhrase(status))}${decision.headers}${framing}${connection}${CRLF}`,
-      'latin1',
-    );
+    this.conn.write(`${statusLine(status, reasonPhrase(status))}${headers}${framing}${connection}${CRLF}`, 'latin1');
   }
 
   upstreamBody(chunk: Buffer): void {

@@ -114,6 +114,23 @@ describe('hostile clients against the wire state machine', () => {
     expect(opts.internal).toEqual([]);
   });
 
+  it('bytes after a Connection: close request are never served, even pipelined in the same write', async () => {
+    const seen: string[] = [];
+    const opts = options((req, res) => {
+      seen.push(req.url);
+      res.respond(200, 'OK', '', 'served');
+    });
+    const wire = await startWire(opts);
+    const c = await rawClient(wire.port);
+    c.socket.write('GET /last HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\nGET /after HTTP/1.1\r\nhost: x\r\n\r\n');
+    await c.ended;
+    c.socket.write('GET /later HTTP/1.1\r\nhost: x\r\n\r\n');
+    await until(async () => (await wire.connections()) === 0);
+    expect(c.text().match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect(c.text()).toContain('connection: close');
+    expect(seen).toEqual(['/last']);
+  });
+
   it('a second request pipelined behind an upgrade is never a request: it is tunnel bytes, checked like any chunk', async () => {
     const upstream = await switchingUpstream();
     const seen: string[] = [];
