@@ -93,7 +93,13 @@ async function switchingUpstream(): Promise<{ port: number; after(): string }> {
 const UPGRADE = 'GET /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n';
 
 describe('hostile clients against the wire state machine', () => {
-  it("bytes after a refused request are never parsed, and the gate closes the connection itself ('ending')", async () => {
+  /**
+   * A gate that serves every request with 200: `first` is written in one go, then (once the gate has sent its FIN) a
+   * later request; the client never closes its side, so the connection is gone only if the gate ended it itself.
+   */
+  async function afterTheLastAnswer(
+    first: string,
+  ): Promise<{ text: string; seen: string[]; opts: ReturnType<typeof options> }> {
     const seen: string[] = [];
     const opts = options((req, res) => {
       seen.push(req.url);
@@ -101,33 +107,31 @@ describe('hostile clients against the wire state machine', () => {
     });
     const wire = await startWire(opts);
     const c = await rawClient(wire.port);
-    // An invalid header name (400), with a valid request behind it in the same write, and another one later.
-    c.socket.write('GET /a HTTP/1.1\r\nhost: x\r\nbad header: 1\r\n\r\nGET /behind HTTP/1.1\r\nhost: x\r\n\r\n');
+    c.socket.write(first);
     await c.ended;
     c.socket.write('GET /later HTTP/1.1\r\nhost: x\r\n\r\n');
-    // The client never closes its side: the connection is gone only because the gate ended it after its answer (before
-    // ADR 0025 it stayed in 'head' until the header timeout, then answered a second time, 408).
     await until(async () => (await wire.connections()) === 0);
-    expect(c.text()).toMatch(/^HTTP\/1\.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n$/);
+    return { text: c.text(), seen, opts };
+  }
+
+  it("bytes after a refused request are never parsed, and the gate closes the connection itself ('ending')", async () => {
+    // An invalid header name (400), with a valid request behind it in the same write. Before ADR 0025 the connection
+    // stayed in 'head' until the header timeout, then answered a second time (408).
+    const { text, seen, opts } = await afterTheLastAnswer(
+      'GET /a HTTP/1.1\r\nhost: x\r\nbad header: 1\r\n\r\nGET /behind HTTP/1.1\r\nhost: x\r\n\r\n',
+    );
+    expect(text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n$/);
     expect(seen).toEqual([]);
     expect(opts.parse).toEqual(['HPE_INVALID_HEADER_TOKEN']);
     expect(opts.internal).toEqual([]);
   });
 
   it('bytes after a Connection: close request are never served, even pipelined in the same write', async () => {
-    const seen: string[] = [];
-    const opts = options((req, res) => {
-      seen.push(req.url);
-      res.respond(200, 'OK', '', 'served');
-    });
-    const wire = await startWire(opts);
-    const c = await rawClient(wire.port);
-    c.socket.write('GET /last HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\nGET /after HTTP/1.1\r\nhost: x\r\n\r\n');
-    await c.ended;
-    c.socket.write('GET /later HTTP/1.1\r\nhost: x\r\n\r\n');
-    await until(async () => (await wire.connections()) === 0);
-    expect(c.text().match(/HTTP\/1\.1 /g)).toHaveLength(1);
-    expect(c.text()).toContain('connection: close');
+    const { text, seen } = await afterTheLastAnswer(
+      'GET /last HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\nGET /after HTTP/1.1\r\nhost: x\r\n\r\n',
+    );
+    expect(text.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect(text).toContain('connection: close');
     expect(seen).toEqual(['/last']);
   });
 
