@@ -138,7 +138,7 @@ function resolveUpstream(address: UpstreamAddress): ResolvedUpstream {
 export class UpstreamConnection {
   readonly socket: Socket;
   private readonly parser: GuardedParser;
-  /** The exchange served: set exactly in the states 'exchange' and 'switched'. */
+  /** The exchange served: set only in the states 'exchange' and 'switched'. */
   exchange: Exchange | undefined;
   state: UpstreamState = 'new';
   idleSince = 0;
