@@ -25,6 +25,7 @@ import { dirname, join } from 'node:path';
 import { errorDiag, hasErrors, type Diagnostic } from '../../diagnostics/index.js';
 import type { VmHandle, VmmDriver, VmNetwork } from './driver.js';
 import { QemuDriver } from './qemu.js';
+import { writeCpio, type CpioEntry } from './cpio.js';
 import {
   CmdlineKey,
   ConsoleParser,
@@ -62,6 +63,11 @@ export interface EphemeralVmRequest {
   input: JobInput;
   /** A POSIX sh script run by the guest in /job/in; results are the regular files it leaves under $AGENTVM_OUT. */
   command: string;
+  /**
+   * More overlay entries (job-guest.ts): with `job/entry` among them the guest init confines the job — `command` is
+   * then sourced by a root shell whose `exec "$AGENTVM_LAUNCH" …` line (argvCommand) starts the job unprivileged.
+   */
+  guestFiles?: CpioEntry[];
   vcpus: number;
   memoryMiB: number;
   /** The job's time limit, counted from the moment the guest starts it (READY), so slow boots do not eat it. */
@@ -171,9 +177,11 @@ async function bootAndRun(
     request.input.files,
   );
   await writeFile(kernelPath, kernel.bytes, { mode: 0o600 });
+  // A second archive after the job overlay (each ends 4-byte aligned): the kernel unpacks them in order.
+  const guest = request.guestFiles === undefined ? [] : [writeCpio(request.guestFiles)];
   await writeFile(
     initrdPath,
-    Buffer.concat([initrd.bytes, Buffer.alloc((4 - (initrd.bytes.length % 4)) % 4), overlay]),
+    Buffer.concat([initrd.bytes, Buffer.alloc((4 - (initrd.bytes.length % 4)) % 4), overlay, ...guest]),
     { mode: 0o600 },
   );
 

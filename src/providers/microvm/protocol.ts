@@ -62,11 +62,13 @@ export function jobOverlay(command: string, args: readonly string[], files: Read
 
 /**
  * A manifest command (an argv, `[program, arg…]`) as a job script: the program replaces the script's shell and
- * gets the fixed arguments first, then the run's own arguments (`agentvm job run --arg …`).
+ * gets the fixed arguments first, then the run's own arguments (`agentvm job run --arg …`). In a confined guest the
+ * init sets AGENTVM_LAUNCH (its launcher: drop to the job's uid, then exec the argv); unset, the program is exec'd
+ * directly.
  */
 export function argvCommand(argv: readonly string[]): string {
   if (argv.length === 0) throw new Error('a job command needs at least a program');
-  return `exec ${argv.map(shellQuote).join(' ')} "$@"`;
+  return `exec \${AGENTVM_LAUNCH:+"$AGENTVM_LAUNCH"} ${argv.map(shellQuote).join(' ')} "$@"`;
 }
 
 /** The guest side of a job's network: its address on the tap and the gateway (the job's namespace). */
