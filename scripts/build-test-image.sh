@@ -60,6 +60,7 @@ modules=(virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_
 # Either way: stdin /dev/null, stdout+stderr on the console, AGENTVM_IN=/job/in and AGENTVM_OUT=/job/out; regular
 # files left under /job/out are the results.
 # Console records, one per line, each `AGENTVM-<TAG> <nonce>[ <fields>]`:
+#   CONFINED                                a confined job's namespace, mounts and launcher are ready (then READY)
 #   READY                                   init is about to start the job (end of boot)
 #   ERROR <text>                            init could not do something (job still reported)
 #   FILE <base64 name> <size> <sha256>      then the file as base64 lines (76 columns), then
@@ -154,7 +155,7 @@ if [ -f /job/entry ]; then
   chown -R 1000:1000 /job/out
 fi
 
-record READY
+[ -f /job/entry ] || record READY
 if [ -f /job/entry ]; then
   AGENTVM_NONCE="$nonce" unshare -m --propagation private sh /lib/agentvm/confine "$jroot"
 elif [ -n "$disk" ]; then
@@ -232,6 +233,9 @@ export AGENTVM_IN=/job/in AGENTVM_OUT=/job/out HOME=/tmp AGENTVM_TOOLS=/job/tool
 [ -z "$R" ] || export AGENTVM_CHROOT="$R"
 export PATH="/job/tools:$PATH"
 cd /job/in || fail "no /job/in"
+# The host starts the job's clock at READY and refuses a READY that no CONFINED preceded.
+echo "AGENTVM-CONFINED $AGENTVM_NONCE"
+echo "AGENTVM-READY $AGENTVM_NONCE"
 . /job/run
 CONFINE
 

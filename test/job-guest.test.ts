@@ -8,6 +8,7 @@
 // Needs root, qemu-system-x86, busybox-static, gcc + libc6-dev (the guest launcher) and `npm run build`; without them
 // it fails under CI=true and skips otherwise.
 
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   appendFileSync,
@@ -40,8 +41,45 @@ const inCi = process.env.CI === 'true';
 function prerequisites(): TestImage | string {
   if (process.getuid?.() !== 0) return 'job runs need root';
   if (!existsSync('/bin/busybox')) return 'busybox-static is not installed';
+  if (spawnSync('gcc', ['--version']).status !== 0) return 'gcc is not installed';
   return testImage();
 }
+
+// A declared tool that tries the one way to execute that no mount option covers: an anonymous memfd copy of the job's
+// own program, run with fexecve. Prints what stopped it.
+const MEMFD_C = `#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(void) {
+  int fd = memfd_create("x", 0);
+  if (fd < 0) { perror("memfd_create"); return 3; }
+  int src = open("/app/busybox", O_RDONLY);
+  char buf[65536]; ssize_t n;
+  while ((n = read(src, buf, sizeof buf)) > 0) if (write(fd, buf, (size_t)n) != n) return 5;
+  char *argv[] = {"busybox", "echo", "pwned-memfd", 0}; char *envp[] = {0};
+  fexecve(fd, argv, envp);
+  perror("fexecve");
+  return 4;
+}
+`;
+
+// An init that knows nothing of confinement (as images built before it): READY, then the job as root.
+const LEGACY_INIT =
+  '#!/bin/sh\nexport PATH=/bin\nmount -t devtmpfs dev /dev\nexec </dev/null >/dev/console 2>&1\nmount -t proc proc /proc\n' +
+  'for w in $(cat /proc/cmdline); do case $w in agentvm.nonce=*) n=${w#agentvm.nonce=} ;; esac; done\n' +
+  'echo "AGENTVM-READY $n"\ncd /job/in && sh /job/run\necho "AGENTVM-EXIT $n $?"\nsleep 3\npoweroff -f\n';
+
+// The disk job: reads its data, cannot write it, cannot execute a copy of the disk's busybox, sees no sibling.
+const DISK_JOB = [
+  'o=$AGENTVM_OUT; D=/srv/agentvm/data/projects;',
+  'cat $D/shared/notes.txt >$o/read.out;',
+  '(echo x >$D/shared/notes.txt) 2>$o/write.out; echo $? >$o/write.rc;',
+  'ls $D >$o/projects.ls;',
+  'cp /bin/busybox /tmp/bb; chmod 755 /tmp/bb; /tmp/bb echo pwned >$o/copy.out 2>&1; echo $? >$o/copy.rc;',
+  'id -u >$o/uid',
+].join(' ');
 
 const image = prerequisites();
 const missing = typeof image === 'string' ? image : undefined;
@@ -82,6 +120,7 @@ const HOSTILE = [
   'cp /app/busybox $o/bb; chmod 755 $o/bb; p out-copy $o/bb echo pwned; rm -f $o/bb;',
   'p tool /job/tools/busybox echo tool-ran;',
   'p own /app/busybox echo own-ran;',
+  'p memfd /job/tools/memfd;',
   'true',
 ].join(' ');
 
@@ -117,6 +156,18 @@ describe.skipIf(missing !== undefined)(
       programPath = join(root, 'opt/tools/busybox');
       mkdirSync(join(root, 'opt/tools'), { recursive: true });
       writeFileSync(programPath, busybox, { mode: 0o755 });
+      writeFileSync(join(base, 'memfd.c'), MEMFD_C);
+      const cc = spawnSync('gcc', ['-static', '-O', '-o', join(root, 'opt/tools/memfd'), join(base, 'memfd.c')], {
+        encoding: 'utf8',
+      });
+      expect(cc.status, cc.stderr).toBe(0);
+      const memfd = readFileSync(join(root, 'opt/tools/memfd'));
+      // An image whose init does not confine: the job must not run in it.
+      const legacyLayer = gzipSync(writeCpio([{ path: 'init', data: Buffer.from(LEGACY_INIT), mode: 0o755 }]));
+      const legacyImage = Buffer.concat([appImage, legacyLayer]);
+      writeFileSync(join(images, 'legacy.cpio.gz'), legacyImage);
+      copyFileSync(img.disk, join(images, 'rootfs.ext4'));
+      copyFileSync(img.initrd, join(images, 'initramfs.cpio.gz'));
 
       // The data root: two granted projects, an undeclared sibling with a secret, and symlinks planted in the granted
       // tree pointing at the sibling (relative and absolute host paths).
@@ -137,11 +188,17 @@ describe.skipIf(missing !== undefined)(
         'workloads/prober/contract.yaml':
           'apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: prober\nspec:\n  owner: jobs@example.com\n  riskTier: low\n  substrate: job\n' +
           `  tools:\n    - kind: program\n      name: busybox\n      path: /opt/tools/busybox\n      sha256: ${sha256(busybox)}\n` +
+          `    - kind: program\n      name: memfd\n      path: /opt/tools/memfd\n      sha256: ${sha256(memfd)}\n` +
           '  data:\n    - path: projects/shared\n      access: read-only\n    - path: projects/research\n      access: read-write\n    - path: projects/absent\n      access: read-only\n',
         'workloads/prober/manifest.yaml':
           `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: prober\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source.dir}\n      commit: ${source.commit}\n  jobs:\n` +
           `    - name: probe\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: app.cpio.gz, sha256: ${sha256(appImage)}, format: initramfs }\n` +
-          `      command: [/app/busybox, sh, -c, ${JSON.stringify(HOSTILE)}]\n      timeoutSeconds: 120\n`,
+          `      command: [/app/busybox, sh, -c, ${JSON.stringify(HOSTILE)}]\n      timeoutSeconds: 120\n` +
+          `    - name: legacy\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: legacy.cpio.gz, sha256: ${sha256(legacyImage)}, format: initramfs }\n` +
+          `      command: [sh, -c, "echo ran-unconfined; sleep 20"]\n      timeoutSeconds: 60\n` +
+          // A disk job: its root is the test disk, its data the same read-only copies.
+          `    - name: ondisk\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: rootfs.ext4, sha256: ${img.diskSha256}, format: disk }\n      initramfs: { file: initramfs.cpio.gz, sha256: ${img.initrdSha256} }\n` +
+          `      command: [sh, -c, ${JSON.stringify(DISK_JOB)}]\n      timeoutSeconds: 120\n`,
       });
       const plan = await agentvm(['plan', ...repoArgs()], { timeoutMs: 60_000 });
       // A missing grant is a plan diagnostic (as for services), not a silent empty copy.
@@ -221,10 +278,43 @@ describe.skipIf(missing !== undefined)(
       expect(rc('tool'), file('tool.out')).toBe('0');
       expect(file('tool.out')).toBe('tool-ran\n');
       expect(file('own.out')).toBe('own-ran\n');
+      // The anonymous-file route is closed too: memfd_create is denied.
+      expect(rc('memfd'), file('memfd.out')).toBe('3');
+      expect(file('memfd.out')).toContain('memfd_create: Operation not permitted');
       // The host's data is untouched.
       expect(readFileSync(join(dataDir(), 'shared/notes.txt'), 'utf8')).toBe('shared notes v1\n');
       expect(readFileSync(join(dataDir(), 'research/draft.txt'), 'utf8')).toBe('draft v1\n');
       expect(existsSync(join(dataDir(), 'shared/new.txt'))).toBe(false);
+    }, 180_000);
+
+    it('GIVEN a disk job WHEN it runs THEN it reads its data read-only at the same place and executes nothing it copied', async () => {
+      const out = join(base, 'out-disk');
+      const res = await agentvm(['job', 'run', 'prober/ondisk', '--out', out, ...runArgs(), '--json'], {
+        timeoutMs: 150_000,
+      });
+      const result = JSON.parse(res.stdout) as JobRunResult;
+      const file = (name: string): string => readFileSync(join(out, name), 'utf8');
+      expect(result.exitCode, result.console).toBe(0);
+      expect(file('uid').trim()).toBe('1000');
+      expect(file('read.out')).toBe('shared notes v1\n');
+      expect(file('write.rc').trim()).not.toBe('0');
+      expect(file('write.out')).toContain('Read-only file system');
+      expect(
+        file('projects.ls')
+          .split('\n')
+          .filter((l) => l !== ''),
+      ).toEqual(['research', 'shared']);
+      expect(file('copy.rc').trim()).toBe('126');
+      expect(file('copy.out')).not.toContain('pwned');
+    }, 180_000);
+
+    it('GIVEN an image whose init does not confine jobs WHEN the job is run THEN its VM is stopped at READY and the run fails', async () => {
+      const res = await agentvm(['job', 'run', 'prober/legacy', ...runArgs(), '--json'], { timeoutMs: 150_000 });
+      const result = JSON.parse(res.stdout) as JobRunResult;
+      expect(res.code).toBe(1);
+      expect(result.status).toBe('failed');
+      expect(result.exitCode).toBeNull();
+      expect(result.diagnostics.map((d) => d.code)).toContain('microvm.not-confined');
     }, 180_000);
 
     it('GIVEN the declared program changed on the host WHEN the job is run THEN it is refused before anything boots', async () => {

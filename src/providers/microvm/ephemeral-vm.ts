@@ -192,6 +192,9 @@ async function bootAndRun(
   let bootMs: number | null = null;
   let callbackError: { error: unknown } | undefined;
   let handle: VmHandle | undefined;
+  const mustConfine = request.guestFiles?.some((e) => e.path === 'job/entry') ?? false;
+  let confined = false;
+  let unconfined = false;
   const stop = (): void => {
     void handle?.kill();
   };
@@ -206,6 +209,13 @@ async function bootAndRun(
       }
     },
     onRecord: (tag) => {
+      if (tag === 'CONFINED') confined = true;
+      // A job that should be confined starts only after the init said it is: an image whose init predates the
+      // confinement (or skipped it) would run it as root with every program. Stopped before the job can do much.
+      if (tag === 'READY' && mustConfine && !confined && !unconfined) {
+        unconfined = true;
+        stop();
+      }
       if (tag === 'READY' && bootMs === null) {
         bootMs = performance.now() - bootStarted;
         clearTimeout(timers.current);
@@ -295,6 +305,8 @@ async function bootAndRun(
   const diagnostics = [...report.diagnostics];
   if (aborted) {
     diagnostics.push(abortedDiag());
+  } else if (unconfined) {
+    diagnostics.push(notConfinedDiag());
   } else if (timedOut) {
     diagnostics.push(
       bootTimedOut
@@ -316,7 +328,7 @@ async function bootAndRun(
       }),
     );
   }
-  const cut = timedOut || aborted;
+  const cut = timedOut || aborted || unconfined;
   return {
     exitCode: cut ? null : report.exitCode,
     timedOut,
@@ -326,6 +338,17 @@ async function bootAndRun(
     bootMs,
     diagnostics,
   };
+}
+
+function notConfinedDiag(): Diagnostic {
+  return errorDiag(
+    'microvm.not-confined',
+    "The guest's init started the job without confining it; its VM was stopped.",
+    {
+      detail:
+        'The boot image\'s init predates job confinement (ADR 0022 "Jobs"): rebuild it with scripts/build-test-image.sh, pin the new sha256 in the manifest, and apply.',
+    },
+  );
 }
 
 function abortedDiag(): Diagnostic {

@@ -3,7 +3,8 @@
 // turns the serial console stream into console text, result files and an exit status.
 //
 // Record grammar (one per console line, found anywhere in the line so a job's unterminated last line cannot
-// hide one): `AGENTVM-<TAG> <nonce>[ <fields>]` with TAG one of READY, ERROR, FILE, FILE-END, EXIT, PROBE-OK.
+// hide one): `AGENTVM-<TAG> <nonce>[ <fields>]` with TAG one of CONFINED, READY, ERROR, FILE, FILE-END, EXIT, PROBE-OK.
+// CONFINED comes just before READY from an init that confined the job (ADR 0022 "Jobs").
 // A FILE record (`<base64 name> <size> <sha256>`) is followed by base64 payload lines and FILE-END. EXIT
 // (`<code>`) is the last record of a run.
 //
@@ -29,7 +30,7 @@ export const CmdlineKey = {
   probe: 'agentvm.probe',
 } as const;
 
-export type RecordTag = 'READY' | 'ERROR' | 'FILE' | 'FILE-END' | 'EXIT' | 'PROBE-OK';
+export type RecordTag = 'CONFINED' | 'READY' | 'ERROR' | 'FILE' | 'FILE-END' | 'EXIT' | 'PROBE-OK';
 
 export function newNonce(): string {
   return randomBytes(16).toString('hex');
@@ -255,6 +256,8 @@ export class ConsoleParser {
       this.finishFile();
     }
     switch (tag) {
+      case 'CONFINED':
+        break;
       case 'READY':
         this.ready = true;
         break;
