@@ -205,16 +205,31 @@ allow() { # bind-mount a file onto itself: a mount of its own, which the noexec 
 # The launcher, reachable only by root: a 0700 directory the job (uid 1000) cannot search.
 mkdir -p "$L" && chmod 0700 "$L" && touch "$L/launch" && mount -o bind /lib/agentvm/launch "$L/launch" ||
   fail "could not prepare the launcher"
+# A dynamically linked program maps its loader and libraries executable: allow them too. The loader is the first of
+# the known ones the file names; `ld.so --list` (which loads, never runs, the program) names the libraries, resolved
+# in the job's own root.
+allow_program() { # $1: path inside the job's root
+  allow "$R$1" || return 1
+  for ld in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1; do
+    [ -e "$R$ld" ] && grep -q "$ld" "$R$1" 2>/dev/null || continue
+    allow "$R$ld" || return 1
+    for lib in $(chroot "${R:-/}" "$ld" --list "$1" 2>/dev/null |
+      sed -n 's/.*=> \(\/[^ ]*\) (0x.*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p'); do
+      allow "$R$lib" || return 1
+    done
+    break
+  done
+}
 entry=$(cat /job/entry)
 case "$entry" in
-  */*) path="$R$entry" ;;
-  *) path=; for d in $(echo "$PATH" | tr : ' '); do [ -e "$R$d/$entry" ] && { path="$R$d/$entry"; break; }; done ;;
+  */*) path="$entry" ;;
+  *) path=; for d in $(echo "$PATH" | tr : ' '); do [ -e "$R$d/$entry" ] && { path="$d/$entry"; break; }; done ;;
 esac
-[ -n "$path" ] && allow "$path" || fail "the job's program $entry is not a file in its root"
+[ -n "$path" ] && allow_program "$path" || fail "the job's program $entry is not a file in its root"
 # A script's #! interpreter runs it: declaring the script declares its interpreter (as for services, ADR 0022).
-if [ "$(head -c 2 "$path")" = '#!' ]; then
-  interp=$(head -n 1 "$path" | sed 's/^#! *//; s/[ \t].*//')
-  allow "$R$interp" || fail "the interpreter $interp of $entry is not a file in the job's root"
+if [ "$(head -c 2 "$R$path")" = '#!' ]; then
+  interp=$(head -n 1 "$R$path" | sed 's/^#! *//; s/[ \t].*//')
+  allow_program "$interp" || fail "the interpreter $interp of $entry is not a file in the job's root"
 fi
 if [ -d "$R/job/tools" ]; then
   mount -o bind "$R/job/tools" "$R/job/tools" && mount -o remount,bind,ro,nosuid,nodev "$R/job/tools" ||

@@ -18,6 +18,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   renameSync,
   rmSync,
   symlinkSync,
@@ -42,6 +43,7 @@ function prerequisites(): TestImage | string {
   if (process.getuid?.() !== 0) return 'job runs need root';
   if (!existsSync('/bin/busybox')) return 'busybox-static is not installed';
   if (spawnSync('gcc', ['--version']).status !== 0) return 'gcc is not installed';
+  if (!existsSync('/usr/bin/dash')) return 'dash is not installed';
   return testImage();
 }
 
@@ -70,6 +72,14 @@ const LEGACY_INIT =
   '#!/bin/sh\nexport PATH=/bin\nmount -t devtmpfs dev /dev\nexec </dev/null >/dev/console 2>&1\nmount -t proc proc /proc\n' +
   'for w in $(cat /proc/cmdline); do case $w in agentvm.nonce=*) n=${w#agentvm.nonce=} ;; esac; done\n' +
   'echo "AGENTVM-READY $n"\ncd /job/in && sh /job/run\necho "AGENTVM-EXIT $n $?"\nsleep 3\npoweroff -f\n';
+
+// A job whose program is dynamically linked (the host's dash, with its loader and libc in its image): it runs; the
+// loader it may map cannot be used to run anything else.
+const DYNAMIC_JOB = [
+  'o=$AGENTVM_OUT; echo dash-ran >$o/dash.out;',
+  '/bin/busybox echo pwned >$o/bb.out 2>&1; echo $? >$o/bb.rc;',
+  '/lib64/ld-linux-x86-64.so.2 /bin/busybox echo pwned >$o/ldso.out 2>&1; echo $? >$o/ldso.rc',
+].join(' ');
 
 // The disk job: reads its data, cannot write it, cannot execute a copy of the disk's busybox, sees no sibling.
 const DISK_JOB = [
@@ -167,6 +177,17 @@ describe.skipIf(missing !== undefined)(
       const legacyImage = Buffer.concat([appImage, legacyLayer]);
       writeFileSync(join(images, 'legacy.cpio.gz'), legacyImage);
       copyFileSync(img.disk, join(images, 'rootfs.ext4'));
+      const dynLayer = gzipSync(
+        writeCpio(
+          ['/usr/bin/dash', '/lib/x86_64-linux-gnu/libc.so.6', '/lib64/ld-linux-x86-64.so.2'].map((p) => ({
+            path: p.slice(1),
+            data: readFileSync(realpathSync(p)),
+            mode: 0o755,
+          })),
+        ),
+      );
+      const dynImage = Buffer.concat([baseInitrd, Buffer.alloc((4 - (baseInitrd.length % 4)) % 4), dynLayer]);
+      writeFileSync(join(images, 'dyn.cpio.gz'), dynImage);
       copyFileSync(img.initrd, join(images, 'initramfs.cpio.gz'));
 
       // The data root: two granted projects, an undeclared sibling with a secret, and symlinks planted in the granted
@@ -196,6 +217,8 @@ describe.skipIf(missing !== undefined)(
           `      command: [/app/busybox, sh, -c, ${JSON.stringify(HOSTILE)}]\n      timeoutSeconds: 120\n` +
           `    - name: legacy\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: legacy.cpio.gz, sha256: ${sha256(legacyImage)}, format: initramfs }\n` +
           `      command: [sh, -c, "echo ran-unconfined; sleep 20"]\n      timeoutSeconds: 60\n` +
+          `    - name: dynamic\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: dyn.cpio.gz, sha256: ${sha256(dynImage)}, format: initramfs }\n` +
+          `      command: [/usr/bin/dash, -c, ${JSON.stringify(DYNAMIC_JOB)}]\n      timeoutSeconds: 120\n` +
           // A disk job: its root is the test disk, its data the same read-only copies.
           `    - name: ondisk\n      kernel: { file: vmlinuz, sha256: ${img.kernelSha256} }\n      rootfs: { file: rootfs.ext4, sha256: ${img.diskSha256}, format: disk }\n      initramfs: { file: initramfs.cpio.gz, sha256: ${img.initrdSha256} }\n` +
           `      command: [sh, -c, ${JSON.stringify(DISK_JOB)}]\n      timeoutSeconds: 120\n`,
@@ -306,6 +329,20 @@ describe.skipIf(missing !== undefined)(
       ).toEqual(['research', 'shared']);
       expect(file('copy.rc').trim()).toBe('126');
       expect(file('copy.out')).not.toContain('pwned');
+    }, 180_000);
+
+    it('GIVEN a dynamically linked program WHEN it runs THEN its loader and libraries map, and the loader runs nothing else', async () => {
+      const out = join(base, 'out-dynamic');
+      const res = await agentvm(['job', 'run', 'prober/dynamic', '--out', out, ...runArgs(), '--json'], {
+        timeoutMs: 150_000,
+      });
+      const result = JSON.parse(res.stdout) as JobRunResult;
+      const file = (name: string): string => readFileSync(join(out, name), 'utf8');
+      expect(result.exitCode, result.console).toBe(0);
+      expect(file('dash.out')).toBe('dash-ran\n');
+      expect(file('bb.rc').trim()).toBe('126');
+      expect(file('ldso.rc').trim()).not.toBe('0');
+      expect(file('bb.out') + file('ldso.out')).not.toContain('pwned');
     }, 180_000);
 
     it('GIVEN an image whose init does not confine jobs WHEN the job is run THEN its VM is stopped at READY and the run fails', async () => {
