@@ -310,13 +310,20 @@ describe.skipIf(missing !== undefined)(
       expect(existsSync(join(dataDir(), 'shared/new.txt'))).toBe(false);
     }, 180_000);
 
-    it('GIVEN a disk job WHEN it runs THEN it reads its data read-only at the same place and executes nothing it copied', async () => {
-      const out = join(base, 'out-disk');
-      const res = await agentvm(['job', 'run', 'prober/ondisk', '--out', out, ...runArgs(), '--json'], {
+    /** Runs one job of `prober` with --out; its result and a reader of its result files. */
+    async function runJob(job: string): Promise<{ result: JobRunResult; file: (name: string) => string }> {
+      const out = join(base, `out-${job}`);
+      const res = await agentvm(['job', 'run', `prober/${job}`, '--out', out, ...runArgs(), '--json'], {
         timeoutMs: 150_000,
       });
-      const result = JSON.parse(res.stdout) as JobRunResult;
-      const file = (name: string): string => readFileSync(join(out, name), 'utf8');
+      return {
+        result: JSON.parse(res.stdout) as JobRunResult,
+        file: (name) => readFileSync(join(out, name), 'utf8'),
+      };
+    }
+
+    it('GIVEN a disk job WHEN it runs THEN it reads its data read-only at the same place and executes nothing it copied', async () => {
+      const { result, file } = await runJob('ondisk');
       expect(result.exitCode, result.console).toBe(0);
       expect(file('uid').trim()).toBe('1000');
       expect(file('read.out')).toBe('shared notes v1\n');
@@ -332,12 +339,7 @@ describe.skipIf(missing !== undefined)(
     }, 180_000);
 
     it('GIVEN a dynamically linked program WHEN it runs THEN its loader and libraries map, and the loader runs nothing else', async () => {
-      const out = join(base, 'out-dynamic');
-      const res = await agentvm(['job', 'run', 'prober/dynamic', '--out', out, ...runArgs(), '--json'], {
-        timeoutMs: 150_000,
-      });
-      const result = JSON.parse(res.stdout) as JobRunResult;
-      const file = (name: string): string => readFileSync(join(out, name), 'utf8');
+      const { result, file } = await runJob('dynamic');
       expect(result.exitCode, result.console).toBe(0);
       expect(file('dash.out')).toBe('dash-ran\n');
       expect(file('bb.rc').trim()).toBe('126');
