@@ -149,7 +149,9 @@ if [ -d /srv/agentvm/data ]; then
 fi
 if [ -f /job/entry ]; then
   # No user namespaces: inside one an unprivileged job could mount a fresh, exec tmpfs.
-  echo 0 >/proc/sys/user/max_user_namespaces || { record ERROR "could not turn off user namespaces"; exit_then_halt 125; }
+  # (A kernel without user namespaces has no such file, and nothing to turn off.)
+  [ ! -e /proc/sys/user/max_user_namespaces ] || echo 0 >/proc/sys/user/max_user_namespaces ||
+    { record ERROR "could not turn off user namespaces"; exit_then_halt 125; }
   [ ! -w /proc/sys/vm/memfd_noexec ] || echo 2 >/proc/sys/vm/memfd_noexec
   chmod 1777 "$jroot/tmp"
   chown -R 1000:1000 /job/out
