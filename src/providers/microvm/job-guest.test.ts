@@ -2,6 +2,7 @@
 // links copied as links and never followed, grants through a symlink refused, read-write grants read-only with a
 // warning, the data bounded by the guest's memory, and programs only at their pinned bytes.
 
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -133,5 +134,17 @@ describe('jobGuestFiles', () => {
     ]);
     expect(refused.diagnostics[0]?.summary).toContain(`not its pin sha256:${pin}`);
     expect(paths(refused.entries)).toEqual(['job/entry']);
+  });
+});
+
+describe('jobGuestFiles with entries the guest cannot take', () => {
+  it('GIVEN a FIFO among the files THEN it is skipped with a warning (never opened), the rest copied', async () => {
+    expect(spawnSync('mkfifo', [join(data(), 'p/shared/pipe')]).status).toBe(0);
+
+    const guest = await jobGuestFiles(root, config({ data: [{ path: 'p/shared', access: 'read-only' }] }), ADDRESS);
+
+    expect(codes(guest.diagnostics)).toEqual(['warning:microvm.data-special']);
+    expect(paths(guest.entries)).toContain('srv/agentvm/data/p/shared/a.txt');
+    expect(paths(guest.entries).some((p) => p.endsWith('pipe'))).toBe(false);
   });
 });

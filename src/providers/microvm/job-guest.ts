@@ -21,7 +21,7 @@ import path from 'node:path';
 import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { DATA_MOUNT, normalizedGrants, type DataGrant } from '../systemd/data-mounts.js';
 import { sha256Of, type ProgramPin } from '../systemd/exec-allowlist.js';
-import type { CpioEntry } from './cpio.js';
+import { cpioPathProblem, type CpioEntry } from './cpio.js';
 import type { JobConfig } from './job-definition.js';
 
 /** Where the declared programs appear in the guest (AGENTVM_TOOLS; first on the job's PATH). */
@@ -240,7 +240,7 @@ async function dataEntries(
     diagnostics.push(
       warningDiag(
         'microvm.data-special',
-        `${address}: ${walk.skipped.length} entr${walk.skipped.length === 1 ? 'y' : 'ies'} of the job's data (${walk.skipped.slice(0, 3).join(', ')}${walk.skipped.length > 3 ? ', …' : ''}) are neither files, directories nor links; they are not copied.`,
+        `${address}: ${walk.skipped.length} entr${walk.skipped.length === 1 ? 'y' : 'ies'} of the job's data (${walk.skipped.slice(0, 3).join(', ')}${walk.skipped.length > 3 ? ', …' : ''}) are neither files, directories nor links, could not be read, or have a path too long for the guest; they are not copied.`,
         { address },
       ),
     );
@@ -257,17 +257,36 @@ async function copyTree(
     walk.over = true;
     return;
   }
+  // A name the archive cannot carry (a path over 4095 bytes) is left out like a FIFO, never a crash.
+  if (cpioPathProblem(guest) !== undefined) {
+    walk.skipped.push(guest.slice(0, 80));
+    return;
+  }
   walk.seen.add(guest);
-  const st = await lstat(host);
+  // An entry that vanished or cannot be read (a path longer than the host allows) is left out with the others.
+  const st = await lstat(host).catch(() => undefined);
+  if (st === undefined) {
+    walk.skipped.push(guest.slice(0, 80));
+    return;
+  }
   if (st.isSymbolicLink()) {
-    walk.entries.push({ path: guest, symlink: await readlink(host) });
+    const target = await readlink(host).catch(() => '');
+    if (target === '') walk.skipped.push(guest.slice(0, 80));
+    else walk.entries.push({ path: guest, symlink: target });
   } else if (st.isDirectory()) {
     walk.entries.push({ path: guest, mode: 0o555 });
-    for (const name of (await readdir(host)).sort()) await copyTree(path.join(host, name), `${guest}/${name}`, walk);
+    const names = await readdir(host).catch(() => undefined);
+    if (names === undefined) walk.skipped.push(guest.slice(0, 80));
+    for (const name of (names ?? []).sort()) await copyTree(path.join(host, name), `${guest}/${name}`, walk);
   } else if (st.isFile()) {
+    if (st.size > walk.limit - walk.bytes) {
+      walk.over = true;
+      return;
+    }
+    // Null: swapped for a link or a FIFO since lstat, grown past the budget, or unreadable.
     const data = await readNoFollow(host, walk.limit - walk.bytes).catch(() => null);
     if (data === null) {
-      walk.over = true;
+      walk.skipped.push(guest.slice(0, 80));
       return;
     }
     walk.bytes += data.length;
