@@ -5,7 +5,8 @@
 #
 # Usage: scripts/build-test-image.sh [--cache DIR]
 #   DIR defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/agentvm/images (outside the clone).
-# Needs: apt (package lists up to date), busybox-static installed, gzip, e2fsprogs (mke2fs, for the test disk);
+# Needs: apt (package lists up to date), busybox-static installed, gzip, e2fsprogs (mke2fs, for the test disk), gcc and
+# libc6-dev (the static job launcher);
 # xz/zstd only if the kernel package ships compressed modules.
 # Prints `cached` or `built`, then KEY=VALUE lines (AGENTVM_KERNEL, AGENTVM_KERNEL_SHA256, AGENTVM_INITRD,
 # AGENTVM_INITRD_SHA256, AGENTVM_DISK, AGENTVM_DISK_SHA256, AGENTVM_KERNEL_PACKAGE, AGENTVM_KERNEL_VERSION)
@@ -48,10 +49,18 @@ modules=(virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_
 #                                                         /job into it, mounts a tmpfs on its /tmp, and runs the
 #                                                         job chrooted there; results still come from /job/out)
 #                      agentvm.probe=1                   (print AGENTVM-PROBE-OK and power off at once)
-# Job overlay (a second newc cpio appended to the initramfs): /job/run (sh script), /job/in/* (inputs).
-# The job runs as `sh /job/run` in /job/in, stdin /dev/null, stdout+stderr on the console, with
-# AGENTVM_IN=/job/in and AGENTVM_OUT=/job/out; regular files left under /job/out are the results.
+# Job overlay (newc cpio archives appended to the initramfs): /job/run (sh script), /job/in/* (inputs), and for a
+# confined job (decisions/0022, 0024) /job/entry (the command's program), /job/tools/* (the declared programs) and
+# /srv/agentvm/data/* (read-only copies of the data grants).
+# Without /job/entry the job runs as `sh /job/run` in /job/in as root (the low-level test harness only). With it,
+# /init runs /lib/agentvm/confine as root in a private mount namespace: every mount there becomes noexec except the
+# entrypoint (and its #! interpreter) and /job/tools, /srv/agentvm/data is read-only, user namespaces are off, and
+# /job/run's last line `exec "$AGENTVM_LAUNCH" <argv>` goes through /lib/agentvm/launch, which drops to uid/gid 1000
+# without capabilities, sets no_new_privs, denies memfd_create and execs the argv.
+# Either way: stdin /dev/null, stdout+stderr on the console, AGENTVM_IN=/job/in and AGENTVM_OUT=/job/out; regular
+# files left under /job/out are the results.
 # Console records, one per line, each `AGENTVM-<TAG> <nonce>[ <fields>]`:
+#   CONFINED                                a confined job's namespace, mounts and launcher are ready (then READY)
 #   READY                                   init is about to start the job (end of boot)
 #   ERROR <text>                            init could not do something (job still reported)
 #   FILE <base64 name> <size> <sha256>      then the file as base64 lines (76 columns), then
@@ -128,14 +137,37 @@ if [ -n "$disk" ]; then
   [ -x /rootfs/bin/sh ] || { record ERROR "the root disk has no /bin/sh"; exit_then_halt 125; }
 fi
 
-record READY
-if [ -n "$disk" ]; then
+jroot=
+[ -z "$disk" ] || jroot=/rootfs
+# Granted data (read-only copies in the overlay) at its fixed mount point, read-only and noexec for everyone.
+if [ -d /srv/agentvm/data ]; then
+  [ -z "$disk" ] || [ -d /rootfs/srv/agentvm/data ] ||
+    { record ERROR "the root disk has no /srv/agentvm/data mount point for the job's data"; exit_then_halt 125; }
+  { mount -o bind /srv/agentvm/data "$jroot/srv/agentvm/data" &&
+    mount -o remount,bind,ro,nosuid,nodev,noexec "$jroot/srv/agentvm/data"; } ||
+    { record ERROR "could not mount the job's data read-only"; exit_then_halt 125; }
+fi
+if [ -f /job/entry ]; then
+  # No user namespaces: inside one an unprivileged job could mount a fresh, exec tmpfs.
+  # (A kernel without user namespaces has no such file, and nothing to turn off.)
+  [ ! -e /proc/sys/user/max_user_namespaces ] || echo 0 >/proc/sys/user/max_user_namespaces ||
+    { record ERROR "could not turn off user namespaces"; exit_then_halt 125; }
+  [ ! -w /proc/sys/vm/memfd_noexec ] || echo 2 >/proc/sys/vm/memfd_noexec
+  chmod 1777 "$jroot/tmp"
+  chown -R 1000:1000 /job/out
+fi
+
+[ -f /job/entry ] || record READY
+if [ -f /job/entry ]; then
+  AGENTVM_NONCE="$nonce" unshare -m --propagation private sh /lib/agentvm/confine "$jroot"
+elif [ -n "$disk" ]; then
   chroot /rootfs /bin/sh -c 'cd /job/in && AGENTVM_IN=/job/in AGENTVM_OUT=/job/out HOME=/tmp sh /job/run'
 else
   cd /job/in
   AGENTVM_IN=/job/in AGENTVM_OUT=/job/out HOME=/tmp sh /job/run
 fi
 code=$?
+cd /
 # Whatever the job left running must not write into the result block.
 kill -9 -1 2>/dev/null
 echo
@@ -155,6 +187,125 @@ echo "AGENTVM-FILE $AGENTVM_NONCE $name $size $sum"
 base64 -w 76 "$f"
 echo "AGENTVM-FILE-END $AGENTVM_NONCE"
 EMIT
+
+# /lib/agentvm/confine ROOT: runs as root in a private mount namespace; ends by sourcing /job/run, whose last line
+# execs the job through /lib/agentvm/launch. ROOT is "" (initramfs job) or /rootfs (disk job).
+read -r -d '' confine_script <<'CONFINE' || true
+#!/bin/sh
+# Invariant: when the job's program starts, every mount of its namespace is noexec except the bind mounts of the
+# files it may execute (its entrypoint, that file's #! interpreter, /job/tools), and it runs as uid 1000 without
+# capabilities, so it cannot remount, unmount or make a new namespace (user namespaces are off: /init).
+R="$1"
+L=/run/agentvm-launch
+fail() { echo "AGENTVM-ERROR $AGENTVM_NONCE $1"; exit 125; }
+keep=" $L $L/launch "
+allow() { # bind-mount a file onto itself: a mount of its own, which the noexec pass below leaves alone
+  [ -f "$1" ] || return 1
+  mount -o bind "$1" "$1" || fail "could not allow $1"
+  keep="$keep$(readlink -f "$1") "
+}
+# The launcher, reachable only by root: a 0700 directory the job (uid 1000) cannot search.
+mkdir -p "$L" && chmod 0700 "$L" && touch "$L/launch" && mount -o bind /lib/agentvm/launch "$L/launch" ||
+  fail "could not prepare the launcher"
+# A dynamically linked program maps its loader and libraries executable: allow them too. The loader is the first of
+# the known ones the file names; `ld.so --list` (which loads, never runs, the program) names the libraries, resolved
+# in the job's own root.
+allow_program() { # $1: path inside the job's root
+  allow "$R$1" || return 1
+  for ld in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1; do
+    [ -e "$R$ld" ] && grep -q "$ld" "$R$1" 2>/dev/null || continue
+    allow "$R$ld" || return 1
+    for lib in $(chroot "${R:-/}" "$ld" --list "$1" 2>/dev/null |
+      sed -n 's/.*=> \(\/[^ ]*\) (0x.*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p'); do
+      allow "$R$lib" || return 1
+    done
+    break
+  done
+}
+entry=$(cat /job/entry)
+case "$entry" in
+  */*) path="$entry" ;;
+  *) path=; for d in $(echo "$PATH" | tr : ' '); do [ -e "$R$d/$entry" ] && { path="$d/$entry"; break; }; done ;;
+esac
+[ -n "$path" ] && allow_program "$path" || fail "the job's program $entry is not a file in its root"
+# A script's #! interpreter runs it: declaring the script declares its interpreter (as for services, ADR 0022).
+if [ "$(head -c 2 "$R$path")" = '#!' ]; then
+  interp=$(head -n 1 "$R$path" | sed 's/^#! *//; s/[ \t].*//')
+  allow_program "$interp" || fail "the interpreter $interp of $entry is not a file in the job's root"
+fi
+if [ -d "$R/job/tools" ]; then
+  mount -o bind "$R/job/tools" "$R/job/tools" && mount -o remount,bind,ro,nosuid,nodev "$R/job/tools" ||
+    fail "could not mount the job's programs"
+  keep="$keep$R/job/tools "
+fi
+# Everything else noexec and nosuid, keeping ro and nodev as they were.
+while read -r _ mp _ opts _; do
+  case "$keep" in *" $mp "*) continue ;; esac
+  flags=nosuid,noexec
+  case ",$opts," in *,ro,*) flags="$flags,ro" ;; esac
+  case ",$opts," in *,nodev,*) flags="$flags,nodev" ;; esac
+  mount -o "remount,bind,$flags" "$mp" || fail "could not make $mp noexec"
+done </proc/self/mounts
+export AGENTVM_IN=/job/in AGENTVM_OUT=/job/out HOME=/tmp AGENTVM_TOOLS=/job/tools AGENTVM_LAUNCH="$L/launch"
+[ -z "$R" ] || export AGENTVM_CHROOT="$R"
+export PATH="/job/tools:$PATH"
+cd /job/in || fail "no /job/in"
+# The host starts the job's clock at READY and refuses a READY that no CONFINED preceded.
+echo "AGENTVM-CONFINED $AGENTVM_NONCE"
+echo "AGENTVM-READY $AGENTVM_NONCE"
+. /job/run
+CONFINE
+
+# /lib/agentvm/launch (static C): the last step before the job's own program. Root → uid/gid 1000 with no groups and
+# no capabilities, no_new_privs, memfd_create denied (an anonymous file is on no mount, so noexec cannot cover it;
+# the guest kernel predates vm.memfd_noexec), then execvp. With AGENTVM_CHROOT it chroots first (disk jobs).
+read -r -d '' launch_source <<'LAUNCH' || true
+#define _GNU_SOURCE
+#include <errno.h>
+#include <grp.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define JOB_ID 1000
+#define X32_BIT 0x40000000
+
+static int die(const char *what) { perror(what); return 125; }
+
+int main(int argc, char **argv) {
+  if (argc < 2) { fputs("launch: no program\n", stderr); return 125; }
+  const char *root = getenv("AGENTVM_CHROOT");
+  if (root != NULL && root[0] != '\0' && (chroot(root) != 0 || chdir("/") != 0)) return die("launch: chroot");
+  unsetenv("AGENTVM_CHROOT");
+  unsetenv("AGENTVM_LAUNCH");
+  if (chdir("/job/in") != 0) return die("launch: /job/in");
+  if (setgroups(0, NULL) != 0 || setresgid(JOB_ID, JOB_ID, JOB_ID) != 0 || setresuid(JOB_ID, JOB_ID, JOB_ID) != 0)
+    return die("launch: dropping privileges");
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return die("launch: no_new_privs");
+  struct sock_filter filter[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, X32_BIT, 1, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_memfd_create, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = { .len = sizeof filter / sizeof filter[0], .filter = filter };
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) return die("launch: seccomp");
+  execvp(argv[1], argv + 1);
+  int code = errno == ENOENT ? 127 : 126;
+  fprintf(stderr, "launch: %s: %s\n", argv[1], errno == EACCES ? "not executable here (not the job's program or a declared tool)" : "cannot execute");
+  return code;
+}
+LAUNCH
 
 # --- versions and cache key --------------------------------------------------------------------------
 command -v apt-cache >/dev/null || die "apt-cache not found (this script needs Debian's apt)"
@@ -176,6 +327,9 @@ fi
 
 busybox=/bin/busybox
 command -v mke2fs >/dev/null || die "mke2fs is not installed: apt-get install e2fsprogs"
+cc=$(command -v gcc || command -v cc || true)
+[ -n "$cc" ] && [ -f /usr/lib/x86_64-linux-gnu/libc.a ] ||
+  die "a C compiler with a static libc is needed for the job launcher: apt-get install gcc libc6-dev"
 bbver=$(dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || true)
 [ -n "$bbver" ] && [ -x "$busybox" ] || die "busybox-static is not installed: apt-get install busybox-static"
 
@@ -235,7 +389,10 @@ for applet in $("$busybox" --list); do
 done
 printf '%s\n' "$init_script" >"$root/init"
 printf '%s\n' "$emit_file_script" >"$root/lib/agentvm/emit-file"
-chmod 0755 "$root/init" "$root/lib/agentvm/emit-file"
+printf '%s\n' "$confine_script" >"$root/lib/agentvm/confine"
+printf '%s\n' "$launch_source" >"$work/launch.c"
+"$cc" -static -Os -s -o "$root/lib/agentvm/launch" "$work/launch.c" || die "could not compile the job launcher"
+chmod 0755 "$root/init" "$root/lib/agentvm/emit-file" "$root/lib/agentvm/confine" "$root/lib/agentvm/launch"
 printf '%s\n' "${modules[@]}" >"$root/lib/agentvm/modules"
 
 for m in "${modules[@]}"; do
@@ -264,7 +421,7 @@ pad=$(( (4 - size % 4) % 4 ))
 # The test disk for `rootfs.format: disk` jobs: busybox as its userland, a marker file a job can read to prove it
 # runs in the disk root, and the mount points /init binds into it. No journal (it is mounted read-only).
 disk_root="$work/disk"
-mkdir -p "$disk_root/bin" "$disk_root/etc" "$disk_root/proc" "$disk_root/sys" "$disk_root/dev" "$disk_root/tmp" "$disk_root/job"
+mkdir -p "$disk_root/bin" "$disk_root/etc" "$disk_root/proc" "$disk_root/sys" "$disk_root/dev" "$disk_root/tmp" "$disk_root/job" "$disk_root/srv/agentvm/data"
 cp "$busybox" "$disk_root/bin/busybox"
 for applet in $("$busybox" --list); do
   [ "$applet" = busybox ] || ln -s busybox "$disk_root/bin/$applet"

@@ -168,7 +168,7 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
           `      command: [sh, -c, ${JSON.stringify('echo "marker=[$(cat /etc/agentvm-disk)] in=[$(cat greeting.txt)]"; cp /etc/agentvm-disk "$AGENTVM_OUT/marker.txt"; touch /etc/x 2>/dev/null || echo "disk is read-only"; exit 4')}, ondisk]\n      timeoutSeconds: 60\n` +
           job(
             'nics',
-            'for m in $(cat /lib/agentvm/modules); do insmod /lib/modules/$m.ko || exit 10; done; ls /sys/class/net >"$AGENTVM_OUT/nics"',
+            'for m in $(cat /lib/agentvm/modules); do insmod /lib/modules/$m.ko 2>/dev/null && echo "loaded $m"; done; ls /sys/class/net >"$AGENTVM_OUT/nics"',
           ),
       ),
       'workloads/net/contract.yaml': contract('net', `  egress:\n    - host: 127.0.0.1\n      port: ${allowed.port}\n`),
@@ -319,10 +319,13 @@ describe.skipIf(missing !== undefined)('agentvm job run (real microVMs, namespac
     expect(result.teardown).toMatchObject({ ok: true, reason: 'timed-out' });
   }, 120_000);
 
-  it('GIVEN a job without an egress allowlist WHEN it loads the NIC drivers THEN it has no interface but lo', async () => {
+  // The job runs unprivileged (ADR 0022 "Jobs"), so it cannot load a driver either; that the VM has no NIC device
+  // even when the drivers are loaded is shown by test/microvm-boot.test.ts, whose harness job runs as root.
+  it('GIVEN a job without an egress allowlist WHEN it tries to load the NIC drivers THEN it may not, and it has no interface but lo', async () => {
     const { result } = await runJson(['plain/nics', '--out', join(base, 'out-nics')]);
 
     expect(result.exitCode).toBe(0);
+    expect(result.console).not.toContain('loaded ');
     expect(result.network).toBeNull();
     expect(
       readFileSync(join(base, 'out-nics', 'nics'), 'utf8')

@@ -39,6 +39,7 @@ import {
   verifyImages,
   type JobConfig,
 } from '../providers/microvm/job-definition.js';
+import { jobGuestFiles } from '../providers/microvm/job-guest.js';
 import { createJobNetwork, JOB_PROXY_PORT, jobNetnsName, type JobNetwork } from '../providers/microvm/job-network.js';
 import { hostAddresses } from '../egress/address-class.js';
 import { egressPaths } from '../egress/paths.js';
@@ -119,6 +120,17 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   const root = resolve(opts.root);
   const paths = hostPaths(root);
   const { installed, host, config } = await installedJob(root, workload, job, opts.host);
+  // Declared programs (pins checked now, before anything boots), read-only data copies, and the confinement marker.
+  const guest = await jobGuestFiles(root, config, address);
+  if (hasErrors(guest.diagnostics))
+    throw new AgentvmError(
+      'job.refused',
+      `The job ${workload}/${job} cannot run: its declared programs or data do not check out.`,
+      {
+        diagnostics: guest.diagnostics,
+        detail: 'Nothing was booted. Each problem below says how to fix it.',
+      },
+    );
   const files = await readInputs(opts.inputs ?? []);
   const outDir = opts.out === undefined ? null : await prepareOutDir(opts.out);
 
@@ -169,7 +181,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
     process.once('exit', removeLiveRuns);
   }
 
-  const diagnostics: Diagnostic[] = [];
+  const diagnostics: Diagnostic[] = [...guest.diagnostics];
   let network: JobNetwork | undefined;
   let egress: EgressPlan | undefined;
   let proxy: EgressProxy | undefined;
@@ -220,6 +232,7 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
         ...(disk === undefined ? {} : { disk }),
         input: { files, args: opts.args ?? [] },
         command: argvCommand(config.command),
+        guestFiles: guest.entries,
         vcpus: config.vcpus,
         memoryMiB: config.memoryMiB,
         timeoutMs,

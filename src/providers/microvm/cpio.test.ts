@@ -1,7 +1,7 @@
 // The newc writer, checked against a real cpio implementation (busybox, which the guest image uses too).
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -50,6 +50,11 @@ describe('writeCpio', () => {
     expect(() => writeCpio([{ path, data: Buffer.alloc(0) }])).toThrow(problem);
   });
 
+  it('rejects a link with an empty target or one that also has data', () => {
+    expect(() => writeCpio([{ path: 'l', symlink: '' }])).toThrow('empty target');
+    expect(() => writeCpio([{ path: 'l', symlink: 'x', data: Buffer.from('1') }])).toThrow('both a file and a link');
+  });
+
   it('rejects a path given twice and a file used as a directory', () => {
     expect(() =>
       writeCpio([
@@ -74,6 +79,7 @@ describe('writeCpio', () => {
         { path: 'job/in/deep/er/bin.dat', data: binary },
         { path: 'job/in/empty', data: Buffer.alloc(0) },
         { path: 'job/out' },
+        { path: 'job/in/link', symlink: '../../etc/passwd' },
       ]);
 
       const extracted = spawnSync('busybox', ['cpio', '-i', '-d'], { cwd: dir, input: archive });
@@ -84,6 +90,8 @@ describe('writeCpio', () => {
       expect(readFileSync(join(dir, 'job/in/deep/er/bin.dat')).equals(binary)).toBe(true);
       expect(readFileSync(join(dir, 'job/in/empty')).length).toBe(0);
       expect(statSync(join(dir, 'job/out')).isDirectory()).toBe(true);
+      // A link is stored as a link, its target verbatim: it is never followed while the archive is written or read.
+      expect(readlinkSync(join(dir, 'job/in/link'))).toBe('../../etc/passwd');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

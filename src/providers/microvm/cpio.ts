@@ -2,18 +2,21 @@
 // the per-job overlay that is appended to the guest's base initramfs.
 // Invariants: every archive ends with the TRAILER!!! entry and its total length is a multiple of 4, so it
 // can be followed by another archive; parent directories are emitted before their children; every entry is
-// owned by root with a fixed mtime, so the same input gives the same bytes.
+// owned by root with a fixed mtime, so the same input gives the same bytes. A symlink's target is stored verbatim.
 
 export interface CpioEntry {
   /** Path inside the archive, relative (no leading `/`), `/`-separated, without `.` or `..` segments. */
   path: string;
-  /** File contents; absent for a directory. */
+  /** File contents; absent for a directory or a symlink. */
   data?: Buffer;
+  /** A symbolic link with this target (stored verbatim; the guest resolves it in its own tree). */
+  symlink?: string;
   /** Permission bits (default 0o644 for files, 0o755 for directories). */
   mode?: number;
 }
 
 const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
 const S_IFDIR = 0o040000;
 const HEADER_LENGTH = 110;
 
@@ -49,7 +52,13 @@ export function writeCpio(entries: readonly CpioEntry[]): Buffer {
       if (files.has(parent)) throw new Error(`cpio path ${JSON.stringify(parent)} is both a file and a directory`);
       if (!directories.has(parent)) directories.set(parent, 0o755);
     }
-    if (entry.data === undefined) directories.set(entry.path, entry.mode ?? 0o755);
+    if (entry.symlink !== undefined) {
+      if (entry.data !== undefined)
+        throw new Error(`cpio path ${JSON.stringify(entry.path)} is both a file and a link`);
+      if (entry.symlink === '' || entry.symlink.includes('\0'))
+        throw new Error(`cpio link ${JSON.stringify(entry.path)} has an empty target or a NUL byte`);
+      files.set(entry.path, entry);
+    } else if (entry.data === undefined) directories.set(entry.path, entry.mode ?? 0o755);
     else files.set(entry.path, entry);
   }
   for (const path of files.keys()) {
@@ -65,8 +74,11 @@ export function writeCpio(entries: readonly CpioEntry[]): Buffer {
   }
   for (const path of [...files.keys()].sort()) {
     const entry = files.get(path);
-    if (entry?.data === undefined) continue;
-    chunks.push(entryBytes(path, S_IFREG | (entry.mode ?? 0o644), entry.data, inode, 1));
+    if (entry?.symlink !== undefined)
+      chunks.push(entryBytes(path, S_IFLNK | 0o777, Buffer.from(entry.symlink), inode, 1));
+    else if (entry?.data !== undefined)
+      chunks.push(entryBytes(path, S_IFREG | (entry.mode ?? 0o644), entry.data, inode, 1));
+    else continue;
     inode += 1;
   }
   chunks.push(entryBytes('TRAILER!!!', 0, Buffer.alloc(0), 0, 1));

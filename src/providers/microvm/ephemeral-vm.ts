@@ -25,6 +25,7 @@ import { dirname, join } from 'node:path';
 import { errorDiag, hasErrors, type Diagnostic } from '../../diagnostics/index.js';
 import type { VmHandle, VmmDriver, VmNetwork } from './driver.js';
 import { QemuDriver } from './qemu.js';
+import { writeCpio, type CpioEntry } from './cpio.js';
 import {
   CmdlineKey,
   ConsoleParser,
@@ -62,6 +63,11 @@ export interface EphemeralVmRequest {
   input: JobInput;
   /** A POSIX sh script run by the guest in /job/in; results are the regular files it leaves under $AGENTVM_OUT. */
   command: string;
+  /**
+   * More overlay entries (job-guest.ts): with `job/entry` among them the guest init confines the job — `command` is
+   * then sourced by a root shell whose `exec "$AGENTVM_LAUNCH" …` line (argvCommand) starts the job unprivileged.
+   */
+  guestFiles?: CpioEntry[];
   vcpus: number;
   memoryMiB: number;
   /** The job's time limit, counted from the moment the guest starts it (READY), so slow boots do not eat it. */
@@ -171,9 +177,11 @@ async function bootAndRun(
     request.input.files,
   );
   await writeFile(kernelPath, kernel.bytes, { mode: 0o600 });
+  // A second archive after the job overlay (each ends 4-byte aligned): the kernel unpacks them in order.
+  const guest = request.guestFiles === undefined ? [] : [writeCpio(request.guestFiles)];
   await writeFile(
     initrdPath,
-    Buffer.concat([initrd.bytes, Buffer.alloc((4 - (initrd.bytes.length % 4)) % 4), overlay]),
+    Buffer.concat([initrd.bytes, Buffer.alloc((4 - (initrd.bytes.length % 4)) % 4), overlay, ...guest]),
     { mode: 0o600 },
   );
 
@@ -184,6 +192,9 @@ async function bootAndRun(
   let bootMs: number | null = null;
   let callbackError: { error: unknown } | undefined;
   let handle: VmHandle | undefined;
+  const mustConfine = request.guestFiles?.some((e) => e.path === 'job/entry') ?? false;
+  let confined = false;
+  let unconfined = false;
   const stop = (): void => {
     void handle?.kill();
   };
@@ -198,6 +209,13 @@ async function bootAndRun(
       }
     },
     onRecord: (tag) => {
+      if (tag === 'CONFINED') confined = true;
+      // A job that should be confined starts only after the init said it is: an image whose init predates the
+      // confinement (or skipped it) would run it as root with every program. Stopped before the job can do much.
+      if (tag === 'READY' && mustConfine && !confined && !unconfined) {
+        unconfined = true;
+        stop();
+      }
       if (tag === 'READY' && bootMs === null) {
         bootMs = performance.now() - bootStarted;
         clearTimeout(timers.current);
@@ -287,6 +305,8 @@ async function bootAndRun(
   const diagnostics = [...report.diagnostics];
   if (aborted) {
     diagnostics.push(abortedDiag());
+  } else if (unconfined) {
+    diagnostics.push(notConfinedDiag());
   } else if (timedOut) {
     diagnostics.push(
       bootTimedOut
@@ -308,7 +328,7 @@ async function bootAndRun(
       }),
     );
   }
-  const cut = timedOut || aborted;
+  const cut = timedOut || aborted || unconfined;
   return {
     exitCode: cut ? null : report.exitCode,
     timedOut,
@@ -318,6 +338,17 @@ async function bootAndRun(
     bootMs,
     diagnostics,
   };
+}
+
+function notConfinedDiag(): Diagnostic {
+  return errorDiag(
+    'microvm.not-confined',
+    "The guest's init started the job without confining it; its VM was stopped.",
+    {
+      detail:
+        'The boot image\'s init predates job confinement (ADR 0022 "Jobs"): rebuild it with scripts/build-test-image.sh, pin the new sha256 in the manifest, and apply.',
+    },
+  );
 }
 
 function abortedDiag(): Diagnostic {

@@ -4,6 +4,8 @@
 
 import type { DesiredResource } from '../../model/index.js';
 import type { ExpandRequest, ExpandResponse } from '../provider.js';
+import { DEFAULT_DATA_ROOT } from '../systemd/data-mounts.js';
+import { programsOf } from '../systemd/exec-allowlist.js';
 
 export function expandJobs(req: ExpandRequest): ExpandResponse {
   const vm = req.host.spec.microvm ?? {};
@@ -18,6 +20,14 @@ export function expandJobs(req: ExpandRequest): ExpandResponse {
   };
   const resources: DesiredResource[] = [];
   for (const w of req.workloads) {
+    // The contract's data grants and declared programs reach the guest (ADR 0024, 0022); only when there are any, so
+    // definitions without them keep their digests.
+    const data = (w.contract.spec.data ?? []).map((d) => ({ path: d.path, access: d.access }));
+    const programs = programsOf(w.contract.spec.tools);
+    const guest = {
+      ...(data.length > 0 ? { data, dataRoot: req.host.spec.data?.root ?? DEFAULT_DATA_ROOT } : {}),
+      ...(programs.length > 0 ? { programs } : {}),
+    };
     for (const job of w.manifest.spec.jobs ?? []) {
       resources.push({
         address: `job.${w.name}.${job.name}`,
@@ -37,6 +47,7 @@ export function expandJobs(req: ExpandRequest): ExpandResponse {
           riskTier: w.contract.spec.riskTier,
           egress: w.contract.spec.egress ?? [],
           microvm,
+          ...guest,
         },
         dependsOn: [],
       });

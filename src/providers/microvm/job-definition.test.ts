@@ -192,3 +192,37 @@ describe('images of a disk job on the host', () => {
     expect(installed.identity).toBe(`${sha('kernel bytes')}/${sha('disk bytes')}/${sha('initramfs bytes')}`);
   });
 });
+
+describe('parseJobConfig with data grants and declared programs (ADR 0024, 0022 "Jobs")', () => {
+  it('GIVEN none THEN the job has no grants and no programs, under the default data root', () => {
+    const { config } = parseJobConfig(diskJob());
+
+    expect(config).toMatchObject({ data: [], dataRoot: '/srv/agentvm/data', programs: [] });
+  });
+
+  it('GIVEN grants, a data root and a program THEN the config carries them', () => {
+    const program = { name: 'jq', path: '/usr/bin/jq', sha256: sha('jq') };
+    const { config, diagnostics } = parseJobConfig(
+      diskJob({ data: [{ path: 'p/shared', access: 'read-only' }], dataRoot: '/data', programs: [program] }),
+    );
+
+    expect(diagnostics).toEqual([]);
+    expect(config).toMatchObject({
+      data: [{ path: 'p/shared', access: 'read-only' }],
+      dataRoot: '/data',
+      programs: [program],
+    });
+  });
+
+  it.each([
+    [{ data: [{ path: '../etc', access: 'read-only' }] }, '$.spec.data'],
+    [{ data: [{ path: 'p', access: 'write' }] }, '$.spec.data'],
+    [{ dataRoot: 'relative' }, '$.spec.data.root'],
+    [{ programs: [{ name: 'x', path: '/x', sha256: 'nope' }] }, '$.spec.tools'],
+  ])('GIVEN %j THEN it is refused at %s', (over, path) => {
+    const { config, diagnostics } = parseJobConfig(diskJob(over));
+
+    expect(config).toBeUndefined();
+    expect(diagnostics.map((d) => [d.code, d.path])).toEqual([['microvm.job-invalid', path]]);
+  });
+});

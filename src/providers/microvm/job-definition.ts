@@ -21,6 +21,8 @@ import { AgentvmError, errorDiag, type Diagnostic } from '../../diagnostics/inde
 import { fingerprint } from '../../model/canonical-json.js';
 import type { HostContext } from '../provider.js';
 import { parseEgressRules, type EgressRule } from './egress.js';
+import { parseDataGrants, parseDataRoot, type DataGrant } from '../systemd/data-mounts.js';
+import { parsePrograms, type ProgramPin } from '../systemd/exec-allowlist.js';
 
 export interface JobImage {
   /** Plain file name in the host's image directory. */
@@ -44,6 +46,12 @@ export interface JobConfig {
   egress: EgressRule[];
   /** The host's microVM settings at apply time (Host spec.microvm). */
   microvm: MicrovmSettings;
+  /** The contract's data grants (ADR 0024): copied into the guest read-only, under DATA_MOUNT. */
+  data: DataGrant[];
+  /** The host's data root (spec.data.root), under the host root. */
+  dataRoot: string;
+  /** The contract's `kind: program` tools (ADR 0022): copied into the guest's /job/tools after their pins check. */
+  programs: ProgramPin[];
 }
 
 export interface MicrovmSettings {
@@ -154,6 +162,14 @@ export function parseJobConfig(
     (!Array.isArray(resolvers) || !resolvers.every((r) => typeof r === 'string' && /^[0-9a-fA-F:.[\]]{2,60}$/.test(r)))
   )
     bad('$.spec.egress.resolvers', 'resolvers must be a list of ip or ip:port.');
+  const data = parseDataGrants(config.data);
+  if (data === undefined)
+    bad('$.spec.data', 'The data grants are not a list of {path, access: read-only | read-write} with relative paths.');
+  const dataRoot = parseDataRoot(config.dataRoot);
+  if (dataRoot === undefined) bad('$.spec.data.root', 'The data root is not an absolute path without `.` or `..`.');
+  const programs = parsePrograms(config.programs);
+  if (programs === undefined)
+    bad('$.spec.tools', 'The declared programs are not a list of {name, path, sha256} (lowercase hex sha256).');
   if (diagnostics.length > 0 || kernel === undefined || rootfs === undefined) return { diagnostics };
   return {
     config: {
@@ -167,6 +183,9 @@ export function parseJobConfig(
       timeoutSeconds,
       riskTier: typeof config.riskTier === 'string' ? config.riskTier : 'unknown',
       egress: egress.rules,
+      data: data ?? [],
+      dataRoot: dataRoot ?? '',
+      programs: programs ?? [],
       microvm: {
         driver,
         accel,

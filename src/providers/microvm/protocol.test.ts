@@ -183,6 +183,12 @@ describe('argvCommand', () => {
 
     expect(run.stdout).toBe("<$(id)><it's><--since><a b><*>");
     expect(() => argvCommand([])).toThrow();
+    // In a confined guest the init's launcher comes first and receives the argv unchanged.
+    const launched = spawnSync('sh', ['-c', script], {
+      encoding: 'utf8',
+      env: { ...process.env, AGENTVM_LAUNCH: 'echo' },
+    });
+    expect(launched.stdout).toBe("printf <%s> $(id) it's --since a b *\n");
   });
 });
 

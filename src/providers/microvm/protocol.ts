@@ -3,7 +3,8 @@
 // turns the serial console stream into console text, result files and an exit status.
 //
 // Record grammar (one per console line, found anywhere in the line so a job's unterminated last line cannot
-// hide one): `AGENTVM-<TAG> <nonce>[ <fields>]` with TAG one of READY, ERROR, FILE, FILE-END, EXIT, PROBE-OK.
+// hide one): `AGENTVM-<TAG> <nonce>[ <fields>]` with TAG one of CONFINED, READY, ERROR, FILE, FILE-END, EXIT, PROBE-OK.
+// CONFINED comes just before READY from an init that confined the job (ADR 0022 "Jobs").
 // A FILE record (`<base64 name> <size> <sha256>`) is followed by base64 payload lines and FILE-END. EXIT
 // (`<code>`) is the last record of a run.
 //
@@ -29,7 +30,7 @@ export const CmdlineKey = {
   probe: 'agentvm.probe',
 } as const;
 
-export type RecordTag = 'READY' | 'ERROR' | 'FILE' | 'FILE-END' | 'EXIT' | 'PROBE-OK';
+export type RecordTag = 'CONFINED' | 'READY' | 'ERROR' | 'FILE' | 'FILE-END' | 'EXIT' | 'PROBE-OK';
 
 export function newNonce(): string {
   return randomBytes(16).toString('hex');
@@ -62,11 +63,13 @@ export function jobOverlay(command: string, args: readonly string[], files: Read
 
 /**
  * A manifest command (an argv, `[program, arg…]`) as a job script: the program replaces the script's shell and
- * gets the fixed arguments first, then the run's own arguments (`agentvm job run --arg …`).
+ * gets the fixed arguments first, then the run's own arguments (`agentvm job run --arg …`). In a confined guest the
+ * init sets AGENTVM_LAUNCH (its launcher: drop to the job's uid, then exec the argv); unset, the program is exec'd
+ * directly.
  */
 export function argvCommand(argv: readonly string[]): string {
   if (argv.length === 0) throw new Error('a job command needs at least a program');
-  return `exec ${argv.map(shellQuote).join(' ')} "$@"`;
+  return `exec \${AGENTVM_LAUNCH:+"$AGENTVM_LAUNCH"} ${argv.map(shellQuote).join(' ')} "$@"`;
 }
 
 /** The guest side of a job's network: its address on the tap and the gateway (the job's namespace). */
@@ -253,6 +256,8 @@ export class ConsoleParser {
       this.finishFile();
     }
     switch (tag) {
+      case 'CONFINED':
+        break;
       case 'READY':
         this.ready = true;
         break;

@@ -13,6 +13,7 @@
 // in its registry under the host root.
 
 import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
+import { jobGuestProblems } from './job-guest.js';
 import type { Reason } from '../../model/resources.js';
 import { LocalStateBackend, type AuditEntry } from '../../state/index.js';
 import type {
@@ -108,9 +109,12 @@ export class MicrovmProvider implements Provider {
     const runId = runIdOfAddress(req.address);
     if (runId !== undefined) return { live: await this.readRun(req.host, req.address, runId), diagnostics: [] };
     const [, workload = '', job = ''] = req.address.split('.');
+    // The desired job's data grants and declared programs, checked on the host (a run refuses what fails here).
+    const desired = req.desired === undefined ? undefined : parseJobConfig(req.desired.config).config;
+    const guest = desired === undefined ? [] : await jobGuestProblems(req.host.root, desired, req.address);
     const installed = await readInstalledDefinition(req.host, workload, job);
     if (installed === undefined)
-      return { live: { address: req.address, provider: this.type, exists: false }, diagnostics: [] };
+      return { live: { address: req.address, provider: this.type, exists: false }, diagnostics: guest };
     const parsed = parseJobConfig(installed.config);
     const images =
       parsed.config === undefined
@@ -134,7 +138,7 @@ export class MicrovmProvider implements Provider {
         attributes: { images: images.status, signatures },
       },
       // Shown in the plan as warnings: the change that fixes them is planned (update), apply reports errors.
-      diagnostics: images.diagnostics.map((d) => ({ ...d, severity: 'warning' as const })),
+      diagnostics: [...images.diagnostics.map((d) => ({ ...d, severity: 'warning' as const })), ...guest],
     };
   }
 
