@@ -181,17 +181,6 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   let creating: Promise<boolean> | undefined;
   let auditStarted: Promise<unknown> | undefined;
   try {
-    const startRecord = backend.appendAudit({
-      host,
-      operation: 'job run',
-      event: 'job.start',
-      result: 'started',
-      address,
-      detail: `run ${runId} of ${workload}/${job} as applied from ${installed.commit ?? 'an uncommitted worktree'} (${accel.accel}, ${config.egress.length === 0 ? 'no network' : `${config.egress.length} egress rule(s)`})`,
-    });
-    auditStarted = startRecord;
-    // Awaited below (a failed start record fails the run as before); this only keeps it from being unhandled meanwhile.
-    startRecord.catch(() => undefined);
     const netns = record.netns;
     if (netns !== null) {
       record = { ...record, slot: await claimSlot(paths) };
@@ -217,18 +206,35 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
         workload,
         entries: config.egress.filter((e) => e.protocol === 'tcp').map((e) => ({ host: e.host, port: e.port })),
       };
-      creating = runProxy
-        .reload({ resolvers: config.microvm.resolvers ?? [], callers: [] })
-        .then(() =>
-          createJobNetwork({ netns, plan, marker: runDirOf(paths, runId), egressProxy: { proxy: runProxy, caller } }),
-        )
-        .then((created) => {
-          diagnostics.push(...created.diagnostics.map((d) => ({ ...d, address })));
-          network = created.network;
-          return created.network !== undefined;
-        });
+      // The proxy serves only connections that arrive after the boot: its rules load while the network is made.
+      // `creating` settles only once the network's creation has (teardown must not race it).
+      const reloaded = runProxy.reload({ resolvers: config.microvm.resolvers ?? [], callers: [] });
+      reloaded.catch(() => undefined);
+      creating = createJobNetwork({
+        netns,
+        plan,
+        marker: runDirOf(paths, runId),
+        egressProxy: { proxy: runProxy, caller },
+      }).then(async (created) => {
+        diagnostics.push(...created.diagnostics.map((d) => ({ ...d, address })));
+        network = created.network;
+        await reloaded;
+        return created.network !== undefined;
+      });
       creating.catch(() => undefined);
     }
+    // Appended while the network's commands run (a local append fsyncs on this thread).
+    const startRecord = backend.appendAudit({
+      host,
+      operation: 'job run',
+      event: 'job.start',
+      result: 'started',
+      address,
+      detail: `run ${runId} of ${workload}/${job} as applied from ${installed.commit ?? 'an uncommitted worktree'} (${accel.accel}, ${config.egress.length === 0 ? 'no network' : `${config.egress.length} egress rule(s)`})`,
+    });
+    auditStarted = startRecord;
+    // Awaited below (a failed start record fails the run as before); this only keeps it from being unhandled meanwhile.
+    startRecord.catch(() => undefined);
     const beforeBoot = Promise.all([startRecord, creating ?? true]).then(([, networkUp]) => networkUp);
     if (!hasErrors(diagnostics)) {
       vm = await runEphemeralVm({
