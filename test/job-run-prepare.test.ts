@@ -30,25 +30,13 @@ import type { JobRunResult } from '../src/app/job-run.js';
 import { agentvm, assertBuilt } from './support/cli.js';
 import { gitdir, type GitDir } from './support/gitdir.js';
 import { processesMentioning } from './support/processes.js';
-import { testImage, type TestImage } from './support/test-image.js';
+import { jobRunPrerequisites, netnsNames, type TestImage } from './support/test-image.js';
 
 const HOW_TO =
   'Needs root and: apt-get install qemu-system-x86 busybox-static e2fsprogs iproute2 nftables && scripts/build-test-image.sh && npm run build';
 const inCi = process.env.CI === 'true';
 
-function prerequisites(): TestImage | string {
-  if (process.getuid?.() !== 0) return 'job runs need root (network namespaces and tap devices)';
-  for (const [command, flag] of [
-    ['qemu-system-x86_64', '--version'],
-    ['ip', '-V'],
-    ['nft', '--version'],
-  ] as const) {
-    if (spawnSync(command, [flag]).status !== 0) return `${command} is not installed`;
-  }
-  return testImage();
-}
-
-const image = prerequisites();
+const image = jobRunPrerequisites();
 const missing = typeof image === 'string' ? image : undefined;
 if (missing !== undefined && !inCi) console.warn(`job-run-prepare: skipping: ${missing}. ${HOW_TO}`);
 
@@ -84,11 +72,6 @@ describe.skipIf(missing !== undefined)('agentvm job run: network complete before
   const runIds = new Set<string>();
 
   const jobsDir = (): string => join(root, 'run/agentvm/jobs');
-  const netnsNames = (): string[] =>
-    spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
-      .stdout.split('\n')
-      .map((l) => l.split(' ')[0] ?? '')
-      .filter((n) => n !== '');
 
   beforeAll(async () => {
     assertBuilt();
