@@ -6,7 +6,6 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
-  existsSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -82,17 +81,24 @@ describe('verified image store', () => {
     expect(sha(readFileSync(path))).toBe(kernel.digest);
   });
 
-  it('GIVEN a tampered entry and a source that no longer matches the pin THEN the lookup fails with the actual digest and nothing stays stored', async () => {
+  it('GIVEN a tampered entry and a source that no longer matches the pin THEN the lookup fails with the actual digest, and the entry is not used until a matching source re-makes it', async () => {
     const kernel = source('vmlinuz', 'kernel bytes ');
     const first = await storedImage(store, kernel.path, kernel.digest);
     const path = first.ok ? first.path : '';
     chmodSync(path, 0o600);
     writeFileSync(path, 'tampered');
     writeFileSync(kernel.path, 'replaced source');
-    const result = await storedImage(store, kernel.path, kernel.digest);
-    expect(result).toEqual({ ok: false, reason: 'mismatch', actual: sha(Buffer.from('replaced source')) });
-    expect(existsSync(path)).toBe(false);
+    expect(await storedImage(store, kernel.path, kernel.digest)).toEqual({
+      ok: false,
+      reason: 'mismatch',
+      actual: sha(Buffer.from('replaced source')),
+    });
+    expect(await storedImage(store, kernel.path, kernel.digest)).toMatchObject({ ok: false, reason: 'mismatch' });
     expect(readdirSync(store).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+
+    writeFileSync(kernel.path, kernel.bytes);
+    expect(await storedImage(store, kernel.path, kernel.digest)).toEqual({ ok: true, path, outcome: 'stored' });
+    expect(readFileSync(path)).toEqual(kernel.bytes);
   });
 
   it('GIVEN a missing source and no entry THEN the lookup says it is unreadable', async () => {

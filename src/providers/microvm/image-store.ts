@@ -57,15 +57,16 @@ export async function storedImage(dir: string, source: string, sha256: string): 
       return { ok: false, reason: 'unreadable', code: (error as NodeJS.ErrnoException).code ?? 'error' };
     }
     await chmod(temporary, 0o400);
+    // Hashed under its private name: only bytes equal to the pin are ever renamed into place, so whatever inode
+    // another run finds at `path` holds the pinned bytes, whoever put it there.
+    const actual = await sha256Of(temporary);
+    if (actual !== sha256) return { ok: false, reason: 'mismatch', actual };
+    // Replaces an entry whose identity no longer holds, atomically (never deleted first: a concurrent run may be
+    // handing that path to its VMM).
     await rename(temporary, path);
-    const before = await stat(path, { bigint: true });
-    const actual = await sha256Of(path);
-    if (actual !== sha256) {
-      await Promise.all([rm(path, { force: true }), rm(`${path}.id`, { force: true })]);
-      return { ok: false, reason: 'mismatch', actual };
-    }
-    const after = await stat(path, { bigint: true });
-    if (identity(before) === identity(after)) await writeIdentity(path, identity(after));
+    // The rename changed its ctime: the identity is taken now. Should a concurrent run's rename have replaced it
+    // meanwhile, this describes that one's (equally verified) file.
+    await writeIdentity(path, identity(await stat(path, { bigint: true })));
     await prune(dir, sha256);
     return { ok: true, path, outcome: 'stored' };
   } finally {
