@@ -18,26 +18,13 @@ import { guestAddressing } from '../src/providers/microvm/egress.js';
 import { agentvm, assertBuilt, BIN, ROOT } from './support/cli.js';
 import { gitdir, type GitDir } from './support/gitdir.js';
 import { processesMentioning } from './support/processes.js';
-import { testImage, type TestImage } from './support/test-image.js';
+import { jobRunPrerequisites, netnsNames, type TestImage } from './support/test-image.js';
 
 const HOW_TO =
   'Needs root and: apt-get install qemu-system-x86 busybox-static e2fsprogs iproute2 nftables && scripts/build-test-image.sh && npm run build';
 const inCi = process.env.CI === 'true';
 
-/** The guest image (built or cached), or why this machine cannot run the suite. */
-function prerequisites(): TestImage | string {
-  if (process.getuid?.() !== 0) return 'job runs need root (network namespaces and tap devices)';
-  for (const [command, flag] of [
-    ['qemu-system-x86_64', '--version'],
-    ['ip', '-V'],
-    ['nft', '--version'],
-  ] as const) {
-    if (spawnSync(command, [flag]).status !== 0) return `${command} is not installed`;
-  }
-  return testImage();
-}
-
-const image = prerequisites();
+const image = jobRunPrerequisites();
 const missing = typeof image === 'string' ? image : undefined;
 if (missing !== undefined && !inCi) console.warn(`job-run: skipping: ${missing}. ${HOW_TO}`);
 
@@ -61,13 +48,6 @@ function hostAddress(): string {
     for (const a of addresses ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   }
   return '192.0.2.123';
-}
-
-function netnsNames(): string[] {
-  return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
-    .stdout.split('\n')
-    .map((l) => l.split(' ')[0] ?? '')
-    .filter((n) => n !== '');
 }
 
 function hostTaps(): string[] {

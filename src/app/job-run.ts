@@ -27,7 +27,7 @@ import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { AgentvmError, errorDiag, hasErrors, userError, type Diagnostic } from '../diagnostics/index.js';
 import { resolveAccel, type AccelSetting } from '../providers/microvm/accel.js';
-import { isLoopbackHost, planEgress, type EgressPlan } from '../providers/microvm/egress.js';
+import { isLoopbackHost, JOB_TAP, planEgress, type EgressPlan } from '../providers/microvm/egress.js';
 import { runEphemeralVm, type EphemeralVmResult } from '../providers/microvm/ephemeral-vm.js';
 import {
   imagePath,
@@ -41,9 +41,7 @@ import {
 } from '../providers/microvm/job-definition.js';
 import { jobGuestFiles } from '../providers/microvm/job-guest.js';
 import { createJobNetwork, JOB_PROXY_PORT, jobNetnsName, type JobNetwork } from '../providers/microvm/job-network.js';
-import { hostAddresses } from '../egress/address-class.js';
-import { egressPaths } from '../egress/paths.js';
-import { EgressProxy } from '../egress/proxy.js';
+import type { EgressProxy } from '../egress/proxy.js';
 import {
   claimSlot,
   createRunRecord,
@@ -189,15 +187,12 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
   let written: JobRunResult['resultFiles'] = [];
   let reason: TeardownReason = 'failed';
   let receipt: TeardownReceipt;
+  // Work that must be done before the guest runs goes side by side with the image preparation in runEphemeralVm
+  // (ADR 0028): the start record, and the network (namespace, tap, ruleset, proxies). The VMM is started only once
+  // both have succeeded (`beforeBoot`), so the guest never runs before its network is fully enforced.
+  let creating: Promise<boolean> | undefined;
+  let auditStarted: Promise<unknown> | undefined;
   try {
-    await backend.appendAudit({
-      host,
-      operation: 'job run',
-      event: 'job.start',
-      result: 'started',
-      address,
-      detail: `run ${runId} of ${workload}/${job} as applied from ${installed.commit ?? 'an uncommitted worktree'} (${accel.accel}, ${config.egress.length === 0 ? 'no network' : `${config.egress.length} egress rule(s)`})`,
-    });
     const netns = record.netns;
     if (netns !== null) {
       record = { ...record, slot: await claimSlot(paths) };
@@ -205,26 +200,54 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
       // TCP destinations by name go through the egress proxy only (resolved per request, by the host's resolvers, and
       // screened); address literals, host-loopback services and UDP keep their per-destination relays (ADR 0006).
       const relayed = config.egress.filter((e) => e.protocol === 'udp' || isIP(e.host) !== 0 || isLoopbackHost(e.host));
-      egress = planEgress(relayed, await resolveHostnames({ ...config, egress: relayed }), record.slot ?? 0);
-      diagnostics.push(...egress.diagnostics.map((d) => ({ ...d, address })));
+      const plan = planEgress(relayed, await resolveHostnames({ ...config, egress: relayed }), record.slot ?? 0);
+      egress = plan;
+      diagnostics.push(...plan.diagnostics.map((d) => ({ ...d, address })));
       // The run's way out by name: the same proxy logic as the services' (rules, resolver, rebinding screen, SNI,
-      // audited refusals), served in this process on the run's own listener — the run is the caller.
-      proxy = new EgressProxy({ host, auditFile: egressPaths(root).audit, ownAddresses: hostAddresses() });
-      await proxy.reload({ resolvers: config.microvm.resolvers ?? [], callers: [] });
+      // audited refusals), served in this process on the run's own listener — the run is the caller. Loaded only
+      // for a run with egress: a run without network does not pay for the proxy's modules (TLS, resolver).
+      const [{ EgressProxy }, { hostAddresses }, { egressPaths }] = await Promise.all([
+        import('../egress/proxy.js'),
+        import('../egress/address-class.js'),
+        import('../egress/paths.js'),
+      ]);
+      const runProxy = new EgressProxy({ host, auditFile: egressPaths(root).audit, ownAddresses: hostAddresses() });
+      proxy = runProxy;
       const caller = {
         id: `${address}.${runId}`,
         workload,
         entries: config.egress.filter((e) => e.protocol === 'tcp').map((e) => ({ host: e.host, port: e.port })),
       };
-      const created = await createJobNetwork({
+      // The proxy serves only connections that arrive after the boot: its rules load while the network is made.
+      // `creating` settles only once the network's creation has (teardown must not race it).
+      const reloaded = runProxy.reload({ resolvers: config.microvm.resolvers ?? [], callers: [] });
+      reloaded.catch(() => undefined);
+      creating = createJobNetwork({
         netns,
-        plan: egress,
+        plan,
         marker: runDirOf(paths, runId),
-        egressProxy: { proxy, caller },
+        egressProxy: { proxy: runProxy, caller },
+      }).then(async (created) => {
+        diagnostics.push(...created.diagnostics.map((d) => ({ ...d, address })));
+        network = created.network;
+        await reloaded;
+        return created.network !== undefined;
       });
-      diagnostics.push(...created.diagnostics.map((d) => ({ ...d, address })));
-      network = created.network;
+      creating.catch(() => undefined);
     }
+    // Appended while the network's commands run (a local append fsyncs on this thread).
+    const startRecord = backend.appendAudit({
+      host,
+      operation: 'job run',
+      event: 'job.start',
+      result: 'started',
+      address,
+      detail: `run ${runId} of ${workload}/${job} as applied from ${installed.commit ?? 'an uncommitted worktree'} (${accel.accel}, ${config.egress.length === 0 ? 'no network' : `${config.egress.length} egress rule(s)`})`,
+    });
+    auditStarted = startRecord;
+    // Awaited below (a failed start record fails the run as before); this only keeps it from being unhandled meanwhile.
+    startRecord.catch(() => undefined);
+    const beforeBoot = Promise.all([startRecord, creating ?? true]).then(([, networkUp]) => networkUp);
     if (!hasErrors(diagnostics)) {
       vm = await runEphemeralVm({
         kernel,
@@ -239,11 +262,14 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
         bootTimeoutMs,
         runDir: vmDirOf(paths, runId),
         driver: new QemuDriver({ accel: accel.accel }),
+        // Images that already hashed to their pins are not read and hashed again while unchanged (ADR 0028).
+        imageStore: join(paths.cache, 'microvm-images'),
         name: `job-${runId}`,
-        ...(network === undefined || egress === undefined
+        beforeBoot,
+        ...(netns === null || egress === undefined
           ? {}
           : {
-              network: { kind: 'tap' as const, tapName: network.tap, netns: network.netns },
+              network: { kind: 'tap' as const, tapName: JOB_TAP, netns },
               guestNetwork: { ...egress.guest, proxyPort: JOB_PROXY_PORT },
             }),
         ...(opts.onConsole === undefined ? {} : { onConsole: opts.onConsole }),
@@ -267,7 +293,11 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
             : vm.exitCode !== null
               ? 'finished'
               : 'failed';
+    await startRecord;
   } finally {
+    // Work still in flight (the run failed before its boot) is finished first: teardown must find all of the network,
+    // and the audit log must show the start record before the teardown record.
+    await Promise.all([creating?.catch(() => false), auditStarted?.catch(() => undefined)]);
     network?.close();
     await proxy?.close();
     receipt = await teardownRun(paths, record, reason);

@@ -111,3 +111,27 @@ export function microvmRuns(
     },
   };
 }
+
+/**
+ * What the `job run` system suites need, checked: root (namespaces, taps), QEMU, iproute2, nftables and the guest
+ * image. The image, or why this machine cannot run them.
+ */
+export function jobRunPrerequisites(): TestImage | string {
+  if (process.getuid?.() !== 0) return 'job runs need root (network namespaces and tap devices)';
+  for (const [command, flag] of [
+    ['qemu-system-x86_64', '--version'],
+    ['ip', '-V'],
+    ['nft', '--version'],
+  ] as const) {
+    if (spawnSync(command, [flag]).status !== 0) return `${command} is not installed`;
+  }
+  return testImage();
+}
+
+/** The network namespaces `ip netns` knows. */
+export function netnsNames(): string[] {
+  return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n !== '');
+}

@@ -9,7 +9,8 @@
 //   (teardown.ts) finds it by the run directory on its command line. An aborted `signal` kills the VM at once.
 // - The VMM boots only bytes whose sha256 matched the caller's pins: kernel and initramfs are read once,
 //   hashed, and the VMM is given the copies written into the run directory (no check-then-use race on the
-//   cache files). A root disk is copied into the run directory first (copy_file_range, or a reflink where the
+//   cache files) — or, with `imageStore`, the store's private entries, trusted while their stat identity (ctime
+//   included) is the one recorded when they hashed to the pin (image-store.ts, ADR 0028). A root disk is copied into the run directory first (copy_file_range, or a reflink where the
 //   filesystem has them) and the copy is hashed: nothing but this process can write the 0700 run directory, so the
 //   hashed bytes are the booted bytes, and a disk of any size never has to fit in memory. The guest attaches it
 //   read-only.
@@ -24,6 +25,7 @@ import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errorDiag, hasErrors, type Diagnostic } from '../../diagnostics/index.js';
 import type { VmHandle, VmmDriver, VmNetwork } from './driver.js';
+import { storedImage } from './image-store.js';
 import { QemuDriver } from './qemu.js';
 import { writeCpio, type CpioEntry } from './cpio.js';
 import {
@@ -90,6 +92,16 @@ export interface EphemeralVmRequest {
   onBooted?: (vmmPid: number) => void | Promise<void>;
   /** Aborting kills the VM at once (the run ends with `microvm.aborted`); teardown is the same as always. */
   signal?: AbortSignal;
+  /**
+   * A verified image store (image-store.ts): kernel and initramfs are taken from it when their stored bytes are
+   * unchanged since they hashed to the pins, instead of being read and hashed every run. Default none.
+   */
+  imageStore?: string;
+  /**
+   * Work the VMM must wait for (the caller's network set-up), done meanwhile: awaited after the images are ready and
+   * before the VMM starts. `false` means it failed (the caller reports why): nothing is booted. A rejection is thrown.
+   */
+  beforeBoot?: Promise<boolean>;
 }
 
 export interface EphemeralVmResult {
@@ -161,22 +173,25 @@ async function bootAndRun(
   booted: (handle: VmHandle) => void,
   timers: { current?: NodeJS.Timeout; detach?: () => void },
 ): Promise<Omit<EphemeralVmResult, 'durationMs'>> {
-  const kernel = await readPinned(request.kernel, 'kernel');
-  const initrd = await readPinned(request.initrd, 'initramfs');
+  const [kernel, initrd] = await Promise.all([
+    pinnedImage(request.kernel, 'kernel', request.imageStore),
+    readPinned(request.initrd, 'initramfs', request.imageStore),
+  ]);
   const diskPath = request.disk === undefined ? undefined : join(request.runDir, 'rootfs.img');
   const disk =
     request.disk === undefined || diskPath === undefined ? {} : await copyPinned(request.disk, diskPath, 'root disk');
   const mismatches = [kernel, initrd, disk].flatMap((f) => (f.diagnostic === undefined ? [] : [f.diagnostic]));
   if (mismatches.length > 0) return notRun(mismatches);
 
-  const kernelPath = join(request.runDir, 'vmlinuz');
+  // From the store, the kernel is booted in place (read-only to the VMM; see image-store.ts); otherwise a private copy.
+  const kernelPath = kernel.storedPath ?? join(request.runDir, 'vmlinuz');
   const initrdPath = join(request.runDir, 'initrd.cpio');
   const overlay = jobOverlay(
     networkPrelude(request.guestNetwork) + request.command,
     request.input.args,
     request.input.files,
   );
-  await writeFile(kernelPath, kernel.bytes, { mode: 0o600 });
+  if (kernel.storedPath === undefined) await writeFile(kernelPath, kernel.bytes, { mode: 0o600 });
   // A second archive after the job overlay (each ends 4-byte aligned): the kernel unpacks them in order.
   const guest = request.guestFiles === undefined ? [] : [writeCpio(request.guestFiles)];
   await writeFile(
@@ -184,6 +199,8 @@ async function bootAndRun(
     Buffer.concat([initrd.bytes, Buffer.alloc((4 - (initrd.bytes.length % 4)) % 4), overlay, ...guest]),
     { mode: 0o600 },
   );
+
+  if (request.beforeBoot !== undefined && !(await request.beforeBoot)) return notRun([]);
 
   const nonce = newNonce();
   const network = request.network ?? { kind: 'none' };
@@ -382,32 +399,58 @@ function validateRequest(request: EphemeralVmRequest): Diagnostic[] {
   return diagnostics;
 }
 
-async function readPinned(pin: PinnedFile, label: string): Promise<{ bytes: Buffer; diagnostic?: Diagnostic }> {
+/** A pinned image from the verified store (its path, no bytes read), or else read and hashed here. */
+async function pinnedImage(
+  pin: PinnedFile,
+  label: string,
+  store: string | undefined,
+): Promise<{ bytes: Buffer; storedPath?: string; diagnostic?: Diagnostic }> {
+  if (store === undefined) return readPinned(pin, label);
+  const stored = await storedImage(store, pin.path, pin.sha256);
+  if (stored.ok) return { bytes: Buffer.alloc(0), storedPath: stored.path };
+  return {
+    bytes: Buffer.alloc(0),
+    diagnostic:
+      stored.reason === 'unreadable' ? missingDiag(pin, label, stored.code) : mismatchDiag(pin, label, stored.actual),
+  };
+}
+
+async function readPinned(
+  pin: PinnedFile,
+  label: string,
+  store?: string,
+): Promise<{ bytes: Buffer; diagnostic?: Diagnostic }> {
+  if (store !== undefined) {
+    const image = await pinnedImage(pin, label, store);
+    return image.storedPath === undefined ? image : { bytes: await readFile(image.storedPath) };
+  }
   let bytes: Buffer;
   try {
     bytes = await readFile(pin.path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    return {
-      bytes: Buffer.alloc(0),
-      diagnostic: errorDiag('microvm.image-missing', `The ${label} ${pin.path} cannot be read (${code}).`, {
-        detail: 'Build the image with scripts/build-test-image.sh, which prints the paths and digests to pin.',
-      }),
-    };
+    return { bytes: Buffer.alloc(0), diagnostic: missingDiag(pin, label, code) };
   }
   const actual = createHash('sha256').update(bytes).digest('hex');
   if (actual === pin.sha256) return { bytes };
-  return {
-    bytes,
-    diagnostic: errorDiag(
-      'microvm.image-digest-mismatch',
-      `The ${label} ${pin.path} has sha256 ${actual}, not the pinned ${pin.sha256}.`,
-      {
-        detail:
-          'The VM was not booted. Rebuild the image (scripts/build-test-image.sh prints its digests) and update the pin, or find out who changed the file.',
-      },
-    ),
-  };
+  return { bytes, diagnostic: mismatchDiag(pin, label, actual) };
+}
+
+function missingDiag(pin: PinnedFile, label: string, code: string): Diagnostic {
+  return errorDiag('microvm.image-missing', `The ${label} ${pin.path} cannot be read (${code}).`, {
+    detail: 'Build the image with scripts/build-test-image.sh, which prints the paths and digests to pin.',
+  });
+}
+
+function mismatchDiag(pin: PinnedFile, label: string, actual: string): Diagnostic {
+  return errorDiag(
+    'microvm.image-digest-mismatch',
+    `The ${label} ${pin.path} has sha256 ${actual}, not the pinned ${pin.sha256}.`,
+    {
+      detail:
+        'The VM was not booted. Rebuild the image (scripts/build-test-image.sh prints its digests) and update the pin, or find out who changed the file.',
+    },
+  );
 }
 
 /** Copies a pinned file to `dest` (in the private run dir) and hashes the copy: the bytes the VMM will be given. */
@@ -417,26 +460,13 @@ async function copyPinned(pin: PinnedFile, dest: string, label: string): Promise
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'error';
     if (code === 'EEXIST') throw error;
-    return {
-      diagnostic: errorDiag('microvm.image-missing', `The ${label} ${pin.path} cannot be read (${code}).`, {
-        detail: 'Build the image with scripts/build-test-image.sh, which prints the paths and digests to pin.',
-      }),
-    };
+    return { diagnostic: missingDiag(pin, label, code) };
   }
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(dest)) hash.update(chunk as Buffer);
   const actual = hash.digest('hex');
   if (actual === pin.sha256) return {};
-  return {
-    diagnostic: errorDiag(
-      'microvm.image-digest-mismatch',
-      `The ${label} ${pin.path} has sha256 ${actual}, not the pinned ${pin.sha256}.`,
-      {
-        detail:
-          'The VM was not booted. Rebuild the image (scripts/build-test-image.sh prints its digests) and update the pin, or find out who changed the file.',
-      },
-    ),
-  };
+  return { diagnostic: mismatchDiag(pin, label, actual) };
 }
 
 function notRun(diagnostics: Diagnostic[]): Omit<EphemeralVmResult, 'durationMs'> {

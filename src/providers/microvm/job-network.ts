@@ -114,18 +114,6 @@ export async function createJobNetwork(
         : 'Creating network namespaces needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).',
     );
   }
-  const links = await runCommand(
-    ['ip', '-n', netns, '-batch', '-'],
-    [
-      'link set lo up',
-      `tuntap add dev ${JOB_TAP} mode tap`,
-      `addr add ${plan.guest.gateway}/${plan.guest.prefixLength} dev ${JOB_TAP}`,
-      `link set ${JOB_TAP} up`,
-      '',
-    ].join('\n'),
-  );
-  if (links.code !== 0)
-    return fail(`creating tap ${JOB_TAP}`, links, 'The kernel needs TUN/TAP support (/dev/net/tun).');
   const proxyListener: ProxyListener | undefined = request.egressProxy
     ? {
         protocol: 'tcp',
@@ -139,31 +127,57 @@ export async function createJobNetwork(
     ? [...plan.listeners.filter((l) => l.listenPort !== JOB_PROXY_PORT || l.protocol !== 'tcp'), proxyListener]
     : plan.listeners;
   const ruleset = proxyListener ? nftRuleset(plan.guest, listeners) : plan.ruleset;
-  const rules = await runCommand(['ip', 'netns', 'exec', netns, 'nft', '-f', '-'], ruleset);
-  if (rules.code !== 0)
-    return fail(
-      'loading the nftables ruleset',
-      rules,
-      rules.code === 127 || /nft.*(not found|No such file)/.test(rules.stderr)
-        ? 'Install nftables: apt-get install nftables.'
-        : 'The kernel needs nf_tables with NAT support.',
-    );
-  let proxies: EgressProxies;
-  try {
-    proxies = await openProxies(
-      netns,
-      plan.guest.gateway,
-      listeners,
-      request.marker,
-      proxyListener && request.egressProxy ? { listener: proxyListener, ...request.egressProxy } : undefined,
-    );
-  } catch (error) {
+  // The three steps run side by side (ADR 0028): the tap and its address, the ruleset (it names the tap by
+  // `iifname`, so it needs no tap yet), and the proxy helper's start (a Node process: the slowest step). The helper
+  // binds only once the address exists (`linked`). Nothing is booted before all three have succeeded.
+  let linkedOk: (ok: boolean) => void = () => {};
+  const linked = new Promise<boolean>((resolve) => (linkedOk = resolve));
+  const proxiesOpened = openProxies(
+    netns,
+    plan.guest.gateway,
+    listeners,
+    request.marker,
+    linked,
+    proxyListener && request.egressProxy ? { listener: proxyListener, ...request.egressProxy } : undefined,
+  ).then(
+    (proxies) => ({ proxies }),
+    (error: Error) => ({ error }),
+  );
+  const linksDone = runCommand(
+    ['ip', '-n', netns, '-batch', '-'],
+    [
+      'link set lo up',
+      `tuntap add dev ${JOB_TAP} mode tap`,
+      `addr add ${plan.guest.gateway}/${plan.guest.prefixLength} dev ${JOB_TAP}`,
+      `link set ${JOB_TAP} up`,
+      '',
+    ].join('\n'),
+  ).then((run) => (linkedOk(run.code === 0), run));
+  const [links, rules, opened] = await Promise.all([
+    linksDone,
+    runCommand(['ip', 'netns', 'exec', netns, 'nft', '-f', '-'], ruleset),
+    proxiesOpened,
+  ]);
+  const failed = async (): Promise<{ diagnostics: Diagnostic[] }> => {
+    if ('proxies' in opened) opened.proxies.close();
+    if (links.code !== 0)
+      return fail(`creating tap ${JOB_TAP}`, links, 'The kernel needs TUN/TAP support (/dev/net/tun).');
+    if (rules.code !== 0)
+      return fail(
+        'loading the nftables ruleset',
+        rules,
+        rules.code === 127 || /nft.*(not found|No such file)/.test(rules.stderr)
+          ? 'Install nftables: apt-get install nftables.'
+          : 'The kernel needs nf_tables with NAT support.',
+      );
     return fail(
       'opening the egress proxies',
-      { code: -1, stdout: '', stderr: (error as Error).message },
+      { code: -1, stdout: '', stderr: 'error' in opened ? opened.error.message : '' },
       'See the message above.',
     );
-  }
+  };
+  if (links.code !== 0 || rules.code !== 0 || !('proxies' in opened)) return failed();
+  const { proxies } = opened;
   return { network: { netns, tap: JOB_TAP, plan, close: () => proxies.close() }, diagnostics: [] };
 }
 
@@ -191,7 +205,10 @@ export async function deleteJobNetwork(netns: string): Promise<NetworkTeardown> 
 // ---------------------------------------------------------------------------------------------------------
 // Proxies
 
-/** Runs inside the namespace: opens each listener on the gateway, sends its handle to the parent, exits. */
+/**
+ * Runs inside the namespace: once the parent says so (the gateway address exists), opens each listener on the
+ * gateway, sends its handle to the parent, exits.
+ */
 const HELPER = `
 const net = require('node:net');
 const dgram = require('node:dgram');
@@ -200,7 +217,7 @@ process.on('disconnect', () => process.exit(1));
 let left = specs.length;
 const done = () => { if (--left === 0) process.exit(0); };
 const fail = (error) => { process.send({ error: String(error && error.message || error) }, () => process.exit(1)); };
-specs.forEach((s, index) => {
+process.once('message', () => specs.forEach((s, index) => {
   if (s.protocol === 'tcp') {
     const server = net.createServer();
     server.on('error', fail);
@@ -210,7 +227,7 @@ specs.forEach((s, index) => {
     socket.on('error', fail);
     socket.bind({ address: s.host, port: s.port, exclusive: true }, () => process.send({ index }, socket, () => { socket.close(); done(); }));
   }
-});
+}));
 `;
 
 const HELPER_TIMEOUT_MS = 10_000;
@@ -227,6 +244,7 @@ async function openProxies(
   gateway: string,
   listeners: readonly ProxyListener[],
   marker: string,
+  linked: Promise<boolean>,
   egress?: { listener: ProxyListener; proxy: EgressProxy; caller: EgressCaller },
 ): Promise<EgressProxies> {
   const closers: Array<() => void> = [];
@@ -242,7 +260,8 @@ async function openProxies(
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   try {
-    await new Promise<void>((resolve, reject) => {
+    // Every listener is attached now, before waiting for the address: an early 'error' or 'close' is never missed.
+    const answered = new Promise<void>((resolve, reject) => {
       let received = 0;
       const timer = setTimeout(
         () => reject(new Error(`the proxy helper did not answer within ${HELPER_TIMEOUT_MS} ms`)),
@@ -282,6 +301,11 @@ async function openProxies(
         }
       });
     });
+    answered.catch(() => undefined);
+    if (!(await linked)) throw new Error('the gateway address was not created');
+    // A helper that died already has rejected `answered` ('close'); the message is then simply not sent.
+    if (child.connected) child.send('listen', () => undefined);
+    await answered;
   } catch (error) {
     proxies.close();
     throw error;

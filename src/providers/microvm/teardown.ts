@@ -5,15 +5,16 @@
 // Invariants:
 // - Idempotent: tearing down a run that is partly or wholly gone does what is left and succeeds.
 // - The processes of a run are found by what they cannot hide from the host: their command line mentions the run
-//   directory (the VMM's -kernel/-initrd paths, the proxy helper's marker argument), or they live in the run's
-//   namespace (`ip netns pids`). A recorded pid alone is never trusted (pids are reused).
+//   directory (the VMM's -initrd path, the proxy helper's marker argument), or they live in the run's namespace
+//   (their /proc/<pid>/ns/net is the namespace's inode, as `ip netns pids` checks). A recorded pid alone is never
+//   trusted (pids are reused).
 // - The record is removed only when everything else is gone; a failed teardown keeps it, so the run is still listed
 //   and the next reap tries again.
 
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import type { HostPaths } from '../provider.js';
-import { deleteJobNetwork, runCommand } from './job-network.js';
+import { deleteJobNetwork } from './job-network.js';
 import { releaseSlot, runAddress, runDirOf, vmDirOf, type JobRunRecord } from './job-registry.js';
 
 /**
@@ -54,26 +55,33 @@ export async function teardownRun(
   const survivors = await waitGone(killed, KILL_WAIT_MS);
   if (survivors.length > 0) problems.push(`process(es) ${survivors.join(', ')} did not exit after SIGKILL`);
 
+  // The network (then its slot) and the scratch directory are independent: removed side by side (ADR 0028).
   let netnsDeleted = false;
   let tapDeleted = false;
-  if (record.netns !== null) {
-    const network = await deleteJobNetwork(record.netns);
-    netnsDeleted = network.netnsDeleted;
-    tapDeleted = network.tapDeleted;
-    problems.push(...network.problems);
-  }
-
   let scratchRemoved = false;
-  try {
-    await rm(vmDirOf(paths, record.id), { recursive: true, force: true });
-    scratchRemoved = true;
-  } catch (error) {
-    problems.push(`removing ${vmDirOf(paths, record.id)}: ${(error as Error).message}`);
-  }
-  if (record.slot !== null)
-    await releaseSlot(paths, record.slot).catch((error: Error) =>
-      problems.push(`releasing network slot ${record.slot}: ${error.message}`),
-    );
+  const removeNetwork = async (): Promise<void> => {
+    if (record.netns !== null) {
+      const network = await deleteJobNetwork(record.netns);
+      netnsDeleted = network.netnsDeleted;
+      tapDeleted = network.tapDeleted;
+      problems.push(...network.problems);
+    }
+    // After the namespace: a slot is handed out again only once its namespace is gone (or its deletion failed and
+    // is reported; a namespace's addresses are its own, so a reused slot cannot reach it either way).
+    if (record.slot !== null)
+      await releaseSlot(paths, record.slot).catch((error: Error) =>
+        problems.push(`releasing network slot ${record.slot}: ${error.message}`),
+      );
+  };
+  const removeScratch = async (): Promise<void> => {
+    try {
+      await rm(vmDirOf(paths, record.id), { recursive: true, force: true });
+      scratchRemoved = true;
+    } catch (error) {
+      problems.push(`removing ${vmDirOf(paths, record.id)}: ${(error as Error).message}`);
+    }
+  };
+  await Promise.all([removeNetwork(), removeScratch()]);
   if (problems.length === 0) {
     try {
       await rm(runDir, { recursive: true, force: true });
@@ -112,12 +120,7 @@ export function receiptDetail(receipt: TeardownReceipt): string {
 
 /** SIGKILLs every process of the run (as a group when it leads one) and returns their pids. */
 async function killRunProcesses(runDir: string, netns: string | null): Promise<number[]> {
-  const pids = new Set(processesMentioning(`${runDir}/`));
-  if (netns !== null) {
-    const inNetns = await runCommand(['ip', 'netns', 'pids', netns]);
-    if (inNetns.code === 0)
-      for (const word of inNetns.stdout.split(/\s+/)) if (/^\d+$/.test(word)) pids.add(Number(word));
-  }
+  const pids = new Set(processesOfRun(`${runDir}/`, netns === null ? undefined : netnsLink(netns)));
   pids.delete(process.pid);
   for (const pid of pids) {
     try {
@@ -132,6 +135,23 @@ async function killRunProcesses(runDir: string, netns: string | null): Promise<n
 
 /** Pids of live processes whose command line contains `needle` (zombies have none and do not count). */
 export function processesMentioning(needle: string): number[] {
+  return processesOfRun(needle, undefined);
+}
+
+/**
+ * The namespace's identity as /proc/<pid>/ns/net shows it (`net:[<inode>]`), from its bind mount under /run/netns;
+ * undefined when it does not exist. `ip netns pids` compares the same inode, without a process of its own (ADR 0028).
+ */
+function netnsLink(name: string): string | undefined {
+  try {
+    return `net:[${statSync(`/run/netns/${name}`).ino}]`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One pass over /proc: processes that mention `needle` on their command line, or live in the namespace `netns`. */
+function processesOfRun(needle: string, netns: string | undefined): number[] {
   const found: number[] = [];
   let entries: string[];
   try {
@@ -143,6 +163,7 @@ export function processesMentioning(needle: string): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (readFileSync(`/proc/${entry}/cmdline`).includes(needle)) found.push(Number(entry));
+      else if (netns !== undefined && readlinkSync(`/proc/${entry}/ns/net`) === netns) found.push(Number(entry));
     } catch {
       // Exited while we looked.
     }
