@@ -9,6 +9,18 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 
+/** The proxy answered the CONNECT with a refusal: `reason` is its one line (what was refused, what to change). */
+export class EgressRefusedError extends Error {
+  constructor(
+    readonly destination: string,
+    readonly status: string,
+    readonly reason: string,
+  ) {
+    super(`the egress proxy refused ${destination}: ${reason}`);
+    this.name = 'EgressRefusedError';
+  }
+}
+
 function tunnel(proxySocket: string, host: string, port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = netConnect(proxySocket);
@@ -25,13 +37,14 @@ function tunnel(proxySocket: string, host: string, port: number): Promise<Socket
       if (status !== '200') {
         s.destroy();
         reject(
-          new Error(
-            `the egress proxy refused ${host}:${port}: ${
-              head
-                .slice(head.indexOf('\r\n\r\n') + 4)
-                .trim()
-                .slice(0, 500) || head.split('\r\n')[0]
-            }`,
+          new EgressRefusedError(
+            `${host}:${port}`,
+            status ?? 'none',
+            head
+              .slice(end + 4)
+              .trim()
+              .slice(0, 500) ||
+              (head.split('\r\n')[0] ?? ''),
           ),
         );
         return;
