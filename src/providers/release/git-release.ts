@@ -16,6 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { statfsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { gitEnv } from '../../contracts/git-batch.js';
 import { AgentvmError, errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { freeSpace, storageError } from '../../state/atomic-file.js';
 import type {
@@ -143,27 +144,10 @@ interface GitRun {
   stderr: string;
 }
 
-/** git's environment: the caller's, minus anything that points git at another repository, plus the safety pins. */
+/** git's environment: the caller's, minus anything that points git at another repository (contracts/git-batch.ts),
+ *  plus the safety pins and the transports a release source may use. */
 function gitEnvironment(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of [
-    'GIT_DIR',
-    'GIT_WORK_TREE',
-    'GIT_INDEX_FILE',
-    'GIT_OBJECT_DIRECTORY',
-    'GIT_ALTERNATE_OBJECT_DIRECTORIES',
-    'GIT_COMMON_DIR',
-    'GIT_NAMESPACE',
-    'GIT_PREFIX',
-  ]) {
-    delete env[key];
-  }
-  return {
-    ...env,
-    GIT_TERMINAL_PROMPT: '0',
-    GIT_NO_REPLACE_OBJECTS: '1',
-    GIT_ALLOW_PROTOCOL: 'file:git:http:https:ssh',
-  };
+  return gitEnv({ GIT_ALLOW_PROTOCOL: 'file:git:http:https:ssh' });
 }
 
 function runGit(args: string[]): Promise<GitRun> {
