@@ -46,6 +46,7 @@ import { managerPath, type SystemdEndpoint } from '../systemd/systemctl.js';
 import {
   EndpointCache,
   findOwnedUnit,
+  planRemoval,
   readOwnedUnit,
   removeOwnedUnit,
   resolvableEndpoints,
@@ -282,21 +283,13 @@ export class EgressProvider implements Provider {
         code: 'live-modified',
         message: `${EGRESS_UNIT} is not running (${l?.active ?? 'unknown'}): no profile can reach the network.`,
       });
-    if (!desired) {
-      if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
-      return {
-        action: 'delete',
-        effect: 'none',
-        reasons: [
-          {
-            code: 'removed',
-            message: `No profile runs on this host any more: ${EGRESS_UNIT} is stopped, disabled and removed.`,
-          },
-        ],
+    if (!desired)
+      return planRemoval(
+        live,
+        locked,
         drift,
-        diagnostics: [],
-      };
-    }
+        `No profile runs on this host any more: ${EGRESS_UNIT} is stopped, disabled and removed.`,
+      );
     const parsed = parseEgressConfig(desired.config);
     if (!parsed.config || !l) {
       if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };

@@ -44,6 +44,7 @@ import { replaceFile } from '../../support/replace-file.js';
 import { managerPath, type SystemdEndpoint } from '../systemd/systemctl.js';
 import {
   findOwnedUnit,
+  planRemoval,
   readOwnedUnit,
   removeOwnedUnit,
   resolvableEndpoints,
@@ -281,21 +282,13 @@ export class GateServerUnit {
         code: 'live-modified',
         message: `${GATE_UNIT} is not running (${liveServer?.active ?? 'unknown'}).`,
       });
-    if (!desired) {
-      if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
-      return {
-        action: 'delete',
-        effect: 'none',
-        reasons: [
-          {
-            code: 'removed',
-            message: `No preview is declared for this host any more: ${GATE_UNIT} is stopped, disabled and removed.`,
-          },
-        ],
+    if (!desired)
+      return planRemoval(
+        live,
+        locked,
         drift,
-        diagnostics: [],
-      };
-    }
+        `No preview is declared for this host any more: ${GATE_UNIT} is stopped, disabled and removed.`,
+      );
     const parsed = parseServerConfig(desired.config, address);
     if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] }; // validate reports it
     const listen = `${parsed.config.address}:${parsed.config.port}${parsed.config.tls ? ' (HTTPS)' : ' (HTTP, loopback only)'}`;

@@ -41,6 +41,7 @@ import type {
 import type { UnitScope } from '../systemd/analyze.js';
 import {
   EndpointCache,
+  planRemoval,
   readOwnedUnit,
   removeOwnedUnit,
   resolvableEndpoints,
@@ -276,21 +277,13 @@ export class McpProvider implements Provider {
         code: 'live-modified',
         message: `${unit} is not running (${l?.active ?? 'unknown'}): the profile cannot reach its MCP tools.`,
       });
-    if (!desired) {
-      if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
-      return {
-        action: 'delete',
-        effect: 'none',
-        reasons: [
-          {
-            code: 'removed',
-            message: `The profile declares no MCP server any more: ${unit} is stopped, disabled and removed.`,
-          },
-        ],
+    if (!desired)
+      return planRemoval(
+        live,
+        locked,
         drift,
-        diagnostics: [],
-      };
-    }
+        `The profile declares no MCP server any more: ${unit} is stopped, disabled and removed.`,
+      );
     const parsed = parseMcpConfig(desired.config, address);
     if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] }; // validate reports it
     const servers = parsed.config.servers.map((s) => s.name).join(', ');

@@ -7,8 +7,8 @@
 import { readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type { LockedResource } from '../../model/resources.js';
-import type { HostContext } from '../provider.js';
+import type { LiveResource, LockedResource, Reason } from '../../model/resources.js';
+import type { HostContext, PlanResponse } from '../provider.js';
 import type { UnitScope } from './analyze.js';
 import { parseShow, type SystemdEndpoint } from './systemctl.js';
 import { parseUnitFile, valuesOf } from './unit-file.js';
@@ -177,4 +177,18 @@ export class EndpointCache {
     }
     return ep;
   }
+}
+
+/**
+ * The plan of a unit no longer desired: nothing when it neither runs nor was applied, else a delete whose reason is
+ * `why` (what no longer needs it, and that the unit is stopped, disabled and removed).
+ */
+export function planRemoval(
+  live: Pick<LiveResource, 'exists'>,
+  locked: LockedResource | undefined,
+  drift: Reason[],
+  why: string,
+): PlanResponse {
+  if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
+  return { action: 'delete', effect: 'none', reasons: [{ code: 'removed', message: why }], drift, diagnostics: [] };
 }
