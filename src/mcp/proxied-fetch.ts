@@ -103,7 +103,12 @@ export function proxiedFetch(proxySocket: string): (url: string | URL, init?: Re
         (res) => resolve(toResponse(res)),
       );
       req.on('error', reject);
-      init?.signal?.addEventListener('abort', () => req.destroy(new Error('aborted')), { once: true });
+      // The SDK passes one long-lived signal to every request of a transport: the listener goes with its request, or
+      // a gateway's signal would collect one per call (and keep each request alive).
+      const signal = init?.signal;
+      const onAbort = (): void => void req.destroy(new Error('aborted'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      req.once('close', () => signal?.removeEventListener('abort', onAbort));
       req.end(body);
     });
   };
