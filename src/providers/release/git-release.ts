@@ -453,7 +453,7 @@ export class GitReleaseProvider extends ReleaseProvider<GitReleaseConfig> {
     return gitReleaseIdentity(config);
   }
 
-  protected identityMismatch(_identity: string, config: GitReleaseConfig): { summary: string; detail: string } {
+  protected identityMismatch(config: GitReleaseConfig): { summary: string; detail: string } {
     return {
       summary: `is not its commit ${config.commit}.`,
       detail: 'A release.git resource is identified by its commit (gitReleaseIdentity).',

@@ -204,7 +204,7 @@ export class PackageReleaseProvider extends ReleaseProvider<PackageReleaseConfig
     return packageIdentity(config);
   }
 
-  protected identityMismatch(_identity: string, config: PackageReleaseConfig): { summary: string; detail: string } {
+  protected identityMismatch(config: PackageReleaseConfig): { summary: string; detail: string } {
     return {
       summary: `is not ${JSON.stringify(packageIdentity(config))}.`,
       detail: 'A release.package resource is identified by name, version and integrity (packageIdentity).',

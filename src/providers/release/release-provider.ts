@@ -63,7 +63,7 @@ export abstract class ReleaseProvider<C> implements Provider {
   protected abstract parseConfig(config: Record<string, unknown>, address: string): ParsedReleaseConfig<C>;
   protected abstract identityOf(config: C): string;
   /** Why `identity` is not the configuration's (the validate message's tail and its detail). */
-  protected abstract identityMismatch(identity: string, config: C): { summary: string; detail: string };
+  protected abstract identityMismatch(config: C): { summary: string; detail: string };
   /** True for the release ids this provider installed (what a delete may remove). */
   protected abstract owns(releaseId: string): boolean;
   /** Which workloads list() reports, by their live release id and every installed one (release-lifecycle.ts). */
@@ -77,7 +77,7 @@ export abstract class ReleaseProvider<C> implements Provider {
     const parsed = this.parseConfig(resource.config, resource.address);
     diagnostics.push(...parsed.diagnostics);
     if (parsed.config && resource.identity !== this.identityOf(parsed.config)) {
-      const why = this.identityMismatch(resource.identity, parsed.config);
+      const why = this.identityMismatch(parsed.config);
       diagnostics.push(
         errorDiag(ReleaseCode.invalidConfig, `Resource identity ${JSON.stringify(resource.identity)} ${why.summary}`, {
           address: resource.address,
