@@ -3,7 +3,10 @@
 // (test/support/mcp-test-server.mjs, stdio) called by an SDK client directly, and the same server behind the built
 // McpGateway (dist/mcp) reached through its unix socket. Prints p50/p99 per call of both, the added p50 against the
 // target (< 2 ms): PASS or MISS, and the load average. Build first: npm run build.
-// Usage: node bench/mcp-gateway.js [--calls 2000] [--rounds 3]
+// With --transport http the server speaks streamable HTTP on loopback: direct is an SDK client over HTTP, and the
+// gateway reaches the server as it does on a host — through the egress proxy (dist/egress, in this process) on its
+// own caller socket, one CONNECT tunnel per request (decisions/0022 §6).
+// Usage: node bench/mcp-gateway.js [--calls 2000] [--rounds 3] [--transport stdio|http]
 // Fairness: one client, one call in flight, the same tool (`add`) and arguments; direct and gateway runs alternate in
 // rounds so background load hits both. What the gateway adds per call: a socket hop, one upstream tools/list (the
 // description is checked on every call, decisions/0022) and an audit record (group-committed).
@@ -13,6 +16,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { spawn } from 'node:child_process';
 import { ROOT } from './lib.js';
 
 const arg = (name, def) => {
@@ -22,11 +27,32 @@ const arg = (name, def) => {
 const CALLS = arg('calls', 2000);
 const ROUNDS = arg('rounds', 3);
 const SERVER = join(ROOT, 'test/support/mcp-test-server.mjs');
+const TRANSPORT = process.argv.includes('--transport')
+  ? process.argv[process.argv.indexOf('--transport') + 1]
+  : 'stdio';
+if (TRANSPORT !== 'stdio' && TRANSPORT !== 'http') throw new Error('--transport is stdio or http');
 
 const { McpGateway } = await import(join(ROOT, 'dist/mcp/gateway.js'));
 const { McpAuditLog } = await import(join(ROOT, 'dist/mcp/audit.js'));
 const { SocketClientTransport } = await import(join(ROOT, 'dist/mcp/socket-transport.js'));
 const { toolDigest } = await import(join(ROOT, 'dist/mcp/digest.js'));
+const { proxiedFetch } = await import(join(ROOT, 'dist/mcp/proxied-fetch.js'));
+const { EgressProxy } = await import(join(ROOT, 'dist/egress/proxy.js'));
+
+/** The test server over streamable HTTP on loopback (it prints `PORT <n>`). */
+async function httpServer() {
+  const child = spawn(process.execPath, [SERVER, '--http'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /PORT (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`the HTTP test server exited (${code})`)));
+  });
+  return { child, url: `http://127.0.0.1:${port}/mcp`, port };
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-mcp-'));
 const env = { PATH: process.env.PATH ?? '' };
@@ -49,18 +75,40 @@ async function timeCalls(c) {
   return { p50: t[Math.floor(t.length * 0.5)], p99: t[Math.floor(t.length * 0.99)] };
 }
 
+let http;
+let proxy;
 try {
-  const direct = await client(new StdioClientTransport({ command: process.execPath, args: [SERVER], env }));
+  http = TRANSPORT === 'http' ? await httpServer() : undefined;
+  const direct = await client(
+    http
+      ? new StreamableHTTPClientTransport(new URL(http.url))
+      : new StdioClientTransport({ command: process.execPath, args: [SERVER], env }),
+  );
   const offered = (await direct.listTools()).tools;
   const pins = ['add', 'echo'].map((name) => ({ name, sha256: toolDigest(offered.find((t) => t.name === name)) }));
   const audit = new McpAuditLog(join(dir, 'audit.jsonl'), 'bench');
+  let fetch;
+  if (http) {
+    proxy = new EgressProxy({ host: 'bench', auditFile: join(dir, 'egress-audit.jsonl'), ownAddresses: [] });
+    const socket = join(dir, 'egress', 'proxy.sock');
+    await proxy.reload({
+      resolvers: [],
+      callers: [{ id: 'mcp.bench.main', workload: 'bench', entries: [{ host: '127.0.0.1', port: http.port }], socket }],
+    });
+    fetch = proxiedFetch(socket);
+  }
   const gateway = new McpGateway({
     workload: 'bench',
     profile: 'main',
-    servers: [{ name: 'testsrv', command: [process.execPath, SERVER], tools: pins }],
+    servers: [
+      http
+        ? { name: 'testsrv', url: http.url, tools: pins }
+        : { name: 'testsrv', command: [process.execPath, SERVER], tools: pins },
+    ],
     socketPath: join(dir, 'mcp.sock'),
     audit: audit.record,
     env,
+    ...(fetch ? { fetch } : {}),
   });
   await gateway.start();
   const viaGateway = await client(new SocketClientTransport(join(dir, 'mcp.sock')));
@@ -83,12 +131,16 @@ try {
   console.log(
     `load average: ${loadavg()
       .map((l) => l.toFixed(2))
-      .join(' ')} (${CALLS} calls × ${ROUNDS} rounds each way)`,
+      .join(
+        ' ',
+      )} (${CALLS} calls × ${ROUNDS} rounds each way, ${TRANSPORT}${http ? ', gateway through the egress proxy' : ''})`,
   );
   await viaGateway.close();
   await gateway.close();
   audit.flush();
   await direct.close();
 } finally {
+  await proxy?.close();
+  http?.child.kill();
   rmSync(dir, { recursive: true, force: true });
 }

@@ -179,13 +179,16 @@ describe.each(['stdio', 'http'] as const)('MCP gateway over %s', (transport) => 
     const repo = path.join(dir, 'repo');
     mkdirSync(path.join(repo, 'workloads/agent'), { recursive: true });
     const server = spec.url ? `      url: ${spec.url}\n` : `      command: [${process.execPath}, ${SERVER}]\n`;
-    const contract = `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: agent\nspec:\n  owner: a@example.com\n  riskTier: low\n  substrate: service\n  tools:\n    - kind: mcp\n      name: testsrv\n${server}      tools:\n        - name: echo\n          sha256: ${pinned}\n        - name: add\n          sha256: ${addPin}\n`;
+    // An HTTP server is reached through the egress proxy with the contract's rules: its destination is in spec.egress.
+    const egress = spec.url ? `  egress:\n    - host: "127.0.0.1"\n      port: ${new URL(spec.url).port}\n` : '';
+    const contract = `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: agent\nspec:\n  owner: a@example.com\n  riskTier: low\n  substrate: service\n${egress}  tools:\n    - kind: mcp\n      name: testsrv\n${server}      tools:\n        - name: echo\n          sha256: ${pinned}\n        - name: add\n          sha256: ${addPin}\n`;
     const file = path.join(repo, 'workloads/agent/contract.yaml');
     writeFileSync(file, contract);
 
     // No systemd manager in this suite: the servers are the test's own, started unsandboxed on purpose (--no-sandbox);
     // test/mcp-e2e.test.ts pins through the sandbox.
-    const r = await agentvm(['tools', 'pin', 'agent', '--repo', repo, '--release-dir', dir, '--no-sandbox']);
+    const root = ['--root', path.join(dir, 'root')];
+    const r = await agentvm(['tools', 'pin', 'agent', '--repo', repo, '--release-dir', dir, '--no-sandbox', ...root]);
     expect(r.code, r.stderr).toBe(2);
     expect(readFileSync(file, 'utf8')).toBe(contract); // never written
     const seen = toolDigest({
@@ -233,6 +236,7 @@ describe.each(['stdio', 'http'] as const)('MCP gateway over %s', (transport) => 
       dir,
       '--json',
       '--no-sandbox',
+      ...root,
     ]);
     expect(
       JSON.parse(json.stdout)

@@ -3,6 +3,9 @@
 // reviewer applies the diff (a changed description is exactly what a rug pull looks like, so accepting it is a
 // human decision). Tools a server offers but the contract does not list are reported, never added.
 // Reads the contract from the working tree (the file the reviewer edits), not from a commit.
+// Servers are reached with no more than the workload gets: a stdio server in a sandbox (pinSandbox), an HTTP server
+// only through an egress proxy holding the contract's own rules for its MCP gateway (tools-pin-proxy.ts), so a URL
+// the contract does not allow as a destination is refused (tools.egress-refused) and the refusal audited.
 
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -12,13 +15,18 @@ import { parseYamlDocument } from '../contracts/yaml-document.js';
 import { userError } from '../diagnostics/index.js';
 import type { ToolsPinResult } from '../generated/tools-pin-result.js';
 import type { WorkloadContract } from '../generated/workload-contract.js';
+import type { Tool as OfferedTool } from '@modelcontextprotocol/sdk/types.js';
 import { toolDigest } from '../mcp/digest.js';
 import { offeredTools } from '../mcp/upstream.js';
 import { systemdRunSandbox } from '../mcp/sandbox.js';
+import { EgressRefusedError } from '../mcp/proxied-fetch.js';
+import { startPinProxy, type PinProxy } from './tools-pin-proxy.js';
 import { accountNamed, SYSTEMD_USER_ENV } from '../providers/systemd/systemctl.js';
 
 export interface PinToolsInput {
   repo: string;
+  /** Host root: the egress proxy's refusals are audited in its audit log (<root>/var/log/agentvm). */
+  root: string;
   workload: string;
   /** Where a stdio server's command runs (its release); default the workload's directory in the repository. */
   releaseDir?: string;
@@ -121,56 +129,104 @@ export async function pinTools(input: PinToolsInput): Promise<ToolsPinResult> {
       `${rel}:${bad.location?.line ?? 1}: ${bad.summary}`,
       'Fix the contract (`agentvm validate` says more), then pin again.',
     );
-  const tools = (doc.value as WorkloadContract | undefined)?.spec?.tools ?? [];
+  const spec = (doc.value as WorkloadContract | undefined)?.spec;
+  const tools = spec?.tools ?? [];
   const lines = text.split('\n');
   const edits = new Map<number, string>();
   const out: ToolsPinResult['tools'] = [];
   const cwd = input.releaseDir ?? path.join(input.repo, 'workloads', input.workload);
-  for (const [i, entry] of tools.entries()) {
-    if (entry.kind !== 'mcp') continue;
-    const sandbox = input.sandbox;
-    if (entry.command && sandbox === undefined) {
-      throw userError(
-        'tools.no-sandbox',
-        `${rel}: MCP server ${entry.name} is a stdio server, and there is no systemd manager to sandbox it in: \`tools pin\` does not start a tool server unconfined on its own.`,
-        `Set ${SYSTEMD_USER_ENV}=<account> to use that account's user manager, run as root where systemd is PID 1, or pass --no-sandbox for servers you trust.`,
-      );
-    }
-    let offered;
-    try {
-      offered = await offeredTools(
-        {
-          name: entry.name,
-          ...(entry.command ? { command: entry.command, cwd } : {}),
-          ...(entry.url ? { url: entry.url } : {}),
-        },
-        sandbox === 'none' || sandbox === undefined
-          ? { env: { PATH: PIN_PATH } }
-          : { env: sandbox.env, sandbox: sandbox.wrap },
-      );
-    } catch (err) {
-      throw userError(
-        'tools.server-unreachable',
-        `${rel}: MCP server ${entry.name} (${entry.url ?? entry.command?.join(' ')}) could not be reached: ${(err as Error).message}.`,
-        'Start or install the server (a stdio command runs in --release-dir), then pin again.',
-      );
-    }
-    const pins = entry.tools ?? [];
-    for (const [j, pin] of pins.entries()) {
-      const now = offered.find((t) => t.name === pin.name);
-      const seen = now ? toolDigest(now) : null;
-      const status = seen === null ? 'missing' : seen === pin.sha256 ? 'unchanged' : 'changed';
-      out.push({ server: entry.name, tool: pin.name, status, pinned: pin.sha256, seen });
-      if (status === 'changed') {
-        const line = doc.locate(['spec', 'tools', i, 'tools', j, 'sha256']).line - 1;
-        edits.set(line, lines[line]!.replace(pin.sha256, seen!));
+  const servers = tools.flatMap((entry, i) => (entry.kind === 'mcp' ? [{ entry, i }] : []));
+  const urls = servers.filter((s) => s.entry.url !== undefined).map((s) => ({ url: s.entry.url! }));
+  const proxy = urls.length
+    ? await startPinProxy({ root: input.root, workload: input.workload, egress: spec?.egress ?? [], servers: urls })
+    : undefined;
+  try {
+    for (const { entry, i } of servers) {
+      const offered = await offeredBy(entry, i, { rel, doc, cwd, sandbox: input.sandbox, proxy });
+      const pins = entry.tools ?? [];
+      for (const [j, pin] of pins.entries()) {
+        const now = offered.find((t) => t.name === pin.name);
+        const seen = now ? toolDigest(now) : null;
+        const status = seen === null ? 'missing' : seen === pin.sha256 ? 'unchanged' : 'changed';
+        out.push({ server: entry.name, tool: pin.name, status, pinned: pin.sha256, seen });
+        if (status === 'changed') {
+          const line = doc.locate(['spec', 'tools', i, 'tools', j, 'sha256']).line - 1;
+          edits.set(line, lines[line]!.replace(pin.sha256, seen!));
+        }
       }
+      for (const t of offered)
+        if (!pins.some((p) => p.name === t.name))
+          out.push({ server: entry.name, tool: t.name, status: 'unlisted', pinned: null, seen: toolDigest(t) });
     }
-    for (const t of offered)
-      if (!pins.some((p) => p.name === t.name))
-        out.push({ server: entry.name, tool: t.name, status: 'unlisted', pinned: null, seen: toolDigest(t) });
+  } finally {
+    await proxy?.close();
   }
   return { workload: input.workload, contract: rel, tools: out, diff: unifiedDiff(rel, lines, edits) };
+}
+
+/** A `tools[]` entry of kind mcp. */
+type McpEntry = NonNullable<WorkloadContract['spec']['tools']>[number];
+
+/** What one server offers now: a stdio server started in the sandbox, an HTTP server reached through the pin proxy. */
+async function offeredBy(
+  entry: McpEntry,
+  i: number,
+  ctx: {
+    rel: string;
+    doc: ReturnType<typeof parseYamlDocument>;
+    cwd: string;
+    sandbox: PinToolsInput['sandbox'];
+    proxy: PinProxy | undefined;
+  },
+): Promise<OfferedTool[]> {
+  const { rel, sandbox, proxy } = ctx;
+  if (entry.command && sandbox === undefined) {
+    throw userError(
+      'tools.no-sandbox',
+      `${rel}: MCP server ${entry.name} is a stdio server, and there is no systemd manager to sandbox it in: \`tools pin\` does not start a tool server unconfined on its own.`,
+      `Set ${SYSTEMD_USER_ENV}=<account> to use that account's user manager, run as root where systemd is PID 1, or pass --no-sandbox for servers you trust.`,
+    );
+  }
+  const stdio =
+    sandbox === 'none' || sandbox === undefined
+      ? { env: { PATH: PIN_PATH } }
+      : { env: sandbox.env, sandbox: sandbox.wrap };
+  try {
+    return await offeredTools(
+      {
+        name: entry.name,
+        ...(entry.command ? { command: entry.command, cwd: ctx.cwd } : {}),
+        ...(entry.url ? { url: entry.url } : {}),
+      },
+      entry.url ? { fetch: proxy!.fetch } : stdio,
+    );
+  } catch (err) {
+    if (err instanceof EgressRefusedError) throw await egressRefused(entry, i, ctx, err);
+    throw userError(
+      'tools.server-unreachable',
+      `${rel}: MCP server ${entry.name} (${entry.url ?? entry.command?.join(' ')}) could not be reached: ${(err as Error).message}.`,
+      'Start or install the server (a stdio command runs in --release-dir), then pin again.',
+    );
+  }
+}
+
+/** The proxy refused the server's URL: name the contract line, the proxy's reason, and where it was audited. */
+async function egressRefused(
+  entry: McpEntry,
+  i: number,
+  ctx: { rel: string; doc: ReturnType<typeof parseYamlDocument>; proxy: PinProxy | undefined },
+  err: EgressRefusedError,
+): Promise<Error> {
+  const line = ctx.doc.locate(['spec', 'tools', i, 'url']).line;
+  const unaudited = (await ctx.proxy?.close()) ?? [];
+  const audit = unaudited.length
+    ? `; the refusal could NOT be audited (${unaudited.join('; ')})`
+    : `; audited in ${ctx.proxy?.auditFile} as ${ctx.proxy?.caller}`;
+  return userError(
+    'tools.egress-refused',
+    `${ctx.rel}:${line}: MCP server ${entry.name} at ${entry.url} is not an allowed destination of this contract: ${err.reason.replace(/\.$/, '')}${audit}.`,
+    `\`tools pin\` reaches an HTTP server only as the workload's MCP gateway would: through the egress proxy, to a host:port listed exactly in spec.egress. Fix the URL, or add its destination to spec.egress after review.`,
+  );
 }
 
 /** One hunk per changed line (pins are one line each), with a line of context either side. */

@@ -1,35 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { capabilityLines, planCapabilities } from './capabilities.js';
 import type { PlannedChange } from '../model/resources.js';
+import { capabilityChange } from './capability-change.fixture.js';
 
 const change = (
   workload: string,
   action: PlannedChange['action'],
   before: unknown[] | undefined,
   after: unknown[] | undefined,
-  kind = 'unit',
-): PlannedChange => ({
-  address: `${kind}.${workload}.p`,
-  provider: kind === 'unit' ? 'systemd' : 'microvm',
-  workload,
-  action,
-  effect: 'none',
-  reasons: [],
-  dependsOn: [],
-  ...(after
-    ? {
-        desired: {
-          address: `${kind}.${workload}.p`,
-          provider: 'systemd',
-          workload,
-          identity: 'x',
-          dependsOn: [],
-          config: { egress: [], data: after },
-        },
-      }
-    : {}),
-  ...(before ? { recorded: { config: { egress: [], data: before } } } : {}),
-});
+  kind: 'unit' | 'job' = 'unit',
+): PlannedChange => capabilityChange({ workload, action, field: 'data', before, after, base: { egress: [] }, kind });
 
 describe('data capabilities', () => {
   it('GIVEN a grant widened from read-only to read-write and a new path WHEN planned THEN both are flagged, the unchanged one is silent', () => {

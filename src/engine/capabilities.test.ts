@@ -1,34 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { capabilityLines, planCapabilities } from './capabilities.js';
 import type { PlannedChange } from '../model/resources.js';
+import { capabilityChange } from './capability-change.fixture.js';
 
 const unitChange = (
   workload: string,
   action: PlannedChange['action'],
   before: unknown[] | undefined,
   after: unknown[] | undefined,
-): PlannedChange => ({
-  address: `unit.${workload}.p`,
-  provider: 'systemd',
-  workload,
-  action,
-  effect: 'none',
-  reasons: [],
-  dependsOn: [],
-  ...(after
-    ? {
-        desired: {
-          address: `unit.${workload}.p`,
-          provider: 'systemd',
-          workload,
-          identity: 'x',
-          dependsOn: [],
-          config: { egress: after },
-        },
-      }
-    : {}),
-  ...(before ? { recorded: { config: { egress: before } } } : {}),
-});
+): PlannedChange => capabilityChange({ workload, action, field: 'egress', before, after });
 
 describe('planCapabilities', () => {
   it('GIVEN an allowlist that widens on a noop unit WHEN planned THEN the new destination is flagged as an exfiltration channel', () => {
@@ -110,28 +90,8 @@ describe('credential capabilities (decisions/0023)', () => {
     action: PlannedChange['action'],
     before: unknown[] | undefined,
     after: unknown[] | undefined,
-  ): PlannedChange => ({
-    address: `unit.${workload}.p`,
-    provider: 'systemd',
-    workload,
-    action,
-    effect: 'none',
-    reasons: [],
-    dependsOn: [],
-    ...(after
-      ? {
-          desired: {
-            address: `unit.${workload}.p`,
-            provider: 'systemd',
-            workload,
-            identity: 'x',
-            dependsOn: [],
-            config: { egress: [], secrets: after },
-          },
-        }
-      : {}),
-    ...(before ? { recorded: { config: { egress: [], secrets: before } } } : {}),
-  });
+  ): PlannedChange => capabilityChange({ workload, action, field: 'secrets', before, after, base: { egress: [] } });
+
   const inj = (name: string, host: string) => ({
     name,
     ref: `file:/etc/${name}`,

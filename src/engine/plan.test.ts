@@ -246,33 +246,24 @@ describe('a release repaired in place restarts its units in the same apply (issu
         },
       },
     };
-    const moving = computePlan(
-      input({
-        ...base,
-        desired: [
-          typed(res('release.a', 'c2'), 'release.git'),
-          typed(res('unit.a.core', 'u1', ['release.a']), 'systemd'),
-        ],
-        live: new Map([
-          ['release.a', liveOf('release.a', 'release.git', 'c1', 'd1')],
-          ['unit.a.core', liveOf('unit.a.core', 'systemd', 'u1', 'ud')],
-        ]),
-      }),
-    );
+    // The same host with the release's desired commit at `commit`: the unit depends on it, but names no commit itself.
+    const planWithRelease = (commit: string) =>
+      computePlan(
+        input({
+          ...base,
+          desired: [
+            typed(res('release.a', commit), 'release.git'),
+            typed(res('unit.a.core', 'u1', ['release.a']), 'systemd'),
+          ],
+          live: new Map([
+            ['release.a', liveOf('release.a', 'release.git', 'c1', 'd1')],
+            ['unit.a.core', liveOf('unit.a.core', 'systemd', 'u1', 'ud')],
+          ]),
+        }),
+      );
+    const moving = planWithRelease('c2');
     expect(moving.changes.find((c) => c.address === 'unit.a.core')!.action).toBe('noop');
-    const intact = computePlan(
-      input({
-        ...base,
-        desired: [
-          typed(res('release.a', 'c1'), 'release.git'),
-          typed(res('unit.a.core', 'u1', ['release.a']), 'systemd'),
-        ],
-        live: new Map([
-          ['release.a', liveOf('release.a', 'release.git', 'c1', 'd1')],
-          ['unit.a.core', liveOf('unit.a.core', 'systemd', 'u1', 'ud')],
-        ]),
-      }),
-    );
+    const intact = planWithRelease('c1');
     expect(hasChanges(intact)).toBe(false);
   });
 });

@@ -9,6 +9,18 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 
+/** The proxy answered the CONNECT with a refusal: `reason` is its one line (what was refused, what to change). */
+export class EgressRefusedError extends Error {
+  constructor(
+    readonly destination: string,
+    readonly status: string,
+    readonly reason: string,
+  ) {
+    super(`the egress proxy refused ${destination}: ${reason}`);
+    this.name = 'EgressRefusedError';
+  }
+}
+
 function tunnel(proxySocket: string, host: string, port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = netConnect(proxySocket);
@@ -25,13 +37,14 @@ function tunnel(proxySocket: string, host: string, port: number): Promise<Socket
       if (status !== '200') {
         s.destroy();
         reject(
-          new Error(
-            `the egress proxy refused ${host}:${port}: ${
-              head
-                .slice(head.indexOf('\r\n\r\n') + 4)
-                .trim()
-                .slice(0, 500) || head.split('\r\n')[0]
-            }`,
+          new EgressRefusedError(
+            `${host}:${port}`,
+            status ?? 'none',
+            head
+              .slice(end + 4)
+              .trim()
+              .slice(0, 500) ||
+              (head.split('\r\n')[0] ?? ''),
           ),
         );
         return;
@@ -90,7 +103,12 @@ export function proxiedFetch(proxySocket: string): (url: string | URL, init?: Re
         (res) => resolve(toResponse(res)),
       );
       req.on('error', reject);
-      init?.signal?.addEventListener('abort', () => req.destroy(new Error('aborted')), { once: true });
+      // The SDK passes one long-lived signal to every request of a transport: the listener goes with its request, or
+      // a gateway's signal would collect one per call (and keep each request alive).
+      const signal = init?.signal;
+      const onAbort = (): void => void req.destroy(new Error('aborted'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      req.once('close', () => signal?.removeEventListener('abort', onAbort));
       req.end(body);
     });
   };

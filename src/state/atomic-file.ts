@@ -140,18 +140,23 @@ export function removeDeadTemps(dir: string, ofTarget: (name: string) => boolean
   return removed;
 }
 
+/** The file's text, or undefined when it does not exist; any other error is thrown. */
+export function readTextIfExists(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
 /**
  * Reads and parses a JSON file. Returns undefined when the file does not exist; throws `file.invalid-json` (with the
  * parse error as cause) when it is not JSON, so callers can say how to recover for their kind of file.
  */
 export function readJsonFile(file: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return undefined;
-    throw error;
-  }
+  const text = readTextIfExists(file);
+  if (text === undefined) return undefined;
   try {
     return JSON.parse(text) as unknown;
   } catch (error) {

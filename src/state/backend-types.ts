@@ -1,8 +1,11 @@
 // The shapes a StateBackend hands out, as interfaces: a held lease and a running apply's log. The local backend's
 // LeaseLock and ApplyLog classes satisfy them; the PostgreSQL backend (src/state/postgres/) has its own. Code above
 // src/state only ever sees these interfaces, so it cannot tell (nor depend on) which backend it runs on.
+// guardLease is the one check every backend makes of a lease before a write.
 
+import { AgentvmError } from '../diagnostics/index.js';
 import type { Address, LockedResource } from '../model/resources.js';
+import { assertHostName } from './host-paths.js';
 import type { AppendMarks, AppendResult, ApplyLogWrites } from './apply-log.js';
 import type { AuditEntry, AuditEvent } from './audit-log.js';
 import type { LeaseRecord } from './lease-lock.js';
@@ -48,4 +51,33 @@ export interface ApplyLogHandle {
     marks?: AppendMarks,
   ): Promise<{ event: AuditEvent; result: AppendResult }>;
   finish(): Promise<Lockfile>;
+}
+
+/**
+ * Every write of a backend: the lease must guard `host`, have been taken from this backend (`ownLease` narrows it to
+ * the backend's own class; `backendName` says which in the error), and still be held (else `state.lease-lost`).
+ */
+export function guardLease<L extends HeldLease>(
+  host: string,
+  lease: HeldLease,
+  ownLease: (lease: HeldLease) => lease is L,
+  backendName: string,
+): L {
+  assertHostName(host);
+  if (lease.host !== host)
+    throw new AgentvmError(
+      'state.lease-host-mismatch',
+      `The lease of host "${lease.host}" does not guard host "${host}".`,
+      {
+        source: 'toolkit',
+      },
+    );
+  if (!ownLease(lease))
+    throw new AgentvmError(
+      'state.lease-backend-mismatch',
+      `The lease ${lease.id} was not taken from the ${backendName} state backend.`,
+      { source: 'toolkit' },
+    );
+  lease.assertHeld();
+  return lease;
 }

@@ -13,7 +13,15 @@ import { linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSy
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import { isHostName, type HostPaths } from '../model/index.js';
-import { errnoCode, fsyncDirectory, removeDeadTemps, storageError, tempPathFor, unlinkQuietly } from './atomic-file.js';
+import {
+  errnoCode,
+  fsyncDirectory,
+  readTextIfExists,
+  removeDeadTemps,
+  storageError,
+  tempPathFor,
+  unlinkQuietly,
+} from './atomic-file.js';
 import { beginApplyLog, type ApplyStart } from './apply-log.js';
 import {
   appendAudit,
@@ -26,7 +34,7 @@ import {
   type ExpectedAuditHead,
 } from './audit-log.js';
 import { assertHostName } from './host-paths.js';
-import type { ApplyLogHandle, HeldLease } from './backend-types.js';
+import { guardLease, type ApplyLogHandle, type HeldLease } from './backend-types.js';
 import {
   acquireLeaseLock,
   describeHolder,
@@ -409,19 +417,7 @@ export class LocalStateBackend implements StateBackend {
 
   /** Every write: the lease must be this host's, this backend's kind (a lease file), and still held. */
   #guard(host: string, lease: HeldLease): LeaseLock {
-    assertHostName(host);
-    if (lease.host !== host)
-      throw toolkitError(
-        'state.lease-host-mismatch',
-        `The lease of host "${lease.host}" does not guard host "${host}".`,
-      );
-    if (!(lease instanceof LeaseLock))
-      throw toolkitError(
-        'state.lease-backend-mismatch',
-        `The lease ${lease.id} was not taken from the local state backend.`,
-      );
-    lease.assertHeld();
-    return lease;
+    return guardLease(host, lease, (l): l is LeaseLock => l instanceof LeaseLock, 'local');
   }
 
   #source(host: string): LockfileSource {
@@ -454,13 +450,8 @@ function auditHeadIn(file: string): AuditHeadLike | undefined {
 
 /** The host that claimed the root, or undefined when there is no (readable) claim yet. */
 function readRootClaim(file: string): string | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return undefined;
-    throw error;
-  }
+  const text = readTextIfExists(file);
+  if (text === undefined) return undefined;
   try {
     const v = JSON.parse(text) as { host?: unknown };
     if (typeof v.host === 'string' && isHostName(v.host)) return v.host;

@@ -13,6 +13,7 @@
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { at, list, record, specOf, text, type WorkloadRule } from '../context.js';
 import { quote } from '../../secrets/text-safety.js';
+import { destinationOf } from '../../egress/mcp-destinations.js';
 
 const FIELDS: Record<'program' | 'mcp' | 'kindless', ReadonlySet<string>> = {
   program: new Set(['kind', 'name', 'path', 'sha256']),
@@ -158,15 +159,4 @@ function mcpChecks(
     seen.add(name);
   });
   return out;
-}
-
-/** host and port of an http(s) URL; undefined when it does not parse (the schema reports the shape). */
-export function destinationOf(url: string): { host: string; port: number } | undefined {
-  try {
-    const u = new URL(url);
-    const port = u.port !== '' ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
-    return { host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port };
-  } catch {
-    return undefined;
-  }
 }

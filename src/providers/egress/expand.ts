@@ -9,20 +9,7 @@ import type { InjectionRoute } from '../../egress/injection.js';
 import type { ExpandRequest, ExpandResponse } from '../provider.js';
 import { EGRESS_SERVER_ADDRESS } from './unit.js';
 import type { EgressEntry } from '../../egress/rules.js';
-
-/** `host:port` of each HTTP MCP server's URL (the form policy.mcp-url-egress matches against spec.egress). */
-function mcpUrlDestinations(servers: unknown): string[] {
-  if (!Array.isArray(servers)) return [];
-  return servers.flatMap((s: { url?: unknown }) => {
-    if (typeof s?.url !== 'string') return [];
-    try {
-      const u = new URL(s.url);
-      return [`${u.hostname.replace(/^\[|\]$/g, '')}:${u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80}`];
-    } catch {
-      return [];
-    }
-  });
-}
+import { mcpGatewayEntries, mcpUrlDestinations, withoutMcpDestinations } from '../../egress/mcp-destinations.js';
 
 export function expandEgress(req: ExpandRequest): ExpandResponse {
   const units = req.expanded.filter((r) => r.provider === 'systemd');
@@ -31,12 +18,11 @@ export function expandEgress(req: ExpandRequest): ExpandResponse {
   // server only through the gateway, which is a caller of its own (expanded earlier in registry order).
   const gateways = req.expanded.filter((r) => r.provider === 'mcp');
   const mcpDest = (workload: string, profile: unknown): Set<string> =>
-    new Set(
+    mcpUrlDestinations(
       gateways
         .filter((m) => m.workload === workload && m.config.profile === profile)
-        .flatMap((m) => mcpUrlDestinations(m.config.servers)),
+        .flatMap((m) => (Array.isArray(m.config.servers) ? (m.config.servers as unknown[]) : [])),
     );
-  const key = (e: EgressEntry): string => `${e.host}:${e.port}`;
   const server: DesiredResource = {
     address: EGRESS_SERVER_ADDRESS,
     provider: 'egress',
@@ -50,7 +36,7 @@ export function expandEgress(req: ExpandRequest): ExpandResponse {
           id: u.address,
           workload: u.workload,
           profile: u.config.profile,
-          entries: (u.config.egress as EgressEntry[]).filter((e) => !mcpDest(u.workload, u.config.profile).has(key(e))),
+          entries: withoutMcpDestinations(u.config.egress as EgressEntry[], mcpDest(u.workload, u.config.profile)),
           listenPort: (u.config.listen as { port?: number } | null)?.port ?? null,
           ...injectionsOf(u.config.secrets),
         })),
@@ -61,7 +47,7 @@ export function expandEgress(req: ExpandRequest): ExpandResponse {
             id: m.address,
             workload: m.workload,
             profile: m.config.profile,
-            entries: ((unit?.config.egress ?? []) as EgressEntry[]).filter((e) => dest.has(key(e))),
+            entries: mcpGatewayEntries((unit?.config.egress ?? []) as EgressEntry[], dest),
             listenPort: null,
           };
         }),

@@ -11,7 +11,7 @@
 
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
-import { rm, unlink } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { HOST_WORKLOAD } from '../../model/index.js';
@@ -40,9 +40,22 @@ import type {
 } from '../provider.js';
 import { expandEgress } from './expand.js';
 import type { UnitScope } from '../systemd/analyze.js';
-import { defaultEndpoint, mkdirOwned, writeAtomic } from '../systemd/provider.js';
+import { defaultEndpoint, mkdirOwned } from '../systemd/provider.js';
+import { replaceFile } from '../../support/replace-file.js';
 import { managerPath, type SystemdEndpoint } from '../systemd/systemctl.js';
-import { readOwnedUnit, scopeOf, showUnit, systemctlStep } from '../systemd/own-unit.js';
+import {
+  EndpointCache,
+  findOwnedUnit,
+  planRemoval,
+  readOwnedUnit,
+  removeOwnedUnit,
+  resolvableEndpoints,
+  scopeOf,
+  scopesToSearch,
+  showUnit,
+  systemctlStep,
+  waitUnitServing,
+} from '../systemd/own-unit.js';
 import { EgressCode } from './codes.js';
 import { EGRESS_SERVER_ADDRESS, OWNER_KEY, renderEgressUnit } from './unit.js';
 
@@ -168,15 +181,12 @@ export class EgressProvider implements Provider {
   expand(req: ExpandRequest): ExpandResponse {
     return expandEgress(req);
   }
-  private readonly endpoints = new Map<string, SystemdEndpoint>();
+  private readonly endpoints = new EndpointCache();
 
   constructor(private readonly options: EgressProviderOptions = {}) {}
 
   private endpointFor(host: HostContext, scope: UnitScope): SystemdEndpoint {
-    const key = `${host.root}\0${scope}`;
-    let ep = this.endpoints.get(key);
-    if (!ep) this.endpoints.set(key, (ep = (this.options.endpoint ?? defaultEndpoint)(host, scope)));
-    return ep;
+    return this.endpoints.get(host, scope, this.options.endpoint ?? defaultEndpoint);
   }
 
   private context(host: HostContext, endpoint: SystemdEndpoint): EgressRenderContext {
@@ -273,21 +283,13 @@ export class EgressProvider implements Provider {
         code: 'live-modified',
         message: `${EGRESS_UNIT} is not running (${l?.active ?? 'unknown'}): no profile can reach the network.`,
       });
-    if (!desired) {
-      if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
-      return {
-        action: 'delete',
-        effect: 'none',
-        reasons: [
-          {
-            code: 'removed',
-            message: `No profile runs on this host any more: ${EGRESS_UNIT} is stopped, disabled and removed.`,
-          },
-        ],
+    if (!desired)
+      return planRemoval(
+        live,
+        locked,
         drift,
-        diagnostics: [],
-      };
-    }
+        `No profile runs on this host any more: ${EGRESS_UNIT} is stopped, disabled and removed.`,
+      );
     const parsed = parseEgressConfig(desired.config);
     if (!parsed.config || !l) {
       if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
@@ -393,7 +395,7 @@ export class EgressProvider implements Provider {
     const unitChanged = before?.text !== rendered.text;
     if (unitChanged) {
       await mkdirOwned(endpoint.unitDir, '.', endpoint.fileOwner);
-      await writeAtomic(unitFile, rendered.text, endpoint.fileOwner);
+      await replaceFile(unitFile, rendered.text, { owner: endpoint.fileOwner });
     }
     const locked = {
       address: EGRESS_SERVER_ADDRESS,
@@ -426,7 +428,15 @@ export class EgressProvider implements Provider {
       progress(`${EGRESS_SERVER_ADDRESS}: reloading the egress rules (no restart)`);
       if (!(await ctl(endpoint, ['reload', EGRESS_UNIT], diagnostics))) return { diagnostics };
     }
-    const up = await this.waitServing(endpoint, paths.status, digest);
+    const up = await waitUnitServing(
+      endpoint,
+      EGRESS_UNIT,
+      (pid) => {
+        const status = readStatusFile(paths.status);
+        return status?.pid === pid && status.digest === digest;
+      },
+      this.options.startTimeoutMs ?? 15_000,
+    );
     if (!up.ok) {
       return {
         diagnostics: [
@@ -459,52 +469,20 @@ export class EgressProvider implements Provider {
     return { locked, diagnostics };
   }
 
-  private async waitServing(
-    endpoint: SystemdEndpoint,
-    statusFile: string,
-    digest: string,
-  ): Promise<{ ok: true; pid: number } | { ok: false; why: string }> {
-    const timeout = this.options.startTimeoutMs ?? 15_000;
-    const deadline = Date.now() + timeout;
-    for (;;) {
-      const s = await show(endpoint, ['ActiveState', 'SubState', 'Result', 'MainPID']);
-      const pid = Number(s.MainPID ?? 0);
-      const status = readStatusFile(statusFile);
-      if (s.ActiveState === 'active' && pid > 0 && status?.pid === pid && status.digest === digest)
-        return { ok: true, pid };
-      const why = `${s.ActiveState ?? '?'}/${s.SubState ?? '?'}, result ${s.Result ?? '?'}`;
-      if (s.ActiveState === 'failed') return { ok: false, why };
-      if (Date.now() > deadline) return { ok: false, why: `${why} after ${timeout} ms` };
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
   private async remove(
     host: HostContext,
     known: UnitScope | undefined,
     progress: (m: string) => void,
   ): Promise<ApplyResponse> {
-    const diagnostics: Diagnostic[] = [];
-    for (const scope of known ? [known] : (['system', 'user'] as const)) {
-      let endpoint: SystemdEndpoint;
-      try {
-        endpoint = this.endpointFor(host, scope);
-      } catch {
-        continue;
-      }
-      const unitFile = path.join(endpoint.unitDir, EGRESS_UNIT);
-      if ((await unitOwner(unitFile))?.owner !== EGRESS_SERVER_ADDRESS) continue;
-      if (endpoint.mode === 'online') {
-        progress(`${EGRESS_SERVER_ADDRESS}: stopping and disabling ${EGRESS_UNIT}`);
-        if (!(await ctl(endpoint, ['stop', EGRESS_UNIT], diagnostics))) return { diagnostics };
-      }
-      if (!(await ctl(endpoint, ['disable', EGRESS_UNIT], diagnostics))) return { diagnostics };
-      await unlink(unitFile);
-      if (endpoint.mode === 'online') {
-        await ctl(endpoint, ['daemon-reload'], diagnostics);
-        await endpoint.systemctl(['reset-failed', EGRESS_UNIT]);
-      }
-    }
+    const { removed, diagnostics } = await removeOwnedUnit({
+      endpoints: resolvableEndpoints((scope) => this.endpointFor(host, scope), scopesToSearch(known)),
+      unit: EGRESS_UNIT,
+      address: EGRESS_SERVER_ADDRESS,
+      ownerKey: OWNER_KEY,
+      code: EgressCode.systemctl,
+      progress,
+    });
+    if (!removed) return { diagnostics };
     const paths = egressPaths(host.root);
     await rm(paths.rules, { force: true });
     await rm(paths.status, { force: true });
@@ -512,17 +490,10 @@ export class EgressProvider implements Provider {
   }
 
   async list(req: ListRequest): Promise<ListResponse> {
-    for (const scope of ['system', 'user'] as const) {
-      let endpoint: SystemdEndpoint;
-      try {
-        endpoint = this.endpointFor(req.host, scope);
-      } catch {
-        continue;
-      }
-      if ((await unitOwner(path.join(endpoint.unitDir, EGRESS_UNIT)))?.owner === EGRESS_SERVER_ADDRESS)
-        return { owned: [{ address: EGRESS_SERVER_ADDRESS, identity: EGRESS_UNIT }], diagnostics: [] };
-    }
-    return { owned: [], diagnostics: [] };
+    const endpoints = resolvableEndpoints((scope) => this.endpointFor(req.host, scope), scopesToSearch(undefined));
+    return (await findOwnedUnit(endpoints, EGRESS_UNIT, EGRESS_SERVER_ADDRESS, OWNER_KEY))
+      ? { owned: [{ address: EGRESS_SERVER_ADDRESS, identity: EGRESS_UNIT }], diagnostics: [] }
+      : { owned: [], diagnostics: [] };
   }
 }
 

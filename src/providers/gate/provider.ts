@@ -9,6 +9,7 @@
 
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type { Reason } from '../../model/resources.js';
+import { EndpointCache } from '../systemd/own-unit.js';
 import { auditGateEvent, gateEntry } from '../../gate/audit.js';
 import { GateCode } from '../../gate/codes.js';
 import { GrantStore } from '../../gate/grants.js';
@@ -71,7 +72,7 @@ export class GateProvider implements Provider {
   expand(req: ExpandRequest): ExpandResponse {
     return expandGate(req);
   }
-  private readonly endpoints = new Map<string, SystemdEndpoint>();
+  private readonly endpoints = new EndpointCache();
   private readonly server: GateServerUnit;
 
   constructor(options: GateProviderOptions = {}) {
@@ -87,13 +88,7 @@ export class GateProvider implements Provider {
     scope: UnitScope,
     make: (host: HostContext, scope: UnitScope) => SystemdEndpoint,
   ): SystemdEndpoint {
-    const key = `${host.root}\0${scope}`;
-    let ep = this.endpoints.get(key);
-    if (!ep) {
-      ep = make(host, scope);
-      this.endpoints.set(key, ep);
-    }
-    return ep;
+    return this.endpoints.get(host, scope, make);
   }
 
   validate(req: ValidateRequest): ValidateResponse {

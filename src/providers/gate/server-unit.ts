@@ -12,7 +12,7 @@
 //   - The digest covers the unit text and the settings: a port change restarts the unit even though its text is equal.
 
 import { createHash } from 'node:crypto';
-import { rm, unlink } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type { LiveResource, Reason } from '../../model/resources.js';
@@ -39,9 +39,21 @@ import type {
   ReadResponse,
 } from '../provider.js';
 import type { UnitScope } from '../systemd/analyze.js';
-import { mkdirOwned, writeAtomic } from '../systemd/provider.js';
+import { mkdirOwned } from '../systemd/provider.js';
+import { replaceFile } from '../../support/replace-file.js';
 import { managerPath, type SystemdEndpoint } from '../systemd/systemctl.js';
-import { readOwnedUnit, scopeOf, showUnit, systemctlStep } from '../systemd/own-unit.js';
+import {
+  findOwnedUnit,
+  planRemoval,
+  readOwnedUnit,
+  removeOwnedUnit,
+  resolvableEndpoints,
+  scopeOf,
+  scopesToSearch,
+  showUnit,
+  systemctlStep,
+  waitUnitServing,
+} from '../systemd/own-unit.js';
 import { GateServerCode } from './codes.js';
 import { prepareGateState } from './state-access.js';
 
@@ -270,21 +282,13 @@ export class GateServerUnit {
         code: 'live-modified',
         message: `${GATE_UNIT} is not running (${liveServer?.active ?? 'unknown'}).`,
       });
-    if (!desired) {
-      if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
-      return {
-        action: 'delete',
-        effect: 'none',
-        reasons: [
-          {
-            code: 'removed',
-            message: `No preview is declared for this host any more: ${GATE_UNIT} is stopped, disabled and removed.`,
-          },
-        ],
+    if (!desired)
+      return planRemoval(
+        live,
+        locked,
         drift,
-        diagnostics: [],
-      };
-    }
+        `No preview is declared for this host any more: ${GATE_UNIT} is stopped, disabled and removed.`,
+      );
     const parsed = parseServerConfig(desired.config, address);
     if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] }; // validate reports it
     const listen = `${parsed.config.address}:${parsed.config.port}${parsed.config.tls ? ' (HTTPS)' : ' (HTTP, loopback only)'}`;
@@ -386,7 +390,7 @@ export class GateServerUnit {
     if (unitChanged) {
       progress(`${GATE_SERVER_ADDRESS}: writing ${unitFile}`);
       await mkdirOwned(endpoint.unitDir, '.', endpoint.fileOwner);
-      await writeAtomic(unitFile, rendered.text, endpoint.fileOwner);
+      await replaceFile(unitFile, rendered.text, { owner: endpoint.fileOwner });
     }
     const locked = {
       address: GATE_SERVER_ADDRESS,
@@ -416,7 +420,14 @@ export class GateServerUnit {
       if (state.ActiveState === 'failed') await endpoint.systemctl(['reset-failed', GATE_UNIT]);
       progress(`${GATE_SERVER_ADDRESS}: ${running ? 'restarting' : 'starting'} ${GATE_UNIT}`);
       if (!(await ctl(endpoint, ['restart', GATE_UNIT], diagnostics))) return { diagnostics };
-      const up = await this.waitListening(endpoint, paths.listener, running ? Number(state.MainPID) : 0);
+      // Until the unit's main process has written the listener record (it does so once it listens), or it failed.
+      const previousPid = running ? Number(state.MainPID) : 0;
+      const up = await waitUnitServing(
+        endpoint,
+        GATE_UNIT,
+        (pid) => pid !== previousPid && readListenerRecord(paths.listener)?.pid === pid,
+        this.options.startTimeoutMs ?? 15_000,
+      );
       if (!up.ok) {
         return {
           diagnostics: [
@@ -439,69 +450,30 @@ export class GateServerUnit {
     return { locked, diagnostics };
   }
 
-  /** Until the unit's main process has written the listener record (it does so once it listens), or it failed. */
-  private async waitListening(
-    endpoint: SystemdEndpoint,
-    listenerFile: string,
-    previousPid: number,
-  ): Promise<{ ok: true; pid: number } | { ok: false; why: string }> {
-    const deadline = Date.now() + (this.options.startTimeoutMs ?? 15_000);
-    for (;;) {
-      const s = await show(endpoint, ['ActiveState', 'SubState', 'Result', 'ExecMainStatus', 'MainPID']);
-      const pid = Number(s.MainPID ?? 0);
-      const record = readListenerRecord(listenerFile);
-      if (s.ActiveState === 'active' && pid > 0 && pid !== previousPid && record?.pid === pid) return { ok: true, pid };
-      const why = `${s.ActiveState ?? '?'}/${s.SubState ?? '?'}, result ${s.Result ?? '?'}, exit status ${s.ExecMainStatus ?? '?'}`;
-      if (s.ActiveState === 'failed') return { ok: false, why };
-      if (Date.now() > deadline) return { ok: false, why: `${why} after ${this.options.startTimeoutMs ?? 15_000} ms` };
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
   /** delete: stop, disable and remove our unit file (in the recorded scope, else wherever it is ours), then server.json. */
   private async remove(
     host: HostContext,
     known: UnitScope | undefined,
     progress: (m: string) => void,
   ): Promise<ApplyResponse> {
-    const diagnostics: Diagnostic[] = [];
-    for (const scope of known ? [known] : (['system', 'user'] as const)) {
-      let endpoint: SystemdEndpoint;
-      try {
-        endpoint = this.options.endpointFor(host, scope);
-      } catch {
-        continue; // a scope that cannot be resolved here has no unit of ours
-      }
-      const unitFile = path.join(endpoint.unitDir, GATE_UNIT);
-      if ((await unitOwner(unitFile))?.owner !== GATE_SERVER_ADDRESS) continue;
-      if (endpoint.mode === 'online') {
-        progress(`${GATE_SERVER_ADDRESS}: stopping and disabling ${GATE_UNIT}`);
-        if (!(await ctl(endpoint, ['stop', GATE_UNIT], diagnostics))) return { diagnostics };
-      }
-      if (!(await ctl(endpoint, ['disable', GATE_UNIT], diagnostics))) return { diagnostics };
-      progress(`${GATE_SERVER_ADDRESS}: removing ${unitFile}`);
-      await unlink(unitFile);
-      if (endpoint.mode === 'online') {
-        await ctl(endpoint, ['daemon-reload'], diagnostics);
-        await endpoint.systemctl(['reset-failed', GATE_UNIT]);
-      }
-    }
+    const { removed, diagnostics } = await removeOwnedUnit({
+      endpoints: resolvableEndpoints((scope) => this.options.endpointFor(host, scope), scopesToSearch(known)),
+      unit: GATE_UNIT,
+      address: GATE_SERVER_ADDRESS,
+      ownerKey: GATE_OWNER_KEY,
+      code: GateServerCode.systemctl,
+      progress,
+    });
+    if (!removed) return { diagnostics };
     await rm(gatePaths(host.root).server, { force: true });
     return { diagnostics };
   }
 
   /** Our unit file in either scope: `gate.server` as owned (orphan detection). */
   async list(host: HostContext): Promise<Array<{ address: string; identity: string }>> {
-    for (const scope of ['system', 'user'] as const) {
-      let endpoint: SystemdEndpoint;
-      try {
-        endpoint = this.options.endpointFor(host, scope);
-      } catch {
-        continue;
-      }
-      if ((await unitOwner(path.join(endpoint.unitDir, GATE_UNIT)))?.owner === GATE_SERVER_ADDRESS)
-        return [{ address: GATE_SERVER_ADDRESS, identity: GATE_UNIT }];
-    }
-    return [];
+    const endpoints = resolvableEndpoints((scope) => this.options.endpointFor(host, scope), scopesToSearch(undefined));
+    return (await findOwnedUnit(endpoints, GATE_UNIT, GATE_SERVER_ADDRESS, GATE_OWNER_KEY))
+      ? [{ address: GATE_SERVER_ADDRESS, identity: GATE_UNIT }]
+      : [];
   }
 }

@@ -14,7 +14,7 @@
 
 import { createHash } from 'node:crypto';
 import { chownSync, mkdirSync, readdirSync } from 'node:fs';
-import { rm, unlink } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { canonicalJson } from '../../model/canonical-json.js';
@@ -39,10 +39,22 @@ import type {
   ValidateResponse,
 } from '../provider.js';
 import type { UnitScope } from '../systemd/analyze.js';
-import { readOwnedUnit, scopeOf, showUnit, systemctlStep } from '../systemd/own-unit.js';
+import {
+  EndpointCache,
+  planRemoval,
+  readOwnedUnit,
+  removeOwnedUnit,
+  resolvableEndpoints,
+  scopeOf,
+  scopesToSearch,
+  showUnit,
+  systemctlStep,
+  waitUnitServing,
+} from '../systemd/own-unit.js';
 import { entrypointProgram, execDirectives, resolveExec } from '../systemd/exec-allowlist.js';
 import { hardeningFor, type RiskTier } from '../systemd/gateway-unit.js';
-import { defaultEndpoint, mkdirOwned, writeAtomic } from '../systemd/provider.js';
+import { defaultEndpoint, mkdirOwned } from '../systemd/provider.js';
+import { replaceFile } from '../../support/replace-file.js';
 import { hostPathOf, managerPath, type SystemdEndpoint } from '../systemd/systemctl.js';
 import { McpCode } from './codes.js';
 import { expandMcpGateways, type McpServerConfig } from './expand.js';
@@ -163,7 +175,7 @@ export interface McpProviderOptions {
 export class McpProvider implements Provider {
   readonly type = 'mcp';
   readonly addressPrefix = 'mcp.';
-  private readonly endpoints = new Map<string, SystemdEndpoint>();
+  private readonly endpoints = new EndpointCache();
 
   constructor(private readonly options: McpProviderOptions = {}) {}
 
@@ -172,10 +184,7 @@ export class McpProvider implements Provider {
   }
 
   private endpointFor(host: HostContext, scope: UnitScope): SystemdEndpoint {
-    const key = `${host.root}\0${scope}`;
-    let ep = this.endpoints.get(key);
-    if (!ep) this.endpoints.set(key, (ep = (this.options.endpoint ?? defaultEndpoint)(host, scope)));
-    return ep;
+    return this.endpoints.get(host, scope, this.options.endpoint ?? defaultEndpoint);
   }
 
   private context(host: HostContext, endpoint: SystemdEndpoint): RenderContext {
@@ -268,21 +277,13 @@ export class McpProvider implements Provider {
         code: 'live-modified',
         message: `${unit} is not running (${l?.active ?? 'unknown'}): the profile cannot reach its MCP tools.`,
       });
-    if (!desired) {
-      if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
-      return {
-        action: 'delete',
-        effect: 'none',
-        reasons: [
-          {
-            code: 'removed',
-            message: `The profile declares no MCP server any more: ${unit} is stopped, disabled and removed.`,
-          },
-        ],
+    if (!desired)
+      return planRemoval(
+        live,
+        locked,
         drift,
-        diagnostics: [],
-      };
-    }
+        `The profile declares no MCP server any more: ${unit} is stopped, disabled and removed.`,
+      );
     const parsed = parseMcpConfig(desired.config, address);
     if (!parsed.config) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] }; // validate reports it
     const servers = parsed.config.servers.map((s) => s.name).join(', ');
@@ -379,15 +380,14 @@ export class McpProvider implements Provider {
       before = undefined;
     }
     const settingsChanged = !before || settingsDigest(before) !== digest;
-    if (settingsChanged)
-      await writeAtomic(paths.settings(address), `${JSON.stringify(settings, null, 2)}\n`, undefined);
+    if (settingsChanged) await replaceFile(paths.settings(address), `${JSON.stringify(settings, null, 2)}\n`);
     // 2. The unit.
     const unitFile = path.join(endpoint.unitDir, unit);
     const old = await unitOwner(unitFile);
     const unitChanged = old?.text !== rendered.text;
     if (unitChanged) {
       await mkdirOwned(endpoint.unitDir, '.', endpoint.fileOwner);
-      await writeAtomic(unitFile, rendered.text, endpoint.fileOwner);
+      await replaceFile(unitFile, rendered.text, { owner: endpoint.fileOwner });
     }
     const locked = {
       address,
@@ -414,7 +414,15 @@ export class McpProvider implements Provider {
       progress(`${address}: ${state.ActiveState === 'active' ? 'restarting' : 'starting'} ${unit}`);
       if (!(await ctl(endpoint, ['restart', unit], address, diagnostics))) return { diagnostics };
     }
-    const up = await this.waitServing(endpoint, unit, paths.status(address), digest);
+    const up = await waitUnitServing(
+      endpoint,
+      unit,
+      (pid) => {
+        const status = readStatus(paths.status(address));
+        return status?.pid === pid && status.digest === digest;
+      },
+      this.options.startTimeoutMs ?? 30_000,
+    );
     if (!up.ok) {
       return {
         diagnostics: [
@@ -429,27 +437,6 @@ export class McpProvider implements Provider {
     return { locked, diagnostics };
   }
 
-  private async waitServing(
-    endpoint: SystemdEndpoint,
-    unit: string,
-    statusFile: string,
-    digest: string,
-  ): Promise<{ ok: true; pid: number } | { ok: false; why: string }> {
-    const timeout = this.options.startTimeoutMs ?? 30_000;
-    const deadline = Date.now() + timeout;
-    for (;;) {
-      const s = await show(endpoint, unit, ['ActiveState', 'SubState', 'Result', 'MainPID']);
-      const pid = Number(s.MainPID ?? 0);
-      const status = readStatus(statusFile);
-      if (s.ActiveState === 'active' && pid > 0 && status?.pid === pid && status.digest === digest)
-        return { ok: true, pid };
-      const why = `${s.ActiveState ?? '?'}/${s.SubState ?? '?'}, result ${s.Result ?? '?'}`;
-      if (s.ActiveState === 'failed') return { ok: false, why };
-      if (Date.now() > deadline) return { ok: false, why: `${why} after ${timeout} ms` };
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
   private async remove(
     host: HostContext,
     address: string,
@@ -457,29 +444,16 @@ export class McpProvider implements Provider {
     progress: (m: string) => void,
   ): Promise<ApplyResponse> {
     const names = namesOf(address);
-    const diagnostics: Diagnostic[] = [];
-    if (!names) return { diagnostics };
-    const unit = mcpUnitName(names.workload, names.profile);
-    for (const scope of known ? [known] : (['system', 'user'] as const)) {
-      let endpoint: SystemdEndpoint;
-      try {
-        endpoint = this.endpointFor(host, scope);
-      } catch {
-        continue;
-      }
-      const unitFile = path.join(endpoint.unitDir, unit);
-      if ((await unitOwner(unitFile))?.owner !== address) continue;
-      if (endpoint.mode === 'online') {
-        progress(`${address}: stopping and disabling ${unit}`);
-        if (!(await ctl(endpoint, ['stop', unit], address, diagnostics))) return { diagnostics };
-      }
-      if (!(await ctl(endpoint, ['disable', unit], address, diagnostics))) return { diagnostics };
-      await unlink(unitFile);
-      if (endpoint.mode === 'online') {
-        await ctl(endpoint, ['daemon-reload'], address, diagnostics);
-        await endpoint.systemctl(['reset-failed', unit]);
-      }
-    }
+    if (!names) return { diagnostics: [] };
+    const { removed, diagnostics } = await removeOwnedUnit({
+      endpoints: resolvableEndpoints((scope) => this.endpointFor(host, scope), scopesToSearch(known)),
+      unit: mcpUnitName(names.workload, names.profile),
+      address,
+      ownerKey: OWNER_KEY,
+      code: McpCode.systemctl,
+      progress,
+    });
+    if (!removed) return { diagnostics };
     const paths = mcpPaths(host.root);
     await rm(paths.settings(address), { force: true });
     await rm(paths.status(address), { force: true });
@@ -489,13 +463,10 @@ export class McpProvider implements Provider {
 
   async list(req: ListRequest): Promise<ListResponse> {
     const owned: ListResponse['owned'] = [];
-    for (const scope of ['system', 'user'] as const) {
-      let endpoint: SystemdEndpoint;
-      try {
-        endpoint = this.endpointFor(req.host, scope);
-      } catch {
-        continue;
-      }
+    for (const endpoint of resolvableEndpoints(
+      (scope) => this.endpointFor(req.host, scope),
+      scopesToSearch(undefined),
+    )) {
       let names: string[] = [];
       try {
         names = readdirSync(endpoint.unitDir).filter((n) => /^agentvm-mcp-[a-z0-9-]+\.[a-z0-9-]+\.service$/.test(n));

@@ -16,8 +16,9 @@
 //   - The source map is a hint: a missing or wrong one only costs a materialisation.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { replaceFile } from '../../support/replace-file.js';
 import { treeDigest } from './tree-digest.js';
 import type { StatIndex } from './stat-index.js';
 
@@ -105,10 +106,7 @@ export class ContentStore {
   }
 
   async recordSource(sourceKey: string, digest: string): Promise<void> {
-    const file = this.sourceFile(sourceKey);
-    const temp = `${file}.${randomBytes(4).toString('hex')}`;
-    await writeFile(temp, `${digest}\n`, { mode: 0o644 });
-    await rename(temp, file);
+    await replaceFile(this.sourceFile(sourceKey), `${digest}\n`);
   }
 
   /**

@@ -16,45 +16,21 @@ import { createHash, randomBytes } from 'node:crypto';
 import { statfsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { gitEnv } from '../../contracts/git-batch.js';
 import { AgentvmError, errorDiag, type Diagnostic } from '../../diagnostics/index.js';
 import { freeSpace, storageError } from '../../state/atomic-file.js';
 import type {
   ExpandRequest,
   ExpandResponse,
-  ApplyRequest,
   ApplyResponse,
   ArtifactRequest,
   ArtifactResponse,
   HostContext,
-  ListRequest,
-  ListResponse,
-  PlanRequest,
-  PlanResponse,
-  Provider,
-  ReadRequest,
-  ReadResponse,
-  ValidateRequest,
-  ValidateResponse,
-  FinishApplyRequest,
 } from '../provider.js';
 import { expandGitReleases } from './expand.js';
-import {
-  atAddress,
-  checkWorkload,
-  installRelease,
-  listReleases,
-  readRelease,
-  RELEASE_ADDRESS_PREFIX,
-  releaseAddress,
-  ReleaseCode,
-  removeReleases,
-  rollbackRelease,
-  collectStoreGarbage,
-  type RollbackOptions,
-  type RollbackResponse,
-} from './release-lifecycle.js';
-import { planRelease } from './release-plan.js';
-import { isCapturedReleaseId, isGitReleaseId, pathExists, ReleaseStore } from './release-store.js';
+import { atAddress, installRelease, ReleaseCode } from './release-lifecycle.js';
+import { ReleaseProvider, type InstallContext, type ParsedReleaseConfig } from './release-provider.js';
+import { isCapturedReleaseId, isGitReleaseId, pathExists } from './release-store.js';
 import { readTarEntries, TarCode, writeTarEntries } from './tar-reader.js';
 
 export const GitReleaseCode = {
@@ -168,27 +144,10 @@ interface GitRun {
   stderr: string;
 }
 
-/** git's environment: the caller's, minus anything that points git at another repository, plus the safety pins. */
+/** git's environment: the caller's, minus anything that points git at another repository (contracts/git-batch.ts),
+ *  plus the safety pins and the transports a release source may use. */
 function gitEnvironment(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of [
-    'GIT_DIR',
-    'GIT_WORK_TREE',
-    'GIT_INDEX_FILE',
-    'GIT_OBJECT_DIRECTORY',
-    'GIT_ALTERNATE_OBJECT_DIRECTORIES',
-    'GIT_COMMON_DIR',
-    'GIT_NAMESPACE',
-    'GIT_PREFIX',
-  ]) {
-    delete env[key];
-  }
-  return {
-    ...env,
-    GIT_TERMINAL_PROMPT: '0',
-    GIT_NO_REPLACE_OBJECTS: '1',
-    GIT_ALLOW_PROTOCOL: 'file:git:http:https:ssh',
-  };
+  return gitEnv({ GIT_ALLOW_PROTOCOL: 'file:git:http:https:ssh' });
 }
 
 function runGit(args: string[]): Promise<GitRun> {
@@ -479,74 +438,41 @@ async function archiveInto(bytes: Buffer, config: GitReleaseConfig, dir: string)
   return (await writeTarEntries(dir, read.entries)).diagnostics;
 }
 
-export class GitReleaseProvider implements Provider {
+export class GitReleaseProvider extends ReleaseProvider<GitReleaseConfig> {
   readonly type = 'release.git';
-  readonly addressPrefix = RELEASE_ADDRESS_PREFIX;
 
   expand(req: ExpandRequest): ExpandResponse {
     return expandGitReleases(req);
   }
 
-  validate(req: ValidateRequest): ValidateResponse {
-    const { resource } = req;
-    const diagnostics = [...checkWorkload(resource.workload, resource.address)];
-    const parsed = parseGitReleaseConfig(resource.config, resource.address);
-    diagnostics.push(...parsed.diagnostics);
-    if (parsed.config && resource.identity !== gitReleaseIdentity(parsed.config)) {
-      diagnostics.push(
-        errorDiag(
-          ReleaseCode.invalidConfig,
-          `Resource identity ${JSON.stringify(resource.identity)} is not its commit ${parsed.config.commit}.`,
-          {
-            address: resource.address,
-            detail: 'A release.git resource is identified by its commit (gitReleaseIdentity).',
-          },
-        ),
-      );
-    }
-    return { diagnostics };
+  protected parseConfig(config: Record<string, unknown>, address: string): ParsedReleaseConfig<GitReleaseConfig> {
+    return parseGitReleaseConfig(config, address);
   }
 
-  read(req: ReadRequest): Promise<ReadResponse> {
-    return readRelease(new ReleaseStore(req.host.paths.releases), req, this.type);
+  protected identityOf(config: GitReleaseConfig): string {
+    return gitReleaseIdentity(config);
   }
 
-  plan(req: PlanRequest): PlanResponse {
-    return planRelease(req);
+  protected identityMismatch(config: GitReleaseConfig): { summary: string; detail: string } {
+    return {
+      summary: `is not its commit ${config.commit}.`,
+      detail: 'A release.git resource is identified by its commit (gitReleaseIdentity).',
+    };
   }
 
-  async apply(req: ApplyRequest): Promise<ApplyResponse> {
+  protected owns(releaseId: string): boolean {
+    return isGitReleaseId(releaseId);
+  }
+
+  /** Workloads whose live release is a commit (or a capture in a workload holding commits). */
+  protected listsWorkload(releaseId: string | undefined, releases: readonly string[]): boolean {
+    if (releaseId === undefined) return false;
+    if (isGitReleaseId(releaseId)) return true;
+    return isCapturedReleaseId(releaseId) && releases.some(isGitReleaseId);
+  }
+
+  protected async install({ req, config, store, progress }: InstallContext<GitReleaseConfig>): Promise<ApplyResponse> {
     const { change, host } = req;
-    const store = new ReleaseStore(host.paths.releases);
-    const progress = req.progress ?? (() => {});
-    const invalid = checkWorkload(change.workload, change.address);
-    if (invalid.length > 0) return { diagnostics: invalid };
-
-    if (change.action === 'delete') {
-      return removeReleases({
-        store,
-        address: change.address,
-        workload: change.workload,
-        owns: isGitReleaseId,
-        progress,
-        ...(req.beforeMutation ? { beforeMutation: req.beforeMutation } : {}),
-      });
-    }
-    if (!change.desired) {
-      return {
-        diagnostics: [
-          errorDiag(
-            ReleaseCode.invalidConfig,
-            `Change ${change.action} of ${change.address} carries no desired configuration.`,
-            { address: change.address },
-          ),
-        ],
-      };
-    }
-    const parsed = parseGitReleaseConfig(change.desired.config, change.address);
-    if (!parsed.config) return { diagnostics: parsed.diagnostics };
-    const config = parsed.config;
-
     const release = await ensureCommit(host, config, change.address, progress);
     if (!release.gitDir) return { diagnostics: release.diagnostics };
     const gitDir = release.gitDir;
@@ -582,17 +508,6 @@ export class GitReleaseProvider implements Provider {
     return { ...response, diagnostics: atAddress(change.address, response.diagnostics) };
   }
 
-  /** Garbage collection of the content store shared by both release providers (ADR 0020). */
-  async finishApply(req: FinishApplyRequest): Promise<{ diagnostics: Diagnostic[] }> {
-    return {
-      diagnostics: await collectStoreGarbage(
-        new ReleaseStore(req.host.paths.releases),
-        req.host.paths.cache,
-        req.progress,
-      ),
-    };
-  }
-
   async artifact(req: ArtifactRequest): Promise<ArtifactResponse> {
     const parsed = parseGitReleaseConfig(req.desired.config, req.desired.address);
     if (!parsed.config) return { diagnostics: parsed.diagnostics };
@@ -603,33 +518,5 @@ export class GitReleaseProvider implements Provider {
       ...(made.bytes ? { bytes: made.bytes } : {}),
       diagnostics: atAddress(req.desired.address, made.diagnostics),
     };
-  }
-
-  /** Workloads whose live release is a commit (or a capture in a workload holding commits). */
-  list(req: ListRequest): Promise<ListResponse> {
-    return listReleases(
-      new ReleaseStore(req.host.paths.releases),
-      (releaseId, releases) => {
-        if (releaseId === undefined) return false;
-        if (isGitReleaseId(releaseId)) return true;
-        return isCapturedReleaseId(releaseId) && releases.some(isGitReleaseId);
-      },
-      req.snapshot,
-    );
-  }
-
-  /**
-   * Points `current` back at an installed release (a commit, or a `captured-*` release) after verifying it is
-   * byte for byte `expectedDigest`; refused with a diagnostic otherwise. The git source is not needed.
-   */
-  rollbackTo(
-    host: HostContext,
-    workload: string,
-    releaseId: string,
-    expectedDigest: string,
-    options: RollbackOptions = {},
-  ): Promise<RollbackResponse> {
-    const target = { address: releaseAddress(workload), provider: this.type, workload, releaseId, expectedDigest };
-    return rollbackRelease(new ReleaseStore(host.paths.releases), target, options);
   }
 }

@@ -16,43 +16,11 @@ import { readRegularFile } from '../../contracts/bounded-read.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
-import type {
-  ApplyRequest,
-  ApplyResponse,
-  ArtifactRequest,
-  ArtifactResponse,
-  HostContext,
-  ListRequest,
-  ListResponse,
-  PlanRequest,
-  PlanResponse,
-  Provider,
-  ReadRequest,
-  ReadResponse,
-  ValidateRequest,
-  ValidateResponse,
-  FinishApplyRequest,
-  ExpandRequest,
-  ExpandResponse,
-} from '../provider.js';
+import type { ApplyResponse, ArtifactRequest, ArtifactResponse, ExpandRequest, ExpandResponse } from '../provider.js';
 import { expandPackageReleases } from './expand.js';
-import {
-  atAddress,
-  checkWorkload,
-  installRelease,
-  listReleases,
-  readRelease,
-  RELEASE_ADDRESS_PREFIX,
-  releaseAddress,
-  ReleaseCode,
-  removeReleases,
-  rollbackRelease,
-  collectStoreGarbage,
-  type RollbackOptions,
-  type RollbackResponse,
-} from './release-lifecycle.js';
-import { planRelease } from './release-plan.js';
-import { isCapturedReleaseId, isGitReleaseId, isReleaseId, ReleaseStore } from './release-store.js';
+import { atAddress, installRelease, ReleaseCode } from './release-lifecycle.js';
+import { ReleaseProvider, type InstallContext, type ParsedReleaseConfig } from './release-provider.js';
+import { isCapturedReleaseId, isGitReleaseId, isReleaseId } from './release-store.js';
 import { readTarEntries, writeTarEntries, type TarEntry } from './tar-reader.js';
 
 export const PackageReleaseCode = {
@@ -221,109 +189,53 @@ function checkPackageJson(entries: TarEntry[], config: PackageReleaseConfig, add
   return [];
 }
 
-export class PackageReleaseProvider implements Provider {
+export class PackageReleaseProvider extends ReleaseProvider<PackageReleaseConfig> {
   readonly type = 'release.package';
-  readonly addressPrefix = RELEASE_ADDRESS_PREFIX;
 
   expand(req: ExpandRequest): ExpandResponse {
     return expandPackageReleases(req);
   }
 
-  validate(req: ValidateRequest): ValidateResponse {
-    const { resource } = req;
-    const diagnostics = [...checkWorkload(resource.workload, resource.address)];
-    const parsed = parsePackageReleaseConfig(resource.config, resource.address);
-    diagnostics.push(...parsed.diagnostics);
-    if (parsed.config && resource.identity !== packageIdentity(parsed.config)) {
-      diagnostics.push(
-        errorDiag(
-          ReleaseCode.invalidConfig,
-          `Resource identity ${JSON.stringify(resource.identity)} is not ${JSON.stringify(packageIdentity(parsed.config))}.`,
-          {
-            address: resource.address,
-            detail: 'A release.package resource is identified by name, version and integrity (packageIdentity).',
-          },
-        ),
-      );
-    }
-    return { diagnostics };
+  protected parseConfig(config: Record<string, unknown>, address: string): ParsedReleaseConfig<PackageReleaseConfig> {
+    return parsePackageReleaseConfig(config, address);
   }
 
-  read(req: ReadRequest): Promise<ReadResponse> {
-    return readRelease(new ReleaseStore(req.host.paths.releases), req, this.type);
+  protected identityOf(config: PackageReleaseConfig): string {
+    return packageIdentity(config);
   }
 
-  plan(req: PlanRequest): PlanResponse {
-    return planRelease(req);
+  protected identityMismatch(config: PackageReleaseConfig): { summary: string; detail: string } {
+    return {
+      summary: `is not ${JSON.stringify(packageIdentity(config))}.`,
+      detail: 'A release.package resource is identified by name, version and integrity (packageIdentity).',
+    };
   }
 
-  async apply(req: ApplyRequest): Promise<ApplyResponse> {
-    const { change, host } = req;
-    const store = new ReleaseStore(host.paths.releases);
-    const progress = req.progress ?? (() => {});
-    const invalid = checkWorkload(change.workload, change.address);
-    if (invalid.length > 0) return { diagnostics: invalid };
+  protected owns(releaseId: string): boolean {
+    return isPackageReleaseId(releaseId);
+  }
 
-    if (change.action === 'delete') {
-      return removeReleases({
-        store,
-        address: change.address,
-        workload: change.workload,
-        owns: isPackageReleaseId,
-        progress,
-        ...(req.beforeMutation ? { beforeMutation: req.beforeMutation } : {}),
-      });
-    }
-    if (!change.desired) {
-      return {
-        diagnostics: [
-          errorDiag(
-            ReleaseCode.invalidConfig,
-            `Change ${change.action} of ${change.address} carries no desired configuration.`,
-            { address: change.address },
-          ),
-        ],
-      };
-    }
-    const parsed = parsePackageReleaseConfig(change.desired.config, change.address);
-    if (!parsed.config) return { diagnostics: parsed.diagnostics };
-    const config = parsed.config;
+  /** Workloads whose live release is not a commit: package releases, hand installs, captures. */
+  protected listsWorkload(releaseId: string | undefined, releases: readonly string[]): boolean {
+    if (releaseId === undefined) return true;
+    if (isGitReleaseId(releaseId)) return false;
+    return !(isCapturedReleaseId(releaseId) && releases.some(isGitReleaseId));
+  }
+
+  protected async install({
+    req,
+    config,
+    store,
+    progress,
+  }: InstallContext<PackageReleaseConfig>): Promise<ApplyResponse> {
+    const { change } = req;
     const releaseId = packageReleaseId(config.name, config.version);
 
     // Everything below up to installRelease only reads: a refusal leaves the host untouched.
     progress(`${change.address}: reading ${config.name}@${config.version}`);
-    let bytes: Buffer;
-    try {
-      bytes = await readTarball(config.tarball);
-    } catch (error) {
-      return {
-        diagnostics: [
-          errorDiag(
-            PackageReleaseCode.tarballUnreadable,
-            `Could not read the tarball of ${config.name}@${config.version}.`,
-            {
-              address: change.address,
-              detail: (error as Error).message,
-            },
-          ),
-        ],
-      };
-    }
-    const actual = sha512Integrity(bytes);
-    if (actual !== config.integrity) {
-      return {
-        diagnostics: [
-          errorDiag(
-            PackageReleaseCode.integrityMismatch,
-            `The tarball of ${config.name}@${config.version} does not match its pinned integrity; nothing was unpacked.`,
-            {
-              address: change.address,
-              detail: `expected ${config.integrity}, actual ${actual}. The tarball was changed or replaced; do not install it. If the new bytes are trusted, pin the new integrity in the manifest.`,
-            },
-          ),
-        ],
-      };
-    }
+    const tarball = await verifiedTarball(config, change.address, true);
+    if (!tarball.bytes) return { diagnostics: tarball.diagnostics };
+    const bytes = tarball.bytes;
     if (req.verifyArtifact) {
       const refused = (await req.verifyArtifact(bytes)).filter((d) => d.severity === 'error');
       if (refused.length > 0) return { diagnostics: atAddress(change.address, refused) };
@@ -350,79 +262,51 @@ export class PackageReleaseProvider implements Provider {
     return { ...response, diagnostics: atAddress(change.address, response.diagnostics) };
   }
 
-  /** Garbage collection of the content store shared by both release providers (ADR 0020). */
-  async finishApply(req: FinishApplyRequest): Promise<{ diagnostics: Diagnostic[] }> {
-    return {
-      diagnostics: await collectStoreGarbage(
-        new ReleaseStore(req.host.paths.releases),
-        req.host.paths.cache,
-        req.progress,
-      ),
-    };
-  }
-
   async artifact(req: ArtifactRequest): Promise<ArtifactResponse> {
     const parsed = parsePackageReleaseConfig(req.desired.config, req.desired.address);
     if (!parsed.config) return { diagnostics: parsed.diagnostics };
-    const config = parsed.config;
-    let bytes: Buffer;
-    try {
-      bytes = await readTarball(config.tarball);
-    } catch (error) {
-      return {
-        diagnostics: [
-          errorDiag(
-            PackageReleaseCode.tarballUnreadable,
-            `Could not read the tarball of ${config.name}@${config.version}.`,
-            { address: req.desired.address, detail: (error as Error).message },
-          ),
-        ],
-      };
-    }
-    const actual = sha512Integrity(bytes);
-    if (actual !== config.integrity) {
-      return {
-        diagnostics: [
-          errorDiag(
-            PackageReleaseCode.integrityMismatch,
-            `The tarball of ${config.name}@${config.version} does not match its pinned integrity.`,
-            {
-              address: req.desired.address,
-              detail: `expected ${config.integrity}, actual ${actual}. The tarball was changed or replaced; do not install it.`,
-            },
-          ),
-        ],
-      };
-    }
-    return { bytes, diagnostics: [] };
+    return verifiedTarball(parsed.config, req.desired.address, false);
   }
+}
 
-  /** Workloads whose live release is not a commit: package releases, hand installs, captures. */
-  list(req: ListRequest): Promise<ListResponse> {
-    return listReleases(
-      new ReleaseStore(req.host.paths.releases),
-      (releaseId, releases) => {
-        if (releaseId === undefined) return true;
-        if (isGitReleaseId(releaseId)) return false;
-        return !(isCapturedReleaseId(releaseId) && releases.some(isGitReleaseId));
-      },
-      req.snapshot,
-    );
+/**
+ * The tarball's bytes, read and checked against the pinned integrity before anything parses them; a diagnostic at
+ * `address` when it cannot be read or does not match (`installing`: apply's wording, which says what was not done
+ * and how to accept new bytes).
+ */
+async function verifiedTarball(
+  config: PackageReleaseConfig,
+  address: string,
+  installing: boolean,
+): Promise<{ bytes?: Buffer; diagnostics: Diagnostic[] }> {
+  let bytes: Buffer;
+  try {
+    bytes = await readTarball(config.tarball);
+  } catch (error) {
+    return {
+      diagnostics: [
+        errorDiag(
+          PackageReleaseCode.tarballUnreadable,
+          `Could not read the tarball of ${config.name}@${config.version}.`,
+          { address, detail: (error as Error).message },
+        ),
+      ],
+    };
   }
-
-  /**
-   * Points `current` back at an installed release (a package release, a hand-installed one or a `captured-*` one)
-   * after verifying it is byte for byte `expectedDigest`; refused with a diagnostic otherwise. Pass
-   * `options.identity` (the captured identity) to have it recorded in the returned lockfile entry.
-   */
-  rollbackTo(
-    host: HostContext,
-    workload: string,
-    releaseId: string,
-    expectedDigest: string,
-    options: RollbackOptions = {},
-  ): Promise<RollbackResponse> {
-    const target = { address: releaseAddress(workload), provider: this.type, workload, releaseId, expectedDigest };
-    return rollbackRelease(new ReleaseStore(host.paths.releases), target, options);
+  const actual = sha512Integrity(bytes);
+  if (actual !== config.integrity) {
+    return {
+      diagnostics: [
+        errorDiag(
+          PackageReleaseCode.integrityMismatch,
+          `The tarball of ${config.name}@${config.version} does not match its pinned integrity${installing ? '; nothing was unpacked' : ''}.`,
+          {
+            address,
+            detail: `expected ${config.integrity}, actual ${actual}. The tarball was changed or replaced; do not install it.${installing ? ' If the new bytes are trusted, pin the new integrity in the manifest.' : ''}`,
+          },
+        ),
+      ],
+    };
   }
+  return { bytes, diagnostics: [] };
 }

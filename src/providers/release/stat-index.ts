@@ -14,10 +14,10 @@
 //   - Written by rename(2) of a complete temp file; concurrent writers (two plans) each write a whole index: the last
 //     one wins, and an entry that does not match a file's stat is simply not used.
 
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import path from 'node:path';
+import { replaceFile } from '../../support/replace-file.js';
 
 const FORMAT = 'agentvm-stat-index/1';
 const NS_PER_SECOND = 1_000_000_000n;
@@ -130,13 +130,11 @@ export class StatIndex {
     const entries: Record<string, [string, string, string, string]> = {};
     for (const [key, e] of this.entries)
       entries[key] = [String(e.size), String(e.mtimeNs), String(e.ctimeNs), e.sha256];
-    const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}`);
     try {
       await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(temp, JSON.stringify({ format: FORMAT, entries }), { mode: 0o644 });
-      await rename(temp, file);
+      await replaceFile(file, JSON.stringify({ format: FORMAT, entries }));
     } catch {
-      await rm(temp, { force: true }).catch(() => undefined);
+      // A cache: a write that fails leaves the old index (or none), and the next plan hashes again.
     }
   }
 }

@@ -13,22 +13,11 @@
 //   - No secret value is read into a response, a lockfile entry or a diagnostic: credentials are references;
 //     their contents are only compared in memory (live-unit.ts).
 
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import {
-  chown,
-  mkdir,
-  readFile,
-  readdir,
-  realpath,
-  rename,
-  rm,
-  rmdir,
-  stat,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
+import { chown, mkdir, readFile, readdir, realpath, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { EndpointCache } from './own-unit.js';
+import { replaceFile } from '../../support/replace-file.js';
 import { errorDiag, userError, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type { LiveResource, LockedResource, Reason } from '../../model/resources.js';
 import { canonicalJson } from '../../model/canonical-json.js';
@@ -174,7 +163,7 @@ export class SystemdProvider implements Provider {
   expand(req: ExpandRequest): ExpandResponse {
     return expandGatewayUnits(req);
   }
-  private readonly endpoints = new Map<string, SystemdEndpoint>();
+  private readonly endpoints = new EndpointCache();
   private readonly unitDirLocks = new Map<string, Promise<void>>();
   /** Per endpoint: daemon-reload and enable calls of concurrent resources share one systemctl (batch.ts). */
   private readonly batches = new Map<SystemdEndpoint, Record<'daemon-reload' | 'enable' | 'show', CallBatch<string>>>();
@@ -185,13 +174,7 @@ export class SystemdProvider implements Provider {
 
   /** The endpoint for a host and scope (one per root and scope, so unit paths are computed once). */
   endpointFor(host: HostContext, scope: UnitScope): SystemdEndpoint {
-    const key = `${host.root}\0${scope}`;
-    let ep = this.endpoints.get(key);
-    if (!ep) {
-      ep = (this.options.endpoint ?? defaultEndpoint)(host, scope);
-      this.endpoints.set(key, ep);
-    }
-    return ep;
+    return this.endpoints.get(host, scope, this.options.endpoint ?? defaultEndpoint);
   }
 
   validate(req: ValidateRequest): ValidateResponse {
@@ -738,7 +721,7 @@ export class SystemdProvider implements Provider {
         if (current === file.text) continue;
         progress(`${rendered.address}: writing ${target}`);
         await mkdirOwned(endpoint.unitDir, path.dirname(file.name), endpoint.fileOwner);
-        await writeAtomic(target, file.text, endpoint.fileOwner);
+        await replaceFile(target, file.text, { owner: endpoint.fileOwner }); // the manager never reads half a unit file
         wrote = true;
       }
       return wrote;
@@ -1213,23 +1196,6 @@ export async function mkdirOwned(
       if (err.code !== 'EEXIST') throw err;
     });
     if (owner) await chown(dir, owner.uid, owner.gid);
-  }
-}
-
-/** Temp file, then rename(2): the manager never reads half a unit file. */
-export async function writeAtomic(
-  file: string,
-  text: string,
-  owner: { uid: number; gid: number } | undefined,
-): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.agentvm-${randomBytes(4).toString('hex')}`);
-  try {
-    await writeFile(tmp, text, { mode: 0o644 });
-    if (owner) await chown(tmp, owner.uid, owner.gid);
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
   }
 }
 

@@ -23,7 +23,7 @@ import {
   type ExpectedAuditHead,
 } from '../audit-log.js';
 import type { StateBackend } from '../backend.js';
-import type { ApplyLogHandle, HeldLease } from '../backend-types.js';
+import { guardLease, type ApplyLogHandle, type HeldLease } from '../backend-types.js';
 import { assertHostName } from '../host-paths.js';
 import {
   DEFAULT_LEASE_MS,
@@ -603,19 +603,7 @@ export class PostgresStateBackend implements StateBackend {
   // Internals
 
   #guard(host: string, lease: HeldLease): PgLease {
-    assertHostName(host);
-    if (lease.host !== host)
-      throw toolkitError(
-        'state.lease-host-mismatch',
-        `The lease of host "${lease.host}" does not guard host "${host}".`,
-      );
-    if (!(lease instanceof PgLease))
-      throw toolkitError(
-        'state.lease-backend-mismatch',
-        `The lease ${lease.id} was not taken from the PostgreSQL state backend.`,
-      );
-    lease.assertHeld();
-    return lease;
+    return guardLease(host, lease, (l): l is PgLease => l instanceof PgLease, 'PostgreSQL');
   }
 
   async #read(host: string, what: string): Promise<HostState> {
