@@ -4,8 +4,9 @@
 // McpGateway (dist/mcp) reached through its unix socket. Prints p50/p99 per call of both, the added p50 against the
 // target (< 2 ms): PASS or MISS, and the load average. Build first: npm run build.
 // With --transport http the server speaks streamable HTTP on loopback: direct is an SDK client over HTTP, and the
-// gateway reaches the server as it does on a host — through the egress proxy (dist/egress, in this process) on its
-// own caller socket, one CONNECT tunnel per request (decisions/0022 §6).
+// gateway reaches the server as it does on a host — the gateway and the egress proxy each in a process of their own
+// (bench/mcp-gateway-peer.js), the gateway's requests through the proxy's caller socket over kept-alive CONNECT
+// tunnels (decisions/0022 §7). The stdio gateway runs in this process (its server is its own child either way).
 // Usage: node bench/mcp-gateway.js [--calls 2000] [--rounds 3] [--transport stdio|http]
 // Fairness: one client, one call in flight, the same tool (`add`) and arguments; direct and gateway runs alternate in
 // rounds so background load hits both. What the gateway adds per call: a socket hop, one upstream tools/list (the
@@ -18,6 +19,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { ROOT } from './lib.js';
 
 const arg = (name, def) => {
@@ -36,8 +38,27 @@ const { McpGateway } = await import(join(ROOT, 'dist/mcp/gateway.js'));
 const { McpAuditLog } = await import(join(ROOT, 'dist/mcp/audit.js'));
 const { SocketClientTransport } = await import(join(ROOT, 'dist/mcp/socket-transport.js'));
 const { toolDigest } = await import(join(ROOT, 'dist/mcp/digest.js'));
-const { proxiedFetch } = await import(join(ROOT, 'dist/mcp/proxied-fetch.js'));
-const { EgressProxy } = await import(join(ROOT, 'dist/egress/proxy.js'));
+const PEER = join(ROOT, 'bench/mcp-gateway-peer.js');
+
+/** A peer process (the egress proxy or the gateway) that prints READY once it serves. */
+async function peer(args) {
+  const child = spawn(process.execPath, [PEER, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('READY')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`${args[0]} peer exited (${code})`)));
+  });
+  return child;
+}
+
+async function stop(child) {
+  if (!child || child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+}
 
 /** The test server over streamable HTTP on loopback (it prints `PORT <n>`). */
 async function httpServer() {
@@ -76,7 +97,7 @@ async function timeCalls(c) {
 }
 
 let http;
-let proxy;
+const peers = [];
 try {
   http = TRANSPORT === 'http' ? await httpServer() : undefined;
   const direct = await client(
@@ -86,31 +107,23 @@ try {
   );
   const offered = (await direct.listTools()).tools;
   const pins = ['add', 'echo'].map((name) => ({ name, sha256: toolDigest(offered.find((t) => t.name === name)) }));
-  const audit = new McpAuditLog(join(dir, 'audit.jsonl'), 'bench');
-  let fetch;
+  let gateway;
+  let audit;
   if (http) {
-    proxy = new EgressProxy({ host: 'bench', auditFile: join(dir, 'egress-audit.jsonl'), ownAddresses: [] });
-    const socket = join(dir, 'egress', 'proxy.sock');
-    await proxy.reload({
-      resolvers: [],
-      callers: [{ id: 'mcp.bench.main', workload: 'bench', entries: [{ host: '127.0.0.1', port: http.port }], socket }],
+    peers.push(await peer(['proxy', dir, String(http.port)]));
+    peers.push(await peer(['gateway', dir, http.url, JSON.stringify(pins)]));
+  } else {
+    audit = new McpAuditLog(join(dir, 'audit.jsonl'), 'bench');
+    gateway = new McpGateway({
+      workload: 'bench',
+      profile: 'main',
+      servers: [{ name: 'testsrv', command: [process.execPath, SERVER], tools: pins }],
+      socketPath: join(dir, 'mcp.sock'),
+      audit: audit.record,
+      env,
     });
-    fetch = proxiedFetch(socket);
+    await gateway.start();
   }
-  const gateway = new McpGateway({
-    workload: 'bench',
-    profile: 'main',
-    servers: [
-      http
-        ? { name: 'testsrv', url: http.url, tools: pins }
-        : { name: 'testsrv', command: [process.execPath, SERVER], tools: pins },
-    ],
-    socketPath: join(dir, 'mcp.sock'),
-    audit: audit.record,
-    env,
-    ...(fetch ? { fetch } : {}),
-  });
-  await gateway.start();
   const viaGateway = await client(new SocketClientTransport(join(dir, 'mcp.sock')));
 
   const rows = [];
@@ -133,14 +146,14 @@ try {
       .map((l) => l.toFixed(2))
       .join(
         ' ',
-      )} (${CALLS} calls × ${ROUNDS} rounds each way, ${TRANSPORT}${http ? ', gateway through the egress proxy' : ''})`,
+      )} (${CALLS} calls × ${ROUNDS} rounds each way, ${TRANSPORT}${http ? ', gateway and egress proxy in processes of their own' : ''})`,
   );
   await viaGateway.close();
-  await gateway.close();
-  audit.flush();
+  await gateway?.close();
+  audit?.flush();
   await direct.close();
 } finally {
-  await proxy?.close();
+  for (const p of peers.reverse()) await stop(p);
   http?.child.kill();
   rmSync(dir, { recursive: true, force: true });
 }

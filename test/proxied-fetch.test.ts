@@ -49,7 +49,9 @@ describe('proxiedFetch through the egress proxy', () => {
       const res = await fetch(`http://127.0.0.1:${port}/mcp`, { method: 'POST', body: `n${i}`, signal });
       expect(await res.text()).toBe(`echo:n${i}`);
     }
-    expect(proxy.counters.allowed).toBeGreaterThanOrEqual(25);
+    // Every answer came through the proxy, over kept-alive tunnels: far fewer tunnels than requests.
+    expect(proxy.counters.allowed).toBeGreaterThanOrEqual(1);
+    expect(proxy.counters.allowed).toBeLessThan(25);
     // The last request's socket closes after its body is read: give its 'close' a turn of the event loop.
     for (let i = 0; i < 100 && getEventListeners(signal, 'abort').length > 0; i++)
       await new Promise((r) => setImmediate(r));

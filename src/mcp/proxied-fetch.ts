@@ -1,12 +1,20 @@
 // A fetch for the SDK's streamable-HTTP client that reaches the server only through the host's egress proxy: every
-// request opens a CONNECT tunnel on the gateway's own caller socket of the proxy (<run>/egress/mcp.<w>.<p>/proxy.sock),
+// connection is a CONNECT tunnel on the gateway's own caller socket of the proxy (<run>/egress/mcp.<w>.<p>/proxy.sock),
 // so the proxy's rules apply (the server's host:port must be on the gateway's allowlist, which is the contract's
 // MCP URLs) and every refusal is the proxy's audit record. TLS (https:) runs inside the tunnel, verified as usual.
-// One tunnel per request: MCP over streamable HTTP is a POST per message and an occasional SSE GET.
-
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+// Tunnels are kept alive and reused (an http.Agent whose connections are tunnels): MCP over streamable HTTP is a POST
+// per message, and the gateway makes two per tool call (the pin re-check and the call), so a tunnel and a TLS
+// handshake per request would cost more than the call. An idle tunnel is closed after IDLE_TUNNEL_MS; a tunnel is
+// screened by the proxy when it is opened, like any caller's connection (a reload keeps open connections).
+import {
+  Agent,
+  request as httpRequest,
+  type AgentOptions,
+  type ClientRequestArgs,
+  type IncomingMessage,
+} from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 
 /** The proxy answered the CONNECT with a refusal: `reason` is its one line (what was refused, what to change). */
@@ -58,6 +66,35 @@ function tunnel(proxySocket: string, host: string, port: number): Promise<Socket
   });
 }
 
+/** How long an idle tunnel stays open for the next request. */
+const IDLE_TUNNEL_MS = 5_000;
+
+/** An http.Agent whose connections are tunnels through the proxy (TLS inside them for https:). */
+class TunnelAgent extends Agent {
+  constructor(
+    private readonly proxySocket: string,
+    private readonly tls: boolean,
+    options: AgentOptions,
+  ) {
+    super(options);
+  }
+
+  override createConnection(
+    options: ClientRequestArgs,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    // Node's Agent accepts a connection handed to the callback later (its createSocket passes one): the tunnel is
+    // asynchronous. A refusal reaches the request as its 'error' (an EgressRefusedError).
+    const host = String(options.hostname ?? options.host ?? '').replace(/^\[|\]$/g, '');
+    const port = Number(options.port);
+    tunnel(this.proxySocket, host, port).then(
+      (raw) => callback?.(null, this.tls ? tlsConnect({ socket: raw, servername: host }) : raw),
+      (err: Error) => callback?.(err, undefined as unknown as Duplex),
+    );
+    return undefined;
+  }
+}
+
 function headersOf(init: RequestInit | undefined): Record<string, string> {
   return Object.fromEntries(new Headers(init?.headers).entries());
 }
@@ -78,14 +115,17 @@ function toResponse(res: IncomingMessage): Response {
 
 /** A FetchLike (SDK) whose requests leave through the egress proxy's unix socket `proxySocket`. */
 export function proxiedFetch(proxySocket: string): (url: string | URL, init?: RequestInit) => Promise<Response> {
+  const agentOptions: AgentOptions = { keepAlive: true, maxSockets: 16, maxFreeSockets: 4, timeout: IDLE_TUNNEL_MS };
+  const agents = {
+    http: new TunnelAgent(proxySocket, false, agentOptions),
+    https: new TunnelAgent(proxySocket, true, agentOptions),
+  };
   return async (input, init) => {
     const url = new URL(String(input));
     const tls = url.protocol === 'https:';
     if (!tls && url.protocol !== 'http:') throw new Error(`MCP over ${url.protocol} is not supported`);
     const port = url.port ? Number(url.port) : tls ? 443 : 80;
     const host = url.hostname.replace(/^\[|\]$/g, '');
-    const raw = await tunnel(proxySocket, host, port);
-    const socket: Socket = tls ? tlsConnect({ socket: raw, servername: host }) : raw;
     const body =
       init?.body === undefined || init.body === null
         ? undefined
@@ -95,10 +135,12 @@ export function proxiedFetch(proxySocket: string): (url: string | URL, init?: Re
     return new Promise<Response>((resolve, reject) => {
       const req = httpRequest(
         {
-          createConnection: () => socket,
+          agent: tls ? agents.https : agents.http,
+          host,
+          port,
           method: init?.method ?? 'GET',
           path: `${url.pathname}${url.search}`,
-          headers: { ...headersOf(init), host: url.host, connection: 'close' },
+          headers: { ...headersOf(init), host: url.host },
         },
         (res) => resolve(toResponse(res)),
       );
