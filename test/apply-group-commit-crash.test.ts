@@ -6,64 +6,32 @@
 // converges (a plan after it shows no changes). Run against both state backends.
 
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { agentvm as run, hasStackTrace } from './support/cli.js';
+import { gitdir, type FileMap } from './support/gitdir.js';
 import { fleetWithStore, STATE_BACKENDS, type Store } from './support/state-backends.js';
 
 const WORKLOADS = 14;
 /** Durable points to kill at: early (the first groups), the middle, and late (around the last groups). */
 const KILL_POINTS = [1, 2, 3, 5, 8, 12, 17, 23, 30, 38, 47, 57, 68, 80];
 
-const GIT_ENV = {
-  ...process.env,
-  GIT_AUTHOR_NAME: 'agentvm test',
-  GIT_AUTHOR_EMAIL: 'test@agentvm.invalid',
-  GIT_AUTHOR_DATE: '2025-01-01T00:00:00Z',
-  GIT_COMMITTER_NAME: 'agentvm test',
-  GIT_COMMITTER_EMAIL: 'test@agentvm.invalid',
-  GIT_COMMITTER_DATE: '2025-01-01T00:00:00Z',
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_CONFIG_GLOBAL: '/dev/null',
-};
-const git = (dir: string, ...args: string[]): string =>
-  execFileSync('git', args, { cwd: dir, env: GIT_ENV, encoding: 'utf8' }).trim();
-
-function write(file: string, text: string): void {
-  mkdirSync(join(file, '..'), { recursive: true });
-  writeFileSync(file, text);
-}
-
 /** A tiny release source and a desired-state repository of `n` git-release workloads on host `batch` (committed). */
-function releaseFleet(base: string, n: number): string {
-  const source = join(base, 'source');
-  write(join(source, 'main.py'), 'print("hello")\n');
-  git(source, 'init', '-q', '-b', 'main');
-  git(source, 'add', '-A');
-  git(source, 'commit', '-q', '-m', 'release');
-  const commit = git(source, 'rev-parse', 'HEAD');
-  const repo = join(base, 'desired');
+async function releaseFleet(base: string, n: number): Promise<string> {
+  // The source's path is in every manifest: a plain name, not a mkdtemp one (see gitdir's `at`).
+  const source = await gitdir({ 'main.py': 'print("hello")\n' }, join(base, 'source'));
   const names = Array.from({ length: n }, (_, i) => `w-${String(i).padStart(3, '0')}`);
+  const files: FileMap = {
+    'hosts/batch.yaml': `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: batch\nspec:\n  workloads:\n${names.map((w) => `    - ${w}`).join('\n')}\n`,
+  };
   for (const name of names) {
-    write(
-      join(repo, 'workloads', name, 'contract.yaml'),
-      `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  owner: test@example.com\n  riskTier: low\n  substrate: service\n`,
-    );
-    write(
-      join(repo, 'workloads', name, 'manifest.yaml'),
-      `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: ${name}\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source}\n      commit: ${commit}\n  profiles:\n    - name: p-${name}\n      entrypoint: [python3, main.py]\n`,
-    );
+    files[`workloads/${name}/contract.yaml`] =
+      `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadContract\nmetadata:\n  name: ${name}\nspec:\n  owner: test@example.com\n  riskTier: low\n  substrate: service\n`;
+    files[`workloads/${name}/manifest.yaml`] =
+      `apiVersion: agentvm.dev/v1alpha1\nkind: WorkloadManifest\nmetadata:\n  name: ${name}\nspec:\n  archetype: git-release\n  source:\n    git:\n      repo: ${source.dir}\n      commit: ${source.commit}\n  profiles:\n    - name: p-${name}\n      entrypoint: [python3, main.py]\n`;
   }
-  write(
-    join(repo, 'hosts', 'batch.yaml'),
-    `apiVersion: agentvm.dev/v1alpha1\nkind: Host\nmetadata:\n  name: batch\nspec:\n  workloads:\n${names.map((w) => `    - ${w}`).join('\n')}\n`,
-  );
-  git(repo, 'init', '-q', '-b', 'main');
-  git(repo, 'add', '-A');
-  git(repo, 'commit', '-q', '-m', `${n} release workloads`);
-  return repo;
+  return (await gitdir(files, join(base, 'desired'))).dir;
 }
 
 /** Addresses the apply reported done (a "created" line: printed only after the resource's group was on disk). */
@@ -84,9 +52,9 @@ describe.each(STATE_BACKENDS.filter((k) => !k.skip))(
     fleetWithStore(kind, (_f, s) => {
       store = s;
     });
-    beforeAll(() => {
+    beforeAll(async () => {
       mkdirSync(base);
-      repo = releaseFleet(base, WORKLOADS);
+      repo = await releaseFleet(base, WORKLOADS);
       root = join(base, 'root');
     });
     afterAll(() => rmSync(base, { recursive: true, force: true }));
