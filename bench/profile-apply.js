@@ -21,12 +21,26 @@ const opts = parseArgs(process.argv.slice(2));
 const work = join(tmpdir(), `agentvm-bench-profile-apply-${process.pid}`);
 mkdirSync(work, { mode: 0o700 });
 const log = (message) => process.stderr.write(`[profile-apply] ${message}\n`);
+// The work directory and the generated repository (releaseFleet makes it outside the work directory).
+const cleanups = [() => rmSync(work, { recursive: true, force: true })];
+const cleanup = () => {
+  for (const c of cleanups.splice(0)) c();
+};
+process.on('SIGINT', () => {
+  cleanup();
+  process.exit(130);
+});
+process.on('SIGTERM', () => {
+  cleanup();
+  process.exit(143);
+});
 
 try {
   const sourceDir = join(work, 'release-source');
   const source = { repo: sourceDir, commit: tinySourceRepository(sourceDir) };
   log(`generating ${opts.workloads} git-release workloads`);
   const repo = releaseFleet(opts.workloads, source);
+  cleanups.push(() => rmSync(repo, { recursive: true, force: true }));
   const root = join(work, 'root');
   mkdirSync(root);
   const profiles = join(work, 'profiles');
@@ -60,7 +74,7 @@ try {
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 } finally {
-  rmSync(work, { recursive: true, force: true });
+  cleanup();
 }
 
 /** Self time per function (name + file:line), from the profile's samples and their time deltas. */
