@@ -33,30 +33,16 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { BIN, ROOT, releaseFleet, runStreaming, timeCommand, tinySourceRepository } from './lib.js';
+import { BIN, ROOT, benchWorkDirectory, releaseFleet, runStreaming, timeCommand, tinySourceRepository } from './lib.js';
 
 const FIGURES = ['planCreate', 'applyCreate', 'planNoop'];
 const FSYNC_PROBE_WRITES = 300;
 const opts = parseArgs(process.argv.slice(2));
-// Not mkdtemp: its mixed-case random suffix in the source repository's path (which the manifests carry) trips
-// policy.secret-literal's high-entropy check. A pid is a word to that check; mkdirSync fails if the dir exists.
-const work = join(tmpdir(), `agentvm-bench-plan-apply-${process.pid}`);
-mkdirSync(work, { mode: 0o700 });
-const cleanups = [() => rmSync(work, { recursive: true, force: true })];
-const cleanup = () => {
-  for (const c of cleanups.splice(0)) c();
-};
-process.on('SIGINT', () => {
-  cleanup();
-  process.exit(130);
-});
-process.on('SIGTERM', () => {
-  cleanup();
-  process.exit(143);
-});
+// See benchWorkDirectory for why the name is not a mkdtemp one.
+const { work, cleanups, cleanup } = benchWorkDirectory('agentvm-bench-plan-apply');
 
 const TF_ENV = {
   TF_IN_AUTOMATION: '1',

@@ -12,28 +12,14 @@
 // Progress goes to stderr; the table to stdout.
 
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, relative } from 'node:path';
-import { BIN, ROOT, releaseFleet, runStreaming, tinySourceRepository } from './lib.js';
+import { BIN, ROOT, benchWorkDirectory, releaseFleet, runStreaming, tinySourceRepository } from './lib.js';
 
 const opts = parseArgs(process.argv.slice(2));
-// Not mkdtemp: see bench/plan-apply.js (the source repository's path must not look like a secret).
-const work = join(tmpdir(), `agentvm-bench-profile-apply-${process.pid}`);
-mkdirSync(work, { mode: 0o700 });
+// The work directory and, added below, the generated repository (releaseFleet makes it outside the work directory).
+const { work, cleanups, cleanup } = benchWorkDirectory('agentvm-bench-profile-apply');
 const log = (message) => process.stderr.write(`[profile-apply] ${message}\n`);
-// The work directory and the generated repository (releaseFleet makes it outside the work directory).
-const cleanups = [() => rmSync(work, { recursive: true, force: true })];
-const cleanup = () => {
-  for (const c of cleanups.splice(0)) c();
-};
-process.on('SIGINT', () => {
-  cleanup();
-  process.exit(130);
-});
-process.on('SIGTERM', () => {
-  cleanup();
-  process.exit(143);
-});
 
 try {
   const sourceDir = join(work, 'release-source');
