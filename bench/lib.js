@@ -128,6 +128,30 @@ export function runStreaming(cmd, args, { env = {}, cwd, okCodes = [0], onLine =
   });
 }
 
+/**
+ * The bench's work directory `$TMPDIR/<name>-<pid>` (created, 0700), and its clean-up: `cleanups` run (each once) on
+ * `cleanup()`, on SIGINT and on SIGTERM; the directory's own removal is the first entry. Not mkdtemp: its mixed-case
+ * random suffix in a source repository's path (which manifests carry) trips policy.secret-literal's high-entropy
+ * check; a pid is a word to that check, and mkdirSync fails if the directory exists.
+ */
+export function benchWorkDirectory(name) {
+  const work = join(tmpdir(), `${name}-${process.pid}`);
+  mkdirSync(work, { mode: 0o700 });
+  const cleanups = [() => rmSync(work, { recursive: true, force: true })];
+  const cleanup = () => {
+    for (const c of cleanups.splice(0)) c();
+  };
+  process.on('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  process.on('SIGTERM', () => {
+    cleanup();
+    process.exit(143);
+  });
+  return { work, cleanups, cleanup };
+}
+
 /** A tiny git repository (2 files, 1 commit) in `dir`, to be a release source; returns its commit id. */
 export function tinySourceRepository(dir) {
   mkdirSync(dir, { recursive: true });

@@ -6,10 +6,13 @@
 // - Each durable step is one audit record, then one log batch holding the step's lockfile ops and the new audit head:
 //   audit first, so a kill in between over-reports (the next apply redoes the step) and never leaves an action
 //   unaudited. The head only moves forward, whatever order concurrent steps reach the log in.
+// - Steps of resources that finish together share one audit write and one log write (group commit, ADR 0026: one
+//   sync each per group); a step returns — and its resource is reported done — only once its group is on disk.
 // - A resource is never recorded as done without its lockfile entry, nor the reverse (one batch).
 // - The rollback target of a release is durable before its provider changes anything (capture-first).
 // - Once a provider was asked to change the host, a failure is a partial apply (exit 3), never "nothing changed".
-// The fault points (AGENTVM_FAULT_KILL_AFTER) count durable steps in this exact order: the crash tests depend on it.
+// The fault points (AGENTVM_FAULT_KILL_AFTER) count durable writes in this exact order (with --concurrency 1 a group is
+// one step): the crash tests depend on it.
 
 import { randomUUID } from 'node:crypto';
 import { AgentvmError, ExitCode, type Diagnostic } from '../diagnostics/index.js';
@@ -18,6 +21,7 @@ import type { Address, LockedResource, PlannedChange } from '../model/resources.
 import type { ApplyResponse, CapturedRelease, HostContext } from '../providers/provider.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import {
+  GroupCommit,
   rollbackOp,
   storageError,
   type ApplyLogHandle,
@@ -100,7 +104,7 @@ export async function walkPlan(w: WalkInput): Promise<ApplyResultDocument> {
 }
 
 class ApplyWalk {
-  private auditSeq = 0;
+  private readonly commits: GroupCommit;
   /** Whether a provider was asked to change the host: from then on a failure is a partial apply (exit 3). */
   private touched = false;
   private readonly status = new Map<Address, Outcome>();
@@ -116,6 +120,7 @@ class ApplyWalk {
     private readonly applyId: string,
   ) {
     this.changes = new Map(w.plan.changes.map((c) => [c.address, c]));
+    this.commits = new GroupCommit(w.backend, log, { afterWrite: faultPoint });
   }
 
   async run(): Promise<ApplyResultDocument> {
@@ -141,25 +146,13 @@ class ApplyWalk {
   }
 
   /**
-   * One durable step: the audit record, the step's lockfile ops and the new audit head. A backend with transactions
-   * (PostgreSQL) records all three in one (ADR 0017).
-   * Group-commit hook (ADR 0020): these two synchronous syncs per resource are apply's floor; steps of resources that
-   * finish together can share one appendAuditBatch and one log batch here, acknowledged only after that sync.
+   * One durable step: the audit record, the step's lockfile ops and the new audit head, committed with the steps of
+   * other resources that finish at the same time (GroupCommit); returns once they are on disk. A backend with
+   * transactions (PostgreSQL) records the group in one (ADR 0017).
    */
   private async audit(step: AuditStep, ops: LockfileOp[] = [], marks: AppendMarks = {}): Promise<void> {
     const entry: AuditEntry = { host: this.w.plan.host, operation: this.w.operation, applyId: this.applyId, ...step };
-    if (this.log.appendWithAudit) {
-      await this.log.appendWithAudit(entry, ops, marks);
-      faultPoint();
-      return;
-    }
-    const ev = await this.w.backend.appendAudit(entry);
-    faultPoint();
-    const head: LockfileOp[] =
-      ev.seq > this.auditSeq ? [{ op: 'auditHead.set', head: { seq: ev.seq, hash: ev.hash } }] : [];
-    this.auditSeq = Math.max(this.auditSeq, ev.seq);
-    await this.log.append([...ops, ...head], marks);
-    faultPoint();
+    await this.commits.submit(entry, ops, marks);
   }
 
   private async recordStart(): Promise<void> {

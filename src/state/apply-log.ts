@@ -1,6 +1,8 @@
 // ApplyLog: how an apply persists the lockfile after every resource in O(1) (ADR 0005). Each `append` writes one batch
 // of LockfileOps as one line of the host's write-ahead log (wal.ts) and fdatasyncs it before returning, so a SIGKILL
-// at any point loses nothing that was acknowledged; the lockfile file is rewritten only at checkpoints.
+// at any point loses nothing that was acknowledged; the lockfile file is rewritten only at checkpoints. `appendBatches`
+// writes several batches (the steps of resources that finished together, ADR 0026) with one write and one fdatasync:
+// each is still its own line, so the format and its replay are the same as for one append after another.
 // Invariants:
 // - Every append is one persisted write: the logical serial grows by one per batch, and readLockfile (which replays
 //   the WAL) sees exactly the acknowledged batches.
@@ -10,6 +12,8 @@
 //   by serial (walStatus) and never apply twice.
 // - Automatic checkpoints keep the total work linear: one happens after more than max(256, 2 × resources) batches,
 //   so the O(resources) rewrite is paid at most once per that many O(1) appends.
+// - Appends run one at a time, in call order, and their fdatasync runs on the thread pool (DurableSync): the event loop
+//   is free while the disk syncs, and the in-memory lockfile moves only after the sync resolved.
 // - Before each append the log checks that the WAL and the lockfile are still the versions it wrote (inode, size):
 //   anything else writing them makes it stop rather than write on top of a state it did not see.
 
@@ -17,7 +21,14 @@ import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, unlinkSyn
 import path from 'node:path';
 import { AgentvmError } from '../diagnostics/index.js';
 import type { Address, LockedResource } from '../model/resources.js';
-import { errnoCode, fsyncDirectory, storageError, writeFileAtomic } from './atomic-file.js';
+import {
+  errnoCode,
+  fsyncDirectory,
+  storageError,
+  threadPoolSync,
+  writeFileAtomic,
+  type DurableSync,
+} from './atomic-file.js';
 import type { LeaseLock } from './lease-lock.js';
 import { ApplyProgress, assertValidOps } from './apply-progress.js';
 import {
@@ -65,6 +76,12 @@ export interface AppendMarks {
   failed?: JournalFailure;
 }
 
+/** One batch of `appendBatches`: the ops and what they completed or failed. */
+export interface AppendBatch {
+  ops: readonly LockfileOp[];
+  marks?: AppendMarks;
+}
+
 export interface AppendResult {
   /** Position of the batch in the current WAL file (1-based; restarts after a checkpoint). */
   seq: number;
@@ -97,6 +114,7 @@ export function beginApplyLog(
   state: StoredState,
   lease: LeaseLock,
   now: Date = new Date(),
+  sync: DurableSync = threadPoolSync,
 ): ApplyLog {
   const interrupted = state.wal ? journalOf(state.wal) : null;
   let lockFingerprint = state.lockFingerprint;
@@ -145,6 +163,7 @@ export function beginApplyLog(
     lockFingerprint,
     walFingerprint: fingerprintOf(files.walFile),
     headerBytes: Buffer.byteLength(text),
+    sync,
   });
 }
 
@@ -155,6 +174,19 @@ interface ApplyLogInit {
   lockFingerprint: FileFingerprint | null;
   walFingerprint: FileFingerprint | null;
   headerBytes: number;
+  sync: DurableSync;
+}
+
+/** The WAL line (with its newline) of batch `seq`. */
+function walLine(seq: number, batch: AppendBatch): string {
+  const marks = batch.marks ?? {};
+  return serializeWalLine({
+    seq,
+    at: new Date().toISOString(),
+    ops: batch.ops.map(canonicalOp),
+    ...(marks.done !== undefined ? { done: marks.done } : {}),
+    ...(marks.failed ? { failed: { address: marks.failed.address, message: marks.failed.message } } : {}),
+  });
 }
 
 /** A running apply's durable state. Use one at a time per host (the lease guarantees it across processes). */
@@ -171,6 +203,9 @@ export class ApplyLog {
   #walSize: number;
   #lockFingerprint: FileFingerprint | null;
   #state: 'open' | 'finished' | 'broken' = 'open';
+  readonly #sync: DurableSync;
+  /** The append or finish under way: the next one starts when it has settled. */
+  #queue: Promise<unknown> = Promise.resolve();
   readonly #writes: ApplyLogWrites = {
     appends: 0,
     appendedBytes: 0,
@@ -190,6 +225,7 @@ export class ApplyLog {
     this.#walIno = init.walFingerprint?.ino ?? -1;
     this.#walSize = init.headerBytes;
     this.#lockFingerprint = init.lockFingerprint;
+    this.#sync = init.sync;
   }
 
   /** The logical lockfile now (a snapshot: O(resources) to build, cached until the next append). */
@@ -227,47 +263,73 @@ export class ApplyLog {
    * (a bug guard: an op the schema refuses; nothing is written) or the I/O error.
    */
   async append(ops: readonly LockfileOp[], marks: AppendMarks = {}): Promise<AppendResult> {
+    const [result] = await this.appendBatches([{ ops, marks }]);
+    return result!;
+  }
+
+  /**
+   * Durably records several batches, in order, with one write and one fdatasync (group commit): each is one line of
+   * the WAL and one logical serial, exactly as if appended one by one. Returns once all are on disk; all are checked
+   * before any is written. Throws as `append` does.
+   */
+  appendBatches(batches: readonly AppendBatch[]): Promise<AppendResult[]> {
+    return this.#serial(() => this.#appendBatches(batches));
+  }
+
+  async #appendBatches(batches: readonly AppendBatch[]): Promise<AppendResult[]> {
     this.#assertOpen();
     this.#lease.assertHeld();
-    const seq = this.#progress.batches + 1;
-    const line = serializeWalLine({
-      seq,
-      at: new Date().toISOString(),
-      ops: ops.map(canonicalOp),
-      ...(marks.done !== undefined ? { done: marks.done } : {}),
-      ...(marks.failed ? { failed: { address: marks.failed.address, message: marks.failed.message } } : {}),
-    });
+    if (batches.length === 0) return [];
+    const first = this.#progress.batches + 1;
+    const lines = batches.map((b, i) => walLine(first + i, b));
     // Apply exactly what a replay will read: the line parsed back (this also drops undefined fields and copies the ops).
-    const batch = JSON.parse(line) as WalBatch;
-    assertValidOps(batch.ops, this.#files.source.host);
+    const parsed = lines.map((line) => JSON.parse(line) as WalBatch);
+    for (const batch of parsed) assertValidOps(batch.ops, this.#files.source.host);
     if (!sameFingerprint(fingerprintOf(this.#files.source.file), this.#lockFingerprint)) {
       throw this.#conflict(`the lockfile ${this.#files.source.file} was written by something else`);
     }
-    const bytes = Buffer.from(line, 'utf8');
-    this.#appendLine(bytes);
-    this.#progress.apply(batch);
-    this.#writes.appends++;
-    this.#writes.appendedBytes += bytes.length;
-    this.#writes.lastAppendBytes = bytes.length;
-
+    const bytes = Buffer.from(lines.join(''), 'utf8');
+    await this.#appendLines(bytes);
+    const results: AppendResult[] = [];
+    for (const [i, batch] of parsed.entries()) {
+      this.#progress.apply(batch);
+      const lineBytes = Buffer.byteLength(lines[i]!);
+      this.#writes.appends++;
+      this.#writes.appendedBytes += lineBytes;
+      this.#writes.lastAppendBytes = lineBytes;
+      results.push({ seq: batch.seq, serial: this.#progress.draft.serial });
+    }
+    // After the whole group: its batches are one write, and a checkpoint restarts the WAL's seq numbering.
     if (this.#progress.checkpointDue) this.#checkpoint('continue');
-    return { seq, serial: this.#progress.draft.serial };
+    return results;
   }
 
   /**
    * Ends the apply: checkpoints the lockfile (serial = logical serial, previous file kept as backup), then deletes the
    * WAL. Returns the final lockfile. The log cannot be used afterwards.
    */
-  async finish(): Promise<Lockfile> {
-    this.#assertOpen();
-    this.#lease.assertHeld();
-    this.#checkpoint('finish');
-    this.#state = 'finished';
-    return this.#progress.draft;
+  finish(): Promise<Lockfile> {
+    return this.#serial(async () => {
+      this.#assertOpen();
+      this.#lease.assertHeld();
+      this.#checkpoint('finish');
+      this.#state = 'finished';
+      return this.#progress.draft;
+    });
   }
 
-  /** One write on an O_APPEND descriptor, then fdatasync. On failure the file is cut back to its last good size. */
-  #appendLine(bytes: Buffer): void {
+  /** Runs `fn` after every append or finish called before it has settled (the WAL has one writer at a time). */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(fn, fn);
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * One write on an O_APPEND descriptor, then fdatasync on the thread pool. On failure the file is cut back to its last
+   * good size.
+   */
+  async #appendLines(bytes: Buffer): Promise<void> {
     const fd = openSync(this.#files.walFile, 'a');
     try {
       const st = fstatSync(fd);
@@ -280,7 +342,7 @@ export class ApplyLog {
           throw Object.assign(new Error(`short write to ${this.#files.walFile}: ${written} of ${bytes.length} bytes`), {
             code: 'ENOSPC',
           });
-        fdatasyncSync(fd);
+        await this.#sync.fdatasync(fd);
       } catch (error) {
         // A partial line must not stay in front of the next append (it would become corruption in the middle).
         try {

@@ -6,6 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
+  fdatasync,
+  fsync,
   fsyncSync,
   linkSync,
   openSync,
@@ -18,6 +20,7 @@ import {
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { AgentvmError } from '../diagnostics/index.js';
 import { provablyDead, selfIdentity } from './process-identity.js';
 
@@ -84,6 +87,23 @@ export function fsyncDirectory(dir: string): void {
     closeSync(fd);
   }
 }
+
+/**
+ * How a durable append waits for the disk: on libuv's thread pool (fs.fsync / fs.fdatasync), so the event loop — and
+ * the provider work of other resources — moves on while the disk syncs. Injectable so that tests can count the syncs
+ * and hold one open to prove that nothing is acknowledged before it resolves.
+ */
+export interface DurableSync {
+  /** fsync(2): data and metadata (the audit log, whose size the next append reads). */
+  fsync(fd: number): Promise<void>;
+  /** fdatasync(2): data, and the metadata needed to read it back (the write-ahead log's appended lines). */
+  fdatasync(fd: number): Promise<void>;
+}
+
+export const threadPoolSync: DurableSync = {
+  fsync: promisify(fsync),
+  fdatasync: promisify(fdatasync),
+};
 
 /**
  * Temp names start with a dot and end in `.tmp` so that listings of state files can skip them. They carry the writer's

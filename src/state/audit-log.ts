@@ -27,7 +27,7 @@ import { canonicalJson, type Action } from '../model/index.js';
 import { currentActor } from '../support/actor.js';
 import type { AuditEvent, GateAccess, Version } from '../generated/audit-event.js';
 import type { AuditHead } from '../generated/lockfile.js';
-import { errnoCode, fsyncDirectory, storageError } from './atomic-file.js';
+import { errnoCode, fsyncDirectory, storageError, threadPoolSync, type DurableSync } from './atomic-file.js';
 import { acquireLeaseLock, describeHolder, LeaseHeldError, sleepSync, type LeaseLock } from './lease-lock.js';
 import { firstIssue, stateValidator } from './state-schemas.js';
 
@@ -74,101 +74,190 @@ export function appendAudit(file: string, entry: AuditEntry): AuditEvent {
 /**
  * Appends several records under one lock, with one write(2) and one fsync (group commit: the preview gate logs every
  * request, and a lock plus an fsync per request would cap it at the disk's sync rate). The records chain in order;
- * all are validated before any is written, so either all reach the file or none does.
+ * all are validated before any is written, so either all reach the file or none does. The fsync blocks the event
+ * loop: for a process that has other work in flight (apply), use appendAuditBatchDurable.
  */
 export function appendAuditBatch(
   file: string,
   entries: readonly AuditEntry[],
   options: { lockWaitMs?: number } = {},
 ): AuditEvent[] {
+  const append = prepareAppend(file, entries, options.lockWaitMs ?? APPEND_LOCK_WAIT_MS);
+  if (!append) return [];
+  try {
+    try {
+      writeWhole(append);
+      fsyncSync(append.fd);
+    } catch (error) {
+      undoAppend(append, error);
+    }
+    return append.records.slice(append.ownFrom);
+  } finally {
+    closeAppend(append);
+  }
+}
+
+/** Appends of this process through appendAuditBatchDurable, per file: each waits for the one before it. */
+const durableAppends = new Map<string, Promise<unknown>>();
+
+/**
+ * appendAuditBatch with the fsync on the thread pool (`sync`), so the event loop runs on while the disk syncs; the
+ * records are returned only once that sync resolved. Appends of one process to one file queue here (in call order)
+ * rather than on the cross-process lock: the lock is held across the sync, and a second appender of the same
+ * process spinning on it would block the event loop that has to see the sync finish.
+ */
+export function appendAuditBatchDurable(
+  file: string,
+  entries: readonly AuditEntry[],
+  options: { lockWaitMs?: number; sync?: DurableSync } = {},
+): Promise<AuditEvent[]> {
+  const key = path.resolve(file);
+  const run = async (): Promise<AuditEvent[]> => {
+    const append = prepareAppend(file, entries, options.lockWaitMs ?? APPEND_LOCK_WAIT_MS);
+    if (!append) return [];
+    try {
+      try {
+        writeWhole(append);
+        await (options.sync ?? threadPoolSync).fsync(append.fd);
+      } catch (error) {
+        undoAppend(append, error);
+      }
+      return append.records.slice(append.ownFrom);
+    } finally {
+      closeAppend(append);
+    }
+  };
+  const next = (durableAppends.get(key) ?? Promise.resolve()).then(run, run);
+  const settled = next.catch(() => undefined);
+  durableAppends.set(key, settled);
+  void settled.then(() => {
+    if (durableAppends.get(key) === settled) durableAppends.delete(key);
+  });
+  return next;
+}
+
+/** An append under way: the lock held, the file open at `size`, the records sealed and their bytes. */
+interface PreparedAppend {
+  file: string;
+  lock: LeaseLock;
+  fd: number;
+  /** The file's size before this append's bytes: a failed write is cut back to it. */
+  size: number;
+  created: boolean;
+  records: AuditEvent[];
+  /** Where the caller's records start in `records` (a repair and a takeover record may come first). */
+  ownFrom: number;
+  bytes: Buffer;
+}
+
+/**
+ * Takes the append lock, opens the file, repairs a torn tail and seals the records onto the chain's head: everything
+ * of an append but its write and sync. Null when there is nothing to append. On a throw, nothing is held.
+ */
+function prepareAppend(file: string, entries: readonly AuditEntry[], lockWaitMs: number): PreparedAppend | null {
   const first = entries[0];
-  if (!first) return [];
+  if (!first) return null;
   try {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
   } catch (error) {
     throw storageError(error, file, 'No audit record was written, and nothing was changed.');
   }
-  const lock = acquireAppendLock(file, first.host, options.lockWaitMs ?? APPEND_LOCK_WAIT_MS);
-  // A takeover of the append lock (its holder died mid-append) is an action of its own: recorded in the same write.
-  const takeover: AuditEntry[] = lock.tookOver
-    ? [
-        {
-          host: first.host,
-          operation: 'audit-append',
-          event: 'lease.takeover',
-          result: 'ok',
-          detail: `took over the audit append lock ${lock.tookOver.id} of ${describeHolder(lock.tookOver)}, whose holder is gone`,
-        },
-      ]
-    : [];
+  const lock = acquireAppendLock(file, first.host, lockWaitMs);
+  let fd: number | undefined;
+  let created = false;
   try {
-    let fd: number;
     try {
       fd = openSync(file, 'a+', 0o640);
     } catch (error) {
       throw storageError(error, file, 'No audit record was written, and nothing was changed.');
     }
-    let created = false;
-    try {
-      let size = fstatSync(fd).size;
-      created = size === 0;
-      let tail = lastRecord(fd, size);
-      // A torn last line (a write cut short by a crash or a full disk: agentvm writes whole lines only) is cut back to
-      // the last complete record, and the cut is itself recorded in the chain — with the removed bytes' length and
-      // hash — so the log verifies again and the evidence stays.
-      const repair: AuditEntry[] = [];
-      if (!tail.endsWithNewline) {
-        const torn = tornTail(fd, size);
-        ftruncateSync(fd, torn.offset);
-        fsyncSync(fd);
-        size = torn.offset;
-        tail = lastRecord(fd, size);
-        repair.push({
-          host: first.host,
-          operation: 'audit-append',
-          event: 'audit.torn-tail-removed',
-          result: 'ok',
-          detail: `removed ${torn.length} byte(s) of a record cut short at byte ${torn.offset} (sha256 ${torn.sha256}); it was never acknowledged`,
-        });
-      }
-      const records: AuditEvent[] = [];
-      let head = tail.head;
-      for (const entry of [...repair, ...takeover, ...entries]) {
-        const unsigned = buildRecord(entry, head);
-        const hash = createHash('sha256').update(unsigned.prevHash).update(canonicalRecordJson(unsigned)).digest('hex');
-        const record = unsigned as AuditEvent;
-        record.hash = hash;
-        const problem = auditRecordProblem(record);
-        if (problem) {
-          throw new AgentvmError('audit.invalid-entry', `Refusing to write an invalid audit record (${problem}).`, {
-            source: 'toolkit',
-          });
-        }
-        records.push(record);
-        head = { seq: record.seq, hash: record.hash };
-      }
-      const bytes = Buffer.from(records.map((r) => `${JSON.stringify(r)}\n`).join(''), 'utf8');
-      try {
-        let written = 0;
-        while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
-        fsyncSync(fd);
-      } catch (error) {
-        // Whole or not at all: cut a partial write back off now (if even that fails, the next append does it).
-        try {
-          ftruncateSync(fd, size);
-          fsyncSync(fd);
-        } catch {
-          // the torn tail stays until the next append repairs it
-        }
-        throw storageError(error, file, 'No audit record was written, and nothing was changed by this step.');
-      }
-      return records.slice(repair.length + takeover.length);
-    } finally {
-      closeSync(fd);
-      if (created) fsyncDirectory(path.dirname(file));
+    let size = fstatSync(fd).size;
+    created = size === 0;
+    let tail = lastRecord(fd, size);
+    // A torn last line (a write cut short by a crash or a full disk: agentvm writes whole lines only) is cut back to
+    // the last complete record, and the cut is itself recorded in the chain — with the removed bytes' length and
+    // hash — so the log verifies again and the evidence stays.
+    const repair: AuditEntry[] = [];
+    if (!tail.endsWithNewline) {
+      const torn = tornTail(fd, size);
+      ftruncateSync(fd, torn.offset);
+      fsyncSync(fd);
+      size = torn.offset;
+      tail = lastRecord(fd, size);
+      repair.push({
+        host: first.host,
+        operation: 'audit-append',
+        event: 'audit.torn-tail-removed',
+        result: 'ok',
+        detail: `removed ${torn.length} byte(s) of a record cut short at byte ${torn.offset} (sha256 ${torn.sha256}); it was never acknowledged`,
+      });
     }
+    // A takeover of the append lock (its holder died mid-append) is an action of its own: recorded in the same write.
+    const takeover: AuditEntry[] = lock.tookOver
+      ? [
+          {
+            host: first.host,
+            operation: 'audit-append',
+            event: 'lease.takeover',
+            result: 'ok',
+            detail: `took over the audit append lock ${lock.tookOver.id} of ${describeHolder(lock.tookOver)}, whose holder is gone`,
+          },
+        ]
+      : [];
+    const records = sealRecords([...repair, ...takeover, ...entries], tail.head);
+    const bytes = Buffer.from(records.map((r) => `${JSON.stringify(r)}\n`).join(''), 'utf8');
+    return { file, lock, fd, size, created, records, ownFrom: repair.length + takeover.length, bytes };
+  } catch (error) {
+    if (fd !== undefined) closeAppend({ file, lock, fd, created } as PreparedAppend);
+    else lock.release();
+    throw error;
+  }
+}
+
+/** The records of `entries` chained onto `head`, each hashed and checked against the schema before any is written. */
+function sealRecords(entries: readonly AuditEntry[], head: AuditHead | null): AuditEvent[] {
+  const records: AuditEvent[] = [];
+  for (const entry of entries) {
+    const unsigned = buildRecord(entry, head);
+    const hash = createHash('sha256').update(unsigned.prevHash).update(canonicalRecordJson(unsigned)).digest('hex');
+    const record = unsigned as AuditEvent;
+    record.hash = hash;
+    const problem = auditRecordProblem(record);
+    if (problem) {
+      throw new AgentvmError('audit.invalid-entry', `Refusing to write an invalid audit record (${problem}).`, {
+        source: 'toolkit',
+      });
+    }
+    records.push(record);
+    head = { seq: record.seq, hash: record.hash };
+  }
+  return records;
+}
+
+/** One write(2) of the whole batch (looping only on a short write). */
+function writeWhole(append: PreparedAppend): void {
+  let written = 0;
+  while (written < append.bytes.length)
+    written += writeSync(append.fd, append.bytes, written, append.bytes.length - written);
+}
+
+/** Whole or not at all: a write or sync that failed is cut back off now (if even that fails, the next append does it). */
+function undoAppend(append: PreparedAppend, error: unknown): never {
+  try {
+    ftruncateSync(append.fd, append.size);
+    fsyncSync(append.fd);
+  } catch {
+    // the torn tail stays until the next append repairs it
+  }
+  throw storageError(error, append.file, 'No audit record was written, and nothing was changed by this step.');
+}
+
+function closeAppend(append: PreparedAppend): void {
+  try {
+    closeSync(append.fd);
+    if (append.created) fsyncDirectory(path.dirname(append.file));
   } finally {
-    lock.release();
+    append.lock.release();
   }
 }
 
@@ -185,7 +274,8 @@ const DATE_TIME =
   /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
 const ACTIONS: ReadonlySet<unknown> = new Set(['create', 'update', 'replace', 'delete', 'noop']);
 const RESULTS: ReadonlySet<unknown> = new Set(['ok', 'failed', 'skipped', 'started']);
-const RECORD_KEYS: ReadonlySet<string> = new Set([
+/** A record's fields in the order agentvm writes them (serializeAuditRecord): also the only fields it may have. */
+const FIELD_ORDER: ReadonlyArray<keyof AuditEvent> = [
   'seq',
   'time',
   'actor',
@@ -202,8 +292,9 @@ const RECORD_KEYS: ReadonlySet<string> = new Set([
   'gate',
   'prevHash',
   'hash',
-]);
-const GATE_KEYS: ReadonlySet<string> = new Set([
+];
+/** The gate fields, in the order they are written. */
+const GATE_FIELD_ORDER: ReadonlyArray<keyof GateAccess> = [
   'preview',
   'grantId',
   'identity',
@@ -213,7 +304,9 @@ const GATE_KEYS: ReadonlySet<string> = new Set([
   'status',
   'reason',
   'expires',
-]);
+];
+const RECORD_KEYS: ReadonlySet<string> = new Set(FIELD_ORDER);
+const GATE_KEYS: ReadonlySet<string> = new Set(GATE_FIELD_ORDER);
 
 const text = (v: unknown, min: number, max: number): boolean =>
   typeof v === 'string' && v.length >= min && v.length <= max;
@@ -309,34 +402,9 @@ export function buildRecord(entry: AuditEntry, prev: AuditHead | null): Omit<Aud
   return record as unknown as Omit<AuditEvent, 'hash'>;
 }
 
-const SORTED_RECORD_KEYS = [
-  'action',
-  'actor',
-  'address',
-  'after',
-  'applyId',
-  'before',
-  'detail',
-  'event',
-  'gate',
-  'host',
-  'operation',
-  'prevHash',
-  'result',
-  'seq',
-  'time',
-] as const;
-const SORTED_GATE_KEYS = [
-  'expires',
-  'grantId',
-  'identity',
-  'method',
-  'path',
-  'preview',
-  'reason',
-  'source',
-  'status',
-] as const;
+// The same fields sorted as canonicalJson sorts keys (the record is hashed without its `hash`).
+const SORTED_RECORD_KEYS = FIELD_ORDER.filter((k) => k !== 'hash').sort();
+const SORTED_GATE_KEYS = [...GATE_FIELD_ORDER].sort();
 
 /**
  * canonicalJson of a record that buildRecord made, by one JSON.stringify of a copy whose keys are inserted sorted (the
@@ -365,18 +433,6 @@ function canonicalRecordJson(record: Omit<AuditEvent, 'hash'>): string {
   return JSON.stringify(sorted);
 }
 
-const GATE_FIELD_ORDER: ReadonlyArray<keyof GateAccess> = [
-  'preview',
-  'grantId',
-  'identity',
-  'source',
-  'method',
-  'path',
-  'status',
-  'reason',
-  'expires',
-];
-
 /** Copies the typed gate fields one by one, in a fixed order (the order they are serialised in). */
 function gateAccess(g: GateAccess | undefined): GateAccess | undefined {
   if (!g) return undefined;
@@ -401,25 +457,6 @@ export function auditHash(record: Omit<AuditEvent, 'hash'> | AuditEvent): string
   const { hash: _ignored, ...rest } = record as AuditEvent;
   return createHash('sha256').update(rest.prevHash).update(canonicalJson(rest)).digest('hex');
 }
-
-const FIELD_ORDER: ReadonlyArray<keyof AuditEvent> = [
-  'seq',
-  'time',
-  'actor',
-  'host',
-  'operation',
-  'event',
-  'address',
-  'action',
-  'result',
-  'before',
-  'after',
-  'detail',
-  'applyId',
-  'gate',
-  'prevHash',
-  'hash',
-];
 
 /** The exact line agentvm writes for a record (no newline): fields in a fixed, readable order. */
 export function serializeAuditRecord(record: AuditEvent): string {

@@ -6,7 +6,7 @@
 import { AgentvmError } from '../diagnostics/index.js';
 import type { Address, LockedResource } from '../model/resources.js';
 import { assertHostName } from './host-paths.js';
-import type { AppendMarks, AppendResult, ApplyLogWrites } from './apply-log.js';
+import type { AppendBatch, AppendMarks, AppendResult, ApplyLogWrites } from './apply-log.js';
 import type { AuditEntry, AuditEvent } from './audit-log.js';
 import type { LeaseRecord } from './lease-lock.js';
 import type { Lockfile, LockfileOp } from './lockfile.js';
@@ -27,6 +27,13 @@ export interface HeldLease {
   release(): void | Promise<void>;
 }
 
+/** A durable step of an apply: its audit record, and the batch (ops, done or failed mark) it audits. */
+export interface AuditedStep {
+  entry: AuditEntry;
+  ops: readonly LockfileOp[];
+  marks?: AppendMarks;
+}
+
 /** A running apply's durable log (ADR 0005): what apply.ts uses of it. */
 export interface ApplyLogHandle {
   readonly applyId: string;
@@ -39,6 +46,8 @@ export interface ApplyLogHandle {
   resource(address: Address): LockedResource | undefined;
   isDone(address: Address): boolean;
   append(ops: readonly LockfileOp[], marks?: AppendMarks): Promise<AppendResult>;
+  /** Several batches, in order, made durable together (one sync or one transaction: group commit, ADR 0026). */
+  appendBatches(batches: readonly AppendBatch[]): Promise<AppendResult[]>;
   /**
    * Backends that can do it atomically: appends `entry` to the audit chain AND records the batch (`ops` plus the new
    * audit head) in ONE transaction, so the record and the change it audits exist together or not at all. Absent on
@@ -50,6 +59,8 @@ export interface ApplyLogHandle {
     ops: readonly LockfileOp[],
     marks?: AppendMarks,
   ): Promise<{ event: AuditEvent; result: AppendResult }>;
+  /** appendWithAudit for several steps in ONE transaction (group commit, ADR 0026); same backends. */
+  appendStepsWithAudit?(steps: readonly AuditedStep[]): Promise<Array<{ event: AuditEvent; result: AppendResult }>>;
   finish(): Promise<Lockfile>;
 }
 

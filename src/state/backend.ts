@@ -20,11 +20,13 @@ import {
   removeDeadTemps,
   storageError,
   tempPathFor,
+  threadPoolSync,
   unlinkQuietly,
+  type DurableSync,
 } from './atomic-file.js';
 import { beginApplyLog, type ApplyStart } from './apply-log.js';
 import {
-  appendAudit,
+  appendAuditBatchDurable,
   AUDIT_FILE_NAME,
   tailAudit,
   verifyAuditLog,
@@ -105,6 +107,11 @@ export interface StateBackend {
   recordedAuditHeads?(host: string): Promise<ExpectedAuditHead[]>;
   /** Appends an audit record; its seq and hash are the new head (store it with an `auditHead.set` op or `withAuditHead`). */
   appendAudit(entry: AuditEntry): Promise<AuditEvent>;
+  /**
+   * Appends several records in order, with one durable write for all (group commit, ADR 0026): all or none; resolves
+   * with them (the caller's records, in order) once they are durable. The local backend syncs off the event loop.
+   */
+  appendAuditBatch(entries: readonly AuditEntry[]): Promise<AuditEvent[]>;
   /** Heads may name their host: a backend with one chain per host checks each against its own chain. */
   verifyAudit(
     expected?: AuditHeadLike | readonly (ExpectedAuditHead & { host?: string })[],
@@ -127,8 +134,12 @@ export class LocalStateBackend implements StateBackend {
     { lock: FileFingerprint | null; wal: FileFingerprint | null; lineage: string; serial: number }
   >();
 
-  constructor(paths: HostPaths) {
+  /** How appends wait for the disk (the thread pool; tests count and hold the syncs through it). */
+  readonly #sync: DurableSync;
+
+  constructor(paths: HostPaths, options: { sync?: DurableSync } = {}) {
     this.paths = paths;
+    this.#sync = options.sync ?? threadPoolSync;
   }
 
   get location(): string {
@@ -324,7 +335,7 @@ export class LocalStateBackend implements StateBackend {
     mkdirSync(this.paths.state, { recursive: true, mode: 0o750 });
     const source = this.#source(host);
     const walFile = this.#walFile(host);
-    return beginApplyLog({ walFile, source }, start, readStoredState(source, walFile), held);
+    return beginApplyLog({ walFile, source }, start, readStoredState(source, walFile), held, new Date(), this.#sync);
   }
 
   async readJournal(host: string): Promise<JournalRecord | null> {
@@ -389,8 +400,13 @@ export class LocalStateBackend implements StateBackend {
   }
 
   async appendAudit(entry: AuditEntry): Promise<AuditEvent> {
-    assertHostName(entry.host);
-    return appendAudit(this.auditPath(), entry);
+    const [event] = await this.appendAuditBatch([entry]);
+    return event!;
+  }
+
+  async appendAuditBatch(entries: readonly AuditEntry[]): Promise<AuditEvent[]> {
+    for (const entry of entries) assertHostName(entry.host);
+    return appendAuditBatchDurable(this.auditPath(), entries, { sync: this.#sync });
   }
 
   async verifyAudit(expected?: AuditHeadLike | readonly ExpectedAuditHead[]): Promise<AuditVerification> {

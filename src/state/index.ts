@@ -9,7 +9,9 @@ export {
   freeSpace,
   removeDeadTemps,
   fsyncDirectory,
+  threadPoolSync,
   type AtomicWriteOptions,
+  type DurableSync,
 } from './atomic-file.js';
 export { selfIdentity, provablyDead, identityFields, type ProcessIdentity } from './process-identity.js';
 export {
@@ -54,6 +56,7 @@ export {
   ApplyLog,
   MIN_CHECKPOINT_INTERVAL,
   type ApplyStart,
+  type AppendBatch,
   type AppendMarks,
   type AppendResult,
   type ApplyLogWrites,
@@ -63,6 +66,7 @@ export {
   AUDIT_FILE_NAME,
   GENESIS_HASH,
   appendAudit,
+  appendAuditBatchDurable,
   verifyAuditLog,
   tailAudit,
   auditHash,
@@ -75,4 +79,5 @@ export {
   type ExpectedAuditHead,
 } from './audit-log.js';
 export { LocalStateBackend, type StateBackend } from './backend.js';
-export type { ApplyLogHandle, HeldLease } from './backend-types.js';
+export type { ApplyLogHandle, AuditedStep, HeldLease } from './backend-types.js';
+export { GroupCommit, type CommittedStep, type GroupCommitOptions } from './group-commit.js';

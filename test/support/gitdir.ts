@@ -58,8 +58,13 @@ function gitEnvironment(): NodeJS.ProcessEnv {
   return { ...env, ...IDENTITY };
 }
 
-export async function gitdir(files: FileMap = {}): Promise<GitDir> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'agentvm-gitdir-'));
+/**
+ * `at`: the repository's directory (created; it must not exist) instead of a fresh temp name — for a repository whose
+ * path ends up in manifests, where mkdtemp's mixed-case suffix reads as a high-entropy secret to policy.secret-literal.
+ */
+export async function gitdir(files: FileMap = {}, at?: string): Promise<GitDir> {
+  const dir = at ?? (await mkdtemp(path.join(os.tmpdir(), 'agentvm-gitdir-')));
+  if (at) await mkdir(at, { recursive: false });
   const env = gitEnvironment();
   const git = async (...args: string[]): Promise<string> => {
     const { stdout } = await run('git', args, { cwd: dir, env, maxBuffer: 256 * 1024 * 1024 });

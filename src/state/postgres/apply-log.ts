@@ -5,6 +5,8 @@
 // head exist together or not at all — unlike files, there is no "audit first, batch second" window.
 // Invariants:
 // - The in-memory draft is the replay of what was committed: the ops applied are the ones parsed back from the JSON.
+// - The steps of resources that finished together (group commit, ADR 0026) share one transaction, in order: each is
+//   still its own audit record and batch row, so readers and replay see exactly what one step at a time writes.
 // - Transactions of one log never interleave (one connection cannot run two): steps queue in call order.
 // - Any failed step leaves the log broken: a COMMIT whose answer was lost may or may not have happened, so only a new
 //   apply (which reads the state back) may continue; it resumes by the recorded done addresses.
@@ -14,7 +16,7 @@
 import type pg from 'pg';
 import { AgentvmError } from '../../diagnostics/index.js';
 import type { Address, LockedResource } from '../../model/resources.js';
-import type { AppendMarks, AppendResult, ApplyLogWrites } from '../apply-log.js';
+import type { AppendBatch, AppendMarks, AppendResult, ApplyLogWrites } from '../apply-log.js';
 import { ApplyProgress, assertValidOps } from '../apply-progress.js';
 import {
   auditRecordProblem,
@@ -24,7 +26,7 @@ import {
   type AuditEntry,
   type AuditEvent,
 } from '../audit-log.js';
-import type { ApplyLogHandle } from '../backend-types.js';
+import type { ApplyLogHandle, AuditedStep } from '../backend-types.js';
 import { canonicalOp, type Lockfile, type LockfileOp } from '../lockfile.js';
 import type { JournalRecord, WalBatch, WalHeader } from '../wal.js';
 import { backendError, connect } from './errors.js';
@@ -88,7 +90,14 @@ export class PgApplyLog implements ApplyLogHandle {
   }
 
   append(ops: readonly LockfileOp[], marks: AppendMarks = {}): Promise<AppendResult> {
-    return this.#enqueue(async () => (await this.#step(null, ops, marks)).result);
+    return this.#enqueue(async () => (await this.#steps([{ entry: null, ops, marks }]))[0]!.result);
+  }
+
+  /** Several batches in ONE transaction (group commit, ADR 0026): all are committed or none. */
+  appendBatches(batches: readonly AppendBatch[]): Promise<AppendResult[]> {
+    return this.#enqueue(async () =>
+      (await this.#steps(batches.map((b) => ({ entry: null, ops: b.ops, marks: b.marks ?? {} })))).map((r) => r.result),
+    );
   }
 
   appendWithAudit(
@@ -96,10 +105,20 @@ export class PgApplyLog implements ApplyLogHandle {
     ops: readonly LockfileOp[],
     marks: AppendMarks = {},
   ): Promise<{ event: AuditEvent; result: AppendResult }> {
-    return this.#enqueue(async () => {
-      const { event, result } = await this.#step(entry, ops, marks);
-      return { event: event!, result };
-    });
+    return this.appendStepsWithAudit([{ entry, ops, marks }]).then((r) => r[0]!);
+  }
+
+  /**
+   * The durable steps of resources that finished together, each with its audit record, in ONE transaction: one round
+   * trip to durability for the group instead of one per resource, and still all-or-nothing per step (here: per group).
+   */
+  appendStepsWithAudit(steps: readonly AuditedStep[]): Promise<Array<{ event: AuditEvent; result: AppendResult }>> {
+    return this.#enqueue(async () =>
+      (await this.#steps(steps.map((s) => ({ entry: s.entry, ops: s.ops, marks: s.marks ?? {} })))).map((r) => ({
+        event: r.event!,
+        result: r.result,
+      })),
+    );
   }
 
   finish(): Promise<Lockfile> {
@@ -122,38 +141,46 @@ export class PgApplyLog implements ApplyLogHandle {
     return next;
   }
 
-  async #step(
-    entry: AuditEntry | null,
-    ops: readonly LockfileOp[],
-    marks: AppendMarks,
-  ): Promise<{ event: AuditEvent | null; result: AppendResult }> {
+  async #steps(
+    steps: ReadonlyArray<{ entry: AuditEntry | null; ops: readonly LockfileOp[]; marks: AppendMarks }>,
+  ): Promise<Array<{ event: AuditEvent | null; result: AppendResult }>> {
     this.#lease.assertHeld();
-    const canonical = ops.map(canonicalOp);
-    // Exactly what a replay will read (drops undefined fields, copies the ops); checked before anything is written.
-    const parsed = JSON.parse(JSON.stringify(canonical)) as LockfileOp[];
-    const draft = this.#progress.draft;
-    assertValidOps(parsed, draft.host);
-    let event: AuditEvent | null = null;
-    const seq = this.#progress.batches + 1;
-    const batch: WalBatch = {
-      seq,
-      at: new Date().toISOString(),
-      ops: parsed,
-      ...(marks.done !== undefined ? { done: marks.done } : {}),
-      ...(marks.failed ? { failed: { address: marks.failed.address, message: marks.failed.message } } : {}),
-    };
-    let bytes = 0;
-    await this.#transaction(
-      entry ? `recording ${entry.event}${entry.address ? ` of ${entry.address}` : ''}` : 'recording a batch',
-      async (client) => {
-        const head = await this.#lockHost(client);
-        if (entry) {
-          event = sealedRecord(entry, head.auditSeq > 0 ? { seq: head.auditSeq, hash: head.auditHash } : null);
-          await insertAudit(client, entry.host, event);
+    const host = this.#progress.draft.host;
+    // Exactly what a replay will read (drops undefined fields, copies the ops); all checked before anything is written.
+    const parsed = steps.map((s) => JSON.parse(JSON.stringify(s.ops.map(canonicalOp))) as LockfileOp[]);
+    for (const ops of parsed) assertValidOps(ops, host);
+    const out: Array<{ event: AuditEvent | null; result: AppendResult; bytes: number }> = [];
+    const first = steps[0]?.entry;
+    const what =
+      steps.length > 1
+        ? `recording ${steps.length} steps`
+        : first
+          ? `recording ${first.event}${first.address ? ` of ${first.address}` : ''}`
+          : 'recording a batch';
+    await this.#transaction(what, async (client) => {
+      let head: { seq: number; hash: string } | null = null;
+      const row = await this.#lockHost(client);
+      if (row.auditSeq > 0) head = { seq: row.auditSeq, hash: row.auditHash };
+      for (const [i, step] of steps.entries()) {
+        const draft = this.#progress.draft;
+        const seq = this.#progress.batches + 1;
+        const batch: WalBatch = {
+          seq,
+          at: new Date().toISOString(),
+          ops: parsed[i]!,
+          ...(step.marks.done !== undefined ? { done: step.marks.done } : {}),
+          ...(step.marks.failed
+            ? { failed: { address: step.marks.failed.address, message: step.marks.failed.message } }
+            : {}),
+        };
+        let event: AuditEvent | null = null;
+        if (step.entry) {
+          event = sealedRecord(step.entry, head);
+          await insertAudit(client, step.entry.host, event);
+          head = { seq: event.seq, hash: event.hash };
           batch.ops.push({ op: 'auditHead.set', head: { seq: event.seq, hash: event.hash } });
         }
         const json = JSON.stringify(batch);
-        bytes = Buffer.byteLength(json);
         await client.query('INSERT INTO agentvm_wal (host, seq, serial, batch) VALUES ($1, $2, $3, $4)', [
           draft.host,
           seq,
@@ -167,12 +194,15 @@ export class PgApplyLog implements ApplyLogHandle {
         ]);
         this.#progress.apply(batch);
         if (this.#progress.checkpointDue) await this.#checkpoint(client, 'continue');
-      },
-    );
-    this.#writes.appends++;
-    this.#writes.appendedBytes += bytes;
-    this.#writes.lastAppendBytes = bytes;
-    return { event, result: { seq, serial: draft.serial } };
+        out.push({ event, result: { seq, serial: this.#progress.draft.serial }, bytes: Buffer.byteLength(json) });
+      }
+    });
+    for (const r of out) {
+      this.#writes.appends++;
+      this.#writes.appendedBytes += r.bytes;
+      this.#writes.lastAppendBytes = r.bytes;
+    }
+    return out;
   }
 
   /** Fencing token first, then the host row; refuses a state this log did not write last. Returns the audit head. */

@@ -426,19 +426,37 @@ export class PostgresStateBackend implements StateBackend {
   // Audit
 
   async appendAudit(entry: AuditEntry): Promise<AuditEvent> {
-    assertHostName(entry.host);
-    return this.#transaction(`appending to the audit chain of ${entry.host}`, async (client) => {
-      await client.query('INSERT INTO agentvm_hosts (host) VALUES ($1) ON CONFLICT DO NOTHING', [entry.host]);
-      const head = (
-        await client.query<{ audit_seq: string; audit_hash: string }>(
-          'SELECT audit_seq, audit_hash FROM agentvm_hosts WHERE host = $1 FOR UPDATE',
-          [entry.host],
-        )
-      ).rows[0]!;
-      const seq = Number(head.audit_seq);
-      const event = sealedRecord(entry, seq > 0 ? { seq, hash: head.audit_hash } : null);
-      await insertAudit(client, entry.host, event);
-      return event;
+    const [event] = await this.appendAuditBatch([entry]);
+    return event!;
+  }
+
+  /** All records in one transaction (one round trip to durability for the group, ADR 0026), chained per host. */
+  async appendAuditBatch(entries: readonly AuditEntry[]): Promise<AuditEvent[]> {
+    for (const entry of entries) assertHostName(entry.host);
+    if (entries.length === 0) return [];
+    const hosts = [...new Set(entries.map((e) => e.host))];
+    return this.#transaction(`appending to the audit chain of ${hosts.join(', ')}`, async (client) => {
+      const heads = new Map<string, { seq: number; hash: string } | null>();
+      // Host rows locked in name order: two batches over the same hosts never wait on each other in a cycle.
+      for (const host of [...hosts].sort()) {
+        await client.query('INSERT INTO agentvm_hosts (host) VALUES ($1) ON CONFLICT DO NOTHING', [host]);
+        const head = (
+          await client.query<{ audit_seq: string; audit_hash: string }>(
+            'SELECT audit_seq, audit_hash FROM agentvm_hosts WHERE host = $1 FOR UPDATE',
+            [host],
+          )
+        ).rows[0]!;
+        const seq = Number(head.audit_seq);
+        heads.set(host, seq > 0 ? { seq, hash: head.audit_hash } : null);
+      }
+      const events: AuditEvent[] = [];
+      for (const entry of entries) {
+        const event = sealedRecord(entry, heads.get(entry.host) ?? null);
+        await insertAudit(client, entry.host, event);
+        heads.set(entry.host, { seq: event.seq, hash: event.hash });
+        events.push(event);
+      }
+      return events;
     });
   }
 
