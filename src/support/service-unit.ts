@@ -1,4 +1,5 @@
-// The skeleton of agentvm's own long-running services as systemd units (the preview gate, the egress proxy): one
+// The skeleton of agentvm's own long-running services as systemd units (the preview gate, the egress proxy, the MCP
+// gateways): one
 // header comment, [Unit] with the owner mark, [Service] as `Type=exec` plus the caller's lines, [Install] by scope.
 // Invariant: the text is byte-for-byte what the renderers wrote before they shared this skeleton — units already on
 // hosts must not show drift (src/support/service-unit.test.ts pins both renderers' output).
@@ -8,7 +9,9 @@ export interface ServiceUnit {
   /** The first line: `# Rendered by agentvm: … Do not edit; apply re-renders it.` */
   comment: string;
   description: string;
-  /** `Key=value` lines of [Unit] after `After=network.target` (the owner mark). */
+  /** The `After=` line's value; default `network.target`, null for none (the MCP gateway's unit has none). */
+  after?: string | null;
+  /** `Key=value` lines of [Unit] after the `After=` line (the owner mark). */
   unit: string[];
   /** Lines of [Service] after `Type=exec`: ExecStart and the rest, in order. */
   service: string[];
@@ -20,7 +23,7 @@ export function renderServiceUnit(u: ServiceUnit): string {
     u.comment,
     '[Unit]',
     `Description=${u.description}`,
-    'After=network.target',
+    ...(u.after === null ? [] : [`After=${u.after ?? 'network.target'}`]),
     ...u.unit,
     '',
     '[Service]',

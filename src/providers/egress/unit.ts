@@ -3,9 +3,10 @@
 // rules.json, re-read on `systemctl reload` (ExecReload= sends SIGHUP), so an allowlist change never restarts it.
 // Invariant: every value that reaches the unit file is checked, not escaped (as the gate's unit does).
 
-import { errorDiag, type Diagnostic } from '../../diagnostics/index.js';
+import type { Diagnostic } from '../../diagnostics/index.js';
 import { EGRESS_UNIT } from '../../egress/paths.js';
-import { renderServiceUnit, unsafeUnitValue, USER_SCOPE_HARDENING } from '../../support/service-unit.js';
+import { renderServiceUnit, USER_SCOPE_HARDENING } from '../../support/service-unit.js';
+import { unsafeExecArgs } from '../systemd/own-unit.js';
 import { EgressCode } from './codes.js';
 
 export const EGRESS_SERVER_ADDRESS = 'egress.server';
@@ -23,22 +24,8 @@ export interface EgressUnitInput {
 
 export function renderEgressUnit(input: EgressUnitInput): { text?: string; diagnostics: Diagnostic[] } {
   const args = [input.node, input.bin, 'egress', 'serve', '--root', input.root, '--host', input.host];
-  const bad = args.filter((a) => a === '' || unsafeUnitValue(a, { whitespace: true }));
-  if (bad.length) {
-    return {
-      diagnostics: [
-        errorDiag(
-          EgressCode.unsafeUnitValue,
-          `A value for ${EGRESS_UNIT} cannot be written into a unit file safely: ${JSON.stringify(bad[0])}.`,
-          {
-            address: EGRESS_SERVER_ADDRESS,
-            detail:
-              'Unit lines must not contain whitespace, line breaks, %, $, quotes or backslashes. Use paths without them.',
-          },
-        ),
-      ],
-    };
-  }
+  const unsafe = unsafeExecArgs(args, EgressCode.unsafeUnitValue, EGRESS_UNIT, EGRESS_SERVER_ADDRESS);
+  if (unsafe) return { diagnostics: [unsafe] };
   const r = input.root.replace(/\/$/, '');
   const hardening =
     input.scope === 'system'

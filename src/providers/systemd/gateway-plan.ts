@@ -151,31 +151,23 @@ export function assessGateway(input: AssessInput): GatewayAssessment {
   }
 
   const drift = locked ? findings.map((f) => f.reason) : [];
+  // A plan that starts, stops or restarts nothing of a running unit (nothing to do, a removal, a refusal).
+  const untouched = (action: 'noop' | 'delete', reasons: Reason[] = []): GatewayAssessment => ({
+    action,
+    effect: 'none',
+    reasons,
+    drift,
+    diagnostics,
+    restart: false,
+    reload: false,
+    changedKeys: [],
+  });
 
   if (!rendered) {
-    if (!exists && !locked)
-      return {
-        action: 'noop',
-        effect: 'none',
-        reasons: [],
-        drift,
-        diagnostics,
-        restart: false,
-        reload: false,
-        changedKeys: [],
-      };
-    return {
-      action: 'delete',
-      effect: 'none',
-      reasons: [
-        { code: 'removed', message: `${address} is no longer in the desired state: stop, disable and remove the unit` },
-      ],
-      drift,
-      diagnostics,
-      restart: false,
-      reload: false,
-      changedKeys: [],
-    };
+    if (!exists && !locked) return untouched('noop');
+    return untouched('delete', [
+      { code: 'removed', message: `${address} is no longer in the desired state: stop, disable and remove the unit` },
+    ]);
   }
 
   if (live?.owner && live.owner !== address) {
@@ -186,16 +178,7 @@ export function assessGateway(input: AssessInput): GatewayAssessment {
           'Profile names are unit instance names and must be unique per host: rename one of the profiles, or remove the other workload first.',
       }),
     );
-    return {
-      action: 'noop',
-      effect: 'none',
-      reasons: [],
-      drift,
-      diagnostics,
-      restart: false,
-      reload: false,
-      changedKeys: [],
-    };
+    return untouched('noop');
   }
   for (const c of live?.credentials ?? []) {
     if (c.state === 'missing') {

@@ -12,6 +12,7 @@ import type { HostContext, PlanResponse } from '../provider.js';
 import type { UnitScope } from './analyze.js';
 import { parseShow, type SystemdEndpoint } from './systemctl.js';
 import { parseUnitFile, valuesOf } from './unit-file.js';
+import { unsafeUnitValue } from '../../support/service-unit.js';
 
 /** The scope the desired config or the lockfile entry names; undefined for an orphan. */
 export function scopeOf(
@@ -191,4 +192,23 @@ export function planRemoval(
 ): PlanResponse {
   if (!live.exists && !locked) return { action: 'noop', effect: 'none', reasons: [], drift, diagnostics: [] };
   return { action: 'delete', effect: 'none', reasons: [{ code: 'removed', message: why }], drift, diagnostics: [] };
+}
+
+/**
+ * The ExecStart arguments of one of agentvm's own units, checked (not escaped): an error naming the first argument a
+ * unit line cannot carry literally (empty, white space, a line break, %, $, a quote or a backslash), for `subject`
+ * (what the unit is, e.g. "the egress proxy unit"); undefined when every argument is safe.
+ */
+export function unsafeExecArgs(
+  args: readonly string[],
+  code: string,
+  subject: string,
+  address: string,
+): Diagnostic | undefined {
+  const bad = args.find((a) => a === '' || unsafeUnitValue(a, { whitespace: true }));
+  if (bad === undefined) return undefined;
+  return errorDiag(code, `A value for ${subject} cannot be written into a unit file safely: ${JSON.stringify(bad)}.`, {
+    address,
+    detail: 'Unit lines must not contain whitespace, line breaks, %, $, quotes or backslashes. Use paths without them.',
+  });
 }
