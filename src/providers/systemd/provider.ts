@@ -54,6 +54,7 @@ import { SystemdCode } from './codes.js';
 import { assessGateway, releaseOf } from './gateway-plan.js';
 import {
   DROP_IN_FILE,
+  gatewayDiagnostics,
   instanceUnit,
   OWNER_KEY,
   parseGatewayConfig,
@@ -201,7 +202,7 @@ export class SystemdProvider implements Provider {
     const config = parsed.config;
     const diagnostics = [
       ...parsed.diagnostics,
-      ...renderGateway(config, validationRenderContext(config.scope), resource.address).diagnostics,
+      ...gatewayDiagnostics(config, validationRenderContext(config.scope), resource.address),
     ];
     if (config.scope === 'user' && TIER_ORDER.indexOf(config.riskTier) >= TIER_ORDER.indexOf('moderate')) {
       diagnostics.push(
@@ -324,7 +325,8 @@ export class SystemdProvider implements Provider {
       const r = renderGateway(parsed.config, contextOf(liveGateway), address);
       if (!r.rendered) {
         // Errors that only the host's paths cause (validate rendered with the default layout and saw none).
-        if (renderGateway(parsed.config, validationRenderContext(parsed.config.scope), address).rendered)
+        const valid = gatewayDiagnostics(parsed.config, validationRenderContext(parsed.config.scope), address);
+        if (!valid.some((d) => d.severity === 'error'))
           diagnostics.push(...r.diagnostics.filter((d) => d.severity === 'error'));
         return { action: 'noop', effect: 'none', reasons: [], drift: [], diagnostics };
       }
