@@ -230,7 +230,11 @@ export function unitStat(file: string, snapshot?: Map<string, unknown>): Promise
 }
 
 /** `make()` once per plan's snapshot under `key` (a promise, so concurrent readers share it); without one, every call. */
-function perSnapshot<T>(snapshot: Map<string, unknown> | undefined, key: string, make: () => Promise<T>): Promise<T> {
+export function perSnapshot<T>(
+  snapshot: Map<string, unknown> | undefined,
+  key: string,
+  make: () => Promise<T>,
+): Promise<T> {
   if (snapshot === undefined) return make();
   let value = snapshot.get(key) as Promise<T> | undefined;
   if (value === undefined) {

@@ -67,7 +67,7 @@ import {
   type RenderedGateway,
 } from './gateway-unit.js';
 import { describeHealth, probe, waitHealthy, type HealthResult } from './health.js';
-import { readGateway, readUnit, unitStat, type LiveGateway } from './live-unit.js';
+import { perSnapshot, readGateway, readUnit, unitStat, type LiveGateway } from './live-unit.js';
 import { sharedStatIndex, type StatIndex } from '../release/stat-index.js';
 import { mcpPinChange } from './mcp-pins.js';
 import {
@@ -311,7 +311,7 @@ export class SystemdProvider implements Provider {
         // Project data and memory (ADR 0024): what the host lacks for the grants, and where the memory is kept.
         dataPrefix: managerPath(endpoint, path.resolve(host.root)),
         data: facts.data,
-        memory: await existingDirs(memoryHostDirs(endpoint, names.workload, names.profile)),
+        memory: await existingDirs(memoryHostDirs(endpoint, names.workload, names.profile), snapshot),
       } as unknown as Record<string, unknown>,
     };
     // plan() renders the desired unit in contextOf(these attributes), which is the context it was rendered in here.
@@ -1220,9 +1220,18 @@ async function dataFacts(
   };
 }
 
-async function existingDirs(dirs: readonly string[]): Promise<string[]> {
+/**
+ * The directories of `dirs` (memory dirs, `<base>/agentvm-memory/<workload>/<profile>`) that exist. With a plan's
+ * snapshot, the `agentvm-memory` directory two levels up is looked at once per plan: where it is not a directory, none
+ * of the units' memory dirs under it can be (most hosts: no unit has memory yet), and they are not stat'ed one by one.
+ */
+async function existingDirs(dirs: readonly string[], snapshot?: Map<string, unknown>): Promise<string[]> {
   const out: string[] = [];
-  for (const d of dirs) if (await isDirectory(d)) out.push(d);
+  for (const d of dirs) {
+    const base = path.dirname(path.dirname(d));
+    if (snapshot && !(await perSnapshot(snapshot, `systemd.memory-base:${base}`, () => isDirectory(base)))) continue;
+    if (await isDirectory(d)) out.push(d);
+  }
   return out;
 }
 
