@@ -1,10 +1,10 @@
 // The memo of documents the secret scan found clean (ADR 0027): the policy's findings are the same with it, without
 // it and with it corrupt; a document holding a secret is never remembered and is reported on every run; the memo
 // holds digests, never a text.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { scratchCache } from '../contracts/scratch-cache.fixture.js';
 import { evaluatePolicy } from './index.js';
 import { BASELINE, edit, stateOf } from './policy.fixture.js';
 import { openScanMemo } from './scan-memo.js';
@@ -17,19 +17,7 @@ const JWT = [
 const MANIFEST = 'workloads/web/manifest.yaml';
 
 describe('secret scan memo', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'agentvm-scan-memo-'));
-  const saved = { xdg: process.env.XDG_CACHE_HOME, off: process.env.AGENTVM_NO_CACHE };
-  const file = join(dir, 'agentvm', 'secret-scan-clean.json');
-  beforeAll(() => {
-    process.env.XDG_CACHE_HOME = dir;
-    delete process.env.AGENTVM_NO_CACHE;
-  });
-  afterAll(() => {
-    if (saved.xdg === undefined) delete process.env.XDG_CACHE_HOME;
-    else process.env.XDG_CACHE_HOME = saved.xdg;
-    if (saved.off !== undefined) process.env.AGENTVM_NO_CACHE = saved.off;
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const file = join(scratchCache('agentvm-scan-memo-'), 'agentvm', 'secret-scan-clean.json');
 
   it.each([
     ['a JWT in an env value', `AGENT_SESSION: ${JWT}`],
