@@ -8,8 +8,8 @@
 //   - The result is plain, deterministically ordered JSON (it is fingerprinted into the plan): no PIDs, no
 //     timestamps.
 
-import { lstat, readFile, readdir, readlink, stat, access } from 'node:fs/promises';
-import { constants, type BigIntStats } from 'node:fs';
+import { readFile, readdir, stat, access } from 'node:fs/promises';
+import { constants, lstatSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
 import { sha256Hex } from '../../model/canonical-json.js';
 import type { StatIndex } from '../release/stat-index.js';
 import path from 'node:path';
@@ -218,14 +218,21 @@ async function readDropIn(
 
 /** A unit file's stat (following links, as a read does), once per plan with a snapshot; undefined when absent. */
 export function unitStat(file: string, snapshot?: Map<string, unknown>): Promise<BigIntStats | undefined> {
-  return perSnapshot(snapshot, `systemd.unit-stat:${file}`, () =>
-    stat(file, { bigint: true }).then(
-      (st) => (st.isFile() ? st : undefined),
-      (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
-        throw err;
-      },
-    ),
+  return perSnapshot(
+    snapshot,
+    `systemd.unit-stat:${file}`,
+    () =>
+      // Synchronous, like the other metadata calls of a plan's sweep (ADR 0027).
+      new Promise<BigIntStats | undefined>((resolve) => {
+        try {
+          const st = statSync(file, { bigint: true });
+          resolve(st.isFile() ? st : undefined);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT' || code === 'ENOTDIR') resolve(undefined);
+          else throw err;
+        }
+      }),
   );
 }
 
@@ -314,7 +321,9 @@ export async function foreignSources(
       const dDir = path.join(dir, dName);
       let entries: string[];
       try {
-        entries = (await readdir(dDir)).filter((e) => e.endsWith('.conf')).sort();
+        entries = readdirSync(dDir)
+          .filter((e) => e.endsWith('.conf'))
+          .sort();
       } catch {
         continue;
       }
@@ -361,7 +370,7 @@ function directoryEntries(dir: string, snapshot?: Map<string, unknown>): Promise
 async function listDirectory(dir: string): Promise<Set<string> | null> {
   let st;
   try {
-    st = await stat(dir, { bigint: true });
+    st = statSync(dir, { bigint: true });
   } catch {
     listings.delete(dir);
     return null;
@@ -381,12 +390,12 @@ async function listDirectory(dir: string): Promise<Set<string> | null> {
 
 async function unitKind(file: string): Promise<'unit' | 'mask' | undefined> {
   try {
-    const st = await lstat(file);
+    const st = lstatSync(file);
     if (st.isSymbolicLink()) {
-      const target = await readlink(file);
+      const target = readlinkSync(file);
       if (target === '/dev/null') return 'mask';
     }
-    return (await stat(file)).isFile() ? 'unit' : undefined;
+    return statSync(file).isFile() ? 'unit' : undefined;
   } catch {
     return undefined;
   }

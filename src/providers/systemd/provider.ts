@@ -14,20 +14,8 @@
 //     their contents are only compared in memory (live-unit.ts).
 
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import {
-  chown,
-  mkdir,
-  readFile,
-  readdir,
-  realpath,
-  rename,
-  rm,
-  rmdir,
-  stat,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { chown, mkdir, readFile, readdir, realpath, rename, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorDiag, userError, warningDiag, type Diagnostic } from '../../diagnostics/index.js';
 import type { LiveResource, LockedResource, Reason } from '../../model/resources.js';
@@ -1300,7 +1288,7 @@ const SHOWN = 'Id,UnitFileState,ActiveState';
 
 async function isDirectory(p: string): Promise<boolean> {
   try {
-    return (await stat(p)).isDirectory();
+    return statSync(p).isDirectory(); // synchronous: once per unit per plan (ADR 0027)
   } catch {
     return false;
   }
