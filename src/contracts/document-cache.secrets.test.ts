@@ -2,10 +2,10 @@
 // JWT refused by validate was on disk in ~/.cache/agentvm/documents.json afterwards. Now a document is cached only
 // when the secret checks find nothing in it; a clean document is still cached (the cache keeps working).
 
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { scratchCache } from './scratch-cache.fixture.js';
 import { BASELINE, edit, stateOf } from '../governance/policy.fixture.js';
 
 const JWT = [
@@ -16,18 +16,7 @@ const JWT = [
 const MANIFEST = 'workloads/web/manifest.yaml';
 
 describe('the document cache never stores a document the secret scan refuses', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'agentvm-cache-secrets-'));
-  const saved = { xdg: process.env.XDG_CACHE_HOME, off: process.env.AGENTVM_NO_CACHE };
-  beforeAll(() => {
-    process.env.XDG_CACHE_HOME = dir;
-    delete process.env.AGENTVM_NO_CACHE;
-  });
-  afterAll(() => {
-    if (saved.xdg === undefined) delete process.env.XDG_CACHE_HOME;
-    else process.env.XDG_CACHE_HOME = saved.xdg;
-    if (saved.off !== undefined) process.env.AGENTVM_NO_CACHE = saved.off;
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = scratchCache('agentvm-cache-secrets-');
   const cached = (): string => {
     const file = join(dir, 'agentvm', 'documents.json');
     return existsSync(file) ? readFileSync(file, 'utf8') : '';

@@ -136,7 +136,7 @@ function readStoredStateOnce(source: LockfileSource, walFile: string): StoredSta
       },
     );
   }
-  const file = read === undefined ? null : parseLockfile(value, source);
+  const file = read === undefined ? null : parseLockfile(value, source, read.text);
   const walRead = readWithFingerprint(walFile);
   const wal = walRead === undefined ? undefined : parseWal(walRead.text, walFile);
   const status = wal ? walStatus(file, wal, source) : 'none';

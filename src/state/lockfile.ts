@@ -21,6 +21,7 @@ import type {
   WorkloadState,
 } from '../generated/lockfile.js';
 import { firstIssue, stateDefinitionValidator, stateValidator } from './state-schemas.js';
+import { validatedTexts } from './validated-texts.js';
 
 export type { AuditHead, Lockfile, ReleaseRef, RollbackRehearsal, RollbackTarget, WorkloadState };
 
@@ -283,10 +284,10 @@ export interface LockfileSource {
 }
 
 /**
- * Validates parsed JSON as a lockfile of `source.host`. Throws `state.unsupported-format` for another format version
+ * Validates parsed JSON as a lockfile of `source.host` (with `text`, the schema check is memoised: validated-texts.ts). Throws `state.unsupported-format` for another format version
  * and `state.corrupt` for anything else that is wrong, naming the file and the recovery.
  */
-export function parseLockfile(value: unknown, source: LockfileSource): Lockfile {
+export function parseLockfile(value: unknown, source: LockfileSource, text?: string): Lockfile {
   if (
     typeof value === 'object' &&
     value !== null &&
@@ -302,9 +303,14 @@ export function parseLockfile(value: unknown, source: LockfileSource): Lockfile 
       },
     );
   }
-  const result = stateValidator('lockfile.schema.json').safeParse(value);
-  if (!result.success)
-    throw corruptLockfile(source, `it does not match the lockfile schema (${firstIssue(result.error)})`);
+  // `text` (the file's bytes `value` was parsed from): a text that passed this schema before passes again, unchecked.
+  const memo = text === undefined ? undefined : validatedTexts('lockfile.schema.json', LOCKFILE_FORMAT_VERSION);
+  if (!memo?.has(text!)) {
+    const result = stateValidator('lockfile.schema.json').safeParse(value);
+    if (!result.success)
+      throw corruptLockfile(source, `it does not match the lockfile schema (${firstIssue(result.error)})`);
+    memo?.add(text!);
+  }
   const lock = value as Lockfile;
   if (lock.host !== source.host)
     throw corruptLockfile(source, `it belongs to host "${lock.host}", not "${source.host}"`);

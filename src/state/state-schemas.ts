@@ -25,7 +25,18 @@ type JsonSchemaInput = Parameters<typeof z.fromJSONSchema>[0];
 const validators = new Map<string, z.ZodType>();
 
 function loadSchema(file: StateSchema): Record<string, unknown> {
-  return JSON.parse(readFileSync(schemaPath(file), 'utf8')) as Record<string, unknown>;
+  return JSON.parse(schemaText(file)) as Record<string, unknown>;
+}
+
+const texts = new Map<StateSchema, string>();
+/** A state schema file's text, read once per process. */
+export function schemaText(file: StateSchema): string {
+  let text = texts.get(file);
+  if (text === undefined) {
+    text = readFileSync(schemaPath(file), 'utf8');
+    texts.set(file, text);
+  }
+  return text;
 }
 
 /** The validator of a whole state document. */

@@ -22,6 +22,7 @@ import {
   type SecretFinding,
 } from '../../secrets/secret-detectors.js';
 import { quote } from '../../secrets/text-safety.js';
+import { openScanMemo } from '../scan-memo.js';
 
 const REFERENCE_FORMS =
   '`file:/abs/path`, `systemd-creds:/abs/path`, `credstore:<name>`, `env-file:/abs/path#VAR` or `vault:<path>#<field>`';
@@ -124,17 +125,42 @@ export const hostSecretRules: PolicyRule = ({ state }) => {
 /** Every string and key of every document, every YAML comment, and every other file, scanned for secrets. */
 export const secretScanRules: PolicyRule = ({ state }) => {
   const out: Diagnostic[] = [];
-  if (state.config) scanDocument(state.config, undefined, out);
-  for (const host of state.hosts.values()) scanDocument(host, undefined, out);
+  // Documents whose text a previous scan found clean are skipped, value and source alike (scan-memo.ts); a document
+  // scanned now is remembered when neither its values nor its text held anything.
+  const memo = openScanMemo();
+  const skipped = new Set<string>();
+  const cleanValues = new Set<string>();
+  const document = (doc: LoadedDocument<unknown>, address: string | undefined): void => {
+    const text = state.sources?.get(doc.file);
+    if (text !== undefined && memo.clean(text)) {
+      skipped.add(doc.file);
+      return;
+    }
+    const before = out.length;
+    scanDocument(doc, address, out);
+    if (out.length === before) cleanValues.add(doc.file);
+  };
+  if (state.config) document(state.config, undefined);
+  for (const host of state.hosts.values()) document(host, undefined);
   for (const def of state.workloads.values()) {
     const address = `workload.${def.name}`;
-    if (def.contract) scanDocument(def.contract, address, out);
-    if (def.manifest) scanDocument(def.manifest, address, out);
+    if (def.contract) document(def.contract, address);
+    if (def.manifest) document(def.manifest, address);
     for (const [rel, body] of def.files) scanFile(`${def.dir}/${rel}`, body, address, out);
   }
-  for (const doc of state.rejected ?? []) scanDocument(doc, undefined, out);
+  // Rejected documents are scanned every time (their value is partial; nothing about them is remembered).
+  for (const doc of state.rejected ?? []) {
+    cleanValues.delete(doc.file);
+    skipped.delete(doc.file);
+    scanDocument(doc, undefined, out);
+  }
   for (const [path, body] of state.files) scanFile(path, body, undefined, out);
-  for (const [path, body] of state.sources ?? []) scanSource(path, body, out);
+  for (const [path, body] of state.sources ?? []) {
+    if (skipped.has(path)) continue;
+    const found = scanSource(path, body, out);
+    if (!found && cleanValues.has(path)) memo.add(body);
+  }
+  memo.save();
   return out;
 };
 
@@ -203,7 +229,7 @@ function literal(
  * The raw text of a YAML document: comments (no value holds them) with every detector, and the whole text with
  * the context-free shapes, which also covers tags, keys and anything in a file that did not parse.
  */
-function scanSource(file: string, text: string, out: Diagnostic[]): void {
+function scanSource(file: string, text: string, out: Diagnostic[]): boolean {
   let reported = false;
   forEachComment(text, (comment, offset) => {
     const finding = scanString(comment, {});
@@ -227,6 +253,7 @@ function scanSource(file: string, text: string, out: Diagnostic[]): void {
       }),
     );
   }
+  return reported || spans.length > 0;
 }
 
 /** File names that hold secrets by convention, whatever their content. */

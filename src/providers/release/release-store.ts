@@ -13,7 +13,8 @@
 //     reported as `invalid`, not read.
 
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, symlink } from 'node:fs/promises';
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { chmod, lstat, mkdir, open, readdir, rename, rm, rmdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode } from '../../state/atomic-file.js';
 
@@ -80,18 +81,19 @@ export class ReleaseStore {
     return path.join(this.workloadDir(workload), 'current');
   }
 
+  // current() and releases() run once per workload in every plan: synchronous metadata calls (ADR 0027).
   async current(workload: string): Promise<CurrentState> {
     const link = this.currentPath(workload);
     let stat;
     try {
-      stat = await lstat(link);
+      stat = lstatSync(link);
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return { kind: 'none' };
       throw error;
     }
     if (stat.isDirectory()) return { kind: 'directory', path: link };
     if (!stat.isSymbolicLink()) return { kind: 'invalid', detail: `${link} is neither a symlink nor a directory` };
-    const target = await readlink(link);
+    const target = readlinkSync(link);
     if (!isReleaseId(target))
       return {
         kind: 'invalid',
@@ -100,7 +102,7 @@ export class ReleaseStore {
     const releasePath = this.releasePath(workload, target);
     let dangling = true;
     try {
-      dangling = !(await lstat(releasePath)).isDirectory();
+      dangling = !lstatSync(releasePath).isDirectory();
     } catch (error) {
       if (errnoCode(error) !== 'ENOENT') throw error;
     }
@@ -111,7 +113,7 @@ export class ReleaseStore {
   async releases(workload: string): Promise<string[]> {
     let entries;
     try {
-      entries = await readdir(this.workloadDir(workload), { withFileTypes: true });
+      entries = readdirSync(this.workloadDir(workload), { withFileTypes: true });
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return [];
       throw error;

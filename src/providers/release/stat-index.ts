@@ -1,8 +1,10 @@
-// StatIndex: what a file's content hash was when it had a given stat — git's index, for release trees (ADR 0020).
-// A no-op plan stats every file of every live release; it re-reads and re-hashes only files whose stat is not in the
-// index, and trusts the index for the rest.
+// StatIndex: what a file's content hash was when it had a given stat — git's index, for release trees (ADR 0020) and
+// gateway unit files (ADR 0027). A no-op plan stats every file of every live release and every agentvm drop-in; it
+// re-reads and re-hashes only files whose stat is not in the index, and trusts the index for the rest.
 //   key    `<dev>:<inode>` (hard-linked copies of one store file share one entry)
-//   entry  size, mtime and ctime in nanoseconds, content sha256 (hex)
+//   entry  size, mtime and ctime in nanoseconds, content sha256 (hex), and optionally a tag: what a reader needs
+//          from the content without reading it (a drop-in's owner address). Tags are recorded only for content
+//          agentvm rendered itself, which holds no secret value; a hash is not a value.
 // Invariants:
 //   - An optimisation only: a missing, unreadable, corrupt or foreign-format index is an empty one, and every answer
 //     it gives is one a full re-hash would give. Deleting it changes no plan, only its speed.
@@ -20,6 +22,8 @@ import path from 'node:path';
 import { replaceFile } from '../../support/replace-file.js';
 
 const FORMAT = 'agentvm-stat-index/1';
+/** A tag is a short printable word (a resource address): nothing that could carry free text. */
+const TAG = /^[A-Za-z0-9._@:-]{1,200}$/;
 const NS_PER_SECOND = 1_000_000_000n;
 
 interface Entry {
@@ -27,6 +31,7 @@ interface Entry {
   mtimeNs: bigint;
   ctimeNs: bigint;
   sha256: string;
+  tag?: string;
   /** Hashed by this process after observing this stat: trusted here without the racily-clean rule. */
   fresh?: boolean;
 }
@@ -63,17 +68,27 @@ export class StatIndex {
       const doc = JSON.parse(text) as { format?: unknown; entries?: unknown };
       if (doc.format !== FORMAT || typeof doc.entries !== 'object' || doc.entries === null) return index;
       for (const [key, value] of Object.entries(doc.entries as Record<string, unknown>)) {
-        if (!Array.isArray(value) || value.length !== 4) continue;
-        const [size, mtime, ctime, sha256] = value as unknown[];
+        if (!Array.isArray(value) || (value.length !== 4 && value.length !== 5)) continue;
+        const [size, mtime, ctime, sha256, tag] = value as unknown[];
         if (
           typeof size !== 'string' ||
+          !/^[0-9]+$/.test(size) ||
           typeof mtime !== 'string' ||
+          !/^-?[0-9]+$/.test(mtime) ||
           typeof ctime !== 'string' ||
+          !/^-?[0-9]+$/.test(ctime) ||
           typeof sha256 !== 'string' ||
-          !/^[0-9a-f]{64}$/.test(sha256)
+          !/^[0-9a-f]{64}$/.test(sha256) ||
+          (tag !== undefined && (typeof tag !== 'string' || !TAG.test(tag)))
         )
           continue;
-        index.entries.set(key, { size: BigInt(size), mtimeNs: BigInt(mtime), ctimeNs: BigInt(ctime), sha256 });
+        index.entries.set(key, {
+          size: BigInt(size),
+          mtimeNs: BigInt(mtime),
+          ctimeNs: BigInt(ctime),
+          sha256,
+          ...(tag !== undefined ? { tag } : {}),
+        });
       }
       index.trustedBefore = st.mtimeNs / NS_PER_SECOND;
     } catch {
@@ -84,6 +99,11 @@ export class StatIndex {
 
   /** The content hash recorded for exactly this stat, unless it is racily clean; undefined means: re-hash. */
   lookup(s: IndexedStat): string | undefined {
+    return this.lookupEntry(s)?.sha256;
+  }
+
+  /** lookup() with the entry's tag. */
+  lookupEntry(s: IndexedStat): { sha256: string; tag?: string } | undefined {
     const e = this.entries.get(keyOf(s));
     const same = e !== undefined && e.size === s.size && e.mtimeNs === s.mtimeNs && e.ctimeNs === s.ctimeNs;
     const racy = s.mtimeNs / NS_PER_SECOND >= this.trustedBefore || s.ctimeNs / NS_PER_SECOND >= this.trustedBefore;
@@ -94,16 +114,32 @@ export class StatIndex {
       return undefined;
     }
     this.hits++;
-    return e.sha256;
+    return e.tag !== undefined ? { sha256: e.sha256, tag: e.tag } : { sha256: e.sha256 };
   }
 
-  /** Records the hash read for a file that had stat `s` before it was read. */
-  record(s: IndexedStat, sha256: string): void {
+  /** Records the hash read for a file that had stat `s` before it was read (and its tag: see the header). */
+  record(s: IndexedStat, sha256: string, tag?: string): void {
+    if (tag !== undefined && !TAG.test(tag)) throw new Error(`bug: stat index tag ${JSON.stringify(tag)}`);
     const key = keyOf(s);
     const e = this.entries.get(key);
-    if (e && e.fresh && e.size === s.size && e.mtimeNs === s.mtimeNs && e.ctimeNs === s.ctimeNs && e.sha256 === sha256)
+    if (
+      e &&
+      e.fresh &&
+      e.size === s.size &&
+      e.mtimeNs === s.mtimeNs &&
+      e.ctimeNs === s.ctimeNs &&
+      e.sha256 === sha256 &&
+      e.tag === tag
+    )
       return;
-    this.entries.set(key, { size: s.size, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, sha256, fresh: true });
+    this.entries.set(key, {
+      size: s.size,
+      mtimeNs: s.mtimeNs,
+      ctimeNs: s.ctimeNs,
+      sha256,
+      ...(tag !== undefined ? { tag } : {}),
+      fresh: true,
+    });
     this.dirty = true;
   }
 
@@ -127,9 +163,9 @@ export class StatIndex {
   private async write(file: string): Promise<void> {
     if (!this.dirty) return;
     this.dirty = false;
-    const entries: Record<string, [string, string, string, string]> = {};
+    const entries: Record<string, string[]> = {};
     for (const [key, e] of this.entries)
-      entries[key] = [String(e.size), String(e.mtimeNs), String(e.ctimeNs), e.sha256];
+      entries[key] = [String(e.size), String(e.mtimeNs), String(e.ctimeNs), e.sha256, ...(e.tag ? [e.tag] : [])];
     try {
       await mkdir(path.dirname(file), { recursive: true });
       await replaceFile(file, JSON.stringify({ format: FORMAT, entries }));
@@ -139,7 +175,7 @@ export class StatIndex {
   }
 }
 
-/** Where a host keeps its release stat index: beside the other caches (it is one). */
+/** Where a host keeps its stat index (release and unit files; the name predates unit files): beside the other caches. */
 export function statIndexFile(cacheDir: string): string {
   return path.join(cacheDir, 'release-stat-index.json');
 }

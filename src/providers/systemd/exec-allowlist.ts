@@ -16,7 +16,7 @@
 
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { open, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -308,7 +308,7 @@ async function staysUnder(file: string, dir: string, toHost: (p: string) => stri
 
 async function isDirectory(p: string): Promise<boolean> {
   try {
-    return (await stat(p)).isDirectory();
+    return statSync(p).isDirectory(); // synchronous: once per unit per plan (ADR 0027)
   } catch {
     return false;
   }

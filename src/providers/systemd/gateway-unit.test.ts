@@ -10,9 +10,12 @@ import { securityExposure, verifyUnits, type UnitScope } from './analyze.js';
 import { SystemdCode } from './codes.js';
 import {
   GATEWAY_PATH,
+  gatewayDiagnostics,
+  gatewayDigest,
   parseGatewayConfig,
   renderGateway,
   RUNTIME_DIGEST_ENV,
+  runtimeDigestOf,
   type GatewayConfig,
   type RenderContext,
   type RiskTier,
@@ -446,5 +449,63 @@ describe('injected and stored credentials (decisions/0023)', () => {
     );
     expect(r.diagnostics.map((d) => d.code)).toEqual([SystemdCode.secretUnsupported]);
     expect(r.diagnostics[0]!.detail).toContain('file:/abs/path or env-file:');
+  });
+});
+
+describe('what a render computes equals what reading its files back computes (ADR 0027)', () => {
+  const variants: Array<[string, Partial<GatewayConfig>, RenderContext]> = [
+    ['plain', {}, ctx('system')],
+    ['user scope, socket', { scope: 'user', listen: { socket: 'g.sock' }, env: {} }, ctx('user')],
+    [
+      'confined, injected',
+      {
+        secrets: [{ name: 'k', ref: 'file:/etc/k', inject: { host: 'a.example', header: 'x' } }],
+        egress: [{ host: 'a.example', port: 443 }],
+      },
+      {
+        ...ctx('system'),
+        egress: {
+          node: '/usr/bin/node',
+          shim: '/opt/agentvm/shim.js',
+          socketsDir: '/run/agentvm/egress',
+          credstoreDir: '/var/lib/agentvm/credstore',
+          caDir: '/var/lib/agentvm/egress-ca',
+        },
+      },
+    ],
+    ['escaped env', { env: { Q: 'a "quoted" \\ value %h $HOME' }, reload: true }, ctx('system')],
+  ];
+  for (const [name, over, context] of variants)
+    it(`${name}: the parsed files, the normalised unit, its digest and its runtime digest`, () => {
+      const r = renderGateway(config(over), context, ADDRESS).rendered!;
+      expect(r).toBeDefined();
+      const template = parseUnitFile(r.template.text);
+      const dropIn = parseUnitFile(r.dropIn.text);
+      expect(r.template.parsed).toEqual(template);
+      expect(r.dropIn.parsed).toEqual(dropIn);
+      const normalized = normalizeUnit(template, dropIn);
+      expect(JSON.stringify(r.normalized)).toBe(JSON.stringify(normalized));
+      expect(r.digest).toBe(gatewayDigest(normalized));
+      expect(r.runtimeDigest).toBe(runtimeDigestOf(template, dropIn));
+    });
+
+  it('validation sees exactly the diagnostics of a full render, errors and warnings alike', () => {
+    const configs: Array<Partial<GatewayConfig>> = [
+      {},
+      { entrypoint: ['/usr/bin/python3'] },
+      { entrypoint: ['../escape'] },
+      { env: { PATH: '/tmp', BAD: 'a\nb' } },
+      { env: { AGENT_LISTEN_PORT: '1' } },
+      { secrets: [{ name: 'v', ref: 'vault:kv/x' }] },
+      { egress: [{ host: 'api.example.com', port: 443 }] },
+      { releaseId: 'has space' },
+      { workload: 'a%b' },
+      { scope: 'user', listen: { socket: 's.sock' } },
+    ];
+    for (const over of configs) {
+      const c = config(over);
+      for (const context of [ctx(c.scope), { ...ctx(c.scope), runtimeDir: null }])
+        expect(gatewayDiagnostics(c, context, ADDRESS)).toEqual(renderGateway(c, context, ADDRESS).diagnostics);
+    }
   });
 });

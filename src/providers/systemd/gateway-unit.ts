@@ -30,11 +30,14 @@ import {
   escapeSpecifiers,
   execLine,
   normalizeUnit,
+  parsedFromDocument,
   parseUnitFile,
   serializeUnitFile,
   unitDigest,
   unitPath,
   UnitValueError,
+  withEnvironment,
+  writeUnitFile,
   type NormalizedUnit,
   type ParsedUnit,
   type UnitDocument,
@@ -622,8 +625,20 @@ function storedCredential(
 // ---------------------------------------------------------------------------------------------------------
 // Rendering
 
+/** The two templates, rendered once per process (renderTemplate is pure; RenderedFiles are never mutated). */
+const templates = new Map<UnitScope, RenderedFile>();
+
 /** The shared template. Only the [Install] target differs between scopes. */
 export function renderTemplate(scope: UnitScope): RenderedFile {
+  let template = templates.get(scope);
+  if (!template) {
+    template = renderTemplateNow(scope);
+    templates.set(scope, template);
+  }
+  return template;
+}
+
+function renderTemplateNow(scope: UnitScope): RenderedFile {
   const doc: UnitDocument = {
     header: [
       'Managed by agentvm: the gateway template. Each profile runs as the explicit instance',
@@ -684,6 +699,27 @@ export function renderGateway(
   config: GatewayConfig,
   ctx: RenderContext,
   address: string,
+): { rendered?: RenderedGateway; diagnostics: Diagnostic[] } {
+  return renderGatewayAs(config, ctx, address, 'full');
+}
+
+/**
+ * The diagnostics renderGateway gives, without building the rendered unit (validate: ADR 0027). Every check of the
+ * full render runs, including the serialization of the drop-in (which refuses values it cannot write); only the
+ * parse, normalisation and digests of the result are skipped, and none of those can fail.
+ */
+export function gatewayDiagnostics(config: GatewayConfig, ctx: RenderContext, address: string): Diagnostic[] {
+  return renderGatewayAs(config, ctx, address, 'check').diagnostics;
+}
+
+/** A stand-in runtime digest for a check: the same shape as a real one, so serialization accepts it alike. */
+const CHECK_RUNTIME_DIGEST = '0'.repeat(64);
+
+function renderGatewayAs(
+  config: GatewayConfig,
+  ctx: RenderContext,
+  address: string,
+  mode: 'full' | 'check',
 ): { rendered?: RenderedGateway; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const unsafe = (what: string, err: unknown): void => {
@@ -932,30 +968,42 @@ export function renderGateway(
     `Managed by agentvm: ${address} (workload ${config.workload}, profile ${config.profile}, release ${config.releaseId}).`,
     'Do not edit: agentvm reports changes as drift and reverts them on apply.',
   ];
-  const dropInOf = (extraEnv: Array<{ key: string; value: string }>): string =>
-    serializeUnitFile({
-      header,
-      sections: [
-        { name: 'Unit', entries: unitSection },
-        { name: 'Service', entries: [...service, ...extraEnv] },
-      ],
-    });
+  const dropInOf = (extraEnv: Array<{ key: string; value: string }>): UnitDocument => ({
+    header,
+    sections: [
+      { name: 'Unit', entries: unitSection },
+      { name: 'Service', entries: [...service, ...extraEnv] },
+    ],
+  });
+  const digestEntry = (digest: string) => ({
+    key: 'Environment',
+    value: environmentAssignment(RUNTIME_DIGEST_ENV, digest),
+  });
 
-  let dropInText: string;
+  if (mode === 'check') {
+    // The full render serializes the drop-in with its digest last: the same entries, checked in the same order.
+    try {
+      serializeUnitFile(dropInOf([digestEntry(CHECK_RUNTIME_DIGEST)]));
+    } catch (err) {
+      unsafe('the unit', err);
+    }
+    return { diagnostics };
+  }
+  let written: { text: string; parsed: ParsedUnit };
   let runtime: string;
+  // The settings without the digest, normalised once: the runtime digest is computed from them, and the unit's
+  // normalised form is them plus the digest's Environment= (withEnvironment; normalizeUnit again when it cannot say).
+  const base = normalizeUnit(template.parsed, parsedFromDocument(dropInOf([])));
   try {
-    runtime = runtimeDigestOf(template.parsed, parseUnitFile(dropInOf([])));
-    dropInText = dropInOf([{ key: 'Environment', value: environmentAssignment(RUNTIME_DIGEST_ENV, runtime) }]);
+    runtime = runtimeDigestOfNormalized(base);
+    written = writeUnitFile(dropInOf([digestEntry(runtime)]));
   } catch (err) {
     unsafe('the unit', err);
     return { diagnostics };
   }
-  const dropIn: RenderedFile = {
-    name: dropInPath(config.profile),
-    text: dropInText,
-    parsed: parseUnitFile(dropInText),
-  };
-  const normalized = normalizeUnit(template.parsed, dropIn.parsed);
+  const dropIn: RenderedFile = { name: dropInPath(config.profile), text: written.text, parsed: written.parsed };
+  const normalized =
+    withEnvironment(base, 'Service', RUNTIME_DIGEST_ENV, runtime) ?? normalizeUnit(template.parsed, dropIn.parsed);
   const health = config.health
     ? {
         ...config.health,
@@ -1011,7 +1059,10 @@ export function gatewayDigest(normalized: NormalizedUnit): string {
  * RUNTIME_DIGEST_ENV itself. A running process whose environment carries another value runs another config.
  */
 export function runtimeDigestOf(...files: ParsedUnit[]): string {
-  const normalized = normalizeUnit(...files);
+  return runtimeDigestOfNormalized(normalizeUnit(...files));
+}
+
+function runtimeDigestOfNormalized(normalized: NormalizedUnit): string {
   const relevant: NormalizedUnit = {};
   for (const [section, keys] of Object.entries(normalized)) {
     for (const [key, values] of Object.entries(keys)) {

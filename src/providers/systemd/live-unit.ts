@@ -8,8 +8,10 @@
 //   - The result is plain, deterministically ordered JSON (it is fingerprinted into the plan): no PIDs, no
 //     timestamps.
 
-import { lstat, readFile, readdir, readlink, stat, access } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { readFile, readdir, stat, access } from 'node:fs/promises';
+import { constants, lstatSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
+import { sha256Hex } from '../../model/canonical-json.js';
+import type { StatIndex } from '../release/stat-index.js';
 import path from 'node:path';
 import { keyEffect } from './restart-table.js';
 import { hostPathOf, parseShow, type SystemdEndpoint } from './systemctl.js';
@@ -23,6 +25,7 @@ import {
   runtimeDigestOf,
   TEMPLATE_OWNER,
   TEMPLATE_UNIT,
+  type RenderedGateway,
 } from './gateway-unit.js';
 import {
   normalizeUnit,
@@ -94,6 +97,14 @@ export interface ReadGatewayInput {
   snapshot?: Map<string, unknown>;
   /** The network confinement the unit is rendered with (gateway-unit.ts EgressRenderContext). */
   egress?: { node: string; shim: string; socketsDir: string } | null;
+  /**
+   * The stat index (ADR 0027) and the desired unit rendered as the plan will render it (called at most once, only
+   * when the drop-in exists). A drop-in whose stat the index holds with the hash of exactly that rendering is not
+   * read: its parsed form, normalisation and digests are the render's (the same values: gateway-unit.test.ts). A
+   * drop-in read whose text is exactly the rendering is recorded; any other text (a hand edit) never is.
+   */
+  index?: StatIndex;
+  expected?: () => RenderedGateway | undefined;
 }
 
 export interface ReadGatewayResult {
@@ -102,6 +113,8 @@ export interface ReadGatewayResult {
   live: LiveGateway;
   /** Host path of the drop-in (for messages). */
   dropInFile: string;
+  /** The expected rendering, when the drop-in was found to be exactly its text (read or known from the index). */
+  matched?: RenderedGateway;
 }
 
 export async function readGateway(input: ReadGatewayInput): Promise<ReadGatewayResult> {
@@ -109,10 +122,13 @@ export async function readGateway(input: ReadGatewayInput): Promise<ReadGatewayR
   const unit = instanceUnit(profile);
   const templateFile = path.join(endpoint.unitDir, TEMPLATE_UNIT);
   const dropInFile = path.join(endpoint.unitDir, `${unit}.d`, DROP_IN_FILE);
-  const template = await readUnit(templateFile, input.snapshot);
-  const dropIn = await readUnit(dropInFile, input.snapshot);
+  const templateRead = await readUnitText(templateFile, input.snapshot);
+  const template = templateRead?.parsed;
+  const { dropIn, matched } = await readDropIn(dropInFile, input);
   const owner = dropIn ? (valuesOf(dropIn, 'Unit', OWNER_KEY).at(-1) ?? null) : null;
-  const normalized = dropIn ? normalizeUnit(...(template ? [template] : []), dropIn) : null;
+  // Files that are exactly the rendering normalise to the rendering's values (computed once, in the render).
+  const same = matched !== undefined && templateRead !== undefined && templateRead.text === matched.template.text;
+  const normalized = same ? matched.normalized : dropIn ? normalizeUnit(...(template ? [template] : []), dropIn) : null;
   const releaseId = normalized ? releaseIdOf(normalized, releasesDir, workload) : null;
 
   const live: LiveGateway = {
@@ -129,7 +145,11 @@ export async function readGateway(input: ReadGatewayInput): Promise<ReadGatewayR
     templateOwned: template !== undefined && valuesOf(template, 'Unit', OWNER_KEY).at(-1) === TEMPLATE_OWNER,
     normalized,
     releaseId,
-    runtimeDigest: dropIn ? runtimeDigestOf(...(template ? [template] : []), dropIn) : null,
+    runtimeDigest: same
+      ? matched.runtimeDigest
+      : dropIn
+        ? runtimeDigestOf(...(template ? [template] : []), dropIn)
+        : null,
     foreign: await foreignSources(endpoint, profile, input.snapshot),
     manager: null,
     running: null,
@@ -167,30 +187,90 @@ export async function readGateway(input: ReadGatewayInput): Promise<ReadGatewayR
   }
   return {
     exists: owner !== null,
-    ...(normalized && owner !== null ? { digest: gatewayDigest(normalized) } : {}),
+    ...(normalized && owner !== null ? { digest: same ? matched.digest : gatewayDigest(normalized) } : {}),
     live,
     dropInFile,
+    ...(matched ? { matched } : {}),
   };
+}
+
+/**
+ * agentvm's drop-in, parsed (undefined when it does not exist), and the expected rendering when the file is exactly
+ * its text. With an index: the stat first (before any read, so a change after it leaves a stat the index never held),
+ * then the index; a hit for the rendering's hash needs no read.
+ */
+async function readDropIn(
+  file: string,
+  input: ReadGatewayInput,
+): Promise<{ dropIn: ParsedUnit | undefined; matched?: RenderedGateway }> {
+  const { index, expected, snapshot } = input;
+  if (!index || !expected) return { dropIn: (await readUnitText(file, snapshot))?.parsed };
+  const st = await unitStat(file, snapshot);
+  const rendering = st ? expected() : undefined;
+  const hash = rendering ? sha256Hex(rendering.dropIn.text) : undefined;
+  if (st && rendering && index.lookup(st) === hash) return { dropIn: rendering.dropIn.parsed, matched: rendering };
+  const read = await readUnitText(file, snapshot);
+  if (!read) return { dropIn: undefined };
+  if (!rendering || read.text !== rendering.dropIn.text) return { dropIn: read.parsed };
+  if (st) index.record(st, hash!, rendering.address);
+  return { dropIn: read.parsed, matched: rendering };
+}
+
+/** A unit file's stat (following links, as a read does), once per plan with a snapshot; undefined when absent. */
+export function unitStat(file: string, snapshot?: Map<string, unknown>): Promise<BigIntStats | undefined> {
+  return perSnapshot(
+    snapshot,
+    `systemd.unit-stat:${file}`,
+    () =>
+      // Synchronous, like the other metadata calls of a plan's sweep (ADR 0027).
+      new Promise<BigIntStats | undefined>((resolve) => {
+        try {
+          const st = statSync(file, { bigint: true });
+          resolve(st.isFile() ? st : undefined);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT' || code === 'ENOTDIR') resolve(undefined);
+          else throw err;
+        }
+      }),
+  );
+}
+
+/** `make()` once per plan's snapshot under `key` (a promise, so concurrent readers share it); without one, every call. */
+export function perSnapshot<T>(
+  snapshot: Map<string, unknown> | undefined,
+  key: string,
+  make: () => Promise<T>,
+): Promise<T> {
+  if (snapshot === undefined) return make();
+  let value = snapshot.get(key) as Promise<T> | undefined;
+  if (value === undefined) {
+    value = make();
+    snapshot.set(key, value);
+  }
+  return value;
 }
 
 /**
  * A unit file, parsed; undefined when it does not exist. With a plan's snapshot each file is read and parsed once per
  * plan (the shared template once, not once per profile). Parsed units are never mutated by their readers.
  */
-export function readUnit(file: string, snapshot?: Map<string, unknown>): Promise<ParsedUnit | undefined> {
-  if (snapshot === undefined) return readUnitNow(file);
-  const key = `systemd.unit-file:${file}`;
-  let unit = snapshot.get(key) as Promise<ParsedUnit | undefined> | undefined;
-  if (unit === undefined) {
-    unit = readUnitNow(file);
-    snapshot.set(key, unit);
-  }
-  return unit;
+export async function readUnit(file: string, snapshot?: Map<string, unknown>): Promise<ParsedUnit | undefined> {
+  return (await readUnitText(file, snapshot))?.parsed;
 }
 
-async function readUnitNow(file: string): Promise<ParsedUnit | undefined> {
+/** readUnit with the file's text. */
+export function readUnitText(
+  file: string,
+  snapshot?: Map<string, unknown>,
+): Promise<{ text: string; parsed: ParsedUnit } | undefined> {
+  return perSnapshot(snapshot, `systemd.unit-file:${file}`, () => readUnitNow(file));
+}
+
+async function readUnitNow(file: string): Promise<{ text: string; parsed: ParsedUnit } | undefined> {
   try {
-    return parseUnitFile(await readFile(file, 'utf8'));
+    const text = await readFile(file, 'utf8');
+    return { text, parsed: parseUnitFile(text) };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -241,7 +321,9 @@ export async function foreignSources(
       const dDir = path.join(dir, dName);
       let entries: string[];
       try {
-        entries = (await readdir(dDir)).filter((e) => e.endsWith('.conf')).sort();
+        entries = readdirSync(dDir)
+          .filter((e) => e.endsWith('.conf'))
+          .sort();
       } catch {
         continue;
       }
@@ -288,7 +370,7 @@ function directoryEntries(dir: string, snapshot?: Map<string, unknown>): Promise
 async function listDirectory(dir: string): Promise<Set<string> | null> {
   let st;
   try {
-    st = await stat(dir, { bigint: true });
+    st = statSync(dir, { bigint: true });
   } catch {
     listings.delete(dir);
     return null;
@@ -308,12 +390,12 @@ async function listDirectory(dir: string): Promise<Set<string> | null> {
 
 async function unitKind(file: string): Promise<'unit' | 'mask' | undefined> {
   try {
-    const st = await lstat(file);
+    const st = lstatSync(file);
     if (st.isSymbolicLink()) {
-      const target = await readlink(file);
+      const target = readlinkSync(file);
       if (target === '/dev/null') return 'mask';
     }
-    return (await stat(file)).isFile() ? 'unit' : undefined;
+    return statSync(file).isFile() ? 'unit' : undefined;
   } catch {
     return undefined;
   }

@@ -13,7 +13,7 @@
 //   - No secret value is read into a response, a lockfile entry or a diagnostic: credentials are references;
 //     their contents are only compared in memory (live-unit.ts).
 
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { chown, mkdir, readFile, readdir, realpath, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { EndpointCache } from './own-unit.js';
@@ -43,6 +43,7 @@ import { SystemdCode } from './codes.js';
 import { assessGateway, releaseOf } from './gateway-plan.js';
 import {
   DROP_IN_FILE,
+  gatewayDiagnostics,
   instanceUnit,
   OWNER_KEY,
   parseGatewayConfig,
@@ -55,7 +56,8 @@ import {
   type RenderedGateway,
 } from './gateway-unit.js';
 import { describeHealth, probe, waitHealthy, type HealthResult } from './health.js';
-import { readGateway, readUnit, type LiveGateway } from './live-unit.js';
+import { perSnapshot, readGateway, readUnit, unitStat, type LiveGateway } from './live-unit.js';
+import { sharedStatIndex, type StatIndex } from '../release/stat-index.js';
 import { mcpPinChange } from './mcp-pins.js';
 import {
   entrypointProgram,
@@ -169,6 +171,11 @@ export class SystemdProvider implements Provider {
   private readonly batches = new Map<SystemdEndpoint, Record<'daemon-reload' | 'enable' | 'show', CallBatch<string>>>();
   /** The units of this plan or apply share their PATH lookups and program closures (one instance per run). */
   private readonly execMemo = new ExecMemo();
+  /**
+   * Desired units read() rendered, by the live attributes it returned (plan() derives its render context from those
+   * alone) and the canonical JSON of the parsed config they were rendered from: plan() renders each unit once.
+   */
+  private readonly renders = new WeakMap<object, { config: string; rendered: RenderedGateway }>();
 
   constructor(private readonly options: SystemdProviderOptions = {}) {}
 
@@ -184,7 +191,7 @@ export class SystemdProvider implements Provider {
     const config = parsed.config;
     const diagnostics = [
       ...parsed.diagnostics,
-      ...renderGateway(config, validationRenderContext(config.scope), resource.address).diagnostics,
+      ...gatewayDiagnostics(config, validationRenderContext(config.scope), resource.address),
     ];
     if (config.scope === 'user' && TIER_ORDER.indexOf(config.riskTier) >= TIER_ORDER.indexOf('moderate')) {
       diagnostics.push(
@@ -217,6 +224,20 @@ export class SystemdProvider implements Provider {
     let scope: UnitScope = known ?? 'system';
     let endpoint = this.endpointFor(host, scope);
     const snapshot = req.snapshot;
+    // What the host says about the desired unit besides its files; with a known scope, read before the files, so
+    // the unit can be rendered as plan() will render it and its drop-in checked against the stat index (ADR 0027).
+    const factsOf = async (ep: SystemdEndpoint) => ({
+      exec: await this.execFacts(
+        req.desired?.config,
+        address,
+        ep,
+        managerPath(ep, host.paths.releases),
+        egressContextOf(ep, host),
+      ),
+      data: await dataFacts(req.desired?.config, host.root, ep),
+    });
+    const early = known && req.desired ? await factsOf(endpoint) : undefined;
+    const expectation = early ? await this.expectation(req, endpoint, early) : undefined;
     let result = await readGateway({
       endpoint,
       profile: names.profile,
@@ -224,7 +245,9 @@ export class SystemdProvider implements Provider {
       releasesDir: managerPath(endpoint, host.paths.releases),
       egress: egressContextOf(endpoint, host),
       ...(snapshot ? { snapshot } : {}),
+      ...(expectation ? { index: expectation.index, expected: expectation.render } : {}),
     });
+    if (expectation) await expectation.index.save();
     if (!known && !result.exists) {
       const other = this.endpointFor(host, 'user');
       const there = await readGateway({
@@ -237,6 +260,7 @@ export class SystemdProvider implements Provider {
       });
       if (there.exists) [scope, endpoint, result] = ['user', other, there];
     }
+    const facts = early ?? (await factsOf(endpoint));
     const diagnostics: Diagnostic[] = [];
     const secrets = req.desired?.config.secrets;
     if (
@@ -266,20 +290,60 @@ export class SystemdProvider implements Provider {
       ...(result.digest ? { digest: result.digest } : {}),
       attributes: {
         ...result.live,
-        exec: await this.execFacts(
-          req.desired?.config,
-          address,
-          endpoint,
-          managerPath(endpoint, host.paths.releases),
-          egressContextOf(endpoint, host),
-        ),
+        exec: facts.exec,
         // Project data and memory (ADR 0024): what the host lacks for the grants, and where the memory is kept.
         dataPrefix: managerPath(endpoint, path.resolve(host.root)),
-        data: await dataFacts(req.desired?.config, host.root, endpoint),
-        memory: await existingDirs(memoryHostDirs(endpoint, names.workload, names.profile)),
+        data: facts.data,
+        memory: await existingDirs(memoryHostDirs(endpoint, names.workload, names.profile), snapshot),
       } as unknown as Record<string, unknown>,
     };
+    // plan() renders the desired unit in contextOf(these attributes), which is the context it was rendered in here.
+    const rendering = expectation?.rendered();
+    if (rendering && live.attributes)
+      this.renders.set(live.attributes, { config: rendering.config, rendered: rendering.rendered });
     return { live, diagnostics };
+  }
+
+  /**
+   * The stat index and a once-only render of the desired unit in the context plan() will derive from this read's
+   * attributes (renderContextOf with the same pieces); undefined without a usable desired config.
+   */
+  private async expectation(
+    req: ReadRequest,
+    endpoint: SystemdEndpoint,
+    facts: { exec: ExecFacts | null; data: DataFacts | null },
+  ): Promise<
+    | {
+        index: StatIndex;
+        render: () => RenderedGateway | undefined;
+        rendered: () => { config: string; rendered: RenderedGateway } | undefined;
+      }
+    | undefined
+  > {
+    const config = req.desired ? parseGatewayConfig(req.desired.config, req.address).config : undefined;
+    if (!config) return undefined;
+    const ctx = renderContextOf({
+      scope: endpoint.scope,
+      releasesDir: managerPath(endpoint, req.host.paths.releases),
+      runtimeDir: endpoint.runtimeDir,
+      egress: egressContextOf(endpoint, req.host),
+      exec: facts.exec,
+      dataPrefix: managerPath(endpoint, path.resolve(req.host.root)),
+      data: facts.data,
+    });
+    let done: { config: string; rendered: RenderedGateway } | null | undefined;
+    const render = (): RenderedGateway | undefined => {
+      if (done === undefined) {
+        const rendered = renderGateway(config, ctx, req.address).rendered;
+        done = rendered ? { config: canonicalJson(config), rendered } : null;
+      }
+      return done?.rendered;
+    };
+    return {
+      index: await sharedStatIndex(req.host.paths.cache, req.snapshot),
+      render,
+      rendered: () => done ?? undefined,
+    };
   }
 
   plan(req: PlanRequest): PlanResponse {
@@ -287,6 +351,7 @@ export class SystemdProvider implements Provider {
     const liveGateway = isLiveGateway(live.attributes) ? live.attributes : undefined;
     let rendered: RenderedGateway | undefined;
     let desiredConfig: GatewayConfig | undefined;
+    let desiredKey: string | undefined;
     const diagnostics: Diagnostic[] = [];
     if (desired) {
       const parsed = parseGatewayConfig(desired.config, address);
@@ -304,10 +369,16 @@ export class SystemdProvider implements Provider {
           diagnostics,
         };
       }
-      const r = renderGateway(parsed.config, contextOf(liveGateway), address);
+      desiredKey = canonicalJson(parsed.config);
+      const memo = this.renders.get(liveGateway);
+      const r =
+        memo && memo.config === desiredKey
+          ? { rendered: memo.rendered, diagnostics: [] }
+          : renderGateway(parsed.config, contextOf(liveGateway), address);
       if (!r.rendered) {
         // Errors that only the host's paths cause (validate rendered with the default layout and saw none).
-        if (renderGateway(parsed.config, validationRenderContext(parsed.config.scope), address).rendered)
+        const valid = gatewayDiagnostics(parsed.config, validationRenderContext(parsed.config.scope), address);
+        if (!valid.some((d) => d.severity === 'error'))
           diagnostics.push(...r.diagnostics.filter((d) => d.severity === 'error'));
         return { action: 'noop', effect: 'none', reasons: [], drift: [], diagnostics };
       }
@@ -321,7 +392,7 @@ export class SystemdProvider implements Provider {
       desiredConfig !== undefined &&
       liveGateway !== undefined &&
       desiredConfig.scope === liveGateway.context.scope &&
-      canonicalJson(locked?.attributes?.config ?? null) === canonicalJson(desiredConfig);
+      canonicalJson(locked?.attributes?.config ?? null) === (desiredKey ?? canonicalJson(desiredConfig));
     const lockedRendered = liveGateway
       ? sameAsDesired
         ? rendered
@@ -597,6 +668,7 @@ export class SystemdProvider implements Provider {
 
   async list(req: ListRequest): Promise<ListResponse> {
     const owned = new Map<string, { address: string; identity: string }>();
+    const index = await sharedStatIndex(req.host.paths.cache, req.snapshot);
     const dirs = new Set<string>();
     for (const scope of ['system', 'user'] as const) {
       try {
@@ -617,7 +689,7 @@ export class SystemdProvider implements Provider {
         const m = /^agent-gateway@([a-z][a-z0-9-]{0,62})\.service\.d$/.exec(e);
         return m ? [{ profile: m[1]!, file: path.join(dir, e, DROP_IN_FILE) }] : [];
       });
-      const owners = await mapBounded(candidates, LIST_CONCURRENCY, (c) => ownerOf(c.file, req.snapshot));
+      const owners = await mapBounded(candidates, LIST_CONCURRENCY, (c) => ownerOf(c.file, req.snapshot, index));
       candidates.forEach((c, i) => {
         const owner = owners[i];
         const names = owner ? parseUnitAddress(owner) : undefined;
@@ -1048,15 +1120,35 @@ function scopeOf(
 }
 
 function contextOf(live: LiveGateway): RenderContext {
-  const dataPrefix = (live as LiveGateway & { dataPrefix?: string }).dataPrefix;
-  return {
+  return renderContextOf({
     scope: live.context.scope,
     releasesDir: live.context.releasesDir,
     runtimeDir: live.context.runtimeDir,
-    exec: execOf(live),
     egress: live.context.egress ?? null,
-    ...(dataPrefix ? { dataPrefix } : {}),
-    dataMissing: unmounted(dataOf(live)),
+    exec: execOf(live),
+    dataPrefix: (live as LiveGateway & { dataPrefix?: string }).dataPrefix,
+    data: dataOf(live),
+  });
+}
+
+/** The render context of a unit from what read() found: contextOf a read's attributes, or read() itself (ADR 0027). */
+function renderContextOf(p: {
+  scope: UnitScope;
+  releasesDir: string;
+  runtimeDir: string | null;
+  egress: LiveGateway['context']['egress'] | EgressRenderContext;
+  exec: ExecFacts | null;
+  dataPrefix: string | undefined;
+  data: DataFacts | null;
+}): RenderContext {
+  return {
+    scope: p.scope,
+    releasesDir: p.releasesDir,
+    runtimeDir: p.runtimeDir,
+    exec: p.exec,
+    egress: p.egress ?? null,
+    ...(p.dataPrefix ? { dataPrefix: p.dataPrefix } : {}),
+    dataMissing: unmounted(p.data),
   };
 }
 
@@ -1111,9 +1203,18 @@ async function dataFacts(
   };
 }
 
-async function existingDirs(dirs: readonly string[]): Promise<string[]> {
+/**
+ * The directories of `dirs` (memory dirs, `<base>/agentvm-memory/<workload>/<profile>`) that exist. With a plan's
+ * snapshot, the `agentvm-memory` directory two levels up is looked at once per plan: where it is not a directory, none
+ * of the units' memory dirs under it can be (most hosts: no unit has memory yet), and they are not stat'ed one by one.
+ */
+async function existingDirs(dirs: readonly string[], snapshot?: Map<string, unknown>): Promise<string[]> {
   const out: string[] = [];
-  for (const d of dirs) if (await isDirectory(d)) out.push(d);
+  for (const d of dirs) {
+    const base = path.dirname(path.dirname(d));
+    if (snapshot && !(await perSnapshot(snapshot, `systemd.memory-base:${base}`, () => isDirectory(base)))) continue;
+    if (await isDirectory(d)) out.push(d);
+  }
   return out;
 }
 
@@ -1158,8 +1259,17 @@ function credentialsDirMissing(address: string): Diagnostic {
 }
 
 /** The X-AgentvmOwner of a unit file, or undefined (missing file, no mark). */
-async function ownerOf(file: string, snapshot?: Map<string, unknown>): Promise<string | undefined> {
+/**
+ * X-AgentvmOwner of a drop-in. A drop-in whose stat the index holds was, when recorded, exactly agentvm's rendering
+ * for the address in the entry's tag (live-unit.ts readDropIn records nothing else): that is its owner, unread.
+ */
+async function ownerOf(file: string, snapshot?: Map<string, unknown>, index?: StatIndex): Promise<string | undefined> {
   try {
+    if (index) {
+      const st = await unitStat(file, snapshot);
+      const tag = st ? index.lookupEntry(st)?.tag : undefined;
+      if (tag !== undefined) return tag;
+    }
     const unit = await readUnit(file, snapshot);
     return unit ? valuesOf(unit, 'Unit', OWNER_KEY).at(-1) : undefined;
   } catch {
@@ -1173,7 +1283,7 @@ const SHOWN = 'Id,UnitFileState,ActiveState';
 
 async function isDirectory(p: string): Promise<boolean> {
   try {
-    return (await stat(p)).isDirectory();
+    return statSync(p).isDirectory(); // synchronous: once per unit per plan (ADR 0027)
   } catch {
     return false;
   }

@@ -14,6 +14,9 @@ import {
   unitPath,
   UnitValueError,
   valuesOf,
+  withEnvironment,
+  writeUnitFile,
+  type UnitDocument,
 } from './unit-file.js';
 
 /** What systemd hands the process for one Exec word: unquoted/unescaped, then `$$` → `$`, `%%` → `%`. */
@@ -166,5 +169,57 @@ describe('normalizeUnit', () => {
       'Service.Environment',
       'Unit.Description',
     ]);
+  });
+});
+
+describe('writeUnitFile and withEnvironment (the renderer builds what parsing and normalising the text would give)', () => {
+  const docs: UnitDocument[] = [
+    { sections: [{ name: 'Service', entries: [{ key: 'ExecStart', value: '/bin/true' }] }] },
+    {
+      header: ['managed', '', 'do not edit'],
+      sections: [
+        { name: 'Unit', entries: [{ key: 'Description', value: 'a b' }] },
+        { name: 'Service', entries: [] },
+        {
+          name: 'Service',
+          entries: [
+            { key: 'Environment', value: environmentAssignment('A', 'x y') },
+            { key: 'ExecStart', value: '' },
+            { key: 'ExecStart', value: execLine(['python3', '-c', 'print("%s $HOME")']) },
+          ],
+        },
+      ],
+    },
+  ];
+
+  it('parses its own text back to exactly the entries and lines it built', () => {
+    for (const doc of docs) {
+      const { text, parsed } = writeUnitFile(doc);
+      expect(parsed).toEqual(parseUnitFile(text));
+    }
+  });
+
+  it('adds a last Environment= assignment exactly as normalising the files with it would', () => {
+    const cases = [
+      '[Service]\nEnvironment="B=1" "D=2"\n',
+      '[Service]\nEnvironment=A=0\nEnvironment=\nEnvironment="Z=9" "C=3"\n',
+      '[Service]\nEnvironment="C=old" E=5\n[Unit]\nDescription=x\n',
+    ];
+    for (const text of cases) {
+      const before = normalizeUnit(parseUnitFile(text));
+      const after = normalizeUnit(
+        parseUnitFile(`${text}[Service]\nEnvironment=${environmentAssignment('C', 'abc123')}\n`),
+      );
+      const added = withEnvironment(before, 'Service', 'C', 'abc123');
+      expect(added).toEqual(after);
+      // Same key order too: the digest is of the JSON text.
+      expect(unitDigest({ u: added! })).toBe(unitDigest({ u: after }));
+    }
+    expect(withEnvironment(normalizeUnit(parseUnitFile('[Service]\nRestart=no\n')), 'Service', 'C', 'x')).toBe(
+      undefined,
+    );
+    expect(withEnvironment(normalizeUnit(parseUnitFile('[Service]\nEnvironment=A=1\n')), 'Service', 'C', 'a b')).toBe(
+      undefined,
+    );
   });
 });

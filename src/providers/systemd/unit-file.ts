@@ -147,6 +147,30 @@ export function serializeUnitFile(doc: UnitDocument): string {
   return `${out.join('\n')}\n`;
 }
 
+/**
+ * serializeUnitFile's text together with what parseUnitFile would make of it, built from the document instead of
+ * re-parsed: a serialized value has no newline, no surrounding whitespace and no trailing backslash, and a key no
+ * `=` (all refused above), so each `Key=value` line parses back to exactly that entry on that line (unit-file.test.ts
+ * checks the two agree).
+ */
+export function writeUnitFile(doc: UnitDocument): { text: string; parsed: ParsedUnit } {
+  const text = serializeUnitFile(doc);
+  return { text, parsed: parsedFromDocument(doc) };
+}
+
+/**
+ * The ParsedUnit of a document as serializeUnitFile would write it, without the checks (normalising a document that
+ * is about to be serialized, which checks it). Line numbers are the serialized file's.
+ */
+export function parsedFromDocument(doc: UnitDocument): ParsedUnit {
+  let line = doc.header?.length ?? 0;
+  const sections: UnitSection[] = doc.sections.map((section) => {
+    line += line > 0 ? 2 : 1; // the blank line before a section (none before the first line), then `[Name]`
+    return { name: section.name, entries: section.entries.map(({ key, value }) => ({ key, value, line: ++line })) };
+  });
+  return { sections, problems: [] };
+}
+
 function assertNoControl(value: string, what: string): void {
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(value))
@@ -384,6 +408,30 @@ export function normalizeUnit(...files: readonly ParsedUnit[]): NormalizedUnit {
     out[sectionName] = section;
   }
   return out;
+}
+
+/**
+ * `normalized` with one more `Environment=NAME=value` assigned after everything else: what normalizeUnit gives for
+ * the same files plus that last assignment (the last assignment of a name wins; the list stays sorted by name, after
+ * a '' reset marker). `value` must be a plain word (no quoting or escapes): it is taken literally. Keys keep their
+ * order, so the digest of the result is the digest of the re-normalised files. Undefined when the section has no
+ * Environment= list to add to.
+ */
+export function withEnvironment(
+  normalized: NormalizedUnit,
+  section: string,
+  name: string,
+  value: string,
+): NormalizedUnit | undefined {
+  const keys = normalized[section];
+  const list = keys?.Environment;
+  if (!keys || !list || !/^[A-Za-z0-9_./:@+-]*$/.test(value)) return undefined;
+  const reset = list[0] === '';
+  const entries = (reset ? list.slice(1) : list).filter((e) => e.slice(0, e.indexOf('=')) !== name);
+  entries.push(`${name}=${value}`);
+  const nameOf = (e: string): string => e.slice(0, e.indexOf('='));
+  entries.sort((a, b) => (nameOf(a) < nameOf(b) ? -1 : nameOf(a) > nameOf(b) ? 1 : 0));
+  return { ...normalized, [section]: { ...keys, Environment: reset ? ['', ...entries] : entries } };
 }
 
 /** sha256 of a normalised unit set: the same settings give the same digest whatever the files look like. */
