@@ -14,7 +14,7 @@
 //     their contents are only compared in memory (live-unit.ts).
 
 import { existsSync, statSync } from 'node:fs';
-import { chown, mkdir, readFile, readdir, realpath, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { chown, mkdir, readFile, readdir, realpath, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { EndpointCache } from './own-unit.js';
 import { replaceFile } from '../../support/replace-file.js';
