@@ -140,35 +140,25 @@ export async function runPromote(opts: PromoteOptions): Promise<PromoteResult> {
     context: 3,
   });
   if (from === to) notes.push(`${opts.workload} already pins ${to}; nothing to promote.`);
-  if (!opts.approve || from === to)
-    return {
+  const result = (commit: string | null) =>
+    ({
       formatVersion: 1,
       workload: opts.workload,
       manifest: manifestRel,
       from,
       to,
       diff,
-      committed: false,
-      commit: null,
+      committed: commit !== null,
+      commit,
       notes,
-    };
+    }) as const;
+  if (!opts.approve || from === to) return result(null);
 
   const message = opts.message ?? `promote ${opts.workload} to ${to}\n\nfrom ${from}`;
   const change = [{ rel: manifestRel, after: Buffer.from(after) }];
   if (bundleTarget && bundleText !== undefined)
     change.push({ rel: relative(top, bundleTarget), after: Buffer.from(bundleText) });
-  const commit = await commitPinChange(top, change, message);
-  return {
-    formatVersion: 1,
-    workload: opts.workload,
-    manifest: manifestRel,
-    from,
-    to,
-    diff,
-    committed: true,
-    commit,
-    notes,
-  };
+  return result(await commitPinChange(top, change, message));
 }
 
 /** An exact commit as given, or a ref resolved in the (reachable) source repository — never a ref written into the manifest. */

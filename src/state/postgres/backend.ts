@@ -118,21 +118,19 @@ export class PostgresStateBackend implements StateBackend {
 
   /** Applies the missing migrations (`agentvm state migrate`). */
   async migrate(): Promise<MigrationResult> {
-    return this.#run('migrating the schema', async () => {
-      const client = await connect(this.pool);
-      try {
-        return await migrate(client);
-      } finally {
-        client.release();
-      }
-    });
+    return this.#withClient('migrating the schema', migrate);
   }
 
   async schemaVersion(): Promise<number> {
-    return this.#run('reading the schema version', async () => {
+    return this.#withClient('reading the schema version', schemaVersion);
+  }
+
+  /** One pooled client for `fn`, outside a transaction and before the schema check (migrate, the version read). */
+  async #withClient<T>(what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.#run(what, async () => {
       const client = await connect(this.pool);
       try {
-        return await schemaVersion(client);
+        return await fn(client);
       } finally {
         client.release();
       }
