@@ -32,7 +32,12 @@ const SERVER = join(ROOT, 'test/support/mcp-test-server.mjs');
 const TRANSPORT = process.argv.includes('--transport')
   ? process.argv[process.argv.indexOf('--transport') + 1]
   : 'stdio';
-if (TRANSPORT !== 'stdio' && TRANSPORT !== 'http') throw new Error('--transport is stdio or http');
+if (TRANSPORT !== 'stdio' && TRANSPORT !== 'http') {
+  console.error(
+    `--transport ${TRANSPORT}: use stdio or http. Usage: node bench/mcp-gateway.js [--calls 2000] [--rounds 3] [--transport stdio|http]`,
+  );
+  process.exit(1);
+}
 
 const { McpGateway } = await import(join(ROOT, 'dist/mcp/gateway.js'));
 const { McpAuditLog } = await import(join(ROOT, 'dist/mcp/audit.js'));
